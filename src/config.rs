@@ -1,0 +1,259 @@
+//! Configuration: defaults, then a TOML file, then `HEARTH_*` environment variables.
+//!
+//! Names are part of Hearth's public interface (scripts and test suites set them), so every key
+//! here is documented in `config.example.toml` with its default. Validation happens once, at
+//! start-up, and every error names the offending key.
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Top-level keys that `HEARTH_*` variables may set. Anything else with the prefix (for
+/// example a test harness's own variables) is not configuration and is ignored.
+const ENV_KEYS: &[&str] =
+    &["server_name", "public_baseurl", "data_dir", "database", "registration", "rate_limits", "limits"];
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server_name: String,
+    pub listen: Vec<String>,
+    pub public_baseurl: Option<String>,
+    pub data_dir: PathBuf,
+    pub log: String,
+    pub database: DatabaseConfig,
+    pub registration: RegistrationConfig,
+    pub rate_limits: RateLimitConfig,
+    pub limits: LimitsConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseConfig {
+    /// External PostgreSQL; when unset Hearth runs its own cluster under `data_dir`.
+    pub url: Option<String>,
+    pub max_connections: u32,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    pub enabled: bool,
+    pub token_required: bool,
+    pub shared_secret: Option<String>,
+    pub allow_guests: bool,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Login attempts per client address: sustained rate and burst.
+    pub login_per_second: f64,
+    pub login_burst: u32,
+    /// Registration attempts (including username checks) per client address.
+    pub registration_per_second: f64,
+    pub registration_burst: u32,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest request body accepted on the JSON APIs, in bytes.
+    pub max_request_size: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            server_name: "localhost".to_owned(),
+            listen: vec!["127.0.0.1:8008".to_owned()],
+            public_baseurl: None,
+            data_dir: PathBuf::from("./hearth-data"),
+            log: "info".to_owned(),
+            database: DatabaseConfig::default(),
+            registration: RegistrationConfig::default(),
+            rate_limits: RateLimitConfig::default(),
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { url: None, max_connections: 20 }
+    }
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        RateLimitConfig {
+            enabled: true,
+            login_per_second: 0.5,
+            login_burst: 10,
+            registration_per_second: 0.17,
+            registration_burst: 5,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        LimitsConfig { max_request_size: 4 * 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Config {
+    /// Loads defaults, the optional TOML file and the environment, then validates.
+    pub fn load(file: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file_exact(file));
+        }
+        figment = figment.merge(
+            Env::prefixed("HEARTH_")
+                .split("__")
+                .filter(|key| ENV_KEYS.iter().any(|known| key.as_str().split('.').next() == Some(known))),
+        );
+        // Lists do not fit the `KEY=value` shape, so the two list-or-alias variables are
+        // read by hand: `HEARTH_LISTEN` is comma-separated, `HEARTH_LOG` beats `RUST_LOG`.
+        if let Ok(listen) = std::env::var("HEARTH_LISTEN") {
+            let listen: Vec<String> =
+                listen.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
+            figment = figment.merge(Serialized::default("listen", listen));
+        }
+        if let Some(log) = std::env::var("HEARTH_LOG").ok().or_else(|| std::env::var("RUST_LOG").ok()) {
+            figment = figment.merge(Serialized::default("log", log));
+        }
+        let config: Config = figment.extract().map_err(|error| {
+            let errors: Vec<String> = error.into_iter().map(describe_figment_error).collect();
+            ConfigError(errors.join("; "))
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: String| Err(ConfigError(format!("`{key}`: {why}")));
+        if let Err(error) = ruma::ServerName::parse(&self.server_name) {
+            return fail("server_name", format!("{:?} is not a valid server name ({error})", self.server_name));
+        }
+        if self.listen.is_empty() {
+            return fail("listen", "at least one `host:port` listener is required".to_owned());
+        }
+        for address in &self.listen {
+            if parse_host_port(address).is_none() {
+                return fail("listen", format!("{address:?} is not `host:port`"));
+            }
+        }
+        if let Some(url) = &self.public_baseurl
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return fail("public_baseurl", format!("{url:?} must start with http:// or https://"));
+        }
+        if self.data_dir.as_os_str().is_empty() {
+            return fail("data_dir", "must not be empty".to_owned());
+        }
+        if let Some(url) = &self.database.url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return fail("database.url", "must be a postgres:// or postgresql:// URL".to_owned());
+        }
+        if self.database.max_connections == 0 {
+            return fail("database.max_connections", "must be at least 1".to_owned());
+        }
+        if let Some(secret) = &self.registration.shared_secret
+            && secret.is_empty()
+        {
+            return fail("registration.shared_secret", "must not be empty when set".to_owned());
+        }
+        if self.registration.token_required && !self.registration.enabled {
+            return fail(
+                "registration.token_required",
+                "requires `registration.enabled = true` (tokens open registration to their holders)".to_owned(),
+            );
+        }
+        for (key, rate) in [
+            ("rate_limits.login_per_second", self.rate_limits.login_per_second),
+            ("rate_limits.registration_per_second", self.rate_limits.registration_per_second),
+        ] {
+            if !(rate.is_finite() && rate > 0.0) {
+                return fail(key, "must be a positive number".to_owned());
+            }
+        }
+        if self.rate_limits.login_burst == 0 || self.rate_limits.registration_burst == 0 {
+            return fail("rate_limits", "burst sizes must be at least 1".to_owned());
+        }
+        if self.limits.max_request_size < 1024 {
+            return fail("limits.max_request_size", "must be at least 1024 bytes".to_owned());
+        }
+        if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log) {
+            return fail("log", format!("{:?} is not a valid log filter ({error})", self.log));
+        }
+        Ok(())
+    }
+
+    /// The base URL clients should use: configured, or derived from the server name and the
+    /// first listener's port so that the embedded default (`http://localhost:8008/`) works.
+    pub fn public_baseurl(&self) -> String {
+        match &self.public_baseurl {
+            Some(url) if url.ends_with('/') => url.clone(),
+            Some(url) => format!("{url}/"),
+            None => {
+                let port = self.listen.first().and_then(|l| parse_host_port(l)).map_or(8008, |(_, p)| p);
+                format!("http://{}:{port}/", self.server_name)
+            }
+        }
+    }
+
+    /// The effective configuration as TOML, with secrets replaced by a mask.
+    pub fn to_masked_toml(&self) -> String {
+        let mut masked = self.clone();
+        if masked.registration.shared_secret.is_some() {
+            masked.registration.shared_secret = Some("********".to_owned());
+        }
+        masked.database.url = masked.database.url.as_deref().map(mask_url_password);
+        toml::to_string_pretty(&masked).unwrap_or_else(|error| format!("# cannot render: {error}"))
+    }
+}
+
+/// Splits `host:port` (IPv6 hosts in brackets).
+pub fn parse_host_port(address: &str) -> Option<(String, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+    if host.is_empty() {
+        return None;
+    }
+    Some((host.to_owned(), port))
+}
+
+fn mask_url_password(url: &str) -> String {
+    // postgres://user:password@host/db → postgres://user:********@host/db
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((credentials, host)) = rest.split_once('@') else { return url.to_owned() };
+    match credentials.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:********@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+fn describe_figment_error(error: figment::Error) -> String {
+    let key = error.path.join(".");
+    let source = error.metadata.as_ref().map(|m| m.name.to_string());
+    let mut text = if key.is_empty() { error.kind.to_string() } else { format!("`{key}`: {}", error.kind) };
+    if let Some(source) = source {
+        text.push_str(&format!(" (from {source})"));
+    }
+    text
+}

@@ -1,0 +1,40 @@
+//! Global (`room_id = ''`) and per-room account data.
+
+use serde_json::Value;
+use sqlx::PgExecutor;
+
+/// Stores the content and returns the stream position the change took.
+pub async fn put(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    room_id: &str,
+    data_type: &str,
+    content: &Value,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "INSERT INTO account_data (user_id, room_id, data_type, content) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (user_id, room_id, data_type)
+           DO UPDATE SET content = EXCLUDED.content, stream_position = nextval('stream_positions')
+         RETURNING stream_position",
+    )
+    .bind(user_id)
+    .bind(room_id)
+    .bind(data_type)
+    .bind(content)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn get(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    room_id: &str,
+    data_type: &str,
+) -> sqlx::Result<Option<Value>> {
+    sqlx::query_scalar("SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3")
+        .bind(user_id)
+        .bind(room_id)
+        .bind(data_type)
+        .fetch_optional(db)
+        .await
+}

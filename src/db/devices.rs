@@ -1,0 +1,170 @@
+//! Devices and their access tokens.
+
+use sqlx::{FromRow, PgExecutor};
+
+#[derive(Clone, Debug, FromRow)]
+pub struct Device {
+    pub device_id: String,
+    pub display_name: Option<String>,
+    pub last_seen_ts: Option<i64>,
+    pub last_seen_ip: Option<String>,
+}
+
+/// Who an access token belongs to, with what the auth layer needs to decide in one query.
+#[derive(Clone, Debug, FromRow)]
+pub struct TokenOwner {
+    pub user_id: String,
+    pub device_id: String,
+    pub is_admin: bool,
+    pub is_guest: bool,
+    pub deactivated: bool,
+    pub last_seen_ts: Option<i64>,
+    pub last_seen_ip: Option<String>,
+}
+
+pub struct SeenFrom<'a> {
+    pub ip: Option<&'a str>,
+    pub user_agent: Option<&'a str>,
+    pub now_ms: i64,
+}
+
+/// Creates the device, or (login with a known device id) keeps it and records the sighting.
+pub async fn upsert(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+    display_name: Option<&str>,
+    seen: &SeenFrom<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO devices (user_id, device_id, display_name, created_ts, last_seen_ts, last_seen_ip, last_seen_user_agent)
+         VALUES ($1, $2, $3, $4, $4, $5, $6)
+         ON CONFLICT (user_id, device_id) DO UPDATE
+           SET last_seen_ts = EXCLUDED.last_seen_ts,
+               last_seen_ip = EXCLUDED.last_seen_ip,
+               last_seen_user_agent = EXCLUDED.last_seen_user_agent,
+               display_name = COALESCE(EXCLUDED.display_name, devices.display_name)",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(display_name)
+    .bind(seen.now_ms)
+    .bind(seen.ip)
+    .bind(seen.user_agent)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_token(
+    db: impl PgExecutor<'_>,
+    token_hash: &[u8],
+    user_id: &str,
+    device_id: &str,
+    now_ms: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts) VALUES ($1, $2, $3, $4)")
+        .bind(token_hash)
+        .bind(user_id)
+        .bind(device_id)
+        .bind(now_ms)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn delete_tokens_of_device(db: impl PgExecutor<'_>, user_id: &str, device_id: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
+        .bind(user_id)
+        .bind(device_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn token_owner(db: impl PgExecutor<'_>, token_hash: &[u8]) -> sqlx::Result<Option<TokenOwner>> {
+    sqlx::query_as(
+        "SELECT t.user_id, t.device_id, u.is_admin, u.is_guest, u.deactivated, d.last_seen_ts, d.last_seen_ip
+         FROM access_tokens t
+         JOIN users u ON u.user_id = t.user_id
+         JOIN devices d ON d.user_id = t.user_id AND d.device_id = t.device_id
+         WHERE t.token_hash = $1",
+    )
+    .bind(token_hash)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn record_sighting(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+    seen: &SeenFrom<'_>,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE devices SET last_seen_ts = $3, last_seen_ip = $4, last_seen_user_agent = COALESCE($5, last_seen_user_agent)
+         WHERE user_id = $1 AND device_id = $2",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(seen.now_ms)
+    .bind(seen.ip)
+    .bind(seen.user_agent)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn list(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<Device>> {
+    sqlx::query_as(
+        "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = $1 ORDER BY device_id",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn get(db: impl PgExecutor<'_>, user_id: &str, device_id: &str) -> sqlx::Result<Option<Device>> {
+    sqlx::query_as(
+        "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = $1 AND device_id = $2",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn set_display_name(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+    name: Option<&str>,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query("UPDATE devices SET display_name = $3 WHERE user_id = $1 AND device_id = $2")
+        .bind(user_id)
+        .bind(device_id)
+        .bind(name)
+        .execute(db)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Deletes the devices (their tokens go with them); returns how many existed.
+pub async fn delete(db: impl PgExecutor<'_>, user_id: &str, device_ids: &[String]) -> sqlx::Result<u64> {
+    let deleted = sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2)")
+        .bind(user_id)
+        .bind(device_ids)
+        .execute(db)
+        .await?;
+    Ok(deleted.rows_affected())
+}
+
+/// Deletes every device of the user except `keep` (if any).
+pub async fn delete_all_except(db: impl PgExecutor<'_>, user_id: &str, keep: Option<&str>) -> sqlx::Result<u64> {
+    let deleted = sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id IS DISTINCT FROM $2")
+        .bind(user_id)
+        .bind(keep)
+        .execute(db)
+        .await?;
+    Ok(deleted.rows_affected())
+}

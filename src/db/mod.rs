@@ -1,0 +1,59 @@
+//! Storage: all SQL lives below this module, and only SQL.
+//!
+//! Functions take any executor (`&PgPool` or `&mut *transaction`) so that the domain can
+//! compose several writes into one transaction: a request commits whole or not at all.
+
+pub mod account_data;
+pub mod devices;
+pub mod embedded;
+pub mod filters;
+pub mod registration;
+pub mod uia;
+pub mod users;
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
+use std::time::Duration;
+
+pub type Transaction = sqlx::Transaction<'static, Postgres>;
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// Opens a pool and brings the schema up to date (each migration in its own transaction;
+/// sqlx serialises concurrent migrators with an advisory lock).
+pub async fn open_pool(options: PgConnectOptions, max_connections: u32) -> anyhow::Result<PgPool> {
+    let options = options.log_statements(tracing::log::LevelFilter::Trace);
+    let pool = PgPoolOptions::new()
+        .max_connections(max_connections)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_with(options)
+        .await
+        .context("connecting to PostgreSQL")?;
+    MIGRATOR.run(&pool).await.context("running database migrations")?;
+    Ok(pool)
+}
+
+/// Creates `database` on the server behind `admin` (a connection to any other database)
+/// unless it exists.
+pub async fn ensure_database(admin: PgConnectOptions, database: &str) -> anyhow::Result<()> {
+    let mut connection = PgConnection::connect_with(&admin).await.context("connecting to PostgreSQL")?;
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+        .bind(database)
+        .fetch_one(&mut connection)
+        .await?;
+    if !exists {
+        let quoted = database.replace('"', "\"\"");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{quoted}\"")))
+            .execute(&mut connection)
+            .await
+            .with_context(|| format!("creating database {database}"))?;
+    }
+    connection.close().await?;
+    Ok(())
+}
+
+/// Cheap liveness probe for `/health`.
+pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+}

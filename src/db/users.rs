@@ -1,0 +1,114 @@
+//! The `users` table: accounts, their flags and their profiles.
+
+use serde_json::{Map, Value};
+use sqlx::{FromRow, PgExecutor};
+
+#[derive(Clone, Debug, FromRow)]
+pub struct Account {
+    pub user_id: String,
+    pub password_hash: Option<String>,
+    pub is_admin: bool,
+    pub is_guest: bool,
+    pub deactivated: bool,
+}
+
+pub struct NewAccount<'a> {
+    pub user_id: &'a str,
+    pub password_hash: Option<&'a str>,
+    pub is_admin: bool,
+    pub is_guest: bool,
+    pub profile: Map<String, Value>,
+    pub now_ms: i64,
+}
+
+/// Inserts the account; `false` when the user id is taken (the unique key decides, so two
+/// concurrent registrations of one name cannot both succeed).
+pub async fn insert(db: impl PgExecutor<'_>, account: NewAccount<'_>) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO users (user_id, password_hash, is_admin, is_guest, created_ts, profile)
+         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (user_id) DO NOTHING",
+    )
+    .bind(account.user_id)
+    .bind(account.password_hash)
+    .bind(account.is_admin)
+    .bind(account.is_guest)
+    .bind(account.now_ms)
+    .bind(Value::Object(account.profile))
+    .execute(db)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+pub async fn exists(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1)").bind(user_id).fetch_one(db).await
+}
+
+pub async fn get(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<Account>> {
+    sqlx::query_as("SELECT user_id, password_hash, is_admin, is_guest, deactivated FROM users WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_optional(db)
+        .await
+}
+
+pub async fn set_password_hash(db: impl PgExecutor<'_>, user_id: &str, hash: Option<&str>) -> sqlx::Result<bool> {
+    let updated = sqlx::query("UPDATE users SET password_hash = $2 WHERE user_id = $1")
+        .bind(user_id)
+        .bind(hash)
+        .execute(db)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+pub async fn set_admin(db: impl PgExecutor<'_>, user_id: &str, is_admin: bool) -> sqlx::Result<bool> {
+    let updated = sqlx::query("UPDATE users SET is_admin = $2 WHERE user_id = $1")
+        .bind(user_id)
+        .bind(is_admin)
+        .execute(db)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Marks the account deactivated, forgets its password and empties its profile.
+pub async fn deactivate(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE users SET deactivated = TRUE, password_hash = NULL, profile = '{}'::jsonb WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// The profile of an existing, active account.
+pub async fn profile(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<Map<String, Value>>> {
+    let profile: Option<Value> = sqlx::query_scalar("SELECT profile FROM users WHERE user_id = $1 AND NOT deactivated")
+        .bind(user_id)
+        .fetch_optional(db)
+        .await?;
+    Ok(profile.map(|value| match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }))
+}
+
+/// Locks the row for a read-modify-write of the profile inside a transaction.
+pub async fn profile_for_update(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<Map<String, Value>>> {
+    let profile: Option<Value> =
+        sqlx::query_scalar("SELECT profile FROM users WHERE user_id = $1 AND NOT deactivated FOR UPDATE")
+            .bind(user_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(profile.map(|value| match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }))
+}
+
+pub async fn set_profile(db: impl PgExecutor<'_>, user_id: &str, profile: Map<String, Value>) -> sqlx::Result<()> {
+    sqlx::query("UPDATE users SET profile = $2 WHERE user_id = $1")
+        .bind(user_id)
+        .bind(Value::Object(profile))
+        .execute(db)
+        .await?;
+    Ok(())
+}

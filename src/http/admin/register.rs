@@ -1,0 +1,60 @@
+//! `GET/POST /_synapse/admin/v1/register`.
+
+use crate::error::{Error, Result};
+use crate::server::AppState;
+use crate::users::ClientInfo;
+use crate::users::shared_secret::{self, SharedSecretRegistration};
+use axum::extract::{ConnectInfo, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use serde_json::{Value, json};
+use std::net::SocketAddr;
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router.route("/_synapse/admin/v1/register", get(nonce).post(register))
+}
+
+async fn nonce(State(state): State<AppState>) -> Result<Json<Value>> {
+    if state.config.registration.shared_secret.is_none() {
+        return Err(Error::new(
+            http::StatusCode::BAD_REQUEST,
+            ruma::api::error::ErrorKind::Unknown,
+            "Shared secret registration is not enabled",
+        ));
+    }
+    let nonce = shared_secret::new_nonce(&state.pool).await?;
+    Ok(Json(json!({ "nonce": nonce })))
+}
+
+async fn register(
+    State(state): State<AppState>,
+    ConnectInfo(address): ConnectInfo<SocketAddr>,
+    body: Bytes,
+) -> Result<Json<Value>> {
+    let limit = state.config.limits.max_request_size;
+    if body.len() > limit {
+        return Err(Error::too_large(format!("The request body exceeds {limit} bytes")));
+    }
+    let json: Value = serde_json::from_slice(&body)
+        .map_err(|error| Error::not_json(format!("The body is not valid JSON: {error}")))?;
+    let request = SharedSecretRegistration::from_json(&json)?;
+    let client = ClientInfo { ip: Some(address.ip().to_string()), user_agent: None };
+    let registered = shared_secret::register(
+        &state.pool,
+        &state.server_name,
+        state.config.registration.shared_secret.as_deref(),
+        request,
+        &client,
+    )
+    .await?;
+    let mut response = json!({
+        "user_id": registered.user_id,
+        "home_server": state.server_name,
+    });
+    if let Some(session) = registered.session {
+        response["access_token"] = json!(session.access_token);
+        response["device_id"] = json!(session.device_id);
+    }
+    Ok(Json(response))
+}

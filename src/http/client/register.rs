@@ -1,0 +1,73 @@
+//! Registration: `/register`, `/register/available`, registration-token validity.
+
+use crate::error::{Error, Result};
+use crate::http::ratelimit::Action;
+use crate::http::ruma::{Ruma, RumaResponse, RumaRouter};
+use crate::server::AppState;
+use crate::users::accounts::{self, Registration};
+use axum::Router;
+use axum::extract::State;
+use ruma::api::client::account::register::RegistrationKind;
+use ruma::api::client::account::{check_registration_token_validity, get_username_availability, register};
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .ruma::<register::v3::Request, _, _>(register)
+        .ruma::<get_username_availability::v3::Request, _, _>(username_available)
+        .ruma::<check_registration_token_validity::v1::Request, _, _>(token_validity)
+}
+
+async fn register(
+    State(state): State<AppState>,
+    request: Ruma<register::v3::Request>,
+) -> Result<RumaResponse<register::v3::Response>> {
+    state.rate_limits.check(Action::Register, &request.client)?;
+    let body = &request.body;
+    if body.login_type.is_some() {
+        return Err(Error::forbidden("Application service registration is not supported yet"));
+    }
+    let registered = accounts::register(
+        &state.pool,
+        &state.server_name,
+        &state.config.registration,
+        Registration {
+            username: body.username.as_deref(),
+            password: body.password.as_deref(),
+            device_id: body.device_id.as_deref().map(|id| id.as_str()),
+            initial_device_display_name: body.initial_device_display_name.as_deref(),
+            inhibit_login: body.inhibit_login,
+            guest: body.kind == RegistrationKind::Guest,
+            auth: body.auth.as_ref(),
+        },
+        &request.client,
+    )
+    .await?;
+    let mut response = register::v3::Response::new(registered.user_id);
+    if let Some(session) = registered.session {
+        response.access_token = Some(session.access_token);
+        response.device_id = Some(session.device_id);
+    }
+    Ok(response.into())
+}
+
+async fn username_available(
+    State(state): State<AppState>,
+    request: Ruma<get_username_availability::v3::Request>,
+) -> Result<RumaResponse<get_username_availability::v3::Response>> {
+    state.rate_limits.check(Action::Register, &request.client)?;
+    accounts::check_username_available(&state.pool, &state.server_name, &request.body.username).await?;
+    Ok(get_username_availability::v3::Response::new(true).into())
+}
+
+async fn token_validity(
+    State(state): State<AppState>,
+    request: Ruma<check_registration_token_validity::v1::Request>,
+) -> Result<RumaResponse<check_registration_token_validity::v1::Response>> {
+    state.rate_limits.check(Action::Register, &request.client)?;
+    let registration = &state.config.registration;
+    if !(registration.enabled && registration.token_required) {
+        return Err(Error::forbidden("This server does not use registration tokens"));
+    }
+    let valid = crate::users::accounts::registration_token_is_valid(&state.pool, &request.body.token).await?;
+    Ok(check_registration_token_validity::v1::Response::new(valid).into())
+}

@@ -1,0 +1,63 @@
+//! The HTTP edge: routing, middleware (request ids, tracing, CORS) and thin handlers.
+
+pub mod admin;
+pub mod client;
+pub mod cors;
+pub mod fallback;
+pub mod health;
+pub mod ratelimit;
+pub mod ruma;
+pub mod well_known;
+
+use crate::server::AppState;
+use axum::Router;
+use axum::extract::{MatchedPath, Request};
+use http::HeaderName;
+use tower::ServiceBuilder;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    let router = Router::new();
+    let router = client::routes(router);
+    let router = admin::routes(router);
+    let router = well_known::routes(router);
+    let router = health::routes(router);
+    router
+        .fallback(fallback::not_found)
+        .method_not_allowed_fallback(fallback::method_not_allowed)
+        .layer(axum::middleware::from_fn(cors::cors))
+        // Body size is enforced where bodies are read (the ruma extractor), with a Matrix
+        // error; axum's own default limit would answer in plain text.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(|request: &Request| {
+                            let route = request
+                                .extensions()
+                                .get::<MatchedPath>()
+                                .map_or_else(|| request.uri().path().to_owned(), |path| path.as_str().to_owned());
+                            let request_id =
+                                request.headers().get(REQUEST_ID).and_then(|value| value.to_str().ok()).unwrap_or("-");
+                            tracing::info_span!(
+                                "request",
+                                method = %request.method(),
+                                route = %route,
+                                request_id = %request_id,
+                                user = tracing::field::Empty,
+                            )
+                        })
+                        .on_request(())
+                        .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                )
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID)),
+        )
+        .with_state(state)
+}

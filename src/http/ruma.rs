@@ -1,0 +1,299 @@
+//! The glue between axum and ruma: request extractors that authenticate according to each
+//! endpoint's metadata and parse the ruma request type, a responder for ruma responses, and
+//! route registration from each endpoint's path history (so `r0`, `v3` and unstable paths
+//! all work without listing them by hand).
+
+use crate::error::{Error, Result};
+use crate::server::AppState;
+use crate::users::{ClientInfo, Session, sessions};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};
+use axum::handler::Handler;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+use axum::{Extension, Router};
+use bytes::BytesMut;
+use http::StatusCode;
+use http::request::Parts;
+use ruma::api::auth_scheme::{
+    AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken, NoAuthentication,
+    extract_bearer_or_query_token,
+};
+use ruma::api::error::{DeserializationError, FromHttpRequestError};
+use ruma::api::path_builder::{SinglePath, VersionHistory};
+use ruma::api::{IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse, OutgoingResponseExt};
+use std::net::SocketAddr;
+
+/// How an endpoint uses access tokens, derived from its ruma authentication scheme.
+pub enum TokenUse {
+    Required,
+    Optional,
+    Ignored,
+}
+
+pub trait AuthRequirement {
+    const TOKEN: TokenUse;
+}
+impl AuthRequirement for AccessToken {
+    const TOKEN: TokenUse = TokenUse::Required;
+}
+impl AuthRequirement for AccessTokenOptional {
+    const TOKEN: TokenUse = TokenUse::Optional;
+}
+impl AuthRequirement for AppserviceToken {
+    const TOKEN: TokenUse = TokenUse::Required;
+}
+impl AuthRequirement for AppserviceTokenOptional {
+    const TOKEN: TokenUse = TokenUse::Optional;
+}
+impl AuthRequirement for NoAuthentication {
+    const TOKEN: TokenUse = TokenUse::Ignored;
+}
+impl AuthRequirement for NoAccessToken {
+    const TOKEN: TokenUse = TokenUse::Ignored;
+}
+
+/// A parsed request for an endpoint that does not require an access token (one may still
+/// be given, and is then validated).
+pub struct Ruma<T> {
+    pub body: T,
+    pub session: Option<Session>,
+    pub client: ClientInfo,
+}
+
+/// A parsed request for an endpoint that requires an access token.
+pub struct Authed<T> {
+    pub body: T,
+    pub session: Session,
+    pub client: ClientInfo,
+}
+
+/// Marks routes guests may use; every other authenticated route refuses guest tokens.
+#[derive(Clone, Copy)]
+pub struct GuestsAllowed;
+
+impl<T> FromRequest<AppState> for Ruma<T>
+where
+    T: IncomingRequest + Send,
+    T::Authentication: AuthRequirement,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self> {
+        let (body, session, client) = parse::<T>(request, state).await?;
+        Ok(Ruma { body, session, client })
+    }
+}
+
+impl<T> FromRequest<AppState> for Authed<T>
+where
+    T: IncomingRequest + Send,
+    T::Authentication: AuthRequirement,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self> {
+        let (body, session, client) = parse::<T>(request, state).await?;
+        let session = session.ok_or_else(Error::missing_token)?;
+        Ok(Authed { body, session, client })
+    }
+}
+
+async fn parse<T>(request: Request, state: &AppState) -> Result<(T, Option<Session>, ClientInfo)>
+where
+    T: IncomingRequest,
+    T::Authentication: AuthRequirement,
+{
+    let (mut parts, body) = request.into_parts();
+    let client = client_info(&parts);
+
+    let session = match <T::Authentication as AuthRequirement>::TOKEN {
+        TokenUse::Ignored => None,
+        TokenUse::Required => Some(authenticate(&parts, state, &client, true).await?.ok_or_else(Error::missing_token)?),
+        TokenUse::Optional => authenticate(&parts, state, &client, false).await?,
+    };
+    if let Some(session) = &session {
+        tracing::Span::current().record("user", session.user_id.as_str());
+        if session.is_guest && parts.extensions.get::<GuestsAllowed>().is_none() {
+            return Err(Error::guest_access_forbidden("Guest accounts cannot use this endpoint"));
+        }
+    }
+
+    let path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, state).await {
+        Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
+        Err(_) => return Err(Error::invalid_param("A path parameter is not valid UTF-8")),
+    };
+    let limit = state.config.limits.max_request_size;
+    let bytes = read_body(&parts, body, limit).await?;
+    let request = http::Request::from_parts(parts, bytes.as_ref());
+    let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
+    let body = T::try_from_http_request(request, &path_args).map_err(request_error)?;
+    Ok((body, session, client))
+}
+
+async fn read_body(parts: &Parts, body: Body, limit: usize) -> Result<bytes::Bytes> {
+    let too_large = || Error::too_large(format!("The request body exceeds {limit} bytes"));
+    let declared = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit).await.map_err(|error| {
+        let is_limit =
+            std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+        if is_limit { too_large() } else { Error::bad_json(format!("Could not read the request body: {error}")) }
+    })
+}
+
+async fn authenticate(parts: &Parts, state: &AppState, client: &ClientInfo, required: bool) -> Result<Option<Session>> {
+    let probe = http::Request::builder().uri(parts.uri.clone()).body(()).map_err(|e| Error::internal(e.to_string()))?;
+    let mut probe = probe;
+    *probe.headers_mut() = parts.headers.clone();
+    let token = match extract_bearer_or_query_token(&probe) {
+        Ok(token) => token,
+        Err(_) => return Err(Error::unknown_token("The Authorization header must use the Bearer scheme")),
+    };
+    match token {
+        Some(token) => Ok(Some(sessions::authenticate(&state.pool, &token, client).await?)),
+        None if required => Err(Error::missing_token()),
+        None => Ok(None),
+    }
+}
+
+fn client_info(parts: &Parts) -> ClientInfo {
+    let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(address)| address.ip().to_string());
+    let user_agent = parts
+        .headers
+        .get(http::header::USER_AGENT)
+        .and_then(|value| value.to_str().ok())
+        .map(|agent| agent.chars().take(512).collect());
+    ClientInfo { ip, user_agent }
+}
+
+/// Maps ruma's parse failures onto the spec's error codes: unparseable JSON is `M_NOT_JSON`,
+/// JSON of the wrong shape is `M_BAD_JSON`, bad query strings, headers and identifiers are
+/// `M_INVALID_PARAM`.
+fn request_error(error: FromHttpRequestError) -> Error {
+    match error {
+        FromHttpRequestError::MethodMismatch { .. } => {
+            Error::unrecognized(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed for this endpoint")
+        }
+        FromHttpRequestError::Deserialization(error) => match error {
+            DeserializationError::Json(error) if error.is_syntax() || error.is_eof() => {
+                Error::not_json(format!("The body is not valid JSON: {error}"))
+            }
+            DeserializationError::Json(error) => {
+                Error::bad_json(format!("The JSON body does not fit this endpoint: {error}"))
+            }
+            DeserializationError::Utf8(error) => Error::not_json(format!("The body is not UTF-8: {error}")),
+            DeserializationError::Query(error) => Error::invalid_param(format!("Invalid query parameters: {error}")),
+            DeserializationError::Ident(error) => Error::invalid_param(format!("Invalid identifier: {error}")),
+            DeserializationError::Header(error) => Error::invalid_param(format!("Invalid header: {error}")),
+            other => Error::bad_json(format!("Could not parse the request: {other}")),
+        },
+        other => Error::bad_json(format!("Could not parse the request: {other}")),
+    }
+}
+
+/// A ruma response as an axum response.
+pub struct RumaResponse<T>(pub T);
+
+impl<T: OutgoingResponse> IntoResponse for RumaResponse<T> {
+    fn into_response(self) -> Response {
+        match self.0.try_into_http_response::<BytesMut>() {
+            Ok(response) => response.map(|body| Body::from(body.freeze())).into_response(),
+            Err(error) => Error::internal(format!("could not serialize a response: {error}")).into_response(),
+        }
+    }
+}
+
+impl<T> From<T> for RumaResponse<T> {
+    fn from(response: T) -> Self {
+        RumaResponse(response)
+    }
+}
+
+/// Every path an endpoint has ever had: unstable, `r0`, `v3`, `v1`…
+pub trait AllPaths {
+    fn all_paths(&self) -> Vec<&'static str>;
+}
+
+impl AllPaths for VersionHistory {
+    fn all_paths(&self) -> Vec<&'static str> {
+        let mut paths: Vec<&'static str> =
+            self.unstable_paths().map(|(_, path)| path).chain(self.stable_paths().map(|(_, path)| path)).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        paths
+    }
+}
+
+impl AllPaths for SinglePath {
+    fn all_paths(&self) -> Vec<&'static str> {
+        vec![self.path()]
+    }
+}
+
+pub trait RumaRouter {
+    /// Routes every path of endpoint `T` (for its method) to `handler`.
+    fn ruma<T, H, X>(self, handler: H) -> Self
+    where
+        T: Metadata,
+        T::PathBuilder: AllPaths,
+        H: Handler<X, AppState>,
+        X: 'static;
+
+    /// Like [`RumaRouter::ruma`], for endpoints the spec opens to guest accounts.
+    fn ruma_guest<T, H, X>(self, handler: H) -> Self
+    where
+        T: Metadata,
+        T::PathBuilder: AllPaths,
+        H: Handler<X, AppState>,
+        X: 'static;
+}
+
+impl RumaRouter for Router<AppState> {
+    fn ruma<T, H, X>(self, handler: H) -> Self
+    where
+        T: Metadata,
+        T::PathBuilder: AllPaths,
+        H: Handler<X, AppState>,
+        X: 'static,
+    {
+        register::<T, H, X>(self, handler, false)
+    }
+
+    fn ruma_guest<T, H, X>(self, handler: H) -> Self
+    where
+        T: Metadata,
+        T::PathBuilder: AllPaths,
+        H: Handler<X, AppState>,
+        X: 'static,
+    {
+        register::<T, H, X>(self, handler, true)
+    }
+}
+
+fn register<T, H, X>(mut router: Router<AppState>, handler: H, guests: bool) -> Router<AppState>
+where
+    T: Metadata,
+    T::PathBuilder: AllPaths,
+    H: Handler<X, AppState>,
+    X: 'static,
+{
+    let filter = match MethodFilter::try_from(T::METHOD) {
+        Ok(filter) => filter,
+        Err(error) => panic!("endpoint method {} cannot be routed: {error}", T::METHOD),
+    };
+    for path in T::PATH_BUILDER.all_paths() {
+        let mut method_router = on(filter, handler.clone());
+        if guests {
+            method_router = method_router.layer(Extension(GuestsAllowed));
+        }
+        router = router.route(path, method_router);
+    }
+    router
+}

@@ -1,0 +1,30 @@
+//! `/.well-known/matrix/server`: where other servers reach this one. Federation is served on
+//! the client listener, so the delegation points at the public base URL's host and port.
+
+use crate::error::Result;
+use crate::http::ruma::{Ruma, RumaResponse, RumaRouter};
+use crate::server::AppState;
+use axum::Router;
+use axum::extract::State;
+use ruma::api::federation::discovery::discover_homeserver;
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router.ruma::<discover_homeserver::Request, _, _>(well_known_server)
+}
+
+async fn well_known_server(
+    State(state): State<AppState>,
+    _request: Ruma<discover_homeserver::Request>,
+) -> Result<RumaResponse<discover_homeserver::Response>> {
+    let base = state.config.public_baseurl();
+    let (https, rest) = match base.split_once("://") {
+        Some((scheme, rest)) => (scheme == "https", rest),
+        None => (false, base.as_str()),
+    };
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let has_port = authority.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+    let server = if has_port { authority.to_owned() } else { format!("{authority}:{}", if https { 443 } else { 80 }) };
+    let server = ruma::OwnedServerName::try_from(server.as_str())
+        .map_err(|error| crate::Error::internal(format!("public_baseurl yields no server name: {error}")))?;
+    Ok(discover_homeserver::Response::new(server).into())
+}

@@ -1,0 +1,220 @@
+//! Building the shared state, opening the database, and serving HTTP until told to stop.
+
+use crate::config::Config;
+use crate::db;
+use crate::db::embedded::{ClusterOptions, DataDirLock, LockOutcome, RunningCluster};
+use crate::federation::keys::SigningKey;
+use crate::http::ratelimit::RateLimits;
+use anyhow::{Context, anyhow, bail};
+use ruma::OwnedServerName;
+use sqlx::PgPool;
+use sqlx::postgres::PgConnectOptions;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Shared handles every request may need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub server_name: OwnedServerName,
+    pub pool: PgPool,
+    pub signing_key: SigningKey,
+    pub rate_limits: RateLimits,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    pub fn new(config: Config, pool: PgPool, signing_key: SigningKey) -> anyhow::Result<AppState> {
+        let server_name = OwnedServerName::try_from(config.server_name.as_str())
+            .map_err(|error| anyhow!("`server_name`: {error}"))?;
+        let rate_limits = RateLimits::new(&config.rate_limits);
+        Ok(AppState(Arc::new(Inner { config, server_name, pool, signing_key, rate_limits })))
+    }
+}
+
+/// What keeps the database available: nothing for an external server; for the embedded one,
+/// the data directory lock and (unless a running server owns it) the cluster itself.
+pub struct DatabaseGuard {
+    cluster: Option<RunningCluster>,
+    _lock: Option<DataDirLock>,
+}
+
+impl DatabaseGuard {
+    pub fn cluster(&self) -> Option<&RunningCluster> {
+        self.cluster.as_ref()
+    }
+
+    /// Stops the embedded cluster (if this process runs it) and releases the lock.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        if let Some(cluster) = self.cluster {
+            tokio::task::spawn_blocking(move || cluster.stop()).await??;
+        }
+        Ok(())
+    }
+}
+
+/// Who is opening the database.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Opener {
+    /// `hearth serve`: owns the data directory; a second server on it is an error.
+    Server,
+    /// Operator commands: run beside a server (sharing its cluster) or alone.
+    Tool,
+}
+
+pub async fn open_database(config: &Config, opener: Opener) -> anyhow::Result<(PgPool, DatabaseGuard)> {
+    let max_connections = config.database.max_connections;
+    let lock = match DataDirLock::try_acquire(&config.data_dir)? {
+        LockOutcome::Acquired(lock) => Some(lock),
+        LockOutcome::HeldElsewhere if opener == Opener::Server => bail!(
+            "another Hearth process is already using the data directory {} (it holds {}); \
+             stop it first, or give this one its own `data_dir`",
+            config.data_dir.display(),
+            config.data_dir.join("hearth.lock").display()
+        ),
+        LockOutcome::HeldElsewhere => None,
+    };
+
+    if let Some(url) = &config.database.url {
+        let options = PgConnectOptions::from_str(url).context("`database.url`")?;
+        let pool = db::open_pool(options, max_connections).await?;
+        return Ok((pool, DatabaseGuard { cluster: None, _lock: lock }));
+    }
+
+    let options = ClusterOptions::for_data_dir(&config.data_dir);
+    if lock.is_none() {
+        // A running server owns the embedded cluster: use its socket.
+        wait_for_running_cluster(&options.dir).await?;
+        let pool = db::open_pool(db::embedded::connect_options(&options.dir, "hearth"), max_connections.min(2)).await?;
+        return Ok((pool, DatabaseGuard { cluster: None, _lock: None }));
+    }
+    let cluster = tokio::task::spawn_blocking(move || RunningCluster::start(&options)).await??;
+    db::ensure_database(cluster.connect_options("postgres"), "hearth").await?;
+    let pool = db::open_pool(cluster.connect_options("hearth"), max_connections).await?;
+    Ok((pool, DatabaseGuard { cluster: Some(cluster), _lock: lock }))
+}
+
+async fn wait_for_running_cluster(dir: &std::path::Path) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if let Ok(text) = tokio::fs::read_to_string(dir.join("postmaster.pid")).await
+            && text.lines().nth(7).map(str::trim) == Some("ready")
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("a Hearth server holds this data directory, but its PostgreSQL did not become ready within 30 s")
+}
+
+/// Binds every configured listener; an address that cannot be bound is named in the error.
+pub async fn bind(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for address in &config.listen {
+        let listener = TcpListener::bind(address.as_str())
+            .await
+            .with_context(|| format!("`listen`: cannot listen on {address}"))?;
+        tracing::info!(address = %listener.local_addr()?, "listening");
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Serves the application on `listener` until `shutdown` resolves, then lets in-flight
+/// requests finish.
+pub async fn serve_on(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = crate::http::router(state);
+    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// `hearth serve`.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let (pool, guard) = open_database(&config, Opener::Server).await?;
+    let signing_key = SigningKey::load_or_generate(&config.data_dir.join("signing.key"))?;
+    tracing::info!(server_name = %config.server_name, key_id = %signing_key.key_id(), "starting Hearth");
+    let listeners = bind(&config).await?;
+    let state = AppState::new(config, pool.clone(), signing_key)?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut servers = tokio::task::JoinSet::new();
+    for listener in listeners {
+        let mut stop = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        servers.spawn(serve_on(listener, state.clone(), shutdown));
+    }
+    let pruner = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                interval.tick().await;
+                state.rate_limits.prune();
+            }
+        })
+    };
+
+    let mut postgres_died = guard.cluster().map(RunningCluster::died);
+    let postgres_death = async move {
+        match postgres_died.as_mut() {
+            Some(died) => {
+                let _ = died.wait_for(|died| *died).await;
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let outcome = tokio::select! {
+        signal = shutdown_signal() => { tracing::info!(signal, "shutting down"); Ok(()) }
+        _ = postgres_death => Err(anyhow!("the embedded PostgreSQL exited unexpectedly; see postgres.log in the data directory")),
+        Some(result) = servers.join_next() => match result {
+            Ok(Ok(())) => Err(anyhow!("an HTTP listener stopped unexpectedly")),
+            Ok(Err(error)) => Err(anyhow!("an HTTP listener failed: {error}")),
+            Err(error) => Err(anyhow!("an HTTP listener panicked: {error}")),
+        },
+    };
+
+    let _ = stop_tx.send(true);
+    let drain = async { while servers.join_next().await.is_some() {} };
+    if tokio::time::timeout(Duration::from_secs(30), drain).await.is_err() {
+        tracing::warn!("some requests were still running after 30 s; closing them");
+    }
+    pruner.abort();
+    pool.close().await;
+    guard.shutdown().await?;
+    tracing::info!("stopped");
+    outcome
+}
+
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate = match signal(SignalKind::terminate()) {
+        Ok(signal) => signal,
+        Err(error) => {
+            tracing::error!(%error, "cannot listen for SIGTERM");
+            let _ = tokio::signal::ctrl_c().await;
+            return "SIGINT";
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "SIGINT",
+        _ = terminate.recv() => "SIGTERM",
+    }
+}

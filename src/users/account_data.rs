@@ -1,0 +1,61 @@
+//! Account data: arbitrary JSON a client stores for its user, globally or per room.
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::users::Session;
+use http::StatusCode;
+use ruma::api::error::ErrorKind;
+use ruma::{RoomId, UserId};
+use serde_json::Value;
+use sqlx::PgPool;
+
+/// Types the server owns: clients change them through their own endpoints (read markers,
+/// push rules), never through this one.
+const SERVER_CONTROLLED: &[&str] = &["m.fully_read", "m.push_rules"];
+const MAX_TYPE_BYTES: usize = 255;
+
+fn check_owner(session: &Session, user_id: &UserId) -> Result<()> {
+    if session.user_id != user_id {
+        return Err(Error::forbidden("You cannot access another user's account data"));
+    }
+    Ok(())
+}
+
+pub async fn set(
+    pool: &PgPool,
+    session: &Session,
+    user_id: &UserId,
+    room_id: Option<&RoomId>,
+    data_type: &str,
+    content: &Value,
+) -> Result<()> {
+    check_owner(session, user_id)?;
+    if SERVER_CONTROLLED.contains(&data_type) {
+        return Err(Error::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorKind::BadJson,
+            format!("{data_type} is controlled by the server and cannot be set through this API"),
+        ));
+    }
+    if data_type.is_empty() || data_type.len() > MAX_TYPE_BYTES {
+        return Err(Error::invalid_param(format!("The type must be 1 to {MAX_TYPE_BYTES} bytes")));
+    }
+    if !content.is_object() {
+        return Err(Error::bad_json("Account data content must be a JSON object"));
+    }
+    db::account_data::put(pool, user_id.as_str(), room_id.map_or("", |r| r.as_str()), data_type, content).await?;
+    Ok(())
+}
+
+pub async fn get(
+    pool: &PgPool,
+    session: &Session,
+    user_id: &UserId,
+    room_id: Option<&RoomId>,
+    data_type: &str,
+) -> Result<Value> {
+    check_owner(session, user_id)?;
+    db::account_data::get(pool, user_id.as_str(), room_id.map_or("", |r| r.as_str()), data_type)
+        .await?
+        .ok_or_else(|| Error::not_found("Account data not found"))
+}

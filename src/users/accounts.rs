@@ -1,0 +1,279 @@
+//! Creating, changing and closing accounts.
+
+use crate::config::RegistrationConfig;
+use crate::db;
+use crate::error::{Error, Result};
+use crate::users::sessions::{self, NewSession};
+use crate::users::{ClientInfo, Session, localpart, now_ms, password, uia};
+use rand::Rng;
+use ruma::api::client::uiaa::{AuthData, AuthType};
+use ruma::{OwnedUserId, ServerName, UserId};
+use serde_json::{Map, Value};
+use sqlx::{PgConnection, PgPool};
+
+/// Is this localpart free and acceptable for a new account?
+pub async fn check_username_available(pool: &PgPool, server_name: &ServerName, username: &str) -> Result<()> {
+    let user_id = localpart::new_user_id(username, server_name)?;
+    if db::users::exists(pool, user_id.as_str()).await? {
+        return Err(Error::user_in_use());
+    }
+    Ok(())
+}
+
+pub struct Registration<'a> {
+    pub username: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub device_id: Option<&'a str>,
+    pub initial_device_display_name: Option<&'a str>,
+    pub inhibit_login: bool,
+    pub guest: bool,
+    pub auth: Option<&'a AuthData>,
+}
+
+pub struct Registered {
+    pub user_id: OwnedUserId,
+    /// Absent when the client asked for `inhibit_login`.
+    pub session: Option<NewSession>,
+}
+
+/// `POST /register`: open registration (with a dummy or registration-token stage) or guest
+/// registration, as configured.
+pub async fn register(
+    pool: &PgPool,
+    server_name: &ServerName,
+    config: &RegistrationConfig,
+    request: Registration<'_>,
+    client: &ClientInfo,
+) -> Result<Registered> {
+    if request.guest {
+        if !config.allow_guests {
+            return Err(Error::guest_access_forbidden("Guest access is disabled on this server"));
+        }
+        return register_guest(pool, server_name, request, client).await;
+    }
+    if !config.enabled {
+        return Err(Error::forbidden("Registration is disabled on this server"));
+    }
+    // Refuse a bad or taken name before any authentication stage, so clients can say so at
+    // once (Synapse does the same).
+    let user_id = match request.username {
+        Some(username) => {
+            check_username_available(pool, server_name, username).await?;
+            localpart::new_user_id(username, server_name)?
+        }
+        None => generated_user_id(pool, server_name).await?,
+    };
+    if let Some(password) = request.password {
+        password::check_acceptable(password)?;
+    }
+    let stage = if config.token_required { AuthType::RegistrationToken } else { AuthType::Dummy };
+    let requirement = uia::Requirement { operation: "register", user: None, flows: vec![vec![stage]] };
+    let completed = uia::authenticate(pool, server_name, &requirement, request.auth).await?;
+
+    let password_hash = match request.password {
+        Some(password) => Some(password::hash(password).await?),
+        None => None,
+    };
+    let mut tx = pool.begin().await?;
+    insert_account(&mut tx, &user_id, password_hash.as_deref(), false, false).await?;
+    if let Some(token) = &completed.registration_token
+        && !db::registration::consume_token(&mut *tx, token, now_ms()).await?
+    {
+        return Err(Error::forbidden("The registration token is no longer valid"));
+    }
+    let session = if request.inhibit_login {
+        None
+    } else {
+        Some(sessions::open(&mut tx, &user_id, request.device_id, request.initial_device_display_name, client).await?)
+    };
+    tx.commit().await?;
+    tracing::info!(%user_id, "registered a new account");
+    Ok(Registered { user_id, session })
+}
+
+async fn register_guest(
+    pool: &PgPool,
+    server_name: &ServerName,
+    request: Registration<'_>,
+    client: &ClientInfo,
+) -> Result<Registered> {
+    let user_id = generated_user_id(pool, server_name).await?;
+    let mut tx = pool.begin().await?;
+    let inserted = db::users::insert(
+        &mut *tx,
+        db::users::NewAccount {
+            user_id: user_id.as_str(),
+            password_hash: None,
+            is_admin: false,
+            is_guest: true,
+            profile: Map::new(),
+            now_ms: now_ms(),
+        },
+    )
+    .await?;
+    if !inserted {
+        return Err(Error::user_in_use());
+    }
+    let session = sessions::open(&mut tx, &user_id, None, request.initial_device_display_name, client).await?;
+    tx.commit().await?;
+    Ok(Registered { user_id, session: Some(session) })
+}
+
+/// A free all-digit localpart (the shape reserved for generated names).
+async fn generated_user_id(pool: &PgPool, server_name: &ServerName) -> Result<OwnedUserId> {
+    for _ in 0..10 {
+        let number: u64 = rand::thread_rng().gen_range(1_000_000_000..10_000_000_000);
+        let user_id = UserId::parse(format!("@{number}:{server_name}"))
+            .map_err(|e| Error::internal(format!("generated user id is invalid: {e}")))?;
+        if !db::users::exists(pool, user_id.as_str()).await? {
+            return Ok(user_id);
+        }
+    }
+    Err(Error::internal("could not find a free generated user id"))
+}
+
+/// Inserts an account with the conventional initial profile (display name = localpart).
+pub async fn insert_account(
+    tx: &mut PgConnection,
+    user_id: &UserId,
+    password_hash: Option<&str>,
+    is_admin: bool,
+    is_guest: bool,
+) -> Result<()> {
+    let mut profile = Map::new();
+    profile.insert("displayname".to_owned(), Value::String(user_id.localpart().to_owned()));
+    let inserted = db::users::insert(
+        &mut *tx,
+        db::users::NewAccount {
+            user_id: user_id.as_str(),
+            password_hash,
+            is_admin,
+            is_guest,
+            profile,
+            now_ms: now_ms(),
+        },
+    )
+    .await?;
+    if !inserted {
+        return Err(Error::user_in_use());
+    }
+    Ok(())
+}
+
+/// Creates an account directly (operators: CLI, shared-secret registration).
+pub async fn create_account(
+    pool: &PgPool,
+    server_name: &ServerName,
+    username: &str,
+    password: &str,
+    is_admin: bool,
+) -> Result<OwnedUserId> {
+    let user_id = localpart::new_user_id(username, server_name)?;
+    password::check_acceptable(password)?;
+    let hash = password::hash(password).await?;
+    let mut tx = pool.begin().await?;
+    insert_account(&mut tx, &user_id, Some(&hash), is_admin, false).await?;
+    tx.commit().await?;
+    Ok(user_id)
+}
+
+/// `POST /account/password`: re-authenticate with the current password, then set the new one;
+/// other sessions end unless the client asks to keep them.
+pub async fn change_password(
+    pool: &PgPool,
+    server_name: &ServerName,
+    session: &Session,
+    new_password: &str,
+    logout_devices: bool,
+    auth: Option<&AuthData>,
+) -> Result<()> {
+    password::check_acceptable(new_password)?;
+    let requirement = uia::Requirement {
+        operation: "change_password",
+        user: Some(&session.user_id),
+        flows: vec![vec![AuthType::Password]],
+    };
+    uia::authenticate(pool, server_name, &requirement, auth).await?;
+    let hash = password::hash(new_password).await?;
+    let mut tx = pool.begin().await?;
+    db::users::set_password_hash(&mut *tx, session.user_id.as_str(), Some(&hash)).await?;
+    if logout_devices {
+        db::devices::delete_all_except(&mut *tx, session.user_id.as_str(), Some(session.device_id.as_str())).await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `POST /account/deactivate`: after re-authentication, the account is closed for good.
+pub async fn deactivate(
+    pool: &PgPool,
+    server_name: &ServerName,
+    session: &Session,
+    auth: Option<&AuthData>,
+) -> Result<()> {
+    let requirement = uia::Requirement {
+        operation: "deactivate",
+        user: Some(&session.user_id),
+        flows: vec![vec![AuthType::Password]],
+    };
+    uia::authenticate(pool, server_name, &requirement, auth).await?;
+    deactivate_now(pool, &session.user_id).await
+}
+
+/// Closes an account without asking (operators). Sessions end, the password and profile are
+/// erased; the user id stays taken forever, as the spec requires.
+pub async fn deactivate_now(pool: &PgPool, user_id: &UserId) -> Result<()> {
+    let mut tx = pool.begin().await?;
+    if !db::users::deactivate(&mut *tx, user_id.as_str()).await? {
+        return Err(Error::not_found(format!("No account {user_id}")));
+    }
+    db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;
+    tx.commit().await?;
+    tracing::info!(%user_id, "deactivated account");
+    Ok(())
+}
+
+/// Sets a password without asking (operators); every session of the user ends.
+pub async fn reset_password(pool: &PgPool, user_id: &UserId, new_password: &str) -> Result<()> {
+    password::check_acceptable(new_password)?;
+    let account = db::users::get(pool, user_id.as_str()).await?;
+    match account {
+        None => return Err(Error::not_found(format!("No account {user_id}"))),
+        Some(account) if account.deactivated => return Err(Error::user_deactivated()),
+        Some(_) => {}
+    }
+    let hash = password::hash(new_password).await?;
+    let mut tx = pool.begin().await?;
+    db::users::set_password_hash(&mut *tx, user_id.as_str(), Some(&hash)).await?;
+    db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `GET /register/m.login.registration_token/validity`.
+pub async fn registration_token_is_valid(pool: &PgPool, token: &str) -> Result<bool> {
+    if token.len() > 64 {
+        return Ok(false);
+    }
+    Ok(db::registration::token_is_valid(pool, token, now_ms()).await?)
+}
+
+/// Creates a registration token (operators).
+pub async fn create_registration_token(
+    pool: &PgPool,
+    token: Option<&str>,
+    uses_allowed: Option<i32>,
+    expiry_ms: Option<i64>,
+) -> Result<String> {
+    let token = token.map(str::to_owned).unwrap_or_else(|| crate::users::tokens::random_alphanumeric(16));
+    if token.is_empty()
+        || token.len() > 64
+        || !token.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+    {
+        return Err(Error::invalid_param("A registration token is 1 to 64 characters of A-Z a-z 0-9 . _ ~ -"));
+    }
+    if !db::registration::create_token(pool, &token, uses_allowed, expiry_ms, now_ms()).await? {
+        return Err(Error::invalid_param("That registration token already exists"));
+    }
+    Ok(token)
+}

@@ -1,0 +1,57 @@
+//! A user's devices: listing, naming and deleting them.
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::users::{Session, uia};
+use ruma::api::client::device::Device;
+use ruma::api::client::uiaa::{AuthData, AuthType};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedDeviceId, ServerName, UInt, UserId};
+use sqlx::PgPool;
+
+fn to_ruma(device: db::devices::Device) -> Device {
+    let mut out = Device::new(OwnedDeviceId::from(device.device_id));
+    out.display_name = device.display_name;
+    out.last_seen_ip = device.last_seen_ip;
+    out.last_seen_ts = device.last_seen_ts.and_then(|ts| UInt::try_from(ts).ok()).map(MilliSecondsSinceUnixEpoch);
+    out
+}
+
+pub async fn list(pool: &PgPool, user_id: &UserId) -> Result<Vec<Device>> {
+    Ok(db::devices::list(pool, user_id.as_str()).await?.into_iter().map(to_ruma).collect())
+}
+
+pub async fn get(pool: &PgPool, user_id: &UserId, device_id: &str) -> Result<Device> {
+    db::devices::get(pool, user_id.as_str(), device_id)
+        .await?
+        .map(to_ruma)
+        .ok_or_else(|| Error::not_found("No such device"))
+}
+
+pub async fn rename(pool: &PgPool, user_id: &UserId, device_id: &str, display_name: Option<&str>) -> Result<()> {
+    if display_name.is_some_and(|name| name.len() > 100) {
+        return Err(Error::invalid_param("A device display name may be at most 100 bytes"));
+    }
+    if !db::devices::set_display_name(pool, user_id.as_str(), device_id, display_name).await? {
+        return Err(Error::not_found("No such device"));
+    }
+    Ok(())
+}
+
+/// Deletes devices after the user proves who they are again (their password). Device ids
+/// that do not exist are ignored, as the spec's responses allow.
+pub async fn delete(
+    pool: &PgPool,
+    server_name: &ServerName,
+    session: &Session,
+    device_ids: &[String],
+    auth: Option<&AuthData>,
+) -> Result<()> {
+    let requirement = uia::Requirement {
+        operation: "delete_devices",
+        user: Some(&session.user_id),
+        flows: vec![vec![AuthType::Password]],
+    };
+    uia::authenticate(pool, server_name, &requirement, auth).await?;
+    db::devices::delete(pool, session.user_id.as_str(), device_ids).await?;
+    Ok(())
+}

@@ -1,0 +1,33 @@
+//! Stored sync filters.
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::users::Session;
+use ruma::UserId;
+use serde_json::Value;
+use sqlx::PgPool;
+
+fn check_owner(session: &Session, user_id: &UserId) -> Result<()> {
+    if session.user_id != user_id {
+        return Err(Error::forbidden("You cannot use another user's filters"));
+    }
+    Ok(())
+}
+
+/// Stores a filter (already validated against the spec's filter schema) and returns its id.
+pub async fn create(pool: &PgPool, session: &Session, user_id: &UserId, definition: &Value) -> Result<String> {
+    check_owner(session, user_id)?;
+    for _ in 0..5 {
+        if let Some(id) = db::filters::insert(pool, user_id.as_str(), definition).await? {
+            return Ok(id.to_string());
+        }
+    }
+    Err(Error::internal("could not allocate a filter id"))
+}
+
+pub async fn get(pool: &PgPool, session: &Session, user_id: &UserId, filter_id: &str) -> Result<Value> {
+    check_owner(session, user_id)?;
+    let not_found = || Error::not_found("No such filter");
+    let id: i64 = filter_id.parse().map_err(|_| not_found())?;
+    db::filters::get(pool, user_id.as_str(), id).await?.ok_or_else(not_found)
+}

@@ -1,0 +1,39 @@
+//! Accounts, sessions and per-user data: everything a user can do to their own account,
+//! as plain async functions that the HTTP edge, the CLI and (later) the admin API all call.
+
+pub mod account_data;
+pub mod accounts;
+pub mod devices;
+pub mod filters;
+pub mod localpart;
+pub mod password;
+pub mod profile;
+pub mod sessions;
+pub mod shared_secret;
+pub mod tokens;
+pub mod uia;
+
+use ruma::{OwnedDeviceId, OwnedUserId};
+
+/// An authenticated requester: the owner of a valid access token.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    pub is_admin: bool,
+    pub is_guest: bool,
+}
+
+/// Where a request came from, recorded as a device's last sighting.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,89 @@
+//! Profiles: `displayname`, `avatar_url` and the extended fields of spec v1.16, kept as one
+//! JSON object per user.
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::users::Session;
+use http::StatusCode;
+use ruma::UserId;
+use ruma::api::error::ErrorKind;
+use serde_json::{Map, Value};
+use sqlx::PgPool;
+
+/// The spec's limits: a whole profile at most 64 KiB, a field name at most 255 bytes.
+const MAX_PROFILE_BYTES: usize = 65_536;
+const MAX_FIELD_NAME_BYTES: usize = 255;
+/// Synapse's limits for the two classic fields.
+const MAX_DISPLAYNAME_CHARS: usize = 256;
+const MAX_AVATAR_URL_BYTES: usize = 1000;
+
+pub async fn get(pool: &PgPool, user_id: &UserId) -> Result<Map<String, Value>> {
+    db::users::profile(pool, user_id.as_str()).await?.ok_or_else(|| Error::not_found("Profile not found"))
+}
+
+pub async fn get_field(pool: &PgPool, user_id: &UserId, field: &str) -> Result<Value> {
+    let profile = get(pool, user_id).await?;
+    profile.get(field).cloned().ok_or_else(|| Error::not_found(format!("The profile has no {field:?} field")))
+}
+
+/// Sets (or, with `None` or an empty display name, removes) one field of the caller's profile.
+pub async fn set_field(
+    pool: &PgPool,
+    session: &Session,
+    user_id: &UserId,
+    field: &str,
+    value: Option<Value>,
+) -> Result<()> {
+    if session.user_id != user_id {
+        return Err(Error::forbidden("You can only change your own profile"));
+    }
+    if field.len() > MAX_FIELD_NAME_BYTES {
+        return Err(Error::new(
+            StatusCode::BAD_REQUEST,
+            ErrorKind::KeyTooLarge,
+            "The field name is longer than 255 bytes",
+        ));
+    }
+    let value = value.map(|value| validate(field, value)).transpose()?.flatten();
+
+    let mut tx = pool.begin().await?;
+    let mut profile = db::users::profile_for_update(&mut *tx, user_id.as_str())
+        .await?
+        .ok_or_else(|| Error::not_found("Profile not found"))?;
+    match value {
+        Some(value) => profile.insert(field.to_owned(), value),
+        None => profile.remove(field),
+    };
+    let size = serde_json::to_vec(&profile).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
+    if size > MAX_PROFILE_BYTES {
+        return Err(Error::new(StatusCode::BAD_REQUEST, ErrorKind::ProfileTooLarge, "The profile would exceed 64 KiB"));
+    }
+    db::users::set_profile(&mut *tx, user_id.as_str(), profile).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// `Ok(None)` means "remove the field".
+fn validate(field: &str, value: Value) -> Result<Option<Value>> {
+    match field {
+        "displayname" => match value {
+            Value::Null => Ok(None),
+            Value::String(name) if name.is_empty() => Ok(None),
+            Value::String(name) if name.chars().count() > MAX_DISPLAYNAME_CHARS => {
+                Err(Error::invalid_param(format!("A display name may be at most {MAX_DISPLAYNAME_CHARS} characters")))
+            }
+            Value::String(name) => Ok(Some(Value::String(name))),
+            _ => Err(Error::bad_json("displayname must be a string")),
+        },
+        "avatar_url" => match value {
+            Value::Null => Ok(None),
+            Value::String(url) if url.is_empty() => Ok(None),
+            Value::String(url) if url.len() > MAX_AVATAR_URL_BYTES => {
+                Err(Error::invalid_param(format!("avatar_url may be at most {MAX_AVATAR_URL_BYTES} bytes")))
+            }
+            Value::String(url) => Ok(Some(Value::String(url))),
+            _ => Err(Error::bad_json("avatar_url must be a string")),
+        },
+        _ => Ok(Some(value)),
+    }
+}

@@ -1,0 +1,116 @@
+//! Logging in and out, and turning an access token back into a session.
+
+use crate::db;
+use crate::db::devices::SeenFrom;
+use crate::error::{Error, Result};
+use crate::users::{ClientInfo, Session, localpart, now_ms, password, tokens};
+use ruma::{OwnedDeviceId, OwnedUserId, ServerName, UserId};
+use sqlx::{PgConnection, PgPool};
+
+/// How stale a device's last-seen record may get before a request refreshes it. Writing on
+/// every request would turn each read into a write.
+const LAST_SEEN_GRANULARITY_MS: i64 = 60_000;
+/// Device ids come from clients; keep them to a sane size.
+const MAX_DEVICE_ID_LENGTH: usize = 255;
+
+#[derive(Clone, Debug)]
+pub struct NewSession {
+    pub user_id: OwnedUserId,
+    pub device_id: OwnedDeviceId,
+    pub access_token: String,
+}
+
+/// Opens a session for `user_id` inside the caller's transaction: creates (or reuses) the
+/// device, revokes any token it had, and issues a new token.
+pub async fn open(
+    tx: &mut PgConnection,
+    user_id: &UserId,
+    device_id: Option<&str>,
+    display_name: Option<&str>,
+    client: &ClientInfo,
+) -> Result<NewSession> {
+    let device_id = match device_id {
+        Some(id) if id.is_empty() || id.len() > MAX_DEVICE_ID_LENGTH => {
+            return Err(Error::invalid_param(format!("device_id must be 1 to {MAX_DEVICE_ID_LENGTH} bytes")));
+        }
+        Some(id) => id.to_owned(),
+        None => tokens::new_device_id(),
+    };
+    let now = now_ms();
+    let seen = SeenFrom { ip: client.ip.as_deref(), user_agent: client.user_agent.as_deref(), now_ms: now };
+    db::devices::upsert(&mut *tx, user_id.as_str(), &device_id, display_name, &seen).await?;
+    db::devices::delete_tokens_of_device(&mut *tx, user_id.as_str(), &device_id).await?;
+    let access_token = tokens::new_access_token();
+    db::devices::insert_token(&mut *tx, &tokens::hash_token(&access_token), user_id.as_str(), &device_id, now).await?;
+    Ok(NewSession { user_id: user_id.to_owned(), device_id: device_id.into(), access_token })
+}
+
+pub struct PasswordLogin<'a> {
+    pub user: &'a str,
+    pub password: &'a str,
+    pub device_id: Option<&'a str>,
+    pub initial_device_display_name: Option<&'a str>,
+}
+
+pub async fn login_with_password(
+    pool: &PgPool,
+    server_name: &ServerName,
+    login: PasswordLogin<'_>,
+    client: &ClientInfo,
+) -> Result<NewSession> {
+    let invalid = || Error::forbidden("Invalid username or password");
+    let user_id = localpart::login_user_id(login.user, server_name).ok_or_else(invalid)?;
+    let account = db::users::get(pool, user_id.as_str()).await?;
+    let Some(account) = account else {
+        // Spend the same effort as for a real account, so timing does not reveal which
+        // names exist.
+        let _ = password::verify(DUMMY_HASH, login.password).await;
+        return Err(invalid());
+    };
+    if account.deactivated {
+        return Err(Error::user_deactivated());
+    }
+    let Some(hash) = account.password_hash.as_deref() else { return Err(invalid()) };
+    if !password::verify(hash, login.password).await? {
+        return Err(invalid());
+    }
+    let mut tx = pool.begin().await?;
+    let session = open(&mut tx, &user_id, login.device_id, login.initial_device_display_name, client).await?;
+    tx.commit().await?;
+    Ok(session)
+}
+
+/// argon2id of a random password nobody knows, with the parameters new hashes use.
+const DUMMY_HASH: &str =
+    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$Zq3R8jCqHhX6k6V9y3rC6cQ2dXh0Lw0m1qj3yXz5o2E";
+
+/// Resolves an access token to its session, refreshing the device's last sighting now and
+/// then.
+pub async fn authenticate(pool: &PgPool, access_token: &str, client: &ClientInfo) -> Result<Session> {
+    let owner = db::devices::token_owner(pool, &tokens::hash_token(access_token)).await?;
+    let Some(owner) = owner else { return Err(Error::unknown_token("Unknown access token")) };
+    if owner.deactivated {
+        return Err(Error::unknown_token("This account has been deactivated"));
+    }
+    let now = now_ms();
+    let stale = owner.last_seen_ts.is_none_or(|seen| now - seen > LAST_SEEN_GRANULARITY_MS);
+    if stale || owner.last_seen_ip.as_deref() != client.ip.as_deref() {
+        let seen = SeenFrom { ip: client.ip.as_deref(), user_agent: client.user_agent.as_deref(), now_ms: now };
+        db::devices::record_sighting(pool, &owner.user_id, &owner.device_id, &seen).await?;
+    }
+    let user_id =
+        UserId::parse(owner.user_id).map_err(|e| Error::internal(format!("stored user id is invalid: {e}")))?;
+    Ok(Session { user_id, device_id: owner.device_id.into(), is_admin: owner.is_admin, is_guest: owner.is_guest })
+}
+
+/// Ends this session: the device and its token are deleted.
+pub async fn logout(pool: &PgPool, session: &Session) -> Result<()> {
+    db::devices::delete(pool, session.user_id.as_str(), &[session.device_id.to_string()]).await?;
+    Ok(())
+}
+
+/// Ends every session of the user.
+pub async fn logout_all(pool: &PgPool, user_id: &UserId) -> Result<()> {
+    db::devices::delete_all_except(pool, user_id.as_str(), None).await?;
+    Ok(())
+}

@@ -1,0 +1,174 @@
+//! User-interactive authentication (spec: "User-Interactive Authentication API").
+//!
+//! A protected operation declares its flows. The first request without `auth` opens a session
+//! and answers 401 with the flows; each later request completes one stage of it. Sessions are
+//! rows in PostgreSQL, bound to one operation and (when authenticated) one user, so a session
+//! opened for "change password" cannot authorise "deactivate", and any Hearth process can
+//! carry on a session another one started.
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::users::{localpart, now_ms, password, tokens};
+use http::StatusCode;
+use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType, UiaaInfo, UserIdentifier};
+use ruma::api::error::{ErrorKind, StandardErrorBody};
+use ruma::{ServerName, UserId};
+use sqlx::PgPool;
+
+/// Unfinished sessions are forgotten after this long.
+const SESSION_LIFETIME_MS: i64 = 60 * 60 * 1000;
+
+/// What a protected operation requires.
+pub struct Requirement<'a> {
+    /// Stable name of the operation the session is bound to.
+    pub operation: &'static str,
+    /// The authenticated user, for operations on an existing account.
+    pub user: Option<&'a UserId>,
+    pub flows: Vec<Vec<AuthType>>,
+}
+
+/// A finished authentication, with what its stages established.
+#[derive(Debug, Default)]
+pub struct Completed {
+    /// The registration token a `m.login.registration_token` stage accepted.
+    pub registration_token: Option<String>,
+}
+
+pub async fn authenticate(
+    pool: &PgPool,
+    server_name: &ServerName,
+    requirement: &Requirement<'_>,
+    auth: Option<&AuthData>,
+) -> Result<Completed> {
+    let now = now_ms();
+    let Some(auth) = auth else {
+        let session_id = open_session(pool, requirement, now).await?;
+        return Err(challenge(requirement, session_id, Vec::new(), None));
+    };
+
+    let session = match auth.session() {
+        Some(session_id) => {
+            let session = db::uia::get(pool, session_id).await?.filter(|s| s.created_ts > now - SESSION_LIFETIME_MS);
+            let Some(session) = session else {
+                return Err(Error::unknown(format!("Unknown or expired authentication session {session_id:?}")));
+            };
+            if session.operation != requirement.operation {
+                return Err(Error::forbidden("This authentication session was started for a different operation"));
+            }
+            if session.user_id.as_deref() != requirement.user.map(UserId::as_str) {
+                return Err(Error::forbidden("This authentication session belongs to another user"));
+            }
+            session
+        }
+        None => {
+            let session_id = open_session(pool, requirement, now).await?;
+            db::uia::get(pool, &session_id)
+                .await?
+                .ok_or_else(|| Error::internal("a new authentication session vanished"))?
+        }
+    };
+
+    let mut completed = session.completed.clone();
+    let mut registration_token = session.registration_token.clone();
+    if let Some(stage) = auth.auth_type() {
+        let offered = requirement.flows.iter().flatten().any(|s| *s == stage);
+        if !offered {
+            let error = stage_error(ErrorKind::Unrecognized, format!("{stage} is not offered for this operation"));
+            return Err(challenge(requirement, session.session_id, completed, Some(error)));
+        }
+        match check_stage(pool, server_name, requirement, auth, now).await? {
+            Ok(token) => {
+                db::uia::complete_stage(pool, &session.session_id, stage.as_str(), token.as_deref()).await?;
+                if token.is_some() {
+                    registration_token = token;
+                }
+                if !completed.iter().any(|s| s == stage.as_str()) {
+                    completed.push(stage.as_str().to_owned());
+                }
+            }
+            Err(error) => return Err(challenge(requirement, session.session_id, completed, Some(error))),
+        }
+    }
+
+    let finished =
+        requirement.flows.iter().any(|flow| flow.iter().all(|stage| completed.iter().any(|c| c == stage.as_str())));
+    if !finished {
+        return Err(challenge(requirement, session.session_id, completed, None));
+    }
+    // The session has served its purpose; it must not authorise a second operation.
+    db::uia::delete(pool, &session.session_id).await?;
+    Ok(Completed { registration_token })
+}
+
+async fn open_session(pool: &PgPool, requirement: &Requirement<'_>, now: i64) -> Result<String> {
+    db::uia::delete_older_than(pool, now - SESSION_LIFETIME_MS).await?;
+    let session_id = tokens::random_alphanumeric(24);
+    db::uia::create(pool, &session_id, requirement.operation, requirement.user.map(UserId::as_str), now).await?;
+    Ok(session_id)
+}
+
+/// Checks one stage. The outer `Result` is for infrastructure failures; the inner one says
+/// whether the stage passed (with the registration token it accepted, if any).
+async fn check_stage(
+    pool: &PgPool,
+    server_name: &ServerName,
+    requirement: &Requirement<'_>,
+    auth: &AuthData,
+    now: i64,
+) -> Result<Result<Option<String>, StandardErrorBody>> {
+    match auth {
+        AuthData::Dummy(_) => Ok(Ok(None)),
+        AuthData::Password(stage) => {
+            let named = match &stage.identifier {
+                UserIdentifier::Matrix(id) => localpart::login_user_id(&id.user, server_name),
+                _ => None,
+            };
+            let Some(expected) = requirement.user else {
+                return Ok(Err(stage_error(ErrorKind::Forbidden, "Password authentication needs an account".into())));
+            };
+            if named.as_deref() != Some(expected) {
+                return Ok(Err(stage_error(
+                    ErrorKind::Forbidden,
+                    "The identifier does not name the logged-in user".into(),
+                )));
+            }
+            let account = db::users::get(pool, expected.as_str()).await?;
+            let hash = account.filter(|a| !a.deactivated).and_then(|a| a.password_hash);
+            let valid = match hash {
+                Some(hash) => password::verify(&hash, &stage.password).await?,
+                None => false,
+            };
+            Ok(if valid { Ok(None) } else { Err(stage_error(ErrorKind::Forbidden, "Invalid password".into())) })
+        }
+        AuthData::RegistrationToken(stage) => {
+            if stage.token.len() > 64 || !db::registration::token_is_valid(pool, &stage.token, now).await? {
+                return Ok(Err(stage_error(ErrorKind::Forbidden, "Invalid registration token".into())));
+            }
+            Ok(Ok(Some(stage.token.clone())))
+        }
+        _ => Ok(Err(stage_error(ErrorKind::Unrecognized, "This authentication type is not supported".into()))),
+    }
+}
+
+fn stage_error(kind: ErrorKind, message: String) -> StandardErrorBody {
+    StandardErrorBody::new(kind, message)
+}
+
+fn challenge(
+    requirement: &Requirement<'_>,
+    session_id: String,
+    completed: Vec<String>,
+    error: Option<StandardErrorBody>,
+) -> Error {
+    let mut info = UiaaInfo::new(requirement.flows.iter().map(|stages| AuthFlow::new(stages.clone())).collect());
+    info.session = Some(session_id);
+    info.completed = completed.iter().map(|stage| AuthType::from(stage.as_str())).collect();
+    info.auth_error = error.map(Box::new);
+    Error::Uia(Box::new(info))
+}
+
+/// A plain failure for operations that cannot be authenticated at all (e.g. an account
+/// without a password, which has no stage it could complete).
+pub fn impossible(message: &str) -> Error {
+    Error::new(StatusCode::FORBIDDEN, ErrorKind::Forbidden, message)
+}
