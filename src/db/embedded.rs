@@ -56,7 +56,8 @@ pub struct RunningCluster {
     dir: PathBuf,
     log_file: PathBuf,
     pid: Pid,
-    exited: mpsc::Receiver<std::io::Result<ExitStatus>>,
+    // Behind a mutex only so that a cluster can live in a `static` (test harnesses).
+    exited: std::sync::Mutex<mpsc::Receiver<std::io::Result<ExitStatus>>>,
     died: tokio::sync::watch::Receiver<bool>,
     stopped: bool,
 }
@@ -144,7 +145,7 @@ impl RunningCluster {
             dir: dir.to_owned(),
             log_file: options.log_file.clone(),
             pid: Pid::from_raw(pid as i32),
-            exited: exited_rx,
+            exited: std::sync::Mutex::new(exited_rx),
             died: died_rx,
             stopped: false,
         };
@@ -159,7 +160,8 @@ impl RunningCluster {
     fn wait_until_ready(&mut self) -> anyhow::Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            if let Ok(status) = self.exited.try_recv() {
+            let exited = self.exited.lock().map(|receiver| receiver.try_recv().ok()).unwrap_or(None);
+            if let Some(status) = exited {
                 self.stopped = true;
                 bail!(
                     "PostgreSQL exited during start-up ({}); its log {} ends with:\n{}",
@@ -203,12 +205,16 @@ impl RunningCluster {
         if kill(self.pid, Signal::SIGINT).is_err() {
             return Ok(()); // already gone
         }
-        match self.exited.recv_timeout(STOP_TIMEOUT) {
-            Ok(_) => {
+        let exited = match self.exited.lock() {
+            Ok(receiver) => receiver.recv_timeout(STOP_TIMEOUT).is_ok(),
+            Err(_) => false,
+        };
+        match exited {
+            true => {
                 tracing::info!("embedded PostgreSQL stopped");
                 Ok(())
             }
-            Err(_) => {
+            false => {
                 let _ = kill(self.pid, Signal::SIGQUIT);
                 bail!("PostgreSQL did not stop within {STOP_TIMEOUT:?}; sent an immediate shutdown")
             }
