@@ -96,13 +96,15 @@ pub async fn fresh_database() -> (String, PgPool) {
 
 /// The configuration tests start from: registration open, shared secret set, no rate limits.
 pub fn test_config() -> Config {
-    let mut config = Config::default();
-    config.server_name = SERVER_NAME.to_owned();
-    config.listen = vec!["127.0.0.1:0".to_owned()];
+    let mut config = Config {
+        server_name: SERVER_NAME.to_owned(),
+        listen: vec!["127.0.0.1:0".to_owned()],
+        data_dir: std::env::temp_dir().join("hearth-test-unused-data-dir"),
+        ..Config::default()
+    };
     config.registration.enabled = true;
     config.registration.shared_secret = Some(SHARED_SECRET.to_owned());
     config.rate_limits.enabled = false;
-    config.data_dir = std::env::temp_dir().join("hearth-test-unused-data-dir");
     config
 }
 
