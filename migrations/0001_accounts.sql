@@ -64,6 +64,9 @@ CREATE TABLE uia_sessions (
     user_id         TEXT,
     completed       TEXT[] NOT NULL DEFAULT '{}',
     registration_token TEXT,
+    -- What the client asked for in earlier requests of the session (never a clear-text
+    -- password), so a final request that carries only `auth` still completes it.
+    params          JSONB,
     created_ts      BIGINT NOT NULL
 );
 

@@ -120,11 +120,12 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment = figment.merge(
-            Env::prefixed("HEARTH_")
-                .split("__")
-                .filter(|key| ENV_KEYS.iter().any(|known| key.as_str().split('.').next() == Some(known))),
-        );
+        // The filter sees the key before figment lowercases it (`SERVER_NAME`, `DATABASE.URL`),
+        // so the comparison ignores case.
+        figment = figment.merge(Env::prefixed("HEARTH_").split("__").filter(|key| {
+            let top = key.as_str().split('.').next().unwrap_or_default();
+            ENV_KEYS.iter().any(|known| top.eq_ignore_ascii_case(known))
+        }));
         // Lists do not fit the `KEY=value` shape, so the two list-or-alias variables are
         // read by hand: `HEARTH_LISTEN` is comma-separated, `HEARTH_LOG` beats `RUST_LOG`.
         if let Ok(listen) = std::env::var("HEARTH_LISTEN") {
@@ -250,7 +251,11 @@ fn mask_url_password(url: &str) -> String {
 
 fn describe_figment_error(error: figment::Error) -> String {
     let key = error.path.join(".");
-    let source = error.metadata.as_ref().map(|m| m.name.to_string());
+    // Name the file too: `(from TOML file hearth.toml)` tells the operator where to look.
+    let source = error.metadata.as_ref().map(|m| match &m.source {
+        Some(source @ figment::Source::File(_)) => format!("{} {source}", m.name),
+        _ => m.name.to_string(),
+    });
     let mut text = if key.is_empty() { error.kind.to_string() } else { format!("`{key}`: {}", error.kind) };
     if let Some(source) = source {
         text.push_str(&format!(" (from {source})"));

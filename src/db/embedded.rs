@@ -12,6 +12,7 @@ use nix::unistd::{Pid, User, geteuid};
 use sqlx::postgres::PgConnectOptions;
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind as IoErrorKind, Read, Seek, SeekFrom};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -171,8 +172,10 @@ impl RunningCluster {
                 );
             }
             // The postmaster writes its status as the last line of postmaster.pid; "ready"
-            // means it accepts connections (the same check pg_ctl makes).
+            // means it accepts connections (the same check pg_ctl makes). The file must name
+            // our child: a stale one from a crash may say "ready" too.
             if let Ok(text) = fs::read_to_string(self.dir.join("postmaster.pid"))
+                && text.lines().next().map(str::trim) == Some(self.pid.to_string().as_str())
                 && text.lines().nth(7).map(str::trim) == Some("ready")
             {
                 return Ok(());
@@ -293,8 +296,11 @@ fn run_as() -> anyhow::Result<Option<RunAs>> {
     Ok(Some(RunAs { name: user.name, uid: user.uid, gid: user.gid }))
 }
 
+/// The absolute form of `path`, with `.` components dropped: the default data directory is
+/// `./hearth-data`, and `/srv/./hearth-data/postgres` would lengthen the socket path and be a
+/// second spelling of the directory that `is_postmaster_of` compares.
 fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
-    Ok(if path.is_absolute() { path.to_owned() } else { std::env::current_dir()?.join(path) })
+    std::path::absolute(path).with_context(|| format!("resolving {}", path.display()))
 }
 
 fn prepare_directory(dir: &Path, run_as: Option<&RunAs>) -> anyhow::Result<()> {
@@ -391,7 +397,7 @@ fn clear_stale_postmaster(dir: &Path) -> anyhow::Result<()> {
     };
     let pid = text.lines().next().and_then(|line| line.trim().parse::<i32>().ok());
     if let Some(pid) = pid.filter(|pid| *pid > 0)
-        && is_postgres_process(pid)
+        && is_postmaster_of(pid, dir)
     {
         tracing::warn!(pid, "an orphaned PostgreSQL from an earlier run holds the cluster; shutting it down");
         let _ = kill(Pid::from_raw(pid), Signal::SIGINT);
@@ -409,10 +415,17 @@ fn clear_stale_postmaster(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn is_postgres_process(pid: i32) -> bool {
-    fs::read(format!("/proc/{pid}/cmdline"))
-        .map(|cmdline| String::from_utf8_lossy(&cmdline).contains("postgres"))
-        .unwrap_or(false)
+/// Whether `pid` is a postmaster serving the cluster in `dir`, as started by `spawn`
+/// (`postgres -D <dir> …`; the postmaster keeps its command line). After a reboot the pid in a
+/// stale file can belong to anything — another cluster's PostgreSQL included — so only a
+/// process started on this very directory counts as our orphan.
+fn is_postmaster_of(pid: i32, dir: &Path) -> bool {
+    let Ok(cmdline) = fs::read(format!("/proc/{pid}/cmdline")) else { return false };
+    let Ok(dir) = fs::canonicalize(dir) else { return false };
+    let args: Vec<&[u8]> = cmdline.split(|byte| *byte == 0).collect();
+    args.windows(2).any(|pair| {
+        pair[0] == b"-D" && fs::canonicalize(std::ffi::OsStr::from_bytes(pair[1])).is_ok_and(|data_dir| data_dir == dir)
+    })
 }
 
 fn log_tail(path: &Path) -> String {

@@ -1,5 +1,6 @@
 //! User-interactive authentication sessions.
 
+use serde_json::Value;
 use sqlx::{FromRow, PgExecutor};
 
 #[derive(Clone, Debug, FromRow)]
@@ -9,6 +10,7 @@ pub struct UiaSession {
     pub user_id: Option<String>,
     pub completed: Vec<String>,
     pub registration_token: Option<String>,
+    pub params: Option<Value>,
     pub created_ts: i64,
 }
 
@@ -31,7 +33,7 @@ pub async fn create(
 
 pub async fn get(db: impl PgExecutor<'_>, session_id: &str) -> sqlx::Result<Option<UiaSession>> {
     sqlx::query_as(
-        "SELECT session_id, operation, user_id, completed, registration_token, created_ts FROM uia_sessions WHERE session_id = $1",
+        "SELECT session_id, operation, user_id, completed, registration_token, params, created_ts FROM uia_sessions WHERE session_id = $1",
     )
     .bind(session_id)
     .fetch_optional(db)
@@ -55,6 +57,15 @@ pub async fn complete_stage(
     .bind(registration_token)
     .execute(db)
     .await?;
+    Ok(())
+}
+
+pub async fn set_params(db: impl PgExecutor<'_>, session_id: &str, params: &Value) -> sqlx::Result<()> {
+    sqlx::query("UPDATE uia_sessions SET params = $2 WHERE session_id = $1")
+        .bind(session_id)
+        .bind(params)
+        .execute(db)
+        .await?;
     Ok(())
 }
 

@@ -123,8 +123,16 @@ where
         Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
         Err(_) => return Err(Error::invalid_param("A path parameter is not valid UTF-8")),
     };
+    // PostgreSQL text and jsonb cannot hold U+0000: refuse it here, as the client's mistake,
+    // rather than fail at the database with an internal error.
+    if path_args.iter().any(|arg| arg.contains('\0')) || parts.uri.query().is_some_and(|query| query.contains("%00")) {
+        return Err(Error::invalid_param("Parameters may not contain U+0000"));
+    }
     let limit = state.config.limits.max_request_size;
     let bytes = read_body(&parts, body, limit).await?;
+    if contains_escaped_nul(&bytes) {
+        return Err(Error::bad_json("Strings may not contain U+0000"));
+    }
     let request = http::Request::from_parts(parts, bytes.as_ref());
     let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
     let body = T::try_from_http_request(request, &path_args).map_err(request_error)?;
@@ -146,6 +154,24 @@ async fn read_body(parts: &Parts, body: Body, limit: usize) -> Result<bytes::Byt
             std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
         if is_limit { too_large() } else { Error::bad_json(format!("Could not read the request body: {error}")) }
     })
+}
+
+/// Whether a JSON text holds U+0000 in a string. JSON can only write it as the escape
+/// `\u0000` (raw control characters are invalid), so a scan suffices; skipping two bytes at
+/// every backslash keeps `\\u0000` (an escaped backslash, then text) from matching.
+fn contains_escaped_nul(json: &[u8]) -> bool {
+    let mut i = 0;
+    while i < json.len() {
+        if json[i] == b'\\' {
+            if json.get(i + 1..i + 6) == Some(b"u0000") {
+                return true;
+            }
+            i += 2;
+        } else {
+            i += 1;
+        }
+    }
+    false
 }
 
 async fn authenticate(parts: &Parts, state: &AppState, client: &ClientInfo, required: bool) -> Result<Option<Session>> {

@@ -8,6 +8,7 @@ use crate::users::{ClientInfo, Session, localpart, now_ms, password, uia};
 use rand::Rng;
 use ruma::api::client::uiaa::{AuthData, AuthType};
 use ruma::{OwnedUserId, ServerName, UserId};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sqlx::{PgConnection, PgPool};
 
@@ -56,39 +57,81 @@ pub async fn register(
     }
     // Refuse a bad or taken name before any authentication stage, so clients can say so at
     // once (Synapse does the same).
-    let user_id = match request.username {
-        Some(username) => {
-            check_username_available(pool, server_name, username).await?;
-            localpart::new_user_id(username, server_name)?
-        }
-        None => generated_user_id(pool, server_name).await?,
-    };
+    if let Some(username) = request.username {
+        check_username_available(pool, server_name, username).await?;
+    }
     if let Some(password) = request.password {
         password::check_acceptable(password)?;
     }
+    let remember = remembered_parameters(&request).await?;
     let stage = if config.token_required { AuthType::RegistrationToken } else { AuthType::Dummy };
-    let requirement = uia::Requirement { operation: "register", user: None, flows: vec![vec![stage]] };
+    let requirement = uia::Requirement { operation: "register", user: None, flows: vec![vec![stage]], remember };
     let completed = uia::authenticate(pool, server_name, &requirement, request.auth).await?;
 
-    let password_hash = match request.password {
-        Some(password) => Some(password::hash(password).await?),
-        None => None,
+    // What this request says wins; what earlier requests of the session said fills the gaps.
+    let earlier: RememberedRegistration =
+        completed.remembered.and_then(|params| serde_json::from_value(params).ok()).unwrap_or_default();
+    let user_id = match request.username.map(str::to_owned).or(earlier.username) {
+        Some(username) => localpart::new_user_id(&username, server_name)?,
+        None => generated_user_id(pool, server_name).await?,
     };
+    let password_hash = match request.password {
+        Some(password) => password::hash(password).await?,
+        None => earlier.password_hash.ok_or_else(|| Error::missing_param("A password is required"))?,
+    };
+    let device_id = request.device_id.map(str::to_owned).or(earlier.device_id);
+    let display_name = request.initial_device_display_name.map(str::to_owned).or(earlier.initial_device_display_name);
+    let inhibit_login = request.inhibit_login || earlier.inhibit_login;
+
     let mut tx = pool.begin().await?;
-    insert_account(&mut tx, &user_id, password_hash.as_deref(), false, false).await?;
+    insert_account(&mut tx, &user_id, Some(&password_hash), false, false).await?;
     if let Some(token) = &completed.registration_token
         && !db::registration::consume_token(&mut *tx, token, now_ms()).await?
     {
         return Err(Error::forbidden("The registration token is no longer valid"));
     }
-    let session = if request.inhibit_login {
+    let session = if inhibit_login {
         None
     } else {
-        Some(sessions::open(&mut tx, &user_id, request.device_id, request.initial_device_display_name, client).await?)
+        Some(sessions::open(&mut tx, &user_id, device_id.as_deref(), display_name.as_deref(), client).await?)
     };
     tx.commit().await?;
     tracing::info!(%user_id, "registered a new account");
     Ok(Registered { user_id, session })
+}
+
+/// Registration parameters kept in the UIA session between requests. The password is kept
+/// only as its argon2 hash.
+#[derive(Default, Serialize, Deserialize)]
+struct RememberedRegistration {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    password_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    device_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    initial_device_display_name: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    inhibit_login: bool,
+}
+
+async fn remembered_parameters(request: &Registration<'_>) -> Result<Option<Value>> {
+    // Hashing is costly, so the password is kept only from a request that opens the session
+    // (no `auth` yet); later requests either carry it again or rely on the kept hash.
+    let password_hash = match (request.password, request.auth) {
+        (Some(password), None) => Some(password::hash(password).await?),
+        _ => None,
+    };
+    let remembered = RememberedRegistration {
+        username: request.username.map(str::to_owned),
+        password_hash,
+        device_id: request.device_id.map(str::to_owned),
+        initial_device_display_name: request.initial_device_display_name.map(str::to_owned),
+        inhibit_login: request.inhibit_login,
+    };
+    let value = serde_json::to_value(&remembered).map_err(|e| Error::internal(e.to_string()))?;
+    Ok(value.as_object().is_some_and(|object| !object.is_empty()).then_some(value))
 }
 
 async fn register_guest(
@@ -192,6 +235,7 @@ pub async fn change_password(
         operation: "change_password",
         user: Some(&session.user_id),
         flows: vec![vec![AuthType::Password]],
+        remember: None,
     };
     uia::authenticate(pool, server_name, &requirement, auth).await?;
     let hash = password::hash(new_password).await?;
@@ -215,6 +259,7 @@ pub async fn deactivate(
         operation: "deactivate",
         user: Some(&session.user_id),
         flows: vec![vec![AuthType::Password]],
+        remember: None,
     };
     uia::authenticate(pool, server_name, &requirement, auth).await?;
     deactivate_now(pool, &session.user_id).await

@@ -50,6 +50,7 @@ pub async fn delete(
         operation: "delete_devices",
         user: Some(&session.user_id),
         flows: vec![vec![AuthType::Password]],
+        remember: None,
     };
     uia::authenticate(pool, server_name, &requirement, auth).await?;
     db::devices::delete(pool, session.user_id.as_str(), device_ids).await?;

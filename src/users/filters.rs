@@ -4,6 +4,7 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::users::Session;
 use ruma::UserId;
+use ruma::api::client::filter::{EventFormat, FilterDefinition};
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -14,11 +15,22 @@ fn check_owner(session: &Session, user_id: &UserId) -> Result<()> {
     Ok(())
 }
 
-/// Stores a filter (already validated against the spec's filter schema) and returns its id.
-pub async fn create(pool: &PgPool, session: &Session, user_id: &UserId, definition: &Value) -> Result<String> {
+/// Stores a filter and returns its id. Parsing into ruma's type has checked the schema but
+/// for enums, which ruma keeps open (unknown strings parse as custom values) and the spec
+/// closes.
+pub async fn create(
+    pool: &PgPool,
+    session: &Session,
+    user_id: &UserId,
+    definition: &FilterDefinition,
+) -> Result<String> {
     check_owner(session, user_id)?;
+    if !matches!(definition.event_format, EventFormat::Client | EventFormat::Federation) {
+        return Err(Error::bad_json("event_format must be \"client\" or \"federation\""));
+    }
+    let definition = serde_json::to_value(definition).map_err(|error| Error::internal(error.to_string()))?;
     for _ in 0..5 {
-        if let Some(id) = db::filters::insert(pool, user_id.as_str(), definition).await? {
+        if let Some(id) = db::filters::insert(pool, user_id.as_str(), &definition).await? {
             return Ok(id.to_string());
         }
     }

@@ -114,3 +114,17 @@ pub async fn logout_all(pool: &PgPool, user_id: &UserId) -> Result<()> {
     db::devices::delete_all_except(pool, user_id.as_str(), None).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::DUMMY_HASH;
+    use argon2::password_hash::PasswordHash;
+
+    /// The unknown-user path must cost a real argon2 verification; a hash that fails to
+    /// parse would return at once and reveal which user names exist.
+    #[test]
+    fn the_timing_decoy_is_a_parseable_argon2id_hash() {
+        let parsed = PasswordHash::new(DUMMY_HASH).expect("decoy hash parses");
+        assert_eq!(parsed.algorithm.as_str(), "argon2id");
+    }
+}

@@ -100,7 +100,9 @@ pub async fn register(
     if !mac_is_valid(secret, &request) {
         return Err(Error::forbidden("HMAC incorrect"));
     }
-    let user_id = localpart::new_user_id(&request.username, server_name)?;
+    // Synapse lowercases the name after checking the MAC (which covers it as sent), so
+    // provisioning scripts that pass "Alice" get @alice rather than an error.
+    let user_id = localpart::new_user_id(&request.username.to_lowercase(), server_name)?;
     password::check_acceptable(&request.password)?;
     let hash = password::hash(&request.password).await?;
 

@@ -25,6 +25,8 @@ pub struct Requirement<'a> {
     /// The authenticated user, for operations on an existing account.
     pub user: Option<&'a UserId>,
     pub flows: Vec<Vec<AuthType>>,
+    /// Request parameters to keep with the session (see [`Completed::remembered`]).
+    pub remember: Option<serde_json::Value>,
 }
 
 /// A finished authentication, with what its stages established.
@@ -32,6 +34,10 @@ pub struct Requirement<'a> {
 pub struct Completed {
     /// The registration token a `m.login.registration_token` stage accepted.
     pub registration_token: Option<String>,
+    /// The parameters the latest request of the session that had any asked to remember.
+    /// Clients may send the operation's parameters only with the first request and just
+    /// `auth` afterwards; Synapse accepts that, so Hearth does too.
+    pub remembered: Option<serde_json::Value>,
 }
 
 pub async fn authenticate(
@@ -43,6 +49,9 @@ pub async fn authenticate(
     let now = now_ms();
     let Some(auth) = auth else {
         let session_id = open_session(pool, requirement, now).await?;
+        if let Some(params) = &requirement.remember {
+            db::uia::set_params(pool, &session_id, params).await?;
+        }
         return Err(challenge(requirement, session_id, Vec::new(), None));
     };
 
@@ -68,6 +77,12 @@ pub async fn authenticate(
         }
     };
 
+    let mut remembered = session.params.clone();
+    if let Some(params) = &requirement.remember {
+        let merged = merge_params(remembered.take(), params);
+        db::uia::set_params(pool, &session.session_id, &merged).await?;
+        remembered = Some(merged);
+    }
     let mut completed = session.completed.clone();
     let mut registration_token = session.registration_token.clone();
     if let Some(stage) = auth.auth_type() {
@@ -97,7 +112,7 @@ pub async fn authenticate(
     }
     // The session has served its purpose; it must not authorise a second operation.
     db::uia::delete(pool, &session.session_id).await?;
-    Ok(Completed { registration_token })
+    Ok(Completed { registration_token, remembered })
 }
 
 async fn open_session(pool: &PgPool, requirement: &Requirement<'_>, now: i64) -> Result<String> {
@@ -150,6 +165,19 @@ async fn check_stage(
     }
 }
 
+/// Newer values win key by key; keys a request leaves out keep their earlier values.
+fn merge_params(earlier: Option<serde_json::Value>, newer: &serde_json::Value) -> serde_json::Value {
+    match (earlier, newer) {
+        (Some(serde_json::Value::Object(mut earlier)), serde_json::Value::Object(newer)) => {
+            for (key, value) in newer {
+                earlier.insert(key.clone(), value.clone());
+            }
+            serde_json::Value::Object(earlier)
+        }
+        _ => newer.clone(),
+    }
+}
+
 fn stage_error(kind: ErrorKind, message: String) -> StandardErrorBody {
     StandardErrorBody::new(kind, message)
 }
@@ -162,6 +190,9 @@ fn challenge(
 ) -> Error {
     let mut info = UiaaInfo::new(requirement.flows.iter().map(|stages| AuthFlow::new(stages.clone())).collect());
     info.session = Some(session_id);
+    // No stage Hearth offers takes parameters, but clients expect the object (Synapse
+    // always sends it).
+    info.params = serde_json::value::to_raw_value(&serde_json::json!({})).ok();
     info.completed = completed.iter().map(|stage| AuthType::from(stage.as_str())).collect();
     info.auth_error = error.map(Box::new);
     Error::Uia(Box::new(info))

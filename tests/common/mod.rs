@@ -153,17 +153,7 @@ impl TestServer {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut request = self.http.request(method, self.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
-        }
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.expect("request reaches the server");
-        let status = response.status();
-        let bytes = response.bytes().await.expect("response body");
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        send_json(&self.http, method, &self.url(path), token, body).await
     }
 
     /// Sends raw bytes as the body (for malformed-input tests).
@@ -272,6 +262,28 @@ impl TestUser {
             "session": session,
         })
     }
+}
+
+/// Sends a request with an optional bearer token and JSON body; returns the status and the
+/// JSON body (`Value::Null` if the body is not JSON).
+pub async fn send_json(
+    client: &reqwest::Client,
+    method: Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = client.request(method, url);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(body) = body {
+        request = request.json(&body);
+    }
+    let response = request.send().await.expect("request reaches the server");
+    let status = response.status();
+    let bytes = response.bytes().await.expect("response body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
 }
 
 /// Asserts a Matrix error response.

@@ -16,8 +16,7 @@ async fn create(
     State(state): State<AppState>,
     request: Authed<create_filter::v3::Request>,
 ) -> Result<RumaResponse<create_filter::v3::Response>> {
-    let definition = serde_json::to_value(&request.body.filter).map_err(|error| Error::internal(error.to_string()))?;
-    let filter_id = filters::create(&state.pool, &request.session, &request.body.user_id, &definition).await?;
+    let filter_id = filters::create(&state.pool, &request.session, &request.body.user_id, &request.body.filter).await?;
     Ok(create_filter::v3::Response::new(filter_id).into())
 }
 

@@ -5,9 +5,11 @@ use crate::http::ruma::{Authed, Ruma, RumaResponse, RumaRouter};
 use crate::server::AppState;
 use crate::users::profile;
 use axum::Router;
-use axum::extract::State;
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request, State};
 use ruma::api::client::profile::{delete_profile_field, get_profile, get_profile_field, set_profile_field};
 use ruma::profile::ProfileFieldValue;
+use serde_json::{Map, Value};
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router
@@ -38,9 +40,48 @@ async fn get_field(
     Ok(get_profile_field::v3::Response::new(value).into())
 }
 
+/// A `set_profile_field` request whose body is first reduced to the one key the path names.
+/// ruma's parser for this body looks for that key but does not skip the values of the keys
+/// before it, so a valid body such as `{"avatar_url": "…", "displayname": "…"}` sent to
+/// `…/displayname` fails as if it were not JSON at all.
+struct SetField(Authed<set_profile_field::v3::Request>);
+
+impl FromRequest<AppState> for SetField {
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self> {
+        let (mut parts, body) = request.into_parts();
+        let field = RawPathParams::from_request_parts(&mut parts, state)
+            .await
+            .ok()
+            .and_then(|params| params.iter().last().map(|(_, field)| field.to_owned()));
+        let limit = state.config.limits.max_request_size;
+        let bytes = axum::body::to_bytes(body, limit).await.map_err(|error| {
+            let is_limit =
+                std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
+            if is_limit {
+                Error::too_large(format!("The request body exceeds {limit} bytes"))
+            } else {
+                Error::bad_json(format!("Could not read the request body: {error}"))
+            }
+        })?;
+        // Anything but a JSON object is left for ruma to refuse with the right error.
+        let body = match (field, serde_json::from_slice::<Map<String, Value>>(&bytes)) {
+            (Some(field), Ok(mut object)) => {
+                let only: Map<String, Value> = object.remove(&field).map(|value| (field, value)).into_iter().collect();
+                serde_json::to_vec(&only).map_err(|error| Error::internal(error.to_string()))?.into()
+            }
+            _ => bytes,
+        };
+        parts.headers.insert(http::header::CONTENT_LENGTH, body.len().into());
+        let request = Request::from_parts(parts, Body::from(body));
+        Ok(SetField(Authed::from_request(request, state).await?))
+    }
+}
+
 async fn set_field(
     State(state): State<AppState>,
-    request: Authed<set_profile_field::v3::Request>,
+    SetField(request): SetField,
 ) -> Result<RumaResponse<set_profile_field::v3::Response>> {
     let value = &request.body.value;
     let field = value.field_name();

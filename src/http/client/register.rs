@@ -5,10 +5,12 @@ use crate::http::ratelimit::Action;
 use crate::http::ruma::{Ruma, RumaResponse, RumaRouter};
 use crate::server::AppState;
 use crate::users::accounts::{self, Registration};
-use axum::Router;
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::{Json, Router};
 use ruma::api::client::account::register::RegistrationKind;
 use ruma::api::client::account::{check_registration_token_validity, get_username_availability, register};
+use serde_json::json;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router
@@ -17,10 +19,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<check_registration_token_validity::v1::Request, _, _>(token_validity)
 }
 
-async fn register(
-    State(state): State<AppState>,
-    request: Ruma<register::v3::Request>,
-) -> Result<RumaResponse<register::v3::Response>> {
+async fn register(State(state): State<AppState>, request: Ruma<register::v3::Request>) -> Result<Response> {
     state.rate_limits.check(Action::Register, &request.client)?;
     let body = &request.body;
     if body.login_type.is_some() {
@@ -42,12 +41,15 @@ async fn register(
         &request.client,
     )
     .await?;
+    let Some(session) = registered.session else {
+        // With `inhibit_login` there is no device. ruma would serialise `"device_id": null`,
+        // which the spec's schema (a string) does not allow; Synapse omits the field.
+        return Ok(Json(json!({ "user_id": registered.user_id })).into_response());
+    };
     let mut response = register::v3::Response::new(registered.user_id);
-    if let Some(session) = registered.session {
-        response.access_token = Some(session.access_token);
-        response.device_id = Some(session.device_id);
-    }
-    Ok(response.into())
+    response.access_token = Some(session.access_token);
+    response.device_id = Some(session.device_id);
+    Ok(RumaResponse(response).into_response())
 }
 
 async fn username_available(
@@ -55,6 +57,10 @@ async fn username_available(
     request: Ruma<get_username_availability::v3::Request>,
 ) -> Result<RumaResponse<get_username_availability::v3::Response>> {
     state.rate_limits.check(Action::Register, &request.client)?;
+    // Like Synapse: with registration closed, the answer would only help enumerate accounts.
+    if !state.config.registration.enabled {
+        return Err(Error::forbidden("Registration is disabled on this server"));
+    }
     accounts::check_username_available(&state.pool, &state.server_name, &request.body.username).await?;
     Ok(get_username_availability::v3::Response::new(true).into())
 }
