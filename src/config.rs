@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 /// Top-level keys that `HEARTH_*` variables may set. Anything else with the prefix (for
 /// example a test harness's own variables) is not configuration and is ignored.
 const ENV_KEYS: &[&str] =
-    &["server_name", "public_baseurl", "data_dir", "database", "registration", "rate_limits", "limits"];
+    &["server_name", "public_baseurl", "data_dir", "database", "registration", "rate_limits", "limits", "rooms"];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -28,6 +28,7 @@ pub struct Config {
     pub registration: RegistrationConfig,
     pub rate_limits: RateLimitConfig,
     pub limits: LimitsConfig,
+    pub rooms: RoomsConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -61,6 +62,19 @@ pub struct RateLimitConfig {
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
+pub struct RoomsConfig {
+    /// The room version of new rooms when the client does not ask for one.
+    pub default_version: String,
+}
+
+impl Default for RoomsConfig {
+    fn default() -> Self {
+        RoomsConfig { default_version: "12".to_owned() }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest request body accepted on the JSON APIs, in bytes.
     pub max_request_size: usize,
@@ -78,6 +92,7 @@ impl Default for Config {
             registration: RegistrationConfig::default(),
             rate_limits: RateLimitConfig::default(),
             limits: LimitsConfig::default(),
+            rooms: RoomsConfig::default(),
         }
     }
 }
@@ -197,6 +212,13 @@ impl Config {
         }
         if self.limits.max_request_size < 1024 {
             return fail("limits.max_request_size", "must be at least 1024 bytes".to_owned());
+        }
+        let supported = ["6", "7", "8", "9", "10", "11", "12"];
+        if !supported.contains(&self.rooms.default_version.as_str()) {
+            return fail(
+                "rooms.default_version",
+                format!("{:?} is not one of {}", self.rooms.default_version, supported.join(", ")),
+            );
         }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return fail("log", format!("{:?} is not a valid log filter ({error})", self.log));

@@ -10,6 +10,7 @@ pub mod db;
 pub mod error;
 pub mod federation;
 pub mod http;
+pub mod rooms;
 pub mod server;
 pub mod users;
 

@@ -26,6 +26,8 @@ pub struct Inner {
     pub pool: PgPool,
     pub signing_key: SigningKey,
     pub rate_limits: RateLimits,
+    pub room_locks: crate::rooms::locks::RoomLocks,
+    pub default_room_version: ruma::RoomVersionId,
 }
 
 impl Deref for AppState {
@@ -40,7 +42,27 @@ impl AppState {
         let server_name = OwnedServerName::try_from(config.server_name.as_str())
             .map_err(|error| anyhow!("`server_name`: {error}"))?;
         let rate_limits = RateLimits::new(&config.rate_limits);
-        Ok(AppState(Arc::new(Inner { config, server_name, pool, signing_key, rate_limits })))
+        let default_room_version = ruma::RoomVersionId::try_from(config.rooms.default_version.as_str())
+            .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
+        Ok(AppState(Arc::new(Inner {
+            config,
+            server_name,
+            pool,
+            signing_key,
+            rate_limits,
+            room_locks: Default::default(),
+            default_room_version,
+        })))
+    }
+
+    /// What room operations need.
+    pub fn rooms(&self) -> crate::rooms::RoomCtx<'_> {
+        crate::rooms::RoomCtx {
+            pool: &self.pool,
+            server_name: &self.server_name,
+            key: &self.signing_key,
+            locks: &self.room_locks,
+        }
     }
 }
 

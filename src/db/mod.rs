@@ -6,8 +6,11 @@
 pub mod account_data;
 pub mod devices;
 pub mod embedded;
+pub mod events;
 pub mod filters;
 pub mod registration;
+pub mod rooms;
+pub mod state;
 pub mod uia;
 pub mod users;
 

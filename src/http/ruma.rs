@@ -76,6 +76,7 @@ impl<T> FromRequest<AppState> for Ruma<T>
 where
     T: IncomingRequest + Send,
     T::Authentication: AuthRequirement,
+    T::PathBuilder: AllPaths,
 {
     type Rejection = Error;
 
@@ -89,6 +90,7 @@ impl<T> FromRequest<AppState> for Authed<T>
 where
     T: IncomingRequest + Send,
     T::Authentication: AuthRequirement,
+    T::PathBuilder: AllPaths,
 {
     type Rejection = Error;
 
@@ -103,6 +105,7 @@ async fn parse<T>(request: Request, state: &AppState) -> Result<(T, Option<Sessi
 where
     T: IncomingRequest,
     T::Authentication: AuthRequirement,
+    T::PathBuilder: AllPaths,
 {
     let (mut parts, body) = request.into_parts();
     let client = client_info(&parts);
@@ -119,10 +122,15 @@ where
         }
     }
 
-    let path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, state).await {
+    let mut path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, state).await {
         Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
         Err(_) => return Err(Error::invalid_param("A path parameter is not valid UTF-8")),
     };
+    // A trailing empty state key may be left out of the path (see `register`).
+    let expected = T::PATH_BUILDER.all_paths().first().map_or(0, |path| path.matches('{').count());
+    while path_args.len() < expected {
+        path_args.push(String::new());
+    }
     // PostgreSQL text and jsonb cannot hold U+0000: refuse it here, as the client's mistake,
     // rather than fail at the database with an internal error.
     if path_args.iter().any(|arg| arg.contains('\0')) || parts.uri.query().is_some_and(|query| query.contains("%00")) {
@@ -315,11 +323,21 @@ where
         Err(error) => panic!("endpoint method {} cannot be routed: {error}", T::METHOD),
     };
     for path in T::PATH_BUILDER.all_paths() {
-        let mut method_router = on(filter, handler.clone());
-        if guests {
-            method_router = method_router.layer(Extension(GuestsAllowed));
+        // The spec lets clients leave an empty state key out: `…/state/{type}/` and
+        // `…/state/{type}` mean the state key "". Paths cannot match an empty segment, so
+        // those shapes get routes of their own.
+        let mut shapes = vec![path.to_owned()];
+        if let Some(prefix) = path.strip_suffix("/{state_key}") {
+            shapes.push(format!("{prefix}/"));
+            shapes.push(prefix.to_owned());
         }
-        router = router.route(path, method_router);
+        for shape in shapes {
+            let mut method_router = on(filter, handler.clone());
+            if guests {
+                method_router = method_router.layer(Extension(GuestsAllowed));
+            }
+            router = router.route(&shape, method_router);
+        }
     }
     router
 }

@@ -6,8 +6,10 @@ mod account_data;
 mod devices;
 mod discovery;
 mod filters;
+mod membership;
 mod profile;
 mod register;
+mod rooms;
 mod session;
 
 use crate::server::AppState;
@@ -21,5 +23,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = devices::routes(router);
     let router = profile::routes(router);
     let router = account_data::routes(router);
+    let router = rooms::routes(router);
+    let router = membership::routes(router);
     filters::routes(router)
 }

@@ -1,0 +1,198 @@
+//! Room state: interned `(type, state_key)` pairs, snapshots as bounded delta chains, and
+//! the current state table.
+
+use sqlx::{FromRow, PgConnection, PgExecutor};
+
+/// Deltas are chained at most this deep; the next snapshot is then written in full.
+pub const MAX_CHAIN_LENGTH: i32 = 32;
+
+pub async fn intern_state_key(conn: &mut PgConnection, event_type: &str, state_key: &str) -> sqlx::Result<i64> {
+    let inserted: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO state_keys (event_type, state_key) VALUES ($1, $2)
+         ON CONFLICT (event_type, state_key) DO NOTHING RETURNING state_key_nid",
+    )
+    .bind(event_type)
+    .bind(state_key)
+    .fetch_optional(&mut *conn)
+    .await?;
+    match inserted {
+        Some(nid) => Ok(nid),
+        None => {
+            sqlx::query_scalar("SELECT state_key_nid FROM state_keys WHERE event_type = $1 AND state_key = $2")
+                .bind(event_type)
+                .bind(state_key)
+                .fetch_one(conn)
+                .await
+        }
+    }
+}
+
+/// One entry of a state map, with the event's JSON so callers need no second query.
+#[derive(Clone, Debug, FromRow)]
+pub struct StateEntry {
+    pub state_key_nid: i64,
+    pub event_type: String,
+    pub state_key: String,
+    pub event_nid: i64,
+    pub event_id: String,
+    pub json: String,
+}
+
+/// The state of a snapshot: walk the chain to the root; the nearest entry for a key wins.
+/// With `$2`/`$3` (parallel arrays of types and state keys) only those pairs are read.
+const SNAPSHOT_STATE: &str = "
+    WITH RECURSIVE chain (snapshot_id, parent_id, distance) AS (
+        SELECT snapshot_id, parent_id, 0 FROM state_snapshots WHERE snapshot_id = $1
+        UNION ALL
+        SELECT s.snapshot_id, s.parent_id, c.distance + 1
+        FROM state_snapshots s JOIN chain c ON s.snapshot_id = c.parent_id
+    ),
+    wanted AS (
+        SELECT k.state_key_nid FROM state_keys k
+        JOIN unnest($2::text[], $3::text[]) AS w (event_type, state_key)
+          ON k.event_type = w.event_type AND k.state_key = w.state_key
+    ),
+    entries AS (
+        SELECT DISTINCT ON (se.state_key_nid) se.state_key_nid, se.event_nid
+        FROM chain c JOIN state_snapshot_entries se ON se.snapshot_id = c.snapshot_id
+        WHERE $2::text[] IS NULL OR se.state_key_nid IN (SELECT state_key_nid FROM wanted)
+        ORDER BY se.state_key_nid, c.distance
+    )
+    SELECT en.state_key_nid, k.event_type, k.state_key, en.event_nid, i.event_id, e.json
+    FROM entries en
+    JOIN state_keys k ON k.state_key_nid = en.state_key_nid
+    JOIN events e ON e.event_nid = en.event_nid
+    JOIN event_ids i ON i.event_nid = en.event_nid";
+
+pub async fn snapshot_state(db: impl PgExecutor<'_>, snapshot_id: i64) -> sqlx::Result<Vec<StateEntry>> {
+    sqlx::query_as(SNAPSHOT_STATE)
+        .bind(snapshot_id)
+        .bind(None::<Vec<String>>)
+        .bind(None::<Vec<String>>)
+        .fetch_all(db)
+        .await
+}
+
+/// Only the given `(type, state_key)` pairs of a snapshot (what an auth check needs).
+pub async fn snapshot_state_for_keys(
+    db: impl PgExecutor<'_>,
+    snapshot_id: i64,
+    keys: &[(String, String)],
+) -> sqlx::Result<Vec<StateEntry>> {
+    let types: Vec<&str> = keys.iter().map(|(event_type, _)| event_type.as_str()).collect();
+    let state_keys: Vec<&str> = keys.iter().map(|(_, state_key)| state_key.as_str()).collect();
+    sqlx::query_as(SNAPSHOT_STATE).bind(snapshot_id).bind(&types).bind(&state_keys).fetch_all(db).await
+}
+
+/// Records the state after a state event: a delta of `changes` over `parent`, or — when the
+/// chain would grow too long — the parent's whole state with the changes applied.
+pub async fn create_snapshot(
+    conn: &mut PgConnection,
+    room_id: &str,
+    parent: Option<i64>,
+    changes: &[(i64, i64)],
+) -> sqlx::Result<i64> {
+    let parent_chain: Option<i32> = match parent {
+        Some(parent) => {
+            sqlx::query_scalar("SELECT chain_length FROM state_snapshots WHERE snapshot_id = $1")
+                .bind(parent)
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+        None => None,
+    };
+    let (parent, chain_length, mut entries) = match (parent, parent_chain) {
+        (Some(parent), Some(length)) if length < MAX_CHAIN_LENGTH => (Some(parent), length + 1, Vec::new()),
+        (Some(parent), Some(_)) => {
+            let full = snapshot_state(&mut *conn, parent).await?;
+            (None, 0, full.into_iter().map(|entry| (entry.state_key_nid, entry.event_nid)).collect())
+        }
+        _ => (None, 0, Vec::new()),
+    };
+    for (key, event) in changes {
+        match entries.iter_mut().find(|(existing, _)| existing == key) {
+            Some(entry) => entry.1 = *event,
+            None => entries.push((*key, *event)),
+        }
+    }
+    let snapshot_id: i64 = sqlx::query_scalar(
+        "INSERT INTO state_snapshots (room_id, parent_id, chain_length) VALUES ($1, $2, $3) RETURNING snapshot_id",
+    )
+    .bind(room_id)
+    .bind(parent)
+    .bind(chain_length)
+    .fetch_one(&mut *conn)
+    .await?;
+    let keys: Vec<i64> = entries.iter().map(|(key, _)| *key).collect();
+    let events: Vec<i64> = entries.iter().map(|(_, event)| *event).collect();
+    sqlx::query(
+        "INSERT INTO state_snapshot_entries (snapshot_id, state_key_nid, event_nid)
+         SELECT $1, unnest($2::bigint[]), unnest($3::bigint[])",
+    )
+    .bind(snapshot_id)
+    .bind(&keys)
+    .bind(&events)
+    .execute(conn)
+    .await?;
+    Ok(snapshot_id)
+}
+
+/// An empty snapshot: the state before a room's create event.
+pub async fn create_empty_snapshot(conn: &mut PgConnection, room_id: &str) -> sqlx::Result<i64> {
+    create_snapshot(conn, room_id, None, &[]).await
+}
+
+pub async fn set_current_state(
+    conn: &mut PgConnection,
+    room_id: &str,
+    state_key_nid: i64,
+    event_nid: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO current_state (room_id, state_key_nid, event_nid) VALUES ($1, $2, $3)
+         ON CONFLICT (room_id, state_key_nid) DO UPDATE SET event_nid = EXCLUDED.event_nid",
+    )
+    .bind(room_id)
+    .bind(state_key_nid)
+    .bind(event_nid)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The room's current state, whole.
+pub async fn current_state(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Vec<StateEntry>> {
+    sqlx::query_as(
+        "SELECT cs.state_key_nid, k.event_type, k.state_key, cs.event_nid, i.event_id, e.json
+         FROM current_state cs
+         JOIN state_keys k ON k.state_key_nid = cs.state_key_nid
+         JOIN events e ON e.event_nid = cs.event_nid
+         JOIN event_ids i ON i.event_nid = cs.event_nid
+         WHERE cs.room_id = $1",
+    )
+    .bind(room_id)
+    .fetch_all(db)
+    .await
+}
+
+/// One entry of the room's current state.
+pub async fn current_state_event(
+    db: impl PgExecutor<'_>,
+    room_id: &str,
+    event_type: &str,
+    state_key: &str,
+) -> sqlx::Result<Option<StateEntry>> {
+    sqlx::query_as(
+        "SELECT cs.state_key_nid, k.event_type, k.state_key, cs.event_nid, i.event_id, e.json
+         FROM state_keys k
+         JOIN current_state cs ON cs.state_key_nid = k.state_key_nid AND cs.room_id = $1
+         JOIN events e ON e.event_nid = cs.event_nid
+         JOIN event_ids i ON i.event_nid = cs.event_nid
+         WHERE k.event_type = $2 AND k.state_key = $3",
+    )
+    .bind(room_id)
+    .bind(event_type)
+    .bind(state_key)
+    .fetch_optional(db)
+    .await
+}

@@ -1,0 +1,142 @@
+//! Membership: join, leave, invite, kick, ban, unban; who is in which room.
+
+use crate::error::{Error, Result};
+use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
+use crate::rooms::{membership, read};
+use crate::server::AppState;
+use axum::Router;
+use axum::extract::State;
+use ruma::api::client::membership::invite_user::v3::InvitationRecipient;
+use ruma::api::client::membership::{
+    ban_user, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_members, joined_rooms, kick_user,
+    leave_room, unban_user,
+};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use std::collections::BTreeMap;
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .ruma_guest::<join_room_by_id::v3::Request, _, _>(join_by_id)
+        .ruma_guest::<join_room_by_id_or_alias::v3::Request, _, _>(join_by_id_or_alias)
+        .ruma_guest::<leave_room::v3::Request, _, _>(leave)
+        .ruma::<invite_user::v3::Request, _, _>(invite)
+        .ruma::<kick_user::v3::Request, _, _>(kick)
+        .ruma::<ban_user::v3::Request, _, _>(ban)
+        .ruma::<unban_user::v3::Request, _, _>(unban)
+        .ruma_guest::<joined_rooms::v3::Request, _, _>(rooms_joined)
+        .ruma_guest::<joined_members::v3::Request, _, _>(members_joined)
+}
+
+async fn join_by_id(
+    State(state): State<AppState>,
+    request: Authed<join_room_by_id::v3::Request>,
+) -> Result<RumaResponse<join_room_by_id::v3::Response>> {
+    let body = &request.body;
+    membership::join(state.rooms(), &body.room_id, &request.session.user_id, body.reason.as_deref()).await?;
+    Ok(join_room_by_id::v3::Response::new(body.room_id.clone()).into())
+}
+
+async fn join_by_id_or_alias(
+    State(state): State<AppState>,
+    request: Authed<join_room_by_id_or_alias::v3::Request>,
+) -> Result<RumaResponse<join_room_by_id_or_alias::v3::Response>> {
+    let body = &request.body;
+    let room_id = OwnedRoomId::try_from(body.room_id_or_alias.clone())
+        .map_err(|_| Error::not_found("Room aliases are not supported yet; join by room id"))?;
+    membership::join(state.rooms(), &room_id, &request.session.user_id, body.reason.as_deref()).await?;
+    Ok(join_room_by_id_or_alias::v3::Response::new(room_id).into())
+}
+
+async fn leave(
+    State(state): State<AppState>,
+    request: Authed<leave_room::v3::Request>,
+) -> Result<RumaResponse<leave_room::v3::Response>> {
+    let body = &request.body;
+    membership::leave(state.rooms(), &body.room_id, &request.session.user_id, body.reason.as_deref()).await?;
+    Ok(leave_room::v3::Response::new().into())
+}
+
+async fn invite(
+    State(state): State<AppState>,
+    request: Authed<invite_user::v3::Request>,
+) -> Result<RumaResponse<invite_user::v3::Response>> {
+    let body = &request.body;
+    let (target, reason): (OwnedUserId, Option<String>) = match &body.recipient {
+        InvitationRecipient::UserId(recipient) => (recipient.user_id.clone(), recipient.reason.clone()),
+        _ => {
+            return Err(Error::new(
+                http::StatusCode::BAD_REQUEST,
+                ruma::api::error::ErrorKind::Unknown,
+                "Third-party invites are not supported",
+            ));
+        }
+    };
+    change(&state, &request.session.user_id, &body.room_id, &target, "invite", reason.as_deref()).await?;
+    Ok(invite_user::v3::Response::new().into())
+}
+
+/// Sets another member's membership on the requester's authority.
+async fn change(
+    state: &AppState,
+    sender: &UserId,
+    room_id: &RoomId,
+    target: &UserId,
+    membership: &str,
+    reason: Option<&str>,
+) -> Result<()> {
+    let change = membership::MembershipChange { room_id, sender, target, membership, reason, is_direct: false };
+    membership::set_membership_of(state.rooms(), change).await?;
+    Ok(())
+}
+
+async fn kick(
+    State(state): State<AppState>,
+    request: Authed<kick_user::v3::Request>,
+) -> Result<RumaResponse<kick_user::v3::Response>> {
+    let body = &request.body;
+    change(&state, &request.session.user_id, &body.room_id, &body.user_id, "leave", body.reason.as_deref()).await?;
+    Ok(kick_user::v3::Response::new().into())
+}
+
+async fn ban(
+    State(state): State<AppState>,
+    request: Authed<ban_user::v3::Request>,
+) -> Result<RumaResponse<ban_user::v3::Response>> {
+    let body = &request.body;
+    change(&state, &request.session.user_id, &body.room_id, &body.user_id, "ban", body.reason.as_deref()).await?;
+    Ok(ban_user::v3::Response::new().into())
+}
+
+async fn unban(
+    State(state): State<AppState>,
+    request: Authed<unban_user::v3::Request>,
+) -> Result<RumaResponse<unban_user::v3::Response>> {
+    let body = &request.body;
+    change(&state, &request.session.user_id, &body.room_id, &body.user_id, "leave", body.reason.as_deref()).await?;
+    Ok(unban_user::v3::Response::new().into())
+}
+
+async fn rooms_joined(
+    State(state): State<AppState>,
+    request: Authed<joined_rooms::v3::Request>,
+) -> Result<RumaResponse<joined_rooms::v3::Response>> {
+    let rooms = read::joined_rooms(&state.pool, &request.session.user_id).await?;
+    let rooms = rooms.into_iter().filter_map(|room| OwnedRoomId::try_from(room).ok()).collect();
+    Ok(joined_rooms::v3::Response::new(rooms).into())
+}
+
+async fn members_joined(
+    State(state): State<AppState>,
+    request: Authed<joined_members::v3::Request>,
+) -> Result<RumaResponse<joined_members::v3::Response>> {
+    let members = read::joined_members(&state.pool, &request.session.user_id, &request.body.room_id).await?;
+    let mut joined = BTreeMap::new();
+    for (user_id, content) in members {
+        let Ok(user_id) = OwnedUserId::try_from(user_id) else { continue };
+        let mut member = joined_members::v3::RoomMember::new();
+        member.display_name = content["displayname"].as_str().map(str::to_owned);
+        member.avatar_url = content["avatar_url"].as_str().map(Into::into);
+        joined.insert(user_id, member);
+    }
+    Ok(joined_members::v3::Response::new(joined).into())
+}

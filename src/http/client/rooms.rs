@@ -1,0 +1,165 @@
+//! Rooms: creation, sending, state, single events, history.
+
+use crate::error::{Error, Result};
+use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
+use crate::rooms::append::{Transaction, append};
+use crate::rooms::build::EventTemplate;
+use crate::rooms::create::{CreateRoom, Preset, create_room};
+use crate::rooms::read;
+use crate::server::AppState;
+use axum::Router;
+use axum::extract::State;
+use ruma::api::Direction;
+use ruma::api::client::message::{get_message_events, send_message_event};
+use ruma::api::client::room::{Visibility, create_room, get_room_event};
+use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
+use ruma::serde::Raw;
+use serde_json::Value;
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .ruma::<create_room::v3::Request, _, _>(create)
+        .ruma_guest::<send_message_event::v3::Request, _, _>(send_message)
+        .ruma::<send_state_event::v3::Request, _, _>(send_state)
+        .ruma_guest::<get_state_events::v3::Request, _, _>(get_state)
+        .ruma_guest::<get_state_event_for_key::v3::Request, _, _>(get_state_event)
+        .ruma_guest::<get_room_event::v3::Request, _, _>(get_event)
+        .ruma_guest::<get_message_events::v3::Request, _, _>(messages)
+}
+
+fn json<T>(raw: &Raw<T>) -> Result<Value> {
+    serde_json::from_str(raw.json().get()).map_err(|error| Error::bad_json(format!("Invalid JSON: {error}")))
+}
+
+fn raw<T>(value: &Value) -> Result<Raw<T>> {
+    let json = serde_json::value::to_raw_value(value).map_err(|error| Error::internal(error.to_string()))?;
+    Ok(Raw::from_json(json))
+}
+
+async fn create(
+    State(state): State<AppState>,
+    request: Authed<create_room::v3::Request>,
+) -> Result<RumaResponse<create_room::v3::Response>> {
+    let body = &request.body;
+    if body.room_alias_name.is_some() {
+        return Err(Error::new(
+            http::StatusCode::BAD_REQUEST,
+            ruma::api::error::ErrorKind::Unknown,
+            "room_alias_name is not supported yet (room aliases are not implemented)",
+        ));
+    }
+    if !body.invite_3pid.is_empty() {
+        return Err(Error::new(
+            http::StatusCode::BAD_REQUEST,
+            ruma::api::error::ErrorKind::Unknown,
+            "Third-party invites are not supported",
+        ));
+    }
+    let preset = match body.preset.as_ref().map(|preset| preset.as_str()) {
+        None => None,
+        Some("private_chat") => Some(Preset::PrivateChat),
+        Some("trusted_private_chat") => Some(Preset::TrustedPrivateChat),
+        Some("public_chat") => Some(Preset::PublicChat),
+        Some(other) => return Err(Error::bad_json(format!("Unknown preset {other:?}"))),
+    };
+    let mut initial_state = Vec::new();
+    for event in &body.initial_state {
+        let event = json(event)?;
+        let kind = event["type"].as_str().ok_or_else(|| Error::bad_json("initial_state events need a type"))?;
+        let state_key = event["state_key"].as_str().unwrap_or("");
+        initial_state.push((kind.to_owned(), state_key.to_owned(), event["content"].clone()));
+    }
+    let create = CreateRoom {
+        version: body.room_version.clone(),
+        preset,
+        public: body.visibility == Visibility::Public,
+        name: body.name.clone(),
+        topic: body.topic.clone(),
+        invite: body.invite.clone(),
+        is_direct: body.is_direct,
+        initial_state,
+        power_level_content_override: body.power_level_content_override.as_ref().map(json).transpose()?,
+        creation_content: body.creation_content.as_ref().map(json).transpose()?,
+    };
+    let room_id = create_room(state.rooms(), &state.default_room_version, &request.session.user_id, create).await?;
+    Ok(create_room::v3::Response::new(room_id).into())
+}
+
+async fn send_message(
+    State(state): State<AppState>,
+    request: Authed<send_message_event::v3::Request>,
+) -> Result<RumaResponse<send_message_event::v3::Response>> {
+    let body = &request.body;
+    let template = EventTemplate::message(&body.event_type.to_string(), json(&body.body)?);
+    let transaction = Transaction { device_id: request.session.device_id.as_str(), txn_id: body.txn_id.as_str() };
+    let event_id = append(state.rooms(), &body.room_id, &request.session.user_id, template, Some(transaction)).await?;
+    Ok(send_message_event::v3::Response::new(event_id).into())
+}
+
+async fn send_state(
+    State(state): State<AppState>,
+    request: Authed<send_state_event::v3::Request>,
+) -> Result<RumaResponse<send_state_event::v3::Response>> {
+    let body = &request.body;
+    let template = EventTemplate::state(&body.event_type.to_string(), &body.state_key, json(&body.body)?);
+    let event_id = append(state.rooms(), &body.room_id, &request.session.user_id, template, None).await?;
+    Ok(send_state_event::v3::Response::new(event_id).into())
+}
+
+async fn get_state(
+    State(state): State<AppState>,
+    request: Authed<get_state_events::v3::Request>,
+) -> Result<RumaResponse<get_state_events::v3::Response>> {
+    let events = read::state(&state.pool, &request.session.user_id, &request.body.room_id).await?;
+    let events = events.iter().map(raw).collect::<Result<Vec<_>>>()?;
+    Ok(get_state_events::v3::Response::new(events).into())
+}
+
+async fn get_state_event(
+    State(state): State<AppState>,
+    request: Authed<get_state_event_for_key::v3::Request>,
+) -> Result<RumaResponse<get_state_event_for_key::v3::Response>> {
+    let body = &request.body;
+    let content = read::state_event(
+        &state.pool,
+        &request.session.user_id,
+        &body.room_id,
+        &body.event_type.to_string(),
+        &body.state_key,
+    )
+    .await?;
+    let raw = serde_json::value::to_raw_value(&content).map_err(|error| Error::internal(error.to_string()))?;
+    Ok(get_state_event_for_key::v3::Response::new(raw).into())
+}
+
+async fn get_event(
+    State(state): State<AppState>,
+    request: Authed<get_room_event::v3::Request>,
+) -> Result<RumaResponse<get_room_event::v3::Response>> {
+    let body = &request.body;
+    let event = read::event(&state.pool, &request.session.user_id, &body.room_id, body.event_id.as_str()).await?;
+    Ok(get_room_event::v3::Response::new(raw(&event)?).into())
+}
+
+async fn messages(
+    State(state): State<AppState>,
+    request: Authed<get_message_events::v3::Request>,
+) -> Result<RumaResponse<get_message_events::v3::Response>> {
+    let body = &request.body;
+    let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX);
+    let page = read::messages(
+        &state.pool,
+        &request.session.user_id,
+        &body.room_id,
+        body.from.as_deref(),
+        body.to.as_deref(),
+        body.dir == Direction::Backward,
+        limit,
+    )
+    .await?;
+    let mut response = get_message_events::v3::Response::new();
+    response.start = page.start;
+    response.end = page.end;
+    response.chunk = page.chunk.iter().map(raw).collect::<Result<Vec<_>>>()?;
+    Ok(response.into())
+}

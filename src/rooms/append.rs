@@ -1,0 +1,192 @@
+//! Appending a local event to a room: choose its place in the DAG, authorise it against the
+//! state before it, and store it with its state, edges and stream position in one
+//! transaction. Creation in a room is serialised (in-process lock + PostgreSQL advisory lock),
+//! so local senders never fork the DAG.
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::rooms::build::{EventTemplate, Placement, build_and_sign};
+use crate::rooms::pdu::Pdu;
+use crate::rooms::{RoomCtx, rules_for};
+use ruma::events::{StateEventType, TimelineEventType};
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::state_res::{auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules};
+use ruma::{EventId, OwnedEventId, RoomId, RoomVersionId, UserId};
+use sqlx::PgConnection;
+use std::collections::HashMap;
+
+/// The spec allows at most this many `prev_events`.
+const MAX_PREV_EVENTS: usize = 10;
+
+/// A client transaction id, for idempotent sends.
+#[derive(Clone, Copy)]
+pub struct Transaction<'a> {
+    pub device_id: &'a str,
+    pub txn_id: &'a str,
+}
+
+/// Appends a new local event to an existing room.
+pub async fn append(
+    ctx: RoomCtx<'_>,
+    room_id: &RoomId,
+    sender: &UserId,
+    template: EventTemplate,
+    transaction: Option<Transaction<'_>>,
+) -> Result<OwnedEventId> {
+    let _local = ctx.locks.lock(room_id).await;
+    let mut tx = ctx.pool.begin().await?;
+    db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
+
+    if let Some(txn) = transaction
+        && let Some(event_id) =
+            db::rooms::transaction_event(&mut *tx, sender.as_str(), txn.device_id, txn.txn_id).await?
+    {
+        // A retried request: the first attempt's event stands, nothing new is sent.
+        return EventId::parse(event_id).map_err(|e| Error::internal(format!("stored event id: {e}")));
+    }
+
+    let version = db::rooms::version(&mut *tx, room_id.as_str())
+        .await?
+        .ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
+    let version =
+        RoomVersionId::try_from(version.as_str()).map_err(|e| Error::internal(format!("stored room version: {e}")))?;
+    let rules = rules_for(&version)?;
+
+    let extremities = db::events::forward_extremities(&mut *tx, room_id.as_str()).await?;
+    let prev: Vec<_> = extremities.into_iter().take(MAX_PREV_EVENTS).collect();
+    let Some(first) = prev.first() else {
+        return Err(Error::internal(format!("room {room_id} has no events")));
+    };
+    if prev.iter().any(|extremity| extremity.state_after != first.state_after) {
+        // Only federation can fork a room (local creation is serialised); resolving the
+        // branches' states arrives with it.
+        return Err(Error::internal(format!(
+            "room {room_id} has diverging branches; state resolution is not wired up yet"
+        )));
+    }
+    let state_before = first.state_after;
+    let depth = prev.iter().map(|extremity| extremity.depth).max().unwrap_or(0) as u64 + 1;
+
+    let auth_state = AuthState::load(&mut tx, state_before, &template, sender, &rules).await?;
+    let prev_events: Vec<OwnedEventId> = prev.iter().filter_map(|e| EventId::parse(&e.event_id).ok()).collect();
+    let placement =
+        Placement { room_id: Some(room_id), prev_events: &prev_events, auth_events: &auth_state.auth_event_ids, depth };
+    let pdu = build_and_sign(&template, sender, &placement, &rules, ctx.server_name, ctx.key)?;
+    auth_state.authorize(&pdu, &rules)?;
+
+    let prev_nids: Vec<i64> = prev.iter().map(|extremity| extremity.event_nid).collect();
+    persist(&mut tx, room_id, &pdu, state_before, &prev_nids).await?;
+    if let Some(txn) = transaction {
+        db::rooms::record_transaction(&mut tx, sender.as_str(), txn.device_id, txn.txn_id, pdu.event_id.as_str())
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(pdu.event_id)
+}
+
+/// The slice of the state before an event that its authorisation needs.
+pub struct AuthState {
+    by_key: HashMap<(String, String), Pdu>,
+    by_id: HashMap<OwnedEventId, Pdu>,
+    pub auth_event_ids: Vec<OwnedEventId>,
+}
+
+impl AuthState {
+    pub async fn load(
+        conn: &mut PgConnection,
+        snapshot: i64,
+        template: &EventTemplate,
+        sender: &UserId,
+        rules: &RoomVersionRules,
+    ) -> Result<AuthState> {
+        let content = serde_json::value::to_raw_value(&template.content).map_err(|e| Error::bad_json(e.to_string()))?;
+        let kind = TimelineEventType::from(template.kind.as_str());
+        let auth_types =
+            auth_types_for_event(&kind, sender, template.state_key.as_deref(), &content, &rules.authorization)
+                .map_err(|message| Error::bad_json(format!("Invalid event: {message}")))?;
+        let mut wanted: Vec<(String, String)> = auth_types.iter().map(|(t, k)| (t.to_string(), k.clone())).collect();
+        // The create event is needed for every check, even where it is not an auth event.
+        wanted.push((StateEventType::RoomCreate.to_string(), String::new()));
+        let entries = db::state::snapshot_state_for_keys(&mut *conn, snapshot, &wanted).await?;
+
+        let mut by_key = HashMap::new();
+        let mut by_id = HashMap::new();
+        for entry in entries {
+            let pdu = Pdu::from_stored(&entry.event_id, &entry.json)?;
+            by_id.insert(pdu.event_id.clone(), pdu.clone());
+            by_key.insert((entry.event_type, entry.state_key), pdu);
+        }
+        let auth_event_ids = auth_types
+            .iter()
+            .filter_map(|(t, k)| by_key.get(&(t.to_string(), k.clone())))
+            .map(|pdu| pdu.event_id.clone())
+            .collect();
+        Ok(AuthState { by_key, by_id, auth_event_ids })
+    }
+
+    /// The spec's authorisation rules for the room version, via ruma.
+    pub fn authorize(&self, pdu: &Pdu, rules: &RoomVersionRules) -> Result<()> {
+        check_state_independent_auth_rules(&rules.authorization, pdu, |id: &EventId| self.by_id.get(id).cloned())
+            .map_err(|reason| Error::forbidden(format!("The event is not allowed: {reason}")))?;
+        check_state_dependent_auth_rules(&rules.authorization, pdu, |kind: &StateEventType, key: &str| {
+            self.by_key.get(&(kind.to_string(), key.to_owned())).cloned()
+        })
+        .map_err(|reason| Error::forbidden(format!("The event is not allowed: {reason}")))
+    }
+}
+
+/// Stores an authorised event: interned ids, the event row, its edges, the state after it,
+/// current state and membership, and the room's new forward extremity.
+pub async fn persist(
+    conn: &mut PgConnection,
+    room_id: &RoomId,
+    pdu: &Pdu,
+    state_before: i64,
+    prev_nids: &[i64],
+) -> Result<i64> {
+    let mut ids = vec![pdu.event_id.to_string()];
+    ids.extend(pdu.auth_events.iter().map(ToString::to_string));
+    let nids = db::events::intern_event_ids(conn, &ids).await?;
+    let (event_nid, auth_nids) = match nids.split_first() {
+        Some((event_nid, auth_nids)) => (*event_nid, auth_nids.to_vec()),
+        None => return Err(Error::internal("interning returned nothing")),
+    };
+    let kind = pdu.kind.to_string();
+    let state_key_nid = match &pdu.state_key {
+        Some(state_key) => Some(db::state::intern_state_key(conn, &kind, state_key).await?),
+        None => None,
+    };
+    let position = db::events::next_stream_position(conn).await?;
+    let json = pdu.canonical_json();
+    db::events::insert(
+        conn,
+        &db::events::NewEvent {
+            event_nid,
+            room_id: room_id.as_str(),
+            event_type: &kind,
+            state_key_nid,
+            sender: pdu.sender.as_str(),
+            origin_server_ts: i64::from(pdu.origin_server_ts.get()),
+            depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
+            stream_position: position,
+            state_before,
+            state_after: state_before,
+            json: &json,
+        },
+    )
+    .await?;
+    db::events::insert_edges(conn, event_nid, prev_nids, &auth_nids).await?;
+    if let (Some(state_key_nid), Some(state_key)) = (state_key_nid, &pdu.state_key) {
+        let state_after =
+            db::state::create_snapshot(conn, room_id.as_str(), Some(state_before), &[(state_key_nid, event_nid)])
+                .await?;
+        db::events::set_state_after(conn, event_nid, state_after).await?;
+        db::state::set_current_state(conn, room_id.as_str(), state_key_nid, event_nid).await?;
+        if pdu.kind == TimelineEventType::RoomMember {
+            let membership = pdu.content_value()["membership"].as_str().unwrap_or("leave").to_owned();
+            db::rooms::set_membership(conn, room_id.as_str(), state_key, &membership, event_nid, position).await?;
+        }
+    }
+    db::events::advance_forward_extremities(conn, room_id.as_str(), prev_nids, event_nid).await?;
+    Ok(position)
+}

@@ -1,0 +1,106 @@
+//! Building a new local PDU: the fields its room version requires, the content hash, the
+//! server's signature and the reference-hash event id.
+
+use crate::error::{Error, Result};
+use crate::federation::keys::SigningKey;
+use crate::rooms::pdu::Pdu;
+use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::signatures::{hash_and_sign_event, reference_hash};
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, ServerName, UserId};
+use serde_json::{Map, Value, json};
+
+/// The spec's limit on a whole PDU, signatures included.
+pub const MAX_PDU_BYTES: usize = 65_536;
+
+/// What a client (or the server on its behalf) wants to say.
+#[derive(Clone, Debug)]
+pub struct EventTemplate {
+    pub kind: String,
+    pub content: Value,
+    pub state_key: Option<String>,
+}
+
+impl EventTemplate {
+    pub fn message(kind: &str, content: Value) -> EventTemplate {
+        EventTemplate { kind: kind.to_owned(), content, state_key: None }
+    }
+
+    pub fn state(kind: &str, state_key: &str, content: Value) -> EventTemplate {
+        EventTemplate { kind: kind.to_owned(), content, state_key: Some(state_key.to_owned()) }
+    }
+}
+
+/// Where in the DAG the new event goes.
+pub struct Placement<'a> {
+    /// `None` only for the create event of a room version whose room id is its hash.
+    pub room_id: Option<&'a RoomId>,
+    pub prev_events: &'a [OwnedEventId],
+    pub auth_events: &'a [OwnedEventId],
+    pub depth: u64,
+}
+
+pub fn build_and_sign(
+    template: &EventTemplate,
+    sender: &UserId,
+    placement: &Placement<'_>,
+    rules: &RoomVersionRules,
+    server_name: &ServerName,
+    key: &SigningKey,
+) -> Result<Pdu> {
+    if !template.content.is_object() {
+        return Err(Error::bad_json("Event content must be a JSON object"));
+    }
+    let mut object = Map::new();
+    object.insert("type".into(), json!(template.kind));
+    object.insert("content".into(), template.content.clone());
+    object.insert("sender".into(), json!(sender));
+    object.insert("origin_server_ts".into(), json!(MilliSecondsSinceUnixEpoch::now()));
+    object.insert("depth".into(), json!(placement.depth));
+    object.insert("prev_events".into(), json!(placement.prev_events));
+    object.insert("auth_events".into(), json!(placement.auth_events));
+    if let Some(room_id) = placement.room_id {
+        object.insert("room_id".into(), json!(room_id));
+    }
+    if let Some(state_key) = &template.state_key {
+        object.insert("state_key".into(), json!(state_key));
+    }
+    // Before room version 11 a redaction names its target at the top level as well.
+    if template.kind == "m.room.redaction"
+        && !rules.redaction.keep_room_redaction_redacts
+        && let Some(redacts) = template.content.get("redacts")
+    {
+        object.insert("redacts".into(), redacts.clone());
+    }
+
+    let mut canonical = match CanonicalJsonValue::try_from(Value::Object(object)) {
+        Ok(CanonicalJsonValue::Object(object)) => object,
+        Ok(_) => return Err(Error::internal("an event did not serialise to an object")),
+        Err(error) => {
+            return Err(Error::bad_json(format!(
+                "The event is not valid canonical JSON (integers must be within ±2^53, no floats): {error}"
+            )));
+        }
+    };
+    hash_and_sign_event(server_name.as_str(), &key.key_pair, &mut canonical, &rules.redaction)
+        .map_err(too_large_or_internal)?;
+    let size = CanonicalJsonValue::Object(canonical.clone()).to_string().len();
+    if size > MAX_PDU_BYTES {
+        return Err(Error::too_large(format!("The event is {size} bytes; the limit is {MAX_PDU_BYTES}")));
+    }
+    let event_id = event_id_of(&canonical, rules)?;
+    Pdu::from_canonical(event_id, canonical)
+}
+
+/// `$` + the event's reference hash (room versions 3 and later).
+pub fn event_id_of(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<OwnedEventId> {
+    let hash = reference_hash(object, rules).map_err(too_large_or_internal)?;
+    EventId::parse(format!("${hash}")).map_err(|e| Error::internal(format!("computed event id is invalid: {e}")))
+}
+
+fn too_large_or_internal(error: ruma::signatures::JsonError) -> Error {
+    match error {
+        ruma::signatures::JsonError::PduTooLarge => Error::too_large("The event exceeds 65536 bytes"),
+        other => Error::internal(format!("signing an event: {other}")),
+    }
+}

@@ -1,0 +1,210 @@
+//! `createRoom`: the create event, the creator's join, power levels, the preset's rules,
+//! initial state, name, topic and invitations — in the order the spec prescribes.
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::rooms::append::{append, persist};
+use crate::rooms::build::{EventTemplate, Placement, build_and_sign};
+use crate::rooms::membership::member_content;
+use crate::rooms::{RoomCtx, rules_for};
+use crate::users::{now_ms, tokens};
+use ruma::state_res::check_state_independent_auth_rules;
+use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
+use serde_json::{Map, Value, json};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    PrivateChat,
+    TrustedPrivateChat,
+    PublicChat,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct CreateRoom {
+    pub version: Option<RoomVersionId>,
+    pub preset: Option<Preset>,
+    pub public: bool,
+    pub name: Option<String>,
+    pub topic: Option<String>,
+    pub invite: Vec<OwnedUserId>,
+    pub is_direct: bool,
+    /// `(type, state_key, content)`.
+    pub initial_state: Vec<(String, String, Value)>,
+    pub power_level_content_override: Option<Value>,
+    pub creation_content: Option<Value>,
+}
+
+pub async fn create_room(
+    ctx: RoomCtx<'_>,
+    default_version: &RoomVersionId,
+    creator: &UserId,
+    request: CreateRoom,
+) -> Result<OwnedRoomId> {
+    let version = request.version.clone().unwrap_or_else(|| default_version.clone());
+    let rules = rules_for(&version)?;
+    let preset = request.preset.unwrap_or(if request.public { Preset::PublicChat } else { Preset::PrivateChat });
+    validate(ctx, &request).await?;
+
+    // 1. The create event.
+    let mut create_content = match &request.creation_content {
+        Some(Value::Object(content)) => content.clone(),
+        Some(_) => return Err(Error::bad_json("creation_content must be an object")),
+        None => Map::new(),
+    };
+    create_content.insert("room_version".into(), json!(version.as_str()));
+    if !rules.authorization.use_room_create_sender {
+        create_content.insert("creator".into(), json!(creator));
+    }
+    let trusted_invitees = preset == Preset::TrustedPrivateChat;
+    if rules.authorization.additional_room_creators && trusted_invitees && !request.invite.is_empty() {
+        // Room v12: in a trusted private chat the invitees are creators too.
+        create_content.insert("additional_creators".into(), json!(request.invite));
+    }
+    let hashed_room_id = rules.authorization.room_create_event_id_as_room_id;
+    let random_room_id = if hashed_room_id {
+        None
+    } else {
+        Some(
+            RoomId::parse(format!("!{}:{}", tokens::random_alphanumeric(18), ctx.server_name))
+                .map_err(|e| Error::internal(format!("generated room id: {e}")))?,
+        )
+    };
+    let template = EventTemplate::state("m.room.create", "", Value::Object(create_content));
+    let placement = Placement { room_id: random_room_id.as_deref(), prev_events: &[], auth_events: &[], depth: 1 };
+    let create = build_and_sign(&template, creator, &placement, &rules, ctx.server_name, ctx.key)?;
+    check_state_independent_auth_rules(&rules.authorization, &create, |_: &EventId| None::<crate::rooms::pdu::Pdu>)
+        .map_err(|reason| Error::bad_json(format!("Invalid create event: {reason}")))?;
+    let room_id = match random_room_id {
+        Some(room_id) => room_id,
+        None => RoomId::parse(format!("!{}", &create.event_id.as_str()[1..]))
+            .map_err(|e| Error::internal(format!("room id from create event: {e}")))?,
+    };
+
+    {
+        let _local = ctx.locks.lock(&room_id).await;
+        let mut tx = ctx.pool.begin().await?;
+        db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
+        if !db::rooms::insert(&mut tx, room_id.as_str(), version.as_str(), creator.as_str(), now_ms()).await? {
+            return Err(Error::internal("room id collision"));
+        }
+        let empty = db::state::create_empty_snapshot(&mut tx, room_id.as_str()).await?;
+        persist(&mut tx, &room_id, &create, empty, &[]).await?;
+        tx.commit().await?;
+    }
+
+    // 2. The creator joins.
+    let join = member_content(ctx.pool, creator, "join", None).await?;
+    append(ctx, &room_id, creator, EventTemplate::state("m.room.member", creator.as_str(), join), None).await?;
+
+    // 3. Power levels.
+    let mut power_levels = default_power_levels();
+    if !rules.authorization.explicitly_privilege_room_creators {
+        power_levels["users"][creator.as_str()] = json!(100);
+        if trusted_invitees {
+            for invitee in &request.invite {
+                power_levels["users"][invitee.as_str()] = json!(100);
+            }
+        }
+    }
+    if let Some(Value::Object(overrides)) = &request.power_level_content_override {
+        for (key, value) in overrides {
+            power_levels[key] = value.clone();
+        }
+    }
+    append(ctx, &room_id, creator, EventTemplate::state("m.room.power_levels", "", power_levels), None).await?;
+
+    // 5. The preset's rules, unless initial_state sets them itself.
+    let (join_rule, guest_access) = match preset {
+        Preset::PublicChat => ("public", "forbidden"),
+        Preset::PrivateChat | Preset::TrustedPrivateChat => ("invite", "can_join"),
+    };
+    let preset_state = [
+        ("m.room.join_rules", json!({"join_rule": join_rule})),
+        ("m.room.history_visibility", json!({"history_visibility": "shared"})),
+        ("m.room.guest_access", json!({"guest_access": guest_access})),
+    ];
+    for (kind, content) in preset_state {
+        let overridden = request.initial_state.iter().any(|(t, k, _)| t == kind && k.is_empty());
+        if !overridden {
+            append(ctx, &room_id, creator, EventTemplate::state(kind, "", content), None).await?;
+        }
+    }
+
+    // 6. Initial state, then 7. name and topic (which win over initial_state).
+    for (kind, state_key, content) in &request.initial_state {
+        let replaced_by_field =
+            (kind == "m.room.name" && request.name.is_some()) || (kind == "m.room.topic" && request.topic.is_some());
+        if !replaced_by_field {
+            append(ctx, &room_id, creator, EventTemplate::state(kind, state_key, content.clone()), None).await?;
+        }
+    }
+    if let Some(name) = &request.name {
+        append(ctx, &room_id, creator, EventTemplate::state("m.room.name", "", json!({"name": name})), None).await?;
+    }
+    if let Some(topic) = &request.topic {
+        append(ctx, &room_id, creator, EventTemplate::state("m.room.topic", "", json!({"topic": topic})), None).await?;
+    }
+
+    // 8. Invitations.
+    for invitee in &request.invite {
+        let mut content = json!({"membership": "invite"});
+        if request.is_direct {
+            content["is_direct"] = json!(true);
+        }
+        append(ctx, &room_id, creator, EventTemplate::state("m.room.member", invitee.as_str(), content), None).await?;
+    }
+    tracing::info!(%room_id, %creator, version = %version, "created room");
+    Ok(room_id)
+}
+
+/// Refuses what would fail half-way, before anything is written.
+async fn validate(ctx: RoomCtx<'_>, request: &CreateRoom) -> Result<()> {
+    for (kind, _, content) in &request.initial_state {
+        if !content.is_object() {
+            return Err(Error::bad_json(format!("initial_state content for {kind} must be an object")));
+        }
+        if kind == "m.room.create" || kind == "m.room.member" {
+            return Err(Error::bad_json(format!("initial_state may not contain {kind}")));
+        }
+    }
+    if let Some(overrides) = &request.power_level_content_override
+        && !overrides.is_object()
+    {
+        return Err(Error::bad_json("power_level_content_override must be an object"));
+    }
+    for invitee in &request.invite {
+        if invitee.server_name() != ctx.server_name {
+            return Err(Error::forbidden(format!(
+                "Inviting {invitee}: users on other servers cannot be invited yet (federation is not implemented)"
+            )));
+        }
+        if !db::users::exists(ctx.pool, invitee.as_str()).await? {
+            return Err(Error::not_found(format!("Unknown user {invitee}")));
+        }
+    }
+    Ok(())
+}
+
+/// Synapse's defaults, which clients have come to expect.
+fn default_power_levels() -> Value {
+    json!({
+        "users": {},
+        "users_default": 0,
+        "events": {
+            "m.room.name": 50,
+            "m.room.power_levels": 100,
+            "m.room.history_visibility": 100,
+            "m.room.canonical_alias": 50,
+            "m.room.avatar": 50,
+            "m.room.tombstone": 100,
+            "m.room.server_acl": 100,
+            "m.room.encryption": 100,
+        },
+        "events_default": 0,
+        "state_default": 50,
+        "ban": 50,
+        "kick": 50,
+        "redact": 50,
+        "invite": 0,
+    })
+}

@@ -1,0 +1,92 @@
+//! Membership changes: join, leave, invite, kick, ban, unban. Who may do what is decided by
+//! the room version's authorisation rules (via ruma) against the state before the event.
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::rooms::RoomCtx;
+use crate::rooms::append::append;
+use crate::rooms::build::EventTemplate;
+use ruma::{OwnedEventId, RoomId, UserId};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+/// `m.room.member` content for `user`, carrying their profile on joins as clients expect.
+pub async fn member_content(pool: &PgPool, user: &UserId, membership: &str, reason: Option<&str>) -> Result<Value> {
+    let mut content = json!({ "membership": membership });
+    if membership == "join"
+        && let Some(profile) = db::users::profile(pool, user.as_str()).await?
+    {
+        for field in ["displayname", "avatar_url"] {
+            if let Some(value) = profile.get(field) {
+                content[field] = value.clone();
+            }
+        }
+    }
+    if let Some(reason) = reason {
+        content["reason"] = json!(reason);
+    }
+    Ok(content)
+}
+
+async fn ensure_room_known(ctx: RoomCtx<'_>, room_id: &RoomId) -> Result<()> {
+    if db::rooms::version(ctx.pool, room_id.as_str()).await?.is_none() {
+        return Err(Error::not_found(format!(
+            "Room {room_id} is not known to this server (joining rooms on other servers needs federation, which is not implemented yet)"
+        )));
+    }
+    Ok(())
+}
+
+/// Joins `user` to a room on this server. Joining a room one is already in changes nothing.
+pub async fn join(ctx: RoomCtx<'_>, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
+    ensure_room_known(ctx, room_id).await?;
+    if db::rooms::membership(ctx.pool, room_id.as_str(), user.as_str()).await?.is_some_and(|m| m.membership == "join") {
+        return Ok(());
+    }
+    let content = member_content(ctx.pool, user, "join", reason).await?;
+    append(ctx, room_id, user, EventTemplate::state("m.room.member", user.as_str(), content), None).await?;
+    Ok(())
+}
+
+pub async fn leave(ctx: RoomCtx<'_>, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
+    ensure_room_known(ctx, room_id).await?;
+    let current = db::rooms::membership(ctx.pool, room_id.as_str(), user.as_str()).await?;
+    match current.as_ref().map(|m| m.membership.as_str()) {
+        Some("join" | "invite" | "knock") => {}
+        Some("leave") => return Ok(()),
+        _ => return Err(Error::forbidden("You are not in this room")),
+    }
+    let content = member_content(ctx.pool, user, "leave", reason).await?;
+    append(ctx, room_id, user, EventTemplate::state("m.room.member", user.as_str(), content), None).await?;
+    Ok(())
+}
+
+/// One member acting on another's membership: invite, kick (= leave), ban, unban (= leave).
+pub struct MembershipChange<'a> {
+    pub room_id: &'a RoomId,
+    pub sender: &'a UserId,
+    pub target: &'a UserId,
+    pub membership: &'a str,
+    pub reason: Option<&'a str>,
+    pub is_direct: bool,
+}
+
+pub async fn set_membership_of(ctx: RoomCtx<'_>, change: MembershipChange<'_>) -> Result<OwnedEventId> {
+    let MembershipChange { room_id, sender, target, membership, reason, is_direct } = change;
+    ensure_room_known(ctx, room_id).await?;
+    if membership == "invite" {
+        if target.server_name() != ctx.server_name {
+            return Err(Error::forbidden(
+                "Users on other servers cannot be invited yet (federation is not implemented)",
+            ));
+        }
+        if !db::users::exists(ctx.pool, target.as_str()).await? {
+            return Err(Error::not_found(format!("Unknown user {target}")));
+        }
+    }
+    let mut content = member_content(ctx.pool, target, membership, reason).await?;
+    if is_direct {
+        content["is_direct"] = json!(true);
+    }
+    append(ctx, room_id, sender, EventTemplate::state("m.room.member", target.as_str(), content), None).await
+}

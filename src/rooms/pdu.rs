@@ -1,0 +1,165 @@
+//! A PDU: one event of a room's DAG, exactly as signed, plus its parsed fields.
+
+use crate::error::{Error, Result};
+use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::events::TimelineEventType;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
+use serde::Deserialize;
+use serde_json::value::RawValue as RawJsonValue;
+use serde_json::{Value, json};
+
+#[derive(Clone, Debug)]
+pub struct Pdu {
+    pub event_id: OwnedEventId,
+    /// Absent only on a v12 create event, whose id *is* the room id.
+    pub room_id: Option<OwnedRoomId>,
+    pub sender: OwnedUserId,
+    pub origin_server_ts: MilliSecondsSinceUnixEpoch,
+    pub kind: TimelineEventType,
+    pub content: Box<RawJsonValue>,
+    pub state_key: Option<String>,
+    pub prev_events: Vec<OwnedEventId>,
+    pub auth_events: Vec<OwnedEventId>,
+    pub redacts: Option<OwnedEventId>,
+    pub depth: UInt,
+    /// The signed event as stored (no `event_id` key in room versions 3+).
+    pub json: CanonicalJsonObject,
+}
+
+#[derive(Deserialize)]
+struct Fields {
+    room_id: Option<OwnedRoomId>,
+    sender: OwnedUserId,
+    origin_server_ts: MilliSecondsSinceUnixEpoch,
+    #[serde(rename = "type")]
+    kind: TimelineEventType,
+    content: Box<RawJsonValue>,
+    state_key: Option<String>,
+    prev_events: Vec<OwnedEventId>,
+    auth_events: Vec<OwnedEventId>,
+    redacts: Option<OwnedEventId>,
+    depth: UInt,
+}
+
+#[derive(Deserialize)]
+struct RedactsInContent {
+    redacts: Option<OwnedEventId>,
+}
+
+impl Pdu {
+    pub fn from_canonical(event_id: OwnedEventId, json: CanonicalJsonObject) -> Result<Pdu> {
+        let text = serde_json::to_string(&json).map_err(|e| Error::internal(format!("serialising a PDU: {e}")))?;
+        let fields: Fields =
+            serde_json::from_str(&text).map_err(|e| Error::internal(format!("PDU {event_id} is malformed: {e}")))?;
+        // Since room version 11 `redacts` lives in the content.
+        let redacts = fields.redacts.or_else(|| {
+            (fields.kind == TimelineEventType::RoomRedaction)
+                .then(|| serde_json::from_str::<RedactsInContent>(fields.content.get()).ok().and_then(|c| c.redacts))
+                .flatten()
+        });
+        Ok(Pdu {
+            event_id,
+            room_id: fields.room_id,
+            sender: fields.sender,
+            origin_server_ts: fields.origin_server_ts,
+            kind: fields.kind,
+            content: fields.content,
+            state_key: fields.state_key,
+            prev_events: fields.prev_events,
+            auth_events: fields.auth_events,
+            redacts,
+            depth: fields.depth,
+            json,
+        })
+    }
+
+    /// Parses an event as stored in the database.
+    pub fn from_stored(event_id: &str, json: &str) -> Result<Pdu> {
+        let event_id =
+            OwnedEventId::try_from(event_id).map_err(|e| Error::internal(format!("stored event id: {e}")))?;
+        let object: CanonicalJsonObject =
+            serde_json::from_str(json).map_err(|e| Error::internal(format!("stored event {event_id}: {e}")))?;
+        Pdu::from_canonical(event_id, object)
+    }
+
+    /// The canonical JSON text (what is stored and what federation will send).
+    pub fn canonical_json(&self) -> String {
+        CanonicalJsonValue::Object(self.json.clone()).to_string()
+    }
+
+    pub fn content_value(&self) -> Value {
+        serde_json::from_str(self.content.get()).unwrap_or(Value::Null)
+    }
+
+    /// The event in the client-server API's format.
+    pub fn to_client_event(&self, room_id: &RoomId) -> Value {
+        let mut event = json!({
+            "event_id": self.event_id,
+            "room_id": room_id,
+            "sender": self.sender,
+            "origin_server_ts": self.origin_server_ts,
+            "type": self.kind.to_string(),
+            "content": self.content_value(),
+            "unsigned": {},
+        });
+        if let Some(state_key) = &self.state_key {
+            event["state_key"] = json!(state_key);
+        }
+        if let Some(redacts) = &self.redacts {
+            event["redacts"] = json!(redacts);
+        }
+        event
+    }
+
+    pub fn is_state(&self) -> bool {
+        self.state_key.is_some()
+    }
+}
+
+impl ruma::state_res::Event for Pdu {
+    type Id = OwnedEventId;
+
+    fn event_id(&self) -> &Self::Id {
+        &self.event_id
+    }
+
+    fn room_id(&self) -> Option<&RoomId> {
+        self.room_id.as_deref()
+    }
+
+    fn sender(&self) -> &UserId {
+        &self.sender
+    }
+
+    fn origin_server_ts(&self) -> MilliSecondsSinceUnixEpoch {
+        self.origin_server_ts
+    }
+
+    fn event_type(&self) -> &TimelineEventType {
+        &self.kind
+    }
+
+    fn content(&self) -> &RawJsonValue {
+        &self.content
+    }
+
+    fn state_key(&self) -> Option<&str> {
+        self.state_key.as_deref()
+    }
+
+    fn prev_events(&self) -> Box<dyn DoubleEndedIterator<Item = &Self::Id> + '_> {
+        Box::new(self.prev_events.iter())
+    }
+
+    fn auth_events(&self) -> Box<dyn DoubleEndedIterator<Item = &Self::Id> + '_> {
+        Box::new(self.auth_events.iter())
+    }
+
+    fn redacts(&self) -> Option<&Self::Id> {
+        self.redacts.as_ref()
+    }
+
+    fn rejected(&self) -> bool {
+        false
+    }
+}

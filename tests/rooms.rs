@@ -1,0 +1,195 @@
+//! Rooms as users meet them: creating, talking, reading history and state, membership.
+
+mod common;
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const PW: &str = "room-test-password";
+
+async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
+    let (status, response) = server.post("/_matrix/client/v3/createRoom", user.token(), body).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    response["room_id"].as_str().expect("room_id").to_owned()
+}
+
+async fn send_text(server: &TestServer, user: &TestUser, room: &str, txn: &str, text: &str) -> (StatusCode, Value) {
+    server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
+            user.token(),
+            json!({"msgtype": "m.text", "body": text}),
+        )
+        .await
+}
+
+async fn history(server: &TestServer, user: &TestUser, room: &str) -> (StatusCode, Value) {
+    server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100"), user.token()).await
+}
+
+fn bodies(page: &Value) -> Vec<String> {
+    page["chunk"]
+        .as_array()
+        .map(|chunk| {
+            chunk
+                .iter()
+                .filter(|event| event["type"] == "m.room.message")
+                .filter_map(|event| event["content"]["body"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_new_room_is_a_v12_room_whose_creator_can_talk_and_read_back() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let room = create_room(&server, &alice, json!({"name": "Tea", "topic": "Leaves"})).await;
+    // v12 room ids are the create event's reference hash: no server part.
+    assert!(room.starts_with('!') && !room.contains(':'), "{room}");
+
+    let (status, sent) = send_text(&server, &alice, &room, "t1", "hello").await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    let event_id = sent["event_id"].as_str().expect("event id");
+
+    let (status, page) = history(&server, &alice, &room).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(bodies(&page), vec!["hello"]);
+    let types: Vec<&str> = page["chunk"].as_array().expect("chunk").iter().filter_map(|e| e["type"].as_str()).collect();
+    for expected in
+        ["m.room.create", "m.room.member", "m.room.power_levels", "m.room.join_rules", "m.room.name", "m.room.topic"]
+    {
+        assert!(types.contains(&expected), "{expected} in {types:?}");
+    }
+
+    let (status, event) = server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"), alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    assert_eq!(event["content"]["body"], "hello");
+    assert_eq!(event["sender"], alice.user_id);
+
+    let (status, name) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{name}");
+    assert_eq!(name["name"], "Tea");
+
+    let (status, create) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.create/"), alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{create}");
+    assert_eq!(create["room_version"], "12");
+
+    let (status, joined) = server.get("/_matrix/client/v3/joined_rooms", alice.token()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(joined["joined_rooms"], json!([room]));
+}
+
+#[tokio::test]
+async fn resending_a_transaction_returns_the_same_event_and_sends_nothing_new() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let room = create_room(&server, &alice, json!({})).await;
+    let first = send_text(&server, &alice, &room, "same-txn", "once").await;
+    let second = send_text(&server, &alice, &room, "same-txn", "once").await;
+    assert_eq!(first.0, StatusCode::OK);
+    assert_eq!(first.1["event_id"], second.1["event_id"]);
+    let (_, page) = history(&server, &alice, &room).await;
+    assert_eq!(bodies(&page), vec!["once"]);
+}
+
+#[tokio::test]
+async fn outsiders_cannot_send_or_read_a_private_room() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let eve = server.register("eve", PW).await;
+    let room = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
+    send_text(&server, &alice, &room, "t1", "secret").await;
+
+    assert_error(&send_text(&server, &eve, &room, "t1", "hi").await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_error(&history(&server, &eve, &room).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_error(
+        &server.get(&format!("/_matrix/client/v3/rooms/{room}/state"), eve.token()).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+    // An invite-only room refuses a join without an invitation.
+    assert_error(
+        &server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), eve.token(), json!({})).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+}
+
+#[tokio::test]
+async fn invited_users_join_and_see_shared_history() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let room = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
+    send_text(&server, &alice, &room, "t1", "before bob").await;
+    let (status, body) = server
+        .post(&format!("/_matrix/client/v3/rooms/{room}/invite"), alice.token(), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server.post(&format!("/_matrix/client/v3/join/{room}"), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    send_text(&server, &bob, &room, "t1", "bob here").await;
+
+    let (status, page) = history(&server, &bob, &room).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    // history_visibility "shared": a member sees what was said before they came.
+    assert_eq!(bodies(&page), vec!["bob here", "before bob"]);
+
+    let (status, members) = server.get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{members}");
+    assert_eq!(members["joined"][&bob.user_id]["display_name"], "bob");
+}
+
+#[tokio::test]
+async fn members_without_power_cannot_change_state_and_banned_users_cannot_return() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let (status, body) = server.post(&format!("/_matrix/client/v3/join/{room}"), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let rename = server
+        .put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), bob.token(), json!({"name": "Bob's now"}))
+        .await;
+    assert_error(&rename, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let (_, name) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name/"), alice.token()).await;
+    assert_ne!(name["name"], "Bob's now");
+
+    let (status, body) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/ban"),
+            alice.token(),
+            json!({"user_id": bob.user_id, "reason": "spam"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_error(&send_text(&server, &bob, &room, "t2", "let me in").await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_error(
+        &server.post(&format!("/_matrix/client/v3/join/{room}"), bob.token(), json!({})).await,
+        StatusCode::FORBIDDEN,
+        "M_FORBIDDEN",
+    );
+}
+
+#[tokio::test]
+async fn every_supported_room_version_works() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    for version in ["6", "7", "8", "9", "10", "11", "12"] {
+        let room = create_room(&server, &alice, json!({"room_version": version, "preset": "public_chat"})).await;
+        let (status, body) = server.post(&format!("/_matrix/client/v3/join/{room}"), bob.token(), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "v{version}: {body}");
+        let (status, body) = send_text(&server, &bob, &room, &format!("v{version}"), "hi").await;
+        assert_eq!(status, StatusCode::OK, "v{version}: {body}");
+        let (_, create) =
+            server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.create/"), bob.token()).await;
+        assert_eq!(create["room_version"], version);
+    }
+    let unsupported = server.post("/_matrix/client/v3/createRoom", alice.token(), json!({"room_version": "1"})).await;
+    assert_error(&unsupported, StatusCode::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION");
+}
