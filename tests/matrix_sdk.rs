@@ -73,3 +73,69 @@ async fn wrong_password_is_forbidden() {
     let error = client.matrix_auth().login_username("nobody", "pw").send().await.expect_err("login fails");
     assert!(matches!(error.client_api_error_kind(), Some(ErrorKind::Forbidden)), "M_FORBIDDEN, got {error:?}");
 }
+
+async fn logged_in(server: &TestServer, user: &str) -> Client {
+    server.register(user, "pw").await;
+    let client = client_for(server).await;
+    client.matrix_auth().login_username(user, "pw").send().await.expect("matrix-sdk logs in");
+    client
+}
+
+/// The messages of a room, oldest first, as matrix-sdk pages them with `/messages`.
+async fn texts(room: &matrix_sdk::Room) -> Vec<(String, String)> {
+    let mut from: Option<String> = None;
+    let mut texts = Vec::new();
+    loop {
+        let mut options = matrix_sdk::room::MessagesOptions::backward();
+        options.limit = matrix_sdk::ruma::uint!(3);
+        options.from = from.take();
+        let page = room.messages(options).await.expect("paginate");
+        for event in &page.chunk {
+            let json: serde_json::Value = serde_json::from_str(event.raw().json().get()).expect("event json");
+            if json["type"] == "m.room.message" {
+                let sender = json["sender"].as_str().unwrap_or_default().to_owned();
+                texts.push((sender, json["content"]["body"].as_str().unwrap_or_default().to_owned()));
+            }
+        }
+        match page.end {
+            Some(end) => from = Some(end),
+            None => break,
+        }
+    }
+    texts.reverse();
+    texts
+}
+
+#[tokio::test]
+async fn two_clients_create_invite_join_talk_and_paginate() {
+    use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
+    use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+
+    let server = TestServer::start().await;
+    let alice = logged_in(&server, "alice").await;
+    let bob = logged_in(&server, "bob").await;
+
+    let mut request = CreateRoom::new();
+    request.preset = Some(RoomPreset::PrivateChat);
+    request.name = Some("Tea house".to_owned());
+    let alice_room = alice.create_room(request).await.expect("create a room");
+    let room_id = alice_room.room_id().to_owned();
+    let bob_id = bob.user_id().expect("bob's id").to_owned();
+    alice_room.invite_user_by_id(&bob_id).await.expect("invite bob");
+    let bob_room = bob.join_room_by_id(&room_id).await.expect("bob joins");
+
+    for round in 0..4 {
+        alice_room.send(RoomMessageEventContent::text_plain(format!("alice {round}"))).await.expect("alice sends");
+        bob_room.send(RoomMessageEventContent::text_plain(format!("bob {round}"))).await.expect("bob sends");
+    }
+    let expected: Vec<(String, String)> = (0..4)
+        .flat_map(|round| {
+            [
+                ("@alice:hearth.test".to_owned(), format!("alice {round}")),
+                ("@bob:hearth.test".to_owned(), format!("bob {round}")),
+            ]
+        })
+        .collect();
+    assert_eq!(texts(&alice_room).await, expected, "alice's history");
+    assert_eq!(texts(&bob_room).await, expected, "bob's history");
+}

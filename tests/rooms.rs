@@ -193,3 +193,123 @@ async fn every_supported_room_version_works() {
     let unsupported = server.post("/_matrix/client/v3/createRoom", alice.token(), json!({"room_version": "1"})).await;
     assert_error(&unsupported, StatusCode::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION");
 }
+
+#[tokio::test]
+async fn the_event_verifier_notices_tampering() {
+    // Every test's database is verified when its server is dropped; this proves the check
+    // can fail.
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let room = create_room(&server, &alice, json!({})).await;
+    let (_, sent) = send_text(&server, &alice, &room, "t1", "original").await;
+    let event_id = sent["event_id"].as_str().expect("event id").to_owned();
+    let key_id = server.state.signing_key.key_id();
+    let public_key = server.state.signing_key.public_key_base64();
+    let verify = || {
+        hearth::rooms::verify::verify_all_events(&server.state.pool, &server.state.server_name, &key_id, &public_key)
+    };
+    assert_eq!(verify().await.expect("verifies"), Vec::<String>::new());
+
+    let original: String = sqlx::query_scalar(
+        "SELECT e.json FROM events e JOIN event_ids i ON i.event_nid = e.event_nid WHERE i.event_id = $1",
+    )
+    .bind(&event_id)
+    .fetch_one(&server.state.pool)
+    .await
+    .expect("stored event");
+    let tampered = original.replace("original", "tampered");
+    let set = |json: String| {
+        let pool = server.state.pool.clone();
+        let event_id = event_id.clone();
+        async move {
+            sqlx::query(
+                "UPDATE events SET json = $2 WHERE event_nid = (SELECT event_nid FROM event_ids WHERE event_id = $1)",
+            )
+            .bind(event_id)
+            .bind(json)
+            .execute(&pool)
+            .await
+            .expect("update");
+        }
+    };
+    set(tampered).await;
+    let problems = verify().await.expect("verifies");
+    assert!(problems.iter().any(|p| p.contains(&event_id)), "{problems:?}");
+    set(original).await;
+    assert_eq!(verify().await.expect("verifies"), Vec::<String>::new());
+}
+
+/// `/messages` with a room event filter (URL-encoded JSON in the `filter` parameter).
+async fn filtered(server: &TestServer, user: &TestUser, room: &str, filter: Value) -> Value {
+    let encoded: String = filter
+        .to_string()
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (status, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100&filter={encoded}"), user.token())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page
+}
+
+#[tokio::test]
+async fn message_filters_cut_exactly_what_they_say() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    server.post(&format!("/_matrix/client/v3/join/{room}"), bob.token(), json!({})).await;
+    send_text(&server, &alice, &room, "a1", "from alice").await;
+    send_text(&server, &bob, &room, "b1", "from bob").await;
+    server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/img"),
+            bob.token(),
+            json!({"msgtype": "m.image", "body": "cat.png", "url": "mxc://hearth.test/cat"}),
+        )
+        .await;
+    server
+        .put(&format!("/_matrix/client/v3/rooms/{room}/send/org.example.custom/c1"), alice.token(), json!({"x": 1}))
+        .await;
+
+    let kinds = |page: &Value| -> Vec<String> {
+        page["chunk"].as_array().expect("chunk").iter().filter_map(|e| e["type"].as_str().map(str::to_owned)).collect()
+    };
+    let only_messages = filtered(&server, &alice, &room, json!({"types": ["m.room.message"]})).await;
+    assert_eq!(bodies(&only_messages), vec!["cat.png", "from bob", "from alice"]);
+    assert!(kinds(&only_messages).iter().all(|k| k == "m.room.message"));
+
+    let wildcard = filtered(&server, &alice, &room, json!({"types": ["org.example.*"]})).await;
+    assert_eq!(kinds(&wildcard), vec!["org.example.custom"]);
+
+    let no_state = filtered(&server, &alice, &room, json!({"not_types": ["m.room.*"]})).await;
+    assert_eq!(kinds(&no_state), vec!["org.example.custom"]);
+
+    let from_bob =
+        filtered(&server, &alice, &room, json!({"types": ["m.room.message"], "senders": [bob.user_id]})).await;
+    assert_eq!(bodies(&from_bob), vec!["cat.png", "from bob"]);
+    let not_bob =
+        filtered(&server, &alice, &room, json!({"types": ["m.room.message"], "not_senders": [bob.user_id]})).await;
+    assert_eq!(bodies(&not_bob), vec!["from alice"]);
+
+    let with_url = filtered(&server, &alice, &room, json!({"contains_url": true})).await;
+    assert_eq!(bodies(&with_url), vec!["cat.png"]);
+
+    // Lazy-loading members: the member events of the page's senders come along in `state`.
+    let lazy = filtered(&server, &alice, &room, json!({"types": ["m.room.message"], "lazy_load_members": true})).await;
+    let mut members: Vec<&str> =
+        lazy["state"].as_array().expect("state").iter().filter_map(|e| e["state_key"].as_str()).collect();
+    members.sort_unstable();
+    assert_eq!(members, vec![alice.user_id.as_str(), bob.user_id.as_str()]);
+    let eager = filtered(&server, &alice, &room, json!({"types": ["m.room.message"]})).await;
+    assert!(eager.get("state").is_none_or(|state| state.as_array().is_some_and(Vec::is_empty)));
+
+    // A malformed filter is the client's mistake.
+    let (status, body) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&filter=%7Bnot-json"), alice.token()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}

@@ -129,7 +129,7 @@ pub struct StoredEvent {
     pub json: String,
 }
 
-const STORED_EVENT_COLUMNS: &str =
+pub(crate) const STORED_EVENT_COLUMNS: &str =
     "e.event_nid, i.event_id, e.room_id, e.stream_position, e.depth, e.state_before, e.json";
 
 pub async fn by_id(db: impl PgExecutor<'_>, event_id: &str) -> sqlx::Result<Option<StoredEvent>> {
@@ -191,4 +191,25 @@ pub async fn set_state_after(conn: &mut PgConnection, event_nid: i64, snapshot_i
         .execute(conn)
         .await?;
     Ok(())
+}
+
+/// The state snapshot after an event (`None` for outliers).
+pub async fn state_after(db: impl PgExecutor<'_>, event_nid: i64) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT state_after FROM events WHERE event_nid = $1")
+        .bind(event_nid)
+        .fetch_optional(db)
+        .await
+        .map(Option::flatten)
+}
+
+/// Every stored event of a room (timeline and outliers), oldest first.
+pub async fn all_in_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Vec<StoredEvent>> {
+    sqlx::query_as(
+        "SELECT e.event_nid, i.event_id, e.room_id, e.stream_position, e.depth, e.state_before, e.json
+         FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
+         WHERE e.room_id = $1 ORDER BY e.stream_position",
+    )
+    .bind(room_id)
+    .fetch_all(db)
+    .await
 }

@@ -5,10 +5,13 @@
 
 pub mod account_data;
 pub mod devices;
+pub mod directory;
 pub mod embedded;
 pub mod events;
 pub mod filters;
 pub mod registration;
+pub mod relations;
+pub mod reports;
 pub mod rooms;
 pub mod state;
 pub mod uia;

@@ -34,12 +34,16 @@ pub async fn set_membership(
     event_nid: i64,
     stream_position: i64,
 ) -> sqlx::Result<()> {
+    // `joined_position` remembers the latest join through later leaves (history visibility);
+    // coming back into a room (join, invite, knock) un-forgets it.
     sqlx::query(
-        "INSERT INTO room_memberships (room_id, user_id, membership, event_nid, stream_position)
-         VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO room_memberships (room_id, user_id, membership, event_nid, stream_position, joined_position)
+         VALUES ($1, $2, $3, $4, $5, CASE WHEN $3 = 'join' THEN $5 END)
          ON CONFLICT (room_id, user_id) DO UPDATE
            SET membership = EXCLUDED.membership, event_nid = EXCLUDED.event_nid,
-               stream_position = EXCLUDED.stream_position",
+               stream_position = EXCLUDED.stream_position,
+               joined_position = COALESCE(EXCLUDED.joined_position, room_memberships.joined_position),
+               forgotten = room_memberships.forgotten AND EXCLUDED.membership IN ('leave', 'ban')",
     )
     .bind(room_id)
     .bind(user_id)
@@ -55,14 +59,19 @@ pub async fn set_membership(
 pub struct Membership {
     pub membership: String,
     pub stream_position: i64,
+    /// Stream position of the user's latest join, whatever their membership is now.
+    pub joined_position: Option<i64>,
 }
 
 pub async fn membership(db: impl PgExecutor<'_>, room_id: &str, user_id: &str) -> sqlx::Result<Option<Membership>> {
-    sqlx::query_as("SELECT membership, stream_position FROM room_memberships WHERE room_id = $1 AND user_id = $2")
-        .bind(room_id)
-        .bind(user_id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(
+        "SELECT membership, stream_position, joined_position FROM room_memberships
+         WHERE room_id = $1 AND user_id = $2",
+    )
+    .bind(room_id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await
 }
 
 /// Rooms the user is joined to.
@@ -85,34 +94,44 @@ pub async fn joined_members(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Res
     .await
 }
 
-pub async fn transaction_event(
-    db: impl PgExecutor<'_>,
-    user_id: &str,
-    device_id: &str,
-    txn_id: &str,
-) -> sqlx::Result<Option<String>> {
-    sqlx::query_scalar("SELECT event_id FROM event_transactions WHERE user_id = $1 AND device_id = $2 AND txn_id = $3")
-        .bind(user_id)
-        .bind(device_id)
-        .bind(txn_id)
-        .fetch_optional(db)
-        .await
+/// What makes a send a retransmission of an earlier one: the same device, and the same path
+/// (room, event type and transaction id).
+#[derive(Clone, Copy, Debug)]
+pub struct TxnKey<'a> {
+    pub user_id: &'a str,
+    pub device_id: &'a str,
+    pub room_id: &'a str,
+    pub event_type: &'a str,
+    pub txn_id: &'a str,
 }
 
-pub async fn record_transaction(
-    conn: &mut PgConnection,
-    user_id: &str,
-    device_id: &str,
-    txn_id: &str,
-    event_id: &str,
-) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO event_transactions (user_id, device_id, txn_id, event_id) VALUES ($1, $2, $3, $4)")
-        .bind(user_id)
-        .bind(device_id)
-        .bind(txn_id)
-        .bind(event_id)
-        .execute(conn)
-        .await?;
+pub async fn transaction_event(db: impl PgExecutor<'_>, key: TxnKey<'_>) -> sqlx::Result<Option<String>> {
+    sqlx::query_scalar(
+        "SELECT event_id FROM event_transactions
+         WHERE user_id = $1 AND device_id = $2 AND room_id = $3 AND event_type = $4 AND txn_id = $5",
+    )
+    .bind(key.user_id)
+    .bind(key.device_id)
+    .bind(key.room_id)
+    .bind(key.event_type)
+    .bind(key.txn_id)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn record_transaction(conn: &mut PgConnection, key: TxnKey<'_>, event_id: &str) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO event_transactions (user_id, device_id, room_id, event_type, txn_id, event_id)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(key.user_id)
+    .bind(key.device_id)
+    .bind(key.room_id)
+    .bind(key.event_type)
+    .bind(key.txn_id)
+    .bind(event_id)
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -138,4 +157,36 @@ pub async fn membership_event_state_after(
     .fetch_optional(db)
     .await
     .map(Option::flatten)
+}
+
+/// Marks a left room as forgotten by the user; `false` if they are still in it.
+pub async fn forget(db: impl PgExecutor<'_>, room_id: &str, user_id: &str) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE room_memberships SET forgotten = TRUE
+         WHERE room_id = $1 AND user_id = $2 AND membership IN ('leave', 'ban')",
+    )
+    .bind(room_id)
+    .bind(user_id)
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// The state snapshot after the room's last event at or before a stream position.
+pub async fn state_at_position(db: impl PgExecutor<'_>, room_id: &str, position: i64) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT state_after FROM events
+         WHERE room_id = $1 AND stream_position <= $2 AND NOT outlier AND rejection IS NULL
+         ORDER BY stream_position DESC LIMIT 1",
+    )
+    .bind(room_id)
+    .bind(position)
+    .fetch_optional(db)
+    .await
+    .map(Option::flatten)
+}
+
+/// Every room with its version.
+pub async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as("SELECT room_id, room_version FROM rooms ORDER BY room_id").fetch_all(db).await
 }

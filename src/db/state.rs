@@ -196,3 +196,50 @@ pub async fn current_state_event(
     .fetch_optional(db)
     .await
 }
+
+/// The full auth chains of the given events (all their `auth_events`, recursively), as
+/// `(event_id, auth_event_ids)` rows including the starting events themselves.
+pub async fn auth_graph(db: impl PgExecutor<'_>, event_ids: &[String]) -> sqlx::Result<Vec<(String, Vec<String>)>> {
+    sqlx::query_as(
+        "WITH RECURSIVE chain (event_nid) AS (
+             SELECT event_nid FROM event_ids WHERE event_id = ANY($1)
+             UNION
+             SELECT a.auth_event_nid FROM event_auth_edges a JOIN chain c ON a.event_nid = c.event_nid
+         )
+         SELECT i.event_id,
+                COALESCE(ARRAY(SELECT ai.event_id FROM event_auth_edges a JOIN event_ids ai ON ai.event_nid = a.auth_event_nid
+                               WHERE a.event_nid = c.event_nid), '{}') AS auth_event_ids
+         FROM chain c JOIN event_ids i ON i.event_nid = c.event_nid",
+    )
+    .bind(event_ids)
+    .fetch_all(db)
+    .await
+}
+
+/// `(event_nid, event_id, json)` of the given stored events.
+pub async fn event_json(db: impl PgExecutor<'_>, event_ids: &[String]) -> sqlx::Result<Vec<(i64, String, String)>> {
+    sqlx::query_as(
+        "SELECT e.event_nid, i.event_id, e.json FROM event_ids i JOIN events e ON e.event_nid = i.event_nid
+         WHERE i.event_id = ANY($1)",
+    )
+    .bind(event_ids)
+    .fetch_all(db)
+    .await
+}
+
+/// `(state_key_nid, event_nid)` for `(event_type, state_key, event_id)` triples already stored.
+pub async fn state_entry_ids(
+    conn: &mut PgConnection,
+    entries: &[(String, String, String)],
+) -> sqlx::Result<Vec<(i64, i64)>> {
+    let mut out = Vec::with_capacity(entries.len());
+    for (event_type, state_key, event_id) in entries {
+        let key = intern_state_key(&mut *conn, event_type, state_key).await?;
+        let event: i64 = sqlx::query_scalar("SELECT event_nid FROM event_ids WHERE event_id = $1")
+            .bind(event_id)
+            .fetch_one(&mut *conn)
+            .await?;
+        out.push((key, event));
+    }
+    Ok(out)
+}

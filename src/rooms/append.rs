@@ -36,10 +36,31 @@ pub async fn append(
     let _local = ctx.locks.lock(room_id).await;
     let mut tx = ctx.pool.begin().await?;
     db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
+    let event_id = append_locked(ctx, &mut tx, room_id, sender, template, transaction).await?;
+    tx.commit().await?;
+    Ok(event_id)
+}
 
-    if let Some(txn) = transaction
-        && let Some(event_id) =
-            db::rooms::transaction_event(&mut *tx, sender.as_str(), txn.device_id, txn.txn_id).await?
+/// [`append`] within the caller's transaction, which must hold the room's locks: several
+/// events (a new room's) then commit together or not at all.
+pub async fn append_locked(
+    ctx: RoomCtx<'_>,
+    tx: &mut PgConnection,
+    room_id: &RoomId,
+    sender: &UserId,
+    template: EventTemplate,
+    transaction: Option<Transaction<'_>>,
+) -> Result<OwnedEventId> {
+    // Retransmissions are recognised by device and path; the path names the room and type.
+    let txn_key = transaction.map(|txn| db::rooms::TxnKey {
+        user_id: sender.as_str(),
+        device_id: txn.device_id,
+        room_id: room_id.as_str(),
+        event_type: &template.kind,
+        txn_id: txn.txn_id,
+    });
+    if let Some(key) = txn_key
+        && let Some(event_id) = db::rooms::transaction_event(&mut *tx, key).await?
     {
         // A retried request: the first attempt's event stands, nothing new is sent.
         return EventId::parse(event_id).map_err(|e| Error::internal(format!("stored event id: {e}")));
@@ -54,33 +75,38 @@ pub async fn append(
 
     let extremities = db::events::forward_extremities(&mut *tx, room_id.as_str()).await?;
     let prev: Vec<_> = extremities.into_iter().take(MAX_PREV_EVENTS).collect();
-    let Some(first) = prev.first() else {
+    if prev.is_empty() {
         return Err(Error::internal(format!("room {room_id} has no events")));
-    };
-    if prev.iter().any(|extremity| extremity.state_after != first.state_after) {
-        // Only federation can fork a room (local creation is serialised); resolving the
-        // branches' states arrives with it.
-        return Err(Error::internal(format!(
-            "room {room_id} has diverging branches; state resolution is not wired up yet"
-        )));
     }
-    let state_before = first.state_after;
+    // Where the DAG has forked (only federation can fork it: local creation is serialised),
+    // the state before the new event is the resolution of its parents' states.
+    let mut parent_states: Vec<i64> = prev.iter().map(|extremity| extremity.state_after).collect();
+    parent_states.sort_unstable();
+    parent_states.dedup();
+    let state_before = match parent_states.as_slice() {
+        [single] => *single,
+        _ => crate::rooms::resolve::resolve_snapshots(&mut *tx, room_id, &rules, &parent_states).await?,
+    };
     let depth = prev.iter().map(|extremity| extremity.depth).max().unwrap_or(0) as u64 + 1;
 
-    let auth_state = AuthState::load(&mut tx, state_before, &template, sender, &rules).await?;
+    let auth_state = AuthState::load(&mut *tx, state_before, &template, sender, &rules).await?;
     let prev_events: Vec<OwnedEventId> = prev.iter().filter_map(|e| EventId::parse(&e.event_id).ok()).collect();
     let placement =
         Placement { room_id: Some(room_id), prev_events: &prev_events, auth_events: &auth_state.auth_event_ids, depth };
     let pdu = build_and_sign(&template, sender, &placement, &rules, ctx.server_name, ctx.key)?;
     auth_state.authorize(&pdu, &rules)?;
+    // What the auth rules leave to the server: who may redact what, and the spec's checks on
+    // relations sent by clients.
+    if pdu.kind == TimelineEventType::RoomRedaction {
+        crate::rooms::redact::authorize(&mut *tx, room_id, &pdu, &auth_state, &rules).await?;
+    }
+    crate::rooms::relations::check_new(&mut *tx, room_id, &pdu).await?;
 
     let prev_nids: Vec<i64> = prev.iter().map(|extremity| extremity.event_nid).collect();
-    persist(&mut tx, room_id, &pdu, state_before, &prev_nids).await?;
-    if let Some(txn) = transaction {
-        db::rooms::record_transaction(&mut tx, sender.as_str(), txn.device_id, txn.txn_id, pdu.event_id.as_str())
-            .await?;
+    persist(&mut *tx, room_id, &pdu, state_before, &prev_nids).await?;
+    if let Some(key) = txn_key {
+        db::rooms::record_transaction(&mut *tx, key, pdu.event_id.as_str()).await?;
     }
-    tx.commit().await?;
     Ok(pdu.event_id)
 }
 
@@ -109,10 +135,12 @@ impl AuthState {
         wanted.push((StateEventType::RoomCreate.to_string(), String::new()));
         let entries = db::state::snapshot_state_for_keys(&mut *conn, snapshot, &wanted).await?;
 
+        // Redacted state events count as what the redaction algorithm left of them.
+        let served = crate::rooms::redact::apply_to_state(&mut *conn, &rules.redaction, &entries).await?;
         let mut by_key = HashMap::new();
         let mut by_id = HashMap::new();
-        for entry in entries {
-            let pdu = Pdu::from_stored(&entry.event_id, &entry.json)?;
+        for (entry, served) in entries.into_iter().zip(served) {
+            let pdu = served.pdu;
             by_id.insert(pdu.event_id.clone(), pdu.clone());
             by_key.insert((entry.event_type, entry.state_key), pdu);
         }
@@ -122,6 +150,11 @@ impl AuthState {
             .map(|pdu| pdu.event_id.clone())
             .collect();
         Ok(AuthState { by_key, by_id, auth_event_ids })
+    }
+
+    /// One state event of the loaded slice.
+    pub fn state_event(&self, kind: &str, state_key: &str) -> Option<&Pdu> {
+        self.by_key.get(&(kind.to_owned(), state_key.to_owned()))
     }
 
     /// The spec's authorisation rules for the room version, via ruma.
@@ -176,6 +209,7 @@ pub async fn persist(
     )
     .await?;
     db::events::insert_edges(conn, event_nid, prev_nids, &auth_nids).await?;
+    crate::rooms::relations::record(conn, room_id, pdu, event_nid).await?;
     if let (Some(state_key_nid), Some(state_key)) = (state_key_nid, &pdu.state_key) {
         let state_after =
             db::state::create_snapshot(conn, room_id.as_str(), Some(state_before), &[(state_key_nid, event_nid)])

@@ -3,14 +3,16 @@
 
 use crate::db;
 use crate::error::{Error, Result};
-use crate::rooms::append::{append, persist};
+use crate::rooms::aliases;
+use crate::rooms::append::{append_locked, persist};
 use crate::rooms::build::{EventTemplate, Placement, build_and_sign};
 use crate::rooms::membership::member_content;
 use crate::rooms::{RoomCtx, rules_for};
 use crate::users::{now_ms, tokens};
 use ruma::state_res::check_state_independent_auth_rules;
-use ruma::{EventId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
+use ruma::{EventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Map, Value, json};
+use sqlx::PgConnection;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preset {
@@ -32,6 +34,8 @@ pub struct CreateRoom {
     pub initial_state: Vec<(String, String, Value)>,
     pub power_level_content_override: Option<Value>,
     pub creation_content: Option<Value>,
+    /// `room_alias_name` as a whole alias on this server (see `aliases::alias_from_name`).
+    pub alias: Option<OwnedRoomAliasId>,
 }
 
 pub async fn create_room(
@@ -80,21 +84,30 @@ pub async fn create_room(
             .map_err(|e| Error::internal(format!("room id from create event: {e}")))?,
     };
 
-    {
-        let _local = ctx.locks.lock(&room_id).await;
-        let mut tx = ctx.pool.begin().await?;
-        db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
-        if !db::rooms::insert(&mut tx, room_id.as_str(), version.as_str(), creator.as_str(), now_ms()).await? {
-            return Err(Error::internal("room id collision"));
-        }
-        let empty = db::state::create_empty_snapshot(&mut tx, room_id.as_str()).await?;
-        persist(&mut tx, &room_id, &create, empty, &[]).await?;
-        tx.commit().await?;
+    // Read before the transaction, which then needs no second connection.
+    let join = member_content(ctx.pool, creator, "join", None).await?;
+
+    // The whole room commits in one transaction, or nothing of it does: an event the auth rules
+    // refuse half-way (say, malformed power_level_content_override) leaves no half-made room.
+    let _local = ctx.locks.lock(&room_id).await;
+    let mut tx = ctx.pool.begin().await?;
+    db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
+    if !db::rooms::insert(&mut tx, room_id.as_str(), version.as_str(), creator.as_str(), now_ms()).await? {
+        return Err(Error::internal("room id collision"));
+    }
+    let empty = db::state::create_empty_snapshot(&mut tx, room_id.as_str()).await?;
+    persist(&mut tx, &room_id, &create, empty, &[]).await?;
+    // An alias taken since `validate` fails the whole creation.
+    if let Some(alias) = &request.alias {
+        aliases::insert_for_new_room(&mut tx, alias, &room_id, creator).await?;
+    }
+    if request.public {
+        db::directory::set_published(&mut tx, room_id.as_str(), true).await?;
     }
 
     // 2. The creator joins.
-    let join = member_content(ctx.pool, creator, "join", None).await?;
-    append(ctx, &room_id, creator, EventTemplate::state("m.room.member", creator.as_str(), join), None).await?;
+    let room = NewRoom { ctx, room_id: &room_id, creator };
+    room.add(&mut tx, "m.room.member", creator.as_str(), join).await?;
 
     // 3. Power levels.
     let mut power_levels = default_power_levels();
@@ -111,7 +124,15 @@ pub async fn create_room(
             power_levels[key] = value.clone();
         }
     }
-    append(ctx, &room_id, creator, EventTemplate::state("m.room.power_levels", "", power_levels), None).await?;
+    room.add(&mut tx, "m.room.power_levels", "", power_levels).await?;
+
+    // 4. The canonical alias, unless initial_state sets it itself (as Synapse).
+    if let Some(alias) = &request.alias
+        && !request.initial_state.iter().any(|(t, k, _)| t == "m.room.canonical_alias" && k.is_empty())
+    {
+        let content = aliases::canonical_alias_content(alias);
+        room.add(&mut tx, "m.room.canonical_alias", "", content).await?;
+    }
 
     // 5. The preset's rules, unless initial_state sets them itself.
     let (join_rule, guest_access) = match preset {
@@ -126,7 +147,7 @@ pub async fn create_room(
     for (kind, content) in preset_state {
         let overridden = request.initial_state.iter().any(|(t, k, _)| t == kind && k.is_empty());
         if !overridden {
-            append(ctx, &room_id, creator, EventTemplate::state(kind, "", content), None).await?;
+            room.add(&mut tx, kind, "", content).await?;
         }
     }
 
@@ -135,14 +156,14 @@ pub async fn create_room(
         let replaced_by_field =
             (kind == "m.room.name" && request.name.is_some()) || (kind == "m.room.topic" && request.topic.is_some());
         if !replaced_by_field {
-            append(ctx, &room_id, creator, EventTemplate::state(kind, state_key, content.clone()), None).await?;
+            room.add(&mut tx, kind, state_key, content.clone()).await?;
         }
     }
     if let Some(name) = &request.name {
-        append(ctx, &room_id, creator, EventTemplate::state("m.room.name", "", json!({"name": name})), None).await?;
+        room.add(&mut tx, "m.room.name", "", json!({"name": name})).await?;
     }
     if let Some(topic) = &request.topic {
-        append(ctx, &room_id, creator, EventTemplate::state("m.room.topic", "", json!({"topic": topic})), None).await?;
+        room.add(&mut tx, "m.room.topic", "", json!({"topic": topic})).await?;
     }
 
     // 8. Invitations.
@@ -151,10 +172,26 @@ pub async fn create_room(
         if request.is_direct {
             content["is_direct"] = json!(true);
         }
-        append(ctx, &room_id, creator, EventTemplate::state("m.room.member", invitee.as_str(), content), None).await?;
+        room.add(&mut tx, "m.room.member", invitee.as_str(), content).await?;
     }
+    tx.commit().await?;
     tracing::info!(%room_id, %creator, version = %version, "created room");
     Ok(room_id)
+}
+
+/// A room being created: its events are the creator's, inside the creation's transaction.
+struct NewRoom<'a> {
+    ctx: RoomCtx<'a>,
+    room_id: &'a RoomId,
+    creator: &'a UserId,
+}
+
+impl NewRoom<'_> {
+    async fn add(&self, tx: &mut PgConnection, kind: &str, state_key: &str, content: Value) -> Result<()> {
+        let template = EventTemplate::state(kind, state_key, content);
+        append_locked(self.ctx, tx, self.room_id, self.creator, template, None).await?;
+        Ok(())
+    }
 }
 
 /// Refuses what would fail half-way, before anything is written.
@@ -166,6 +203,12 @@ async fn validate(ctx: RoomCtx<'_>, request: &CreateRoom) -> Result<()> {
         if kind == "m.room.create" || kind == "m.room.member" {
             return Err(Error::bad_json(format!("initial_state may not contain {kind}")));
         }
+        if kind == "m.room.canonical_alias" {
+            aliases::validate_initial_canonical_alias(content, request.alias.as_deref())?;
+        }
+    }
+    if let Some(alias) = &request.alias {
+        aliases::ensure_free(ctx.pool, alias).await?;
     }
     if let Some(overrides) = &request.power_level_content_override
         && !overrides.is_object()

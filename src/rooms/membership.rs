@@ -6,14 +6,16 @@ use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
 use crate::rooms::append::append;
 use crate::rooms::build::EventTemplate;
+use crate::rooms::restricted;
 use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-/// `m.room.member` content for `user`, carrying their profile on joins as clients expect.
+/// `m.room.member` content for `user`, carrying their profile on joins (as clients expect)
+/// and knocks (so the room can see who is asking).
 pub async fn member_content(pool: &PgPool, user: &UserId, membership: &str, reason: Option<&str>) -> Result<Value> {
     let mut content = json!({ "membership": membership });
-    if membership == "join"
+    if matches!(membership, "join" | "knock")
         && let Some(profile) = db::users::profile(pool, user.as_str()).await?
     {
         for field in ["displayname", "avatar_url"] {
@@ -43,7 +45,10 @@ pub async fn join(ctx: RoomCtx<'_>, room_id: &RoomId, user: &UserId, reason: Opt
     if db::rooms::membership(ctx.pool, room_id.as_str(), user.as_str()).await?.is_some_and(|m| m.membership == "join") {
         return Ok(());
     }
-    let content = member_content(ctx.pool, user, "join", reason).await?;
+    let mut content = member_content(ctx.pool, user, "join", reason).await?;
+    if let Some(authoriser) = restricted::join_authoriser(ctx.pool, ctx.server_name, room_id, user).await? {
+        content["join_authorised_via_users_server"] = json!(authoriser);
+    }
     append(ctx, room_id, user, EventTemplate::state("m.room.member", user.as_str(), content), None).await?;
     Ok(())
 }

@@ -1,13 +1,29 @@
 //! Rooms as federation-ready event DAGs: building, authorising and storing events, room
 //! creation, membership, and reading history and state.
 
+pub mod aliases;
 pub mod append;
 pub mod build;
+pub mod context;
 pub mod create;
+pub mod directory;
+pub mod filter;
+pub mod hierarchy;
+pub mod knock;
 pub mod locks;
+pub mod members;
 pub mod membership;
 pub mod pdu;
+pub mod power;
 pub mod read;
+pub mod redact;
+pub mod relations;
+pub mod reports;
+pub mod resolve;
+pub mod restricted;
+pub mod summary;
+pub mod upgrade;
+pub mod verify;
 
 use crate::error::{Error, Result};
 use crate::federation::keys::SigningKey;

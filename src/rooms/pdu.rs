@@ -37,7 +37,9 @@ struct Fields {
     state_key: Option<String>,
     prev_events: Vec<OwnedEventId>,
     auth_events: Vec<OwnedEventId>,
-    redacts: Option<OwnedEventId>,
+    /// Read leniently: a redaction naming no valid event redacts nothing (and a local one is
+    /// refused as the client's mistake), rather than making the whole PDU unreadable.
+    redacts: Option<Value>,
     depth: UInt,
 }
 
@@ -52,7 +54,9 @@ impl Pdu {
         let fields: Fields =
             serde_json::from_str(&text).map_err(|e| Error::internal(format!("PDU {event_id} is malformed: {e}")))?;
         // Since room version 11 `redacts` lives in the content.
-        let redacts = fields.redacts.or_else(|| {
+        let top_level_redacts =
+            fields.redacts.as_ref().and_then(Value::as_str).and_then(|id| OwnedEventId::try_from(id).ok());
+        let redacts = top_level_redacts.or_else(|| {
             (fields.kind == TimelineEventType::RoomRedaction)
                 .then(|| serde_json::from_str::<RedactsInContent>(fields.content.get()).ok().and_then(|c| c.redacts))
                 .flatten()

@@ -4,7 +4,10 @@
 use crate::db;
 use crate::db::events::StoredEvent;
 use crate::error::{Error, Result};
+use crate::rooms::filter::EventFilter;
 use crate::rooms::pdu::Pdu;
+use crate::rooms::redact;
+use crate::rooms::relations::Viewer;
 use ruma::{RoomId, UserId};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -37,13 +40,15 @@ async fn visibility_at(pool: &PgPool, snapshot: i64, user: &UserId) -> Result<Vi
 
 /// Filters events down to those `user` may see (spec: "History visibility"). `currently_joined`
 /// is the user's membership now, which the `shared` setting consults.
-async fn visible(
+pub(crate) async fn visible(
     pool: &PgPool,
     user: &UserId,
     currently_joined: bool,
     events: Vec<StoredEvent>,
 ) -> Result<Vec<(StoredEvent, Pdu)>> {
     let mut cache: HashMap<i64, VisibilityAt> = HashMap::new();
+    // Per room: the stream position of the user's latest join, read only when needed.
+    let mut last_joins: HashMap<String, Option<i64>> = HashMap::new();
     let mut out = Vec::with_capacity(events.len());
     for event in events {
         let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
@@ -54,24 +59,44 @@ async fn visible(
                 entry.insert(visibility_at(pool, snapshot, user).await?)
             }
         };
-        // A user's own membership event shows their membership as it becomes.
-        let membership = if pdu.kind.to_string() == "m.room.member" && pdu.state_key.as_deref() == Some(user.as_str()) {
-            pdu.content_value()["membership"].as_str().map(str::to_owned)
+        // `shared`: visible to whoever joined at any point after the event, even if they have
+        // left since (a current member's latest join is after every earlier event).
+        let joined_since = if currently_joined || at.visibility != "shared" {
+            currently_joined
         } else {
-            at.membership.clone()
+            let last_join = match last_joins.get(&event.room_id) {
+                Some(known) => *known,
+                None => {
+                    let membership = db::rooms::membership(pool, &event.room_id, user.as_str()).await?;
+                    let position = membership.and_then(|m| m.joined_position);
+                    last_joins.insert(event.room_id.clone(), position);
+                    position
+                }
+            };
+            last_join.zip(event.stream_position).is_some_and(|(joined, position)| joined > position)
         };
-        let allowed = match at.visibility.as_str() {
-            "world_readable" => true,
-            _ if membership.as_deref() == Some("join") => true,
-            "shared" => currently_joined,
-            "invited" => membership.as_deref() == Some("invite"),
-            _ => false,
-        };
+        // A user's own membership event sits on the boundary: it shows if either the
+        // membership before it or the one it sets does (so they see both their join and leave).
+        let own = pdu.kind.to_string() == "m.room.member" && pdu.state_key.as_deref() == Some(user.as_str());
+        let becomes = own.then(|| pdu.content_value()["membership"].as_str().map(str::to_owned)).flatten();
+        let allowed = allows(&at.visibility, at.membership.as_deref(), joined_since)
+            || (own && allows(&at.visibility, becomes.as_deref(), joined_since));
         if allowed {
             out.push((event, pdu));
         }
     }
     Ok(out)
+}
+
+/// The spec's rule for one event, given the history visibility and the user's membership at it.
+fn allows(visibility: &str, membership: Option<&str>, joined_since: bool) -> bool {
+    match visibility {
+        "world_readable" => true,
+        _ if membership == Some("join") => true,
+        "shared" => joined_since,
+        "invited" => membership == Some("invite"),
+        _ => false,
+    }
 }
 
 async fn current_membership(pool: &PgPool, room_id: &RoomId, user: &UserId) -> Result<Option<String>> {
@@ -92,15 +117,22 @@ pub async fn event(pool: &PgPool, user: &UserId, room_id: &RoomId, event_id: &st
     if stored.room_id != room_id.as_str() {
         return Err(not_found());
     }
-    let joined = current_membership(pool, room_id, user).await?.as_deref() == Some("join");
-    let mut visible = visible(pool, user, joined, vec![stored]).await?;
-    let (_, pdu) = visible.pop().ok_or_else(not_found)?;
-    Ok(pdu.to_client_event(room_id))
+    let viewer = Viewer::new(pool, user, room_id).await?;
+    let visible = viewer.visible(vec![stored]).await?;
+    if visible.is_empty() {
+        return Err(not_found());
+    }
+    // Redacted if redacted, with bundled aggregations.
+    viewer.serve(visible).await?.pop().ok_or_else(not_found)
 }
 
 /// The state a user may see: the current state while joined; the state when they left for
 /// former members; the current state of a world-readable room for anyone.
-async fn readable_state(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Result<Vec<db::state::StateEntry>> {
+pub(crate) async fn readable_state(
+    pool: &PgPool,
+    user: &UserId,
+    room_id: &RoomId,
+) -> Result<Vec<db::state::StateEntry>> {
     ensure_room(pool, room_id).await?;
     let membership = db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?;
     if membership.as_ref().is_some_and(|m| m.membership == "join") {
@@ -128,10 +160,9 @@ async fn readable_state(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Resul
 /// `GET /rooms/{roomId}/state`.
 pub async fn state(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Result<Vec<Value>> {
     let entries = readable_state(pool, user, room_id).await?;
-    entries
-        .into_iter()
-        .map(|entry| Pdu::from_stored(&entry.event_id, &entry.json).map(|pdu| pdu.to_client_event(room_id)))
-        .collect()
+    let rules = redact::room_rules(pool, room_id).await?;
+    let served = redact::apply_to_state(pool, &rules.redaction, &entries).await?;
+    Ok(served.iter().map(|event| event.client_event(room_id)).collect())
 }
 
 /// `GET /rooms/{roomId}/state/{eventType}/{stateKey}`: the event's content.
@@ -147,7 +178,11 @@ pub async fn state_event(
         .into_iter()
         .find(|entry| entry.event_type == event_type && entry.state_key == state_key)
         .ok_or_else(|| Error::not_found(format!("No {event_type} state with key {state_key:?}")))?;
-    Ok(Pdu::from_stored(&entry.event_id, &entry.json)?.content_value())
+    // A redacted state event stays in the state, with what redaction left of its content.
+    let rules = redact::room_rules(pool, room_id).await?;
+    let served = redact::apply_to_state(pool, &rules.redaction, std::slice::from_ref(&entry)).await?;
+    let pdu = served.into_iter().next().ok_or_else(|| Error::internal("state entry vanished"))?.pdu;
+    Ok(pdu.content_value())
 }
 
 /// A page of history.
@@ -155,6 +190,17 @@ pub struct Page {
     pub chunk: Vec<Value>,
     pub start: String,
     pub end: Option<String>,
+    /// Member events of the chunk's senders, when the filter lazy-loads members.
+    pub state: Vec<Value>,
+}
+
+/// What a `/messages` request asks for.
+pub struct HistoryRequest<'a> {
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    pub backwards: bool,
+    pub limit: usize,
+    pub filter: &'a EventFilter,
 }
 
 /// Pagination tokens are stream positions: `s{N}` is the point just after the event at N.
@@ -167,15 +213,8 @@ pub fn parse_token(token: &str) -> Result<i64> {
 }
 
 /// `GET /rooms/{roomId}/messages`.
-pub async fn messages(
-    pool: &PgPool,
-    user: &UserId,
-    room_id: &RoomId,
-    from: Option<&str>,
-    to: Option<&str>,
-    backwards: bool,
-    limit: usize,
-) -> Result<Page> {
+pub async fn messages(pool: &PgPool, user: &UserId, room_id: &RoomId, request: HistoryRequest<'_>) -> Result<Page> {
+    let HistoryRequest { from, to, backwards, limit, filter } = request;
     ensure_room(pool, room_id).await?;
     let membership = current_membership(pool, room_id, user).await?;
     let world_readable = db::state::current_state_event(pool, room_id.as_str(), "m.room.history_visibility", "")
@@ -198,12 +237,33 @@ pub async fn messages(
     let fetched = events.len();
     let last_position = events.last().and_then(|event| event.stream_position);
     let visible = visible(pool, user, joined, events).await?;
-    let chunk = visible.iter().map(|(_, pdu)| pdu.to_client_event(room_id)).collect();
+    // A filtered page may hold fewer than `limit` events; `end` still continues after the
+    // last event examined, so clients page on.
+    let visible: Vec<_> = visible.into_iter().filter(|(_, pdu)| filter.allows(pdu)).collect();
+    let senders: Vec<String> = visible.iter().map(|(_, pdu)| pdu.sender.to_string()).collect();
+    let chunk = Viewer::new(pool, user, room_id).await?.serve(visible).await?;
     let end = match last_position {
         Some(position) if fetched == limit => Some(if backwards { position - 1 } else { position }),
         _ => None,
     };
-    Ok(Page { chunk, start: format!("s{from}"), end: end.map(|n| format!("s{n}")) })
+    let state = if filter.lazy_load_members { member_events(pool, room_id, senders).await? } else { Vec::new() };
+    Ok(Page { chunk, start: format!("s{from}"), end: end.map(|n| format!("s{n}")), state })
+}
+
+/// The current member events of `users` (lazy-loaded members). Every page carries them in
+/// full: the spec lets servers ignore `include_redundant_members: false`.
+async fn member_events(pool: &PgPool, room_id: &RoomId, mut users: Vec<String>) -> Result<Vec<Value>> {
+    users.sort_unstable();
+    users.dedup();
+    let mut entries = Vec::new();
+    for user in users {
+        if let Some(entry) = db::state::current_state_event(pool, room_id.as_str(), "m.room.member", &user).await? {
+            entries.push(entry);
+        }
+    }
+    let rules = redact::room_rules(pool, room_id).await?;
+    let served = redact::apply_to_state(pool, &rules.redaction, &entries).await?;
+    Ok(served.iter().map(|served| served.client_event(room_id)).collect())
 }
 
 /// `GET /joined_rooms`.
@@ -218,9 +278,13 @@ pub async fn joined_members(pool: &PgPool, user: &UserId, room_id: &RoomId) -> R
         return Err(Error::forbidden("You are not a member of this room"));
     }
     let state = db::state::current_state(pool, room_id.as_str()).await?;
+    let member_events: Vec<_> = state.into_iter().filter(|entry| entry.event_type == "m.room.member").collect();
+    // A redacted member event keeps the membership but no longer shows a profile.
+    let rules = redact::room_rules(pool, room_id).await?;
+    let served = redact::apply_to_state(pool, &rules.redaction, &member_events).await?;
     let mut members = Vec::new();
-    for entry in state.into_iter().filter(|entry| entry.event_type == "m.room.member") {
-        let content = Pdu::from_stored(&entry.event_id, &entry.json)?.content_value();
+    for (entry, served) in member_events.into_iter().zip(served) {
+        let content = served.pdu.content_value();
         if content["membership"] == "join" {
             members.push((entry.state_key, content));
         }

@@ -4,6 +4,7 @@
 pub mod account_data;
 pub mod accounts;
 pub mod devices;
+pub mod directory;
 pub mod filters;
 pub mod localpart;
 pub mod password;

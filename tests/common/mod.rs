@@ -111,6 +111,8 @@ pub fn test_config() -> Config {
 /// Hearth running in-process against its own fresh database.
 pub struct TestServer {
     pub base_url: String,
+    /// This test's database, checked when the server is dropped (see `Drop`).
+    pub database: String,
     pub state: AppState,
     pub http: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -125,7 +127,7 @@ impl TestServer {
         let mut config = test_config();
         adjust(&mut config);
         config.validate().expect("test configuration is valid");
-        let (_, pool) = fresh_database().await;
+        let (database, pool) = fresh_database().await;
         let state = AppState::new(config, pool, SigningKey::generate().expect("key")).expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("address"));
@@ -137,7 +139,7 @@ impl TestServer {
             })
             .await;
         });
-        TestServer { base_url, state, http: reqwest::Client::new(), shutdown: Some(shutdown) }
+        TestServer { base_url, database, state, http: reqwest::Client::new(), shutdown: Some(shutdown) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -224,10 +226,40 @@ impl TestServer {
 }
 
 impl Drop for TestServer {
+    /// Stops the server, then checks every event the test left in its database as a
+    /// federating server would (format, event id, hashes, signature, auth_events selection):
+    /// whatever a test did, the DAG it leaves must be valid.
     fn drop(&mut self) {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
+        if std::thread::panicking() {
+            return;
+        }
+        let database = self.database.clone();
+        let server_name = self.state.server_name.clone();
+        let key_id = self.state.signing_key.key_id();
+        let public_key = self.state.signing_key.public_key_base64();
+        // Drop cannot await, and the test's runtime is ending: verify on a thread of our own.
+        let problems = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            runtime.block_on(async move {
+                let options = connect_options(&cluster().dir, &database);
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(2)
+                    .connect_with(options)
+                    .await
+                    .expect("connect");
+                let problems = hearth::rooms::verify::verify_all_events(&pool, &server_name, &key_id, &public_key)
+                    .await
+                    .expect("verification runs");
+                pool.close().await;
+                problems
+            })
+        })
+        .join()
+        .expect("verification thread");
+        assert!(problems.is_empty(), "stored events fail verification:\n{}", problems.join("\n"));
     }
 }
 

@@ -30,9 +30,16 @@ async fn versions(
 }
 
 async fn capabilities(
+    State(state): State<AppState>,
     _request: Authed<get_capabilities::v3::Request>,
 ) -> Result<RumaResponse<get_capabilities::v3::Response>> {
     let mut capabilities = get_capabilities::v3::Capabilities::new();
+    let available = crate::rooms::SUPPORTED_VERSIONS
+        .iter()
+        .map(|version| (version.clone(), get_capabilities::v3::RoomVersionStability::Stable))
+        .collect();
+    capabilities.room_versions =
+        get_capabilities::v3::RoomVersionsCapability::new(state.default_room_version.clone(), available);
     capabilities.change_password.enabled = true;
     capabilities.thirdparty_id_changes.enabled = false;
     capabilities.get_login_token.enabled = false;

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
-use crate::rooms::{membership, read};
+use crate::rooms::{aliases, membership, read};
 use crate::server::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -41,8 +41,10 @@ async fn join_by_id_or_alias(
     request: Authed<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<RumaResponse<join_room_by_id_or_alias::v3::Response>> {
     let body = &request.body;
-    let room_id = OwnedRoomId::try_from(body.room_id_or_alias.clone())
-        .map_err(|_| Error::not_found("Room aliases are not supported yet; join by room id"))?;
+    let room_id = match OwnedRoomId::try_from(body.room_id_or_alias.clone()) {
+        Ok(room_id) => room_id,
+        Err(alias) => aliases::resolve(&state.pool, &state.server_name, &alias).await?,
+    };
     membership::join(state.rooms(), &room_id, &request.session.user_id, body.reason.as_deref()).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id).into())
 }

@@ -4,13 +4,17 @@
 mod account;
 mod account_data;
 mod devices;
+mod directory;
 mod discovery;
 mod filters;
+mod members;
 mod membership;
 mod profile;
 mod register;
+mod relations;
 mod rooms;
 mod session;
+mod spaces;
 
 use crate::server::AppState;
 use axum::Router;
@@ -25,5 +29,9 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = account_data::routes(router);
     let router = rooms::routes(router);
     let router = membership::routes(router);
+    let router = directory::routes(router);
+    let router = relations::routes(router);
+    let router = members::routes(router);
+    let router = spaces::routes(router);
     filters::routes(router)
 }

@@ -2,9 +2,11 @@
 
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
+use crate::rooms::aliases;
 use crate::rooms::append::{Transaction, append};
 use crate::rooms::build::EventTemplate;
 use crate::rooms::create::{CreateRoom, Preset, create_room};
+use crate::rooms::filter::EventFilter;
 use crate::rooms::read;
 use crate::server::AppState;
 use axum::Router;
@@ -41,13 +43,8 @@ async fn create(
     request: Authed<create_room::v3::Request>,
 ) -> Result<RumaResponse<create_room::v3::Response>> {
     let body = &request.body;
-    if body.room_alias_name.is_some() {
-        return Err(Error::new(
-            http::StatusCode::BAD_REQUEST,
-            ruma::api::error::ErrorKind::Unknown,
-            "room_alias_name is not supported yet (room aliases are not implemented)",
-        ));
-    }
+    let alias =
+        body.room_alias_name.as_deref().map(|name| aliases::alias_from_name(&state.server_name, name)).transpose()?;
     if !body.invite_3pid.is_empty() {
         return Err(Error::new(
             http::StatusCode::BAD_REQUEST,
@@ -80,6 +77,7 @@ async fn create(
         initial_state,
         power_level_content_override: body.power_level_content_override.as_ref().map(json).transpose()?,
         creation_content: body.creation_content.as_ref().map(json).transpose()?,
+        alias,
     };
     let room_id = create_room(state.rooms(), &state.default_room_version, &request.session.user_id, create).await?;
     Ok(create_room::v3::Response::new(room_id).into())
@@ -101,7 +99,13 @@ async fn send_state(
     request: Authed<send_state_event::v3::Request>,
 ) -> Result<RumaResponse<send_state_event::v3::Response>> {
     let body = &request.body;
-    let template = EventTemplate::state(&body.event_type.to_string(), &body.state_key, json(&body.body)?);
+    let event_type = body.event_type.to_string();
+    let content = json(&body.body)?;
+    if event_type == "m.room.canonical_alias" {
+        aliases::validate_canonical_alias(&state.pool, &state.server_name, &body.room_id, &body.state_key, &content)
+            .await?;
+    }
+    let template = EventTemplate::state(&event_type, &body.state_key, content);
     let event_id = append(state.rooms(), &body.room_id, &request.session.user_id, template, None).await?;
     Ok(send_state_event::v3::Response::new(event_id).into())
 }
@@ -147,19 +151,19 @@ async fn messages(
 ) -> Result<RumaResponse<get_message_events::v3::Response>> {
     let body = &request.body;
     let limit = usize::try_from(u64::from(body.limit)).unwrap_or(usize::MAX);
-    let page = read::messages(
-        &state.pool,
-        &request.session.user_id,
-        &body.room_id,
-        body.from.as_deref(),
-        body.to.as_deref(),
-        body.dir == Direction::Backward,
+    let filter = EventFilter::from_ruma(&body.filter);
+    let history = read::HistoryRequest {
+        from: body.from.as_deref(),
+        to: body.to.as_deref(),
+        backwards: body.dir == Direction::Backward,
         limit,
-    )
-    .await?;
+        filter: &filter,
+    };
+    let page = read::messages(&state.pool, &request.session.user_id, &body.room_id, history).await?;
     let mut response = get_message_events::v3::Response::new();
     response.start = page.start;
     response.end = page.end;
     response.chunk = page.chunk.iter().map(raw).collect::<Result<Vec<_>>>()?;
+    response.state = page.state.iter().map(raw).collect::<Result<Vec<_>>>()?;
     Ok(response.into())
 }

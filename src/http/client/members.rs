@@ -1,0 +1,100 @@
+//! Member lists, forgetting rooms, knocking, and reports.
+
+use crate::error::{Error, Result};
+use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
+use crate::rooms::members::{self, MemberFilter};
+use crate::rooms::{knock, reports};
+use crate::server::AppState;
+use axum::Router;
+use axum::extract::State;
+use ruma::OwnedRoomId;
+use ruma::api::client::knock::knock_room;
+use ruma::api::client::membership::{forget_room, get_member_events};
+use ruma::api::client::reporting::report_user;
+use ruma::api::client::room::{report_content, report_room};
+use ruma::serde::Raw;
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .ruma_guest::<get_member_events::v3::Request, _, _>(member_list)
+        .ruma::<forget_room::v3::Request, _, _>(forget)
+        .ruma::<knock_room::v3::Request, _, _>(knock)
+        .ruma::<report_content::v3::Request, _, _>(report_event)
+        .ruma::<report_room::v3::Request, _, _>(report_a_room)
+        .ruma::<report_user::v3::Request, _, _>(report_a_user)
+}
+
+async fn member_list(
+    State(state): State<AppState>,
+    request: Authed<get_member_events::v3::Request>,
+) -> Result<RumaResponse<get_member_events::v3::Response>> {
+    let body = &request.body;
+    let membership = body.membership.as_ref().map(|m| m.as_str().to_owned());
+    let not_membership = body.not_membership.as_ref().map(|m| m.as_str().to_owned());
+    let filter = MemberFilter {
+        at: body.at.as_deref(),
+        membership: membership.as_deref(),
+        not_membership: not_membership.as_deref(),
+    };
+    let events = members::members(&state.pool, &request.session.user_id, &body.room_id, filter).await?;
+    let chunk = events
+        .iter()
+        .map(|event| serde_json::value::to_raw_value(event).map(Raw::from_json))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|error| Error::internal(error.to_string()))?;
+    Ok(get_member_events::v3::Response::new(chunk).into())
+}
+
+async fn forget(
+    State(state): State<AppState>,
+    request: Authed<forget_room::v3::Request>,
+) -> Result<RumaResponse<forget_room::v3::Response>> {
+    members::forget(&state.pool, &request.session.user_id, &request.body.room_id).await?;
+    Ok(forget_room::v3::Response::new().into())
+}
+
+async fn knock(
+    State(state): State<AppState>,
+    request: Authed<knock_room::v3::Request>,
+) -> Result<RumaResponse<knock_room::v3::Response>> {
+    let body = &request.body;
+    let room_id = OwnedRoomId::try_from(body.room_id_or_alias.clone())
+        .map_err(|_| Error::not_found("Knocking by room alias is not supported yet; use the room id"))?;
+    knock::knock(state.rooms(), &room_id, &request.session.user_id, body.reason.as_deref()).await?;
+    Ok(knock_room::v3::Response::new(room_id).into())
+}
+
+async fn report_event(
+    State(state): State<AppState>,
+    request: Authed<report_content::v3::Request>,
+) -> Result<RumaResponse<report_content::v3::Response>> {
+    let body = &request.body;
+    reports::report_event(
+        &state.pool,
+        &request.session.user_id,
+        &body.room_id,
+        body.event_id.as_str(),
+        body.reason.as_deref(),
+        None,
+    )
+    .await?;
+    Ok(report_content::v3::Response::new().into())
+}
+
+async fn report_a_room(
+    State(state): State<AppState>,
+    request: Authed<report_room::v3::Request>,
+) -> Result<RumaResponse<report_room::v3::Response>> {
+    let body = &request.body;
+    reports::report_room(&state.pool, &request.session.user_id, &body.room_id, Some(&body.reason)).await?;
+    Ok(report_room::v3::Response::new().into())
+}
+
+async fn report_a_user(
+    State(state): State<AppState>,
+    request: Authed<report_user::v3::Request>,
+) -> Result<RumaResponse<report_user::v3::Response>> {
+    let body = &request.body;
+    reports::report_user(&state.pool, &request.session.user_id, &body.user_id, Some(&body.reason)).await?;
+    Ok(report_user::v3::Response::new().into())
+}

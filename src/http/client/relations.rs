@@ -1,0 +1,225 @@
+//! Redactions, relations, threads, event context and `timestamp_to_event`.
+
+use crate::error::{Error, Result};
+use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
+use crate::rooms::append::Transaction;
+use crate::rooms::{context, redact, relations};
+use crate::server::AppState;
+use axum::Router;
+use axum::extract::State;
+use ruma::api::Direction;
+use ruma::api::client::context::get_context;
+use ruma::api::client::redact::redact_event;
+use ruma::api::client::relations::{
+    get_relating_events, get_relating_events_with_rel_type, get_relating_events_with_rel_type_and_event_type,
+};
+use ruma::api::client::room::get_event_by_timestamp;
+use ruma::api::client::threads::get_threads;
+use ruma::serde::Raw;
+use ruma::{OwnedUserId, UInt};
+use serde_json::Value;
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    router
+        .ruma::<redact_event::v3::Request, _, _>(redact)
+        .ruma::<get_relating_events::v1::Request, _, _>(relating)
+        .ruma::<get_relating_events_with_rel_type::v1::Request, _, _>(relating_with_rel_type)
+        .ruma::<get_relating_events_with_rel_type_and_event_type::v1::Request, _, _>(relating_with_rel_and_event_type)
+        .ruma::<get_threads::v1::Request, _, _>(threads)
+        .ruma_guest::<get_context::v3::Request, _, _>(event_context)
+        .ruma::<get_event_by_timestamp::v1::Request, _, _>(timestamp_to_event)
+}
+
+fn raw<T>(value: &Value) -> Result<Raw<T>> {
+    let json = serde_json::value::to_raw_value(value).map_err(|error| Error::internal(error.to_string()))?;
+    Ok(Raw::from_json(json))
+}
+
+fn raws<T>(values: &[Value]) -> Result<Vec<Raw<T>>> {
+    values.iter().map(raw).collect()
+}
+
+fn to_usize(value: UInt) -> usize {
+    usize::try_from(u64::from(value)).unwrap_or(usize::MAX)
+}
+
+async fn redact(
+    State(state): State<AppState>,
+    request: Authed<redact_event::v3::Request>,
+) -> Result<RumaResponse<redact_event::v3::Response>> {
+    let body = &request.body;
+    let transaction = Transaction { device_id: request.session.device_id.as_str(), txn_id: body.txn_id.as_str() };
+    let event_id = redact::redact_event(
+        state.rooms(),
+        &body.room_id,
+        &request.session.user_id,
+        &body.event_id,
+        body.reason.as_deref(),
+        transaction,
+    )
+    .await?;
+    Ok(redact_event::v3::Response::new(event_id).into())
+}
+
+/// The three `/relations` endpoints differ only in their filters.
+struct RelationsArgs<'a> {
+    user: &'a OwnedUserId,
+    rel_type: Option<String>,
+    event_type: Option<String>,
+    from: Option<&'a str>,
+    to: Option<&'a str>,
+    limit: Option<UInt>,
+    dir: Direction,
+    recurse: bool,
+}
+
+async fn relations_page(
+    state: &AppState,
+    room_id: &ruma::RoomId,
+    event_id: &ruma::EventId,
+    args: RelationsArgs<'_>,
+) -> Result<relations::RelationsPage> {
+    relations::relations(
+        &state.pool,
+        args.user,
+        relations::RelationsQuery {
+            room_id,
+            event_id,
+            rel_type: args.rel_type.as_deref(),
+            event_type: args.event_type.as_deref(),
+            from: args.from,
+            to: args.to,
+            limit: args.limit.map(to_usize),
+            backwards: args.dir == Direction::Backward,
+            recurse: args.recurse,
+        },
+    )
+    .await
+}
+
+async fn relating(
+    State(state): State<AppState>,
+    request: Authed<get_relating_events::v1::Request>,
+) -> Result<RumaResponse<get_relating_events::v1::Response>> {
+    let body = &request.body;
+    let args = RelationsArgs {
+        user: &request.session.user_id,
+        rel_type: None,
+        event_type: None,
+        from: body.from.as_deref(),
+        to: body.to.as_deref(),
+        limit: body.limit,
+        dir: body.dir,
+        recurse: body.recurse,
+    };
+    let page = relations_page(&state, &body.room_id, &body.event_id, args).await?;
+    let mut response = get_relating_events::v1::Response::new(raws(&page.chunk)?);
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.recursion_depth = page.recursion_depth.map(UInt::from);
+    Ok(response.into())
+}
+
+async fn relating_with_rel_type(
+    State(state): State<AppState>,
+    request: Authed<get_relating_events_with_rel_type::v1::Request>,
+) -> Result<RumaResponse<get_relating_events_with_rel_type::v1::Response>> {
+    let body = &request.body;
+    let args = RelationsArgs {
+        user: &request.session.user_id,
+        rel_type: Some(body.rel_type.to_string()),
+        event_type: None,
+        from: body.from.as_deref(),
+        to: body.to.as_deref(),
+        limit: body.limit,
+        dir: body.dir,
+        recurse: body.recurse,
+    };
+    let page = relations_page(&state, &body.room_id, &body.event_id, args).await?;
+    let mut response = get_relating_events_with_rel_type::v1::Response::new(raws(&page.chunk)?);
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.recursion_depth = page.recursion_depth.map(UInt::from);
+    Ok(response.into())
+}
+
+async fn relating_with_rel_and_event_type(
+    State(state): State<AppState>,
+    request: Authed<get_relating_events_with_rel_type_and_event_type::v1::Request>,
+) -> Result<RumaResponse<get_relating_events_with_rel_type_and_event_type::v1::Response>> {
+    let body = &request.body;
+    let args = RelationsArgs {
+        user: &request.session.user_id,
+        rel_type: Some(body.rel_type.to_string()),
+        event_type: Some(body.event_type.to_string()),
+        from: body.from.as_deref(),
+        to: body.to.as_deref(),
+        limit: body.limit,
+        dir: body.dir,
+        recurse: body.recurse,
+    };
+    let page = relations_page(&state, &body.room_id, &body.event_id, args).await?;
+    let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(raws(&page.chunk)?);
+    response.next_batch = page.next_batch;
+    response.prev_batch = page.prev_batch;
+    response.recursion_depth = page.recursion_depth.map(UInt::from);
+    Ok(response.into())
+}
+
+async fn threads(
+    State(state): State<AppState>,
+    request: Authed<get_threads::v1::Request>,
+) -> Result<RumaResponse<get_threads::v1::Response>> {
+    let body = &request.body;
+    let participated_only = match body.include.as_str() {
+        "all" => false,
+        "participated" => true,
+        other => return Err(Error::invalid_param(format!("Unknown include value {other:?}"))),
+    };
+    let (chunk, next_batch) = relations::threads(
+        &state.pool,
+        &request.session.user_id,
+        &body.room_id,
+        participated_only,
+        body.from.as_deref(),
+        body.limit.map(to_usize),
+    )
+    .await?;
+    let mut response = get_threads::v1::Response::new(raws(&chunk)?);
+    response.next_batch = next_batch;
+    Ok(response.into())
+}
+
+async fn event_context(
+    State(state): State<AppState>,
+    request: Authed<get_context::v3::Request>,
+) -> Result<RumaResponse<get_context::v3::Response>> {
+    let body = &request.body;
+    let found =
+        context::context(&state.pool, &request.session.user_id, &body.room_id, &body.event_id, to_usize(body.limit))
+            .await?;
+    let mut response = get_context::v3::Response::new();
+    response.start = Some(found.start);
+    response.end = Some(found.end);
+    response.events_before = raws(&found.events_before)?;
+    response.event = Some(raw(&found.event)?);
+    response.events_after = raws(&found.events_after)?;
+    response.state = raws(&found.state)?;
+    Ok(response.into())
+}
+
+async fn timestamp_to_event(
+    State(state): State<AppState>,
+    request: Authed<get_event_by_timestamp::v1::Request>,
+) -> Result<RumaResponse<get_event_by_timestamp::v1::Response>> {
+    let body = &request.body;
+    let (event_id, origin_server_ts) = context::timestamp_to_event(
+        &state.pool,
+        &request.session.user_id,
+        &body.room_id,
+        body.ts,
+        body.dir == Direction::Forward,
+    )
+    .await?;
+    Ok(get_event_by_timestamp::v1::Response::new(event_id, origin_server_ts).into())
+}

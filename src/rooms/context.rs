@@ -1,0 +1,116 @@
+//! Finding one's way around an event: `/context` (the events around it, with `/messages`
+//! tokens) and `timestamp_to_event` (the event closest to a point in time).
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::rooms::redact;
+use crate::rooms::relations::Viewer;
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, UserId};
+use serde_json::Value;
+use sqlx::PgPool;
+
+/// The most context events one request returns (before and after together).
+const MAX_CONTEXT: usize = 1000;
+/// `timestamp_to_event` reads the timeline in pages of this size, and gives up after
+/// `TIMESTAMP_PAGES` pages without an event the user may see.
+const TIMESTAMP_PAGE: i64 = 100;
+const TIMESTAMP_PAGES: usize = 20;
+
+pub struct Context {
+    pub start: String,
+    pub end: String,
+    pub events_before: Vec<Value>,
+    pub event: Value,
+    pub events_after: Vec<Value>,
+    pub state: Vec<Value>,
+}
+
+/// `GET /rooms/{roomId}/context/{eventId}`. `limit` is shared between the events before
+/// (half, rounded down) and after. `start` and `end` are `/messages` tokens: backwards from
+/// `start` continues before the earliest event returned, forwards from `end` after the
+/// latest. `state` is the state at the last event returned (spec), i.e. the state after it.
+/// 404 for an event the user may not see, as for `/event`.
+pub async fn context(
+    pool: &PgPool,
+    user: &UserId,
+    room_id: &RoomId,
+    event_id: &EventId,
+    limit: usize,
+) -> Result<Context> {
+    let viewer = Viewer::new(pool, user, room_id).await?;
+    let not_found = || Error::not_found("Event not found");
+    let stored = db::events::by_id(pool, event_id.as_str())
+        .await?
+        .filter(|event| event.room_id == room_id.as_str())
+        .ok_or_else(not_found)?;
+    let position = stored.stream_position.ok_or_else(not_found)?;
+    let event = viewer.visible(vec![stored]).await?.pop().ok_or_else(not_found)?;
+
+    let limit = limit.min(MAX_CONTEXT);
+    let before_limit = limit / 2;
+    let after_limit = limit - before_limit;
+    let before = if before_limit > 0 {
+        db::events::timeline_page(pool, room_id.as_str(), position - 1, true, None, before_limit as i64).await?
+    } else {
+        Vec::new()
+    };
+    let after = if after_limit > 0 {
+        db::events::timeline_page(pool, room_id.as_str(), position, false, None, after_limit as i64).await?
+    } else {
+        Vec::new()
+    };
+    // Tokens follow what was read, not what the user may see, so paginating on never
+    // re-reads hidden events.
+    let start = before.last().and_then(|event| event.stream_position).unwrap_or(position) - 1;
+    let end = after.last().and_then(|event| event.stream_position).unwrap_or(position);
+
+    let before = viewer.visible(before).await?;
+    let after = viewer.visible(after).await?;
+    let last = after.last().map_or(event.0.event_nid, |(stored, _)| stored.event_nid);
+    let (before_count, after_count) = (before.len(), after.len());
+    let mut all = Vec::with_capacity(before_count + 1 + after_count);
+    all.extend(before);
+    all.push(event);
+    all.extend(after);
+    let mut served = viewer.serve(all).await?;
+    let events_after = served.split_off(before_count + 1);
+    let event = served.pop().ok_or_else(|| Error::internal("context event vanished"))?;
+    let events_before = served;
+
+    let snapshot = db::events::state_after(pool, last).await?.ok_or_else(|| Error::internal("event without state"))?;
+    let entries = db::state::snapshot_state(pool, snapshot).await?;
+    let state = redact::apply_to_state(pool, &viewer.rules().redaction, &entries).await?;
+    let state = state.iter().map(|event| event.client_event(room_id)).collect();
+    Ok(Context { start: format!("s{start}"), end: format!("s{end}"), events_before, event, events_after, state })
+}
+
+/// `GET /rooms/{roomId}/timestamp_to_event`: the event the user may see closest to `ts` — at
+/// or after it (`forwards`) or at or before it. 404 `M_NOT_FOUND` when there is none.
+pub async fn timestamp_to_event(
+    pool: &PgPool,
+    user: &UserId,
+    room_id: &RoomId,
+    ts: MilliSecondsSinceUnixEpoch,
+    forwards: bool,
+) -> Result<(OwnedEventId, MilliSecondsSinceUnixEpoch)> {
+    let viewer = Viewer::with_access(pool, user, room_id).await?;
+    let ts_ms = i64::try_from(u64::from(ts.get())).unwrap_or(i64::MAX);
+    // Walk (origin_server_ts, stream_position) pairs from just outside `ts`, so events at
+    // exactly `ts` are included in either direction.
+    let mut cursor = if forwards { (ts_ms, i64::MIN) } else { (ts_ms, i64::MAX) };
+    for _ in 0..TIMESTAMP_PAGES {
+        let page = db::relations::by_timestamp(pool, room_id.as_str(), cursor, !forwards, TIMESTAMP_PAGE).await?;
+        let Some((last_ts, last)) = page.last() else { break };
+        cursor = (*last_ts, last.stream_position.unwrap_or(0));
+        let fetched = page.len();
+        let events = page.into_iter().map(|(_, event)| event).collect();
+        if let Some((_, pdu)) = viewer.visible(events).await?.into_iter().next() {
+            return Ok((pdu.event_id, pdu.origin_server_ts));
+        }
+        if fetched < TIMESTAMP_PAGE as usize {
+            break;
+        }
+    }
+    let direction = if forwards { "forward" } else { "backward" };
+    Err(Error::not_found(format!("Unable to find an event from {} in the {direction} direction", u64::from(ts.get()))))
+}

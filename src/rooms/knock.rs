@@ -1,0 +1,27 @@
+//! Knocking (room versions 7+): asking to be let into a room whose join rule is `knock`
+//! or `knock_restricted`. Whether the knock is allowed is the auth rules' decision.
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::rooms::RoomCtx;
+use crate::rooms::append::append;
+use crate::rooms::build::EventTemplate;
+use crate::rooms::membership::member_content;
+use ruma::{RoomId, UserId};
+
+pub async fn knock(ctx: RoomCtx<'_>, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
+    if db::rooms::version(ctx.pool, room_id.as_str()).await?.is_none() {
+        return Err(Error::not_found(format!(
+            "Room {room_id} is not known to this server (knocking on rooms elsewhere needs federation, which is not implemented yet)"
+        )));
+    }
+    match db::rooms::membership(ctx.pool, room_id.as_str(), user.as_str()).await?.map(|m| m.membership) {
+        Some(m) if m == "knock" => return Ok(()),
+        Some(m) if m == "join" => return Err(Error::forbidden("You are already in this room")),
+        Some(m) if m == "ban" => return Err(Error::forbidden("You are banned from this room")),
+        _ => {}
+    }
+    let content = member_content(ctx.pool, user, "knock", reason).await?;
+    append(ctx, room_id, user, EventTemplate::state("m.room.member", user.as_str(), content), None).await?;
+    Ok(())
+}
