@@ -250,3 +250,29 @@ async fn rejoining_a_forgotten_room_remembers_it_again() {
     assert_eq!(join(&server, &alice, &room).await.0, StatusCode::OK);
     assert_eq!(server.count(&forgotten).await, 0);
 }
+
+#[tokio::test]
+async fn guests_join_only_rooms_that_let_guests_in() {
+    let server = TestServer::start_with(|config| config.registration.allow_guests = true).await;
+    let alice = server.register("alice", PW).await;
+    let (status, guest) = server.post("/_matrix/client/v3/register?kind=guest", None, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{guest}");
+    let guest_token = guest["access_token"].as_str().expect("guest token").to_owned();
+    let guest_id = guest["user_id"].as_str().expect("guest id").to_owned();
+
+    // public_chat forbids guests; a room with guest_access can_join admits them.
+    let closed = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let open = create_room(
+        &server,
+        &alice,
+        json!({"preset": "public_chat", "initial_state": [{"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "can_join"}}]}),
+    )
+    .await;
+    let refused = server.post(&format!("/_matrix/client/v3/join/{closed}"), Some(&guest_token), json!({})).await;
+    assert_error(&refused, StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN");
+    assert_eq!(membership_of(&server, &alice, &closed, &guest_id).await, None);
+
+    let (status, body) = server.post(&format!("/_matrix/client/v3/join/{open}"), Some(&guest_token), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(membership_of(&server, &alice, &open, &guest_id).await.as_deref(), Some("join"));
+}

@@ -6,7 +6,9 @@ use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
 use crate::rooms::append::append;
 use crate::rooms::build::EventTemplate;
+use crate::rooms::pdu::Pdu;
 use crate::rooms::restricted;
+use crate::users::Session;
 use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -39,9 +41,20 @@ async fn ensure_room_known(ctx: RoomCtx<'_>, room_id: &RoomId) -> Result<()> {
     Ok(())
 }
 
-/// Joins `user` to a room on this server. Joining a room one is already in changes nothing.
-pub async fn join(ctx: RoomCtx<'_>, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
+/// Joins the session's user to a room on this server. Joining a room one is already in
+/// changes nothing. Guests may only join rooms whose `m.room.guest_access` is `can_join`.
+pub async fn join(ctx: RoomCtx<'_>, room_id: &RoomId, session: &Session, reason: Option<&str>) -> Result<()> {
+    let user: &UserId = &session.user_id;
     ensure_room_known(ctx, room_id).await?;
+    if session.is_guest {
+        let guest_access = db::state::current_state_event(ctx.pool, room_id.as_str(), "m.room.guest_access", "")
+            .await?
+            .map(|entry| Pdu::from_stored(&entry.event_id, &entry.json).map(|pdu| pdu.content_value()))
+            .transpose()?;
+        if guest_access.is_none_or(|content| content["guest_access"] != "can_join") {
+            return Err(Error::guest_access_forbidden("Guests may not join this room"));
+        }
+    }
     if db::rooms::membership(ctx.pool, room_id.as_str(), user.as_str()).await?.is_some_and(|m| m.membership == "join") {
         return Ok(());
     }

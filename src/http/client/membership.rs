@@ -32,7 +32,7 @@ async fn join_by_id(
     request: Authed<join_room_by_id::v3::Request>,
 ) -> Result<RumaResponse<join_room_by_id::v3::Response>> {
     let body = &request.body;
-    membership::join(state.rooms(), &body.room_id, &request.session.user_id, body.reason.as_deref()).await?;
+    membership::join(state.rooms(), &body.room_id, &request.session, body.reason.as_deref()).await?;
     Ok(join_room_by_id::v3::Response::new(body.room_id.clone()).into())
 }
 
@@ -45,7 +45,7 @@ async fn join_by_id_or_alias(
         Ok(room_id) => room_id,
         Err(alias) => aliases::resolve(&state.pool, &state.server_name, &alias).await?,
     };
-    membership::join(state.rooms(), &room_id, &request.session.user_id, body.reason.as_deref()).await?;
+    membership::join(state.rooms(), &room_id, &request.session, body.reason.as_deref()).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id).into())
 }
 
