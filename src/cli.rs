@@ -3,6 +3,9 @@
 
 use crate::config::Config;
 use crate::error::Error;
+use crate::federation::keys::SigningKey;
+use crate::rooms::RoomCtx;
+use crate::rooms::locks::RoomLocks;
 use crate::server::{self, Opener};
 use crate::users::{accounts, tokens};
 use anyhow::{Context, anyhow};
@@ -159,7 +162,16 @@ async fn run_user(command: UserCommand) -> anyhow::Result<()> {
             let config = Config::load(config.as_deref())?;
             let user_id = user_id_of(&localpart, &config)?;
             let (pool, guard) = server::open_database(&config, Opener::Tool).await?;
-            let result = accounts::deactivate_now(&pool, &user_id).await;
+            let mut result = accounts::deactivate_now(&pool, &user_id).await;
+            if result.is_ok() {
+                // Like a deactivation through the API: the account leaves its rooms, with
+                // events signed by this server's key.
+                let key = SigningKey::load_or_generate(&config.data_dir.join("signing.key"))?;
+                let server_name = server_name(&config)?;
+                let locks = RoomLocks::default();
+                let ctx = RoomCtx { pool: &pool, server_name: &server_name, key: &key, locks: &locks };
+                result = crate::rooms::membership::leave_all(ctx, &user_id).await.map(|_| ());
+            }
             pool.close().await;
             guard.shutdown().await?;
             result.map_err(describe)?;

@@ -276,3 +276,50 @@ async fn guests_join_only_rooms_that_let_guests_in() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(membership_of(&server, &alice, &open, &guest_id).await.as_deref(), Some("join"));
 }
+
+#[tokio::test]
+async fn a_new_display_name_reaches_every_room() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    join(&server, &bob, &room).await;
+    let (status, body) = server
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", bob.user_id),
+            bob.token(),
+            json!({"displayname": "Bobby"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, members) = server.get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), alice.token()).await;
+    assert_eq!(members["joined"][&bob.user_id]["display_name"], "Bobby");
+    let (_, member) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", bob.user_id), alice.token())
+        .await;
+    assert_eq!(member["displayname"], "Bobby");
+    assert_eq!(member["membership"], "join");
+}
+
+#[tokio::test]
+async fn a_deactivated_account_leaves_its_rooms() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let invited = create_room(&server, &alice, json!({"invite": [bob.user_id]})).await;
+    join(&server, &bob, &room).await;
+
+    let (status, body) = server.post("/_matrix/client/v3/account/deactivate", bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let session = body["session"].as_str().expect("session").to_owned();
+    let (status, body) = server
+        .post("/_matrix/client/v3/account/deactivate", bob.token(), json!({"auth": bob.password_auth(&session)}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    assert_eq!(membership_of(&server, &alice, &room, &bob.user_id).await.as_deref(), Some("leave"));
+    assert_eq!(membership_of(&server, &alice, &invited, &bob.user_id).await.as_deref(), Some("leave"));
+    let (_, members) = server.get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), alice.token()).await;
+    assert!(members["joined"].get(&bob.user_id).is_none(), "{members}");
+}

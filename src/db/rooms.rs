@@ -190,3 +190,11 @@ pub async fn state_at_position(db: impl PgExecutor<'_>, room_id: &str, position:
 pub async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<(String, String)>> {
     sqlx::query_as("SELECT room_id, room_version FROM rooms ORDER BY room_id").fetch_all(db).await
 }
+
+/// Every room the user has a membership in, with that membership.
+pub async fn memberships_of_user(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as("SELECT room_id, membership FROM room_memberships WHERE user_id = $1 ORDER BY room_id")
+        .bind(user_id)
+        .fetch_all(db)
+        .await
+}

@@ -108,3 +108,58 @@ pub async fn set_membership_of(ctx: RoomCtx<'_>, change: MembershipChange<'_>) -
     }
     append(ctx, room_id, sender, EventTemplate::state("m.room.member", target.as_str(), content), None).await
 }
+
+/// Rooms where `user` currently is (joined), or is on the way in (invited, knocking).
+async fn rooms_with_membership(
+    ctx: RoomCtx<'_>,
+    user: &UserId,
+    memberships: &[&str],
+) -> Result<Vec<ruma::OwnedRoomId>> {
+    let mut rooms = Vec::new();
+    for (room_id, membership) in db::rooms::memberships_of_user(ctx.pool, user.as_str()).await? {
+        if memberships.contains(&membership.as_str())
+            && let Ok(room_id) = RoomId::parse(room_id)
+        {
+            rooms.push(room_id);
+        }
+    }
+    Ok(rooms)
+}
+
+/// A deactivated account leaves every room (and declines invitations, withdraws knocks), as
+/// Synapse does, so that it no longer shows as a member anywhere.
+pub async fn leave_all(ctx: RoomCtx<'_>, user: &UserId) -> Result<usize> {
+    let rooms = rooms_with_membership(ctx, user, &["join", "invite", "knock"]).await?;
+    let mut left = 0;
+    for room_id in rooms {
+        let content = member_content(ctx.pool, user, "leave", Some("Account deactivated")).await?;
+        match append(ctx, &room_id, user, EventTemplate::state("m.room.member", user.as_str(), content), None).await {
+            Ok(_) => left += 1,
+            Err(error) => tracing::warn!(%room_id, %user, error = %error, "could not leave a room on deactivation"),
+        }
+    }
+    Ok(left)
+}
+
+/// After a display name or avatar change, the user's member events in every joined room
+/// carry the new profile (clients read names from member events).
+pub async fn refresh_profile_in_rooms(ctx: RoomCtx<'_>, user: &UserId) -> Result<()> {
+    for room_id in rooms_with_membership(ctx, user, &["join"]).await? {
+        let content = member_content(ctx.pool, user, "join", None).await?;
+        let current =
+            db::state::current_state_event(ctx.pool, room_id.as_str(), "m.room.member", user.as_str()).await?;
+        let unchanged = match current {
+            Some(entry) => Pdu::from_stored(&entry.event_id, &entry.json)?.content_value() == content,
+            None => false,
+        };
+        if unchanged {
+            continue;
+        }
+        if let Err(error) =
+            append(ctx, &room_id, user, EventTemplate::state("m.room.member", user.as_str(), content), None).await
+        {
+            tracing::warn!(%room_id, %user, error = %error, "could not update the member event after a profile change");
+        }
+    }
+    Ok(())
+}

@@ -73,6 +73,13 @@ async fn admin_connection() -> PgConnection {
     PgConnection::connect_with(&connect_options(&cluster().dir, "postgres")).await.expect("connect to the test cluster")
 }
 
+/// The test cluster's directory (its unix socket lives there), for tests that open more
+/// pools on a test's database, e.g. to run a second Hearth on it. Starts the cluster on first
+/// use (blocking), so call it after a `TestServer` or `fresh_database` has.
+pub fn cluster_dir() -> PathBuf {
+    cluster().dir.clone()
+}
+
 /// A fresh, migrated database for one test.
 pub async fn fresh_database() -> (String, PgPool) {
     let dir = tokio::task::spawn_blocking(|| cluster().dir.clone()).await.expect("cluster thread");

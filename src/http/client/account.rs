@@ -48,5 +48,6 @@ async fn deactivate(
 ) -> Result<RumaResponse<deactivate::v3::Response>> {
     let session = request.session.ok_or_else(Error::missing_token)?;
     accounts::deactivate(&state.pool, &state.server_name, &session, request.body.auth.as_ref()).await?;
+    crate::rooms::membership::leave_all(state.rooms(), &session.user_id).await?;
     Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport).into())
 }

@@ -79,6 +79,9 @@ impl FromRequest<AppState> for SetField {
     }
 }
 
+/// Profile fields that rooms show in member events.
+const MEMBER_EVENT_FIELDS: &[&str] = &["displayname", "avatar_url"];
+
 async fn set_field(
     State(state): State<AppState>,
     SetField(request): SetField,
@@ -93,6 +96,9 @@ async fn set_field(
         Some(value.value().into_owned()),
     )
     .await?;
+    if MEMBER_EVENT_FIELDS.contains(&field.as_str()) {
+        crate::rooms::membership::refresh_profile_in_rooms(state.rooms(), &request.session.user_id).await?;
+    }
     Ok(set_profile_field::v3::Response::new().into())
 }
 
@@ -102,5 +108,8 @@ async fn delete_field(
 ) -> Result<RumaResponse<delete_profile_field::v3::Response>> {
     let body = &request.body;
     profile::set_field(&state.pool, &request.session, &body.user_id, body.field.as_str(), None).await?;
+    if MEMBER_EVENT_FIELDS.contains(&body.field.as_str()) {
+        crate::rooms::membership::refresh_profile_in_rooms(state.rooms(), &request.session.user_id).await?;
+    }
     Ok(delete_profile_field::v3::Response::new().into())
 }
