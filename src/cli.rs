@@ -169,7 +169,9 @@ async fn run_user(command: UserCommand) -> anyhow::Result<()> {
                 let key = SigningKey::load_or_generate(&config.data_dir.join("signing.key"))?;
                 let server_name = server_name(&config)?;
                 let locks = RoomLocks::default();
-                let ctx = RoomCtx { pool: &pool, server_name: &server_name, key: &key, locks: &locks };
+                let streams = crate::streams::Streams::start(&pool).await?;
+                let ctx =
+                    RoomCtx { pool: &pool, server_name: &server_name, key: &key, locks: &locks, streams: &streams };
                 result = crate::rooms::membership::leave_all(ctx, &user_id).await.map(|_| ());
             }
             pool.close().await;

@@ -12,6 +12,8 @@ pub mod federation;
 pub mod http;
 pub mod rooms;
 pub mod server;
+pub mod streams;
+pub mod sync;
 pub mod users;
 
 pub use error::{Error, Result};

@@ -28,6 +28,7 @@ pub struct Inner {
     pub rate_limits: RateLimits,
     pub room_locks: crate::rooms::locks::RoomLocks,
     pub default_room_version: ruma::RoomVersionId,
+    pub streams: crate::streams::Streams,
 }
 
 impl Deref for AppState {
@@ -38,13 +39,16 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, pool: PgPool, signing_key: SigningKey) -> anyhow::Result<AppState> {
+    /// Also registers this process as a stream writer and starts its notification listener.
+    pub async fn new(config: Config, pool: PgPool, signing_key: SigningKey) -> anyhow::Result<AppState> {
         let server_name = OwnedServerName::try_from(config.server_name.as_str())
             .map_err(|error| anyhow!("`server_name`: {error}"))?;
         let rate_limits = RateLimits::new(&config.rate_limits);
         let default_room_version = ruma::RoomVersionId::try_from(config.rooms.default_version.as_str())
             .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
+        let streams = crate::streams::Streams::start(&pool).await?;
         Ok(AppState(Arc::new(Inner {
+            streams,
             config,
             server_name,
             pool,
@@ -62,6 +66,7 @@ impl AppState {
             server_name: &self.server_name,
             key: &self.signing_key,
             locks: &self.room_locks,
+            streams: &self.streams,
         }
     }
 }
@@ -172,7 +177,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let signing_key = SigningKey::load_or_generate(&config.data_dir.join("signing.key"))?;
     tracing::info!(server_name = %config.server_name, key_id = %signing_key.key_id(), "starting Hearth");
     let listeners = bind(&config).await?;
-    let state = AppState::new(config, pool.clone(), signing_key)?;
+    let state = AppState::new(config, pool.clone(), signing_key).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();

@@ -33,7 +33,9 @@ async fn branch(server: &TestServer, room: &RoomId, sender: &UserId, version: &R
         build_and_sign(&template, sender, &placement, &rules, &server.state.server_name, &server.state.signing_key)
             .expect("build");
     auth.authorize(&pdu, &rules).expect("authorised");
-    persist(&mut conn, room, &pdu, parent.state_after, &[parent.event_nid]).await.expect("persist");
+    let mut reservation = server.state.streams.reserve();
+    persist(&mut conn, &mut reservation, room, &pdu, parent.state_after, &[parent.event_nid]).await.expect("persist");
+    reservation.committed().await.expect("committed");
 }
 
 #[tokio::test]

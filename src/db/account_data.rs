@@ -3,26 +3,28 @@
 use serde_json::Value;
 use sqlx::PgExecutor;
 
-/// Stores the content and returns the stream position the change took.
+/// Stores the content at `stream_position` (taken from the stream tracker).
 pub async fn put(
     db: impl PgExecutor<'_>,
     user_id: &str,
     room_id: &str,
     data_type: &str,
     content: &Value,
-) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "INSERT INTO account_data (user_id, room_id, data_type, content) VALUES ($1, $2, $3, $4)
+    stream_position: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO account_data (user_id, room_id, data_type, content, stream_position) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (user_id, room_id, data_type)
-           DO UPDATE SET content = EXCLUDED.content, stream_position = nextval('stream_positions')
-         RETURNING stream_position",
+           DO UPDATE SET content = EXCLUDED.content, stream_position = EXCLUDED.stream_position",
     )
     .bind(user_id)
     .bind(room_id)
     .bind(data_type)
     .bind(content)
-    .fetch_one(db)
-    .await
+    .bind(stream_position)
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 pub async fn get(

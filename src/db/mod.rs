@@ -14,6 +14,8 @@ pub mod relations;
 pub mod reports;
 pub mod rooms;
 pub mod state;
+pub mod streams;
+pub mod sync;
 pub mod uia;
 pub mod users;
 

@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::rooms::build::{EventTemplate, Placement, build_and_sign};
 use crate::rooms::pdu::Pdu;
 use crate::rooms::{RoomCtx, rules_for};
+use crate::streams::Reservation;
 use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::{auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules};
@@ -35,9 +36,11 @@ pub async fn append(
 ) -> Result<OwnedEventId> {
     let _local = ctx.locks.lock(room_id).await;
     let mut tx = ctx.pool.begin().await?;
+    let mut reservation = ctx.streams.reserve();
     db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
-    let event_id = append_locked(ctx, &mut tx, room_id, sender, template, transaction).await?;
+    let event_id = append_locked(ctx, &mut tx, &mut reservation, room_id, sender, template, transaction).await?;
     tx.commit().await?;
+    reservation.committed().await?;
     Ok(event_id)
 }
 
@@ -46,6 +49,7 @@ pub async fn append(
 pub async fn append_locked(
     ctx: RoomCtx<'_>,
     tx: &mut PgConnection,
+    reservation: &mut Reservation<'_>,
     room_id: &RoomId,
     sender: &UserId,
     template: EventTemplate,
@@ -103,7 +107,7 @@ pub async fn append_locked(
     crate::rooms::relations::check_new(&mut *tx, room_id, &pdu).await?;
 
     let prev_nids: Vec<i64> = prev.iter().map(|extremity| extremity.event_nid).collect();
-    persist(&mut *tx, room_id, &pdu, state_before, &prev_nids).await?;
+    persist(&mut *tx, reservation, room_id, &pdu, state_before, &prev_nids).await?;
     if let Some(key) = txn_key {
         db::rooms::record_transaction(&mut *tx, key, pdu.event_id.as_str()).await?;
     }
@@ -172,6 +176,7 @@ impl AuthState {
 /// current state and membership, and the room's new forward extremity.
 pub async fn persist(
     conn: &mut PgConnection,
+    reservation: &mut Reservation<'_>,
     room_id: &RoomId,
     pdu: &Pdu,
     state_before: i64,
@@ -189,7 +194,7 @@ pub async fn persist(
         Some(state_key) => Some(db::state::intern_state_key(conn, &kind, state_key).await?),
         None => None,
     };
-    let position = db::events::next_stream_position(conn).await?;
+    let position = reservation.next(conn).await?;
     let json = pdu.canonical_json();
     db::events::insert(
         conn,

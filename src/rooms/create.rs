@@ -8,6 +8,7 @@ use crate::rooms::append::{append_locked, persist};
 use crate::rooms::build::{EventTemplate, Placement, build_and_sign};
 use crate::rooms::membership::member_content;
 use crate::rooms::{RoomCtx, rules_for};
+use crate::streams::Reservation;
 use crate::users::{now_ms, tokens};
 use ruma::state_res::check_state_independent_auth_rules;
 use ruma::{EventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
@@ -91,12 +92,13 @@ pub async fn create_room(
     // refuse half-way (say, malformed power_level_content_override) leaves no half-made room.
     let _local = ctx.locks.lock(&room_id).await;
     let mut tx = ctx.pool.begin().await?;
+    let mut reservation = ctx.streams.reserve();
     db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
     if !db::rooms::insert(&mut tx, room_id.as_str(), version.as_str(), creator.as_str(), now_ms()).await? {
         return Err(Error::internal("room id collision"));
     }
     let empty = db::state::create_empty_snapshot(&mut tx, room_id.as_str()).await?;
-    persist(&mut tx, &room_id, &create, empty, &[]).await?;
+    persist(&mut tx, &mut reservation, &room_id, &create, empty, &[]).await?;
     // An alias taken since `validate` fails the whole creation.
     if let Some(alias) = &request.alias {
         aliases::insert_for_new_room(&mut tx, alias, &room_id, creator).await?;
@@ -107,7 +109,7 @@ pub async fn create_room(
 
     // 2. The creator joins.
     let room = NewRoom { ctx, room_id: &room_id, creator };
-    room.add(&mut tx, "m.room.member", creator.as_str(), join).await?;
+    room.add(&mut tx, &mut reservation, "m.room.member", creator.as_str(), join).await?;
 
     // 3. Power levels.
     let mut power_levels = default_power_levels();
@@ -124,14 +126,14 @@ pub async fn create_room(
             power_levels[key] = value.clone();
         }
     }
-    room.add(&mut tx, "m.room.power_levels", "", power_levels).await?;
+    room.add(&mut tx, &mut reservation, "m.room.power_levels", "", power_levels).await?;
 
     // 4. The canonical alias, unless initial_state sets it itself (as Synapse).
     if let Some(alias) = &request.alias
         && !request.initial_state.iter().any(|(t, k, _)| t == "m.room.canonical_alias" && k.is_empty())
     {
         let content = aliases::canonical_alias_content(alias);
-        room.add(&mut tx, "m.room.canonical_alias", "", content).await?;
+        room.add(&mut tx, &mut reservation, "m.room.canonical_alias", "", content).await?;
     }
 
     // 5. The preset's rules, unless initial_state sets them itself.
@@ -147,7 +149,7 @@ pub async fn create_room(
     for (kind, content) in preset_state {
         let overridden = request.initial_state.iter().any(|(t, k, _)| t == kind && k.is_empty());
         if !overridden {
-            room.add(&mut tx, kind, "", content).await?;
+            room.add(&mut tx, &mut reservation, kind, "", content).await?;
         }
     }
 
@@ -156,14 +158,14 @@ pub async fn create_room(
         let replaced_by_field =
             (kind == "m.room.name" && request.name.is_some()) || (kind == "m.room.topic" && request.topic.is_some());
         if !replaced_by_field {
-            room.add(&mut tx, kind, state_key, content.clone()).await?;
+            room.add(&mut tx, &mut reservation, kind, state_key, content.clone()).await?;
         }
     }
     if let Some(name) = &request.name {
-        room.add(&mut tx, "m.room.name", "", json!({"name": name})).await?;
+        room.add(&mut tx, &mut reservation, "m.room.name", "", json!({"name": name})).await?;
     }
     if let Some(topic) = &request.topic {
-        room.add(&mut tx, "m.room.topic", "", json!({"topic": topic})).await?;
+        room.add(&mut tx, &mut reservation, "m.room.topic", "", json!({"topic": topic})).await?;
     }
 
     // 8. Invitations.
@@ -172,9 +174,10 @@ pub async fn create_room(
         if request.is_direct {
             content["is_direct"] = json!(true);
         }
-        room.add(&mut tx, "m.room.member", invitee.as_str(), content).await?;
+        room.add(&mut tx, &mut reservation, "m.room.member", invitee.as_str(), content).await?;
     }
     tx.commit().await?;
+    reservation.committed().await?;
     tracing::info!(%room_id, %creator, version = %version, "created room");
     Ok(room_id)
 }
@@ -187,9 +190,16 @@ struct NewRoom<'a> {
 }
 
 impl NewRoom<'_> {
-    async fn add(&self, tx: &mut PgConnection, kind: &str, state_key: &str, content: Value) -> Result<()> {
+    async fn add(
+        &self,
+        tx: &mut PgConnection,
+        reservation: &mut Reservation<'_>,
+        kind: &str,
+        state_key: &str,
+        content: Value,
+    ) -> Result<()> {
         let template = EventTemplate::state(kind, state_key, content);
-        append_locked(self.ctx, tx, self.room_id, self.creator, template, None).await?;
+        append_locked(self.ctx, tx, reservation, self.room_id, self.creator, template, None).await?;
         Ok(())
     }
 }

@@ -37,6 +37,19 @@ impl EventFilter {
         }
     }
 
+    /// Adds a room filter's `rooms` / `not_rooms` (which sit beside the timeline filter).
+    pub fn with_rooms(mut self, rooms: Option<&[ruma::OwnedRoomId]>, not_rooms: &[ruma::OwnedRoomId]) -> EventFilter {
+        if let Some(rooms) = rooms {
+            let rooms: Vec<String> = rooms.iter().map(ToString::to_string).collect();
+            self.rooms = Some(match self.rooms.take() {
+                Some(existing) => existing.into_iter().filter(|room| rooms.contains(room)).collect(),
+                None => rooms,
+            });
+        }
+        self.not_rooms.extend(not_rooms.iter().map(ToString::to_string));
+        self
+    }
+
     /// Whether the room passes `rooms` / `not_rooms`.
     pub fn allows_room(&self, room_id: &RoomId) -> bool {
         let room = room_id.as_str();

@@ -38,6 +38,7 @@ pub struct RoomCtx<'a> {
     pub server_name: &'a ServerName,
     pub key: &'a SigningKey,
     pub locks: &'a locks::RoomLocks,
+    pub streams: &'a crate::streams::Streams,
 }
 
 /// Room versions Hearth creates and serves: those whose state resolution (v2) ruma implements.

@@ -2,6 +2,7 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::streams::Streams;
 use crate::users::Session;
 use http::StatusCode;
 use ruma::api::error::ErrorKind;
@@ -23,6 +24,7 @@ fn check_owner(session: &Session, user_id: &UserId) -> Result<()> {
 
 pub async fn set(
     pool: &PgPool,
+    streams: &Streams,
     session: &Session,
     user_id: &UserId,
     room_id: Option<&RoomId>,
@@ -43,7 +45,14 @@ pub async fn set(
     if !content.is_object() {
         return Err(Error::bad_json("Account data content must be a JSON object"));
     }
-    db::account_data::put(pool, user_id.as_str(), room_id.map_or("", |r| r.as_str()), data_type, content).await?;
+    // Account data is delivered by /sync, so it takes a stream position like an event.
+    let mut reservation = streams.reserve();
+    let mut tx = pool.begin().await?;
+    let position = reservation.next(&mut tx).await?;
+    let room = room_id.map_or("", |r| r.as_str());
+    db::account_data::put(&mut *tx, user_id.as_str(), room, data_type, content, position).await?;
+    tx.commit().await?;
+    reservation.committed().await?;
     Ok(())
 }
 

@@ -135,7 +135,7 @@ impl TestServer {
         adjust(&mut config);
         config.validate().expect("test configuration is valid");
         let (database, pool) = fresh_database().await;
-        let state = AppState::new(config, pool, SigningKey::generate().expect("key")).expect("state");
+        let state = AppState::new(config, pool, SigningKey::generate().expect("key")).await.expect("state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let base_url = format!("http://{}", listener.local_addr().expect("address"));
         let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();

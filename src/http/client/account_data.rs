@@ -35,7 +35,16 @@ async fn set_global(
 ) -> Result<RumaResponse<set_global_account_data::v3::Response>> {
     let body = &request.body;
     let data_type = body.event_type.to_string();
-    account_data::set(&state.pool, &request.session, &body.user_id, None, &data_type, &content(&body.data)?).await?;
+    account_data::set(
+        &state.pool,
+        &state.streams,
+        &request.session,
+        &body.user_id,
+        None,
+        &data_type,
+        &content(&body.data)?,
+    )
+    .await?;
     Ok(set_global_account_data::v3::Response::new().into())
 }
 
@@ -57,6 +66,7 @@ async fn set_room(
     let data_type = body.event_type.to_string();
     account_data::set(
         &state.pool,
+        &state.streams,
         &request.session,
         &body.user_id,
         Some(&body.room_id),

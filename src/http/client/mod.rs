@@ -15,6 +15,7 @@ mod relations;
 mod rooms;
 mod session;
 mod spaces;
+mod sync;
 
 use crate::server::AppState;
 use axum::Router;
@@ -33,5 +34,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = relations::routes(router);
     let router = members::routes(router);
     let router = spaces::routes(router);
+    let router = sync::routes(router);
     filters::routes(router)
 }

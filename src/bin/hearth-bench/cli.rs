@@ -1,0 +1,142 @@
+//! The command line: one subcommand per scenario, the options every scenario shares, and
+//! each scenario's own size options.
+
+use clap::{Args, Parser, Subcommand};
+use reqwest::Url;
+use std::path::PathBuf;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "hearth-bench",
+    version,
+    about = "Load tool for Matrix homeservers (Hearth, Synapse, any other)",
+    long_about = "Load tool for Matrix homeservers. It speaks only the standard client-server API, \
+                  so it measures Hearth, Synapse or any other homeserver the same way. Users are \
+                  created with Synapse-compatible shared-secret registration (--shared-secret) or, \
+                  without it, with open registration (m.login.dummy); their names carry a random \
+                  prefix per run, so runs never collide. Disable the server's rate limits first.\n\n\
+                  A table goes to stdout, progress to stderr; --json FILE keeps every figure."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Scenario {
+    /// One user, one room: N messages sent one after another, then N more from C concurrent
+    /// senders; messages/s and request latency percentiles for each phase.
+    Send(Box<SendArgs>),
+    /// Not implemented yet (needs /sync): pairs of users messaging each other.
+    Paired(NotImplemented),
+    /// Not implemented yet (needs /sync): one sender, many long-polling members.
+    Fanout(NotImplemented),
+    /// Not implemented yet (needs /sync): initial /sync of a user in many rooms.
+    InitialSync(NotImplemented),
+    /// Not implemented yet (needs /sync): memory held by idle long-polling connections.
+    Idle(NotImplemented),
+}
+
+impl Scenario {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scenario::Send(_) => "send",
+            Scenario::Paired(_) => "paired",
+            Scenario::Fanout(_) => "fanout",
+            Scenario::InitialSync(_) => "initial-sync",
+            Scenario::Idle(_) => "idle",
+        }
+    }
+}
+
+/// Options every scenario takes.
+#[derive(Args, Debug, Clone)]
+pub struct Target {
+    /// Base URL of the homeserver to measure, e.g. http://127.0.0.1:8008
+    #[arg(long, value_name = "URL", value_parser = parse_homeserver)]
+    pub homeserver: Url,
+
+    /// Registration shared secret of the server (Synapse's `registration_shared_secret`,
+    /// Hearth's `registration.shared_secret`); without it, open registration is used.
+    /// Also read from HEARTH_BENCH_SHARED_SECRET, which keeps it out of `ps`.
+    #[arg(long, value_name = "SECRET", env = "HEARTH_BENCH_SHARED_SECRET", hide_env_values = true)]
+    pub shared_secret: Option<String>,
+
+    /// Also write every figure, the parameters and the servers as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+
+    /// Run the same scenario against a second homeserver right after the first and print the
+    /// ratios (second / first). The same shared secret is used for both.
+    #[arg(long, value_name = "URL2", value_parser = parse_homeserver)]
+    pub compare: Option<Url>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Messages per phase (sequential, then concurrent).
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub messages: u32,
+
+    /// Concurrent senders in the second phase.
+    #[arg(long, value_name = "C", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub concurrency: u32,
+}
+
+/// Scenarios that are not built yet accept anything, so that they answer with one clear
+/// "not implemented yet" rather than a complaint about their options.
+#[derive(Args, Debug, Clone)]
+pub struct NotImplemented {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    pub args: Vec<String>,
+}
+
+/// Accepts absolute http(s) URLs only: `localhost:8008` would otherwise parse as a URL whose
+/// scheme is `localhost`, and fail much later with a confusing message.
+fn parse_homeserver(value: &str) -> Result<Url, String> {
+    let url = Url::parse(value)
+        .map_err(|error| format!("`{value}` is not a URL ({error}); expected e.g. http://127.0.0.1:8008"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("`{value}` is not an http:// or https:// URL; expected e.g. http://127.0.0.1:8008"));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("`{value}` has no host; expected e.g. http://127.0.0.1:8008"));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("`{value}` must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn homeserver_urls_must_be_http_or_https_with_a_host() {
+        assert!(parse_homeserver("http://127.0.0.1:8008").is_ok());
+        assert!(parse_homeserver("https://matrix.example.org/").is_ok());
+        assert!(parse_homeserver("localhost:8008").is_err());
+        assert!(parse_homeserver("ftp://example.org").is_err());
+        assert!(parse_homeserver("not a url").is_err());
+        assert!(parse_homeserver("http://example.org/?a=b").is_err());
+    }
+
+    #[test]
+    fn send_has_the_documented_defaults() {
+        let cli = Cli::try_parse_from(["hearth-bench", "send", "--homeserver", "http://localhost:8008"])
+            .expect("valid command line");
+        let Scenario::Send(args) = cli.scenario else { panic!("send expected") };
+        assert_eq!((args.messages, args.concurrency), (500, 10));
+        assert!(Cli::try_parse_from(["hearth-bench", "send", "--homeserver", "http://h", "--messages", "0"]).is_err());
+    }
+}

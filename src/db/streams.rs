@@ -1,0 +1,75 @@
+//! The stream writers table and the global stream position (see migration 0007).
+
+use sqlx::{PgConnection, PgExecutor};
+
+/// Two-key advisory lock class for writer liveness locks (key 2 is the writer id).
+pub const WRITER_LOCK_CLASS: i32 = 0x4845_5354; // "HEST"
+
+/// Registers a writer and takes its liveness lock on `conn`, which must stay open for the
+/// writer's lifetime.
+pub async fn register_writer(conn: &mut PgConnection, now_ms: i64) -> sqlx::Result<i32> {
+    let writer_id: i32 = sqlx::query_scalar("INSERT INTO stream_writers (started_ts) VALUES ($1) RETURNING writer_id")
+        .bind(now_ms)
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query("SELECT pg_advisory_lock($1, $2)").bind(WRITER_LOCK_CLASS).bind(writer_id).execute(conn).await?;
+    Ok(writer_id)
+}
+
+/// Forgets writers whose process has died (their liveness lock is free). Their unfinished
+/// transactions died with their connections, so they block nothing any more.
+pub async fn remove_dead_writers(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
+    let removed = sqlx::query(
+        "DELETE FROM stream_writers w WHERE NOT EXISTS (
+             SELECT 1 FROM pg_locks l
+             WHERE l.locktype = 'advisory' AND l.granted AND l.classid::bigint = $1::bigint
+               AND l.objid::bigint = w.writer_id::bigint AND l.objsubid = 2)",
+    )
+    .bind(i64::from(WRITER_LOCK_CLASS) & 0xffff_ffff)
+    .execute(db)
+    .await?;
+    Ok(removed.rows_affected())
+}
+
+/// The position the next `nextval` can return at the lowest.
+pub async fn next_position_floor(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM stream_positions")
+        .fetch_one(db)
+        .await
+}
+
+/// Publishes (or, with `None`, clears) the writer's lowest possibly-in-flight position.
+pub async fn set_blocking_from(
+    db: impl PgExecutor<'_>,
+    writer_id: i32,
+    blocking_from: Option<i64>,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE stream_writers SET blocking_from = $2 WHERE writer_id = $1")
+        .bind(writer_id)
+        .bind(blocking_from)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn allocate_position(conn: &mut PgConnection) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT nextval('stream_positions')").fetch_one(conn).await
+}
+
+/// The highest position handed out so far (0 before any).
+pub async fn last_allocated(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM stream_positions")
+        .fetch_one(db)
+        .await
+}
+
+/// The lowest position any live writer may still commit.
+pub async fn lowest_blocking(db: impl PgExecutor<'_>) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar("SELECT min(blocking_from) FROM stream_writers").fetch_one(db).await
+}
+
+/// Wakes every Hearth process listening on the stream channel.
+pub async fn notify(db: impl PgExecutor<'_>, position: i64) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify('hearth_stream', $1)").bind(position.to_string()).execute(db).await?;
+    Ok(())
+}

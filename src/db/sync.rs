@@ -1,0 +1,145 @@
+//! What changed for a user between two stream positions: the queries behind the `/sync`
+//! response builder. Every range is `(after, upto]`, so consecutive windows never overlap.
+
+use serde_json::Value;
+use sqlx::{FromRow, PgExecutor};
+
+/// A user's latest membership in a room, as `room_memberships` holds it now. It may be newer
+/// than the window being served (see [`member_event_at`]).
+#[derive(Clone, Debug, FromRow)]
+pub struct MembershipRow {
+    pub room_id: String,
+    pub membership: String,
+    /// Position of the member event that set it.
+    pub stream_position: i64,
+    pub forgotten: bool,
+}
+
+pub async fn memberships(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<MembershipRow>> {
+    sqlx::query_as(
+        "SELECT room_id, membership, stream_position, forgotten FROM room_memberships
+         WHERE user_id = $1 ORDER BY room_id",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await
+}
+
+/// A member event of the syncing user.
+#[derive(Clone, Debug, FromRow)]
+pub struct MemberEvent {
+    pub event_nid: i64,
+    pub event_id: String,
+    pub stream_position: i64,
+    pub state_after: Option<i64>,
+    pub json: String,
+}
+
+const MEMBER_EVENTS: &str = "
+    SELECT e.event_nid, i.event_id, e.stream_position, e.state_after, e.json
+    FROM state_keys k
+    JOIN events e ON e.state_key_nid = k.state_key_nid AND e.room_id = $1
+    JOIN event_ids i ON i.event_nid = e.event_nid
+    WHERE k.event_type = 'm.room.member' AND k.state_key = $2
+      AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier";
+
+/// The user's latest member event in the room at or before `position`: their membership as
+/// of that point of the stream, whatever happened after it.
+pub async fn member_event_at(
+    db: impl PgExecutor<'_>,
+    room_id: &str,
+    user_id: &str,
+    position: i64,
+) -> sqlx::Result<Option<MemberEvent>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{MEMBER_EVENTS} AND e.stream_position <= $3 ORDER BY e.stream_position DESC LIMIT 1"
+    )))
+    .bind(room_id)
+    .bind(user_id)
+    .bind(position)
+    .fetch_optional(db)
+    .await
+}
+
+/// The user's member events in the room with `after < position <= upto`, oldest first.
+pub async fn member_events_between(
+    db: impl PgExecutor<'_>,
+    room_id: &str,
+    user_id: &str,
+    after: i64,
+    upto: i64,
+) -> sqlx::Result<Vec<MemberEvent>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "{MEMBER_EVENTS} AND e.stream_position > $3 AND e.stream_position <= $4 ORDER BY e.stream_position"
+    )))
+    .bind(room_id)
+    .bind(user_id)
+    .bind(after)
+    .bind(upto)
+    .fetch_all(db)
+    .await
+}
+
+/// Which of `rooms` have timeline events with `after < position <= upto`. Reads the window
+/// of the stream (unique index on the position), not the rooms' histories.
+pub async fn rooms_with_events(
+    db: impl PgExecutor<'_>,
+    rooms: &[String],
+    after: i64,
+    upto: i64,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT room_id FROM events
+         WHERE stream_position > $2 AND stream_position <= $3 AND room_id = ANY($1)
+           AND rejection IS NULL AND NOT soft_failed AND NOT outlier",
+    )
+    .bind(rooms)
+    .bind(after)
+    .bind(upto)
+    .fetch_all(db)
+    .await
+}
+
+/// Whether the room's state changed (a state event entered the timeline) with
+/// `after < position <= upto`.
+pub async fn state_changed(db: impl PgExecutor<'_>, room_id: &str, after: i64, upto: i64) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (
+             SELECT 1 FROM events
+             WHERE room_id = $1 AND stream_position > $2 AND stream_position <= $3
+               AND state_key_nid IS NOT NULL AND rejection IS NULL AND NOT soft_failed AND NOT outlier)",
+    )
+    .bind(room_id)
+    .bind(after)
+    .bind(upto)
+    .fetch_one(db)
+    .await
+}
+
+/// One account data entry; `room_id` is empty for global account data.
+#[derive(Clone, Debug, FromRow)]
+pub struct AccountDataRow {
+    pub room_id: String,
+    pub data_type: String,
+    pub content: Value,
+}
+
+/// The user's account data (global and per room) last changed with `after < position <= upto`
+/// (all of it up to `upto` when `after` is `None`), in stream order.
+pub async fn account_data_between(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    after: Option<i64>,
+    upto: i64,
+) -> sqlx::Result<Vec<AccountDataRow>> {
+    sqlx::query_as(
+        "SELECT room_id, data_type, content FROM account_data
+         WHERE user_id = $1 AND stream_position > COALESCE($2, 0) AND stream_position <= $3
+         ORDER BY stream_position",
+    )
+    .bind(user_id)
+    .bind(after)
+    .bind(upto)
+    .fetch_all(db)
+    .await
+}

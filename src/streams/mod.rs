@@ -1,0 +1,38 @@
+//! The global stream (DESIGN §3): positions for everything a client syncs, handed out so
+//! that a client holding position N can be given every change above N exactly once, and
+//! wake-ups for those waiting on new changes — within a process and, through PostgreSQL
+//! `LISTEN/NOTIFY`, across processes on one database.
+
+pub mod notifier;
+pub mod tracker;
+
+pub use notifier::Notifier;
+pub use tracker::{Reservation, StreamTracker};
+
+use crate::error::Result;
+use sqlx::PgPool;
+
+/// The stream handles a process shares between its writers and its readers.
+pub struct Streams {
+    pub tracker: StreamTracker,
+    pub notifier: Notifier,
+}
+
+impl Streams {
+    /// Registers this process as a writer and starts listening for other processes' writes.
+    pub async fn start(pool: &PgPool) -> anyhow::Result<Streams> {
+        let notifier = Notifier::start(pool).await?;
+        let tracker = StreamTracker::register(pool, notifier.clone()).await?;
+        Ok(Streams { tracker, notifier })
+    }
+
+    pub fn reserve(&self) -> Reservation<'_> {
+        self.tracker.reserve()
+    }
+
+    /// The highest position below which every change has committed: what a sync may
+    /// deliver up to.
+    pub async fn current_position(&self, pool: &PgPool) -> Result<i64> {
+        self.tracker.current_position(pool).await
+    }
+}

@@ -1,0 +1,185 @@
+//! Stream positions that never let a reader skip a change.
+//!
+//! Positions come from one PostgreSQL sequence, so writers may commit them out of order.
+//! Before a writer takes a position it publishes, in `stream_writers`, a floor no higher
+//! than any position it may still commit; readers hand out only positions below every live
+//! writer's floor and below the last allocation they saw *before* reading the floors. The
+//! floor is cleared after the writer's commits (or abandonments), so an idle writer blocks
+//! nobody, and a dead writer's row is removed once its liveness lock is gone.
+
+use crate::db;
+use crate::error::Result;
+use crate::streams::Notifier;
+use crate::users::now_ms;
+use sqlx::{Connection, PgConnection, PgPool};
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How often dead writers are looked for; a crashed process delays others by at most this.
+const REAP_INTERVAL: Duration = Duration::from_secs(10);
+
+pub struct StreamTracker {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer_id: i32,
+    /// The writer's own connection: holds its liveness lock and publishes its floor.
+    /// Publishing happens under this lock, from the current in-flight set, so concurrent
+    /// publishes cannot overtake one another with stale values.
+    control: tokio::sync::Mutex<Control>,
+    in_flight: Mutex<BTreeSet<i64>>,
+    notifier: Notifier,
+}
+
+struct Control {
+    connection: PgConnection,
+    published: Option<i64>,
+}
+
+impl StreamTracker {
+    pub async fn register(pool: &PgPool, notifier: Notifier) -> anyhow::Result<StreamTracker> {
+        let options = pool.connect_options();
+        let mut connection = PgConnection::connect_with(&options).await?;
+        db::streams::remove_dead_writers(&mut connection).await?;
+        let writer_id = db::streams::register_writer(&mut connection, now_ms()).await?;
+        tracing::debug!(writer_id, "registered as a stream writer");
+        let inner = Arc::new(Inner {
+            writer_id,
+            control: tokio::sync::Mutex::new(Control { connection, published: None }),
+            in_flight: Mutex::new(BTreeSet::new()),
+            notifier,
+        });
+        let reaper = Arc::downgrade(&inner);
+        let reaper_pool = pool.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(REAP_INTERVAL);
+            loop {
+                interval.tick().await;
+                if reaper.upgrade().is_none() {
+                    break;
+                }
+                if let Err(error) = db::streams::remove_dead_writers(&reaper_pool).await {
+                    tracing::warn!(%error, "looking for dead stream writers");
+                }
+            }
+        });
+        Ok(StreamTracker { inner })
+    }
+
+    pub fn writer_id(&self) -> i32 {
+        self.inner.writer_id
+    }
+
+    /// A set of positions for one transaction. Commit it after the transaction commits.
+    pub fn reserve(&self) -> Reservation<'_> {
+        Reservation { tracker: self, positions: Vec::new(), committed: false }
+    }
+
+    /// The highest position below which everything has committed (see the module docs).
+    pub async fn current_position(&self, pool: &PgPool) -> Result<i64> {
+        // Order matters: the allocation bound is read before the floors, so any position
+        // allocated before that read has its writer's floor visible to the second query.
+        let allocated = db::streams::last_allocated(pool).await?;
+        let blocking = db::streams::lowest_blocking(pool).await?;
+        Ok(match blocking {
+            Some(floor) => allocated.min(floor - 1),
+            None => allocated,
+        })
+    }
+
+    async fn allocate(&self, transaction: &mut PgConnection) -> Result<i64> {
+        let mut control = self.inner.control.lock().await;
+        // The floor must be public before the position exists.
+        let lowest_in_flight = self.lowest_in_flight();
+        let floor = match lowest_in_flight {
+            Some(lowest) => lowest,
+            None => db::streams::next_position_floor(&mut control.connection).await?,
+        };
+        if control.published.is_none_or(|published| published > floor) {
+            db::streams::set_blocking_from(&mut control.connection, self.inner.writer_id, Some(floor)).await?;
+            control.published = Some(floor);
+        }
+        let position = db::streams::allocate_position(transaction).await?;
+        self.in_flight().insert(position);
+        Ok(position)
+    }
+
+    /// Positions are done (committed or abandoned): lower or clear the published floor.
+    async fn finish(&self, positions: &[i64], committed: bool) -> Result<()> {
+        {
+            let mut in_flight = self.in_flight();
+            for position in positions {
+                in_flight.remove(position);
+            }
+        }
+        self.publish().await?;
+        if committed && let Some(highest) = positions.iter().max() {
+            let control = &mut self.inner.control.lock().await;
+            db::streams::notify(&mut control.connection, *highest).await?;
+            self.inner.notifier.wake();
+        }
+        Ok(())
+    }
+
+    async fn publish(&self) -> Result<()> {
+        let mut control = self.inner.control.lock().await;
+        let wanted = self.lowest_in_flight();
+        if control.published != wanted {
+            db::streams::set_blocking_from(&mut control.connection, self.inner.writer_id, wanted).await?;
+            control.published = wanted;
+        }
+        Ok(())
+    }
+
+    fn lowest_in_flight(&self) -> Option<i64> {
+        self.in_flight().first().copied()
+    }
+
+    fn in_flight(&self) -> std::sync::MutexGuard<'_, BTreeSet<i64>> {
+        self.inner.in_flight.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Positions taken by one transaction.
+pub struct Reservation<'a> {
+    tracker: &'a StreamTracker,
+    positions: Vec<i64>,
+    committed: bool,
+}
+
+impl Reservation<'_> {
+    /// Takes the next position, inside `transaction`.
+    pub async fn next(&mut self, transaction: &mut PgConnection) -> Result<i64> {
+        let position = self.tracker.allocate(transaction).await?;
+        self.positions.push(position);
+        Ok(position)
+    }
+
+    /// Call after the transaction committed: readers may now deliver these positions, and
+    /// waiting syncs (here and in other processes) are woken.
+    pub async fn committed(mut self) -> Result<()> {
+        self.committed = true;
+        let positions = std::mem::take(&mut self.positions);
+        self.tracker.finish(&positions, true).await
+    }
+}
+
+impl Drop for Reservation<'_> {
+    /// An abandoned reservation (the transaction failed) leaves gaps, which readers skip;
+    /// its floor must still be lifted, or the whole stream would stall.
+    fn drop(&mut self) {
+        if self.committed || self.positions.is_empty() {
+            return;
+        }
+        let positions = std::mem::take(&mut self.positions);
+        let inner = self.tracker.inner.clone();
+        tokio::spawn(async move {
+            let tracker = StreamTracker { inner };
+            if let Err(error) = tracker.finish(&positions, false).await {
+                tracing::error!(%error, "lifting the stream floor after a failed write");
+            }
+        });
+    }
+}

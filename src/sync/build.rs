@@ -1,0 +1,306 @@
+//! The `/sync` response body for one window of the global stream: every change with
+//! `since < position <= upto`, and nothing else (DESIGN §3). The caller picks `upto` (a
+//! position below which everything has committed), so the same window always yields the same
+//! events, and consecutive windows deliver each event exactly once.
+//!
+//! Memberships are read *as of `upto`*, not as `room_memberships` holds them now: a join or
+//! leave committed after `upto` belongs to the next window.
+
+use crate::db;
+use crate::db::sync::MemberEvent;
+use crate::error::{Error, Result};
+use crate::rooms::filter::EventFilter;
+use crate::rooms::pdu::Pdu;
+use crate::rooms::redact;
+use crate::sync::room::{RoomWindow, StateMode, room_entry};
+use ruma::{OwnedRoomId, RoomId, UserId};
+use serde_json::{Map, Value, json};
+use sqlx::PgPool;
+use std::collections::{HashMap, HashSet};
+
+/// Deliver every change with `since < position <= upto`; `since: None` is an initial sync.
+#[derive(Clone, Copy, Debug)]
+pub struct SyncWindow {
+    pub since: Option<i64>,
+    pub upto: i64,
+}
+
+pub struct SyncOptions {
+    pub full_state: bool,
+    /// Room timeline filter and limit (default limit 10 when the filter gives none).
+    pub timeline: EventFilter,
+    pub timeline_limit: usize,
+    // The room filter's `rooms` / `not_rooms` apply to which rooms appear at all: the builder
+    // asks `timeline.allows_room`, so the caller merges them into `timeline`. Its
+    // `lazy_load_members` (from the state filter) trims `state` to the timeline's senders.
+}
+
+/// The timeline limit when the filter gives none.
+pub const DEFAULT_TIMELINE_LIMIT: usize = 10;
+
+impl Default for SyncOptions {
+    fn default() -> Self {
+        SyncOptions { full_state: false, timeline: EventFilter::default(), timeline_limit: DEFAULT_TIMELINE_LIMIT }
+    }
+}
+
+/// The response body without `next_batch` (the lead adds it): a spec-shaped JSON object
+/// {"rooms": {"join": {...}, "invite": {...}, "leave": {...}}, "account_data": {"events": [...]}}
+/// with empty sections omitted, plus whether anything at all is in it.
+pub struct SyncBody {
+    pub json: Value,
+    pub is_empty: bool,
+}
+
+/// State event types shown to users invited to (or knocking on) a room, so that clients can
+/// say what the room is (spec: "Stripped state"), plus the member event itself.
+const STRIPPED_STATE_TYPES: [&str; 7] = [
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
+pub async fn build(pool: &PgPool, user: &UserId, window: SyncWindow, options: &SyncOptions) -> Result<SyncBody> {
+    let SyncWindow { since, upto } = window;
+    let ignored = ignored_users(pool, user).await?;
+
+    let mut global_account_data = Vec::new();
+    let mut room_account_data: HashMap<String, Vec<Value>> = HashMap::new();
+    for row in db::sync::account_data_between(pool, user.as_str(), since, upto).await? {
+        let event = json!({ "type": row.data_type, "content": row.content });
+        if row.room_id.is_empty() {
+            global_account_data.push(event);
+        } else {
+            room_account_data.entry(row.room_id).or_default().push(event);
+        }
+    }
+
+    let sections = classify(pool, user, window, &options.timeline).await?;
+    let mut rooms = Map::new();
+
+    // Joined rooms: in an incremental sync only those with something new for the client.
+    let joined_ids: Vec<String> = sections.join.iter().map(|room| room.room_id.to_string()).collect();
+    let active: HashSet<String> = match since {
+        Some(since) => db::sync::rooms_with_events(pool, &joined_ids, since, upto).await?.into_iter().collect(),
+        None => HashSet::new(),
+    };
+    let mut join = Map::new();
+    for room in &sections.join {
+        let key = room.room_id.as_str();
+        let newly_joined = match since {
+            None => true,
+            Some(since) => {
+                room.position > since && membership_at(pool, key, user, since).await?.as_deref() != Some("join")
+            }
+        };
+        let account_data = room_account_data.remove(key).unwrap_or_default();
+        if !newly_joined && !options.full_state && !active.contains(key) && account_data.is_empty() {
+            continue;
+        }
+        let state = if newly_joined || options.full_state { StateMode::Full } else { StateMode::Changes };
+        let window = RoomWindow { after: since.unwrap_or(0), upto, joined: true, state };
+        let entry = room_entry(pool, user, &room.room_id, window, options, &ignored, account_data).await?;
+        if let Some(entry) = entry.filter(|entry| newly_joined || options.full_state || !entry.is_quiet) {
+            join.insert(key.to_owned(), entry.json);
+        }
+    }
+
+    // Left rooms (incremental syncs only, see `classify`): the timeline up to the leave.
+    let mut leave = Map::new();
+    for room in &sections.leave {
+        let key = room.room_id.as_str();
+        let after = since.unwrap_or(0);
+        let state = if options.full_state {
+            StateMode::Full
+        } else if membership_at(pool, key, user, after).await?.as_deref() == Some("join") {
+            StateMode::Changes
+        } else if joined_between(pool, key, user, after, room.position).await? {
+            // Joined and left within the window: the client never learnt the room.
+            StateMode::Full
+        } else {
+            // Never joined (a rejected invite, a ban): nothing of the room's state to show.
+            StateMode::Nothing
+        };
+        let window = RoomWindow { after, upto: room.position, joined: false, state };
+        let account_data = room_account_data.remove(key).unwrap_or_default();
+        if let Some(entry) = room_entry(pool, user, &room.room_id, window, options, &ignored, account_data).await? {
+            leave.insert(key.to_owned(), entry.json);
+        }
+    }
+
+    let mut invite = Map::new();
+    for room in &sections.invite {
+        if let Some(events) = stripped_state(pool, &room.room_id, &room.event, &ignored).await? {
+            invite.insert(room.room_id.to_string(), json!({ "invite_state": { "events": events } }));
+        }
+    }
+    let mut knock = Map::new();
+    for room in &sections.knock {
+        if let Some(events) = stripped_state(pool, &room.room_id, &room.event, &ignored).await? {
+            knock.insert(room.room_id.to_string(), json!({ "knock_state": { "events": events } }));
+        }
+    }
+
+    for (name, section) in [("join", join), ("invite", invite), ("leave", leave), ("knock", knock)] {
+        if !section.is_empty() {
+            rooms.insert(name.to_owned(), Value::Object(section));
+        }
+    }
+    let mut body = Map::new();
+    let is_empty = rooms.is_empty() && global_account_data.is_empty();
+    if !rooms.is_empty() {
+        body.insert("rooms".to_owned(), Value::Object(rooms));
+    }
+    if !global_account_data.is_empty() {
+        body.insert("account_data".to_owned(), json!({ "events": global_account_data }));
+    }
+    Ok(SyncBody { json: Value::Object(body), is_empty })
+}
+
+/// A room the user was joined to, or left, at the end of the window.
+struct RoomAt {
+    room_id: OwnedRoomId,
+    /// Position of the member event that set the membership.
+    position: i64,
+}
+
+/// A room the user was invited to (or knocked on) within the window, with that event.
+struct PendingRoom {
+    room_id: OwnedRoomId,
+    event: MemberEvent,
+}
+
+#[derive(Default)]
+struct Sections {
+    join: Vec<RoomAt>,
+    leave: Vec<RoomAt>,
+    invite: Vec<PendingRoom>,
+    knock: Vec<PendingRoom>,
+}
+
+/// Sorts the user's rooms by their membership as of `upto`. Invites, knocks and leaves are
+/// listed when their member event is in the window (every one on an initial sync, except
+/// leaves: an initial sync leaves out rooms the user has left). Forgotten rooms never appear.
+async fn classify(pool: &PgPool, user: &UserId, window: SyncWindow, filter: &EventFilter) -> Result<Sections> {
+    let SyncWindow { since, upto } = window;
+    let mut sections = Sections::default();
+    for row in db::sync::memberships(pool, user.as_str()).await? {
+        if row.forgotten {
+            continue;
+        }
+        let Ok(room_id) = OwnedRoomId::try_from(row.room_id.as_str()) else { continue };
+        if !filter.allows_room(&room_id) {
+            continue;
+        }
+        // The row is the latest membership; when it is newer than the window, look back for
+        // the membership the window ends with.
+        let (membership, position, event) = if row.stream_position <= upto {
+            (row.membership, row.stream_position, None)
+        } else {
+            let Some(event) = db::sync::member_event_at(pool, &row.room_id, user.as_str(), upto).await? else {
+                continue;
+            };
+            (membership_of(&event)?, event.stream_position, Some(event))
+        };
+        let in_window = since.is_none_or(|since| position > since);
+        match membership.as_str() {
+            "join" => sections.join.push(RoomAt { room_id, position }),
+            "leave" | "ban" if since.is_some() && in_window => sections.leave.push(RoomAt { room_id, position }),
+            "invite" | "knock" if in_window => {
+                let event = match event {
+                    Some(event) => event,
+                    None => db::sync::member_event_at(pool, &row.room_id, user.as_str(), upto)
+                        .await?
+                        .ok_or_else(|| Error::internal(format!("no member event for {user} in {room_id}")))?,
+                };
+                let pending = PendingRoom { room_id, event };
+                if membership == "invite" {
+                    sections.invite.push(pending);
+                } else {
+                    sections.knock.push(pending);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(sections)
+}
+
+fn membership_of(event: &MemberEvent) -> Result<String> {
+    let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
+    Ok(pdu.content_value()["membership"].as_str().unwrap_or_default().to_owned())
+}
+
+/// The user's membership in the room at a position of the stream.
+async fn membership_at(pool: &PgPool, room_id: &str, user: &UserId, position: i64) -> Result<Option<String>> {
+    match db::sync::member_event_at(pool, room_id, user.as_str(), position).await? {
+        Some(event) => Ok(Some(membership_of(&event)?)),
+        None => Ok(None),
+    }
+}
+
+/// Whether the user joined the room with `after < position <= upto`.
+async fn joined_between(pool: &PgPool, room_id: &str, user: &UserId, after: i64, upto: i64) -> Result<bool> {
+    for event in db::sync::member_events_between(pool, room_id, user.as_str(), after, upto).await? {
+        if membership_of(&event)? == "join" {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Users whose events and invites the user does not want (`m.ignored_user_list`).
+async fn ignored_users(pool: &PgPool, user: &UserId) -> Result<HashSet<String>> {
+    let content = db::account_data::get(pool, user.as_str(), "", "m.ignored_user_list").await?;
+    Ok(content
+        .as_ref()
+        .and_then(|content| content["ignored_users"].as_object())
+        .map(|users| users.keys().cloned().collect())
+        .unwrap_or_default())
+}
+
+/// `invite_state` / `knock_state`: stripped state of the room as the member event found it,
+/// then the member event itself. `None` for invites from ignored users.
+async fn stripped_state(
+    pool: &PgPool,
+    room_id: &RoomId,
+    member: &MemberEvent,
+    ignored: &HashSet<String>,
+) -> Result<Option<Vec<Value>>> {
+    let pdu = Pdu::from_stored(&member.event_id, &member.json)?;
+    if pdu.content_value()["membership"] == "invite" && ignored.contains(pdu.sender.as_str()) {
+        return Ok(None);
+    }
+    let keys: Vec<(String, String)> =
+        STRIPPED_STATE_TYPES.iter().map(|kind| ((*kind).to_owned(), String::new())).collect();
+    let entries = match member.state_after {
+        Some(snapshot) => db::state::snapshot_state_for_keys(pool, snapshot, &keys).await?,
+        None => Vec::new(),
+    };
+    let mut events: Vec<Pdu> = match db::rooms::version(pool, room_id.as_str()).await? {
+        // Redacted state shows only what redaction left of it.
+        Some(_) => {
+            let rules = redact::room_rules(pool, room_id).await?;
+            redact::apply_to_state(pool, &rules.redaction, &entries).await?.into_iter().map(|s| s.pdu).collect()
+        }
+        None => {
+            entries.iter().map(|entry| Pdu::from_stored(&entry.event_id, &entry.json)).collect::<Result<Vec<_>>>()?
+        }
+    };
+    events.sort_by_key(|event| STRIPPED_STATE_TYPES.iter().position(|kind| event.kind.to_string() == *kind));
+    events.push(pdu);
+    Ok(Some(events.iter().map(stripped).collect()))
+}
+
+fn stripped(pdu: &Pdu) -> Value {
+    json!({
+        "type": pdu.kind.to_string(),
+        "state_key": pdu.state_key.clone().unwrap_or_default(),
+        "content": pdu.content_value(),
+        "sender": pdu.sender,
+    })
+}

@@ -1,0 +1,9 @@
+//! `/sync`: everything a client learns about its rooms and account between two positions of
+//! the global stream (DESIGN §3). `build` turns a window of stream positions into the
+//! response body; which window to serve, waiting for new data and the token format live
+//! beside it.
+
+pub mod build;
+pub mod long_poll;
+mod room;
+pub mod token;

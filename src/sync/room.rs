@@ -1,0 +1,231 @@
+//! One room's entry in a `/sync` response (`rooms.join.{id}`, `rooms.leave.{id}`): its
+//! timeline for the window, the state at the timeline's start, and its account data.
+
+use crate::db;
+use crate::db::events::StoredEvent;
+use crate::db::state::StateEntry;
+use crate::error::Result;
+use crate::rooms::pdu::Pdu;
+use crate::rooms::read;
+use crate::rooms::redact;
+use crate::rooms::relations::Viewer;
+use crate::sync::build::SyncOptions;
+use ruma::{RoomId, UserId};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::collections::HashSet;
+
+/// Timeline events are read newest first in pages; a page holds at least this many so that a
+/// strict filter does not cost one query per event.
+const MIN_PAGE: usize = 20;
+/// A filter may reject nearly everything in a long history: after examining this many events
+/// the timeline stops and says `limited`, and the client paginates on with `prev_batch`.
+const MAX_SCANNED: usize = 2000;
+
+/// What `state.events` carries for a room.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum StateMode {
+    /// The whole state before the timeline (initial syncs, new joins, `full_state`).
+    Full,
+    /// Only what changed between the window's start and the timeline's start.
+    Changes,
+    /// None: the user never joined the room (a rejected invite, a ban).
+    Nothing,
+}
+
+/// One room's slice of the window: timeline events with `after < position <= upto`.
+pub(super) struct RoomWindow {
+    pub after: i64,
+    pub upto: i64,
+    /// Whether the user is joined at `upto` (history visibility).
+    pub joined: bool,
+    pub state: StateMode,
+}
+
+pub(super) struct RoomEntry {
+    pub json: Value,
+    /// Nothing in it: no timeline events, no state, no account data.
+    pub is_quiet: bool,
+}
+
+/// A `rooms.join` / `rooms.leave` entry.
+pub(super) async fn room_entry(
+    pool: &PgPool,
+    user: &UserId,
+    room_id: &RoomId,
+    window: RoomWindow,
+    options: &SyncOptions,
+    ignored: &HashSet<String>,
+    account_data: Vec<Value>,
+) -> Result<Option<RoomEntry>> {
+    if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
+        // A membership in a room whose events this server does not have (e.g. an invite
+        // over federation that was rejected): nothing to show.
+        return Ok(None);
+    }
+    let viewer = Viewer::new(pool, user, room_id).await?;
+    let timeline = timeline(pool, user, room_id, &window, options, ignored).await?;
+
+    // The state at the start of the timeline: before its first event, else at its end.
+    let (start_snapshot, start_position) = match timeline.events.first() {
+        Some((first, _)) => (first.state_before, first.stream_position.map_or(window.upto, |p| p - 1)),
+        None => (db::rooms::state_at_position(pool, room_id.as_str(), window.upto).await?, window.upto),
+    };
+    let mut state = match (window.state, start_snapshot) {
+        (StateMode::Full, Some(snapshot)) => db::state::snapshot_state(pool, snapshot).await?,
+        (StateMode::Changes, Some(snapshot))
+            if db::sync::state_changed(pool, room_id.as_str(), window.after, start_position).await? =>
+        {
+            let before = match db::rooms::state_at_position(pool, room_id.as_str(), window.after).await? {
+                Some(before) => db::state::snapshot_state(pool, before).await?,
+                None => Vec::new(),
+            };
+            let known: HashSet<(i64, i64)> =
+                before.into_iter().map(|entry| (entry.state_key_nid, entry.event_nid)).collect();
+            let mut now = db::state::snapshot_state(pool, snapshot).await?;
+            now.retain(|entry| !known.contains(&(entry.state_key_nid, entry.event_nid)));
+            now
+        }
+        _ => Vec::new(),
+    };
+    if options.timeline.lazy_load_members && window.state != StateMode::Nothing {
+        lazy_load_members(pool, user, &timeline.events, start_snapshot, &mut state).await?;
+    }
+    let in_timeline: HashSet<i64> = timeline.events.iter().map(|(event, _)| event.event_nid).collect();
+    state.retain(|entry| !in_timeline.contains(&entry.event_nid));
+    state.sort_by(|a, b| (&a.event_type, &a.state_key).cmp(&(&b.event_type, &b.state_key)));
+
+    let state_events: Vec<Value> = redact::apply_to_state(pool, &viewer.rules().redaction, &state)
+        .await?
+        .iter()
+        .map(|served| served.client_event(room_id))
+        .collect();
+    let prev_batch = timeline.prev_batch;
+    let timeline_events = viewer.serve(timeline.events).await?;
+    let is_quiet = timeline_events.is_empty() && state_events.is_empty() && account_data.is_empty();
+    let mut json = json!({
+        "timeline": { "events": timeline_events, "limited": timeline.limited, "prev_batch": format!("s{prev_batch}") },
+        "state": { "events": state_events },
+    });
+    if !account_data.is_empty() {
+        json["account_data"] = json!({ "events": account_data });
+    }
+    Ok(Some(RoomEntry { json, is_quiet }))
+}
+
+struct Timeline {
+    /// Oldest first.
+    events: Vec<(StoredEvent, Pdu)>,
+    limited: bool,
+    /// `/messages` from here, backwards, continues just before the first event.
+    prev_batch: i64,
+}
+
+/// The last `timeline_limit` events of the room's window the user may see and the filter
+/// lets through (events of ignored users left out).
+async fn timeline(
+    pool: &PgPool,
+    user: &UserId,
+    room_id: &RoomId,
+    window: &RoomWindow,
+    options: &SyncOptions,
+    ignored: &HashSet<String>,
+) -> Result<Timeline> {
+    let limit = options.timeline_limit;
+    // One more than the limit tells whether the timeline is limited.
+    let page = (limit + 1).max(MIN_PAGE);
+    let mut picked = Vec::new();
+    let mut from = window.upto;
+    let mut scanned = 0;
+    let mut limited = false;
+    let mut lowest_examined = window.upto;
+    loop {
+        let batch =
+            db::events::timeline_page(pool, room_id.as_str(), from, true, Some(window.after), page as i64).await?;
+        let fetched = batch.len();
+        scanned += fetched;
+        let lowest = batch.last().and_then(|event| event.stream_position);
+        for (event, pdu) in visible_with_own_membership(pool, user, window.joined, batch).await? {
+            // Ignored users' messages are hidden; their state changes still shape the room.
+            if !options.timeline.allows(&pdu) || (!pdu.is_state() && ignored.contains(pdu.sender.as_str())) {
+                continue;
+            }
+            picked.push((event, pdu));
+        }
+        if picked.len() > limit {
+            limited = true;
+            break;
+        }
+        let Some(lowest) = lowest.filter(|_| fetched == page) else { break };
+        lowest_examined = lowest;
+        if scanned >= MAX_SCANNED {
+            limited = true;
+            break;
+        }
+        from = lowest - 1;
+    }
+    picked.truncate(limit);
+    picked.reverse();
+    let prev_batch = match picked.first().and_then(|(event, _)| event.stream_position) {
+        Some(first) => first - 1,
+        None if limited => lowest_examined - 1,
+        None => window.upto,
+    };
+    Ok(Timeline { events: picked, limited, prev_batch })
+}
+
+/// The events the user may see (history visibility), and in any case their own member
+/// events: a rejected invite or a ban must reach the client's `leave` section even where the
+/// history visibility hides the room's events from non-members. Newest first, as given.
+async fn visible_with_own_membership(
+    pool: &PgPool,
+    user: &UserId,
+    joined: bool,
+    batch: Vec<StoredEvent>,
+) -> Result<Vec<(StoredEvent, Pdu)>> {
+    let mut own = Vec::new();
+    let mut others = Vec::with_capacity(batch.len());
+    for event in batch {
+        let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
+        if pdu.kind.to_string() == "m.room.member" && pdu.state_key.as_deref() == Some(user.as_str()) {
+            own.push((event, pdu));
+        } else {
+            others.push(event);
+        }
+    }
+    let mut events = read::visible(pool, user, joined, others).await?;
+    if !own.is_empty() {
+        events.extend(own);
+        events.sort_by_key(|(event, _)| std::cmp::Reverse(event.stream_position));
+    }
+    Ok(events)
+}
+
+/// Lazy-loaded members (spec: "Lazy-loading room members"): of the member events, only those
+/// of the timeline's senders and the user, who are added from the state at the timeline's
+/// start even when unchanged — the server keeps no record of what each device was sent, and
+/// the spec lets it send such redundant members.
+async fn lazy_load_members(
+    pool: &PgPool,
+    user: &UserId,
+    timeline: &[(StoredEvent, Pdu)],
+    start_snapshot: Option<i64>,
+    state: &mut Vec<StateEntry>,
+) -> Result<()> {
+    let mut wanted: HashSet<String> = timeline.iter().map(|(_, pdu)| pdu.sender.to_string()).collect();
+    wanted.insert(user.to_string());
+    state.retain(|entry| entry.event_type != "m.room.member" || wanted.contains(&entry.state_key));
+    let present: HashSet<String> =
+        state.iter().filter(|entry| entry.event_type == "m.room.member").map(|entry| entry.state_key.clone()).collect();
+    let missing: Vec<(String, String)> = wanted
+        .into_iter()
+        .filter(|member| !present.contains(member))
+        .map(|member| ("m.room.member".to_owned(), member))
+        .collect();
+    if let Some(snapshot) = start_snapshot
+        && !missing.is_empty()
+    {
+        state.extend(db::state::snapshot_state_for_keys(pool, snapshot, &missing).await?);
+    }
+    Ok(())
+}
