@@ -772,3 +772,58 @@ async fn malformed_redactions_sent_through_send_are_refused() {
     }
     assert_eq!(count_type(&server, "m.room.redaction").await, 0);
 }
+
+#[tokio::test]
+async fn redaction_keeps_exactly_what_each_room_version_keeps() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    for version in ["6", "7", "8", "9", "10", "11", "12"] {
+        let v: u32 = version.parse().expect("version");
+        let room = create_room(
+            &server,
+            &alice,
+            json!({"room_version": version, "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {
+                "join_rule": "invite", "allow": [{"type": "m.room_membership", "room_id": "!other:hearth.test"}]}}]}),
+        )
+        .await;
+        let (_, state) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state"), alice.token()).await;
+        let id_of = |kind: &str| -> String {
+            state.as_array().expect("state").iter().find(|e| e["type"] == kind).expect(kind)["event_id"]
+                .as_str()
+                .expect("event_id")
+                .to_owned()
+        };
+        for kind in ["m.room.create", "m.room.power_levels", "m.room.join_rules"] {
+            redact(&server, &alice, &room, &id_of(kind), &format!("{version}{kind}")).await;
+        }
+        let content = |kind: &str| {
+            let server = &server;
+            let alice = &alice;
+            let room = &room;
+            let kind = kind.to_owned();
+            async move {
+                let (status, content) =
+                    server.get(&format!("/_matrix/client/v3/rooms/{room}/state/{kind}/"), alice.token()).await;
+                assert_eq!(status, StatusCode::OK, "v{version} {kind}: {content}");
+                content
+            }
+        };
+        // Create: v11+ keeps the whole content, earlier versions only `creator`.
+        let create = content("m.room.create").await;
+        if v >= 11 {
+            assert_eq!(create["room_version"], version, "v{version}: {create}");
+        } else {
+            assert!(create.get("room_version").is_none(), "v{version}: {create}");
+            assert_eq!(create["creator"], alice.user_id, "v{version}: {create}");
+        }
+        // Power levels: `invite` survives from v11 on; `ban` always does.
+        let power = content("m.room.power_levels").await;
+        assert!(power.get("ban").is_some(), "v{version}: {power}");
+        assert_eq!(power.get("invite").is_some(), v >= 11, "v{version}: {power}");
+        assert!(power.get("redact").is_some(), "v{version}: {power}");
+        // Join rules: `allow` survives from v8 on.
+        let rules = content("m.room.join_rules").await;
+        assert_eq!(rules["join_rule"], "invite", "v{version}: {rules}");
+        assert_eq!(rules.get("allow").is_some(), v >= 8, "v{version}: {rules}");
+    }
+}
