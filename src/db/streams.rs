@@ -16,6 +16,13 @@ pub async fn register_writer(conn: &mut PgConnection, now_ms: i64) -> sqlx::Resu
     Ok(writer_id)
 }
 
+/// Commits on this connection stop waiting for the WAL flush (they are still atomic and
+/// immediately visible).
+pub async fn relax_durability(conn: &mut PgConnection) -> sqlx::Result<()> {
+    sqlx::query("SET synchronous_commit TO off").execute(conn).await?;
+    Ok(())
+}
+
 /// Forgets writers whose process has died (their liveness lock is free). Their unfinished
 /// transactions died with their connections, so they block nothing any more.
 pub async fn remove_dead_writers(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {

@@ -42,6 +42,10 @@ impl StreamTracker {
     pub async fn register(pool: &PgPool, notifier: Notifier) -> anyhow::Result<StreamTracker> {
         let options = pool.connect_options();
         let mut connection = PgConnection::connect_with(&options).await?;
+        // The floors are runtime state: they must be visible at once, but need not survive a
+        // crash (a restarted process registers anew). Without this every write would pay two
+        // more durable commits.
+        db::streams::relax_durability(&mut connection).await?;
         db::streams::remove_dead_writers(&mut connection).await?;
         let writer_id = db::streams::register_writer(&mut connection, now_ms()).await?;
         tracing::debug!(writer_id, "registered as a stream writer");
