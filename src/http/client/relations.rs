@@ -97,74 +97,44 @@ async fn relations_page(
     .await
 }
 
-async fn relating(
-    State(state): State<AppState>,
-    request: Authed<get_relating_events::v1::Request>,
-) -> Result<RumaResponse<get_relating_events::v1::Response>> {
-    let body = &request.body;
-    let args = RelationsArgs {
-        user: &request.session.user_id,
-        rel_type: None,
-        event_type: None,
-        from: body.from.as_deref(),
-        to: body.to.as_deref(),
-        limit: body.limit,
-        dir: body.dir,
-        recurse: body.recurse,
+/// The three relations endpoints differ only in their ruma types and in which of relation
+/// type and event type their path names; one body serves them all.
+macro_rules! relations_handler {
+    ($name:ident, $endpoint:ident, |$body:ident| ($rel_type:expr, $event_type:expr)) => {
+        async fn $name(
+            State(state): State<AppState>,
+            request: Authed<$endpoint::v1::Request>,
+        ) -> Result<RumaResponse<$endpoint::v1::Response>> {
+            let $body = &request.body;
+            let args = RelationsArgs {
+                user: &request.session.user_id,
+                rel_type: $rel_type,
+                event_type: $event_type,
+                from: $body.from.as_deref(),
+                to: $body.to.as_deref(),
+                limit: $body.limit,
+                dir: $body.dir,
+                recurse: $body.recurse,
+            };
+            let page = relations_page(&state, &$body.room_id, &$body.event_id, args).await?;
+            let mut response = $endpoint::v1::Response::new(raws(&page.chunk)?);
+            response.next_batch = page.next_batch;
+            response.prev_batch = page.prev_batch;
+            response.recursion_depth = page.recursion_depth.map(UInt::from);
+            Ok(response.into())
+        }
     };
-    let page = relations_page(&state, &body.room_id, &body.event_id, args).await?;
-    let mut response = get_relating_events::v1::Response::new(raws(&page.chunk)?);
-    response.next_batch = page.next_batch;
-    response.prev_batch = page.prev_batch;
-    response.recursion_depth = page.recursion_depth.map(UInt::from);
-    Ok(response.into())
 }
 
-async fn relating_with_rel_type(
-    State(state): State<AppState>,
-    request: Authed<get_relating_events_with_rel_type::v1::Request>,
-) -> Result<RumaResponse<get_relating_events_with_rel_type::v1::Response>> {
-    let body = &request.body;
-    let args = RelationsArgs {
-        user: &request.session.user_id,
-        rel_type: Some(body.rel_type.to_string()),
-        event_type: None,
-        from: body.from.as_deref(),
-        to: body.to.as_deref(),
-        limit: body.limit,
-        dir: body.dir,
-        recurse: body.recurse,
-    };
-    let page = relations_page(&state, &body.room_id, &body.event_id, args).await?;
-    let mut response = get_relating_events_with_rel_type::v1::Response::new(raws(&page.chunk)?);
-    response.next_batch = page.next_batch;
-    response.prev_batch = page.prev_batch;
-    response.recursion_depth = page.recursion_depth.map(UInt::from);
-    Ok(response.into())
-}
-
-async fn relating_with_rel_and_event_type(
-    State(state): State<AppState>,
-    request: Authed<get_relating_events_with_rel_type_and_event_type::v1::Request>,
-) -> Result<RumaResponse<get_relating_events_with_rel_type_and_event_type::v1::Response>> {
-    let body = &request.body;
-    let args = RelationsArgs {
-        user: &request.session.user_id,
-        rel_type: Some(body.rel_type.to_string()),
-        event_type: Some(body.event_type.to_string()),
-        from: body.from.as_deref(),
-        to: body.to.as_deref(),
-        limit: body.limit,
-        dir: body.dir,
-        recurse: body.recurse,
-    };
-    let page = relations_page(&state, &body.room_id, &body.event_id, args).await?;
-    let mut response = get_relating_events_with_rel_type_and_event_type::v1::Response::new(raws(&page.chunk)?);
-    response.next_batch = page.next_batch;
-    response.prev_batch = page.prev_batch;
-    response.recursion_depth = page.recursion_depth.map(UInt::from);
-    Ok(response.into())
-}
+relations_handler!(relating, get_relating_events, |_body| (None, None));
+relations_handler!(relating_with_rel_type, get_relating_events_with_rel_type, |body| (
+    Some(body.rel_type.to_string()),
+    None
+));
+relations_handler!(relating_with_rel_and_event_type, get_relating_events_with_rel_type_and_event_type, |body| (
+    Some(body.rel_type.to_string()),
+    Some(body.event_type.to_string())
+));
 
 async fn threads(
     State(state): State<AppState>,
