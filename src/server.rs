@@ -47,7 +47,7 @@ impl AppState {
         let default_room_version = ruma::RoomVersionId::try_from(config.rooms.default_version.as_str())
             .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
         let streams = crate::streams::Streams::start(&pool).await?;
-        Ok(AppState(Arc::new(Inner {
+        let state = AppState(Arc::new(Inner {
             streams,
             config,
             server_name,
@@ -56,7 +56,10 @@ impl AppState {
             rate_limits,
             room_locks: Default::default(),
             default_room_version,
-        })))
+        }));
+        // Expired typing must reach other clients' syncs as a stop without any request.
+        crate::rooms::typing::spawn_sweeper(Arc::downgrade(&state.0));
+        Ok(state)
     }
 
     /// What room operations need.

@@ -7,8 +7,10 @@ pub mod account_data;
 pub mod devices;
 pub mod directory;
 pub mod embedded;
+pub mod ephemeral;
 pub mod events;
 pub mod filters;
+pub mod presence;
 pub mod registration;
 pub mod relations;
 pub mod reports;
@@ -16,6 +18,7 @@ pub mod rooms;
 pub mod state;
 pub mod streams;
 pub mod sync;
+pub mod to_device;
 pub mod uia;
 pub mod users;
 

@@ -16,12 +16,14 @@ pub mod membership;
 pub mod pdu;
 pub mod power;
 pub mod read;
+pub mod receipts;
 pub mod redact;
 pub mod relations;
 pub mod reports;
 pub mod resolve;
 pub mod restricted;
 pub mod summary;
+pub mod typing;
 pub mod upgrade;
 pub mod verify;
 

@@ -88,6 +88,7 @@ pub async fn build(pool: &PgPool, user: &UserId, window: SyncWindow, options: &S
         Some(since) => db::sync::rooms_with_events(pool, &joined_ids, since, upto).await?.into_iter().collect(),
         None => HashSet::new(),
     };
+    let mut ephemeral = crate::sync::ephemeral::events(pool, user, &joined_ids, since, upto).await?;
     let mut join = Map::new();
     for room in &sections.join {
         let key = room.room_id.as_str();
@@ -98,12 +99,19 @@ pub async fn build(pool: &PgPool, user: &UserId, window: SyncWindow, options: &S
             }
         };
         let account_data = room_account_data.remove(key).unwrap_or_default();
-        if !newly_joined && !options.full_state && !active.contains(key) && account_data.is_empty() {
+        let ephemeral = ephemeral.remove(key).unwrap_or_default();
+        if !newly_joined
+            && !options.full_state
+            && !active.contains(key)
+            && account_data.is_empty()
+            && ephemeral.is_empty()
+        {
             continue;
         }
         let state = if newly_joined || options.full_state { StateMode::Full } else { StateMode::Changes };
         let window = RoomWindow { after: since.unwrap_or(0), upto, joined: true, state };
         let entry = room_entry(pool, user, &room.room_id, window, options, &ignored, account_data).await?;
+        let entry = crate::sync::ephemeral::attach(entry, ephemeral);
         if let Some(entry) = entry.filter(|entry| newly_joined || options.full_state || !entry.is_quiet) {
             join.insert(key.to_owned(), entry.json);
         }

@@ -5,7 +5,7 @@ use crate::error::{Error, Result};
 use crate::streams::Streams;
 use crate::sync::build::{SyncOptions, SyncWindow, build};
 use crate::sync::token;
-use ruma::UserId;
+use ruma::{DeviceId, UserId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::time::Duration;
@@ -20,6 +20,8 @@ pub struct SyncRequest<'a> {
     pub timeout: Duration,
     pub full_state: bool,
     pub options: SyncOptions,
+    /// The requesting device, whose to-device queue the sync delivers and acknowledges.
+    pub device: Option<&'a DeviceId>,
 }
 
 pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: SyncRequest<'_>) -> Result<Value> {
@@ -33,7 +35,11 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
             return Err(Error::invalid_param("This sync token was not issued by this server"));
         }
         let window = SyncWindow { since, upto };
-        let body = build(pool, user, window, &request.options).await?;
+        let mut body = build(pool, user, window, &request.options).await?;
+        if let Some(device) = request.device {
+            crate::sync::to_device::attach(pool, user, device, window, &mut body).await?;
+        }
+        crate::sync::presence::attach(pool, user, window, &mut body).await?;
         let answer_now = !body.is_empty || since.is_none() || request.full_state || Instant::now() >= deadline;
         if answer_now {
             return Ok(with_next_batch(body.json, upto));

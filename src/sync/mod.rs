@@ -4,6 +4,9 @@
 //! beside it.
 
 pub mod build;
+mod ephemeral;
 pub mod long_poll;
+mod presence;
 mod room;
+mod to_device;
 pub mod token;

@@ -8,9 +8,11 @@ pub mod directory;
 pub mod filters;
 pub mod localpart;
 pub mod password;
+pub mod presence;
 pub mod profile;
 pub mod sessions;
 pub mod shared_secret;
+pub mod to_device;
 pub mod tokens;
 pub mod uia;
 

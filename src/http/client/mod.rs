@@ -9,13 +9,16 @@ mod discovery;
 mod filters;
 mod members;
 mod membership;
+mod presence;
 mod profile;
+mod receipts;
 mod register;
 mod relations;
 mod rooms;
 mod session;
 mod spaces;
 mod sync;
+mod to_device;
 
 use crate::server::AppState;
 use axum::Router;
@@ -27,6 +30,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = account::routes(router);
     let router = devices::routes(router);
     let router = profile::routes(router);
+    let router = receipts::routes(router);
     let router = account_data::routes(router);
     let router = rooms::routes(router);
     let router = membership::routes(router);
@@ -35,5 +39,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = members::routes(router);
     let router = spaces::routes(router);
     let router = sync::routes(router);
+    let router = to_device::routes(router);
+    let router = presence::routes(router);
     filters::routes(router)
 }

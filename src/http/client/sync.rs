@@ -51,7 +51,9 @@ async fn sync_handler(State(state): State<AppState>, request: Authed<sync_events
         timeout: body.timeout.unwrap_or(Duration::ZERO),
         full_state: body.full_state,
         options: SyncOptions { full_state: body.full_state, timeline, timeline_limit },
+        device: Some(&request.session.device_id),
     };
+    crate::users::presence::on_sync(&state.pool, &state.streams, &request.session.user_id, &body.set_presence).await?;
     let response = sync(&state.pool, &state.streams, &request.session.user_id, sync_request).await?;
     Ok(Json(response))
 }

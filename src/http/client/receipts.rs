@@ -1,0 +1,69 @@
+//! Typing notifications, read receipts and read markers.
+
+use crate::error::Result;
+use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
+use crate::rooms::{receipts, typing};
+use crate::server::AppState;
+use axum::Router;
+use axum::extract::State;
+use ruma::api::client::read_marker::set_read_marker;
+use ruma::api::client::receipt::create_receipt;
+use ruma::api::client::typing::create_typing_event;
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    // Guests may use all three (spec: "Guest access").
+    router
+        .ruma_guest::<create_typing_event::v3::Request, _, _>(put_typing)
+        .ruma_guest::<create_receipt::v3::Request, _, _>(post_receipt)
+        .ruma_guest::<set_read_marker::v3::Request, _, _>(post_read_markers)
+}
+
+async fn put_typing(
+    State(state): State<AppState>,
+    request: Authed<create_typing_event::v3::Request>,
+) -> Result<RumaResponse<create_typing_event::v3::Response>> {
+    let body = &request.body;
+    let timeout = match &body.state {
+        create_typing_event::v3::Typing::Yes(info) => Some(info.timeout),
+        _ => None,
+    };
+    typing::set_typing(&state.pool, &state.streams, &request.session.user_id, &body.user_id, &body.room_id, timeout)
+        .await?;
+    Ok(create_typing_event::v3::Response::new().into())
+}
+
+async fn post_receipt(
+    State(state): State<AppState>,
+    request: Authed<create_receipt::v3::Request>,
+) -> Result<RumaResponse<create_receipt::v3::Response>> {
+    let body = &request.body;
+    receipts::post_receipt(
+        &state.pool,
+        &state.streams,
+        &request.session.user_id,
+        &body.room_id,
+        body.receipt_type.as_ref(),
+        body.event_id.as_str(),
+        body.thread.as_str(),
+    )
+    .await?;
+    Ok(create_receipt::v3::Response::new().into())
+}
+
+async fn post_read_markers(
+    State(state): State<AppState>,
+    request: Authed<set_read_marker::v3::Request>,
+) -> Result<RumaResponse<set_read_marker::v3::Response>> {
+    let body = &request.body;
+    receipts::set_read_markers(
+        &state.pool,
+        &state.streams,
+        &request.session.user_id,
+        &body.room_id,
+        body.fully_read.as_ref().map(|id| id.as_str()),
+        body.read_receipt.as_ref().map(|id| id.as_str()),
+        body.private_read_receipt.as_ref().map(|id| id.as_str()),
+    )
+    .await?;
+    Ok(set_read_marker::v3::Response::new().into())
+}

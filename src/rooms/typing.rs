@@ -1,0 +1,103 @@
+//! Typing notifications (`PUT /rooms/{roomId}/typing/{userId}`). Kept in PostgreSQL, not in
+//! memory, because every Hearth process on the database serves the same rooms' syncs. A start
+//! and a stop are each a change with a stream position; renewing a running timeout is not
+//! (nothing a client sees changes), so a client refreshing its typing state wakes nobody.
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::streams::Streams;
+use crate::users::now_ms;
+use ruma::{RoomId, UserId};
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// Longest a client may say it types for: a client that crashes mid-sentence must not show
+/// as typing for hours. Clients renew well within this (Element every few seconds).
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(120);
+/// How often each process turns expired typing into stops.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// Stops per transaction of the sweeper; more wait for the next tick.
+const SWEEP_BATCH: i64 = 500;
+
+pub async fn set_typing(
+    pool: &PgPool,
+    streams: &Streams,
+    sender: &UserId,
+    user_id: &UserId,
+    room_id: &RoomId,
+    timeout: Option<Duration>,
+) -> Result<()> {
+    if sender != user_id {
+        return Err(Error::forbidden("You cannot set another user's typing state"));
+    }
+    ensure_joined(pool, sender, room_id).await?;
+    let now = now_ms();
+    let expires_ts = match timeout {
+        Some(timeout) => now.saturating_add(i64::try_from(timeout.min(MAX_TIMEOUT).as_millis()).unwrap_or(0)),
+        None => now,
+    };
+    let mut reservation = streams.reserve();
+    let mut tx = pool.begin().await?;
+    let current = db::ephemeral::typing_for_update(&mut tx, room_id.as_str(), user_id.as_str()).await?;
+    let was_typing = current.as_ref().is_some_and(|row| row.typing && row.expires_ts > now);
+    let stopped_already = current.as_ref().is_none_or(|row| !row.typing);
+    match (timeout.is_some(), was_typing) {
+        // Still typing: only the timeout moves.
+        (true, true) => db::ephemeral::extend_typing(&mut tx, room_id.as_str(), user_id.as_str(), expires_ts).await?,
+        // Stopping a user who is not typing changes nothing anyone sees.
+        (false, _) if stopped_already => {}
+        (typing, _) => {
+            let position = reservation.next(&mut tx).await?;
+            db::ephemeral::set_typing(&mut tx, room_id.as_str(), user_id.as_str(), typing, expires_ts, position)
+                .await?;
+        }
+    }
+    tx.commit().await?;
+    reservation.committed().await?;
+    Ok(())
+}
+
+pub(crate) async fn ensure_joined(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Result<()> {
+    let membership = db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?;
+    if membership.is_none_or(|m| m.membership != "join") {
+        return Err(Error::forbidden("You are not joined to this room"));
+    }
+    Ok(())
+}
+
+/// Turns every expired typing row into a stop with its own stream position, so that other
+/// clients see the typist stop without any request from them. Returns how many stopped.
+pub async fn sweep_expired(pool: &PgPool, streams: &Streams) -> Result<usize> {
+    let mut reservation = streams.reserve();
+    let mut tx = pool.begin().await?;
+    let now = now_ms();
+    let expired = db::ephemeral::expired_typing_for_update(&mut tx, now, SWEEP_BATCH).await?;
+    if expired.is_empty() {
+        tx.rollback().await?;
+        return Ok(0);
+    }
+    // One position for the batch: the rows commit together, so they belong to one window.
+    let position = reservation.next(&mut tx).await?;
+    for (room_id, user_id) in &expired {
+        db::ephemeral::set_typing(&mut tx, room_id, user_id, false, now, position).await?;
+    }
+    tx.commit().await?;
+    reservation.committed().await?;
+    Ok(expired.len())
+}
+
+/// Runs [`sweep_expired`] every second for as long as the server state lives (it holds only
+/// a weak reference, so dropping the state — a test server, say — ends the task).
+pub fn spawn_sweeper(state: std::sync::Weak<crate::server::Inner>) {
+    tokio::spawn(async move {
+        let mut interval = tokio::time::interval(SWEEP_INTERVAL);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            interval.tick().await;
+            let Some(state) = state.upgrade() else { break };
+            if let Err(error) = sweep_expired(&state.pool, &state.streams).await {
+                tracing::warn!(%error, "stopping expired typing notifications");
+            }
+        }
+    });
+}

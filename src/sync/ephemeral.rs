@@ -1,0 +1,78 @@
+//! `rooms.join.{id}.ephemeral`: typing notifications and read receipts of the window.
+//!
+//! Typing is a set per room: whenever it changed in the window the room gets the whole set
+//! as of `upto` (possibly empty, which is how a client learns everyone stopped). Receipts are
+//! sent as changed in the window — every current one on an initial sync — with private
+//! receipts only to their owner.
+
+use crate::db;
+use crate::error::Result;
+use crate::sync::room::RoomEntry;
+use ruma::UserId;
+use serde_json::{Map, Value, json};
+use sqlx::PgPool;
+use std::collections::HashMap;
+
+/// The ephemeral events of each of `room_ids` (the user's joined rooms) with something in
+/// the window `(since, upto]`; rooms without any are absent.
+pub(super) async fn events(
+    pool: &PgPool,
+    user: &UserId,
+    room_ids: &[String],
+    since: Option<i64>,
+    upto: i64,
+) -> Result<HashMap<String, Vec<Value>>> {
+    let mut by_room: HashMap<String, Vec<Value>> = HashMap::new();
+    if room_ids.is_empty() {
+        return Ok(by_room);
+    }
+
+    let typing_rooms = match since {
+        Some(since) => db::ephemeral::rooms_with_typing_changes(pool, room_ids, since, upto).await?,
+        None => room_ids.to_vec(),
+    };
+    let mut typing: HashMap<String, Vec<String>> = match since {
+        // An incremental sync sends the set of every room where it changed, even when empty.
+        Some(_) => typing_rooms.iter().map(|room_id| (room_id.clone(), Vec::new())).collect(),
+        // An initial sync has nothing to say about rooms where nobody types.
+        None => HashMap::new(),
+    };
+    if !typing_rooms.is_empty() {
+        for (room_id, user_id) in db::ephemeral::typing_users(pool, &typing_rooms, upto).await? {
+            typing.entry(room_id).or_default().push(user_id);
+        }
+    }
+    for (room_id, users) in typing {
+        by_room.entry(room_id).or_default().push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
+    }
+
+    let mut receipts: HashMap<String, Map<String, Value>> = HashMap::new();
+    for row in db::ephemeral::receipts_between(pool, room_ids, user.as_str(), since, upto).await? {
+        let mut receipt = json!({ "ts": row.ts });
+        if !row.thread_id.is_empty() {
+            receipt["thread_id"] = json!(row.thread_id);
+        }
+        // {eventId: {receiptType: {userId: receipt}}}
+        let content = receipts.entry(row.room_id).or_default();
+        let by_type = content.entry(row.event_id).or_insert_with(|| json!({}));
+        let by_user = by_type.as_object_mut().map(|types| types.entry(row.receipt_type).or_insert_with(|| json!({})));
+        if let Some(Value::Object(users)) = by_user {
+            users.insert(row.user_id, receipt);
+        }
+    }
+    for (room_id, content) in receipts {
+        by_room.entry(room_id).or_default().push(json!({ "type": "m.receipt", "content": content }));
+    }
+    Ok(by_room)
+}
+
+/// Adds the room's ephemeral events to its entry; a room with any is not quiet, so an
+/// incremental sync (and a waiting long-poll) answers with it.
+pub(super) fn attach(entry: Option<RoomEntry>, events: Vec<Value>) -> Option<RoomEntry> {
+    let mut entry = entry?;
+    if !events.is_empty() {
+        entry.json["ephemeral"] = json!({ "events": events });
+        entry.is_quiet = false;
+    }
+    Some(entry)
+}

@@ -1,0 +1,36 @@
+//! The `to_device` section of `/sync`. Unlike the rest of the response this is a queue, not a
+//! window: everything still queued for the device up to `upto` is sent, and a sync whose
+//! `since` has moved past a message proves the client has it, so the message is deleted.
+//! Each message is therefore delivered until acknowledged, then never again.
+
+use crate::db;
+use crate::error::Result;
+use crate::sync::build::{SyncBody, SyncWindow};
+use ruma::{DeviceId, UserId};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+pub async fn attach(
+    pool: &PgPool,
+    user: &UserId,
+    device: &DeviceId,
+    window: SyncWindow,
+    body: &mut SyncBody,
+) -> Result<()> {
+    if let Some(since) = window.since {
+        db::to_device::delete_acknowledged(pool, user.as_str(), device.as_str(), since).await?;
+    }
+    let messages = db::to_device::pending(pool, user.as_str(), device.as_str(), window.upto).await?;
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let events: Vec<Value> = messages
+        .into_iter()
+        .map(|message| json!({ "sender": message.sender, "type": message.event_type, "content": message.content }))
+        .collect();
+    if let Value::Object(map) = &mut body.json {
+        map.insert("to_device".to_owned(), json!({ "events": events }));
+        body.is_empty = false;
+    }
+    Ok(())
+}

@@ -1,0 +1,155 @@
+//! Presence (`PUT/GET /presence/{userId}/status` and `/sync?set_presence=`): a user's
+//! online / unavailable / offline state, status message and last activity, visible to the
+//! users who share a room with them.
+
+use crate::db;
+use crate::db::presence::PresenceRow;
+use crate::error::{Error, Result};
+use crate::streams::Streams;
+use crate::users::{Session, now_ms};
+use ruma::UserId;
+use ruma::presence::PresenceState;
+use serde_json::{Map, Value, json};
+use sqlx::PgPool;
+
+/// Activity this recent counts as `currently_active`.
+const CURRENTLY_ACTIVE_MS: i64 = 5 * 60 * 1000;
+/// Activity from syncs is recorded at most this often, so a busy client does not write per
+/// request.
+const ACTIVITY_GRANULARITY_MS: i64 = 60 * 1000;
+const MAX_STATUS_MSG_BYTES: usize = 1024;
+
+fn state_name(state: &PresenceState) -> Result<&'static str> {
+    match state {
+        PresenceState::Online => Ok("online"),
+        PresenceState::Unavailable => Ok("unavailable"),
+        PresenceState::Offline => Ok("offline"),
+        other => Err(Error::invalid_param(format!("Unknown presence state {:?}", other.as_str()))),
+    }
+}
+
+/// What others see of a user's presence.
+pub struct PresenceView {
+    pub presence: String,
+    pub status_msg: Option<String>,
+    pub last_active_ago: Option<i64>,
+    pub currently_active: Option<bool>,
+}
+
+impl PresenceView {
+    fn of(row: Option<PresenceRow>, now: i64) -> PresenceView {
+        match row {
+            // Never set: offline, with nothing known about activity.
+            None => PresenceView {
+                presence: "offline".to_owned(),
+                status_msg: None,
+                last_active_ago: None,
+                currently_active: None,
+            },
+            Some(row) => {
+                let ago = (now - row.last_active_ts).max(0);
+                PresenceView {
+                    currently_active: Some(row.state == "online" && ago < CURRENTLY_ACTIVE_MS),
+                    presence: row.state,
+                    status_msg: row.status_msg,
+                    last_active_ago: Some(ago),
+                }
+            }
+        }
+    }
+
+    /// The `content` of an `m.presence` event.
+    pub fn content(&self) -> Value {
+        let mut content = Map::new();
+        content.insert("presence".to_owned(), json!(self.presence));
+        if let Some(ago) = self.last_active_ago {
+            content.insert("last_active_ago".to_owned(), json!(ago));
+        }
+        if let Some(active) = self.currently_active {
+            content.insert("currently_active".to_owned(), json!(active));
+        }
+        if let Some(message) = &self.status_msg {
+            content.insert("status_msg".to_owned(), json!(message));
+        }
+        Value::Object(content)
+    }
+}
+
+/// The `content` of an `m.presence` event for a stored row, as of `now`.
+pub fn content_of(row: PresenceRow, now: i64) -> Value {
+    PresenceView::of(Some(row), now).content()
+}
+
+pub async fn set(
+    pool: &PgPool,
+    streams: &Streams,
+    session: &Session,
+    user_id: &UserId,
+    state: &PresenceState,
+    status_msg: Option<&str>,
+) -> Result<()> {
+    if session.user_id != user_id {
+        return Err(Error::forbidden("You cannot set the presence of another user"));
+    }
+    let state = state_name(state)?;
+    if status_msg.is_some_and(|message| message.len() > MAX_STATUS_MSG_BYTES) {
+        return Err(Error::invalid_param(format!("status_msg is longer than {MAX_STATUS_MSG_BYTES} bytes")));
+    }
+    write(pool, streams, user_id, state, status_msg).await
+}
+
+async fn write(
+    pool: &PgPool,
+    streams: &Streams,
+    user_id: &UserId,
+    state: &str,
+    status_msg: Option<&str>,
+) -> Result<()> {
+    // Presence is delivered by /sync, so a change takes a stream position like an event.
+    let mut reservation = streams.reserve();
+    let mut tx = pool.begin().await?;
+    let position = reservation.next(&mut tx).await?;
+    db::presence::put(&mut *tx, user_id.as_str(), state, status_msg, now_ms(), position).await?;
+    tx.commit().await?;
+    reservation.committed().await?;
+    Ok(())
+}
+
+pub async fn get(pool: &PgPool, session: &Session, user_id: &UserId) -> Result<PresenceView> {
+    // The spec's 403: presence is shown only to users who share a room (Synapse does the
+    // same, and answers it for unknown users too, so existence does not leak).
+    if session.user_id != user_id
+        && !db::presence::share_a_room(pool, session.user_id.as_str(), user_id.as_str()).await?
+    {
+        return Err(Error::forbidden("You are not allowed to see their presence"));
+    }
+    Ok(PresenceView::of(db::presence::get(pool, user_id.as_str()).await?, now_ms()))
+}
+
+/// `/sync?set_presence=`: `offline` leaves presence alone; `online` (the default) and
+/// `unavailable` set it. Writes only what changed, so a client that syncs in a loop does not
+/// take a stream position (and wake everyone who can see it) per request.
+pub async fn on_sync(pool: &PgPool, streams: &Streams, user_id: &UserId, state: &PresenceState) -> Result<()> {
+    let wanted = match state {
+        PresenceState::Offline => return Ok(()),
+        other => state_name(other)?,
+    };
+    let now = now_ms();
+    let current = db::presence::get(pool, user_id.as_str()).await?;
+    match current {
+        Some(row) if row.state == wanted => {
+            let idle = now - row.last_active_ts;
+            if wanted == "online" && idle >= CURRENTLY_ACTIVE_MS {
+                // `currently_active` turns true again: others should see that.
+                write(pool, streams, user_id, wanted, row.status_msg.as_deref()).await
+            } else if idle >= ACTIVITY_GRANULARITY_MS {
+                Ok(db::presence::touch(pool, user_id.as_str(), now).await?)
+            } else {
+                Ok(())
+            }
+        }
+        // A new state keeps the status message the user set.
+        Some(row) => write(pool, streams, user_id, wanted, row.status_msg.as_deref()).await,
+        None => write(pool, streams, user_id, wanted, None).await,
+    }
+}
