@@ -85,7 +85,7 @@ impl EventFilter {
 }
 
 /// Event type patterns may end in (or contain) `*`, matching any sequence of characters.
-fn type_matches(pattern: &str, kind: &str) -> bool {
+pub(crate) fn type_matches(pattern: &str, kind: &str) -> bool {
     match pattern.split_once('*') {
         None => pattern == kind,
         Some((prefix, rest)) => {

@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use crate::streams::Streams;
 use crate::sync::build::{SyncOptions, SyncWindow, build};
+use crate::sync::sections::SectionFilters;
 use crate::sync::token;
 use ruma::{DeviceId, UserId};
 use serde_json::{Value, json};
@@ -22,6 +23,9 @@ pub struct SyncRequest<'a> {
     pub options: SyncOptions,
     /// The requesting device, whose to-device queue the sync delivers and acknowledges.
     pub device: Option<&'a DeviceId>,
+    /// The filter's conditions on the other sections (account data, presence, room state,
+    /// ephemeral and account data).
+    pub sections: SectionFilters,
 }
 
 pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: SyncRequest<'_>) -> Result<Value> {
@@ -42,10 +46,12 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
         crate::sync::presence::attach(pool, user, window, &mut body).await?;
         let answer_now = !body.is_empty || since.is_none() || request.full_state || Instant::now() >= deadline;
         if answer_now {
+            request.sections.apply(&mut body.json);
             return Ok(with_next_batch(body.json, upto));
         }
         if tokio::time::timeout_at(deadline, wake.changed()).await.is_err() {
             // Timed out with nothing new: the same window, answered empty.
+            request.sections.apply(&mut body.json);
             return Ok(with_next_batch(body.json, upto));
         }
     }

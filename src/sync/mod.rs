@@ -6,6 +6,7 @@
 pub mod build;
 mod ephemeral;
 pub mod long_poll;
+pub mod sections;
 mod presence;
 mod room;
 mod to_device;

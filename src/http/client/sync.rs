@@ -6,6 +6,7 @@ use crate::rooms::filter::EventFilter;
 use crate::server::AppState;
 use crate::sync::build::SyncOptions;
 use crate::sync::long_poll::{SyncRequest, sync};
+use crate::sync::sections::SectionFilters;
 use axum::extract::State;
 use axum::{Json, Router};
 use ruma::api::client::filter::FilterDefinition;
@@ -52,6 +53,7 @@ async fn sync_handler(State(state): State<AppState>, request: Authed<sync_events
         full_state: body.full_state,
         options: SyncOptions { full_state: body.full_state, timeline, timeline_limit },
         device: Some(&request.session.device_id),
+        sections: SectionFilters::from_definition(&definition),
     };
     crate::users::presence::on_sync(&state.pool, &state.streams, &request.session.user_id, &body.set_presence).await?;
     let response = sync(&state.pool, &state.streams, &request.session.user_id, sync_request).await?;

@@ -1,0 +1,114 @@
+//! The sync filter's section filters (`account_data`, `presence`, and per room `state`,
+//! `ephemeral`, `account_data`): applied to the built response, since they only ever remove
+//! events. The timeline filter is applied while building (it decides `limited`).
+
+use crate::rooms::filter::type_matches;
+use ruma::api::client::filter::{Filter, FilterDefinition, RoomEventFilter};
+use serde_json::Value;
+
+/// One section's conditions, from either of ruma's two filter shapes.
+#[derive(Clone, Debug, Default)]
+pub struct SectionFilter {
+    types: Option<Vec<String>>,
+    not_types: Vec<String>,
+    senders: Option<Vec<String>>,
+    not_senders: Vec<String>,
+    limit: Option<usize>,
+}
+
+impl SectionFilter {
+    fn from_filter(filter: &Filter) -> SectionFilter {
+        SectionFilter {
+            types: filter.types.clone(),
+            not_types: filter.not_types.clone(),
+            senders: filter.senders.as_ref().map(|s| s.iter().map(ToString::to_string).collect()),
+            not_senders: filter.not_senders.iter().map(ToString::to_string).collect(),
+            limit: filter.limit.map(|limit| usize::try_from(u64::from(limit)).unwrap_or(usize::MAX)),
+        }
+    }
+
+    fn from_room_event_filter(filter: &RoomEventFilter) -> SectionFilter {
+        SectionFilter {
+            types: filter.types.clone(),
+            not_types: filter.not_types.clone(),
+            senders: filter.senders.as_ref().map(|s| s.iter().map(ToString::to_string).collect()),
+            not_senders: filter.not_senders.iter().map(ToString::to_string).collect(),
+            limit: filter.limit.map(|limit| usize::try_from(u64::from(limit)).unwrap_or(usize::MAX)),
+        }
+    }
+
+    /// Exclusions win over inclusions; events without a sender (account data) pass sender
+    /// conditions only when none are given.
+    fn allows(&self, event: &Value) -> bool {
+        let kind = event["type"].as_str().unwrap_or_default();
+        if self.not_types.iter().any(|pattern| type_matches(pattern, kind)) {
+            return false;
+        }
+        if self.types.as_ref().is_some_and(|types| !types.iter().any(|pattern| type_matches(pattern, kind))) {
+            return false;
+        }
+        let sender = event["sender"].as_str();
+        if sender.is_some_and(|sender| self.not_senders.iter().any(|s| s == sender)) {
+            return false;
+        }
+        if let Some(senders) = &self.senders
+            && !sender.is_some_and(|sender| senders.iter().any(|s| s == sender))
+        {
+            return false;
+        }
+        true
+    }
+
+    fn apply(&self, section: &mut Value) {
+        let Some(events) = section.get_mut("events").and_then(Value::as_array_mut) else { return };
+        events.retain(|event| self.allows(event));
+        if let Some(limit) = self.limit {
+            events.truncate(limit);
+        }
+    }
+}
+
+/// The section filters of a sync filter definition.
+#[derive(Clone, Debug, Default)]
+pub struct SectionFilters {
+    account_data: SectionFilter,
+    presence: SectionFilter,
+    room_state: SectionFilter,
+    room_ephemeral: SectionFilter,
+    room_account_data: SectionFilter,
+}
+
+impl SectionFilters {
+    pub fn from_definition(definition: &FilterDefinition) -> SectionFilters {
+        SectionFilters {
+            account_data: SectionFilter::from_filter(&definition.account_data),
+            presence: SectionFilter::from_filter(&definition.presence),
+            room_state: SectionFilter::from_room_event_filter(&definition.room.state),
+            room_ephemeral: SectionFilter::from_room_event_filter(&definition.room.ephemeral),
+            room_account_data: SectionFilter::from_room_event_filter(&definition.room.account_data),
+        }
+    }
+
+    pub fn apply(&self, body: &mut Value) {
+        if let Some(section) = body.get_mut("account_data") {
+            self.account_data.apply(section);
+        }
+        if let Some(section) = body.get_mut("presence") {
+            self.presence.apply(section);
+        }
+        for membership in ["join", "leave"] {
+            let Some(rooms) = body["rooms"].get_mut(membership).and_then(Value::as_object_mut) else { continue };
+            for room in rooms.values_mut() {
+                if let Some(section) = room.get_mut("state") {
+                    self.room_state.apply(section);
+                }
+                if let Some(section) = room.get_mut("ephemeral") {
+                    self.room_ephemeral.apply(section);
+                }
+                if let Some(section) = room.get_mut("account_data") {
+                    self.room_account_data.apply(section);
+                }
+            }
+        }
+    }
+}
