@@ -25,7 +25,10 @@ async fn sync(server: &TestServer, user: &TestUser, filter: Value) -> Value {
 }
 
 fn types(section: &Value) -> Vec<String> {
-    section["events"].as_array().map(|events| events.iter().filter_map(|e| e["type"].as_str().map(str::to_owned)).collect()).unwrap_or_default()
+    section["events"]
+        .as_array()
+        .map(|events| events.iter().filter_map(|e| e["type"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -33,20 +36,26 @@ async fn each_section_filter_cuts_only_its_section() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let (_, created) =
-        server.post("/_matrix/client/v3/createRoom", alice.token(), json!({"preset": "public_chat", "name": "Filters"})).await;
+    let (_, created) = server
+        .post("/_matrix/client/v3/createRoom", alice.token(), json!({"preset": "public_chat", "name": "Filters"}))
+        .await;
     let room = created["room_id"].as_str().expect("room").to_owned();
     server.post(&format!("/_matrix/client/v3/join/{room}"), bob.token(), json!({})).await;
     for (kind, content) in [("org.example.keep", json!({"a": 1})), ("org.example.drop", json!({"b": 2}))] {
         let path = format!("/_matrix/client/v3/user/{}/account_data/{kind}", alice.user_id);
         assert_eq!(server.put(&path, alice.token(), content).await.0, StatusCode::OK);
     }
-    let (status, _) = server.put(&format!("/_matrix/client/v3/presence/{}/status", bob.user_id), bob.token(), json!({"presence": "online"})).await;
+    let (status, _) = server
+        .put(&format!("/_matrix/client/v3/presence/{}/status", bob.user_id), bob.token(), json!({"presence": "online"}))
+        .await;
     assert_eq!(status, StatusCode::OK);
 
     let unfiltered = sync(&server, &alice, json!({})).await;
     let global = types(&unfiltered["account_data"]);
-    assert!(global.contains(&"org.example.keep".to_owned()) && global.contains(&"org.example.drop".to_owned()), "{global:?}");
+    assert!(
+        global.contains(&"org.example.keep".to_owned()) && global.contains(&"org.example.drop".to_owned()),
+        "{global:?}"
+    );
     assert!(!types(&unfiltered["presence"]).is_empty(), "presence is there without a filter: {unfiltered}");
 
     let filtered = sync(
