@@ -147,8 +147,48 @@ async fn an_unreachable_homeserver_is_a_readable_error() {
 }
 
 #[tokio::test]
+async fn paired_delivers_every_message_once_in_order_and_measures_latency() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("paired.json");
+    let output = bench(&[
+        "paired",
+        "--homeserver",
+        &server.base_url,
+        "--shared-secret",
+        SHARED_SECRET,
+        "--pairs",
+        "3",
+        "--messages",
+        "5",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ])
+    .await;
+    assert!(output.status.success(), "bench failed: {}{}", text(&output.stdout), text(&output.stderr));
+
+    let report = read_report(&json);
+    assert_eq!(report["scenario"], "paired");
+    assert_eq!(report["valid"], true, "{report}");
+    assert_eq!((report["parameters"]["pairs"].as_u64(), report["parameters"]["messages"].as_u64()), (Some(3), Some(5)));
+    let servers = report["servers"].as_array().expect("servers");
+    assert_eq!(servers.len(), 1);
+    let validity = &servers[0]["validity"];
+    assert_eq!(validity["valid"], true, "{validity}");
+    assert_eq!((validity["expected"].as_u64(), validity["delivered"].as_u64()), (Some(30), Some(30)), "{validity}");
+    for count in ["missing", "duplicates", "out_of_order", "altered"] {
+        assert_eq!(validity[count], 0, "{count}: {validity}");
+    }
+    // 6 users each sent 5 messages, and every one has a latency.
+    assert_eq!(check_phase(&servers[0]["phase"], 30), "paired");
+    assert_eq!(servers[0]["phase"]["concurrency"], 6);
+    assert_eq!(server.count("SELECT count(*) FROM events WHERE event_type = 'm.room.message'").await, 30);
+    assert!(text(&output.stdout).contains("30/30"), "{}", text(&output.stdout));
+}
+
+#[tokio::test]
 async fn scenarios_that_need_sync_are_not_implemented_yet() {
-    for scenario in ["paired", "fanout", "initial-sync", "idle"] {
+    for scenario in ["fanout", "initial-sync", "idle"] {
         let output = bench(&[scenario, "--homeserver", "http://127.0.0.1:1", "--pairs", "5"]).await;
         assert!(!output.status.success(), "{scenario}");
         let stderr = text(&output.stderr);

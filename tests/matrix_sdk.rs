@@ -139,3 +139,130 @@ async fn two_clients_create_invite_join_talk_and_paginate() {
     assert_eq!(texts(&alice_room).await, expected, "alice's history");
     assert_eq!(texts(&bob_room).await, expected, "bob's history");
 }
+
+/// Waits for the first item on `rx` that `wanted` accepts, failing after a deadline.
+async fn next_matching<T: std::fmt::Debug>(
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<T>,
+    what: &str,
+    wanted: impl Fn(&T) -> bool,
+) -> T {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Some(item) if wanted(&item) => return item,
+                Some(_) => continue,
+                None => panic!("{what}: the event handler's channel closed"),
+            }
+        }
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(15), wait)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not observed within 15 s"))
+}
+
+#[tokio::test]
+async fn two_clients_chat_live_with_typing_and_receipts() {
+    use matrix_sdk::config::SyncSettings;
+    use matrix_sdk::ruma::api::client::receipt::create_receipt::v3::ReceiptType;
+    use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
+    use matrix_sdk::ruma::events::receipt::{ReceiptThread, SyncReceiptEvent};
+    use matrix_sdk::ruma::events::room::message::{OriginalSyncRoomMessageEvent, RoomMessageEventContent};
+    use matrix_sdk::ruma::events::typing::SyncTypingEvent;
+    use tokio::sync::mpsc::unbounded_channel;
+
+    let server = TestServer::start().await;
+    let alice = logged_in(&server, "alice").await;
+    let bob = logged_in(&server, "bob").await;
+    let alice_id = alice.user_id().expect("alice's id").to_string();
+    let bob_id = bob.user_id().expect("bob's id").to_owned();
+
+    // A DM: alice creates it inviting bob, bob joins.
+    let mut request = CreateRoom::new();
+    request.preset = Some(RoomPreset::TrustedPrivateChat);
+    request.is_direct = true;
+    request.invite = vec![bob_id.clone()];
+    let alice_room = alice.create_room(request).await.expect("create a DM");
+    let room_id = alice_room.room_id().to_owned();
+    let bob_room = bob.join_room_by_id(&room_id).await.expect("bob joins");
+    let bob_id = bob_id.to_string();
+
+    // Each client's handlers push what its sync loop delivers into channels.
+    let messages = |client: &matrix_sdk::Client| {
+        let (tx, rx) = unbounded_channel::<(String, String)>();
+        client.add_event_handler(move |event: OriginalSyncRoomMessageEvent| {
+            let tx = tx.clone();
+            async move {
+                let _ = tx.send((event.sender.to_string(), event.content.body().to_owned()));
+            }
+        });
+        rx
+    };
+    let mut alice_messages = messages(&alice);
+    let mut bob_messages = messages(&bob);
+    let (typing_tx, mut alice_typing) = unbounded_channel::<Vec<String>>();
+    alice.add_event_handler(move |event: SyncTypingEvent| {
+        let tx = typing_tx.clone();
+        async move {
+            let _ = tx.send(event.content.user_ids.iter().map(|id| id.to_string()).collect());
+        }
+    });
+    let (receipt_tx, mut alice_receipts) = unbounded_channel::<Vec<(String, String, String)>>();
+    alice.add_event_handler(move |event: SyncReceiptEvent| {
+        let tx = receipt_tx.clone();
+        async move {
+            let mut seen = Vec::new();
+            for (event_id, receipts) in &event.content.0 {
+                for (kind, users) in receipts {
+                    for user in users.keys() {
+                        seen.push((event_id.to_string(), kind.to_string(), user.to_string()));
+                    }
+                }
+            }
+            let _ = tx.send(seen);
+        }
+    });
+
+    // Both clients long-poll /sync for the rest of the test.
+    let settings = SyncSettings::default().timeout(std::time::Duration::from_secs(5));
+    let alice_sync = tokio::spawn({
+        let (client, settings) = (alice.clone(), settings.clone());
+        async move { client.sync(settings).await }
+    });
+    let bob_sync = tokio::spawn({
+        let client = bob.clone();
+        async move { client.sync(settings).await }
+    });
+
+    // alice → bob.
+    let sent = alice_room.send(RoomMessageEventContent::text_plain("hello bob")).await.expect("alice sends");
+    next_matching(&mut bob_messages, "bob sees alice's message", |(sender, body)| {
+        sender == &alice_id && body == "hello bob"
+    })
+    .await;
+    // bob → alice.
+    bob_room.send(RoomMessageEventContent::text_plain("hi alice")).await.expect("bob sends");
+    next_matching(&mut alice_messages, "alice sees bob's message", |(sender, body)| {
+        sender == &bob_id && body == "hi alice"
+    })
+    .await;
+
+    // bob types; alice sees it.
+    bob_room.typing_notice(true).await.expect("bob sends a typing notice");
+    next_matching(&mut alice_typing, "alice sees bob typing", |users| users.contains(&bob_id)).await;
+
+    // bob reads alice's message; alice gets the receipt.
+    let read = sent.response.event_id.to_string();
+    bob_room
+        .send_single_receipt(ReceiptType::Read, ReceiptThread::Unthreaded, sent.response.event_id.clone())
+        .await
+        .expect("bob sends a read receipt");
+    next_matching(&mut alice_receipts, "alice sees bob's read receipt", |receipts| {
+        receipts.iter().any(|(event_id, kind, user)| event_id == &read && kind == "m.read" && user == &bob_id)
+    })
+    .await;
+
+    for sync in [alice_sync, bob_sync] {
+        assert!(!sync.is_finished(), "a sync loop ended early: {:?}", sync.await);
+        sync.abort();
+    }
+}

@@ -20,6 +20,7 @@ pub mod streams;
 pub mod sync;
 pub mod to_device;
 pub mod uia;
+pub mod unread;
 pub mod users;
 
 use anyhow::Context;

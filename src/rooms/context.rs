@@ -5,6 +5,7 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::redact;
 use crate::rooms::relations::Viewer;
+use crate::users::ignore;
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, UserId};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -64,8 +65,12 @@ pub async fn context(
     let start = before.last().and_then(|event| event.stream_position).unwrap_or(position) - 1;
     let end = after.last().and_then(|event| event.stream_position).unwrap_or(position);
 
-    let before = viewer.visible(before).await?;
-    let after = viewer.visible(after).await?;
+    // Ignored users' events around the event are left out; the event asked for by id is not.
+    let ignored = ignore::ignored_users(pool, user).await?;
+    let unignored =
+        |events: Vec<_>| -> Vec<_> { events.into_iter().filter(|(_, pdu)| !ignore::hides(&ignored, pdu)).collect() };
+    let before = unignored(viewer.visible(before).await?);
+    let after = unignored(viewer.visible(after).await?);
     let last = after.last().map_or(event.0.event_nid, |(stored, _)| stored.event_nid);
     let (before_count, after_count) = (before.len(), after.len());
     let mut all = Vec::with_capacity(before_count + 1 + after_count);

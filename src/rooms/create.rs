@@ -234,6 +234,8 @@ async fn validate(ctx: RoomCtx<'_>, request: &CreateRoom) -> Result<()> {
         if !db::users::exists(ctx.pool, invitee.as_str()).await? {
             return Err(Error::not_found(format!("Unknown user {invitee}")));
         }
+        // Before anything is written: a blocked invitee fails the whole creation.
+        crate::users::invite_permission::ensure_invites_allowed(ctx.pool, invitee).await?;
     }
     Ok(())
 }

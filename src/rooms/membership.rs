@@ -101,6 +101,8 @@ pub async fn set_membership_of(ctx: RoomCtx<'_>, change: MembershipChange<'_>) -
         if !db::users::exists(ctx.pool, target.as_str()).await? {
             return Err(Error::not_found(format!("Unknown user {target}")));
         }
+        // The invitee's own setting, checked before the invite event exists (nothing is sent).
+        crate::users::invite_permission::ensure_invites_allowed(ctx.pool, target).await?;
     }
     let mut content = member_content(ctx.pool, target, membership, reason).await?;
     if is_direct {

@@ -8,6 +8,7 @@ use crate::rooms::filter::EventFilter;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::redact;
 use crate::rooms::relations::Viewer;
+use crate::users::ignore;
 use ruma::{RoomId, UserId};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -239,7 +240,10 @@ pub async fn messages(pool: &PgPool, user: &UserId, room_id: &RoomId, request: H
     let visible = visible(pool, user, joined, events).await?;
     // A filtered page may hold fewer than `limit` events; `end` still continues after the
     // last event examined, so clients page on.
-    let visible: Vec<_> = visible.into_iter().filter(|(_, pdu)| filter.allows(pdu)).collect();
+    // Ignored users' events go too, read afresh per request so (un)ignoring applies at once.
+    let ignored = ignore::ignored_users(pool, user).await?;
+    let visible: Vec<_> =
+        visible.into_iter().filter(|(_, pdu)| filter.allows(pdu) && !ignore::hides(&ignored, pdu)).collect();
     let senders: Vec<String> = visible.iter().map(|(_, pdu)| pdu.sender.to_string()).collect();
     let chunk = Viewer::new(pool, user, room_id).await?.serve(visible).await?;
     let end = match last_position {

@@ -66,7 +66,7 @@ const STRIPPED_STATE_TYPES: [&str; 7] = [
 
 pub async fn build(pool: &PgPool, user: &UserId, window: SyncWindow, options: &SyncOptions) -> Result<SyncBody> {
     let SyncWindow { since, upto } = window;
-    let ignored = ignored_users(pool, user).await?;
+    let ignored = crate::users::ignore::ignored_users(pool, user).await?;
 
     let mut global_account_data = Vec::new();
     let mut room_account_data: HashMap<String, Vec<Value>> = HashMap::new();
@@ -109,9 +109,13 @@ pub async fn build(pool: &PgPool, user: &UserId, window: SyncWindow, options: &S
             continue;
         }
         let state = if newly_joined || options.full_state { StateMode::Full } else { StateMode::Changes };
-        let window = RoomWindow { after: since.unwrap_or(0), upto, joined: true, state };
+        let window_after = since.unwrap_or(0);
+        let window = RoomWindow { after: window_after, upto, joined: true, state };
         let entry = room_entry(pool, user, &room.room_id, window, options, &ignored, account_data).await?;
         let entry = crate::sync::ephemeral::attach(entry, ephemeral);
+        let full = newly_joined || options.full_state;
+        let entry = crate::sync::summary::attach(pool, user, &room.room_id, entry, full, window_after, upto).await?;
+        let entry = crate::sync::unread::attach(pool, user, &room.room_id, entry, upto, &ignored).await?;
         if let Some(entry) = entry.filter(|entry| newly_joined || options.full_state || !entry.is_quiet) {
             join.insert(key.to_owned(), entry.json);
         }
@@ -259,16 +263,6 @@ async fn joined_between(pool: &PgPool, room_id: &str, user: &UserId, after: i64,
         }
     }
     Ok(false)
-}
-
-/// Users whose events and invites the user does not want (`m.ignored_user_list`).
-async fn ignored_users(pool: &PgPool, user: &UserId) -> Result<HashSet<String>> {
-    let content = db::account_data::get(pool, user.as_str(), "", "m.ignored_user_list").await?;
-    Ok(content
-        .as_ref()
-        .and_then(|content| content["ignored_users"].as_object())
-        .map(|users| users.keys().cloned().collect())
-        .unwrap_or_default())
 }
 
 /// `invite_state` / `knock_state`: stripped state of the room as the member event found it,

@@ -6,8 +6,10 @@
 pub mod build;
 mod ephemeral;
 pub mod long_poll;
-pub mod sections;
 mod presence;
 mod room;
+pub mod sections;
+mod summary;
 mod to_device;
 pub mod token;
+mod unread;

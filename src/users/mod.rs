@@ -6,6 +6,8 @@ pub mod accounts;
 pub mod devices;
 pub mod directory;
 pub mod filters;
+pub mod ignore;
+pub mod invite_permission;
 pub mod localpart;
 pub mod password;
 pub mod presence;

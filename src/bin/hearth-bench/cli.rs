@@ -27,8 +27,10 @@ pub enum Scenario {
     /// One user, one room: N messages sent one after another, then N more from C concurrent
     /// senders; messages/s and request latency percentiles for each phase.
     Send(Box<SendArgs>),
-    /// Not implemented yet (needs /sync): pairs of users messaging each other.
-    Paired(NotImplemented),
+    /// P pairs of users, each pair in a private room: every user sends M messages and reads
+    /// its partner's over long-polling /sync; delivery latency percentiles, messages/s and a
+    /// validity check (every message exactly once, in order, unaltered).
+    Paired(Box<PairedArgs>),
     /// Not implemented yet (needs /sync): one sender, many long-polling members.
     Fanout(NotImplemented),
     /// Not implemented yet (needs /sync): initial /sync of a user in many rooms.
@@ -86,6 +88,24 @@ pub struct SendArgs {
     pub concurrency: u32,
 }
 
+#[derive(Args, Debug, Clone)]
+pub struct PairedArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Pairs of users, each pair in its own room.
+    #[arg(long, value_name = "P", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub pairs: u32,
+
+    /// Messages each user sends to its partner.
+    #[arg(long, value_name = "M", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub messages: u32,
+
+    /// Pause of each sender between two of its messages, in milliseconds.
+    #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub interval_ms: u64,
+}
+
 /// Scenarios that are not built yet accept anything, so that they answer with one clear
 /// "not implemented yet" rather than a complaint about their options.
 #[derive(Args, Debug, Clone)]
@@ -138,5 +158,14 @@ mod tests {
         let Scenario::Send(args) = cli.scenario else { panic!("send expected") };
         assert_eq!((args.messages, args.concurrency), (500, 10));
         assert!(Cli::try_parse_from(["hearth-bench", "send", "--homeserver", "http://h", "--messages", "0"]).is_err());
+    }
+
+    #[test]
+    fn paired_has_the_documented_defaults() {
+        let cli = Cli::try_parse_from(["hearth-bench", "paired", "--homeserver", "http://localhost:8008"])
+            .expect("valid command line");
+        let Scenario::Paired(args) = cli.scenario else { panic!("paired expected") };
+        assert_eq!((args.pairs, args.messages, args.interval_ms), (50, 20, 0));
+        assert!(Cli::try_parse_from(["hearth-bench", "paired", "--homeserver", "http://h", "--pairs", "0"]).is_err());
     }
 }

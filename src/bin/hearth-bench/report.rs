@@ -1,6 +1,7 @@
 //! What a run hands back: the table on stdout, the JSON file, and the ratios between two
 //! servers for `--compare`.
 
+use crate::scenarios::paired::{PairedParameters, PairedRun};
 use crate::scenarios::send::{SendParameters, SendRun};
 use crate::stats::PhaseResult;
 use anyhow::{Context, Result};
@@ -101,6 +102,107 @@ impl SendReport {
                     ratio_text(r.max)
                 );
             }
+        }
+        out
+    }
+
+    pub fn write_json(&self, path: &Path) -> Result<()> {
+        let mut text = serde_json::to_string_pretty(self).context("cannot serialise the report")?;
+        text.push('\n');
+        std::fs::write(path, text).with_context(|| format!("cannot write the JSON report to {}", path.display()))
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PairedReport {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub scenario: &'static str,
+    /// When the run started, RFC 3339 in UTC.
+    pub timestamp: String,
+    pub parameters: PairedParameters,
+    /// True when the validity check passed on every measured server.
+    pub valid: bool,
+    /// The measured servers in order: the `--homeserver`, then the `--compare` server.
+    pub servers: Vec<PairedRun>,
+    /// Second server's figures over the first's; absent without `--compare`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ratios: Option<PhaseRatios>,
+}
+
+impl PairedReport {
+    pub fn new(timestamp: String, parameters: PairedParameters, servers: Vec<PairedRun>) -> PairedReport {
+        let ratios = match servers.as_slice() {
+            [first, second] => Some(phase_ratios(&first.phase, &second.phase)),
+            _ => None,
+        };
+        PairedReport {
+            tool: "hearth-bench",
+            version: env!("CARGO_PKG_VERSION"),
+            scenario: "paired",
+            timestamp,
+            parameters,
+            valid: servers.iter().all(|server| server.validity.valid),
+            servers,
+            ratios,
+        }
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let p = &self.parameters;
+        let _ = writeln!(
+            out,
+            "paired: {} pairs, {} messages per user, {} ms between a sender's messages; \
+             latency = send start -> partner's /sync returned\n",
+            p.pairs, p.messages, p.interval_ms
+        );
+        for server in &self.servers {
+            let (phase, validity) = (&server.phase, &server.validity);
+            let l = &phase.latency_ms;
+            let _ = writeln!(out, "{}", server.homeserver);
+            let _ = writeln!(
+                out,
+                "  {:>8}{:>11}{:>10}{:>10}{:>9}{:>9}{:>9}{:>9}  valid",
+                "users", "delivered", "seconds", "msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms"
+            );
+            let _ = writeln!(
+                out,
+                "  {:>8}{:>11}{:>10.2}{:>10.1}{:>9.2}{:>9.2}{:>9.2}{:>9.2}  {}",
+                phase.concurrency,
+                format!("{}/{}", validity.delivered, validity.expected),
+                phase.elapsed_s,
+                phase.messages_per_s,
+                l.p50,
+                l.p95,
+                l.p99,
+                l.max,
+                if validity.valid { "yes" } else { "NO" }
+            );
+            if !validity.valid {
+                let _ = writeln!(
+                    out,
+                    "  missing {}, duplicates {}, out of order {}, altered {}",
+                    validity.missing, validity.duplicates, validity.out_of_order, validity.altered
+                );
+                for problem in &validity.problems {
+                    let _ = writeln!(out, "    {problem}");
+                }
+            }
+            let _ = writeln!(out);
+        }
+        if let (Some(r), [first, second]) = (&self.ratios, self.servers.as_slice()) {
+            let _ = writeln!(out, "ratios: {} / {}", second.homeserver, first.homeserver);
+            let _ = writeln!(out, "  {:>10}{:>9}{:>9}{:>9}{:>9}", "msg/s", "p50", "p95", "p99", "max");
+            let _ = writeln!(
+                out,
+                "  {:>10}{:>9}{:>9}{:>9}{:>9}",
+                ratio_text(r.messages_per_s),
+                ratio_text(r.p50),
+                ratio_text(r.p95),
+                ratio_text(r.p99),
+                ratio_text(r.max)
+            );
         }
         out
     }

@@ -1,0 +1,211 @@
+//! `rooms.join.{id}.unread_notifications`: how many events after the user's read receipt
+//! would notify them, and how many of those highlight, under the spec's default push rules
+//! (spec: "Push Rules: Default Rules"). Hearth has no per-user push rules yet, so the default
+//! rule set is the user's rule set; the counts are computed on demand from the room's events
+//! (`db::unread`) rather than stored per event.
+
+use crate::db;
+use crate::error::Result;
+use crate::rooms::pdu::Pdu;
+use crate::rooms::power::PowerLevels;
+use crate::sync::room::RoomEntry;
+use ruma::{RoomId, UserId};
+use serde_json::json;
+use sqlx::PgPool;
+use std::collections::HashSet;
+
+/// Counting is bounded: beyond this many unread events a client shows "lots" anyway, and a
+/// sync must not scan a room's whole history.
+const MAX_COUNTED: i64 = 1000;
+
+/// Default power level needed for `@room` (`notifications.room`).
+const DEFAULT_ROOM_NOTIFICATION_LEVEL: i64 = 50;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Action {
+    None,
+    Notify,
+    Highlight,
+}
+
+/// What the rules need to know about the room and the user.
+struct Context {
+    user_id: String,
+    localpart: String,
+    /// The user's display name in the room (`contains_display_name`).
+    display_name: Option<String>,
+    /// Joined members (`room_member_count == 2` of the one-to-one rules).
+    member_count: i64,
+    power: PowerLevels,
+}
+
+/// `notification_count` and `highlight_count` for the user in the room, over the events up
+/// to `upto`.
+/// Events of ignored users are left out, as they are from the timeline.
+pub(super) async fn counts(
+    pool: &PgPool,
+    user: &UserId,
+    room_id: &RoomId,
+    upto: i64,
+    ignored: &HashSet<String>,
+) -> Result<(u64, u64)> {
+    let Some(after) = db::unread::read_position(pool, room_id.as_str(), user.as_str()).await? else {
+        return Ok((0, 0));
+    };
+    let events = db::unread::unread_events(pool, room_id.as_str(), user.as_str(), after, upto, MAX_COUNTED).await?;
+    if events.is_empty() {
+        return Ok((0, 0));
+    }
+    let display_name =
+        match db::state::current_state_event(pool, room_id.as_str(), "m.room.member", user.as_str()).await? {
+            Some(entry) => Pdu::from_stored(&entry.event_id, &entry.json)?.content_value()["displayname"]
+                .as_str()
+                .map(str::to_owned)
+                .filter(|name| !name.trim().is_empty()),
+            None => None,
+        };
+    let (member_count, _) = db::unread::member_counts(pool, room_id.as_str()).await?;
+    let context = Context {
+        user_id: user.to_string(),
+        localpart: user.localpart().to_owned(),
+        display_name,
+        member_count,
+        power: PowerLevels::current(pool, room_id).await?,
+    };
+    let (mut notifications, mut highlights) = (0, 0);
+    for event in events {
+        // A stored event that does not parse is not something to count (nor to fail on).
+        let Ok(pdu) = Pdu::from_stored(&event.event_id, &event.json) else { continue };
+        if ignored.contains(pdu.sender.as_str()) {
+            continue;
+        }
+        match evaluate(&context, &pdu) {
+            Action::None => {}
+            Action::Notify => notifications += 1,
+            Action::Highlight => {
+                notifications += 1;
+                highlights += 1;
+            }
+        }
+    }
+    Ok((notifications, highlights))
+}
+
+/// Adds `unread_notifications` to a joined room's entry. The counts alone never make a room
+/// worth sending: they change only with events or receipts, which bring the room in already.
+pub(super) async fn attach(
+    pool: &PgPool,
+    user: &UserId,
+    room_id: &RoomId,
+    entry: Option<RoomEntry>,
+    upto: i64,
+    ignored: &HashSet<String>,
+) -> Result<Option<RoomEntry>> {
+    let Some(mut entry) = entry else { return Ok(None) };
+    let (notification_count, highlight_count) = counts(pool, user, room_id, upto, ignored).await?;
+    entry.json["unread_notifications"] =
+        json!({ "notification_count": notification_count, "highlight_count": highlight_count });
+    Ok(Some(entry))
+}
+
+/// The default rules in the spec's order (override, content, underride; the room and sender
+/// kinds have no defaults); the first that matches decides. The sender is never the user.
+fn evaluate(context: &Context, pdu: &Pdu) -> Action {
+    let kind = pdu.kind.to_string();
+    let content = pdu.content_value();
+    let body = content["body"].as_str();
+    // Spec (`m.mentions`): an event that says whom it mentions is not searched for legacy
+    // mentions in its body.
+    let legacy = content.get("m.mentions").is_none();
+    let can_notify_room = || {
+        let needed = context.power.content["notifications"]["room"].as_i64().unwrap_or(DEFAULT_ROOM_NOTIFICATION_LEVEL);
+        context.power.of(pdu.sender.as_str()) >= needed
+    };
+
+    // Override rules.
+    if kind == "m.room.message" && content["msgtype"] == "m.notice" {
+        return Action::None; // .m.rule.suppress_notices
+    }
+    if kind == "m.room.member" {
+        // .m.rule.invite_for_me, then .m.rule.member_event
+        let for_me = content["membership"] == "invite" && pdu.state_key.as_deref() == Some(context.user_id.as_str());
+        return if for_me { Action::Notify } else { Action::None };
+    }
+    let mentioned = content["m.mentions"]["user_ids"]
+        .as_array()
+        .is_some_and(|ids| ids.iter().any(|id| id.as_str() == Some(context.user_id.as_str())));
+    if mentioned {
+        return Action::Highlight; // .m.rule.is_user_mention
+    }
+    if legacy
+        && let (Some(body), Some(name)) = (body, context.display_name.as_deref())
+        && contains_word(body, name)
+    {
+        return Action::Highlight; // .m.rule.contains_display_name
+    }
+    if content["m.mentions"]["room"] == true && can_notify_room() {
+        return Action::Highlight; // .m.rule.is_room_mention
+    }
+    if legacy && body.is_some_and(|body| contains_word(body, "@room")) && can_notify_room() {
+        return Action::Highlight; // .m.rule.roomnotif
+    }
+    if kind == "m.room.tombstone" && pdu.state_key.as_deref() == Some("") {
+        return Action::Highlight; // .m.rule.tombstone
+    }
+    if content["m.relates_to"]["rel_type"] == "m.replace" {
+        return Action::None; // .m.rule.suppress_edits
+    }
+
+    // Content rules.
+    if legacy && body.is_some_and(|body| contains_word(body, &context.localpart)) {
+        return Action::Highlight; // .m.rule.contains_user_name
+    }
+
+    // Underride rules: .m.rule.call, the one-to-one rules and their general fallbacks
+    // (.m.rule.message, .m.rule.encrypted, .m.rule.poll_start, .m.rule.poll_end) all notify,
+    // so in a room of any size every message, encrypted event or poll of another user does;
+    // the one-to-one rules (`room_member_count == 2`) differ only in adding a sound.
+    if context.member_count == 2 && matches!(kind.as_str(), "m.room.message" | "m.room.encrypted") {
+        return Action::Notify; // .m.rule.room_one_to_one, .m.rule.encrypted_room_one_to_one
+    }
+    match kind.as_str() {
+        "m.call.invite" | "m.room.message" | "m.room.encrypted" | "m.poll.start" | "m.poll.end" => Action::Notify,
+        _ => Action::None,
+    }
+}
+
+/// The push rules' `event_match` on `content.body`: the pattern matches a whole word of the
+/// body, case-insensitively. A pattern edge that is itself not a word character (`@room`)
+/// needs no boundary on that side.
+fn contains_word(haystack: &str, needle: &str) -> bool {
+    let haystack = haystack.to_lowercase();
+    let needle = needle.to_lowercase();
+    if needle.is_empty() {
+        return false;
+    }
+    let is_word = |c: char| c.is_alphanumeric() || c == '_';
+    let needs_start = needle.chars().next().is_some_and(is_word);
+    let needs_end = needle.chars().next_back().is_some_and(is_word);
+    haystack.match_indices(&needle).any(|(start, found)| {
+        let before = haystack[..start].chars().next_back();
+        let after = haystack[start + found.len()..].chars().next();
+        (!needs_start || !before.is_some_and(is_word)) && (!needs_end || !after.is_some_and(is_word))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::contains_word;
+
+    #[test]
+    fn words_match_whole_and_case_insensitively() {
+        assert!(contains_word("hi Alice!", "alice"));
+        assert!(contains_word("Alice", "Alice"));
+        assert!(!contains_word("malice", "alice"));
+        assert!(!contains_word("alice_b", "alice"));
+        assert!(contains_word("hey @room look", "@room"));
+        assert!(contains_word("@room", "@room"));
+        assert!(!contains_word("@roomy", "@room"));
+        assert!(!contains_word("", "alice"));
+    }
+}

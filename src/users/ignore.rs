@@ -1,0 +1,30 @@
+//! Ignoring users (`m.ignored_user_list`): one reading of the account data shared by `/sync`,
+//! `/messages` and `/context`, so every path hides the same events. The list is read on each
+//! request rather than cached, which makes a change effective on the very next request.
+
+use crate::db;
+use crate::error::Result;
+use crate::rooms::pdu::Pdu;
+use ruma::UserId;
+use sqlx::PgPool;
+use std::collections::HashSet;
+
+/// The account data type holding the list (spec: "Ignoring Users").
+pub const IGNORED_USER_LIST: &str = "m.ignored_user_list";
+
+/// Users whose events and invites `user` does not want. Malformed content ignores nobody:
+/// the list is the client's own data, and a broken list must not hide anything by accident.
+pub async fn ignored_users(pool: &PgPool, user: &UserId) -> Result<HashSet<String>> {
+    let content = db::account_data::get(pool, user.as_str(), "", IGNORED_USER_LIST).await?;
+    Ok(content
+        .as_ref()
+        .and_then(|content| content["ignored_users"].as_object())
+        .map(|users| users.keys().cloned().collect())
+        .unwrap_or_default())
+}
+
+/// Whether an ignored sender's event is left out of a timeline. State events stay (as in
+/// Synapse): hiding them would make the room's state as the client pieces it together wrong.
+pub fn hides(ignored: &HashSet<String>, pdu: &Pdu) -> bool {
+    pdu.state_key.is_none() && ignored.contains(pdu.sender.as_str())
+}

@@ -1,0 +1,210 @@
+//! `summary` and `unread_notifications` in `/sync`, through real HTTP: counts follow the
+//! spec's default push rules (every message of another user notifies, in a DM or a group;
+//! notices do not; mentions and a permitted `@room` highlight) and a read receipt on the
+//! latest event clears them; heroes name unnamed rooms only.
+
+mod common;
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const PW: &str = "counts-test-password";
+
+async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
+    let (status, response) = server.post("/_matrix/client/v3/createRoom", user.token(), body).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    response["room_id"].as_str().expect("room_id").to_owned()
+}
+
+async fn join(server: &TestServer, user: &TestUser, room: &str) {
+    let (status, body) = server.post(&format!("/_matrix/client/v3/join/{room}"), user.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn send(server: &TestServer, user: &TestUser, room: &str, txn: &str, content: Value) -> String {
+    let (status, body) =
+        server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"), user.token(), content).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["event_id"].as_str().expect("event_id").to_owned()
+}
+
+fn text(body: &str) -> Value {
+    json!({"msgtype": "m.text", "body": body})
+}
+
+async fn receipt(server: &TestServer, user: &TestUser, room: &str, event_id: &str) {
+    let (status, body) = server
+        .post(&format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event_id}"), user.token(), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn sync(server: &TestServer, user: &TestUser, since: Option<&str>) -> Value {
+    let path = match since {
+        Some(since) => format!("/_matrix/client/v3/sync?since={since}&timeout=0"),
+        None => "/_matrix/client/v3/sync".to_owned(),
+    };
+    let (status, body) = server.get(&path, user.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn next_batch(body: &Value) -> String {
+    body["next_batch"].as_str().expect("next_batch").to_owned()
+}
+
+/// `(notification_count, highlight_count)` of a joined room in a sync response.
+#[track_caller]
+fn counts(body: &Value, room: &str) -> (i64, i64) {
+    let unread = &body["rooms"]["join"][room]["unread_notifications"];
+    let notifications = unread["notification_count"].as_i64();
+    let highlights = unread["highlight_count"].as_i64();
+    match (notifications, highlights) {
+        (Some(n), Some(h)) => (n, h),
+        _ => panic!("no unread_notifications for {room}: {body}"),
+    }
+}
+
+#[tokio::test]
+async fn a_dm_counts_messages_highlights_the_display_name_and_a_receipt_clears_both() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let (status, body) = server
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", alice.user_id),
+            alice.token(),
+            json!({"displayname": "Wonder"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let room = create_room(
+        &server,
+        &alice,
+        json!({"preset": "trusted_private_chat", "invite": [bob.user_id], "is_direct": true}),
+    )
+    .await;
+    join(&server, &bob, &room).await;
+    send(&server, &alice, &room, "own", text("my own words never count")).await;
+    for i in 0..3 {
+        send(&server, &bob, &room, &format!("plain{i}"), text(&format!("message {i}"))).await;
+    }
+
+    let first = sync(&server, &alice, None).await;
+    assert_eq!(counts(&first, &room), (3, 0), "three messages from bob notify in a DM");
+
+    let latest = send(&server, &bob, &room, "mention", text("are you there, wonder?")).await;
+    let second = sync(&server, &alice, Some(&next_batch(&first))).await;
+    assert_eq!(counts(&second, &room), (4, 1), "the display name highlights");
+
+    receipt(&server, &alice, &room, &latest).await;
+    let third = sync(&server, &alice, Some(&next_batch(&second))).await;
+    assert_eq!(counts(&third, &room), (0, 0), "a receipt on the latest event clears both counts");
+    let again = sync(&server, &alice, None).await;
+    assert_eq!(counts(&again, &room), (0, 0));
+
+    // Bob's own view: alice's message came after his join and he has read nothing.
+    let bobs = sync(&server, &bob, None).await;
+    assert_eq!(counts(&bobs, &room), (1, 0));
+}
+
+#[tokio::test]
+async fn in_a_group_messages_notify_notices_do_not_and_only_a_moderators_room_mention_highlights() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let carol = server.register("carol", PW).await;
+    let room = create_room(
+        &server,
+        &alice,
+        json!({"preset": "public_chat", "power_level_content_override": {"users": {bob.user_id.clone(): 50}}}),
+    )
+    .await;
+    join(&server, &bob, &room).await;
+    join(&server, &carol, &room).await;
+
+    // `.m.rule.message` notifies for every message, whatever the room's size.
+    send(&server, &carol, &room, "plain", text("hello all")).await;
+    send(&server, &carol, &room, "notice", json!({"msgtype": "m.notice", "body": "a bot speaks"})).await;
+    let first = sync(&server, &alice, None).await;
+    assert_eq!(counts(&first, &room), (1, 0), "a plain message notifies, a notice does not");
+
+    // Carol (power 0) may not notify the room: her @room is a plain message.
+    send(&server, &carol, &room, "carol-room", text("@room listen")).await;
+    let second = sync(&server, &alice, Some(&next_batch(&first))).await;
+    assert_eq!(counts(&second, &room), (2, 0));
+
+    // Bob (moderator, 50 = the default `notifications.room`) may.
+    send(&server, &bob, &room, "bob-room", text("@room listen to me")).await;
+    let third = sync(&server, &alice, Some(&next_batch(&second))).await;
+    assert_eq!(counts(&third, &room), (3, 1));
+
+    // So may `m.mentions.room`; and `m.mentions.user_ids` highlights for the user named.
+    send(
+        &server,
+        &bob,
+        &room,
+        "bob-mentions",
+        json!({"msgtype": "m.text", "body": "hey", "m.mentions": {"room": true}}),
+    )
+    .await;
+    let latest = send(
+        &server,
+        &carol,
+        &room,
+        "carol-mention",
+        json!({"msgtype": "m.text", "body": "psst", "m.mentions": {"user_ids": [alice.user_id.clone()]}}),
+    )
+    .await;
+    let fourth = sync(&server, &alice, Some(&next_batch(&third))).await;
+    assert_eq!(counts(&fourth, &room), (5, 3));
+
+    receipt(&server, &alice, &room, &latest).await;
+    let fifth = sync(&server, &alice, Some(&next_batch(&fourth))).await;
+    assert_eq!(counts(&fifth, &room), (0, 0));
+}
+
+#[tokio::test]
+async fn the_summary_lists_heroes_of_an_unnamed_room_and_drops_them_once_it_is_named() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let carol = server.register("carol", PW).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    join(&server, &bob, &room).await;
+    let (status, body) = server
+        .post(&format!("/_matrix/client/v3/rooms/{room}/invite"), alice.token(), json!({"user_id": carol.user_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let first = sync(&server, &alice, None).await;
+    let summary = &first["rooms"]["join"][&room]["summary"];
+    assert_eq!(summary["m.heroes"], json!([bob.user_id, carol.user_id]), "{summary}");
+    assert_eq!(summary["m.joined_member_count"], 2);
+    assert_eq!(summary["m.invited_member_count"], 1);
+
+    // Nothing about membership changed: the summary is left out.
+    send(&server, &bob, &room, "chat", text("hi")).await;
+    let second = sync(&server, &alice, Some(&next_batch(&first))).await;
+    assert!(second["rooms"]["join"][&room].get("summary").is_none(), "{second}");
+
+    // Carol joins: the counts change.
+    join(&server, &carol, &room).await;
+    let third = sync(&server, &alice, Some(&next_batch(&second))).await;
+    let summary = &third["rooms"]["join"][&room]["summary"];
+    assert_eq!(summary["m.joined_member_count"], 3, "{third}");
+    assert_eq!(summary["m.invited_member_count"], 0);
+
+    let (status, body) = server
+        .put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name"), alice.token(), json!({"name": "Tea"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let fourth = sync(&server, &alice, Some(&next_batch(&third))).await;
+    let summary = &fourth["rooms"]["join"][&room]["summary"];
+    assert!(summary.get("m.heroes").is_none(), "a named room has no heroes: {fourth}");
+    assert_eq!(summary["m.joined_member_count"], 3);
+    let initial = sync(&server, &alice, None).await;
+    let summary = &initial["rooms"]["join"][&room]["summary"];
+    assert!(summary.get("m.heroes").is_none(), "{initial}");
+    assert_eq!(summary["m.joined_member_count"], 3);
+}
