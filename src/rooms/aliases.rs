@@ -190,19 +190,11 @@ pub async fn local_aliases(pool: &PgPool, session: &Session, room_id: &RoomId) -
     let joined = db::rooms::membership(pool, room_id.as_str(), session.user_id.as_str())
         .await?
         .is_some_and(|m| m.membership == "join");
-    if !joined && !session.is_admin && !world_readable(pool, room_id).await? {
+    if !joined && !session.is_admin && !crate::rooms::read::world_readable(pool, room_id).await? {
         return Err(Error::forbidden("You are not a member of this room"));
     }
     let aliases = db::directory::aliases_for_room(pool, room_id.as_str()).await?;
     Ok(aliases.into_iter().filter_map(|alias| RoomAliasId::parse(alias).ok()).collect())
-}
-
-async fn world_readable(pool: &PgPool, room_id: &RoomId) -> Result<bool> {
-    let Some(entry) = db::state::current_state_event(pool, room_id.as_str(), "m.room.history_visibility", "").await?
-    else {
-        return Ok(false);
-    };
-    Ok(Pdu::from_stored(&entry.event_id, &entry.json)?.content_value()["history_visibility"] == "world_readable")
 }
 
 /// The aliases an `m.room.canonical_alias` content lists: `alias` (if any) and

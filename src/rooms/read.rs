@@ -104,6 +104,15 @@ async fn current_membership(pool: &PgPool, room_id: &RoomId, user: &UserId) -> R
     Ok(db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?.map(|m| m.membership))
 }
 
+/// Whether the room's current history visibility is `world_readable`.
+pub(crate) async fn world_readable(pool: &PgPool, room_id: &RoomId) -> Result<bool> {
+    let Some(entry) = db::state::current_state_event(pool, room_id.as_str(), "m.room.history_visibility", "").await?
+    else {
+        return Ok(false);
+    };
+    Ok(Pdu::from_stored(&entry.event_id, &entry.json)?.content_value()["history_visibility"] == "world_readable")
+}
+
 async fn ensure_room(pool: &PgPool, room_id: &RoomId) -> Result<()> {
     if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
         return Err(Error::not_found(format!("Unknown room {room_id}")));
@@ -139,11 +148,7 @@ pub(crate) async fn readable_state(
     if membership.as_ref().is_some_and(|m| m.membership == "join") {
         return Ok(db::state::current_state(pool, room_id.as_str()).await?);
     }
-    let world_readable = db::state::current_state_event(pool, room_id.as_str(), "m.room.history_visibility", "")
-        .await?
-        .map(|entry| Pdu::from_stored(&entry.event_id, &entry.json).map(|pdu| pdu.content_value()))
-        .transpose()?
-        .is_some_and(|content| content["history_visibility"] == "world_readable");
+    let world_readable = world_readable(pool, room_id).await?;
     if world_readable {
         return Ok(db::state::current_state(pool, room_id.as_str()).await?);
     }
@@ -218,11 +223,7 @@ pub async fn messages(pool: &PgPool, user: &UserId, room_id: &RoomId, request: H
     let HistoryRequest { from, to, backwards, limit, filter } = request;
     ensure_room(pool, room_id).await?;
     let membership = current_membership(pool, room_id, user).await?;
-    let world_readable = db::state::current_state_event(pool, room_id.as_str(), "m.room.history_visibility", "")
-        .await?
-        .map(|entry| Pdu::from_stored(&entry.event_id, &entry.json).map(|pdu| pdu.content_value()))
-        .transpose()?
-        .is_some_and(|content| content["history_visibility"] == "world_readable");
+    let world_readable = world_readable(pool, room_id).await?;
     if membership.is_none() && !world_readable {
         return Err(Error::forbidden("You are not a member of this room"));
     }

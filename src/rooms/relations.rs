@@ -150,17 +150,10 @@ impl<'a> Viewer<'a> {
     /// with the room unless it is world-readable (as `/messages`).
     pub async fn with_access(pool: &'a PgPool, user: &'a UserId, room_id: &'a RoomId) -> Result<Viewer<'a>> {
         let viewer = Viewer::new(pool, user, room_id).await?;
-        if viewer.membership.is_none() && !viewer.world_readable().await? {
+        if viewer.membership.is_none() && !read::world_readable(pool, room_id).await? {
             return Err(Error::forbidden("You are not a member of this room"));
         }
         Ok(viewer)
-    }
-
-    async fn world_readable(&self) -> Result<bool> {
-        let entry =
-            db::state::current_state_event(self.pool, self.room_id.as_str(), "m.room.history_visibility", "").await?;
-        let Some(entry) = entry else { return Ok(false) };
-        Ok(Pdu::from_stored(&entry.event_id, &entry.json)?.content_value()["history_visibility"] == "world_readable")
     }
 
     pub fn rules(&self) -> &RoomVersionRules {

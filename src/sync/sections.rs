@@ -4,6 +4,7 @@
 
 use crate::rooms::filter::type_matches;
 use ruma::api::client::filter::{Filter, FilterDefinition, RoomEventFilter};
+use ruma::{OwnedUserId, UInt};
 use serde_json::Value;
 
 /// One section's conditions, from either of ruma's two filter shapes.
@@ -17,24 +18,29 @@ pub struct SectionFilter {
 }
 
 impl SectionFilter {
-    fn from_filter(filter: &Filter) -> SectionFilter {
+    /// ruma's `Filter` and `RoomEventFilter` share these fields under the same names.
+    fn new(
+        types: &Option<Vec<String>>,
+        not_types: &[String],
+        senders: Option<&[OwnedUserId]>,
+        not_senders: &[OwnedUserId],
+        limit: Option<UInt>,
+    ) -> SectionFilter {
         SectionFilter {
-            types: filter.types.clone(),
-            not_types: filter.not_types.clone(),
-            senders: filter.senders.as_ref().map(|s| s.iter().map(ToString::to_string).collect()),
-            not_senders: filter.not_senders.iter().map(ToString::to_string).collect(),
-            limit: filter.limit.map(|limit| usize::try_from(u64::from(limit)).unwrap_or(usize::MAX)),
+            types: types.clone(),
+            not_types: not_types.to_vec(),
+            senders: senders.map(|s| s.iter().map(ToString::to_string).collect()),
+            not_senders: not_senders.iter().map(ToString::to_string).collect(),
+            limit: limit.map(|limit| usize::try_from(u64::from(limit)).unwrap_or(usize::MAX)),
         }
     }
 
-    fn from_room_event_filter(filter: &RoomEventFilter) -> SectionFilter {
-        SectionFilter {
-            types: filter.types.clone(),
-            not_types: filter.not_types.clone(),
-            senders: filter.senders.as_ref().map(|s| s.iter().map(ToString::to_string).collect()),
-            not_senders: filter.not_senders.iter().map(ToString::to_string).collect(),
-            limit: filter.limit.map(|limit| usize::try_from(u64::from(limit)).unwrap_or(usize::MAX)),
-        }
+    fn from_filter(f: &Filter) -> SectionFilter {
+        Self::new(&f.types, &f.not_types, f.senders.as_deref(), &f.not_senders, f.limit)
+    }
+
+    fn from_room_event_filter(f: &RoomEventFilter) -> SectionFilter {
+        Self::new(&f.types, &f.not_types, f.senders.as_deref(), &f.not_senders, f.limit)
     }
 
     /// Exclusions win over inclusions; events without a sender (account data) pass sender
