@@ -38,9 +38,17 @@ pub async fn append(
     let mut tx = ctx.pool.begin().await?;
     let mut reservation = ctx.streams.reserve();
     db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
+    // Everyone in the room hears of the event; a member event's subject also when not (yet)
+    // in the room, as an invitee is not.
+    let mut audience = vec![room_id.to_string()];
+    if template.kind == "m.room.member"
+        && let Some(subject) = &template.state_key
+    {
+        audience.push(subject.clone());
+    }
     let event_id = append_locked(ctx, &mut tx, &mut reservation, room_id, sender, template, transaction).await?;
     tx.commit().await?;
-    reservation.committed().await?;
+    reservation.committed_for(audience).await?;
     Ok(event_id)
 }
 
