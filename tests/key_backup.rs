@@ -125,6 +125,13 @@ async fn versions_are_created_numbered_and_the_latest_is_current() {
     assert_eq!(version_info(&server, &alice, None).await["version"], second.as_str());
     assert_eq!(version_info(&server, &alice, None).await["auth_data"]["public_key"], "key2");
 
+    // Older clients use the r0 and unstable paths.
+    for prefix in ["r0", "unstable"] {
+        let (status, body) = server.get(&format!("/_matrix/client/{prefix}/room_keys/version"), alice.token()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["version"], second.as_str());
+    }
+
     // The older version can still be read by its number.
     let old = version_info(&server, &alice, Some(&first)).await;
     assert_eq!(old["version"], first.as_str());
