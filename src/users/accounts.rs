@@ -265,14 +265,16 @@ pub async fn deactivate(
     deactivate_now(pool, &session.user_id).await
 }
 
-/// Closes an account without asking (operators). Sessions end, the password and profile are
-/// erased; the user id stays taken forever, as the spec requires.
+/// Closes an account without asking (operators). Sessions end, the password, profile and key
+/// backups are erased; the user id stays taken forever, as the spec requires.
 pub async fn deactivate_now(pool: &PgPool, user_id: &UserId) -> Result<()> {
     let mut tx = pool.begin().await?;
     if !db::users::deactivate(&mut *tx, user_id.as_str()).await? {
         return Err(Error::not_found(format!("No account {user_id}")));
     }
     db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;
+    // Backed-up room keys are only readable by the account, which is gone for good.
+    db::key_backup::delete_all_for_user(&mut *tx, user_id.as_str()).await?;
     tx.commit().await?;
     tracing::info!(%user_id, "deactivated account");
     Ok(())

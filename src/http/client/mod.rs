@@ -14,6 +14,7 @@ mod profile;
 mod receipts;
 mod register;
 mod relations;
+mod room_keys;
 mod rooms;
 mod session;
 mod spaces;
@@ -41,5 +42,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = sync::routes(router);
     let router = to_device::routes(router);
     let router = presence::routes(router);
+    let router = room_keys::routes(router);
     filters::routes(router)
 }

@@ -1,0 +1,3 @@
+//! End-to-end encryption support: what the server stores and relays for clients' keys.
+
+pub mod backup;
