@@ -19,17 +19,6 @@ const DEVICES: &str = "/_matrix/client/v3/devices";
 const ADMIN_REGISTER: &str = "/_synapse/admin/v1/register";
 const USERS: &str = "SELECT count(*) FROM users";
 
-/// Percent-encodes a query-string value (everything but RFC 3986 unreserved characters).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 async fn available(server: &TestServer, username: &str) -> (StatusCode, Value) {
     server.get(&format!("/_matrix/client/v3/register/available?username={}", encode(username)), None).await
 }

@@ -31,12 +31,6 @@ fn visibility_path(room: &str) -> String {
     format!("/_matrix/client/v3/directory/list/room/{}", enc(room))
 }
 
-async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
-    let (status, response) = server.post("/_matrix/client/v3/createRoom", user.token(), body).await;
-    assert_eq!(status, StatusCode::OK, "{response}");
-    response["room_id"].as_str().expect("room_id").to_owned()
-}
-
 async fn join(server: &TestServer, user: &TestUser, room_or_alias: &str) -> (StatusCode, Value) {
     server.post(&format!("/_matrix/client/v3/join/{}", enc(room_or_alias)), user.token(), json!({})).await
 }
@@ -98,8 +92,8 @@ fn user_ids(found: &Value) -> Vec<String> {
 async fn aliases_are_created_resolved_listed_and_deleted() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({})).await;
-    let other = create_room(&server, &alice, json!({})).await;
+    let room = server.create_room(&alice, json!({})).await;
+    let other = server.create_room(&alice, json!({})).await;
 
     let (status, body) = put_alias(&server, &alice, "#tea:hearth.test", &room).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -142,7 +136,7 @@ async fn invalid_foreign_or_unauthorised_aliases_are_refused_and_nothing_is_stor
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let eve = server.register("eve", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
 
     for alias in ["#tea:elsewhere.example", "#tea time:hearth.test", "tea:hearth.test", "#:hearth.test", "#tea"] {
         let response = put_alias(&server, &alice, alias, &room).await;
@@ -172,7 +166,7 @@ async fn aliases_are_deleted_by_their_creator_or_the_rooms_moderators_only() {
     let bob = server.register("bob", PW).await;
     let carol = server.register("carol", PW).await;
     let mallory = server.register("mallory", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     joined(&server, &bob, &room).await;
     joined(&server, &carol, &room).await;
 
@@ -197,16 +191,16 @@ async fn aliases_are_deleted_by_their_creator_or_the_rooms_moderators_only() {
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // In older versions it is the power levels that count: a moderator at 50 may.
-    let v10 = create_room(
-        &server,
-        &alice,
-        json!({
-            "room_version": "10",
-            "preset": "public_chat",
-            "power_level_content_override": {"users": {alice.user_id.clone(): 100, carol.user_id.clone(): 50}},
-        }),
-    )
-    .await;
+    let v10 = server
+        .create_room(
+            &alice,
+            json!({
+                "room_version": "10",
+                "preset": "public_chat",
+                "power_level_content_override": {"users": {alice.user_id.clone(): 100, carol.user_id.clone(): 50}},
+            }),
+        )
+        .await;
     joined(&server, &bob, &v10).await;
     joined(&server, &carol, &v10).await;
     aliased(&server, &alice, "#old:hearth.test", &v10).await;
@@ -221,7 +215,7 @@ async fn aliases_are_deleted_by_their_creator_or_the_rooms_moderators_only() {
 async fn deleting_an_alias_takes_it_out_of_the_canonical_alias() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({"room_alias_name": "tea"})).await;
+    let room = server.create_room(&alice, json!({"room_alias_name": "tea"})).await;
     aliased(&server, &alice, "#cups:hearth.test", &room).await;
     let content = json!({"alias": "#tea:hearth.test", "alt_aliases": ["#cups:hearth.test"]});
     let (status, body) = set_state(&server, &alice, &room, "m.room.canonical_alias", content).await;
@@ -240,7 +234,7 @@ async fn an_alias_is_deleted_even_when_its_creator_cannot_update_the_canonical_a
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     joined(&server, &bob, &room).await;
     aliased(&server, &bob, "#bobs:hearth.test", &room).await;
     let (status, body) =
@@ -265,7 +259,7 @@ async fn local_aliases_are_listed_for_members_and_world_readable_rooms_only() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let eve = server.register("eve", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "private_chat"})).await;
     aliased(&server, &alice, "#secret:hearth.test", &room).await;
 
     assert_error(&local_aliases(&server, &eve, &room).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
@@ -287,7 +281,7 @@ async fn local_aliases_are_listed_for_members_and_world_readable_rooms_only() {
 async fn create_room_with_an_alias_name_names_the_room_and_sets_its_canonical_alias() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({"room_alias_name": "tea", "name": "Tea"})).await;
+    let room = server.create_room(&alice, json!({"room_alias_name": "tea", "name": "Tea"})).await;
 
     let (status, body) = server.get(&alias_path("#tea:hearth.test"), None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -328,7 +322,7 @@ async fn create_room_with_an_alias_name_names_the_room_and_sets_its_canonical_al
             "content": {"alias": "#cups:hearth.test", "alt_aliases": ["#cups:hearth.test"]},
         }],
     });
-    let cups = create_room(&server, &alice, own).await;
+    let cups = server.create_room(&alice, own).await;
     let (_, content) = state(&server, &alice, &cups, "m.room.canonical_alias").await;
     assert_eq!(content, json!({"alias": "#cups:hearth.test", "alt_aliases": ["#cups:hearth.test"]}));
 }
@@ -337,8 +331,8 @@ async fn create_room_with_an_alias_name_names_the_room_and_sets_its_canonical_al
 async fn a_canonical_alias_may_only_list_aliases_of_its_room() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({})).await;
-    let other = create_room(&server, &alice, json!({})).await;
+    let room = server.create_room(&alice, json!({})).await;
+    let other = server.create_room(&alice, json!({})).await;
     aliased(&server, &alice, "#here:hearth.test", &room).await;
     aliased(&server, &alice, "#there:hearth.test", &other).await;
     let events = server.count(EVENTS).await;
@@ -371,7 +365,7 @@ async fn users_join_rooms_by_alias() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat", "room_alias_name": "lobby"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat", "room_alias_name": "lobby"})).await;
 
     let (status, body) = join(&server, &bob, "#lobby:hearth.test").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -392,7 +386,7 @@ async fn room_directory_visibility_is_changed_by_moderators_only() {
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
     let eve = server.register("eve", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     joined(&server, &bob, &room).await;
 
     let (status, body) = server.get(&visibility_path(&room), None).await;
@@ -422,7 +416,7 @@ async fn room_directory_visibility_is_changed_by_moderators_only() {
     assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
 
     // createRoom's `visibility: public` publishes the room.
-    let listed = create_room(&server, &alice, json!({"visibility": "public"})).await;
+    let listed = server.create_room(&alice, json!({"visibility": "public"})).await;
     assert_eq!(server.get(&visibility_path(&listed), None).await.1, json!({"visibility": "public"}));
 }
 
@@ -442,10 +436,10 @@ async fn public_rooms_lists_published_joinable_rooms_with_their_current_state() 
         }
         body
     };
-    let big = create_room(&server, &alice, public(json!({"name": "Big Room", "room_alias_name": "big"}))).await;
+    let big = server.create_room(&alice, public(json!({"name": "Big Room", "room_alias_name": "big"}))).await;
     joined(&server, &bob, &big).await;
     joined(&server, &carol, &big).await;
-    let small = create_room(&server, &alice, public(json!({"name": "Small", "topic": "Tiny talk"}))).await;
+    let small = server.create_room(&alice, public(json!({"name": "Small", "topic": "Tiny talk"}))).await;
     for (kind, content) in [
         ("m.room.avatar", json!({"url": "mxc://hearth.test/small"})),
         ("m.room.history_visibility", json!({"history_visibility": "world_readable"})),
@@ -455,10 +449,10 @@ async fn public_rooms_lists_published_joinable_rooms_with_their_current_state() 
         assert_eq!(status, StatusCode::OK, "{body}");
     }
     let space =
-        create_room(&server, &alice, public(json!({"name": "Space", "creation_content": {"type": "m.space"}}))).await;
+        server.create_room(&alice, public(json!({"name": "Space", "creation_content": {"type": "m.space"}}))).await;
     // Published but invite-only, and public but not published: neither is listed.
-    let invite_only = create_room(&server, &alice, json!({"visibility": "public", "preset": "private_chat"})).await;
-    let unlisted = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let invite_only = server.create_room(&alice, json!({"visibility": "public", "preset": "private_chat"})).await;
+    let unlisted = server.create_room(&alice, json!({"preset": "public_chat"})).await;
 
     let (status, page) = server.get("/_matrix/client/v3/publicRooms", None).await;
     assert_eq!(status, StatusCode::OK, "{page}");
@@ -530,7 +524,7 @@ async fn public_rooms_are_searched_and_paginated_both_ways() {
         let mut body = body;
         body["visibility"] = json!("public");
         body["preset"] = json!("public_chat");
-        rooms.push(create_room(&server, &alice, body).await);
+        rooms.push(server.create_room(&alice, body).await);
     }
     joined(&server, &bob, &rooms[1]).await;
     let search = |term: &str, limit: Option<u64>| {
@@ -640,11 +634,11 @@ async fn the_user_directory_finds_people_who_share_a_room_or_are_in_public_rooms
 
     // alice and bob share a private room; carol and erin sit in a public one; frank is
     // alone in a private room; dave is in no room at all.
-    let private = create_room(&server, &alice, json!({"preset": "private_chat", "invite": [bob.user_id]})).await;
+    let private = server.create_room(&alice, json!({"preset": "private_chat", "invite": [bob.user_id]})).await;
     joined(&server, &bob, &private).await;
-    let lounge = create_room(&server, &carol, json!({"preset": "public_chat"})).await;
+    let lounge = server.create_room(&carol, json!({"preset": "public_chat"})).await;
     joined(&server, &erin, &lounge).await;
-    create_room(&server, &frank, json!({"preset": "private_chat"})).await;
+    server.create_room(&frank, json!({"preset": "private_chat"})).await;
     let profile = |field: &str| format!("/_matrix/client/v3/profile/{}/{field}", enc(&bob.user_id));
     let (status, _) = server.put(&profile("displayname"), bob.token(), json!({"displayname": "Bobby Tables"})).await;
     assert_eq!(status, StatusCode::OK);

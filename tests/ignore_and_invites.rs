@@ -6,17 +6,6 @@ use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
-    let (status, body) = server.post("/_matrix/client/v3/createRoom", user.token(), body).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["room_id"].as_str().expect("room_id").to_owned()
-}
-
-async fn join(server: &TestServer, user: &TestUser, room: &str) {
-    let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), user.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 async fn say(server: &TestServer, user: &TestUser, room: &str, text: &str) -> String {
     let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{text}");
     let (status, body) = server.put(&path, user.token(), json!({"msgtype": "m.text", "body": text})).await;
@@ -57,9 +46,9 @@ async fn ignored_users_vanish_from_messages_context_and_invites_until_unignored(
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
     let carol = server.register("carol", "pw").await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
-    join(&server, &bob, &room).await;
-    join(&server, &carol, &room).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.join(&bob, &room).await;
+    server.join(&carol, &room).await;
     say(&server, &bob, &room, "bob-1").await;
     let carol_event = say(&server, &carol, &room, "carol-1").await;
     say(&server, &bob, &room, "bob-2").await;
@@ -99,7 +88,7 @@ async fn ignored_users_vanish_from_messages_context_and_invites_until_unignored(
     );
 
     // An invite from bob is not delivered in alice's /sync (spec: "Ignoring Users").
-    let bob_room = create_room(&server, &bob, json!({"preset": "private_chat"})).await;
+    let bob_room = server.create_room(&bob, json!({"preset": "private_chat"})).await;
     let (status, body) = server
         .post(&format!("/_matrix/client/v3/rooms/{bob_room}/invite"), bob.token(), json!({"user_id": alice.user_id}))
         .await;
@@ -125,7 +114,7 @@ async fn invite_permission_config_blocks_invites_with_m_invite_blocked() {
     let server = TestServer::start().await;
     let alice = server.register("alice", "pw").await;
     let bob = server.register("bob", "pw").await;
-    let room = create_room(&server, &bob, json!({"preset": "private_chat"})).await;
+    let room = server.create_room(&bob, json!({"preset": "private_chat"})).await;
 
     set_account_data(&server, &alice, "m.invite_permission_config", json!({"default_action": "block"})).await;
     let members_before = server.count("SELECT count(*) FROM events").await;
@@ -149,5 +138,5 @@ async fn invite_permission_config_blocks_invites_with_m_invite_blocked() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     set_account_data(&server, &alice, "m.invite_permission_config", json!({})).await;
-    create_room(&server, &bob, json!({"invite": [alice.user_id]})).await;
+    server.create_room(&bob, json!({"invite": [alice.user_id]})).await;
 }

@@ -8,26 +8,10 @@ use serde_json::{Value, json};
 
 const PW: &str = "relations-test-password";
 
-async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
-    let (status, response) = server.post("/_matrix/client/v3/createRoom", user.token(), body).await;
-    assert_eq!(status, StatusCode::OK, "{response}");
-    response["room_id"].as_str().expect("room_id").to_owned()
-}
-
-async fn join(server: &TestServer, user: &TestUser, room: &str) {
-    let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), user.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
-async fn leave(server: &TestServer, user: &TestUser, room: &str) {
-    let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), user.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 /// A public room of the given version with alice (creator) and bob joined.
 async fn room_with_bob(server: &TestServer, alice: &TestUser, bob: &TestUser, version: &str) -> String {
-    let room = create_room(server, alice, json!({"preset": "public_chat", "room_version": version})).await;
-    join(server, bob, &room).await;
+    let room = server.create_room(alice, json!({"preset": "public_chat", "room_version": version})).await;
+    server.join(bob, &room).await;
     room
 }
 
@@ -193,7 +177,7 @@ async fn a_redacted_message_is_served_redacted_everywhere_but_kept_for_admins() 
 async fn redacting_is_idempotent_per_transaction() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({})).await;
+    let room = server.create_room(&alice, json!({})).await;
     let message = text(&server, &alice, &room, "m1", "twice?").await;
     let first = redact(&server, &alice, &room, &message, "same").await;
     let second = redact(&server, &alice, &room, &message, "same").await;
@@ -248,7 +232,7 @@ async fn outsiders_cannot_redact() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let eve = server.register("eve", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "private_chat"})).await;
     let message = text(&server, &alice, &room, "m1", "private").await;
     let refused = redact_raw(&server, &eve, &room, &message, "r1", None).await;
     assert_error(&refused, StatusCode::FORBIDDEN, "M_FORBIDDEN");
@@ -259,8 +243,8 @@ async fn outsiders_cannot_redact() {
 async fn redacting_an_unknown_event_or_one_of_another_room_is_not_found() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({})).await;
-    let other_room = create_room(&server, &alice, json!({})).await;
+    let room = server.create_room(&alice, json!({})).await;
+    let other_room = server.create_room(&alice, json!({})).await;
     let elsewhere = text(&server, &alice, &other_room, "m1", "elsewhere").await;
 
     let unknown = redact_raw(&server, &alice, &room, "$doesnotexist", "r1", None).await;
@@ -278,7 +262,7 @@ async fn redacting_an_unknown_event_or_one_of_another_room_is_not_found() {
 async fn a_redacted_state_event_stays_current_with_what_redaction_keeps() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({"topic": "a rude topic"})).await;
+    let room = server.create_room(&alice, json!({"topic": "a rude topic"})).await;
     let (_, state) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state"), alice.token()).await;
     let topic = state
         .as_array()
@@ -387,7 +371,7 @@ async fn threads_are_bundled_with_count_latest_event_and_participation() {
     let bob = server.register("bob", PW).await;
     let carol = server.register("carol", PW).await;
     let room = room_with_bob(&server, &alice, &bob, "12").await;
-    join(&server, &carol, &room).await;
+    server.join(&carol, &room).await;
     let root = text(&server, &alice, &room, "root", "shall we?").await;
     thread_reply(&server, &bob, &room, "t1", &root, "yes").await;
     let latest = thread_reply(&server, &alice, &room, "t2", &root, "great").await;
@@ -476,7 +460,7 @@ async fn duplicate_annotations_are_refused_until_the_first_is_redacted() {
 async fn a_thread_cannot_start_from_an_event_with_a_relation() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({})).await;
+    let room = server.create_room(&alice, json!({})).await;
     let root = text(&server, &alice, &room, "m1", "root").await;
     let reply = thread_reply(&server, &alice, &room, "t1", &root, "reply").await;
     let content =
@@ -484,7 +468,7 @@ async fn a_thread_cannot_start_from_an_event_with_a_relation() {
     let refused = send_raw(&server, &alice, &room, "m.room.message", "t2", content).await;
     assert_error(&refused, StatusCode::BAD_REQUEST, "M_UNKNOWN");
     // Relations stay within a room.
-    let other = create_room(&server, &alice, json!({})).await;
+    let other = server.create_room(&alice, json!({})).await;
     let content =
         json!({"msgtype": "m.text", "body": "far", "m.relates_to": {"rel_type": "m.thread", "event_id": root}});
     let refused = send_raw(&server, &alice, &other, "m.room.message", "t3", content).await;
@@ -566,7 +550,7 @@ async fn relations_respect_history_visibility() {
     let room = room_with_bob(&server, &alice, &bob, "12").await;
     let root = text(&server, &alice, &room, "root", "root").await;
     let seen = thread_reply(&server, &alice, &room, "t1", &root, "bob sees this").await;
-    leave(&server, &bob, &room).await;
+    server.leave(&bob, &room).await;
     thread_reply(&server, &alice, &room, "t2", &root, "after bob left").await;
 
     // Bob left: he sees the root and what was said while he was there, nothing after.
@@ -579,7 +563,7 @@ async fn relations_respect_history_visibility() {
     assert_error(&(status, threads), StatusCode::FORBIDDEN, "M_FORBIDDEN");
 
     // An unknown parent, or one of another room, is not found.
-    let other = create_room(&server, &alice, json!({})).await;
+    let other = server.create_room(&alice, json!({})).await;
     let elsewhere = text(&server, &alice, &other, "m1", "elsewhere").await;
     assert_error(&relations(&server, &alice, &room, "$unknown").await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
     assert_error(&relations(&server, &alice, &room, &elsewhere).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
@@ -685,7 +669,7 @@ async fn context_hides_what_the_user_may_not_see() {
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
     let eve = server.register("eve", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     let (status, body) = server
         .put(
             &format!("/_matrix/client/v3/rooms/{room}/state/m.room.history_visibility/"),
@@ -695,7 +679,7 @@ async fn context_hides_what_the_user_may_not_see() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let before_bob = text(&server, &alice, &room, "m1", "before bob").await;
-    join(&server, &bob, &room).await;
+    server.join(&bob, &room).await;
     let with_bob = text(&server, &alice, &room, "m2", "with bob").await;
 
     let url = |event: &str| format!("/_matrix/client/v3/rooms/{room}/context/{event}");
@@ -716,7 +700,7 @@ async fn timestamp_to_event_finds_the_closest_visible_event() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let eve = server.register("eve", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "private_chat"})).await;
     // Apart in time from the room's creation and from each other.
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let first = text(&server, &alice, &room, "m1", "first").await;
@@ -761,7 +745,7 @@ async fn malformed_redactions_sent_through_send_are_refused() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     for version in ["10", "12"] {
-        let room = create_room(&server, &alice, json!({"room_version": version})).await;
+        let room = server.create_room(&alice, json!({"room_version": version})).await;
         for (txn, content) in
             [("n1", json!({})), ("n2", json!({"redacts": 5})), ("n3", json!({"redacts": "not an id"}))]
         {
@@ -779,9 +763,7 @@ async fn redaction_keeps_exactly_what_each_room_version_keeps() {
     let alice = server.register("alice", PW).await;
     for version in ["6", "7", "8", "9", "10", "11", "12"] {
         let v: u32 = version.parse().expect("version");
-        let room = create_room(
-            &server,
-            &alice,
+        let room = server.create_room(&alice,
             json!({"room_version": version, "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {
                 "join_rule": "invite", "allow": [{"type": "m.room_membership", "room_id": "!other:hearth.test"}]}}]}),
         )

@@ -7,12 +7,6 @@ use serde_json::{Value, json};
 
 const PW: &str = "room-test-password";
 
-async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
-    let (status, response) = server.post("/_matrix/client/v3/createRoom", user.token(), body).await;
-    assert_eq!(status, StatusCode::OK, "{response}");
-    response["room_id"].as_str().expect("room_id").to_owned()
-}
-
 async fn send_text(server: &TestServer, user: &TestUser, room: &str, txn: &str, text: &str) -> (StatusCode, Value) {
     server
         .put(
@@ -44,7 +38,7 @@ fn bodies(page: &Value) -> Vec<String> {
 async fn a_new_room_is_a_v12_room_whose_creator_can_talk_and_read_back() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({"name": "Tea", "topic": "Leaves"})).await;
+    let room = server.create_room(&alice, json!({"name": "Tea", "topic": "Leaves"})).await;
     // v12 room ids are the create event's reference hash: no server part.
     assert!(room.starts_with('!') && !room.contains(':'), "{room}");
 
@@ -86,7 +80,7 @@ async fn a_new_room_is_a_v12_room_whose_creator_can_talk_and_read_back() {
 async fn resending_a_transaction_returns_the_same_event_and_sends_nothing_new() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({})).await;
+    let room = server.create_room(&alice, json!({})).await;
     let first = send_text(&server, &alice, &room, "same-txn", "once").await;
     let second = send_text(&server, &alice, &room, "same-txn", "once").await;
     assert_eq!(first.0, StatusCode::OK);
@@ -100,7 +94,7 @@ async fn outsiders_cannot_send_or_read_a_private_room() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let eve = server.register("eve", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "private_chat"})).await;
     send_text(&server, &alice, &room, "t1", "secret").await;
 
     assert_error(&send_text(&server, &eve, &room, "t1", "hi").await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
@@ -123,7 +117,7 @@ async fn invited_users_join_and_see_shared_history() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "private_chat"})).await;
     send_text(&server, &alice, &room, "t1", "before bob").await;
     let (status, body) = server
         .post(&format!("/_matrix/client/v3/rooms/{room}/invite"), alice.token(), json!({"user_id": bob.user_id}))
@@ -148,7 +142,7 @@ async fn members_without_power_cannot_change_state_and_banned_users_cannot_retur
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     let (status, body) = server.post(&format!("/_matrix/client/v3/join/{room}"), bob.token(), json!({})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
@@ -181,7 +175,7 @@ async fn every_supported_room_version_works() {
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
     for version in ["6", "7", "8", "9", "10", "11", "12"] {
-        let room = create_room(&server, &alice, json!({"room_version": version, "preset": "public_chat"})).await;
+        let room = server.create_room(&alice, json!({"room_version": version, "preset": "public_chat"})).await;
         let (status, body) = server.post(&format!("/_matrix/client/v3/join/{room}"), bob.token(), json!({})).await;
         assert_eq!(status, StatusCode::OK, "v{version}: {body}");
         let (status, body) = send_text(&server, &bob, &room, &format!("v{version}"), "hi").await;
@@ -200,7 +194,7 @@ async fn the_event_verifier_notices_tampering() {
     // can fail.
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({})).await;
+    let room = server.create_room(&alice, json!({})).await;
     let (_, sent) = send_text(&server, &alice, &room, "t1", "original").await;
     let event_id = sent["event_id"].as_str().expect("event id").to_owned();
     let key_id = server.state.signing_key.key_id();
@@ -261,7 +255,7 @@ async fn message_filters_cut_exactly_what_they_say() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     server.post(&format!("/_matrix/client/v3/join/{room}"), bob.token(), json!({})).await;
     send_text(&server, &alice, &room, "a1", "from alice").await;
     send_text(&server, &bob, &room, "b1", "from bob").await;

@@ -8,12 +8,6 @@ use serde_json::{Value, json};
 
 const PW: &str = "access-test-password";
 
-async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
-    let (status, response) = server.post("/_matrix/client/v3/createRoom", user.token(), body).await;
-    assert_eq!(status, StatusCode::OK, "{response}");
-    response["room_id"].as_str().expect("room_id").to_owned()
-}
-
 async fn send(server: &TestServer, user: &TestUser, room: &str, txn: &str, text: &str) -> (StatusCode, Value) {
     server
         .put(
@@ -78,11 +72,6 @@ async fn join(server: &TestServer, user: &TestUser, room: &str) {
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
-async fn leave(server: &TestServer, user: &TestUser, room: &str) {
-    let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), user.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 async fn joined_rooms(server: &TestServer, user: &TestUser) -> Vec<String> {
     let (status, body) = server.get("/_matrix/client/v3/joined_rooms", user.token()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -137,7 +126,7 @@ async fn outsiders_are_refused_a_private_room_but_may_read_a_world_readable_one(
     let alice = server.register("alice", PW).await;
     let eve = server.register("eve", PW).await;
 
-    let private = create_room(&server, &alice, json!({"preset": "private_chat", "name": "Secret"})).await;
+    let private = server.create_room(&alice, json!({"preset": "private_chat", "name": "Secret"})).await;
     let secret = say(&server, &alice, &private, "secret").await;
     let forbidden = |response: (StatusCode, Value)| assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
     forbidden(send(&server, &eve, &private, "t1", "hi").await);
@@ -150,9 +139,7 @@ async fn outsiders_are_refused_a_private_room_but_may_read_a_world_readable_one(
     forbidden(put_state(&server, &eve, &private, "m.room.topic", json!({"topic": "mine"})).await);
     assert_eq!(readable_bodies(&server, &alice, &private).await, vec!["secret"], "only alice's message is there");
 
-    let open = create_room(
-        &server,
-        &alice,
+    let open = server.create_room(&alice,
         json!({
             "preset": "private_chat",
             "name": "Open book",
@@ -179,15 +166,15 @@ async fn joined_visibility_hides_what_was_said_before_a_member_joined() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room = create_room(
-        &server,
-        &alice,
-        json!({
-            "preset": "public_chat",
-            "initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}],
-        }),
-    )
-    .await;
+    let room = server
+        .create_room(
+            &alice,
+            json!({
+                "preset": "public_chat",
+                "initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "joined"}}],
+            }),
+        )
+        .await;
     let before = say(&server, &alice, &room, "before bob").await;
     join(&server, &bob, &room).await;
     let after = say(&server, &alice, &room, "after bob").await;
@@ -207,15 +194,15 @@ async fn invited_visibility_shows_history_from_the_invitation_on() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room = create_room(
-        &server,
-        &alice,
-        json!({
-            "preset": "private_chat",
-            "initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "invited"}}],
-        }),
-    )
-    .await;
+    let room = server
+        .create_room(
+            &alice,
+            json!({
+                "preset": "private_chat",
+                "initial_state": [{"type": "m.room.history_visibility", "content": {"history_visibility": "invited"}}],
+            }),
+        )
+        .await;
     say(&server, &alice, &room, "before the invite").await;
     invite(&server, &alice, &room, &bob).await;
     say(&server, &alice, &room, "while bob is invited").await;
@@ -231,7 +218,7 @@ async fn shared_visibility_shows_everything_while_joined_and_up_to_the_leave_aft
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat", "name": "Before"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat", "name": "Before"})).await;
     let visibility = state_content(&server, &alice, &room, "m.room.history_visibility", "").await;
     assert_eq!(visibility["history_visibility"], "shared");
     say(&server, &alice, &room, "before bob").await;
@@ -239,7 +226,7 @@ async fn shared_visibility_shows_everything_while_joined_and_up_to_the_leave_aft
     let during = say(&server, &bob, &room, "bob was here").await;
     assert_eq!(readable_bodies(&server, &bob, &room).await, vec!["bob was here", "before bob"]);
 
-    leave(&server, &bob, &room).await;
+    server.leave(&bob, &room).await;
     let after = say(&server, &alice, &room, "after bob left").await;
     let (status, body) = put_state(&server, &alice, &room, "m.room.name", json!({"name": "After"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -288,7 +275,7 @@ async fn power_levels_decide_who_may_change_state_and_cannot_be_raised_past_ones
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
     let carol = server.register("carol", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat", "name": "Alice's", "topic": "Hers"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat", "name": "Alice's", "topic": "Hers"})).await;
     join(&server, &bob, &room).await;
     join(&server, &carol, &room).await;
 
@@ -351,7 +338,7 @@ async fn kicks_bans_and_unbans_follow_power_and_joined_rooms_follows_membership(
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
     let carol = server.register("carol", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     join(&server, &bob, &room).await;
     join(&server, &carol, &room).await;
     assert_eq!(joined_rooms(&server, &carol).await, vec![room.clone()]);
@@ -386,7 +373,7 @@ async fn kicks_bans_and_unbans_follow_power_and_joined_rooms_follows_membership(
     assert_eq!(joined_rooms(&server, &carol).await, vec![room.clone()]);
 
     // Leaving and coming back.
-    leave(&server, &bob, &room).await;
+    server.leave(&bob, &room).await;
     assert_eq!(joined_rooms(&server, &bob).await, Vec::<String>::new());
     let mut expected = vec![alice.user_id.clone(), carol.user_id.clone()];
     expected.sort();
@@ -402,7 +389,7 @@ async fn only_invited_users_may_join_an_invite_only_room() {
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
     let carol = server.register("carol", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "private_chat"})).await;
 
     assert_error(&try_join(&server, &bob, &room).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
     invite(&server, &alice, &room, &bob).await;
@@ -418,7 +405,7 @@ async fn only_invited_users_may_join_an_invite_only_room() {
     assert_eq!(joined_rooms(&server, &bob).await, vec![room.clone()]);
 
     // After leaving, the invitation is spent.
-    leave(&server, &bob, &room).await;
+    server.leave(&bob, &room).await;
     assert_error(&try_join(&server, &bob, &room).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
     assert_eq!(joined_rooms(&server, &bob).await, Vec::<String>::new());
     // Any member may invite (invite level 0), and the invitee may then join.
@@ -455,7 +442,7 @@ async fn presets_set_join_rules_history_visibility_and_guest_access() {
         (json!({"visibility": "public"}), "public", "forbidden"),
         (json!({}), "invite", "can_join"),
     ] {
-        let room = create_room(&server, &alice, body.clone()).await;
+        let room = server.create_room(&alice, body.clone()).await;
         let rules = state_content(&server, &alice, &room, "m.room.join_rules", "").await;
         assert_eq!(rules["join_rule"], join_rule, "{body}");
         let visibility = state_content(&server, &alice, &room, "m.room.history_visibility", "").await;
@@ -472,12 +459,12 @@ async fn trusted_private_chat_invitees_get_the_creators_power() {
     let bob = server.register("bob", PW).await;
 
     // Before v12: power level 100 in m.room.power_levels.
-    let room = create_room(
-        &server,
-        &alice,
-        json!({"preset": "trusted_private_chat", "invite": [bob.user_id], "room_version": "11", "is_direct": true}),
-    )
-    .await;
+    let room = server
+        .create_room(
+            &alice,
+            json!({"preset": "trusted_private_chat", "invite": [bob.user_id], "room_version": "11", "is_direct": true}),
+        )
+        .await;
     let levels = power_levels(&server, &alice, &room).await;
     assert_eq!(levels["users"][&alice.user_id], 100);
     assert_eq!(levels["users"][&bob.user_id], 100);
@@ -489,7 +476,7 @@ async fn trusted_private_chat_invitees_get_the_creators_power() {
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // v12: creators are named in the create event and stand above power levels.
-    let room = create_room(&server, &alice, json!({"preset": "trusted_private_chat", "invite": [bob.user_id]})).await;
+    let room = server.create_room(&alice, json!({"preset": "trusted_private_chat", "invite": [bob.user_id]})).await;
     let create = state_content(&server, &alice, &room, "m.room.create", "").await;
     assert_eq!(create["room_version"], "12");
     assert_eq!(create["additional_creators"], json!([bob.user_id]));
@@ -504,9 +491,9 @@ async fn trusted_private_chat_invitees_get_the_creators_power() {
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // A private chat gives invitees nothing.
-    let room =
-        create_room(&server, &alice, json!({"preset": "private_chat", "invite": [bob.user_id], "room_version": "11"}))
-            .await;
+    let room = server
+        .create_room(&alice, json!({"preset": "private_chat", "invite": [bob.user_id], "room_version": "11"}))
+        .await;
     assert!(power_levels(&server, &alice, &room).await["users"].get(&bob.user_id).is_none());
 }
 
@@ -516,20 +503,20 @@ async fn power_level_overrides_initial_state_and_creation_content_shape_the_room
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
 
-    let room = create_room(
-        &server,
-        &alice,
-        json!({
-            "preset": "public_chat",
-            "room_version": "11",
-            "power_level_content_override": {
-                "users": {alice.user_id.clone(): 100, bob.user_id.clone(): 60},
-                "events_default": 10,
-                "events": {"m.room.name": 60},
-            },
-        }),
-    )
-    .await;
+    let room = server
+        .create_room(
+            &alice,
+            json!({
+                "preset": "public_chat",
+                "room_version": "11",
+                "power_level_content_override": {
+                    "users": {alice.user_id.clone(): 100, bob.user_id.clone(): 60},
+                    "events_default": 10,
+                    "events": {"m.room.name": 60},
+                },
+            }),
+        )
+        .await;
     let levels = power_levels(&server, &alice, &room).await;
     assert_eq!(levels["users"], json!({alice.user_id.clone(): 100, bob.user_id.clone(): 60}));
     assert_eq!(levels["events_default"], 10);
@@ -540,20 +527,20 @@ async fn power_level_overrides_initial_state_and_creation_content_shape_the_room
     assert_eq!(status, StatusCode::OK, "{body}");
 
     // initial_state wins over the preset; name and topic win over initial_state.
-    let room = create_room(
-        &server,
-        &alice,
-        json!({
-            "preset": "public_chat",
-            "name": "From the field",
-            "initial_state": [
-                {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}},
-                {"type": "m.room.name", "content": {"name": "From initial_state"}},
-                {"type": "org.example.setting", "state_key": "k", "content": {"on": true}},
-            ],
-        }),
-    )
-    .await;
+    let room = server
+        .create_room(
+            &alice,
+            json!({
+                "preset": "public_chat",
+                "name": "From the field",
+                "initial_state": [
+                    {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "invite"}},
+                    {"type": "m.room.name", "content": {"name": "From initial_state"}},
+                    {"type": "org.example.setting", "state_key": "k", "content": {"on": true}},
+                ],
+            }),
+        )
+        .await;
     assert_eq!(state_content(&server, &alice, &room, "m.room.join_rules", "").await["join_rule"], "invite");
     assert_eq!(state_content(&server, &alice, &room, "m.room.name", "").await["name"], "From the field");
     assert_eq!(state_content(&server, &alice, &room, "org.example.setting", "k").await["on"], true);
@@ -563,7 +550,7 @@ async fn power_level_overrides_initial_state_and_creation_content_shape_the_room
     assert_eq!(join_rules, 1, "the preset's join rule is not sent at all: {page}");
 
     // A space.
-    let room = create_room(&server, &alice, json!({"creation_content": {"type": "m.space"}, "name": "Space"})).await;
+    let room = server.create_room(&alice, json!({"creation_content": {"type": "m.space"}, "name": "Space"})).await;
     let create = state_content(&server, &alice, &room, "m.room.create", "").await;
     assert_eq!(create["type"], "m.space");
     assert_eq!(create["room_version"], "12");
@@ -574,7 +561,7 @@ async fn every_supported_room_version_can_be_created_and_others_are_refused_with
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     for version in ["6", "7", "8", "9", "10", "11", "12"] {
-        let room = create_room(&server, &alice, json!({"room_version": version})).await;
+        let room = server.create_room(&alice, json!({"room_version": version})).await;
         assert_eq!(state_content(&server, &alice, &room, "m.room.create", "").await["room_version"], version);
         say(&server, &alice, &room, &format!("hello v{version}")).await;
     }
@@ -615,7 +602,7 @@ async fn every_supported_room_version_can_be_created_and_others_are_refused_with
 async fn messages_pages_backwards_and_forwards_with_tokens() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "private_chat", "name": "Pages"})).await;
+    let room = server.create_room(&alice, json!({"preset": "private_chat", "name": "Pages"})).await;
     let setup = {
         let (_, page) = messages(&server, &alice, &room, "dir=b&limit=1000").await;
         chunk(&page).len()

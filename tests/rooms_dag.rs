@@ -15,39 +15,11 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 const PW: &str = "dag-test-password";
 
-async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
-    let (status, response) = server.post("/_matrix/client/v3/createRoom", user.token(), body).await;
-    assert_eq!(status, StatusCode::OK, "{response}");
-    response["room_id"].as_str().expect("room_id").to_owned()
-}
-
-async fn send_text(server: &TestServer, user: &TestUser, room: &str, txn: &str, text: &str) -> String {
-    let (status, body) = server
-        .put(
-            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
-            user.token(),
-            json!({"msgtype": "m.text", "body": text}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["event_id"].as_str().expect("event_id").to_owned()
-}
-
 async fn put_state(server: &TestServer, user: &TestUser, room: &str, kind: &str, key: &str, content: Value) -> String {
     let (status, body) =
         server.put(&format!("/_matrix/client/v3/rooms/{room}/state/{kind}/{key}"), user.token(), content).await;
     assert_eq!(status, StatusCode::OK, "{kind}/{key}: {body}");
     body["event_id"].as_str().expect("event_id").to_owned()
-}
-
-async fn join(server: &TestServer, user: &TestUser, room: &str) {
-    let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), user.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
-async fn leave(server: &TestServer, user: &TestUser, room: &str) {
-    let (status, body) = server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), user.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 /// One stored event: its id, its exact stored JSON and its stream position.
@@ -112,27 +84,27 @@ fn expected_auth_events(event: &Value, state: &HashMap<(String, String), String>
 /// Drives a room through the kinds of events a room sees: joins, invites, messages, state
 /// changes, a kick and a leave.
 async fn busy_room(server: &TestServer, alice: &TestUser, bob: &TestUser, carol: &TestUser, version: &str) -> String {
-    let room = create_room(
-        server,
-        alice,
-        json!({"room_version": version, "preset": "public_chat", "name": "Busy", "topic": "Everything"}),
-    )
-    .await;
-    join(server, bob, &room).await;
-    send_text(server, bob, &room, &format!("{version}-1"), "hello").await;
+    let room = server
+        .create_room(
+            alice,
+            json!({"room_version": version, "preset": "public_chat", "name": "Busy", "topic": "Everything"}),
+        )
+        .await;
+    server.join(bob, &room).await;
+    server.send_text(bob, &room, &format!("{version}-1"), "hello").await;
     let (status, body) = server
         .post(&format!("/_matrix/client/v3/rooms/{room}/invite"), alice.token(), json!({"user_id": carol.user_id}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    join(server, carol, &room).await;
+    server.join(carol, &room).await;
     put_state(server, alice, &room, "m.room.topic", "", json!({"topic": "Something"})).await;
     put_state(server, alice, &room, "org.example.custom", "key", json!({"a": 1})).await;
     let (status, body) = server
         .post(&format!("/_matrix/client/v3/rooms/{room}/kick"), alice.token(), json!({"user_id": carol.user_id}))
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    send_text(server, alice, &room, &format!("{version}-2"), "bye carol").await;
-    leave(server, bob, &room).await;
+    server.send_text(alice, &room, &format!("{version}-2"), "bye carol").await;
+    server.leave(bob, &room).await;
     room
 }
 
@@ -236,8 +208,8 @@ async fn a_tampered_event_fails_verification() {
     // The verification above is only worth something if it notices a change.
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({})).await;
-    send_text(&server, &alice, &room, "t", "original").await;
+    let room = server.create_room(&alice, json!({})).await;
+    server.send_text(&alice, &room, "t", "original").await;
     let events = stored_events(&server, &room).await;
     let message = events.last().expect("message");
     let rules = RoomVersionId::V12.rules().expect("rules");
@@ -292,8 +264,8 @@ async fn concurrent_senders_keep_each_room_a_single_chain() {
     let bob = server.register("bob", PW).await;
     let mut rooms = Vec::new();
     for _ in 0..3 {
-        let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
-        join(&server, &bob, &room).await;
+        let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+        server.join(&bob, &room).await;
         rooms.push(room);
     }
 
@@ -365,8 +337,8 @@ async fn a_refused_send_among_concurrent_ones_fails_alone_and_retries_stay_one_e
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
-    join(&server, &bob, &room).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.join(&bob, &room).await;
     let before = stored_events(&server, &room).await.len();
 
     let allowed = send_concurrently(&server, &[&alice, &bob], &room, 30);
@@ -486,14 +458,14 @@ async fn state_before_and_after_every_event_survives_long_snapshot_chains() {
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
     let carol = server.register("carol", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat", "name": "Zero"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat", "name": "Zero"})).await;
     check_state(&server, &alice, &room).await;
 
     put_state(&server, &alice, &room, "m.room.name", "", json!({"name": "One"})).await;
-    join(&server, &bob, &room).await;
-    join(&server, &carol, &room).await;
-    send_text(&server, &carol, &room, "m1", "between state changes").await;
-    leave(&server, &bob, &room).await;
+    server.join(&bob, &room).await;
+    server.join(&carol, &room).await;
+    server.send_text(&carol, &room, "m1", "between state changes").await;
+    server.leave(&bob, &room).await;
     put_state(&server, &alice, &room, "m.room.name", "", json!({"name": "Two"})).await;
     let state = check_state(&server, &alice, &room).await;
     assert!(state.contains_key(&("m.room.member".to_owned(), bob.user_id.clone())));
@@ -508,8 +480,8 @@ async fn state_before_and_after_every_event_survives_long_snapshot_chains() {
             put_state(&server, &alice, &room, "org.example.counter", &format!("k{i}"), json!({"i": i})).await;
         }
         if i % 11 == 5 {
-            leave(&server, &carol, &room).await;
-            join(&server, &carol, &room).await;
+            server.leave(&carol, &room).await;
+            server.join(&carol, &room).await;
         }
         let (status, topic) =
             server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/"), carol.token()).await;
@@ -539,7 +511,7 @@ async fn footprint(server: &TestServer) -> (i64, i64, i64) {
 async fn oversized_and_non_canonical_events_are_refused_and_nothing_is_stored() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({})).await;
+    let room = server.create_room(&alice, json!({})).await;
     let send = |txn: &str| format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
     let state = |kind: &str| format!("/_matrix/client/v3/rooms/{room}/state/{kind}/");
     let before = footprint(&server).await;
@@ -612,8 +584,8 @@ async fn oversized_and_non_canonical_events_are_refused_and_nothing_is_stored() 
 async fn a_transaction_id_is_a_retransmission_only_on_the_same_room_and_event_type() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let first = create_room(&server, &alice, json!({})).await;
-    let second = create_room(&server, &alice, json!({})).await;
+    let first = server.create_room(&alice, json!({})).await;
+    let second = server.create_room(&alice, json!({})).await;
     let send = |room: &str, kind: &str| {
         let path = format!("/_matrix/client/v3/rooms/{room}/send/{kind}/same");
         let body = json!({"msgtype": "m.text", "body": format!("{kind} in {room}")});

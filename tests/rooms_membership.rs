@@ -8,12 +8,6 @@ use serde_json::{Value, json};
 
 const PW: &str = "membership-test-pw";
 
-async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
-    let (status, response) = server.post("/_matrix/client/v3/createRoom", user.token(), body).await;
-    assert_eq!(status, StatusCode::OK, "{response}");
-    response["room_id"].as_str().expect("room_id").to_owned()
-}
-
 async fn membership_of(server: &TestServer, viewer: &TestUser, room: &str, user: &str) -> Option<String> {
     let (status, member) =
         server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{user}"), viewer.token()).await;
@@ -29,9 +23,7 @@ async fn knocking_asks_and_an_invitation_lets_in() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room = create_room(
-        &server,
-        &alice,
+    let room = server.create_room(&alice,
         json!({"initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]}),
     )
     .await;
@@ -56,13 +48,11 @@ async fn knocking_is_refused_where_the_rules_do_not_allow_it() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let invite_only = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
+    let invite_only = server.create_room(&alice, json!({"preset": "private_chat"})).await;
     let knock = server.post(&format!("/_matrix/client/v3/knock/{invite_only}"), bob.token(), json!({})).await;
     assert_error(&knock, StatusCode::FORBIDDEN, "M_FORBIDDEN");
     // Room version 6 predates knocking.
-    let old = create_room(
-        &server,
-        &alice,
+    let old = server.create_room(&alice,
         json!({"room_version": "6", "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]}),
     )
     .await;
@@ -80,14 +70,14 @@ async fn restricted_rooms_admit_members_of_the_allowed_room_only() {
     let bob = server.register("bob", PW).await;
     let eve = server.register("eve", PW).await;
     let space =
-        create_room(&server, &alice, json!({"preset": "public_chat", "creation_content": {"type": "m.space"}})).await;
-    let room = create_room(
-        &server,
-        &alice,
-        json!({"initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {
+        server.create_room(&alice, json!({"preset": "public_chat", "creation_content": {"type": "m.space"}})).await;
+    let room = server
+        .create_room(
+            &alice,
+            json!({"initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {
             "join_rule": "restricted", "allow": [{"type": "m.room_membership", "room_id": space}]}}]}),
-    )
-    .await;
+        )
+        .await;
     assert_eq!(join(&server, &bob, &space).await.0, StatusCode::OK);
 
     let (status, body) = join(&server, &bob, &room).await;
@@ -106,7 +96,7 @@ async fn member_lists_filter_and_go_back_in_time() {
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
     let carol = server.register("carol", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     join(&server, &bob, &room).await;
     let (_, page) = server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1"), alice.token()).await;
     let before_carol = page["start"].as_str().expect("token").to_owned();
@@ -149,7 +139,7 @@ async fn member_lists_filter_and_go_back_in_time() {
         vec![format!("{}=join", alice.user_id), format!("{}=join", bob.user_id)]
     );
     let outsider = server.register("dave", PW).await;
-    let private = create_room(&server, &alice, json!({})).await;
+    let private = server.create_room(&alice, json!({})).await;
     assert_error(
         &server.get(&format!("/_matrix/client/v3/rooms/{private}/members"), outsider.token()).await,
         StatusCode::FORBIDDEN,
@@ -161,7 +151,7 @@ async fn member_lists_filter_and_go_back_in_time() {
 async fn only_left_rooms_can_be_forgotten() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({})).await;
+    let room = server.create_room(&alice, json!({})).await;
     let forget = format!("/_matrix/client/v3/rooms/{room}/forget");
     assert_error(&server.post(&forget, alice.token(), json!({})).await, StatusCode::BAD_REQUEST, "M_UNKNOWN");
     server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), alice.token(), json!({})).await;
@@ -178,7 +168,7 @@ async fn reports_reach_the_admins_and_cannot_probe_hidden_events() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     let (_, sent) = server
         .put(
             &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/t1"),
@@ -204,7 +194,7 @@ async fn reports_reach_the_admins_and_cannot_probe_hidden_events() {
     assert_eq!(server.count("SELECT count(*) FROM reports").await, 3);
 
     // An outsider of a private room cannot learn whether an event exists by reporting it.
-    let private = create_room(&server, &alice, json!({})).await;
+    let private = server.create_room(&alice, json!({})).await;
     let (_, hidden) = server
         .put(
             &format!("/_matrix/client/v3/rooms/{private}/send/m.room.message/t1"),
@@ -242,7 +232,7 @@ async fn capabilities_list_the_room_versions_honestly() {
 async fn rejoining_a_forgotten_room_remembers_it_again() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), alice.token(), json!({})).await;
     server.post(&format!("/_matrix/client/v3/rooms/{room}/forget"), alice.token(), json!({})).await;
     let forgotten = format!("SELECT count(*) FROM room_memberships WHERE room_id = '{room}' AND forgotten");
@@ -261,10 +251,8 @@ async fn guests_join_only_rooms_that_let_guests_in() {
     let guest_id = guest["user_id"].as_str().expect("guest id").to_owned();
 
     // public_chat forbids guests; a room with guest_access can_join admits them.
-    let closed = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
-    let open = create_room(
-        &server,
-        &alice,
+    let closed = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let open = server.create_room(&alice,
         json!({"preset": "public_chat", "initial_state": [{"type": "m.room.guest_access", "state_key": "", "content": {"guest_access": "can_join"}}]}),
     )
     .await;
@@ -282,7 +270,7 @@ async fn a_new_display_name_reaches_every_room() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     join(&server, &bob, &room).await;
     let (status, body) = server
         .put(
@@ -306,8 +294,8 @@ async fn a_deactivated_account_leaves_its_rooms() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
-    let invited = create_room(&server, &alice, json!({"invite": [bob.user_id]})).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let invited = server.create_room(&alice, json!({"invite": [bob.user_id]})).await;
     join(&server, &bob, &room).await;
 
     let (status, body) = server.post("/_matrix/client/v3/account/deactivate", bob.token(), json!({})).await;

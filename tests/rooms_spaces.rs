@@ -7,12 +7,6 @@ use serde_json::{Value, json};
 
 const PW: &str = "spaces-test-pw";
 
-async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
-    let (status, response) = server.post("/_matrix/client/v3/createRoom", user.token(), body).await;
-    assert_eq!(status, StatusCode::OK, "{response}");
-    response["room_id"].as_str().expect("room_id").to_owned()
-}
-
 async fn add_child(server: &TestServer, user: &TestUser, space: &str, child: &str, suggested: bool) {
     let (status, body) = server
         .put(
@@ -33,17 +27,17 @@ async fn a_space_lists_the_children_a_user_may_see() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let space = create_room(
-        &server,
-        &alice,
-        json!({"preset": "public_chat", "name": "Garden", "creation_content": {"type": "m.space"}}),
-    )
-    .await;
-    let open = create_room(&server, &alice, json!({"preset": "public_chat", "name": "Roses"})).await;
-    let secret = create_room(&server, &alice, json!({"preset": "private_chat", "name": "Compost"})).await;
+    let space = server
+        .create_room(
+            &alice,
+            json!({"preset": "public_chat", "name": "Garden", "creation_content": {"type": "m.space"}}),
+        )
+        .await;
+    let open = server.create_room(&alice, json!({"preset": "public_chat", "name": "Roses"})).await;
+    let secret = server.create_room(&alice, json!({"preset": "private_chat", "name": "Compost"})).await;
     let sub =
-        create_room(&server, &alice, json!({"preset": "public_chat", "creation_content": {"type": "m.space"}})).await;
-    let deep = create_room(&server, &alice, json!({"preset": "public_chat", "name": "Deep"})).await;
+        server.create_room(&alice, json!({"preset": "public_chat", "creation_content": {"type": "m.space"}})).await;
+    let deep = server.create_room(&alice, json!({"preset": "public_chat", "name": "Deep"})).await;
     add_child(&server, &alice, &space, &open, true).await;
     add_child(&server, &alice, &space, &secret, false).await;
     add_child(&server, &alice, &space, &sub, false).await;
@@ -79,7 +73,7 @@ async fn a_space_lists_the_children_a_user_may_see() {
     walked.extend(room_ids(&second));
     assert_eq!(walked, ids);
 
-    let private_space = create_room(&server, &alice, json!({"creation_content": {"type": "m.space"}})).await;
+    let private_space = server.create_room(&alice, json!({"creation_content": {"type": "m.space"}})).await;
     assert_error(
         &server.get(&format!("/_matrix/client/v1/rooms/{private_space}/hierarchy"), bob.token()).await,
         StatusCode::FORBIDDEN,
@@ -94,13 +88,13 @@ async fn upgrading_a_room_moves_its_state_and_bans_and_quiets_the_old_one() {
     let bob = server.register("bob", PW).await;
     let mallory = server.register("mallory", PW).await;
     for version in ["10", "12"] {
-        let old = create_room(
-            &server,
-            &alice,
-            json!({"room_version": version, "preset": "public_chat", "name": "Old times", "topic": "Before",
+        let old = server
+            .create_room(
+                &alice,
+                json!({"room_version": version, "preset": "public_chat", "name": "Old times", "topic": "Before",
                    "room_alias_name": format!("oldtimes{version}"), "visibility": "public"}),
-        )
-        .await;
+            )
+            .await;
         server.post(&format!("/_matrix/client/v3/join/{old}"), bob.token(), json!({})).await;
         server.post(&format!("/_matrix/client/v3/join/{old}"), mallory.token(), json!({})).await;
         let (status, body) = server

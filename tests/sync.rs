@@ -150,17 +150,6 @@ async fn send_text(api: &impl Api, user: &TestUser, room: &str, txn: &str, text:
     body["event_id"].as_str().expect("event_id").to_owned()
 }
 
-/// Percent-encodes a query parameter value (tokens are opaque; filters are JSON).
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// `GET /sync` path. `extra` is appended verbatim (e.g. `&full_state=true`).
 fn sync_path(since: Option<&str>, timeout_ms: u64, extra: &str) -> String {
     let mut path = format!("/_matrix/client/v3/sync?timeout={timeout_ms}");

@@ -40,12 +40,6 @@ fn filtered(limit: usize, filter: Value) -> SyncOptions {
     SyncOptions { timeline: EventFilter::from_ruma(&filter), timeline_limit: limit, ..SyncOptions::default() }
 }
 
-async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
-    let (status, response) = server.post("/_matrix/client/v3/createRoom", user.token(), body).await;
-    assert_eq!(status, StatusCode::OK, "{response}");
-    response["room_id"].as_str().expect("room_id").to_owned()
-}
-
 async fn post_ok(server: &TestServer, user: &TestUser, path: &str, body: Value) {
     let (status, response) = server.post(path, user.token(), body).await;
     assert_eq!(status, StatusCode::OK, "POST {path}: {response}");
@@ -95,7 +89,7 @@ async fn consecutive_windows_deliver_every_event_exactly_once_in_order() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room_id = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let room_id = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     post_ok(&server, &bob, &format!("/_matrix/client/v3/join/{room_id}"), json!({})).await;
 
     let mut delivered = Vec::new();
@@ -132,7 +126,7 @@ async fn consecutive_windows_deliver_every_event_exactly_once_in_order() {
 async fn a_limited_timeline_hands_over_to_messages_at_prev_batch() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room_id = create_room(&server, &alice, json!({"name": "Before"})).await;
+    let room_id = server.create_room(&alice, json!({"name": "Before"})).await;
     let since = upto(&server).await;
     let (status, body) = server
         .put(&format!("/_matrix/client/v3/rooms/{room_id}/state/m.room.name/"), alice.token(), json!({"name": "After"}))
@@ -180,7 +174,7 @@ async fn a_limited_timeline_hands_over_to_messages_at_prev_batch() {
 async fn an_initial_sync_has_the_full_state_before_the_timeline() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room_id = create_room(&server, &alice, json!({"name": "Tea", "topic": "Leaves"})).await;
+    let room_id = server.create_room(&alice, json!({"name": "Tea", "topic": "Leaves"})).await;
     let said = send(&server, &alice, &room_id, "hello").await;
     let response = sync(&server, &alice, None, upto(&server).await, &options(1)).await;
     let joined = room(&response, "join", &room_id).expect("joined");
@@ -204,7 +198,7 @@ async fn invites_joins_and_leaves_move_a_room_between_sections_once() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room_id = create_room(&server, &alice, json!({"preset": "private_chat", "name": "Garden"})).await;
+    let room_id = server.create_room(&alice, json!({"preset": "private_chat", "name": "Garden"})).await;
     let before = send(&server, &alice, &room_id, "before bob").await;
     let t0 = upto(&server).await;
 
@@ -267,7 +261,7 @@ async fn invites_joins_and_leaves_move_a_room_between_sections_once() {
 async fn account_data_arrives_in_the_window_it_changed() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let room_id = create_room(&server, &alice, json!({})).await;
+    let room_id = server.create_room(&alice, json!({})).await;
     let t0 = upto(&server).await;
     let me = &alice.user_id;
     let (status, _) = server
@@ -298,8 +292,8 @@ async fn filters_pick_the_rooms_and_the_timeline_events() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room_a = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
-    let room_b = create_room(&server, &alice, json!({})).await;
+    let room_a = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let room_b = server.create_room(&alice, json!({})).await;
     post_ok(&server, &bob, &format!("/_matrix/client/v3/join/{room_a}"), json!({})).await;
     let t0 = upto(&server).await;
     send(&server, &alice, &room_a, "from alice").await;
@@ -344,7 +338,7 @@ async fn a_rejected_invite_reaches_the_leave_section_with_the_rejection_alone() 
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let room_id = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
+    let room_id = server.create_room(&alice, json!({"preset": "private_chat"})).await;
     send(&server, &alice, &room_id, "secret").await;
     post_ok(&server, &alice, &format!("/_matrix/client/v3/rooms/{room_id}/invite"), json!({"user_id": bob.user_id}))
         .await;

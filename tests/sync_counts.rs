@@ -10,17 +10,6 @@ use serde_json::{Value, json};
 
 const PW: &str = "counts-test-password";
 
-async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {
-    let (status, response) = server.post("/_matrix/client/v3/createRoom", user.token(), body).await;
-    assert_eq!(status, StatusCode::OK, "{response}");
-    response["room_id"].as_str().expect("room_id").to_owned()
-}
-
-async fn join(server: &TestServer, user: &TestUser, room: &str) {
-    let (status, body) = server.post(&format!("/_matrix/client/v3/join/{room}"), user.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 async fn send(server: &TestServer, user: &TestUser, room: &str, txn: &str, content: Value) -> String {
     let (status, body) =
         server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"), user.token(), content).await;
@@ -78,13 +67,10 @@ async fn a_dm_counts_messages_highlights_the_display_name_and_a_receipt_clears_b
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let room = create_room(
-        &server,
-        &alice,
-        json!({"preset": "trusted_private_chat", "invite": [bob.user_id], "is_direct": true}),
-    )
-    .await;
-    join(&server, &bob, &room).await;
+    let room = server
+        .create_room(&alice, json!({"preset": "trusted_private_chat", "invite": [bob.user_id], "is_direct": true}))
+        .await;
+    server.join(&bob, &room).await;
     send(&server, &alice, &room, "own", text("my own words never count")).await;
     for i in 0..3 {
         send(&server, &bob, &room, &format!("plain{i}"), text(&format!("message {i}"))).await;
@@ -114,14 +100,14 @@ async fn in_a_group_messages_notify_notices_do_not_and_only_a_moderators_room_me
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
     let carol = server.register("carol", PW).await;
-    let room = create_room(
-        &server,
-        &alice,
-        json!({"preset": "public_chat", "power_level_content_override": {"users": {bob.user_id.clone(): 50}}}),
-    )
-    .await;
-    join(&server, &bob, &room).await;
-    join(&server, &carol, &room).await;
+    let room = server
+        .create_room(
+            &alice,
+            json!({"preset": "public_chat", "power_level_content_override": {"users": {bob.user_id.clone(): 50}}}),
+        )
+        .await;
+    server.join(&bob, &room).await;
+    server.join(&carol, &room).await;
 
     // `.m.rule.message` notifies for every message, whatever the room's size.
     send(&server, &carol, &room, "plain", text("hello all")).await;
@@ -170,8 +156,8 @@ async fn the_summary_lists_heroes_of_an_unnamed_room_and_drops_them_once_it_is_n
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
     let carol = server.register("carol", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
-    join(&server, &bob, &room).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.join(&bob, &room).await;
     let (status, body) = server
         .post(&format!("/_matrix/client/v3/rooms/{room}/invite"), alice.token(), json!({"user_id": carol.user_id}))
         .await;
@@ -189,7 +175,7 @@ async fn the_summary_lists_heroes_of_an_unnamed_room_and_drops_them_once_it_is_n
     assert!(second["rooms"]["join"][&room].get("summary").is_none(), "{second}");
 
     // Carol joins: the counts change.
-    join(&server, &carol, &room).await;
+    server.join(&carol, &room).await;
     let third = sync(&server, &alice, Some(&next_batch(&second))).await;
     let summary = &third["rooms"]["join"][&room]["summary"];
     assert_eq!(summary["m.joined_member_count"], 3, "{third}");
@@ -254,9 +240,9 @@ async fn thread_counts_are_separate_when_asked_for_and_each_threads_receipt_clea
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
     let carol = server.register("carol", PW).await;
-    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
-    join(&server, &bob, &room).await;
-    join(&server, &carol, &room).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.join(&bob, &room).await;
+    server.join(&carol, &room).await;
     let since = next_batch(&sync(&server, &alice, None).await);
 
     send(&server, &bob, &room, "m1", text("in the main timeline")).await;

@@ -17,11 +17,6 @@ async fn create_room(server: &TestServer, user: &TestUser) -> String {
     body["room_id"].as_str().expect("room_id").to_owned()
 }
 
-async fn join(server: &TestServer, user: &TestUser, room: &str) {
-    let (status, body) = server.post(&format!("/_matrix/client/v3/join/{room}"), user.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 async fn send(server: &TestServer, user: &TestUser, room: &str, txn: &str) -> String {
     let (status, body) = server
         .put(
@@ -81,7 +76,7 @@ async fn two_users_in_a_room(server: &TestServer) -> (TestUser, TestUser, String
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
     let room = create_room(server, &alice).await;
-    join(server, &bob, &room).await;
+    server.join(&bob, &room).await;
     (alice, bob, room)
 }
 

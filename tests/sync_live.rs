@@ -102,18 +102,6 @@ fn unread_count(response: &Value, room: &str) -> Option<i64> {
     response["rooms"]["join"][room]["unread_notifications"]["notification_count"].as_i64()
 }
 
-async fn send_text(server: &TestServer, user: &TestUser, room: &str, txn: &str, body: &str) -> String {
-    let (status, response) = server
-        .put(
-            &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
-            user.token(),
-            json!({"msgtype": "m.text", "body": body}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{response}");
-    response["event_id"].as_str().expect("event_id").to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_on_two_devices_and_a_friend_chat_live_with_typing_receipts_presence_and_counts() {
     let server = TestServer::start().await;
@@ -137,7 +125,7 @@ async fn a_user_on_two_devices_and_a_friend_chat_live_with_typing_receipts_prese
     let mut bobs = Device::start(&server, &bob, "bob's device").await;
 
     // Bob writes: both of Alice's devices get it, with one unread notification (a DM).
-    let hello = send_text(&server, &bob, &room, "b1", "hello alice").await;
+    let hello = server.send_text(&bob, &room, "b1", "hello alice").await;
     for device in [&mut phone, &mut laptop] {
         device
             .sees("bob's message with an unread count of 1", |r| {
@@ -197,7 +185,7 @@ async fn a_user_on_two_devices_and_a_friend_chat_live_with_typing_receipts_prese
     .await;
 
     // Alice answers from her laptop: Bob and her phone get it.
-    send_text(&server, &alice_laptop, &room, "a1", "hi bob, from my laptop").await;
+    server.send_text(&alice_laptop, &room, "a1", "hi bob, from my laptop").await;
     bobs.sees("alice's answer", |r| has_message(r, &room, "hi bob, from my laptop")).await;
     phone.sees("her own answer from the laptop", |r| has_message(r, &room, "hi bob, from my laptop")).await;
 
@@ -205,7 +193,7 @@ async fn a_user_on_two_devices_and_a_friend_chat_live_with_typing_receipts_prese
     let burst: Vec<String> = (0..10).map(|i| format!("burst {i}")).collect();
     for (i, body) in burst.iter().enumerate() {
         let sender = if i % 2 == 0 { &bob } else { &alice_phone };
-        send_text(&server, sender, &room, &format!("burst{i}"), body).await;
+        server.send_text(sender, &room, &format!("burst{i}"), body).await;
     }
     let last = burst.last().expect("burst").clone();
     let mut expected = vec!["hello alice".to_owned(), "hi bob, from my laptop".to_owned()];

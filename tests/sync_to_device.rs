@@ -10,17 +10,6 @@ use std::time::{Duration, Instant};
 
 const PW: &str = "to-device-test-password";
 
-/// Percent-encodes a sync token for the query string.
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// `GET /sync` path; `extra` is appended verbatim.
 fn sync_path(since: Option<&str>, timeout_ms: u64, extra: &str) -> String {
     let mut path = format!("/_matrix/client/v3/sync?timeout={timeout_ms}");
@@ -66,11 +55,6 @@ async fn create_room(server: &TestServer, user: &TestUser) -> String {
         server.post("/_matrix/client/v3/createRoom", user.token(), json!({"preset": "public_chat"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["room_id"].as_str().expect("room_id").to_owned()
-}
-
-async fn join(server: &TestServer, user: &TestUser, room: &str) {
-    let (status, body) = server.post(&format!("/_matrix/client/v3/join/{room}"), user.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 fn presence_path(user: &TestUser) -> String {
@@ -176,7 +160,7 @@ async fn presence_reaches_users_sharing_a_room_and_no_stranger() {
     let bob = server.register("bob", PW).await;
     let carol = server.register("carol", PW).await;
     let room = create_room(&server, &alice).await;
-    join(&server, &bob, &room).await;
+    server.join(&bob, &room).await;
     let bob0 = next_batch(&sync(&server, &bob, &sync_path(None, 0, QUIET)).await);
     let carol0 = next_batch(&sync(&server, &carol, &sync_path(None, 0, QUIET)).await);
 
@@ -227,7 +211,7 @@ async fn presence_of_strangers_and_of_others_is_refused() {
     let bob = server.register("bob", PW).await;
     let carol = server.register("carol", PW).await;
     let room = create_room(&server, &alice).await;
-    join(&server, &bob, &room).await;
+    server.join(&bob, &room).await;
     let (status, body) = server.put(&presence_path(&alice), alice.token(), json!({"presence": "unavailable"})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 

@@ -3,6 +3,10 @@
 //! ephemeral port, driven over real HTTP.
 #![allow(dead_code)]
 
+mod rooms;
+#[allow(unused_imports)] // not every test binary encodes
+pub use rooms::encode;
+
 use hearth::config::Config;
 use hearth::db::embedded::{ClusterOptions, RunningCluster, connect_options};
 use hearth::federation::keys::SigningKey;
