@@ -54,6 +54,9 @@ pub struct Validity {
     pub duplicates: u64,
     pub out_of_order: u64,
     pub altered: u64,
+    /// Readers whose `/sync` failed (an error answer, a request timeout): what they had not
+    /// received yet counts as missing.
+    pub failed_readers: u64,
     /// The first problems found, in words.
     pub problems: Vec<String>,
 }
@@ -70,6 +73,7 @@ impl Validity {
         self.duplicates += log.duplicates;
         self.out_of_order += log.out_of_order;
         self.altered += log.altered;
+        self.failed_readers += u64::from(log.failure.is_some());
         for problem in log.problems.iter().chain(log.missing_problem().as_ref()) {
             if self.problems.len() < MAX_LISTED_PROBLEMS {
                 self.problems.push(problem.clone());
@@ -83,7 +87,8 @@ impl Validity {
             && self.missing == 0
             && self.duplicates == 0
             && self.out_of_order == 0
-            && self.altered == 0;
+            && self.altered == 0
+            && self.failed_readers == 0;
     }
 }
 
@@ -101,6 +106,7 @@ pub struct DeliveryLog {
     duplicates: u64,
     out_of_order: u64,
     altered: u64,
+    failure: Option<String>,
     problems: Vec<String>,
 }
 
@@ -117,6 +123,7 @@ impl DeliveryLog {
             duplicates: 0,
             out_of_order: 0,
             altered: 0,
+            failure: None,
             problems: Vec::new(),
         }
     }
@@ -176,6 +183,14 @@ impl DeliveryLog {
             new += 1;
         }
         Ok(new)
+    }
+
+    /// Ends this reader with a failed `/sync`: a server that cannot answer a long-poll in
+    /// time failed the check, which the report says, rather than ending the whole run.
+    pub fn fail(&mut self, error: &anyhow::Error) {
+        let text = format!("{} stopped reading: {error:#}", self.reader);
+        self.problem(text.clone());
+        self.failure = Some(text);
     }
 
     fn missing(&self) -> u64 {

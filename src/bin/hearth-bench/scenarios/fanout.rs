@@ -277,7 +277,14 @@ struct Reader {
 impl Reader {
     async fn run(self, member: Member) -> Result<DeliveryLog> {
         let mut log = DeliveryLog::new(&self.sender_id, &member.user.user_id, self.messages);
-        let mut since = member.since;
+        if let Err(error) = self.read(&member, &mut log).await {
+            log.fail(&error);
+        }
+        Ok(log)
+    }
+
+    async fn read(&self, member: &Member, log: &mut DeliveryLog) -> Result<()> {
+        let mut since = member.since.clone();
         while !log.complete() {
             if self.all_sent.get().is_some_and(|sent| sent.elapsed() > DELIVERY_GRACE) {
                 break;
@@ -289,15 +296,12 @@ impl Reader {
             since = actions::next_batch(&answer)?;
             let timeline = &answer["rooms"]["join"][&self.room_id]["timeline"];
             if timeline["limited"].as_bool() == Some(true) {
-                bail!(
-                    "/sync of {} returned a limited timeline: messages would be skipped, so the run cannot be checked",
-                    member.user.user_id
-                );
+                bail!("/sync returned a limited timeline: messages would be skipped, so the run cannot be checked");
             }
             let events = timeline["events"].as_array().map(Vec::as_slice).unwrap_or_default();
             let new = log.observe(&self.prefix, events, returned, &self.starts)?;
             self.delivered.fetch_add(new, Ordering::Relaxed);
         }
-        Ok(log)
+        Ok(())
     }
 }

@@ -137,7 +137,14 @@ async fn run(
         (0..parameters.rooms).map(|room| {
             let (user, sent) = (&user, sent.clone());
             async move {
-                let body = json!({"preset": "private_chat", "name": format!("hearth-bench initial-sync {room}")});
+                // A create event unique to the room: concurrent createRooms of one user can
+                // otherwise build identical create events (same sender, content and
+                // millisecond), hence, since room version 12, the same room id.
+                let body = json!({
+                    "preset": "private_chat",
+                    "name": format!("hearth-bench initial-sync {room}"),
+                    "creation_content": {"hearth_bench_room": format!("{}-{room}", prefix.as_str())},
+                });
                 let room_id = actions::create_room(client, user, &body).await?;
                 for index in 0..parameters.events {
                     let txn_id = format!("{}-r{room}-{index}", prefix.as_str());

@@ -111,8 +111,8 @@ pub fn write_validity_problems(out: &mut String, validity: &Validity) {
     }
     let _ = writeln!(
         out,
-        "  missing {}, duplicates {}, out of order {}, altered {}",
-        validity.missing, validity.duplicates, validity.out_of_order, validity.altered
+        "  missing {}, duplicates {}, out of order {}, altered {}, readers failed {}",
+        validity.missing, validity.duplicates, validity.out_of_order, validity.altered, validity.failed_readers
     );
     for problem in &validity.problems {
         let _ = writeln!(out, "    {problem}");
