@@ -186,15 +186,170 @@ async fn paired_delivers_every_message_once_in_order_and_measures_latency() {
     assert!(text(&output.stdout).contains("30/30"), "{}", text(&output.stdout));
 }
 
+fn sql_text(value: &Value) -> String {
+    value.as_str().expect("a string").replace('\'', "''")
+}
+
+/// Checks the ordering of a latency object's percentiles and returns (p50, p99, max).
+fn ordered_latency(latency: &Value) -> (f64, f64, f64) {
+    let figure = |name: &str| latency[name].as_f64().unwrap_or_else(|| panic!("{name} in {latency}"));
+    let (p50, p95, p99, max) = (figure("p50"), figure("p95"), figure("p99"), figure("max"));
+    assert!(p50 > 0.0 && p50 <= p95 && p95 <= p99 && p99 <= max, "percentiles out of order: {latency}");
+    (p50, p99, max)
+}
+
 #[tokio::test]
-async fn scenarios_that_need_sync_are_not_implemented_yet() {
-    for scenario in ["fanout", "initial-sync", "idle"] {
-        let output = bench(&[scenario, "--homeserver", "http://127.0.0.1:1", "--pairs", "5"]).await;
-        assert!(!output.status.success(), "{scenario}");
-        let stderr = text(&output.stderr);
-        assert!(stderr.contains("not implemented yet") && stderr.contains(scenario), "{stderr}");
-        assert!(!stderr.contains("panicked"), "{stderr}");
+async fn fanout_delivers_every_message_to_every_member_once_in_order() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("fanout.json");
+    let output = bench(&[
+        "fanout",
+        "--homeserver",
+        &server.base_url,
+        "--shared-secret",
+        SHARED_SECRET,
+        "--members",
+        "4",
+        "--messages",
+        "3",
+        "--interval-ms",
+        "20",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ])
+    .await;
+    assert!(output.status.success(), "bench failed: {}{}", text(&output.stdout), text(&output.stderr));
+
+    let report = read_report(&json);
+    assert_eq!(report["scenario"], "fanout");
+    assert_eq!(report["valid"], true, "{report}");
+    let run = &report["servers"][0];
+    let validity = &run["validity"];
+    assert_eq!((validity["expected"].as_u64(), validity["delivered"].as_u64()), (Some(12), Some(12)), "{validity}");
+    for count in ["missing", "duplicates", "out_of_order", "altered"] {
+        assert_eq!(validity[count], 0, "{count}: {validity}");
     }
+    // Every (member, message) delivery has a latency.
+    assert_eq!(check_phase(&run["phase"], 12), "fanout");
+    assert_eq!(run["phase"]["concurrency"], 4);
+    ordered_latency(&run["send_latency_ms"]);
+
+    // The server holds the three messages and the five members (sender included) of the room.
+    let room = sql_text(&run["room_id"]);
+    let count = |kind: &str| format!("SELECT count(*) FROM events WHERE room_id = '{room}' AND event_type = '{kind}'");
+    assert_eq!(server.count(&count("m.room.message")).await, 3);
+    assert_eq!(server.count(&count("m.room.member")).await, 5);
+    assert!(text(&output.stdout).contains("12/12"), "{}", text(&output.stdout));
+}
+
+#[tokio::test]
+async fn initial_sync_sees_every_room_and_compare_gives_ratios() {
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("initial.json");
+    let output = bench(&[
+        "initial-sync",
+        "--homeserver",
+        &server.base_url,
+        "--compare",
+        &server.base_url,
+        "--shared-secret",
+        SHARED_SECRET,
+        "--rooms",
+        "3",
+        "--events",
+        "4",
+        "--repeats",
+        "2",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ])
+    .await;
+    assert!(output.status.success(), "bench failed: {}{}", text(&output.stdout), text(&output.stderr));
+
+    let report = read_report(&json);
+    assert_eq!(report["scenario"], "initial-sync");
+    assert_eq!(report["valid"], true, "{report}");
+    let servers = report["servers"].as_array().expect("servers");
+    assert_eq!(servers.len(), 2);
+    for run in servers {
+        assert_eq!(run["joined_rooms"], serde_json::json!([3, 3]), "{run}");
+        let (p50, _, _) = ordered_latency(&run["latency_ms"]);
+        assert!(run["min_ms"].as_f64().is_some_and(|min| min > 0.0 && min <= p50), "{run}");
+        let sizes = run["response_bytes"].as_array().expect("sizes");
+        assert!(sizes.len() == 2 && sizes.iter().all(|size| size.as_u64().is_some_and(|s| s > 1_000)), "{run}");
+        // The user really sent four messages to each of its three rooms.
+        let user = sql_text(&run["user_id"]);
+        let sql = format!("SELECT count(*) FROM events WHERE sender = '{user}' AND event_type = 'm.room.message'");
+        assert_eq!(server.count(&sql).await, 12);
+    }
+    let ratios = report["ratios"].as_array().expect("ratios with --compare");
+    assert_eq!(ratios.len(), 1);
+    assert!(ratios[0]["median"].as_f64().is_some_and(|r| r > 0.0), "{ratios:?}");
+    assert!(text(&output.stdout).contains("ratios"), "{}", text(&output.stdout));
+}
+
+#[tokio::test]
+async fn idle_holds_the_connections_and_reads_the_servers_memory() {
+    // The server runs in this process, so this process's memory is the server's.
+    let server = TestServer::start().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("idle.json");
+    let pid = std::process::id().to_string();
+    let output = bench(&[
+        "idle",
+        "--homeserver",
+        &server.base_url,
+        "--shared-secret",
+        SHARED_SECRET,
+        "--connections",
+        "30",
+        "--users",
+        "3",
+        "--settle-s",
+        "1",
+        "--server-pid",
+        &pid,
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ])
+    .await;
+    assert!(output.status.success(), "bench failed: {}{}", text(&output.stdout), text(&output.stderr));
+
+    let report = read_report(&json);
+    assert_eq!(report["scenario"], "idle");
+    assert_eq!(report["valid"], true, "{report}");
+    let run = &report["servers"][0];
+    assert_eq!(
+        (run["connections"].as_u64(), run["users"].as_u64(), run["failures"].as_u64()),
+        (Some(30), Some(3), Some(0))
+    );
+    assert!(run["open_sockets"].as_u64().is_some_and(|open| open >= 30), "{run}");
+    let memory = &run["memory"];
+    assert_eq!(memory["pid"].as_u64(), Some(u64::from(std::process::id())));
+    for moment in ["before", "after"] {
+        let rss = memory[moment]["rss_kib"].as_u64().unwrap_or(0);
+        assert!(rss > 0 && memory[moment]["hwm_kib"].as_u64().unwrap_or(0) >= rss, "{memory}");
+    }
+    assert!(memory["bytes_per_connection"].as_f64().is_some(), "{memory}");
+    assert_eq!(server.count("SELECT count(*) FROM users WHERE user_id LIKE '@hb%'").await, 3);
+
+    // Without a process id the connections are still held, and the table says what is missing.
+    let output =
+        bench(&["idle", "--homeserver", &server.base_url, "--connections", "4", "--users", "2", "--settle-s", "0"])
+            .await;
+    assert!(output.status.success(), "bench failed: {}{}", text(&output.stdout), text(&output.stderr));
+    assert!(text(&output.stdout).contains("memory not measured"), "{}", text(&output.stdout));
+}
+
+#[tokio::test]
+async fn an_idle_run_with_a_pid_that_is_no_process_fails_before_measuring() {
+    let output = bench(&["idle", "--homeserver", "http://127.0.0.1:1", "--server-pid", "4000000000"]).await;
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("/proc/4000000000/status") && stderr.contains("running server process"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 #[tokio::test]
@@ -206,6 +361,10 @@ async fn invalid_arguments_are_refused_with_a_message() {
         &["send", "--homeserver", "http://127.0.0.1:1", "--concurrency", "many"],
         &["send", "--homeserver", "http://127.0.0.1:1", "--json", "/nonexistent-dir/x.json"],
         &["no-such-scenario"],
+        &["fanout", "--homeserver", "http://127.0.0.1:1", "--members", "0"],
+        &["initial-sync", "--homeserver", "http://127.0.0.1:1", "--rooms", "lots"],
+        &["idle", "--homeserver", "http://127.0.0.1:1", "--compare-server-pid", "1"],
+        &["idle", "--homeserver", "http://127.0.0.1:1", "--connections", "-5"],
     ] {
         let output = bench(args).await;
         assert!(!output.status.success(), "{args:?}");

@@ -31,24 +31,15 @@ pub enum Scenario {
     /// its partner's over long-polling /sync; delivery latency percentiles, messages/s and a
     /// validity check (every message exactly once, in order, unaltered).
     Paired(Box<PairedArgs>),
-    /// Not implemented yet (needs /sync): one sender, many long-polling members.
-    Fanout(NotImplemented),
-    /// Not implemented yet (needs /sync): initial /sync of a user in many rooms.
-    InitialSync(NotImplemented),
-    /// Not implemented yet (needs /sync): memory held by idle long-polling connections.
-    Idle(NotImplemented),
-}
-
-impl Scenario {
-    pub fn name(&self) -> &'static str {
-        match self {
-            Scenario::Send(_) => "send",
-            Scenario::Paired(_) => "paired",
-            Scenario::Fanout(_) => "fanout",
-            Scenario::InitialSync(_) => "initial-sync",
-            Scenario::Idle(_) => "idle",
-        }
-    }
+    /// One room with K members, each long-polling /sync with its own token, and one sender
+    /// posting S messages; delivery latency over every (member, message) and a validity check.
+    Fanout(Box<FanoutArgs>),
+    /// One user in R rooms with E messages each; N initial /syncs (no filter, no since):
+    /// latency, response size and a check that every answer holds all R rooms.
+    InitialSync(Box<InitialSyncArgs>),
+    /// K idle long-polling /syncs held by U users (K/U each, every one with its own since
+    /// token); with --server-pid, the server's resident memory before and after, per connection.
+    Idle(Box<IdleArgs>),
 }
 
 /// Options every scenario takes.
@@ -106,12 +97,72 @@ pub struct PairedArgs {
     pub interval_ms: u64,
 }
 
-/// Scenarios that are not built yet accept anything, so that they answer with one clear
-/// "not implemented yet" rather than a complaint about their options.
 #[derive(Args, Debug, Clone)]
-pub struct NotImplemented {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    pub args: Vec<String>,
+pub struct FanoutArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Members of the room, each with its own account and its own long-polling /sync.
+    #[arg(long, value_name = "K", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub members: u32,
+
+    /// Messages the sender posts.
+    #[arg(long, value_name = "S", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub messages: u32,
+
+    /// Pause between two messages, in milliseconds, so that each message's fan-out is
+    /// measured rather than a queue of them.
+    #[arg(long, value_name = "MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub interval_ms: u64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct InitialSyncArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Rooms the user is in.
+    #[arg(long, value_name = "R", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rooms: u32,
+
+    /// Messages sent to each room before measuring.
+    #[arg(long, value_name = "E", default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub events: u32,
+
+    /// Initial /syncs measured, one after another.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub repeats: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct IdleArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Idle long-polling /sync connections to hold open at once. Each is a socket on both
+    /// sides: this tool raises its own open-file limit to the hard limit, and the server's
+    /// limit must allow them too.
+    #[arg(long, value_name = "K", default_value_t = 5_000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub connections: u32,
+
+    /// Users holding the connections, K/U each, every connection with its own since token
+    /// (registering K users would cost more than the measurement).
+    #[arg(long, value_name = "U", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub users: u32,
+
+    /// Seconds to wait once all connections are open before reading the memory, for the
+    /// server to park them.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
+    pub settle_s: u64,
+
+    /// Process id of the --homeserver server on this machine: its VmRSS/VmHWM are read from
+    /// /proc before and after. Without it, memory is not measured.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// Process id of the --compare server, likewise.
+    #[arg(long, value_name = "PID", requires = "compare")]
+    pub compare_server_pid: Option<u32>,
 }
 
 /// Accepts absolute http(s) URLs only: `localhost:8008` would otherwise parse as a URL whose
@@ -158,6 +209,26 @@ mod tests {
         let Scenario::Send(args) = cli.scenario else { panic!("send expected") };
         assert_eq!((args.messages, args.concurrency), (500, 10));
         assert!(Cli::try_parse_from(["hearth-bench", "send", "--homeserver", "http://h", "--messages", "0"]).is_err());
+    }
+
+    #[test]
+    fn the_sync_scenarios_have_the_documented_defaults() {
+        let parse = |scenario: &str| {
+            Cli::try_parse_from(["hearth-bench", scenario, "--homeserver", "http://localhost:8008"])
+                .expect("valid command line")
+                .scenario
+        };
+        let Scenario::Fanout(fanout) = parse("fanout") else { panic!("fanout expected") };
+        assert_eq!((fanout.members, fanout.messages, fanout.interval_ms), (1_000, 20, 250));
+        let Scenario::InitialSync(initial) = parse("initial-sync") else { panic!("initial-sync expected") };
+        assert_eq!((initial.rooms, initial.events, initial.repeats), (100, 50, 5));
+        let Scenario::Idle(idle) = parse("idle") else { panic!("idle expected") };
+        assert_eq!((idle.connections, idle.users, idle.server_pid), (5_000, 50, None));
+        assert!(
+            Cli::try_parse_from(["hearth-bench", "idle", "--homeserver", "http://h", "--compare-server-pid", "1"])
+                .is_err(),
+            "--compare-server-pid needs --compare"
+        );
     }
 
     #[test]

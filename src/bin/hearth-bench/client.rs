@@ -18,11 +18,19 @@ pub struct MatrixClient {
 
 impl MatrixClient {
     pub fn new(base: Url) -> Result<MatrixClient> {
+        MatrixClient::with_timeout(base, Duration::from_secs(120))
+    }
+
+    /// A client whose requests may take up to `timeout`: long enough for the longest
+    /// long-poll a scenario holds. Connections are not pooled per host beyond what is in
+    /// flight (reqwest's pool is unbounded), so thousands of concurrent long-polls each get
+    /// their own connection, as thousands of real clients would.
+    pub fn with_timeout(base: Url, timeout: Duration) -> Result<MatrixClient> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("hearth-bench/", env!("CARGO_PKG_VERSION")))
             // A server that is down answers at once; one that hangs must not hang the run.
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(120))
+            .timeout(timeout)
             .build()
             .context("cannot build the HTTP client")?;
         Ok(MatrixClient { http, base })
@@ -80,6 +88,26 @@ impl MatrixClient {
         token: Option<&str>,
         body: Option<&Value>,
     ) -> Result<(StatusCode, Value)> {
+        let (status, answer, _) = self.exchange(method, url, token, body).await?;
+        Ok((status, answer))
+    }
+
+    /// Like `request`, also returning the size of the answer's body in bytes.
+    pub async fn request_sized(&self, method: Method, url: Url, token: Option<&str>) -> Result<(Value, usize)> {
+        let (status, answer, size) = self.exchange(method.clone(), url.clone(), token, None).await?;
+        if !status.is_success() {
+            bail!("{method} {} answered {status}: {}{}", url.path(), answer_text(&answer), hint(status));
+        }
+        Ok((answer, size))
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        url: Url,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, Value, usize)> {
         let mut request = self.http.request(method.clone(), url.clone());
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -97,7 +125,7 @@ impl MatrixClient {
         // A body that is not JSON (a proxy's HTML page) is kept as a string to be shown.
         let answer = serde_json::from_slice(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Ok((status, answer))
+        Ok((status, answer, bytes.len()))
     }
 }
 

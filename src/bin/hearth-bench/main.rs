@@ -2,8 +2,10 @@
 //! running server over the standard client-server API only, so the same run measures Hearth,
 //! Synapse or another server, and `--compare` puts two of them side by side.
 
+mod actions;
 mod cli;
 mod client;
+mod process;
 mod progress;
 mod provisioning;
 mod report;
@@ -12,12 +14,16 @@ mod stats;
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use cli::{Cli, PairedArgs, Scenario, SendArgs, Target};
+use cli::{Cli, Target};
 use client::MatrixClient;
 use provisioning::{Registration, RunPrefix};
-use report::{PairedReport, SendReport};
-use scenarios::paired::{self, PairedParameters};
-use scenarios::send::{self, SendParameters};
+use report::{Report, ServerRun};
+use scenarios::fanout::{FanoutParameters, FanoutScenario};
+use scenarios::idle::{IdleParameters, IdleScenario};
+use scenarios::initial_sync::{InitialSyncParameters, InitialSyncScenario};
+use scenarios::paired::{PairedParameters, PairedScenario};
+use scenarios::send::{SendParameters, SendScenario};
+use scenarios::{Scenario, ServerContext};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -41,35 +47,69 @@ fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.scenario {
-        Scenario::Send(args) => run_send(args).await,
-        Scenario::Paired(args) => run_paired(args).await,
-        other => bail!(
-            "the `{}` scenario is not implemented yet (it needs /sync); only `send` is available so far",
-            other.name()
-        ),
+        cli::Scenario::Send(args) => {
+            let parameters = SendParameters { messages: args.messages, concurrency: args.concurrency };
+            measure(SendScenario(parameters), args.target).await
+        }
+        cli::Scenario::Paired(args) => {
+            let parameters =
+                PairedParameters { pairs: args.pairs, messages: args.messages, interval_ms: args.interval_ms };
+            measure(PairedScenario(parameters), args.target).await
+        }
+        cli::Scenario::Fanout(args) => {
+            let parameters =
+                FanoutParameters { members: args.members, messages: args.messages, interval_ms: args.interval_ms };
+            measure(FanoutScenario(parameters), args.target).await
+        }
+        cli::Scenario::InitialSync(args) => {
+            let parameters = InitialSyncParameters { rooms: args.rooms, events: args.events, repeats: args.repeats };
+            measure(InitialSyncScenario(parameters), args.target).await
+        }
+        cli::Scenario::Idle(args) => {
+            let parameters = IdleParameters {
+                connections: args.connections,
+                // More users than connections would register users that hold nothing.
+                users: args.users.min(args.connections),
+                settle_s: args.settle_s,
+                server_pid: args.server_pid,
+                compare_server_pid: args.compare_server_pid,
+            };
+            measure(IdleScenario(parameters), args.target).await
+        }
     }
 }
 
-async fn run_send(args: Box<SendArgs>) -> Result<()> {
-    let target = args.target;
+/// Runs `scenario` against the `--homeserver` and then the `--compare` server, prints the
+/// table, writes the JSON, and fails when a validity check did.
+async fn measure<S: Scenario>(scenario: S, target: Target) -> Result<()> {
     check_json_path(&target)?;
-    let parameters = SendParameters { messages: args.messages, concurrency: args.concurrency };
+    scenario.prepare()?;
+    // Every scenario's set-up uses a handful of connections at a time, but the long-polling
+    // ones hold one per member: raise the limit for all, it costs nothing.
+    let _ = process::raise_open_file_limit(0);
     let registration = Registration::from_secret(target.shared_secret);
     let timestamp = report::now_rfc3339();
 
     let mut servers = Vec::new();
-    for url in std::iter::once(target.homeserver).chain(target.compare) {
+    for (index, url) in std::iter::once(target.homeserver).chain(target.compare).enumerate() {
         let client = MatrixClient::new(url)?;
         // A prefix per server: `--compare` may name the same server twice.
         let prefix = RunPrefix::random();
-        servers.push(send::run(&client, &registration, &prefix, parameters).await?);
+        let context =
+            ServerContext { client: &client, registration: &registration, prefix: &prefix, is_comparison: index > 0 };
+        servers.push(scenario.run(context).await?);
     }
 
-    let report = SendReport::new(timestamp, parameters, servers);
+    let report = Report::new(S::NAME, scenario.headline(), timestamp, scenario.parameters(), servers);
     print!("{}", report.table());
+    // The report is kept even when the check fails: it says what went wrong.
     if let Some(path) = &target.json {
         report.write_json(path)?;
         eprintln!("wrote {}", path.display());
+    }
+    if !report.valid {
+        let failed: Vec<&str> = report.servers.iter().filter(|s| !s.valid()).map(ServerRun::homeserver).collect();
+        bail!("the validity check of `{}` failed on {}: see the table above", S::NAME, failed.join(" and "));
     }
     Ok(())
 }
@@ -81,34 +121,6 @@ fn check_json_path(target: &Target) -> Result<()> {
         if !parent.is_dir() {
             bail!("cannot write the JSON report to {}: {} is not a directory", path.display(), parent.display());
         }
-    }
-    Ok(())
-}
-
-async fn run_paired(args: Box<PairedArgs>) -> Result<()> {
-    let target = args.target;
-    check_json_path(&target)?;
-    let parameters = PairedParameters { pairs: args.pairs, messages: args.messages, interval_ms: args.interval_ms };
-    let registration = Registration::from_secret(target.shared_secret);
-    let timestamp = report::now_rfc3339();
-
-    let mut servers = Vec::new();
-    for url in std::iter::once(target.homeserver).chain(target.compare) {
-        let client = MatrixClient::new(url)?;
-        // A prefix per server: `--compare` may name the same server twice.
-        let prefix = RunPrefix::random();
-        servers.push(paired::run(&client, &registration, &prefix, parameters).await?);
-    }
-
-    let report = PairedReport::new(timestamp, parameters, servers);
-    print!("{}", report.table());
-    // The report is kept even when the check fails: it says what went wrong.
-    if let Some(path) = &target.json {
-        report.write_json(path)?;
-        eprintln!("wrote {}", path.display());
-    }
-    if !report.valid {
-        bail!("the validity check failed: not every message arrived exactly once, in order and unaltered");
     }
     Ok(())
 }

@@ -21,6 +21,11 @@ pub struct Progress {
 
 impl Progress {
     pub fn start(label: String, total: u64) -> Progress {
+        Progress::counting(label, total, "messages")
+    }
+
+    /// Progress counted in `unit`s (users, rooms, connections…).
+    pub fn counting(label: String, total: u64, unit: &'static str) -> Progress {
         let done = Arc::new(AtomicU64::new(0));
         let line_open = Arc::new(AtomicBool::new(false));
         let (counter, open) = (done.clone(), line_open.clone());
@@ -28,7 +33,7 @@ impl Progress {
             let terminal = std::io::stderr().is_terminal();
             tokio::time::sleep(FIRST_REPORT_AFTER).await;
             loop {
-                let line = format!("{label}: {}/{total} messages", counter.load(Ordering::Relaxed));
+                let line = format!("{label}: {}/{total} {unit}", counter.load(Ordering::Relaxed));
                 // Progress is a courtesy: a closed stderr must not fail the measurement.
                 if terminal {
                     let _ = write!(std::io::stderr(), "\r\x1b[2K{line}");

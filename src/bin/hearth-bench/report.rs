@@ -1,8 +1,6 @@
-//! What a run hands back: the table on stdout, the JSON file, and the ratios between two
-//! servers for `--compare`.
+//! What a run hands back, the same for every scenario: the table on stdout, the JSON file,
+//! the validity verdict and, for `--compare`, the ratios between the two servers.
 
-use crate::scenarios::paired::{PairedParameters, PairedRun};
-use crate::scenarios::send::{SendParameters, SendRun};
 use crate::stats::PhaseResult;
 use anyhow::{Context, Result};
 use serde::Serialize;
@@ -10,199 +8,101 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+/// What one server's figures must offer to the shared report.
+pub trait ServerRun: Serialize {
+    fn homeserver(&self) -> &str;
+
+    /// False when the scenario's validity check failed on this server.
+    fn valid(&self) -> bool {
+        true
+    }
+
+    /// This server's section of the table, indented by two spaces.
+    fn write_table(&self, out: &mut String);
+
+    /// The figures `--compare` divides, as rows (a phase, a measurement) of named figures.
+    fn comparable(&self) -> Vec<FigureRow>;
+}
+
+/// One row of comparable figures, e.g. a phase with its rate and latency percentiles.
+pub struct FigureRow {
+    pub name: String,
+    pub figures: Vec<(&'static str, f64)>,
+}
+
+impl FigureRow {
+    /// A phase's rate and latency percentiles, the figures most scenarios compare.
+    pub fn of_phase(phase: &PhaseResult) -> FigureRow {
+        let l = &phase.latency_ms;
+        FigureRow {
+            name: phase.name.to_owned(),
+            figures: vec![
+                ("messages_per_s", phase.messages_per_s),
+                ("p50", l.p50),
+                ("p95", l.p95),
+                ("p99", l.p99),
+                ("max", l.max),
+            ],
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
-pub struct SendReport {
+pub struct Report<'a, P: Serialize, R: Serialize> {
     pub tool: &'static str,
     pub version: &'static str,
     pub scenario: &'static str,
     /// When the run started, RFC 3339 in UTC.
     pub timestamp: String,
-    pub parameters: SendParameters,
-    /// The measured servers in order: the `--homeserver`, then the `--compare` server.
-    pub servers: Vec<SendRun>,
-    /// Second server's figure over the first's, per phase; absent without `--compare`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ratios: Option<Vec<PhaseRatios>>,
-}
-
-/// Second / first for each figure of a phase: above 1 the second server is faster for
-/// `messages_per_s`, slower for the latencies. `null` where the first figure is zero.
-#[derive(Debug, Serialize)]
-pub struct PhaseRatios {
-    pub name: &'static str,
-    pub messages_per_s: Option<f64>,
-    pub p50: Option<f64>,
-    pub p95: Option<f64>,
-    pub p99: Option<f64>,
-    pub max: Option<f64>,
-}
-
-impl SendReport {
-    pub fn new(timestamp: String, parameters: SendParameters, servers: Vec<SendRun>) -> SendReport {
-        let ratios = match servers.as_slice() {
-            [first, second] => Some(first.phases.iter().zip(&second.phases).map(|(a, b)| phase_ratios(a, b)).collect()),
-            _ => None,
-        };
-        SendReport {
-            tool: "hearth-bench",
-            version: env!("CARGO_PKG_VERSION"),
-            scenario: "send",
-            timestamp,
-            parameters,
-            servers,
-            ratios,
-        }
-    }
-
-    pub fn table(&self) -> String {
-        let mut out = String::new();
-        let p = &self.parameters;
-        let _ = writeln!(
-            out,
-            "send: {} messages per phase, {} concurrent senders in the concurrent phase\n",
-            p.messages, p.concurrency
-        );
-        for server in &self.servers {
-            let _ = writeln!(out, "{}", server.homeserver);
-            let _ = writeln!(
-                out,
-                "  {:<12}{:>8}{:>10}{:>10}{:>10}{:>9}{:>9}{:>9}{:>9}",
-                "phase", "senders", "messages", "seconds", "msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms"
-            );
-            for phase in &server.phases {
-                let l = &phase.latency_ms;
-                let _ = writeln!(
-                    out,
-                    "  {:<12}{:>8}{:>10}{:>10.2}{:>10.1}{:>9.2}{:>9.2}{:>9.2}{:>9.2}",
-                    phase.name,
-                    phase.concurrency,
-                    phase.messages,
-                    phase.elapsed_s,
-                    phase.messages_per_s,
-                    l.p50,
-                    l.p95,
-                    l.p99,
-                    l.max
-                );
-            }
-            let _ = writeln!(out);
-        }
-        if let (Some(ratios), [first, second]) = (&self.ratios, self.servers.as_slice()) {
-            let _ = writeln!(out, "ratios: {} / {}", second.homeserver, first.homeserver);
-            let _ = writeln!(out, "  {:<12}{:>10}{:>9}{:>9}{:>9}{:>9}", "phase", "msg/s", "p50", "p95", "p99", "max");
-            for r in ratios {
-                let _ = writeln!(
-                    out,
-                    "  {:<12}{:>10}{:>9}{:>9}{:>9}{:>9}",
-                    r.name,
-                    ratio_text(r.messages_per_s),
-                    ratio_text(r.p50),
-                    ratio_text(r.p95),
-                    ratio_text(r.p99),
-                    ratio_text(r.max)
-                );
-            }
-        }
-        out
-    }
-
-    pub fn write_json(&self, path: &Path) -> Result<()> {
-        let mut text = serde_json::to_string_pretty(self).context("cannot serialise the report")?;
-        text.push('\n');
-        std::fs::write(path, text).with_context(|| format!("cannot write the JSON report to {}", path.display()))
-    }
-}
-
-#[derive(Debug, Serialize)]
-pub struct PairedReport {
-    pub tool: &'static str,
-    pub version: &'static str,
-    pub scenario: &'static str,
-    /// When the run started, RFC 3339 in UTC.
-    pub timestamp: String,
-    pub parameters: PairedParameters,
-    /// True when the validity check passed on every measured server.
+    pub parameters: &'a P,
+    /// True when the validity check passed on every measured server (scenarios without a
+    /// check are always valid).
     pub valid: bool,
     /// The measured servers in order: the `--homeserver`, then the `--compare` server.
-    pub servers: Vec<PairedRun>,
-    /// Second server's figures over the first's; absent without `--compare`.
+    pub servers: Vec<R>,
+    /// Second server's figure over the first's, one object per row with the row's `name`;
+    /// `null` where the first figure is zero. Absent without `--compare`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ratios: Option<PhaseRatios>,
+    pub ratios: Option<Vec<RatioRow>>,
+    #[serde(skip)]
+    headline: String,
 }
 
-impl PairedReport {
-    pub fn new(timestamp: String, parameters: PairedParameters, servers: Vec<PairedRun>) -> PairedReport {
+impl<'a, P: Serialize, R: ServerRun> Report<'a, P, R> {
+    pub fn new(
+        scenario: &'static str,
+        headline: String,
+        timestamp: String,
+        parameters: &'a P,
+        servers: Vec<R>,
+    ) -> Report<'a, P, R> {
         let ratios = match servers.as_slice() {
-            [first, second] => Some(phase_ratios(&first.phase, &second.phase)),
+            [first, second] => Some(ratio_rows(&first.comparable(), &second.comparable())),
             _ => None,
         };
-        PairedReport {
+        Report {
             tool: "hearth-bench",
             version: env!("CARGO_PKG_VERSION"),
-            scenario: "paired",
+            scenario,
             timestamp,
             parameters,
-            valid: servers.iter().all(|server| server.validity.valid),
+            valid: servers.iter().all(ServerRun::valid),
             servers,
             ratios,
+            headline,
         }
     }
 
     pub fn table(&self) -> String {
-        let mut out = String::new();
-        let p = &self.parameters;
-        let _ = writeln!(
-            out,
-            "paired: {} pairs, {} messages per user, {} ms between a sender's messages; \
-             latency = send start -> partner's /sync returned\n",
-            p.pairs, p.messages, p.interval_ms
-        );
+        let mut out = format!("{}\n\n", self.headline);
         for server in &self.servers {
-            let (phase, validity) = (&server.phase, &server.validity);
-            let l = &phase.latency_ms;
-            let _ = writeln!(out, "{}", server.homeserver);
-            let _ = writeln!(
-                out,
-                "  {:>8}{:>11}{:>10}{:>10}{:>9}{:>9}{:>9}{:>9}  valid",
-                "users", "delivered", "seconds", "msg/s", "p50 ms", "p95 ms", "p99 ms", "max ms"
-            );
-            let _ = writeln!(
-                out,
-                "  {:>8}{:>11}{:>10.2}{:>10.1}{:>9.2}{:>9.2}{:>9.2}{:>9.2}  {}",
-                phase.concurrency,
-                format!("{}/{}", validity.delivered, validity.expected),
-                phase.elapsed_s,
-                phase.messages_per_s,
-                l.p50,
-                l.p95,
-                l.p99,
-                l.max,
-                if validity.valid { "yes" } else { "NO" }
-            );
-            if !validity.valid {
-                let _ = writeln!(
-                    out,
-                    "  missing {}, duplicates {}, out of order {}, altered {}",
-                    validity.missing, validity.duplicates, validity.out_of_order, validity.altered
-                );
-                for problem in &validity.problems {
-                    let _ = writeln!(out, "    {problem}");
-                }
-            }
+            let _ = writeln!(out, "{}", server.homeserver());
+            server.write_table(&mut out);
             let _ = writeln!(out);
         }
-        if let (Some(r), [first, second]) = (&self.ratios, self.servers.as_slice()) {
-            let _ = writeln!(out, "ratios: {} / {}", second.homeserver, first.homeserver);
-            let _ = writeln!(out, "  {:>10}{:>9}{:>9}{:>9}{:>9}", "msg/s", "p50", "p95", "p99", "max");
-            let _ = writeln!(
-                out,
-                "  {:>10}{:>9}{:>9}{:>9}{:>9}",
-                ratio_text(r.messages_per_s),
-                ratio_text(r.p50),
-                ratio_text(r.p95),
-                ratio_text(r.p99),
-                ratio_text(r.max)
-            );
+        if let (Some(rows), [first, second]) = (&self.ratios, self.servers.as_slice()) {
+            let _ = writeln!(out, "ratios: {} / {}", second.homeserver(), first.homeserver());
+            write_ratio_table(&mut out, rows);
         }
         out
     }
@@ -214,15 +114,60 @@ impl PairedReport {
     }
 }
 
-fn phase_ratios(first: &PhaseResult, second: &PhaseResult) -> PhaseRatios {
-    let (a, b) = (&first.latency_ms, &second.latency_ms);
-    PhaseRatios {
-        name: first.name,
-        messages_per_s: ratio(second.messages_per_s, first.messages_per_s),
-        p50: ratio(b.p50, a.p50),
-        p95: ratio(b.p95, a.p95),
-        p99: ratio(b.p99, a.p99),
-        max: ratio(b.max, a.max),
+/// Second / first for each figure of a row, in the row's order; `None` where the first
+/// figure is zero.
+#[derive(Debug)]
+pub struct RatioRow {
+    pub name: String,
+    pub ratios: Vec<(&'static str, Option<f64>)>,
+}
+
+/// A flat object, `{"name": …, "<figure>": ratio, …}`, in the figures' order.
+impl Serialize for RatioRow {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.ratios.len() + 1))?;
+        map.serialize_entry("name", &self.name)?;
+        for (figure, ratio) in &self.ratios {
+            map.serialize_entry(figure, ratio)?;
+        }
+        map.end()
+    }
+}
+
+/// Rows are matched by name, so a row one server lacks is left out rather than mispaired.
+fn ratio_rows(first: &[FigureRow], second: &[FigureRow]) -> Vec<RatioRow> {
+    first
+        .iter()
+        .filter_map(|a| {
+            let b = second.iter().find(|b| b.name == a.name)?;
+            let ratios = a
+                .figures
+                .iter()
+                .filter_map(|(figure, value)| {
+                    let (_, other) = b.figures.iter().find(|(name, _)| name == figure)?;
+                    Some((*figure, ratio(*other, *value)))
+                })
+                .collect();
+            Some(RatioRow { name: a.name.clone(), ratios })
+        })
+        .collect()
+}
+
+fn write_ratio_table(out: &mut String, rows: &[RatioRow]) {
+    let Some(first) = rows.first() else { return };
+    let width = |name: &str| name.len().max(7) + 2;
+    let _ = write!(out, "  {:<16}", "");
+    for (column, _) in &first.ratios {
+        let _ = write!(out, "{:>w$}", column, w = width(column));
+    }
+    let _ = writeln!(out);
+    for row in rows {
+        let _ = write!(out, "  {:<16}", row.name);
+        for (column, value) in &row.ratios {
+            let _ = write!(out, "{:>w$}", ratio_text(*value), w = width(column));
+        }
+        let _ = writeln!(out);
     }
 }
 
@@ -232,6 +177,13 @@ fn ratio(second: f64, first: f64) -> Option<f64> {
 
 fn ratio_text(ratio: Option<f64>) -> String {
     ratio.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}x"))
+}
+
+/// The usual latency columns of a table: header and one row.
+pub const LATENCY_HEADER: &str = "   p50 ms   p95 ms   p99 ms   max ms";
+
+pub fn latency_columns(l: &crate::stats::Latency) -> String {
+    format!("{:>9.2}{:>9.2}{:>9.2}{:>9.2}", l.p50, l.p95, l.p99, l.max)
 }
 
 /// The current time as RFC 3339 in UTC, e.g. `2026-11-22T09:30:00Z`; a clock before 1970

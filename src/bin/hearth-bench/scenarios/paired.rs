@@ -4,58 +4,37 @@
 //! until the partner's `/sync` answer that contains it has arrived; the validity check proves
 //! that every message arrived exactly once, in its sender's order, with its body unchanged.
 
-use crate::client::{MatrixClient, answer_text};
+use crate::actions::{self, SETUP_CONCURRENCY, bounded};
+use crate::client::MatrixClient;
 use crate::progress::Progress;
 use crate::provisioning::{BenchUser, Registration, RunPrefix, register_user};
+use crate::report::{FigureRow, LATENCY_HEADER, ServerRun, latency_columns};
+use crate::scenarios::delivery::{DeliveryLog, SendStarts, Validity, content_of};
+use crate::scenarios::{Scenario, ServerContext};
 use crate::stats::PhaseResult;
-use anyhow::{Context, Result, anyhow, bail};
-use reqwest::{Method, Url};
+use anyhow::{Result, anyhow, bail};
 use serde::Serialize;
 use serde_json::{Value, json};
-use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 /// How long a `/sync` waits for news, as real clients do.
-const SYNC_TIMEOUT_MS: &str = "30000";
+const SYNC_TIMEOUT_MS: u64 = 30_000;
 /// Far above what one long-poll can collect from one sender that sends one message at a time,
 /// so that a `limited` timeline means the server dropped events rather than a busy moment.
 const TIMELINE_LIMIT: u32 = 100;
 /// Once every message has been sent, how long readers keep waiting for missing ones before the
 /// run is declared invalid: more than one whole long-poll, so a slow wake-up is not a loss.
-const DELIVERY_GRACE: Duration = Duration::from_secs(45);
-/// Registrations and room set-up run a few at a time: on a 2-core machine more parallelism
-/// only queues requests (and password hashing) without finishing sooner.
-const SETUP_CONCURRENCY: usize = 4;
-/// The content key that numbers a sender's messages, so that the reader can tell a lost,
-/// repeated, reordered or altered message apart without trusting the body it checks.
-const SEQUENCE_KEY: &str = "hearth_bench_seq";
-/// At most this many validity problems are listed; the counts cover all of them.
-const MAX_LISTED_PROBLEMS: usize = 20;
+pub const DELIVERY_GRACE: Duration = Duration::from_secs(45);
 
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct PairedParameters {
     pub pairs: u32,
     pub messages: u32,
     pub interval_ms: u64,
-}
-
-/// What the validity check found on one server. `valid` is true only when every message was
-/// delivered exactly once, in order and unaltered.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct Validity {
-    pub valid: bool,
-    pub expected: u64,
-    pub delivered: u64,
-    pub missing: u64,
-    pub duplicates: u64,
-    pub out_of_order: u64,
-    pub altered: u64,
-    /// The first problems found, in words.
-    pub problems: Vec<String>,
 }
 
 /// The figures of one server.
@@ -70,6 +49,76 @@ pub struct PairedRun {
     pub sync_requests: u64,
 }
 
+pub struct PairedScenario(pub PairedParameters);
+
+impl Scenario for PairedScenario {
+    type Parameters = PairedParameters;
+    type Run = PairedRun;
+    const NAME: &'static str = "paired";
+
+    fn parameters(&self) -> &PairedParameters {
+        &self.0
+    }
+
+    fn headline(&self) -> String {
+        format!(
+            "paired: {} pairs, {} messages per user, {} ms between a sender's messages; \
+             latency = send start -> partner's /sync returned",
+            self.0.pairs, self.0.messages, self.0.interval_ms
+        )
+    }
+
+    async fn run(&self, server: ServerContext<'_>) -> Result<PairedRun> {
+        run(server.client, server.registration, server.prefix, self.0).await
+    }
+}
+
+impl ServerRun for PairedRun {
+    fn homeserver(&self) -> &str {
+        &self.homeserver
+    }
+
+    fn valid(&self) -> bool {
+        self.validity.valid
+    }
+
+    fn write_table(&self, out: &mut String) {
+        let (phase, validity) = (&self.phase, &self.validity);
+        let _ =
+            writeln!(out, "  {:>8}{:>11}{:>10}{:>10}{LATENCY_HEADER}  valid", "users", "delivered", "seconds", "msg/s");
+        let _ = writeln!(
+            out,
+            "  {:>8}{:>11}{:>10.2}{:>10.1}{}  {}",
+            phase.concurrency,
+            format!("{}/{}", validity.delivered, validity.expected),
+            phase.elapsed_s,
+            phase.messages_per_s,
+            latency_columns(&phase.latency_ms),
+            if validity.valid { "yes" } else { "NO" }
+        );
+        write_validity_problems(out, validity);
+    }
+
+    fn comparable(&self) -> Vec<FigureRow> {
+        vec![FigureRow::of_phase(&self.phase)]
+    }
+}
+
+/// The counts and first problems of a failed validity check, for the table.
+pub fn write_validity_problems(out: &mut String, validity: &Validity) {
+    if validity.valid {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "  missing {}, duplicates {}, out of order {}, altered {}, readers failed {}",
+        validity.missing, validity.duplicates, validity.out_of_order, validity.altered, validity.failed_readers
+    );
+    for problem in &validity.problems {
+        let _ = writeln!(out, "    {problem}");
+    }
+}
+
 /// One side of a pair: the user, its room and its partner.
 #[derive(Clone)]
 struct Member {
@@ -80,11 +129,7 @@ struct Member {
     since: String,
 }
 
-/// Send start times by (sender, sequence number), written before each `PUT` starts so that a
-/// reader can never see an event whose start is not recorded yet.
-type SendStarts = Arc<Mutex<HashMap<(String, u32), Instant>>>;
-
-pub async fn run(
+async fn run(
     client: &MatrixClient,
     registration: &Registration,
     prefix: &RunPrefix,
@@ -93,7 +138,12 @@ pub async fn run(
     let server = client.base().to_string();
     client.check_reachable().await?;
     eprintln!("{server}: registering {} users in {} private rooms", 2 * parameters.pairs, parameters.pairs);
-    let members = provision(client, registration, prefix, parameters.pairs).await?;
+    let pairs = bounded(
+        SETUP_CONCURRENCY,
+        (0..parameters.pairs).map(|pair| provision_pair(client, registration, prefix, pair)),
+    )
+    .await?;
+    let members: Vec<Member> = pairs.into_iter().flatten().collect();
 
     eprintln!(
         "{server}: {} users each send {} messages and read their partner's over /sync",
@@ -108,35 +158,8 @@ pub async fn run(
     })
 }
 
-/// Registers both users of every pair, creates the pair's room with the partner invited, joins
+/// Registers both users of a pair, creates the pair's room with the partner invited, joins
 /// the partner and takes each user's initial `/sync` token.
-async fn provision(
-    client: &MatrixClient,
-    registration: &Registration,
-    prefix: &RunPrefix,
-    pairs: u32,
-) -> Result<Vec<Member>> {
-    let limit = Arc::new(Semaphore::new(SETUP_CONCURRENCY));
-    let mut tasks = JoinSet::new();
-    for pair in 0..pairs {
-        let (client, registration, prefix, limit) =
-            (client.clone(), registration.clone(), prefix.clone(), limit.clone());
-        tasks.spawn(async move {
-            let _permit = limit.acquire_owned().await.map_err(|_| anyhow!("the set-up was stopped"))?;
-            provision_pair(&client, &registration, &prefix, pair).await
-        });
-    }
-    let mut members = Vec::with_capacity(2 * pairs as usize);
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok(Ok(pair)) => members.extend(pair),
-            Ok(Err(error)) => return Err(error),
-            Err(error) => return Err(anyhow!("a set-up task ended abnormally: {error}")),
-        }
-    }
-    Ok(members)
-}
-
 async fn provision_pair(
     client: &MatrixClient,
     registration: &Registration,
@@ -145,85 +168,33 @@ async fn provision_pair(
 ) -> Result<[Member; 2]> {
     let first = register_user(client, registration, &prefix.localpart(&format!("p{pair}a"))).await?;
     let second = register_user(client, registration, &prefix.localpart(&format!("p{pair}b"))).await?;
-
-    let url = client.url(&["_matrix", "client", "v3", "createRoom"])?;
     let body = json!({
         "preset": "trusted_private_chat",
         "is_direct": true,
         "invite": [second.user_id],
         "name": format!("hearth-bench paired {pair}"),
     });
-    let answer = client
-        .request(Method::POST, url, Some(&first.access_token), Some(&body))
-        .await
-        .with_context(|| format!("cannot create the room of pair {pair}"))?;
-    let room_id = answer["room_id"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("the createRoom answer has no room_id: {}", answer_text(&answer)))?;
-    let url = client.url(&["_matrix", "client", "v3", "rooms", &room_id, "join"])?;
-    client
-        .request(Method::POST, url, Some(&second.access_token), Some(&json!({})))
-        .await
-        .with_context(|| format!("{} cannot join the room of pair {pair}", second.user_id))?;
+    let room_id = actions::create_room(client, &first, &body).await?;
+    actions::join_room(client, &second, &room_id).await?;
 
     let mut members = Vec::with_capacity(2);
     for (user, partner) in [(&first, &second), (&second, &first)] {
-        let mut member = Member {
+        // The initial /sync is taken after both joins, so that the phase's long-polls see
+        // only the messages.
+        let answer = actions::sync(client, user, Some(&filter(&room_id)), None, 0).await?;
+        members.push(Member {
             user: Arc::new(user.clone()),
             partner_id: partner.user_id.clone(),
             room_id: room_id.clone(),
-            since: String::new(),
-        };
-        // The initial /sync is taken after both joins, so that the phase's long-polls see
-        // only the messages.
-        let answer = sync(client, &member, None, "0").await?;
-        member.since = next_batch(&answer)?;
-        members.push(member);
+            since: actions::next_batch(&answer)?,
+        });
     }
     let [a, b]: [Member; 2] = members.try_into().map_err(|_| anyhow!("a pair has two members"))?;
     Ok([a, b])
 }
 
-/// A `/sync` whose inline filter keeps only the pair's room and its messages, and nothing
-/// of presence or account data, so that the answer holds what the measurement looks at.
-async fn sync(client: &MatrixClient, member: &Member, since: Option<&str>, timeout_ms: &str) -> Result<Value> {
-    let filter = json!({
-        "room": {
-            "rooms": [member.room_id],
-            "timeline": {"limit": TIMELINE_LIMIT, "types": ["m.room.message"]},
-            "state": {"lazy_load_members": true},
-            "ephemeral": {"not_types": ["*"]},
-            "account_data": {"not_types": ["*"]},
-        },
-        "presence": {"not_types": ["*"]},
-        "account_data": {"not_types": ["*"]},
-    });
-    let mut url: Url = client.url(&["_matrix", "client", "v3", "sync"])?;
-    {
-        let mut query = url.query_pairs_mut();
-        query.append_pair("filter", &filter.to_string()).append_pair("timeout", timeout_ms);
-        if let Some(since) = since {
-            query.append_pair("since", since);
-        }
-    }
-    client
-        .request(Method::GET, url, Some(&member.user.access_token), None)
-        .await
-        .with_context(|| format!("/sync of {} failed", member.user.user_id))
-}
-
-fn next_batch(answer: &Value) -> Result<String> {
-    answer["next_batch"]
-        .as_str()
-        .map(str::to_owned)
-        .ok_or_else(|| anyhow!("the /sync answer has no next_batch: {}", answer_text(answer)))
-}
-
-/// The body of message `sequence` from `sender`: unique in the whole run, so that any
-/// alteration or mix-up between senders shows.
-fn body_of(prefix: &RunPrefix, sender: &str, sequence: u32) -> String {
-    format!("hearth-bench paired {} from {sender} #{sequence}", prefix.as_str())
+fn filter(room_id: &str) -> Value {
+    actions::messages_filter(&[room_id], TIMELINE_LIMIT)
 }
 
 async fn measure(
@@ -234,7 +205,7 @@ async fn measure(
 ) -> Result<(PhaseResult, Validity, u64)> {
     let total = u64::from(parameters.messages) * members.len() as u64;
     let progress = Progress::start("paired (delivered)".to_owned(), total);
-    let starts: SendStarts = Arc::new(Mutex::new(HashMap::new()));
+    let starts = SendStarts::default();
     let all_sent: Arc<OnceLock<Instant>> = Arc::new(OnceLock::new());
     let sync_requests = Arc::new(AtomicU64::new(0));
 
@@ -269,35 +240,22 @@ async fn measure(
     let _ = all_sent.set(Instant::now());
 
     let mut samples = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
-    let mut validity = Validity { expected: total, ..Validity::default() };
+    let mut validity = Validity::expecting(total);
     let mut last_delivery = started;
     while let Some(joined) = readers.join_next().await {
-        let read = match joined {
-            Ok(Ok(read)) => read,
+        let log = match joined {
+            Ok(Ok(log)) => log,
             Ok(Err(error)) => return Err(error),
             Err(error) => return Err(anyhow!("a reader task ended abnormally: {error}")),
         };
-        samples.extend(read.latencies);
-        if let Some(delivery) = read.last_delivery {
+        validity.add(&log);
+        samples.extend(log.latencies);
+        if let Some(delivery) = log.last_delivery {
             last_delivery = last_delivery.max(delivery);
-        }
-        validity.delivered += read.delivered;
-        validity.missing += read.missing;
-        validity.duplicates += read.duplicates;
-        validity.out_of_order += read.out_of_order;
-        validity.altered += read.altered;
-        for problem in read.problems {
-            if validity.problems.len() < MAX_LISTED_PROBLEMS {
-                validity.problems.push(problem);
-            }
         }
     }
     progress.finish().await;
-    validity.valid = validity.delivered == total
-        && validity.missing == 0
-        && validity.duplicates == 0
-        && validity.out_of_order == 0
-        && validity.altered == 0;
+    validity.conclude();
     let senders = u32::try_from(members.len()).unwrap_or(u32::MAX);
     let phase = PhaseResult::new("paired", senders, last_delivery.duration_since(started), &samples);
     Ok((phase, validity, sync_requests.load(Ordering::Relaxed)))
@@ -314,14 +272,9 @@ async fn send_all(
     let sender = member.user.user_id.as_str();
     for sequence in 0..parameters.messages {
         let txn_id = format!("{}-{sequence}", prefix.as_str());
-        let url =
-            client.url(&["_matrix", "client", "v3", "rooms", &member.room_id, "send", "m.room.message", &txn_id])?;
-        let body = json!({"msgtype": "m.text", "body": body_of(&prefix, sender, sequence), SEQUENCE_KEY: sequence});
-        let started = Instant::now();
-        starts.lock().map_err(|_| anyhow!("a task panicked"))?.insert((sender.to_owned(), sequence), started);
-        let answer = client.request(Method::PUT, url, Some(&member.user.access_token), Some(&body)).await?;
-        // A 2xx without an event id means the message was not sent, whatever the status says.
-        answer["event_id"].as_str().ok_or_else(|| anyhow!("the send answer has no event_id: {answer}"))?;
+        starts.record(sender, sequence, Instant::now())?;
+        actions::send_message(&client, &member.user, &member.room_id, &txn_id, &content_of(&prefix, sender, sequence))
+            .await?;
         if parameters.interval_ms > 0 {
             tokio::time::sleep(Duration::from_millis(parameters.interval_ms)).await;
         }
@@ -340,44 +293,20 @@ struct Reader {
     sync_requests: Arc<AtomicU64>,
 }
 
-/// What one reader saw of its partner's messages.
-#[derive(Default)]
-struct ReadResult {
-    latencies: Vec<Duration>,
-    last_delivery: Option<Instant>,
-    delivered: u64,
-    missing: u64,
-    duplicates: u64,
-    out_of_order: u64,
-    altered: u64,
-    problems: Vec<String>,
-}
-
-impl ReadResult {
-    fn problem(&mut self, text: String) {
-        if self.problems.len() < MAX_LISTED_PROBLEMS {
-            self.problems.push(text);
-        }
-    }
-}
-
 impl Reader {
-    async fn run(self) -> Result<ReadResult> {
-        let partner = self.member.partner_id.as_str();
-        let mut seen = vec![false; self.messages as usize];
-        // The highest sequence number delivered so far: anything at or below it that arrives
-        // later is out of order (or a duplicate, if it was seen).
-        let mut highest: Option<u32> = None;
-        let mut result = ReadResult::default();
+    async fn run(self) -> Result<DeliveryLog> {
+        let mut log = DeliveryLog::new(&self.member.partner_id, &self.member.user.user_id, self.messages);
+        let filter = filter(&self.member.room_id);
         let mut since = self.member.since.clone();
-        while result.delivered < u64::from(self.messages) {
+        while !log.complete() {
             if self.all_sent.get().is_some_and(|sent| sent.elapsed() > DELIVERY_GRACE) {
                 break;
             }
-            let answer = sync(&self.client, &self.member, Some(&since), SYNC_TIMEOUT_MS).await?;
+            let answer =
+                actions::sync(&self.client, &self.member.user, Some(&filter), Some(&since), SYNC_TIMEOUT_MS).await?;
             let returned = Instant::now();
             self.sync_requests.fetch_add(1, Ordering::Relaxed);
-            since = next_batch(&answer)?;
+            since = actions::next_batch(&answer)?;
             let timeline = &answer["rooms"]["join"][&self.member.room_id]["timeline"];
             if timeline["limited"].as_bool() == Some(true) {
                 bail!(
@@ -387,71 +316,9 @@ impl Reader {
                 );
             }
             let events = timeline["events"].as_array().map(Vec::as_slice).unwrap_or_default();
-            for event in events {
-                if event["sender"].as_str() != Some(partner) || event["type"].as_str() != Some("m.room.message") {
-                    continue;
-                }
-                let content = &event["content"];
-                let Some(sequence) = content[SEQUENCE_KEY].as_u64().and_then(|s| u32::try_from(s).ok()) else {
-                    result.altered += 1;
-                    result.problem(format!("a message from {partner} lost its sequence number: {content}"));
-                    continue;
-                };
-                let Some(slot) = seen.get_mut(sequence as usize) else {
-                    result.altered += 1;
-                    result.problem(format!("{partner} never sent a message #{sequence}"));
-                    continue;
-                };
-                if *slot {
-                    result.duplicates += 1;
-                    result.problem(format!("message #{sequence} from {partner} arrived twice"));
-                    continue;
-                }
-                *slot = true;
-                if highest.is_some_and(|highest| sequence < highest) {
-                    result.out_of_order += 1;
-                    result.problem(format!("message #{sequence} from {partner} arrived after a later one"));
-                }
-                highest = highest.max(Some(sequence));
-                let expected = body_of(&self.prefix, partner, sequence);
-                if content["body"].as_str() != Some(expected.as_str()) || content["msgtype"] != "m.text" {
-                    result.altered += 1;
-                    result.problem(format!("message #{sequence} from {partner} arrived altered: {content}"));
-                }
-                let start = self
-                    .starts
-                    .lock()
-                    .map_err(|_| anyhow!("a task panicked"))?
-                    .get(&(partner.to_owned(), sequence))
-                    .copied();
-                if let Some(start) = start {
-                    result.latencies.push(returned.duration_since(start));
-                }
-                result.delivered += 1;
-                result.last_delivery = Some(returned);
-                self.delivered.fetch_add(1, Ordering::Relaxed);
-            }
+            let new = log.observe(&self.prefix, events, returned, &self.starts)?;
+            self.delivered.fetch_add(new, Ordering::Relaxed);
         }
-        result.missing = seen.iter().filter(|seen| !**seen).count() as u64;
-        if result.missing > 0 {
-            result.problem(format!(
-                "{} of {}'s messages never reached {}",
-                result.missing, partner, self.member.user.user_id
-            ));
-        }
-        Ok(result)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bodies_are_unique_per_run_sender_and_sequence() {
-        let (a, b) = (RunPrefix::random(), RunPrefix::random());
-        assert_ne!(body_of(&a, "@x:h", 1), body_of(&b, "@x:h", 1));
-        assert_ne!(body_of(&a, "@x:h", 1), body_of(&a, "@y:h", 1));
-        assert_ne!(body_of(&a, "@x:h", 1), body_of(&a, "@x:h", 2));
+        Ok(log)
     }
 }

@@ -5,11 +5,14 @@
 use crate::client::MatrixClient;
 use crate::progress::Progress;
 use crate::provisioning::{BenchUser, Registration, RunPrefix, register_user};
+use crate::report::{FigureRow, LATENCY_HEADER, ServerRun, latency_columns};
+use crate::scenarios::{Scenario, ServerContext};
 use crate::stats::PhaseResult;
 use anyhow::{Context, Result, anyhow};
 use reqwest::Method;
 use serde::Serialize;
 use serde_json::{Value, json};
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -30,7 +33,60 @@ pub struct SendRun {
     pub phases: Vec<PhaseResult>,
 }
 
-pub async fn run(
+pub struct SendScenario(pub SendParameters);
+
+impl Scenario for SendScenario {
+    type Parameters = SendParameters;
+    type Run = SendRun;
+    const NAME: &'static str = "send";
+
+    fn parameters(&self) -> &SendParameters {
+        &self.0
+    }
+
+    fn headline(&self) -> String {
+        format!(
+            "send: {} messages per phase, {} concurrent senders in the concurrent phase",
+            self.0.messages, self.0.concurrency
+        )
+    }
+
+    async fn run(&self, server: ServerContext<'_>) -> Result<SendRun> {
+        run(server.client, server.registration, server.prefix, self.0).await
+    }
+}
+
+impl ServerRun for SendRun {
+    fn homeserver(&self) -> &str {
+        &self.homeserver
+    }
+
+    fn write_table(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "  {:<12}{:>8}{:>10}{:>10}{:>10}{LATENCY_HEADER}",
+            "phase", "senders", "messages", "seconds", "msg/s"
+        );
+        for phase in &self.phases {
+            let _ = writeln!(
+                out,
+                "  {:<12}{:>8}{:>10}{:>10.2}{:>10.1}{}",
+                phase.name,
+                phase.concurrency,
+                phase.messages,
+                phase.elapsed_s,
+                phase.messages_per_s,
+                latency_columns(&phase.latency_ms)
+            );
+        }
+    }
+
+    fn comparable(&self) -> Vec<FigureRow> {
+        self.phases.iter().map(FigureRow::of_phase).collect()
+    }
+}
+
+async fn run(
     client: &MatrixClient,
     registration: &Registration,
     prefix: &RunPrefix,
