@@ -1,0 +1,9 @@
+//! End-to-end encryption support (spec: "End-to-End Encryption"): the server stores and hands
+//! out the keys clients publish, checks the signatures it can check, and tells clients whose
+//! keys changed. It never sees plaintext. Key backup lives elsewhere.
+
+pub mod cross_signing;
+pub mod device_keys;
+pub mod device_lists;
+pub mod one_time_keys;
+pub mod signatures;
