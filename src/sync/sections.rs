@@ -103,7 +103,9 @@ impl SectionFilters {
             self.presence.apply(section);
         }
         for membership in ["join", "leave"] {
-            let Some(rooms) = body["rooms"].get_mut(membership).and_then(Value::as_object_mut) else { continue };
+            // `get_mut`, not indexing: indexing would insert `"rooms": null`, which clients reject.
+            let rooms = body.get_mut("rooms").and_then(|rooms| rooms.get_mut(membership));
+            let Some(rooms) = rooms.and_then(Value::as_object_mut) else { continue };
             for room in rooms.values_mut() {
                 if let Some(section) = room.get_mut("state") {
                     self.room_state.apply(section);
