@@ -235,11 +235,11 @@ async fn check_signature(
             .find(|key| key.user_id == user.as_str() && key.key_type == key_type)
             .map(|key| key.public_key.clone())
     };
-    let signature = |signer_key: String, signature: String| StoredSignature {
+    let signature = |signer_key_id: String, signature: String| StoredSignature {
         target_user_id: target.to_string(),
         target_key_id: key_id.to_owned(),
         signer_user_id: me.to_string(),
-        signer_key_id: format!("ed25519:{signer_key}"),
+        signer_key_id,
         signature,
     };
 
@@ -252,10 +252,8 @@ async fn check_signature(
                 return Ok(Err(error));
             }
             let signer = format!("ed25519:{self_signing}");
-            return Ok(match signatures::verify(object, me.as_str(), &signer, &self_signing) {
-                Ok(()) => Ok(vec![signature(self_signing.clone(), sig_value(object, me, &signer))]),
-                Err(error) => Err(error),
-            });
+            let checked = signatures::verify(object, me.as_str(), &signer, &self_signing);
+            return Ok(checked.map(|()| vec![signature(signer.clone(), sig_value(object, me, &signer))]));
         }
         if let Some(master) = key_of(me, MASTER).filter(|master| master == key_id) {
             let stored = cross.iter().find(|key| key.user_id == me.as_str() && key.key_type == MASTER);
@@ -265,21 +263,15 @@ async fn check_signature(
                 return Ok(Err(error));
             }
             return Ok(device_signatures_on_master(tx, me, &master, object).await?.map(|found| {
-                found
-                    .into_iter()
-                    .map(|(device, sig)| StoredSignature {
-                        signer_key_id: format!("ed25519:{device}"),
-                        ..signature(String::new(), sig)
-                    })
-                    .collect()
+                found.into_iter().map(|(device, sig)| signature(format!("ed25519:{device}"), sig)).collect()
             }));
         }
         return Ok(Err(format!("{key_id} is neither one of your devices nor your master key")));
     }
 
-    let Some(master) = key_of(target, MASTER).filter(|master| master == key_id) else {
+    if key_of(target, MASTER).is_none_or(|master| master != key_id) {
         return Ok(Err(format!("{key_id} is not {target}'s master key")));
-    };
+    }
     let Some(user_signing) = key_of(me, USER_SIGNING) else {
         return Ok(Err("You have no user-signing key".to_owned()));
     };
@@ -288,12 +280,9 @@ async fn check_signature(
     {
         return Ok(Err(error));
     }
-    let _ = master;
     let signer = format!("ed25519:{user_signing}");
-    Ok(match signatures::verify(object, me.as_str(), &signer, &user_signing) {
-        Ok(()) => Ok(vec![signature(user_signing.clone(), sig_value(object, me, &signer))]),
-        Err(error) => Err(error),
-    })
+    let checked = signatures::verify(object, me.as_str(), &signer, &user_signing);
+    Ok(checked.map(|()| vec![signature(signer.clone(), sig_value(object, me, &signer))]))
 }
 
 fn sig_value(object: &Value, signer: &UserId, key_id: &str) -> String {

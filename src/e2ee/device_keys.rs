@@ -39,7 +39,7 @@ pub async fn upload(
         let position = reservation.next(&mut tx).await?;
         device_lists::record(&mut tx, user, position).await?;
     }
-    let counts = one_time_keys::counts(&mut *tx, user, device).await?;
+    let counts = one_time_keys::counts(&mut tx, user, device).await?;
     tx.commit().await?;
     reservation.committed().await?;
     Ok(counts)
@@ -132,10 +132,8 @@ pub async fn query(
         by_target.entry((&signature.target_user_id, &signature.target_key_id)).or_default().push(signature);
     }
     for keys in stored {
-        let (Ok(user), Ok(device)) = (UserId::parse(&keys.user_id), OwnedDeviceId::try_from(keys.device_id.as_str()))
-        else {
-            continue;
-        };
+        let Ok(user) = UserId::parse(&keys.user_id) else { continue };
+        let device = OwnedDeviceId::from(keys.device_id.as_str());
         let mut json = keys.key_json;
         if let Some(found) = by_target.get(&(keys.user_id.as_str(), keys.device_id.as_str())) {
             signatures::merge(&mut json, found.iter().copied());
