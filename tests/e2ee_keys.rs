@@ -203,7 +203,7 @@ async fn uploaded_keys_come_back_from_query_with_the_device_name_and_counts_are_
     assert_eq!(later["device_one_time_keys_count"], json!({"signed_curve25519": 2}), "{later}");
     // A device without keys still gets the fields, so clients know to upload.
     let bobs = sync(&server, &bob, None, 0).await;
-    assert_eq!(bobs["device_one_time_keys_count"], json!({}), "{bobs}");
+    assert_eq!(bobs["device_one_time_keys_count"], json!({"signed_curve25519": 0}), "{bobs}");
     assert_eq!(bobs["device_unused_fallback_key_types"], json!([]), "{bobs}");
 }
 
@@ -324,7 +324,7 @@ async fn parallel_claims_hand_out_each_one_time_key_once_then_the_fallback_key()
     let body = claim(&server, &bob, &alice).await;
     assert!(body["one_time_keys"][&alice.user_id][&alice.device_id]["signed_curve25519:FB"].is_object(), "{body}");
     let synced = sync(&server, &alice, None, 0).await;
-    assert_eq!(synced["device_one_time_keys_count"], json!({}), "{synced}");
+    assert_eq!(synced["device_one_time_keys_count"], json!({"signed_curve25519": 0}), "{synced}");
     assert_eq!(synced["device_unused_fallback_key_types"], json!([]), "{synced}");
     // Unknown devices and remote users just get nothing (remote servers are failures).
     let body = json!({ "one_time_keys": { &alice.user_id: { "NODEVICE": "signed_curve25519" }, "@x:remote.example": { "D": "signed_curve25519" } } });
@@ -561,6 +561,23 @@ async fn deleting_a_device_removes_its_keys_and_counts_as_a_change() {
     let devices: Vec<&String> = body["device_keys"][&alice.user_id].as_object().expect("devices").keys().collect();
     assert_eq!(devices, vec![&alice.device_id], "{body}");
     assert_eq!(server.count("SELECT count(*) FROM e2e_one_time_keys").await, 0);
+
+    // So is a password change that logs out the other devices.
+    let tablet = server.login("alice", PW).await;
+    upload_device_keys(&server, &tablet).await;
+    let since = next_batch(&body_of_sync(&server, &bob).await);
+    let change = json!({"new_password": "a-new-e2ee-password", "logout_devices": true});
+    let (status, challenge) = server.post("/_matrix/client/v3/account/password", alice.token(), change.clone()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
+    let mut with_auth = change;
+    with_auth["auth"] = alice.password_auth(challenge["session"].as_str().expect("session"));
+    let (status, body) = server.post("/_matrix/client/v3/account/password", alice.token(), with_auth).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = sync(&server, &bob, Some(&since), 0).await;
+    assert_eq!(users(&body["device_lists"]["changed"]), set(&[&alice]), "{body}");
+    let body = query(&server, &bob, json!({ &alice.user_id: [] })).await;
+    let devices: Vec<&String> = body["device_keys"][&alice.user_id].as_object().expect("devices").keys().collect();
+    assert_eq!(devices, vec![&alice.device_id], "{body}");
 
     // Logging out is deleting the device too.
     let since = next_batch(&body_of_sync(&server, &bob).await);

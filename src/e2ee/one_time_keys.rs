@@ -51,13 +51,17 @@ pub async fn store(
     Ok(())
 }
 
-/// The device's unclaimed one-time keys per algorithm.
+/// The device's unclaimed one-time keys per algorithm (`signed_curve25519` always present).
 pub async fn counts(conn: &mut PgConnection, user: &str, device: &str) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
     let counts = db::e2ee_keys::one_time_key_counts(conn, user, device).await?;
-    Ok(counts
+    let mut counts: BTreeMap<OneTimeKeyAlgorithm, UInt> = counts
         .into_iter()
         .map(|row| (OneTimeKeyAlgorithm::from(row.algorithm.as_str()), UInt::try_from(row.count).unwrap_or_default()))
-        .collect())
+        .collect();
+    // An explicit zero for the algorithm every client uses: some clients read a missing
+    // count as "the server does not say" and never top their keys up (Synapse does the same).
+    counts.entry(OneTimeKeyAlgorithm::SignedCurve25519).or_insert(UInt::MIN);
+    Ok(counts)
 }
 
 /// The algorithms the device has an unused fallback key for.
