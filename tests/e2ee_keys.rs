@@ -620,3 +620,29 @@ async fn encrypted_to_device_payloads_arrive_unchanged_and_once() {
     let after = sync(&server, &bob, Some(&next_batch(&body)), 0).await;
     assert!(after.get("to_device").is_none_or(|t| t["events"] == json!([])), "{after}");
 }
+
+#[tokio::test]
+async fn guests_may_publish_query_and_claim_keys_but_not_cross_sign() {
+    let server = TestServer::start_with(|config| config.registration.allow_guests = true).await;
+    let (status, body) = server.post("/_matrix/client/v3/register?kind=guest", None, json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let guest = TestUser {
+        user_id: body["user_id"].as_str().expect("user_id").to_owned(),
+        access_token: body["access_token"].as_str().expect("token").to_owned(),
+        device_id: body["device_id"].as_str().expect("device_id").to_owned(),
+        password: String::new(),
+    };
+    let alice = server.register("alice", PW).await;
+    let key = upload_device_keys(&server, &guest).await;
+    let otk = key.sign(&guest.user_id, json!({"key": "Z3Vlc3Q"}));
+    assert_eq!(upload(&server, &guest, json!({"one_time_keys": {"signed_curve25519:G": otk}})).await.0, StatusCode::OK);
+    let body = query(&server, &guest, json!({ &alice.user_id: [] })).await;
+    assert_eq!(body["device_keys"][&alice.user_id], json!({}), "{body}");
+    let body = claim(&server, &alice, &guest).await;
+    assert_eq!(body["one_time_keys"][&guest.user_id][&guest.device_id]["signed_curve25519:G"], otk, "{body}");
+    let master = cross_signing_key(&guest, "master", &Key::cross_signing());
+    let response = server
+        .post("/_matrix/client/v3/keys/device_signing/upload", guest.token(), json!({"master_key": master}))
+        .await;
+    assert_error(&response, StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN");
+}

@@ -12,11 +12,13 @@ use ruma::api::client::keys::{
     claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys,
 };
 
+/// Guests may upload, query and claim keys (spec: "Guest access"), so they can take part in
+/// encrypted rooms they are allowed into; cross-signing is for full accounts.
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router
-        .ruma::<upload_keys::v3::Request, _, _>(upload)
-        .ruma::<get_keys::v3::Request, _, _>(query)
-        .ruma::<claim_keys::v3::Request, _, _>(claim)
+        .ruma_guest::<upload_keys::v3::Request, _, _>(upload)
+        .ruma_guest::<get_keys::v3::Request, _, _>(query)
+        .ruma_guest::<claim_keys::v3::Request, _, _>(claim)
         .ruma::<get_key_changes::v3::Request, _, _>(changes)
         .ruma::<upload_signing_keys::v3::Request, _, _>(upload_signing)
         .ruma::<upload_signatures::v3::Request, _, _>(upload_signatures)
