@@ -646,3 +646,27 @@ async fn guests_may_publish_query_and_claim_keys_but_not_cross_sign() {
         .await;
     assert_error(&response, StatusCode::FORBIDDEN, "M_GUEST_ACCESS_FORBIDDEN");
 }
+
+#[tokio::test]
+async fn a_deactivated_account_publishes_no_keys() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    upload_device_keys(&server, &alice).await;
+    let master = Key::cross_signing();
+    let path = "/_matrix/client/v3/keys/device_signing/upload";
+    let body = json!({"master_key": cross_signing_key(&alice, "master", &master)});
+    assert_eq!(server.post(path, alice.token(), body).await.0, StatusCode::OK);
+    let body = query(&server, &bob, json!({ &alice.user_id: [] })).await;
+    assert!(body["master_keys"][&alice.user_id].is_object(), "{body}");
+
+    let (status, challenge) = server.post("/_matrix/client/v3/account/deactivate", alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{challenge}");
+    let auth = alice.password_auth(challenge["session"].as_str().expect("session"));
+    let (status, body) =
+        server.post("/_matrix/client/v3/account/deactivate", alice.token(), json!({"auth": auth})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = query(&server, &bob, json!({ &alice.user_id: [] })).await;
+    assert_eq!(body["device_keys"][&alice.user_id], json!({}), "{body}");
+    assert!(body.get("master_keys").is_none_or(|keys| keys.get(&alice.user_id).is_none()), "{body}");
+}

@@ -108,3 +108,13 @@ pub async fn delete_orphan_signatures(db: impl PgExecutor<'_>, user_id: &str) ->
     .await?;
     Ok(())
 }
+
+/// Forgets a user's cross-signing keys and every signature by or on them (deactivation).
+pub async fn delete_user(conn: &mut sqlx::PgConnection, user_id: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM e2e_cross_signing_keys WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
+    sqlx::query("DELETE FROM e2e_signatures WHERE target_user_id = $1 OR signer_user_id = $1")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}

@@ -280,6 +280,8 @@ pub async fn deactivate_now(pool: &PgPool, user_id: &UserId) -> Result<()> {
         return Err(Error::not_found(format!("No account {user_id}")));
     }
     db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;
+    // Device keys went with the devices; the identity others trusted goes too.
+    db::e2ee_cross_signing::delete_user(&mut tx, user_id.as_str()).await?;
     tx.commit().await?;
     tracing::info!(%user_id, "deactivated account");
     Ok(())
