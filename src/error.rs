@@ -11,7 +11,7 @@ use ruma::api::{
     client::uiaa::{UiaaInfo, UiaaResponse},
     error::{
         Error as RumaError, ErrorBody, ErrorKind, LimitExceededErrorData, RetryAfter, StandardErrorBody,
-        UnknownTokenErrorData,
+        UnknownTokenErrorData, WrongRoomKeysVersionErrorData,
     },
 };
 use std::time::Duration;
@@ -102,6 +102,15 @@ impl Error {
 
     pub fn user_deactivated() -> Self {
         Self::new(StatusCode::FORBIDDEN, ErrorKind::UserDeactivated, "This account has been deactivated")
+    }
+
+    /// A key backup write named a version other than the current one, which the client is told.
+    pub fn wrong_room_keys_version(current_version: String) -> Self {
+        Self::new(
+            StatusCode::FORBIDDEN,
+            ErrorKind::WrongRoomKeysVersion(WrongRoomKeysVersionErrorData::new(current_version)),
+            "Wrong backup version",
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

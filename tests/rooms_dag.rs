@@ -358,6 +358,69 @@ async fn concurrent_senders_keep_each_room_a_single_chain() {
     }
 }
 
+/// Concurrent sends to a room share commits; one that the auth rules refuse must fail alone,
+/// and a retransmission racing its original must still be one event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_refused_send_among_concurrent_ones_fails_alone_and_retries_stay_one_event() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    join(&server, &bob, &room).await;
+    let before = stored_events(&server, &room).await.len();
+
+    let allowed = send_concurrently(&server, &[&alice, &bob], &room, 30);
+    // Bob may not change the power levels: every one of these is refused.
+    let refused: Vec<_> = (0..10)
+        .map(|i| {
+            let http = server.http.clone();
+            let url = server.url(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/"));
+            let token = bob.access_token.clone();
+            tokio::spawn(async move {
+                send_json(&http, Method::PUT, &url, Some(&token), Some(json!({"users": {"@x:y": i}}))).await
+            })
+        })
+        .collect();
+    // The same transaction twice at once: a client retrying before its first answer.
+    let retries: Vec<_> = (0..2)
+        .map(|_| {
+            let http = server.http.clone();
+            let url = server.url(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/retried"));
+            let token = alice.access_token.clone();
+            tokio::spawn(async move {
+                send_json(&http, Method::PUT, &url, Some(&token), Some(json!({"msgtype": "m.text", "body": "once"})))
+                    .await
+            })
+        })
+        .collect();
+
+    let mut sent = Vec::new();
+    for handle in allowed {
+        sent.push(handle.await.expect("sender task").1);
+    }
+    for handle in refused {
+        let response = handle.await.expect("refused task");
+        assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    }
+    let mut retried = Vec::new();
+    for handle in retries {
+        let (status, body) = handle.await.expect("retry task");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        retried.push(body["event_id"].as_str().expect("event_id").to_owned());
+    }
+    assert_eq!(retried[0], retried[1], "a retransmission gets the first attempt's event");
+
+    let events = stored_events(&server, &room).await;
+    assert_eq!(events.len(), before + 30 + 1, "the 30 messages and the retried one, nothing refused");
+    assert!(events[before..].iter().all(|e| e.value["type"] == "m.room.message"));
+    for event_id in sent.iter().chain(&retried[..1]) {
+        assert_eq!(events.iter().filter(|e| &e.event_id == event_id).count(), 1, "{event_id} stored once");
+    }
+    for pair in events.windows(2) {
+        assert_eq!(ids(&pair[1].value["prev_events"]), vec![pair[0].event_id.clone()], "one chain");
+    }
+}
+
 /// `(type, state_key) -> event_id` maps, as the various views show them.
 type StateMap = BTreeMap<(String, String), String>;
 

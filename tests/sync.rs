@@ -181,6 +181,10 @@ async fn sync(api: &impl Api, user: &TestUser, path: &str) -> Value {
     let (status, body) = api.call(Method::GET, path, user.token(), None).await;
     assert_eq!(status, StatusCode::OK, "GET {path}: {body}");
     next_batch(&body);
+    // Clients deserialise every section they find: a section is an object or absent.
+    for section in ["rooms", "account_data", "presence", "to_device", "device_lists"] {
+        assert!(body.get(section).is_none_or(Value::is_object), "{section} is not an object: {body}");
+    }
     body
 }
 
@@ -373,6 +377,65 @@ async fn a_waiting_sync_returns_as_soon_as_a_message_arrives() {
     assert_eq!(event_ids(&timeline(&response, &room)), vec![sent], "{response}");
     // Sanity bound only: at the timeout the message would be there too, but late.
     assert!(elapsed < Duration::from_secs(9), "the sync waited {elapsed:?} although a message arrived");
+}
+
+/// A message committed while a slower writer still holds a lower position is not readable
+/// yet, and its wake-up fires before anyone waits: a sync that starts then must still return
+/// it as soon as the slower writer gives up, not at its timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_held_back_by_a_slower_writer_arrives_when_that_writer_finishes() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    join(&server, &bob, &room).await;
+    let token = next_batch(&sync(&server, &alice, &sync_path(None, 0, "")).await);
+
+    // A writer that took a position and has not committed yet (a slow transaction).
+    let mut slow_tx = server.state.pool.begin().await.expect("transaction");
+    let mut slow = server.state.streams.reserve();
+    slow.next(&mut slow_tx).await.expect("position");
+
+    let sent = send_text(&server, &bob, &room, "b1", "behind a slow writer").await;
+    let early = sync(&server, &alice, &sync_path(Some(&token), 0, "")).await;
+    assert!(timeline(&early, &room).is_empty(), "delivered past an uncommitted position: {early}");
+    assert_eq!(next_batch(&early), token, "the token cannot move past the slow writer");
+
+    let waiting = spawn_sync(&server, &alice, sync_path(Some(&token), 30_000, ""));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "nothing is readable yet, so the sync waits");
+    // The slow writer fails: its position becomes a gap, and the message behind it readable.
+    drop(slow_tx);
+    drop(slow);
+    let (status, response, elapsed) = waiting.await.expect("sync task");
+    assert_eq!(status, StatusCode::OK, "{response}");
+    assert_eq!(event_ids(&timeline(&response, &room)), vec![sent], "{response}");
+    assert!(elapsed < Duration::from_secs(10), "the sync waited {elapsed:?}: it missed the stream moving on");
+}
+
+/// Syncs wait only for changes that concern them, so the invitee's sync must be woken by an
+/// invite to a room it did not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invite_wakes_the_invitees_waiting_sync() {
+    let server = TestServer::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let room = create_room(&server, &alice, json!({"preset": "private_chat"})).await;
+    let token = next_batch(&sync(&server, &bob, &sync_path(None, 0, "")).await);
+
+    let waiting = spawn_sync(&server, &bob, sync_path(Some(&token), 30_000, ""));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A message elsewhere concerns Bob not at all.
+    send_text(&server, &alice, &room, "a0", "before the invite").await;
+    let (status, body) = server
+        .post(&format!("/_matrix/client/v3/rooms/{room}/invite"), alice.token(), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, response, elapsed) = waiting.await.expect("sync task");
+    assert_eq!(status, StatusCode::OK, "{response}");
+    assert!(room_in(&response, "invite", &room).is_some(), "the invite arrives: {response}");
+    assert!(timeline(&response, &room).is_empty(), "nothing of the room's timeline: {response}");
+    assert!(elapsed < Duration::from_secs(10), "the invitee's sync waited {elapsed:?}: it was not woken");
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ fn options(limit: usize) -> SyncOptions {
 
 fn filtered(limit: usize, filter: Value) -> SyncOptions {
     let filter: RoomEventFilter = serde_json::from_value(filter).expect("filter");
-    SyncOptions { timeline: EventFilter::from_ruma(&filter), timeline_limit: limit, full_state: false }
+    SyncOptions { timeline: EventFilter::from_ruma(&filter), timeline_limit: limit, ..SyncOptions::default() }
 }
 
 async fn create_room(server: &TestServer, user: &TestUser, body: Value) -> String {

@@ -208,3 +208,89 @@ async fn the_summary_lists_heroes_of_an_unnamed_room_and_drops_them_once_it_is_n
     assert!(summary.get("m.heroes").is_none(), "{initial}");
     assert_eq!(summary["m.joined_member_count"], 3);
 }
+
+/// A sync with a filter, from `since`.
+async fn sync_filtered(server: &TestServer, user: &TestUser, since: &str, filter: &Value) -> Value {
+    let filter: String = filter
+        .to_string()
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect();
+    let (status, body) =
+        server.get(&format!("/_matrix/client/v3/sync?since={since}&timeout=0&filter={filter}"), user.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// `{thread root: (notification_count, highlight_count)}` of a joined room in a sync response.
+#[track_caller]
+fn thread_counts(body: &Value, room: &str) -> std::collections::BTreeMap<String, (i64, i64)> {
+    let threads = body["rooms"]["join"][room]["unread_thread_notifications"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no unread_thread_notifications for {room}: {body}"));
+    threads
+        .iter()
+        .map(|(root, count)| {
+            let figure = |name: &str| count[name].as_i64().unwrap_or_else(|| panic!("{name} in {count}"));
+            (root.clone(), (figure("notification_count"), figure("highlight_count")))
+        })
+        .collect()
+}
+
+async fn threaded_receipt(server: &TestServer, user: &TestUser, room: &str, event_id: &str, thread: &str) {
+    let (status, body) = server
+        .post(
+            &format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event_id}"),
+            user.token(),
+            json!({"thread_id": thread}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn thread_counts_are_separate_when_asked_for_and_each_threads_receipt_clears_only_its_thread() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let carol = server.register("carol", PW).await;
+    let room = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    join(&server, &bob, &room).await;
+    join(&server, &carol, &room).await;
+    let since = next_batch(&sync(&server, &alice, None).await);
+
+    send(&server, &bob, &room, "m1", text("in the main timeline")).await;
+    let root = send(&server, &bob, &room, "root", text("a thread starts here")).await;
+    let in_thread = |body: &str| json!({"msgtype": "m.text", "body": body, "m.relates_to": {"rel_type": "m.thread", "event_id": root}});
+    send(&server, &bob, &room, "t1", in_thread("first reply")).await;
+    let t2 = send(&server, &carol, &room, "t2", in_thread("second reply")).await;
+    let mut mention = in_thread("alice, look");
+    mention["m.mentions"] = json!({"user_ids": [alice.user_id]});
+    let t3 = send(&server, &bob, &room, "t3", mention).await;
+
+    // Without the filter flag, one count for the whole room.
+    assert_eq!(counts(&sync(&server, &alice, Some(&since)).await, &room), (5, 1));
+    let threaded = json!({"room": {"timeline": {"unread_thread_notifications": true}}});
+    let body = sync_filtered(&server, &alice, &since, &threaded).await;
+    assert_eq!(counts(&body, &room), (2, 0), "the main timeline holds m1 and the root");
+    assert_eq!(thread_counts(&body, &room), [(root.clone(), (3, 1))].into_iter().collect());
+
+    // A receipt in the thread reads the thread up to there, and nothing of the main timeline.
+    threaded_receipt(&server, &alice, &room, &t2, &root).await;
+    let body = sync_filtered(&server, &alice, &since, &threaded).await;
+    assert_eq!(counts(&body, &room), (2, 0));
+    assert_eq!(thread_counts(&body, &room), [(root.clone(), (1, 1))].into_iter().collect());
+
+    // A main-timeline receipt reads the main timeline only.
+    threaded_receipt(&server, &alice, &room, &root, "main").await;
+    let body = sync_filtered(&server, &alice, &since, &threaded).await;
+    assert_eq!(counts(&body, &room), (0, 0));
+    assert_eq!(thread_counts(&body, &room), [(root.clone(), (1, 1))].into_iter().collect());
+    assert_eq!(counts(&sync(&server, &alice, Some(&since)).await, &room), (1, 1), "without the flag: the sum");
+
+    // An unthreaded receipt reads everything before it, threads included.
+    receipt(&server, &alice, &room, &t3).await;
+    let body = sync_filtered(&server, &alice, &since, &threaded).await;
+    assert_eq!(counts(&body, &room), (0, 0));
+    assert!(thread_counts(&body, &room).is_empty(), "{body}");
+}

@@ -70,3 +70,15 @@ pub async fn left(db: impl PgExecutor<'_>, user: &str, since: i64, upto: i64) ->
     .fetch_all(db)
     .await
 }
+
+/// Whose syncs a change to these users' device lists concerns, as wake-up keys: the users
+/// themselves (their other devices) and the rooms they are in (everyone sharing one).
+pub async fn audience(db: impl PgExecutor<'_>, users: &[String]) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT room_id FROM room_memberships WHERE user_id = ANY($1) AND membership = 'join'
+         UNION SELECT UNNEST($1::text[])",
+    )
+    .bind(users)
+    .fetch_all(db)
+    .await
+}

@@ -75,8 +75,8 @@ pub async fn lowest_blocking(db: impl PgExecutor<'_>) -> sqlx::Result<Option<i64
     sqlx::query_scalar("SELECT min(blocking_from) FROM stream_writers").fetch_one(db).await
 }
 
-/// Wakes every Hearth process listening on the stream channel.
-pub async fn notify(db: impl PgExecutor<'_>, position: i64) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_notify('hearth_stream', $1)").bind(position.to_string()).execute(db).await?;
+/// Tells every Hearth process listening on the stream channel what changed.
+pub async fn notify(db: impl PgExecutor<'_>, payload: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_notify('hearth_stream', $1)").bind(payload).execute(db).await?;
     Ok(())
 }

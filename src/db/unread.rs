@@ -16,23 +16,38 @@ pub const NOTIFYING_TYPES: [&str; 7] = [
     "m.poll.end",
 ];
 
-/// Where the user's unread events start: the later of their `m.read` and `m.read.private`
-/// unthreaded (or main-thread) receipts, else their latest join. `None` if the user has no
-/// membership row at all.
-pub async fn read_position(db: impl PgExecutor<'_>, room_id: &str, user_id: &str) -> sqlx::Result<Option<i64>> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(
-             (SELECT MAX(event_position) FROM receipts
-              WHERE room_id = $1 AND user_id = $2
-                AND receipt_type IN ('m.read', 'm.read.private') AND thread_id IN ('', 'main')),
-             m.joined_position, m.stream_position)
-         FROM room_memberships m WHERE m.room_id = $1 AND m.user_id = $2",
+/// Where the user's reading stands in a room: their `m.read` / `m.read.private` receipts by
+/// thread (`""` unthreaded, `"main"`, or a thread root's id), and where their membership began
+/// (what counts as read before any receipt).
+#[derive(Clone, Debug)]
+pub struct ReadPositions {
+    pub receipts: Vec<(String, i64)>,
+    pub joined: i64,
+}
+
+/// `None` if the user has no membership row in the room at all.
+pub async fn read_positions(
+    db: impl PgExecutor<'_>,
+    room_id: &str,
+    user_id: &str,
+) -> sqlx::Result<Option<ReadPositions>> {
+    // One row per receipted thread, or one row with no receipt: the membership row joined
+    // with the receipts grouped by thread.
+    let rows: Vec<(Option<i64>, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT COALESCE(m.joined_position, m.stream_position), r.thread_id, r.position
+         FROM room_memberships m
+         LEFT JOIN (SELECT thread_id, MAX(event_position) AS position FROM receipts
+                    WHERE room_id = $1 AND user_id = $2 AND receipt_type IN ('m.read', 'm.read.private')
+                    GROUP BY thread_id) r ON true
+         WHERE m.room_id = $1 AND m.user_id = $2",
     )
     .bind(room_id)
     .bind(user_id)
-    .fetch_optional(db)
-    .await
-    .map(Option::flatten)
+    .fetch_all(db)
+    .await?;
+    let Some(joined) = rows.first().and_then(|(joined, _, _)| *joined) else { return Ok(None) };
+    let receipts = rows.into_iter().filter_map(|(_, thread, position)| Some((thread?, position?))).collect();
+    Ok(Some(ReadPositions { receipts, joined }))
 }
 
 /// A candidate for the counts: an event of another user after the read position.
@@ -40,6 +55,10 @@ pub async fn read_position(db: impl PgExecutor<'_>, room_id: &str, user_id: &str
 pub struct UnreadEvent {
     pub event_id: String,
     pub json: String,
+    pub stream_position: i64,
+    /// The root of the thread the event is in (`m.thread` relation); `None` for the main
+    /// timeline, thread roots included.
+    pub thread_root: Option<String>,
 }
 
 /// The newest (at most `limit`) events of the room with `after < position <= upto` whose type
@@ -53,7 +72,10 @@ pub async fn unread_events(
     limit: i64,
 ) -> sqlx::Result<Vec<UnreadEvent>> {
     sqlx::query_as(
-        "SELECT i.event_id, e.json FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
+        "SELECT i.event_id, e.json, e.stream_position, root.event_id AS thread_root
+         FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
+         LEFT JOIN event_relations r ON r.event_nid = e.event_nid AND r.rel_type = 'm.thread'
+         LEFT JOIN event_ids root ON root.event_nid = r.parent_nid
          WHERE e.room_id = $1 AND e.stream_position > $3 AND e.stream_position <= $4
            AND e.sender <> $2 AND e.event_type = ANY($5)
            AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier

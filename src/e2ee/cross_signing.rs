@@ -116,12 +116,14 @@ pub async fn upload_keys(
             changed = true;
         }
     }
+    let mut audience = Vec::new();
     if changed {
         let position = reservation.next(&mut tx).await?;
         device_lists::record(&mut tx, user.as_str(), position).await?;
+        audience = device_lists::audience(&mut tx, &[user.to_string()]).await?;
     }
     tx.commit().await?;
-    reservation.committed().await?;
+    reservation.committed_for(audience).await?;
     Ok(())
 }
 
@@ -202,14 +204,17 @@ pub async fn upload_signatures(
             }
         }
     }
+    let mut audience = Vec::new();
     if !changed_users.is_empty() {
         let position = reservation.next(&mut tx).await?;
         for user in &changed_users {
             device_lists::record(&mut tx, user.as_str(), position).await?;
         }
+        let users: Vec<String> = changed_users.iter().map(ToString::to_string).collect();
+        audience = device_lists::audience(&mut tx, &users).await?;
     }
     tx.commit().await?;
-    reservation.committed().await?;
+    reservation.committed_for(audience).await?;
     Ok(failures)
 }
 

@@ -35,13 +35,15 @@ pub async fn upload(
         changed = store(&mut tx, user, device, keys).await?;
     }
     one_time_keys::store(&mut tx, user, device, &one_time, &fallback).await?;
+    let mut audience = Vec::new();
     if changed {
         let position = reservation.next(&mut tx).await?;
         device_lists::record(&mut tx, user, position).await?;
+        audience = device_lists::audience(&mut tx, &[user.to_owned()]).await?;
     }
     let counts = one_time_keys::counts(&mut tx, user, device).await?;
     tx.commit().await?;
-    reservation.committed().await?;
+    reservation.committed_for(audience).await?;
     Ok(counts)
 }
 

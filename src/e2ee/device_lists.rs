@@ -14,6 +14,12 @@ pub async fn record(conn: &mut PgConnection, user: &str, position: i64) -> Resul
     Ok(())
 }
 
+/// The wake-up keys of a device-list change of `users` (see `streams::notifier`): their own
+/// syncs and those of everyone in their rooms.
+pub async fn audience(conn: &mut PgConnection, users: &[String]) -> Result<Vec<String>> {
+    Ok(db::e2ee_device_lists::audience(conn, users).await?)
+}
+
 /// Whose device lists `user` should refresh after the window `(since, upto]` (`changed`),
 /// and whom they no longer share a room with (`left`).
 pub async fn between(pool: &PgPool, user: &str, since: i64, upto: i64) -> Result<DeviceLists> {

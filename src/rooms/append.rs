@@ -26,7 +26,8 @@ pub struct Transaction<'a> {
     pub txn_id: &'a str,
 }
 
-/// Appends a new local event to an existing room.
+/// Appends a new local event to an existing room (in a commit shared with other sends to
+/// the room at the same moment: `rooms::batch`).
 pub async fn append(
     ctx: RoomCtx<'_>,
     room_id: &RoomId,
@@ -34,14 +35,7 @@ pub async fn append(
     template: EventTemplate,
     transaction: Option<Transaction<'_>>,
 ) -> Result<OwnedEventId> {
-    let _local = ctx.locks.lock(room_id).await;
-    let mut tx = ctx.pool.begin().await?;
-    let mut reservation = ctx.streams.reserve();
-    db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
-    let event_id = append_locked(ctx, &mut tx, &mut reservation, room_id, sender, template, transaction).await?;
-    tx.commit().await?;
-    reservation.committed().await?;
-    Ok(event_id)
+    crate::rooms::batch::append_batched(ctx, room_id, sender, template, transaction).await
 }
 
 /// [`append`] within the caller's transaction, which must hold the room's locks: several

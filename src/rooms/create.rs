@@ -177,7 +177,9 @@ pub async fn create_room(
         room.add(&mut tx, &mut reservation, "m.room.member", invitee.as_str(), content).await?;
     }
     tx.commit().await?;
-    reservation.committed().await?;
+    let mut audience = vec![room_id.to_string(), creator.to_string()];
+    audience.extend(request.invite.iter().map(ToString::to_string));
+    reservation.committed_for(audience).await?;
     tracing::info!(%room_id, %creator, version = %version, "created room");
     Ok(room_id)
 }

@@ -3,6 +3,7 @@
 
 pub mod aliases;
 pub mod append;
+pub mod batch;
 pub mod build;
 pub mod context;
 pub mod create;

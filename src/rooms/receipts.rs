@@ -133,7 +133,9 @@ async fn store_receipt(
     };
     db::ephemeral::put_receipt(&mut tx, &receipt).await?;
     tx.commit().await?;
-    reservation.committed().await?;
+    // Private receipts concern only their owner, but their room's other syncs find nothing
+    // and go back to waiting: not worth a second audience rule.
+    reservation.committed_for(vec![room_id.to_string()]).await?;
     Ok(())
 }
 
@@ -152,6 +154,6 @@ async fn set_fully_read(
     let content = json!({ "event_id": event_id });
     db::account_data::put(&mut *tx, user.as_str(), room_id.as_str(), FULLY_READ, &content, position).await?;
     tx.commit().await?;
-    reservation.committed().await?;
+    reservation.committed_for(vec![user.to_string()]).await?;
     Ok(())
 }

@@ -53,7 +53,7 @@ pub async fn set_typing(
         }
     }
     tx.commit().await?;
-    reservation.committed().await?;
+    reservation.committed_for(vec![room_id.to_string()]).await?;
     Ok(())
 }
 
@@ -82,7 +82,7 @@ pub async fn sweep_expired(pool: &PgPool, streams: &Streams) -> Result<usize> {
         db::ephemeral::set_typing(&mut tx, room_id, user_id, false, now, position).await?;
     }
     tx.commit().await?;
-    reservation.committed().await?;
+    reservation.committed_for(expired.iter().map(|(room_id, _)| room_id.clone()).collect()).await?;
     Ok(expired.len())
 }
 

@@ -6,8 +6,8 @@
 pub mod notifier;
 pub mod tracker;
 
-pub use notifier::Notifier;
-pub use tracker::{Reservation, StreamTracker};
+pub use notifier::{Audience, Notifier, Waiter};
+pub use tracker::{PositionBounds, Reservation, StreamTracker};
 
 use crate::error::Result;
 use sqlx::PgPool;
@@ -34,5 +34,10 @@ impl Streams {
     /// deliver up to.
     pub async fn current_position(&self, pool: &PgPool) -> Result<i64> {
         self.tracker.current_position(pool).await
+    }
+
+    /// The readable position and the highest allocated one (see [`PositionBounds`]).
+    pub async fn position_bounds(&self, pool: &PgPool) -> Result<PositionBounds> {
+        self.tracker.position_bounds(pool).await
     }
 }

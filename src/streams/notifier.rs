@@ -1,36 +1,89 @@
-//! Wake-ups for waiting syncs. A generation counter in a watch channel: waiters subscribe
-//! *before* they look for changes (so a write in between is never missed), then wait for the
-//! counter to move. Local commits bump it directly; other processes' commits arrive through
-//! PostgreSQL `LISTEN hearth_stream`.
+//! Wake-ups for waiting syncs, aimed at the syncs a change concerns.
+//!
+//! A write names what it touched — room ids and user ids, which never collide (`!…` vs `@…`)
+//! — and wakes only the waiters registered under one of those keys: a message in a DM wakes
+//! its two members, not every sync on the server. Waiters register *before* they sample the
+//! stream position, and a wake-up leaves a permit, so a write committing in between is never
+//! missed.
+//!
+//! Besides the keyed wake-ups there is a generation counter that moves on every change of the
+//! readable position (commits, abandoned writes, dead writers reaped). A sync whose changes
+//! are committed but not yet readable (a slower writer holds the stream below them) waits on
+//! it. Other processes' writes arrive through PostgreSQL `LISTEN hearth_stream`, whose payload
+//! carries the same keys.
 
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
+
+/// PostgreSQL refuses notification payloads from 8,000 bytes on; a change touching more keys
+/// than fit wakes everyone instead.
+const MAX_PAYLOAD_BYTES: usize = 7_900;
+
+/// Whom a change concerns.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Audience {
+    /// Waiters registered under any of these room or user ids. Empty: nobody in particular,
+    /// but the readable position may have moved.
+    Keys(Vec<String>),
+    /// Every waiter (a change whose audience is not worth computing, or is unknown).
+    Everyone,
+}
 
 #[derive(Clone)]
 pub struct Notifier {
-    sender: watch::Sender<u64>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    generation: watch::Sender<u64>,
+    waiters: Mutex<HashMap<String, HashMap<u64, Arc<Notify>>>>,
+    next_waiter: AtomicU64,
+    /// This process's writer id, so that its own notifications (already delivered in
+    /// process) are not delivered twice. 0 until the tracker registers.
+    own_writer: AtomicI32,
+}
+
+/// What travels in a `hearth_stream` notification.
+#[derive(Serialize, Deserialize)]
+struct Payload {
+    #[serde(rename = "w")]
+    writer: i32,
+    /// Absent: everyone.
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
+    keys: Option<Vec<String>>,
 }
 
 impl Notifier {
     pub async fn start(pool: &PgPool) -> anyhow::Result<Notifier> {
-        let (sender, _) = watch::channel(0u64);
-        let notifier = Notifier { sender };
+        let (generation, _) = watch::channel(0u64);
+        let notifier = Notifier {
+            inner: Arc::new(Inner {
+                generation,
+                waiters: Mutex::new(HashMap::new()),
+                next_waiter: AtomicU64::new(1),
+                own_writer: AtomicI32::new(0),
+            }),
+        };
         let mut listener = PgListener::connect_with(pool).await?;
         listener.listen("hearth_stream").await?;
-        let waker = notifier.clone();
+        let receiver = notifier.clone();
         tokio::spawn(async move {
             loop {
                 match listener.recv().await {
-                    Ok(_) => waker.wake(),
+                    Ok(notification) => receiver.receive(notification.payload()),
                     // The server is shutting down: its pool is closed.
                     Err(sqlx::Error::PoolClosed) => break,
                     Err(error) => {
                         // sqlx reconnects on the next recv; wake everyone in case a
                         // notification was lost while the connection was down.
                         tracing::warn!(%error, "stream notification listener");
-                        waker.wake();
+                        receiver.wake(&Audience::Everyone);
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
@@ -39,13 +92,202 @@ impl Notifier {
         Ok(notifier)
     }
 
-    pub fn wake(&self) {
-        self.sender.send_modify(|generation| *generation = generation.wrapping_add(1));
+    pub(super) fn set_own_writer(&self, writer_id: i32) {
+        self.inner.own_writer.store(writer_id, Ordering::Relaxed);
     }
 
-    /// Subscribe before checking for changes; then `changed().await` returns on the next
-    /// wake-up after the subscription.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.sender.subscribe()
+    /// The notification another process receives for a change of ours.
+    pub(super) fn payload(&self, audience: &Audience) -> String {
+        let writer = self.inner.own_writer.load(Ordering::Relaxed);
+        let keys = match audience {
+            Audience::Keys(keys) => Some(keys.clone()),
+            Audience::Everyone => None,
+        };
+        let payload = serde_json::to_string(&Payload { writer, keys }).unwrap_or_default();
+        if payload.len() <= MAX_PAYLOAD_BYTES {
+            return payload;
+        }
+        serde_json::to_string(&Payload { writer, keys: None }).unwrap_or_default()
+    }
+
+    fn receive(&self, payload: &str) {
+        match serde_json::from_str::<Payload>(payload) {
+            Ok(payload) if payload.writer == self.inner.own_writer.load(Ordering::Relaxed) => {}
+            Ok(Payload { keys: Some(keys), .. }) => self.wake(&Audience::Keys(keys)),
+            Ok(Payload { keys: None, .. }) => self.wake(&Audience::Everyone),
+            // A process of another version: waking everyone is always correct.
+            Err(_) => self.wake(&Audience::Everyone),
+        }
+    }
+
+    /// Wakes the waiters a change concerns, and those waiting for the readable position to
+    /// move.
+    pub fn wake(&self, audience: &Audience) {
+        self.inner.generation.send_modify(|generation| *generation = generation.wrapping_add(1));
+        let waiters = self.waiters();
+        match audience {
+            Audience::Everyone => waiters.values().flat_map(HashMap::values).for_each(|notify| notify.notify_one()),
+            Audience::Keys(keys) => keys
+                .iter()
+                .filter_map(|key| waiters.get(key))
+                .flat_map(HashMap::values)
+                .for_each(|notify| notify.notify_one()),
+        }
+    }
+
+    /// Subscribe before sampling the readable position; `changed().await` then returns on
+    /// the next change of it (or of anything else).
+    pub fn position_changes(&self) -> watch::Receiver<u64> {
+        self.inner.generation.subscribe()
+    }
+
+    /// A waiter with no keys yet: give it its keys with [`Waiter::watch`] before sampling.
+    pub fn waiter(&self) -> Waiter {
+        let id = self.inner.next_waiter.fetch_add(1, Ordering::Relaxed);
+        Waiter { notifier: self.clone(), id, keys: Vec::new(), notify: Arc::new(Notify::new()) }
+    }
+
+    /// How many (waiter, key) registrations exist: for tests and metrics.
+    pub fn registrations(&self) -> usize {
+        self.waiters().values().map(HashMap::len).sum()
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, HashMap<String, HashMap<u64, Arc<Notify>>>> {
+        self.inner.waiters.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// One waiting sync's registration; dropping it unregisters.
+pub struct Waiter {
+    notifier: Notifier,
+    id: u64,
+    keys: Vec<String>,
+    notify: Arc<Notify>,
+}
+
+impl Waiter {
+    /// Replaces the keys the waiter is woken for. Keys kept from the previous set stay
+    /// registered throughout, so no wake-up for them is lost in the swap.
+    pub fn watch(&mut self, mut keys: Vec<String>) {
+        keys.sort_unstable();
+        keys.dedup();
+        if keys == self.keys {
+            return;
+        }
+        let mut waiters = self.notifier.waiters();
+        for key in &keys {
+            waiters.entry(key.clone()).or_default().insert(self.id, self.notify.clone());
+        }
+        for old in self.keys.iter().filter(|old| keys.binary_search(old).is_err()) {
+            remove(&mut waiters, old, self.id);
+        }
+        drop(waiters);
+        self.keys = keys;
+    }
+
+    /// Returns once a change for one of the keys has been announced since the previous
+    /// return (at once if one already was).
+    pub async fn woken(&self) {
+        self.notify.notified().await;
+    }
+}
+
+impl Drop for Waiter {
+    fn drop(&mut self) {
+        let mut waiters = self.notifier.waiters();
+        for key in &self.keys {
+            remove(&mut waiters, key, self.id);
+        }
+    }
+}
+
+fn remove(waiters: &mut HashMap<String, HashMap<u64, Arc<Notify>>>, key: &str, id: u64) {
+    if let Some(registered) = waiters.get_mut(key) {
+        registered.remove(&id);
+        if registered.is_empty() {
+            waiters.remove(key);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offline_notifier() -> Notifier {
+        let (generation, _) = watch::channel(0u64);
+        Notifier {
+            inner: Arc::new(Inner {
+                generation,
+                waiters: Mutex::new(HashMap::new()),
+                next_waiter: AtomicU64::new(1),
+                own_writer: AtomicI32::new(7),
+            }),
+        }
+    }
+
+    fn keys(keys: &[&str]) -> Vec<String> {
+        keys.iter().map(|key| (*key).to_owned()).collect()
+    }
+
+    async fn is_woken(waiter: &Waiter) -> bool {
+        tokio::time::timeout(Duration::from_millis(20), waiter.woken()).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn only_waiters_of_a_key_are_woken_and_a_wake_before_waiting_is_kept() {
+        let notifier = offline_notifier();
+        let mut in_room = notifier.waiter();
+        in_room.watch(keys(&["!a:x", "@alice:x"]));
+        let mut elsewhere = notifier.waiter();
+        elsewhere.watch(keys(&["!b:x", "@bob:x"]));
+
+        notifier.wake(&Audience::Keys(keys(&["!a:x"])));
+        assert!(is_woken(&in_room).await);
+        assert!(!is_woken(&elsewhere).await);
+        assert!(!is_woken(&in_room).await, "one wake-up, one return");
+
+        notifier.wake(&Audience::Everyone);
+        assert!(is_woken(&in_room).await && is_woken(&elsewhere).await);
+    }
+
+    #[tokio::test]
+    async fn rewatching_keeps_common_keys_and_dropping_unregisters() {
+        let notifier = offline_notifier();
+        let mut waiter = notifier.waiter();
+        waiter.watch(keys(&["!a:x", "!b:x"]));
+        waiter.watch(keys(&["!b:x", "!c:x"]));
+        assert_eq!(notifier.registrations(), 2);
+        notifier.wake(&Audience::Keys(keys(&["!a:x"])));
+        assert!(!is_woken(&waiter).await, "no longer watching !a");
+        notifier.wake(&Audience::Keys(keys(&["!c:x"])));
+        assert!(is_woken(&waiter).await);
+        drop(waiter);
+        assert_eq!(notifier.registrations(), 0);
+    }
+
+    #[tokio::test]
+    async fn notifications_from_other_processes_wake_by_their_keys_and_own_ones_are_skipped() {
+        let notifier = offline_notifier();
+        let mut waiter = notifier.waiter();
+        waiter.watch(keys(&["@alice:x"]));
+        notifier.receive(r#"{"w":7,"k":["@alice:x"]}"#);
+        assert!(!is_woken(&waiter).await, "our own notification was delivered in process already");
+        notifier.receive(r#"{"w":8,"k":["@bob:x"]}"#);
+        assert!(!is_woken(&waiter).await);
+        notifier.receive(r#"{"w":8,"k":["@alice:x"]}"#);
+        assert!(is_woken(&waiter).await);
+        notifier.receive("12345");
+        assert!(is_woken(&waiter).await, "an unknown payload wakes everyone");
+    }
+
+    #[test]
+    fn oversized_audiences_become_everyone() {
+        let notifier = offline_notifier();
+        let many: Vec<String> = (0..1000).map(|i| format!("@user{i}:example.org")).collect();
+        let payload: Payload = serde_json::from_str(&notifier.payload(&Audience::Keys(many))).expect("payload");
+        assert!(payload.keys.is_none());
+        let few = notifier.payload(&Audience::Keys(keys(&["!a:x"])));
+        assert_eq!(few, r#"{"w":7,"k":["!a:x"]}"#);
     }
 }

@@ -9,7 +9,7 @@
 
 use crate::db;
 use crate::error::Result;
-use crate::streams::Notifier;
+use crate::streams::{Audience, Notifier};
 use crate::users::now_ms;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::BTreeSet;
@@ -49,6 +49,7 @@ impl StreamTracker {
         db::streams::remove_dead_writers(&mut connection).await?;
         let writer_id = db::streams::register_writer(&mut connection, now_ms()).await?;
         tracing::debug!(writer_id, "registered as a stream writer");
+        notifier.set_own_writer(writer_id);
         let inner = Arc::new(Inner {
             writer_id,
             control: tokio::sync::Mutex::new(Control { connection, published: None }),
@@ -61,11 +62,20 @@ impl StreamTracker {
             let mut interval = tokio::time::interval(REAP_INTERVAL);
             loop {
                 interval.tick().await;
-                if reaper.upgrade().is_none() {
-                    break;
-                }
-                if let Err(error) = db::streams::remove_dead_writers(&reaper_pool).await {
-                    tracing::warn!(%error, "looking for dead stream writers");
+                let Some(inner) = reaper.upgrade() else { break };
+                match db::streams::remove_dead_writers(&reaper_pool).await {
+                    // A dead writer's floor held the stream back: syncs waiting for it to
+                    // move, here and in other processes, may go on.
+                    Ok(removed) if removed > 0 => {
+                        let nobody = Audience::Keys(Vec::new());
+                        let payload = inner.notifier.payload(&nobody);
+                        if let Err(error) = db::streams::notify(&reaper_pool, &payload).await {
+                            tracing::warn!(%error, "announcing reaped stream writers");
+                        }
+                        inner.notifier.wake(&nobody);
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "looking for dead stream writers"),
                 }
             }
         });
@@ -83,14 +93,20 @@ impl StreamTracker {
 
     /// The highest position below which everything has committed (see the module docs).
     pub async fn current_position(&self, pool: &PgPool) -> Result<i64> {
+        Ok(self.position_bounds(pool).await?.readable)
+    }
+
+    /// The readable position, and the highest one handed out before it was determined.
+    pub async fn position_bounds(&self, pool: &PgPool) -> Result<PositionBounds> {
         // Order matters: the allocation bound is read before the floors, so any position
         // allocated before that read has its writer's floor visible to the second query.
         let allocated = db::streams::last_allocated(pool).await?;
         let blocking = db::streams::lowest_blocking(pool).await?;
-        Ok(match blocking {
+        let readable = match blocking {
             Some(floor) => allocated.min(floor - 1),
             None => allocated,
-        })
+        };
+        Ok(PositionBounds { readable, allocated })
     }
 
     async fn allocate(&self, transaction: &mut PgConnection) -> Result<i64> {
@@ -110,8 +126,10 @@ impl StreamTracker {
         Ok(position)
     }
 
-    /// Positions are done (committed or abandoned): lower or clear the published floor.
-    async fn finish(&self, positions: &[i64], committed: bool) -> Result<()> {
+    /// Positions are done (committed or abandoned): lower or clear the published floor, then
+    /// wake the syncs the change concerns. An abandoned write concerns nobody, but lifting its
+    /// floor may make others' changes readable.
+    async fn finish(&self, positions: &[i64], audience: Audience) -> Result<()> {
         {
             let mut in_flight = self.in_flight();
             for position in positions {
@@ -119,10 +137,11 @@ impl StreamTracker {
             }
         }
         self.publish().await?;
-        if committed && let Some(highest) = positions.iter().max() {
+        if !positions.is_empty() {
+            let payload = self.inner.notifier.payload(&audience);
             let control = &mut self.inner.control.lock().await;
-            db::streams::notify(&mut control.connection, *highest).await?;
-            self.inner.notifier.wake();
+            db::streams::notify(&mut control.connection, &payload).await?;
+            self.inner.notifier.wake(&audience);
         }
         Ok(())
     }
@@ -146,6 +165,15 @@ impl StreamTracker {
     }
 }
 
+/// Where the stream stands for a reader.
+#[derive(Clone, Copy, Debug)]
+pub struct PositionBounds {
+    /// Everything up to here has committed (or been abandoned).
+    pub readable: i64,
+    /// Positions up to here exist; those above `readable` may still be in flight.
+    pub allocated: i64,
+}
+
 /// Positions taken by one transaction.
 pub struct Reservation<'a> {
     tracker: &'a StreamTracker,
@@ -162,11 +190,22 @@ impl Reservation<'_> {
     }
 
     /// Call after the transaction committed: readers may now deliver these positions, and
-    /// waiting syncs (here and in other processes) are woken.
-    pub async fn committed(mut self) -> Result<()> {
+    /// every waiting sync (here and in other processes) is woken. Prefer
+    /// [`Reservation::committed_for`] when the change concerns known rooms or users.
+    pub async fn committed(self) -> Result<()> {
+        self.committed_to(Audience::Everyone).await
+    }
+
+    /// As [`Reservation::committed`], waking only the syncs of users in these rooms or of
+    /// these users (room ids and user ids).
+    pub async fn committed_for(self, keys: Vec<String>) -> Result<()> {
+        self.committed_to(Audience::Keys(keys)).await
+    }
+
+    async fn committed_to(mut self, audience: Audience) -> Result<()> {
         self.committed = true;
         let positions = std::mem::take(&mut self.positions);
-        self.tracker.finish(&positions, true).await
+        self.tracker.finish(&positions, audience).await
     }
 }
 
@@ -181,7 +220,7 @@ impl Drop for Reservation<'_> {
         let inner = self.tracker.inner.clone();
         tokio::spawn(async move {
             let tracker = StreamTracker { inner };
-            if let Err(error) = tracker.finish(&positions, false).await {
+            if let Err(error) = tracker.finish(&positions, Audience::Keys(Vec::new())).await {
                 tracing::error!(%error, "lifting the stream floor after a failed write");
             }
         });

@@ -30,6 +30,8 @@ pub struct SyncOptions {
     /// Room timeline filter and limit (default limit 10 when the filter gives none).
     pub timeline: EventFilter,
     pub timeline_limit: usize,
+    /// Per-thread unread counts (the timeline filter's `unread_thread_notifications`).
+    pub unread_thread_notifications: bool,
     // The room filter's `rooms` / `not_rooms` apply to which rooms appear at all: the builder
     // asks `timeline.allows_room`, so the caller merges them into `timeline`. Its
     // `lazy_load_members` (from the state filter) trims `state` to the timeline's senders.
@@ -40,7 +42,12 @@ pub const DEFAULT_TIMELINE_LIMIT: usize = 10;
 
 impl Default for SyncOptions {
     fn default() -> Self {
-        SyncOptions { full_state: false, timeline: EventFilter::default(), timeline_limit: DEFAULT_TIMELINE_LIMIT }
+        SyncOptions {
+            full_state: false,
+            timeline: EventFilter::default(),
+            timeline_limit: DEFAULT_TIMELINE_LIMIT,
+            unread_thread_notifications: false,
+        }
     }
 }
 
@@ -115,7 +122,16 @@ pub async fn build(pool: &PgPool, user: &UserId, window: SyncWindow, options: &S
         let entry = crate::sync::ephemeral::attach(entry, ephemeral);
         let full = newly_joined || options.full_state;
         let entry = crate::sync::summary::attach(pool, user, &room.room_id, entry, full, window_after, upto).await?;
-        let entry = crate::sync::unread::attach(pool, user, &room.room_id, entry, upto, &ignored).await?;
+        let entry = crate::sync::unread::attach(
+            pool,
+            user,
+            &room.room_id,
+            entry,
+            upto,
+            &ignored,
+            options.unread_thread_notifications,
+        )
+        .await?;
         if let Some(entry) = entry.filter(|entry| newly_joined || options.full_state || !entry.is_quiet) {
             join.insert(key.to_owned(), entry.json);
         }

@@ -1,8 +1,15 @@
 //! Serving `/sync`: pick the window of stream positions, build the response, and when there
 //! is nothing new, wait for a wake-up (never poll) until the client's timeout.
+//!
+//! The wait is aimed: the sync registers under the user's id and the rooms they are in, so
+//! only changes there wake it (see `streams::notifier`). A change can be committed before it
+//! is readable — a slower writer may still hold the stream below it — and its wake-up may
+//! come before the sync registered; so a sync that found nothing while the stream was held
+//! back waits for the readable position to catch up before it waits for its own keys.
 
+use crate::db;
 use crate::error::{Error, Result};
-use crate::streams::Streams;
+use crate::streams::{PositionBounds, Streams};
 use crate::sync::build::{SyncOptions, SyncWindow, build};
 use crate::sync::sections::SectionFilters;
 use crate::sync::token;
@@ -31,10 +38,12 @@ pub struct SyncRequest<'a> {
 pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: SyncRequest<'_>) -> Result<Value> {
     let since = request.since.map(token::decode).transpose()?;
     let deadline = Instant::now() + request.timeout.min(MAX_TIMEOUT);
+    let mut waiter = streams.notifier.waiter();
     loop {
-        // Subscribe before sampling the position: a write committing in between wakes us.
-        let mut wake = streams.notifier.subscribe();
-        let upto = streams.current_position(pool).await?;
+        // Register before sampling the position: a change committing in between wakes us.
+        waiter.watch(wake_keys(pool, user).await?);
+        let mut position_moved = streams.notifier.position_changes();
+        let PositionBounds { readable: upto, allocated } = streams.position_bounds(pool).await?;
         if since.is_some_and(|since| since > upto) {
             return Err(Error::invalid_param("This sync token was not issued by this server"));
         }
@@ -50,12 +59,32 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
             request.sections.apply(&mut body.json);
             return Ok(with_next_batch(body.json, upto));
         }
-        if tokio::time::timeout_at(deadline, wake.changed()).await.is_err() {
+        let woken = if upto < allocated {
+            // Changes up to `allocated` may be committed already, with their wake-ups gone
+            // by before we registered: look again once the stream has moved.
+            tokio::time::timeout_at(deadline, position_moved.changed()).await.is_ok()
+        } else {
+            tokio::time::timeout_at(deadline, waiter.woken()).await.is_ok()
+        };
+        if !woken {
             // Timed out with nothing new: the same window, answered empty.
             request.sections.apply(&mut body.json);
             return Ok(with_next_batch(body.json, upto));
         }
     }
+}
+
+/// What wakes the user's sync: changes to the user (account data, to-device messages, their
+/// own membership anywhere) and in the rooms where something can still reach them.
+async fn wake_keys(pool: &PgPool, user: &UserId) -> Result<Vec<String>> {
+    let mut keys: Vec<String> = db::sync::memberships(pool, user.as_str())
+        .await?
+        .into_iter()
+        .filter(|row| matches!(row.membership.as_str(), "join" | "invite" | "knock"))
+        .map(|row| row.room_id)
+        .collect();
+    keys.push(user.to_string());
+    Ok(keys)
 }
 
 fn with_next_batch(mut body: Value, upto: i64) -> Value {

@@ -103,7 +103,7 @@ impl SectionFilters {
             self.presence.apply(section);
         }
         for membership in ["join", "leave"] {
-            // `get_mut`, not indexing: indexing would insert `"rooms": null`, which clients reject.
+            // `get_mut`, not indexing: indexing would add `"rooms": null`, which clients reject.
             let rooms = body.get_mut("rooms").and_then(|rooms| rooms.get_mut(membership));
             let Some(rooms) = rooms.and_then(Value::as_object_mut) else { continue };
             for room in rooms.values_mut() {

@@ -5,14 +5,15 @@
 //! (`db::unread`) rather than stored per event.
 
 use crate::db;
+use crate::db::unread::ReadPositions;
 use crate::error::Result;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::power::PowerLevels;
 use crate::sync::room::RoomEntry;
 use ruma::{RoomId, UserId};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use sqlx::PgPool;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 
 /// Counting is bounded: beyond this many unread events a client shows "lots" anyway, and a
 /// sync must not scan a room's whole history.
@@ -39,22 +40,84 @@ struct Context {
     power: PowerLevels,
 }
 
-/// `notification_count` and `highlight_count` for the user in the room, over the events up
-/// to `upto`.
-/// Events of ignored users are left out, as they are from the timeline.
-pub(super) async fn counts(
+/// Notifying and highlighting events, for the main timeline or one thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Count {
+    notifications: u64,
+    highlights: u64,
+}
+
+impl Count {
+    fn add(&mut self, action: Action) {
+        match action {
+            Action::None => {}
+            Action::Notify => self.notifications += 1,
+            Action::Highlight => {
+                self.notifications += 1;
+                self.highlights += 1;
+            }
+        }
+    }
+
+    fn json(self) -> Value {
+        json!({ "notification_count": self.notifications, "highlight_count": self.highlights })
+    }
+}
+
+/// Unread counts of a room: its main timeline, and each thread (by root event id).
+#[derive(Debug, Default)]
+struct UnreadCounts {
+    main: Count,
+    threads: BTreeMap<String, Count>,
+}
+
+impl UnreadCounts {
+    fn total(&self) -> Count {
+        self.threads.values().fold(self.main, |total, thread| Count {
+            notifications: total.notifications + thread.notifications,
+            highlights: total.highlights + thread.highlights,
+        })
+    }
+}
+
+/// The position up to which the user has read a thread (`None`: the main timeline): their
+/// unthreaded receipt covers every thread, a threaded one only its own thread (spec:
+/// "Threaded read receipts"); with neither, what came before they joined.
+fn read_up_to(positions: &ReadPositions, thread: Option<&str>) -> i64 {
+    let own_thread = thread.unwrap_or("main");
+    positions
+        .receipts
+        .iter()
+        .filter(|(receipt_thread, _)| receipt_thread.is_empty() || receipt_thread == own_thread)
+        .map(|(_, position)| *position)
+        .max()
+        .unwrap_or(positions.joined)
+}
+
+/// The counts for the user in the room over the events up to `upto`, each event judged
+/// against the read position of its own thread. Events of ignored users are left out, as
+/// they are from the timeline.
+async fn counts(
     pool: &PgPool,
     user: &UserId,
     room_id: &RoomId,
     upto: i64,
     ignored: &HashSet<String>,
-) -> Result<(u64, u64)> {
-    let Some(after) = db::unread::read_position(pool, room_id.as_str(), user.as_str()).await? else {
-        return Ok((0, 0));
+) -> Result<UnreadCounts> {
+    let Some(positions) = db::unread::read_positions(pool, room_id.as_str(), user.as_str()).await? else {
+        return Ok(UnreadCounts::default());
     };
+    // Every thread's read position is at least the lowest of these.
+    let after = positions.receipts.iter().map(|(_, position)| *position).chain([positions.joined]).min();
+    let after = after.unwrap_or(positions.joined);
     let events = db::unread::unread_events(pool, room_id.as_str(), user.as_str(), after, upto, MAX_COUNTED).await?;
+    let mut unread = UnreadCounts::default();
+    let events: Vec<_> = events
+        .into_iter()
+        .filter(|event| event.stream_position > read_up_to(&positions, event.thread_root.as_deref()))
+        .collect();
     if events.is_empty() {
-        return Ok((0, 0));
+        return Ok(unread);
     }
     let display_name =
         match db::state::current_state_event(pool, room_id.as_str(), "m.room.member", user.as_str()).await? {
@@ -72,27 +135,25 @@ pub(super) async fn counts(
         member_count,
         power: PowerLevels::current(pool, room_id).await?,
     };
-    let (mut notifications, mut highlights) = (0, 0);
     for event in events {
         // A stored event that does not parse is not something to count (nor to fail on).
         let Ok(pdu) = Pdu::from_stored(&event.event_id, &event.json) else { continue };
         if ignored.contains(pdu.sender.as_str()) {
             continue;
         }
-        match evaluate(&context, &pdu) {
-            Action::None => {}
-            Action::Notify => notifications += 1,
-            Action::Highlight => {
-                notifications += 1;
-                highlights += 1;
-            }
+        let action = evaluate(&context, &pdu);
+        match event.thread_root {
+            Some(root) => unread.threads.entry(root).or_default().add(action),
+            None => unread.main.add(action),
         }
     }
-    Ok((notifications, highlights))
+    Ok(unread)
 }
 
-/// Adds `unread_notifications` to a joined room's entry. The counts alone never make a room
-/// worth sending: they change only with events or receipts, which bring the room in already.
+/// Adds `unread_notifications` to a joined room's entry, and with `threaded` (the filter's
+/// `unread_thread_notifications`) `unread_thread_notifications` beside it, whose threads'
+/// counts the main ones then leave out. The counts alone never make a room worth sending:
+/// they change only with events or receipts, which bring the room in already.
 pub(super) async fn attach(
     pool: &PgPool,
     user: &UserId,
@@ -100,11 +161,22 @@ pub(super) async fn attach(
     entry: Option<RoomEntry>,
     upto: i64,
     ignored: &HashSet<String>,
+    threaded: bool,
 ) -> Result<Option<RoomEntry>> {
     let Some(mut entry) = entry else { return Ok(None) };
-    let (notification_count, highlight_count) = counts(pool, user, room_id, upto, ignored).await?;
-    entry.json["unread_notifications"] =
-        json!({ "notification_count": notification_count, "highlight_count": highlight_count });
+    let counts = counts(pool, user, room_id, upto, ignored).await?;
+    if threaded {
+        entry.json["unread_notifications"] = counts.main.json();
+        let threads: Map<String, Value> = counts
+            .threads
+            .iter()
+            .filter(|(_, count)| count.notifications > 0)
+            .map(|(root, count)| (root.clone(), count.json()))
+            .collect();
+        entry.json["unread_thread_notifications"] = Value::Object(threads);
+    } else {
+        entry.json["unread_notifications"] = counts.total().json();
+    }
     Ok(Some(entry))
 }
 

@@ -52,7 +52,7 @@ pub async fn set(
     let room = room_id.map_or("", |r| r.as_str());
     db::account_data::put(&mut *tx, user_id.as_str(), room, data_type, content, position).await?;
     tx.commit().await?;
-    reservation.committed().await?;
+    reservation.committed_for(vec![user_id.to_string()]).await?;
     Ok(())
 }
 

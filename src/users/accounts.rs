@@ -244,14 +244,15 @@ pub async fn change_password(
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     db::users::set_password_hash(&mut *tx, session.user_id.as_str(), Some(&hash)).await?;
+    let mut audience = Vec::new();
     if logout_devices {
         let user = session.user_id.as_str();
         if db::devices::delete_all_except(&mut *tx, user, Some(session.device_id.as_str())).await? > 0 {
-            devices::record_deletion(&mut tx, &mut reservation, user).await?;
+            audience = devices::record_deletion(&mut tx, &mut reservation, user).await?;
         }
     }
     tx.commit().await?;
-    reservation.committed().await?;
+    reservation.committed_for(audience).await?;
     Ok(())
 }
 
@@ -272,8 +273,8 @@ pub async fn deactivate(
     deactivate_now(pool, &session.user_id).await
 }
 
-/// Closes an account without asking (operators). Sessions end, the password and profile are
-/// erased; the user id stays taken forever, as the spec requires.
+/// Closes an account without asking (operators). Sessions end, the password, profile and key
+/// backups are erased; the user id stays taken forever, as the spec requires.
 pub async fn deactivate_now(pool: &PgPool, user_id: &UserId) -> Result<()> {
     let mut tx = pool.begin().await?;
     if !db::users::deactivate(&mut *tx, user_id.as_str()).await? {
@@ -282,6 +283,8 @@ pub async fn deactivate_now(pool: &PgPool, user_id: &UserId) -> Result<()> {
     db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;
     // Device keys went with the devices; the identity others trusted goes too.
     db::e2ee_cross_signing::delete_user(&mut tx, user_id.as_str()).await?;
+    // Backed-up room keys are only readable by the account, which is gone for good.
+    db::key_backup::delete_all_for_user(&mut *tx, user_id.as_str()).await?;
     tx.commit().await?;
     tracing::info!(%user_id, "deactivated account");
     Ok(())

@@ -57,21 +57,26 @@ pub async fn delete(
     uia::authenticate(pool, server_name, &requirement, auth).await?;
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
-    let deleted = db::devices::delete(&mut *tx, session.user_id.as_str(), device_ids).await?;
-    if deleted > 0 {
-        record_deletion(&mut tx, &mut reservation, session.user_id.as_str()).await?;
+    let mut audience = Vec::new();
+    if db::devices::delete(&mut *tx, session.user_id.as_str(), device_ids).await? > 0 {
+        audience = record_deletion(&mut tx, &mut reservation, session.user_id.as_str()).await?;
     }
     tx.commit().await?;
-    reservation.committed().await?;
+    reservation.committed_for(audience).await?;
     Ok(())
 }
 
 /// Deleting a device deletes its encryption keys (through foreign keys) and changes the
 /// user's device list: others who share a room must learn of it through `/sync`, so the
-/// change takes a stream position. Signatures on the vanished device go too.
-pub async fn record_deletion(tx: &mut db::Transaction, reservation: &mut Reservation<'_>, user_id: &str) -> Result<()> {
+/// change takes a stream position. Signatures on the vanished device go too. Returns whose
+/// syncs to wake (the user's, and those of everyone in their rooms).
+pub async fn record_deletion(
+    tx: &mut db::Transaction,
+    reservation: &mut Reservation<'_>,
+    user_id: &str,
+) -> Result<Vec<String>> {
     let position = reservation.next(tx).await?;
     db::e2ee_device_lists::record_change(&mut **tx, user_id, position).await?;
     db::e2ee_cross_signing::delete_orphan_signatures(&mut **tx, user_id).await?;
-    Ok(())
+    Ok(db::e2ee_device_lists::audience(&mut **tx, &[user_id.to_owned()]).await?)
 }

@@ -110,8 +110,11 @@ async fn write(
     let mut tx = pool.begin().await?;
     let position = reservation.next(&mut tx).await?;
     db::presence::put(&mut *tx, user_id.as_str(), state, status_msg, now_ms(), position).await?;
+    // Presence is seen by the user and whoever shares a room with them.
+    let mut audience = db::rooms::joined_rooms(&mut *tx, user_id.as_str()).await?;
+    audience.push(user_id.to_string());
     tx.commit().await?;
-    reservation.committed().await?;
+    reservation.committed_for(audience).await?;
     Ok(())
 }
 

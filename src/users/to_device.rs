@@ -48,6 +48,7 @@ pub async fn send(
     }
     let position = reservation.next(&mut tx).await?;
     let sender = session.user_id.as_str();
+    let mut audience = Vec::new();
     for (recipient, devices) in messages {
         // No federation yet: remote recipients are skipped, as unknown local ones are.
         if recipient.server_name() != server_name {
@@ -61,8 +62,9 @@ pub async fn send(
             db::to_device::queue(&mut *tx, recipient.as_str(), &ids, all, sender, event_type, content, position)
                 .await?;
         }
+        audience.push(recipient.to_string());
     }
     tx.commit().await?;
-    reservation.committed().await?;
+    reservation.committed_for(audience).await?;
     Ok(())
 }

@@ -15,6 +15,7 @@ mod profile;
 mod receipts;
 mod register;
 mod relations;
+mod room_keys;
 mod rooms;
 mod session;
 mod spaces;
@@ -43,5 +44,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = to_device::routes(router);
     let router = presence::routes(router);
     let router = keys::routes(router);
+    let router = room_keys::routes(router);
     filters::routes(router)
 }

@@ -51,7 +51,12 @@ async fn sync_handler(State(state): State<AppState>, request: Authed<sync_events
         since: body.since.as_deref(),
         timeout: body.timeout.unwrap_or(Duration::ZERO),
         full_state: body.full_state,
-        options: SyncOptions { full_state: body.full_state, timeline, timeline_limit },
+        options: SyncOptions {
+            full_state: body.full_state,
+            timeline,
+            timeline_limit,
+            unread_thread_notifications: room_filter.timeline.unread_thread_notifications,
+        },
         device: Some(&request.session.device_id),
         sections: SectionFilters::from_definition(&definition),
     };

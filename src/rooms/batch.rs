@@ -1,0 +1,175 @@
+//! Group commit for a room's concurrent sends. Events in a room are created one after another
+//! (each names the previous as its parent), so concurrent senders queue on the room's lock;
+//! a durable commit per event would bound a room at the disk's fsync rate. Instead each send
+//! joins the room's queue, and whoever takes the lock appends everything queued so far in one
+//! transaction — one commit for the lot — and hands each sender its own outcome. A send that
+//! fails (refused by the auth rules, say) is rolled back alone, to a savepoint.
+//!
+//! A batch can be cut short (the request that led it dropped mid-way): its transaction rolls
+//! back and its sends go back to the front of the queue, for the next holder of the lock.
+
+use crate::error::{Error, Result};
+use crate::rooms::RoomCtx;
+use crate::rooms::append::{Transaction, append_locked};
+use crate::rooms::build::EventTemplate;
+use crate::rooms::locks::RoomSerial;
+use crate::{db, streams::Reservation};
+use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
+use sqlx::{Acquire, PgConnection};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
+
+/// Sends appended in one transaction at most: bounds the wait of the batch's first sender.
+const MAX_BATCH: usize = 100;
+
+/// A send waiting for its room.
+pub struct PendingAppend {
+    sender: OwnedUserId,
+    template: EventTemplate,
+    /// `(device_id, txn_id)` of an idempotent client send.
+    transaction: Option<(String, String)>,
+    outcome: Mutex<Option<Result<OwnedEventId>>>,
+    done: Notify,
+}
+
+impl PendingAppend {
+    fn take_outcome(&self) -> Option<Result<OwnedEventId>> {
+        self.outcome.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).take()
+    }
+
+    fn finish(&self, outcome: Result<OwnedEventId>) {
+        *self.outcome.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(outcome);
+        self.done.notify_one();
+    }
+}
+
+/// Appends a new local event to an existing room, in a commit shared with whatever else is
+/// being sent to the room at the same time.
+pub async fn append_batched(
+    ctx: RoomCtx<'_>,
+    room_id: &RoomId,
+    sender: &UserId,
+    template: EventTemplate,
+    transaction: Option<Transaction<'_>>,
+) -> Result<OwnedEventId> {
+    let pending = Arc::new(PendingAppend {
+        sender: sender.to_owned(),
+        template,
+        transaction: transaction.map(|txn| (txn.device_id.to_owned(), txn.txn_id.to_owned())),
+        outcome: Mutex::new(None),
+        done: Notify::new(),
+    });
+    let room = ctx.locks.room(room_id);
+    room.queue().push_back(pending.clone());
+    loop {
+        // Either the holder of the lock appends this send, or this task gets the lock and
+        // appends the queue, this send among it.
+        let lock = tokio::select! {
+            () = pending.done.notified() => None,
+            lock = room.lock() => Some(lock),
+        };
+        if let Some(outcome) = pending.take_outcome() {
+            return outcome;
+        }
+        if lock.is_some() {
+            let batch: Vec<_> = {
+                let mut queue = room.queue();
+                let take = queue.len().min(MAX_BATCH);
+                queue.drain(..take).collect()
+            };
+            run(ctx, room_id, &room, batch).await;
+        }
+    }
+}
+
+/// Appends a batch in one transaction and gives every send its outcome.
+async fn run(ctx: RoomCtx<'_>, room_id: &RoomId, room: &RoomSerial, batch: Vec<Arc<PendingAppend>>) {
+    if batch.is_empty() {
+        return;
+    }
+    let mut unfinished = Requeue { room, batch: Some(batch) };
+    let batch = unfinished.batch.as_deref().unwrap_or_default();
+    let outcomes = match append_all(ctx, room_id, batch).await {
+        Ok(outcomes) => outcomes,
+        // Nothing committed: every send fails the same way.
+        Err(error) => batch.iter().map(|_| Err(Error::internal(error.to_string()))).collect(),
+    };
+    for (pending, outcome) in batch.iter().zip(outcomes) {
+        pending.finish(outcome);
+    }
+    unfinished.batch = None;
+}
+
+async fn append_all(
+    ctx: RoomCtx<'_>,
+    room_id: &RoomId,
+    batch: &[Arc<PendingAppend>],
+) -> Result<Vec<Result<OwnedEventId>>> {
+    let mut tx = ctx.pool.begin().await?;
+    let mut reservation = ctx.streams.reserve();
+    db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut audience = vec![room_id.to_string()];
+    for pending in batch {
+        let outcome = if batch.len() == 1 {
+            // Alone, a send needs no savepoint: its failure is the transaction's.
+            append_one(ctx, &mut tx, &mut reservation, room_id, pending).await
+        } else {
+            let mut savepoint = tx.begin().await?;
+            let outcome = append_one(ctx, &mut savepoint, &mut reservation, room_id, pending).await;
+            match outcome {
+                Ok(_) => savepoint.commit().await?,
+                Err(_) => savepoint.rollback().await?,
+            }
+            outcome
+        };
+        if outcome.is_ok()
+            && pending.template.kind == "m.room.member"
+            && let Some(subject) = &pending.template.state_key
+        {
+            // A member event's subject hears of it even when not (yet) in the room.
+            audience.push(subject.clone());
+        }
+        outcomes.push(outcome);
+    }
+    if outcomes.iter().all(Result::is_err) {
+        tx.rollback().await?;
+        drop(reservation);
+        return Ok(outcomes);
+    }
+    tx.commit().await?;
+    reservation.committed_for(audience).await?;
+    Ok(outcomes)
+}
+
+async fn append_one(
+    ctx: RoomCtx<'_>,
+    conn: &mut PgConnection,
+    reservation: &mut Reservation<'_>,
+    room_id: &RoomId,
+    pending: &PendingAppend,
+) -> Result<OwnedEventId> {
+    let transaction = pending.transaction.as_ref().map(|(device_id, txn_id)| Transaction { device_id, txn_id });
+    append_locked(ctx, conn, reservation, room_id, &pending.sender, pending.template.clone(), transaction).await
+}
+
+/// Puts a batch cut short back at the front of the queue and wakes its senders, one of which
+/// takes the lock next.
+struct Requeue<'a> {
+    room: &'a RoomSerial,
+    batch: Option<Vec<Arc<PendingAppend>>>,
+}
+
+impl Drop for Requeue<'_> {
+    fn drop(&mut self) {
+        let Some(batch) = self.batch.take() else { return };
+        let mut queue = self.room.queue();
+        for pending in batch.iter().rev() {
+            queue.push_front(pending.clone());
+        }
+        drop(queue);
+        for pending in &batch {
+            pending.done.notify_one();
+        }
+    }
+}
