@@ -6,6 +6,9 @@
 pub mod account_data;
 pub mod devices;
 pub mod directory;
+pub mod e2ee_cross_signing;
+pub mod e2ee_device_lists;
+pub mod e2ee_keys;
 pub mod embedded;
 pub mod ephemeral;
 pub mod events;

@@ -53,6 +53,7 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
             crate::sync::to_device::attach(pool, user, device, window, &mut body).await?;
         }
         crate::sync::presence::attach(pool, user, window, &mut body).await?;
+        crate::sync::device_lists::attach(pool, user, request.device, window, &mut body).await?;
         let answer_now = !body.is_empty || since.is_none() || request.full_state || Instant::now() >= deadline;
         if answer_now {
             request.sections.apply(&mut body.json);

@@ -4,6 +4,7 @@
 //! beside it.
 
 pub mod build;
+mod device_lists;
 mod ephemeral;
 pub mod long_poll;
 mod presence;

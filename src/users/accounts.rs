@@ -3,8 +3,9 @@
 use crate::config::RegistrationConfig;
 use crate::db;
 use crate::error::{Error, Result};
+use crate::streams::Streams;
 use crate::users::sessions::{self, NewSession};
-use crate::users::{ClientInfo, Session, localpart, now_ms, password, uia};
+use crate::users::{ClientInfo, Session, devices, localpart, now_ms, password, uia};
 use rand::Rng;
 use ruma::api::client::uiaa::{AuthData, AuthType};
 use ruma::{OwnedUserId, ServerName, UserId};
@@ -224,6 +225,7 @@ pub async fn create_account(
 /// other sessions end unless the client asks to keep them.
 pub async fn change_password(
     pool: &PgPool,
+    streams: &Streams,
     server_name: &ServerName,
     session: &Session,
     new_password: &str,
@@ -239,12 +241,18 @@ pub async fn change_password(
     };
     uia::authenticate(pool, server_name, &requirement, auth).await?;
     let hash = password::hash(new_password).await?;
+    let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     db::users::set_password_hash(&mut *tx, session.user_id.as_str(), Some(&hash)).await?;
+    let mut audience = Vec::new();
     if logout_devices {
-        db::devices::delete_all_except(&mut *tx, session.user_id.as_str(), Some(session.device_id.as_str())).await?;
+        let user = session.user_id.as_str();
+        if db::devices::delete_all_except(&mut *tx, user, Some(session.device_id.as_str())).await? > 0 {
+            audience = devices::record_deletion(&mut tx, &mut reservation, user).await?;
+        }
     }
     tx.commit().await?;
+    reservation.committed_for(audience).await?;
     Ok(())
 }
 
@@ -273,6 +281,8 @@ pub async fn deactivate_now(pool: &PgPool, user_id: &UserId) -> Result<()> {
         return Err(Error::not_found(format!("No account {user_id}")));
     }
     db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;
+    // Device keys went with the devices; the identity others trusted goes too.
+    db::e2ee_cross_signing::delete_user(&mut tx, user_id.as_str()).await?;
     // Backed-up room keys are only readable by the account, which is gone for good.
     db::key_backup::delete_all_for_user(&mut *tx, user_id.as_str()).await?;
     tx.commit().await?;

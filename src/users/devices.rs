@@ -2,6 +2,7 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::streams::{Reservation, Streams};
 use crate::users::{Session, uia};
 use ruma::api::client::device::Device;
 use ruma::api::client::uiaa::{AuthData, AuthType};
@@ -41,6 +42,7 @@ pub async fn rename(pool: &PgPool, user_id: &UserId, device_id: &str, display_na
 /// that do not exist are ignored, as the spec's responses allow.
 pub async fn delete(
     pool: &PgPool,
+    streams: &Streams,
     server_name: &ServerName,
     session: &Session,
     device_ids: &[String],
@@ -53,6 +55,28 @@ pub async fn delete(
         remember: None,
     };
     uia::authenticate(pool, server_name, &requirement, auth).await?;
-    db::devices::delete(pool, session.user_id.as_str(), device_ids).await?;
+    let mut reservation = streams.reserve();
+    let mut tx = pool.begin().await?;
+    let mut audience = Vec::new();
+    if db::devices::delete(&mut *tx, session.user_id.as_str(), device_ids).await? > 0 {
+        audience = record_deletion(&mut tx, &mut reservation, session.user_id.as_str()).await?;
+    }
+    tx.commit().await?;
+    reservation.committed_for(audience).await?;
     Ok(())
+}
+
+/// Deleting a device deletes its encryption keys (through foreign keys) and changes the
+/// user's device list: others who share a room must learn of it through `/sync`, so the
+/// change takes a stream position. Signatures on the vanished device go too. Returns whose
+/// syncs to wake (the user's, and those of everyone in their rooms).
+pub async fn record_deletion(
+    tx: &mut db::Transaction,
+    reservation: &mut Reservation<'_>,
+    user_id: &str,
+) -> Result<Vec<String>> {
+    let position = reservation.next(tx).await?;
+    db::e2ee_device_lists::record_change(&mut **tx, user_id, position).await?;
+    db::e2ee_cross_signing::delete_orphan_signatures(&mut **tx, user_id).await?;
+    Ok(db::e2ee_device_lists::audience(&mut **tx, &[user_id.to_owned()]).await?)
 }

@@ -3,7 +3,8 @@
 use crate::db;
 use crate::db::devices::SeenFrom;
 use crate::error::{Error, Result};
-use crate::users::{ClientInfo, Session, localpart, now_ms, password, tokens};
+use crate::streams::Streams;
+use crate::users::{ClientInfo, Session, devices, localpart, now_ms, password, tokens};
 use ruma::{OwnedDeviceId, OwnedUserId, ServerName, UserId};
 use sqlx::{PgConnection, PgPool};
 
@@ -104,14 +105,30 @@ pub async fn authenticate(pool: &PgPool, access_token: &str, client: &ClientInfo
 }
 
 /// Ends this session: the device and its token are deleted.
-pub async fn logout(pool: &PgPool, session: &Session) -> Result<()> {
-    db::devices::delete(pool, session.user_id.as_str(), &[session.device_id.to_string()]).await?;
+pub async fn logout(pool: &PgPool, streams: &Streams, session: &Session) -> Result<()> {
+    let mut reservation = streams.reserve();
+    let mut tx = pool.begin().await?;
+    let deleted = db::devices::delete(&mut *tx, session.user_id.as_str(), &[session.device_id.to_string()]).await?;
+    let mut audience = Vec::new();
+    if deleted > 0 {
+        audience = devices::record_deletion(&mut tx, &mut reservation, session.user_id.as_str()).await?;
+    }
+    tx.commit().await?;
+    reservation.committed_for(audience).await?;
     Ok(())
 }
 
 /// Ends every session of the user.
-pub async fn logout_all(pool: &PgPool, user_id: &UserId) -> Result<()> {
-    db::devices::delete_all_except(pool, user_id.as_str(), None).await?;
+pub async fn logout_all(pool: &PgPool, streams: &Streams, user_id: &UserId) -> Result<()> {
+    let mut reservation = streams.reserve();
+    let mut tx = pool.begin().await?;
+    let deleted = db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;
+    let mut audience = Vec::new();
+    if deleted > 0 {
+        audience = devices::record_deletion(&mut tx, &mut reservation, user_id.as_str()).await?;
+    }
+    tx.commit().await?;
+    reservation.committed_for(audience).await?;
     Ok(())
 }
 

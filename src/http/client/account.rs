@@ -32,6 +32,7 @@ async fn change_password(
     let body = &request.body;
     accounts::change_password(
         &state.pool,
+        &state.streams,
         &state.server_name,
         &session,
         &body.new_password,

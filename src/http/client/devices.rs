@@ -50,6 +50,7 @@ async fn delete_one(
     let body = &request.body;
     devices::delete(
         &state.pool,
+        &state.streams,
         &state.server_name,
         &request.session,
         &[body.device_id.to_string()],
@@ -65,6 +66,7 @@ async fn delete_many(
 ) -> Result<RumaResponse<delete_devices::v3::Response>> {
     let body = &request.body;
     let ids: Vec<String> = body.devices.iter().map(ToString::to_string).collect();
-    devices::delete(&state.pool, &state.server_name, &request.session, &ids, body.auth.as_ref()).await?;
+    devices::delete(&state.pool, &state.streams, &state.server_name, &request.session, &ids, body.auth.as_ref())
+        .await?;
     Ok(delete_devices::v3::Response::new().into())
 }

@@ -7,6 +7,7 @@ mod devices;
 mod directory;
 mod discovery;
 mod filters;
+mod keys;
 mod members;
 mod membership;
 mod presence;
@@ -42,6 +43,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = sync::routes(router);
     let router = to_device::routes(router);
     let router = presence::routes(router);
+    let router = keys::routes(router);
     let router = room_keys::routes(router);
     filters::routes(router)
 }

@@ -66,7 +66,7 @@ async fn logout(
     State(state): State<AppState>,
     request: Authed<logout::v3::Request>,
 ) -> Result<RumaResponse<logout::v3::Response>> {
-    sessions::logout(&state.pool, &request.session).await?;
+    sessions::logout(&state.pool, &state.streams, &request.session).await?;
     Ok(logout::v3::Response::new().into())
 }
 
@@ -74,6 +74,6 @@ async fn logout_all(
     State(state): State<AppState>,
     request: Authed<logout_all::v3::Request>,
 ) -> Result<RumaResponse<logout_all::v3::Response>> {
-    sessions::logout_all(&state.pool, &request.session.user_id).await?;
+    sessions::logout_all(&state.pool, &state.streams, &request.session.user_id).await?;
     Ok(logout_all::v3::Response::new().into())
 }

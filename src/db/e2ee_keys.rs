@@ -1,0 +1,212 @@
+//! Per-device encryption keys: identity keys, one-time keys and fallback keys.
+
+use serde_json::Value;
+use sqlx::{FromRow, PgExecutor};
+
+#[derive(Clone, Debug, FromRow)]
+pub struct StoredDeviceKeys {
+    pub user_id: String,
+    pub device_id: String,
+    pub key_json: Value,
+    pub display_name: Option<String>,
+}
+
+pub async fn device_keys(db: impl PgExecutor<'_>, user_id: &str, device_id: &str) -> sqlx::Result<Option<Value>> {
+    sqlx::query_scalar("SELECT key_json FROM e2e_device_keys WHERE user_id = $1 AND device_id = $2")
+        .bind(user_id)
+        .bind(device_id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Stores a device's identity keys; `false` when the device already has keys (the caller
+/// decides beforehand whether those are the same).
+pub async fn insert_device_keys(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+    key_json: &Value,
+) -> sqlx::Result<bool> {
+    let inserted = sqlx::query(
+        "INSERT INTO e2e_device_keys (user_id, device_id, key_json) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(key_json)
+    .execute(db)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// The identity keys of the users' devices (all of a user's devices when `device_ids` is
+/// empty for that user), with the devices' display names.
+pub async fn query_device_keys(
+    db: impl PgExecutor<'_>,
+    user_ids: &[String],
+    all_devices: &[bool],
+    device_ids: &[String],
+    device_users: &[String],
+) -> sqlx::Result<Vec<StoredDeviceKeys>> {
+    sqlx::query_as(
+        "SELECT k.user_id, k.device_id, k.key_json, d.display_name
+         FROM e2e_device_keys k
+         JOIN devices d ON d.user_id = k.user_id AND d.device_id = k.device_id
+         WHERE k.user_id IN (SELECT u FROM UNNEST($1::text[], $2::bool[]) AS t(u, a) WHERE a)
+            OR (k.user_id, k.device_id) IN (SELECT * FROM UNNEST($4::text[], $3::text[]))
+         ORDER BY k.user_id, k.device_id",
+    )
+    .bind(user_ids)
+    .bind(all_devices)
+    .bind(device_ids)
+    .bind(device_users)
+    .fetch_all(db)
+    .await
+}
+
+/// Adds one-time keys; ids the device already uploaded are kept as they are.
+pub async fn insert_one_time_keys(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+    algorithms: &[String],
+    key_ids: &[String],
+    keys: &[Value],
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO e2e_one_time_keys (user_id, device_id, algorithm, key_id, key_json)
+         SELECT $1, $2, a, k, j FROM UNNEST($3::text[], $4::text[], $5::jsonb[]) AS t(a, k, j)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(algorithms)
+    .bind(key_ids)
+    .bind(keys)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct KeyCount {
+    pub algorithm: String,
+    pub count: i64,
+}
+
+pub async fn one_time_key_counts(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+) -> sqlx::Result<Vec<KeyCount>> {
+    sqlx::query_as(
+        "SELECT algorithm, COUNT(*) AS count FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2
+         GROUP BY algorithm ORDER BY algorithm",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .fetch_all(db)
+    .await
+}
+
+/// Replaces the device's fallback key for the algorithm with a new, unused one. Uploading
+/// the same key again keeps whether it was used (clients re-send it with other keys).
+pub async fn set_fallback_key(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+    algorithm: &str,
+    key_id: &str,
+    key_json: &Value,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO e2e_fallback_keys (user_id, device_id, algorithm, key_id, key_json, used)
+         VALUES ($1, $2, $3, $4, $5, FALSE)
+         ON CONFLICT (user_id, device_id, algorithm) DO UPDATE
+           SET key_id = EXCLUDED.key_id, key_json = EXCLUDED.key_json,
+               used = e2e_fallback_keys.used AND e2e_fallback_keys.key_json = EXCLUDED.key_json",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(algorithm)
+    .bind(key_id)
+    .bind(key_json)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn unused_fallback_algorithms(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND NOT used ORDER BY algorithm",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .fetch_all(db)
+    .await
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct ClaimedKey {
+    pub key_id: String,
+    pub key_json: Value,
+}
+
+/// Takes one one-time key of the algorithm from the device, or `None` when none is left.
+/// Concurrent claims skip rows another claim has locked, so each key goes to exactly one
+/// claimer and no claim waits for another.
+pub async fn claim_one_time_key(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+    algorithm: &str,
+) -> sqlx::Result<Option<ClaimedKey>> {
+    sqlx::query_as(
+        "DELETE FROM e2e_one_time_keys WHERE (user_id, device_id, algorithm, key_id) = (
+             SELECT user_id, device_id, algorithm, key_id FROM e2e_one_time_keys
+             WHERE user_id = $1 AND device_id = $2 AND algorithm = $3
+             ORDER BY key_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING key_id, key_json",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(algorithm)
+    .fetch_optional(db)
+    .await
+}
+
+/// Hands out the device's fallback key for the algorithm (marking it used), if it has one.
+pub async fn claim_fallback_key(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+    algorithm: &str,
+) -> sqlx::Result<Option<ClaimedKey>> {
+    sqlx::query_as(
+        "UPDATE e2e_fallback_keys SET used = TRUE WHERE user_id = $1 AND device_id = $2 AND algorithm = $3
+         RETURNING key_id, key_json",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(algorithm)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn replace_device_keys(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+    key_json: &Value,
+) -> sqlx::Result<()> {
+    sqlx::query("UPDATE e2e_device_keys SET key_json = $3 WHERE user_id = $1 AND device_id = $2")
+        .bind(user_id)
+        .bind(device_id)
+        .bind(key_json)
+        .execute(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! Device identity keys (`POST /keys/upload`'s `device_keys`, `POST /keys/query`).
+
+use crate::db;
+use crate::db::e2ee_cross_signing::StoredSignature;
+use crate::e2ee::{cross_signing, device_lists, one_time_keys, signatures};
+use crate::error::{Error, Result};
+use crate::streams::Streams;
+use crate::users::Session;
+use ruma::api::client::keys::{get_keys, upload_keys};
+use ruma::encryption::DeviceKeys;
+use ruma::serde::Raw;
+use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedUserId, ServerName, UInt, UserId};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::collections::BTreeMap;
+
+/// Stores what the device publishes, all or nothing, and answers the device's one-time key
+/// counts.
+pub async fn upload(
+    pool: &PgPool,
+    streams: &Streams,
+    session: &Session,
+    request: &upload_keys::v3::Request,
+) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
+    let device_keys = request.device_keys.as_ref().map(|raw| validate(raw, session)).transpose()?;
+    let one_time = one_time_keys::parse_all(&request.one_time_keys)?;
+    let fallback = one_time_keys::parse_all(&request.fallback_keys)?;
+
+    let mut reservation = streams.reserve();
+    let mut tx = pool.begin().await?;
+    let user = session.user_id.as_str();
+    let device = session.device_id.as_str();
+    let mut changed = false;
+    if let Some(keys) = &device_keys {
+        changed = store(&mut tx, user, device, keys).await?;
+    }
+    one_time_keys::store(&mut tx, user, device, &one_time, &fallback).await?;
+    let mut audience = Vec::new();
+    if changed {
+        let position = reservation.next(&mut tx).await?;
+        device_lists::record(&mut tx, user, position).await?;
+        audience = device_lists::audience(&mut tx, &[user.to_owned()]).await?;
+    }
+    let counts = one_time_keys::counts(&mut tx, user, device).await?;
+    tx.commit().await?;
+    reservation.committed_for(audience).await?;
+    Ok(counts)
+}
+
+/// Checks uploaded device keys: the spec's shape, the caller's own user and device, and the
+/// device's signature over them with its own ed25519 key. Returns the JSON to store, without
+/// `unsigned` (the server fills that in from the device).
+fn validate(raw: &Raw<DeviceKeys>, session: &Session) -> Result<Value> {
+    let keys: DeviceKeys =
+        raw.deserialize().map_err(|error| Error::bad_json(format!("Invalid device_keys: {error}")))?;
+    if keys.user_id != session.user_id {
+        return Err(Error::invalid_param(format!("device_keys.user_id must be {}", session.user_id)));
+    }
+    if keys.device_id != session.device_id {
+        return Err(Error::invalid_param(format!("device_keys.device_id must be {}", session.device_id)));
+    }
+    let mut json: Value = serde_json::from_str(raw.json().get())
+        .map_err(|error| Error::bad_json(format!("Invalid device_keys: {error}")))?;
+    let key_id = format!("ed25519:{}", session.device_id);
+    let Some(public_key) = keys.keys.iter().find(|(id, _)| id.as_str() == key_id).map(|(_, key)| key.as_str()) else {
+        return Err(Error::invalid_param(format!("device_keys.keys must hold the device's {key_id} key")));
+    };
+    signatures::verify(&json, session.user_id.as_str(), &key_id, public_key)
+        .map_err(|error| Error::invalid_param(format!("device_keys: {error}")))?;
+    if let Some(object) = json.as_object_mut() {
+        object.remove("unsigned");
+    }
+    Ok(json)
+}
+
+/// Stores the device's keys; `true` when that changed what others see. The identity keys of
+/// a device never change: an upload with other keys for a device that has keys is refused
+/// (clients make a new device instead), as Synapse refuses it.
+async fn store(tx: &mut db::Transaction, user: &str, device: &str, keys: &Value) -> Result<bool> {
+    if db::e2ee_keys::insert_device_keys(&mut **tx, user, device, keys).await? {
+        return Ok(true);
+    }
+    let existing = db::e2ee_keys::device_keys(&mut **tx, user, device).await?;
+    let Some(existing) = existing else { return Err(Error::internal("device keys vanished while uploading")) };
+    if existing == *keys {
+        return Ok(false);
+    }
+    if existing.get("keys") != keys.get("keys") {
+        return Err(Error::invalid_param("This device already has different identity keys; log in as a new device"));
+    }
+    // Same identity, other algorithms or signatures: keep the newer object.
+    db::e2ee_keys::replace_device_keys(&mut **tx, user, device, keys).await?;
+    Ok(true)
+}
+
+/// `POST /keys/query`: the keys of the requested users' devices (all of them when the list is
+/// empty) and their cross-signing keys, with every signature uploaded for them.
+pub async fn query(
+    pool: &PgPool,
+    server_name: &ServerName,
+    requester: &UserId,
+    wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
+) -> Result<get_keys::v3::Response> {
+    let mut response = get_keys::v3::Response::new();
+    let mut users = Vec::new();
+    let mut all_devices = Vec::new();
+    let (mut device_users, mut device_ids) = (Vec::new(), Vec::new());
+    for (user, devices) in wanted {
+        if user.server_name() != server_name {
+            // No federation yet: remote servers cannot be asked.
+            response.failures.insert(
+                user.server_name().to_string(),
+                json!({ "status": 503, "message": "Federation is not available on this server" }),
+            );
+            continue;
+        }
+        users.push(user.to_string());
+        all_devices.push(devices.is_empty());
+        for device in devices {
+            device_users.push(user.to_string());
+            device_ids.push(device.to_string());
+        }
+        response.device_keys.insert(user.clone(), BTreeMap::new());
+    }
+    if users.is_empty() {
+        return Ok(response);
+    }
+
+    let mut conn = pool.acquire().await?;
+    let stored = db::e2ee_keys::query_device_keys(&mut *conn, &users, &all_devices, &device_ids, &device_users).await?;
+    let uploaded = db::e2ee_cross_signing::signatures_on(&mut *conn, &users).await?;
+    let mut by_target: BTreeMap<(&str, &str), Vec<&StoredSignature>> = BTreeMap::new();
+    for signature in &uploaded {
+        by_target.entry((&signature.target_user_id, &signature.target_key_id)).or_default().push(signature);
+    }
+    for keys in stored {
+        let Ok(user) = UserId::parse(&keys.user_id) else { continue };
+        let device = OwnedDeviceId::from(keys.device_id.as_str());
+        let mut json = keys.key_json;
+        if let Some(found) = by_target.get(&(keys.user_id.as_str(), keys.device_id.as_str())) {
+            signatures::merge(&mut json, found.iter().copied());
+        }
+        if let Some(object) = json.as_object_mut() {
+            object.insert("unsigned".to_owned(), json!({ "device_display_name": keys.display_name }));
+        }
+        response.device_keys.entry(user).or_default().insert(device, to_raw(&json)?);
+    }
+    cross_signing::attach_to_query(&mut conn, requester, &users, &by_target, &mut response).await?;
+    Ok(response)
+}
+
+pub fn to_raw<T>(json: &Value) -> Result<Raw<T>> {
+    serde_json::value::to_raw_value(json)
+        .map(Raw::from_json)
+        .map_err(|error| Error::internal(format!("could not serialise stored keys: {error}")))
+}

@@ -1,0 +1,34 @@
+//! Device-list changes (spec: "Tracking the device list for a user"): a user whose devices
+//! or keys change gets a row at a stream position, so that everyone sharing a room with them
+//! learns of it in `/sync` (`device_lists`) or `/keys/changes`, exactly once per change.
+
+use crate::db;
+use crate::error::Result;
+use ruma::OwnedUserId;
+use ruma::api::client::sync::sync_events::DeviceLists;
+use sqlx::{PgConnection, PgPool};
+
+/// Records that `user`'s device list changed, at `position` (taken in the same transaction).
+pub async fn record(conn: &mut PgConnection, user: &str, position: i64) -> Result<()> {
+    db::e2ee_device_lists::record_change(conn, user, position).await?;
+    Ok(())
+}
+
+/// The wake-up keys of a device-list change of `users` (see `streams::notifier`): their own
+/// syncs and those of everyone in their rooms.
+pub async fn audience(conn: &mut PgConnection, users: &[String]) -> Result<Vec<String>> {
+    Ok(db::e2ee_device_lists::audience(conn, users).await?)
+}
+
+/// Whose device lists `user` should refresh after the window `(since, upto]` (`changed`),
+/// and whom they no longer share a room with (`left`).
+pub async fn between(pool: &PgPool, user: &str, since: i64, upto: i64) -> Result<DeviceLists> {
+    let mut lists = DeviceLists::new();
+    lists.changed = parse(db::e2ee_device_lists::changed(pool, user, since, upto).await?);
+    lists.left = parse(db::e2ee_device_lists::left(pool, user, since, upto).await?);
+    Ok(lists)
+}
+
+fn parse(users: Vec<String>) -> Vec<OwnedUserId> {
+    users.into_iter().filter_map(|user| OwnedUserId::try_from(user).ok()).collect()
+}
