@@ -2,7 +2,7 @@
 
 mod common;
 use common::*;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const PW: &str = "room-test-password";
@@ -306,4 +306,30 @@ async fn message_filters_cut_exactly_what_they_say() {
     let (status, body) =
         server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&filter=%7Bnot-json"), alice.token()).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
+
+/// A v12 room id is its create event's hash, and one user's create events with the same
+/// content in the same millisecond are the same event: each room must still be its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_user_creating_identical_rooms_at_once_gets_distinct_rooms() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let creations: Vec<_> = (0..12)
+        .map(|_| {
+            let http = server.http.clone();
+            let url = server.url("/_matrix/client/v3/createRoom");
+            let token = alice.access_token.clone();
+            tokio::spawn(async move { send_json(&http, Method::POST, &url, Some(&token), Some(json!({}))).await })
+        })
+        .collect();
+    let mut rooms = std::collections::HashSet::new();
+    for creation in creations {
+        let (status, body) = creation.await.expect("creation task");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        rooms.insert(body["room_id"].as_str().expect("room_id").to_owned());
+    }
+    assert_eq!(rooms.len(), 12, "twelve distinct rooms");
+    let (status, joined) = server.get("/_matrix/client/v3/joined_rooms", alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{joined}");
+    assert_eq!(joined["joined_rooms"].as_array().map(Vec::len), Some(12), "{joined}");
 }

@@ -7,9 +7,11 @@ use crate::rooms::aliases;
 use crate::rooms::append::{append_locked, persist};
 use crate::rooms::build::{EventTemplate, Placement, build_and_sign};
 use crate::rooms::membership::member_content;
+use crate::rooms::pdu::Pdu;
 use crate::rooms::{RoomCtx, rules_for};
 use crate::streams::Reservation;
 use crate::users::{now_ms, tokens};
+use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::check_state_independent_auth_rules;
 use ruma::{EventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Map, Value, json};
@@ -39,6 +41,37 @@ pub struct CreateRoom {
     pub alias: Option<OwnedRoomAliasId>,
 }
 
+/// Tries at building a create event whose room id is not taken yet (see `create_room`).
+const MAX_CREATE_ATTEMPTS: u32 = 10;
+
+/// The signed create event and the room id it gives the room: its hash from room v12 on, a
+/// random one before.
+fn create_event(
+    ctx: RoomCtx<'_>,
+    rules: &RoomVersionRules,
+    creator: &UserId,
+    template: &EventTemplate,
+) -> Result<(Pdu, OwnedRoomId)> {
+    let random_room_id = if rules.authorization.room_create_event_id_as_room_id {
+        None
+    } else {
+        Some(
+            RoomId::parse(format!("!{}:{}", tokens::random_alphanumeric(18), ctx.server_name))
+                .map_err(|e| Error::internal(format!("generated room id: {e}")))?,
+        )
+    };
+    let placement = Placement { room_id: random_room_id.as_deref(), prev_events: &[], auth_events: &[], depth: 1 };
+    let create = build_and_sign(template, creator, &placement, rules, ctx.server_name, ctx.key)?;
+    check_state_independent_auth_rules(&rules.authorization, &create, |_: &EventId| None::<Pdu>)
+        .map_err(|reason| Error::bad_json(format!("Invalid create event: {reason}")))?;
+    let room_id = match random_room_id {
+        Some(room_id) => room_id,
+        None => RoomId::parse(format!("!{}", &create.event_id.as_str()[1..]))
+            .map_err(|e| Error::internal(format!("room id from create event: {e}")))?,
+    };
+    Ok((create, room_id))
+}
+
 pub async fn create_room(
     ctx: RoomCtx<'_>,
     default_version: &RoomVersionId,
@@ -65,38 +98,33 @@ pub async fn create_room(
         // Room v12: in a trusted private chat the invitees are creators too.
         create_content.insert("additional_creators".into(), json!(request.invite));
     }
-    let hashed_room_id = rules.authorization.room_create_event_id_as_room_id;
-    let random_room_id = if hashed_room_id {
-        None
-    } else {
-        Some(
-            RoomId::parse(format!("!{}:{}", tokens::random_alphanumeric(18), ctx.server_name))
-                .map_err(|e| Error::internal(format!("generated room id: {e}")))?,
-        )
-    };
     let template = EventTemplate::state("m.room.create", "", Value::Object(create_content));
-    let placement = Placement { room_id: random_room_id.as_deref(), prev_events: &[], auth_events: &[], depth: 1 };
-    let create = build_and_sign(&template, creator, &placement, &rules, ctx.server_name, ctx.key)?;
-    check_state_independent_auth_rules(&rules.authorization, &create, |_: &EventId| None::<crate::rooms::pdu::Pdu>)
-        .map_err(|reason| Error::bad_json(format!("Invalid create event: {reason}")))?;
-    let room_id = match random_room_id {
-        Some(room_id) => room_id,
-        None => RoomId::parse(format!("!{}", &create.event_id.as_str()[1..]))
-            .map_err(|e| Error::internal(format!("room id from create event: {e}")))?,
-    };
 
     // Read before the transaction, which then needs no second connection.
     let join = member_content(ctx.pool, creator, "join", None).await?;
 
     // The whole room commits in one transaction, or nothing of it does: an event the auth rules
     // refuse half-way (say, malformed power_level_content_override) leaves no half-made room.
-    let _local = ctx.locks.lock(&room_id).await;
-    let mut tx = ctx.pool.begin().await?;
-    let mut reservation = ctx.streams.reserve();
-    db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
-    if !db::rooms::insert(&mut tx, room_id.as_str(), version.as_str(), creator.as_str(), now_ms()).await? {
-        return Err(Error::internal("room id collision"));
-    }
+    let mut attempts = 0;
+    let (create, room_id, _local, mut tx, mut reservation) = loop {
+        let (create, room_id) = create_event(ctx, &rules, creator, &template)?;
+        let local = ctx.locks.lock(&room_id).await;
+        let mut tx = ctx.pool.begin().await?;
+        let reservation = ctx.streams.reserve();
+        db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
+        if db::rooms::insert(&mut tx, room_id.as_str(), version.as_str(), creator.as_str(), now_ms()).await? {
+            break (create, room_id, local, tx, reservation);
+        }
+        // Where the room id is the create event's hash, the same user creating two rooms with
+        // the same content in the same millisecond makes the same event: the second waits
+        // for the next millisecond, whose timestamp makes its event (and room) another one.
+        attempts += 1;
+        if attempts >= MAX_CREATE_ATTEMPTS {
+            return Err(Error::internal("room id collision"));
+        }
+        drop(tx);
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    };
     let empty = db::state::create_empty_snapshot(&mut tx, room_id.as_str()).await?;
     persist(&mut tx, &mut reservation, &room_id, &create, empty, &[]).await?;
     // An alias taken since `validate` fails the whole creation.
