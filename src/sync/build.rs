@@ -13,6 +13,7 @@ use crate::rooms::filter::EventFilter;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::redact;
 use crate::sync::room::{RoomWindow, StateMode, room_entry};
+use futures_util::{StreamExt, TryStreamExt};
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
@@ -59,6 +60,21 @@ pub struct SyncBody {
     pub is_empty: bool,
 }
 
+impl SyncBody {
+    /// A body with no sections yet.
+    pub fn empty() -> SyncBody {
+        SyncBody { json: Value::Object(Map::new()), is_empty: true }
+    }
+
+    /// Adds another body's top-level sections (which are disjoint from this one's).
+    pub fn merge(&mut self, other: SyncBody) {
+        if let (Value::Object(into), Value::Object(from)) = (&mut self.json, other.json) {
+            into.extend(from);
+        }
+        self.is_empty &= other.is_empty;
+    }
+}
+
 /// State event types shown to users invited to (or knocking on) a room, so that clients can
 /// say what the room is (spec: "Stripped state"), plus the member event itself.
 const STRIPPED_STATE_TYPES: [&str; 7] = [
@@ -96,46 +112,25 @@ pub async fn build(pool: &PgPool, user: &UserId, window: SyncWindow, options: &S
         None => HashSet::new(),
     };
     let mut ephemeral = crate::sync::ephemeral::events(pool, user, &joined_ids, since, upto).await?;
-    let mut join = Map::new();
-    for room in &sections.join {
-        let key = room.room_id.as_str();
-        let newly_joined = match since {
-            None => true,
-            Some(since) => {
-                room.position > since && membership_at(pool, key, user, since).await?.as_deref() != Some("join")
-            }
-        };
-        let account_data = room_account_data.remove(key).unwrap_or_default();
-        let ephemeral = ephemeral.remove(key).unwrap_or_default();
-        if !newly_joined
-            && !options.full_state
-            && !active.contains(key)
-            && account_data.is_empty()
-            && ephemeral.is_empty()
-        {
-            continue;
-        }
-        let state = if newly_joined || options.full_state { StateMode::Full } else { StateMode::Changes };
-        let window_after = since.unwrap_or(0);
-        let window = RoomWindow { after: window_after, upto, joined: true, state };
-        let entry = room_entry(pool, user, &room.room_id, window, options, &ignored, account_data).await?;
-        let entry = crate::sync::ephemeral::attach(entry, ephemeral);
-        let full = newly_joined || options.full_state;
-        let entry = crate::sync::summary::attach(pool, user, &room.room_id, entry, full, window_after, upto).await?;
-        let entry = crate::sync::unread::attach(
-            pool,
-            user,
-            &room.room_id,
-            entry,
-            upto,
-            &ignored,
-            options.unread_thread_notifications,
-        )
+    // Rooms are independent of one another: build several at once, so that a sync of many
+    // rooms waits for the database's round trips side by side rather than one after another.
+    let candidates: Vec<JoinedRoom> = sections
+        .join
+        .iter()
+        .map(|room| JoinedRoom {
+            room: RoomAt { room_id: room.room_id.clone(), position: room.position },
+            account_data: room_account_data.remove(room.room_id.as_str()).unwrap_or_default(),
+            ephemeral: ephemeral.remove(room.room_id.as_str()).unwrap_or_default(),
+            active: active.contains(room.room_id.as_str()),
+        })
+        .collect();
+    let context = JoinedContext { pool, user, window, options, ignored: &ignored };
+    let entries: Vec<Option<(String, Value)>> = futures_util::stream::iter(candidates)
+        .map(|candidate| joined_entry(&context, candidate))
+        .buffered(ROOMS_AT_ONCE)
+        .try_collect()
         .await?;
-        if let Some(entry) = entry.filter(|entry| newly_joined || options.full_state || !entry.is_quiet) {
-            join.insert(key.to_owned(), entry.json);
-        }
-    }
+    let join: Map<String, Value> = entries.into_iter().flatten().collect();
 
     // Left rooms (incremental syncs only, see `classify`): the timeline up to the leave.
     let mut leave = Map::new();
@@ -187,6 +182,52 @@ pub async fn build(pool: &PgPool, user: &UserId, window: SyncWindow, options: &S
         body.insert("account_data".to_owned(), json!({ "events": global_account_data }));
     }
     Ok(SyncBody { json: Value::Object(body), is_empty })
+}
+
+/// Rooms built at once (each takes a database connection at a time).
+const ROOMS_AT_ONCE: usize = 8;
+
+/// What every joined room's entry is built from.
+struct JoinedContext<'a> {
+    pool: &'a PgPool,
+    user: &'a UserId,
+    window: SyncWindow,
+    options: &'a SyncOptions,
+    ignored: &'a HashSet<String>,
+}
+
+/// A joined room and what the window already holds for it.
+struct JoinedRoom {
+    room: RoomAt,
+    account_data: Vec<Value>,
+    ephemeral: Vec<Value>,
+    /// Whether the room has events in the window.
+    active: bool,
+}
+
+/// The `rooms.join` entry of one room, or `None` when an incremental sync has nothing for it.
+async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Result<Option<(String, Value)>> {
+    let JoinedContext { pool, user, window, options, ignored } = *context;
+    let SyncWindow { since, upto } = window;
+    let room = &candidate.room;
+    let key = room.room_id.as_str();
+    let newly_joined = match since {
+        None => true,
+        Some(since) => room.position > since && membership_at(pool, key, user, since).await?.as_deref() != Some("join"),
+    };
+    let full = newly_joined || options.full_state;
+    if !full && !candidate.active && candidate.account_data.is_empty() && candidate.ephemeral.is_empty() {
+        return Ok(None);
+    }
+    let state = if full { StateMode::Full } else { StateMode::Changes };
+    let window_after = since.unwrap_or(0);
+    let room_window = RoomWindow { after: window_after, upto, joined: true, state };
+    let entry = room_entry(pool, user, &room.room_id, room_window, options, ignored, candidate.account_data).await?;
+    let entry = crate::sync::ephemeral::attach(entry, candidate.ephemeral);
+    let entry = crate::sync::summary::attach(pool, user, &room.room_id, entry, full, window_after, upto).await?;
+    let threaded = options.unread_thread_notifications;
+    let entry = crate::sync::unread::attach(pool, user, &room.room_id, entry, upto, ignored, threaded).await?;
+    Ok(entry.filter(|entry| full || !entry.is_quiet).map(|entry| (key.to_owned(), entry.json)))
 }
 
 /// A room the user was joined to, or left, at the end of the window.

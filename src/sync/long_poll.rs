@@ -10,7 +10,7 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::streams::{PositionBounds, Streams};
-use crate::sync::build::{SyncOptions, SyncWindow, build};
+use crate::sync::build::{SyncBody, SyncOptions, SyncWindow, build};
 use crate::sync::sections::SectionFilters;
 use crate::sync::token;
 use ruma::{DeviceId, UserId};
@@ -48,12 +48,30 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
             return Err(Error::invalid_param("This sync token was not issued by this server"));
         }
         let window = SyncWindow { since, upto };
-        let mut body = build(pool, user, window, &request.options).await?;
-        if let Some(device) = request.device {
-            crate::sync::to_device::attach(pool, user, device, window, &mut body).await?;
+        // The rooms and the per-user sections are independent: build them side by side.
+        let (mut body, to_device, presence, device_lists) = tokio::try_join!(
+            build(pool, user, window, &request.options),
+            async {
+                let mut section = SyncBody::empty();
+                if let Some(device) = request.device {
+                    crate::sync::to_device::attach(pool, user, device, window, &mut section).await?;
+                }
+                Ok(section)
+            },
+            async {
+                let mut section = SyncBody::empty();
+                crate::sync::presence::attach(pool, user, window, &mut section).await?;
+                Ok::<_, Error>(section)
+            },
+            async {
+                let mut section = SyncBody::empty();
+                crate::sync::device_lists::attach(pool, user, request.device, window, &mut section).await?;
+                Ok::<_, Error>(section)
+            },
+        )?;
+        for section in [to_device, presence, device_lists] {
+            body.merge(section);
         }
-        crate::sync::presence::attach(pool, user, window, &mut body).await?;
-        crate::sync::device_lists::attach(pool, user, request.device, window, &mut body).await?;
         let answer_now = !body.is_empty || since.is_none() || request.full_state || Instant::now() >= deadline;
         if answer_now {
             request.sections.apply(&mut body.json);
