@@ -19,7 +19,7 @@ pub const NOTIFYING_TYPES: [&str; 7] = [
 /// Where the user's reading stands in a room: their `m.read` / `m.read.private` receipts by
 /// thread (`""` unthreaded, `"main"`, or a thread root's id), and where their membership began
 /// (what counts as read before any receipt).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReadPositions {
     pub receipts: Vec<(String, i64)>,
     pub joined: i64,

@@ -14,3 +14,4 @@ mod summary;
 mod to_device;
 pub mod token;
 mod unread;
+mod unread_cache;

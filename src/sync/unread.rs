@@ -10,6 +10,7 @@ use crate::error::Result;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::power::PowerLevels;
 use crate::sync::room::RoomEntry;
+use crate::sync::unread_cache::{self as cache, CacheKey};
 use ruma::{RoomId, UserId};
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
@@ -59,24 +60,36 @@ impl Count {
         }
     }
 
+    fn plus(self, other: Count) -> Count {
+        Count {
+            notifications: self.notifications + other.notifications,
+            highlights: self.highlights + other.highlights,
+        }
+    }
+
     fn json(self) -> Value {
         json!({ "notification_count": self.notifications, "highlight_count": self.highlights })
     }
 }
 
 /// Unread counts of a room: its main timeline, and each thread (by root event id).
-#[derive(Debug, Default)]
-struct UnreadCounts {
+#[derive(Clone, Debug, Default)]
+pub(super) struct UnreadCounts {
     main: Count,
     threads: BTreeMap<String, Count>,
 }
 
 impl UnreadCounts {
+    fn add(&mut self, other: &UnreadCounts) {
+        self.main = self.main.plus(other.main);
+        for (root, count) in &other.threads {
+            let total = self.threads.entry(root.clone()).or_default();
+            *total = total.plus(*count);
+        }
+    }
+
     fn total(&self) -> Count {
-        self.threads.values().fold(self.main, |total, thread| Count {
-            notifications: total.notifications + thread.notifications,
-            highlights: total.highlights + thread.highlights,
-        })
+        self.threads.values().fold(self.main, |total, thread| total.plus(*thread))
     }
 }
 
@@ -96,7 +109,8 @@ fn read_up_to(positions: &ReadPositions, thread: Option<&str>) -> i64 {
 
 /// The counts for the user in the room over the events up to `upto`, each event judged
 /// against the read position of its own thread. Events of ignored users are left out, as
-/// they are from the timeline.
+/// they are from the timeline. Counts already made for an earlier `upto` with the same read
+/// positions are carried forward (`unread_cache`), so only newer events are looked at.
 async fn counts(
     pool: &PgPool,
     user: &UserId,
@@ -107,14 +121,40 @@ async fn counts(
     let Some(positions) = db::unread::read_positions(pool, room_id.as_str(), user.as_str()).await? else {
         return Ok(UnreadCounts::default());
     };
+    let key = CacheKey::new(pool, user, room_id);
+    let earlier = cache::lookup(&key, &positions, ignored, upto);
     // Every thread's read position is at least the lowest of these.
-    let after = positions.receipts.iter().map(|(_, position)| *position).chain([positions.joined]).min();
-    let after = after.unwrap_or(positions.joined);
-    let events = db::unread::unread_events(pool, room_id.as_str(), user.as_str(), after, upto, MAX_COUNTED).await?;
+    let lowest_read = positions.receipts.iter().map(|(_, position)| *position).chain([positions.joined]).min();
+    let after = match &earlier {
+        Some((counted_upto, _)) => *counted_upto,
+        None => lowest_read.unwrap_or(positions.joined),
+    };
+    let mut unread = earlier.map(|(_, counts)| counts).unwrap_or_default();
+    let newer = count_between(pool, user, room_id, &positions, after, upto, ignored).await?;
+    unread.add(&newer);
+    cache::store(key, positions, ignored, upto, unread.clone());
+    Ok(unread)
+}
+
+/// Counts of the events with `after < position <= upto` that are past their thread's read
+/// position.
+async fn count_between(
+    pool: &PgPool,
+    user: &UserId,
+    room_id: &RoomId,
+    positions: &ReadPositions,
+    after: i64,
+    upto: i64,
+    ignored: &HashSet<String>,
+) -> Result<UnreadCounts> {
     let mut unread = UnreadCounts::default();
+    if after >= upto {
+        return Ok(unread);
+    }
+    let events = db::unread::unread_events(pool, room_id.as_str(), user.as_str(), after, upto, MAX_COUNTED).await?;
     let events: Vec<_> = events
         .into_iter()
-        .filter(|event| event.stream_position > read_up_to(&positions, event.thread_root.as_deref()))
+        .filter(|event| event.stream_position > read_up_to(positions, event.thread_root.as_deref()))
         .collect();
     if events.is_empty() {
         return Ok(unread);
