@@ -205,3 +205,30 @@ async fn a_user_on_two_devices_and_a_friend_chat_live_with_typing_receipts_prese
     bobs.sees("the whole burst", |r| has_message(r, &room, &last)).await;
     assert_eq!(bobs.messages(&room), expected, "bob's device: each message once, in order, his own included");
 }
+
+/// Many syncs at once must all be answered: no part of a sync may hold a database connection
+/// while waiting for another, or a burst larger than the pool (10 in tests) starves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_syncs_larger_than_the_pool_is_answered() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    for i in 0..3 {
+        let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+        server.join(&bob, &room).await;
+        server.send_text(&bob, &room, &format!("t{i}"), "hello").await;
+    }
+    let syncs: Vec<_> = (0..40)
+        .map(|_| {
+            let http = server.http.clone();
+            let url = server.url("/_matrix/client/v3/sync?timeout=0");
+            let token = alice.access_token.clone();
+            tokio::spawn(async move { send_json(&http, Method::GET, &url, Some(&token), None).await })
+        })
+        .collect();
+    for sync in syncs {
+        let (status, body) = tokio::time::timeout(PATIENCE, sync).await.expect("answered in time").expect("task");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["rooms"]["join"].as_object().map(|rooms| rooms.len()), Some(3), "{body}");
+    }
+}

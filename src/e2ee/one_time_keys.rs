@@ -65,8 +65,12 @@ pub async fn counts(conn: &mut PgConnection, user: &str, device: &str) -> Result
 }
 
 /// The algorithms the device has an unused fallback key for.
-pub async fn unused_fallback_types(pool: &PgPool, user: &str, device: &str) -> Result<Vec<OneTimeKeyAlgorithm>> {
-    let algorithms = db::e2ee_keys::unused_fallback_algorithms(pool, user, device).await?;
+pub async fn unused_fallback_types(
+    conn: &mut PgConnection,
+    user: &str,
+    device: &str,
+) -> Result<Vec<OneTimeKeyAlgorithm>> {
+    let algorithms = db::e2ee_keys::unused_fallback_algorithms(conn, user, device).await?;
     Ok(algorithms.iter().map(|algorithm| OneTimeKeyAlgorithm::from(algorithm.as_str())).collect())
 }
 

@@ -24,9 +24,12 @@ pub async fn attach(
     };
     let counts = match device {
         Some(device) => {
+            // One connection for both: holding one while waiting for another from the pool
+            // starves the pool under load (every sync would hold one and wait).
             let mut conn = pool.acquire().await?;
             let counts = one_time_keys::counts(&mut conn, user.as_str(), device.as_str()).await?;
-            let fallback = one_time_keys::unused_fallback_types(pool, user.as_str(), device.as_str()).await?;
+            let fallback = one_time_keys::unused_fallback_types(&mut conn, user.as_str(), device.as_str()).await?;
+            drop(conn);
             Some((counts, fallback))
         }
         None => None,
