@@ -4,6 +4,7 @@
 //! types), `users` and `federation` are domain modules callable without HTTP, and `db` holds all
 //! SQL. `server` wires them together; `cli` is what the `hearth` binary runs.
 
+pub mod allocator;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -48,30 +48,9 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
             return Err(Error::invalid_param("This sync token was not issued by this server"));
         }
         let window = SyncWindow { since, upto };
-        // The rooms and the per-user sections are independent: build them side by side.
-        let (mut body, to_device, presence, device_lists) = tokio::try_join!(
-            build(pool, user, window, &request.options),
-            async {
-                let mut section = SyncBody::empty();
-                if let Some(device) = request.device {
-                    crate::sync::to_device::attach(pool, user, device, window, &mut section).await?;
-                }
-                Ok(section)
-            },
-            async {
-                let mut section = SyncBody::empty();
-                crate::sync::presence::attach(pool, user, window, &mut section).await?;
-                Ok::<_, Error>(section)
-            },
-            async {
-                let mut section = SyncBody::empty();
-                crate::sync::device_lists::attach(pool, user, request.device, window, &mut section).await?;
-                Ok::<_, Error>(section)
-            },
-        )?;
-        for section in [to_device, presence, device_lists] {
-            body.merge(section);
-        }
+        // Boxed: building is a large state machine, and a sync spends most of its life waiting,
+        // when only this loop's small state needs to be kept (measured with 5,000 idle syncs).
+        let mut body = Box::pin(build_window(pool, user, window, &request)).await?;
         let answer_now = !body.is_empty || since.is_none() || request.full_state || Instant::now() >= deadline;
         if answer_now {
             request.sections.apply(&mut body.json);
@@ -90,6 +69,35 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
             return Ok(with_next_batch(body.json, upto));
         }
     }
+}
+
+/// The response body for one window: the rooms and the per-user sections, which are
+/// independent and built side by side.
+async fn build_window(pool: &PgPool, user: &UserId, window: SyncWindow, request: &SyncRequest<'_>) -> Result<SyncBody> {
+    let (mut body, to_device, presence, device_lists) = tokio::try_join!(
+        build(pool, user, window, &request.options),
+        async {
+            let mut section = SyncBody::empty();
+            if let Some(device) = request.device {
+                crate::sync::to_device::attach(pool, user, device, window, &mut section).await?;
+            }
+            Ok(section)
+        },
+        async {
+            let mut section = SyncBody::empty();
+            crate::sync::presence::attach(pool, user, window, &mut section).await?;
+            Ok::<_, Error>(section)
+        },
+        async {
+            let mut section = SyncBody::empty();
+            crate::sync::device_lists::attach(pool, user, request.device, window, &mut section).await?;
+            Ok::<_, Error>(section)
+        },
+    )?;
+    for section in [to_device, presence, device_lists] {
+        body.merge(section);
+    }
+    Ok(body)
 }
 
 /// What wakes the user's sync: changes to the user (account data, to-device messages, their
