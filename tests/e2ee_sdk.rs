@@ -211,3 +211,71 @@ async fn cross_signing_bootstrap_is_seen_by_another_user() {
     assert_eq!(again["master_keys"][alice_id.as_str()]["keys"], published["keys"], "{again}");
     alice_sync.abort();
 }
+
+/// The body of a fetched event, if it decrypted to a text message.
+fn decrypted_body(event: &matrix_sdk::deserialized_responses::TimelineEvent) -> Option<String> {
+    use matrix_sdk::ruma::events::{AnySyncMessageLikeEvent, AnySyncTimelineEvent, SyncMessageLikeEvent};
+    match event.raw().deserialize().ok()? {
+        AnySyncTimelineEvent::MessageLike(AnySyncMessageLikeEvent::RoomMessage(SyncMessageLikeEvent::Original(
+            message,
+        ))) => Some(message.content.body().to_owned()),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_device_reads_history_restored_from_the_key_backup() {
+    let server = TestServer::start().await;
+    server.register("alice", PW).await;
+    server.register("bob", PW).await;
+    let alice = login(&server, "alice").await;
+    let bob = login(&server, "bob").await;
+    let alice_id = alice.user_id().expect("alice's id").to_string();
+    let bob_id = bob.user_id().expect("bob's id").to_owned();
+    let mut bob_messages = messages(&bob);
+    let alice_sync = sync_forever(&alice);
+    let bob_sync = sync_forever(&bob);
+    bob.encryption().wait_for_e2ee_initialization_tasks().await;
+
+    let mut request = CreateRoom::new();
+    request.preset = Some(RoomPreset::PrivateChat);
+    request.invite = vec![bob_id.clone()];
+    request.initial_state = vec![
+        InitialStateEvent::with_empty_state_key(RoomEncryptionEventContent::with_recommended_defaults()).to_raw_any(),
+    ];
+    let alice_room = alice.create_room(request).await.expect("create an encrypted room");
+    let room_id = alice_room.room_id().to_owned();
+    bob.join_room_by_id(&room_id).await.expect("bob joins");
+    eventually("alice's client knows bob joined", || {
+        let room = alice_room.clone();
+        async move { room.joined_members_count() == 2 }
+    })
+    .await;
+    let sent = alice_room.send(RoomMessageEventContent::text_plain("kept in the backup")).await.expect("alice sends");
+    expect_message(&mut bob_messages, "bob decrypts alice's message", &alice_id, "kept in the backup").await;
+
+    // Bob turns on recovery: secret storage, a key backup, and his room keys uploaded to it.
+    let recovery_key = bob.encryption().recovery().enable().await.expect("enable recovery");
+    bob.encryption().backups().wait_for_steady_state().await.expect("room keys backed up");
+    let (status, version) = server.get("/_matrix/client/v3/room_keys/version", bob.access_token().as_deref()).await;
+    assert_eq!(status, StatusCode::OK, "{version}");
+    assert!(version["count"].as_u64().is_some_and(|count| count >= 1), "the backup holds bob's room key: {version}");
+
+    // A new device knows no room keys: the message does not decrypt there...
+    let bob_laptop = login(&server, "bob").await;
+    bob_laptop.sync_once(SyncSettings::default()).await.expect("the new device syncs");
+    let room = bob_laptop.get_room(&room_id).expect("the new device sees the room");
+    let event_id = sent.response.event_id;
+    let before = room.event(&event_id, None).await.expect("fetch the message");
+    assert_eq!(decrypted_body(&before), None, "decrypted without the backup");
+
+    // ...until it recovers with the recovery key and takes the room's keys from the backup.
+    bob_laptop.encryption().recovery().recover(&recovery_key).await.expect("recover with the key");
+    bob_laptop.encryption().backups().download_room_keys_for_room(&room_id).await.expect("download room keys");
+    let after = room.event(&event_id, None).await.expect("fetch the message again");
+    assert_eq!(decrypted_body(&after).as_deref(), Some("kept in the backup"));
+
+    for task in [alice_sync, bob_sync] {
+        task.abort();
+    }
+}
