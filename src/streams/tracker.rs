@@ -82,10 +82,6 @@ impl StreamTracker {
         Ok(StreamTracker { inner })
     }
 
-    pub fn writer_id(&self) -> i32 {
-        self.inner.writer_id
-    }
-
     /// A set of positions for one transaction. Commit it after the transaction commits.
     pub fn reserve(&self) -> Reservation<'_> {
         Reservation { tracker: self, positions: Vec::new(), committed: false }

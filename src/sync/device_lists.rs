@@ -11,13 +11,8 @@ use ruma::{DeviceId, UserId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-pub async fn attach(
-    pool: &PgPool,
-    user: &UserId,
-    device: Option<&DeviceId>,
-    window: SyncWindow,
-    body: &mut SyncBody,
-) -> Result<()> {
+pub async fn section(pool: &PgPool, user: &UserId, device: Option<&DeviceId>, window: SyncWindow) -> Result<SyncBody> {
+    let mut body = SyncBody::empty();
     let lists = match window.since {
         Some(since) => device_lists::between(pool, user.as_str(), since, window.upto).await?,
         None => Default::default(),
@@ -34,7 +29,7 @@ pub async fn attach(
         }
         None => None,
     };
-    let Value::Object(map) = &mut body.json else { return Ok(()) };
+    let Value::Object(map) = &mut body.json else { return Ok(body) };
     if !lists.is_empty() {
         map.insert("device_lists".to_owned(), json!(lists));
         body.is_empty = false;
@@ -43,5 +38,5 @@ pub async fn attach(
         map.insert("device_one_time_keys_count".to_owned(), json!(counts));
         map.insert("device_unused_fallback_key_types".to_owned(), json!(fallback));
     }
-    Ok(())
+    Ok(body)
 }

@@ -76,23 +76,9 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
 async fn build_window(pool: &PgPool, user: &UserId, window: SyncWindow, request: &SyncRequest<'_>) -> Result<SyncBody> {
     let (mut body, to_device, presence, device_lists) = tokio::try_join!(
         build(pool, user, window, &request.options),
-        async {
-            let mut section = SyncBody::empty();
-            if let Some(device) = request.device {
-                crate::sync::to_device::attach(pool, user, device, window, &mut section).await?;
-            }
-            Ok(section)
-        },
-        async {
-            let mut section = SyncBody::empty();
-            crate::sync::presence::attach(pool, user, window, &mut section).await?;
-            Ok::<_, Error>(section)
-        },
-        async {
-            let mut section = SyncBody::empty();
-            crate::sync::device_lists::attach(pool, user, request.device, window, &mut section).await?;
-            Ok::<_, Error>(section)
-        },
+        crate::sync::to_device::section(pool, user, request.device, window),
+        crate::sync::presence::section(pool, user, window),
+        crate::sync::device_lists::section(pool, user, request.device, window),
     )?;
     for section in [to_device, presence, device_lists] {
         body.merge(section);

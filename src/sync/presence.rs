@@ -11,10 +11,11 @@ use ruma::UserId;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-pub async fn attach(pool: &PgPool, user: &UserId, window: SyncWindow, body: &mut SyncBody) -> Result<()> {
+pub async fn section(pool: &PgPool, user: &UserId, window: SyncWindow) -> Result<SyncBody> {
+    let mut body = SyncBody::empty();
     let rows = db::presence::visible_changes(pool, user.as_str(), window.since, window.upto).await?;
     if rows.is_empty() {
-        return Ok(());
+        return Ok(body);
     }
     let now = now_ms();
     let events: Vec<Value> = rows
@@ -25,5 +26,5 @@ pub async fn attach(pool: &PgPool, user: &UserId, window: SyncWindow, body: &mut
         map.insert("presence".to_owned(), json!({ "events": events }));
         body.is_empty = false;
     }
-    Ok(())
+    Ok(body)
 }

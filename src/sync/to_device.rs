@@ -10,19 +10,16 @@ use ruma::{DeviceId, UserId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-pub async fn attach(
-    pool: &PgPool,
-    user: &UserId,
-    device: &DeviceId,
-    window: SyncWindow,
-    body: &mut SyncBody,
-) -> Result<()> {
+/// The section for the device, or none for a request without one.
+pub async fn section(pool: &PgPool, user: &UserId, device: Option<&DeviceId>, window: SyncWindow) -> Result<SyncBody> {
+    let mut body = SyncBody::empty();
+    let Some(device) = device else { return Ok(body) };
     if let Some(since) = window.since {
         db::to_device::delete_acknowledged(pool, user.as_str(), device.as_str(), since).await?;
     }
     let messages = db::to_device::pending(pool, user.as_str(), device.as_str(), window.upto).await?;
     if messages.is_empty() {
-        return Ok(());
+        return Ok(body);
     }
     let events: Vec<Value> = messages
         .into_iter()
@@ -32,5 +29,5 @@ pub async fn attach(
         map.insert("to_device".to_owned(), json!({ "events": events }));
         body.is_empty = false;
     }
-    Ok(())
+    Ok(body)
 }

@@ -122,14 +122,14 @@ async fn counts(
         return Ok(UnreadCounts::default());
     };
     let key = CacheKey::new(pool, user, room_id);
-    let earlier = cache::lookup(&key, &positions, ignored, upto);
-    // Every thread's read position is at least the lowest of these.
-    let lowest_read = positions.receipts.iter().map(|(_, position)| *position).chain([positions.joined]).min();
-    let after = match &earlier {
-        Some((counted_upto, _)) => *counted_upto,
-        None => lowest_read.unwrap_or(positions.joined),
+    let (after, mut unread) = match cache::lookup(&key, &positions, ignored, upto) {
+        Some(earlier) => earlier,
+        // Every thread's read position is at least the lowest of these.
+        None => {
+            let lowest_read = positions.receipts.iter().map(|(_, position)| *position).fold(positions.joined, i64::min);
+            (lowest_read, UnreadCounts::default())
+        }
     };
-    let mut unread = earlier.map(|(_, counts)| counts).unwrap_or_default();
     let newer = count_between(pool, user, room_id, &positions, after, upto, ignored).await?;
     unread.add(&newer);
     cache::store(key, positions, ignored, upto, unread.clone());
