@@ -5,6 +5,7 @@
 //! SQL. `server` wires them together; `cli` is what the `hearth` binary runs.
 
 pub mod allocator;
+pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod db;

@@ -87,6 +87,26 @@ pub async fn redactions_of(db: impl PgExecutor<'_>, targets: &[i64]) -> sqlx::Re
     .await
 }
 
+/// Which of `events` (event numbers) are the parent of some relation or the target of some
+/// redaction, valid or not: only those can need bundled aggregations or redacting.
+pub async fn with_children_or_redactions(
+    db: impl PgExecutor<'_>,
+    events: &[i64],
+) -> sqlx::Result<std::collections::HashSet<i64>> {
+    if events.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows: Vec<i64> = sqlx::query_scalar(
+        "SELECT n.nid FROM unnest($1::bigint[]) AS n (nid)
+         WHERE EXISTS (SELECT 1 FROM event_relations r WHERE r.parent_nid = n.nid)
+            OR EXISTS (SELECT 1 FROM redactions x WHERE x.redacts_nid = n.nid)",
+    )
+    .bind(events)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
 /// The relation type of an event that is itself a (still valid) child, if it is one.
 pub async fn relation_of(db: impl PgExecutor<'_>, event_nid: i64) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(

@@ -143,3 +143,64 @@ pub async fn account_data_between(
     .fetch_all(db)
     .await
 }
+
+/// Where an incremental window `(after, upto]` has anything for a user: one statement, so
+/// that a sync which finds nothing (most wake-ups of a long-poll in a busy server) costs one
+/// round trip instead of one per stream. The per-user flags may say yes where the precise
+/// query then finds nothing for this user (presence and device-list changes of strangers);
+/// they never say no where it would find something.
+#[derive(Clone, Debug, Default, FromRow)]
+pub struct WindowNews {
+    /// Of `rooms`, those with timeline events in the window.
+    pub rooms_with_events: Vec<String>,
+    /// Whether any of `rooms` has a member event in the window (device lists follow joins
+    /// and leaves).
+    pub member_changes: bool,
+    pub rooms_with_typing: Vec<String>,
+    /// Rooms with receipts in the window the user may see (private ones only their own).
+    pub rooms_with_receipts: Vec<String>,
+    pub account_data: bool,
+    pub presence: bool,
+    pub device_list_changes: bool,
+    /// To-device messages for the device up to `upto`: new ones, or acknowledged ones to
+    /// delete.
+    pub to_device: bool,
+}
+
+pub async fn window_news(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: Option<&str>,
+    rooms: &[String],
+    after: i64,
+    upto: i64,
+) -> sqlx::Result<WindowNews> {
+    sqlx::query_as(
+        "SELECT
+           ARRAY(SELECT DISTINCT room_id FROM events
+                 WHERE room_id = ANY($3) AND stream_position > $4 AND stream_position <= $5
+                   AND rejection IS NULL AND NOT soft_failed AND NOT outlier) AS rooms_with_events,
+           EXISTS (SELECT 1 FROM events
+                   WHERE room_id = ANY($3) AND stream_position > $4 AND stream_position <= $5
+                     AND event_type = 'm.room.member') AS member_changes,
+           ARRAY(SELECT DISTINCT room_id FROM typing
+                 WHERE room_id = ANY($3) AND stream_position > $4 AND stream_position <= $5) AS rooms_with_typing,
+           ARRAY(SELECT DISTINCT room_id FROM receipts
+                 WHERE room_id = ANY($3) AND stream_position > $4 AND stream_position <= $5
+                   AND (receipt_type <> 'm.read.private' OR user_id = $1)) AS rooms_with_receipts,
+           EXISTS (SELECT 1 FROM account_data
+                   WHERE user_id = $1 AND stream_position > $4 AND stream_position <= $5) AS account_data,
+           EXISTS (SELECT 1 FROM presence WHERE stream_position > $4 AND stream_position <= $5) AS presence,
+           EXISTS (SELECT 1 FROM device_list_changes
+                   WHERE stream_position > $4 AND stream_position <= $5) AS device_list_changes,
+           EXISTS (SELECT 1 FROM to_device_messages
+                   WHERE user_id = $1 AND device_id = $2 AND stream_position <= $5) AS to_device",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(rooms)
+    .bind(after)
+    .bind(upto)
+    .fetch_one(db)
+    .await
+}

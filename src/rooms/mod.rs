@@ -8,6 +8,7 @@ pub mod build;
 pub mod context;
 pub mod create;
 pub mod directory;
+pub mod facts;
 pub mod filter;
 pub mod hierarchy;
 pub mod knock;

@@ -8,6 +8,9 @@ use ruma::RoomId;
 use serde_json::Value;
 use sqlx::PgPool;
 
+/// The current state entries power levels are read from.
+pub const POWER_KEYS: [(&str, &str); 2] = [("m.room.create", ""), ("m.room.power_levels", "")];
+
 /// The current power levels content and the room's creators (the create event's sender and,
 /// in room version 12, its `additional_creators`).
 pub struct PowerLevels {
@@ -19,9 +22,17 @@ pub struct PowerLevels {
 
 impl PowerLevels {
     pub async fn current(pool: &PgPool, room_id: &RoomId) -> Result<PowerLevels> {
-        let create = db::state::current_state_event(pool, room_id.as_str(), "m.room.create", "")
-            .await?
-            .ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
+        let entries = db::state::current_state_for_keys(pool, room_id.as_str(), &POWER_KEYS).await?;
+        PowerLevels::from_state(room_id, &entries)
+    }
+
+    /// From state entries that include the room's create event and, if it has one, its power
+    /// levels event (see [`POWER_KEYS`]); other entries are passed over.
+    pub fn from_state(room_id: &RoomId, entries: &[db::state::StateEntry]) -> Result<PowerLevels> {
+        let find = |event_type: &str| {
+            entries.iter().find(|entry| entry.event_type == event_type && entry.state_key.is_empty())
+        };
+        let create = find("m.room.create").ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
         let create = Pdu::from_stored(&create.event_id, &create.json)?;
         let create_content = create.content_value();
         let version = create_content["room_version"].as_str().unwrap_or("1");
@@ -39,7 +50,7 @@ impl PowerLevels {
                     .filter_map(|u| u.as_str().map(str::to_owned)),
             );
         }
-        let content = match db::state::current_state_event(pool, room_id.as_str(), "m.room.power_levels", "").await? {
+        let content = match find("m.room.power_levels") {
             Some(entry) => Pdu::from_stored(&entry.event_id, &entry.json)?.content_value(),
             None => Value::Null,
         };

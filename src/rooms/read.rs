@@ -4,6 +4,7 @@
 use crate::db;
 use crate::db::events::StoredEvent;
 use crate::error::{Error, Result};
+use crate::rooms::facts;
 use crate::rooms::filter::EventFilter;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::redact;
@@ -14,31 +15,6 @@ use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::HashMap;
 
-/// What the history-visibility rules need to know about one state snapshot.
-struct VisibilityAt {
-    visibility: String,
-    membership: Option<String>,
-}
-
-async fn visibility_at(pool: &PgPool, snapshot: i64, user: &UserId) -> Result<VisibilityAt> {
-    let keys =
-        vec![("m.room.history_visibility".to_owned(), String::new()), ("m.room.member".to_owned(), user.to_string())];
-    let entries = db::state::snapshot_state_for_keys(pool, snapshot, &keys).await?;
-    let mut visibility = "shared".to_owned();
-    let mut membership = None;
-    for entry in entries {
-        let content = Pdu::from_stored(&entry.event_id, &entry.json)?.content_value();
-        if entry.event_type == "m.room.history_visibility" {
-            if let Some(value) = content["history_visibility"].as_str() {
-                visibility = value.to_owned();
-            }
-        } else {
-            membership = content["membership"].as_str().map(str::to_owned);
-        }
-    }
-    Ok(VisibilityAt { visibility, membership })
-}
-
 /// Filters events down to those `user` may see (spec: "History visibility"). `currently_joined`
 /// is the user's membership now, which the `shared` setting consults.
 pub(crate) async fn visible(
@@ -47,22 +23,16 @@ pub(crate) async fn visible(
     currently_joined: bool,
     events: Vec<StoredEvent>,
 ) -> Result<Vec<(StoredEvent, Pdu)>> {
-    let mut cache: HashMap<i64, VisibilityAt> = HashMap::new();
     // Per room: the stream position of the user's latest join, read only when needed.
     let mut last_joins: HashMap<String, Option<i64>> = HashMap::new();
     let mut out = Vec::with_capacity(events.len());
     for event in events {
         let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
         let Some(snapshot) = event.state_before else { continue };
-        let at = match cache.entry(snapshot) {
-            std::collections::hash_map::Entry::Occupied(entry) => entry.into_mut(),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                entry.insert(visibility_at(pool, snapshot, user).await?)
-            }
-        };
+        let visibility = facts::history_visibility(pool, snapshot).await?;
         // `shared`: visible to whoever joined at any point after the event, even if they have
         // left since (a current member's latest join is after every earlier event).
-        let joined_since = if currently_joined || at.visibility != "shared" {
+        let joined_since = if currently_joined || visibility != "shared" {
             currently_joined
         } else {
             let last_join = match last_joins.get(&event.room_id) {
@@ -76,12 +46,18 @@ pub(crate) async fn visible(
             };
             last_join.zip(event.stream_position).is_some_and(|(joined, position)| joined > position)
         };
-        // A user's own membership event sits on the boundary: it shows if either the
-        // membership before it or the one it sets does (so they see both their join and leave).
-        let own = pdu.kind.to_string() == "m.room.member" && pdu.state_key.as_deref() == Some(user.as_str());
-        let becomes = own.then(|| pdu.content_value()["membership"].as_str().map(str::to_owned)).flatten();
-        let allowed = allows(&at.visibility, at.membership.as_deref(), joined_since)
-            || (own && allows(&at.visibility, becomes.as_deref(), joined_since));
+        // The user's membership at the event matters only where these do not decide already
+        // (the common case: a member reading a `shared` room).
+        let decided = visibility == "world_readable" || (visibility == "shared" && joined_since);
+        let allowed = decided || {
+            let membership = facts::membership_at(pool, snapshot, user).await?;
+            // A user's own membership event sits on the boundary: it shows if either the
+            // membership before it or the one it sets does (so they see both their join and leave).
+            let own = pdu.kind.to_string() == "m.room.member" && pdu.state_key.as_deref() == Some(user.as_str());
+            let becomes = own.then(|| pdu.content_value()["membership"].as_str().map(str::to_owned)).flatten();
+            allows(&visibility, membership.as_deref(), joined_since)
+                || (own && allows(&visibility, becomes.as_deref(), joined_since))
+        };
         if allowed {
             out.push((event, pdu));
         }
@@ -114,7 +90,7 @@ pub(crate) async fn world_readable(pool: &PgPool, room_id: &RoomId) -> Result<bo
 }
 
 async fn ensure_room(pool: &PgPool, room_id: &RoomId) -> Result<()> {
-    if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
+    if facts::version(pool, room_id).await?.is_none() {
         return Err(Error::not_found(format!("Unknown room {room_id}")));
     }
     Ok(())

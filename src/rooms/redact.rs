@@ -136,8 +136,18 @@ impl Served {
 /// Applies the redactions that exist for `events` (event number and parsed event).
 pub async fn apply(db: impl PgExecutor<'_>, rules: &RedactionRules, events: Vec<(i64, Pdu)>) -> Result<Vec<Served>> {
     let nids: Vec<i64> = events.iter().map(|(nid, _)| *nid).collect();
+    apply_among(db, rules, events, &nids).await
+}
+
+/// Like [`apply`] when only `candidates` (event numbers) can have a redaction.
+pub async fn apply_among(
+    db: impl PgExecutor<'_>,
+    rules: &RedactionRules,
+    events: Vec<(i64, Pdu)>,
+    candidates: &[i64],
+) -> Result<Vec<Served>> {
     let mut redactions = HashMap::new();
-    for row in db::relations::redactions_of(db, &nids).await? {
+    for row in db::relations::redactions_of(db, candidates).await? {
         redactions.insert(row.target_nid, Pdu::from_stored(&row.event.event_id, &row.event.json)?);
     }
     events

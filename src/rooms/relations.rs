@@ -16,7 +16,7 @@ use ruma::room_version_rules::RoomVersionRules;
 use ruma::{EventId, OwnedEventId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 use sqlx::{PgConnection, PgPool};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// How deep `recurse=true` follows children of children (the spec recommends at least 3).
 pub const RECURSION_DEPTH: i32 = 3;
@@ -140,8 +140,19 @@ pub struct Viewer<'a> {
 impl<'a> Viewer<'a> {
     /// 404 `M_NOT_FOUND` if the server does not know the room.
     pub async fn new(pool: &'a PgPool, user: &'a UserId, room_id: &'a RoomId) -> Result<Viewer<'a>> {
-        let rules = redact::room_rules(pool, room_id).await?;
         let membership = db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?.map(|m| m.membership);
+        Viewer::knowing_membership(pool, user, room_id, membership).await
+    }
+
+    /// Like [`Viewer::new`] when the caller already knows the user's membership (a sync knows
+    /// it as of the end of its window).
+    pub async fn knowing_membership(
+        pool: &'a PgPool,
+        user: &'a UserId,
+        room_id: &'a RoomId,
+        membership: Option<String>,
+    ) -> Result<Viewer<'a>> {
+        let rules = crate::rooms::facts::rules(pool, room_id).await?;
         let joined = membership.as_deref() == Some("join");
         Ok(Viewer { pool, user, room_id, joined, membership, rules })
     }
@@ -167,9 +178,18 @@ impl<'a> Viewer<'a> {
 
     /// Client-format events: redacted where a redaction applies, with bundled aggregations.
     pub async fn serve(&self, events: Vec<(StoredEvent, Pdu)>) -> Result<Vec<Value>> {
-        let events = events.into_iter().map(|(stored, pdu)| (stored.event_nid, pdu)).collect();
-        let served = redact::apply(self.pool, &self.rules.redaction, events).await?;
-        let mut bundles = self.aggregations(&served, true).await?;
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let events: Vec<(i64, Pdu)> = events.into_iter().map(|(stored, pdu)| (stored.event_nid, pdu)).collect();
+        // Most events have neither relations nor redactions: one query finds those that do,
+        // and only they go through the redaction and aggregation queries (four more).
+        let nids: Vec<i64> = events.iter().map(|(nid, _)| *nid).collect();
+        let involved: HashSet<i64> = db::relations::with_children_or_redactions(self.pool, &nids).await?;
+        let involved_nids: Vec<i64> = nids.into_iter().filter(|nid| involved.contains(nid)).collect();
+        let served = redact::apply_among(self.pool, &self.rules.redaction, events, &involved_nids).await?;
+        let related: Vec<Served> = served.iter().filter(|event| involved.contains(&event.event_nid)).cloned().collect();
+        let mut bundles = self.aggregations(&related, true).await?;
         Ok(served.iter().map(|event| self.client_event(event, bundles.remove(&event.event_nid))).collect())
     }
 

@@ -7,11 +7,12 @@
 //! leave committed after `upto` belongs to the next window.
 
 use crate::db;
-use crate::db::sync::MemberEvent;
+use crate::db::sync::{MemberEvent, MembershipRow};
 use crate::error::{Error, Result};
 use crate::rooms::filter::EventFilter;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::redact;
+use crate::sync::news::News;
 use crate::sync::room::{RoomWindow, StateMode, room_entry};
 use futures_util::{StreamExt, TryStreamExt};
 use ruma::{OwnedRoomId, RoomId, UserId};
@@ -87,33 +88,46 @@ const STRIPPED_STATE_TYPES: [&str; 7] = [
     "m.room.topic",
 ];
 
+/// The body of `window` for the user (without the per-device sections: to-device, device
+/// lists, key counts, and without presence), reading memberships and news itself.
 pub async fn build(pool: &PgPool, user: &UserId, window: SyncWindow, options: &SyncOptions) -> Result<SyncBody> {
+    let memberships = db::sync::memberships(pool, user.as_str()).await?;
+    let news = News::of(pool, user, None, &memberships, window).await?;
+    build_rooms(pool, user, window, options, &memberships, &news).await
+}
+
+/// [`build`] with the user's memberships (as `room_memberships` holds them now) and the
+/// window's news already read.
+pub async fn build_rooms(
+    pool: &PgPool,
+    user: &UserId,
+    window: SyncWindow,
+    options: &SyncOptions,
+    memberships: &[MembershipRow],
+    news: &News,
+) -> Result<SyncBody> {
     let SyncWindow { since, upto } = window;
-    let ignored = crate::users::ignore::ignored_users(pool, user).await?;
 
     let mut global_account_data = Vec::new();
     let mut room_account_data: HashMap<String, Vec<Value>> = HashMap::new();
-    for row in db::sync::account_data_between(pool, user.as_str(), since, upto).await? {
-        let event = json!({ "type": row.data_type, "content": row.content });
-        if row.room_id.is_empty() {
-            global_account_data.push(event);
-        } else {
-            room_account_data.entry(row.room_id).or_default().push(event);
+    if news.account_data() {
+        for row in db::sync::account_data_between(pool, user.as_str(), since, upto).await? {
+            let event = json!({ "type": row.data_type, "content": row.content });
+            if row.room_id.is_empty() {
+                global_account_data.push(event);
+            } else {
+                room_account_data.entry(row.room_id).or_default().push(event);
+            }
         }
     }
 
-    let sections = classify(pool, user, window, &options.timeline).await?;
+    let sections = classify(pool, user, memberships, window, &options.timeline).await?;
     let mut rooms = Map::new();
 
     // Joined rooms: in an incremental sync only those with something new for the client.
     let joined_ids: Vec<String> = sections.join.iter().map(|room| room.room_id.to_string()).collect();
-    let active: HashSet<String> = match since {
-        Some(since) => db::sync::rooms_with_events(pool, &joined_ids, since, upto).await?.into_iter().collect(),
-        None => HashSet::new(),
-    };
-    let mut ephemeral = crate::sync::ephemeral::events(pool, user, &joined_ids, since, upto).await?;
-    // Rooms are independent of one another: build several at once, so that a sync of many
-    // rooms waits for the database's round trips side by side rather than one after another.
+    let active: HashSet<&str> = news.rooms_with_events().unwrap_or_default().iter().map(String::as_str).collect();
+    let mut ephemeral = crate::sync::ephemeral::events(pool, user, &joined_ids, window, news).await?;
     let candidates: Vec<JoinedRoom> = sections
         .join
         .iter()
@@ -124,6 +138,14 @@ pub async fn build(pool: &PgPool, user: &UserId, window: SyncWindow, options: &S
             active: active.contains(room.room_id.as_str()),
         })
         .collect();
+    let candidates: Vec<JoinedRoom> =
+        candidates.into_iter().filter(|candidate| options.full_state || candidate.may_have_news(since)).collect();
+    let nothing_to_build =
+        candidates.is_empty() && sections.leave.is_empty() && sections.invite.is_empty() && sections.knock.is_empty();
+    let ignored =
+        if nothing_to_build { HashSet::new() } else { crate::users::ignore::ignored_users(pool, user).await? };
+    // Rooms are independent of one another: build several at once, so that a sync of many
+    // rooms waits for the database's round trips side by side rather than one after another.
     let context = JoinedContext { pool, user, window, options, ignored: &ignored };
     let entries: Vec<Option<(String, Value)>> = futures_util::stream::iter(candidates)
         .map(|candidate| joined_entry(&context, candidate))
@@ -205,6 +227,17 @@ struct JoinedRoom {
     active: bool,
 }
 
+impl JoinedRoom {
+    /// Whether the room can have an entry at all: on an initial sync, when newly joined
+    /// (its membership moved in the window), or when the window holds something for it.
+    fn may_have_news(&self, since: Option<i64>) -> bool {
+        since.is_none_or(|since| self.room.position > since)
+            || self.active
+            || !self.account_data.is_empty()
+            || !self.ephemeral.is_empty()
+    }
+}
+
 /// The `rooms.join` entry of one room, or `None` when an incremental sync has nothing for it.
 async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Result<Option<(String, Value)>> {
     let JoinedContext { pool, user, window, options, ignored } = *context;
@@ -254,10 +287,16 @@ struct Sections {
 /// Sorts the user's rooms by their membership as of `upto`. Invites, knocks and leaves are
 /// listed when their member event is in the window (every one on an initial sync, except
 /// leaves: an initial sync leaves out rooms the user has left). Forgotten rooms never appear.
-async fn classify(pool: &PgPool, user: &UserId, window: SyncWindow, filter: &EventFilter) -> Result<Sections> {
+async fn classify(
+    pool: &PgPool,
+    user: &UserId,
+    memberships: &[MembershipRow],
+    window: SyncWindow,
+    filter: &EventFilter,
+) -> Result<Sections> {
     let SyncWindow { since, upto } = window;
     let mut sections = Sections::default();
-    for row in db::sync::memberships(pool, user.as_str()).await? {
+    for row in memberships {
         if row.forgotten {
             continue;
         }
@@ -268,7 +307,7 @@ async fn classify(pool: &PgPool, user: &UserId, window: SyncWindow, filter: &Eve
         // The row is the latest membership; when it is newer than the window, look back for
         // the membership the window ends with.
         let (membership, position, event) = if row.stream_position <= upto {
-            (row.membership, row.stream_position, None)
+            (row.membership.clone(), row.stream_position, None)
         } else {
             let Some(event) = db::sync::member_event_at(pool, &row.room_id, user.as_str(), upto).await? else {
                 continue;
@@ -340,10 +379,10 @@ async fn stripped_state(
         Some(snapshot) => db::state::snapshot_state_for_keys(pool, snapshot, &keys).await?,
         None => Vec::new(),
     };
-    let mut events: Vec<Pdu> = match db::rooms::version(pool, room_id.as_str()).await? {
+    let mut events: Vec<Pdu> = match crate::rooms::facts::version(pool, room_id).await? {
         // Redacted state shows only what redaction left of it.
-        Some(_) => {
-            let rules = redact::room_rules(pool, room_id).await?;
+        Some(version) => {
+            let rules = crate::rooms::rules_for(&version)?;
             redact::apply_to_state(pool, &rules.redaction, &entries).await?.into_iter().map(|s| s.pdu).collect()
         }
         None => {

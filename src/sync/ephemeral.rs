@@ -7,6 +7,8 @@
 
 use crate::db;
 use crate::error::Result;
+use crate::sync::build::SyncWindow;
+use crate::sync::news::News;
 use crate::sync::room::RoomEntry;
 use ruma::UserId;
 use serde_json::{Map, Value, json};
@@ -19,16 +21,20 @@ pub(super) async fn events(
     pool: &PgPool,
     user: &UserId,
     room_ids: &[String],
-    since: Option<i64>,
-    upto: i64,
+    window: SyncWindow,
+    news: &News,
 ) -> Result<HashMap<String, Vec<Value>>> {
+    let SyncWindow { since, upto } = window;
     let mut by_room: HashMap<String, Vec<Value>> = HashMap::new();
     if room_ids.is_empty() {
         return Ok(by_room);
     }
+    // The news may name rooms the user is not joined to at `upto`: keep to `room_ids`.
+    let among_joined =
+        |rooms: &[String]| -> Vec<String> { rooms.iter().filter(|room| room_ids.contains(room)).cloned().collect() };
 
-    let typing_rooms = match since {
-        Some(since) => db::ephemeral::rooms_with_typing_changes(pool, room_ids, since, upto).await?,
+    let typing_rooms = match news.rooms_with_typing() {
+        Some(rooms) => among_joined(rooms),
         None => room_ids.to_vec(),
     };
     let mut typing: HashMap<String, Vec<String>> = match since {
@@ -46,8 +52,15 @@ pub(super) async fn events(
         by_room.entry(room_id).or_default().push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
     }
 
+    let receipt_rooms = match news.rooms_with_receipts() {
+        Some(rooms) => among_joined(rooms),
+        None => room_ids.to_vec(),
+    };
+    if receipt_rooms.is_empty() {
+        return Ok(by_room);
+    }
     let mut receipts: HashMap<String, Map<String, Value>> = HashMap::new();
-    for row in db::ephemeral::receipts_between(pool, room_ids, user.as_str(), since, upto).await? {
+    for row in db::ephemeral::receipts_between(pool, &receipt_rooms, user.as_str(), since, upto).await? {
         let mut receipt = json!({ "ts": row.ts });
         if !row.thread_id.is_empty() {
             receipt["thread_id"] = json!(row.thread_id);

@@ -8,9 +8,11 @@
 //! back waits for the readable position to catch up before it waits for its own keys.
 
 use crate::db;
+use crate::db::sync::MembershipRow;
 use crate::error::{Error, Result};
 use crate::streams::{PositionBounds, Streams};
-use crate::sync::build::{SyncBody, SyncOptions, SyncWindow, build};
+use crate::sync::build::{SyncBody, SyncOptions, SyncWindow, build_rooms};
+use crate::sync::news::News;
 use crate::sync::sections::SectionFilters;
 use crate::sync::token;
 use ruma::{DeviceId, UserId};
@@ -41,7 +43,8 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
     let mut waiter = streams.notifier.waiter();
     loop {
         // Register before sampling the position: a change committing in between wakes us.
-        waiter.watch(wake_keys(pool, user).await?);
+        let memberships = db::sync::memberships(pool, user.as_str()).await?;
+        waiter.watch(wake_keys(&memberships, user));
         let mut position_moved = streams.notifier.position_changes();
         let PositionBounds { readable: upto, allocated } = streams.position_bounds(pool).await?;
         if since.is_some_and(|since| since > upto) {
@@ -50,11 +53,11 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
         let window = SyncWindow { since, upto };
         // Boxed: building is a large state machine, and a sync spends most of its life waiting,
         // when only this loop's small state needs to be kept (measured with 5,000 idle syncs).
-        let mut body = Box::pin(build_window(pool, user, window, &request)).await?;
+        let body = Box::pin(build_window(pool, user, window, &request, &memberships)).await?;
+        drop(memberships);
         let answer_now = !body.is_empty || since.is_none() || request.full_state || Instant::now() >= deadline;
         if answer_now {
-            request.sections.apply(&mut body.json);
-            return Ok(with_next_batch(body.json, upto));
+            return answer(pool, user, &request, body, upto).await;
         }
         let woken = if upto < allocated {
             // Changes up to `allocated` may be committed already, with their wake-ups gone
@@ -65,20 +68,45 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
         };
         if !woken {
             // Timed out with nothing new: the same window, answered empty.
-            request.sections.apply(&mut body.json);
-            return Ok(with_next_batch(body.json, upto));
+            return answer(pool, user, &request, body, upto).await;
         }
     }
 }
 
+/// The response: the body through the filter's section conditions, the device's key counts
+/// (which every response carries, so they are read once, when answering, not on each look at
+/// the stream) and the token of the next window.
+async fn answer(
+    pool: &PgPool,
+    user: &UserId,
+    request: &SyncRequest<'_>,
+    mut body: SyncBody,
+    upto: i64,
+) -> Result<Value> {
+    request.sections.apply(&mut body.json);
+    if let Some(device) = request.device
+        && let Value::Object(map) = &mut body.json
+    {
+        map.extend(crate::sync::device_lists::key_counts(pool, user, device).await?);
+    }
+    Ok(with_next_batch(body.json, upto))
+}
+
 /// The response body for one window: the rooms and the per-user sections, which are
-/// independent and built side by side.
-async fn build_window(pool: &PgPool, user: &UserId, window: SyncWindow, request: &SyncRequest<'_>) -> Result<SyncBody> {
+/// independent and built side by side — those the window's news says can hold anything.
+async fn build_window(
+    pool: &PgPool,
+    user: &UserId,
+    window: SyncWindow,
+    request: &SyncRequest<'_>,
+    memberships: &[MembershipRow],
+) -> Result<SyncBody> {
+    let news = News::of(pool, user, request.device, memberships, window).await?;
     let (mut body, to_device, presence, device_lists) = tokio::try_join!(
-        build(pool, user, window, &request.options),
-        crate::sync::to_device::section(pool, user, request.device, window),
-        crate::sync::presence::section(pool, user, window),
-        crate::sync::device_lists::section(pool, user, request.device, window),
+        build_rooms(pool, user, window, &request.options, memberships, &news),
+        only_if(news.to_device(), crate::sync::to_device::section(pool, user, request.device, window)),
+        only_if(news.presence(), crate::sync::presence::section(pool, user, window)),
+        only_if(news.device_lists(), crate::sync::device_lists::section(pool, user, window)),
     )?;
     for section in [to_device, presence, device_lists] {
         body.merge(section);
@@ -86,17 +114,24 @@ async fn build_window(pool: &PgPool, user: &UserId, window: SyncWindow, request:
     Ok(body)
 }
 
+/// The section when the window's news says it can hold anything; else an empty one, unread.
+async fn only_if(has_news: bool, section: impl Future<Output = Result<SyncBody>>) -> Result<SyncBody> {
+    match has_news {
+        true => section.await,
+        false => Ok(SyncBody::empty()),
+    }
+}
+
 /// What wakes the user's sync: changes to the user (account data, to-device messages, their
 /// own membership anywhere) and in the rooms where something can still reach them.
-async fn wake_keys(pool: &PgPool, user: &UserId) -> Result<Vec<String>> {
-    let mut keys: Vec<String> = db::sync::memberships(pool, user.as_str())
-        .await?
-        .into_iter()
+fn wake_keys(memberships: &[MembershipRow], user: &UserId) -> Vec<String> {
+    let mut keys: Vec<String> = memberships
+        .iter()
         .filter(|row| matches!(row.membership.as_str(), "join" | "invite" | "knock"))
-        .map(|row| row.room_id)
+        .map(|row| row.room_id.clone())
         .collect();
     keys.push(user.to_string());
-    Ok(keys)
+    keys
 }
 
 fn with_next_batch(mut body: Value, upto: i64) -> Value {

@@ -7,6 +7,7 @@ pub mod build;
 mod device_lists;
 mod ephemeral;
 pub mod long_poll;
+mod news;
 mod presence;
 mod room;
 pub mod sections;

@@ -46,6 +46,37 @@ pub(super) struct RoomEntry {
     pub json: Value,
     /// Nothing in it: no timeline events, no state, no account data.
     pub is_quiet: bool,
+    /// Whether the window changed what the room summary counts (members, name, alias), when
+    /// the timeline's reading saw the whole window; `None` when it did not.
+    pub summary_changed: Option<bool>,
+}
+
+/// State event types the room summary is made of.
+const SUMMARY_TYPES: [&str; 3] = ["m.room.member", "m.room.name", "m.room.canonical_alias"];
+
+/// An event of the window, seen while reading the timeline (whether or not it was picked).
+struct WindowEvent {
+    position: i64,
+    /// The event type, for state events.
+    state_type: Option<String>,
+}
+
+impl WindowEvent {
+    fn of(event: &StoredEvent) -> Result<WindowEvent> {
+        /// Only what a window summary needs; the rest of the JSON is skipped, not built.
+        #[derive(serde::Deserialize)]
+        struct Shape {
+            #[serde(rename = "type")]
+            kind: String,
+            state_key: Option<serde::de::IgnoredAny>,
+        }
+        let shape: Shape = serde_json::from_str(&event.json)
+            .map_err(|e| crate::error::Error::internal(format!("stored event {}: {e}", event.event_id)))?;
+        Ok(WindowEvent {
+            position: event.stream_position.unwrap_or_default(),
+            state_type: shape.state_key.map(|_| shape.kind),
+        })
+    }
 }
 
 /// A `rooms.join` / `rooms.leave` entry.
@@ -58,12 +89,13 @@ pub(super) async fn room_entry(
     ignored: &HashSet<String>,
     account_data: Vec<Value>,
 ) -> Result<Option<RoomEntry>> {
-    if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
+    if crate::rooms::facts::version(pool, room_id).await?.is_none() {
         // A membership in a room whose events this server does not have (e.g. an invite
         // over federation that was rejected): nothing to show.
         return Ok(None);
     }
-    let viewer = Viewer::new(pool, user, room_id).await?;
+    let membership = window.joined.then(|| "join".to_owned());
+    let viewer = Viewer::knowing_membership(pool, user, room_id, membership).await?;
     let timeline = timeline(pool, user, room_id, &window, options, ignored).await?;
 
     // The state at the start of the timeline: before its first event, else at its end.
@@ -71,11 +103,13 @@ pub(super) async fn room_entry(
         Some((first, _)) => (first.state_before, first.stream_position.map_or(window.upto, |p| p - 1)),
         None => (db::rooms::state_at_position(pool, room_id.as_str(), window.upto).await?, window.upto),
     };
+    let state_changed = async || match &timeline.whole_window {
+        Some(events) => Ok(events.iter().any(|event| event.state_type.is_some() && event.position <= start_position)),
+        None => db::sync::state_changed(pool, room_id.as_str(), window.after, start_position).await,
+    };
     let mut state = match (window.state, start_snapshot) {
         (StateMode::Full, Some(snapshot)) => db::state::snapshot_state(pool, snapshot).await?,
-        (StateMode::Changes, Some(snapshot))
-            if db::sync::state_changed(pool, room_id.as_str(), window.after, start_position).await? =>
-        {
+        (StateMode::Changes, Some(snapshot)) if state_changed().await? => {
             let before = match db::rooms::state_at_position(pool, room_id.as_str(), window.after).await? {
                 Some(before) => db::state::snapshot_state(pool, before).await?,
                 None => Vec::new(),
@@ -101,6 +135,9 @@ pub(super) async fn room_entry(
         .map(|served| served.client_event(room_id))
         .collect();
     let prev_batch = timeline.prev_batch;
+    let summary_changed = timeline.whole_window.as_ref().map(|events| {
+        events.iter().any(|event| event.state_type.as_deref().is_some_and(|kind| SUMMARY_TYPES.contains(&kind)))
+    });
     let timeline_events = viewer.serve(timeline.events).await?;
     let is_quiet = timeline_events.is_empty() && state_events.is_empty() && account_data.is_empty();
     let mut json = json!({
@@ -110,7 +147,7 @@ pub(super) async fn room_entry(
     if !account_data.is_empty() {
         json["account_data"] = json!({ "events": account_data });
     }
-    Ok(Some(RoomEntry { json, is_quiet }))
+    Ok(Some(RoomEntry { json, is_quiet, summary_changed }))
 }
 
 struct Timeline {
@@ -119,6 +156,9 @@ struct Timeline {
     limited: bool,
     /// `/messages` from here, backwards, continues just before the first event.
     prev_batch: i64,
+    /// Every event of the window, picked or not, when reading reached the window's start:
+    /// then whether state changed in it needs no query.
+    whole_window: Option<Vec<WindowEvent>>,
 }
 
 /// The last `timeline_limit` events of the room's window the user may see and the filter
@@ -139,11 +179,17 @@ async fn timeline(
     let mut scanned = 0;
     let mut limited = false;
     let mut lowest_examined = window.upto;
+    let mut examined = Vec::new();
+    let mut reached_start;
     loop {
         let batch =
             db::events::timeline_page(pool, room_id.as_str(), from, true, Some(window.after), page as i64).await?;
         let fetched = batch.len();
         scanned += fetched;
+        reached_start = fetched < page;
+        for event in &batch {
+            examined.push(WindowEvent::of(event)?);
+        }
         let lowest = batch.last().and_then(|event| event.stream_position);
         for (event, pdu) in visible_with_own_membership(pool, user, window.joined, batch).await? {
             // Ignored users' messages are hidden; their state changes still shape the room.
@@ -171,7 +217,8 @@ async fn timeline(
         None if limited => lowest_examined - 1,
         None => window.upto,
     };
-    Ok(Timeline { events: picked, limited, prev_batch })
+    let whole_window = reached_start.then_some(examined);
+    Ok(Timeline { events: picked, limited, prev_batch, whole_window })
 }
 
 /// The events the user may see (history visibility), and in any case their own member

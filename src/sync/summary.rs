@@ -53,7 +53,11 @@ pub(super) async fn attach(
     upto: i64,
 ) -> Result<Option<RoomEntry>> {
     let Some(mut entry) = entry else { return Ok(None) };
-    if full || db::unread::summary_changed(pool, room_id.as_str(), after, upto).await? {
+    let changed = match entry.summary_changed {
+        Some(changed) => changed,
+        None => db::unread::summary_changed(pool, room_id.as_str(), after, upto).await?,
+    };
+    if full || changed {
         entry.json["summary"] = summary(pool, user, room_id).await?;
     }
     Ok(Some(entry))

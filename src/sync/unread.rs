@@ -8,7 +8,7 @@ use crate::db;
 use crate::db::unread::ReadPositions;
 use crate::error::Result;
 use crate::rooms::pdu::Pdu;
-use crate::rooms::power::PowerLevels;
+use crate::rooms::power::{POWER_KEYS, PowerLevels};
 use crate::sync::room::RoomEntry;
 use crate::sync::unread_cache::{self as cache, CacheKey};
 use ruma::{RoomId, UserId};
@@ -159,21 +159,24 @@ async fn count_between(
     if events.is_empty() {
         return Ok(unread);
     }
-    let display_name =
-        match db::state::current_state_event(pool, room_id.as_str(), "m.room.member", user.as_str()).await? {
-            Some(entry) => Pdu::from_stored(&entry.event_id, &entry.json)?.content_value()["displayname"]
-                .as_str()
-                .map(str::to_owned)
-                .filter(|name| !name.trim().is_empty()),
-            None => None,
-        };
+    // The user's member event and what power levels are made of, in one query.
+    let [create, power_levels] = POWER_KEYS;
+    let keys = [create, power_levels, ("m.room.member", user.as_str())];
+    let entries = db::state::current_state_for_keys(pool, room_id.as_str(), &keys).await?;
+    let display_name = match entries.iter().find(|entry| entry.event_type == "m.room.member") {
+        Some(entry) => Pdu::from_stored(&entry.event_id, &entry.json)?.content_value()["displayname"]
+            .as_str()
+            .map(str::to_owned)
+            .filter(|name| !name.trim().is_empty()),
+        None => None,
+    };
     let (member_count, _) = db::unread::member_counts(pool, room_id.as_str()).await?;
     let context = Context {
         user_id: user.to_string(),
         localpart: user.localpart().to_owned(),
         display_name,
         member_count,
-        power: PowerLevels::current(pool, room_id).await?,
+        power: PowerLevels::from_state(room_id, &entries)?,
     };
     for event in events {
         // A stored event that does not parse is not something to count (nor to fail on).

@@ -1,0 +1,68 @@
+//! Room facts that never change once stored, read through the process's fact cache: a room's
+//! version (fixed at creation) and what a state snapshot says about history visibility
+//! and a user's membership there (snapshots are immutable). Every `/sync` needs them for each
+//! room with news; in a busy room thousands of syncs ask the same question of one snapshot.
+
+use crate::cache::FactCache;
+use crate::db;
+use crate::error::{Error, Result};
+use crate::rooms::pdu::Pdu;
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::{OwnedUserId, RoomId, RoomVersionId, UserId};
+use serde_json::Value;
+use sqlx::PgPool;
+use std::sync::LazyLock;
+
+static VERSIONS: LazyLock<FactCache<String, RoomVersionId>> = LazyLock::new(|| FactCache::new(100_000));
+static HISTORY_VISIBILITY: LazyLock<FactCache<i64, String>> = LazyLock::new(|| FactCache::new(100_000));
+static MEMBERSHIPS: LazyLock<FactCache<(i64, OwnedUserId), Option<String>>> = LazyLock::new(|| FactCache::new(200_000));
+
+/// The room's version, `None` for a room whose events this server does not have (yet).
+pub async fn version(pool: &PgPool, room_id: &RoomId) -> Result<Option<RoomVersionId>> {
+    if let Some(version) = VERSIONS.get(pool, room_id.to_string()) {
+        return Ok(Some(version));
+    }
+    let Some(stored) = db::rooms::version(pool, room_id.as_str()).await? else { return Ok(None) };
+    let version =
+        RoomVersionId::try_from(stored.as_str()).map_err(|e| Error::internal(format!("stored room version: {e}")))?;
+    VERSIONS.insert(pool, room_id.to_string(), version.clone());
+    Ok(Some(version))
+}
+
+/// The room version's rules; 404 `M_NOT_FOUND` for a room this server does not have.
+pub async fn rules(pool: &PgPool, room_id: &RoomId) -> Result<RoomVersionRules> {
+    let version = version(pool, room_id).await?.ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
+    crate::rooms::rules_for(&version)
+}
+
+/// The `m.room.history_visibility` setting in a state snapshot (`shared` when unset).
+pub async fn history_visibility(pool: &PgPool, snapshot: i64) -> Result<String> {
+    if let Some(known) = HISTORY_VISIBILITY.get(pool, snapshot) {
+        return Ok(known);
+    }
+    let content = snapshot_content(pool, snapshot, "m.room.history_visibility", "").await?;
+    let visibility = content.as_ref().and_then(|content| content["history_visibility"].as_str()).unwrap_or("shared");
+    HISTORY_VISIBILITY.insert(pool, snapshot, visibility.to_owned());
+    Ok(visibility.to_owned())
+}
+
+/// The user's membership in a state snapshot, if any.
+pub async fn membership_at(pool: &PgPool, snapshot: i64, user: &UserId) -> Result<Option<String>> {
+    let key = (snapshot, user.to_owned());
+    if let Some(known) = MEMBERSHIPS.get(pool, key.clone()) {
+        return Ok(known);
+    }
+    let content = snapshot_content(pool, snapshot, "m.room.member", user.as_str()).await?;
+    let membership = content.as_ref().and_then(|content| content["membership"].as_str()).map(str::to_owned);
+    MEMBERSHIPS.insert(pool, key, membership.clone());
+    Ok(membership)
+}
+
+/// The content of one state event of a snapshot.
+async fn snapshot_content(pool: &PgPool, snapshot: i64, event_type: &str, state_key: &str) -> Result<Option<Value>> {
+    let keys = [(event_type.to_owned(), state_key.to_owned())];
+    match db::state::snapshot_state_for_keys(pool, snapshot, &keys).await?.first() {
+        Some(entry) => Ok(Some(Pdu::from_stored(&entry.event_id, &entry.json)?.content_value())),
+        None => Ok(None),
+    }
+}

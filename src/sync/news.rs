@@ -1,0 +1,90 @@
+//! Which parts of a sync window can hold anything, learnt in one query before the sections
+//! are built: an incremental sync then reads only the streams that moved. A long-poll that
+//! wakes for a message in one room used to run a dozen empty queries (account data, to-device,
+//! presence, device lists, typing, receipts, ...) before building that room.
+
+use crate::db;
+use crate::db::sync::{MembershipRow, WindowNews};
+use crate::error::Result;
+use crate::sync::build::SyncWindow;
+use ruma::{DeviceId, UserId};
+use sqlx::PgPool;
+
+pub enum News {
+    /// An initial sync: every section is read.
+    Everything,
+    /// An incremental sync: only what the query found.
+    Found(WindowNews),
+}
+
+impl News {
+    /// The news of `window` for the user, whose memberships (as `room_memberships` holds them
+    /// now) are given.
+    pub async fn of(
+        pool: &PgPool,
+        user: &UserId,
+        device: Option<&DeviceId>,
+        memberships: &[MembershipRow],
+        window: SyncWindow,
+    ) -> Result<News> {
+        let Some(since) = window.since else { return Ok(News::Everything) };
+        // The rooms whose events can reach this window: those the user is in, and those whose
+        // membership changed after `since` (a room left since may still be joined at `upto`).
+        let rooms: Vec<String> = memberships
+            .iter()
+            .filter(|row| row.membership != "leave" && row.membership != "ban" || row.stream_position > since)
+            .map(|row| row.room_id.clone())
+            .collect();
+        let device = device.map(DeviceId::as_str);
+        let found = db::sync::window_news(pool, user.as_str(), device, &rooms, since, window.upto).await?;
+        Ok(News::Found(found))
+    }
+
+    pub fn account_data(&self) -> bool {
+        self.flag(|news| news.account_data)
+    }
+
+    pub fn presence(&self) -> bool {
+        self.flag(|news| news.presence)
+    }
+
+    /// Device lists change with keys and with who shares a room with the user.
+    pub fn device_lists(&self) -> bool {
+        self.flag(|news| news.device_list_changes || news.member_changes)
+    }
+
+    pub fn to_device(&self) -> bool {
+        self.flag(|news| news.to_device)
+    }
+
+    /// Of the user's joined rooms, those with timeline events in the window (`None`: all may).
+    pub fn rooms_with_events(&self) -> Option<&[String]> {
+        match self {
+            News::Everything => None,
+            News::Found(news) => Some(&news.rooms_with_events),
+        }
+    }
+
+    /// Rooms whose typing set changed (`None`: all may).
+    pub fn rooms_with_typing(&self) -> Option<&[String]> {
+        match self {
+            News::Everything => None,
+            News::Found(news) => Some(&news.rooms_with_typing),
+        }
+    }
+
+    /// Rooms with receipts the user may see (`None`: all may).
+    pub fn rooms_with_receipts(&self) -> Option<&[String]> {
+        match self {
+            News::Everything => None,
+            News::Found(news) => Some(&news.rooms_with_receipts),
+        }
+    }
+
+    fn flag(&self, read: impl Fn(&WindowNews) -> bool) -> bool {
+        match self {
+            News::Everything => true,
+            News::Found(news) => read(news),
+        }
+    }
+}
