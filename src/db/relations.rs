@@ -73,14 +73,22 @@ pub async fn redactions_of(db: impl PgExecutor<'_>, targets: &[i64]) -> sqlx::Re
     if targets.is_empty() {
         return Ok(Vec::new());
     }
+    // Per target, an index probe (the LIMIT keeps the planner from turning it into a join,
+    // which a plan prepared on small tables did over all of `events`: 0.23 ms for no rows).
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT DISTINCT ON (r.redacts_nid) r.redacts_nid AS target_nid, {STORED_EVENT_COLUMNS}
-         FROM redactions r
-         JOIN events t ON t.event_nid = r.redacts_nid AND t.room_id = r.room_id
-         JOIN events e ON e.event_nid = r.redaction_nid
-         JOIN event_ids i ON i.event_nid = e.event_nid
-         WHERE r.redacts_nid = ANY($1) AND e.rejection IS NULL AND NOT e.soft_failed
-         ORDER BY r.redacts_nid, e.stream_position"
+        "SELECT t.nid AS target_nid, x.*
+         FROM unnest($1::bigint[]) AS t (nid)
+         CROSS JOIN LATERAL (
+             SELECT {STORED_EVENT_COLUMNS}
+             FROM redactions r
+             JOIN events e ON e.event_nid = r.redaction_nid
+             JOIN event_ids i ON i.event_nid = e.event_nid
+             WHERE r.redacts_nid = t.nid
+               AND r.room_id = (SELECT target.room_id FROM events target WHERE target.event_nid = t.nid)
+               AND e.rejection IS NULL AND NOT e.soft_failed
+             ORDER BY e.stream_position
+             LIMIT 1
+         ) x"
     )))
     .bind(targets)
     .fetch_all(db)

@@ -237,6 +237,26 @@ pub async fn current_state_event(
     .await
 }
 
+/// Per wanted key, probes of `state_keys` and `current_state` (see the note above).
+static CURRENT_STATE_FOR_KEYS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH wanted AS MATERIALIZED (
+            SELECT w.event_type, w.state_key,
+                   (SELECT k.state_key_nid FROM state_keys k
+                    WHERE k.event_type = w.event_type AND k.state_key = w.state_key) AS state_key_nid
+            FROM unnest($2::text[], $3::text[]) AS w (event_type, state_key)
+        ),
+        entries AS MATERIALIZED (
+            SELECT w.state_key_nid, w.event_type, w.state_key,
+                   (SELECT cs.event_nid FROM current_state cs
+                    WHERE cs.room_id = $1 AND cs.state_key_nid = w.state_key_nid) AS event_nid
+            FROM wanted w WHERE w.state_key_nid IS NOT NULL
+        )
+        SELECT en.state_key_nid, en.event_type, en.state_key, en.event_nid, {EVENT_OF_ROW}
+        FROM entries en WHERE en.event_nid IS NOT NULL"
+    )
+});
+
 /// The given `(type, state_key)` entries of the room's current state (those it has).
 pub async fn current_state_for_keys(
     db: impl PgExecutor<'_>,
@@ -245,19 +265,12 @@ pub async fn current_state_for_keys(
 ) -> sqlx::Result<Vec<StateEntry>> {
     let types: Vec<&str> = keys.iter().map(|(event_type, _)| *event_type).collect();
     let state_keys: Vec<&str> = keys.iter().map(|(_, state_key)| *state_key).collect();
-    sqlx::query_as(
-        "SELECT cs.state_key_nid, k.event_type, k.state_key, cs.event_nid, i.event_id, e.json
-         FROM unnest($2::text[], $3::text[]) AS w (event_type, state_key)
-         JOIN state_keys k ON k.event_type = w.event_type AND k.state_key = w.state_key
-         JOIN current_state cs ON cs.state_key_nid = k.state_key_nid AND cs.room_id = $1
-         JOIN events e ON e.event_nid = cs.event_nid
-         JOIN event_ids i ON i.event_nid = cs.event_nid",
-    )
-    .bind(room_id)
-    .bind(&types)
-    .bind(&state_keys)
-    .fetch_all(db)
-    .await
+    sqlx::query_as(sqlx::AssertSqlSafe(CURRENT_STATE_FOR_KEYS.as_str()))
+        .bind(room_id)
+        .bind(&types)
+        .bind(&state_keys)
+        .fetch_all(db)
+        .await
 }
 
 /// The full auth chains of the given events (all their `auth_events`, recursively), as

@@ -102,6 +102,20 @@ pub async fn member_counts(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Resu
     .await
 }
 
+/// The room's joined members, counted up to `cap` (cheap in a big room, where only "more
+/// than a few" matters).
+pub async fn joined_count_up_to(db: impl PgExecutor<'_>, room_id: &str, cap: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (
+             SELECT 1 FROM room_memberships WHERE room_id = $1 AND membership = 'join' LIMIT $2
+         ) joined",
+    )
+    .bind(room_id)
+    .bind(cap)
+    .fetch_one(db)
+    .await
+}
+
 /// Up to `limit` joined or invited members other than `user_id`, by user id (Synapse's
 /// choice of heroes).
 pub async fn heroes(db: impl PgExecutor<'_>, room_id: &str, user_id: &str, limit: i64) -> sqlx::Result<Vec<String>> {

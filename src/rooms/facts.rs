@@ -5,6 +5,7 @@
 
 use crate::cache::FactCache;
 use crate::db;
+use crate::db::state::StateEntry;
 use crate::error::{Error, Result};
 use crate::rooms::pdu::Pdu;
 use ruma::room_version_rules::RoomVersionRules;
@@ -15,6 +16,8 @@ use std::sync::LazyLock;
 
 static VERSIONS: LazyLock<FactCache<String, RoomVersionId>> = LazyLock::new(|| FactCache::new(100_000));
 static HISTORY_VISIBILITY: LazyLock<FactCache<i64, String>> = LazyLock::new(|| FactCache::new(100_000));
+/// Whole member events (JSON included, about 1 KB each): fewer of them.
+static MEMBER_EVENTS: LazyLock<FactCache<(i64, String), Option<StateEntry>>> = LazyLock::new(|| FactCache::new(20_000));
 static MEMBERSHIPS: LazyLock<FactCache<(i64, OwnedUserId), Option<String>>> = LazyLock::new(|| FactCache::new(200_000));
 
 /// The room's version, `None` for a room whose events this server does not have (yet).
@@ -65,4 +68,32 @@ async fn snapshot_content(pool: &PgPool, snapshot: i64, event_type: &str, state_
         Some(entry) => Ok(Some(Pdu::from_stored(&entry.event_id, &entry.json)?.content_value())),
         None => Ok(None),
     }
+}
+
+/// The member events of `users` in a state snapshot (those who have one): what lazy-loading
+/// sync sends for a timeline's senders again and again.
+pub async fn member_events_at(pool: &PgPool, snapshot: i64, users: &[String]) -> Result<Vec<StateEntry>> {
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for user in users {
+        match MEMBER_EVENTS.get(pool, (snapshot, user.clone())) {
+            Some(known) => found.extend(known),
+            None => missing.push(("m.room.member".to_owned(), user.clone())),
+        }
+    }
+    if missing.is_empty() {
+        return Ok(found);
+    }
+    let mut read: std::collections::HashMap<String, StateEntry> =
+        db::state::snapshot_state_for_keys(pool, snapshot, &missing)
+            .await?
+            .into_iter()
+            .map(|entry| (entry.state_key.clone(), entry))
+            .collect();
+    for (_, user) in missing {
+        let entry = read.remove(&user);
+        MEMBER_EVENTS.insert(pool, (snapshot, user), entry.clone());
+        found.extend(entry);
+    }
+    Ok(found)
 }

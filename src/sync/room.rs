@@ -264,15 +264,11 @@ async fn lazy_load_members(
     state.retain(|entry| entry.event_type != "m.room.member" || wanted.contains(&entry.state_key));
     let present: HashSet<String> =
         state.iter().filter(|entry| entry.event_type == "m.room.member").map(|entry| entry.state_key.clone()).collect();
-    let missing: Vec<(String, String)> = wanted
-        .into_iter()
-        .filter(|member| !present.contains(member))
-        .map(|member| ("m.room.member".to_owned(), member))
-        .collect();
+    let missing: Vec<String> = wanted.into_iter().filter(|member| !present.contains(member)).collect();
     if let Some(snapshot) = start_snapshot
         && !missing.is_empty()
     {
-        state.extend(db::state::snapshot_state_for_keys(pool, snapshot, &missing).await?);
+        state.extend(crate::rooms::facts::member_events_at(pool, snapshot, &missing).await?);
     }
     Ok(())
 }

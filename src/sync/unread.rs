@@ -170,7 +170,8 @@ async fn count_between(
             .filter(|name| !name.trim().is_empty()),
         None => None,
     };
-    let (member_count, _) = db::unread::member_counts(pool, room_id.as_str()).await?;
+    // The rules only ask whether the room has exactly two members.
+    let member_count = db::unread::joined_count_up_to(pool, room_id.as_str(), 3).await?;
     let context = Context {
         user_id: user.to_string(),
         localpart: user.localpart().to_owned(),
