@@ -38,31 +38,62 @@ pub struct StateEntry {
     pub json: String,
 }
 
-/// The state of a snapshot: walk the chain to the root; the nearest entry for a key wins.
-/// With `$2`/`$3` (parallel arrays of types and state keys) only those pairs are read.
-const SNAPSHOT_STATE: &str = "
-    WITH RECURSIVE chain (snapshot_id, parent_id, distance) AS (
-        SELECT snapshot_id, parent_id, 0 FROM state_snapshots WHERE snapshot_id = $1
-        UNION ALL
-        SELECT s.snapshot_id, s.parent_id, c.distance + 1
-        FROM state_snapshots s JOIN chain c ON s.snapshot_id = c.parent_id
-    ),
-    wanted AS (
-        SELECT k.state_key_nid FROM state_keys k
-        JOIN unnest($2::text[], $3::text[]) AS w (event_type, state_key)
-          ON k.event_type = w.event_type AND k.state_key = w.state_key
-    ),
-    entries AS (
-        SELECT DISTINCT ON (se.state_key_nid) se.state_key_nid, se.event_nid
-        FROM chain c JOIN state_snapshot_entries se ON se.snapshot_id = c.snapshot_id
-        WHERE $2::text[] IS NULL OR se.state_key_nid IN (SELECT state_key_nid FROM wanted)
-        ORDER BY se.state_key_nid, c.distance
-    )
-    SELECT en.state_key_nid, k.event_type, k.state_key, en.event_nid, i.event_id, e.json
+/// The entries of a snapshot (CTE `entries`: `state_key_nid`, `event_nid`): walk the chain to
+/// the root; the nearest entry for a key wins. With `$2`/`$3` (parallel arrays of types and
+/// state keys) only those pairs are read.
+macro_rules! snapshot_entries {
+    () => {
+        "WITH RECURSIVE chain (snapshot_id, parent_id, distance) AS (
+            SELECT snapshot_id, parent_id, 0 FROM state_snapshots WHERE snapshot_id = $1
+            UNION ALL
+            SELECT s.snapshot_id, s.parent_id, c.distance + 1
+            FROM state_snapshots s JOIN chain c ON s.snapshot_id = c.parent_id
+        ),
+        wanted AS (
+            SELECT k.state_key_nid FROM state_keys k
+            JOIN unnest($2::text[], $3::text[]) AS w (event_type, state_key)
+              ON k.event_type = w.event_type AND k.state_key = w.state_key
+        ),
+        entries AS (
+            SELECT DISTINCT ON (se.state_key_nid) se.state_key_nid, se.event_nid
+            FROM chain c JOIN state_snapshot_entries se ON se.snapshot_id = c.snapshot_id
+            WHERE $2::text[] IS NULL OR se.state_key_nid IN (SELECT state_key_nid FROM wanted)
+            ORDER BY se.state_key_nid, c.distance
+        )
+        SELECT en.state_key_nid, k.event_type, k.state_key, en.event_nid, i.event_id, e.json"
+    };
+}
+
+/// The entries of a snapshot with their events.
+const SNAPSHOT_STATE: &str = concat!(
+    snapshot_entries!(),
+    "
     FROM entries en
     JOIN state_keys k ON k.state_key_nid = en.state_key_nid
     JOIN events e ON e.event_nid = en.event_nid
-    JOIN event_ids i ON i.event_nid = en.event_nid";
+    JOIN event_ids i ON i.event_nid = en.event_nid"
+);
+
+/// [`SNAPSHOT_STATE`] with the redaction that applies to each event, as
+/// [`crate::db::relations::redactions_of`] finds it: the earliest accepted one in the event's
+/// own room.
+const SNAPSHOT_STATE_WITH_REDACTIONS: &str = concat!(
+    snapshot_entries!(),
+    ", red.redaction_id, red.redaction_json
+    FROM entries en
+    JOIN state_keys k ON k.state_key_nid = en.state_key_nid
+    JOIN events e ON e.event_nid = en.event_nid
+    JOIN event_ids i ON i.event_nid = en.event_nid
+    LEFT JOIN LATERAL (
+        SELECT ri.event_id AS redaction_id, re.json AS redaction_json
+        FROM redactions r
+        JOIN events re ON re.event_nid = r.redaction_nid
+        JOIN event_ids ri ON ri.event_nid = r.redaction_nid
+        WHERE r.redacts_nid = en.event_nid AND r.room_id = e.room_id
+          AND re.rejection IS NULL AND NOT re.soft_failed
+        ORDER BY re.stream_position LIMIT 1
+    ) red ON TRUE"
+);
 
 pub async fn snapshot_state(db: impl PgExecutor<'_>, snapshot_id: i64) -> sqlx::Result<Vec<StateEntry>> {
     sqlx::query_as(SNAPSHOT_STATE)
@@ -79,9 +110,33 @@ pub async fn snapshot_state_for_keys(
     snapshot_id: i64,
     keys: &[(String, String)],
 ) -> sqlx::Result<Vec<StateEntry>> {
-    let types: Vec<&str> = keys.iter().map(|(event_type, _)| event_type.as_str()).collect();
-    let state_keys: Vec<&str> = keys.iter().map(|(_, state_key)| state_key.as_str()).collect();
+    let (types, state_keys) = key_columns(keys);
     sqlx::query_as(SNAPSHOT_STATE).bind(snapshot_id).bind(&types).bind(&state_keys).fetch_all(db).await
+}
+
+/// `(type, state_key)` pairs as the parallel arrays `SNAPSHOT_STATE` takes.
+fn key_columns(keys: &[(String, String)]) -> (Vec<&str>, Vec<&str>) {
+    keys.iter().map(|(event_type, state_key)| (event_type.as_str(), state_key.as_str())).unzip()
+}
+
+/// A state entry and the redaction event that applies to it, if any.
+#[derive(Clone, Debug, FromRow)]
+pub struct RedactableEntry {
+    #[sqlx(flatten)]
+    pub entry: StateEntry,
+    pub redaction_id: Option<String>,
+    pub redaction_json: Option<String>,
+}
+
+/// [`snapshot_state_for_keys`] and the redactions of those events, in one round trip (what
+/// appending an event reads for its authorisation).
+pub async fn snapshot_state_for_keys_with_redactions(
+    db: impl PgExecutor<'_>,
+    snapshot_id: i64,
+    keys: &[(String, String)],
+) -> sqlx::Result<Vec<RedactableEntry>> {
+    let (types, state_keys) = key_columns(keys);
+    sqlx::query_as(SNAPSHOT_STATE_WITH_REDACTIONS).bind(snapshot_id).bind(&types).bind(&state_keys).fetch_all(db).await
 }
 
 /// Records the state after a state event: a delta of `changes` over `parent`, or — when the
