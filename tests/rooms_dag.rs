@@ -617,3 +617,62 @@ async fn a_transaction_id_is_a_retransmission_only_on_the_same_room_and_event_ty
     let second_messages = stored_events(&server, &second).await;
     assert_eq!(second_messages.iter().filter(|e| e.value["type"] == "m.room.message").count(), 1);
 }
+
+/// Sends appended in one shared transaction (a batch) carry the room's extremities and auth
+/// state from one to the next: each must still see every change appended before it — a ban
+/// refuses the banned user's next send — and a refused send, rolled back to its savepoint,
+/// must leave nothing behind for the next one, which names the last stored event as parent.
+#[tokio::test]
+async fn sends_in_one_batch_see_the_changes_appended_before_them() {
+    use hearth::rooms::append::{Appender, Transaction};
+    use hearth::rooms::build::EventTemplate;
+    use sqlx::Acquire;
+
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.join(&bob, &room).await;
+    let before = stored_events(&server, &room).await.len();
+    let room_id = ruma::RoomId::parse(&room).expect("room id");
+    let alice_id = ruma::UserId::parse(&alice.user_id).expect("user id");
+    let bob_id = ruma::UserId::parse(&bob.user_id).expect("user id");
+    let message = |body: &str| EventTemplate::message("m.room.message", json!({"msgtype": "m.text", "body": body}));
+
+    let mut tx = server.state.pool.begin().await.expect("transaction");
+    hearth::db::rooms::lock_room(&mut tx, &room).await.expect("room lock");
+    let mut reservation = server.state.streams.reserve();
+    let mut appender = Appender::new(server.state.rooms(), &room_id);
+    let mut outcomes = Vec::new();
+    let sends = [
+        (&bob_id, message("from bob"), None),
+        (&alice_id, EventTemplate::state("m.room.member", bob_id.as_str(), json!({"membership": "ban"})), None),
+        (&bob_id, message("bob, banned"), None),
+        (&alice_id, message("from alice"), Some("txn-1")),
+        (&alice_id, message("from alice, retried"), Some("txn-1")),
+    ];
+    for (sender, template, txn_id) in sends {
+        let transaction = txn_id.map(|txn_id| Transaction { device_id: &alice.device_id, txn_id });
+        let mut savepoint = tx.begin().await.expect("savepoint");
+        let outcome = appender.append(&mut savepoint, &mut reservation, sender, template, transaction).await;
+        match outcome {
+            Ok(_) => savepoint.commit().await.expect("release"),
+            Err(_) => savepoint.rollback().await.expect("rollback"),
+        }
+        outcomes.push(outcome.map(|event_id| event_id.to_string()).map_err(|error| error.to_string()));
+    }
+    tx.commit().await.expect("commit");
+    reservation.committed().await.expect("positions");
+
+    assert!(outcomes[0].is_ok() && outcomes[1].is_ok(), "{outcomes:?}");
+    assert!(outcomes[2].is_err(), "a banned user's send is refused: {outcomes:?}");
+    assert_eq!(outcomes[3], outcomes[4], "a retransmission in the same batch is the first attempt's event");
+    let events = stored_events(&server, &room).await;
+    let bodies: Vec<_> = events[before..].iter().map(|e| e.value["content"]["body"].clone()).collect();
+    assert_eq!(bodies, vec![json!("from bob"), Value::Null, json!("from alice")], "the refused send left nothing");
+    for pair in events.windows(2) {
+        assert_eq!(ids(&pair[1].value["prev_events"]), vec![pair[0].event_id.clone()], "one chain");
+    }
+    let depths: Vec<_> = events.iter().map(|e| e.value["depth"].as_u64().expect("depth")).collect();
+    assert!(depths.windows(2).all(|pair| pair[1] == pair[0] + 1), "depths count up: {depths:?}");
+}

@@ -34,7 +34,9 @@ async fn branch(server: &TestServer, room: &RoomId, sender: &UserId, version: &R
             .expect("build");
     auth.authorize(&pdu, &rules).expect("authorised");
     let mut reservation = server.state.streams.reserve();
-    persist(&mut conn, &mut reservation, room, &pdu, parent.state_after, &[parent.event_nid]).await.expect("persist");
+    persist(&mut conn, &mut reservation, room, &pdu, parent.state_after, &[parent.event_nid], None)
+        .await
+        .expect("persist");
     reservation.committed().await.expect("committed");
 }
 

@@ -1,7 +1,10 @@
 //! The event store: interned ids, immutable event JSON with its query columns, DAG edges and
 //! forward extremities.
 
-use sqlx::{FromRow, PgConnection, PgExecutor};
+use crate::db::rooms::TxnKey;
+use sqlx::postgres::PgArguments;
+use sqlx::query::QueryAs;
+use sqlx::{FromRow, PgConnection, PgExecutor, Postgres};
 
 /// Interns event ids (existing ids keep their number) and returns their numbers in order.
 pub async fn intern_event_ids(conn: &mut PgConnection, event_ids: &[String]) -> sqlx::Result<Vec<i64>> {
@@ -20,7 +23,6 @@ pub async fn intern_event_ids(conn: &mut PgConnection, event_ids: &[String]) -> 
 }
 
 pub struct NewEvent<'a> {
-    pub event_nid: i64,
     pub room_id: &'a str,
     pub event_type: &'a str,
     pub state_key_nid: Option<i64>,
@@ -33,13 +35,50 @@ pub struct NewEvent<'a> {
     pub json: &'a str,
 }
 
-pub async fn insert(conn: &mut PgConnection, event: &NewEvent<'_>) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO events (event_nid, room_id, event_type, state_key_nid, sender, origin_server_ts, depth,
-                             stream_position, state_before, state_after, json)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+/// Stores a new event in one round trip: its interned id, its row, its `prev_events` and
+/// `auth_events` edges, the room's forward extremities (the event replaces `prev` among
+/// them) and, for a client's send, the transaction id that makes retransmissions idempotent.
+/// Returns the event's number and how many of `auth_event_ids` were found (all of them, for
+/// a well-formed event: auth events are stored before anything cites them).
+pub async fn insert_with_edges(
+    conn: &mut PgConnection,
+    event: &NewEvent<'_>,
+    event_id: &str,
+    prev: &[i64],
+    auth_event_ids: &[String],
+    transaction: Option<TxnKey<'_>>,
+) -> sqlx::Result<(i64, i64)> {
+    // Sub-statements of one statement share a snapshot, so the event's number flows from
+    // `id` through RETURNING. `DO UPDATE` (a no-op write) rather than `DO NOTHING` makes an
+    // id interned earlier (a relation may cite an event before it exists) return its number
+    // too; the events insert then fails on the primary key, as storing an event twice must.
+    // Foreign keys are checked at the end of the statement, when every row exists.
+    let query = sqlx::query_as(
+        "WITH id AS (
+             INSERT INTO event_ids (event_id) VALUES ($1)
+             ON CONFLICT (event_id) DO UPDATE SET event_id = EXCLUDED.event_id
+             RETURNING event_nid
+         ), event AS (
+             INSERT INTO events (event_nid, room_id, event_type, state_key_nid, sender, origin_server_ts, depth,
+                                 stream_position, state_before, state_after, json)
+             SELECT event_nid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 FROM id
+         ), prev AS (
+             INSERT INTO event_edges (event_nid, prev_event_nid) SELECT id.event_nid, unnest($12::bigint[]) FROM id
+         ), auth AS (
+             INSERT INTO event_auth_edges (event_nid, auth_event_nid)
+             SELECT id.event_nid, a.event_nid FROM id, event_ids a WHERE a.event_id = ANY($13::text[])
+             RETURNING 1
+         ), replaced AS (
+             DELETE FROM forward_extremities WHERE room_id = $2 AND event_nid = ANY($12::bigint[])
+         ), extremity AS (
+             INSERT INTO forward_extremities (room_id, event_nid) SELECT $2, event_nid FROM id
+         ), txn AS (
+             INSERT INTO event_transactions (user_id, device_id, room_id, event_type, txn_id, event_id)
+             SELECT $14, $15, $16, $17, $18, $1 WHERE $14::text IS NOT NULL
+         )
+         SELECT event_nid, (SELECT count(*) FROM auth) FROM id",
     )
-    .bind(event.event_nid)
+    .bind(event_id)
     .bind(event.room_id)
     .bind(event.event_type)
     .bind(event.state_key_nid)
@@ -50,28 +89,22 @@ pub async fn insert(conn: &mut PgConnection, event: &NewEvent<'_>) -> sqlx::Resu
     .bind(event.state_before)
     .bind(event.state_after)
     .bind(event.json)
-    .execute(conn)
-    .await?;
-    Ok(())
+    .bind(prev)
+    .bind(auth_event_ids);
+    bind_transaction(query, transaction).fetch_one(conn).await
 }
 
-pub async fn insert_edges(conn: &mut PgConnection, event_nid: i64, prev: &[i64], auth: &[i64]) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO event_edges (event_nid, prev_event_nid) SELECT $1, unnest($2::bigint[])")
-        .bind(event_nid)
-        .bind(prev)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("INSERT INTO event_auth_edges (event_nid, auth_event_nid) SELECT $1, unnest($2::bigint[])")
-        .bind(event_nid)
-        .bind(auth)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
-}
-
-/// Takes the next position in the global stream.
-pub async fn next_stream_position(conn: &mut PgConnection) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT nextval('stream_positions')").fetch_one(conn).await
+/// Binds the five columns of a client transaction id, NULL where there is none.
+fn bind_transaction<'q, O>(
+    query: QueryAs<'q, Postgres, O, PgArguments>,
+    transaction: Option<TxnKey<'q>>,
+) -> QueryAs<'q, Postgres, O, PgArguments> {
+    query
+        .bind(transaction.map(|key| key.user_id))
+        .bind(transaction.map(|key| key.device_id))
+        .bind(transaction.map(|key| key.room_id))
+        .bind(transaction.map(|key| key.event_type))
+        .bind(transaction.map(|key| key.txn_id))
 }
 
 #[derive(Clone, Debug, FromRow)]
@@ -97,24 +130,59 @@ pub async fn forward_extremities(db: impl PgExecutor<'_>, room_id: &str) -> sqlx
     .await
 }
 
-/// The new event replaces the extremities it references.
-pub async fn advance_forward_extremities(
-    conn: &mut PgConnection,
+/// What appending to a room starts from.
+pub struct RoomTip {
+    /// `None` for a room this server does not have.
+    pub version: Option<String>,
+    /// Deepest first, as [`forward_extremities`].
+    pub extremities: Vec<Extremity>,
+    /// The event already sent with the client transaction id asked about, if any.
+    pub transaction_event: Option<String>,
+}
+
+/// [`crate::db::rooms::transaction_event`], [`crate::db::rooms::version`] and
+/// [`forward_extremities`] in one round trip.
+pub async fn room_tip(
+    db: impl PgExecutor<'_>,
     room_id: &str,
-    replaced: &[i64],
-    new: i64,
-) -> sqlx::Result<()> {
-    sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1 AND event_nid = ANY($2)")
-        .bind(room_id)
-        .bind(replaced)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("INSERT INTO forward_extremities (room_id, event_nid) VALUES ($1, $2)")
-        .bind(room_id)
-        .bind(new)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    transaction: Option<TxnKey<'_>>,
+) -> sqlx::Result<RoomTip> {
+    type Row = (Option<String>, Option<String>, Option<i64>, Option<String>, Option<i64>, Option<i64>);
+    // One row even for an unknown room (the transaction may still be known); one per
+    // extremity otherwise.
+    let query = sqlx::query_as(
+        "SELECT (SELECT t.event_id FROM event_transactions t
+                 WHERE t.user_id = $2 AND t.device_id = $3 AND t.room_id = $4 AND t.event_type = $5
+                   AND t.txn_id = $6),
+                r.room_version, x.event_nid, x.event_id, x.depth, x.state_after
+         FROM (VALUES (1)) AS one (n)
+         LEFT JOIN rooms r ON r.room_id = $1
+         LEFT JOIN LATERAL (
+             SELECT e.event_nid, i.event_id, e.depth, e.state_after, e.stream_position
+             FROM forward_extremities f
+             JOIN events e ON e.event_nid = f.event_nid
+             JOIN event_ids i ON i.event_nid = f.event_nid
+             WHERE f.room_id = r.room_id
+         ) x ON TRUE
+         ORDER BY x.depth DESC, x.stream_position DESC",
+    )
+    .bind(room_id);
+    let rows: Vec<Row> = bind_transaction(query, transaction).fetch_all(db).await?;
+    let mut tip = RoomTip { version: None, extremities: Vec::with_capacity(rows.len()), transaction_event: None };
+    for (transaction_event, version, event_nid, event_id, depth, state_after) in rows {
+        tip.transaction_event = transaction_event;
+        tip.version = version;
+        match (event_nid, event_id, depth, state_after) {
+            (Some(event_nid), Some(event_id), Some(depth), Some(state_after)) => {
+                tip.extremities.push(Extremity { event_nid, event_id, depth, state_after });
+            }
+            // No extremity (the lateral join found nothing).
+            (None, _, _, _) => {}
+            // Outliers are never extremities; one without state would be a broken store.
+            _ => return Err(sqlx::Error::Decode(format!("forward extremity of {room_id} without state").into())),
+        }
+    }
+    Ok(tip)
 }
 
 /// An event as stored, with what readers need beside its JSON.

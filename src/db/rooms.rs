@@ -119,22 +119,6 @@ pub async fn transaction_event(db: impl PgExecutor<'_>, key: TxnKey<'_>) -> sqlx
     .await
 }
 
-pub async fn record_transaction(conn: &mut PgConnection, key: TxnKey<'_>, event_id: &str) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO event_transactions (user_id, device_id, room_id, event_type, txn_id, event_id)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(key.user_id)
-    .bind(key.device_id)
-    .bind(key.room_id)
-    .bind(key.event_type)
-    .bind(key.txn_id)
-    .bind(event_id)
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Serialises event creation in one room across every Hearth process on this database, for
 /// the rest of the caller's transaction.
 pub async fn lock_room(conn: &mut PgConnection, room_id: &str) -> sqlx::Result<()> {

@@ -78,9 +78,9 @@ static SNAPSHOT_STATE: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// Only the `(type, state_key)` pairs given as parallel arrays `$2`/`$3`: per key, the entry
-/// of the nearest snapshot of the chain that has one.
-static SNAPSHOT_STATE_FOR_KEYS: LazyLock<String> = LazyLock::new(|| {
+/// The entries (CTE `en`) of the `(type, state_key)` pairs given as parallel arrays `$2`/`$3`:
+/// per key, the entry of the nearest snapshot of the chain that has one.
+static SNAPSHOT_ENTRIES_FOR_KEYS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{SNAPSHOT_CHAIN},
         wanted AS MATERIALIZED (
@@ -98,9 +98,41 @@ static SNAPSHOT_STATE_FOR_KEYS: LazyLock<String> = LazyLock::new(|| {
                         FROM chain c) p
                     WHERE p.found IS NOT NULL ORDER BY p.distance LIMIT 1) AS event_nid
             FROM wanted w WHERE w.state_key_nid IS NOT NULL
-        )
+        )"
+    )
+});
+
+/// Only the given pairs of a snapshot, with their events.
+static SNAPSHOT_STATE_FOR_KEYS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{entries}
         SELECT en.state_key_nid, en.event_type, en.state_key, en.event_nid, {EVENT_OF_ROW}
-        FROM entries en WHERE en.event_nid IS NOT NULL"
+        FROM entries en WHERE en.event_nid IS NOT NULL",
+        entries = SNAPSHOT_ENTRIES_FOR_KEYS.as_str()
+    )
+});
+
+/// [`SNAPSHOT_STATE_FOR_KEYS`] with the redaction that applies to each event, as
+/// [`crate::db::relations::redactions_of`] finds it: the earliest accepted one in the event's
+/// own room.
+static SNAPSHOT_STATE_FOR_KEYS_WITH_REDACTIONS: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "{entries}
+        SELECT en.state_key_nid, en.event_type, en.state_key, en.event_nid, {EVENT_OF_ROW},
+               red.redaction_id, red.redaction_json
+        FROM entries en
+        LEFT JOIN LATERAL (
+            SELECT ri.event_id AS redaction_id, re.json AS redaction_json
+            FROM redactions r
+            JOIN events re ON re.event_nid = r.redaction_nid
+            JOIN event_ids ri ON ri.event_nid = r.redaction_nid
+            WHERE r.redacts_nid = en.event_nid
+              AND r.room_id = (SELECT target.room_id FROM events target WHERE target.event_nid = en.event_nid)
+              AND re.rejection IS NULL AND NOT re.soft_failed
+            ORDER BY re.stream_position LIMIT 1
+        ) red ON TRUE
+        WHERE en.event_nid IS NOT NULL",
+        entries = SNAPSHOT_ENTRIES_FOR_KEYS.as_str()
     )
 });
 
@@ -114,9 +146,38 @@ pub async fn snapshot_state_for_keys(
     snapshot_id: i64,
     keys: &[(String, String)],
 ) -> sqlx::Result<Vec<StateEntry>> {
-    let types: Vec<&str> = keys.iter().map(|(event_type, _)| event_type.as_str()).collect();
-    let state_keys: Vec<&str> = keys.iter().map(|(_, state_key)| state_key.as_str()).collect();
+    let (types, state_keys) = key_columns(keys);
     sqlx::query_as(sqlx::AssertSqlSafe(SNAPSHOT_STATE_FOR_KEYS.as_str()))
+        .bind(snapshot_id)
+        .bind(&types)
+        .bind(&state_keys)
+        .fetch_all(db)
+        .await
+}
+
+/// `(type, state_key)` pairs as the parallel arrays `SNAPSHOT_STATE_FOR_KEYS` takes.
+fn key_columns(keys: &[(String, String)]) -> (Vec<&str>, Vec<&str>) {
+    keys.iter().map(|(event_type, state_key)| (event_type.as_str(), state_key.as_str())).unzip()
+}
+
+/// A state entry and the redaction event that applies to it, if any.
+#[derive(Clone, Debug, FromRow)]
+pub struct RedactableEntry {
+    #[sqlx(flatten)]
+    pub entry: StateEntry,
+    pub redaction_id: Option<String>,
+    pub redaction_json: Option<String>,
+}
+
+/// [`snapshot_state_for_keys`] and the redactions of those events, in one round trip (what
+/// appending an event reads for its authorisation).
+pub async fn snapshot_state_for_keys_with_redactions(
+    db: impl PgExecutor<'_>,
+    snapshot_id: i64,
+    keys: &[(String, String)],
+) -> sqlx::Result<Vec<RedactableEntry>> {
+    let (types, state_keys) = key_columns(keys);
+    sqlx::query_as(sqlx::AssertSqlSafe(SNAPSHOT_STATE_FOR_KEYS_WITH_REDACTIONS.as_str()))
         .bind(snapshot_id)
         .bind(&types)
         .bind(&state_keys)

@@ -10,7 +10,7 @@
 
 use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
-use crate::rooms::append::{Transaction, append_locked};
+use crate::rooms::append::{Appender, Transaction};
 use crate::rooms::build::EventTemplate;
 use crate::rooms::locks::RoomSerial;
 use crate::{db, streams::Reservation};
@@ -110,13 +110,15 @@ async fn append_all(
     db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
     let mut audience = vec![room_id.to_string()];
+    // Carries the room's extremities and auth state from one send to the next.
+    let mut appender = Appender::new(ctx, room_id);
     for pending in batch {
         let outcome = if batch.len() == 1 {
             // Alone, a send needs no savepoint: its failure is the transaction's.
-            append_one(ctx, &mut tx, &mut reservation, room_id, pending).await
+            append_one(&mut appender, &mut tx, &mut reservation, pending).await
         } else {
             let mut savepoint = tx.begin().await?;
-            let outcome = append_one(ctx, &mut savepoint, &mut reservation, room_id, pending).await;
+            let outcome = append_one(&mut appender, &mut savepoint, &mut reservation, pending).await;
             match outcome {
                 Ok(_) => savepoint.commit().await?,
                 Err(_) => savepoint.rollback().await?,
@@ -143,14 +145,13 @@ async fn append_all(
 }
 
 async fn append_one(
-    ctx: RoomCtx<'_>,
+    appender: &mut Appender<'_>,
     conn: &mut PgConnection,
     reservation: &mut Reservation<'_>,
-    room_id: &RoomId,
     pending: &PendingAppend,
 ) -> Result<OwnedEventId> {
     let transaction = pending.transaction.as_ref().map(|(device_id, txn_id)| Transaction { device_id, txn_id });
-    append_locked(ctx, conn, reservation, room_id, &pending.sender, pending.template.clone(), transaction).await
+    appender.append(conn, reservation, &pending.sender, pending.template.clone(), transaction).await
 }
 
 /// Puts a batch cut short back at the front of the queue and wakes its senders, one of which

@@ -126,7 +126,7 @@ pub async fn create_room(
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     };
     let empty = db::state::create_empty_snapshot(&mut tx, room_id.as_str()).await?;
-    persist(&mut tx, &mut reservation, &room_id, &create, empty, &[]).await?;
+    persist(&mut tx, &mut reservation, &room_id, &create, empty, &[], None).await?;
     // An alias taken since `validate` fails the whole creation.
     if let Some(alias) = &request.alias {
         aliases::insert_for_new_room(&mut tx, alias, &room_id, creator).await?;

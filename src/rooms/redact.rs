@@ -150,13 +150,15 @@ pub async fn apply_among(
     for row in db::relations::redactions_of(db, candidates).await? {
         redactions.insert(row.target_nid, Pdu::from_stored(&row.event.event_id, &row.event.json)?);
     }
-    events
-        .into_iter()
-        .map(|(event_nid, pdu)| match redactions.remove(&event_nid) {
-            Some(redaction) => Ok(Served { event_nid, pdu: redacted(&pdu, rules)?, redaction: Some(redaction) }),
-            None => Ok(Served { event_nid, pdu, redaction: None }),
-        })
-        .collect()
+    events.into_iter().map(|(event_nid, pdu)| serve(rules, event_nid, pdu, redactions.remove(&event_nid))).collect()
+}
+
+/// An event as served, given the redaction that applies to it (if any).
+pub fn serve(rules: &RedactionRules, event_nid: i64, pdu: Pdu, redaction: Option<Pdu>) -> Result<Served> {
+    match redaction {
+        Some(redaction) => Ok(Served { event_nid, pdu: redacted(&pdu, rules)?, redaction: Some(redaction) }),
+        None => Ok(Served { event_nid, pdu, redaction: None }),
+    }
 }
 
 /// Parses state entries and applies their redactions.
