@@ -110,15 +110,10 @@ pub(super) async fn room_entry(
     let mut state = match (window.state, start_snapshot) {
         (StateMode::Full, Some(snapshot)) => db::state::snapshot_state(pool, snapshot).await?,
         (StateMode::Changes, Some(snapshot)) if state_changed().await? => {
-            let before = match db::rooms::state_at_position(pool, room_id.as_str(), window.after).await? {
-                Some(before) => db::state::snapshot_state(pool, before).await?,
-                None => Vec::new(),
-            };
-            let known: HashSet<(i64, i64)> =
-                before.into_iter().map(|entry| (entry.state_key_nid, entry.event_nid)).collect();
-            let mut now = db::state::snapshot_state(pool, snapshot).await?;
-            now.retain(|entry| !known.contains(&(entry.state_key_nid, entry.event_nid)));
-            now
+            match db::rooms::state_at_position(pool, room_id.as_str(), window.after).await? {
+                Some(before) => db::state::snapshot_changes(pool, before, snapshot).await?,
+                None => db::state::snapshot_state(pool, snapshot).await?,
+            }
         }
         _ => Vec::new(),
     };
