@@ -354,3 +354,48 @@ async fn a_rejected_invite_reaches_the_leave_section_with_the_rejection_alone() 
     assert_eq!(timeline[0]["content"]["membership"], "leave");
     assert!(events(left, "state").is_empty(), "never joined, so no room state: {left}");
 }
+
+#[tokio::test]
+async fn members_who_joined_in_the_gap_are_lazy_loaded_only_if_they_speak() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let carol = server.register("carol", PW).await;
+    let dave = server.register("dave", PW).await;
+    let room_id = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    post_ok(&server, &bob, &format!("/_matrix/client/v3/join/{room_id}"), json!({})).await;
+    let since = upto(&server).await;
+
+    // Carol and dave join while bob is away; then only carol and alice talk, past the limit.
+    for joiner in [&carol, &dave] {
+        post_ok(&server, joiner, &format!("/_matrix/client/v3/join/{room_id}"), json!({})).await;
+    }
+    send(&server, &carol, &room_id, "hello from carol").await;
+    for i in 0..5 {
+        send(&server, &alice, &room_id, &format!("a{i}")).await;
+    }
+    let now = upto(&server).await;
+
+    let member_keys = |response: &Value| -> HashSet<String> {
+        let joined = room(response, "join", &room_id).expect("joined");
+        events(joined, "state")
+            .iter()
+            .chain(events(joined, "timeline").iter())
+            .filter(|event| event["type"] == "m.room.member")
+            .filter_map(|event| event["state_key"].as_str().map(str::to_owned))
+            .collect()
+    };
+    // Without lazy loading the gap's joins arrive as state before the limited timeline.
+    let full = sync(&server, &bob, Some(since), now, &options(5)).await;
+    assert_eq!(room(&full, "join", &room_id).expect("joined")["timeline"]["limited"], true, "{full}");
+    let everyone = member_keys(&full);
+    assert!(everyone.contains(&carol.user_id) && everyone.contains(&dave.user_id), "both joins: {full}");
+
+    // Lazily, only the timeline's senders and bob himself: carol spoke before the timeline
+    // started, dave never did, so neither is sent; alice is.
+    let lazy = filtered(5, json!({"lazy_load_members": true}));
+    let response = sync(&server, &bob, Some(since), now, &lazy).await;
+    let members = member_keys(&response);
+    let expected: HashSet<String> = [alice.user_id.clone(), bob.user_id.clone()].into_iter().collect();
+    assert_eq!(members, expected, "{response}");
+}

@@ -89,6 +89,7 @@ static SNAPSHOT_STATE: LazyLock<String> = LazyLock::new(|| {
 
 /// The entries of snapshot `$1` that snapshot `$2` does not have (a key it lacks, or another
 /// event for it): what changed between two states of a room, with events read only for those.
+/// With `$3`, member events only of the users it lists.
 static SNAPSHOT_CHANGES: LazyLock<String> = LazyLock::new(|| {
     let entries_of = |chain: &str| {
         format!(
@@ -107,6 +108,10 @@ static SNAPSHOT_CHANGES: LazyLock<String> = LazyLock::new(|| {
             SELECT n.state_key_nid, n.event_nid FROM now_entries n
             WHERE NOT EXISTS (SELECT 1 FROM before_entries b
                               WHERE b.state_key_nid = n.state_key_nid AND b.event_nid = n.event_nid)
+              AND ($3::text[] IS NULL OR NOT EXISTS (
+                       SELECT 1 FROM state_keys k
+                       WHERE k.state_key_nid = n.state_key_nid AND k.event_type = 'm.room.member'
+                         AND k.state_key <> ALL ($3::text[])))
         )
         SELECT en.state_key_nid,
                (SELECT k.event_type FROM state_keys k WHERE k.state_key_nid = en.state_key_nid) AS event_type,
@@ -183,9 +188,20 @@ pub async fn snapshot_state(db: impl PgExecutor<'_>, snapshot_id: i64) -> sqlx::
     sqlx::query_as(sqlx::AssertSqlSafe(SNAPSHOT_STATE.as_str())).bind(snapshot_id).fetch_all(db).await
 }
 
-/// The entries of snapshot `now` that `before` does not have, with their events.
-pub async fn snapshot_changes(db: impl PgExecutor<'_>, before: i64, now: i64) -> sqlx::Result<Vec<StateEntry>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(SNAPSHOT_CHANGES.as_str())).bind(now).bind(before).fetch_all(db).await
+/// The entries of snapshot `now` that `before` does not have, with their events; with
+/// `members`, member events only of those users.
+pub async fn snapshot_changes(
+    db: impl PgExecutor<'_>,
+    before: i64,
+    now: i64,
+    members: Option<&[String]>,
+) -> sqlx::Result<Vec<StateEntry>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(SNAPSHOT_CHANGES.as_str()))
+        .bind(now)
+        .bind(before)
+        .bind(members)
+        .fetch_all(db)
+        .await
 }
 
 /// Only the given `(type, state_key)` pairs of a snapshot (what an auth check needs).

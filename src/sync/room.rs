@@ -110,8 +110,11 @@ pub(super) async fn room_entry(
     let mut state = match (window.state, start_snapshot) {
         (StateMode::Full, Some(snapshot)) => db::state::snapshot_state(pool, snapshot).await?,
         (StateMode::Changes, Some(snapshot)) if state_changed().await? => {
+            // Lazy loading keeps only the senders' and the user's member events: leave the
+            // others out of the diff (a catching-up member of a big room skips the joins).
+            let members = options.timeline.lazy_load_members.then(|| lazy_members(user, &timeline.events));
             match db::rooms::state_at_position(pool, room_id.as_str(), window.after).await? {
-                Some(before) => db::state::snapshot_changes(pool, before, snapshot).await?,
+                Some(before) => db::state::snapshot_changes(pool, before, snapshot, members.as_deref()).await?,
                 None => db::state::snapshot_state(pool, snapshot).await?,
             }
         }
@@ -243,6 +246,15 @@ async fn visible_with_own_membership(
     Ok(events)
 }
 
+/// Whose member events lazy loading sends: the timeline's senders and the user.
+fn lazy_members(user: &UserId, timeline: &[(StoredEvent, Pdu)]) -> Vec<String> {
+    let mut members: Vec<String> = timeline.iter().map(|(_, pdu)| pdu.sender.to_string()).collect();
+    members.push(user.to_string());
+    members.sort_unstable();
+    members.dedup();
+    members
+}
+
 /// Lazy-loaded members (spec: "Lazy-loading room members"): of the member events, only those
 /// of the timeline's senders and the user, who are added from the state at the timeline's
 /// start even when unchanged — the server keeps no record of what each device was sent, and
@@ -254,8 +266,7 @@ async fn lazy_load_members(
     start_snapshot: Option<i64>,
     state: &mut Vec<StateEntry>,
 ) -> Result<()> {
-    let mut wanted: HashSet<String> = timeline.iter().map(|(_, pdu)| pdu.sender.to_string()).collect();
-    wanted.insert(user.to_string());
+    let wanted: HashSet<String> = lazy_members(user, timeline).into_iter().collect();
     state.retain(|entry| entry.event_type != "m.room.member" || wanted.contains(&entry.state_key));
     let present: HashSet<String> =
         state.iter().filter(|entry| entry.event_type == "m.room.member").map(|entry| entry.state_key.clone()).collect();
