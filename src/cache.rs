@@ -32,7 +32,7 @@ impl<K: Eq + Hash + Clone, V: Clone> FactCache<K, V> {
 
 /// The database a pool connects to (server and database name), as a number: hashing
 /// allocates nothing, and two databases colliding in 64 bits is not a case worth a branch.
-fn database_of(pool: &PgPool) -> u64 {
+pub fn database_of(pool: &PgPool) -> u64 {
     let options = pool.connect_options();
     FIXED_STATE.hash_one((
         options.get_host(),

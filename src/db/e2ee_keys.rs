@@ -108,6 +108,31 @@ pub async fn one_time_key_counts(
     .await
 }
 
+/// [`one_time_key_counts`] and [`unused_fallback_algorithms`] in one round trip (every
+/// `/sync` response carries both).
+pub async fn key_counts_and_fallbacks(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+) -> sqlx::Result<(Vec<KeyCount>, Vec<String>)> {
+    let (algorithms, counts, fallbacks): (Vec<String>, Vec<i64>, Vec<String>) = sqlx::query_as(
+        "WITH counts AS (
+             SELECT algorithm, COUNT(*) AS count FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2
+             GROUP BY algorithm
+         )
+         SELECT ARRAY(SELECT algorithm FROM counts ORDER BY algorithm),
+                ARRAY(SELECT count FROM counts ORDER BY algorithm),
+                ARRAY(SELECT algorithm FROM e2e_fallback_keys
+                      WHERE user_id = $1 AND device_id = $2 AND NOT used ORDER BY algorithm)",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .fetch_one(db)
+    .await?;
+    let counts = algorithms.into_iter().zip(counts).map(|(algorithm, count)| KeyCount { algorithm, count }).collect();
+    Ok((counts, fallbacks))
+}
+
 /// Replaces the device's fallback key for the algorithm with a new, unused one. Uploading
 /// the same key again keeps whether it was used (clients re-send it with other keys).
 pub async fn set_fallback_key(

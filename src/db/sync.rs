@@ -165,6 +165,8 @@ pub struct WindowNews {
     /// To-device messages for the device up to `upto`: new ones, or acknowledged ones to
     /// delete.
     pub to_device: bool,
+    /// The user's `m.ignored_user_list` content (read here to save building rooms a query).
+    pub ignored_user_list: Option<Value>,
 }
 
 pub async fn window_news(
@@ -194,7 +196,9 @@ pub async fn window_news(
            EXISTS (SELECT 1 FROM device_list_changes
                    WHERE stream_position > $4 AND stream_position <= $5) AS device_list_changes,
            EXISTS (SELECT 1 FROM to_device_messages
-                   WHERE user_id = $1 AND device_id = $2 AND stream_position <= $5) AS to_device",
+                   WHERE user_id = $1 AND device_id = $2 AND stream_position <= $5) AS to_device,
+           (SELECT content FROM account_data
+            WHERE user_id = $1 AND room_id = '' AND data_type = 'm.ignored_user_list') AS ignored_user_list",
     )
     .bind(user_id)
     .bind(device_id)

@@ -53,7 +53,22 @@ pub async fn store(
 
 /// The device's unclaimed one-time keys per algorithm (`signed_curve25519` always present).
 pub async fn counts(conn: &mut PgConnection, user: &str, device: &str) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
-    let counts = db::e2ee_keys::one_time_key_counts(conn, user, device).await?;
+    Ok(count_map(db::e2ee_keys::one_time_key_counts(conn, user, device).await?))
+}
+
+/// The device's one-time key counts and unused fallback key algorithms, in one query (what
+/// every `/sync` response carries).
+pub async fn counts_and_fallbacks(
+    pool: &PgPool,
+    user: &str,
+    device: &str,
+) -> Result<(BTreeMap<OneTimeKeyAlgorithm, UInt>, Vec<OneTimeKeyAlgorithm>)> {
+    let (counts, fallbacks) = db::e2ee_keys::key_counts_and_fallbacks(pool, user, device).await?;
+    let fallbacks = fallbacks.iter().map(|algorithm| OneTimeKeyAlgorithm::from(algorithm.as_str())).collect();
+    Ok((count_map(counts), fallbacks))
+}
+
+fn count_map(counts: Vec<db::e2ee_keys::KeyCount>) -> BTreeMap<OneTimeKeyAlgorithm, UInt> {
     let mut counts: BTreeMap<OneTimeKeyAlgorithm, UInt> = counts
         .into_iter()
         .map(|row| (OneTimeKeyAlgorithm::from(row.algorithm.as_str()), UInt::try_from(row.count).unwrap_or_default()))
@@ -61,7 +76,7 @@ pub async fn counts(conn: &mut PgConnection, user: &str, device: &str) -> Result
     // An explicit zero for the algorithm every client uses: some clients read a missing
     // count as "the server does not say" and never top their keys up (Synapse does the same).
     counts.entry(OneTimeKeyAlgorithm::SignedCurve25519).or_insert(UInt::MIN);
-    Ok(counts)
+    counts
 }
 
 /// The algorithms the device has an unused fallback key for.

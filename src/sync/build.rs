@@ -142,8 +142,11 @@ pub async fn build_rooms(
         candidates.into_iter().filter(|candidate| options.full_state || candidate.may_have_news(since)).collect();
     let nothing_to_build =
         candidates.is_empty() && sections.leave.is_empty() && sections.invite.is_empty() && sections.knock.is_empty();
-    let ignored =
-        if nothing_to_build { HashSet::new() } else { crate::users::ignore::ignored_users(pool, user).await? };
+    let ignored = match news.ignored_users() {
+        _ if nothing_to_build => HashSet::new(),
+        Some(ignored) => ignored,
+        None => crate::users::ignore::ignored_users(pool, user).await?,
+    };
     // Rooms are independent of one another: build several at once, so that a sync of many
     // rooms waits for the database's round trips side by side rather than one after another.
     let context = JoinedContext { pool, user, window, options, ignored: &ignored };

@@ -26,9 +26,7 @@ pub async fn section(pool: &PgPool, user: &UserId, window: SyncWindow) -> Result
 
 /// `device_one_time_keys_count` and `device_unused_fallback_key_types` of the device.
 pub async fn key_counts(pool: &PgPool, user: &UserId, device: &DeviceId) -> Result<Map<String, Value>> {
-    let mut conn = pool.acquire().await?;
-    let counts = one_time_keys::counts(&mut conn, user.as_str(), device.as_str()).await?;
-    let fallback = one_time_keys::unused_fallback_types(&mut conn, user.as_str(), device.as_str()).await?;
+    let (counts, fallback) = one_time_keys::counts_and_fallbacks(pool, user.as_str(), device.as_str()).await?;
     let mut map = Map::new();
     map.insert("device_one_time_keys_count".to_owned(), json!(counts));
     map.insert("device_unused_fallback_key_types".to_owned(), json!(fallback));

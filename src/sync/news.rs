@@ -9,6 +9,7 @@ use crate::error::Result;
 use crate::sync::build::SyncWindow;
 use ruma::{DeviceId, UserId};
 use sqlx::PgPool;
+use std::collections::HashSet;
 
 pub enum News {
     /// An initial sync: every section is read.
@@ -78,6 +79,14 @@ impl News {
         match self {
             News::Everything => None,
             News::Found(news) => Some(&news.rooms_with_receipts),
+        }
+    }
+
+    /// The users the user ignores, when the news read them (`None`: read them yourself).
+    pub fn ignored_users(&self) -> Option<HashSet<String>> {
+        match self {
+            News::Everything => None,
+            News::Found(news) => Some(crate::users::ignore::ignored_in(news.ignored_user_list.as_ref())),
         }
     }
 

@@ -6,6 +6,7 @@ use crate::db;
 use crate::error::Result;
 use crate::rooms::pdu::Pdu;
 use ruma::UserId;
+use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::HashSet;
 
@@ -16,11 +17,15 @@ pub const IGNORED_USER_LIST: &str = "m.ignored_user_list";
 /// the list is the client's own data, and a broken list must not hide anything by accident.
 pub async fn ignored_users(pool: &PgPool, user: &UserId) -> Result<HashSet<String>> {
     let content = db::account_data::get(pool, user.as_str(), "", IGNORED_USER_LIST).await?;
-    Ok(content
-        .as_ref()
+    Ok(ignored_in(content.as_ref()))
+}
+
+/// The users an `m.ignored_user_list` content names (none without one).
+pub fn ignored_in(content: Option<&Value>) -> HashSet<String> {
+    content
         .and_then(|content| content["ignored_users"].as_object())
         .map(|users| users.keys().cloned().collect())
-        .unwrap_or_default())
+        .unwrap_or_default()
 }
 
 /// Whether an ignored sender's event is left out of a timeline. State events stay (as in

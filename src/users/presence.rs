@@ -7,10 +7,12 @@ use crate::db::presence::PresenceRow;
 use crate::error::{Error, Result};
 use crate::streams::Streams;
 use crate::users::{Session, now_ms};
-use ruma::UserId;
+use quick_cache::sync::Cache;
 use ruma::presence::PresenceState;
+use ruma::{OwnedUserId, UserId};
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
+use std::sync::LazyLock;
 
 /// Activity this recent counts as `currently_active`.
 const CURRENTLY_ACTIVE_MS: i64 = 5 * 60 * 1000;
@@ -114,6 +116,7 @@ async fn write(
     let mut audience = db::rooms::joined_rooms(&mut *tx, user_id.as_str()).await?;
     audience.push(user_id.to_string());
     tx.commit().await?;
+    RECENT.insert((crate::cache::database_of(pool), user_id.to_owned()), (state.to_owned(), now_ms()));
     reservation.committed_for(audience).await?;
     Ok(())
 }
@@ -138,6 +141,10 @@ pub async fn on_sync(pool: &PgPool, streams: &Streams, user_id: &UserId, state: 
         other => state_name(other)?,
     };
     let now = now_ms();
+    let key = (crate::cache::database_of(pool), user_id.to_owned());
+    if RECENT.get(&key).is_some_and(|(state, active_ts)| state == wanted && now - active_ts < ACTIVITY_GRANULARITY_MS) {
+        return Ok(());
+    }
     let current = db::presence::get(pool, user_id.as_str()).await?;
     match current {
         Some(row) if row.state == wanted => {
@@ -146,8 +153,11 @@ pub async fn on_sync(pool: &PgPool, streams: &Streams, user_id: &UserId, state: 
                 // `currently_active` turns true again: others should see that.
                 write(pool, streams, user_id, wanted, row.status_msg.as_deref()).await
             } else if idle >= ACTIVITY_GRANULARITY_MS {
-                Ok(db::presence::touch(pool, user_id.as_str(), now).await?)
+                db::presence::touch(pool, user_id.as_str(), now).await?;
+                RECENT.insert(key, (wanted.to_owned(), now));
+                Ok(())
             } else {
+                RECENT.insert(key, (wanted.to_owned(), row.last_active_ts));
                 Ok(())
             }
         }
@@ -156,3 +166,9 @@ pub async fn on_sync(pool: &PgPool, streams: &Streams, user_id: &UserId, state: 
         None => write(pool, streams, user_id, wanted, None).await,
     }
 }
+
+/// Per (database, user), the state this process last wrote or found and the activity time
+/// recorded with it. A sync whose presence matches it, within the granularity, needs neither
+/// read nor write — every long-poll look used to read the row. Another process's change is
+/// seen once the granularity has passed (at most a minute), as the next touch reads the row.
+static RECENT: LazyLock<Cache<(u64, OwnedUserId), (String, i64)>> = LazyLock::new(|| Cache::new(100_000));
