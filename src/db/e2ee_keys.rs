@@ -108,8 +108,8 @@ pub async fn one_time_key_counts(
     .await
 }
 
-/// [`one_time_key_counts`] and [`unused_fallback_algorithms`] in one round trip (every
-/// `/sync` response carries both).
+/// [`one_time_key_counts`] and the algorithms with an unused fallback key, in one round
+/// trip (every `/sync` response carries both).
 pub async fn key_counts_and_fallbacks(
     db: impl PgExecutor<'_>,
     user_id: &str,
@@ -158,20 +158,6 @@ pub async fn set_fallback_key(
     .execute(db)
     .await?;
     Ok(())
-}
-
-pub async fn unused_fallback_algorithms(
-    db: impl PgExecutor<'_>,
-    user_id: &str,
-    device_id: &str,
-) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND NOT used ORDER BY algorithm",
-    )
-    .bind(user_id)
-    .bind(device_id)
-    .fetch_all(db)
-    .await
 }
 
 #[derive(Clone, Debug, FromRow)]

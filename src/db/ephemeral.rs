@@ -74,23 +74,6 @@ pub async fn expired_typing_for_update(
     .await
 }
 
-/// Whether any room of `room_ids` had a typing change with `after < position <= upto`.
-pub async fn rooms_with_typing_changes(
-    db: impl PgExecutor<'_>,
-    room_ids: &[String],
-    after: i64,
-    upto: i64,
-) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT room_id FROM typing WHERE room_id = ANY($1) AND stream_position > $2 AND stream_position <= $3",
-    )
-    .bind(room_ids)
-    .bind(after)
-    .bind(upto)
-    .fetch_all(db)
-    .await
-}
-
 /// `(room_id, user_id)` of users typing in the rooms as far as the stream up to `upto`
 /// tells: a change after `upto` belongs to the next window, which sends the room's typing
 /// set again.

@@ -80,26 +80,6 @@ pub async fn member_events_between(
     .await
 }
 
-/// Which of `rooms` have timeline events with `after < position <= upto`. Reads the window
-/// of the stream (unique index on the position), not the rooms' histories.
-pub async fn rooms_with_events(
-    db: impl PgExecutor<'_>,
-    rooms: &[String],
-    after: i64,
-    upto: i64,
-) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT room_id FROM events
-         WHERE stream_position > $2 AND stream_position <= $3 AND room_id = ANY($1)
-           AND rejection IS NULL AND NOT soft_failed AND NOT outlier",
-    )
-    .bind(rooms)
-    .bind(after)
-    .bind(upto)
-    .fetch_all(db)
-    .await
-}
-
 /// Whether the room's state changed (a state event entered the timeline) with
 /// `after < position <= upto`.
 pub async fn state_changed(db: impl PgExecutor<'_>, room_id: &str, after: i64, upto: i64) -> sqlx::Result<bool> {

@@ -79,16 +79,6 @@ fn count_map(counts: Vec<db::e2ee_keys::KeyCount>) -> BTreeMap<OneTimeKeyAlgorit
     counts
 }
 
-/// The algorithms the device has an unused fallback key for.
-pub async fn unused_fallback_types(
-    conn: &mut PgConnection,
-    user: &str,
-    device: &str,
-) -> Result<Vec<OneTimeKeyAlgorithm>> {
-    let algorithms = db::e2ee_keys::unused_fallback_algorithms(conn, user, device).await?;
-    Ok(algorithms.iter().map(|algorithm| OneTimeKeyAlgorithm::from(algorithm.as_str())).collect())
-}
-
 /// `POST /keys/claim`: one key per requested device, in one transaction. A one-time key goes
 /// to exactly one claimer; when none is left the fallback key is handed out (again and again,
 /// marked used so the device replaces it).
