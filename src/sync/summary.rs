@@ -23,22 +23,24 @@ pub(super) async fn summary(pool: &PgPool, user: &UserId, room_id: &RoomId) -> R
     let mut summary = json!({ "m.joined_member_count": joined, "m.invited_member_count": invited });
     // Heroes are for rooms without a name to show (spec: required when `m.room.name` and
     // `m.room.canonical_alias` are unset or empty).
-    if !has_state_text(pool, room_id, "m.room.name", "name").await?
-        && !has_state_text(pool, room_id, "m.room.canonical_alias", "alias").await?
-    {
+    if !has_name_or_alias(pool, room_id).await? {
         let heroes = db::unread::heroes(pool, room_id.as_str(), user.as_str(), MAX_HEROES).await?;
         summary["m.heroes"] = json!(heroes);
     }
     Ok(summary)
 }
 
-/// Whether the room's current `event_type` state holds a non-empty string in `field`.
-async fn has_state_text(pool: &PgPool, room_id: &RoomId, event_type: &str, field: &str) -> Result<bool> {
-    let Some(entry) = db::state::current_state_event(pool, room_id.as_str(), event_type, "").await? else {
-        return Ok(false);
-    };
-    let content = Pdu::from_stored(&entry.event_id, &entry.json)?.content_value();
-    Ok(content[field].as_str().is_some_and(|text| !text.is_empty()))
+/// Whether the room has a non-empty name or canonical alias (then clients need no heroes).
+async fn has_name_or_alias(pool: &PgPool, room_id: &RoomId) -> Result<bool> {
+    let keys = [("m.room.name", ""), ("m.room.canonical_alias", "")];
+    for entry in db::state::current_state_for_keys(pool, room_id.as_str(), &keys).await? {
+        let field = if entry.event_type == "m.room.name" { "name" } else { "alias" };
+        let content = Pdu::from_stored(&entry.event_id, &entry.json)?.content_value();
+        if content[field].as_str().is_some_and(|text| !text.is_empty()) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Adds `summary` to a joined room's entry when the client needs it: always if `full` (an
