@@ -35,7 +35,7 @@ pub async fn members(pool: &PgPool, user: &UserId, room_id: &RoomId, filter: Mem
     }
     let member_events: Vec<_> = entries.into_iter().filter(|entry| entry.event_type == "m.room.member").collect();
     // Redacted member events keep their membership but lose the rest.
-    let rules = redact::room_rules(pool, room_id).await?;
+    let rules = crate::rooms::facts::rules(pool, room_id).await?;
     let served = redact::apply_to_state(pool, &rules.redaction, &member_events).await?;
     let mut members = Vec::new();
     for served in served {

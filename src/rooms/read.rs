@@ -142,7 +142,7 @@ pub(crate) async fn readable_state(
 /// `GET /rooms/{roomId}/state`.
 pub async fn state(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Result<Vec<Value>> {
     let entries = readable_state(pool, user, room_id).await?;
-    let rules = redact::room_rules(pool, room_id).await?;
+    let rules = facts::rules(pool, room_id).await?;
     let served = redact::apply_to_state(pool, &rules.redaction, &entries).await?;
     Ok(served.iter().map(|event| event.client_event(room_id)).collect())
 }
@@ -161,7 +161,7 @@ pub async fn state_event(
         .find(|entry| entry.event_type == event_type && entry.state_key == state_key)
         .ok_or_else(|| Error::not_found(format!("No {event_type} state with key {state_key:?}")))?;
     // A redacted state event stays in the state, with what redaction left of its content.
-    let rules = redact::room_rules(pool, room_id).await?;
+    let rules = facts::rules(pool, room_id).await?;
     let served = redact::apply_to_state(pool, &rules.redaction, std::slice::from_ref(&entry)).await?;
     let pdu = served.into_iter().next().ok_or_else(|| Error::internal("state entry vanished"))?.pdu;
     Ok(pdu.content_value())
@@ -242,7 +242,7 @@ async fn member_events(pool: &PgPool, room_id: &RoomId, mut users: Vec<String>) 
             entries.push(entry);
         }
     }
-    let rules = redact::room_rules(pool, room_id).await?;
+    let rules = facts::rules(pool, room_id).await?;
     let served = redact::apply_to_state(pool, &rules.redaction, &entries).await?;
     Ok(served.iter().map(|served| served.client_event(room_id)).collect())
 }
@@ -261,7 +261,7 @@ pub async fn joined_members(pool: &PgPool, user: &UserId, room_id: &RoomId) -> R
     let state = db::state::current_state(pool, room_id.as_str()).await?;
     let member_events: Vec<_> = state.into_iter().filter(|entry| entry.event_type == "m.room.member").collect();
     // A redacted member event keeps the membership but no longer shows a profile.
-    let rules = redact::room_rules(pool, room_id).await?;
+    let rules = facts::rules(pool, room_id).await?;
     let served = redact::apply_to_state(pool, &rules.redaction, &member_events).await?;
     let mut members = Vec::new();
     for (entry, served) in member_events.into_iter().zip(served) {

@@ -7,15 +7,15 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::rooms::RoomCtx;
 use crate::rooms::append::{AuthState, Transaction, append};
 use crate::rooms::build::EventTemplate;
 use crate::rooms::pdu::Pdu;
-use crate::rooms::{RoomCtx, rules_for};
 use ruma::canonical_json::redact;
 use ruma::events::room::power_levels::UserPowerLevel;
 use ruma::room_version_rules::{RedactionRules, RoomVersionRules};
 use ruma::state_res::events::{RoomCreateEvent, RoomPowerLevelsEvent, RoomPowerLevelsIntField};
-use ruma::{EventId, Int, OwnedEventId, RoomId, RoomVersionId, UserId};
+use ruma::{EventId, Int, OwnedEventId, RoomId, UserId};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgExecutor};
 use std::collections::HashMap;
@@ -101,16 +101,6 @@ fn redact_power(auth: &AuthState, sender: &UserId, rules: &RoomVersionRules) -> 
             Ok((UserPowerLevel::Int(level), RoomPowerLevelsIntField::Redact.default_value()))
         }
     }
-}
-
-/// The room version's rules, for a room this server has.
-pub async fn room_rules(db: impl PgExecutor<'_>, room_id: &RoomId) -> Result<RoomVersionRules> {
-    let version = db::rooms::version(db, room_id.as_str())
-        .await?
-        .ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
-    let version =
-        RoomVersionId::try_from(version.as_str()).map_err(|e| Error::internal(format!("stored room version: {e}")))?;
-    rules_for(&version)
 }
 
 /// An event as clients and the authorisation rules see it: redacted if a redaction applies.

@@ -60,26 +60,17 @@ impl News {
 
     /// Of the user's joined rooms, those with timeline events in the window (`None`: all may).
     pub fn rooms_with_events(&self) -> Option<&[String]> {
-        match self {
-            News::Everything => None,
-            News::Found(news) => Some(&news.rooms_with_events),
-        }
+        self.rooms(|news| &news.rooms_with_events)
     }
 
     /// Rooms whose typing set changed (`None`: all may).
     pub fn rooms_with_typing(&self) -> Option<&[String]> {
-        match self {
-            News::Everything => None,
-            News::Found(news) => Some(&news.rooms_with_typing),
-        }
+        self.rooms(|news| &news.rooms_with_typing)
     }
 
     /// Rooms with receipts the user may see (`None`: all may).
     pub fn rooms_with_receipts(&self) -> Option<&[String]> {
-        match self {
-            News::Everything => None,
-            News::Found(news) => Some(&news.rooms_with_receipts),
-        }
+        self.rooms(|news| &news.rooms_with_receipts)
     }
 
     /// The users the user ignores, when the news read them (`None`: read them yourself).
@@ -87,6 +78,13 @@ impl News {
         match self {
             News::Everything => None,
             News::Found(news) => Some(crate::users::ignore::ignored_in(news.ignored_user_list.as_ref())),
+        }
+    }
+
+    fn rooms(&self, read: impl Fn(&WindowNews) -> &Vec<String>) -> Option<&[String]> {
+        match self {
+            News::Everything => None,
+            News::Found(news) => Some(read(news)),
         }
     }
 
