@@ -333,3 +333,59 @@ async fn one_user_creating_identical_rooms_at_once_gets_distinct_rooms() {
     assert_eq!(status, StatusCode::OK, "{joined}");
     assert_eq!(joined["joined_rooms"].as_array().map(Vec::len), Some(12), "{joined}");
 }
+
+/// A filtered page is a full page of what passes: events the filter drops do not take up the
+/// limit. The type patterns' only wildcard is `*`: characters that are wildcards elsewhere
+/// (`_`, `%`) stand for themselves.
+#[tokio::test]
+async fn a_filtered_page_holds_limit_events_that_pass() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    for n in 0..4 {
+        send_text(&server, &alice, &room, &format!("t{n}"), &format!("message {n}")).await;
+        for m in 0..10 {
+            let path = format!("/_matrix/client/v3/rooms/{room}/send/org.example.noise/n{n}-{m}");
+            assert_eq!(server.put(&path, alice.token(), json!({"n": m})).await.0, StatusCode::OK);
+        }
+    }
+    let encoded = |filter: Value| -> String {
+        filter
+            .to_string()
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    let page = |filter: Value| {
+        let path = format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=3&filter={}", encoded(filter));
+        let server = &server;
+        let token = alice.token().map(str::to_owned);
+        async move {
+            let (status, page) = server.get(&path, token.as_deref()).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            page
+        }
+    };
+    let messages = page(json!({"types": ["m.room.message"]})).await;
+    assert_eq!(bodies(&messages), vec!["message 3", "message 2", "message 1"], "{messages}");
+    let next = messages["end"].as_str().expect("a full page says where to go on");
+    let path = format!(
+        "/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=3&from={next}&filter={}",
+        encoded(json!({"types": ["m.room.message"]}))
+    );
+    let (status, rest) = server.get(&path, alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{rest}");
+    assert_eq!(bodies(&rest), vec!["message 0"], "{rest}");
+
+    let literal = page(json!({"types": ["m.room.mess_ge", "m.room.%"]})).await;
+    assert_eq!(literal["chunk"], json!([]), "{literal}");
+    let not_noise = page(json!({"not_types": ["org.example.*", "m.room.member", "m.room.power_levels"]})).await;
+    assert!(
+        not_noise["chunk"].as_array().expect("chunk").iter().all(|event| event["type"] != "org.example.noise"),
+        "{not_noise}"
+    );
+    assert_eq!(bodies(&not_noise), vec!["message 3", "message 2", "message 1"], "{not_noise}");
+}

@@ -80,3 +80,66 @@ async fn each_section_filter_cuts_only_its_section() {
     let state_events = by_sender["rooms"]["join"][&room]["state"]["events"].as_array().cloned().unwrap_or_default();
     assert!(state_events.iter().all(|e| e["sender"] == bob.user_id.as_str()), "{state_events:?}");
 }
+
+/// A messages-only timeline filter reaches back past many events it drops: a member catching
+/// up across a burst of state events (here 40 topic changes, two pages' worth) still gets the
+/// messages from before the burst, and the window's state changes are still reported.
+#[tokio::test]
+async fn a_type_filtered_timeline_reaches_past_a_burst_of_other_events() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let (_, created) =
+        server.post("/_matrix/client/v3/createRoom", alice.token(), json!({"preset": "public_chat"})).await;
+    let room = created["room_id"].as_str().expect("room").to_owned();
+    server.post(&format!("/_matrix/client/v3/join/{room}"), bob.token(), json!({})).await;
+    let filter = json!({"room": {"timeline": {"types": ["m.room.message"], "limit": 5}}});
+    let first = sync(&server, &bob, filter.clone()).await;
+    let since = first["next_batch"].as_str().expect("next_batch").to_owned();
+
+    for (txn, body) in [("m1", "before one"), ("m2", "before two")] {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+        assert_eq!(
+            server.put(&path, alice.token(), json!({"msgtype": "m.text", "body": body})).await.0,
+            StatusCode::OK
+        );
+    }
+    for n in 0..40 {
+        let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic");
+        assert_eq!(server.put(&path, alice.token(), json!({"topic": format!("topic {n}")})).await.0, StatusCode::OK);
+    }
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/m3");
+    assert_eq!(server.put(&path, alice.token(), json!({"msgtype": "m.text", "body": "after"})).await.0, StatusCode::OK);
+
+    let (status, body) =
+        server.get(&format!("/_matrix/client/v3/sync?since={since}&filter={}", encode(&filter)), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let joined = &body["rooms"]["join"][&room];
+    let bodies: Vec<&str> = joined["timeline"]["events"]
+        .as_array()
+        .expect("timeline")
+        .iter()
+        .filter_map(|event| event["content"]["body"].as_str())
+        .collect();
+    assert_eq!(bodies, ["before one", "before two", "after"], "{joined}");
+    assert_eq!(joined["timeline"]["limited"], false, "the whole window's messages are there: {joined}");
+    // The state section is the state at the timeline's start, before the topic changed (the
+    // changes themselves are in the window but left out of the timeline by the filter).
+    assert!(
+        types(&joined["state"]).iter().all(|kind| kind != "m.room.topic"),
+        "the topic had not changed before the timeline began: {joined}"
+    );
+
+    // With the first message outside the limit the timeline is limited, and the state at its
+    // start (after 40 topic changes) carries the last topic before it.
+    let tight = json!({"room": {"timeline": {"types": ["m.room.message"], "limit": 1}}});
+    let (status, body) =
+        server.get(&format!("/_matrix/client/v3/sync?since={since}&filter={}", encode(&tight)), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let joined = &body["rooms"]["join"][&room];
+    assert_eq!(joined["timeline"]["limited"], true, "{joined}");
+    let topics: Vec<&Value> =
+        joined["state"]["events"].as_array().expect("state").iter().filter(|e| e["type"] == "m.room.topic").collect();
+    assert_eq!(topics.len(), 1, "{joined}");
+    assert_eq!(topics[0]["content"]["topic"], "topic 39", "{joined}");
+}

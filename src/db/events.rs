@@ -229,22 +229,78 @@ pub async fn timeline_page(
     to: Option<i64>,
     limit: i64,
 ) -> sqlx::Result<Vec<StoredEvent>> {
+    timeline_page_matching(db, room_id, from, backwards, to, limit, &EventMatch::default()).await
+}
+
+/// Conditions on an event's type and sender that the database checks, so that a page of a
+/// filtered history holds only events that pass (a strict filter over a long history would
+/// otherwise read page after page of events only to drop them). Types are the filter's
+/// patterns, where `*` stands for any run of characters.
+#[derive(Clone, Debug, Default)]
+pub struct EventMatch {
+    pub types: Option<Vec<String>>,
+    pub not_types: Vec<String>,
+    pub senders: Option<Vec<String>>,
+    pub not_senders: Vec<String>,
+}
+
+/// A type pattern as a `LIKE` pattern: the wildcard becomes `%`, and `LIKE`'s own special
+/// characters match themselves.
+fn like_pattern(pattern: &str) -> String {
+    let mut like = String::with_capacity(pattern.len() + 2);
+    for c in pattern.chars() {
+        match c {
+            '\\' | '%' | '_' => {
+                like.push('\\');
+                like.push(c);
+            }
+            '*' => like.push('%'),
+            c => like.push(c),
+        }
+    }
+    like
+}
+
+/// [`timeline_page`] of the events that pass `only`.
+pub async fn timeline_page_matching(
+    db: impl PgExecutor<'_>,
+    room_id: &str,
+    from: i64,
+    backwards: bool,
+    to: Option<i64>,
+    limit: i64,
+    only: &EventMatch,
+) -> sqlx::Result<Vec<StoredEvent>> {
+    const MATCHING: &str = "($5::text[] IS NULL OR e.event_type LIKE ANY($5)) AND NOT (e.event_type LIKE ANY($6))
+               AND ($7::text[] IS NULL OR e.sender = ANY($7)) AND NOT (e.sender = ANY($8))";
     let sql = if backwards {
         format!(
             "SELECT {STORED_EVENT_COLUMNS} FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
              WHERE e.room_id = $1 AND e.stream_position <= $2 AND e.stream_position > COALESCE($3, 0)
-               AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier
+               AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier AND {MATCHING}
              ORDER BY e.stream_position DESC LIMIT $4"
         )
     } else {
         format!(
             "SELECT {STORED_EVENT_COLUMNS} FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
              WHERE e.room_id = $1 AND e.stream_position > $2 AND ($3::bigint IS NULL OR e.stream_position <= $3)
-               AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier
+               AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier AND {MATCHING}
              ORDER BY e.stream_position ASC LIMIT $4"
         )
     };
-    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(room_id).bind(from).bind(to).bind(limit).fetch_all(db).await
+    let types: Option<Vec<String>> = only.types.as_ref().map(|types| types.iter().map(|t| like_pattern(t)).collect());
+    let not_types: Vec<String> = only.not_types.iter().map(|t| like_pattern(t)).collect();
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(room_id)
+        .bind(from)
+        .bind(to)
+        .bind(limit)
+        .bind(types)
+        .bind(not_types)
+        .bind(&only.senders)
+        .bind(&only.not_senders)
+        .fetch_all(db)
+        .await
 }
 
 /// The highest stream position handed out so far (for pagination tokens).

@@ -68,7 +68,8 @@ const EVENT_OF_ROW: &str = "
     (SELECT i.event_id FROM event_ids i WHERE i.event_nid = en.event_nid) AS event_id,
     (SELECT e.json FROM events e WHERE e.event_nid = en.event_nid) AS json";
 
-/// The whole state of a snapshot: the nearest entry of the chain for each key wins.
+/// The whole state of a snapshot: the nearest entry of the chain for each key wins. With
+/// `$2`, member events only of the users it lists.
 static SNAPSHOT_STATE: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{chain},
@@ -82,7 +83,11 @@ static SNAPSHOT_STATE: LazyLock<String> = LazyLock::new(|| {
                (SELECT k.event_type FROM state_keys k WHERE k.state_key_nid = en.state_key_nid) AS event_type,
                (SELECT k.state_key FROM state_keys k WHERE k.state_key_nid = en.state_key_nid) AS state_key,
                en.event_nid, {EVENT_OF_ROW}
-        FROM entries en",
+        FROM entries en
+        WHERE $2::text[] IS NULL OR NOT EXISTS (
+                  SELECT 1 FROM state_keys k
+                  WHERE k.state_key_nid = en.state_key_nid AND k.event_type = 'm.room.member'
+                    AND k.state_key <> ALL ($2::text[]))",
         chain = SNAPSHOT_CHAIN.as_str()
     )
 });
@@ -185,7 +190,17 @@ static SNAPSHOT_STATE_FOR_KEYS_WITH_REDACTIONS: LazyLock<String> = LazyLock::new
 });
 
 pub async fn snapshot_state(db: impl PgExecutor<'_>, snapshot_id: i64) -> sqlx::Result<Vec<StateEntry>> {
-    sqlx::query_as(sqlx::AssertSqlSafe(SNAPSHOT_STATE.as_str())).bind(snapshot_id).fetch_all(db).await
+    snapshot_state_with_members(db, snapshot_id, None).await
+}
+
+/// The state of a snapshot; with `members`, of the member events only those of these users
+/// (lazy loading: a big room's other members are neither read nor sent).
+pub async fn snapshot_state_with_members(
+    db: impl PgExecutor<'_>,
+    snapshot_id: i64,
+    members: Option<&[String]>,
+) -> sqlx::Result<Vec<StateEntry>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(SNAPSHOT_STATE.as_str())).bind(snapshot_id).bind(members).fetch_all(db).await
 }
 
 /// The entries of snapshot `now` that `before` does not have, with their events; with

@@ -62,7 +62,8 @@ pub struct UnreadEvent {
 }
 
 /// The newest (at most `limit`) events of the room with `after < position <= upto` whose type
-/// can notify and whose sender is not `user_id` (one's own events never count).
+/// can notify and whose sender is not `user_id` (one's own events never count). Of member
+/// events only those about `user_id`: no default rule notifies of anyone else's.
 pub async fn unread_events(
     db: impl PgExecutor<'_>,
     room_id: &str,
@@ -78,6 +79,8 @@ pub async fn unread_events(
          LEFT JOIN event_ids root ON root.event_nid = r.parent_nid
          WHERE e.room_id = $1 AND e.stream_position > $3 AND e.stream_position <= $4
            AND e.sender <> $2 AND e.event_type = ANY($5)
+           AND (e.event_type <> 'm.room.member' OR e.state_key_nid =
+                (SELECT k.state_key_nid FROM state_keys k WHERE k.event_type = 'm.room.member' AND k.state_key = $2))
            AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier
          ORDER BY e.stream_position DESC LIMIT $6",
     )

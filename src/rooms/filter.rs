@@ -1,6 +1,7 @@
 //! Room event filters (spec: "Filtering"): which events a `/messages` page (and later
 //! `/sync`) includes, and whether member state is lazy-loaded.
 
+use crate::db::events::EventMatch;
 use crate::rooms::pdu::Pdu;
 use ruma::RoomId;
 use ruma::api::client::filter::{LazyLoadOptions, RoomEventFilter, UrlFilter};
@@ -48,6 +49,21 @@ impl EventFilter {
         }
         self.not_rooms.extend(not_rooms.iter().map(ToString::to_string));
         self
+    }
+
+    /// The type and sender conditions for the database to check, when there are any (the
+    /// URL condition stays with [`EventFilter::allows`], which must still be asked).
+    pub fn type_and_sender_match(&self) -> Option<EventMatch> {
+        let restricts = self.types.is_some()
+            || !self.not_types.is_empty()
+            || self.senders.is_some()
+            || !self.not_senders.is_empty();
+        restricts.then(|| EventMatch {
+            types: self.types.clone(),
+            not_types: self.not_types.clone(),
+            senders: self.senders.clone(),
+            not_senders: self.not_senders.clone(),
+        })
     }
 
     /// Whether the room passes `rooms` / `not_rooms`.

@@ -211,7 +211,9 @@ pub async fn messages(pool: &PgPool, user: &UserId, room_id: &RoomId, request: H
     };
     let to = to.map(parse_token).transpose()?;
     let limit = limit.clamp(1, 1000);
-    let events = db::events::timeline_page(pool, room_id.as_str(), from, backwards, to, limit as i64).await?;
+    let only = filter.type_and_sender_match().unwrap_or_default();
+    let events =
+        db::events::timeline_page_matching(pool, room_id.as_str(), from, backwards, to, limit as i64, &only).await?;
     let fetched = events.len();
     let last_position = events.last().and_then(|event| event.stream_position);
     let visible = visible(pool, user, joined, events).await?;

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::rooms::filter::EventFilter;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::redact;
-use crate::sync::news::News;
+use crate::sync::news::{News, Wanted};
 use crate::sync::room::{RoomWindow, StateMode, room_entry};
 use futures_util::{StreamExt, TryStreamExt};
 use ruma::{OwnedRoomId, RoomId, UserId};
@@ -92,7 +92,7 @@ const STRIPPED_STATE_TYPES: [&str; 7] = [
 /// lists, key counts, and without presence), reading memberships and news itself.
 pub async fn build(pool: &PgPool, user: &UserId, window: SyncWindow, options: &SyncOptions) -> Result<SyncBody> {
     let memberships = db::sync::memberships(pool, user.as_str()).await?;
-    let news = News::of(pool, user, None, &memberships, window).await?;
+    let news = News::of(pool, user, None, &memberships, window, Wanted::ALL).await?;
     build_rooms(pool, user, window, options, &memberships, &news).await
 }
 

@@ -101,7 +101,7 @@ async fn build_window(
     request: &SyncRequest<'_>,
     memberships: &[MembershipRow],
 ) -> Result<SyncBody> {
-    let news = News::of(pool, user, request.device, memberships, window).await?;
+    let news = News::of(pool, user, request.device, memberships, window, request.sections.wanted()).await?;
     let (mut body, to_device, presence, device_lists) = tokio::try_join!(
         build_rooms(pool, user, window, &request.options, memberships, &news),
         only_if(news.to_device(), crate::sync::to_device::section(pool, user, request.device, window)),

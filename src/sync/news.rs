@@ -11,11 +11,27 @@ use ruma::{DeviceId, UserId};
 use sqlx::PgPool;
 use std::collections::HashSet;
 
-pub enum News {
-    /// An initial sync: every section is read.
-    Everything,
-    /// An incremental sync: only what the query found.
-    Found(WindowNews),
+/// What the window holds, as far as the client asked for it.
+pub struct News {
+    /// `None` on an initial sync, where every section is read.
+    found: Option<WindowNews>,
+    wanted: Wanted,
+}
+
+/// The sections a sync filter lets anything through: one the filter empties whatever it
+/// holds is not read at all (a client that filters out presence must not pay for reading it).
+#[derive(Clone, Copy, Debug)]
+pub struct Wanted {
+    pub account_data: bool,
+    pub room_account_data: bool,
+    pub presence: bool,
+    pub typing: bool,
+    pub receipts: bool,
+}
+
+impl Wanted {
+    pub const ALL: Wanted =
+        Wanted { account_data: true, room_account_data: true, presence: true, typing: true, receipts: true };
 }
 
 impl News {
@@ -27,8 +43,9 @@ impl News {
         device: Option<&DeviceId>,
         memberships: &[MembershipRow],
         window: SyncWindow,
+        wanted: Wanted,
     ) -> Result<News> {
-        let Some(since) = window.since else { return Ok(News::Everything) };
+        let Some(since) = window.since else { return Ok(News { found: None, wanted }) };
         // The rooms whose events can reach this window: those the user is in, and those whose
         // membership changed after `since` (a room left since may still be joined at `upto`).
         let rooms: Vec<String> = memberships
@@ -38,15 +55,15 @@ impl News {
             .collect();
         let device = device.map(DeviceId::as_str);
         let found = db::sync::window_news(pool, user.as_str(), device, &rooms, since, window.upto).await?;
-        Ok(News::Found(found))
+        Ok(News { found: Some(found), wanted })
     }
 
     pub fn account_data(&self) -> bool {
-        self.flag(|news| news.account_data)
+        (self.wanted.account_data || self.wanted.room_account_data) && self.flag(|news| news.account_data)
     }
 
     pub fn presence(&self) -> bool {
-        self.flag(|news| news.presence)
+        self.wanted.presence && self.flag(|news| news.presence)
     }
 
     /// Device lists change with keys and with who shares a room with the user.
@@ -60,38 +77,33 @@ impl News {
 
     /// Of the user's joined rooms, those with timeline events in the window (`None`: all may).
     pub fn rooms_with_events(&self) -> Option<&[String]> {
-        self.rooms(|news| &news.rooms_with_events)
+        self.rooms(true, |news| &news.rooms_with_events)
     }
 
     /// Rooms whose typing set changed (`None`: all may).
     pub fn rooms_with_typing(&self) -> Option<&[String]> {
-        self.rooms(|news| &news.rooms_with_typing)
+        self.rooms(self.wanted.typing, |news| &news.rooms_with_typing)
     }
 
     /// Rooms with receipts the user may see (`None`: all may).
     pub fn rooms_with_receipts(&self) -> Option<&[String]> {
-        self.rooms(|news| &news.rooms_with_receipts)
+        self.rooms(self.wanted.receipts, |news| &news.rooms_with_receipts)
     }
 
     /// The users the user ignores, when the news read them (`None`: read them yourself).
     pub fn ignored_users(&self) -> Option<HashSet<String>> {
-        match self {
-            News::Everything => None,
-            News::Found(news) => Some(crate::users::ignore::ignored_in(news.ignored_user_list.as_ref())),
-        }
+        let news = self.found.as_ref()?;
+        Some(crate::users::ignore::ignored_in(news.ignored_user_list.as_ref()))
     }
 
-    fn rooms(&self, read: impl Fn(&WindowNews) -> &Vec<String>) -> Option<&[String]> {
-        match self {
-            News::Everything => None,
-            News::Found(news) => Some(read(news)),
+    fn rooms(&self, wanted: bool, read: impl Fn(&WindowNews) -> &Vec<String>) -> Option<&[String]> {
+        if !wanted {
+            return Some(&[]);
         }
+        self.found.as_ref().map(|news| read(news).as_slice())
     }
 
     fn flag(&self, read: impl Fn(&WindowNews) -> bool) -> bool {
-        match self {
-            News::Everything => true,
-            News::Found(news) => read(news),
-        }
+        self.found.as_ref().is_none_or(read)
     }
 }

@@ -107,12 +107,14 @@ pub(super) async fn room_entry(
         Some(events) => Ok(events.iter().any(|event| event.state_type.is_some() && event.position <= start_position)),
         None => db::sync::state_changed(pool, room_id.as_str(), window.after, start_position).await,
     };
+    // Lazy loading keeps only the senders' and the user's member events: the others are not
+    // read (a new member of a big room skips the member list, a catching-up one the joins).
+    let members = options.timeline.lazy_load_members.then(|| lazy_members(user, &timeline.events));
     let mut state = match (window.state, start_snapshot) {
-        (StateMode::Full, Some(snapshot)) => db::state::snapshot_state(pool, snapshot).await?,
+        (StateMode::Full, Some(snapshot)) => {
+            db::state::snapshot_state_with_members(pool, snapshot, members.as_deref()).await?
+        }
         (StateMode::Changes, Some(snapshot)) if state_changed().await? => {
-            // Lazy loading keeps only the senders' and the user's member events: leave the
-            // others out of the diff (a catching-up member of a big room skips the joins).
-            let members = options.timeline.lazy_load_members.then(|| lazy_members(user, &timeline.events));
             match db::rooms::state_at_position(pool, room_id.as_str(), window.after).await? {
                 Some(before) => db::state::snapshot_changes(pool, before, snapshot, members.as_deref()).await?,
                 None => db::state::snapshot_state(pool, snapshot).await?,
@@ -179,9 +181,24 @@ async fn timeline(
     let mut lowest_examined = window.upto;
     let mut examined = Vec::new();
     let mut reached_start;
+    // The first page is read whole: in a live sync it usually holds the whole window, whose
+    // state changes it then shows without a query. Past it, a filter's type and sender
+    // conditions are left to the database (a member catching up on a thousand joins with a
+    // messages-only filter would otherwise read fifty pages only to drop them).
+    let matching = options.timeline.type_and_sender_match();
+    let mut examined_all = true;
+    let mut first_page = true;
     loop {
-        let batch =
-            db::events::timeline_page(pool, room_id.as_str(), from, true, Some(window.after), page as i64).await?;
+        let only = if first_page { None } else { matching.as_ref() };
+        first_page = false;
+        let after = Some(window.after);
+        let batch = match only {
+            None => db::events::timeline_page(pool, room_id.as_str(), from, true, after, page as i64).await?,
+            Some(only) => {
+                examined_all = false;
+                db::events::timeline_page_matching(pool, room_id.as_str(), from, true, after, page as i64, only).await?
+            }
+        };
         let fetched = batch.len();
         scanned += fetched;
         reached_start = fetched < page;
@@ -215,7 +232,7 @@ async fn timeline(
         None if limited => lowest_examined - 1,
         None => window.upto,
     };
-    let whole_window = reached_start.then_some(examined);
+    let whole_window = (reached_start && examined_all).then_some(examined);
     Ok(Timeline { events: picked, limited, prev_batch, whole_window })
 }
 

@@ -3,6 +3,7 @@
 //! events. The timeline filter is applied while building (it decides `limited`).
 
 use crate::rooms::filter::type_matches;
+use crate::sync::news::Wanted;
 use ruma::api::client::filter::{Filter, FilterDefinition, RoomEventFilter};
 use ruma::{OwnedUserId, UInt};
 use serde_json::Value;
@@ -65,6 +66,20 @@ impl SectionFilter {
         true
     }
 
+    /// Whether an event of this type can pass (senders aside).
+    fn may_allow_type(&self, kind: &str) -> bool {
+        self.limit != Some(0)
+            && !self.not_types.iter().any(|pattern| type_matches(pattern, kind))
+            && self.types.as_ref().is_none_or(|types| types.iter().any(|pattern| type_matches(pattern, kind)))
+    }
+
+    /// Whether events of some type can pass: account data types are anyone's to name.
+    fn may_allow_any_type(&self) -> bool {
+        self.limit != Some(0)
+            && !self.not_types.iter().any(|pattern| pattern == "*")
+            && self.types.as_ref().is_none_or(|types| !types.is_empty())
+    }
+
     fn apply(&self, section: &mut Value) {
         let Some(events) = section.get_mut("events").and_then(Value::as_array_mut) else { return };
         events.retain(|event| self.allows(event));
@@ -92,6 +107,17 @@ impl SectionFilters {
             room_state: SectionFilter::from_room_event_filter(&definition.room.state),
             room_ephemeral: SectionFilter::from_room_event_filter(&definition.room.ephemeral),
             room_account_data: SectionFilter::from_room_event_filter(&definition.room.account_data),
+        }
+    }
+
+    /// The sections that can hold anything after filtering.
+    pub fn wanted(&self) -> Wanted {
+        Wanted {
+            account_data: self.account_data.may_allow_any_type(),
+            room_account_data: self.room_account_data.may_allow_any_type(),
+            presence: self.presence.may_allow_type("m.presence"),
+            typing: self.room_ephemeral.may_allow_type("m.typing"),
+            receipts: self.room_ephemeral.may_allow_type("m.receipt"),
         }
     }
 
