@@ -4,6 +4,7 @@
 //! `LISTEN/NOTIFY`, across processes on one database.
 
 pub mod notifier;
+mod shared_read;
 pub mod tracker;
 
 pub use notifier::{Audience, Notifier, Waiter};

@@ -9,6 +9,7 @@
 
 use crate::db;
 use crate::error::Result;
+use crate::streams::shared_read::SharedRead;
 use crate::streams::{Audience, Notifier};
 use crate::users::now_ms;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -31,6 +32,7 @@ struct Inner {
     control: tokio::sync::Mutex<Control>,
     in_flight: Mutex<BTreeSet<i64>>,
     notifier: Notifier,
+    bounds: SharedRead<PositionBounds>,
 }
 
 struct Control {
@@ -55,6 +57,7 @@ impl StreamTracker {
             control: tokio::sync::Mutex::new(Control { connection, published: None }),
             in_flight: Mutex::new(BTreeSet::new()),
             notifier,
+            bounds: SharedRead::new(),
         });
         let reaper = Arc::downgrade(&inner);
         let reaper_pool = pool.clone();
@@ -94,6 +97,10 @@ impl StreamTracker {
 
     /// The readable position, and the highest one handed out before it was determined.
     pub async fn position_bounds(&self, pool: &PgPool) -> Result<PositionBounds> {
+        self.inner.bounds.get(|| Self::read_bounds(pool)).await
+    }
+
+    async fn read_bounds(pool: &PgPool) -> Result<PositionBounds> {
         // Order matters: the allocation bound is read before the floors, so any position
         // allocated before that read has its writer's floor visible to the second query.
         let allocated = db::streams::last_allocated(pool).await?;
