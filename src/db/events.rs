@@ -195,7 +195,16 @@ pub struct StoredEvent {
     pub depth: i64,
     pub state_before: Option<i64>,
     pub json: String,
+    /// Whether the event is the parent of a relation or the target of a redaction (valid or
+    /// not), where the query that read it says ([`RELATED_COLUMN`]); `None`: not asked.
+    #[sqlx(default)]
+    pub has_related: Option<bool>,
 }
+
+/// The `has_related` column of [`StoredEvent`] for an event `e`: a timeline page reads it
+/// with the events, so serving them needs no query to learn which have any.
+pub(crate) const RELATED_COLUMN: &str = "(EXISTS (SELECT 1 FROM event_relations r WHERE r.parent_nid = e.event_nid)
+     OR EXISTS (SELECT 1 FROM redactions x WHERE x.redacts_nid = e.event_nid)) AS has_related";
 
 pub(crate) const STORED_EVENT_COLUMNS: &str =
     "e.event_nid, i.event_id, e.room_id, e.stream_position, e.depth, e.state_before, e.json";
@@ -275,14 +284,14 @@ pub async fn timeline_page_matching(
                AND ($7::text[] IS NULL OR e.sender = ANY($7)) AND NOT (e.sender = ANY($8))";
     let sql = if backwards {
         format!(
-            "SELECT {STORED_EVENT_COLUMNS} FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
+            "SELECT {STORED_EVENT_COLUMNS}, {RELATED_COLUMN} FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
              WHERE e.room_id = $1 AND e.stream_position <= $2 AND e.stream_position > COALESCE($3, 0)
                AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier AND {MATCHING}
              ORDER BY e.stream_position DESC LIMIT $4"
         )
     } else {
         format!(
-            "SELECT {STORED_EVENT_COLUMNS} FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
+            "SELECT {STORED_EVENT_COLUMNS}, {RELATED_COLUMN} FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
              WHERE e.room_id = $1 AND e.stream_position > $2 AND ($3::bigint IS NULL OR e.stream_position <= $3)
                AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier AND {MATCHING}
              ORDER BY e.stream_position ASC LIMIT $4"

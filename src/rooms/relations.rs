@@ -181,11 +181,20 @@ impl<'a> Viewer<'a> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
+        // Most events have neither relations nor redactions: only those that do go through the
+        // redaction and aggregation queries (four more). A timeline page says which they are;
+        // for other events one query finds out.
+        let known: Option<HashSet<i64>> = events
+            .iter()
+            .map(|(stored, _)| stored.has_related.map(|related| related.then_some(stored.event_nid)))
+            .collect::<Option<Vec<Option<i64>>>>()
+            .map(|involved| involved.into_iter().flatten().collect());
         let events: Vec<(i64, Pdu)> = events.into_iter().map(|(stored, pdu)| (stored.event_nid, pdu)).collect();
-        // Most events have neither relations nor redactions: one query finds those that do,
-        // and only they go through the redaction and aggregation queries (four more).
         let nids: Vec<i64> = events.iter().map(|(nid, _)| *nid).collect();
-        let involved: HashSet<i64> = db::relations::with_children_or_redactions(self.pool, &nids).await?;
+        let involved: HashSet<i64> = match known {
+            Some(involved) => involved,
+            None => db::relations::with_children_or_redactions(self.pool, &nids).await?,
+        };
         let involved_nids: Vec<i64> = nids.into_iter().filter(|nid| involved.contains(nid)).collect();
         let served = redact::apply_among(self.pool, &self.rules.redaction, events, &involved_nids).await?;
         let related: Vec<Served> = served.iter().filter(|event| involved.contains(&event.event_nid)).cloned().collect();

@@ -17,6 +17,11 @@ use sqlx::PgPool;
 pub struct Streams {
     pub tracker: StreamTracker,
     pub notifier: Notifier,
+    /// Syncs building a response at once. A wake-up of a thousand long-polls would otherwise
+    /// queue a thousand readers on the connection pool, and a send — whose commit every one
+    /// of them then waits for — behind all of them (measured: sender PUT p50 160 ms during a
+    /// 1,000-member fan-out). Past this many, syncs wait here, not in the pool's queue.
+    pub sync_builds: tokio::sync::Semaphore,
 }
 
 impl Streams {
@@ -24,7 +29,8 @@ impl Streams {
     pub async fn start(pool: &PgPool) -> anyhow::Result<Streams> {
         let notifier = Notifier::start(pool).await?;
         let tracker = StreamTracker::register(pool, notifier.clone()).await?;
-        Ok(Streams { tracker, notifier })
+        let builders = (pool.options().get_max_connections() as usize / 2).max(1);
+        Ok(Streams { tracker, notifier, sync_builds: tokio::sync::Semaphore::new(builders) })
     }
 
     pub fn reserve(&self) -> Reservation<'_> {

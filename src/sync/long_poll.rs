@@ -53,7 +53,9 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
         let window = SyncWindow { since, upto };
         // Boxed: building is a large state machine, and a sync spends most of its life waiting,
         // when only this loop's small state needs to be kept (measured with 5,000 idle syncs).
+        let permit = streams.sync_builds.acquire().await.map_err(|_| Error::internal("the server is stopping"))?;
         let body = Box::pin(build_window(pool, user, window, &request, &memberships)).await?;
+        drop(permit);
         drop(memberships);
         let answer_now = !body.is_empty || since.is_none() || request.full_state || Instant::now() >= deadline;
         if answer_now {

@@ -162,7 +162,8 @@ async fn count_between(
     // The user's member event and what power levels are made of, in one query.
     let [create, power_levels] = POWER_KEYS;
     let keys = [create, power_levels, ("m.room.member", user.as_str())];
-    let entries = db::state::current_state_for_keys(pool, room_id.as_str(), &keys).await?;
+    // The rules only ask whether the room has exactly two members: count up to three.
+    let (entries, joined) = db::state::current_state_for_keys_and_joined(pool, room_id.as_str(), &keys, 3).await?;
     let display_name = match entries.iter().find(|entry| entry.event_type == "m.room.member") {
         Some(entry) => Pdu::from_stored(&entry.event_id, &entry.json)?.content_value()["displayname"]
             .as_str()
@@ -170,8 +171,10 @@ async fn count_between(
             .filter(|name| !name.trim().is_empty()),
         None => None,
     };
-    // The rules only ask whether the room has exactly two members.
-    let member_count = db::unread::joined_count_up_to(pool, room_id.as_str(), 3).await?;
+    let member_count = match joined {
+        Some(joined) => joined,
+        None => db::unread::joined_count_up_to(pool, room_id.as_str(), 3).await?,
+    };
     let context = Context {
         user_id: user.to_string(),
         localpart: user.localpart().to_owned(),
