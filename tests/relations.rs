@@ -286,6 +286,21 @@ async fn a_redacted_state_event_stays_current_with_what_redaction_keeps() {
     assert_eq!(served["content"], json!({}));
     assert_eq!(served["unsigned"]["redacted_because"]["event_id"], redaction);
 
+    // A sync serves it redacted too, from the room's state or its timeline, whichever holds
+    // it, with or without a timeline long enough to reach it.
+    for limit in [1, 50] {
+        let filter = format!("{{\"room\":{{\"timeline\":{{\"limit\":{limit}}}}}}}");
+        let encoded: String = filter.bytes().map(|b| format!("%{b:02X}")).collect();
+        let (status, synced) = server.get(&format!("/_matrix/client/v3/sync?filter={encoded}"), alice.token()).await;
+        assert_eq!(status, StatusCode::OK, "{synced}");
+        let joined = &synced["rooms"]["join"][&room];
+        let mut events: Vec<Value> = joined["state"]["events"].as_array().cloned().unwrap_or_default();
+        events.extend(joined["timeline"]["events"].as_array().cloned().unwrap_or_default());
+        let served = find(&events, &topic);
+        assert_eq!(served["content"], json!({}), "limit {limit}: {joined}");
+        assert_eq!(served["unsigned"]["redacted_because"]["event_id"], redaction, "limit {limit}: {joined}");
+    }
+
     // A redacted membership keeps the membership: alice is still joined and can still talk,
     // but her profile is gone from the member event.
     let member = state

@@ -195,6 +195,24 @@ async fn the_summary_lists_heroes_of_an_unnamed_room_and_drops_them_once_it_is_n
     assert_eq!(summary["m.joined_member_count"], 3);
 }
 
+#[tokio::test]
+async fn an_empty_name_still_needs_heroes_and_a_canonical_alias_does_not() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let blank = server.create_room(&alice, json!({"preset": "public_chat", "name": ""})).await;
+    let aliased = server.create_room(&alice, json!({"preset": "public_chat", "room_alias_name": "tea-room"})).await;
+    for room in [&blank, &aliased] {
+        server.join(&bob, room).await;
+    }
+    let initial = sync(&server, &alice, None).await;
+    let blank_summary = &initial["rooms"]["join"][&blank]["summary"];
+    assert_eq!(blank_summary["m.heroes"], json!([bob.user_id]), "an empty name names nothing: {blank_summary}");
+    let aliased_summary = &initial["rooms"]["join"][&aliased]["summary"];
+    assert!(aliased_summary.get("m.heroes").is_none(), "the alias names the room: {aliased_summary}");
+    assert_eq!(aliased_summary["m.joined_member_count"], 2, "{aliased_summary}");
+}
+
 /// A sync with a filter, from `since`.
 async fn sync_filtered(server: &TestServer, user: &TestUser, since: &str, filter: &Value) -> Value {
     let filter: String = filter

@@ -37,7 +37,16 @@ pub struct StateEntry {
     pub event_nid: i64,
     pub event_id: String,
     pub json: String,
+    /// Whether some redaction (valid or not) targets the event, where the query that read
+    /// it says ([`REDACTION_COLUMN`]); `None`: not asked.
+    #[sqlx(default)]
+    pub has_redaction: Option<bool>,
 }
+
+/// The `has_redaction` column of [`StateEntry`] for a row of `en`: a whole state read with it
+/// needs no query to learn which of its events may be redacted.
+const REDACTION_COLUMN: &str =
+    "EXISTS (SELECT 1 FROM redactions x WHERE x.redacts_nid = en.event_nid) AS has_redaction";
 
 // Every lookup below is written as per-row probes of a primary key or unique index
 // (correlated subqueries, which the planner keeps per row), not as joins. sqlx prepares each
@@ -82,7 +91,7 @@ static SNAPSHOT_STATE: LazyLock<String> = LazyLock::new(|| {
         SELECT en.state_key_nid,
                (SELECT k.event_type FROM state_keys k WHERE k.state_key_nid = en.state_key_nid) AS event_type,
                (SELECT k.state_key FROM state_keys k WHERE k.state_key_nid = en.state_key_nid) AS state_key,
-               en.event_nid, {EVENT_OF_ROW}
+               en.event_nid, {EVENT_OF_ROW}, {REDACTION_COLUMN}
         FROM entries en
         WHERE $2::text[] IS NULL OR NOT EXISTS (
                   SELECT 1 FROM state_keys k
@@ -121,7 +130,7 @@ static SNAPSHOT_CHANGES: LazyLock<String> = LazyLock::new(|| {
         SELECT en.state_key_nid,
                (SELECT k.event_type FROM state_keys k WHERE k.state_key_nid = en.state_key_nid) AS event_type,
                (SELECT k.state_key FROM state_keys k WHERE k.state_key_nid = en.state_key_nid) AS state_key,
-               en.event_nid, {EVENT_OF_ROW}
+               en.event_nid, {EVENT_OF_ROW}, {REDACTION_COLUMN}
         FROM en",
         chain = SNAPSHOT_CHAIN.as_str(),
         before_chain = chain_cte("before_chain", "$2"),

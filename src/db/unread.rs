@@ -25,29 +25,42 @@ pub struct ReadPositions {
     pub joined: i64,
 }
 
-/// `None` if the user has no membership row in the room at all.
-pub async fn read_positions(
+/// The user's [`ReadPositions`] in each of `room_ids` where they have a membership row, in
+/// one statement.
+pub async fn read_positions_in(
     db: impl PgExecutor<'_>,
-    room_id: &str,
+    room_ids: &[String],
     user_id: &str,
-) -> sqlx::Result<Option<ReadPositions>> {
-    // One row per receipted thread, or one row with no receipt: the membership row joined
-    // with the receipts grouped by thread.
-    let rows: Vec<(Option<i64>, Option<String>, Option<i64>)> = sqlx::query_as(
-        "SELECT COALESCE(m.joined_position, m.stream_position), r.thread_id, r.position
+) -> sqlx::Result<std::collections::HashMap<String, ReadPositions>> {
+    /// One receipted thread of a room, or the room with no receipt.
+    #[derive(FromRow)]
+    struct Row {
+        room_id: String,
+        joined: Option<i64>,
+        thread_id: Option<String>,
+        position: Option<i64>,
+    }
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT m.room_id, COALESCE(m.joined_position, m.stream_position) AS joined, r.thread_id, r.position
          FROM room_memberships m
-         LEFT JOIN (SELECT thread_id, MAX(event_position) AS position FROM receipts
-                    WHERE room_id = $1 AND user_id = $2 AND receipt_type IN ('m.read', 'm.read.private')
-                    GROUP BY thread_id) r ON true
-         WHERE m.room_id = $1 AND m.user_id = $2",
+         LEFT JOIN LATERAL (SELECT thread_id, MAX(event_position) AS position FROM receipts
+                            WHERE room_id = m.room_id AND user_id = $2 AND receipt_type IN ('m.read', 'm.read.private')
+                            GROUP BY thread_id) r ON true
+         WHERE m.user_id = $2 AND m.room_id = ANY($1)",
     )
-    .bind(room_id)
+    .bind(room_ids)
     .bind(user_id)
     .fetch_all(db)
     .await?;
-    let Some(joined) = rows.first().and_then(|(joined, _, _)| *joined) else { return Ok(None) };
-    let receipts = rows.into_iter().filter_map(|(_, thread, position)| Some((thread?, position?))).collect();
-    Ok(Some(ReadPositions { receipts, joined }))
+    let mut positions: std::collections::HashMap<String, ReadPositions> = std::collections::HashMap::new();
+    for Row { room_id, joined, thread_id, position } in rows {
+        let Some(joined) = joined else { continue };
+        let entry = positions.entry(room_id).or_insert_with(|| ReadPositions { receipts: Vec::new(), joined });
+        if let (Some(thread), Some(position)) = (thread_id, position) {
+            entry.receipts.push((thread, position));
+        }
+    }
+    Ok(positions)
 }
 
 /// A candidate for the counts: an event of another user after the read position.
@@ -94,13 +107,50 @@ pub async fn unread_events(
     .await
 }
 
-/// Joined and invited members of the room, as `room_memberships` holds them now.
-pub async fn member_counts(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<(i64, i64)> {
-    sqlx::query_as(
-        "SELECT COUNT(*) FILTER (WHERE membership = 'join'), COUNT(*) FILTER (WHERE membership = 'invite')
-         FROM room_memberships WHERE room_id = $1",
-    )
+/// What a room summary is made of, as the room is now.
+#[derive(Debug, FromRow)]
+pub struct SummaryFacts {
+    pub joined: i64,
+    pub invited: i64,
+    /// Whether the room has a non-empty name or canonical alias (clients then need no heroes).
+    pub named: bool,
+    /// Up to the limit of joined or invited members other than the user, by user id
+    /// (Synapse's choice of heroes).
+    pub heroes: Vec<String>,
+}
+
+/// The room's summary facts for `user_id`, in one statement.
+pub async fn summary_facts(
+    db: impl PgExecutor<'_>,
+    room_id: &str,
+    user_id: &str,
+    heroes: i64,
+) -> sqlx::Result<SummaryFacts> {
+    // The name and alias are probed by key, not joined (see `db::state` on plans).
+    let non_empty = |event_type: &str, field: &str| {
+        format!(
+            "EXISTS (SELECT 1 FROM events e
+                     WHERE e.event_nid = (SELECT cs.event_nid FROM current_state cs
+                                          WHERE cs.room_id = $1 AND cs.state_key_nid =
+                                              (SELECT k.state_key_nid FROM state_keys k
+                                               WHERE k.event_type = '{event_type}' AND k.state_key = ''))
+                       AND jsonb_typeof(e.json::jsonb -> 'content' -> '{field}') = 'string'
+                       AND e.json::jsonb -> 'content' ->> '{field}' <> '')"
+        )
+    };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT (SELECT COUNT(*) FROM room_memberships WHERE room_id = $1 AND membership = 'join') AS joined,
+                (SELECT COUNT(*) FROM room_memberships WHERE room_id = $1 AND membership = 'invite') AS invited,
+                ({name} OR {alias}) AS named,
+                ARRAY(SELECT user_id FROM room_memberships
+                      WHERE room_id = $1 AND user_id <> $2 AND membership IN ('join', 'invite')
+                      ORDER BY user_id LIMIT $3) AS heroes",
+        name = non_empty("m.room.name", "name"),
+        alias = non_empty("m.room.canonical_alias", "alias"),
+    )))
     .bind(room_id)
+    .bind(user_id)
+    .bind(heroes)
     .fetch_one(db)
     .await
 }
@@ -116,21 +166,6 @@ pub async fn joined_count_up_to(db: impl PgExecutor<'_>, room_id: &str, cap: i64
     .bind(room_id)
     .bind(cap)
     .fetch_one(db)
-    .await
-}
-
-/// Up to `limit` joined or invited members other than `user_id`, by user id (Synapse's
-/// choice of heroes).
-pub async fn heroes(db: impl PgExecutor<'_>, room_id: &str, user_id: &str, limit: i64) -> sqlx::Result<Vec<String>> {
-    sqlx::query_scalar(
-        "SELECT user_id FROM room_memberships
-         WHERE room_id = $1 AND user_id <> $2 AND membership IN ('join', 'invite')
-         ORDER BY user_id LIMIT $3",
-    )
-    .bind(room_id)
-    .bind(user_id)
-    .bind(limit)
-    .fetch_all(db)
     .await
 }
 

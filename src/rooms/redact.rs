@@ -161,7 +161,10 @@ pub async fn apply_to_state(
         .iter()
         .map(|entry| Ok((entry.event_nid, Pdu::from_stored(&entry.event_id, &entry.json)?)))
         .collect::<Result<Vec<_>>>()?;
-    apply(db, rules, events).await
+    // Where the state was read with its redaction flags, only flagged events are looked up.
+    let candidates: Vec<i64> =
+        entries.iter().filter(|entry| entry.has_redaction != Some(false)).map(|entry| entry.event_nid).collect();
+    apply_among(db, rules, events, &candidates).await
 }
 
 /// The event as the redaction algorithm of its room version leaves it.

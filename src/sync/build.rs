@@ -8,12 +8,14 @@
 
 use crate::db;
 use crate::db::sync::{MemberEvent, MembershipRow};
+use crate::db::unread::ReadPositions;
 use crate::error::{Error, Result};
 use crate::rooms::filter::EventFilter;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::redact;
 use crate::sync::news::{News, Wanted};
 use crate::sync::room::{RoomWindow, StateMode, room_entry};
+use crate::sync::unread::Reader;
 use futures_util::{StreamExt, TryStreamExt};
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{Map, Value, json};
@@ -149,7 +151,13 @@ pub async fn build_rooms(
     };
     // Rooms are independent of one another: build several at once, so that a sync of many
     // rooms waits for the database's round trips side by side rather than one after another.
-    let context = JoinedContext { pool, user, window, options, ignored: &ignored };
+    // Where the user's reading stands, for the unread counts of every room built, at once.
+    let built: Vec<String> = candidates.iter().map(|candidate| candidate.room.room_id.to_string()).collect();
+    let read_positions = match built.is_empty() {
+        true => HashMap::new(),
+        false => db::unread::read_positions_in(pool, &built, user.as_str()).await?,
+    };
+    let context = JoinedContext { pool, user, window, options, ignored: &ignored, read_positions: &read_positions };
     let entries: Vec<Option<(String, Value)>> = futures_util::stream::iter(candidates)
         .map(|candidate| joined_entry(&context, candidate))
         .buffered(ROOMS_AT_ONCE)
@@ -219,6 +227,7 @@ struct JoinedContext<'a> {
     window: SyncWindow,
     options: &'a SyncOptions,
     ignored: &'a HashSet<String>,
+    read_positions: &'a HashMap<String, ReadPositions>,
 }
 
 /// A joined room and what the window already holds for it.
@@ -243,7 +252,7 @@ impl JoinedRoom {
 
 /// The `rooms.join` entry of one room, or `None` when an incremental sync has nothing for it.
 async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Result<Option<(String, Value)>> {
-    let JoinedContext { pool, user, window, options, ignored } = *context;
+    let JoinedContext { pool, user, window, options, ignored, read_positions } = *context;
     let SyncWindow { since, upto } = window;
     let room = &candidate.room;
     let key = room.room_id.as_str();
@@ -261,8 +270,13 @@ async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Res
     let entry = room_entry(pool, user, &room.room_id, room_window, options, ignored, candidate.account_data).await?;
     let entry = crate::sync::ephemeral::attach(entry, candidate.ephemeral);
     let entry = crate::sync::summary::attach(pool, user, &room.room_id, entry, full, window_after, upto).await?;
-    let threaded = options.unread_thread_notifications;
-    let entry = crate::sync::unread::attach(pool, user, &room.room_id, entry, upto, ignored, threaded).await?;
+    let reader = Reader {
+        user,
+        positions: read_positions.get(key).cloned(),
+        ignored,
+        threaded: options.unread_thread_notifications,
+    };
+    let entry = crate::sync::unread::attach(pool, reader, &room.room_id, entry, upto).await?;
     Ok(entry.filter(|entry| full || !entry.is_quiet).map(|entry| (key.to_owned(), entry.json)))
 }
 

@@ -8,7 +8,6 @@
 
 use crate::db;
 use crate::error::Result;
-use crate::rooms::pdu::Pdu;
 use crate::sync::room::RoomEntry;
 use ruma::{RoomId, UserId};
 use serde_json::{Value, json};
@@ -19,28 +18,14 @@ const MAX_HEROES: i64 = 5;
 
 /// The room's summary for the user.
 pub(super) async fn summary(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Result<Value> {
-    let (joined, invited) = db::unread::member_counts(pool, room_id.as_str()).await?;
-    let mut summary = json!({ "m.joined_member_count": joined, "m.invited_member_count": invited });
+    let facts = db::unread::summary_facts(pool, room_id.as_str(), user.as_str(), MAX_HEROES).await?;
+    let mut summary = json!({ "m.joined_member_count": facts.joined, "m.invited_member_count": facts.invited });
     // Heroes are for rooms without a name to show (spec: required when `m.room.name` and
     // `m.room.canonical_alias` are unset or empty).
-    if !has_name_or_alias(pool, room_id).await? {
-        let heroes = db::unread::heroes(pool, room_id.as_str(), user.as_str(), MAX_HEROES).await?;
-        summary["m.heroes"] = json!(heroes);
+    if !facts.named {
+        summary["m.heroes"] = json!(facts.heroes);
     }
     Ok(summary)
-}
-
-/// Whether the room has a non-empty name or canonical alias (then clients need no heroes).
-async fn has_name_or_alias(pool: &PgPool, room_id: &RoomId) -> Result<bool> {
-    let keys = [("m.room.name", ""), ("m.room.canonical_alias", "")];
-    for entry in db::state::current_state_for_keys(pool, room_id.as_str(), &keys).await? {
-        let field = if entry.event_type == "m.room.name" { "name" } else { "alias" };
-        let content = Pdu::from_stored(&entry.event_id, &entry.json)?.content_value();
-        if content[field].as_str().is_some_and(|text| !text.is_empty()) {
-            return Ok(true);
-        }
-    }
-    Ok(false)
 }
 
 /// Adds `summary` to a joined room's entry when the client needs it: always if `full` (an
@@ -55,11 +40,11 @@ pub(super) async fn attach(
     upto: i64,
 ) -> Result<Option<RoomEntry>> {
     let Some(mut entry) = entry else { return Ok(None) };
-    let changed = match entry.summary_changed {
-        Some(changed) => changed,
-        None => db::unread::summary_changed(pool, room_id.as_str(), after, upto).await?,
+    let changed = async || match entry.summary_changed {
+        Some(changed) => Ok::<bool, crate::error::Error>(changed),
+        None => Ok(db::unread::summary_changed(pool, room_id.as_str(), after, upto).await?),
     };
-    if full || changed {
+    if full || changed().await? {
         entry.json["summary"] = summary(pool, user, room_id).await?;
     }
     Ok(Some(entry))

@@ -115,10 +115,11 @@ async fn counts(
     pool: &PgPool,
     user: &UserId,
     room_id: &RoomId,
+    positions: Option<ReadPositions>,
     upto: i64,
     ignored: &HashSet<String>,
 ) -> Result<UnreadCounts> {
-    let Some(positions) = db::unread::read_positions(pool, room_id.as_str(), user.as_str()).await? else {
+    let Some(positions) = positions else {
         return Ok(UnreadCounts::default());
     };
     let key = CacheKey::new(pool, user, room_id);
@@ -197,21 +198,31 @@ async fn count_between(
     Ok(unread)
 }
 
+/// Whose counts, and what is known of them before counting.
+pub(super) struct Reader<'a> {
+    pub user: &'a UserId,
+    /// Where the user's reading stands in the room (`None`: no membership row, nothing unread).
+    pub positions: Option<ReadPositions>,
+    /// Ignored users, whose events do not count.
+    pub ignored: &'a HashSet<String>,
+    /// Per-thread counts (the filter's `unread_thread_notifications`).
+    pub threaded: bool,
+}
+
 /// Adds `unread_notifications` to a joined room's entry, and with `threaded` (the filter's
 /// `unread_thread_notifications`) `unread_thread_notifications` beside it, whose threads'
 /// counts the main ones then leave out. The counts alone never make a room worth sending:
 /// they change only with events or receipts, which bring the room in already.
 pub(super) async fn attach(
     pool: &PgPool,
-    user: &UserId,
+    reader: Reader<'_>,
     room_id: &RoomId,
     entry: Option<RoomEntry>,
     upto: i64,
-    ignored: &HashSet<String>,
-    threaded: bool,
 ) -> Result<Option<RoomEntry>> {
     let Some(mut entry) = entry else { return Ok(None) };
-    let counts = counts(pool, user, room_id, upto, ignored).await?;
+    let Reader { user, positions, ignored, threaded } = reader;
+    let counts = counts(pool, user, room_id, positions, upto, ignored).await?;
     if threaded {
         entry.json["unread_notifications"] = counts.main.json();
         let threads: Map<String, Value> = counts
