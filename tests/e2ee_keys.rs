@@ -201,6 +201,17 @@ async fn uploaded_keys_come_back_from_query_with_the_device_name_and_counts_are_
     claim(&server, &bob, &alice).await;
     let later = sync(&server, &alice, Some(&next_batch(&first)), 0).await;
     assert_eq!(later["device_one_time_keys_count"], json!({"signed_curve25519": 2}), "{later}");
+    // A claim is not news that ends a long-poll, but the answer it times out with carries the
+    // counts as they are then, not as they were when it began waiting.
+    let since = next_batch(&later);
+    let waiting = sync(&server, &alice, Some(&since), 1_500);
+    let claiming = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        claim(&server, &bob, &alice).await
+    };
+    let (timed_out, _) = tokio::join!(waiting, claiming);
+    assert!(timed_out.get("rooms").is_none(), "nothing new: {timed_out}");
+    assert_eq!(timed_out["device_one_time_keys_count"], json!({"signed_curve25519": 1}), "{timed_out}");
     // A device without keys still gets the fields, so clients know to upload.
     let bobs = sync(&server, &bob, None, 0).await;
     assert_eq!(bobs["device_one_time_keys_count"], json!({"signed_curve25519": 0}), "{bobs}");

@@ -108,29 +108,46 @@ pub async fn one_time_key_counts(
     .await
 }
 
-/// [`one_time_key_counts`] and the algorithms with an unused fallback key, in one round
-/// trip (every `/sync` response carries both).
+/// The columns `one_time_key_algorithms`, `one_time_key_counts` (in the same order) and
+/// `unused_fallback_key_types` of the device `$2` of the user `$1`, for statements that carry
+/// them beside other things (every `/sync` response holds them).
+pub(crate) const KEY_COUNT_COLUMNS: &str = "
+    ARRAY(SELECT algorithm FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2
+          GROUP BY algorithm ORDER BY algorithm) AS one_time_key_algorithms,
+    ARRAY(SELECT COUNT(*) FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2
+          GROUP BY algorithm ORDER BY algorithm) AS one_time_key_counts,
+    ARRAY(SELECT algorithm FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND NOT used
+          ORDER BY algorithm) AS unused_fallback_key_types";
+
+/// What [`KEY_COUNT_COLUMNS`] read.
+#[derive(Clone, Debug, Default, FromRow)]
+pub struct DeviceKeyCounts {
+    pub one_time_key_algorithms: Vec<String>,
+    pub one_time_key_counts: Vec<i64>,
+    pub unused_fallback_key_types: Vec<String>,
+}
+
+impl DeviceKeyCounts {
+    pub fn counts(&self) -> Vec<KeyCount> {
+        let algorithms = self.one_time_key_algorithms.iter();
+        algorithms
+            .zip(&self.one_time_key_counts)
+            .map(|(algorithm, count)| KeyCount { algorithm: algorithm.clone(), count: *count })
+            .collect()
+    }
+}
+
+/// [`one_time_key_counts`] and the algorithms with an unused fallback key, in one round trip.
 pub async fn key_counts_and_fallbacks(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: &str,
-) -> sqlx::Result<(Vec<KeyCount>, Vec<String>)> {
-    let (algorithms, counts, fallbacks): (Vec<String>, Vec<i64>, Vec<String>) = sqlx::query_as(
-        "WITH counts AS (
-             SELECT algorithm, COUNT(*) AS count FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2
-             GROUP BY algorithm
-         )
-         SELECT ARRAY(SELECT algorithm FROM counts ORDER BY algorithm),
-                ARRAY(SELECT count FROM counts ORDER BY algorithm),
-                ARRAY(SELECT algorithm FROM e2e_fallback_keys
-                      WHERE user_id = $1 AND device_id = $2 AND NOT used ORDER BY algorithm)",
-    )
-    .bind(user_id)
-    .bind(device_id)
-    .fetch_one(db)
-    .await?;
-    let counts = algorithms.into_iter().zip(counts).map(|(algorithm, count)| KeyCount { algorithm, count }).collect();
-    Ok((counts, fallbacks))
+) -> sqlx::Result<DeviceKeyCounts> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {KEY_COUNT_COLUMNS}")))
+        .bind(user_id)
+        .bind(device_id)
+        .fetch_one(db)
+        .await
 }
 
 /// Replaces the device's fallback key for the algorithm with a new, unused one. Uploading

@@ -147,6 +147,9 @@ pub struct WindowNews {
     pub to_device: bool,
     /// The user's `m.ignored_user_list` content (read here to save building rooms a query).
     pub ignored_user_list: Option<Value>,
+    /// The device's key counts, which every answer carries (empty without a device).
+    #[sqlx(flatten)]
+    pub key_counts: crate::db::e2ee_keys::DeviceKeyCounts,
 }
 
 pub async fn window_news(
@@ -157,7 +160,7 @@ pub async fn window_news(
     after: i64,
     upto: i64,
 ) -> sqlx::Result<WindowNews> {
-    sqlx::query_as(
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT
            ARRAY(SELECT DISTINCT room_id FROM events
                  WHERE room_id = ANY($3) AND stream_position > $4 AND stream_position <= $5
@@ -178,8 +181,10 @@ pub async fn window_news(
            EXISTS (SELECT 1 FROM to_device_messages
                    WHERE user_id = $1 AND device_id = $2 AND stream_position <= $5) AS to_device,
            (SELECT content FROM account_data
-            WHERE user_id = $1 AND room_id = '' AND data_type = 'm.ignored_user_list') AS ignored_user_list",
-    )
+            WHERE user_id = $1 AND room_id = '' AND data_type = 'm.ignored_user_list') AS ignored_user_list,
+           {key_counts}",
+        key_counts = crate::db::e2ee_keys::KEY_COUNT_COLUMNS,
+    )))
     .bind(user_id)
     .bind(device_id)
     .bind(rooms)

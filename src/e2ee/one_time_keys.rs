@@ -63,9 +63,16 @@ pub async fn counts_and_fallbacks(
     user: &str,
     device: &str,
 ) -> Result<(BTreeMap<OneTimeKeyAlgorithm, UInt>, Vec<OneTimeKeyAlgorithm>)> {
-    let (counts, fallbacks) = db::e2ee_keys::key_counts_and_fallbacks(pool, user, device).await?;
-    let fallbacks = fallbacks.iter().map(|algorithm| OneTimeKeyAlgorithm::from(algorithm.as_str())).collect();
-    Ok((count_map(counts), fallbacks))
+    Ok(counts_and_fallbacks_of(&db::e2ee_keys::key_counts_and_fallbacks(pool, user, device).await?))
+}
+
+/// [`counts_and_fallbacks`] from what another statement read along.
+pub fn counts_and_fallbacks_of(
+    read: &db::e2ee_keys::DeviceKeyCounts,
+) -> (BTreeMap<OneTimeKeyAlgorithm, UInt>, Vec<OneTimeKeyAlgorithm>) {
+    let fallbacks =
+        read.unused_fallback_key_types.iter().map(|algorithm| OneTimeKeyAlgorithm::from(algorithm.as_str())).collect();
+    (count_map(read.counts()), fallbacks)
 }
 
 fn count_map(counts: Vec<db::e2ee_keys::KeyCount>) -> BTreeMap<OneTimeKeyAlgorithm, UInt> {

@@ -26,9 +26,15 @@ pub async fn section(pool: &PgPool, user: &UserId, window: SyncWindow) -> Result
 
 /// `device_one_time_keys_count` and `device_unused_fallback_key_types` of the device.
 pub async fn key_counts(pool: &PgPool, user: &UserId, device: &DeviceId) -> Result<Map<String, Value>> {
-    let (counts, fallback) = one_time_keys::counts_and_fallbacks(pool, user.as_str(), device.as_str()).await?;
+    let read = crate::db::e2ee_keys::key_counts_and_fallbacks(pool, user.as_str(), device.as_str()).await?;
+    Ok(key_counts_of(&read))
+}
+
+/// [`key_counts`] from what another statement (the window's news) read along.
+pub fn key_counts_of(read: &crate::db::e2ee_keys::DeviceKeyCounts) -> Map<String, Value> {
+    let (counts, fallback) = one_time_keys::counts_and_fallbacks_of(read);
     let mut map = Map::new();
     map.insert("device_one_time_keys_count".to_owned(), json!(counts));
     map.insert("device_unused_fallback_key_types".to_owned(), json!(fallback));
-    Ok(map)
+    map
 }

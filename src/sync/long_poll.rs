@@ -16,7 +16,7 @@ use crate::sync::news::News;
 use crate::sync::sections::SectionFilters;
 use crate::sync::token;
 use ruma::{DeviceId, UserId};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -54,12 +54,12 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
         // Boxed: building is a large state machine, and a sync spends most of its life waiting,
         // when only this loop's small state needs to be kept (measured with 5,000 idle syncs).
         let permit = streams.sync_builds.acquire().await.map_err(|_| Error::internal("the server is stopping"))?;
-        let body = Box::pin(build_window(pool, user, window, &request, &memberships)).await?;
+        let (body, key_counts) = Box::pin(build_window(pool, user, window, &request, &memberships)).await?;
         drop(permit);
         drop(memberships);
         let answer_now = !body.is_empty || since.is_none() || request.full_state || Instant::now() >= deadline;
         if answer_now {
-            return answer(pool, user, &request, body, upto).await;
+            return answer(pool, user, &request, body, upto, key_counts).await;
         }
         let woken = if upto < allocated {
             // Changes up to `allocated` may be committed already, with their wake-ups gone
@@ -69,40 +69,47 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
             tokio::time::timeout_at(deadline, waiter.woken()).await.is_ok()
         };
         if !woken {
-            // Timed out with nothing new: the same window, answered empty.
-            return answer(pool, user, &request, body, upto).await;
+            // Timed out with nothing new: the same window, answered empty (with key counts
+            // read now: those of the last look may be as old as the timeout).
+            return answer(pool, user, &request, body, upto, None).await;
         }
     }
 }
 
 /// The response: the body through the filter's section conditions, the device's key counts
-/// (which every response carries, so they are read once, when answering, not on each look at
-/// the stream) and the token of the next window.
+/// (which every response carries: as the look's news read them, or read now) and the token of
+/// the next window.
 async fn answer(
     pool: &PgPool,
     user: &UserId,
     request: &SyncRequest<'_>,
     mut body: SyncBody,
     upto: i64,
+    key_counts: Option<Map<String, Value>>,
 ) -> Result<Value> {
     request.sections.apply(&mut body.json);
     if let Some(device) = request.device
         && let Value::Object(map) = &mut body.json
     {
-        map.extend(crate::sync::device_lists::key_counts(pool, user, device).await?);
+        let key_counts = match key_counts {
+            Some(known) => known,
+            None => crate::sync::device_lists::key_counts(pool, user, device).await?,
+        };
+        map.extend(key_counts);
     }
     Ok(with_next_batch(body.json, upto))
 }
 
 /// The response body for one window: the rooms and the per-user sections, which are
-/// independent and built side by side — those the window's news says can hold anything.
+/// independent and built side by side — those the window's news says can hold anything. With
+/// it, the device's key counts when the news read them.
 async fn build_window(
     pool: &PgPool,
     user: &UserId,
     window: SyncWindow,
     request: &SyncRequest<'_>,
     memberships: &[MembershipRow],
-) -> Result<SyncBody> {
+) -> Result<(SyncBody, Option<Map<String, Value>>)> {
     let news = News::of(pool, user, request.device, memberships, window, request.sections.wanted()).await?;
     let (mut body, to_device, presence, device_lists) = tokio::try_join!(
         build_rooms(pool, user, window, &request.options, memberships, &news),
@@ -113,7 +120,8 @@ async fn build_window(
     for section in [to_device, presence, device_lists] {
         body.merge(section);
     }
-    Ok(body)
+    let key_counts = request.device.and(news.key_counts()).map(crate::sync::device_lists::key_counts_of);
+    Ok((body, key_counts))
 }
 
 /// The section when the window's news says it can hold anything; else an empty one, unread.

@@ -90,6 +90,11 @@ impl News {
         self.rooms(self.wanted.receipts, |news| &news.rooms_with_receipts)
     }
 
+    /// The device's key counts, when the news read them (`None`: read them yourself).
+    pub fn key_counts(&self) -> Option<&crate::db::e2ee_keys::DeviceKeyCounts> {
+        self.found.as_ref().map(|news| &news.key_counts)
+    }
+
     /// The users the user ignores, when the news read them (`None`: read them yourself).
     pub fn ignored_users(&self) -> Option<HashSet<String>> {
         let news = self.found.as_ref()?;

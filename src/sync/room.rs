@@ -117,7 +117,7 @@ pub(super) async fn room_entry(
         (StateMode::Changes, Some(snapshot)) if state_changed().await? => {
             match db::rooms::state_at_position(pool, room_id.as_str(), window.after).await? {
                 Some(before) => db::state::snapshot_changes(pool, before, snapshot, members.as_deref()).await?,
-                None => db::state::snapshot_state(pool, snapshot).await?,
+                None => db::state::snapshot_state_with_members(pool, snapshot, members.as_deref()).await?,
             }
         }
         _ => Vec::new(),

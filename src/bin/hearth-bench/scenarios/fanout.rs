@@ -48,7 +48,7 @@ pub struct FanoutRun {
     pub validity: Validity,
     /// `/sync` requests made by all members during the phase.
     pub sync_requests: u64,
-    /// Registering the members and joining them to the room.
+    /// Registering the members, joining them to the room and bringing their syncs past the joins.
     pub setup_s: f64,
 }
 
