@@ -91,16 +91,6 @@ async fn claim(server: &TestServer, user: &TestUser, owner: &TestUser) -> Value 
     body
 }
 
-fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 async fn sync(server: &TestServer, user: &TestUser, since: Option<&str>, timeout_ms: u64) -> Value {
     let mut path = format!("/_matrix/client/v3/sync?set_presence=offline&timeout={timeout_ms}");
     if let Some(since) = since {

@@ -235,14 +235,7 @@ async fn the_event_verifier_notices_tampering() {
 
 /// `/messages` with a room event filter (URL-encoded JSON in the `filter` parameter).
 async fn filtered(server: &TestServer, user: &TestUser, room: &str, filter: Value) -> Value {
-    let encoded: String = filter
-        .to_string()
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let encoded = encode(&filter.to_string());
     let (status, page) = server
         .get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100&filter={encoded}"), user.token())
         .await;
@@ -349,16 +342,7 @@ async fn a_filtered_page_holds_limit_events_that_pass() {
             assert_eq!(server.put(&path, alice.token(), json!({"n": m})).await.0, StatusCode::OK);
         }
     }
-    let encoded = |filter: Value| -> String {
-        filter
-            .to_string()
-            .bytes()
-            .map(|b| match b {
-                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
-                _ => format!("%{b:02X}"),
-            })
-            .collect()
-    };
+    let encoded = |filter: Value| encode(&filter.to_string());
     let page = |filter: Value| {
         let path = format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=3&filter={}", encoded(filter));
         let server = &server;
