@@ -282,21 +282,17 @@ pub async fn timeline_page_matching(
 ) -> sqlx::Result<Vec<StoredEvent>> {
     const MATCHING: &str = "($5::text[] IS NULL OR e.event_type LIKE ANY($5)) AND NOT (e.event_type LIKE ANY($6))
                AND ($7::text[] IS NULL OR e.sender = ANY($7)) AND NOT (e.sender = ANY($8))";
-    let sql = if backwards {
-        format!(
-            "SELECT {STORED_EVENT_COLUMNS}, {RELATED_COLUMN} FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
-             WHERE e.room_id = $1 AND e.stream_position <= $2 AND e.stream_position > COALESCE($3, 0)
-               AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier AND {MATCHING}
-             ORDER BY e.stream_position DESC LIMIT $4"
-        )
+    let (range, order) = if backwards {
+        ("e.stream_position <= $2 AND e.stream_position > COALESCE($3, 0)", "DESC")
     } else {
-        format!(
-            "SELECT {STORED_EVENT_COLUMNS}, {RELATED_COLUMN} FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
-             WHERE e.room_id = $1 AND e.stream_position > $2 AND ($3::bigint IS NULL OR e.stream_position <= $3)
-               AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier AND {MATCHING}
-             ORDER BY e.stream_position ASC LIMIT $4"
-        )
+        ("e.stream_position > $2 AND ($3::bigint IS NULL OR e.stream_position <= $3)", "ASC")
     };
+    let sql = format!(
+        "SELECT {STORED_EVENT_COLUMNS}, {RELATED_COLUMN} FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
+         WHERE e.room_id = $1 AND {range}
+           AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier AND {MATCHING}
+         ORDER BY e.stream_position {order} LIMIT $4"
+    );
     let types: Option<Vec<String>> = only.types.as_ref().map(|types| types.iter().map(|t| like_pattern(t)).collect());
     let not_types: Vec<String> = only.not_types.iter().map(|t| like_pattern(t)).collect();
     sqlx::query_as(sqlx::AssertSqlSafe(sql))

@@ -174,9 +174,8 @@ static SNAPSHOT_STATE_FOR_KEYS: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// [`SNAPSHOT_STATE_FOR_KEYS`] with the redaction that applies to each event, as
-/// [`crate::db::relations::redactions_of`] finds it: the earliest accepted one in the event's
-/// own room.
+/// [`SNAPSHOT_STATE_FOR_KEYS`] with the redaction that applies to each event, found as
+/// [`crate::db::relations::redactions_of`] finds it.
 static SNAPSHOT_STATE_FOR_KEYS_WITH_REDACTIONS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{entries}
@@ -184,17 +183,11 @@ static SNAPSHOT_STATE_FOR_KEYS_WITH_REDACTIONS: LazyLock<String> = LazyLock::new
                red.redaction_id, red.redaction_json
         FROM entries en
         LEFT JOIN LATERAL (
-            SELECT ri.event_id AS redaction_id, re.json AS redaction_json
-            FROM redactions r
-            JOIN events re ON re.event_nid = r.redaction_nid
-            JOIN event_ids ri ON ri.event_nid = r.redaction_nid
-            WHERE r.redacts_nid = en.event_nid
-              AND r.room_id = (SELECT target.room_id FROM events target WHERE target.event_nid = en.event_nid)
-              AND re.rejection IS NULL AND NOT re.soft_failed
-            ORDER BY re.stream_position LIMIT 1
+            SELECT i.event_id AS redaction_id, e.json AS redaction_json {redaction}
         ) red ON TRUE
         WHERE en.event_nid IS NOT NULL",
-        entries = SNAPSHOT_ENTRIES_FOR_KEYS.as_str()
+        entries = SNAPSHOT_ENTRIES_FOR_KEYS.as_str(),
+        redaction = crate::db::relations::applying_redaction("en.event_nid"),
     )
 });
 
@@ -243,9 +236,9 @@ pub async fn snapshot_state_for_keys(
         .await
 }
 
-/// `(type, state_key)` pairs as the parallel arrays `SNAPSHOT_STATE_FOR_KEYS` takes.
-fn key_columns(keys: &[(String, String)]) -> (Vec<&str>, Vec<&str>) {
-    keys.iter().map(|(event_type, state_key)| (event_type.as_str(), state_key.as_str())).unzip()
+/// `(type, state_key)` pairs as the parallel arrays `$2`/`$3` every keyed state read takes.
+fn key_columns<S: AsRef<str>>(keys: &[(S, S)]) -> (Vec<&str>, Vec<&str>) {
+    keys.iter().map(|(event_type, state_key)| (event_type.as_ref(), state_key.as_ref())).unzip()
 }
 
 /// A state entry and the redaction event that applies to it, if any.
@@ -431,8 +424,7 @@ pub async fn current_state_for_keys_and_joined(
     keys: &[(&str, &str)],
     cap: i64,
 ) -> sqlx::Result<(Vec<StateEntry>, Option<i64>)> {
-    let types: Vec<&str> = keys.iter().map(|(event_type, _)| *event_type).collect();
-    let state_keys: Vec<&str> = keys.iter().map(|(_, state_key)| *state_key).collect();
+    let (types, state_keys) = key_columns(keys);
     let rows: Vec<EntryAndJoined> = sqlx::query_as(sqlx::AssertSqlSafe(CURRENT_STATE_FOR_KEYS_AND_JOINED.as_str()))
         .bind(room_id)
         .bind(&types)
@@ -450,8 +442,7 @@ pub async fn current_state_for_keys(
     room_id: &str,
     keys: &[(&str, &str)],
 ) -> sqlx::Result<Vec<StateEntry>> {
-    let types: Vec<&str> = keys.iter().map(|(event_type, _)| *event_type).collect();
-    let state_keys: Vec<&str> = keys.iter().map(|(_, state_key)| *state_key).collect();
+    let (types, state_keys) = key_columns(keys);
     sqlx::query_as(sqlx::AssertSqlSafe(CURRENT_STATE_FOR_KEYS.as_str()))
         .bind(room_id)
         .bind(&types)
