@@ -9,7 +9,7 @@
 mod common;
 use common::*;
 use hearth::federation::keys::SigningKey;
-use hearth::server::AppState;
+use hearth::state::AppState;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
