@@ -1,8 +1,21 @@
 //! Hearth: a Matrix homeserver on PostgreSQL.
 //!
-//! The crate is layered (see `docs/` and DESIGN): `http` is the edge (thin handlers over ruma
-//! types), `users` and `federation` are domain modules callable without HTTP, and `db` holds all
-//! SQL. `server` wires them together; `cli` is what the `hearth` binary runs.
+//! Three layers; arrows only point down (DESIGN §1). Follow a message send from request to table:
+//!
+//! ```text
+//! http/client/rooms.rs   edge: parse the ruma request (http/ruma.rs), call the domain, render the answer;
+//!                        domain errors become statuses in http/error.rs
+//! rooms/send/            domain: append -> locks (room lock + queue) -> batch (one transaction)
+//!                        -> appender (DAG place, auth) -> persist -> committed (wake-ups, and later
+//!                        push, federation); rooms/ also reads (read, visibility, served, relations)
+//! sync/serve.rs          domain: a /sync request -> long_poll -> build (+ sections), over streams/
+//! users/, e2ee/          domain: accounts, sessions, devices, account data; encryption keys
+//! db/events.rs, state.rs storage: all SQL; tables events, event_edges, state snapshots, current state
+//! state.rs, server.rs    wiring: AppState (shared handles), start-up, listeners; cli.rs for `hearth`
+//! ```
+//!
+//! Below everything: `error` (kinds, no HTTP), `time`, `config`, `cache`, `ratelimit`, `streams`
+//! (positions and the notifier every writer and `/sync` share).
 
 pub mod allocator;
 pub mod cache;

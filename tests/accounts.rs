@@ -2,6 +2,7 @@
 //! `/register` and its user-interactive authentication, registration tokens, Synapse's
 //! shared-secret registration, password changes, deactivation, rate limits, and how secrets
 //! are stored.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

@@ -1,5 +1,6 @@
 //! The `hearth-bench` binary run for real against an in-process Hearth: what it reports, what
 //! it leaves in the server, and how it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

@@ -1,4 +1,5 @@
 //! Room aliases, the public room directory and the user directory, as clients use them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

@@ -1,6 +1,7 @@
 //! End-to-end encryption keys over raw HTTP: what clients upload is what others get back, with
 //! signatures the server checked; one-time keys go to exactly one claimer; device-list changes
 //! reach exactly the users who share a room, through `/sync` and `/keys/changes`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

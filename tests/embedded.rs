@@ -5,6 +5,7 @@
 //!
 //! Only `zero_config_serve_tools_and_restart` uses the default port 8008; every other test
 //! passes a free port in `HEARTH_LISTEN`, so the tests can run in parallel.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! Ignore lists (`m.ignored_user_list`) in `/messages`, `/context` and `/sync`, and
 //! `m.invite_permission_config` refusing invites with `M_INVITE_BLOCKED`.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

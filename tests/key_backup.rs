@@ -1,6 +1,7 @@
 //! Server-side key backups (`/room_keys/*`), driven over HTTP as a client would: versions,
 //! keys at the three levels, etag and count, the spec's "better key" rule, the wrong-version
 //! error, deletion, isolation between users, and bad input that changes nothing.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

@@ -1,4 +1,5 @@
 //! U+0000 is refused as bad input everywhere (PostgreSQL cannot store it).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 mod common;
 use common::*;
 use reqwest::StatusCode;

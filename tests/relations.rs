@@ -1,5 +1,6 @@
 //! Redactions, relations, threads, bundled aggregations, `/context` and
 //! `timestamp_to_event`, as clients observe them over HTTP.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

@@ -1,4 +1,5 @@
 //! Rooms as users meet them: creating, talking, reading history and state, membership.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

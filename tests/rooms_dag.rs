@@ -2,6 +2,7 @@
 //! room version, the DAG stays linear under concurrent senders, the state before and after
 //! every event is right however long the snapshot chains grow, and malformed or oversized
 //! events are refused without a trace.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

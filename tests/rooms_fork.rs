@@ -1,6 +1,7 @@
 //! A forked room DAG is healed by state resolution. Local creation never forks a room (it
 //! is serialised), so the test forks one the way federation would: two events built on the
 //! same parent, stored side by side.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

@@ -1,5 +1,6 @@
 //! Membership beyond join and leave: knocking, restricted rooms, member lists at a point in
 //! history, forgetting rooms, reports, and what the server says about room versions.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

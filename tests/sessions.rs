@@ -1,4 +1,5 @@
 //! Sessions: logging in and out, `whoami`, access-token handling, and devices.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

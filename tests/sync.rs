@@ -5,6 +5,7 @@
 //!
 //! Assertions accept any placement the spec allows (a state event may arrive in `state` or in
 //! `timeline`; empty sections may be omitted) and are strict on exactly-once delivery and order.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

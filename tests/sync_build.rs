@@ -1,6 +1,7 @@
 //! The `/sync` response builder, called directly on windows of the stream: exactly-once
 //! delivery over consecutive windows, limited timelines that `/messages` continues, the
 //! invite / join / leave sections, account data, filters.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

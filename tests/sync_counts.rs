@@ -2,6 +2,7 @@
 //! spec's default push rules (every message of another user notifies, in a DM or a group;
 //! notices do not; mentions and a permitted `@room` highlight) and a read receipt on the
 //! latest event clears them; heroes name unnamed rooms only.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

@@ -1,4 +1,5 @@
 //! Sync filters cut exactly what they say, section by section.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

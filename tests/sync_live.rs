@@ -2,6 +2,7 @@
 //! second user chat in real time — messages, typing, read receipts, presence and unread
 //! counts reach every device while each keeps a long-poll open, and each device receives each
 //! message exactly once.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

@@ -1,6 +1,7 @@
 //! To-device messages and presence as clients meet them through `/sync` (DESIGN §3):
 //! to-device messages reach exactly the devices they name, wake a waiting sync, arrive until
 //! acknowledged and never again; presence reaches the users who share a room and no one else.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;

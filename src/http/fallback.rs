@@ -3,12 +3,11 @@
 
 use crate::error::Error;
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
 
 pub async fn not_found() -> Response {
-    Error::unrecognized(StatusCode::NOT_FOUND, "Unrecognized request").into_response()
+    Error::unrecognized("Unrecognized request").into_response()
 }
 
 pub async fn method_not_allowed() -> Response {
-    Error::unrecognized(StatusCode::METHOD_NOT_ALLOWED, "This endpoint does not support this method").into_response()
+    crate::http::error::method_not_allowed("This endpoint does not support this method")
 }

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod client;
 pub mod cors;
+pub mod error;
 pub mod fallback;
 pub mod health;
 pub mod ruma;

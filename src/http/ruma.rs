@@ -13,7 +13,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 use axum::{Extension, Router};
 use bytes::BytesMut;
-use http::StatusCode;
 use http::request::Parts;
 use ruma::api::auth_scheme::{
     AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken, NoAuthentication,
@@ -212,9 +211,7 @@ fn client_info(parts: &Parts) -> ClientInfo {
 /// `M_INVALID_PARAM`.
 fn request_error(error: FromHttpRequestError) -> Error {
     match error {
-        FromHttpRequestError::MethodMismatch { .. } => {
-            Error::unrecognized(StatusCode::METHOD_NOT_ALLOWED, "Method not allowed for this endpoint")
-        }
+        FromHttpRequestError::MethodMismatch { .. } => Error::unrecognized("Method not allowed for this endpoint"),
         FromHttpRequestError::Deserialization(error) => match error {
             DeserializationError::Json(error) if error.is_syntax() || error.is_eof() => {
                 Error::not_json(format!("The body is not valid JSON: {error}"))
@@ -320,6 +317,9 @@ where
 {
     let filter = match MethodFilter::try_from(T::METHOD) {
         Ok(filter) => filter,
+        // Endpoint methods are constants of ruma's metadata, and the router is built once at
+        // start-up: this can only fire for a programming error, before any request is served.
+        #[allow(clippy::panic)]
         Err(error) => panic!("endpoint method {} cannot be routed: {error}", T::METHOD),
     };
     for path in T::PATH_BUILDER.all_paths() {

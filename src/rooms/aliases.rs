@@ -10,19 +10,18 @@ use crate::rooms::directory::is_moderator;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::append;
 use crate::time::now_ms;
-use crate::users::Session;
-use http::StatusCode;
+use crate::users::{Actor, Session};
 use ruma::api::error::ErrorKind;
 use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, ServerName, UserId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 fn room_in_use(alias: &RoomAliasId) -> Error {
-    Error::new(StatusCode::BAD_REQUEST, ErrorKind::RoomInUse, format!("Room alias {alias} is already taken"))
+    Error::new(ErrorKind::RoomInUse, format!("Room alias {alias} is already taken"))
 }
 
 fn bad_alias(alias: &str, why: &str) -> Error {
-    Error::new(StatusCode::BAD_REQUEST, ErrorKind::BadAlias, format!("The alias {alias} {why}"))
+    Error::new(ErrorKind::BadAlias, format!("The alias {alias} {why}"))
 }
 
 fn unknown_alias(alias: &RoomAliasId) -> Error {
@@ -104,7 +103,7 @@ pub async fn create(
     let inserted =
         db::directory::insert_alias(pool, alias.as_str(), room_id.as_str(), session.user_id.as_str(), now_ms()).await?;
     if !inserted {
-        return Err(Error::new(StatusCode::CONFLICT, ErrorKind::Unknown, format!("Room alias {alias} already exists")));
+        return Err(Error::Conflict(format!("Room alias {alias} already exists")));
     }
     tracing::info!(%alias, %room_id, user = %session.user_id, "created room alias");
     Ok(())
@@ -133,11 +132,12 @@ pub async fn resolve(pool: &PgPool, server_name: &ServerName, alias: &RoomAliasI
 /// admin, or a room member with the power to send `m.room.canonical_alias`. Afterwards the
 /// alias is taken out of the room's `m.room.canonical_alias`, as far as the deleter's power
 /// allows; the deletion stands either way (the spec's recommendation).
-pub async fn delete(ctx: RoomCtx<'_>, session: &Session, alias: &RoomAliasId) -> Result<()> {
+pub async fn delete(ctx: RoomCtx<'_>, actor: Actor<'_>, alias: &RoomAliasId) -> Result<()> {
     let row = db::directory::alias(ctx.pool, alias.as_str()).await?.ok_or_else(|| unknown_alias(alias))?;
     let room_id =
         RoomId::parse(&row.room_id).map_err(|e| Error::internal(format!("stored room id {:?}: {e}", row.room_id)))?;
-    let allowed = row.creator == session.user_id.as_str() || is_moderator(ctx.pool, session, &room_id).await?;
+    let is_creator = actor.user_id().is_some_and(|user| row.creator == user.as_str());
+    let allowed = is_creator || is_moderator(ctx.pool, actor, &room_id).await?;
     if !allowed {
         return Err(Error::forbidden("You don't have permission to delete the alias"));
     }
@@ -145,8 +145,11 @@ pub async fn delete(ctx: RoomCtx<'_>, session: &Session, alias: &RoomAliasId) ->
         // Someone else deleted it between the checks and now.
         return Err(unknown_alias(alias));
     }
-    tracing::info!(%alias, %room_id, user = %session.user_id, "deleted room alias");
-    if let Err(error) = forget_in_canonical_alias(ctx, &session.user_id, &room_id, alias).await {
+    tracing::info!(%alias, %room_id, actor = actor.describe(), "deleted room alias");
+    // An operator is no member: the canonical alias event, if it lists the alias, stays.
+    if let Some(user) = actor.user_id()
+        && let Err(error) = forget_in_canonical_alias(ctx, user, &room_id, alias).await
+    {
         tracing::info!(%alias, %room_id, %error, "could not take the deleted alias out of m.room.canonical_alias");
     }
     Ok(())

@@ -5,7 +5,7 @@ use crate::db;
 use crate::db::directory::{PublicRoom, PublicRoomsFilter};
 use crate::error::{Error, Result};
 use crate::rooms::pdu::Pdu;
-use crate::users::Session;
+use crate::users::Actor;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ruma::directory::{PublicRoomsChunk, PublicRoomsChunkInit, RoomNetwork, RoomTypeFilter};
@@ -54,15 +54,17 @@ async fn can_send_canonical_alias(pool: &PgPool, room_id: &RoomId, user: &UserId
 /// Synapse's rule for editing a room's directory entry (and for deleting aliases others
 /// made): server admins always; otherwise a joined member with the power to send
 /// `m.room.canonical_alias` — the room's moderators, and the creators of a v12 room.
-pub async fn is_moderator(pool: &PgPool, session: &Session, room_id: &RoomId) -> Result<bool> {
-    if session.is_admin {
-        return Ok(true);
-    }
-    let membership = db::rooms::membership(pool, room_id.as_str(), session.user_id.as_str()).await?;
+pub async fn is_moderator(pool: &PgPool, actor: Actor<'_>, room_id: &RoomId) -> Result<bool> {
+    let user = match actor.user_id() {
+        _ if actor.is_admin() => return Ok(true),
+        Some(user) => user,
+        None => return Ok(false),
+    };
+    let membership = db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?;
     if membership.is_none_or(|m| m.membership != "join") {
         return Ok(false);
     }
-    can_send_canonical_alias(pool, room_id, &session.user_id).await
+    can_send_canonical_alias(pool, room_id, user).await
 }
 
 /// `GET /directory/list/room/{roomId}`: whether the room is published.
@@ -74,12 +76,14 @@ pub async fn is_published(pool: &PgPool, room_id: &RoomId) -> Result<bool> {
 
 /// `PUT /directory/list/room/{roomId}`: publishes or unpublishes the room, for its
 /// moderators (see [`is_moderator`]).
-pub async fn set_published(pool: &PgPool, session: &Session, room_id: &RoomId, published: bool) -> Result<()> {
-    if session.is_guest {
+pub async fn set_published(pool: &PgPool, actor: Actor<'_>, room_id: &RoomId, published: bool) -> Result<()> {
+    if let Actor::Device(session) = actor
+        && session.is_guest
+    {
         return Err(Error::forbidden("Guests cannot edit the published room list"));
     }
     is_published(pool, room_id).await?;
-    if !is_moderator(pool, session, room_id).await? {
+    if !is_moderator(pool, actor, room_id).await? {
         return Err(Error::forbidden(
             "Only members with the power to set the room's canonical alias can edit its room directory entry",
         ));
@@ -88,7 +92,7 @@ pub async fn set_published(pool: &PgPool, session: &Session, room_id: &RoomId, p
     if !db::directory::set_published(&mut conn, room_id.as_str(), published).await? {
         return Err(Error::not_found(format!("Unknown room {room_id}")));
     }
-    tracing::info!(%room_id, user = %session.user_id, published, "changed room directory visibility");
+    tracing::info!(%room_id, actor = actor.describe(), published, "changed room directory visibility");
     Ok(())
 }
 

@@ -62,10 +62,6 @@ pub async fn forget(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Result<()
             db::rooms::forget(pool, room_id.as_str(), user.as_str()).await?;
             Ok(())
         }
-        Some(_) => Err(Error::new(
-            http::StatusCode::BAD_REQUEST,
-            ruma::api::error::ErrorKind::Unknown,
-            "Leave the room before forgetting it",
-        )),
+        Some(_) => Err(Error::unknown("Leave the room before forgetting it")),
     }
 }

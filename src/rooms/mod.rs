@@ -63,7 +63,6 @@ pub const SUPPORTED_VERSIONS: &[RoomVersionId] = &[
 pub fn rules_for(version: &RoomVersionId) -> Result<RoomVersionRules> {
     if !SUPPORTED_VERSIONS.contains(version) {
         return Err(Error::new(
-            http::StatusCode::BAD_REQUEST,
             ruma::api::error::ErrorKind::UnsupportedRoomVersion,
             format!("Room version {version} is not supported"),
         ));

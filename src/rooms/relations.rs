@@ -10,7 +10,6 @@ use crate::rooms::pagination;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::served::{self, Served};
 use crate::rooms::visibility::Viewer;
-use http::StatusCode;
 use ruma::api::error::ErrorKind;
 use ruma::events::TimelineEventType;
 use ruma::{EventId, OwnedEventId, RoomId, UserId};
@@ -115,7 +114,6 @@ pub async fn check_new(conn: &mut PgConnection, room_id: &RoomId, pdu: &Pdu) -> 
             .await?
             {
                 return Err(Error::new(
-                    StatusCode::BAD_REQUEST,
                     ErrorKind::DuplicateAnnotation,
                     "You already sent this annotation for this event",
                 ));

@@ -34,7 +34,7 @@ pub async fn report_event(
     // cannot probe for hidden events.
     match read::event(pool, reporter, room_id, event_id).await {
         Ok(_) => {}
-        Err(Error::Matrix { status, .. }) if status == http::StatusCode::FORBIDDEN => {
+        Err(Error::Matrix { kind: ruma::api::error::ErrorKind::Forbidden, .. }) => {
             return Err(Error::not_found("Event not found"));
         }
         Err(error) => return Err(error),

@@ -3,9 +3,7 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::streams::Streams;
-use crate::users::Session;
-use http::StatusCode;
-use ruma::api::error::ErrorKind;
+use crate::users::Actor;
 use ruma::{RoomId, UserId};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -15,8 +13,8 @@ use sqlx::PgPool;
 const SERVER_CONTROLLED: &[&str] = &["m.fully_read", "m.push_rules"];
 const MAX_TYPE_BYTES: usize = 255;
 
-fn check_owner(session: &Session, user_id: &UserId) -> Result<()> {
-    if session.user_id != user_id {
+fn check_owner(actor: Actor<'_>, user_id: &UserId) -> Result<()> {
+    if !actor.may_act_for(user_id) {
         return Err(Error::forbidden("You cannot access another user's account data"));
     }
     Ok(())
@@ -25,19 +23,17 @@ fn check_owner(session: &Session, user_id: &UserId) -> Result<()> {
 pub async fn set(
     pool: &PgPool,
     streams: &Streams,
-    session: &Session,
+    actor: Actor<'_>,
     user_id: &UserId,
     room_id: Option<&RoomId>,
     data_type: &str,
     content: &Value,
 ) -> Result<()> {
-    check_owner(session, user_id)?;
+    check_owner(actor, user_id)?;
     if SERVER_CONTROLLED.contains(&data_type) {
-        return Err(Error::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ErrorKind::BadJson,
-            format!("{data_type} is controlled by the server and cannot be set through this API"),
-        ));
+        return Err(Error::ServerControlled(format!(
+            "{data_type} is controlled by the server and cannot be set through this API"
+        )));
     }
     if data_type.is_empty() || data_type.len() > MAX_TYPE_BYTES {
         return Err(Error::invalid_param(format!("The type must be 1 to {MAX_TYPE_BYTES} bytes")));
@@ -58,12 +54,12 @@ pub async fn set(
 
 pub async fn get(
     pool: &PgPool,
-    session: &Session,
+    actor: Actor<'_>,
     user_id: &UserId,
     room_id: Option<&RoomId>,
     data_type: &str,
 ) -> Result<Value> {
-    check_owner(session, user_id)?;
+    check_owner(actor, user_id)?;
     db::account_data::get(pool, user_id.as_str(), room_id.map_or("", |r| r.as_str()), data_type)
         .await?
         .ok_or_else(|| Error::not_found("Account data not found"))

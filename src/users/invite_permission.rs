@@ -5,7 +5,6 @@
 
 use crate::db;
 use crate::error::{Error, Result};
-use http::StatusCode;
 use ruma::UserId;
 use ruma::api::error::ErrorKind;
 use sqlx::PgPool;
@@ -19,11 +18,7 @@ pub async fn ensure_invites_allowed(pool: &PgPool, invitee: &UserId) -> Result<(
     let content = db::account_data::get(pool, invitee.as_str(), "", INVITE_PERMISSION_CONFIG).await?;
     let blocked = content.as_ref().is_some_and(|content| content["default_action"] == "block");
     if blocked {
-        return Err(Error::new(
-            StatusCode::FORBIDDEN,
-            ErrorKind::InviteBlocked,
-            format!("{invitee} does not accept invites"),
-        ));
+        return Err(Error::new(ErrorKind::InviteBlocked, format!("{invitee} does not accept invites")));
     }
     Ok(())
 }

@@ -3,6 +3,7 @@
 
 pub mod account_data;
 pub mod accounts;
+pub mod actor;
 pub mod devices;
 pub mod directory;
 pub mod filters;
@@ -17,6 +18,8 @@ pub mod shared_secret;
 pub mod to_device;
 pub mod tokens;
 pub mod uia;
+
+pub use actor::Actor;
 
 use ruma::{OwnedDeviceId, OwnedUserId};
 

@@ -16,11 +16,7 @@ pub const MAX_PASSWORD_LENGTH: usize = 512;
 
 pub fn check_acceptable(password: &str) -> Result<()> {
     if password.is_empty() {
-        return Err(Error::new(
-            http::StatusCode::BAD_REQUEST,
-            ruma::api::error::ErrorKind::WeakPassword,
-            "The password must not be empty",
-        ));
+        return Err(Error::new(ruma::api::error::ErrorKind::WeakPassword, "The password must not be empty"));
     }
     if password.len() > MAX_PASSWORD_LENGTH {
         return Err(Error::invalid_param(format!("The password is longer than {MAX_PASSWORD_LENGTH} bytes")));

@@ -4,7 +4,6 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::users::Session;
-use http::StatusCode;
 use ruma::UserId;
 use ruma::api::error::ErrorKind;
 use serde_json::{Map, Value};
@@ -38,11 +37,7 @@ pub async fn set_field(
         return Err(Error::forbidden("You can only change your own profile"));
     }
     if field.len() > MAX_FIELD_NAME_BYTES {
-        return Err(Error::new(
-            StatusCode::BAD_REQUEST,
-            ErrorKind::KeyTooLarge,
-            "The field name is longer than 255 bytes",
-        ));
+        return Err(Error::new(ErrorKind::KeyTooLarge, "The field name is longer than 255 bytes"));
     }
     let value = value.map(|value| validate(field, value)).transpose()?.flatten();
 
@@ -56,7 +51,7 @@ pub async fn set_field(
     };
     let size = serde_json::to_vec(&profile).map(|bytes| bytes.len()).unwrap_or(usize::MAX);
     if size > MAX_PROFILE_BYTES {
-        return Err(Error::new(StatusCode::BAD_REQUEST, ErrorKind::ProfileTooLarge, "The profile would exceed 64 KiB"));
+        return Err(Error::new(ErrorKind::ProfileTooLarge, "The profile would exceed 64 KiB"));
     }
     db::users::set_profile(&mut *tx, user_id.as_str(), profile).await?;
     tx.commit().await?;

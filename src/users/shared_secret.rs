@@ -88,11 +88,7 @@ pub async fn register(
     client: &ClientInfo,
 ) -> Result<SharedSecretRegistered> {
     let Some(secret) = shared_secret else {
-        return Err(Error::new(
-            http::StatusCode::BAD_REQUEST,
-            ruma::api::error::ErrorKind::Unknown,
-            "Shared secret registration is not enabled",
-        ));
+        return Err(Error::unknown("Shared secret registration is not enabled"));
     };
     // The nonce is consumed before the MAC is checked: a wrong guess burns it.
     if !db::registration::take_nonce(pool, &request.nonce, now_ms() - NONCE_LIFETIME_MS).await? {

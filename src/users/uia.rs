@@ -10,7 +10,6 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::time::now_ms;
 use crate::users::{localpart, password, tokens};
-use http::StatusCode;
 use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType, UiaaInfo, UserIdentifier};
 use ruma::api::error::{ErrorKind, StandardErrorBody};
 use ruma::{ServerName, UserId};
@@ -202,5 +201,5 @@ fn challenge(
 /// A plain failure for operations that cannot be authenticated at all (e.g. an account
 /// without a password, which has no stage it could complete).
 pub fn impossible(message: &str) -> Error {
-    Error::new(StatusCode::FORBIDDEN, ErrorKind::Forbidden, message)
+    Error::forbidden(message)
 }

@@ -2,6 +2,7 @@
 //! database per test cloned from a migrated template, and Hearth served in-process on an
 //! ephemeral port, driven over real HTTP.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod rooms;
 #[allow(unused_imports)] // not every test binary encodes

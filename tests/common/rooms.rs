@@ -1,4 +1,5 @@
 //! Room steps most tests take on the way to what they check, as a client would take them.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use super::{TestServer, TestUser};
 use reqwest::StatusCode;

@@ -17,11 +17,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
 
 async fn nonce(State(state): State<AppState>) -> Result<Json<Value>> {
     if state.config.registration.shared_secret.is_none() {
-        return Err(Error::new(
-            http::StatusCode::BAD_REQUEST,
-            ruma::api::error::ErrorKind::Unknown,
-            "Shared secret registration is not enabled",
-        ));
+        return Err(Error::unknown("Shared secret registration is not enabled"));
     }
     let nonce = shared_secret::new_nonce(&state.pool).await?;
     Ok(Json(json!({ "nonce": nonce })))

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
 use crate::state::AppState;
-use crate::users::account_data;
+use crate::users::{Actor, account_data};
 use axum::Router;
 use axum::extract::State;
 use ruma::api::client::config::{
@@ -38,7 +38,7 @@ async fn set_global(
     account_data::set(
         &state.pool,
         &state.streams,
-        &request.session,
+        Actor::Device(&request.session),
         &body.user_id,
         None,
         &data_type,
@@ -54,7 +54,7 @@ async fn get_global(
 ) -> Result<RumaResponse<get_global_account_data::v3::Response>> {
     let body = &request.body;
     let data_type = body.event_type.to_string();
-    let value = account_data::get(&state.pool, &request.session, &body.user_id, None, &data_type).await?;
+    let value = account_data::get(&state.pool, Actor::Device(&request.session), &body.user_id, None, &data_type).await?;
     Ok(get_global_account_data::v3::Response::new(raw(value)?).into())
 }
 
@@ -67,7 +67,7 @@ async fn set_room(
     account_data::set(
         &state.pool,
         &state.streams,
-        &request.session,
+        Actor::Device(&request.session),
         &body.user_id,
         Some(&body.room_id),
         &data_type,
@@ -84,6 +84,6 @@ async fn get_room(
     let body = &request.body;
     let data_type = body.event_type.to_string();
     let value =
-        account_data::get(&state.pool, &request.session, &body.user_id, Some(&body.room_id), &data_type).await?;
+        account_data::get(&state.pool, Actor::Device(&request.session), &body.user_id, Some(&body.room_id), &data_type).await?;
     Ok(get_room_account_data::v3::Response::new(raw(value)?).into())
 }

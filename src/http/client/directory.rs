@@ -4,6 +4,7 @@ use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, Ruma, RumaResponse, RumaRouter};
 use crate::rooms::{aliases, directory};
 use crate::state::AppState;
+use crate::users::Actor;
 use crate::users::directory as user_directory;
 use axum::Router;
 use axum::extract::State;
@@ -50,7 +51,7 @@ async fn delete_alias(
     State(state): State<AppState>,
     request: Authed<delete_alias::v3::Request>,
 ) -> Result<RumaResponse<delete_alias::v3::Response>> {
-    aliases::delete(state.rooms(), &request.session, &request.body.room_alias).await?;
+    aliases::delete(state.rooms(), Actor::Device(&request.session), &request.body.room_alias).await?;
     Ok(delete_alias::v3::Response::new().into())
 }
 
@@ -81,7 +82,7 @@ async fn set_visibility(
         Visibility::Private => false,
         _ => return Err(Error::invalid_param("visibility must be \"public\" or \"private\"")),
     };
-    directory::set_published(&state.pool, &request.session, &body.room_id, published).await?;
+    directory::set_published(&state.pool, Actor::Device(&request.session), &body.room_id, published).await?;
     Ok(set_room_visibility::v3::Response::new().into())
 }
 

@@ -66,11 +66,7 @@ async fn invite(
     let (target, reason): (OwnedUserId, Option<String>) = match &body.recipient {
         InvitationRecipient::UserId(recipient) => (recipient.user_id.clone(), recipient.reason.clone()),
         _ => {
-            return Err(Error::new(
-                http::StatusCode::BAD_REQUEST,
-                ruma::api::error::ErrorKind::Unknown,
-                "Third-party invites are not supported",
-            ));
+            return Err(Error::unknown("Third-party invites are not supported"));
         }
     };
     change(&state, &request.session.user_id, &body.room_id, &target, "invite", reason.as_deref()).await?;

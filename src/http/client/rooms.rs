@@ -46,11 +46,7 @@ async fn create(
     let alias =
         body.room_alias_name.as_deref().map(|name| aliases::alias_from_name(&state.server_name, name)).transpose()?;
     if !body.invite_3pid.is_empty() {
-        return Err(Error::new(
-            http::StatusCode::BAD_REQUEST,
-            ruma::api::error::ErrorKind::Unknown,
-            "Third-party invites are not supported",
-        ));
+        return Err(Error::unknown("Third-party invites are not supported"));
     }
     let preset = match body.preset.as_ref().map(|preset| preset.as_str()) {
         None => None,

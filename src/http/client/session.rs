@@ -33,11 +33,7 @@ async fn login(
     state.rate_limits.check(Action::Login, &request.client)?;
     let body = &request.body;
     let login::v3::LoginInfo::Password(password) = &body.login_info else {
-        return Err(Error::new(
-            http::StatusCode::BAD_REQUEST,
-            ruma::api::error::ErrorKind::Unknown,
-            format!("Unsupported login type {}", body.login_info.login_type()),
-        ));
+        return Err(Error::unknown(format!("Unsupported login type {}", body.login_info.login_type())));
     };
     let user = match (&password.identifier, &password.user) {
         (Some(UserIdentifier::Matrix(id)), _) => id.user.as_str(),
