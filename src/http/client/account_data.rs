@@ -54,7 +54,8 @@ async fn get_global(
 ) -> Result<RumaResponse<get_global_account_data::v3::Response>> {
     let body = &request.body;
     let data_type = body.event_type.to_string();
-    let value = account_data::get(&state.pool, Actor::Device(&request.session), &body.user_id, None, &data_type).await?;
+    let value =
+        account_data::get(&state.pool, Actor::Device(&request.session), &body.user_id, None, &data_type).await?;
     Ok(get_global_account_data::v3::Response::new(raw(value)?).into())
 }
 
@@ -84,6 +85,7 @@ async fn get_room(
     let body = &request.body;
     let data_type = body.event_type.to_string();
     let value =
-        account_data::get(&state.pool, Actor::Device(&request.session), &body.user_id, Some(&body.room_id), &data_type).await?;
+        account_data::get(&state.pool, Actor::Device(&request.session), &body.user_id, Some(&body.room_id), &data_type)
+            .await?;
     Ok(get_room_account_data::v3::Response::new(raw(value)?).into())
 }
