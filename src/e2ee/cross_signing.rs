@@ -5,16 +5,16 @@
 use crate::db;
 use crate::db::e2ee_cross_signing::{StoredCrossSigningKey, StoredSignature};
 use crate::e2ee::to_raw;
+use crate::e2ee::types::{QueriedKeys, SignatureFailures, SignedKeys, SigningKeysUpload};
 use crate::e2ee::{device_lists, signatures};
 use crate::error::{Error, Result};
 use crate::streams::Streams;
 use crate::users::{Session, uia};
-use ruma::api::client::keys::{get_keys, upload_signatures, upload_signing_keys};
-use ruma::api::client::uiaa::AuthType;
+use ruma::api::client::uiaa::{AuthData, AuthType};
 use ruma::encryption::{CrossSigningKey, KeyUsage};
 use ruma::serde::Raw;
 use ruma::{OwnedUserId, ServerName, UserId};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::{PgConnection, PgPool};
 use std::collections::BTreeMap;
 
@@ -60,17 +60,18 @@ pub async fn upload_keys(
     streams: &Streams,
     server_name: &ServerName,
     session: &Session,
-    request: &upload_signing_keys::v3::Request,
+    upload: SigningKeysUpload<'_>,
+    auth: Option<&AuthData>,
 ) -> Result<()> {
     let user = &session.user_id;
     let mut uploaded = Vec::new();
-    if let Some(raw) = &request.master_key {
+    if let Some(raw) = upload.master_key {
         uploaded.push(parse(raw, MASTER, KeyUsage::Master, user)?);
     }
-    if let Some(raw) = &request.self_signing_key {
+    if let Some(raw) = upload.self_signing_key {
         uploaded.push(parse(raw, SELF_SIGNING, KeyUsage::SelfSigning, user)?);
     }
-    if let Some(raw) = &request.user_signing_key {
+    if let Some(raw) = upload.user_signing_key {
         uploaded.push(parse(raw, USER_SIGNING, KeyUsage::UserSigning, user)?);
     }
 
@@ -84,7 +85,7 @@ pub async fn upload_keys(
             flows: vec![vec![AuthType::Password]],
             remember: None,
         };
-        uia::authenticate(pool, server_name, &requirement, request.auth.as_ref()).await?;
+        uia::authenticate(pool, server_name, &requirement, auth).await?;
     }
 
     let mut reservation = streams.reserve();
@@ -144,7 +145,7 @@ pub async fn attach_to_query(
     requester: &UserId,
     users: &[String],
     uploaded: &BTreeMap<(&str, &str), Vec<&StoredSignature>>,
-    response: &mut get_keys::v3::Response,
+    response: &mut QueriedKeys,
 ) -> Result<()> {
     let keys = db::e2ee_cross_signing::keys_of(&mut *conn, users, &[MASTER, SELF_SIGNING, USER_SIGNING]).await?;
     for key in keys {
@@ -166,22 +167,20 @@ pub async fn attach_to_query(
     Ok(())
 }
 
-type Failures = BTreeMap<OwnedUserId, BTreeMap<String, upload_signatures::v3::Failure>>;
-
 /// `POST /keys/signatures/upload`: each signature is checked and stored, or reported in
 /// `failures` under its user and key id; the valid ones commit together.
 pub async fn upload_signatures(
     pool: &PgPool,
     streams: &Streams,
     session: &Session,
-    request: &upload_signatures::v3::Request,
-) -> Result<Failures> {
+    signed_keys: &SignedKeys,
+) -> Result<SignatureFailures> {
     let me = &session.user_id;
-    let mut failures = Failures::new();
+    let mut failures = SignatureFailures::new();
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let mut changed_users = Vec::new();
-    for (target_user, keys) in &request.signed_keys {
+    for (target_user, keys) in signed_keys {
         for (key_id, raw) in keys.iter() {
             let checked = match serde_json::from_str::<Value>(raw.get()) {
                 Ok(object) => check_signature(&mut tx, me, target_user, key_id, &object).await?,
@@ -197,9 +196,7 @@ pub async fn upload_signatures(
                     }
                 }
                 Err(message) => {
-                    let failure = serde_json::from_value(json!({ "errcode": "M_INVALID_SIGNATURE", "error": message }))
-                        .map_err(|error| Error::internal(format!("building a signature failure: {error}")))?;
-                    failures.entry(target_user.clone()).or_default().insert(key_id.to_owned(), failure);
+                    failures.entry(target_user.clone()).or_default().insert(key_id.to_owned(), message);
                 }
             }
         }

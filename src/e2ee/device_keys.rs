@@ -2,11 +2,11 @@
 
 use crate::db;
 use crate::db::e2ee_cross_signing::StoredSignature;
+use crate::e2ee::types::{KeysUpload, QueriedKeys};
 use crate::e2ee::{cross_signing, device_lists, one_time_keys, signatures, to_raw};
 use crate::error::{Error, Result};
 use crate::streams::Streams;
 use crate::users::Session;
-use ruma::api::client::keys::{get_keys, upload_keys};
 use ruma::encryption::DeviceKeys;
 use ruma::serde::Raw;
 use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedUserId, ServerName, UInt, UserId};
@@ -20,11 +20,11 @@ pub async fn upload(
     pool: &PgPool,
     streams: &Streams,
     session: &Session,
-    request: &upload_keys::v3::Request,
+    upload: KeysUpload<'_>,
 ) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
-    let device_keys = request.device_keys.as_ref().map(|raw| validate(raw, session)).transpose()?;
-    let one_time = one_time_keys::parse_all(&request.one_time_keys)?;
-    let fallback = one_time_keys::parse_all(&request.fallback_keys)?;
+    let device_keys = upload.device_keys.map(|raw| validate(raw, session)).transpose()?;
+    let one_time = one_time_keys::parse_all(upload.one_time_keys)?;
+    let fallback = one_time_keys::parse_all(upload.fallback_keys)?;
 
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
@@ -100,8 +100,8 @@ pub async fn query(
     server_name: &ServerName,
     requester: &UserId,
     wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
-) -> Result<get_keys::v3::Response> {
-    let mut response = get_keys::v3::Response::new();
+) -> Result<QueriedKeys> {
+    let mut response = QueriedKeys::default();
     let mut users = Vec::new();
     let mut all_devices = Vec::new();
     let (mut device_users, mut device_ids) = (Vec::new(), Vec::new());

@@ -3,9 +3,9 @@
 //! learns of it in `/sync` (`device_lists`) or `/keys/changes`, exactly once per change.
 
 use crate::db;
+use crate::e2ee::types::DeviceListChanges;
 use crate::error::Result;
 use ruma::OwnedUserId;
-use ruma::api::client::sync::sync_events::DeviceLists;
 use sqlx::{PgConnection, PgPool};
 
 /// Records that `user`'s device list changed, at `position` (taken in the same transaction).
@@ -22,11 +22,11 @@ pub async fn audience(conn: &mut PgConnection, users: &[String]) -> Result<Vec<S
 
 /// Whose device lists `user` should refresh after the window `(since, upto]` (`changed`),
 /// and whom they no longer share a room with (`left`).
-pub async fn between(pool: &PgPool, user: &str, since: i64, upto: i64) -> Result<DeviceLists> {
-    let mut lists = DeviceLists::new();
-    lists.changed = parse(db::e2ee_device_lists::changed(pool, user, since, upto).await?);
-    lists.left = parse(db::e2ee_device_lists::left(pool, user, since, upto).await?);
-    Ok(lists)
+pub async fn between(pool: &PgPool, user: &str, since: i64, upto: i64) -> Result<DeviceListChanges> {
+    Ok(DeviceListChanges {
+        changed: parse(db::e2ee_device_lists::changed(pool, user, since, upto).await?),
+        left: parse(db::e2ee_device_lists::left(pool, user, since, upto).await?),
+    })
 }
 
 fn parse(users: Vec<String>) -> Vec<OwnedUserId> {

@@ -8,6 +8,7 @@ pub mod device_keys;
 pub mod device_lists;
 pub mod one_time_keys;
 pub mod signatures;
+pub mod types;
 
 use crate::error::{Error, Result};
 use ruma::serde::Raw;

@@ -3,10 +3,8 @@
 
 use crate::db;
 use crate::e2ee::to_raw;
+use crate::e2ee::types::{ClaimedKeys, OneTimeKeys};
 use crate::error::{Error, Result};
-use ruma::api::client::keys::claim_keys;
-use ruma::encryption::OneTimeKey;
-use ruma::serde::Raw;
 use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedOneTimeKeyId, OwnedUserId, ServerName, UInt};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
@@ -20,7 +18,7 @@ pub struct ParsedKey {
 }
 
 /// Checks each key against the spec's shape (a base64 string or a signed key object).
-pub fn parse_all(keys: &BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>) -> Result<Vec<ParsedKey>> {
+pub fn parse_all(keys: &OneTimeKeys) -> Result<Vec<ParsedKey>> {
     keys.iter()
         .map(|(id, raw)| {
             raw.deserialize().map_err(|error| Error::bad_json(format!("Invalid key {id}: {error}")))?;
@@ -93,8 +91,8 @@ pub async fn claim(
     pool: &PgPool,
     server_name: &ServerName,
     wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>,
-) -> Result<claim_keys::v3::Response> {
-    let mut response = claim_keys::v3::Response::new(BTreeMap::new());
+) -> Result<ClaimedKeys> {
+    let mut response = ClaimedKeys::default();
     let mut tx = pool.begin().await?;
     for (user, devices) in wanted {
         if user.server_name() != server_name {

@@ -18,7 +18,7 @@ pub async fn section(pool: &PgPool, user: &UserId, window: SyncWindow) -> Result
     if let Value::Object(map) = &mut body.json
         && !lists.is_empty()
     {
-        map.insert("device_lists".to_owned(), json!(lists));
+        map.insert("device_lists".to_owned(), json!({ "changed": lists.changed, "left": lists.left }));
         body.is_empty = false;
     }
     Ok(body)

@@ -1,6 +1,7 @@
 //! End-to-end encryption keys: `/keys/upload`, `/keys/query`, `/keys/claim`,
 //! `/keys/changes`, `/keys/device_signing/upload`, `/keys/signatures/upload`.
 
+use crate::e2ee::types::{KeysUpload, SignedKeys, SigningKeysUpload};
 use crate::e2ee::{cross_signing, device_keys, device_lists, one_time_keys};
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
@@ -11,6 +12,7 @@ use axum::extract::State;
 use ruma::api::client::keys::{
     claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys,
 };
+use serde_json::json;
 
 /// Guests may upload, query and claim keys (spec: "Guest access"), so they can take part in
 /// encrypted rooms they are allowed into; cross-signing is for full accounts.
@@ -28,7 +30,13 @@ async fn upload(
     State(state): State<AppState>,
     request: Authed<upload_keys::v3::Request>,
 ) -> Result<RumaResponse<upload_keys::v3::Response>> {
-    let counts = device_keys::upload(&state.pool, &state.streams, &request.session, &request.body).await?;
+    let body = &request.body;
+    let upload = KeysUpload {
+        device_keys: body.device_keys.as_ref(),
+        one_time_keys: &body.one_time_keys,
+        fallback_keys: &body.fallback_keys,
+    };
+    let counts = device_keys::upload(&state.pool, &state.streams, &request.session, upload).await?;
     Ok(upload_keys::v3::Response::new(counts).into())
 }
 
@@ -36,9 +44,15 @@ async fn query(
     State(state): State<AppState>,
     request: Authed<get_keys::v3::Request>,
 ) -> Result<RumaResponse<get_keys::v3::Response>> {
-    let response =
+    let found =
         device_keys::query(&state.pool, &state.server_name, &request.session.user_id, &request.body.device_keys)
             .await?;
+    let mut response = get_keys::v3::Response::new();
+    response.device_keys = found.device_keys;
+    response.master_keys = found.master_keys;
+    response.self_signing_keys = found.self_signing_keys;
+    response.user_signing_keys = found.user_signing_keys;
+    response.failures = found.failures;
     Ok(response.into())
 }
 
@@ -46,7 +60,10 @@ async fn claim(
     State(state): State<AppState>,
     request: Authed<claim_keys::v3::Request>,
 ) -> Result<RumaResponse<claim_keys::v3::Response>> {
-    Ok(one_time_keys::claim(&state.pool, &state.server_name, &request.body.one_time_keys).await?.into())
+    let claimed = one_time_keys::claim(&state.pool, &state.server_name, &request.body.one_time_keys).await?;
+    let mut response = claim_keys::v3::Response::new(claimed.one_time_keys);
+    response.failures = claimed.failures;
+    Ok(response.into())
 }
 
 async fn changes(
@@ -67,7 +84,14 @@ async fn upload_signing(
     State(state): State<AppState>,
     request: Authed<upload_signing_keys::v3::Request>,
 ) -> Result<RumaResponse<upload_signing_keys::v3::Response>> {
-    cross_signing::upload_keys(&state.pool, &state.streams, &state.server_name, &request.session, &request.body)
+    let body = &request.body;
+    let upload = SigningKeysUpload {
+        master_key: body.master_key.as_ref(),
+        self_signing_key: body.self_signing_key.as_ref(),
+        user_signing_key: body.user_signing_key.as_ref(),
+    };
+    let session = &request.session;
+    cross_signing::upload_keys(&state.pool, &state.streams, &state.server_name, session, upload, body.auth.as_ref())
         .await?;
     Ok(upload_signing_keys::v3::Response::new().into())
 }
@@ -76,9 +100,22 @@ async fn upload_signatures(
     State(state): State<AppState>,
     request: Authed<upload_signatures::v3::Request>,
 ) -> Result<RumaResponse<upload_signatures::v3::Response>> {
+    let signed_keys: SignedKeys = request
+        .body
+        .signed_keys
+        .iter()
+        .map(|(user, keys)| (user.clone(), keys.iter().map(|(id, raw)| (id.to_owned(), raw.to_owned())).collect()))
+        .collect();
     let failures =
-        cross_signing::upload_signatures(&state.pool, &state.streams, &request.session, &request.body).await?;
+        cross_signing::upload_signatures(&state.pool, &state.streams, &request.session, &signed_keys).await?;
     let mut response = upload_signatures::v3::Response::new();
-    response.failures = failures;
+    for (user, keys) in failures {
+        for (key_id, message) in keys {
+            // The spec's failure shape: an error response body per refused signature.
+            let failure = serde_json::from_value(json!({ "errcode": "M_INVALID_SIGNATURE", "error": message }))
+                .map_err(|error| Error::internal(format!("building a signature failure: {error}")))?;
+            response.failures.entry(user.clone()).or_default().insert(key_id, failure);
+        }
+    }
     Ok(response.into())
 }
