@@ -12,6 +12,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma::<discover_homeserver::Request, _, _>(well_known_server)
 }
 
+/// `GET /.well-known/matrix/server`: where other servers reach this one (from `public_baseurl`).
 async fn well_known_server(
     State(state): State<AppState>,
     _request: Ruma<discover_homeserver::Request>,

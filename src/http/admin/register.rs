@@ -15,6 +15,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router.route("/_synapse/admin/v1/register", get(nonce).post(register))
 }
 
+/// `GET /_synapse/admin/v1/register`: a single-use nonce for shared-secret registration.
 async fn nonce(State(state): State<AppState>) -> Result<Json<Value>> {
     if state.config.registration.shared_secret.is_none() {
         return Err(Error::unknown("Shared secret registration is not enabled"));
@@ -23,6 +24,8 @@ async fn nonce(State(state): State<AppState>) -> Result<Json<Value>> {
     Ok(Json(json!({ "nonce": nonce })))
 }
 
+/// `POST /_synapse/admin/v1/register`: create an account with the shared secret's HMAC over the
+/// nonce, user, password and admin flag, in Synapse's shape.
 async fn register(
     State(state): State<AppState>,
     ConnectInfo(address): ConnectInfo<SocketAddr>,

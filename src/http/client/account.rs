@@ -15,6 +15,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<deactivate::v3::Request, _, _>(deactivate)
 }
 
+/// `GET /_matrix/client/*/account/whoami`: get information about the owner of a given access token.
 async fn whoami(request: Authed<whoami::v3::Request>) -> Result<RumaResponse<whoami::v3::Response>> {
     let session = request.session;
     let mut response = whoami::v3::Response::new(session.user_id, session.is_guest);
@@ -22,6 +23,7 @@ async fn whoami(request: Authed<whoami::v3::Request>) -> Result<RumaResponse<who
     Ok(response.into())
 }
 
+/// `POST /_matrix/client/*/account/password`: change the password of the current user's account.
 async fn change_password(
     State(state): State<AppState>,
     request: Ruma<change_password::v3::Request>,
@@ -43,6 +45,7 @@ async fn change_password(
     Ok(change_password::v3::Response::new().into())
 }
 
+/// `POST /_matrix/client/*/account/deactivate`: deactivate the current user's account.
 async fn deactivate(
     State(state): State<AppState>,
     request: Ruma<deactivate::v3::Request>,

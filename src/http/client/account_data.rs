@@ -29,6 +29,7 @@ fn raw<T>(value: Value) -> Result<Raw<T>> {
     Ok(Raw::from_json(json))
 }
 
+/// `PUT /_matrix/client/*/user/{userId}/account_data/{type}`: sets global account data.
 async fn set_global(
     State(state): State<AppState>,
     request: Authed<set_global_account_data::v3::Request>,
@@ -48,6 +49,7 @@ async fn set_global(
     Ok(set_global_account_data::v3::Response::new().into())
 }
 
+/// `GET /_matrix/client/*/user/{userId}/account_data/{type}`: gets global account data for a user.
 async fn get_global(
     State(state): State<AppState>,
     request: Authed<get_global_account_data::v3::Request>,
@@ -59,6 +61,7 @@ async fn get_global(
     Ok(get_global_account_data::v3::Response::new(raw(value)?).into())
 }
 
+/// `PUT /_matrix/client/*/user/{userId}/rooms/{roomId}/account_data/{type}`: associate account data with a room.
 async fn set_room(
     State(state): State<AppState>,
     request: Authed<set_room_account_data::v3::Request>,
@@ -78,6 +81,8 @@ async fn set_room(
     Ok(set_room_account_data::v3::Response::new().into())
 }
 
+/// `GET /_matrix/client/*/user/{userId}/rooms/{roomId}/account_data/{type}`:
+/// gets account data room for a user for a given room
 async fn get_room(
     State(state): State<AppState>,
     request: Authed<get_room_account_data::v3::Request>,

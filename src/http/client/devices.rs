@@ -17,6 +17,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<delete_devices::v3::Request, _, _>(delete_many)
 }
 
+/// `GET /_matrix/client/*/devices`: get registered devices for authenticated user.
 async fn list(
     State(state): State<AppState>,
     request: Authed<get_devices::v3::Request>,
@@ -25,6 +26,7 @@ async fn list(
     Ok(get_devices::v3::Response::new(devices).into())
 }
 
+/// `GET /_matrix/client/*/devices/{deviceId}`: get a device for authenticated user.
 async fn get(
     State(state): State<AppState>,
     request: Authed<get_device::v3::Request>,
@@ -33,6 +35,7 @@ async fn get(
     Ok(get_device::v3::Response::new(device).into())
 }
 
+/// `PUT /_matrix/client/*/devices/{deviceId}`: update metadata for a device, or create a new device.
 async fn update(
     State(state): State<AppState>,
     request: Authed<update_device::v3::Request>,
@@ -43,6 +46,7 @@ async fn update(
     Ok(update_device::v3::Response::new().into())
 }
 
+/// `DELETE /_matrix/client/*/devices/{deviceId}`: delete a device for authenticated user.
 async fn delete_one(
     State(state): State<AppState>,
     request: Authed<delete_device::v3::Request>,
@@ -60,6 +64,7 @@ async fn delete_one(
     Ok(delete_device::v3::Response::new().into())
 }
 
+/// `POST /_matrix/client/*/delete_devices`: delete specified devices.
 async fn delete_many(
     State(state): State<AppState>,
     request: Authed<delete_devices::v3::Request>,

@@ -29,6 +29,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<search_users::v3::Request, _, _>(search_users)
 }
 
+/// `PUT /_matrix/client/*/directory/room/{roomAlias}`: add an alias to a room.
 async fn create_alias(
     State(state): State<AppState>,
     request: Authed<create_alias::v3::Request>,
@@ -38,6 +39,7 @@ async fn create_alias(
     Ok(create_alias::v3::Response::new().into())
 }
 
+/// `GET /_matrix/client/*/directory/room/{roomAlias}`: resolve a room alias to a room ID.
 async fn get_alias(
     State(state): State<AppState>,
     request: Ruma<get_alias::v3::Request>,
@@ -47,6 +49,7 @@ async fn get_alias(
     Ok(get_alias::v3::Response::new(room_id, vec![state.server_name.clone()]).into())
 }
 
+/// `DELETE /_matrix/client/*/directory/room/{roomAlias}`: remove an alias from a room.
 async fn delete_alias(
     State(state): State<AppState>,
     request: Authed<delete_alias::v3::Request>,
@@ -55,6 +58,8 @@ async fn delete_alias(
     Ok(delete_alias::v3::Response::new().into())
 }
 
+/// `GET /_matrix/client/*/rooms/{roomId}/aliases`:
+/// get a list of aliases maintained by the local server for the given room.
 async fn local_aliases(
     State(state): State<AppState>,
     request: Authed<room_aliases::v3::Request>,
@@ -63,6 +68,7 @@ async fn local_aliases(
     Ok(room_aliases::v3::Response::new(aliases).into())
 }
 
+/// `GET /_matrix/client/*/directory/list/room/{roomId}`: get the visibility of a public room on a directory.
 async fn get_visibility(
     State(state): State<AppState>,
     request: Ruma<get_room_visibility::v3::Request>,
@@ -72,6 +78,7 @@ async fn get_visibility(
     Ok(get_room_visibility::v3::Response::new(visibility).into())
 }
 
+/// `PUT /_matrix/client/*/directory/list/room/{roomId}`: set the visibility of a public room on a directory.
 async fn set_visibility(
     State(state): State<AppState>,
     request: Authed<set_room_visibility::v3::Request>,
@@ -90,6 +97,7 @@ fn limit(limit: Option<UInt>) -> Option<u64> {
     limit.map(u64::from)
 }
 
+/// `GET /_matrix/client/*/publicRooms`: get the list of rooms in this homeserver's public directory.
 async fn public_rooms(
     State(state): State<AppState>,
     request: Ruma<get_public_rooms::v3::Request>,
@@ -112,6 +120,7 @@ async fn public_rooms(
 /// Synapse's default page size for the filtered listing when the client names none.
 const DEFAULT_FILTERED_LIMIT: u64 = 100;
 
+/// `POST /_matrix/client/*/publicRooms`: get the list of rooms in this homeserver's public directory.
 async fn public_rooms_filtered(
     State(state): State<AppState>,
     request: Authed<get_public_rooms_filtered::v3::Request>,
@@ -134,6 +143,7 @@ async fn public_rooms_filtered(
     Ok(response.into())
 }
 
+/// `POST /_matrix/client/*/user_directory/search`: performs a search for users.
 async fn search_users(
     State(state): State<AppState>,
     request: Authed<search_users::v3::Request>,

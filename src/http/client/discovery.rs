@@ -22,6 +22,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<discover_homeserver::Request, _, _>(well_known_client)
 }
 
+/// `GET /_matrix/client/versions`: the spec versions Hearth implements (no unstable features yet).
 async fn versions(
     _request: Ruma<get_supported_versions::Request>,
 ) -> Result<RumaResponse<get_supported_versions::Response>> {
@@ -29,6 +30,8 @@ async fn versions(
     Ok(response.into())
 }
 
+/// `GET /_matrix/client/*/capabilities`:
+/// get information about the server's supported feature set and other relevant capabilities
 async fn capabilities(
     State(state): State<AppState>,
     _request: Authed<get_capabilities::v3::Request>,
@@ -46,6 +49,7 @@ async fn capabilities(
     Ok(get_capabilities::v3::Response::new(capabilities).into())
 }
 
+/// `GET /.well-known/matrix/client`: where clients find this homeserver (`public_baseurl`).
 async fn well_known_client(
     State(state): State<AppState>,
     _request: Ruma<discover_homeserver::Request>,

@@ -12,6 +12,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma_guest::<create_filter::v3::Request, _, _>(create).ruma_guest::<get_filter::v3::Request, _, _>(get)
 }
 
+/// `POST /_matrix/client/*/user/{userId}/filter`: create a new filter for event retrieval.
 async fn create(
     State(state): State<AppState>,
     request: Authed<create_filter::v3::Request>,
@@ -20,6 +21,7 @@ async fn create(
     Ok(create_filter::v3::Response::new(filter_id).into())
 }
 
+/// `GET /_matrix/client/*/user/{userId}/filter/{filterId}`: retrieve a previously created filter.
 async fn get(
     State(state): State<AppState>,
     request: Authed<get_filter::v3::Request>,

@@ -26,6 +26,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<upload_signatures::v3::Request, _, _>(upload_signatures)
 }
 
+/// `POST /_matrix/client/*/keys/upload`: publishes end-to-end encryption keys for the device.
 async fn upload(
     State(state): State<AppState>,
     request: Authed<upload_keys::v3::Request>,
@@ -40,6 +41,7 @@ async fn upload(
     Ok(upload_keys::v3::Response::new(counts).into())
 }
 
+/// `POST /_matrix/client/*/keys/query`: returns the current devices and identity keys for the given users.
 async fn query(
     State(state): State<AppState>,
     request: Authed<get_keys::v3::Request>,
@@ -56,6 +58,7 @@ async fn query(
     Ok(response.into())
 }
 
+/// `POST /_matrix/client/*/keys/claim`: claims one-time keys for use in pre-key messages.
 async fn claim(
     State(state): State<AppState>,
     request: Authed<claim_keys::v3::Request>,
@@ -66,6 +69,8 @@ async fn claim(
     Ok(response.into())
 }
 
+/// `GET /_matrix/client/*/keys/changes`:
+/// gets a list of users who have updated their device identity keys since a previous sync token.
 async fn changes(
     State(state): State<AppState>,
     request: Authed<get_key_changes::v3::Request>,
@@ -80,6 +85,7 @@ async fn changes(
     Ok(get_key_changes::v3::Response::new(lists.changed, lists.left).into())
 }
 
+/// `POST /_matrix/client/*/keys/device_signing/upload`: publishes cross signing keys for the user.
 async fn upload_signing(
     State(state): State<AppState>,
     request: Authed<upload_signing_keys::v3::Request>,
@@ -96,6 +102,7 @@ async fn upload_signing(
     Ok(upload_signing_keys::v3::Response::new().into())
 }
 
+/// `POST /_matrix/client/*/keys/signatures/upload`: publishes cross-signing signatures for the user.
 async fn upload_signatures(
     State(state): State<AppState>,
     request: Authed<upload_signatures::v3::Request>,

@@ -24,6 +24,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<report_user::v3::Request, _, _>(report_a_user)
 }
 
+/// `GET /_matrix/client/*/rooms/{roomId}/members`: get membership events for a room.
 async fn member_list(
     State(state): State<AppState>,
     request: Authed<get_member_events::v3::Request>,
@@ -45,6 +46,7 @@ async fn member_list(
     Ok(get_member_events::v3::Response::new(chunk).into())
 }
 
+/// `POST /_matrix/client/*/rooms/{roomId}/forget`: forget a room.
 async fn forget(
     State(state): State<AppState>,
     request: Authed<forget_room::v3::Request>,
@@ -53,6 +55,7 @@ async fn forget(
     Ok(forget_room::v3::Response::new().into())
 }
 
+/// `POST /_matrix/client/*/knock/{roomIdOrAlias}`: knock on a room.
 async fn knock(
     State(state): State<AppState>,
     request: Authed<knock_room::v3::Request>,
@@ -64,6 +67,7 @@ async fn knock(
     Ok(knock_room::v3::Response::new(room_id).into())
 }
 
+/// `POST /_matrix/client/*/rooms/{roomId}/report/{eventId}`: report content as inappropriate.
 async fn report_event(
     State(state): State<AppState>,
     request: Authed<report_content::v3::Request>,
@@ -81,6 +85,7 @@ async fn report_event(
     Ok(report_content::v3::Response::new().into())
 }
 
+/// `POST /_matrix/client/*/rooms/{roomId}/report`: report a room as inappropriate.
 async fn report_a_room(
     State(state): State<AppState>,
     request: Authed<report_room::v3::Request>,
@@ -90,6 +95,7 @@ async fn report_a_room(
     Ok(report_room::v3::Response::new().into())
 }
 
+/// `POST /_matrix/client/*/users/{userId}/report`: report a user as inappropriate.
 async fn report_a_user(
     State(state): State<AppState>,
     request: Authed<report_user::v3::Request>,

@@ -27,6 +27,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma_guest::<joined_members::v3::Request, _, _>(members_joined)
 }
 
+/// `POST /_matrix/client/*/rooms/{roomId}/join`: join a room using its ID.
 async fn join_by_id(
     State(state): State<AppState>,
     request: Authed<join_room_by_id::v3::Request>,
@@ -36,6 +37,7 @@ async fn join_by_id(
     Ok(join_room_by_id::v3::Response::new(body.room_id.clone()).into())
 }
 
+/// `POST /_matrix/client/*/join/{roomIdOrAlias}`: join a room using its ID or one of its aliases.
 async fn join_by_id_or_alias(
     State(state): State<AppState>,
     request: Authed<join_room_by_id_or_alias::v3::Request>,
@@ -49,6 +51,7 @@ async fn join_by_id_or_alias(
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id).into())
 }
 
+/// `POST /_matrix/client/*/rooms/{roomId}/leave`: leave a room.
 async fn leave(
     State(state): State<AppState>,
     request: Authed<leave_room::v3::Request>,
@@ -58,6 +61,7 @@ async fn leave(
     Ok(leave_room::v3::Response::new().into())
 }
 
+/// `POST /_matrix/client/*/rooms/{roomId}/invite`: invite a user to a room.
 async fn invite(
     State(state): State<AppState>,
     request: Authed<invite_user::v3::Request>,
@@ -87,6 +91,7 @@ async fn change(
     Ok(())
 }
 
+/// `POST /_matrix/client/*/rooms/{roomId}/kick`: kick a user from a room.
 async fn kick(
     State(state): State<AppState>,
     request: Authed<kick_user::v3::Request>,
@@ -96,6 +101,7 @@ async fn kick(
     Ok(kick_user::v3::Response::new().into())
 }
 
+/// `POST /_matrix/client/*/rooms/{roomId}/ban`: ban a user from a room.
 async fn ban(
     State(state): State<AppState>,
     request: Authed<ban_user::v3::Request>,
@@ -105,6 +111,7 @@ async fn ban(
     Ok(ban_user::v3::Response::new().into())
 }
 
+/// `POST /_matrix/client/*/rooms/{roomId}/unban`: unban a user from a room.
 async fn unban(
     State(state): State<AppState>,
     request: Authed<unban_user::v3::Request>,
@@ -114,6 +121,7 @@ async fn unban(
     Ok(unban_user::v3::Response::new().into())
 }
 
+/// `GET /_matrix/client/*/joined_rooms`: get a list of the user's current rooms.
 async fn rooms_joined(
     State(state): State<AppState>,
     request: Authed<joined_rooms::v3::Request>,
@@ -123,6 +131,8 @@ async fn rooms_joined(
     Ok(joined_rooms::v3::Response::new(rooms).into())
 }
 
+/// `GET /_matrix/client/*/rooms/{roomId}/joined_members`:
+/// get a map of user IDs to member info objects for members of the room. Primarily for use in
 async fn members_joined(
     State(state): State<AppState>,
     request: Authed<joined_members::v3::Request>,

@@ -14,6 +14,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma_guest::<set_presence::v3::Request, _, _>(set).ruma_guest::<get_presence::v3::Request, _, _>(get)
 }
 
+/// `PUT /_matrix/client/*/presence/{userId}/status`: set presence status for this user.
 async fn set(
     State(state): State<AppState>,
     request: Authed<set_presence::v3::Request>,
@@ -31,6 +32,7 @@ async fn set(
     Ok(set_presence::v3::Response::new().into())
 }
 
+/// `GET /_matrix/client/*/presence/{userId}/status`: get presence status for this user.
 async fn get(
     State(state): State<AppState>,
     request: Authed<get_presence::v3::Request>,

@@ -19,6 +19,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<delete_profile_field::v3::Request, _, _>(delete_field)
 }
 
+/// `GET /_matrix/client/*/profile/{userId}`: get all profile information of a user.
 async fn get_all(
     State(state): State<AppState>,
     request: Ruma<get_profile::v3::Request>,
@@ -29,6 +30,7 @@ async fn get_all(
     Ok(response.into())
 }
 
+/// `GET /_matrix/client/*/profile/{userId}/{key_name}`: get a field in the profile of the user.
 async fn get_field(
     State(state): State<AppState>,
     request: Ruma<get_profile_field::v3::Request>,
@@ -82,6 +84,8 @@ impl FromRequest<AppState> for SetField {
 /// Profile fields that rooms show in member events.
 const MEMBER_EVENT_FIELDS: &[&str] = &["displayname", "avatar_url"];
 
+/// `PUT /_matrix/client/*/profile/{userId}/{field}`: set one profile field; a display name or
+/// avatar change also updates the user's member event in every joined room.
 async fn set_field(
     State(state): State<AppState>,
     SetField(request): SetField,
@@ -102,6 +106,7 @@ async fn set_field(
     Ok(set_profile_field::v3::Response::new().into())
 }
 
+/// `DELETE /_matrix/client/*/profile/{userId}/{key_name}`: delete a field on the profile of the user.
 async fn delete_field(
     State(state): State<AppState>,
     request: Authed<delete_profile_field::v3::Request>,

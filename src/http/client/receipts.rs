@@ -18,6 +18,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma_guest::<set_read_marker::v3::Request, _, _>(post_read_markers)
 }
 
+/// `PUT /_matrix/client/*/rooms/{roomId}/typing/{userId}`: send a typing event to a room.
 async fn put_typing(
     State(state): State<AppState>,
     request: Authed<create_typing_event::v3::Request>,
@@ -32,6 +33,7 @@ async fn put_typing(
     Ok(create_typing_event::v3::Response::new().into())
 }
 
+/// `POST /_matrix/client/*/rooms/{roomId}/receipt/{receiptType}/{eventId}`: send a receipt event to a room.
 async fn post_receipt(
     State(state): State<AppState>,
     request: Authed<create_receipt::v3::Request>,
@@ -50,6 +52,8 @@ async fn post_receipt(
     Ok(create_receipt::v3::Response::new().into())
 }
 
+/// `POST /_matrix/client/*/rooms/{roomId}/read_markers`:
+/// sets the position of the read marker for a given room, and optionally the read receipt's
 async fn post_read_markers(
     State(state): State<AppState>,
     request: Authed<set_read_marker::v3::Request>,

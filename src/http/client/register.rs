@@ -19,6 +19,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<check_registration_token_validity::v1::Request, _, _>(token_validity)
 }
 
+/// `POST /_matrix/client/*/register`: register an account on this homeserver.
 async fn register(State(state): State<AppState>, request: Ruma<register::v3::Request>) -> Result<Response> {
     state.rate_limits.check(Action::Register, &request.client)?;
     let body = &request.body;
@@ -52,6 +53,7 @@ async fn register(State(state): State<AppState>, request: Ruma<register::v3::Req
     Ok(RumaResponse(response).into_response())
 }
 
+/// `GET /_matrix/client/*/register/available`: checks to see if a username is available, and valid, for the server.
 async fn username_available(
     State(state): State<AppState>,
     request: Ruma<get_username_availability::v3::Request>,
@@ -65,6 +67,8 @@ async fn username_available(
     Ok(get_username_availability::v3::Response::new(true).into())
 }
 
+/// `GET /_matrix/client/*/register/m.login.registration_token/validity`:
+/// checks to see if the given registration token is valid.
 async fn token_validity(
     State(state): State<AppState>,
     request: Ruma<check_registration_token_validity::v1::Request>,

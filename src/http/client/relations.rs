@@ -43,6 +43,8 @@ fn to_usize(value: UInt) -> usize {
     usize::try_from(u64::from(value)).unwrap_or(usize::MAX)
 }
 
+/// `PUT /_matrix/client/*/rooms/{roomId}/redact/{eventId}/{txnId}`:
+/// redact an event, stripping all information not critical to the event graph integrity.
 async fn redact(
     State(state): State<AppState>,
     request: Authed<redact_event::v3::Request>,
@@ -73,6 +75,7 @@ struct RelationsArgs<'a> {
     recurse: bool,
 }
 
+/// One page of `/relations`, whichever of the three paths asked for it.
 async fn relations_page(
     state: &AppState,
     room_id: &ruma::RoomId,
@@ -136,6 +139,7 @@ relations_handler!(relating_with_rel_and_event_type, get_relating_events_with_re
     Some(body.event_type.to_string())
 ));
 
+/// `GET /_matrix/client/*/rooms/{roomId}/threads`: retrieve a list of threads in a room, with optional filters.
 async fn threads(
     State(state): State<AppState>,
     request: Authed<get_threads::v1::Request>,
@@ -160,6 +164,8 @@ async fn threads(
     Ok(response.into())
 }
 
+/// `GET /_matrix/client/*/rooms/{roomId}/context/{eventId}`:
+/// get the events immediately preceding and following a given event.
 async fn event_context(
     State(state): State<AppState>,
     request: Authed<get_context::v3::Request>,
@@ -178,6 +184,7 @@ async fn event_context(
     Ok(response.into())
 }
 
+/// `GET /_matrix/client/*/rooms/{roomId}/timestamp_to_event`: get the ID of the event closest to the given timestamp.
 async fn timestamp_to_event(
     State(state): State<AppState>,
     request: Authed<get_event_by_timestamp::v1::Request>,

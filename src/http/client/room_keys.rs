@@ -54,6 +54,7 @@ fn room_id(key: &StoredKey) -> Result<OwnedRoomId> {
         .map_err(|error| Error::internal(format!("stored backup room id {} is invalid: {error}", key.room_id)))
 }
 
+/// `POST /_matrix/client/*/room_keys/version`: create a new backup version.
 async fn create_version(
     State(state): State<AppState>,
     request: Authed<create_backup_version::v3::Request>,
@@ -63,6 +64,7 @@ async fn create_version(
     Ok(create_backup_version::v3::Response::new(version).into())
 }
 
+/// `GET /_matrix/client/*/room_keys/version`: get information about the latest backup.
 async fn get_latest_version(
     State(state): State<AppState>,
     request: Authed<get_latest_backup_info::v3::Request>,
@@ -72,6 +74,7 @@ async fn get_latest_version(
     Ok(get_latest_backup_info::v3::Response::new(algorithm, uint(info.count)?, info.etag, info.version).into())
 }
 
+/// `GET /_matrix/client/*/room_keys/version/{version}`: get information about a specific backup.
 async fn get_version(
     State(state): State<AppState>,
     request: Authed<get_backup_info::v3::Request>,
@@ -81,6 +84,7 @@ async fn get_version(
     Ok(get_backup_info::v3::Response::new(algorithm, uint(info.count)?, info.etag, info.version).into())
 }
 
+/// `PUT /_matrix/client/*/room_keys/version/{version}`: update information about an existing backup.
 async fn update_version(
     State(state): State<AppState>,
     request: Authed<update_backup_version::v3::Request>,
@@ -90,6 +94,7 @@ async fn update_version(
     Ok(update_backup_version::v3::Response::new().into())
 }
 
+/// `DELETE /_matrix/client/*/room_keys/version/{version}`: delete a backup version.
 async fn delete_version(
     State(state): State<AppState>,
     request: Authed<delete_backup_version::v3::Request>,
@@ -98,6 +103,7 @@ async fn delete_version(
     Ok(delete_backup_version::v3::Response::new().into())
 }
 
+/// `PUT /_matrix/client/*/room_keys/keys`: store keys in the backup.
 async fn put_keys(
     State(state): State<AppState>,
     request: Authed<add_backup_keys::v3::Request>,
@@ -113,6 +119,7 @@ async fn put_keys(
     changed(result, add_backup_keys::v3::Response::new)
 }
 
+/// `PUT /_matrix/client/*/room_keys/keys/{roomId}`: store keys in the backup for a room.
 async fn put_room_keys(
     State(state): State<AppState>,
     request: Authed<add_backup_keys_for_room::v3::Request>,
@@ -127,6 +134,7 @@ async fn put_room_keys(
     changed(result, add_backup_keys_for_room::v3::Response::new)
 }
 
+/// `PUT /_matrix/client/*/room_keys/keys/{roomId}/{sessionId}`: store keys in the backup for a session.
 async fn put_session_key(
     State(state): State<AppState>,
     request: Authed<add_backup_keys_for_session::v3::Request>,
@@ -137,6 +145,7 @@ async fn put_session_key(
     changed(result, add_backup_keys_for_session::v3::Response::new)
 }
 
+/// `GET /_matrix/client/*/room_keys/keys`: retrieve all keys from a backup version.
 async fn get_keys(
     State(state): State<AppState>,
     request: Authed<get_backup_keys::v3::Request>,
@@ -150,6 +159,8 @@ async fn get_keys(
     Ok(get_backup_keys::v3::Response::new(rooms).into())
 }
 
+/// `GET /_matrix/client/*/room_keys/keys/{roomId}`: retrieve sessions from the backup for a given room.
+///
 /// A room without keys answers `{"sessions": {}}`, as the spec says.
 async fn get_room_keys(
     State(state): State<AppState>,
@@ -162,6 +173,7 @@ async fn get_room_keys(
     Ok(get_backup_keys_for_room::v3::Response::new(sessions).into())
 }
 
+/// `GET /_matrix/client/*/room_keys/keys/{roomId}/{sessionId}`: retrieve a key from the backup for a given session.
 async fn get_session_key(
     State(state): State<AppState>,
     request: Authed<get_backup_keys_for_session::v3::Request>,
@@ -173,6 +185,7 @@ async fn get_session_key(
     Ok(get_backup_keys_for_session::v3::Response::new(key.data).into())
 }
 
+/// `DELETE /_matrix/client/*/room_keys/keys`: delete all keys from a backup.
 async fn delete_keys(
     State(state): State<AppState>,
     request: Authed<delete_backup_keys::v3::Request>,
@@ -181,6 +194,7 @@ async fn delete_keys(
     changed(result, delete_backup_keys::v3::Response::new)
 }
 
+/// `DELETE /_matrix/client/*/room_keys/keys/{roomId}`: delete keys from a backup for a given room.
 async fn delete_room_keys(
     State(state): State<AppState>,
     request: Authed<delete_backup_keys_for_room::v3::Request>,
@@ -191,6 +205,7 @@ async fn delete_room_keys(
     changed(result, delete_backup_keys_for_room::v3::Response::new)
 }
 
+/// `DELETE /_matrix/client/*/room_keys/keys/{roomId}/{sessionId}`: delete keys from a backup for a given session.
 async fn delete_session_key(
     State(state): State<AppState>,
     request: Authed<delete_backup_keys_for_session::v3::Request>,

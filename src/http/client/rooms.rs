@@ -38,6 +38,7 @@ fn raw<T>(value: &Value) -> Result<Raw<T>> {
     Ok(Raw::from_json(json))
 }
 
+/// `POST /_matrix/client/*/createRoom`: create a new room.
 async fn create(
     State(state): State<AppState>,
     request: Authed<create_room::v3::Request>,
@@ -79,6 +80,7 @@ async fn create(
     Ok(create_room::v3::Response::new(room_id).into())
 }
 
+/// `PUT /_matrix/client/*/rooms/{roomId}/send/{eventType}/{txnId}`: send a message event to a room.
 async fn send_message(
     State(state): State<AppState>,
     request: Authed<send_message_event::v3::Request>,
@@ -90,6 +92,8 @@ async fn send_message(
     Ok(send_message_event::v3::Response::new(event_id).into())
 }
 
+/// `PUT /_matrix/client/*/rooms/{roomId}/state/{eventType}/{stateKey}`:
+/// send a state event to a room associated with a given state key.
 async fn send_state(
     State(state): State<AppState>,
     request: Authed<send_state_event::v3::Request>,
@@ -102,6 +106,7 @@ async fn send_state(
     Ok(send_state_event::v3::Response::new(event_id).into())
 }
 
+/// `GET /_matrix/client/*/rooms/{roomId}/state`: get state events for a room.
 async fn get_state(
     State(state): State<AppState>,
     request: Authed<get_state_events::v3::Request>,
@@ -111,6 +116,7 @@ async fn get_state(
     Ok(get_state_events::v3::Response::new(events).into())
 }
 
+/// `GET /_matrix/client/*/rooms/{roomId}/state/{eventType}/{stateKey}`: get state events associated with a given key.
 async fn get_state_event(
     State(state): State<AppState>,
     request: Authed<get_state_event_for_key::v3::Request>,
@@ -128,6 +134,7 @@ async fn get_state_event(
     Ok(get_state_event_for_key::v3::Response::new(raw).into())
 }
 
+/// `GET /_matrix/client/*/rooms/{roomId}/event/{eventId}`: get a single event based on roomId/eventId
 async fn get_event(
     State(state): State<AppState>,
     request: Authed<get_room_event::v3::Request>,
@@ -137,6 +144,7 @@ async fn get_event(
     Ok(get_room_event::v3::Response::new(raw(&event)?).into())
 }
 
+/// `GET /_matrix/client/*/rooms/{roomId}/messages`: get message events for a room.
 async fn messages(
     State(state): State<AppState>,
     request: Authed<get_message_events::v3::Request>,

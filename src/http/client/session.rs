@@ -18,6 +18,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<logout_all::v3::Request, _, _>(logout_all)
 }
 
+/// `GET /_matrix/client/*/login`:
+/// gets the homeserver's supported login types to authenticate users. Clients should pick one of
 async fn login_types(
     _request: Ruma<get_login_types::v3::Request>,
 ) -> Result<RumaResponse<get_login_types::v3::Response>> {
@@ -26,6 +28,7 @@ async fn login_types(
 }
 
 #[allow(deprecated)] // the legacy `user` field is still sent by older clients
+/// `POST /_matrix/client/*/login`: login to the homeserver.
 async fn login(
     State(state): State<AppState>,
     request: Ruma<login::v3::Request>,
@@ -58,6 +61,7 @@ async fn login(
     Ok(response.into())
 }
 
+/// `POST /_matrix/client/*/logout`: log out of the homeserver.
 async fn logout(
     State(state): State<AppState>,
     request: Authed<logout::v3::Request>,
@@ -66,6 +70,8 @@ async fn logout(
     Ok(logout::v3::Response::new().into())
 }
 
+/// `POST /_matrix/client/*/logout/all`:
+/// invalidates all access tokens for a user, so that they can no longer be used for authorization.
 async fn logout_all(
     State(state): State<AppState>,
     request: Authed<logout_all::v3::Request>,

@@ -16,6 +16,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<upgrade_room::v3::Request, _, _>(upgrade_a_room)
 }
 
+/// `GET /_matrix/client/*/rooms/{roomId}/hierarchy`:
+/// paginates over the space tree in a depth-first manner to locate child rooms of a given space.
 async fn space_hierarchy(
     State(state): State<AppState>,
     request: Authed<get_hierarchy::v1::Request>,
@@ -46,6 +48,7 @@ async fn space_hierarchy(
     Ok(response.into())
 }
 
+/// `POST /_matrix/client/*/rooms/{roomId}/upgrade`: upgrades a room to a particular version.
 async fn upgrade_a_room(
     State(state): State<AppState>,
     request: Authed<upgrade_room::v3::Request>,

@@ -15,6 +15,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma_guest::<sync_events::Request, _, _>(sync_handler)
 }
 
+/// `GET /_matrix/client/*/sync`: changes since `since` for the requesting device, waiting up
+/// to `timeout` when there are none (see `sync::serve`).
 async fn sync_handler(State(state): State<AppState>, request: Authed<sync_events::Request>) -> Result<Json<Value>> {
     let body = &request.body;
     let filter = match &body.filter {

@@ -13,6 +13,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma_guest::<send_event_to_device::v3::Request, _, _>(send)
 }
 
+/// `PUT /_matrix/client/*/sendToDevice/{eventType}/{txnId}`: send an event to a device or devices.
 async fn send(
     State(state): State<AppState>,
     request: Authed<send_event_to_device::v3::Request>,
