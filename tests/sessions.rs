@@ -541,3 +541,29 @@ async fn a_uia_session_cannot_be_replayed() {
     assert_ne!(status, StatusCode::OK, "{body}");
     assert_eq!(whoami(&server, &phone.access_token).await.0, StatusCode::OK);
 }
+
+/// A login body without a login type once panicked inside the request parser (the client got
+/// an empty reply and the log a backtrace). It is the client's mistake: a 400 that says so,
+/// and the server goes on answering.
+#[tokio::test]
+async fn a_login_without_a_type_is_a_clear_error() {
+    let server = TestServer::start().await;
+    server.register("alice", PASSWORD).await;
+    for body in [json!({}), json!({"identifier": {"type": "m.id.user", "user": "alice"}, "password": PASSWORD})] {
+        let (status, answer) = server.post("/_matrix/client/v3/login", None, body.clone()).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body} -> {answer}");
+        assert!(
+            matches!(answer["errcode"].as_str(), Some("M_BAD_JSON" | "M_UNKNOWN" | "M_MISSING_PARAM")),
+            "{body} -> {answer}"
+        );
+        assert!(answer["error"].as_str().is_some_and(|message| !message.is_empty()), "{answer}");
+    }
+    let (status, _) = server
+        .post(
+            "/_matrix/client/v3/login",
+            None,
+            json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"}, "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "the server still logs people in");
+}

@@ -47,6 +47,18 @@ pub fn method_not_allowed(message: &str) -> Response {
     error_response(StatusCode::METHOD_NOT_ALLOWED, ErrorKind::Unrecognized, message.to_owned())
 }
 
+/// The answer to a request whose handler panicked: `M_UNKNOWN` with status 500, as for any
+/// internal error (the panic itself was reported by the panic hook).
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<&str>()
+        .map(|message| (*message).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!(panic = %what, "a request handler panicked");
+    error_response(StatusCode::INTERNAL_SERVER_ERROR, ErrorKind::Unknown, "Internal server error".to_owned())
+}
+
 fn serialize<T: OutgoingResponseExt>(response: T) -> Response {
     match response.try_into_http_response::<Vec<u8>>() {
         Ok(response) => response.map(axum::body::Body::from).into_response(),

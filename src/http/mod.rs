@@ -14,6 +14,7 @@ use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use http::HeaderName;
 use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
@@ -30,6 +31,9 @@ pub fn router(state: AppState) -> Router {
     router
         .fallback(fallback::not_found)
         .method_not_allowed_fallback(fallback::method_not_allowed)
+        // A bug that panics a handler costs that request a 500, never the connection or the
+        // process; inside the trace layer, so the failure is logged with the request's id.
+        .layer(CatchPanicLayer::custom(error::panic_response))
         .layer(axum::middleware::from_fn(cors::cors))
         // Body size is enforced where bodies are read (the ruma extractor), with a Matrix
         // error; axum's own default limit would answer in plain text.

@@ -142,7 +142,12 @@ where
     }
     let request = http::Request::from_parts(parts, bytes.as_ref());
     let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
-    let body = T::try_from_http_request(request, &path_args).map_err(request_error)?;
+    // ruma's deserializers can panic on some malformed bodies (a login without `type` indexes a
+    // missing key): that is the client's mistake, so it is a 400 like any other bad body.
+    let parsed =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::try_from_http_request(request, &path_args)))
+            .map_err(|_| Error::bad_json("The request body does not fit this endpoint"))?;
+    let body = parsed.map_err(request_error)?;
     Ok((body, session, client))
 }
 

@@ -132,7 +132,7 @@ async fn rooms_joined(
 }
 
 /// `GET /_matrix/client/*/rooms/{roomId}/joined_members`:
-/// get a map of user IDs to member info objects for members of the room. Primarily for use in
+/// get a map of user IDs to member info objects for members of the room (joined members only).
 async fn members_joined(
     State(state): State<AppState>,
     request: Authed<joined_members::v3::Request>,

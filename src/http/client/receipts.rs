@@ -53,7 +53,7 @@ async fn post_receipt(
 }
 
 /// `POST /_matrix/client/*/rooms/{roomId}/read_markers`:
-/// sets the position of the read marker for a given room, and optionally the read receipt's
+/// sets the position of the read marker for a given room, and optionally the read receipt's location.
 async fn post_read_markers(
     State(state): State<AppState>,
     request: Authed<set_read_marker::v3::Request>,

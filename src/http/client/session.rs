@@ -19,7 +19,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
 }
 
 /// `GET /_matrix/client/*/login`:
-/// gets the homeserver's supported login types to authenticate users. Clients should pick one of
+/// the login types Hearth supports (password).
 async fn login_types(
     _request: Ruma<get_login_types::v3::Request>,
 ) -> Result<RumaResponse<get_login_types::v3::Response>> {
