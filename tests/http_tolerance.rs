@@ -574,6 +574,9 @@ impl Fixture {
                 "room_alias" => "#audit:hearth.test",
                 "rel_type" => "m.annotation",
                 "session_id" => "audit-session",
+                // Push rules (`/pushrules/global/{kind}/{rule_id}`): a rule of the user's own.
+                "kind" => "override",
+                "rule_id" => "audit-rule",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Fixture::fill`"),
             };
             filled.push_str(before);
