@@ -12,6 +12,7 @@ use crate::rooms::send::append;
 use crate::time::now_ms;
 use crate::users::{Actor, Session};
 use ruma::api::error::ErrorKind;
+use ruma::events::StateEventType;
 use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, ServerName, UserId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -183,7 +184,7 @@ async fn forget_in_canonical_alias(
         changed = true;
     }
     if changed {
-        append(ctx, room_id, user, EventTemplate::state("m.room.canonical_alias", "", content), None).await?;
+        append(ctx, room_id, user, EventTemplate::state(StateEventType::RoomCanonicalAlias, "", content), None).await?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use crate::error::{Error, Result};
 use crate::federation::keys::SigningKey;
 use crate::rooms::pdu::Pdu;
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::events::{MessageLikeEventType, StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::signatures::{hash_and_sign_event, reference_hash};
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, ServerName, UserId};
@@ -16,18 +17,20 @@ pub const MAX_PDU_BYTES: usize = 65_536;
 /// What a client (or the server on its behalf) wants to say.
 #[derive(Clone, Debug)]
 pub struct EventTemplate {
-    pub kind: String,
+    pub kind: TimelineEventType,
     pub content: Value,
     pub state_key: Option<String>,
 }
 
 impl EventTemplate {
-    pub fn message(kind: &str, content: Value) -> EventTemplate {
-        EventTemplate { kind: kind.to_owned(), content, state_key: None }
+    /// A message-like event: `MessageLikeEventType::RoomMessage`, or a client's own type as text.
+    pub fn message(kind: impl Into<MessageLikeEventType>, content: Value) -> EventTemplate {
+        EventTemplate { kind: kind.into().into(), content, state_key: None }
     }
 
-    pub fn state(kind: &str, state_key: &str, content: Value) -> EventTemplate {
-        EventTemplate { kind: kind.to_owned(), content, state_key: Some(state_key.to_owned()) }
+    /// A state event: `StateEventType::RoomName`, or a client's own type as text.
+    pub fn state(kind: impl Into<StateEventType>, state_key: &str, content: Value) -> EventTemplate {
+        EventTemplate { kind: kind.into().into(), content, state_key: Some(state_key.to_owned()) }
     }
 }
 
@@ -66,7 +69,7 @@ pub fn build_and_sign(
         object.insert("state_key".into(), json!(state_key));
     }
     // Before room version 11 a redaction names its target at the top level as well.
-    if template.kind == "m.room.redaction"
+    if template.kind == TimelineEventType::RoomRedaction
         && !rules.redaction.keep_room_redaction_redacts
         && let Some(redacts) = template.content.get("redacts")
     {

@@ -13,6 +13,7 @@ use crate::rooms::{RoomCtx, rules_for};
 use crate::streams::Reservation;
 use crate::time::now_ms;
 use crate::users::tokens;
+use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::check_state_independent_auth_rules;
 use ruma::{EventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
@@ -100,7 +101,7 @@ pub async fn create_room(
         // Room v12: in a trusted private chat the invitees are creators too.
         create_content.insert("additional_creators".into(), json!(request.invite));
     }
-    let template = EventTemplate::state("m.room.create", "", Value::Object(create_content));
+    let template = EventTemplate::state(StateEventType::RoomCreate, "", Value::Object(create_content));
 
     // Read before the transaction, which then needs no second connection.
     let join = member_content(ctx.pool, creator, "join", None).await?;
@@ -143,7 +144,7 @@ pub async fn create_room(
         creator,
         appended: vec![Appended::New { pdu: Box::new(create), stored }],
     };
-    room.add(&mut tx, &mut reservation, "m.room.member", creator.as_str(), join).await?;
+    room.add(&mut tx, &mut reservation, StateEventType::RoomMember, creator.as_str(), join).await?;
 
     // 3. Power levels.
     let mut power_levels = default_power_levels();
@@ -160,14 +161,14 @@ pub async fn create_room(
             power_levels[key] = value.clone();
         }
     }
-    room.add(&mut tx, &mut reservation, "m.room.power_levels", "", power_levels).await?;
+    room.add(&mut tx, &mut reservation, StateEventType::RoomPowerLevels, "", power_levels).await?;
 
     // 4. The canonical alias, unless initial_state sets it itself (as Synapse).
     if let Some(alias) = &request.alias
         && !request.initial_state.iter().any(|(t, k, _)| t == "m.room.canonical_alias" && k.is_empty())
     {
         let content = aliases::canonical_alias_content(alias);
-        room.add(&mut tx, &mut reservation, "m.room.canonical_alias", "", content).await?;
+        room.add(&mut tx, &mut reservation, StateEventType::RoomCanonicalAlias, "", content).await?;
     }
 
     // 5. The preset's rules, unless initial_state sets them itself.
@@ -176,12 +177,12 @@ pub async fn create_room(
         Preset::PrivateChat | Preset::TrustedPrivateChat => ("invite", "can_join"),
     };
     let preset_state = [
-        ("m.room.join_rules", json!({"join_rule": join_rule})),
-        ("m.room.history_visibility", json!({"history_visibility": "shared"})),
-        ("m.room.guest_access", json!({"guest_access": guest_access})),
+        (StateEventType::RoomJoinRules, json!({"join_rule": join_rule})),
+        (StateEventType::RoomHistoryVisibility, json!({"history_visibility": "shared"})),
+        (StateEventType::RoomGuestAccess, json!({"guest_access": guest_access})),
     ];
     for (kind, content) in preset_state {
-        let overridden = request.initial_state.iter().any(|(t, k, _)| t == kind && k.is_empty());
+        let overridden = request.initial_state.iter().any(|(t, k, _)| *t == kind.to_string() && k.is_empty());
         if !overridden {
             room.add(&mut tx, &mut reservation, kind, "", content).await?;
         }
@@ -192,14 +193,14 @@ pub async fn create_room(
         let replaced_by_field =
             (kind == "m.room.name" && request.name.is_some()) || (kind == "m.room.topic" && request.topic.is_some());
         if !replaced_by_field {
-            room.add(&mut tx, &mut reservation, kind, state_key, content.clone()).await?;
+            room.add(&mut tx, &mut reservation, kind.as_str().into(), state_key, content.clone()).await?;
         }
     }
     if let Some(name) = &request.name {
-        room.add(&mut tx, &mut reservation, "m.room.name", "", json!({"name": name})).await?;
+        room.add(&mut tx, &mut reservation, StateEventType::RoomName, "", json!({"name": name})).await?;
     }
     if let Some(topic) = &request.topic {
-        room.add(&mut tx, &mut reservation, "m.room.topic", "", json!({"topic": topic})).await?;
+        room.add(&mut tx, &mut reservation, StateEventType::RoomTopic, "", json!({"topic": topic})).await?;
     }
 
     // 8. Invitations.
@@ -208,7 +209,7 @@ pub async fn create_room(
         if request.is_direct {
             content["is_direct"] = json!(true);
         }
-        room.add(&mut tx, &mut reservation, "m.room.member", invitee.as_str(), content).await?;
+        room.add(&mut tx, &mut reservation, StateEventType::RoomMember, invitee.as_str(), content).await?;
     }
     tx.commit().await?;
     events_committed(reservation, &room_id, &room.appended).await?;
@@ -229,7 +230,7 @@ impl NewRoom<'_> {
         &mut self,
         tx: &mut PgConnection,
         reservation: &mut Reservation<'_>,
-        kind: &str,
+        kind: StateEventType,
         state_key: &str,
         content: Value,
     ) -> Result<()> {

@@ -6,6 +6,7 @@ use crate::error::Result;
 use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::send::{Transaction, append};
+use ruma::events::MessageLikeEventType;
 use ruma::{EventId, OwnedEventId, RoomId, UserId};
 use serde_json::json;
 
@@ -24,5 +25,12 @@ pub async fn redact_event(
     if let Some(reason) = reason {
         content["reason"] = json!(reason);
     }
-    append(ctx, room_id, sender, EventTemplate::message("m.room.redaction", content), Some(transaction)).await
+    append(
+        ctx,
+        room_id,
+        sender,
+        EventTemplate::message(MessageLikeEventType::RoomRedaction, content),
+        Some(transaction),
+    )
+    .await
 }

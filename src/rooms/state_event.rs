@@ -23,6 +23,6 @@ pub async fn send_state_event(
     if *event_type == StateEventType::RoomCanonicalAlias {
         aliases::validate_canonical_alias(ctx.pool, ctx.server_name, room_id, state_key, &content).await?;
     }
-    let template = EventTemplate::state(&event_type.to_string(), state_key, content);
+    let template = EventTemplate::state(event_type.clone(), state_key, content);
     append(ctx, room_id, sender, template, None).await
 }

@@ -11,6 +11,7 @@ use crate::rooms::pdu::Pdu;
 use crate::rooms::power::PowerLevels;
 use crate::rooms::send::append;
 use crate::rooms::{RoomCtx, rules_for};
+use ruma::events::StateEventType;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Value, json};
 
@@ -125,13 +126,13 @@ pub async fn upgrade(
         if !restored.is_object() || restored.as_object().is_some_and(|o| o.is_empty()) {
             restored = power_levels.clone();
         }
-        append(ctx, &new_room, user, EventTemplate::state("m.room.power_levels", "", restored), None).await?;
+        append(ctx, &new_room, user, EventTemplate::state(StateEventType::RoomPowerLevels, "", restored), None).await?;
     }
 
     move_directory_entries(ctx, room_id, &new_room, user, canonical_alias).await?;
 
     let tombstone = json!({ "body": "This room has been replaced", "replacement_room": new_room });
-    append(ctx, room_id, user, EventTemplate::state("m.room.tombstone", "", tombstone), None).await?;
+    append(ctx, room_id, user, EventTemplate::state(StateEventType::RoomTombstone, "", tombstone), None).await?;
     restrict_old_room(ctx, room_id, user, &power).await?;
     tracing::info!(old = %room_id, new = %new_room, version = %new_version, "upgraded room");
     Ok(new_room)
@@ -155,10 +156,11 @@ async fn move_directory_entries(
     }
     tx.commit().await?;
     if let Some(content) = canonical_alias {
-        append(ctx, new, user, EventTemplate::state("m.room.canonical_alias", "", content), None).await?;
+        append(ctx, new, user, EventTemplate::state(StateEventType::RoomCanonicalAlias, "", content), None).await?;
         // The old room no longer answers to the alias; without power to say so it keeps
         // the stale event, which clients resolve to the new room anyway.
-        let cleared = append(ctx, old, user, EventTemplate::state("m.room.canonical_alias", "", json!({})), None).await;
+        let cleared =
+            append(ctx, old, user, EventTemplate::state(StateEventType::RoomCanonicalAlias, "", json!({})), None).await;
         if let Err(error) = cleared {
             tracing::info!(%old, %error, "could not clear the old room's canonical alias");
         }
@@ -179,6 +181,6 @@ async fn restrict_old_room(ctx: RoomCtx<'_>, room_id: &RoomId, user: &UserId, po
     }
     content["events_default"] = Value::from(quiet.max(content["events_default"].as_i64().unwrap_or(0)));
     content["invite"] = Value::from(quiet.max(content["invite"].as_i64().unwrap_or(0)));
-    append(ctx, room_id, user, EventTemplate::state("m.room.power_levels", "", content), None).await?;
+    append(ctx, room_id, user, EventTemplate::state(StateEventType::RoomPowerLevels, "", content), None).await?;
     Ok(())
 }

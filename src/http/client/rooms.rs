@@ -86,7 +86,7 @@ async fn send_message(
     request: Authed<send_message_event::v3::Request>,
 ) -> Result<RumaResponse<send_message_event::v3::Response>> {
     let body = &request.body;
-    let template = EventTemplate::message(&body.event_type.to_string(), json(&body.body)?);
+    let template = EventTemplate::message(body.event_type.clone(), json(&body.body)?);
     let transaction = Transaction { device_id: request.session.device_id.as_str(), txn_id: body.txn_id.as_str() };
     let event_id = append(state.rooms(), &body.room_id, &request.session.user_id, template, Some(transaction)).await?;
     Ok(send_message_event::v3::Response::new(event_id).into())

@@ -84,11 +84,12 @@ impl<'a> Appender<'a> {
     ) -> Result<Appended> {
         let room_id = self.room.room_id();
         // Retransmissions are recognised by device and path; the path names the room and type.
+        let event_type = template.kind.to_string();
         let txn_key = transaction.map(|txn| db::rooms::TxnKey {
             user_id: sender.as_str(),
             device_id: txn.device_id,
             room_id: room_id.as_str(),
-            event_type: &template.kind,
+            event_type: &event_type,
             txn_id: txn.txn_id,
         });
         // A retried request: the first attempt's event stands, nothing new is sent. The first

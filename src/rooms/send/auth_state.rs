@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::rooms::build::EventTemplate;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::served;
-use ruma::events::{StateEventType, TimelineEventType};
+use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::{auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules};
 use ruma::{EventId, OwnedEventId, UserId};
@@ -51,9 +51,8 @@ impl AuthState {
         rules: &RoomVersionRules,
     ) -> Result<AuthState> {
         let content = serde_json::value::to_raw_value(&template.content).map_err(|e| Error::bad_json(e.to_string()))?;
-        let kind = TimelineEventType::from(template.kind.as_str());
         let auth_types =
-            auth_types_for_event(&kind, sender, template.state_key.as_deref(), &content, &rules.authorization)
+            auth_types_for_event(&template.kind, sender, template.state_key.as_deref(), &content, &rules.authorization)
                 .map_err(|message| Error::bad_json(format!("Invalid event: {message}")))?;
         let mut wanted: Vec<(String, String)> = auth_types.iter().map(|(t, k)| (t.to_string(), k.clone())).collect();
         // The create event is needed for every check, even where it is not an auth event.
