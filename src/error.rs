@@ -62,6 +62,10 @@ impl Error {
         Self::new(StatusCode::BAD_REQUEST, ErrorKind::MissingParam, message)
     }
 
+    pub fn threepid_not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::ThreepidNotFound, message)
+    }
+
     pub fn unknown(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, ErrorKind::Unknown, message)
     }

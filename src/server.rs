@@ -29,6 +29,9 @@ pub struct Inner {
     pub room_locks: crate::rooms::locks::RoomLocks,
     pub default_room_version: ruma::RoomVersionId,
     pub streams: crate::streams::Streams,
+    /// The guarded client for requests users can aim (push gateways).
+    pub outbound: crate::net::OutboundClient,
+    pub push_sender: crate::push::sender::PushSender,
 }
 
 impl Deref for AppState {
@@ -47,8 +50,11 @@ impl AppState {
         let default_room_version = ruma::RoomVersionId::try_from(config.rooms.default_version.as_str())
             .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
         let streams = crate::streams::Streams::start(&pool).await?;
+        let outbound = crate::net::OutboundClient::new(&config.network)?;
         let state = AppState(Arc::new(Inner {
             streams,
+            outbound,
+            push_sender: Default::default(),
             config,
             server_name,
             pool,
@@ -59,6 +65,7 @@ impl AppState {
         }));
         // Expired typing must reach other clients' syncs as a stop without any request.
         crate::rooms::typing::spawn_sweeper(Arc::downgrade(&state.0));
+        state.push_sender.start(Arc::downgrade(&state.0));
         Ok(state)
     }
 
@@ -227,6 +234,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("some requests were still running after 30 s; closing them");
     }
     pruner.abort();
+    // Deliveries in flight record their progress before the pool closes.
+    state.push_sender.stop().await;
     pool.close().await;
     guard.shutdown().await?;
     tracing::info!("stopped");

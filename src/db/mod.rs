@@ -15,6 +15,8 @@ pub mod events;
 pub mod filters;
 pub mod key_backup;
 pub mod presence;
+pub mod push_delivery;
+pub mod pushers;
 pub mod registration;
 pub mod relations;
 pub mod reports;

@@ -12,6 +12,7 @@ mod members;
 mod membership;
 mod presence;
 mod profile;
+mod pushers;
 mod receipts;
 mod register;
 mod relations;
@@ -43,6 +44,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = sync::routes(router);
     let router = to_device::routes(router);
     let router = presence::routes(router);
+    let router = pushers::routes(router);
     let router = keys::routes(router);
     let router = room_keys::routes(router);
     filters::routes(router)
