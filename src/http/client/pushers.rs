@@ -49,7 +49,9 @@ impl BodyCheck for RequiredPusherFields {
             return Err(Error::missing_param(format!("Missing parameters: {}", missing.join(", "))));
         }
         let http = content.get("kind").and_then(Value::as_str) == Some("http");
-        if http && content.get("data").and_then(|data| data.get("url")).is_none_or(Value::is_null) {
+        let data = content.get("data").and_then(Value::as_object);
+        // (A `data` that is not an object is the parser's M_BAD_JSON.)
+        if http && data.is_some_and(|data| data.get("url").is_none_or(Value::is_null)) {
             return Err(Error::missing_param("`data.url` is required for an http pusher"));
         }
         Ok(())
