@@ -3,6 +3,8 @@
 //! ephemeral port, driven over real HTTP.
 #![allow(dead_code)]
 
+pub mod node;
+pub mod push_gateway;
 mod rooms;
 #[allow(unused_imports)] // not every test binary encodes
 pub use rooms::encode;
