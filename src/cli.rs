@@ -5,7 +5,7 @@ use crate::config::Config;
 use crate::error::Error;
 use crate::federation::keys::SigningKey;
 use crate::rooms::RoomCtx;
-use crate::rooms::locks::RoomLocks;
+use crate::rooms::send::RoomLocks;
 use crate::server::{self, Opener};
 use crate::users::{accounts, tokens};
 use anyhow::{Context, anyhow};
@@ -188,7 +188,7 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::Create { token, uses, expires_in_hours, config } => {
             let config = Config::load(config.as_deref())?;
             let uses = uses.map(|uses| i32::try_from(uses).context("--uses is too large")).transpose()?;
-            let expiry = expires_in_hours.map(|hours| crate::users::now_ms() + (hours as i64) * 3_600_000);
+            let expiry = expires_in_hours.map(|hours| crate::time::now_ms() + (hours as i64) * 3_600_000);
             let (pool, guard) = server::open_database(&config, Opener::Tool).await?;
             let result = accounts::create_registration_token(&pool, token.as_deref(), uses, expiry).await;
             pool.close().await;

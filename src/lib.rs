@@ -12,13 +12,17 @@ pub mod db;
 pub mod e2ee;
 pub mod error;
 pub mod federation;
+pub mod health;
 pub mod http;
 pub mod net;
 pub mod push;
+pub mod ratelimit;
 pub mod rooms;
 pub mod server;
+pub mod state;
 pub mod streams;
 pub mod sync;
+pub mod time;
 pub mod users;
 
 pub use error::{Error, Result};

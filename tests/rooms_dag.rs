@@ -624,8 +624,8 @@ async fn a_transaction_id_is_a_retransmission_only_on_the_same_room_and_event_ty
 /// must leave nothing behind for the next one, which names the last stored event as parent.
 #[tokio::test]
 async fn sends_in_one_batch_see_the_changes_appended_before_them() {
-    use hearth::rooms::append::{Appender, Transaction};
     use hearth::rooms::build::EventTemplate;
+    use hearth::rooms::send::{Appender, Transaction};
     use sqlx::Acquire;
 
     let server = TestServer::start().await;
@@ -640,9 +640,9 @@ async fn sends_in_one_batch_see_the_changes_appended_before_them() {
     let message = |body: &str| EventTemplate::message("m.room.message", json!({"msgtype": "m.text", "body": body}));
 
     let mut tx = server.state.pool.begin().await.expect("transaction");
-    hearth::db::rooms::lock_room(&mut tx, &room).await.expect("room lock");
+    let held = server.state.room_locks.lock_in(&mut tx, &room_id).await.expect("room lock");
     let mut reservation = server.state.streams.reserve();
-    let mut appender = Appender::new(server.state.rooms(), &room_id);
+    let mut appender = Appender::new(server.state.rooms(), &held);
     let mut outcomes = Vec::new();
     let sends = [
         (&bob_id, message("from bob"), None),
@@ -659,9 +659,11 @@ async fn sends_in_one_batch_see_the_changes_appended_before_them() {
             Ok(_) => savepoint.commit().await.expect("release"),
             Err(_) => savepoint.rollback().await.expect("rollback"),
         }
-        outcomes.push(outcome.map(|event_id| event_id.to_string()).map_err(|error| error.to_string()));
+        outcomes.push(outcome.map(|appended| appended.event_id().to_string()).map_err(|error| error.to_string()));
     }
+    drop(appender);
     tx.commit().await.expect("commit");
+    drop(held);
     reservation.committed().await.expect("positions");
 
     assert!(outcomes[0].is_ok() && outcomes[1].is_ok(), "{outcomes:?}");

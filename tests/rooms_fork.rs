@@ -4,8 +4,8 @@
 
 mod common;
 use common::*;
-use hearth::rooms::append::{AuthState, persist};
 use hearth::rooms::build::{EventTemplate, Placement, build_and_sign};
+use hearth::rooms::send::{AuthState, persist};
 use reqwest::StatusCode;
 use ruma::{EventId, RoomId, RoomVersionId, UserId};
 use serde_json::json;
@@ -20,7 +20,9 @@ async fn branch(server: &TestServer, room: &RoomId, sender: &UserId, version: &R
     let extremities = hearth::db::events::forward_extremities(pool, room.as_str()).await.expect("extremities");
     let parent = extremities.last().expect("an extremity").clone();
     let template = EventTemplate::state("m.room.topic", "", json!({"topic": topic}));
-    let mut conn = pool.acquire().await.expect("connection");
+    // Stored as federation will store it: inside a transaction that holds the room's lock.
+    let mut conn = pool.begin().await.expect("transaction");
+    let held = server.state.room_locks.lock_in(&mut conn, room).await.expect("room lock");
     let auth = AuthState::load(&mut conn, parent.state_after, &template, sender, &rules).await.expect("auth state");
     let prev = vec![EventId::parse(&parent.event_id).expect("event id")];
     let placement = Placement {
@@ -34,9 +36,11 @@ async fn branch(server: &TestServer, room: &RoomId, sender: &UserId, version: &R
             .expect("build");
     auth.authorize(&pdu, &rules).expect("authorised");
     let mut reservation = server.state.streams.reserve();
-    persist(&mut conn, &mut reservation, room, &pdu, parent.state_after, &[parent.event_nid], None)
+    persist(&mut conn, &held, &mut reservation, &pdu, parent.state_after, &[parent.event_nid], None)
         .await
         .expect("persist");
+    conn.commit().await.expect("commit");
+    drop(held);
     reservation.committed().await.expect("committed");
 }
 

@@ -5,7 +5,8 @@
 mod common;
 use common::*;
 use hearth::rooms::filter::EventFilter;
-use hearth::sync::build::{SyncBody, SyncOptions, SyncWindow, build};
+use hearth::sync::build::build;
+use hearth::sync::types::{SyncBody, SyncOptions, SyncWindow};
 use reqwest::StatusCode;
 use ruma::OwnedUserId;
 use ruma::api::client::filter::RoomEventFilter;

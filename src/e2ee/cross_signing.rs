@@ -4,7 +4,7 @@
 
 use crate::db;
 use crate::db::e2ee_cross_signing::{StoredCrossSigningKey, StoredSignature};
-use crate::e2ee::device_keys::to_raw;
+use crate::e2ee::to_raw;
 use crate::e2ee::{device_lists, signatures};
 use crate::error::{Error, Result};
 use crate::streams::Streams;

@@ -2,7 +2,7 @@
 
 use crate::db;
 use crate::db::e2ee_cross_signing::StoredSignature;
-use crate::e2ee::{cross_signing, device_lists, one_time_keys, signatures};
+use crate::e2ee::{cross_signing, device_lists, one_time_keys, signatures, to_raw};
 use crate::error::{Error, Result};
 use crate::streams::Streams;
 use crate::users::Session;
@@ -147,10 +147,4 @@ pub async fn query(
     }
     cross_signing::attach_to_query(&mut conn, requester, &users, &by_target, &mut response).await?;
     Ok(response)
-}
-
-pub fn to_raw<T>(json: &Value) -> Result<Raw<T>> {
-    serde_json::value::to_raw_value(json)
-        .map(Raw::from_json)
-        .map_err(|error| Error::internal(format!("could not serialise stored keys: {error}")))
 }

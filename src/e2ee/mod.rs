@@ -8,3 +8,15 @@ pub mod device_keys;
 pub mod device_lists;
 pub mod one_time_keys;
 pub mod signatures;
+
+use crate::error::{Error, Result};
+use ruma::serde::Raw;
+use serde_json::Value;
+
+/// Stored key JSON as the typed raw value ruma's responses carry (keys are served as the client
+/// uploaded them, signatures and unknown fields included, so they are never re-parsed).
+pub fn to_raw<T>(json: &Value) -> Result<Raw<T>> {
+    serde_json::value::to_raw_value(json)
+        .map(Raw::from_json)
+        .map_err(|error| Error::internal(format!("could not serialise stored keys: {error}")))
+}

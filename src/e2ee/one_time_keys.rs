@@ -2,7 +2,7 @@
 //! who start an Olm session with it (`POST /keys/claim`).
 
 use crate::db;
-use crate::e2ee::device_keys::to_raw;
+use crate::e2ee::to_raw;
 use crate::error::{Error, Result};
 use ruma::api::client::keys::claim_keys;
 use ruma::encryption::OneTimeKey;

@@ -1,6 +1,7 @@
 //! `GET /health`: 200 when the server can reach its database, 503 otherwise.
 
-use crate::server::AppState;
+use crate::health::Health;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use axum::routing::get;
@@ -11,9 +12,9 @@ pub fn routes(router: axum::Router<AppState>) -> Router<AppState> {
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match crate::db::ping(&state.pool).await {
-        Ok(()) => (StatusCode::OK, "OK"),
-        Err(error) => {
+    match crate::health::check(&state.pool).await {
+        Health::Serving => (StatusCode::OK, "OK"),
+        Health::DatabaseUnreachable(error) => {
             tracing::warn!(%error, "health check: database unreachable");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
         }

@@ -5,11 +5,10 @@ pub mod client;
 pub mod cors;
 pub mod fallback;
 pub mod health;
-pub mod ratelimit;
 pub mod ruma;
 pub mod well_known;
 
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::{MatchedPath, Request};
 use http::HeaderName;

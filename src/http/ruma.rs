@@ -4,7 +4,7 @@
 //! all work without listing them by hand).
 
 use crate::error::{Error, Result};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::users::{ClientInfo, Session, sessions};
 use axum::body::Body;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, RawPathParams, Request};

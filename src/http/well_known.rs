@@ -3,7 +3,7 @@
 
 use crate::error::Result;
 use crate::http::ruma::{Ruma, RumaResponse, RumaRouter};
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use ruma::api::federation::discovery::discover_homeserver;

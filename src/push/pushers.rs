@@ -4,7 +4,8 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::streams::Streams;
-use crate::users::{Session, now_ms};
+use crate::time::now_ms;
+use crate::users::Session;
 use ruma::UserId;
 use ruma::api::client::push::set_pusher::v3::{PusherAction, PusherPostData};
 use ruma::api::client::push::{Pusher, PusherKind};

@@ -22,7 +22,8 @@ use crate::db;
 use crate::error::Result;
 use crate::net::OutboundClient;
 use crate::push::gateway::{self, Answer, PushedEvent, Target};
-use crate::users::now_ms;
+use crate::streams::Streams;
+use crate::time::now_ms;
 use ruma::push::Action;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::{HashMap, HashSet};
@@ -52,11 +53,12 @@ pub struct PushSender {
 }
 
 impl PushSender {
-    /// Starts delivering; the worker ends when `state` is dropped or [`PushSender::stop`] is
-    /// called.
-    pub fn start(&self, state: Weak<crate::server::Inner>) {
+    /// Starts delivering; the worker ends when the process's streams are dropped (it holds
+    /// only a weak reference, so dropping the server state — a test server, say — ends it) or
+    /// [`PushSender::stop`] is called.
+    pub fn start(&self, pool: PgPool, streams: Weak<Streams>, client: OutboundClient) {
         let (stop, stopped) = watch::channel(false);
-        let worker = tokio::spawn(run(state, stopped));
+        let worker = tokio::spawn(run(pool, streams, client, stopped));
         *self.running() = Some((stop, worker));
     }
 
@@ -90,12 +92,8 @@ enum Outcome {
     Failed,
 }
 
-async fn run(state: Weak<crate::server::Inner>, stop: watch::Receiver<bool>) {
-    let Some(first) = state.upgrade() else { return };
-    let mut changes = first.streams.notifier.position_changes();
-    let pool = first.pool.clone();
-    let client = first.outbound.clone();
-    drop(first);
+async fn run(pool: PgPool, streams: Weak<Streams>, client: OutboundClient, stop: watch::Receiver<bool>) {
+    let Some(mut changes) = streams.upgrade().map(|streams| streams.notifier.position_changes()) else { return };
     let locks = loop {
         match PgConnection::connect_with(&pool.connect_options()).await {
             Ok(connection) => break Arc::new(tokio::sync::Mutex::new(connection)),
@@ -110,7 +108,7 @@ async fn run(state: Weak<crate::server::Inner>, stop: watch::Receiver<bool>) {
     let context = Arc::new(Delivery { pool, client, locks: locks.clone(), stop: stop.clone() });
     let mut worker =
         Worker { context, scanned: None, running: HashMap::new(), retry: HashSet::new(), tasks: JoinSet::new() };
-    worker.run(&state, &mut changes, stop).await;
+    worker.run(&streams, &mut changes, stop).await;
     // Deliveries in flight finish and record their progress before the worker ends.
     while worker.tasks.join_next().await.is_some() {}
     let connection = Arc::try_unwrap(locks).map(tokio::sync::Mutex::into_inner);
@@ -134,7 +132,7 @@ struct Worker {
 impl Worker {
     async fn run(
         &mut self,
-        state: &Weak<crate::server::Inner>,
+        streams: &Weak<Streams>,
         changes: &mut watch::Receiver<u64>,
         mut stop: watch::Receiver<bool>,
     ) {
@@ -148,9 +146,9 @@ impl Worker {
                 look = false;
                 // Seen before the bound is read: a commit after this wakes the next round.
                 changes.borrow_and_update();
-                let Some(state) = state.upgrade() else { return };
-                let readable = state.streams.current_position(&self.context.pool).await;
-                drop(state);
+                let Some(streams) = streams.upgrade() else { return };
+                let readable = streams.current_position(&self.context.pool).await;
+                drop(streams);
                 match self.look(readable).await {
                     Ok(()) => retry_at = None,
                     Err(error) => {

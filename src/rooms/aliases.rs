@@ -5,11 +5,12 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
-use crate::rooms::append::append;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::directory::is_moderator;
 use crate::rooms::pdu::Pdu;
-use crate::users::{Session, now_ms};
+use crate::rooms::send::append;
+use crate::time::now_ms;
+use crate::users::Session;
 use http::StatusCode;
 use ruma::api::error::ErrorKind;
 use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, ServerName, UserId};
@@ -190,7 +191,7 @@ pub async fn local_aliases(pool: &PgPool, session: &Session, room_id: &RoomId) -
     let joined = db::rooms::membership(pool, room_id.as_str(), session.user_id.as_str())
         .await?
         .is_some_and(|m| m.membership == "join");
-    if !joined && !session.is_admin && !crate::rooms::read::world_readable(pool, room_id).await? {
+    if !joined && !session.is_admin && !crate::rooms::visibility::world_readable(pool, room_id).await? {
         return Err(Error::forbidden("You are not a member of this room"));
     }
     let aliases = db::directory::aliases_for_room(pool, room_id.as_str()).await?;

@@ -3,8 +3,8 @@
 
 use crate::db;
 use crate::error::{Error, Result};
-use crate::rooms::redact;
-use crate::rooms::relations::Viewer;
+use crate::rooms::served;
+use crate::rooms::visibility::Viewer;
 use crate::users::ignore;
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, UserId};
 use serde_json::Value;
@@ -67,8 +67,9 @@ pub async fn context(
 
     // Ignored users' events around the event are left out; the event asked for by id is not.
     let ignored = ignore::ignored_users(pool, user).await?;
-    let unignored =
-        |events: Vec<_>| -> Vec<_> { events.into_iter().filter(|(_, pdu)| !ignore::hides(&ignored, pdu)).collect() };
+    let unignored = |events: Vec<_>| -> Vec<_> {
+        events.into_iter().filter(|(_, pdu)| !crate::rooms::visibility::hidden_by_ignore(&ignored, pdu)).collect()
+    };
     let before = unignored(viewer.visible(before).await?);
     let after = unignored(viewer.visible(after).await?);
     let last = after.last().map_or(event.0.event_nid, |(stored, _)| stored.event_nid);
@@ -84,7 +85,7 @@ pub async fn context(
 
     let snapshot = db::events::state_after(pool, last).await?.ok_or_else(|| Error::internal("event without state"))?;
     let entries = db::state::snapshot_state(pool, snapshot).await?;
-    let state = redact::apply_to_state(pool, &viewer.rules().redaction, &entries).await?;
+    let state = served::apply_to_state(pool, &viewer.rules().redaction, &entries).await?;
     let state = state.iter().map(|event| event.client_event(room_id)).collect();
     Ok(Context { start: format!("s{start}"), end: format!("s{end}"), events_before, event, events_after, state })
 }

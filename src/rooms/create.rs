@@ -4,13 +4,15 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::aliases;
-use crate::rooms::append::{append_locked, persist};
 use crate::rooms::build::{EventTemplate, Placement, build_and_sign};
 use crate::rooms::membership::member_content;
 use crate::rooms::pdu::Pdu;
+use crate::rooms::send::committed::events_committed;
+use crate::rooms::send::{Appended, Appender, persist};
 use crate::rooms::{RoomCtx, rules_for};
 use crate::streams::Reservation;
-use crate::users::{now_ms, tokens};
+use crate::time::now_ms;
+use crate::users::tokens;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::check_state_independent_auth_rules;
 use ruma::{EventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
@@ -106,14 +108,13 @@ pub async fn create_room(
     // The whole room commits in one transaction, or nothing of it does: an event the auth rules
     // refuse half-way (say, malformed power_level_content_override) leaves no half-made room.
     let mut attempts = 0;
-    let (create, room_id, _local, mut tx, mut reservation) = loop {
+    let (create, held, mut tx, mut reservation) = loop {
         let (create, room_id) = create_event(ctx, &rules, creator, &template)?;
-        let local = ctx.locks.lock(&room_id).await;
         let mut tx = ctx.pool.begin().await?;
+        let held = ctx.locks.lock_in(&mut tx, &room_id).await?;
         let reservation = ctx.streams.reserve();
-        db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
         if db::rooms::insert(&mut tx, room_id.as_str(), version.as_str(), creator.as_str(), now_ms()).await? {
-            break (create, room_id, local, tx, reservation);
+            break (create, held, tx, reservation);
         }
         // Where the room id is the create event's hash, the same user creating two rooms with
         // the same content in the same millisecond makes the same event: the second waits
@@ -125,8 +126,9 @@ pub async fn create_room(
         drop(tx);
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     };
+    let room_id = held.room_id().to_owned();
     let empty = db::state::create_empty_snapshot(&mut tx, room_id.as_str()).await?;
-    persist(&mut tx, &mut reservation, &room_id, &create, empty, &[], None).await?;
+    let stored = persist(&mut tx, &held, &mut reservation, &create, empty, &[], None).await?;
     // An alias taken since `validate` fails the whole creation.
     if let Some(alias) = &request.alias {
         aliases::insert_for_new_room(&mut tx, alias, &room_id, creator).await?;
@@ -136,7 +138,11 @@ pub async fn create_room(
     }
 
     // 2. The creator joins.
-    let room = NewRoom { ctx, room_id: &room_id, creator };
+    let mut room = NewRoom {
+        appender: Appender::new(ctx, &held),
+        creator,
+        appended: vec![Appended::New { pdu: Box::new(create), stored }],
+    };
     room.add(&mut tx, &mut reservation, "m.room.member", creator.as_str(), join).await?;
 
     // 3. Power levels.
@@ -205,23 +211,22 @@ pub async fn create_room(
         room.add(&mut tx, &mut reservation, "m.room.member", invitee.as_str(), content).await?;
     }
     tx.commit().await?;
-    let mut audience = vec![room_id.to_string(), creator.to_string()];
-    audience.extend(request.invite.iter().map(ToString::to_string));
-    reservation.committed_for(audience).await?;
+    events_committed(reservation, &room_id, &room.appended).await?;
     tracing::info!(%room_id, %creator, version = %version, "created room");
     Ok(room_id)
 }
 
-/// A room being created: its events are the creator's, inside the creation's transaction.
+/// A room being created: its events are the creator's, appended inside the creation's
+/// transaction, which holds the room's lock.
 struct NewRoom<'a> {
-    ctx: RoomCtx<'a>,
-    room_id: &'a RoomId,
+    appender: Appender<'a>,
     creator: &'a UserId,
+    appended: Vec<Appended>,
 }
 
 impl NewRoom<'_> {
     async fn add(
-        &self,
+        &mut self,
         tx: &mut PgConnection,
         reservation: &mut Reservation<'_>,
         kind: &str,
@@ -229,7 +234,8 @@ impl NewRoom<'_> {
         content: Value,
     ) -> Result<()> {
         let template = EventTemplate::state(kind, state_key, content);
-        append_locked(self.ctx, tx, reservation, self.room_id, self.creator, template, None).await?;
+        let appended = self.appender.append(tx, reservation, self.creator, template, None).await?;
+        self.appended.push(appended);
         Ok(())
     }
 }

@@ -4,9 +4,9 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
-use crate::rooms::append::append;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::membership::member_content;
+use crate::rooms::send::append;
 use ruma::{RoomId, UserId};
 
 pub async fn knock(ctx: RoomCtx<'_>, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {

@@ -3,8 +3,9 @@
 
 use crate::db;
 use crate::error::{Error, Result};
-use crate::rooms::read::{parse_token, readable_state};
-use crate::rooms::redact;
+use crate::rooms::pagination::parse_token;
+use crate::rooms::read::readable_state;
+use crate::rooms::served;
 use ruma::{RoomId, UserId};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -36,7 +37,7 @@ pub async fn members(pool: &PgPool, user: &UserId, room_id: &RoomId, filter: Mem
     let member_events: Vec<_> = entries.into_iter().filter(|entry| entry.event_type == "m.room.member").collect();
     // Redacted member events keep their membership but lose the rest.
     let rules = crate::rooms::facts::rules(pool, room_id).await?;
-    let served = redact::apply_to_state(pool, &rules.redaction, &member_events).await?;
+    let served = served::apply_to_state(pool, &rules.redaction, &member_events).await?;
     let mut members = Vec::new();
     for served in served {
         let content = served.pdu.content_value();

@@ -4,10 +4,10 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
-use crate::rooms::append::append;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::restricted;
+use crate::rooms::send::append;
 use crate::users::Session;
 use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::{Value, json};

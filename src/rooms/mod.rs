@@ -2,8 +2,6 @@
 //! creation, membership, and reading history and state.
 
 pub mod aliases;
-pub mod append;
-pub mod batch;
 pub mod build;
 pub mod context;
 pub mod create;
@@ -12,9 +10,9 @@ pub mod facts;
 pub mod filter;
 pub mod hierarchy;
 pub mod knock;
-pub mod locks;
 pub mod members;
 pub mod membership;
+pub mod pagination;
 pub mod pdu;
 pub mod power;
 pub mod read;
@@ -24,10 +22,16 @@ pub mod relations;
 pub mod reports;
 pub mod resolve;
 pub mod restricted;
+pub mod send;
+pub mod served;
+pub mod state_event;
 pub mod summary;
 pub mod typing;
 pub mod upgrade;
 pub mod verify;
+pub mod visibility;
+
+pub use state_event::send_state_event;
 
 use crate::error::{Error, Result};
 use crate::federation::keys::SigningKey;
@@ -41,7 +45,7 @@ pub struct RoomCtx<'a> {
     pub pool: &'a PgPool,
     pub server_name: &'a ServerName,
     pub key: &'a SigningKey,
-    pub locks: &'a locks::RoomLocks,
+    pub locks: &'a send::RoomLocks,
     pub streams: &'a crate::streams::Streams,
 }
 

@@ -2,91 +2,19 @@
 //! history-visibility rules, so a user never sees an event the rules hide from them.
 
 use crate::db;
-use crate::db::events::StoredEvent;
 use crate::error::{Error, Result};
 use crate::rooms::facts;
 use crate::rooms::filter::EventFilter;
-use crate::rooms::pdu::Pdu;
-use crate::rooms::redact;
-use crate::rooms::relations::Viewer;
+use crate::rooms::pagination::parse_token;
+use crate::rooms::served;
+use crate::rooms::visibility::{Viewer, visible, world_readable};
 use crate::users::ignore;
 use ruma::{RoomId, UserId};
 use serde_json::Value;
 use sqlx::PgPool;
-use std::collections::HashMap;
-
-/// Filters events down to those `user` may see (spec: "History visibility"). `currently_joined`
-/// is the user's membership now, which the `shared` setting consults.
-pub(crate) async fn visible(
-    pool: &PgPool,
-    user: &UserId,
-    currently_joined: bool,
-    events: Vec<StoredEvent>,
-) -> Result<Vec<(StoredEvent, Pdu)>> {
-    // Per room: the stream position of the user's latest join, read only when needed.
-    let mut last_joins: HashMap<String, Option<i64>> = HashMap::new();
-    let mut out = Vec::with_capacity(events.len());
-    for event in events {
-        let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
-        let Some(snapshot) = event.state_before else { continue };
-        let visibility = facts::history_visibility(pool, snapshot).await?;
-        // `shared`: visible to whoever joined at any point after the event, even if they have
-        // left since (a current member's latest join is after every earlier event).
-        let joined_since = if currently_joined || visibility != "shared" {
-            currently_joined
-        } else {
-            let last_join = match last_joins.get(&event.room_id) {
-                Some(known) => *known,
-                None => {
-                    let membership = db::rooms::membership(pool, &event.room_id, user.as_str()).await?;
-                    let position = membership.and_then(|m| m.joined_position);
-                    last_joins.insert(event.room_id.clone(), position);
-                    position
-                }
-            };
-            last_join.zip(event.stream_position).is_some_and(|(joined, position)| joined > position)
-        };
-        // The user's membership at the event matters only where these do not decide already
-        // (the common case: a member reading a `shared` room).
-        let decided = visibility == "world_readable" || (visibility == "shared" && joined_since);
-        let allowed = decided || {
-            let membership = facts::membership_at(pool, snapshot, user).await?;
-            // A user's own membership event sits on the boundary: it shows if either the
-            // membership before it or the one it sets does (so they see both their join and leave).
-            let own = pdu.kind.to_string() == "m.room.member" && pdu.state_key.as_deref() == Some(user.as_str());
-            let becomes = own.then(|| pdu.content_value()["membership"].as_str().map(str::to_owned)).flatten();
-            allows(&visibility, membership.as_deref(), joined_since)
-                || (own && allows(&visibility, becomes.as_deref(), joined_since))
-        };
-        if allowed {
-            out.push((event, pdu));
-        }
-    }
-    Ok(out)
-}
-
-/// The spec's rule for one event, given the history visibility and the user's membership at it.
-fn allows(visibility: &str, membership: Option<&str>, joined_since: bool) -> bool {
-    match visibility {
-        "world_readable" => true,
-        _ if membership == Some("join") => true,
-        "shared" => joined_since,
-        "invited" => membership == Some("invite"),
-        _ => false,
-    }
-}
 
 async fn current_membership(pool: &PgPool, room_id: &RoomId, user: &UserId) -> Result<Option<String>> {
     Ok(db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?.map(|m| m.membership))
-}
-
-/// Whether the room's current history visibility is `world_readable`.
-pub(crate) async fn world_readable(pool: &PgPool, room_id: &RoomId) -> Result<bool> {
-    let Some(entry) = db::state::current_state_event(pool, room_id.as_str(), "m.room.history_visibility", "").await?
-    else {
-        return Ok(false);
-    };
-    Ok(Pdu::from_stored(&entry.event_id, &entry.json)?.content_value()["history_visibility"] == "world_readable")
 }
 
 async fn ensure_room(pool: &PgPool, room_id: &RoomId) -> Result<()> {
@@ -143,7 +71,7 @@ pub(crate) async fn readable_state(
 pub async fn state(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Result<Vec<Value>> {
     let entries = readable_state(pool, user, room_id).await?;
     let rules = facts::rules(pool, room_id).await?;
-    let served = redact::apply_to_state(pool, &rules.redaction, &entries).await?;
+    let served = served::apply_to_state(pool, &rules.redaction, &entries).await?;
     Ok(served.iter().map(|event| event.client_event(room_id)).collect())
 }
 
@@ -162,7 +90,7 @@ pub async fn state_event(
         .ok_or_else(|| Error::not_found(format!("No {event_type} state with key {state_key:?}")))?;
     // A redacted state event stays in the state, with what redaction left of its content.
     let rules = facts::rules(pool, room_id).await?;
-    let served = redact::apply_to_state(pool, &rules.redaction, std::slice::from_ref(&entry)).await?;
+    let served = served::apply_to_state(pool, &rules.redaction, std::slice::from_ref(&entry)).await?;
     let pdu = served.into_iter().next().ok_or_else(|| Error::internal("state entry vanished"))?.pdu;
     Ok(pdu.content_value())
 }
@@ -183,15 +111,6 @@ pub struct HistoryRequest<'a> {
     pub backwards: bool,
     pub limit: usize,
     pub filter: &'a EventFilter,
-}
-
-/// Pagination tokens are stream positions: `s{N}` is the point just after the event at N.
-pub fn parse_token(token: &str) -> Result<i64> {
-    token
-        .strip_prefix('s')
-        .and_then(|n| n.parse::<i64>().ok())
-        .filter(|n| *n >= 0)
-        .ok_or_else(|| Error::invalid_param(format!("Invalid pagination token {token:?}")))
 }
 
 /// `GET /rooms/{roomId}/messages`.
@@ -221,8 +140,10 @@ pub async fn messages(pool: &PgPool, user: &UserId, room_id: &RoomId, request: H
     // last event examined, so clients page on.
     // Ignored users' events go too, read afresh per request so (un)ignoring applies at once.
     let ignored = ignore::ignored_users(pool, user).await?;
-    let visible: Vec<_> =
-        visible.into_iter().filter(|(_, pdu)| filter.allows(pdu) && !ignore::hides(&ignored, pdu)).collect();
+    let visible: Vec<_> = visible
+        .into_iter()
+        .filter(|(_, pdu)| filter.allows(pdu) && !crate::rooms::visibility::hidden_by_ignore(&ignored, pdu))
+        .collect();
     let senders: Vec<String> = visible.iter().map(|(_, pdu)| pdu.sender.to_string()).collect();
     let chunk = Viewer::new(pool, user, room_id).await?.serve(visible).await?;
     let end = match last_position {
@@ -245,7 +166,7 @@ async fn member_events(pool: &PgPool, room_id: &RoomId, mut users: Vec<String>) 
         }
     }
     let rules = facts::rules(pool, room_id).await?;
-    let served = redact::apply_to_state(pool, &rules.redaction, &entries).await?;
+    let served = served::apply_to_state(pool, &rules.redaction, &entries).await?;
     Ok(served.iter().map(|served| served.client_event(room_id)).collect())
 }
 
@@ -264,7 +185,7 @@ pub async fn joined_members(pool: &PgPool, user: &UserId, room_id: &RoomId) -> R
     let member_events: Vec<_> = state.into_iter().filter(|entry| entry.event_type == "m.room.member").collect();
     // A redacted member event keeps the membership but no longer shows a profile.
     let rules = facts::rules(pool, room_id).await?;
-    let served = redact::apply_to_state(pool, &rules.redaction, &member_events).await?;
+    let served = served::apply_to_state(pool, &rules.redaction, &member_events).await?;
     let mut members = Vec::new();
     for (entry, served) in member_events.into_iter().zip(served) {
         let content = served.pdu.content_value();

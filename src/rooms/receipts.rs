@@ -5,10 +5,10 @@
 
 use crate::db;
 use crate::error::{Error, Result};
-use crate::rooms::relations::Viewer;
 use crate::rooms::typing::ensure_joined;
+use crate::rooms::visibility::Viewer;
 use crate::streams::Streams;
-use crate::users::now_ms;
+use crate::time::now_ms;
 use ruma::{RoomId, UserId};
 use serde_json::json;
 use sqlx::PgPool;

@@ -6,13 +6,13 @@
 use crate::db;
 use crate::db::events::StoredEvent;
 use crate::error::{Error, Result};
+use crate::rooms::pagination;
 use crate::rooms::pdu::Pdu;
-use crate::rooms::read;
-use crate::rooms::redact::{self, Served};
+use crate::rooms::served::{self, Served};
+use crate::rooms::visibility::Viewer;
 use http::StatusCode;
 use ruma::api::error::ErrorKind;
 use ruma::events::TimelineEventType;
-use ruma::room_version_rules::RoomVersionRules;
 use ruma::{EventId, OwnedEventId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 use sqlx::{PgConnection, PgPool};
@@ -126,56 +126,8 @@ pub async fn check_new(conn: &mut PgConnection, room_id: &RoomId, pdu: &Pdu) -> 
     Ok(())
 }
 
-/// A user reading a room: what serving events to them needs.
-pub struct Viewer<'a> {
-    pub pool: &'a PgPool,
-    pub user: &'a UserId,
-    pub room_id: &'a RoomId,
-    /// Whether the user is joined now (the `shared` history visibility consults it).
-    pub joined: bool,
-    membership: Option<String>,
-    rules: RoomVersionRules,
-}
-
-impl<'a> Viewer<'a> {
-    /// 404 `M_NOT_FOUND` if the server does not know the room.
-    pub async fn new(pool: &'a PgPool, user: &'a UserId, room_id: &'a RoomId) -> Result<Viewer<'a>> {
-        let membership = db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?.map(|m| m.membership);
-        Viewer::knowing_membership(pool, user, room_id, membership).await
-    }
-
-    /// Like [`Viewer::new`] when the caller already knows the user's membership (a sync knows
-    /// it as of the end of its window).
-    pub async fn knowing_membership(
-        pool: &'a PgPool,
-        user: &'a UserId,
-        room_id: &'a RoomId,
-        membership: Option<String>,
-    ) -> Result<Viewer<'a>> {
-        let rules = crate::rooms::facts::rules(pool, room_id).await?;
-        let joined = membership.as_deref() == Some("join");
-        Ok(Viewer { pool, user, room_id, joined, membership, rules })
-    }
-
-    /// Like [`Viewer::new`], and 403 `M_FORBIDDEN` for users who never had anything to do
-    /// with the room unless it is world-readable (as `/messages`).
-    pub async fn with_access(pool: &'a PgPool, user: &'a UserId, room_id: &'a RoomId) -> Result<Viewer<'a>> {
-        let viewer = Viewer::new(pool, user, room_id).await?;
-        if viewer.membership.is_none() && !read::world_readable(pool, room_id).await? {
-            return Err(Error::forbidden("You are not a member of this room"));
-        }
-        Ok(viewer)
-    }
-
-    pub fn rules(&self) -> &RoomVersionRules {
-        &self.rules
-    }
-
-    /// The events the user may see (history visibility), parsed.
-    pub async fn visible(&self, events: Vec<StoredEvent>) -> Result<Vec<(StoredEvent, Pdu)>> {
-        read::visible(self.pool, self.user, self.joined, events).await
-    }
-
+/// Serving events with their bundled aggregations (spec: "Aggregations of child events").
+impl Viewer<'_> {
     /// Client-format events: redacted where a redaction applies, with bundled aggregations.
     pub async fn serve(&self, events: Vec<(StoredEvent, Pdu)>) -> Result<Vec<Value>> {
         if events.is_empty() {
@@ -196,7 +148,7 @@ impl<'a> Viewer<'a> {
             None => db::relations::with_children_or_redactions(self.pool, &nids).await?,
         };
         let involved_nids: Vec<i64> = nids.into_iter().filter(|nid| involved.contains(nid)).collect();
-        let served = redact::apply_among(self.pool, &self.rules.redaction, events, &involved_nids).await?;
+        let served = served::apply_among(self.pool, &self.rules().redaction, events, &involved_nids).await?;
         let related: Vec<Served> = served.iter().filter(|event| involved.contains(&event.event_nid)).cloned().collect();
         let mut bundles = self.aggregations(&related, true).await?;
         Ok(served.iter().map(|event| self.client_event(event, bundles.remove(&event.event_nid))).collect())
@@ -366,11 +318,11 @@ pub async fn relations(pool: &PgPool, user: &UserId, query: RelationsQuery<'_>) 
         return Err(not_found());
     }
     let from = match query.from {
-        Some(token) => read::parse_token(token)?,
+        Some(token) => pagination::parse_token(token)?,
         None if query.backwards => db::events::max_stream_position(pool).await?,
         None => 0,
     };
-    let to = query.to.map(read::parse_token).transpose()?;
+    let to = query.to.map(pagination::parse_token).transpose()?;
     let limit = page_limit(query.limit);
     let children = db::relations::children(
         pool,
@@ -413,7 +365,7 @@ pub async fn threads(
     limit: Option<usize>,
 ) -> Result<(Vec<Value>, Option<String>)> {
     let viewer = Viewer::with_access(pool, user, room_id).await?;
-    let before = from.map(read::parse_token).transpose()?;
+    let before = from.map(pagination::parse_token).transpose()?;
     let limit = page_limit(limit);
     let participant = participated_only.then_some(user.as_str());
     let roots = db::relations::thread_roots(pool, room_id.as_str(), before, participant, limit as i64).await?;

@@ -3,7 +3,7 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::read;
-use crate::users::now_ms;
+use crate::time::now_ms;
 use ruma::{RoomId, UserId};
 use sqlx::PgPool;
 

@@ -5,7 +5,7 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::pdu::Pdu;
-use crate::rooms::redact;
+use crate::rooms::served;
 use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::utils::event_id_set::EventIdSet;
@@ -48,7 +48,7 @@ pub async fn resolve_snapshots(
         loaded.push((event_nid, Pdu::from_stored(&event_id, &json)?));
     }
     // Resolution sees redacted events as redacted, like every other reader.
-    let events: HashMap<OwnedEventId, Pdu> = redact::apply(&mut *conn, &rules.redaction, loaded)
+    let events: HashMap<OwnedEventId, Pdu> = served::apply(&mut *conn, &rules.redaction, loaded)
         .await?
         .into_iter()
         .map(|served| (served.pdu.event_id.clone(), served.pdu))

@@ -6,7 +6,7 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::streams::Streams;
-use crate::users::now_ms;
+use crate::time::now_ms;
 use ruma::{RoomId, UserId};
 use sqlx::PgPool;
 use std::time::Duration;
@@ -86,16 +86,16 @@ pub async fn sweep_expired(pool: &PgPool, streams: &Streams) -> Result<usize> {
     Ok(expired.len())
 }
 
-/// Runs [`sweep_expired`] every second for as long as the server state lives (it holds only
-/// a weak reference, so dropping the state — a test server, say — ends the task).
-pub fn spawn_sweeper(state: std::sync::Weak<crate::server::Inner>) {
+/// Runs [`sweep_expired`] every second for as long as the process's streams live (it holds
+/// only a weak reference, so dropping the server state — a test server, say — ends the task).
+pub fn spawn_sweeper(pool: PgPool, streams: std::sync::Weak<Streams>) {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(SWEEP_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             interval.tick().await;
-            let Some(state) = state.upgrade() else { break };
-            if let Err(error) = sweep_expired(&state.pool, &state.streams).await {
+            let Some(streams) = streams.upgrade() else { break };
+            if let Err(error) = sweep_expired(&pool, &streams).await {
                 tracing::warn!(%error, "stopping expired typing notifications");
             }
         }

@@ -4,12 +4,12 @@
 
 use crate::db;
 use crate::error::{Error, Result};
-use crate::rooms::append::append;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::create::{CreateRoom, create_room};
 use crate::rooms::membership::{MembershipChange, set_membership_of};
 use crate::rooms::pdu::Pdu;
 use crate::rooms::power::PowerLevels;
+use crate::rooms::send::append;
 use crate::rooms::{RoomCtx, rules_for};
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Value, json};

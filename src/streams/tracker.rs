@@ -11,7 +11,7 @@ use crate::db;
 use crate::error::Result;
 use crate::streams::shared_read::SharedRead;
 use crate::streams::{Audience, Notifier};
-use crate::users::now_ms;
+use crate::time::now_ms;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};

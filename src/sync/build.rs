@@ -12,71 +12,16 @@ use crate::db::unread::ReadPositions;
 use crate::error::{Error, Result};
 use crate::rooms::filter::EventFilter;
 use crate::rooms::pdu::Pdu;
-use crate::rooms::redact;
+use crate::rooms::served;
 use crate::sync::news::{News, Wanted};
 use crate::sync::room::{RoomWindow, StateMode, room_entry};
+use crate::sync::types::{SyncBody, SyncOptions, SyncWindow};
 use crate::sync::unread::Reader;
 use futures_util::{StreamExt, TryStreamExt};
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
-
-/// Deliver every change with `since < position <= upto`; `since: None` is an initial sync.
-#[derive(Clone, Copy, Debug)]
-pub struct SyncWindow {
-    pub since: Option<i64>,
-    pub upto: i64,
-}
-
-pub struct SyncOptions {
-    pub full_state: bool,
-    /// Room timeline filter and limit (default limit 10 when the filter gives none).
-    pub timeline: EventFilter,
-    pub timeline_limit: usize,
-    /// Per-thread unread counts (the timeline filter's `unread_thread_notifications`).
-    pub unread_thread_notifications: bool,
-    // The room filter's `rooms` / `not_rooms` apply to which rooms appear at all: the builder
-    // asks `timeline.allows_room`, so the caller merges them into `timeline`. Its
-    // `lazy_load_members` (from the state filter) trims `state` to the timeline's senders.
-}
-
-/// The timeline limit when the filter gives none.
-pub const DEFAULT_TIMELINE_LIMIT: usize = 10;
-
-impl Default for SyncOptions {
-    fn default() -> Self {
-        SyncOptions {
-            full_state: false,
-            timeline: EventFilter::default(),
-            timeline_limit: DEFAULT_TIMELINE_LIMIT,
-            unread_thread_notifications: false,
-        }
-    }
-}
-
-/// The response body without `next_batch` (the lead adds it): a spec-shaped JSON object
-/// {"rooms": {"join": {...}, "invite": {...}, "leave": {...}}, "account_data": {"events": [...]}}
-/// with empty sections omitted, plus whether anything at all is in it.
-pub struct SyncBody {
-    pub json: Value,
-    pub is_empty: bool,
-}
-
-impl SyncBody {
-    /// A body with no sections yet.
-    pub fn empty() -> SyncBody {
-        SyncBody { json: Value::Object(Map::new()), is_empty: true }
-    }
-
-    /// Adds another body's top-level sections (which are disjoint from this one's).
-    pub fn merge(&mut self, other: SyncBody) {
-        if let (Value::Object(into), Value::Object(from)) = (&mut self.json, other.json) {
-            into.extend(from);
-        }
-        self.is_empty &= other.is_empty;
-    }
-}
 
 /// State event types shown to users invited to (or knocking on) a room, so that clients can
 /// say what the room is (spec: "Stripped state"), plus the member event itself.
@@ -400,7 +345,7 @@ async fn stripped_state(
         // Redacted state shows only what redaction left of it.
         Some(version) => {
             let rules = crate::rooms::rules_for(&version)?;
-            redact::apply_to_state(pool, &rules.redaction, &entries).await?.into_iter().map(|s| s.pdu).collect()
+            served::apply_to_state(pool, &rules.redaction, &entries).await?.into_iter().map(|s| s.pdu).collect()
         }
         None => {
             entries.iter().map(|entry| Pdu::from_stored(&entry.event_id, &entry.json)).collect::<Result<Vec<_>>>()?

@@ -6,7 +6,7 @@
 
 use crate::e2ee::{device_lists, one_time_keys};
 use crate::error::Result;
-use crate::sync::build::{SyncBody, SyncWindow};
+use crate::sync::types::{SyncBody, SyncWindow};
 use ruma::{DeviceId, UserId};
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;

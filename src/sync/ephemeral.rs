@@ -7,9 +7,9 @@
 
 use crate::db;
 use crate::error::Result;
-use crate::sync::build::SyncWindow;
 use crate::sync::news::News;
-use crate::sync::room::RoomEntry;
+use crate::sync::types::RoomEntry;
+use crate::sync::types::SyncWindow;
 use ruma::UserId;
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;

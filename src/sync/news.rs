@@ -6,7 +6,7 @@
 use crate::db;
 use crate::db::sync::{MembershipRow, WindowNews};
 use crate::error::Result;
-use crate::sync::build::SyncWindow;
+use crate::sync::types::SyncWindow;
 use ruma::{DeviceId, UserId};
 use sqlx::PgPool;
 use std::collections::HashSet;

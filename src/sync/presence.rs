@@ -4,8 +4,8 @@
 
 use crate::db;
 use crate::error::Result;
-use crate::sync::build::{SyncBody, SyncWindow};
-use crate::users::now_ms;
+use crate::sync::types::{SyncBody, SyncWindow};
+use crate::time::now_ms;
 use crate::users::presence::content_of;
 use ruma::UserId;
 use serde_json::{Value, json};

@@ -6,10 +6,10 @@ use crate::db::events::StoredEvent;
 use crate::db::state::StateEntry;
 use crate::error::Result;
 use crate::rooms::pdu::Pdu;
-use crate::rooms::read;
-use crate::rooms::redact;
-use crate::rooms::relations::Viewer;
-use crate::sync::build::SyncOptions;
+use crate::rooms::served;
+use crate::rooms::visibility;
+use crate::rooms::visibility::Viewer;
+use crate::sync::types::{RoomEntry, SyncOptions};
 use ruma::{RoomId, UserId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -40,15 +40,6 @@ pub(super) struct RoomWindow {
     /// Whether the user is joined at `upto` (history visibility).
     pub joined: bool,
     pub state: StateMode,
-}
-
-pub(super) struct RoomEntry {
-    pub json: Value,
-    /// Nothing in it: no timeline events, no state, no account data.
-    pub is_quiet: bool,
-    /// Whether the window changed what the room summary counts (members, name, alias), when
-    /// the timeline's reading saw the whole window; `None` when it did not.
-    pub summary_changed: Option<bool>,
 }
 
 /// State event types the room summary is made of.
@@ -129,7 +120,7 @@ pub(super) async fn room_entry(
     state.retain(|entry| !in_timeline.contains(&entry.event_nid));
     state.sort_by(|a, b| (&a.event_type, &a.state_key).cmp(&(&b.event_type, &b.state_key)));
 
-    let state_events: Vec<Value> = redact::apply_to_state(pool, &viewer.rules().redaction, &state)
+    let state_events: Vec<Value> = served::apply_to_state(pool, &viewer.rules().redaction, &state)
         .await?
         .iter()
         .map(|served| served.client_event(room_id))
@@ -255,7 +246,7 @@ async fn visible_with_own_membership(
             others.push(event);
         }
     }
-    let mut events = read::visible(pool, user, joined, others).await?;
+    let mut events = visibility::visible(pool, user, joined, others).await?;
     if !own.is_empty() {
         events.extend(own);
         events.sort_by_key(|(event, _)| std::cmp::Reverse(event.stream_position));

@@ -8,7 +8,7 @@
 
 use crate::db;
 use crate::error::Result;
-use crate::sync::room::RoomEntry;
+use crate::sync::types::RoomEntry;
 use ruma::{RoomId, UserId};
 use serde_json::{Value, json};
 use sqlx::PgPool;

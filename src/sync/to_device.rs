@@ -5,7 +5,7 @@
 
 use crate::db;
 use crate::error::Result;
-use crate::sync::build::{SyncBody, SyncWindow};
+use crate::sync::types::{SyncBody, SyncWindow};
 use ruma::{DeviceId, UserId};
 use serde_json::{Value, json};
 use sqlx::PgPool;

@@ -9,7 +9,7 @@ use crate::db::unread::ReadPositions;
 use crate::error::Result;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::power::{POWER_KEYS, PowerLevels};
-use crate::sync::room::RoomEntry;
+use crate::sync::types::RoomEntry;
 use crate::sync::unread_cache::{self as cache, CacheKey};
 use ruma::{RoomId, UserId};
 use serde_json::{Map, Value, json};

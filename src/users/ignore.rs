@@ -4,7 +4,6 @@
 
 use crate::db;
 use crate::error::Result;
-use crate::rooms::pdu::Pdu;
 use ruma::UserId;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -26,10 +25,4 @@ pub fn ignored_in(content: Option<&Value>) -> HashSet<String> {
         .and_then(|content| content["ignored_users"].as_object())
         .map(|users| users.keys().cloned().collect())
         .unwrap_or_default()
-}
-
-/// Whether an ignored sender's event is left out of a timeline. State events stay (as in
-/// Synapse): hiding them would make the room's state as the client pieces it together wrong.
-pub fn hides(ignored: &HashSet<String>, pdu: &Pdu) -> bool {
-    pdu.state_key.is_none() && ignored.contains(pdu.sender.as_str())
 }

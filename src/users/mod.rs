@@ -35,10 +35,3 @@ pub struct ClientInfo {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
 }
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|elapsed| elapsed.as_millis() as i64)
-        .unwrap_or(0)
-}

@@ -4,7 +4,8 @@ use crate::db;
 use crate::db::devices::SeenFrom;
 use crate::error::{Error, Result};
 use crate::streams::Streams;
-use crate::users::{ClientInfo, Session, devices, localpart, now_ms, password, tokens};
+use crate::time::now_ms;
+use crate::users::{ClientInfo, Session, devices, localpart, password, tokens};
 use ruma::{OwnedDeviceId, OwnedUserId, ServerName, UserId};
 use sqlx::{PgConnection, PgPool};
 

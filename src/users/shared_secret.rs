@@ -7,8 +7,9 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::time::now_ms;
 use crate::users::sessions::{self, NewSession};
-use crate::users::{ClientInfo, accounts, localpart, now_ms, password, tokens};
+use crate::users::{ClientInfo, accounts, localpart, password, tokens};
 use hmac::{Hmac, Mac};
 use ruma::{OwnedUserId, ServerName};
 use serde_json::Value;

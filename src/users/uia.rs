@@ -8,7 +8,8 @@
 
 use crate::db;
 use crate::error::{Error, Result};
-use crate::users::{localpart, now_ms, password, tokens};
+use crate::time::now_ms;
+use crate::users::{localpart, password, tokens};
 use http::StatusCode;
 use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType, UiaaInfo, UserIdentifier};
 use ruma::api::error::{ErrorKind, StandardErrorBody};

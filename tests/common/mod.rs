@@ -12,7 +12,7 @@ pub use rooms::encode;
 use hearth::config::Config;
 use hearth::db::embedded::{ClusterOptions, RunningCluster, connect_options};
 use hearth::federation::keys::SigningKey;
-use hearth::server::AppState;
+use hearth::state::AppState;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};

@@ -68,8 +68,14 @@ impl PushGateway {
     /// Waits until at least `count` requests have arrived; returns all received.
     pub async fn wait_for(&self, count: usize) -> Vec<Value> {
         let mut arrivals = self.shared.arrivals.subscribe();
-        let waited = tokio::time::timeout(Duration::from_secs(30), arrivals.wait_for(|arrived| *arrived >= count)).await;
-        assert!(waited.is_ok(), "the gateway got {} of {count} notifications in 30 s: {:#?}", self.received().len(), self.received());
+        let waited =
+            tokio::time::timeout(Duration::from_secs(30), arrivals.wait_for(|arrived| *arrived >= count)).await;
+        assert!(
+            waited.is_ok(),
+            "the gateway got {} of {count} notifications in 30 s: {:#?}",
+            self.received().len(),
+            self.received()
+        );
         self.received()
     }
 
@@ -122,7 +128,8 @@ impl Drop for PushGateway {
 }
 
 async fn notify(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> (StatusCode, axum::Json<Value>) {
-    let body: Value = serde_json::from_slice(&body).unwrap_or_else(|_| json!({"unparseable": String::from_utf8_lossy(&body)}));
+    let body: Value =
+        serde_json::from_slice(&body).unwrap_or_else(|_| json!({"unparseable": String::from_utf8_lossy(&body)}));
     lock(&shared.received).push(body);
     shared.arrivals.send_modify(|arrived| *arrived += 1);
     let answer = lock(&shared.answer).clone();

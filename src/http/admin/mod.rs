@@ -3,7 +3,7 @@
 
 mod register;
 
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {

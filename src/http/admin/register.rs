@@ -1,7 +1,7 @@
 //! `GET/POST /_synapse/admin/v1/register`.
 
 use crate::error::{Error, Result};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::users::ClientInfo;
 use crate::users::shared_secret::{self, SharedSecretRegistration};
 use axum::extract::{ConnectInfo, State};

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, Ruma, RumaResponse, RumaRouter};
 use crate::rooms::{aliases, directory};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::users::directory as user_directory;
 use axum::Router;
 use axum::extract::State;

@@ -2,7 +2,7 @@
 
 use crate::error::Result;
 use crate::http::ruma::{Authed, Ruma, RumaResponse, RumaRouter};
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use ruma::api::client::discovery::{discover_homeserver, get_capabilities, get_supported_versions};

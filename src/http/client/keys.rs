@@ -4,7 +4,7 @@
 use crate::e2ee::{cross_signing, device_keys, device_lists, one_time_keys};
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::sync::token;
 use axum::Router;
 use axum::extract::State;

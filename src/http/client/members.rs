@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
 use crate::rooms::members::{self, MemberFilter};
 use crate::rooms::{knock, reports};
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use ruma::OwnedRoomId;

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
 use crate::rooms::{aliases, membership, read};
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use ruma::api::client::membership::invite_user::v3::InvitationRecipient;

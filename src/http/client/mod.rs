@@ -23,7 +23,7 @@ mod spaces;
 mod sync;
 mod to_device;
 
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {

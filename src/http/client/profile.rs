@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, Ruma, RumaResponse, RumaRouter};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::users::profile;
 use axum::Router;
 use axum::body::Body;

@@ -3,7 +3,7 @@
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, AuthedChecked, BodyCheck, RumaResponse, RumaRouter};
 use crate::push::pushers;
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use ruma::api::client::push::{get_pushers, set_pusher};

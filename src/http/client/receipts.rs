@@ -3,7 +3,7 @@
 use crate::error::Result;
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
 use crate::rooms::{receipts, typing};
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use ruma::api::client::read_marker::set_read_marker;

@@ -1,9 +1,9 @@
 //! Registration: `/register`, `/register/available`, registration-token validity.
 
 use crate::error::{Error, Result};
-use crate::http::ratelimit::Action;
 use crate::http::ruma::{Ruma, RumaResponse, RumaRouter};
-use crate::server::AppState;
+use crate::ratelimit::Action;
+use crate::state::AppState;
 use crate::users::accounts::{self, Registration};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};

@@ -2,9 +2,9 @@
 
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
-use crate::rooms::append::Transaction;
+use crate::rooms::send::Transaction;
 use crate::rooms::{context, redact, relations};
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use ruma::api::Direction;

@@ -3,7 +3,7 @@
 use crate::e2ee::backup::{self, BackupInfo, IncomingKey, KeysState, Scope, StoredKey};
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use ruma::api::client::backup::{

@@ -3,12 +3,12 @@
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
 use crate::rooms::aliases;
-use crate::rooms::append::{Transaction, append};
 use crate::rooms::build::EventTemplate;
 use crate::rooms::create::{CreateRoom, Preset, create_room};
 use crate::rooms::filter::EventFilter;
-use crate::rooms::read;
-use crate::server::AppState;
+use crate::rooms::send::{Transaction, append};
+use crate::rooms::{read, send_state_event};
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use ruma::api::Direction;
@@ -99,14 +99,10 @@ async fn send_state(
     request: Authed<send_state_event::v3::Request>,
 ) -> Result<RumaResponse<send_state_event::v3::Response>> {
     let body = &request.body;
-    let event_type = body.event_type.to_string();
     let content = json(&body.body)?;
-    if event_type == "m.room.canonical_alias" {
-        aliases::validate_canonical_alias(&state.pool, &state.server_name, &body.room_id, &body.state_key, &content)
-            .await?;
-    }
-    let template = EventTemplate::state(&event_type, &body.state_key, content);
-    let event_id = append(state.rooms(), &body.room_id, &request.session.user_id, template, None).await?;
+    let sender = &request.session.user_id;
+    let event_id =
+        send_state_event(state.rooms(), &body.room_id, sender, &body.event_type, &body.state_key, content).await?;
     Ok(send_state_event::v3::Response::new(event_id).into())
 }
 

@@ -1,9 +1,9 @@
 //! Logging in and out.
 
 use crate::error::{Error, Result};
-use crate::http::ratelimit::Action;
 use crate::http::ruma::{Authed, Ruma, RumaResponse, RumaRouter};
-use crate::server::AppState;
+use crate::ratelimit::Action;
+use crate::state::AppState;
 use crate::users::sessions::{self, PasswordLogin};
 use axum::Router;
 use axum::extract::State;

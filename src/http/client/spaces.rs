@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
 use crate::rooms::hierarchy::{HierarchyRequest, hierarchy};
 use crate::rooms::upgrade::upgrade;
-use crate::server::AppState;
+use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use ruma::api::client::room::upgrade_room;

@@ -2,7 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
-use crate::server::AppState;
+use crate::state::AppState;
 use crate::users::to_device::{self, Messages};
 use axum::Router;
 use axum::extract::State;

@@ -10,20 +10,34 @@
 
 use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
-use crate::rooms::append::{Appender, Transaction};
 use crate::rooms::build::EventTemplate;
-use crate::rooms::locks::RoomSerial;
-use crate::{db, streams::Reservation};
+use crate::rooms::send::appender::{Appended, Appender, Transaction};
+use crate::rooms::send::committed::events_committed;
+use crate::rooms::send::locks::{LocalRoomLock, RoomSerial};
+use crate::streams::Reservation;
 use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
 use sqlx::{Acquire, PgConnection};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 /// Sends appended in one transaction at most: bounds the wait of the batch's first sender.
 const MAX_BATCH: usize = 100;
 
+/// The sends waiting for a room's lock, kept beside the lock (see `locks`).
+#[derive(Default)]
+pub struct SendQueue(Mutex<VecDeque<Arc<PendingAppend>>>);
+
+impl SendQueue {
+    fn pending(&self) -> MutexGuard<'_, VecDeque<Arc<PendingAppend>>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+type Room = RoomSerial<SendQueue>;
+
 /// A send waiting for its room.
-pub struct PendingAppend {
+struct PendingAppend {
     sender: OwnedUserId,
     template: EventTemplate,
     /// `(device_id, txn_id)` of an idempotent client send.
@@ -43,14 +57,12 @@ impl PendingAppend {
     }
 }
 
-/// Appends a new local event to an existing room, in a commit shared with whatever else is
-/// being sent to the room at the same time.
-pub async fn append_batched(
+/// Queues a send for its room and waits for its outcome, appending the queue itself (in a
+/// commit shared with whatever else is queued) when it gets the room's lock first.
+pub(super) async fn append_batched(
     ctx: RoomCtx<'_>,
     room_id: &RoomId,
-    sender: &UserId,
-    template: EventTemplate,
-    transaction: Option<Transaction<'_>>,
+    (sender, template, transaction): (&UserId, EventTemplate, Option<Transaction<'_>>),
 ) -> Result<OwnedEventId> {
     let pending = Arc::new(PendingAppend {
         sender: sender.to_owned(),
@@ -60,42 +72,42 @@ pub async fn append_batched(
         done: Notify::new(),
     });
     let room = ctx.locks.room(room_id);
-    room.queue().push_back(pending.clone());
+    room.attached.pending().push_back(pending.clone());
     loop {
         // Either the holder of the lock appends this send, or this task gets the lock and
         // appends the queue, this send among it.
         let lock = tokio::select! {
             () = pending.done.notified() => None,
-            lock = room.lock() => Some(lock),
+            lock = room.lock(room_id) => Some(lock),
         };
         if let Some(outcome) = pending.take_outcome() {
             return outcome;
         }
-        if lock.is_some() {
+        if let Some(lock) = lock {
             let batch: Vec<_> = {
-                let mut queue = room.queue();
+                let mut queue = room.attached.pending();
                 let take = queue.len().min(MAX_BATCH);
                 queue.drain(..take).collect()
             };
-            run(ctx, room_id, &room, batch).await;
+            run(ctx, room_id, &room, lock, batch).await;
         }
     }
 }
 
 /// Appends a batch in one transaction and gives every send its outcome.
-async fn run(ctx: RoomCtx<'_>, room_id: &RoomId, room: &RoomSerial, batch: Vec<Arc<PendingAppend>>) {
+async fn run(ctx: RoomCtx<'_>, room_id: &RoomId, room: &Room, lock: LocalRoomLock, batch: Vec<Arc<PendingAppend>>) {
     if batch.is_empty() {
         return;
     }
     let mut unfinished = Requeue { room, batch: Some(batch) };
     let batch = unfinished.batch.as_deref().unwrap_or_default();
-    let outcomes = match append_all(ctx, room_id, batch).await {
+    let outcomes = match append_all(ctx, room_id, lock, batch).await {
         Ok(outcomes) => outcomes,
         // Nothing committed: every send fails the same way.
         Err(error) => batch.iter().map(|_| Err(Error::internal(error.to_string()))).collect(),
     };
     for (pending, outcome) in batch.iter().zip(outcomes) {
-        pending.finish(outcome);
+        pending.finish(outcome.map(|appended| appended.event_id().to_owned()));
     }
     unfinished.batch = None;
 }
@@ -103,15 +115,15 @@ async fn run(ctx: RoomCtx<'_>, room_id: &RoomId, room: &RoomSerial, batch: Vec<A
 async fn append_all(
     ctx: RoomCtx<'_>,
     room_id: &RoomId,
+    lock: LocalRoomLock,
     batch: &[Arc<PendingAppend>],
-) -> Result<Vec<Result<OwnedEventId>>> {
+) -> Result<Vec<Result<Appended>>> {
     let mut tx = ctx.pool.begin().await?;
     let mut reservation = ctx.streams.reserve();
-    db::rooms::lock_room(&mut tx, room_id.as_str()).await?;
+    let held = lock.in_transaction(&mut tx).await?;
     let mut outcomes = Vec::with_capacity(batch.len());
-    let mut audience = vec![room_id.to_string()];
     // Carries the room's extremities and auth state from one send to the next.
-    let mut appender = Appender::new(ctx, room_id);
+    let mut appender = Appender::new(ctx, &held);
     for pending in batch {
         let outcome = if batch.len() == 1 {
             // Alone, a send needs no savepoint: its failure is the transaction's.
@@ -125,13 +137,6 @@ async fn append_all(
             }
             outcome
         };
-        if outcome.is_ok()
-            && pending.template.kind == "m.room.member"
-            && let Some(subject) = &pending.template.state_key
-        {
-            // A member event's subject hears of it even when not (yet) in the room.
-            audience.push(subject.clone());
-        }
         outcomes.push(outcome);
     }
     if outcomes.iter().all(Result::is_err) {
@@ -140,7 +145,7 @@ async fn append_all(
         return Ok(outcomes);
     }
     tx.commit().await?;
-    reservation.committed_for(audience).await?;
+    events_committed(reservation, room_id, outcomes.iter().filter_map(|outcome| outcome.as_ref().ok())).await?;
     Ok(outcomes)
 }
 
@@ -149,7 +154,7 @@ async fn append_one(
     conn: &mut PgConnection,
     reservation: &mut Reservation<'_>,
     pending: &PendingAppend,
-) -> Result<OwnedEventId> {
+) -> Result<Appended> {
     let transaction = pending.transaction.as_ref().map(|(device_id, txn_id)| Transaction { device_id, txn_id });
     appender.append(conn, reservation, &pending.sender, pending.template.clone(), transaction).await
 }
@@ -157,14 +162,14 @@ async fn append_one(
 /// Puts a batch cut short back at the front of the queue and wakes its senders, one of which
 /// takes the lock next.
 struct Requeue<'a> {
-    room: &'a RoomSerial,
+    room: &'a Room,
     batch: Option<Vec<Arc<PendingAppend>>>,
 }
 
 impl Drop for Requeue<'_> {
     fn drop(&mut self) {
         let Some(batch) = self.batch.take() else { return };
-        let mut queue = self.room.queue();
+        let mut queue = self.room.attached.pending();
         for pending in batch.iter().rev() {
             queue.push_front(pending.clone());
         }

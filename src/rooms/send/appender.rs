@@ -1,0 +1,181 @@
+//! Appending a local event to a room whose lock the caller holds: choose its place in the
+//! DAG, authorise it against the state before it, and store it with its state, edges and
+//! stream position.
+
+use crate::db;
+use crate::db::events::Extremity;
+use crate::error::{Error, Result};
+use crate::rooms::build::{EventTemplate, Placement, build_and_sign};
+use crate::rooms::pdu::Pdu;
+use crate::rooms::send::auth_state::{AuthState, StateSlice};
+use crate::rooms::send::locks::HeldRoomLock;
+use crate::rooms::send::persist::{Stored, persist};
+use crate::rooms::send::redaction_auth;
+use crate::rooms::{RoomCtx, rules_for};
+use crate::streams::Reservation;
+use ruma::events::TimelineEventType;
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::{EventId, OwnedEventId, RoomId, RoomVersionId, UserId};
+use sqlx::PgConnection;
+
+/// The spec allows at most this many `prev_events`.
+const MAX_PREV_EVENTS: usize = 10;
+
+/// A client transaction id, for idempotent sends.
+#[derive(Clone, Copy)]
+pub struct Transaction<'a> {
+    pub device_id: &'a str,
+    pub txn_id: &'a str,
+}
+
+/// What an append did.
+#[derive(Clone, Debug)]
+pub enum Appended {
+    /// A new event, stored (committed with the caller's transaction).
+    New { pdu: Box<Pdu>, stored: Stored },
+    /// A retransmitted client send: the event its first attempt created stands.
+    SentBefore(OwnedEventId),
+}
+
+impl Appended {
+    pub fn event_id(&self) -> &EventId {
+        match self {
+            Appended::New { pdu, .. } => &pdu.event_id,
+            Appended::SentBefore(event_id) => event_id,
+        }
+    }
+}
+
+/// Appends events to one room, one after another, inside one transaction that holds the
+/// room's locks (a batch of sends, or a new room's events). What one append reads — the room
+/// version, the forward extremities, the auth state — is carried to the next instead of read
+/// again: nobody else can change them while the locks are held, and each append leaves them
+/// as the next one needs them. An append that fails changes nothing carried, so the caller
+/// may roll it back to a savepoint and go on with the next.
+pub struct Appender<'a> {
+    ctx: RoomCtx<'a>,
+    room: &'a HeldRoomLock,
+    /// Unknown until the first append reads it.
+    tip: Option<Tip>,
+    auth: StateSlice,
+}
+
+/// The room as the next event will see it.
+struct Tip {
+    rules: RoomVersionRules,
+    /// Deepest first.
+    extremities: Vec<Extremity>,
+}
+
+impl<'a> Appender<'a> {
+    /// An appender for the room `room` locks; every append must use the transaction the lock
+    /// was taken in.
+    pub fn new(ctx: RoomCtx<'a>, room: &'a HeldRoomLock) -> Appender<'a> {
+        Appender { ctx, room, tip: None, auth: StateSlice::default() }
+    }
+
+    pub async fn append(
+        &mut self,
+        tx: &mut PgConnection,
+        reservation: &mut Reservation<'_>,
+        sender: &UserId,
+        template: EventTemplate,
+        transaction: Option<Transaction<'_>>,
+    ) -> Result<Appended> {
+        let room_id = self.room.room_id();
+        // Retransmissions are recognised by device and path; the path names the room and type.
+        let txn_key = transaction.map(|txn| db::rooms::TxnKey {
+            user_id: sender.as_str(),
+            device_id: txn.device_id,
+            room_id: room_id.as_str(),
+            event_type: &template.kind,
+            txn_id: txn.txn_id,
+        });
+        // A retried request: the first attempt's event stands, nothing new is sent. The first
+        // append of a batch asks in the same round trip that reads the room's version and
+        // extremities; later ones carry those.
+        let tip = match &mut self.tip {
+            Some(tip) => {
+                if let Some(key) = txn_key
+                    && let Some(event_id) = db::rooms::transaction_event(&mut *tx, key).await?
+                {
+                    return sent_before(&event_id);
+                }
+                tip
+            }
+            unknown => {
+                let loaded = db::events::room_tip(&mut *tx, room_id.as_str(), txn_key).await?;
+                if let Some(event_id) = loaded.transaction_event {
+                    return sent_before(&event_id);
+                }
+                unknown.insert(Tip::new(room_id, loaded.version, loaded.extremities)?)
+            }
+        };
+        let rules = &tip.rules;
+        let prev = &tip.extremities[..tip.extremities.len().min(MAX_PREV_EVENTS)];
+        if prev.is_empty() {
+            return Err(Error::internal(format!("room {room_id} has no events")));
+        }
+        // Where the DAG has forked (only federation can fork it: local creation is serialised),
+        // the state before the new event is the resolution of its parents' states.
+        let mut parent_states: Vec<i64> = prev.iter().map(|extremity| extremity.state_after).collect();
+        parent_states.sort_unstable();
+        parent_states.dedup();
+        let state_before = match parent_states.as_slice() {
+            [single] => *single,
+            _ => crate::rooms::resolve::resolve_snapshots(&mut *tx, room_id, rules, &parent_states).await?,
+        };
+        let depth = prev.iter().map(|extremity| extremity.depth).max().unwrap_or(0) as u64 + 1;
+
+        let auth_state = AuthState::load_into(&mut *tx, &mut self.auth, state_before, &template, sender, rules).await?;
+        let prev_events: Vec<OwnedEventId> = prev.iter().filter_map(|e| EventId::parse(&e.event_id).ok()).collect();
+        let placement = Placement {
+            room_id: Some(room_id),
+            prev_events: &prev_events,
+            auth_events: &auth_state.auth_event_ids,
+            depth,
+        };
+        let pdu = build_and_sign(&template, sender, &placement, rules, self.ctx.server_name, self.ctx.key)?;
+        auth_state.authorize(&pdu, rules)?;
+        // What the auth rules leave to the server: who may redact what, and the spec's checks on
+        // relations sent by clients.
+        if pdu.kind == TimelineEventType::RoomRedaction {
+            redaction_auth::authorize(&mut *tx, room_id, &pdu, &auth_state, rules).await?;
+        }
+        crate::rooms::relations::check_new(&mut *tx, room_id, &pdu).await?;
+
+        let prev_nids: Vec<i64> = prev.iter().map(|extremity| extremity.event_nid).collect();
+        let stored = persist(&mut *tx, self.room, reservation, &pdu, state_before, &prev_nids, txn_key).await?;
+
+        // Stored: the event replaces its parents as an extremity (those beyond the spec's
+        // limit of parents stay), and is deeper than any of them.
+        let unreferenced = tip.extremities.split_off(prev_nids.len());
+        tip.extremities = vec![Extremity {
+            event_nid: stored.event_nid,
+            event_id: pdu.event_id.to_string(),
+            depth: i64::try_from(depth).unwrap_or(i64::MAX),
+            state_after: stored.state_after,
+        }];
+        tip.extremities.extend(unreferenced);
+        if pdu.kind == TimelineEventType::RoomRedaction {
+            // A redacted state event counts for the auth rules as what redaction leaves of it.
+            self.auth = StateSlice::default();
+        }
+        Ok(Appended::New { pdu: Box::new(pdu), stored })
+    }
+}
+
+/// The event a retransmitted send's first attempt created.
+fn sent_before(event_id: &str) -> Result<Appended> {
+    let event_id = EventId::parse(event_id).map_err(|e| Error::internal(format!("stored event id: {e}")))?;
+    Ok(Appended::SentBefore(event_id))
+}
+
+impl Tip {
+    fn new(room_id: &RoomId, version: Option<String>, extremities: Vec<Extremity>) -> Result<Tip> {
+        let version = version.ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
+        let version = RoomVersionId::try_from(version.as_str())
+            .map_err(|e| Error::internal(format!("stored room version: {e}")))?;
+        Ok(Tip { rules: rules_for(&version)?, extremities })
+    }
+}

@@ -1,0 +1,117 @@
+//! The slice of a room's state that authorising one event needs (its auth events, and the
+//! create event every check consults), read from the state snapshot before the event and
+//! carried between the events of a batch so each reads only what the last did not.
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::rooms::build::EventTemplate;
+use crate::rooms::pdu::Pdu;
+use crate::rooms::served;
+use ruma::events::{StateEventType, TimelineEventType};
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::state_res::{auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules};
+use ruma::{EventId, OwnedEventId, UserId};
+use sqlx::PgConnection;
+use std::collections::HashMap;
+
+/// Auth-relevant state events of one snapshot, as the auth rules see them (redactions
+/// applied); `None` records a key the snapshot lacks.
+#[derive(Default)]
+pub(super) struct StateSlice {
+    snapshot: Option<i64>,
+    entries: HashMap<(String, String), Option<Pdu>>,
+}
+
+/// The slice of the state before an event that its authorisation needs.
+pub struct AuthState {
+    by_key: HashMap<(String, String), Pdu>,
+    by_id: HashMap<OwnedEventId, Pdu>,
+    pub auth_event_ids: Vec<OwnedEventId>,
+}
+
+impl AuthState {
+    pub async fn load(
+        conn: &mut PgConnection,
+        snapshot: i64,
+        template: &EventTemplate,
+        sender: &UserId,
+        rules: &RoomVersionRules,
+    ) -> Result<AuthState> {
+        Self::load_into(conn, &mut StateSlice::default(), snapshot, template, sender, rules).await
+    }
+
+    /// As [`AuthState::load`], reading only what `slice` does not hold yet (and keeping it
+    /// there for the next event). A slice of another snapshot is dropped first.
+    pub(super) async fn load_into(
+        conn: &mut PgConnection,
+        slice: &mut StateSlice,
+        snapshot: i64,
+        template: &EventTemplate,
+        sender: &UserId,
+        rules: &RoomVersionRules,
+    ) -> Result<AuthState> {
+        let content = serde_json::value::to_raw_value(&template.content).map_err(|e| Error::bad_json(e.to_string()))?;
+        let kind = TimelineEventType::from(template.kind.as_str());
+        let auth_types =
+            auth_types_for_event(&kind, sender, template.state_key.as_deref(), &content, &rules.authorization)
+                .map_err(|message| Error::bad_json(format!("Invalid event: {message}")))?;
+        let mut wanted: Vec<(String, String)> = auth_types.iter().map(|(t, k)| (t.to_string(), k.clone())).collect();
+        // The create event is needed for every check, even where it is not an auth event.
+        wanted.push((StateEventType::RoomCreate.to_string(), String::new()));
+
+        if slice.snapshot != Some(snapshot) {
+            *slice = StateSlice { snapshot: Some(snapshot), entries: HashMap::new() };
+        }
+        let mut missing: Vec<(String, String)> =
+            wanted.iter().filter(|key| !slice.entries.contains_key(*key)).cloned().collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let rows = db::state::snapshot_state_for_keys_with_redactions(&mut *conn, snapshot, &missing).await?;
+            for key in missing {
+                slice.entries.insert(key, None);
+            }
+            for row in rows {
+                let entry = row.entry;
+                let pdu = Pdu::from_stored(&entry.event_id, &entry.json)?;
+                let redaction = match (&row.redaction_id, &row.redaction_json) {
+                    (Some(id), Some(json)) => Some(Pdu::from_stored(id, json)?),
+                    _ => None,
+                };
+                // Redacted state events count as what the redaction algorithm left of them.
+                let served = served::serve(&rules.redaction, entry.event_nid, pdu, redaction)?;
+                slice.entries.insert((entry.event_type, entry.state_key), Some(served.pdu));
+            }
+        }
+
+        let mut by_key = HashMap::new();
+        let mut by_id = HashMap::new();
+        for key in wanted {
+            if let Some(Some(pdu)) = slice.entries.get(&key) {
+                by_id.insert(pdu.event_id.clone(), pdu.clone());
+                by_key.insert(key, pdu.clone());
+            }
+        }
+        let auth_event_ids = auth_types
+            .iter()
+            .filter_map(|(t, k)| by_key.get(&(t.to_string(), k.clone())))
+            .map(|pdu| pdu.event_id.clone())
+            .collect();
+        Ok(AuthState { by_key, by_id, auth_event_ids })
+    }
+
+    /// One state event of the loaded slice.
+    pub fn state_event(&self, kind: &str, state_key: &str) -> Option<&Pdu> {
+        self.by_key.get(&(kind.to_owned(), state_key.to_owned()))
+    }
+
+    /// The spec's authorisation rules for the room version, via ruma.
+    pub fn authorize(&self, pdu: &Pdu, rules: &RoomVersionRules) -> Result<()> {
+        check_state_independent_auth_rules(&rules.authorization, pdu, |id: &EventId| self.by_id.get(id).cloned())
+            .map_err(|reason| Error::forbidden(format!("The event is not allowed: {reason}")))?;
+        check_state_dependent_auth_rules(&rules.authorization, pdu, |kind: &StateEventType, key: &str| {
+            self.by_key.get(&(kind.to_string(), key.to_owned())).cloned()
+        })
+        .map_err(|reason| Error::forbidden(format!("The event is not allowed: {reason}")))
+    }
+}

@@ -1,0 +1,88 @@
+//! Serialisation of event creation per room. An in-process lock keeps tasks of one process
+//! from queueing on database connections while they wait; the PostgreSQL advisory lock taken
+//! in the writing transaction serialises across processes. Holding both is a value,
+//! [`HeldRoomLock`], that only this module makes and that appending and storing events take:
+//! a writer that forgot to lock the room does not compile.
+//!
+//! Beside its lock, each room keeps whatever its writers attach (the send path keeps its queue
+//! of waiting sends there, so whoever holds the lock next can append them all in one commit).
+
+use crate::db;
+use crate::error::Result;
+use ruma::{OwnedRoomId, RoomId};
+use sqlx::PgConnection;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tokio::sync::OwnedMutexGuard;
+
+/// Rooms not in use are forgotten once the map holds more than this many.
+const FORGET_ABOVE: usize = 1024;
+
+/// Every room's lock, with `Q` attached to each.
+pub struct RoomLocks<Q> {
+    rooms: Mutex<HashMap<OwnedRoomId, Arc<RoomSerial<Q>>>>,
+}
+
+impl<Q> Default for RoomLocks<Q> {
+    fn default() -> Self {
+        RoomLocks { rooms: Mutex::new(HashMap::new()) }
+    }
+}
+
+/// One room's lock, and what its writers attached to it.
+#[derive(Default)]
+pub struct RoomSerial<Q> {
+    lock: Arc<tokio::sync::Mutex<()>>,
+    pub attached: Q,
+}
+
+/// The room's in-process lock, before its transaction took the database lock too.
+pub struct LocalRoomLock {
+    room_id: OwnedRoomId,
+    guard: OwnedMutexGuard<()>,
+}
+
+/// Proof that this task holds the room's lock in this process and, in the transaction it was
+/// taken in, in PostgreSQL: nobody else creates events in the room until it is dropped (and
+/// that transaction ends).
+pub struct HeldRoomLock {
+    room_id: OwnedRoomId,
+    _local: OwnedMutexGuard<()>,
+}
+
+impl<Q: Default> RoomLocks<Q> {
+    pub fn room(&self, room_id: &RoomId) -> Arc<RoomSerial<Q>> {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Forget rooms nobody is using, so the map does not grow without bound.
+        if rooms.len() > FORGET_ABOVE {
+            rooms.retain(|_, room| Arc::strong_count(room) > 1);
+        }
+        rooms.entry(room_id.to_owned()).or_default().clone()
+    }
+
+    /// Waits for the room's lock in this process, then takes it in `transaction` too.
+    pub async fn lock_in(&self, transaction: &mut PgConnection, room_id: &RoomId) -> Result<HeldRoomLock> {
+        self.room(room_id).lock(room_id).await.in_transaction(transaction).await
+    }
+}
+
+impl<Q> RoomSerial<Q> {
+    /// Waits for the room's lock in this process.
+    pub async fn lock(&self, room_id: &RoomId) -> LocalRoomLock {
+        LocalRoomLock { room_id: room_id.to_owned(), guard: self.lock.clone().lock_owned().await }
+    }
+}
+
+impl LocalRoomLock {
+    /// Takes the room's lock in `transaction` as well (held until it commits or rolls back).
+    pub async fn in_transaction(self, transaction: &mut PgConnection) -> Result<HeldRoomLock> {
+        db::rooms::lock_room(transaction, self.room_id.as_str()).await?;
+        Ok(HeldRoomLock { room_id: self.room_id, _local: self.guard })
+    }
+}
+
+impl HeldRoomLock {
+    pub fn room_id(&self) -> &RoomId {
+        &self.room_id
+    }
+}

@@ -1,0 +1,45 @@
+//! The send path: every local event enters here and flows one way.
+//!
+//! ```text
+//! append ──▶ locks (the room's queue) ──▶ batch (one transaction for what queued)
+//!        ──▶ appender (place in the DAG, auth) ──▶ persist (rows) ──▶ committed (wake-ups)
+//! ```
+//!
+//! Room creation enters lower down (it holds the lock of a room nobody else can see yet and
+//! appends its events itself), and inbound federation will too; both finish through
+//! [`committed::events_committed`], the one step every writer of room events takes after its
+//! commit. Appending needs a [`locks::HeldRoomLock`], which only [`locks`] can make, so no
+//! writer can forget to serialise on the room.
+
+mod appender;
+mod auth_state;
+mod batch;
+pub mod committed;
+pub mod locks;
+mod persist;
+mod redaction_auth;
+
+pub use appender::{Appended, Appender, Transaction};
+pub use batch::SendQueue;
+
+/// Every room's lock, each with its queue of waiting sends.
+pub type RoomLocks = locks::RoomLocks<SendQueue>;
+pub use auth_state::AuthState;
+pub use persist::{Stored, persist};
+
+use crate::error::Result;
+use crate::rooms::RoomCtx;
+use crate::rooms::build::EventTemplate;
+use ruma::{OwnedEventId, RoomId, UserId};
+
+/// Appends a new local event to an existing room, in a commit shared with whatever else is
+/// being sent to the room at the same moment (see `batch`).
+pub async fn append(
+    ctx: RoomCtx<'_>,
+    room_id: &RoomId,
+    sender: &UserId,
+    template: EventTemplate,
+    transaction: Option<Transaction<'_>>,
+) -> Result<OwnedEventId> {
+    batch::append_batched(ctx, room_id, (sender, template, transaction)).await
+}

@@ -1,0 +1,74 @@
+//! Storing an authorised event: everything about it that readers and federation query, in
+//! the transaction that holds the room's lock.
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::rooms::pdu::Pdu;
+use crate::rooms::send::locks::HeldRoomLock;
+use crate::streams::Reservation;
+use ruma::events::TimelineEventType;
+use sqlx::PgConnection;
+
+/// Where [`persist`] put an event.
+#[derive(Clone, Copy, Debug)]
+pub struct Stored {
+    pub event_nid: i64,
+    pub state_after: i64,
+    pub position: i64,
+}
+
+/// Stores an authorised event: interned id, the event row, its edges, the state after it,
+/// current state and membership, the room's new forward extremity, and the client
+/// transaction id of a send. `conn` is the transaction `room` was locked in.
+pub async fn persist(
+    conn: &mut PgConnection,
+    room: &HeldRoomLock,
+    reservation: &mut Reservation<'_>,
+    pdu: &Pdu,
+    state_before: i64,
+    prev_nids: &[i64],
+    transaction: Option<db::rooms::TxnKey<'_>>,
+) -> Result<Stored> {
+    let room_id = room.room_id();
+    let kind = pdu.kind.to_string();
+    let state_key_nid = match &pdu.state_key {
+        Some(state_key) => Some(db::state::intern_state_key(conn, &kind, state_key).await?),
+        None => None,
+    };
+    let position = reservation.next(conn).await?;
+    let json = pdu.canonical_json();
+    let auth_ids: Vec<String> = pdu.auth_events.iter().map(ToString::to_string).collect();
+    let event = db::events::NewEvent {
+        room_id: room_id.as_str(),
+        event_type: &kind,
+        state_key_nid,
+        sender: pdu.sender.as_str(),
+        origin_server_ts: i64::from(pdu.origin_server_ts.get()),
+        depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
+        stream_position: position,
+        state_before,
+        state_after: state_before,
+        json: &json,
+    };
+    let (event_nid, auth_found) =
+        db::events::insert_with_edges(conn, &event, pdu.event_id.as_str(), prev_nids, &auth_ids, transaction).await?;
+    // Auth events are always stored before an event cites them; an edge lost here would
+    // break the auth chains that federation serves.
+    if usize::try_from(auth_found).ok() != Some(auth_ids.len()) {
+        return Err(Error::internal(format!("{}: {auth_found} of its auth events are stored", pdu.event_id)));
+    }
+    crate::rooms::relations::record(conn, room_id, pdu, event_nid).await?;
+    let mut state_after = state_before;
+    if let (Some(state_key_nid), Some(state_key)) = (state_key_nid, &pdu.state_key) {
+        state_after =
+            db::state::create_snapshot(conn, room_id.as_str(), Some(state_before), &[(state_key_nid, event_nid)])
+                .await?;
+        db::events::set_state_after(conn, event_nid, state_after).await?;
+        db::state::set_current_state(conn, room_id.as_str(), state_key_nid, event_nid).await?;
+        if pdu.kind == TimelineEventType::RoomMember {
+            let membership = pdu.content_value()["membership"].as_str().unwrap_or("leave").to_owned();
+            db::rooms::set_membership(conn, room_id.as_str(), state_key, &membership, event_nid, position).await?;
+        }
+    }
+    Ok(Stored { event_nid, state_after, position })
+}

@@ -1,0 +1,88 @@
+//! Events as served to clients and to the authorisation rules: redacted where a redaction
+//! applies.
+//!
+//! The original JSON of a redacted event stays stored, unchanged (admins may need it); every
+//! read computes the redacted form with the room version's redaction algorithm (ruma) and
+//! adds the redaction under `unsigned.redacted_because`. A redacted state event stays in the
+//! room's state, with only the keys the algorithm keeps (spec: "Redactions").
+
+use crate::db;
+use crate::error::{Error, Result};
+use crate::rooms::pdu::Pdu;
+use ruma::RoomId;
+use ruma::canonical_json::redact;
+use ruma::room_version_rules::RedactionRules;
+use serde_json::Value;
+use sqlx::PgExecutor;
+use std::collections::HashMap;
+
+/// An event as clients and the authorisation rules see it: redacted if a redaction applies.
+#[derive(Clone, Debug)]
+pub struct Served {
+    pub event_nid: i64,
+    /// The redacted form when `redaction` is set, else the event as stored.
+    pub pdu: Pdu,
+    pub redaction: Option<Pdu>,
+}
+
+impl Served {
+    /// The client-format event, with `unsigned.redacted_because` when redacted.
+    pub fn client_event(&self, room_id: &RoomId) -> Value {
+        let mut event = self.pdu.to_client_event(room_id);
+        if let Some(redaction) = &self.redaction {
+            event["unsigned"]["redacted_because"] = redaction.to_client_event(room_id);
+        }
+        event
+    }
+}
+
+/// Applies the redactions that exist for `events` (event number and parsed event).
+pub async fn apply(db: impl PgExecutor<'_>, rules: &RedactionRules, events: Vec<(i64, Pdu)>) -> Result<Vec<Served>> {
+    let nids: Vec<i64> = events.iter().map(|(nid, _)| *nid).collect();
+    apply_among(db, rules, events, &nids).await
+}
+
+/// Like [`apply`] when only `candidates` (event numbers) can have a redaction.
+pub async fn apply_among(
+    db: impl PgExecutor<'_>,
+    rules: &RedactionRules,
+    events: Vec<(i64, Pdu)>,
+    candidates: &[i64],
+) -> Result<Vec<Served>> {
+    let mut redactions = HashMap::new();
+    for row in db::relations::redactions_of(db, candidates).await? {
+        redactions.insert(row.target_nid, Pdu::from_stored(&row.event.event_id, &row.event.json)?);
+    }
+    events.into_iter().map(|(event_nid, pdu)| serve(rules, event_nid, pdu, redactions.remove(&event_nid))).collect()
+}
+
+/// An event as served, given the redaction that applies to it (if any).
+pub fn serve(rules: &RedactionRules, event_nid: i64, pdu: Pdu, redaction: Option<Pdu>) -> Result<Served> {
+    match redaction {
+        Some(redaction) => Ok(Served { event_nid, pdu: redacted(&pdu, rules)?, redaction: Some(redaction) }),
+        None => Ok(Served { event_nid, pdu, redaction: None }),
+    }
+}
+
+/// Parses state entries and applies their redactions.
+pub async fn apply_to_state(
+    db: impl PgExecutor<'_>,
+    rules: &RedactionRules,
+    entries: &[db::state::StateEntry],
+) -> Result<Vec<Served>> {
+    let events = entries
+        .iter()
+        .map(|entry| Ok((entry.event_nid, Pdu::from_stored(&entry.event_id, &entry.json)?)))
+        .collect::<Result<Vec<_>>>()?;
+    // Where the state was read with its redaction flags, only flagged events are looked up.
+    let candidates: Vec<i64> =
+        entries.iter().filter(|entry| entry.has_redaction != Some(false)).map(|entry| entry.event_nid).collect();
+    apply_among(db, rules, events, &candidates).await
+}
+
+/// The event as the redaction algorithm of its room version leaves it.
+pub fn redacted(pdu: &Pdu, rules: &RedactionRules) -> Result<Pdu> {
+    let object = redact(pdu.json.clone(), rules, None)
+        .map_err(|e| Error::internal(format!("redacting {}: {e}", pdu.event_id)))?;
+    Pdu::from_canonical(pdu.event_id.clone(), object)
+}

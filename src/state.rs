@@ -1,0 +1,77 @@
+//! The handles a running Hearth process shares between everything it serves: configuration,
+//! the database pool, the signing key, the room locks and the stream tracker. The edges (HTTP
+//! today, XMPP later) hold an [`AppState`]; domain functions take only the handles they need.
+
+use crate::config::Config;
+use crate::federation::keys::SigningKey;
+use anyhow::anyhow;
+use ruma::OwnedServerName;
+use sqlx::PgPool;
+use std::ops::Deref;
+use std::sync::Arc;
+
+/// Shared handles every request may need. Cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub config: Config,
+    pub server_name: OwnedServerName,
+    pub pool: PgPool,
+    pub signing_key: SigningKey,
+    pub rate_limits: crate::ratelimit::RateLimits,
+    pub room_locks: crate::rooms::send::RoomLocks,
+    pub default_room_version: ruma::RoomVersionId,
+    pub streams: Arc<crate::streams::Streams>,
+    /// The guarded client for requests users can aim (push gateways).
+    pub outbound: crate::net::OutboundClient,
+    pub push_sender: crate::push::sender::PushSender,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// Also registers this process as a stream writer and starts its notification listener.
+    pub async fn new(config: Config, pool: PgPool, signing_key: SigningKey) -> anyhow::Result<AppState> {
+        let server_name = OwnedServerName::try_from(config.server_name.as_str())
+            .map_err(|error| anyhow!("`server_name`: {error}"))?;
+        let rate_limits = crate::ratelimit::RateLimits::new(&config.rate_limits);
+        let default_room_version = ruma::RoomVersionId::try_from(config.rooms.default_version.as_str())
+            .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
+        let streams = Arc::new(crate::streams::Streams::start(&pool).await?);
+        let outbound = crate::net::OutboundClient::new(&config.network)?;
+        let state = AppState(Arc::new(Inner {
+            streams,
+            outbound,
+            push_sender: Default::default(),
+            config,
+            server_name,
+            pool,
+            signing_key,
+            rate_limits,
+            room_locks: Default::default(),
+            default_room_version,
+        }));
+        // Expired typing must reach other clients' syncs as a stop without any request.
+        crate::rooms::typing::spawn_sweeper(state.pool.clone(), Arc::downgrade(&state.streams));
+        // Notifications reach push gateways without any request.
+        state.push_sender.start(state.pool.clone(), Arc::downgrade(&state.streams), state.outbound.clone());
+        Ok(state)
+    }
+
+    /// What room operations need.
+    pub fn rooms(&self) -> crate::rooms::RoomCtx<'_> {
+        crate::rooms::RoomCtx {
+            pool: &self.pool,
+            server_name: &self.server_name,
+            key: &self.signing_key,
+            locks: &self.room_locks,
+            streams: &self.streams,
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! A client's `/sync` request as the domain sees it: the filter it names resolved into what
+//! the builder and the sections need, the presence the request sets, then the long-poll. The
+//! HTTP handler, and later other transports, only translate to and from this.
+
+use crate::error::{Error, Result};
+use crate::rooms::filter::EventFilter;
+use crate::streams::Streams;
+use crate::sync::long_poll::{SyncRequest, sync};
+use crate::sync::sections::SectionFilters;
+use crate::sync::types::{DEFAULT_TIMELINE_LIMIT, SyncOptions};
+use crate::users::Session;
+use ruma::api::client::filter::FilterDefinition;
+use ruma::presence::PresenceState;
+use serde_json::Value;
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// The most events a room's timeline may ask for at once.
+const MAX_TIMELINE_LIMIT: usize = 1000;
+
+/// The filter a sync names: none, one given inline, or one uploaded earlier.
+pub enum SyncFilter<'a> {
+    Default,
+    Inline(&'a FilterDefinition),
+    Stored(&'a str),
+}
+
+pub struct SyncParams<'a> {
+    pub filter: SyncFilter<'a>,
+    pub since: Option<&'a str>,
+    pub timeout: Duration,
+    pub full_state: bool,
+    pub set_presence: &'a PresenceState,
+}
+
+/// Answers one `/sync` of `session`'s device.
+pub async fn serve(pool: &PgPool, streams: &Streams, session: &Session, params: SyncParams<'_>) -> Result<Value> {
+    let definition = match params.filter {
+        SyncFilter::Default => FilterDefinition::default(),
+        SyncFilter::Inline(definition) => definition.clone(),
+        SyncFilter::Stored(id) => {
+            let stored = crate::users::filters::get(pool, session, &session.user_id, id)
+                .await
+                .map_err(|_| Error::invalid_param(format!("Unknown filter {id:?}")))?;
+            serde_json::from_value(stored).map_err(|e| Error::internal(format!("stored filter is malformed: {e}")))?
+        }
+    };
+    let request = SyncRequest {
+        since: params.since,
+        timeout: params.timeout,
+        full_state: params.full_state,
+        options: sync_options(&definition, params.full_state),
+        device: Some(&session.device_id),
+        sections: SectionFilters::from_definition(&definition),
+    };
+    crate::users::presence::on_sync(pool, streams, &session.user_id, params.set_presence).await?;
+    sync(pool, streams, &session.user_id, request).await
+}
+
+/// What the filter asks of the rooms' timelines and state.
+fn sync_options(definition: &FilterDefinition, full_state: bool) -> SyncOptions {
+    let room_filter = &definition.room;
+    let mut timeline =
+        EventFilter::from_ruma(&room_filter.timeline).with_rooms(room_filter.rooms.as_deref(), &room_filter.not_rooms);
+    // The spec puts lazy loading on the state filter; the builder reads it from the timeline's.
+    let state_filter = EventFilter::from_ruma(&room_filter.state);
+    timeline.lazy_load_members |= state_filter.lazy_load_members;
+    timeline.include_redundant_members |= state_filter.include_redundant_members;
+    let timeline_limit = room_filter
+        .timeline
+        .limit
+        .map(|limit| usize::try_from(u64::from(limit)).unwrap_or(usize::MAX))
+        .unwrap_or(DEFAULT_TIMELINE_LIMIT)
+        .clamp(1, MAX_TIMELINE_LIMIT);
+    SyncOptions {
+        full_state,
+        timeline,
+        timeline_limit,
+        unread_thread_notifications: room_filter.timeline.unread_thread_notifications,
+    }
+}
