@@ -18,33 +18,23 @@
 //! Across processes, a session advisory lock per pusher (on the worker's own connection, so a
 //! dead process's locks vanish with it) keeps two processes from delivering to one pusher.
 
+use super::delivery::{Deliveries, Outcome};
 use crate::db;
 use crate::error::Result;
 use crate::net::OutboundClient;
-use crate::push::gateway::{self, Answer, PushedEvent, Target};
 use crate::streams::Streams;
-use crate::time::now_ms;
-use ruma::push::Action;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::task::{Id as TaskId, JoinSet};
 
-/// Backoff while a gateway fails: doubling from the first, up to the cap (Synapse's values).
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(60 * 60);
-/// A notification that could not be delivered for this long is skipped: a day-old push is
-/// noise, and a gateway that comes back must not be flooded with them.
-const GIVE_UP_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
 /// After a database error, the worker looks again this much later.
 const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 /// How long a stopping worker waits for deliveries in flight (each HTTP request is bounded by
 /// the outbound client's 30 s timeout).
 const STOP_TIMEOUT: Duration = Duration::from_secs(40);
-/// Two-key advisory lock class for pusher delivery locks ("HPSH").
-const PUSHER_LOCK_CLASS: i32 = 0x4850_5348;
 
 /// The process's push delivery worker.
 #[derive(Default)]
@@ -78,55 +68,37 @@ impl PushSender {
     }
 }
 
-/// How one pusher's delivery run ended.
-enum Outcome {
-    /// Everything up to the bound is handled.
-    CaughtUp,
-    /// Another process holds the pusher; try again on a later wake-up (it may die).
-    HeldElsewhere,
-    /// The pusher is gone (deleted, or its pushkey rejected).
-    Gone,
-    /// The worker is stopping.
-    Stopped,
-    /// A database error; try again later.
-    Failed,
-}
-
 async fn run(pool: PgPool, streams: Weak<Streams>, client: OutboundClient, stop: watch::Receiver<bool>) {
     let Some(mut changes) = streams.upgrade().map(|streams| streams.notifier.position_changes()) else { return };
-    let locks = loop {
-        match PgConnection::connect_with(&pool.connect_options()).await {
-            Ok(connection) => break Arc::new(tokio::sync::Mutex::new(connection)),
-            Err(error) => {
-                tracing::warn!(%error, "push sender: connecting for delivery locks");
-                if sleep_or_stop(RETRY_AFTER_ERROR, &mut stop.clone()).await {
-                    return;
-                }
-            }
-        }
+    let deliveries = Arc::new(Deliveries::new(pool.clone(), client, stop.clone()));
+    let mut worker = Worker {
+        pool,
+        deliveries: deliveries.clone(),
+        scanned: None,
+        running: HashMap::new(),
+        tasks: HashMap::new(),
+        retry: HashSet::new(),
+        joins: JoinSet::new(),
     };
-    let context = Arc::new(Delivery { pool, client, locks: locks.clone(), stop: stop.clone() });
-    let mut worker =
-        Worker { context, scanned: None, running: HashMap::new(), retry: HashSet::new(), tasks: JoinSet::new() };
     worker.run(&streams, &mut changes, stop).await;
     // Deliveries in flight finish and record their progress before the worker ends.
-    while worker.tasks.join_next().await.is_some() {}
-    let connection = Arc::try_unwrap(locks).map(tokio::sync::Mutex::into_inner);
-    if let Ok(connection) = connection {
-        let _ = connection.close().await;
-    }
+    while worker.joins.join_next().await.is_some() {}
+    deliveries.close().await;
 }
 
 struct Worker {
-    context: Arc<Delivery>,
+    pool: PgPool,
+    deliveries: Arc<Deliveries>,
     /// The readable position up to which new notifications have been looked for; `None`
     /// before the first look, which takes every pusher with anything pending.
     scanned: Option<i64>,
     /// Pushers being delivered to, with the bound of a further run if more arrived meanwhile.
     running: HashMap<i64, Option<i64>>,
+    /// Which pusher each delivery task serves.
+    tasks: HashMap<TaskId, i64>,
     /// Pushers to try again on the next look (held by another process, or failed).
     retry: HashSet<i64>,
-    tasks: JoinSet<(i64, Outcome)>,
+    joins: JoinSet<Outcome>,
 }
 
 impl Worker {
@@ -147,7 +119,7 @@ impl Worker {
                 // Seen before the bound is read: a commit after this wakes the next round.
                 changes.borrow_and_update();
                 let Some(streams) = streams.upgrade() else { return };
-                let readable = streams.current_position(&self.context.pool).await;
+                let readable = streams.current_position(&self.pool).await;
                 drop(streams);
                 match self.look(readable).await {
                     Ok(()) => retry_at = None,
@@ -163,7 +135,7 @@ impl Worker {
                     Ok(()) => look = true,
                     Err(_) => return, // the process's notifier is gone
                 },
-                Some(joined) = self.tasks.join_next() => self.finished(joined, &mut retry_at),
+                Some(joined) = self.joins.join_next_with_id() => self.finished(joined, &mut retry_at),
                 _ = sleep_until(retry_at) => look = true,
             }
         }
@@ -173,7 +145,7 @@ impl Worker {
     /// handled.
     async fn look(&mut self, readable: Result<i64>) -> Result<()> {
         let readable = readable?;
-        let pool = &self.context.pool;
+        let pool = &self.pool;
         let found = match self.scanned {
             None => db::push_delivery::pushers_with_pending(pool, readable).await?,
             Some(scanned) if scanned >= readable => Vec::new(),
@@ -193,20 +165,24 @@ impl Worker {
             return;
         }
         self.running.insert(pusher_id, None);
-        let context = self.context.clone();
-        self.tasks.spawn(async move { (pusher_id, context.run(pusher_id, upto).await) });
+        let deliveries = self.deliveries.clone();
+        let task = self.joins.spawn(async move { deliveries.run(pusher_id, upto).await });
+        self.tasks.insert(task.id(), pusher_id);
     }
 
     fn finished(
         &mut self,
-        joined: std::result::Result<(i64, Outcome), tokio::task::JoinError>,
+        joined: std::result::Result<(TaskId, Outcome), tokio::task::JoinError>,
         retry_at: &mut Option<tokio::time::Instant>,
     ) {
-        let Ok((pusher_id, outcome)) = joined else {
-            // A panicking delivery: its pusher is found again by the next look's retry list.
-            tracing::error!("push sender: a delivery task failed");
-            return;
+        let (task, outcome) = match joined {
+            Ok((task, outcome)) => (task, outcome),
+            Err(error) => {
+                tracing::error!(%error, "push sender: a delivery task failed");
+                (error.id(), Outcome::Failed)
+            }
         };
+        let Some(pusher_id) = self.tasks.remove(&task) else { return };
         let again = self.running.remove(&pusher_id).flatten();
         match outcome {
             Outcome::CaughtUp => {
@@ -226,149 +202,9 @@ impl Worker {
     }
 }
 
-/// What every delivery task shares.
-struct Delivery {
-    pool: PgPool,
-    client: OutboundClient,
-    /// The connection holding this process's pusher locks.
-    locks: Arc<tokio::sync::Mutex<PgConnection>>,
-    stop: watch::Receiver<bool>,
-}
-
-impl Delivery {
-    /// Delivers the pusher's notifications up to `upto`, holding its lock meanwhile.
-    async fn run(&self, pusher_id: i64, upto: i64) -> Outcome {
-        let key = lock_key(pusher_id);
-        match db::push_delivery::try_lock(&mut *self.locks.lock().await, PUSHER_LOCK_CLASS, key).await {
-            Ok(true) => {}
-            Ok(false) => return Outcome::HeldElsewhere,
-            Err(error) => {
-                tracing::warn!(%error, pusher_id, "push sender: locking a pusher");
-                return Outcome::Failed;
-            }
-        }
-        let outcome = match self.deliver_locked(pusher_id, upto).await {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                tracing::warn!(%error, pusher_id, "push sender: delivering");
-                Outcome::Failed
-            }
-        };
-        if let Err(error) = db::push_delivery::unlock(&mut *self.locks.lock().await, PUSHER_LOCK_CLASS, key).await {
-            tracing::warn!(%error, pusher_id, "push sender: unlocking a pusher");
-        }
-        outcome
-    }
-
-    async fn deliver_locked(&self, pusher_id: i64, upto: i64) -> Result<Outcome> {
-        let mut stop = self.stop.clone();
-        let mut backoff = FIRST_BACKOFF;
-        loop {
-            if *stop.borrow() {
-                return Ok(Outcome::Stopped);
-            }
-            // Read afresh each round: the pusher may have been deleted or changed meanwhile.
-            let Some(pusher) = db::pushers::get(&self.pool, pusher_id).await? else { return Ok(Outcome::Gone) };
-            let Some(url) = pusher.data.get("url").and_then(|url| url.as_str()) else { return Ok(Outcome::Gone) };
-            let next =
-                db::push_delivery::next_pending(&self.pool, &pusher.user_id, pusher.delivered_upto, upto).await?;
-            let Some(next) = next else { return Ok(Outcome::CaughtUp) };
-            let position = next.stream_position;
-            let Some((event, actions)) = to_pushed_event(next) else {
-                // Nothing a gateway could be sent (an id that does not parse): pass over it.
-                db::pushers::advance(&self.pool, pusher_id, position).await?;
-                continue;
-            };
-            let unread = db::push_delivery::unread_count(&self.pool, &pusher.user_id).await?;
-            let target = Target {
-                user_id: &pusher.user_id,
-                app_id: &pusher.app_id,
-                pushkey: &pusher.pushkey,
-                pushkey_ts: pusher.pushkey_ts,
-                data: &pusher.data,
-            };
-            let request = gateway::notification(&target, &event, u64::try_from(unread).unwrap_or_default(), &actions);
-            match gateway::post(&self.client, url, request).await {
-                Answer::Accepted { rejected } => {
-                    if rejected.iter().any(|pushkey| *pushkey == pusher.pushkey) {
-                        tracing::info!(pusher_id, app_id = %pusher.app_id, "the push gateway rejected the pushkey; removing the pusher");
-                        db::pushers::delete_by_id(&self.pool, pusher_id).await?;
-                        return Ok(Outcome::Gone);
-                    }
-                    if !db::pushers::advance(&self.pool, pusher_id, position).await? {
-                        return Ok(Outcome::Gone);
-                    }
-                    backoff = FIRST_BACKOFF;
-                }
-                Answer::Failed(reason) => {
-                    let now = now_ms();
-                    let Some(since) = db::pushers::mark_failing(&self.pool, pusher_id, now).await? else {
-                        return Ok(Outcome::Gone);
-                    };
-                    if now - since > GIVE_UP_AFTER_MS {
-                        tracing::warn!(pusher_id, %reason, event_id = %event.event_id, "giving up on a push after a day of failures");
-                        db::pushers::advance(&self.pool, pusher_id, position).await?;
-                        continue;
-                    }
-                    tracing::info!(pusher_id, %reason, retry_in = ?backoff, "push failed");
-                    if sleep_or_stop(backoff, &mut stop).await {
-                        return Ok(Outcome::Stopped);
-                    }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-    }
-}
-
-/// The event of a stored notification as the gateway is shown it, and the actions the
-/// user's rules gave it.
-fn to_pushed_event(row: db::push_delivery::Pending) -> Option<(PushedEvent, Vec<Action>)> {
-    let content = if row.redacted {
-        None
-    } else {
-        let event: serde_json::Value = serde_json::from_str(&row.json).ok()?;
-        event.get("content").and_then(|content| serde_json::value::to_raw_value(content).ok())
-    };
-    // Unknown or malformed actions are left out: the rules said to notify, which the stored
-    // row already tells.
-    let actions = match row.actions {
-        serde_json::Value::Array(actions) => {
-            actions.into_iter().filter_map(|action| serde_json::from_value(action).ok()).collect()
-        }
-        _ => Vec::new(),
-    };
-    let event = PushedEvent {
-        event_id: row.event_id.try_into().ok()?,
-        room_id: row.room_id.try_into().ok()?,
-        event_type: row.event_type,
-        sender: row.sender.try_into().ok()?,
-        state_key: row.state_key,
-        content,
-        sender_display_name: row.sender_display_name,
-        room_name: row.room_name.or(row.room_alias),
-    };
-    Some((event, actions))
-}
-
-/// The second key of a pusher's advisory lock. Ids beyond 32 bits share keys, which only
-/// ever makes two pushers wait for each other.
-fn lock_key(pusher_id: i64) -> i32 {
-    (pusher_id & 0xffff_ffff) as u32 as i32
-}
-
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// Sleeps; true if told to stop meanwhile.
-async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    let stopped = tokio::select! {
-        _ = tokio::time::sleep(duration) => false,
-        _ = stop.wait_for(|stop| *stop) => true,
-    };
-    stopped || *stop.borrow()
 }
