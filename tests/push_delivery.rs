@@ -282,6 +282,32 @@ async fn gateways_on_private_addresses_are_refused_unless_allowed() {
     assert_eq!(pushers(&server, &alice).await.len(), 1);
 }
 
+#[tokio::test]
+async fn a_notification_read_before_it_could_be_pushed_is_not_pushed_any_more() {
+    let server = TestServer::start_with(allow_private).await;
+    let gateway = PushGateway::start().await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let dm = room_with(&server, &bob, &[&alice], true).await;
+    set_pusher(&server, &alice, &gateway, "alice-phone", None).await;
+
+    // The gateway fails; meanwhile Alice reads the message on another device.
+    gateway.answer(Answer::Fail(StatusCode::SERVICE_UNAVAILABLE));
+    let read = say(&server, &bob, &dm, "read elsewhere").await;
+    gateway.wait_for(1).await;
+    let receipt = format!("/_matrix/client/v3/rooms/{dm}/receipt/m.read/{read}");
+    call_ok(&server, Method::POST, &receipt, &alice, json!({})).await;
+    gateway.answer(Answer::Accept);
+
+    let unread = say(&server, &bob, &dm, "not read yet").await;
+    gateway.wait_for_event(&unread).await;
+    let accepted = gateway.accepted();
+    assert_eq!(event_ids(&accepted), vec![unread.clone()], "{accepted:#?}");
+    assert_eq!(accepted[0]["notification"]["counts"]["unread"], 1, "the read message no longer counts");
+    let attempts = event_ids(&gateway.received());
+    assert!(attempts.iter().all(|id| *id == read || *id == unread), "{attempts:?}");
+}
+
 /// A database and a signing key that survive restarts of the nodes on them.
 struct Deployment {
     database: String,

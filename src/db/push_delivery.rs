@@ -1,18 +1,20 @@
-//! What push delivery reads: the notifications table (migration 0012) from a pusher's
-//! cursor, with what a push gateway is shown about each event; and the per-pusher delivery
+//! What push delivery reads: `event_push_actions` (migration 0012: what each user's push rules
+//! decided for each event, written in the event's transaction) from a pusher's cursor, with
+//! what a push gateway is shown about each event; the badge count; and the per-pusher delivery
 //! locks.
 
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor};
+use std::sync::LazyLock;
 
 /// Pushers whose user has a notification to push above the pusher's cursor, up to `upto`
 /// (at start-up: whatever was left pending).
 pub async fn pushers_with_pending(db: impl PgExecutor<'_>, upto: i64) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar(
         "SELECT p.pusher_id FROM pushers p
-         WHERE EXISTS (SELECT 1 FROM notifications n
-                       WHERE n.user_id = p.user_id AND n.notify
-                         AND n.stream_position > p.delivered_upto AND n.stream_position <= $1)",
+         WHERE EXISTS (SELECT 1 FROM event_push_actions a
+                       WHERE a.user_id = p.user_id AND a.notify
+                         AND a.stream_position > p.delivered_upto AND a.stream_position <= $1)",
     )
     .bind(upto)
     .fetch_all(db)
@@ -24,9 +26,9 @@ pub async fn pushers_with_pending(db: impl PgExecutor<'_>, upto: i64) -> sqlx::R
 pub async fn pushers_notified_between(db: impl PgExecutor<'_>, after: i64, upto: i64) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar(
         "SELECT DISTINCT p.pusher_id
-         FROM notifications n JOIN pushers p ON p.user_id = n.user_id
-         WHERE n.stream_position > $1 AND n.stream_position <= $2 AND n.notify
-           AND n.stream_position > p.delivered_upto",
+         FROM event_push_actions a JOIN pushers p ON p.user_id = a.user_id
+         WHERE a.stream_position > $1 AND a.stream_position <= $2 AND a.notify
+           AND a.stream_position > p.delivered_upto",
     )
     .bind(after)
     .bind(upto)
@@ -53,7 +55,8 @@ pub struct Pending {
     pub room_alias: Option<String>,
 }
 
-/// The user's first notification to push in `(after, upto]`.
+/// The user's first notification to push in `(after, upto]`. One they have read meanwhile (on
+/// another device, say, while the gateway was down) is not pushed any more, as Synapse does.
 pub async fn next_pending(
     db: impl PgExecutor<'_>,
     user_id: &str,
@@ -68,7 +71,7 @@ pub async fn next_pending(
         .await
 }
 
-static NEXT_PENDING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+static NEXT_PENDING: LazyLock<String> = LazyLock::new(|| {
     let state_content = |event_type: &str, state_key: &str, field: &str| {
         format!(
             "(SELECT (s.json::jsonb) -> 'content' ->> '{field}'
@@ -78,29 +81,57 @@ static NEXT_PENDING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
         )
     };
     format!(
-        "SELECT n.stream_position, i.event_id, e.room_id, e.event_type, e.sender, k.state_key, e.json,
-                EXISTS (SELECT 1 {redaction}) AS redacted, n.actions,
+        "SELECT a.stream_position, a.event_id, e.room_id, e.event_type, e.sender, k.state_key, e.json,
+                EXISTS (SELECT 1 {redaction}) AS redacted, a.actions,
                 {display_name} AS sender_display_name, {name} AS room_name, {alias} AS room_alias
-         FROM notifications n
-         JOIN events e ON e.event_nid = n.event_nid
-         JOIN event_ids i ON i.event_nid = e.event_nid
+         FROM event_push_actions a
+         JOIN events e ON e.event_nid = a.event_nid
          LEFT JOIN state_keys k ON k.state_key_nid = e.state_key_nid
-         WHERE n.user_id = $1 AND n.stream_position > $2 AND n.stream_position <= $3 AND n.notify
-           AND e.sender <> $1
-         ORDER BY n.stream_position LIMIT 1",
+         WHERE a.user_id = $1 AND a.stream_position > $2 AND a.stream_position <= $3 AND a.notify
+           AND a.sender <> $1
+           AND a.stream_position > COALESCE({read}, 0)
+         ORDER BY a.stream_position LIMIT 1",
         redaction = super::relations::applying_redaction("e.event_nid"),
         display_name = state_content("m.room.member", "e.sender", "displayname"),
         name = state_content("m.room.name", "''", "name"),
         alias = state_content("m.room.canonical_alias", "''", "alias"),
+        read = read_receipt("a.room_id", "a.user_id", "a.thread_id"),
     )
 });
 
-/// The user's unread notifications across their rooms: the badge a push carries.
+/// The badge a push carries (spec: `counts.unread`, "the number of unread messages a user has
+/// across all of the rooms they are a member of"): the user's notifying events after their
+/// read position, in every room they are joined to — by thread, as `/sync` counts them (an
+/// unthreaded receipt covers every thread, a threaded one its own; before any receipt, what
+/// came before they joined is read) — and, as Synapse counts, one for each pending invite.
 pub async fn unread_count(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM notifications n WHERE n.user_id = $1 AND n.notify")
-        .bind(user_id)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar(sqlx::AssertSqlSafe(UNREAD_COUNT.as_str())).bind(user_id).fetch_one(db).await
+}
+
+static UNREAD_COUNT: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT COALESCE(SUM(unread.n), 0)::bigint
+                + (SELECT COUNT(*) FROM room_memberships i WHERE i.user_id = $1 AND i.membership = 'invite')
+         FROM room_memberships m
+         CROSS JOIN LATERAL (
+             SELECT COUNT(*) AS n FROM event_push_actions a
+             WHERE a.user_id = m.user_id AND a.room_id = m.room_id AND a.notify
+               AND a.stream_position > COALESCE({read}, m.joined_position, m.stream_position)
+         ) unread
+         WHERE m.user_id = $1 AND m.membership = 'join'",
+        read = read_receipt("m.room_id", "m.user_id", "a.thread_id"),
+    )
+});
+
+/// Where the user's read receipts put their reading of a thread of a room (NULL without
+/// one): an unthreaded receipt covers every thread, a threaded one its own (spec: "Threaded
+/// read receipts"; `push::notifications::read_up_to` in Rust).
+fn read_receipt(room: &str, user: &str, thread: &str) -> String {
+    format!(
+        "(SELECT MAX(r.event_position) FROM receipts r
+          WHERE r.room_id = {room} AND r.user_id = {user}
+            AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', {thread}))"
+    )
 }
 
 /// Takes a session-level advisory lock if it is free.

@@ -28,6 +28,8 @@ pub enum Answer {
 
 struct Shared {
     received: Mutex<Vec<Value>>,
+    /// The bodies answered with success (accepted or with rejected pushkeys).
+    accepted: Mutex<Vec<Value>>,
     /// How many requests have arrived (moves before the answer is sent).
     arrivals: watch::Sender<usize>,
     answer: Mutex<Answer>,
@@ -43,6 +45,7 @@ impl PushGateway {
     pub async fn start() -> PushGateway {
         let shared = Arc::new(Shared {
             received: Mutex::new(Vec::new()),
+            accepted: Mutex::new(Vec::new()),
             arrivals: watch::channel(0).0,
             answer: Mutex::new(Answer::Accept),
         });
@@ -63,6 +66,11 @@ impl PushGateway {
     /// Every notification body received so far, in order of arrival.
     pub fn received(&self) -> Vec<Value> {
         lock(&self.shared.received).clone()
+    }
+
+    /// The notification bodies the gateway answered with success, in order.
+    pub fn accepted(&self) -> Vec<Value> {
+        lock(&self.shared.accepted).clone()
     }
 
     /// Waits until at least `count` requests have arrived; returns all received.
@@ -130,9 +138,12 @@ impl Drop for PushGateway {
 async fn notify(State(shared): State<Arc<Shared>>, body: axum::body::Bytes) -> (StatusCode, axum::Json<Value>) {
     let body: Value =
         serde_json::from_slice(&body).unwrap_or_else(|_| json!({"unparseable": String::from_utf8_lossy(&body)}));
-    lock(&shared.received).push(body);
+    lock(&shared.received).push(body.clone());
     shared.arrivals.send_modify(|arrived| *arrived += 1);
     let answer = lock(&shared.answer).clone();
+    if !matches!(answer, Answer::Fail(_)) {
+        lock(&shared.accepted).push(body);
+    }
     match answer {
         Answer::Accept => (StatusCode::OK, axum::Json(json!({"rejected": []}))),
         Answer::Fail(status) => (status, axum::Json(json!({"error": "the gateway is failing"}))),
