@@ -114,7 +114,7 @@ async fn a_pushkey_moves_to_its_new_user_unless_appended() {
 }
 
 #[tokio::test]
-async fn logging_out_or_deleting_the_device_removes_its_pushers() {
+async fn logging_out_deleting_the_device_or_deactivating_removes_its_pushers() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PASSWORD).await;
     let phone = server.login("alice", PASSWORD).await;
@@ -139,6 +139,15 @@ async fn logging_out_or_deleting_the_device_removes_its_pushers() {
         server.delete(&path, alice.token(), Some(json!({"auth": alice.password_auth(&session)}))).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(keys(pushers(&server, &alice).await), vec!["desktop"]);
+
+    // Deactivating the account ends every session, and every pusher with them.
+    let deactivate = "/_matrix/client/v3/account/deactivate";
+    let (status, body) = server.post(deactivate, alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    let session = body["session"].as_str().expect("a UIA session").to_owned();
+    let (status, body) = server.post(deactivate, alice.token(), json!({"auth": alice.password_auth(&session)})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(server.count("SELECT COUNT(*) FROM pushers").await, 0);
 }
 
 #[tokio::test]
