@@ -9,7 +9,7 @@ use crate::push::ruleset::{assemble, client_json, differences};
 use crate::streams::Streams;
 use ruma::UserId;
 use ruma::push::{
-    Action, AnyPushRuleRef, InsertPushRuleError, NewPushRule, RemovePushRuleError, RuleKind, RuleNotFoundError, Ruleset,
+    Action, AnyPushRule, InsertPushRuleError, NewPushRule, RemovePushRuleError, RuleKind, RuleNotFoundError, Ruleset,
 };
 use serde_json::{Value, json};
 use sqlx::{PgExecutor, PgPool};
@@ -33,11 +33,10 @@ pub async fn global(pool: &PgPool, user_id: &UserId) -> Result<Value> {
     Ok(client_json(&ruleset(pool, user_id).await?))
 }
 
-/// One rule, as the client API shows it.
-pub async fn rule(pool: &PgPool, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<Value> {
+/// One rule.
+pub async fn rule(pool: &PgPool, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<AnyPushRule> {
     let ruleset = ruleset(pool, user_id).await?;
-    let rule = ruleset.get(kind, rule_id).ok_or_else(unknown_rule)?;
-    rule_json(rule)
+    Ok(ruleset.get(kind, rule_id).ok_or_else(unknown_rule)?.to_owned())
 }
 
 /// Creates or replaces a rule of the user's own, placed before or after another of theirs.
@@ -118,17 +117,6 @@ async fn change(
     tx.commit().await?;
     reservation.committed_for(vec![user_id.to_string()]).await?;
     Ok(())
-}
-
-fn rule_json(rule: AnyPushRuleRef<'_>) -> Result<Value> {
-    let value = match rule {
-        AnyPushRuleRef::Override(rule) | AnyPushRuleRef::Underride(rule) => serde_json::to_value(rule),
-        AnyPushRuleRef::Content(rule) => serde_json::to_value(rule),
-        AnyPushRuleRef::Room(rule) => serde_json::to_value(rule),
-        AnyPushRuleRef::Sender(rule) => serde_json::to_value(rule),
-        _ => return Err(unknown_rule()),
-    };
-    value.map_err(|error| Error::internal(format!("push rule serialisation: {error}")))
 }
 
 fn unknown_rule() -> Error {
