@@ -210,6 +210,7 @@ pub async fn create_room(
         }
         room.add(&mut tx, &mut reservation, "m.room.member", invitee.as_str(), content).await?;
     }
+    crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, reservation.positions()).await?;
     tx.commit().await?;
     events_committed(reservation, &room_id, &room.appended).await?;
     tracing::info!(%room_id, %creator, version = %version, "created room");

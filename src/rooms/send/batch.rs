@@ -144,6 +144,7 @@ async fn append_all(
         drop(reservation);
         return Ok(outcomes);
     }
+    crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, reservation.positions()).await?;
     tx.commit().await?;
     events_committed(reservation, room_id, outcomes.iter().filter_map(|outcome| outcome.as_ref().ok())).await?;
     Ok(outcomes)
