@@ -32,3 +32,7 @@ CREATE TABLE pushers (
 -- Setting a pusher without `append` removes other users' pushers with the same app id and
 -- pushkey; a gateway's `rejected` list names pushkeys.
 CREATE INDEX pushers_by_key ON pushers (app_id, pushkey);
+
+-- Push delivery looks for new notifications by stream position across all users (what became
+-- readable since it last looked); only notifying rows are ever pushed.
+CREATE INDEX event_push_actions_to_push ON event_push_actions (stream_position) WHERE notify;
