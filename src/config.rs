@@ -13,8 +13,17 @@ use std::path::{Path, PathBuf};
 
 /// Top-level keys that `HEARTH_*` variables may set. Anything else with the prefix (for
 /// example a test harness's own variables) is not configuration and is ignored.
-const ENV_KEYS: &[&str] =
-    &["server_name", "public_baseurl", "data_dir", "database", "registration", "rate_limits", "limits", "rooms"];
+const ENV_KEYS: &[&str] = &[
+    "server_name",
+    "public_baseurl",
+    "data_dir",
+    "database",
+    "registration",
+    "rate_limits",
+    "limits",
+    "rooms",
+    "network",
+];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -29,6 +38,7 @@ pub struct Config {
     pub rate_limits: RateLimitConfig,
     pub limits: LimitsConfig,
     pub rooms: RoomsConfig,
+    pub network: NetworkConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -73,6 +83,17 @@ impl Default for RoomsConfig {
     }
 }
 
+/// Outbound requests whose destination a user can choose (push gateways; later federation
+/// and URL previews).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NetworkConfig {
+    /// Whether such requests may reach private, loopback, link-local and other non-public
+    /// addresses. Off by default: otherwise any user could make the server probe its own
+    /// network.
+    pub allow_private_destinations: bool,
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -93,6 +114,7 @@ impl Default for Config {
             rate_limits: RateLimitConfig::default(),
             limits: LimitsConfig::default(),
             rooms: RoomsConfig::default(),
+            network: NetworkConfig::default(),
         }
     }
 }

@@ -66,6 +66,10 @@ impl Error {
         Self::new(ErrorKind::MissingParam, message)
     }
 
+    pub fn threepid_not_found(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::ThreepidNotFound, message)
+    }
+
     pub fn unknown(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unknown, message)
     }

@@ -27,6 +27,8 @@ pub mod error;
 pub mod federation;
 pub mod health;
 pub mod http;
+pub mod net;
+pub mod push;
 pub mod ratelimit;
 pub mod rooms;
 pub mod server;

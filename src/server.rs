@@ -166,6 +166,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("some requests were still running after 30 s; closing them");
     }
     pruner.abort();
+    // Deliveries in flight record their progress before the pool closes.
+    state.push_sender.stop().await;
     pool.close().await;
     guard.shutdown().await?;
     tracing::info!("stopped");

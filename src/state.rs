@@ -23,6 +23,9 @@ pub struct Inner {
     pub room_locks: crate::rooms::send::RoomLocks,
     pub default_room_version: ruma::RoomVersionId,
     pub streams: Arc<crate::streams::Streams>,
+    /// The guarded client for requests users can aim (push gateways).
+    pub outbound: crate::net::OutboundClient,
+    pub push_sender: crate::push::sender::PushSender,
 }
 
 impl Deref for AppState {
@@ -41,8 +44,11 @@ impl AppState {
         let default_room_version = ruma::RoomVersionId::try_from(config.rooms.default_version.as_str())
             .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
         let streams = Arc::new(crate::streams::Streams::start(&pool).await?);
+        let outbound = crate::net::OutboundClient::new(&config.network)?;
         let state = AppState(Arc::new(Inner {
             streams,
+            outbound,
+            push_sender: Default::default(),
             config,
             server_name,
             pool,
@@ -53,6 +59,8 @@ impl AppState {
         }));
         // Expired typing must reach other clients' syncs as a stop without any request.
         crate::rooms::typing::spawn_sweeper(state.pool.clone(), Arc::downgrade(&state.streams));
+        // Notifications reach push gateways without any request.
+        state.push_sender.start(state.pool.clone(), Arc::downgrade(&state.streams), state.outbound.clone());
         Ok(state)
     }
 

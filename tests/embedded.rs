@@ -644,6 +644,14 @@ fn config_check_version_and_help() {
     let defaults: toml::Value = toml::from_str(&stdout).expect("config check prints TOML");
     assert_eq!(defaults["server_name"].as_str(), Some("localhost"));
     assert_eq!(defaults["listen"], toml::Value::try_from(["127.0.0.1:8008"]).expect("toml"));
+    assert_eq!(
+        defaults["network"]["allow_private_destinations"].as_bool(),
+        Some(false),
+        "outbound requests to private addresses are refused unless allowed"
+    );
+    let output = run_tool(cwd, &[("HEARTH_NETWORK__ALLOW_PRIVATE_DESTINATIONS", "true")], &["config", "check"]);
+    let allowed: toml::Value = toml::from_str(&assert_success(&output, "config check")).expect("TOML");
+    assert_eq!(allowed["network"]["allow_private_destinations"].as_bool(), Some(true));
 
     // A file, overridden by the environment.
     let file = cwd.join("hearth.toml");
@@ -670,6 +678,11 @@ fn config_check_version_and_help() {
     };
     rejects(&[("HEARTH_REGISTRATION__ENABLED", "maybe")], &["config", "check"], "registration.enabled");
     rejects(&[("HEARTH_SERVER_NAME", "not a name!")], &["config", "check"], "server_name");
+    rejects(
+        &[("HEARTH_NETWORK__ALLOW_PRIVATE_DESTINATIONS", "maybe")],
+        &["config", "check"],
+        "network.allow_private_destinations",
+    );
     fs::write(cwd.join("listen.toml"), "listen = [\"nonsense\"]\n").expect("write config");
     rejects(&[], &["config", "check", "--config", "listen.toml"], "listen");
     fs::write(cwd.join("unknown.toml"), "server_name = \"example.org\"\nfavourite_colour = \"blue\"\n").expect("write");

@@ -8,9 +8,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
+use common::node::*;
 use common::*;
 use hearth::federation::keys::SigningKey;
-use hearth::state::AppState;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -22,90 +22,6 @@ const PW: &str = "sync-test-password";
 
 /// How long a helper keeps syncing for something that must arrive before it gives up.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-// ---------------------------------------------------------------------------------------------
-// Talking to a Hearth: the harness's `TestServer`, or a further `Node` on the same database.
-
-trait Api {
-    fn base(&self) -> &str;
-    fn client(&self) -> &reqwest::Client;
-
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (StatusCode, Value) {
-        send_json(self.client(), method, &format!("{}{path}", self.base()), token, body).await
-    }
-}
-
-impl Api for TestServer {
-    fn base(&self) -> &str {
-        &self.base_url
-    }
-    fn client(&self) -> &reqwest::Client {
-        &self.http
-    }
-}
-
-/// Another Hearth process, as far as a test can tell: its own `AppState` (its own notifier,
-/// stream position tracker and caches) and its own pool on an existing test database, served
-/// on its own port.
-struct Node {
-    base_url: String,
-    http: reqwest::Client,
-    state: AppState,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    served: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Api for Node {
-    fn base(&self) -> &str {
-        &self.base_url
-    }
-    fn client(&self) -> &reqwest::Client {
-        &self.http
-    }
-}
-
-/// Starts a Hearth on `database` (already migrated) as `TestServer::start_with` does.
-async fn start_node(database: &str, key: SigningKey) -> Node {
-    let dir = cluster_dir();
-    let pool = hearth::db::open_pool(hearth::db::embedded::connect_options(&dir, database), 5)
-        .await
-        .expect("open a second pool on the test database");
-    let config = test_config();
-    config.validate().expect("test configuration is valid");
-    let state = AppState::new(config, pool, key).await.expect("state");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base_url = format!("http://{}", listener.local_addr().expect("address"));
-    let (shutdown, stop) = tokio::sync::oneshot::channel::<()>();
-    let served = state.clone();
-    let served = tokio::spawn(async move {
-        let _ = hearth::server::serve_on(listener, served, async {
-            let _ = stop.await;
-        })
-        .await;
-    });
-    Node { base_url, http: reqwest::Client::new(), state, shutdown: Some(shutdown), served: Some(served) }
-}
-
-impl Node {
-    /// Stops serving, lets in-flight requests finish, and closes the pool: the process is gone.
-    async fn stop(mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-        if let Some(served) = self.served.take() {
-            let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
-        }
-        self.state.pool.close().await;
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if let Some(shutdown) = self.shutdown.take() {
-            let _ = shutdown.send(());
-        }
-    }
-}
 
 async fn register(api: &impl Api, username: &str) -> TestUser {
     let (status, body) = api

@@ -7,7 +7,7 @@ use crate::rooms::aliases;
 use crate::rooms::build::{EventTemplate, Placement, build_and_sign};
 use crate::rooms::membership::member_content;
 use crate::rooms::pdu::Pdu;
-use crate::rooms::send::committed::events_committed;
+use crate::rooms::send::committed::commit_events;
 use crate::rooms::send::{Appended, Appender, persist};
 use crate::rooms::{RoomCtx, rules_for};
 use crate::streams::Reservation;
@@ -211,8 +211,9 @@ pub async fn create_room(
         }
         room.add(&mut tx, &mut reservation, StateEventType::RoomMember, invitee.as_str(), content).await?;
     }
-    tx.commit().await?;
-    events_committed(reservation, &room_id, &room.appended).await?;
+    let appended = std::mem::take(&mut room.appended);
+    drop(room);
+    commit_events(ctx, tx, reservation, &room_id, &appended).await?;
     tracing::info!(%room_id, %creator, version = %version, "created room");
     Ok(room_id)
 }

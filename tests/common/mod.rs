@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
+pub mod node;
+pub mod push_gateway;
 mod rooms;
 #[allow(unused_imports)] // not every test binary encodes
 pub use rooms::encode;

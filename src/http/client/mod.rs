@@ -10,8 +10,11 @@ mod filters;
 mod keys;
 mod members;
 mod membership;
+mod notifications;
 mod presence;
 mod profile;
+mod push_rules;
+mod pushers;
 mod receipts;
 mod register;
 mod relations;
@@ -33,6 +36,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = devices::routes(router);
     let router = profile::routes(router);
     let router = receipts::routes(router);
+    let router = push_rules::routes(router);
+    let router = notifications::routes(router);
     let router = account_data::routes(router);
     let router = rooms::routes(router);
     let router = membership::routes(router);
@@ -43,6 +48,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = sync::routes(router);
     let router = to_device::routes(router);
     let router = presence::routes(router);
+    let router = pushers::routes(router);
     let router = keys::routes(router);
     let router = room_keys::routes(router);
     filters::routes(router)

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::send::appender::{Appended, Appender, Transaction};
-use crate::rooms::send::committed::events_committed;
+use crate::rooms::send::committed::commit_events;
 use crate::rooms::send::locks::{LocalRoomLock, RoomSerial};
 use crate::streams::Reservation;
 use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
@@ -144,8 +144,7 @@ async fn append_all(
         drop(reservation);
         return Ok(outcomes);
     }
-    tx.commit().await?;
-    events_committed(reservation, room_id, outcomes.iter().filter_map(|outcome| outcome.as_ref().ok())).await?;
+    commit_events(ctx, tx, reservation, room_id, outcomes.iter().filter_map(|outcome| outcome.as_ref().ok())).await?;
     Ok(outcomes)
 }
 

@@ -1,18 +1,38 @@
-//! The one step every writer of room events takes once its transaction has committed:
-//! local sends, room creation, and (later) inbound federation. Whatever must follow a
-//! committed event hangs off [`events_committed`] — today the wake-up of every `/sync` that
-//! may now deliver it; push delivery, the federation sender and in-memory room windows are
-//! to join it here, so that no writer can leave one of them out.
+//! The one way every writer of room events commits them: local sends, room creation, and
+//! (later) inbound federation all finish through [`commit_events`], so none can leave out what
+//! must go with a new event.
+//!
+//! - Before the commit, in the same transaction: what each local member's push rules say of
+//!   the events (`push::record_notifications`), so a crash can lose no notification.
+//! - After it: the wake-up of every `/sync` that may now deliver them ([`events_committed`]);
+//!   the pushers, the federation sender and in-memory room windows are to hang off here too.
 
 use crate::error::Result;
+use crate::rooms::RoomCtx;
 use crate::rooms::send::Appended;
 use crate::streams::Reservation;
 use ruma::RoomId;
 use ruma::events::TimelineEventType;
+use sqlx::{Postgres, Transaction};
 
-/// Call right after the commit of the transaction `reservation` belongs to, with the events it
-/// appended to `room_id` (retransmissions among them are ignored).
-pub async fn events_committed<'e>(
+/// Commits `tx`, in which `events` were appended to `room_id` (with positions from
+/// `reservation`), together with what depends on them.
+pub async fn commit_events<'e>(
+    ctx: RoomCtx<'_>,
+    mut tx: Transaction<'_, Postgres>,
+    reservation: Reservation<'_>,
+    room_id: &RoomId,
+    events: impl IntoIterator<Item = &'e Appended>,
+) -> Result<()> {
+    crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, reservation.positions()).await?;
+    tx.commit().await?;
+    events_committed(reservation, room_id, events).await
+}
+
+/// The after-commit half of [`commit_events`]: call right after the commit of the transaction
+/// `reservation` belongs to, with the events it appended to `room_id` (retransmissions among
+/// them are ignored).
+async fn events_committed<'e>(
     reservation: Reservation<'_>,
     room_id: &RoomId,
     events: impl IntoIterator<Item = &'e Appended>,

@@ -2,13 +2,14 @@
 //!
 //! ```text
 //! append ──▶ locks (the room's queue) ──▶ batch (one transaction for what queued)
-//!        ──▶ appender (place in the DAG, auth) ──▶ persist (rows) ──▶ committed (wake-ups)
+//!        ──▶ appender (place in the DAG, auth) ──▶ persist (rows)
+//!        ──▶ committed (notifications, commit, wake-ups)
 //! ```
 //!
 //! Room creation enters lower down (it holds the lock of a room nobody else can see yet and
-//! appends its events itself), and inbound federation will too; both finish through
-//! [`committed::events_committed`], the one step every writer of room events takes after its
-//! commit. Appending needs a [`locks::HeldRoomLock`], which only [`locks`] can make, so no
+//! appends its events itself), and inbound federation will too; all finish through
+//! [`committed::commit_events`], the one way events are committed with what depends on them
+//! (notifications in the same transaction, wake-ups after it). Appending needs a [`locks::HeldRoomLock`], which only [`locks`] can make, so no
 //! writer can forget to serialise on the room.
 
 mod appender;
