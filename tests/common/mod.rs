@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 mod rooms;
-#[allow(unused_imports)] // not every test binary encodes
-pub use rooms::encode;
+#[allow(unused_imports)] // not every test binary encodes or sends text
+pub use rooms::{encode, text};
 
 use hearth::config::Config;
 use hearth::db::embedded::{ClusterOptions, RunningCluster, connect_options};
