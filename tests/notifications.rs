@@ -65,7 +65,7 @@ async fn mentions_highlight_and_a_room_mention_needs_the_power_to_notify_the_roo
     let server = TestServer::start().await;
     let moderator = json!({"power_level_content_override": {"users": {format!("@bob:{SERVER_NAME}"): 50}}});
     let (users, room) = server.public_room_of(&["alice", "bob", "carol"], PW, moderator).await;
-    let [alice, bob, carol] = &users[..] else { unreachable!() };
+    let [alice, bob, carol]: [TestUser; 3] = users.try_into().expect("three users");
 
     server.send_message(&carol, &room, "plain", text("hello all")).await;
     let mention = json!({"msgtype": "m.text", "body": "alice?", "m.mentions": {"user_ids": [alice.user_id.clone()]}});
@@ -88,7 +88,7 @@ async fn mentions_highlight_and_a_room_mention_needs_the_power_to_notify_the_roo
 async fn a_keyword_rule_highlights_and_a_muted_room_stops_counting() {
     let server = TestServer::start().await;
     let (users, room) = server.public_room_of(&["alice", "bob", "carol"], PW, json!({})).await;
-    let [alice, bob, carol] = &users[..] else { unreachable!() };
+    let [alice, bob, carol]: [TestUser; 3] = users.try_into().expect("three users");
 
     let keyword = json!({"pattern": "pizza", "actions": ["notify", {"set_tweak": "highlight"}]});
     let (status, body) = server.put("/_matrix/client/v3/pushrules/global/content/pizza", alice.token(), keyword).await;
@@ -133,7 +133,7 @@ async fn a_keyword_rule_highlights_and_a_muted_room_stops_counting() {
 async fn notifications_page_from_newest_and_say_what_has_been_read() {
     let server = TestServer::start().await;
     let (users, room) = server.public_room_of(&["alice", "bob"], PW, json!({})).await;
-    let [alice, bob] = &users[..] else { unreachable!() };
+    let [alice, bob]: [TestUser; 2] = users.try_into().expect("two users");
     let mut ids = Vec::new();
     for i in 0..5 {
         let content = match i {
@@ -186,7 +186,7 @@ async fn notifications_page_from_newest_and_say_what_has_been_read() {
 async fn an_ignored_users_messages_never_notify() {
     let server = TestServer::start().await;
     let (users, room) = server.public_room_of(&["alice", "bob", "carol"], PW, json!({})).await;
-    let [alice, bob, carol] = &users[..] else { unreachable!() };
+    let [alice, bob, carol]: [TestUser; 3] = users.try_into().expect("three users");
     let path = format!("/_matrix/client/v3/user/{}/account_data/m.ignored_user_list", alice.user_id);
     let (status, body) = server.put(&path, alice.token(), json!({"ignored_users": {carol.user_id.clone(): {}}})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
