@@ -1,7 +1,8 @@
 //! `summary` and `unread_notifications` in `/sync`, through real HTTP: counts follow the
 //! spec's default push rules (every message of another user notifies, in a DM or a group;
-//! notices do not; mentions and a permitted `@room` highlight) and a read receipt on the
-//! latest event clears them; heroes name unnamed rooms only.
+//! notices do not; `m.mentions` of the user, and of the room by someone with the power to,
+//! highlight) and a read receipt on the latest event clears them; heroes name unnamed rooms
+//! only. (Users' own rules: tests/notifications.rs.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
@@ -10,24 +11,6 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 const PW: &str = "counts-test-password";
-
-async fn send(server: &TestServer, user: &TestUser, room: &str, txn: &str, content: Value) -> String {
-    let (status, body) =
-        server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"), user.token(), content).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    body["event_id"].as_str().expect("event_id").to_owned()
-}
-
-fn text(body: &str) -> Value {
-    json!({"msgtype": "m.text", "body": body})
-}
-
-async fn receipt(server: &TestServer, user: &TestUser, room: &str, event_id: &str) {
-    let (status, body) = server
-        .post(&format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event_id}"), user.token(), json!({}))
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
 
 async fn sync(server: &TestServer, user: &TestUser, since: Option<&str>) -> Value {
     let path = match since {
@@ -72,9 +55,9 @@ async fn a_dm_counts_messages_highlights_a_mention_and_a_receipt_clears_both() {
         .create_room(&alice, json!({"preset": "trusted_private_chat", "invite": [bob.user_id], "is_direct": true}))
         .await;
     server.join(&bob, &room).await;
-    send(&server, &alice, &room, "own", text("my own words never count")).await;
+    server.send_message(&alice, &room, "own", text("my own words never count")).await;
     for i in 0..3 {
-        send(&server, &bob, &room, &format!("plain{i}"), text(&format!("message {i}"))).await;
+        server.send_message(&bob, &room, &format!("plain{i}"), text(&format!("message {i}"))).await;
     }
 
     let first = sync(&server, &alice, None).await;
@@ -82,19 +65,19 @@ async fn a_dm_counts_messages_highlights_a_mention_and_a_receipt_clears_both() {
 
     // Since MSC4210 (the spec's default rules as ruma 0.17 has them) only `m.mentions`
     // mentions: a display name in the body is a plain message.
-    send(&server, &bob, &room, "legacy", text("are you there, wonder?")).await;
-    let latest = send(
-        &server,
-        &bob,
-        &room,
-        "mention",
-        json!({"msgtype": "m.text", "body": "Wonder?", "m.mentions": {"user_ids": [alice.user_id.clone()]}}),
-    )
-    .await;
+    server.send_message(&bob, &room, "legacy", text("are you there, wonder?")).await;
+    let latest = server
+        .send_message(
+            &bob,
+            &room,
+            "mention",
+            json!({"msgtype": "m.text", "body": "Wonder?", "m.mentions": {"user_ids": [alice.user_id.clone()]}}),
+        )
+        .await;
     let second = sync(&server, &alice, Some(&next_batch(&first))).await;
     assert_eq!(counts(&second, &room), (5, 1), "an m.mentions mention highlights, a display name in the body not");
 
-    receipt(&server, &alice, &room, &latest).await;
+    server.read_up_to(&alice, &room, &latest).await;
     let third = sync(&server, &alice, Some(&next_batch(&second))).await;
     assert_eq!(counts(&third, &room), (0, 0), "a receipt on the latest event clears both counts");
     let again = sync(&server, &alice, None).await;
@@ -121,51 +104,51 @@ async fn in_a_group_messages_notify_notices_do_not_and_only_a_moderators_room_me
     server.join(&carol, &room).await;
 
     // `.m.rule.message` notifies for every message, whatever the room's size.
-    send(&server, &carol, &room, "plain", text("hello all")).await;
-    send(&server, &carol, &room, "notice", json!({"msgtype": "m.notice", "body": "a bot speaks"})).await;
+    server.send_message(&carol, &room, "plain", text("hello all")).await;
+    server.send_message(&carol, &room, "notice", json!({"msgtype": "m.notice", "body": "a bot speaks"})).await;
     let first = sync(&server, &alice, None).await;
     assert_eq!(counts(&first, &room), (1, 0), "a plain message notifies, a notice does not");
 
     // Carol (power 0) may not notify the room: her @room is a plain message.
-    send(&server, &carol, &room, "carol-room", text("@room listen")).await;
+    server.send_message(&carol, &room, "carol-room", text("@room listen")).await;
     let second = sync(&server, &alice, Some(&next_batch(&first))).await;
     assert_eq!(counts(&second, &room), (2, 0));
 
     // Bob (moderator, 50 = the default `notifications.room`) may, with `m.mentions.room` (since
     // MSC4210 an "@room" in the body is a plain message, even his).
-    send(&server, &bob, &room, "bob-legacy", text("@room listen to me")).await;
-    send(
-        &server,
-        &bob,
-        &room,
-        "bob-room",
-        json!({"msgtype": "m.text", "body": "listen", "m.mentions": {"room": true}}),
-    )
-    .await;
+    server.send_message(&bob, &room, "bob-legacy", text("@room listen to me")).await;
+    server
+        .send_message(
+            &bob,
+            &room,
+            "bob-room",
+            json!({"msgtype": "m.text", "body": "listen", "m.mentions": {"room": true}}),
+        )
+        .await;
     let third = sync(&server, &alice, Some(&next_batch(&second))).await;
     assert_eq!(counts(&third, &room), (4, 1));
 
     // Carol's `m.mentions.room` does not highlight; `m.mentions.user_ids` does for the user named.
-    send(
-        &server,
-        &carol,
-        &room,
-        "carol-mentions",
-        json!({"msgtype": "m.text", "body": "hey", "m.mentions": {"room": true}}),
-    )
-    .await;
-    let latest = send(
-        &server,
-        &carol,
-        &room,
-        "carol-mention",
-        json!({"msgtype": "m.text", "body": "psst", "m.mentions": {"user_ids": [alice.user_id.clone()]}}),
-    )
-    .await;
+    server
+        .send_message(
+            &carol,
+            &room,
+            "carol-mentions",
+            json!({"msgtype": "m.text", "body": "hey", "m.mentions": {"room": true}}),
+        )
+        .await;
+    let latest = server
+        .send_message(
+            &carol,
+            &room,
+            "carol-mention",
+            json!({"msgtype": "m.text", "body": "psst", "m.mentions": {"user_ids": [alice.user_id.clone()]}}),
+        )
+        .await;
     let fourth = sync(&server, &alice, Some(&next_batch(&third))).await;
     assert_eq!(counts(&fourth, &room), (6, 2));
 
-    receipt(&server, &alice, &room, &latest).await;
+    server.read_up_to(&alice, &room, &latest).await;
     let fifth = sync(&server, &alice, Some(&next_batch(&fourth))).await;
     assert_eq!(counts(&fifth, &room), (0, 0));
 }
@@ -190,7 +173,7 @@ async fn the_summary_lists_heroes_of_an_unnamed_room_and_drops_them_once_it_is_n
     assert_eq!(summary["m.invited_member_count"], 1);
 
     // Nothing about membership changed: the summary is left out.
-    send(&server, &bob, &room, "chat", text("hi")).await;
+    server.send_message(&bob, &room, "chat", text("hi")).await;
     let second = sync(&server, &alice, Some(&next_batch(&first))).await;
     assert!(second["rooms"]["join"][&room].get("summary").is_none(), "{second}");
 
@@ -283,14 +266,14 @@ async fn thread_counts_are_separate_when_asked_for_and_each_threads_receipt_clea
     server.join(&carol, &room).await;
     let since = next_batch(&sync(&server, &alice, None).await);
 
-    send(&server, &bob, &room, "m1", text("in the main timeline")).await;
-    let root = send(&server, &bob, &room, "root", text("a thread starts here")).await;
+    server.send_message(&bob, &room, "m1", text("in the main timeline")).await;
+    let root = server.send_message(&bob, &room, "root", text("a thread starts here")).await;
     let in_thread = |body: &str| json!({"msgtype": "m.text", "body": body, "m.relates_to": {"rel_type": "m.thread", "event_id": root}});
-    send(&server, &bob, &room, "t1", in_thread("first reply")).await;
-    let t2 = send(&server, &carol, &room, "t2", in_thread("second reply")).await;
+    server.send_message(&bob, &room, "t1", in_thread("first reply")).await;
+    let t2 = server.send_message(&carol, &room, "t2", in_thread("second reply")).await;
     let mut mention = in_thread("alice, look");
     mention["m.mentions"] = json!({"user_ids": [alice.user_id]});
-    let t3 = send(&server, &bob, &room, "t3", mention).await;
+    let t3 = server.send_message(&bob, &room, "t3", mention).await;
 
     // Without the filter flag, one count for the whole room.
     assert_eq!(counts(&sync(&server, &alice, Some(&since)).await, &room), (5, 1));
@@ -313,7 +296,7 @@ async fn thread_counts_are_separate_when_asked_for_and_each_threads_receipt_clea
     assert_eq!(counts(&sync(&server, &alice, Some(&since)).await, &room), (1, 1), "without the flag: the sum");
 
     // An unthreaded receipt reads everything before it, threads included.
-    receipt(&server, &alice, &room, &t3).await;
+    server.read_up_to(&alice, &room, &t3).await;
     let body = sync_filtered(&server, &alice, &since, &threaded).await;
     assert_eq!(counts(&body, &room), (0, 0));
     assert!(thread_counts(&body, &room).is_empty(), "{body}");

@@ -43,21 +43,33 @@ pub struct Recipient {
     pub joined_position: i64,
     /// The stream position of their latest push rule change; `None`: never changed.
     pub rules_version: Option<i64>,
+    /// Of the senders asked about, those the user ignores (`m.ignored_user_list`).
+    pub ignored_senders: Vec<String>,
 }
 
-/// The room's local joined and invited users (`local_suffix` is `:server_name`).
-pub async fn recipients(db: impl PgExecutor<'_>, room_id: &str, local_suffix: &str) -> sqlx::Result<Vec<Recipient>> {
+/// The room's local joined and invited users (`local_suffix` is `:server_name`), with which
+/// of `senders` each ignores.
+pub async fn recipients(
+    db: impl PgExecutor<'_>,
+    room_id: &str,
+    local_suffix: &str,
+    senders: &[String],
+) -> sqlx::Result<Vec<Recipient>> {
     sqlx::query_as(
         "SELECT m.user_id, m.membership, m.event_nid AS member_event_nid,
                 COALESCE(m.joined_position, m.stream_position) AS joined_position,
                 (SELECT a.stream_position FROM account_data a
-                 WHERE a.user_id = m.user_id AND a.room_id = '' AND a.data_type = 'm.push_rules') AS rules_version
+                 WHERE a.user_id = m.user_id AND a.room_id = '' AND a.data_type = 'm.push_rules') AS rules_version,
+                ARRAY(SELECT s FROM account_data a, unnest($3::text[]) s
+                      WHERE a.user_id = m.user_id AND a.room_id = '' AND a.data_type = 'm.ignored_user_list'
+                        AND a.content -> 'ignored_users' ? s) AS ignored_senders
          FROM room_memberships m
          WHERE m.room_id = $1 AND m.membership IN ('join', 'invite')
            AND right(m.user_id, length($2)) = $2",
     )
     .bind(room_id)
     .bind(local_suffix)
+    .bind(senders)
     .fetch_all(db)
     .await
 }

@@ -25,10 +25,12 @@ use sqlx::{PgConnection, PgPool};
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
+/// A user and the version of their rules (`None`: the server defaults, never changed).
+type RulesKey = (String, Option<i64>);
+
 /// Rule sets by (user, version): a version's rule set never changes, so nothing is
 /// invalidated — a change makes a new version, and the old entry ages out.
-type RulesetCache = FactCache<(String, Option<i64>), Arc<Ruleset>>;
-static RULESETS: LazyLock<RulesetCache> = LazyLock::new(|| FactCache::new(50_000));
+static RULESETS: LazyLock<FactCache<RulesKey, Arc<Ruleset>>> = LazyLock::new(|| FactCache::new(50_000));
 
 /// Display names by member event (events are immutable).
 static DISPLAY_NAMES: LazyLock<FactCache<i64, Option<String>>> = LazyLock::new(|| FactCache::new(200_000));
@@ -71,6 +73,37 @@ struct Listener {
     recipient: Recipient,
     display_name: String,
     ruleset: Arc<Ruleset>,
+    /// The user has never changed their rules (see [`Shared`]), and the lowercase form of
+    /// their id, to look for it in events.
+    on_defaults: bool,
+    lowercase_id: String,
+}
+
+/// One evaluation of the server-default rules stands for every user on them whom the event
+/// does not name. Those rules depend on the user only through their id (`invite_for_me`
+/// matches it against the state key, `is_user_mention` looks for it in `m.mentions`; no
+/// default rule reads the display name — a unit test holds ruma to that): where the id is
+/// nowhere in the event, the result is the same for every such user. Matching is
+/// case-insensitive in places, so the event is searched in lowercase; an id that JSON would
+/// escape is never shared.
+struct Shared {
+    placeholder: OwnedUserId,
+    ruleset: Ruleset,
+}
+
+impl Shared {
+    fn new(server_name: &ServerName) -> Result<Shared> {
+        let placeholder = UserId::parse(format!("@_hearth_push_rules:{server_name}"))
+            .map_err(|e| Error::internal(format!("placeholder user id: {e}")))?;
+        let ruleset = Ruleset::server_default(&placeholder);
+        Ok(Shared { placeholder, ruleset })
+    }
+
+    fn covers(listener: &Listener, lowercase_event: &str) -> bool {
+        listener.on_defaults
+            && !listener.lowercase_id.contains(['"', '\\'])
+            && !lowercase_event.contains(&listener.lowercase_id)
+    }
 }
 
 /// What the events of one room notify, for each local member.
@@ -81,7 +114,11 @@ async fn evaluate_room(
     room_id: &RoomId,
     events: &[NewEvent],
 ) -> Result<Vec<PushAction>> {
-    let recipients = db::push_actions::recipients(&mut *conn, room_id.as_str(), &format!(":{server_name}")).await?;
+    let mut senders: Vec<String> = events.iter().map(|event| event.sender.clone()).collect();
+    senders.sort_unstable();
+    senders.dedup();
+    let local_suffix = format!(":{server_name}");
+    let recipients = db::push_actions::recipients(&mut *conn, room_id.as_str(), &local_suffix, &senders).await?;
     if recipients.is_empty() {
         return Ok(Vec::new());
     }
@@ -90,9 +127,10 @@ async fn evaluate_room(
         db::state::current_state_for_keys_and_joined(&mut *conn, room_id.as_str(), &keys, i64::MAX).await?;
     let member_count = UInt::try_from(joined.unwrap_or(0).max(0)).unwrap_or_default();
     let listeners = listeners(conn, pool, recipients).await?;
+    let shared = Shared::new(server_name)?;
 
     let mut context =
-        PushConditionRoomCtx::new(room_id.to_owned(), member_count, server_user(server_name)?, String::new());
+        PushConditionRoomCtx::new(room_id.to_owned(), member_count, shared.placeholder.clone(), String::new());
     if let Some(power_levels) = power_levels(&state) {
         context = context.with_power_levels(power_levels);
     }
@@ -104,10 +142,21 @@ async fn evaluate_room(
         let facts: EventFacts = serde_json::from_str(&event.json).unwrap_or_default();
         let invitee = facts.invitee(&event.event_type);
         let thread_id = facts.thread_root().unwrap_or(MAIN_TIMELINE).to_owned();
+        let lowercase_event = event.json.to_lowercase();
+        let shared_actions = match lowercase_event.contains(&shared.placeholder.as_str().to_lowercase()) {
+            true => None,
+            false => {
+                context.user_id.clone_from(&shared.placeholder);
+                context.user_display_name.clear();
+                Some(Decision::of(first_match(&shared.ruleset, &flattened, &context).await)?)
+            }
+        };
         for listener in &listeners {
             let user = &listener.recipient;
-            // Spec: no notification for one's own events.
+            // Spec: no notification for one's own events; none from ignored users either
+            // (spec: "Ignoring Users": their events are not sent to the client).
             let hears = user.user_id != event.sender
+                && !user.ignored_senders.contains(&event.sender)
                 && match user.membership.as_str() {
                     "join" => user.joined_position <= event.stream_position,
                     // An invitee hears only of their own invite.
@@ -116,12 +165,17 @@ async fn evaluate_room(
             if !hears {
                 continue;
             }
-            context.user_id.clone_from(&listener.user_id);
-            context.user_display_name.clone_from(&listener.display_name);
-            let actions = first_match(&listener.ruleset, &flattened, &context).await;
-            let notify = actions.iter().any(Action::should_notify);
-            let highlight = actions.iter().any(Action::is_highlight);
-            if !notify && !highlight {
+            let own;
+            let decision = match &shared_actions {
+                Some(decision) if Shared::covers(listener, &lowercase_event) => decision,
+                _ => {
+                    context.user_id.clone_from(&listener.user_id);
+                    context.user_display_name.clone_from(&listener.display_name);
+                    own = Decision::of(first_match(&listener.ruleset, &flattened, &context).await)?;
+                    &own
+                }
+            };
+            if !decision.notify && !decision.highlight {
                 continue;
             }
             rows.push(PushAction {
@@ -132,14 +186,33 @@ async fn evaluate_room(
                 stream_position: event.stream_position,
                 sender: event.sender.clone(),
                 thread_id: thread_id.clone(),
-                notify,
-                highlight,
-                actions: serde_json::to_value(actions).map_err(|e| Error::internal(format!("push actions: {e}")))?,
+                notify: decision.notify,
+                highlight: decision.highlight,
+                actions: decision.actions.clone(),
                 ts: event.origin_server_ts,
             });
         }
     }
     Ok(rows)
+}
+
+/// What a rule's actions mean for the rows.
+struct Decision {
+    notify: bool,
+    highlight: bool,
+    actions: serde_json::Value,
+}
+
+impl Decision {
+    fn of(actions: &[Action]) -> Result<Decision> {
+        let notify = actions.iter().any(Action::should_notify);
+        let highlight = actions.iter().any(Action::is_highlight);
+        let actions = match notify || highlight {
+            true => serde_json::to_value(actions).map_err(|e| Error::internal(format!("push actions: {e}")))?,
+            false => serde_json::Value::Null,
+        };
+        Ok(Decision { notify, highlight, actions })
+    }
 }
 
 /// The actions of the first rule that applies (ruma's `Ruleset::get_actions`, with the event
@@ -151,11 +224,6 @@ async fn first_match<'a>(ruleset: &'a Ruleset, event: &FlattenedJson, context: &
         }
     }
     &[]
-}
-
-/// A placeholder user for the shared context, replaced per member before each evaluation.
-fn server_user(server_name: &ServerName) -> Result<OwnedUserId> {
-    UserId::parse(format!("@hearth:{server_name}")).map_err(|e| Error::internal(format!("server user id: {e}")))
 }
 
 /// The recipients with their display names and rule sets, from the caches where they are
@@ -219,7 +287,9 @@ async fn listeners(conn: &mut PgConnection, pool: &PgPool, recipients: Vec<Recip
             let user_id = UserId::parse(&recipient.user_id).ok()?;
             let ruleset = rulesets.remove(&recipient.user_id)?;
             let display_name = names.get(&recipient.member_event_nid).cloned().flatten().unwrap_or_default();
-            Some(Listener { user_id, recipient, display_name, ruleset })
+            let on_defaults = recipient.rules_version.is_none();
+            let lowercase_id = recipient.user_id.to_lowercase();
+            Some(Listener { user_id, recipient, display_name, ruleset, on_defaults, lowercase_id })
         })
         .collect())
 }
@@ -287,5 +357,30 @@ impl EventFacts {
     fn thread_root(&self) -> Option<&str> {
         let relation = self.content.relates_to.as_ref()?;
         relation.event_id.as_deref().filter(|_| relation.rel_type.as_deref() == Some("m.thread"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ruma::push::Ruleset;
+    use ruma::user_id;
+
+    /// What [`super::Shared`] relies on: of the server-default rules only these two name the
+    /// user, and none reads the display name. A ruma upgrade that changes this fails here.
+    #[test]
+    fn default_rules_depend_on_the_user_only_through_their_id_in_two_rules() {
+        let user = user_id!("@someone:example.org");
+        let rules = serde_json::to_value(Ruleset::server_default(user)).expect("rules serialise");
+        let mut naming = Vec::new();
+        for rule in
+            rules.as_object().expect("kinds").values().flat_map(|kind| kind.as_array().cloned().unwrap_or_default())
+        {
+            let text = rule.to_string();
+            assert!(!text.contains("contains_display_name"), "{rule}");
+            if text.contains(user.as_str()) {
+                naming.push(rule["rule_id"].as_str().expect("rule_id").to_owned());
+            }
+        }
+        assert_eq!(naming, [".m.rule.invite_for_me", ".m.rule.is_user_mention"]);
     }
 }

@@ -115,3 +115,65 @@ fn kinds_of(ruleset: &Ruleset) -> Map<String, Value> {
 fn rules_of<'a>(kinds: &'a Map<String, Value>, kind: &str) -> &'a [Value] {
     kinds.get(kind).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ruma::push::{NewPushRule, RuleKind};
+    use ruma::user_id;
+
+    fn stored(kind: &str, rule_id: &str) -> StoredRule {
+        StoredRule {
+            kind: kind.to_owned(),
+            rule_id: rule_id.to_owned(),
+            priority: None,
+            rule: None,
+            enabled: None,
+            actions: None,
+        }
+    }
+
+    fn ids(ruleset: &Ruleset, kind: &str) -> Vec<String> {
+        rules_of(&kinds_of(ruleset), kind)
+            .iter()
+            .map(|rule| rule["rule_id"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn differences_round_trip_and_only_differences_are_kept() {
+        let user = user_id!("@alice:example.org");
+        let mut ruleset = Ruleset::server_default(user);
+        assert!(differences(user, &ruleset).is_empty(), "the defaults differ in nothing");
+        let word = ruma::push::NewPatternedPushRule::new("pizza".into(), "pizza".into(), vec![]);
+        ruleset.insert(NewPushRule::Content(word), None, None).unwrap();
+        let conditions = vec![];
+        let rule = ruma::push::NewConditionalPushRule::new("mine".into(), conditions, vec![]);
+        ruleset.insert(NewPushRule::Override(rule), None, None).unwrap();
+        ruleset.set_enabled(RuleKind::Underride, ".m.rule.message", false).unwrap();
+
+        let stored = differences(user, &ruleset);
+        assert_eq!(stored.len(), 3, "{stored:?}");
+        let again = assemble(user, &stored);
+        assert_eq!(kinds_of(&again), kinds_of(&ruleset));
+        assert_eq!(ids(&again, "override")[..2], [".m.rule.master", "mine"]);
+    }
+
+    #[test]
+    fn stored_changes_the_server_no_longer_knows_are_passed_over_and_new_defaults_appear() {
+        let user = user_id!("@alice:example.org");
+        let mut gone = stored("override", ".m.rule.retired_long_ago");
+        gone.enabled = Some(false);
+        let mut broken = stored("content", "broken");
+        broken.priority = Some(0);
+        broken.rule = Some(json!({"rule_id": "broken", "actions": "not a list"}));
+        let mut kept = stored("underride", ".m.rule.message");
+        kept.actions = Some(json!([]));
+        let ruleset = assemble(user, &[gone, broken, kept]);
+        // Every default of this server version is there, whatever was stored before it.
+        assert_eq!(ids(&ruleset, "override"), ids(&Ruleset::server_default(user), "override"));
+        assert!(ids(&ruleset, "content").is_empty(), "a rule that does not parse is dropped alone");
+        let message = ruleset.get(RuleKind::Underride, ".m.rule.message").unwrap();
+        assert!(message.actions().is_empty(), "the stored change to a default stands");
+    }
+}

@@ -7,8 +7,8 @@
 pub mod node;
 pub mod push_gateway;
 mod rooms;
-#[allow(unused_imports)] // not every test binary encodes
-pub use rooms::encode;
+#[allow(unused_imports)] // not every test binary encodes or sends text
+pub use rooms::{encode, text};
 
 use hearth::config::Config;
 use hearth::db::embedded::{ClusterOptions, RunningCluster, connect_options};

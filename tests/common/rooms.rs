@@ -27,16 +27,46 @@ impl TestServer {
 
     /// Sends an `m.text` message; returns its event id.
     pub async fn send_text(&self, user: &TestUser, room: &str, txn: &str, text: &str) -> String {
-        let (status, body) = self
-            .put(
-                &format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}"),
-                user.token(),
-                json!({"msgtype": "m.text", "body": text}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "sending {text:?}: {body}");
+        self.send_message(user, room, txn, json!({"msgtype": "m.text", "body": text})).await
+    }
+
+    /// Sends an `m.room.message` with any content; returns its event id.
+    pub async fn send_message(&self, user: &TestUser, room: &str, txn: &str, content: Value) -> String {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+        let (status, body) = self.put(&path, user.token(), content.clone()).await;
+        assert_eq!(status, StatusCode::OK, "sending {content}: {body}");
         body["event_id"].as_str().expect("event_id").to_owned()
     }
+
+    /// Moves the user's `m.read` receipt to the event.
+    pub async fn read_up_to(&self, user: &TestUser, room: &str, event_id: &str) {
+        let path = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{event_id}");
+        let (status, body) = self.post(&path, user.token(), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+
+    /// Registers the users named and puts them in a new public room the first creates (with
+    /// `create` merged into the createRoom body); returns them and the room.
+    pub async fn public_room_of(&self, names: &[&str], password: &str, create: Value) -> (Vec<TestUser>, String) {
+        let mut users = Vec::new();
+        for name in names {
+            users.push(self.register(name, password).await);
+        }
+        let mut body = json!({"preset": "public_chat"});
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), create) {
+            body.extend(extra);
+        }
+        let room = self.create_room(&users[0], body).await;
+        for user in &users[1..] {
+            self.join(user, &room).await;
+        }
+        (users, room)
+    }
+}
+
+/// `m.text` message content.
+pub fn text(body: &str) -> Value {
+    json!({"msgtype": "m.text", "body": body})
 }
 
 /// Percent-encodes a path segment or query value (tokens are opaque; aliases hold `#` and `:`;
