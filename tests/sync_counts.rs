@@ -55,7 +55,7 @@ fn counts(body: &Value, room: &str) -> (i64, i64) {
 }
 
 #[tokio::test]
-async fn a_dm_counts_messages_highlights_the_display_name_and_a_receipt_clears_both() {
+async fn a_dm_counts_messages_highlights_a_mention_and_a_receipt_clears_both() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
@@ -79,9 +79,19 @@ async fn a_dm_counts_messages_highlights_the_display_name_and_a_receipt_clears_b
     let first = sync(&server, &alice, None).await;
     assert_eq!(counts(&first, &room), (3, 0), "three messages from bob notify in a DM");
 
-    let latest = send(&server, &bob, &room, "mention", text("are you there, wonder?")).await;
+    // Since MSC4210 (the spec's default rules as ruma 0.17 has them) only `m.mentions`
+    // mentions: a display name in the body is a plain message.
+    send(&server, &bob, &room, "legacy", text("are you there, wonder?")).await;
+    let latest = send(
+        &server,
+        &bob,
+        &room,
+        "mention",
+        json!({"msgtype": "m.text", "body": "Wonder?", "m.mentions": {"user_ids": [alice.user_id.clone()]}}),
+    )
+    .await;
     let second = sync(&server, &alice, Some(&next_batch(&first))).await;
-    assert_eq!(counts(&second, &room), (4, 1), "the display name highlights");
+    assert_eq!(counts(&second, &room), (5, 1), "an m.mentions mention highlights, a display name in the body not");
 
     receipt(&server, &alice, &room, &latest).await;
     let third = sync(&server, &alice, Some(&next_batch(&second))).await;
@@ -120,17 +130,26 @@ async fn in_a_group_messages_notify_notices_do_not_and_only_a_moderators_room_me
     let second = sync(&server, &alice, Some(&next_batch(&first))).await;
     assert_eq!(counts(&second, &room), (2, 0));
 
-    // Bob (moderator, 50 = the default `notifications.room`) may.
-    send(&server, &bob, &room, "bob-room", text("@room listen to me")).await;
-    let third = sync(&server, &alice, Some(&next_batch(&second))).await;
-    assert_eq!(counts(&third, &room), (3, 1));
-
-    // So may `m.mentions.room`; and `m.mentions.user_ids` highlights for the user named.
+    // Bob (moderator, 50 = the default `notifications.room`) may, with `m.mentions.room` (since
+    // MSC4210 an "@room" in the body is a plain message, even his).
+    send(&server, &bob, &room, "bob-legacy", text("@room listen to me")).await;
     send(
         &server,
         &bob,
         &room,
-        "bob-mentions",
+        "bob-room",
+        json!({"msgtype": "m.text", "body": "listen", "m.mentions": {"room": true}}),
+    )
+    .await;
+    let third = sync(&server, &alice, Some(&next_batch(&second))).await;
+    assert_eq!(counts(&third, &room), (4, 1));
+
+    // Carol's `m.mentions.room` does not highlight; `m.mentions.user_ids` does for the user named.
+    send(
+        &server,
+        &carol,
+        &room,
+        "carol-mentions",
         json!({"msgtype": "m.text", "body": "hey", "m.mentions": {"room": true}}),
     )
     .await;
@@ -143,7 +162,7 @@ async fn in_a_group_messages_notify_notices_do_not_and_only_a_moderators_room_me
     )
     .await;
     let fourth = sync(&server, &alice, Some(&next_batch(&third))).await;
-    assert_eq!(counts(&fourth, &room), (5, 3));
+    assert_eq!(counts(&fourth, &room), (6, 2));
 
     receipt(&server, &alice, &room, &latest).await;
     let fifth = sync(&server, &alice, Some(&next_batch(&fourth))).await;

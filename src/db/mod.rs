@@ -15,6 +15,8 @@ pub mod events;
 pub mod filters;
 pub mod key_backup;
 pub mod presence;
+pub mod push_actions;
+pub mod push_rules;
 pub mod registration;
 pub mod relations;
 pub mod reports;

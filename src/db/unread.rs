@@ -1,20 +1,8 @@
 //! The queries behind `unread_notifications` and `summary` in `/sync` (`src/sync/unread.rs`,
-//! `src/sync/summary.rs`). Counts are computed on demand from the room's events: no push
-//! actions are stored, so there is nothing to keep in step when receipts move.
+//! `src/sync/summary.rs`): where the user's reading stands, and the summary's facts. The
+//! notifications counted are `event_push_actions` rows (`db::push_actions`).
 
 use sqlx::{FromRow, PgExecutor};
-
-/// Event types that one of the default push rules can make notify (spec: "Default Rules");
-/// anything else never counts, so it is not even read.
-pub const NOTIFYING_TYPES: [&str; 7] = [
-    "m.room.message",
-    "m.room.encrypted",
-    "m.room.member",
-    "m.room.tombstone",
-    "m.call.invite",
-    "m.poll.start",
-    "m.poll.end",
-];
 
 /// Where the user's reading stands in a room: their `m.read` / `m.read.private` receipts by
 /// thread (`""` unthreaded, `"main"`, or a thread root's id), and where their membership began
@@ -63,50 +51,6 @@ pub async fn read_positions_in(
     Ok(positions)
 }
 
-/// A candidate for the counts: an event of another user after the read position.
-#[derive(Clone, Debug, FromRow)]
-pub struct UnreadEvent {
-    pub event_id: String,
-    pub json: String,
-    pub stream_position: i64,
-    /// The root of the thread the event is in (`m.thread` relation); `None` for the main
-    /// timeline, thread roots included.
-    pub thread_root: Option<String>,
-}
-
-/// The newest (at most `limit`) events of the room with `after < position <= upto` whose type
-/// can notify and whose sender is not `user_id` (one's own events never count). Of member
-/// events only those about `user_id`: no default rule notifies of anyone else's.
-pub async fn unread_events(
-    db: impl PgExecutor<'_>,
-    room_id: &str,
-    user_id: &str,
-    after: i64,
-    upto: i64,
-    limit: i64,
-) -> sqlx::Result<Vec<UnreadEvent>> {
-    sqlx::query_as(
-        "SELECT i.event_id, e.json, e.stream_position, root.event_id AS thread_root
-         FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
-         LEFT JOIN event_relations r ON r.event_nid = e.event_nid AND r.rel_type = 'm.thread'
-         LEFT JOIN event_ids root ON root.event_nid = r.parent_nid
-         WHERE e.room_id = $1 AND e.stream_position > $3 AND e.stream_position <= $4
-           AND e.sender <> $2 AND e.event_type = ANY($5)
-           AND (e.event_type <> 'm.room.member' OR e.state_key_nid =
-                (SELECT k.state_key_nid FROM state_keys k WHERE k.event_type = 'm.room.member' AND k.state_key = $2))
-           AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier
-         ORDER BY e.stream_position DESC LIMIT $6",
-    )
-    .bind(room_id)
-    .bind(user_id)
-    .bind(after)
-    .bind(upto)
-    .bind(&NOTIFYING_TYPES[..])
-    .bind(limit)
-    .fetch_all(db)
-    .await
-}
-
 /// What a room summary is made of, as the room is now.
 #[derive(Debug, FromRow)]
 pub struct SummaryFacts {
@@ -151,20 +95,6 @@ pub async fn summary_facts(
     .bind(room_id)
     .bind(user_id)
     .bind(heroes)
-    .fetch_one(db)
-    .await
-}
-
-/// The room's joined members, counted up to `cap` (cheap in a big room, where only "more
-/// than a few" matters).
-pub async fn joined_count_up_to(db: impl PgExecutor<'_>, room_id: &str, cap: i64) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT COUNT(*) FROM (
-             SELECT 1 FROM room_memberships WHERE room_id = $1 AND membership = 'join' LIMIT $2
-         ) joined",
-    )
-    .bind(room_id)
-    .bind(cap)
     .fetch_one(db)
     .await
 }

@@ -5,6 +5,7 @@ pub mod client;
 pub mod cors;
 pub mod fallback;
 pub mod health;
+pub mod linger;
 pub mod ratelimit;
 pub mod ruma;
 pub mod well_known;
@@ -20,17 +21,26 @@ use tracing::Level;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// The whole HTTP application.
-pub fn router(state: AppState) -> Router {
+/// Every route the application serves, as registered: the list a test walks to check them all.
+pub fn route_table() -> Vec<ruma::Route> {
+    ruma::recording(|| drop(routes()))
+}
+
+fn routes() -> Router<AppState> {
     let router = Router::new();
     let router = client::routes(router);
     let router = admin::routes(router);
     let router = well_known::routes(router);
-    let router = health::routes(router);
-    router
+    health::routes(router)
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> Router {
+    routes()
         .fallback(fallback::not_found)
         .method_not_allowed_fallback(fallback::method_not_allowed)
         .layer(axum::middleware::from_fn(cors::cors))
+        .layer(axum::middleware::from_fn(linger::drain_unread_body))
         // Body size is enforced where bodies are read (the ruma extractor), with a Matrix
         // error; axum's own default limit would answer in plain text.
         .layer(axum::extract::DefaultBodyLimit::disable())

@@ -2,6 +2,20 @@
 //! endpoint's metadata and parse the ruma request type, a responder for ruma responses, and
 //! route registration from each endpoint's path history (so `r0`, `v3` and unstable paths
 //! all work without listing them by hand).
+//!
+//! Parsing is as tolerant as Synapse and real clients need (DESIGN §6):
+//! - a JSON body is read as JSON whatever its `Content-Type` says, or without one (curl sends
+//!   `application/x-www-form-urlencoded` by default, matrix-js-sdk sends no type without a body);
+//! - an empty or absent body of an endpoint whose body is JSON is read as `{}`, so an endpoint
+//!   whose body fields are all optional accepts it (matrix-nio's `join` and `room_leave`,
+//!   matrix-js-sdk's `logout` and `forget` send none) and one with required fields answers
+//!   `M_BAD_JSON`. Endpoints whose body is not JSON (media uploads)
+//!   are registered with [`BodyFormat::Raw`] (through [`register`]) and get their bytes
+//!   unchanged;
+//! - every path is routed with and without a trailing slash (matrix-js-sdk asks for
+//!   `/pushrules/`, matrix-nio strips every trailing slash);
+//! - the access token may come in the query string (`?access_token=`, deprecated but sent by
+//!   matrix-nio on every request).
 
 use crate::error::{Error, Result};
 use crate::server::AppState;
@@ -12,16 +26,17 @@ use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 use axum::{Extension, Router};
-use bytes::BytesMut;
-use http::StatusCode;
+use bytes::{Bytes, BytesMut};
 use http::request::Parts;
+use http::{HeaderMap, Method, StatusCode};
 use ruma::api::auth_scheme::{
-    AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, NoAccessToken, NoAuthentication,
-    extract_bearer_or_query_token,
+    AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, ExtractTokenError, NoAccessToken,
+    NoAuthentication, extract_bearer_or_query_token,
 };
 use ruma::api::error::{DeserializationError, FromHttpRequestError};
 use ruma::api::path_builder::{SinglePath, VersionHistory};
 use ruma::api::{IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse, OutgoingResponseExt};
+use std::cell::RefCell;
 use std::net::SocketAddr;
 
 /// How an endpoint uses access tokens, derived from its ruma authentication scheme.
@@ -137,20 +152,41 @@ where
         return Err(Error::invalid_param("Parameters may not contain U+0000"));
     }
     let limit = state.config.limits.max_request_size;
-    let bytes = read_body(&parts, body, limit).await?;
+    let bytes = read_body(&parts.headers, body, limit).await?;
+    let bytes = match parts.extensions.get::<BodyFormat>().copied().unwrap_or_default() {
+        BodyFormat::Json => empty_as_object(bytes),
+        BodyFormat::Raw => bytes,
+    };
     if contains_escaped_nul(&bytes) {
         return Err(Error::bad_json("Strings may not contain U+0000"));
     }
     let request = http::Request::from_parts(parts, bytes.as_ref());
     let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
-    let body = T::try_from_http_request(request, &path_args).map_err(request_error)?;
+    let body = parse_without_panicking(|| T::try_from_http_request(request, &path_args))?;
     Ok((body, session, client))
 }
 
-async fn read_body(parts: &Parts, body: Body, limit: usize) -> Result<bytes::Bytes> {
+/// Runs ruma's parser, turning a panic into `M_BAD_JSON`: some of ruma's hand-written
+/// deserializers index JSON objects and panic on a missing key (`POST /login` with a body
+/// without `type` did, dropping the connection without an answer). Parsing is synchronous
+/// and owns nothing shared, so nothing is left half-done by the unwinding.
+fn parse_without_panicking<T>(parse: impl FnOnce() -> Result<T, FromHttpRequestError>) -> Result<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse)) {
+        Ok(parsed) => parsed.map_err(request_error),
+        Err(_) => {
+            tracing::warn!("ruma panicked parsing a request; answered as bad JSON");
+            Err(Error::bad_json("The JSON body does not fit this endpoint"))
+        }
+    }
+}
+
+/// Reads a request body of at most `limit` bytes. A body declared larger is refused before
+/// any of it is read; one that grows past the limit (chunked) is refused as soon as it does.
+/// Either way the unread rest is left to [`crate::http::linger`], so that the client gets to
+/// read the 413.
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes> {
     let too_large = || Error::too_large(format!("The request body exceeds {limit} bytes"));
-    let declared = parts
-        .headers
+    let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.parse::<usize>().ok());
@@ -162,6 +198,12 @@ async fn read_body(parts: &Parts, body: Body, limit: usize) -> Result<bytes::Byt
             std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
         if is_limit { too_large() } else { Error::bad_json(format!("Could not read the request body: {error}")) }
     })
+}
+
+/// An empty JSON body means `{}`, as Synapse reads it: clients leave the body out where
+/// every field is optional. (A body of only whitespace is not empty: it is not JSON.)
+pub(crate) fn empty_as_object(body: Bytes) -> Bytes {
+    if body.is_empty() { Bytes::from_static(b"{}") } else { body }
 }
 
 /// Whether a JSON text holds U+0000 in a string. JSON can only write it as the escape
@@ -188,6 +230,9 @@ async fn authenticate(parts: &Parts, state: &AppState, client: &ClientInfo, requ
     *probe.headers_mut() = parts.headers.clone();
     let token = match extract_bearer_or_query_token(&probe) {
         Ok(token) => token,
+        Err(ExtractTokenError::FromQuery(error)) => {
+            return Err(Error::invalid_param(format!("The query string holds no single access token: {error}")));
+        }
         Err(_) => return Err(Error::unknown_token("The Authorization header must use the Bearer scheme")),
     };
     match token {
@@ -253,6 +298,9 @@ impl<T> From<T> for RumaResponse<T> {
 /// Every path an endpoint has ever had: unstable, `r0`, `v3`, `v1`…
 pub trait AllPaths {
     fn all_paths(&self) -> Vec<&'static str>;
+
+    /// The path the spec names today: the newest stable one, else the newest unstable one.
+    fn current_path(&self) -> &'static str;
 }
 
 impl AllPaths for VersionHistory {
@@ -263,12 +311,67 @@ impl AllPaths for VersionHistory {
         paths.dedup();
         paths
     }
+
+    fn current_path(&self) -> &'static str {
+        let stable = self.stable_paths().map(|(_, path)| path).last();
+        stable.or_else(|| self.unstable_paths().map(|(_, path)| path).last()).unwrap_or_default()
+    }
 }
 
 impl AllPaths for SinglePath {
     fn all_paths(&self) -> Vec<&'static str> {
         vec![self.path()]
     }
+
+    fn current_path(&self) -> &'static str {
+        self.path()
+    }
+}
+
+/// What an endpoint's request body holds; see the module documentation.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// A JSON object (or nothing): an empty body is read as `{}`.
+    #[default]
+    Json,
+    /// Bytes given to the endpoint as they came (e.g. a media upload, where empty is empty).
+    Raw,
+}
+
+/// One registered endpoint (or plain route), as [`crate::http::route_table`] lists them.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub method: Method,
+    /// The path the spec names today, with `{placeholders}`.
+    pub path: &'static str,
+    /// Every path the route answers on: each version's, with and without a trailing slash.
+    pub shapes: Vec<String>,
+    pub body: BodyFormat,
+}
+
+thread_local! {
+    /// Set while [`recording`] runs; every registration adds its route.
+    static RECORDED: RefCell<Option<Vec<Route>>> = const { RefCell::new(None) };
+}
+
+/// Runs `build` (which builds routers) and returns every route it registered.
+pub fn recording(build: impl FnOnce()) -> Vec<Route> {
+    RECORDED.set(Some(Vec::new()));
+    build();
+    RECORDED.take().unwrap_or_default()
+}
+
+/// Lists a route registered without this module (e.g. one with a Synapse-specific body).
+pub fn record_route(method: Method, path: &'static str, body: BodyFormat) {
+    record(Route { method, path, shapes: vec![path.to_owned()], body });
+}
+
+fn record(route: Route) {
+    RECORDED.with_borrow_mut(|recorded| {
+        if let Some(recorded) = recorded {
+            recorded.push(route);
+        }
+    });
 }
 
 pub trait RumaRouter {
@@ -297,7 +400,7 @@ impl RumaRouter for Router<AppState> {
         H: Handler<X, AppState>,
         X: 'static,
     {
-        register::<T, H, X>(self, handler, false)
+        register::<T, H, X>(self, handler, false, BodyFormat::Json)
     }
 
     fn ruma_guest<T, H, X>(self, handler: H) -> Self
@@ -307,11 +410,13 @@ impl RumaRouter for Router<AppState> {
         H: Handler<X, AppState>,
         X: 'static,
     {
-        register::<T, H, X>(self, handler, true)
+        register::<T, H, X>(self, handler, true, BodyFormat::Json)
     }
 }
 
-fn register<T, H, X>(mut router: Router<AppState>, handler: H, guests: bool) -> Router<AppState>
+/// Routes every path of endpoint `T` to `handler`; what [`RumaRouter`]'s methods do. Called
+/// directly for endpoints whose body is not JSON ([`BodyFormat::Raw`]).
+pub fn register<T, H, X>(mut router: Router<AppState>, handler: H, guests: bool, body: BodyFormat) -> Router<AppState>
 where
     T: Metadata,
     T::PathBuilder: AllPaths,
@@ -322,22 +427,95 @@ where
         Ok(filter) => filter,
         Err(error) => panic!("endpoint method {} cannot be routed: {error}", T::METHOD),
     };
-    for path in T::PATH_BUILDER.all_paths() {
+    let shapes = route_shapes(&T::PATH_BUILDER.all_paths());
+    for shape in &shapes {
+        let mut method_router = on(filter, handler.clone());
+        if guests {
+            method_router = method_router.layer(Extension(GuestsAllowed));
+        }
+        if body != BodyFormat::default() {
+            method_router = method_router.layer(Extension(body));
+        }
+        router = router.route(shape, method_router);
+    }
+    record(Route { method: T::METHOD, path: T::PATH_BUILDER.current_path(), shapes, body });
+    router
+}
+
+/// The paths an endpoint is routed on, from the paths its metadata lists.
+fn route_shapes(paths: &[&'static str]) -> Vec<String> {
+    let mut shapes = Vec::new();
+    for path in paths {
         // The spec lets clients leave an empty state key out: `…/state/{type}/` and
         // `…/state/{type}` mean the state key "". Paths cannot match an empty segment, so
         // those shapes get routes of their own.
-        let mut shapes = vec![path.to_owned()];
+        let mut forms = vec![(*path).to_owned()];
         if let Some(prefix) = path.strip_suffix("/{state_key}") {
-            shapes.push(format!("{prefix}/"));
-            shapes.push(prefix.to_owned());
+            forms.push(format!("{prefix}/"));
         }
-        for shape in shapes {
-            let mut method_router = on(filter, handler.clone());
-            if guests {
-                method_router = method_router.layer(Extension(GuestsAllowed));
-            }
-            router = router.route(&shape, method_router);
+        for form in forms {
+            // Clients differ on trailing slashes (ruma's metadata has `/pushrules/`, matrix-nio
+            // strips every trailing slash) and a slash cannot change what is meant: both forms
+            // are routed.
+            let other = match form.strip_suffix('/') {
+                Some(without) => without.to_owned(),
+                None => format!("{form}/"),
+            };
+            shapes.push(form);
+            shapes.push(other);
         }
     }
-    router
+    let mut seen = std::collections::HashSet::new();
+    shapes.retain(|shape| seen.insert(shape.clone()));
+    shapes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_path_is_routed_with_and_without_a_trailing_slash() {
+        assert_eq!(
+            route_shapes(&["/_matrix/client/v3/account/whoami"]),
+            ["/_matrix/client/v3/account/whoami", "/_matrix/client/v3/account/whoami/"]
+        );
+        // ruma's metadata carries some paths with the slash only.
+        assert_eq!(
+            route_shapes(&["/_matrix/client/r0/pushrules/", "/_matrix/client/v3/pushrules/"]),
+            [
+                "/_matrix/client/r0/pushrules/",
+                "/_matrix/client/r0/pushrules",
+                "/_matrix/client/v3/pushrules/",
+                "/_matrix/client/v3/pushrules"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_trailing_state_key_may_be_left_out() {
+        assert_eq!(
+            route_shapes(&["/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{state_key}"]),
+            [
+                "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{state_key}",
+                "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/{state_key}/",
+                "/_matrix/client/v3/rooms/{room_id}/state/{event_type}/",
+                "/_matrix/client/v3/rooms/{room_id}/state/{event_type}"
+            ]
+        );
+    }
+
+    #[test]
+    fn only_an_empty_body_is_an_empty_object() {
+        assert_eq!(empty_as_object(Bytes::new()), Bytes::from_static(b"{}"));
+        assert_eq!(empty_as_object(Bytes::from_static(b" ")), Bytes::from_static(b" "));
+        assert_eq!(empty_as_object(Bytes::from_static(b"[]")), Bytes::from_static(b"[]"));
+    }
+
+    #[test]
+    fn a_panicking_parser_is_bad_json() {
+        let error =
+            parse_without_panicking::<()>(|| panic!("no entry found for key")).err().map(|error| error.errcode());
+        assert_eq!(error.as_deref(), Some("M_BAD_JSON"));
+    }
 }

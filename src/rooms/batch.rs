@@ -139,6 +139,7 @@ async fn append_all(
         drop(reservation);
         return Ok(outcomes);
     }
+    crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, reservation.positions()).await?;
     tx.commit().await?;
     reservation.committed_for(audience).await?;
     Ok(outcomes)

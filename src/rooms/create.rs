@@ -204,6 +204,7 @@ pub async fn create_room(
         }
         room.add(&mut tx, &mut reservation, "m.room.member", invitee.as_str(), content).await?;
     }
+    crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, reservation.positions()).await?;
     tx.commit().await?;
     let mut audience = vec![room_id.to_string(), creator.to_string()];
     audience.extend(request.invite.iter().map(ToString::to_string));

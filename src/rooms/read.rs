@@ -275,3 +275,23 @@ pub async fn joined_members(pool: &PgPool, user: &UserId, room_id: &RoomId) -> R
     members.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(members)
 }
+
+/// Events by number in the client format (redacted where a redaction applies), for readers
+/// that already know the user may see them (the user's own notifications). Events not found
+/// are left out.
+pub async fn client_events_by_nid(pool: &PgPool, nids: &[i64]) -> Result<HashMap<i64, Value>> {
+    let mut by_room: HashMap<String, Vec<(i64, Pdu)>> = HashMap::new();
+    for event in db::events::by_nids(pool, nids).await? {
+        let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
+        by_room.entry(event.room_id).or_default().push((event.event_nid, pdu));
+    }
+    let mut served = HashMap::new();
+    for (room_id, events) in by_room {
+        let room_id = RoomId::parse(&room_id).map_err(|e| Error::internal(format!("stored room id: {e}")))?;
+        let rules = facts::rules(pool, &room_id).await?;
+        for event in redact::apply(pool, &rules.redaction, events).await? {
+            served.insert(event.event_nid, event.client_event(&room_id));
+        }
+    }
+    Ok(served)
+}

@@ -192,6 +192,11 @@ impl Reservation<'_> {
         Ok(position)
     }
 
+    /// The positions taken so far (some may belong to work rolled back to a savepoint).
+    pub fn positions(&self) -> &[i64] {
+        &self.positions
+    }
+
     /// Call after the transaction committed: readers may now deliver these positions, and
     /// every waiting sync (here and in other processes) is woken. Prefer
     /// [`Reservation::committed_for`] when the change concerns known rooms or users.

@@ -10,6 +10,7 @@ use crate::db;
 use crate::db::sync::{MemberEvent, MembershipRow};
 use crate::db::unread::ReadPositions;
 use crate::error::{Error, Result};
+use crate::push::rules::PUSH_RULES_TYPE;
 use crate::rooms::filter::EventFilter;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::redact;
@@ -113,13 +114,26 @@ pub async fn build_rooms(
     let mut global_account_data = Vec::new();
     let mut room_account_data: HashMap<String, Vec<Value>> = HashMap::new();
     if news.account_data() {
+        // An initial sync always has the push rules (clients such as matrix-js-sdk need them
+        // before anything else); an incremental one when they changed. Their `m.push_rules`
+        // row only marks changes: the content is rendered from the rules, so that the default
+        // rules of a newer server version show too.
+        let mut push_rules = since.is_none();
         for row in db::sync::account_data_between(pool, user.as_str(), since, upto).await? {
+            if row.room_id.is_empty() && row.data_type == PUSH_RULES_TYPE {
+                push_rules = true;
+                continue;
+            }
             let event = json!({ "type": row.data_type, "content": row.content });
             if row.room_id.is_empty() {
                 global_account_data.push(event);
             } else {
                 room_account_data.entry(row.room_id).or_default().push(event);
             }
+        }
+        if push_rules {
+            let content = crate::push::rules::account_data_content(pool, user).await?;
+            global_account_data.push(json!({ "type": PUSH_RULES_TYPE, "content": content }));
         }
     }
 

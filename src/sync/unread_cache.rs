@@ -1,9 +1,9 @@
-//! Unread counts carried from one sync to the next. Counting means reading and judging every
-//! event after the user's read receipt — in a busy room nobody reads, hundreds per sync. But
-//! between two syncs only the newer events can change the counts, unless a receipt moved or
+//! Unread counts carried from one sync to the next. Counting means reading every notification
+//! row after the user's read receipt — in a busy room nobody reads, hundreds per sync. But
+//! between two syncs only the newer rows can change the counts, unless a receipt moved or
 //! the ignore list changed; so the counts of the last sync are kept per (database, user,
-//! room) and only the events after them are judged. (An event is judged once, with the room as
-//! it was then — as a server that stores push actions at send time does.)
+//! room) and only the rows after them are read. (Rows never change once written: each event's
+//! push actions are decided when it arrives.)
 //!
 //! The cache is per process and derived only from the database, so several processes on one
 //! database each keep their own and agree.

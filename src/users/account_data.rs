@@ -64,6 +64,10 @@ pub async fn get(
     data_type: &str,
 ) -> Result<Value> {
     check_owner(session, user_id)?;
+    if room_id.is_none() && data_type == crate::push::rules::PUSH_RULES_TYPE {
+        // The stored row only marks changes; the rules are what it stands for (as Synapse).
+        return crate::push::rules::account_data_content(pool, user_id).await;
+    }
     db::account_data::get(pool, user_id.as_str(), room_id.map_or("", |r| r.as_str()), data_type)
         .await?
         .ok_or_else(|| Error::not_found("Account data not found"))

@@ -1,18 +1,24 @@
 //! `GET/POST /_synapse/admin/v1/register`.
 
 use crate::error::{Error, Result};
+use crate::http::ruma::{BodyFormat, empty_as_object, read_body, record_route};
 use crate::server::AppState;
 use crate::users::ClientInfo;
 use crate::users::shared_secret::{self, SharedSecretRegistration};
+use axum::body::Body;
 use axum::extract::{ConnectInfo, State};
 use axum::routing::get;
 use axum::{Json, Router};
-use bytes::Bytes;
+use http::{HeaderMap, Method};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 
+const PATH: &str = "/_synapse/admin/v1/register";
+
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    router.route("/_synapse/admin/v1/register", get(nonce).post(register))
+    record_route(Method::GET, PATH, BodyFormat::Json);
+    record_route(Method::POST, PATH, BodyFormat::Json);
+    router.route(PATH, get(nonce).post(register))
 }
 
 async fn nonce(State(state): State<AppState>) -> Result<Json<Value>> {
@@ -30,12 +36,10 @@ async fn nonce(State(state): State<AppState>) -> Result<Json<Value>> {
 async fn register(
     State(state): State<AppState>,
     ConnectInfo(address): ConnectInfo<SocketAddr>,
-    body: Bytes,
+    headers: HeaderMap,
+    body: Body,
 ) -> Result<Json<Value>> {
-    let limit = state.config.limits.max_request_size;
-    if body.len() > limit {
-        return Err(Error::too_large(format!("The request body exceeds {limit} bytes")));
-    }
+    let body = empty_as_object(read_body(&headers, body, state.config.limits.max_request_size).await?);
     let json: Value = serde_json::from_slice(&body)
         .map_err(|error| Error::not_json(format!("The body is not valid JSON: {error}")))?;
     let request = SharedSecretRegistration::from_json(&json)?;

@@ -1,7 +1,7 @@
 //! Profiles: the whole profile and single fields (`displayname`, `avatar_url`, extended ones).
 
 use crate::error::{Error, Result};
-use crate::http::ruma::{Authed, Ruma, RumaResponse, RumaRouter};
+use crate::http::ruma::{Authed, Ruma, RumaResponse, RumaRouter, read_body};
 use crate::server::AppState;
 use crate::users::profile;
 use axum::Router;
@@ -55,16 +55,7 @@ impl FromRequest<AppState> for SetField {
             .await
             .ok()
             .and_then(|params| params.iter().last().map(|(_, field)| field.to_owned()));
-        let limit = state.config.limits.max_request_size;
-        let bytes = axum::body::to_bytes(body, limit).await.map_err(|error| {
-            let is_limit =
-                std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-            if is_limit {
-                Error::too_large(format!("The request body exceeds {limit} bytes"))
-            } else {
-                Error::bad_json(format!("Could not read the request body: {error}"))
-            }
-        })?;
+        let bytes = read_body(&parts.headers, body, state.config.limits.max_request_size).await?;
         // Anything but a JSON object is left for ruma to refuse with the right error.
         let body = match (field, serde_json::from_slice::<Map<String, Value>>(&bytes)) {
             (Some(field), Ok(mut object)) => {

@@ -1,0 +1,196 @@
+//! `event_push_actions` (migration 0012): what each local user's push rules decided for each
+//! new event that notifies or highlights them, and what the evaluation reads to decide it.
+
+use serde_json::Value;
+use sqlx::{FromRow, PgConnection, PgExecutor};
+
+/// A just-stored event, as the push rules see it.
+#[derive(Debug, FromRow)]
+pub struct NewEvent {
+    pub event_nid: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub sender: String,
+    pub event_type: String,
+    pub origin_server_ts: i64,
+    pub stream_position: i64,
+    pub json: String,
+}
+
+/// The timeline events (not outliers, rejected or soft-failed ones) stored at `positions`.
+pub async fn events_at(db: impl PgExecutor<'_>, positions: &[i64]) -> sqlx::Result<Vec<NewEvent>> {
+    sqlx::query_as(
+        "SELECT e.event_nid, (SELECT i.event_id FROM event_ids i WHERE i.event_nid = e.event_nid) AS event_id,
+                e.room_id, e.sender, e.event_type, e.origin_server_ts, e.stream_position, e.json
+         FROM events e
+         WHERE e.stream_position = ANY($1) AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier
+         ORDER BY e.stream_position",
+    )
+    .bind(positions)
+    .fetch_all(db)
+    .await
+}
+
+/// A local user who may be notified of a room's events: a joined member, or an invitee (whose
+/// own invite may notify them).
+#[derive(Debug, FromRow)]
+pub struct Recipient {
+    pub user_id: String,
+    pub membership: String,
+    /// Their member event (its display name is theirs in the room).
+    pub member_event_nid: i64,
+    /// Where their latest join is in the stream: earlier events are not theirs to hear of.
+    pub joined_position: i64,
+    /// The stream position of their latest push rule change; `None`: never changed.
+    pub rules_version: Option<i64>,
+}
+
+/// The room's local joined and invited users (`local_suffix` is `:server_name`).
+pub async fn recipients(db: impl PgExecutor<'_>, room_id: &str, local_suffix: &str) -> sqlx::Result<Vec<Recipient>> {
+    sqlx::query_as(
+        "SELECT m.user_id, m.membership, m.event_nid AS member_event_nid,
+                COALESCE(m.joined_position, m.stream_position) AS joined_position,
+                (SELECT a.stream_position FROM account_data a
+                 WHERE a.user_id = m.user_id AND a.room_id = '' AND a.data_type = 'm.push_rules') AS rules_version
+         FROM room_memberships m
+         WHERE m.room_id = $1 AND m.membership IN ('join', 'invite')
+           AND right(m.user_id, length($2)) = $2",
+    )
+    .bind(room_id)
+    .bind(local_suffix)
+    .fetch_all(db)
+    .await
+}
+
+/// The `displayname` of each of the given member events (`None` where it has none).
+pub async fn display_names(db: impl PgExecutor<'_>, member_nids: &[i64]) -> sqlx::Result<Vec<(i64, Option<String>)>> {
+    sqlx::query_as(
+        "SELECT e.event_nid, e.json::jsonb -> 'content' ->> 'displayname'
+         FROM events e WHERE e.event_nid = ANY($1)",
+    )
+    .bind(member_nids)
+    .fetch_all(db)
+    .await
+}
+
+/// One row of `event_push_actions`.
+#[derive(Clone, Debug)]
+pub struct PushAction {
+    pub user_id: String,
+    pub room_id: String,
+    pub event_nid: i64,
+    pub event_id: String,
+    pub stream_position: i64,
+    pub sender: String,
+    pub thread_id: String,
+    pub notify: bool,
+    pub highlight: bool,
+    pub actions: Value,
+    pub ts: i64,
+}
+
+/// Writes the rows in one statement.
+pub async fn insert(conn: &mut PgConnection, rows: &[PushAction]) -> sqlx::Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let column = |f: fn(&PushAction) -> &str| rows.iter().map(f).collect::<Vec<&str>>();
+    let users = column(|r| &r.user_id);
+    let rooms = column(|r| &r.room_id);
+    let event_ids = column(|r| &r.event_id);
+    let senders = column(|r| &r.sender);
+    let threads = column(|r| &r.thread_id);
+    let nids: Vec<i64> = rows.iter().map(|r| r.event_nid).collect();
+    let positions: Vec<i64> = rows.iter().map(|r| r.stream_position).collect();
+    let notify: Vec<bool> = rows.iter().map(|r| r.notify).collect();
+    let highlight: Vec<bool> = rows.iter().map(|r| r.highlight).collect();
+    let actions: Vec<&Value> = rows.iter().map(|r| &r.actions).collect();
+    let ts: Vec<i64> = rows.iter().map(|r| r.ts).collect();
+    sqlx::query(
+        "INSERT INTO event_push_actions
+             (user_id, room_id, event_nid, event_id, stream_position, sender, thread_id, notify, highlight, actions, ts)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::text[],
+                              $8::boolean[], $9::boolean[], $10::jsonb[], $11::bigint[])",
+    )
+    .bind(&users)
+    .bind(&rooms)
+    .bind(&nids)
+    .bind(&event_ids)
+    .bind(&positions)
+    .bind(&senders)
+    .bind(&threads)
+    .bind(&notify)
+    .bind(&highlight)
+    .bind(&actions)
+    .bind(&ts)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A row as the unread counts of `/sync` need it.
+#[derive(Debug, FromRow)]
+pub struct UnreadRow {
+    pub stream_position: i64,
+    pub thread_id: String,
+    pub sender: String,
+    pub notify: bool,
+    pub highlight: bool,
+}
+
+/// The user's newest (at most `limit`) rows in the room with `after < position <= upto`.
+pub async fn unread_between(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    room_id: &str,
+    after: i64,
+    upto: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<UnreadRow>> {
+    sqlx::query_as(
+        "SELECT stream_position, thread_id, sender, notify, highlight FROM event_push_actions
+         WHERE user_id = $1 AND room_id = $2 AND stream_position > $3 AND stream_position <= $4
+         ORDER BY stream_position DESC LIMIT $5",
+    )
+    .bind(user_id)
+    .bind(room_id)
+    .bind(after)
+    .bind(upto)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// A row as `GET /notifications` shows it.
+#[derive(Debug, FromRow)]
+pub struct NotificationRow {
+    pub room_id: String,
+    pub event_nid: i64,
+    pub event_id: String,
+    pub stream_position: i64,
+    pub thread_id: String,
+    pub actions: Value,
+    pub ts: i64,
+}
+
+/// The user's rows below `before` (all when `None`), newest first; with `only_highlight`, only
+/// those that highlight.
+pub async fn page(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    before: Option<i64>,
+    only_highlight: bool,
+    limit: i64,
+) -> sqlx::Result<Vec<NotificationRow>> {
+    sqlx::query_as(
+        "SELECT room_id, event_nid, event_id, stream_position, thread_id, actions, ts FROM event_push_actions
+         WHERE user_id = $1 AND stream_position < $2 AND (highlight OR NOT $3)
+         ORDER BY stream_position DESC LIMIT $4",
+    )
+    .bind(user_id)
+    .bind(before.unwrap_or(i64::MAX))
+    .bind(only_highlight)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}

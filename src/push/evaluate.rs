@@ -1,0 +1,290 @@
+//! Notifications from the push rules: every new event is evaluated against the push rules of
+//! each local member of its room (spec: "Push Rules"), with ruma's evaluation, and what
+//! notifies or highlights is written to `event_push_actions` in the event's own transaction —
+//! nothing is lost on a crash, and `/sync`, `/notifications` and the pushers read the same rows.
+//!
+//! Big rooms cost no database round trip per member: a room's members, their display names
+//! and their rule sets come from at most four statements per batch of events, and display
+//! names (by member event) and rule sets (by user and version) are kept in process between
+//! batches. A rule set's version is the stream position of the user's last change to it, read
+//! with the members, so a change made by any process is seen at the next event.
+
+use crate::cache::FactCache;
+use crate::db;
+use crate::db::push_actions::{NewEvent, PushAction, Recipient};
+use crate::db::state::StateEntry;
+use crate::error::{Error, Result};
+use crate::push::ruleset::assemble;
+use ruma::events::AnySyncTimelineEvent;
+use ruma::events::room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource};
+use ruma::push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
+use ruma::serde::Raw;
+use ruma::{OwnedUserId, RoomId, RoomVersionId, ServerName, UInt, UserId};
+use serde::Deserialize;
+use sqlx::{PgConnection, PgPool};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+/// Rule sets by (user, version): a version's rule set never changes, so nothing is
+/// invalidated — a change makes a new version, and the old entry ages out.
+static RULESETS: LazyLock<FactCache<(String, Option<i64>), Arc<Ruleset>>> = LazyLock::new(|| FactCache::new(50_000));
+
+/// Display names by member event (events are immutable).
+static DISPLAY_NAMES: LazyLock<FactCache<i64, Option<String>>> = LazyLock::new(|| FactCache::new(200_000));
+
+/// The thread an event is in: the root of its `m.thread` relation, or the main timeline.
+pub const MAIN_TIMELINE: &str = "main";
+
+/// Evaluates the events stored at `positions` (in the transaction `conn`, before it commits)
+/// for the local users of their rooms, and stores what notifies or highlights. `pool` is the
+/// database `conn` belongs to: it scopes the in-process caches.
+pub async fn record_notifications(
+    conn: &mut PgConnection,
+    pool: &PgPool,
+    server_name: &ServerName,
+    positions: &[i64],
+) -> Result<()> {
+    if positions.is_empty() {
+        return Ok(());
+    }
+    let events = db::push_actions::events_at(&mut *conn, positions).await?;
+    let mut by_room: Vec<(String, Vec<NewEvent>)> = Vec::new();
+    for event in events {
+        match by_room.iter_mut().find(|(room, _)| *room == event.room_id) {
+            Some((_, events)) => events.push(event),
+            None => by_room.push((event.room_id.clone(), vec![event])),
+        }
+    }
+    let mut rows = Vec::new();
+    for (room_id, events) in by_room {
+        let room_id = RoomId::parse(&room_id).map_err(|e| Error::internal(format!("stored room id: {e}")))?;
+        rows.extend(evaluate_room(conn, pool, server_name, &room_id, &events).await?);
+    }
+    db::push_actions::insert(conn, &rows).await?;
+    Ok(())
+}
+
+/// One local user who may hear of the room's events, with what their rules need.
+struct Listener {
+    user_id: OwnedUserId,
+    recipient: Recipient,
+    display_name: String,
+    ruleset: Arc<Ruleset>,
+}
+
+/// What the events of one room notify, for each local member.
+async fn evaluate_room(
+    conn: &mut PgConnection,
+    pool: &PgPool,
+    server_name: &ServerName,
+    room_id: &RoomId,
+    events: &[NewEvent],
+) -> Result<Vec<PushAction>> {
+    let recipients = db::push_actions::recipients(&mut *conn, room_id.as_str(), &format!(":{server_name}")).await?;
+    if recipients.is_empty() {
+        return Ok(Vec::new());
+    }
+    let keys = [("m.room.create", ""), ("m.room.power_levels", "")];
+    let (state, joined) =
+        db::state::current_state_for_keys_and_joined(&mut *conn, room_id.as_str(), &keys, i64::MAX).await?;
+    let member_count = UInt::try_from(joined.unwrap_or(0).max(0)).unwrap_or_default();
+    let listeners = listeners(conn, pool, recipients).await?;
+
+    let mut context =
+        PushConditionRoomCtx::new(room_id.to_owned(), member_count, server_user(server_name)?, String::new());
+    if let Some(power_levels) = power_levels(&state) {
+        context = context.with_power_levels(power_levels);
+    }
+    let mut rows = Vec::new();
+    for event in events {
+        let Ok(raw) = serde_json::value::RawValue::from_string(event.json.clone()) else { continue };
+        let raw: Raw<AnySyncTimelineEvent> = Raw::from_json(raw);
+        let flattened = FlattenedJson::from_raw(&raw);
+        let facts: EventFacts = serde_json::from_str(&event.json).unwrap_or_default();
+        let invitee = facts.invitee(&event.event_type);
+        let thread_id = facts.thread_root().unwrap_or(MAIN_TIMELINE).to_owned();
+        for listener in &listeners {
+            let user = &listener.recipient;
+            // Spec: no notification for one's own events.
+            let hears = user.user_id != event.sender
+                && match user.membership.as_str() {
+                    "join" => user.joined_position <= event.stream_position,
+                    // An invitee hears only of their own invite.
+                    _ => invitee == Some(user.user_id.as_str()),
+                };
+            if !hears {
+                continue;
+            }
+            context.user_id.clone_from(&listener.user_id);
+            context.user_display_name.clone_from(&listener.display_name);
+            let actions = first_match(&listener.ruleset, &flattened, &context).await;
+            let notify = actions.iter().any(Action::should_notify);
+            let highlight = actions.iter().any(Action::is_highlight);
+            if !notify && !highlight {
+                continue;
+            }
+            rows.push(PushAction {
+                user_id: user.user_id.clone(),
+                room_id: room_id.to_string(),
+                event_nid: event.event_nid,
+                event_id: event.event_id.clone(),
+                stream_position: event.stream_position,
+                sender: event.sender.clone(),
+                thread_id: thread_id.clone(),
+                notify,
+                highlight,
+                actions: serde_json::to_value(actions).map_err(|e| Error::internal(format!("push actions: {e}")))?,
+                ts: event.origin_server_ts,
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// The actions of the first rule that applies (ruma's `Ruleset::get_actions`, with the event
+/// flattened once for all members rather than once per member).
+async fn first_match<'a>(ruleset: &'a Ruleset, event: &FlattenedJson, context: &PushConditionRoomCtx) -> &'a [Action] {
+    for rule in ruleset {
+        if rule.applies(event, context).await {
+            return rule.actions();
+        }
+    }
+    &[]
+}
+
+/// A placeholder user for the shared context, replaced per member before each evaluation.
+fn server_user(server_name: &ServerName) -> Result<OwnedUserId> {
+    UserId::parse(format!("@hearth:{server_name}")).map_err(|e| Error::internal(format!("server user id: {e}")))
+}
+
+/// The recipients with their display names and rule sets, from the caches where they are
+/// there and in one statement each where not.
+async fn listeners(conn: &mut PgConnection, pool: &PgPool, recipients: Vec<Recipient>) -> Result<Vec<Listener>> {
+    let mut names: HashMap<i64, Option<String>> = HashMap::new();
+    let mut missing_names = Vec::new();
+    for recipient in &recipients {
+        match DISPLAY_NAMES.get(pool, recipient.member_event_nid) {
+            Some(name) => {
+                names.insert(recipient.member_event_nid, name);
+            }
+            None => missing_names.push(recipient.member_event_nid),
+        }
+    }
+    if !missing_names.is_empty() {
+        let found: HashMap<i64, Option<String>> =
+            db::push_actions::display_names(&mut *conn, &missing_names).await?.into_iter().collect();
+        for nid in missing_names {
+            let name = found.get(&nid).cloned().flatten();
+            DISPLAY_NAMES.insert(pool, nid, name.clone());
+            names.insert(nid, name);
+        }
+    }
+
+    let mut rulesets: HashMap<String, Arc<Ruleset>> = HashMap::new();
+    let mut missing_rules = Vec::new();
+    for recipient in &recipients {
+        match RULESETS.get(pool, (recipient.user_id.clone(), recipient.rules_version)) {
+            Some(ruleset) => {
+                rulesets.insert(recipient.user_id.clone(), ruleset);
+            }
+            None => missing_rules.push(recipient.user_id.clone()),
+        }
+    }
+    if !missing_rules.is_empty() {
+        // Users who never changed their rules have none stored: only the others are read.
+        let changed: Vec<String> = recipients
+            .iter()
+            .filter(|r| r.rules_version.is_some() && missing_rules.contains(&r.user_id))
+            .map(|r| r.user_id.clone())
+            .collect();
+        let mut stored: HashMap<String, Vec<db::push_rules::StoredRule>> = HashMap::new();
+        if !changed.is_empty() {
+            for row in db::push_rules::for_users(&mut *conn, &changed).await? {
+                stored.entry(row.user_id).or_default().push(row.stored);
+            }
+        }
+        for recipient in recipients.iter().filter(|r| missing_rules.contains(&r.user_id)) {
+            let Ok(user_id) = UserId::parse(&recipient.user_id) else { continue };
+            let ruleset =
+                Arc::new(assemble(&user_id, stored.get(&recipient.user_id).map(Vec::as_slice).unwrap_or_default()));
+            RULESETS.insert(pool, (recipient.user_id.clone(), recipient.rules_version), ruleset.clone());
+            rulesets.insert(recipient.user_id.clone(), ruleset);
+        }
+    }
+
+    Ok(recipients
+        .into_iter()
+        .filter_map(|recipient| {
+            let user_id = UserId::parse(&recipient.user_id).ok()?;
+            let ruleset = rulesets.remove(&recipient.user_id)?;
+            let display_name = names.get(&recipient.member_event_nid).cloned().flatten().unwrap_or_default();
+            Some(Listener { user_id, recipient, display_name, ruleset })
+        })
+        .collect())
+}
+
+/// The room's power levels as the `sender_notification_permission` condition needs them
+/// (`None` when the state does not parse: such conditions then never apply).
+fn power_levels(state: &[StateEntry]) -> Option<PushConditionPowerLevelsCtx> {
+    let create = state.iter().find(|entry| entry.event_type == "m.room.create")?;
+    let create: serde_json::Value = serde_json::from_str(&create.json).ok()?;
+    let version = create["content"]["room_version"].as_str().unwrap_or("1");
+    let rules = RoomVersionId::try_from(version).ok()?.rules()?;
+    let mut creators: Vec<OwnedUserId> =
+        create["sender"].as_str().and_then(|s| UserId::parse(s).ok()).into_iter().collect();
+    if rules.authorization.explicitly_privilege_room_creators {
+        let additional = create["content"]["additional_creators"].as_array().into_iter().flatten();
+        creators.extend(additional.filter_map(|user| user.as_str().and_then(|s| UserId::parse(s).ok())));
+    }
+    let source = match state.iter().find(|entry| entry.event_type == "m.room.power_levels") {
+        Some(entry) => {
+            let event: PowerLevelsEvent = serde_json::from_str(&entry.json).ok()?;
+            RoomPowerLevelsSource::Original(event.content)
+        }
+        None => RoomPowerLevelsSource::None,
+    };
+    Some(RoomPowerLevels::new(source, &rules.authorization, creators).into())
+}
+
+#[derive(Deserialize)]
+struct PowerLevelsEvent {
+    content: RoomPowerLevelsEventContent,
+}
+
+/// The few fields of an event that decide who hears of it and in which thread.
+#[derive(Default, Deserialize)]
+struct EventFacts {
+    #[serde(default)]
+    state_key: Option<String>,
+    #[serde(default)]
+    content: FactsContent,
+}
+
+#[derive(Default, Deserialize)]
+struct FactsContent {
+    #[serde(default)]
+    membership: Option<String>,
+    #[serde(rename = "m.relates_to", default)]
+    relates_to: Option<Relation>,
+}
+
+#[derive(Deserialize)]
+struct Relation {
+    #[serde(default)]
+    rel_type: Option<String>,
+    #[serde(default)]
+    event_id: Option<String>,
+}
+
+impl EventFacts {
+    /// The user an invite is for.
+    fn invitee(&self, event_type: &str) -> Option<&str> {
+        let is_invite = event_type == "m.room.member" && self.content.membership.as_deref() == Some("invite");
+        self.state_key.as_deref().filter(|_| is_invite)
+    }
+
+    fn thread_root(&self) -> Option<&str> {
+        let relation = self.content.relates_to.as_ref()?;
+        relation.event_id.as_deref().filter(|_| relation.rel_type.as_deref() == Some("m.thread"))
+    }
+}
