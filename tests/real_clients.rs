@@ -4,8 +4,8 @@
 //! as a subprocess; the script checks what its users would see and reports the step that failed.
 //! The clients are installed on first use into `target/test-clients/` (see `clients::install`).
 //!
-//! Test names put the two clients' versions of a scenario side by side, so the test runner's
-//! two threads usually run one of each at a time.
+//! Each scenario is a module with a test per client (`chat::js_sdk`, `chat::nio`), so the test
+//! runner, which runs tests in name order, runs the two clients' versions side by side.
 
 mod clients;
 mod common;
@@ -14,42 +14,30 @@ use clients::RealClient::{JsSdk, Nio};
 use clients::run;
 use common::TestServer;
 
-#[tokio::test]
-async fn account_with_js_sdk() {
-    run(JsSdk, &TestServer::start().await, "account").await;
+/// A scenario as a module with one test per client: `chat::js_sdk`, `chat::nio`.
+macro_rules! scenario {
+    ($name:ident) => {
+        mod $name {
+            use super::*;
+
+            #[tokio::test]
+            async fn js_sdk() {
+                run(JsSdk, &TestServer::start().await, stringify!($name)).await;
+            }
+
+            #[tokio::test]
+            async fn nio() {
+                run(Nio, &TestServer::start().await, stringify!($name)).await;
+            }
+        }
+    };
 }
 
-#[tokio::test]
-async fn account_with_nio() {
-    run(Nio, &TestServer::start().await, "account").await;
-}
-
-#[tokio::test]
-async fn chat_with_js_sdk() {
-    run(JsSdk, &TestServer::start().await, "chat").await;
-}
-
-#[tokio::test]
-async fn chat_with_nio() {
-    run(Nio, &TestServer::start().await, "chat").await;
-}
-
-#[tokio::test]
-async fn restart_with_js_sdk() {
-    run(JsSdk, &TestServer::start().await, "restart").await;
-}
-
-#[tokio::test]
-async fn restart_with_nio() {
-    run(Nio, &TestServer::start().await, "restart").await;
-}
-
-#[tokio::test]
-async fn start_with_js_sdk() {
-    run(JsSdk, &TestServer::start().await, "start").await;
-}
-
-#[tokio::test]
-async fn start_with_nio() {
-    run(Nio, &TestServer::start().await, "start").await;
-}
+// A new user: registration (user-interactive auth), login, first sync and its figures.
+scenario!(start);
+// Two users: create, invite, join, send, reply, edit, react, redact, typing, receipts, leave.
+scenario!(chat);
+// Profile, presence and push rules, seen from another user or device.
+scenario!(account);
+// A client stopped and started again from its stored sync token sees exactly what it missed.
+scenario!(restart);

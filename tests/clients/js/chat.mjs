@@ -1,13 +1,9 @@
 // Two people chatting with matrix-js-sdk: create, invite, join; send, reply, edit, react,
 // redact; typing and read receipts; leave. Each step checks what the *other* client shows.
-import { scenario, check, checkEqual, until, loggedIn, start, messages, sdk } from "./lib.mjs";
+import { scenario, check, checkEqual, until, aliceAndBob, messages, sdk } from "./lib.mjs";
 
 await scenario("chat", async (t) => {
-    const [alice, bob] = await t.step("alice and bob log in and start syncing", async () => {
-        const clients = [await loggedIn("alice"), await loggedIn("bob")];
-        await Promise.all(clients.map((client) => start(client)));
-        return clients;
-    });
+    const [alice, bob] = await t.step("alice and bob log in and start syncing", aliceAndBob);
     const aliceId = alice.getUserId();
     const bobId = bob.getUserId();
     const aliceRoom = () => alice.getRoom(roomId);

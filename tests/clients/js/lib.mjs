@@ -202,6 +202,13 @@ export async function loggedIn(name, store = undefined) {
     return sessionClient(await passwordLogin(name), store);
 }
 
+/** `alice` and `bob`, logged in and syncing. */
+export async function aliceAndBob() {
+    const clients = [await loggedIn("alice"), await loggedIn("bob")];
+    await Promise.all(clients.map((client) => start(client)));
+    return clients;
+}
+
 /**
  * Starts the client and waits until its first sync is processed (PREPARED) and it is
  * syncing live (SYNCING); returns the states it went through.

@@ -14,7 +14,7 @@ async def body(t):
         room = ok(await alice.room_create(name="Garden", preset=RoomPreset.private_chat, invite=[bob.user_id]), "room_create")
         await bob.sync_until("bob's invitation", lambda: room.room_id in bob.invited_rooms)
         ok(await bob.join(room.room_id), "join")
-        await alice.sync_until("bob joined", lambda: bob.user_id in alice.room(room.room_id).users)
+        await alice.sync_until("bob joined", lambda: bob.user_id in alice.members(room.room_id))
         await bob.sync_until("the room joined", lambda: bob.room(room.room_id))
         return alice, bob, room.room_id
 

@@ -29,8 +29,8 @@ async def body(t):
 
     async def join():
         ok(await bob.join(room_id), "join")
-        await alice.sync_until("bob as a member in alice's room", lambda: bob.user_id in alice.room(room_id).users,
-                               lambda: list(alice.room(room_id).users))
+        await alice.sync_until("bob as a member in alice's room", lambda: bob.user_id in alice.members(room_id),
+                               lambda: alice.members(room_id))
         await bob.sync_until("the joined room with its name", lambda: bob.room(room_id) and bob.room(room_id).name == "Tea",
                              lambda: {"rooms": list(bob.rooms), "invited": list(bob.invited_rooms)})
 
@@ -114,8 +114,8 @@ async def body(t):
 
     async def leave():
         ok(await bob.room_leave(room_id), "room_leave")
-        await alice.sync_until("bob gone from alice's member list", lambda: bob.user_id not in alice.room(room_id).users,
-                               lambda: list(alice.room(room_id).users))
+        await alice.sync_until("bob gone from alice's member list", lambda: bob.user_id not in alice.members(room_id),
+                               lambda: alice.members(room_id))
         await bob.sync_until("the room in bob's left rooms", lambda: room_id in bob.left_rooms, lambda: sorted(bob.left_rooms))
         ok(await bob.room_forget(room_id), "room_forget")
         joined = ok(await bob.joined_rooms(), "joined_rooms")

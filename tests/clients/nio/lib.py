@@ -125,6 +125,11 @@ class Client(AsyncClient):
     def room(self, room_id) -> MatrixRoom | None:
         return self.rooms.get(room_id)
 
+    def members(self, room_id):
+        """The joined members this client knows of (none before its sync has the room)."""
+        room = self.rooms.get(room_id)
+        return sorted(room.users) if room else []
+
     def messages(self, room_id):
         return [
             {"id": e.event_id, "type": type(e).__name__, "sender": e.sender, "body": getattr(e, "body", None)}

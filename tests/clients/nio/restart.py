@@ -24,7 +24,7 @@ async def body(t):
             ok(await alice.room_send(room.room_id, "m.room.message", {"msgtype": "m.text", "body": text}), "room_send")
         bodies = lambda: [m["body"] for m in alice.messages(room.room_id) if m["type"] == "RoomMessageText"]
         await alice.sync_until("both messages and bob's join in alice's sync",
-                               lambda: bodies() == ["before 1", "before 2"] and bob.user_id in alice.room(room.room_id).users, bodies)
+                               lambda: bodies() == ["before 1", "before 2"] and bob.user_id in alice.members(room.room_id), bodies)
         with open(SAVED, "w") as file:
             json.dump({"user_id": alice.user_id, "device_id": alice.device_id, "access_token": alice.access_token,
                        "next_batch": alice.next_batch, "room_id": room.room_id}, file)
