@@ -4,8 +4,8 @@
 //! as a subprocess; the script checks what its users would see and reports the step that failed.
 //! The clients are installed on first use into `target/test-clients/` (see `clients::install`).
 //!
-//! Each scenario is a module with a test per client (`chat::js_sdk`, `chat::nio`), so the test
-//! runner, which runs tests in name order, runs the two clients' versions side by side.
+//! Each scenario is a module with a test per client (`chat::js_sdk`, `chat::nio`); the runner
+//! runs them all at once (`RUST_TEST_THREADS` in `.cargo/config.toml`), each on its own server.
 
 mod clients;
 mod common;
@@ -33,8 +33,8 @@ macro_rules! scenario {
     };
 }
 
-// A new user: registration (user-interactive auth), login, first sync and its figures.
-scenario!(start);
+// A new user: registration, login, first sync (and its time), chat, a public room joined by alias.
+scenario!(newcomer);
 // Two users: create, invite, join, send, reply, edit, react, redact, typing, receipts, leave.
 scenario!(chat);
 // Profile, presence and push rules, seen from another user or device.

@@ -86,6 +86,9 @@ await scenario("chat", async (t) => {
             () => ({ content: event(bob, event_id)?.getContent(), redacted: event(bob, event_id)?.isRedacted() }),
         );
         checkEqual(event(bob, event_id).getContent(), {}, "content after redaction");
+        // The SDK redacts its copy when the redaction arrives; the server's copy must agree.
+        const served = await bob.fetchRoomEvent(roomId, event_id);
+        checkEqual([served.content, served.unsigned?.redacted_because?.type], [{}, "m.room.redaction"], "the event as the server now serves it");
     });
 
     await t.step("alice types; bob sees her typing, then stop", async () => {

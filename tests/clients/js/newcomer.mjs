@@ -1,12 +1,13 @@
 // A new user with matrix-js-sdk: registers, logs in, starts the client (PREPARED, then
-// SYNCING) and finds their room; figures: login to first synced room.
-import { scenario, check, checkEqual, until, anonymousClient, sessionClient, passwordLogin, start, messages, sdk } from "./lib.mjs";
+// SYNCING), finds their room and chats, then joins a public room found in the directory;
+// figures: login to first synced room.
+import { scenario, check, checkEqual, until, anonymousClient, sessionClient, passwordLogin, loggedIn, start, messages, sdk } from "./lib.mjs";
 import { performance } from "node:perf_hooks";
 
 const username = `newcomer${process.pid}`;
 const secret = "a long enough passphrase";
 
-await scenario("start", async (t) => {
+await scenario("newcomer", async (t) => {
     const registered = await t.step("register through user-interactive auth (m.login.dummy)", async () => {
         const anonymous = anonymousClient();
         const body = { username, password: secret, initial_device_display_name: "js-sdk registration" };
@@ -70,5 +71,26 @@ await scenario("start", async (t) => {
             () => messages(client, roomId),
         );
         checkEqual(messages(client, roomId).map((m) => m.body), ["hello from registration", "and hello from the new device"], "timeline");
+    });
+
+    await t.step("finds alice's public room in the directory and joins it by its alias", async () => {
+        const alice = await loggedIn("alice");
+        const aliasName = `lobby${process.pid}`;
+        const { room_id } = await alice.createRoom({
+            name: "Lobby",
+            preset: sdk.Preset.PublicChat,
+            visibility: sdk.Visibility.Public,
+            room_alias_name: aliasName,
+        });
+        await alice.sendTextMessage(room_id, "welcome, everyone");
+        const directory = await client.publicRooms({ limit: 50 });
+        const listed = directory.chunk.find((room) => room.room_id === room_id);
+        check(listed?.canonical_alias?.startsWith(`#${aliasName}:`), "the directory lists the room with its alias", directory.chunk);
+        await client.joinRoom(listed.canonical_alias);
+        await until(
+            "the joined lobby with alice's welcome",
+            () => client.getRoom(room_id)?.getMyMembership() === "join" && messages(client, room_id).some((m) => m.body === "welcome, everyone"),
+            () => ({ membership: client.getRoom(room_id)?.getMyMembership(), messages: messages(client, room_id) }),
+        );
     });
 });

@@ -1,11 +1,12 @@
-"""A new user with matrix-nio: registers, logs in, syncs, finds their room and chats in it."""
+"""A new user with matrix-nio: registers, logs in, syncs, finds their room and chats in it,
+then joins a public room found in the directory."""
 
 import os
 import time
 
-from nio import RoomMessageText, RoomPreset
+from nio import RoomMessageText, RoomPreset, RoomVisibility
 
-from lib import check, check_equal, new_client, ok, scenario
+from lib import check, check_equal, logged_in, new_client, ok, scenario
 
 USERNAME = f"newcomer{os.getpid()}"
 PASSWORD = "a long enough passphrase"
@@ -61,5 +62,21 @@ async def body(t):
 
     await t.step("a message sent now comes back through /sync", chat())
 
+    async def lobby():
+        alice = await logged_in("alice")
+        alias_name = f"lobby{os.getpid()}"
+        room = ok(await alice.room_create(visibility=RoomVisibility.public, alias=alias_name, name="Lobby",
+                                          preset=RoomPreset.public_chat), "room_create")
+        ok(await alice.room_send(room.room_id, "m.room.message", {"msgtype": "m.text", "body": "welcome, everyone"}), "room_send")
+        directory = ok(await client.list_public_rooms(limit=50), "list_public_rooms")
+        listed = next((r for r in directory.public_rooms if r.room_id == room.room_id), None)
+        check(listed and (listed.canonical_alias or "").startswith(f"#{alias_name}:"), "the directory lists the room with its alias",
+              [(r.room_id, r.canonical_alias) for r in directory.public_rooms])
+        ok(await client.join(listed.canonical_alias), "join by alias")
+        bodies = lambda: [m["body"] for m in client.messages(room.room_id)]
+        await client.sync_until("the joined lobby with alice's welcome", lambda: "welcome, everyone" in bodies(), bodies)
 
-scenario("start", body)
+    await t.step("finds alice's public room in the directory and joins it by its alias", lobby())
+
+
+scenario("newcomer", body)
