@@ -99,7 +99,7 @@ export function checkEqual(actual, expected, what) {
  * Waits until `probe()` returns a truthy value (polled every 50 ms, so it reads whatever the
  * client's sync has put in its model), and returns it; on timeout fails with `saw()`.
  */
-export async function until(what, probe, saw = () => undefined, timeoutMs = 20000) {
+export async function until(what, probe, saw = () => undefined, timeoutMs = 30000) {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
         const value = await probe();

@@ -98,7 +98,7 @@ class Client(AsyncClient):
                 self.push_rules = event
         return response
 
-    async def sync_until(self, what, probe, saw=lambda: None, timeout_s=20.0):
+    async def sync_until(self, what, probe, saw=lambda: None, timeout_s=30.0):
         """Syncs until `probe()` holds (checked before each sync), and returns its value."""
         deadline = time.monotonic() + timeout_s
         while True:
