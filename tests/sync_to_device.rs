@@ -232,3 +232,24 @@ async fn presence_of_strangers_and_of_others_is_refused() {
     let bad = server.put(&presence_path(&alice), alice.token(), json!({"presence": "dancing"})).await;
     assert_eq!(bad.0, StatusCode::BAD_REQUEST, "{}", bad.1);
 }
+
+/// A client's `/sync` that changes presence (`set_presence`) keeps the status message; one
+/// that raced a `PUT /presence` used to write back the message it had read before the PUT,
+/// so the message the user had just set was lost (seen with matrix-js-sdk going idle).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presence_change_from_sync_never_undoes_a_status_message_set_meanwhile() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let path = presence_path(&alice);
+    for round in 0..40 {
+        let message = format!("status {round}");
+        // Each round the PUT says online and the sync unavailable, so the sync always writes.
+        let put = server.put(&path, alice.token(), json!({"presence": "online", "status_msg": message}));
+        let sync = server.get("/_matrix/client/v3/sync?timeout=0&set_presence=unavailable", alice.token());
+        let ((put_status, put_body), (sync_status, sync_body)) = tokio::join!(put, sync);
+        assert_eq!(put_status, StatusCode::OK, "{put_body}");
+        assert_eq!(sync_status, StatusCode::OK, "{sync_body}");
+        let (_, presence) = server.get(&path, alice.token()).await;
+        assert_eq!(presence["status_msg"], message.as_str(), "round {round}: {presence}");
+    }
+}

@@ -17,18 +17,32 @@ pub async fn get(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<
         .await
 }
 
+/// The status message a presence write stores.
+pub enum StatusMsg<'a> {
+    /// Set (or cleared) by the user.
+    Set(Option<&'a str>),
+    /// Left as stored when the write lands: a write that carried the message it had read
+    /// earlier would undo one set in between.
+    Keep,
+}
+
 /// A change others should see: stored at a new `stream_position`.
 pub async fn put(
     db: impl PgExecutor<'_>,
     user_id: &str,
     state: &str,
-    status_msg: Option<&str>,
+    status_msg: StatusMsg<'_>,
     last_active_ts: i64,
     stream_position: i64,
 ) -> sqlx::Result<()> {
+    let (set_status, status_msg) = match status_msg {
+        StatusMsg::Set(message) => (true, message),
+        StatusMsg::Keep => (false, None),
+    };
     sqlx::query(
         "INSERT INTO presence (user_id, state, status_msg, last_active_ts, stream_position) VALUES ($1, $2, $3, $4, $5)
-         ON CONFLICT (user_id) DO UPDATE SET state = EXCLUDED.state, status_msg = EXCLUDED.status_msg,
+         ON CONFLICT (user_id) DO UPDATE SET state = EXCLUDED.state,
+           status_msg = CASE WHEN $6 THEN EXCLUDED.status_msg ELSE presence.status_msg END,
            last_active_ts = EXCLUDED.last_active_ts, stream_position = EXCLUDED.stream_position",
     )
     .bind(user_id)
@@ -36,6 +50,7 @@ pub async fn put(
     .bind(status_msg)
     .bind(last_active_ts)
     .bind(stream_position)
+    .bind(set_status)
     .execute(db)
     .await?;
     Ok(())

@@ -3,7 +3,7 @@
 //! users who share a room with them.
 
 use crate::db;
-use crate::db::presence::PresenceRow;
+use crate::db::presence::{PresenceRow, StatusMsg};
 use crate::error::{Error, Result};
 use crate::streams::Streams;
 use crate::time::now_ms;
@@ -98,7 +98,7 @@ pub async fn set(
     if status_msg.is_some_and(|message| message.len() > MAX_STATUS_MSG_BYTES) {
         return Err(Error::invalid_param(format!("status_msg is longer than {MAX_STATUS_MSG_BYTES} bytes")));
     }
-    write(pool, streams, user_id, state, status_msg).await
+    write(pool, streams, user_id, state, StatusMsg::Set(status_msg)).await
 }
 
 async fn write(
@@ -106,7 +106,7 @@ async fn write(
     streams: &Streams,
     user_id: &UserId,
     state: &str,
-    status_msg: Option<&str>,
+    status_msg: StatusMsg<'_>,
 ) -> Result<()> {
     // Presence is delivered by /sync, so a change takes a stream position like an event.
     let mut reservation = streams.reserve();
@@ -152,7 +152,7 @@ pub async fn on_sync(pool: &PgPool, streams: &Streams, user_id: &UserId, state: 
             let idle = now - row.last_active_ts;
             if wanted == "online" && idle >= CURRENTLY_ACTIVE_MS {
                 // `currently_active` turns true again: others should see that.
-                write(pool, streams, user_id, wanted, row.status_msg.as_deref()).await
+                write(pool, streams, user_id, wanted, StatusMsg::Keep).await
             } else if idle >= ACTIVITY_GRANULARITY_MS {
                 db::presence::touch(pool, user_id.as_str(), now).await?;
                 RECENT.insert(key, (wanted.to_owned(), now));
@@ -162,9 +162,9 @@ pub async fn on_sync(pool: &PgPool, streams: &Streams, user_id: &UserId, state: 
                 Ok(())
             }
         }
-        // A new state keeps the status message the user set.
-        Some(row) => write(pool, streams, user_id, wanted, row.status_msg.as_deref()).await,
-        None => write(pool, streams, user_id, wanted, None).await,
+        // A new state keeps the status message the user set (as on Synapse, syncs never change
+        // it), as stored when the write lands: a PUT since the read above is not undone.
+        _ => write(pool, streams, user_id, wanted, StatusMsg::Keep).await,
     }
 }
 

@@ -1,0 +1,137 @@
+//! Installs the real clients the tests drive, once, into the ignored build area
+//! (`target/test-clients/`): matrix-js-sdk with `npm ci` from the committed
+//! `tests/clients/js/package-lock.json`, matrix-nio into a venv with pip from the committed,
+//! fully pinned `tests/clients/nio/requirements.txt`. An install is reused while the hash of
+//! what it was made from (lock files, and for the venv the interpreter) is unchanged; a file
+//! lock serialises test binaries that install at the same time.
+
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// The oldest Node.js that matrix-js-sdk 36 supports (its `engines`).
+const MIN_NODE_MAJOR: u32 = 20;
+
+fn source_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
+}
+
+/// `target/test-clients`: beside `target/tmp` (`CARGO_TARGET_TMPDIR`), so it follows
+/// `CARGO_TARGET_DIR` and `cargo clean` removes it.
+fn build_area() -> PathBuf {
+    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+    tmp.parent().unwrap_or(tmp).join("test-clients")
+}
+
+pub fn js_dir() -> PathBuf {
+    source_dir().join("js")
+}
+
+pub fn nio_dir() -> PathBuf {
+    source_dir().join("nio")
+}
+
+/// The `node_modules` directory holding matrix-js-sdk (installing it on first use).
+pub fn node_modules() -> Result<PathBuf, String> {
+    static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    INSTALLED.get_or_init(install_node_modules).clone()
+}
+
+/// The venv's python, with matrix-nio importable (installing it on first use).
+pub fn nio_python() -> Result<PathBuf, String> {
+    static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    INSTALLED.get_or_init(install_nio_venv).clone()
+}
+
+fn install_node_modules() -> Result<PathBuf, String> {
+    let version = output(Command::new("node").arg("--version"))
+        .map_err(|e| format!("the matrix-js-sdk tests need Node.js >= {MIN_NODE_MAJOR} with npm: {e}"))?;
+    let major = version.trim().trim_start_matches('v').split('.').next().and_then(|m| m.parse::<u32>().ok());
+    if major.is_none_or(|major| major < MIN_NODE_MAJOR) {
+        return Err(format!("the matrix-js-sdk tests need Node.js >= {MIN_NODE_MAJOR}, found {}", version.trim()));
+    }
+    let sources = [js_dir().join("package.json"), js_dir().join("package-lock.json")];
+    let dir = build_area().join("node");
+    install_once("node", &dir, &hash_of(&sources, "")?, |dir| {
+        for source in &sources {
+            let name = source.file_name().ok_or("a lock file without a name")?;
+            fs::copy(source, dir.join(name)).map_err(|e| format!("copy {}: {e}", source.display()))?;
+        }
+        // `npm ci` installs exactly the lock file; from npm's cache when it can.
+        output(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--prefer-offline", "--loglevel=error"])
+                .env("npm_config_update_notifier", "false")
+                .current_dir(dir),
+        )
+        .map(|_| ())
+    })?;
+    Ok(dir.join("node_modules"))
+}
+
+fn install_nio_venv() -> Result<PathBuf, String> {
+    let python = "python3";
+    // A venv belongs to the interpreter it was made with: a new one means a new venv.
+    let interpreter = output(Command::new(python).args(["-c", "import sys; print(sys.executable, sys.version)"]))
+        .map_err(|e| format!("the matrix-nio tests need Python 3 (`{python}`) with its venv module: {e}"))?;
+    let requirements = nio_dir().join("requirements.txt");
+    let dir = build_area().join("venv");
+    install_once("venv", &dir, &hash_of(std::slice::from_ref(&requirements), &interpreter)?, |dir| {
+        output(Command::new(python).args(["-m", "venv"]).arg(dir))?;
+        output(
+            Command::new(dir.join("bin/pip"))
+                .args(["install", "--disable-pip-version-check", "--no-input", "--quiet", "-r"])
+                .arg(&requirements),
+        )
+        .map(|_| ())
+    })?;
+    Ok(dir.join("bin/python"))
+}
+
+/// Runs `install` into an empty `dir` unless `dir` already holds an install with `key`;
+/// under a file lock, so concurrent test binaries install once and the others wait.
+fn install_once(
+    name: &str,
+    dir: &Path,
+    key: &str,
+    install: impl FnOnce(&Path) -> Result<(), String>,
+) -> Result<(), String> {
+    let area = build_area();
+    fs::create_dir_all(&area).map_err(|e| format!("create {}: {e}", area.display()))?;
+    let lock_path = area.join(format!("{name}.lock"));
+    let lock = File::create(&lock_path).map_err(|e| format!("create {}: {e}", lock_path.display()))?;
+    lock.lock().map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
+    let marker = dir.join(".installed-from");
+    if fs::read_to_string(&marker).is_ok_and(|installed| installed == key) {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let _ = fs::remove_dir_all(dir);
+    fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+    install(dir).map_err(|e| format!("installing the {name} test clients into {} failed: {e}", dir.display()))?;
+    // Written last: an interrupted install has no marker and is redone.
+    fs::write(&marker, key).map_err(|e| format!("write {}: {e}", marker.display()))?;
+    eprintln!("installed the {name} test clients into {} in {:.1} s", dir.display(), started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn hash_of(files: &[PathBuf], extra: &str) -> Result<String, String> {
+    let mut hasher = Sha256::new();
+    for file in files {
+        hasher.update(fs::read(file).map_err(|e| format!("read {}: {e}", file.display()))?);
+    }
+    hasher.update(extra.as_bytes());
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Runs a command to completion; its stdout, or an error with its stderr.
+fn output(command: &mut Command) -> Result<String, String> {
+    let shown = format!("{command:?}");
+    let out = command.output().map_err(|e| format!("{shown} could not start: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{shown} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
