@@ -205,8 +205,8 @@ async fn an_ignored_users_messages_never_notify() {
 /// the domain functions, not HTTP, to keep the set-up short.
 #[tokio::test]
 async fn evaluation_cost_per_event_in_a_thousand_member_room() {
-    use hearth::rooms::send::append;
     use hearth::rooms::build::EventTemplate;
+    use hearth::rooms::send::append;
     use ruma::{OwnedDeviceId, RoomId, UserId};
     use std::time::{Duration, Instant};
 

@@ -6,6 +6,7 @@
 //!
 //! Each scenario is a module with a test per client (`chat::js_sdk`, `chat::nio`); the runner
 //! runs them all at once (`RUST_TEST_THREADS` in `.cargo/config.toml`), each on its own server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod clients;
 mod common;
