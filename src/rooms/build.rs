@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::federation::keys::SigningKey;
+use crate::rooms::membership_action::MembershipAction;
 use crate::rooms::pdu::Pdu;
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::room_version_rules::RoomVersionRules;
@@ -19,15 +20,23 @@ pub struct EventTemplate {
     pub kind: String,
     pub content: Value,
     pub state_key: Option<String>,
+    /// For a member event one user sends about another: what the sender means by it, which
+    /// the target's current membership must allow (see `membership_action`).
+    pub membership_action: Option<MembershipAction>,
 }
 
 impl EventTemplate {
     pub fn message(kind: &str, content: Value) -> EventTemplate {
-        EventTemplate { kind: kind.to_owned(), content, state_key: None }
+        EventTemplate { kind: kind.to_owned(), content, state_key: None, membership_action: None }
     }
 
     pub fn state(kind: &str, state_key: &str, content: Value) -> EventTemplate {
-        EventTemplate { kind: kind.to_owned(), content, state_key: Some(state_key.to_owned()) }
+        EventTemplate { kind: kind.to_owned(), content, state_key: Some(state_key.to_owned()), membership_action: None }
+    }
+
+    /// The template of an `m.room.member` event that `action` sets for `target`.
+    pub fn membership_action(action: MembershipAction, target: &str, content: Value) -> EventTemplate {
+        EventTemplate { membership_action: Some(action), ..EventTemplate::state("m.room.member", target, content) }
     }
 }
 

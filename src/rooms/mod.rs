@@ -12,6 +12,7 @@ pub mod hierarchy;
 pub mod knock;
 pub mod members;
 pub mod membership;
+pub mod membership_action;
 pub mod pagination;
 pub mod pdu;
 pub mod power;
