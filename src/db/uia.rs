@@ -11,6 +11,7 @@ pub struct UiaSession {
     pub completed: Vec<String>,
     pub registration_token: Option<String>,
     pub params: Option<Value>,
+    pub subject: Value,
     pub created_ts: i64,
 }
 
@@ -19,21 +20,26 @@ pub async fn create(
     session_id: &str,
     operation: &str,
     user_id: Option<&str>,
+    subject: &Value,
     now_ms: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO uia_sessions (session_id, operation, user_id, created_ts) VALUES ($1, $2, $3, $4)")
-        .bind(session_id)
-        .bind(operation)
-        .bind(user_id)
-        .bind(now_ms)
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "INSERT INTO uia_sessions (session_id, operation, user_id, subject, created_ts) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(session_id)
+    .bind(operation)
+    .bind(user_id)
+    .bind(subject)
+    .bind(now_ms)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 pub async fn get(db: impl PgExecutor<'_>, session_id: &str) -> sqlx::Result<Option<UiaSession>> {
     sqlx::query_as(
-        "SELECT session_id, operation, user_id, completed, registration_token, params, created_ts FROM uia_sessions WHERE session_id = $1",
+        "SELECT session_id, operation, user_id, completed, registration_token, params, subject, created_ts
+         FROM uia_sessions WHERE session_id = $1",
     )
     .bind(session_id)
     .fetch_optional(db)

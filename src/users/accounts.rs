@@ -67,7 +67,15 @@ pub async fn register(
     }
     let remember = remembered_parameters(&request).await?;
     let stage = if config.token_required { AuthType::RegistrationToken } else { AuthType::Dummy };
-    let requirement = uia::Requirement { operation: "register", user: None, flows: vec![vec![stage]], remember };
+    // Registration binds no subject: it acts on no existing account, and its parameters may
+    // come with the first request only (they are remembered instead, see `remember`).
+    let requirement = uia::Requirement {
+        operation: "register",
+        subject: Value::Null,
+        user: None,
+        flows: vec![vec![stage]],
+        remember,
+    };
     let completed = uia::authenticate(pool, server_name, &requirement, request.auth).await?;
 
     // What this request says wins; what earlier requests of the session said fills the gaps.
@@ -234,8 +242,11 @@ pub async fn change_password(
     auth: Option<&AuthData>,
 ) -> Result<()> {
     password::check_acceptable(new_password)?;
+    // The new password is not kept to compare (never a secret in the session); whether other
+    // devices are logged out is.
     let requirement = uia::Requirement {
         operation: "change_password",
+        subject: serde_json::json!({ "logout_devices": logout_devices }),
         user: Some(&session.user_id),
         flows: vec![vec![AuthType::Password]],
         remember: None,
@@ -262,10 +273,12 @@ pub async fn deactivate(
     pool: &PgPool,
     server_name: &ServerName,
     session: &Session,
+    erase: bool,
     auth: Option<&AuthData>,
 ) -> Result<()> {
     let requirement = uia::Requirement {
         operation: "deactivate",
+        subject: serde_json::json!({ "erase": erase }),
         user: Some(&session.user_id),
         flows: vec![vec![AuthType::Password]],
         remember: None,

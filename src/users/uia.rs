@@ -2,9 +2,10 @@
 //!
 //! A protected operation declares its flows. The first request without `auth` opens a session
 //! and answers 401 with the flows; each later request completes one stage of it. Sessions are
-//! rows in PostgreSQL, bound to one operation and (when authenticated) one user, so a session
-//! opened for "change password" cannot authorise "deactivate", and any Hearth process can
-//! carry on a session another one started.
+//! rows in PostgreSQL, bound to one operation, to what its first request asked (the
+//! [`Requirement::subject`]) and (when authenticated) to one user, so a session opened for
+//! "change password" cannot authorise "deactivate", one opened to delete device A cannot
+//! delete device B, and any Hearth process can carry on a session another one started.
 
 use crate::db;
 use crate::error::{Error, Result};
@@ -20,8 +21,15 @@ const SESSION_LIFETIME_MS: i64 = 60 * 60 * 1000;
 
 /// What a protected operation requires.
 pub struct Requirement<'a> {
-    /// Stable name of the operation the session is bound to.
+    /// Stable name of the operation the session is bound to: one per endpoint, as Synapse
+    /// binds a session to the request's method and path.
     pub operation: &'static str,
+    /// What the request asks for that the session's completion must not be able to change:
+    /// the operation's target and options (never a secret). Every request of the session must
+    /// ask the same (Synapse warns where the body changes; for the fields that decide what
+    /// happens Hearth refuses, as the issue this answers showed a completed session deleting
+    /// another device). `Null` where the operation has nothing to bind.
+    pub subject: serde_json::Value,
     /// The authenticated user, for operations on an existing account.
     pub user: Option<&'a UserId>,
     pub flows: Vec<Vec<AuthType>>,
@@ -66,6 +74,9 @@ pub async fn authenticate(
             }
             if session.user_id.as_deref() != requirement.user.map(UserId::as_str) {
                 return Err(Error::forbidden("This authentication session belongs to another user"));
+            }
+            if session.subject != requirement.subject {
+                return Err(Error::forbidden("Requested operation has changed during the authentication session"));
             }
             session
         }
@@ -118,7 +129,8 @@ pub async fn authenticate(
 async fn open_session(pool: &PgPool, requirement: &Requirement<'_>, now: i64) -> Result<String> {
     db::uia::delete_older_than(pool, now - SESSION_LIFETIME_MS).await?;
     let session_id = tokens::random_alphanumeric(24);
-    db::uia::create(pool, &session_id, requirement.operation, requirement.user.map(UserId::as_str), now).await?;
+    let user = requirement.user.map(UserId::as_str);
+    db::uia::create(pool, &session_id, requirement.operation, user, &requirement.subject, now).await?;
     Ok(session_id)
 }
 
