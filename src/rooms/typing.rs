@@ -14,6 +14,9 @@ use std::time::Duration;
 /// Longest a client may say it types for: a client that crashes mid-sentence must not show
 /// as typing for hours. Clients renew well within this (Element every few seconds).
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a client that names no timeout types for (the spec leaves it to the server;
+/// Synapse's value).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often each process turns expired typing into stops.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Stops per transaction of the sweeper; more wait for the next tick.
