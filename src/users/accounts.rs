@@ -57,6 +57,10 @@ pub async fn register(
     if !config.enabled {
         return Err(Error::forbidden("Registration is disabled on this server"));
     }
+    // As Synapse: someone who asks for "Alice" gets @alice rather than a refusal (logins match
+    // localparts case-insensitively, so "Alice" still logs in).
+    let username = request.username.map(str::to_lowercase);
+    let request = Registration { username: username.as_deref(), ..request };
     // Refuse a bad or taken name before any authentication stage, so clients can say so at
     // once (Synapse does the same).
     if let Some(username) = request.username {
