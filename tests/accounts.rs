@@ -474,8 +474,9 @@ async fn a_completed_session_cannot_be_reused() {
         server.post(REGISTER, None, json!({"username": "alice", "password": "pw", "auth": auth.clone()})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
 
+    // A retry gets alice back (tests/registration.rs); another account is refused.
     let replay = server.post(REGISTER, None, json!({"username": "bob", "password": "pw", "auth": auth})).await;
-    assert_error(&replay, StatusCode::BAD_REQUEST, "M_UNKNOWN");
+    assert_error(&replay, StatusCode::FORBIDDEN, "M_FORBIDDEN");
     assert_eq!(server.count(USERS).await, 1);
     assert_eq!(available(&server, "bob").await, (StatusCode::OK, json!({"available": true})));
 }

@@ -49,3 +49,35 @@ async fn usernames_with_capitals_are_lower_cased() {
     assert_eq!(body["user_id"], "@bob:hearth.test");
     assert_eq!(server.count(USERS).await, 2);
 }
+
+#[tokio::test]
+async fn a_registration_retried_after_its_authentication_completed_gets_its_account() {
+    // A client whose final response was lost retries the same request.
+    let server = TestServer::start().await;
+    let request = json!({"username": "carol", "password": "pw-carol"});
+    let session = open_session(&server, request.clone()).await;
+    let mut complete = request.clone();
+    complete["auth"] = json!({"type": "m.login.dummy", "session": session});
+    let (status, first) = server.post(REGISTER, None, complete.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+
+    let (status, retried) = server.post(REGISTER, None, complete).await;
+    assert_eq!(status, StatusCode::OK, "{retried}");
+    assert_eq!(retried["user_id"], "@carol:hearth.test");
+    let token = retried["access_token"].as_str().expect("the retry is logged in");
+    assert_eq!(whoami(&server, token).await["user_id"], "@carol:hearth.test");
+    // The first answer's session still works: the retry did not take it away.
+    assert_eq!(whoami(&server, first["access_token"].as_str().unwrap()).await["user_id"], "@carol:hearth.test");
+    assert_eq!(server.count(USERS).await, 1);
+
+    // Only `auth` in the retry works as well.
+    let (status, body) =
+        server.post(REGISTER, None, json!({"auth": {"type": "m.login.dummy", "session": session}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["user_id"], "@carol:hearth.test");
+
+    // But the session cannot register (or log into) another account.
+    let other = json!({"username": "mallory", "password": "pw", "auth": {"type": "m.login.dummy", "session": session}});
+    assert_error(&server.post(REGISTER, None, other).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_eq!(server.count(USERS).await, 1);
+}

@@ -12,6 +12,7 @@ pub struct UiaSession {
     pub registration_token: Option<String>,
     pub params: Option<Value>,
     pub subject: Value,
+    pub outcome: Option<String>,
     pub created_ts: i64,
 }
 
@@ -38,7 +39,7 @@ pub async fn create(
 
 pub async fn get(db: impl PgExecutor<'_>, session_id: &str) -> sqlx::Result<Option<UiaSession>> {
     sqlx::query_as(
-        "SELECT session_id, operation, user_id, completed, registration_token, params, subject, created_ts
+        "SELECT session_id, operation, user_id, completed, registration_token, params, subject, outcome, created_ts
          FROM uia_sessions WHERE session_id = $1",
     )
     .bind(session_id)
@@ -73,6 +74,17 @@ pub async fn set_params(db: impl PgExecutor<'_>, session_id: &str, params: &Valu
         .execute(db)
         .await?;
     Ok(())
+}
+
+/// Records what the completed session achieved, unless another request of it already did
+/// (`false`: the caller must not achieve it a second time).
+pub async fn record_outcome(db: impl PgExecutor<'_>, session_id: &str, outcome: &str) -> sqlx::Result<bool> {
+    let recorded = sqlx::query("UPDATE uia_sessions SET outcome = $2 WHERE session_id = $1 AND outcome IS NULL")
+        .bind(session_id)
+        .bind(outcome)
+        .execute(db)
+        .await?;
+    Ok(recorded.rows_affected() == 1)
 }
 
 pub async fn delete(db: impl PgExecutor<'_>, session_id: &str) -> sqlx::Result<()> {

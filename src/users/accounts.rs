@@ -61,6 +61,11 @@ pub async fn register(
     // localparts case-insensitively, so "Alice" still logs in).
     let username = request.username.map(str::to_lowercase);
     let request = Registration { username: username.as_deref(), ..request };
+    // A client that lost the answer to its final request retries it: the account its session
+    // created is the answer again (as Synapse does), logged in anew.
+    if let Some((user_id, remembered)) = uia::recorded_outcome(pool, "register", request.auth).await? {
+        return registered_again(pool, server_name, &user_id, &request, remembered, client).await;
+    }
     // Refuse a bad or taken name before any authentication stage, so clients can say so at
     // once (Synapse does the same).
     if let Some(username) = request.username {
@@ -80,7 +85,7 @@ pub async fn register(
         flows: vec![vec![stage]],
         remember,
     };
-    let completed = uia::authenticate(pool, server_name, &requirement, request.auth).await?;
+    let completed = uia::authenticate_keeping_session(pool, server_name, &requirement, request.auth).await?;
 
     // What this request says wins; what earlier requests of the session said fills the gaps.
     let earlier: RememberedRegistration =
@@ -99,6 +104,9 @@ pub async fn register(
 
     let mut tx = pool.begin().await?;
     insert_account(&mut tx, &user_id, Some(&password_hash), false, false).await?;
+    if !uia::record_outcome(&mut tx, &completed.session_id, user_id.as_str()).await? {
+        return Err(Error::forbidden("This authentication session has already registered an account"));
+    }
     if let Some(token) = &completed.registration_token
         && !db::registration::consume_token(&mut *tx, token, now_ms()).await?
     {
@@ -112,6 +120,35 @@ pub async fn register(
     tx.commit().await?;
     tracing::info!(%user_id, "registered a new account");
     Ok(Registered { user_id, session })
+}
+
+/// The answer to a retried registration: the account the session created, with a new login
+/// (unless the client asks for none). The retry may not name another account.
+async fn registered_again(
+    pool: &PgPool,
+    server_name: &ServerName,
+    user_id: &str,
+    request: &Registration<'_>,
+    remembered: Option<Value>,
+    client: &ClientInfo,
+) -> Result<Registered> {
+    let user_id = UserId::parse(user_id).map_err(|e| Error::internal(format!("stored user id: {e}")))?;
+    if let Some(username) = request.username
+        && localpart::new_user_id(username, server_name)? != user_id
+    {
+        return Err(Error::forbidden("This authentication session has registered another account"));
+    }
+    let earlier: RememberedRegistration =
+        remembered.and_then(|params| serde_json::from_value(params).ok()).unwrap_or_default();
+    if request.inhibit_login || earlier.inhibit_login {
+        return Ok(Registered { user_id, session: None });
+    }
+    let device_id = request.device_id.map(str::to_owned).or(earlier.device_id);
+    let display_name = request.initial_device_display_name.map(str::to_owned).or(earlier.initial_device_display_name);
+    let mut tx = pool.begin().await?;
+    let session = sessions::open(&mut tx, &user_id, device_id.as_deref(), display_name.as_deref(), client).await?;
+    tx.commit().await?;
+    Ok(Registered { user_id, session: Some(session) })
 }
 
 /// Registration parameters kept in the UIA session between requests. The password is kept

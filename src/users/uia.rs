@@ -14,7 +14,7 @@ use crate::users::{localpart, password, tokens};
 use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType, UiaaInfo, UserIdentifier};
 use ruma::api::error::{ErrorKind, StandardErrorBody};
 use ruma::{ServerName, UserId};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 /// Unfinished sessions are forgotten after this long.
 const SESSION_LIFETIME_MS: i64 = 60 * 60 * 1000;
@@ -40,6 +40,8 @@ pub struct Requirement<'a> {
 /// A finished authentication, with what its stages established.
 #[derive(Debug, Default)]
 pub struct Completed {
+    /// The session, for [`record_outcome`] where it was kept.
+    pub session_id: String,
     /// The registration token a `m.login.registration_token` stage accepted.
     pub registration_token: Option<String>,
     /// The parameters the latest request of the session that had any asked to remember.
@@ -48,7 +50,22 @@ pub struct Completed {
     pub remembered: Option<serde_json::Value>,
 }
 
+/// Authenticates a request; a finished session is deleted, so it authorises one request only.
 pub async fn authenticate(
+    pool: &PgPool,
+    server_name: &ServerName,
+    requirement: &Requirement<'_>,
+    auth: Option<&AuthData>,
+) -> Result<Completed> {
+    let completed = authenticate_keeping_session(pool, server_name, requirement, auth).await?;
+    db::uia::delete(pool, &completed.session_id).await?;
+    Ok(completed)
+}
+
+/// As [`authenticate`], for an operation a client may retry after losing the answer: the
+/// finished session is kept (until it expires) so the operation can [`record_outcome`] in it,
+/// and a retry find it with [`recorded_outcome`].
+pub async fn authenticate_keeping_session(
     pool: &PgPool,
     server_name: &ServerName,
     requirement: &Requirement<'_>,
@@ -121,9 +138,27 @@ pub async fn authenticate(
     if !finished {
         return Err(challenge(requirement, session.session_id, completed, None));
     }
-    // The session has served its purpose; it must not authorise a second operation.
-    db::uia::delete(pool, &session.session_id).await?;
-    Ok(Completed { registration_token, remembered })
+    Ok(Completed { session_id: session.session_id, registration_token, remembered })
+}
+
+/// What a kept session achieved, recorded in the transaction that achieved it. `false`: another
+/// request of the session achieved it first, and this one must roll back.
+pub async fn record_outcome(conn: &mut PgConnection, session_id: &str, outcome: &str) -> Result<bool> {
+    Ok(db::uia::record_outcome(conn, session_id, outcome).await?)
+}
+
+/// A retried request's session, if it is an unexpired session of `operation` that already
+/// achieved something: that outcome, with the parameters the session remembered.
+pub async fn recorded_outcome(
+    pool: &PgPool,
+    operation: &str,
+    auth: Option<&AuthData>,
+) -> Result<Option<(String, Option<serde_json::Value>)>> {
+    let Some(session_id) = auth.and_then(AuthData::session) else { return Ok(None) };
+    let session = db::uia::get(pool, session_id).await?;
+    Ok(session
+        .filter(|session| session.operation == operation && session.created_ts > now_ms() - SESSION_LIFETIME_MS)
+        .and_then(|session| Some((session.outcome?, session.params))))
 }
 
 async fn open_session(pool: &PgPool, requirement: &Requirement<'_>, now: i64) -> Result<String> {
