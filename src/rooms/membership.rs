@@ -8,8 +8,8 @@ use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::membership_action::MembershipAction;
 use crate::rooms::pdu::Pdu;
-use crate::rooms::restricted;
 use crate::rooms::send::append;
+use crate::rooms::{restricted, unchanged};
 use crate::users::Session;
 use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::{Value, json};
@@ -100,6 +100,14 @@ pub async fn set_membership_of(ctx: RoomCtx<'_>, change: MembershipChange<'_>) -
     let mut content = member_content(ctx.pool, target, action.membership(), reason).await?;
     if is_direct {
         content["is_direct"] = json!(true);
+    }
+    // The same change by the same member again changes nothing (Synapse). Not for an unban,
+    // which Synapse refuses unless the target is banned, as `membership_action` does.
+    if action != MembershipAction::Unban
+        && let Some(standing) =
+            unchanged::standing_event(ctx.pool, room_id, sender, ("m.room.member", target.as_str()), &content).await?
+    {
+        return Ok(standing);
     }
     append(ctx, room_id, sender, EventTemplate::membership_action(action, target.as_str(), content), None).await
 }

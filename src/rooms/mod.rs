@@ -28,6 +28,7 @@ pub mod served;
 pub mod state_event;
 pub mod summary;
 pub mod typing;
+pub mod unchanged;
 pub mod upgrade;
 pub mod verify;
 pub mod visibility;
