@@ -325,15 +325,20 @@ pub async fn deactivate(
         remember: None,
     };
     uia::authenticate(pool, server_name, &requirement, auth).await?;
-    deactivate_now(pool, &session.user_id).await
+    deactivate_now(pool, &session.user_id, erase).await
 }
 
 /// Closes an account without asking (operators). Sessions end, the password, profile and key
-/// backups are erased; the user id stays taken forever, as the spec requires.
-pub async fn deactivate_now(pool: &PgPool, user_id: &UserId) -> Result<()> {
+/// backups are erased; the user id stays taken forever, as the spec requires. With `erase`,
+/// whoever was not in a room when the user sent an event is served it redacted from now on
+/// (rooms::visibility).
+pub async fn deactivate_now(pool: &PgPool, user_id: &UserId, erase: bool) -> Result<()> {
     let mut tx = pool.begin().await?;
     if !db::users::deactivate(&mut *tx, user_id.as_str()).await? {
         return Err(Error::not_found(format!("No account {user_id}")));
+    }
+    if erase {
+        db::users::mark_erased(&mut *tx, user_id.as_str(), now_ms()).await?;
     }
     db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;
     // Device keys went with the devices; the identity others trusted goes too.
