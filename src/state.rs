@@ -23,6 +23,14 @@ pub struct Inner {
     pub room_locks: crate::rooms::send::RoomLocks,
     pub default_room_version: ruma::RoomVersionId,
     pub streams: Arc<crate::streams::Streams>,
+    background: Background,
+}
+
+/// This process's periodic database work: stopped by [`AppState::shutdown`] before the pool
+/// closes, so no task finds the pool closed under it.
+struct Background {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Deref for AppState {
@@ -41,7 +49,10 @@ impl AppState {
         let default_room_version = ruma::RoomVersionId::try_from(config.rooms.default_version.as_str())
             .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
         let streams = Arc::new(crate::streams::Streams::start(&pool).await?);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let background = Background { stop, tasks: Default::default() };
         let state = AppState(Arc::new(Inner {
+            background,
             streams,
             config,
             server_name,
@@ -52,8 +63,26 @@ impl AppState {
             default_room_version,
         }));
         // Expired typing must reach other clients' syncs as a stop without any request.
-        crate::rooms::typing::spawn_sweeper(state.pool.clone(), Arc::downgrade(&state.streams));
+        let sweeper = crate::rooms::typing::spawn_sweeper(state.pool.clone(), Arc::downgrade(&state.streams), stopped);
+        state.background_tasks().push(sweeper);
         Ok(state)
+    }
+
+    fn background_tasks(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
+        self.background.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Stops the process's periodic work (each task finishes what it is doing first), then
+    /// closes the pool. Requests must have drained already.
+    pub async fn shutdown(&self) {
+        let _ = self.background.stop.send(true);
+        let tasks = std::mem::take(&mut *self.background_tasks());
+        for task in tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "a background task failed while stopping");
+            }
+        }
+        self.pool.close().await;
     }
 
     /// What room operations need.
