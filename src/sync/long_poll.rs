@@ -10,11 +10,11 @@
 use crate::db;
 use crate::db::sync::MembershipRow;
 use crate::error::{Error, Result};
+use crate::streams::token;
 use crate::streams::{PositionBounds, Streams};
 use crate::sync::build::build_rooms;
 use crate::sync::news::News;
 use crate::sync::sections::SectionFilters;
-use crate::sync::token;
 use crate::sync::types::{SyncBody, SyncOptions, SyncWindow};
 use ruma::{DeviceId, UserId};
 use serde_json::{Map, Value, json};
