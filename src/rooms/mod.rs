@@ -27,6 +27,7 @@ pub mod send;
 pub mod served;
 pub mod state_event;
 pub mod summary;
+pub mod transaction_ids;
 pub mod typing;
 pub mod unchanged;
 pub mod upgrade;

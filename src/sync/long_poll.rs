@@ -89,6 +89,11 @@ async fn answer(
     key_counts: Option<Map<String, Value>>,
 ) -> Result<Value> {
     request.sections.apply(&mut body.json);
+    if let Some(device) = request.device {
+        // Only the device's own sends carry one: nothing is read unless the user sent events.
+        let events = crate::rooms::transaction_ids::sync_timeline_events(&mut body.json);
+        crate::rooms::transaction_ids::annotate(pool, user, device, events).await?;
+    }
     if let Some(device) = request.device
         && let Value::Object(map) = &mut body.json
     {
