@@ -10,7 +10,6 @@ use crate::db;
 use crate::db::sync::{MemberEvent, MembershipRow};
 use crate::db::unread::ReadPositions;
 use crate::error::{Error, Result};
-use crate::rooms::filter::EventFilter;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::served;
 use crate::sync::news::{News, Wanted};
@@ -68,7 +67,7 @@ pub async fn build_rooms(
         }
     }
 
-    let sections = classify(pool, user, memberships, window, &options.timeline).await?;
+    let sections = classify(pool, user, memberships, window, options).await?;
     let mut rooms = Map::new();
 
     // Joined rooms: in an incremental sync only those with something new for the client.
@@ -114,7 +113,9 @@ pub async fn build_rooms(
     let mut leave = Map::new();
     for room in &sections.leave {
         let key = room.room_id.as_str();
-        let after = since.unwrap_or(0);
+        // A room left before the window (listed for `include_leave`) is shown like on an
+        // initial sync: as it was up to the leave.
+        let after = since.filter(|since| room.position > *since).unwrap_or(0);
         let state = if options.full_state {
             StateMode::Full
         } else if membership_at(pool, key, user, after).await?.as_deref() == Some("join") {
@@ -248,15 +249,20 @@ struct Sections {
 
 /// Sorts the user's rooms by their membership as of `upto`. Invites, knocks and leaves are
 /// listed when their member event is in the window (every one on an initial sync, except
-/// leaves: an initial sync leaves out rooms the user has left). Forgotten rooms never appear.
+/// leaves: an initial sync leaves out rooms the user has left unless the filter's
+/// `include_leave` asks for them). Forgotten rooms never appear.
 async fn classify(
     pool: &PgPool,
     user: &UserId,
     memberships: &[MembershipRow],
     window: SyncWindow,
-    filter: &EventFilter,
+    options: &SyncOptions,
 ) -> Result<Sections> {
     let SyncWindow { since, upto } = window;
+    let filter = &options.timeline;
+    // Rooms left before the window: only where the filter asks for them, and only when the
+    // client is (re)learning everything; an incremental sync told it of the leave already.
+    let include_left_earlier = options.include_leave && (since.is_none() || options.full_state);
     let mut sections = Sections::default();
     for row in memberships {
         if row.forgotten {
@@ -279,7 +285,9 @@ async fn classify(
         let in_window = since.is_none_or(|since| position > since);
         match membership.as_str() {
             "join" => sections.join.push(RoomAt { room_id, position }),
-            "leave" | "ban" if since.is_some() && in_window => sections.leave.push(RoomAt { room_id, position }),
+            "leave" | "ban" if (since.is_some() && in_window) || include_left_earlier => {
+                sections.leave.push(RoomAt { room_id, position })
+            }
             "invite" | "knock" if in_window => {
                 let event = match event {
                     Some(event) => event,
