@@ -211,7 +211,10 @@ async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Res
         return Ok(None);
     }
     let state = if full { StateMode::Full } else { StateMode::Changes };
-    let window_after = since.unwrap_or(0);
+    // A room joined since the last sync is new to the client: it comes as on an initial sync,
+    // with recent history (what the history visibility shows), `limited` and `prev_batch`,
+    // not only what happened since the token (spec, and Synapse's "newly joined" rooms).
+    let window_after = if newly_joined { 0 } else { since.unwrap_or(0) };
     let room_window = RoomWindow { after: window_after, upto, joined: true, state };
     let entry = room_entry(pool, user, &room.room_id, room_window, options, ignored, candidate.account_data).await?;
     let entry = crate::sync::ephemeral::attach(entry, candidate.ephemeral);
