@@ -120,7 +120,7 @@ async fn build_window(
     let (mut body, to_device, presence, device_lists) = tokio::try_join!(
         build_rooms(pool, user, window, &request.options, memberships, &news),
         only_if(news.to_device(), crate::sync::to_device::section(pool, user, request.device, window)),
-        only_if(news.presence(), crate::sync::presence::section(pool, user, window)),
+        only_if(news.presence().any(), crate::sync::presence::section(pool, user, window, news.presence())),
         only_if(news.device_lists(), crate::sync::device_lists::section(pool, user, window)),
     )?;
     for section in [to_device, presence, device_lists] {
