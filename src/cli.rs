@@ -162,7 +162,7 @@ async fn run_user(command: UserCommand) -> anyhow::Result<()> {
             let config = Config::load(config.as_deref())?;
             let user_id = user_id_of(&localpart, &config)?;
             let (pool, guard) = server::open_database(&config, Opener::Tool).await?;
-            let mut result = accounts::deactivate_now(&pool, &user_id).await;
+            let mut result = accounts::deactivate_now(&pool, &user_id, false).await;
             if result.is_ok() {
                 // Like a deactivation through the API: the account leaves its rooms, with
                 // events signed by this server's key.

@@ -25,6 +25,18 @@ const ENV_KEYS: &[&str] = &[
     "network",
 ];
 
+/// Keys that hold text (or a path). Figment reads an environment value like TOML, so `10`
+/// would be a number, `true` a boolean and `0123` the number 123; for these keys the value is
+/// the text as written (a value in double quotes still has them removed, as figment does).
+const TEXT_KEYS: &[&str] = &[
+    "server_name",
+    "public_baseurl",
+    "data_dir",
+    "database.url",
+    "registration.shared_secret",
+    "rooms.default_version",
+];
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -73,8 +85,24 @@ pub struct RateLimitConfig {
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RoomsConfig {
-    /// The room version of new rooms when the client does not ask for one.
+    /// The room version of new rooms when the client does not ask for one. A TOML file may
+    /// write it as a number (`default_version = 11`), as room versions look like numbers.
+    #[serde(deserialize_with = "text_or_integer")]
     pub default_version: String,
+}
+
+/// A string, or an integer taken as its decimal text.
+fn text_or_integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum TextOrInteger {
+        Text(String),
+        Integer(u64),
+    }
+    Ok(match TextOrInteger::deserialize(deserializer)? {
+        TextOrInteger::Text(text) => text,
+        TextOrInteger::Integer(number) => number.to_string(),
+    })
 }
 
 impl Default for RoomsConfig {
@@ -159,10 +187,19 @@ impl Config {
         }
         // The filter sees the key before figment lowercases it (`SERVER_NAME`, `DATABASE.URL`),
         // so the comparison ignores case.
-        figment = figment.merge(Env::prefixed("HEARTH_").split("__").filter(|key| {
+        let env = Env::prefixed("HEARTH_").split("__").filter(|key| {
             let top = key.as_str().split('.').next().unwrap_or_default();
             ENV_KEYS.iter().any(|known| top.eq_ignore_ascii_case(known))
-        }));
+        });
+        let is_text = |key: &str| TEXT_KEYS.iter().any(|text| key.eq_ignore_ascii_case(text));
+        figment = figment.merge(env.clone().filter(move |key| !is_text(key.as_str())));
+        for (key, value) in env.iter().filter(|(key, _)| is_text(key.as_str())) {
+            let text = match value.parse::<figment::value::Value>() {
+                Ok(figment::value::Value::String(_, quoted)) if value.starts_with('"') => quoted,
+                _ => value,
+            };
+            figment = figment.merge(Serialized::default(key.as_str(), text));
+        }
         // Lists do not fit the `KEY=value` shape, so the two list-or-alias variables are
         // read by hand: `HEARTH_LISTEN` is comma-separated, `HEARTH_LOG` beats `RUST_LOG`.
         if let Ok(listen) = std::env::var("HEARTH_LISTEN") {

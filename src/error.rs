@@ -70,6 +70,12 @@ impl Error {
         Self::new(ErrorKind::ThreepidNotFound, message)
     }
 
+    /// The state change asked for cannot be made from the current state (an unban of a user
+    /// who is not banned, say).
+    pub fn bad_state(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::BadState, message)
+    }
+
     pub fn unknown(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::Unknown, message)
     }

@@ -119,7 +119,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let signing_key = SigningKey::load_or_generate(&config.data_dir.join("signing.key"))?;
     tracing::info!(server_name = %config.server_name, key_id = %signing_key.key_id(), "starting Hearth");
     let listeners = bind(&config).await?;
-    let state = AppState::new(config, pool.clone(), signing_key).await?;
+    let state = AppState::new(config, pool, signing_key).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut servers = tokio::task::JoinSet::new();
@@ -166,9 +166,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("some requests were still running after 30 s; closing them");
     }
     pruner.abort();
-    // Deliveries in flight record their progress before the pool closes.
-    state.push_sender.stop().await;
-    pool.close().await;
+    // Background work first (push deliveries record their progress), then the pool, then the
+    // database itself.
+    state.shutdown().await;
     guard.shutdown().await?;
     tracing::info!("stopped");
     outcome

@@ -26,6 +26,14 @@ pub struct Inner {
     /// The guarded client for requests users can aim (push gateways).
     pub outbound: crate::net::OutboundClient,
     pub push_sender: crate::push::sender::PushSender,
+    background: Background,
+}
+
+/// This process's periodic database work: stopped by [`AppState::shutdown`] before the pool
+/// closes, so no task finds the pool closed under it.
+struct Background {
+    stop: tokio::sync::watch::Sender<bool>,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Deref for AppState {
@@ -45,7 +53,10 @@ impl AppState {
             .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
         let streams = Arc::new(crate::streams::Streams::start(&pool).await?);
         let outbound = crate::net::OutboundClient::new(&config.network)?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let background = Background { stop, tasks: Default::default() };
         let state = AppState(Arc::new(Inner {
+            background,
             streams,
             outbound,
             push_sender: Default::default(),
@@ -57,11 +68,31 @@ impl AppState {
             room_locks: Default::default(),
             default_room_version,
         }));
-        // Expired typing must reach other clients' syncs as a stop without any request.
-        crate::rooms::typing::spawn_sweeper(state.pool.clone(), Arc::downgrade(&state.streams));
         // Notifications reach push gateways without any request.
         state.push_sender.start(state.pool.clone(), Arc::downgrade(&state.streams), state.outbound.clone());
+        // Expired typing must reach other clients' syncs as a stop without any request.
+        let sweeper = crate::rooms::typing::spawn_sweeper(state.pool.clone(), Arc::downgrade(&state.streams), stopped);
+        state.background_tasks().push(sweeper);
         Ok(state)
+    }
+
+    fn background_tasks(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {
+        self.background.tasks.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Stops the process's periodic work (each task finishes what it is doing first), then
+    /// closes the pool. Requests must have drained already.
+    pub async fn shutdown(&self) {
+        // Push deliveries in flight record their progress first.
+        self.push_sender.stop().await;
+        let _ = self.background.stop.send(true);
+        let tasks = std::mem::take(&mut *self.background_tasks());
+        for task in tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "a background task failed while stopping");
+            }
+        }
+        self.pool.close().await;
     }
 
     /// What room operations need.

@@ -708,6 +708,33 @@ fn config_check_version_and_help() {
     }
 }
 
+#[test]
+fn string_keys_take_what_looks_like_a_number_or_a_boolean_as_written() {
+    // The environment's values are parsed like TOML, so `10` is a number and `true` a boolean;
+    // a key that holds a string takes them as the text they are (config.example.toml shows
+    // `HEARTH_ROOMS__DEFAULT_VERSION=10` unquoted), leading zeros and all.
+    let dir = temp_dir();
+    let cwd = dir.path();
+    let env = [("HEARTH_ROOMS__DEFAULT_VERSION", "10"), ("HEARTH_DATA_DIR", "0123"), ("HEARTH_SERVER_NAME", "true")];
+    let stdout = assert_success(&run_tool(cwd, &env, &["config", "check"]), "config check");
+    let effective: toml::Value = toml::from_str(&stdout).expect("config check prints TOML");
+    assert_eq!(effective["rooms"]["default_version"].as_str(), Some("10"), "{stdout}");
+    assert_eq!(effective["data_dir"].as_str(), Some("0123"), "{stdout}");
+    assert_eq!(effective["server_name"].as_str(), Some("true"), "{stdout}");
+    // A file may write the room version as a number too.
+    fs::write(cwd.join("version.toml"), "[rooms]\ndefault_version = 11\n").expect("write config");
+    let stdout = assert_success(&run_tool(cwd, &[], &["config", "check", "--config", "version.toml"]), "config check");
+    let effective: toml::Value = toml::from_str(&stdout).expect("TOML");
+    assert_eq!(effective["rooms"]["default_version"].as_str(), Some("11"), "{stdout}");
+    // Typed keys still refuse what they cannot hold, naming the key.
+    let output = run_tool(cwd, &[("HEARTH_DATABASE__MAX_CONNECTIONS", "many")], &["config", "check"]);
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("database.max_connections"));
+    let output = run_tool(cwd, &[("HEARTH_ROOMS__DEFAULT_VERSION", "5")], &["config", "check"]);
+    assert!(!output.status.success(), "room version 5 is not supported");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("rooms.default_version"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn account_tools_without_a_running_server() {
     let dir = temp_dir();

@@ -682,3 +682,30 @@ async fn messages_pages_backwards_and_forwards_with_tokens() {
     assert!(matches!(status, StatusCode::NOT_FOUND | StatusCode::FORBIDDEN), "{status} {body}");
     assert!(matches!(body["errcode"].as_str(), Some("M_NOT_FOUND" | "M_FORBIDDEN")), "{body}");
 }
+
+#[tokio::test]
+async fn messages_accept_a_sync_token_as_from_and_to() {
+    // The spec lets `/messages` take any token the server hands out; clients page back from
+    // `/sync`'s `next_batch` (e.g. after a gap they noticed themselves).
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let room = server.create_room(&alice, json!({"preset": "private_chat"})).await;
+    say(&server, &alice, &room, "before").await;
+    let (status, sync) = server.get("/_matrix/client/v3/sync", alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{sync}");
+    let next_batch = sync["next_batch"].as_str().expect("next_batch").to_owned();
+    say(&server, &alice, &room, "after").await;
+
+    let (status, page) = messages(&server, &alice, &room, &format!("dir=b&limit=10&from={next_batch}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(bodies(&page), vec!["before"], "back from the sync token: what the sync had seen");
+    let (status, page) = messages(&server, &alice, &room, &format!("dir=f&limit=10&from={next_batch}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(bodies(&page), vec!["after"], "forwards from it: what came since");
+    let (status, page) = messages(&server, &alice, &room, &format!("dir=b&limit=10&to={next_batch}")).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(bodies(&page), vec!["after"], "down to it");
+    // Garbage that merely looks like a sync token is still refused.
+    let response = messages(&server, &alice, &room, "dir=b&from=h1_x").await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+}

@@ -230,6 +230,32 @@ async fn capabilities_list_the_room_versions_honestly() {
 }
 
 #[tokio::test]
+async fn capabilities_state_what_an_account_may_change_explicitly() {
+    // Each capability the spec defines is listed with its value, also where that value is the
+    // spec's default (which ruma would leave out): clients and conformance suites read them.
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let (status, body) = server.get("/_matrix/client/v3/capabilities", alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let capabilities = &body["capabilities"];
+    for (name, enabled) in [
+        ("m.change_password", true),
+        ("m.set_displayname", true),
+        ("m.set_avatar_url", true),
+        ("m.3pid_changes", false),
+        ("m.get_login_token", false),
+    ] {
+        assert_eq!(capabilities[name], json!({"enabled": enabled}), "{name}: {body}");
+    }
+    // Since v1.16 the profile fields have a capability of their own; all may be set.
+    assert_eq!(capabilities["m.profile_fields"], json!({"enabled": true}), "{body}");
+    // What they promise holds: the display name can be changed.
+    let path = format!("/_matrix/client/v3/profile/{}/displayname", alice.user_id);
+    let (status, body) = server.put(&path, alice.token(), json!({"displayname": "Alice A."})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
 async fn rejoining_a_forgotten_room_remembers_it_again() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;

@@ -128,6 +128,31 @@ async fn typing_wakes_a_long_poll_and_expires_without_further_requests() {
 }
 
 #[tokio::test]
+async fn typing_without_a_timeout_is_accepted_with_a_default() {
+    // The spec makes `timeout` optional; ruma's request type requires it, clients leave it out.
+    let server = TestServer::start().await;
+    let (alice, bob, room) = two_users_in_a_room(&server).await;
+    let token = next_batch(&sync(&server, &alice, None, 0).await);
+    let path = format!("/_matrix/client/v3/rooms/{room}/typing/{}", bob.user_id);
+    let (status, body) = server.put(&path, bob.token(), json!({"typing": true})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let body = sync(&server, &alice, Some(&token), 0).await;
+    let typing = ephemeral(&body, &room, "m.typing");
+    assert_eq!(typing.len(), 1, "{body}");
+    assert_eq!(typing_users(typing[0]), vec![bob.user_id.clone()], "bob types until the default timeout");
+
+    // Stopping needs no timeout either, and a timeout that is not a number is still refused.
+    let (status, stopped) = server.put(&path, bob.token(), json!({"typing": false})).await;
+    assert_eq!(status, StatusCode::OK, "{stopped}");
+    let body = sync(&server, &alice, Some(&next_batch(&body)), 0).await;
+    let typing = ephemeral(&body, &room, "m.typing");
+    assert_eq!(typing.len(), 1, "{body}");
+    assert!(typing_users(typing[0]).is_empty(), "{body}");
+    let bad = server.put(&path, bob.token(), json!({"typing": true, "timeout": "soon"})).await;
+    assert_error(&bad, StatusCode::BAD_REQUEST, "M_BAD_JSON");
+}
+
+#[tokio::test]
 async fn typing_is_only_for_yourself_in_rooms_you_are_in() {
     let server = TestServer::start().await;
     let (alice, bob, room) = two_users_in_a_room(&server).await;

@@ -136,3 +136,50 @@ async fn a_type_filtered_timeline_reaches_past_a_burst_of_other_events() {
     assert_eq!(topics.len(), 1, "{joined}");
     assert_eq!(topics[0]["content"]["topic"], "topic 39", "{joined}");
 }
+
+#[tokio::test]
+async fn include_leave_lists_left_rooms_in_an_initial_sync() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let left = server.create_room(&alice, json!({"preset": "public_chat", "name": "Left"})).await;
+    let banned = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let forgotten = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    for room in [&left, &banned, &forgotten] {
+        server.join(&bob, room).await;
+    }
+    server.send_text(&bob, &left, "t1", "goodbye").await;
+    server.leave(&bob, &left).await;
+    let (status, body) = server
+        .post(&format!("/_matrix/client/v3/rooms/{banned}/ban"), alice.token(), json!({"user_id": bob.user_id}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    server.leave(&bob, &forgotten).await;
+    assert_eq!(
+        server.post(&format!("/_matrix/client/v3/rooms/{forgotten}/forget"), bob.token(), json!({})).await.0,
+        StatusCode::OK
+    );
+
+    // Without it, an initial sync shows only the rooms one is in.
+    let plain = sync(&server, &bob, json!({})).await;
+    assert!(plain["rooms"]["leave"].as_object().is_none_or(|rooms| rooms.is_empty()), "{plain}");
+
+    let with_leave = sync(&server, &bob, json!({"room": {"include_leave": true}})).await;
+    let leave = with_leave["rooms"]["leave"].as_object().expect("rooms.leave");
+    let mut listed: Vec<&String> = leave.keys().collect();
+    listed.sort();
+    let mut expected = vec![&left, &banned];
+    expected.sort();
+    assert_eq!(listed, expected, "left and banned, not forgotten: {with_leave}");
+    // Each as it was when the user left: the timeline up to the leave, and the state then.
+    let timeline = leave[&left]["timeline"]["events"].as_array().expect("timeline");
+    let last = timeline.last().expect("events");
+    assert_eq!((last["type"].as_str(), last["content"]["membership"].as_str()), (Some("m.room.member"), Some("leave")));
+    assert!(timeline.iter().any(|event| event["content"]["body"] == "goodbye"), "{timeline:?}");
+    let state = leave[&left]["state"]["events"].as_array().expect("state");
+    let named =
+        state.iter().chain(timeline).any(|event| event["type"] == "m.room.name" && event["content"]["name"] == "Left");
+    assert!(named, "the room's name is known: {state:?} {timeline:?}");
+    let banned_timeline = leave[&banned]["timeline"]["events"].as_array().expect("timeline");
+    assert_eq!(banned_timeline.last().expect("events")["content"]["membership"], "ban");
+}

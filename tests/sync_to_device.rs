@@ -253,3 +253,38 @@ async fn a_presence_change_from_sync_never_undoes_a_status_message_set_meanwhile
         assert_eq!(presence["status_msg"], message.as_str(), "round {round}: {presence}");
     }
 }
+
+#[tokio::test]
+async fn joining_a_room_brings_the_presence_of_those_now_sharing_it() {
+    // Presence that did not change in the window still reaches a user who newly shares a room
+    // with its owner (Synapse sends it for newly joined rooms): otherwise a client would show
+    // its new room's members as offline until each changes presence.
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let room = create_room(&server, &alice).await;
+    let (status, body) =
+        server.put(&presence_path(&alice), alice.token(), json!({"presence": "online", "status_msg": "hi"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = server.put(&presence_path(&bob), bob.token(), json!({"presence": "unavailable"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let bob0 = next_batch(&sync(&server, &bob, &sync_path(None, 0, QUIET)).await);
+    let alice0 = next_batch(&sync(&server, &alice, &sync_path(None, 0, QUIET)).await);
+    assert!(presence_of(&sync(&server, &bob, &sync_path(None, 0, QUIET)).await, &alice).is_empty(), "strangers");
+
+    server.join(&bob, &room).await;
+    let bobs = sync(&server, &bob, &sync_path(Some(&bob0), 0, QUIET)).await;
+    let events = presence_of(&bobs, &alice);
+    assert_eq!(events.len(), 1, "bob learns alice's presence: {bobs}");
+    assert_eq!(
+        (events[0]["content"]["presence"].as_str(), events[0]["content"]["status_msg"].as_str()),
+        (Some("online"), Some("hi"))
+    );
+    let alices = sync(&server, &alice, &sync_path(Some(&alice0), 0, QUIET)).await;
+    let events = presence_of(&alices, &bob);
+    assert_eq!(events.len(), 1, "and alice bob's: {alices}");
+    assert_eq!(events[0]["content"]["presence"], "unavailable");
+    // Once: the next window does not repeat it.
+    let again = sync(&server, &bob, &sync_path(Some(&next_batch(&bobs)), 0, QUIET)).await;
+    assert!(presence_of(&again, &alice).is_empty(), "{again}");
+}

@@ -40,3 +40,55 @@ pub async fn get(
         .fetch_optional(db)
         .await
 }
+
+/// The room's `m.tag` account data with `tag` set to `info`, the other tags kept; one statement,
+/// so concurrent changes of different tags both stay.
+pub async fn set_tag(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    room_id: &str,
+    tag: &str,
+    info: &Value,
+    stream_position: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO account_data (user_id, room_id, data_type, content, stream_position)
+         VALUES ($1, $2, 'm.tag', jsonb_build_object('tags', jsonb_build_object($3::text, $4::jsonb)), $5)
+         ON CONFLICT (user_id, room_id, data_type) DO UPDATE SET
+           content = jsonb_set(
+             account_data.content || jsonb_build_object('tags', COALESCE(
+               CASE WHEN jsonb_typeof(account_data.content -> 'tags') = 'object' THEN account_data.content -> 'tags' END,
+               '{}'::jsonb)),
+             ARRAY['tags', $3::text], $4::jsonb),
+           stream_position = EXCLUDED.stream_position",
+    )
+    .bind(user_id)
+    .bind(room_id)
+    .bind(tag)
+    .bind(info)
+    .bind(stream_position)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The room's `m.tag` account data without `tag`; `false` if the user has no tags there.
+pub async fn remove_tag(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    room_id: &str,
+    tag: &str,
+    stream_position: i64,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE account_data SET content = content #- ARRAY['tags', $3::text], stream_position = $4
+         WHERE user_id = $1 AND room_id = $2 AND data_type = 'm.tag'",
+    )
+    .bind(user_id)
+    .bind(room_id)
+    .bind(tag)
+    .bind(stream_position)
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}

@@ -199,6 +199,10 @@ pub struct StoredEvent {
     /// not), where the query that read it says ([`RELATED_COLUMN`]); `None`: not asked.
     #[sqlx(default)]
     pub has_related: Option<bool>,
+    /// Whether the sender asked for their content to be erased (`erased_users`); `false` where
+    /// the query that read it did not ask.
+    #[sqlx(default)]
+    pub sender_erased: bool,
 }
 
 /// The `has_related` column of [`StoredEvent`] for an event `e`: a timeline page reads it
@@ -206,8 +210,11 @@ pub struct StoredEvent {
 pub(crate) const RELATED_COLUMN: &str = "(EXISTS (SELECT 1 FROM event_relations r WHERE r.parent_nid = e.event_nid)
      OR EXISTS (SELECT 1 FROM redactions x WHERE x.redacts_nid = e.event_nid)) AS has_related";
 
-pub(crate) const STORED_EVENT_COLUMNS: &str =
-    "e.event_nid, i.event_id, e.room_id, e.stream_position, e.depth, e.state_before, e.json";
+/// Every column of [`StoredEvent`] but `has_related`, for an event `e` and its id row `i`. Whether
+/// the sender was erased is probed here, in the reading query (a probe of a table that is almost
+/// always empty), so serving events needs no query of its own to learn it.
+pub(crate) const STORED_EVENT_COLUMNS: &str = "e.event_nid, i.event_id, e.room_id, e.stream_position, e.depth, \
+     e.state_before, e.json, EXISTS (SELECT 1 FROM erased_users u WHERE u.user_id = e.sender) AS sender_erased";
 
 pub async fn by_id(db: impl PgExecutor<'_>, event_id: &str) -> sqlx::Result<Option<StoredEvent>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(

@@ -104,3 +104,29 @@ pub async fn visible_changes(
     .fetch_all(db)
     .await
 }
+
+/// Presence, as of `upto`, of the users who came to share a joined room with `user` in
+/// `(since, upto]` (either side joined there), whether or not it changed.
+pub async fn of_newly_shared(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    since: i64,
+    upto: i64,
+) -> sqlx::Result<Vec<PresenceRow>> {
+    sqlx::query_as(
+        "SELECT p.user_id, p.state, p.status_msg, p.last_active_ts FROM presence p
+         WHERE p.user_id <> $1 AND p.stream_position <= $3 AND EXISTS (
+             SELECT 1 FROM room_memberships mine
+             JOIN room_memberships theirs ON theirs.room_id = mine.room_id
+             WHERE mine.user_id = $1 AND mine.membership = 'join'
+               AND theirs.user_id = p.user_id AND theirs.membership = 'join'
+               AND ((mine.joined_position > $2 AND mine.joined_position <= $3)
+                    OR (theirs.joined_position > $2 AND theirs.joined_position <= $3)))
+         ORDER BY p.user_id",
+    )
+    .bind(user_id)
+    .bind(since)
+    .bind(upto)
+    .fetch_all(db)
+    .await
+}

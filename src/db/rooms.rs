@@ -105,6 +105,24 @@ pub struct TxnKey<'a> {
     pub txn_id: &'a str,
 }
 
+/// The transaction ids `device_id` of `user_id` sent any of `event_ids` with, by event id.
+pub async fn transaction_ids_of(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+    event_ids: &[String],
+) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT event_id, txn_id FROM event_transactions
+         WHERE event_id = ANY($3) AND user_id = $1 AND device_id = $2",
+    )
+    .bind(user_id)
+    .bind(device_id)
+    .bind(event_ids)
+    .fetch_all(db)
+    .await
+}
+
 pub async fn transaction_event(db: impl PgExecutor<'_>, key: TxnKey<'_>) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar(
         "SELECT event_id FROM event_transactions

@@ -11,6 +11,8 @@ pub struct UiaSession {
     pub completed: Vec<String>,
     pub registration_token: Option<String>,
     pub params: Option<Value>,
+    pub subject: Value,
+    pub outcome: Option<String>,
     pub created_ts: i64,
 }
 
@@ -19,21 +21,26 @@ pub async fn create(
     session_id: &str,
     operation: &str,
     user_id: Option<&str>,
+    subject: &Value,
     now_ms: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query("INSERT INTO uia_sessions (session_id, operation, user_id, created_ts) VALUES ($1, $2, $3, $4)")
-        .bind(session_id)
-        .bind(operation)
-        .bind(user_id)
-        .bind(now_ms)
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "INSERT INTO uia_sessions (session_id, operation, user_id, subject, created_ts) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(session_id)
+    .bind(operation)
+    .bind(user_id)
+    .bind(subject)
+    .bind(now_ms)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 pub async fn get(db: impl PgExecutor<'_>, session_id: &str) -> sqlx::Result<Option<UiaSession>> {
     sqlx::query_as(
-        "SELECT session_id, operation, user_id, completed, registration_token, params, created_ts FROM uia_sessions WHERE session_id = $1",
+        "SELECT session_id, operation, user_id, completed, registration_token, params, subject, outcome, created_ts
+         FROM uia_sessions WHERE session_id = $1",
     )
     .bind(session_id)
     .fetch_optional(db)
@@ -67,6 +74,17 @@ pub async fn set_params(db: impl PgExecutor<'_>, session_id: &str, params: &Valu
         .execute(db)
         .await?;
     Ok(())
+}
+
+/// Records what the completed session achieved, unless another request of it already did
+/// (`false`: the caller must not achieve it a second time).
+pub async fn record_outcome(db: impl PgExecutor<'_>, session_id: &str, outcome: &str) -> sqlx::Result<bool> {
+    let recorded = sqlx::query("UPDATE uia_sessions SET outcome = $2 WHERE session_id = $1 AND outcome IS NULL")
+        .bind(session_id)
+        .bind(outcome)
+        .execute(db)
+        .await?;
+    Ok(recorded.rows_affected() == 1)
 }
 
 pub async fn delete(db: impl PgExecutor<'_>, session_id: &str) -> sqlx::Result<()> {

@@ -79,6 +79,16 @@ pub async fn deactivate(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<
     Ok(updated.rows_affected() == 1)
 }
 
+/// Records that the user asked for their content to be erased (see `erased_users`).
+pub async fn mark_erased(db: impl PgExecutor<'_>, user_id: &str, now_ms: i64) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO erased_users (user_id, erased_ts) VALUES ($1, $2) ON CONFLICT (user_id) DO NOTHING")
+        .bind(user_id)
+        .bind(now_ms)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
 /// The profile of an existing, active account.
 pub async fn profile(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<Map<String, Value>>> {
     let profile: Option<Value> = sqlx::query_scalar("SELECT profile FROM users WHERE user_id = $1 AND NOT deactivated")

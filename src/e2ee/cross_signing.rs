@@ -79,8 +79,15 @@ pub async fn upload_keys(
     let existing = db::e2ee_cross_signing::keys_of(pool, &users, &[MASTER, SELF_SIGNING, USER_SIGNING]).await?;
     let needs_auth = needs_authentication(&existing, &uploaded);
     if needs_auth {
+        // The session authorises these keys only: a completed one cannot upload others.
+        let subject = serde_json::json!({
+            "master_key": upload.master_key,
+            "self_signing_key": upload.self_signing_key,
+            "user_signing_key": upload.user_signing_key,
+        });
         let requirement = uia::Requirement {
             operation: "upload_cross_signing_keys",
+            subject,
             user: Some(user),
             flows: vec![vec![AuthType::Password]],
             remember: None,

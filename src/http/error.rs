@@ -20,7 +20,9 @@ pub fn status_for(kind: &ErrorKind) -> StatusCode {
         | ErrorKind::ThreepidDenied
         | ErrorKind::ResourceLimitExceeded(_)
         | ErrorKind::CannotLeaveServerNoticeRoom
-        | ErrorKind::UserSuspended => StatusCode::FORBIDDEN,
+        | ErrorKind::UserSuspended
+        // Synapse answers a membership change the current state rules out with 403.
+        | ErrorKind::BadState => StatusCode::FORBIDDEN,
         ErrorKind::UnknownToken(_)
         | ErrorKind::MissingToken
         | ErrorKind::Unauthorized

@@ -1,6 +1,7 @@
 //! The HTTP edge: routing, middleware (request ids, tracing, CORS) and thin handlers.
 
 pub mod admin;
+pub mod body_defaults;
 pub mod client;
 pub mod cors;
 pub mod error;

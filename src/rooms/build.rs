@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::federation::keys::SigningKey;
+use crate::rooms::membership_action::MembershipAction;
 use crate::rooms::pdu::Pdu;
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::events::{MessageLikeEventType, StateEventType, TimelineEventType};
@@ -20,17 +21,33 @@ pub struct EventTemplate {
     pub kind: TimelineEventType,
     pub content: Value,
     pub state_key: Option<String>,
+    /// For a member event one user sends about another: what the sender means by it, which
+    /// the target's current membership must allow (see `membership_action`).
+    pub membership_action: Option<MembershipAction>,
 }
 
 impl EventTemplate {
     /// A message-like event: `MessageLikeEventType::RoomMessage`, or a client's own type as text.
     pub fn message(kind: impl Into<MessageLikeEventType>, content: Value) -> EventTemplate {
-        EventTemplate { kind: kind.into().into(), content, state_key: None }
+        EventTemplate { kind: kind.into().into(), content, state_key: None, membership_action: None }
     }
 
     /// A state event: `StateEventType::RoomName`, or a client's own type as text.
     pub fn state(kind: impl Into<StateEventType>, state_key: &str, content: Value) -> EventTemplate {
-        EventTemplate { kind: kind.into().into(), content, state_key: Some(state_key.to_owned()) }
+        EventTemplate {
+            kind: kind.into().into(),
+            content,
+            state_key: Some(state_key.to_owned()),
+            membership_action: None,
+        }
+    }
+
+    /// The template of an `m.room.member` event that `action` sets for `target`.
+    pub fn membership_action(action: MembershipAction, target: &str, content: Value) -> EventTemplate {
+        EventTemplate {
+            membership_action: Some(action),
+            ..EventTemplate::state(StateEventType::RoomMember, target, content)
+        }
     }
 }
 

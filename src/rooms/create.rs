@@ -264,16 +264,8 @@ async fn validate(ctx: RoomCtx<'_>, request: &CreateRoom) -> Result<()> {
         return Err(Error::bad_json("power_level_content_override must be an object"));
     }
     for invitee in &request.invite {
-        if invitee.server_name() != ctx.server_name {
-            return Err(Error::forbidden(format!(
-                "Inviting {invitee}: users on other servers cannot be invited yet (federation is not implemented)"
-            )));
-        }
-        if !db::users::exists(ctx.pool, invitee.as_str()).await? {
-            return Err(Error::not_found(format!("Unknown user {invitee}")));
-        }
-        // Before anything is written: a blocked invitee fails the whole creation.
-        crate::users::invite_permission::ensure_invites_allowed(ctx.pool, invitee).await?;
+        // Before anything is written: an invitee who cannot be invited fails the whole creation.
+        crate::rooms::membership::ensure_invitable(ctx, invitee).await?;
     }
     Ok(())
 }

@@ -1,13 +1,15 @@
 //! Membership changes: join, leave, invite, kick, ban, unban. Who may do what is decided by
-//! the room version's authorisation rules (via ruma) against the state before the event.
+//! the room version's authorisation rules (via ruma) against the state before the event; what
+//! each action asks of its target's membership besides, by `membership_action`.
 
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
+use crate::rooms::membership_action::MembershipAction;
 use crate::rooms::pdu::Pdu;
-use crate::rooms::restricted;
 use crate::rooms::send::append;
+use crate::rooms::{restricted, unchanged};
 use crate::users::Session;
 use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::{Value, json};
@@ -79,36 +81,49 @@ pub async fn leave(ctx: RoomCtx<'_>, room_id: &RoomId, user: &UserId, reason: Op
     Ok(())
 }
 
-/// One member acting on another's membership: invite, kick (= leave), ban, unban (= leave).
+/// One member acting on another's membership: invite, kick, ban, unban.
 pub struct MembershipChange<'a> {
     pub room_id: &'a RoomId,
     pub sender: &'a UserId,
     pub target: &'a UserId,
-    pub membership: &'a str,
+    pub action: MembershipAction,
     pub reason: Option<&'a str>,
     pub is_direct: bool,
 }
 
 pub async fn set_membership_of(ctx: RoomCtx<'_>, change: MembershipChange<'_>) -> Result<OwnedEventId> {
-    let MembershipChange { room_id, sender, target, membership, reason, is_direct } = change;
+    let MembershipChange { room_id, sender, target, action, reason, is_direct } = change;
     ensure_room_known(ctx, room_id).await?;
-    if membership == "invite" {
-        if target.server_name() != ctx.server_name {
-            return Err(Error::forbidden(
-                "Users on other servers cannot be invited yet (federation is not implemented)",
-            ));
-        }
-        if !db::users::exists(ctx.pool, target.as_str()).await? {
-            return Err(Error::not_found(format!("Unknown user {target}")));
-        }
-        // The invitee's own setting, checked before the invite event exists (nothing is sent).
-        crate::users::invite_permission::ensure_invites_allowed(ctx.pool, target).await?;
+    if action == MembershipAction::Invite {
+        ensure_invitable(ctx, target).await?;
     }
-    let mut content = member_content(ctx.pool, target, membership, reason).await?;
+    let mut content = member_content(ctx.pool, target, action.membership(), reason).await?;
     if is_direct {
         content["is_direct"] = json!(true);
     }
-    append(ctx, room_id, sender, EventTemplate::state("m.room.member", target.as_str(), content), None).await
+    // The same change by the same member again changes nothing (Synapse). Not for an unban,
+    // which Synapse refuses unless the target is banned, as `membership_action` does.
+    if action != MembershipAction::Unban
+        && let Some(standing) =
+            unchanged::standing_event(ctx.pool, room_id, sender, ("m.room.member", target.as_str()), &content).await?
+    {
+        return Ok(standing);
+    }
+    append(ctx, room_id, sender, EventTemplate::membership_action(action, target.as_str(), content), None).await
+}
+
+/// What an invitation asks of its invitee before any event exists (so a refusal sends
+/// nothing): a local account that accepts invites.
+pub async fn ensure_invitable(ctx: RoomCtx<'_>, target: &UserId) -> Result<()> {
+    if target.server_name() != ctx.server_name {
+        return Err(Error::forbidden(format!(
+            "Inviting {target}: users on other servers cannot be invited yet (federation is not implemented)"
+        )));
+    }
+    if !db::users::exists(ctx.pool, target.as_str()).await? {
+        return Err(Error::not_found(format!("Unknown user {target}")));
+    }
+    crate::users::invite_permission::ensure_invites_allowed(ctx.pool, target).await
 }
 
 /// Rooms where `user` currently is (joined), or is on the way in (invited, knocking).

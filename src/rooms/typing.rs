@@ -14,6 +14,9 @@ use std::time::Duration;
 /// Longest a client may say it types for: a client that crashes mid-sentence must not show
 /// as typing for hours. Clients renew well within this (Element every few seconds).
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long a client that names no timeout types for (the spec leaves it to the server;
+/// Synapse's value).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often each process turns expired typing into stops.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Stops per transaction of the sweeper; more wait for the next tick.
@@ -86,18 +89,27 @@ pub async fn sweep_expired(pool: &PgPool, streams: &Streams) -> Result<usize> {
     Ok(expired.len())
 }
 
-/// Runs [`sweep_expired`] every second for as long as the process's streams live (it holds
-/// only a weak reference, so dropping the server state — a test server, say — ends the task).
-pub fn spawn_sweeper(pool: PgPool, streams: std::sync::Weak<Streams>) {
+/// Runs [`sweep_expired`] every second until `stop` says so (or is dropped) or the process's
+/// streams are gone (it holds only a weak reference, so dropping the server state — a test
+/// server, say — ends the task). A sweep under way when `stop` comes finishes first, so the
+/// owner may close the pool once the task has ended.
+pub fn spawn_sweeper(
+    pool: PgPool,
+    streams: std::sync::Weak<Streams>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut interval = tokio::time::interval(SWEEP_INTERVAL);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            interval.tick().await;
+            tokio::select! {
+                _ = interval.tick() => {}
+                _ = stop.wait_for(|stop| *stop) => break,
+            }
             let Some(streams) = streams.upgrade() else { break };
             if let Err(error) = sweep_expired(&pool, &streams).await {
                 tracing::warn!(%error, "stopping expired typing notifications");
             }
         }
-    });
+    })
 }

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::rooms::build::EventTemplate;
 use crate::rooms::create::{CreateRoom, create_room};
 use crate::rooms::membership::{MembershipChange, set_membership_of};
+use crate::rooms::membership_action::MembershipAction;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::power::PowerLevels;
 use crate::rooms::send::append;
@@ -115,7 +116,7 @@ pub async fn upgrade(
             room_id: &new_room,
             sender: user,
             target: &target,
-            membership: "ban",
+            action: MembershipAction::Ban,
             reason: None,
             is_direct: false,
         };

@@ -1,5 +1,6 @@
-//! History visibility (spec: "History visibility"): which events of a room a user may see,
-//! and [`Viewer`], a user reading a room, which everything that serves events goes through.
+//! History visibility (spec: "History visibility"): which events of a room a user may see (and
+//! an erased user's events redacted for those who were not there), and [`Viewer`], a user
+//! reading a room, which everything that serves events goes through.
 
 use crate::db;
 use crate::db::events::StoredEvent;
@@ -106,10 +107,29 @@ pub(crate) async fn visible(
                 || (own && allows(&visibility, becomes.as_deref(), joined_since))
         };
         if allowed {
+            let pdu =
+                if event.sender_erased { erased_unless_joined(pool, user, snapshot, &event, pdu).await? } else { pdu };
             out.push((event, pdu));
         }
     }
     Ok(out)
+}
+
+/// An erased user's event as `user` may see it: redacted unless they were joined when it was
+/// sent (spec: account deactivation's `erase`; Synapse prunes on the same condition).
+async fn erased_unless_joined(
+    pool: &PgPool,
+    user: &UserId,
+    snapshot: i64,
+    event: &StoredEvent,
+    pdu: Pdu,
+) -> Result<Pdu> {
+    if facts::membership_at(pool, snapshot, user).await?.as_deref() == Some("join") {
+        return Ok(pdu);
+    }
+    let room_id = RoomId::parse(&event.room_id).map_err(|e| Error::internal(format!("stored room id: {e}")))?;
+    let rules = facts::rules(pool, &room_id).await?;
+    crate::rooms::served::redacted(&pdu, &rules.redaction)
 }
 
 /// The spec's rule for one event, given the history visibility and the user's membership at it.

@@ -5,6 +5,7 @@
 
 pub mod notifier;
 mod shared_read;
+pub mod token;
 pub mod tracker;
 
 pub use notifier::{Audience, Notifier, Waiter};

@@ -78,6 +78,8 @@ impl StreamTracker {
                         inner.notifier.wake(&nobody);
                     }
                     Ok(_) => {}
+                    // The server is shutting down: its pool is closed.
+                    Err(_) if reaper_pool.is_closed() => break,
                     Err(error) => tracing::warn!(%error, "looking for dead stream writers"),
                 }
             }

@@ -11,7 +11,6 @@ use crate::db::sync::{MemberEvent, MembershipRow};
 use crate::db::unread::ReadPositions;
 use crate::error::{Error, Result};
 use crate::push::rules::PUSH_RULES_TYPE;
-use crate::rooms::filter::EventFilter;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::served;
 use crate::sync::news::{News, Wanted};
@@ -82,7 +81,7 @@ pub async fn build_rooms(
         }
     }
 
-    let sections = classify(pool, user, memberships, window, &options.timeline).await?;
+    let sections = classify(pool, user, memberships, window, options).await?;
     let mut rooms = Map::new();
 
     // Joined rooms: in an incremental sync only those with something new for the client.
@@ -128,7 +127,9 @@ pub async fn build_rooms(
     let mut leave = Map::new();
     for room in &sections.leave {
         let key = room.room_id.as_str();
-        let after = since.unwrap_or(0);
+        // A room left before the window (listed for `include_leave`) is shown like on an
+        // initial sync: as it was up to the leave.
+        let after = since.filter(|since| room.position > *since).unwrap_or(0);
         let state = if options.full_state {
             StateMode::Full
         } else if membership_at(pool, key, user, after).await?.as_deref() == Some("join") {
@@ -224,7 +225,10 @@ async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Res
         return Ok(None);
     }
     let state = if full { StateMode::Full } else { StateMode::Changes };
-    let window_after = since.unwrap_or(0);
+    // A room joined since the last sync is new to the client: it comes as on an initial sync,
+    // with recent history (what the history visibility shows), `limited` and `prev_batch`,
+    // not only what happened since the token (spec, and Synapse's "newly joined" rooms).
+    let window_after = if newly_joined { 0 } else { since.unwrap_or(0) };
     let room_window = RoomWindow { after: window_after, upto, joined: true, state };
     let entry = room_entry(pool, user, &room.room_id, room_window, options, ignored, candidate.account_data).await?;
     let entry = crate::sync::ephemeral::attach(entry, candidate.ephemeral);
@@ -262,15 +266,20 @@ struct Sections {
 
 /// Sorts the user's rooms by their membership as of `upto`. Invites, knocks and leaves are
 /// listed when their member event is in the window (every one on an initial sync, except
-/// leaves: an initial sync leaves out rooms the user has left). Forgotten rooms never appear.
+/// leaves: an initial sync leaves out rooms the user has left unless the filter's
+/// `include_leave` asks for them). Forgotten rooms never appear.
 async fn classify(
     pool: &PgPool,
     user: &UserId,
     memberships: &[MembershipRow],
     window: SyncWindow,
-    filter: &EventFilter,
+    options: &SyncOptions,
 ) -> Result<Sections> {
     let SyncWindow { since, upto } = window;
+    let filter = &options.timeline;
+    // Rooms left before the window: only where the filter asks for them, and only when the
+    // client is (re)learning everything; an incremental sync told it of the leave already.
+    let include_left_earlier = options.include_leave && (since.is_none() || options.full_state);
     let mut sections = Sections::default();
     for row in memberships {
         if row.forgotten {
@@ -293,7 +302,9 @@ async fn classify(
         let in_window = since.is_none_or(|since| position > since);
         match membership.as_str() {
             "join" => sections.join.push(RoomAt { room_id, position }),
-            "leave" | "ban" if since.is_some() && in_window => sections.leave.push(RoomAt { room_id, position }),
+            "leave" | "ban" if (since.is_some() && in_window) || include_left_earlier => {
+                sections.leave.push(RoomAt { room_id, position })
+            }
             "invite" | "knock" if in_window => {
                 let event = match event {
                     Some(event) => event,

@@ -10,11 +10,11 @@
 use crate::db;
 use crate::db::sync::MembershipRow;
 use crate::error::{Error, Result};
+use crate::streams::token;
 use crate::streams::{PositionBounds, Streams};
 use crate::sync::build::build_rooms;
 use crate::sync::news::News;
 use crate::sync::sections::SectionFilters;
-use crate::sync::token;
 use crate::sync::types::{SyncBody, SyncOptions, SyncWindow};
 use ruma::{DeviceId, UserId};
 use serde_json::{Map, Value, json};
@@ -89,6 +89,11 @@ async fn answer(
     key_counts: Option<Map<String, Value>>,
 ) -> Result<Value> {
     request.sections.apply(&mut body.json);
+    if let Some(device) = request.device {
+        // Only the device's own sends carry one: nothing is read unless the user sent events.
+        let events = crate::rooms::transaction_ids::sync_timeline_events(&mut body.json);
+        crate::rooms::transaction_ids::annotate(pool, user, device, events).await?;
+    }
     if let Some(device) = request.device
         && let Value::Object(map) = &mut body.json
     {
@@ -115,7 +120,7 @@ async fn build_window(
     let (mut body, to_device, presence, device_lists) = tokio::try_join!(
         build_rooms(pool, user, window, &request.options, memberships, &news),
         only_if(news.to_device(), crate::sync::to_device::section(pool, user, request.device, window)),
-        only_if(news.presence(), crate::sync::presence::section(pool, user, window)),
+        only_if(news.presence().any(), crate::sync::presence::section(pool, user, window, news.presence())),
         only_if(news.device_lists(), crate::sync::device_lists::section(pool, user, window)),
     )?;
     for section in [to_device, presence, device_lists] {

@@ -14,7 +14,6 @@ pub mod sections;
 pub mod serve;
 mod summary;
 mod to_device;
-pub mod token;
 pub mod types;
 mod unread;
 mod unread_cache;

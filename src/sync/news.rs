@@ -29,6 +29,20 @@ pub struct Wanted {
     pub receipts: bool,
 }
 
+/// What the presence section may hold: presence changed in the window, and memberships did
+/// (which can bring users newly sharing a room, whose presence is sent changed or not).
+#[derive(Clone, Copy, Debug)]
+pub struct PresenceNews {
+    pub changed: bool,
+    pub members_changed: bool,
+}
+
+impl PresenceNews {
+    pub fn any(self) -> bool {
+        self.changed || self.members_changed
+    }
+}
+
 impl Wanted {
     pub const ALL: Wanted =
         Wanted { account_data: true, room_account_data: true, presence: true, typing: true, receipts: true };
@@ -62,8 +76,11 @@ impl News {
         (self.wanted.account_data || self.wanted.room_account_data) && self.flag(|news| news.account_data)
     }
 
-    pub fn presence(&self) -> bool {
-        self.wanted.presence && self.flag(|news| news.presence)
+    pub fn presence(&self) -> PresenceNews {
+        PresenceNews {
+            changed: self.wanted.presence && self.flag(|news| news.presence),
+            members_changed: self.wanted.presence && self.flag(|news| news.member_changes),
+        }
     }
 
     /// Device lists change with keys and with who shares a room with the user.

@@ -117,6 +117,17 @@ pub(super) async fn room_entry(
         lazy_load_members(pool, user, &timeline.events, start_snapshot, &mut state).await?;
     }
     let in_timeline: HashSet<i64> = timeline.events.iter().map(|(event, _)| event.event_nid).collect();
+    if timeline.hidden_state_after_start && window.state != StateMode::Nothing {
+        // What changed after the timeline's start while hidden from the user (a join while they
+        // were away from a `joined`-visibility room) would otherwise never reach the client:
+        // it comes with the state, as in Synapse's state calculation.
+        let later = state_not_in_timeline(pool, room_id, start_snapshot, window.upto, members.as_deref(), &in_timeline);
+        let later = later.await?;
+        let replaced: HashSet<(&str, &str)> =
+            later.iter().map(|entry| (entry.event_type.as_str(), entry.state_key.as_str())).collect();
+        state.retain(|entry| !replaced.contains(&(entry.event_type.as_str(), entry.state_key.as_str())));
+        state.extend(later);
+    }
     state.retain(|entry| !in_timeline.contains(&entry.event_nid));
     state.sort_by(|a, b| (&a.event_type, &a.state_key).cmp(&(&b.event_type, &b.state_key)));
 
@@ -141,6 +152,26 @@ pub(super) async fn room_entry(
     Ok(Some(RoomEntry { json, is_quiet, summary_changed }))
 }
 
+/// The state changes between the timeline's start and the window's end that the timeline does
+/// not carry.
+async fn state_not_in_timeline(
+    pool: &PgPool,
+    room_id: &RoomId,
+    start_snapshot: Option<i64>,
+    upto: i64,
+    members: Option<&[String]>,
+    in_timeline: &HashSet<i64>,
+) -> Result<Vec<StateEntry>> {
+    let Some(start) = start_snapshot else { return Ok(Vec::new()) };
+    let Some(end) = db::rooms::state_at_position(pool, room_id.as_str(), upto).await? else { return Ok(Vec::new()) };
+    if end == start {
+        return Ok(Vec::new());
+    }
+    let mut changes = db::state::snapshot_changes(pool, start, end, members).await?;
+    changes.retain(|entry| !in_timeline.contains(&entry.event_nid));
+    Ok(changes)
+}
+
 struct Timeline {
     /// Oldest first.
     events: Vec<(StoredEvent, Pdu)>,
@@ -150,6 +181,10 @@ struct Timeline {
     /// Every event of the window, picked or not, when reading reached the window's start:
     /// then whether state changed in it needs no query.
     whole_window: Option<Vec<WindowEvent>>,
+    /// Whether the history visibility hid a state event after the timeline's start from the
+    /// user (a join while they were away from a `joined` room): the state section must then
+    /// carry it. (Events the client's filter leaves out are its choice, and stay out.)
+    hidden_state_after_start: bool,
 }
 
 /// The last `timeline_limit` events of the room's window the user may see and the filter
@@ -178,6 +213,7 @@ async fn timeline(
     // messages-only filter would otherwise read fifty pages only to drop them).
     let matching = options.timeline.type_and_sender_match();
     let mut examined_all = true;
+    let mut visible = HashSet::new();
     let mut first_page = true;
     loop {
         let only = if first_page { None } else { matching.as_ref() };
@@ -198,6 +234,7 @@ async fn timeline(
         }
         let lowest = batch.last().and_then(|event| event.stream_position);
         for (event, pdu) in visible_with_own_membership(pool, user, window.joined, batch).await? {
+            visible.extend(event.stream_position);
             // Ignored users' messages are hidden; their state changes still shape the room.
             if !options.timeline.allows(&pdu) || (!pdu.is_state() && ignored.contains(pdu.sender.as_str())) {
                 continue;
@@ -218,13 +255,19 @@ async fn timeline(
     }
     picked.truncate(limit);
     picked.reverse();
+    // An empty timeline starts at the window's end: the state section covers all of it.
+    let hidden_state_after_start = picked.first().and_then(|(event, _)| event.stream_position).is_some_and(|start| {
+        examined
+            .iter()
+            .any(|event| event.state_type.is_some() && event.position > start && !visible.contains(&event.position))
+    });
     let prev_batch = match picked.first().and_then(|(event, _)| event.stream_position) {
         Some(first) => first - 1,
         None if limited => lowest_examined - 1,
         None => window.upto,
     };
     let whole_window = (reached_start && examined_all).then_some(examined);
-    Ok(Timeline { events: picked, limited, prev_batch, whole_window })
+    Ok(Timeline { events: picked, limited, prev_batch, whole_window, hidden_state_after_start })
 }
 
 /// The events the user may see (history visibility), and in any case their own member

@@ -77,5 +77,6 @@ fn sync_options(definition: &FilterDefinition, full_state: bool) -> SyncOptions 
         timeline,
         timeline_limit,
         unread_thread_notifications: room_filter.timeline.unread_thread_notifications,
+        include_leave: room_filter.include_leave,
     }
 }

@@ -20,6 +20,10 @@ pub struct SyncOptions {
     pub timeline_limit: usize,
     /// Per-thread unread counts (the timeline filter's `unread_thread_notifications`).
     pub unread_thread_notifications: bool,
+    /// The room filter's `include_leave`: an initial (or full-state) sync lists the rooms the
+    /// user left or was banned from too (an incremental one lists those left in its window
+    /// anyway).
+    pub include_leave: bool,
     // The room filter's `rooms` / `not_rooms` apply to which rooms appear at all: the builder
     // asks `timeline.allows_room`, so the caller merges them into `timeline`. Its
     // `lazy_load_members` (from the state filter) trims `state` to the timeline's senders.
@@ -35,6 +39,7 @@ impl Default for SyncOptions {
             timeline: EventFilter::default(),
             timeline_limit: DEFAULT_TIMELINE_LIMIT,
             unread_thread_notifications: false,
+            include_leave: false,
         }
     }
 }

@@ -13,7 +13,7 @@ use sqlx::PgPool;
 const SERVER_CONTROLLED: &[&str] = &["m.fully_read", "m.push_rules"];
 const MAX_TYPE_BYTES: usize = 255;
 
-fn check_owner(actor: Actor<'_>, user_id: &UserId) -> Result<()> {
+pub(crate) fn check_owner(actor: Actor<'_>, user_id: &UserId) -> Result<()> {
     if !actor.may_act_for(user_id) {
         return Err(Error::forbidden("You cannot access another user's account data"));
     }
@@ -41,12 +41,38 @@ pub async fn set(
     if !content.is_object() {
         return Err(Error::bad_json("Account data content must be a JSON object"));
     }
-    // Account data is delivered by /sync, so it takes a stream position like an event.
+    let room = room_id.map_or("", |r| r.as_str());
+    change(pool, streams, user_id, Change::Put { room, data_type, content }).await
+}
+
+/// One change of a user's account data.
+pub(crate) enum Change<'a> {
+    /// Replaces the content of a type (`room` is `""` for global account data).
+    Put { room: &'a str, data_type: &'a str, content: &'a Value },
+    /// Sets one tag in the room's `m.tag`.
+    SetTag { room: &'a RoomId, tag: &'a str, info: &'a Value },
+    /// Removes one tag from the room's `m.tag`.
+    RemoveTag { room: &'a RoomId, tag: &'a str },
+}
+
+/// Makes a change. Account data is delivered by /sync, so a change takes a stream position
+/// like an event, and wakes the user's syncs.
+pub(crate) async fn change(pool: &PgPool, streams: &Streams, user_id: &UserId, change: Change<'_>) -> Result<()> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let position = reservation.next(&mut tx).await?;
-    let room = room_id.map_or("", |r| r.as_str());
-    db::account_data::put(&mut *tx, user_id.as_str(), room, data_type, content, position).await?;
+    let user = user_id.as_str();
+    match change {
+        Change::Put { room, data_type, content } => {
+            db::account_data::put(&mut *tx, user, room, data_type, content, position).await?;
+        }
+        Change::SetTag { room, tag, info } => {
+            db::account_data::set_tag(&mut *tx, user, room.as_str(), tag, info, position).await?;
+        }
+        Change::RemoveTag { room, tag } => {
+            db::account_data::remove_tag(&mut *tx, user, room.as_str(), tag, position).await?;
+        }
+    }
     tx.commit().await?;
     reservation.committed_for(vec![user_id.to_string()]).await?;
     Ok(())

@@ -57,6 +57,15 @@ pub async fn register(
     if !config.enabled {
         return Err(Error::forbidden("Registration is disabled on this server"));
     }
+    // As Synapse: someone who asks for "Alice" gets @alice rather than a refusal (logins match
+    // localparts case-insensitively, so "Alice" still logs in).
+    let username = request.username.map(str::to_lowercase);
+    let request = Registration { username: username.as_deref(), ..request };
+    // A client that lost the answer to its final request retries it: the account its session
+    // created is the answer again (as Synapse does), logged in anew.
+    if let Some((user_id, remembered)) = uia::recorded_outcome(pool, "register", request.auth).await? {
+        return registered_again(pool, server_name, &user_id, &request, remembered, client).await;
+    }
     // Refuse a bad or taken name before any authentication stage, so clients can say so at
     // once (Synapse does the same).
     if let Some(username) = request.username {
@@ -67,8 +76,16 @@ pub async fn register(
     }
     let remember = remembered_parameters(&request).await?;
     let stage = if config.token_required { AuthType::RegistrationToken } else { AuthType::Dummy };
-    let requirement = uia::Requirement { operation: "register", user: None, flows: vec![vec![stage]], remember };
-    let completed = uia::authenticate(pool, server_name, &requirement, request.auth).await?;
+    // Registration binds no subject: it acts on no existing account, and its parameters may
+    // come with the first request only (they are remembered instead, see `remember`).
+    let requirement = uia::Requirement {
+        operation: "register",
+        subject: Value::Null,
+        user: None,
+        flows: vec![vec![stage]],
+        remember,
+    };
+    let completed = uia::authenticate_keeping_session(pool, server_name, &requirement, request.auth).await?;
 
     // What this request says wins; what earlier requests of the session said fills the gaps.
     let earlier: RememberedRegistration =
@@ -87,6 +104,9 @@ pub async fn register(
 
     let mut tx = pool.begin().await?;
     insert_account(&mut tx, &user_id, Some(&password_hash), false, false).await?;
+    if !uia::record_outcome(&mut tx, &completed.session_id, user_id.as_str()).await? {
+        return Err(Error::forbidden("This authentication session has already registered an account"));
+    }
     if let Some(token) = &completed.registration_token
         && !db::registration::consume_token(&mut *tx, token, now_ms()).await?
     {
@@ -100,6 +120,35 @@ pub async fn register(
     tx.commit().await?;
     tracing::info!(%user_id, "registered a new account");
     Ok(Registered { user_id, session })
+}
+
+/// The answer to a retried registration: the account the session created, with a new login
+/// (unless the client asks for none). The retry may not name another account.
+async fn registered_again(
+    pool: &PgPool,
+    server_name: &ServerName,
+    user_id: &str,
+    request: &Registration<'_>,
+    remembered: Option<Value>,
+    client: &ClientInfo,
+) -> Result<Registered> {
+    let user_id = UserId::parse(user_id).map_err(|e| Error::internal(format!("stored user id: {e}")))?;
+    if let Some(username) = request.username
+        && localpart::new_user_id(username, server_name)? != user_id
+    {
+        return Err(Error::forbidden("This authentication session has registered another account"));
+    }
+    let earlier: RememberedRegistration =
+        remembered.and_then(|params| serde_json::from_value(params).ok()).unwrap_or_default();
+    if request.inhibit_login || earlier.inhibit_login {
+        return Ok(Registered { user_id, session: None });
+    }
+    let device_id = request.device_id.map(str::to_owned).or(earlier.device_id);
+    let display_name = request.initial_device_display_name.map(str::to_owned).or(earlier.initial_device_display_name);
+    let mut tx = pool.begin().await?;
+    let session = sessions::open(&mut tx, &user_id, device_id.as_deref(), display_name.as_deref(), client).await?;
+    tx.commit().await?;
+    Ok(Registered { user_id, session: Some(session) })
 }
 
 /// Registration parameters kept in the UIA session between requests. The password is kept
@@ -234,8 +283,11 @@ pub async fn change_password(
     auth: Option<&AuthData>,
 ) -> Result<()> {
     password::check_acceptable(new_password)?;
+    // The new password is not kept to compare (never a secret in the session); whether other
+    // devices are logged out is.
     let requirement = uia::Requirement {
         operation: "change_password",
+        subject: serde_json::json!({ "logout_devices": logout_devices }),
         user: Some(&session.user_id),
         flows: vec![vec![AuthType::Password]],
         remember: None,
@@ -262,24 +314,31 @@ pub async fn deactivate(
     pool: &PgPool,
     server_name: &ServerName,
     session: &Session,
+    erase: bool,
     auth: Option<&AuthData>,
 ) -> Result<()> {
     let requirement = uia::Requirement {
         operation: "deactivate",
+        subject: serde_json::json!({ "erase": erase }),
         user: Some(&session.user_id),
         flows: vec![vec![AuthType::Password]],
         remember: None,
     };
     uia::authenticate(pool, server_name, &requirement, auth).await?;
-    deactivate_now(pool, &session.user_id).await
+    deactivate_now(pool, &session.user_id, erase).await
 }
 
 /// Closes an account without asking (operators). Sessions end, the password, profile and key
-/// backups are erased; the user id stays taken forever, as the spec requires.
-pub async fn deactivate_now(pool: &PgPool, user_id: &UserId) -> Result<()> {
+/// backups are erased; the user id stays taken forever, as the spec requires. With `erase`,
+/// whoever was not in a room when the user sent an event is served it redacted from now on
+/// (rooms::visibility).
+pub async fn deactivate_now(pool: &PgPool, user_id: &UserId, erase: bool) -> Result<()> {
     let mut tx = pool.begin().await?;
     if !db::users::deactivate(&mut *tx, user_id.as_str()).await? {
         return Err(Error::not_found(format!("No account {user_id}")));
+    }
+    if erase {
+        db::users::mark_erased(&mut *tx, user_id.as_str(), now_ms()).await?;
     }
     db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;
     // Device keys went with the devices; the identity others trusted goes too.

@@ -7,7 +7,9 @@ use crate::users::{Session, uia};
 use ruma::api::client::device::Device;
 use ruma::api::client::uiaa::{AuthData, AuthType};
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedDeviceId, ServerName, UInt, UserId};
+use serde_json::json;
 use sqlx::PgPool;
+use std::collections::BTreeSet;
 
 fn to_ruma(device: db::devices::Device) -> Device {
     let mut out = Device::new(OwnedDeviceId::from(device.device_id));
@@ -38,6 +40,36 @@ pub async fn rename(pool: &PgPool, user_id: &UserId, device_id: &str, display_na
     Ok(())
 }
 
+/// Which devices to delete, and through which endpoint: a UIA session opened by one request
+/// authorises only that request (the same endpoint, the same devices).
+pub enum Deletion<'a> {
+    /// `DELETE /devices/{deviceId}`.
+    One(&'a str),
+    /// `POST /delete_devices`.
+    Many(&'a [String]),
+}
+
+impl Deletion<'_> {
+    fn device_ids(&self) -> Vec<String> {
+        match self {
+            Deletion::One(device_id) => vec![(*device_id).to_owned()],
+            Deletion::Many(device_ids) => device_ids.to_vec(),
+        }
+    }
+
+    fn requirement<'u>(&self, user: &'u UserId) -> uia::Requirement<'u> {
+        let (operation, subject) = match self {
+            Deletion::One(device_id) => ("delete_device", json!({ "device_id": device_id })),
+            Deletion::Many(device_ids) => {
+                // The same devices in another order are the same request.
+                let set: BTreeSet<&String> = device_ids.iter().collect();
+                ("delete_devices", json!({ "devices": set }))
+            }
+        };
+        uia::Requirement { operation, subject, user: Some(user), flows: vec![vec![AuthType::Password]], remember: None }
+    }
+}
+
 /// Deletes devices after the user proves who they are again (their password). Device ids
 /// that do not exist are ignored, as the spec's responses allow.
 pub async fn delete(
@@ -45,20 +77,15 @@ pub async fn delete(
     streams: &Streams,
     server_name: &ServerName,
     session: &Session,
-    device_ids: &[String],
+    deletion: Deletion<'_>,
     auth: Option<&AuthData>,
 ) -> Result<()> {
-    let requirement = uia::Requirement {
-        operation: "delete_devices",
-        user: Some(&session.user_id),
-        flows: vec![vec![AuthType::Password]],
-        remember: None,
-    };
-    uia::authenticate(pool, server_name, &requirement, auth).await?;
+    uia::authenticate(pool, server_name, &deletion.requirement(&session.user_id), auth).await?;
+    let device_ids = deletion.device_ids();
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let mut audience = Vec::new();
-    if db::devices::delete(&mut *tx, session.user_id.as_str(), device_ids).await? > 0 {
+    if db::devices::delete(&mut *tx, session.user_id.as_str(), &device_ids).await? > 0 {
         audience = record_deletion(&mut tx, &mut reservation, session.user_id.as_str()).await?;
     }
     tx.commit().await?;

@@ -13,6 +13,7 @@ pub mod localpart;
 pub mod password;
 pub mod presence;
 pub mod profile;
+pub mod room_tags;
 pub mod sessions;
 pub mod shared_secret;
 pub mod to_device;

@@ -2,9 +2,10 @@
 //!
 //! A protected operation declares its flows. The first request without `auth` opens a session
 //! and answers 401 with the flows; each later request completes one stage of it. Sessions are
-//! rows in PostgreSQL, bound to one operation and (when authenticated) one user, so a session
-//! opened for "change password" cannot authorise "deactivate", and any Hearth process can
-//! carry on a session another one started.
+//! rows in PostgreSQL, bound to one operation, to what its first request asked (the
+//! [`Requirement::subject`]) and (when authenticated) to one user, so a session opened for
+//! "change password" cannot authorise "deactivate", one opened to delete device A cannot
+//! delete device B, and any Hearth process can carry on a session another one started.
 
 use crate::db;
 use crate::error::{Error, Result};
@@ -13,15 +14,22 @@ use crate::users::{localpart, password, tokens};
 use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType, UiaaInfo, UserIdentifier};
 use ruma::api::error::{ErrorKind, StandardErrorBody};
 use ruma::{ServerName, UserId};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 /// Unfinished sessions are forgotten after this long.
 const SESSION_LIFETIME_MS: i64 = 60 * 60 * 1000;
 
 /// What a protected operation requires.
 pub struct Requirement<'a> {
-    /// Stable name of the operation the session is bound to.
+    /// Stable name of the operation the session is bound to: one per endpoint, as Synapse
+    /// binds a session to the request's method and path.
     pub operation: &'static str,
+    /// What the request asks for that the session's completion must not be able to change:
+    /// the operation's target and options (never a secret). Every request of the session must
+    /// ask the same (Synapse warns where the body changes; for the fields that decide what
+    /// happens Hearth refuses, as the issue this answers showed a completed session deleting
+    /// another device). `Null` where the operation has nothing to bind.
+    pub subject: serde_json::Value,
     /// The authenticated user, for operations on an existing account.
     pub user: Option<&'a UserId>,
     pub flows: Vec<Vec<AuthType>>,
@@ -32,6 +40,8 @@ pub struct Requirement<'a> {
 /// A finished authentication, with what its stages established.
 #[derive(Debug, Default)]
 pub struct Completed {
+    /// The session, for [`record_outcome`] where it was kept.
+    pub session_id: String,
     /// The registration token a `m.login.registration_token` stage accepted.
     pub registration_token: Option<String>,
     /// The parameters the latest request of the session that had any asked to remember.
@@ -40,7 +50,22 @@ pub struct Completed {
     pub remembered: Option<serde_json::Value>,
 }
 
+/// Authenticates a request; a finished session is deleted, so it authorises one request only.
 pub async fn authenticate(
+    pool: &PgPool,
+    server_name: &ServerName,
+    requirement: &Requirement<'_>,
+    auth: Option<&AuthData>,
+) -> Result<Completed> {
+    let completed = authenticate_keeping_session(pool, server_name, requirement, auth).await?;
+    db::uia::delete(pool, &completed.session_id).await?;
+    Ok(completed)
+}
+
+/// As [`authenticate`], for an operation a client may retry after losing the answer: the
+/// finished session is kept (until it expires) so the operation can [`record_outcome`] in it,
+/// and a retry find it with [`recorded_outcome`].
+pub async fn authenticate_keeping_session(
     pool: &PgPool,
     server_name: &ServerName,
     requirement: &Requirement<'_>,
@@ -66,6 +91,9 @@ pub async fn authenticate(
             }
             if session.user_id.as_deref() != requirement.user.map(UserId::as_str) {
                 return Err(Error::forbidden("This authentication session belongs to another user"));
+            }
+            if session.subject != requirement.subject {
+                return Err(Error::forbidden("Requested operation has changed during the authentication session"));
             }
             session
         }
@@ -110,15 +138,34 @@ pub async fn authenticate(
     if !finished {
         return Err(challenge(requirement, session.session_id, completed, None));
     }
-    // The session has served its purpose; it must not authorise a second operation.
-    db::uia::delete(pool, &session.session_id).await?;
-    Ok(Completed { registration_token, remembered })
+    Ok(Completed { session_id: session.session_id, registration_token, remembered })
+}
+
+/// What a kept session achieved, recorded in the transaction that achieved it. `false`: another
+/// request of the session achieved it first, and this one must roll back.
+pub async fn record_outcome(conn: &mut PgConnection, session_id: &str, outcome: &str) -> Result<bool> {
+    Ok(db::uia::record_outcome(conn, session_id, outcome).await?)
+}
+
+/// A retried request's session, if it is an unexpired session of `operation` that already
+/// achieved something: that outcome, with the parameters the session remembered.
+pub async fn recorded_outcome(
+    pool: &PgPool,
+    operation: &str,
+    auth: Option<&AuthData>,
+) -> Result<Option<(String, Option<serde_json::Value>)>> {
+    let Some(session_id) = auth.and_then(AuthData::session) else { return Ok(None) };
+    let session = db::uia::get(pool, session_id).await?;
+    Ok(session
+        .filter(|session| session.operation == operation && session.created_ts > now_ms() - SESSION_LIFETIME_MS)
+        .and_then(|session| Some((session.outcome?, session.params))))
 }
 
 async fn open_session(pool: &PgPool, requirement: &Requirement<'_>, now: i64) -> Result<String> {
     db::uia::delete_older_than(pool, now - SESSION_LIFETIME_MS).await?;
     let session_id = tokens::random_alphanumeric(24);
-    db::uia::create(pool, &session_id, requirement.operation, requirement.user.map(UserId::as_str), now).await?;
+    let user = requirement.user.map(UserId::as_str);
+    db::uia::create(pool, &session_id, requirement.operation, user, &requirement.subject, now).await?;
     Ok(session_id)
 }
 

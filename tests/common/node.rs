@@ -86,8 +86,7 @@ impl Node {
         if let Some(served) = self.served.take() {
             let _ = tokio::time::timeout(Duration::from_secs(10), served).await;
         }
-        self.state.push_sender.stop().await;
-        self.state.pool.close().await;
+        self.state.shutdown().await;
     }
 }
 

@@ -51,7 +51,8 @@ async fn deactivate(
     request: Ruma<deactivate::v3::Request>,
 ) -> Result<RumaResponse<deactivate::v3::Response>> {
     let session = request.session.ok_or_else(Error::missing_token)?;
-    accounts::deactivate(&state.pool, &state.server_name, &session, request.body.auth.as_ref()).await?;
+    let body = &request.body;
+    accounts::deactivate(&state.pool, &state.server_name, &session, body.erase, body.auth.as_ref()).await?;
     crate::rooms::membership::leave_all(state.rooms(), &session.user_id).await?;
     Ok(deactivate::v3::Response::new(ThirdPartyIdRemovalStatus::NoSupport).into())
 }

@@ -1,14 +1,15 @@
-//! Global and per-room account data.
+//! Global and per-room account data, and room tags (the room's `m.tag` account data).
 
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
 use crate::state::AppState;
-use crate::users::{Actor, account_data};
+use crate::users::{Actor, account_data, room_tags};
 use axum::Router;
 use axum::extract::State;
 use ruma::api::client::config::{
     get_global_account_data, get_room_account_data, set_global_account_data, set_room_account_data,
 };
+use ruma::api::client::tag::{create_tag, delete_tag, get_tags};
 use ruma::serde::Raw;
 use serde_json::Value;
 
@@ -18,6 +19,9 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma_guest::<get_global_account_data::v3::Request, _, _>(get_global)
         .ruma_guest::<set_room_account_data::v3::Request, _, _>(set_room)
         .ruma_guest::<get_room_account_data::v3::Request, _, _>(get_room)
+        .ruma_guest::<get_tags::v3::Request, _, _>(get_room_tags)
+        .ruma_guest::<create_tag::v3::Request, _, _>(put_room_tag)
+        .ruma_guest::<delete_tag::v3::Request, _, _>(delete_room_tag)
 }
 
 fn content<T>(raw: &Raw<T>) -> Result<Value> {
@@ -93,4 +97,34 @@ async fn get_room(
         account_data::get(&state.pool, Actor::Device(&request.session), &body.user_id, Some(&body.room_id), &data_type)
             .await?;
     Ok(get_room_account_data::v3::Response::new(raw(value)?).into())
+}
+
+async fn get_room_tags(
+    State(state): State<AppState>,
+    request: Authed<get_tags::v3::Request>,
+) -> Result<RumaResponse<get_tags::v3::Response>> {
+    let body = &request.body;
+    let tags = room_tags::tags(&state.pool, Actor::Device(&request.session), &body.user_id, &body.room_id).await?;
+    Ok(get_tags::v3::Response::new(tags).into())
+}
+
+async fn put_room_tag(
+    State(state): State<AppState>,
+    request: Authed<create_tag::v3::Request>,
+) -> Result<RumaResponse<create_tag::v3::Response>> {
+    let body = &request.body;
+    let actor = Actor::Device(&request.session);
+    let place = (&*body.user_id, &*body.room_id);
+    room_tags::set_tag(&state.pool, &state.streams, actor, place, &body.tag, &body.tag_info).await?;
+    Ok(create_tag::v3::Response::new().into())
+}
+
+async fn delete_room_tag(
+    State(state): State<AppState>,
+    request: Authed<delete_tag::v3::Request>,
+) -> Result<RumaResponse<delete_tag::v3::Response>> {
+    let body = &request.body;
+    let place = (&*body.user_id, &*body.room_id);
+    room_tags::remove_tag(&state.pool, &state.streams, Actor::Device(&request.session), place, &body.tag).await?;
+    Ok(delete_tag::v3::Response::new().into())
 }

@@ -57,7 +57,7 @@ async fn delete_one(
         &state.streams,
         &state.server_name,
         &request.session,
-        &[body.device_id.to_string()],
+        devices::Deletion::One(body.device_id.as_str()),
         body.auth.as_ref(),
     )
     .await?;
@@ -71,7 +71,8 @@ async fn delete_many(
 ) -> Result<RumaResponse<delete_devices::v3::Response>> {
     let body = &request.body;
     let ids: Vec<String> = body.devices.iter().map(ToString::to_string).collect();
-    devices::delete(&state.pool, &state.streams, &state.server_name, &request.session, &ids, body.auth.as_ref())
+    let deletion = devices::Deletion::Many(&ids);
+    devices::delete(&state.pool, &state.streams, &state.server_name, &request.session, deletion, body.auth.as_ref())
         .await?;
     Ok(delete_devices::v3::Response::new().into())
 }

@@ -1,11 +1,12 @@
 //! What the server is and can do: `/versions`, `/capabilities`, `/.well-known/matrix/client`.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, Ruma, RumaResponse, RumaRouter};
 use crate::state::AppState;
-use axum::Router;
 use axum::extract::State;
+use axum::{Json, Router};
 use ruma::api::client::discovery::{discover_homeserver, get_capabilities, get_supported_versions};
+use serde_json::{Value, json};
 
 /// Spec versions whose client-server semantics Hearth follows for everything it serves.
 /// Endpoints of later issues (rooms, sync, media…) are added as they land; none of the
@@ -32,10 +33,13 @@ async fn versions(
 
 /// `GET /_matrix/client/*/capabilities`:
 /// get information about the server's supported feature set and other relevant capabilities
+// `m.set_displayname` and `m.set_avatar_url` are deprecated since spec v1.16 in favour of
+// `m.profile_fields`, but still defined, and clients of earlier versions read only them.
+#[allow(deprecated)]
 async fn capabilities(
     State(state): State<AppState>,
     _request: Authed<get_capabilities::v3::Request>,
-) -> Result<RumaResponse<get_capabilities::v3::Response>> {
+) -> Result<Json<Value>> {
     let mut capabilities = get_capabilities::v3::Capabilities::new();
     let available = crate::rooms::SUPPORTED_VERSIONS
         .iter()
@@ -44,9 +48,30 @@ async fn capabilities(
     capabilities.room_versions =
         get_capabilities::v3::RoomVersionsCapability::new(state.default_room_version.clone(), available);
     capabilities.change_password.enabled = true;
+    capabilities.set_displayname.enabled = true;
+    capabilities.set_avatar_url.enabled = true;
     capabilities.thirdparty_id_changes.enabled = false;
     capabilities.get_login_token.enabled = false;
-    Ok(get_capabilities::v3::Response::new(capabilities).into())
+    // Every profile field may be set (users::profile), the extended ones of v1.16 included.
+    capabilities.profile_fields = Some(get_capabilities::v3::ProfileFieldsCapability::new(true));
+    // ruma leaves out a capability whose value is the spec's default; clients may assume the
+    // default, but the spec lists them and clients and conformance suites read them, so every
+    // one the spec defines is stated.
+    let stated = [
+        ("m.change_password", capabilities.change_password.enabled),
+        ("m.set_displayname", capabilities.set_displayname.enabled),
+        ("m.set_avatar_url", capabilities.set_avatar_url.enabled),
+        ("m.3pid_changes", capabilities.thirdparty_id_changes.enabled),
+        ("m.get_login_token", capabilities.get_login_token.enabled),
+    ];
+    let mut listed = serde_json::to_value(capabilities)
+        .map_err(|error| Error::internal(format!("serializing capabilities: {error}")))?;
+    if let Some(listed) = listed.as_object_mut() {
+        for (name, enabled) in stated {
+            listed.entry(name).or_insert_with(|| json!({ "enabled": enabled }));
+        }
+    }
+    Ok(Json(json!({ "capabilities": listed })))
 }
 
 /// `GET /.well-known/matrix/client`: where clients find this homeserver (`public_baseurl`).

@@ -6,7 +6,7 @@ use crate::e2ee::{cross_signing, device_keys, device_lists, one_time_keys};
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
 use crate::state::AppState;
-use crate::sync::token;
+use crate::streams::token;
 use axum::Router;
 use axum::extract::State;
 use ruma::api::client::keys::{

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
+use crate::rooms::membership_action::MembershipAction;
 use crate::rooms::{aliases, membership, read};
 use crate::state::AppState;
 use axum::Router;
@@ -73,7 +74,8 @@ async fn invite(
             return Err(Error::unknown("Third-party invites are not supported"));
         }
     };
-    change(&state, &request.session.user_id, &body.room_id, &target, "invite", reason.as_deref()).await?;
+    change(&state, &request.session.user_id, &body.room_id, &target, MembershipAction::Invite, reason.as_deref())
+        .await?;
     Ok(invite_user::v3::Response::new().into())
 }
 
@@ -83,10 +85,10 @@ async fn change(
     sender: &UserId,
     room_id: &RoomId,
     target: &UserId,
-    membership: &str,
+    action: MembershipAction,
     reason: Option<&str>,
 ) -> Result<()> {
-    let change = membership::MembershipChange { room_id, sender, target, membership, reason, is_direct: false };
+    let change = membership::MembershipChange { room_id, sender, target, action, reason, is_direct: false };
     membership::set_membership_of(state.rooms(), change).await?;
     Ok(())
 }
@@ -97,7 +99,8 @@ async fn kick(
     request: Authed<kick_user::v3::Request>,
 ) -> Result<RumaResponse<kick_user::v3::Response>> {
     let body = &request.body;
-    change(&state, &request.session.user_id, &body.room_id, &body.user_id, "leave", body.reason.as_deref()).await?;
+    let kick = MembershipAction::Kick;
+    change(&state, &request.session.user_id, &body.room_id, &body.user_id, kick, body.reason.as_deref()).await?;
     Ok(kick_user::v3::Response::new().into())
 }
 
@@ -107,7 +110,8 @@ async fn ban(
     request: Authed<ban_user::v3::Request>,
 ) -> Result<RumaResponse<ban_user::v3::Response>> {
     let body = &request.body;
-    change(&state, &request.session.user_id, &body.room_id, &body.user_id, "ban", body.reason.as_deref()).await?;
+    let ban = MembershipAction::Ban;
+    change(&state, &request.session.user_id, &body.room_id, &body.user_id, ban, body.reason.as_deref()).await?;
     Ok(ban_user::v3::Response::new().into())
 }
 
@@ -117,7 +121,8 @@ async fn unban(
     request: Authed<unban_user::v3::Request>,
 ) -> Result<RumaResponse<unban_user::v3::Response>> {
     let body = &request.body;
-    change(&state, &request.session.user_id, &body.room_id, &body.user_id, "leave", body.reason.as_deref()).await?;
+    let unban = MembershipAction::Unban;
+    change(&state, &request.session.user_id, &body.room_id, &body.user_id, unban, body.reason.as_deref()).await?;
     Ok(unban_user::v3::Response::new().into())
 }
 

@@ -1,14 +1,16 @@
 //! Typing notifications, read receipts and read markers.
 
 use crate::error::Result;
+use crate::http::body_defaults::parse_with_defaults;
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
 use crate::rooms::{receipts, typing};
 use crate::state::AppState;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use ruma::api::client::read_marker::set_read_marker;
 use ruma::api::client::receipt::create_receipt;
 use ruma::api::client::typing::create_typing_event;
+use serde_json::Value;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     // Guests may use all three (spec: "Guest access").
@@ -21,8 +23,15 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
 /// `PUT /_matrix/client/*/rooms/{roomId}/typing/{userId}`: send a typing event to a room.
 async fn put_typing(
     State(state): State<AppState>,
-    request: Authed<create_typing_event::v3::Request>,
+    request: Request,
 ) -> Result<RumaResponse<create_typing_event::v3::Response>> {
+    // The spec makes `timeout` optional; ruma's request type requires it while typing.
+    let request: Authed<create_typing_event::v3::Request> = parse_with_defaults(request, &state, |body| {
+        if body.get("typing") == Some(&Value::Bool(true)) && !body.contains_key("timeout") {
+            body.insert("timeout".to_owned(), Value::from(typing::DEFAULT_TIMEOUT.as_millis() as u64));
+        }
+    })
+    .await?;
     let body = &request.body;
     let timeout = match &body.state {
         create_typing_event::v3::Typing::Yes(info) => Some(info.timeout),

@@ -171,9 +171,11 @@ async fn event_context(
     request: Authed<get_context::v3::Request>,
 ) -> Result<RumaResponse<get_context::v3::Response>> {
     let body = &request.body;
-    let found =
-        context::context(&state.pool, &request.session.user_id, &body.room_id, &body.event_id, to_usize(body.limit))
-            .await?;
+    let session = &request.session;
+    let mut found =
+        context::context(&state.pool, &session.user_id, &body.room_id, &body.event_id, to_usize(body.limit)).await?;
+    let events = found.events_before.iter_mut().chain([&mut found.event]).chain(found.events_after.iter_mut());
+    crate::rooms::transaction_ids::annotate(&state.pool, &session.user_id, &session.device_id, events).await?;
     let mut response = get_context::v3::Response::new();
     response.start = Some(found.start);
     response.end = Some(found.end);

@@ -7,7 +7,7 @@ use crate::rooms::build::EventTemplate;
 use crate::rooms::create::{CreateRoom, Preset, create_room};
 use crate::rooms::filter::EventFilter;
 use crate::rooms::send::{Transaction, append};
-use crate::rooms::{read, send_state_event};
+use crate::rooms::{read, send_state_event, transaction_ids};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -140,7 +140,9 @@ async fn get_event(
     request: Authed<get_room_event::v3::Request>,
 ) -> Result<RumaResponse<get_room_event::v3::Response>> {
     let body = &request.body;
-    let event = read::event(&state.pool, &request.session.user_id, &body.room_id, body.event_id.as_str()).await?;
+    let session = &request.session;
+    let mut event = read::event(&state.pool, &session.user_id, &body.room_id, body.event_id.as_str()).await?;
+    transaction_ids::annotate(&state.pool, &session.user_id, &session.device_id, [&mut event]).await?;
     Ok(get_room_event::v3::Response::new(raw(&event)?).into())
 }
 
@@ -159,7 +161,9 @@ async fn messages(
         limit,
         filter: &filter,
     };
-    let page = read::messages(&state.pool, &request.session.user_id, &body.room_id, history).await?;
+    let session = &request.session;
+    let mut page = read::messages(&state.pool, &session.user_id, &body.room_id, history).await?;
+    transaction_ids::annotate(&state.pool, &session.user_id, &session.device_id, &mut page.chunk).await?;
     let mut response = get_message_events::v3::Response::new();
     response.start = page.start;
     response.end = page.end;

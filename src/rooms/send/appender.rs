@@ -129,6 +129,9 @@ impl<'a> Appender<'a> {
         let depth = prev.iter().map(|extremity| extremity.depth).max().unwrap_or(0) as u64 + 1;
 
         let auth_state = AuthState::load_into(&mut *tx, &mut self.auth, state_before, &template, sender, rules).await?;
+        if let (Some(action), Some(target)) = (template.membership_action, &template.state_key) {
+            action.check(auth_state.state_event("m.room.member", target))?;
+        }
         let prev_events: Vec<OwnedEventId> = prev.iter().filter_map(|e| EventId::parse(&e.event_id).ok()).collect();
         let placement = Placement {
             room_id: Some(room_id),

@@ -1,6 +1,7 @@
 //! Sync tokens: opaque to clients, versioned for us. Today a token is one global stream
 //! position (`h1_<position>`); a later version may carry more (e.g. per-writer positions) and
-//! the version prefix lets old tokens keep working.
+//! the version prefix lets old tokens keep working. They name points of the stream, so other
+//! readers of it (history pages, relations) accept them too.
 
 use crate::error::{Error, Result};
 

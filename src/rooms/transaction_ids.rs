@@ -1,0 +1,45 @@
+//! `unsigned.transaction_id` (spec: "Transaction identifiers"): an event served to the device
+//! that sent it carries the transaction id the client sent it with, so the client can match
+//! it to its local echo. Every other reader — the sender's other devices included — gets none.
+
+use crate::db;
+use crate::error::Result;
+use ruma::{DeviceId, UserId};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::collections::HashMap;
+
+/// Adds the transaction ids `device` of `user` sent any of `events` (client-format) with. Only
+/// the user's own events can have one, so there is nothing to read unless some are among them.
+pub async fn annotate<'a>(
+    pool: &PgPool,
+    user: &UserId,
+    device: &DeviceId,
+    events: impl IntoIterator<Item = &'a mut Value>,
+) -> Result<()> {
+    let own: Vec<&mut Value> = events.into_iter().filter(|event| event["sender"] == user.as_str()).collect();
+    if own.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = own.iter().filter_map(|event| event["event_id"].as_str().map(str::to_owned)).collect();
+    let sent: HashMap<String, String> =
+        db::rooms::transaction_ids_of(pool, user.as_str(), device.as_str(), &ids).await?.into_iter().collect();
+    for event in own {
+        if let Some(txn_id) = event["event_id"].as_str().and_then(|id| sent.get(id)) {
+            event["unsigned"]["transaction_id"] = json!(txn_id);
+        }
+    }
+    Ok(())
+}
+
+/// The timeline events of every room of a `/sync` body.
+pub fn sync_timeline_events(body: &mut Value) -> impl Iterator<Item = &mut Value> {
+    let rooms = body.get_mut("rooms").and_then(Value::as_object_mut);
+    rooms
+        .into_iter()
+        .flat_map(|sections| sections.values_mut())
+        .filter_map(Value::as_object_mut)
+        .flat_map(|rooms| rooms.values_mut())
+        .filter_map(|room| room.pointer_mut("/timeline/events").and_then(Value::as_array_mut))
+        .flatten()
+}

@@ -1,0 +1,60 @@
+//! `unsigned.transaction_id` (spec: "Transaction identifiers"): an event carries the client's
+//! transaction id when served to the device that sent it — clients match it to their local
+//! echo — and to nobody else: not the sender's other devices, not other users.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
+
+mod common;
+use common::*;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const PW: &str = "txn-test-pw";
+
+/// The transaction id the event carries in every way `viewer` can read it: `/sync`,
+/// `/messages`, `GET /event` and `/context` (each must say the same).
+async fn transaction_id_seen_by(server: &TestServer, viewer: &TestUser, room: &str, event_id: &str) -> Option<String> {
+    let mut seen: Vec<Value> = Vec::new();
+    let (status, sync) = server.get("/_matrix/client/v3/sync", viewer.token()).await;
+    assert_eq!(status, StatusCode::OK, "{sync}");
+    let timeline = sync["rooms"]["join"][room]["timeline"]["events"].as_array().expect("timeline").clone();
+    seen.extend(timeline.into_iter().filter(|event| event["event_id"] == event_id));
+    let (status, page) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50"), viewer.token()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    seen.extend(page["chunk"].as_array().unwrap().iter().filter(|event| event["event_id"] == event_id).cloned());
+    let (status, event) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{event_id}"), viewer.token()).await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    seen.push(event);
+    let (status, context) =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/context/{event_id}?limit=2"), viewer.token()).await;
+    assert_eq!(status, StatusCode::OK, "{context}");
+    seen.push(context["event"].clone());
+    assert_eq!(seen.len(), 4, "every endpoint serves the event: {seen:?}");
+    let ids: Vec<Option<String>> =
+        seen.iter().map(|event| event["unsigned"]["transaction_id"].as_str().map(str::to_owned)).collect();
+    assert!(ids.windows(2).all(|pair| pair[0] == pair[1]), "the endpoints agree: {seen:?}");
+    ids[0].clone()
+}
+
+#[tokio::test]
+async fn the_sending_device_alone_gets_its_transaction_id_back() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let alices_laptop = server.login("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.join(&bob, &room).await;
+    let sent = server.send_text(&alice, &room, "local-echo-1", "hello").await;
+
+    assert_eq!(transaction_id_seen_by(&server, &alice, &room, &sent).await.as_deref(), Some("local-echo-1"));
+    assert_eq!(transaction_id_seen_by(&server, &alices_laptop, &room, &sent).await, None, "another device of alice");
+    assert_eq!(transaction_id_seen_by(&server, &bob, &room, &sent).await, None, "another user");
+    // Events sent without a transaction (state through PUT /state) carry none.
+    let (status, body) = server
+        .put(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic"), alice.token(), json!({"topic": "t"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let topic = body["event_id"].as_str().unwrap();
+    assert_eq!(transaction_id_seen_by(&server, &alice, &room, topic).await, None);
+}
