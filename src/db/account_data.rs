@@ -1,5 +1,6 @@
 //! Global (`room_id = ''`) and per-room account data.
 
+use crate::db::json::StoredJson;
 use serde_json::Value;
 use sqlx::PgExecutor;
 
@@ -27,16 +28,19 @@ pub async fn put(
     Ok(())
 }
 
+/// The content, or `None`; content that cannot be read counts as none (see [`StoredJson`]).
 pub async fn get(
     db: impl PgExecutor<'_>,
     user_id: &str,
     room_id: &str,
     data_type: &str,
 ) -> sqlx::Result<Option<Value>> {
-    sqlx::query_scalar("SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3")
-        .bind(user_id)
-        .bind(room_id)
-        .bind(data_type)
-        .fetch_optional(db)
-        .await
+    let found: Option<StoredJson> =
+        sqlx::query_scalar("SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3")
+            .bind(user_id)
+            .bind(room_id)
+            .bind(data_type)
+            .fetch_optional(db)
+            .await?;
+    Ok(found.and_then(StoredJson::into_value))
 }

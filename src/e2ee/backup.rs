@@ -91,7 +91,11 @@ fn uint_to_i64(value: UInt) -> i64 {
 }
 
 fn parse_algorithm(json: &str) -> Result<AlgorithmBody> {
-    serde_json::from_str(json).map_err(|error| Error::bad_json(format!("Invalid backup algorithm: {error}")))
+    let body: AlgorithmBody =
+        serde_json::from_str(json).map_err(|error| Error::bad_json(format!("Invalid backup algorithm: {error}")))?;
+    // Devices sign `auth_data` so that others can trust the backup.
+    crate::e2ee::signatures::require_canonical(&Value::Object(body.auth_data.clone()), "auth_data")?;
+    Ok(body)
 }
 
 /// Version strings are the decimal numbers this server hands out; anything else names no
@@ -125,7 +129,8 @@ fn info(found: VersionInfoRow) -> BackupInfo {
     BackupInfo {
         version: row.version.to_string(),
         algorithm: row.algorithm,
-        auth_data: row.auth_data,
+        // Unreadable (logged): the version is still listed, so that it can be replaced or deleted.
+        auth_data: row.auth_data.into_value().unwrap_or_else(|| Value::Object(Map::new())),
         count: self::count(count),
         etag: row.etag.to_string(),
     }
@@ -235,18 +240,20 @@ async fn finish_change(
 pub async fn get_keys(pool: &PgPool, user_id: &UserId, version: &str, scope: Scope<'_>) -> Result<Vec<StoredKey>> {
     let row = live_version(pool, user_id, version).await?;
     let rows = db::key_backup::sessions(pool, user_id.as_str(), row.version, scope).await?;
-    rows.into_iter().map(stored_key).collect()
+    rows.into_iter().filter_map(stored_key).collect()
 }
 
-fn stored_key(row: SessionRow) -> Result<StoredKey> {
+/// The key as served; `None` when its stored data cannot be read (logged), so that the other
+/// keys are still served.
+fn stored_key(row: SessionRow) -> Option<Result<StoredKey>> {
     let json = serde_json::json!({
         "first_message_index": row.first_message_index,
         "forwarded_count": row.forwarded_count,
         "is_verified": row.is_verified,
-        "session_data": row.session_data,
+        "session_data": row.session_data.into_value()?,
     });
-    let raw = serde_json::value::to_raw_value(&json).map_err(|error| Error::internal(error.to_string()))?;
-    Ok(StoredKey { room_id: row.room_id, session_id: row.session_id, data: Raw::from_json(raw) })
+    let raw = serde_json::value::to_raw_value(&json).map_err(|error| Error::internal(error.to_string()));
+    Some(raw.map(|raw| StoredKey { room_id: row.room_id, session_id: row.session_id, data: Raw::from_json(raw) }))
 }
 
 /// Deletes keys of a live version within `scope`.

@@ -6,6 +6,7 @@ pub mod cors;
 pub mod error;
 pub mod fallback;
 pub mod health;
+pub mod json_body;
 pub mod linger;
 pub mod ruma;
 pub mod well_known;

@@ -16,8 +16,13 @@
 //!   `/pushrules/`, matrix-nio strips every trailing slash);
 //! - the access token may come in the query string (`?access_token=`, deprecated but sent by
 //!   matrix-nio on every request).
+//!
+//! What a JSON body may hold is checked once here for every endpoint
+//! ([`crate::http::json_body`]: numbers canonical JSON can hold, bounded nesting, no U+0000),
+//! so that whatever Hearth accepts it can store and serve back.
 
 use crate::error::{Error, Result};
+use crate::http::json_body;
 use crate::state::AppState;
 use crate::users::{ClientInfo, Session, sessions};
 use axum::body::Body;
@@ -154,12 +159,13 @@ where
     let limit = state.config.limits.max_request_size;
     let bytes = read_body(&parts.headers, body, limit).await?;
     let bytes = match parts.extensions.get::<BodyFormat>().copied().unwrap_or_default() {
-        BodyFormat::Json => empty_as_object(bytes),
+        BodyFormat::Json => {
+            let bytes = empty_as_object(bytes);
+            check_json_body(&parts.method, &bytes)?;
+            bytes
+        }
         BodyFormat::Raw => bytes,
     };
-    if contains_escaped_nul(&bytes) {
-        return Err(Error::bad_json("Strings may not contain U+0000"));
-    }
     let request = http::Request::from_parts(parts, bytes.as_ref());
     let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
     let body = parse_without_panicking(|| T::try_from_http_request(request, &path_args))?;
@@ -206,22 +212,18 @@ pub(crate) fn empty_as_object(body: Bytes) -> Bytes {
     if body.is_empty() { Bytes::from_static(b"{}") } else { body }
 }
 
-/// Whether a JSON text holds U+0000 in a string. JSON can only write it as the escape
-/// `\u0000` (raw control characters are invalid), so a scan suffices; skipping two bytes at
-/// every backslash keeps `\\u0000` (an escaped backslash, then text) from matching.
-fn contains_escaped_nul(json: &[u8]) -> bool {
-    let mut i = 0;
-    while i < json.len() {
-        if json[i] == b'\\' {
-            if json.get(i + 1..i + 6) == Some(b"u0000") {
-                return true;
-            }
-            i += 2;
-        } else {
-            i += 1;
-        }
+/// Refuses a JSON body holding what Hearth could not store or serve back (see
+/// [`crate::http::json_body`]). `GET` and `HEAD` bodies are ignored, as every endpoint of those
+/// methods ignores them; a body that is not JSON is left to the endpoint's parser, which
+/// answers `M_NOT_JSON` if it reads a body at all.
+pub(crate) fn check_json_body(method: &Method, bytes: &[u8]) -> Result<()> {
+    if *method == Method::GET || *method == Method::HEAD {
+        return Ok(());
     }
-    false
+    match json_body::check(bytes) {
+        Err(json_body::Refusal::Unacceptable(message)) => Err(Error::bad_json(message)),
+        Ok(()) | Err(json_body::Refusal::NotJson(_)) => Ok(()),
+    }
 }
 
 async fn authenticate(parts: &Parts, state: &AppState, client: &ClientInfo, required: bool) -> Result<Option<Session>> {

@@ -59,7 +59,8 @@ pub async fn build_rooms(
     let mut room_account_data: HashMap<String, Vec<Value>> = HashMap::new();
     if news.account_data() {
         for row in db::sync::account_data_between(pool, user.as_str(), since, upto).await? {
-            let event = json!({ "type": row.data_type, "content": row.content });
+            let Some(content) = row.content.into_value() else { continue };
+            let event = json!({ "type": row.data_type, "content": content });
             if row.room_id.is_empty() {
                 global_account_data.push(event);
             } else {
