@@ -71,6 +71,10 @@ pub struct IncomingKey {
 
 impl IncomingKey {
     pub fn parse(room_id: &RoomId, session_id: &str, raw: &Raw<KeyBackupData>) -> Result<IncomingKey> {
+        // Megolm session ids are 43 bytes; the bound keeps an identifier an identifier.
+        if session_id.len() > 255 {
+            return Err(Error::invalid_param("A session id may be at most 255 bytes"));
+        }
         let body: KeyBody = serde_json::from_str(raw.json().get()).map_err(|error| {
             Error::bad_json(format!("Invalid key data for session {session_id} in {room_id}: {error}"))
         })?;

@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use std::collections::BTreeMap;
 
+/// Key ids (`<algorithm>:<name>`) are identifiers: at most 255 bytes.
+const MAX_KEY_ID_BYTES: usize = 255;
+
 /// An uploaded key: its algorithm, id (`<algorithm>:<name>`) and JSON.
 pub struct ParsedKey {
     pub algorithm: String,
@@ -21,6 +24,9 @@ pub struct ParsedKey {
 pub fn parse_all(keys: &OneTimeKeys) -> Result<Vec<ParsedKey>> {
     keys.iter()
         .map(|(id, raw)| {
+            if id.as_str().len() > MAX_KEY_ID_BYTES {
+                return Err(Error::invalid_param(format!("A key id may be at most {MAX_KEY_ID_BYTES} bytes")));
+            }
             raw.deserialize().map_err(|error| Error::bad_json(format!("Invalid key {id}: {error}")))?;
             let json = serde_json::from_str(raw.json().get())
                 .map_err(|error| Error::bad_json(format!("Invalid key {id}: {error}")))?;

@@ -44,6 +44,9 @@ use ruma::api::{IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse,
 use std::cell::RefCell;
 use std::net::SocketAddr;
 
+/// The longest path parameter a request may have.
+pub const MAX_PATH_PARAMETER_BYTES: usize = 255;
+
 /// How an endpoint uses access tokens, derived from its ruma authentication scheme.
 pub enum TokenUse {
     Required,
@@ -155,6 +158,12 @@ where
     // rather than fail at the database with an internal error.
     if path_args.iter().any(|arg| arg.contains('\0')) || parts.uri.query().is_some_and(|query| query.contains("%00")) {
         return Err(Error::invalid_param("Parameters may not contain U+0000"));
+    }
+    // Every identifier a path names (room, event and user ids, event types, state keys,
+    // transaction ids, backup sessions…) is at most 255 bytes by the spec or by any sane
+    // client; longer ones used to reach PostgreSQL's index row limit as internal errors.
+    if path_args.iter().any(|arg| arg.len() > MAX_PATH_PARAMETER_BYTES) {
+        return Err(Error::invalid_param(format!("Path parameters may be at most {MAX_PATH_PARAMETER_BYTES} bytes")));
     }
     let limit = state.config.limits.max_request_size;
     let bytes = read_body(&parts.headers, body, limit).await?;

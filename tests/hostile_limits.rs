@@ -1,0 +1,123 @@
+//! Limits on what a client may send, enforced as the client's mistake (400 or 413 with the
+//! spec's error JSON), never as an internal error at PostgreSQL and never as data Hearth
+//! cannot serve back (#15 items 5, 7, 10, 11, 12).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
+
+mod common;
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+const PASSWORD: &str = "hostile-limits-password";
+
+/// `bytes` of text that does not compress (PostgreSQL compresses long values before it
+/// checks its index row limit of about 2.7 KB, so a repeated letter would slip under it).
+fn incompressible(bytes: usize) -> String {
+    let mut text = String::new();
+    while text.len() < bytes {
+        text.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    text.truncate(bytes);
+    text
+}
+
+// ---------------------------------------------------------------------------------------------
+// Item 5: identifiers
+
+#[tokio::test]
+async fn identifiers_longer_than_the_spec_allows_are_refused_with_400() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bob = server.register("bob", PASSWORD).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.join(&bob, &room).await;
+    let event = server.send_text(&alice, &room, "first", "hi").await;
+    let (long, e, a) = (incompressible(3000), encode(&event), alice.user_id.clone());
+    let limit = incompressible(255);
+    let events_before = server.count("SELECT count(*) FROM events").await;
+    for (what, method, path, body) in [
+        (
+            "transaction id",
+            Method::PUT,
+            format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{long}"),
+            json!({"msgtype": "m.text", "body": "x"}),
+        ),
+        ("event type", Method::PUT, format!("/_matrix/client/v3/rooms/{room}/send/{long}/t1"), json!({})),
+        ("state event type", Method::PUT, format!("/_matrix/client/v3/rooms/{room}/state/{long}/k"), json!({})),
+        ("state key", Method::PUT, format!("/_matrix/client/v3/rooms/{room}/state/org.example.x/{long}"), json!({})),
+        (
+            "state key read",
+            Method::GET,
+            format!("/_matrix/client/v3/rooms/{room}/state/org.example.x/{long}"),
+            json!({}),
+        ),
+        ("relation type", Method::GET, format!("/_matrix/client/v1/rooms/{room}/relations/{e}/{long}"), json!({})),
+        (
+            "to-device transaction",
+            Method::PUT,
+            format!("/_matrix/client/v3/sendToDevice/m.test/{long}"),
+            json!({"messages": {}}),
+        ),
+        (
+            "to-device type",
+            Method::PUT,
+            format!("/_matrix/client/v3/sendToDevice/{long}/t2"),
+            json!({"messages": {a.clone(): {"*": {}}}}),
+        ),
+        (
+            "one-time key id",
+            Method::POST,
+            "/_matrix/client/v3/keys/upload".to_owned(),
+            json!({"one_time_keys": {format!("curve25519:{long}"): "k"}}),
+        ),
+        (
+            "fallback key id",
+            Method::POST,
+            "/_matrix/client/v3/keys/upload".to_owned(),
+            json!({"fallback_keys": {format!("curve25519:{long}"): "k"}}),
+        ),
+        (
+            "initial state type",
+            Method::POST,
+            "/_matrix/client/v3/createRoom".to_owned(),
+            json!({"initial_state": [{"type": long, "state_key": "", "content": {}}]}),
+        ),
+        (
+            "initial state key",
+            Method::POST,
+            "/_matrix/client/v3/createRoom".to_owned(),
+            json!({"initial_state": [{"type": "org.example.x", "state_key": long, "content": {}}]}),
+        ),
+        (
+            "backup session",
+            Method::PUT,
+            "/_matrix/client/v3/room_keys/keys?version=1".to_owned(),
+            json!({"rooms": {room.clone(): {"sessions": {long.clone(): {"first_message_index": 0, "forwarded_count": 0, "is_verified": false, "session_data": {}}}}}}),
+        ),
+    ] {
+        let body = (method != Method::GET).then_some(body);
+        let answer = server.request(method.clone(), &path, alice.token(), body).await;
+        assert_eq!(answer.0, StatusCode::BAD_REQUEST, "{what}: {}", answer.1);
+        assert_error(&answer, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    }
+    assert_eq!(server.count("SELECT count(*) FROM events").await, events_before, "no event was stored");
+
+    // A relation type too long to be one is no relation: the event is stored, not indexed.
+    let reaction = json!({"m.relates_to": {"rel_type": long, "event_id": event, "key": "k"}});
+    let sent =
+        server.put(&format!("/_matrix/client/v3/rooms/{room}/send/m.reaction/r1"), alice.token(), reaction).await;
+    assert_eq!(sent.0, StatusCode::OK, "{}", sent.1);
+    assert_eq!(server.count("SELECT count(*) FROM event_relations").await, 0);
+
+    // 255 bytes is allowed everywhere, and everything keeps working for everyone.
+    let state = format!("/_matrix/client/v3/rooms/{room}/state/org.example.x/{limit}");
+    assert_eq!(server.put(&state, alice.token(), json!({"ok": true})).await.0, StatusCode::OK);
+    assert_eq!(server.get(&state, bob.token()).await, (StatusCode::OK, json!({"ok": true})));
+    let sent =
+        server.put(&format!("/_matrix/client/v3/rooms/{room}/send/{limit}/{limit}"), alice.token(), json!({})).await;
+    assert_eq!(sent.0, StatusCode::OK, "{}", sent.1);
+    let (status, sync) = server.get("/_matrix/client/v3/sync", bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{sync}");
+    let timeline = &sync["rooms"]["join"][&room]["timeline"]["events"];
+    assert!(timeline.as_array().unwrap().iter().any(|event| event["type"] == limit.as_str()), "{timeline}");
+}
