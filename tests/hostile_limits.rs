@@ -121,3 +121,50 @@ async fn identifiers_longer_than_the_spec_allows_are_refused_with_400() {
     let timeline = &sync["rooms"]["join"][&room]["timeline"]["events"];
     assert!(timeline.as_array().unwrap().iter().any(|event| event["type"] == limit.as_str()), "{timeline}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 7: U+0000
+
+/// Shared-secret registration reads its body itself (Synapse's shape, not ruma's), so it
+/// missed the check every other endpoint had: a NUL in the nonce reached PostgreSQL as a 500.
+#[tokio::test]
+async fn nul_in_a_shared_secret_registration_is_bad_json() {
+    let server = TestServer::start().await;
+    let path = "/_synapse/admin/v1/register";
+    for field in ["nonce", "username", "password", "mac", "displayname"] {
+        let mut body = json!({"nonce": "n", "username": "carol", "password": PASSWORD, "mac": "00", "admin": false});
+        body[field] = json!("a\u{0}b");
+        let answer = server.post(path, None, body).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "M_BAD_JSON");
+    }
+    // So are numbers it could not serve back, and the endpoint still works.
+    let answer = server.request_raw(Method::POST, path, None, br#"{"nonce": "n", "x": 1e400}"#.to_vec()).await;
+    assert_error(&answer, StatusCode::BAD_REQUEST, "M_BAD_JSON");
+    let (status, body) = server.get(path, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(server.count("SELECT count(*) FROM users").await, 0);
+}
+
+/// A filter in the query string is JSON: a `\u0000` in it is U+0000 in a string the filter
+/// matches in SQL.
+#[tokio::test]
+async fn nul_in_a_filter_in_the_query_string_is_refused() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PASSWORD).await;
+    let room = server.create_room(&alice, json!({})).await;
+    let filter = encode(r#"{"types": ["a\u0000b"], "not_senders": ["@x\u0000:y"]}"#);
+    let sync_filter = encode(r#"{"room": {"timeline": {"types": ["a\u0000b"]}}}"#);
+    for path in [
+        format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&filter={filter}"),
+        format!("/_matrix/client/v3/sync?filter={sync_filter}"),
+    ] {
+        let answer = server.get(&path, alice.token()).await;
+        assert_eq!(answer.0, StatusCode::BAD_REQUEST, "{path}: {}", answer.1);
+        assert_error(&answer, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    }
+    // Text that only looks like the escape is text.
+    let text = encode(r#"{"types": ["a\\u0000b"]}"#);
+    let answer =
+        server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&filter={text}"), alice.token()).await;
+    assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
+}
