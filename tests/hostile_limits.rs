@@ -168,3 +168,89 @@ async fn nul_in_a_filter_in_the_query_string_is_refused() {
         server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&filter={text}"), alice.token()).await;
     assert_eq!(answer.0, StatusCode::OK, "{}", answer.1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 10: sizes
+
+/// A device display name has one limit wherever it is set: at registration, at login and on
+/// rename (100 characters, Synapse's), answered 413 `M_TOO_LARGE`.
+#[tokio::test]
+async fn a_device_display_name_has_one_limit_everywhere() {
+    let server = TestServer::start().await;
+    let too_long = "n".repeat(101);
+    let register = json!({"username": "alice", "password": PASSWORD, "auth": {"type": "m.login.dummy"},
+        "initial_device_display_name": too_long});
+    assert_error(
+        &server.post("/_matrix/client/v3/register", None, register).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "M_TOO_LARGE",
+    );
+    assert_eq!(server.count("SELECT count(*) FROM users").await, 0, "nothing was registered");
+    let alice = server.register("alice", PASSWORD).await;
+    let login = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
+        "password": PASSWORD, "initial_device_display_name": too_long});
+    assert_error(
+        &server.post("/_matrix/client/v3/login", None, login).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "M_TOO_LARGE",
+    );
+    let rename = format!("/_matrix/client/v3/devices/{}", alice.device_id);
+    let answer = server.put(&rename, alice.token(), json!({"display_name": too_long})).await;
+    assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE");
+    assert_eq!(server.count("SELECT count(*) FROM devices").await, 1);
+
+    // 100 characters are accepted, however many bytes they take.
+    let longest = "é".repeat(100);
+    let login = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
+        "password": PASSWORD, "initial_device_display_name": longest});
+    let (status, body) = server.post("/_matrix/client/v3/login", None, login).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, device) =
+        server.get(&format!("/_matrix/client/v3/devices/{}", body["device_id"].as_str().unwrap()), alice.token()).await;
+    assert_eq!(device["display_name"], longest.as_str());
+    assert_eq!(server.put(&rename, alice.token(), json!({"display_name": longest})).await.0, StatusCode::OK);
+}
+
+/// Account data is bounded per entry and per user; rewriting an entry counts its new size
+/// only, so a user at the limit can still change (or shrink) what they have.
+#[tokio::test]
+async fn account_data_is_bounded_per_entry_and_per_user() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bob = server.register("bob", PASSWORD).await;
+    let path =
+        |user: &TestUser, n: usize| format!("/_matrix/client/v3/user/{}/account_data/org.example.{n}", user.user_id);
+    const MIB: usize = 1024 * 1024;
+    let entry = |bytes: usize| json!({"data": "d".repeat(bytes - 20)});
+
+    let answer = server.put(&path(&alice, 0), alice.token(), entry(MIB + 100)).await;
+    assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE");
+    for n in 0..8 {
+        let answer = server.put(&path(&alice, n), alice.token(), entry(MIB - 100)).await;
+        assert_eq!(answer.0, StatusCode::OK, "entry {n}: {}", answer.1);
+    }
+    let answer = server.put(&path(&alice, 8), alice.token(), entry(MIB - 100)).await;
+    assert_error(&answer, StatusCode::PAYLOAD_TOO_LARGE, "M_TOO_LARGE");
+    // Rewriting an entry at the same size, or smaller, is fine; the space freed can be used.
+    assert_eq!(server.put(&path(&alice, 7), alice.token(), entry(MIB - 100)).await.0, StatusCode::OK);
+    assert_eq!(server.put(&path(&alice, 7), alice.token(), json!({})).await.0, StatusCode::OK);
+    assert_eq!(server.put(&path(&alice, 8), alice.token(), entry(MIB / 2)).await.0, StatusCode::OK);
+    // Room account data counts toward the same total.
+    let room = server.create_room(&alice, json!({})).await;
+    let room_path = format!("/_matrix/client/v3/user/{}/rooms/{room}/account_data/org.example.x", alice.user_id);
+    assert_error(
+        &server.put(&room_path, alice.token(), entry(MIB - 100)).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "M_TOO_LARGE",
+    );
+    // Another user's limit is their own, and alice's account still syncs.
+    assert_eq!(server.put(&path(&bob, 0), bob.token(), entry(MIB - 100)).await.0, StatusCode::OK);
+    let (status, sync) = server.get("/_matrix/client/v3/sync", alice.token()).await;
+    assert_eq!(status, StatusCode::OK);
+    let entries = sync["account_data"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["type"].as_str().is_some_and(|kind| kind.starts_with("org.example.")));
+    assert_eq!(entries.count(), 9);
+}

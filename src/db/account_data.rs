@@ -44,3 +44,22 @@ pub async fn get(
             .await?;
     Ok(found.and_then(StoredJson::into_value))
 }
+
+/// The size (as JSON text) of all the user's account data but one entry: what a rewrite of
+/// that entry adds its new size to.
+pub async fn total_bytes_except(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    room_id: &str,
+    data_type: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(SUM(octet_length(content::text)), 0)::BIGINT FROM account_data
+         WHERE user_id = $1 AND NOT (room_id = $2 AND data_type = $3)",
+    )
+    .bind(user_id)
+    .bind(room_id)
+    .bind(data_type)
+    .fetch_one(db)
+    .await
+}

@@ -31,6 +31,7 @@ pub async fn open(
     display_name: Option<&str>,
     client: &ClientInfo,
 ) -> Result<NewSession> {
+    devices::check_display_name(display_name)?;
     let device_id = match device_id {
         Some(id) if id.is_empty() || id.len() > MAX_DEVICE_ID_LENGTH => {
             return Err(Error::invalid_param(format!("device_id must be 1 to {MAX_DEVICE_ID_LENGTH} bytes")));
