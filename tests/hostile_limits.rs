@@ -254,3 +254,64 @@ async fn account_data_is_bounded_per_entry_and_per_user() {
         .filter(|event| event["type"].as_str().is_some_and(|kind| kind.starts_with("org.example.")));
     assert_eq!(entries.count(), 9);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 12: what the spec's OpenAPI accepts
+
+/// A device without a name has no `display_name` (the spec types it as a string, so `null`
+/// fails validation against the OpenAPI).
+#[tokio::test]
+async fn a_device_without_a_name_has_no_display_name_field() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PASSWORD).await;
+    let named = server
+        .post(
+            "/_matrix/client/v3/login",
+            None,
+            json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": "alice"},
+                "password": PASSWORD, "initial_device_display_name": "Phone"}),
+        )
+        .await
+        .1;
+    let (status, body) = server.get("/_matrix/client/v3/devices", alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let devices = body["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 2);
+    for device in devices {
+        let name = device.get("display_name");
+        if device["device_id"] == named["device_id"] {
+            assert_eq!(name, Some(&json!("Phone")), "{device}");
+        } else {
+            assert_eq!(name, None, "no name, no field: {device}");
+        }
+    }
+    let (status, device) = server.get(&format!("/_matrix/client/v3/devices/{}", alice.device_id), alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{device}");
+    assert_eq!(device.get("display_name"), None, "{device}");
+    assert_eq!(device["device_id"], alice.device_id.as_str());
+}
+
+/// Backup versions are of the algorithm the spec defines, with the `auth_data` it requires.
+#[tokio::test]
+async fn a_backup_version_needs_a_known_algorithm_and_its_auth_data() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PASSWORD).await;
+    let path = "/_matrix/client/v3/room_keys/version";
+    let megolm = "m.megolm_backup.v1.curve25519-aes-sha2";
+    let unknown = server.post(path, alice.token(), json!({"algorithm": "org.example.none", "auth_data": {}})).await;
+    assert_error(&unknown, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    for auth_data in [json!({}), json!({"public_key": 5}), json!({"public_key": "k", "signatures": "none"})] {
+        let answer = server.post(path, alice.token(), json!({"algorithm": megolm, "auth_data": auth_data})).await;
+        assert_error(&answer, StatusCode::BAD_REQUEST, "M_BAD_JSON");
+    }
+    assert_eq!(server.count("SELECT count(*) FROM key_backup_versions").await, 0);
+    let auth_data = json!({"public_key": "k", "signatures": {alice.user_id.clone(): {"ed25519:X": "sig"}}});
+    let (status, body) = server.post(path, alice.token(), json!({"algorithm": megolm, "auth_data": auth_data})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let version = body["version"].as_str().unwrap();
+    let update =
+        server.put(&format!("{path}/{version}"), alice.token(), json!({"algorithm": megolm, "auth_data": {}})).await;
+    assert_error(&update, StatusCode::BAD_REQUEST, "M_BAD_JSON");
+    let (_, info) = server.get(path, alice.token()).await;
+    assert_eq!(info["auth_data"], auth_data);
+}

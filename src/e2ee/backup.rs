@@ -97,10 +97,26 @@ fn uint_to_i64(value: UInt) -> i64 {
 fn parse_algorithm(json: &str) -> Result<AlgorithmBody> {
     let body: AlgorithmBody =
         serde_json::from_str(json).map_err(|error| Error::bad_json(format!("Invalid backup algorithm: {error}")))?;
+    if body.algorithm != MEGOLM_BACKUP_V1 {
+        return Err(Error::invalid_param(format!(
+            "Unknown backup algorithm {}; this server knows {MEGOLM_BACKUP_V1}",
+            body.algorithm
+        )));
+    }
+    // The spec's `auth_data` for that algorithm: the public key, and signatures if any.
+    if !body.auth_data.get("public_key").is_some_and(Value::is_string) {
+        return Err(Error::bad_json("auth_data.public_key must be a string"));
+    }
+    if body.auth_data.get("signatures").is_some_and(|signatures| !signatures.is_object()) {
+        return Err(Error::bad_json("auth_data.signatures must be an object"));
+    }
     // Devices sign `auth_data` so that others can trust the backup.
     crate::e2ee::signatures::require_canonical(&Value::Object(body.auth_data.clone()), "auth_data")?;
     Ok(body)
 }
+
+/// The one backup algorithm the spec defines.
+const MEGOLM_BACKUP_V1: &str = "m.megolm_backup.v1.curve25519-aes-sha2";
 
 /// Version strings are the decimal numbers this server hands out; anything else names no
 /// version.
