@@ -315,3 +315,40 @@ async fn a_backup_version_needs_a_known_algorithm_and_its_auth_data() {
     let (_, info) = server.get(path, alice.token()).await;
     assert_eq!(info["auth_data"], auth_data);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Item 11: login timing
+
+/// Whether a name belongs to a deactivated account must not show in how long a login takes:
+/// an unknown name costs a password-hash verification (against a decoy), and so must a
+/// deactivated one. The two differ by an order of magnitude when one skips the hash (about
+/// 1 ms against tens of ms for argon2id), so the generous bound below is not a speed target
+/// but that difference.
+#[tokio::test]
+async fn a_deactivated_account_answers_login_no_faster_than_an_unknown_name() {
+    let server = TestServer::start().await;
+    let carol = server.register("carol", PASSWORD).await;
+    let deactivate = "/_matrix/client/v3/account/deactivate";
+    let (_, challenge) = server.post(deactivate, carol.token(), json!({})).await;
+    let session = challenge["session"].as_str().unwrap();
+    let done = server.post(deactivate, carol.token(), json!({"auth": carol.password_auth(session)})).await;
+    assert_eq!(done.0, StatusCode::OK, "{}", done.1);
+
+    let login = |user: &str| json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": PASSWORD});
+    let (mut unknown, mut deactivated) = (Vec::new(), Vec::new());
+    for _ in 0..7 {
+        let started = std::time::Instant::now();
+        let answer = server.post("/_matrix/client/v3/login", None, login("nobody")).await;
+        unknown.push(started.elapsed());
+        assert_error(&answer, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+        let started = std::time::Instant::now();
+        let answer = server.post("/_matrix/client/v3/login", None, login("carol")).await;
+        deactivated.push(started.elapsed());
+        assert_error(&answer, StatusCode::FORBIDDEN, "M_USER_DEACTIVATED");
+    }
+    unknown.sort();
+    deactivated.sort();
+    let (unknown, deactivated) = (unknown[3], deactivated[3]);
+    println!("median login: unknown name {unknown:?}, deactivated account {deactivated:?}");
+    assert!(deactivated * 3 >= unknown, "deactivated {deactivated:?} against unknown {unknown:?}");
+}
