@@ -10,17 +10,6 @@ use serde_json::json;
 
 const PASSWORD: &str = "hostile-limits-password";
 
-/// `bytes` of text that does not compress (PostgreSQL compresses long values before it
-/// checks its index row limit of about 2.7 KB, so a repeated letter would slip under it).
-fn incompressible(bytes: usize) -> String {
-    let mut text = String::new();
-    while text.len() < bytes {
-        text.push_str(&uuid::Uuid::new_v4().simple().to_string());
-    }
-    text.truncate(bytes);
-    text
-}
-
 // ---------------------------------------------------------------------------------------------
 // Item 5: identifiers
 
