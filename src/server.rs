@@ -113,6 +113,9 @@ pub async fn serve_on(
         .await
 }
 
+/// How long a stop waits for requests in flight.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
+
 /// `hearth serve`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let (pool, guard) = open_database(&config, Opener::Server).await?;
@@ -160,10 +163,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     };
 
+    // Waiting syncs answer now (empty, with the current token), so that the listeners drain
+    // in the time ordinary requests take, well within the 10 s Docker and systemd grant.
+    state.streams.stop_waiting();
     let _ = stop_tx.send(true);
     let drain = async { while servers.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(30), drain).await.is_err() {
-        tracing::warn!("some requests were still running after 30 s; closing them");
+    if tokio::time::timeout(DRAIN_LIMIT, drain).await.is_err() {
+        tracing::warn!("some requests were still running after {DRAIN_LIMIT:?}; closing them");
     }
     pruner.abort();
     pool.close().await;
