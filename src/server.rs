@@ -8,7 +8,6 @@ use crate::state::AppState;
 use anyhow::{Context, anyhow, bail};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
-use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -107,10 +106,8 @@ pub async fn serve_on(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = crate::http::router(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let header_timeout = Duration::from_secs(state.config.limits.header_timeout_secs);
+    crate::http::serve::serve(listener, crate::http::router(state), header_timeout, shutdown).await
 }
 
 /// How long a stop waits for requests in flight.

@@ -9,6 +9,7 @@ pub mod health;
 pub mod json_body;
 pub mod linger;
 pub mod ruma;
+pub mod serve;
 pub mod well_known;
 
 use crate::state::AppState;

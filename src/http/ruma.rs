@@ -21,6 +21,7 @@
 //! ([`crate::http::json_body`]: numbers canonical JSON can hold, bounded nesting, no U+0000),
 //! so that whatever Hearth accepts it can store and serve back.
 
+use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
 use crate::http::json_body;
 use crate::state::AppState;
@@ -34,6 +35,7 @@ use axum::{Extension, Router};
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use http::{HeaderMap, Method};
+use http_body_util::BodyExt;
 use ruma::api::auth_scheme::{
     AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, ExtractTokenError, NoAccessToken,
     NoAuthentication, extract_bearer_or_query_token,
@@ -43,6 +45,7 @@ use ruma::api::path_builder::{SinglePath, VersionHistory};
 use ruma::api::{IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse, OutgoingResponseExt};
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 /// The longest path parameter a request may have.
 pub const MAX_PATH_PARAMETER_BYTES: usize = 255;
@@ -165,8 +168,7 @@ where
     if path_args.iter().any(|arg| arg.len() > MAX_PATH_PARAMETER_BYTES) {
         return Err(Error::invalid_param(format!("Path parameters may be at most {MAX_PATH_PARAMETER_BYTES} bytes")));
     }
-    let limit = state.config.limits.max_request_size;
-    let bytes = read_body(&parts.headers, body, limit).await?;
+    let bytes = read_body(&parts.headers, body, &state.config.limits).await?;
     let bytes = match parts.extensions.get::<BodyFormat>().copied().unwrap_or_default() {
         BodyFormat::Json => {
             let bytes = empty_as_object(bytes);
@@ -195,11 +197,14 @@ fn parse_without_panicking<T>(parse: impl FnOnce() -> Result<T, FromHttpRequestE
     }
 }
 
-/// Reads a request body of at most `limit` bytes. A body declared larger is refused before
-/// any of it is read; one that grows past the limit (chunked) is refused as soon as it does.
-/// Either way the unread rest is left to [`crate::http::linger`], so that the client gets to
-/// read the 413.
-pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes> {
+/// Reads a request body of at most `limits.max_request_size` bytes. A body declared larger is
+/// refused before any of it is read; one that grows past the limit (chunked) is refused as
+/// soon as it does. Either way the unread rest is left to [`crate::http::linger`], so that the
+/// client gets to read the 413. A body that pauses longer than `limits.body_timeout_secs`
+/// between two pieces is refused too: a slow upload goes on, a stalled one does not hold the
+/// request (and its connection) open.
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limits: &LimitsConfig) -> Result<Bytes> {
+    let limit = limits.max_request_size;
     let too_large = || Error::too_large(format!("The request body exceeds {limit} bytes"));
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
@@ -208,11 +213,25 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
     if declared.is_some_and(|length| length > limit) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|error| {
-        let is_limit =
-            std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-        if is_limit { too_large() } else { Error::bad_json(format!("Could not read the request body: {error}")) }
-    })
+    let pause = Duration::from_secs(limits.body_timeout_secs);
+    let mut body = http_body_util::Limited::new(body, limit);
+    let mut bytes = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(pause, body.frame()).await {
+            Err(_) => return Err(Error::unknown(format!("The request body paused for more than {pause:?}"))),
+            Ok(None) => return Ok(bytes.freeze()),
+            Ok(Some(frame)) => frame,
+        };
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Err(error) => return Err(Error::bad_json(format!("Could not read the request body: {error}"))),
+        }
+    }
 }
 
 /// An empty JSON body means `{}`, as Synapse reads it: clients leave the body out where

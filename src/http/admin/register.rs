@@ -38,7 +38,7 @@ async fn register(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    let body = empty_as_object(read_body(&headers, body, state.config.limits.max_request_size).await?);
+    let body = empty_as_object(read_body(&headers, body, &state.config.limits).await?);
     // The same rules as every ruma endpoint's body (no U+0000, numbers Hearth can serve back).
     check_json_body(&Method::POST, &body)?;
     let json: Value = serde_json::from_slice(&body)
