@@ -127,6 +127,11 @@ pub struct NetworkConfig {
 pub struct LimitsConfig {
     /// Largest request body accepted on the JSON APIs, in bytes.
     pub max_request_size: usize,
+    /// How long a connection may take to send a request's headers, and may stay idle between
+    /// requests, in seconds.
+    pub header_timeout_secs: u64,
+    /// The longest pause while a request body is sent, in seconds.
+    pub body_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -167,7 +172,7 @@ impl Default for RateLimitConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_request_size: 4 * 1024 * 1024 }
+        LimitsConfig { max_request_size: 4 * 1024 * 1024, header_timeout_secs: 30, body_timeout_secs: 30 }
     }
 }
 
@@ -271,6 +276,12 @@ impl Config {
         }
         if self.limits.max_request_size < 1024 {
             return fail("limits.max_request_size", "must be at least 1024 bytes".to_owned());
+        }
+        if self.limits.header_timeout_secs == 0 {
+            return fail("limits.header_timeout_secs", "must be at least 1".to_owned());
+        }
+        if self.limits.body_timeout_secs == 0 {
+            return fail("limits.body_timeout_secs", "must be at least 1".to_owned());
         }
         let supported = ["6", "7", "8", "9", "10", "11", "12"];
         if !supported.contains(&self.rooms.default_version.as_str()) {

@@ -8,7 +8,6 @@ use crate::state::AppState;
 use anyhow::{Context, anyhow, bail};
 use sqlx::PgPool;
 use sqlx::postgres::PgConnectOptions;
-use std::net::SocketAddr;
 use std::str::FromStr;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -107,11 +106,12 @@ pub async fn serve_on(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = crate::http::router(state);
-    axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown)
-        .await
+    let header_timeout = Duration::from_secs(state.config.limits.header_timeout_secs);
+    crate::http::serve::serve(listener, crate::http::router(state), header_timeout, shutdown).await
 }
+
+/// How long a stop waits for requests in flight.
+const DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 /// `hearth serve`.
 pub async fn run(config: Config) -> anyhow::Result<()> {
@@ -160,10 +160,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     };
 
+    // Waiting syncs answer now (empty, with the current token), so that the listeners drain
+    // in the time ordinary requests take, well within the 10 s Docker and systemd grant.
+    state.streams.stop_waiting();
     let _ = stop_tx.send(true);
     let drain = async { while servers.join_next().await.is_some() {} };
-    if tokio::time::timeout(Duration::from_secs(30), drain).await.is_err() {
-        tracing::warn!("some requests were still running after 30 s; closing them");
+    if tokio::time::timeout(DRAIN_LIMIT, drain).await.is_err() {
+        tracing::warn!("some requests were still running after {DRAIN_LIMIT:?}; closing them");
     }
     pruner.abort();
     // Background work first (push deliveries record their progress), then the pool, then the

@@ -556,11 +556,8 @@ impl Fixture {
 
     /// `path` with each `{placeholder}` replaced by a value that names something real.
     fn fill(&self, path: &str) -> String {
-        let mut filled = String::new();
-        let mut rest = path;
-        while let Some((before, after)) = rest.split_once('{') {
-            let (name, after) = after.split_once('}').expect("placeholders close");
-            let value = match name {
+        fill_path(path, |name| {
+            match name {
                 "user_id" => self.user.user_id.as_str(),
                 "device_id" => self.user.device_id.as_str(),
                 "room_id" | "room_id_or_alias" => self.room.as_str(),
@@ -579,13 +576,9 @@ impl Fixture {
                 "kind" => "override",
                 "rule_id" => "audit-rule",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Fixture::fill`"),
-            };
-            filled.push_str(before);
-            filled.push_str(&encode(value));
-            rest = after;
-        }
-        filled.push_str(rest);
-        filled
+            }
+            .to_owned()
+        })
     }
 }
 

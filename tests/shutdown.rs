@@ -1,47 +1,114 @@
-//! Stopping a server stops its periodic database work first, then closes the pool: no task
-//! finds the pool closed under it (each such find was a warning per tick at every stop).
+//! Stopping (#15 item 8): SIGTERM answers the syncs waiting on new data at once — an empty
+//! answer with the current `next_batch`, which the client simply resumes from against the next
+//! server — and the process exits within two seconds, well inside Docker's ten before SIGKILL.
+//! `hearth serve` runs as its own process here, on a database of the test cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 use common::*;
-use hearth::federation::keys::SigningKey;
-use hearth::state::AppState;
-use std::io::Write;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
-/// Every line the process logs at WARN or above.
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+const PASSWORD: &str = "shutdown-password";
 
 #[tokio::test]
-async fn shutting_down_stops_background_work_before_the_pool_closes() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .init();
-    let (_, pool) = fresh_database().await;
-    let state = AppState::new(test_config(), pool, SigningKey::generate().expect("key")).await.expect("state");
-    // Let the typing sweeper run a few times while the server is up.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+async fn sigterm_answers_waiting_syncs_at_once_and_exits_within_two_seconds() {
+    let (database, pool) = fresh_database().await;
+    pool.close().await;
+    let data_dir = tempfile::tempdir().expect("data dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url =
+        format!("postgres://{}@localhost/{database}?host={}", hearth::db::embedded::SUPERUSER, cluster_dir().display());
+    let log = data_dir.path().join("serve.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("HEARTH_") {
+            command.env_remove(name);
+        }
+    }
+    let mut child = command
+        .arg("serve")
+        .envs([
+            ("HEARTH_SERVER_NAME", SERVER_NAME),
+            ("HEARTH_LISTEN", &format!("127.0.0.1:{port}")),
+            ("HEARTH_DATA_DIR", &data_dir.path().display().to_string()),
+            ("HEARTH_DATABASE__URL", &url),
+            ("HEARTH_REGISTRATION__ENABLED", "true"),
+            ("HEARTH_RATE_LIMITS__ENABLED", "false"),
+        ])
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .expect("spawn hearth serve");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let ready = Instant::now();
+    while !http
+        .get(format!("{base}/_matrix/client/versions"))
+        .send()
+        .await
+        .is_ok_and(|response| response.status() == StatusCode::OK)
+    {
+        assert!(ready.elapsed() < Duration::from_secs(30), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
-    state.shutdown().await;
-    assert!(state.pool.is_closed(), "shutting down closes the pool");
-    // Longer than two sweep intervals: a sweeper still running would have found the pool closed.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logged.is_empty(), "nothing went wrong while stopping:\n{logged}");
+    let (status, registered) = send_json(
+        &http,
+        reqwest::Method::POST,
+        &format!("{base}/_matrix/client/v3/register"),
+        None,
+        Some(json!({"username": "alice", "password": PASSWORD, "auth": {"type": "m.login.dummy"}})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{registered}");
+    let token = registered["access_token"].as_str().unwrap().to_owned();
+    let sync = |since: Option<String>| {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        async move {
+            let since = since.map(|since| format!("&since={}", encode(&since))).unwrap_or_default();
+            let url = format!("{base}/_matrix/client/v3/sync?timeout=30000&set_presence=offline{since}");
+            let started = Instant::now();
+            let answer = send_json(&http, reqwest::Method::GET, &url, Some(&token), None).await;
+            (answer, started.elapsed())
+        }
+    };
+    let ((status, first), _) = sync(None).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    let since = first["next_batch"].as_str().unwrap().to_owned();
+    let waiting: Vec<_> = (0..3).map(|_| tokio::spawn(sync(Some(since.clone())))).collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(waiting.iter().all(|sync| !sync.is_finished()), "the syncs wait for news");
+
+    let signalled = Instant::now();
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    for waiting in waiting {
+        let ((status, body), _) = waiting.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "a waiting sync is answered: {body}");
+        let next: &Value = &body["next_batch"];
+        assert!(next.is_string(), "{body}");
+        assert!(body.get("rooms").is_none(), "nothing new: {body}");
+    }
+    let answered = signalled.elapsed();
+    let exited = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("hearth did not exit within 10 s:\n{}", std::fs::read_to_string(&log).unwrap_or_default());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let stopped = signalled.elapsed();
+    println!("waiting syncs answered in {answered:?}, process exited in {stopped:?}");
+    assert_eq!(exited.code(), Some(0), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(answered < Duration::from_secs(1), "syncs answered after {answered:?}");
+    assert!(stopped < Duration::from_secs(2), "exited after {stopped:?}");
 }

@@ -1,5 +1,6 @@
 //! Global (`room_id = ''`) and per-room account data.
 
+use crate::db::json::StoredJson;
 use serde_json::Value;
 use sqlx::PgExecutor;
 
@@ -27,18 +28,40 @@ pub async fn put(
     Ok(())
 }
 
+/// The content, or `None`; content that cannot be read counts as none (see [`StoredJson`]).
 pub async fn get(
     db: impl PgExecutor<'_>,
     user_id: &str,
     room_id: &str,
     data_type: &str,
 ) -> sqlx::Result<Option<Value>> {
-    sqlx::query_scalar("SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3")
-        .bind(user_id)
-        .bind(room_id)
-        .bind(data_type)
-        .fetch_optional(db)
-        .await
+    let found: Option<StoredJson> =
+        sqlx::query_scalar("SELECT content FROM account_data WHERE user_id = $1 AND room_id = $2 AND data_type = $3")
+            .bind(user_id)
+            .bind(room_id)
+            .bind(data_type)
+            .fetch_optional(db)
+            .await?;
+    Ok(found.and_then(StoredJson::into_value))
+}
+
+/// The size (as JSON text) of all the user's account data but one entry: what a rewrite of
+/// that entry adds its new size to.
+pub async fn total_bytes_except(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    room_id: &str,
+    data_type: &str,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(SUM(octet_length(content::text)), 0)::BIGINT FROM account_data
+         WHERE user_id = $1 AND NOT (room_id = $2 AND data_type = $3)",
+    )
+    .bind(user_id)
+    .bind(room_id)
+    .bind(data_type)
+    .fetch_one(db)
+    .await
 }
 
 /// The room's `m.tag` account data with `tag` set to `info`, the other tags kept; one statement,

@@ -1,5 +1,6 @@
 //! Cross-signing keys and the signatures clients upload for keys.
 
+use crate::db::json::StoredJson;
 use serde_json::Value;
 use sqlx::{FromRow, PgExecutor};
 
@@ -8,7 +9,7 @@ pub struct StoredCrossSigningKey {
     pub user_id: String,
     pub key_type: String,
     pub public_key: String,
-    pub key_json: Value,
+    pub key_json: StoredJson,
 }
 
 /// The user's cross-signing keys of the given types.

@@ -1,5 +1,6 @@
 //! Per-device encryption keys: identity keys, one-time keys and fallback keys.
 
+use crate::db::json::StoredJson;
 use serde_json::Value;
 use sqlx::{FromRow, PgExecutor};
 
@@ -7,16 +8,19 @@ use sqlx::{FromRow, PgExecutor};
 pub struct StoredDeviceKeys {
     pub user_id: String,
     pub device_id: String,
-    pub key_json: Value,
+    pub key_json: StoredJson,
     pub display_name: Option<String>,
 }
 
+/// The device's stored keys; keys that cannot be read count as none (see [`StoredJson`]).
 pub async fn device_keys(db: impl PgExecutor<'_>, user_id: &str, device_id: &str) -> sqlx::Result<Option<Value>> {
-    sqlx::query_scalar("SELECT key_json FROM e2e_device_keys WHERE user_id = $1 AND device_id = $2")
-        .bind(user_id)
-        .bind(device_id)
-        .fetch_optional(db)
-        .await
+    let found: Option<StoredJson> =
+        sqlx::query_scalar("SELECT key_json FROM e2e_device_keys WHERE user_id = $1 AND device_id = $2")
+            .bind(user_id)
+            .bind(device_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(found.and_then(StoredJson::into_value))
 }
 
 /// Stores a device's identity keys; `false` when the device already has keys (the caller
@@ -180,7 +184,7 @@ pub async fn set_fallback_key(
 #[derive(Clone, Debug, FromRow)]
 pub struct ClaimedKey {
     pub key_id: String,
-    pub key_json: Value,
+    pub key_json: StoredJson,
 }
 
 /// Takes one one-time key of the algorithm from the device, or `None` when none is left.

@@ -1,5 +1,6 @@
 //! Stored sync filters; ids are small per-user integers.
 
+use crate::db::json::StoredJson;
 use serde_json::Value;
 use sqlx::PgExecutor;
 
@@ -18,10 +19,13 @@ pub async fn insert(db: impl PgExecutor<'_>, user_id: &str, definition: &Value) 
     .await
 }
 
+/// The definition, or `None`; one that cannot be read counts as none (see [`StoredJson`]).
 pub async fn get(db: impl PgExecutor<'_>, user_id: &str, filter_id: i64) -> sqlx::Result<Option<Value>> {
-    sqlx::query_scalar("SELECT definition FROM filters WHERE user_id = $1 AND filter_id = $2")
-        .bind(user_id)
-        .bind(filter_id)
-        .fetch_optional(db)
-        .await
+    let found: Option<StoredJson> =
+        sqlx::query_scalar("SELECT definition FROM filters WHERE user_id = $1 AND filter_id = $2")
+            .bind(user_id)
+            .bind(filter_id)
+            .fetch_optional(db)
+            .await?;
+    Ok(found.and_then(StoredJson::into_value))
 }

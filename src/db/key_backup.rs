@@ -4,6 +4,7 @@
 //! Writers take [`lock_user`] first, so that version numbers, the "current version" check, the
 //! etag and the count of one user's backups change one request at a time.
 
+use crate::db::json::StoredJson;
 use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
@@ -11,7 +12,7 @@ use sqlx::{FromRow, PgConnection, PgExecutor};
 pub struct VersionRow {
     pub version: i64,
     pub algorithm: String,
-    pub auth_data: Value,
+    pub auth_data: StoredJson,
     pub etag: i64,
     pub deleted: bool,
 }
@@ -31,7 +32,7 @@ pub struct SessionRow {
     pub first_message_index: i64,
     pub forwarded_count: i64,
     pub is_verified: bool,
-    pub session_data: Value,
+    pub session_data: StoredJson,
 }
 
 /// A session key to store, already checked by the domain.

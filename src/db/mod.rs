@@ -13,6 +13,7 @@ pub mod embedded;
 pub mod ephemeral;
 pub mod events;
 pub mod filters;
+pub mod json;
 pub mod key_backup;
 pub mod presence;
 pub mod push_actions;

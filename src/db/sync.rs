@@ -1,7 +1,7 @@
 //! What changed for a user between two stream positions: the queries behind the `/sync`
 //! response builder. Every range is `(after, upto]`, so consecutive windows never overlap.
 
-use serde_json::Value;
+use crate::db::json::StoredJson;
 use sqlx::{FromRow, PgExecutor};
 
 /// A user's latest membership in a room, as `room_memberships` holds it now. It may be newer
@@ -101,7 +101,7 @@ pub async fn state_changed(db: impl PgExecutor<'_>, room_id: &str, after: i64, u
 pub struct AccountDataRow {
     pub room_id: String,
     pub data_type: String,
-    pub content: Value,
+    pub content: StoredJson,
 }
 
 /// The user's account data (global and per room) last changed with `after < position <= upto`
@@ -146,7 +146,7 @@ pub struct WindowNews {
     /// delete.
     pub to_device: bool,
     /// The user's `m.ignored_user_list` content (read here to save building rooms a query).
-    pub ignored_user_list: Option<Value>,
+    pub ignored_user_list: Option<StoredJson>,
     /// The device's key counts, which every answer carries (empty without a device).
     #[sqlx(flatten)]
     pub key_counts: crate::db::e2ee_keys::DeviceKeyCounts,

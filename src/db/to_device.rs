@@ -1,6 +1,7 @@
 //! To-device messages: a queue per recipient device, each message at the stream position of
 //! the send that queued it, kept until the device acknowledges it with a later `since`.
 
+use crate::db::json::StoredJson;
 use serde_json::Value;
 use sqlx::{FromRow, PgExecutor};
 
@@ -77,7 +78,7 @@ pub async fn delete_acknowledged(
 pub struct Message {
     pub sender: String,
     pub event_type: String,
-    pub content: Value,
+    pub content: StoredJson,
 }
 
 /// Everything still queued for the device up to `upto`, in stream order.

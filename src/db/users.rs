@@ -1,5 +1,6 @@
 //! The `users` table: accounts, their flags and their profiles.
 
+use crate::db::json::StoredJson;
 use serde_json::{Map, Value};
 use sqlx::{FromRow, PgExecutor};
 
@@ -89,29 +90,41 @@ pub async fn mark_erased(db: impl PgExecutor<'_>, user_id: &str, now_ms: i64) ->
     Ok(())
 }
 
-/// The profile of an existing, active account.
+/// The profile of an existing, active account. Read field by field, so that a field which
+/// cannot be read is left out (see [`crate::db::json`]) instead of failing every read of the
+/// profile, and with it every join and room creation of its owner.
 pub async fn profile(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<Map<String, Value>>> {
-    let profile: Option<Value> = sqlx::query_scalar("SELECT profile FROM users WHERE user_id = $1 AND NOT deactivated")
-        .bind(user_id)
-        .fetch_optional(db)
-        .await?;
-    Ok(profile.map(|value| match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }))
+    let fields = sqlx::query_as(
+        "SELECT field.key, field.value FROM users LEFT JOIN LATERAL jsonb_each(users.profile) AS field ON TRUE
+         WHERE user_id = $1 AND NOT deactivated",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await?;
+    Ok(profile_of(fields))
 }
 
-/// Locks the row for a read-modify-write of the profile inside a transaction.
+/// [`profile`], locking the row for a read-modify-write inside a transaction. (A field that
+/// cannot be read is dropped by the write.)
 pub async fn profile_for_update(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<Map<String, Value>>> {
-    let profile: Option<Value> =
-        sqlx::query_scalar("SELECT profile FROM users WHERE user_id = $1 AND NOT deactivated FOR UPDATE")
-            .bind(user_id)
-            .fetch_optional(db)
-            .await?;
-    Ok(profile.map(|value| match value {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    }))
+    let fields = sqlx::query_as(
+        "SELECT field.key, field.value FROM users LEFT JOIN LATERAL jsonb_each(users.profile) AS field ON TRUE
+         WHERE user_id = $1 AND NOT deactivated FOR UPDATE OF users",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await?;
+    Ok(profile_of(fields))
+}
+
+/// A profile from its `(key, value)` rows: none without a row (no such active account); an
+/// account without fields has one row of nulls.
+fn profile_of(fields: Vec<(Option<String>, Option<StoredJson>)>) -> Option<Map<String, Value>> {
+    if fields.is_empty() {
+        return None;
+    }
+    let readable = fields.into_iter().filter_map(|(key, value)| Some((key?, value?.into_value()?)));
+    Some(readable.collect())
 }
 
 pub async fn set_profile(db: impl PgExecutor<'_>, user_id: &str, profile: Map<String, Value>) -> sqlx::Result<()> {

@@ -71,6 +71,10 @@ pub struct IncomingKey {
 
 impl IncomingKey {
     pub fn parse(room_id: &RoomId, session_id: &str, raw: &Raw<KeyBackupData>) -> Result<IncomingKey> {
+        // Megolm session ids are 43 bytes; the bound keeps an identifier an identifier.
+        if session_id.len() > 255 {
+            return Err(Error::invalid_param("A session id may be at most 255 bytes"));
+        }
         let body: KeyBody = serde_json::from_str(raw.json().get()).map_err(|error| {
             Error::bad_json(format!("Invalid key data for session {session_id} in {room_id}: {error}"))
         })?;
@@ -91,8 +95,28 @@ fn uint_to_i64(value: UInt) -> i64 {
 }
 
 fn parse_algorithm(json: &str) -> Result<AlgorithmBody> {
-    serde_json::from_str(json).map_err(|error| Error::bad_json(format!("Invalid backup algorithm: {error}")))
+    let body: AlgorithmBody =
+        serde_json::from_str(json).map_err(|error| Error::bad_json(format!("Invalid backup algorithm: {error}")))?;
+    if body.algorithm != MEGOLM_BACKUP_V1 {
+        return Err(Error::invalid_param(format!(
+            "Unknown backup algorithm {}; this server knows {MEGOLM_BACKUP_V1}",
+            body.algorithm
+        )));
+    }
+    // The spec's `auth_data` for that algorithm: the public key, and signatures if any.
+    if !body.auth_data.get("public_key").is_some_and(Value::is_string) {
+        return Err(Error::bad_json("auth_data.public_key must be a string"));
+    }
+    if body.auth_data.get("signatures").is_some_and(|signatures| !signatures.is_object()) {
+        return Err(Error::bad_json("auth_data.signatures must be an object"));
+    }
+    // Devices sign `auth_data` so that others can trust the backup.
+    crate::e2ee::signatures::require_canonical(&Value::Object(body.auth_data.clone()), "auth_data")?;
+    Ok(body)
 }
+
+/// The one backup algorithm the spec defines.
+const MEGOLM_BACKUP_V1: &str = "m.megolm_backup.v1.curve25519-aes-sha2";
 
 /// Version strings are the decimal numbers this server hands out; anything else names no
 /// version.
@@ -125,7 +149,8 @@ fn info(found: VersionInfoRow) -> BackupInfo {
     BackupInfo {
         version: row.version.to_string(),
         algorithm: row.algorithm,
-        auth_data: row.auth_data,
+        // Unreadable (logged): the version is still listed, so that it can be replaced or deleted.
+        auth_data: row.auth_data.into_value().unwrap_or_else(|| Value::Object(Map::new())),
         count: self::count(count),
         etag: row.etag.to_string(),
     }
@@ -235,18 +260,20 @@ async fn finish_change(
 pub async fn get_keys(pool: &PgPool, user_id: &UserId, version: &str, scope: Scope<'_>) -> Result<Vec<StoredKey>> {
     let row = live_version(pool, user_id, version).await?;
     let rows = db::key_backup::sessions(pool, user_id.as_str(), row.version, scope).await?;
-    rows.into_iter().map(stored_key).collect()
+    rows.into_iter().filter_map(stored_key).collect()
 }
 
-fn stored_key(row: SessionRow) -> Result<StoredKey> {
+/// The key as served; `None` when its stored data cannot be read (logged), so that the other
+/// keys are still served.
+fn stored_key(row: SessionRow) -> Option<Result<StoredKey>> {
     let json = serde_json::json!({
         "first_message_index": row.first_message_index,
         "forwarded_count": row.forwarded_count,
         "is_verified": row.is_verified,
-        "session_data": row.session_data,
+        "session_data": row.session_data.into_value()?,
     });
-    let raw = serde_json::value::to_raw_value(&json).map_err(|error| Error::internal(error.to_string()))?;
-    Ok(StoredKey { room_id: row.room_id, session_id: row.session_id, data: Raw::from_json(raw) })
+    let raw = serde_json::value::to_raw_value(&json).map_err(|error| Error::internal(error.to_string()));
+    Some(raw.map(|raw| StoredKey { room_id: row.room_id, session_id: row.session_id, data: Raw::from_json(raw) }))
 }
 
 /// Deletes keys of a live version within `scope`.

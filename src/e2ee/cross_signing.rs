@@ -49,6 +49,7 @@ fn parse(raw: &Raw<CrossSigningKey>, key_type: &'static str, usage: KeyUsage, us
     }
     let json =
         serde_json::from_str(raw.json().get()).map_err(|error| Error::bad_json(format!("Invalid {field}: {error}")))?;
+    signatures::require_canonical(&json, &field)?;
     Ok(Uploaded { key_type, public_key: public_key.clone(), json })
 }
 
@@ -118,7 +119,9 @@ pub async fn upload_keys(
             signatures::verify(&key.json, user.as_str(), &format!("ed25519:{master}"), master)
                 .map_err(|error| Error::invalid_param(format!("{}_key: {error}", key.key_type)))?;
         }
-        let same = existing.iter().any(|stored| stored.key_type == key.key_type && stored.key_json == key.json);
+        let same = existing
+            .iter()
+            .any(|stored| stored.key_type == key.key_type && stored.key_json.as_value() == Some(&key.json));
         if !same {
             db::e2ee_cross_signing::set_key(&mut *tx, user.as_str(), key.key_type, &key.public_key, &key.json).await?;
             changed = true;
@@ -139,9 +142,9 @@ pub async fn upload_keys(
 /// re-uploading exactly the stored keys (a client retrying) needs none.
 fn needs_authentication(existing: &[StoredCrossSigningKey], uploaded: &[Uploaded]) -> bool {
     let has_master = existing.iter().any(|key| key.key_type == MASTER);
-    let all_same = uploaded
-        .iter()
-        .all(|key| existing.iter().any(|stored| stored.key_type == key.key_type && stored.key_json == key.json));
+    let all_same = uploaded.iter().all(|key| {
+        existing.iter().any(|stored| stored.key_type == key.key_type && stored.key_json.as_value() == Some(&key.json))
+    });
     has_master && !all_same
 }
 
@@ -160,7 +163,7 @@ pub async fn attach_to_query(
             continue;
         }
         let Ok(user) = OwnedUserId::try_from(key.user_id.as_str()) else { continue };
-        let mut json = key.key_json;
+        let Some(mut json) = key.key_json.into_value() else { continue };
         if let Some(found) = uploaded.get(&(key.user_id.as_str(), key.public_key.as_str())) {
             signatures::merge(&mut json, found.iter().copied());
         }
@@ -257,7 +260,7 @@ async fn check_signature(
             let Some(self_signing) = key_of(me, SELF_SIGNING) else {
                 return Ok(Err("You have no self-signing key".to_owned()));
             };
-            if let Err(error) = same_key(&device_keys, object) {
+            if let Err(error) = same_key(Some(&device_keys), object) {
                 return Ok(Err(error));
             }
             let signer = format!("ed25519:{self_signing}");
@@ -267,7 +270,7 @@ async fn check_signature(
         if let Some(master) = key_of(me, MASTER).filter(|master| master == key_id) {
             let stored = cross.iter().find(|key| key.user_id == me.as_str() && key.key_type == MASTER);
             if let Some(stored) = stored
-                && let Err(error) = same_key(&stored.key_json, object)
+                && let Err(error) = same_key(stored.key_json.as_value(), object)
             {
                 return Ok(Err(error));
             }
@@ -285,7 +288,7 @@ async fn check_signature(
         return Ok(Err("You have no user-signing key".to_owned()));
     };
     if let Some(stored) = cross.iter().find(|key| key.user_id == target.as_str() && key.key_type == MASTER)
-        && let Err(error) = same_key(&stored.key_json, object)
+        && let Err(error) = same_key(stored.key_json.as_value(), object)
     {
         return Ok(Err(error));
     }
@@ -333,8 +336,10 @@ async fn device_signatures_on_master(
     Ok(Ok(found))
 }
 
-/// Whether `uploaded` is the stored key, ignoring signatures and `unsigned`.
-fn same_key(stored: &Value, uploaded: &Value) -> std::result::Result<(), String> {
+/// Whether `uploaded` is the stored key, ignoring signatures and `unsigned` (a stored key
+/// that cannot be read is no key to sign).
+fn same_key(stored: Option<&Value>, uploaded: &Value) -> std::result::Result<(), String> {
+    let Some(stored) = stored else { return Err("The stored key cannot be read".to_owned()) };
     let strip = |value: &Value| {
         let mut value = value.clone();
         if let Some(object) = value.as_object_mut() {

@@ -80,12 +80,12 @@ async fn store(tx: &mut db::Transaction, user: &str, device: &str, keys: &Value)
     if db::e2ee_keys::insert_device_keys(&mut **tx, user, device, keys).await? {
         return Ok(true);
     }
-    let existing = db::e2ee_keys::device_keys(&mut **tx, user, device).await?;
-    let Some(existing) = existing else { return Err(Error::internal("device keys vanished while uploading")) };
+    // Stored keys that cannot be read (logged) are replaced by the upload.
+    let existing = db::e2ee_keys::device_keys(&mut **tx, user, device).await?.unwrap_or(Value::Null);
     if existing == *keys {
         return Ok(false);
     }
-    if existing.get("keys") != keys.get("keys") {
+    if !existing.is_null() && existing.get("keys") != keys.get("keys") {
         return Err(Error::invalid_param("This device already has different identity keys; log in as a new device"));
     }
     // Same identity, other algorithms or signatures: keep the newer object.
@@ -136,7 +136,7 @@ pub async fn query(
     for keys in stored {
         let Ok(user) = UserId::parse(&keys.user_id) else { continue };
         let device = OwnedDeviceId::from(keys.device_id.as_str());
-        let mut json = keys.key_json;
+        let Some(mut json) = keys.key_json.into_value() else { continue };
         if let Some(found) = by_target.get(&(keys.user_id.as_str(), keys.device_id.as_str())) {
             signatures::merge(&mut json, found.iter().copied());
         }

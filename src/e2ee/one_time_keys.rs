@@ -2,13 +2,16 @@
 //! who start an Olm session with it (`POST /keys/claim`).
 
 use crate::db;
-use crate::e2ee::to_raw;
 use crate::e2ee::types::{ClaimedKeys, OneTimeKeys};
+use crate::e2ee::{signatures, to_raw};
 use crate::error::{Error, Result};
 use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedOneTimeKeyId, OwnedUserId, ServerName, UInt};
 use serde_json::{Value, json};
 use sqlx::{PgConnection, PgPool};
 use std::collections::BTreeMap;
+
+/// Key ids (`<algorithm>:<name>`) are identifiers: at most 255 bytes.
+const MAX_KEY_ID_BYTES: usize = 255;
 
 /// An uploaded key: its algorithm, id (`<algorithm>:<name>`) and JSON.
 pub struct ParsedKey {
@@ -21,9 +24,13 @@ pub struct ParsedKey {
 pub fn parse_all(keys: &OneTimeKeys) -> Result<Vec<ParsedKey>> {
     keys.iter()
         .map(|(id, raw)| {
+            if id.as_str().len() > MAX_KEY_ID_BYTES {
+                return Err(Error::invalid_param(format!("A key id may be at most {MAX_KEY_ID_BYTES} bytes")));
+            }
             raw.deserialize().map_err(|error| Error::bad_json(format!("Invalid key {id}: {error}")))?;
             let json = serde_json::from_str(raw.json().get())
                 .map_err(|error| Error::bad_json(format!("Invalid key {id}: {error}")))?;
+            signatures::require_canonical(&json, &format!("Key {id}"))?;
             Ok(ParsedKey { algorithm: id.algorithm().to_string(), key_id: id.to_string(), json })
         })
         .collect()
@@ -110,13 +117,14 @@ pub async fn claim(
             };
             let Some(claimed) = claimed else { continue };
             let Ok(key_id) = OwnedOneTimeKeyId::try_from(claimed.key_id.as_str()) else { continue };
+            let Some(key_json) = claimed.key_json.into_value() else { continue };
             response
                 .one_time_keys
                 .entry(user.clone())
                 .or_default()
                 .entry(device.clone())
                 .or_default()
-                .insert(key_id, to_raw(&claimed.key_json)?);
+                .insert(key_id, to_raw(&key_json)?);
         }
     }
     tx.commit().await?;

@@ -39,6 +39,15 @@ pub fn verify_signature(object: &Value, signature: &str, public_key: &str) -> Re
     .map_err(|error| format!("The signature does not verify: {error}"))
 }
 
+/// Refuses JSON that canonical JSON cannot hold (fractions; integers beyond ±(2^53 − 1)):
+/// whatever is signed is signed over its canonical form, so such a key or `auth_data` could
+/// never be verified by the clients it is handed to.
+pub fn require_canonical(json: &Value, what: &str) -> crate::error::Result<()> {
+    CanonicalJsonValue::try_from(json.clone())
+        .map(drop)
+        .map_err(|error| crate::error::Error::bad_json(format!("{what} is not canonical JSON: {error}")))
+}
+
 fn canonical_object(object: &Value) -> Result<CanonicalJsonObject, String> {
     match CanonicalJsonValue::try_from(object.clone()) {
         Ok(CanonicalJsonValue::Object(object)) => Ok(object),

@@ -87,12 +87,18 @@ impl http_body::Body for LentBody {
     }
 }
 
-/// Reads `body` to its end and throws it away, within [`LINGER_BYTES`] and [`LINGER_TIME`].
+/// A client that sends nothing for this long has stopped sending (nginx's `lingering_timeout`):
+/// a stalled body is not waited for until [`LINGER_TIME`].
+pub const LINGER_PAUSE: Duration = Duration::from_secs(5);
+
+/// Reads `body` to its end and throws it away, within [`LINGER_BYTES`] and [`LINGER_TIME`],
+/// and as long as it does not pause for [`LINGER_PAUSE`].
 async fn discard(mut body: Body) {
     let deadline = tokio::time::Instant::now() + LINGER_TIME;
     let mut discarded = 0usize;
     while discarded <= LINGER_BYTES {
-        match tokio::time::timeout_at(deadline, body.frame()).await {
+        let next = deadline.min(tokio::time::Instant::now() + LINGER_PAUSE);
+        match tokio::time::timeout_at(next, body.frame()).await {
             Ok(Some(Ok(frame))) => discarded += frame.data_ref().map_or(0, Buf::remaining),
             // The end, a broken connection, or out of time: dropping the body lets hyper
             // finish the connection either way.

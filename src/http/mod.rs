@@ -7,8 +7,10 @@ pub mod cors;
 pub mod error;
 pub mod fallback;
 pub mod health;
+pub mod json_body;
 pub mod linger;
 pub mod ruma;
+pub mod serve;
 pub mod well_known;
 
 use crate::state::AppState;

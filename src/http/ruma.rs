@@ -16,8 +16,14 @@
 //!   `/pushrules/`, matrix-nio strips every trailing slash);
 //! - the access token may come in the query string (`?access_token=`, deprecated but sent by
 //!   matrix-nio on every request).
+//!
+//! What a JSON body may hold is checked once here for every endpoint
+//! ([`crate::http::json_body`]: numbers canonical JSON can hold, bounded nesting, no U+0000),
+//! so that whatever Hearth accepts it can store and serve back.
 
+use crate::config::LimitsConfig;
 use crate::error::{Error, Result};
+use crate::http::json_body;
 use crate::state::AppState;
 use crate::users::{ClientInfo, Session, sessions};
 use axum::body::Body;
@@ -29,6 +35,7 @@ use axum::{Extension, Router};
 use bytes::{Bytes, BytesMut};
 use http::request::Parts;
 use http::{HeaderMap, Method};
+use http_body_util::BodyExt;
 use ruma::api::auth_scheme::{
     AccessToken, AccessTokenOptional, AppserviceToken, AppserviceTokenOptional, ExtractTokenError, NoAccessToken,
     NoAuthentication, extract_bearer_or_query_token,
@@ -38,6 +45,10 @@ use ruma::api::path_builder::{SinglePath, VersionHistory};
 use ruma::api::{IncomingRequest, IncomingRequestExt, Metadata, OutgoingResponse, OutgoingResponseExt};
 use std::cell::RefCell;
 use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The longest path parameter a request may have.
+pub const MAX_PATH_PARAMETER_BYTES: usize = 255;
 
 /// How an endpoint uses access tokens, derived from its ruma authentication scheme.
 pub enum TokenUse {
@@ -180,18 +191,24 @@ where
     }
     // PostgreSQL text and jsonb cannot hold U+0000: refuse it here, as the client's mistake,
     // rather than fail at the database with an internal error.
-    if path_args.iter().any(|arg| arg.contains('\0')) || parts.uri.query().is_some_and(|query| query.contains("%00")) {
+    if path_args.iter().any(|arg| arg.contains('\0')) || parts.uri.query().is_some_and(query_holds_nul) {
         return Err(Error::invalid_param("Parameters may not contain U+0000"));
     }
-    let limit = state.config.limits.max_request_size;
-    let bytes = read_body(&parts.headers, body, limit).await?;
+    // Every identifier a path names (room, event and user ids, event types, state keys,
+    // transaction ids, backup sessions…) is at most 255 bytes by the spec or by any sane
+    // client; longer ones used to reach PostgreSQL's index row limit as internal errors.
+    if path_args.iter().any(|arg| arg.len() > MAX_PATH_PARAMETER_BYTES) {
+        return Err(Error::invalid_param(format!("Path parameters may be at most {MAX_PATH_PARAMETER_BYTES} bytes")));
+    }
+    let bytes = read_body(&parts.headers, body, &state.config.limits).await?;
     let bytes = match parts.extensions.get::<BodyFormat>().copied().unwrap_or_default() {
-        BodyFormat::Json => empty_as_object(bytes),
+        BodyFormat::Json => {
+            let bytes = empty_as_object(bytes);
+            check_json_body(&parts.method, &bytes)?;
+            bytes
+        }
         BodyFormat::Raw => bytes,
     };
-    if contains_escaped_nul(&bytes) {
-        return Err(Error::bad_json("Strings may not contain U+0000"));
-    }
     check(&bytes)?;
     let request = http::Request::from_parts(parts, bytes.as_ref());
     let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
@@ -213,11 +230,14 @@ fn parse_without_panicking<T>(parse: impl FnOnce() -> Result<T, FromHttpRequestE
     }
 }
 
-/// Reads a request body of at most `limit` bytes. A body declared larger is refused before
-/// any of it is read; one that grows past the limit (chunked) is refused as soon as it does.
-/// Either way the unread rest is left to [`crate::http::linger`], so that the client gets to
-/// read the 413.
-pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes> {
+/// Reads a request body of at most `limits.max_request_size` bytes. A body declared larger is
+/// refused before any of it is read; one that grows past the limit (chunked) is refused as
+/// soon as it does. Either way the unread rest is left to [`crate::http::linger`], so that the
+/// client gets to read the 413. A body that pauses longer than `limits.body_timeout_secs`
+/// between two pieces is refused too: a slow upload goes on, a stalled one does not hold the
+/// request (and its connection) open.
+pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limits: &LimitsConfig) -> Result<Bytes> {
+    let limit = limits.max_request_size;
     let too_large = || Error::too_large(format!("The request body exceeds {limit} bytes"));
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
@@ -226,11 +246,25 @@ pub(crate) async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> 
     if declared.is_some_and(|length| length > limit) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit).await.map_err(|error| {
-        let is_limit =
-            std::error::Error::source(&error).is_some_and(|source| source.is::<http_body_util::LengthLimitError>());
-        if is_limit { too_large() } else { Error::bad_json(format!("Could not read the request body: {error}")) }
-    })
+    let pause = Duration::from_secs(limits.body_timeout_secs);
+    let mut body = http_body_util::Limited::new(body, limit);
+    let mut bytes = BytesMut::new();
+    loop {
+        let frame = match tokio::time::timeout(pause, body.frame()).await {
+            Err(_) => return Err(Error::unknown(format!("The request body paused for more than {pause:?}"))),
+            Ok(None) => return Ok(bytes.freeze()),
+            Ok(Some(frame)) => frame,
+        };
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Err(error) => return Err(Error::bad_json(format!("Could not read the request body: {error}"))),
+        }
+    }
 }
 
 /// An empty JSON body means `{}`, as Synapse reads it: clients leave the body out where
@@ -239,22 +273,55 @@ pub(crate) fn empty_as_object(body: Bytes) -> Bytes {
     if body.is_empty() { Bytes::from_static(b"{}") } else { body }
 }
 
-/// Whether a JSON text holds U+0000 in a string. JSON can only write it as the escape
-/// `\u0000` (raw control characters are invalid), so a scan suffices; skipping two bytes at
-/// every backslash keeps `\\u0000` (an escaped backslash, then text) from matching.
-fn contains_escaped_nul(json: &[u8]) -> bool {
-    let mut i = 0;
-    while i < json.len() {
-        if json[i] == b'\\' {
-            if json.get(i + 1..i + 6) == Some(b"u0000") {
-                return true;
+/// Whether a query string holds U+0000: percent-encoded, or as the JSON escape `\u0000` in a
+/// value that is JSON (`filter=`), which PostgreSQL would get as U+0000 in a string. (Skipping
+/// two bytes at every backslash keeps `\\u0000`, an escaped backslash and text, from matching;
+/// a value that is not JSON and holds that text is nonsense for every parameter anyway.)
+fn query_holds_nul(query: &str) -> bool {
+    let bytes = query.as_bytes();
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut at = 0;
+    while at < bytes.len() {
+        let escaped = (bytes[at] == b'%')
+            .then(|| bytes.get(at + 1..at + 3))
+            .flatten()
+            .and_then(|hex| std::str::from_utf8(hex).ok())
+            .and_then(|hex| u8::from_str_radix(hex, 16).ok());
+        match escaped {
+            Some(byte) => {
+                decoded.push(byte);
+                at += 3;
             }
-            i += 2;
-        } else {
-            i += 1;
+            None => {
+                decoded.push(bytes[at]);
+                at += 1;
+            }
+        }
+    }
+    let mut at = 0;
+    while at < decoded.len() {
+        match decoded[at] {
+            0 => return true,
+            b'\\' if decoded.get(at + 1..at + 6) == Some(b"u0000") => return true,
+            b'\\' => at += 2,
+            _ => at += 1,
         }
     }
     false
+}
+
+/// Refuses a JSON body holding what Hearth could not store or serve back (see
+/// [`crate::http::json_body`]). `GET` and `HEAD` bodies are ignored, as every endpoint of those
+/// methods ignores them; a body that is not JSON is left to the endpoint's parser, which
+/// answers `M_NOT_JSON` if it reads a body at all.
+pub(crate) fn check_json_body(method: &Method, bytes: &[u8]) -> Result<()> {
+    if *method == Method::GET || *method == Method::HEAD {
+        return Ok(());
+    }
+    match json_body::check(bytes) {
+        Err(json_body::Refusal::Unacceptable(message)) => Err(Error::bad_json(message)),
+        Ok(()) | Err(json_body::Refusal::NotJson(_)) => Ok(()),
+    }
 }
 
 async fn authenticate(parts: &Parts, state: &AppState, client: &ClientInfo, required: bool) -> Result<Option<Session>> {
@@ -544,6 +611,14 @@ mod tests {
         assert_eq!(empty_as_object(Bytes::new()), Bytes::from_static(b"{}"));
         assert_eq!(empty_as_object(Bytes::from_static(b" ")), Bytes::from_static(b" "));
         assert_eq!(empty_as_object(Bytes::from_static(b"[]")), Bytes::from_static(b"[]"));
+    }
+
+    #[test]
+    fn nul_in_a_query_string_is_found_encoded_or_escaped() {
+        assert!(query_holds_nul("kind=gu%00est"));
+        assert!(query_holds_nul("filter=%7B%22types%22%3A%5B%22a%5Cu0000%22%5D%7D"));
+        assert!(!query_holds_nul("filter=%7B%22types%22%3A%5B%22a%5C%5Cu0000%22%5D%7D"));
+        assert!(!query_holds_nul("from=s1_2&dir=b&limit=10%"));
     }
 
     #[test]

@@ -15,6 +15,9 @@ use serde_json::{Map, Value, json};
 /// The spec's limit on a whole PDU, signatures included.
 pub const MAX_PDU_BYTES: usize = 65_536;
 
+/// The spec's limit on an event's `type` and `state_key`.
+pub const MAX_KEY_BYTES: usize = 255;
+
 /// What a client (or the server on its behalf) wants to say.
 #[derive(Clone, Debug)]
 pub struct EventTemplate {
@@ -70,6 +73,12 @@ pub fn build_and_sign(
 ) -> Result<Pdu> {
     if !template.content.is_object() {
         return Err(Error::bad_json("Event content must be a JSON object"));
+    }
+    // The spec's size limits per key, which every server checks a PDU against.
+    if template.kind.to_string().len() > MAX_KEY_BYTES
+        || template.state_key.as_ref().is_some_and(|key| key.len() > MAX_KEY_BYTES)
+    {
+        return Err(Error::invalid_param(format!("An event type or state key may be at most {MAX_KEY_BYTES} bytes")));
     }
     let mut object = Map::new();
     object.insert("type".into(), json!(template.kind));

@@ -42,7 +42,9 @@ pub struct Relation {
 pub fn relation_of(pdu: &Pdu) -> Option<Relation> {
     let content = pdu.content_value();
     let relates_to = content.get("m.relates_to")?.as_object()?;
-    let rel_type = relates_to.get("rel_type")?.as_str()?;
+    // A relation type is an identifier (at most 255 bytes, as event types): a longer one is
+    // malformed, and would not fit the index it is kept in.
+    let rel_type = relates_to.get("rel_type")?.as_str().filter(|rel_type| rel_type.len() <= 255)?;
     let parent = EventId::parse(relates_to.get("event_id")?.as_str()?).ok()?;
     let key = relates_to.get("key").and_then(Value::as_str).map(str::to_owned);
     if rel_type == "m.annotation" && key.is_none() {

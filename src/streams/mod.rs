@@ -23,6 +23,9 @@ pub struct Streams {
     /// of them then waits for — behind all of them (measured: sender PUT p50 160 ms during a
     /// 1,000-member fan-out). Past this many, syncs wait here, not in the pool's queue.
     pub sync_builds: tokio::sync::Semaphore,
+    /// Set when the process is stopping: waiting syncs answer at once instead of holding the
+    /// shutdown up until their timeouts.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 impl Streams {
@@ -31,7 +34,20 @@ impl Streams {
         let notifier = Notifier::start(pool).await?;
         let tracker = StreamTracker::register(pool, notifier.clone()).await?;
         let builders = (pool.options().get_max_connections() as usize / 2).max(1);
-        Ok(Streams { tracker, notifier, sync_builds: tokio::sync::Semaphore::new(builders) })
+        let stopping = tokio::sync::watch::Sender::new(false);
+        Ok(Streams { tracker, notifier, sync_builds: tokio::sync::Semaphore::new(builders), stopping })
+    }
+
+    /// Tells every waiting sync (and every sync still to come) to answer now.
+    pub fn stop_waiting(&self) {
+        self.stopping.send_replace(true);
+    }
+
+    /// Resolves once [`Streams::stop_waiting`] was called (at once if it already was).
+    pub async fn stopped(&self) {
+        let mut stopping = self.stopping.subscribe();
+        // The sender lives as long as `self`, so waiting cannot fail while we are borrowed.
+        let _ = stopping.wait_for(|stopping| *stopping).await;
     }
 
     pub fn reserve(&self) -> Reservation<'_> {

@@ -68,7 +68,8 @@ pub async fn build_rooms(
                 push_rules = true;
                 continue;
             }
-            let event = json!({ "type": row.data_type, "content": row.content });
+            let Some(content) = row.content.into_value() else { continue };
+            let event = json!({ "type": row.data_type, "content": content });
             if row.room_id.is_empty() {
                 global_account_data.push(event);
             } else {

@@ -62,12 +62,20 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
         if answer_now {
             return answer(pool, user, &request, body, upto, key_counts).await;
         }
-        let woken = if upto < allocated {
-            // Changes up to `allocated` may be committed already, with their wake-ups gone
-            // by before we registered: look again once the stream has moved.
-            tokio::time::timeout_at(deadline, position_moved.changed()).await.is_ok()
-        } else {
-            tokio::time::timeout_at(deadline, waiter.woken()).await.is_ok()
+        let wait = async {
+            if upto < allocated {
+                // Changes up to `allocated` may be committed already, with their wake-ups gone
+                // by before we registered: look again once the stream has moved.
+                tokio::time::timeout_at(deadline, position_moved.changed()).await.is_ok()
+            } else {
+                tokio::time::timeout_at(deadline, waiter.woken()).await.is_ok()
+            }
+        };
+        // A stopping server answers at once, as if the timeout had passed: the client resumes
+        // from the same token against whichever server answers it next.
+        let woken = tokio::select! {
+            woken = wait => woken,
+            () = streams.stopped() => false,
         };
         if !woken {
             // Timed out with nothing new: the same window, answered empty (with key counts

@@ -115,7 +115,7 @@ impl News {
     /// The users the user ignores, when the news read them (`None`: read them yourself).
     pub fn ignored_users(&self) -> Option<HashSet<String>> {
         let news = self.found.as_ref()?;
-        Some(crate::users::ignore::ignored_in(news.ignored_user_list.as_ref()))
+        Some(crate::users::ignore::ignored_in(news.ignored_user_list.as_ref().and_then(|list| list.as_value())))
     }
 
     fn rooms(&self, wanted: bool, read: impl Fn(&WindowNews) -> &Vec<String>) -> Option<&[String]> {

@@ -23,7 +23,10 @@ pub async fn section(pool: &PgPool, user: &UserId, device: Option<&DeviceId>, wi
     }
     let events: Vec<Value> = messages
         .into_iter()
-        .map(|message| json!({ "sender": message.sender, "type": message.event_type, "content": message.content }))
+        .filter_map(|message| {
+            let content = message.content.into_value()?;
+            Some(json!({ "sender": message.sender, "type": message.event_type, "content": content }))
+        })
         .collect();
     if let Value::Object(map) = &mut body.json {
         map.insert("to_device".to_owned(), json!({ "events": events }));

@@ -12,6 +12,12 @@ use sqlx::PgPool;
 /// push rules), never through this one.
 const SERVER_CONTROLLED: &[&str] = &["m.fully_read", "m.push_rules"];
 const MAX_TYPE_BYTES: usize = 255;
+/// The largest entry, as JSON text: far above what clients store (a large `m.direct` is tens
+/// of KiB), far below what would make every initial sync of the user heavy.
+pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
+/// All of a user's account data together (global and per room), as JSON text; every initial
+/// sync carries all of it.
+pub const MAX_TOTAL_BYTES: i64 = 8 * 1024 * 1024;
 
 pub(crate) fn check_owner(actor: Actor<'_>, user_id: &UserId) -> Result<()> {
     if !actor.may_act_for(user_id) {
@@ -41,7 +47,17 @@ pub async fn set(
     if !content.is_object() {
         return Err(Error::bad_json("Account data content must be a JSON object"));
     }
+    let size = content.to_string().len();
+    if size > MAX_ENTRY_BYTES {
+        return Err(Error::too_large(format!("Account data may be at most {MAX_ENTRY_BYTES} bytes per entry")));
+    }
     let room = room_id.map_or("", |r| r.as_str());
+    // Concurrent writes of one user may each pass this check before the others commit, so the
+    // total may overshoot by what they write at once; it stays bounded.
+    let others = db::account_data::total_bytes_except(pool, user_id.as_str(), room, data_type).await?;
+    if others.saturating_add(i64::try_from(size).unwrap_or(i64::MAX)) > MAX_TOTAL_BYTES {
+        return Err(Error::too_large(format!("A user's account data may be at most {MAX_TOTAL_BYTES} bytes in all")));
+    }
     change(pool, streams, user_id, Change::Put { room, data_type, content }).await
 }
 

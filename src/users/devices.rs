@@ -30,10 +30,21 @@ pub async fn get(pool: &PgPool, user_id: &UserId, device_id: &str) -> Result<Dev
         .ok_or_else(|| Error::not_found("No such device"))
 }
 
-pub async fn rename(pool: &PgPool, user_id: &UserId, device_id: &str, display_name: Option<&str>) -> Result<()> {
-    if display_name.is_some_and(|name| name.len() > 100) {
-        return Err(Error::invalid_param("A device display name may be at most 100 bytes"));
+/// The longest device display name, in characters: Synapse's limit (the spec names none).
+pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
+
+/// The one check of a device display name, wherever one is set (registration, login, rename).
+pub fn check_display_name(display_name: Option<&str>) -> Result<()> {
+    if display_name.is_some_and(|name| name.chars().count() > MAX_DISPLAY_NAME_CHARS) {
+        return Err(Error::too_large(format!(
+            "A device display name may be at most {MAX_DISPLAY_NAME_CHARS} characters"
+        )));
     }
+    Ok(())
+}
+
+pub async fn rename(pool: &PgPool, user_id: &UserId, device_id: &str, display_name: Option<&str>) -> Result<()> {
+    check_display_name(display_name)?;
     if !db::devices::set_display_name(pool, user_id.as_str(), device_id, display_name).await? {
         return Err(Error::not_found("No such device"));
     }

@@ -31,6 +31,7 @@ pub async fn open(
     display_name: Option<&str>,
     client: &ClientInfo,
 ) -> Result<NewSession> {
+    devices::check_display_name(display_name)?;
     let device_id = match device_id {
         Some(id) if id.is_empty() || id.len() > MAX_DEVICE_ID_LENGTH => {
             return Err(Error::invalid_param(format!("device_id must be 1 to {MAX_DEVICE_ID_LENGTH} bytes")));
@@ -63,17 +64,17 @@ pub async fn login_with_password(
     let invalid = || Error::forbidden("Invalid username or password");
     let user_id = localpart::login_user_id(login.user, server_name).ok_or_else(invalid)?;
     let account = db::users::get(pool, user_id.as_str()).await?;
-    let Some(account) = account else {
-        // Spend the same effort as for a real account, so timing does not reveal which
-        // names exist.
-        let _ = password::verify(DUMMY_HASH, login.password).await;
-        return Err(invalid());
-    };
+    // Every refusal spends the effort of a real verification (against a decoy where there is
+    // no hash to check), so timing does not reveal which names exist, nor which are
+    // deactivated or have no password.
+    let hash = account.as_ref().and_then(|account| account.password_hash.as_deref());
+    let has_hash = hash.is_some();
+    let verified = password::verify(hash.unwrap_or(DUMMY_HASH), login.password).await?;
+    let Some(account) = account else { return Err(invalid()) };
     if account.deactivated {
         return Err(Error::user_deactivated());
     }
-    let Some(hash) = account.password_hash.as_deref() else { return Err(invalid()) };
-    if !password::verify(hash, login.password).await? {
+    if !has_hash || !verified {
         return Err(invalid());
     }
     let mut tx = pool.begin().await?;

@@ -7,8 +7,8 @@
 pub mod node;
 pub mod push_gateway;
 mod rooms;
-#[allow(unused_imports)] // not every test binary encodes or sends text
-pub use rooms::{encode, text};
+#[allow(unused_imports)] // not every test binary encodes, fills paths or sends text
+pub use rooms::{encode, fill_path, text};
 
 use hearth::config::Config;
 use hearth::db::embedded::{ClusterOptions, RunningCluster, connect_options};
@@ -338,4 +338,15 @@ pub fn assert_error(response: &(StatusCode, Value), status: StatusCode, errcode:
     assert_eq!(response.0, status, "unexpected status; body: {}", response.1);
     assert_eq!(response.1["errcode"], errcode, "unexpected errcode; body: {}", response.1);
     assert!(response.1["error"].is_string(), "error responses carry a message: {}", response.1);
+}
+
+/// `bytes` of text that does not compress (PostgreSQL compresses long values before it checks
+/// its index row limit of about 2.7 KB, so a repeated letter would slip under it).
+pub fn incompressible(bytes: usize) -> String {
+    let mut text = String::new();
+    while text.len() < bytes {
+        text.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    text.truncate(bytes);
+    text
 }

@@ -80,3 +80,17 @@ pub fn encode(value: &str) -> String {
         })
         .collect()
 }
+
+/// `path` with each `{placeholder}` replaced by what `value` gives for its name, encoded.
+pub fn fill_path(path: &str, value: impl Fn(&str) -> String) -> String {
+    let mut filled = String::new();
+    let mut rest = path;
+    while let Some((before, after)) = rest.split_once('{') {
+        let (name, after) = after.split_once('}').expect("placeholders close");
+        filled.push_str(before);
+        filled.push_str(&encode(&value(name)));
+        rest = after;
+    }
+    filled.push_str(rest);
+    filled
+}

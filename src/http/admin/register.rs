@@ -1,7 +1,7 @@
 //! `GET/POST /_synapse/admin/v1/register`.
 
 use crate::error::{Error, Result};
-use crate::http::ruma::{BodyFormat, empty_as_object, read_body, record_route};
+use crate::http::ruma::{BodyFormat, check_json_body, empty_as_object, read_body, record_route};
 use crate::state::AppState;
 use crate::users::ClientInfo;
 use crate::users::shared_secret::{self, SharedSecretRegistration};
@@ -38,7 +38,9 @@ async fn register(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<Value>> {
-    let body = empty_as_object(read_body(&headers, body, state.config.limits.max_request_size).await?);
+    let body = empty_as_object(read_body(&headers, body, &state.config.limits).await?);
+    // The same rules as every ruma endpoint's body (no U+0000, numbers Hearth can serve back).
+    check_json_body(&Method::POST, &body)?;
     let json: Value = serde_json::from_slice(&body)
         .map_err(|error| Error::not_json(format!("The body is not valid JSON: {error}")))?;
     let request = SharedSecretRegistration::from_json(&json)?;

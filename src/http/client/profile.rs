@@ -57,7 +57,7 @@ impl FromRequest<AppState> for SetField {
             .await
             .ok()
             .and_then(|params| params.iter().last().map(|(_, field)| field.to_owned()));
-        let bytes = read_body(&parts.headers, body, state.config.limits.max_request_size).await?;
+        let bytes = read_body(&parts.headers, body, &state.config.limits).await?;
         // Anything but a JSON object is left for ruma to refuse with the right error.
         let body = match (field, serde_json::from_slice::<Map<String, Value>>(&bytes)) {
             (Some(field), Ok(mut object)) => {
