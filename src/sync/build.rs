@@ -55,6 +55,12 @@ pub async fn build_rooms(
     news: &News,
 ) -> Result<SyncBody> {
     let SyncWindow { since, upto } = window;
+    if since.is_none()
+        && let Some(device) = &options.device
+    {
+        // A new sync sequence: the client may have forgotten every member it was sent.
+        crate::sync::lazy_members::LazyDevice { pool, user, device, include_redundant: false }.forget_all();
+    }
 
     let mut global_account_data = Vec::new();
     let mut room_account_data: HashMap<String, Vec<Value>> = HashMap::new();
