@@ -183,3 +183,58 @@ async fn include_leave_lists_left_rooms_in_an_initial_sync() {
     let banned_timeline = leave[&banned]["timeline"]["events"].as_array().expect("timeline");
     assert_eq!(banned_timeline.last().expect("events")["content"]["membership"], "ban");
 }
+
+#[tokio::test]
+async fn a_room_whose_news_the_filter_removes_entirely_is_left_out() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let other = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.join(&bob, &room).await;
+    server.join(&bob, &other).await;
+    let filter = json!({"room": {"timeline": {"types": ["m.room.message"]}}});
+    let since = sync(&server, &bob, filter.clone()).await["next_batch"].as_str().unwrap().to_owned();
+
+    // Only events the filter removes happen in the first room; a message in the other.
+    for txn in ["r1", "r2"] {
+        let path = format!("/_matrix/client/v3/rooms/{room}/send/org.example.noise/{txn}");
+        assert_eq!(server.put(&path, alice.token(), json!({"n": txn})).await.0, StatusCode::OK);
+    }
+    server.send_text(&alice, &other, "m1", "news").await;
+    let path = format!("/_matrix/client/v3/sync?since={since}&timeout=0&filter={}", encode(&filter.to_string()));
+    let (status, body) = server.get(&path, bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let joined = body["rooms"]["join"].as_object().expect("rooms.join");
+    assert!(joined.get(&room).is_none(), "nothing of the first room passes the filter: {body}");
+    assert_eq!(joined[&other]["timeline"]["events"][0]["content"]["body"], "news", "{body}");
+
+    // Messages a filter leaves out change the unread counts, but an entry with nothing else
+    // in it is not sent (as Synapse: the counts alone do not make a room news).
+    let since = body["next_batch"].as_str().unwrap().to_owned();
+    let members_only = json!({"room": {"timeline": {"types": ["m.room.member"]}}});
+    server.send_text(&alice, &room, "m2", "left out").await;
+    let path = format!("/_matrix/client/v3/sync?since={since}&timeout=0&filter={}", encode(&members_only.to_string()));
+    let (status, body) = server.get(&path, bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["rooms"]["join"].get(&room).is_none(), "the filter removed all the room's news: {body}");
+
+    // The same for what the state, ephemeral and account data filters remove.
+    let since = body["next_batch"].as_str().unwrap().to_owned();
+    let strict = json!({"room": {
+        "timeline": {"types": ["m.room.message"]},
+        "state": {"types": ["m.room.name"]},
+        "ephemeral": {"not_types": ["m.typing"]},
+        "account_data": {"not_types": ["org.example.hidden"]},
+    }});
+    let topic = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic");
+    assert_eq!(server.put(&topic, alice.token(), json!({"topic": "filtered"})).await.0, StatusCode::OK);
+    let typing = format!("/_matrix/client/v3/rooms/{room}/typing/{}", alice.user_id);
+    assert_eq!(server.put(&typing, alice.token(), json!({"typing": true, "timeout": 30000})).await.0, StatusCode::OK);
+    let data = format!("/_matrix/client/v3/user/{}/rooms/{room}/account_data/org.example.hidden", bob.user_id);
+    assert_eq!(server.put(&data, bob.token(), json!({"x": 1})).await.0, StatusCode::OK);
+    let path = format!("/_matrix/client/v3/sync?since={since}&timeout=0&filter={}", encode(&strict.to_string()));
+    let (status, body) = server.get(&path, bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["rooms"]["join"].get(&room).is_none(), "every section's filter removed the room's news: {body}");
+}

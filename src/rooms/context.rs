@@ -30,13 +30,15 @@ pub struct Context {
 /// (half, rounded down) and after. `start` and `end` are `/messages` tokens: backwards from
 /// `start` continues before the earliest event returned, forwards from `end` after the
 /// latest. `state` is the state at the last event returned (spec), i.e. the state after it.
-/// 404 for an event the user may not see, as for `/event`.
+/// 404 for an event the user may not see, as for `/event`. With `lazy_load_members`, the
+/// state's member events are only those of the returned events' senders (spec: "Lazy-loading
+/// room members"; the server keeps no record of what `/context` callers have).
 pub async fn context(
     pool: &PgPool,
     user: &UserId,
     room_id: &RoomId,
     event_id: &EventId,
-    limit: usize,
+    (limit, lazy_load_members): (usize, bool),
 ) -> Result<Context> {
     let viewer = Viewer::new(pool, user, room_id).await?;
     let not_found = || Error::not_found("Event not found");
@@ -78,13 +80,19 @@ pub async fn context(
     all.extend(before);
     all.push(event);
     all.extend(after);
+    let senders: Option<Vec<String>> = lazy_load_members.then(|| {
+        let mut senders: Vec<String> = all.iter().map(|(_, pdu)| pdu.sender.to_string()).collect();
+        senders.sort_unstable();
+        senders.dedup();
+        senders
+    });
     let mut served = viewer.serve(all).await?;
     let events_after = served.split_off(before_count + 1);
     let event = served.pop().ok_or_else(|| Error::internal("context event vanished"))?;
     let events_before = served;
 
     let snapshot = db::events::state_after(pool, last).await?.ok_or_else(|| Error::internal("event without state"))?;
-    let entries = db::state::snapshot_state(pool, snapshot).await?;
+    let entries = db::state::snapshot_state_with_members(pool, snapshot, senders.as_deref()).await?;
     let state = served::apply_to_state(pool, &viewer.rules().redaction, &entries).await?;
     let state = state.iter().map(|event| event.client_event(room_id)).collect();
     Ok(Context { start: format!("s{start}"), end: format!("s{end}"), events_before, event, events_after, state })

@@ -15,6 +15,7 @@ use crate::rooms::pdu::Pdu;
 use crate::rooms::served;
 use crate::sync::news::{News, Wanted};
 use crate::sync::room::{RoomWindow, StateMode, room_entry};
+use crate::sync::sections::SectionFilters;
 use crate::sync::types::{SyncBody, SyncOptions, SyncWindow};
 use crate::sync::unread::Reader;
 use futures_util::{StreamExt, TryStreamExt};
@@ -40,7 +41,8 @@ const STRIPPED_STATE_TYPES: [&str; 7] = [
 pub async fn build(pool: &PgPool, user: &UserId, window: SyncWindow, options: &SyncOptions) -> Result<SyncBody> {
     let memberships = db::sync::memberships(pool, user.as_str()).await?;
     let news = News::of(pool, user, None, &memberships, window, Wanted::ALL).await?;
-    build_rooms(pool, user, window, options, &memberships, &news).await
+    let sections = SectionFilters::default();
+    build_rooms(pool, user, window, (options, &sections), &memberships, &news).await
 }
 
 /// [`build`] with the user's memberships (as `room_memberships` holds them now) and the
@@ -49,11 +51,17 @@ pub async fn build_rooms(
     pool: &PgPool,
     user: &UserId,
     window: SyncWindow,
-    options: &SyncOptions,
+    (options, filters): (&SyncOptions, &SectionFilters),
     memberships: &[MembershipRow],
     news: &News,
 ) -> Result<SyncBody> {
     let SyncWindow { since, upto } = window;
+    if since.is_none()
+        && let Some(device) = &options.device
+    {
+        // A new sync sequence: the client may have forgotten every member it was sent.
+        crate::sync::lazy_members::LazyDevice { pool, user, device, include_redundant: false }.forget_all();
+    }
 
     let mut global_account_data = Vec::new();
     let mut room_account_data: HashMap<String, Vec<Value>> = HashMap::new();
@@ -116,7 +124,8 @@ pub async fn build_rooms(
         true => HashMap::new(),
         false => db::unread::read_positions_in(pool, &built, user.as_str()).await?,
     };
-    let context = JoinedContext { pool, user, window, options, ignored: &ignored, read_positions: &read_positions };
+    let context =
+        JoinedContext { pool, user, window, options, filters, ignored: &ignored, read_positions: &read_positions };
     let entries: Vec<Option<(String, Value)>> = futures_util::stream::iter(candidates)
         .map(|candidate| joined_entry(&context, candidate))
         .buffered(ROOMS_AT_ONCE)
@@ -144,7 +153,9 @@ pub async fn build_rooms(
         };
         let window = RoomWindow { after, upto: room.position, joined: false, state };
         let account_data = room_account_data.remove(key).unwrap_or_default();
-        if let Some(entry) = room_entry(pool, user, &room.room_id, window, options, &ignored, account_data).await? {
+        if let Some(mut entry) = room_entry(pool, user, &room.room_id, window, options, &ignored, account_data).await? {
+            // A leave is news in itself: the entry stays, whatever the filters leave in it.
+            filters.apply_to_room(&mut entry);
             leave.insert(key.to_owned(), entry.json);
         }
     }
@@ -167,6 +178,7 @@ pub async fn build_rooms(
             rooms.insert(name.to_owned(), Value::Object(section));
         }
     }
+    let global_account_data = filters.filter_account_data(global_account_data);
     let mut body = Map::new();
     let is_empty = rooms.is_empty() && global_account_data.is_empty();
     if !rooms.is_empty() {
@@ -187,6 +199,7 @@ struct JoinedContext<'a> {
     user: &'a UserId,
     window: SyncWindow,
     options: &'a SyncOptions,
+    filters: &'a SectionFilters,
     ignored: &'a HashSet<String>,
     read_positions: &'a HashMap<String, ReadPositions>,
 }
@@ -213,7 +226,7 @@ impl JoinedRoom {
 
 /// The `rooms.join` entry of one room, or `None` when an incremental sync has nothing for it.
 async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Result<Option<(String, Value)>> {
-    let JoinedContext { pool, user, window, options, ignored, read_positions } = *context;
+    let JoinedContext { pool, user, window, options, filters, ignored, read_positions } = *context;
     let SyncWindow { since, upto } = window;
     let room = &candidate.room;
     let key = room.room_id.as_str();
@@ -232,7 +245,11 @@ async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Res
     let window_after = if newly_joined { 0 } else { since.unwrap_or(0) };
     let room_window = RoomWindow { after: window_after, upto, joined: true, state };
     let entry = room_entry(pool, user, &room.room_id, room_window, options, ignored, candidate.account_data).await?;
-    let entry = crate::sync::ephemeral::attach(entry, candidate.ephemeral);
+    let mut entry = crate::sync::ephemeral::attach(entry, candidate.ephemeral);
+    // What the section filters remove does not count: a room left with nothing is not news.
+    if let Some(entry) = &mut entry {
+        filters.apply_to_room(entry);
+    }
     let entry = crate::sync::summary::attach(pool, user, &room.room_id, entry, full, window_after, upto).await?;
     let reader = Reader {
         user,

@@ -9,6 +9,7 @@ use crate::rooms::pdu::Pdu;
 use crate::rooms::served;
 use crate::rooms::visibility;
 use crate::rooms::visibility::Viewer;
+use crate::sync::lazy_members::{self, LazyDevice, LazyLoad};
 use crate::sync::types::{RoomEntry, SyncOptions};
 use ruma::{RoomId, UserId};
 use serde_json::{Value, json};
@@ -100,21 +101,41 @@ pub(super) async fn room_entry(
     };
     // Lazy loading keeps only the senders' and the user's member events: the others are not
     // read (a new member of a big room skips the member list, a catching-up one the joins).
-    let members = options.timeline.lazy_load_members.then(|| lazy_members(user, &timeline.events));
+    let lazy = options.timeline.lazy_load_members;
+    let members = lazy.then(|| lazy_members::wanted_members(user, &timeline.events));
+    // A limited sync sends the member events of its gap whoever they are of (spec), so that
+    // joins and profile changes there are not lost.
+    let gappy = timeline.limited && window.state == StateMode::Changes;
     let mut state = match (window.state, start_snapshot) {
         (StateMode::Full, Some(snapshot)) => {
             db::state::snapshot_state_with_members(pool, snapshot, members.as_deref()).await?
         }
         (StateMode::Changes, Some(snapshot)) if state_changed().await? => {
+            let members = if gappy { None } else { members.as_deref() };
             match db::rooms::state_at_position(pool, room_id.as_str(), window.after).await? {
-                Some(before) => db::state::snapshot_changes(pool, before, snapshot, members.as_deref()).await?,
-                None => db::state::snapshot_state_with_members(pool, snapshot, members.as_deref()).await?,
+                Some(before) => db::state::snapshot_changes(pool, before, snapshot, members).await?,
+                None => db::state::snapshot_state_with_members(pool, snapshot, members).await?,
             }
         }
         _ => Vec::new(),
     };
-    if options.timeline.lazy_load_members && window.state != StateMode::Nothing {
-        lazy_load_members(pool, user, &timeline.events, start_snapshot, &mut state).await?;
+    let device = options.device.as_deref().filter(|_| lazy).map(|device| LazyDevice {
+        pool,
+        user,
+        device,
+        include_redundant: options.timeline.include_redundant_members,
+    });
+    if lazy && window.state != StateMode::Nothing {
+        let gap: HashSet<i64> = match gappy {
+            true => {
+                state.iter().filter(|entry| entry.event_type == "m.room.member").map(|entry| entry.event_nid).collect()
+            }
+            false => HashSet::new(),
+        };
+        // Only an incremental sync's device has anything it can be spared (`after` is its token).
+        let device = device.filter(|_| window.state == StateMode::Changes).map(|device| (device, window.after));
+        let load = LazyLoad { room_id, user, timeline: &timeline.events, start_snapshot, keep: &gap, device };
+        lazy_members::load(pool, load, &mut state).await?;
     }
     let in_timeline: HashSet<i64> = timeline.events.iter().map(|(event, _)| event.event_nid).collect();
     if timeline.hidden_state_after_start && window.state != StateMode::Nothing {
@@ -140,6 +161,14 @@ pub(super) async fn room_entry(
     let summary_changed = timeline.whole_window.as_ref().map(|events| {
         events.iter().any(|event| event.state_type.as_deref().is_some_and(|kind| SUMMARY_TYPES.contains(&kind)))
     });
+    if let Some(device) = device {
+        let in_state = state.iter().filter(|entry| entry.event_type == "m.room.member");
+        let in_state = in_state.map(|entry| (entry.state_key.as_str(), entry.event_id.as_str()));
+        let in_timeline = timeline.events.iter().filter(|(_, pdu)| pdu.kind.to_string() == "m.room.member");
+        let in_timeline =
+            in_timeline.filter_map(|(event, pdu)| Some((pdu.state_key.as_deref()?, event.event_id.as_str())));
+        device.record(room_id, in_state.chain(in_timeline), window.upto);
+    }
     let timeline_events = viewer.serve(timeline.events).await?;
     let is_quiet = timeline_events.is_empty() && state_events.is_empty() && account_data.is_empty();
     let mut json = json!({
@@ -295,37 +324,4 @@ async fn visible_with_own_membership(
         events.sort_by_key(|(event, _)| std::cmp::Reverse(event.stream_position));
     }
     Ok(events)
-}
-
-/// Whose member events lazy loading sends: the timeline's senders and the user.
-fn lazy_members(user: &UserId, timeline: &[(StoredEvent, Pdu)]) -> Vec<String> {
-    let mut members: Vec<String> = timeline.iter().map(|(_, pdu)| pdu.sender.to_string()).collect();
-    members.push(user.to_string());
-    members.sort_unstable();
-    members.dedup();
-    members
-}
-
-/// Lazy-loaded members (spec: "Lazy-loading room members"): of the member events, only those
-/// of the timeline's senders and the user, who are added from the state at the timeline's
-/// start even when unchanged — the server keeps no record of what each device was sent, and
-/// the spec lets it send such redundant members.
-async fn lazy_load_members(
-    pool: &PgPool,
-    user: &UserId,
-    timeline: &[(StoredEvent, Pdu)],
-    start_snapshot: Option<i64>,
-    state: &mut Vec<StateEntry>,
-) -> Result<()> {
-    let wanted: HashSet<String> = lazy_members(user, timeline).into_iter().collect();
-    state.retain(|entry| entry.event_type != "m.room.member" || wanted.contains(&entry.state_key));
-    let present: HashSet<String> =
-        state.iter().filter(|entry| entry.event_type == "m.room.member").map(|entry| entry.state_key.clone()).collect();
-    let missing: Vec<String> = wanted.into_iter().filter(|member| !present.contains(member)).collect();
-    if let Some(snapshot) = start_snapshot
-        && !missing.is_empty()
-    {
-        state.extend(crate::rooms::facts::member_events_at(pool, snapshot, &missing).await?);
-    }
-    Ok(())
 }

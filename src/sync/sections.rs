@@ -1,12 +1,15 @@
 //! The sync filter's section filters (`account_data`, `presence`, and per room `state`,
-//! `ephemeral`, `account_data`): applied to the built response, since they only ever remove
-//! events. The timeline filter is applied while building (it decides `limited`).
+//! `ephemeral`, `account_data`): they only ever remove events. A room's are applied while its
+//! entry is built, so that an incremental sync leaves out a room whose news they removed
+//! entirely (and a long-poll does not answer for it); the others to the built response. The
+//! timeline filter is applied while building the timeline (it decides `limited`).
 
 use crate::rooms::filter::type_matches;
 use crate::sync::news::Wanted;
+use crate::sync::types::RoomEntry;
 use ruma::api::client::filter::{Filter, FilterDefinition, RoomEventFilter};
 use ruma::{OwnedUserId, UInt};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// One section's conditions, from either of ruma's two filter shapes.
 #[derive(Clone, Debug, Default)]
@@ -121,6 +124,7 @@ impl SectionFilters {
         }
     }
 
+    /// The top-level sections of a built response (the rooms' were filtered as they were built).
     pub fn apply(&self, body: &mut Value) {
         if let Some(section) = body.get_mut("account_data") {
             self.account_data.apply(section);
@@ -128,21 +132,33 @@ impl SectionFilters {
         if let Some(section) = body.get_mut("presence") {
             self.presence.apply(section);
         }
-        for membership in ["join", "leave"] {
-            // `get_mut`, not indexing: indexing would add `"rooms": null`, which clients reject.
-            let rooms = body.get_mut("rooms").and_then(|rooms| rooms.get_mut(membership));
-            let Some(rooms) = rooms.and_then(Value::as_object_mut) else { continue };
-            for room in rooms.values_mut() {
-                if let Some(section) = room.get_mut("state") {
-                    self.room_state.apply(section);
-                }
-                if let Some(section) = room.get_mut("ephemeral") {
-                    self.room_ephemeral.apply(section);
-                }
-                if let Some(section) = room.get_mut("account_data") {
-                    self.room_account_data.apply(section);
-                }
+    }
+
+    /// Global account data events through their filter.
+    pub(crate) fn filter_account_data(&self, events: Vec<Value>) -> Vec<Value> {
+        let mut section = json!({ "events": events });
+        self.account_data.apply(&mut section);
+        match section["events"].take() {
+            Value::Array(events) => events,
+            _ => Vec::new(),
+        }
+    }
+
+    /// A room entry's state, ephemeral events and account data through their filters; the
+    /// entry is quiet when nothing is left in it (and no timeline event was there).
+    pub(crate) fn apply_to_room(&self, entry: &mut RoomEntry) {
+        let mut left = 0;
+        for (key, filter) in [
+            ("state", &self.room_state),
+            ("ephemeral", &self.room_ephemeral),
+            ("account_data", &self.room_account_data),
+        ] {
+            if let Some(section) = entry.json.get_mut(key) {
+                filter.apply(section);
+                left += section["events"].as_array().map_or(0, Vec::len);
             }
         }
+        let timeline = entry.json.pointer("/timeline/events").and_then(Value::as_array).map_or(0, Vec::len);
+        entry.is_quiet = timeline == 0 && left == 0;
     }
 }

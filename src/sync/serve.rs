@@ -49,7 +49,10 @@ pub async fn serve(pool: &PgPool, streams: &Streams, session: &Session, params: 
         since: params.since,
         timeout: params.timeout,
         full_state: params.full_state,
-        options: sync_options(&definition, params.full_state),
+        options: SyncOptions {
+            device: Some(session.device_id.clone()),
+            ..sync_options(&definition, params.full_state)
+        },
         device: Some(&session.device_id),
         sections: SectionFilters::from_definition(&definition),
     };
@@ -78,5 +81,6 @@ fn sync_options(definition: &FilterDefinition, full_state: bool) -> SyncOptions 
         timeline_limit,
         unread_thread_notifications: room_filter.timeline.unread_thread_notifications,
         include_leave: room_filter.include_leave,
+        device: None,
     }
 }

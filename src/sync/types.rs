@@ -24,6 +24,8 @@ pub struct SyncOptions {
     /// user left or was banned from too (an incremental one lists those left in its window
     /// anyway).
     pub include_leave: bool,
+    /// The requesting device: lazy loading leaves out the member events it already has.
+    pub device: Option<ruma::OwnedDeviceId>,
     // The room filter's `rooms` / `not_rooms` apply to which rooms appear at all: the builder
     // asks `timeline.allows_room`, so the caller merges them into `timeline`. Its
     // `lazy_load_members` (from the state filter) trims `state` to the timeline's senders.
@@ -40,6 +42,7 @@ impl Default for SyncOptions {
             timeline_limit: DEFAULT_TIMELINE_LIMIT,
             unread_thread_notifications: false,
             include_leave: false,
+            device: None,
         }
     }
 }

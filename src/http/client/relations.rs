@@ -172,8 +172,9 @@ async fn event_context(
 ) -> Result<RumaResponse<get_context::v3::Response>> {
     let body = &request.body;
     let session = &request.session;
-    let mut found =
-        context::context(&state.pool, &session.user_id, &body.room_id, &body.event_id, to_usize(body.limit)).await?;
+    let lazy = crate::rooms::filter::EventFilter::from_ruma(&body.filter).lazy_load_members;
+    let shape = (to_usize(body.limit), lazy);
+    let mut found = context::context(&state.pool, &session.user_id, &body.room_id, &body.event_id, shape).await?;
     let events = found.events_before.iter_mut().chain([&mut found.event]).chain(found.events_after.iter_mut());
     crate::rooms::transaction_ids::annotate(&state.pool, &session.user_id, &session.device_id, events).await?;
     let mut response = get_context::v3::Response::new();

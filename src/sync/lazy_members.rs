@@ -1,0 +1,132 @@
+//! Lazy-loaded members (spec: "Lazy-loading room members"): of the room's member events, a
+//! sync sends those of the timeline's senders and of the user, from the state at the
+//! timeline's start even when unchanged — unless this device was sent that very event
+//! already and has acknowledged it (it synced from a token after the response that carried
+//! it), and did not ask for redundant members. A limited sync also sends every member event
+//! of its gap (the caller keeps those), redundant or not, as the spec requires.
+//!
+//! What each device was sent is kept in this process only, like Synapse's cache: a device
+//! whose syncs reach another process, or whose record was evicted, is sent redundant members,
+//! which the spec allows; it is never denied one it lacks.
+
+use crate::cache::database_of;
+use crate::db::events::StoredEvent;
+use crate::db::state::StateEntry;
+use crate::error::Result;
+use crate::rooms::pdu::Pdu;
+use quick_cache::sync::Cache;
+use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, RoomId, UserId};
+use sqlx::PgPool;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock, Mutex};
+
+/// Devices whose record is kept; beyond, the least recently used are forgotten.
+const DEVICES: usize = 20_000;
+/// Member events remembered per device; beyond, the device's record starts afresh.
+const PER_DEVICE: usize = 50_000;
+
+/// (room, member) → (member event id, position of the sync response that carried it).
+type SentMembers = HashMap<(String, String), (String, i64)>;
+
+/// A device of a user, on one database (see `cache::database_of`).
+type DeviceKey = (u64, OwnedUserId, OwnedDeviceId);
+
+static SENT: LazyLock<Cache<DeviceKey, Arc<Mutex<SentMembers>>>> = LazyLock::new(|| Cache::new(DEVICES));
+
+/// The device a sync answers, and what lazy loading it asked for.
+#[derive(Clone, Copy)]
+pub(super) struct LazyDevice<'a> {
+    pub pool: &'a PgPool,
+    pub user: &'a UserId,
+    pub device: &'a DeviceId,
+    pub include_redundant: bool,
+}
+
+impl LazyDevice<'_> {
+    fn sent(&self) -> Arc<Mutex<SentMembers>> {
+        let key = (database_of(self.pool), self.user.to_owned(), self.device.to_owned());
+        if let Some(sent) = SENT.get(&key) {
+            return sent;
+        }
+        // Two first syncs of a device at once may each start a record; one is lost, which
+        // costs only redundant members.
+        let sent = Arc::<Mutex<SentMembers>>::default();
+        SENT.insert(key, sent.clone());
+        sent
+    }
+
+    /// An initial sync starts a new sequence: the client may have forgotten everything.
+    pub fn forget_all(&self) {
+        let key = (database_of(self.pool), self.user.to_owned(), self.device.to_owned());
+        SENT.remove(&key);
+    }
+
+    /// Whether the device has `event_id` as `member`'s event in the room: sent in a response
+    /// at or before `acknowledged`, the token the device syncs from now.
+    fn has(&self, room_id: &RoomId, member: &str, event_id: &str, acknowledged: i64) -> bool {
+        let sent = self.sent();
+        let sent = sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        sent.get(&(room_id.to_string(), member.to_owned()))
+            .is_some_and(|(sent_id, at)| sent_id == event_id && *at <= acknowledged)
+    }
+
+    /// Records the member events of a response that ends at `upto`.
+    pub fn record<'e>(&self, room_id: &RoomId, events: impl Iterator<Item = (&'e str, &'e str)>, upto: i64) {
+        let sent = self.sent();
+        let mut sent = sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if sent.len() > PER_DEVICE {
+            sent.clear();
+        }
+        for (member, event_id) in events {
+            // The first response that carried the event is the one a later token acknowledges.
+            let entry =
+                sent.entry((room_id.to_string(), member.to_owned())).or_insert_with(|| (event_id.to_owned(), upto));
+            if entry.0 != event_id {
+                *entry = (event_id.to_owned(), upto);
+            }
+        }
+    }
+}
+
+/// Whose member events lazy loading sends: the timeline's senders and the user.
+pub(super) fn wanted_members(user: &UserId, timeline: &[(StoredEvent, Pdu)]) -> Vec<String> {
+    let mut members: Vec<String> = timeline.iter().map(|(_, pdu)| pdu.sender.to_string()).collect();
+    members.push(user.to_string());
+    members.sort_unstable();
+    members.dedup();
+    members
+}
+
+/// What [`load`] works from.
+pub(super) struct LazyLoad<'a> {
+    pub room_id: &'a RoomId,
+    pub user: &'a UserId,
+    pub timeline: &'a [(StoredEvent, Pdu)],
+    pub start_snapshot: Option<i64>,
+    /// Member events that stay whoever they are of (a limited sync's gap).
+    pub keep: &'a HashSet<i64>,
+    /// The device and the token it syncs from, where redundant members may be left out.
+    pub device: Option<(LazyDevice<'a>, i64)>,
+}
+
+/// Cuts `state`'s member events down to the wanted ones (and those to keep), adding the wanted
+/// ones it lacks from the state at the timeline's start, except those the device has.
+pub(super) async fn load(pool: &PgPool, lazy: LazyLoad<'_>, state: &mut Vec<StateEntry>) -> Result<()> {
+    let wanted: HashSet<String> = wanted_members(lazy.user, lazy.timeline).into_iter().collect();
+    state.retain(|entry| {
+        entry.event_type != "m.room.member" || wanted.contains(&entry.state_key) || lazy.keep.contains(&entry.event_nid)
+    });
+    let present: HashSet<String> =
+        state.iter().filter(|entry| entry.event_type == "m.room.member").map(|entry| entry.state_key.clone()).collect();
+    let missing: Vec<String> = wanted.into_iter().filter(|member| !present.contains(member)).collect();
+    if let Some(snapshot) = lazy.start_snapshot
+        && !missing.is_empty()
+    {
+        let mut unchanged = crate::rooms::facts::member_events_at(pool, snapshot, &missing).await?;
+        if let Some((device, acknowledged)) = lazy.device.filter(|(device, _)| !device.include_redundant) {
+            unchanged.retain(|entry| !device.has(lazy.room_id, &entry.state_key, &entry.event_id, acknowledged));
+        }
+        state.extend(unchanged);
+    }
+    Ok(())
+}
