@@ -574,6 +574,8 @@ impl Fixture {
                 "session_id" => "audit-session",
                 // Push rules (`/pushrules/global/{kind}/{rule_id}`): a rule of the user's own.
                 "kind" => "override",
+                // Room tags (`/user/{user_id}/rooms/{room_id}/tags/{tag}`).
+                "tag" => "u.audit",
                 "rule_id" => "audit-rule",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Fixture::fill`"),
             }

@@ -257,6 +257,8 @@ impl Scene {
                 "rel_type" => "m.annotation",
                 "session_id" => "fuzz-session",
                 "kind" => "override",
+                // Room tags (`/user/{user_id}/rooms/{room_id}/tags/{tag}`).
+                "tag" => "u.fuzz",
                 "rule_id" => "fuzz-rule",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Scene::fill`"),
             }
