@@ -32,6 +32,12 @@ pub enum Error {
     #[error("user-interactive authentication required")]
     Uia(Box<UiaaInfo>),
 
+    /// The database cannot be reached or cannot write just now (a killed backend, a
+    /// restarting PostgreSQL, a read-only server): nothing was changed, and the same request
+    /// is likely to succeed shortly, so the caller is told to retry rather than given up on.
+    #[error("unavailable: {0:#}")]
+    Unavailable(anyhow::Error),
+
     /// A bug or an infrastructure failure; the client learns nothing more than `M_UNKNOWN`.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -130,6 +136,19 @@ impl Error {
         Error::Internal(anyhow::anyhow!(message.into()))
     }
 
+    /// The same failure again, for another caller that shared the failed work (a send in a
+    /// batch whose transaction failed): the kind survives, so a 503 stays a 503 for each.
+    pub fn replicate(&self) -> Error {
+        match self {
+            Error::Matrix { kind, message } => Error::Matrix { kind: kind.clone(), message: message.clone() },
+            Error::Conflict(message) => Error::Conflict(message.clone()),
+            Error::ServerControlled(message) => Error::ServerControlled(message.clone()),
+            Error::Uia(info) => Error::Uia(info.clone()),
+            Error::Unavailable(error) => Error::Unavailable(anyhow::anyhow!("{error:#}")),
+            Error::Internal(error) => Error::Internal(anyhow::anyhow!("{error:#}")),
+        }
+    }
+
     /// The Matrix error code, for logs and tests.
     pub fn errcode(&self) -> String {
         match self {
@@ -137,14 +156,36 @@ impl Error {
             Error::Conflict(_) => "M_UNKNOWN".to_owned(),
             Error::ServerControlled(_) => "M_BAD_JSON".to_owned(),
             Error::Uia(_) => "UIA".to_owned(),
-            Error::Internal(_) => "M_UNKNOWN".to_owned(),
+            Error::Unavailable(_) | Error::Internal(_) => "M_UNKNOWN".to_owned(),
         }
     }
 }
 
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
+        if database_unavailable(&error) {
+            return Error::Unavailable(anyhow::Error::new(error).context("database"));
+        }
         Error::Internal(anyhow::Error::new(error).context("database"))
+    }
+}
+
+/// Whether a database failure is the server's condition rather than the statement's: the
+/// connection is gone or cannot be had, PostgreSQL is shutting down or restarting (SQLSTATE
+/// class 57, "operator intervention"), the connection failed (class 08), or the server only
+/// reads (25006). Such a failure changed nothing and passes once PostgreSQL is back.
+pub fn database_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(database) => {
+            database.code().is_some_and(|code| code.starts_with("57") || code.starts_with("08") || code == "25006")
+        }
+        _ => false,
     }
 }
 

@@ -1,17 +1,25 @@
 //! Whether this process can serve: what `/health` (and, later, metrics and the admin API)
-//! report. Today that is whether the database answers; a process without it can answer
-//! nothing but errors.
+//! report. That is whether the database answers *and takes writes*: a server that can read
+//! but not write (a read-only or recovering PostgreSQL, a lost connection that cannot be
+//! replaced) would accept every message and fail it, so it is not healthy.
 
+use crate::streams::Streams;
 use sqlx::PgPool;
 
 pub enum Health {
     Serving,
     DatabaseUnreachable(String),
+    CannotWrite(String),
 }
 
-pub async fn check(pool: &PgPool) -> Health {
-    match crate::db::ping(pool).await {
+pub async fn check(pool: &PgPool, streams: &Streams) -> Health {
+    if let Err(error) = crate::db::ping(pool).await {
+        return Health::DatabaseUnreachable(error.to_string());
+    }
+    // Through the stream writer's own connection: every write needs it, and the check
+    // replaces it if it was cut.
+    match streams.tracker.check_writable().await {
         Ok(()) => Health::Serving,
-        Err(error) => Health::DatabaseUnreachable(error.to_string()),
+        Err(error) => Health::CannotWrite(error.to_string()),
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::config::Config;
 use crate::db;
+use crate::db::cluster_keeper::ClusterKeeper;
 use crate::db::embedded::{ClusterOptions, DataDirLock, LockOutcome, RunningCluster};
 use crate::federation::keys::SigningKey;
 use crate::state::AppState;
@@ -13,21 +14,18 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// What keeps the database available: nothing for an external server; for the embedded one,
-/// the data directory lock and (unless a running server owns it) the cluster itself.
+/// the data directory lock and (unless a running server owns it) the cluster itself, kept
+/// running by a [`ClusterKeeper`].
 pub struct DatabaseGuard {
-    cluster: Option<RunningCluster>,
+    cluster: Option<ClusterKeeper>,
     _lock: Option<DataDirLock>,
 }
 
 impl DatabaseGuard {
-    pub fn cluster(&self) -> Option<&RunningCluster> {
-        self.cluster.as_ref()
-    }
-
     /// Stops the embedded cluster (if this process runs it) and releases the lock.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         if let Some(cluster) = self.cluster {
-            tokio::task::spawn_blocking(move || cluster.stop()).await??;
+            cluster.shutdown().await?;
         }
         Ok(())
     }
@@ -68,10 +66,12 @@ pub async fn open_database(config: &Config, opener: Opener) -> anyhow::Result<(P
         let pool = db::open_pool(db::embedded::connect_options(&options.dir, "hearth"), max_connections.min(2)).await?;
         return Ok((pool, DatabaseGuard { cluster: None, _lock: None }));
     }
+    let keep_options = options.clone();
     let cluster = tokio::task::spawn_blocking(move || RunningCluster::start(&options)).await??;
     db::ensure_database(cluster.connect_options("postgres"), "hearth").await?;
     let pool = db::open_pool(cluster.connect_options("hearth"), max_connections).await?;
-    Ok((pool, DatabaseGuard { cluster: Some(cluster), _lock: lock }))
+    let keeper = ClusterKeeper::start(cluster, keep_options);
+    Ok((pool, DatabaseGuard { cluster: Some(keeper), _lock: lock }))
 }
 
 async fn wait_for_running_cluster(dir: &std::path::Path) -> anyhow::Result<()> {
@@ -141,18 +141,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })
     };
 
-    let mut postgres_died = guard.cluster().map(RunningCluster::died);
-    let postgres_death = async move {
-        match postgres_died.as_mut() {
-            Some(died) => {
-                let _ = died.wait_for(|died| *died).await;
-            }
-            None => std::future::pending::<()>().await,
-        }
-    };
     let outcome = tokio::select! {
         signal = shutdown_signal() => { tracing::info!(signal, "shutting down"); Ok(()) }
-        _ = postgres_death => Err(anyhow!("the embedded PostgreSQL exited unexpectedly; see postgres.log in the data directory")),
         Some(result) = servers.join_next() => match result {
             Ok(Ok(())) => Err(anyhow!("an HTTP listener stopped unexpectedly")),
             Ok(Err(error)) => Err(anyhow!("an HTTP listener failed: {error}")),

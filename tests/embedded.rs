@@ -789,3 +789,74 @@ async fn account_tools_without_a_running_server() {
     assert_error(&server.http().login("bob", "new pw").await, StatusCode::FORBIDDEN, "M_USER_DEACTIVATED");
     assert_eq!(server.stop_with(Signal::SIGTERM).code(), Some(0), "{}", server.log());
 }
+
+/// #15 item 3: Hearth manages its PostgreSQL, so when the postmaster dies (here SIGKILL, as
+/// the out-of-memory killer would) Hearth restarts it and carries on: requests in the
+/// meantime answer 503 `M_UNKNOWN` with `Retry-After` (never 500), and every message that was
+/// acknowledged before, during or after is in the room exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_postmaster_is_restarted_and_nothing_acknowledged_is_lost() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let cluster = data.join("postgres");
+    let port = free_port();
+    let mut env = env_for(&data, port);
+    env.push(("HEARTH_RATE_LIMITS__ENABLED".to_owned(), "false".to_owned()));
+    let env = borrowed(&env);
+    let mut server = Server::start(dir.path(), &cluster, port, &env).await;
+    assert_success(&run_tool(dir.path(), &env, &["user", "create", "dana", "--password", "pw"]), "user create");
+    let http = server.http();
+    let (token, _) = http.login_ok("dana", "pw").await;
+    let (status, body) =
+        http.request(reqwest::Method::POST, "/_matrix/client/v3/createRoom", Some(&token), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let room = body["room_id"].as_str().expect("room_id").to_owned();
+    let first_postmaster = recorded_postmaster(&cluster);
+
+    let mut acknowledged = Vec::new();
+    let mut unavailable = 0;
+    for n in 0..40 {
+        if n == 15 {
+            kill(Pid::from_raw(first_postmaster), Signal::SIGKILL).expect("kill the postmaster");
+        }
+        let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/txn-{n}", common::encode(&room));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let response = http
+                .client
+                .put(format!("{}{path}", http.base_url))
+                .bearer_auth(&token)
+                .json(&json!({"msgtype": "m.text", "body": format!("message {n}")}))
+                .send()
+                .await
+                .expect("Hearth keeps answering");
+            let status = response.status();
+            let retry_after = response.headers().contains_key("retry-after");
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if status == StatusCode::OK {
+                acknowledged.push(body["event_id"].as_str().expect("event_id").to_owned());
+                break;
+            }
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "while PostgreSQL restarts: {body}\n{}", server.log());
+            assert_eq!(body["errcode"], "M_UNKNOWN");
+            assert!(retry_after, "a 503 says when to retry");
+            unavailable += 1;
+            assert!(Instant::now() < deadline, "PostgreSQL did not come back within a minute:\n{}", server.log());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert!(server.is_running(), "Hearth exited when its PostgreSQL died:\n{}", server.log());
+    let second_postmaster = recorded_postmaster(&cluster);
+    assert_ne!(first_postmaster, second_postmaster, "the postmaster was restarted");
+    assert_eq!(postmasters(&cluster), vec![second_postmaster], "exactly one postmaster serves the cluster");
+    eprintln!("{unavailable} answers of 503 while PostgreSQL restarted");
+
+    let (status, body) = http
+        .get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=f&limit=100", common::encode(&room)), Some(&token))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(common::message_ids(&body), acknowledged, "every acknowledged message, once, in order");
+    let health = http.client.get(format!("{}/health", http.base_url)).send().await.expect("health");
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(server.stop_with(Signal::SIGTERM).code(), Some(0), "{}", server.log());
+}

@@ -201,7 +201,10 @@ impl RunningCluster {
     }
 
     fn stop_inner(&mut self) -> anyhow::Result<()> {
-        if self.stopped {
+        // A postmaster that died was reaped by its supervisor thread: its pid may belong to
+        // another process by now, which must not get our signal.
+        if self.stopped || *self.died.borrow() {
+            self.stopped = true;
             return Ok(());
         }
         self.stopped = true;
@@ -240,6 +243,33 @@ impl Drop for RunningCluster {
             tracing::warn!(%error, "stopping the embedded PostgreSQL");
         }
     }
+}
+
+/// Waits until no process works in the cluster directory any more (PostgreSQL's backends run
+/// with it as their working directory), at most `timeout`; true when none is left.
+///
+/// After the postmaster was killed, its backends live on until each notices, and a new
+/// postmaster must not start beside them: with the old `postmaster.pid` removed as stale, it
+/// could not tell that they still use the old shared memory.
+pub fn wait_for_orphaned_backends(dir: &Path, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if !any_process_in(dir) {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn any_process_in(dir: &Path) -> bool {
+    let Ok(entries) = fs::read_dir("/proc") else { return false };
+    entries.flatten().any(|entry| {
+        entry.file_name().as_bytes().iter().all(u8::is_ascii_digit)
+            && fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd == dir)
+    })
 }
 
 /// Finds the directory holding `initdb` and `postgres`: `PATH`, then `pg_config --bindir`,

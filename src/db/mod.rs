@@ -4,6 +4,7 @@
 //! compose several writes into one transaction: a request commits whole or not at all.
 
 pub mod account_data;
+pub mod cluster_keeper;
 pub mod devices;
 pub mod directory;
 pub mod e2ee_cross_signing;

@@ -16,6 +16,28 @@ pub async fn register_writer(conn: &mut PgConnection, now_ms: i64) -> sqlx::Resu
     Ok(writer_id)
 }
 
+/// Takes `writer_id`'s liveness lock again on a new connection, after the one that held it
+/// failed. True when the writer's row is still there (nobody reaped it meanwhile): then the
+/// writer goes on under the same id. False leaves no lock taken.
+pub async fn reclaim_writer(conn: &mut PgConnection, writer_id: i32) -> sqlx::Result<bool> {
+    let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+        .bind(WRITER_LOCK_CLASS)
+        .bind(writer_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !locked {
+        return Ok(false);
+    }
+    let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM stream_writers WHERE writer_id = $1)")
+        .bind(writer_id)
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        sqlx::query("SELECT pg_advisory_unlock($1, $2)").bind(WRITER_LOCK_CLASS).bind(writer_id).execute(conn).await?;
+    }
+    Ok(exists)
+}
+
 /// Commits on this connection stop waiting for the WAL flush (they are still atomic and
 /// immediately visible).
 pub async fn relax_durability(conn: &mut PgConnection) -> sqlx::Result<()> {
@@ -55,6 +77,15 @@ pub async fn set_blocking_from(
         .bind(writer_id)
         .bind(blocking_from)
         .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// A write that changes nothing, to learn whether the database takes writes at all.
+pub async fn touch_writer(conn: &mut PgConnection, writer_id: i32) -> sqlx::Result<()> {
+    sqlx::query("UPDATE stream_writers SET blocking_from = blocking_from WHERE writer_id = $1")
+        .bind(writer_id)
+        .execute(conn)
         .await?;
     Ok(())
 }

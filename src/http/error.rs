@@ -81,6 +81,16 @@ impl IntoResponse for Error {
                 error_response(StatusCode::METHOD_NOT_ALLOWED, ErrorKind::BadJson, message)
             }
             Error::Uia(info) => serialize(UiaaResponse::AuthResponse(*info)),
+            Error::Unavailable(error) => {
+                tracing::warn!(error = format!("{error:#}"), "database unavailable; answered 503");
+                let mut response = error_response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    ErrorKind::Unknown,
+                    "The server's database is unavailable; try again shortly".to_owned(),
+                );
+                response.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+                response
+            }
             Error::Internal(error) => {
                 // Inside the request's span, so logged with its request id.
                 tracing::error!(error = format!("{error:#}"), "internal error");

@@ -1,4 +1,4 @@
-//! `GET /health`: 200 when the server can reach its database, 503 otherwise.
+//! `GET /health`: 200 when the server can read and write its database, 503 otherwise.
 
 use crate::health::Health;
 use crate::state::AppState;
@@ -13,11 +13,15 @@ pub fn routes(router: axum::Router<AppState>) -> Router<AppState> {
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, &'static str) {
-    match crate::health::check(&state.pool).await {
+    match crate::health::check(&state.pool, &state.streams).await {
         Health::Serving => (StatusCode::OK, "OK"),
         Health::DatabaseUnreachable(error) => {
             tracing::warn!(%error, "health check: database unreachable");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+        Health::CannotWrite(error) => {
+            tracing::warn!(%error, "health check: the database does not take writes");
+            (StatusCode::SERVICE_UNAVAILABLE, "database does not take writes")
         }
     }
 }

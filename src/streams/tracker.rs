@@ -12,6 +12,7 @@ use crate::error::Result;
 use crate::streams::shared_read::SharedRead;
 use crate::streams::{Audience, Notifier};
 use crate::time::now_ms;
+use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,6 @@ pub struct StreamTracker {
 }
 
 struct Inner {
-    writer_id: i32,
     /// The writer's own connection: holds its liveness lock and publishes its floor.
     /// Publishing happens under this lock, from the current in-flight set, so concurrent
     /// publishes cannot overtake one another with stale values.
@@ -35,15 +35,108 @@ struct Inner {
     bounds: SharedRead<PositionBounds>,
 }
 
+/// The control connection and what was last written through it.
+///
+/// A PostgreSQL backend can die under a live process (an operator's `pg_terminate_backend`,
+/// an out-of-memory kill, a restart of the server). The connection is then replaced on its
+/// next use and the writer takes its liveness lock again under the same id, so its row —
+/// and the floor protecting its in-flight positions — carries on. Only if a reaper removed
+/// the row in between (it looks every [`REAP_INTERVAL`], and the replacement happens on the
+/// first use after the failure, within milliseconds while anything is in flight) does the
+/// writer register anew; that is logged, since a reader may then have passed a position
+/// still in flight.
 struct Control {
-    connection: PgConnection,
+    connect_options: PgConnectOptions,
+    /// `None` after it failed: the next use connects again.
+    connection: Option<PgConnection>,
+    writer_id: i32,
     published: Option<i64>,
+}
+
+/// What the tracker asks of its control connection.
+enum ControlStatement<'a> {
+    /// The lowest position `nextval` can still return.
+    NextFloor,
+    SetFloor(Option<i64>),
+    Notify(&'a str),
+    /// A write that changes nothing: proves the database takes writes.
+    Touch,
+}
+
+impl Control {
+    /// Runs `statement`; when the connection turns out to be gone, connects again (see
+    /// [`Control`]) and runs it once more. `in_flight` is the floor to restore then.
+    async fn run(
+        &mut self,
+        statement: ControlStatement<'_>,
+        in_flight: Option<i64>,
+        notifier: &Notifier,
+    ) -> Result<Option<i64>> {
+        // A connection that had worked may simply have been cut: one more try, on a new one.
+        // A failure to connect at all means the database is away; the caller hears of it.
+        let had_connection = self.connection.is_some();
+        match self.try_run(&statement, in_flight, notifier).await {
+            Err(error) if had_connection && crate::error::database_unavailable(&error) => {
+                tracing::warn!(%error, writer_id = self.writer_id, "the stream writer's connection failed; reconnecting");
+                Ok(self.try_run(&statement, in_flight, notifier).await?)
+            }
+            result => Ok(result?),
+        }
+    }
+
+    async fn try_run(
+        &mut self,
+        statement: &ControlStatement<'_>,
+        in_flight: Option<i64>,
+        notifier: &Notifier,
+    ) -> sqlx::Result<Option<i64>> {
+        if self.connection.is_none() {
+            self.reconnect(in_flight, notifier).await?;
+        }
+        let writer_id = self.writer_id;
+        let Some(connection) = self.connection.as_mut() else { return Err(sqlx::Error::PoolClosed) };
+        let result = match statement {
+            ControlStatement::NextFloor => db::streams::next_position_floor(&mut *connection).await.map(Some),
+            ControlStatement::SetFloor(floor) => {
+                db::streams::set_blocking_from(&mut *connection, writer_id, *floor).await.map(|()| None)
+            }
+            ControlStatement::Notify(payload) => db::streams::notify(&mut *connection, payload).await.map(|()| None),
+            ControlStatement::Touch => db::streams::touch_writer(&mut *connection, writer_id).await.map(|()| None),
+        };
+        if result.as_ref().is_err_and(crate::error::database_unavailable) {
+            self.connection = None;
+        }
+        result
+    }
+
+    async fn reconnect(&mut self, in_flight: Option<i64>, notifier: &Notifier) -> sqlx::Result<()> {
+        let mut connection = PgConnection::connect_with(&self.connect_options).await?;
+        db::streams::relax_durability(&mut connection).await?;
+        if !db::streams::reclaim_writer(&mut connection, self.writer_id).await? {
+            let lost = self.writer_id;
+            self.writer_id = db::streams::register_writer(&mut connection, now_ms()).await?;
+            notifier.set_own_writer(self.writer_id);
+            if in_flight.is_some() {
+                tracing::error!(
+                    lost,
+                    writer_id = self.writer_id,
+                    "the stream writer's row was reaped while positions were in flight; a sync may miss them"
+                );
+            }
+        }
+        // The row may hold a floor from before the failure: write the one that is true now.
+        db::streams::set_blocking_from(&mut connection, self.writer_id, in_flight).await?;
+        self.published = in_flight;
+        self.connection = Some(connection);
+        tracing::info!(writer_id = self.writer_id, "the stream writer's connection is back");
+        Ok(())
+    }
 }
 
 impl StreamTracker {
     pub async fn register(pool: &PgPool, notifier: Notifier) -> anyhow::Result<StreamTracker> {
-        let options = pool.connect_options();
-        let mut connection = PgConnection::connect_with(&options).await?;
+        let connect_options = pool.connect_options().as_ref().clone();
+        let mut connection = PgConnection::connect_with(&connect_options).await?;
         // The floors are runtime state: they must be visible at once, but need not survive a
         // crash (a restarted process registers anew). Without this every write would pay two
         // more durable commits.
@@ -53,8 +146,12 @@ impl StreamTracker {
         tracing::debug!(writer_id, "registered as a stream writer");
         notifier.set_own_writer(writer_id);
         let inner = Arc::new(Inner {
-            writer_id,
-            control: tokio::sync::Mutex::new(Control { connection, published: None }),
+            control: tokio::sync::Mutex::new(Control {
+                connect_options,
+                connection: Some(connection),
+                writer_id,
+                published: None,
+            }),
             in_flight: Mutex::new(BTreeSet::new()),
             notifier,
             bounds: SharedRead::new(),
@@ -87,6 +184,14 @@ impl StreamTracker {
         Ok(StreamTracker { inner })
     }
 
+    /// Whether this process can write to the stream: one write through the control
+    /// connection (reconnecting it if it failed). What `/health` asks.
+    pub async fn check_writable(&self) -> Result<()> {
+        let mut control = self.inner.control.lock().await;
+        control.run(ControlStatement::Touch, self.lowest_in_flight(), &self.inner.notifier).await?;
+        Ok(())
+    }
+
     /// A set of positions for one transaction. Commit it after the transaction commits.
     pub fn reserve(&self) -> Reservation<'_> {
         Reservation { tracker: self, positions: Vec::new(), committed: false }
@@ -116,14 +221,15 @@ impl StreamTracker {
 
     async fn allocate(&self, transaction: &mut PgConnection) -> Result<i64> {
         let mut control = self.inner.control.lock().await;
+        let notifier = &self.inner.notifier;
         // The floor must be public before the position exists.
         let lowest_in_flight = self.lowest_in_flight();
         let floor = match lowest_in_flight {
             Some(lowest) => lowest,
-            None => db::streams::next_position_floor(&mut control.connection).await?,
+            None => control.run(ControlStatement::NextFloor, None, notifier).await?.unwrap_or(i64::MIN),
         };
         if control.published.is_none_or(|published| published > floor) {
-            db::streams::set_blocking_from(&mut control.connection, self.inner.writer_id, Some(floor)).await?;
+            control.run(ControlStatement::SetFloor(Some(floor)), lowest_in_flight, notifier).await?;
             control.published = Some(floor);
         }
         let position = db::streams::allocate_position(transaction).await?;
@@ -144,8 +250,8 @@ impl StreamTracker {
         self.publish().await?;
         if !positions.is_empty() {
             let payload = self.inner.notifier.payload(&audience);
-            let control = &mut self.inner.control.lock().await;
-            db::streams::notify(&mut control.connection, &payload).await?;
+            let mut control = self.inner.control.lock().await;
+            control.run(ControlStatement::Notify(&payload), self.lowest_in_flight(), &self.inner.notifier).await?;
             self.inner.notifier.wake(&audience);
         }
         Ok(())
@@ -155,7 +261,7 @@ impl StreamTracker {
         let mut control = self.inner.control.lock().await;
         let wanted = self.lowest_in_flight();
         if control.published != wanted {
-            db::streams::set_blocking_from(&mut control.connection, self.inner.writer_id, wanted).await?;
+            control.run(ControlStatement::SetFloor(wanted), wanted, &self.inner.notifier).await?;
             control.published = wanted;
         }
         Ok(())

@@ -8,7 +8,7 @@ pub mod node;
 pub mod push_gateway;
 mod rooms;
 #[allow(unused_imports)] // not every test binary encodes, fills paths or sends text
-pub use rooms::{encode, fill_path, text};
+pub use rooms::{encode, fill_path, message_ids, text};
 
 use hearth::config::Config;
 use hearth::db::embedded::{ClusterOptions, RunningCluster, connect_options};
@@ -76,7 +76,7 @@ fn remove_stale_clusters() {
     }
 }
 
-async fn admin_connection() -> PgConnection {
+pub async fn admin_connection() -> PgConnection {
     PgConnection::connect_with(&connect_options(&cluster().dir, "postgres")).await.expect("connect to the test cluster")
 }
 

@@ -69,6 +69,17 @@ pub fn text(body: &str) -> Value {
     json!({"msgtype": "m.text", "body": body})
 }
 
+/// The ids of the `m.room.message` events in a `/messages` answer's chunk, in its order.
+pub fn message_ids(messages: &Value) -> Vec<String> {
+    messages["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter(|event| event["type"] == "m.room.message")
+        .map(|event| event["event_id"].as_str().expect("event_id").to_owned())
+        .collect()
+}
+
 /// Percent-encodes a path segment or query value (tokens are opaque; aliases hold `#` and `:`;
 /// filters are JSON).
 pub fn encode(value: &str) -> String {

@@ -8,7 +8,7 @@
 //! A batch can be cut short (the request that led it dropped mid-way): its transaction rolls
 //! back and its sends go back to the front of the queue, for the next holder of the lock.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::send::appender::{Appended, Appender, Transaction};
@@ -104,7 +104,7 @@ async fn run(ctx: RoomCtx<'_>, room_id: &RoomId, room: &Room, lock: LocalRoomLoc
     let outcomes = match append_all(ctx, room_id, lock, batch).await {
         Ok(outcomes) => outcomes,
         // Nothing committed: every send fails the same way.
-        Err(error) => batch.iter().map(|_| Err(Error::internal(error.to_string()))).collect(),
+        Err(error) => batch.iter().map(|_| Err(error.replicate())).collect(),
     };
     for (pending, outcome) in batch.iter().zip(outcomes) {
         pending.finish(outcome.map(|appended| appended.event_id().to_owned()));
