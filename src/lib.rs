@@ -25,6 +25,7 @@ pub mod db;
 pub mod e2ee;
 pub mod error;
 pub mod federation;
+pub mod fuzz;
 pub mod health;
 pub mod http;
 pub mod net;
