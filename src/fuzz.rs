@@ -34,7 +34,8 @@ pub fn canonical_json(data: &[u8]) {
         Ok(again) => again,
         Err(error) => panic!("canonical JSON {text:?} does not parse back: {error}"),
     };
-    if again != value || again.to_string() != text {
+    let text_again = again.to_string();
+    if again != value || text_again != text {
         panic!("canonical JSON is not a fixed point: {text:?}");
     }
 }
