@@ -117,7 +117,7 @@ async fn every_event_is_a_signed_hashed_pdu_with_the_spec_auth_events_in_every_r
     let carol = server.register("carol", PW).await;
     let keys = key_map(&server);
 
-    for version in ["6", "7", "8", "9", "10", "11", "12"] {
+    for version in ["3", "4", "5", "6", "7", "8", "9", "10", "11", "12"] {
         let rules = RoomVersionId::try_from(version).expect("version").rules().expect("rules");
         let v12 = version == "12";
         let room = busy_room(&server, &alice, &bob, &carol, version).await;

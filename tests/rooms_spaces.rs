@@ -88,7 +88,7 @@ async fn upgrading_a_room_moves_its_state_and_bans_and_quiets_the_old_one() {
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
     let mallory = server.register("mallory", PW).await;
-    for version in ["10", "12"] {
+    for version in ["4", "10", "12"] {
         let old = server
             .create_room(
                 &alice,

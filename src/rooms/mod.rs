@@ -52,8 +52,13 @@ pub struct RoomCtx<'a> {
     pub streams: &'a crate::streams::Streams,
 }
 
-/// Room versions Hearth creates and serves: those whose state resolution (v2) ruma implements.
+/// Room versions Hearth creates and serves: those whose state resolution (v2) ruma implements
+/// and whose events have the reference-hash format (3 and later; 1 and 2 name events
+/// `$id:server` and list `prev_events` as pairs, which Hearth does not write).
 pub const SUPPORTED_VERSIONS: &[RoomVersionId] = &[
+    RoomVersionId::V3,
+    RoomVersionId::V4,
+    RoomVersionId::V5,
     RoomVersionId::V6,
     RoomVersionId::V7,
     RoomVersionId::V8,
