@@ -22,6 +22,7 @@ pub mod redact;
 pub mod relations;
 pub mod reports;
 pub mod resolve;
+pub mod resolve_v1;
 pub mod restricted;
 pub mod send;
 pub mod served;

@@ -1,10 +1,11 @@
-//! State resolution (v2, and v2.1 for room version 12) where a room's DAG has forked: the
+//! State resolution (v2, v2.1 for room version 12, and v1 through `resolve_v1`) where a room's DAG has forked: the
 //! state before an event whose `prev_events` disagree is the resolution of their states.
 //! ruma's algorithm is synchronous, so everything it may look at is loaded first.
 
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::pdu::Pdu;
+use crate::rooms::resolve_v1::resolve_v1;
 use crate::rooms::served;
 use ruma::events::StateEventType;
 use ruma::room_version_rules::RoomVersionRules;
@@ -21,10 +22,8 @@ pub async fn resolve_snapshots(
     rules: &RoomVersionRules,
     snapshots: &[i64],
 ) -> Result<i64> {
-    let v2_rules = rules
-        .state_res
-        .v2_rules()
-        .ok_or_else(|| Error::internal("this room version uses state resolution v1, which is not supported"))?;
+    // `None`: room version 1, resolved by `resolve_v1` (ruma implements only v2).
+    let v2_rules = rules.state_res.v2_rules();
 
     let mut state_maps: Vec<StateMap<OwnedEventId>> = Vec::new();
     let mut state_event_ids: HashSet<String> = HashSet::new();
@@ -65,14 +64,18 @@ pub async fn resolve_snapshots(
         })
         .collect();
 
-    let resolved = resolve(
-        &rules.authorization,
-        v2_rules,
-        state_maps.iter(),
-        auth_chains,
-        |id: &EventId| events.get(id).cloned(),
-        |conflicted: &StateMap<Vec<OwnedEventId>>| Some(conflicted_subgraph(conflicted, &auth_edges)),
-    )
+    let resolved = match v2_rules {
+        Some(v2_rules) => resolve(
+            &rules.authorization,
+            v2_rules,
+            state_maps.iter(),
+            auth_chains,
+            |id: &EventId| events.get(id).cloned(),
+            |conflicted: &StateMap<Vec<OwnedEventId>>| Some(conflicted_subgraph(conflicted, &auth_edges)),
+        )
+        .map_err(|error| error.to_string()),
+        None => resolve_v1(&rules.authorization, &state_maps, |id: &EventId| events.get(id).cloned()),
+    }
     .map_err(|error| Error::internal(format!("state resolution in {room_id} failed: {error}")))?;
 
     let entries: Vec<(String, String, String)> = resolved
