@@ -27,6 +27,7 @@ pub mod error;
 pub mod federation;
 pub mod health;
 pub mod http;
+pub mod media;
 pub mod net;
 pub mod push;
 pub mod ratelimit;
