@@ -175,9 +175,8 @@ async fn identical_uploads_are_stored_once_and_deleted_with_their_last_name() {
     assert_eq!((status, got.len()), (StatusCode::OK, picture.len()));
 
     assert!(server.state.media.delete(&server.state.pool, &origin, &id(&second)).await.unwrap());
-    // Thumbnails made on upload may still be landing; wait for the background work to settle.
-    tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(files_under(&content), 0, "the bytes went with their last name");
+    assert_eq!(files_under(&thumbnails), 0, "and their thumbnails");
     let (status, _, _) = fetch(&server, &format!("/_matrix/client/v1/media/download/{second}"), alice.token()).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(!server.state.media.delete(&server.state.pool, &origin, &id(&second)).await.unwrap());

@@ -223,7 +223,6 @@ async fn make(
         let (requested_width, requested_height) = (side(rendered.size.width), side(rendered.size.height));
         let key = thumbnail_key(&found.sha256, requested_width, requested_height, method);
         let size = i64::try_from(rendered.bytes.len()).unwrap_or(i64::MAX);
-        storage.put_bytes(&key, Bytes::from(rendered.bytes)).await?;
         let thumbnail = db::media::Thumbnail {
             sha256: found.sha256.clone(),
             requested_width,
@@ -234,7 +233,16 @@ async fn make(
             content_type: rendered.content_type.to_owned(),
             size,
         };
-        db::media::insert_thumbnail(pool, &thumbnail, now_ms()).await?;
+        // Under the content's lock: a deletion of the content's last media id either comes
+        // after this (and finds the thumbnail to delete) or before (and this stores nothing).
+        let mut tx = pool.begin().await?;
+        db::media::lock_content(&mut *tx, &found.sha256).await?;
+        if !db::media::content_referenced(&mut *tx, &found.sha256).await? {
+            return Err(Error::not_found("No such media"));
+        }
+        storage.put_bytes(&key, Bytes::from(rendered.bytes)).await?;
+        db::media::insert_thumbnail(&mut *tx, &thumbnail, now_ms()).await?;
+        tx.commit().await?;
         made.push(thumbnail);
     }
     Ok(made)
