@@ -47,6 +47,7 @@ pub fn nio_python() -> Result<PathBuf, String> {
 }
 
 /// moto's `moto_server` (a real S3-protocol server), installing it on first use.
+#[allow(dead_code)] // used by tests/media_s3.rs, not by the client tests that share this file
 pub fn s3_server() -> Result<PathBuf, String> {
     static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     INSTALLED.get_or_init(|| install_venv("s3-venv", &source_dir().join("s3/requirements.txt"))).clone()
