@@ -26,6 +26,22 @@ pub enum Access {
     Legacy,
 }
 
+/// Which media a request names, through which door, and how long it will wait for a pending
+/// id's upload.
+#[derive(Clone, Copy, Debug)]
+pub struct Lookup<'a> {
+    pub server_name: &'a ServerName,
+    pub media_id: &'a str,
+    pub access: Access,
+    pub wait: Duration,
+}
+
+impl<'a> Lookup<'a> {
+    pub fn new(server_name: &'a ServerName, media_id: &'a str, access: Access, wait: Duration) -> Self {
+        Lookup { server_name, media_id, access, wait }
+    }
+}
+
 /// Uploaded media, ready to be served.
 #[derive(Clone, Debug)]
 pub struct Found {
@@ -39,15 +55,8 @@ pub struct Found {
 impl MediaRepo {
     /// The media `mxc://{server_name}/{media_id}`, waiting up to `wait` for a pending id's
     /// bytes (spec: 504 `M_NOT_YET_UPLOADED` when they do not come in time).
-    pub async fn find(
-        &self,
-        pool: &PgPool,
-        own_server: &ServerName,
-        server_name: &ServerName,
-        media_id: &str,
-        access: Access,
-        wait: Duration,
-    ) -> Result<Found> {
+    pub async fn find(&self, pool: &PgPool, own_server: &ServerName, lookup: Lookup<'_>) -> Result<Found> {
+        let Lookup { server_name, media_id, access, wait } = lookup;
         self.require_local(own_server, server_name)?;
         let missing = || Error::not_found("No such media");
         if !super::is_valid_media_id(media_id) {

@@ -9,7 +9,7 @@
 //! [`CONCURRENT_RENDERS`] decodes run at once so many uploads cannot multiply that memory.
 
 use super::MediaRepo;
-use super::download::{Access, Found};
+use super::download::{Found, Lookup};
 use super::storage::{ByteStream, Storage, content_key, thumbnail_key};
 use crate::db;
 use crate::error::{Error, Result};
@@ -23,7 +23,6 @@ use ruma::ServerName;
 use sqlx::PgPool;
 use std::io::Cursor;
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::sync::Semaphore;
 
 /// The most pixels an image may have to be thumbnailed (Synapse's `max_image_pixels`).
@@ -272,21 +271,17 @@ pub fn spawn_pregeneration(
 
 impl MediaRepo {
     /// A thumbnail of the media, made now if it was not made before.
-    #[allow(clippy::too_many_arguments)]
     pub async fn thumbnail(
         &self,
         pool: &PgPool,
         own_server: &ServerName,
-        server_name: &ServerName,
-        media_id: &str,
-        access: Access,
+        lookup: Lookup<'_>,
         requested: Size,
-        wait: Duration,
     ) -> Result<(db::media::Thumbnail, ByteStream)> {
         if requested.width == 0 || requested.height == 0 {
             return Err(Error::invalid_param("Thumbnail width and height must be at least 1"));
         }
-        let found = self.find(pool, own_server, server_name, media_id, access, wait).await?;
+        let found = self.find(pool, own_server, lookup).await?;
         let content_type = found.content_type.clone().unwrap_or_default();
         if !can_thumbnail(&content_type) {
             return Err(Error::unknown("Cannot generate a thumbnail of this type of content"));

@@ -39,6 +39,17 @@ struct Staged {
     size: u64,
 }
 
+impl Staged {
+    fn content<'a>(&'a self, meta: &'a UploadMeta) -> db::media::Content<'a> {
+        db::media::Content {
+            sha256: &self.sha256,
+            size: i64::try_from(self.size).unwrap_or(i64::MAX),
+            content_type: meta.content_type.as_deref(),
+            filename: meta.filename.as_deref(),
+        }
+    }
+}
+
 impl Drop for Staged {
     fn drop(&mut self) {
         // After a successful store the file has been moved away and this finds nothing.
@@ -77,15 +88,9 @@ impl MediaRepo {
         check_meta(&meta)?;
         let staged = self.stage(body).await?;
         let media_id = new_media_id();
-        let content = db::media::Content {
-            sha256: &staged.sha256,
-            size: i64::try_from(staged.size).unwrap_or(i64::MAX),
-            content_type: meta.content_type.as_deref(),
-            filename: meta.filename.as_deref(),
-        };
+        let content = staged.content(&meta);
         let mut tx = pool.begin().await?;
-        db::media::lock_content(&mut *tx, &staged.sha256).await?;
-        self.storage.put_file(&content_key(&staged.sha256), &staged.path).await?;
+        self.store(&mut tx, &staged).await?;
         db::media::insert_uploaded(
             &mut *tx,
             own_server.as_str(),
@@ -159,15 +164,9 @@ impl MediaRepo {
         check_pending_upload(&pending, uploader)?;
 
         let staged = self.stage(body).await?;
-        let content = db::media::Content {
-            sha256: &staged.sha256,
-            size: i64::try_from(staged.size).unwrap_or(i64::MAX),
-            content_type: meta.content_type.as_deref(),
-            filename: meta.filename.as_deref(),
-        };
+        let content = staged.content(&meta);
         let mut tx = pool.begin().await?;
-        db::media::lock_content(&mut *tx, &staged.sha256).await?;
-        self.storage.put_file(&content_key(&staged.sha256), &staged.path).await?;
+        self.store(&mut tx, &staged).await?;
         if !db::media::fill_pending(&mut *tx, own_server.as_str(), media_id, &content, now_ms()).await? {
             // Uploaded (or expired) while this body arrived: say which.
             drop(tx);
@@ -179,6 +178,13 @@ impl MediaRepo {
         self.uploaded.notify_waiters();
         self.after_upload(pool, &staged, meta.content_type.as_deref());
         Ok(())
+    }
+
+    /// Puts staged bytes into storage under their hash, holding the content's lock for the rest
+    /// of `tx` (so a deletion of the same content cannot remove them before `tx` names them).
+    async fn store(&self, tx: &mut sqlx::PgTransaction<'_>, staged: &Staged) -> Result<()> {
+        db::media::lock_content(&mut **tx, &staged.sha256).await?;
+        self.storage.put_file(&content_key(&staged.sha256), &staged.path).await
     }
 
     /// Thumbnails of the spec's recommended sizes, made in the background for images.

@@ -4,40 +4,26 @@ use super::range::{self, Ranged};
 use super::respond::{Served, media_response};
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse};
-use crate::media::download::Access;
+use crate::media::download::{Access, Lookup};
 use crate::media::thumbnail::{Fit, Size};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::Response;
 use http::{HeaderMap, StatusCode};
+use ruma::UInt;
 use ruma::api::client::authenticated_media;
 use ruma::media::Method;
-use ruma::{ServerName, UInt};
-use std::time::Duration;
 
-/// One download, whichever endpoint it came through.
-pub(super) struct Download<'a> {
-    pub(super) server_name: &'a ServerName,
-    pub(super) media_id: &'a str,
-    /// The file name the path asks the answer to carry, over the uploaded one.
-    pub(super) filename: Option<&'a str>,
-    pub(super) access: Access,
-    pub(super) timeout: Duration,
-}
-
-pub(super) async fn serve(state: &AppState, headers: &HeaderMap, download: Download<'_>) -> Result<Response> {
-    let found = state
-        .media
-        .find(
-            &state.pool,
-            &state.server_name,
-            download.server_name,
-            download.media_id,
-            download.access,
-            download.timeout,
-        )
-        .await?;
-    let filename = download.filename.or(found.filename.as_deref());
+/// Serves a download; `filename` is the name the path asks the answer to carry, over the
+/// uploaded one.
+pub(super) async fn serve(
+    state: &AppState,
+    headers: &HeaderMap,
+    lookup: Lookup<'_>,
+    filename: Option<&str>,
+) -> Result<Response> {
+    let found = state.media.find(&state.pool, &state.server_name, lookup).await?;
+    let filename = filename.or(found.filename.as_deref());
     let requested = headers.get(http::header::RANGE).and_then(|value| value.to_str().ok());
     let mut served = Served {
         status: StatusCode::OK,
@@ -67,38 +53,23 @@ pub(super) async fn serve(state: &AppState, headers: &HeaderMap, download: Downl
     }
 }
 
-/// One thumbnail request, whichever endpoint it came through.
-pub(super) struct ThumbnailRequest<'a> {
-    pub(super) server_name: &'a ServerName,
-    pub(super) media_id: &'a str,
-    pub(super) method: Option<&'a Method>,
-    pub(super) width: UInt,
-    pub(super) height: UInt,
-    pub(super) access: Access,
-    pub(super) timeout: Duration,
-}
-
-pub(super) async fn serve_thumbnail(state: &AppState, request: ThumbnailRequest<'_>) -> Result<Response> {
-    let fit = match request.method {
+/// Serves a thumbnail of `width` × `height` by `method` (the spec's default: `scale`).
+pub(super) async fn serve_thumbnail(
+    state: &AppState,
+    lookup: Lookup<'_>,
+    method: Option<&Method>,
+    width: UInt,
+    height: UInt,
+) -> Result<Response> {
+    let fit = match method {
         // The spec's default is `scale`.
         None | Some(Method::Scale) => Fit::Scale,
         Some(Method::Crop) => Fit::Crop,
         Some(other) => return Err(Error::invalid_param(format!("Unknown thumbnail method {:?}", other.as_str()))),
     };
     let side = |value: UInt| u32::try_from(u64::from(value)).unwrap_or(u32::MAX);
-    let size = Size { width: side(request.width), height: side(request.height), fit };
-    let (thumbnail, body) = state
-        .media
-        .thumbnail(
-            &state.pool,
-            &state.server_name,
-            request.server_name,
-            request.media_id,
-            request.access,
-            size,
-            request.timeout,
-        )
-        .await?;
+    let size = Size { width: side(width), height: side(height), fit };
+    let (thumbnail, body) = state.media.thumbnail(&state.pool, &state.server_name, lookup, size).await?;
     let served = Served {
         status: StatusCode::OK,
         content_type: Some(&thumbnail.content_type),
@@ -115,14 +86,8 @@ pub async fn download(
     request: Authed<authenticated_media::get_content::v1::Request>,
 ) -> Result<Response> {
     let body = &request.body;
-    let download = Download {
-        server_name: &body.server_name,
-        media_id: &body.media_id,
-        filename: None,
-        access: Access::Authenticated,
-        timeout: body.timeout_ms,
-    };
-    serve(&state, &headers, download).await
+    let lookup = Lookup::new(&body.server_name, &body.media_id, Access::Authenticated, body.timeout_ms);
+    serve(&state, &headers, lookup, None).await
 }
 
 pub async fn download_as(
@@ -131,14 +96,8 @@ pub async fn download_as(
     request: Authed<authenticated_media::get_content_as_filename::v1::Request>,
 ) -> Result<Response> {
     let body = &request.body;
-    let download = Download {
-        server_name: &body.server_name,
-        media_id: &body.media_id,
-        filename: Some(&body.filename),
-        access: Access::Authenticated,
-        timeout: body.timeout_ms,
-    };
-    serve(&state, &headers, download).await
+    let lookup = Lookup::new(&body.server_name, &body.media_id, Access::Authenticated, body.timeout_ms);
+    serve(&state, &headers, lookup, Some(&body.filename)).await
 }
 
 pub async fn thumbnail(
@@ -146,16 +105,8 @@ pub async fn thumbnail(
     request: Authed<authenticated_media::get_content_thumbnail::v1::Request>,
 ) -> Result<Response> {
     let body = &request.body;
-    let thumbnail = ThumbnailRequest {
-        server_name: &body.server_name,
-        media_id: &body.media_id,
-        method: body.method.as_ref(),
-        width: body.width,
-        height: body.height,
-        access: Access::Authenticated,
-        timeout: body.timeout_ms,
-    };
-    serve_thumbnail(&state, thumbnail).await
+    let lookup = Lookup::new(&body.server_name, &body.media_id, Access::Authenticated, body.timeout_ms);
+    serve_thumbnail(&state, lookup, body.method.as_ref(), body.width, body.height).await
 }
 
 pub(super) fn upload_size(state: &AppState) -> UInt {

@@ -3,10 +3,10 @@
 //! [`crate::media::download`]).
 #![allow(deprecated)] // ruma marks these endpoints deprecated, as the spec does
 
-use super::download::{Download, ThumbnailRequest, previews_unavailable, serve, serve_thumbnail, upload_size};
+use super::download::{previews_unavailable, serve, serve_thumbnail, upload_size};
 use crate::error::Result;
 use crate::http::ruma::{Authed, Ruma, RumaResponse};
-use crate::media::download::Access;
+use crate::media::download::{Access, Lookup};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::Response;
@@ -19,14 +19,8 @@ pub async fn legacy_download(
     request: Ruma<media::get_content::v3::Request>,
 ) -> Result<Response> {
     let body = &request.body;
-    let download = Download {
-        server_name: &body.server_name,
-        media_id: &body.media_id,
-        filename: None,
-        access: Access::Legacy,
-        timeout: body.timeout_ms,
-    };
-    serve(&state, &headers, download).await
+    let lookup = Lookup::new(&body.server_name, &body.media_id, Access::Legacy, body.timeout_ms);
+    serve(&state, &headers, lookup, None).await
 }
 
 pub async fn legacy_download_as(
@@ -35,14 +29,8 @@ pub async fn legacy_download_as(
     request: Ruma<media::get_content_as_filename::v3::Request>,
 ) -> Result<Response> {
     let body = &request.body;
-    let download = Download {
-        server_name: &body.server_name,
-        media_id: &body.media_id,
-        filename: Some(&body.filename),
-        access: Access::Legacy,
-        timeout: body.timeout_ms,
-    };
-    serve(&state, &headers, download).await
+    let lookup = Lookup::new(&body.server_name, &body.media_id, Access::Legacy, body.timeout_ms);
+    serve(&state, &headers, lookup, Some(&body.filename)).await
 }
 
 pub async fn legacy_thumbnail(
@@ -50,16 +38,8 @@ pub async fn legacy_thumbnail(
     request: Ruma<media::get_content_thumbnail::v3::Request>,
 ) -> Result<Response> {
     let body = &request.body;
-    let thumbnail = ThumbnailRequest {
-        server_name: &body.server_name,
-        media_id: &body.media_id,
-        method: body.method.as_ref(),
-        width: body.width,
-        height: body.height,
-        access: Access::Legacy,
-        timeout: body.timeout_ms,
-    };
-    serve_thumbnail(&state, thumbnail).await
+    let lookup = Lookup::new(&body.server_name, &body.media_id, Access::Legacy, body.timeout_ms);
+    serve_thumbnail(&state, lookup, body.method.as_ref(), body.width, body.height).await
 }
 
 pub async fn legacy_config(
