@@ -313,6 +313,87 @@ async fn uploads_are_rate_limited_per_user() {
     assert_eq!(status, StatusCode::OK, "{body}");
 }
 
+/// A web page with OpenGraph tags and an image, on loopback; records the paths asked for.
+async fn test_site() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::routing::get;
+    let hits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = |hits: &std::sync::Arc<std::sync::Mutex<Vec<String>>>, path: &str| {
+        hits.lock().unwrap().push(path.to_owned());
+    };
+    let (page_hits, image_hits, moved_hits) = (hits.clone(), hits.clone(), hits.clone());
+    let app = axum::Router::new()
+        .route(
+            "/page",
+            get(move || async move {
+                record(&page_hits, "/page");
+                (
+                    [("content-type", "text/html; charset=utf-8")],
+                    "<html><head><title>Fallback</title>\
+                     <meta property=\"og:title\" content=\"Tea &amp; cake\">\
+                     <meta name=\"description\" content=\"A page about tea\">\
+                     <meta property=\"og:image\" content=\"/cat.png\"></head><body>hi</body></html>",
+                )
+            }),
+        )
+        .route(
+            "/cat.png",
+            get(move || async move {
+                record(&image_hits, "/cat.png");
+                ([("content-type", "image/png")], picture(64, 48, image::ImageFormat::Png))
+            }),
+        )
+        .route(
+            "/moved",
+            get(move || async move {
+                record(&moved_hits, "/moved");
+                (StatusCode::FOUND, [("location", "/page")])
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (base, hits)
+}
+
+#[tokio::test]
+async fn a_link_preview_reads_the_page_and_keeps_its_image() {
+    let (server, _dir) = media_server(|config| {
+        config.media.url_previews = true;
+        config.network.allow_private_destinations = true;
+    })
+    .await;
+    let alice = server.register("alice", PASSWORD).await;
+    let (site, hits) = test_site().await;
+    let path = format!("/_matrix/client/v1/media/preview_url?url={}", encode(&format!("{site}/moved")));
+    let (status, preview) = server.get(&path, alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{preview}");
+    assert_eq!(preview["og:title"], "Tea & cake");
+    assert_eq!(preview["og:description"], "A page about tea");
+    let image = mxc_path(&preview["og:image"]);
+    let (status, _, body) = fetch(&server, &format!("/_matrix/client/v1/media/download/{image}"), alice.token()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(dimensions(&body), (64, 48));
+    assert_eq!(*hits.lock().unwrap(), ["/moved", "/page", "/cat.png"], "the redirect was followed");
+
+    // Asked again: answered from the cache, the site is not asked again.
+    let (status, again) = server.get(&path, alice.token()).await;
+    assert_eq!((status, &again), (StatusCode::OK, &preview));
+    assert_eq!(hits.lock().unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_link_preview_of_a_private_address_is_refused() {
+    let (server, _dir) = media_server(|config| config.media.url_previews = true).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let (site, hits) = test_site().await;
+    for url in [format!("{site}/page"), site.replace("127.0.0.1", "localhost") + "/page"] {
+        let path = format!("/_matrix/client/v1/media/preview_url?url={}", encode(&url));
+        let response = server.get(&path, alice.token()).await;
+        assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    }
+    assert!(hits.lock().unwrap().is_empty(), "nothing reached the private site");
+}
+
 #[tokio::test]
 async fn url_previews_are_off_by_default() {
     let (server, _dir) = media_server(|_| {}).await;

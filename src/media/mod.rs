@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod download;
+pub mod preview;
 pub mod storage;
 pub mod thumbnail;
 pub mod upload;
@@ -35,6 +36,8 @@ pub struct MediaRepo {
     uploaded: tokio::sync::Notify,
     /// Bounds the images decoded at once (see [`thumbnail`]).
     renders: Arc<tokio::sync::Semaphore>,
+    /// Recent URL previews (see [`preview`]).
+    previews: preview::PreviewCache,
 }
 
 /// Whose media an mxc URI names.
@@ -53,15 +56,12 @@ impl MediaRepo {
             config: config.clone(),
             uploaded: tokio::sync::Notify::new(),
             renders: Arc::new(tokio::sync::Semaphore::new(thumbnail::CONCURRENT_RENDERS)),
+            previews: preview::PreviewCache::new(1000),
         })
     }
 
     pub fn max_upload_size(&self) -> u64 {
         self.config.max_upload_size
-    }
-
-    pub fn url_previews_enabled(&self) -> bool {
-        self.config.url_previews
     }
 
     /// Decides whose media `server_name` names: the one place remote media will branch off.

@@ -120,19 +120,17 @@ pub async fn config(
     RumaResponse(authenticated_media::get_media_config::v1::Response::new(upload_size(&state)))
 }
 
-/// URL previews are off unless `media.url_previews` is set (as in Synapse); fetching them is
-/// not built yet, so the answer is the same either way.
-pub(super) fn previews_unavailable(state: &AppState) -> Error {
-    if state.media.url_previews_enabled() {
-        Error::unknown("URL previews are not available on this server yet")
-    } else {
-        Error::forbidden("URL previews are disabled on this server")
-    }
+/// The preview of `url` for the requesting user, as the spec's OpenGraph object.
+pub(super) async fn preview_of(state: &AppState, user: &ruma::UserId, url: &str) -> Result<serde_json::Value> {
+    state.media.preview(&state.pool, &state.server_name, &state.outbound, user, url).await
 }
 
 pub async fn preview(
     State(state): State<AppState>,
-    _request: Authed<authenticated_media::get_media_preview::v1::Request>,
+    request: Authed<authenticated_media::get_media_preview::v1::Request>,
 ) -> Result<RumaResponse<authenticated_media::get_media_preview::v1::Response>> {
-    Err(previews_unavailable(&state))
+    let preview = preview_of(&state, &request.session.user_id, &request.body.url).await?;
+    let response = authenticated_media::get_media_preview::v1::Response::from_serialize(&preview)
+        .map_err(|error| Error::internal(format!("preview JSON: {error}")))?;
+    Ok(RumaResponse(response))
 }

@@ -3,7 +3,7 @@
 //! [`crate::media::download`]).
 #![allow(deprecated)] // ruma marks these endpoints deprecated, as the spec does
 
-use super::download::{previews_unavailable, serve, serve_thumbnail, upload_size};
+use super::download::{preview_of, serve, serve_thumbnail, upload_size};
 use crate::error::Result;
 use crate::http::ruma::{Authed, Ruma, RumaResponse};
 use crate::media::download::{Access, Lookup};
@@ -51,7 +51,10 @@ pub async fn legacy_config(
 
 pub async fn legacy_preview(
     State(state): State<AppState>,
-    _request: Authed<media::get_media_preview::v3::Request>,
+    request: Authed<media::get_media_preview::v3::Request>,
 ) -> Result<RumaResponse<media::get_media_preview::v3::Response>> {
-    Err(previews_unavailable(&state))
+    let preview = preview_of(&state, &request.session.user_id, &request.body.url).await?;
+    let response = media::get_media_preview::v3::Response::from_serialize(&preview)
+        .map_err(|error| crate::error::Error::internal(format!("preview JSON: {error}")))?;
+    Ok(RumaResponse(response))
 }
