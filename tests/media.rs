@@ -241,6 +241,27 @@ async fn asynchronous_upload_creates_then_fills_an_id() {
     let response = server.post("/_matrix/media/v1/create", alice.token(), json!({})).await;
     assert_error(&response, StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED");
 
+    // Ids expire unused: then they cannot be filled, and no longer count.
+    let (_, expiring) = server.post("/_matrix/media/v1/create", bob.token(), json!({})).await;
+    let expiring = mxc_path(&expiring["content_uri"]);
+    server.count("WITH expired AS (UPDATE media SET unused_expires_at = 1 WHERE uploaded_at IS NULL RETURNING 1) SELECT count(*) FROM expired").await;
+    let response = server
+        .http
+        .put(server.url(&format!("/_matrix/media/v3/upload/{expiring}")))
+        .bearer_auth(&bob.access_token)
+        .body("too late")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let (status, body) = server.post("/_matrix/media/v1/create", alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        server.count("SELECT count(*) FROM media WHERE uploaded_at IS NULL").await,
+        1,
+        "expired ids are forgotten"
+    );
+
     // An unknown id cannot be filled.
     let response = server
         .http

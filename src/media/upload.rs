@@ -114,6 +114,8 @@ impl MediaRepo {
         uploader: &UserId,
     ) -> Result<(OwnedMxcUri, i64)> {
         let now = now_ms();
+        // Ids never uploaded to in time are forgotten here, where new ones are handed out.
+        db::media::delete_expired_pending(pool, now).await?;
         let pending = db::media::count_pending(pool, uploader.as_str(), now).await?;
         if pending >= i64::from(self.config.max_pending_uploads) {
             // The spec's answer to too many pending ids: 429 M_LIMIT_EXCEEDED.

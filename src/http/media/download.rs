@@ -5,6 +5,7 @@ use super::respond::{Served, media_response};
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse};
 use crate::media::download::{Access, Lookup};
+use crate::media::preview::Asker;
 use crate::media::thumbnail::{Fit, Size};
 use crate::state::AppState;
 use axum::extract::State;
@@ -122,7 +123,8 @@ pub async fn config(
 
 /// The preview of `url` for the requesting user, as the spec's OpenGraph object.
 pub(super) async fn preview_of(state: &AppState, user: &ruma::UserId, url: &str) -> Result<serde_json::Value> {
-    state.media.preview(&state.pool, &state.server_name, &state.outbound, user, url).await
+    let asker = Asker { pool: &state.pool, own_server: &state.server_name, outbound: &state.outbound, user };
+    state.media.preview(asker, url).await
 }
 
 pub async fn preview(

@@ -88,40 +88,37 @@ fn content_type_of(response: &Response) -> String {
         .to_ascii_lowercase()
 }
 
+/// Who asks for a preview, and the handles fetching it needs.
+#[derive(Clone, Copy)]
+pub struct Asker<'a> {
+    pub pool: &'a PgPool,
+    pub own_server: &'a ServerName,
+    pub outbound: &'a OutboundClient,
+    /// Owns the preview's image, as its uploader.
+    pub user: &'a UserId,
+}
+
 impl MediaRepo {
-    /// The preview of `url` for `user`: OpenGraph properties, with `og:image` as an mxc URI.
-    pub async fn preview(
-        &self,
-        pool: &PgPool,
-        own_server: &ServerName,
-        outbound: &OutboundClient,
-        user: &UserId,
-        url: &str,
-    ) -> Result<Value> {
+    /// The preview of `url`: OpenGraph properties, with `og:image` as an mxc URI.
+    pub async fn preview(&self, asker: Asker<'_>, url: &str) -> Result<Value> {
         if !self.config.url_previews {
             return Err(Error::forbidden("URL previews are disabled on this server"));
         }
-        let key = (crate::cache::database_of(pool), url.to_owned());
+        let key = (crate::cache::database_of(asker.pool), url.to_owned());
         if let Some((made, answer)) = self.previews.get(&key)
             && made.elapsed() < PREVIEW_LIFETIME
         {
             return Ok(answer);
         }
-        let answer = tokio::time::timeout(PREVIEW_TIME, self.make_preview(pool, own_server, outbound, user, url))
+        let answer = tokio::time::timeout(PREVIEW_TIME, self.make_preview(asker, url))
             .await
             .map_err(|_| Error::unknown("The page took too long to preview"))??;
         self.previews.insert(key, (Instant::now(), answer.clone()));
         Ok(answer)
     }
 
-    async fn make_preview(
-        &self,
-        pool: &PgPool,
-        own_server: &ServerName,
-        outbound: &OutboundClient,
-        user: &UserId,
-        url: &str,
-    ) -> Result<Value> {
+    async fn make_preview(&self, asker: Asker<'_>, url: &str) -> Result<Value> {
+        let Asker { pool, own_server, outbound, user } = asker;
         let (page_url, response) = get(outbound, url).await?;
         let content_type = content_type_of(&response);
         let mut properties = Map::new();
