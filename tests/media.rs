@@ -423,3 +423,42 @@ async fn url_previews_are_off_by_default() {
         server.get("/_matrix/client/v1/media/preview_url?url=https%3A%2F%2Fexample.org", alice.token()).await;
     assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
 }
+
+#[test]
+fn media_configuration_is_read_and_checked() {
+    let mut config = test_config();
+    config.media.backend = "ftp".to_owned();
+    let error = config.validate().unwrap_err().to_string();
+    assert!(error.contains("media.backend"), "{error}");
+    config.media.backend = "s3".to_owned();
+    let error = config.validate().unwrap_err().to_string();
+    assert!(error.contains("media.s3.bucket"), "{error}");
+
+    // From the environment; text keys keep what looks like a number, the secret is masked.
+    // (No other test in this binary reads the environment's configuration.)
+    let env = [
+        ("HEARTH_MEDIA__BACKEND", "s3"),
+        ("HEARTH_MEDIA__S3__BUCKET", "0123"),
+        ("HEARTH_MEDIA__S3__ENDPOINT", "http://127.0.0.1:9000"),
+        ("HEARTH_MEDIA__S3__SECRET_ACCESS_KEY", "true"),
+        ("HEARTH_MEDIA__MAX_UPLOAD_SIZE", "1000"),
+        ("HEARTH_MEDIA__LEGACY_UNAUTHENTICATED", "true"),
+    ];
+    for (key, value) in env {
+        // SAFETY: set before anything in this test reads the environment; no other thread of
+        // this binary's tests reads these variables.
+        unsafe { std::env::set_var(key, value) };
+    }
+    let loaded = hearth::config::Config::load(None);
+    for (key, _) in env {
+        unsafe { std::env::remove_var(key) };
+    }
+    let loaded = loaded.expect("the media keys load");
+    assert_eq!(loaded.media.backend, "s3");
+    assert_eq!(loaded.media.s3.bucket, "0123");
+    assert_eq!(loaded.media.s3.secret_access_key.as_deref(), Some("true"));
+    assert_eq!(loaded.media.max_upload_size, 1000);
+    assert!(loaded.media.legacy_unauthenticated);
+    let masked = loaded.to_masked_toml();
+    assert!(masked.contains("secret_access_key = \"********\""), "{masked}");
+}
