@@ -23,6 +23,7 @@ const ENV_KEYS: &[&str] = &[
     "limits",
     "rooms",
     "network",
+    "media",
 ];
 
 /// Keys that hold text (or a path). Figment reads an environment value like TOML, so `10`
@@ -35,6 +36,12 @@ const TEXT_KEYS: &[&str] = &[
     "database.url",
     "registration.shared_secret",
     "rooms.default_version",
+    "media.backend",
+    "media.s3.bucket",
+    "media.s3.endpoint",
+    "media.s3.region",
+    "media.s3.access_key_id",
+    "media.s3.secret_access_key",
 ];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -51,6 +58,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub rooms: RoomsConfig,
     pub network: NetworkConfig,
+    pub media: MediaConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -80,6 +88,9 @@ pub struct RateLimitConfig {
     /// Registration attempts (including username checks) per client address.
     pub registration_per_second: f64,
     pub registration_burst: u32,
+    /// Media uploads and `create`s per user.
+    pub media_upload_per_second: f64,
+    pub media_upload_burst: u32,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -122,6 +133,51 @@ pub struct NetworkConfig {
     pub allow_private_destinations: bool,
 }
 
+/// The media repository: where uploads are kept and what may be uploaded and served.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MediaConfig {
+    /// Largest upload, in bytes; larger ones answer 413 `M_TOO_LARGE`.
+    pub max_upload_size: u64,
+    /// `"local"` (a directory under `data_dir`) or `"s3"` (an S3-compatible object store).
+    pub backend: String,
+    pub s3: S3Config,
+    /// Whether `preview_url` fetches pages users name (off by default, as in Synapse).
+    pub url_previews: bool,
+    /// Whether media uploaded from now on may also be downloaded through the deprecated
+    /// unauthenticated `/_matrix/media/v3/download` and `/thumbnail` endpoints. Off by default:
+    /// the spec's freeze (v1.11) — media uploaded while off is served only to authenticated
+    /// requests; media uploaded while on stays reachable both ways.
+    pub legacy_unauthenticated: bool,
+    /// How many `create`d media ids a user may hold without having uploaded to them.
+    pub max_pending_uploads: u32,
+}
+
+/// An S3-compatible object store, used when `media.backend = "s3"`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct S3Config {
+    pub bucket: String,
+    /// The store's URL (`http://127.0.0.1:9000`); unset means AWS itself.
+    pub endpoint: Option<String>,
+    pub region: String,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            max_upload_size: 50 * 1024 * 1024,
+            backend: "local".to_owned(),
+            s3: S3Config::default(),
+            url_previews: false,
+            legacy_unauthenticated: false,
+            max_pending_uploads: 10,
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -148,6 +204,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             rooms: RoomsConfig::default(),
             network: NetworkConfig::default(),
+            media: MediaConfig::default(),
         }
     }
 }
@@ -166,6 +223,9 @@ impl Default for RateLimitConfig {
             login_burst: 10,
             registration_per_second: 0.17,
             registration_burst: 5,
+            // Synapse's `rc_media_create` defaults.
+            media_upload_per_second: 10.0,
+            media_upload_burst: 50,
         }
     }
 }
@@ -266,12 +326,16 @@ impl Config {
         for (key, rate) in [
             ("rate_limits.login_per_second", self.rate_limits.login_per_second),
             ("rate_limits.registration_per_second", self.rate_limits.registration_per_second),
+            ("rate_limits.media_upload_per_second", self.rate_limits.media_upload_per_second),
         ] {
             if !(rate.is_finite() && rate > 0.0) {
                 return fail(key, "must be a positive number".to_owned());
             }
         }
-        if self.rate_limits.login_burst == 0 || self.rate_limits.registration_burst == 0 {
+        if self.rate_limits.login_burst == 0
+            || self.rate_limits.registration_burst == 0
+            || self.rate_limits.media_upload_burst == 0
+        {
             return fail("rate_limits", "burst sizes must be at least 1".to_owned());
         }
         if self.limits.max_request_size < 1024 {
@@ -290,8 +354,32 @@ impl Config {
                 format!("{:?} is not one of {}", self.rooms.default_version, supported.join(", ")),
             );
         }
+        self.validate_media()?;
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return fail("log", format!("{:?} is not a valid log filter ({error})", self.log));
+        }
+        Ok(())
+    }
+
+    fn validate_media(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("`{key}`: {why}")));
+        let media = &self.media;
+        if media.max_upload_size == 0 {
+            return fail("media.max_upload_size", "must be at least 1 byte");
+        }
+        match media.backend.as_str() {
+            "local" => {}
+            "s3" => {
+                if media.s3.bucket.is_empty() {
+                    return fail("media.s3.bucket", "is required when `media.backend = \"s3\"`");
+                }
+                if let Some(endpoint) = &media.s3.endpoint
+                    && !(endpoint.starts_with("http://") || endpoint.starts_with("https://"))
+                {
+                    return fail("media.s3.endpoint", "must start with http:// or https://");
+                }
+            }
+            _ => return fail("media.backend", "must be \"local\" or \"s3\""),
         }
         Ok(())
     }
@@ -316,6 +404,9 @@ impl Config {
             masked.registration.shared_secret = Some("********".to_owned());
         }
         masked.database.url = masked.database.url.as_deref().map(mask_url_password);
+        if masked.media.s3.secret_access_key.is_some() {
+            masked.media.s3.secret_access_key = Some("********".to_owned());
+        }
         toml::to_string_pretty(&masked).unwrap_or_else(|error| format!("# cannot render: {error}"))
     }
 }

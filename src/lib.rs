@@ -28,6 +28,7 @@ pub mod federation;
 pub mod fuzz;
 pub mod health;
 pub mod http;
+pub mod media;
 pub mod net;
 pub mod push;
 pub mod ratelimit;

@@ -1,5 +1,5 @@
-//! Per-address rate limits for the endpoints that attract guessing and abuse (login,
-//! registration). Answers `M_LIMIT_EXCEEDED` with `retry_after_ms`.
+//! Rate limits for the endpoints that attract guessing and abuse: per address for login and
+//! registration, per user for media uploads. Answers `M_LIMIT_EXCEEDED` with `retry_after_ms`.
 //!
 //! Limits are per process: with several Hearth processes behind a balancer, each enforces
 //! its own budget.
@@ -16,12 +16,15 @@ use std::time::Duration;
 pub enum Action {
     Login,
     Register,
+    /// An upload or a `create` of a media id; keyed by user, not address.
+    MediaUpload,
 }
 
 pub struct RateLimits {
     enabled: bool,
     login: DefaultKeyedRateLimiter<String>,
     register: DefaultKeyedRateLimiter<String>,
+    media_upload: DefaultKeyedRateLimiter<String>,
 }
 
 fn quota(per_second: f64, burst: u32) -> Quota {
@@ -36,18 +39,31 @@ impl RateLimits {
             enabled: config.enabled,
             login: DefaultKeyedRateLimiter::keyed(quota(config.login_per_second, config.login_burst)),
             register: DefaultKeyedRateLimiter::keyed(quota(config.registration_per_second, config.registration_burst)),
+            media_upload: DefaultKeyedRateLimiter::keyed(quota(
+                config.media_upload_per_second,
+                config.media_upload_burst,
+            )),
         }
     }
 
     pub fn check(&self, action: Action, client: &ClientInfo) -> Result<()> {
+        self.check_key(action, client.ip.clone().unwrap_or_default())
+    }
+
+    /// Like [`RateLimits::check`], for limits kept per user.
+    pub fn check_user(&self, action: Action, user_id: &ruma::UserId) -> Result<()> {
+        self.check_key(action, user_id.to_string())
+    }
+
+    fn check_key(&self, action: Action, key: String) -> Result<()> {
         if !self.enabled {
             return Ok(());
         }
         let limiter = match action {
             Action::Login => &self.login,
             Action::Register => &self.register,
+            Action::MediaUpload => &self.media_upload,
         };
-        let key = client.ip.clone().unwrap_or_default();
         limiter.check_key(&key).map_err(|not_until| {
             let wait = not_until.wait_time_from(DefaultClock::default().now());
             // Round up so a client that waits exactly this long is let through.
@@ -59,5 +75,6 @@ impl RateLimits {
     pub fn prune(&self) {
         self.login.retain_recent();
         self.register.retain_recent();
+        self.media_upload.retain_recent();
     }
 }

@@ -26,6 +26,7 @@ pub struct Inner {
     /// The guarded client for requests users can aim (push gateways).
     pub outbound: crate::net::OutboundClient,
     pub push_sender: crate::push::sender::PushSender,
+    pub media: crate::media::MediaRepo,
     background: Background,
 }
 
@@ -53,6 +54,7 @@ impl AppState {
             .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
         let streams = Arc::new(crate::streams::Streams::start(&pool).await?);
         let outbound = crate::net::OutboundClient::new(&config.network)?;
+        let media = crate::media::MediaRepo::open(&config.media, &config.data_dir)?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let background = Background { stop, tasks: Default::default() };
         let state = AppState(Arc::new(Inner {
@@ -60,6 +62,7 @@ impl AppState {
             streams,
             outbound,
             push_sender: Default::default(),
+            media,
             config,
             server_name,
             pool,

@@ -577,6 +577,11 @@ impl Fixture {
                 // Room tags (`/user/{user_id}/rooms/{room_id}/tags/{tag}`).
                 "tag" => "u.audit",
                 "rule_id" => "audit-rule",
+                // Media (`/media/download/{server_name}/{media_id}/{filename}`): an id that
+                // names nothing, so every variant meets the same 404.
+                "server_name" => "hearth.test",
+                "media_id" => "nosuchmedia",
+                "filename" => "file.txt",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Fixture::fill`"),
             }
             .to_owned()

@@ -16,6 +16,7 @@ pub mod events;
 pub mod filters;
 pub mod json;
 pub mod key_backup;
+pub mod media;
 pub mod presence;
 pub mod push_actions;
 pub mod push_delivery;

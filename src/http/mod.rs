@@ -9,6 +9,7 @@ pub mod fallback;
 pub mod health;
 pub mod json_body;
 pub mod linger;
+pub mod media;
 pub mod ruma;
 pub mod serve;
 pub mod well_known;
@@ -33,6 +34,7 @@ pub fn route_table() -> Vec<ruma::Route> {
 fn routes() -> Router<AppState> {
     let router = Router::new();
     let router = client::routes(router);
+    let router = media::routes(router);
     let router = admin::routes(router);
     let router = well_known::routes(router);
     health::routes(router)

@@ -324,7 +324,12 @@ pub(crate) fn check_json_body(method: &Method, bytes: &[u8]) -> Result<()> {
     }
 }
 
-async fn authenticate(parts: &Parts, state: &AppState, client: &ClientInfo, required: bool) -> Result<Option<Session>> {
+pub(crate) async fn authenticate(
+    parts: &Parts,
+    state: &AppState,
+    client: &ClientInfo,
+    required: bool,
+) -> Result<Option<Session>> {
     let probe = http::Request::builder().uri(parts.uri.clone()).body(()).map_err(|e| Error::internal(e.to_string()))?;
     let mut probe = probe;
     *probe.headers_mut() = parts.headers.clone();
@@ -342,7 +347,7 @@ async fn authenticate(parts: &Parts, state: &AppState, client: &ClientInfo, requ
     }
 }
 
-fn client_info(parts: &Parts) -> ClientInfo {
+pub(crate) fn client_info(parts: &Parts) -> ClientInfo {
     let ip = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(address)| address.ip().to_string());
     let user_agent = parts
         .headers

@@ -1,7 +1,8 @@
 //! Installs the real clients the tests drive, once, into the ignored build area
 //! (`target/test-clients/`): matrix-js-sdk with `npm ci` from the committed
 //! `tests/clients/js/package-lock.json`, matrix-nio into a venv with pip from the committed,
-//! fully pinned `tests/clients/nio/requirements.txt`. An install is reused while the hash of
+//! fully pinned `tests/clients/nio/requirements.txt`; moto's S3 server (for the S3 media backend)
+//! likewise from `tests/clients/s3/requirements.txt`. An install is reused while the hash of
 //! what it was made from (lock files, and for the venv the interpreter) is unchanged; a file
 //! lock serialises test binaries that install at the same time.
 
@@ -45,6 +46,13 @@ pub fn nio_python() -> Result<PathBuf, String> {
     INSTALLED.get_or_init(install_nio_venv).clone()
 }
 
+/// moto's `moto_server` (a real S3-protocol server), installing it on first use.
+#[allow(dead_code)] // used by tests/media_s3.rs, not by the client tests that share this file
+pub fn s3_server() -> Result<PathBuf, String> {
+    static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    INSTALLED.get_or_init(|| install_venv("s3-venv", &source_dir().join("s3/requirements.txt"))).clone()
+}
+
 fn install_node_modules() -> Result<PathBuf, String> {
     let version = output(Command::new("node").arg("--version"))
         .map_err(|e| format!("the matrix-js-sdk tests need Node.js >= {MIN_NODE_MAJOR} with npm: {e}"))?;
@@ -72,22 +80,26 @@ fn install_node_modules() -> Result<PathBuf, String> {
 }
 
 fn install_nio_venv() -> Result<PathBuf, String> {
+    install_venv("venv", &nio_dir().join("requirements.txt")).map(|bin| bin.join("python"))
+}
+
+/// A venv called `name` holding exactly `requirements`; returns its `bin` directory.
+fn install_venv(name: &str, requirements: &Path) -> Result<PathBuf, String> {
     let python = "python3";
     // A venv belongs to the interpreter it was made with: a new one means a new venv.
     let interpreter = output(Command::new(python).args(["-c", "import sys; print(sys.executable, sys.version)"]))
-        .map_err(|e| format!("the matrix-nio tests need Python 3 (`{python}`) with its venv module: {e}"))?;
-    let requirements = nio_dir().join("requirements.txt");
-    let dir = build_area().join("venv");
-    install_once("venv", &dir, &hash_of(std::slice::from_ref(&requirements), &interpreter)?, |dir| {
+        .map_err(|e| format!("the {name} tests need Python 3 (`{python}`) with its venv module: {e}"))?;
+    let dir = build_area().join(name);
+    install_once(name, &dir, &hash_of(&[requirements.to_owned()], &interpreter)?, |dir| {
         output(Command::new(python).args(["-m", "venv"]).arg(dir))?;
         output(
             Command::new(dir.join("bin/pip"))
                 .args(["install", "--disable-pip-version-check", "--no-input", "--quiet", "-r"])
-                .arg(&requirements),
+                .arg(requirements),
         )
         .map(|_| ())
     })?;
-    Ok(dir.join("bin/python"))
+    Ok(dir.join("bin"))
 }
 
 /// Runs `install` into an empty `dir` unless `dir` already holds an install with `key`;

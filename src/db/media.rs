@@ -1,0 +1,244 @@
+//! Media metadata (migration 0022): one row per mxc URI, thumbnails per content hash.
+
+use sqlx::{FromRow, PgExecutor};
+
+#[derive(Clone, Debug, FromRow)]
+pub struct Media {
+    pub origin: String,
+    pub media_id: String,
+    pub uploader: String,
+    pub created_at: i64,
+    pub unused_expires_at: Option<i64>,
+    pub uploaded_at: Option<i64>,
+    pub content_type: Option<String>,
+    pub filename: Option<String>,
+    pub size: Option<i64>,
+    pub sha256: Option<String>,
+    pub authenticated_only: bool,
+    pub quarantined: bool,
+}
+
+#[derive(Clone, Debug, FromRow)]
+pub struct Thumbnail {
+    pub sha256: String,
+    pub requested_width: i32,
+    pub requested_height: i32,
+    pub method: String,
+    pub width: i32,
+    pub height: i32,
+    pub content_type: String,
+    pub size: i64,
+}
+
+/// The bytes of an upload, as stored.
+pub struct Content<'a> {
+    pub sha256: &'a str,
+    pub size: i64,
+    pub content_type: Option<&'a str>,
+    pub filename: Option<&'a str>,
+}
+
+/// Serializes work on one content hash across processes (storing it versus deleting its last
+/// reference), for the rest of the transaction.
+pub async fn lock_content(db: impl PgExecutor<'_>, sha256: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('media:' || $1, 0))").bind(sha256).execute(db).await?;
+    Ok(())
+}
+
+pub async fn get(db: impl PgExecutor<'_>, origin: &str, media_id: &str) -> sqlx::Result<Option<Media>> {
+    sqlx::query_as("SELECT * FROM media WHERE origin = $1 AND media_id = $2")
+        .bind(origin)
+        .bind(media_id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Records a finished upload under a new media id.
+pub async fn insert_uploaded(
+    db: impl PgExecutor<'_>,
+    origin: &str,
+    media_id: &str,
+    uploader: &str,
+    content: &Content<'_>,
+    authenticated_only: bool,
+    now_ms: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO media (origin, media_id, uploader, created_at, uploaded_at, content_type, filename, size,
+                            sha256, authenticated_only)
+         VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(origin)
+    .bind(media_id)
+    .bind(uploader)
+    .bind(now_ms)
+    .bind(content.content_type)
+    .bind(content.filename)
+    .bind(content.size)
+    .bind(content.sha256)
+    .bind(authenticated_only)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Records a media id handed out for a later upload.
+pub async fn insert_pending(
+    db: impl PgExecutor<'_>,
+    origin: &str,
+    media_id: &str,
+    uploader: &str,
+    now_ms: i64,
+    expires_at: i64,
+    authenticated_only: bool,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO media (origin, media_id, uploader, created_at, unused_expires_at, authenticated_only)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(origin)
+    .bind(media_id)
+    .bind(uploader)
+    .bind(now_ms)
+    .bind(expires_at)
+    .bind(authenticated_only)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// How many unexpired pending ids a user holds.
+pub async fn count_pending(db: impl PgExecutor<'_>, uploader: &str, now_ms: i64) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM media WHERE uploader = $1 AND uploaded_at IS NULL AND unused_expires_at > $2",
+    )
+    .bind(uploader)
+    .bind(now_ms)
+    .fetch_one(db)
+    .await
+}
+
+/// Fills a pending id with its bytes; false if it was no longer pending (uploaded meanwhile,
+/// or expired).
+pub async fn fill_pending(
+    db: impl PgExecutor<'_>,
+    origin: &str,
+    media_id: &str,
+    content: &Content<'_>,
+    now_ms: i64,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE media SET uploaded_at = $3, content_type = $4, filename = $5, size = $6, sha256 = $7,
+                          unused_expires_at = NULL
+         WHERE origin = $1 AND media_id = $2 AND uploaded_at IS NULL AND unused_expires_at > $3",
+    )
+    .bind(origin)
+    .bind(media_id)
+    .bind(now_ms)
+    .bind(content.content_type)
+    .bind(content.filename)
+    .bind(content.size)
+    .bind(content.sha256)
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Forgets pending ids that were never uploaded to in time.
+pub async fn delete_expired_pending(db: impl PgExecutor<'_>, now_ms: i64) -> sqlx::Result<u64> {
+    let deleted = sqlx::query("DELETE FROM media WHERE uploaded_at IS NULL AND unused_expires_at <= $1")
+        .bind(now_ms)
+        .execute(db)
+        .await?;
+    Ok(deleted.rows_affected())
+}
+
+pub async fn delete(db: impl PgExecutor<'_>, origin: &str, media_id: &str) -> sqlx::Result<Option<Media>> {
+    sqlx::query_as("DELETE FROM media WHERE origin = $1 AND media_id = $2 RETURNING *")
+        .bind(origin)
+        .bind(media_id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Whether any media id still names this content.
+pub async fn content_referenced(db: impl PgExecutor<'_>, sha256: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM media WHERE sha256 = $1)").bind(sha256).fetch_one(db).await
+}
+
+pub async fn set_quarantined(
+    db: impl PgExecutor<'_>,
+    origin: &str,
+    media_id: &str,
+    quarantined: bool,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query("UPDATE media SET quarantined = $3 WHERE origin = $1 AND media_id = $2")
+        .bind(origin)
+        .bind(media_id)
+        .bind(quarantined)
+        .execute(db)
+        .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// A user's uploads, newest first (for the admin API).
+pub async fn list_by_uploader(db: impl PgExecutor<'_>, uploader: &str, limit: i64) -> sqlx::Result<Vec<Media>> {
+    sqlx::query_as("SELECT * FROM media WHERE uploader = $1 ORDER BY created_at DESC, media_id LIMIT $2")
+        .bind(uploader)
+        .bind(limit)
+        .fetch_all(db)
+        .await
+}
+
+pub async fn get_thumbnail(
+    db: impl PgExecutor<'_>,
+    sha256: &str,
+    width: i32,
+    height: i32,
+    method: &str,
+) -> sqlx::Result<Option<Thumbnail>> {
+    sqlx::query_as(
+        "SELECT sha256, requested_width, requested_height, method, width, height, content_type, size
+         FROM media_thumbnails
+         WHERE sha256 = $1 AND requested_width = $2 AND requested_height = $3 AND method = $4",
+    )
+    .bind(sha256)
+    .bind(width)
+    .bind(height)
+    .bind(method)
+    .fetch_optional(db)
+    .await
+}
+
+/// Records a thumbnail; a concurrent identical one wins quietly (the bytes are the same).
+pub async fn insert_thumbnail(db: impl PgExecutor<'_>, thumbnail: &Thumbnail, now_ms: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO media_thumbnails
+             (sha256, requested_width, requested_height, method, width, height, content_type, size, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(&thumbnail.sha256)
+    .bind(thumbnail.requested_width)
+    .bind(thumbnail.requested_height)
+    .bind(&thumbnail.method)
+    .bind(thumbnail.width)
+    .bind(thumbnail.height)
+    .bind(&thumbnail.content_type)
+    .bind(thumbnail.size)
+    .bind(now_ms)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Forgets every thumbnail of a content, returning them so their bytes can be deleted.
+pub async fn delete_thumbnails(db: impl PgExecutor<'_>, sha256: &str) -> sqlx::Result<Vec<Thumbnail>> {
+    sqlx::query_as(
+        "DELETE FROM media_thumbnails WHERE sha256 = $1
+         RETURNING sha256, requested_width, requested_height, method, width, height, content_type, size",
+    )
+    .bind(sha256)
+    .fetch_all(db)
+    .await
+}

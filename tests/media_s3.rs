@@ -1,0 +1,128 @@
+//! The S3 media backend against a real S3-protocol server: moto's `moto_server`, installed
+//! from PyPI into `target/test-clients/s3-venv` on first use and started by this test. What
+//! the store holds is read back from it directly, not from Hearth.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
+
+mod common;
+#[allow(dead_code)] // only the S3 server's install is used here
+#[path = "clients/install.rs"]
+mod install;
+mod media_support;
+
+use common::*;
+use media_support::*;
+use reqwest::StatusCode;
+use std::time::Duration;
+
+const PASSWORD: &str = "correct horse battery";
+const BUCKET: &str = "hearth-media";
+
+/// A running `moto_server`, stopped when dropped.
+struct S3Server {
+    endpoint: String,
+    _process: tokio::process::Child,
+}
+
+async fn start_s3() -> S3Server {
+    let bin = tokio::task::spawn_blocking(install::s3_server).await.unwrap().expect("install moto_server");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let process = tokio::process::Command::new(bin.join("moto_server"))
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start moto_server");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..200 {
+        if http.put(format!("{endpoint}/{BUCKET}")).send().await.is_ok_and(|r| r.status().is_success()) {
+            return S3Server { endpoint, _process: process };
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("moto_server did not come up on {endpoint}");
+}
+
+/// The keys the bucket holds, as the store lists them.
+async fn stored_keys(s3: &S3Server) -> Vec<String> {
+    let listing = reqwest::get(format!("{}/{BUCKET}?list-type=2", s3.endpoint)).await.unwrap().text().await.unwrap();
+    listing.split("<Key>").skip(1).filter_map(|part| part.split("</Key>").next()).map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn media_round_trips_through_an_s3_store() {
+    let s3 = start_s3().await;
+    let endpoint = s3.endpoint.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_owned();
+    let server = TestServer::start_with(move |config| {
+        config.data_dir = data_dir;
+        config.media.backend = "s3".to_owned();
+        config.media.s3.bucket = BUCKET.to_owned();
+        config.media.s3.endpoint = Some(endpoint);
+        config.media.s3.region = "us-east-1".to_owned();
+        config.media.s3.access_key_id = Some("hearth".to_owned());
+        config.media.s3.secret_access_key = Some("secret".to_owned());
+    })
+    .await;
+    let alice = server.register("alice", PASSWORD).await;
+
+    // 20 MiB: sent to the store in several parts.
+    let big: Vec<u8> = (0..20 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    let media = uploaded(&server, &alice.access_token, big.clone(), "video/mp4").await;
+    let (status, headers, got) =
+        fetch(&server, &format!("/_matrix/client/v1/media/download/{media}"), alice.token()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["content-type"], "video/mp4");
+    assert!(got == big, "the bytes come back unchanged");
+    let (status, _, got) = fetch_with(
+        &server,
+        &format!("/_matrix/client/v1/media/download/{media}"),
+        alice.token(),
+        &[("range", "bytes=10000000-10000009")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::PARTIAL_CONTENT);
+    assert_eq!(got, big[10_000_000..10_000_010]);
+    // Nothing of it stays on local disk.
+    let local: Vec<_> = walk(&dir.path().join("media"));
+    assert!(local.is_empty(), "no media files on local disk: {local:?}");
+
+    // An image and its thumbnail.
+    let picture = picture(640, 480, image::ImageFormat::Jpeg);
+    let image = uploaded(&server, &alice.access_token, picture.clone(), "image/jpeg").await;
+    let (status, _, body) = fetch(
+        &server,
+        &format!("/_matrix/client/v1/media/thumbnail/{image}?width=96&height=96&method=crop"),
+        alice.token(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(dimensions(&body), (96, 96));
+
+    // The store holds the two contents and the thumbnails, under content hashes.
+    let keys = stored_keys(&s3).await;
+    assert_eq!(keys.iter().filter(|key| key.starts_with("content/")).count(), 2, "{keys:?}");
+    assert!(keys.iter().any(|key| key.starts_with("thumbnail/")), "{keys:?}");
+
+    // Deleting the image takes its bytes and thumbnails out of the store.
+    let origin = ruma::ServerName::parse("hearth.test").unwrap();
+    let image_id = image.rsplit('/').next().unwrap();
+    assert!(server.state.media.delete(&server.state.pool, &origin, image_id).await.unwrap());
+    let keys = stored_keys(&s3).await;
+    assert_eq!(keys.iter().filter(|key| key.starts_with("content/")).count(), 1, "{keys:?}");
+    assert!(!keys.iter().any(|key| key.starts_with("thumbnail/")), "{keys:?}");
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(dir).map_or_else(
+        |_| Vec::new(),
+        |entries| {
+            entries
+                .flatten()
+                .flat_map(|entry| if entry.path().is_dir() { walk(&entry.path()) } else { vec![entry.path()] })
+                .collect()
+        },
+    )
+}
