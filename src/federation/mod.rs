@@ -4,6 +4,7 @@
 //! taking a [`FedCtx`].
 
 pub mod client;
+pub mod directory;
 pub mod discovery;
 pub mod key_ring;
 pub mod keys;
