@@ -320,3 +320,76 @@ async fn private_destinations_are_refused_unless_allowed() {
     let (status, body) = guarded.server.get(&path, user.token()).await;
     assert!(status.is_client_error(), "{status} {body}");
 }
+
+/// A TLS server on 127.0.0.1:443 (the port a well-known lookup dials) answering
+/// `/.well-known/matrix/server` with `answer`, counting the requests it gets.
+async fn well_known_server(
+    ca: &TestCa,
+    answer: Value,
+) -> (Arc<std::sync::atomic::AtomicUsize>, tokio::sync::oneshot::Sender<()>) {
+    use axum::routing::get;
+    let mut listener = None;
+    // Only this test binds 443; a run beside it may hold the port for a moment.
+    for _ in 0..100 {
+        if let Ok(bound) = tokio::net::TcpListener::bind("127.0.0.1:443").await {
+            listener = Some(bound);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let listener = listener.expect("127.0.0.1:443 is free for the well-known server");
+    let mut tls = hearth::config::FederationConfig::default();
+    tls.tls_cert = Some(ca.cert_file());
+    tls.tls_key = Some(ca.key_file());
+    let acceptor = hearth::federation::tls::acceptor(&tls).expect("TLS").expect("configured");
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let app = axum::Router::new().route(
+        "/.well-known/matrix/server",
+        get(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let answer = answer.clone();
+            async move { ([("cache-control", "max-age=600")], axum::Json(answer)) }
+        }),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stopped.await;
+    };
+    tokio::spawn(hearth::http::serve::serve_with_tls(
+        listener,
+        Some(acceptor),
+        app,
+        std::time::Duration::from_secs(10),
+        shutdown,
+    ));
+    (asked, stop)
+}
+
+#[tokio::test]
+async fn a_server_name_without_a_port_is_found_through_well_known_delegation() {
+    let ca = Arc::new(TestCa::new());
+    // B is named plain `localhost`; its federation listener is on some port, which
+    // `https://localhost/.well-known/matrix/server` names.
+    let b = FedServer::start_with(ca.clone(), |config| config.server_name = "localhost".to_owned()).await;
+    let (asked, stop) = well_known_server(&ca, json!({"m.server": format!("localhost:{}", b.port)})).await;
+    let a = FedServer::start(ca.clone()).await;
+    let localhost: OwnedServerName = "localhost".try_into().unwrap();
+
+    let destination = a.state().federation.discover(&localhost).await.expect("discovery");
+    assert_eq!(destination.authority, format!("localhost:{}", b.port), "the delegated name, with its port");
+    let response = a.state().federation.send(&localhost, version::Request::new()).await.expect("version");
+    assert_eq!(response.server.and_then(|server| server.name).as_deref(), Some("Hearth"));
+
+    // A signed request for `localhost` verifies at B (destination and keys are B's name).
+    let owner = b.server.register("owner", "password-owner").await;
+    let room = b.server.create_room(&owner, json!({"visibility": "public"})).await;
+    let reader = a.server.register("reader", "password-reader").await;
+    let (status, body) = a.server.get("/_matrix/client/v3/publicRooms?server=localhost", reader.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["chunk"][0]["room_id"], room.as_str());
+    let keys = a.state().key_ring.public_keys(&wanted(&localhost, &b.state().signing_key.key_id())).await;
+    assert!(keys.get("localhost").is_some_and(|set| !set.is_empty()), "B's keys fetched as `localhost`");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1, "the well-known answer is cached");
+    let _ = stop.send(());
+}
