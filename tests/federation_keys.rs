@@ -338,9 +338,11 @@ async fn well_known_server(
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let listener = listener.expect("127.0.0.1:443 is free for the well-known server");
-    let mut tls = hearth::config::FederationConfig::default();
-    tls.tls_cert = Some(ca.cert_file());
-    tls.tls_key = Some(ca.key_file());
+    let tls = hearth::config::FederationConfig {
+        tls_cert: Some(ca.cert_file()),
+        tls_key: Some(ca.key_file()),
+        ..Default::default()
+    };
     let acceptor = hearth::federation::tls::acceptor(&tls).expect("TLS").expect("configured");
     let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = asked.clone();
