@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 
 /// How long other servers may rely on our key object (Synapse's default refresh interval).
 const OWN_KEYS_VALIDITY: Duration = Duration::from_secs(24 * 3600);
+/// The longest a fetched key object is trusted without asking again.
+const MAX_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Cool-down after the first fetch that did not give what was wanted; doubles each time.
 const FIRST_COOL_DOWN: Duration = Duration::from_secs(10);
 const MAX_COOL_DOWN: Duration = Duration::from_secs(3600);
@@ -247,7 +249,9 @@ impl KeyRing {
             .map(|(key_id, public_key, expired_ts)| NewKey { key_id, public_key, expired_ts: *expired_ts })
             .collect();
         let response = serde_json::to_string(object).map_err(|error| error.to_string())?;
-        let valid_until_ts = i64::from(object.valid_until_ts.get());
+        // The spec caps what a server may claim at 7 days from now (room versions 5 and up).
+        let cap = now_ms().saturating_add(i64::try_from(MAX_VALIDITY.as_millis()).unwrap_or(i64::MAX));
+        let valid_until_ts = i64::from(object.valid_until_ts.get()).min(cap);
         server_keys::store_response(&self.pool, server.as_str(), &keys, valid_until_ts, &response, now_ms())
             .await
             .map_err(|error| error.to_string())
