@@ -598,7 +598,8 @@ async fn public_rooms_are_searched_and_paginated_both_ways() {
     ] {
         assert_error(&bad, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
     }
-    // Other servers' directories need federation; naming this server is fine.
+    // Other servers' directories come over federation: one that cannot be reached has none;
+    // naming this server is fine.
     let remote = server.get("/_matrix/client/v3/publicRooms?server=elsewhere.example", None).await;
     assert_error(&remote, StatusCode::NOT_FOUND, "M_NOT_FOUND");
     let remote = server.post("/_matrix/client/v3/publicRooms?server=elsewhere.example", alice.token(), json!({})).await;

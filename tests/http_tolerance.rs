@@ -578,7 +578,8 @@ impl Fixture {
                 "tag" => "u.audit",
                 "rule_id" => "audit-rule",
                 // Media (`/media/download/{server_name}/{media_id}/{filename}`): an id that
-                // names nothing, so every variant meets the same 404.
+                // names nothing, so every variant meets the same 404. Federation
+                // (`/_matrix/key/v2/query/{server_name}`): this server, answered locally.
                 "server_name" => "hearth.test",
                 "media_id" => "nosuchmedia",
                 "filename" => "file.txt",

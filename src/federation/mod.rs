@@ -1,4 +1,19 @@
-//! Federation: today only the server's signing key; the outbound client, sender queue and
-//! inbound PDU pipeline arrive with the federation work.
+//! Federation: the server's signing key, other servers' keys ([`key_ring`]), the outbound
+//! client with the spec's server discovery ([`client`], [`discovery`]) and TLS ([`tls`]).
+//! The inbound PDU pipeline, membership across servers and the sender queue build on these,
+//! taking a [`FedCtx`].
 
+pub mod client;
+pub mod directory;
+pub mod discovery;
+pub mod key_ring;
 pub mod keys;
+pub mod tls;
+
+/// What federation domain code takes: room operations, the outbound client and the key ring.
+#[derive(Clone, Copy)]
+pub struct FedCtx<'a> {
+    pub rooms: crate::rooms::RoomCtx<'a>,
+    pub client: &'a client::FederationClient,
+    pub key_ring: &'a key_ring::KeyRing,
+}
