@@ -3,12 +3,16 @@
 //! own (`federation.listen`), when `federation.enabled`.
 
 pub mod auth;
+mod dag;
 mod keys;
+mod transactions;
 
 use crate::state::AppState;
 use axum::Router;
 
 /// Every federation route. Each part adds its module above and one line here.
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    keys::routes(router)
+    let router = keys::routes(router);
+    let router = transactions::routes(router);
+    dag::routes(router)
 }
