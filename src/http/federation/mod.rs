@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod dag;
+mod directory;
 mod keys;
 mod transactions;
 
@@ -13,6 +14,7 @@ use axum::Router;
 /// Every federation route. Each part adds its module above and one line here.
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = keys::routes(router);
+    let router = directory::routes(router);
     let router = transactions::routes(router);
     dag::routes(router)
 }
