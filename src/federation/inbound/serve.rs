@@ -230,7 +230,7 @@ async fn walk_back(
     while !frontier.is_empty() && found.len() < limit {
         frontier.retain(|event| event.room_id == room_id.as_str() && !stop.contains(&event.event_id));
         frontier.retain(|event| seen.insert(event.event_nid));
-        frontier.sort_by(|a, b| b.depth.cmp(&a.depth));
+        frontier.sort_by_key(|event| std::cmp::Reverse(event.depth));
         let nids: Vec<i64> = frontier.iter().map(|event| event.event_nid).collect();
         found.extend(frontier.into_iter().take(limit - found.len()));
         if found.len() >= limit || nids.is_empty() {
@@ -238,7 +238,7 @@ async fn walk_back(
         }
         frontier = db::federation_inbound::servable_parents(pool, &nids).await?;
     }
-    found.sort_by(|a, b| b.depth.cmp(&a.depth));
+    found.sort_by_key(|event| std::cmp::Reverse(event.depth));
     Ok(found)
 }
 
