@@ -583,6 +583,8 @@ impl Fixture {
                 "server_name" => "hearth.test",
                 "media_id" => "nosuchmedia",
                 "filename" => "file.txt",
+                // Federation transactions (`/_matrix/federation/v1/send/{transaction_id}`).
+                "transaction_id" => "audit-federation-txn",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Fixture::fill`"),
             }
             .to_owned()

@@ -266,6 +266,8 @@ impl Scene {
                 "server_name" => "hearth.test",
                 "media_id" => "nosuchmedia",
                 "filename" => "file.txt",
+                // Federation transactions (`/_matrix/federation/v1/send/{transaction_id}`).
+                "transaction_id" => "fuzz-federation-txn",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Scene::fill`"),
             }
             .to_owned()

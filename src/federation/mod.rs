@@ -1,11 +1,13 @@
 //! Federation: the server's signing key, other servers' keys ([`key_ring`]), the outbound
-//! client with the spec's server discovery ([`client`], [`discovery`]) and TLS ([`tls`]).
-//! The inbound PDU pipeline, membership across servers and the sender queue build on these,
-//! taking a [`FedCtx`].
+//! client with the spec's server discovery ([`client`], [`discovery`]) and TLS ([`tls`]), the
+//! inbound PDU pipeline ([`inbound`]) and server ACLs ([`acl`]). Membership across servers and
+//! the sender queue build on these, taking a [`FedCtx`].
 
+pub mod acl;
 pub mod client;
 pub mod directory;
 pub mod discovery;
+pub mod inbound;
 pub mod key_ring;
 pub mod keys;
 pub mod tls;
