@@ -26,6 +26,7 @@ pub struct Inner {
     /// The guarded client for requests users can aim (push gateways).
     pub outbound: crate::net::OutboundClient,
     pub push_sender: crate::push::sender::PushSender,
+    pub federation_sender: crate::federation::sender::FederationSender,
     background: Background,
 }
 
@@ -60,6 +61,7 @@ impl AppState {
             streams,
             outbound,
             push_sender: Default::default(),
+            federation_sender: Default::default(),
             config,
             server_name,
             pool,
@@ -70,6 +72,8 @@ impl AppState {
         }));
         // Notifications reach push gateways without any request.
         state.push_sender.start(state.pool.clone(), Arc::downgrade(&state.streams), state.outbound.clone());
+        // Local events reach the other servers in their rooms without any request.
+        state.federation_sender.start(state.pool.clone(), Arc::downgrade(&state.streams), state.server_name.clone());
         // Expired typing must reach other clients' syncs as a stop without any request.
         let sweeper = crate::rooms::typing::spawn_sweeper(state.pool.clone(), Arc::downgrade(&state.streams), stopped);
         state.background_tasks().push(sweeper);
@@ -83,8 +87,8 @@ impl AppState {
     /// Stops the process's periodic work (each task finishes what it is doing first), then
     /// closes the pool. Requests must have drained already.
     pub async fn shutdown(&self) {
-        // Push deliveries in flight record their progress first.
-        self.push_sender.stop().await;
+        // Push deliveries and federation transactions in flight record their progress first.
+        tokio::join!(self.push_sender.stop(), self.federation_sender.stop());
         let _ = self.background.stop.send(true);
         let tasks = std::mem::take(&mut *self.background_tasks());
         for task in tasks {
