@@ -2,3 +2,4 @@
 //! inbound PDU pipeline arrive with the federation work.
 
 pub mod keys;
+pub mod membership;
