@@ -12,6 +12,7 @@ pub mod e2ee_keys;
 pub mod embedded;
 pub mod ephemeral;
 pub mod events;
+pub mod federation_inbound;
 pub mod filters;
 pub mod json;
 pub mod key_backup;
