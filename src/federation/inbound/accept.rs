@@ -75,9 +75,17 @@ pub async fn accept_with_known_parents(
     }
 
     // Step 4: auth against the event's own auth events, which must all be stored and accepted.
-    let auth_ids: Vec<String> = pdu.auth_events.iter().map(ToString::to_string).collect();
+    let mut auth_ids: Vec<String> = pdu.auth_events.iter().map(ToString::to_string).collect();
+    let cited_count = unique(&auth_ids);
+    // Since room version 12 the create event is not among the auth events but every check
+    // consults it: its id is the room id's.
+    let create_id = format!("${}", &room_id.as_str()[1..]);
+    let implicit_create = rules.authorization.room_create_event_id_as_room_id && !auth_ids.contains(&create_id);
+    if implicit_create {
+        auth_ids.push(create_id);
+    }
     let auth_events = cited(&mut tx, &auth_ids, &room_id, &rules).await?;
-    if auth_events.len() != unique(&auth_ids) {
+    if auth_events.len() != cited_count + usize::from(implicit_create) {
         return Err(Error::forbidden(format!("{}: some of its auth events are unknown or rejected", pdu.event_id)));
     }
     AuthState::from_auth_events(auth_events).authorize(pdu, &rules)?;
