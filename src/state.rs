@@ -18,7 +18,8 @@ pub struct Inner {
     pub config: Config,
     pub server_name: OwnedServerName,
     pub pool: PgPool,
-    pub signing_key: SigningKey,
+    /// Shared with the federation client and key ring, which sign with it.
+    pub signing_key: Arc<SigningKey>,
     pub rate_limits: crate::ratelimit::RateLimits,
     pub room_locks: crate::rooms::send::RoomLocks,
     pub default_room_version: ruma::RoomVersionId,
@@ -26,6 +27,10 @@ pub struct Inner {
     /// The guarded client for requests users can aim (push gateways).
     pub outbound: crate::net::OutboundClient,
     pub push_sender: crate::push::sender::PushSender,
+    /// Signed requests to other servers, found by the spec's discovery.
+    pub federation: crate::federation::client::FederationClient,
+    /// Other servers' signing keys (and ours).
+    pub key_ring: crate::federation::key_ring::KeyRing,
     background: Background,
 }
 
@@ -53,6 +58,18 @@ impl AppState {
             .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
         let streams = Arc::new(crate::streams::Streams::start(&pool).await?);
         let outbound = crate::net::OutboundClient::new(&config.network)?;
+        let signing_key = Arc::new(signing_key);
+        let federation =
+            crate::federation::client::FederationClient::new(&config, server_name.clone(), signing_key.clone())?;
+        let key_ring = crate::federation::key_ring::KeyRing::new(
+            pool.clone(),
+            server_name.clone(),
+            signing_key.clone(),
+            federation.clone(),
+            &config.federation.trusted_key_servers,
+        );
+        // Keys we signed with before this one stay published as old keys.
+        key_ring.record_own_key().await?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let background = Background { stop, tasks: Default::default() };
         let state = AppState(Arc::new(Inner {
@@ -60,6 +77,8 @@ impl AppState {
             streams,
             outbound,
             push_sender: Default::default(),
+            federation,
+            key_ring,
             config,
             server_name,
             pool,
@@ -93,6 +112,11 @@ impl AppState {
             }
         }
         self.pool.close().await;
+    }
+
+    /// What federation operations need.
+    pub fn fed(&self) -> crate::federation::FedCtx<'_> {
+        crate::federation::FedCtx { rooms: self.rooms(), client: &self.federation, key_ring: &self.key_ring }
     }
 
     /// What room operations need.

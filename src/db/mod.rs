@@ -25,6 +25,7 @@ pub mod registration;
 pub mod relations;
 pub mod reports;
 pub mod rooms;
+pub mod server_keys;
 pub mod state;
 pub mod streams;
 pub mod sync;
