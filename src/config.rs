@@ -23,7 +23,11 @@ const ENV_KEYS: &[&str] = &[
     "limits",
     "rooms",
     "network",
+    "federation",
 ];
+
+/// Nested list keys, read by hand from their comma-separated environment form (below).
+const LIST_KEYS: &[&str] = &["federation.listen", "federation.trusted_key_servers"];
 
 /// Keys that hold text (or a path). Figment reads an environment value like TOML, so `10`
 /// would be a number, `true` a boolean and `0123` the number 123; for these keys the value is
@@ -35,6 +39,9 @@ const TEXT_KEYS: &[&str] = &[
     "database.url",
     "registration.shared_secret",
     "rooms.default_version",
+    "federation.tls_cert",
+    "federation.tls_key",
+    "federation.ca_file",
 ];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -51,6 +58,7 @@ pub struct Config {
     pub limits: LimitsConfig,
     pub rooms: RoomsConfig,
     pub network: NetworkConfig,
+    pub federation: FederationConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -122,6 +130,38 @@ pub struct NetworkConfig {
     pub allow_private_destinations: bool,
 }
 
+/// Talking to other homeservers (server-server API).
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FederationConfig {
+    /// Whether Hearth serves the federation API and keys at all.
+    pub enabled: bool,
+    /// Addresses (`host:port`) of a listener of its own for the federation API; empty: the
+    /// federation API is served on `listen`.
+    pub listen: Vec<String>,
+    /// PEM certificate chain and private key: when both are set, the federation listener
+    /// speaks TLS (other servers only talk HTTPS to it).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Extra CA certificates (PEM) trusted for outbound federation, beside the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Notary servers asked for a server's keys when the server itself does not give them.
+    pub trusted_key_servers: Vec<String>,
+}
+
+impl Default for FederationConfig {
+    fn default() -> Self {
+        FederationConfig {
+            enabled: true,
+            listen: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            ca_file: None,
+            trusted_key_servers: Vec::new(),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
@@ -148,6 +188,7 @@ impl Default for Config {
             limits: LimitsConfig::default(),
             rooms: RoomsConfig::default(),
             network: NetworkConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 }
@@ -195,6 +236,7 @@ impl Config {
         let env = Env::prefixed("HEARTH_").split("__").filter(|key| {
             let top = key.as_str().split('.').next().unwrap_or_default();
             ENV_KEYS.iter().any(|known| top.eq_ignore_ascii_case(known))
+                && !LIST_KEYS.iter().any(|list| key.as_str().eq_ignore_ascii_case(list))
         });
         let is_text = |key: &str| TEXT_KEYS.iter().any(|text| key.eq_ignore_ascii_case(text));
         figment = figment.merge(env.clone().filter(move |key| !is_text(key.as_str())));
@@ -208,9 +250,13 @@ impl Config {
         // Lists do not fit the `KEY=value` shape, so the two list-or-alias variables are
         // read by hand: `HEARTH_LISTEN` is comma-separated, `HEARTH_LOG` beats `RUST_LOG`.
         if let Ok(listen) = std::env::var("HEARTH_LISTEN") {
-            let listen: Vec<String> =
-                listen.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect();
-            figment = figment.merge(Serialized::default("listen", listen));
+            figment = figment.merge(Serialized::default("listen", comma_separated(&listen)));
+        }
+        for key in LIST_KEYS {
+            let variable = format!("HEARTH_{}", key.to_ascii_uppercase().replace('.', "__"));
+            if let Ok(value) = std::env::var(variable) {
+                figment = figment.merge(Serialized::default(key, comma_separated(&value)));
+            }
         }
         if let Some(log) = std::env::var("HEARTH_LOG").ok().or_else(|| std::env::var("RUST_LOG").ok()) {
             figment = figment.merge(Serialized::default("log", log));
@@ -290,8 +336,39 @@ impl Config {
                 format!("{:?} is not one of {}", self.rooms.default_version, supported.join(", ")),
             );
         }
+        self.validate_federation()?;
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return fail("log", format!("{:?} is not a valid log filter ({error})", self.log));
+        }
+        Ok(())
+    }
+
+    fn validate_federation(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: String| Err(ConfigError(format!("`{key}`: {why}")));
+        let federation = &self.federation;
+        for address in &federation.listen {
+            if parse_host_port(address).is_none() {
+                return fail("federation.listen", format!("{address:?} is not `host:port`"));
+            }
+        }
+        if federation.tls_cert.is_some() != federation.tls_key.is_some() {
+            return fail("federation.tls_cert", "`tls_cert` and `tls_key` are set together or not at all".to_owned());
+        }
+        for (key, path) in [
+            ("federation.tls_cert", &federation.tls_cert),
+            ("federation.tls_key", &federation.tls_key),
+            ("federation.ca_file", &federation.ca_file),
+        ] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return fail(key, format!("{} is not a readable file", path.display()));
+            }
+        }
+        for server in &federation.trusted_key_servers {
+            if ruma::ServerName::parse(server).is_err() {
+                return fail("federation.trusted_key_servers", format!("{server:?} is not a server name"));
+            }
         }
         Ok(())
     }
@@ -318,6 +395,11 @@ impl Config {
         masked.database.url = masked.database.url.as_deref().map(mask_url_password);
         toml::to_string_pretty(&masked).unwrap_or_else(|error| format!("# cannot render: {error}"))
     }
+}
+
+/// A list key's environment form: comma-separated, blanks ignored.
+fn comma_separated(value: &str) -> Vec<String> {
+    value.split(',').map(str::trim).filter(|item| !item.is_empty()).map(str::to_owned).collect()
 }
 
 /// Splits `host:port` (IPv6 hosts in brackets).

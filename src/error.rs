@@ -84,6 +84,11 @@ impl Error {
         Self::new(ErrorKind::UnknownToken(UnknownTokenErrorData::new()), message)
     }
 
+    /// A server-server request without a valid `X-Matrix` signature (401).
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Unauthorized, message)
+    }
+
     pub fn missing_token() -> Self {
         Self::new(ErrorKind::MissingToken, "Missing access token")
     }

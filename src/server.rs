@@ -99,6 +99,36 @@ pub async fn bind(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
+/// Binds `federation.listen` (nothing when federation is off or shares `listen`).
+pub async fn bind_federation(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    if !config.federation.enabled {
+        return Ok(listeners);
+    }
+    for address in &config.federation.listen {
+        let listener = TcpListener::bind(address.as_str())
+            .await
+            .with_context(|| format!("`federation.listen`: cannot listen on {address}"))?;
+        tracing::info!(address = %listener.local_addr()?, tls = config.federation.tls_cert.is_some(), "listening for federation");
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Serves the federation API on `listener` (over TLS when `federation.tls_cert` is set) until
+/// `shutdown` resolves, then lets in-flight requests finish.
+pub async fn serve_federation_on(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let header_timeout = Duration::from_secs(state.config.limits.header_timeout_secs);
+    let tls = crate::federation::tls::acceptor(&state.config.federation)?;
+    let app = crate::http::federation_router(state);
+    crate::http::serve::serve_with_tls(listener, tls, app, header_timeout, shutdown).await?;
+    Ok(())
+}
+
 /// Serves the application on `listener` until `shutdown` resolves, then lets in-flight
 /// requests finish.
 pub async fn serve_on(
@@ -119,6 +149,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let signing_key = SigningKey::load_or_generate(&config.data_dir.join("signing.key"))?;
     tracing::info!(server_name = %config.server_name, key_id = %signing_key.key_id(), "starting Hearth");
     let listeners = bind(&config).await?;
+    let federation_listeners = bind_federation(&config).await?;
+    // A bad certificate or key stops the start, rather than every TLS handshake later.
+    crate::federation::tls::acceptor(&config.federation)?;
     let state = AppState::new(config, pool, signing_key).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -128,7 +161,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let shutdown = async move {
             let _ = stop.wait_for(|stop| *stop).await;
         };
-        servers.spawn(serve_on(listener, state.clone(), shutdown));
+        let state = state.clone();
+        servers.spawn(async move { serve_on(listener, state, shutdown).await.map_err(anyhow::Error::from) });
+    }
+    for listener in federation_listeners {
+        let mut stop = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        servers.spawn(serve_federation_on(listener, state.clone(), shutdown));
     }
     let pruner = {
         let state = state.clone();

@@ -18,7 +18,8 @@ pub struct Inner {
     pub config: Config,
     pub server_name: OwnedServerName,
     pub pool: PgPool,
-    pub signing_key: SigningKey,
+    /// Shared with the federation client and key ring, which sign with it.
+    pub signing_key: Arc<SigningKey>,
     pub rate_limits: crate::ratelimit::RateLimits,
     pub room_locks: crate::rooms::send::RoomLocks,
     pub default_room_version: ruma::RoomVersionId,
@@ -27,6 +28,10 @@ pub struct Inner {
     pub outbound: crate::net::OutboundClient,
     pub push_sender: crate::push::sender::PushSender,
     pub federation_sender: crate::federation::sender::FederationSender,
+    /// Signed requests to other servers, found by the spec's discovery.
+    pub federation: crate::federation::client::FederationClient,
+    /// Other servers' signing keys (and ours).
+    pub key_ring: crate::federation::key_ring::KeyRing,
     background: Background,
 }
 
@@ -54,6 +59,18 @@ impl AppState {
             .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
         let streams = Arc::new(crate::streams::Streams::start(&pool).await?);
         let outbound = crate::net::OutboundClient::new(&config.network)?;
+        let signing_key = Arc::new(signing_key);
+        let federation =
+            crate::federation::client::FederationClient::new(&config, server_name.clone(), signing_key.clone())?;
+        let key_ring = crate::federation::key_ring::KeyRing::new(
+            pool.clone(),
+            server_name.clone(),
+            signing_key.clone(),
+            federation.clone(),
+            &config.federation.trusted_key_servers,
+        );
+        // Keys we signed with before this one stay published as old keys.
+        key_ring.record_own_key().await?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let background = Background { stop, tasks: Default::default() };
         let state = AppState(Arc::new(Inner {
@@ -62,6 +79,8 @@ impl AppState {
             outbound,
             push_sender: Default::default(),
             federation_sender: Default::default(),
+            federation,
+            key_ring,
             config,
             server_name,
             pool,
@@ -72,8 +91,11 @@ impl AppState {
         }));
         // Notifications reach push gateways without any request.
         state.push_sender.start(state.pool.clone(), Arc::downgrade(&state.streams), state.outbound.clone());
-        // Local events reach the other servers in their rooms without any request.
-        state.federation_sender.start(state.pool.clone(), Arc::downgrade(&state.streams), state.server_name.clone());
+        // Local events reach the other servers in their rooms without any request. With
+        // federation off, whatever is queued (from when it was on) waits for it to be on again.
+        if state.config.federation.enabled {
+            state.federation_sender.start(state.pool.clone(), Arc::downgrade(&state.streams), state.federation.clone());
+        }
         // Expired typing must reach other clients' syncs as a stop without any request.
         let sweeper = crate::rooms::typing::spawn_sweeper(state.pool.clone(), Arc::downgrade(&state.streams), stopped);
         state.background_tasks().push(sweeper);
@@ -97,6 +119,11 @@ impl AppState {
             }
         }
         self.pool.close().await;
+    }
+
+    /// What federation operations need.
+    pub fn fed(&self) -> crate::federation::FedCtx<'_> {
+        crate::federation::FedCtx { rooms: self.rooms(), client: &self.federation, key_ring: &self.key_ring }
     }
 
     /// What room operations need.

@@ -577,6 +577,8 @@ impl Fixture {
                 // Room tags (`/user/{user_id}/rooms/{room_id}/tags/{tag}`).
                 "tag" => "u.audit",
                 "rule_id" => "audit-rule",
+                // Federation (`/_matrix/key/v2/query/{server_name}`): this server, answered locally.
+                "server_name" => "hearth.test",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Fixture::fill`"),
             }
             .to_owned()

@@ -260,6 +260,8 @@ impl Scene {
                 // Room tags (`/user/{user_id}/rooms/{room_id}/tags/{tag}`).
                 "tag" => "u.fuzz",
                 "rule_id" => "fuzz-rule",
+                // Federation (`/_matrix/key/v2/query/{server_name}`): this server, answered locally.
+                "server_name" => "hearth.test",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Scene::fill`"),
             }
             .to_owned()

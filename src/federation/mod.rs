@@ -1,5 +1,22 @@
-//! Federation: today only the server's signing key; the outbound client, sender queue and
-//! inbound PDU pipeline arrive with the federation work.
+//! Federation: the server's signing key, other servers' keys ([`key_ring`]), the outbound
+//! client with the spec's server discovery ([`client`], [`discovery`]) and TLS ([`tls`]), the
+//! inbound PDU pipeline and server ACLs, and membership across servers ([`membership`]).
+//! Federation domain code takes a [`FedCtx`].
 
+pub mod acl;
+pub mod client;
+pub mod discovery;
+pub mod inbound;
+pub mod key_ring;
 pub mod keys;
+pub mod membership;
 pub mod sender;
+pub mod tls;
+
+/// What federation domain code takes: room operations, the outbound client and the key ring.
+#[derive(Clone, Copy)]
+pub struct FedCtx<'a> {
+    pub rooms: crate::rooms::RoomCtx<'a>,
+    pub client: &'a client::FederationClient,
+    pub key_ring: &'a key_ring::KeyRing,
+}

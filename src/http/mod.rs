@@ -6,6 +6,7 @@ pub mod client;
 pub mod cors;
 pub mod error;
 pub mod fallback;
+pub mod federation;
 pub mod health;
 pub mod json_body;
 pub mod linger;
@@ -27,20 +28,34 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Every route the application serves, as registered: the list a test walks to check them all.
 pub fn route_table() -> Vec<ruma::Route> {
-    ruma::recording(|| drop(routes()))
+    ruma::recording(|| drop(routes(true)))
 }
 
-fn routes() -> Router<AppState> {
+fn routes(with_federation: bool) -> Router<AppState> {
     let router = Router::new();
     let router = client::routes(router);
     let router = admin::routes(router);
     let router = well_known::routes(router);
-    health::routes(router)
+    let router = health::routes(router);
+    if with_federation { federation::routes(router) } else { router }
 }
 
-/// The whole HTTP application.
+/// The application on `listen`: everything, the federation API included unless it is off or
+/// has a listener of its own.
 pub fn router(state: AppState) -> Router {
-    routes()
+    let federation = &state.config.federation;
+    let with_federation = federation.enabled && federation.listen.is_empty();
+    finish(routes(with_federation), state)
+}
+
+/// The application on `federation.listen`: the federation API alone.
+pub fn federation_router(state: AppState) -> Router {
+    finish(federation::routes(health::routes(Router::new())), state)
+}
+
+/// Fallbacks and middleware every listener's routes get.
+fn finish(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .fallback(fallback::not_found)
         .method_not_allowed_fallback(fallback::method_not_allowed)
         // A bug that panics a handler costs that request a 500, never the connection or the

@@ -165,7 +165,7 @@ where
     T::Authentication: AuthRequirement,
     T::PathBuilder: AllPaths,
 {
-    let (mut parts, body) = request.into_parts();
+    let (parts, body) = request.into_parts();
     let client = client_info(&parts);
 
     let session = match <T::Authentication as AuthRequirement>::TOKEN {
@@ -180,7 +180,51 @@ where
         }
     }
 
-    let mut path_args: Vec<String> = match RawPathParams::from_request_parts(&mut parts, state).await {
+    let (parts, path_args, bytes) = read_request::<T>(parts, body, state, check).await?;
+    let body = parse_request::<T>(parts, &path_args, &bytes)?;
+    Ok((body, session, client))
+}
+
+/// A request's path arguments and body, checked as every endpoint needs (no U+0000, bounded
+/// sizes, JSON Hearth can store), before the endpoint's parser sees them. Authentication
+/// schemes other than access tokens (`X-Matrix`, in `http::federation::auth`) start here too.
+pub(crate) async fn read_request<T>(
+    mut parts: Parts,
+    body: Body,
+    state: &AppState,
+    check: fn(&[u8]) -> Result<()>,
+) -> Result<(Parts, Vec<String>, Bytes)>
+where
+    T: Metadata,
+    T::PathBuilder: AllPaths,
+{
+    let path_args = read_path_args::<T>(&mut parts, state).await?;
+    let bytes = read_body(&parts.headers, body, &state.config.limits).await?;
+    let bytes = as_endpoint_body(&parts, bytes)?;
+    check(&bytes)?;
+    Ok((parts, path_args, bytes))
+}
+
+/// The body as the endpoint reads it: for JSON endpoints, empty means `{}`, and the JSON must
+/// be what Hearth can store.
+pub(crate) fn as_endpoint_body(parts: &Parts, bytes: Bytes) -> Result<Bytes> {
+    Ok(match parts.extensions.get::<BodyFormat>().copied().unwrap_or_default() {
+        BodyFormat::Json => {
+            let bytes = empty_as_object(bytes);
+            check_json_body(&parts.method, &bytes)?;
+            bytes
+        }
+        BodyFormat::Raw => bytes,
+    })
+}
+
+/// The path's arguments, checked: UTF-8, no U+0000 (there or in the query), bounded length.
+pub(crate) async fn read_path_args<T>(parts: &mut Parts, state: &AppState) -> Result<Vec<String>>
+where
+    T: Metadata,
+    T::PathBuilder: AllPaths,
+{
+    let mut path_args: Vec<String> = match RawPathParams::from_request_parts(parts, state).await {
         Ok(params) => params.iter().map(|(_, value)| value.to_owned()).collect(),
         Err(_) => return Err(Error::invalid_param("A path parameter is not valid UTF-8")),
     };
@@ -200,20 +244,14 @@ where
     if path_args.iter().any(|arg| arg.len() > MAX_PATH_PARAMETER_BYTES) {
         return Err(Error::invalid_param(format!("Path parameters may be at most {MAX_PATH_PARAMETER_BYTES} bytes")));
     }
-    let bytes = read_body(&parts.headers, body, &state.config.limits).await?;
-    let bytes = match parts.extensions.get::<BodyFormat>().copied().unwrap_or_default() {
-        BodyFormat::Json => {
-            let bytes = empty_as_object(bytes);
-            check_json_body(&parts.method, &bytes)?;
-            bytes
-        }
-        BodyFormat::Raw => bytes,
-    };
-    check(&bytes)?;
-    let request = http::Request::from_parts(parts, bytes.as_ref());
+    Ok(path_args)
+}
+
+/// Parses what [`read_request`] read into the endpoint's request type.
+pub(crate) fn parse_request<T: IncomingRequest>(parts: Parts, path_args: &[String], bytes: &[u8]) -> Result<T> {
+    let request = http::Request::from_parts(parts, bytes);
     let path_args: Vec<&str> = path_args.iter().map(String::as_str).collect();
-    let body = parse_without_panicking(|| T::try_from_http_request(request, &path_args))?;
-    Ok((body, session, client))
+    parse_without_panicking(|| T::try_from_http_request(request, &path_args))
 }
 
 /// Runs ruma's parser, turning a panic into `M_BAD_JSON`: some of ruma's hand-written

@@ -16,16 +16,30 @@ use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
 use hyper_util::service::TowerToHyperService;
+use std::net::SocketAddr;
 use std::pin::pin;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets the requests in flight
 /// finish (each connection is shut down gracefully: an idle one at once).
 pub async fn serve(
     listener: TcpListener,
+    app: Router,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with_tls(listener, None, app, header_timeout, shutdown).await
+}
+
+/// [`serve`], speaking TLS on every connection when `tls` is given (the federation listener).
+/// The handshake must complete within the header timeout, as a request's headers must.
+pub async fn serve_with_tls(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
     app: Router,
     header_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -52,29 +66,18 @@ pub async fn serve(
             request.map(axum::body::Body::new)
         });
         let builder = builder.clone();
-        let mut stop = stop_rx.clone();
+        let stop = stop_rx.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let connection =
-                builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
-            let mut connection = pin!(connection);
-            let mut stopping = false;
-            loop {
-                tokio::select! {
-                    served = connection.as_mut() => {
-                        if let Err(error) = served {
-                            tracing::debug!(%error, %address, "connection ended with an error");
-                        }
-                        break;
-                    }
-                    changed = stop.changed(), if !stopping => {
-                        stopping = true;
-                        if changed.is_ok() {
-                            connection.as_mut().graceful_shutdown();
-                        }
-                    }
-                }
+            let Some(tls) = tls else {
+                serve_connection(builder, stream, service, address, stop).await;
+                return;
+            };
+            match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                Ok(Ok(stream)) => serve_connection(builder, stream, service, address, stop).await,
+                Ok(Err(error)) => tracing::debug!(%error, %address, "TLS handshake failed"),
+                Err(_) => tracing::debug!(%address, "TLS handshake timed out"),
             }
-            drop(stop);
         });
     }
     drop(listener);
@@ -82,6 +85,43 @@ pub async fn serve(
     drop(stop_rx);
     stop_tx.closed().await;
     Ok(())
+}
+
+/// Serves one connection until it ends, shutting it down gracefully when `stop` changes.
+async fn serve_connection<I, S>(
+    builder: Builder<TokioExecutor>,
+    stream: I,
+    service: S,
+    address: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<Request<Incoming>, Response = axum::response::Response, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service));
+    let mut connection = pin!(connection);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(error) = served {
+                    tracing::debug!(%error, %address, "connection ended with an error");
+                }
+                break;
+            }
+            changed = stop.changed(), if !stopping => {
+                stopping = true;
+                if changed.is_ok() {
+                    connection.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+    drop(stop);
 }
 
 /// After a failed accept: errors of one connection are that connection's; others (too many

@@ -46,8 +46,22 @@ pub struct OutboundClient {
 
 impl OutboundClient {
     pub fn new(config: &NetworkConfig) -> anyhow::Result<OutboundClient> {
+        Self::build(config, None)
+    }
+
+    /// The same guarded client, verifying servers with `tls` (federation's roots, which may
+    /// include `federation.ca_file`).
+    pub fn with_tls(config: &NetworkConfig, tls: rustls::ClientConfig) -> anyhow::Result<OutboundClient> {
+        Self::build(config, Some(tls))
+    }
+
+    fn build(config: &NetworkConfig, tls: Option<rustls::ClientConfig>) -> anyhow::Result<OutboundClient> {
         let allow_private = config.allow_private_destinations;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_backend_preconfigured(tls);
+        }
+        let http = builder
             .dns_resolver(Arc::new(GuardedResolver { allow_private }))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
@@ -86,6 +100,11 @@ impl OutboundClient {
             self.judge(peer.ip())?;
         }
         Ok(response)
+    }
+
+    /// Whether requests may reach non-public addresses (`network.allow_private_destinations`).
+    pub fn allows_private(&self) -> bool {
+        self.allow_private
     }
 
     fn judge(&self, address: IpAddr) -> Result<(), OutboundError> {

@@ -32,6 +32,11 @@ pub async fn verify_all_events(
         for stored in db::events::all_in_room(pool, &room_id).await? {
             let pdu = Pdu::from_stored(&stored.event_id, &stored.json)?;
             let mut complain = |what: String| problems.push(format!("{room_id} {}: {what}", stored.event_id));
+            // Events from other servers were checked on receipt against their keys (which
+            // this function is not given), and a remote server chose their auth events from
+            // its view of the room (which an outlier's or soft-failed event's state need not
+            // match): their format and id are what can be checked here.
+            let remote = pdu.sender.server_name() != server_name;
             if let Err(error) = check_pdu_format(&pdu.json, &rules.event_format) {
                 complain(format!("bad PDU format: {error}"));
             }
@@ -39,6 +44,9 @@ pub async fn verify_all_events(
                 Ok(id) if id == pdu.event_id => {}
                 Ok(id) => complain(format!("event id should be {id}")),
                 Err(error) => complain(format!("no reference hash: {error}")),
+            }
+            if remote {
+                continue;
             }
             match verify_event(&keys, &pdu.json, &rules) {
                 Ok(Verified::All) => {}

@@ -20,7 +20,7 @@ fn source_dir() -> PathBuf {
 
 /// `target/test-clients`: beside `target/tmp` (`CARGO_TARGET_TMPDIR`), so it follows
 /// `CARGO_TARGET_DIR` and `cargo clean` removes it.
-fn build_area() -> PathBuf {
+pub fn build_area() -> PathBuf {
     let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
     tmp.parent().unwrap_or(tmp).join("test-clients")
 }
@@ -92,7 +92,7 @@ fn install_nio_venv() -> Result<PathBuf, String> {
 
 /// Runs `install` into an empty `dir` unless `dir` already holds an install with `key`;
 /// under a file lock, so concurrent test binaries install once and the others wait.
-fn install_once(
+pub fn install_once(
     name: &str,
     dir: &Path,
     key: &str,
@@ -117,7 +117,7 @@ fn install_once(
     Ok(())
 }
 
-fn hash_of(files: &[PathBuf], extra: &str) -> Result<String, String> {
+pub fn hash_of(files: &[PathBuf], extra: &str) -> Result<String, String> {
     let mut hasher = Sha256::new();
     for file in files {
         hasher.update(fs::read(file).map_err(|e| format!("read {}: {e}", file.display()))?);
@@ -127,7 +127,7 @@ fn hash_of(files: &[PathBuf], extra: &str) -> Result<String, String> {
 }
 
 /// Runs a command to completion; its stdout, or an error with its stderr.
-fn output(command: &mut Command) -> Result<String, String> {
+pub fn output(command: &mut Command) -> Result<String, String> {
     let shown = format!("{command:?}");
     let out = command.output().map_err(|e| format!("{shown} could not start: {e}"))?;
     if !out.status.success() {

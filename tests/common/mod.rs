@@ -7,6 +7,7 @@
 pub mod node;
 pub mod push_gateway;
 mod rooms;
+pub mod synapse;
 #[allow(unused_imports)] // not every test binary encodes, fills paths or sends text
 pub use rooms::{encode, fill_path, text};
 

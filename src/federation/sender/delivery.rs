@@ -9,9 +9,12 @@ use super::MAX_PDUS_PER_TRANSACTION;
 use crate::db;
 use crate::db::federation_queue::OutgoingTransaction;
 use crate::error::Result;
+use crate::federation::client::FederationClient;
 use crate::outbox::{Backoff, Outbox, Outcome, SessionLocks, sleep_or_stop};
 use crate::time::now_ms;
-use ruma::OwnedServerName;
+use ruma::api::federation::transactions::send_transaction_message;
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId, ServerName};
+use serde_json::value::RawValue as RawJsonValue;
 use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
@@ -27,16 +30,16 @@ const DESTINATION_LOCK_CLASS: i32 = 0x4846_4544;
 /// What every destination's delivery shares.
 pub(super) struct Destinations {
     pool: PgPool,
-    origin: OwnedServerName,
+    client: FederationClient,
     locks: SessionLocks,
     attempts: Semaphore,
     stop: watch::Receiver<bool>,
 }
 
 impl Destinations {
-    pub(super) fn new(pool: PgPool, origin: OwnedServerName, stop: watch::Receiver<bool>) -> Destinations {
+    pub(super) fn new(pool: PgPool, client: FederationClient, stop: watch::Receiver<bool>) -> Destinations {
         let locks = SessionLocks::new(pool.clone(), DESTINATION_LOCK_CLASS);
-        Destinations { pool, origin, locks, attempts: Semaphore::new(CONCURRENT_ATTEMPTS), stop }
+        Destinations { pool, client, locks, attempts: Semaphore::new(CONCURRENT_ATTEMPTS), stop }
     }
 
     async fn deliver_locked(&self, destination: &OwnedServerName) -> Result<Outcome> {
@@ -94,16 +97,31 @@ impl Destinations {
         }
     }
 
-    /// Sends one transaction; `Ok` once the destination acknowledged it.
+    /// Sends one transaction; `Ok` once the destination acknowledged it. The destination's
+    /// verdict on each PDU is its own business (a PDU it rejects is not sent again, as the
+    /// spec has it); only the transaction failing as a whole means trying again.
     async fn send(
         &self,
-        destination: &OwnedServerName,
+        destination: &ServerName,
         transaction: &OutgoingTransaction,
     ) -> std::result::Result<(), String> {
-        let _ = (&self.origin, destination, transaction);
-        // The outbound federation client arrives with the fed-net branch; until then nothing
-        // leaves the queue.
-        Err("no federation client yet".to_owned())
+        let pdus = transaction
+            .pdus
+            .iter()
+            .map(|pdu| RawJsonValue::from_string(pdu.clone()))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|error| format!("a stored PDU is not JSON: {error}"))?;
+        let mut request = send_transaction_message::v1::Request::new(
+            OwnedTransactionId::from(transaction.txn_id.as_str()),
+            self.client.origin().to_owned(),
+            MilliSecondsSinceUnixEpoch::now(),
+        );
+        request.pdus = pdus;
+        let response = self.client.send(destination, request).await.map_err(|error| error.to_string())?;
+        for (event_id, refused) in response.pdus.iter().filter_map(|(id, result)| Some((id, result.as_ref().err()?))) {
+            tracing::info!(%destination, %event_id, reason = %refused, "the destination refused a PDU");
+        }
+        Ok(())
     }
 }
 

@@ -16,11 +16,12 @@ mod delivery;
 use crate::db;
 use crate::db::federation_queue::Outgoing;
 use crate::error::Result;
+use crate::federation::client::FederationClient;
 use crate::outbox::OutboxWorker;
 use crate::rooms::send::Appended;
 use crate::streams::Streams;
 use ruma::events::TimelineEventType;
-use ruma::{OwnedServerName, RoomId, ServerName, UserId};
+use ruma::{RoomId, ServerName, UserId};
 use sqlx::{PgConnection, PgPool};
 use std::sync::Weak;
 
@@ -70,11 +71,11 @@ fn membership_target<'p>(pdu: &'p crate::rooms::pdu::Pdu, local: &ServerName) ->
 pub struct FederationSender(OutboxWorker);
 
 impl FederationSender {
-    /// Starts sending as `origin`; the worker ends when the process's streams are dropped or
-    /// [`FederationSender::stop`] is called.
-    pub fn start(&self, pool: PgPool, streams: Weak<Streams>, origin: OwnedServerName) {
+    /// Starts sending through `client`; the worker ends when the process's streams are dropped
+    /// or [`FederationSender::stop`] is called.
+    pub fn start(&self, pool: PgPool, streams: Weak<Streams>, client: FederationClient) {
         let destinations_pool = pool.clone();
-        self.0.start(pool, streams, move |stop| delivery::Destinations::new(destinations_pool, origin, stop));
+        self.0.start(pool, streams, move |stop| delivery::Destinations::new(destinations_pool, client, stop));
     }
 
     /// Stops the worker after the transactions in flight have been answered and recorded.

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::rooms::build::EventTemplate;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::served;
-use ruma::events::StateEventType;
+use ruma::events::{StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::{auth_types_for_event, check_state_dependent_auth_rules, check_state_independent_auth_rules};
 use ruma::{EventId, OwnedEventId, UserId};
@@ -20,6 +20,14 @@ use std::collections::HashMap;
 pub(super) struct StateSlice {
     snapshot: Option<i64>,
     entries: HashMap<(String, String), Option<Pdu>>,
+}
+
+/// What decides which state an event's authorisation needs.
+struct AuthSubject<'a> {
+    kind: &'a TimelineEventType,
+    sender: &'a UserId,
+    state_key: Option<&'a str>,
+    content: &'a serde_json::value::RawValue,
 }
 
 /// The slice of the state before an event that its authorisation needs.
@@ -51,9 +59,53 @@ impl AuthState {
         rules: &RoomVersionRules,
     ) -> Result<AuthState> {
         let content = serde_json::value::to_raw_value(&template.content).map_err(|e| Error::bad_json(e.to_string()))?;
-        let auth_types =
-            auth_types_for_event(&template.kind, sender, template.state_key.as_deref(), &content, &rules.authorization)
-                .map_err(|message| Error::bad_json(format!("Invalid event: {message}")))?;
+        let subject =
+            AuthSubject { kind: &template.kind, sender, state_key: template.state_key.as_deref(), content: &content };
+        Self::load_subject(conn, slice, snapshot, subject, rules).await
+    }
+
+    /// The slice of snapshot `snapshot` that authorising the received `pdu` against it needs
+    /// (inbound federation: the state before the event, or the current state for soft-failing).
+    pub async fn load_for_pdu(
+        conn: &mut PgConnection,
+        snapshot: i64,
+        pdu: &Pdu,
+        rules: &RoomVersionRules,
+    ) -> Result<AuthState> {
+        let subject = AuthSubject {
+            kind: &pdu.kind,
+            sender: &pdu.sender,
+            state_key: pdu.state_key.as_deref(),
+            content: &pdu.content,
+        };
+        Self::load_subject(conn, &mut StateSlice::default(), snapshot, subject, rules).await
+    }
+
+    /// The auth state made of an event's own `auth_events` (the first of the spec's two auth
+    /// checks on a received PDU), as the auth rules see them (redacted where redacted).
+    pub fn from_auth_events(auth_events: Vec<Pdu>) -> AuthState {
+        let mut by_key = HashMap::new();
+        let mut by_id = HashMap::new();
+        for pdu in auth_events {
+            if let Some(state_key) = &pdu.state_key {
+                by_key.insert((pdu.kind.to_string(), state_key.clone()), pdu.clone());
+            }
+            by_id.insert(pdu.event_id.clone(), pdu);
+        }
+        let auth_event_ids = by_id.keys().cloned().collect();
+        AuthState { by_key, by_id, auth_event_ids }
+    }
+
+    async fn load_subject(
+        conn: &mut PgConnection,
+        slice: &mut StateSlice,
+        snapshot: i64,
+        subject: AuthSubject<'_>,
+        rules: &RoomVersionRules,
+    ) -> Result<AuthState> {
+        let AuthSubject { kind, sender, state_key, content } = subject;
+        let auth_types = auth_types_for_event(kind, sender, state_key, content, &rules.authorization)
+            .map_err(|message| Error::bad_json(format!("Invalid event: {message}")))?;
         let mut wanted: Vec<(String, String)> = auth_types.iter().map(|(t, k)| (t.to_string(), k.clone())).collect();
         // The create event is needed for every check, even where it is not an auth event.
         wanted.push((StateEventType::RoomCreate.to_string(), String::new()));

@@ -1,0 +1,247 @@
+//! The outbound federation client: any ruma federation request, to any server name, found by
+//! the spec's discovery ([`super::discovery`]), over TLS (system roots plus
+//! `federation.ca_file`), signed with `X-Matrix` (origin, destination, key, signature) when
+//! the endpoint is authenticated.
+//!
+//! Each destination gets a connection pool of its own (a `reqwest::Client` pinned to the
+//! addresses discovery found, with the name discovery settled on in the URL, so that SNI, the
+//! certificate check and `Host` are what the spec says), kept for [`DESTINATION_TTL`] or until
+//! a connection to it fails.
+
+use super::discovery::{Destination, Resolver, read_limited};
+use super::keys::SigningKey;
+use crate::config::Config;
+use crate::net::OutboundClient;
+use crate::net::ranges::is_non_public;
+use ruma::api::auth_scheme::{AuthScheme, NoAuthentication};
+use ruma::api::federation::authentication::{ServerSignatures, XMatrixSigningInput};
+use ruma::api::path_builder::SinglePath;
+use ruma::api::{IncomingResponseExt, OutgoingRequest, OutgoingRequestExt};
+use ruma::signatures::Ed25519KeyPair;
+use ruma::{OwnedServerName, ServerName};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How long a destination's discovery (and its connections) is reused.
+const DESTINATION_TTL: Duration = Duration::from_secs(600);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+/// The largest response accepted from another server (a `send_join` answer of a large room
+/// is the biggest thing federation sends).
+const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum FederationError {
+    /// The destination is at a non-public address and private destinations are not allowed.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The server name leads nowhere.
+    #[error("server discovery failed: {0}")]
+    Discovery(String),
+    /// Connecting, TLS, sending or receiving failed (including timeouts).
+    #[error("request failed: {0}")]
+    Transport(String),
+    /// The server answered with an error.
+    #[error("{destination} answered {status}: {errcode} {message}")]
+    Remote { destination: String, status: http::StatusCode, errcode: String, message: String },
+    /// The server answered success with something that is not the endpoint's response.
+    #[error("invalid response: {0}")]
+    InvalidResponse(String),
+    /// The request could not be built (a bug, or unusable input).
+    #[error("cannot build the request: {0}")]
+    Request(String),
+}
+
+impl From<FederationError> for crate::error::Error {
+    /// What a client learns when a federation request made on its behalf fails. The remote
+    /// server's own refusals keep their errcode (a 403 from the resident server is the
+    /// client's 403); everything else is the other server's or the network's failure.
+    fn from(error: FederationError) -> Self {
+        match &error {
+            FederationError::Remote { errcode, message, .. } if errcode == "M_FORBIDDEN" => {
+                crate::error::Error::forbidden(message.clone())
+            }
+            FederationError::Remote { errcode, message, .. } if errcode == "M_NOT_FOUND" => {
+                crate::error::Error::not_found(message.clone())
+            }
+            _ => crate::error::Error::unknown(format!("Federation request failed: {error}")),
+        }
+    }
+}
+
+/// The ruma authentication schemes the client can fill in.
+pub trait FederationAuth: AuthScheme {
+    fn input<'a>(origin: &ServerName, destination: &ServerName, key: &'a Ed25519KeyPair) -> Self::Input<'a>;
+}
+
+impl FederationAuth for ServerSignatures {
+    fn input<'a>(origin: &ServerName, destination: &ServerName, key: &'a Ed25519KeyPair) -> XMatrixSigningInput<'a> {
+        XMatrixSigningInput::new(origin.to_owned(), destination.to_owned(), key)
+    }
+}
+
+impl FederationAuth for NoAuthentication {
+    fn input(_: &ServerName, _: &ServerName, _: &Ed25519KeyPair) {}
+}
+
+/// Cheap to clone; clones share their connections.
+#[derive(Clone)]
+pub struct FederationClient(Arc<Inner>);
+
+struct Inner {
+    origin: OwnedServerName,
+    key: Arc<SigningKey>,
+    tls: rustls::ClientConfig,
+    allow_private: bool,
+    resolver: Resolver,
+    destinations: Mutex<HashMap<OwnedServerName, Pinned>>,
+}
+
+/// A destination's discovery and the connection pool pinned to it.
+#[derive(Clone)]
+struct Pinned {
+    destination: Destination,
+    http: reqwest::Client,
+    expires: Instant,
+}
+
+impl FederationClient {
+    pub fn new(config: &Config, origin: OwnedServerName, key: Arc<SigningKey>) -> anyhow::Result<FederationClient> {
+        let tls = super::tls::client_config(&config.federation)?;
+        let well_known_http = OutboundClient::with_tls(&config.network, tls.clone())?;
+        Ok(FederationClient(Arc::new(Inner {
+            origin,
+            key,
+            tls,
+            allow_private: config.network.allow_private_destinations,
+            resolver: Resolver::new(well_known_http),
+            destinations: Mutex::default(),
+        })))
+    }
+
+    /// Sends `request` to `destination` and parses its answer. Requests of authenticated
+    /// endpoints are signed (`X-Matrix` with `destination`).
+    pub async fn send<R>(&self, destination: &ServerName, request: R) -> Result<R::IncomingResponse, FederationError>
+    where
+        R: OutgoingRequest<PathBuilder = SinglePath>,
+        R::Authentication: FederationAuth,
+    {
+        let pinned = self.pinned(destination).await?;
+        let auth = <R::Authentication as FederationAuth>::input(&self.0.origin, destination, &self.0.key.key_pair);
+        let http_request = request
+            .try_into_http_request::<Vec<u8>>(&pinned.destination.base_url(), auth, ())
+            .map_err(|error| FederationError::Request(error.to_string()))?;
+        let response = match self.execute(&pinned, http_request).await {
+            Ok(response) => response,
+            Err(error) => {
+                // The peer may have moved, or its connections gone stale: discover afresh.
+                self.forget(destination);
+                return Err(error);
+            }
+        };
+        let status = response.status();
+        if !status.is_success() {
+            return Err(remote_error(destination, status, response.body()));
+        }
+        let (parts, body) = response.into_parts();
+        R::IncomingResponse::try_from_http_response(http::Response::from_parts(parts, body.as_slice()))
+            .map_err(|error| FederationError::InvalidResponse(error.to_string()))
+    }
+
+    async fn execute(
+        &self,
+        pinned: &Pinned,
+        request: http::Request<Vec<u8>>,
+    ) -> Result<http::Response<Vec<u8>>, FederationError> {
+        let request =
+            reqwest::Request::try_from(request).map_err(|error| FederationError::Request(error.to_string()))?;
+        let response =
+            pinned.http.execute(request).await.map_err(|error| FederationError::Transport(describe(&error)))?;
+        // Discovery only handed allowed addresses over; this holds should anything change that.
+        if let Some(peer) = response.remote_addr()
+            && !self.0.allow_private
+            && is_non_public(peer.ip())
+        {
+            return Err(FederationError::Refused(peer.ip().to_string()));
+        }
+        let mut builder = http::Response::builder().status(response.status());
+        for (name, value) in response.headers() {
+            builder = builder.header(name, value);
+        }
+        let body = read_limited(response, MAX_RESPONSE_BYTES).await.map_err(FederationError::Transport)?;
+        builder.body(body).map_err(|error| FederationError::InvalidResponse(error.to_string()))
+    }
+
+    /// Where `destination` is, discovered now or remembered.
+    async fn pinned(&self, destination: &ServerName) -> Result<Pinned, FederationError> {
+        let now = Instant::now();
+        if let Some(pinned) = self.destinations().get(destination).filter(|pinned| pinned.expires > now) {
+            return Ok(pinned.clone());
+        }
+        let found = self.0.resolver.resolve(destination).await?;
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(self.0.tls.clone())
+            .resolve_to_addrs(&found.host, &found.addresses)
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .https_only(true)
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!("Hearth/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|error| FederationError::Request(error.to_string()))?;
+        let pinned = Pinned { destination: found, http, expires: now + DESTINATION_TTL };
+        let mut destinations = self.destinations();
+        destinations.retain(|_, pinned| pinned.expires > now);
+        destinations.insert(destination.to_owned(), pinned.clone());
+        Ok(pinned)
+    }
+
+    fn forget(&self, destination: &ServerName) {
+        self.destinations().remove(destination);
+    }
+
+    fn destinations(&self) -> std::sync::MutexGuard<'_, HashMap<OwnedServerName, Pinned>> {
+        self.0.destinations.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Where requests to `destination` go (discovering it if needed); for diagnostics and tests.
+    pub async fn discover(&self, destination: &ServerName) -> Result<Destination, FederationError> {
+        Ok(self.pinned(destination).await?.destination)
+    }
+
+    /// The server name requests are signed as.
+    pub fn origin(&self) -> &ServerName {
+        &self.0.origin
+    }
+}
+
+/// An error answer's errcode and message, if it has the spec's shape.
+fn remote_error(destination: &ServerName, status: http::StatusCode, body: &[u8]) -> FederationError {
+    #[derive(serde::Deserialize)]
+    struct ErrorBody {
+        errcode: Option<String>,
+        error: Option<String>,
+    }
+    let parsed: Option<ErrorBody> = serde_json::from_slice(body).ok();
+    let (errcode, message) = match parsed {
+        Some(ErrorBody { errcode, error }) => {
+            (errcode.unwrap_or_else(|| "M_UNKNOWN".to_owned()), error.unwrap_or_default())
+        }
+        None => ("M_UNKNOWN".to_owned(), String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned()),
+    };
+    FederationError::Remote { destination: destination.to_string(), status, errcode, message }
+}
+
+/// A reqwest error with its causes (reqwest's own message hides the TLS or DNS reason).
+fn describe(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

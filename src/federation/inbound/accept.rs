@@ -1,0 +1,238 @@
+//! Placing a checked PDU in its room (server-server API, "Checks performed on receipt of a
+//! PDU", steps 4-6): authorised against its own auth events, then against the state before it
+//! (its parents' states, resolved where they disagree), then against the room's current state —
+//! failing only the last soft-fails it: stored, but neither served to clients nor a forward
+//! extremity. An accepted event is appended through the same storing and committing path as a
+//! local one, under the room's lock, so `/sync`, push and every other reader see it alike.
+
+use crate::db;
+use crate::db::federation_inbound::KnownEvent;
+use crate::error::{Error, Result};
+use crate::federation::inbound::check::CheckedPdu;
+use crate::rooms::pdu::Pdu;
+use crate::rooms::send::committed::commit_events;
+use crate::rooms::send::locks::HeldRoomLock;
+use crate::rooms::send::{Appended, AuthState, persist};
+use crate::rooms::{RoomCtx, resolve::resolve_snapshots, rules_for, served};
+use ruma::room_version_rules::RoomVersionRules;
+use ruma::{OwnedEventId, OwnedRoomId, RoomVersionId, ServerName};
+use sqlx::PgConnection;
+use std::collections::HashSet;
+
+/// What became of an accepted PDU.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Accepted {
+    /// Appended to the room's timeline at this stream position.
+    Timeline { event_id: OwnedEventId, position: i64 },
+    /// Allowed by the state before it but not by the current state: stored, not served.
+    SoftFailed(OwnedEventId),
+    /// Stored before (a retransmission, or an event fetched earlier).
+    AlreadyKnown(OwnedEventId),
+}
+
+/// Why a PDU could not be placed yet: parents this server does not have. The caller may fetch
+/// them (`get_missing_events`) and try again.
+#[derive(Clone, Debug)]
+pub struct MissingPrevEvents(pub Vec<OwnedEventId>);
+
+/// The room a PDU belongs to; a create event arrives only with a join, never alone.
+pub fn room_of(checked: &CheckedPdu) -> Result<OwnedRoomId> {
+    checked.pdu.room_id.clone().ok_or_else(|| Error::forbidden("A room's create event is not accepted through /send"))
+}
+
+/// Accepts a checked PDU whose parents are stored: `Ok(Err(..))` names the parents that are
+/// not. Refusals (auth, ACL, a room this server is not in) are errors; nothing of a refused PDU
+/// is stored.
+pub async fn accept_with_known_parents(
+    ctx: RoomCtx<'_>,
+    origin: &ServerName,
+    checked: &CheckedPdu,
+) -> Result<std::result::Result<Accepted, MissingPrevEvents>> {
+    let pdu = &checked.pdu;
+    let room_id = room_of(checked)?;
+    let stored_version = db::rooms::version(ctx.pool, room_id.as_str())
+        .await?
+        .ok_or_else(|| Error::not_found(format!("This server is not in room {room_id}")))?;
+    if stored_version != checked.room_version.as_str() {
+        return Err(Error::bad_json(format!(
+            "Room {room_id} is version {stored_version}, not {}",
+            checked.room_version
+        )));
+    }
+    let version = RoomVersionId::try_from(stored_version.as_str())
+        .map_err(|e| Error::internal(format!("stored room version: {e}")))?;
+    let rules = rules_for(&version)?;
+    crate::federation::acl::check(ctx.pool, &room_id, origin).await?;
+    crate::federation::acl::check(ctx.pool, &room_id, pdu.sender.server_name()).await?;
+
+    let mut tx = ctx.pool.begin().await?;
+    let held = ctx.locks.lock_in(&mut tx, &room_id).await?;
+    if let Some(known) = db::federation_inbound::known_events(&mut *tx, &[pdu.event_id.to_string()]).await?.pop() {
+        return match known.rejected {
+            true => Err(Error::forbidden(format!("{} was rejected before", pdu.event_id))),
+            false => Ok(Ok(Accepted::AlreadyKnown(pdu.event_id.clone()))),
+        };
+    }
+
+    // Step 4: auth against the event's own auth events, which must all be stored and accepted.
+    let mut auth_ids: Vec<String> = pdu.auth_events.iter().map(ToString::to_string).collect();
+    let cited_count = unique(&auth_ids);
+    // Since room version 12 the create event is not among the auth events but every check
+    // consults it: its id is the room id's.
+    let create_id = format!("${}", &room_id.as_str()[1..]);
+    let implicit_create = rules.authorization.room_create_event_id_as_room_id && !auth_ids.contains(&create_id);
+    if implicit_create {
+        auth_ids.push(create_id);
+    }
+    let auth_events = cited(&mut tx, &auth_ids, &room_id, &rules).await?;
+    if auth_events.len() != cited_count + usize::from(implicit_create) {
+        return Err(Error::forbidden(format!("{}: some of its auth events are unknown or rejected", pdu.event_id)));
+    }
+    AuthState::from_auth_events(auth_events).authorize(pdu, &rules)?;
+
+    // Step 5: auth against the state before the event.
+    let prev_ids: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
+    let parents = db::federation_inbound::known_events(&mut *tx, &prev_ids).await?;
+    let missing: Vec<OwnedEventId> = pdu
+        .prev_events
+        .iter()
+        .filter(|id| !parents.iter().any(|parent| parent.event_id == id.as_str() && parent.state_after.is_some()))
+        .cloned()
+        .collect();
+    if !missing.is_empty() {
+        return Ok(Err(MissingPrevEvents(missing)));
+    }
+    if parents.iter().any(|parent| parent.room_id != room_id.as_str()) {
+        return Err(Error::forbidden(format!("{}: a prev event is in another room", pdu.event_id)));
+    }
+    let parent_states: Vec<i64> = parents.iter().filter(|p| !p.rejected).filter_map(|p| p.state_after).collect();
+    let state_before = state_of(&mut tx, &room_id, &rules, parent_states).await?;
+    AuthState::load_for_pdu(&mut tx, state_before, pdu, &rules).await?.authorize(pdu, &rules)?;
+
+    // Step 6: soft-fail against the current state.
+    let extremities = db::events::forward_extremities(&mut *tx, room_id.as_str()).await?;
+    let current = state_of(&mut tx, &room_id, &rules, extremities.iter().map(|x| x.state_after).collect()).await?;
+    let soft_failed = current != state_before
+        && AuthState::load_for_pdu(&mut tx, current, pdu, &rules).await?.authorize(pdu, &rules).is_err();
+    if soft_failed {
+        store_soft_failed(&mut tx, &held, pdu, state_before).await?;
+        tx.commit().await?;
+        return Ok(Ok(Accepted::SoftFailed(pdu.event_id.clone())));
+    }
+
+    let mut reservation = ctx.streams.reserve();
+    let parent_nids: Vec<i64> = parents.iter().map(|parent| parent.event_nid).collect();
+    let stored = persist(&mut tx, &held, &mut reservation, pdu, state_before, &parent_nids, None).await?;
+    if extremities.iter().any(|x| !parent_nids.contains(&x.event_nid)) {
+        // The event left the room forked: the current state is the resolution of its tips'.
+        refresh_current_state(&mut tx, &room_id, &rules, stored.position).await?;
+    }
+    let appended = Appended::New { pdu: Box::new(pdu.clone()), stored };
+    commit_events(ctx, tx, reservation, &room_id, [&appended]).await?;
+    Ok(Ok(Accepted::Timeline { event_id: pdu.event_id.clone(), position: stored.position }))
+}
+
+fn unique(ids: &[String]) -> usize {
+    ids.iter().collect::<HashSet<_>>().len()
+}
+
+/// The stored, accepted events of `room_id` among `ids`, as the auth rules see them.
+async fn cited(
+    conn: &mut PgConnection,
+    ids: &[String],
+    room_id: &OwnedRoomId,
+    rules: &RoomVersionRules,
+) -> Result<Vec<Pdu>> {
+    let known: Vec<KnownEvent> = db::federation_inbound::known_events(&mut *conn, ids).await?;
+    let mut events = Vec::with_capacity(known.len());
+    for event in known.into_iter().filter(|event| !event.rejected) {
+        let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
+        // A v12 create event names no room; its id is the room's.
+        let in_room =
+            pdu.room_id.as_ref().map_or(room_id.as_str()[1..] == pdu.event_id.as_str()[1..], |r| r == room_id);
+        if !in_room || event.room_id != room_id.as_str() {
+            return Err(Error::forbidden(format!("{} is in another room", pdu.event_id)));
+        }
+        events.push((event.event_nid, pdu));
+    }
+    Ok(served::apply(&mut *conn, &rules.redaction, events).await?.into_iter().map(|served| served.pdu).collect())
+}
+
+/// The state where the given snapshots meet: the one snapshot, or their resolution.
+async fn state_of(
+    conn: &mut PgConnection,
+    room_id: &OwnedRoomId,
+    rules: &RoomVersionRules,
+    mut snapshots: Vec<i64>,
+) -> Result<i64> {
+    snapshots.sort_unstable();
+    snapshots.dedup();
+    match snapshots.as_slice() {
+        [] => Err(Error::forbidden("The event has no accepted parent")),
+        [single] => Ok(*single),
+        _ => resolve_snapshots(conn, room_id, rules, &snapshots).await,
+    }
+}
+
+/// Stores a soft-failed event with its state, outside the timeline.
+async fn store_soft_failed(conn: &mut PgConnection, room: &HeldRoomLock, pdu: &Pdu, state_before: i64) -> Result<()> {
+    let room_id = room.room_id().as_str();
+    let kind = pdu.kind.to_string();
+    let state_key_nid = match &pdu.state_key {
+        Some(state_key) => Some(db::state::intern_state_key(conn, &kind, state_key).await?),
+        None => None,
+    };
+    let json = pdu.canonical_json();
+    let prev_ids: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
+    let auth_ids: Vec<String> = pdu.auth_events.iter().map(ToString::to_string).collect();
+    let row = db::federation_inbound::UnplacedEvent {
+        event_id: pdu.event_id.as_str(),
+        room_id,
+        event_type: &kind,
+        state_key_nid,
+        sender: pdu.sender.as_str(),
+        origin_server_ts: i64::from(pdu.origin_server_ts.get()),
+        depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
+        outlier: false,
+        soft_failed: true,
+        state_before: Some(state_before),
+        state_after: Some(state_before),
+        json: &json,
+        prev_event_ids: &prev_ids,
+        auth_event_ids: &auth_ids,
+    };
+    let event_nid = db::federation_inbound::insert_unplaced(conn, &row).await?;
+    // Later events may name it as a parent; the state after it is then needed.
+    if let Some(state_key_nid) = state_key_nid {
+        let after =
+            db::state::create_snapshot(conn, room_id, Some(state_before), &[(state_key_nid, event_nid)]).await?;
+        db::events::set_state_after(conn, event_nid, after).await?;
+    }
+    Ok(())
+}
+
+/// Makes the current state (and membership) the resolution of the room's forward extremities'
+/// states.
+async fn refresh_current_state(
+    conn: &mut PgConnection,
+    room_id: &OwnedRoomId,
+    rules: &RoomVersionRules,
+    position: i64,
+) -> Result<()> {
+    let extremities = db::events::forward_extremities(&mut *conn, room_id.as_str()).await?;
+    let resolved = state_of(conn, room_id, rules, extremities.iter().map(|x| x.state_after).collect()).await?;
+    let current = db::state::current_state(&mut *conn, room_id.as_str()).await?;
+    for entry in db::state::snapshot_state(&mut *conn, resolved).await? {
+        if current.iter().any(|now| now.state_key_nid == entry.state_key_nid && now.event_nid == entry.event_nid) {
+            continue;
+        }
+        db::state::set_current_state(conn, room_id.as_str(), entry.state_key_nid, entry.event_nid).await?;
+        if entry.event_type == "m.room.member" {
+            let pdu = Pdu::from_stored(&entry.event_id, &entry.json)?;
+            let membership = pdu.content_value()["membership"].as_str().unwrap_or("leave").to_owned();
+            db::rooms::set_membership(conn, room_id.as_str(), &entry.state_key, &membership, entry.event_nid, position)
+                .await?;
+        }
+    }
+    Ok(())
+}

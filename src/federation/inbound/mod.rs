@@ -1,0 +1,10 @@
+//! The inbound PDU pipeline: what another server sends (or answers with) is checked in the
+//! spec's order — format, signatures, content hash (`check`), then auth against its auth
+//! events, the state before it and the current state (`accept`) — and stored through the same
+//! path as local events.
+
+pub mod accept;
+pub mod check;
+
+pub use accept::{Accepted, MissingPrevEvents, accept_with_known_parents};
+pub use check::{CheckedPdu, check_pdu_with_keys, parse_pdu, signing_keys_wanted, verify_pdu};

@@ -1,0 +1,14 @@
+//! The server-server API's edge: `X-Matrix` authentication ([`auth::Federated`]), keys and the
+//! notary, and each part of federation's handlers. Served on `listen`, or on a listener of its
+//! own (`federation.listen`), when `federation.enabled`.
+
+pub mod auth;
+mod keys;
+
+use crate::state::AppState;
+use axum::Router;
+
+/// Every federation route. Each part adds its module above and one line here.
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    keys::routes(router)
+}
