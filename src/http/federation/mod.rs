@@ -3,6 +3,7 @@
 //! own (`federation.listen`), when `federation.enabled`.
 
 pub mod auth;
+mod directory;
 mod keys;
 
 use crate::state::AppState;
@@ -10,5 +11,6 @@ use axum::Router;
 
 /// Every federation route. Each part adds its module above and one line here.
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    keys::routes(router)
+    let router = keys::routes(router);
+    directory::routes(router)
 }
