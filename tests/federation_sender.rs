@@ -213,3 +213,29 @@ async fn a_restart_of_the_sending_server_loses_nothing() {
     // The transaction formed before the restart is the one sent after it.
     assert_eq!(received.iter().find(|txn| txn.accepted).unwrap().txn_id, failed[0].txn_id);
 }
+
+#[tokio::test]
+async fn two_processes_on_one_database_send_each_event_once() {
+    let (peer, a, alice, room) = start().await;
+    join_from_peer(&a, &peer, &room, "bob").await;
+    // A second Hearth process on A's database, with A's name and key: its sender serves the
+    // same queue (woken by A's commits through LISTEN/NOTIFY).
+    let config = a.state().config.clone();
+    let key = hearth::federation::keys::SigningKey::load_or_generate(&config.data_dir.join("signing.key")).unwrap();
+    let options = hearth::db::embedded::connect_options(&common::cluster_dir(), &a.server.database);
+    let pool = hearth::db::open_pool(options, 10).await.unwrap();
+    let second = hearth::state::AppState::new(config, pool, key).await.unwrap();
+
+    // Refusals first, so that both processes have a formed transaction to retry and the
+    // backlog to take over; only the destination locks keep them from sending it twice.
+    peer.answer(Answer::Fail(StatusCode::SERVICE_UNAVAILABLE));
+    let sent = say_many(&a.server, &alice, &room, 0, 120).await;
+    peer.answer(Answer::Accept);
+    let received = peer.wait_until("all 120", |received| accepted_bodies(received).len() >= 120).await;
+    assert_well_formed(&received, a.name().as_str());
+    assert_eq!(accepted_bodies(&received), sent, "in order, none lost, none twice");
+    let accepted_ids: Vec<&str> = received.iter().filter(|txn| txn.accepted).map(|txn| txn.txn_id.as_str()).collect();
+    let distinct: HashSet<&str> = accepted_ids.iter().copied().collect();
+    assert_eq!(distinct.len(), accepted_ids.len(), "a transaction was accepted twice: {accepted_ids:?}");
+    second.shutdown().await;
+}
