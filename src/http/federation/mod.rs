@@ -4,11 +4,15 @@
 
 pub mod auth;
 mod keys;
+mod membership;
+mod query;
 
 use crate::state::AppState;
 use axum::Router;
 
 /// Every federation route. Each part adds its module above and one line here.
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    keys::routes(router)
+    let router = keys::routes(router);
+    let router = membership::routes(router);
+    query::routes(router)
 }
