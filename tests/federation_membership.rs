@@ -29,7 +29,7 @@ struct Remote {
 }
 
 impl Remote {
-    fn new(server: &TestServer) -> Remote {
+    fn new() -> Remote {
         let remote = Remote { name: ServerName::parse(REMOTE).unwrap(), key: SigningKey::generate().unwrap() };
         remote
     }
@@ -41,7 +41,9 @@ impl Remote {
     /// The keys Hearth verifies with: this server's, and Hearth's own (restricted joins).
     fn keys(&self, server: &TestServer) -> PublicKeyMap {
         let mut keys = PublicKeyMap::new();
-        for (name, key) in [(REMOTE.to_owned(), &self.key), (server.state.server_name.to_string(), &server.state.signing_key)] {
+        for (name, key) in
+            [(REMOTE.to_owned(), &self.key), (server.state.server_name.to_string(), &server.state.signing_key)]
+        {
             let public = Base64::parse(key.public_key_base64()).unwrap();
             keys.insert(name, BTreeMap::from([(key.key_id(), public)]));
         }
@@ -106,7 +108,7 @@ fn assert_refused<T>(outcome: hearth::Result<T>, errcode: &str) {
 #[tokio::test]
 async fn a_remote_user_joins_a_public_room_sees_its_state_and_leaves() {
     let server = TestServer::start().await;
-    let remote = Remote::new(&server);
+    let remote = Remote::new();
     let alice = server.register("alice", "alice's password").await;
     let room = server.create_room(&alice, json!({"preset": "public_chat", "name": "Tea"})).await;
     let bob = remote.user("bob");
@@ -117,7 +119,10 @@ async fn a_remote_user_joins_a_public_room_sees_its_state_and_leaves() {
     for wanted in ["m.room.create", "m.room.member", "m.room.power_levels", "m.room.join_rules", "m.room.name"] {
         assert!(state_types.iter().any(|kind| kind == wanted), "{wanted} missing from the state: {state_types:?}");
     }
-    assert!(types_of(&answer.auth_chain).iter().any(|kind| kind == "m.room.create"), "the auth chain reaches the create event");
+    assert!(
+        types_of(&answer.auth_chain).iter().any(|kind| kind == "m.room.create"),
+        "the auth chain reaches the create event"
+    );
     assert_eq!(answer.servers_in_room, vec!["hearth.test".to_owned(), REMOTE.to_owned()]);
     assert!(answer.event.is_none(), "only restricted joins are countersigned");
 
@@ -138,7 +143,7 @@ async fn a_remote_user_joins_a_public_room_sees_its_state_and_leaves() {
 #[tokio::test]
 async fn templates_are_refused_where_the_join_could_not_be() {
     let server = TestServer::start().await;
-    let remote = Remote::new(&server);
+    let remote = Remote::new();
     let alice = server.register("alice", "alice's password").await;
     let private = server.create_room(&alice, json!({"preset": "private_chat"})).await;
     let bob = remote.user("bob");
@@ -170,7 +175,7 @@ async fn templates_are_refused_where_the_join_could_not_be() {
 #[tokio::test]
 async fn forged_and_misdirected_joins_are_refused_and_nothing_is_stored() {
     let server = TestServer::start().await;
-    let remote = Remote::new(&server);
+    let remote = Remote::new();
     let alice = server.register("alice", "alice's password").await;
     let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     let bob = remote.user("bob");
@@ -204,7 +209,7 @@ async fn forged_and_misdirected_joins_are_refused_and_nothing_is_stored() {
 #[tokio::test]
 async fn remote_members_can_be_kicked_and_banned_and_a_ban_keeps_them_out() {
     let server = TestServer::start().await;
-    let remote = Remote::new(&server);
+    let remote = Remote::new();
     let alice = server.register("alice", "alice's password").await;
     let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     let bob = remote.user("bob");
@@ -229,7 +234,7 @@ async fn remote_members_can_be_kicked_and_banned_and_a_ban_keeps_them_out() {
 #[tokio::test]
 async fn a_restricted_room_admits_a_remote_member_of_the_allowed_room_with_our_countersignature() {
     let server = TestServer::start().await;
-    let remote = Remote::new(&server);
+    let remote = Remote::new();
     let alice = server.register("alice", "alice's password").await;
     let space = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     let restricted = server
@@ -258,7 +263,7 @@ async fn a_restricted_room_admits_a_remote_member_of_the_allowed_room_with_our_c
 #[tokio::test]
 async fn a_remote_user_knocks_and_the_room_sees_the_knock() {
     let server = TestServer::start().await;
-    let remote = Remote::new(&server);
+    let remote = Remote::new();
     let alice = server.register("alice", "alice's password").await;
     let room = server
         .create_room(

@@ -19,7 +19,9 @@ use crate::rooms::{SUPPORTED_VERSIONS, rules_for};
 use crate::users::Session;
 use ruma::api::federation::membership::{create_join_event, prepare_join_event};
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
-use ruma::{MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, RoomVersionId, ServerName, UserId};
+use ruma::{
+    MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, RoomVersionId, ServerName, UserId,
+};
 use serde_json::value::RawValue as RawJsonValue;
 
 /// Resident servers tried at most, one after another.

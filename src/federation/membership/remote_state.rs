@@ -78,7 +78,9 @@ pub async fn check_room_state(
                     accepted.insert(pdu.event_id.clone(), pdu.clone());
                     in_auth_order.push(pdu);
                 }
-                Err(error) => tracing::info!(event_id = %pdu.event_id, %error, "a joined room's state event fails auth"),
+                Err(error) => {
+                    tracing::info!(event_id = %pdu.event_id, %error, "a joined room's state event fails auth")
+                }
             }
         }
         pending = waiting;
@@ -101,7 +103,11 @@ pub async fn check_room_state(
 
 /// Format, signatures and hashes of each event; the keys of all of them fetched in one go.
 /// Events that fail are left out (a redacted copy is kept where only the hash failed).
-async fn check_each(keys: &impl KeySource, room_version: &RoomVersionId, raws: &[Box<RawJsonValue>]) -> Result<Vec<Pdu>> {
+async fn check_each(
+    keys: &impl KeySource,
+    room_version: &RoomVersionId,
+    raws: &[Box<RawJsonValue>],
+) -> Result<Vec<Pdu>> {
     let mut parsed = Vec::with_capacity(raws.len());
     let mut wanted = WantedKeys::new();
     for raw in raws {

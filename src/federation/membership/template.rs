@@ -60,8 +60,8 @@ pub async fn make_membership(
     let mut conn = ctx.pool.acquire().await?;
     let tip = db::events::room_tip(&mut *conn, room_id.as_str(), None).await?;
     let version = tip.version.ok_or_else(|| Error::not_found(format!("This server does not know room {room_id}")))?;
-    let room_version = RoomVersionId::try_from(version.as_str())
-        .map_err(|e| Error::internal(format!("stored room version: {e}")))?;
+    let room_version =
+        RoomVersionId::try_from(version.as_str()).map_err(|e| Error::internal(format!("stored room version: {e}")))?;
     if supported.is_some_and(|supported| !supported.contains(&room_version)) {
         return Err(Error::new(
             ErrorKind::IncompatibleRoomVersion(IncompatibleRoomVersionErrorData::new(room_version.clone())),

@@ -1,9 +1,9 @@
 //! Membership: join, leave, invite, kick, ban, unban; who is in which room.
 
 use crate::error::{Error, Result};
+use crate::federation;
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
 use crate::rooms::membership_action::MembershipAction;
-use crate::federation;
 use crate::rooms::{membership, read};
 use crate::state::AppState;
 use axum::Router;
@@ -36,7 +36,8 @@ async fn join_by_id(
 ) -> Result<RumaResponse<join_room_by_id::v3::Response>> {
     let body = &request.body;
     let room = <&RoomOrAliasId>::from(&*body.room_id);
-    let room_id = federation::membership::join(state.fed(), &request.session, room, &[], body.reason.as_deref()).await?;
+    let room_id =
+        federation::membership::join(state.fed(), &request.session, room, &[], body.reason.as_deref()).await?;
     Ok(join_room_by_id::v3::Response::new(room_id).into())
 }
 
