@@ -305,9 +305,7 @@ impl KeyRing {
     pub fn sign<T>(&self, mut object: CanonicalJsonObject) -> Result<Raw<T>, crate::Error> {
         ruma::signatures::sign_json(self.server_name.as_str(), &self.key.key_pair, &mut object)
             .map_err(|error| crate::Error::internal(format!("signing a key object: {error}")))?;
-        let json = serde_json::to_string(&object).map_err(|error| crate::Error::internal(error.to_string()))?;
-        let raw = RawJsonValue::from_string(json).map_err(|error| crate::Error::internal(error.to_string()))?;
-        Ok(Raw::from_json(raw))
+        raw_json(&object)
     }
 
     /// The key objects Hearth holds for `server` (fetching when none is valid at
@@ -332,6 +330,13 @@ impl KeyRing {
         responses.dedup();
         Ok(responses.into_iter().filter_map(|text| serde_json::from_str(text).ok()).collect())
     }
+}
+
+/// A JSON object as the raw JSON a ruma response carries.
+pub fn raw_json<T>(object: &CanonicalJsonObject) -> Result<Raw<T>, crate::Error> {
+    let json = serde_json::to_string(object).map_err(|error| crate::Error::internal(error.to_string()))?;
+    let raw = RawJsonValue::from_string(json).map_err(|error| crate::Error::internal(error.to_string()))?;
+    Ok(Raw::from_json(raw))
 }
 
 fn millis(ms: i64) -> MilliSecondsSinceUnixEpoch {

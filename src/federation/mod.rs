@@ -5,6 +5,7 @@
 
 pub mod acl;
 pub mod client;
+pub mod directory;
 pub mod discovery;
 pub mod inbound;
 pub mod key_ring;

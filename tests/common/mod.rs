@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
+pub mod federation;
 pub mod node;
 pub mod push_gateway;
 mod rooms;

@@ -109,12 +109,25 @@ async fn public_rooms(
         since: body.since.as_deref(),
         ..Default::default()
     };
-    let page = directory::public_rooms(&state.pool, &state.server_name, &query).await?;
+    let page = public_rooms_anywhere(&state, &query).await?;
     let mut response = get_public_rooms::v3::Response::new(page.chunk);
     response.next_batch = page.next_batch;
     response.prev_batch = page.prev_batch;
     response.total_room_count_estimate = Some(UInt::try_from(page.total_room_count_estimate).unwrap_or(UInt::MAX));
     Ok(response.into())
+}
+
+/// Our directory, or (`server=` another server) that server's, asked for over federation.
+async fn public_rooms_anywhere(
+    state: &AppState,
+    query: &directory::PublicRoomsQuery<'_>,
+) -> Result<directory::PublicRoomsPage> {
+    match query.server {
+        Some(server) if server != state.server_name && state.config.federation.enabled => {
+            crate::federation::directory::remote_public_rooms(&state.federation, server, query).await
+        }
+        _ => directory::public_rooms(&state.pool, &state.server_name, query).await,
+    }
 }
 
 /// Synapse's default page size for the filtered listing when the client names none.
@@ -134,7 +147,7 @@ async fn public_rooms_filtered(
         room_types: &body.filter.room_types,
         network: body.room_network.clone(),
     };
-    let page = directory::public_rooms(&state.pool, &state.server_name, &query).await?;
+    let page = public_rooms_anywhere(&state, &query).await?;
     let mut response = get_public_rooms_filtered::v3::Response::new();
     response.chunk = page.chunk;
     response.next_batch = page.next_batch;

@@ -3,6 +3,7 @@
 //! authentication needs.
 
 use crate::error::Result;
+use crate::federation::key_ring::raw_json;
 use crate::http::ruma::{Ruma, RumaResponse, RumaRouter};
 use crate::state::AppState;
 use crate::time::now_ms;
@@ -88,14 +89,7 @@ async fn notarised(
         {
             signatures.remove(state.server_name.as_str());
         }
-        served.push(if server == state.server_name { raw(object)? } else { state.key_ring.sign(object)? });
+        served.push(if server == state.server_name { raw_json(&object)? } else { state.key_ring.sign(object)? });
     }
     Ok(served)
-}
-
-fn raw<T>(object: ruma::CanonicalJsonObject) -> Result<Raw<T>> {
-    let json = serde_json::to_string(&object).map_err(|error| crate::Error::internal(error.to_string()))?;
-    let raw =
-        serde_json::value::RawValue::from_string(json).map_err(|error| crate::Error::internal(error.to_string()))?;
-    Ok(Raw::from_json(raw))
 }

@@ -3,6 +3,7 @@
 //! own (`federation.listen`), when `federation.enabled`.
 
 pub mod auth;
+mod directory;
 mod keys;
 mod membership;
 mod query;
@@ -13,6 +14,7 @@ use axum::Router;
 /// Every federation route. Each part adds its module above and one line here.
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = keys::routes(router);
+    let router = directory::routes(router);
     let router = membership::routes(router);
     query::routes(router)
 }

@@ -1,0 +1,31 @@
+//! Another server's public room directory, asked for by a local client (`/publicRooms?server=`).
+
+use super::client::FederationClient;
+use crate::error::Result;
+use crate::rooms::directory::{PublicRoomsPage, PublicRoomsQuery};
+use ruma::api::federation::directory::get_public_rooms_filtered::v1 as public_rooms;
+use ruma::directory::Filter;
+use ruma::{ServerName, UInt};
+
+/// The page of `server`'s directory that `query` asks for, fetched with a signed request.
+pub async fn remote_public_rooms(
+    client: &FederationClient,
+    server: &ServerName,
+    query: &PublicRoomsQuery<'_>,
+) -> Result<PublicRoomsPage> {
+    let mut request = public_rooms::Request::new();
+    request.limit = query.limit.map(UInt::new_saturating);
+    request.since = query.since.map(str::to_owned);
+    let mut filter = Filter::new();
+    filter.generic_search_term = query.search_term.map(str::to_owned);
+    filter.room_types = query.room_types.to_vec();
+    request.filter = filter;
+    request.room_network = query.network.clone();
+    let response = client.send(server, request).await?;
+    Ok(PublicRoomsPage {
+        total_room_count_estimate: response.total_room_count_estimate.map_or(response.chunk.len() as u64, u64::from),
+        chunk: response.chunk,
+        next_batch: response.next_batch,
+        prev_batch: response.prev_batch,
+    })
+}
