@@ -9,9 +9,9 @@ use crate::db;
 use crate::db::federation_inbound::KnownEvent;
 use crate::error::{Error, Result};
 use crate::federation::inbound::check::CheckedPdu;
+use crate::federation::inbound::outliers::{Unplaced, store_unplaced};
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::committed::commit_events;
-use crate::rooms::send::locks::HeldRoomLock;
 use crate::rooms::send::{Appended, AuthState, persist};
 use crate::rooms::{RoomCtx, resolve::resolve_snapshots, rules_for, served};
 use ruma::room_version_rules::RoomVersionRules;
@@ -115,7 +115,7 @@ pub async fn accept_with_known_parents(
     let soft_failed = current != state_before
         && AuthState::load_for_pdu(&mut tx, current, pdu, &rules).await?.authorize(pdu, &rules).is_err();
     if soft_failed {
-        store_soft_failed(&mut tx, &held, pdu, state_before).await?;
+        store_unplaced(&mut tx, held.room_id(), pdu, Unplaced::SoftFailed { state_before }).await?;
         tx.commit().await?;
         return Ok(Ok(Accepted::SoftFailed(pdu.event_id.clone())));
     }
@@ -172,43 +172,6 @@ async fn state_of(
         [single] => Ok(*single),
         _ => resolve_snapshots(conn, room_id, rules, &snapshots).await,
     }
-}
-
-/// Stores a soft-failed event with its state, outside the timeline.
-async fn store_soft_failed(conn: &mut PgConnection, room: &HeldRoomLock, pdu: &Pdu, state_before: i64) -> Result<()> {
-    let room_id = room.room_id().as_str();
-    let kind = pdu.kind.to_string();
-    let state_key_nid = match &pdu.state_key {
-        Some(state_key) => Some(db::state::intern_state_key(conn, &kind, state_key).await?),
-        None => None,
-    };
-    let json = pdu.canonical_json();
-    let prev_ids: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
-    let auth_ids: Vec<String> = pdu.auth_events.iter().map(ToString::to_string).collect();
-    let row = db::federation_inbound::UnplacedEvent {
-        event_id: pdu.event_id.as_str(),
-        room_id,
-        event_type: &kind,
-        state_key_nid,
-        sender: pdu.sender.as_str(),
-        origin_server_ts: i64::from(pdu.origin_server_ts.get()),
-        depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
-        outlier: false,
-        soft_failed: true,
-        state_before: Some(state_before),
-        state_after: Some(state_before),
-        json: &json,
-        prev_event_ids: &prev_ids,
-        auth_event_ids: &auth_ids,
-    };
-    let event_nid = db::federation_inbound::insert_unplaced(conn, &row).await?;
-    // Later events may name it as a parent; the state after it is then needed.
-    if let Some(state_key_nid) = state_key_nid {
-        let after =
-            db::state::create_snapshot(conn, room_id, Some(state_before), &[(state_key_nid, event_nid)]).await?;
-        db::events::set_state_after(conn, event_nid, after).await?;
-    }
-    Ok(())
 }
 
 /// Makes the current state (and membership) the resolution of the room's forward extremities'

@@ -94,3 +94,10 @@ pub fn check_pdu_with_keys(
     let object = parse_pdu(room_version, raw)?;
     verify_pdu(room_version, object, keys)
 }
+
+/// The event id of a raw PDU whose checks failed, where it can be computed (for reporting).
+pub fn event_id_of_raw(room_version: &RoomVersionId, raw: &RawJsonValue) -> Option<ruma::OwnedEventId> {
+    let rules = rules_for(room_version).ok()?;
+    let object: CanonicalJsonObject = serde_json::from_str(raw.get()).ok()?;
+    event_id_of(&object, &rules).ok()
+}
