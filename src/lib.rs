@@ -28,6 +28,7 @@ pub mod federation;
 pub mod health;
 pub mod http;
 pub mod net;
+pub mod outbox;
 pub mod push;
 pub mod ratelimit;
 pub mod rooms;

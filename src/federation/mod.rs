@@ -12,6 +12,7 @@ pub mod key_ring;
 pub mod keys;
 pub mod membership;
 pub mod query;
+pub mod sender;
 pub mod tls;
 
 /// What federation domain code takes: room operations, the outbound client and the key ring.
