@@ -30,8 +30,7 @@ struct Remote {
 
 impl Remote {
     fn new() -> Remote {
-        let remote = Remote { name: ServerName::parse(REMOTE).unwrap(), key: SigningKey::generate().unwrap() };
-        remote
+        Remote { name: ServerName::parse(REMOTE).unwrap(), key: SigningKey::generate().unwrap() }
     }
 
     fn user(&self, localpart: &str) -> OwnedUserId {
