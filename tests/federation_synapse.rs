@@ -158,3 +158,60 @@ async fn a_hearth_user_joins_a_synapse_room_by_alias_and_they_chat() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_synapse_invitation_to_hearth_users_is_accepted_by_one_and_rejected_by_the_other() {
+    let synapse = synapse().await;
+    let hearth = FedServer::start(ca()).await;
+    let sid = synapse.register("sid").await;
+    let create = json!({"preset": "private_chat", "name": "Invite only"});
+    let (status, created) =
+        synapse.request(Method::POST, "/_matrix/client/v3/createRoom", Some(&sid.access_token), Some(create)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    let ann = hearth.server.register("ann", "ann's password").await;
+    let ben = hearth.server.register("ben", "ben's password").await;
+
+    for invitee in [&ann, &ben] {
+        let path = format!("/_matrix/client/v3/rooms/{room}/invite");
+        let body = json!({"user_id": invitee.user_id});
+        let (status, answer) = synapse.request(Method::POST, &path, Some(&sid.access_token), Some(body)).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "Synapse invites {} through Hearth: {answer}\n{}",
+            invitee.user_id,
+            synapse.log_tail()
+        );
+        // The invitation shows in the invitee's sync on Hearth.
+        let (status, sync) = hearth.server.get("/_matrix/client/v3/sync", invitee.token()).await;
+        assert_eq!(status, StatusCode::OK, "{sync}");
+        let invite_state = &sync["rooms"]["invite"][&room]["invite_state"]["events"];
+        assert!(
+            invite_state.as_array().into_iter().flatten().any(|event| event["content"]["membership"] == "invite"),
+            "{} sees the invitation: {sync}",
+            invitee.user_id
+        );
+    }
+
+    // Ann accepts: she joins through the server that invited her.
+    let (status, body) =
+        hearth.server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), ann.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "ann accepts: {body}\n{}", synapse.log_tail());
+    eventually(synapse, "Synapse has ann as a member", || async {
+        synapse_joined(synapse, &sid, &room).await.contains(&ann.user_id)
+    })
+    .await;
+
+    // Ben rejects: his leave goes to Synapse through make_leave/send_leave.
+    let (status, body) =
+        hearth.server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), ben.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "ben rejects: {body}\n{}", synapse.log_tail());
+    let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", ben.user_id);
+    let (status, member) = synapse.request(Method::GET, &path, Some(&sid.access_token), None).await;
+    assert_eq!(status, StatusCode::OK, "{member}");
+    assert_eq!(member["membership"], "leave", "Synapse sees ben's rejection");
+    let (status, sync) = hearth.server.get("/_matrix/client/v3/sync", ben.token()).await;
+    assert_eq!(status, StatusCode::OK, "ben's sync after rejecting: {sync}");
+    assert!(sync["rooms"]["invite"][&room].is_null(), "the invitation is gone from ben's sync: {sync}");
+}

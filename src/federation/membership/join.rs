@@ -4,11 +4,11 @@
 //! auth chain it answers with before believing any of it, store them, and commit the join as
 //! the room's first local event — from then on the room is joined here and shows in `/sync`.
 
-use crate::db;
 use crate::error::{Error, Result};
 use crate::federation::FedCtx;
 use crate::federation::inbound::{parse_pdu, signing_keys_wanted, verify_pdu};
 use crate::federation::membership::joined_room::store_joined_room;
+use crate::federation::membership::outside::{servers_of_outside_membership, takes_part};
 use crate::federation::membership::remote_state::check_room_state;
 use crate::federation::query::resolve_alias;
 use crate::rooms::build::sign_new_event;
@@ -47,9 +47,11 @@ pub async fn join(
     if let Some(server) = room_id.server_name() {
         servers.push(server.to_owned());
     }
+    // An invitation names who can let the user in.
+    servers.extend(servers_of_outside_membership(ctx.rooms, &room_id, &session.user_id).await?);
     let mut seen = std::collections::HashSet::new();
     servers.retain(|server| server != ctx.rooms.server_name && seen.insert(server.clone()));
-    if takes_part(ctx, &room_id).await? || servers.is_empty() {
+    if takes_part(ctx.rooms, &room_id).await? || servers.is_empty() {
         crate::rooms::membership::join(ctx.rooms, &room_id, session, reason).await?;
         return Ok(room_id);
     }
@@ -58,15 +60,6 @@ pub async fn join(
     }
     join_remote(ctx, &session.user_id, &room_id, &servers, reason).await?;
     Ok(room_id)
-}
-
-/// Whether this server is in the room: it knows it and one of its users is joined.
-async fn takes_part(ctx: FedCtx<'_>, room_id: &RoomId) -> Result<bool> {
-    if db::rooms::version(ctx.rooms.pool, room_id.as_str()).await?.is_none() {
-        return Ok(false);
-    }
-    let suffix = format!(":{}", ctx.rooms.server_name);
-    Ok(db::rooms::joined_members(ctx.rooms.pool, room_id.as_str()).await?.iter().any(|m| m.ends_with(&suffix)))
 }
 
 /// Joins `user` to `room_id` through the first of `servers` that lets them in.

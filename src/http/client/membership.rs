@@ -58,7 +58,7 @@ async fn leave(
     request: Authed<leave_room::v3::Request>,
 ) -> Result<RumaResponse<leave_room::v3::Response>> {
     let body = &request.body;
-    membership::leave(state.rooms(), &body.room_id, &request.session.user_id, body.reason.as_deref()).await?;
+    federation::membership::leave(state.fed(), &body.room_id, &request.session.user_id, body.reason.as_deref()).await?;
     Ok(leave_room::v3::Response::new().into())
 }
 

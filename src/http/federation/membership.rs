@@ -2,14 +2,14 @@
 //! (v2), `make_knock`/`send_knock`. Thin: the domain is `federation::membership`.
 
 use crate::error::Result;
-use crate::federation::membership::{RemoteMembership, make_membership, send_membership, stripped};
+use crate::federation::membership::{RemoteMembership, make_membership, receive_invite, send_membership, stripped};
 use crate::http::federation::auth::Federated;
 use crate::http::ruma::{RumaResponse, RumaRouter};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use ruma::api::federation::membership::{
-    RawStrippedState, create_join_event, create_knock_event, create_leave_event, prepare_join_event,
+    RawStrippedState, create_invite, create_join_event, create_knock_event, create_leave_event, prepare_join_event,
     prepare_knock_event, prepare_leave_event,
 };
 
@@ -21,6 +21,18 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<create_leave_event::v2::Request, _, _>(send_leave)
         .ruma::<prepare_knock_event::v1::Request, _, _>(make_knock)
         .ruma::<create_knock_event::v1::Request, _, _>(send_knock)
+        .ruma::<create_invite::v2::Request, _, _>(invite)
+}
+
+/// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`
+async fn invite(
+    State(state): State<AppState>,
+    request: Federated<create_invite::v2::Request>,
+) -> Result<RumaResponse<create_invite::v2::Response>> {
+    let body = &request.body;
+    let ids = (&*body.room_id, &*body.event_id);
+    let event = receive_invite(state.fed(), &request.origin, ids, &body.room_version, &body.event).await?;
+    Ok(create_invite::v2::Response::new(event).into())
 }
 
 /// `GET /_matrix/federation/v1/make_join/{roomId}/{userId}`
