@@ -3,10 +3,12 @@
 //! own (`federation.listen`), when `federation.enabled`.
 
 pub mod auth;
+mod dag;
 mod directory;
 mod keys;
 mod membership;
 mod query;
+mod transactions;
 
 use crate::state::AppState;
 use axum::Router;
@@ -16,5 +18,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = keys::routes(router);
     let router = directory::routes(router);
     let router = membership::routes(router);
-    query::routes(router)
+    let router = query::routes(router);
+    let router = transactions::routes(router);
+    dag::routes(router)
 }
