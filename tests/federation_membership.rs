@@ -29,9 +29,8 @@ struct Remote {
 }
 
 impl Remote {
-    fn new(server: &TestServer) -> Remote {
-        let remote = Remote { name: ServerName::parse(REMOTE).unwrap(), key: SigningKey::generate().unwrap() };
-        remote
+    fn new() -> Remote {
+        Remote { name: ServerName::parse(REMOTE).unwrap(), key: SigningKey::generate().unwrap() }
     }
 
     fn user(&self, localpart: &str) -> OwnedUserId {
@@ -108,7 +107,7 @@ fn assert_refused<T>(outcome: hearth::Result<T>, errcode: &str) {
 #[tokio::test]
 async fn a_remote_user_joins_a_public_room_sees_its_state_and_leaves() {
     let server = TestServer::start().await;
-    let remote = Remote::new(&server);
+    let remote = Remote::new();
     let alice = server.register("alice", "alice's password").await;
     let room = server.create_room(&alice, json!({"preset": "public_chat", "name": "Tea"})).await;
     let bob = remote.user("bob");
@@ -143,7 +142,7 @@ async fn a_remote_user_joins_a_public_room_sees_its_state_and_leaves() {
 #[tokio::test]
 async fn templates_are_refused_where_the_join_could_not_be() {
     let server = TestServer::start().await;
-    let remote = Remote::new(&server);
+    let remote = Remote::new();
     let alice = server.register("alice", "alice's password").await;
     let private = server.create_room(&alice, json!({"preset": "private_chat"})).await;
     let bob = remote.user("bob");
@@ -175,7 +174,7 @@ async fn templates_are_refused_where_the_join_could_not_be() {
 #[tokio::test]
 async fn forged_and_misdirected_joins_are_refused_and_nothing_is_stored() {
     let server = TestServer::start().await;
-    let remote = Remote::new(&server);
+    let remote = Remote::new();
     let alice = server.register("alice", "alice's password").await;
     let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     let bob = remote.user("bob");
@@ -209,7 +208,7 @@ async fn forged_and_misdirected_joins_are_refused_and_nothing_is_stored() {
 #[tokio::test]
 async fn remote_members_can_be_kicked_and_banned_and_a_ban_keeps_them_out() {
     let server = TestServer::start().await;
-    let remote = Remote::new(&server);
+    let remote = Remote::new();
     let alice = server.register("alice", "alice's password").await;
     let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     let bob = remote.user("bob");
@@ -234,7 +233,7 @@ async fn remote_members_can_be_kicked_and_banned_and_a_ban_keeps_them_out() {
 #[tokio::test]
 async fn a_restricted_room_admits_a_remote_member_of_the_allowed_room_with_our_countersignature() {
     let server = TestServer::start().await;
-    let remote = Remote::new(&server);
+    let remote = Remote::new();
     let alice = server.register("alice", "alice's password").await;
     let space = server.create_room(&alice, json!({"preset": "public_chat"})).await;
     let restricted = server
@@ -263,7 +262,7 @@ async fn a_restricted_room_admits_a_remote_member_of_the_allowed_room_with_our_c
 #[tokio::test]
 async fn a_remote_user_knocks_and_the_room_sees_the_knock() {
     let server = TestServer::start().await;
-    let remote = Remote::new(&server);
+    let remote = Remote::new();
     let alice = server.register("alice", "alice's password").await;
     let room = server
         .create_room(

@@ -579,6 +579,8 @@ impl Fixture {
                 "rule_id" => "audit-rule",
                 // Federation (`/_matrix/key/v2/query/{server_name}`): this server, answered locally.
                 "server_name" => "hearth.test",
+                // Federation transactions (`/_matrix/federation/v1/send/{transaction_id}`).
+                "transaction_id" => "audit-federation-txn",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Fixture::fill`"),
             }
             .to_owned()

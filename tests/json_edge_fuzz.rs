@@ -262,6 +262,8 @@ impl Scene {
                 "rule_id" => "fuzz-rule",
                 // Federation (`/_matrix/key/v2/query/{server_name}`): this server, answered locally.
                 "server_name" => "hearth.test",
+                // Federation transactions (`/_matrix/federation/v1/send/{transaction_id}`).
+                "transaction_id" => "fuzz-federation-txn",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Scene::fill`"),
             }
             .to_owned()

@@ -122,3 +122,76 @@ pub async fn record_txn(
     .await?;
     Ok(())
 }
+
+/// An event as other servers are served it.
+#[derive(Clone, Debug, FromRow)]
+pub struct ServableEvent {
+    pub event_nid: i64,
+    pub event_id: String,
+    pub room_id: String,
+    pub depth: i64,
+    pub origin_server_ts: i64,
+    pub outlier: bool,
+    pub state_before: Option<i64>,
+    pub state_after: Option<i64>,
+    pub json: String,
+}
+
+const SERVABLE_COLUMNS: &str =
+    "e.event_nid, i.event_id, e.room_id, e.depth, e.origin_server_ts, e.outlier, e.state_before, e.state_after, e.json";
+
+/// The stored, not rejected events among `event_ids`.
+pub async fn servable_events(db: impl PgExecutor<'_>, event_ids: &[String]) -> sqlx::Result<Vec<ServableEvent>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {SERVABLE_COLUMNS} FROM event_ids i JOIN events e ON e.event_nid = i.event_nid
+         WHERE i.event_id = ANY($1) AND e.rejection IS NULL"
+    )))
+    .bind(event_ids)
+    .fetch_all(db)
+    .await
+}
+
+/// The stored, not rejected parents (`prev_events`) of the events `nids`.
+pub async fn servable_parents(db: impl PgExecutor<'_>, nids: &[i64]) -> sqlx::Result<Vec<ServableEvent>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT DISTINCT {SERVABLE_COLUMNS} FROM event_edges g
+         JOIN events e ON e.event_nid = g.prev_event_nid JOIN event_ids i ON i.event_nid = e.event_nid
+         WHERE g.event_nid = ANY($1) AND e.rejection IS NULL"
+    )))
+    .bind(nids)
+    .fetch_all(db)
+    .await
+}
+
+/// Whether a user of `server` is joined to the room now.
+pub async fn server_joined(db: impl PgExecutor<'_>, room_id: &str, server: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM room_memberships
+                        WHERE room_id = $1 AND membership = 'join' AND right(user_id, length($2) + 1) = ':' || $2)",
+    )
+    .bind(room_id)
+    .bind(server)
+    .fetch_one(db)
+    .await
+}
+
+/// The timeline event of the room closest to `ts` in the direction asked (`forwards`: the
+/// first at or after it; else the last at or before it): its id and timestamp.
+pub async fn closest_to_ts(
+    db: impl PgExecutor<'_>,
+    room_id: &str,
+    ts: i64,
+    forwards: bool,
+) -> sqlx::Result<Option<(String, i64)>> {
+    let (condition, order) = if forwards { (">=", "ASC") } else { ("<=", "DESC") };
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT i.event_id, e.origin_server_ts FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
+         WHERE e.room_id = $1 AND e.origin_server_ts {condition} $2
+           AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier
+         ORDER BY e.origin_server_ts {order}, e.stream_position {order} LIMIT 1"
+    )))
+    .bind(room_id)
+    .bind(ts)
+    .fetch_optional(db)
+    .await
+}

@@ -182,10 +182,12 @@ impl Synapse {
         format!("{}{path}", self.base_url)
     }
 
-    /// The last lines of Synapse's log, for failure messages.
+    /// The last lines of Synapse's log, for failure messages (its background database
+    /// updates left out: they fill the log in the first minute and say nothing of federation).
     pub fn log_tail(&self) -> String {
         let log = fs::read_to_string(self.dir.join("synapse.log")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
+        let lines: Vec<&str> =
+            log.lines().filter(|line| !line.contains("synapse.storage.background_updates")).collect();
         lines[lines.len().saturating_sub(60)..].join("\n")
     }
 

@@ -7,6 +7,7 @@ pub mod accept;
 pub mod check;
 pub mod fetching;
 pub mod outliers;
+pub mod serve;
 pub mod transaction;
 
 pub use accept::{Accepted, MissingPrevEvents, accept_with_known_parents};

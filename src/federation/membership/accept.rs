@@ -15,9 +15,8 @@ use crate::federation::membership::template::RemoteMembership;
 use crate::rooms::build::cosign_event;
 use crate::rooms::{RoomCtx, rules_for};
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
-use ruma::{EventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
+use ruma::{EventId, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::value::RawValue as RawJsonValue;
-use std::collections::BTreeSet;
 
 /// What a join is answered with (`send_join` v2's `room_state`).
 #[derive(Debug, Default)]
@@ -145,12 +144,8 @@ async fn state_before(
     let chain_ids: Vec<String> =
         db::state::auth_graph(ctx.pool, &chain_from).await?.into_iter().map(|(event_id, _)| event_id).collect();
     let auth_chain = db::state::event_json(ctx.pool, &chain_ids).await?;
-    let servers: BTreeSet<OwnedServerName> = db::rooms::joined_members(ctx.pool, stored.room_id.as_str())
-        .await?
-        .iter()
-        .filter_map(|member| UserId::parse(member.as_str()).ok())
-        .map(|member| member.server_name().to_owned())
-        .collect();
+    let room_id = RoomId::parse(&stored.room_id).map_err(|e| Error::internal(format!("stored room id: {e}")))?;
+    let servers = crate::federation::query::servers_in_room(ctx.pool, ctx.server_name, &room_id).await?;
     Ok(JoinedRoomState {
         state: state.iter().map(|entry| raw_text(&entry.json)).collect::<Result<_>>()?,
         auth_chain: auth_chain.iter().map(|(_, _, json)| raw_text(json)).collect::<Result<_>>()?,

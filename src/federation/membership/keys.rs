@@ -19,3 +19,9 @@ impl KeySource for PublicKeyMap {
         self.clone()
     }
 }
+
+impl KeySource for crate::federation::key_ring::KeyRing {
+    async fn public_keys(&self, wanted: &WantedKeys) -> PublicKeyMap {
+        crate::federation::key_ring::KeyRing::public_keys(self, wanted).await
+    }
+}

@@ -1,12 +1,11 @@
 //! Stripped state: the few state events that let a user see what a room is before they are in
-//! it (`invite_room_state`, `knock_room_state`), as the spec's recommended list.
+//! it (`invite_room_state`, `knock_room_state`), from the spec's recommended list. Since
+//! Matrix 1.16 they travel between servers as full PDUs, so the receiver can check them.
 
 use crate::db;
-use crate::error::Result;
-use crate::rooms::pdu::Pdu;
+use crate::error::{Error, Result};
 use ruma::RoomId;
 use serde_json::value::RawValue as RawJsonValue;
-use serde_json::{Value, json};
 use sqlx::PgPool;
 
 /// The state types the spec recommends sharing with invitees and knockers.
@@ -20,27 +19,14 @@ const STRIPPED_STATE_TYPES: [&str; 7] = [
     "m.room.topic",
 ];
 
-/// The room's current stripped state.
-pub async fn current_stripped_state(pool: &PgPool, room_id: &RoomId) -> Result<Vec<Box<RawJsonValue>>> {
+/// The room's current stripped state, as the PDUs stored.
+pub async fn stripped_state_pdus(pool: &PgPool, room_id: &RoomId) -> Result<Vec<Box<RawJsonValue>>> {
     let keys: Vec<(&str, &str)> = STRIPPED_STATE_TYPES.iter().map(|kind| (*kind, "")).collect();
     let entries = db::state::current_state_for_keys(pool, room_id.as_str(), &keys).await?;
-    let mut stripped = Vec::with_capacity(entries.len());
-    for entry in entries {
-        let pdu = Pdu::from_stored(&entry.event_id, &entry.json)?;
-        stripped.push(raw(&strip(&pdu))?);
-    }
-    Ok(stripped)
-}
-
-fn strip(pdu: &Pdu) -> Value {
-    json!({
-        "type": pdu.kind.to_string(),
-        "state_key": pdu.state_key.clone().unwrap_or_default(),
-        "content": pdu.content_value(),
-        "sender": pdu.sender,
-    })
-}
-
-fn raw(value: &Value) -> Result<Box<RawJsonValue>> {
-    serde_json::value::to_raw_value(value).map_err(|e| crate::Error::internal(format!("serialising state: {e}")))
+    entries
+        .into_iter()
+        .map(|entry| {
+            RawJsonValue::from_string(entry.json).map_err(|e| Error::internal(format!("stored event JSON: {e}")))
+        })
+        .collect()
 }

@@ -3,8 +3,12 @@
 //! own (`federation.listen`), when `federation.enabled`.
 
 pub mod auth;
+mod dag;
 mod directory;
 mod keys;
+mod membership;
+mod query;
+mod transactions;
 
 use crate::state::AppState;
 use axum::Router;
@@ -12,5 +16,9 @@ use axum::Router;
 /// Every federation route. Each part adds its module above and one line here.
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = keys::routes(router);
-    directory::routes(router)
+    let router = directory::routes(router);
+    let router = membership::routes(router);
+    let router = query::routes(router);
+    let router = transactions::routes(router);
+    dag::routes(router)
 }
