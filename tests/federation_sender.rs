@@ -5,14 +5,15 @@
 //!
 //! The other server is a real TLS peer on loopback (`common::federation_peer`) that records
 //! every transaction it gets; its user joins the Hearth room the way a remote server does
-//! (`make_join` template signed with the peer's key, `send_join`).
+//! (`make_join` template signed with the peer's key, `send_join`). The last test has a second
+//! Hearth as the other server, whose user watches through `/sync`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
 
-use common::federation::{FedServer, TestCa};
+use common::federation::{FedServer, FederatedPair, TestCa};
 use common::federation_peer::{Answer, Received, RecordingPeer};
-use common::{TestServer, TestUser};
+use common::{TestServer, TestUser, encode};
 use hearth::federation::membership::{RemoteMembership, make_membership, send_membership};
 use hearth::rooms::build::sign_new_event;
 use reqwest::StatusCode;
@@ -238,4 +239,60 @@ async fn two_processes_on_one_database_send_each_event_once() {
     let distinct: HashSet<&str> = accepted_ids.iter().copied().collect();
     assert_eq!(distinct.len(), accepted_ids.len(), "a transaction was accepted twice: {accepted_ids:?}");
     second.shutdown().await;
+}
+
+/// `user`'s incremental `/sync` from `since` (timeline up to 200 events per room): the bodies
+/// of `room`'s new messages, and the next token.
+async fn synced_bodies(server: &TestServer, user: &TestUser, room: &str, since: &str) -> (Vec<String>, String) {
+    let filter = encode(r#"{"room":{"timeline":{"limit":200}}}"#);
+    let path = format!("/_matrix/client/v3/sync?timeout=1000&filter={filter}&since={since}");
+    let (status, body) = server.get(&path, user.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let timeline = &body["rooms"]["join"][room]["timeline"];
+    assert_ne!(timeline["limited"], true, "the sync skipped messages: {timeline}");
+    let events: Vec<Value> = timeline["events"].as_array().cloned().unwrap_or_default();
+    (bodies(&events), body["next_batch"].as_str().unwrap().to_owned())
+}
+
+/// A second Hearth as the other server, stopped while A sends and restarted on the same port
+/// and database, as its user observes it. (The transaction sizes are checked with the
+/// recording peer above: B's answers do not list the PDUs it accepted.)
+#[tokio::test]
+async fn a_hearth_that_was_down_shows_its_users_everything_once_in_order() {
+    let pair = FederatedPair::start().await;
+    let (a, b) = (&pair.a, pair.b);
+    let alice = a.server.register("alice", PW).await;
+    let bob = b.server.register("bob", PW).await;
+    let room = a.server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    let join = format!("/_matrix/client/v3/join/{}?via={}", encode(&room), encode(a.name().as_str()));
+    let (status, body) = b.server.post(&join, bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "bob joins through A: {body}");
+    let (status, body) = b.server.get("/_matrix/client/v3/sync", bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut since = body["next_batch"].as_str().unwrap().to_owned();
+    // Live first: a message on A reaches bob's sync on B.
+    let mut sent = say_many(&a.server, &alice, &room, 0, 1).await;
+    let mut seen = Vec::new();
+    while seen.len() < sent.len() {
+        let (bodies, next) = synced_bodies(&b.server, &bob, &room, &since).await;
+        seen.extend(bodies);
+        since = next;
+    }
+
+    // B goes down; A goes on; B comes back on the same port and database.
+    let b_name = b.name().to_string();
+    let stopped = b.stop().await;
+    sent.extend(say_many(&a.server, &alice, &room, 1, 120).await);
+    wait_for_status(&a.server, &b_name, "A noticing B is down", |(depth, failures, _)| depth > 0 && failures >= 1)
+        .await;
+    let b = stopped.start().await;
+    let started = std::time::Instant::now();
+    while seen.len() < sent.len() {
+        assert!(started.elapsed() < Duration::from_secs(90), "bob saw only {} of {}", seen.len(), sent.len());
+        let (bodies, next) = synced_bodies(&b.server, &bob, &room, &since).await;
+        seen.extend(bodies);
+        since = next;
+    }
+    assert_eq!(seen, sent, "bob sees every message once, in order");
+    wait_until_drained(&a.server, &b_name).await;
 }
