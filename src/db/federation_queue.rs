@@ -5,7 +5,7 @@
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
 /// A new local event to queue: its nid and stream position, and the server of a remote user
-/// whose membership it changes (who must hear of it even with no member left in the room).
+/// it kicks or bans (who must hear of it even with no member left in the room).
 pub struct Outgoing<'a> {
     pub event_nid: i64,
     pub stream_position: i64,
@@ -13,7 +13,7 @@ pub struct Outgoing<'a> {
 }
 
 /// Queues `events` (new events of `room_id`, in order) for every server with a joined member
-/// in the room after them, and each for its membership target's server; never for `local`.
+/// in the room after them, and each to its membership target's server; never to `local`.
 /// One statement, which inserts nothing for a room without remote servers.
 pub async fn enqueue(conn: &mut PgConnection, room_id: &str, local: &str, events: &[Outgoing<'_>]) -> sqlx::Result<()> {
     let nids: Vec<i64> = events.iter().map(|event| event.event_nid).collect();

@@ -29,8 +29,8 @@ use std::sync::Weak;
 pub const MAX_PDUS_PER_TRANSACTION: i64 = 50;
 
 /// Queues the new local events among `events` (appended to `room_id` in the transaction
-/// `tx`) for every remote server with a joined member in the room, and each membership
-/// change of a remote user for that user's server. Costs nothing when no event is local, and
+/// `tx`) for every remote server with a joined member in the room, and a kick or ban of a
+/// remote user for that user's server too. Costs nothing when no event is local, and
 /// one statement otherwise.
 pub async fn enqueue_pdus(
     tx: &mut PgConnection,
@@ -56,10 +56,16 @@ pub async fn enqueue_pdus(
     Ok(())
 }
 
-/// The server of a remote user whose membership `pdu` changes: it must hear of an invite, a
-/// kick or a ban even when none of its users is (still) joined.
+/// The server of a remote user that `pdu` (a local user's doing) kicks, bans, unbans or
+/// uninvites: it must hear of it even when none of its users is (still) joined, as Synapse
+/// does. An invite is not among them: it reaches the invitee's server through `/invite`
+/// (`federation::membership`), and a server outside the room would refuse it in a transaction.
 fn membership_target<'p>(pdu: &'p crate::rooms::pdu::Pdu, local: &ServerName) -> Option<&'p str> {
     if pdu.kind != TimelineEventType::RoomMember {
+        return None;
+    }
+    let membership = pdu.content_value()["membership"].as_str().map(str::to_owned);
+    if !matches!(membership.as_deref(), Some("leave" | "ban")) {
         return None;
     }
     let target = <&UserId>::try_from(pdu.state_key.as_deref()?).ok()?;
