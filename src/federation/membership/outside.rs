@@ -199,6 +199,7 @@ async fn record_outside(
         auth_event_ids: &auth_ids,
     };
     let event_nid = db::federation_inbound::insert_unplaced(&mut tx, &row).await?;
+    db::events::set_out_of_band_position(&mut tx, event_nid, position).await?;
     db::rooms::set_membership(&mut tx, room_id.as_str(), user.as_str(), membership, event_nid, position).await?;
     let stored = Stored { event_nid, state_after: 0, position };
     let appended = Appended::New { pdu: Box::new(event.clone()), stored };
