@@ -4,17 +4,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
+use common::remote_pdus::{build_remote_pdu, room_version};
 use common::*;
 use hearth::federation::inbound::{Accepted, CheckedPdu, accept_with_known_parents, check_pdu_with_keys};
 use hearth::federation::keys::SigningKey;
-use hearth::rooms::build::{EventTemplate, Placement, build_and_sign};
+use hearth::rooms::build::EventTemplate;
 use hearth::rooms::pdu::Pdu;
-use hearth::rooms::send::AuthState;
 use reqwest::StatusCode;
 use ruma::canonical_json::CanonicalJsonValue;
 use ruma::serde::Base64;
 use ruma::signatures::PublicKeyMap;
-use ruma::{EventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
+use ruma::{EventId, OwnedServerName, RoomId, RoomVersionId, ServerName};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -43,8 +43,7 @@ impl Remote {
         ])
     }
 
-    /// Builds and signs, as this server, `sender`'s event on top of `parent` (the room's
-    /// deepest tip when `None`), with the auth events the state after `parent` gives.
+    /// `sender`'s event, built and signed as this server (see `build_remote_pdu`).
     async fn build(
         &self,
         server: &TestServer,
@@ -53,32 +52,7 @@ impl Remote {
         template: EventTemplate,
         parent: Option<&str>,
     ) -> Pdu {
-        let pool = &server.state.pool;
-        let version = room_version(server, room).await;
-        let rules = hearth::rooms::rules_for(&version).unwrap();
-        let (parent_id, state_after, depth) = match parent {
-            Some(id) => {
-                let known = hearth::db::federation_inbound::known_events(pool, &[id.to_owned()]).await.unwrap();
-                let known = known.first().expect("the parent is stored");
-                (known.event_id.clone(), known.state_after.expect("the parent has state"), known.depth)
-            }
-            None => {
-                let tips = hearth::db::events::forward_extremities(pool, room.as_str()).await.unwrap();
-                let tip = tips.first().expect("a tip");
-                (tip.event_id.clone(), tip.state_after, tip.depth)
-            }
-        };
-        let sender = UserId::parse(sender).unwrap();
-        let mut conn = pool.acquire().await.unwrap();
-        let auth = AuthState::load(&mut conn, state_after, &template, &sender, &rules).await.unwrap();
-        let prev = vec![EventId::parse(&parent_id).unwrap()];
-        let placement = Placement {
-            room_id: Some(room),
-            prev_events: &prev,
-            auth_events: &auth.auth_event_ids,
-            depth: depth as u64 + 1,
-        };
-        build_and_sign(&template, &sender, &placement, &rules, &self.name, &self.key).unwrap()
+        build_remote_pdu(server, (&self.name, &self.key), room, sender, template, parent).await
     }
 
     /// Checks and accepts `json` as received from this server.
@@ -96,11 +70,6 @@ impl Remote {
     async fn send(&self, server: &TestServer, room: &RoomId, pdu: &Pdu) -> hearth::Result<Accepted> {
         self.send_json(server, &room_version(server, room).await, &pdu.canonical_json()).await
     }
-}
-
-async fn room_version(server: &TestServer, room: &RoomId) -> RoomVersionId {
-    let version = hearth::db::rooms::version(&server.state.pool, room.as_str()).await.unwrap().expect("known room");
-    RoomVersionId::try_from(version.as_str()).unwrap()
 }
 
 fn member(membership: &str) -> EventTemplate {

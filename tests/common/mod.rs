@@ -7,6 +7,7 @@
 pub mod federation;
 pub mod node;
 pub mod push_gateway;
+pub mod remote_pdus;
 mod rooms;
 pub mod synapse;
 #[allow(unused_imports)] // not every test binary encodes, fills paths or sends text

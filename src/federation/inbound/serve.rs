@@ -131,7 +131,7 @@ pub async fn state_ids(pool: &PgPool, server: &ServerName, room_id: &RoomId, eve
         event.state_before.ok_or_else(|| Error::not_found(format!("The state at {event_id} is not known here")))?;
     let state: Vec<String> =
         db::state::snapshot_state(pool, snapshot).await?.into_iter().map(|entry| entry.event_id).collect();
-    let auth_chain = auth_ancestors(pool, &state).await?;
+    let auth_chain = auth_ancestors(pool, room_id, &state).await?;
     Ok(StateAt { state, auth_chain })
 }
 
@@ -158,15 +158,20 @@ pub async fn event_auth(
 ) -> Result<Vec<Box<RawJsonValue>>> {
     let mut view = ServerView::new(pool, server, room_id).await?;
     view.visible_event(event_id).await?;
-    let chain = auth_ancestors(pool, &[event_id.to_owned()]).await?;
+    let chain = auth_ancestors(pool, room_id, &[event_id.to_owned()]).await?;
     view.pdus(db::federation_inbound::servable_events(pool, &chain).await?).await
 }
 
-/// The auth ancestors of the given events (not the events themselves, unless one is an
-/// ancestor of another).
-async fn auth_ancestors(pool: &PgPool, event_ids: &[String]) -> Result<Vec<String>> {
+/// The auth ancestors of the given events of `room_id` (not the events themselves, unless
+/// one is an ancestor of another).
+async fn auth_ancestors(pool: &PgPool, room_id: &RoomId, event_ids: &[String]) -> Result<Vec<String>> {
     let graph = db::state::auth_graph(pool, event_ids).await?;
-    let ancestors: HashSet<String> = graph.into_iter().flat_map(|(_, auth)| auth).collect();
+    let mut ancestors: HashSet<String> = graph.into_iter().flat_map(|(_, auth)| auth).collect();
+    // Since room version 12 no event names the create event among its auth events, yet every
+    // auth check needs it: the chain carries it (its id is the room id's).
+    if facts::rules(pool, room_id).await?.authorization.room_create_event_id_as_room_id {
+        ancestors.insert(format!("${}", &room_id.as_str()[1..]));
+    }
     Ok(ancestors.into_iter().collect())
 }
 
@@ -225,7 +230,7 @@ async fn walk_back(
     while !frontier.is_empty() && found.len() < limit {
         frontier.retain(|event| event.room_id == room_id.as_str() && !stop.contains(&event.event_id));
         frontier.retain(|event| seen.insert(event.event_nid));
-        frontier.sort_by(|a, b| b.depth.cmp(&a.depth));
+        frontier.sort_by_key(|event| std::cmp::Reverse(event.depth));
         let nids: Vec<i64> = frontier.iter().map(|event| event.event_nid).collect();
         found.extend(frontier.into_iter().take(limit - found.len()));
         if found.len() >= limit || nids.is_empty() {
@@ -233,7 +238,7 @@ async fn walk_back(
         }
         frontier = db::federation_inbound::servable_parents(pool, &nids).await?;
     }
-    found.sort_by(|a, b| b.depth.cmp(&a.depth));
+    found.sort_by_key(|event| std::cmp::Reverse(event.depth));
     Ok(found)
 }
 
