@@ -653,6 +653,22 @@ fn config_check_version_and_help() {
     let allowed: toml::Value = toml::from_str(&assert_success(&output, "config check")).expect("TOML");
     assert_eq!(allowed["network"]["allow_private_destinations"].as_bool(), Some(true));
 
+    // Federation: on by default, on the client listener; its list keys take the
+    // comma-separated form in the environment, as `HEARTH_LISTEN` does.
+    assert_eq!(defaults["federation"]["enabled"].as_bool(), Some(true));
+    assert_eq!(defaults["federation"]["listen"], toml::Value::Array(Vec::new()));
+    let env = [
+        ("HEARTH_FEDERATION__LISTEN", "0.0.0.0:8448, [::]:8448"),
+        ("HEARTH_FEDERATION__TRUSTED_KEY_SERVERS", "notary.example"),
+    ];
+    let federation: toml::Value =
+        toml::from_str(&assert_success(&run_tool(cwd, &env, &["config", "check"]), "config check")).expect("TOML");
+    assert_eq!(federation["federation"]["listen"], toml::Value::try_from(["0.0.0.0:8448", "[::]:8448"]).expect("toml"));
+    assert_eq!(
+        federation["federation"]["trusted_key_servers"],
+        toml::Value::try_from(["notary.example"]).expect("toml")
+    );
+
     // A file, overridden by the environment.
     let file = cwd.join("hearth.toml");
     fs::write(&file, "server_name = \"file.example\"\n[registration]\nenabled = true\n").expect("write config");
@@ -683,6 +699,9 @@ fn config_check_version_and_help() {
         &["config", "check"],
         "network.allow_private_destinations",
     );
+    rejects(&[("HEARTH_FEDERATION__LISTEN", "nonsense")], &["config", "check"], "federation.listen");
+    rejects(&[("HEARTH_FEDERATION__TLS_CERT", "/nonexistent/cert.pem")], &["config", "check"], "federation.tls_cert");
+    rejects(&[("HEARTH_FEDERATION__TRUSTED_KEY_SERVERS", "not a name!")], &["config", "check"], "trusted_key_servers");
     fs::write(cwd.join("listen.toml"), "listen = [\"nonsense\"]\n").expect("write config");
     rejects(&[], &["config", "check", "--config", "listen.toml"], "listen");
     fs::write(cwd.join("unknown.toml"), "server_name = \"example.org\"\nfavourite_colour = \"blue\"\n").expect("write");

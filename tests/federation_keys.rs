@@ -295,6 +295,10 @@ async fn the_federation_listener_serves_only_federation_and_the_client_listener_
     assert_eq!(status, StatusCode::NOT_FOUND, "federation has a listener of its own");
     let (status, _) = a.server.get("/_matrix/client/versions", None).await;
     assert_eq!(status, StatusCode::OK);
+    // Delegation names the federation listener's port, not the client listener's.
+    let (status, body) = a.server.get("/.well-known/matrix/server", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["m.server"], format!("localhost:{}", a.port));
     // Plain HTTP to the TLS listener gets no answer.
     let plain = reqwest::Client::new().get(format!("http://127.0.0.1:{}/_matrix/key/v2/server", a.port)).send().await;
     assert!(plain.is_err() || plain.is_ok_and(|response| !response.status().is_success()));
@@ -319,4 +323,105 @@ async fn private_destinations_are_refused_unless_allowed() {
     let path = format!("/_matrix/client/v3/publicRooms?server={}", encode(b.name().as_str()));
     let (status, body) = guarded.server.get(&path, user.token()).await;
     assert!(status.is_client_error(), "{status} {body}");
+}
+
+/// A TLS server (with the test CA's certificate for `localhost`) on `listener` answering GET
+/// `path` with `answer`, counting the requests it gets.
+async fn counting_tls_server(
+    ca: &TestCa,
+    listener: tokio::net::TcpListener,
+    path: &str,
+    answer: Value,
+) -> (Arc<std::sync::atomic::AtomicUsize>, tokio::sync::oneshot::Sender<()>) {
+    use axum::routing::get;
+    let tls = hearth::config::FederationConfig {
+        tls_cert: Some(ca.cert_file()),
+        tls_key: Some(ca.key_file()),
+        ..Default::default()
+    };
+    let acceptor = hearth::federation::tls::acceptor(&tls).expect("TLS").expect("configured");
+    let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = asked.clone();
+    let app = axum::Router::new().route(
+        path,
+        get(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let answer = answer.clone();
+            async move { ([("cache-control", "max-age=600")], axum::Json(answer)) }
+        }),
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        let _ = stopped.await;
+    };
+    tokio::spawn(hearth::http::serve::serve_with_tls(
+        listener,
+        Some(acceptor),
+        app,
+        std::time::Duration::from_secs(10),
+        shutdown,
+    ));
+    (asked, stop)
+}
+
+/// 127.0.0.1:443, the port a well-known lookup dials. Only one test binds it; a run beside
+/// it may hold the port for a moment.
+async fn port_443() -> tokio::net::TcpListener {
+    for _ in 0..100 {
+        if let Ok(bound) = tokio::net::TcpListener::bind("127.0.0.1:443").await {
+            return bound;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("127.0.0.1:443 is not free for the well-known server");
+}
+
+#[tokio::test]
+async fn a_server_name_without_a_port_is_found_through_well_known_delegation() {
+    let ca = Arc::new(TestCa::new());
+    // B is named plain `localhost`; its federation listener is on some port, which
+    // `https://localhost/.well-known/matrix/server` names.
+    let b = FedServer::start_with(ca.clone(), |config| config.server_name = "localhost".to_owned()).await;
+    let answer = json!({"m.server": format!("localhost:{}", b.port)});
+    let (asked, stop) = counting_tls_server(&ca, port_443().await, "/.well-known/matrix/server", answer).await;
+    let a = FedServer::start(ca.clone()).await;
+    let localhost: OwnedServerName = "localhost".try_into().unwrap();
+
+    let destination = a.state().federation.discover(&localhost).await.expect("discovery");
+    assert_eq!(destination.authority, format!("localhost:{}", b.port), "the delegated name, with its port");
+    let response = a.state().federation.send(&localhost, version::Request::new()).await.expect("version");
+    assert_eq!(response.server.and_then(|server| server.name).as_deref(), Some("Hearth"));
+
+    // A signed request for `localhost` verifies at B (destination and keys are B's name).
+    let owner = b.server.register("owner", "password-owner").await;
+    let room = b.server.create_room(&owner, json!({"visibility": "public"})).await;
+    let reader = a.server.register("reader", "password-reader").await;
+    let (status, body) = a.server.get("/_matrix/client/v3/publicRooms?server=localhost", reader.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["chunk"][0]["room_id"], room.as_str());
+    let keys = a.state().key_ring.public_keys(&wanted(&localhost, &b.state().signing_key.key_id())).await;
+    assert!(keys.get("localhost").is_some_and(|set| !set.is_empty()), "B's keys fetched as `localhost`");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1, "the well-known answer is cached");
+    let _ = stop.send(());
+}
+
+#[tokio::test]
+async fn a_server_that_never_publishes_its_key_is_not_asked_again_at_once() {
+    let pair = FederatedPair::start().await;
+    let b = &pair.b;
+    // "localhost:<port>" answers key requests with something that is not a key object.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hostile: OwnedServerName = format!("localhost:{}", listener.local_addr().unwrap().port()).try_into().unwrap();
+    let (asked, _stop) = counting_tls_server(&pair.ca, listener, "/_matrix/key/v2/server", json!({})).await;
+    let forger = SigningKey::generate().unwrap();
+    let path = "/_matrix/federation/v1/publicRooms";
+    let client = https_client(&pair.ca);
+    for attempt in 0..3 {
+        let authorization = x_matrix(&forger, &hostile, b.name(), "GET", path, b"");
+        let response = client.get(b.federation_url(path)).header("authorization", authorization).send().await.unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert_eq!((status, body["errcode"].as_str()), (StatusCode::UNAUTHORIZED, Some("M_UNAUTHORIZED")), "{attempt}");
+    }
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 1, "asked once, then cooling down");
 }

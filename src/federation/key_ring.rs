@@ -73,6 +73,8 @@ impl KeyRing {
     }
 
     /// Records our current key, so that keys we used before it are published as old ones.
+    /// Processes sharing a database must share the signing key (the data directory's
+    /// `signing.key`): the last one started would otherwise retire the others' keys.
     pub async fn record_own_key(&self) -> sqlx::Result<()> {
         let key = &self.key;
         server_keys::record_own_key(

@@ -1,7 +1,8 @@
 //! Federation: the server's signing key, other servers' keys ([`key_ring`]), the outbound
 //! client with the spec's server discovery ([`client`], [`discovery`]) and TLS ([`tls`]), the
 //! inbound PDU pipeline ([`inbound`]) and server ACLs ([`acl`]), membership across servers
-//! ([`membership`]) and queries ([`query`]). Federation domain code takes a [`FedCtx`].
+//! ([`membership`]), queries ([`query`]) and the outbound queue ([`sender`]). Federation domain
+//! code takes a [`FedCtx`].
 
 pub mod acl;
 pub mod client;

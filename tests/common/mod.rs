@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 pub mod federation;
+pub mod federation_peer;
 pub mod node;
 pub mod push_gateway;
 pub mod remote_pdus;
