@@ -21,6 +21,14 @@ async fn joined_members(server: &FedServer, user: &TestUser, room: &str) -> Vec<
     body["joined"].as_object().unwrap().keys().cloned().collect()
 }
 
+/// The rooms `user`'s sync lists as left (an initial sync lists them only when asked to).
+async fn left_rooms(server: &FedServer, user: &TestUser) -> Vec<String> {
+    let path = format!("/_matrix/client/v3/sync?filter={}", encode(r#"{"room":{"include_leave":true}}"#));
+    let (status, sync) = server.server.get(&path, user.token()).await;
+    assert_eq!(status, StatusCode::OK, "{sync}");
+    sync["rooms"]["leave"].as_object().map(|rooms| rooms.keys().cloned().collect()).unwrap_or_default()
+}
+
 /// Polls `check` until it holds; panics with `what` after [`DELIVERY`].
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
@@ -124,8 +132,7 @@ async fn a_user_of_b_joins_by_room_id_through_a_and_is_kicked_then_banned() {
     let (status, body) =
         post(a, &alice, &format!("/_matrix/client/v3/rooms/{room}/kick"), json!({"user_id": bob.user_id})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    eventually("B learns bob was kicked", || async { !joined_members(b, &bob, &room).await.contains(&bob.user_id) })
-        .await;
+    eventually("bob's sync on B shows the kick", || async { left_rooms(b, &bob).await.contains(&room) }).await;
 
     // Kicked, not banned: bob can come back.
     let (status, body) = post(b, &bob, &join_by_id, json!({})).await;
@@ -136,6 +143,7 @@ async fn a_user_of_b_joins_by_room_id_through_a_and_is_kicked_then_banned() {
         post(a, &alice, &format!("/_matrix/client/v3/rooms/{room}/ban"), json!({"user_id": bob.user_id})).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(!joined_members(a, &alice, &room).await.contains(&bob.user_id));
+    eventually("bob's sync on B shows the ban", || async { left_rooms(b, &bob).await.contains(&room) }).await;
     let (status, body) = post(b, &bob, &join_by_id, json!({})).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "a banned user stays out: {body}");
     assert_eq!(body["errcode"], "M_FORBIDDEN");

@@ -146,6 +146,38 @@ async fn a_transaction_reaches_local_sync_once_and_its_retry_is_processed_once()
         .await;
     assert_eq!(forged_rows, 0);
 
+    // A PDU whose parent A never received, which B cannot supply (B does not hold the room
+    // here): the gap is asked for, cannot be filled, and the PDU is refused with nothing stored.
+    let unseen = pdu_from(b, a, &room, &bob, text("never sent")).await;
+    let orphan =
+        build_remote_pdu(&a.server, (b.name(), &b.state().signing_key), &room, &bob, text("orphan"), None).await;
+    let mut orphan_json = orphan.json.clone();
+    orphan_json.insert(
+        "prev_events".into(),
+        ruma::CanonicalJsonValue::Array(vec![ruma::CanonicalJsonValue::String(unseen.event_id.to_string())]),
+    );
+    orphan_json.remove("signatures");
+    orphan_json.remove("hashes");
+    let rules = ruma::RoomVersionId::V12.rules().unwrap();
+    ruma::signatures::hash_and_sign_event(
+        b.name().as_str(),
+        &b.state().signing_key.key_pair,
+        &mut orphan_json,
+        &rules.redaction,
+    )
+    .unwrap();
+    let orphan_id = hearth::rooms::build::event_id_of(&orphan_json, &rules).unwrap();
+    let orphan_raw = RawValue::from_string(ruma::CanonicalJsonValue::Object(orphan_json).to_string()).unwrap();
+    let results = transaction(b, a, "txn-gap", b.name(), vec![orphan_raw]).await.expect("answered");
+    assert!(matches!(results.get(&orphan_id), Some(Err(_))), "{results:?}");
+    let orphan_rows = a
+        .server
+        .count(&format!(
+            "SELECT count(*) FROM event_ids i JOIN events e USING (event_nid) WHERE i.event_id = '{orphan_id}'"
+        ))
+        .await;
+    assert_eq!(orphan_rows, 0);
+
     // A transaction naming another origin than the server that signed it.
     let other = ServerName::parse("elsewhere.test").unwrap();
     let spoof = pdu_from(b, a, &room, &bob, text("spoofed origin")).await;

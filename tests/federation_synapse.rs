@@ -194,16 +194,8 @@ async fn a_synapse_invitation_to_hearth_users_is_accepted_by_one_and_rejected_by
         );
     }
 
-    // Ann accepts: she joins through the server that invited her.
-    let (status, body) =
-        hearth.server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), ann.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "ann accepts: {body}\n{}", synapse.log_tail());
-    eventually(synapse, "Synapse has ann as a member", || async {
-        synapse_joined(synapse, &sid, &room).await.contains(&ann.user_id)
-    })
-    .await;
-
-    // Ben rejects: his leave goes to Synapse through make_leave/send_leave.
+    // Ben rejects while Hearth is not in the room: his leave goes to Synapse through
+    // make_leave/send_leave.
     let (status, body) =
         hearth.server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), ben.token(), json!({})).await;
     assert_eq!(status, StatusCode::OK, "ben rejects: {body}\n{}", synapse.log_tail());
@@ -214,4 +206,13 @@ async fn a_synapse_invitation_to_hearth_users_is_accepted_by_one_and_rejected_by
     let (status, sync) = hearth.server.get("/_matrix/client/v3/sync", ben.token()).await;
     assert_eq!(status, StatusCode::OK, "ben's sync after rejecting: {sync}");
     assert!(sync["rooms"]["invite"][&room].is_null(), "the invitation is gone from ben's sync: {sync}");
+
+    // Ann accepts: she joins through the server that invited her.
+    let (status, body) =
+        hearth.server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), ann.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "ann accepts: {body}\n{}", synapse.log_tail());
+    eventually(synapse, "Synapse has ann as a member", || async {
+        synapse_joined(synapse, &sid, &room).await.contains(&ann.user_id)
+    })
+    .await;
 }

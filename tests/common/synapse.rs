@@ -9,10 +9,7 @@
 //! wait on them, and users are registered with the shared secret (its admin API).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-#[path = "../clients/install.rs"]
-#[allow(dead_code)] // only the generic install helpers are used here
-mod install;
-
+use super::install;
 use hmac::{Hmac, Mac};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

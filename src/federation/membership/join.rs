@@ -10,6 +10,7 @@ use crate::federation::inbound::{parse_pdu, signing_keys_wanted, verify_pdu};
 use crate::federation::membership::joined_room::store_joined_room;
 use crate::federation::membership::outside::{servers_of_outside_membership, takes_part};
 use crate::federation::membership::remote_state::check_room_state;
+use crate::federation::membership::resident::{own_event_from_template, through_first};
 use crate::federation::query::resolve_alias;
 use crate::rooms::build::sign_new_event;
 use crate::rooms::membership::member_content;
@@ -18,14 +19,8 @@ use crate::rooms::send::AuthState;
 use crate::rooms::{SUPPORTED_VERSIONS, rules_for};
 use crate::users::Session;
 use ruma::api::federation::membership::{create_join_event, prepare_join_event};
-use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
-use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, RoomVersionId, ServerName, UserId,
-};
+use ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, RoomVersionId, ServerName, UserId};
 use serde_json::value::RawValue as RawJsonValue;
-
-/// Resident servers tried at most, one after another.
-const MAX_SERVERS_TRIED: usize = 5;
 
 /// `/join/{roomIdOrAlias}`: joins the session's user to the room, locally when this server
 /// is in it, else through one of `via` (or the alias's servers).
@@ -70,17 +65,8 @@ pub async fn join_remote(
     servers: &[OwnedServerName],
     reason: Option<&str>,
 ) -> Result<()> {
-    let mut last_error = Error::not_found(format!("No server to join {room_id} through"));
-    for server in servers.iter().take(MAX_SERVERS_TRIED) {
-        match join_through(ctx, server, user, room_id, reason).await {
-            Ok(()) => return Ok(()),
-            Err(error) => {
-                tracing::info!(%room_id, %server, %error, "joining through this server failed");
-                last_error = error;
-            }
-        }
-    }
-    Err(last_error)
+    let attempts = servers.iter().map(|server| (server, join_through(ctx, server, user, room_id, reason)));
+    through_first(room_id, attempts).await
 }
 
 async fn join_through(
@@ -96,7 +82,9 @@ async fn join_through(
     // Servers that leave the version out mean version 1, which Hearth does not support.
     let room_version = made.room_version.unwrap_or(RoomVersionId::V1);
     let rules = rules_for(&room_version)?;
-    let template = join_from_template(ctx, user, room_id, &made.event, reason).await?;
+    // The profile is ours to say; the resident server's authoriser of a restricted join stays.
+    let content = member_content(ctx.rooms.pool, user, "join", reason).await?;
+    let template = own_event_from_template(&made.event, user, room_id, content, &["join_authorised_via_users_server"])?;
     let join = sign_new_event(template, &rules, ctx.rooms.server_name, ctx.rooms.key)?;
 
     let send = create_join_event::v2::Request::new(room_id.to_owned(), join.event_id.clone(), raw(&join)?);
@@ -120,46 +108,6 @@ async fn join_through(
         checked.in_auth_order.iter().filter(|pdu| checked.state.contains(&pdu.event_id)).cloned().collect();
     AuthState::from_auth_events(state).authorize(&join, &rules)?;
     store_joined_room(ctx.rooms, room_id, &room_version, &checked, &join).await
-}
-
-/// The template `make_join` answered with, checked and completed: our user's join with their
-/// profile, keeping what the resident server said (its DAG place, a restricted join's
-/// authoriser).
-async fn join_from_template(
-    ctx: FedCtx<'_>,
-    user: &UserId,
-    room_id: &RoomId,
-    event: &RawJsonValue,
-    reason: Option<&str>,
-) -> Result<CanonicalJsonObject> {
-    let mut object: CanonicalJsonObject = serde_json::from_str(event.get())
-        .map_err(|error| Error::bad_json(format!("The join template is not canonical JSON: {error}")))?;
-    let text = |object: &CanonicalJsonObject, key: &str| match object.get(key) {
-        Some(CanonicalJsonValue::String(value)) => Some(value.clone()),
-        _ => None,
-    };
-    let expected = [("type", "m.room.member"), ("sender", user.as_str()), ("state_key", user.as_str())];
-    if expected.iter().any(|(key, value)| text(&object, key).as_deref() != Some(value))
-        || text(&object, "room_id").as_deref() != Some(room_id.as_str())
-    {
-        return Err(Error::bad_json("The join template is not a join of this user to this room"));
-    }
-    let authoriser = match object.get("content") {
-        Some(CanonicalJsonValue::Object(content)) => content.get("join_authorised_via_users_server").cloned(),
-        _ => None,
-    };
-    let mut content = CanonicalJsonValue::try_from(member_content(ctx.rooms.pool, user, "join", reason).await?)
-        .map_err(|error| Error::internal(format!("member content: {error}")))?;
-    if let (CanonicalJsonValue::Object(content), Some(authoriser)) = (&mut content, authoriser) {
-        content.insert("join_authorised_via_users_server".to_owned(), authoriser);
-    }
-    object.insert("content".to_owned(), content);
-    let now = i64::from(MilliSecondsSinceUnixEpoch::now().get());
-    object.insert("origin_server_ts".to_owned(), CanonicalJsonValue::Integer(now.try_into().unwrap_or_default()));
-    for key in ["hashes", "signatures", "unsigned", "event_id"] {
-        object.remove(key);
-    }
-    Ok(object)
 }
 
 fn raw(pdu: &Pdu) -> Result<Box<RawJsonValue>> {

@@ -69,7 +69,8 @@ pub async fn store_joined_room(
     commit_events(ctx, tx, reservation, room_id, [&appended]).await
 }
 
-async fn store_outlier(conn: &mut PgConnection, room_id: &RoomId, pdu: &Pdu) -> Result<i64> {
+/// Stores `pdu` beside the timeline: its state is unknown here.
+pub(super) async fn store_outlier(conn: &mut PgConnection, room_id: &RoomId, pdu: &Pdu) -> Result<i64> {
     let kind = pdu.kind.to_string();
     let state_key_nid = match &pdu.state_key {
         Some(state_key) => Some(db::state::intern_state_key(conn, &kind, state_key).await?),

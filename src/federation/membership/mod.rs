@@ -11,6 +11,7 @@ mod joined_room;
 pub mod keys;
 pub mod outside;
 pub mod remote_state;
+mod resident;
 pub mod stripped;
 pub mod template;
 

@@ -8,6 +8,8 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::federation::FedCtx;
 use crate::federation::inbound::{parse_pdu, signing_keys_wanted, verify_pdu};
+use crate::federation::membership::joined_room::store_outlier;
+use crate::federation::membership::resident::{own_event_from_template, through_first};
 use crate::rooms::build::{cosign_event, sign_new_event};
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::committed::commit_events;
@@ -16,8 +18,7 @@ use crate::rooms::{RoomCtx, rules_for};
 use crate::time::now_ms;
 use ruma::api::error::{ErrorKind, IncompatibleRoomVersionErrorData};
 use ruma::api::federation::membership::{create_leave_event, prepare_leave_event};
-use ruma::canonical_json::CanonicalJsonValue;
-use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
+use ruma::{EventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::value::RawValue as RawJsonValue;
 
 /// Accepts the invitation `origin` sends for one of our users: checks it, signs it and keeps
@@ -106,17 +107,9 @@ pub async fn leave(ctx: FedCtx<'_>, room_id: &RoomId, user: &UserId, reason: Opt
 }
 
 async fn leave_outside(ctx: FedCtx<'_>, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
-    let mut last_error = Error::not_found(format!("No server to leave {room_id} through"));
-    for server in servers_of_outside_membership(ctx.rooms, room_id, user).await? {
-        match leave_through(ctx, &server, room_id, user, reason).await {
-            Ok(()) => return Ok(()),
-            Err(error) => {
-                tracing::info!(%room_id, %server, %error, "leaving through this server failed");
-                last_error = error;
-            }
-        }
-    }
-    Err(last_error)
+    let servers = servers_of_outside_membership(ctx.rooms, room_id, user).await?;
+    let attempts = servers.iter().map(|server| (server, leave_through(ctx, server, room_id, user, reason)));
+    through_first(room_id, attempts).await
 }
 
 async fn leave_through(
@@ -130,29 +123,11 @@ async fn leave_through(
         ctx.client.send(server, prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned())).await?;
     let room_version = made.room_version.unwrap_or(RoomVersionId::V1);
     let rules = rules_for(&room_version)?;
-    let mut object: ruma::CanonicalJsonObject = serde_json::from_str(made.event.get())
-        .map_err(|error| Error::bad_json(format!("The leave template is not canonical JSON: {error}")))?;
-    let text = |key: &str| match object.get(key) {
-        Some(CanonicalJsonValue::String(value)) => Some(value.clone()),
-        _ => None,
-    };
-    let expected = [("type", "m.room.member"), ("sender", user.as_str()), ("state_key", user.as_str())];
-    if expected.iter().any(|(key, value)| text(key).as_deref() != Some(value))
-        || text("room_id").as_deref() != Some(room_id.as_str())
-    {
-        return Err(Error::bad_json("The leave template is not a leave of this user from this room"));
-    }
     let mut content = serde_json::json!({"membership": "leave"});
     if let Some(reason) = reason {
         content["reason"] = serde_json::json!(reason);
     }
-    let content = CanonicalJsonValue::try_from(content).map_err(|e| Error::internal(e.to_string()))?;
-    object.insert("content".to_owned(), content);
-    let now = i64::from(MilliSecondsSinceUnixEpoch::now().get());
-    object.insert("origin_server_ts".to_owned(), CanonicalJsonValue::Integer(now.try_into().unwrap_or_default()));
-    for key in ["hashes", "signatures", "unsigned", "event_id"] {
-        object.remove(key);
-    }
+    let object = own_event_from_template(&made.event, user, room_id, content, &[])?;
     let leave = sign_new_event(object, &rules, ctx.rooms.server_name, ctx.rooms.key)?;
     let raw = RawJsonValue::from_string(leave.canonical_json()).map_err(|e| Error::internal(e.to_string()))?;
     ctx.client
@@ -175,30 +150,8 @@ async fn record_outside(
     db::rooms::insert(&mut tx, room_id.as_str(), room_version.as_str(), event.sender.as_str(), now_ms()).await?;
     let mut reservation = ctx.streams.reserve();
     let position = reservation.next(&mut tx).await?;
-    let kind = event.kind.to_string();
-    let state_key_nid = match &event.state_key {
-        Some(state_key) => Some(db::state::intern_state_key(&mut tx, &kind, state_key).await?),
-        None => None,
-    };
-    let json = event.canonical_json();
-    let auth_ids: Vec<String> = event.auth_events.iter().map(ToString::to_string).collect();
-    let row = db::federation_inbound::UnplacedEvent {
-        event_id: event.event_id.as_str(),
-        room_id: room_id.as_str(),
-        event_type: &kind,
-        state_key_nid,
-        sender: event.sender.as_str(),
-        origin_server_ts: i64::from(event.origin_server_ts.get()),
-        depth: i64::try_from(u64::from(event.depth)).unwrap_or(i64::MAX),
-        outlier: true,
-        soft_failed: false,
-        state_before: None,
-        state_after: None,
-        json: &json,
-        prev_event_ids: &[],
-        auth_event_ids: &auth_ids,
-    };
-    let event_nid = db::federation_inbound::insert_unplaced(&mut tx, &row).await?;
+    let event_nid = store_outlier(&mut tx, room_id, event).await?;
+    db::events::set_out_of_band_position(&mut tx, event_nid, position).await?;
     db::rooms::set_membership(&mut tx, room_id.as_str(), user.as_str(), membership, event_nid, position).await?;
     let stored = Stored { event_nid, state_after: 0, position };
     let appended = Appended::New { pdu: Box::new(event.clone()), stored };

@@ -4,20 +4,10 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::sync::build::STRIPPED_STATE_TYPES;
 use ruma::RoomId;
 use serde_json::value::RawValue as RawJsonValue;
 use sqlx::PgPool;
-
-/// The state types the spec recommends sharing with invitees and knockers.
-const STRIPPED_STATE_TYPES: [&str; 7] = [
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-    "m.room.topic",
-];
 
 /// The room's current stripped state, as the PDUs stored.
 pub async fn stripped_state_pdus(pool: &PgPool, room_id: &RoomId) -> Result<Vec<Box<RawJsonValue>>> {
