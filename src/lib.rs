@@ -30,6 +30,7 @@ pub mod health;
 pub mod http;
 pub mod media;
 pub mod net;
+pub mod outbox;
 pub mod push;
 pub mod ratelimit;
 pub mod rooms;

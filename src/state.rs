@@ -28,6 +28,7 @@ pub struct Inner {
     pub outbound: crate::net::OutboundClient,
     pub push_sender: crate::push::sender::PushSender,
     pub media: crate::media::MediaRepo,
+    pub federation_sender: crate::federation::sender::FederationSender,
     /// Signed requests to other servers, found by the spec's discovery.
     pub federation: crate::federation::client::FederationClient,
     /// Other servers' signing keys (and ours).
@@ -80,6 +81,7 @@ impl AppState {
             outbound,
             push_sender: Default::default(),
             media,
+            federation_sender: Default::default(),
             federation,
             key_ring,
             config,
@@ -92,6 +94,11 @@ impl AppState {
         }));
         // Notifications reach push gateways without any request.
         state.push_sender.start(state.pool.clone(), Arc::downgrade(&state.streams), state.outbound.clone());
+        // Local events reach the other servers in their rooms without any request. With
+        // federation off, whatever is queued (from when it was on) waits for it to be on again.
+        if state.config.federation.enabled {
+            state.federation_sender.start(state.pool.clone(), Arc::downgrade(&state.streams), state.federation.clone());
+        }
         // Expired typing must reach other clients' syncs as a stop without any request.
         let sweeper = crate::rooms::typing::spawn_sweeper(state.pool.clone(), Arc::downgrade(&state.streams), stopped);
         state.background_tasks().push(sweeper);
@@ -105,8 +112,8 @@ impl AppState {
     /// Stops the process's periodic work (each task finishes what it is doing first), then
     /// closes the pool. Requests must have drained already.
     pub async fn shutdown(&self) {
-        // Push deliveries in flight record their progress first.
-        self.push_sender.stop().await;
+        // Push deliveries and federation transactions in flight record their progress first.
+        tokio::join!(self.push_sender.stop(), self.federation_sender.stop());
         let _ = self.background.stop.send(true);
         let tasks = std::mem::take(&mut *self.background_tasks());
         for task in tasks {

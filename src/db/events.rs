@@ -349,3 +349,14 @@ pub async fn all_in_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result
     .fetch_all(db)
     .await
 }
+
+/// Gives an outlier a stream position: a membership of a local user in a room this server is
+/// not in (an invitation from another server, its rejection) reaches `/sync` by position.
+pub async fn set_out_of_band_position(conn: &mut PgConnection, event_nid: i64, position: i64) -> sqlx::Result<()> {
+    sqlx::query("UPDATE events SET stream_position = $2 WHERE event_nid = $1 AND stream_position IS NULL")
+        .bind(event_nid)
+        .bind(position)
+        .execute(conn)
+        .await?;
+    Ok(())
+}

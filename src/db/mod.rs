@@ -4,6 +4,7 @@
 //! compose several writes into one transaction: a request commits whole or not at all.
 
 pub mod account_data;
+pub mod advisory_locks;
 pub mod cluster_keeper;
 pub mod devices;
 pub mod directory;
@@ -14,6 +15,7 @@ pub mod embedded;
 pub mod ephemeral;
 pub mod events;
 pub mod federation_inbound;
+pub mod federation_queue;
 pub mod filters;
 pub mod json;
 pub mod key_backup;

@@ -1,10 +1,9 @@
 //! What push delivery reads: `event_push_actions` (migration 0012: what each user's push rules
 //! decided for each event, written in the event's transaction) from a pusher's cursor, with
-//! what a push gateway is shown about each event; the badge count; and the per-pusher delivery
-//! locks.
+//! what a push gateway is shown about each event; and the badge count.
 
 use serde_json::Value;
-use sqlx::{FromRow, PgConnection, PgExecutor};
+use sqlx::{FromRow, PgExecutor};
 use std::sync::LazyLock;
 
 /// Pushers whose user has a notification to push above the pusher's cursor, up to `upto`
@@ -132,14 +131,4 @@ fn read_receipt(room: &str, user: &str, thread: &str) -> String {
           WHERE r.room_id = {room} AND r.user_id = {user}
             AND r.receipt_type IN ('m.read', 'm.read.private') AND r.thread_id IN ('', {thread}))"
     )
-}
-
-/// Takes a session-level advisory lock if it is free.
-pub async fn try_lock(conn: &mut PgConnection, class: i32, key: i32) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)").bind(class).bind(key).fetch_one(conn).await
-}
-
-pub async fn unlock(conn: &mut PgConnection, class: i32, key: i32) -> sqlx::Result<()> {
-    sqlx::query("SELECT pg_advisory_unlock($1, $2)").bind(class).bind(key).execute(conn).await?;
-    Ok(())
 }

@@ -200,3 +200,20 @@ pub async fn memberships_of_user(db: impl PgExecutor<'_>, user_id: &str) -> sqlx
         .fetch_all(db)
         .await
 }
+
+/// `(event_id, json)` of the event behind the user's current membership of the room.
+pub async fn membership_event(
+    db: impl PgExecutor<'_>,
+    room_id: &str,
+    user_id: &str,
+) -> sqlx::Result<Option<(String, String)>> {
+    sqlx::query_as(
+        "SELECT i.event_id, e.json FROM room_memberships m
+         JOIN events e ON e.event_nid = m.event_nid JOIN event_ids i ON i.event_nid = m.event_nid
+         WHERE m.room_id = $1 AND m.user_id = $2",
+    )
+    .bind(room_id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await
+}

@@ -35,13 +35,15 @@ pub struct MemberEvent {
     pub json: String,
 }
 
+/// Outliers count only with a stream position: a local user's membership of a room this
+/// server is not in (an invitation from another server, its rejection), kept out of band.
 const MEMBER_EVENTS: &str = "
     SELECT e.event_nid, i.event_id, e.stream_position, e.state_after, e.json
     FROM state_keys k
     JOIN events e ON e.state_key_nid = k.state_key_nid AND e.room_id = $1
     JOIN event_ids i ON i.event_nid = e.event_nid
     WHERE k.event_type = 'm.room.member' AND k.state_key = $2
-      AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier";
+      AND e.rejection IS NULL AND NOT e.soft_failed AND (NOT e.outlier OR e.stream_position IS NOT NULL)";
 
 /// The user's latest member event in the room at or before `position`: their membership as
 /// of that point of the stream, whatever happened after it.

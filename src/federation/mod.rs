@@ -1,7 +1,8 @@
 //! Federation: the server's signing key, other servers' keys ([`key_ring`]), the outbound
 //! client with the spec's server discovery ([`client`], [`discovery`]) and TLS ([`tls`]), the
-//! inbound PDU pipeline ([`inbound`]) and server ACLs ([`acl`]). Membership across servers and
-//! the sender queue build on these, taking a [`FedCtx`].
+//! inbound PDU pipeline ([`inbound`]) and server ACLs ([`acl`]), membership across servers
+//! ([`membership`]), queries ([`query`]) and the outbound queue ([`sender`]). Federation domain
+//! code takes a [`FedCtx`].
 
 pub mod acl;
 pub mod client;
@@ -10,6 +11,9 @@ pub mod discovery;
 pub mod inbound;
 pub mod key_ring;
 pub mod keys;
+pub mod membership;
+pub mod query;
+pub mod sender;
 pub mod tls;
 
 /// What federation domain code takes: room operations, the outbound client and the key ring.

@@ -5,16 +5,16 @@
 use crate::db;
 use crate::error::Result;
 use crate::net::OutboundClient;
+use crate::outbox::{Backoff, Outbox, Outcome, SessionLocks, sleep_or_stop};
 use crate::push::gateway::{self, Answer, PushedEvent, Target};
 use crate::time::now_ms;
 use ruma::push::Action;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::PgPool;
 use std::time::Duration;
-use tokio::sync::{Mutex, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 
-/// Backoff while a gateway fails: doubling from the first, up to the cap (Synapse's values).
-const FIRST_BACKOFF: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(60 * 60);
+/// Backoff while a gateway fails: doubling from 1 s up to an hour (Synapse's values).
+const BACKOFF: Backoff = Backoff { first: Duration::from_secs(1), cap: Duration::from_secs(60 * 60) };
 /// A notification that could not be delivered for this long is skipped: a day-old push is
 /// noise, and a gateway that comes back must not be flooded with them (as Synapse does).
 const GIVE_UP_AFTER_MS: i64 = 24 * 60 * 60 * 1000;
@@ -24,63 +24,24 @@ const CONCURRENT_ATTEMPTS: usize = 16;
 /// Two-key advisory lock class for pusher delivery locks ("HPSH").
 const PUSHER_LOCK_CLASS: i32 = 0x4850_5348;
 
-/// How one pusher's delivery run ended.
-pub(super) enum Outcome {
-    /// Everything up to the bound is handled.
-    CaughtUp,
-    /// Another process is delivering to the pusher; try again later (it may die).
-    HeldElsewhere,
-    /// The pusher is gone (deleted, or its pushkey rejected).
-    Gone,
-    /// The worker is stopping.
-    Stopped,
-    /// A database error; try again later.
-    Failed,
-}
-
 /// What every delivery shares.
 pub(super) struct Deliveries {
     pool: PgPool,
     client: OutboundClient,
-    locks: PusherLocks,
+    locks: SessionLocks,
     attempts: Semaphore,
     stop: watch::Receiver<bool>,
 }
 
 impl Deliveries {
     pub(super) fn new(pool: PgPool, client: OutboundClient, stop: watch::Receiver<bool>) -> Deliveries {
-        let locks = PusherLocks { pool: pool.clone(), connection: Mutex::new(None) };
+        let locks = SessionLocks::new(pool.clone(), PUSHER_LOCK_CLASS);
         Deliveries { pool, client, locks, attempts: Semaphore::new(CONCURRENT_ATTEMPTS), stop }
-    }
-
-    pub(super) async fn close(&self) {
-        self.locks.close().await;
-    }
-
-    /// Delivers the pusher's notifications up to `upto`, holding its lock meanwhile.
-    pub(super) async fn run(&self, pusher_id: i64, upto: i64) -> Outcome {
-        match self.locks.try_lock(pusher_id).await {
-            Ok(true) => {}
-            Ok(false) => return Outcome::HeldElsewhere,
-            Err(error) => {
-                tracing::warn!(%error, pusher_id, "push sender: locking a pusher");
-                return Outcome::Failed;
-            }
-        }
-        let outcome = match self.deliver_locked(pusher_id, upto).await {
-            Ok(outcome) => outcome,
-            Err(error) => {
-                tracing::warn!(%error, pusher_id, "push sender: delivering");
-                Outcome::Failed
-            }
-        };
-        self.locks.unlock(pusher_id).await;
-        outcome
     }
 
     async fn deliver_locked(&self, pusher_id: i64, upto: i64) -> Result<Outcome> {
         let mut stop = self.stop.clone();
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = BACKOFF.first;
         loop {
             let attempt = self.attempts.acquire().await.map_err(|_| crate::Error::internal("semaphore closed"))?;
             if *stop.borrow() {
@@ -117,7 +78,7 @@ impl Deliveries {
                     if !db::pushers::advance(&self.pool, pusher_id, position).await? {
                         return Ok(Outcome::Gone);
                     }
-                    backoff = FIRST_BACKOFF;
+                    backoff = BACKOFF.first;
                 }
                 Answer::Failed(reason) => {
                     let now = now_ms();
@@ -134,10 +95,32 @@ impl Deliveries {
                     if sleep_or_stop(backoff, &mut stop).await {
                         return Ok(Outcome::Stopped);
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    backoff = BACKOFF.next(backoff);
                 }
             }
         }
+    }
+}
+
+impl Outbox for Deliveries {
+    type Queue = i64;
+    const NAME: &'static str = "push";
+
+    async fn queues_with_work(&self, after: Option<i64>, upto: i64) -> Result<Vec<i64>> {
+        Ok(match after {
+            None => db::push_delivery::pushers_with_pending(&self.pool, upto).await?,
+            Some(after) => db::push_delivery::pushers_notified_between(&self.pool, after, upto).await?,
+        })
+    }
+
+    /// Delivers the pusher's notifications up to `upto`, holding its lock meanwhile.
+    async fn deliver(&self, pusher_id: i64, upto: i64) -> Outcome {
+        let what = format!("pusher {pusher_id}");
+        self.locks.while_locked(lock_key(pusher_id), &what, self.deliver_locked(pusher_id, upto)).await
+    }
+
+    async fn close(&self) {
+        self.locks.close().await;
     }
 }
 
@@ -171,57 +154,8 @@ fn to_pushed_event(row: db::push_delivery::Pending) -> Option<(PushedEvent, Vec<
     Some((event, actions))
 }
 
-/// Session advisory locks, one per pusher being delivered to, on a connection of their own:
-/// they die with the process (its connection), so a crashed process never blocks a pusher.
-struct PusherLocks {
-    pool: PgPool,
-    connection: Mutex<Option<PgConnection>>,
-}
-
-impl PusherLocks {
-    async fn try_lock(&self, pusher_id: i64) -> Result<bool> {
-        let mut connection = self.connection.lock().await;
-        if connection.is_none() {
-            *connection = Some(PgConnection::connect_with(&self.pool.connect_options()).await?);
-        }
-        let Some(open) = connection.as_mut() else { return Ok(false) };
-        match db::push_delivery::try_lock(open, PUSHER_LOCK_CLASS, lock_key(pusher_id)).await {
-            Ok(locked) => Ok(locked),
-            Err(error) => {
-                // A broken connection took its locks with it; the next lock opens a new one.
-                *connection = None;
-                Err(error.into())
-            }
-        }
-    }
-
-    async fn unlock(&self, pusher_id: i64) {
-        let mut connection = self.connection.lock().await;
-        let Some(open) = connection.as_mut() else { return };
-        if let Err(error) = db::push_delivery::unlock(open, PUSHER_LOCK_CLASS, lock_key(pusher_id)).await {
-            tracing::warn!(%error, pusher_id, "push sender: unlocking a pusher");
-            *connection = None;
-        }
-    }
-
-    async fn close(&self) {
-        if let Some(connection) = self.connection.lock().await.take() {
-            let _ = connection.close().await;
-        }
-    }
-}
-
 /// The second key of a pusher's advisory lock. Ids beyond 32 bits share keys, which only
 /// ever makes two pushers wait for each other.
 fn lock_key(pusher_id: i64) -> i32 {
     (pusher_id & 0xffff_ffff) as u32 as i32
-}
-
-/// Sleeps; true if told to stop meanwhile.
-pub(super) async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
-    let stopped = tokio::select! {
-        _ = tokio::time::sleep(duration) => false,
-        _ = stop.wait_for(|stop| *stop) => true,
-    };
-    stopped || *stop.borrow()
 }

@@ -8,7 +8,7 @@ use crate::rooms::pdu::Pdu;
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::events::{MessageLikeEventType, StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
-use ruma::signatures::{hash_and_sign_event, reference_hash};
+use ruma::signatures::{hash_and_sign_event, reference_hash, sign_json};
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, ServerName, UserId};
 use serde_json::{Map, Value, json};
 
@@ -71,6 +71,18 @@ pub fn build_and_sign(
     server_name: &ServerName,
     key: &SigningKey,
 ) -> Result<Pdu> {
+    let object = build_unsigned(template, sender, placement, rules)?;
+    sign_new_event(object, rules, server_name, key)
+}
+
+/// The event's fields as its room version requires them, before hashes and signatures: what a
+/// resident server answers a `make_join` (or `make_leave`, `make_knock`) with.
+pub fn build_unsigned(
+    template: &EventTemplate,
+    sender: &UserId,
+    placement: &Placement<'_>,
+    rules: &RoomVersionRules,
+) -> Result<CanonicalJsonObject> {
     if !template.content.is_object() {
         return Err(Error::bad_json("Event content must be a JSON object"));
     }
@@ -102,15 +114,23 @@ pub fn build_and_sign(
         object.insert("redacts".into(), redacts.clone());
     }
 
-    let mut canonical = match CanonicalJsonValue::try_from(Value::Object(object)) {
-        Ok(CanonicalJsonValue::Object(object)) => object,
-        Ok(_) => return Err(Error::internal("an event did not serialise to an object")),
-        Err(error) => {
-            return Err(Error::bad_json(format!(
-                "The event is not valid canonical JSON (integers must be within ±2^53, no floats): {error}"
-            )));
-        }
-    };
+    match CanonicalJsonValue::try_from(Value::Object(object)) {
+        Ok(CanonicalJsonValue::Object(object)) => Ok(object),
+        Ok(_) => Err(Error::internal("an event did not serialise to an object")),
+        Err(error) => Err(Error::bad_json(format!(
+            "The event is not valid canonical JSON (integers must be within ±2^53, no floats): {error}"
+        ))),
+    }
+}
+
+/// Hashes and signs a new event of this server (built here, or from a resident server's
+/// template), checks the spec's size limit and computes its event id.
+pub fn sign_new_event(
+    mut canonical: CanonicalJsonObject,
+    rules: &RoomVersionRules,
+    server_name: &ServerName,
+    key: &SigningKey,
+) -> Result<Pdu> {
     hash_and_sign_event(server_name.as_str(), &key.key_pair, &mut canonical, &rules.redaction)
         .map_err(too_large_or_internal)?;
     let size = CanonicalJsonValue::Object(canonical.clone()).to_string().len();
@@ -119,6 +139,32 @@ pub fn build_and_sign(
     }
     let event_id = event_id_of(&canonical, rules)?;
     Pdu::from_canonical(event_id, canonical)
+}
+
+/// Adds this server's signature to an event another server built and signed (a restricted join
+/// a local member authorises): like every event signature it covers the redacted form, so the
+/// event's hashes and id do not change.
+pub fn cosign_event(
+    object: &mut CanonicalJsonObject,
+    rules: &RoomVersionRules,
+    server_name: &ServerName,
+    key: &SigningKey,
+) -> Result<()> {
+    let mut redacted = ruma::canonical_json::redact(object.clone(), &rules.redaction, None)
+        .map_err(|error| Error::bad_json(format!("The event cannot be redacted: {error}")))?;
+    sign_json(server_name.as_str(), &key.key_pair, &mut redacted).map_err(too_large_or_internal)?;
+    let ours = match redacted.get("signatures") {
+        Some(CanonicalJsonValue::Object(signatures)) => signatures.get(server_name.as_str()).cloned(),
+        _ => None,
+    }
+    .ok_or_else(|| Error::internal("signing left no signature"))?;
+    match object.entry("signatures".to_owned()).or_insert_with(|| CanonicalJsonValue::Object(Default::default())) {
+        CanonicalJsonValue::Object(signatures) => {
+            signatures.insert(server_name.as_str().to_owned(), ours);
+            Ok(())
+        }
+        _ => Err(Error::bad_json("The event's signatures are not an object")),
+    }
 }
 
 /// `$` + the event's reference hash (room versions 3 and later).

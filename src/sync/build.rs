@@ -26,7 +26,7 @@ use std::collections::{HashMap, HashSet};
 
 /// State event types shown to users invited to (or knocking on) a room, so that clients can
 /// say what the room is (spec: "Stripped state"), plus the member event itself.
-const STRIPPED_STATE_TYPES: [&str; 7] = [
+pub const STRIPPED_STATE_TYPES: [&str; 7] = [
     "m.room.create",
     "m.room.join_rules",
     "m.room.name",

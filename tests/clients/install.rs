@@ -6,8 +6,8 @@
 //! what it was made from (lock files, and for the venv the interpreter) is unchanged; a file
 //! lock serialises test binaries that install at the same time.
 
-use sha2::{Digest, Sha256};
-use std::fs::{self, File};
+use crate::common::install::{build_area, hash_of, install_once, output};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -17,13 +17,6 @@ const MIN_NODE_MAJOR: u32 = 20;
 
 fn source_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients")
-}
-
-/// `target/test-clients`: beside `target/tmp` (`CARGO_TARGET_TMPDIR`), so it follows
-/// `CARGO_TARGET_DIR` and `cargo clean` removes it.
-fn build_area() -> PathBuf {
-    let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-    tmp.parent().unwrap_or(tmp).join("test-clients")
 }
 
 pub fn js_dir() -> PathBuf {
@@ -100,50 +93,4 @@ fn install_venv(name: &str, requirements: &Path) -> Result<PathBuf, String> {
         .map(|_| ())
     })?;
     Ok(dir.join("bin"))
-}
-
-/// Runs `install` into an empty `dir` unless `dir` already holds an install with `key`;
-/// under a file lock, so concurrent test binaries install once and the others wait.
-fn install_once(
-    name: &str,
-    dir: &Path,
-    key: &str,
-    install: impl FnOnce(&Path) -> Result<(), String>,
-) -> Result<(), String> {
-    let area = build_area();
-    fs::create_dir_all(&area).map_err(|e| format!("create {}: {e}", area.display()))?;
-    let lock_path = area.join(format!("{name}.lock"));
-    let lock = File::create(&lock_path).map_err(|e| format!("create {}: {e}", lock_path.display()))?;
-    lock.lock().map_err(|e| format!("lock {}: {e}", lock_path.display()))?;
-    let marker = dir.join(".installed-from");
-    if fs::read_to_string(&marker).is_ok_and(|installed| installed == key) {
-        return Ok(());
-    }
-    let started = std::time::Instant::now();
-    let _ = fs::remove_dir_all(dir);
-    fs::create_dir_all(dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-    install(dir).map_err(|e| format!("installing the {name} test clients into {} failed: {e}", dir.display()))?;
-    // Written last: an interrupted install has no marker and is redone.
-    fs::write(&marker, key).map_err(|e| format!("write {}: {e}", marker.display()))?;
-    eprintln!("installed the {name} test clients into {} in {:.1} s", dir.display(), started.elapsed().as_secs_f64());
-    Ok(())
-}
-
-fn hash_of(files: &[PathBuf], extra: &str) -> Result<String, String> {
-    let mut hasher = Sha256::new();
-    for file in files {
-        hasher.update(fs::read(file).map_err(|e| format!("read {}: {e}", file.display()))?);
-    }
-    hasher.update(extra.as_bytes());
-    Ok(hex::encode(hasher.finalize()))
-}
-
-/// Runs a command to completion; its stdout, or an error with its stderr.
-fn output(command: &mut Command) -> Result<String, String> {
-    let shown = format!("{command:?}");
-    let out = command.output().map_err(|e| format!("{shown} could not start: {e}"))?;
-    if !out.status.success() {
-        return Err(format!("{shown} failed ({}):\n{}", out.status, String::from_utf8_lossy(&out.stderr)));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -5,10 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 pub mod federation;
+pub mod federation_peer;
+pub mod install;
 pub mod node;
 pub mod push_gateway;
 pub mod remote_pdus;
 mod rooms;
+pub mod synapse;
 #[allow(unused_imports)] // not every test binary encodes, fills paths or sends text
 pub use rooms::{encode, fill_path, message_ids, text};
 

@@ -44,9 +44,9 @@ async fn get_alias(
     State(state): State<AppState>,
     request: Ruma<get_alias::v3::Request>,
 ) -> Result<RumaResponse<get_alias::v3::Response>> {
-    let room_id = aliases::resolve(&state.pool, &state.server_name, &request.body.room_alias).await?;
-    // Without federation this server is the only one known to be in the room.
-    Ok(get_alias::v3::Response::new(room_id, vec![state.server_name.clone()]).into())
+    // This server's aliases from its table, other servers' by asking them.
+    let (room_id, servers) = crate::federation::query::resolve_alias(state.fed(), &request.body.room_alias).await?;
+    Ok(get_alias::v3::Response::new(room_id, servers).into())
 }
 
 /// `DELETE /_matrix/client/*/directory/room/{roomAlias}`: remove an alias from a room.

@@ -1,9 +1,10 @@
 //! Membership: join, leave, invite, kick, ban, unban; who is in which room.
 
 use crate::error::{Error, Result};
+use crate::federation;
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
 use crate::rooms::membership_action::MembershipAction;
-use crate::rooms::{aliases, membership, read};
+use crate::rooms::{membership, read};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
@@ -12,7 +13,7 @@ use ruma::api::client::membership::{
     ban_user, invite_user, join_room_by_id, join_room_by_id_or_alias, joined_members, joined_rooms, kick_user,
     leave_room, unban_user,
 };
-use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomOrAliasId, UserId};
 use std::collections::BTreeMap;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
@@ -34,8 +35,10 @@ async fn join_by_id(
     request: Authed<join_room_by_id::v3::Request>,
 ) -> Result<RumaResponse<join_room_by_id::v3::Response>> {
     let body = &request.body;
-    membership::join(state.rooms(), &body.room_id, &request.session, body.reason.as_deref()).await?;
-    Ok(join_room_by_id::v3::Response::new(body.room_id.clone()).into())
+    let room = <&RoomOrAliasId>::from(&*body.room_id);
+    let room_id =
+        federation::membership::join(state.fed(), &request.session, room, &[], body.reason.as_deref()).await?;
+    Ok(join_room_by_id::v3::Response::new(room_id).into())
 }
 
 /// `POST /_matrix/client/*/join/{roomIdOrAlias}`: join a room using its ID or one of its aliases.
@@ -44,11 +47,8 @@ async fn join_by_id_or_alias(
     request: Authed<join_room_by_id_or_alias::v3::Request>,
 ) -> Result<RumaResponse<join_room_by_id_or_alias::v3::Response>> {
     let body = &request.body;
-    let room_id = match OwnedRoomId::try_from(body.room_id_or_alias.clone()) {
-        Ok(room_id) => room_id,
-        Err(alias) => aliases::resolve(&state.pool, &state.server_name, &alias).await?,
-    };
-    membership::join(state.rooms(), &room_id, &request.session, body.reason.as_deref()).await?;
+    let (session, reason) = (&request.session, body.reason.as_deref());
+    let room_id = federation::membership::join(state.fed(), session, &body.room_id_or_alias, &body.via, reason).await?;
     Ok(join_room_by_id_or_alias::v3::Response::new(room_id).into())
 }
 
@@ -58,7 +58,7 @@ async fn leave(
     request: Authed<leave_room::v3::Request>,
 ) -> Result<RumaResponse<leave_room::v3::Response>> {
     let body = &request.body;
-    membership::leave(state.rooms(), &body.room_id, &request.session.user_id, body.reason.as_deref()).await?;
+    federation::membership::leave(state.fed(), &body.room_id, &request.session.user_id, body.reason.as_deref()).await?;
     Ok(leave_room::v3::Response::new().into())
 }
 

@@ -6,6 +6,8 @@ pub mod auth;
 mod dag;
 mod directory;
 mod keys;
+mod membership;
+mod query;
 mod transactions;
 
 use crate::state::AppState;
@@ -15,6 +17,8 @@ use axum::Router;
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = keys::routes(router);
     let router = directory::routes(router);
+    let router = membership::routes(router);
+    let router = query::routes(router);
     let router = transactions::routes(router);
     dag::routes(router)
 }

@@ -3,9 +3,11 @@
 //! must go with a new event.
 //!
 //! - Before the commit, in the same transaction: what each local member's push rules say of
-//!   the events (`push::record_notifications`), so a crash can lose no notification.
+//!   the events (`push::record_notifications`), and the local ones queued for every remote
+//!   server in the room (`federation::sender::enqueue_pdus`), so a crash can lose neither.
 //! - After it: the wake-up of every `/sync` that may now deliver them ([`events_committed`]);
-//!   the pushers, the federation sender and in-memory room windows are to hang off here too.
+//!   the same notifier wakes the pushers and the federation sender (`crate::outbox`).
+//!   In-memory room windows are to hang off here too.
 
 use crate::error::Result;
 use crate::rooms::RoomCtx;
@@ -24,7 +26,9 @@ pub async fn commit_events<'e>(
     room_id: &RoomId,
     events: impl IntoIterator<Item = &'e Appended>,
 ) -> Result<()> {
+    let events: Vec<&Appended> = events.into_iter().collect();
     crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, reservation.positions()).await?;
+    crate::federation::sender::enqueue_pdus(&mut tx, ctx.server_name, room_id, &events).await?;
     tx.commit().await?;
     events_committed(reservation, room_id, events).await
 }

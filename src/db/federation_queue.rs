@@ -1,0 +1,207 @@
+//! The outbound federation queue (migration 0021): rows per (destination, event) written in
+//! the event's transaction, grouped into transactions of at most a bound, deleted once the
+//! destination acknowledged; and per-destination delivery health.
+
+use sqlx::{FromRow, PgConnection, PgExecutor};
+
+/// A new local event to queue: its nid and stream position, and the server of a remote user
+/// it kicks or bans (who must hear of it even with no member left in the room).
+pub struct Outgoing<'a> {
+    pub event_nid: i64,
+    pub stream_position: i64,
+    pub membership_target: Option<&'a str>,
+}
+
+/// Queues `events` (new events of `room_id`, in order) for every server with a joined member
+/// in the room after them, and each to its membership target's server; never to `local`.
+/// One statement, which inserts nothing for a room without remote servers.
+pub async fn enqueue(conn: &mut PgConnection, room_id: &str, local: &str, events: &[Outgoing<'_>]) -> sqlx::Result<()> {
+    let nids: Vec<i64> = events.iter().map(|event| event.event_nid).collect();
+    let positions: Vec<i64> = events.iter().map(|event| event.stream_position).collect();
+    let targets: Vec<Option<&str>> = events.iter().map(|event| event.membership_target).collect();
+    sqlx::query(
+        "WITH servers AS (SELECT server_name FROM room_servers WHERE room_id = $1 AND server_name <> $5)
+         INSERT INTO federation_queue (destination, event_nid, stream_position)
+         SELECT DISTINCT d.destination, e.nid, e.pos
+         FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS e(nid, pos, target)
+         CROSS JOIN LATERAL (
+             SELECT server_name FROM servers
+             UNION SELECT e.target WHERE e.target IS NOT NULL AND e.target <> $5
+         ) d(destination)",
+    )
+    .bind(room_id)
+    .bind(&nids)
+    .bind(&positions)
+    .bind(&targets)
+    .bind(local)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Destinations with anything queued (at start-up: whatever was left over), skipping
+/// through the destination index rather than reading every row.
+pub async fn destinations_with_queue(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "WITH RECURSIVE found(destination) AS (
+             (SELECT destination FROM federation_queue ORDER BY destination LIMIT 1)
+             UNION ALL
+             SELECT (SELECT q.destination FROM federation_queue q WHERE q.destination > f.destination
+                     ORDER BY q.destination LIMIT 1)
+             FROM found f WHERE f.destination IS NOT NULL
+         )
+         SELECT destination FROM found WHERE destination IS NOT NULL",
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Destinations with events queued at positions in `(after, upto]`.
+pub async fn destinations_queued_between(db: impl PgExecutor<'_>, after: i64, upto: i64) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT destination FROM federation_queue WHERE stream_position > $1 AND stream_position <= $2",
+    )
+    .bind(after)
+    .bind(upto)
+    .fetch_all(db)
+    .await
+}
+
+/// A transaction to (re)send: its id and its PDUs, oldest first.
+pub struct OutgoingTransaction {
+    pub txn_id: String,
+    pub pdus: Vec<String>,
+}
+
+/// The destination's next transaction: the one formed before and not acknowledged (sent
+/// again with the same id, so the destination can tell), else up to `max_pdus` of its oldest
+/// queued events made into a new one. A new transaction's id is `id_prefix` followed by the
+/// smallest queue id in it, unique in this database for good. `None` when nothing is queued.
+/// The caller holds the destination's delivery lock.
+pub async fn next_transaction(
+    conn: &mut PgConnection,
+    destination: &str,
+    max_pdus: i64,
+    id_prefix: &str,
+) -> sqlx::Result<Option<OutgoingTransaction>> {
+    let formed: Option<String> = sqlx::query_scalar(
+        "SELECT txn_id FROM federation_queue WHERE destination = $1 AND txn_id IS NOT NULL
+         ORDER BY stream_position, queue_id LIMIT 1",
+    )
+    .bind(destination)
+    .fetch_optional(&mut *conn)
+    .await?;
+    let txn_id = match formed {
+        Some(txn_id) => txn_id,
+        None => {
+            let formed: Option<String> = sqlx::query_scalar(
+                "WITH batch AS (SELECT queue_id FROM federation_queue WHERE destination = $1 AND txn_id IS NULL
+                                ORDER BY stream_position, queue_id LIMIT $2)
+                 UPDATE federation_queue q SET txn_id = $3 || (SELECT MIN(queue_id) FROM batch)
+                 FROM batch WHERE q.queue_id = batch.queue_id
+                 RETURNING q.txn_id",
+            )
+            .bind(destination)
+            .bind(max_pdus)
+            .bind(id_prefix)
+            .fetch_all(&mut *conn)
+            .await?
+            .into_iter()
+            .next();
+            let Some(txn_id) = formed else { return Ok(None) };
+            txn_id
+        }
+    };
+    let pdus = sqlx::query_scalar(
+        "SELECT e.json FROM federation_queue q JOIN events e ON e.event_nid = q.event_nid
+         WHERE q.destination = $1 AND q.txn_id = $2 ORDER BY q.stream_position, q.queue_id",
+    )
+    .bind(destination)
+    .bind(&txn_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(OutgoingTransaction { txn_id, pdus }))
+}
+
+/// The destination acknowledged the transaction: its events leave the queue, and the
+/// destination counts as healthy again.
+pub async fn acknowledge(db: impl PgExecutor<'_>, destination: &str, txn_id: &str, now_ms: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH sent AS (DELETE FROM federation_queue WHERE destination = $1 AND txn_id = $2)
+         INSERT INTO federation_destinations (destination, last_success_ts) VALUES ($1, $3)
+         ON CONFLICT (destination) DO UPDATE
+           SET last_success_ts = $3, failing_since_ts = NULL, failures = 0, last_error = NULL,
+               backoff_ms = 0, retry_at_ts = NULL",
+    )
+    .bind(destination)
+    .bind(txn_id)
+    .bind(now_ms)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// An attempt failed: the destination is to be tried again after `backoff_ms`.
+pub async fn record_failure(
+    db: impl PgExecutor<'_>,
+    destination: &str,
+    error: &str,
+    backoff_ms: i64,
+    now_ms: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO federation_destinations (destination, failing_since_ts, failures, last_error, backoff_ms, retry_at_ts)
+         VALUES ($1, $4, 1, $2, $3, $4 + $3)
+         ON CONFLICT (destination) DO UPDATE
+           SET failing_since_ts = COALESCE(federation_destinations.failing_since_ts, $4),
+               failures = federation_destinations.failures + 1, last_error = $2,
+               backoff_ms = $3, retry_at_ts = $4 + $3",
+    )
+    .bind(destination)
+    .bind(error)
+    .bind(backoff_ms)
+    .bind(now_ms)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Where a destination's backoff stands: the current interval and when the next attempt is
+/// due (ms), if it is failing.
+#[derive(Debug, FromRow)]
+pub struct Backoff {
+    pub backoff_ms: i64,
+    pub retry_at_ts: i64,
+}
+
+pub async fn backoff(db: impl PgExecutor<'_>, destination: &str) -> sqlx::Result<Option<Backoff>> {
+    sqlx::query_as(
+        "SELECT backoff_ms, retry_at_ts FROM federation_destinations
+         WHERE destination = $1 AND retry_at_ts IS NOT NULL",
+    )
+    .bind(destination)
+    .fetch_optional(db)
+    .await
+}
+
+/// The operator's view of one destination (`federation_destination_status`).
+#[derive(Debug, FromRow)]
+pub struct DestinationStatus {
+    pub destination: String,
+    pub depth: i64,
+    pub last_success_ts: Option<i64>,
+    pub failing_since_ts: Option<i64>,
+    pub failures: Option<i32>,
+    pub last_error: Option<String>,
+    pub backoff_ms: Option<i64>,
+    pub retry_at_ts: Option<i64>,
+}
+
+pub async fn status(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<DestinationStatus>> {
+    sqlx::query_as(
+        "SELECT destination, depth, last_success_ts, failing_since_ts, failures, last_error, backoff_ms, retry_at_ts
+         FROM federation_destination_status ORDER BY destination",
+    )
+    .fetch_all(db)
+    .await
+}

@@ -1,0 +1,22 @@
+//! Membership across servers, both directions (server-server API, "Joining rooms", "Leaving
+//! rooms", "Inviting to a room", "Knocking upon a room"): served for users of other servers in
+//! our rooms (`template`: `make_*`; `accept`: `send_*`), and used for our users joining rooms
+//! that live elsewhere (`join`, checking the resident server's answer in `remote_state` and
+//! storing the room in `joined_room`); invitations from other servers and leaving rooms this
+//! server is not in (`outside`).
+
+pub mod accept;
+pub mod join;
+mod joined_room;
+pub mod keys;
+pub mod outside;
+pub mod remote_state;
+mod resident;
+pub mod stripped;
+pub mod template;
+
+pub use accept::{JoinedRoomState, send_membership};
+pub use join::{join, join_remote};
+pub use keys::KeySource;
+pub use outside::{leave, receive_invite};
+pub use template::{MembershipTemplate, RemoteMembership, make_membership};

@@ -1,0 +1,80 @@
+//! Durable outboxes: work written in the database beside the change that caused it (a push
+//! notification, an event for another server), delivered by a background worker that resumes
+//! where it stood after a restart. Push delivery and the federation sender are both one.
+//!
+//! The worker ([`OutboxWorker`]) sleeps until the stream notifier announces a change of the
+//! readable position (local commits, and other processes' through `LISTEN/NOTIFY`), asks the
+//! outbox which of its queues (a pusher, a destination server) got work in the newly readable
+//! range, and runs one delivery task per queue — no polling. Only positions up to the readable
+//! bound are asked about: below it everything has committed, so work committed out of order is
+//! never passed over. Each queue is served by one task at a time; across processes the outbox
+//! takes a session advisory lock per queue ([`SessionLocks`]).
+
+mod locks;
+mod worker;
+
+pub use locks::SessionLocks;
+pub use worker::OutboxWorker;
+
+use crate::error::Result;
+use std::fmt::Display;
+use std::future::Future;
+use std::hash::Hash;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// How one queue's delivery run ended.
+pub enum Outcome {
+    /// Everything up to the bound is handled.
+    CaughtUp,
+    /// Another process is delivering this queue; try again later (it may die).
+    HeldElsewhere,
+    /// The queue is gone (a pusher deleted, say).
+    Gone,
+    /// The worker is stopping.
+    Stopped,
+    /// A database error; try again later.
+    Failed,
+}
+
+/// What a worker delivers.
+pub trait Outbox: Send + Sync + 'static {
+    /// Names one queue (a pusher, a destination).
+    type Queue: Clone + Eq + Hash + Display + Send + Sync + 'static;
+
+    /// For logs.
+    const NAME: &'static str;
+
+    /// The queues with work at positions in `(after, upto]`, or with any work at all up to
+    /// `upto` when `after` is `None` (the first look after start-up).
+    fn queues_with_work(&self, after: Option<i64>, upto: i64) -> impl Future<Output = Result<Vec<Self::Queue>>> + Send;
+
+    /// Delivers the queue's work up to position `upto` (or further).
+    fn deliver(&self, queue: Self::Queue, upto: i64) -> impl Future<Output = Outcome> + Send;
+
+    /// Releases what the outbox holds (its lock connection) once every delivery has ended.
+    fn close(&self) -> impl Future<Output = ()> + Send;
+}
+
+/// Capped exponential backoff for a failing queue: doubling from `first` up to `cap`.
+#[derive(Clone, Copy, Debug)]
+pub struct Backoff {
+    pub first: Duration,
+    pub cap: Duration,
+}
+
+impl Backoff {
+    /// The interval after `current` failed again.
+    pub fn next(&self, current: Duration) -> Duration {
+        if current.is_zero() { self.first } else { (current * 2).clamp(self.first, self.cap) }
+    }
+}
+
+/// Sleeps; true if told to stop meanwhile.
+pub async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+    let stopped = tokio::select! {
+        _ = tokio::time::sleep(duration) => false,
+        _ = stop.wait_for(|stop| *stop) => true,
+    };
+    stopped || *stop.borrow()
+}

@@ -1,0 +1,218 @@
+//! Hearth federating with a real Synapse (issue #16), both directions: a Synapse user joins a
+//! Hearth room and a Hearth user joins a Synapse room, by alias, and messages flow both ways.
+//! One Synapse per test binary, shared by the few tests here (it takes seconds to start; CI's
+//! budget is small); every server trusts one test CA made once for the binary.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
+
+mod common;
+
+use common::federation::{FedServer, TestCa};
+use common::synapse::{Synapse, SynapseTls, SynapseUser, shared_async};
+use common::{TestUser, encode};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Federation is asynchronous: what one side did reaches the other within this.
+const DELIVERY: Duration = Duration::from_secs(60);
+
+/// The binary's CA: Synapse, started once, keeps using its files.
+fn ca() -> Arc<TestCa> {
+    static CA: OnceLock<Arc<TestCa>> = OnceLock::new();
+    CA.get_or_init(|| Arc::new(TestCa::new())).clone()
+}
+
+async fn synapse() -> &'static Synapse {
+    shared_async(|| {
+        let ca = ca();
+        SynapseTls { ca_cert: ca.ca_file(), cert: ca.cert_file(), key: ca.key_file() }
+    })
+    .await
+}
+
+/// Polls `check` until it holds; panics with `what` (and Synapse's log) after [`DELIVERY`].
+async fn eventually<F, Fut>(synapse: &Synapse, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    while !check().await {
+        assert!(
+            started.elapsed() < DELIVERY,
+            "{what}: not within {DELIVERY:?}\nSynapse's log:\n{}",
+            synapse.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn message_bodies(chunk: &Value) -> Vec<String> {
+    chunk
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|event| event["type"] == "m.room.message")
+        .filter_map(|event| event["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+async fn hearth_messages(hearth: &FedServer, user: &TestUser, room: &str) -> Vec<String> {
+    let path = format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50");
+    let (status, body) = hearth.server.get(&path, user.token()).await;
+    if status != StatusCode::OK {
+        return Vec::new();
+    }
+    message_bodies(&body["chunk"])
+}
+
+async fn synapse_messages(synapse: &Synapse, user: &SynapseUser, room: &str) -> Vec<String> {
+    let path = format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50");
+    let (status, body) = synapse.request(Method::GET, &path, Some(&user.access_token), None).await;
+    if status != StatusCode::OK {
+        return Vec::new();
+    }
+    message_bodies(&body["chunk"])
+}
+
+async fn synapse_joined(synapse: &Synapse, user: &SynapseUser, room: &str) -> Vec<String> {
+    let path = format!("/_matrix/client/v3/rooms/{room}/joined_members");
+    let (_, body) = synapse.request(Method::GET, &path, Some(&user.access_token), None).await;
+    body["joined"].as_object().map(|joined| joined.keys().cloned().collect()).unwrap_or_default()
+}
+
+async fn synapse_send(synapse: &Synapse, user: &SynapseUser, room: &str, txn: &str, text: &str) {
+    let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+    let body = json!({"msgtype": "m.text", "body": text});
+    let (status, answer) = synapse.request(Method::PUT, &path, Some(&user.access_token), Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "Synapse send: {answer}");
+}
+
+#[tokio::test]
+async fn a_synapse_user_joins_a_hearth_room_by_alias_and_they_chat() {
+    let synapse = synapse().await;
+    let hearth = FedServer::start(ca()).await;
+    let alice = hearth.server.register("alice", "alice's password").await;
+    let room =
+        hearth.server.create_room(&alice, json!({"preset": "public_chat", "room_alias_name": "hearthroom"})).await;
+    let sam = synapse.register("sam").await;
+
+    let alias = format!("#hearthroom:{}", hearth.name());
+    let path = format!("/_matrix/client/v3/join/{}", encode(&alias));
+    let (status, body) = synapse.request(Method::POST, &path, Some(&sam.access_token), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "Synapse joins through Hearth: {body}\n{}", synapse.log_tail());
+    assert_eq!(body["room_id"], room);
+    let (status, members) =
+        hearth.server.get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), alice.token()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(members["joined"][&sam.user_id].is_object(), "Hearth has sam as a member: {members}");
+
+    hearth.server.send_text(&alice, &room, "h1", "hello Synapse").await;
+    eventually(synapse, "Hearth's message reaches Synapse", || async {
+        synapse_messages(synapse, &sam, &room).await.contains(&"hello Synapse".to_owned())
+    })
+    .await;
+    synapse_send(synapse, &sam, &room, "s1", "hello Hearth").await;
+    eventually(synapse, "Synapse's message reaches Hearth", || async {
+        hearth_messages(&hearth, &alice, &room).await.contains(&"hello Hearth".to_owned())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_hearth_user_joins_a_synapse_room_by_alias_and_they_chat() {
+    let synapse = synapse().await;
+    let hearth = FedServer::start(ca()).await;
+    let sue = synapse.register("sue").await;
+    let create = json!({"preset": "public_chat", "room_alias_name": "synapseroom", "name": "Synapse's room"});
+    let (status, created) =
+        synapse.request(Method::POST, "/_matrix/client/v3/createRoom", Some(&sue.access_token), Some(create)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    let bob = hearth.server.register("bob", "bob's password").await;
+
+    let alias = format!("#synapseroom:{}", synapse.server_name);
+    let (status, body) =
+        hearth.server.post(&format!("/_matrix/client/v3/join/{}", encode(&alias)), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "Hearth joins through Synapse: {body}\n{}", synapse.log_tail());
+    assert_eq!(body["room_id"], room);
+    eventually(synapse, "Synapse has bob as a member", || async {
+        synapse_joined(synapse, &sue, &room).await.contains(&bob.user_id)
+    })
+    .await;
+    // Hearth built its copy of the room from Synapse's answer.
+    let (status, name) =
+        hearth.server.get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.name"), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{name}");
+    assert_eq!(name["name"], "Synapse's room");
+
+    synapse_send(synapse, &sue, &room, "s1", "welcome, Hearth").await;
+    eventually(synapse, "Synapse's message reaches Hearth", || async {
+        hearth_messages(&hearth, &bob, &room).await.contains(&"welcome, Hearth".to_owned())
+    })
+    .await;
+    hearth.server.send_text(&bob, &room, "h1", "thanks, Synapse").await;
+    eventually(synapse, "Hearth's message reaches Synapse", || async {
+        synapse_messages(synapse, &sue, &room).await.contains(&"thanks, Synapse".to_owned())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_synapse_invitation_to_hearth_users_is_accepted_by_one_and_rejected_by_the_other() {
+    let synapse = synapse().await;
+    let hearth = FedServer::start(ca()).await;
+    let sid = synapse.register("sid").await;
+    let create = json!({"preset": "private_chat", "name": "Invite only"});
+    let (status, created) =
+        synapse.request(Method::POST, "/_matrix/client/v3/createRoom", Some(&sid.access_token), Some(create)).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let room = created["room_id"].as_str().unwrap().to_owned();
+    let ann = hearth.server.register("ann", "ann's password").await;
+    let ben = hearth.server.register("ben", "ben's password").await;
+
+    for invitee in [&ann, &ben] {
+        let path = format!("/_matrix/client/v3/rooms/{room}/invite");
+        let body = json!({"user_id": invitee.user_id});
+        let (status, answer) = synapse.request(Method::POST, &path, Some(&sid.access_token), Some(body)).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "Synapse invites {} through Hearth: {answer}\n{}",
+            invitee.user_id,
+            synapse.log_tail()
+        );
+        // The invitation shows in the invitee's sync on Hearth.
+        let (status, sync) = hearth.server.get("/_matrix/client/v3/sync", invitee.token()).await;
+        assert_eq!(status, StatusCode::OK, "{sync}");
+        let invite_state = &sync["rooms"]["invite"][&room]["invite_state"]["events"];
+        assert!(
+            invite_state.as_array().into_iter().flatten().any(|event| event["content"]["membership"] == "invite"),
+            "{} sees the invitation: {sync}",
+            invitee.user_id
+        );
+    }
+
+    // Ben rejects while Hearth is not in the room: his leave goes to Synapse through
+    // make_leave/send_leave.
+    let (status, body) =
+        hearth.server.post(&format!("/_matrix/client/v3/rooms/{room}/leave"), ben.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "ben rejects: {body}\n{}", synapse.log_tail());
+    let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", ben.user_id);
+    let (status, member) = synapse.request(Method::GET, &path, Some(&sid.access_token), None).await;
+    assert_eq!(status, StatusCode::OK, "{member}");
+    assert_eq!(member["membership"], "leave", "Synapse sees ben's rejection");
+    let (status, sync) = hearth.server.get("/_matrix/client/v3/sync", ben.token()).await;
+    assert_eq!(status, StatusCode::OK, "ben's sync after rejecting: {sync}");
+    assert!(sync["rooms"]["invite"][&room].is_null(), "the invitation is gone from ben's sync: {sync}");
+
+    // Ann accepts: she joins through the server that invited her.
+    let (status, body) =
+        hearth.server.post(&format!("/_matrix/client/v3/rooms/{room}/join"), ann.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "ann accepts: {body}\n{}", synapse.log_tail());
+    eventually(synapse, "Synapse has ann as a member", || async {
+        synapse_joined(synapse, &sid, &room).await.contains(&ann.user_id)
+    })
+    .await;
+}
