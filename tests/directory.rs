@@ -155,7 +155,7 @@ async fn invalid_foreign_or_unauthorised_aliases_are_refused_and_nothing_is_stor
     assert_eq!(server.count(ALIASES).await, 0);
 
     assert_error(&server.get(&alias_path("#nope:hearth.test"), None).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
-    // Other servers' aliases would need federation.
+    // An alias whose server cannot be reached is not found.
     assert_error(&server.get(&alias_path("#tea:elsewhere.example"), None).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
     assert_error(&server.get(&alias_path("nope"), None).await, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
 }

@@ -5,6 +5,7 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::federation::FedCtx;
+use crate::federation::client::FederationError;
 use ruma::api::federation::query::{get_profile_information, get_room_information};
 use ruma::{OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, ServerName, UserId};
 use serde_json::{Map, Value};
@@ -52,7 +53,12 @@ pub async fn resolve_alias(ctx: FedCtx<'_>, alias: &RoomAliasId) -> Result<(Owne
         return local_alias(ctx.rooms.pool, ctx.rooms.server_name, alias).await;
     }
     let request = get_room_information::v1::Request::new(alias.to_owned());
-    let response = ctx.client.send(alias.server_name(), request).await?;
+    // An alias whose server cannot be reached is an alias that cannot be found (as for
+    // Synapse); what that server itself answers keeps its meaning.
+    let response = ctx.client.send(alias.server_name(), request).await.map_err(|error| match error {
+        FederationError::Remote { .. } => Error::from(error),
+        unreachable => Error::not_found(format!("Room alias {alias} could not be resolved: {unreachable}")),
+    })?;
     let mut servers = response.servers;
     // The alias's server may leave itself out; it knows the room, so it can be asked too.
     if !servers.iter().any(|server| server == alias.server_name()) {
