@@ -169,6 +169,8 @@ impl Error {
 impl From<sqlx::Error> for Error {
     fn from(error: sqlx::Error) -> Self {
         if database_unavailable(&error) {
+            // The pool's other idle connections may be as dead as this one.
+            crate::db::connection_health::connection_failed();
             return Error::Unavailable(anyhow::Error::new(error).context("database"));
         }
         Error::Internal(anyhow::Error::new(error).context("database"))

@@ -98,8 +98,10 @@ async fn killed_backends_are_replaced_and_nothing_acknowledged_is_lost() {
         acknowledged.push(event_id);
         retries += unavailable;
     }
-    // Only requests that were using a killed connection may fail, and each at most once.
-    assert!(retries <= 3, "{retries} retries after one kill");
+    // One request meets a dead connection; after it the pool checks its other idle ones
+    // before use, so the failure is not repeated once per pooled connection.
+    eprintln!("{retries} sends answered 503 after the kill");
+    assert!(retries <= 2, "{retries} retries after one kill");
     assert_eq!(health(&server).await, StatusCode::OK);
 
     // A sync waiting for news hears of a new message: the listener came back too.

@@ -6,6 +6,7 @@
 pub mod account_data;
 pub mod advisory_locks;
 pub mod cluster_keeper;
+pub mod connection_health;
 pub mod devices;
 pub mod directory;
 pub mod e2ee_cross_signing;
@@ -64,6 +65,15 @@ pub async fn open_pool(options: PgConnectOptions, max_connections: u32) -> anyho
         // makes dozens of queries). A connection that died meanwhile fails its next query
         // instead, and the pool then drops it.
         .test_before_acquire(false)
+        // ...except after a connection was found dead: see `connection_health`.
+        .before_acquire(|connection, metadata| {
+            Box::pin(async move {
+                if !connection_health::may_be_dead(metadata.idle_for) {
+                    return Ok(true);
+                }
+                Ok(connection.ping().await.is_ok())
+            })
+        })
         .connect_with(options)
         .await
         .context("connecting to PostgreSQL")?;

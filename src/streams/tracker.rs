@@ -104,6 +104,7 @@ impl Control {
             ControlStatement::Touch => db::streams::touch_writer(&mut *connection, writer_id).await.map(|()| None),
         };
         if result.as_ref().is_err_and(crate::error::database_unavailable) {
+            db::connection_health::connection_failed();
             self.connection = None;
         }
         result
