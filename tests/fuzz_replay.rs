@@ -5,6 +5,8 @@
 //! target's inputs are judged against a room where allowed events can pass.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
+mod common;
+use common::rng::Rng;
 use std::path::Path;
 
 const MUTATIONS_PER_TARGET: usize = 4_000;
@@ -44,22 +46,6 @@ const TOKENS: &[&str] = &[
     "[[[[[[[[[[[[[[[[",
     "\"\u{10FFFF}\"",
 ];
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*: deterministic, so a failure reproduces exactly.
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
-    }
-}
 
 fn mutate(seeds: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {
     let mut data = seeds[rng.below(seeds.len())].clone();

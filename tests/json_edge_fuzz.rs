@@ -11,6 +11,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
+use common::rng::Rng;
 use common::*;
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
@@ -20,27 +21,6 @@ const PASSWORD: &str = "json-edge-fuzz-password";
 /// Small, so that "larger than the limit" is cheap to reach.
 const LIMIT: usize = 64 * 1024;
 
-/// A small deterministic generator (xorshift64*): the same seed, the same bodies.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
-}
-
-/// JSON texts canonical JSON, PostgreSQL or a sane server cannot take as they are.
 fn hostile_leaf(rng: &mut Rng) -> String {
     const NUMBERS: &[&str] = &[
         "1.7976931348623157e308",

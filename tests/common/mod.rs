@@ -10,6 +10,7 @@ pub mod install;
 pub mod node;
 pub mod push_gateway;
 pub mod remote_pdus;
+pub mod rng;
 mod rooms;
 pub mod synapse;
 #[allow(unused_imports)] // not every test binary encodes, fills paths or sends text
