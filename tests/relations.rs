@@ -327,7 +327,7 @@ async fn redaction_works_in_every_supported_room_version() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    for version in ["3", "4", "5", "6", "7", "8", "9", "10", "11", "12"] {
+    for version in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"] {
         let room = room_with_bob(&server, &alice, &bob, version).await;
         let message = text(&server, &bob, &room, &format!("m{version}"), "hello").await;
         let redaction = redact(&server, &alice, &room, &message, &format!("r{version}")).await;
@@ -778,7 +778,7 @@ async fn malformed_redactions_sent_through_send_are_refused() {
 async fn redaction_keeps_exactly_what_each_room_version_keeps() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    for version in ["3", "4", "5", "6", "7", "8", "9", "10", "11", "12"] {
+    for version in ["1", "2", "3", "4", "5", "6", "7", "8", "9", "10", "11", "12"] {
         let v: u32 = version.parse().expect("version");
         let room = server.create_room(&alice,
             json!({"room_version": version, "initial_state": [{"type": "m.room.join_rules", "state_key": "", "content": {

@@ -5,12 +5,16 @@ use crate::error::{Error, Result};
 use crate::federation::keys::SigningKey;
 use crate::rooms::membership_action::MembershipAction;
 use crate::rooms::pdu::Pdu;
+use crate::users::tokens::random_alphanumeric;
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::events::{MessageLikeEventType, StateEventType, TimelineEventType};
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::signatures::{hash_and_sign_event, reference_hash, sign_json};
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, ServerName, UserId};
 use serde_json::{Map, Value, json};
+
+/// Random characters in the event ids this server makes up in room versions 1 and 2.
+const EVENT_ID_LOCALPART_LENGTH: usize = 18;
 
 /// The spec's limit on a whole PDU, signatures included.
 pub const MAX_PDU_BYTES: usize = 65_536;
@@ -98,8 +102,8 @@ pub fn build_unsigned(
     object.insert("sender".into(), json!(sender));
     object.insert("origin_server_ts".into(), json!(MilliSecondsSinceUnixEpoch::now()));
     object.insert("depth".into(), json!(placement.depth));
-    object.insert("prev_events".into(), json!(placement.prev_events));
-    object.insert("auth_events".into(), json!(placement.auth_events));
+    object.insert("prev_events".into(), event_references(placement.prev_events, rules));
+    object.insert("auth_events".into(), event_references(placement.auth_events, rules));
     if let Some(room_id) = placement.room_id {
         object.insert("room_id".into(), json!(room_id));
     }
@@ -123,6 +127,17 @@ pub fn build_unsigned(
     }
 }
 
+/// `prev_events` or `auth_events` as the room version writes them: ids, or in room versions 1
+/// and 2 pairs of an id and the event's hashes, left empty as Synapse leaves them (no server
+/// checks them, and filling them would mean reading every referenced event back).
+fn event_references(ids: &[OwnedEventId], rules: &RoomVersionRules) -> Value {
+    if rules.event_format.require_event_id {
+        Value::Array(ids.iter().map(|id| json!([id, {}])).collect())
+    } else {
+        json!(ids)
+    }
+}
+
 /// Hashes and signs a new event of this server (built here, or from a resident server's
 /// template), checks the spec's size limit and computes its event id.
 pub fn sign_new_event(
@@ -131,6 +146,12 @@ pub fn sign_new_event(
     server_name: &ServerName,
     key: &SigningKey,
 ) -> Result<Pdu> {
+    if rules.event_format.require_event_id {
+        // Room versions 1 and 2 name an event `$opaque:origin` inside the signed JSON, and the
+        // origin named there must sign it: the id is ours, whoever built the template.
+        let event_id = format!("${}:{server_name}", random_alphanumeric(EVENT_ID_LOCALPART_LENGTH));
+        canonical.insert("event_id".to_owned(), CanonicalJsonValue::String(event_id));
+    }
     hash_and_sign_event(server_name.as_str(), &key.key_pair, &mut canonical, &rules.redaction)
         .map_err(too_large_or_internal)?;
     let size = CanonicalJsonValue::Object(canonical.clone()).to_string().len();
@@ -167,8 +188,17 @@ pub fn cosign_event(
     }
 }
 
-/// `$` + the event's reference hash (room versions 3 and later).
+/// The event's id: `$` + its reference hash in room versions 3 and later; in 1 and 2 the
+/// `event_id` the event carries.
 pub fn event_id_of(object: &CanonicalJsonObject, rules: &RoomVersionRules) -> Result<OwnedEventId> {
+    if rules.event_format.require_event_id {
+        return match object.get("event_id") {
+            Some(CanonicalJsonValue::String(id)) => {
+                EventId::parse(id).map_err(|e| Error::bad_json(format!("The event id {id:?} is invalid: {e}")))
+            }
+            _ => Err(Error::bad_json("An event of room version 1 or 2 must carry its event_id")),
+        };
+    }
     let hash = reference_hash(object, rules).map_err(too_large_or_internal)?;
     EventId::parse(format!("${hash}")).map_err(|e| Error::internal(format!("computed event id is invalid: {e}")))
 }

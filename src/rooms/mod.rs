@@ -5,6 +5,7 @@ pub mod aliases;
 pub mod build;
 pub mod context;
 pub mod create;
+pub mod current_state;
 pub mod directory;
 pub mod facts;
 pub mod filter;
@@ -53,10 +54,12 @@ pub struct RoomCtx<'a> {
     pub streams: &'a crate::streams::Streams,
 }
 
-/// Room versions Hearth creates and serves: those whose state resolution (v2) ruma implements
-/// and whose events have the reference-hash format (3 and later; 1 and 2 name events
-/// `$id:server` and list `prev_events` as pairs, which Hearth does not write).
+/// Room versions Hearth creates and serves: all the stable ones. Versions 1 and 2 name events
+/// `$id:server` and list `prev_events` as pairs (see `build`), and version 1 resolves state
+/// with the original algorithm (`resolve_v1`).
 pub const SUPPORTED_VERSIONS: &[RoomVersionId] = &[
+    RoomVersionId::V1,
+    RoomVersionId::V2,
     RoomVersionId::V3,
     RoomVersionId::V4,
     RoomVersionId::V5,

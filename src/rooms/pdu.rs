@@ -22,7 +22,7 @@ pub struct Pdu {
     pub auth_events: Vec<OwnedEventId>,
     pub redacts: Option<OwnedEventId>,
     pub depth: UInt,
-    /// The signed event as stored (no `event_id` key in room versions 3+).
+    /// The signed event as stored (with an `event_id` key only in room versions 1 and 2).
     pub json: CanonicalJsonObject,
 }
 
@@ -35,12 +35,36 @@ struct Fields {
     kind: TimelineEventType,
     content: Box<RawJsonValue>,
     state_key: Option<String>,
+    #[serde(deserialize_with = "event_references")]
     prev_events: Vec<OwnedEventId>,
+    #[serde(deserialize_with = "event_references")]
     auth_events: Vec<OwnedEventId>,
     /// Read leniently: a redaction naming no valid event redacts nothing (and a local one is
     /// refused as the client's mistake), rather than making the whole PDU unreadable.
     redacts: Option<Value>,
     depth: UInt,
+}
+
+/// One entry of `prev_events` or `auth_events`: an event id (room versions 3 and later), or in
+/// room versions 1 and 2 a pair of the id and the event's hashes, which nothing checks (Synapse
+/// writes them empty), so only the id is kept.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EventReference {
+    Id(OwnedEventId),
+    IdAndHashes(OwnedEventId, serde::de::IgnoredAny),
+}
+
+fn event_references<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<OwnedEventId>, D::Error> {
+    let references = Vec::<EventReference>::deserialize(deserializer)?;
+    Ok(references
+        .into_iter()
+        .map(|reference| match reference {
+            EventReference::Id(id) | EventReference::IdAndHashes(id, _) => id,
+        })
+        .collect())
 }
 
 #[derive(Deserialize)]

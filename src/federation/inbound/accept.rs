@@ -10,6 +10,7 @@ use crate::db::federation_inbound::KnownEvent;
 use crate::error::{Error, Result};
 use crate::federation::inbound::check::CheckedPdu;
 use crate::federation::inbound::outliers::{Unplaced, store_unplaced};
+use crate::rooms::current_state::adopt_snapshot;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::committed::commit_events;
 use crate::rooms::send::{Appended, AuthState, persist};
@@ -184,18 +185,5 @@ async fn refresh_current_state(
 ) -> Result<()> {
     let extremities = db::events::forward_extremities(&mut *conn, room_id.as_str()).await?;
     let resolved = state_of(conn, room_id, rules, extremities.iter().map(|x| x.state_after).collect()).await?;
-    let current = db::state::current_state(&mut *conn, room_id.as_str()).await?;
-    for entry in db::state::snapshot_state(&mut *conn, resolved).await? {
-        if current.iter().any(|now| now.state_key_nid == entry.state_key_nid && now.event_nid == entry.event_nid) {
-            continue;
-        }
-        db::state::set_current_state(conn, room_id.as_str(), entry.state_key_nid, entry.event_nid).await?;
-        if entry.event_type == "m.room.member" {
-            let pdu = Pdu::from_stored(&entry.event_id, &entry.json)?;
-            let membership = pdu.content_value()["membership"].as_str().unwrap_or("leave").to_owned();
-            db::rooms::set_membership(conn, room_id.as_str(), &entry.state_key, &membership, entry.event_nid, position)
-                .await?;
-        }
-    }
-    Ok(())
+    adopt_snapshot(conn, room_id, resolved, position).await
 }

@@ -6,6 +6,7 @@ use crate::db;
 use crate::db::events::Extremity;
 use crate::error::{Error, Result};
 use crate::rooms::build::{EventTemplate, Placement, build_and_sign};
+use crate::rooms::current_state::adopt_snapshot;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::auth_state::{AuthState, StateSlice};
 use crate::rooms::send::locks::HeldRoomLock;
@@ -150,6 +151,12 @@ impl<'a> Appender<'a> {
 
         let prev_nids: Vec<i64> = prev.iter().map(|extremity| extremity.event_nid).collect();
         let stored = persist(&mut *tx, self.room, reservation, &pdu, state_before, &prev_nids, txn_key).await?;
+        if parent_states.len() > 1 {
+            // The event merges forked branches: resolution may have changed keys it does not
+            // touch, and current state follows what it decided. (Branches beyond the spec's
+            // limit of parents are merged by later events.)
+            adopt_snapshot(&mut *tx, room_id, stored.state_after, stored.position).await?;
+        }
 
         // Stored: the event replaces its parents as an extremity (those beyond the spec's
         // limit of parents stay), and is deeper than any of them.
