@@ -17,6 +17,7 @@
 //! Below everything: `error` (kinds, no HTTP), `time`, `config`, `cache`, `ratelimit`, `streams`
 //! (positions and the notifier every writer and `/sync` share).
 
+pub mod admin;
 pub mod allocator;
 pub mod cache;
 pub mod cli;
