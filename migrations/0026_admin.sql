@@ -25,3 +25,18 @@ CREATE TABLE blocked_rooms (
     blocked_by  TEXT NOT NULL,
     blocked_ts  BIGINT NOT NULL
 );
+
+-- `DELETE /_synapse/admin/v2/rooms/{roomId}` runs in the background; its progress and outcome
+-- are kept here so that any process can answer the status endpoints.
+CREATE TABLE room_deletions (
+    delete_id     TEXT PRIMARY KEY,
+    room_id       TEXT NOT NULL,
+    requested_by  TEXT NOT NULL,
+    -- 'scheduled', 'active', 'complete' or 'failed' (Synapse's names).
+    status        TEXT NOT NULL,
+    error         TEXT,
+    -- Synapse's `shutdown_room` object: kicked users, moved aliases, the replacement room.
+    outcome       JSONB,
+    created_ts    BIGINT NOT NULL
+);
+CREATE INDEX room_deletions_room ON room_deletions (room_id, created_ts);

@@ -10,13 +10,6 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "correct horse battery";
 
-/// An admin account, logged in.
-async fn admin(server: &TestServer) -> TestUser {
-    let server_name = ruma::ServerName::parse(SERVER_NAME).unwrap();
-    hearth::users::accounts::create_account(&server.state.pool, &server_name, "root", PASSWORD, true).await.unwrap();
-    server.login("root", PASSWORD).await
-}
-
 fn user_path(user_id: &str, rest: &str) -> String {
     format!("/_synapse/admin/v2/users/{}{rest}", encode(user_id))
 }
@@ -41,6 +34,7 @@ async fn login_attempt(server: &TestServer, user: &str, password: &str) -> (Stat
 async fn every_admin_route_refuses_non_admins() {
     let server = TestServer::start().await;
     let user = server.register("mallory", PASSWORD).await;
+    let room = server.create_room(&user, json!({})).await;
     let routes: Vec<_> = hearth::http::route_table()
         .into_iter()
         .filter(|route| route.path.starts_with("/_synapse/admin/") && route.path != "/_synapse/admin/v1/register")
@@ -50,6 +44,8 @@ async fn every_admin_route_refuses_non_admins() {
         let path = fill_path(route.path, |name| match name {
             "user_id" => encode(&user.user_id),
             "device_id" => user.device_id.clone(),
+            "room_id" => encode(&room),
+            "delete_id" => "nosuchdeletion".to_owned(),
             other => panic!("{}: no value for {{{other}}}", route.path),
         });
         let response = server.request(route.method.clone(), &path, user.token(), Some(json!({"admin": true}))).await;
@@ -59,7 +55,9 @@ async fn every_admin_route_refuses_non_admins() {
         assert_eq!(response.0, StatusCode::UNAUTHORIZED, "{} {path}: {}", route.method, response.1);
         assert_eq!(response.1["errcode"], "M_MISSING_TOKEN", "{} {path}", route.method);
     }
-    // The non-admin did not make themselves an admin on the way.
+    // The non-admin did not make themselves an admin nor block or delete anything on the way.
+    assert_eq!(server.count("SELECT count(*) FROM blocked_rooms").await, 0);
+    assert_eq!(server.count("SELECT count(*) FROM room_deletions").await, 0);
     let (status, body) = server.get("/_matrix/client/v3/account/whoami", user.token()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(server.count("SELECT count(*) FROM users WHERE is_admin").await, 0);
@@ -68,7 +66,7 @@ async fn every_admin_route_refuses_non_admins() {
 #[tokio::test]
 async fn accounts_are_listed_in_pages_filtered_and_ordered() {
     let server = TestServer::start().await;
-    let root = admin(&server).await;
+    let root = server.register_admin("root", PASSWORD).await;
     for name in ["carol", "alice", "bob", "dave"] {
         server.register(name, PASSWORD).await;
     }
@@ -138,7 +136,7 @@ async fn accounts_are_listed_in_pages_filtered_and_ordered() {
 #[tokio::test]
 async fn an_admin_creates_and_changes_an_account() {
     let server = TestServer::start().await;
-    let root = admin(&server).await;
+    let root = server.register_admin("root", PASSWORD).await;
     let frank = "@frank:hearth.test";
 
     let response = server.get(&user_path(frank, ""), root.token()).await;
@@ -232,7 +230,7 @@ async fn an_admin_creates_and_changes_an_account() {
 #[tokio::test]
 async fn admin_flag_shadow_ban_rate_limits_and_username_checks() {
     let server = TestServer::start().await;
-    let root = admin(&server).await;
+    let root = server.register_admin("root", PASSWORD).await;
     let grace = server.register("grace", PASSWORD).await;
 
     assert_eq!(server.get(&v1_user_path(&grace.user_id, "/admin"), root.token()).await.1, json!({"admin": false}));
@@ -278,8 +276,10 @@ async fn admin_flag_shadow_ban_rate_limits_and_username_checks() {
 #[tokio::test]
 async fn deactivation_with_erase_closes_the_account_and_empties_the_profile() {
     let server = TestServer::start().await;
-    let root = admin(&server).await;
+    let root = server.register_admin("root", PASSWORD).await;
     let ivan = server.register("ivan", PASSWORD).await;
+    let room = server.create_room(&root, json!({"preset": "public_chat"})).await;
+    server.join(&ivan, &room).await;
     server
         .put(
             &format!("/_matrix/client/v3/profile/{}/displayname", encode(&ivan.user_id)),
@@ -302,6 +302,10 @@ async fn deactivation_with_erase_closes_the_account_and_empties_the_profile() {
     assert_eq!(details["deactivated"], true);
     assert_eq!(details["erased"], true);
     assert_eq!(details["displayname"], Value::Null);
+    // Like every deactivation, the account left its rooms.
+    let (_, members) =
+        server.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", encode(&room)), root.token()).await;
+    assert!(members["joined"].get(ivan.user_id.as_str()).is_none(), "{members}");
 
     let response = server.post("/_synapse/admin/v1/deactivate/%40ghost%3Ahearth.test", root.token(), json!({})).await;
     assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
@@ -310,7 +314,7 @@ async fn deactivation_with_erase_closes_the_account_and_empties_the_profile() {
 #[tokio::test]
 async fn password_resets_end_sessions_unless_asked_not_to() {
     let server = TestServer::start().await;
-    let root = admin(&server).await;
+    let root = server.register_admin("root", PASSWORD).await;
     let judy = server.register("judy", PASSWORD).await;
     let path = format!("/_synapse/admin/v1/reset_password/{}", encode(&judy.user_id));
 
@@ -333,7 +337,7 @@ async fn password_resets_end_sessions_unless_asked_not_to() {
 #[tokio::test]
 async fn devices_sessions_rooms_and_account_data() {
     let server = TestServer::start().await;
-    let root = admin(&server).await;
+    let root = server.register_admin("root", PASSWORD).await;
     let kim = server.register("kim", PASSWORD).await;
     let phone = server.login("kim", PASSWORD).await;
     let room = server.create_room(&kim, json!({})).await;

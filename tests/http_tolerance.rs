@@ -585,6 +585,9 @@ impl Fixture {
                 "filename" => "file.txt",
                 // Federation transactions (`/_matrix/federation/v1/send/{transaction_id}`).
                 "transaction_id" => "audit-federation-txn",
+                // Admin API room deletions (`/_synapse/admin/v2/rooms/delete_status/{delete_id}`):
+                // an id that names no task.
+                "delete_id" => "nosuchdeletion",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Fixture::fill`"),
             }
             .to_owned()

@@ -4,9 +4,10 @@
 use crate::admin::users;
 use crate::db;
 use crate::error::{Error, Result};
+use crate::rooms::RoomCtx;
 use crate::streams::Streams;
 use crate::users::{accounts, devices};
-use ruma::{ServerName, UserId};
+use ruma::UserId;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 
@@ -68,29 +69,30 @@ pub async fn account_data(pool: &PgPool, user_id: &UserId) -> Result<AccountData
     Ok(data)
 }
 
-/// `POST /v1/deactivate/{userId}`: the account is closed for good; with `erase`, its
-/// messages are served redacted to whoever was not in the room when they were sent.
-pub async fn deactivate(pool: &PgPool, user_id: &UserId, erase: bool) -> Result<()> {
-    users::get(pool, user_id).await?;
-    accounts::deactivate_now(pool, user_id, erase).await
+/// `POST /v1/deactivate/{userId}`: the account is closed for good and leaves its rooms; with
+/// `erase`, its messages are served redacted to whoever was not in the room when they were
+/// sent.
+pub async fn deactivate(ctx: RoomCtx<'_>, user_id: &UserId, erase: bool) -> Result<()> {
+    users::get(ctx.pool, user_id).await?;
+    accounts::deactivate_now(ctx.pool, user_id, erase).await?;
+    crate::rooms::membership::leave_all(ctx, user_id).await?;
+    Ok(())
 }
 
 /// `POST /v1/reset_password/{userId}`: a new password; the user's sessions end unless
 /// `logout_devices` is false.
 pub async fn reset_password(
-    pool: &PgPool,
-    streams: &Streams,
-    server_name: &ServerName,
+    ctx: RoomCtx<'_>,
     user_id: &UserId,
     new_password: String,
     logout_devices: bool,
 ) -> Result<()> {
     let changes =
         users::UserChanges { password: Some(new_password), logout_devices: Some(logout_devices), ..Default::default() };
-    let account = users::get(pool, user_id).await?;
+    let account = users::get(ctx.pool, user_id).await?;
     if account.deactivated {
         return Err(Error::user_deactivated());
     }
-    users::create_or_modify(pool, streams, server_name, user_id, changes, None).await?;
+    users::create_or_modify(ctx, user_id, changes, None).await?;
     Ok(())
 }

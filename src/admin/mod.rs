@@ -7,6 +7,8 @@
 //! under which request id.
 
 pub mod devices;
+pub mod room_deletion;
+pub mod rooms;
 pub mod users;
 
 use crate::error::{Error, Result};

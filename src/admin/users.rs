@@ -3,9 +3,9 @@
 
 use crate::db;
 use crate::error::{Error, Result};
-use crate::streams::Streams;
+use crate::rooms::RoomCtx;
 use crate::users::{accounts, devices, localpart, password, profile};
-use ruma::{OwnedMxcUri, ServerName, UserId};
+use ruma::{OwnedMxcUri, UserId};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 use sqlx::PgPool;
@@ -127,13 +127,12 @@ impl UserChanges {
 /// it; either way the whole change commits or none of it does. `acting` is the admin asking,
 /// who may not take their own admin flag away.
 pub async fn create_or_modify(
-    pool: &PgPool,
-    streams: &Streams,
-    server_name: &ServerName,
+    ctx: RoomCtx<'_>,
     user_id: &UserId,
     changes: UserChanges,
     acting: Option<&UserId>,
 ) -> Result<(bool, AccountSummary)> {
+    let RoomCtx { pool, streams, server_name, .. } = ctx;
     changes.check().await?;
     let existing = db::users::get(pool, user_id.as_str()).await?;
     if acting == Some(user_id) && changes.admin == Some(false) {
@@ -195,6 +194,10 @@ pub async fn create_or_modify(
     }
     tx.commit().await?;
     reservation.committed_for(audience).await?;
+    if deactivating {
+        // As every deactivation: the account leaves its rooms (events, so after the commit).
+        crate::rooms::membership::leave_all(ctx, user_id).await?;
+    }
     Ok((created, get(pool, user_id).await?))
 }
 

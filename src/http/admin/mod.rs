@@ -5,6 +5,7 @@
 
 mod extract;
 mod register;
+mod rooms;
 mod sessions;
 mod users;
 
@@ -17,6 +18,7 @@ use http::Method;
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = register::routes(router);
     let router = users::routes(router);
+    let router = rooms::routes(router);
     sessions::routes(router)
 }
 

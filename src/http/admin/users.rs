@@ -157,15 +157,7 @@ async fn put(
     Json(changes): Json<UserChanges>,
 ) -> Result<(StatusCode, axum::Json<Value>)> {
     let user_id = args.local_user(0, &state)?;
-    let (created, account) = users::create_or_modify(
-        &state.pool,
-        &state.streams,
-        &state.server_name,
-        &user_id,
-        changes,
-        Some(admin.user_id()),
-    )
-    .await?;
+    let (created, account) = users::create_or_modify(state.rooms(), &user_id, changes, Some(admin.user_id())).await?;
     admin.audit(if created { "create user" } else { "modify user" }, user_id.as_str());
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, axum::Json(account_details_json(&account))))
@@ -279,7 +271,7 @@ async fn deactivate(
     Json(body): Json<DeactivateBody>,
 ) -> Result<axum::Json<Value>> {
     let user_id = args.local_user(0, &state)?;
-    devices::deactivate(&state.pool, &user_id, body.erase).await?;
+    devices::deactivate(state.rooms(), &user_id, body.erase).await?;
     admin.audit(if body.erase { "deactivate and erase" } else { "deactivate" }, user_id.as_str());
     Ok(axum::Json(json!({ "id_server_unbind_result": "success" })))
 }
@@ -299,8 +291,7 @@ async fn reset_password(
 ) -> Result<axum::Json<Value>> {
     let user_id = args.local_user(0, &state)?;
     let logout = body.logout_devices.unwrap_or(true);
-    devices::reset_password(&state.pool, &state.streams, &state.server_name, &user_id, body.new_password, logout)
-        .await?;
+    devices::reset_password(state.rooms(), &user_id, body.new_password, logout).await?;
     admin.audit("reset password", user_id.as_str());
     Ok(axum::Json(json!({})))
 }
