@@ -46,6 +46,9 @@ async fn every_admin_route_refuses_non_admins() {
             "device_id" => user.device_id.clone(),
             "room_id" => encode(&room),
             "delete_id" => "nosuchdeletion".to_owned(),
+            "report_id" => "1".to_owned(),
+            "token" => "sometoken".to_owned(),
+            "destination" => "remote.example".to_owned(),
             other => panic!("{}: no value for {{{other}}}", route.path),
         });
         let response = server.request(route.method.clone(), &path, user.token(), Some(json!({"admin": true}))).await;

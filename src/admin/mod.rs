@@ -9,6 +9,7 @@
 pub mod devices;
 pub mod room_deletion;
 pub mod rooms;
+pub mod server;
 pub mod users;
 
 use crate::error::{Error, Result};

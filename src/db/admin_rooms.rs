@@ -29,7 +29,7 @@ pub struct RoomSummary {
 /// A field of a current state event's content, as text. Stored events are canonical JSON
 /// text; one holding an escaped U+0000 (which jsonb refuses) reads as absent instead of failing
 /// the whole listing.
-fn state_field(event_type: &str, field: &str) -> String {
+pub(crate) fn state_field(event_type: &str, field: &str) -> String {
     format!(
         "(SELECT CASE WHEN strpos(e.json, '\\u0000') > 0 THEN NULL ELSE (e.json::jsonb)->'content'->>'{field}' END
           FROM state_keys k JOIN current_state cs ON cs.state_key_nid = k.state_key_nid AND cs.room_id = r.room_id

@@ -5,6 +5,7 @@
 
 pub mod account_data;
 pub mod admin_rooms;
+pub mod admin_server;
 pub mod admin_users;
 pub mod advisory_locks;
 pub mod cluster_keeper;

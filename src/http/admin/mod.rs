@@ -6,6 +6,7 @@
 mod extract;
 mod register;
 mod rooms;
+mod server;
 mod sessions;
 mod users;
 
@@ -19,6 +20,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = register::routes(router);
     let router = users::routes(router);
     let router = rooms::routes(router);
+    let router = server::routes(router);
     sessions::routes(router)
 }
 
