@@ -39,6 +39,7 @@ pub mod server;
 pub mod state;
 pub mod streams;
 pub mod sync;
+pub mod telemetry;
 pub mod time;
 pub mod users;
 
