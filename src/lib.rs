@@ -21,6 +21,7 @@ pub mod admin;
 pub mod allocator;
 pub mod cache;
 pub mod cli;
+pub mod cli_admin;
 pub mod config;
 pub mod db;
 pub mod e2ee;

@@ -6,7 +6,7 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::{facts, served};
 use crate::time::now_ms;
-use ruma::{RoomId, ServerName, UserId};
+use ruma::{RoomId, ServerName};
 use serde_json::Value;
 use sqlx::PgPool;
 
@@ -78,10 +78,10 @@ pub async fn blocked_by(pool: &PgPool, room_id: &RoomId) -> Result<Option<String
     Ok(db::admin_rooms::blocked_by(pool, room_id.as_str()).await?)
 }
 
-/// `PUT /v1/rooms/{roomId}/block`.
-pub async fn set_blocked(pool: &PgPool, room_id: &RoomId, by: &UserId, blocked: bool) -> Result<()> {
+/// `PUT /v1/rooms/{roomId}/block`; `by` is the admin's user id (or the operator).
+pub async fn set_blocked(pool: &PgPool, room_id: &RoomId, by: &str, blocked: bool) -> Result<()> {
     if blocked {
-        db::admin_rooms::block(pool, room_id.as_str(), by.as_str(), now_ms()).await?;
+        db::admin_rooms::block(pool, room_id.as_str(), by, now_ms()).await?;
     } else {
         db::admin_rooms::unblock(pool, room_id.as_str()).await?;
     }

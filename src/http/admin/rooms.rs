@@ -160,7 +160,7 @@ async fn set_block(
     Json(body): Json<Block>,
 ) -> Result<axum::Json<Value>> {
     let room_id = parse_room_id(args.get(0)?)?;
-    rooms::set_blocked(&state.pool, room_id, admin.user_id(), body.block).await?;
+    rooms::set_blocked(&state.pool, room_id, admin.user_id().as_str(), body.block).await?;
     admin.audit(if body.block { "block room" } else { "unblock room" }, room_id.as_str());
     Ok(axum::Json(json!({ "block": body.block })))
 }
