@@ -198,3 +198,51 @@ async fn media_of_a_user_is_listed_counted_and_deleted() {
     let response = server.get("/_synapse/admin/v1/users/%40nobody%3Ahearth.test/media", root.token()).await;
     assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn media_is_quarantined_and_deleted_by_id_and_by_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let server = TestServer::start_with(|config| config.data_dir = data).await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let small = uploaded(&server, &alice.access_token, b"small".to_vec(), "text/plain").await;
+    let large = uploaded(&server, &alice.access_token, vec![b'x'; 2000], "text/plain").await;
+    let download = |media: &str| format!("/_matrix/client/v1/media/download/{media}");
+
+    // Quarantined: served to nobody, until released.
+    let (status, body) =
+        server.post(&format!("/_synapse/admin/v1/media/quarantine/{small}"), root.token(), json!({})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    assert_eq!(fetch(&server, &download(&small), alice.token()).await.0, StatusCode::NOT_FOUND);
+    let (status, _) =
+        server.post(&format!("/_synapse/admin/v1/media/unquarantine/{small}"), root.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(fetch(&server, &download(&small), alice.token()).await.0, StatusCode::OK);
+
+    // By age and size: only what is larger than asked goes.
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() + 1000;
+    let (status, body) = server
+        .post(&format!("/_synapse/admin/v1/media/delete?before_ts={now}&size_gt=100"), root.token(), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 1);
+    assert_eq!(format!("hearth.test/{}", body["deleted_media"][0].as_str().unwrap()), large);
+    assert_eq!(fetch(&server, &download(&large), alice.token()).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(fetch(&server, &download(&small), alice.token()).await.0, StatusCode::OK);
+    let response = server.post("/_synapse/admin/v1/media/delete", root.token(), json!({})).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_MISSING_PARAM");
+
+    // By id.
+    let (status, body) = server.delete(&format!("/_synapse/admin/v1/media/{small}"), root.token(), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 1);
+    assert_eq!(fetch(&server, &download(&small), alice.token()).await.0, StatusCode::NOT_FOUND);
+    let again = server.delete(&format!("/_synapse/admin/v1/media/{small}"), root.token(), None).await;
+    assert_error(&again, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let remote = server.delete("/_synapse/admin/v1/media/elsewhere.example/abc", root.token(), None).await;
+    assert_error(&remote, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    let unknown =
+        server.post("/_synapse/admin/v1/media/quarantine/hearth.test/nosuchmedia", root.token(), json!({})).await;
+    assert_error(&unknown, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}

@@ -49,6 +49,8 @@ async fn every_admin_route_refuses_non_admins() {
             "report_id" => "1".to_owned(),
             "token" => "sometoken".to_owned(),
             "destination" => "remote.example".to_owned(),
+            "server_name" => SERVER_NAME.to_owned(),
+            "media_id" => "nosuchmedia".to_owned(),
             other => panic!("{}: no value for {{{other}}}", route.path),
         });
         let response = server.request(route.method.clone(), &path, user.token(), Some(json!({"admin": true}))).await;

@@ -196,3 +196,56 @@ pub async fn media_statistics(pool: &PgPool, server_name: &ServerName, paging: P
     let next = paging.next(items.len(), total);
     Ok(Page { items, total, next })
 }
+
+/// `POST /v1/media/quarantine|unquarantine/{serverName}/{mediaId}`: quarantined media is
+/// served to nobody.
+pub async fn set_quarantined(
+    pool: &PgPool,
+    media: &MediaRepo,
+    origin: &ServerName,
+    media_id: &str,
+    quarantined: bool,
+) -> Result<()> {
+    if !media.set_quarantined(pool, origin, media_id, quarantined).await? {
+        return Err(Error::not_found("Unknown media"));
+    }
+    Ok(())
+}
+
+/// `DELETE /v1/media/{serverName}/{mediaId}`: this server's media only.
+pub async fn delete_media(
+    pool: &PgPool,
+    media: &MediaRepo,
+    server_name: &ServerName,
+    origin: &ServerName,
+    media_id: &str,
+) -> Result<()> {
+    if origin != server_name {
+        return Err(Error::invalid_param("Can only delete local media"));
+    }
+    if !media.delete(pool, server_name, media_id).await? {
+        return Err(Error::not_found("Unknown media"));
+    }
+    Ok(())
+}
+
+/// `POST /v1/media/delete?before_ts=…&size_gt=…`: this server's media created before
+/// `before_ts` (ms) and larger than `size_gt` bytes; returns the deleted ids.
+pub async fn delete_media_before(
+    pool: &PgPool,
+    media: &MediaRepo,
+    server_name: &ServerName,
+    before_ts: i64,
+    size_gt: i64,
+) -> Result<Vec<String>> {
+    if before_ts < 0 || size_gt < 0 {
+        return Err(Error::invalid_param("before_ts and size_gt must be positive integers"));
+    }
+    let mut deleted = Vec::new();
+    for media_id in db::admin_server::local_media_before(pool, server_name.as_str(), before_ts, size_gt).await? {
+        if media.delete(pool, server_name, &media_id).await? {
+            deleted.push(media_id);
+        }
+    }
+    Ok(deleted)
+}

@@ -164,3 +164,22 @@ pub async fn media_statistics(
 pub async fn count_uploaders(db: impl PgExecutor<'_>, origin: &str) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(DISTINCT uploader) FROM media WHERE origin = $1").bind(origin).fetch_one(db).await
 }
+
+/// Local media ids created before `before_ts` and larger than `size_gt` bytes (pending ids,
+/// with no bytes yet, count as size 0), oldest first.
+pub async fn local_media_before(
+    db: impl PgExecutor<'_>,
+    origin: &str,
+    before_ts: i64,
+    size_gt: i64,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar(
+        "SELECT media_id FROM media WHERE origin = $1 AND created_at < $2 AND coalesce(size, 0) > $3
+         ORDER BY created_at, media_id",
+    )
+    .bind(origin)
+    .bind(before_ts)
+    .bind(size_gt)
+    .fetch_all(db)
+    .await
+}

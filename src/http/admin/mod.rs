@@ -4,6 +4,7 @@
 //! ([`extract::Admin`]), checked before anything else of the request is read.
 
 mod extract;
+mod media;
 mod register;
 mod rooms;
 mod server;
@@ -21,6 +22,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = users::routes(router);
     let router = rooms::routes(router);
     let router = server::routes(router);
+    let router = media::routes(router);
     sessions::routes(router)
 }
 
