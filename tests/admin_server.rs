@@ -29,6 +29,8 @@ async fn server_version_and_registration_tokens() {
     let (status, body) = server.get("/_synapse/admin/v1/server_version", root.token()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["server_version"].as_str().unwrap().starts_with("Hearth "), "{body}");
+    let (_, updates) = server.get("/_synapse/admin/v1/background_updates/status", root.token()).await;
+    assert_eq!(updates, json!({"enabled": true, "current_updates": {}}));
 
     let (status, created) =
         server.post(&format!("{TOKENS}/new"), root.token(), json!({"token": "welcome-1", "uses_allowed": 1})).await;

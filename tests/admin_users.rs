@@ -403,6 +403,13 @@ async fn devices_sessions_rooms_and_account_data() {
 
     let (_, rooms) = server.get(&v1_user_path(&kim.user_id, "/joined_rooms"), root.token()).await;
     assert_eq!(rooms, json!({"joined_rooms": [room], "total": 1}));
+    // (Kim's devices are gone: a new session.)
+    let kim = server.login("kim", PASSWORD).await;
+    let other = server.create_room(&root, json!({"preset": "public_chat"})).await;
+    server.join(&kim, &other).await;
+    server.post(&format!("/_matrix/client/v3/rooms/{}/leave", encode(&other)), kim.token(), json!({})).await;
+    let (_, memberships) = server.get(&v1_user_path(&kim.user_id, "/memberships"), root.token()).await;
+    assert_eq!(memberships, json!({"memberships": {room.as_str(): "join", other.as_str(): "leave"}}));
 
     let (_, data) = server.get(&v1_user_path(&kim.user_id, "/accountdata"), root.token()).await;
     assert_eq!(data["account_data"]["global"]["org.example.settings"], json!({"theme": "dark"}), "{data}");

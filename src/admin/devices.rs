@@ -48,6 +48,12 @@ pub async fn joined_rooms(pool: &PgPool, user_id: &UserId) -> Result<Vec<String>
     Ok(db::rooms::joined_rooms(pool, user_id.as_str()).await?)
 }
 
+/// `GET /v1/users/{userId}/memberships`: every room where this server knows a membership of
+/// the user (local or not), with it.
+pub async fn memberships(pool: &PgPool, user_id: &UserId) -> Result<Vec<(String, String)>> {
+    Ok(db::rooms::memberships_of_user(pool, user_id.as_str()).await?)
+}
+
 /// A user's account data: global (by type) and per room (by room, then type).
 pub struct AccountData {
     pub global: Map<String, Value>,

@@ -19,6 +19,9 @@ use serde_json::{Value, json};
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, "/_synapse/admin/v1/server_version", &[Method::GET], get(server_version));
+    let router = route(router, "/_synapse/admin/v1/background_updates/status", &[Method::GET], get(background_updates));
+    let router =
+        route(router, "/_synapse/admin/v1/background_updates/enabled", &[Method::GET], get(background_updates_enabled));
     let router = route(router, "/_synapse/admin/v1/event_reports", &[Method::GET], get(event_reports));
     let router = route(
         router,
@@ -75,6 +78,17 @@ struct PageQuery {
 /// `GET /_synapse/admin/v1/server_version`.
 async fn server_version(_admin: Admin) -> axum::Json<Value> {
     axum::Json(json!({ "server_version": concat!("Hearth ", env!("CARGO_PKG_VERSION")) }))
+}
+
+/// `GET /_synapse/admin/v1/background_updates/status`: Hearth has none (its migrations run,
+/// whole, at start-up), so none is ever running.
+async fn background_updates(_admin: Admin) -> axum::Json<Value> {
+    axum::Json(json!({ "enabled": true, "current_updates": {} }))
+}
+
+/// `GET /_synapse/admin/v1/background_updates/enabled`.
+async fn background_updates_enabled(_admin: Admin) -> axum::Json<Value> {
+    axum::Json(json!({ "enabled": true }))
 }
 
 fn report_json(report: &EventReport) -> Value {

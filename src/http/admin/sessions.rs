@@ -24,6 +24,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         get(show).put(rename).delete(delete_one),
     );
     let router = route(router, "/_synapse/admin/v1/users/{user_id}/joined_rooms", &[Method::GET], get(joined_rooms));
+    let router = route(router, "/_synapse/admin/v1/users/{user_id}/memberships", &[Method::GET], get(memberships));
     route(router, "/_synapse/admin/v1/users/{user_id}/accountdata", &[Method::GET], get(account_data))
 }
 
@@ -125,6 +126,18 @@ async fn joined_rooms(State(state): State<AppState>, _admin: Admin, args: Args) 
     let user_id = args.local_user(0, &state)?;
     let rooms = devices::joined_rooms(&state.pool, &user_id).await?;
     Ok(axum::Json(json!({ "total": rooms.len(), "joined_rooms": rooms })))
+}
+
+/// `GET /_synapse/admin/v1/users/{userId}/memberships`: for local and remote users alike.
+async fn memberships(State(state): State<AppState>, _admin: Admin, args: Args) -> Result<axum::Json<Value>> {
+    let user_id = ruma::UserId::parse(args.get(0)?)
+        .map_err(|error| crate::error::Error::invalid_param(format!("Invalid user id: {error}")))?;
+    let memberships: Map<String, Value> = devices::memberships(&state.pool, &user_id)
+        .await?
+        .into_iter()
+        .map(|(room_id, membership)| (room_id, Value::String(membership)))
+        .collect();
+    Ok(axum::Json(json!({ "memberships": memberships })))
 }
 
 /// `GET /_synapse/admin/v1/users/{userId}/accountdata`.
