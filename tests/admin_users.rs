@@ -251,11 +251,25 @@ async fn admin_flag_shadow_ban_rate_limits_and_username_checks() {
     let response = server.get(&v1_user_path("@nobody:hearth.test", "/admin"), root.token()).await;
     assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
 
+    let room = server.create_room(&root, json!({"preset": "public_chat"})).await;
+    server.join(&grace, &room).await;
     let (status, body) = server.post(&v1_user_path(&grace.user_id, "/shadow_ban"), root.token(), json!({})).await;
     assert_eq!((status, body), (StatusCode::OK, json!({})));
     assert_eq!(server.get(&user_path(&grace.user_id, ""), root.token()).await.1["shadow_banned"], true);
+    // Shadow-banned, Grace's message is answered as sent, with an event id, and reaches no one.
+    let send = |txn: &str| format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", encode(&room));
+    let (status, sent) = server.put(&send("s1"), grace.token(), json!({"msgtype": "m.text", "body": "spam"})).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    assert!(sent["event_id"].as_str().unwrap().starts_with('$'), "{sent}");
+    let (_, history) =
+        server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b", encode(&room)), root.token()).await;
+    assert!(!history.to_string().contains("spam"), "{history}");
     server.delete(&v1_user_path(&grace.user_id, "/shadow_ban"), root.token(), None).await;
     assert_eq!(server.get(&user_path(&grace.user_id, ""), root.token()).await.1["shadow_banned"], false);
+    server.put(&send("s2"), grace.token(), json!({"msgtype": "m.text", "body": "welcome back"})).await;
+    let (_, history) =
+        server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b", encode(&room)), root.token()).await;
+    assert!(history.to_string().contains("welcome back"), "{history}");
 
     let path = v1_user_path(&grace.user_id, "/override_ratelimit");
     assert_eq!(server.get(&path, root.token()).await.1, json!({}));

@@ -236,3 +236,10 @@ pub async fn account_data(
     .fetch_all(db)
     .await
 }
+
+pub async fn is_shadow_banned(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1 AND shadow_banned)")
+        .bind(user_id)
+        .fetch_one(db)
+        .await
+}
