@@ -44,6 +44,11 @@ pub enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Operate the server: the admin API's main operations (accounts, rooms).
+    Admin {
+        #[command(subcommand)]
+        command: crate::cli_admin::AdminCommand,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -120,6 +125,7 @@ pub async fn run_tool(command: Command) -> anyhow::Result<()> {
         }
         Command::User { command } => run_user(command).await,
         Command::RegistrationToken { command } => run_token(command).await,
+        Command::Admin { command } => crate::cli_admin::run(command).await,
     }
 }
 

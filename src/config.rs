@@ -25,10 +25,11 @@ const ENV_KEYS: &[&str] = &[
     "network",
     "media",
     "federation",
+    "metrics",
 ];
 
 /// Nested list keys, read by hand from their comma-separated environment form (below).
-const LIST_KEYS: &[&str] = &["federation.listen", "federation.trusted_key_servers"];
+const LIST_KEYS: &[&str] = &["federation.listen", "federation.trusted_key_servers", "metrics.listen"];
 
 /// Keys that hold text (or a path). Figment reads an environment value like TOML, so `10`
 /// would be a number, `true` a boolean and `0123` the number 123; for these keys the value is
@@ -67,6 +68,16 @@ pub struct Config {
     pub network: NetworkConfig,
     pub media: MediaConfig,
     pub federation: FederationConfig,
+    pub metrics: MetricsConfig,
+}
+
+/// Prometheus metrics (`GET /metrics`, see `telemetry`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Addresses (`host:port`) of the metrics listener; empty (the default): no metrics are
+    /// served. Never the public listener: metrics tell an outsider too much.
+    pub listen: Vec<String>,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -246,6 +257,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             media: MediaConfig::default(),
             federation: FederationConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -402,6 +414,11 @@ impl Config {
         }
         self.validate_media()?;
         self.validate_federation()?;
+        for address in &self.metrics.listen {
+            if parse_host_port(address).is_none() {
+                return Err(ConfigError(format!("`metrics.listen`: {address:?} is not `host:port`")));
+            }
+        }
         if let Err(error) = tracing_subscriber::EnvFilter::try_new(&self.log) {
             return fail("log", format!("{:?} is not a valid log filter ({error})", self.log));
         }

@@ -125,6 +125,11 @@ impl Error {
         Self::new(ErrorKind::GuestAccessForbidden, message)
     }
 
+    /// An admin locked the account: its sessions stay, but every request is refused (401).
+    pub fn user_locked() -> Self {
+        Self::new(ErrorKind::UserLocked, "This account has been locked")
+    }
+
     pub fn user_deactivated() -> Self {
         Self::new(ErrorKind::UserDeactivated, "This account has been deactivated")
     }

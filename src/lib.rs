@@ -17,9 +17,11 @@
 //! Below everything: `error` (kinds, no HTTP), `time`, `config`, `cache`, `ratelimit`, `streams`
 //! (positions and the notifier every writer and `/sync` share).
 
+pub mod admin;
 pub mod allocator;
 pub mod cache;
 pub mod cli;
+pub mod cli_admin;
 pub mod config;
 pub mod db;
 pub mod e2ee;
@@ -38,6 +40,7 @@ pub mod server;
 pub mod state;
 pub mod streams;
 pub mod sync;
+pub mod telemetry;
 pub mod time;
 pub mod users;
 

@@ -115,6 +115,29 @@ pub async fn bind_federation(config: &Config) -> anyhow::Result<Vec<TcpListener>
     Ok(listeners)
 }
 
+/// Binds `metrics.listen` (nothing when metrics are off).
+pub async fn bind_metrics(config: &Config) -> anyhow::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::new();
+    for address in &config.metrics.listen {
+        let listener = TcpListener::bind(address.as_str())
+            .await
+            .with_context(|| format!("`metrics.listen`: cannot listen on {address}"))?;
+        tracing::info!(address = %listener.local_addr()?, "serving metrics");
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
+pub async fn serve_metrics_on(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let header_timeout = Duration::from_secs(state.config.limits.header_timeout_secs);
+    crate::http::serve::serve(listener, crate::telemetry::router(state), header_timeout, shutdown).await
+}
+
 /// Serves the federation API on `listener` (over TLS when `federation.tls_cert` is set) until
 /// `shutdown` resolves, then lets in-flight requests finish.
 pub async fn serve_federation_on(
@@ -150,6 +173,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     tracing::info!(server_name = %config.server_name, key_id = %signing_key.key_id(), "starting Hearth");
     let listeners = bind(&config).await?;
     let federation_listeners = bind_federation(&config).await?;
+    let metrics_listeners = bind_metrics(&config).await?;
     // A bad certificate or key stops the start, rather than every TLS handshake later.
     crate::federation::tls::acceptor(&config.federation)?;
     let state = AppState::new(config, pool, signing_key).await?;
@@ -170,6 +194,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             let _ = stop.wait_for(|stop| *stop).await;
         };
         servers.spawn(serve_federation_on(listener, state.clone(), shutdown));
+    }
+    for listener in metrics_listeners {
+        let mut stop = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        let state = state.clone();
+        servers.spawn(async move { serve_metrics_on(listener, state, shutdown).await.map_err(anyhow::Error::from) });
     }
     let pruner = {
         let state = state.clone();

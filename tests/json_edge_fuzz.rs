@@ -248,6 +248,14 @@ impl Scene {
                 "filename" => "file.txt",
                 // Federation transactions (`/_matrix/federation/v1/send/{transaction_id}`).
                 "transaction_id" => "fuzz-federation-txn",
+                // Admin API room deletions (`/_synapse/admin/v2/rooms/delete_status/{delete_id}`):
+                // an id that names no task.
+                "delete_id" => "nosuchdeletion",
+                // Admin API reports, registration tokens and federation destinations: names
+                // of nothing.
+                "report_id" => "999999",
+                "token" => "nosuchtoken",
+                "destination" => "remote.example",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Scene::fill`"),
             }
             .to_owned()

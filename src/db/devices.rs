@@ -18,6 +18,7 @@ pub struct TokenOwner {
     pub is_admin: bool,
     pub is_guest: bool,
     pub deactivated: bool,
+    pub locked: bool,
     pub last_seen_ts: Option<i64>,
     pub last_seen_ip: Option<String>,
 }
@@ -84,7 +85,7 @@ pub async fn delete_tokens_of_device(db: impl PgExecutor<'_>, user_id: &str, dev
 
 pub async fn token_owner(db: impl PgExecutor<'_>, token_hash: &[u8]) -> sqlx::Result<Option<TokenOwner>> {
     sqlx::query_as(
-        "SELECT t.user_id, t.device_id, u.is_admin, u.is_guest, u.deactivated, d.last_seen_ts, d.last_seen_ip
+        "SELECT t.user_id, t.device_id, u.is_admin, u.is_guest, u.deactivated, u.locked, d.last_seen_ts, d.last_seen_ip
          FROM access_tokens t
          JOIN users u ON u.user_id = t.user_id
          JOIN devices d ON d.user_id = t.user_id AND d.device_id = t.device_id

@@ -4,6 +4,9 @@
 //! compose several writes into one transaction: a request commits whole or not at all.
 
 pub mod account_data;
+pub mod admin_rooms;
+pub mod admin_server;
+pub mod admin_users;
 pub mod advisory_locks;
 pub mod cluster_keeper;
 pub mod connection_health;

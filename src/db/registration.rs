@@ -36,6 +36,41 @@ pub async fn list_tokens(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<Registrati
         .await
 }
 
+pub async fn get_token(db: impl PgExecutor<'_>, token: &str) -> sqlx::Result<Option<RegistrationToken>> {
+    sqlx::query_as("SELECT token, uses_allowed, completed, expiry_ts FROM registration_tokens WHERE token = $1")
+        .bind(token)
+        .fetch_optional(db)
+        .await
+}
+
+/// Changes what is given (`Some(None)` clears a limit); false if there is no such token.
+pub async fn update_token(
+    db: impl PgExecutor<'_>,
+    token: &str,
+    uses_allowed: Option<Option<i32>>,
+    expiry_ts: Option<Option<i64>>,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE registration_tokens
+         SET uses_allowed = CASE WHEN $2 THEN $3 ELSE uses_allowed END,
+             expiry_ts = CASE WHEN $4 THEN $5 ELSE expiry_ts END
+         WHERE token = $1",
+    )
+    .bind(token)
+    .bind(uses_allowed.is_some())
+    .bind(uses_allowed.flatten())
+    .bind(expiry_ts.is_some())
+    .bind(expiry_ts.flatten())
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+pub async fn delete_token(db: impl PgExecutor<'_>, token: &str) -> sqlx::Result<bool> {
+    let deleted = sqlx::query("DELETE FROM registration_tokens WHERE token = $1").bind(token).execute(db).await?;
+    Ok(deleted.rows_affected() == 1)
+}
+
 /// Whether the token exists, has uses left and has not expired.
 pub async fn token_is_valid(db: impl PgExecutor<'_>, token: &str, now_ms: i64) -> sqlx::Result<bool> {
     sqlx::query_scalar(

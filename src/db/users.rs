@@ -11,6 +11,8 @@ pub struct Account {
     pub is_admin: bool,
     pub is_guest: bool,
     pub deactivated: bool,
+    /// Locked by an admin: the account's requests and logins are refused until unlocked.
+    pub locked: bool,
 }
 
 pub struct NewAccount<'a> {
@@ -45,10 +47,12 @@ pub async fn exists(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<bool
 }
 
 pub async fn get(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<Account>> {
-    sqlx::query_as("SELECT user_id, password_hash, is_admin, is_guest, deactivated FROM users WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as(
+        "SELECT user_id, password_hash, is_admin, is_guest, deactivated, locked FROM users WHERE user_id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn set_password_hash(db: impl PgExecutor<'_>, user_id: &str, hash: Option<&str>) -> sqlx::Result<bool> {

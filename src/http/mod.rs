@@ -63,6 +63,8 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
         // A bug that panics a handler costs that request a 500, never the connection or the
         // process; inside the trace layer, so the failure is logged with the request's id.
         .layer(CatchPanicLayer::custom(error::panic_response))
+        // Outside the panic guard, so a panicking handler counts as the 500 it answered.
+        .layer(axum::middleware::from_fn(crate::telemetry::track_request))
         .layer(axum::middleware::from_fn(cors::cors))
         .layer(axum::middleware::from_fn(linger::drain_unread_body))
         // Body size is enforced where bodies are read (the ruma extractor), with a Matrix

@@ -233,6 +233,12 @@ where
     while path_args.len() < expected {
         path_args.push(String::new());
     }
+    check_path_args(parts, &path_args)?;
+    Ok(path_args)
+}
+
+/// What every path argument and query string must be, whoever parses them next.
+pub(crate) fn check_path_args(parts: &Parts, path_args: &[String]) -> Result<()> {
     // PostgreSQL text and jsonb cannot hold U+0000: refuse it here, as the client's mistake,
     // rather than fail at the database with an internal error.
     if path_args.iter().any(|arg| arg.contains('\0')) || parts.uri.query().is_some_and(query_holds_nul) {
@@ -244,7 +250,7 @@ where
     if path_args.iter().any(|arg| arg.len() > MAX_PATH_PARAMETER_BYTES) {
         return Err(Error::invalid_param(format!("Path parameters may be at most {MAX_PATH_PARAMETER_BYTES} bytes")));
     }
-    Ok(path_args)
+    Ok(())
 }
 
 /// Parses what [`read_request`] read into the endpoint's request type.

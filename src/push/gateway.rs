@@ -95,6 +95,12 @@ pub enum Answer {
 /// Posts `request` to the gateway at `url` (the pusher's `data.url`, whose path has been
 /// checked to be the notify endpoint).
 pub async fn post(client: &OutboundClient, url: &str, request: Request) -> Answer {
+    let answer = send(client, url, request).await;
+    crate::telemetry::push_delivery(matches!(answer, Answer::Accepted { .. }));
+    answer
+}
+
+async fn send(client: &OutboundClient, url: &str, request: Request) -> Answer {
     let http_request = match request.try_into_http_request::<Vec<u8>>("http://gateway.invalid", (), ()) {
         Ok(http_request) => http_request,
         Err(error) => return Answer::Failed(format!("building the request: {error}")),

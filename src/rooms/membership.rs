@@ -95,6 +95,7 @@ pub async fn set_membership_of(ctx: RoomCtx<'_>, change: MembershipChange<'_>) -
     let MembershipChange { room_id, sender, target, action, reason, is_direct } = change;
     ensure_room_known(ctx, room_id).await?;
     if action == MembershipAction::Invite {
+        ensure_not_blocked(ctx.pool, room_id).await?;
         ensure_invitable(ctx, target).await?;
     }
     let mut content = member_content(ctx.pool, target, action.membership(), reason).await?;
@@ -110,6 +111,14 @@ pub async fn set_membership_of(ctx: RoomCtx<'_>, change: MembershipChange<'_>) -
         return Ok(standing);
     }
     append(ctx, room_id, sender, EventTemplate::membership_action(action, target.as_str(), content), None).await
+}
+
+/// Refuses joins and invitations into a room an admin blocked (admin API, `block`).
+pub async fn ensure_not_blocked(pool: &PgPool, room_id: &RoomId) -> Result<()> {
+    if db::admin_rooms::blocked_by(pool, room_id.as_str()).await?.is_some() {
+        return Err(Error::forbidden("This room has been blocked on this server"));
+    }
+    Ok(())
 }
 
 /// What an invitation asks of its invitee before any event exists (so a refusal sends

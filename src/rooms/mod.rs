@@ -27,6 +27,7 @@ pub mod resolve_v1;
 pub mod restricted;
 pub mod send;
 pub mod served;
+pub mod shadow_ban;
 pub mod state_event;
 pub mod summary;
 pub mod transaction_ids;

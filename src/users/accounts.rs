@@ -334,6 +334,14 @@ pub async fn deactivate(
 /// (rooms::visibility).
 pub async fn deactivate_now(pool: &PgPool, user_id: &UserId, erase: bool) -> Result<()> {
     let mut tx = pool.begin().await?;
+    deactivate_in(&mut tx, user_id, erase).await?;
+    tx.commit().await?;
+    tracing::info!(%user_id, "deactivated account");
+    Ok(())
+}
+
+/// [`deactivate_now`] inside the caller's transaction.
+pub async fn deactivate_in(tx: &mut PgConnection, user_id: &UserId, erase: bool) -> Result<()> {
     if !db::users::deactivate(&mut *tx, user_id.as_str()).await? {
         return Err(Error::not_found(format!("No account {user_id}")));
     }
@@ -342,11 +350,9 @@ pub async fn deactivate_now(pool: &PgPool, user_id: &UserId, erase: bool) -> Res
     }
     db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;
     // Device keys went with the devices; the identity others trusted goes too.
-    db::e2ee_cross_signing::delete_user(&mut tx, user_id.as_str()).await?;
+    db::e2ee_cross_signing::delete_user(tx, user_id.as_str()).await?;
     // Backed-up room keys are only readable by the account, which is gone for good.
     db::key_backup::delete_all_for_user(&mut *tx, user_id.as_str()).await?;
-    tx.commit().await?;
-    tracing::info!(%user_id, "deactivated account");
     Ok(())
 }
 

@@ -92,16 +92,23 @@ pub async fn delete(
     auth: Option<&AuthData>,
 ) -> Result<()> {
     uia::authenticate(pool, server_name, &deletion.requirement(&session.user_id), auth).await?;
-    let device_ids = deletion.device_ids();
+    delete_now(pool, streams, &session.user_id, &deletion.device_ids()).await?;
+    Ok(())
+}
+
+/// Deletes devices without asking (after UIA, or for an operator); ids that do not exist are
+/// ignored. Returns how many existed.
+pub async fn delete_now(pool: &PgPool, streams: &Streams, user_id: &UserId, device_ids: &[String]) -> Result<u64> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let mut audience = Vec::new();
-    if db::devices::delete(&mut *tx, session.user_id.as_str(), &device_ids).await? > 0 {
-        audience = record_deletion(&mut tx, &mut reservation, session.user_id.as_str()).await?;
+    let deleted = db::devices::delete(&mut *tx, user_id.as_str(), device_ids).await?;
+    if deleted > 0 {
+        audience = record_deletion(&mut tx, &mut reservation, user_id.as_str()).await?;
     }
     tx.commit().await?;
     reservation.committed_for(audience).await?;
-    Ok(())
+    Ok(deleted)
 }
 
 /// Deleting a device deletes its encryption keys (through foreign keys) and changes the

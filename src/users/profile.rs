@@ -7,7 +7,7 @@ use crate::users::Session;
 use ruma::UserId;
 use ruma::api::error::ErrorKind;
 use serde_json::{Map, Value};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 /// The spec's limits: a whole profile at most 64 KiB, a field name at most 255 bytes.
 const MAX_PROFILE_BYTES: usize = 65_536;
@@ -36,12 +36,19 @@ pub async fn set_field(
     if session.user_id != user_id {
         return Err(Error::forbidden("You can only change your own profile"));
     }
+    let mut tx = pool.begin().await?;
+    write_field(&mut tx, user_id, field, value).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Sets (or removes) one field of `user_id`'s profile inside the caller's transaction, with
+/// the same checks for every writer (the user, or an operator through the admin API).
+pub async fn write_field(tx: &mut PgConnection, user_id: &UserId, field: &str, value: Option<Value>) -> Result<()> {
     if field.len() > MAX_FIELD_NAME_BYTES {
         return Err(Error::new(ErrorKind::KeyTooLarge, "The field name is longer than 255 bytes"));
     }
     let value = value.map(|value| validate(field, value)).transpose()?.flatten();
-
-    let mut tx = pool.begin().await?;
     let mut profile = db::users::profile_for_update(&mut *tx, user_id.as_str())
         .await?
         .ok_or_else(|| Error::not_found("Profile not found"))?;
@@ -54,7 +61,6 @@ pub async fn set_field(
         return Err(Error::new(ErrorKind::ProfileTooLarge, "The profile would exceed 64 KiB"));
     }
     db::users::set_profile(&mut *tx, user_id.as_str(), profile).await?;
-    tx.commit().await?;
     Ok(())
 }
 

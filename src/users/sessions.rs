@@ -77,6 +77,9 @@ pub async fn login_with_password(
     if !has_hash || !verified {
         return Err(invalid());
     }
+    if account.locked {
+        return Err(Error::user_locked());
+    }
     let mut tx = pool.begin().await?;
     let session = open(&mut tx, &user_id, login.device_id, login.initial_device_display_name, client).await?;
     tx.commit().await?;
@@ -94,6 +97,9 @@ pub async fn authenticate(pool: &PgPool, access_token: &str, client: &ClientInfo
     let Some(owner) = owner else { return Err(Error::unknown_token("Unknown access token")) };
     if owner.deactivated {
         return Err(Error::unknown_token("This account has been deactivated"));
+    }
+    if owner.locked {
+        return Err(Error::user_locked());
     }
     let now = now_ms();
     let stale = owner.last_seen_ts.is_none_or(|seen| now - seen > LAST_SEEN_GRANULARITY_MS);

@@ -226,6 +226,15 @@ impl TestServer {
         TestUser::from_response(&body, password)
     }
 
+    /// Creates a server admin's account (as an operator does, with `hearth user create --admin`)
+    /// and logs it in.
+    pub async fn register_admin(&self, localpart: &str, password: &str) -> TestUser {
+        hearth::users::accounts::create_account(&self.state.pool, &self.state.server_name, localpart, password, true)
+            .await
+            .expect("create the admin account");
+        self.login(localpart, password).await
+    }
+
     /// Logs in with a password and returns the new session.
     pub async fn login(&self, user: &str, password: &str) -> TestUser {
         let (status, body) = self

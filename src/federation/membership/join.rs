@@ -39,6 +39,7 @@ pub async fn join(
             (room_id, servers)
         }
     };
+    crate::rooms::membership::ensure_not_blocked(ctx.rooms.pool, &room_id).await?;
     if let Some(server) = room_id.server_name() {
         servers.push(server.to_owned());
     }

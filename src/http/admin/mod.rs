@@ -1,11 +1,41 @@
-//! The Synapse-compatible admin API (`/_synapse/admin/...`). Today: shared-secret
-//! registration, which test suites and provisioning tools rely on.
+//! The Synapse-compatible admin API (`/_synapse/admin/...`): thin handlers over `crate::admin`,
+//! answering in Synapse's shapes so that synapse-admin, moderation bots and scripts work
+//! unchanged. Every route but shared-secret registration takes an admin's access token
+//! ([`extract::Admin`]), checked before anything else of the request is read.
 
+mod extract;
+mod media;
 mod register;
+mod rooms;
+mod server;
+mod sessions;
+mod users;
 
+use crate::http::ruma::{BodyFormat, record_route};
 use crate::state::AppState;
 use axum::Router;
+use axum::routing::MethodRouter;
+use http::Method;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    register::routes(router)
+    let router = register::routes(router);
+    let router = users::routes(router);
+    let router = rooms::routes(router);
+    let router = server::routes(router);
+    let router = media::routes(router);
+    sessions::routes(router)
+}
+
+/// Routes `path` to `handler`, listing each of its `methods` in the route table (which the
+/// route audit walks).
+fn route(
+    router: Router<AppState>,
+    path: &'static str,
+    methods: &[Method],
+    handler: MethodRouter<AppState>,
+) -> Router<AppState> {
+    for method in methods {
+        record_route(method.clone(), path, BodyFormat::Json);
+    }
+    router.route(path, handler)
 }

@@ -86,6 +86,9 @@ async fn send_message(
     request: Authed<send_message_event::v3::Request>,
 ) -> Result<RumaResponse<send_message_event::v3::Response>> {
     let body = &request.body;
+    if let Some(event_id) = crate::rooms::shadow_ban::fake_event_id(&state.pool, &request.session.user_id).await? {
+        return Ok(send_message_event::v3::Response::new(event_id).into());
+    }
     let template = EventTemplate::message(body.event_type.clone(), json(&body.body)?);
     let transaction = Transaction { device_id: request.session.device_id.as_str(), txn_id: body.txn_id.as_str() };
     let event_id = append(state.rooms(), &body.room_id, &request.session.user_id, template, Some(transaction)).await?;

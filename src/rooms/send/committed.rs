@@ -30,6 +30,7 @@ pub async fn commit_events<'e>(
     crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, reservation.positions()).await?;
     crate::federation::sender::enqueue_pdus(&mut tx, ctx.server_name, room_id, &events).await?;
     tx.commit().await?;
+    crate::telemetry::events_persisted(events.iter().filter(|event| matches!(event, Appended::New { .. })).count());
     events_committed(reservation, room_id, events).await
 }
 

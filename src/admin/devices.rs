@@ -1,0 +1,104 @@
+//! A user's sessions and data as an admin sees and ends them: devices, where the user was
+//! seen, their rooms and account data, password resets and deactivation.
+
+use crate::admin::users;
+use crate::db;
+use crate::error::{Error, Result};
+use crate::rooms::RoomCtx;
+use crate::streams::Streams;
+use crate::users::{accounts, devices};
+use ruma::UserId;
+use serde_json::{Map, Value};
+use sqlx::PgPool;
+
+pub use crate::db::admin_users::DeviceRecord;
+
+/// `GET /v2/users/{userId}/devices` (also what `whois` shows).
+pub async fn list(pool: &PgPool, user_id: &UserId) -> Result<Vec<DeviceRecord>> {
+    users::get(pool, user_id).await?;
+    Ok(db::admin_users::devices(pool, user_id.as_str()).await?)
+}
+
+/// `GET /v2/users/{userId}/devices/{deviceId}`.
+pub async fn get(pool: &PgPool, user_id: &UserId, device_id: &str) -> Result<DeviceRecord> {
+    list(pool, user_id)
+        .await?
+        .into_iter()
+        .find(|device| device.device_id == device_id)
+        .ok_or_else(|| Error::not_found("Device not found"))
+}
+
+/// `PUT /v2/users/{userId}/devices/{deviceId}`.
+pub async fn rename(pool: &PgPool, user_id: &UserId, device_id: &str, display_name: Option<&str>) -> Result<()> {
+    users::get(pool, user_id).await?;
+    devices::rename(pool, user_id, device_id, display_name).await
+}
+
+/// `DELETE /v2/users/{userId}/devices/{deviceId}` and `POST .../delete_devices`: the devices
+/// and their tokens go; ids that do not exist are ignored, as Synapse does.
+pub async fn delete(pool: &PgPool, streams: &Streams, user_id: &UserId, device_ids: &[String]) -> Result<()> {
+    users::get(pool, user_id).await?;
+    devices::delete_now(pool, streams, user_id, device_ids).await?;
+    Ok(())
+}
+
+/// `GET /v1/users/{userId}/joined_rooms`.
+pub async fn joined_rooms(pool: &PgPool, user_id: &UserId) -> Result<Vec<String>> {
+    users::get(pool, user_id).await?;
+    Ok(db::rooms::joined_rooms(pool, user_id.as_str()).await?)
+}
+
+/// `GET /v1/users/{userId}/memberships`: every room where this server knows a membership of
+/// the user (local or not), with it.
+pub async fn memberships(pool: &PgPool, user_id: &UserId) -> Result<Vec<(String, String)>> {
+    Ok(db::rooms::memberships_of_user(pool, user_id.as_str()).await?)
+}
+
+/// A user's account data: global (by type) and per room (by room, then type).
+pub struct AccountData {
+    pub global: Map<String, Value>,
+    pub rooms: Map<String, Value>,
+}
+
+/// `GET /v1/users/{userId}/accountdata`. Entries that cannot be read are left out.
+pub async fn account_data(pool: &PgPool, user_id: &UserId) -> Result<AccountData> {
+    users::get(pool, user_id).await?;
+    let mut data = AccountData { global: Map::new(), rooms: Map::new() };
+    for (room_id, data_type, content) in db::admin_users::account_data(pool, user_id.as_str()).await? {
+        let Some(content) = content.into_value() else { continue };
+        if room_id.is_empty() {
+            data.global.insert(data_type, content);
+        } else if let Value::Object(room) = data.rooms.entry(room_id).or_insert_with(|| Value::Object(Map::new())) {
+            room.insert(data_type, content);
+        }
+    }
+    Ok(data)
+}
+
+/// `POST /v1/deactivate/{userId}`: the account is closed for good and leaves its rooms; with
+/// `erase`, its messages are served redacted to whoever was not in the room when they were
+/// sent.
+pub async fn deactivate(ctx: RoomCtx<'_>, user_id: &UserId, erase: bool) -> Result<()> {
+    users::get(ctx.pool, user_id).await?;
+    accounts::deactivate_now(ctx.pool, user_id, erase).await?;
+    crate::rooms::membership::leave_all(ctx, user_id).await?;
+    Ok(())
+}
+
+/// `POST /v1/reset_password/{userId}`: a new password; the user's sessions end unless
+/// `logout_devices` is false.
+pub async fn reset_password(
+    ctx: RoomCtx<'_>,
+    user_id: &UserId,
+    new_password: String,
+    logout_devices: bool,
+) -> Result<()> {
+    let changes =
+        users::UserChanges { password: Some(new_password), logout_devices: Some(logout_devices), ..Default::default() };
+    let account = users::get(ctx.pool, user_id).await?;
+    if account.deactivated {
+        return Err(Error::user_deactivated());
+    }
+    users::create_or_modify(ctx, user_id, changes, None).await?;
+    Ok(())
+}

@@ -1,0 +1,31 @@
+//! Operating the server: every admin operation as a domain function that the admin API
+//! (`http/admin/`) and the `hearth` CLI both call. Paths and answers follow Synapse's admin
+//! API at the edge; here are the rules: who may be changed how, and what a change takes with
+//! it.
+//!
+//! Every operation that changes something is recorded by [`audit`]: who did it, to what, and
+//! under which request id.
+
+pub mod devices;
+pub mod room_deletion;
+pub mod rooms;
+pub mod server;
+pub mod users;
+
+use crate::error::{Error, Result};
+use ruma::{OwnedUserId, ServerName, UserId};
+
+/// Writes the audit log line of an admin action. `actor` is the admin's user id (or
+/// "the operator" for the CLI); `request_id` ties the line to the request's other logs.
+pub fn audit(actor: &str, action: &str, target: &str, request_id: &str) {
+    tracing::info!(target: "hearth::admin::audit", actor, action, target, request_id, "admin action");
+}
+
+/// `user_id` as a user id of this server: admin operations act on local accounts only.
+pub fn local_user(server_name: &ServerName, user_id: &str) -> Result<OwnedUserId> {
+    let user_id = UserId::parse(user_id).map_err(|error| Error::invalid_param(format!("Invalid user id: {error}")))?;
+    if user_id.server_name() != server_name {
+        return Err(Error::invalid_param("This endpoint can only be used with local users"));
+    }
+    Ok(user_id)
+}

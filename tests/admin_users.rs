@@ -1,0 +1,442 @@
+//! The admin API's accounts (`/_synapse/admin/v2/users…` and friends), driven over HTTP as
+//! synapse-admin and scripts drive it, against Synapse's documented answers: shapes, paging,
+//! 404 for unknown accounts, and M_FORBIDDEN for everyone who is not a server admin.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
+
+mod common;
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+const PASSWORD: &str = "correct horse battery";
+
+fn user_path(user_id: &str, rest: &str) -> String {
+    format!("/_synapse/admin/v2/users/{}{rest}", encode(user_id))
+}
+
+fn v1_user_path(user_id: &str, rest: &str) -> String {
+    format!("/_synapse/admin/v1/users/{}{rest}", encode(user_id))
+}
+
+async fn login_attempt(server: &TestServer, user: &str, password: &str) -> (StatusCode, Value) {
+    server
+        .post(
+            "/_matrix/client/v3/login",
+            None,
+            json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user}, "password": password}),
+        )
+        .await
+}
+
+/// Every admin route (but shared-secret registration, which has its own secret) refuses a
+/// request without a token, and a non-admin's token with M_FORBIDDEN, whatever its body.
+#[tokio::test]
+async fn every_admin_route_refuses_non_admins() {
+    let server = TestServer::start().await;
+    let user = server.register("mallory", PASSWORD).await;
+    let room = server.create_room(&user, json!({})).await;
+    let routes: Vec<_> = hearth::http::route_table()
+        .into_iter()
+        .filter(|route| route.path.starts_with("/_synapse/admin/") && route.path != "/_synapse/admin/v1/register")
+        .collect();
+    assert!(routes.len() >= 20, "the admin routes are listed: {}", routes.len());
+    for route in &routes {
+        let path = fill_path(route.path, |name| match name {
+            "user_id" => encode(&user.user_id),
+            "device_id" => user.device_id.clone(),
+            "room_id" => encode(&room),
+            "delete_id" => "nosuchdeletion".to_owned(),
+            "report_id" => "1".to_owned(),
+            "token" => "sometoken".to_owned(),
+            "destination" => "remote.example".to_owned(),
+            "server_name" => SERVER_NAME.to_owned(),
+            "media_id" => "nosuchmedia".to_owned(),
+            other => panic!("{}: no value for {{{other}}}", route.path),
+        });
+        let response = server.request(route.method.clone(), &path, user.token(), Some(json!({"admin": true}))).await;
+        assert_eq!(response.0, StatusCode::FORBIDDEN, "{} {path}: {}", route.method, response.1);
+        assert_eq!(response.1["errcode"], "M_FORBIDDEN", "{} {path}", route.method);
+        let response = server.request(route.method.clone(), &path, None, None).await;
+        assert_eq!(response.0, StatusCode::UNAUTHORIZED, "{} {path}: {}", route.method, response.1);
+        assert_eq!(response.1["errcode"], "M_MISSING_TOKEN", "{} {path}", route.method);
+    }
+    // The non-admin did not make themselves an admin nor block or delete anything on the way.
+    assert_eq!(server.count("SELECT count(*) FROM blocked_rooms").await, 0);
+    assert_eq!(server.count("SELECT count(*) FROM room_deletions").await, 0);
+    let (status, body) = server.get("/_matrix/client/v3/account/whoami", user.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(server.count("SELECT count(*) FROM users WHERE is_admin").await, 0);
+}
+
+#[tokio::test]
+async fn accounts_are_listed_in_pages_filtered_and_ordered() {
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", PASSWORD).await;
+    for name in ["carol", "alice", "bob", "dave"] {
+        server.register(name, PASSWORD).await;
+    }
+    let deactivated = server.register("erin", PASSWORD).await;
+    let (status, _) = server
+        .post(&format!("/_synapse/admin/v1/deactivate/{}", encode(&deactivated.user_id)), root.token(), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Default: ascending by name, deactivated accounts left out, 100 a page.
+    let (status, body) = server.get("/_synapse/admin/v2/users", root.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let names: Vec<&str> = body["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["@alice:hearth.test", "@bob:hearth.test", "@carol:hearth.test", "@dave:hearth.test", "@root:hearth.test"]
+    );
+    assert_eq!(body["total"], 5);
+    assert!(body.get("next_token").is_none(), "one page holds everything: {body}");
+    let alice = &body["users"][0];
+    assert_eq!(alice["admin"], false);
+    assert_eq!(alice["is_guest"], false);
+    assert_eq!(alice["deactivated"], false);
+    assert_eq!(alice["displayname"], "alice");
+    assert!(alice["creation_ts"].as_i64().unwrap() > 1_600_000_000_000, "milliseconds in listings: {alice}");
+
+    // Pages of two: next_token is a string offset, absent on the last page.
+    let (_, page) = server.get("/_synapse/admin/v2/users?limit=2", root.token()).await;
+    assert_eq!(page["users"].as_array().unwrap().len(), 2);
+    assert_eq!(page["next_token"], "2");
+    let (_, page) = server.get("/_synapse/admin/v2/users?limit=2&from=4", root.token()).await;
+    assert_eq!(page["users"][0]["name"], "@root:hearth.test");
+    assert!(page.get("next_token").is_none());
+    assert_eq!(page["total"], 5);
+
+    // Filters.
+    let (_, body) = server.get("/_synapse/admin/v2/users?deactivated=true", root.token()).await;
+    assert_eq!(body["total"], 6);
+    let erin = body["users"].as_array().unwrap().iter().find(|u| u["name"] == "@erin:hearth.test").unwrap();
+    assert_eq!(erin["deactivated"], true);
+    let (_, body) = server.get("/_synapse/admin/v2/users?admins=true", root.token()).await;
+    assert_eq!(body["users"][0]["name"], "@root:hearth.test");
+    assert_eq!(body["total"], 1);
+    let (_, body) = server.get("/_synapse/admin/v2/users?admins=false", root.token()).await;
+    assert_eq!(body["total"], 4);
+    let (_, body) = server.get("/_synapse/admin/v2/users?name=AR", root.token()).await;
+    assert_eq!(body["users"][0]["name"], "@carol:hearth.test");
+    assert_eq!(body["total"], 1);
+    let (_, body) = server.get("/_synapse/admin/v2/users?user_id=%40b", root.token()).await;
+    assert_eq!(body["users"][0]["name"], "@bob:hearth.test");
+
+    // Order and direction.
+    let (_, body) = server.get("/_synapse/admin/v2/users?dir=b&limit=1", root.token()).await;
+    assert_eq!(body["users"][0]["name"], "@root:hearth.test");
+    let (_, body) = server.get("/_synapse/admin/v2/users?order_by=admin&dir=b&limit=1", root.token()).await;
+    assert_eq!(body["users"][0]["name"], "@root:hearth.test");
+    let (_, body) = server.get("/_synapse/admin/v2/users?order_by=creation_ts&limit=1", root.token()).await;
+    assert_eq!(body["users"][0]["name"], "@root:hearth.test", "root was created first");
+
+    // Bad parameters are the client's mistake.
+    for query in ["from=-1", "limit=-5", "order_by=password", "dir=sideways", "limit=ten", "guests=maybe"] {
+        let response = server.get(&format!("/_synapse/admin/v2/users?{query}"), root.token()).await;
+        assert_error(&response, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    }
+}
+
+#[tokio::test]
+async fn an_admin_creates_and_changes_an_account() {
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let frank = "@frank:hearth.test";
+
+    let response = server.get(&user_path(frank, ""), root.token()).await;
+    assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    // Created: 201, with the details in Synapse's shape.
+    let (status, body) = server
+        .put(
+            &user_path(frank, ""),
+            root.token(),
+            json!({"password": "frank's password", "displayname": "Frank", "user_type": "bot", "threepids": []}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["name"], frank);
+    assert_eq!(body["displayname"], "Frank");
+    assert_eq!(body["user_type"], "bot");
+    assert_eq!(body["admin"], false);
+    assert_eq!(body["threepids"], json!([]));
+    let seconds = body["creation_ts"].as_i64().unwrap();
+    assert!((1_600_000_000..4_000_000_000).contains(&seconds), "seconds in a user's details: {body}");
+    let frank_session = server.login(frank, "frank's password").await;
+    let (_, profile) = server.get(&format!("/_matrix/client/v3/profile/{}", encode(frank)), None).await;
+    assert_eq!(profile["displayname"], "Frank");
+
+    // Changed: 200. A new password ends Frank's sessions; the user type is cleared with null.
+    let (status, body) = server
+        .put(
+            &user_path(frank, ""),
+            root.token(),
+            json!({"password": "a new password", "admin": true, "user_type": null, "avatar_url": "mxc://hearth.test/abc"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["admin"], true);
+    assert_eq!(body["user_type"], Value::Null);
+    assert_eq!(body["avatar_url"], "mxc://hearth.test/abc");
+    assert_eq!(body["displayname"], "Frank", "what the body leaves out is unchanged");
+    let response = server.get("/_matrix/client/v3/account/whoami", frank_session.token()).await;
+    assert_error(&response, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+    assert_error(&login_attempt(&server, frank, "frank's password").await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let frank_session = server.login(frank, "a new password").await;
+    let (_, flag) = server.get(&v1_user_path(frank, "/admin"), root.token()).await;
+    assert_eq!(flag, json!({"admin": true}));
+
+    // Refused, with nothing changed: a bad avatar, an unknown user type, third-party ids.
+    for body in [
+        json!({"displayname": "Changed", "avatar_url": "https://example.org/a.png"}),
+        json!({"displayname": "Changed", "user_type": "robot"}),
+        json!({"displayname": "Changed", "threepids": [{"medium": "email", "address": "f@example.org"}]}),
+    ] {
+        let response = server.put(&user_path(frank, ""), root.token(), body).await;
+        assert_error(&response, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    }
+    let response = server.put(&user_path(frank, ""), root.token(), json!({"admin": "yes"})).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_BAD_JSON");
+    let (_, body) = server.get(&user_path(frank, ""), root.token()).await;
+    assert_eq!(body["displayname"], "Frank");
+
+    // Locked: Frank's session answers M_USER_LOCKED, and so does a login, until unlocked.
+    let (status, body) = server.put(&user_path(frank, ""), root.token(), json!({"locked": true})).await;
+    assert_eq!((status, &body["locked"]), (StatusCode::OK, &json!(true)), "{body}");
+    let response = server.get("/_matrix/client/v3/account/whoami", frank_session.token()).await;
+    assert_error(&response, StatusCode::UNAUTHORIZED, "M_USER_LOCKED");
+    assert_error(&login_attempt(&server, frank, "a new password").await, StatusCode::UNAUTHORIZED, "M_USER_LOCKED");
+    server.put(&user_path(frank, ""), root.token(), json!({"locked": false})).await;
+    let (status, _) = server.get("/_matrix/client/v3/account/whoami", frank_session.token()).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // Deactivated through PUT, then reactivated (which needs a password).
+    let (_, body) = server.put(&user_path(frank, ""), root.token(), json!({"deactivated": true})).await;
+    assert_eq!(body["deactivated"], true);
+    assert_error(&login_attempt(&server, frank, "a new password").await, StatusCode::FORBIDDEN, "M_USER_DEACTIVATED");
+    let response = server.put(&user_path(frank, ""), root.token(), json!({"deactivated": false})).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    let (status, body) =
+        server.put(&user_path(frank, ""), root.token(), json!({"deactivated": false, "password": "third one"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["deactivated"], false);
+    server.login(frank, "third one").await;
+
+    // Only local accounts; and a new account's name follows the registration rules.
+    let response = server.get(&user_path("@frank:elsewhere.example", ""), root.token()).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    let response = server.get(&user_path("not a user id", ""), root.token()).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    let response = server.put(&user_path("@12345:hearth.test", ""), root.token(), json!({})).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_INVALID_USERNAME");
+}
+
+#[tokio::test]
+async fn admin_flag_shadow_ban_rate_limits_and_username_checks() {
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let grace = server.register("grace", PASSWORD).await;
+
+    assert_eq!(server.get(&v1_user_path(&grace.user_id, "/admin"), root.token()).await.1, json!({"admin": false}));
+    let (status, _) = server.put(&v1_user_path(&grace.user_id, "/admin"), root.token(), json!({"admin": true})).await;
+    assert_eq!(status, StatusCode::OK);
+    // Grace is an admin now: her own token reaches the admin API.
+    let (status, body) = server.get("/_synapse/admin/v2/users", grace.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let response = server.put(&v1_user_path(&root.user_id, "/admin"), root.token(), json!({"admin": false})).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    let response = server.put(&v1_user_path(&grace.user_id, "/admin"), root.token(), json!({})).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_MISSING_PARAM");
+    let response = server.get(&v1_user_path("@nobody:hearth.test", "/admin"), root.token()).await;
+    assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+
+    let room = server.create_room(&root, json!({"preset": "public_chat"})).await;
+    server.join(&grace, &room).await;
+    let (status, body) = server.post(&v1_user_path(&grace.user_id, "/shadow_ban"), root.token(), json!({})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    assert_eq!(server.get(&user_path(&grace.user_id, ""), root.token()).await.1["shadow_banned"], true);
+    // Shadow-banned, Grace's message is answered as sent, with an event id, and reaches no one.
+    let send = |txn: &str| format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", encode(&room));
+    let (status, sent) = server.put(&send("s1"), grace.token(), json!({"msgtype": "m.text", "body": "spam"})).await;
+    assert_eq!(status, StatusCode::OK, "{sent}");
+    assert!(sent["event_id"].as_str().unwrap().starts_with('$'), "{sent}");
+    let (_, history) =
+        server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b", encode(&room)), root.token()).await;
+    assert!(!history.to_string().contains("spam"), "{history}");
+    server.delete(&v1_user_path(&grace.user_id, "/shadow_ban"), root.token(), None).await;
+    assert_eq!(server.get(&user_path(&grace.user_id, ""), root.token()).await.1["shadow_banned"], false);
+    server.put(&send("s2"), grace.token(), json!({"msgtype": "m.text", "body": "welcome back"})).await;
+    let (_, history) =
+        server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b", encode(&room)), root.token()).await;
+    assert!(history.to_string().contains("welcome back"), "{history}");
+
+    let path = v1_user_path(&grace.user_id, "/override_ratelimit");
+    assert_eq!(server.get(&path, root.token()).await.1, json!({}));
+    let (status, body) = server.post(&path, root.token(), json!({"messages_per_second": 10})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"messages_per_second": 10, "burst_count": 0}));
+    assert_eq!(server.get(&path, root.token()).await.1, json!({"messages_per_second": 10, "burst_count": 0}));
+    let response = server.post(&path, root.token(), json!({"burst_count": -1})).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    server.delete(&path, root.token(), None).await;
+    assert_eq!(server.get(&path, root.token()).await.1, json!({}));
+
+    let available = |name: &str| format!("/_synapse/admin/v1/username_available?username={name}");
+    assert_eq!(server.get(&available("henry"), root.token()).await.1, json!({"available": true}));
+    assert_error(&server.get(&available("grace"), root.token()).await, StatusCode::BAD_REQUEST, "M_USER_IN_USE");
+    assert_error(
+        &server.get(&available("Bad%20Name"), root.token()).await,
+        StatusCode::BAD_REQUEST,
+        "M_INVALID_USERNAME",
+    );
+}
+
+#[tokio::test]
+async fn deactivation_with_erase_closes_the_account_and_empties_the_profile() {
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let ivan = server.register("ivan", PASSWORD).await;
+    let room = server.create_room(&root, json!({"preset": "public_chat"})).await;
+    server.join(&ivan, &room).await;
+    server
+        .put(
+            &format!("/_matrix/client/v3/profile/{}/displayname", encode(&ivan.user_id)),
+            ivan.token(),
+            json!({"displayname": "Ivan the Visible"}),
+        )
+        .await;
+
+    let path = format!("/_synapse/admin/v1/deactivate/{}", encode(&ivan.user_id));
+    let (status, body) = server.post(&path, root.token(), json!({"erase": true})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body, json!({"id_server_unbind_result": "success"}));
+
+    assert_error(&login_attempt(&server, &ivan.user_id, PASSWORD).await, StatusCode::FORBIDDEN, "M_USER_DEACTIVATED");
+    let response = server.get("/_matrix/client/v3/account/whoami", ivan.token()).await;
+    assert_error(&response, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+    let response = server.get(&format!("/_matrix/client/v3/profile/{}", encode(&ivan.user_id)), root.token()).await;
+    assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let (_, details) = server.get(&user_path(&ivan.user_id, ""), root.token()).await;
+    assert_eq!(details["deactivated"], true);
+    assert_eq!(details["erased"], true);
+    assert_eq!(details["displayname"], Value::Null);
+    // Like every deactivation, the account left its rooms.
+    let (_, members) =
+        server.get(&format!("/_matrix/client/v3/rooms/{}/joined_members", encode(&room)), root.token()).await;
+    assert!(members["joined"].get(ivan.user_id.as_str()).is_none(), "{members}");
+
+    let response = server.post("/_synapse/admin/v1/deactivate/%40ghost%3Ahearth.test", root.token(), json!({})).await;
+    assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}
+
+#[tokio::test]
+async fn password_resets_end_sessions_unless_asked_not_to() {
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let judy = server.register("judy", PASSWORD).await;
+    let path = format!("/_synapse/admin/v1/reset_password/{}", encode(&judy.user_id));
+
+    let (status, body) =
+        server.post(&path, root.token(), json!({"new_password": "kept sessions", "logout_devices": false})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    assert_eq!(server.get("/_matrix/client/v3/account/whoami", judy.token()).await.0, StatusCode::OK);
+
+    let (status, _) = server.post(&path, root.token(), json!({"new_password": "ended sessions"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let response = server.get("/_matrix/client/v3/account/whoami", judy.token()).await;
+    assert_error(&response, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+    server.login(&judy.user_id, "ended sessions").await;
+
+    assert_error(&server.post(&path, root.token(), json!({})).await, StatusCode::BAD_REQUEST, "M_MISSING_PARAM");
+    let response = server.post(&path, root.token(), json!({"new_password": ""})).await;
+    assert_eq!(response.0, StatusCode::BAD_REQUEST, "{}", response.1);
+}
+
+#[tokio::test]
+async fn devices_sessions_rooms_and_account_data() {
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let kim = server.register("kim", PASSWORD).await;
+    let phone = server.login("kim", PASSWORD).await;
+    let room = server.create_room(&kim, json!({})).await;
+    let (status, _) = server
+        .put(
+            &format!("/_matrix/client/v3/user/{}/account_data/org.example.settings", encode(&kim.user_id)),
+            kim.token(),
+            json!({"theme": "dark"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server
+        .put(
+            &format!(
+                "/_matrix/client/v3/user/{}/rooms/{}/account_data/org.example.room",
+                encode(&kim.user_id),
+                encode(&room)
+            ),
+            kim.token(),
+            json!({"pinned": true}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    let (status, body) = server.get(&user_path(&kim.user_id, "/devices"), root.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 2);
+    let device = body["devices"].as_array().unwrap().iter().find(|d| d["device_id"] == kim.device_id.as_str()).unwrap();
+    assert_eq!(device["user_id"], kim.user_id.as_str());
+    assert!(device["last_seen_ts"].is_i64(), "{device}");
+    assert_eq!(device["last_seen_ip"], "127.0.0.1");
+
+    let (_, whois) = server.get(&format!("/_synapse/admin/v1/whois/{}", encode(&kim.user_id)), root.token()).await;
+    assert_eq!(whois["user_id"], kim.user_id.as_str());
+    let connection = &whois["devices"][phone.device_id.as_str()]["sessions"][0]["connections"][0];
+    assert_eq!(connection["ip"], "127.0.0.1", "{whois}");
+
+    let device_path = user_path(&kim.user_id, &format!("/devices/{}", phone.device_id));
+    let (status, _) = server.put(&device_path, root.token(), json!({"display_name": "Kim's phone"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, device) = server.get(&device_path, root.token()).await;
+    assert_eq!(device["display_name"], "Kim's phone");
+    let (status, _) = server.delete(&device_path, root.token(), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_error(&server.get(&device_path, root.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let response = server.get("/_matrix/client/v3/account/whoami", phone.token()).await;
+    assert_error(&response, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+
+    let (status, _) = server
+        .post(
+            &user_path(&kim.user_id, "/delete_devices"),
+            root.token(),
+            json!({"devices": [kim.device_id, "NOSUCHDEVICE"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(server.get(&user_path(&kim.user_id, "/devices"), root.token()).await.1["total"], 0);
+
+    let (_, rooms) = server.get(&v1_user_path(&kim.user_id, "/joined_rooms"), root.token()).await;
+    assert_eq!(rooms, json!({"joined_rooms": [room], "total": 1}));
+    // (Kim's devices are gone: a new session.)
+    let kim = server.login("kim", PASSWORD).await;
+    let other = server.create_room(&root, json!({"preset": "public_chat"})).await;
+    server.join(&kim, &other).await;
+    server.post(&format!("/_matrix/client/v3/rooms/{}/leave", encode(&other)), kim.token(), json!({})).await;
+    let (_, memberships) = server.get(&v1_user_path(&kim.user_id, "/memberships"), root.token()).await;
+    assert_eq!(memberships, json!({"memberships": {room.as_str(): "join", other.as_str(): "leave"}}));
+
+    let (_, data) = server.get(&v1_user_path(&kim.user_id, "/accountdata"), root.token()).await;
+    assert_eq!(data["account_data"]["global"]["org.example.settings"], json!({"theme": "dark"}), "{data}");
+    assert_eq!(data["account_data"]["rooms"][room.as_str()]["org.example.room"], json!({"pinned": true}), "{data}");
+
+    for path in [
+        user_path("@nobody:hearth.test", "/devices"),
+        v1_user_path("@nobody:hearth.test", "/joined_rooms"),
+        v1_user_path("@nobody:hearth.test", "/accountdata"),
+        "/_synapse/admin/v1/whois/%40nobody%3Ahearth.test".to_owned(),
+    ] {
+        assert_error(&server.get(&path, root.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    }
+    let response = server.request(Method::POST, &user_path(&kim.user_id, "/delete_devices"), root.token(), None).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_MISSING_PARAM");
+}
