@@ -54,6 +54,18 @@ pub(super) async fn serve(
     }
 }
 
+/// The thumbnail size a request asks for: `width` × `height` by `method` (the spec's default:
+/// `scale`).
+pub(crate) fn thumbnail_size(method: Option<&Method>, width: UInt, height: UInt) -> Result<Size> {
+    let fit = match method {
+        None | Some(Method::Scale) => Fit::Scale,
+        Some(Method::Crop) => Fit::Crop,
+        Some(other) => return Err(Error::invalid_param(format!("Unknown thumbnail method {:?}", other.as_str()))),
+    };
+    let side = |value: UInt| u32::try_from(u64::from(value)).unwrap_or(u32::MAX);
+    Ok(Size { width: side(width), height: side(height), fit })
+}
+
 /// Serves a thumbnail of `width` × `height` by `method` (the spec's default: `scale`).
 pub(super) async fn serve_thumbnail(
     state: &AppState,
@@ -62,14 +74,7 @@ pub(super) async fn serve_thumbnail(
     width: UInt,
     height: UInt,
 ) -> Result<Response> {
-    let fit = match method {
-        // The spec's default is `scale`.
-        None | Some(Method::Scale) => Fit::Scale,
-        Some(Method::Crop) => Fit::Crop,
-        Some(other) => return Err(Error::invalid_param(format!("Unknown thumbnail method {:?}", other.as_str()))),
-    };
-    let side = |value: UInt| u32::try_from(u64::from(value)).unwrap_or(u32::MAX);
-    let size = Size { width: side(width), height: side(height), fit };
+    let size = thumbnail_size(method, width, height)?;
     let (thumbnail, body) = state.media.thumbnail(&state.pool, &state.server_name, lookup, size).await?;
     let served = Served {
         status: StatusCode::OK,
