@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod download;
+pub mod orphans;
 pub mod preview;
 pub mod remote;
 pub mod storage;

@@ -155,7 +155,13 @@ mod tests {
             body.chunks(piece).map(|chunk| Ok(Bytes::copy_from_slice(chunk))).collect();
         let mut reader = Reader::new(futures_util::stream::iter(pieces), "xyz");
         let headers = reader.file_headers().await.unwrap();
-        let file = reader.into_file().try_concat().await.map(|bytes| bytes.to_vec());
+        let file = reader
+            .into_file()
+            .try_fold(Vec::new(), |mut file, piece| async move {
+                file.extend_from_slice(&piece);
+                Ok(file)
+            })
+            .await;
         (headers, file)
     }
 
