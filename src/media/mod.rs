@@ -9,6 +9,7 @@
 //! the one place that decides whose media an mxc URI names.
 
 pub mod admin;
+pub mod animated;
 pub mod download;
 pub mod orphans;
 pub mod preview;

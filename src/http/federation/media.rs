@@ -43,7 +43,7 @@ async fn thumbnail(
     request: Federated<get_content_thumbnail::v1::Request>,
 ) -> Result<Response> {
     let body = &request.body;
-    let size = thumbnail_size(body.method.as_ref(), body.width, body.height)?;
+    let size = thumbnail_size(body.method.as_ref(), body.width, body.height, body.animated)?;
     let lookup = Lookup::new(&state.server_name, &body.media_id, Access::Authenticated, body.timeout_ms);
     let (thumbnail, bytes) = state.media.thumbnail(&state.pool, &state.server_name, lookup, size).await?;
     let length = u64::try_from(thumbnail.size).unwrap_or_default();
