@@ -40,6 +40,9 @@ pub enum Scenario {
     /// K idle long-polling /syncs held by U users (K/U each, every one with its own since
     /// token); with --server-pid, the server's resident memory before and after, per connection.
     Idle(Box<IdleArgs>),
+    /// N uploads of S MiB one after another and their downloads, then C uploads of S MiB at
+    /// once; MiB/s, latency and, with --server-pid, the server's memory during the C uploads.
+    Media(Box<MediaArgs>),
 }
 
 /// Options every scenario takes.
@@ -157,6 +160,33 @@ pub struct IdleArgs {
 
     /// Process id of the --homeserver server on this machine: its VmRSS/VmHWM are read from
     /// /proc before and after. Without it, memory is not measured.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// Process id of the --compare server, likewise.
+    #[arg(long, value_name = "PID", requires = "compare")]
+    pub compare_server_pid: Option<u32>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MediaArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Files uploaded (and downloaded) one after another.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub files: u32,
+
+    /// Size of each file in MiB.
+    #[arg(long, value_name = "S", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_024))]
+    pub size_mib: u32,
+
+    /// Users uploading at once in the concurrent phase.
+    #[arg(long, value_name = "C", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub concurrency: u32,
+
+    /// Process id of the --homeserver server on this machine: its memory is sampled during
+    /// the concurrent uploads.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
 
