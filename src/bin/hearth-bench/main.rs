@@ -72,8 +72,8 @@ async fn run(cli: Cli) -> Result<()> {
                 // More users than connections would register users that hold nothing.
                 users: args.users.min(args.connections),
                 settle_s: args.settle_s,
-                server_pid: args.server_pid,
-                compare_server_pid: args.compare_server_pid,
+                server_pid: args.pids.server_pid,
+                compare_server_pid: args.pids.compare_server_pid,
             };
             measure(IdleScenario(parameters), args.target).await
         }
@@ -82,8 +82,8 @@ async fn run(cli: Cli) -> Result<()> {
                 files: args.files,
                 size_mib: args.size_mib,
                 concurrency: args.concurrency,
-                server_pid: args.server_pid,
-                compare_server_pid: args.compare_server_pid,
+                server_pid: args.pids.server_pid,
+                compare_server_pid: args.pids.compare_server_pid,
             };
             measure(MediaScenario(parameters), args.target).await
         }
