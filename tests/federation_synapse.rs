@@ -224,7 +224,7 @@ async fn each_sides_users_download_the_other_sides_media() {
     let synapse = synapse().await;
     let hearth = FedServer::start(ca()).await;
     let alice = hearth.server.register("alice", "alice's password").await;
-    let sue = synapse.register("sue").await;
+    let sal = synapse.register("sal").await;
 
     // Hearth's media, through Synapse (Synapse asks Hearth's federation media endpoint).
     let photo = media_support::picture(160, 120, image::ImageFormat::Png);
@@ -232,7 +232,7 @@ async fn each_sides_users_download_the_other_sides_media() {
     let response = synapse
         .client()
         .get(synapse.url(&format!("/_matrix/client/v1/media/download/{media}")))
-        .bearer_auth(&sue.access_token)
+        .bearer_auth(&sal.access_token)
         .send()
         .await
         .unwrap();
@@ -244,7 +244,7 @@ async fn each_sides_users_download_the_other_sides_media() {
     let response = synapse
         .client()
         .post(synapse.url("/_matrix/media/v3/upload?filename=notes.txt"))
-        .bearer_auth(&sue.access_token)
+        .bearer_auth(&sal.access_token)
         .header("content-type", "text/plain")
         .body(file.clone())
         .send()
@@ -268,7 +268,7 @@ async fn each_sides_users_download_the_other_sides_media() {
     let response = synapse
         .client()
         .post(synapse.url("/_matrix/media/v3/upload"))
-        .bearer_auth(&sue.access_token)
+        .bearer_auth(&sal.access_token)
         .header("content-type", "image/png")
         .body(photo.clone())
         .send()

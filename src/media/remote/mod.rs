@@ -49,6 +49,18 @@ impl InFlight {
     }
 }
 
+/// Removes a gate from [`InFlight`] when dropped.
+struct Release<'a> {
+    in_flight: &'a InFlight,
+    key: RemoteKey,
+}
+
+impl Drop for Release<'_> {
+    fn drop(&mut self) {
+        self.in_flight.release(&self.key);
+    }
+}
+
 impl MediaRepo {
     /// Another server's media: from here if it was fetched before, else fetched now.
     pub(super) async fn find_remote(&self, pool: &PgPool, lookup: Lookup<'_>) -> Result<Found> {
@@ -65,17 +77,14 @@ impl MediaRepo {
         }
         let key = (lookup.server_name.to_string(), lookup.media_id.to_owned());
         let gate = self.fetching.gate(&key);
-        let fetched = async {
-            let _turn = gate.lock().await;
-            // Whoever held the gate before may have fetched it.
-            if let Some(found) = cached(pool, lookup).await? {
-                return Ok(found);
-            }
-            self.fetch_and_keep(pool, remote, lookup).await
+        // Forgets the gate however this ends, a client hanging up mid-fetch included.
+        let _release = Release { in_flight: &self.fetching, key };
+        let _turn = gate.lock().await;
+        // Whoever held the gate before may have fetched it.
+        if let Some(found) = cached(pool, lookup).await? {
+            return Ok(found);
         }
-        .await;
-        self.fetching.release(&key);
-        fetched
+        self.fetch_and_keep(pool, remote, lookup).await
     }
 
     async fn fetch_and_keep(&self, pool: &PgPool, remote: &Remote, lookup: Lookup<'_>) -> Result<Found> {
