@@ -109,20 +109,22 @@ fn lacks_endpoint(error: &FederationError) -> bool {
     }
 }
 
-/// What the client learns when the origin cannot give the media: the origin's 404 stays a
-/// 404; anything else is the origin's failure, not the client's request.
+/// What the client learns when the origin cannot give the media: media that cannot be had
+/// is not found (as for a missing local id), with the reason in the message; only an upload
+/// the origin still waits for keeps its own answer. Never the client's mistake (no 4xx of
+/// its own), never a 5xx of this server's.
 fn failure(error: FederationError) -> Error {
     match &error {
-        FederationError::Remote { errcode, .. } if errcode == "M_NOT_FOUND" => {
-            Error::not_found("The media's server does not have it")
-        }
         FederationError::Remote { errcode, .. } if errcode == "M_NOT_YET_UPLOADED" => {
             Error::new(ruma::api::error::ErrorKind::NotYetUploaded, "The media has not been uploaded to its server yet")
         }
-        _ => Error::from(error),
+        FederationError::Remote { errcode, .. } if errcode == "M_NOT_FOUND" => {
+            Error::not_found("The media's server does not have it")
+        }
+        _ => Error::not_found(format!("The media could not be fetched from its server: {error}")),
     }
 }
 
 fn invalid(message: impl std::fmt::Display) -> Error {
-    Error::unknown(format!("The media's server gave an unusable answer: {message}"))
+    Error::not_found(format!("The media's server gave an unusable answer: {message}"))
 }

@@ -16,6 +16,7 @@ use super::upload::{Body, UploadMeta, check_meta};
 use crate::db;
 use crate::error::{Error, Result};
 use crate::time::now_ms;
+use ruma::api::error::ErrorKind;
 use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -93,7 +94,7 @@ impl MediaRepo {
         // What the other server says about its file is kept only if it is sane.
         let meta = UploadMeta { content_type, filename };
         let meta = if check_meta(&meta).is_ok() { meta } else { UploadMeta::default() };
-        let staged = self.stage(Body { stream: body, pause: REMOTE_PAUSE }).await?;
+        let staged = self.stage(Body { stream: body, pause: REMOTE_PAUSE }).await.map_err(transfer_failure)?;
         let content = staged.content(&meta);
         let origin = lookup.server_name.as_str();
         let mut tx = pool.begin().await?;
@@ -111,6 +112,18 @@ impl MediaRepo {
         tracing::debug!(%origin, media_id = lookup.media_id, size = staged.size(), "remote media cached");
         self.after_upload(pool, &staged, meta.content_type.as_deref());
         cached(pool, lookup).await?.ok_or_else(|| Error::not_found("No such media"))
+    }
+}
+
+/// A remote file that broke off or stalled is media that could not be had (not found, as in
+/// [`fetch`]); one over the size limit stays `M_TOO_LARGE`, and this server's own failures
+/// (its disk) stay its own.
+fn transfer_failure(error: Error) -> Error {
+    match error {
+        Error::Matrix { kind: ErrorKind::Unknown, message } => {
+            Error::not_found(format!("The media could not be fetched from its server: {message}"))
+        }
+        other => other,
     }
 }
 
