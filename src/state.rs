@@ -60,10 +60,15 @@ impl AppState {
             .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
         let streams = Arc::new(crate::streams::Streams::start(&pool).await?);
         let outbound = crate::net::OutboundClient::new(&config.network)?;
-        let media = crate::media::MediaRepo::open(&config.media, &config.data_dir)?;
         let signing_key = Arc::new(signing_key);
         let federation =
             crate::federation::client::FederationClient::new(&config, server_name.clone(), signing_key.clone())?;
+        // Other servers' media comes over federation, so only with federation on.
+        let remote_media = config
+            .federation
+            .enabled
+            .then(|| crate::media::remote::Remote { federation: federation.clone(), outbound: outbound.clone() });
+        let media = crate::media::MediaRepo::open(&config.media, &config.data_dir, remote_media)?;
         let key_ring = crate::federation::key_ring::KeyRing::new(
             pool.clone(),
             server_name.clone(),
@@ -100,8 +105,13 @@ impl AppState {
             state.federation_sender.start(state.pool.clone(), Arc::downgrade(&state.streams), state.federation.clone());
         }
         // Expired typing must reach other clients' syncs as a stop without any request.
-        let sweeper = crate::rooms::typing::spawn_sweeper(state.pool.clone(), Arc::downgrade(&state.streams), stopped);
+        let sweeper =
+            crate::rooms::typing::spawn_sweeper(state.pool.clone(), Arc::downgrade(&state.streams), stopped.clone());
         state.background_tasks().push(sweeper);
+        // Bytes whose commit failed are deleted after a grace period, without any request.
+        let media_sweeper =
+            crate::media::orphans::spawn_sweeper(state.media.orphan_sweeper(), state.pool.clone(), stopped);
+        state.background_tasks().push(media_sweeper);
         Ok(state)
     }
 

@@ -1,10 +1,12 @@
 //! Hearth federating with a real Synapse (issue #16), both directions: a Synapse user joins a
-//! Hearth room and a Hearth user joins a Synapse room, by alias, and messages flow both ways.
+//! Hearth room and a Hearth user joins a Synapse room, by alias, and messages flow both ways;
+//! each side's users download the other side's media (issue #17).
 //! One Synapse per test binary, shared by the few tests here (it takes seconds to start; CI's
 //! budget is small); every server trusts one test CA made once for the binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
+mod media_support;
 
 use common::federation::{FedServer, TestCa};
 use common::synapse::{Synapse, SynapseTls, SynapseUser, shared_async};
@@ -215,4 +217,71 @@ async fn a_synapse_invitation_to_hearth_users_is_accepted_by_one_and_rejected_by
         synapse_joined(synapse, &sid, &room).await.contains(&ann.user_id)
     })
     .await;
+}
+
+#[tokio::test]
+async fn each_sides_users_download_the_other_sides_media() {
+    let synapse = synapse().await;
+    let hearth = FedServer::start(ca()).await;
+    let alice = hearth.server.register("alice", "alice's password").await;
+    let sal = synapse.register("sal").await;
+
+    // Hearth's media, through Synapse (Synapse asks Hearth's federation media endpoint).
+    let photo = media_support::picture(160, 120, image::ImageFormat::Png);
+    let media = media_support::uploaded(&hearth.server, &alice.access_token, photo.clone(), "image/png").await;
+    let response = synapse
+        .client()
+        .get(synapse.url(&format!("/_matrix/client/v1/media/download/{media}")))
+        .bearer_auth(&sal.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "Synapse serves Hearth's media\n{}", synapse.log_tail());
+    assert_eq!(response.bytes().await.unwrap().to_vec(), photo);
+
+    // Synapse's media, through Hearth.
+    let file = b"a file from Synapse ".repeat(5000);
+    let response = synapse
+        .client()
+        .post(synapse.url("/_matrix/media/v3/upload?filename=notes.txt"))
+        .bearer_auth(&sal.access_token)
+        .header("content-type", "text/plain")
+        .body(file.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "Synapse takes the upload");
+    let uploaded: Value = response.json().await.unwrap();
+    let synapse_media = media_support::mxc_path(&uploaded["content_uri"]);
+    let (status, headers, got) = media_support::fetch(
+        &hearth.server,
+        &format!("/_matrix/client/v1/media/download/{synapse_media}"),
+        alice.token(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "Hearth serves Synapse's media: {}", String::from_utf8_lossy(&got));
+    assert_eq!(got, file);
+    assert_eq!(headers["content-type"], "text/plain");
+    assert!(headers["content-disposition"].to_str().unwrap().contains("notes.txt"));
+
+    // And a picture's thumbnail, made by Hearth from the fetched original.
+    let response = synapse
+        .client()
+        .post(synapse.url("/_matrix/media/v3/upload"))
+        .bearer_auth(&sal.access_token)
+        .header("content-type", "image/png")
+        .body(photo.clone())
+        .send()
+        .await
+        .unwrap();
+    let uploaded: Value = response.json().await.unwrap();
+    let synapse_photo = media_support::mxc_path(&uploaded["content_uri"]);
+    let (status, _, thumbnail) = media_support::fetch(
+        &hearth.server,
+        &format!("/_matrix/client/v1/media/thumbnail/{synapse_photo}?width=32&height=32&method=crop"),
+        alice.token(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&thumbnail));
+    assert_eq!(media_support::dimensions(&thumbnail), (32, 32));
 }

@@ -72,7 +72,7 @@ async fn an_upload_comes_back_through_the_authenticated_api_with_safe_headers() 
     let (status, _, got) = fetch(&server, &format!("/_matrix/client/v1/media/download/{media}"), bob.token()).await;
     assert_eq!((status, got.len()), (StatusCode::OK, bytes.len()));
 
-    // Unknown media, and media of another server (not fetched over federation yet).
+    // Unknown media, and media of a server that cannot be reached.
     let (status, _, body) =
         fetch(&server, "/_matrix/client/v1/media/download/hearth.test/nosuchmedia", alice.token()).await;
     assert_eq!((status, errcode(&body).as_str()), (StatusCode::NOT_FOUND, "M_NOT_FOUND"));

@@ -126,3 +126,41 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
         },
     )
 }
+
+#[tokio::test]
+async fn the_orphan_sweep_deletes_objects_no_row_names_and_keeps_the_rest() {
+    let s3 = start_s3().await;
+    let endpoint = s3.endpoint.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let data_dir = dir.path().to_owned();
+    let server = TestServer::start_with(move |config| {
+        config.data_dir = data_dir;
+        config.media.backend = "s3".to_owned();
+        config.media.s3.bucket = BUCKET.to_owned();
+        config.media.s3.endpoint = Some(endpoint);
+        config.media.s3.region = "us-east-1".to_owned();
+        config.media.s3.access_key_id = Some("hearth".to_owned());
+        config.media.s3.secret_access_key = Some("secret".to_owned());
+    })
+    .await;
+    let alice = server.register("alice", PASSWORD).await;
+    let media = uploaded(&server, &alice.access_token, b"kept".to_vec(), "text/plain").await;
+    // What a failed commit leaves: an object no row names.
+    let orphan = format!("content/{}", "0".repeat(64));
+    let put = reqwest::Client::new().put(format!("{}/{BUCKET}/{orphan}", s3.endpoint)).body("orphan").send().await;
+    assert!(put.unwrap().status().is_success());
+    assert_eq!(stored_keys(&s3).await.len(), 2);
+
+    let sweeper = server.state.media.orphan_sweeper();
+    let swept = sweeper.sweep(&server.state.pool, Duration::from_secs(3600)).await.unwrap();
+    assert_eq!(swept.contents, 0, "within the grace period nothing goes");
+    // S3 keeps modification times to the second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let swept = sweeper.sweep(&server.state.pool, Duration::ZERO).await.unwrap();
+    assert_eq!(swept.contents, 1);
+    let keys = stored_keys(&s3).await;
+    assert!(!keys.contains(&orphan), "{keys:?}");
+    assert_eq!(keys.len(), 1, "the upload's bytes stay: {keys:?}");
+    let (status, _, got) = fetch(&server, &format!("/_matrix/client/v1/media/download/{media}"), alice.token()).await;
+    assert_eq!((status, got), (StatusCode::OK, b"kept".to_vec()));
+}

@@ -129,3 +129,72 @@ async fn legacy_thumbnails_follow_the_freeze() {
         fetch(&server, &format!("/_matrix/media/v3/thumbnail/{media}?width=32&height=32&method=crop"), None).await;
     assert_eq!((status, errcode(&body).as_str()), (StatusCode::NOT_FOUND, "M_NOT_FOUND"));
 }
+
+/// An animated GIF of `frames` frames of `width` × `height`, each a different colour.
+fn animated_gif(width: u32, height: u32, frames: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = image::codecs::gif::GifEncoder::new(&mut out);
+        encoder.set_repeat(image::codecs::gif::Repeat::Infinite).unwrap();
+        for index in 0..frames {
+            let shade = (index * 255 / frames.max(1)) as u8;
+            let buffer =
+                image::RgbaImage::from_fn(width, height, |x, _| image::Rgba([shade, (x % 256) as u8, 64, 255]));
+            let delay = image::Delay::from_numer_denom_ms(100, 1);
+            encoder.encode_frame(image::Frame::from_parts(buffer, 0, 0, delay)).unwrap();
+        }
+    }
+    out
+}
+
+/// The frame count and size of a GIF.
+fn gif_frames(bytes: &[u8]) -> (usize, (u32, u32)) {
+    use image::AnimationDecoder;
+    let decoder = image::codecs::gif::GifDecoder::new(std::io::Cursor::new(bytes)).unwrap();
+    let frames = decoder.into_frames().collect_frames().unwrap();
+    (frames.len(), frames[0].buffer().dimensions())
+}
+
+#[tokio::test]
+async fn an_animation_asked_for_animated_gets_an_animated_thumbnail_and_otherwise_its_first_frame() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PASSWORD).await;
+    let token = alice.access_token.as_str();
+    let media = uploaded(&server, token, animated_gif(400, 200, 4), "image/gif").await;
+
+    // 64x64 is served from the recommended 320x240 (as still thumbnails are).
+    let (status, content_type, body) = thumbnail(&server, token, &media, "width=64&height=64&animated=true").await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::OK, "image/gif"));
+    assert_eq!(gif_frames(&body), (4, (320, 160)), "every frame, scaled into the box");
+    let (status, content_type, body) =
+        thumbnail(&server, token, &media, "width=32&height=32&method=crop&animated=true").await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::OK, "image/gif"));
+    assert_eq!(gif_frames(&body), (4, (32, 32)));
+
+    // Not asked (or asked not to): the first frame, still.
+    for query in ["width=64&height=64", "width=64&height=64&animated=false"] {
+        let (status, content_type, body) = thumbnail(&server, token, &media, query).await;
+        assert_eq!((status, content_type.as_str()), (StatusCode::OK, "image/png"), "{query}");
+        assert_eq!(dimensions(&body), (320, 160), "{query}");
+    }
+
+    // A still image asked for animated is still.
+    let still = uploaded(&server, token, picture(100, 100, ImageFormat::Png), "image/png").await;
+    let (status, content_type, _) = thumbnail(&server, token, &still, "width=64&height=64&animated=true").await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::OK, "image/png"));
+}
+
+#[tokio::test]
+async fn an_animation_over_the_frame_limit_gets_a_still_thumbnail() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PASSWORD).await;
+    let token = alice.access_token.as_str();
+    let frames = u32::try_from(hearth::media::animated::MAX_FRAMES).unwrap() + 1;
+    let media = uploaded(&server, token, animated_gif(4, 4, frames), "image/gif").await;
+    let (status, content_type, body) = thumbnail(&server, token, &media, "width=32&height=32&animated=true").await;
+    assert_eq!((status, content_type.as_str()), (StatusCode::OK, "image/png"), "the first frame instead");
+    assert_eq!(dimensions(&body), (4, 4));
+    // The server is fine.
+    let (status, _) = server.get("/_matrix/client/v3/account/whoami", Some(token)).await;
+    assert_eq!(status, StatusCode::OK);
+}

@@ -82,6 +82,35 @@ pub async fn insert_uploaded(
     Ok(())
 }
 
+/// Records another server's media fetched from it; its uploader is that server. A row
+/// inserted meanwhile (another process fetched it too) is kept.
+pub async fn insert_remote(
+    db: impl PgExecutor<'_>,
+    origin: &str,
+    media_id: &str,
+    content: &Content<'_>,
+    authenticated_only: bool,
+    now_ms: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO media (origin, media_id, uploader, created_at, uploaded_at, content_type, filename, size,
+                            sha256, authenticated_only)
+         VALUES ($1, $2, $1, $3, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (origin, media_id) DO NOTHING",
+    )
+    .bind(origin)
+    .bind(media_id)
+    .bind(now_ms)
+    .bind(content.content_type)
+    .bind(content.filename)
+    .bind(content.size)
+    .bind(content.sha256)
+    .bind(authenticated_only)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// Records a media id handed out for a later upload.
 pub async fn insert_pending(
     db: impl PgExecutor<'_>,

@@ -30,6 +30,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 /// The largest response accepted from another server (a `send_join` answer of a large room
 /// is the biggest thing federation sends).
 const MAX_RESPONSE_BYTES: usize = 100 * 1024 * 1024;
+/// The most of an error answer read (its errcode and message are all that is used).
+const MAX_ERROR_BYTES: usize = 64 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FederationError {
@@ -127,37 +129,63 @@ impl FederationClient {
         R: OutgoingRequest<PathBuilder = SinglePath>,
         R::Authentication: FederationAuth,
     {
+        let response = self.open(destination, request).await?;
+        let mut builder = http::Response::builder().status(response.status());
+        for (name, value) in response.headers() {
+            builder = builder.header(name, value);
+        }
+        let body = read_limited(response, MAX_RESPONSE_BYTES).await.map_err(FederationError::Transport)?;
+        R::IncomingResponse::try_from_http_response(builder.body(body.as_slice()).map_err(invalid_response)?)
+            .map_err(invalid_response)
+    }
+
+    /// Sends `request` to `destination` like [`FederationClient::send`], and hands back a
+    /// successful answer with its body unread: for bodies too large to hold at once (media),
+    /// which the caller streams and limits itself.
+    pub async fn open<R>(&self, destination: &ServerName, request: R) -> Result<reqwest::Response, FederationError>
+    where
+        R: OutgoingRequest<PathBuilder = SinglePath>,
+        R::Authentication: FederationAuth,
+    {
         let pinned = self.pinned(destination).await?;
         let auth = <R::Authentication as FederationAuth>::input(&self.0.origin, destination, &self.0.key.key_pair);
         let http_request = request
             .try_into_http_request::<Vec<u8>>(&pinned.destination.base_url(), auth, ())
             .map_err(|error| FederationError::Request(error.to_string()))?;
-        let response = match self.execute(&pinned, http_request).await {
+        let request =
+            reqwest::Request::try_from(http_request).map_err(|error| FederationError::Request(error.to_string()))?;
+        self.execute(destination, &pinned, request).await
+    }
+
+    /// An unsigned `GET` of `path_and_query` on `destination`'s federation address: the
+    /// client-server endpoints some servers answer there too (media before authenticated
+    /// media), body unread as in [`FederationClient::open`].
+    pub async fn open_unsigned_get(
+        &self,
+        destination: &ServerName,
+        path_and_query: &str,
+    ) -> Result<reqwest::Response, FederationError> {
+        let pinned = self.pinned(destination).await?;
+        let url = format!("{}{path_and_query}", pinned.destination.base_url());
+        let request = pinned.http.get(url).build().map_err(|error| FederationError::Request(error.to_string()))?;
+        self.execute(destination, &pinned, request).await
+    }
+
+    /// Sends a built request; an error answer is read (a little of it) into [`FederationError::Remote`].
+    async fn execute(
+        &self,
+        destination: &ServerName,
+        pinned: &Pinned,
+        request: reqwest::Request,
+    ) -> Result<reqwest::Response, FederationError> {
+        let response = match pinned.http.execute(request).await {
             Ok(response) => response,
             Err(error) => {
                 // The peer may have moved, or its connections gone stale: discover afresh.
                 self.forget(destination);
-                return Err(error);
+                return Err(FederationError::Transport(describe(&error)));
             }
         };
-        let status = response.status();
-        if !status.is_success() {
-            return Err(remote_error(destination, status, response.body()));
-        }
-        let (parts, body) = response.into_parts();
-        R::IncomingResponse::try_from_http_response(http::Response::from_parts(parts, body.as_slice()))
-            .map_err(|error| FederationError::InvalidResponse(error.to_string()))
-    }
-
-    async fn execute(
-        &self,
-        pinned: &Pinned,
-        request: http::Request<Vec<u8>>,
-    ) -> Result<http::Response<Vec<u8>>, FederationError> {
-        let request =
-            reqwest::Request::try_from(request).map_err(|error| FederationError::Request(error.to_string()))?;
-        let response =
-            pinned.http.execute(request).await.map_err(|error| FederationError::Transport(describe(&error)))?;
         // Discovery only handed allowed addresses over; this holds should anything change that.
         if let Some(peer) = response.remote_addr()
             && !self.0.allow_private
@@ -165,12 +193,12 @@ impl FederationClient {
         {
             return Err(FederationError::Refused(peer.ip().to_string()));
         }
-        let mut builder = http::Response::builder().status(response.status());
-        for (name, value) in response.headers() {
-            builder = builder.header(name, value);
+        let status = response.status();
+        if !status.is_success() {
+            let body = read_limited(response, MAX_ERROR_BYTES).await.unwrap_or_default();
+            return Err(remote_error(destination, status, &body));
         }
-        let body = read_limited(response, MAX_RESPONSE_BYTES).await.map_err(FederationError::Transport)?;
-        builder.body(body).map_err(|error| FederationError::InvalidResponse(error.to_string()))
+        Ok(response)
     }
 
     /// Where `destination` is, discovered now or remembered.
@@ -215,6 +243,10 @@ impl FederationClient {
     pub fn origin(&self) -> &ServerName {
         &self.0.origin
     }
+}
+
+fn invalid_response(error: impl std::fmt::Display) -> FederationError {
+    FederationError::InvalidResponse(error.to_string())
 }
 
 /// An error answer's errcode and message, if it has the spec's shape.

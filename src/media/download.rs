@@ -3,8 +3,8 @@
 //! served there; `media.legacy_unauthenticated` decides what "after" means, as Synapse's
 //! `enable_authenticated_media` does).
 
-use super::MediaRepo;
 use super::storage::{ByteStream, content_key};
+use super::{MediaRepo, Origin};
 use crate::db;
 use crate::error::{Error, Result};
 use crate::time::now_ms;
@@ -52,16 +52,41 @@ pub struct Found {
     pub sha256: String,
 }
 
+/// The media a row names, if it has its bytes and may be served through `access`; a
+/// quarantined one, or one the spec's freeze keeps from the legacy endpoints, is not found.
+pub(super) fn servable(media: db::media::Media, access: Access) -> Result<Option<Found>> {
+    if media.quarantined || (access == Access::Legacy && media.authenticated_only) {
+        return Err(Error::not_found("No such media"));
+    }
+    Ok(match (media.sha256, media.size) {
+        (Some(sha256), Some(size)) => Some(Found {
+            media_id: media.media_id,
+            content_type: media.content_type,
+            filename: media.filename,
+            size: u64::try_from(size).unwrap_or_default(),
+            sha256,
+        }),
+        _ => None,
+    })
+}
+
 impl MediaRepo {
     /// The media `mxc://{server_name}/{media_id}`, waiting up to `wait` for a pending id's
     /// bytes (spec: 504 `M_NOT_YET_UPLOADED` when they do not come in time).
     pub async fn find(&self, pool: &PgPool, own_server: &ServerName, lookup: Lookup<'_>) -> Result<Found> {
-        let Lookup { server_name, media_id, access, wait } = lookup;
-        self.require_local(own_server, server_name)?;
-        let missing = || Error::not_found("No such media");
-        if !super::is_valid_media_id(media_id) {
-            return Err(missing());
+        if !super::is_valid_media_id(lookup.media_id) {
+            return Err(Error::not_found("No such media"));
         }
+        match self.locate(own_server, lookup.server_name) {
+            Origin::Local => self.find_local(pool, own_server, lookup).await,
+            Origin::Remote => self.find_remote(pool, lookup).await,
+        }
+    }
+
+    /// This server's media, waiting for a pending id's bytes.
+    async fn find_local(&self, pool: &PgPool, own_server: &ServerName, lookup: Lookup<'_>) -> Result<Found> {
+        let Lookup { media_id, access, wait, .. } = lookup;
+        let missing = || Error::not_found("No such media");
         let deadline = tokio::time::Instant::now() + wait.min(MAX_UPLOAD_WAIT);
         loop {
             // Registered before the check, so an upload finishing in between still wakes it.
@@ -70,19 +95,11 @@ impl MediaRepo {
             uploaded.as_mut().enable();
 
             let media = db::media::get(pool, own_server.as_str(), media_id).await?.ok_or_else(missing)?;
-            if media.quarantined || (access == Access::Legacy && media.authenticated_only) {
-                return Err(missing());
+            let unused_expires_at = media.unused_expires_at;
+            if let Some(found) = servable(media, access)? {
+                return Ok(found);
             }
-            if let (Some(sha256), Some(size)) = (media.sha256, media.size) {
-                return Ok(Found {
-                    media_id: media.media_id,
-                    content_type: media.content_type,
-                    filename: media.filename,
-                    size: u64::try_from(size).unwrap_or_default(),
-                    sha256,
-                });
-            }
-            if media.unused_expires_at.is_none_or(|expires| expires <= now_ms()) {
+            if unused_expires_at.is_none_or(|expires| expires <= now_ms()) {
                 return Err(missing());
             }
             if tokio::time::Instant::now() >= deadline {

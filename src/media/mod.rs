@@ -4,19 +4,21 @@
 //! bytes of an upload are stored once per content (their SHA-256 names them), however many
 //! media ids point at them; thumbnails belong to the content too.
 //!
-//! Only media of this server are served today. Remote media (`mxc://other.server/…`, fetched
-//! over federation and cached) will plug in at [`MediaRepo::locate`], the one place that
-//! decides whose media an mxc URI names.
+//! Media of other servers (`mxc://other.server/…`) is fetched over federation when first asked
+//! for and kept like an upload, under the origin's name ([`remote`]); [`MediaRepo::locate`] is
+//! the one place that decides whose media an mxc URI names.
 
 pub mod admin;
+pub mod animated;
 pub mod download;
+pub mod orphans;
 pub mod preview;
+pub mod remote;
 pub mod storage;
 pub mod thumbnail;
 pub mod upload;
 
 use crate::config::MediaConfig;
-use crate::error::{Error, Result};
 use ruma::ServerName;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,17 +40,23 @@ pub struct MediaRepo {
     renders: Arc<tokio::sync::Semaphore>,
     /// Recent URL previews (see [`preview`]).
     previews: preview::PreviewCache,
+    /// Fetches other servers' media; `None` with federation off.
+    remote: Option<remote::Remote>,
+    /// Remote media being fetched now, so that concurrent first requests fetch once.
+    fetching: remote::InFlight,
 }
 
 /// Whose media an mxc URI names.
 pub enum Origin {
     Local,
-    /// Another server's: not served until remote media (federation) exists.
+    /// Another server's: fetched from it and kept (see [`remote`]).
     Remote,
 }
 
 impl MediaRepo {
-    pub fn open(config: &MediaConfig, data_dir: &Path) -> anyhow::Result<MediaRepo> {
+    /// The repository; `remote` fetches other servers' media (without it, their media is
+    /// not found).
+    pub fn open(config: &MediaConfig, data_dir: &Path, remote: Option<remote::Remote>) -> anyhow::Result<MediaRepo> {
         let (storage, staging) = storage::open(config, data_dir)?;
         Ok(MediaRepo {
             storage,
@@ -57,6 +65,8 @@ impl MediaRepo {
             uploaded: tokio::sync::Notify::new(),
             renders: Arc::new(tokio::sync::Semaphore::new(thumbnail::CONCURRENT_RENDERS)),
             previews: preview::PreviewCache::new(1000),
+            remote,
+            fetching: remote::InFlight::default(),
         })
     }
 
@@ -64,17 +74,9 @@ impl MediaRepo {
         self.config.max_upload_size
     }
 
-    /// Decides whose media `server_name` names: the one place remote media will branch off.
+    /// Decides whose media `server_name` names: the one place remote media branches off.
     pub fn locate(&self, own_server: &ServerName, server_name: &ServerName) -> Origin {
         if server_name == own_server { Origin::Local } else { Origin::Remote }
-    }
-
-    /// Local media only, for now; a remote server's media is unknown here.
-    fn require_local(&self, own_server: &ServerName, server_name: &ServerName) -> Result<()> {
-        match self.locate(own_server, server_name) {
-            Origin::Local => Ok(()),
-            Origin::Remote => Err(Error::not_found("Media from other servers is not available here yet")),
-        }
     }
 }
 

@@ -8,9 +8,9 @@
 //! too, a truncated or corrupt file is an error like any other, and at most
 //! [`CONCURRENT_RENDERS`] decodes run at once so many uploads cannot multiply that memory.
 
-use super::MediaRepo;
 use super::download::{Found, Lookup};
 use super::storage::{ByteStream, Storage, content_key, thumbnail_key};
+use super::{MediaRepo, animated};
 use crate::db;
 use crate::error::{Error, Result};
 use crate::time::now_ms;
@@ -29,7 +29,7 @@ use tokio::sync::Semaphore;
 pub const MAX_PIXELS: u64 = 32 * 1024 * 1024;
 
 /// The most bytes a decoder may allocate.
-const MAX_DECODE_ALLOC: u64 = 512 * 1024 * 1024;
+pub const MAX_DECODE_ALLOC: u64 = 512 * 1024 * 1024;
 
 /// The largest thumbnail made on demand, per side; larger requests get this.
 pub const MAX_SIDE: u32 = 1600;
@@ -56,21 +56,36 @@ impl Fit {
     }
 }
 
-/// A thumbnail size: a box and a fit.
+/// A thumbnail size: a box and a fit, and whether an animation stays animated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Size {
     pub width: u32,
     pub height: u32,
     pub fit: Fit,
+    /// Asked for with `animated=true`, of content that may be animated ([`animated`]).
+    pub animated: bool,
+}
+
+impl Size {
+    /// The thumbnail's method as stored (its row and storage key): the fit, and whether it is
+    /// the animated one.
+    pub fn method(self) -> &'static str {
+        match (self.fit, self.animated) {
+            (Fit::Crop, false) => "crop",
+            (Fit::Scale, false) => "scale",
+            (Fit::Crop, true) => "crop-animated",
+            (Fit::Scale, true) => "scale-animated",
+        }
+    }
 }
 
 /// The sizes the spec recommends servers make ("Thumbnails").
 pub const RECOMMENDED: [Size; 5] = [
-    Size { width: 32, height: 32, fit: Fit::Crop },
-    Size { width: 96, height: 96, fit: Fit::Crop },
-    Size { width: 320, height: 240, fit: Fit::Scale },
-    Size { width: 640, height: 480, fit: Fit::Scale },
-    Size { width: 800, height: 600, fit: Fit::Scale },
+    Size { width: 32, height: 32, fit: Fit::Crop, animated: false },
+    Size { width: 96, height: 96, fit: Fit::Crop, animated: false },
+    Size { width: 320, height: 240, fit: Fit::Scale, animated: false },
+    Size { width: 640, height: 480, fit: Fit::Scale, animated: false },
+    Size { width: 800, height: 600, fit: Fit::Scale, animated: false },
 ];
 
 /// Content types Hearth can decode.
@@ -92,11 +107,13 @@ pub fn choose(requested: Size) -> Size {
                 || u64::from(size.width) * u64::from(requested.height)
                     == u64::from(size.height) * u64::from(requested.width))
     });
-    recommended.copied().unwrap_or(Size {
+    let chosen = recommended.copied().unwrap_or(Size {
         width: requested.width.clamp(1, MAX_SIDE),
         height: requested.height.clamp(1, MAX_SIDE),
         fit: requested.fit,
-    })
+        animated: false,
+    });
+    Size { animated: requested.animated, ..chosen }
 }
 
 /// Why a file cannot be thumbnailed; the client's problem, never the server's.
@@ -165,32 +182,47 @@ pub fn resize(image: &DynamicImage, size: Size) -> DynamicImage {
     }
 }
 
-/// Decodes once and makes every size asked for. JPEG stays JPEG (photos); everything else
-/// becomes PNG (keeps transparency; the first frame of an animation).
+/// Makes every size asked for, decoding a still image once. JPEG stays JPEG (photos);
+/// everything else becomes PNG (keeps transparency; the first frame of an animation), but an
+/// animated size of an animation becomes an animated GIF ([`animated`]).
 pub fn render(bytes: &[u8], content_type: &str, sizes: &[Size]) -> Result<Vec<Rendered>, Unthumbnailable> {
-    let image = decode(bytes)?;
     let jpeg = content_type.to_ascii_lowercase().starts_with("image/jp");
-    sizes
-        .iter()
-        .map(|&size| {
-            let thumbnail = resize(&image, size);
-            let mut out = Cursor::new(Vec::new());
-            let encoded = if jpeg {
-                let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80);
-                DynamicImage::ImageRgb8(thumbnail.to_rgb8()).write_with_encoder(encoder)
-            } else {
-                thumbnail.write_to(&mut out, image::ImageFormat::Png)
-            };
-            encoded.map_err(|error| Unthumbnailable::Undecodable(error.to_string()))?;
-            Ok(Rendered {
-                size,
-                width: thumbnail.width(),
-                height: thumbnail.height(),
-                content_type: if jpeg { "image/jpeg" } else { "image/png" },
-                bytes: out.into_inner(),
-            })
-        })
-        .collect()
+    let mut still: Option<DynamicImage> = None;
+    let mut made = Vec::with_capacity(sizes.len());
+    for &size in sizes {
+        if size.animated
+            && let Some(rendered) = animated::render(bytes, content_type, size)?
+        {
+            made.push(rendered);
+            continue;
+        }
+        let image = match still.take() {
+            Some(image) => image,
+            None => decode(bytes)?,
+        };
+        made.push(render_still(&image, size, jpeg)?);
+        still = Some(image);
+    }
+    Ok(made)
+}
+
+fn render_still(image: &DynamicImage, size: Size, jpeg: bool) -> Result<Rendered, Unthumbnailable> {
+    let thumbnail = resize(image, size);
+    let mut out = Cursor::new(Vec::new());
+    let encoded = if jpeg {
+        let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80);
+        DynamicImage::ImageRgb8(thumbnail.to_rgb8()).write_with_encoder(encoder)
+    } else {
+        thumbnail.write_to(&mut out, image::ImageFormat::Png)
+    };
+    encoded.map_err(|error| Unthumbnailable::Undecodable(error.to_string()))?;
+    Ok(Rendered {
+        size,
+        width: thumbnail.width(),
+        height: thumbnail.height(),
+        content_type: if jpeg { "image/jpeg" } else { "image/png" },
+        bytes: out.into_inner(),
+    })
 }
 
 /// Makes, stores and records thumbnails of `sizes` for a content.
@@ -218,7 +250,7 @@ async fn make(
         .context("thumbnail task")??;
     let mut made = Vec::with_capacity(rendered.len());
     for rendered in rendered {
-        let method = rendered.size.fit.as_str();
+        let method = rendered.size.method();
         let (requested_width, requested_height) = (side(rendered.size.width), side(rendered.size.height));
         let key = thumbnail_key(&found.sha256, requested_width, requested_height, method);
         let size = i64::try_from(rendered.bytes.len()).unwrap_or(i64::MAX);
@@ -286,8 +318,10 @@ impl MediaRepo {
         if !can_thumbnail(&content_type) {
             return Err(Error::unknown("Cannot generate a thumbnail of this type of content"));
         }
+        // Only what may be animated has an animated thumbnail; the rest shares the still one.
+        let requested = Size { animated: requested.animated && animated::can_animate(&content_type), ..requested };
         let size = choose(requested);
-        let (width, height, method) = (side(size.width), side(size.height), size.fit.as_str());
+        let (width, height, method) = (side(size.width), side(size.height), size.method());
         let known = db::media::get_thumbnail(pool, &found.sha256, width, height, method).await?;
         let thumbnail = match known {
             Some(thumbnail) => thumbnail,

@@ -33,14 +33,18 @@ pub struct Body<S> {
 }
 
 /// A fully received upload in the staging directory; removed when dropped unless stored.
-struct Staged {
+pub(super) struct Staged {
     path: PathBuf,
     sha256: String,
     size: u64,
 }
 
 impl Staged {
-    fn content<'a>(&'a self, meta: &'a UploadMeta) -> db::media::Content<'a> {
+    pub(super) fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub(super) fn content<'a>(&'a self, meta: &'a UploadMeta) -> db::media::Content<'a> {
         db::media::Content {
             sha256: &self.sha256,
             size: i64::try_from(self.size).unwrap_or(i64::MAX),
@@ -57,7 +61,7 @@ impl Drop for Staged {
     }
 }
 
-fn check_meta(meta: &UploadMeta) -> Result<()> {
+pub(super) fn check_meta(meta: &UploadMeta) -> Result<()> {
     for (name, value) in [("filename", &meta.filename), ("Content-Type", &meta.content_type)] {
         if let Some(value) = value {
             if value.contains('\0') {
@@ -184,13 +188,13 @@ impl MediaRepo {
 
     /// Puts staged bytes into storage under their hash, holding the content's lock for the rest
     /// of `tx` (so a deletion of the same content cannot remove them before `tx` names them).
-    async fn store(&self, tx: &mut sqlx::PgTransaction<'_>, staged: &Staged) -> Result<()> {
+    pub(super) async fn store(&self, tx: &mut sqlx::PgTransaction<'_>, staged: &Staged) -> Result<()> {
         db::media::lock_content(&mut **tx, &staged.sha256).await?;
         self.storage.put_file(&content_key(&staged.sha256), &staged.path).await
     }
 
     /// Thumbnails of the spec's recommended sizes, made in the background for images.
-    fn after_upload(&self, pool: &PgPool, staged: &Staged, content_type: Option<&str>) {
+    pub(super) fn after_upload(&self, pool: &PgPool, staged: &Staged, content_type: Option<&str>) {
         if let Some(content_type) = content_type.filter(|content_type| thumbnail::can_thumbnail(content_type)) {
             thumbnail::spawn_pregeneration(
                 self.storage.clone(),
@@ -204,7 +208,7 @@ impl MediaRepo {
     }
 
     /// Streams `body` into a staging file, hashing and counting it, within `max_upload_size`.
-    async fn stage<S, E>(&self, mut body: Body<S>) -> Result<Staged>
+    pub(super) async fn stage<S, E>(&self, mut body: Body<S>) -> Result<Staged>
     where
         S: Stream<Item = Result<Bytes, E>> + Unpin,
         E: std::fmt::Display,

@@ -246,7 +246,8 @@ fn config(dir: &Path, server_name: &str, port: u16, tls: &SynapseTls) -> Value {
             "type": "http",
             "tls": true,
             "x_forwarded": false,
-            "resources": [{"names": ["client", "federation"], "compress": false}],
+            // `media`: the upload endpoint (`/_matrix/media/v3/upload`) lives there.
+            "resources": [{"names": ["client", "federation", "media"], "compress": false}],
         }],
         "tls_certificate_path": tls.cert,
         "tls_private_key_path": tls.key,

@@ -40,6 +40,9 @@ pub enum Scenario {
     /// K idle long-polling /syncs held by U users (K/U each, every one with its own since
     /// token); with --server-pid, the server's resident memory before and after, per connection.
     Idle(Box<IdleArgs>),
+    /// N uploads of S MiB one after another and their downloads, then C uploads of S MiB at
+    /// once; MiB/s, latency and, with --server-pid, the server's memory during the C uploads.
+    Media(Box<MediaArgs>),
 }
 
 /// Options every scenario takes.
@@ -155,14 +158,43 @@ pub struct IdleArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
     pub settle_s: u64,
 
-    /// Process id of the --homeserver server on this machine: its VmRSS/VmHWM are read from
-    /// /proc before and after. Without it, memory is not measured.
+    #[command(flatten)]
+    pub pids: ServerPids,
+}
+
+/// The servers' process ids, for the scenarios that read their memory.
+#[derive(Args, Debug, Clone)]
+pub struct ServerPids {
+    /// Process id of the --homeserver server on this machine: its memory (VmRSS/VmHWM) is
+    /// read from /proc. Without it, memory is not measured.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
 
     /// Process id of the --compare server, likewise.
     #[arg(long, value_name = "PID", requires = "compare")]
     pub compare_server_pid: Option<u32>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MediaArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Files uploaded (and downloaded) one after another.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub files: u32,
+
+    /// Size of each file in MiB.
+    #[arg(long, value_name = "S", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_024))]
+    pub size_mib: u32,
+
+    /// Users uploading at once in the concurrent phase.
+    #[arg(long, value_name = "C", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub concurrency: u32,
+
+    /// Memory is sampled during the concurrent uploads.
+    #[command(flatten)]
+    pub pids: ServerPids,
 }
 
 /// Accepts absolute http(s) URLs only: `localhost:8008` would otherwise parse as a URL whose
@@ -223,7 +255,7 @@ mod tests {
         let Scenario::InitialSync(initial) = parse("initial-sync") else { panic!("initial-sync expected") };
         assert_eq!((initial.rooms, initial.events, initial.repeats), (100, 50, 5));
         let Scenario::Idle(idle) = parse("idle") else { panic!("idle expected") };
-        assert_eq!((idle.connections, idle.users, idle.server_pid), (5_000, 50, None));
+        assert_eq!((idle.connections, idle.users, idle.pids.server_pid), (5_000, 50, None));
         assert!(
             Cli::try_parse_from(["hearth-bench", "idle", "--homeserver", "http://h", "--compare-server-pid", "1"])
                 .is_err(),

@@ -21,6 +21,7 @@ use report::{Report, ServerRun};
 use scenarios::fanout::{FanoutParameters, FanoutScenario};
 use scenarios::idle::{IdleParameters, IdleScenario};
 use scenarios::initial_sync::{InitialSyncParameters, InitialSyncScenario};
+use scenarios::media::{MediaParameters, MediaScenario};
 use scenarios::paired::{PairedParameters, PairedScenario};
 use scenarios::send::{SendParameters, SendScenario};
 use scenarios::{Scenario, ServerContext};
@@ -71,10 +72,20 @@ async fn run(cli: Cli) -> Result<()> {
                 // More users than connections would register users that hold nothing.
                 users: args.users.min(args.connections),
                 settle_s: args.settle_s,
-                server_pid: args.server_pid,
-                compare_server_pid: args.compare_server_pid,
+                server_pid: args.pids.server_pid,
+                compare_server_pid: args.pids.compare_server_pid,
             };
             measure(IdleScenario(parameters), args.target).await
+        }
+        cli::Scenario::Media(args) => {
+            let parameters = MediaParameters {
+                files: args.files,
+                size_mib: args.size_mib,
+                concurrency: args.concurrency,
+                server_pid: args.pids.server_pid,
+                compare_server_pid: args.pids.compare_server_pid,
+            };
+            measure(MediaScenario(parameters), args.target).await
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod auth;
 mod dag;
 mod directory;
 mod keys;
+mod media;
 mod membership;
 mod query;
 mod transactions;
@@ -19,6 +20,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = directory::routes(router);
     let router = membership::routes(router);
     let router = query::routes(router);
+    let router = media::routes(router);
     let router = transactions::routes(router);
     dag::routes(router)
 }

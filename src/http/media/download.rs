@@ -54,22 +54,25 @@ pub(super) async fn serve(
     }
 }
 
-/// Serves a thumbnail of `width` × `height` by `method` (the spec's default: `scale`).
-pub(super) async fn serve_thumbnail(
-    state: &AppState,
-    lookup: Lookup<'_>,
+/// The thumbnail size a request asks for: `width` × `height` by `method` (the spec's default:
+/// `scale`), animated only when asked (`animated=true`; absent means still, spec v1.11).
+pub(crate) fn thumbnail_size(
     method: Option<&Method>,
     width: UInt,
     height: UInt,
-) -> Result<Response> {
+    animated: Option<bool>,
+) -> Result<Size> {
     let fit = match method {
-        // The spec's default is `scale`.
         None | Some(Method::Scale) => Fit::Scale,
         Some(Method::Crop) => Fit::Crop,
         Some(other) => return Err(Error::invalid_param(format!("Unknown thumbnail method {:?}", other.as_str()))),
     };
     let side = |value: UInt| u32::try_from(u64::from(value)).unwrap_or(u32::MAX);
-    let size = Size { width: side(width), height: side(height), fit };
+    Ok(Size { width: side(width), height: side(height), fit, animated: animated == Some(true) })
+}
+
+/// Serves a thumbnail of `size`.
+pub(super) async fn serve_thumbnail(state: &AppState, lookup: Lookup<'_>, size: Size) -> Result<Response> {
     let (thumbnail, body) = state.media.thumbnail(&state.pool, &state.server_name, lookup, size).await?;
     let served = Served {
         status: StatusCode::OK,
@@ -107,7 +110,8 @@ pub async fn thumbnail(
 ) -> Result<Response> {
     let body = &request.body;
     let lookup = Lookup::new(&body.server_name, &body.media_id, Access::Authenticated, body.timeout_ms);
-    serve_thumbnail(&state, lookup, body.method.as_ref(), body.width, body.height).await
+    let size = thumbnail_size(body.method.as_ref(), body.width, body.height, body.animated)?;
+    serve_thumbnail(&state, lookup, size).await
 }
 
 pub(super) fn upload_size(state: &AppState) -> UInt {

@@ -3,7 +3,7 @@
 //! [`crate::media::download`]).
 #![allow(deprecated)] // ruma marks these endpoints deprecated, as the spec does
 
-use super::download::{preview_of, serve, serve_thumbnail, upload_size};
+use super::download::{preview_of, serve, serve_thumbnail, thumbnail_size, upload_size};
 use crate::error::Result;
 use crate::http::ruma::{Authed, Ruma, RumaResponse};
 use crate::media::download::{Access, Lookup};
@@ -39,7 +39,8 @@ pub async fn legacy_thumbnail(
 ) -> Result<Response> {
     let body = &request.body;
     let lookup = Lookup::new(&body.server_name, &body.media_id, Access::Legacy, body.timeout_ms);
-    serve_thumbnail(&state, lookup, body.method.as_ref(), body.width, body.height).await
+    let size = thumbnail_size(body.method.as_ref(), body.width, body.height, body.animated)?;
+    serve_thumbnail(&state, lookup, size).await
 }
 
 pub async fn legacy_config(

@@ -6,10 +6,10 @@
 //! ruma extractor's buffering ([`upload::UploadRequest`] streams them); downloads are streamed
 //! back with the headers that keep a browser from running what it fetched ([`respond`]).
 
-mod download;
+pub(crate) mod download;
 mod legacy;
 mod range;
-mod respond;
+pub(crate) mod respond;
 mod upload;
 
 use crate::http::ruma::{BodyFormat, RumaRouter, register};

@@ -48,6 +48,18 @@ pub fn is_inline(content_type: &str) -> bool {
     INLINE_CONTENT_TYPES.contains(&essence.as_str())
 }
 
+/// The content type to answer with: the uploaded one if it can be a header.
+pub fn safe_content_type(content_type: Option<&str>) -> &str {
+    content_type.filter(|value| HeaderValue::from_str(value).is_ok()).unwrap_or("application/octet-stream")
+}
+
+/// The `Content-Disposition` of media of `content_type`: inline only for the safe types.
+pub fn disposition(content_type: &str, filename: Option<&str>) -> ContentDisposition {
+    let kind =
+        if is_inline(content_type) { ContentDispositionType::Inline } else { ContentDispositionType::Attachment };
+    ContentDisposition::new(kind).with_filename(filename.map(str::to_owned))
+}
+
 /// What a media response says about its bytes.
 pub struct Served<'a> {
     pub status: StatusCode,
@@ -59,11 +71,8 @@ pub struct Served<'a> {
 }
 
 pub fn media_response(served: Served<'_>, body: Option<ByteStream>) -> Response {
-    let content_type =
-        served.content_type.filter(|value| HeaderValue::from_str(value).is_ok()).unwrap_or("application/octet-stream");
-    let disposition =
-        if is_inline(content_type) { ContentDispositionType::Inline } else { ContentDispositionType::Attachment };
-    let disposition = ContentDisposition::new(disposition).with_filename(served.filename.map(str::to_owned));
+    let content_type = safe_content_type(served.content_type);
+    let disposition = disposition(content_type, served.filename);
     let mut response = Response::new(body.map_or_else(Body::empty, Body::from_stream));
     *response.status_mut() = served.status;
     let headers = response.headers_mut();

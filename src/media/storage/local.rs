@@ -93,6 +93,37 @@ impl Storage for LocalStorage {
         })
     }
 
+    fn list_older<'a>(&'a self, prefix: &'a str, before_ms: i64, limit: usize) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let mut keys = Vec::new();
+            // Directories still to read, with their keys' prefix.
+            let mut pending =
+                vec![(self.root.join(prefix.trim_end_matches('/')), prefix.trim_end_matches('/').to_owned())];
+            while let Some((dir, dir_key)) = pending.pop() {
+                let mut entries = match tokio::fs::read_dir(&dir).await {
+                    Ok(entries) => entries,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(error) => {
+                        return Err(anyhow::Error::new(error).context(format!("list {}", dir.display())).into());
+                    }
+                };
+                while let Some(entry) = entries.next_entry().await.with_context(|| format!("list {}", dir.display()))? {
+                    let key = format!("{dir_key}/{}", entry.file_name().to_string_lossy());
+                    let Ok(metadata) = entry.metadata().await else { continue };
+                    if metadata.is_dir() {
+                        pending.push((entry.path(), key));
+                    } else if modified_ms(&metadata).is_some_and(|modified| modified < before_ms) {
+                        keys.push(key);
+                        if keys.len() >= limit {
+                            return Ok(keys);
+                        }
+                    }
+                }
+            }
+            Ok(keys)
+        })
+    }
+
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>> {
         Box::pin(async move {
             let path = self.path(key)?;
@@ -103,6 +134,12 @@ impl Storage for LocalStorage {
             }
         })
     }
+}
+
+/// When a file was last written, in Unix milliseconds.
+pub fn modified_ms(metadata: &std::fs::Metadata) -> Option<i64> {
+    let since_epoch = metadata.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(since_epoch.as_millis()).ok()
 }
 
 /// A reader as a stream of 64 KiB pieces.

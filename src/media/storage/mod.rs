@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use local::LocalStorage;
+pub use local::{LocalStorage, modified_ms};
 pub use s3::S3Storage;
 
 /// Bytes read from a backend, piece by piece.
@@ -37,6 +37,10 @@ pub trait Storage: Send + Sync {
 
     /// Removes `key`; removing a missing key is not an error.
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<()>>;
+
+    /// Up to `limit` keys under `prefix` (`content/`, `thumbnail/`) last written before
+    /// `before_ms` (Unix milliseconds): what the orphan sweep looks at.
+    fn list_older<'a>(&'a self, prefix: &'a str, before_ms: i64, limit: usize) -> BoxFuture<'a, Result<Vec<String>>>;
 }
 
 /// The backend the configuration names, and the local directory uploads are staged in.
@@ -51,6 +55,9 @@ pub fn open(config: &MediaConfig, data_dir: &Path) -> anyhow::Result<(Arc<dyn St
     };
     Ok((storage, staging))
 }
+
+pub const CONTENT_PREFIX: &str = "content/";
+pub const THUMBNAIL_PREFIX: &str = "thumbnail/";
 
 pub fn content_key(sha256: &str) -> String {
     format!("content/{sha256}")

@@ -109,4 +109,19 @@ impl Storage for S3Storage {
             }
         })
     }
+
+    fn list_older<'a>(&'a self, prefix: &'a str, before_ms: i64, limit: usize) -> BoxFuture<'a, Result<Vec<String>>> {
+        Box::pin(async move {
+            let mut listing = self.store.list(Some(&ObjectPath::from(prefix)));
+            let mut keys = Vec::new();
+            while keys.len() < limit
+                && let Some(object) = listing.try_next().await.context("S3 list")?
+            {
+                if object.last_modified.timestamp_millis() < before_ms {
+                    keys.push(object.location.to_string());
+                }
+            }
+            Ok(keys)
+        })
+    }
 }

@@ -5,6 +5,7 @@ pub mod delivery;
 pub mod fanout;
 pub mod idle;
 pub mod initial_sync;
+pub mod media;
 pub mod paired;
 pub mod send;
 
