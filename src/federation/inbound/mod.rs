@@ -13,4 +13,4 @@ pub mod transaction;
 pub use accept::{Accepted, MissingPrevEvents, accept_with_known_parents};
 pub use check::{CheckedPdu, check_pdu_with_keys, parse_pdu, signing_keys_wanted, verify_pdu};
 pub use fetching::{accept_pdu, check_pdu};
-pub use outliers::store_outliers;
+pub use outliers::{StoredOutliers, check_fetched, store_outliers};
