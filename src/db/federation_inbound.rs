@@ -96,6 +96,24 @@ pub async fn known_events(db: impl PgExecutor<'_>, event_ids: &[String]) -> sqlx
     .await
 }
 
+/// A stored, accepted state event: its number and its `(type, state_key)`'s.
+#[derive(Clone, Debug, FromRow)]
+pub struct StateEventEntry {
+    pub event_nid: i64,
+    pub state_key_nid: i64,
+}
+
+/// The stored, not rejected state events among `event_ids` (the others are absent).
+pub async fn state_entries_of(db: impl PgExecutor<'_>, event_ids: &[String]) -> sqlx::Result<Vec<StateEventEntry>> {
+    sqlx::query_as(
+        "SELECT e.event_nid, e.state_key_nid FROM event_ids i JOIN events e ON e.event_nid = i.event_nid
+         WHERE i.event_id = ANY($1) AND e.state_key_nid IS NOT NULL AND e.rejection IS NULL",
+    )
+    .bind(event_ids)
+    .fetch_all(db)
+    .await
+}
+
 /// The answer given to a transaction `origin` sent before under `txn_id`, if any.
 pub async fn txn_response(db: impl PgExecutor<'_>, origin: &str, txn_id: &str) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT response FROM federation_inbound_txns WHERE origin = $1 AND txn_id = $2")

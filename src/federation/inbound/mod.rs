@@ -8,9 +8,12 @@ pub mod check;
 pub mod fetching;
 pub mod outliers;
 pub mod serve;
+pub mod state_fetch;
 pub mod transaction;
 
-pub use accept::{Accepted, MissingPrevEvents, accept_with_known_parents};
+pub use accept::{
+    Accepted, FetchedParentState, MissingPrevEvents, accept_with_known_parents, accept_with_parent_states,
+};
 pub use check::{CheckedPdu, check_pdu_with_keys, parse_pdu, signing_keys_wanted, verify_pdu};
 pub use fetching::{accept_pdu, check_pdu};
 pub use outliers::{StoredOutliers, check_fetched, store_outliers};

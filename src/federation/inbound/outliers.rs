@@ -161,7 +161,8 @@ pub async fn store_outliers(
                 }
                 Err(reason) => {
                     tracing::info!(event_id = %pdu.event_id, %reason, "a fetched event is rejected");
-                    store_unplaced(conn, room_id, &pdu, Unplaced::Rejected { reason: &reason }).await?;
+                    store_unplaced(conn, room_id, &pdu, Unplaced::Rejected { reason: &reason, state_before: None })
+                        .await?;
                     rejected.insert(pdu.event_id.clone());
                     outcome.rejected.push(pdu.event_id);
                 }
@@ -198,8 +199,9 @@ pub enum Unplaced<'a> {
     Outlier,
     /// Allowed by the state before it (known), not by the current state.
     SoftFailed { state_before: i64 },
-    /// It failed auth; kept so it is not fetched or judged again, never served or used.
-    Rejected { reason: &'a str },
+    /// It failed auth; kept so it is not fetched or judged again, never served or used. Where
+    /// the state before it is known, the state after it is that same state.
+    Rejected { reason: &'a str, state_before: Option<i64> },
 }
 
 /// Stores an event beside the timeline (no stream position, not a forward extremity), with
@@ -214,7 +216,7 @@ pub async fn store_unplaced(conn: &mut PgConnection, room_id: &RoomId, pdu: &Pdu
     let (state_before, rejection) = match how {
         Unplaced::Outlier => (None, None),
         Unplaced::SoftFailed { state_before } => (Some(state_before), None),
-        Unplaced::Rejected { reason } => (None, Some(reason)),
+        Unplaced::Rejected { reason, state_before } => (state_before, Some(reason)),
     };
     let json = pdu.canonical_json();
     let prev_ids: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
@@ -228,7 +230,7 @@ pub async fn store_unplaced(conn: &mut PgConnection, room_id: &RoomId, pdu: &Pdu
         origin_server_ts: i64::from(pdu.origin_server_ts.get()),
         depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
         outlier: state_before.is_none(),
-        soft_failed: state_before.is_some(),
+        soft_failed: state_before.is_some() && rejection.is_none(),
         rejection,
         state_before,
         state_after: state_before,
@@ -237,7 +239,8 @@ pub async fn store_unplaced(conn: &mut PgConnection, room_id: &RoomId, pdu: &Pdu
         auth_event_ids: &auth_ids,
     };
     let event_nid = db::federation_inbound::insert_unplaced(conn, &row).await?;
-    if let (Some(state_before), Some(state_key_nid)) = (state_before, state_key_nid) {
+    // A soft-failed state event does change the state after it; a rejected one does not.
+    if let (Some(state_before), Some(state_key_nid), None) = (state_before, state_key_nid, rejection) {
         let after =
             db::state::create_snapshot(conn, room_id.as_str(), Some(state_before), &[(state_key_nid, event_nid)])
                 .await?;
