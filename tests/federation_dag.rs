@@ -122,10 +122,6 @@ async fn forget_queue(a: FedServer, b: &str) -> FedServer {
 
 #[tokio::test]
 async fn a_gap_get_missing_events_cannot_fill_is_bridged_by_the_state_before_it() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     let mut pair = FederatedPair::start().await;
     let (alice, bob, room) = shared_room(&pair).await;
     let since = next_batch(&pair.b, &bob).await;
@@ -177,4 +173,143 @@ async fn a_gap_get_missing_events_cannot_fill_is_bridged_by_the_state_before_it(
             == 1
     })
     .await;
+}
+
+/// The room's forward extremities on `server`: what its next event there builds on.
+async fn tips(server: &FedServer, room: &str) -> Vec<String> {
+    let tips = hearth::db::events::forward_extremities(&server.state().pool, room).await.unwrap();
+    tips.into_iter().map(|tip| tip.event_id).collect()
+}
+
+/// How many events with this id `server` holds in a room's timeline.
+async fn in_timeline(server: &FedServer, event_id: &str) -> i64 {
+    server
+        .server
+        .count(&format!(
+            "SELECT count(*) FROM events e JOIN event_ids i USING (event_nid)
+             WHERE i.event_id = '{event_id}' AND NOT e.outlier AND e.rejection IS NULL AND e.stream_position IS NOT NULL"
+        ))
+        .await
+}
+
+/// The parents `server` stored for an event.
+async fn prev_events(server: &FedServer, event_id: &str) -> Vec<String> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT p.event_id FROM event_edges g JOIN event_ids i ON i.event_nid = g.event_nid
+         JOIN event_ids p ON p.event_nid = g.prev_event_nid WHERE i.event_id = $1",
+    )
+    .bind(event_id)
+    .fetch_all(&server.state().pool)
+    .await
+    .unwrap();
+    rows.into_iter().map(|(id,)| id).collect()
+}
+
+#[tokio::test]
+async fn rejoining_a_remote_room_after_leaving_does_not_fork_it() {
+    let pair = FederatedPair::start().await;
+    let (a, b) = (&pair.a, &pair.b);
+    let (alice, bob, room) = shared_room(&pair).await;
+    let before_leave = a.server.send_text(&alice, &room, "before", "before bob leaves").await;
+    eventually("B has alice's message", || async { in_timeline(b, &before_leave).await == 1 }).await;
+    b.server.leave(&bob, &room).await;
+    eventually("A sees bob leave", || async {
+        a.server.count(&format!("SELECT count(*) FROM room_memberships WHERE room_id = '{room}' AND user_id = '{}' AND membership = 'leave'", bob.user_id)).await == 1
+    })
+    .await;
+    // The room moves on without B.
+    for i in 0..3 {
+        a.server.send_text(&alice, &room, &format!("away-{i}"), &format!("while bob is away {i}")).await;
+    }
+
+    let (status, body) = b
+        .server
+        .post(&format!("/_matrix/client/v3/join/{room}?server_name={}", a.name()), bob.token(), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "bob joins again: {body}");
+    // B builds on its join alone, not on what it held before leaving.
+    let b_tips = tips(b, &room).await;
+    assert_eq!(b_tips.len(), 1, "one tip on B after the rejoin: {b_tips:?}");
+    let (status, join) =
+        b.server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{}", b_tips[0]), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{join}");
+    assert_eq!((join["type"].as_str(), join["sender"].as_str()), (Some("m.room.member"), Some(bob.user_id.as_str())));
+
+    let reply = b.server.send_text(&bob, &room, "back", "bob is back").await;
+    eventually("A accepts bob's message", || async { in_timeline(a, &reply).await == 1 }).await;
+    assert_eq!(prev_events(a, &reply).await, vec![b_tips[0].clone()], "bob's message cites only his join");
+    assert_eq!(state_ids(a, &alice, &room).await, state_ids(b, &bob, &room).await);
+}
+
+/// Sets the retry time A keeps for `b` to `retry_at_ts` and restarts A, whose sender then
+/// waits until then before sending `b` anything.
+async fn hold_delivery(a: FedServer, b: &str, retry_at_ts: i64) -> FedServer {
+    sqlx::query(
+        "INSERT INTO federation_destinations (destination, backoff_ms, retry_at_ts, failures) VALUES ($1, 3600000, $2, 1)
+         ON CONFLICT (destination) DO UPDATE SET backoff_ms = 3600000, retry_at_ts = $2, failures = 1",
+    )
+    .bind(b)
+    .bind(retry_at_ts)
+    .execute(&a.state().pool)
+    .await
+    .unwrap();
+    a.restart().await
+}
+
+async fn power_levels(server: &FedServer, user: &TestUser, room: &str) -> Value {
+    let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/");
+    let (status, body) = server.server.get(&path, user.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+async fn set_power_levels(server: &FedServer, user: &TestUser, room: &str, content: Value) -> String {
+    let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.power_levels/");
+    let (status, body) = server.server.put(&path, user.token(), content).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["event_id"].as_str().expect("event_id").to_owned()
+}
+
+#[tokio::test]
+async fn a_fork_made_while_b_was_down_resolves_to_the_same_state_on_both() {
+    let mut pair = FederatedPair::start().await;
+    let (alice, bob, room) = shared_room(&pair).await;
+    // Bob may change the room's state too.
+    let mut levels = power_levels(&pair.a, &alice, &room).await;
+    levels["users"][&bob.user_id] = json!(100);
+    let promoted = set_power_levels(&pair.a, &alice, &room, levels.clone()).await;
+    eventually("B has bob's promotion", || async { in_timeline(&pair.b, &promoted).await == 1 }).await;
+
+    // While B is down, alice changes the topic and the power levels; A keeps them for B.
+    let b_name = pair.b.name().to_string();
+    let stopped = pair.b.stop().await;
+    let a_topic = set_topic(&pair.a, &alice, &room, "A's topic").await;
+    let mut a_levels = levels.clone();
+    a_levels["users_default"] = json!(1);
+    let a_power = set_power_levels(&pair.a, &alice, &room, a_levels).await;
+    let far = hearth::time::now_ms() + 3_600_000;
+    pair.a = hold_delivery(pair.a, &b_name, far).await;
+    pair.b = stopped.start().await;
+
+    // Back up, but not yet told, B changes the same state: the room forks.
+    let b_topic = set_topic(&pair.b, &bob, &room, "B's topic").await;
+    let mut b_levels = levels.clone();
+    b_levels["events_default"] = json!(1);
+    let b_power = set_power_levels(&pair.b, &bob, &room, b_levels).await;
+    for id in [&b_topic, &b_power] {
+        eventually("A has B's change", || async { in_timeline(&pair.a, id).await == 1 }).await;
+    }
+    assert_eq!(in_timeline(&pair.b, &a_topic).await, 0, "B has not heard of A's changes yet");
+    assert!(!prev_events(&pair.a, &b_topic).await.contains(&a_topic), "B's topic does not build on A's");
+
+    // A sends what it kept; both sides now hold both branches and resolve them alike.
+    pair.a = hold_delivery(pair.a, &b_name, 0).await;
+    for id in [&a_topic, &a_power] {
+        eventually("B has A's change", || async { in_timeline(&pair.b, id).await == 1 }).await;
+    }
+    let on_a = state_ids(&pair.a, &alice, &room).await;
+    assert_eq!(on_a, state_ids(&pair.b, &bob, &room).await, "/state differs between A and B");
+    assert_eq!(topic(&pair.a, &alice, &room).await, topic(&pair.b, &bob, &room).await);
+    let power = power_levels(&pair.b, &bob, &room).await;
+    assert_eq!(power, power_levels(&pair.a, &alice, &room).await);
 }

@@ -128,6 +128,13 @@ pub async fn place_outlier(
     Ok(placed.is_some())
 }
 
+/// Forgets the room's forward extremities: a room joined again through another server builds
+/// on that server's tips, not on what this one held before it left.
+pub async fn clear_forward_extremities(conn: &mut PgConnection, room_id: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1").bind(room_id).execute(conn).await?;
+    Ok(())
+}
+
 /// Binds the five columns of a client transaction id, NULL where there is none.
 fn bind_transaction<'q, O>(
     query: QueryAs<'q, Postgres, O, PgArguments>,

@@ -146,16 +146,21 @@ pub async fn accept_with_parent_states(
         parent_states.push(db::state::create_snapshot(&mut tx, room_id.as_str(), None, &state.entries).await?);
     }
     let state_before = state_of(&mut tx, &room_id, &rules, parent_states).await?;
-    if let Err(error) = AuthState::load_for_pdu(&mut tx, state_before, pdu, &rules).await?.authorize(pdu, &rules) {
+    if let Err(error) =
+        AuthState::load_for_pdu(&mut tx, state_before, pdu, &rules).await?.authorize_by_state(pdu, &rules)
+    {
         return reject(tx, &room_id, pdu, Some(state_before), error).await;
     }
 
     // Step 6: soft-fail against the current state.
     let extremities = db::events::forward_extremities(&mut *tx, room_id.as_str()).await?;
     let current = state_of(&mut tx, &room_id, &rules, extremities.iter().map(|x| x.state_after).collect()).await?;
-    let soft_failed = current != state_before
-        && AuthState::load_for_pdu(&mut tx, current, pdu, &rules).await?.authorize(pdu, &rules).is_err();
-    if soft_failed {
+    let soft_fail = match current == state_before {
+        true => None,
+        false => AuthState::load_for_pdu(&mut tx, current, pdu, &rules).await?.authorize_by_state(pdu, &rules).err(),
+    };
+    if let Some(reason) = soft_fail {
+        tracing::info!(event_id = %pdu.event_id, %reason, "soft-failed: the current state does not allow it");
         store_unplaced(&mut tx, held.room_id(), pdu, Unplaced::SoftFailed { state_before }).await?;
         tx.commit().await?;
         return Ok(Ok(Accepted::SoftFailed(pdu.event_id.clone())));

@@ -63,6 +63,11 @@ pub async fn store_joined_room(
         }
     }
     let state_before = db::state::create_snapshot(&mut tx, room_id.as_str(), None, &entries).await?;
+    // Joined again after leaving: what this server held of the room stopped at its leave. The
+    // resident server's state and tips replace it, or the room would fork here between the
+    // old tips and the join (and the next local event would cite both).
+    db::events::clear_forward_extremities(&mut tx, room_id.as_str()).await?;
+    db::state::clear_current_state(&mut tx, room_id.as_str()).await?;
     for (state_key_nid, event_nid) in &entries {
         db::state::set_current_state(&mut tx, room_id.as_str(), *state_key_nid, *event_nid).await?;
     }
