@@ -1,7 +1,9 @@
 //! The inbound PDU pipeline: what another server sends (or answers with) is checked in the
 //! spec's order — format, signatures, content hash (`check`), then auth against its auth
 //! events, the state before it and the current state (`accept`) — and stored through the same
-//! path as local events.
+//! path as local events. What is missing to judge a PDU is fetched (`fetching`: missing events;
+//! `state_fetch`: auth chains and the state before unfillable gaps) and kept through the one
+//! outlier writer (`outliers`), which also keeps rejected events so they are never judged again.
 
 pub mod accept;
 pub mod check;
