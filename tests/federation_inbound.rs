@@ -6,7 +6,9 @@
 mod common;
 use common::remote_pdus::{build_remote_pdu, room_version};
 use common::*;
-use hearth::federation::inbound::{Accepted, CheckedPdu, accept_with_known_parents, check_pdu_with_keys};
+use hearth::federation::inbound::{
+    Accepted, CheckedPdu, accept_with_known_parents, check_pdu_with_keys, store_outliers,
+};
 use hearth::federation::keys::SigningKey;
 use hearth::rooms::build::EventTemplate;
 use hearth::rooms::pdu::Pdu;
@@ -105,6 +107,21 @@ async fn stored(server: &TestServer, event_id: &EventId) -> i64 {
     server
         .count(&format!(
             "SELECT count(*) FROM events e JOIN event_ids i USING (event_nid) WHERE i.event_id = '{event_id}'"
+        ))
+        .await
+}
+
+/// The room's forward extremities (what its next event builds on).
+async fn tips(server: &TestServer, room: &RoomId) -> Vec<String> {
+    let tips = hearth::db::events::forward_extremities(&server.state.pool, room.as_str()).await.unwrap();
+    tips.into_iter().map(|tip| tip.event_id).collect()
+}
+
+async fn rejected(server: &TestServer, event_id: &EventId) -> i64 {
+    server
+        .count(&format!(
+            "SELECT count(*) FROM events e JOIN event_ids i USING (event_nid)
+             WHERE i.event_id = '{event_id}' AND e.rejection IS NOT NULL AND e.stream_position IS NULL"
         ))
         .await
 }
@@ -241,17 +258,20 @@ async fn a_wrong_content_hash_keeps_the_redacted_copy() {
 }
 
 #[tokio::test]
-async fn events_that_fail_auth_are_refused_and_stored_nowhere() {
+async fn events_that_fail_auth_are_stored_as_rejected_and_never_served_or_judged_again() {
     let server = TestServer::start().await;
     let remote = Remote::new();
     let (alice, room) = public_room(&server, "10").await;
     let (_, since) = synced(&server, &alice, &room, None).await;
 
-    // Bob has not joined: his message fails auth (the origin has no member in the room).
+    // Bob has not joined: his message fails auth (the origin has no member in the room). It is
+    // kept as rejected, so sending it again is refused without judging it again.
     let message = remote.build(&server, &room, BOB, text("not a member"), None).await;
     let error = remote.send(&server, &room, &message).await.expect_err("not joined");
     assert_eq!(error.errcode(), "M_FORBIDDEN", "{error}");
-    assert_eq!(stored(&server, &message.event_id).await, 0);
+    assert_eq!(rejected(&server, &message.event_id).await, 1);
+    let again = remote.send(&server, &room, &message).await.expect_err("rejected before");
+    assert!(again.to_string().contains("rejected before"), "{again}");
 
     // A remote server speaking for a local user: signed by remote.test, so refused.
     let local_sender = remote.build(&server, &room, alice.user_id.as_str(), text("spoofed"), None).await;
@@ -260,7 +280,8 @@ async fn events_that_fail_auth_are_refused_and_stored_nowhere() {
     assert_eq!(stored(&server, &local_sender.event_id).await, 0);
 
     // Joined, bob may not raise himself above his power level.
-    remote.send(&server, &room, &remote.build(&server, &room, BOB, member("join"), None).await).await.unwrap();
+    let join = remote.build(&server, &room, BOB, member("join"), None).await;
+    remote.send(&server, &room, &join).await.unwrap();
     let power = EventTemplate::state(
         "m.room.power_levels",
         "",
@@ -269,7 +290,12 @@ async fn events_that_fail_auth_are_refused_and_stored_nowhere() {
     let grab = remote.build(&server, &room, BOB, power, None).await;
     let error = remote.send(&server, &room, &grab).await.expect_err("a power grab");
     assert_eq!(error.errcode(), "M_FORBIDDEN", "{error}");
-    assert_eq!(stored(&server, &grab.event_id).await, 0);
+    assert_eq!(rejected(&server, &grab.event_id).await, 1);
+    // The grab is no tip of the room (nothing builds on it), and bob goes on as before.
+    assert_eq!(tips(&server, &room).await, vec![join.event_id.to_string()]);
+    let on_top = remote.build(&server, &room, BOB, text("after the grab"), None).await;
+    let accepted = remote.send(&server, &room, &on_top).await.expect("bob's next message");
+    assert!(matches!(accepted, Accepted::Timeline { .. }), "{accepted:?}");
 
     // A room this server does not know.
     let unknown = RoomId::parse("!nowhere:remote.test").unwrap();
@@ -293,7 +319,47 @@ async fn events_that_fail_auth_are_refused_and_stored_nowhere() {
     assert_eq!(error.errcode(), "M_NOT_FOUND", "{error}");
 
     let (events, _) = synced(&server, &alice, &room, Some(&since)).await;
-    assert!(events.iter().all(|event| event["sender"] != BOB || event["type"] == "m.room.member"), "{events:?}");
+    let bobs: Vec<&Value> = events.iter().filter(|event| event["sender"] == BOB).collect();
+    assert_eq!(bobs.len(), 2, "bob's join and his message after the grab, nothing rejected: {bobs:?}");
+    assert_eq!(count_id(&events, &on_top.event_id), 1);
+    for refused in [&message.event_id, &grab.event_id] {
+        let (status, body) =
+            server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{refused}"), alice.token()).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "a rejected event is never served: {body}");
+    }
+}
+
+#[tokio::test]
+async fn an_outlier_that_arrives_through_send_joins_the_timeline_once() {
+    let server = TestServer::start().await;
+    let remote = Remote::new();
+    let (alice, room) = public_room(&server, "11").await;
+    remote.send(&server, &room, &remote.build(&server, &room, BOB, member("join"), None).await).await.unwrap();
+    let (_, since) = synced(&server, &alice, &room, None).await;
+
+    // Fetched first as an outlier (as state or an auth event would be): not in the timeline.
+    let message = remote.build(&server, &room, BOB, text("first an outlier"), None).await;
+    let rules = hearth::rooms::rules_for(&RoomVersionId::V11).unwrap();
+    let mut tx = server.state.pool.begin().await.unwrap();
+    let outcome = store_outliers(&mut tx, &room, &rules, vec![message.clone()]).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(outcome.accepted.len(), 1, "{outcome:?}");
+    let (events, since) = synced(&server, &alice, &room, Some(&since)).await;
+    assert_eq!(count_id(&events, &message.event_id), 0, "an outlier is not served: {events:?}");
+
+    // Then it arrives through /send: judged against the state before it, it takes its place.
+    let accepted = remote.send(&server, &room, &message).await.expect("the outlier is accepted");
+    assert!(matches!(accepted, Accepted::Timeline { .. }), "{accepted:?}");
+    let (events, next) = synced(&server, &alice, &room, Some(&since)).await;
+    assert_eq!(count_id(&events, &message.event_id), 1, "{events:?}");
+    let again = remote.send(&server, &room, &message).await.expect("a retransmission is fine");
+    assert_eq!(again, Accepted::AlreadyKnown(message.event_id.clone()));
+    let (events, _) = synced(&server, &alice, &room, Some(&next)).await;
+    assert_eq!(count_id(&events, &message.event_id), 0, "delivered twice: {events:?}");
+    assert_eq!(stored(&server, &message.event_id).await, 1);
+
+    // The room goes on from it: it is the room's one tip.
+    assert_eq!(tips(&server, &room).await, vec![message.event_id.to_string()]);
 }
 
 #[tokio::test]

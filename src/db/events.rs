@@ -94,6 +94,47 @@ pub async fn insert_with_edges(
     bind_transaction(query, transaction).fetch_one(conn).await
 }
 
+/// Places an outlier in the room's timeline: its stream position and state before (and, until
+/// the caller sets it, after), and it replaces its parents among the forward extremities.
+/// False when it is not (or no longer) an unplaced, accepted outlier.
+pub async fn place_outlier(
+    conn: &mut PgConnection,
+    room_id: &str,
+    event_nid: i64,
+    stream_position: i64,
+    state_before: i64,
+    prev: &[i64],
+) -> sqlx::Result<bool> {
+    let placed: Option<i64> = sqlx::query_scalar(
+        "WITH placed AS (
+             UPDATE events SET outlier = FALSE, stream_position = $3, state_before = $4, state_after = $4
+             WHERE event_nid = $2 AND room_id = $1 AND outlier AND stream_position IS NULL AND rejection IS NULL
+             RETURNING event_nid
+         ), replaced AS (
+             DELETE FROM forward_extremities WHERE room_id = $1 AND event_nid = ANY($5::bigint[])
+               AND EXISTS (SELECT 1 FROM placed)
+         ), extremity AS (
+             INSERT INTO forward_extremities (room_id, event_nid) SELECT $1, event_nid FROM placed
+         )
+         SELECT event_nid FROM placed",
+    )
+    .bind(room_id)
+    .bind(event_nid)
+    .bind(stream_position)
+    .bind(state_before)
+    .bind(prev)
+    .fetch_optional(conn)
+    .await?;
+    Ok(placed.is_some())
+}
+
+/// Forgets the room's forward extremities: a room joined again through another server builds
+/// on that server's tips, not on what this one held before it left.
+pub async fn clear_forward_extremities(conn: &mut PgConnection, room_id: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM forward_extremities WHERE room_id = $1").bind(room_id).execute(conn).await?;
+    Ok(())
+}
+
 /// Binds the five columns of a client transaction id, NULL where there is none.
 fn bind_transaction<'q, O>(
     query: QueryAs<'q, Postgres, O, PgArguments>,

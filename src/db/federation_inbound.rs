@@ -16,6 +16,8 @@ pub struct UnplacedEvent<'a> {
     pub outlier: bool,
     /// Passed auth against the state before it but not against the current state.
     pub soft_failed: bool,
+    /// Why it failed auth, for an event stored as rejected.
+    pub rejection: Option<&'a str>,
     pub state_before: Option<i64>,
     pub state_after: Option<i64>,
     pub json: &'a str,
@@ -35,8 +37,8 @@ pub async fn insert_unplaced(conn: &mut PgConnection, event: &UnplacedEvent<'_>)
              SELECT event_nid FROM event_ids WHERE event_id = $1
          ), event AS (
              INSERT INTO events (event_nid, room_id, event_type, state_key_nid, sender, origin_server_ts, depth,
-                                 outlier, soft_failed, state_before, state_after, json)
-             SELECT event_nid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 FROM id
+                                 outlier, soft_failed, state_before, state_after, json, rejection)
+             SELECT event_nid, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $15 FROM id
              ON CONFLICT (event_nid) DO NOTHING
              RETURNING event_nid
          ), prev AS (
@@ -62,6 +64,7 @@ pub async fn insert_unplaced(conn: &mut PgConnection, event: &UnplacedEvent<'_>)
     .bind(event.json)
     .bind(event.prev_event_ids)
     .bind(event.auth_event_ids)
+    .bind(event.rejection)
     .fetch_one(conn)
     .await
 }
@@ -87,6 +90,24 @@ pub async fn known_events(db: impl PgExecutor<'_>, event_ids: &[String]) -> sqlx
                 e.soft_failed, e.state_after, e.json
          FROM event_ids i JOIN events e ON e.event_nid = i.event_nid
          WHERE i.event_id = ANY($1)",
+    )
+    .bind(event_ids)
+    .fetch_all(db)
+    .await
+}
+
+/// A stored, accepted state event: its number and its `(type, state_key)`'s.
+#[derive(Clone, Debug, FromRow)]
+pub struct StateEventEntry {
+    pub event_nid: i64,
+    pub state_key_nid: i64,
+}
+
+/// The stored, not rejected state events among `event_ids` (the others are absent).
+pub async fn state_entries_of(db: impl PgExecutor<'_>, event_ids: &[String]) -> sqlx::Result<Vec<StateEventEntry>> {
+    sqlx::query_as(
+        "SELECT e.event_nid, e.state_key_nid FROM event_ids i JOIN events e ON e.event_nid = i.event_nid
+         WHERE i.event_id = ANY($1) AND e.state_key_nid IS NOT NULL AND e.rejection IS NULL",
     )
     .bind(event_ids)
     .fetch_all(db)

@@ -342,6 +342,12 @@ pub async fn set_current_state(
     Ok(())
 }
 
+/// Forgets the room's current state (it is about to be set whole again).
+pub async fn clear_current_state(conn: &mut PgConnection, room_id: &str) -> sqlx::Result<()> {
+    sqlx::query("DELETE FROM current_state WHERE room_id = $1").bind(room_id).execute(conn).await?;
+    Ok(())
+}
+
 /// The room's current state, whole.
 pub async fn current_state(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Vec<StateEntry>> {
     sqlx::query_as(

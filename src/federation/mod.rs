@@ -10,6 +10,7 @@ pub mod directory;
 pub mod discovery;
 pub mod inbound;
 pub mod key_ring;
+pub mod key_source;
 pub mod keys;
 pub mod membership;
 pub mod query;

@@ -13,7 +13,7 @@ use crate::federation::inbound::outliers::{Unplaced, store_unplaced};
 use crate::rooms::current_state::adopt_snapshot;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::committed::commit_events;
-use crate::rooms::send::{Appended, AuthState, persist};
+use crate::rooms::send::{Appended, AuthState, persist, persist_outlier};
 use crate::rooms::{RoomCtx, resolve::resolve_snapshots, rules_for, served};
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{OwnedEventId, OwnedRoomId, RoomVersionId, ServerName};
@@ -41,6 +41,15 @@ pub fn room_of(checked: &CheckedPdu) -> Result<OwnedRoomId> {
     checked.pdu.room_id.clone().ok_or_else(|| Error::forbidden("A room's create event is not accepted through /send"))
 }
 
+/// The state after a parent whose own state this server does not know (it is held as an
+/// outlier): the state another server said was before it (`/state_ids`), with the parent on
+/// top, as `(state_key_nid, event_nid)` entries of stored, accepted events.
+#[derive(Clone, Debug)]
+pub struct FetchedParentState {
+    pub parent: OwnedEventId,
+    pub entries: Vec<(i64, i64)>,
+}
+
 /// Accepts a checked PDU whose parents are stored: `Ok(Err(..))` names the parents that are
 /// not. Refusals (auth, ACL, a room this server is not in) are errors; nothing of a refused PDU
 /// is stored.
@@ -48,6 +57,19 @@ pub async fn accept_with_known_parents(
     ctx: RoomCtx<'_>,
     origin: &ServerName,
     checked: &CheckedPdu,
+) -> Result<std::result::Result<Accepted, MissingPrevEvents>> {
+    accept_with_parent_states(ctx, origin, checked, &[]).await
+}
+
+/// [`accept_with_known_parents`], where `fetched` gives the state after parents that are
+/// outliers here (or not held at all): the gap behind the PDU could not be filled, so the
+/// state before it is resolved over what its parents' states are said to be (spec: "the
+/// server should try to fetch the state at the missing prev events").
+pub async fn accept_with_parent_states(
+    ctx: RoomCtx<'_>,
+    origin: &ServerName,
+    checked: &CheckedPdu,
+    fetched: &[FetchedParentState],
 ) -> Result<std::result::Result<Accepted, MissingPrevEvents>> {
     let pdu = &checked.pdu;
     let room_id = room_of(checked)?;
@@ -68,12 +90,16 @@ pub async fn accept_with_known_parents(
 
     let mut tx = ctx.pool.begin().await?;
     let held = ctx.locks.lock_in(&mut tx, &room_id).await?;
-    if let Some(known) = db::federation_inbound::known_events(&mut *tx, &[pdu.event_id.to_string()]).await?.pop() {
-        return match known.rejected {
-            true => Err(Error::forbidden(format!("{} was rejected before", pdu.event_id))),
-            false => Ok(Ok(Accepted::AlreadyKnown(pdu.event_id.clone()))),
-        };
-    }
+    // An event held as an outlier (fetched as state or an auth event) is judged now and moves
+    // into the timeline; anything else held was judged already.
+    let outlier_nid = match db::federation_inbound::known_events(&mut *tx, &[pdu.event_id.to_string()]).await?.pop() {
+        Some(known) if known.rejected => {
+            return Err(Error::forbidden(format!("{} was rejected before", pdu.event_id)));
+        }
+        Some(known) if known.outlier && known.state_after.is_none() => Some(known.event_nid),
+        Some(_) => return Ok(Ok(Accepted::AlreadyKnown(pdu.event_id.clone()))),
+        None => None,
+    };
 
     // Step 4: auth against the event's own auth events, which must all be stored and accepted.
     let mut auth_ids: Vec<String> = pdu.auth_events.iter().map(ToString::to_string).collect();
@@ -87,17 +113,26 @@ pub async fn accept_with_known_parents(
     }
     let auth_events = cited(&mut tx, &auth_ids, &room_id, &rules).await?;
     if auth_events.len() != cited_count + usize::from(implicit_create) {
-        return Err(Error::forbidden(format!("{}: some of its auth events are unknown or rejected", pdu.event_id)));
+        let held = db::federation_inbound::known_events(&mut *tx, &auth_ids).await?;
+        if let Some(bad) = held.iter().find(|event| event.rejected) {
+            let error = Error::forbidden(format!("{}: its auth event {} was rejected", pdu.event_id, bad.event_id));
+            return reject(tx, &room_id, pdu, None, error).await;
+        }
+        return Err(Error::forbidden(format!("{}: some of its auth events are unknown", pdu.event_id)));
     }
-    AuthState::from_auth_events(auth_events).authorize(pdu, &rules)?;
+    if let Err(error) = AuthState::from_auth_events(auth_events).authorize(pdu, &rules) {
+        return reject(tx, &room_id, pdu, None, error).await;
+    }
 
     // Step 5: auth against the state before the event.
     let prev_ids: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
     let parents = db::federation_inbound::known_events(&mut *tx, &prev_ids).await?;
+    let placed =
+        |id: &OwnedEventId| parents.iter().any(|parent| parent.event_id == id.as_str() && parent.state_after.is_some());
     let missing: Vec<OwnedEventId> = pdu
         .prev_events
         .iter()
-        .filter(|id| !parents.iter().any(|parent| parent.event_id == id.as_str() && parent.state_after.is_some()))
+        .filter(|id| !placed(id) && !fetched.iter().any(|state| state.parent == **id))
         .cloned()
         .collect();
     if !missing.is_empty() {
@@ -106,24 +141,47 @@ pub async fn accept_with_known_parents(
     if parents.iter().any(|parent| parent.room_id != room_id.as_str()) {
         return Err(Error::forbidden(format!("{}: a prev event is in another room", pdu.event_id)));
     }
-    let parent_states: Vec<i64> = parents.iter().filter(|p| !p.rejected).filter_map(|p| p.state_after).collect();
+    // A rejected parent's state after it is the state before it (it changed nothing).
+    let mut parent_states: Vec<i64> = parents.iter().filter_map(|p| p.state_after).collect();
+    for state in fetched.iter().filter(|state| !placed(&state.parent)) {
+        parent_states.push(db::state::create_snapshot(&mut tx, room_id.as_str(), None, &state.entries).await?);
+    }
     let state_before = state_of(&mut tx, &room_id, &rules, parent_states).await?;
-    AuthState::load_for_pdu(&mut tx, state_before, pdu, &rules).await?.authorize(pdu, &rules)?;
+    if let Err(error) =
+        AuthState::load_for_pdu(&mut tx, state_before, pdu, &rules).await?.authorize_by_state(pdu, &rules)
+    {
+        return reject(tx, &room_id, pdu, Some(state_before), error).await;
+    }
 
     // Step 6: soft-fail against the current state.
     let extremities = db::events::forward_extremities(&mut *tx, room_id.as_str()).await?;
     let current = state_of(&mut tx, &room_id, &rules, extremities.iter().map(|x| x.state_after).collect()).await?;
-    let soft_failed = current != state_before
-        && AuthState::load_for_pdu(&mut tx, current, pdu, &rules).await?.authorize(pdu, &rules).is_err();
-    if soft_failed {
+    let soft_fail = match current == state_before {
+        true => None,
+        false => AuthState::load_for_pdu(&mut tx, current, pdu, &rules).await?.authorize_by_state(pdu, &rules).err(),
+    };
+    if let Some(reason) = soft_fail {
+        tracing::info!(event_id = %pdu.event_id, %reason, "soft-failed: the current state does not allow it");
         store_unplaced(&mut tx, held.room_id(), pdu, Unplaced::SoftFailed { state_before }).await?;
         tx.commit().await?;
         return Ok(Ok(Accepted::SoftFailed(pdu.event_id.clone())));
     }
 
     let mut reservation = ctx.streams.reserve();
-    let parent_nids: Vec<i64> = parents.iter().map(|parent| parent.event_nid).collect();
-    let stored = persist(&mut tx, &held, &mut reservation, pdu, state_before, &parent_nids, None).await?;
+    // Parents held only as outliers (or not at all) get edges too: backfill follows them.
+    let mut unique_prevs = prev_ids.clone();
+    unique_prevs.sort_unstable();
+    unique_prevs.dedup();
+    let parent_nids = db::events::intern_event_ids(&mut tx, &unique_prevs).await?;
+    let stored = match outlier_nid {
+        None => persist(&mut tx, &held, &mut reservation, pdu, state_before, &parent_nids, None).await?,
+        Some(event_nid) => {
+            match persist_outlier(&mut tx, &held, &mut reservation, pdu, event_nid, state_before, &parent_nids).await? {
+                Some(stored) => stored,
+                None => return Ok(Ok(Accepted::AlreadyKnown(pdu.event_id.clone()))),
+            }
+        }
+    };
     if extremities.iter().any(|x| !parent_nids.contains(&x.event_nid)) {
         // The event left the room forked: the current state is the resolution of its tips'.
         refresh_current_state(&mut tx, &room_id, &rules, stored.position).await?;
@@ -133,7 +191,22 @@ pub async fn accept_with_known_parents(
     Ok(Ok(Accepted::Timeline { event_id: pdu.event_id.clone(), position: stored.position }))
 }
 
-fn unique(ids: &[String]) -> usize {
+/// Stores `pdu` as rejected (spec: "Rejection": kept so it is not judged again, never served,
+/// never an auth event; the state after it is the state before it) and answers `error`.
+async fn reject(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    room_id: &OwnedRoomId,
+    pdu: &Pdu,
+    state_before: Option<i64>,
+    error: Error,
+) -> Result<std::result::Result<Accepted, MissingPrevEvents>> {
+    let reason = error.to_string();
+    store_unplaced(&mut tx, room_id, pdu, Unplaced::Rejected { reason: &reason, state_before }).await?;
+    tx.commit().await?;
+    Err(error)
+}
+
+pub(super) fn unique(ids: &[String]) -> usize {
     ids.iter().collect::<HashSet<_>>().len()
 }
 

@@ -1,11 +1,16 @@
-//! The pipeline with the network: keys come from the key ring, and a PDU whose parents this
-//! server lacks has the gap filled from the server that sent it (`get_missing_events`, bounded)
-//! before it is placed.
+//! The pipeline with the network: keys come from the key ring; a PDU whose auth events this
+//! server lacks has its auth chain fetched first; a PDU whose parents it lacks has the gap
+//! filled from the server that sent it (`get_missing_events`, bounded) before it is placed,
+//! and where that does not reach known events, the state before the missing parents is fetched
+//! (`state_fetch`) and the PDU judged against it.
 
 use crate::error::{Error, Result};
 use crate::federation::FedCtx;
-use crate::federation::inbound::accept::{Accepted, MissingPrevEvents, accept_with_known_parents, room_of};
+use crate::federation::inbound::accept::{
+    Accepted, MissingPrevEvents, accept_with_known_parents, accept_with_parent_states, room_of,
+};
 use crate::federation::inbound::check::{CheckedPdu, parse_pdu, signing_keys_wanted, verify_pdu};
+use crate::federation::inbound::state_fetch::{fetch_parent_states, fetch_unknown_auth_events};
 use crate::rooms::pdu::Pdu;
 use ruma::api::federation::event::get_missing_events::v1 as missing_events;
 use ruma::{RoomVersionId, ServerName, UInt};
@@ -25,11 +30,25 @@ pub async fn check_pdu(ctx: FedCtx<'_>, room_version: &RoomVersionId, raw: &RawJ
 /// Places a checked PDU in its room (see [`accept_with_known_parents`]), first fetching from
 /// `origin` the events between the room's tips and the PDU when its parents are unknown.
 pub async fn accept_pdu(ctx: FedCtx<'_>, origin: &ServerName, pdu: CheckedPdu) -> Result<Accepted> {
+    if let Err(error) = fetch_unknown_auth_events(ctx, origin, &pdu).await {
+        // The auth check says what is missing; this is only why it could not be had.
+        tracing::info!(%origin, event_id = %pdu.pdu.event_id, %error, "could not fetch unknown auth events");
+    }
     match accept_with_known_parents(ctx.rooms, origin, &pdu).await? {
         Ok(accepted) => return Ok(accepted),
         Err(MissingPrevEvents(_)) => fill_gap(ctx, origin, &pdu).await?,
     }
-    match accept_with_known_parents(ctx.rooms, origin, &pdu).await? {
+    let missing = match accept_with_known_parents(ctx.rooms, origin, &pdu).await? {
+        Ok(accepted) => return Ok(accepted),
+        Err(MissingPrevEvents(missing)) => missing,
+    };
+    let states = fetch_parent_states(ctx, origin, &pdu, &missing).await.map_err(|error| {
+        Error::not_found(format!(
+            "{}: its prev events {missing:?} are unknown here and their state could not be fetched: {error}",
+            pdu.pdu.event_id
+        ))
+    })?;
+    match accept_with_parent_states(ctx.rooms, origin, &pdu, &states).await? {
         Ok(accepted) => Ok(accepted),
         Err(MissingPrevEvents(missing)) => Err(Error::not_found(format!(
             "{}: its prev events {missing:?} are unknown here and could not be fetched",

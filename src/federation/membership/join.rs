@@ -15,7 +15,6 @@ use crate::federation::query::resolve_alias;
 use crate::rooms::build::sign_new_event;
 use crate::rooms::membership::member_content;
 use crate::rooms::pdu::Pdu;
-use crate::rooms::send::AuthState;
 use crate::rooms::{SUPPORTED_VERSIONS, rules_for};
 use crate::users::Session;
 use ruma::api::federation::membership::{create_join_event, prepare_join_event};
@@ -104,10 +103,6 @@ async fn join_through(
         None => join,
     };
     let checked = check_room_state(ctx.key_ring, room_id, &room_version, &answer.state, &answer.auth_chain).await?;
-    // The resident server accepted the join; it must also pass against the state it sent.
-    let state: Vec<Pdu> =
-        checked.in_auth_order.iter().filter(|pdu| checked.state.contains(&pdu.event_id)).cloned().collect();
-    AuthState::from_auth_events(state).authorize(&join, &rules)?;
     store_joined_room(ctx.rooms, room_id, &room_version, &checked, &join).await
 }
 

@@ -1,20 +1,21 @@
 //! Storing a room this server joins through another server: the checked state and auth chain
-//! as outliers (in auth order, so every auth edge finds its event), the state as a snapshot,
-//! then our join as the room's first timeline event with that state before it — committed
-//! through the same path as every event, so `/sync` shows the joined room with its state.
+//! as outliers (the inbound pipeline's one outlier writer: in auth order, each judged against
+//! its auth events), the accepted state as a snapshot, then our join — which must pass against
+//! that state — as the room's first timeline event with that state before it, committed through
+//! the same path as every event, so `/sync` shows the joined room with its state.
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::federation::inbound::store_outliers;
 use crate::federation::membership::remote_state::CheckedRoomState;
-use crate::rooms::RoomCtx;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::committed::commit_events;
-use crate::rooms::send::{Appended, persist};
+use crate::rooms::send::{Appended, AuthState, persist};
+use crate::rooms::{RoomCtx, rules_for};
 use crate::time::now_ms;
 use ruma::events::TimelineEventType;
-use ruma::{RoomId, RoomVersionId};
-use sqlx::PgConnection;
-use std::collections::HashMap;
+use ruma::{EventId, RoomId, RoomVersionId};
+use std::collections::{HashMap, HashSet};
 
 /// Stores `room_id` as `checked` describes it, and `join` on top.
 pub async fn store_joined_room(
@@ -33,17 +34,27 @@ pub async fn store_joined_room(
     }
     db::rooms::insert(&mut tx, room_id.as_str(), room_version.as_str(), checked.create.sender.as_str(), now_ms())
         .await?;
-    let mut nids: HashMap<&str, i64> = HashMap::new();
-    for pdu in &checked.in_auth_order {
-        let event_nid = store_outlier(&mut tx, room_id, pdu).await?;
-        nids.insert(pdu.event_id.as_str(), event_nid);
+    let rules = rules_for(room_version)?;
+    let outliers = store_outliers(&mut tx, room_id, &rules, checked.events.clone()).await?;
+    if outliers.nid_of(checked.create.event_id.as_str()).is_none() {
+        return Err(Error::bad_json("The room's create event fails the auth rules"));
     }
-    let mut entries = Vec::with_capacity(checked.state.len());
+    // The state: the accepted state events, the first of each `(type, state_key)` sent.
+    let accepted: HashMap<&EventId, (&Pdu, i64)> =
+        outliers.accepted.iter().map(|(pdu, nid)| (&*pdu.event_id, (pdu, *nid))).collect();
+    let mut seen = HashSet::new();
+    let state: Vec<(&Pdu, i64)> = checked
+        .state
+        .iter()
+        .filter_map(|id| accepted.get(&**id).copied())
+        .filter(|(pdu, _)| seen.insert((pdu.kind.to_string(), pdu.state_key.clone())))
+        .collect();
+    // The resident server accepted the join; it must also pass against the state it sent.
+    AuthState::from_auth_events(state.iter().map(|(pdu, _)| (*pdu).clone()).collect()).authorize(join, &rules)?;
+    let mut entries = Vec::with_capacity(state.len());
     let mut members = Vec::new();
-    for pdu in checked.in_auth_order.iter().filter(|pdu| checked.state.contains(&pdu.event_id)) {
-        let (Some(state_key), Some(&event_nid)) = (&pdu.state_key, nids.get(pdu.event_id.as_str())) else {
-            continue;
-        };
+    for (pdu, event_nid) in state {
+        let Some(state_key) = &pdu.state_key else { continue };
         let state_key_nid = db::state::intern_state_key(&mut tx, &pdu.kind.to_string(), state_key).await?;
         entries.push((state_key_nid, event_nid));
         if pdu.kind == TimelineEventType::RoomMember {
@@ -52,6 +63,11 @@ pub async fn store_joined_room(
         }
     }
     let state_before = db::state::create_snapshot(&mut tx, room_id.as_str(), None, &entries).await?;
+    // Joined again after leaving: what this server held of the room stopped at its leave. The
+    // resident server's state and tips replace it, or the room would fork here between the
+    // old tips and the join (and the next local event would cite both).
+    db::events::clear_forward_extremities(&mut tx, room_id.as_str()).await?;
+    db::state::clear_current_state(&mut tx, room_id.as_str()).await?;
     for (state_key_nid, event_nid) in &entries {
         db::state::set_current_state(&mut tx, room_id.as_str(), *state_key_nid, *event_nid).await?;
     }
@@ -67,33 +83,4 @@ pub async fn store_joined_room(
     }
     let appended = Appended::New { pdu: Box::new(join.clone()), stored };
     commit_events(ctx, tx, reservation, room_id, [&appended]).await
-}
-
-/// Stores `pdu` beside the timeline: its state is unknown here.
-pub(super) async fn store_outlier(conn: &mut PgConnection, room_id: &RoomId, pdu: &Pdu) -> Result<i64> {
-    let kind = pdu.kind.to_string();
-    let state_key_nid = match &pdu.state_key {
-        Some(state_key) => Some(db::state::intern_state_key(conn, &kind, state_key).await?),
-        None => None,
-    };
-    let json = pdu.canonical_json();
-    let prev_ids: Vec<String> = pdu.prev_events.iter().map(ToString::to_string).collect();
-    let auth_ids: Vec<String> = pdu.auth_events.iter().map(ToString::to_string).collect();
-    let row = db::federation_inbound::UnplacedEvent {
-        event_id: pdu.event_id.as_str(),
-        room_id: room_id.as_str(),
-        event_type: &kind,
-        state_key_nid,
-        sender: pdu.sender.as_str(),
-        origin_server_ts: i64::from(pdu.origin_server_ts.get()),
-        depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
-        outlier: true,
-        soft_failed: false,
-        state_before: None,
-        state_after: None,
-        json: &json,
-        prev_event_ids: &prev_ids,
-        auth_event_ids: &auth_ids,
-    };
-    Ok(db::federation_inbound::insert_unplaced(conn, &row).await?)
 }

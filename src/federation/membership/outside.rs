@@ -7,8 +7,8 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::federation::FedCtx;
+use crate::federation::inbound::outliers::{Unplaced, store_unplaced};
 use crate::federation::inbound::{parse_pdu, signing_keys_wanted, verify_pdu};
-use crate::federation::membership::joined_room::store_outlier;
 use crate::federation::membership::resident::{own_event_from_template, through_first};
 use crate::rooms::build::{cosign_event, sign_new_event};
 use crate::rooms::pdu::Pdu;
@@ -150,7 +150,7 @@ async fn record_outside(
     db::rooms::insert(&mut tx, room_id.as_str(), room_version.as_str(), event.sender.as_str(), now_ms()).await?;
     let mut reservation = ctx.streams.reserve();
     let position = reservation.next(&mut tx).await?;
-    let event_nid = store_outlier(&mut tx, room_id, event).await?;
+    let event_nid = store_unplaced(&mut tx, room_id, event, Unplaced::Outlier).await?;
     db::events::set_out_of_band_position(&mut tx, event_nid, position).await?;
     db::rooms::set_membership(&mut tx, room_id.as_str(), user.as_str(), membership, event_nid, position).await?;
     let stored = Stored { event_nid, state_after: 0, position };

@@ -160,6 +160,14 @@ impl AuthState {
     pub fn authorize(&self, pdu: &Pdu, rules: &RoomVersionRules) -> Result<()> {
         check_state_independent_auth_rules(&rules.authorization, pdu, |id: &EventId| self.by_id.get(id).cloned())
             .map_err(|reason| Error::forbidden(format!("The event is not allowed: {reason}")))?;
+        self.authorize_by_state(pdu, rules)
+    }
+
+    /// Only the rules that depend on the room's state: what a received event must also pass
+    /// against the state before it and the current state (server-server API, checks 5 and 6).
+    /// Its own auth events were checked against it already, and after a fork they need not be
+    /// part of either state (a power levels event replaced on another branch, say).
+    pub fn authorize_by_state(&self, pdu: &Pdu, rules: &RoomVersionRules) -> Result<()> {
         check_state_dependent_auth_rules(&rules.authorization, pdu, |kind: &StateEventType, key: &str| {
             self.by_key.get(&(kind.to_string(), key.to_owned())).cloned()
         })

@@ -26,7 +26,7 @@ pub use batch::SendQueue;
 /// Every room's lock, each with its queue of waiting sends.
 pub type RoomLocks = locks::RoomLocks<SendQueue>;
 pub use auth_state::AuthState;
-pub use persist::{Stored, persist};
+pub use persist::{Stored, persist, persist_outlier};
 
 use crate::error::Result;
 use crate::rooms::RoomCtx;

@@ -57,6 +57,47 @@ pub async fn persist(
     if usize::try_from(auth_found).ok() != Some(auth_ids.len()) {
         return Err(Error::internal(format!("{}: {auth_found} of its auth events are stored", pdu.event_id)));
     }
+    place_in_state(conn, room, pdu, event_nid, state_key_nid, state_before, position).await
+}
+
+/// Moves an event held as an outlier (stored beside the timeline, its state unknown then) into
+/// the timeline, now that it is authorised against the state before it: it takes a stream
+/// position and becomes a forward extremity in place of its parents, exactly as [`persist`]
+/// would have stored it. Its row and edges exist already. `None` when it is no longer an
+/// outlier (placed meanwhile).
+pub async fn persist_outlier(
+    conn: &mut PgConnection,
+    room: &HeldRoomLock,
+    reservation: &mut Reservation<'_>,
+    pdu: &Pdu,
+    event_nid: i64,
+    state_before: i64,
+    prev_nids: &[i64],
+) -> Result<Option<Stored>> {
+    let position = reservation.next(conn).await?;
+    let room_id = room.room_id();
+    if !db::events::place_outlier(conn, room_id.as_str(), event_nid, position, state_before, prev_nids).await? {
+        return Ok(None);
+    }
+    let state_key_nid = match &pdu.state_key {
+        Some(state_key) => Some(db::state::intern_state_key(conn, &pdu.kind.to_string(), state_key).await?),
+        None => None,
+    };
+    place_in_state(conn, room, pdu, event_nid, state_key_nid, state_before, position).await.map(Some)
+}
+
+/// What storing an event in the timeline does beyond its row: relations, the state after it,
+/// current state and membership.
+async fn place_in_state(
+    conn: &mut PgConnection,
+    room: &HeldRoomLock,
+    pdu: &Pdu,
+    event_nid: i64,
+    state_key_nid: Option<i64>,
+    state_before: i64,
+    position: i64,
+) -> Result<Stored> {
+    let room_id = room.room_id();
     crate::rooms::relations::record(conn, room_id, pdu, event_nid).await?;
     let mut state_after = state_before;
     if let (Some(state_key_nid), Some(state_key)) = (state_key_nid, &pdu.state_key) {
