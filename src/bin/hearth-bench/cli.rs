@@ -40,6 +40,11 @@ pub enum Scenario {
     /// K idle long-polling /syncs held by U users (K/U each, every one with its own since
     /// token); with --server-pid, the server's resident memory before and after, per connection.
     Idle(Box<IdleArgs>),
+    /// hearth-bench acts as another homeserver (TLS on loopback, its own signing key) owning
+    /// rooms a user of the target joins over federation: N signed messages pushed in
+    /// transactions of 50 (PDUs/s acknowledged and readable), then the time to join a room of
+    /// K members. The target must trust --ca-file's CA and allow loopback destinations.
+    Federation(Box<FederationArgs>),
 }
 
 /// Options every scenario takes.
@@ -163,6 +168,36 @@ pub struct IdleArgs {
     /// Process id of the --compare server, likewise.
     #[arg(long, value_name = "PID", requires = "compare")]
     pub compare_server_pid: Option<u32>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FederationArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Messages pushed into the joined room over federation (0 skips this measurement).
+    #[arg(long, value_name = "N", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub pdus: u32,
+
+    /// Members of the room the target's user then joins (0 skips this measurement).
+    #[arg(long, value_name = "K", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub members: u32,
+
+    /// Loopback port of the bench's own homeserver, which is named `localhost:<PORT>`.
+    #[arg(long, value_name = "PORT", default_value_t = 18500)]
+    pub port: u16,
+
+    /// Certificate (PEM) of the bench's federation listener, valid for `localhost`.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: PathBuf,
+
+    /// Private key (PEM) of that certificate.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+
+    /// CA certificate (PEM) the targets' federation certificates are signed by.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: PathBuf,
 }
 
 /// Accepts absolute http(s) URLs only: `localhost:8008` would otherwise parse as a URL whose
