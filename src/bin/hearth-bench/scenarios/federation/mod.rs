@@ -64,6 +64,7 @@ pub struct FederationRun {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct InboundResult {
+    pub room_id: String,
     pub pdus: u32,
     pub transactions: usize,
     /// First transaction sent → last acknowledged.
@@ -83,6 +84,7 @@ pub struct InboundResult {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct JoinResult {
+    pub room_id: String,
     /// Members in the room's state before the join (the bench's owner and K members).
     pub state_members: usize,
     /// Building and signing the room on the bench's side (not part of the join time).
@@ -307,6 +309,7 @@ async fn inbound_pdus(
     let messages_readable = count_messages(client, user, room_id.as_str(), &label).await?;
 
     Ok(InboundResult {
+        room_id: room_id.to_string(),
         pdus: count,
         transactions,
         acknowledged_s: acknowledged.as_secs_f64(),
@@ -384,7 +387,7 @@ async fn join_large_room(
     eprintln!("{server}: joining it");
     let (room_id, took) = join_hosted_room(peer, client, user, room).await?;
     let joined_members = joined_member_count(client, user, room_id.as_str()).await?;
-    Ok(JoinResult { state_members, build_s, join_ms: took.as_secs_f64() * 1000.0, joined_members })
+    Ok(JoinResult { room_id: room_id.to_string(), state_members, build_s, join_ms: took.as_secs_f64() * 1000.0, joined_members })
 }
 
 async fn joined_member_count(client: &MatrixClient, user: &BenchUser, room_id: &str) -> Result<usize> {
