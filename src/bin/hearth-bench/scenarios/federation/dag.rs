@@ -13,6 +13,7 @@ use ruma::room_version_rules::RoomVersionRules;
 use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::json;
 use serde_json::value::RawValue as RawJsonValue;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 /// The rooms' version: the newest that both Hearth and Synapse 1.163 speak with a room id
 /// naming its server (room version 12 ids are hashes, which the bench would have to carry
@@ -28,6 +29,8 @@ pub struct RemoteRoom {
     server: OwnedServerName,
     /// Every state event, oldest first; the auth chain is its first four.
     state: Vec<Pdu>,
+    /// Every event of the room (state, messages, the target's join), for `get_missing_events`.
+    events: HashMap<OwnedEventId, Pdu>,
     create: OwnedEventId,
     owner_member: OwnedEventId,
     power_levels: OwnedEventId,
@@ -49,6 +52,7 @@ impl RemoteRoom {
             rules,
             server: server.clone(),
             state: Vec::new(),
+            events: HashMap::new(),
             create: placeholder_id()?,
             owner_member: placeholder_id()?,
             power_levels: placeholder_id()?,
@@ -122,6 +126,7 @@ impl RemoteRoom {
             .map_err(|error| anyhow!("building a {} event: {error}", template.kind))?;
         self.tip = pdu.event_id.clone();
         self.depth += 1;
+        self.events.insert(pdu.event_id.clone(), pdu.clone());
         Ok(pdu)
     }
 
@@ -144,9 +149,40 @@ impl RemoteRoom {
             Some(CanonicalJsonValue::Integer(depth)) => u64::try_from(i64::from(*depth)).unwrap_or(self.depth),
             _ => self.depth + 1,
         };
+        let pdu = Pdu::from_canonical(event_id.clone(), event.clone())
+            .map_err(|error| anyhow!("the join is not a PDU: {error}"))?;
+        self.events.insert(event_id.clone(), pdu);
         self.tip = event_id.clone();
         self.depth = self.depth.max(depth);
         Ok(event_id)
+    }
+
+    /// The spec's `get_missing_events`: walking back from `latest` along `prev_events`, the
+    /// events not in `earliest`, not below `min_depth`, at most `limit`, oldest first.
+    pub fn missing_events(
+        &self,
+        earliest: &[OwnedEventId],
+        latest: &[OwnedEventId],
+        limit: usize,
+        min_depth: u64,
+    ) -> Result<Vec<Box<RawJsonValue>>> {
+        let mut seen: HashSet<&OwnedEventId> = earliest.iter().chain(latest).collect();
+        let mut queue: VecDeque<&OwnedEventId> = latest.iter().collect();
+        let mut found = Vec::new();
+        while let Some(event_id) = queue.pop_front() {
+            let Some(pdu) = self.events.get(event_id) else { continue };
+            for prev in &pdu.prev_events {
+                if found.len() >= limit || !seen.insert(prev) {
+                    continue;
+                }
+                if let Some(prev_pdu) = self.events.get(prev).filter(|p| u64::from(p.depth) >= min_depth) {
+                    found.push(prev_pdu);
+                    queue.push_back(prev);
+                }
+            }
+        }
+        found.sort_by_key(|pdu| pdu.depth);
+        found.iter().map(|pdu| RawJsonValue::from_string(pdu.canonical_json()).context("a PDU as JSON")).collect()
     }
 
     /// The room's state and auth chain as JSON, for the `send_join` answer.

@@ -37,7 +37,7 @@ use tokio::sync::OnceCell;
 /// The spec's limit of PDUs in one transaction.
 const PDUS_PER_TRANSACTION: usize = 50;
 /// How long the last pushed message may take to become readable after its acknowledgement.
-const PROCESSING_TIMEOUT: Duration = Duration::from_secs(600);
+const PROCESSING_TIMEOUT: Duration = Duration::from_secs(300);
 
 #[derive(Clone, Debug, Serialize)]
 pub struct FederationParameters {
@@ -387,7 +387,13 @@ async fn join_large_room(
     eprintln!("{server}: joining it");
     let (room_id, took) = join_hosted_room(peer, client, user, room).await?;
     let joined_members = joined_member_count(client, user, room_id.as_str()).await?;
-    Ok(JoinResult { room_id: room_id.to_string(), state_members, build_s, join_ms: took.as_secs_f64() * 1000.0, joined_members })
+    Ok(JoinResult {
+        room_id: room_id.to_string(),
+        state_members,
+        build_s,
+        join_ms: took.as_secs_f64() * 1000.0,
+        joined_members,
+    })
 }
 
 async fn joined_member_count(client: &MatrixClient, user: &BenchUser, room_id: &str) -> Result<usize> {

@@ -13,17 +13,18 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use hearth::config::Config;
 use hearth::federation::client::FederationClient;
 use hearth::federation::keys::SigningKey;
 use hearth::http::ruma::RumaResponse;
-use ruma::api::OutgoingResponse;
 use ruma::api::federation::discovery::get_server_keys::v2 as own_keys;
 use ruma::api::federation::discovery::{ServerSigningKeys, VerifyKey};
+use ruma::api::federation::event::get_missing_events::v1 as get_missing_events;
 use ruma::api::federation::membership::create_join_event::v2 as send_join;
 use ruma::api::federation::membership::prepare_join_event::v1 as make_join;
 use ruma::api::federation::transactions::send_transaction_message::v1 as send_transaction;
+use ruma::api::{IncomingRequestExt, OutgoingResponse};
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::serde::{Base64, Raw};
 use ruma::{
@@ -91,6 +92,7 @@ impl Peer {
             .route("/_matrix/federation/v1/make_join/{room_id}/{user_id}", get(prepare_join))
             .route("/_matrix/federation/v2/send_join/{room_id}/{event_id}", put(complete_join))
             .route("/_matrix/federation/v1/send/{txn_id}", put(transaction))
+            .route("/_matrix/federation/v1/get_missing_events/{room_id}", post(missing_events))
             .fallback(unserved)
             .with_state(shared.clone());
         tokio::spawn(async move {
@@ -193,7 +195,7 @@ async fn prepare_join(State(shared): State<Arc<Shared>>, Path((room_id, user_id)
 
 async fn complete_join(
     State(shared): State<Arc<Shared>>,
-    Path((room_id, _event_id)): Path<(String, String)>,
+    Path((room_id, claimed_id)): Path<(String, String)>,
     body: axum::body::Bytes,
 ) -> Response {
     let answer = (|| {
@@ -202,7 +204,11 @@ async fn complete_join(
             serde_json::from_slice(&body).map_err(|error| bad_json(&format!("the join is not an event: {error}")))?;
         let mut rooms = lock(&shared.rooms);
         let room = rooms.get_mut(&room_id).ok_or_else(|| not_found("no such room"))?;
-        room.accept_join(&event).map_err(|error| bad_json(&error.to_string()))?;
+        let event_id = room.accept_join(&event).map_err(|error| bad_json(&error.to_string()))?;
+        // Both sides must agree on the id, or what the bench builds on it would dangle.
+        if event_id.as_str() != claimed_id {
+            return Err(bad_json(&format!("the join's id is {event_id}, not {claimed_id}")));
+        }
         let (state, auth_chain) = room.state_and_auth_chain().map_err(|error| internal(&error.to_string()))?;
         let mut room_state = send_join::RoomState::new();
         room_state.state = state;
@@ -212,6 +218,36 @@ async fn complete_join(
     match answer {
         Ok(response) => respond(response),
         Err(error) => error,
+    }
+}
+
+/// A server that gets PDUs out of order (Synapse processes a transaction's PDUs from a staging
+/// table, where PDUs received in the same millisecond have no order) asks for their
+/// predecessors; a real resident server serves them, so the bench does too.
+async fn missing_events(
+    State(shared): State<Arc<Shared>>,
+    Path(room_id): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 1 << 20).await else {
+        return bad_json("unreadable body");
+    };
+    let request = match get_missing_events::Request::try_from_http_request(
+        http::Request::from_parts(parts, body.as_ref()),
+        &[room_id.as_str()],
+    ) {
+        Ok(request) => request,
+        Err(error) => return bad_json(&error.to_string()),
+    };
+    let rooms = lock(&shared.rooms);
+    let Some(room) = rooms.get(&request.room_id) else {
+        return not_found("no such room");
+    };
+    let limit = usize::try_from(u64::from(request.limit)).unwrap_or(usize::MAX);
+    match room.missing_events(&request.earliest_events, &request.latest_events, limit, request.min_depth.into()) {
+        Ok(events) => respond(get_missing_events::Response::new(events)),
+        Err(error) => internal(&error.to_string()),
     }
 }
 
