@@ -10,7 +10,7 @@ use hearth::rooms::pdu::Pdu;
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::events::{MessageLikeEventType, StateEventType};
 use ruma::room_version_rules::RoomVersionRules;
-use ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId, UserId};
+use ruma::{EventId, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::json;
 use serde_json::value::RawValue as RawJsonValue;
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -29,8 +29,11 @@ pub struct RemoteRoom {
     server: OwnedServerName,
     /// Every state event, oldest first; the auth chain is its first four.
     state: Vec<Pdu>,
-    /// Every event of the room (state, messages, the target's join), for `get_missing_events`.
+    /// Every event of the room (state, messages, the target's join), for `get_missing_events`
+    /// and `/event`.
     events: HashMap<OwnedEventId, Pdu>,
+    /// The joins of the target's users, which are state from then on.
+    joins: Vec<OwnedEventId>,
     create: OwnedEventId,
     owner_member: OwnedEventId,
     power_levels: OwnedEventId,
@@ -53,6 +56,7 @@ impl RemoteRoom {
             server: server.clone(),
             state: Vec::new(),
             events: HashMap::new(),
+            joins: Vec::new(),
             create: placeholder_id()?,
             owner_member: placeholder_id()?,
             power_levels: placeholder_id()?,
@@ -152,6 +156,7 @@ impl RemoteRoom {
         let pdu = Pdu::from_canonical(event_id.clone(), event.clone())
             .map_err(|error| anyhow!("the join is not a PDU: {error}"))?;
         self.events.insert(event_id.clone(), pdu);
+        self.joins.push(event_id.clone());
         self.tip = event_id.clone();
         self.depth = self.depth.max(depth);
         Ok(event_id)
@@ -183,6 +188,21 @@ impl RemoteRoom {
         }
         found.sort_by_key(|pdu| pdu.depth);
         found.iter().map(|pdu| RawJsonValue::from_string(pdu.canonical_json()).context("a PDU as JSON")).collect()
+    }
+
+    /// One event of the room, as JSON.
+    pub fn event(&self, event_id: &EventId) -> Option<&Pdu> {
+        self.events.get(event_id)
+    }
+
+    /// The spec's `state_ids` at `event_id`: (auth chain ids, state ids). The bench only
+    /// appends messages after the joins, so the state before any of them is the room's whole
+    /// state with the joins; the auth chain is the first four state events'.
+    pub fn state_ids_at(&self, event_id: &EventId) -> Option<(Vec<OwnedEventId>, Vec<OwnedEventId>)> {
+        self.events.get(event_id)?;
+        let state = self.state.iter().map(|pdu| pdu.event_id.clone()).chain(self.joins.iter().cloned()).collect();
+        let auth_chain = self.state.iter().take(4).map(|pdu| pdu.event_id.clone()).collect();
+        Some((auth_chain, state))
     }
 
     /// The room's state and auth chain as JSON, for the `send_join` answer.

@@ -70,9 +70,10 @@ pub struct InboundResult {
     /// First transaction sent → last acknowledged.
     pub acknowledged_s: f64,
     pub acknowledged_pdus_per_s: f64,
-    /// First transaction sent → the last message readable by the local user.
-    pub readable_s: f64,
-    pub readable_pdus_per_s: f64,
+    /// First transaction sent → the last message readable by the local user; `None` when it
+    /// was not readable within the timeout (the run is then invalid).
+    pub readable_s: Option<f64>,
+    pub readable_pdus_per_s: Option<f64>,
     /// Latency of each transaction (50 PDUs).
     pub transaction_latency_ms: Latency,
     /// PDUs the target refused in its answers (reason of the first).
@@ -141,17 +142,18 @@ impl ServerRun for FederationRun {
     fn write_table(&self, out: &mut String) {
         if let Some(inbound) = &self.inbound {
             let l = &inbound.transaction_latency_ms;
+            let readable = match (inbound.readable_pdus_per_s, inbound.readable_s) {
+                (Some(rate), Some(seconds)) => format!("{rate:.1} PDU/s ({seconds:.2} s)"),
+                _ => "NOT within the timeout".to_owned(),
+            };
             let _ = writeln!(
                 out,
-                "  inbound: {} PDUs in {} transactions; acknowledged {:.1} PDU/s ({:.2} s), readable {:.1} PDU/s \
-                 ({:.2} s); per transaction p50 {:.1} / p95 {:.1} / p99 {:.1} / max {:.1} ms; refused {}; \
-                 readable afterwards {}",
+                "  inbound: {} PDUs in {} transactions; acknowledged {:.1} PDU/s ({:.2} s), readable {readable}; \
+                 per transaction p50 {:.1} / p95 {:.1} / p99 {:.1} / max {:.1} ms; refused {}; readable afterwards {}",
                 inbound.pdus,
                 inbound.transactions,
                 inbound.acknowledged_pdus_per_s,
                 inbound.acknowledged_s,
-                inbound.readable_pdus_per_s,
-                inbound.readable_s,
                 l.p50,
                 l.p95,
                 l.p99,
@@ -184,7 +186,7 @@ impl ServerRun for FederationRun {
                 name: "inbound".to_owned(),
                 figures: vec![
                     ("acknowledged_pdus_per_s", inbound.acknowledged_pdus_per_s),
-                    ("readable_pdus_per_s", inbound.readable_pdus_per_s),
+                    ("readable_pdus_per_s", inbound.readable_pdus_per_s.unwrap_or(0.0)),
                     ("txn_p50", l.p50),
                     ("txn_p99", l.p99),
                 ],
@@ -234,7 +236,9 @@ async fn run(
         }
     }
     unserved.retain(|_, count| *count > 0);
-    let valid = inbound.as_ref().is_none_or(|i| i.refused == 0 && i.messages_readable == i.pdus as usize)
+    let valid = inbound
+        .as_ref()
+        .is_none_or(|i| i.refused == 0 && i.readable_s.is_some() && i.messages_readable == i.pdus as usize)
         && join.as_ref().is_none_or(|j| j.joined_members == j.state_members + 1);
     Ok(FederationRun {
         homeserver,
@@ -304,8 +308,14 @@ async fn inbound_pdus(
         latencies.push(sent.elapsed());
     }
     let acknowledged = started.elapsed();
-    wait_readable(client, user, &room_id, &last_event).await?;
-    let readable = started.elapsed();
+    let readable = match wait_readable(client, user, &room_id, &last_event).await {
+        Ok(()) => Some(started.elapsed()),
+        // Kept as a failed check, so that the other server's figures are still reported.
+        Err(error) => {
+            eprintln!("{server}: {error:#}");
+            None
+        }
+    };
     let messages_readable = count_messages(client, user, room_id.as_str(), &label).await?;
 
     Ok(InboundResult {
@@ -314,8 +324,8 @@ async fn inbound_pdus(
         transactions,
         acknowledged_s: acknowledged.as_secs_f64(),
         acknowledged_pdus_per_s: f64::from(count) / acknowledged.as_secs_f64(),
-        readable_s: readable.as_secs_f64(),
-        readable_pdus_per_s: f64::from(count) / readable.as_secs_f64(),
+        readable_s: readable.map(|took| took.as_secs_f64()),
+        readable_pdus_per_s: readable.map(|took| f64::from(count) / took.as_secs_f64()),
         transaction_latency_ms: Latency::from_samples(&latencies),
         refused: refusals.len(),
         first_refusal: refusals.first().map(|(event, reason)| format!("{event}: {reason}")),

@@ -10,7 +10,7 @@
 use super::dag::{ROOM_VERSION, RemoteRoom};
 use anyhow::{Context, Result, anyhow};
 use axum::Router;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -20,7 +20,9 @@ use hearth::federation::keys::SigningKey;
 use hearth::http::ruma::RumaResponse;
 use ruma::api::federation::discovery::get_server_keys::v2 as own_keys;
 use ruma::api::federation::discovery::{ServerSigningKeys, VerifyKey};
+use ruma::api::federation::event::get_event::v1 as get_event;
 use ruma::api::federation::event::get_missing_events::v1 as get_missing_events;
+use ruma::api::federation::event::get_room_state_ids::v1 as get_state_ids;
 use ruma::api::federation::membership::create_join_event::v2 as send_join;
 use ruma::api::federation::membership::prepare_join_event::v1 as make_join;
 use ruma::api::federation::transactions::send_transaction_message::v1 as send_transaction;
@@ -28,7 +30,8 @@ use ruma::api::{IncomingRequestExt, OutgoingResponse};
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::serde::{Base64, Raw};
 use ruma::{
-    MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedServerName, OwnedServerSigningKeyId, RoomId, ServerName, UInt, UserId,
+    EventId, MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedServerName, OwnedServerSigningKeyId, RoomId, ServerName,
+    UInt, UserId,
 };
 use serde_json::value::RawValue as RawJsonValue;
 use std::collections::{BTreeMap, HashMap};
@@ -57,6 +60,7 @@ pub struct Peer {
 }
 
 struct Shared {
+    origin: OwnedServerName,
     key_object: Raw<ServerSigningKeys>,
     rooms: Mutex<HashMap<OwnedRoomId, RemoteRoom>>,
     /// Requests for anything else than the above, by path: what a target asked that the bench
@@ -77,6 +81,7 @@ impl Peer {
         config.network.allow_private_destinations = true;
         let client = FederationClient::new(&config, name.clone(), key.clone())?;
         let shared = Arc::new(Shared {
+            origin: name.clone(),
             key_object: key_object(&name, &key)?,
             rooms: Mutex::default(),
             unserved: Mutex::default(),
@@ -93,6 +98,8 @@ impl Peer {
             .route("/_matrix/federation/v2/send_join/{room_id}/{event_id}", put(complete_join))
             .route("/_matrix/federation/v1/send/{txn_id}", put(transaction))
             .route("/_matrix/federation/v1/get_missing_events/{room_id}", post(missing_events))
+            .route("/_matrix/federation/v1/state_ids/{room_id}", get(state_ids))
+            .route("/_matrix/federation/v1/event/{event_id}", get(one_event))
             .fallback(unserved)
             .with_state(shared.clone());
         tokio::spawn(async move {
@@ -247,6 +254,39 @@ async fn missing_events(
     let limit = usize::try_from(u64::from(request.limit)).unwrap_or(usize::MAX);
     match room.missing_events(&request.earliest_events, &request.latest_events, limit, request.min_depth.into()) {
         Ok(events) => respond(get_missing_events::Response::new(events)),
+        Err(error) => internal(&error.to_string()),
+    }
+}
+
+/// What a server asks when it cannot place an event it pulled (Synapse, after
+/// `get_missing_events` did not reach back to what it holds).
+async fn state_ids(
+    State(shared): State<Arc<Shared>>,
+    Path(room_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (Ok(room_id), Some(Ok(event_id))) =
+        (RoomId::parse(&room_id), query.get("event_id").map(|id| EventId::parse(id.as_str())))
+    else {
+        return bad_json("a room id and an event_id are needed");
+    };
+    let rooms = lock(&shared.rooms);
+    match rooms.get(&room_id).and_then(|room| room.state_ids_at(&event_id)) {
+        Some((auth_chain, state)) => respond(get_state_ids::Response::new(auth_chain, state)),
+        None => not_found("no such event"),
+    }
+}
+
+async fn one_event(State(shared): State<Arc<Shared>>, Path(event_id): Path<String>) -> Response {
+    let Ok(event_id) = EventId::parse(&event_id) else {
+        return not_found("no such event");
+    };
+    let rooms = lock(&shared.rooms);
+    let Some(pdu) = rooms.values().find_map(|room| room.event(&event_id)) else {
+        return not_found("no such event");
+    };
+    match RawJsonValue::from_string(pdu.canonical_json()) {
+        Ok(json) => respond(get_event::Response::new(shared.origin.clone(), MilliSecondsSinceUnixEpoch::now(), json)),
         Err(error) => internal(&error.to_string()),
     }
 }
