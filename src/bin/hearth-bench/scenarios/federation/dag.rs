@@ -205,6 +205,19 @@ impl RemoteRoom {
         Some((auth_chain, state))
     }
 
+    /// The spec's `/state` at `event_id`: the events of [`RemoteRoom::state_ids_at`], as JSON
+    /// (auth chain, state).
+    pub fn state_at(&self, event_id: &EventId) -> Option<Result<(Vec<Box<RawJsonValue>>, Vec<Box<RawJsonValue>>)>> {
+        let (auth_chain, state) = self.state_ids_at(event_id)?;
+        let as_json = |ids: Vec<OwnedEventId>| {
+            ids.iter()
+                .filter_map(|id| self.events.get(id))
+                .map(|pdu| RawJsonValue::from_string(pdu.canonical_json()).context("a PDU as JSON"))
+                .collect::<Result<Vec<_>>>()
+        };
+        Some(as_json(auth_chain).and_then(|auth_chain| Ok((auth_chain, as_json(state)?))))
+    }
+
     /// The room's state and auth chain as JSON, for the `send_join` answer.
     pub fn state_and_auth_chain(&self) -> Result<(Vec<Box<RawJsonValue>>, Vec<Box<RawJsonValue>>)> {
         let raw = |pdu: &Pdu| RawJsonValue::from_string(pdu.canonical_json()).context("a PDU as JSON");

@@ -22,6 +22,7 @@ use ruma::api::federation::discovery::get_server_keys::v2 as own_keys;
 use ruma::api::federation::discovery::{ServerSigningKeys, VerifyKey};
 use ruma::api::federation::event::get_event::v1 as get_event;
 use ruma::api::federation::event::get_missing_events::v1 as get_missing_events;
+use ruma::api::federation::event::get_room_state::v1 as get_state;
 use ruma::api::federation::event::get_room_state_ids::v1 as get_state_ids;
 use ruma::api::federation::membership::create_join_event::v2 as send_join;
 use ruma::api::federation::membership::prepare_join_event::v1 as make_join;
@@ -30,8 +31,8 @@ use ruma::api::{IncomingRequestExt, OutgoingResponse};
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::serde::{Base64, Raw};
 use ruma::{
-    EventId, MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedServerName, OwnedServerSigningKeyId, RoomId, ServerName,
-    UInt, UserId,
+    EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedServerName, OwnedServerSigningKeyId, RoomId,
+    ServerName, UInt, UserId,
 };
 use serde_json::value::RawValue as RawJsonValue;
 use std::collections::{BTreeMap, HashMap};
@@ -99,6 +100,7 @@ impl Peer {
             .route("/_matrix/federation/v1/send/{txn_id}", put(transaction))
             .route("/_matrix/federation/v1/get_missing_events/{room_id}", post(missing_events))
             .route("/_matrix/federation/v1/state_ids/{room_id}", get(state_ids))
+            .route("/_matrix/federation/v1/state/{room_id}", get(state))
             .route("/_matrix/federation/v1/event/{event_id}", get(one_event))
             .fallback(unserved)
             .with_state(shared.clone());
@@ -265,15 +267,41 @@ async fn state_ids(
     Path(room_id): Path<String>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
-    let (Ok(room_id), Some(Ok(event_id))) =
-        (RoomId::parse(&room_id), query.get("event_id").map(|id| EventId::parse(id.as_str())))
-    else {
-        return bad_json("a room id and an event_id are needed");
+    let (room_id, event_id) = match room_and_event(&room_id, &query) {
+        Ok(ids) => ids,
+        Err(error) => return error,
     };
     let rooms = lock(&shared.rooms);
     match rooms.get(&room_id).and_then(|room| room.state_ids_at(&event_id)) {
         Some((auth_chain, state)) => respond(get_state_ids::Response::new(auth_chain, state)),
         None => not_found("no such event"),
+    }
+}
+
+/// What Synapse asks instead of fetching the events of `state_ids` one by one when it lacks
+/// many of them.
+async fn state(
+    State(shared): State<Arc<Shared>>,
+    Path(room_id): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let (room_id, event_id) = match room_and_event(&room_id, &query) {
+        Ok(ids) => ids,
+        Err(error) => return error,
+    };
+    let rooms = lock(&shared.rooms);
+    match rooms.get(&room_id).and_then(|room| room.state_at(&event_id)) {
+        Some(Ok((auth_chain, state))) => respond(get_state::Response::new(auth_chain, state)),
+        Some(Err(error)) => internal(&error.to_string()),
+        None => not_found("no such event"),
+    }
+}
+
+/// The room of the path and the `event_id` of the query, which `/state` and `/state_ids` name.
+fn room_and_event(room_id: &str, query: &HashMap<String, String>) -> Result<(OwnedRoomId, OwnedEventId), Response> {
+    match (RoomId::parse(room_id), query.get("event_id").map(|id| EventId::parse(id.as_str()))) {
+        (Ok(room_id), Some(Ok(event_id))) => Ok((room_id, event_id)),
+        _ => Err(bad_json("a room id and an event_id are needed")),
     }
 }
 
