@@ -207,7 +207,7 @@ impl RemoteRoom {
 
     /// The spec's `/state` at `event_id`: the events of [`RemoteRoom::state_ids_at`], as JSON
     /// (auth chain, state).
-    pub fn state_at(&self, event_id: &EventId) -> Option<Result<(Vec<Box<RawJsonValue>>, Vec<Box<RawJsonValue>>)>> {
+    pub fn state_at(&self, event_id: &EventId) -> Option<Result<(EventsJson, EventsJson)>> {
         let (auth_chain, state) = self.state_ids_at(event_id)?;
         let as_json = |ids: Vec<OwnedEventId>| {
             ids.iter()
@@ -219,7 +219,7 @@ impl RemoteRoom {
     }
 
     /// The room's state and auth chain as JSON, for the `send_join` answer.
-    pub fn state_and_auth_chain(&self) -> Result<(Vec<Box<RawJsonValue>>, Vec<Box<RawJsonValue>>)> {
+    pub fn state_and_auth_chain(&self) -> Result<(EventsJson, EventsJson)> {
         let raw = |pdu: &Pdu| RawJsonValue::from_string(pdu.canonical_json()).context("a PDU as JSON");
         let state = self.state.iter().map(raw).collect::<Result<Vec<_>>>()?;
         // create, the owner's join, power levels and join rules: every auth event of the state.
@@ -241,6 +241,9 @@ impl RemoteRoom {
             .collect()
     }
 }
+
+/// Events as the JSON the federation API carries.
+pub type EventsJson = Vec<Box<RawJsonValue>>;
 
 /// A syntactically valid event id, replaced before use: fields are filled in creation order.
 fn placeholder_id() -> Result<OwnedEventId> {
