@@ -366,6 +366,7 @@ async fn invalid_arguments_are_refused_with_a_message() {
         &["initial-sync", "--homeserver", "http://127.0.0.1:1", "--rooms", "lots"],
         &["idle", "--homeserver", "http://127.0.0.1:1", "--compare-server-pid", "1"],
         &["idle", "--homeserver", "http://127.0.0.1:1", "--connections", "-5"],
+        &["federation", "--homeserver", "http://127.0.0.1:1", "--tls-cert", "c.pem"],
     ] {
         let output = bench(args).await;
         assert!(!output.status.success(), "{args:?}");
@@ -373,4 +374,62 @@ async fn invalid_arguments_are_refused_with_a_message() {
         assert!(stderr.contains("error"), "{args:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
     }
+}
+
+#[tokio::test]
+async fn federation_pushes_every_pdu_and_joins_a_large_room_over_tls() {
+    let ca = std::sync::Arc::new(common::federation::TestCa::new());
+    let target = common::federation::FedServer::start(ca.clone()).await;
+    // A free port for the bench's own homeserver (the bench binds it itself).
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("federation.json");
+    let path = |p: std::path::PathBuf| p.to_str().expect("utf-8 path").to_owned();
+    let (cert, key, ca_file) = (path(ca.cert_file()), path(ca.key_file()), path(ca.ca_file()));
+    let output = bench(&[
+        "federation",
+        "--homeserver",
+        &target.server.base_url,
+        "--shared-secret",
+        SHARED_SECRET,
+        "--pdus",
+        "120",
+        "--members",
+        "30",
+        "--port",
+        &port,
+        "--tls-cert",
+        &cert,
+        "--tls-key",
+        &key,
+        "--ca-file",
+        &ca_file,
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ])
+    .await;
+    assert!(output.status.success(), "bench failed: {}{}", text(&output.stdout), text(&output.stderr));
+
+    let report = read_report(&json);
+    assert_eq!(report["scenario"], "federation");
+    assert_eq!(report["valid"], true, "{report}");
+    let run = &report["servers"][0];
+    assert_eq!(run["server_name"], target.name().as_str());
+    let inbound = &run["inbound"];
+    assert_eq!((inbound["pdus"].as_u64(), inbound["transactions"].as_u64()), (Some(120), Some(3)), "{inbound}");
+    assert_eq!((inbound["refused"].as_u64(), inbound["messages_readable"].as_u64()), (Some(0), Some(120)));
+    assert!(inbound["acknowledged_pdus_per_s"].as_f64().unwrap() > 0.0, "{inbound}");
+    let join = &run["join"];
+    assert_eq!((join["state_members"].as_u64(), join["joined_members"].as_u64()), (Some(31), Some(32)), "{join}");
+    assert!(join["join_ms"].as_f64().unwrap() > 0.0, "{join}");
+
+    // What the target stored: every pushed message, and the whole membership of the large room.
+    let count = |room: &Value, event_type: &str| {
+        format!(
+            "SELECT count(*) FROM events WHERE room_id = '{}' AND event_type = '{event_type}'",
+            room.as_str().expect("room_id").replace('\'', "''")
+        )
+    };
+    assert_eq!(target.server.count(&count(&inbound["room_id"], "m.room.message")).await, 120);
+    assert_eq!(target.server.count(&count(&join["room_id"], "m.room.member")).await, 32);
 }

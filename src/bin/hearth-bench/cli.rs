@@ -43,6 +43,11 @@ pub enum Scenario {
     /// N uploads of S MiB one after another and their downloads, then C uploads of S MiB at
     /// once; MiB/s, latency and, with --server-pid, the server's memory during the C uploads.
     Media(Box<MediaArgs>),
+    /// hearth-bench acts as another homeserver (TLS on loopback, its own signing key) owning
+    /// rooms a user of the target joins over federation: N signed messages pushed in
+    /// transactions of 50 (PDUs/s acknowledged and readable), then the time to join a room of
+    /// K members. The target must trust --ca-file's CA and allow loopback destinations.
+    Federation(Box<FederationArgs>),
 }
 
 /// Options every scenario takes.
@@ -195,6 +200,36 @@ pub struct MediaArgs {
     /// Memory is sampled during the concurrent uploads.
     #[command(flatten)]
     pub pids: ServerPids,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FederationArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Messages pushed into the joined room over federation (0 skips this measurement).
+    #[arg(long, value_name = "N", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub pdus: u32,
+
+    /// Members of the room the target's user then joins (0 skips this measurement).
+    #[arg(long, value_name = "K", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(0..=1_000_000))]
+    pub members: u32,
+
+    /// Loopback port of the bench's own homeserver, which is named `localhost:<PORT>`.
+    #[arg(long, value_name = "PORT", default_value_t = 18500)]
+    pub port: u16,
+
+    /// Certificate (PEM) of the bench's federation listener, valid for `localhost`.
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: PathBuf,
+
+    /// Private key (PEM) of that certificate.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+
+    /// CA certificate (PEM) the targets' federation certificates are signed by.
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: PathBuf,
 }
 
 /// Accepts absolute http(s) URLs only: `localhost:8008` would otherwise parse as a URL whose

@@ -19,6 +19,8 @@ use client::MatrixClient;
 use provisioning::{Registration, RunPrefix};
 use report::{Report, ServerRun};
 use scenarios::fanout::{FanoutParameters, FanoutScenario};
+use scenarios::federation::peer::PeerSettings;
+use scenarios::federation::{FederationParameters, FederationScenario};
 use scenarios::idle::{IdleParameters, IdleScenario};
 use scenarios::initial_sync::{InitialSyncParameters, InitialSyncScenario};
 use scenarios::media::{MediaParameters, MediaScenario};
@@ -86,6 +88,12 @@ async fn run(cli: Cli) -> Result<()> {
                 compare_server_pid: args.pids.compare_server_pid,
             };
             measure(MediaScenario(parameters), args.target).await
+        }
+        cli::Scenario::Federation(args) => {
+            let peer =
+                PeerSettings { port: args.port, tls_cert: args.tls_cert, tls_key: args.tls_key, ca_file: args.ca_file };
+            let parameters = FederationParameters { pdus: args.pdus, members: args.members, peer };
+            measure(FederationScenario::new(parameters), args.target).await
         }
     }
 }

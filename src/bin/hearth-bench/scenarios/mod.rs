@@ -3,6 +3,7 @@
 
 pub mod delivery;
 pub mod fanout;
+pub mod federation;
 pub mod idle;
 pub mod initial_sync;
 pub mod media;
