@@ -6,6 +6,7 @@
 //! server is not in (`outside`).
 
 pub mod accept;
+pub mod invite;
 pub mod join;
 mod joined_room;
 pub mod keys;
@@ -16,6 +17,7 @@ pub mod stripped;
 pub mod template;
 
 pub use accept::{JoinedRoomState, send_membership};
+pub use invite::invite;
 pub use join::{join, join_remote};
 pub use keys::KeySource;
 pub use outside::{leave, receive_invite};
