@@ -223,3 +223,45 @@ async fn users_of_b_invited_from_a_see_the_room_join_and_chat_and_a_refused_invi
     let (status, body) = a.server.get(&member_path(&nobody), alice.token()).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "no member event of the refused invitee: {body}");
 }
+
+#[tokio::test]
+async fn a_user_of_b_knocks_on_a_room_of_a_is_let_in_by_its_admin_and_joins() {
+    let pair = FederatedPair::start().await;
+    let (a, b) = (&pair.a, &pair.b);
+    let (alice, bob) = alice_on_a_and_bob_on_b(&pair).await;
+    let knock_rules = json!({"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}});
+    let create = json!({"preset": "private_chat", "name": "Knock knock", "initial_state": [knock_rules]});
+    let room = a.server.create_room(&alice, create).await;
+    let member_path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", bob.user_id);
+
+    // Without a server to ask, B cannot know where the room lives.
+    let knock = |via: &str| format!("/_matrix/client/v3/knock/{}{via}", encode(&room));
+    let (status, body) = post(b, &bob, &knock(""), json!({"reason": "let me in"})).await;
+    assert_eq!((status, &body["errcode"]), (StatusCode::NOT_FOUND, &json!("M_NOT_FOUND")), "{body}");
+
+    let via = format!("?via={}", encode(a.name().as_str()));
+    let (status, body) = post(b, &bob, &knock(&via), json!({"reason": "let me in"})).await;
+    assert_eq!(status, StatusCode::OK, "bob knocks through A: {body}");
+    assert_eq!(body["room_id"], room);
+
+    // A holds the knock in the room's state; bob's sync on B shows it with the room's name.
+    let (status, content) = a.server.get(&member_path, alice.token()).await;
+    assert_eq!((status, &content["membership"]), (StatusCode::OK, &json!("knock")), "{content}");
+    assert_eq!(content["reason"], "let me in");
+    let (status, sync) = b.server.get("/_matrix/client/v3/sync", bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{sync}");
+    let knock_state = sync["rooms"]["knock"][&room]["knock_state"]["events"].as_array().cloned().unwrap_or_default();
+    let name = stripped(&knock_state, "m.room.name");
+    assert_eq!(name.map(|name| &name["content"]["name"]), Some(&json!("Knock knock")), "{sync}");
+    assert_eq!(stripped(&knock_state, "m.room.member").unwrap()["content"]["membership"], "knock", "{sync}");
+
+    // Alice lets bob in (an invitation over the knock); he joins and is a member on both sides.
+    let invite = format!("/_matrix/client/v3/rooms/{room}/invite");
+    let (status, body) = post(a, &alice, &invite, json!({"user_id": bob.user_id})).await;
+    assert_eq!(status, StatusCode::OK, "alice accepts the knock: {body}");
+    assert!(invite_state(b, &bob, &room).await.is_some(), "bob's sync on B shows the invitation");
+    let (status, body) = post(b, &bob, &format!("/_matrix/client/v3/join/{}", encode(&room)), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "bob joins: {body}");
+    assert!(joined_members(a, &alice, &room).await.contains(&bob.user_id));
+    assert!(joined_members(b, &bob, &room).await.contains(&alice.user_id), "B holds the room's state");
+}

@@ -11,6 +11,7 @@ use crate::federation::FedCtx;
 use crate::federation::inbound::{
     Accepted, CheckedPdu, accept_with_known_parents, parse_pdu, signing_keys_wanted, verify_pdu,
 };
+use crate::federation::membership::resident::raw_pdu;
 use crate::federation::membership::stripped::stripped_state_pdus;
 use crate::federation::membership::template::event_on_tip;
 use crate::rooms::build::{EventTemplate, sign_new_event};
@@ -70,8 +71,7 @@ async fn invite_remote(ctx: FedCtx<'_>, change: MembershipChange<'_>) -> Result<
     let invite = sign_new_event(built.object, &built.rules, ctx.rooms.server_name, ctx.rooms.key)?;
     let invite_room_state =
         stripped_state_pdus(ctx.rooms.pool, room_id).await?.into_iter().map(RawStrippedState::Pdu).collect();
-    let raw = RawJsonValue::from_string(invite.canonical_json())
-        .map_err(|error| Error::internal(format!("an invite event: {error}")))?;
+    let raw = raw_pdu(&invite)?;
     let request = create_invite::v2::Request::new(
         room_id.to_owned(),
         invite.event_id.clone(),

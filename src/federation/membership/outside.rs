@@ -9,9 +9,9 @@ use crate::error::{Error, Result};
 use crate::federation::FedCtx;
 use crate::federation::inbound::{parse_pdu, signing_keys_wanted, verify_pdu};
 use crate::federation::membership::joined_room::store_outlier;
-use crate::federation::membership::resident::{own_event_from_template, through_first};
+use crate::federation::membership::resident::{raw_pdu, signed_from_template, through_first};
 use crate::federation::membership::stripped::stripped_from_remote;
-use crate::rooms::build::{cosign_event, sign_new_event};
+use crate::rooms::build::cosign_event;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::committed::commit_events;
 use crate::rooms::send::{Appended, Stored};
@@ -125,14 +125,12 @@ async fn leave_through(
     let made =
         ctx.client.send(server, prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned())).await?;
     let room_version = made.room_version.unwrap_or(RoomVersionId::V1);
-    let rules = rules_for(&room_version)?;
     let mut content = serde_json::json!({"membership": "leave"});
     if let Some(reason) = reason {
         content["reason"] = serde_json::json!(reason);
     }
-    let object = own_event_from_template(&made.event, user, room_id, content, &[])?;
-    let leave = sign_new_event(object, &rules, ctx.rooms.server_name, ctx.rooms.key)?;
-    let raw = RawJsonValue::from_string(leave.canonical_json()).map_err(|e| Error::internal(e.to_string()))?;
+    let leave = signed_from_template(ctx.rooms, (&made.event, &room_version), (user, room_id), content, &[])?;
+    let raw = raw_pdu(&leave)?;
     ctx.client
         .send(server, create_leave_event::v2::Request::new(room_id.to_owned(), leave.event_id.clone(), raw))
         .await?;
