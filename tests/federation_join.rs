@@ -265,3 +265,25 @@ async fn a_user_of_b_knocks_on_a_room_of_a_is_let_in_by_its_admin_and_joins() {
     assert!(joined_members(a, &alice, &room).await.contains(&bob.user_id));
     assert!(joined_members(b, &bob, &room).await.contains(&alice.user_id), "B holds the room's state");
 }
+
+#[tokio::test]
+async fn a_user_of_b_reads_the_profile_of_a_user_of_a() {
+    let pair = FederatedPair::start().await;
+    let (a, b) = (&pair.a, &pair.b);
+    let (alice, bob) = alice_on_a_and_bob_on_b(&pair).await;
+    let displayname = format!("/_matrix/client/v3/profile/{}/displayname", alice.user_id);
+    let (status, body) = a.server.put(&displayname, alice.token(), json!({"displayname": "Alice of A"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // B asks A for it.
+    let (status, body) = b.server.get(&format!("/_matrix/client/v3/profile/{}", alice.user_id), bob.token()).await;
+    assert_eq!((status, &body["displayname"]), (StatusCode::OK, &json!("Alice of A")), "{body}");
+    let (status, body) = b.server.get(&displayname, bob.token()).await;
+    assert_eq!((status, &body["displayname"]), (StatusCode::OK, &json!("Alice of A")), "{body}");
+    let (status, body) =
+        b.server.get(&format!("/_matrix/client/v3/profile/{}/avatar_url", alice.user_id), bob.token()).await;
+    assert_eq!((status, &body["errcode"]), (StatusCode::NOT_FOUND, &json!("M_NOT_FOUND")), "no avatar: {body}");
+    let nobody = format!("@nobody:{}", a.name());
+    let (status, body) = b.server.get(&format!("/_matrix/client/v3/profile/{nobody}"), bob.token()).await;
+    assert_eq!((status, &body["errcode"]), (StatusCode::NOT_FOUND, &json!("M_NOT_FOUND")), "{body}");
+}
