@@ -194,6 +194,12 @@ async fn a_synapse_invitation_to_hearth_users_is_accepted_by_one_and_rejected_by
             "{} sees the invitation: {sync}",
             invitee.user_id
         );
+        // With the stripped state Synapse sent along (invite_room_state), as local invites do.
+        assert!(
+            invite_state.as_array().into_iter().flatten().any(|event| event["content"]["name"] == "Invite only"),
+            "{} sees the room's name: {sync}",
+            invitee.user_id
+        );
     }
 
     // Ben rejects while Hearth is not in the room: his leave goes to Synapse through
@@ -284,4 +290,48 @@ async fn each_sides_users_download_the_other_sides_media() {
     .await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&thumbnail));
     assert_eq!(media_support::dimensions(&thumbnail), (32, 32));
+}
+
+/// What `user`'s sync on Synapse shows of an invitation to `room`: its `invite_state` events.
+async fn synapse_invite_state(synapse: &Synapse, user: &SynapseUser, room: &str) -> Vec<Value> {
+    let (status, sync) = synapse.request(Method::GET, "/_matrix/client/v3/sync", Some(&user.access_token), None).await;
+    assert_eq!(status, StatusCode::OK, "{sync}");
+    sync["rooms"]["invite"][room]["invite_state"]["events"].as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test]
+async fn a_hearth_user_invites_a_synapse_user_who_sees_the_room_joins_and_chats() {
+    let synapse = synapse().await;
+    let hearth = FedServer::start(ca()).await;
+    let hal = hearth.server.register("hal", "hal's password").await;
+    let sia = synapse.register("sia").await;
+    let create = json!({"preset": "private_chat", "name": "Hearth's parlour", "invite": [sia.user_id]});
+    let room = hearth.server.create_room(&hal, create).await;
+
+    // Synapse countersigned the invitation (Hearth stored it only then) and shows it to sia
+    // with the room's stripped state.
+    let (status, member) = hearth
+        .server
+        .get(&format!("/_matrix/client/v3/rooms/{room}/state/m.room.member/{}", sia.user_id), hal.token())
+        .await;
+    assert_eq!((status, &member["membership"]), (StatusCode::OK, &json!("invite")), "{member}");
+    let invited = synapse_invite_state(synapse, &sia, &room).await;
+    assert!(
+        invited.iter().any(|event| event["type"] == "m.room.name" && event["content"]["name"] == "Hearth's parlour"),
+        "sia's invite_state names the room: {invited:?}\n{}",
+        synapse.log_tail()
+    );
+
+    let path = format!("/_matrix/client/v3/rooms/{room}/join");
+    let (status, body) = synapse.request(Method::POST, &path, Some(&sia.access_token), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "sia accepts through Hearth: {body}\n{}", synapse.log_tail());
+    let (status, members) =
+        hearth.server.get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), hal.token()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(members["joined"][&sia.user_id].is_object(), "Hearth has sia as a member: {members}");
+    synapse_send(synapse, &sia, &room, "s1", "thanks for having me").await;
+    eventually(synapse, "sia's message reaches Hearth", || async {
+        hearth_messages(&hearth, &hal, &room).await.contains(&"thanks for having me".to_owned())
+    })
+    .await;
 }

@@ -24,6 +24,7 @@ pub mod filters;
 pub mod json;
 pub mod key_backup;
 pub mod media;
+pub mod outside_room_state;
 pub mod presence;
 pub mod push_actions;
 pub mod push_delivery;

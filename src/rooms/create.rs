@@ -203,8 +203,9 @@ pub async fn create_room(
         room.add(&mut tx, &mut reservation, StateEventType::RoomTopic, "", json!({"topic": topic})).await?;
     }
 
-    // 8. Invitations.
-    for invitee in &request.invite {
+    // 8. Invitations of local users; those of other servers need their server's signature
+    // first, which the caller asks for once the room exists (`federation::membership::invite`).
+    for invitee in request.invite.iter().filter(|invitee| invitee.server_name() == ctx.server_name) {
         let mut content = json!({"membership": "invite"});
         if request.is_direct {
             content["is_direct"] = json!(true);
@@ -263,7 +264,7 @@ async fn validate(ctx: RoomCtx<'_>, request: &CreateRoom) -> Result<()> {
     {
         return Err(Error::bad_json("power_level_content_override must be an object"));
     }
-    for invitee in &request.invite {
+    for invitee in request.invite.iter().filter(|invitee| invitee.server_name() == ctx.server_name) {
         // Before anything is written: an invitee who cannot be invited fails the whole creation.
         crate::rooms::membership::ensure_invitable(ctx, invitee).await?;
     }

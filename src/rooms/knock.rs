@@ -12,7 +12,7 @@ use ruma::{RoomId, UserId};
 pub async fn knock(ctx: RoomCtx<'_>, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
     if db::rooms::version(ctx.pool, room_id.as_str()).await?.is_none() {
         return Err(Error::not_found(format!(
-            "Room {room_id} is not known to this server (knocking on rooms elsewhere needs federation, which is not implemented yet)"
+            "Room {room_id} is not known to this server; knock through a server in it (via)"
         )));
     }
     match db::rooms::membership(ctx.pool, room_id.as_str(), user.as_str()).await?.map(|m| m.membership) {

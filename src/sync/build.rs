@@ -382,7 +382,15 @@ async fn stripped_state(
         STRIPPED_STATE_TYPES.iter().map(|kind| ((*kind).to_owned(), String::new())).collect();
     let entries = match member.state_after {
         Some(snapshot) => db::state::snapshot_state_for_keys(pool, snapshot, &keys).await?,
-        None => Vec::new(),
+        None => {
+            // A room this server is not in: what the inviting (or knocked-on) server told of it.
+            let mut events = match db::outside_room_state::of_event(pool, member.event_nid).await? {
+                Some(Value::Array(events)) => events,
+                _ => Vec::new(),
+            };
+            events.push(stripped(&pdu));
+            return Ok(Some(events));
+        }
     };
     let mut events: Vec<Pdu> = match crate::rooms::facts::version(pool, room_id).await? {
         // Redacted state shows only what redaction left of it.

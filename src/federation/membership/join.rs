@@ -10,16 +10,14 @@ use crate::federation::inbound::{parse_pdu, signing_keys_wanted, verify_pdu};
 use crate::federation::membership::joined_room::store_joined_room;
 use crate::federation::membership::outside::{servers_of_outside_membership, takes_part};
 use crate::federation::membership::remote_state::check_room_state;
-use crate::federation::membership::resident::{own_event_from_template, through_first};
+use crate::federation::membership::resident::{raw_pdu, signed_from_template, through_first};
 use crate::federation::query::resolve_alias;
-use crate::rooms::build::sign_new_event;
 use crate::rooms::membership::member_content;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::{SUPPORTED_VERSIONS, rules_for};
 use crate::users::Session;
 use ruma::api::federation::membership::{create_join_event, prepare_join_event};
 use ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, RoomVersionId, ServerName, UserId};
-use serde_json::value::RawValue as RawJsonValue;
 
 /// `/join/{roomIdOrAlias}`: joins the session's user to the room, locally when this server
 /// is in it, else through one of `via` (or the alias's servers).
@@ -30,6 +28,27 @@ pub async fn join(
     via: &[OwnedServerName],
     reason: Option<&str>,
 ) -> Result<OwnedRoomId> {
+    let (room_id, servers) = room_and_residents(ctx, &session.user_id, room, via).await?;
+    if takes_part(ctx.rooms, &room_id).await? || servers.is_empty() {
+        crate::rooms::membership::join(ctx.rooms, &room_id, session, reason).await?;
+        return Ok(room_id);
+    }
+    if session.is_guest {
+        return Err(Error::guest_access_forbidden("Guests may not join rooms on other servers"));
+    }
+    join_remote(ctx, &session.user_id, &room_id, &servers, reason).await?;
+    Ok(room_id)
+}
+
+/// The room `room` names, and the other servers that may let `user` in, most likely first:
+/// `via`, the alias's servers, the room id's server, and the server that invited the user
+/// (or took their knock).
+pub(super) async fn room_and_residents(
+    ctx: FedCtx<'_>,
+    user: &UserId,
+    room: &RoomOrAliasId,
+    via: &[OwnedServerName],
+) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
     let (room_id, mut servers) = match <&RoomId>::try_from(room) {
         Ok(room_id) => (room_id.to_owned(), via.to_vec()),
         Err(alias) => {
@@ -43,18 +62,10 @@ pub async fn join(
         servers.push(server.to_owned());
     }
     // An invitation names who can let the user in.
-    servers.extend(servers_of_outside_membership(ctx.rooms, &room_id, &session.user_id).await?);
+    servers.extend(servers_of_outside_membership(ctx.rooms, &room_id, user).await?);
     let mut seen = std::collections::HashSet::new();
     servers.retain(|server| server != ctx.rooms.server_name && seen.insert(server.clone()));
-    if takes_part(ctx.rooms, &room_id).await? || servers.is_empty() {
-        crate::rooms::membership::join(ctx.rooms, &room_id, session, reason).await?;
-        return Ok(room_id);
-    }
-    if session.is_guest {
-        return Err(Error::guest_access_forbidden("Guests may not join rooms on other servers"));
-    }
-    join_remote(ctx, &session.user_id, &room_id, &servers, reason).await?;
-    Ok(room_id)
+    Ok((room_id, servers))
 }
 
 /// Joins `user` to `room_id` through the first of `servers` that lets them in.
@@ -84,10 +95,10 @@ async fn join_through(
     let rules = rules_for(&room_version)?;
     // The profile is ours to say; the resident server's authoriser of a restricted join stays.
     let content = member_content(ctx.rooms.pool, user, "join", reason).await?;
-    let template = own_event_from_template(&made.event, user, room_id, content, &["join_authorised_via_users_server"])?;
-    let join = sign_new_event(template, &rules, ctx.rooms.server_name, ctx.rooms.key)?;
+    let kept = ["join_authorised_via_users_server"];
+    let join = signed_from_template(ctx.rooms, (&made.event, &room_version), (user, room_id), content, &kept)?;
 
-    let send = create_join_event::v2::Request::new(room_id.to_owned(), join.event_id.clone(), raw(&join)?);
+    let send = create_join_event::v2::Request::new(room_id.to_owned(), join.event_id.clone(), raw_pdu(&join)?);
     let answer = ctx.client.send(server, send).await?.room_state;
     // A restricted join comes back signed by the authorising server too: that copy is the one.
     let join = match &answer.event {
@@ -104,8 +115,4 @@ async fn join_through(
     };
     let checked = check_room_state(ctx.key_ring, room_id, &room_version, &answer.state, &answer.auth_chain).await?;
     store_joined_room(ctx.rooms, room_id, &room_version, &checked, &join).await
-}
-
-fn raw(pdu: &Pdu) -> Result<Box<RawJsonValue>> {
-    RawJsonValue::from_string(pdu.canonical_json()).map_err(|error| Error::internal(format!("a join event: {error}")))
 }

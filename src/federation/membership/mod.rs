@@ -6,9 +6,11 @@
 //! server is not in (`outside`).
 
 pub mod accept;
+pub mod invite;
 pub mod join;
 mod joined_room;
 pub mod keys;
+pub mod knock;
 pub mod outside;
 pub mod remote_state;
 mod resident;
@@ -16,7 +18,9 @@ pub mod stripped;
 pub mod template;
 
 pub use accept::{JoinedRoomState, send_membership};
+pub use invite::invite;
 pub use join::{join, join_remote};
 pub use keys::KeySource;
+pub use knock::knock;
 pub use outside::{leave, receive_invite};
 pub use template::{MembershipTemplate, RemoteMembership, make_membership};

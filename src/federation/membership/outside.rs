@@ -9,26 +9,28 @@ use crate::error::{Error, Result};
 use crate::federation::FedCtx;
 use crate::federation::inbound::outliers::{Unplaced, store_unplaced};
 use crate::federation::inbound::{parse_pdu, signing_keys_wanted, verify_pdu};
-use crate::federation::membership::resident::{own_event_from_template, through_first};
-use crate::rooms::build::{cosign_event, sign_new_event};
+use crate::federation::membership::resident::{raw_pdu, signed_from_template, through_first};
+use crate::federation::membership::stripped::stripped_from_remote;
+use crate::rooms::build::cosign_event;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::committed::commit_events;
 use crate::rooms::send::{Appended, Stored};
 use crate::rooms::{RoomCtx, rules_for};
 use crate::time::now_ms;
 use ruma::api::error::{ErrorKind, IncompatibleRoomVersionErrorData};
-use ruma::api::federation::membership::{create_leave_event, prepare_leave_event};
+use ruma::api::federation::membership::{RawStrippedState, create_leave_event, prepare_leave_event};
 use ruma::{EventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::value::RawValue as RawJsonValue;
 
 /// Accepts the invitation `origin` sends for one of our users: checks it, signs it and keeps
-/// it. Answers the event with our signature added.
+/// it, with the room's stripped state it came with (what the invitee's `/sync` shows of the
+/// room). Answers the event with our signature added.
 pub async fn receive_invite(
     ctx: FedCtx<'_>,
     origin: &ServerName,
     (room_id, event_id): (&RoomId, &EventId),
     room_version: &RoomVersionId,
-    raw: &RawJsonValue,
+    (raw, invite_room_state): (&RawJsonValue, &[RawStrippedState]),
 ) -> Result<Box<RawJsonValue>> {
     let rules = rules_for(room_version).map_err(|_| {
         Error::new(
@@ -60,7 +62,8 @@ pub async fn receive_invite(
     // In a room this server is in, the invitation arrives through the room too; elsewhere it is
     // all this server will know of the room until the user joins.
     if !takes_part(ctx.rooms, room_id).await? {
-        record_outside(ctx.rooms, room_id, room_version, &signed, &target, "invite").await?;
+        let stripped = stripped_from_remote(room_id, invite_room_state);
+        record_outside(ctx.rooms, room_id, room_version, &signed, (&target, "invite"), Some(&stripped)).await?;
     }
     RawJsonValue::from_string(signed.canonical_json()).map_err(|e| Error::internal(format!("an invite: {e}")))
 }
@@ -122,28 +125,27 @@ async fn leave_through(
     let made =
         ctx.client.send(server, prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned())).await?;
     let room_version = made.room_version.unwrap_or(RoomVersionId::V1);
-    let rules = rules_for(&room_version)?;
     let mut content = serde_json::json!({"membership": "leave"});
     if let Some(reason) = reason {
         content["reason"] = serde_json::json!(reason);
     }
-    let object = own_event_from_template(&made.event, user, room_id, content, &[])?;
-    let leave = sign_new_event(object, &rules, ctx.rooms.server_name, ctx.rooms.key)?;
-    let raw = RawJsonValue::from_string(leave.canonical_json()).map_err(|e| Error::internal(e.to_string()))?;
+    let leave = signed_from_template(ctx.rooms, (&made.event, &room_version), (user, room_id), content, &[])?;
+    let raw = raw_pdu(&leave)?;
     ctx.client
         .send(server, create_leave_event::v2::Request::new(room_id.to_owned(), leave.event_id.clone(), raw))
         .await?;
-    record_outside(ctx.rooms, room_id, &room_version, &leave, user, "leave").await
+    record_outside(ctx.rooms, room_id, &room_version, &leave, (user, "leave"), None).await
 }
 
-/// Keeps `event` (an outlier: the room's state is unknown here) as `user`'s membership.
-async fn record_outside(
+/// Keeps `event` (an outlier: the room's state is unknown here) as `user`'s membership, with
+/// the stripped state of the room another server gave with it.
+pub(super) async fn record_outside(
     ctx: RoomCtx<'_>,
     room_id: &RoomId,
     room_version: &RoomVersionId,
     event: &Pdu,
-    user: &UserId,
-    membership: &str,
+    (user, membership): (&UserId, &str),
+    stripped: Option<&serde_json::Value>,
 ) -> Result<()> {
     let mut tx = ctx.pool.begin().await?;
     let _held = ctx.locks.lock_in(&mut tx, room_id).await?;
@@ -153,6 +155,9 @@ async fn record_outside(
     let event_nid = store_unplaced(&mut tx, room_id, event, Unplaced::Outlier).await?;
     db::events::set_out_of_band_position(&mut tx, event_nid, position).await?;
     db::rooms::set_membership(&mut tx, room_id.as_str(), user.as_str(), membership, event_nid, position).await?;
+    if let Some(stripped) = stripped {
+        db::outside_room_state::insert(&mut tx, event_nid, stripped).await?;
+    }
     let stored = Stored { event_nid, state_after: 0, position };
     let appended = Appended::New { pdu: Box::new(event.clone()), stored };
     commit_events(ctx, tx, reservation, room_id, [&appended]).await

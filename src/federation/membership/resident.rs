@@ -3,8 +3,11 @@
 //! answers into our user's own event (checked to be theirs, for this room).
 
 use crate::error::{Error, Result};
+use crate::rooms::build::sign_new_event;
+use crate::rooms::pdu::Pdu;
+use crate::rooms::{RoomCtx, rules_for};
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
-use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, RoomId, UserId};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, RoomId, RoomVersionId, UserId};
 use serde_json::Value;
 use serde_json::value::RawValue as RawJsonValue;
 
@@ -71,4 +74,24 @@ pub(super) fn own_event_from_template(
         object.remove(key);
     }
     Ok(object)
+}
+
+/// Our user's member event from the template a resident server answered, hashed and signed:
+/// [`own_event_from_template`], then signed as any event of ours.
+pub(super) fn signed_from_template(
+    ctx: RoomCtx<'_>,
+    (template, room_version): (&RawJsonValue, &RoomVersionId),
+    (user, room_id): (&UserId, &RoomId),
+    content: Value,
+    kept: &[&str],
+) -> Result<Pdu> {
+    let rules = rules_for(room_version)?;
+    let object = own_event_from_template(template, user, room_id, content, kept)?;
+    sign_new_event(object, &rules, ctx.server_name, ctx.key)
+}
+
+/// A PDU of ours as the raw JSON a request carries.
+pub(super) fn raw_pdu(pdu: &Pdu) -> Result<Box<RawJsonValue>> {
+    RawJsonValue::from_string(pdu.canonical_json())
+        .map_err(|error| Error::internal(format!("serialising event {}: {error}", pdu.event_id)))
 }

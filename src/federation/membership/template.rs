@@ -12,7 +12,8 @@ use crate::rooms::pdu::Pdu;
 use crate::rooms::send::AuthState;
 use crate::rooms::{RoomCtx, membership::member_content, restricted, rules_for};
 use ruma::api::error::{ErrorKind, IncompatibleRoomVersionErrorData};
-use ruma::canonical_json::CanonicalJsonValue;
+use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::room_version_rules::RoomVersionRules;
 use ruma::{EventId, OwnedEventId, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::json;
 use serde_json::value::RawValue as RawJsonValue;
@@ -57,9 +58,9 @@ pub async fn make_membership(
     if user.server_name() != origin {
         return Err(Error::forbidden(format!("{origin} may not ask for a membership event of {user}")));
     }
-    let mut conn = ctx.pool.acquire().await?;
-    let tip = db::events::room_tip(&mut *conn, room_id.as_str(), None).await?;
-    let version = tip.version.ok_or_else(|| Error::not_found(format!("This server does not know room {room_id}")))?;
+    let version = db::rooms::version(ctx.pool, room_id.as_str())
+        .await?
+        .ok_or_else(|| Error::not_found(format!("This server does not know room {room_id}")))?;
     let room_version =
         RoomVersionId::try_from(version.as_str()).map_err(|e| Error::internal(format!("stored room version: {e}")))?;
     if supported.is_some_and(|supported| !supported.contains(&room_version)) {
@@ -68,6 +69,43 @@ pub async fn make_membership(
             format!("Room {room_id} is version {room_version}, which your server does not support"),
         ));
     }
+    // The remote server fills in the profile; the membership (and for a restricted room, who
+    // vouches for the join) is ours to say.
+    let mut content = member_content(ctx.pool, user, membership.as_str(), None).await?;
+    if membership == RemoteMembership::Join
+        && let Some(authoriser) = restricted::join_authoriser(ctx.pool, ctx.server_name, room_id, user).await?
+    {
+        content["join_authorised_via_users_server"] = json!(authoriser);
+    }
+    let template = EventTemplate::state("m.room.member", user.as_str(), content);
+    let built = event_on_tip(ctx, room_id, user, &template).await?;
+    let event = serde_json::value::to_raw_value(&CanonicalJsonValue::Object(built.object))
+        .map_err(|e| Error::internal(format!("serialising a template: {e}")))?;
+    Ok(MembershipTemplate { room_version: built.room_version, event })
+}
+
+/// An event built on the room's current forward extremities and allowed by the auth rules
+/// against the state there, not yet hashed, signed or stored.
+pub struct EventOnTip {
+    pub room_version: RoomVersionId,
+    pub rules: RoomVersionRules,
+    pub object: CanonicalJsonObject,
+}
+
+/// Builds `template` as `sender`'s next event in `room_id` (as the send path would place it)
+/// without storing it: for an event another server must see or sign first. A membership
+/// action is also held to what the target's current membership allows.
+pub async fn event_on_tip(
+    ctx: RoomCtx<'_>,
+    room_id: &RoomId,
+    sender: &UserId,
+    template: &EventTemplate,
+) -> Result<EventOnTip> {
+    let mut conn = ctx.pool.acquire().await?;
+    let tip = db::events::room_tip(&mut *conn, room_id.as_str(), None).await?;
+    let version = tip.version.ok_or_else(|| Error::not_found(format!("This server does not know room {room_id}")))?;
+    let room_version =
+        RoomVersionId::try_from(version.as_str()).map_err(|e| Error::internal(format!("stored room version: {e}")))?;
     let rules = rules_for(&room_version)?;
     let prev = &tip.extremities[..tip.extremities.len().min(MAX_PREV_EVENTS)];
     if prev.is_empty() {
@@ -82,27 +120,18 @@ pub async fn make_membership(
     };
     let depth = prev.iter().map(|extremity| extremity.depth).max().unwrap_or(0) as u64 + 1;
 
-    // The remote server fills in the profile; the membership (and for a restricted room, who
-    // vouches for the join) is ours to say.
-    let mut content = member_content(ctx.pool, user, membership.as_str(), None).await?;
-    if membership == RemoteMembership::Join
-        && let Some(authoriser) = restricted::join_authoriser(ctx.pool, ctx.server_name, room_id, user).await?
-    {
-        content["join_authorised_via_users_server"] = json!(authoriser);
+    let auth_state = AuthState::load(&mut conn, state_before, template, sender, &rules).await?;
+    if let (Some(action), Some(target)) = (template.membership_action, &template.state_key) {
+        action.check(auth_state.state_event("m.room.member", target))?;
     }
-    let template = EventTemplate::state("m.room.member", user.as_str(), content);
-    let auth_state = AuthState::load(&mut conn, state_before, &template, user, &rules).await?;
     let prev_events: Vec<OwnedEventId> = prev.iter().filter_map(|e| EventId::parse(&e.event_id).ok()).collect();
     let placement =
         Placement { room_id: Some(room_id), prev_events: &prev_events, auth_events: &auth_state.auth_event_ids, depth };
-    let object = build_unsigned(&template, user, &placement, &rules)?;
+    let object = build_unsigned(template, sender, &placement, &rules)?;
 
     // Would the event be allowed? The id is only needed to run the auth rules.
     let event_id = event_id_of(&object, &rules)?;
     let candidate = Pdu::from_canonical(event_id, object.clone())?;
     auth_state.authorize(&candidate, &rules)?;
-
-    let event = serde_json::value::to_raw_value(&CanonicalJsonValue::Object(object))
-        .map_err(|e| Error::internal(format!("serialising a template: {e}")))?;
-    Ok(MembershipTemplate { room_version, event })
+    Ok(EventOnTip { room_version, rules, object })
 }

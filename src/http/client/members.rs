@@ -1,13 +1,13 @@
 //! Member lists, forgetting rooms, knocking, and reports.
 
 use crate::error::{Error, Result};
+use crate::federation;
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
 use crate::rooms::members::{self, MemberFilter};
-use crate::rooms::{knock, reports};
+use crate::rooms::reports;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
-use ruma::OwnedRoomId;
 use ruma::api::client::knock::knock_room;
 use ruma::api::client::membership::{forget_room, get_member_events};
 use ruma::api::client::reporting::report_user;
@@ -61,9 +61,8 @@ async fn knock(
     request: Authed<knock_room::v3::Request>,
 ) -> Result<RumaResponse<knock_room::v3::Response>> {
     let body = &request.body;
-    let room_id = OwnedRoomId::try_from(body.room_id_or_alias.clone())
-        .map_err(|_| Error::not_found("Knocking by room alias is not supported yet; use the room id"))?;
-    knock::knock(state.rooms(), &room_id, &request.session.user_id, body.reason.as_deref()).await?;
+    let (user, reason) = (&request.session.user_id, body.reason.as_deref());
+    let room_id = federation::membership::knock(state.fed(), user, &body.room_id_or_alias, &body.via, reason).await?;
     Ok(knock_room::v3::Response::new(room_id).into())
 }
 

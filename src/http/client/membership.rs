@@ -74,8 +74,17 @@ async fn invite(
             return Err(Error::unknown("Third-party invites are not supported"));
         }
     };
-    change(&state, &request.session.user_id, &body.room_id, &target, MembershipAction::Invite, reason.as_deref())
-        .await?;
+    let (sender, reason) = (&request.session.user_id, reason.as_deref());
+    let action = MembershipAction::Invite;
+    let change = membership::MembershipChange {
+        room_id: &body.room_id,
+        sender,
+        target: &target,
+        action,
+        reason,
+        is_direct: false,
+    };
+    federation::membership::invite(state.fed(), change).await?;
     Ok(invite_user::v3::Response::new().into())
 }
 

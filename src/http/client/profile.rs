@@ -24,7 +24,8 @@ async fn get_all(
     State(state): State<AppState>,
     request: Ruma<get_profile::v3::Request>,
 ) -> Result<RumaResponse<get_profile::v3::Response>> {
-    let fields = profile::get(&state.pool, &request.body.user_id).await?;
+    // A user of another server: that server's answer (`/query/profile`).
+    let fields = crate::federation::query::profile(state.fed(), &request.body.user_id).await?;
     let mut response = get_profile::v3::Response::default();
     response.data = fields.into_iter().collect();
     Ok(response.into())
@@ -36,7 +37,13 @@ async fn get_field(
     request: Ruma<get_profile_field::v3::Request>,
 ) -> Result<RumaResponse<get_profile_field::v3::Response>> {
     let field = request.body.field.as_str();
-    let value = profile::get_field(&state.pool, &request.body.user_id, field).await?;
+    let user = &request.body.user_id;
+    let value = if user.server_name() == state.server_name {
+        profile::get_field(&state.pool, user, field).await?
+    } else {
+        let fields = crate::federation::query::profile(state.fed(), user).await?;
+        fields.get(field).cloned().ok_or_else(|| Error::not_found(format!("The profile has no {field:?} field")))?
+    };
     let value = ProfileFieldValue::new(field, value)
         .map_err(|error| Error::internal(format!("stored profile field {field} is malformed: {error}")))?;
     Ok(get_profile_field::v3::Response::new(value).into())

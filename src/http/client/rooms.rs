@@ -76,7 +76,10 @@ async fn create(
         creation_content: body.creation_content.as_ref().map(json).transpose()?,
         alias,
     };
-    let room_id = create_room(state.rooms(), &state.default_room_version, &request.session.user_id, create).await?;
+    let creator = &request.session.user_id;
+    let room_id = create_room(state.rooms(), &state.default_room_version, creator, create).await?;
+    let invite_remote = crate::federation::membership::invite::invite_remote_after_creation;
+    invite_remote(state.fed(), &room_id, creator, &body.invite, body.is_direct).await;
     Ok(create_room::v3::Response::new(room_id).into())
 }
 

@@ -31,7 +31,8 @@ async fn invite(
 ) -> Result<RumaResponse<create_invite::v2::Response>> {
     let body = &request.body;
     let ids = (&*body.room_id, &*body.event_id);
-    let event = receive_invite(state.fed(), &request.origin, ids, &body.room_version, &body.event).await?;
+    let event = (&*body.event, &*body.invite_room_state);
+    let event = receive_invite(state.fed(), &request.origin, ids, &body.room_version, event).await?;
     Ok(create_invite::v2::Response::new(event).into())
 }
 
