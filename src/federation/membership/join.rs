@@ -13,8 +13,7 @@ use crate::federation::membership::remote_state::check_room_state;
 use crate::federation::membership::resident::{raw_pdu, signed_from_template, through_first};
 use crate::federation::query::resolve_alias;
 use crate::rooms::membership::member_content;
-use crate::rooms::pdu::Pdu;
-use crate::rooms::{SUPPORTED_VERSIONS, rules_for};
+use crate::rooms::SUPPORTED_VERSIONS;
 use crate::users::Session;
 use ruma::api::federation::membership::{create_join_event, prepare_join_event};
 use ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, RoomVersionId, ServerName, UserId};
@@ -90,9 +89,8 @@ async fn join_through(
     let mut make = prepare_join_event::v1::Request::new(room_id.to_owned(), user.to_owned());
     make.ver = SUPPORTED_VERSIONS.to_vec();
     let made = ctx.client.send(server, make).await?;
-    // Servers that leave the version out mean version 1, which Hearth does not support.
+    // Servers that leave the version out mean version 1.
     let room_version = made.room_version.unwrap_or(RoomVersionId::V1);
-    let rules = rules_for(&room_version)?;
     // The profile is ours to say; the resident server's authoriser of a restricted join stays.
     let content = member_content(ctx.rooms.pool, user, "join", reason).await?;
     let kept = ["join_authorised_via_users_server"];
