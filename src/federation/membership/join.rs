@@ -12,8 +12,8 @@ use crate::federation::membership::outside::{servers_of_outside_membership, take
 use crate::federation::membership::remote_state::check_room_state;
 use crate::federation::membership::resident::{raw_pdu, signed_from_template, through_first};
 use crate::federation::query::resolve_alias;
-use crate::rooms::membership::member_content;
 use crate::rooms::SUPPORTED_VERSIONS;
+use crate::rooms::membership::member_content;
 use crate::users::Session;
 use ruma::api::federation::membership::{create_join_event, prepare_join_event};
 use ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, RoomVersionId, ServerName, UserId};
