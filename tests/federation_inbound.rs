@@ -173,7 +173,8 @@ async fn a_remote_join_and_message_reach_local_sync_exactly_once_in_every_suppor
         // The room's next local event builds on the remote one.
         let reply = server.send_text(&alice, room.as_str(), &format!("reply{version}"), "welcome").await;
         let (status, event) =
-            server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{reply}"), alice.token()).await;
+            // Room version 3 ids use the standard base64 alphabet, `/` included.
+            server.get(&format!("/_matrix/client/v3/rooms/{room}/event/{}", encode(&reply)), alice.token()).await;
         assert_eq!(status, StatusCode::OK, "{event}");
         let (status, members) =
             server.get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), alice.token()).await;
