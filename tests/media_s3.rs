@@ -4,45 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
-#[allow(dead_code)] // only the S3 server's install is used here
-#[path = "clients/install.rs"]
-mod install;
 mod media_support;
 
 use common::*;
+use media_support::s3::*;
 use media_support::*;
 use reqwest::StatusCode;
 use std::time::Duration;
 
 const PASSWORD: &str = "correct horse battery";
-const BUCKET: &str = "hearth-media";
-
-/// A running `moto_server`, stopped when dropped.
-struct S3Server {
-    endpoint: String,
-    _process: tokio::process::Child,
-}
-
-async fn start_s3() -> S3Server {
-    let bin = tokio::task::spawn_blocking(install::s3_server).await.unwrap().expect("install moto_server");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let process = tokio::process::Command::new(bin.join("moto_server"))
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start moto_server");
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http.put(format!("{endpoint}/{BUCKET}")).send().await.is_ok_and(|r| r.status().is_success()) {
-            return S3Server { endpoint, _process: process };
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("moto_server did not come up on {endpoint}");
-}
 
 /// The keys the bucket holds, as the store lists them.
 async fn stored_keys(s3: &S3Server) -> Vec<String> {
@@ -58,12 +28,7 @@ async fn media_round_trips_through_an_s3_store() {
     let data_dir = dir.path().to_owned();
     let server = TestServer::start_with(move |config| {
         config.data_dir = data_dir;
-        config.media.backend = "s3".to_owned();
-        config.media.s3.bucket = BUCKET.to_owned();
-        config.media.s3.endpoint = Some(endpoint);
-        config.media.s3.region = "us-east-1".to_owned();
-        config.media.s3.access_key_id = Some("hearth".to_owned());
-        config.media.s3.secret_access_key = Some("secret".to_owned());
+        store_media_in(config, endpoint);
     })
     .await;
     let alice = server.register("alice", PASSWORD).await;
@@ -135,12 +100,7 @@ async fn the_orphan_sweep_deletes_objects_no_row_names_and_keeps_the_rest() {
     let data_dir = dir.path().to_owned();
     let server = TestServer::start_with(move |config| {
         config.data_dir = data_dir;
-        config.media.backend = "s3".to_owned();
-        config.media.s3.bucket = BUCKET.to_owned();
-        config.media.s3.endpoint = Some(endpoint);
-        config.media.s3.region = "us-east-1".to_owned();
-        config.media.s3.access_key_id = Some("hearth".to_owned());
-        config.media.s3.secret_access_key = Some("secret".to_owned());
+        store_media_in(config, endpoint);
     })
     .await;
     let alice = server.register("alice", PASSWORD).await;

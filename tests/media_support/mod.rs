@@ -7,6 +7,8 @@ use reqwest::header::HeaderMap;
 use serde_json::Value;
 use std::io::Cursor;
 
+pub mod s3;
+
 /// Uploads `bytes` through `POST /_matrix/media/v3/upload`; returns the status and the answer.
 pub async fn upload(
     server: &TestServer,
