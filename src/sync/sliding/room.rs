@@ -209,7 +209,7 @@ async fn describe(context: &RoomContext<'_>, room_id: &RoomId, snapshot: i64, en
             let mut shown = Hero::new(OwnedUserId::try_from(hero.as_str()).ok()?);
             let member = content("m.room.member", hero);
             shown.name = member.and_then(|content| content["displayname"].as_str()).map(str::to_owned);
-            shown.avatar = member.and_then(|content| content["avatar_url"].as_str()).map(|url| OwnedMxcUri::from(url));
+            shown.avatar = member.and_then(|content| content["avatar_url"].as_str()).map(OwnedMxcUri::from);
             Some(shown)
         });
         entry.heroes = Some(heroes.collect());
