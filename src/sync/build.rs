@@ -63,32 +63,10 @@ pub async fn build_rooms(
         crate::sync::lazy_members::LazyDevice { pool, user, device, include_redundant: false }.forget_all();
     }
 
-    let mut global_account_data = Vec::new();
-    let mut room_account_data: HashMap<String, Vec<Value>> = HashMap::new();
-    if news.account_data() {
-        // An initial sync always has the push rules (clients such as matrix-js-sdk need them
-        // before anything else); an incremental one when they changed. Their `m.push_rules`
-        // row only marks changes: the content is rendered from the rules, so that the default
-        // rules of a newer server version show too.
-        let mut push_rules = since.is_none();
-        for row in db::sync::account_data_between(pool, user.as_str(), since, upto).await? {
-            if row.room_id.is_empty() && row.data_type == PUSH_RULES_TYPE {
-                push_rules = true;
-                continue;
-            }
-            let Some(content) = row.content.into_value() else { continue };
-            let event = json!({ "type": row.data_type, "content": content });
-            if row.room_id.is_empty() {
-                global_account_data.push(event);
-            } else {
-                room_account_data.entry(row.room_id).or_default().push(event);
-            }
-        }
-        if push_rules {
-            let content = crate::push::rules::account_data_content(pool, user).await?;
-            global_account_data.push(json!({ "type": PUSH_RULES_TYPE, "content": content }));
-        }
-    }
+    let (global_account_data, mut room_account_data) = match news.account_data() {
+        true => account_data_events(pool, user, since, upto).await?,
+        false => (Vec::new(), HashMap::new()),
+    };
 
     let sections = classify(pool, user, memberships, window, options).await?;
     let mut rooms = Map::new();
@@ -188,6 +166,41 @@ pub async fn build_rooms(
         body.insert("account_data".to_owned(), json!({ "events": global_account_data }));
     }
     Ok(SyncBody { json: Value::Object(body), is_empty })
+}
+
+/// The user's account data changed in `(since, upto]` (all of it when `since` is `None`):
+/// global events, and per-room events by room id.
+pub(super) async fn account_data_events(
+    pool: &PgPool,
+    user: &UserId,
+    since: Option<i64>,
+    upto: i64,
+) -> Result<(Vec<Value>, HashMap<String, Vec<Value>>)> {
+    let mut global = Vec::new();
+    let mut by_room: HashMap<String, Vec<Value>> = HashMap::new();
+    // An initial sync always has the push rules (clients such as matrix-js-sdk need them
+    // before anything else); an incremental one when they changed. Their `m.push_rules`
+    // row only marks changes: the content is rendered from the rules, so that the default
+    // rules of a newer server version show too.
+    let mut push_rules = since.is_none();
+    for row in db::sync::account_data_between(pool, user.as_str(), since, upto).await? {
+        if row.room_id.is_empty() && row.data_type == PUSH_RULES_TYPE {
+            push_rules = true;
+            continue;
+        }
+        let Some(content) = row.content.into_value() else { continue };
+        let event = json!({ "type": row.data_type, "content": content });
+        if row.room_id.is_empty() {
+            global.push(event);
+        } else {
+            by_room.entry(row.room_id).or_default().push(event);
+        }
+    }
+    if push_rules {
+        let content = crate::push::rules::account_data_content(pool, user).await?;
+        global.push(json!({ "type": PUSH_RULES_TYPE, "content": content }));
+    }
+    Ok((global, by_room))
 }
 
 /// Rooms built at once (each takes a database connection at a time).
@@ -368,7 +381,7 @@ async fn joined_between(pool: &PgPool, room_id: &str, user: &UserId, after: i64,
 
 /// `invite_state` / `knock_state`: stripped state of the room as the member event found it,
 /// then the member event itself. `None` for invites from ignored users.
-async fn stripped_state(
+pub(super) async fn stripped_state(
     pool: &PgPool,
     room_id: &RoomId,
     member: &MemberEvent,

@@ -148,7 +148,7 @@ async fn only_if(has_news: bool, section: impl Future<Output = Result<SyncBody>>
 
 /// What wakes the user's sync: changes to the user (account data, to-device messages, their
 /// own membership anywhere) and in the rooms where something can still reach them.
-fn wake_keys(memberships: &[MembershipRow], user: &UserId) -> Vec<String> {
+pub(super) fn wake_keys(memberships: &[MembershipRow], user: &UserId) -> Vec<String> {
     let mut keys: Vec<String> = memberships
         .iter()
         .filter(|row| matches!(row.membership.as_str(), "join" | "invite" | "knock"))

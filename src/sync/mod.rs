@@ -13,6 +13,7 @@ mod presence;
 mod room;
 pub mod sections;
 pub mod serve;
+pub mod sliding;
 mod summary;
 mod to_device;
 pub mod types;

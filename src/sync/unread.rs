@@ -164,3 +164,11 @@ pub(super) async fn attach(
     }
     Ok(Some(entry))
 }
+
+/// The room's notification and highlight counts for the user up to `upto`, threads included
+/// (what sliding sync's `notification_count` and `highlight_count` say).
+pub(super) async fn totals(pool: &PgPool, reader: Reader<'_>, room_id: &RoomId, upto: i64) -> Result<(u64, u64)> {
+    let Reader { user, positions, ignored, .. } = reader;
+    let total = counts(pool, user, room_id, positions, upto, ignored).await?.total();
+    Ok((total.notifications, total.highlights))
+}

@@ -9,8 +9,7 @@ use ruma::api::client::discovery::{discover_homeserver, get_capabilities, get_su
 use serde_json::{Value, json};
 
 /// Spec versions whose client-server semantics Hearth follows for everything it serves.
-/// Endpoints of later issues (rooms, sync, media…) are added as they land; none of the
-/// unstable features is claimed.
+/// Endpoints of later issues (rooms, sync, media…) are added as they land.
 const SPEC_VERSIONS: &[&str] = &[
     "r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10",
     "v1.11", "v1.12",
@@ -23,11 +22,16 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<discover_homeserver::Request, _, _>(well_known_client)
 }
 
-/// `GET /_matrix/client/versions`: the spec versions Hearth implements (no unstable features yet).
+/// Unstable features Hearth serves: simplified sliding sync (MSC4186), which Element X and
+/// matrix-rust-sdk's room list require before they use a server.
+const UNSTABLE_FEATURES: &[&str] = &["org.matrix.simplified_msc3575"];
+
+/// `GET /_matrix/client/versions`: the spec versions and unstable features Hearth implements.
 async fn versions(
     _request: Ruma<get_supported_versions::Request>,
 ) -> Result<RumaResponse<get_supported_versions::Response>> {
-    let response = get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect());
+    let mut response = get_supported_versions::Response::new(SPEC_VERSIONS.iter().map(|v| (*v).to_owned()).collect());
+    response.unstable_features = UNSTABLE_FEATURES.iter().map(|feature| ((*feature).to_owned(), true)).collect();
     Ok(response.into())
 }
 

@@ -21,6 +21,7 @@ mod relations;
 mod room_keys;
 mod rooms;
 mod session;
+mod sliding_sync;
 mod spaces;
 mod sync;
 mod to_device;
@@ -46,6 +47,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = members::routes(router);
     let router = spaces::routes(router);
     let router = sync::routes(router);
+    let router = sliding_sync::routes(router);
     let router = to_device::routes(router);
     let router = presence::routes(router);
     let router = pushers::routes(router);

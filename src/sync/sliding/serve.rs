@@ -1,0 +1,235 @@
+//! Answering one sliding sync request: resume the connection at its `pos`, build what is new
+//! for it up to a readable stream position, and when nothing is, wait (never poll) for a
+//! wake-up from the same notifier as `/sync`, until the client's `timeout`.
+
+use crate::db;
+use crate::db::sync::MembershipRow;
+use crate::error::{Error, Result};
+use crate::streams::{PositionBounds, Streams};
+use crate::sync::long_poll::wake_keys;
+use crate::sync::sliding::connection::{self, Connection, Sent, SentRoom};
+use crate::sync::sliding::extensions::{self, ExtensionContext, ShownRooms};
+use crate::sync::sliding::lists::{self, FilterFacts, MemberRoom};
+use crate::sync::sliding::room::{self, RoomConfig, RoomContext};
+use crate::sync::types::SyncWindow;
+use crate::users::Session;
+use futures_util::{StreamExt, TryStreamExt};
+use ruma::api::OutgoingResponseExt;
+use ruma::api::client::sync::sync_events::v5::{self, response};
+use ruma::api::error::ErrorKind;
+use ruma::{OwnedRoomId, UInt};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Longest a request may wait, whatever the client asks (as `/sync`).
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+/// Rooms built at once (each takes a database connection at a time).
+const ROOMS_AT_ONCE: usize = 8;
+
+/// Answers one sliding sync request of the session's device.
+pub async fn serve(pool: &PgPool, streams: &Streams, session: &Session, request: &v5::Request) -> Result<Value> {
+    lists::validate(&request.lists)?;
+    let conn_id = request.conn_id.as_deref().unwrap_or_default();
+    let connection = connection::resume(pool, session, conn_id, request.pos.as_deref()).await?;
+    crate::users::presence::on_sync(pool, streams, &session.user_id, &request.set_presence).await?;
+    let user = &session.user_id;
+    let deadline = Instant::now() + request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
+    let mut waiter = streams.notifier.waiter();
+    loop {
+        // Register before sampling the position: a change committing in between wakes us.
+        let memberships = db::sync::memberships(pool, user.as_str()).await?;
+        waiter.watch(wake_keys(&memberships, user));
+        let mut position_moved = streams.notifier.position_changes();
+        let PositionBounds { readable: upto, allocated } = streams.position_bounds(pool).await?;
+        if connection.since().is_some_and(|since| since > upto) {
+            // Only another server's database could have issued it.
+            return Err(Error::new(ErrorKind::UnknownPos, "This pos was not issued by this server"));
+        }
+        let permit = streams.sync_builds.acquire().await.map_err(|_| Error::internal("the server is stopping"))?;
+        let look = Box::pin(look(pool, &connection, request, &memberships, upto)).await?;
+        drop(permit);
+        if look.has_news || connection.since().is_none() || Instant::now() >= deadline {
+            return finish(pool, &connection, request, look, upto).await;
+        }
+        let wait = async {
+            if upto < allocated {
+                // Changes up to `allocated` may be committed already, with their wake-ups gone
+                // by before we registered: look again once the stream has moved.
+                tokio::time::timeout_at(deadline, position_moved.changed()).await.is_ok()
+            } else {
+                tokio::time::timeout_at(deadline, waiter.woken()).await.is_ok()
+            }
+        };
+        let woken = tokio::select! {
+            woken = wait => woken,
+            () = streams.stopped() => false,
+        };
+        if !woken {
+            return finish(pool, &connection, request, look, upto).await;
+        }
+    }
+}
+
+/// One look at the stream up to `upto`: the answer, what the connection will have been sent
+/// with it, and whether it holds anything new.
+struct Look {
+    response: v5::Response,
+    /// Rooms not joined, whose entries say the membership (`response::Room` has no field).
+    memberships: BTreeMap<String, String>,
+    sent: Sent,
+    has_news: bool,
+}
+
+async fn look(
+    pool: &PgPool,
+    connection: &Connection<'_>,
+    request: &v5::Request,
+    memberships: &[MembershipRow],
+    upto: i64,
+) -> Result<Look> {
+    let session = connection.session;
+    let user = &session.user_id;
+    let since = connection.since();
+    let rooms = lists::member_rooms(pool, user, memberships, since, upto).await?;
+    let facts = FilterFacts::read(pool, user, &rooms, lists::needs_state(&request.lists)).await?;
+
+    let mut response = v5::Response::new(String::new());
+    let mut sent = connection.sent.clone();
+    let mut has_news = false;
+    let mut configs: BTreeMap<String, RoomConfig> = BTreeMap::new();
+    let mut by_list: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, list) in &request.lists {
+        let view = lists::view(list, &rooms, &facts);
+        has_news |= connection.sent.list_counts.get(name) != Some(&view.count);
+        sent.list_counts.insert(name.clone(), view.count);
+        let mut answer = response::List::default();
+        answer.count = UInt::new(view.count).unwrap_or_default();
+        response.lists.insert(name.clone(), answer);
+        for room in view.in_range {
+            configs
+                .entry(room.room_id.clone())
+                .or_default()
+                .merge(list.room_details.timeline_limit, &list.room_details.required_state);
+            by_list.entry(name.clone()).or_default().push(room.room_id.clone());
+        }
+    }
+    sent.list_counts.retain(|name, _| request.lists.contains_key(name));
+    // Subscriptions: rooms the user has a membership in (as lists may show them); others are
+    // not theirs to see and are left out, as Synapse does.
+    let by_id: HashMap<&str, &MemberRoom> = rooms.iter().map(|room| (room.room_id.as_str(), room)).collect();
+    let mut subscribed = Vec::new();
+    for (room_id, subscription) in &request.room_subscriptions {
+        if by_id.contains_key(room_id.as_str()) {
+            configs
+                .entry(room_id.to_string())
+                .or_default()
+                .merge(subscription.timeline_limit, &subscription.required_state);
+            subscribed.push(room_id.to_string());
+        }
+    }
+
+    // Rooms the connection has sent that saw no event since are skipped without building.
+    let previously: Vec<String> = configs.keys().filter(|id| sent.rooms.contains_key(*id)).cloned().collect();
+    let oldest = previously.iter().filter_map(|id| sent.rooms.get(id)).map(|room| room.upto).min().unwrap_or(upto);
+    let latest: HashMap<String, i64> =
+        db::sliding_sync::latest_positions(pool, &previously, oldest, upto).await?.into_iter().collect();
+    let ignored = crate::users::ignore::ignored_users(pool, user).await?;
+    let joined: Vec<String> = configs.keys().cloned().collect();
+    let read_positions = db::unread::read_positions_in(pool, &joined, user.as_str()).await?;
+    let context = RoomContext {
+        pool,
+        user,
+        device: &session.device_id,
+        since,
+        upto,
+        ignored: &ignored,
+        read_positions: &read_positions,
+        direct: &facts.direct,
+    };
+    let new_to_connection: BTreeSet<String> =
+        configs.keys().filter(|id| !connection.sent.rooms.contains_key(*id)).cloned().collect();
+    let mut to_build = Vec::new();
+    for (room_id, config) in &configs {
+        let Some(room) = by_id.get(room_id.as_str()) else { continue };
+        let previous = connection.sent.rooms.get(room_id);
+        let quiet = previous.is_some_and(|previous| {
+            previous.membership == room.membership
+                && previous.required_state == config.required_state
+                && latest.get(room_id).is_none_or(|latest| *latest <= previous.upto)
+        });
+        let now_sent = SentRoom {
+            upto: room::room_upto(&context, room),
+            membership: room.membership.clone(),
+            required_state: config.required_state.clone(),
+        };
+        sent.rooms.insert(room_id.clone(), now_sent);
+        if !quiet {
+            to_build.push(((*room).clone(), config.clone(), previous.cloned()));
+        }
+    }
+    let built: Vec<Option<(String, response::Room)>> = futures_util::stream::iter(to_build)
+        .map(|job| build_room(&context, job))
+        .buffered(ROOMS_AT_ONCE)
+        .try_collect()
+        .await?;
+    let mut room_memberships = BTreeMap::new();
+    for (room_id, entry) in built.into_iter().flatten() {
+        let Ok(id) = OwnedRoomId::try_from(room_id.as_str()) else { continue };
+        if let Some(room) = by_id.get(room_id.as_str()).filter(|room| !room.is_joined()) {
+            room_memberships.insert(room_id.clone(), room.membership.clone());
+        }
+        response.rooms.insert(id, entry);
+    }
+    has_news |= !response.rooms.is_empty();
+
+    let extension_context =
+        ExtensionContext { pool, user, device: &session.device_id, memberships, window: SyncWindow { since, upto } };
+    let shown = ShownRooms { by_list: &by_list, subscribed: &subscribed, new_to_connection: &new_to_connection };
+    let (extensions, extension_news) = extensions::build(&extension_context, &request.extensions, &shown).await?;
+    response.extensions = extensions;
+    has_news |= extension_news;
+    Ok(Look { response, memberships: room_memberships, sent, has_news })
+}
+
+/// A room to build, what asks for it, and what the connection had of it (owned: a stream of
+/// borrowed jobs trips the compiler's higher-ranked lifetime checks on `Send`).
+type RoomJob = (MemberRoom, RoomConfig, Option<SentRoom>);
+
+async fn build_room(context: &RoomContext<'_>, job: RoomJob) -> Result<Option<(String, response::Room)>> {
+    let (room, config, previous) = job;
+    let entry = room::build(context, &room, &config, previous.as_ref()).await?;
+    Ok(entry.map(|entry| (room.room_id, entry)))
+}
+
+/// Records the answer as the connection's next position and renders it.
+async fn finish(
+    pool: &PgPool,
+    connection: &Connection<'_>,
+    request: &v5::Request,
+    look: Look,
+    upto: i64,
+) -> Result<Value> {
+    let Look { mut response, memberships, sent, .. } = look;
+    response.pos = connection::advance(pool, connection, upto, &sent).await?;
+    response.txn_id = request.txn_id.clone();
+    // Rendered as ruma renders it for the wire, then given the fields ruma has no place for.
+    let rendered =
+        response.try_into_http_response::<Vec<u8>>().map_err(|e| Error::internal(format!("response: {e}")))?;
+    let mut body: Value =
+        serde_json::from_slice(rendered.body()).map_err(|e| Error::internal(format!("response: {e}")))?;
+    // MSC4186: a room the user is not joined to says its membership (left, banned, invited).
+    for (room_id, membership) in memberships {
+        if let Some(room) = body.pointer_mut(&format!("/rooms/{}", pointer_escape(&room_id))) {
+            room["membership"] = json!(membership);
+        }
+    }
+    Ok(body)
+}
+
+/// A room id as one JSON pointer segment.
+fn pointer_escape(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
+}
