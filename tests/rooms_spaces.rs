@@ -164,7 +164,7 @@ async fn upgrading_a_room_moves_its_state_and_bans_and_quiets_the_old_one() {
     let unsupported = server.post("/_matrix/client/v3/createRoom", alice.token(), json!({})).await;
     let room = unsupported.1["room_id"].as_str().expect("room").to_owned();
     let bad = server
-        .post(&format!("/_matrix/client/v3/rooms/{room}/upgrade"), alice.token(), json!({"new_version": "2"}))
+        .post(&format!("/_matrix/client/v3/rooms/{room}/upgrade"), alice.token(), json!({"new_version": "13"}))
         .await;
     assert_error(&bad, StatusCode::BAD_REQUEST, "M_UNSUPPORTED_ROOM_VERSION");
 }
