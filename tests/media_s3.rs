@@ -20,8 +20,9 @@ async fn stored_keys(s3: &S3Server) -> Vec<String> {
     listing.split("<Key>").skip(1).filter_map(|part| part.split("</Key>").next()).map(str::to_owned).collect()
 }
 
-#[tokio::test]
-async fn media_round_trips_through_an_s3_store() {
+/// A test server whose media store is a fresh S3 server (its data directory, kept by the
+/// caller, holds nothing of the media).
+async fn server_on_s3() -> (S3Server, tempfile::TempDir, TestServer) {
     let s3 = start_s3().await;
     let endpoint = s3.endpoint.clone();
     let dir = tempfile::tempdir().unwrap();
@@ -31,6 +32,12 @@ async fn media_round_trips_through_an_s3_store() {
         store_media_in(config, endpoint);
     })
     .await;
+    (s3, dir, server)
+}
+
+#[tokio::test]
+async fn media_round_trips_through_an_s3_store() {
+    let (s3, dir, server) = server_on_s3().await;
     let alice = server.register("alice", PASSWORD).await;
 
     // 20 MiB: sent to the store in several parts.
@@ -94,15 +101,7 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 
 #[tokio::test]
 async fn the_orphan_sweep_deletes_objects_no_row_names_and_keeps_the_rest() {
-    let s3 = start_s3().await;
-    let endpoint = s3.endpoint.clone();
-    let dir = tempfile::tempdir().unwrap();
-    let data_dir = dir.path().to_owned();
-    let server = TestServer::start_with(move |config| {
-        config.data_dir = data_dir;
-        store_media_in(config, endpoint);
-    })
-    .await;
+    let (s3, _dir, server) = server_on_s3().await;
     let alice = server.register("alice", PASSWORD).await;
     let media = uploaded(&server, &alice.access_token, b"kept".to_vec(), "text/plain").await;
     // What a failed commit leaves: an object no row names.
