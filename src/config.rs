@@ -26,10 +26,11 @@ const ENV_KEYS: &[&str] = &[
     "media",
     "federation",
     "metrics",
+    "voip",
 ];
 
 /// Nested list keys, read by hand from their comma-separated environment form (below).
-const LIST_KEYS: &[&str] = &["federation.listen", "federation.trusted_key_servers", "metrics.listen"];
+const LIST_KEYS: &[&str] = &["federation.listen", "federation.trusted_key_servers", "metrics.listen", "voip.turn_uris"];
 
 /// Keys that hold text (or a path). Figment reads an environment value like TOML, so `10`
 /// would be a number, `true` a boolean and `0123` the number 123; for these keys the value is
@@ -50,6 +51,7 @@ const TEXT_KEYS: &[&str] = &[
     "federation.tls_cert",
     "federation.tls_key",
     "federation.ca_file",
+    "voip.turn_shared_secret",
 ];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -69,6 +71,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub federation: FederationConfig,
     pub metrics: MetricsConfig,
+    pub voip: VoipConfig,
 }
 
 /// Prometheus metrics (`GET /metrics`, see `telemetry`).
@@ -78,6 +81,25 @@ pub struct MetricsConfig {
     /// Addresses (`host:port`) of the metrics listener; empty (the default): no metrics are
     /// served. Never the public listener: metrics tell an outsider too much.
     pub listen: Vec<String>,
+}
+
+/// TURN servers handed to clients for calls (`GET /voip/turnServer`), with credentials made
+/// from a secret shared with the TURN server (coturn's `use-auth-secret`), as Synapse does.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct VoipConfig {
+    /// `turn:`/`turns:` URIs; empty (the default): Hearth offers no TURN server.
+    pub turn_uris: Vec<String>,
+    /// The TURN server's `static-auth-secret`; without it no credentials can be made.
+    pub turn_shared_secret: Option<String>,
+    /// How long the credentials handed out stay valid, in seconds.
+    pub turn_user_lifetime_secs: u64,
+}
+
+impl Default for VoipConfig {
+    fn default() -> Self {
+        VoipConfig { turn_uris: Vec::new(), turn_shared_secret: None, turn_user_lifetime_secs: 86_400 }
+    }
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -258,6 +280,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             federation: FederationConfig::default(),
             metrics: MetricsConfig::default(),
+            voip: VoipConfig::default(),
         }
     }
 }

@@ -593,6 +593,8 @@ impl Fixture {
                 "report_id" => "999999",
                 "token" => "nosuchtoken",
                 "destination" => "remote.example",
+                // Third-party networks (`/thirdparty/protocol/{protocol}`): none is bridged.
+                "protocol" => "irc",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Fixture::fill`"),
             }
             .to_owned()

@@ -256,6 +256,8 @@ impl Scene {
                 "report_id" => "999999",
                 "token" => "nosuchtoken",
                 "destination" => "remote.example",
+                // Third-party networks (`/thirdparty/protocol/{protocol}`): none is bridged.
+                "protocol" => "irc",
                 other => panic!("{path}: give the placeholder {{{other}}} a value in `Scene::fill`"),
             }
             .to_owned()

@@ -41,6 +41,12 @@ pub fn status_for(kind: &ErrorKind) -> StatusCode {
 
 /// An error response in the spec's shape.
 pub fn error_response(status: StatusCode, kind: ErrorKind, message: String) -> Response {
+    // A refusal is the client's business, not the operator's, but when a client misbehaves the
+    // reason is what one needs to see: logged at debug, inside the request's span (method, path,
+    // request id).
+    if status.is_client_error() {
+        tracing::debug!(status = status.as_u16(), errcode = %kind.errcode(), reason = %message, "request refused");
+    }
     serialize(RumaError::new(status, ErrorBody::Standard(StandardErrorBody::new(kind, message))))
 }
 

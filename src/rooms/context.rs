@@ -3,6 +3,7 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::rooms::pagination::page_token;
 use crate::rooms::served;
 use crate::rooms::visibility::Viewer;
 use crate::users::ignore;
@@ -95,7 +96,7 @@ pub async fn context(
     let entries = db::state::snapshot_state_with_members(pool, snapshot, senders.as_deref()).await?;
     let state = served::apply_to_state(pool, &viewer.rules().redaction, &entries).await?;
     let state = state.iter().map(|event| event.client_event(room_id)).collect();
-    Ok(Context { start: format!("s{start}"), end: format!("s{end}"), events_before, event, events_after, state })
+    Ok(Context { start: page_token(start), end: page_token(end), events_before, event, events_after, state })
 }
 
 /// `GET /rooms/{roomId}/timestamp_to_event`: the event the user may see closest to `ts` — at

@@ -206,7 +206,7 @@ pub async fn create_room(
     // 8. Invitations of local users; those of other servers need their server's signature
     // first, which the caller asks for once the room exists (`federation::membership::invite`).
     for invitee in request.invite.iter().filter(|invitee| invitee.server_name() == ctx.server_name) {
-        let mut content = json!({"membership": "invite"});
+        let mut content = member_content(ctx.pool, invitee, "invite", None).await?;
         if request.is_direct {
             content["is_direct"] = json!(true);
         }

@@ -15,11 +15,12 @@ use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
-/// `m.room.member` content for `user`, carrying their profile on joins (as clients expect)
-/// and knocks (so the room can see who is asking).
+/// `m.room.member` content for `user`, carrying their profile on joins (as clients expect),
+/// knocks (so the room can see who is asking) and invites (so the room and the invitee's
+/// client show a name rather than a bare user id before they join, as Synapse does).
 pub async fn member_content(pool: &PgPool, user: &UserId, membership: &str, reason: Option<&str>) -> Result<Value> {
     let mut content = json!({ "membership": membership });
-    if matches!(membership, "join" | "knock")
+    if matches!(membership, "join" | "knock" | "invite")
         && let Some(profile) = db::users::profile(pool, user.as_str()).await?
     {
         for field in ["displayname", "avatar_url"] {

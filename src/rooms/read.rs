@@ -5,7 +5,7 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::facts;
 use crate::rooms::filter::EventFilter;
-use crate::rooms::pagination::parse_token;
+use crate::rooms::pagination::{page_token, parse_token};
 use crate::rooms::pdu::Pdu;
 use crate::rooms::served;
 use crate::rooms::visibility::{Viewer, visible, world_readable};
@@ -153,7 +153,7 @@ pub async fn messages(pool: &PgPool, user: &UserId, room_id: &RoomId, request: H
         _ => None,
     };
     let state = if filter.lazy_load_members { member_events(pool, room_id, senders).await? } else { Vec::new() };
-    Ok(Page { chunk, start: format!("s{from}"), end: end.map(|n| format!("s{n}")), state })
+    Ok(Page { chunk, start: page_token(from), end: end.map(page_token), state })
 }
 
 /// The current member events of `users` (lazy-loaded members). Every page carries them in

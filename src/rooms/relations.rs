@@ -341,7 +341,7 @@ pub async fn relations(pool: &PgPool, user: &UserId, query: RelationsQuery<'_>) 
     .await?;
     let next_batch = match children.last().and_then(|event| event.stream_position) {
         Some(position) if children.len() == limit => {
-            Some(format!("s{}", if query.backwards { position - 1 } else { position }))
+            Some(pagination::page_token(if query.backwards { position - 1 } else { position }))
         }
         _ => None,
     };
@@ -370,7 +370,7 @@ pub async fn threads(
     let participant = participated_only.then_some(user.as_str());
     let roots = db::relations::thread_roots(pool, room_id.as_str(), before, participant, limit as i64).await?;
     let next_batch = match roots.last() {
-        Some(last) if roots.len() == limit => Some(format!("s{}", last.latest_position - 1)),
+        Some(last) if roots.len() == limit => Some(pagination::page_token(last.latest_position - 1)),
         _ => None,
     };
     let nids: Vec<i64> = roots.iter().map(|root| root.root_nid).collect();

@@ -172,7 +172,7 @@ pub(super) async fn room_entry(
     let timeline_events = viewer.serve(timeline.events).await?;
     let is_quiet = timeline_events.is_empty() && state_events.is_empty() && account_data.is_empty();
     let mut json = json!({
-        "timeline": { "events": timeline_events, "limited": timeline.limited, "prev_batch": format!("s{prev_batch}") },
+        "timeline": { "events": timeline_events, "limited": timeline.limited, "prev_batch": crate::streams::token::encode_page(prev_batch) },
         "state": { "events": state_events },
     });
     if !account_data.is_empty() {

@@ -18,6 +18,7 @@ pub mod sessions;
 pub mod shared_secret;
 pub mod to_device;
 pub mod tokens;
+pub mod turn;
 pub mod uia;
 
 pub use actor::Actor;

@@ -22,9 +22,29 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<discover_homeserver::Request, _, _>(well_known_client)
 }
 
-/// Unstable features Hearth serves: simplified sliding sync (MSC4186), which Element X and
-/// matrix-rust-sdk's room list require before they use a server.
-const UNSTABLE_FEATURES: &[&str] = &["org.matrix.simplified_msc3575"];
+/// Unstable feature flags for what Hearth serves, under the names Synapse advertises them, since
+/// clients decide by these flags rather than by spec versions: Element bootstraps cross-signing
+/// at first login only when `org.matrix.e2e_cross_signing` is there, and Element X and
+/// matrix-rust-sdk's room list need simplified sliding sync (MSC4186).
+const UNSTABLE_FEATURES: &[&str] = &[
+    // Cross-signing keys (`/keys/device_signing/upload`, `/keys/signatures/upload`).
+    "org.matrix.e2e_cross_signing",
+    // Private read receipts (`m.read.private`), stable since v1.4.
+    "org.matrix.msc2285.stable",
+    // Threads (`/threads`, `m.thread` relations), stable since v1.4.
+    "org.matrix.msc3440.stable",
+    // Threaded read receipts and per-thread unread counts in /sync.
+    "org.matrix.msc3771",
+    "org.matrix.msc3773",
+    // The `room_types` filter of `/publicRooms`.
+    "org.matrix.msc3827.stable",
+    // Authenticated media (`/_matrix/client/v1/media/...`).
+    "org.matrix.msc3916.stable",
+    // `recurse` on `/relations`.
+    "org.matrix.msc3981",
+    // Simplified sliding sync.
+    "org.matrix.simplified_msc3575",
+];
 
 /// `GET /_matrix/client/versions`: the spec versions and unstable features Hearth implements.
 async fn versions(

@@ -24,7 +24,9 @@ mod session;
 mod sliding_sync;
 mod spaces;
 mod sync;
+mod threepids;
 mod to_device;
+mod voip;
 
 use crate::state::AppState;
 use axum::Router;
@@ -53,5 +55,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = pushers::routes(router);
     let router = keys::routes(router);
     let router = room_keys::routes(router);
+    let router = threepids::routes(router);
+    let router = voip::routes(router);
     filters::routes(router)
 }
