@@ -42,3 +42,11 @@ scenario!(chat);
 scenario!(account);
 // A client stopped and started again from its stored sync token sees exactly what it missed.
 scenario!(restart);
+
+// Element Web's path (matrix-js-sdk set up as Element sets it up): cross-signing and secure
+// backup at first login, an encrypted room, encrypted messages, a reaction and a thread reply,
+// and the settings tabs. matrix-js-sdk only: it is Element's engine.
+#[tokio::test]
+async fn element() {
+    run(JsSdk, &TestServer::start().await, "element").await;
+}

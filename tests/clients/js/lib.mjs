@@ -56,7 +56,7 @@ export async function recordingFetch(input, init = {}) {
     const url = new URL(input instanceof Request ? input.url : String(input));
     const method = init.method ?? "GET";
     const response = await fetch(input, init);
-    requests.push({ method, path: url.pathname, status: response.status });
+    requests.push({ method, path: url.pathname, query: url.search, status: response.status });
     if (!response.ok) {
         const body = await response.clone().text().catch(() => "");
         const entry = {
