@@ -4,7 +4,7 @@
 //! are stored.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;

@@ -2,7 +2,7 @@
 //! (the real binary, configured through the environment) against a running server's database.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::json;

@@ -3,7 +3,7 @@
 //! 404 for unknown accounts, and M_FORBIDDEN for everyone who is not a server admin.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -2,7 +2,7 @@
 //! it leaves in the server, and how it fails.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use serde_json::Value;
 use std::process::Output;

@@ -3,7 +3,7 @@
 //! discovery and request ids.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@
 //! death is in tests/embedded.rs.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! Room aliases, the public room directory and the user directory, as clients use them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

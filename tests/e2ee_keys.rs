@@ -3,7 +3,7 @@
 //! reach exactly the users who share a room, through `/sync` and `/keys/changes`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::{Method, StatusCode};
 use ruma::serde::Base64;

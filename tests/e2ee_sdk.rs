@@ -1,11 +1,10 @@
-#![recursion_limit = "256"]
 //! End-to-end encryption with the real `matrix-sdk` client (its `e2e-encryption` feature, the
 //! crypto Element X uses): keys are uploaded at login, messages in an encrypted room decrypt on
 //! the other side, a new device can read new messages, and cross-signing identities published
 //! by one user are seen by another. Hearth never sees the plaintext.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use matrix_sdk::Client;
 use matrix_sdk::config::SyncSettings;

@@ -4,7 +4,7 @@
 //! flows through matrix-js-sdk, Element's own engine.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use base64::Engine;
 use common::{TestServer, TestUser, assert_error};

@@ -7,7 +7,7 @@
 //! passes a free port in `HEARTH_LISTEN`, so the tests can run in parallel.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

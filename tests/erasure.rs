@@ -4,7 +4,7 @@
 //! (as Synapse does: pruned unless the reader was joined at the event).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -4,7 +4,7 @@
 //! is what the other server sees.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::federation::{FedServer, FederatedPair};
 use common::*;
 use reqwest::StatusCode;

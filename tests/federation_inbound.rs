@@ -3,7 +3,7 @@
 //! reaches local clients like a local event, and what it refuses leaves nothing accepted.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::remote_pdus::{build_remote_pdu, room_version};
 use common::*;
 use hearth::federation::inbound::{

@@ -3,7 +3,7 @@
 //! banned — each step checked as the users on either side observe it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use common::federation::{FedServer, FederatedPair};
 use common::{TestUser, encode};

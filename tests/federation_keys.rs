@@ -3,7 +3,7 @@
 //! requests accepted, unsigned or forged ones refused, and private destinations refused.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use common::federation::{FedServer, FederatedPair, TestCa, https_client};
 use common::{assert_error, encode};

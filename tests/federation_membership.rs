@@ -6,7 +6,7 @@
 //! (the state and auth chain it is answered with).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use common::{TestServer, TestUser};
 use hearth::federation::keys::SigningKey;

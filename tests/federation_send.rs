@@ -4,7 +4,7 @@
 //! that is not), nor to B once the room's ACL denies it.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use common::TestUser;
 use common::federation::{FedServer, FederatedPair};

@@ -9,7 +9,7 @@
 //! Hearth as the other server, whose user watches through `/sync`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use common::federation::{FedServer, FederatedPair, TestCa};
 use common::federation_peer::{Answer, Received, RecordingPeer};

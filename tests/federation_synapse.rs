@@ -5,8 +5,8 @@
 //! budget is small); every server trusts one test CA made once for the binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
-mod media_support;
+use crate::common;
+use crate::media_support;
 
 use common::federation::{FedServer, TestCa};
 use common::synapse::{Synapse, SynapseTls, SynapseUser, shared_async};

@@ -5,7 +5,7 @@
 //! target's inputs are judged against a room where allowed events can pass.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::rng::Rng;
 use std::path::Path;
 

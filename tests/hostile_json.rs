@@ -6,7 +6,7 @@
 //! and what was stored before is still served, or at worst left out alone.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 //! cannot serve back (#15 items 5, 7, 10, 11, 12).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;

@@ -4,7 +4,7 @@
 //! route.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 
 use common::*;
 use futures_util::StreamExt;

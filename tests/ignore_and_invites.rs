@@ -2,7 +2,7 @@
 //! `m.invite_permission_config` refusing invites with `M_INVITE_BLOCKED`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -10,7 +10,7 @@
 //! `HEARTH_FUZZ_CASES` runs more bodies per route (by hand; CI runs the default).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::rng::Rng;
 use common::*;
 use futures_util::StreamExt;

@@ -1,9 +1,8 @@
-#![recursion_limit = "256"]
 //! Hearth driven by the real `matrix-sdk` client (what Element X and other rust-sdk clients use).
 //! matrix-sdk speaks ruma 0.16 while Hearth uses ruma 0.17, so ids are compared as strings.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use matrix_sdk::Client;
 use matrix_sdk::ruma::api::error::ErrorKind;

@@ -3,8 +3,8 @@
 //! that keep browsers safe, the upload limit, and deletion through the admin hooks.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
-mod media_support;
+use crate::common;
+use crate::media_support;
 
 use common::*;
 use media_support::*;

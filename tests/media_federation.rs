@@ -3,8 +3,8 @@
 //! thumbnails included; this server's media is served to other servers the same way.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
-mod media_support;
+use crate::common;
+use crate::media_support;
 
 use common::federation::{FedServer, FederatedPair, TestCa, https_client};
 use common::*;

@@ -3,8 +3,8 @@
 //! nothing that a row names is ever touched.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
-mod media_support;
+use crate::common;
+use crate::media_support;
 
 use common::*;
 use hearth::media::orphans::Swept;

@@ -3,8 +3,8 @@
 //! the store holds is read back from it directly, not from Hearth.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
-mod media_support;
+use crate::common;
+use crate::media_support;
 
 use common::*;
 use media_support::s3::*;

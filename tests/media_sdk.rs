@@ -1,12 +1,11 @@
-#![recursion_limit = "256"]
 //! What the media issue's users do with a standard client (`matrix-sdk`): set an avatar, send a
 //! photo and a video; the other member sees the avatar, the thumbnails and opens the files,
 //! through the authenticated media endpoints (the only ones that serve new media, by the
 //! freeze) — with media on local disk, and in an S3-compatible store.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
-mod media_support;
+use crate::common;
+use crate::media_support;
 
 use common::*;
 use matrix_sdk::Client;

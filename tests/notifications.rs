@@ -3,7 +3,7 @@
 //! read state) — for a DM, mentions, a keyword rule, a muted room and one's own messages.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 //! U+0000 is refused as bad input everywhere (PostgreSQL cannot store it).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::json;

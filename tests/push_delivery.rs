@@ -10,7 +10,7 @@
 //! that was going to be pushed has arrived too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::node::*;
 use common::push_gateway::{Answer, PushGateway};
 use common::*;

@@ -2,7 +2,7 @@
 //! spec (and Synapse) give for bad ones. Delivery to push gateways is in `push_delivery.rs`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

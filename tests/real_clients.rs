@@ -8,8 +8,8 @@
 //! runs them all at once (`RUST_TEST_THREADS` in `.cargo/config.toml`), each on its own server.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod clients;
-mod common;
+use crate::clients;
+use crate::common;
 
 use clients::RealClient::{JsSdk, Nio};
 use clients::run;

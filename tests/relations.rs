@@ -2,7 +2,7 @@
 //! `timestamp_to_event`, as clients observe them over HTTP.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -1,7 +1,7 @@
 //! Rooms as users meet them: creating, talking, reading history and state, membership.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

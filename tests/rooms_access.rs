@@ -2,7 +2,7 @@
 //! visibility, createRoom's options, and paging through history — as users observe them.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

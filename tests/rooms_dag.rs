@@ -4,7 +4,7 @@
 //! events are refused without a trace.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::{Method, StatusCode};
 use ruma::RoomVersionId;

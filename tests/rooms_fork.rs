@@ -3,7 +3,7 @@
 //! same parent, stored side by side.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use hearth::rooms::build::{EventTemplate, Placement, build_and_sign};
 use hearth::rooms::send::{AuthState, persist};

@@ -2,7 +2,7 @@
 //! history, forgetting rooms, reports, and what the server says about room versions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

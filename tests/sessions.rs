@@ -1,7 +1,7 @@
 //! Sessions: logging in and out, `whoami`, access-token handling, and devices.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

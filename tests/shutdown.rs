@@ -4,7 +4,7 @@
 //! `hearth serve` runs as its own process here, on a database of the test cluster.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;

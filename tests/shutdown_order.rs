@@ -2,7 +2,7 @@
 //! finds the pool closed under it (each such find was a warning per tick at every stop).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use hearth::federation::keys::SigningKey;
 use hearth::state::AppState;

@@ -3,7 +3,7 @@
 //! and every event delivered exactly once across a connection's positions.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

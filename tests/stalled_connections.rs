@@ -4,7 +4,7 @@
 //! being answered rather than waiting for the client, is not cut; and the server keeps serving.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};

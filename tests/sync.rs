@@ -7,7 +7,7 @@
 //! `timeline`; empty sections may be omitted) and are strict on exactly-once delivery and order.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::node::*;
 use common::*;
 use hearth::federation::keys::SigningKey;

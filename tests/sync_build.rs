@@ -3,7 +3,7 @@
 //! invite / join / leave sections, account data, filters.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use hearth::rooms::filter::EventFilter;
 use hearth::sync::build::build;

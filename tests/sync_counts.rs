@@ -5,7 +5,7 @@
 //! only. (Users' own rules: tests/notifications.rs.)
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 //! acknowledged and never again; presence reaches the users who share a room and no one else.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -4,7 +4,7 @@
 //! refused with 403, changes nothing, and leaves the session usable for its own request.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -1,0 +1,14 @@
+//! The clients people use: matrix-js-sdk, matrix-nio and matrix-sdk, driven against Hearth.
+//!
+//! One test binary per concern rather than per file: each file named below is a module of
+//! this binary, so CI links a dozen binaries instead of seventy, and the files' tests run
+//! alongside each other on one PostgreSQL cluster. A new test file is added here (the
+//! `suite_process::test_layout` check fails until it is).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
+
+mod clients;
+mod common;
+
+mod e2ee_sdk;
+mod matrix_sdk;
+mod real_clients;
