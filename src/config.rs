@@ -524,6 +524,9 @@ impl Config {
         if masked.media.s3.secret_access_key.is_some() {
             masked.media.s3.secret_access_key = Some("********".to_owned());
         }
+        if masked.voip.turn_shared_secret.is_some() {
+            masked.voip.turn_shared_secret = Some("********".to_owned());
+        }
         toml::to_string_pretty(&masked).unwrap_or_else(|error| format!("# cannot render: {error}"))
     }
 }

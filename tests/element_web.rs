@@ -201,6 +201,11 @@ async fn turn_credentials_are_made_from_the_shared_secret() {
     mac.update(username.as_bytes());
     let password = base64::engine::general_purpose::STANDARD.decode(body["password"].as_str().unwrap()).unwrap();
     mac.verify_slice(&password).expect("the password is the HMAC of the username");
+    // `hearth config check` prints the configuration without the secret.
+    let mut config = common::test_config();
+    config.voip.turn_shared_secret = Some("coturn secret".to_owned());
+    let printed = config.to_masked_toml();
+    assert!(!printed.contains("coturn secret") && printed.contains("turn_shared_secret = \"********\""), "{printed}");
 }
 
 /// An invite carries the invitee's profile, so the room (and the invitee's client, before
