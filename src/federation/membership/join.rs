@@ -105,7 +105,7 @@ async fn join_through(
             let keys = ctx.key_ring.public_keys(&signing_keys_wanted(&object)).await;
             let checked = verify_pdu(&room_version, object, &keys)?;
             if checked.pdu.event_id != join.event_id || checked.redacted {
-                return Err(Error::bad_json(format!("{server} answered with another join event")));
+                return Err(Error::bad_gateway(format!("{server} answered with another join event")));
             }
             checked.pdu
         }

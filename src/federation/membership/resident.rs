@@ -45,7 +45,7 @@ pub(super) fn own_event_from_template(
     kept: &[&str],
 ) -> Result<CanonicalJsonObject> {
     let mut object: CanonicalJsonObject = serde_json::from_str(event.get())
-        .map_err(|error| Error::bad_json(format!("The membership template is not canonical JSON: {error}")))?;
+        .map_err(|error| Error::bad_gateway(format!("The membership template is not canonical JSON: {error}")))?;
     let text = |key: &str| match object.get(key) {
         Some(CanonicalJsonValue::String(value)) => Some(value.clone()),
         _ => None,
@@ -54,7 +54,7 @@ pub(super) fn own_event_from_template(
     if expected.iter().any(|(key, value)| text(key).as_deref() != Some(value))
         || text("room_id").as_deref() != Some(room_id.as_str())
     {
-        return Err(Error::bad_json("The membership template is not one of this user in this room"));
+        return Err(Error::bad_gateway("The membership template is not one of this user in this room"));
     }
     let mut content =
         CanonicalJsonValue::try_from(content).map_err(|error| Error::internal(format!("member content: {error}")))?;
