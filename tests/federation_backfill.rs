@@ -37,8 +37,13 @@ async fn page_back_to_the_start(server: &TestServer, user: &TestUser, room: &str
     panic!("paging did not end after 100 pages");
 }
 
+/// The bodies of the messages among `events`, edits left out.
 fn bodies(events: &[Value]) -> Vec<String> {
-    events.iter().filter_map(|event| event["content"]["body"].as_str().map(str::to_owned)).collect()
+    events
+        .iter()
+        .filter(|event| event["content"]["m.relates_to"].is_null())
+        .filter_map(|event| event["content"]["body"].as_str().map(str::to_owned))
+        .collect()
 }
 
 fn ids(events: &[Value]) -> Vec<String> {
@@ -52,9 +57,10 @@ async fn a_user_of_b_pages_back_through_history_of_a_room_of_a_fetched_once() {
     let bob = b.server.register("bob", "bob's password").await;
     let room = a.server.create_room(&alice, json!({"preset": "public_chat", "name": "Old times"})).await;
     let mut expected = Vec::new();
+    let mut message_ids = Vec::new();
     for n in 0..MESSAGES {
         let text = format!("message {n}");
-        a.server.send_text(&alice, &room, &format!("m{n}"), &text).await;
+        message_ids.push(a.server.send_text(&alice, &room, &format!("m{n}"), &text).await);
         expected.push(text);
         if n == MESSAGES / 2 {
             let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/");
@@ -62,6 +68,10 @@ async fn a_user_of_b_pages_back_through_history_of_a_room_of_a_fetched_once() {
             assert_eq!(status, StatusCode::OK, "{body}");
         }
     }
+    let edit = json!({"msgtype": "m.text", "body": "* message 5, edited",
+        "m.new_content": {"msgtype": "m.text", "body": "message 5, edited"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": &message_ids[5]}});
+    let edit_id = a.server.send_message(&alice, &room, "edit", edit).await;
     let oops = a.server.send_text(&alice, &room, "oops", "sent by mistake").await;
     let path = format!("/_matrix/client/v3/rooms/{room}/redact/{oops}/r1");
     let (status, body) = a.server.put(&path, alice.token(), json!({})).await;
@@ -100,6 +110,11 @@ async fn a_user_of_b_pages_back_through_history_of_a_room_of_a_fetched_once() {
     let redacted = history.iter().find(|event| event["event_id"] == oops.as_str()).expect("the redacted message");
     assert_eq!(redacted["content"], json!({}), "{redacted}");
     assert!(history.iter().any(|event| event["type"] == "m.room.redaction"));
+    // The edit is backfilled as a relation of the (backfilled) message it edits.
+    let path = format!("/_matrix/client/v1/rooms/{}/relations/{}/m.replace", encode(&room), message_ids[5]);
+    let (status, relations) = b.server.get(&path, bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{relations}");
+    assert_eq!(ids(relations["chunk"].as_array().unwrap()), vec![edit_id.clone()], "{relations}");
 
     // History is not news: bob's sync since his join shows none of it.
     let path = format!("/_matrix/client/v3/sync?since={}&timeout=0", encode(&since));
