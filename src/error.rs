@@ -28,6 +28,13 @@ pub enum Error {
     #[error("server-controlled: {0}")]
     ServerControlled(String),
 
+    /// Another server this request needed could not be reached, or answered something unusable
+    /// (not a refusal of its own): the client's request was fine, the way to the other server
+    /// was not, so it is told so (502, `M_UNKNOWN`, as Synapse answers) rather than given a
+    /// 4xx that blames it or a 500 that blames this server.
+    #[error("bad gateway: {0}")]
+    BadGateway(String),
+
     /// User-interactive authentication is (still) required: 401 with flows and progress.
     #[error("user-interactive authentication required")]
     Uia(Box<UiaaInfo>),
@@ -80,6 +87,11 @@ impl Error {
     /// who is not banned, say).
     pub fn bad_state(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::BadState, message)
+    }
+
+    /// See [`Error::BadGateway`].
+    pub fn bad_gateway(message: impl Into<String>) -> Self {
+        Error::BadGateway(message.into())
     }
 
     pub fn unknown(message: impl Into<String>) -> Self {
@@ -153,6 +165,7 @@ impl Error {
             Error::Matrix { kind, message } => Error::Matrix { kind: kind.clone(), message: message.clone() },
             Error::Conflict(message) => Error::Conflict(message.clone()),
             Error::ServerControlled(message) => Error::ServerControlled(message.clone()),
+            Error::BadGateway(message) => Error::BadGateway(message.clone()),
             Error::Uia(info) => Error::Uia(info.clone()),
             Error::Unavailable(error) => Error::Unavailable(anyhow::anyhow!("{error:#}")),
             Error::Internal(error) => Error::Internal(anyhow::anyhow!("{error:#}")),
@@ -163,7 +176,7 @@ impl Error {
     pub fn errcode(&self) -> String {
         match self {
             Error::Matrix { kind, .. } => kind.errcode().to_string(),
-            Error::Conflict(_) => "M_UNKNOWN".to_owned(),
+            Error::Conflict(_) | Error::BadGateway(_) => "M_UNKNOWN".to_owned(),
             Error::ServerControlled(_) => "M_BAD_JSON".to_owned(),
             Error::Uia(_) => "UIA".to_owned(),
             Error::Unavailable(_) | Error::Internal(_) => "M_UNKNOWN".to_owned(),

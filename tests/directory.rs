@@ -155,8 +155,9 @@ async fn invalid_foreign_or_unauthorised_aliases_are_refused_and_nothing_is_stor
     assert_eq!(server.count(ALIASES).await, 0);
 
     assert_error(&server.get(&alias_path("#nope:hearth.test"), None).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
-    // An alias whose server cannot be reached is not found.
-    assert_error(&server.get(&alias_path("#tea:elsewhere.example"), None).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    // An alias whose server cannot be reached is a bad gateway (502, as Synapse answers).
+    let unreachable = server.get(&alias_path("#tea:elsewhere.example"), None).await;
+    assert_error(&unreachable, StatusCode::BAD_GATEWAY, "M_UNKNOWN");
     assert_error(&server.get(&alias_path("nope"), None).await, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
 }
 
@@ -375,7 +376,8 @@ async fn users_join_rooms_by_alias() {
     assert_eq!(rooms["joined_rooms"], json!([room]));
 
     assert_error(&join(&server, &bob, "#nowhere:hearth.test").await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
-    assert_error(&join(&server, &bob, "#lobby:elsewhere.example").await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    // The alias's server cannot be reached: a bad gateway, not the client's mistake.
+    assert_error(&join(&server, &bob, "#lobby:elsewhere.example").await, StatusCode::BAD_GATEWAY, "M_UNKNOWN");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -598,12 +600,12 @@ async fn public_rooms_are_searched_and_paginated_both_ways() {
     ] {
         assert_error(&bad, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
     }
-    // Other servers' directories come over federation: one that cannot be reached has none;
-    // naming this server is fine.
+    // Other servers' directories come over federation: one that cannot be reached is a bad
+    // gateway (502); naming this server is fine.
     let remote = server.get("/_matrix/client/v3/publicRooms?server=elsewhere.example", None).await;
-    assert_error(&remote, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    assert_error(&remote, StatusCode::BAD_GATEWAY, "M_UNKNOWN");
     let remote = server.post("/_matrix/client/v3/publicRooms?server=elsewhere.example", alice.token(), json!({})).await;
-    assert_error(&remote, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    assert_error(&remote, StatusCode::BAD_GATEWAY, "M_UNKNOWN");
     let (status, own) = server.get("/_matrix/client/v3/publicRooms?server=hearth.test", None).await;
     assert_eq!(status, StatusCode::OK, "{own}");
     assert_eq!(room_ids(&own).len(), 5);

@@ -13,7 +13,7 @@ use crate::common;
 
 use common::federation::{FedServer, FederatedPair, TestCa};
 use common::federation_peer::{Answer, Received, RecordingPeer};
-use common::{TestServer, TestUser, encode};
+use common::{TestServer, TestUser, assert_error, encode};
 use hearth::federation::membership::{RemoteMembership, make_membership, send_membership};
 use hearth::rooms::build::sign_new_event;
 use reqwest::StatusCode;
@@ -295,4 +295,40 @@ async fn a_hearth_that_was_down_shows_its_users_everything_once_in_order() {
     }
     assert_eq!(seen, sent, "bob sees every message once, in order");
     wait_until_drained(&a.server, &b_name).await;
+}
+
+/// Client requests that need another server answer 502 `M_UNKNOWN` (as Synapse does) when that
+/// server answers what no Matrix server would — a bare 404: the peer serves only `/send` — or
+/// cannot be reached at all; never a 4xx that blames the client, never a 500.
+#[tokio::test]
+async fn client_requests_through_a_server_that_answers_garbage_or_is_down_are_bad_gateways() {
+    let (mut peer, a, alice, _room) = start().await;
+    let name = peer.name().to_string();
+    let asked_of_the_peer = [
+        format!("/_matrix/client/v3/profile/{}", encode(&format!("@bob:{name}"))),
+        format!("/_matrix/client/v3/directory/room/{}", encode(&format!("#tea:{name}"))),
+        format!("/_matrix/client/v3/publicRooms?server={}", encode(&name)),
+    ];
+    let joins = [
+        format!("/_matrix/client/v3/join/{}", encode(&format!("#tea:{name}"))),
+        format!("/_matrix/client/v3/join/{}?via={}", encode("!somewhere:elsewhere.example"), encode(&name)),
+    ];
+    for state in ["answering garbage", "down"] {
+        if state == "down" {
+            peer.stop().await;
+            // Media asked of a server that is down (a bare 404 would mean it has none).
+            let media = format!("/_matrix/client/v1/media/download/{name}/somemedia");
+            let response = a.server.get(&media, alice.token()).await;
+            assert_error(&response, StatusCode::BAD_GATEWAY, "M_UNKNOWN");
+        }
+        for path in &asked_of_the_peer {
+            let response = a.server.get(path, alice.token()).await;
+            assert_error(&response, StatusCode::BAD_GATEWAY, "M_UNKNOWN");
+            assert!(response.1["error"].as_str().unwrap().contains(&name), "{state}: {path}: {}", response.1);
+        }
+        for path in &joins {
+            let response = a.server.post(path, alice.token(), json!({})).await;
+            assert_error(&response, StatusCode::BAD_GATEWAY, "M_UNKNOWN");
+        }
+    }
 }

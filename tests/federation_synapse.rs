@@ -1,5 +1,6 @@
 //! Hearth federating with a real Synapse (issue #16), both directions: a Synapse user joins a
-//! Hearth room and a Hearth user joins a Synapse room, by alias, and messages flow both ways;
+//! Hearth room and a Hearth user joins a Synapse room, by alias (backfilling its history), and
+//! messages, edits, redactions and topic changes flow both ways;
 //! each side's users download the other side's media (issue #17).
 //! One Synapse per test binary, shared by the few tests here (it takes seconds to start; CI's
 //! budget is small); every server trusts one test CA made once for the binary.
@@ -84,11 +85,13 @@ async fn synapse_joined(synapse: &Synapse, user: &SynapseUser, room: &str) -> Ve
     body["joined"].as_object().map(|joined| joined.keys().cloned().collect()).unwrap_or_default()
 }
 
-async fn synapse_send(synapse: &Synapse, user: &SynapseUser, room: &str, txn: &str, text: &str) {
+/// Sends a text as `user` on Synapse; returns the event id.
+async fn synapse_send(synapse: &Synapse, user: &SynapseUser, room: &str, txn: &str, text: &str) -> String {
     let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
     let body = json!({"msgtype": "m.text", "body": text});
     let (status, answer) = synapse.request(Method::PUT, &path, Some(&user.access_token), Some(body)).await;
     assert_eq!(status, StatusCode::OK, "Synapse send: {answer}");
+    answer["event_id"].as_str().expect("event_id").to_owned()
 }
 
 #[tokio::test]
@@ -122,17 +125,28 @@ async fn a_synapse_user_joins_a_hearth_room_by_alias_and_they_chat() {
     .await;
 }
 
+/// History from before Hearth joined, for Hearth's user to page back through (backfill).
+const SYNAPSE_HISTORY: usize = 15;
+
 #[tokio::test]
-async fn a_hearth_user_joins_a_synapse_room_by_alias_and_they_chat() {
+async fn a_hearth_user_joins_a_synapse_room_by_alias_backfills_and_they_chat_edit_redact_and_retopic() {
     let synapse = synapse().await;
     let hearth = FedServer::start(ca()).await;
     let sue = synapse.register("sue").await;
-    let create = json!({"preset": "public_chat", "room_alias_name": "synapseroom", "name": "Synapse's room"});
+    let bob = hearth.server.register("bob", "bob's password").await;
+    // Bob may change the topic too, so state changes flow both ways (Synapse makes v12 rooms,
+    // whose creator holds power without being listed).
+    let create = json!({"preset": "public_chat", "room_alias_name": "synapseroom", "name": "Synapse's room",
+        "power_level_content_override": {"users": {&bob.user_id: 50}}});
     let (status, created) =
         synapse.request(Method::POST, "/_matrix/client/v3/createRoom", Some(&sue.access_token), Some(create)).await;
     assert_eq!(status, StatusCode::OK, "{created}");
     let room = created["room_id"].as_str().unwrap().to_owned();
-    let bob = hearth.server.register("bob", "bob's password").await;
+    let history: Vec<String> = (0..SYNAPSE_HISTORY).map(|n| format!("history {n}")).collect();
+    let mut history_ids = Vec::new();
+    for (n, text) in history.iter().enumerate() {
+        history_ids.push(synapse_send(synapse, &sue, &room, &format!("old{n}"), text).await);
+    }
 
     let alias = format!("#synapseroom:{}", synapse.server_name);
     let (status, body) =
@@ -149,16 +163,83 @@ async fn a_hearth_user_joins_a_synapse_room_by_alias_and_they_chat() {
     assert_eq!(status, StatusCode::OK, "{name}");
     assert_eq!(name["name"], "Synapse's room");
 
+    // Bob pages back to the room's creation: Hearth backfills the history from Synapse.
+    let (status, page) =
+        hearth.server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=100"), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{page}\n{}", synapse.log_tail());
+    let mut backfilled = message_bodies(&page["chunk"]);
+    backfilled.reverse();
+    assert_eq!(backfilled, history, "bob sees Synapse's history once, in order");
+    let chunk = page["chunk"].as_array().unwrap();
+    assert_eq!(chunk.last().unwrap()["type"], "m.room.create", "the history reaches the room's creation");
+    assert!(page["end"].is_null(), "nothing is left to page: {page}");
+
     synapse_send(synapse, &sue, &room, "s1", "welcome, Hearth").await;
     eventually(synapse, "Synapse's message reaches Hearth", || async {
         hearth_messages(&hearth, &bob, &room).await.contains(&"welcome, Hearth".to_owned())
     })
     .await;
-    hearth.server.send_text(&bob, &room, "h1", "thanks, Synapse").await;
+    let thanks = hearth.server.send_text(&bob, &room, "h1", "thanks, Synapse").await;
     eventually(synapse, "Hearth's message reaches Synapse", || async {
         synapse_messages(synapse, &sue, &room).await.contains(&"thanks, Synapse".to_owned())
     })
     .await;
+
+    // Synapse -> Hearth: an edit, a redaction of a backfilled message, a topic change.
+    let welcome = synapse_event_id_of(synapse, &sue, &room, "welcome, Hearth").await;
+    synapse_put(synapse, &sue, &format!("/rooms/{room}/send/m.room.message/s2"), edit(&welcome, "welcome, Hearth!"))
+        .await;
+    synapse_put(synapse, &sue, &format!("/rooms/{room}/redact/{}/s3", history_ids[3]), json!({})).await;
+    synapse_put(synapse, &sue, &format!("/rooms/{room}/state/m.room.topic/"), json!({"topic": "set on Synapse"})).await;
+    eventually(synapse, "Synapse's edit, redaction and topic reach Hearth", || async {
+        let edited = hearth_messages(&hearth, &bob, &room).await.contains(&"* welcome, Hearth!".to_owned());
+        let path = format!("/_matrix/client/v3/rooms/{room}/event/{}", history_ids[3]);
+        let (_, redacted) = hearth.server.get(&path, bob.token()).await;
+        let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic");
+        let (_, topic) = hearth.server.get(&path, bob.token()).await;
+        edited && redacted["content"] == json!({}) && topic["topic"] == "set on Synapse"
+    })
+    .await;
+
+    // Hearth -> Synapse: the same three.
+    hearth.server.send_message(&bob, &room, "h2", edit(&thanks, "thanks, Synapse!")).await;
+    let oops = hearth.server.send_text(&bob, &room, "h3", "sent by mistake").await;
+    let (status, body) =
+        hearth.server.put(&format!("/_matrix/client/v3/rooms/{room}/redact/{oops}/h4"), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic/");
+    let (status, body) = hearth.server.put(&path, bob.token(), json!({"topic": "set on Hearth"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually(synapse, "Hearth's edit, redaction and topic reach Synapse", || async {
+        let edited = synapse_messages(synapse, &sue, &room).await.contains(&"* thanks, Synapse!".to_owned());
+        let path = format!("/_matrix/client/v3/rooms/{room}/event/{oops}");
+        let (_, redacted) = synapse.request(Method::GET, &path, Some(&sue.access_token), None).await;
+        let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.topic");
+        let (_, topic) = synapse.request(Method::GET, &path, Some(&sue.access_token), None).await;
+        edited && redacted["content"] == json!({}) && topic["topic"] == "set on Hearth"
+    })
+    .await;
+}
+
+/// An `m.replace` edit of `original` (with the fallback body clients show).
+fn edit(original: &str, text: &str) -> Value {
+    json!({"msgtype": "m.text", "body": format!("* {text}"),
+        "m.new_content": {"msgtype": "m.text", "body": text},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": original}})
+}
+
+async fn synapse_put(synapse: &Synapse, user: &SynapseUser, path: &str, body: Value) {
+    let path = format!("/_matrix/client/v3{path}");
+    let (status, answer) = synapse.request(Method::PUT, &path, Some(&user.access_token), Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "Synapse {path}: {answer}");
+}
+
+async fn synapse_event_id_of(synapse: &Synapse, user: &SynapseUser, room: &str, body: &str) -> String {
+    let path = format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50");
+    let (_, page) = synapse.request(Method::GET, &path, Some(&user.access_token), None).await;
+    let chunk = page["chunk"].as_array().unwrap();
+    let event = chunk.iter().find(|event| event["content"]["body"] == body).expect("the message on Synapse");
+    event["event_id"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]

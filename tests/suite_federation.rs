@@ -9,6 +9,7 @@
 mod common;
 mod media_support;
 
+mod federation_backfill;
 mod federation_dag;
 mod federation_inbound;
 mod federation_join;

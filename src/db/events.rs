@@ -277,7 +277,8 @@ pub async fn by_nids(db: impl PgExecutor<'_>, nids: &[i64]) -> sqlx::Result<Vec<
     .await
 }
 
-/// Timeline events of a room between two stream positions, in either direction.
+/// Timeline events of a room between two stream positions, in either direction. Backwards
+/// without `to`, the page reaches into backfilled history (negative positions).
 pub async fn timeline_page(
     db: impl PgExecutor<'_>,
     room_id: &str,
@@ -331,7 +332,7 @@ pub async fn timeline_page_matching(
     const MATCHING: &str = "($5::text[] IS NULL OR e.event_type LIKE ANY($5)) AND NOT (e.event_type LIKE ANY($6))
                AND ($7::text[] IS NULL OR e.sender = ANY($7)) AND NOT (e.sender = ANY($8))";
     let (range, order) = if backwards {
-        ("e.stream_position <= $2 AND e.stream_position > COALESCE($3, 0)", "DESC")
+        ("e.stream_position <= $2 AND ($3::bigint IS NULL OR e.stream_position > $3)", "DESC")
     } else {
         ("e.stream_position > $2 AND ($3::bigint IS NULL OR e.stream_position <= $3)", "ASC")
     };

@@ -181,7 +181,8 @@ pub async fn children(db: impl PgExecutor<'_>, query: &ChildrenQuery<'_>) -> sql
          AND {CHILD_NOT_REDACTED}"
     );
     let (window, order) = if query.backwards {
-        ("e.stream_position <= $6 AND e.stream_position > COALESCE($7, 0)", "DESC")
+        // Backfilled children sit at negative positions: without `to`, no lower bound.
+        ("e.stream_position <= $6 AND ($7::bigint IS NULL OR e.stream_position > $7)", "DESC")
     } else {
         ("e.stream_position > $6 AND ($7::bigint IS NULL OR e.stream_position <= $7)", "ASC")
     };

@@ -57,18 +57,22 @@ pub enum FederationError {
 
 impl From<FederationError> for crate::error::Error {
     /// What a client learns when a federation request made on its behalf fails. The remote
-    /// server's own refusals keep their errcode (a 403 from the resident server is the
-    /// client's 403); everything else is the other server's or the network's failure.
+    /// server's own refusals (a 4xx with an errcode of the spec's) keep their errcode and
+    /// status: a 403 from the resident server is the client's 403, an unsupported room version
+    /// stays one. Everything else — the server cannot be found or reached, fails itself (5xx),
+    /// or answers what no Matrix server would (a bare 404, a body that is not the endpoint's
+    /// response) — is a bad gateway (502), as for Synapse.
     fn from(error: FederationError) -> Self {
-        match &error {
-            FederationError::Remote { errcode, message, .. } if errcode == "M_FORBIDDEN" => {
-                crate::error::Error::forbidden(message.clone())
-            }
-            FederationError::Remote { errcode, message, .. } if errcode == "M_NOT_FOUND" => {
-                crate::error::Error::not_found(message.clone())
-            }
-            _ => crate::error::Error::unknown(format!("Federation request failed: {error}")),
+        if let FederationError::Remote { status, errcode, message, .. } = &error
+            && status.is_client_error()
+            && errcode != "M_UNKNOWN"
+            && let Ok(body) = serde_json::from_value::<ruma::api::error::StandardErrorBody>(
+                serde_json::json!({ "errcode": errcode, "error": message }),
+            )
+        {
+            return crate::error::Error::new(body.kind, body.message);
         }
+        crate::error::Error::bad_gateway(format!("Federation request failed: {error}"))
     }
 }
 

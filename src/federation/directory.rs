@@ -22,10 +22,10 @@ pub async fn remote_public_rooms(
     request.filter = filter;
     request.room_network = query.network.clone();
     let response = client.send(server, request).await.map_err(|error| match error {
-        // The other server's own refusals keep their meaning; a server that cannot be
-        // reached has no directory to show.
+        // The other server's own refusals keep their meaning; one that cannot be reached is a
+        // bad gateway (502), not the client's mistake.
         FederationError::Remote { .. } => crate::Error::from(error),
-        other => crate::Error::not_found(format!("The room directory of {server} cannot be fetched: {other}")),
+        other => crate::Error::bad_gateway(format!("The room directory of {server} cannot be fetched: {other}")),
     })?;
     Ok(PublicRoomsPage {
         total_room_count_estimate: response.total_room_count_estimate.map_or(response.chunk.len() as u64, u64::from),

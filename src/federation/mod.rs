@@ -1,10 +1,11 @@
 //! Federation: the server's signing key, other servers' keys ([`key_ring`]), the outbound
 //! client with the spec's server discovery ([`client`], [`discovery`]) and TLS ([`tls`]), the
 //! inbound PDU pipeline ([`inbound`]) and server ACLs ([`acl`]), membership across servers
-//! ([`membership`]), queries ([`query`]) and the outbound queue ([`sender`]). Federation domain
-//! code takes a [`FedCtx`].
+//! ([`membership`]), history from other servers ([`backfill`]), queries ([`query`]) and the
+//! outbound queue ([`sender`]). Federation domain code takes a [`FedCtx`].
 
 pub mod acl;
+pub mod backfill;
 pub mod client;
 pub mod directory;
 pub mod discovery;

@@ -53,11 +53,11 @@ pub async fn resolve_alias(ctx: FedCtx<'_>, alias: &RoomAliasId) -> Result<(Owne
         return local_alias(ctx.rooms.pool, ctx.rooms.server_name, alias).await;
     }
     let request = get_room_information::v1::Request::new(alias.to_owned());
-    // An alias whose server cannot be reached is an alias that cannot be found (as for
-    // Synapse); what that server itself answers keeps its meaning.
+    // What the alias's server answers keeps its meaning (its 404 is the client's); a server
+    // that cannot be reached, or fails, is a bad gateway (502, as Synapse answers).
     let response = ctx.client.send(alias.server_name(), request).await.map_err(|error| match error {
         FederationError::Remote { .. } => Error::from(error),
-        unreachable => Error::not_found(format!("Room alias {alias} could not be resolved: {unreachable}")),
+        unreachable => Error::bad_gateway(format!("Room alias {alias} could not be resolved: {unreachable}")),
     })?;
     let mut servers = response.servers;
     // The alias's server may leave itself out; it knows the room, so it can be asked too.

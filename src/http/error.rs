@@ -86,6 +86,7 @@ impl IntoResponse for Error {
             Error::ServerControlled(message) => {
                 error_response(StatusCode::METHOD_NOT_ALLOWED, ErrorKind::BadJson, message)
             }
+            Error::BadGateway(message) => error_response(StatusCode::BAD_GATEWAY, ErrorKind::Unknown, message),
             Error::Uia(info) => serialize(UiaaResponse::AuthResponse(*info)),
             Error::Unavailable(error) => {
                 tracing::warn!(error = format!("{error:#}"), "database unavailable; answered 503");

@@ -107,6 +107,7 @@ pub struct Page {
 }
 
 /// What a `/messages` request asks for.
+#[derive(Clone, Copy)]
 pub struct HistoryRequest<'a> {
     pub from: Option<&'a str>,
     pub to: Option<&'a str>,

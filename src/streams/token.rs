@@ -23,10 +23,13 @@ pub fn encode_page(position: i64) -> String {
 /// Parses any stream token a client was handed (`since`, `from`, `to`, `at`). Tokens this server
 /// never handed out are the client's mistake (`M_INVALID_PARAM`), never a silent full resync.
 pub fn decode(token: &str) -> Result<i64> {
+    let digits = |position: &str| !position.is_empty() && position.bytes().all(|byte| byte.is_ascii_digit());
+    // Page tokens may be negative: history backfilled from other servers sits below position 0.
+    let page = |position: &str| digits(position.strip_prefix('-').unwrap_or(position));
     token
         .strip_prefix(PREFIX)
-        .or_else(|| token.strip_prefix(PAGE_PREFIX))
-        .filter(|position| position.bytes().all(|byte| byte.is_ascii_digit()))
+        .filter(|position| digits(position))
+        .or_else(|| token.strip_prefix(PAGE_PREFIX).filter(|position| page(position)))
         .and_then(|position| position.parse::<i64>().ok())
         .ok_or_else(|| Error::invalid_param(format!("Unknown stream token {token:?}")))
 }
@@ -39,7 +42,8 @@ mod tests {
     fn tokens_round_trip_and_garbage_is_refused() {
         assert_eq!(decode(&encode(42)).ok(), Some(42));
         assert_eq!(decode(&encode_page(42)).ok(), Some(42));
-        for bad in ["", "42", "h1_", "h1_-3", "h1_x", "h1_+3", "h2_5", "s", "s-5", "s+5", "s5x", "t5"] {
+        assert_eq!(decode(&encode_page(-7)).ok(), Some(-7), "backfilled history");
+        for bad in ["", "42", "h1_", "h1_-3", "h1_x", "h1_+3", "h2_5", "s", "s-", "s--5", "s+5", "s5x", "t5"] {
             assert_eq!(decode(bad).map_err(|e| e.errcode()).err().as_deref(), Some("M_INVALID_PARAM"), "{bad}");
         }
     }

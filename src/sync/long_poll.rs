@@ -39,7 +39,9 @@ pub struct SyncRequest<'a> {
 }
 
 pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: SyncRequest<'_>) -> Result<Value> {
-    let since = request.since.map(token::decode).transpose()?;
+    // A history page's token may point into backfilled history (negative positions); as a
+    // `since` it means "nothing live delivered yet", and backfilled events are never news.
+    let since = request.since.map(token::decode).transpose()?.map(|position| position.max(0));
     let deadline = Instant::now() + request.timeout.min(MAX_TIMEOUT);
     let mut waiter = streams.notifier.waiter();
     loop {

@@ -233,7 +233,7 @@ async fn cited(
 }
 
 /// The state where the given snapshots meet: the one snapshot, or their resolution.
-async fn state_of(
+pub(crate) async fn state_of(
     conn: &mut PgConnection,
     room_id: &OwnedRoomId,
     rules: &RoomVersionRules,

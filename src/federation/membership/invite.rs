@@ -106,7 +106,7 @@ async fn check_countersigned(
     invitee_server: &ServerName,
     answer: &RawJsonValue,
 ) -> Result<CheckedPdu> {
-    let refused = |why: &str| Error::unknown(format!("{invitee_server} answered the invitation with {why}"));
+    let refused = |why: &str| Error::bad_gateway(format!("{invitee_server} answered the invitation with {why}"));
     let object = parse_pdu(room_version, answer).map_err(|_| refused("a malformed event"))?;
     // Only the two signatures that matter are looked up: ours and the invitee server's.
     let mut wanted = signing_keys_wanted(&object);

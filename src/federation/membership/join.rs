@@ -7,16 +7,16 @@
 use crate::error::{Error, Result};
 use crate::federation::FedCtx;
 use crate::federation::inbound::{parse_pdu, signing_keys_wanted, verify_pdu};
+use crate::federation::membership::RemoteMembership;
 use crate::federation::membership::joined_room::store_joined_room;
 use crate::federation::membership::outside::{servers_of_outside_membership, takes_part};
 use crate::federation::membership::remote_state::check_room_state;
-use crate::federation::membership::resident::{raw_pdu, signed_from_template, through_first};
+use crate::federation::membership::resident::{own_event_through, raw_pdu, through_first};
 use crate::federation::query::resolve_alias;
-use crate::rooms::SUPPORTED_VERSIONS;
 use crate::rooms::membership::member_content;
 use crate::users::Session;
-use ruma::api::federation::membership::{create_join_event, prepare_join_event};
-use ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, RoomVersionId, ServerName, UserId};
+use ruma::api::federation::membership::create_join_event;
+use ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, ServerName, UserId};
 
 /// `/join/{roomIdOrAlias}`: joins the session's user to the room, locally when this server
 /// is in it, else through one of `via` (or the alias's servers).
@@ -86,15 +86,11 @@ async fn join_through(
     room_id: &RoomId,
     reason: Option<&str>,
 ) -> Result<()> {
-    let mut make = prepare_join_event::v1::Request::new(room_id.to_owned(), user.to_owned());
-    make.ver = SUPPORTED_VERSIONS.to_vec();
-    let made = ctx.client.send(server, make).await?;
-    // Servers that leave the version out mean version 1.
-    let room_version = made.room_version.unwrap_or(RoomVersionId::V1);
     // The profile is ours to say; the resident server's authoriser of a restricted join stays.
     let content = member_content(ctx.rooms.pool, user, "join", reason).await?;
-    let kept = ["join_authorised_via_users_server"];
-    let join = signed_from_template(ctx.rooms, (&made.event, &room_version), (user, room_id), content, &kept)?;
+    let kept: &[&str] = &["join_authorised_via_users_server"];
+    let (join, room_version) =
+        own_event_through(ctx, server, (user, room_id), RemoteMembership::Join, (content, kept)).await?;
 
     let send = create_join_event::v2::Request::new(room_id.to_owned(), join.event_id.clone(), raw_pdu(&join)?);
     let answer = ctx.client.send(server, send).await?.room_state;
@@ -105,7 +101,7 @@ async fn join_through(
             let keys = ctx.key_ring.public_keys(&signing_keys_wanted(&object)).await;
             let checked = verify_pdu(&room_version, object, &keys)?;
             if checked.pdu.event_id != join.event_id || checked.redacted {
-                return Err(Error::bad_json(format!("{server} answered with another join event")));
+                return Err(Error::bad_gateway(format!("{server} answered with another join event")));
             }
             checked.pdu
         }

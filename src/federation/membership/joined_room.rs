@@ -30,14 +30,14 @@ pub async fn store_joined_room(
     if let Some(known) = db::rooms::version(&mut *tx, room_id.as_str()).await?
         && known != room_version.as_str()
     {
-        return Err(Error::bad_json(format!("Room {room_id} is version {known} here, not {room_version}")));
+        return Err(Error::bad_gateway(format!("Room {room_id} is version {known} here, not {room_version}")));
     }
     db::rooms::insert(&mut tx, room_id.as_str(), room_version.as_str(), checked.create.sender.as_str(), now_ms())
         .await?;
     let rules = rules_for(room_version)?;
     let outliers = store_outliers(&mut tx, room_id, &rules, checked.events.clone()).await?;
     if outliers.nid_of(checked.create.event_id.as_str()).is_none() {
-        return Err(Error::bad_json("The room's create event fails the auth rules"));
+        return Err(Error::bad_gateway("The room's create event fails the auth rules"));
     }
     // The state: the accepted state events, the first of each `(type, state_key)` sent.
     let accepted: HashMap<&EventId, (&Pdu, i64)> =

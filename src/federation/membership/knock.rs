@@ -7,13 +7,13 @@
 
 use crate::error::Result;
 use crate::federation::FedCtx;
+use crate::federation::membership::RemoteMembership;
 use crate::federation::membership::join::room_and_residents;
 use crate::federation::membership::outside::{record_outside, takes_part};
-use crate::federation::membership::resident::{raw_pdu, signed_from_template, through_first};
+use crate::federation::membership::resident::{own_event_through, raw_pdu, through_first};
 use crate::federation::membership::stripped::stripped_from_remote;
-use crate::rooms::SUPPORTED_VERSIONS;
 use crate::rooms::membership::member_content;
-use ruma::api::federation::membership::{create_knock_event, prepare_knock_event};
+use ruma::api::federation::membership::create_knock_event;
 use ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, ServerName, UserId};
 
 /// `/knock/{roomIdOrAlias}`: the user's knock on the room, through one of `via` (or the
@@ -42,13 +42,11 @@ async fn knock_through(
     room_id: &RoomId,
     reason: Option<&str>,
 ) -> Result<()> {
-    let mut make = prepare_knock_event::v1::Request::new(room_id.to_owned(), user.to_owned());
-    make.ver = SUPPORTED_VERSIONS.to_vec();
-    let made = ctx.client.send(server, make).await?;
     let content = member_content(ctx.rooms.pool, user, "knock", reason).await?;
-    let knock = signed_from_template(ctx.rooms, (&made.event, &made.room_version), (user, room_id), content, &[])?;
+    let (knock, room_version) =
+        own_event_through(ctx, server, (user, room_id), RemoteMembership::Knock, (content, &[])).await?;
     let send = create_knock_event::v1::Request::new(room_id.to_owned(), knock.event_id.clone(), raw_pdu(&knock)?);
     let answer = ctx.client.send(server, send).await?;
     let stripped = stripped_from_remote(room_id, &answer.knock_room_state);
-    record_outside(ctx.rooms, room_id, &made.room_version, &knock, (user, "knock"), Some(&stripped)).await
+    record_outside(ctx.rooms, room_id, &room_version, &knock, (user, "knock"), Some(&stripped)).await
 }

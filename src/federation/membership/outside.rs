@@ -9,7 +9,8 @@ use crate::error::{Error, Result};
 use crate::federation::FedCtx;
 use crate::federation::inbound::outliers::{Unplaced, store_unplaced};
 use crate::federation::inbound::{parse_pdu, signing_keys_wanted, verify_pdu};
-use crate::federation::membership::resident::{raw_pdu, signed_from_template, through_first};
+use crate::federation::membership::RemoteMembership;
+use crate::federation::membership::resident::{own_event_through, raw_pdu, through_first};
 use crate::federation::membership::stripped::stripped_from_remote;
 use crate::rooms::build::cosign_event;
 use crate::rooms::pdu::Pdu;
@@ -18,7 +19,7 @@ use crate::rooms::send::{Appended, Stored};
 use crate::rooms::{RoomCtx, rules_for};
 use crate::time::now_ms;
 use ruma::api::error::{ErrorKind, IncompatibleRoomVersionErrorData};
-use ruma::api::federation::membership::{RawStrippedState, create_leave_event, prepare_leave_event};
+use ruma::api::federation::membership::{RawStrippedState, create_leave_event};
 use ruma::{EventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::value::RawValue as RawJsonValue;
 
@@ -122,14 +123,12 @@ async fn leave_through(
     user: &UserId,
     reason: Option<&str>,
 ) -> Result<()> {
-    let made =
-        ctx.client.send(server, prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned())).await?;
-    let room_version = made.room_version.unwrap_or(RoomVersionId::V1);
     let mut content = serde_json::json!({"membership": "leave"});
     if let Some(reason) = reason {
         content["reason"] = serde_json::json!(reason);
     }
-    let leave = signed_from_template(ctx.rooms, (&made.event, &room_version), (user, room_id), content, &[])?;
+    let (leave, room_version) =
+        own_event_through(ctx, server, (user, room_id), RemoteMembership::Leave, (content, &[])).await?;
     let raw = raw_pdu(&leave)?;
     ctx.client
         .send(server, create_leave_event::v2::Request::new(room_id.to_owned(), leave.event_id.clone(), raw))

@@ -38,12 +38,12 @@ pub async fn check_room_state(
         .iter()
         .find(|pdu| pdu.kind == TimelineEventType::RoomCreate && pdu.state_key.as_deref() == Some(""))
         .cloned()
-        .ok_or_else(|| Error::bad_json("The room's state has no valid create event"))?;
+        .ok_or_else(|| Error::bad_gateway("The room's state has no valid create event"))?;
     if !in_room(&create, room_id) {
-        return Err(Error::bad_json(format!("The create event {} is not of {room_id}", create.event_id)));
+        return Err(Error::bad_gateway(format!("The create event {} is not of {room_id}", create.event_id)));
     }
     if events.iter().any(|pdu| !in_room(pdu, room_id)) {
-        return Err(Error::bad_json("The state holds events of another room"));
+        return Err(Error::bad_gateway("The state holds events of another room"));
     }
     Ok(CheckedRoomState { events, state: state_ids, create })
 }

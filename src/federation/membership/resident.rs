@@ -3,16 +3,54 @@
 //! answers into our user's own event (checked to be theirs, for this room).
 
 use crate::error::{Error, Result};
+use crate::federation::FedCtx;
+use crate::federation::membership::RemoteMembership;
+use crate::rooms::SUPPORTED_VERSIONS;
 use crate::rooms::build::sign_new_event;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::{RoomCtx, rules_for};
+use ruma::api::federation::membership::{prepare_join_event, prepare_knock_event, prepare_leave_event};
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
-use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, RoomId, RoomVersionId, UserId};
+use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::Value;
 use serde_json::value::RawValue as RawJsonValue;
 
 /// Resident servers tried at most, one after another.
 const MAX_SERVERS_TRIED: usize = 5;
+
+/// `user`'s `membership` event of `room_id` as `server` makes it (`make_join`, `make_knock`,
+/// `make_leave`; join and knock offer the room versions this server supports) with `content`
+/// (keeping the template's own `kept` content keys), signed; and the room's version.
+pub(super) async fn own_event_through(
+    ctx: FedCtx<'_>,
+    server: &ServerName,
+    (user, room_id): (&UserId, &RoomId),
+    membership: RemoteMembership,
+    (content, kept): (Value, &[&str]),
+) -> Result<(Pdu, RoomVersionId)> {
+    let (template, room_version) = match membership {
+        RemoteMembership::Join => {
+            let mut make = prepare_join_event::v1::Request::new(room_id.to_owned(), user.to_owned());
+            make.ver = SUPPORTED_VERSIONS.to_vec();
+            let made = ctx.client.send(server, make).await?;
+            // Servers that leave the version out mean version 1.
+            (made.event, made.room_version.unwrap_or(RoomVersionId::V1))
+        }
+        RemoteMembership::Knock => {
+            let mut make = prepare_knock_event::v1::Request::new(room_id.to_owned(), user.to_owned());
+            make.ver = SUPPORTED_VERSIONS.to_vec();
+            let made = ctx.client.send(server, make).await?;
+            (made.event, made.room_version)
+        }
+        RemoteMembership::Leave => {
+            let make = prepare_leave_event::v1::Request::new(room_id.to_owned(), user.to_owned());
+            let made = ctx.client.send(server, make).await?;
+            (made.event, made.room_version.unwrap_or(RoomVersionId::V1))
+        }
+    };
+    let event = signed_from_template(ctx.rooms, (&template, &room_version), (user, room_id), content, kept)?;
+    Ok((event, room_version))
+}
 
 /// Runs the attempts (one per server, made as they are reached) until one succeeds; the last
 /// failure otherwise.
@@ -45,7 +83,7 @@ pub(super) fn own_event_from_template(
     kept: &[&str],
 ) -> Result<CanonicalJsonObject> {
     let mut object: CanonicalJsonObject = serde_json::from_str(event.get())
-        .map_err(|error| Error::bad_json(format!("The membership template is not canonical JSON: {error}")))?;
+        .map_err(|error| Error::bad_gateway(format!("The membership template is not canonical JSON: {error}")))?;
     let text = |key: &str| match object.get(key) {
         Some(CanonicalJsonValue::String(value)) => Some(value.clone()),
         _ => None,
@@ -54,7 +92,7 @@ pub(super) fn own_event_from_template(
     if expected.iter().any(|(key, value)| text(key).as_deref() != Some(value))
         || text("room_id").as_deref() != Some(room_id.as_str())
     {
-        return Err(Error::bad_json("The membership template is not one of this user in this room"));
+        return Err(Error::bad_gateway("The membership template is not one of this user in this room"));
     }
     let mut content =
         CanonicalJsonValue::try_from(content).map_err(|error| Error::internal(format!("member content: {error}")))?;

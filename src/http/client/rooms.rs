@@ -1,6 +1,7 @@
 //! Rooms: creation, sending, state, single events, history.
 
 use crate::error::{Error, Result};
+use crate::federation::backfill;
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
 use crate::rooms::aliases;
 use crate::rooms::build::EventTemplate;
@@ -168,7 +169,7 @@ async fn messages(
         filter: &filter,
     };
     let session = &request.session;
-    let mut page = read::messages(&state.pool, &session.user_id, &body.room_id, history).await?;
+    let mut page = backfill::messages(state.fed(), &session.user_id, &body.room_id, history).await?;
     transaction_ids::annotate(&state.pool, &session.user_id, &session.device_id, &mut page.chunk).await?;
     let mut response = get_message_events::v3::Response::new();
     response.start = page.start;

@@ -109,22 +109,22 @@ fn lacks_endpoint(error: &FederationError) -> bool {
     }
 }
 
-/// What the client learns when the origin cannot give the media: media that cannot be had
-/// is not found (as for a missing local id), with the reason in the message; only an upload
-/// the origin still waits for keeps its own answer. Never the client's mistake (no 4xx of
-/// its own), never a 5xx of this server's.
+/// What the client learns when the origin cannot give the media: media its server does not
+/// have is not found (as for a missing local id); an upload the origin still waits for keeps
+/// its own answer; a server that cannot be reached or fails is a bad gateway (502, as Synapse
+/// answers). Never the client's mistake (no other 4xx), never a 500 of this server's.
 fn failure(error: FederationError) -> Error {
     match &error {
         FederationError::Remote { errcode, .. } if errcode == "M_NOT_YET_UPLOADED" => {
             Error::new(ruma::api::error::ErrorKind::NotYetUploaded, "The media has not been uploaded to its server yet")
         }
-        FederationError::Remote { errcode, .. } if errcode == "M_NOT_FOUND" => {
+        FederationError::Remote { errcode, status, .. } if errcode == "M_NOT_FOUND" || status.as_u16() == 404 => {
             Error::not_found("The media's server does not have it")
         }
-        _ => Error::not_found(format!("The media could not be fetched from its server: {error}")),
+        _ => Error::bad_gateway(format!("The media could not be fetched from its server: {error}")),
     }
 }
 
 fn invalid(message: impl std::fmt::Display) -> Error {
-    Error::not_found(format!("The media's server gave an unusable answer: {message}"))
+    Error::bad_gateway(format!("The media's server gave an unusable answer: {message}"))
 }

@@ -172,8 +172,34 @@ impl RemoteRoom {
         min_depth: u64,
     ) -> Result<Vec<Box<RawJsonValue>>> {
         let mut seen: HashSet<&OwnedEventId> = earliest.iter().chain(latest).collect();
-        let mut queue: VecDeque<&OwnedEventId> = latest.iter().collect();
         let mut found = Vec::new();
+        self.walk_back(latest, &mut seen, &mut found, limit, min_depth);
+        found.sort_by_key(|pdu| pdu.depth);
+        as_json(&found)
+    }
+
+    /// The spec's `/backfill`: the events `from` and those before them along `prev_events`,
+    /// at most `limit`, newest first — what a server that joined later asks for when its
+    /// user pages back through the room's history.
+    pub fn backfill(&self, from: &[OwnedEventId], limit: usize) -> Result<Vec<Box<RawJsonValue>>> {
+        let mut seen: HashSet<&OwnedEventId> = from.iter().collect();
+        let mut found: Vec<&Pdu> = from.iter().filter_map(|id| self.events.get(id)).take(limit).collect();
+        self.walk_back(from, &mut seen, &mut found, limit, 0);
+        found.sort_by_key(|pdu| std::cmp::Reverse(pdu.depth));
+        as_json(&found)
+    }
+
+    /// Breadth-first along `prev_events` from `start` (excluded), adding to `found` what is
+    /// not `seen` and not below `min_depth`, until `found` holds `limit`.
+    fn walk_back<'r>(
+        &'r self,
+        start: &'r [OwnedEventId],
+        seen: &mut HashSet<&'r OwnedEventId>,
+        found: &mut Vec<&'r Pdu>,
+        limit: usize,
+        min_depth: u64,
+    ) {
+        let mut queue: VecDeque<&OwnedEventId> = start.iter().collect();
         while let Some(event_id) = queue.pop_front() {
             let Some(pdu) = self.events.get(event_id) else { continue };
             for prev in &pdu.prev_events {
@@ -186,8 +212,6 @@ impl RemoteRoom {
                 }
             }
         }
-        found.sort_by_key(|pdu| pdu.depth);
-        found.iter().map(|pdu| RawJsonValue::from_string(pdu.canonical_json()).context("a PDU as JSON")).collect()
     }
 
     /// One event of the room, as JSON.
@@ -244,6 +268,10 @@ impl RemoteRoom {
 
 /// Events as the JSON the federation API carries.
 pub type EventsJson = Vec<Box<RawJsonValue>>;
+
+fn as_json(pdus: &[&Pdu]) -> Result<EventsJson> {
+    pdus.iter().map(|pdu| RawJsonValue::from_string(pdu.canonical_json()).context("a PDU as JSON")).collect()
+}
 
 /// A syntactically valid event id, replaced before use: fields are filled in creation order.
 fn placeholder_id() -> Result<OwnedEventId> {

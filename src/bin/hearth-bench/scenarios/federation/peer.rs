@@ -21,6 +21,7 @@ use hearth::config::Config;
 use hearth::federation::client::FederationClient;
 use hearth::federation::keys::SigningKey;
 use hearth::http::ruma::RumaResponse;
+use ruma::api::federation::backfill::get_backfill::v1 as get_backfill;
 use ruma::api::federation::discovery::get_server_keys::v2 as own_keys;
 use ruma::api::federation::discovery::{ServerSigningKeys, VerifyKey};
 use ruma::api::federation::event::get_event::v1 as get_event;
@@ -30,7 +31,7 @@ use ruma::api::federation::event::get_room_state_ids::v1 as get_state_ids;
 use ruma::api::federation::membership::create_join_event::v2 as send_join;
 use ruma::api::federation::membership::prepare_join_event::v1 as make_join;
 use ruma::api::federation::transactions::send_transaction_message::v1 as send_transaction;
-use ruma::api::{IncomingRequestExt, OutgoingResponse};
+use ruma::api::{IncomingRequest, IncomingRequestExt, OutgoingResponse};
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::serde::{Base64, Raw};
 use ruma::{
@@ -102,6 +103,7 @@ impl Peer {
             .route("/_matrix/federation/v2/send_join/{room_id}/{event_id}", put(complete_join))
             .route("/_matrix/federation/v1/send/{txn_id}", put(transaction))
             .route("/_matrix/federation/v1/get_missing_events/{room_id}", post(missing_events))
+            .route("/_matrix/federation/v1/backfill/{room_id}", get(backfill))
             .route("/_matrix/federation/v1/state_ids/{room_id}", get(state_ids))
             .route("/_matrix/federation/v1/state/{room_id}", get(state))
             .route("/_matrix/federation/v1/event/{event_id}", get(one_event))
@@ -241,16 +243,9 @@ async fn missing_events(
     Path(room_id): Path<String>,
     request: axum::extract::Request,
 ) -> Response {
-    let (parts, body) = request.into_parts();
-    let Ok(body) = axum::body::to_bytes(body, 1 << 20).await else {
-        return bad_json("unreadable body");
-    };
-    let request = match get_missing_events::Request::try_from_http_request(
-        http::Request::from_parts(parts, body.as_ref()),
-        &[room_id.as_str()],
-    ) {
+    let request: get_missing_events::Request = match ruma_request(request, &room_id).await {
         Ok(request) => request,
-        Err(error) => return bad_json(&error.to_string()),
+        Err(error) => return error,
     };
     let rooms = lock(&shared.rooms);
     let Some(room) = rooms.get(&request.room_id) else {
@@ -259,6 +254,30 @@ async fn missing_events(
     let limit = usize::try_from(u64::from(request.limit)).unwrap_or(usize::MAX);
     match room.missing_events(&request.earliest_events, &request.latest_events, limit, request.min_depth.into()) {
         Ok(events) => respond(get_missing_events::Response::new(events)),
+        Err(error) => internal(&error.to_string()),
+    }
+}
+
+/// What a server that joined after the room's history asks for when its user pages back
+/// through it (Hearth and Synapse backfill at the room's backward extremities).
+async fn backfill(
+    State(shared): State<Arc<Shared>>,
+    Path(room_id): Path<String>,
+    request: axum::extract::Request,
+) -> Response {
+    let request: get_backfill::Request = match ruma_request(request, &room_id).await {
+        Ok(request) => request,
+        Err(error) => return error,
+    };
+    let rooms = lock(&shared.rooms);
+    let Some(room) = rooms.get(&request.room_id) else {
+        return not_found("no such room");
+    };
+    let limit = usize::try_from(u64::from(request.limit)).unwrap_or(usize::MAX).min(100);
+    match room.backfill(&request.v, limit) {
+        Ok(pdus) => {
+            respond(get_backfill::Response::new(shared.origin.clone(), MilliSecondsSinceUnixEpoch::now(), pdus))
+        }
         Err(error) => internal(&error.to_string()),
     }
 }
@@ -298,6 +317,17 @@ async fn state(
         Some(Err(error)) => internal(&error.to_string()),
         None => not_found("no such event"),
     }
+}
+
+/// A request of a ruma endpoint whose one path argument is `room_id` (query and body parsed by
+/// ruma), or the answer to give when it does not parse.
+async fn ruma_request<R: IncomingRequest>(request: axum::extract::Request, room_id: &str) -> Result<R, Response> {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 1 << 20).await else {
+        return Err(bad_json("unreadable body"));
+    };
+    R::try_from_http_request(http::Request::from_parts(parts, body.as_ref()), &[room_id])
+        .map_err(|error| bad_json(&error.to_string()))
 }
 
 /// The room of the path and the `event_id` of the query, which `/state` and `/state_ids` name.
