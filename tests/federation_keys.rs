@@ -318,11 +318,13 @@ async fn private_destinations_are_refused_unless_allowed() {
     // Nor are keys fetched from there.
     let keys = guarded.state().key_ring.public_keys(&wanted(b.name(), &b.state().signing_key.key_id())).await;
     assert!(keys.is_empty());
-    // A client asking for such a server's directory gets an error, not a 500.
+    // A client asking for such a server's directory gets the gateway error that names why,
+    // not a 500.
     let user = guarded.server.register("curious", "password-curious").await;
     let path = format!("/_matrix/client/v3/publicRooms?server={}", encode(b.name().as_str()));
     let (status, body) = guarded.server.get(&path, user.token()).await;
-    assert!(status.is_client_error(), "{status} {body}");
+    assert_eq!(status, reqwest::StatusCode::BAD_GATEWAY, "{body}");
+    assert!(body["error"].as_str().is_some_and(|error| error.contains("non-public")), "{body}");
 }
 
 /// A TLS server (with the test CA's certificate for `localhost`) on `listener` answering GET
