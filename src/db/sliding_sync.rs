@@ -98,26 +98,31 @@ pub async fn bump_stamps(db: impl PgExecutor<'_>, room_ids: &[String], upto: i64
     .await
 }
 
-/// For each of the rooms whose newest event is after `after` (and at most `upto`), that
-/// event's position: the rooms with timeline news since then.
+/// For each of the rooms with an event, or a receipt of `user_id`'s own (which changes their
+/// unread counts), after `after` and at most `upto`: the latest such position.
 pub async fn latest_positions(
     db: impl PgExecutor<'_>,
     room_ids: &[String],
+    user_id: &str,
     after: i64,
     upto: i64,
 ) -> sqlx::Result<Vec<(String, i64)>> {
     sqlx::query_as(
-        "SELECT r.room_id, l.stream_position
-         FROM unnest($1::TEXT[]) AS r (room_id)
-         JOIN LATERAL (
-             SELECT e.stream_position FROM events e
-             WHERE e.room_id = r.room_id AND e.stream_position > $2 AND e.stream_position <= $3
-             ORDER BY e.stream_position DESC LIMIT 1
-         ) l ON TRUE",
+        "SELECT room_id, latest FROM (
+             SELECT r.room_id, GREATEST(
+                 (SELECT e.stream_position FROM events e
+                  WHERE e.room_id = r.room_id AND e.stream_position > $2 AND e.stream_position <= $3
+                  ORDER BY e.stream_position DESC LIMIT 1),
+                 (SELECT MAX(rc.stream_position) FROM receipts rc
+                  WHERE rc.room_id = r.room_id AND rc.user_id = $4
+                    AND rc.stream_position > $2 AND rc.stream_position <= $3)) AS latest
+             FROM unnest($1::TEXT[]) AS r (room_id)) news
+         WHERE latest IS NOT NULL",
     )
     .bind(room_ids)
     .bind(after)
     .bind(upto)
+    .bind(user_id)
     .fetch_all(db)
     .await
 }

@@ -131,11 +131,12 @@ async fn look(
         }
     }
 
-    // Rooms the connection has sent that saw no event since are skipped without building.
+    // Rooms the connection has sent that saw no event (nor a receipt of the user's, which
+    // changes their unread counts) since are skipped without building.
     let previously: Vec<String> = configs.keys().filter(|id| sent.rooms.contains_key(*id)).cloned().collect();
     let oldest = previously.iter().filter_map(|id| sent.rooms.get(id)).map(|room| room.upto).min().unwrap_or(upto);
     let latest: HashMap<String, i64> =
-        db::sliding_sync::latest_positions(pool, &previously, oldest, upto).await?.into_iter().collect();
+        db::sliding_sync::latest_positions(pool, &previously, user.as_str(), oldest, upto).await?.into_iter().collect();
     let ignored = crate::users::ignore::ignored_users(pool, user).await?;
     let joined: Vec<String> = configs.keys().cloned().collect();
     let read_positions = db::unread::read_positions_in(pool, &joined, user.as_str()).await?;
