@@ -1,9 +1,9 @@
 #![recursion_limit = "256"]
-//! Sliding sync (MSC4186) with the real `matrix-sdk` client's `SlidingSync` (what matrix-sdk-ui's
-//! room list and Element X are built on): the room list arrives in recency order, a new
-//! message moves its room to the top, unread counts match, a room subscription brings its
-//! timeline, and an encrypted conversation works through the `e2ee` and `to_device`
-//! extensions alone (no `/sync` at all).
+//! Sliding sync (MSC4186) with the real `matrix-sdk` client's `SlidingSync` and
+//! `matrix-sdk-ui`'s `RoomListService` (what Element X's room list is): the room list arrives
+//! in recency order, a new message moves its room to the top, unread counts match, a room
+//! subscription brings its timeline, and an encrypted conversation works through the `e2ee`
+//! and `to_device` extensions alone (no `/sync` at all).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
@@ -17,7 +17,10 @@ use matrix_sdk::ruma::events::InitialStateEvent;
 use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::message::{OriginalSyncRoomMessageEvent, RoomMessageEventContent};
 use matrix_sdk::sliding_sync::{SlidingSync, SlidingSyncList, SlidingSyncMode, VersionBuilder};
+use matrix_sdk_ui::eyeball_im;
+use matrix_sdk_ui::room_list_service::{RoomList, RoomListItem, RoomListService, filters};
 use serde_json::json;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
@@ -106,22 +109,29 @@ fn rooms_by_recency(client: &Client) -> Vec<OwnedRoomId> {
         .into_iter()
         .filter_map(|room| Some((u64::from(room.recency_stamp()?), room.room_id().to_owned())))
         .collect();
-    rooms.sort_by(|a, b| b.0.cmp(&a.0));
+    rooms.sort_by_key(|room| std::cmp::Reverse(room.0));
     rooms.into_iter().map(|(_, id)| id).collect()
+}
+
+/// Alice and Bob in four rooms named `room 0`..`room 3`, each with a message of alice's
+/// sent in that order (so room 3 is the most recent).
+async fn four_rooms_of_alice_and_bob(server: &TestServer) -> (TestUser, TestUser, Vec<String>) {
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let mut rooms = Vec::new();
+    for n in 0..4 {
+        let room = server.create_room(&alice, json!({ "name": format!("room {n}"), "preset": "public_chat" })).await;
+        server.join(&bob, &room).await;
+        server.send_text(&alice, &room, &format!("t{n}"), &format!("hello {n}")).await;
+        rooms.push(room);
+    }
+    (alice, bob, rooms)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_room_list_follows_recency_unread_counts_and_subscriptions() {
     let server = TestServer::start().await;
-    let alice = server.register("alice", PW).await;
-    let bob_account = server.register("bob", PW).await;
-    let mut rooms = Vec::new();
-    for n in 0..4 {
-        let room = server.create_room(&alice, json!({ "name": format!("room {n}"), "preset": "public_chat" })).await;
-        server.join(&bob_account, &room).await;
-        server.send_text(&alice, &room, &format!("t{n}"), &format!("hello {n}")).await;
-        rooms.push(room);
-    }
+    let (alice, bob_account, rooms) = four_rooms_of_alice_and_bob(&server).await;
     // Two unread messages for bob in room 1, which then leads the list.
     server.send_text(&alice, &rooms[1], "u1", "unread one").await;
     server.send_text(&alice, &rooms[1], "u2", "unread two").await;
@@ -160,8 +170,8 @@ async fn the_room_list_follows_recency_unread_counts_and_subscriptions() {
     let far = server.create_room(&alice, json!({ "name": "far away", "preset": "public_chat" })).await;
     server.join(&bob_account, &far).await;
     server.send_text(&alice, &far, "f1", "from far away").await;
-    for n in 0..3 {
-        server.send_text(&alice, &rooms[n], &format!("bump{n}"), "bump").await;
+    for (n, room) in rooms.iter().enumerate().take(3) {
+        server.send_text(&alice, room, &format!("bump{n}"), "bump").await;
     }
     let far_id = OwnedRoomId::try_from(far.as_str()).unwrap();
     let narrow = SlidingSyncList::builder("all").sync_mode(SlidingSyncMode::new_selective().add_range(0..=0));
@@ -215,4 +225,63 @@ async fn an_encrypted_conversation_works_through_the_extensions() {
     assert_eq!(plaintext, 0, "the server saw a plaintext body");
     alice_task.abort();
     bob_task.abort();
+}
+
+/// The rooms of matrix-sdk-ui's room list (what Element X shows), in its order, kept current
+/// by a task that applies the list's diffs.
+fn watch_room_list(list: RoomList) -> (Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    let order = Arc::new(Mutex::new(Vec::new()));
+    let shown = order.clone();
+    let task = tokio::spawn(async move {
+        let (stream, controller) = list.entries_with_dynamic_adapters(50);
+        controller.set_filter(Box::new(filters::new_filter_non_left()));
+        futures_util::pin_mut!(stream);
+        let mut items = eyeball_im::Vector::new();
+        while let Some(diffs) = stream.next().await {
+            for diff in diffs {
+                diff.apply(&mut items);
+            }
+            *shown.lock().unwrap() = items.iter().map(|item: &RoomListItem| item.room_id().to_string()).collect();
+        }
+    });
+    (order, task)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_sdk_ui_room_list_service_orders_moves_and_counts() {
+    let server = TestServer::start().await;
+    let (alice, bob_account, rooms) = four_rooms_of_alice_and_bob(&server).await;
+    server.send_text(&alice, &rooms[1], "u1", "unread one").await;
+    server.send_text(&alice, &rooms[1], "u2", "unread two").await;
+
+    let bob = login(&server, "bob").await;
+    let service = Arc::new(RoomListService::new(bob.clone()).await.expect("a room list service"));
+    let syncing = service.clone();
+    let sync_task = tokio::spawn(async move {
+        let stream = syncing.sync();
+        futures_util::pin_mut!(stream);
+        while let Some(update) = stream.next().await {
+            if let Err(error) = update {
+                panic!("the room list service's sync stopped: {error:?}");
+            }
+        }
+    });
+    let (order, list_task) = watch_room_list(service.all_rooms().await.expect("the all-rooms list"));
+    let expected = vec![rooms[1].clone(), rooms[3].clone(), rooms[2].clone(), rooms[0].clone()];
+    eventually("the room list loads in recency order", || *order.lock().unwrap() == expected).await;
+    let room1 = bob.get_room(&OwnedRoomId::try_from(rooms[1].as_str()).unwrap()).expect("room 1 is known");
+    assert_eq!(room1.unread_notification_counts().notification_count, 3, "alice's three messages in room 1");
+    assert_eq!(room1.cached_display_name().map(|name| name.to_string()).as_deref(), Some("room 1"));
+
+    // A new message moves its room to the top.
+    server.send_text(&alice, &rooms[0], "new0", "news in room 0").await;
+    eventually("room 0 moves to the top", || order.lock().unwrap().first() == Some(&rooms[0])).await;
+
+    // Reading room 1 on another device clears its count in this one.
+    let last = server.send_text(&alice, &rooms[1], "u3", "read to here").await;
+    eventually("room 1 counts four", || room1.unread_notification_counts().notification_count == 4).await;
+    server.read_up_to(&bob_account, &rooms[1], &last).await;
+    eventually("room 1 reads as read", || room1.unread_notification_counts().notification_count == 0).await;
+    list_task.abort();
+    sync_task.abort();
 }
