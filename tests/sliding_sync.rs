@@ -361,14 +361,21 @@ async fn invites_and_leaves_show_their_membership() {
     );
 }
 
+/// Two rooms of `user`'s: `quiet` and then `busy`, each with one message (so a one-room
+/// window shows `busy`).
+async fn quiet_and_busy_rooms(server: &TestServer, user: &TestUser) -> (String, String) {
+    let quiet = server.create_room(user, json!({ "name": "quiet" })).await;
+    server.send_text(user, &quiet, "q", "old news").await;
+    let busy = server.create_room(user, json!({ "name": "busy" })).await;
+    server.send_text(user, &busy, "b", "fresh news").await;
+    (quiet, busy)
+}
+
 #[tokio::test]
 async fn subscriptions_get_their_room_outside_the_window() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PW).await;
-    let quiet = server.create_room(&alice, json!({ "name": "quiet" })).await;
-    server.send_text(&alice, &quiet, "q", "old news").await;
-    let busy = server.create_room(&alice, json!({ "name": "busy" })).await;
-    server.send_text(&alice, &busy, "b", "fresh news").await;
+    let (quiet, busy) = quiet_and_busy_rooms(&server, &alice).await;
     let stranger = server.register("stranger", PW).await;
     let hidden = server.create_room(&stranger, json!({})).await;
     let request = json!({ "conn_id": "c", "lists": { "all": { "ranges": [[0, 0]], "timeline_limit": 1 }},
@@ -435,4 +442,87 @@ async fn extensions_deliver_to_device_e2ee_account_data_receipts_and_typing() {
     let pos3 = again["pos"].as_str().unwrap().to_owned();
     let after = slide(&server, bob, Some(&pos3), 0, request(Some(&acked))).await;
     assert!(after["extensions"]["to_device"].get("events").is_none(), "{after}");
+}
+
+async fn put_ok(server: &TestServer, user: &TestUser, path: &str, body: Value) {
+    let (status, answer) = server.put(path, user.token(), body).await;
+    assert_eq!(status, StatusCode::OK, "PUT {path}: {answer}");
+}
+
+#[tokio::test]
+async fn spaces_tags_and_room_type_filters_choose_the_rooms_of_a_list() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let stranger = server.register("stranger", PW).await;
+    let server_name = alice.user_id.split_once(':').unwrap().1.to_owned();
+    let space = server.create_room(&alice, json!({ "creation_content": { "type": "m.space" } })).await;
+    let mut rooms = Vec::new();
+    for name in ["in space", "unlinked", "favourite", "work"] {
+        rooms.push(server.create_room(&alice, json!({ "name": name })).await);
+    }
+    let child = |space: &str, room: &str| format!("/_matrix/client/v3/rooms/{space}/state/m.space.child/{room}");
+    put_ok(&server, &alice, &child(&space, &rooms[0]), json!({ "via": [server_name] })).await;
+    // A child without `via` is a removed one.
+    put_ok(&server, &alice, &child(&space, &rooms[1]), json!({ "via": [] })).await;
+    // A space alice is not in names her room: not hers to filter by.
+    let foreign = server.create_room(&stranger, json!({ "creation_content": { "type": "m.space" } })).await;
+    put_ok(&server, &stranger, &child(&foreign, &rooms[1]), json!({ "via": [server_name] })).await;
+    let tag = |room: &str, tag: &str| format!("/_matrix/client/v3/user/{}/rooms/{room}/tags/{tag}", alice.user_id);
+    for (room, name) in [(&rooms[2], "m.favourite"), (&rooms[3], "m.favourite"), (&rooms[3], "u.work")] {
+        put_ok(&server, &alice, &tag(room, name), json!({})).await;
+    }
+
+    let lists: serde_json::Map<String, Value> = [
+        ("in_space", json!({ "spaces": [space] })),
+        ("foreign_space", json!({ "spaces": [foreign] })),
+        ("favourites", json!({ "tags": ["m.favourite"] })),
+        ("favourites_not_work", json!({ "tags": ["m.favourite"], "not_tags": ["u.work"] })),
+        ("not_favourites", json!({ "not_tags": ["m.favourite"] })),
+        ("not_spaces", json!({ "not_room_types": ["m.space"] })),
+        ("spaces_only", json!({ "room_types": ["m.space"] })),
+    ]
+    .into_iter()
+    .map(|(name, filters)| (name.to_owned(), json!({ "ranges": [[0, 9]], "timeline_limit": 1, "filters": filters })))
+    .collect();
+    let response = slide(&server, &alice, None, 0, json!({ "conn_id": "f", "lists": lists })).await;
+    let count = |name: &str| response["lists"][name]["count"].as_u64().unwrap();
+    assert_eq!(count("in_space"), 1, "only the child with a via: {response}");
+    assert_eq!(count("foreign_space"), 0, "{response}");
+    assert_eq!(count("favourites"), 2, "{response}");
+    assert_eq!(count("favourites_not_work"), 1, "not_tags wins over tags: {response}");
+    assert_eq!(count("not_favourites"), 3, "the space and two untagged rooms: {response}");
+    assert_eq!(count("not_spaces"), 4, "{response}");
+    assert_eq!(count("spaces_only"), 1, "{response}");
+
+    // One list at a time: the rooms each shows are the ones its filter chose.
+    for (name, expected) in [("in_space", vec![&rooms[0]]), ("favourites_not_work", vec![&rooms[2]])] {
+        let one = json!({ "conn_id": name, "lists": { name: lists[name].clone() } });
+        let shown = room_ids(&slide(&server, &alice, None, 0, one).await);
+        assert_eq!(shown.iter().collect::<Vec<_>>(), expected, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn an_unsubscribed_room_is_sent_whole_when_subscribed_again() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let (quiet, _busy) = quiet_and_busy_rooms(&server, &alice).await;
+    let window = json!({ "all": { "ranges": [[0, 0]], "timeline_limit": 1 }});
+    let subscribed = json!({ "conn_id": "u", "lists": window,
+        "room_subscriptions": { quiet.clone(): { "timeline_limit": 5 } } });
+    let first = slide(&server, &alice, None, 0, subscribed.clone()).await;
+    assert_eq!(first["rooms"][&quiet]["initial"], true, "{first}");
+    let pos = first["pos"].as_str().unwrap().to_owned();
+    let again = slide(&server, &alice, Some(&pos), 0, subscribed.clone()).await;
+    assert!(room_ids(&again).is_empty(), "nothing new, nothing resent: {again}");
+
+    let pos = again["pos"].as_str().unwrap().to_owned();
+    let unsubscribed = json!({ "conn_id": "u", "lists": window, "unsubscribe_rooms": [quiet],
+        "room_subscriptions": { quiet.clone(): { "timeline_limit": 5 } } });
+    let dropped = slide(&server, &alice, Some(&pos), 0, unsubscribed).await;
+    assert!(room_ids(&dropped).is_empty(), "{dropped}");
+    let pos = dropped["pos"].as_str().unwrap().to_owned();
+    let back = slide(&server, &alice, Some(&pos), 0, subscribed).await;
+    assert_eq!(back["rooms"][&quiet]["initial"], true, "subscribed again, the room comes whole: {back}");
+    assert_eq!(bodies(&back["rooms"][&quiet]), vec!["old news"], "{back}");
 }

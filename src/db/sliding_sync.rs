@@ -98,26 +98,31 @@ pub async fn bump_stamps(db: impl PgExecutor<'_>, room_ids: &[String], upto: i64
     .await
 }
 
-/// For each of the rooms whose newest event is after `after` (and at most `upto`), that
-/// event's position: the rooms with timeline news since then.
+/// For each of the rooms with an event, or a receipt of `user_id`'s own (which changes their
+/// unread counts), after `after` and at most `upto`: the latest such position.
 pub async fn latest_positions(
     db: impl PgExecutor<'_>,
     room_ids: &[String],
+    user_id: &str,
     after: i64,
     upto: i64,
 ) -> sqlx::Result<Vec<(String, i64)>> {
     sqlx::query_as(
-        "SELECT r.room_id, l.stream_position
-         FROM unnest($1::TEXT[]) AS r (room_id)
-         JOIN LATERAL (
-             SELECT e.stream_position FROM events e
-             WHERE e.room_id = r.room_id AND e.stream_position > $2 AND e.stream_position <= $3
-             ORDER BY e.stream_position DESC LIMIT 1
-         ) l ON TRUE",
+        "SELECT room_id, latest FROM (
+             SELECT r.room_id, GREATEST(
+                 (SELECT e.stream_position FROM events e
+                  WHERE e.room_id = r.room_id AND e.stream_position > $2 AND e.stream_position <= $3
+                  ORDER BY e.stream_position DESC LIMIT 1),
+                 (SELECT MAX(rc.stream_position) FROM receipts rc
+                  WHERE rc.room_id = r.room_id AND rc.user_id = $4
+                    AND rc.stream_position > $2 AND rc.stream_position <= $3)) AS latest
+             FROM unnest($1::TEXT[]) AS r (room_id)) news
+         WHERE latest IS NOT NULL",
     )
     .bind(room_ids)
     .bind(after)
     .bind(upto)
+    .bind(user_id)
     .fetch_all(db)
     .await
 }
@@ -170,5 +175,38 @@ pub async fn events_between(
     .bind(upto)
     .bind(limit)
     .fetch_one(db)
+    .await
+}
+
+/// The user's tags on each room they tagged: the keys of its `m.tag` room account data's
+/// `tags` (a tag removed is a key gone; content that is not an object has none).
+pub async fn room_tags(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<(String, Vec<String>)>> {
+    sqlx::query_as(
+        "SELECT room_id, ARRAY(SELECT jsonb_object_keys(content -> 'tags')) AS tags
+         FROM account_data
+         WHERE user_id = $1 AND room_id <> '' AND data_type = 'm.tag'
+           AND jsonb_typeof(content -> 'tags') = 'object'",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await
+}
+
+/// (space, child) for each room the spaces name as a child in their current state: an
+/// `m.space.child` event whose `via` lists at least one server (one without is no child, as
+/// the spec says of removed children). Read as `json`, not `jsonb`, which refuses an escaped
+/// U+0000 another server's event may hold elsewhere in its content.
+pub async fn space_children(db: impl PgExecutor<'_>, space_ids: &[String]) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as(
+        "SELECT cs.room_id, k.state_key
+         FROM current_state cs
+         JOIN state_keys k ON k.state_key_nid = cs.state_key_nid
+         JOIN events e ON e.event_nid = cs.event_nid
+         WHERE cs.room_id = ANY($1) AND k.event_type = 'm.space.child'
+           AND json_typeof(e.json::json -> 'content' -> 'via') = 'array'
+           AND json_array_length(e.json::json -> 'content' -> 'via') > 0",
+    )
+    .bind(space_ids)
+    .fetch_all(db)
     .await
 }

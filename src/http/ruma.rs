@@ -107,7 +107,7 @@ where
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self> {
-        let (body, session, client) = parse::<T>(request, state, |_| Ok(())).await?;
+        let (body, session, client, _) = parse::<T>(request, state, |_| Ok(())).await?;
         Ok(Ruma { body, session, client })
     }
 }
@@ -121,9 +121,30 @@ where
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self> {
-        let (body, session, client) = parse::<T>(request, state, |_| Ok(())).await?;
+        Ok(AuthedWithBody::<T>::from_request(request, state).await?.request)
+    }
+}
+
+/// [`Authed`], with the request's JSON body kept as well: for endpoints whose ruma type drops
+/// fields the spec (or an MSC ruma lags behind) gives them.
+pub struct AuthedWithBody<T> {
+    pub request: Authed<T>,
+    /// The body as checked before parsing (`{}` when the request had none).
+    pub json: Bytes,
+}
+
+impl<T> FromRequest<AppState> for AuthedWithBody<T>
+where
+    T: IncomingRequest + Send,
+    T::Authentication: AuthRequirement,
+    T::PathBuilder: AllPaths,
+{
+    type Rejection = Error;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self> {
+        let (body, session, client, json) = parse::<T>(request, state, |_| Ok(())).await?;
         let session = session.ok_or_else(Error::missing_token)?;
-        Ok(Authed { body, session, client })
+        Ok(AuthedWithBody { request: Authed { body, session, client }, json })
     }
 }
 
@@ -149,7 +170,7 @@ where
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self> {
-        let (body, session, client) = parse::<T>(request, state, C::check).await?;
+        let (body, session, client, _) = parse::<T>(request, state, C::check).await?;
         let session = session.ok_or_else(Error::missing_token)?;
         Ok(AuthedChecked { request: Authed { body, session, client }, check: std::marker::PhantomData })
     }
@@ -159,7 +180,7 @@ async fn parse<T>(
     request: Request,
     state: &AppState,
     check: fn(&[u8]) -> Result<()>,
-) -> Result<(T, Option<Session>, ClientInfo)>
+) -> Result<(T, Option<Session>, ClientInfo, Bytes)>
 where
     T: IncomingRequest,
     T::Authentication: AuthRequirement,
@@ -182,7 +203,7 @@ where
 
     let (parts, path_args, bytes) = read_request::<T>(parts, body, state, check).await?;
     let body = parse_request::<T>(parts, &path_args, &bytes)?;
-    Ok((body, session, client))
+    Ok((body, session, client, bytes))
 }
 
 /// A request's path arguments and body, checked as every endpoint needs (no U+0000, bounded

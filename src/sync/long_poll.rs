@@ -1,21 +1,17 @@
 //! Serving `/sync`: pick the window of stream positions, build the response, and when there
 //! is nothing new, wait for a wake-up (never poll) until the client's timeout.
 //!
-//! The wait is aimed: the sync registers under the user's id and the rooms they are in, so
-//! only changes there wake it (see `streams::notifier`). A change can be committed before it
-//! is readable — a slower writer may still hold the stream below it — and its wake-up may
-//! come before the sync registered; so a sync that found nothing while the stream was held
-//! back waits for the readable position to catch up before it waits for its own keys.
+//! The wait itself is `sync::wait`, shared with sliding sync.
 
-use crate::db;
 use crate::db::sync::MembershipRow;
 use crate::error::{Error, Result};
+use crate::streams::Streams;
 use crate::streams::token;
-use crate::streams::{PositionBounds, Streams};
 use crate::sync::build::build_rooms;
 use crate::sync::news::News;
 use crate::sync::sections::SectionFilters;
 use crate::sync::types::{SyncBody, SyncOptions, SyncWindow};
+use crate::sync::wait::ChangeWatch;
 use ruma::{DeviceId, UserId};
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
@@ -43,13 +39,10 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
     // `since` it means "nothing live delivered yet", and backfilled events are never news.
     let since = request.since.map(token::decode).transpose()?.map(|position| position.max(0));
     let deadline = Instant::now() + request.timeout.min(MAX_TIMEOUT);
-    let mut waiter = streams.notifier.waiter();
+    let mut change = ChangeWatch::new(streams);
     loop {
-        // Register before sampling the position: a change committing in between wakes us.
-        let memberships = db::sync::memberships(pool, user.as_str()).await?;
-        waiter.watch(wake_keys(&memberships, user));
-        let mut position_moved = streams.notifier.position_changes();
-        let PositionBounds { readable: upto, allocated } = streams.position_bounds(pool).await?;
+        let sample = change.sample(pool, user).await?;
+        let upto = sample.upto;
         if since.is_some_and(|since| since > upto) {
             return Err(Error::invalid_param("This sync token was not issued by this server"));
         }
@@ -57,29 +50,15 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
         // Boxed: building is a large state machine, and a sync spends most of its life waiting,
         // when only this loop's small state needs to be kept (measured with 5,000 idle syncs).
         let permit = streams.sync_builds.acquire().await.map_err(|_| Error::internal("the server is stopping"))?;
-        let (body, key_counts) = Box::pin(build_window(pool, user, window, &request, &memberships)).await?;
+        let (body, key_counts) = Box::pin(build_window(pool, user, window, &request, &sample.memberships)).await?;
         drop(permit);
-        drop(memberships);
         let answer_now = !body.is_empty || since.is_none() || request.full_state || Instant::now() >= deadline;
         if answer_now {
             return answer(pool, user, &request, body, upto, key_counts).await;
         }
-        let wait = async {
-            if upto < allocated {
-                // Changes up to `allocated` may be committed already, with their wake-ups gone
-                // by before we registered: look again once the stream has moved.
-                tokio::time::timeout_at(deadline, position_moved.changed()).await.is_ok()
-            } else {
-                tokio::time::timeout_at(deadline, waiter.woken()).await.is_ok()
-            }
-        };
         // A stopping server answers at once, as if the timeout had passed: the client resumes
         // from the same token against whichever server answers it next.
-        let woken = tokio::select! {
-            woken = wait => woken,
-            () = streams.stopped() => false,
-        };
-        if !woken {
+        if !change.wait_for_change(sample, deadline).await {
             // Timed out with nothing new: the same window, answered empty (with key counts
             // read now: those of the last look may be as old as the timeout).
             return answer(pool, user, &request, body, upto, None).await;
@@ -146,18 +125,6 @@ async fn only_if(has_news: bool, section: impl Future<Output = Result<SyncBody>>
         true => section.await,
         false => Ok(SyncBody::empty()),
     }
-}
-
-/// What wakes the user's sync: changes to the user (account data, to-device messages, their
-/// own membership anywhere) and in the rooms where something can still reach them.
-pub(super) fn wake_keys(memberships: &[MembershipRow], user: &UserId) -> Vec<String> {
-    let mut keys: Vec<String> = memberships
-        .iter()
-        .filter(|row| matches!(row.membership.as_str(), "join" | "invite" | "knock"))
-        .map(|row| row.room_id.clone())
-        .collect();
-    keys.push(user.to_string());
-    keys
 }
 
 fn with_next_batch(mut body: Value, upto: i64) -> Value {

@@ -19,3 +19,4 @@ mod to_device;
 pub mod types;
 mod unread;
 mod unread_cache;
+pub mod wait;

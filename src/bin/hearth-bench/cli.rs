@@ -37,6 +37,10 @@ pub enum Scenario {
     /// One user in R rooms with E messages each; N initial /syncs (no filter, no since):
     /// latency, response size and a check that every answer holds all R rooms.
     InitialSync(Box<InitialSyncArgs>),
+    /// One user in R rooms with E messages each opens the app N times: a first sliding sync
+    /// (MSC4186) with a W-room window beside an initial /sync; latency and response size of
+    /// each.
+    SlidingSync(Box<SlidingSyncArgs>),
     /// K idle long-polling /syncs held by U users (K/U each, every one with its own since
     /// token); with --server-pid, the server's resident memory before and after, per connection.
     Idle(Box<IdleArgs>),
@@ -138,6 +142,28 @@ pub struct InitialSyncArgs {
     pub events: u32,
 
     /// Initial /syncs measured, one after another.
+    #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub repeats: u32,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SlidingSyncArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Rooms the user is in.
+    #[arg(long, value_name = "R", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rooms: u32,
+
+    /// Messages sent to each room before measuring.
+    #[arg(long, value_name = "E", default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub events: u32,
+
+    /// Rooms in the sliding sync's window (its list's range).
+    #[arg(long, value_name = "W", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub window: u32,
+
+    /// Times the app opens (a sliding sync and an initial /sync each).
     #[arg(long, value_name = "N", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub repeats: u32,
 }
@@ -289,6 +315,8 @@ mod tests {
         assert_eq!((fanout.members, fanout.messages, fanout.interval_ms), (1_000, 20, 250));
         let Scenario::InitialSync(initial) = parse("initial-sync") else { panic!("initial-sync expected") };
         assert_eq!((initial.rooms, initial.events, initial.repeats), (100, 50, 5));
+        let Scenario::SlidingSync(sliding) = parse("sliding-sync") else { panic!("sliding-sync expected") };
+        assert_eq!((sliding.rooms, sliding.events, sliding.window, sliding.repeats), (1_000, 5, 20, 5));
         let Scenario::Idle(idle) = parse("idle") else { panic!("idle expected") };
         assert_eq!((idle.connections, idle.users, idle.pids.server_pid), (5_000, 50, None));
         assert!(

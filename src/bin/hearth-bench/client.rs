@@ -93,8 +93,14 @@ impl MatrixClient {
     }
 
     /// Like `request`, also returning the size of the answer's body in bytes.
-    pub async fn request_sized(&self, method: Method, url: Url, token: Option<&str>) -> Result<(Value, usize)> {
-        let (status, answer, size) = self.exchange(method.clone(), url.clone(), token, None).await?;
+    pub async fn request_sized(
+        &self,
+        method: Method,
+        url: Url,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Result<(Value, usize)> {
+        let (status, answer, size) = self.exchange(method.clone(), url.clone(), token, body).await?;
         if !status.is_success() {
             bail!("{method} {} answered {status}: {}{}", url.path(), answer_text(&answer), hint(status));
         }

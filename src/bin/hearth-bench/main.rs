@@ -26,6 +26,7 @@ use scenarios::initial_sync::{InitialSyncParameters, InitialSyncScenario};
 use scenarios::media::{MediaParameters, MediaScenario};
 use scenarios::paired::{PairedParameters, PairedScenario};
 use scenarios::send::{SendParameters, SendScenario};
+use scenarios::sliding_sync::{SlidingSyncParameters, SlidingSyncScenario};
 use scenarios::{Scenario, ServerContext};
 use std::process::ExitCode;
 
@@ -67,6 +68,15 @@ async fn run(cli: Cli) -> Result<()> {
         cli::Scenario::InitialSync(args) => {
             let parameters = InitialSyncParameters { rooms: args.rooms, events: args.events, repeats: args.repeats };
             measure(InitialSyncScenario(parameters), args.target).await
+        }
+        cli::Scenario::SlidingSync(args) => {
+            let parameters = SlidingSyncParameters {
+                rooms: args.rooms,
+                events: args.events,
+                window: args.window,
+                repeats: args.repeats,
+            };
+            measure(SlidingSyncScenario(parameters), args.target).await
         }
         cli::Scenario::Idle(args) => {
             let parameters = IdleParameters {

@@ -2,8 +2,10 @@
 //! by `sync::sliding::serve`.
 
 use crate::error::Result;
-use crate::http::ruma::{Authed, RumaRouter};
+use crate::http::ruma::{AuthedWithBody, RumaRouter};
 use crate::state::AppState;
+use crate::sync::sliding::serve::serve;
+use crate::sync::sliding::unparsed::Unparsed;
 use axum::extract::State;
 use axum::{Json, Router};
 use ruma::api::client::sync::sync_events::v5;
@@ -15,7 +17,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
 
 /// The lists, subscriptions and extensions the request names, from its connection's `pos`,
 /// waiting up to `timeout` when nothing is new.
-async fn sliding_sync(State(state): State<AppState>, request: Authed<v5::Request>) -> Result<Json<Value>> {
-    let body = crate::sync::sliding::serve::serve(&state.pool, &state.streams, &request.session, &request.body);
+/// The raw body is read too, for the fields ruma's request type drops.
+async fn sliding_sync(State(state): State<AppState>, request: AuthedWithBody<v5::Request>) -> Result<Json<Value>> {
+    let AuthedWithBody { request, json } = request;
+    let more = Unparsed::from_body(&json)?;
+    let body = serve(&state.pool, &state.streams, &request.session, &request.body, &more);
     Ok(Json(body.await?))
 }

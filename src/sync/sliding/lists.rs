@@ -5,12 +5,12 @@ use crate::db;
 use crate::db::sync::MembershipRow;
 use crate::error::{Error, Result};
 use crate::rooms::pdu::Pdu;
+use crate::sync::sliding::filters::FilterFacts;
+use crate::sync::sliding::unparsed::MoreFilters;
 use ruma::UserId;
-use ruma::api::client::sync::sync_events::v5::request::{List, ListFilters};
-use ruma::directory::RoomTypeFilter;
-use serde_json::Value;
+use ruma::api::client::sync::sync_events::v5::request::List;
 use sqlx::PgPool;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 
 /// A room the user has a membership in, as of the answer's stream position.
 #[derive(Clone, Debug)]
@@ -90,78 +90,16 @@ pub fn validate(lists: &BTreeMap<String, List>) -> Result<()> {
     Ok(())
 }
 
-/// What the filters need to know of the rooms, read once for all lists.
-pub struct FilterFacts {
-    /// Rooms the user marked as direct chats (`m.direct`), and invites marked `is_direct`.
-    pub direct: HashSet<String>,
-    encrypted: HashSet<String>,
-    room_types: HashMap<String, String>,
-}
-
-impl FilterFacts {
-    pub async fn read(pool: &PgPool, user: &UserId, rooms: &[MemberRoom], needs_state: bool) -> Result<FilterFacts> {
-        let mut direct = HashSet::new();
-        if let Some(Value::Object(by_user)) = db::account_data::get(pool, user.as_str(), "", "m.direct").await? {
-            for room_ids in by_user.values().filter_map(Value::as_array) {
-                direct.extend(room_ids.iter().filter_map(Value::as_str).map(str::to_owned));
-            }
-        }
-        for room in rooms.iter().filter(|room| room.membership == "invite") {
-            if let Some(event) = db::sync::member_event_at(pool, &room.room_id, user.as_str(), room.position).await? {
-                let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
-                if pdu.content_value()["is_direct"] == Value::Bool(true) {
-                    direct.insert(room.room_id.clone());
-                }
-            }
-        }
-        let (mut encrypted, mut room_types) = (HashSet::new(), HashMap::new());
-        if needs_state {
-            let ids: Vec<String> = rooms.iter().map(|room| room.room_id.clone()).collect();
-            for facts in db::sliding_sync::room_facts(pool, &ids).await? {
-                if facts.encrypted {
-                    encrypted.insert(facts.room_id.clone());
-                }
-                if let Some(room_type) = facts.room_type {
-                    room_types.insert(facts.room_id, room_type);
-                }
-            }
-        }
-        Ok(FilterFacts { direct, encrypted, room_types })
-    }
-
-    fn allows(&self, filters: &ListFilters, room: &MemberRoom) -> bool {
-        let id = &room.room_id;
-        let type_matches = |wanted: &RoomTypeFilter| match (wanted, self.room_types.get(id)) {
-            (RoomTypeFilter::Default, None) => true,
-            (RoomTypeFilter::Default, Some(_)) | (_, None) => false,
-            (wanted, Some(room_type)) => wanted.as_str() == Some(room_type.as_str()),
-        };
-        filters.is_dm.is_none_or(|is_dm| self.direct.contains(id) == is_dm)
-            && filters.is_encrypted.is_none_or(|wanted| self.encrypted.contains(id) == wanted)
-            && filters.is_invite.is_none_or(|wanted| (room.membership == "invite") == wanted)
-            && (filters.room_types.is_empty() || filters.room_types.iter().any(type_matches))
-            && !filters.not_room_types.iter().any(type_matches)
-    }
-}
-
-/// Whether any list filters on what only the rooms' state tells.
-pub fn needs_state(lists: &BTreeMap<String, List>) -> bool {
-    lists.values().filter_map(|list| list.filters.as_ref()).any(|filters| {
-        filters.is_encrypted.is_some() || !filters.room_types.is_empty() || !filters.not_room_types.is_empty()
-    })
-}
-
 /// One list's answer: how many rooms pass its filters, and those in its ranges (by index).
 pub struct ListView<'a> {
     pub count: u64,
     pub in_range: Vec<&'a MemberRoom>,
 }
 
-pub fn view<'a>(list: &List, rooms: &'a [MemberRoom], facts: &FilterFacts) -> ListView<'a> {
-    let passing: Vec<&MemberRoom> = match &list.filters {
-        Some(filters) => rooms.iter().filter(|room| facts.allows(filters, room)).collect(),
-        None => rooms.iter().collect(),
-    };
+/// The list's view of the rooms, with `more` its filters ruma does not parse.
+pub fn view<'a>(list: &List, more: Option<&MoreFilters>, rooms: &'a [MemberRoom], facts: &FilterFacts) -> ListView<'a> {
+    let passing: Vec<&MemberRoom> =
+        rooms.iter().filter(|room| facts.allows(list.filters.as_ref(), more, room)).collect();
     let mut shown = vec![false; passing.len()];
     for (start, end) in &list.ranges {
         let start = usize::try_from(u64::from(*start)).unwrap_or(usize::MAX);

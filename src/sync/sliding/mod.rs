@@ -8,7 +8,9 @@
 
 pub mod connection;
 mod extensions;
+mod filters;
 mod lists;
 mod required_state;
 mod room;
 pub mod serve;
+pub mod unparsed;

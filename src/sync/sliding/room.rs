@@ -67,7 +67,8 @@ pub fn room_upto(context: &RoomContext<'_>, room: &MemberRoom) -> i64 {
     }
 }
 
-/// The room's entry, or `None` when the connection has it all already.
+/// The room's entry (the caller skips rooms with no news for the connection), or `None` for
+/// a room this server has no events of, or an invite from an ignored user.
 pub async fn build(
     context: &RoomContext<'_>,
     room: &MemberRoom,
@@ -117,16 +118,12 @@ pub async fn build(
     };
     let state = match snapshot {
         Some(snapshot) => {
-            let since_snapshot = since_snapshot.filter(|_| !initial && same_state_asked);
             let entries = required.read(pool, snapshot, since_snapshot, &senders).await?;
             let rules = crate::rooms::facts::rules(pool, &room_id).await?;
             served::apply_to_state(pool, &rules.redaction, &entries).await?
         }
         None => Vec::new(),
     };
-    if !initial && events.is_empty() && state.is_empty() && same_state_asked {
-        return Ok(None);
-    }
     entry.required_state = state.iter().map(|served| raw(&served.client_event(&room_id))).collect::<Result<_>>()?;
     entry.limited = timeline["timeline"]["limited"].as_bool().unwrap_or(false);
     entry.prev_batch = timeline["timeline"]["prev_batch"].as_str().map(str::to_owned);

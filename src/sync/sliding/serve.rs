@@ -5,13 +5,15 @@
 use crate::db;
 use crate::db::sync::MembershipRow;
 use crate::error::{Error, Result};
-use crate::streams::{PositionBounds, Streams};
-use crate::sync::long_poll::wake_keys;
+use crate::streams::Streams;
 use crate::sync::sliding::connection::{self, Connection, Sent, SentRoom};
 use crate::sync::sliding::extensions::{self, ExtensionContext, ShownRooms};
-use crate::sync::sliding::lists::{self, FilterFacts, MemberRoom};
+use crate::sync::sliding::filters::FilterFacts;
+use crate::sync::sliding::lists::{self, MemberRoom};
 use crate::sync::sliding::room::{self, RoomConfig, RoomContext};
+use crate::sync::sliding::unparsed::Unparsed;
 use crate::sync::types::SyncWindow;
+use crate::sync::wait::ChangeWatch;
 use crate::users::Session;
 use futures_util::{StreamExt, TryStreamExt};
 use ruma::api::OutgoingResponseExt;
@@ -30,44 +32,35 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 const ROOMS_AT_ONCE: usize = 8;
 
 /// Answers one sliding sync request of the session's device.
-pub async fn serve(pool: &PgPool, streams: &Streams, session: &Session, request: &v5::Request) -> Result<Value> {
+/// `more` holds what ruma's request type drops (see `unparsed`).
+pub async fn serve(
+    pool: &PgPool,
+    streams: &Streams,
+    session: &Session,
+    request: &v5::Request,
+    more: &Unparsed,
+) -> Result<Value> {
     lists::validate(&request.lists)?;
     let conn_id = request.conn_id.as_deref().unwrap_or_default();
     let connection = connection::resume(pool, session, conn_id, request.pos.as_deref()).await?;
     crate::users::presence::on_sync(pool, streams, &session.user_id, &request.set_presence).await?;
     let user = &session.user_id;
     let deadline = Instant::now() + request.timeout.unwrap_or_default().min(MAX_TIMEOUT);
-    let mut waiter = streams.notifier.waiter();
+    let mut change = ChangeWatch::new(streams);
     loop {
-        // Register before sampling the position: a change committing in between wakes us.
-        let memberships = db::sync::memberships(pool, user.as_str()).await?;
-        waiter.watch(wake_keys(&memberships, user));
-        let mut position_moved = streams.notifier.position_changes();
-        let PositionBounds { readable: upto, allocated } = streams.position_bounds(pool).await?;
+        let sample = change.sample(pool, user).await?;
+        let upto = sample.upto;
         if connection.since().is_some_and(|since| since > upto) {
             // Only another server's database could have issued it.
             return Err(Error::new(ErrorKind::UnknownPos, "This pos was not issued by this server"));
         }
         let permit = streams.sync_builds.acquire().await.map_err(|_| Error::internal("the server is stopping"))?;
-        let look = Box::pin(look(pool, &connection, request, &memberships, upto)).await?;
+        let look = Box::pin(look(pool, &connection, request, more, &sample.memberships, upto)).await?;
         drop(permit);
         if look.has_news || connection.since().is_none() || Instant::now() >= deadline {
             return finish(pool, &connection, request, look, upto).await;
         }
-        let wait = async {
-            if upto < allocated {
-                // Changes up to `allocated` may be committed already, with their wake-ups gone
-                // by before we registered: look again once the stream has moved.
-                tokio::time::timeout_at(deadline, position_moved.changed()).await.is_ok()
-            } else {
-                tokio::time::timeout_at(deadline, waiter.woken()).await.is_ok()
-            }
-        };
-        let woken = tokio::select! {
-            woken = wait => woken,
-            () = streams.stopped() => false,
-        };
-        if !woken {
+        if !change.wait_for_change(sample, deadline).await {
             return finish(pool, &connection, request, look, upto).await;
         }
     }
@@ -87,6 +80,7 @@ async fn look(
     pool: &PgPool,
     connection: &Connection<'_>,
     request: &v5::Request,
+    more: &Unparsed,
     memberships: &[MembershipRow],
     upto: i64,
 ) -> Result<Look> {
@@ -94,7 +88,7 @@ async fn look(
     let user = &session.user_id;
     let since = connection.since();
     let rooms = lists::member_rooms(pool, user, memberships, since, upto).await?;
-    let facts = FilterFacts::read(pool, user, &rooms, lists::needs_state(&request.lists)).await?;
+    let facts = FilterFacts::read(pool, user, &rooms, &request.lists, more).await?;
 
     let mut response = v5::Response::new(String::new());
     let mut sent = connection.sent.clone();
@@ -102,7 +96,7 @@ async fn look(
     let mut configs: BTreeMap<String, RoomConfig> = BTreeMap::new();
     let mut by_list: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (name, list) in &request.lists {
-        let view = lists::view(list, &rooms, &facts);
+        let view = lists::view(list, more.filters(name), &rooms, &facts);
         has_news |= connection.sent.list_counts.get(name) != Some(&view.count);
         sent.list_counts.insert(name.clone(), view.count);
         let mut answer = response::List::default();
@@ -118,11 +112,11 @@ async fn look(
     }
     sent.list_counts.retain(|name, _| request.lists.contains_key(name));
     // Subscriptions: rooms the user has a membership in (as lists may show them); others are
-    // not theirs to see and are left out, as Synapse does.
+    // not theirs to see and are left out, as Synapse does. One also unsubscribed is not.
     let by_id: HashMap<&str, &MemberRoom> = rooms.iter().map(|room| (room.room_id.as_str(), room)).collect();
     let mut subscribed = Vec::new();
     for (room_id, subscription) in &request.room_subscriptions {
-        if by_id.contains_key(room_id.as_str()) {
+        if by_id.contains_key(room_id.as_str()) && !more.unsubscribes(room_id.as_str()) {
             configs
                 .entry(room_id.to_string())
                 .or_default()
@@ -131,11 +125,16 @@ async fn look(
         }
     }
 
-    // Rooms the connection has sent that saw no event since are skipped without building.
+    // An unsubscribed room no list shows is forgotten by the connection: subscribing again
+    // sends it whole, as a room new to the connection.
+    sent.rooms.retain(|room_id, _| !more.unsubscribes(room_id) || configs.contains_key(room_id));
+
+    // Rooms the connection has sent that saw no event (nor a receipt of the user's, which
+    // changes their unread counts) since are skipped without building.
     let previously: Vec<String> = configs.keys().filter(|id| sent.rooms.contains_key(*id)).cloned().collect();
     let oldest = previously.iter().filter_map(|id| sent.rooms.get(id)).map(|room| room.upto).min().unwrap_or(upto);
     let latest: HashMap<String, i64> =
-        db::sliding_sync::latest_positions(pool, &previously, oldest, upto).await?.into_iter().collect();
+        db::sliding_sync::latest_positions(pool, &previously, user.as_str(), oldest, upto).await?.into_iter().collect();
     let ignored = crate::users::ignore::ignored_users(pool, user).await?;
     let joined: Vec<String> = configs.keys().cloned().collect();
     let read_positions = db::unread::read_positions_in(pool, &joined, user.as_str()).await?;

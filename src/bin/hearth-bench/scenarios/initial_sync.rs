@@ -5,7 +5,7 @@
 use crate::actions::{self, SETUP_CONCURRENCY, bounded};
 use crate::client::MatrixClient;
 use crate::progress::Progress;
-use crate::provisioning::{Registration, RunPrefix, register_user};
+use crate::provisioning::{BenchUser, Registration, RunPrefix, register_user};
 use crate::report::{FigureRow, ServerRun};
 use crate::scenarios::{Scenario, ServerContext};
 use crate::stats::Latency;
@@ -123,43 +123,7 @@ async fn run(
     parameters: InitialSyncParameters,
 ) -> Result<InitialSyncRun> {
     let server = client.base().to_string();
-    client.check_reachable().await?;
-    let setup_started = Instant::now();
-    let user = register_user(client, registration, &prefix.localpart("reader")).await?;
-    eprintln!("{server}: creating {} rooms with {} messages each", parameters.rooms, parameters.events);
-    let total_events = u64::from(parameters.rooms) * u64::from(parameters.events);
-    let progress = Progress::start("initial-sync set-up".to_owned(), total_events);
-    let sent = progress.counter();
-    // Rooms are filled a few at a time, each room's messages in order, as a real account's
-    // history builds up.
-    bounded(
-        SETUP_CONCURRENCY,
-        (0..parameters.rooms).map(|room| {
-            let (user, sent) = (&user, sent.clone());
-            async move {
-                // A create event unique to the room: concurrent createRooms of one user can
-                // otherwise build identical create events (same sender, content and
-                // millisecond), hence, since room version 12, the same room id.
-                let body = json!({
-                    "preset": "private_chat",
-                    "name": format!("hearth-bench initial-sync {room}"),
-                    "creation_content": {"hearth_bench_room": format!("{}-{room}", prefix.as_str())},
-                });
-                let room_id = actions::create_room(client, user, &body).await?;
-                for index in 0..parameters.events {
-                    let txn_id = format!("{}-r{room}-{index}", prefix.as_str());
-                    let content =
-                        json!({"msgtype": "m.text", "body": format!("hearth-bench room {room} message {index}")});
-                    actions::send_message(client, user, &room_id, &txn_id, &content).await?;
-                    sent.fetch_add(1, Ordering::Relaxed);
-                }
-                Ok(room_id)
-            }
-        }),
-    )
-    .await?;
-    progress.finish().await;
-    let setup_s = setup_started.elapsed().as_secs_f64();
+    let (user, setup_s) = user_in_rooms(client, registration, prefix, parameters.rooms, parameters.events).await?;
 
     eprintln!("{server}: {} initial /syncs", parameters.repeats);
     let mut samples = Vec::with_capacity(parameters.repeats as usize);
@@ -168,7 +132,7 @@ async fn run(
     let url = client.url(&["_matrix", "client", "v3", "sync"])?;
     for _ in 0..parameters.repeats {
         let started = Instant::now();
-        let (answer, size) = client.request_sized(Method::GET, url.clone(), Some(&user.access_token)).await?;
+        let (answer, size) = client.request_sized(Method::GET, url.clone(), Some(&user.access_token), None).await?;
         samples.push(started.elapsed());
         response_bytes.push(size);
         joined_rooms.push(answer["rooms"]["join"].as_object().map_or(0, serde_json::Map::len));
@@ -184,4 +148,52 @@ async fn run(
         valid,
         setup_s,
     })
+}
+
+/// Registers a user and fills `rooms` rooms of theirs with `events` messages each (what the
+/// scenarios that measure a first sync start from). Returns the user and the seconds it took.
+pub async fn user_in_rooms(
+    client: &MatrixClient,
+    registration: &Registration,
+    prefix: &RunPrefix,
+    rooms: u32,
+    events: u32,
+) -> Result<(BenchUser, f64)> {
+    let server = client.base().to_string();
+    client.check_reachable().await?;
+    let setup_started = Instant::now();
+    let user = register_user(client, registration, &prefix.localpart("reader")).await?;
+    eprintln!("{server}: creating {rooms} rooms with {events} messages each");
+    let progress = Progress::start("set-up".to_owned(), u64::from(rooms) * u64::from(events));
+    let sent = progress.counter();
+    // Rooms are filled a few at a time, each room's messages in order, as a real account's
+    // history builds up.
+    bounded(
+        SETUP_CONCURRENCY,
+        (0..rooms).map(|room| {
+            let (user, sent) = (&user, sent.clone());
+            async move {
+                // A create event unique to the room: concurrent createRooms of one user can
+                // otherwise build identical create events (same sender, content and
+                // millisecond), hence, since room version 12, the same room id.
+                let body = json!({
+                    "preset": "private_chat",
+                    "name": format!("hearth-bench room {room}"),
+                    "creation_content": {"hearth_bench_room": format!("{}-{room}", prefix.as_str())},
+                });
+                let room_id = actions::create_room(client, user, &body).await?;
+                for index in 0..events {
+                    let txn_id = format!("{}-r{room}-{index}", prefix.as_str());
+                    let content =
+                        json!({"msgtype": "m.text", "body": format!("hearth-bench room {room} message {index}")});
+                    actions::send_message(client, user, &room_id, &txn_id, &content).await?;
+                    sent.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(room_id)
+            }
+        }),
+    )
+    .await?;
+    progress.finish().await;
+    Ok((user, setup_started.elapsed().as_secs_f64()))
 }

@@ -9,6 +9,7 @@ pub mod initial_sync;
 pub mod media;
 pub mod paired;
 pub mod send;
+pub mod sliding_sync;
 
 use crate::client::MatrixClient;
 use crate::provisioning::{Registration, RunPrefix};
