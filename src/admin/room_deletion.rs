@@ -8,6 +8,7 @@
 //! relations, room account data. A block, the task's status and abuse reports are kept.
 
 use crate::db;
+use crate::db::admin_rooms::RoomTask;
 use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
@@ -63,7 +64,8 @@ pub async fn schedule(ctx: RoomCtx<'_>, room_id: &RoomId, request: &ShutdownRequ
         return Err(Error::not_found("Room not found"));
     }
     let delete_id = tokens::random_alphanumeric(16);
-    db::admin_rooms::insert_deletion(ctx.pool, &delete_id, room_id.as_str(), by.as_str(), now_ms()).await?;
+    db::admin_rooms::insert_task(ctx.pool, RoomTask::Deletion, &delete_id, room_id.as_str(), by.as_str(), now_ms())
+        .await?;
     Ok(delete_id)
 }
 

@@ -4,6 +4,7 @@
 //! ([`extract::Admin`]), checked before anything else of the request is read.
 
 mod extract;
+mod history;
 mod media;
 mod register;
 mod rooms;
@@ -21,6 +22,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = register::routes(router);
     let router = users::routes(router);
     let router = rooms::routes(router);
+    let router = history::routes(router);
     let router = server::routes(router);
     let router = media::routes(router);
     sessions::routes(router)
