@@ -1,6 +1,6 @@
-//! A room's history for admins: `POST /_synapse/admin/v1/purge_history` and its status, driven
-//! over HTTP against Synapse's documented answers; purged events are no longer served by
-//! `/messages`, state events and later events are.
+//! A room's history for admins: `POST /_synapse/admin/v1/purge_history` and its status, and
+//! `GET /v1/rooms/{roomId}/messages`, driven over HTTP against Synapse's documented answers;
+//! purged events are no longer served by `/messages`, state events and later events are.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;
@@ -97,6 +97,26 @@ async fn purged_history_is_no_longer_served_but_state_and_later_events_are() {
     assert_eq!(history(&server, &bob, &room).await.0, ["m9"]);
     server.send_text(&bob, &room, "after", "after the purge").await;
     assert_eq!(history(&server, &alice, &room).await.0, ["m9", "after the purge"]);
+
+    // An admin reads the history without being a member (Synapse's defaults: forwards, 10).
+    let messages = format!("/_synapse/admin/v1/rooms/{}/messages", encode(&room));
+    let (status, page) = server.get(&format!("{messages}?dir=b&limit=2"), root.token()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let bodies: Vec<&str> =
+        page["chunk"].as_array().unwrap().iter().filter_map(|e| e["content"]["body"].as_str()).collect();
+    assert_eq!(bodies, ["after the purge", "m9"]);
+    let (_, next) =
+        server.get(&format!("{messages}?dir=b&limit=100&from={}", page["end"].as_str().unwrap()), root.token()).await;
+    assert!(next["chunk"].as_array().unwrap().iter().all(|e| e["content"]["body"].is_null()), "{next}");
+    let (_, forwards) = server.get(&messages, root.token()).await;
+    assert_eq!(forwards["chunk"][0]["type"], "m.room.create", "{forwards}");
+    let filtered = format!("{messages}?dir=b&filter={}", encode(r#"{"types":["m.room.topic"]}"#));
+    let (_, topics) = server.get(&filtered, root.token()).await;
+    assert_eq!(topics["chunk"].as_array().unwrap().len(), 1, "{topics}");
+    let response = server.get(&messages, alice.token()).await;
+    assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let response = server.get(&format!("{messages}?filter=nonsense"), root.token()).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
 
     // Errors, in Synapse's words.
     let response = server.post(&path, root.token(), json!({})).await;

@@ -373,3 +373,47 @@ async fn a_purged_room_leaves_no_rows_and_stays_blocked() {
         server.get(&format!("/_synapse/admin/v2/rooms/{}/delete_status", encode(&room)), root.token()).await;
     assert_eq!((status, &statuses["results"][0]["status"]), (StatusCode::OK, &json!("complete")));
 }
+
+#[tokio::test]
+async fn make_room_admin_grants_the_top_level_through_a_local_member() {
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bob = server.register("bob", PASSWORD).await;
+    // A private room of room version 10 (creators hold a number there): Bob is invited.
+    let room = server.create_room(&alice, json!({"preset": "private_chat", "room_version": "10"})).await;
+    let path = room_path(&room, "/make_room_admin");
+    let (status, body) = server.post(&path, root.token(), json!({"user_id": bob.user_id})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    let levels_path = format!("/_matrix/client/v3/rooms/{}/state/m.room.power_levels", encode(&room));
+    let (_, levels) = server.get(&levels_path, alice.token()).await;
+    assert_eq!(levels["users"][&bob.user_id], 100, "{levels}");
+    server.join(&bob, &room).await;
+    // Now an admin of the room, Bob may change its name.
+    let (status, _) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/state/m.room.name", encode(&room)),
+            bob.token(),
+            json!({"name": "Bob's"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // By default the admin asking is made admin (and invited).
+    let (status, _) = server.post(&path, root.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, levels) = server.get(&levels_path, alice.token()).await;
+    assert_eq!(levels["users"][&root.user_id], 100, "{levels}");
+    server.join(&root, &room).await;
+
+    // Without a local member able to change power levels, nothing can be done.
+    let lonely = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.post(&format!("/_matrix/client/v3/rooms/{}/leave", encode(&lonely)), alice.token(), json!({})).await;
+    let response = server.post(&room_path(&lonely, "/make_room_admin"), root.token(), json!({})).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_UNKNOWN");
+    let response = server.post(&room_path("!nosuch:hearth.test", "/make_room_admin"), root.token(), json!({})).await;
+    assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let response = server.post(&path, root.token(), json!({"user_id": "@someone:elsewhere.example"})).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    let response = server.post(&path, alice.token(), json!({})).await;
+    assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+}

@@ -46,6 +46,8 @@ async fn every_admin_route_refuses_non_admins() {
             "device_id" => user.device_id.clone(),
             "room_id" => encode(&room),
             "delete_id" => "nosuchdeletion".to_owned(),
+            "purge_id" => "nosuchpurge".to_owned(),
+            "event_id" => encode("$nosuchevent"),
             "report_id" => "1".to_owned(),
             "token" => "sometoken".to_owned(),
             "destination" => "remote.example".to_owned(),
@@ -63,6 +65,7 @@ async fn every_admin_route_refuses_non_admins() {
     // The non-admin did not make themselves an admin nor block or delete anything on the way.
     assert_eq!(server.count("SELECT count(*) FROM blocked_rooms").await, 0);
     assert_eq!(server.count("SELECT count(*) FROM room_deletions").await, 0);
+    assert_eq!(server.count("SELECT count(*) FROM history_purges").await, 0);
     let (status, body) = server.get("/_matrix/client/v3/account/whoami", user.token()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(server.count("SELECT count(*) FROM users WHERE is_admin").await, 0);

@@ -8,6 +8,7 @@
 
 pub mod devices;
 pub mod history_purge;
+pub mod room_admin;
 pub mod room_deletion;
 pub mod rooms;
 pub mod server;

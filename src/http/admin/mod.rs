@@ -6,6 +6,7 @@
 mod extract;
 mod history;
 mod media;
+mod paging;
 mod register;
 mod rooms;
 mod server;
