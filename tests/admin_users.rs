@@ -443,3 +443,48 @@ async fn devices_sessions_rooms_and_account_data() {
     let response = server.request(Method::POST, &user_path(&kim.user_id, "/delete_devices"), root.token(), None).await;
     assert_error(&response, StatusCode::BAD_REQUEST, "M_MISSING_PARAM");
 }
+
+#[tokio::test]
+async fn an_admin_logs_in_as_a_user_on_a_device_the_user_does_not_see() {
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let path = format!("/_synapse/admin/v1/users/{}/login", encode(&alice.user_id));
+    let (status, body) = server.post(&path, root.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let (status, whoami) = server.get("/_matrix/client/v3/account/whoami", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{whoami}");
+    assert_eq!(whoami["user_id"], alice.user_id.as_str());
+    // Acting as Alice works, and her device list shows only her own device, to her and to admins.
+    let room = server.create_room(&TestUser { access_token: token.clone(), ..alice.clone() }, json!({})).await;
+    assert!(room.starts_with('!'));
+    let (_, devices) = server.get("/_matrix/client/v3/devices", alice.token()).await;
+    let ids: Vec<&str> =
+        devices["devices"].as_array().unwrap().iter().map(|d| d["device_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [alice.device_id.as_str()]);
+    let (_, listed) =
+        server.get(&format!("/_synapse/admin/v2/users/{}/devices", encode(&alice.user_id)), root.token()).await;
+    assert_eq!(listed["total"], 1, "{listed}");
+
+    // A token with an expiry stops working then.
+    let soon = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + 1500;
+    let (status, body) = server.post(&path, root.token(), json!({"valid_until_ms": soon})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let expiring = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(server.get("/_matrix/client/v3/account/whoami", Some(&expiring)).await.0, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let response = server.get("/_matrix/client/v3/account/whoami", Some(&expiring)).await;
+    assert_error(&response, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+
+    let response = server
+        .post(&format!("/_synapse/admin/v1/users/{}/login", encode(&root.user_id)), root.token(), json!({}))
+        .await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_UNKNOWN");
+    let response = server.post("/_synapse/admin/v1/users/%40nobody%3Ahearth.test/login", root.token(), json!({})).await;
+    assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let response = server.post(&path, root.token(), json!({"valid_until_ms": 1})).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    let response = server.post(&path, alice.token(), json!({})).await;
+    assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+}

@@ -9,3 +9,9 @@ CREATE TABLE history_purges (
     error         TEXT,
     created_ts    BIGINT NOT NULL
 );
+
+-- `POST /_synapse/admin/v1/users/{userId}/login`: an admin acting as a user gets a session on a
+-- device the user never sees (Synapse's token has no device at all; Hearth's sessions always
+-- have one, so it is hidden from every device listing), with an optional expiry.
+ALTER TABLE devices ADD COLUMN hidden BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE access_tokens ADD COLUMN valid_until_ms BIGINT;
