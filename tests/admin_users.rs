@@ -488,3 +488,54 @@ async fn an_admin_logs_in_as_a_user_on_a_device_the_user_does_not_see() {
     let response = server.post(&path, alice.token(), json!({})).await;
     assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
 }
+
+/// An admin's per-user override replaces the server's event budget: 0 lifts it, numbers set a
+/// budget of the user's own; without one the server's budget applies.
+#[tokio::test]
+async fn rate_limit_overrides_are_what_the_limiter_applies() {
+    let server = TestServer::start_with(|config| {
+        config.rate_limits.enabled = true;
+        config.rate_limits.registration_burst = 100;
+        config.rate_limits.message_per_second = 0.001;
+        config.rate_limits.message_burst = 3;
+    })
+    .await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bob = server.register("bob", PASSWORD).await;
+    let carol = server.register("carol", PASSWORD).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.join(&bob, &room).await;
+    server.join(&carol, &room).await;
+    let send = |user: &TestUser, txn: String| {
+        let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", encode(&room));
+        let token = user.access_token.clone();
+        let server = &server;
+        async move { server.put(&path, Some(&token), json!({"msgtype": "m.text", "body": "hi"})).await }
+    };
+    let override_path = |user: &TestUser| v1_user_path(&user.user_id, "/override_ratelimit");
+
+    // Alice has the server's budget: three events, then M_LIMIT_EXCEEDED, state events included.
+    for n in 0..3 {
+        assert_eq!(send(&alice, format!("a{n}")).await.0, StatusCode::OK);
+    }
+    let limited = send(&alice, "a3".to_owned()).await;
+    assert_error(&limited, StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED");
+    assert!(limited.1["retry_after_ms"].as_u64().unwrap() > 0, "{}", limited.1);
+    let topic = format!("/_matrix/client/v3/rooms/{}/state/m.room.topic", encode(&room));
+    let response = server.put(&topic, alice.token(), json!({"topic": "t"})).await;
+    assert_error(&response, StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED");
+
+    // Bob's override of 0 lifts the limit.
+    server.post(&override_path(&bob), root.token(), json!({"messages_per_second": 0, "burst_count": 0})).await;
+    for n in 0..10 {
+        assert_eq!(send(&bob, format!("b{n}")).await.0, StatusCode::OK, "bob's event {n}");
+    }
+    // Carol's is tighter than the server's: one event, then wait.
+    server.post(&override_path(&carol), root.token(), json!({"messages_per_second": 1, "burst_count": 1})).await;
+    assert_eq!(send(&carol, "c0".to_owned()).await.0, StatusCode::OK);
+    assert_error(&send(&carol, "c1".to_owned()).await, StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED");
+    // Without it she is back on the server's budget.
+    server.delete(&override_path(&carol), root.token(), None).await;
+    assert_eq!(send(&carol, "c2".to_owned()).await.0, StatusCode::OK);
+}

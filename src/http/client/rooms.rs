@@ -89,6 +89,7 @@ async fn send_message(
     request: Authed<send_message_event::v3::Request>,
 ) -> Result<RumaResponse<send_message_event::v3::Response>> {
     let body = &request.body;
+    state.rate_limits.check_message(&state.pool, &request.session.user_id).await?;
     if let Some(event_id) = crate::rooms::shadow_ban::fake_event_id(&state.pool, &request.session.user_id).await? {
         return Ok(send_message_event::v3::Response::new(event_id).into());
     }
@@ -107,6 +108,7 @@ async fn send_state(
     let body = &request.body;
     let content = json(&body.body)?;
     let sender = &request.session.user_id;
+    state.rate_limits.check_message(&state.pool, sender).await?;
     let event_id =
         send_state_event(state.rooms(), &body.room_id, sender, &body.event_type, &body.state_key, content).await?;
     Ok(send_state_event::v3::Response::new(event_id).into())
