@@ -267,6 +267,31 @@ async fn admin_flag_shadow_ban_rate_limits_and_username_checks() {
     let (_, history) =
         server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b", encode(&room)), root.token()).await;
     assert!(!history.to_string().contains("spam"), "{history}");
+    // So are her state events, invitations, typing and public receipts: answered as done,
+    // seen by nobody.
+    let room_part = format!("/_matrix/client/v3/rooms/{}", encode(&room));
+    let (status, set) =
+        server.put(&format!("{room_part}/state/m.room.topic"), grace.token(), json!({"topic": "spam"})).await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert!(set["event_id"].as_str().unwrap().starts_with('$'), "{set}");
+    let topic = server.get(&format!("{room_part}/state/m.room.topic"), root.token()).await;
+    assert_error(&topic, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let ivan = server.register("ivan", PASSWORD).await;
+    let (status, _) =
+        server.post(&format!("{room_part}/invite"), grace.token(), json!({"user_id": ivan.user_id})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, ivan_sync) = server.get("/_matrix/client/v3/sync", ivan.token()).await;
+    assert!(ivan_sync["rooms"]["invite"].get(room.as_str()).is_none(), "{ivan_sync}");
+    let typing = format!("{room_part}/typing/{}", encode(&grace.user_id));
+    let (status, _) = server.put(&typing, grace.token(), json!({"typing": true, "timeout": 30000})).await;
+    assert_eq!(status, StatusCode::OK);
+    let welcome = history["chunk"][0]["event_id"].as_str().unwrap().to_owned();
+    let (status, _) =
+        server.post(&format!("{room_part}/receipt/m.read/{}", encode(&welcome)), grace.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, root_sync) = server.get("/_matrix/client/v3/sync", root.token()).await;
+    let ephemeral = root_sync["rooms"]["join"][room.as_str()]["ephemeral"].to_string();
+    assert!(!ephemeral.contains(grace.user_id.as_str()), "{ephemeral}");
     server.delete(&v1_user_path(&grace.user_id, "/shadow_ban"), root.token(), None).await;
     assert_eq!(server.get(&user_path(&grace.user_id, ""), root.token()).await.1["shadow_banned"], false);
     server.put(&send("s2"), grace.token(), json!({"msgtype": "m.text", "body": "welcome back"})).await;
