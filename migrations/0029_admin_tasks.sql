@@ -15,3 +15,7 @@ CREATE TABLE history_purges (
 -- have one, so it is hidden from every device listing), with an optional expiry.
 ALTER TABLE devices ADD COLUMN hidden BOOLEAN NOT NULL DEFAULT FALSE;
 ALTER TABLE access_tokens ADD COLUMN valid_until_ms BIGINT;
+
+-- Media an admin protected (`/_synapse/admin/v1/media/protect/{mediaId}`): quarantining it, alone
+-- or with a room's or a user's media, leaves it as it is.
+ALTER TABLE media ADD COLUMN safe_from_quarantine BOOLEAN NOT NULL DEFAULT FALSE;

@@ -281,7 +281,7 @@ fn media_json(media: &Media) -> Value {
         "upload_name": media.filename,
         // Hearth records that media is quarantined, not who did it.
         "quarantined_by": if media.quarantined { json!("admin") } else { Value::Null },
-        "safe_from_quarantine": false,
+        "safe_from_quarantine": media.safe_from_quarantine,
     })
 }
 
