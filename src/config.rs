@@ -132,6 +132,9 @@ pub struct RateLimitConfig {
     /// Media uploads and `create`s per user.
     pub media_upload_per_second: f64,
     pub media_upload_burst: u32,
+    /// Events sent (messages, state, redactions) per user, unless an admin overrides it.
+    pub message_per_second: f64,
+    pub message_burst: u32,
 }
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -302,6 +305,9 @@ impl Default for RateLimitConfig {
             // Synapse's `rc_media_create` defaults.
             media_upload_per_second: 10.0,
             media_upload_burst: 50,
+            // Synapse's `rc_message` defaults.
+            message_per_second: 0.2,
+            message_burst: 10,
         }
     }
 }
@@ -408,6 +414,7 @@ impl Config {
             ("rate_limits.login_per_second", self.rate_limits.login_per_second),
             ("rate_limits.registration_per_second", self.rate_limits.registration_per_second),
             ("rate_limits.media_upload_per_second", self.rate_limits.media_upload_per_second),
+            ("rate_limits.message_per_second", self.rate_limits.message_per_second),
         ] {
             if !(rate.is_finite() && rate > 0.0) {
                 return fail(key, "must be a positive number".to_owned());
@@ -416,6 +423,7 @@ impl Config {
         if self.rate_limits.login_burst == 0
             || self.rate_limits.registration_burst == 0
             || self.rate_limits.media_upload_burst == 0
+            || self.rate_limits.message_burst == 0
         {
             return fail("rate_limits", "burst sizes must be at least 1".to_owned());
         }

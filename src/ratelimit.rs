@@ -1,15 +1,22 @@
 //! Rate limits for the endpoints that attract guessing and abuse: per address for login and
-//! registration, per user for media uploads. Answers `M_LIMIT_EXCEEDED` with `retry_after_ms`.
+//! registration, per user for media uploads and sent events. Answers `M_LIMIT_EXCEEDED` with
+//! `retry_after_ms`.
 //!
 //! Limits are per process: with several Hearth processes behind a balancer, each enforces
-//! its own budget.
+//! its own budget. The per-user overrides admins set are read from the database at every
+//! check, so a change applies at once in every process.
 
 use crate::config::RateLimitConfig;
+use crate::db;
+use crate::db::admin_users::RateLimitOverride;
 use crate::error::{Error, Result};
 use crate::users::ClientInfo;
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota};
+use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
+use sqlx::PgPool;
+use std::collections::HashMap;
 use std::num::NonZeroU32;
+use std::sync::Mutex;
 use std::time::Duration;
 
 #[derive(Clone, Copy, Debug)]
@@ -18,6 +25,8 @@ pub enum Action {
     Register,
     /// An upload or a `create` of a media id; keyed by user, not address.
     MediaUpload,
+    /// An event a user sends (message, state, redaction); keyed by user, overridable per user.
+    Message,
 }
 
 pub struct RateLimits {
@@ -25,6 +34,10 @@ pub struct RateLimits {
     login: DefaultKeyedRateLimiter<String>,
     register: DefaultKeyedRateLimiter<String>,
     media_upload: DefaultKeyedRateLimiter<String>,
+    message: DefaultKeyedRateLimiter<String>,
+    /// Users with an admin's override, each with its own budget and the override it was made
+    /// for (a changed override starts a fresh budget).
+    overridden: Mutex<HashMap<String, (RateLimitOverride, DefaultDirectRateLimiter)>>,
 }
 
 fn quota(per_second: f64, burst: u32) -> Quota {
@@ -43,6 +56,8 @@ impl RateLimits {
                 config.media_upload_per_second,
                 config.media_upload_burst,
             )),
+            message: DefaultKeyedRateLimiter::keyed(quota(config.message_per_second, config.message_burst)),
+            overridden: Mutex::default(),
         }
     }
 
@@ -63,12 +78,29 @@ impl RateLimits {
             Action::Login => &self.login,
             Action::Register => &self.register,
             Action::MediaUpload => &self.media_upload,
+            Action::Message => &self.message,
         };
-        limiter.check_key(&key).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            // Round up so a client that waits exactly this long is let through.
-            Error::limit_exceeded(wait.max(Duration::from_millis(1)) + Duration::from_millis(1))
-        })
+        limiter.check_key(&key).map_err(limit_exceeded)
+    }
+
+    /// Checks an event `user_id` sends against their budget: the server's, or the one an admin
+    /// set for them (0 messages per second: not limited at all).
+    pub async fn check_message(&self, pool: &PgPool, user_id: &ruma::UserId) -> Result<()> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let Some(custom) = db::admin_users::ratelimit_override(pool, user_id.as_str()).await? else {
+            return self.check_key(Action::Message, user_id.to_string());
+        };
+        if custom.messages_per_second <= 0 {
+            return Ok(());
+        }
+        let mut overridden = self.overridden.lock().map_err(|_| Error::internal("rate limiter lock poisoned"))?;
+        let entry = overridden.entry(user_id.to_string()).or_insert_with(|| (custom, direct(custom)));
+        if entry.0 != custom {
+            *entry = (custom, direct(custom));
+        }
+        entry.1.check().map_err(limit_exceeded)
     }
 
     /// Forgets addresses whose budget is full again, so memory stays bounded.
@@ -76,5 +108,22 @@ impl RateLimits {
         self.login.retain_recent();
         self.register.retain_recent();
         self.media_upload.retain_recent();
+        self.message.retain_recent();
+        // Overridden budgets are few (one per user an admin picked); they are rebuilt from the
+        // database when next needed.
+        if let Ok(mut overridden) = self.overridden.lock() {
+            overridden.clear();
+        }
     }
+}
+
+fn direct(custom: RateLimitOverride) -> DefaultDirectRateLimiter {
+    let burst = u32::try_from(custom.burst_count).unwrap_or(0);
+    DefaultDirectRateLimiter::direct(quota(f64::from(custom.messages_per_second), burst))
+}
+
+fn limit_exceeded(not_until: governor::NotUntil<<DefaultClock as Clock>::Instant>) -> Error {
+    let wait = not_until.wait_time_from(DefaultClock::default().now());
+    // Round up so a client that waits exactly this long is let through.
+    Error::limit_exceeded(wait.max(Duration::from_millis(1)) + Duration::from_millis(1))
 }

@@ -84,6 +84,20 @@ async fn sample(state: &AppState) {
     metrics::gauge!("hearth_db_pool_connections", "state" => "idle").set(idle);
     metrics::gauge!("hearth_db_pool_connections", "state" => "in_use").set(f64::from(pool.size()) - idle);
     metrics::gauge!("hearth_db_pool_max_connections").set(f64::from(pool.options().get_max_connections()));
+    // sqlx reports neither its queue of waiters nor their waits, so the scrape waits for a
+    // connection itself, as any request would at this moment: near zero while the pool has
+    // room, up to the acquire timeout when it is exhausted.
+    let started = Instant::now();
+    match pool.acquire().await {
+        Ok(connection) => {
+            metrics::gauge!("hearth_db_pool_acquire_wait_seconds").set(started.elapsed().as_secs_f64());
+            drop(connection);
+        }
+        Err(error) => {
+            metrics::gauge!("hearth_db_pool_acquire_wait_seconds").set(started.elapsed().as_secs_f64());
+            tracing::warn!(%error, "metrics: no database connection within the pool's timeout");
+        }
+    }
 
     match crate::db::federation_queue::status(pool).await {
         Ok(destinations) => {

@@ -164,7 +164,7 @@ async fn a_deleted_room_is_gone_for_its_members_who_land_in_the_replacement() {
         .delete(
             &format!("/_synapse/admin/v2/rooms/{}", encode(&room)),
             root.token(),
-            Some(json!({"new_room_user_id": "@moderator:hearth.test", "message": "Closed for breaking the rules.", "block": true})),
+            Some(json!({"new_room_user_id": "@moderator:hearth.test", "message": "Closed for breaking the rules.", "block": true, "purge": false})),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -248,4 +248,172 @@ async fn deleting_without_a_replacement_and_the_errors_of_deletion() {
     assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
     let response = server.get("/_synapse/admin/v2/rooms/%21nosuch%3Ahearth.test/delete_status", root.token()).await;
     assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}
+
+/// Rows of `room` left in the tables that carry a room id, and rows anywhere that point at an
+/// event no longer stored.
+async fn rows_of_room(server: &TestServer, room: &str) -> Vec<(String, i64)> {
+    let mut rows = Vec::new();
+    for table in [
+        "rooms",
+        "events",
+        "current_state",
+        "room_memberships",
+        "state_snapshots",
+        "forward_extremities",
+        "receipts",
+        "event_push_actions",
+        "event_relations",
+        "redactions",
+        "event_transactions",
+        "account_data",
+        "room_servers",
+        "typing",
+    ] {
+        let count = server.count(&format!("SELECT count(*) FROM {table} WHERE room_id = '{room}'")).await;
+        rows.push((table.to_owned(), count));
+    }
+    for (table, column) in [
+        ("event_ids", "event_nid"),
+        ("event_edges", "event_nid"),
+        ("event_auth_edges", "event_nid"),
+        ("state_snapshot_entries", "event_nid"),
+    ] {
+        let orphans = server
+            .count(&format!(
+                "SELECT count(*) FROM {table} t WHERE NOT EXISTS (SELECT 1 FROM events e WHERE e.event_nid = t.{column})"
+            ))
+            .await;
+        rows.push((format!("{table} without their event"), orphans));
+    }
+    rows
+}
+
+#[tokio::test]
+async fn a_purged_room_leaves_no_rows_and_stays_blocked() {
+    use futures_util::StreamExt;
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bob = server.register("bob", PASSWORD).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.join(&bob, &room).await;
+    // Something in every table a room touches: messages (with push actions for Bob), a reply
+    // thread relation, a redaction, a receipt, typing, room account data.
+    let messages = futures_util::stream::iter(0..1000)
+        .map(|n| {
+            let (server, alice, room) = (&server, &alice, &room);
+            async move { server.send_text(alice, room, &format!("m{n}"), &format!("message {n}")).await }
+        })
+        .buffer_unordered(16)
+        .collect::<Vec<String>>()
+        .await;
+    let room_path_client = format!("/_matrix/client/v3/rooms/{}", encode(&room));
+    server
+        .send_message(
+            &bob,
+            &room,
+            "reply",
+            json!({"msgtype": "m.text", "body": "re", "m.relates_to": {"rel_type": "m.thread", "event_id": messages[0]}}),
+        )
+        .await;
+    let (status, _) =
+        server.put(&format!("{room_path_client}/redact/{}/r1", encode(&messages[1])), alice.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    server.read_up_to(&bob, &room, &messages[2]).await;
+    let (status, _) = server
+        .put(
+            &format!("{room_path_client}/typing/{}", encode(&bob.user_id)),
+            bob.token(),
+            json!({"typing": true, "timeout": 30000}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server
+        .put(
+            &format!("/_matrix/client/v3/user/{}/rooms/{}/tags/u.work", encode(&bob.user_id), encode(&room)),
+            bob.token(),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, before) = server.get("/_matrix/client/v3/sync", bob.token()).await;
+    let since = before["next_batch"].as_str().unwrap().to_owned();
+    let before_rows = rows_of_room(&server, &room).await;
+    assert!(before_rows.iter().filter(|(table, _)| !table.contains("without")).all(|(_, n)| *n > 0), "{before_rows:?}");
+
+    let started = std::time::Instant::now();
+    let (status, body) = server
+        .delete(&format!("/_synapse/admin/v2/rooms/{}", encode(&room)), root.token(), Some(json!({"block": true})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let done = finished_deletion(&server, &root, body["delete_id"].as_str().unwrap()).await;
+    eprintln!("shutting down and purging a room of {} events took {:?}", messages.len() + 10, started.elapsed());
+    assert_eq!(done["status"], "complete", "{done}");
+    let rows = rows_of_room(&server, &room).await;
+    assert!(rows.iter().all(|(_, n)| *n == 0), "rows left after the purge: {rows:?}");
+
+    // For Bob the room is gone: not joined, not in his sync, whether initial or incremental.
+    assert!(joined_rooms(&server, &bob).await.is_empty());
+    for path in ["/_matrix/client/v3/sync".to_owned(), format!("/_matrix/client/v3/sync?since={since}&timeout=0")] {
+        let (status, sync) = server.get(&path, bob.token()).await;
+        assert_eq!(status, StatusCode::OK, "{sync}");
+        assert!(sync["rooms"]["join"].get(room.as_str()).is_none(), "{sync}");
+    }
+    let response = server.get(&format!("{room_path_client}/messages?dir=b"), bob.token()).await;
+    assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let response = server.get(&room_path(&room, ""), root.token()).await;
+    assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    // Blocked, the room cannot come back, and the task stays visible.
+    let join = server.post(&format!("/_matrix/client/v3/join/{}", encode(&room)), bob.token(), json!({})).await;
+    assert_error(&join, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    let (_, block) = server.get(&room_path(&room, "/block"), root.token()).await;
+    assert_eq!(block, json!({"block": true, "user_id": root.user_id}));
+    let (status, statuses) =
+        server.get(&format!("/_synapse/admin/v2/rooms/{}/delete_status", encode(&room)), root.token()).await;
+    assert_eq!((status, &statuses["results"][0]["status"]), (StatusCode::OK, &json!("complete")));
+}
+
+#[tokio::test]
+async fn make_room_admin_grants_the_top_level_through_a_local_member() {
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bob = server.register("bob", PASSWORD).await;
+    // A private room of room version 10 (creators hold a number there): Bob is invited.
+    let room = server.create_room(&alice, json!({"preset": "private_chat", "room_version": "10"})).await;
+    let path = room_path(&room, "/make_room_admin");
+    let (status, body) = server.post(&path, root.token(), json!({"user_id": bob.user_id})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+    let levels_path = format!("/_matrix/client/v3/rooms/{}/state/m.room.power_levels", encode(&room));
+    let (_, levels) = server.get(&levels_path, alice.token()).await;
+    assert_eq!(levels["users"][&bob.user_id], 100, "{levels}");
+    server.join(&bob, &room).await;
+    // Now an admin of the room, Bob may change its name.
+    let (status, _) = server
+        .put(
+            &format!("/_matrix/client/v3/rooms/{}/state/m.room.name", encode(&room)),
+            bob.token(),
+            json!({"name": "Bob's"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // By default the admin asking is made admin (and invited).
+    let (status, _) = server.post(&path, root.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, levels) = server.get(&levels_path, alice.token()).await;
+    assert_eq!(levels["users"][&root.user_id], 100, "{levels}");
+    server.join(&root, &room).await;
+
+    // Without a local member able to change power levels, nothing can be done.
+    let lonely = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.post(&format!("/_matrix/client/v3/rooms/{}/leave", encode(&lonely)), alice.token(), json!({})).await;
+    let response = server.post(&room_path(&lonely, "/make_room_admin"), root.token(), json!({})).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_UNKNOWN");
+    let response = server.post(&room_path("!nosuch:hearth.test", "/make_room_admin"), root.token(), json!({})).await;
+    assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let response = server.post(&path, root.token(), json!({"user_id": "@someone:elsewhere.example"})).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    let response = server.post(&path, alice.token(), json!({})).await;
+    assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
 }

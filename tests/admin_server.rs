@@ -248,3 +248,67 @@ async fn media_is_quarantined_and_deleted_by_id_and_by_age() {
         server.post("/_synapse/admin/v1/media/quarantine/hearth.test/nosuchmedia", root.token(), json!({})).await;
     assert_error(&unknown, StatusCode::NOT_FOUND, "M_NOT_FOUND");
 }
+
+#[tokio::test]
+async fn media_is_quarantined_by_room_and_by_user_except_what_is_protected() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_owned();
+    let server = TestServer::start_with(|config| config.data_dir = data).await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bob = server.register("bob", PASSWORD).await;
+    let image = uploaded(&server, &alice.access_token, b"an image".to_vec(), "image/png").await;
+    let kept = uploaded(&server, &alice.access_token, b"a protected file".to_vec(), "text/plain").await;
+    let elsewhere = uploaded(&server, &alice.access_token, b"not in the room".to_vec(), "text/plain").await;
+    let bobs = uploaded(&server, &bob.access_token, b"bob's own".to_vec(), "text/plain").await;
+    let download = |media: &str| format!("/_matrix/client/v1/media/download/{media}");
+    let served = |media: String| {
+        let (server, token) = (&server, bob.access_token.clone());
+        async move { fetch(server, &download(&media), Some(&token)).await.0 == StatusCode::OK }
+    };
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    for (txn, media) in [("i", &image), ("k", &kept)] {
+        let content = json!({"msgtype": "m.image", "body": "pic", "url": format!("mxc://{media}")});
+        server.send_message(&alice, &room, txn, content).await;
+    }
+    let media_id = |media: &str| media.rsplit('/').next().unwrap().to_owned();
+    let (status, body) =
+        server.post(&format!("/_synapse/admin/v1/media/protect/{}", media_id(&kept)), root.token(), json!({})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({})));
+
+    // The room's media: what its events name, but the protected file.
+    let path = format!("/_synapse/admin/v1/room/{}/media/quarantine", encode(&room));
+    let (status, body) = server.post(&path, root.token(), json!({})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"num_quarantined": 1})));
+    assert!(!served(image.clone()).await);
+    assert!(served(kept.clone()).await && served(elsewhere.clone()).await);
+    // Quarantining protected media by id leaves it served.
+    let (status, _) =
+        server.post(&format!("/_synapse/admin/v1/media/quarantine/{kept}"), root.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(served(kept.clone()).await);
+
+    // A user's media: all they uploaded, but what is protected; others' stays.
+    let path = format!("/_synapse/admin/v1/user/{}/media/quarantine", encode(&alice.user_id));
+    let (status, body) = server.post(&path, root.token(), json!({})).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"num_quarantined": 1})));
+    assert!(!served(elsewhere.clone()).await);
+    assert!(served(kept.clone()).await && served(bobs.clone()).await);
+    let (_, listed) =
+        server.get(&format!("/_synapse/admin/v1/users/{}/media", encode(&alice.user_id)), root.token()).await;
+    let protected: Vec<bool> =
+        listed["media"].as_array().unwrap().iter().map(|m| m["safe_from_quarantine"].as_bool().unwrap()).collect();
+    assert_eq!(protected.iter().filter(|p| **p).count(), 1, "{listed}");
+
+    // Unprotected, it can be quarantined again.
+    server.post(&format!("/_synapse/admin/v1/media/unprotect/{}", media_id(&kept)), root.token(), json!({})).await;
+    let (_, body) = server.post(&path, root.token(), json!({})).await;
+    assert_eq!(body, json!({"num_quarantined": 1}));
+    assert!(!served(kept.clone()).await);
+
+    let response = server.post("/_synapse/admin/v1/media/protect/nosuchmedia", root.token(), json!({})).await;
+    assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let response =
+        server.post("/_synapse/admin/v1/room/%21nosuch%3Ahearth.test/media/quarantine", root.token(), json!({})).await;
+    assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}

@@ -46,6 +46,8 @@ async fn every_admin_route_refuses_non_admins() {
             "device_id" => user.device_id.clone(),
             "room_id" => encode(&room),
             "delete_id" => "nosuchdeletion".to_owned(),
+            "purge_id" => "nosuchpurge".to_owned(),
+            "event_id" => encode("$nosuchevent"),
             "report_id" => "1".to_owned(),
             "token" => "sometoken".to_owned(),
             "destination" => "remote.example".to_owned(),
@@ -63,6 +65,7 @@ async fn every_admin_route_refuses_non_admins() {
     // The non-admin did not make themselves an admin nor block or delete anything on the way.
     assert_eq!(server.count("SELECT count(*) FROM blocked_rooms").await, 0);
     assert_eq!(server.count("SELECT count(*) FROM room_deletions").await, 0);
+    assert_eq!(server.count("SELECT count(*) FROM history_purges").await, 0);
     let (status, body) = server.get("/_matrix/client/v3/account/whoami", user.token()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(server.count("SELECT count(*) FROM users WHERE is_admin").await, 0);
@@ -264,6 +267,31 @@ async fn admin_flag_shadow_ban_rate_limits_and_username_checks() {
     let (_, history) =
         server.get(&format!("/_matrix/client/v3/rooms/{}/messages?dir=b", encode(&room)), root.token()).await;
     assert!(!history.to_string().contains("spam"), "{history}");
+    // So are her state events, invitations, typing and public receipts: answered as done,
+    // seen by nobody.
+    let room_part = format!("/_matrix/client/v3/rooms/{}", encode(&room));
+    let (status, set) =
+        server.put(&format!("{room_part}/state/m.room.topic"), grace.token(), json!({"topic": "spam"})).await;
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert!(set["event_id"].as_str().unwrap().starts_with('$'), "{set}");
+    let topic = server.get(&format!("{room_part}/state/m.room.topic"), root.token()).await;
+    assert_error(&topic, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let ivan = server.register("ivan", PASSWORD).await;
+    let (status, _) =
+        server.post(&format!("{room_part}/invite"), grace.token(), json!({"user_id": ivan.user_id})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, ivan_sync) = server.get("/_matrix/client/v3/sync", ivan.token()).await;
+    assert!(ivan_sync["rooms"]["invite"].get(room.as_str()).is_none(), "{ivan_sync}");
+    let typing = format!("{room_part}/typing/{}", encode(&grace.user_id));
+    let (status, _) = server.put(&typing, grace.token(), json!({"typing": true, "timeout": 30000})).await;
+    assert_eq!(status, StatusCode::OK);
+    let welcome = history["chunk"][0]["event_id"].as_str().unwrap().to_owned();
+    let (status, _) =
+        server.post(&format!("{room_part}/receipt/m.read/{}", encode(&welcome)), grace.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, root_sync) = server.get("/_matrix/client/v3/sync", root.token()).await;
+    let ephemeral = root_sync["rooms"]["join"][room.as_str()]["ephemeral"].to_string();
+    assert!(!ephemeral.contains(grace.user_id.as_str()), "{ephemeral}");
     server.delete(&v1_user_path(&grace.user_id, "/shadow_ban"), root.token(), None).await;
     assert_eq!(server.get(&user_path(&grace.user_id, ""), root.token()).await.1["shadow_banned"], false);
     server.put(&send("s2"), grace.token(), json!({"msgtype": "m.text", "body": "welcome back"})).await;
@@ -439,4 +467,100 @@ async fn devices_sessions_rooms_and_account_data() {
     }
     let response = server.request(Method::POST, &user_path(&kim.user_id, "/delete_devices"), root.token(), None).await;
     assert_error(&response, StatusCode::BAD_REQUEST, "M_MISSING_PARAM");
+}
+
+#[tokio::test]
+async fn an_admin_logs_in_as_a_user_on_a_device_the_user_does_not_see() {
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let path = format!("/_synapse/admin/v1/users/{}/login", encode(&alice.user_id));
+    let (status, body) = server.post(&path, root.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let (status, whoami) = server.get("/_matrix/client/v3/account/whoami", Some(&token)).await;
+    assert_eq!(status, StatusCode::OK, "{whoami}");
+    assert_eq!(whoami["user_id"], alice.user_id.as_str());
+    // Acting as Alice works, and her device list shows only her own device, to her and to admins.
+    let room = server.create_room(&TestUser { access_token: token.clone(), ..alice.clone() }, json!({})).await;
+    assert!(room.starts_with('!'));
+    let (_, devices) = server.get("/_matrix/client/v3/devices", alice.token()).await;
+    let ids: Vec<&str> =
+        devices["devices"].as_array().unwrap().iter().map(|d| d["device_id"].as_str().unwrap()).collect();
+    assert_eq!(ids, [alice.device_id.as_str()]);
+    let (_, listed) =
+        server.get(&format!("/_synapse/admin/v2/users/{}/devices", encode(&alice.user_id)), root.token()).await;
+    assert_eq!(listed["total"], 1, "{listed}");
+
+    // A token with an expiry stops working then.
+    let soon = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64 + 1500;
+    let (status, body) = server.post(&path, root.token(), json!({"valid_until_ms": soon})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let expiring = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(server.get("/_matrix/client/v3/account/whoami", Some(&expiring)).await.0, StatusCode::OK);
+    tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
+    let response = server.get("/_matrix/client/v3/account/whoami", Some(&expiring)).await;
+    assert_error(&response, StatusCode::UNAUTHORIZED, "M_UNKNOWN_TOKEN");
+
+    let response = server
+        .post(&format!("/_synapse/admin/v1/users/{}/login", encode(&root.user_id)), root.token(), json!({}))
+        .await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_UNKNOWN");
+    let response = server.post("/_synapse/admin/v1/users/%40nobody%3Ahearth.test/login", root.token(), json!({})).await;
+    assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let response = server.post(&path, root.token(), json!({"valid_until_ms": 1})).await;
+    assert_error(&response, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    let response = server.post(&path, alice.token(), json!({})).await;
+    assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+}
+
+/// An admin's per-user override replaces the server's event budget: 0 lifts it, numbers set a
+/// budget of the user's own; without one the server's budget applies.
+#[tokio::test]
+async fn rate_limit_overrides_are_what_the_limiter_applies() {
+    let server = TestServer::start_with(|config| {
+        config.rate_limits.enabled = true;
+        config.rate_limits.registration_burst = 100;
+        config.rate_limits.message_per_second = 0.001;
+        config.rate_limits.message_burst = 3;
+    })
+    .await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bob = server.register("bob", PASSWORD).await;
+    let carol = server.register("carol", PASSWORD).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.join(&bob, &room).await;
+    server.join(&carol, &room).await;
+    let send = |user: &TestUser, txn: String| {
+        let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/{txn}", encode(&room));
+        let token = user.access_token.clone();
+        let server = &server;
+        async move { server.put(&path, Some(&token), json!({"msgtype": "m.text", "body": "hi"})).await }
+    };
+    let override_path = |user: &TestUser| v1_user_path(&user.user_id, "/override_ratelimit");
+
+    // Alice has the server's budget: three events, then M_LIMIT_EXCEEDED, state events included.
+    for n in 0..3 {
+        assert_eq!(send(&alice, format!("a{n}")).await.0, StatusCode::OK);
+    }
+    let limited = send(&alice, "a3".to_owned()).await;
+    assert_error(&limited, StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED");
+    assert!(limited.1["retry_after_ms"].as_u64().unwrap() > 0, "{}", limited.1);
+    let topic = format!("/_matrix/client/v3/rooms/{}/state/m.room.topic", encode(&room));
+    let response = server.put(&topic, alice.token(), json!({"topic": "t"})).await;
+    assert_error(&response, StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED");
+
+    // Bob's override of 0 lifts the limit.
+    server.post(&override_path(&bob), root.token(), json!({"messages_per_second": 0, "burst_count": 0})).await;
+    for n in 0..10 {
+        assert_eq!(send(&bob, format!("b{n}")).await.0, StatusCode::OK, "bob's event {n}");
+    }
+    // Carol's is tighter than the server's: one event, then wait.
+    server.post(&override_path(&carol), root.token(), json!({"messages_per_second": 1, "burst_count": 1})).await;
+    assert_eq!(send(&carol, "c0".to_owned()).await.0, StatusCode::OK);
+    assert_error(&send(&carol, "c1".to_owned()).await, StatusCode::TOO_MANY_REQUESTS, "M_LIMIT_EXCEEDED");
+    // Without it she is back on the server's budget.
+    server.delete(&override_path(&carol), root.token(), None).await;
+    assert_eq!(send(&carol, "c2".to_owned()).await.0, StatusCode::OK);
 }

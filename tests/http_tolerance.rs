@@ -588,6 +588,8 @@ impl Fixture {
                 // Admin API room deletions (`/_synapse/admin/v2/rooms/delete_status/{delete_id}`):
                 // an id that names no task.
                 "delete_id" => "nosuchdeletion",
+                // Admin API history purges (`/_synapse/admin/v1/purge_history_status/{purge_id}`).
+                "purge_id" => "nosuchpurge",
                 // Admin API reports, registration tokens and federation destinations: names
                 // of nothing.
                 "report_id" => "999999",

@@ -99,6 +99,9 @@ async fn metrics_are_served_in_prometheus_format_and_follow_the_server() {
     assert_eq!(find(&after, "hearth_federation_consecutive_failures", &[("destination", "down.example")]), Some(4.0));
     assert!(find(&after, "hearth_db_pool_max_connections", &[]).unwrap() >= 1.0);
     assert!(find(&after, "hearth_db_pool_connections", &[("state", "idle")]).is_some());
+    // An idle pool hands the scrape a connection at once.
+    let wait = find(&after, "hearth_db_pool_acquire_wait_seconds", &[]).unwrap();
+    assert!((0.0..1.0).contains(&wait), "{wait}");
     assert!(find(&after, "hearth_sync_waiters", &[]).is_some());
     assert!(find(&after, "hearth_process_resident_memory_bytes", &[]).unwrap() > 1_000_000.0);
     assert!(find(&after, "hearth_process_cpu_seconds", &[]).unwrap() > 0.0);

@@ -6,12 +6,37 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
 use crate::streams::Streams;
-use crate::users::{accounts, devices};
+use crate::time::now_ms;
+use crate::users::{accounts, devices, tokens};
 use ruma::UserId;
 use serde_json::{Map, Value};
 use sqlx::PgPool;
 
 pub use crate::db::admin_users::DeviceRecord;
+
+/// `POST /v1/users/{userId}/login`: an access token to act as the user (valid until
+/// `valid_until_ms` if given), on a device hidden from the user's device listings so that the
+/// admin's visit does not show up there, as with Synapse's deviceless token. Admins cannot
+/// use it on themselves.
+pub async fn login_as(pool: &PgPool, admin: &UserId, user_id: &UserId, valid_until_ms: Option<i64>) -> Result<String> {
+    if admin == user_id {
+        return Err(Error::unknown("Cannot use admin API to login as self"));
+    }
+    let account = users::get(pool, user_id).await?;
+    if account.deactivated {
+        return Err(Error::unknown("Cannot log in as a deactivated user"));
+    }
+    let now = now_ms();
+    if valid_until_ms.is_some_and(|until| until <= now) {
+        return Err(Error::invalid_param("valid_until_ms is in the past"));
+    }
+    let access_token = tokens::new_access_token();
+    let mut tx = pool.begin().await?;
+    let (device_id, hash) = (tokens::new_device_id(), tokens::hash_token(&access_token));
+    db::devices::insert_hidden_session(&mut tx, user_id.as_str(), &device_id, &hash, valid_until_ms, now).await?;
+    tx.commit().await?;
+    Ok(access_token)
+}
 
 /// `GET /v2/users/{userId}/devices` (also what `whois` shows).
 pub async fn list(pool: &PgPool, user_id: &UserId) -> Result<Vec<DeviceRecord>> {

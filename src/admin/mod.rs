@@ -7,6 +7,8 @@
 //! under which request id.
 
 pub mod devices;
+pub mod history_purge;
+pub mod room_admin;
 pub mod room_deletion;
 pub mod rooms;
 pub mod server;

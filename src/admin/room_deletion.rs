@@ -3,10 +3,12 @@
 //! replacement room with an explanation, and take the room out of the directory. The work runs
 //! in the background; its progress is kept in `room_deletions` for the status endpoints.
 //!
-//! Purging the room's events from the database is not done: the room stays in the tables,
-//! without local members, blocked if asked, so nothing of it is served to local users again.
+//! Then, unless the admin asks not to (`purge: false`, as Synapse's default is to purge), every
+//! row of the room leaves the database: events, state, memberships, receipts, push actions,
+//! relations, room account data. A block, the task's status and abuse reports are kept.
 
 use crate::db;
+use crate::db::admin_rooms::RoomTask;
 use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
@@ -32,8 +34,9 @@ pub struct ShutdownRequest {
     pub message: Option<String>,
     #[serde(default)]
     pub block: bool,
-    /// Accepted for compatibility; see the module documentation.
+    /// Remove the room from the database after everyone left (default: yes).
     pub purge: Option<bool>,
+    /// Purge even if some local members could not be made to leave.
     pub force_purge: Option<bool>,
 }
 
@@ -61,7 +64,8 @@ pub async fn schedule(ctx: RoomCtx<'_>, room_id: &RoomId, request: &ShutdownRequ
         return Err(Error::not_found("Room not found"));
     }
     let delete_id = tokens::random_alphanumeric(16);
-    db::admin_rooms::insert_deletion(ctx.pool, &delete_id, room_id.as_str(), by.as_str(), now_ms()).await?;
+    db::admin_rooms::insert_task(ctx.pool, RoomTask::Deletion, &delete_id, room_id.as_str(), by.as_str(), now_ms())
+        .await?;
     Ok(delete_id)
 }
 
@@ -138,6 +142,15 @@ async fn shut_down(
         }
     }
     db::directory::set_published(&mut tx, room_id.as_str(), false).await?;
+    if request.purge.unwrap_or(true) {
+        // As Synapse: a member still in the room would find it vanished under them.
+        if !outcome.failed_to_kick_users.is_empty() && !request.force_purge.unwrap_or(false) {
+            return Err(Error::unknown("Not purging the room: some local members are still in it (use force_purge)"));
+        }
+        let started = std::time::Instant::now();
+        let events = db::room_purge::purge_room(&mut tx, room_id.as_str()).await?;
+        tracing::info!(%room_id, events, elapsed_ms = started.elapsed().as_millis(), "purged a room");
+    }
     tx.commit().await?;
     Ok(outcome)
 }

@@ -212,6 +212,29 @@ pub async fn set_quarantined(
     Ok(())
 }
 
+/// `POST /v1/media/protect|unprotect/{mediaId}`: this server's media, kept out of (or put back
+/// within reach of) every quarantine.
+pub async fn set_protected(pool: &PgPool, server_name: &ServerName, media_id: &str, protected: bool) -> Result<()> {
+    if !db::media::set_protected(pool, server_name.as_str(), media_id, protected).await? {
+        return Err(Error::not_found("Unknown media"));
+    }
+    Ok(())
+}
+
+/// `POST /v1/user/{userId}/media/quarantine`: the number of media newly quarantined.
+pub async fn quarantine_uploads_of(pool: &PgPool, user_id: &UserId) -> Result<u64> {
+    Ok(db::media::quarantine_uploads_of(pool, user_id.as_str()).await?)
+}
+
+/// `POST /v1/room/{roomId}/media/quarantine`: the media the room's events name, local or
+/// remote; the number newly quarantined.
+pub async fn quarantine_named_in_room(pool: &PgPool, room_id: &ruma::RoomId) -> Result<u64> {
+    if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
+        return Err(Error::not_found("Room not found"));
+    }
+    Ok(db::media::quarantine_named_in_room(pool, room_id.as_str()).await?)
+}
+
 /// `DELETE /v1/media/{serverName}/{mediaId}`: this server's media only.
 pub async fn delete_media(
     pool: &PgPool,

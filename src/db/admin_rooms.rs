@@ -192,23 +192,36 @@ pub struct RoomDeletion {
     pub outcome: Option<Value>,
 }
 
-pub async fn insert_deletion(
+/// The admin API's background tasks on rooms, each kept in a table of its own for its status
+/// endpoints.
+#[derive(Clone, Copy, Debug)]
+pub enum RoomTask {
+    /// `DELETE /v2/rooms/{roomId}` (`room_deletions`, starting as 'scheduled').
+    Deletion,
+    /// `POST /v1/purge_history/{roomId}` (`history_purges`, starting as 'active').
+    HistoryPurge,
+}
+
+/// Records a new task of `kind` on the room.
+pub async fn insert_task(
     db: impl PgExecutor<'_>,
-    delete_id: &str,
+    kind: RoomTask,
+    task_id: &str,
     room_id: &str,
     requested_by: &str,
     now_ms: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO room_deletions (delete_id, room_id, requested_by, status, created_ts)
-         VALUES ($1, $2, $3, 'scheduled', $4)",
-    )
-    .bind(delete_id)
-    .bind(room_id)
-    .bind(requested_by)
-    .bind(now_ms)
-    .execute(db)
-    .await?;
+    let insert = match kind {
+        RoomTask::Deletion => {
+            "INSERT INTO room_deletions (delete_id, room_id, requested_by, status, created_ts)
+             VALUES ($1, $2, $3, 'scheduled', $4)"
+        }
+        RoomTask::HistoryPurge => {
+            "INSERT INTO history_purges (purge_id, room_id, requested_by, status, created_ts)
+             VALUES ($1, $2, $3, 'active', $4)"
+        }
+    };
+    sqlx::query(insert).bind(task_id).bind(room_id).bind(requested_by).bind(now_ms).execute(db).await?;
     Ok(())
 }
 

@@ -217,7 +217,7 @@ pub struct DeviceRecord {
 pub async fn devices(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<DeviceRecord>> {
     sqlx::query_as(
         "SELECT device_id, display_name, last_seen_ts, last_seen_ip, last_seen_user_agent
-         FROM devices WHERE user_id = $1 ORDER BY device_id",
+         FROM devices WHERE user_id = $1 AND NOT hidden ORDER BY device_id",
     )
     .bind(user_id)
     .fetch_all(db)

@@ -21,6 +21,8 @@ pub struct TokenOwner {
     pub locked: bool,
     pub last_seen_ts: Option<i64>,
     pub last_seen_ip: Option<String>,
+    /// The token stops working then (ms since the epoch), when it was issued with an expiry.
+    pub valid_until_ms: Option<i64>,
 }
 
 pub struct SeenFrom<'a> {
@@ -85,7 +87,8 @@ pub async fn delete_tokens_of_device(db: impl PgExecutor<'_>, user_id: &str, dev
 
 pub async fn token_owner(db: impl PgExecutor<'_>, token_hash: &[u8]) -> sqlx::Result<Option<TokenOwner>> {
     sqlx::query_as(
-        "SELECT t.user_id, t.device_id, u.is_admin, u.is_guest, u.deactivated, u.locked, d.last_seen_ts, d.last_seen_ip
+        "SELECT t.user_id, t.device_id, u.is_admin, u.is_guest, u.deactivated, u.locked, d.last_seen_ts, d.last_seen_ip,
+                t.valid_until_ms
          FROM access_tokens t
          JOIN users u ON u.user_id = t.user_id
          JOIN devices d ON d.user_id = t.user_id AND d.device_id = t.device_id
@@ -118,7 +121,8 @@ pub async fn record_sighting(
 
 pub async fn list(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<Device>> {
     sqlx::query_as(
-        "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = $1 ORDER BY device_id",
+        "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices
+         WHERE user_id = $1 AND NOT hidden ORDER BY device_id",
     )
     .bind(user_id)
     .fetch_all(db)
@@ -127,7 +131,8 @@ pub async fn list(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<De
 
 pub async fn get(db: impl PgExecutor<'_>, user_id: &str, device_id: &str) -> sqlx::Result<Option<Device>> {
     sqlx::query_as(
-        "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = $1 AND device_id = $2",
+        "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices
+         WHERE user_id = $1 AND device_id = $2 AND NOT hidden",
     )
     .bind(user_id)
     .bind(device_id)
@@ -168,4 +173,34 @@ pub async fn delete_all_except(db: impl PgExecutor<'_>, user_id: &str, keep: Opt
         .execute(db)
         .await?;
     Ok(deleted.rows_affected())
+}
+
+/// A session an admin opens as the user (`POST /_synapse/admin/v1/users/{userId}/login`): on a
+/// new device hidden from the user's device listings, with a token that may expire.
+pub async fn insert_hidden_session(
+    db: &mut sqlx::PgConnection,
+    user_id: &str,
+    device_id: &str,
+    token_hash: &[u8],
+    valid_until_ms: Option<i64>,
+    now_ms: i64,
+) -> sqlx::Result<()> {
+    sqlx::query("INSERT INTO devices (user_id, device_id, created_ts, hidden) VALUES ($1, $2, $3, TRUE)")
+        .bind(user_id)
+        .bind(device_id)
+        .bind(now_ms)
+        .execute(&mut *db)
+        .await?;
+    sqlx::query(
+        "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, valid_until_ms)
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(token_hash)
+    .bind(user_id)
+    .bind(device_id)
+    .bind(now_ms)
+    .bind(valid_until_ms)
+    .execute(&mut *db)
+    .await?;
+    Ok(())
 }

@@ -16,6 +16,8 @@ pub struct Media {
     pub sha256: Option<String>,
     pub authenticated_only: bool,
     pub quarantined: bool,
+    /// Protected by an admin: quarantine leaves it alone.
+    pub safe_from_quarantine: bool,
 }
 
 #[derive(Clone, Debug, FromRow)]
@@ -201,13 +203,61 @@ pub async fn set_quarantined(
     media_id: &str,
     quarantined: bool,
 ) -> sqlx::Result<bool> {
-    let updated = sqlx::query("UPDATE media SET quarantined = $3 WHERE origin = $1 AND media_id = $2")
+    // Protected media stays as it is, and the media exists all the same (Synapse answers 200).
+    let updated = sqlx::query(
+        "UPDATE media SET quarantined = CASE WHEN $3 AND safe_from_quarantine THEN quarantined ELSE $3 END
+         WHERE origin = $1 AND media_id = $2",
+    )
+    .bind(origin)
+    .bind(media_id)
+    .bind(quarantined)
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Protects media from quarantine (or lifts the protection); false if there is no such media.
+pub async fn set_protected(
+    db: impl PgExecutor<'_>,
+    origin: &str,
+    media_id: &str,
+    protected: bool,
+) -> sqlx::Result<bool> {
+    let updated = sqlx::query("UPDATE media SET safe_from_quarantine = $3 WHERE origin = $1 AND media_id = $2")
         .bind(origin)
         .bind(media_id)
-        .bind(quarantined)
+        .bind(protected)
         .execute(db)
         .await?;
     Ok(updated.rows_affected() == 1)
+}
+
+/// Quarantines everything `uploader` uploaded that is not protected; returns how many media
+/// ids were newly quarantined.
+pub async fn quarantine_uploads_of(db: impl PgExecutor<'_>, uploader: &str) -> sqlx::Result<u64> {
+    let updated = sqlx::query(
+        "UPDATE media SET quarantined = TRUE WHERE uploader = $1 AND NOT quarantined AND NOT safe_from_quarantine",
+    )
+    .bind(uploader)
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected())
+}
+
+/// Quarantines every media the room's events name (`mxc://` URIs anywhere in them: images,
+/// files, thumbnails, avatars) that is not protected; returns how many were newly quarantined.
+pub async fn quarantine_named_in_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<u64> {
+    let updated = sqlx::query(
+        "UPDATE media m SET quarantined = TRUE
+         FROM (SELECT DISTINCT regexp_matches(e.json, 'mxc://([A-Za-z0-9.:\\[\\]-]+)/([A-Za-z0-9_-]+)', 'g') AS uri
+               FROM events e WHERE e.room_id = $1) named
+         WHERE m.origin = named.uri[1] AND m.media_id = named.uri[2]
+           AND NOT m.quarantined AND NOT m.safe_from_quarantine",
+    )
+    .bind(room_id)
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected())
 }
 
 /// A user's uploads, newest first (for the admin API).

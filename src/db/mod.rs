@@ -34,6 +34,7 @@ pub mod pushers;
 pub mod registration;
 pub mod relations;
 pub mod reports;
+pub mod room_purge;
 pub mod rooms;
 pub mod server_keys;
 pub mod sliding_sync;

@@ -1,6 +1,8 @@
 //! Shadow-banned users (admin API, `shadow_ban`): what they send to rooms is answered as if it
 //! had been sent, with an event id, and goes nowhere — so that a spammer does not learn that
-//! their messages are dropped and move on to a new account.
+//! their messages are dropped and move on to a new account. As with Synapse this covers
+//! messages and state events (not their own membership), invitations, typing notifications
+//! and public read receipts; what only they see (private receipts, read markers) still works.
 
 use crate::db;
 use crate::error::Result;
@@ -8,10 +10,15 @@ use crate::users::tokens;
 use ruma::{OwnedEventId, UserId};
 use sqlx::PgPool;
 
+/// Whether what `user` sends to others is to be dropped while answered as done.
+pub async fn is_shadow_banned(pool: &PgPool, user: &UserId) -> Result<bool> {
+    Ok(db::admin_users::is_shadow_banned(pool, user.as_str()).await?)
+}
+
 /// `Some(made-up event id)` when `sender` is shadow-banned: the caller answers with it and
 /// sends nothing.
 pub async fn fake_event_id(pool: &PgPool, sender: &UserId) -> Result<Option<OwnedEventId>> {
-    if !db::admin_users::is_shadow_banned(pool, sender.as_str()).await? {
+    if !is_shadow_banned(pool, sender).await? {
         return Ok(None);
     }
     // The shape of a reference-hash event id (room v4 on): `$` and 43 URL-safe characters.

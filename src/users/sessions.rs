@@ -102,6 +102,9 @@ pub async fn authenticate(pool: &PgPool, access_token: &str, client: &ClientInfo
         return Err(Error::user_locked());
     }
     let now = now_ms();
+    if owner.valid_until_ms.is_some_and(|until| now >= until) {
+        return Err(Error::unknown_token("Access token has expired"));
+    }
     let stale = owner.last_seen_ts.is_none_or(|seen| now - seen > LAST_SEEN_GRANULARITY_MS);
     if stale || owner.last_seen_ip.as_deref() != client.ip.as_deref() {
         let seen = SeenFrom { ip: client.ip.as_deref(), user_agent: client.user_agent.as_deref(), now_ms: now };

@@ -1,4 +1,5 @@
-//! Media by id: `/_synapse/admin/v1/media/{quarantine,unquarantine}/{serverName}/{mediaId}`,
+//! Media: `/_synapse/admin/v1/media/{quarantine,unquarantine}/{serverName}/{mediaId}`,
+//! `/v1/media/{protect,unprotect}/{mediaId}`, quarantine of a room's or a user's media,
 //! `DELETE /v1/media/{serverName}/{mediaId}` and `POST /v1/media/delete` (by age and size), in
 //! Synapse's shapes.
 
@@ -28,6 +29,12 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         &[Method::POST],
         post(unquarantine),
     );
+    let router = route(router, "/_synapse/admin/v1/media/protect/{media_id}", &[Method::POST], post(protect));
+    let router = route(router, "/_synapse/admin/v1/media/unprotect/{media_id}", &[Method::POST], post(unprotect));
+    let router =
+        route(router, "/_synapse/admin/v1/room/{room_id}/media/quarantine", &[Method::POST], post(quarantine_room));
+    let router =
+        route(router, "/_synapse/admin/v1/user/{user_id}/media/quarantine", &[Method::POST], post(quarantine_user));
     let router =
         route(router, "/_synapse/admin/v1/media/{server_name}/{media_id}", &[Method::DELETE], delete(delete_one));
     route(router, "/_synapse/admin/v1/media/delete", &[Method::POST], post(delete_before))
@@ -51,6 +58,38 @@ async fn unquarantine(State(state): State<AppState>, admin: Admin, args: Args) -
     server::set_quarantined(&state.pool, &state.media, &origin, media_id, false).await?;
     admin.audit("unquarantine media", &format!("mxc://{origin}/{media_id}"));
     Ok(axum::Json(json!({})))
+}
+
+/// `POST /_synapse/admin/v1/media/protect/{mediaId}`.
+async fn protect(State(state): State<AppState>, admin: Admin, args: Args) -> Result<axum::Json<Value>> {
+    let media_id = args.get(0)?;
+    server::set_protected(&state.pool, &state.server_name, media_id, true).await?;
+    admin.audit("protect media", &format!("mxc://{}/{media_id}", state.server_name));
+    Ok(axum::Json(json!({})))
+}
+
+/// `POST /_synapse/admin/v1/media/unprotect/{mediaId}`.
+async fn unprotect(State(state): State<AppState>, admin: Admin, args: Args) -> Result<axum::Json<Value>> {
+    let media_id = args.get(0)?;
+    server::set_protected(&state.pool, &state.server_name, media_id, false).await?;
+    admin.audit("unprotect media", &format!("mxc://{}/{media_id}", state.server_name));
+    Ok(axum::Json(json!({})))
+}
+
+/// `POST /_synapse/admin/v1/room/{roomId}/media/quarantine`.
+async fn quarantine_room(State(state): State<AppState>, admin: Admin, args: Args) -> Result<axum::Json<Value>> {
+    let room_id = crate::admin::rooms::parse_room_id(args.get(0)?)?;
+    let quarantined = server::quarantine_named_in_room(&state.pool, room_id).await?;
+    admin.audit("quarantine media of room", &format!("{room_id} ({quarantined} items)"));
+    Ok(axum::Json(json!({ "num_quarantined": quarantined })))
+}
+
+/// `POST /_synapse/admin/v1/user/{userId}/media/quarantine`.
+async fn quarantine_user(State(state): State<AppState>, admin: Admin, args: Args) -> Result<axum::Json<Value>> {
+    let user_id = args.local_user(0, &state)?;
+    let quarantined = server::quarantine_uploads_of(&state.pool, &user_id).await?;
+    admin.audit("quarantine media of user", &format!("{user_id} ({quarantined} items)"));
+    Ok(axum::Json(json!({ "num_quarantined": quarantined })))
 }
 
 /// `DELETE /_synapse/admin/v1/media/{serverName}/{mediaId}`.

@@ -4,7 +4,9 @@
 //! ([`extract::Admin`]), checked before anything else of the request is read.
 
 mod extract;
+mod history;
 mod media;
+mod paging;
 mod register;
 mod rooms;
 mod server;
@@ -21,6 +23,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = register::routes(router);
     let router = users::routes(router);
     let router = rooms::routes(router);
+    let router = history::routes(router);
     let router = server::routes(router);
     let router = media::routes(router);
     sessions::routes(router)

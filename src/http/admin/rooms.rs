@@ -3,17 +3,18 @@
 //! endpoints, in Synapse's shapes.
 
 use super::extract::{Admin, Args, Json, Query};
+use super::paging::Paged;
 use super::route;
-use super::users::descending;
+use crate::admin::room_admin;
 use crate::admin::room_deletion::{self, RoomDeletion, ShutdownRequest};
 use crate::admin::rooms::{self, RoomOrder, RoomSummary, parse_room_id};
-use crate::admin::users::Paging;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
-use axum::routing::{delete, get};
+use axum::routing::{delete, get, post};
 use http::Method;
+use ruma::OwnedUserId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -34,6 +35,8 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         &[Method::GET],
         get(forward_extremities),
     );
+    let router =
+        route(router, "/_synapse/admin/v1/rooms/{room_id}/make_room_admin", &[Method::POST], post(make_room_admin));
     let router = route(router, "/_synapse/admin/v2/rooms/{room_id}", &[Method::DELETE], delete(shut_down));
     let router =
         route(router, "/_synapse/admin/v2/rooms/{room_id}/delete_status", &[Method::GET], get(room_delete_status));
@@ -62,10 +65,7 @@ fn room_json(room: &RoomSummary) -> Value {
 
 #[derive(Deserialize)]
 struct ListQuery {
-    from: Option<i64>,
-    limit: Option<i64>,
     order_by: Option<String>,
-    dir: Option<String>,
     search_term: Option<String>,
 }
 
@@ -92,13 +92,13 @@ fn order_of(name: Option<&str>) -> Result<RoomOrder> {
 async fn list(
     State(state): State<AppState>,
     _admin: Admin,
+    paged: Paged,
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<Value>> {
-    let paging = Paging::new(query.from, query.limit, 100)?;
+    let paging = paged.paging;
     let order = order_of(query.order_by.as_deref())?;
     let search = query.search_term.as_deref().filter(|term| !term.is_empty());
-    let page =
-        rooms::list(&state.pool, &state.server_name, search, order, descending(query.dir.as_deref())?, paging).await?;
+    let page = rooms::list(&state.pool, &state.server_name, search, order, paged.descending(), paging).await?;
     let mut answer = json!({
         "rooms": page.items.iter().map(room_json).collect::<Vec<_>>(),
         "offset": paging.from,
@@ -228,4 +228,24 @@ async fn room_delete_status(State(state): State<AppState>, _admin: Admin, args: 
 async fn delete_status(State(state): State<AppState>, _admin: Admin, args: Args) -> Result<axum::Json<Value>> {
     let deletion = room_deletion::status(state.rooms(), args.get(0)?).await?;
     Ok(axum::Json(deletion_json(&deletion)))
+}
+
+#[derive(Deserialize)]
+struct MakeRoomAdmin {
+    user_id: Option<OwnedUserId>,
+}
+
+/// `POST /_synapse/admin/v1/rooms/{roomId}/make_room_admin`: the target (by default the admin
+/// asking) gets the room's highest level.
+async fn make_room_admin(
+    State(state): State<AppState>,
+    admin: Admin,
+    args: Args,
+    Json(body): Json<MakeRoomAdmin>,
+) -> Result<axum::Json<Value>> {
+    let room_id = parse_room_id(args.get(0)?)?;
+    let target = body.user_id.unwrap_or_else(|| admin.user_id().to_owned());
+    room_admin::make_room_admin(state.rooms(), room_id, &target).await?;
+    admin.audit("make room admin", &format!("{target} in {room_id}"));
+    Ok(axum::Json(json!({})))
 }

@@ -3,10 +3,10 @@
 //! `/statistics/users/media`, in Synapse's shapes.
 
 use super::extract::{Admin, Args, Json, Query};
+use super::paging::{Paged, add_next_token};
 use super::route;
-use super::users::descending;
 use crate::admin::server::{self, DestinationStatus, EventReport, Media, RegistrationToken};
-use crate::admin::users::{Page, Paging};
+use crate::admin::users::Page;
 use crate::error::Result;
 use crate::state::AppState;
 use crate::time::now_ms;
@@ -65,11 +65,9 @@ fn page_json<T>(page: &Page<T>, key: &str, item: impl Fn(&T) -> Value) -> Value 
     answer
 }
 
+/// What some listings are narrowed by.
 #[derive(Deserialize)]
-struct PageQuery {
-    from: Option<i64>,
-    limit: Option<i64>,
-    dir: Option<String>,
+struct ListFilter {
     user_id: Option<String>,
     room_id: Option<String>,
     destination: Option<String>,
@@ -110,10 +108,10 @@ fn report_json(report: &EventReport) -> Value {
 async fn event_reports(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(query): Query<PageQuery>,
+    paged: Paged,
+    Query(query): Query<ListFilter>,
 ) -> Result<axum::Json<Value>> {
-    let paging = Paging::new(query.from, query.limit, 100)?;
-    let newest_first = descending(Some(query.dir.as_deref().unwrap_or("b")))?;
+    let (paging, newest_first) = (paged.paging, paged.descending_unless_forwards());
     let page =
         server::event_reports(&state.pool, query.user_id.as_deref(), query.room_id.as_deref(), newest_first, paging)
             .await?;
@@ -250,14 +248,13 @@ fn destination_json(status: &DestinationStatus) -> Value {
 async fn destinations(
     State(state): State<AppState>,
     _admin: Admin,
-    Query(query): Query<PageQuery>,
+    paged: Paged,
+    Query(query): Query<ListFilter>,
 ) -> Result<axum::Json<Value>> {
-    let paging = Paging::new(query.from, query.limit, 100)?;
+    let paging = paged.paging;
     let page = server::destinations(&state.pool, query.destination.as_deref(), paging).await?;
     let mut answer = page_json(&page, "destinations", destination_json);
-    if let Some(next) = page.next {
-        answer["next_token"] = json!(next.to_string());
-    }
+    add_next_token(&mut answer, page.next);
     Ok(axum::Json(answer))
 }
 
@@ -284,7 +281,7 @@ fn media_json(media: &Media) -> Value {
         "upload_name": media.filename,
         // Hearth records that media is quarantined, not who did it.
         "quarantined_by": if media.quarantined { json!("admin") } else { Value::Null },
-        "safe_from_quarantine": false,
+        "safe_from_quarantine": media.safe_from_quarantine,
     })
 }
 
@@ -293,10 +290,10 @@ async fn user_media(
     State(state): State<AppState>,
     _admin: Admin,
     args: Args,
-    Query(query): Query<PageQuery>,
+    paged: Paged,
 ) -> Result<axum::Json<Value>> {
     let user_id = args.local_user(0, &state)?;
-    let paging = Paging::new(query.from, query.limit, 100)?;
+    let paging = paged.paging;
     let page = server::media_of(&state.pool, &user_id, paging).await?;
     Ok(axum::Json(page_json(&page, "media", media_json)))
 }
@@ -306,22 +303,18 @@ async fn delete_user_media(
     State(state): State<AppState>,
     admin: Admin,
     args: Args,
-    Query(query): Query<PageQuery>,
+    paged: Paged,
 ) -> Result<axum::Json<Value>> {
     let user_id = args.local_user(0, &state)?;
-    let paging = Paging::new(query.from, query.limit, 100)?;
+    let paging = paged.paging;
     let deleted = server::delete_media_of(&state.pool, &state.media, &state.server_name, &user_id, paging).await?;
     admin.audit("delete media of user", &format!("{user_id} ({} items)", deleted.len()));
     Ok(axum::Json(json!({ "total": deleted.len(), "deleted_media": deleted })))
 }
 
 /// `GET /_synapse/admin/v1/statistics/users/media`.
-async fn media_statistics(
-    State(state): State<AppState>,
-    _admin: Admin,
-    Query(query): Query<PageQuery>,
-) -> Result<axum::Json<Value>> {
-    let paging = Paging::new(query.from, query.limit, 100)?;
+async fn media_statistics(State(state): State<AppState>, _admin: Admin, paged: Paged) -> Result<axum::Json<Value>> {
+    let paging = paged.paging;
     let page = server::media_statistics(&state.pool, &state.server_name, paging).await?;
     Ok(axum::Json(page_json(&page, "users", |stats| {
         json!({

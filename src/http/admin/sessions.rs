@@ -23,9 +23,28 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         &[Method::GET, Method::PUT, Method::DELETE],
         get(show).put(rename).delete(delete_one),
     );
+    let router = route(router, "/_synapse/admin/v1/users/{user_id}/login", &[Method::POST], post(login_as));
     let router = route(router, "/_synapse/admin/v1/users/{user_id}/joined_rooms", &[Method::GET], get(joined_rooms));
     let router = route(router, "/_synapse/admin/v1/users/{user_id}/memberships", &[Method::GET], get(memberships));
     route(router, "/_synapse/admin/v1/users/{user_id}/accountdata", &[Method::GET], get(account_data))
+}
+
+#[derive(Deserialize)]
+struct LoginAs {
+    valid_until_ms: Option<i64>,
+}
+
+/// `POST /_synapse/admin/v1/users/{userId}/login`: an access token to act as the user.
+async fn login_as(
+    State(state): State<AppState>,
+    admin: Admin,
+    args: Args,
+    Json(body): Json<LoginAs>,
+) -> Result<axum::Json<Value>> {
+    let user_id = args.local_user(0, &state)?;
+    let access_token = devices::login_as(&state.pool, admin.user_id(), &user_id, body.valid_until_ms).await?;
+    admin.audit("login as user", user_id.as_str());
+    Ok(axum::Json(json!({ "access_token": access_token })))
 }
 
 fn device_json(user_id: &str, device: &DeviceRecord) -> Value {

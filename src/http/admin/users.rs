@@ -3,9 +3,10 @@
 //! Synapse's shapes.
 
 use super::extract::{Admin, Args, Json, Query};
+use super::paging::{Paged, add_next_token};
 use super::route;
 use crate::admin::devices;
-use crate::admin::users::{self, AccountFilter, AccountOrder, AccountSummary, Paging, UserChanges};
+use crate::admin::users::{self, AccountFilter, AccountOrder, AccountSummary, UserChanges};
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::users::accounts;
@@ -78,8 +79,6 @@ fn account_details_json(account: &AccountSummary) -> Value {
 
 #[derive(Deserialize)]
 struct ListQuery {
-    from: Option<i64>,
-    limit: Option<i64>,
     user_id: Option<String>,
     name: Option<String>,
     guests: Option<bool>,
@@ -87,7 +86,6 @@ struct ListQuery {
     locked: Option<bool>,
     admins: Option<bool>,
     order_by: Option<String>,
-    dir: Option<String>,
 }
 
 fn order_of(name: Option<&str>) -> Result<AccountOrder> {
@@ -106,22 +104,13 @@ fn order_of(name: Option<&str>) -> Result<AccountOrder> {
     })
 }
 
-/// `f` (forwards, the default) or `b`: whether a listing is in descending order.
-pub(super) fn descending(dir: Option<&str>) -> Result<bool> {
-    match dir.unwrap_or("f") {
-        "f" => Ok(false),
-        "b" => Ok(true),
-        other => Err(Error::invalid_param(format!("Unknown direction: {other}"))),
-    }
-}
-
 /// `GET /_synapse/admin/v2/users`.
 async fn list(
     State(state): State<AppState>,
     _admin: Admin,
+    paged: Paged,
     Query(query): Query<ListQuery>,
 ) -> Result<axum::Json<Value>> {
-    let paging = Paging::new(query.from, query.limit, 100)?;
     let filter = AccountFilter {
         // As Synapse: `user_id` is ignored when `name` is given.
         user_id: query.user_id.as_deref().filter(|_| query.name.is_none()),
@@ -132,14 +121,12 @@ async fn list(
         admins: query.admins,
     };
     let order = order_of(query.order_by.as_deref())?;
-    let page = users::list(&state.pool, &filter, order, descending(query.dir.as_deref())?, paging).await?;
+    let page = users::list(&state.pool, &filter, order, paged.descending(), paged.paging).await?;
     let mut answer = json!({
         "users": page.items.iter().map(account_json).collect::<Vec<_>>(),
         "total": page.total,
     });
-    if let Some(next) = page.next {
-        answer["next_token"] = json!(next.to_string());
-    }
+    add_next_token(&mut answer, page.next);
     Ok(axum::Json(answer))
 }
 

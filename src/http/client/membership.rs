@@ -75,6 +75,9 @@ async fn invite(
         }
     };
     let (sender, reason) = (&request.session.user_id, reason.as_deref());
+    if crate::rooms::shadow_ban::is_shadow_banned(&state.pool, sender).await? {
+        return Ok(invite_user::v3::Response::new().into());
+    }
     let action = MembershipAction::Invite;
     let change = membership::MembershipChange {
         room_id: &body.room_id,

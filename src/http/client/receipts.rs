@@ -3,12 +3,14 @@
 use crate::error::Result;
 use crate::http::body_defaults::parse_with_defaults;
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
+use crate::rooms::shadow_ban::is_shadow_banned;
 use crate::rooms::{receipts, typing};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{Request, State};
 use ruma::api::client::read_marker::set_read_marker;
 use ruma::api::client::receipt::create_receipt;
+use ruma::api::client::receipt::create_receipt::v3::ReceiptType;
 use ruma::api::client::typing::create_typing_event;
 use serde_json::Value;
 
@@ -33,6 +35,9 @@ async fn put_typing(
     })
     .await?;
     let body = &request.body;
+    if is_shadow_banned(&state.pool, &request.session.user_id).await? {
+        return Ok(create_typing_event::v3::Response::new().into());
+    }
     let timeout = match &body.state {
         create_typing_event::v3::Typing::Yes(info) => Some(info.timeout),
         _ => None,
@@ -48,6 +53,9 @@ async fn post_receipt(
     request: Authed<create_receipt::v3::Request>,
 ) -> Result<RumaResponse<create_receipt::v3::Response>> {
     let body = &request.body;
+    if body.receipt_type == ReceiptType::Read && is_shadow_banned(&state.pool, &request.session.user_id).await? {
+        return Ok(create_receipt::v3::Response::new().into());
+    }
     receipts::post_receipt(
         &state.pool,
         &state.streams,
@@ -68,13 +76,14 @@ async fn post_read_markers(
     request: Authed<set_read_marker::v3::Request>,
 ) -> Result<RumaResponse<set_read_marker::v3::Response>> {
     let body = &request.body;
+    let shadow_banned = is_shadow_banned(&state.pool, &request.session.user_id).await?;
     receipts::set_read_markers(
         &state.pool,
         &state.streams,
         &request.session.user_id,
         &body.room_id,
         body.fully_read.as_ref().map(|id| id.as_str()),
-        body.read_receipt.as_ref().map(|id| id.as_str()),
+        body.read_receipt.as_ref().filter(|_| !shadow_banned).map(|id| id.as_str()),
         body.private_read_receipt.as_ref().map(|id| id.as_str()),
     )
     .await?;

@@ -16,6 +16,7 @@ use ruma::api::Direction;
 use ruma::api::client::message::{get_message_events, send_message_event};
 use ruma::api::client::room::{Visibility, create_room, get_room_event};
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
+use ruma::events::StateEventType;
 use ruma::serde::Raw;
 use serde_json::Value;
 
@@ -90,6 +91,7 @@ async fn send_message(
     request: Authed<send_message_event::v3::Request>,
 ) -> Result<RumaResponse<send_message_event::v3::Response>> {
     let body = &request.body;
+    state.rate_limits.check_message(&state.pool, &request.session.user_id).await?;
     if let Some(event_id) = crate::rooms::shadow_ban::fake_event_id(&state.pool, &request.session.user_id).await? {
         return Ok(send_message_event::v3::Response::new(event_id).into());
     }
@@ -108,6 +110,12 @@ async fn send_state(
     let body = &request.body;
     let content = json(&body.body)?;
     let sender = &request.session.user_id;
+    state.rate_limits.check_message(&state.pool, sender).await?;
+    if body.event_type != StateEventType::RoomMember
+        && let Some(event_id) = crate::rooms::shadow_ban::fake_event_id(&state.pool, sender).await?
+    {
+        return Ok(send_state_event::v3::Response::new(event_id).into());
+    }
     let event_id =
         send_state_event(state.rooms(), &body.room_id, sender, &body.event_type, &body.state_key, content).await?;
     Ok(send_state_event::v3::Response::new(event_id).into())

@@ -1,0 +1,94 @@
+//! A room's history for admins: `GET /_synapse/admin/v1/rooms/{roomId}/messages` and
+//! `POST /v1/purge_history/{roomId}[/{eventId}]` (in the background) with
+//! `GET /v1/purge_history_status/{purgeId}`, in Synapse's shapes.
+
+use super::extract::{Admin, Args, Json, Query};
+use super::route;
+use crate::admin::history_purge::{self, PurgeHistoryRequest};
+use crate::admin::rooms::parse_room_id;
+use crate::error::{Error, Result};
+use crate::rooms::filter::EventFilter;
+use crate::rooms::read::{self, HistoryRequest};
+use crate::state::AppState;
+use axum::Router;
+use axum::extract::State;
+use axum::routing::{get, post};
+use http::Method;
+use ruma::api::client::filter::RoomEventFilter;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+pub fn routes(router: Router<AppState>) -> Router<AppState> {
+    let router = route(router, "/_synapse/admin/v1/rooms/{room_id}/messages", &[Method::GET], get(messages));
+    let router = route(router, "/_synapse/admin/v1/purge_history/{room_id}", &[Method::POST], post(purge_history));
+    let router =
+        route(router, "/_synapse/admin/v1/purge_history/{room_id}/{event_id}", &[Method::POST], post(purge_history));
+    route(router, "/_synapse/admin/v1/purge_history_status/{purge_id}", &[Method::GET], get(purge_status))
+}
+
+/// `POST /v1/purge_history/{roomId}[/{eventId}]`: answers at once with the purge's id.
+async fn purge_history(
+    State(state): State<AppState>,
+    admin: Admin,
+    args: Args,
+    Json(request): Json<PurgeHistoryRequest>,
+) -> Result<axum::Json<Value>> {
+    let room_id = parse_room_id(args.get(0)?)?;
+    let path_event_id = args.get(1).ok();
+    let task = history_purge::schedule(&state.pool, room_id, path_event_id, &request, admin.user_id()).await?;
+    admin.audit("purge history", &format!("{room_id} (purge {})", task.purge_id));
+    let purge_id = task.purge_id.clone();
+    tokio::spawn(async move { history_purge::run(&state.pool, &state.server_name, task).await });
+    Ok(axum::Json(json!({ "purge_id": purge_id })))
+}
+
+/// `GET /v1/purge_history_status/{purgeId}`.
+async fn purge_status(State(state): State<AppState>, _admin: Admin, args: Args) -> Result<axum::Json<Value>> {
+    let purge = history_purge::status(&state.pool, args.get(0)?).await?;
+    let mut answer = json!({ "status": purge.status });
+    if let Some(error) = purge.error {
+        answer["error"] = json!(error);
+    }
+    Ok(axum::Json(answer))
+}
+
+#[derive(Deserialize)]
+struct MessagesQuery {
+    from: Option<String>,
+    to: Option<String>,
+    dir: Option<String>,
+    limit: Option<usize>,
+    /// A `RoomEventFilter` as JSON, as in the client API.
+    filter: Option<String>,
+}
+
+/// `GET /v1/rooms/{roomId}/messages`: `/messages` without a membership (Synapse's defaults:
+/// forwards, ten events).
+async fn messages(
+    State(state): State<AppState>,
+    admin: Admin,
+    args: Args,
+    Query(query): Query<MessagesQuery>,
+) -> Result<axum::Json<Value>> {
+    let room_id = parse_room_id(args.get(0)?)?;
+    let filter = match query.filter.as_deref() {
+        Some(json) => serde_json::from_str::<RoomEventFilter>(json)
+            .map_err(|error| Error::invalid_param(format!("Invalid filter: {error}")))?,
+        None => RoomEventFilter::default(),
+    };
+    let filter = EventFilter::from_ruma(&filter);
+    let request = HistoryRequest {
+        from: query.from.as_deref(),
+        to: query.to.as_deref(),
+        backwards: super::paging::descending(query.dir.as_deref())?,
+        limit: query.limit.unwrap_or(10),
+        filter: &filter,
+    };
+    let page = read::messages_as_admin(&state.pool, admin.user_id(), room_id, request).await?;
+    admin.audit("read room messages", room_id.as_str());
+    let mut answer = json!({ "chunk": page.chunk, "start": page.start, "state": page.state });
+    if let Some(end) = page.end {
+        answer["end"] = json!(end);
+    }
+    Ok(axum::Json(answer))
+}
