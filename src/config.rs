@@ -26,6 +26,7 @@ const ENV_KEYS: &[&str] = &[
     "media",
     "federation",
     "metrics",
+    "tips",
 ];
 
 /// Nested list keys, read by hand from their comma-separated environment form (below).
@@ -50,6 +51,8 @@ const TEXT_KEYS: &[&str] = &[
     "federation.tls_cert",
     "federation.tls_key",
     "federation.ca_file",
+    "tips.billing_url",
+    "tips.billing_secret",
 ];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -69,6 +72,27 @@ pub struct Config {
     pub media: MediaConfig,
     pub federation: FederationConfig,
     pub metrics: MetricsConfig,
+    pub tips: TipsConfig,
+}
+
+/// Tips from members to creators (`creators::tips`): the operator's billing webhook that
+/// approves or declines each charge. Without `billing_url` tips are off.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TipsConfig {
+    /// Where each tip is `POST`ed for approval (see docs/API.md, "Billing webhook").
+    pub billing_url: Option<String>,
+    /// HMAC-SHA256 key signing each webhook body (`X-Hearth-Signature: sha256=<hex>`).
+    pub billing_secret: Option<String>,
+    /// How long one webhook call may take before the tip is reported as failed (and asked
+    /// again later with the same idempotency key).
+    pub timeout_ms: u64,
+}
+
+impl Default for TipsConfig {
+    fn default() -> Self {
+        TipsConfig { billing_url: None, billing_secret: None, timeout_ms: 10_000 }
+    }
 }
 
 /// Prometheus metrics (`GET /metrics`, see `telemetry`).
@@ -258,6 +282,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             federation: FederationConfig::default(),
             metrics: MetricsConfig::default(),
+            tips: TipsConfig::default(),
         }
     }
 }
@@ -414,6 +439,7 @@ impl Config {
         }
         self.validate_media()?;
         self.validate_federation()?;
+        self.validate_tips()?;
         for address in &self.metrics.listen {
             if parse_host_port(address).is_none() {
                 return Err(ConfigError(format!("`metrics.listen`: {address:?} is not `host:port`")));
@@ -444,6 +470,24 @@ impl Config {
                 }
             }
             _ => return fail("media.backend", "must be \"local\" or \"s3\""),
+        }
+        Ok(())
+    }
+
+    fn validate_tips(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("`{key}`: {why}")));
+        let tips = &self.tips;
+        if let Some(url) = &tips.billing_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return fail("tips.billing_url", "must start with http:// or https://");
+            }
+            // An unsigned webhook would let anyone who can reach it forge approvals' requests.
+            if tips.billing_secret.as_deref().is_none_or(str::is_empty) {
+                return fail("tips.billing_secret", "is required (and not empty) when `tips.billing_url` is set");
+            }
+        }
+        if tips.timeout_ms == 0 {
+            return fail("tips.timeout_ms", "must be at least 1");
         }
         Ok(())
     }
@@ -498,6 +542,9 @@ impl Config {
             masked.registration.shared_secret = Some("********".to_owned());
         }
         masked.database.url = masked.database.url.as_deref().map(mask_url_password);
+        if masked.tips.billing_secret.is_some() {
+            masked.tips.billing_secret = Some("********".to_owned());
+        }
         if masked.media.s3.secret_access_key.is_some() {
             masked.media.s3.secret_access_key = Some("********".to_owned());
         }

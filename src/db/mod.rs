@@ -39,6 +39,7 @@ pub mod sliding_sync;
 pub mod state;
 pub mod streams;
 pub mod sync;
+pub mod tips;
 pub mod to_device;
 pub mod uia;
 pub mod unread;

@@ -16,6 +16,10 @@ const MAX_FIELD_NAME_BYTES: usize = 255;
 const MAX_DISPLAYNAME_CHARS: usize = 256;
 const MAX_AVATAR_URL_BYTES: usize = 1000;
 
+/// `true` on a creator's profile (see `creators::flag`). Only the operator sets it, so that
+/// members can trust the badge: a user's own writes of it are refused.
+pub const CREATOR_FIELD: &str = "io.hearth.creator";
+
 pub async fn get(pool: &PgPool, user_id: &UserId) -> Result<Map<String, Value>> {
     db::users::profile(pool, user_id.as_str()).await?.ok_or_else(|| Error::not_found("Profile not found"))
 }
@@ -35,6 +39,9 @@ pub async fn set_field(
 ) -> Result<()> {
     if session.user_id != user_id {
         return Err(Error::forbidden("You can only change your own profile"));
+    }
+    if field == CREATOR_FIELD {
+        return Err(Error::forbidden(format!("{CREATOR_FIELD} is set by the server's operator")));
     }
     let mut tx = pool.begin().await?;
     write_field(&mut tx, user_id, field, value).await?;
