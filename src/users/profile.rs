@@ -20,6 +20,18 @@ const MAX_AVATAR_URL_BYTES: usize = 1000;
 /// members can trust the badge: a user's own writes of it are refused.
 pub const CREATOR_FIELD: &str = "io.hearth.creator";
 
+/// Refuses `viewer` a look at `user`'s profile when `user` ignores them: to the blocked user
+/// the blocker's profile is as absent as an unknown user's (blocking holds for profile
+/// lookups, issue #21).
+pub async fn ensure_visible_to(pool: &PgPool, user: &UserId, viewer: Option<&UserId>) -> Result<()> {
+    if let Some(viewer) = viewer
+        && crate::users::ignore::ignored_users(pool, user).await?.contains(viewer.as_str())
+    {
+        return Err(Error::not_found("Profile not found"));
+    }
+    Ok(())
+}
+
 pub async fn get(pool: &PgPool, user_id: &UserId) -> Result<Map<String, Value>> {
     db::users::profile(pool, user_id.as_str()).await?.ok_or_else(|| Error::not_found("Profile not found"))
 }
