@@ -156,7 +156,11 @@ impl AppState {
 
     /// What tipping needs.
     pub fn tips(&self) -> crate::creators::tips::TipCtx<'_> {
-        crate::creators::tips::TipCtx { rooms: self.rooms(), billing: self.billing.as_ref() }
+        crate::creators::tips::TipCtx {
+            rooms: self.rooms(),
+            billing: self.billing.as_ref(),
+            default_room_version: &self.default_room_version,
+        }
     }
 
     /// What room operations need.

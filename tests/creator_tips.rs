@@ -191,17 +191,59 @@ async fn a_declined_tip_shows_nothing_and_gives_the_member_the_billing_link() {
     assert!(declined["error"].is_string());
     assert!(tip_events(&server, &bob, &room).await.is_empty(), "a declined tip leaves no event");
 
+    // Alice also finds the link in her server-notices room, tagged as the spec says.
+    let notices = notices_room(&server, &alice).await;
+    let texts = notice_texts(&server, &alice, &notices).await;
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("https://billing.example/fix-card"), "{texts:?}");
+    let tags = format!("/_matrix/client/v3/user/{}/rooms/{}/tags", alice.user_id, encode(&notices));
+    let (_, tags) = server.get(&tags, alice.token()).await;
+    assert!(tags["tags"].get("m.server_notice").is_some(), "{tags}");
+
     // The decline is final for that transaction: retrying gives the same answer, unasked.
     billing.set(Mode::Approve);
     let (status, again) = tip(&server, &alice, &room, "d1", five_to(&bob)).await;
     assert_eq!(status, StatusCode::PAYMENT_REQUIRED);
     assert_eq!(again, declined);
     assert_eq!(billing.received().len(), 1);
+    assert_eq!(notice_texts(&server, &alice, &notices).await.len(), 1, "one notice per declined tip");
     // A new tip (once the card is fixed) goes through.
     assert_eq!(tip(&server, &alice, &room, "d2", five_to(&bob)).await.0, StatusCode::OK);
     assert_eq!(tip_events(&server, &bob, &room).await.len(), 1);
     let (_, page) = server.get("/_hearth/client/v1/tips/received", bob.token()).await;
     assert_eq!(page["totals"]["USD"]["count"], 1, "declined tips are not counted: {page:#}");
+}
+
+/// The room the server's notices account invited `user` to, joined.
+async fn notices_room(server: &TestServer, user: &TestUser) -> String {
+    let (status, sync) = server.get("/_matrix/client/v3/sync", user.token()).await;
+    assert_eq!(status, StatusCode::OK, "{sync}");
+    let invites = sync["rooms"]["invite"].as_object().cloned().unwrap_or_default();
+    let from_server = |state: &Value| {
+        state["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|event| event["type"] == "m.room.member" && event["sender"] == "@_server_notices:hearth.test")
+    };
+    let room = invites
+        .iter()
+        .find(|(_, invite)| from_server(&invite["invite_state"]))
+        .map(|(room, _)| room.clone())
+        .unwrap_or_else(|| panic!("an invite from the server notices account: {sync:#}"));
+    server.join(user, &room).await;
+    room
+}
+
+async fn notice_texts(server: &TestServer, user: &TestUser, room: &str) -> Vec<String> {
+    let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=50", encode(room));
+    let (_, body) = server.get(&path, user.token()).await;
+    let chunk = body["chunk"].as_array().cloned().unwrap_or_default();
+    chunk
+        .iter()
+        .filter(|e| e["type"] == "m.room.message")
+        .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+        .collect()
 }
 
 #[tokio::test]

@@ -4,4 +4,5 @@
 
 pub mod billing;
 pub mod flag;
+pub mod notices;
 pub mod tips;

@@ -37,6 +37,8 @@ pub struct TipCtx<'a> {
     pub rooms: RoomCtx<'a>,
     /// `None` when tips are off.
     pub billing: Option<&'a BillingClient>,
+    /// For the server-notices room a declined tip's notice may need.
+    pub default_room_version: &'a ruma::RoomVersionId,
 }
 
 /// The body of `PUT /_hearth/client/v1/rooms/{roomId}/tip/{txnId}`.
@@ -147,8 +149,14 @@ async fn settle(ctx: TipCtx<'_>, tip_id: &str) -> Result<TipOutcome> {
         tip.state = state.to_owned();
         tip.charge_id = charge_id;
         tip.billing_url = billing_url;
+        tx.commit().await?;
+        // Told once, when the verdict is recorded: retries answer 402 without a new notice.
+        if tip.state == "declined" {
+            notify_declined(ctx, &tip).await;
+        }
+    } else {
+        tx.commit().await?;
     }
-    tx.commit().await?;
     match tip.state.as_str() {
         "approved" => {
             let event_id = show_in_room(ctx.rooms, tip_id).await?;
@@ -156,6 +164,19 @@ async fn settle(ctx: TipCtx<'_>, tip_id: &str) -> Result<TipOutcome> {
         }
         "declined" => Ok(TipOutcome::Declined { tip_id: tip.tip_id, billing_url: tip.billing_url }),
         _ => Ok(TipOutcome::BillingUnavailable { tip_id: tip.tip_id }),
+    }
+}
+
+/// Tells the member in their server-notices room, with the webhook's link. A failure here is
+/// logged, not the member's: they got the 402 with the same link.
+async fn notify_declined(ctx: TipCtx<'_>, tip: &Tip) {
+    let Ok(member) = UserId::parse(&tip.from_user) else { return };
+    let mut body = format!("Your tip of {} {} was declined by the payment provider.", tip.amount, tip.currency);
+    if let Some(url) = &tip.billing_url {
+        body.push_str(&format!(" To fix your payment method: {url}"));
+    }
+    if let Err(error) = super::notices::send_notice(ctx.rooms, ctx.default_room_version, &member, &body).await {
+        tracing::warn!(tip_id = tip.tip_id, %error, "could not send the declined tip's server notice");
     }
 }
 

@@ -35,6 +35,7 @@ pub mod relations;
 pub mod reports;
 pub mod rooms;
 pub mod server_keys;
+pub mod server_notices;
 pub mod sliding_sync;
 pub mod state;
 pub mod streams;
