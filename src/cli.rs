@@ -82,6 +82,15 @@ pub enum UserCommand {
         #[arg(long, short)]
         config: Option<PathBuf>,
     },
+    /// Make an account a creator (shown in its profile; creators receive tips), or with
+    /// `--off` no longer one.
+    Creator {
+        localpart: String,
+        #[arg(long)]
+        off: bool,
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Close an account for good: sessions end, password and profile are erased.
     Deactivate {
         localpart: String,
@@ -162,6 +171,17 @@ async fn run_user(command: UserCommand) -> anyhow::Result<()> {
             if generated {
                 println!("password: {password}");
             }
+            Ok(())
+        }
+        UserCommand::Creator { localpart, off, config } => {
+            let config = Config::load(config.as_deref())?;
+            let user_id = user_id_of(&localpart, &config)?;
+            let (pool, guard) = server::open_database(&config, Opener::Tool).await?;
+            let result = crate::creators::flag::set_creator(&pool, &user_id, !off).await;
+            pool.close().await;
+            guard.shutdown().await?;
+            result.map_err(describe)?;
+            println!("{user_id} is {}a creator", if off { "no longer " } else { "" });
             Ok(())
         }
         UserCommand::Deactivate { localpart, config } => {

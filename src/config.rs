@@ -27,6 +27,7 @@ const ENV_KEYS: &[&str] = &[
     "federation",
     "metrics",
     "voip",
+    "tips",
 ];
 
 /// Nested list keys, read by hand from their comma-separated environment form (below).
@@ -52,6 +53,8 @@ const TEXT_KEYS: &[&str] = &[
     "federation.tls_key",
     "federation.ca_file",
     "voip.turn_shared_secret",
+    "tips.billing_url",
+    "tips.billing_secret",
 ];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -72,6 +75,27 @@ pub struct Config {
     pub federation: FederationConfig,
     pub metrics: MetricsConfig,
     pub voip: VoipConfig,
+    pub tips: TipsConfig,
+}
+
+/// Tips from members to creators (`creators::tips`): the operator's billing webhook that
+/// approves or declines each charge. Without `billing_url` tips are off.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TipsConfig {
+    /// Where each tip is `POST`ed for approval (see docs/API.md, "Billing webhook").
+    pub billing_url: Option<String>,
+    /// HMAC-SHA256 key signing each webhook body (`X-Hearth-Signature: sha256=<hex>`).
+    pub billing_secret: Option<String>,
+    /// How long one webhook call may take before the tip is reported as failed (and asked
+    /// again later with the same idempotency key).
+    pub timeout_ms: u64,
+}
+
+impl Default for TipsConfig {
+    fn default() -> Self {
+        TipsConfig { billing_url: None, billing_secret: None, timeout_ms: 10_000 }
+    }
 }
 
 /// Prometheus metrics (`GET /metrics`, see `telemetry`).
@@ -284,6 +308,7 @@ impl Default for Config {
             federation: FederationConfig::default(),
             metrics: MetricsConfig::default(),
             voip: VoipConfig::default(),
+            tips: TipsConfig::default(),
         }
     }
 }
@@ -445,6 +470,7 @@ impl Config {
         }
         self.validate_media()?;
         self.validate_federation()?;
+        self.validate_tips()?;
         for address in &self.metrics.listen {
             if parse_host_port(address).is_none() {
                 return Err(ConfigError(format!("`metrics.listen`: {address:?} is not `host:port`")));
@@ -475,6 +501,24 @@ impl Config {
                 }
             }
             _ => return fail("media.backend", "must be \"local\" or \"s3\""),
+        }
+        Ok(())
+    }
+
+    fn validate_tips(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: &str| Err(ConfigError(format!("`{key}`: {why}")));
+        let tips = &self.tips;
+        if let Some(url) = &tips.billing_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return fail("tips.billing_url", "must start with http:// or https://");
+            }
+            // An unsigned webhook would let anyone who can reach it forge approvals' requests.
+            if tips.billing_secret.as_deref().is_none_or(str::is_empty) {
+                return fail("tips.billing_secret", "is required (and not empty) when `tips.billing_url` is set");
+            }
+        }
+        if tips.timeout_ms == 0 {
+            return fail("tips.timeout_ms", "must be at least 1");
         }
         Ok(())
     }
@@ -529,6 +573,9 @@ impl Config {
             masked.registration.shared_secret = Some("********".to_owned());
         }
         masked.database.url = masked.database.url.as_deref().map(mask_url_password);
+        if masked.tips.billing_secret.is_some() {
+            masked.tips.billing_secret = Some("********".to_owned());
+        }
         if masked.media.s3.secret_access_key.is_some() {
             masked.media.s3.secret_access_key = Some("********".to_owned());
         }

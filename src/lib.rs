@@ -23,6 +23,7 @@ pub mod cache;
 pub mod cli;
 pub mod cli_admin;
 pub mod config;
+pub mod creators;
 pub mod db;
 pub mod e2ee;
 pub mod error;

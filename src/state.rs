@@ -33,6 +33,8 @@ pub struct Inner {
     pub federation: crate::federation::client::FederationClient,
     /// Other servers' signing keys (and ours).
     pub key_ring: crate::federation::key_ring::KeyRing,
+    /// The operator's billing webhook for tips; `None` when tips are off.
+    pub billing: Option<crate::creators::billing::BillingClient>,
     background: Background,
 }
 
@@ -78,6 +80,7 @@ impl AppState {
         );
         // Keys we signed with before this one stay published as old keys.
         key_ring.record_own_key().await?;
+        let billing = crate::creators::billing::BillingClient::from_config(&config.tips)?;
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let background = Background { stop, tasks: Default::default() };
         let state = AppState(Arc::new(Inner {
@@ -89,6 +92,7 @@ impl AppState {
             federation_sender: Default::default(),
             federation,
             key_ring,
+            billing,
             config,
             server_name,
             pool,
@@ -112,6 +116,17 @@ impl AppState {
         let media_sweeper =
             crate::media::orphans::spawn_sweeper(state.media.orphan_sweeper(), state.pool.clone(), stopped);
         state.background_tasks().push(media_sweeper);
+        // Tips a crash or a silent webhook left unsettled are asked about again (same
+        // idempotency key), and approved ones shown, without waiting for the client to retry.
+        if state.billing.is_some() {
+            let recovering = state.clone();
+            let recovery = tokio::spawn(async move {
+                if let Err(error) = crate::creators::tips::recover(recovering.tips()).await {
+                    tracing::warn!(%error, "recovering unsettled tips failed");
+                }
+            });
+            state.background_tasks().push(recovery);
+        }
         Ok(state)
     }
 
@@ -137,6 +152,15 @@ impl AppState {
     /// What federation operations need.
     pub fn fed(&self) -> crate::federation::FedCtx<'_> {
         crate::federation::FedCtx { rooms: self.rooms(), client: &self.federation, key_ring: &self.key_ring }
+    }
+
+    /// What tipping needs.
+    pub fn tips(&self) -> crate::creators::tips::TipCtx<'_> {
+        crate::creators::tips::TipCtx {
+            rooms: self.rooms(),
+            billing: self.billing.as_ref(),
+            default_room_version: &self.default_room_version,
+        }
     }
 
     /// What room operations need.

@@ -79,3 +79,22 @@ async fn the_operator_lists_promotes_locks_and_blocks_from_the_command_line() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("M_NOT_FOUND"), "{output:?}");
 }
+
+#[tokio::test]
+async fn the_operator_makes_a_creator_and_takes_it_back() {
+    let server = TestServer::start().await;
+    let data = tempfile::tempdir().unwrap();
+    server.register("carol", PASSWORD).await;
+    let profile = "/_matrix/client/v3/profile/@carol:hearth.test";
+
+    let said = hearth(&server, data.path(), &["user", "creator", "carol"]);
+    assert!(said.contains("@carol:hearth.test is a creator"), "{said}");
+    assert_eq!(server.get(profile, None).await.1["io.hearth.creator"], true);
+    hearth(&server, data.path(), &["user", "creator", "@carol:hearth.test", "--off"]);
+    let (_, after) = server.get(profile, None).await;
+    assert!(after.get("io.hearth.creator").is_none(), "{after}");
+
+    let output = command(&server, data.path(), &["user", "creator", "nobody"]).output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("M_NOT_FOUND"), "{output:?}");
+}

@@ -216,6 +216,10 @@ impl Scene {
         let _ = server
             .post("/_matrix/client/v3/keys/upload", self.alice.token(), json!({"one_time_keys": {key: "k"}}))
             .await;
+        // The attacker may block the victim (`/_hearth/client/v1/block/{userId}`), which is
+        // their right and hides their profile from the victim: lift it before the victim reads.
+        let ignore_list = format!("/_matrix/client/v3/user/{}/account_data/m.ignored_user_list", self.alice.user_id);
+        let _ = server.put(&ignore_list, self.alice.token(), json!({"ignored_users": {}})).await;
     }
 
     fn fill(&self, path: &str) -> String {

@@ -64,8 +64,71 @@ pub async fn total_bytes_except(
     .await
 }
 
-/// The room's `m.tag` account data with `tag` set to `info`, the other tags kept; one statement,
-/// so concurrent changes of different tags both stay.
+/// Where a keyed member of account data lives: `content[field][member]` of one entry
+/// (`m.tag`'s `tags`, `m.ignored_user_list`'s `ignored_users`).
+#[derive(Clone, Copy)]
+pub struct ObjectMember<'a> {
+    pub user_id: &'a str,
+    pub room_id: &'a str,
+    pub data_type: &'a str,
+    pub field: &'a str,
+    pub member: &'a str,
+}
+
+/// The entry with `content[field][member]` set to `value`, everything else kept; one
+/// statement, so concurrent changes of different members both stay.
+pub async fn set_member(
+    db: impl PgExecutor<'_>,
+    at: ObjectMember<'_>,
+    value: &Value,
+    stream_position: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO account_data (user_id, room_id, data_type, content, stream_position)
+         VALUES ($1, $2, $3, jsonb_build_object($4::text, jsonb_build_object($5::text, $6::jsonb)), $7)
+         ON CONFLICT (user_id, room_id, data_type) DO UPDATE SET
+           content = jsonb_set(
+             account_data.content || jsonb_build_object($4::text, COALESCE(
+               CASE WHEN jsonb_typeof(account_data.content -> $4::text) = 'object' THEN account_data.content -> $4::text END,
+               '{}'::jsonb)),
+             ARRAY[$4::text, $5::text], $6::jsonb),
+           stream_position = EXCLUDED.stream_position",
+    )
+    .bind(at.user_id)
+    .bind(at.room_id)
+    .bind(at.data_type)
+    .bind(at.field)
+    .bind(at.member)
+    .bind(value)
+    .bind(stream_position)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// The entry without `content[field][member]`; `false` if the user has no such entry.
+pub async fn remove_member(db: impl PgExecutor<'_>, at: ObjectMember<'_>, stream_position: i64) -> sqlx::Result<bool> {
+    let updated = sqlx::query(
+        "UPDATE account_data SET content = content #- ARRAY[$4::text, $5::text], stream_position = $6
+         WHERE user_id = $1 AND room_id = $2 AND data_type = $3",
+    )
+    .bind(at.user_id)
+    .bind(at.room_id)
+    .bind(at.data_type)
+    .bind(at.field)
+    .bind(at.member)
+    .bind(stream_position)
+    .execute(db)
+    .await?;
+    Ok(updated.rows_affected() == 1)
+}
+
+/// Where a room tag lives.
+fn tag_at<'a>(user_id: &'a str, room_id: &'a str, tag: &'a str) -> ObjectMember<'a> {
+    ObjectMember { user_id, room_id, data_type: "m.tag", field: "tags", member: tag }
+}
+
+/// The room's `m.tag` account data with `tag` set to `info`, the other tags kept.
 pub async fn set_tag(
     db: impl PgExecutor<'_>,
     user_id: &str,
@@ -74,25 +137,7 @@ pub async fn set_tag(
     info: &Value,
     stream_position: i64,
 ) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO account_data (user_id, room_id, data_type, content, stream_position)
-         VALUES ($1, $2, 'm.tag', jsonb_build_object('tags', jsonb_build_object($3::text, $4::jsonb)), $5)
-         ON CONFLICT (user_id, room_id, data_type) DO UPDATE SET
-           content = jsonb_set(
-             account_data.content || jsonb_build_object('tags', COALESCE(
-               CASE WHEN jsonb_typeof(account_data.content -> 'tags') = 'object' THEN account_data.content -> 'tags' END,
-               '{}'::jsonb)),
-             ARRAY['tags', $3::text], $4::jsonb),
-           stream_position = EXCLUDED.stream_position",
-    )
-    .bind(user_id)
-    .bind(room_id)
-    .bind(tag)
-    .bind(info)
-    .bind(stream_position)
-    .execute(db)
-    .await?;
-    Ok(())
+    set_member(db, tag_at(user_id, room_id, tag), info, stream_position).await
 }
 
 /// The room's `m.tag` account data without `tag`; `false` if the user has no tags there.
@@ -103,15 +148,5 @@ pub async fn remove_tag(
     tag: &str,
     stream_position: i64,
 ) -> sqlx::Result<bool> {
-    let updated = sqlx::query(
-        "UPDATE account_data SET content = content #- ARRAY['tags', $3::text], stream_position = $4
-         WHERE user_id = $1 AND room_id = $2 AND data_type = 'm.tag'",
-    )
-    .bind(user_id)
-    .bind(room_id)
-    .bind(tag)
-    .bind(stream_position)
-    .execute(db)
-    .await?;
-    Ok(updated.rows_affected() == 1)
+    remove_member(db, tag_at(user_id, room_id, tag), stream_position).await
 }

@@ -8,9 +8,11 @@ pub mod error;
 pub mod fallback;
 pub mod federation;
 pub mod health;
+pub mod hearth;
 pub mod json_body;
 pub mod linger;
 pub mod media;
+pub mod plain;
 pub mod ruma;
 pub mod serve;
 pub mod well_known;
@@ -37,6 +39,7 @@ fn routes(with_federation: bool) -> Router<AppState> {
     let router = client::routes(router);
     let router = media::routes(router);
     let router = admin::routes(router);
+    let router = hearth::routes(router);
     let router = well_known::routes(router);
     let router = health::routes(router);
     if with_federation { federation::routes(router) } else { router }

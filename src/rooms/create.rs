@@ -84,7 +84,7 @@ pub async fn create_room(
     let version = request.version.clone().unwrap_or_else(|| default_version.clone());
     let rules = rules_for(&version)?;
     let preset = request.preset.unwrap_or(if request.public { Preset::PublicChat } else { Preset::PrivateChat });
-    validate(ctx, &request).await?;
+    validate(ctx, creator, &request).await?;
 
     // 1. The create event.
     let mut create_content = match &request.creation_content {
@@ -244,7 +244,7 @@ impl NewRoom<'_> {
 }
 
 /// Refuses what would fail half-way, before anything is written.
-async fn validate(ctx: RoomCtx<'_>, request: &CreateRoom) -> Result<()> {
+async fn validate(ctx: RoomCtx<'_>, creator: &UserId, request: &CreateRoom) -> Result<()> {
     for (kind, _, content) in &request.initial_state {
         if !content.is_object() {
             return Err(Error::bad_json(format!("initial_state content for {kind} must be an object")));
@@ -266,7 +266,7 @@ async fn validate(ctx: RoomCtx<'_>, request: &CreateRoom) -> Result<()> {
     }
     for invitee in request.invite.iter().filter(|invitee| invitee.server_name() == ctx.server_name) {
         // Before anything is written: an invitee who cannot be invited fails the whole creation.
-        crate::rooms::membership::ensure_invitable(ctx, invitee).await?;
+        crate::rooms::membership::ensure_invitable(ctx, invitee, creator).await?;
     }
     Ok(())
 }

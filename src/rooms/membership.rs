@@ -97,7 +97,7 @@ pub async fn set_membership_of(ctx: RoomCtx<'_>, change: MembershipChange<'_>) -
     ensure_room_known(ctx, room_id).await?;
     if action == MembershipAction::Invite {
         ensure_not_blocked(ctx.pool, room_id).await?;
-        ensure_invitable(ctx, target).await?;
+        ensure_invitable(ctx, target, sender).await?;
     }
     let mut content = member_content(ctx.pool, target, action.membership(), reason).await?;
     if is_direct {
@@ -123,8 +123,8 @@ pub async fn ensure_not_blocked(pool: &PgPool, room_id: &RoomId) -> Result<()> {
 }
 
 /// What an invitation asks of its invitee before any event exists (so a refusal sends
-/// nothing): a local account that accepts invites.
-pub async fn ensure_invitable(ctx: RoomCtx<'_>, target: &UserId) -> Result<()> {
+/// nothing): a local account that accepts invites, from `inviter` in particular.
+pub async fn ensure_invitable(ctx: RoomCtx<'_>, target: &UserId, inviter: &UserId) -> Result<()> {
     if target.server_name() != ctx.server_name {
         return Err(Error::forbidden(format!(
             "Inviting {target}: users on other servers cannot be invited yet (federation is not implemented)"
@@ -133,7 +133,7 @@ pub async fn ensure_invitable(ctx: RoomCtx<'_>, target: &UserId) -> Result<()> {
     if !db::users::exists(ctx.pool, target.as_str()).await? {
         return Err(Error::not_found(format!("Unknown user {target}")));
     }
-    crate::users::invite_permission::ensure_invites_allowed(ctx.pool, target).await
+    crate::users::invite_permission::ensure_invites_allowed(ctx.pool, target, inviter).await
 }
 
 /// Rooms where `user` currently is (joined), or is on the way in (invited, knocking).

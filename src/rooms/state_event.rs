@@ -37,7 +37,7 @@ pub async fn send_state_event(
         && template.content["membership"] == "invite"
         && let Ok(target) = UserId::parse(state_key)
     {
-        ensure_invitable(ctx, &target).await?;
+        ensure_invitable(ctx, &target, sender).await?;
         template.membership_action = Some(MembershipAction::Invite);
     }
     append(ctx, room_id, sender, template, None).await

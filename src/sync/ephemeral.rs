@@ -3,7 +3,8 @@
 //! Typing is a set per room: whenever it changed in the window the room gets the whole set
 //! as of `upto` (possibly empty, which is how a client learns everyone stopped). Receipts are
 //! sent as changed in the window — every current one on an initial sync — with private
-//! receipts only to their owner.
+//! receipts only to their owner. Neither shows users the syncing user ignores (blocking holds
+//! for typing and receipts, issue #21).
 
 use crate::db;
 use crate::error::Result;
@@ -13,7 +14,7 @@ use crate::sync::types::SyncWindow;
 use ruma::UserId;
 use serde_json::{Map, Value, json};
 use sqlx::PgPool;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// The ephemeral events of each of `room_ids` (the user's joined rooms) with something in
 /// the window `(since, upto]`; rooms without any are absent.
@@ -43,9 +44,12 @@ pub(super) async fn events(
         // An initial sync has nothing to say about rooms where nobody types.
         None => HashMap::new(),
     };
+    let mut ignored = Ignored::new(pool, user, news);
     if !typing_rooms.is_empty() {
         for (room_id, user_id) in db::ephemeral::typing_users(pool, &typing_rooms, upto).await? {
-            typing.entry(room_id).or_default().push(user_id);
+            if !ignored.contains(&user_id).await? {
+                typing.entry(room_id).or_default().push(user_id);
+            }
         }
     }
     for (room_id, users) in typing {
@@ -61,6 +65,9 @@ pub(super) async fn events(
     }
     let mut receipts: HashMap<String, Map<String, Value>> = HashMap::new();
     for row in db::ephemeral::receipts_between(pool, &receipt_rooms, user.as_str(), since, upto).await? {
+        if ignored.contains(&row.user_id).await? {
+            continue;
+        }
         let mut receipt = json!({ "ts": row.ts });
         if !row.thread_id.is_empty() {
             receipt["thread_id"] = json!(row.thread_id);
@@ -88,4 +95,25 @@ pub(super) fn attach(entry: Option<RoomEntry>, events: Vec<Value>) -> Option<Roo
         entry.is_quiet = false;
     }
     Some(entry)
+}
+
+/// The users the syncing user ignores, read once and only if someone typed or read.
+pub(super) struct Ignored<'a> {
+    pool: &'a PgPool,
+    user: &'a UserId,
+    users: Option<HashSet<String>>,
+}
+
+impl<'a> Ignored<'a> {
+    pub(super) fn new(pool: &'a PgPool, user: &'a UserId, news: &News) -> Ignored<'a> {
+        Ignored { pool, user, users: news.ignored_users() }
+    }
+
+    pub(super) async fn contains(&mut self, other: &str) -> Result<bool> {
+        let users = match &mut self.users {
+            Some(users) => users,
+            unread => unread.insert(crate::users::ignore::ignored_users(self.pool, self.user).await?),
+        };
+        Ok(users.contains(other))
+    }
 }

@@ -1,6 +1,7 @@
 //! The `presence` section of `/sync`: `m.presence` for the syncing user and everyone sharing
 //! a joined room with them, whose presence changed in the window (all of them on an initial
-//! sync), and of everyone who came to share a room with them in the window, changed or not.
+//! sync), and of everyone who came to share a room with them in the window, changed or not;
+//! never of users they ignore (blocking holds for presence, issue #21).
 
 use crate::db;
 use crate::error::Result;
@@ -25,6 +26,10 @@ pub async fn section(pool: &PgPool, user: &UserId, window: SyncWindow, news: Pre
         let listed: HashSet<String> = rows.iter().map(|row| row.user_id.clone()).collect();
         let newly_shared = db::presence::of_newly_shared(pool, user.as_str(), since, window.upto).await?;
         rows.extend(newly_shared.into_iter().filter(|row| !listed.contains(&row.user_id)));
+    }
+    if !rows.is_empty() {
+        let ignored = crate::users::ignore::ignored_users(pool, user).await?;
+        rows.retain(|row| !ignored.contains(&row.user_id));
     }
     if rows.is_empty() {
         return Ok(body);

@@ -69,6 +69,8 @@ pub(crate) enum Change<'a> {
     SetTag { room: &'a RoomId, tag: &'a str, info: &'a Value },
     /// Removes one tag from the room's `m.tag`.
     RemoveTag { room: &'a RoomId, tag: &'a str },
+    /// Adds a user to `m.ignored_user_list` (`on`), or removes them.
+    Ignore { other: &'a UserId, on: bool },
 }
 
 /// Makes a change. Account data is delivered by /sync, so a change takes a stream position
@@ -87,6 +89,19 @@ pub(crate) async fn change(pool: &PgPool, streams: &Streams, user_id: &UserId, c
         }
         Change::RemoveTag { room, tag } => {
             db::account_data::remove_tag(&mut *tx, user, room.as_str(), tag, position).await?;
+        }
+        Change::Ignore { other, on } => {
+            let at = db::account_data::ObjectMember {
+                user_id: user,
+                room_id: "",
+                data_type: crate::users::ignore::IGNORED_USER_LIST,
+                field: "ignored_users",
+                member: other.as_str(),
+            };
+            match on {
+                true => db::account_data::set_member(&mut *tx, at, &serde_json::json!({}), position).await?,
+                false => db::account_data::remove_member(&mut *tx, at, position).await.map(drop)?,
+            }
         }
     }
     tx.commit().await?;

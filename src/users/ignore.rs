@@ -3,7 +3,9 @@
 //! request rather than cached, which makes a change effective on the very next request.
 
 use crate::db;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use crate::streams::Streams;
+use crate::users::account_data::{Change, change};
 use ruma::UserId;
 use serde_json::Value;
 use sqlx::PgPool;
@@ -25,4 +27,15 @@ pub fn ignored_in(content: Option<&Value>) -> HashSet<String> {
         .and_then(|content| content["ignored_users"].as_object())
         .map(|users| users.keys().cloned().collect())
         .unwrap_or_default()
+}
+
+/// Blocks `other` for `user` (`on`), or lifts the block: one change of `user`'s ignore list,
+/// made in place so that concurrent blocks of different users all stay. What an ignore hides
+/// (their events, typing, receipts, presence) and refuses (their invites, tips, profile
+/// lookups of `user`) follows from the list.
+pub async fn set_blocked(pool: &PgPool, streams: &Streams, user: &UserId, other: &UserId, on: bool) -> Result<()> {
+    if user == other {
+        return Err(Error::invalid_param("You cannot block yourself"));
+    }
+    change(pool, streams, user, Change::Ignore { other, on }).await
 }

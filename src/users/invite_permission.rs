@@ -12,9 +12,14 @@ use sqlx::PgPool;
 /// The stable account data type.
 pub const INVITE_PERMISSION_CONFIG: &str = "m.invite_permission_config";
 
-/// Refuses an invite to `invitee` with 403 `M_INVITE_BLOCKED` when they block invites. Called
-/// before anything is written, so a blocked invite leaves no trace in the room.
-pub async fn ensure_invites_allowed(pool: &PgPool, invitee: &UserId) -> Result<()> {
+/// Refuses an invite to `invitee` with 403 `M_INVITE_BLOCKED` when they block invites, or
+/// ignore `inviter` (blocking holds for invites: an ignored user cannot pull the blocker into
+/// a room or a DM). Called before anything is written, so a blocked invite leaves no trace in
+/// the room.
+pub async fn ensure_invites_allowed(pool: &PgPool, invitee: &UserId, inviter: &UserId) -> Result<()> {
+    if crate::users::ignore::ignored_users(pool, invitee).await?.contains(inviter.as_str()) {
+        return Err(Error::new(ErrorKind::InviteBlocked, format!("{invitee} does not accept invites from you")));
+    }
     let content = db::account_data::get(pool, invitee.as_str(), "", INVITE_PERMISSION_CONFIG).await?;
     let blocked = content.as_ref().is_some_and(|content| content["default_action"] == "block");
     if blocked {

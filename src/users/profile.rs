@@ -16,6 +16,22 @@ const MAX_FIELD_NAME_BYTES: usize = 255;
 const MAX_DISPLAYNAME_CHARS: usize = 256;
 const MAX_AVATAR_URL_BYTES: usize = 1000;
 
+/// `true` on a creator's profile (see `creators::flag`). Only the operator sets it, so that
+/// members can trust the badge: a user's own writes of it are refused.
+pub const CREATOR_FIELD: &str = "io.hearth.creator";
+
+/// Refuses `viewer` a look at `user`'s profile when `user` ignores them: to the blocked user
+/// the blocker's profile is as absent as an unknown user's (blocking holds for profile
+/// lookups, issue #21).
+pub async fn ensure_visible_to(pool: &PgPool, user: &UserId, viewer: Option<&UserId>) -> Result<()> {
+    if let Some(viewer) = viewer
+        && crate::users::ignore::ignored_users(pool, user).await?.contains(viewer.as_str())
+    {
+        return Err(Error::not_found("Profile not found"));
+    }
+    Ok(())
+}
+
 pub async fn get(pool: &PgPool, user_id: &UserId) -> Result<Map<String, Value>> {
     db::users::profile(pool, user_id.as_str()).await?.ok_or_else(|| Error::not_found("Profile not found"))
 }
@@ -35,6 +51,9 @@ pub async fn set_field(
 ) -> Result<()> {
     if session.user_id != user_id {
         return Err(Error::forbidden("You can only change your own profile"));
+    }
+    if field == CREATOR_FIELD {
+        return Err(Error::forbidden(format!("{CREATOR_FIELD} is set by the server's operator")));
     }
     let mut tx = pool.begin().await?;
     write_field(&mut tx, user_id, field, value).await?;

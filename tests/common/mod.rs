@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
+pub mod billing;
 pub mod federation;
 pub mod federation_peer;
 pub mod install;
@@ -301,7 +302,7 @@ pub struct TestUser {
 }
 
 impl TestUser {
-    fn from_response(body: &Value, password: &str) -> TestUser {
+    pub fn from_response(body: &Value, password: &str) -> TestUser {
         TestUser {
             user_id: body["user_id"].as_str().expect("user_id").to_owned(),
             access_token: body["access_token"].as_str().expect("access_token").to_owned(),

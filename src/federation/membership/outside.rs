@@ -57,7 +57,7 @@ pub async fn receive_invite(
     if target.server_name() != ctx.rooms.server_name || !db::users::exists(ctx.rooms.pool, target.as_str()).await? {
         return Err(Error::not_found(format!("{target} is not a user of this server")));
     }
-    crate::users::invite_permission::ensure_invites_allowed(ctx.rooms.pool, &target).await?;
+    crate::users::invite_permission::ensure_invites_allowed(ctx.rooms.pool, &target, &invite.sender).await?;
     cosign_event(&mut object, &rules, ctx.rooms.server_name, ctx.rooms.key)?;
     let signed = Pdu::from_canonical(invite.event_id.clone(), object)?;
     // In a room this server is in, the invitation arrives through the room too; elsewhere it is

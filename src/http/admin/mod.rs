@@ -13,11 +13,9 @@ mod server;
 mod sessions;
 mod users;
 
-use crate::http::ruma::{BodyFormat, record_route};
+use crate::http::plain::route;
 use crate::state::AppState;
 use axum::Router;
-use axum::routing::MethodRouter;
-use http::Method;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = register::routes(router);
@@ -27,18 +25,4 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = server::routes(router);
     let router = media::routes(router);
     sessions::routes(router)
-}
-
-/// Routes `path` to `handler`, listing each of its `methods` in the route table (which the
-/// route audit walks).
-fn route(
-    router: Router<AppState>,
-    path: &'static str,
-    methods: &[Method],
-    handler: MethodRouter<AppState>,
-) -> Router<AppState> {
-    for method in methods {
-        record_route(method.clone(), path, BodyFormat::Json);
-    }
-    router.route(path, handler)
 }

@@ -22,8 +22,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
 /// `GET /_matrix/client/*/profile/{userId}`: get all profile information of a user.
 async fn get_all(
     State(state): State<AppState>,
+    Viewer(viewer): Viewer,
     request: Ruma<get_profile::v3::Request>,
 ) -> Result<RumaResponse<get_profile::v3::Response>> {
+    profile::ensure_visible_to(&state.pool, &request.body.user_id, viewer.as_deref()).await?;
     // A user of another server: that server's answer (`/query/profile`).
     let fields = crate::federation::query::profile(state.fed(), &request.body.user_id).await?;
     let mut response = get_profile::v3::Response::default();
@@ -34,10 +36,12 @@ async fn get_all(
 /// `GET /_matrix/client/*/profile/{userId}/{key_name}`: get a field in the profile of the user.
 async fn get_field(
     State(state): State<AppState>,
+    Viewer(viewer): Viewer,
     request: Ruma<get_profile_field::v3::Request>,
 ) -> Result<RumaResponse<get_profile_field::v3::Response>> {
     let field = request.body.field.as_str();
     let user = &request.body.user_id;
+    profile::ensure_visible_to(&state.pool, user, viewer.as_deref()).await?;
     let value = if user.server_name() == state.server_name {
         profile::get_field(&state.pool, user, field).await?
     } else {
@@ -115,4 +119,19 @@ async fn delete_field(
         crate::rooms::membership::refresh_profile_in_rooms(state.rooms(), &request.session.user_id).await?;
     }
     Ok(delete_profile_field::v3::Response::new().into())
+}
+
+/// Who asks, if they gave a valid access token: ruma's profile endpoints take none, but a
+/// user a profile's owner blocks must not read it with one (issue #21). A missing or invalid
+/// token is an anonymous reader, as the endpoint allows.
+struct Viewer(Option<ruma::OwnedUserId>);
+
+impl axum::extract::FromRequestParts<AppState> for Viewer {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut http::request::Parts, state: &AppState) -> Result<Self> {
+        let client = crate::http::ruma::client_info(parts);
+        let session = crate::http::ruma::authenticate(parts, state, &client, false).await.ok().flatten();
+        Ok(Viewer(session.map(|session| session.user_id)))
+    }
 }
