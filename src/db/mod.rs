@@ -18,6 +18,7 @@ pub mod e2ee_keys;
 pub mod embedded;
 pub mod ephemeral;
 pub mod events;
+pub mod federation_edu_queue;
 pub mod federation_inbound;
 pub mod federation_queue;
 pub mod filters;

@@ -132,6 +132,14 @@ pub async fn upload_keys(
         let position = reservation.next(&mut tx).await?;
         device_lists::record(&mut tx, user.as_str(), position).await?;
         audience = device_lists::audience(&mut tx, &[user.to_string()]).await?;
+        // Other servers learn the public keys; the user-signing key is the user's own business.
+        let public = |kind: &str| uploaded.iter().find(|key| key.key_type == kind).map(|key| to_raw(&key.json));
+        let master_key = public(MASTER).transpose()?;
+        let self_signing_key = public(SELF_SIGNING).transpose()?;
+        if master_key.is_some() || self_signing_key.is_some() {
+            crate::federation::sender::edus::signing_key_update(&mut tx, user, master_key, self_signing_key, position)
+                .await?;
+        }
     }
     tx.commit().await?;
     reservation.committed_for(audience).await?;

@@ -38,8 +38,19 @@ pub async fn upload(
     let mut audience = Vec::new();
     if changed {
         let position = reservation.next(&mut tx).await?;
+        let prev_id = db::e2ee_device_lists::previous_change(&mut *tx, user, position).await?;
         device_lists::record(&mut tx, user, position).await?;
         audience = device_lists::audience(&mut tx, &[user.to_owned()]).await?;
+        // Other servers sharing a room hear of the new keys (`device_keys` is set when changed).
+        let change = crate::federation::sender::edus::DeviceChange {
+            user_id: &session.user_id,
+            device_id: session.device_id.clone(),
+            display_name: None,
+            keys: device_keys.as_ref().map(to_raw).transpose()?,
+            deleted: false,
+            prev_id,
+        };
+        crate::federation::sender::edus::device_list_update(&mut tx, change, position).await?;
     }
     let counts = one_time_keys::counts(&mut tx, user, device).await?;
     tx.commit().await?;
