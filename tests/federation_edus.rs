@@ -5,16 +5,22 @@
 //! presence goes only to servers sharing a room, and a to-device message delivered twice
 //! (same message id) is shown once.
 //!
-//! One pair of Hearths on loopback TLS serves the whole walk-through, to keep CI short.
+//! Encryption keys across servers (item 2): a client's `/keys/query` and `/keys/claim` reach
+//! the remote user's server, remote device lists are cached and kept current from EDUs, and a
+//! gap in them is closed by exactly one fetch of the whole list.
+//!
+//! One pair of Hearths on loopback TLS serves each walk-through, to keep CI short.
 
 mod common;
 
 use common::federation::FederatedPair;
-use common::{TestServer, TestUser, encode};
+use common::{TestServer, TestUser};
 use hearth::federation::inbound::transaction::{IncomingTransaction, receive};
 use reqwest::StatusCode;
+use ruma::CanonicalJsonValue;
 use ruma::api::federation::transactions::edu::Edu;
-use ruma::serde::Raw;
+use ruma::serde::{Base64, Raw};
+use ruma::signatures::{Ed25519KeyPair, sign_json};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -78,13 +84,8 @@ fn to_device_bodies(body: &Value) -> Vec<String> {
 async fn typing_receipts_presence_to_device_and_device_lists_cross_servers() {
     let pair = FederatedPair::start().await;
     let (a, b) = (&pair.a, &pair.b);
-    let alice = a.server.register("alice", PW).await;
+    let (alice, bob, room) = pair.alice_and_bob_in_a_room(PW).await;
     let carol = a.server.register("carol", PW).await;
-    let bob = b.server.register("bob", PW).await;
-    let room = a.server.create_room(&alice, json!({"preset": "public_chat"})).await;
-    let join = format!("/_matrix/client/v3/join/{}?via={}", encode(&room), encode(a.name().as_str()));
-    let (status, body) = b.server.post(&join, bob.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "bob joins through A: {body}");
     let mut alice_sync = Syncer::start(&a.server, &alice).await;
     let mut bob_sync = Syncer::start(&b.server, &bob).await;
 
@@ -200,4 +201,144 @@ async fn typing_receipts_presence_to_device_and_device_lists_cross_servers() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+}
+
+/// A fresh ed25519 key of `user`'s device, named after the device, that signs what the
+/// device uploads (the server checks device keys' signatures).
+struct DeviceKey(Ed25519KeyPair);
+
+impl DeviceKey {
+    fn new(user: &TestUser) -> DeviceKey {
+        DeviceKey(Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), user.device_id.clone()).unwrap())
+    }
+
+    fn sign(&self, user: &TestUser, object: Value) -> Value {
+        let CanonicalJsonValue::Object(mut canonical) = CanonicalJsonValue::try_from(object).unwrap() else { panic!() };
+        sign_json(&user.user_id, &self.0, &mut canonical).unwrap();
+        serde_json::to_value(&canonical).unwrap()
+    }
+
+    fn device_keys(&self, user: &TestUser) -> Value {
+        let public = Base64::<ruma::serde::base64::Standard>::new(self.0.public_key().to_vec()).encode();
+        self.sign(
+            user,
+            json!({
+                "user_id": user.user_id,
+                "device_id": user.device_id,
+                "algorithms": ["m.olm.v1.curve25519-aes-sha2", "m.megolm.v1.aes-sha2"],
+                "keys": {
+                    format!("curve25519:{}", user.device_id): "curve25519publickeyfortests",
+                    format!("ed25519:{}", user.device_id): public,
+                },
+            }),
+        )
+    }
+}
+
+async fn remote_resyncs(server: &TestServer, user: &TestUser) -> i64 {
+    server
+        .count(&format!(
+            "SELECT COALESCE(SUM(resyncs), 0)::BIGINT FROM remote_device_lists WHERE user_id = '{}'",
+            user.user_id
+        ))
+        .await
+}
+
+/// A device-list update EDU from `origin` about `user`, as a transaction of its own.
+async fn deliver_device_update(
+    b: &common::federation::FedServer,
+    origin: &ruma::ServerName,
+    txn_id: &str,
+    updates: &[Value],
+) {
+    let edus: Vec<Raw<Edu>> = updates
+        .iter()
+        .map(|content| {
+            let edu = json!({"edu_type": "m.device_list_update", "content": content});
+            Raw::from_json(serde_json::value::to_raw_value(&edu).unwrap())
+        })
+        .collect();
+    let txn = IncomingTransaction { origin, txn_id, claimed_origin: origin, pdus: &[], edus: &edus };
+    receive(b.state().fed(), txn).await.unwrap();
+}
+
+#[tokio::test]
+async fn remote_keys_are_queried_and_claimed_and_the_device_list_stays_current() {
+    let pair = FederatedPair::start().await;
+    let (a, b) = (&pair.a, &pair.b);
+    let (alice, bob, _room) = pair.alice_and_bob_in_a_room(PW).await;
+    let key = DeviceKey::new(&bob);
+    let upload = json!({
+        "device_keys": key.device_keys(&bob),
+        "one_time_keys": {"signed_curve25519:otk1": key.sign(&bob, json!({"key": "onetime1"}))},
+        "fallback_keys": {"signed_curve25519:fb1": key.sign(&bob, json!({"key": "fallback", "fallback": true}))},
+    });
+    let (status, body) = b.server.post("/_matrix/client/v3/keys/upload", bob.token(), upload).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    // Alice's query reaches B (through one fetch of bob's list, as they share a room); a
+    // server that cannot be reached is named in `failures` and holds nothing else up.
+    let query = |users: Value| json!({"device_keys": users, "timeout": 3000});
+    let wanted = query(json!({bob.user_id.as_str(): [], "@nobody:127.0.0.1:1": []}));
+    let (status, body) = a.server.post("/_matrix/client/v3/keys/query", alice.token(), wanted).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let device = &body["device_keys"][bob.user_id.as_str()][bob.device_id.as_str()];
+    assert_eq!(device["device_id"], bob.device_id.as_str(), "{body}");
+    assert!(device["signatures"][bob.user_id.as_str()].is_object(), "bob's keys keep his signature: {body}");
+    assert!(body["failures"]["127.0.0.1:1"].is_object(), "the unreachable server is named: {body}");
+    assert_eq!(remote_resyncs(&a.server, &bob).await, 1, "bob's list was fetched once");
+
+    // Claims: the one-time key once, then the fallback key.
+    let claim = json!({"one_time_keys": {bob.user_id.as_str(): {bob.device_id.as_str(): "signed_curve25519"}}});
+    let mut claimed = Vec::new();
+    for _ in 0..2 {
+        let (status, body) = a.server.post("/_matrix/client/v3/keys/claim", alice.token(), claim.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let keys = body["one_time_keys"][bob.user_id.as_str()][bob.device_id.as_str()].as_object().cloned();
+        claimed.extend(keys.unwrap_or_default().keys().cloned());
+    }
+    assert_eq!(claimed, vec!["signed_curve25519:otk1".to_owned(), "signed_curve25519:fb1".to_owned()]);
+
+    // Bob's new device reaches A's copy through its EDU, without another fetch.
+    let phone = b.server.login("bob", PW).await;
+    let (status, body) = b
+        .server
+        .post(
+            "/_matrix/client/v3/keys/upload",
+            phone.token(),
+            json!({"device_keys": DeviceKey::new(&phone).device_keys(&phone)}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let phone_on_a = || async {
+        let wanted = query(json!({bob.user_id.as_str(): []}));
+        let (_, body) = a.server.post("/_matrix/client/v3/keys/query", alice.token(), wanted).await;
+        body["device_keys"][bob.user_id.as_str()][phone.device_id.as_str()].is_object()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !phone_on_a().await {
+        assert!(Instant::now() < deadline, "bob's new device never reached A");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(remote_resyncs(&a.server, &bob).await, 1, "the EDU kept the copy current");
+
+    // An update that follows one A never got is a gap: A fetches the list whole, once, and
+    // an update its copy already covers changes nothing.
+    let cached: i64 =
+        a.server.count(&format!("SELECT stream_id FROM remote_device_lists WHERE user_id = '{}'", bob.user_id)).await;
+    let ghost = json!({
+        "user_id": bob.user_id, "device_id": "GHOST", "stream_id": cached + 1000, "prev_id": [cached + 999],
+        "keys": {"user_id": bob.user_id, "device_id": "GHOST", "algorithms": [], "keys": {}},
+    });
+    let stale = json!({"user_id": bob.user_id, "device_id": "STALE", "stream_id": cached, "prev_id": [cached - 1], "deleted": true});
+    deliver_device_update(a, b.name(), "gap-1", &[ghost, stale]).await;
+    assert_eq!(remote_resyncs(&a.server, &bob).await, 2, "exactly one resync for the gap");
+    let wanted = query(json!({bob.user_id.as_str(): []}));
+    let (_, body) = a.server.post("/_matrix/client/v3/keys/query", alice.token(), wanted).await;
+    let devices = body["device_keys"][bob.user_id.as_str()].as_object().cloned().unwrap_or_default();
+    let mut names: Vec<&str> = devices.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let mut expected = vec![bob.device_id.as_str(), phone.device_id.as_str()];
+    expected.sort_unstable();
+    assert_eq!(names, expected, "A holds B's real list, not the ghost: {body}");
 }

@@ -33,6 +33,7 @@ pub mod push_rules;
 pub mod pushers;
 pub mod registration;
 pub mod relations;
+pub mod remote_device_lists;
 pub mod reports;
 pub mod rooms;
 pub mod server_keys;

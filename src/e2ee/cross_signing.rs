@@ -160,14 +160,14 @@ fn needs_authentication(existing: &[StoredCrossSigningKey], uploaded: &[Uploaded
 /// self-signing keys of everyone, the user-signing key only of the requester themselves.
 pub async fn attach_to_query(
     conn: &mut PgConnection,
-    requester: &UserId,
+    requester: Option<&UserId>,
     users: &[String],
     uploaded: &BTreeMap<(&str, &str), Vec<&StoredSignature>>,
     response: &mut QueriedKeys,
 ) -> Result<()> {
     let keys = db::e2ee_cross_signing::keys_of(&mut *conn, users, &[MASTER, SELF_SIGNING, USER_SIGNING]).await?;
     for key in keys {
-        if key.key_type == USER_SIGNING && key.user_id != requester.as_str() {
+        if key.key_type == USER_SIGNING && requester.is_none_or(|requester| key.user_id != requester.as_str()) {
             continue;
         }
         let Ok(user) = OwnedUserId::try_from(key.user_id.as_str()) else { continue };

@@ -104,12 +104,14 @@ async fn store(tx: &mut db::Transaction, user: &str, device: &str, keys: &Value)
     Ok(true)
 }
 
-/// `POST /keys/query`: the keys of the requested users' devices (all of them when the list is
-/// empty) and their cross-signing keys, with every signature uploaded for them.
+/// `POST /keys/query`: the keys of the requested local users' devices (all of them when the
+/// list is empty) and their cross-signing keys, with every signature uploaded for them. The
+/// requester is `None` for another server, which never sees user-signing keys. Remote users
+/// are left to `federation::user_keys`.
 pub async fn query(
     pool: &PgPool,
     server_name: &ServerName,
-    requester: &UserId,
+    requester: Option<&UserId>,
     wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
 ) -> Result<QueriedKeys> {
     let mut response = QueriedKeys::default();
@@ -118,11 +120,6 @@ pub async fn query(
     let (mut device_users, mut device_ids) = (Vec::new(), Vec::new());
     for (user, devices) in wanted {
         if user.server_name() != server_name {
-            // No federation yet: remote servers cannot be asked.
-            response.failures.insert(
-                user.server_name().to_string(),
-                json!({ "status": 503, "message": "Federation is not available on this server" }),
-            );
             continue;
         }
         users.push(user.to_string());

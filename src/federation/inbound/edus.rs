@@ -8,6 +8,7 @@
 use crate::e2ee::device_lists;
 use crate::error::{Error, Result};
 use crate::federation::FedCtx;
+use crate::federation::user_keys::device_cache;
 use crate::rooms::{receipts, typing};
 use crate::users::{presence, to_device};
 use ruma::api::federation::transactions::edu::{DirectDeviceContent, Edu, ReceiptContent};
@@ -57,12 +58,16 @@ async fn receive_edu(ctx: FedCtx<'_>, origin: &ServerName, edu: Edu) -> Result<(
             Ok(())
         }
         Edu::DirectToDevice(content) => receive_to_device(ctx, origin, content).await,
+        // The cached copy is brought up to date before local users hear of the change, so a
+        // `/keys/query` they make on hearing of it finds the new keys.
         Edu::DeviceListUpdate(content) => {
             ensure_from(origin, &content.user_id)?;
+            device_cache::device_list_update(ctx, &content).await?;
             device_lists::receive_remote_change(pool, streams, &content.user_id).await
         }
         Edu::SigningKeyUpdate(content) => {
             ensure_from(origin, &content.user_id)?;
+            device_cache::signing_key_update(ctx, &content).await?;
             device_lists::receive_remote_change(pool, streams, &content.user_id).await
         }
         _ => Ok(()),
