@@ -103,6 +103,15 @@ async fn typing_receipts_presence_to_device_and_device_lists_cross_servers() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let typists = bob_sync.until("alice stop typing", typing_users).await;
     assert_eq!(typists, json!([]), "alice stopped typing");
+    // A timeout that runs out on A stops her on B too, long before B's own timeout would.
+    let (status, body) = a.server.put(&typing_path, alice.token(), json!({"typing": true, "timeout": 2000})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let typists = bob_sync.until("alice typing again", |body| typing_users(body).filter(|ids| ids != &json!([]))).await;
+    assert_eq!(typists, json!([alice.user_id]));
+    let started = Instant::now();
+    let typists = bob_sync.until("alice's typing time out", typing_users).await;
+    assert_eq!(typists, json!([]), "alice's typing timed out");
+    assert!(started.elapsed() < Duration::from_secs(20), "the stop came from A, not B's timeout");
 
     // Bob's public read receipt on B reaches alice on A; his private one stays on B.
     let first = a.server.send_text(&alice, &room, "m1", "first").await;

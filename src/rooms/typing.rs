@@ -7,7 +7,7 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::streams::Streams;
 use crate::time::now_ms;
-use ruma::{RoomId, UserId};
+use ruma::{RoomId, ServerName, UserId};
 use sqlx::PgPool;
 use std::time::Duration;
 
@@ -110,8 +110,10 @@ pub(crate) async fn ensure_joined(pool: &PgPool, user: &UserId, room_id: &RoomId
 }
 
 /// Turns every expired typing row into a stop with its own stream position, so that other
-/// clients see the typist stop without any request from them. Returns how many stopped.
-pub async fn sweep_expired(pool: &PgPool, streams: &Streams) -> Result<usize> {
+/// clients see the typist stop without any request from them; other servers hear of a local
+/// typist's stop too (they would otherwise show them typing until their own, longer timeout).
+/// Returns how many stopped.
+pub async fn sweep_expired(pool: &PgPool, streams: &Streams, local: &ServerName) -> Result<usize> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let now = now_ms();
@@ -124,6 +126,11 @@ pub async fn sweep_expired(pool: &PgPool, streams: &Streams) -> Result<usize> {
     let position = reservation.next(&mut tx).await?;
     for (room_id, user_id) in &expired {
         db::ephemeral::set_typing(&mut tx, room_id, user_id, false, now, position).await?;
+        if let (Ok(room_id), Ok(user_id)) = (RoomId::parse(room_id), UserId::parse(user_id))
+            && user_id.server_name() == local
+        {
+            crate::federation::sender::edus::typing(&mut tx, &room_id, &user_id, false, position).await?;
+        }
     }
     tx.commit().await?;
     reservation.committed_for(expired.iter().map(|(room_id, _)| room_id.clone()).collect()).await?;
@@ -137,6 +144,7 @@ pub async fn sweep_expired(pool: &PgPool, streams: &Streams) -> Result<usize> {
 pub fn spawn_sweeper(
     pool: PgPool,
     streams: std::sync::Weak<Streams>,
+    local: ruma::OwnedServerName,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -148,7 +156,7 @@ pub fn spawn_sweeper(
                 _ = stop.wait_for(|stop| *stop) => break,
             }
             let Some(streams) = streams.upgrade() else { break };
-            if let Err(error) = sweep_expired(&pool, &streams).await {
+            if let Err(error) = sweep_expired(&pool, &streams, &local).await {
                 tracing::warn!(%error, "stopping expired typing notifications");
             }
         }
