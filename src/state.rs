@@ -109,8 +109,12 @@ impl AppState {
             state.federation_sender.start(state.pool.clone(), Arc::downgrade(&state.streams), state.federation.clone());
         }
         // Expired typing must reach other clients' syncs as a stop without any request.
-        let sweeper =
-            crate::rooms::typing::spawn_sweeper(state.pool.clone(), Arc::downgrade(&state.streams), stopped.clone());
+        let sweeper = crate::rooms::typing::spawn_sweeper(
+            state.pool.clone(),
+            Arc::downgrade(&state.streams),
+            state.server_name.clone(),
+            stopped.clone(),
+        );
         state.background_tasks().push(sweeper);
         // Bytes whose commit failed are deleted after a grace period, without any request.
         let media_sweeper =

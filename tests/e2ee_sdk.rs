@@ -279,3 +279,58 @@ async fn a_new_device_reads_history_restored_from_the_key_backup() {
         task.abort();
     }
 }
+
+/// Two matrix-sdk clients on two federating Hearths (issue #18): the keys, one-time key
+/// claims, device-list changes and room keys (to-device) all cross servers, and each side
+/// decrypts the other's messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encrypted_messages_decrypt_across_two_hearths() {
+    let pair = common::federation::FederatedPair::start().await;
+    let (a, b) = (&pair.a, &pair.b);
+    a.server.register("alice", PW).await;
+    b.server.register("bob", PW).await;
+    let alice = login(&a.server, "alice").await;
+    let bob = login(&b.server, "bob").await;
+    let alice_id = alice.user_id().expect("alice's id").to_string();
+    let bob_id = bob.user_id().expect("bob's id").to_string();
+    let mut alice_messages = messages(&alice);
+    let mut bob_messages = messages(&bob);
+    let alice_sync = sync_forever(&alice);
+    let bob_sync = sync_forever(&bob);
+    alice.encryption().wait_for_e2ee_initialization_tasks().await;
+    bob.encryption().wait_for_e2ee_initialization_tasks().await;
+
+    let mut request = CreateRoom::new();
+    request.preset = Some(RoomPreset::PublicChat);
+    request.initial_state = vec![
+        InitialStateEvent::with_empty_state_key(RoomEncryptionEventContent::with_recommended_defaults()).to_raw_any(),
+    ];
+    let alice_room = alice.create_room(request).await.expect("create an encrypted room");
+    let room_id = alice_room.room_id().to_owned();
+    let via = matrix_sdk::ruma::OwnedServerName::try_from(a.name().as_str()).expect("server name");
+    let room_or_alias = <&matrix_sdk::ruma::RoomOrAliasId>::from(&*room_id);
+    let bob_room = bob.join_room_by_id_or_alias(room_or_alias, &[via]).await.expect("bob joins through A");
+    eventually("both clients know both members and the encryption", || {
+        let (a, b) = (alice_room.clone(), bob_room.clone());
+        async move {
+            a.joined_members_count() == 2
+                && b.joined_members_count() == 2
+                && a.latest_encryption_state().await.is_ok_and(|s| s.is_encrypted())
+                && b.latest_encryption_state().await.is_ok_and(|s| s.is_encrypted())
+        }
+    })
+    .await;
+
+    alice_room.send(RoomMessageEventContent::text_plain("secret across servers")).await.expect("alice sends");
+    expect_message(&mut bob_messages, "bob decrypts alice's message on B", &alice_id, "secret across servers").await;
+    bob_room.send(RoomMessageEventContent::text_plain("secret back")).await.expect("bob sends");
+    expect_message(&mut alice_messages, "alice decrypts bob's message on A", &bob_id, "secret back").await;
+
+    for server in [&a.server, &b.server] {
+        let plaintext = server.count("SELECT count(*) FROM events WHERE json LIKE '%secret%'").await;
+        assert_eq!(plaintext, 0, "a server saw a plaintext body");
+    }
+    for task in [alice_sync, bob_sync] {
+        task.abort();
+    }
+}

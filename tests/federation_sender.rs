@@ -260,13 +260,8 @@ async fn synced_bodies(server: &TestServer, user: &TestUser, room: &str, since: 
 #[tokio::test]
 async fn a_hearth_that_was_down_shows_its_users_everything_once_in_order() {
     let pair = FederatedPair::start().await;
+    let (alice, bob, room) = pair.alice_and_bob_in_a_room(PW).await;
     let (a, b) = (&pair.a, pair.b);
-    let alice = a.server.register("alice", PW).await;
-    let bob = b.server.register("bob", PW).await;
-    let room = a.server.create_room(&alice, json!({"preset": "public_chat"})).await;
-    let join = format!("/_matrix/client/v3/join/{}?via={}", encode(&room), encode(a.name().as_str()));
-    let (status, body) = b.server.post(&join, bob.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "bob joins through A: {body}");
     let (status, body) = b.server.get("/_matrix/client/v3/sync", bob.token()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let mut since = body["next_batch"].as_str().unwrap().to_owned();

@@ -1,7 +1,8 @@
 //! Hearth federating with a real Synapse (issue #16), both directions: a Synapse user joins a
 //! Hearth room and a Hearth user joins a Synapse room, by alias (backfilling its history), and
 //! messages, edits, redactions and topic changes flow both ways;
-//! each side's users download the other side's media (issue #17).
+//! each side's users download the other side's media (issue #17); typing and read receipts
+//! cross both ways (issue #18).
 //! One Synapse per test binary, shared by the few tests here (it takes seconds to start; CI's
 //! budget is small); every server trusts one test CA made once for the binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
@@ -113,7 +114,7 @@ async fn a_synapse_user_joins_a_hearth_room_by_alias_and_they_chat() {
     assert_eq!(status, StatusCode::OK);
     assert!(members["joined"][&sam.user_id].is_object(), "Hearth has sam as a member: {members}");
 
-    hearth.server.send_text(&alice, &room, "h1", "hello Synapse").await;
+    let greeting = hearth.server.send_text(&alice, &room, "h1", "hello Synapse").await;
     eventually(synapse, "Hearth's message reaches Synapse", || async {
         synapse_messages(synapse, &sam, &room).await.contains(&"hello Synapse".to_owned())
     })
@@ -121,6 +122,37 @@ async fn a_synapse_user_joins_a_hearth_room_by_alias_and_they_chat() {
     synapse_send(synapse, &sam, &room, "s1", "hello Hearth").await;
     eventually(synapse, "Synapse's message reaches Hearth", || async {
         hearth_messages(&hearth, &alice, &room).await.contains(&"hello Hearth".to_owned())
+    })
+    .await;
+
+    // EDUs both ways (issue #18): alice's typing shows on Synapse, sam's read receipt on Hearth.
+    // Synapse reuses a sync's answer for the same token a while, so each poll moves on.
+    let (_, body) = synapse.request(Method::GET, "/_matrix/client/v3/sync", Some(&sam.access_token), None).await;
+    let since = std::sync::Mutex::new(body["next_batch"].as_str().unwrap().to_owned());
+    let typing = format!("/_matrix/client/v3/rooms/{room}/typing/{}", alice.user_id);
+    let (status, body) = hearth.server.put(&typing, alice.token(), json!({"typing": true, "timeout": 30000})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually(synapse, "alice's typing reaches Synapse", || async {
+        let path = format!("/_matrix/client/v3/sync?timeout=0&since={}", since.lock().unwrap());
+        let (_, body) = synapse.request(Method::GET, &path, Some(&sam.access_token), None).await;
+        if let Some(next) = body["next_batch"].as_str() {
+            *since.lock().unwrap() = next.to_owned();
+        }
+        let events =
+            body["rooms"]["join"][room.as_str()]["ephemeral"]["events"].as_array().cloned().unwrap_or_default();
+        events.iter().any(|event| event["type"] == "m.typing" && event["content"]["user_ids"] == json!([alice.user_id]))
+    })
+    .await;
+    let receipt = format!("/_matrix/client/v3/rooms/{room}/receipt/m.read/{greeting}");
+    let (status, body) = synapse.request(Method::POST, &receipt, Some(&sam.access_token), Some(json!({}))).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually(synapse, "sam's read receipt reaches Hearth", || async {
+        let (_, body) = hearth.server.get("/_matrix/client/v3/sync", alice.token()).await;
+        let events =
+            body["rooms"]["join"][room.as_str()]["ephemeral"]["events"].as_array().cloned().unwrap_or_default();
+        events.iter().any(|event| {
+            event["type"] == "m.receipt" && event["content"][&greeting]["m.read"][&sam.user_id].is_object()
+        })
     })
     .await;
 }

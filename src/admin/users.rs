@@ -162,10 +162,11 @@ pub async fn create_or_modify(
             }
             if let Some(hash) = &hash {
                 db::users::set_password_hash(&mut *tx, user_id.as_str(), Some(hash)).await?;
-                if changes.logout_devices.unwrap_or(true)
-                    && db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await? > 0
-                {
-                    audience = devices::record_deletion(&mut tx, &mut reservation, user_id.as_str()).await?;
+                if changes.logout_devices.unwrap_or(true) {
+                    let deleted = db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;
+                    if !deleted.is_empty() {
+                        audience = devices::record_deletion(&mut tx, &mut reservation, user_id, &deleted).await?;
+                    }
                 }
             }
             if let Some(admin) = changes.admin {

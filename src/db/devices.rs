@@ -156,23 +156,25 @@ pub async fn set_display_name(
 }
 
 /// Deletes the devices (their tokens go with them); returns how many existed.
-pub async fn delete(db: impl PgExecutor<'_>, user_id: &str, device_ids: &[String]) -> sqlx::Result<u64> {
-    let deleted = sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2)")
+pub async fn delete(db: impl PgExecutor<'_>, user_id: &str, device_ids: &[String]) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2) RETURNING device_id")
         .bind(user_id)
         .bind(device_ids)
-        .execute(db)
-        .await?;
-    Ok(deleted.rows_affected())
+        .fetch_all(db)
+        .await
 }
 
-/// Deletes every device of the user except `keep` (if any).
-pub async fn delete_all_except(db: impl PgExecutor<'_>, user_id: &str, keep: Option<&str>) -> sqlx::Result<u64> {
-    let deleted = sqlx::query("DELETE FROM devices WHERE user_id = $1 AND device_id IS DISTINCT FROM $2")
+/// Deletes every device of the user except `keep` (if any); returns the ids deleted.
+pub async fn delete_all_except(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    keep: Option<&str>,
+) -> sqlx::Result<Vec<String>> {
+    sqlx::query_scalar("DELETE FROM devices WHERE user_id = $1 AND device_id IS DISTINCT FROM $2 RETURNING device_id")
         .bind(user_id)
         .bind(keep)
-        .execute(db)
-        .await?;
-    Ok(deleted.rows_affected())
+        .fetch_all(db)
+        .await
 }
 
 /// A session an admin opens as the user (`POST /_synapse/admin/v1/users/{userId}/login`): on a

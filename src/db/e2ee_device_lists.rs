@@ -12,6 +12,18 @@ pub async fn record_change(db: impl PgExecutor<'_>, user_id: &str, stream_positi
     Ok(())
 }
 
+/// The position of `user_id`'s latest device-list change before `position`: the `prev_id` of
+/// the change at `position` as other servers hear of it.
+pub async fn previous_change(db: impl PgExecutor<'_>, user_id: &str, position: i64) -> sqlx::Result<Option<i64>> {
+    sqlx::query_scalar(
+        "SELECT MAX(stream_position) FROM device_list_changes WHERE user_id = $1 AND stream_position < $2",
+    )
+    .bind(user_id)
+    .bind(position)
+    .fetch_one(db)
+    .await
+}
+
 /// Users `user` should re-fetch keys for after the window `(since, upto]`: those who share a
 /// joined room with them (or are them) and whose keys changed in the window, and those who
 /// came to share a room in it (either side joined).

@@ -1,6 +1,8 @@
 //! The outbound federation queue (migration 0021): rows per (destination, event) written in
-//! the event's transaction, grouped into transactions of at most a bound, deleted once the
-//! destination acknowledged; and per-destination delivery health.
+//! the event's transaction, and per (destination, EDU) in `federation_edu_queue` (migration
+//! 0032, written by `federation_edu_queue`), grouped together into transactions of at most a
+//! bound of each, deleted once the destination acknowledged; and per-destination delivery
+//! health.
 
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
@@ -40,26 +42,35 @@ pub async fn enqueue(conn: &mut PgConnection, room_id: &str, local: &str, events
 }
 
 /// Destinations with anything queued (at start-up: whatever was left over), skipping
-/// through the destination index rather than reading every row.
+/// through the destination indexes rather than reading every row.
 pub async fn destinations_with_queue(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
-        "WITH RECURSIVE found(destination) AS (
+        "WITH RECURSIVE pdus(destination) AS (
              (SELECT destination FROM federation_queue ORDER BY destination LIMIT 1)
              UNION ALL
              SELECT (SELECT q.destination FROM federation_queue q WHERE q.destination > f.destination
                      ORDER BY q.destination LIMIT 1)
-             FROM found f WHERE f.destination IS NOT NULL
+             FROM pdus f WHERE f.destination IS NOT NULL
+         ),
+         edus(destination) AS (
+             (SELECT destination FROM federation_edu_queue ORDER BY destination LIMIT 1)
+             UNION ALL
+             SELECT (SELECT q.destination FROM federation_edu_queue q WHERE q.destination > f.destination
+                     ORDER BY q.destination LIMIT 1)
+             FROM edus f WHERE f.destination IS NOT NULL
          )
-         SELECT destination FROM found WHERE destination IS NOT NULL",
+         SELECT destination FROM pdus WHERE destination IS NOT NULL
+         UNION SELECT destination FROM edus WHERE destination IS NOT NULL",
     )
     .fetch_all(db)
     .await
 }
 
-/// Destinations with events queued at positions in `(after, upto]`.
+/// Destinations with events or EDUs queued at positions in `(after, upto]`.
 pub async fn destinations_queued_between(db: impl PgExecutor<'_>, after: i64, upto: i64) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
-        "SELECT DISTINCT destination FROM federation_queue WHERE stream_position > $1 AND stream_position <= $2",
+        "SELECT destination FROM federation_queue WHERE stream_position > $1 AND stream_position <= $2
+         UNION SELECT destination FROM federation_edu_queue WHERE stream_position > $1 AND stream_position <= $2",
     )
     .bind(after)
     .bind(upto)
@@ -67,26 +78,31 @@ pub async fn destinations_queued_between(db: impl PgExecutor<'_>, after: i64, up
     .await
 }
 
-/// A transaction to (re)send: its id and its PDUs, oldest first.
+/// A transaction to (re)send: its id, its PDUs and its EDUs, oldest first.
 pub struct OutgoingTransaction {
     pub txn_id: String,
     pub pdus: Vec<String>,
+    pub edus: Vec<String>,
 }
 
 /// The destination's next transaction: the one formed before and not acknowledged (sent
 /// again with the same id, so the destination can tell), else up to `max_pdus` of its oldest
-/// queued events made into a new one. A new transaction's id is `id_prefix` followed by the
-/// smallest queue id in it, unique in this database for good. `None` when nothing is queued.
-/// The caller holds the destination's delivery lock.
+/// queued events and `max_edus` of its oldest queued EDUs made into a new one. A new
+/// transaction's id is `id_prefix` followed by the smallest queue id of each kind in it,
+/// unique in this database for good. `None` when nothing is queued. The caller holds the
+/// destination's delivery lock.
 pub async fn next_transaction(
     conn: &mut PgConnection,
     destination: &str,
-    max_pdus: i64,
+    (max_pdus, max_edus): (i64, i64),
     id_prefix: &str,
 ) -> sqlx::Result<Option<OutgoingTransaction>> {
     let formed: Option<String> = sqlx::query_scalar(
-        "SELECT txn_id FROM federation_queue WHERE destination = $1 AND txn_id IS NOT NULL
-         ORDER BY stream_position, queue_id LIMIT 1",
+        "SELECT txn_id FROM (
+             SELECT txn_id, stream_position FROM federation_queue WHERE destination = $1 AND txn_id IS NOT NULL
+             UNION ALL
+             SELECT txn_id, stream_position FROM federation_edu_queue WHERE destination = $1 AND txn_id IS NOT NULL
+         ) formed ORDER BY stream_position LIMIT 1",
     )
     .bind(destination)
     .fetch_optional(&mut *conn)
@@ -94,20 +110,26 @@ pub async fn next_transaction(
     let txn_id = match formed {
         Some(txn_id) => txn_id,
         None => {
+            // Data-modifying CTEs run whether or not the final SELECT reads them.
             let formed: Option<String> = sqlx::query_scalar(
-                "WITH batch AS (SELECT queue_id FROM federation_queue WHERE destination = $1 AND txn_id IS NULL
-                                ORDER BY stream_position, queue_id LIMIT $2)
-                 UPDATE federation_queue q SET txn_id = $3 || (SELECT MIN(queue_id) FROM batch)
-                 FROM batch WHERE q.queue_id = batch.queue_id
-                 RETURNING q.txn_id",
+                "WITH pdus AS (SELECT queue_id FROM federation_queue WHERE destination = $1 AND txn_id IS NULL
+                               ORDER BY stream_position, queue_id LIMIT $2),
+                      edus AS (SELECT queue_id FROM federation_edu_queue WHERE destination = $1 AND txn_id IS NULL
+                               ORDER BY stream_position, queue_id LIMIT $3),
+                      id AS (SELECT $4 || COALESCE((SELECT MIN(queue_id) FROM pdus)::text, '') || 'e'
+                                    || COALESCE((SELECT MIN(queue_id) FROM edus)::text, '') AS txn_id),
+                      marked_pdus AS (UPDATE federation_queue q SET txn_id = (SELECT txn_id FROM id)
+                                      FROM pdus WHERE q.queue_id = pdus.queue_id),
+                      marked_edus AS (UPDATE federation_edu_queue q SET txn_id = (SELECT txn_id FROM id)
+                                      FROM edus WHERE q.queue_id = edus.queue_id)
+                 SELECT txn_id FROM id WHERE EXISTS (SELECT 1 FROM pdus) OR EXISTS (SELECT 1 FROM edus)",
             )
             .bind(destination)
             .bind(max_pdus)
+            .bind(max_edus)
             .bind(id_prefix)
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .next();
+            .fetch_optional(&mut *conn)
+            .await?;
             let Some(txn_id) = formed else { return Ok(None) };
             txn_id
         }
@@ -120,14 +142,23 @@ pub async fn next_transaction(
     .bind(&txn_id)
     .fetch_all(&mut *conn)
     .await?;
-    Ok(Some(OutgoingTransaction { txn_id, pdus }))
+    let edus = sqlx::query_scalar(
+        "SELECT edu FROM federation_edu_queue WHERE destination = $1 AND txn_id = $2
+         ORDER BY stream_position, queue_id",
+    )
+    .bind(destination)
+    .bind(&txn_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(Some(OutgoingTransaction { txn_id, pdus, edus }))
 }
 
-/// The destination acknowledged the transaction: its events leave the queue, and the
-/// destination counts as healthy again.
+/// The destination acknowledged the transaction: its events and EDUs leave the queue, and
+/// the destination counts as healthy again.
 pub async fn acknowledge(db: impl PgExecutor<'_>, destination: &str, txn_id: &str, now_ms: i64) -> sqlx::Result<()> {
     sqlx::query(
-        "WITH sent AS (DELETE FROM federation_queue WHERE destination = $1 AND txn_id = $2)
+        "WITH sent AS (DELETE FROM federation_queue WHERE destination = $1 AND txn_id = $2),
+              sent_edus AS (DELETE FROM federation_edu_queue WHERE destination = $1 AND txn_id = $2)
          INSERT INTO federation_destinations (destination, last_success_ts) VALUES ($1, $3)
          ON CONFLICT (destination) DO UPDATE
            SET last_success_ts = $3, failing_since_ts = NULL, failures = 0, last_error = NULL,

@@ -132,6 +132,14 @@ pub async fn upload_keys(
         let position = reservation.next(&mut tx).await?;
         device_lists::record(&mut tx, user.as_str(), position).await?;
         audience = device_lists::audience(&mut tx, &[user.to_string()]).await?;
+        // Other servers learn the public keys; the user-signing key is the user's own business.
+        let public = |kind: &str| uploaded.iter().find(|key| key.key_type == kind).map(|key| to_raw(&key.json));
+        let master_key = public(MASTER).transpose()?;
+        let self_signing_key = public(SELF_SIGNING).transpose()?;
+        if master_key.is_some() || self_signing_key.is_some() {
+            crate::federation::sender::edus::signing_key_update(&mut tx, user, master_key, self_signing_key, position)
+                .await?;
+        }
     }
     tx.commit().await?;
     reservation.committed_for(audience).await?;
@@ -152,14 +160,14 @@ fn needs_authentication(existing: &[StoredCrossSigningKey], uploaded: &[Uploaded
 /// self-signing keys of everyone, the user-signing key only of the requester themselves.
 pub async fn attach_to_query(
     conn: &mut PgConnection,
-    requester: &UserId,
+    requester: Option<&UserId>,
     users: &[String],
     uploaded: &BTreeMap<(&str, &str), Vec<&StoredSignature>>,
     response: &mut QueriedKeys,
 ) -> Result<()> {
     let keys = db::e2ee_cross_signing::keys_of(&mut *conn, users, &[MASTER, SELF_SIGNING, USER_SIGNING]).await?;
     for key in keys {
-        if key.key_type == USER_SIGNING && key.user_id != requester.as_str() {
+        if key.key_type == USER_SIGNING && requester.is_none_or(|requester| key.user_id != requester.as_str()) {
             continue;
         }
         let Ok(user) = OwnedUserId::try_from(key.user_id.as_str()) else { continue };

@@ -38,8 +38,19 @@ pub async fn upload(
     let mut audience = Vec::new();
     if changed {
         let position = reservation.next(&mut tx).await?;
+        let prev_id = db::e2ee_device_lists::previous_change(&mut *tx, user, position).await?;
         device_lists::record(&mut tx, user, position).await?;
         audience = device_lists::audience(&mut tx, &[user.to_owned()]).await?;
+        // Other servers sharing a room hear of the new keys (`device_keys` is set when changed).
+        let change = crate::federation::sender::edus::DeviceChange {
+            user_id: &session.user_id,
+            device_id: session.device_id.clone(),
+            display_name: None,
+            keys: device_keys.as_ref().map(to_raw).transpose()?,
+            deleted: false,
+            prev_id,
+        };
+        crate::federation::sender::edus::device_list_update(&mut tx, change, position).await?;
     }
     let counts = one_time_keys::counts(&mut tx, user, device).await?;
     tx.commit().await?;
@@ -93,12 +104,14 @@ async fn store(tx: &mut db::Transaction, user: &str, device: &str, keys: &Value)
     Ok(true)
 }
 
-/// `POST /keys/query`: the keys of the requested users' devices (all of them when the list is
-/// empty) and their cross-signing keys, with every signature uploaded for them.
+/// `POST /keys/query`: the keys of the requested local users' devices (all of them when the
+/// list is empty) and their cross-signing keys, with every signature uploaded for them. The
+/// requester is `None` for another server, which never sees user-signing keys. Remote users
+/// are left to `federation::user_keys`.
 pub async fn query(
     pool: &PgPool,
     server_name: &ServerName,
-    requester: &UserId,
+    requester: Option<&UserId>,
     wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
 ) -> Result<QueriedKeys> {
     let mut response = QueriedKeys::default();
@@ -107,11 +120,6 @@ pub async fn query(
     let (mut device_users, mut device_ids) = (Vec::new(), Vec::new());
     for (user, devices) in wanted {
         if user.server_name() != server_name {
-            // No federation yet: remote servers cannot be asked.
-            response.failures.insert(
-                user.server_name().to_string(),
-                json!({ "status": 503, "message": "Federation is not available on this server" }),
-            );
             continue;
         }
         users.push(user.to_string());

@@ -5,12 +5,27 @@
 use crate::db;
 use crate::e2ee::types::DeviceListChanges;
 use crate::error::Result;
-use ruma::OwnedUserId;
+use crate::streams::Streams;
+use ruma::{OwnedUserId, UserId};
 use sqlx::{PgConnection, PgPool};
 
 /// Records that `user`'s device list changed, at `position` (taken in the same transaction).
 pub async fn record(conn: &mut PgConnection, user: &str, position: i64) -> Result<()> {
     db::e2ee_device_lists::record_change(conn, user, position).await?;
+    Ok(())
+}
+
+/// A remote user's devices or cross-signing keys changed, as their server said
+/// (`m.device_list_update`, `m.signing_key_update`): local users sharing a room with them
+/// learn of it through `/sync` and `/keys/changes` like of a local user's change.
+pub async fn receive_remote_change(pool: &PgPool, streams: &Streams, user: &UserId) -> Result<()> {
+    let mut reservation = streams.reserve();
+    let mut tx = pool.begin().await?;
+    let position = reservation.next(&mut tx).await?;
+    record(&mut tx, user.as_str(), position).await?;
+    let audience = audience(&mut tx, &[user.to_string()]).await?;
+    tx.commit().await?;
+    reservation.committed_for(audience).await?;
     Ok(())
 }
 

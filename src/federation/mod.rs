@@ -17,6 +17,7 @@ pub mod membership;
 pub mod query;
 pub mod sender;
 pub mod tls;
+pub mod user_keys;
 
 /// What federation domain code takes: room operations, the outbound client and the key ring.
 #[derive(Clone, Copy)]

@@ -45,7 +45,17 @@ pub async fn post_receipt(
     if receipt_type == FULLY_READ {
         return set_fully_read(pool, streams, user, room_id, event_id).await;
     }
-    store_receipt(pool, streams, user, room_id, receipt_type, event_id, thread_id.unwrap_or(""), event_position).await
+    let receipt = db::ephemeral::NewReceipt {
+        room_id: room_id.as_str(),
+        user_id: user.as_str(),
+        receipt_type,
+        thread_id: thread_id.unwrap_or(""),
+        event_id,
+        event_position,
+        ts: now_ms(),
+        stream_position: 0,
+    };
+    store_receipt(pool, streams, receipt, Origin::Local).await
 }
 
 /// `POST /rooms/{roomId}/read_markers`: every marker is checked before any is written, so a
@@ -70,7 +80,17 @@ pub async fn set_read_markers(
         if kind == FULLY_READ {
             set_fully_read(pool, streams, user, room_id, event_id).await?;
         } else {
-            store_receipt(pool, streams, user, room_id, kind, event_id, "", event_position).await?;
+            let receipt = db::ephemeral::NewReceipt {
+                room_id: room_id.as_str(),
+                user_id: user.as_str(),
+                receipt_type: kind,
+                thread_id: "",
+                event_id,
+                event_position,
+                ts: now_ms(),
+                stream_position: 0,
+            };
+            store_receipt(pool, streams, receipt, Origin::Local).await?;
         }
     }
     Ok(())
@@ -93,49 +113,88 @@ async fn visible_event_position(pool: &PgPool, user: &UserId, room_id: &RoomId, 
     Ok(position)
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn store_receipt(
+/// A remote user's public receipt, as their server sent it (`m.receipt`): kept when the user
+/// is joined and the event is one this server has in the room's timeline.
+pub async fn receive_remote(
     pool: &PgPool,
     streams: &Streams,
-    user: &UserId,
     room_id: &RoomId,
-    receipt_type: &str,
+    user: &UserId,
     event_id: &str,
     thread_id: &str,
-    event_position: i64,
+    ts: Option<i64>,
+) -> Result<()> {
+    ensure_joined(pool, user, room_id).await?;
+    let unknown = || Error::not_found(format!("Event {event_id} is not in this server's timeline of {room_id}"));
+    let stored = db::events::by_id(pool, event_id).await?.ok_or_else(unknown)?;
+    if stored.room_id != room_id.as_str() {
+        return Err(unknown());
+    }
+    let event_position = stored.stream_position.ok_or_else(unknown)?;
+    let receipt = db::ephemeral::NewReceipt {
+        room_id: room_id.as_str(),
+        user_id: user.as_str(),
+        receipt_type: READ,
+        thread_id,
+        event_id,
+        event_position,
+        ts: ts.unwrap_or_else(now_ms),
+        stream_position: 0,
+    };
+    store_receipt(pool, streams, receipt, Origin::Remote).await
+}
+
+/// Where a receipt comes from: a local user's is passed on to the room's other servers
+/// (when public); a remote one came from its user's server, which tells the others itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    Local,
+    Remote,
+}
+
+/// Stores `receipt` (its `stream_position` is taken here) unless the user already has one at
+/// or after its event.
+pub(crate) async fn store_receipt(
+    pool: &PgPool,
+    streams: &Streams,
+    mut receipt: db::ephemeral::NewReceipt<'_>,
+    origin: Origin,
 ) -> Result<()> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let current = db::ephemeral::receipt_event_position_for_update(
         &mut tx,
-        room_id.as_str(),
-        user.as_str(),
-        receipt_type,
-        thread_id,
+        receipt.room_id,
+        receipt.user_id,
+        receipt.receipt_type,
+        receipt.thread_id,
     )
     .await?;
     // Like Synapse, a receipt for an event before the current one is accepted but ignored:
     // clients racing on several devices must not move a user's read position backwards.
-    if current.is_some_and(|current| current >= event_position) {
+    if current.is_some_and(|current| current >= receipt.event_position) {
         tx.rollback().await?;
         return Ok(());
     }
-    let stream_position = reservation.next(&mut tx).await?;
-    let receipt = db::ephemeral::NewReceipt {
-        room_id: room_id.as_str(),
-        user_id: user.as_str(),
-        receipt_type,
-        thread_id,
-        event_id,
-        event_position,
-        ts: now_ms(),
-        stream_position,
-    };
+    receipt.stream_position = reservation.next(&mut tx).await?;
     db::ephemeral::put_receipt(&mut tx, &receipt).await?;
+    if origin == Origin::Local && receipt.receipt_type == READ {
+        let (Ok(room_id), Ok(user_id)) = (RoomId::parse(receipt.room_id), UserId::parse(receipt.user_id)) else {
+            return Err(Error::internal("a receipt of an invalid room or user id"));
+        };
+        let outbound = crate::federation::sender::edus::ReadReceipt {
+            room_id: &room_id,
+            user_id: &user_id,
+            event_id: receipt.event_id,
+            thread_id: receipt.thread_id,
+            ts: receipt.ts,
+        };
+        crate::federation::sender::edus::read_receipt(&mut tx, &outbound, receipt.stream_position).await?;
+    }
     tx.commit().await?;
     // Private receipts concern only their owner, but their room's other syncs find nothing
     // and go back to waiting: not worth a second audience rule.
-    reservation.committed_for(vec![room_id.to_string()]).await?;
+    reservation.committed_for(vec![receipt.room_id.to_owned()]).await?;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::streams::Streams;
 use crate::time::now_ms;
-use ruma::{RoomId, UserId};
+use ruma::{RoomId, ServerName, UserId};
 use sqlx::PgPool;
 use std::time::Duration;
 
@@ -44,16 +44,57 @@ pub async fn set_typing(
     let current = db::ephemeral::typing_for_update(&mut tx, room_id.as_str(), user_id.as_str()).await?;
     let was_typing = current.as_ref().is_some_and(|row| row.typing && row.expires_ts > now);
     let stopped_already = current.as_ref().is_none_or(|row| !row.typing);
+    let edus = crate::federation::sender::edus::typing;
     match (timeout.is_some(), was_typing) {
-        // Still typing: only the timeout moves.
-        (true, true) => db::ephemeral::extend_typing(&mut tx, room_id.as_str(), user_id.as_str(), expires_ts).await?,
+        // Still typing: only the timeout moves. Other servers time typing out on their own,
+        // so they hear of the renewal (which takes a position only for that).
+        (true, true) => {
+            db::ephemeral::extend_typing(&mut tx, room_id.as_str(), user_id.as_str(), expires_ts).await?;
+            let local = user_id.server_name();
+            if crate::federation::sender::edus::room_has_remote_servers(&mut tx, room_id, local).await? {
+                let position = reservation.next(&mut tx).await?;
+                edus(&mut tx, room_id, user_id, true, position).await?;
+            }
+        }
         // Stopping a user who is not typing changes nothing anyone sees.
         (false, _) if stopped_already => {}
         (typing, _) => {
             let position = reservation.next(&mut tx).await?;
             db::ephemeral::set_typing(&mut tx, room_id.as_str(), user_id.as_str(), typing, expires_ts, position)
                 .await?;
+            edus(&mut tx, room_id, user_id, typing, position).await?;
         }
+    }
+    tx.commit().await?;
+    reservation.committed_for(vec![room_id.to_string()]).await?;
+    Ok(())
+}
+
+/// How long a remote user shows as typing after their server's last word: their server
+/// renews it while they type (Synapse's federation timeout).
+const REMOTE_TIMEOUT_MS: i64 = 60_000;
+
+/// A remote user's typing state as their server sent it (`m.typing`); only a user joined to
+/// the room counts. Synced like a local user's.
+pub async fn receive_remote(
+    pool: &PgPool,
+    streams: &Streams,
+    room_id: &RoomId,
+    user_id: &UserId,
+    typing: bool,
+) -> Result<()> {
+    ensure_joined(pool, user_id, room_id).await?;
+    let now = now_ms();
+    let mut reservation = streams.reserve();
+    let mut tx = pool.begin().await?;
+    let current = db::ephemeral::typing_for_update(&mut tx, room_id.as_str(), user_id.as_str()).await?;
+    let was_typing = current.as_ref().is_some_and(|row| row.typing && row.expires_ts > now);
+    if typing && was_typing {
+        db::ephemeral::extend_typing(&mut tx, room_id.as_str(), user_id.as_str(), now + REMOTE_TIMEOUT_MS).await?;
+    } else if typing || current.as_ref().is_some_and(|row| row.typing) {
+        let position = reservation.next(&mut tx).await?;
+        let expires_ts = if typing { now + REMOTE_TIMEOUT_MS } else { now };
+        db::ephemeral::set_typing(&mut tx, room_id.as_str(), user_id.as_str(), typing, expires_ts, position).await?;
     }
     tx.commit().await?;
     reservation.committed_for(vec![room_id.to_string()]).await?;
@@ -69,8 +110,10 @@ pub(crate) async fn ensure_joined(pool: &PgPool, user: &UserId, room_id: &RoomId
 }
 
 /// Turns every expired typing row into a stop with its own stream position, so that other
-/// clients see the typist stop without any request from them. Returns how many stopped.
-pub async fn sweep_expired(pool: &PgPool, streams: &Streams) -> Result<usize> {
+/// clients see the typist stop without any request from them; other servers hear of a local
+/// typist's stop too (they would otherwise show them typing until their own, longer timeout).
+/// Returns how many stopped.
+pub async fn sweep_expired(pool: &PgPool, streams: &Streams, local: &ServerName) -> Result<usize> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let now = now_ms();
@@ -83,6 +126,11 @@ pub async fn sweep_expired(pool: &PgPool, streams: &Streams) -> Result<usize> {
     let position = reservation.next(&mut tx).await?;
     for (room_id, user_id) in &expired {
         db::ephemeral::set_typing(&mut tx, room_id, user_id, false, now, position).await?;
+        if let (Ok(room_id), Ok(user_id)) = (RoomId::parse(room_id), UserId::parse(user_id))
+            && user_id.server_name() == local
+        {
+            crate::federation::sender::edus::typing(&mut tx, &room_id, &user_id, false, position).await?;
+        }
     }
     tx.commit().await?;
     reservation.committed_for(expired.iter().map(|(room_id, _)| room_id.clone()).collect()).await?;
@@ -96,6 +144,7 @@ pub async fn sweep_expired(pool: &PgPool, streams: &Streams) -> Result<usize> {
 pub fn spawn_sweeper(
     pool: PgPool,
     streams: std::sync::Weak<Streams>,
+    local: ruma::OwnedServerName,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -107,7 +156,7 @@ pub fn spawn_sweeper(
                 _ = stop.wait_for(|stop| *stop) => break,
             }
             let Some(streams) = streams.upgrade() else { break };
-            if let Err(error) = sweep_expired(&pool, &streams).await {
+            if let Err(error) = sweep_expired(&pool, &streams, &local).await {
                 tracing::warn!(%error, "stopping expired typing notifications");
             }
         }

@@ -300,8 +300,9 @@ pub async fn change_password(
     let mut audience = Vec::new();
     if logout_devices {
         let user = session.user_id.as_str();
-        if db::devices::delete_all_except(&mut *tx, user, Some(session.device_id.as_str())).await? > 0 {
-            audience = devices::record_deletion(&mut tx, &mut reservation, user).await?;
+        let deleted = db::devices::delete_all_except(&mut *tx, user, Some(session.device_id.as_str())).await?;
+        if !deleted.is_empty() {
+            audience = devices::record_deletion(&mut tx, &mut reservation, &session.user_id, &deleted).await?;
         }
     }
     tx.commit().await?;

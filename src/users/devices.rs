@@ -103,25 +103,41 @@ pub async fn delete_now(pool: &PgPool, streams: &Streams, user_id: &UserId, devi
     let mut tx = pool.begin().await?;
     let mut audience = Vec::new();
     let deleted = db::devices::delete(&mut *tx, user_id.as_str(), device_ids).await?;
-    if deleted > 0 {
-        audience = record_deletion(&mut tx, &mut reservation, user_id.as_str()).await?;
+    if !deleted.is_empty() {
+        audience = record_deletion(&mut tx, &mut reservation, user_id, &deleted).await?;
     }
     tx.commit().await?;
     reservation.committed_for(audience).await?;
-    Ok(deleted)
+    Ok(deleted.len() as u64)
 }
 
 /// Deleting a device deletes its encryption keys (through foreign keys) and changes the
 /// user's device list: others who share a room must learn of it through `/sync`, so the
-/// change takes a stream position. Signatures on the vanished device go too. Returns whose
-/// syncs to wake (the user's, and those of everyone in their rooms).
+/// change takes a stream position, and other servers sharing a room hear of each device
+/// (`m.device_list_update` with `deleted`). Signatures on the vanished device go too. Returns
+/// whose syncs to wake (the user's, and those of everyone in their rooms).
 pub async fn record_deletion(
     tx: &mut db::Transaction,
     reservation: &mut Reservation<'_>,
-    user_id: &str,
+    user_id: &UserId,
+    deleted: &[String],
 ) -> Result<Vec<String>> {
-    let position = reservation.next(tx).await?;
-    db::e2ee_device_lists::record_change(&mut **tx, user_id, position).await?;
-    db::e2ee_cross_signing::delete_orphan_signatures(&mut **tx, user_id).await?;
-    Ok(db::e2ee_device_lists::audience(&mut **tx, &[user_id.to_owned()]).await?)
+    let user = user_id.as_str();
+    for device_id in deleted {
+        // Each device its own position: a receiver orders updates by `stream_id`.
+        let position = reservation.next(tx).await?;
+        let prev_id = db::e2ee_device_lists::previous_change(&mut **tx, user, position).await?;
+        db::e2ee_device_lists::record_change(&mut **tx, user, position).await?;
+        let change = crate::federation::sender::edus::DeviceChange {
+            user_id,
+            device_id: device_id.as_str().into(),
+            display_name: None,
+            keys: None,
+            deleted: true,
+            prev_id,
+        };
+        crate::federation::sender::edus::device_list_update(tx, change, position).await?;
+    }
+    db::e2ee_cross_signing::delete_orphan_signatures(&mut **tx, user).await?;
+    Ok(db::e2ee_device_lists::audience(&mut **tx, &[user.to_owned()]).await?)
 }

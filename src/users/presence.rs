@@ -108,18 +108,76 @@ async fn write(
     state: &str,
     status_msg: StatusMsg<'_>,
 ) -> Result<()> {
+    let now = now_ms();
+    store(pool, streams, user_id, state, status_msg, now, Origin::Local).await?;
+    RECENT.insert((crate::cache::database_of(pool), user_id.to_owned()), (state.to_owned(), now));
+    Ok(())
+}
+
+/// Whose presence a change is: a local user's goes on to the servers sharing a room with
+/// them; a remote user's came from their server.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Local,
+    Remote,
+}
+
+async fn store(
+    pool: &PgPool,
+    streams: &Streams,
+    user_id: &UserId,
+    state: &str,
+    status_msg: StatusMsg<'_>,
+    last_active_ts: i64,
+    origin: Origin,
+) -> Result<()> {
     // Presence is delivered by /sync, so a change takes a stream position like an event.
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let position = reservation.next(&mut tx).await?;
-    db::presence::put(&mut *tx, user_id.as_str(), state, status_msg, now_ms(), position).await?;
+    db::presence::put(&mut *tx, user_id.as_str(), state, status_msg, last_active_ts, position).await?;
+    if origin == Origin::Local {
+        // The status message as stored (a sync's change keeps the one set before).
+        let stored = db::presence::get(&mut *tx, user_id.as_str()).await?;
+        let change = crate::federation::sender::edus::PresenceChange {
+            user_id,
+            state: PresenceState::from(state),
+            status_msg: stored.and_then(|row| row.status_msg),
+            currently_active: state == "online",
+        };
+        crate::federation::sender::edus::presence(&mut tx, change, position).await?;
+    }
     // Presence is seen by the user and whoever shares a room with them.
     let mut audience = db::rooms::joined_rooms(&mut *tx, user_id.as_str()).await?;
     audience.push(user_id.to_string());
     tx.commit().await?;
-    RECENT.insert((crate::cache::database_of(pool), user_id.to_owned()), (state.to_owned(), now_ms()));
     reservation.committed_for(audience).await?;
     Ok(())
+}
+
+/// A remote user's presence, as their server pushed it (`m.presence`): kept and synced like a
+/// local user's, for those who share a room with them.
+pub async fn receive_remote(
+    pool: &PgPool,
+    streams: &Streams,
+    user_id: &UserId,
+    state: &PresenceState,
+    status_msg: Option<&str>,
+    last_active_ago: u64,
+) -> Result<()> {
+    let state = state_name(state)?;
+    let status_msg = status_msg.map(|message| crate::users::presence::truncate(message, MAX_STATUS_MSG_BYTES));
+    let last_active_ts = now_ms().saturating_sub(i64::try_from(last_active_ago).unwrap_or(i64::MAX));
+    store(pool, streams, user_id, state, StatusMsg::Set(status_msg), last_active_ts, Origin::Remote).await
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 pub async fn get(pool: &PgPool, session: &Session, user_id: &UserId) -> Result<PresenceView> {

@@ -121,8 +121,8 @@ pub async fn logout(pool: &PgPool, streams: &Streams, session: &Session) -> Resu
     let mut tx = pool.begin().await?;
     let deleted = db::devices::delete(&mut *tx, session.user_id.as_str(), &[session.device_id.to_string()]).await?;
     let mut audience = Vec::new();
-    if deleted > 0 {
-        audience = devices::record_deletion(&mut tx, &mut reservation, session.user_id.as_str()).await?;
+    if !deleted.is_empty() {
+        audience = devices::record_deletion(&mut tx, &mut reservation, &session.user_id, &deleted).await?;
     }
     tx.commit().await?;
     reservation.committed_for(audience).await?;
@@ -135,8 +135,8 @@ pub async fn logout_all(pool: &PgPool, streams: &Streams, user_id: &UserId) -> R
     let mut tx = pool.begin().await?;
     let deleted = db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;
     let mut audience = Vec::new();
-    if deleted > 0 {
-        audience = devices::record_deletion(&mut tx, &mut reservation, user_id.as_str()).await?;
+    if !deleted.is_empty() {
+        audience = devices::record_deletion(&mut tx, &mut reservation, user_id, &deleted).await?;
     }
     tx.commit().await?;
     reservation.committed_for(audience).await?;

@@ -239,6 +239,20 @@ impl FederatedPair {
     }
 }
 
+impl FederatedPair {
+    /// `alice` on A and `bob` on B in a public room of A's that bob joined through A.
+    pub async fn alice_and_bob_in_a_room(&self, password: &str) -> (super::TestUser, super::TestUser, String) {
+        let alice = self.a.server.register("alice", password).await;
+        let bob = self.b.server.register("bob", password).await;
+        let room = self.a.server.create_room(&alice, serde_json::json!({"preset": "public_chat"})).await;
+        let join =
+            format!("/_matrix/client/v3/join/{}?via={}", super::encode(&room), super::encode(self.a.name().as_str()));
+        let (status, body) = self.b.server.post(&join, bob.token(), serde_json::json!({})).await;
+        assert_eq!(status, reqwest::StatusCode::OK, "bob joins through A: {body}");
+        (alice, bob, room)
+    }
+}
+
 /// An HTTP client that trusts the test CA, for requests a test makes to a federation listener
 /// itself (as another server would).
 pub fn https_client(ca: &TestCa) -> reqwest::Client {

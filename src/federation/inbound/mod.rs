@@ -7,6 +7,7 @@
 
 pub mod accept;
 pub mod check;
+pub mod edus;
 pub mod fetching;
 pub mod outliers;
 pub mod serve;

@@ -1,13 +1,15 @@
-//! `PUT /send/{txnId}`: a transaction of PDUs (and EDUs) from another server. Processed once
+//! `PUT /send/{txnId}`: a transaction of PDUs and EDUs from another server. Processed once
 //! per origin and transaction id (a retry gets the first answer); each PDU goes through the
 //! pipeline on its own, rooms' PDUs in the order sent, and the answer says per PDU what became
-//! of it.
+//! of it; the EDUs follow (`edus`).
 
 use crate::db;
 use crate::error::{Error, Result};
 use crate::federation::FedCtx;
 use crate::federation::inbound::{accept_pdu, check_pdu};
 use crate::time::now_ms;
+use ruma::api::federation::transactions::edu::Edu;
+use ruma::serde::Raw;
 use ruma::{OwnedEventId, OwnedRoomId, RoomVersionId, ServerName};
 use serde::Deserialize;
 use serde_json::value::RawValue as RawJsonValue;
@@ -28,7 +30,7 @@ pub struct IncomingTransaction<'a> {
     /// The `origin` the body names, which must be the signer.
     pub claimed_origin: &'a ServerName,
     pub pdus: &'a [Box<RawJsonValue>],
-    pub edu_count: usize,
+    pub edus: &'a [Raw<Edu>],
 }
 
 pub async fn receive(ctx: FedCtx<'_>, txn: IncomingTransaction<'_>) -> Result<PduResults> {
@@ -38,7 +40,7 @@ pub async fn receive(ctx: FedCtx<'_>, txn: IncomingTransaction<'_>) -> Result<Pd
             txn.claimed_origin, txn.origin
         )));
     }
-    if txn.pdus.len() > MAX_PDUS || txn.edu_count > MAX_EDUS {
+    if txn.pdus.len() > MAX_PDUS || txn.edus.len() > MAX_EDUS {
         return Err(Error::bad_json(format!("A transaction holds at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs")));
     }
     let pool = ctx.rooms.pool;
@@ -53,6 +55,8 @@ pub async fn receive(ctx: FedCtx<'_>, txn: IncomingTransaction<'_>) -> Result<Pd
             results.insert(event_id, outcome.map_err(|error| error.to_string()));
         }
     }
+    // After the PDUs: a receipt may name an event that came in the same transaction.
+    crate::federation::inbound::edus::receive_edus(ctx, txn.origin, txn.edus).await?;
     let answer = serde_json::to_string(&results).map_err(|e| Error::internal(e.to_string()))?;
     db::federation_inbound::record_txn(pool, txn.origin.as_str(), txn.txn_id, &answer, now_ms()).await?;
     Ok(results)

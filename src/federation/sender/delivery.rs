@@ -1,11 +1,12 @@
 //! Sending one destination its queue: transactions of at most
-//! [`MAX_PDUS_PER_TRANSACTION`](super::MAX_PDUS_PER_TRANSACTION) PDUs, oldest first, each
+//! [`MAX_PDUS_PER_TRANSACTION`](super::MAX_PDUS_PER_TRANSACTION) PDUs and
+//! [`MAX_EDUS_PER_TRANSACTION`](super::MAX_EDUS_PER_TRANSACTION) EDUs, oldest first, each
 //! retried under the same transaction id until the destination acknowledges it (so it can
 //! drop a retransmission), with capped exponential backoff while it fails. The backoff is kept
 //! in `federation_destinations`, so a restarted process does not hammer a destination that is
 //! down; the first answer resets it and the queue is then sent in full (catch-up).
 
-use super::MAX_PDUS_PER_TRANSACTION;
+use super::{MAX_EDUS_PER_TRANSACTION, MAX_PDUS_PER_TRANSACTION};
 use crate::db;
 use crate::db::federation_queue::OutgoingTransaction;
 use crate::error::Result;
@@ -13,6 +14,7 @@ use crate::federation::client::FederationClient;
 use crate::outbox::{Backoff, Outbox, Outcome, SessionLocks, sleep_or_stop};
 use crate::time::now_ms;
 use ruma::api::federation::transactions::send_transaction_message;
+use ruma::serde::Raw;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId, ServerName};
 use serde_json::value::RawValue as RawJsonValue;
 use sqlx::PgPool;
@@ -64,7 +66,7 @@ impl Destinations {
                 db::federation_queue::next_transaction(
                     &mut conn,
                     destination.as_str(),
-                    MAX_PDUS_PER_TRANSACTION,
+                    (MAX_PDUS_PER_TRANSACTION, MAX_EDUS_PER_TRANSACTION),
                     &id_prefix,
                 )
                 .await?
@@ -111,12 +113,19 @@ impl Destinations {
             .map(|pdu| RawJsonValue::from_string(pdu.clone()))
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(|error| format!("a stored PDU is not JSON: {error}"))?;
+        let edus = transaction
+            .edus
+            .iter()
+            .map(|edu| RawJsonValue::from_string(edu.clone()).map(Raw::from_json))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|error| format!("a stored EDU is not JSON: {error}"))?;
         let mut request = send_transaction_message::v1::Request::new(
             OwnedTransactionId::from(transaction.txn_id.as_str()),
             self.client.origin().to_owned(),
             MilliSecondsSinceUnixEpoch::now(),
         );
         request.pdus = pdus;
+        request.edus = edus;
         let response = self.client.send(destination, request).await.map_err(|error| error.to_string())?;
         for (event_id, refused) in response.pdus.iter().filter_map(|(id, result)| Some((id, result.as_ref().err()?))) {
             tracing::info!(%destination, %event_id, reason = %refused, "the destination refused a PDU");

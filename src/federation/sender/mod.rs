@@ -7,11 +7,13 @@
 //!   their origin, as the spec has it.
 //! - [`FederationSender`] is the process's worker (a `crate::outbox`): the stream notifier
 //!   that wakes `/sync` after every commit wakes it too; it sends each destination its queue
-//!   oldest first in transactions of at most [`MAX_PDUS_PER_TRANSACTION`] PDUs, with capped
+//!   oldest first in transactions of at most [`MAX_PDUS_PER_TRANSACTION`] PDUs (and
+//!   [`MAX_EDUS_PER_TRANSACTION`] EDUs, queued by [`edus`] beside the changes they announce), with capped
 //!   exponential backoff while the destination fails, and deletes rows only once the
 //!   destination acknowledged them (see `delivery`).
 
 mod delivery;
+pub mod edus;
 
 use crate::db;
 use crate::db::federation_queue::Outgoing;
@@ -27,6 +29,8 @@ use std::sync::Weak;
 
 /// The spec's bound on the PDUs of one transaction.
 pub const MAX_PDUS_PER_TRANSACTION: i64 = 50;
+/// The spec's bound on the EDUs of one transaction.
+pub const MAX_EDUS_PER_TRANSACTION: i64 = 100;
 
 /// Queues the new local events among `events` (appended to `room_id` in the transaction
 /// `tx`) for every remote server with a joined member in the room, and a kick or ban of a

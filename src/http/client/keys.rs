@@ -2,8 +2,9 @@
 //! `/keys/changes`, `/keys/device_signing/upload`, `/keys/signatures/upload`.
 
 use crate::e2ee::types::{KeysUpload, SignedKeys, SigningKeysUpload};
-use crate::e2ee::{cross_signing, device_keys, device_lists, one_time_keys};
+use crate::e2ee::{cross_signing, device_keys, device_lists};
 use crate::error::{Error, Result};
+use crate::federation::user_keys;
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
 use crate::state::AppState;
 use crate::streams::token;
@@ -13,6 +14,11 @@ use ruma::api::client::keys::{
     claim_keys, get_key_changes, get_keys, upload_keys, upload_signatures, upload_signing_keys,
 };
 use serde_json::json;
+use std::time::Duration;
+
+/// How long `/keys/query` and `/keys/claim` wait for other servers when the client names no
+/// `timeout` (the spec's default).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Guests may upload, query and claim keys (spec: "Guest access"), so they can take part in
 /// encrypted rooms they are allowed into; cross-signing is for full accounts.
@@ -46,9 +52,9 @@ async fn query(
     State(state): State<AppState>,
     request: Authed<get_keys::v3::Request>,
 ) -> Result<RumaResponse<get_keys::v3::Response>> {
-    let found =
-        device_keys::query(&state.pool, &state.server_name, &request.session.user_id, &request.body.device_keys)
-            .await?;
+    let body = &request.body;
+    let timeout = body.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let found = user_keys::query(state.fed(), &request.session.user_id, &body.device_keys, timeout).await?;
     let mut response = get_keys::v3::Response::new();
     response.device_keys = found.device_keys;
     response.master_keys = found.master_keys;
@@ -63,7 +69,9 @@ async fn claim(
     State(state): State<AppState>,
     request: Authed<claim_keys::v3::Request>,
 ) -> Result<RumaResponse<claim_keys::v3::Response>> {
-    let claimed = one_time_keys::claim(&state.pool, &state.server_name, &request.body.one_time_keys).await?;
+    let body = &request.body;
+    let timeout = body.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let claimed = user_keys::claim(state.fed(), &body.one_time_keys, timeout).await?;
     let mut response = claim_keys::v3::Response::new(claimed.one_time_keys);
     response.failures = claimed.failures;
     Ok(response.into())

@@ -10,6 +10,7 @@ mod media;
 mod membership;
 mod query;
 mod transactions;
+mod user_keys;
 
 use crate::state::AppState;
 use axum::Router;
@@ -22,5 +23,6 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = query::routes(router);
     let router = media::routes(router);
     let router = transactions::routes(router);
+    let router = user_keys::routes(router);
     dag::routes(router)
 }

@@ -23,7 +23,7 @@ async fn send_transaction(
         txn_id: body.transaction_id.as_str(),
         claimed_origin: &body.origin,
         pdus: &body.pdus,
-        edu_count: body.edus.len(),
+        edus: &body.edus,
     };
     Ok(RumaResponse(send::Response::new(receive(state.fed(), txn).await?)))
 }
