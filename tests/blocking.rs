@@ -6,7 +6,7 @@
 //! through on each path (so each check can fail). Tips are in `creator_tips`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

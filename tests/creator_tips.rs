@@ -5,7 +5,7 @@
 //! never lose an approved tip; a standard client (matrix-sdk) sees the tip as text.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::billing::{Billing, Mode};
 use common::node::{Api, start_node_with};
 use common::*;

@@ -11,7 +11,7 @@
 //!
 //! One pair of Hearths on loopback TLS serves each walk-through, to keep CI short.
 
-mod common;
+use crate::common;
 
 use common::federation::FederatedPair;
 use common::{TestServer, TestUser};

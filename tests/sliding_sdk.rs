@@ -1,4 +1,3 @@
-#![recursion_limit = "256"]
 //! Sliding sync (MSC4186) with the real `matrix-sdk` client's `SlidingSync` and
 //! `matrix-sdk-ui`'s `RoomListService` (what Element X's room list is): the room list arrives
 //! in recency order, a new message moves its room to the top, unread counts match, a room
@@ -6,7 +5,7 @@
 //! and `to_device` extensions alone (no `/sync` at all).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-mod common;
+use crate::common;
 use common::*;
 use futures_util::StreamExt;
 use matrix_sdk::Client;

@@ -13,3 +13,4 @@ mod common;
 mod e2ee_sdk;
 mod matrix_sdk;
 mod real_clients;
+mod sliding_sdk;

@@ -20,6 +20,9 @@ use RoomKey::{EventNid, RoomId};
 /// reference.
 const ROOM_ROWS: &[(&str, RoomKey)] = &[
     ("federation_queue", EventNid),
+    // A purged room can no longer carry a user's server notices: the next notice makes a new one.
+    // (The tip ledger keeps its rows: they are payment records, not room content.)
+    ("server_notice_rooms", RoomId),
     ("event_push_actions", RoomId),
     ("event_edges", EventNid),
     ("event_auth_edges", EventNid),

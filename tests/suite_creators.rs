@@ -1,0 +1,12 @@
+//! Creator features: tips through a real billing webhook, and blocking on every path.
+//!
+//! One test binary per concern rather than per file: each file named below is a module of
+//! this binary, so CI links a dozen binaries instead of seventy, and the files' tests run
+//! alongside each other on one PostgreSQL cluster. A new test file is added here (the
+//! `suite_process::test_layout` check fails until it is).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
+
+mod common;
+
+mod blocking;
+mod creator_tips;
