@@ -2,7 +2,7 @@
 //! it, with the series an operator watches moving as the server works.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
-use crate::common;
+mod common;
 use common::*;
 use prometheus_parse::{Sample, Scrape, Value as Metric};
 use reqwest::StatusCode;

@@ -1,4 +1,4 @@
-//! The Synapse-compatible admin API, the admin CLI and metrics.
+//! The Synapse-compatible admin API and the admin CLI.
 //!
 //! One test binary per concern rather than per file: each file named below is a module of
 //! this binary, so CI links a dozen binaries instead of seventy, and the files' tests run
@@ -14,4 +14,3 @@ mod admin_history;
 mod admin_rooms;
 mod admin_server;
 mod admin_users;
-mod metrics;
