@@ -5,17 +5,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use crate::common;
+use crate::sdk_support::{expect_message, messages};
 use common::*;
 use matrix_sdk::Client;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
 use matrix_sdk::ruma::events::InitialStateEvent;
 use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
-use matrix_sdk::ruma::events::room::message::{OriginalSyncRoomMessageEvent, RoomMessageEventContent};
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use reqwest::StatusCode;
 use serde_json::json;
 use std::time::Duration;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 const PW: &str = "e2ee-sdk-test-password";
 
@@ -25,18 +25,6 @@ async fn login(server: &TestServer, user: &str) -> Client {
     client
 }
 
-/// Decrypted message bodies (sender, body) that the client's sync loop delivers.
-fn messages(client: &Client) -> UnboundedReceiver<(String, String)> {
-    let (tx, rx) = unbounded_channel();
-    client.add_event_handler(move |event: OriginalSyncRoomMessageEvent| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send((event.sender.to_string(), event.content.body().to_owned()));
-        }
-    });
-    rx
-}
-
 fn sync_forever(client: &Client) -> tokio::task::JoinHandle<()> {
     let client = client.clone();
     tokio::spawn(async move {
@@ -44,20 +32,6 @@ fn sync_forever(client: &Client) -> tokio::task::JoinHandle<()> {
             panic!("the sync loop stopped: {error:?}");
         }
     })
-}
-
-/// Waits for a message with this body, failing (not hanging) after a deadline.
-async fn expect_message(rx: &mut UnboundedReceiver<(String, String)>, what: &str, sender: &str, body: &str) {
-    let wait = async {
-        loop {
-            match rx.recv().await {
-                Some((from, text)) if from == sender && text == body => return,
-                Some(_) => continue,
-                None => panic!("{what}: the handler's channel closed"),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), wait).await.unwrap_or_else(|_| panic!("{what}: not seen in 30 s"));
 }
 
 /// Polls `check` until it holds, failing after a deadline.

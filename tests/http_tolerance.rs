@@ -557,49 +557,19 @@ impl Fixture {
     /// `path` with each `{placeholder}` replaced by a value that names something real.
     fn fill(&self, path: &str) -> String {
         fill_path(path, |name| {
-            match name {
-                "user_id" => self.user.user_id.as_str(),
-                "device_id" => self.user.device_id.as_str(),
-                "room_id" | "room_id_or_alias" => self.room.as_str(),
-                "event_id" => self.event.as_str(),
-                "version" => self.backup.as_str(),
-                "filter_id" => self.filter.as_str(),
-                "event_type" => "org.example.audit",
-                "state_key" => "audit",
-                "txn_id" => "audit-txn",
-                "field" => "displayname",
-                "receipt_type" => "m.read",
-                "room_alias" => "#audit:hearth.test",
-                "rel_type" => "m.annotation",
-                "session_id" => "audit-session",
-                // Push rules (`/pushrules/global/{kind}/{rule_id}`): a rule of the user's own.
-                "kind" => "override",
-                // Room tags (`/user/{user_id}/rooms/{room_id}/tags/{tag}`).
-                "tag" => "u.audit",
-                "rule_id" => "audit-rule",
-                // Media (`/media/download/{server_name}/{media_id}/{filename}`): an id that
-                // names nothing, so every variant meets the same 404. Federation
-                // (`/_matrix/key/v2/query/{server_name}`): this server, answered locally.
-                "server_name" => "hearth.test",
-                "media_id" => "nosuchmedia",
-                "filename" => "file.txt",
-                // Federation transactions (`/_matrix/federation/v1/send/{transaction_id}`).
-                "transaction_id" => "audit-federation-txn",
-                // Admin API room deletions (`/_synapse/admin/v2/rooms/delete_status/{delete_id}`):
-                // an id that names no task.
-                "delete_id" => "nosuchdeletion",
-                // Admin API history purges (`/_synapse/admin/v1/purge_history_status/{purge_id}`).
-                "purge_id" => "nosuchpurge",
-                // Admin API reports, registration tokens and federation destinations: names
-                // of nothing.
-                "report_id" => "999999",
-                "token" => "nosuchtoken",
-                "destination" => "remote.example",
-                // Third-party networks (`/thirdparty/protocol/{protocol}`): none is bridged.
-                "protocol" => "irc",
-                other => panic!("{path}: give the placeholder {{{other}}} a value in `Fixture::fill`"),
-            }
-            .to_owned()
+            let fixture = match name {
+                "user_id" => Some(self.user.user_id.as_str()),
+                "device_id" => Some(self.user.device_id.as_str()),
+                "room_id" | "room_id_or_alias" => Some(self.room.as_str()),
+                "event_id" => Some(self.event.as_str()),
+                "version" => Some(self.backup.as_str()),
+                "filter_id" => Some(self.filter.as_str()),
+                "field" => Some("displayname"),
+                _ => None,
+            };
+            fixture.map(str::to_owned).or_else(|| inert_placeholder(name, "audit")).unwrap_or_else(|| {
+                panic!("{path}: give the placeholder {{{name}}} a value in `Fixture::fill` or `inert_placeholder`")
+            })
         })
     }
 }

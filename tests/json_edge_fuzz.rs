@@ -224,49 +224,20 @@ impl Scene {
 
     fn fill(&self, path: &str) -> String {
         fill_path(path, |name| {
-            match name {
+            let fixture = match name {
                 // Routes that name a user: the victim, where another user may be named at all.
-                "user_id" => self.bob.user_id.as_str(),
-                "device_id" => self.alice.device_id.as_str(),
-                "room_id" | "room_id_or_alias" => self.room.as_str(),
-                "event_id" => self.event.as_str(),
-                "version" => self.backup.as_str(),
-                "filter_id" => "0",
-                "event_type" => "org.example.fuzz",
-                "state_key" => "fuzz",
-                "txn_id" => "fuzz-txn",
-                "field" => "org.example.fuzz",
-                "receipt_type" => "m.read",
-                "room_alias" => "#fuzz:hearth.test",
-                "rel_type" => "m.annotation",
-                "session_id" => "fuzz-session",
-                "kind" => "override",
-                // Room tags (`/user/{user_id}/rooms/{room_id}/tags/{tag}`).
-                "tag" => "u.fuzz",
-                "rule_id" => "fuzz-rule",
-                // Media (`/media/download/{server_name}/{media_id}/{filename}`): an id that
-                // names nothing, so every variant meets the same 404. Federation
-                // (`/_matrix/key/v2/query/{server_name}`): this server, answered locally.
-                "server_name" => "hearth.test",
-                "media_id" => "nosuchmedia",
-                "filename" => "file.txt",
-                // Federation transactions (`/_matrix/federation/v1/send/{transaction_id}`).
-                "transaction_id" => "fuzz-federation-txn",
-                // Admin API room deletions (`/_synapse/admin/v2/rooms/delete_status/{delete_id}`):
-                // an id that names no task.
-                "delete_id" => "nosuchdeletion",
-                // Admin API history purges (`/_synapse/admin/v1/purge_history_status/{purge_id}`).
-                "purge_id" => "nosuchpurge",
-                // Admin API reports, registration tokens and federation destinations: names
-                // of nothing.
-                "report_id" => "999999",
-                "token" => "nosuchtoken",
-                "destination" => "remote.example",
-                // Third-party networks (`/thirdparty/protocol/{protocol}`): none is bridged.
-                "protocol" => "irc",
-                other => panic!("{path}: give the placeholder {{{other}}} a value in `Scene::fill`"),
-            }
-            .to_owned()
+                "user_id" => Some(self.bob.user_id.as_str()),
+                "device_id" => Some(self.alice.device_id.as_str()),
+                "room_id" | "room_id_or_alias" => Some(self.room.as_str()),
+                "event_id" => Some(self.event.as_str()),
+                "version" => Some(self.backup.as_str()),
+                "filter_id" => Some("0"),
+                "field" => Some("org.example.fuzz"),
+                _ => None,
+            };
+            fixture.map(str::to_owned).or_else(|| inert_placeholder(name, "fuzz")).unwrap_or_else(|| {
+                panic!("{path}: give the placeholder {{{name}}} a value in `Scene::fill` or `inert_placeholder`")
+            })
         })
     }
 

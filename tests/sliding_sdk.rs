@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use crate::common;
+use crate::sdk_support::{expect_message, messages};
 use common::*;
 use futures_util::StreamExt;
 use matrix_sdk::Client;
@@ -14,14 +15,13 @@ use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom
 use matrix_sdk::ruma::api::client::sync::sync_events::v5::request::RoomSubscription;
 use matrix_sdk::ruma::events::InitialStateEvent;
 use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
-use matrix_sdk::ruma::events::room::message::{OriginalSyncRoomMessageEvent, RoomMessageEventContent};
+use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use matrix_sdk::sliding_sync::{SlidingSync, SlidingSyncList, SlidingSyncMode, VersionBuilder};
 use matrix_sdk_ui::eyeball_im;
 use matrix_sdk_ui::room_list_service::{RoomList, RoomListItem, RoomListService, filters};
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
 const PW: &str = "sliding-sdk-test-password";
 
@@ -65,31 +65,6 @@ fn sync_forever(sync: SlidingSync) -> tokio::task::JoinHandle<()> {
             }
         }
     })
-}
-
-/// Decrypted or plain message bodies (sender, body) the client's sync delivers.
-fn messages(client: &Client) -> UnboundedReceiver<(String, String)> {
-    let (tx, rx) = unbounded_channel();
-    client.add_event_handler(move |event: OriginalSyncRoomMessageEvent| {
-        let tx = tx.clone();
-        async move {
-            let _ = tx.send((event.sender.to_string(), event.content.body().to_owned()));
-        }
-    });
-    rx
-}
-
-async fn expect_message(rx: &mut UnboundedReceiver<(String, String)>, what: &str, sender: &str, body: &str) {
-    let wait = async {
-        loop {
-            match rx.recv().await {
-                Some((from, text)) if from == sender && text == body => return,
-                Some(_) => continue,
-                None => panic!("{what}: the handler's channel closed"),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(30), wait).await.unwrap_or_else(|_| panic!("{what}: not seen in 30 s"));
 }
 
 /// Polls `check` until it holds, failing after a deadline.

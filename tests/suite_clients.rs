@@ -9,6 +9,7 @@
 
 mod clients;
 mod common;
+mod sdk_support;
 
 mod e2ee_sdk;
 mod matrix_sdk;

@@ -15,7 +15,7 @@ pub mod rng;
 mod rooms;
 pub mod synapse;
 #[allow(unused_imports)] // not every test binary encodes, fills paths or sends text
-pub use rooms::{encode, fill_path, message_ids, text};
+pub use rooms::{encode, fill_path, inert_placeholder, message_ids, text};
 
 use hearth::config::Config;
 use hearth::db::embedded::{ClusterOptions, RunningCluster, connect_options};

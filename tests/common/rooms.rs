@@ -92,6 +92,47 @@ pub fn encode(value: &str) -> String {
         .collect()
 }
 
+/// A value for a route placeholder that names nothing of a test's own: ids that name no task,
+/// report, token or media (so every request meets the same "not found"), this server for
+/// `server_name`, and names made from `tag` (the caller's, e.g. "audit") for what a client
+/// chooses itself (event types, transaction ids, tags). `None` for placeholders that must name
+/// something real (users, rooms, events...), which the caller fills from its own fixture; the
+/// route audits give every new placeholder a value here.
+pub fn inert_placeholder(name: &str, tag: &str) -> Option<String> {
+    let value = match name {
+        "event_type" => format!("org.example.{tag}"),
+        "state_key" => tag.to_owned(),
+        "txn_id" => format!("{tag}-txn"),
+        "room_alias" => format!("#{tag}:hearth.test"),
+        "session_id" => format!("{tag}-session"),
+        // Room tags (`/user/{user_id}/rooms/{room_id}/tags/{tag}`).
+        "tag" => format!("u.{tag}"),
+        "rule_id" => format!("{tag}-rule"),
+        // Federation transactions (`/_matrix/federation/v1/send/{transaction_id}`).
+        "transaction_id" => format!("{tag}-federation-txn"),
+        "receipt_type" => "m.read".to_owned(),
+        "rel_type" => "m.annotation".to_owned(),
+        // Push rules (`/pushrules/global/{kind}/{rule_id}`).
+        "kind" => "override".to_owned(),
+        // Media (`/media/download/{server_name}/{media_id}/{filename}`): an id that names
+        // nothing. Federation (`/_matrix/key/v2/query/{server_name}`): this server, answered
+        // locally.
+        "server_name" => "hearth.test".to_owned(),
+        "media_id" => "nosuchmedia".to_owned(),
+        "filename" => "file.txt".to_owned(),
+        // Admin API tasks, reports, registration tokens and federation destinations.
+        "delete_id" => "nosuchdeletion".to_owned(),
+        "purge_id" => "nosuchpurge".to_owned(),
+        "report_id" => "999999".to_owned(),
+        "token" => "nosuchtoken".to_owned(),
+        "destination" => "remote.example".to_owned(),
+        // Third-party networks (`/thirdparty/protocol/{protocol}`): none is bridged.
+        "protocol" => "irc".to_owned(),
+        _ => return None,
+    };
+    Some(value)
+}
+
 /// `path` with each `{placeholder}` replaced by what `value` gives for its name, encoded.
 pub fn fill_path(path: &str, value: impl Fn(&str) -> String) -> String {
     let mut filled = String::new();

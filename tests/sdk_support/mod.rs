@@ -1,0 +1,34 @@
+//! What the matrix-sdk tests share: the messages a client's sync delivers, as a channel the
+//! test can wait on.
+#![allow(dead_code)] // each test file uses part of it
+
+use matrix_sdk::Client;
+use matrix_sdk::ruma::events::room::message::OriginalSyncRoomMessageEvent;
+use std::time::Duration;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+
+/// Decrypted or plain message bodies (sender, body) that the client's sync delivers.
+pub fn messages(client: &Client) -> UnboundedReceiver<(String, String)> {
+    let (tx, rx) = unbounded_channel();
+    client.add_event_handler(move |event: OriginalSyncRoomMessageEvent| {
+        let tx = tx.clone();
+        async move {
+            let _ = tx.send((event.sender.to_string(), event.content.body().to_owned()));
+        }
+    });
+    rx
+}
+
+/// Waits for a message with this body from `sender`, failing (not hanging) after a deadline.
+pub async fn expect_message(rx: &mut UnboundedReceiver<(String, String)>, what: &str, sender: &str, body: &str) {
+    let wait = async {
+        loop {
+            match rx.recv().await {
+                Some((from, text)) if from == sender && text == body => return,
+                Some(_) => continue,
+                None => panic!("{what}: the handler's channel closed"),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), wait).await.unwrap_or_else(|_| panic!("{what}: not seen in 30 s"));
+}
