@@ -5,13 +5,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use crate::common;
-use crate::sdk_support::{expect_message, messages};
+use crate::sdk_support::{encrypted_room, expect_message, messages};
 use common::*;
 use matrix_sdk::Client;
 use matrix_sdk::config::SyncSettings;
-use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
-use matrix_sdk::ruma::events::InitialStateEvent;
-use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
+use matrix_sdk::ruma::api::client::room::create_room::v3::RoomPreset;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -82,13 +80,10 @@ async fn encrypted_messages_decrypt_on_the_other_side_and_on_a_new_device() {
     })
     .await;
 
-    let mut request = CreateRoom::new();
-    request.preset = Some(RoomPreset::PrivateChat);
-    request.invite = vec![bob_id.clone()];
-    request.initial_state = vec![
-        InitialStateEvent::with_empty_state_key(RoomEncryptionEventContent::with_recommended_defaults()).to_raw_any(),
-    ];
-    let alice_room = alice.create_room(request).await.expect("create an encrypted room");
+    let alice_room = alice
+        .create_room(encrypted_room(RoomPreset::PrivateChat, vec![bob_id.clone()]))
+        .await
+        .expect("create an encrypted room");
     let room_id = alice_room.room_id().to_owned();
     let bob_room = bob.join_room_by_id(&room_id).await.expect("bob joins");
     eventually("alice's client knows bob joined", || {
@@ -211,13 +206,10 @@ async fn a_new_device_reads_history_restored_from_the_key_backup() {
     let bob_sync = sync_forever(&bob);
     bob.encryption().wait_for_e2ee_initialization_tasks().await;
 
-    let mut request = CreateRoom::new();
-    request.preset = Some(RoomPreset::PrivateChat);
-    request.invite = vec![bob_id.clone()];
-    request.initial_state = vec![
-        InitialStateEvent::with_empty_state_key(RoomEncryptionEventContent::with_recommended_defaults()).to_raw_any(),
-    ];
-    let alice_room = alice.create_room(request).await.expect("create an encrypted room");
+    let alice_room = alice
+        .create_room(encrypted_room(RoomPreset::PrivateChat, vec![bob_id.clone()]))
+        .await
+        .expect("create an encrypted room");
     let room_id = alice_room.room_id().to_owned();
     bob.join_room_by_id(&room_id).await.expect("bob joins");
     eventually("alice's client knows bob joined", || {
@@ -274,12 +266,8 @@ async fn encrypted_messages_decrypt_across_two_hearths() {
     alice.encryption().wait_for_e2ee_initialization_tasks().await;
     bob.encryption().wait_for_e2ee_initialization_tasks().await;
 
-    let mut request = CreateRoom::new();
-    request.preset = Some(RoomPreset::PublicChat);
-    request.initial_state = vec![
-        InitialStateEvent::with_empty_state_key(RoomEncryptionEventContent::with_recommended_defaults()).to_raw_any(),
-    ];
-    let alice_room = alice.create_room(request).await.expect("create an encrypted room");
+    let alice_room =
+        alice.create_room(encrypted_room(RoomPreset::PublicChat, Vec::new())).await.expect("create an encrypted room");
     let room_id = alice_room.room_id().to_owned();
     let via = matrix_sdk::ruma::OwnedServerName::try_from(a.name().as_str()).expect("server name");
     let room_or_alias = <&matrix_sdk::ruma::RoomOrAliasId>::from(&*room_id);

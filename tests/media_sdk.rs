@@ -57,13 +57,7 @@ async fn avatar_photo_and_video(server: &TestServer) {
         .expect("alice sends a photo");
 
     // Bob reads the event as any client does, and finds the photo's mxc URI in it.
-    let (status, event) = server
-        .get(
-            &format!("/_matrix/client/v3/rooms/{}/event/{}", encode(room_id.as_str()), encode(sent.event_id.as_str())),
-            bob_http.token(),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{event}");
+    let event = read_event(server, &bob_http, room_id.as_str(), sent.event_id.as_str()).await;
     assert_eq!(event["content"]["msgtype"], "m.image");
     assert_eq!(event["content"]["body"], "holiday.jpg");
     let url = event["content"]["url"].as_str().expect("an unencrypted image has a url").to_owned();
@@ -112,13 +106,7 @@ async fn avatar_photo_and_video(server: &TestServer) {
         )
         .await
         .expect("alice sends a video");
-    let (status, event) = server
-        .get(
-            &format!("/_matrix/client/v3/rooms/{}/event/{}", encode(room_id.as_str()), encode(sent.event_id.as_str())),
-            bob_http.token(),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{event}");
+    let event = read_event(server, &bob_http, room_id.as_str(), sent.event_id.as_str()).await;
     assert_eq!(event["content"]["msgtype"], "m.video", "{event}");
     let video_url = event["content"]["url"].as_str().expect("the video's url").to_owned();
     let poster_url = event["content"]["info"]["thumbnail_url"].as_str().expect("the video's thumbnail").to_owned();
@@ -171,4 +159,12 @@ async fn avatar_photo_and_video(server: &TestServer) {
         .expect("bob's client gets the avatar's thumbnail");
     let (width, height) = dimensions(&small);
     assert!(width < 256 && width == height, "a square thumbnail of the avatar: {width}x{height}");
+}
+
+/// The event as a client reads it (`GET /rooms/{roomId}/event/{eventId}`).
+async fn read_event(server: &TestServer, user: &TestUser, room_id: &str, event_id: &str) -> serde_json::Value {
+    let path = format!("/_matrix/client/v3/rooms/{}/event/{}", encode(room_id), encode(event_id));
+    let (status, event) = server.get(&path, user.token()).await;
+    assert_eq!(status, StatusCode::OK, "{event}");
+    event
 }

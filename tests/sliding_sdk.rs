@@ -6,15 +6,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use crate::common;
-use crate::sdk_support::{expect_message, messages};
+use crate::sdk_support::{encrypted_room, expect_message, messages};
 use common::*;
 use futures_util::StreamExt;
 use matrix_sdk::Client;
 use matrix_sdk::ruma::OwnedRoomId;
-use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
+use matrix_sdk::ruma::api::client::room::create_room::v3::RoomPreset;
 use matrix_sdk::ruma::api::client::sync::sync_events::v5::request::RoomSubscription;
-use matrix_sdk::ruma::events::InitialStateEvent;
-use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use matrix_sdk::sliding_sync::{SlidingSync, SlidingSyncList, SlidingSyncMode, VersionBuilder};
 use matrix_sdk_ui::eyeball_im;
@@ -171,13 +169,10 @@ async fn an_encrypted_conversation_works_through_the_extensions() {
     let alice_task = sync_forever(sliding_sync(&alice, 20).await);
     let bob_task = sync_forever(sliding_sync(&bob, 20).await);
 
-    let mut request = CreateRoom::new();
-    request.preset = Some(RoomPreset::PrivateChat);
-    request.invite = vec![bob_id.clone()];
-    request.initial_state = vec![
-        InitialStateEvent::with_empty_state_key(RoomEncryptionEventContent::with_recommended_defaults()).to_raw_any(),
-    ];
-    let alice_room = alice.create_room(request).await.expect("create an encrypted room");
+    let alice_room = alice
+        .create_room(encrypted_room(RoomPreset::PrivateChat, vec![bob_id.clone()]))
+        .await
+        .expect("create an encrypted room");
     let room_id = alice_room.room_id().to_owned();
     let bob_room = bob.join_room_by_id(&room_id).await.expect("bob joins");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);

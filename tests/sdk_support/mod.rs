@@ -1,8 +1,12 @@
-//! What the matrix-sdk tests share: the messages a client's sync delivers, as a channel the
-//! test can wait on.
+//! What the matrix-sdk tests share: an encrypted room to create, and the messages a client's
+//! sync delivers, as a channel the test can wait on.
 #![allow(dead_code)] // each test file uses part of it
 
 use matrix_sdk::Client;
+use matrix_sdk::ruma::OwnedUserId;
+use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
+use matrix_sdk::ruma::events::InitialStateEvent;
+use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::message::OriginalSyncRoomMessageEvent;
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
@@ -31,4 +35,16 @@ pub async fn expect_message(rx: &mut UnboundedReceiver<(String, String)>, what: 
         }
     };
     tokio::time::timeout(Duration::from_secs(30), wait).await.unwrap_or_else(|_| panic!("{what}: not seen in 30 s"));
+}
+
+/// `createRoom` for an end-to-end encrypted room (the SDK's recommended algorithm) with this
+/// preset, inviting `invite`.
+pub fn encrypted_room(preset: RoomPreset, invite: Vec<OwnedUserId>) -> CreateRoom {
+    let mut request = CreateRoom::new();
+    request.preset = Some(preset);
+    request.invite = invite;
+    request.initial_state = vec![
+        InitialStateEvent::with_empty_state_key(RoomEncryptionEventContent::with_recommended_defaults()).to_raw_any(),
+    ];
+    request
 }

@@ -4,34 +4,16 @@
 // reaction and a thread reply; then the requests the Notifications and Security settings tabs
 // make. Each step checks what the other user's client shows.
 import {
-    scenario, check, checkEqual, until, sdk, baseUrl, recordingFetch, requests, anonymousClient,
+    scenario, check, checkEqual, until, sdk, requests, registerWithDummyAuth, sessionClient,
 } from "./lib.mjs";
 
 const ENCRYPTION = { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } };
-
-// Registration as Element does it: user-interactive auth, the dummy stage (open registration).
-async function register(username, password) {
-    const anonymous = anonymousClient();
-    const body = { username, password, initial_device_display_name: `Element (${username})` };
-    const challenge = await anonymous.registerRequest(body).then(
-        () => null,
-        (error) => error,
-    );
-    check(challenge?.httpStatus === 401, "the first /register answers 401 with its flows", challenge?.data);
-    return anonymous.registerRequest({ ...body, auth: { type: "m.login.dummy", session: challenge.data.session } });
-}
 
 // A client like Element's: Rust crypto (no IndexedDB under Node), and the secret-storage key it
 // created kept in memory, where Element keeps it for the session.
 async function elementClient(session, password) {
     const secretStorageKeys = new Map();
-    const client = sdk.createClient({
-        baseUrl,
-        userId: session.user_id,
-        accessToken: session.access_token,
-        deviceId: session.device_id,
-        fetchFn: recordingFetch,
-        timelineSupport: true,
+    const client = sessionClient(session, undefined, {
         cryptoCallbacks: {
             getSecretStorageKey: async ({ keys }) => {
                 const id = Object.keys(keys).find((keyId) => secretStorageKeys.has(keyId));
@@ -87,7 +69,8 @@ await scenario("element", async (t) => {
     const [alice, bob] = await t.step("two new users register and log in to Element", async () => {
         const suffix = Date.now().toString(36);
         return Promise.all(["alice", "bob"].map(async (name) => {
-            const session = await register(`${name}-el-${suffix}`, passwords[name]);
+            const username = `${name}-el-${suffix}`;
+            const session = await registerWithDummyAuth(username, passwords[name], `Element (${username})`);
             return elementClient(session, passwords[name]);
         }));
     });

@@ -173,6 +173,28 @@ export function anonymousClient() {
     return sdk.createClient({ baseUrl, fetchFn: recordingFetch });
 }
 
+/**
+ * Registers through user-interactive auth as clients do on an open server: the first request
+ * offers no auth and must get 401 with the flows and a session, then the `m.login.dummy` stage.
+ * Returns the registration answer (a session).
+ */
+export async function registerWithDummyAuth(username, secret, deviceName) {
+    const anonymous = anonymousClient();
+    const body = { username, password: secret, initial_device_display_name: deviceName };
+    const challenge = await anonymous.registerRequest(body).then(
+        (answer) => {
+            throw new Error(`registration without auth succeeded: ${JSON.stringify(answer)}`);
+        },
+        (error) => error,
+    );
+    check(challenge.httpStatus === 401, "the first /register answers 401 with flows", challenge.data);
+    const flows = challenge.data?.flows ?? [];
+    check(flows.some((f) => f.stages?.includes("m.login.dummy")), "a flow with m.login.dummy is offered", flows);
+    const answer = await anonymous.registerRequest({ ...body, auth: { type: "m.login.dummy", session: challenge.data.session } });
+    check(answer.access_token && answer.user_id.startsWith(`@${username}:`), "registration returns a session", answer);
+    return answer;
+}
+
 /** Logs in with a password the way Element does, and returns the login answer. */
 export async function passwordLogin(name, secret = password(name)) {
     return anonymousClient().loginRequest({
@@ -183,8 +205,11 @@ export async function passwordLogin(name, secret = password(name)) {
     });
 }
 
-/** A client for a session (the answer of a login or a registration). */
-export function sessionClient(session, store = undefined) {
+/**
+ * A client for a session (the answer of a login or a registration); `options` adds to what
+ * `createClient` gets (e.g. `cryptoCallbacks`).
+ */
+export function sessionClient(session, store = undefined, options = {}) {
     const client = sdk.createClient({
         baseUrl,
         userId: session.user_id,
@@ -193,6 +218,7 @@ export function sessionClient(session, store = undefined) {
         fetchFn: recordingFetch,
         timelineSupport: true,
         store,
+        ...options,
     });
     clients.push(client);
     return client;

@@ -1,7 +1,7 @@
 // A new user with matrix-js-sdk: registers, logs in, starts the client (PREPARED, then
 // SYNCING), finds their room and chats, then joins a public room found in the directory;
 // figures: login to first synced room.
-import { scenario, check, checkEqual, until, anonymousClient, sessionClient, passwordLogin, loggedIn, start, messages, sdk } from "./lib.mjs";
+import { scenario, check, checkEqual, until, registerWithDummyAuth, sessionClient, passwordLogin, loggedIn, start, messages, sdk } from "./lib.mjs";
 import { performance } from "node:perf_hooks";
 
 const username = `newcomer${process.pid}`;
@@ -9,21 +9,7 @@ const secret = "a long enough passphrase";
 
 await scenario("newcomer", async (t) => {
     const registered = await t.step("register through user-interactive auth (m.login.dummy)", async () => {
-        const anonymous = anonymousClient();
-        const body = { username, password: secret, initial_device_display_name: "js-sdk registration" };
-        // The first request offers no auth: the server answers 401 with the flows and a session.
-        const challenge = await anonymous.registerRequest(body).then(
-            (answer) => {
-                throw new Error(`registration without auth succeeded: ${JSON.stringify(answer)}`);
-            },
-            (error) => error,
-        );
-        check(challenge.httpStatus === 401, "the first /register answers 401 with flows", challenge.data);
-        const flows = challenge.data?.flows ?? [];
-        check(flows.some((f) => f.stages?.includes("m.login.dummy")), "a flow with m.login.dummy is offered", flows);
-        const answer = await anonymous.registerRequest({ ...body, auth: { type: "m.login.dummy", session: challenge.data.session } });
-        check(answer.access_token && answer.user_id.startsWith(`@${username}:`), "registration returns a session", answer);
-        return answer;
+        return registerWithDummyAuth(username, secret, "js-sdk registration");
     });
 
     const roomId = await t.step("the new account creates a room and says hello", async () => {
