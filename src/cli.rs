@@ -3,10 +3,10 @@
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::federation::keys::SigningKey;
 use crate::rooms::RoomCtx;
 use crate::rooms::send::RoomLocks;
 use crate::server::{self, Opener};
+use crate::server_key::SigningKey;
 use crate::users::{accounts, tokens};
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand};

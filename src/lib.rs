@@ -38,6 +38,7 @@ pub mod push;
 pub mod ratelimit;
 pub mod rooms;
 pub mod server;
+pub mod server_key;
 pub mod state;
 pub mod streams;
 pub mod sync;

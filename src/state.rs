@@ -3,7 +3,7 @@
 //! today, XMPP later) hold an [`AppState`]; domain functions take only the handles they need.
 
 use crate::config::Config;
-use crate::federation::keys::SigningKey;
+use crate::server_key::SigningKey;
 use anyhow::anyhow;
 use ruma::OwnedServerName;
 use sqlx::PgPool;

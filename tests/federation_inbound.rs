@@ -9,9 +9,9 @@ use common::*;
 use hearth::federation::inbound::{
     Accepted, CheckedPdu, accept_with_known_parents, check_pdu_with_keys, store_outliers,
 };
-use hearth::federation::keys::SigningKey;
 use hearth::rooms::build::EventTemplate;
 use hearth::rooms::pdu::Pdu;
+use hearth::server_key::SigningKey;
 use reqwest::StatusCode;
 use ruma::canonical_json::CanonicalJsonValue;
 use ruma::serde::Base64;

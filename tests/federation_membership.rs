@@ -9,9 +9,9 @@
 use crate::common;
 
 use common::{TestServer, TestUser};
-use hearth::federation::keys::SigningKey;
 use hearth::federation::membership::{RemoteMembership, make_membership, send_membership};
 use hearth::rooms::build::sign_new_event;
+use hearth::server_key::SigningKey;
 use reqwest::StatusCode;
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::serde::Base64;

@@ -137,7 +137,7 @@ pub async fn upload_keys(
         let master_key = public(MASTER).transpose()?;
         let self_signing_key = public(SELF_SIGNING).transpose()?;
         if master_key.is_some() || self_signing_key.is_some() {
-            crate::federation::sender::edus::signing_key_update(&mut tx, user, master_key, self_signing_key, position)
+            crate::outbox::federation::signing_key_update(&mut tx, user, master_key, self_signing_key, position)
                 .await?;
         }
     }

@@ -42,7 +42,7 @@ pub async fn upload(
         device_lists::record(&mut tx, user, position).await?;
         audience = device_lists::audience(&mut tx, &[user.to_owned()]).await?;
         // Other servers sharing a room hear of the new keys (`device_keys` is set when changed).
-        let change = crate::federation::sender::edus::DeviceChange {
+        let change = crate::outbox::federation::DeviceChange {
             user_id: &session.user_id,
             device_id: session.device_id.clone(),
             display_name: None,
@@ -50,7 +50,7 @@ pub async fn upload(
             deleted: false,
             prev_id,
         };
-        crate::federation::sender::edus::device_list_update(&mut tx, change, position).await?;
+        crate::outbox::federation::device_list_update(&mut tx, change, position).await?;
     }
     let counts = one_time_keys::counts(&mut tx, user, device).await?;
     tx.commit().await?;

@@ -13,8 +13,8 @@
 //! the caller refuses what needed it.
 
 use super::client::{FederationClient, FederationError};
-use super::keys::SigningKey;
 use crate::db::server_keys::{self, NewKey, StoredKey};
+use crate::server_key::SigningKey;
 use crate::time::now_ms;
 use futures_util::future::join_all;
 use ruma::api::federation::discovery::get_remote_server_keys_batch::v2 as notary_query;

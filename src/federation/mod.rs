@@ -1,8 +1,9 @@
-//! Federation: the server's signing key, other servers' keys ([`key_ring`]), the outbound
+//! Federation: other servers' keys ([`key_ring`]), the outbound
 //! client with the spec's server discovery ([`client`], [`discovery`]) and TLS ([`tls`]), the
 //! inbound PDU pipeline ([`inbound`]) and server ACLs ([`acl`]), membership across servers
 //! ([`membership`]), history from other servers ([`backfill`]), queries ([`query`]) and the
-//! outbound queue ([`sender`]). Federation domain code takes a [`FedCtx`].
+//! delivery of the outbound queue ([`sender`]; its rows are written by `crate::outbox::federation`
+//! inside the domains' own transactions). Federation domain code takes a [`FedCtx`].
 
 pub mod acl;
 pub mod backfill;
@@ -12,7 +13,6 @@ pub mod discovery;
 pub mod inbound;
 pub mod key_ring;
 pub mod key_source;
-pub mod keys;
 pub mod membership;
 pub mod query;
 pub mod sender;

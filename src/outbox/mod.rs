@@ -10,6 +10,7 @@
 //! never passed over. Each queue is served by one task at a time; across processes the outbox
 //! takes a session advisory lock per queue ([`SessionLocks`]).
 
+pub mod federation;
 mod locks;
 mod worker;
 

@@ -2,9 +2,9 @@
 //! server's signature and the reference-hash event id.
 
 use crate::error::{Error, Result};
-use crate::federation::keys::SigningKey;
 use crate::rooms::membership_action::MembershipAction;
 use crate::rooms::pdu::Pdu;
+use crate::server_key::SigningKey;
 use crate::users::tokens::random_alphanumeric;
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::events::{MessageLikeEventType, StateEventType, TimelineEventType};

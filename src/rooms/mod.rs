@@ -40,7 +40,7 @@ pub mod visibility;
 pub use state_event::send_state_event;
 
 use crate::error::{Error, Result};
-use crate::federation::keys::SigningKey;
+use crate::server_key::SigningKey;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{RoomVersionId, ServerName};
 use sqlx::PgPool;

@@ -182,14 +182,14 @@ pub(crate) async fn store_receipt(
         let (Ok(room_id), Ok(user_id)) = (RoomId::parse(receipt.room_id), UserId::parse(receipt.user_id)) else {
             return Err(Error::internal("a receipt of an invalid room or user id"));
         };
-        let outbound = crate::federation::sender::edus::ReadReceipt {
+        let outbound = crate::outbox::federation::ReadReceipt {
             room_id: &room_id,
             user_id: &user_id,
             event_id: receipt.event_id,
             thread_id: receipt.thread_id,
             ts: receipt.ts,
         };
-        crate::federation::sender::edus::read_receipt(&mut tx, &outbound, receipt.stream_position).await?;
+        crate::outbox::federation::read_receipt(&mut tx, &outbound, receipt.stream_position).await?;
     }
     tx.commit().await?;
     // Private receipts concern only their owner, but their room's other syncs find nothing

@@ -44,14 +44,14 @@ pub async fn set_typing(
     let current = db::ephemeral::typing_for_update(&mut tx, room_id.as_str(), user_id.as_str()).await?;
     let was_typing = current.as_ref().is_some_and(|row| row.typing && row.expires_ts > now);
     let stopped_already = current.as_ref().is_none_or(|row| !row.typing);
-    let edus = crate::federation::sender::edus::typing;
+    let edus = crate::outbox::federation::typing;
     match (timeout.is_some(), was_typing) {
         // Still typing: only the timeout moves. Other servers time typing out on their own,
         // so they hear of the renewal (which takes a position only for that).
         (true, true) => {
             db::ephemeral::extend_typing(&mut tx, room_id.as_str(), user_id.as_str(), expires_ts).await?;
             let local = user_id.server_name();
-            if crate::federation::sender::edus::room_has_remote_servers(&mut tx, room_id, local).await? {
+            if crate::outbox::federation::room_has_remote_servers(&mut tx, room_id, local).await? {
                 let position = reservation.next(&mut tx).await?;
                 edus(&mut tx, room_id, user_id, true, position).await?;
             }
@@ -129,7 +129,7 @@ pub async fn sweep_expired(pool: &PgPool, streams: &Streams, local: &ServerName)
         if let (Ok(room_id), Ok(user_id)) = (RoomId::parse(room_id), UserId::parse(user_id))
             && user_id.server_name() == local
         {
-            crate::federation::sender::edus::typing(&mut tx, &room_id, &user_id, false, position).await?;
+            crate::outbox::federation::typing(&mut tx, &room_id, &user_id, false, position).await?;
         }
     }
     tx.commit().await?;

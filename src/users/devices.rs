@@ -128,7 +128,7 @@ pub async fn record_deletion(
         let position = reservation.next(tx).await?;
         let prev_id = db::e2ee_device_lists::previous_change(&mut **tx, user, position).await?;
         db::e2ee_device_lists::record_change(&mut **tx, user, position).await?;
-        let change = crate::federation::sender::edus::DeviceChange {
+        let change = crate::outbox::federation::DeviceChange {
             user_id,
             device_id: device_id.as_str().into(),
             display_name: None,
@@ -136,7 +136,7 @@ pub async fn record_deletion(
             deleted: true,
             prev_id,
         };
-        crate::federation::sender::edus::device_list_update(tx, change, position).await?;
+        crate::outbox::federation::device_list_update(tx, change, position).await?;
     }
     db::e2ee_cross_signing::delete_orphan_signatures(&mut **tx, user).await?;
     Ok(db::e2ee_device_lists::audience(&mut **tx, &[user.to_owned()]).await?)

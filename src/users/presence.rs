@@ -139,13 +139,13 @@ async fn store(
     if origin == Origin::Local {
         // The status message as stored (a sync's change keeps the one set before).
         let stored = db::presence::get(&mut *tx, user_id.as_str()).await?;
-        let change = crate::federation::sender::edus::PresenceChange {
+        let change = crate::outbox::federation::PresenceChange {
             user_id,
             state: PresenceState::from(state),
             status_msg: stored.and_then(|row| row.status_msg),
             currently_active: state == "online",
         };
-        crate::federation::sender::edus::presence(&mut tx, change, position).await?;
+        crate::outbox::federation::presence(&mut tx, change, position).await?;
     }
     // Presence is seen by the user and whoever shares a room with them.
     let mut audience = db::rooms::joined_rooms(&mut *tx, user_id.as_str()).await?;

@@ -97,7 +97,7 @@ pub async fn send(
     // Unique per sending device and transaction id (the length keeps the two apart).
     let message_id = format!("{}:{}{txn_id}", session.device_id.as_str().len(), session.device_id);
     for (destination, messages) in remote {
-        crate::federation::sender::edus::to_device(
+        crate::outbox::federation::to_device(
             &mut tx,
             &destination,
             &session.user_id,

@@ -4,10 +4,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use super::TestServer;
-use hearth::federation::keys::SigningKey;
 use hearth::rooms::build::{EventTemplate, Placement, build_and_sign};
 use hearth::rooms::pdu::Pdu;
 use hearth::rooms::send::AuthState;
+use hearth::server_key::SigningKey;
 use ruma::{EventId, RoomId, RoomVersionId, ServerName, UserId};
 
 /// The room's version on `receiver`.

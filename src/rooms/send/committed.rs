@@ -4,17 +4,19 @@
 //!
 //! - Before the commit, in the same transaction: what each local member's push rules say of
 //!   the events (`push::record_notifications`), and the local ones queued for every remote
-//!   server in the room (`federation::sender::enqueue_pdus`), so a crash can lose neither.
+//!   server in the room (`outbox::federation::enqueue_pdus`), so a crash can lose neither.
 //! - After it: the wake-up of every `/sync` that may now deliver them ([`events_committed`]);
 //!   the same notifier wakes the pushers and the federation sender (`crate::outbox`).
 //!   In-memory room windows are to hang off here too.
 
 use crate::error::Result;
+use crate::outbox::federation::Outgoing;
 use crate::rooms::RoomCtx;
+use crate::rooms::pdu::Pdu;
 use crate::rooms::send::Appended;
 use crate::streams::Reservation;
-use ruma::RoomId;
 use ruma::events::TimelineEventType;
+use ruma::{RoomId, ServerName, UserId};
 use sqlx::{Postgres, Transaction};
 
 /// Commits `tx`, in which `events` were appended to `room_id` (with positions from
@@ -28,7 +30,8 @@ pub async fn commit_events<'e>(
 ) -> Result<()> {
     let events: Vec<&Appended> = events.into_iter().collect();
     crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, reservation.positions()).await?;
-    crate::federation::sender::enqueue_pdus(&mut tx, ctx.server_name, room_id, &events).await?;
+    let outgoing = outgoing_pdus(ctx.server_name, &events);
+    crate::outbox::federation::enqueue_pdus(&mut tx, ctx.server_name, room_id, &outgoing).await?;
     tx.commit().await?;
     crate::telemetry::events_persisted(events.iter().filter(|event| matches!(event, Appended::New { .. })).count());
     events_committed(reservation, room_id, events).await
@@ -59,4 +62,36 @@ fn audience<'e>(room_id: &RoomId, events: impl IntoIterator<Item = &'e Appended>
         }
     }
     audience
+}
+
+/// The events among `events` that go to other servers: only those of local senders, since a
+/// remote server's events reach the others from their origin, as the spec has it.
+fn outgoing_pdus<'e>(local: &ServerName, events: &[&'e Appended]) -> Vec<Outgoing<'e>> {
+    events
+        .iter()
+        .filter_map(|appended| match appended {
+            Appended::New { pdu, stored } if pdu.sender.server_name() == local => Some(Outgoing {
+                event_nid: stored.event_nid,
+                stream_position: stored.position,
+                membership_target: membership_target(pdu, local),
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The server of a remote user that `pdu` (a local user's doing) kicks, bans, unbans or
+/// uninvites: it must hear of it even when none of its users is (still) joined, as Synapse
+/// does. An invite is not among them: it reaches the invitee's server through `/invite`
+/// (`federation::membership`), and a server outside the room would refuse it in a transaction.
+fn membership_target<'p>(pdu: &'p Pdu, local: &ServerName) -> Option<&'p str> {
+    if pdu.kind != TimelineEventType::RoomMember {
+        return None;
+    }
+    let membership = pdu.content_value()["membership"].as_str().map(str::to_owned);
+    if !matches!(membership.as_deref(), Some("leave" | "ban")) {
+        return None;
+    }
+    let target = <&UserId>::try_from(pdu.state_key.as_deref()?).ok()?;
+    (target.server_name() != local).then(|| target.server_name().as_str())
 }

@@ -1,4 +1,10 @@
-//! Outbound EDUs: each is queued inside the transaction of the local change it announces, at
+//! The federation sender's queue, written from below the domains: a domain that commits a
+//! change other servers must hear of calls one of these inside its own transaction, and
+//! `federation::sender` delivers the rows (DESIGN §4). Keeping the writes here, not in
+//! `federation`, lets rooms, users and e2ee queue without depending on the federation layer
+//! that depends on them.
+//!
+//! PDUs: [`enqueue_pdus`] takes the local events of one commit. EDUs: each is queued inside the transaction of the local change it announces, at
 //! that change's stream position, for the servers that must hear of it — a room's other
 //! servers for typing and receipts, the servers sharing a room with the user for presence and
 //! device-list or signing-key updates, the recipients' servers for to-device messages. The
@@ -6,6 +12,7 @@
 
 use crate::db;
 use crate::db::federation_edu_queue::Servers;
+pub use crate::db::federation_queue::Outgoing;
 use crate::error::{Error, Result};
 use ruma::api::federation::transactions::edu::{
     DeviceListUpdateContent, DirectDeviceContent, DirectDeviceMessages, Edu, PresenceContent, PresenceUpdate,
@@ -21,6 +28,23 @@ use std::collections::BTreeMap;
 
 fn serialize(edu: &Edu) -> Result<String> {
     serde_json::to_string(edu).map_err(|error| Error::internal(format!("serializing an EDU: {error}")))
+}
+
+/// Queues `events` (local events appended to `room_id` in the transaction `conn`; see
+/// `rooms::send::committed`) for every remote server with a joined member in the room, and
+/// for each event's [`Outgoing::membership_target`]. Costs nothing when there is no event, and
+/// one statement otherwise.
+pub async fn enqueue_pdus(
+    conn: &mut PgConnection,
+    local: &ServerName,
+    room_id: &RoomId,
+    events: &[Outgoing<'_>],
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    db::federation_queue::enqueue(conn, room_id.as_str(), local.as_str(), events).await?;
+    Ok(())
 }
 
 /// A local user started or stopped typing in a room.
