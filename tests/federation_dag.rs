@@ -244,16 +244,21 @@ async fn rejoining_a_remote_room_after_leaving_does_not_fork_it() {
 /// Sets the retry time A keeps for `b` to `retry_at_ts` and restarts A, whose sender then
 /// waits until then before sending `b` anything.
 async fn hold_delivery(a: FedServer, b: &str, retry_at_ts: i64) -> FedServer {
+    // Written while A is down: a running sender records its own backoff after each failed
+    // attempt, which would overwrite a hold written beside it.
+    let stopped = a.stop().await;
+    let pool = stopped.open_database().await;
     sqlx::query(
         "INSERT INTO federation_destinations (destination, backoff_ms, retry_at_ts, failures) VALUES ($1, 3600000, $2, 1)
          ON CONFLICT (destination) DO UPDATE SET backoff_ms = 3600000, retry_at_ts = $2, failures = 1",
     )
     .bind(b)
     .bind(retry_at_ts)
-    .execute(&a.state().pool)
+    .execute(&pool)
     .await
     .unwrap();
-    a.restart().await
+    pool.close().await;
+    stopped.start().await
 }
 
 async fn power_levels(server: &FedServer, user: &TestUser, room: &str) -> Value {

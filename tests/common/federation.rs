@@ -176,13 +176,18 @@ pub struct Stopped {
 }
 
 impl Stopped {
+    /// A pool on the stopped server's database, to change what it will find when it starts.
+    pub async fn open_database(&self) -> sqlx::PgPool {
+        let dir = super::cluster_dir();
+        hearth::db::open_pool(hearth::db::embedded::connect_options(&dir, &self.database), 10)
+            .await
+            .expect("reopen the database")
+    }
+
     /// Starts the server again as it was.
     pub async fn start(self) -> FedServer {
         let listener = rebind(self.port).await;
-        let dir = super::cluster_dir();
-        let pool = hearth::db::open_pool(hearth::db::embedded::connect_options(&dir, &self.database), 10)
-            .await
-            .expect("reopen the database");
+        let pool = self.open_database().await;
         FedServer::launch(self.ca, listener, self.database, pool, self.data_dir, self.adjust).await
     }
 
