@@ -1,23 +1,27 @@
 //! The app issue #20 names, built as Element X builds it on matrix-sdk-ui: a `SyncService`
 //! (the room list service's sliding sync beside the encryption sync with the to-device and
-//! e2ee extensions) and a `Timeline` per room, for two users of one Hearth. History loads by
-//! back-pagination, messages arrive live, unread counts rise with messages and fall with a
+//! e2ee extensions) and a `Timeline` per room, for two users of one homeserver. History loads
+//! by back-pagination, messages arrive live, unread counts rise with messages and fall with a
 //! read receipt sent from the timeline, each user sees the other typing and the other's read
 //! receipts on the timeline items, and an encrypted room's messages decrypt in the timeline.
+//!
+//! The same scenario runs against Hearth and against a real Synapse (which serves simplified
+//! sliding sync natively), so "works as against Synapse" is a test, not a claim.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use crate::common;
-use crate::sdk_support::{encrypted_room, eventually, login_sliding};
+use crate::sdk_support::{encrypted_room, eventually, log_in};
+use common::synapse::{SynapseTls, shared_async};
 use common::*;
 use matrix_sdk::ruma::api::client::receipt::create_receipt::v3::ReceiptType;
-use matrix_sdk::ruma::api::client::room::create_room::v3::RoomPreset;
+use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use matrix_sdk::ruma::{OwnedRoomId, RoomId, UserId};
+use matrix_sdk::ruma::{RoomId, UserId};
+use matrix_sdk::sliding_sync::VersionBuilder;
 use matrix_sdk::{Client, Room, RoomState};
 use matrix_sdk_ui::Timeline;
 use matrix_sdk_ui::sync_service::{State, SyncService};
 use matrix_sdk_ui::timeline::RoomExt;
-use serde_json::json;
 use std::time::Duration;
 
 const PW: &str = "sliding-app-test-password";
@@ -55,36 +59,118 @@ async fn receipt_on(timeline: &Timeline, reader: &UserId, body: &str) -> bool {
     })
 }
 
-/// Unread counts of the room as the room list shows them: the client's own count of unread
-/// messages (from the receipts it is sent) and the server's notification count.
-fn unread(room: &Room) -> (u64, u64) {
-    (room.num_unread_messages(), room.unread_notification_counts().notification_count)
+/// Whether the room list shows `count` unread in the room: the client's own count of unread
+/// messages (from the events and receipts it is sent) and, where the server counts them, the
+/// server's notification count.
+fn unread_is(home: &Homeserver, room: &Room, count: u64) -> bool {
+    room.num_unread_messages() == count
+        && (!home.counts_notifications || room.unread_notification_counts().notification_count == count)
+}
+
+/// Where the app runs: a homeserver and the two accounts it has there.
+struct Homeserver {
+    base_url: String,
+    /// Hearth says in `/versions` that it serves sliding sync natively; Synapse 1.163 serves it
+    /// without saying so, and Element X is told to use it.
+    sliding_sync: VersionBuilder,
+    /// Synapse 1.163's sliding sync sends 0 for every room's notification counts (a TODO in its
+    /// handler: clients count unread messages themselves); Hearth counts them, as `/sync` does.
+    counts_notifications: bool,
+    /// The test CA, for a homeserver served over TLS.
+    root_certificate: Option<reqwest::Certificate>,
+    /// (user, password) of each.
+    alice: (String, String),
+    bob: (String, String),
+}
+
+impl Homeserver {
+    async fn login(&self, (user, password): &(String, String)) -> Client {
+        let mut builder =
+            Client::builder().homeserver_url(&self.base_url).sliding_sync_version_builder(self.sliding_sync.clone());
+        if let Some(certificate) = &self.root_certificate {
+            builder = builder.add_root_certificates(vec![certificate.clone()]);
+        }
+        log_in(builder, user, password).await
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_element_x_like_app_reads_writes_and_decrypts_through_sliding_sync() {
     let server = TestServer::start().await;
-    let alice_account = server.register("alice", PW).await;
-    let bob_account = server.register("bob", PW).await;
-    let chat = server.create_room(&alice_account, json!({ "name": "chat", "preset": "public_chat" })).await;
-    server.join(&bob_account, &chat).await;
-    for n in 0..HISTORY {
-        server.send_text(&alice_account, &chat, &format!("h{n}"), &format!("history {n}")).await;
+    let [alice, bob] = ["alice", "bob"].map(|name| (name.to_owned(), PW.to_owned()));
+    for (name, password) in [&alice, &bob] {
+        server.register(name, password).await;
     }
-    let chat_id = OwnedRoomId::try_from(chat.as_str()).unwrap();
+    let home = Homeserver {
+        base_url: server.base_url.clone(),
+        sliding_sync: VersionBuilder::DiscoverNative,
+        counts_notifications: true,
+        root_certificate: None,
+        alice,
+        bob,
+    };
+    the_app_works(&home).await;
+    let plaintext = server.count("SELECT count(*) FROM events WHERE json LIKE '%secret for bob%'").await;
+    assert_eq!(plaintext, 0, "the server saw the plaintext");
+}
 
-    let alice = login_sliding(&server.base_url, "alice", PW).await;
-    let bob = login_sliding(&server.base_url, "bob", PW).await;
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_app_works_against_synapse() {
+    let synapse = shared_async(|| {
+        let ca = federation::TestCa::new();
+        let tls = SynapseTls { ca_cert: ca.ca_file(), cert: ca.cert_file(), key: ca.key_file() };
+        // Synapse reads the files for as long as it runs: the CA's directory must outlive the test.
+        std::mem::forget(ca);
+        tls
+    })
+    .await;
+    let mut accounts = Vec::new();
+    for name in ["app_alice", "app_bob"] {
+        // Synapse's accounts are registered with the shared secret and this password.
+        accounts.push((synapse.register(name).await.user_id, format!("{name}'s password")));
+    }
+    let [alice, bob] = <[(String, String); 2]>::try_from(accounts).unwrap();
+    let home = Homeserver {
+        base_url: synapse.base_url.clone(),
+        sliding_sync: VersionBuilder::Native,
+        counts_notifications: false,
+        root_certificate: Some(synapse.root_certificate()),
+        alice,
+        bob,
+    };
+    the_app_works(&home).await;
+}
+
+/// The scenario: alice and bob, each with the app, in a plain room with history and then an
+/// encrypted one.
+async fn the_app_works(home: &Homeserver) {
+    let alice = home.login(&home.alice).await;
+    let bob = home.login(&home.bob).await;
     let bob_id = bob.user_id().unwrap().to_owned();
+    let mut create = CreateRoom::new();
+    create.name = Some("chat".to_owned());
+    create.preset = Some(RoomPreset::PublicChat);
+    let chat_id = alice.create_room(create).await.expect("alice creates a room").room_id().to_owned();
+    bob.join_room_by_id(&chat_id).await.expect("bob joins");
+    let alice_chat = alice.get_room(&chat_id).unwrap();
+    for n in 0..HISTORY {
+        alice_chat.send(RoomMessageEventContent::text_plain(format!("history {n}"))).await.expect("alice sends");
+    }
+
     let alice_app = start_app(&alice).await;
     let bob_app = start_app(&bob).await;
     let alice_chat = room_in_state(&alice, &chat_id, RoomState::Joined).await;
     let bob_chat = room_in_state(&bob, &chat_id, RoomState::Joined).await;
-    assert_eq!(bob_chat.cached_display_name().map(|name| name.to_string()).as_deref(), Some("chat"));
-    eventually("bob's room list counts the history as unread notifications", || async {
-        unread(&bob_chat).1 == HISTORY as u64
+    eventually("bob's room list names the room", || async {
+        bob_chat.cached_display_name().map(|name| name.to_string()).as_deref() == Some("chat")
     })
     .await;
+    if home.counts_notifications {
+        eventually("bob's room list counts the history as unread notifications", || async {
+            bob_chat.unread_notification_counts().notification_count == HISTORY as u64
+        })
+        .await;
+    }
 
     // Opening the room: the app subscribes to it and back-paginates to its start.
     bob_app.room_list_service().subscribe_to_rooms(&[&chat_id]).await;
@@ -101,7 +187,7 @@ async fn an_element_x_like_app_reads_writes_and_decrypts_through_sliding_sync() 
 
     // Reading it from the timeline clears the counts; alice sees bob's receipt on the last one.
     bob_timeline.mark_as_read(ReceiptType::Read).await.expect("bob sends a read receipt");
-    eventually("bob's counts fall to zero", || async { unread(&bob_chat) == (0, 0) }).await;
+    eventually("bob's counts fall to zero", || async { unread_is(home, &bob_chat, 0) }).await;
     let last = format!("history {}", HISTORY - 1);
     eventually("alice sees bob's receipt on the last message", || async {
         receipt_on(&alice_timeline, &bob_id, &last).await
@@ -116,7 +202,7 @@ async fn an_element_x_like_app_reads_writes_and_decrypts_through_sliding_sync() 
         bodies(&bob_timeline).await.ends_with(&["live 1".to_owned(), "live 2".to_owned()])
     })
     .await;
-    eventually("bob's counts rise to two", || async { unread(&bob_chat) == (2, 2) }).await;
+    eventually("bob's counts rise to two", || async { unread_is(home, &bob_chat, 2) }).await;
 
     // Typing shows on the other side.
     let (_typing_guard, mut typing) = alice_chat.subscribe_to_typing_notifications();
@@ -132,7 +218,7 @@ async fn an_element_x_like_app_reads_writes_and_decrypts_through_sliding_sync() 
     assert!(seen.await.unwrap_or(false), "alice sees bob typing");
 
     bob_timeline.send_single_receipt(ReceiptType::Read, latest_event(&bob_timeline).await).await.unwrap();
-    eventually("bob's counts fall again", || async { unread(&bob_chat) == (0, 0) }).await;
+    eventually("bob's counts fall again", || async { unread_is(home, &bob_chat, 0) }).await;
     eventually("alice sees bob's receipt move to the newest message", || async {
         receipt_on(&alice_timeline, &bob_id, "live 2").await && !receipt_on(&alice_timeline, &bob_id, &last).await
     })
@@ -155,8 +241,6 @@ async fn an_element_x_like_app_reads_writes_and_decrypts_through_sliding_sync() 
         bodies(&bob_secret_timeline).await.contains(&"secret for bob".to_owned())
     })
     .await;
-    let plaintext = server.count("SELECT count(*) FROM events WHERE json LIKE '%secret for bob%'").await;
-    assert_eq!(plaintext, 0, "the server saw the plaintext");
     assert!(!matches!(alice_app.state().get(), State::Error(_)), "alice's sync service ran without error");
     assert!(!matches!(bob_app.state().get(), State::Error(_)), "bob's sync service ran without error");
     alice_app.stop().await;

@@ -3,13 +3,13 @@
 //! and a wait for a condition the client's background sync makes true.
 #![allow(dead_code)] // each test file uses part of it
 
-use matrix_sdk::Client;
 use matrix_sdk::ruma::OwnedUserId;
 use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
 use matrix_sdk::ruma::events::InitialStateEvent;
 use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::message::OriginalSyncRoomMessageEvent;
 use matrix_sdk::sliding_sync::VersionBuilder;
+use matrix_sdk::{Client, ClientBuilder};
 use std::future::Future;
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
@@ -55,12 +55,14 @@ pub fn encrypted_room(preset: RoomPreset, invite: Vec<OwnedUserId>) -> CreateRoo
 /// A client of `base_url` logged in as `user`, using the server's native sliding sync (found
 /// in `/versions`, as Element X does).
 pub async fn login_sliding(base_url: &str, user: &str, password: &str) -> Client {
-    let client = Client::builder()
-        .homeserver_url(base_url)
-        .sliding_sync_version_builder(VersionBuilder::DiscoverNative)
-        .build()
-        .await
-        .expect("build a matrix-sdk client that finds native sliding sync");
+    let builder =
+        Client::builder().homeserver_url(base_url).sliding_sync_version_builder(VersionBuilder::DiscoverNative);
+    log_in(builder, user, password).await
+}
+
+/// The client `builder` makes, logged in as `user`.
+pub async fn log_in(builder: ClientBuilder, user: &str, password: &str) -> Client {
+    let client = builder.build().await.expect("build a matrix-sdk client");
     client.matrix_auth().login_username(user, password).send().await.expect("matrix-sdk logs in");
     client
 }
