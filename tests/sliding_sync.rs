@@ -10,11 +10,17 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-const PW: &str = "sliding-test-password";
+pub(crate) const PW: &str = "sliding-test-password";
 const SLIDING: &str = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync";
 
 /// One sliding sync request; panics unless it succeeds.
-async fn slide(server: &TestServer, user: &TestUser, pos: Option<&str>, timeout_ms: u64, body: Value) -> Value {
+pub(crate) async fn slide(
+    server: &TestServer,
+    user: &TestUser,
+    pos: Option<&str>,
+    timeout_ms: u64,
+    body: Value,
+) -> Value {
     let response = slide_raw(server, user, pos, timeout_ms, body).await;
     assert_eq!(response.0, StatusCode::OK, "{}", response.1);
     assert!(response.1["pos"].is_string(), "every answer has a pos: {}", response.1);
@@ -36,13 +42,13 @@ async fn slide_raw(
 }
 
 /// A list named `all` over the first `window` rooms.
-fn list(window: u64, timeline_limit: u64, required_state: Value) -> Value {
+pub(crate) fn list(window: u64, timeline_limit: u64, required_state: Value) -> Value {
     json!({ "conn_id": "room-list", "lists": { "all": {
         "ranges": [[0, window - 1]], "timeline_limit": timeline_limit, "required_state": required_state,
     }}})
 }
 
-fn bodies(room: &Value) -> Vec<String> {
+pub(crate) fn bodies(room: &Value) -> Vec<String> {
     room["timeline"]
         .as_array()
         .map(|events| events.iter().filter_map(|event| event["content"]["body"].as_str().map(str::to_owned)).collect())
