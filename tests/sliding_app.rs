@@ -1,9 +1,10 @@
 //! The app issue #20 names, built as Element X builds it on matrix-sdk-ui: a `SyncService`
 //! (the room list service's sliding sync beside the encryption sync with the to-device and
 //! e2ee extensions) and a `Timeline` per room, for two users of one homeserver. History loads
-//! by back-pagination, messages arrive live, unread counts rise with messages and fall with a
-//! read receipt sent from the timeline, each user sees the other typing and the other's read
-//! receipts on the timeline items, and an encrypted room's messages decrypt in the timeline.
+//! by back-pagination, messages arrive live (and after the app was in the background), unread
+//! counts rise with messages and fall with a read receipt sent from the timeline, each user
+//! sees the other typing and the other's read receipts on the timeline items, and an
+//! encrypted room's messages decrypt in the timeline.
 //!
 //! The same scenario runs against Hearth and against a real Synapse (which serves simplified
 //! sliding sync natively), so "works as against Synapse" is a test, not a claim.
@@ -217,10 +218,20 @@ async fn the_app_works(home: &Homeserver) {
     });
     assert!(seen.await.unwrap_or(false), "alice sees bob typing");
 
+    // The app goes to the background and comes back: its connections resume where they were.
+    bob_app.stop().await;
+    alice_timeline.send(RoomMessageEventContent::text_plain("while away").into()).await.expect("alice sends");
+    bob_app.start().await;
+    eventually("the message sent while bob was away reaches his timeline", || async {
+        bodies(&bob_timeline).await.ends_with(&["live 1".to_owned(), "live 2".to_owned(), "while away".to_owned()])
+    })
+    .await;
+    eventually("bob's counts rise to three", || async { unread_is(home, &bob_chat, 3) }).await;
+
     bob_timeline.send_single_receipt(ReceiptType::Read, latest_event(&bob_timeline).await).await.unwrap();
     eventually("bob's counts fall again", || async { unread_is(home, &bob_chat, 0) }).await;
     eventually("alice sees bob's receipt move to the newest message", || async {
-        receipt_on(&alice_timeline, &bob_id, "live 2").await && !receipt_on(&alice_timeline, &bob_id, &last).await
+        receipt_on(&alice_timeline, &bob_id, "while away").await && !receipt_on(&alice_timeline, &bob_id, &last).await
     })
     .await;
 
