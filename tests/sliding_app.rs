@@ -22,7 +22,7 @@ use matrix_sdk::sliding_sync::VersionBuilder;
 use matrix_sdk::{Client, Room, RoomState};
 use matrix_sdk_ui::Timeline;
 use matrix_sdk_ui::sync_service::{State, SyncService};
-use matrix_sdk_ui::timeline::RoomExt;
+use matrix_sdk_ui::timeline::{RoomExt, TimelineDetails};
 use std::time::Duration;
 
 const PW: &str = "sliding-app-test-password";
@@ -50,6 +50,19 @@ async fn bodies(timeline: &Timeline) -> Vec<String> {
     let items = timeline.items().await;
     let messages = items.iter().filter_map(|item| item.as_event()?.content().as_message().map(|m| m.body().to_owned()));
     messages.collect()
+}
+
+/// The display name the timeline shows for the sender of the message `body`, once it has one.
+async fn sender_name(timeline: &Timeline, body: &str) -> Option<String> {
+    let items = timeline.items().await;
+    let event = items
+        .iter()
+        .filter_map(|item| item.as_event())
+        .find(|event| event.content().as_message().is_some_and(|message| message.body() == body))?;
+    match event.sender_profile() {
+        TimelineDetails::Ready(profile) => profile.display_name.clone(),
+        _ => None,
+    }
 }
 
 /// Whether `reader`'s read receipt shows on the timeline item of the message `body`.
@@ -204,6 +217,13 @@ async fn the_app_works(home: &Homeserver) {
     })
     .await;
     eventually("bob's counts rise to two", || async { unread_is(home, &bob_chat, 2) }).await;
+    // Both servers give a new account its localpart as display name.
+    let alice_name = alice.user_id().unwrap().localpart().to_owned();
+    eventually("bob's timeline names alice as the sender", || async {
+        sender_name(&bob_timeline, "live 1").await.as_deref() == Some(alice_name.as_str())
+            && sender_name(&bob_timeline, "history 0").await.as_deref() == Some(alice_name.as_str())
+    })
+    .await;
 
     // Typing shows on the other side.
     let (_typing_guard, mut typing) = alice_chat.subscribe_to_typing_notifications();
