@@ -111,16 +111,16 @@ pub async fn build(
 
     let snapshot = db::rooms::state_at_position(pool, room_id.as_str(), upto).await?;
     let required = RequiredState::of(&config.required_state, context.user);
-    let same_state_asked = previous.is_some_and(|previous| previous.required_state == config.required_state);
-    let since_snapshot = match previous {
-        Some(previous) if !initial && same_state_asked => {
-            db::rooms::state_at_position(pool, room_id.as_str(), previous.upto).await?
-        }
-        _ => None,
+    // What the client had: the state asked for before, as of the room's previous answer.
+    let before = match previous.filter(|_| !initial) {
+        Some(previous) => db::rooms::state_at_position(pool, room_id.as_str(), previous.upto)
+            .await?
+            .map(|snapshot| (RequiredState::of(&previous.required_state, context.user), snapshot)),
+        None => None,
     };
     let state = match snapshot {
         Some(snapshot) => {
-            let entries = required.read(pool, snapshot, since_snapshot, &senders).await?;
+            let entries = required.read_since(pool, snapshot, before.as_ref(), &senders).await?;
             let rules = crate::rooms::facts::rules(pool, &room_id).await?;
             served::apply_to_state(pool, &rules.redaction, &entries).await?
         }
