@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use crate::common;
-use crate::sdk_support::{encrypted_room, expect_message, messages};
+use crate::sdk_support::{encrypted_room, eventually, expect_message, messages};
 use common::*;
 use matrix_sdk::Client;
 use matrix_sdk::config::SyncSettings;
@@ -30,19 +30,6 @@ fn sync_forever(client: &Client) -> tokio::task::JoinHandle<()> {
             panic!("the sync loop stopped: {error:?}");
         }
     })
-}
-
-/// Polls `check` until it holds, failing after a deadline.
-async fn eventually<F, Fut>(what: &str, check: F)
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check().await {
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not true within 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use crate::common;
-use crate::sdk_support::{encrypted_room, expect_message, messages};
+use crate::sdk_support::{encrypted_room, eventually, expect_message, login_sliding, messages};
 use common::*;
 use futures_util::StreamExt;
 use matrix_sdk::Client;
@@ -14,7 +14,7 @@ use matrix_sdk::ruma::OwnedRoomId;
 use matrix_sdk::ruma::api::client::room::create_room::v3::RoomPreset;
 use matrix_sdk::ruma::api::client::sync::sync_events::v5::request::RoomSubscription;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use matrix_sdk::sliding_sync::{SlidingSync, SlidingSyncList, SlidingSyncMode, VersionBuilder};
+use matrix_sdk::sliding_sync::{SlidingSync, SlidingSyncList, SlidingSyncMode};
 use matrix_sdk_ui::eyeball_im;
 use matrix_sdk_ui::room_list_service::{RoomList, RoomListItem, RoomListService, filters};
 use serde_json::json;
@@ -24,15 +24,7 @@ use std::time::Duration;
 const PW: &str = "sliding-sdk-test-password";
 
 async fn login(server: &TestServer, user: &str) -> Client {
-    let client = Client::builder()
-        .homeserver_url(&server.base_url)
-        // As Element X does: use the server's native sliding sync, found in /versions.
-        .sliding_sync_version_builder(VersionBuilder::DiscoverNative)
-        .build()
-        .await
-        .expect("build a matrix-sdk client that finds native sliding sync");
-    client.matrix_auth().login_username(user, PW).send().await.expect("matrix-sdk logs in");
-    client
+    login_sliding(&server.base_url, user, PW).await
 }
 
 /// A sliding sync with one list over the first `window` rooms and every extension.
@@ -63,15 +55,6 @@ fn sync_forever(sync: SlidingSync) -> tokio::task::JoinHandle<()> {
             }
         }
     })
-}
-
-/// Polls `check` until it holds, failing after a deadline.
-async fn eventually(what: &str, check: impl Fn() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(tokio::time::Instant::now() < deadline, "{what}: not true within 30 s");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// The client's rooms, most recent first, by the `bump_stamp` sliding sync gave them.
@@ -123,15 +106,17 @@ async fn the_room_list_follows_recency_unread_counts_and_subscriptions() {
     let task = sync_forever(sync.clone());
     server.send_text(&alice, &rooms[0], "new0", "news in room 0").await;
     expect_message(&mut bob_messages, "the message reaches bob", &alice.user_id, "news in room 0").await;
-    eventually("room 0 leads the list", || rooms_by_recency(&bob).first().map(|id| id.as_str()) == Some(&rooms[0]))
-        .await;
+    eventually("room 0 leads the list", || async {
+        rooms_by_recency(&bob).first().map(|id| id.as_str()) == Some(&rooms[0])
+    })
+    .await;
 
     // Reading room 1 clears its count.
     let last = server.send_text(&alice, &rooms[1], "u3", "read to here").await;
     expect_message(&mut bob_messages, "the last message", &alice.user_id, "read to here").await;
     server.read_up_to(&bob_account, &rooms[1], &last).await;
     server.send_text(&alice, &rooms[0], "nudge", "nudge").await;
-    eventually("room 1 reads as read", || {
+    eventually("room 1 reads as read", || async {
         let room = bob.get_room(&OwnedRoomId::try_from(rooms[1].as_str()).unwrap()).unwrap();
         room.unread_notification_counts().notification_count == 0
     })
@@ -237,20 +222,20 @@ async fn matrix_sdk_ui_room_list_service_orders_moves_and_counts() {
     });
     let (order, list_task) = watch_room_list(service.all_rooms().await.expect("the all-rooms list"));
     let expected = vec![rooms[1].clone(), rooms[3].clone(), rooms[2].clone(), rooms[0].clone()];
-    eventually("the room list loads in recency order", || *order.lock().unwrap() == expected).await;
+    eventually("the room list loads in recency order", || async { *order.lock().unwrap() == expected }).await;
     let room1 = bob.get_room(&OwnedRoomId::try_from(rooms[1].as_str()).unwrap()).expect("room 1 is known");
     assert_eq!(room1.unread_notification_counts().notification_count, 3, "alice's three messages in room 1");
     assert_eq!(room1.cached_display_name().map(|name| name.to_string()).as_deref(), Some("room 1"));
 
     // A new message moves its room to the top.
     server.send_text(&alice, &rooms[0], "new0", "news in room 0").await;
-    eventually("room 0 moves to the top", || order.lock().unwrap().first() == Some(&rooms[0])).await;
+    eventually("room 0 moves to the top", || async { order.lock().unwrap().first() == Some(&rooms[0]) }).await;
 
     // Reading room 1 on another device clears its count in this one.
     let last = server.send_text(&alice, &rooms[1], "u3", "read to here").await;
-    eventually("room 1 counts four", || room1.unread_notification_counts().notification_count == 4).await;
+    eventually("room 1 counts four", || async { room1.unread_notification_counts().notification_count == 4 }).await;
     server.read_up_to(&bob_account, &rooms[1], &last).await;
-    eventually("room 1 reads as read", || room1.unread_notification_counts().notification_count == 0).await;
+    eventually("room 1 reads as read", || async { room1.unread_notification_counts().notification_count == 0 }).await;
     list_task.abort();
     sync_task.abort();
 }

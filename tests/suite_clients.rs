@@ -14,4 +14,5 @@ mod sdk_support;
 mod e2ee_sdk;
 mod matrix_sdk;
 mod real_clients;
+mod sliding_app;
 mod sliding_sdk;

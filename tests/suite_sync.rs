@@ -9,6 +9,7 @@
 mod common;
 
 mod sliding_sync;
+mod sliding_timelines;
 mod sync;
 mod sync_build;
 mod sync_counts;

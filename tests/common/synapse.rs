@@ -171,8 +171,12 @@ impl Synapse {
     /// A client that trusts the test CA. Made per call: a client's connections belong to the
     /// runtime that opened them, and each test has its own.
     pub fn client(&self) -> reqwest::Client {
-        let ca = reqwest::Certificate::from_pem(&self.ca_cert).expect("the test CA is PEM");
-        reqwest::Client::builder().add_root_certificate(ca).build().expect("an https client")
+        reqwest::Client::builder().add_root_certificate(self.root_certificate()).build().expect("an https client")
+    }
+
+    /// The test CA that issued Synapse's certificate, for clients to trust.
+    pub fn root_certificate(&self) -> reqwest::Certificate {
+        reqwest::Certificate::from_pem(&self.ca_cert).expect("the test CA is PEM")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,13 +1,16 @@
-//! What the matrix-sdk tests share: an encrypted room to create, and the messages a client's
-//! sync delivers, as a channel the test can wait on.
+//! What the matrix-sdk tests share: a client logged in for native sliding sync, an encrypted
+//! room to create, the messages a client's sync delivers (as a channel the test can wait on),
+//! and a wait for a condition the client's background sync makes true.
 #![allow(dead_code)] // each test file uses part of it
 
-use matrix_sdk::Client;
 use matrix_sdk::ruma::OwnedUserId;
 use matrix_sdk::ruma::api::client::room::create_room::v3::{Request as CreateRoom, RoomPreset};
 use matrix_sdk::ruma::events::InitialStateEvent;
 use matrix_sdk::ruma::events::room::encryption::RoomEncryptionEventContent;
 use matrix_sdk::ruma::events::room::message::OriginalSyncRoomMessageEvent;
+use matrix_sdk::sliding_sync::VersionBuilder;
+use matrix_sdk::{Client, ClientBuilder};
+use std::future::Future;
 use std::time::Duration;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
@@ -47,4 +50,32 @@ pub fn encrypted_room(preset: RoomPreset, invite: Vec<OwnedUserId>) -> CreateRoo
         InitialStateEvent::with_empty_state_key(RoomEncryptionEventContent::with_recommended_defaults()).to_raw_any(),
     ];
     request
+}
+
+/// A client of `base_url` logged in as `user`, using the server's native sliding sync (found
+/// in `/versions`, as Element X does).
+pub async fn login_sliding(base_url: &str, user: &str, password: &str) -> Client {
+    let builder =
+        Client::builder().homeserver_url(base_url).sliding_sync_version_builder(VersionBuilder::DiscoverNative);
+    log_in(builder, user, password).await
+}
+
+/// The client `builder` makes, logged in as `user`.
+pub async fn log_in(builder: ClientBuilder, user: &str, password: &str) -> Client {
+    let client = builder.build().await.expect("build a matrix-sdk client");
+    client.matrix_auth().login_username(user, password).send().await.expect("matrix-sdk logs in");
+    client
+}
+
+/// Polls `check` until it holds, failing (not hanging) after a deadline.
+pub async fn eventually<F, Fut>(what: &str, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "{what}: not true within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

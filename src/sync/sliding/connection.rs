@@ -33,6 +33,11 @@ pub struct SentRoom {
     pub membership: String,
     /// The `required_state` it was sent with; a change sends the state afresh.
     pub required_state: Vec<(String, String)>,
+    /// How many of the room's latest events the client has without a gap, as far as this
+    /// connection knows: a request asking for more sends the longer timeline again (see
+    /// `serve::timeline_expands`). `None` for rooms recorded before this was kept.
+    #[serde(default)]
+    pub timeline_limit: Option<usize>,
 }
 
 /// Where a request picks up its connection.

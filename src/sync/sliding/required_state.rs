@@ -15,6 +15,7 @@ const LAZY: &str = "$LAZY";
 const MEMBER: &str = "m.room.member";
 
 /// The pairs asked for, resolved for one user.
+#[derive(PartialEq, Eq)]
 pub struct RequiredState {
     /// `["*", "*"]`: the whole state.
     everything: bool,
@@ -77,10 +78,43 @@ impl RequiredState {
         self.exact.iter().cloned().chain(lazy).collect()
     }
 
+    /// The state entries of `snapshot` asked for that the client lacks, where the timeline's
+    /// events came from `senders`. `before` is what the client had: the state asked for then,
+    /// as of that snapshot (`None`: nothing). Asked for as before, that is what changed
+    /// since; asked for otherwise (an app opening or closing a room changes the ask), it is
+    /// what is asked for now and was not then, and what changed — as Synapse sends it.
+    pub async fn read_since(
+        &self,
+        pool: &PgPool,
+        snapshot: i64,
+        before: Option<&(RequiredState, i64)>,
+        senders: &HashSet<&str>,
+    ) -> Result<Vec<StateEntry>> {
+        let Some((asked_before, before_snapshot)) = before else {
+            return self.read(pool, snapshot, None, senders).await;
+        };
+        if asked_before == self {
+            return self.read(pool, snapshot, Some(*before_snapshot), senders).await;
+        }
+        let mut entries = self.read(pool, snapshot, None, senders).await?;
+        let changed: HashSet<i64> = match *before_snapshot == snapshot {
+            true => HashSet::new(),
+            false => db::state::snapshot_changes(pool, *before_snapshot, snapshot, None)
+                .await?
+                .into_iter()
+                .map(|entry| entry.state_key_nid)
+                .collect(),
+        };
+        // Which lazily loaded members were sent is not kept: those are sent again.
+        let no_senders = HashSet::new();
+        entries.retain(|entry| !asked_before.matches(entry, &no_senders) || changed.contains(&entry.state_key_nid));
+        Ok(entries)
+    }
+
     /// The state entries of `snapshot` asked for, where the timeline's events came from
     /// `senders`; with `since_snapshot`, only those changed since that snapshot (and the
     /// lazily loaded members whatever their age: the client may not have them).
-    pub async fn read(
+    async fn read(
         &self,
         pool: &PgPool,
         snapshot: i64,

@@ -68,12 +68,14 @@ pub fn room_upto(context: &RoomContext<'_>, room: &MemberRoom) -> i64 {
 }
 
 /// The room's entry (the caller skips rooms with no news for the connection), or `None` for
-/// a room this server has no events of, or an invite from an ignored user.
+/// a room this server has no events of, or an invite from an ignored user. With `expands`,
+/// the timeline is the room's latest events whatever the client had, as for a new room.
 pub async fn build(
     context: &RoomContext<'_>,
     room: &MemberRoom,
     config: &RoomConfig,
     previous: Option<&SentRoom>,
+    expands: bool,
 ) -> Result<Option<Room>> {
     let room_id = RoomId::parse(&room.room_id).map_err(|e| Error::internal(format!("stored room id: {e}")))?;
     let initial = previous.is_none_or(|previous| previous.membership != room.membership);
@@ -86,7 +88,7 @@ pub async fn build(
     }
     let pool = context.pool;
     let upto = room_upto(context, room);
-    let after = previous.filter(|_| !initial).map_or(0, |previous| previous.upto.min(upto));
+    let after = previous.filter(|_| !initial && !expands).map_or(0, |previous| previous.upto.min(upto));
     let options = SyncOptions {
         timeline_limit: config.timeline_limit,
         device: Some(context.device.to_owned()),
@@ -109,16 +111,16 @@ pub async fn build(
 
     let snapshot = db::rooms::state_at_position(pool, room_id.as_str(), upto).await?;
     let required = RequiredState::of(&config.required_state, context.user);
-    let same_state_asked = previous.is_some_and(|previous| previous.required_state == config.required_state);
-    let since_snapshot = match previous {
-        Some(previous) if !initial && same_state_asked => {
-            db::rooms::state_at_position(pool, room_id.as_str(), previous.upto).await?
-        }
-        _ => None,
+    // What the client had: the state asked for before, as of the room's previous answer.
+    let before = match previous.filter(|_| !initial) {
+        Some(previous) => db::rooms::state_at_position(pool, room_id.as_str(), previous.upto)
+            .await?
+            .map(|snapshot| (RequiredState::of(&previous.required_state, context.user), snapshot)),
+        None => None,
     };
     let state = match snapshot {
         Some(snapshot) => {
-            let entries = required.read(pool, snapshot, since_snapshot, &senders).await?;
+            let entries = required.read_since(pool, snapshot, before.as_ref(), &senders).await?;
             let rules = crate::rooms::facts::rules(pool, &room_id).await?;
             served::apply_to_state(pool, &rules.redaction, &entries).await?
         }
@@ -127,6 +129,8 @@ pub async fn build(
     entry.required_state = state.iter().map(|served| raw(&served.client_event(&room_id))).collect::<Result<_>>()?;
     entry.limited = timeline["timeline"]["limited"].as_bool().unwrap_or(false);
     entry.prev_batch = timeline["timeline"]["prev_batch"].as_str().map(str::to_owned);
+    // The first answer's events are all history to the client (Synapse says 0 as well).
+    entry.num_live = Some(UInt::MIN);
     if let Some(since) = context.since {
         let live = db::sliding_sync::events_between(pool, room_id.as_str(), since, upto, events.len() as i64).await?;
         entry.num_live = UInt::new(u64::try_from(live).unwrap_or_default());

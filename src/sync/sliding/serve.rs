@@ -72,6 +72,8 @@ struct Look {
     response: v5::Response,
     /// Rooms not joined, whose entries say the membership (`response::Room` has no field).
     memberships: BTreeMap<String, String>,
+    /// Rooms whose timeline is sent longer than before (`unstable_expanded_timeline`).
+    expanded: BTreeSet<String>,
     sent: Sent,
     has_news: bool,
 }
@@ -151,22 +153,33 @@ async fn look(
     let new_to_connection: BTreeSet<String> =
         configs.keys().filter(|id| !connection.sent.rooms.contains_key(*id)).cloned().collect();
     let mut to_build = Vec::new();
+    let mut expanded = BTreeSet::new();
     for (room_id, config) in &configs {
         let Some(room) = by_id.get(room_id.as_str()) else { continue };
-        let previous = connection.sent.rooms.get(room_id);
-        let quiet = previous.is_some_and(|previous| {
-            previous.membership == room.membership
-                && previous.required_state == config.required_state
-                && latest.get(room_id).is_none_or(|latest| *latest <= previous.upto)
-        });
+        let previous = connection.sent.rooms.get(room_id).filter(|previous| previous.membership == room.membership);
+        let expands = previous.is_some_and(|previous| timeline_expands(previous, config));
+        let quiet = !expands
+            && previous.is_some_and(|previous| {
+                previous.required_state == config.required_state
+                    && latest.get(room_id).is_none_or(|latest| *latest <= previous.upto)
+            });
+        // The client keeps the longer timeline it had, unless this one replaces it.
+        let timeline_limit = match previous {
+            Some(previous) if !expands => previous.timeline_limit.unwrap_or(config.timeline_limit),
+            _ => config.timeline_limit,
+        };
         let now_sent = SentRoom {
             upto: room::room_upto(&context, room),
             membership: room.membership.clone(),
             required_state: config.required_state.clone(),
+            timeline_limit: Some(timeline_limit),
         };
         sent.rooms.insert(room_id.clone(), now_sent);
+        if expands {
+            expanded.insert(room_id.clone());
+        }
         if !quiet {
-            to_build.push(((*room).clone(), config.clone(), previous.cloned()));
+            to_build.push(((*room).clone(), config.clone(), connection.sent.rooms.get(room_id).cloned(), expands));
         }
     }
     let built: Vec<Option<(String, response::Room)>> = futures_util::stream::iter(to_build)
@@ -177,6 +190,12 @@ async fn look(
     let mut room_memberships = BTreeMap::new();
     for (room_id, entry) in built.into_iter().flatten() {
         let Ok(id) = OwnedRoomId::try_from(room_id.as_str()) else { continue };
+        // A gap: the client now has only this answer's events of the room's latest.
+        if entry.limited
+            && let (Some(sent_room), Some(config)) = (sent.rooms.get_mut(&room_id), configs.get(&room_id))
+        {
+            sent_room.timeline_limit = Some(config.timeline_limit);
+        }
         if let Some(room) = by_id.get(room_id.as_str()).filter(|room| !room.is_joined()) {
             room_memberships.insert(room_id.clone(), room.membership.clone());
         }
@@ -190,16 +209,26 @@ async fn look(
     let (extensions, extension_news) = extensions::build(&extension_context, &request.extensions, &shown).await?;
     response.extensions = extensions;
     has_news |= extension_news;
-    Ok(Look { response, memberships: room_memberships, sent, has_news })
+    expanded.retain(|room_id| response.rooms.keys().any(|id| id.as_str() == room_id));
+    Ok(Look { response, memberships: room_memberships, expanded, sent, has_news })
 }
 
-/// A room to build, what asks for it, and what the connection had of it (owned: a stream of
-/// borrowed jobs trips the compiler's higher-ranked lifetime checks on `Send`).
-type RoomJob = (MemberRoom, RoomConfig, Option<SentRoom>);
+/// Whether a room the connection has sent is now asked for with a longer timeline than the
+/// client has without a gap: then its latest events are sent again, up to the new limit, so
+/// an app opening a room (Element X subscribes with 20 where its list asks for 1) shows a
+/// screenful at once. Synapse does the same and marks it `unstable_expanded_timeline`.
+fn timeline_expands(previous: &SentRoom, config: &RoomConfig) -> bool {
+    previous.timeline_limit.is_some_and(|limit| config.timeline_limit > limit)
+}
+
+/// A room to build, what asks for it, what the connection had of it, and whether its timeline
+/// expands (owned: a stream of borrowed jobs trips the compiler's higher-ranked lifetime
+/// checks on `Send`).
+type RoomJob = (MemberRoom, RoomConfig, Option<SentRoom>, bool);
 
 async fn build_room(context: &RoomContext<'_>, job: RoomJob) -> Result<Option<(String, response::Room)>> {
-    let (room, config, previous) = job;
-    let entry = room::build(context, &room, &config, previous.as_ref()).await?;
+    let (room, config, previous, expands) = job;
+    let entry = room::build(context, &room, &config, previous.as_ref(), expands).await?;
     Ok(entry.map(|entry| (room.room_id, entry)))
 }
 
@@ -211,7 +240,7 @@ async fn finish(
     look: Look,
     upto: i64,
 ) -> Result<Value> {
-    let Look { mut response, memberships, sent, .. } = look;
+    let Look { mut response, memberships, expanded, sent, .. } = look;
     response.pos = connection::advance(pool, connection, upto, &sent).await?;
     response.txn_id = request.txn_id.clone();
     // Rendered as ruma renders it for the wire, then given the fields ruma has no place for.
@@ -223,6 +252,11 @@ async fn finish(
     for (room_id, membership) in memberships {
         if let Some(room) = body.pointer_mut(&format!("/rooms/{}", pointer_escape(&room_id))) {
             room["membership"] = json!(membership);
+        }
+    }
+    for room_id in expanded {
+        if let Some(room) = body.pointer_mut(&format!("/rooms/{}", pointer_escape(&room_id))) {
+            room["unstable_expanded_timeline"] = json!(true);
         }
     }
     Ok(body)
