@@ -230,6 +230,8 @@ async fn evaluation_cost_per_event_in_a_thousand_member_room() {
             device_id: OwnedDeviceId::from("BENCH"),
             is_admin: false,
             is_guest: false,
+            shadow_banned: false,
+            message_limit: None,
         };
         let room_id = room_id.clone();
         async move { hearth::rooms::membership::join(state.rooms(), &room_id, &session, None).await.expect("join") }

@@ -17,20 +17,6 @@ pub struct NewEvent {
     pub json: String,
 }
 
-/// The timeline events (not outliers, rejected or soft-failed ones) stored at `positions`.
-pub async fn events_at(db: impl PgExecutor<'_>, positions: &[i64]) -> sqlx::Result<Vec<NewEvent>> {
-    sqlx::query_as(
-        "SELECT e.event_nid, (SELECT i.event_id FROM event_ids i WHERE i.event_nid = e.event_nid) AS event_id,
-                e.room_id, e.sender, e.event_type, e.origin_server_ts, e.stream_position, e.json
-         FROM events e
-         WHERE e.stream_position = ANY($1) AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier
-         ORDER BY e.stream_position",
-    )
-    .bind(positions)
-    .fetch_all(db)
-    .await
-}
-
 /// A local user who may be notified of a room's events: a joined member, or an invitee (whose
 /// own invite may notify them).
 #[derive(Debug, FromRow)]
