@@ -57,3 +57,27 @@ async fn one_message_costs_few_statements() {
     assert!(total > 0, "the send reached the database");
     assert!(total <= 30, "one message cost {total} statements:\n{}", listing.join("\n"));
 }
+
+/// The lock a send takes with its `BEGIN` (one round trip, the room id as a literal) is the
+/// same lock as the one every other writer takes with the room id bound as a parameter, even
+/// for a room id with characters a literal must escape.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lock_taken_with_begin_is_the_rooms_lock() {
+    let (_database, pool) = common::fresh_database().await;
+    for room_id in ["!plain:hearth.test", r"!it's\a\'room:hearth.test"] {
+        let try_lock = |pool: sqlx::PgPool| async move {
+            let mut other = pool.begin().await.unwrap();
+            let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(room_id)
+                .fetch_one(&mut *other)
+                .await
+                .unwrap();
+            other.rollback().await.unwrap();
+            taken
+        };
+        let held = hearth::db::rooms::begin_locked(&pool, room_id).await.unwrap();
+        assert!(!try_lock(pool.clone()).await, "{room_id}: another transaction took the lock a send holds");
+        held.rollback().await.unwrap();
+        assert!(try_lock(pool.clone()).await, "{room_id}: the lock outlived its transaction");
+    }
+}

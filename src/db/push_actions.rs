@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
 /// A just-stored event, as the push rules see it.
-#[derive(Debug, FromRow)]
+#[derive(Clone, Debug, FromRow)]
 pub struct NewEvent {
     pub event_nid: i64,
     pub event_id: String,

@@ -126,9 +126,8 @@ async fn append_all(
     lock: LocalRoomLock,
     batch: &[Arc<PendingAppend>],
 ) -> Result<Vec<Result<Appended>>> {
-    let mut tx = ctx.pool.begin().await?;
+    let (mut tx, held) = lock.begin(ctx.pool).await?;
     let mut reservation = ctx.streams.reserve();
-    let held = lock.in_transaction(&mut tx).await?;
     let room_id = held.room_id();
     let mut outcomes = Vec::with_capacity(batch.len());
     // Carries the room's extremities and auth state from one send to the next, and from the
