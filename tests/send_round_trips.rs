@@ -55,7 +55,7 @@ async fn one_message_costs_few_statements() {
     println!("one PUT /send: {total} statements\n{}", listing.join("\n"));
     assert!(event_id.starts_with('$'));
     assert!(total > 0, "the send reached the database");
-    assert!(total <= 30, "one message cost {total} statements:\n{}", listing.join("\n"));
+    assert!(total <= 22, "one message cost {total} statements:\n{}", listing.join("\n"));
 }
 
 /// The lock a send takes with its `BEGIN` (one round trip, the room id as a literal) is the
