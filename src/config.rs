@@ -41,6 +41,7 @@ const TEXT_KEYS: &[&str] = &[
     "public_baseurl",
     "data_dir",
     "database.url",
+    "database.synchronous_commit",
     "registration.shared_secret",
     "rooms.default_version",
     "media.backend",
@@ -132,6 +133,9 @@ pub struct DatabaseConfig {
     /// External PostgreSQL; when unset Hearth runs its own cluster under `data_dir`.
     pub url: Option<String>,
     pub max_connections: u32,
+    /// PostgreSQL's `synchronous_commit` for Hearth's own connections: `"on"` waits for each
+    /// commit's WAL flush; `"off"` acknowledges before it (see config.example.toml).
+    pub synchronous_commit: String,
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -315,7 +319,7 @@ impl Default for Config {
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { url: None, max_connections: 20 }
+        DatabaseConfig { url: None, max_connections: 20, synchronous_commit: "on".to_owned() }
     }
 }
 
@@ -423,6 +427,12 @@ impl Config {
         }
         if self.database.max_connections == 0 {
             return fail("database.max_connections", "must be at least 1".to_owned());
+        }
+        if !["on", "off"].contains(&self.database.synchronous_commit.as_str()) {
+            return fail(
+                "database.synchronous_commit",
+                format!("{:?} must be \"on\" or \"off\"", self.database.synchronous_commit),
+            );
         }
         if let Some(secret) = &self.registration.shared_secret
             && secret.is_empty()

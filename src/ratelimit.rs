@@ -7,13 +7,11 @@
 //! check, so a change applies at once in every process.
 
 use crate::config::RateLimitConfig;
-use crate::db;
 use crate::db::admin_users::RateLimitOverride;
 use crate::error::{Error, Result};
-use crate::users::ClientInfo;
+use crate::users::{ClientInfo, Session};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota};
-use sqlx::PgPool;
 use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -83,13 +81,14 @@ impl RateLimits {
         limiter.check_key(&key).map_err(limit_exceeded)
     }
 
-    /// Checks an event `user_id` sends against their budget: the server's, or the one an admin
-    /// set for them (0 messages per second: not limited at all).
-    pub async fn check_message(&self, pool: &PgPool, user_id: &ruma::UserId) -> Result<()> {
+    /// Checks an event the session's user sends against their budget: the server's, or the one
+    /// an admin set for them (0 messages per second: not limited at all), read with the session.
+    pub fn check_message(&self, session: &Session) -> Result<()> {
         if !self.enabled {
             return Ok(());
         }
-        let Some(custom) = db::admin_users::ratelimit_override(pool, user_id.as_str()).await? else {
+        let user_id = &session.user_id;
+        let Some(custom) = session.message_limit else {
             return self.check_key(Action::Message, user_id.to_string());
         };
         if custom.messages_per_second <= 0 {
@@ -110,7 +109,7 @@ impl RateLimits {
         self.media_upload.retain_recent();
         self.message.retain_recent();
         // Overridden budgets are few (one per user an admin picked); they are rebuilt from the
-        // database when next needed.
+        // override read with the next session that needs it.
         if let Ok(mut overridden) = self.overridden.lock() {
             overridden.clear();
         }

@@ -42,6 +42,7 @@ pub enum Opener {
 
 pub async fn open_database(config: &Config, opener: Opener) -> anyhow::Result<(PgPool, DatabaseGuard)> {
     let max_connections = config.database.max_connections;
+    let session = |options| db::with_synchronous_commit(options, &config.database.synchronous_commit);
     let lock = match DataDirLock::try_acquire(&config.data_dir)? {
         LockOutcome::Acquired(lock) => Some(lock),
         LockOutcome::HeldElsewhere if opener == Opener::Server => bail!(
@@ -55,7 +56,7 @@ pub async fn open_database(config: &Config, opener: Opener) -> anyhow::Result<(P
 
     if let Some(url) = &config.database.url {
         let options = PgConnectOptions::from_str(url).context("`database.url`")?;
-        let pool = db::open_pool(options, max_connections).await?;
+        let pool = db::open_pool(session(options), max_connections).await?;
         return Ok((pool, DatabaseGuard { cluster: None, _lock: lock }));
     }
 
@@ -63,13 +64,15 @@ pub async fn open_database(config: &Config, opener: Opener) -> anyhow::Result<(P
     if lock.is_none() {
         // A running server owns the embedded cluster: use its socket.
         wait_for_running_cluster(&options.dir).await?;
-        let pool = db::open_pool(db::embedded::connect_options(&options.dir, "hearth"), max_connections.min(2)).await?;
+        let pool =
+            db::open_pool(session(db::embedded::connect_options(&options.dir, "hearth")), max_connections.min(2))
+                .await?;
         return Ok((pool, DatabaseGuard { cluster: None, _lock: None }));
     }
     let keep_options = options.clone();
     let cluster = tokio::task::spawn_blocking(move || RunningCluster::start(&options)).await??;
     db::ensure_database(cluster.connect_options("postgres"), "hearth").await?;
-    let pool = db::open_pool(cluster.connect_options("hearth"), max_connections).await?;
+    let pool = db::open_pool(session(cluster.connect_options("hearth")), max_connections).await?;
     let keeper = ClusterKeeper::start(cluster, keep_options);
     Ok((pool, DatabaseGuard { cluster: Some(keeper), _lock: lock }))
 }

@@ -749,6 +749,13 @@ fn string_keys_take_what_looks_like_a_number_or_a_boolean_as_written() {
     let output = run_tool(cwd, &[("HEARTH_DATABASE__MAX_CONNECTIONS", "many")], &["config", "check"]);
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("database.max_connections"));
+    let output = run_tool(cwd, &[("HEARTH_DATABASE__SYNCHRONOUS_COMMIT", "maybe")], &["config", "check"]);
+    assert!(!output.status.success(), "synchronous_commit is on or off");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("database.synchronous_commit"));
+    let env = [("HEARTH_DATABASE__SYNCHRONOUS_COMMIT", "off")];
+    let stdout = assert_success(&run_tool(cwd, &env, &["config", "check"]), "config check");
+    let effective: toml::Value = toml::from_str(&stdout).expect("TOML");
+    assert_eq!(effective["database"]["synchronous_commit"].as_str(), Some("off"), "{stdout}");
     let output = run_tool(cwd, &[("HEARTH_ROOMS__DEFAULT_VERSION", "13")], &["config", "check"]);
     assert!(!output.status.success(), "room version 13 does not exist");
     assert!(String::from_utf8_lossy(&output.stderr).contains("rooms.default_version"));

@@ -230,6 +230,8 @@ async fn evaluation_cost_per_event_in_a_thousand_member_room() {
             device_id: OwnedDeviceId::from("BENCH"),
             is_admin: false,
             is_guest: false,
+            shadow_banned: false,
+            message_limit: None,
         };
         let room_id = room_id.clone();
         async move { hearth::rooms::membership::join(state.rooms(), &room_id, &session, None).await.expect("join") }
@@ -278,11 +280,23 @@ async fn evaluation_cost_per_event_in_a_thousand_member_room() {
             .execute(&state.pool)
             .await
             .expect("clear");
+        // The events as their writer hands them over.
+        let events: Vec<hearth::db::push_actions::NewEvent> = sqlx::query_as(
+            "SELECT e.event_nid, i.event_id, e.room_id, e.sender, e.event_type, e.origin_server_ts, e.stream_position,
+                    e.json
+             FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
+             WHERE e.stream_position = ANY($1) ORDER BY e.stream_position",
+        )
+        .bind(&positions)
+        .fetch_all(&state.pool)
+        .await
+        .expect("events");
         let mut times = Vec::new();
         for _ in 0..5 {
             let mut tx = state.pool.begin().await.expect("begin");
+            let handed_over = events.clone();
             let started = Instant::now();
-            hearth::push::record_notifications(&mut tx, &state.pool, &state.server_name, &positions)
+            hearth::push::record_notifications(&mut tx, &state.pool, &state.server_name, handed_over)
                 .await
                 .expect("evaluate");
             times.push(started.elapsed());

@@ -9,6 +9,7 @@
 mod common;
 
 mod bench;
+mod database_settings;
 mod embedded;
 mod shutdown;
 mod shutdown_order;

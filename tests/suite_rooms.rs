@@ -20,4 +20,5 @@ mod rooms_dag;
 mod rooms_fork;
 mod rooms_membership;
 mod rooms_spaces;
+mod send_round_trips;
 mod state_resend;

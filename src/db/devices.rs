@@ -23,6 +23,10 @@ pub struct TokenOwner {
     pub last_seen_ip: Option<String>,
     /// The token stops working then (ms since the epoch), when it was issued with an expiry.
     pub valid_until_ms: Option<i64>,
+    pub shadow_banned: bool,
+    /// The user's message rate limit, when an admin set one (`ratelimit_overrides`).
+    pub override_messages_per_second: Option<i32>,
+    pub override_burst_count: Option<i32>,
 }
 
 pub struct SeenFrom<'a> {
@@ -88,10 +92,12 @@ pub async fn delete_tokens_of_device(db: impl PgExecutor<'_>, user_id: &str, dev
 pub async fn token_owner(db: impl PgExecutor<'_>, token_hash: &[u8]) -> sqlx::Result<Option<TokenOwner>> {
     sqlx::query_as(
         "SELECT t.user_id, t.device_id, u.is_admin, u.is_guest, u.deactivated, u.locked, d.last_seen_ts, d.last_seen_ip,
-                t.valid_until_ms
+                t.valid_until_ms, u.shadow_banned, o.messages_per_second AS override_messages_per_second,
+                o.burst_count AS override_burst_count
          FROM access_tokens t
          JOIN users u ON u.user_id = t.user_id
          JOIN devices d ON d.user_id = t.user_id AND d.device_id = t.device_id
+         LEFT JOIN ratelimit_overrides o ON o.user_id = t.user_id
          WHERE t.token_hash = $1",
     )
     .bind(token_hash)

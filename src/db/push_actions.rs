@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
 /// A just-stored event, as the push rules see it.
-#[derive(Debug, FromRow)]
+#[derive(Clone, Debug, FromRow)]
 pub struct NewEvent {
     pub event_nid: i64,
     pub event_id: String,
@@ -15,20 +15,6 @@ pub struct NewEvent {
     pub origin_server_ts: i64,
     pub stream_position: i64,
     pub json: String,
-}
-
-/// The timeline events (not outliers, rejected or soft-failed ones) stored at `positions`.
-pub async fn events_at(db: impl PgExecutor<'_>, positions: &[i64]) -> sqlx::Result<Vec<NewEvent>> {
-    sqlx::query_as(
-        "SELECT e.event_nid, (SELECT i.event_id FROM event_ids i WHERE i.event_nid = e.event_nid) AS event_id,
-                e.room_id, e.sender, e.event_type, e.origin_server_ts, e.stream_position, e.json
-         FROM events e
-         WHERE e.stream_position = ANY($1) AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier
-         ORDER BY e.stream_position",
-    )
-    .bind(positions)
-    .fetch_all(db)
-    .await
 }
 
 /// A local user who may be notified of a room's events: a joined member, or an invitee (whose

@@ -1,6 +1,6 @@
 //! Rooms, memberships and idempotent-send transaction ids.
 
-use sqlx::{FromRow, PgConnection, PgExecutor};
+use sqlx::{AssertSqlSafe, FromRow, PgConnection, PgExecutor, PgPool, Postgres};
 
 pub async fn insert(
     conn: &mut PgConnection,
@@ -142,6 +142,16 @@ pub async fn transaction_event(db: impl PgExecutor<'_>, key: TxnKey<'_>) -> sqlx
 pub async fn lock_room(conn: &mut PgConnection, room_id: &str) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(room_id).execute(conn).await?;
     Ok(())
+}
+
+/// Begins a transaction that holds the room's lock (as [`lock_room`] takes it) in one round
+/// trip: the lock is taken in the simple query that opens the transaction. A simple query
+/// carries no parameters, so the room id travels as an `E''` literal, whose escaping (a
+/// backslash and a quote each doubled) does not depend on `standard_conforming_strings`.
+pub async fn begin_locked(pool: &PgPool, room_id: &str) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
+    let literal = room_id.replace('\\', "\\\\").replace('\'', "''");
+    pool.begin_with(AssertSqlSafe(format!("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(E'{literal}', 0))")))
+        .await
 }
 
 /// The state after the user's latest membership event in the room (e.g. when they left).

@@ -60,13 +60,6 @@ pub async fn remove_dead_writers(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
     Ok(removed.rows_affected())
 }
 
-/// The position the next `nextval` can return at the lowest.
-pub async fn next_position_floor(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
-    sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM stream_positions")
-        .fetch_one(db)
-        .await
-}
-
 /// Publishes (or, with `None`, clears) the writer's lowest possibly-in-flight position.
 pub async fn set_blocking_from(
     db: impl PgExecutor<'_>,
@@ -78,6 +71,40 @@ pub async fn set_blocking_from(
         .bind(blocking_from)
         .execute(db)
         .await?;
+    Ok(())
+}
+
+/// Publishes as the writer's floor the lowest position `nextval` can still return, and returns
+/// it, in one round trip.
+pub async fn publish_next_position_floor(db: impl PgExecutor<'_>, writer_id: i32) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "UPDATE stream_writers
+         SET blocking_from = (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM stream_positions)
+         WHERE writer_id = $1
+         RETURNING blocking_from",
+    )
+    .bind(writer_id)
+    .fetch_one(db)
+    .await
+}
+
+/// [`set_blocking_from`], then [`notify`], in one round trip. Both take effect at the
+/// statement's commit, so a listener woken by the notification sees the new floor.
+pub async fn set_blocking_from_and_notify(
+    db: impl PgExecutor<'_>,
+    writer_id: i32,
+    blocking_from: Option<i64>,
+    payload: &str,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "WITH floor AS (UPDATE stream_writers SET blocking_from = $2 WHERE writer_id = $1)
+         SELECT pg_notify('hearth_stream', $3)",
+    )
+    .bind(writer_id)
+    .bind(blocking_from)
+    .bind(payload)
+    .execute(db)
+    .await?;
     Ok(())
 }
 

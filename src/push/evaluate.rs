@@ -38,19 +38,19 @@ static DISPLAY_NAMES: LazyLock<FactCache<i64, Option<String>>> = LazyLock::new(|
 /// The thread an event is in: the root of its `m.thread` relation, or the main timeline.
 pub const MAIN_TIMELINE: &str = "main";
 
-/// Evaluates the events stored at `positions` (in the transaction `conn`, before it commits)
-/// for the local users of their rooms, and stores what notifies or highlights. `pool` is the
-/// database `conn` belongs to: it scopes the in-process caches.
+/// Evaluates `events`, just stored in the timeline (in the transaction `conn`, before it
+/// commits), for the local users of their rooms, and stores what notifies or highlights. The
+/// writer hands over what it stored rather than have it read back. `pool` is the database
+/// `conn` belongs to: it scopes the in-process caches.
 pub async fn record_notifications(
     conn: &mut PgConnection,
     pool: &PgPool,
     server_name: &ServerName,
-    positions: &[i64],
+    events: Vec<NewEvent>,
 ) -> Result<()> {
-    if positions.is_empty() {
+    if events.is_empty() {
         return Ok(());
     }
-    let events = db::push_actions::events_at(&mut *conn, positions).await?;
     let mut by_room: Vec<(String, Vec<NewEvent>)> = Vec::new();
     for event in events {
         match by_room.iter_mut().find(|(room, _)| *room == event.room_id) {

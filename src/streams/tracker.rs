@@ -55,10 +55,12 @@ struct Control {
 
 /// What the tracker asks of its control connection.
 enum ControlStatement<'a> {
-    /// The lowest position `nextval` can still return.
-    NextFloor,
+    /// Publish the lowest position `nextval` can still return as the floor (and return it).
+    PublishNextFloor,
     SetFloor(Option<i64>),
     Notify(&'a str),
+    /// `SetFloor`, then `Notify`, in one statement.
+    SetFloorAndNotify(Option<i64>, &'a str),
     /// A write that changes nothing: proves the database takes writes.
     Touch,
 }
@@ -96,11 +98,18 @@ impl Control {
         let writer_id = self.writer_id;
         let Some(connection) = self.connection.as_mut() else { return Err(sqlx::Error::PoolClosed) };
         let result = match statement {
-            ControlStatement::NextFloor => db::streams::next_position_floor(&mut *connection).await.map(Some),
+            ControlStatement::PublishNextFloor => {
+                db::streams::publish_next_position_floor(&mut *connection, writer_id).await.map(Some)
+            }
             ControlStatement::SetFloor(floor) => {
                 db::streams::set_blocking_from(&mut *connection, writer_id, *floor).await.map(|()| None)
             }
             ControlStatement::Notify(payload) => db::streams::notify(&mut *connection, payload).await.map(|()| None),
+            ControlStatement::SetFloorAndNotify(floor, payload) => {
+                db::streams::set_blocking_from_and_notify(&mut *connection, writer_id, *floor, payload)
+                    .await
+                    .map(|()| None)
+            }
             ControlStatement::Touch => db::streams::touch_writer(&mut *connection, writer_id).await.map(|()| None),
         };
         if result.as_ref().is_err_and(crate::error::database_unavailable) {
@@ -223,15 +232,21 @@ impl StreamTracker {
     async fn allocate(&self, transaction: &mut PgConnection) -> Result<i64> {
         let mut control = self.inner.control.lock().await;
         let notifier = &self.inner.notifier;
-        // The floor must be public before the position exists.
-        let lowest_in_flight = self.lowest_in_flight();
-        let floor = match lowest_in_flight {
-            Some(lowest) => lowest,
-            None => control.run(ControlStatement::NextFloor, None, notifier).await?.unwrap_or(i64::MIN),
-        };
-        if control.published.is_none_or(|published| published > floor) {
-            control.run(ControlStatement::SetFloor(Some(floor)), lowest_in_flight, notifier).await?;
-            control.published = Some(floor);
+        // The floor must be public before the position exists. A published floor no higher
+        // than every position still in flight covers the new one too (positions only grow);
+        // with nothing in flight and nothing published, the next position `nextval` can
+        // return is published in the statement that reads it.
+        match self.lowest_in_flight() {
+            Some(lowest) if control.published.is_none_or(|published| published > lowest) => {
+                control.run(ControlStatement::SetFloor(Some(lowest)), Some(lowest), notifier).await?;
+                control.published = Some(lowest);
+            }
+            Some(_) => {}
+            None if control.published.is_none() => {
+                let floor = control.run(ControlStatement::PublishNextFloor, None, notifier).await?;
+                control.published = floor;
+            }
+            None => {}
         }
         let position = db::streams::allocate_position(transaction).await?;
         self.in_flight().insert(position);
@@ -248,13 +263,23 @@ impl StreamTracker {
                 in_flight.remove(position);
             }
         }
-        self.publish().await?;
-        if !positions.is_empty() {
-            let payload = self.inner.notifier.payload(&audience);
-            let mut control = self.inner.control.lock().await;
-            control.run(ControlStatement::Notify(&payload), self.lowest_in_flight(), &self.inner.notifier).await?;
-            self.inner.notifier.wake(&audience);
+        if positions.is_empty() {
+            return self.publish().await;
         }
+        let payload = self.inner.notifier.payload(&audience);
+        {
+            // The floor moves and the other processes hear of it in one round trip.
+            let mut control = self.inner.control.lock().await;
+            let wanted = self.lowest_in_flight();
+            let statement = if control.published == wanted {
+                ControlStatement::Notify(&payload)
+            } else {
+                ControlStatement::SetFloorAndNotify(wanted, &payload)
+            };
+            control.run(statement, wanted, &self.inner.notifier).await?;
+            control.published = wanted;
+        }
+        self.inner.notifier.wake(&audience);
         Ok(())
     }
 

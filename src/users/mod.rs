@@ -23,6 +23,7 @@ pub mod uia;
 
 pub use actor::Actor;
 
+use crate::db::admin_users::RateLimitOverride;
 use ruma::{OwnedDeviceId, OwnedUserId};
 
 /// An authenticated requester: the owner of a valid access token.
@@ -32,6 +33,11 @@ pub struct Session {
     pub device_id: OwnedDeviceId,
     pub is_admin: bool,
     pub is_guest: bool,
+    /// Read with the token (one round trip for both), so what a request sends needs no
+    /// query of its own to learn whether it goes anywhere (`rooms::shadow_ban`)...
+    pub shadow_banned: bool,
+    /// ...or what budget it is counted against (`ratelimit`): the admin's override, if any.
+    pub message_limit: Option<RateLimitOverride>,
 }
 
 /// Where a request came from, recorded as a device's last sighting.

@@ -1,6 +1,7 @@
 //! Logging in and out, and turning an access token back into a session.
 
 use crate::db;
+use crate::db::admin_users::RateLimitOverride;
 use crate::db::devices::SeenFrom;
 use crate::error::{Error, Result};
 use crate::streams::Streams;
@@ -112,7 +113,18 @@ pub async fn authenticate(pool: &PgPool, access_token: &str, client: &ClientInfo
     }
     let user_id =
         UserId::parse(owner.user_id).map_err(|e| Error::internal(format!("stored user id is invalid: {e}")))?;
-    Ok(Session { user_id, device_id: owner.device_id.into(), is_admin: owner.is_admin, is_guest: owner.is_guest })
+    let message_limit = match (owner.override_messages_per_second, owner.override_burst_count) {
+        (Some(messages_per_second), Some(burst_count)) => Some(RateLimitOverride { messages_per_second, burst_count }),
+        _ => None,
+    };
+    Ok(Session {
+        user_id,
+        device_id: owner.device_id.into(),
+        is_admin: owner.is_admin,
+        is_guest: owner.is_guest,
+        shadow_banned: owner.shadow_banned,
+        message_limit,
+    })
 }
 
 /// Ends this session: the device and its token are deleted.

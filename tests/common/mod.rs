@@ -58,6 +58,8 @@ fn cluster() -> &'static Cluster {
                 ("full_page_writes", "off"),
                 ("max_connections", "400"),
                 ("shared_buffers", "64MB"),
+                // For tests that count the statements a request costs (send_round_trips).
+                ("shared_preload_libraries", "pg_stat_statements"),
             ]
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -50,7 +50,7 @@ async fn redact(
     request: Authed<redact_event::v3::Request>,
 ) -> Result<RumaResponse<redact_event::v3::Response>> {
     let body = &request.body;
-    state.rate_limits.check_message(&state.pool, &request.session.user_id).await?;
+    state.rate_limits.check_message(&request.session)?;
     let transaction = Transaction { device_id: request.session.device_id.as_str(), txn_id: body.txn_id.as_str() };
     let event_id = redact::redact_event(
         state.rooms(),

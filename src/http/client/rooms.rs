@@ -91,8 +91,8 @@ async fn send_message(
     request: Authed<send_message_event::v3::Request>,
 ) -> Result<RumaResponse<send_message_event::v3::Response>> {
     let body = &request.body;
-    state.rate_limits.check_message(&state.pool, &request.session.user_id).await?;
-    if let Some(event_id) = crate::rooms::shadow_ban::fake_event_id(&state.pool, &request.session.user_id).await? {
+    state.rate_limits.check_message(&request.session)?;
+    if let Some(event_id) = crate::rooms::shadow_ban::fake_event_id(&request.session)? {
         return Ok(send_message_event::v3::Response::new(event_id).into());
     }
     let template = EventTemplate::message(body.event_type.clone(), json(&body.body)?);
@@ -110,9 +110,9 @@ async fn send_state(
     let body = &request.body;
     let content = json(&body.body)?;
     let sender = &request.session.user_id;
-    state.rate_limits.check_message(&state.pool, sender).await?;
+    state.rate_limits.check_message(&request.session)?;
     if body.event_type != StateEventType::RoomMember
-        && let Some(event_id) = crate::rooms::shadow_ban::fake_event_id(&state.pool, sender).await?
+        && let Some(event_id) = crate::rooms::shadow_ban::fake_event_id(&request.session)?
     {
         return Ok(send_state_event::v3::Response::new(event_id).into());
     }

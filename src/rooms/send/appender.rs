@@ -59,6 +59,28 @@ pub struct Appender<'a> {
     /// Unknown until the first append reads it.
     tip: Option<Tip>,
     auth: StateSlice,
+    /// What a previous batch left, until the first append checks it against the room's tip.
+    carried: Option<Carried>,
+}
+
+/// What an appender knew of its room when its transaction committed, kept for the room's
+/// next batch: the auth state slice it read, and the forward extremities it left. The next
+/// batch reads the room's tip anyway (in the round trip that looks up retransmissions); when
+/// the extremities are still these, nothing was appended to the room since — by this process
+/// or any other — so the slice still holds, redactions included (a redaction is an event, so
+/// it would have moved them), and the state needs no second read.
+#[derive(Default)]
+pub struct Carried {
+    extremities: Vec<i64>,
+    auth: StateSlice,
+}
+
+impl Carried {
+    fn extremity_nids(extremities: &[Extremity]) -> Vec<i64> {
+        let mut nids: Vec<i64> = extremities.iter().map(|extremity| extremity.event_nid).collect();
+        nids.sort_unstable();
+        nids
+    }
 }
 
 /// The room as the next event will see it.
@@ -72,7 +94,18 @@ impl<'a> Appender<'a> {
     /// An appender for the room `room` locks; every append must use the transaction the lock
     /// was taken in.
     pub fn new(ctx: RoomCtx<'a>, room: &'a HeldRoomLock) -> Appender<'a> {
-        Appender { ctx, room, tip: None, auth: StateSlice::default() }
+        Appender { ctx, room, tip: None, auth: StateSlice::default(), carried: None }
+    }
+
+    /// As [`Appender::new`], starting from what the room's previous batch left (see [`Carried`]).
+    pub fn resuming(ctx: RoomCtx<'a>, room: &'a HeldRoomLock, carried: Carried) -> Appender<'a> {
+        Appender { carried: Some(carried), ..Appender::new(ctx, room) }
+    }
+
+    /// What the next batch may start from, once this one's transaction has committed.
+    pub fn carried(self) -> Option<Carried> {
+        let tip = self.tip?;
+        Some(Carried { extremities: Carried::extremity_nids(&tip.extremities), auth: self.auth })
     }
 
     pub async fn append(
@@ -109,6 +142,11 @@ impl<'a> Appender<'a> {
                 let loaded = db::events::room_tip(&mut *tx, room_id.as_str(), txn_key).await?;
                 if let Some(event_id) = loaded.transaction_event {
                     return sent_before(&event_id);
+                }
+                if let Some(carried) = self.carried.take()
+                    && carried.extremities == Carried::extremity_nids(&loaded.extremities)
+                {
+                    self.auth = carried.auth;
                 }
                 unknown.insert(Tip::new(room_id, loaded.version, loaded.extremities)?)
             }

@@ -11,7 +11,7 @@
 use crate::error::Result;
 use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
-use crate::rooms::send::appender::{Appended, Appender, Transaction};
+use crate::rooms::send::appender::{Appended, Appender, Carried, Transaction};
 use crate::rooms::send::committed::commit_events;
 use crate::rooms::send::locks::{LocalRoomLock, RoomSerial};
 use crate::streams::Reservation;
@@ -24,13 +24,21 @@ use tokio::sync::Notify;
 /// Sends appended in one transaction at most: bounds the wait of the batch's first sender.
 const MAX_BATCH: usize = 100;
 
-/// The sends waiting for a room's lock, kept beside the lock (see `locks`).
+/// The sends waiting for a room's lock, kept beside the lock (see `locks`), and what the last
+/// batch knew of the room for the next one (only the holder of the lock touches it).
 #[derive(Default)]
-pub struct SendQueue(Mutex<VecDeque<Arc<PendingAppend>>>);
+pub struct SendQueue {
+    pending: Mutex<VecDeque<Arc<PendingAppend>>>,
+    carried: Mutex<Option<Carried>>,
+}
 
 impl SendQueue {
     fn pending(&self) -> MutexGuard<'_, VecDeque<Arc<PendingAppend>>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn carried(&self) -> MutexGuard<'_, Option<Carried>> {
+        self.carried.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -89,19 +97,19 @@ pub(super) async fn append_batched(
                 let take = queue.len().min(MAX_BATCH);
                 queue.drain(..take).collect()
             };
-            run(ctx, room_id, &room, lock, batch).await;
+            run(ctx, &room, lock, batch).await;
         }
     }
 }
 
 /// Appends a batch in one transaction and gives every send its outcome.
-async fn run(ctx: RoomCtx<'_>, room_id: &RoomId, room: &Room, lock: LocalRoomLock, batch: Vec<Arc<PendingAppend>>) {
+async fn run(ctx: RoomCtx<'_>, room: &Room, lock: LocalRoomLock, batch: Vec<Arc<PendingAppend>>) {
     if batch.is_empty() {
         return;
     }
     let mut unfinished = Requeue { room, batch: Some(batch) };
     let batch = unfinished.batch.as_deref().unwrap_or_default();
-    let outcomes = match append_all(ctx, room_id, lock, batch).await {
+    let outcomes = match append_all(ctx, room, lock, batch).await {
         Ok(outcomes) => outcomes,
         // Nothing committed: every send fails the same way.
         Err(error) => batch.iter().map(|_| Err(error.replicate())).collect(),
@@ -114,16 +122,21 @@ async fn run(ctx: RoomCtx<'_>, room_id: &RoomId, room: &Room, lock: LocalRoomLoc
 
 async fn append_all(
     ctx: RoomCtx<'_>,
-    room_id: &RoomId,
+    room: &Room,
     lock: LocalRoomLock,
     batch: &[Arc<PendingAppend>],
 ) -> Result<Vec<Result<Appended>>> {
-    let mut tx = ctx.pool.begin().await?;
+    let (mut tx, held) = lock.begin(ctx.pool).await?;
     let mut reservation = ctx.streams.reserve();
-    let held = lock.in_transaction(&mut tx).await?;
+    let room_id = held.room_id();
     let mut outcomes = Vec::with_capacity(batch.len());
-    // Carries the room's extremities and auth state from one send to the next.
-    let mut appender = Appender::new(ctx, &held);
+    // Carries the room's extremities and auth state from one send to the next, and from the
+    // last batch to this one. Taken: should this batch fail, the next starts afresh.
+    let carried = room.attached.carried().take();
+    let mut appender = match carried {
+        Some(carried) => Appender::resuming(ctx, &held, carried),
+        None => Appender::new(ctx, &held),
+    };
     for pending in batch {
         let outcome = if batch.len() == 1 {
             // Alone, a send needs no savepoint: its failure is the transaction's.
@@ -144,7 +157,9 @@ async fn append_all(
         drop(reservation);
         return Ok(outcomes);
     }
+    let carried = appender.carried();
     commit_events(ctx, tx, reservation, room_id, outcomes.iter().filter_map(|outcome| outcome.as_ref().ok())).await?;
+    *room.attached.carried() = carried;
     Ok(outcomes)
 }
 

@@ -9,6 +9,7 @@
 //!   the same notifier wakes the pushers and the federation sender (`crate::outbox`).
 //!   In-memory room windows are to hang off here too.
 
+use crate::db::push_actions::NewEvent;
 use crate::error::Result;
 use crate::outbox::federation::Outgoing;
 use crate::rooms::RoomCtx;
@@ -29,12 +30,32 @@ pub async fn commit_events<'e>(
     events: impl IntoIterator<Item = &'e Appended>,
 ) -> Result<()> {
     let events: Vec<&Appended> = events.into_iter().collect();
-    crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, reservation.positions()).await?;
+    crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, stored_events(room_id, &events)).await?;
     let outgoing = outgoing_pdus(ctx.server_name, &events);
     crate::outbox::federation::enqueue_pdus(&mut tx, ctx.server_name, room_id, &outgoing).await?;
     tx.commit().await?;
     crate::telemetry::events_persisted(events.iter().filter(|event| matches!(event, Appended::New { .. })).count());
     events_committed(reservation, room_id, events).await
+}
+
+/// The new events among `events` as push evaluation takes them (retransmissions are not new).
+fn stored_events(room_id: &RoomId, events: &[&Appended]) -> Vec<NewEvent> {
+    let mut stored_events = Vec::with_capacity(events.len());
+    for event in events {
+        if let Appended::New { pdu, stored } = event {
+            stored_events.push(NewEvent {
+                event_nid: stored.event_nid,
+                event_id: pdu.event_id.to_string(),
+                room_id: room_id.to_string(),
+                sender: pdu.sender.to_string(),
+                event_type: pdu.kind.to_string(),
+                origin_server_ts: i64::from(pdu.origin_server_ts.get()),
+                stream_position: stored.position,
+                json: pdu.canonical_json(),
+            });
+        }
+    }
+    stored_events
 }
 
 /// The after-commit half of [`commit_events`]: call right after the commit of the transaction

@@ -10,7 +10,7 @@
 use crate::db;
 use crate::error::Result;
 use ruma::{OwnedRoomId, RoomId};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, PgPool, Postgres};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OwnedMutexGuard;
@@ -78,6 +78,12 @@ impl LocalRoomLock {
     pub async fn in_transaction(self, transaction: &mut PgConnection) -> Result<HeldRoomLock> {
         db::rooms::lock_room(transaction, self.room_id.as_str()).await?;
         Ok(HeldRoomLock { room_id: self.room_id, _local: self.guard })
+    }
+
+    /// Begins a transaction on `pool` that takes the room's lock too, in the same round trip.
+    pub async fn begin(self, pool: &PgPool) -> Result<(sqlx::Transaction<'static, Postgres>, HeldRoomLock)> {
+        let transaction = db::rooms::begin_locked(pool, self.room_id.as_str()).await?;
+        Ok((transaction, HeldRoomLock { room_id: self.room_id, _local: self.guard }))
     }
 }
 

@@ -20,7 +20,7 @@ pub mod locks;
 mod persist;
 mod redaction_auth;
 
-pub use appender::{Appended, Appender, Transaction};
+pub use appender::{Appended, Appender, Carried, Transaction};
 pub use batch::SendQueue;
 
 /// Every room's lock, each with its queue of waiting sends.
