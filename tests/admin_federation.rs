@@ -25,7 +25,7 @@ async fn a_failing_destination_shows_its_failures_and_backoff_until_reset_and_on
     let FederatedPair { a, b, .. } = pair;
     let b_name = b.name().to_string();
     let root = a.server.register_admin("root", PW).await;
-    let _stopped = b.stop().await;
+    let stopped = b.stop().await;
     a.server.send_text(&alice, &room, "unheard", "B is down").await;
 
     // The sender retries after 1 s, then 2 s, then 4 s: waiting for the third failure leaves
@@ -81,9 +81,35 @@ async fn a_failing_destination_shows_its_failures_and_backoff_until_reset_and_on
         "a refusal changes nothing"
     );
 
+    // The reset forgets the backoff, and the sender, which was waiting it out, tries again at
+    // once: B being still down, a fresh failure is recorded long before the attempt the old
+    // backoff had planned.
+    let planned = status["retry_last_ts"].as_i64().unwrap() + status["retry_interval"].as_i64().unwrap();
     let (code, body) = a.server.post(&reset_path, root.token(), json!({})).await;
     assert_eq!(code, StatusCode::OK, "{body}");
-    let reset = destination(&a.server, &root, &b_name).await;
-    assert_eq!((reset["retry_interval"].clone(), reset["failure_ts"].clone()), (json!(0), Value::Null), "{reset}");
-    assert_eq!(reset["queue_depth"], status["queue_depth"], "the queue itself is kept: {reset}");
+    let mut retried = Value::Null;
+    for _ in 0..200 {
+        retried = destination(&a.server, &root, &b_name).await;
+        if retried["failure_ts"].is_i64() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(retried["failures"], 1, "counting starts again: {retried}");
+    assert!(retried["failure_ts"].as_i64().is_some_and(|ts| ts < planned), "tried before {planned}: {retried}");
+    assert_eq!(retried["queue_depth"], status["queue_depth"], "the queue itself is kept: {retried}");
+
+    // Once B is back, a reset delivers what waited.
+    let b = stopped.start().await;
+    a.server.post(&reset_path, root.token(), json!({})).await;
+    for _ in 0..300 {
+        let now = destination(&a.server, &root, &b_name).await;
+        if now["queue_depth"] == 0 && now["last_success_ts"].is_i64() {
+            assert_eq!((now["failures"].clone(), now["failure_ts"].clone()), (json!(0), Value::Null), "{now}");
+            drop(b);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("B never got the message: {}", destination(&a.server, &root, &b_name).await);
 }

@@ -4,6 +4,7 @@
 use crate::admin::users::{Page, Paging};
 use crate::db;
 use crate::error::{Error, Result};
+use crate::federation::sender::FederationSender;
 use crate::media::MediaRepo;
 use crate::users::accounts;
 use ruma::{ServerName, UserId};
@@ -177,14 +178,20 @@ pub async fn destination_rooms(
 }
 
 /// `POST /v1/federation/destinations/{destination}/reset_connection`: the destination's backoff
-/// is forgotten, so its queue is sent at the sender's next attempt.
-pub async fn reset_destination(pool: &PgPool, server_name: &ServerName, destination: &str) -> Result<()> {
+/// is forgotten and this process's sender, if it is waiting it out, tries again at once.
+pub async fn reset_destination(
+    pool: &PgPool,
+    sender: &FederationSender,
+    server_name: &ServerName,
+    destination: &str,
+) -> Result<()> {
     if destination == server_name.as_str() {
         return Err(Error::invalid_param("Cannot reset connection to this server"));
     }
     if !db::admin_server::reset_backoff(pool, destination).await? {
         return Err(Error::not_found("Unknown destination"));
     }
+    sender.backoffs_reset();
     Ok(())
 }
 

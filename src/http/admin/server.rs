@@ -290,7 +290,7 @@ async fn destination_rooms(
 /// `POST /_synapse/admin/v1/federation/destinations/{destination}/reset_connection`.
 async fn reset_destination(State(state): State<AppState>, admin: Admin, args: Args) -> Result<axum::Json<Value>> {
     let destination = args.get(0)?;
-    server::reset_destination(&state.pool, &state.server_name, destination).await?;
+    server::reset_destination(&state.pool, &state.federation_sender, &state.server_name, destination).await?;
     admin.audit("reset federation backoff", destination);
     Ok(axum::Json(json!({})))
 }
