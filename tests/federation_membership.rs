@@ -9,7 +9,7 @@
 use crate::common;
 
 use common::{TestServer, TestUser};
-use hearth::federation::membership::{RemoteMembership, make_membership, send_membership};
+use hearth::federation::membership::{RemoteMembership, make_membership, send_join, send_membership};
 use hearth::rooms::build::sign_new_event;
 use hearth::server_key::SigningKey;
 use reqwest::StatusCode;
@@ -81,6 +81,33 @@ impl Remote {
         send_membership(server.state.rooms(), &self.keys(server), &self.name, (&room_id, &event_id), &raw, membership)
             .await
     }
+}
+
+/// A join asking for a partial state (`omit_members`, "faster joins").
+async fn join_omitting_members(
+    remote: &Remote,
+    server: &TestServer,
+    room: &str,
+    user: &OwnedUserId,
+) -> hearth::federation::membership::JoinedRoomState {
+    let (room_id, event_id, json) = remote.signed(server, room, user, RemoteMembership::Join).await.unwrap();
+    let raw = serde_json::value::RawValue::from_string(json).unwrap();
+    let event_id = EventId::parse(event_id).unwrap();
+    send_join(server.state.rooms(), &remote.keys(server), &remote.name, (&room_id, &event_id), &raw, true)
+        .await
+        .unwrap()
+}
+
+/// The state keys of the member events among `events`.
+fn members_in(events: &[Box<serde_json::value::RawValue>]) -> Vec<String> {
+    let mut members: Vec<String> = events
+        .iter()
+        .map(|event| serde_json::from_str::<Value>(event.get()).unwrap())
+        .filter(|event| event["type"] == "m.room.member")
+        .map(|event| event["state_key"].as_str().unwrap().to_owned())
+        .collect();
+    members.sort();
+    members
 }
 
 async fn joined_members(server: &TestServer, user: &TestUser, room: &str) -> Vec<String> {
@@ -280,4 +307,45 @@ async fn a_remote_user_knocks_and_the_room_sees_the_knock() {
     assert_eq!(body["membership"], "knock");
     // Knocking is no joining.
     assert!(!joined_members(&server, &alice, &room).await.contains(&bob.to_string()));
+}
+
+#[tokio::test]
+async fn a_join_that_omits_members_gets_the_state_without_them_and_a_lean_auth_chain() {
+    let server = TestServer::start().await;
+    let remote = Remote::new();
+    let alice = server.register("alice", "alice's password").await;
+    let carol = server.register("carol", "carol's password").await;
+    let named = server.create_room(&alice, json!({"preset": "public_chat", "name": "Tea"})).await;
+    let nameless = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    for room in [&named, &nameless] {
+        server.join(&carol, room).await;
+    }
+
+    // A named room: no member event in the state; the servers to ask for the rest are named.
+    let answer = join_omitting_members(&remote, &server, &named, &remote.user("bob")).await;
+    assert!(answer.members_omitted);
+    assert_eq!(members_in(&answer.state), Vec::<String>::new());
+    assert!(types_of(&answer.state).iter().any(|kind| kind == "m.room.name"));
+    assert_eq!(answer.servers_in_room, vec![server.state.server_name.to_string(), REMOTE.to_owned()]);
+    // The auth chain still holds what the state's events cite (the creator's join authorises
+    // the room's first events), and nothing the state already carries.
+    assert!(members_in(&answer.auth_chain).contains(&alice.user_id), "{:?}", types_of(&answer.auth_chain));
+    let state_texts: Vec<&str> = answer.state.iter().map(|event| event.get()).collect();
+    assert!(answer.auth_chain.iter().all(|event| !state_texts.contains(&event.get())), "no event twice");
+    // Carol's join authorises nothing the joiner needs: left out everywhere.
+    assert!(!members_in(&answer.auth_chain).contains(&carol.user_id));
+
+    // A nameless room: the members a client names it by (the heroes) are kept.
+    let answer = join_omitting_members(&remote, &server, &nameless, &remote.user("dave")).await;
+    assert!(answer.members_omitted);
+    let mut heroes = vec![alice.user_id.clone(), carol.user_id.clone()];
+    heroes.sort();
+    assert_eq!(members_in(&answer.state), heroes);
+
+    // The control: a join that does not ask gets every member.
+    let full = remote.change(&server, &named, &remote.user("erin"), RemoteMembership::Join).await.unwrap();
+    assert!(!full.members_omitted);
+    let mut everyone = vec![alice.user_id.clone(), carol.user_id.clone(), format!("@bob:{REMOTE}")];
+    everyone.sort();
+    assert_eq!(members_in(&full.state), everyone);
 }

@@ -169,6 +169,7 @@ async fn a_hearth_user_joins_a_synapse_room_by_alias_backfills_and_they_chat_edi
     // Bob may change the topic too, so state changes flow both ways (Synapse makes v12 rooms,
     // whose creator holds power without being listed).
     let create = json!({"preset": "public_chat", "room_alias_name": "synapseroom", "name": "Synapse's room",
+        "visibility": "public",
         "power_level_content_override": {"users": {&bob.user_id: 50}}});
     let (status, created) =
         synapse.request(Method::POST, "/_matrix/client/v3/createRoom", Some(&sue.access_token), Some(create)).await;
@@ -179,6 +180,18 @@ async fn a_hearth_user_joins_a_synapse_room_by_alias_backfills_and_they_chat_edi
     for (n, text) in history.iter().enumerate() {
         history_ids.push(synapse_send(synapse, &sue, &room, &format!("old{n}"), text).await);
     }
+
+    // Bob finds the room in Synapse's directory, browsed through Hearth over federation
+    // (Synapse lists a new room once its statistics caught up).
+    let browse = format!("/_matrix/client/v3/publicRooms?server={}", encode(&synapse.server_name));
+    eventually(synapse, "Hearth lists Synapse's public room", || async {
+        let (status, listing) =
+            hearth.server.post(&browse, bob.token(), json!({"filter": {"generic_search_term": "synapse's"}})).await;
+        assert_eq!(status, StatusCode::OK, "{listing}");
+        let rooms = listing["chunk"].as_array().cloned().unwrap_or_default();
+        rooms.iter().any(|listed| listed["room_id"] == room.as_str() && listed["name"] == "Synapse's room")
+    })
+    .await;
 
     let alias = format!("#synapseroom:{}", synapse.server_name);
     let (status, body) =

@@ -10,6 +10,7 @@ mod common;
 mod media_support;
 
 mod admin_cli;
+mod admin_federation;
 mod admin_history;
 mod admin_rooms;
 mod admin_server;

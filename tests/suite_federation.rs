@@ -11,6 +11,7 @@ mod media_support;
 
 mod federation_backfill;
 mod federation_dag;
+mod federation_directory;
 mod federation_edus;
 mod federation_inbound;
 mod federation_join;

@@ -4,12 +4,13 @@
 use crate::admin::users::{Page, Paging};
 use crate::db;
 use crate::error::{Error, Result};
+use crate::federation::sender::FederationSender;
 use crate::media::MediaRepo;
 use crate::users::accounts;
 use ruma::{ServerName, UserId};
 use sqlx::PgPool;
 
-pub use crate::db::admin_server::{DestinationStatus, EventReport, UploaderStats};
+pub use crate::db::admin_server::{DestinationRoom, DestinationStatus, EventReport, UploaderStats};
 pub use crate::db::media::Media;
 pub use crate::db::registration::RegistrationToken;
 
@@ -149,15 +150,48 @@ pub async fn destination(pool: &PgPool, destination: &str) -> Result<Destination
         .ok_or_else(|| Error::not_found("Unknown destination"))
 }
 
+/// `GET /v1/federation/destinations/{destination}/rooms`: the rooms the destination shares
+/// with this server; an unknown destination is not found, as in Synapse.
+pub async fn destination_rooms(
+    pool: &PgPool,
+    server_name: &ServerName,
+    destination: &str,
+    descending: bool,
+    paging: Paging,
+) -> Result<Page<DestinationRoom>> {
+    let total = db::admin_server::count_destination_rooms(pool, destination).await?;
+    if total == 0 {
+        // A destination with no rooms is still known if it has a status (a queue or history).
+        self::destination(pool, destination).await?;
+    }
+    let items = db::admin_server::destination_rooms(
+        pool,
+        destination,
+        server_name.as_str(),
+        descending,
+        paging.from,
+        paging.limit,
+    )
+    .await?;
+    let next = paging.next(items.len(), total);
+    Ok(Page { items, total, next })
+}
+
 /// `POST /v1/federation/destinations/{destination}/reset_connection`: the destination's backoff
-/// is forgotten, so its queue is sent at the sender's next attempt.
-pub async fn reset_destination(pool: &PgPool, server_name: &ServerName, destination: &str) -> Result<()> {
+/// is forgotten and this process's sender, if it is waiting it out, tries again at once.
+pub async fn reset_destination(
+    pool: &PgPool,
+    sender: &FederationSender,
+    server_name: &ServerName,
+    destination: &str,
+) -> Result<()> {
     if destination == server_name.as_str() {
         return Err(Error::invalid_param("Cannot reset connection to this server"));
     }
     if !db::admin_server::reset_backoff(pool, destination).await? {
         return Err(Error::not_found("Unknown destination"));
     }
+    sender.backoffs_reset();
     Ok(())
 }
 

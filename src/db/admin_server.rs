@@ -105,6 +105,48 @@ pub async fn count_destinations(db: impl PgExecutor<'_>, contains: Option<&str>)
     .await
 }
 
+/// A room that federates with a destination, as the admin API lists it.
+#[derive(Clone, Debug, FromRow)]
+pub struct DestinationRoom {
+    pub room_id: String,
+    /// The room's newest local event that no longer waits in the destination's queue (so it
+    /// was delivered or needed no delivery); `None` before the room has any.
+    pub stream_ordering: Option<i64>,
+}
+
+/// The rooms in which `destination` has joined members, by room id (`descending` reverses).
+pub async fn destination_rooms(
+    db: impl PgExecutor<'_>,
+    destination: &str,
+    local_server: &str,
+    descending: bool,
+    offset: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<DestinationRoom>> {
+    let order = if descending { "DESC" } else { "ASC" };
+    let sql = format!(
+        "SELECT rs.room_id,
+            (SELECT max(e.stream_position) FROM events e
+             WHERE e.room_id = rs.room_id AND e.stream_position IS NOT NULL
+               AND user_server_name(e.sender) = $2
+               AND NOT EXISTS (SELECT 1 FROM federation_queue q
+                               WHERE q.destination = $1 AND q.event_nid = e.event_nid)) AS stream_ordering
+         FROM room_servers rs WHERE rs.server_name = $1
+         ORDER BY rs.room_id COLLATE \"C\" {order} LIMIT $3 OFFSET $4"
+    );
+    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(destination)
+        .bind(local_server)
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(db)
+        .await
+}
+
+pub async fn count_destination_rooms(db: impl PgExecutor<'_>, destination: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT count(*) FROM room_servers WHERE server_name = $1").bind(destination).fetch_one(db).await
+}
+
 /// Forgets a destination's backoff, so the sender tries it again at its next look; false if
 /// the destination is unknown.
 pub async fn reset_backoff(db: impl PgExecutor<'_>, destination: &str) -> sqlx::Result<bool> {

@@ -245,10 +245,12 @@ pub struct DirectoryUser {
     pub avatar_url: Option<String>,
 }
 
-/// Active local users whose id or display name contains `term` (case-insensitively) and
-/// whom `searcher` may find: those who share a room with them, and the members of public
-/// rooms (join rule `public` or history `world_readable`) — Synapse's default. Best matches
-/// first: an exact id localpart or display name, then prefixes, then the rest.
+/// Users whose id or display name contains `term` (case-insensitively) and whom `searcher`
+/// may find: those who share a room with them, and the members of public rooms (join rule
+/// `public` or history `world_readable`) — Synapse's default. Local users are found if active,
+/// with their profile; remote users (this server has no account for them) with the name and
+/// avatar of their newest join among those rooms, as the room shows them. Best matches first:
+/// an exact id localpart or display name, then prefixes, then the rest.
 pub async fn search_users(
     db: impl PgExecutor<'_>,
     searcher: &str,
@@ -259,7 +261,7 @@ pub async fn search_users(
     let prefix = format!("{}%", like_escape(&lowered));
     sqlx::query_as(
         "WITH shared AS (
-            SELECT other.user_id
+            SELECT other.user_id, other.event_nid, other.stream_position
             FROM room_memberships mine
             JOIN room_memberships other ON other.room_id = mine.room_id AND other.membership = 'join'
             WHERE mine.user_id = $1 AND mine.membership = 'join' AND other.user_id <> $1
@@ -276,19 +278,30 @@ pub async fn search_users(
                     AND e.json::jsonb -> 'content' ->> 'history_visibility' = 'world_readable'))
         ),
         in_public AS (
-            SELECT m.user_id FROM room_memberships m
+            SELECT m.user_id, m.event_nid, m.stream_position FROM room_memberships m
             JOIN public_rooms p ON p.room_id = m.room_id
             WHERE m.membership = 'join'
         ),
-        candidates AS (SELECT user_id FROM shared UNION SELECT user_id FROM in_public),
+        candidates AS (SELECT * FROM shared UNION SELECT * FROM in_public),
         found AS (
             SELECT u.user_id,
                 CASE WHEN jsonb_typeof(u.profile -> 'displayname') = 'string'
                      THEN u.profile ->> 'displayname' END AS display_name,
                 CASE WHEN jsonb_typeof(u.profile -> 'avatar_url') = 'string'
                      THEN u.profile ->> 'avatar_url' END AS avatar_url
-            FROM candidates c JOIN users u ON u.user_id = c.user_id
+            FROM (SELECT DISTINCT user_id FROM candidates) c JOIN users u ON u.user_id = c.user_id
             WHERE NOT u.deactivated
+            UNION ALL
+            SELECT * FROM (
+                SELECT DISTINCT ON (c.user_id) c.user_id,
+                    CASE WHEN jsonb_typeof(e.json::jsonb -> 'content' -> 'displayname') = 'string'
+                         THEN e.json::jsonb -> 'content' ->> 'displayname' END AS display_name,
+                    CASE WHEN jsonb_typeof(e.json::jsonb -> 'content' -> 'avatar_url') = 'string'
+                         THEN e.json::jsonb -> 'content' ->> 'avatar_url' END AS avatar_url
+                FROM candidates c JOIN events e ON e.event_nid = c.event_nid
+                WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = c.user_id)
+                ORDER BY c.user_id, c.stream_position DESC
+            ) remote
         )
         SELECT user_id, display_name, avatar_url FROM found
         WHERE lower(user_id) LIKE $2 OR lower(display_name) LIKE $2

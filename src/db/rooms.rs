@@ -227,3 +227,15 @@ pub async fn membership_event(
     .fetch_optional(db)
     .await
 }
+
+/// Whether some user of `server` is joined to, or invited into, the room.
+pub async fn server_has_member(db: impl PgExecutor<'_>, room_id: &str, server: &str) -> sqlx::Result<bool> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM room_memberships
+                        WHERE room_id = $1 AND membership IN ('join', 'invite') AND user_server_name(user_id) = $2)",
+    )
+    .bind(room_id)
+    .bind(server)
+    .fetch_one(db)
+    .await
+}

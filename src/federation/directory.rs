@@ -1,11 +1,14 @@
-//! Another server's public room directory, asked for by a local client (`/publicRooms?server=`).
+//! Other servers' directories, asked for by local clients: a server's public rooms
+//! (`/publicRooms?server=`) and the parts of a space that live on other servers (`/hierarchy`).
 
 use super::client::{FederationClient, FederationError};
 use crate::error::Result;
 use crate::rooms::directory::{PublicRoomsPage, PublicRoomsQuery};
+use crate::rooms::hierarchy::{RemoteRooms, RemoteSpace};
 use ruma::api::federation::directory::get_public_rooms_filtered::v1 as public_rooms;
+use ruma::api::federation::space::get_hierarchy::v1 as space_hierarchy;
 use ruma::directory::Filter;
-use ruma::{ServerName, UInt};
+use ruma::{OwnedServerName, RoomId, ServerName, UInt};
 
 /// The page of `server`'s directory that `query` asks for, fetched with a signed request.
 pub async fn remote_public_rooms(
@@ -33,4 +36,43 @@ pub async fn remote_public_rooms(
         next_batch: response.next_batch,
         prev_batch: response.prev_batch,
     })
+}
+
+/// Asks a room's resident servers about a room of a space this server is not in.
+pub struct RemoteSpaces<'a> {
+    pub client: &'a FederationClient,
+    /// This server, never asked: it would only answer what it has already told.
+    pub own_server: &'a ServerName,
+}
+
+impl RemoteRooms for RemoteSpaces<'_> {
+    /// The first of `via` that describes the room; one that fails or answers about another
+    /// room is passed over (a space's `via` may name servers that have left).
+    async fn space(&self, room_id: &RoomId, via: &[OwnedServerName], suggested_only: bool) -> Option<RemoteSpace> {
+        for server in via.iter().filter(|server| *server != self.own_server) {
+            let mut request = space_hierarchy::Request::new(room_id.to_owned());
+            request.suggested_only = suggested_only;
+            let response = match self.client.send(server, request).await {
+                Ok(response) => response,
+                Err(error) => {
+                    tracing::debug!(%room_id, %server, %error, "a space's room could not be fetched");
+                    continue;
+                }
+            };
+            if response.room.summary.room_id != room_id {
+                continue;
+            }
+            let (Ok(room), Ok(children)) =
+                (serde_json::to_value(&response.room), serde_json::to_value(&response.children))
+            else {
+                continue;
+            };
+            let children = match children {
+                serde_json::Value::Array(children) => children,
+                _ => Vec::new(),
+            };
+            return Some(RemoteSpace { room, children });
+        }
+        None
+    }
 }

@@ -10,6 +10,7 @@ pub mod directory;
 pub mod facts;
 pub mod filter;
 pub mod hierarchy;
+pub mod hierarchy_served;
 pub mod knock;
 pub mod members;
 pub mod membership;

@@ -16,10 +16,11 @@ pub struct SearchResults {
     pub limited: bool,
 }
 
-/// Active local users whose user id or display name contains `term`, case-insensitively.
-/// As with Synapse's default (`search_all_users: false`), only users who share a room with
-/// the searcher or sit in a public room (join rule `public`, or world-readable history) are
-/// found — the searcher too, only through a public room. Deactivated users never are.
+/// Users whose user id or display name contains `term`, case-insensitively: active local
+/// users, and remote users this server has seen join a room. As with Synapse's default
+/// (`search_all_users: false`), only users who share a room with the searcher or sit in a
+/// public room (join rule `public`, or world-readable history) are found — the searcher too,
+/// only through a public room. Deactivated users never are.
 pub async fn search(pool: &PgPool, searcher: &UserId, term: &str, limit: u64) -> Result<SearchResults> {
     let term = term.trim();
     if term.is_empty() {
@@ -33,7 +34,8 @@ pub async fn search(pool: &PgPool, searcher: &UserId, term: &str, limit: u64) ->
     let results = found
         .into_iter()
         .filter_map(|user| {
-            // Only local accounts are searched, whose ids were validated when created.
+            // Local ids were validated when created, remote ones when their join was accepted;
+            // one that still does not parse is left out rather than failing the search.
             let mut result = User::new(UserId::parse(&user.user_id).ok()?);
             result.display_name = user.display_name.filter(|name| !name.is_empty());
             result.avatar_url = user.avatar_url.filter(|url| !url.is_empty()).map(OwnedMxcUri::from);

@@ -274,6 +274,8 @@ fn config(dir: &Path, server_name: &str, port: u16, tls: &SynapseTls) -> Value {
         "macaroon_secret_key": "synapse-test-macaroon-secret",
         "form_secret": "synapse-test-form-secret",
         "room_list_publication_rules": [{"action": "allow"}],
+        // Other servers (Hearth) may browse its public rooms.
+        "allow_public_rooms_over_federation": true,
         "rc_message": unlimited(),
         "rc_registration": unlimited(),
         "rc_login": {"address": unlimited(), "account": unlimited(), "failed_attempts": unlimited()},

@@ -28,16 +28,44 @@ pub struct JoinedRoomState {
     /// The join as we signed it too (restricted joins), which the joining server must use.
     pub event: Option<Box<RawJsonValue>>,
     pub servers_in_room: Vec<String>,
+    /// Member events were left out of `state` (the joiner asked for a partial state).
+    pub members_omitted: bool,
 }
 
-/// Accepts the membership event `origin` sends for `room_id` as `event_id`.
+/// Accepts the membership event `origin` sends for `room_id` as `event_id`; a join is
+/// answered with the room's full state.
 pub async fn send_membership(
+    ctx: RoomCtx<'_>,
+    keys: &impl KeySource,
+    origin: &ServerName,
+    ids: (&RoomId, &EventId),
+    raw: &RawJsonValue,
+    membership: RemoteMembership,
+) -> Result<JoinedRoomState> {
+    accept_membership(ctx, keys, origin, ids, raw, membership, false).await
+}
+
+/// `send_join`: accepts the join; with `omit_members` (the joining server takes a partial
+/// state, "faster joins"), the answer leaves out the member events the joiner can do without.
+pub async fn send_join(
+    ctx: RoomCtx<'_>,
+    keys: &impl KeySource,
+    origin: &ServerName,
+    ids: (&RoomId, &EventId),
+    raw: &RawJsonValue,
+    omit_members: bool,
+) -> Result<JoinedRoomState> {
+    accept_membership(ctx, keys, origin, ids, raw, RemoteMembership::Join, omit_members).await
+}
+
+async fn accept_membership(
     ctx: RoomCtx<'_>,
     keys: &impl KeySource,
     origin: &ServerName,
     (room_id, event_id): (&RoomId, &EventId),
     raw: &RawJsonValue,
     membership: RemoteMembership,
+    omit_members: bool,
 ) -> Result<JoinedRoomState> {
     let version = db::rooms::version(ctx.pool, room_id.as_str())
         .await?
@@ -47,7 +75,7 @@ pub async fn send_membership(
     let rules = rules_for(&room_version)?;
     let mut object = parse_pdu(&room_version, raw)?;
     let authoriser = check_shape(&object, origin, room_id, membership)?;
-    let cosigned = match authoriser {
+    let cosigned = match &authoriser {
         Some(authoriser) if authoriser.server_name() == ctx.server_name => {
             cosign_event(&mut object, &rules, ctx.server_name, ctx.key)?;
             true
@@ -80,7 +108,14 @@ pub async fn send_membership(
     if membership != RemoteMembership::Join {
         return Ok(JoinedRoomState::default());
     }
-    let mut answer = state_before(ctx, &checked.pdu.event_id, &checked.pdu.auth_events).await?;
+    let members_kept = match omit_members {
+        true => Some(KeptMembers {
+            joiner: checked.pdu.sender.as_str(),
+            authoriser: authoriser.as_ref().map(|user| user.as_str()),
+        }),
+        false => None,
+    };
+    let mut answer = state_before(ctx, &checked.pdu.event_id, &checked.pdu.auth_events, members_kept).await?;
     if cosigned {
         answer.event = Some(raw_json(&CanonicalJsonValue::Object(checked.pdu.json.clone()))?);
     }
@@ -127,22 +162,81 @@ fn check_shape(
     })
 }
 
+/// The members whose events a partial-state answer keeps (the spec's `omit_members`).
+struct KeptMembers<'a> {
+    /// The joining user: an earlier membership of theirs (an invite) authorises the join.
+    joiner: &'a str,
+    /// The user who authorised a restricted join: their membership is among its auth events.
+    authoriser: Option<&'a str>,
+}
+
+/// How many members a nameless room's summary names (`m.heroes`), whose member events the
+/// joining server needs to name the room.
+const HEROES: usize = 5;
+
+impl KeptMembers<'_> {
+    /// The state without the member events the joiner can do without: all but the joiner's,
+    /// the authoriser's and, in a room with neither name nor canonical alias, the heroes'
+    /// (the first few other joined or invited members), as the spec asks.
+    fn reduce(&self, state: Vec<db::state::StateEntry>) -> Vec<db::state::StateEntry> {
+        let named = state.iter().any(|entry| {
+            entry.state_key.is_empty() && matches!(entry.event_type.as_str(), "m.room.name" | "m.room.canonical_alias")
+        });
+        let mut members: Vec<&db::state::StateEntry> =
+            state.iter().filter(|entry| entry.event_type == "m.room.member").collect();
+        members.sort_by_key(|entry| entry.event_nid);
+        let heroes: Vec<String> = match named {
+            true => Vec::new(),
+            false => members
+                .into_iter()
+                .filter(|entry| entry.state_key != self.joiner && is_joined_or_invited(&entry.json))
+                .take(HEROES)
+                .map(|entry| entry.state_key.clone())
+                .collect(),
+        };
+        state
+            .into_iter()
+            .filter(|entry| {
+                entry.event_type != "m.room.member"
+                    || entry.state_key == self.joiner
+                    || Some(entry.state_key.as_str()) == self.authoriser
+                    || heroes.contains(&entry.state_key)
+            })
+            .collect()
+    }
+}
+
+fn is_joined_or_invited(json: &str) -> bool {
+    let event: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    matches!(event["content"]["membership"].as_str(), Some("join" | "invite"))
+}
+
 /// The state before the event (stored as accepted a moment ago), its auth chain, and the
-/// servers of the room's joined members.
+/// servers of the room's joined members. With `members_kept`, a partial state: member events
+/// only of those members, and an auth chain without the events the state already carries.
 async fn state_before(
     ctx: RoomCtx<'_>,
     event_id: &EventId,
     auth_events: &[ruma::OwnedEventId],
+    members_kept: Option<KeptMembers<'_>>,
 ) -> Result<JoinedRoomState> {
     let stored = db::events::by_id(ctx.pool, event_id.as_str())
         .await?
         .ok_or_else(|| Error::internal(format!("{event_id} was accepted but is not stored")))?;
     let snapshot = stored.state_before.ok_or_else(|| Error::internal(format!("{event_id} has no state")))?;
-    let state = db::state::snapshot_state(ctx.pool, snapshot).await?;
-    let mut chain_from: Vec<String> = state.iter().map(|entry| entry.event_id.clone()).collect();
+    let mut state = db::state::snapshot_state(ctx.pool, snapshot).await?;
+    if let Some(kept) = &members_kept {
+        state = kept.reduce(state);
+    }
+    let state_ids: std::collections::HashSet<&str> = state.iter().map(|entry| entry.event_id.as_str()).collect();
+    let mut chain_from: Vec<String> = state_ids.iter().map(|id| (*id).to_owned()).collect();
     chain_from.extend(auth_events.iter().map(ToString::to_string));
-    let chain_ids: Vec<String> =
-        db::state::auth_graph(ctx.pool, &chain_from).await?.into_iter().map(|(event_id, _)| event_id).collect();
+    let chain_ids: Vec<String> = db::state::auth_graph(ctx.pool, &chain_from)
+        .await?
+        .into_iter()
+        .map(|(event_id, _)| event_id)
+        .filter(|event_id| members_kept.is_none() || !state_ids.contains(event_id.as_str()))
+        .collect();
     let auth_chain = db::state::event_json(ctx.pool, &chain_ids).await?;
     let room_id = RoomId::parse(&stored.room_id).map_err(|e| Error::internal(format!("stored room id: {e}")))?;
     let servers = crate::federation::query::servers_in_room(ctx.pool, ctx.server_name, &room_id).await?;
@@ -151,6 +245,7 @@ async fn state_before(
         auth_chain: auth_chain.iter().map(|(_, _, json)| raw_text(json)).collect::<Result<_>>()?,
         event: None,
         servers_in_room: servers.iter().map(ToString::to_string).collect(),
+        members_omitted: members_kept.is_some(),
     })
 }
 

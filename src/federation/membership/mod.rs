@@ -17,7 +17,7 @@ mod resident;
 pub mod stripped;
 pub mod template;
 
-pub use accept::{JoinedRoomState, send_membership};
+pub use accept::{JoinedRoomState, send_join, send_membership};
 pub use invite::invite;
 pub use join::{join, join_remote};
 pub use keys::KeySource;

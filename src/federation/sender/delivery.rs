@@ -36,12 +36,62 @@ pub(super) struct Destinations {
     locks: SessionLocks,
     attempts: Semaphore,
     stop: watch::Receiver<bool>,
+    /// Ticks when an operator resets backoffs (`reset_connection`): a waiting destination
+    /// looks at its row again and, if its backoff is gone, tries at once.
+    resets: watch::Receiver<u64>,
+}
+
+/// How a wait for the next attempt ended.
+enum Waited {
+    Due,
+    /// The operator forgot the backoff: start again from no backoff.
+    Reset,
+    Stopped,
 }
 
 impl Destinations {
-    pub(super) fn new(pool: PgPool, client: FederationClient, stop: watch::Receiver<bool>) -> Destinations {
+    pub(super) fn new(
+        pool: PgPool,
+        client: FederationClient,
+        stop: watch::Receiver<bool>,
+        resets: watch::Receiver<u64>,
+    ) -> Destinations {
         let locks = SessionLocks::new(pool.clone(), DESTINATION_LOCK_CLASS);
-        Destinations { pool, client, locks, attempts: Semaphore::new(CONCURRENT_ATTEMPTS), stop }
+        Destinations { pool, client, locks, attempts: Semaphore::new(CONCURRENT_ATTEMPTS), stop, resets }
+    }
+
+    /// Waits until the destination's next attempt is due (`due_in` from now), the process
+    /// stops, or its backoff is reset.
+    async fn wait_for_retry(
+        &self,
+        destination: &ServerName,
+        mut due_in: Duration,
+        stop: &mut watch::Receiver<bool>,
+    ) -> Result<Waited> {
+        let mut resets = self.resets.clone();
+        resets.mark_unchanged();
+        loop {
+            let started = tokio::time::Instant::now();
+            tokio::select! {
+                stopped = sleep_or_stop(due_in, stop) => {
+                    return Ok(if stopped { Waited::Stopped } else { Waited::Due });
+                }
+                changed = resets.changed() => {
+                    if changed.is_ok() && db::federation_queue::backoff(&self.pool, destination.as_str()).await?.is_none() {
+                        return Ok(Waited::Reset);
+                    }
+                    if changed.is_err() {
+                        // The sender handle is gone: only the timer is left to wait for.
+                        return Ok(if sleep_or_stop(due_in.saturating_sub(started.elapsed()), stop).await {
+                            Waited::Stopped
+                        } else {
+                            Waited::Due
+                        });
+                    }
+                    due_in = due_in.saturating_sub(started.elapsed());
+                }
+            }
+        }
     }
 
     async fn deliver_locked(&self, destination: &OwnedServerName) -> Result<Outcome> {
@@ -51,8 +101,12 @@ impl Destinations {
         if let Some(left) = db::federation_queue::backoff(&self.pool, destination.as_str()).await? {
             backoff = Duration::from_millis(u64::try_from(left.backoff_ms).unwrap_or_default());
             let due_in = Duration::from_millis(u64::try_from(left.retry_at_ts - now_ms()).unwrap_or_default());
-            if !due_in.is_zero() && sleep_or_stop(due_in, &mut stop).await {
-                return Ok(Outcome::Stopped);
+            if !due_in.is_zero() {
+                match self.wait_for_retry(destination, due_in, &mut stop).await? {
+                    Waited::Stopped => return Ok(Outcome::Stopped),
+                    Waited::Reset => backoff = Duration::ZERO,
+                    Waited::Due => {}
+                }
             }
         }
         loop {
@@ -91,8 +145,10 @@ impl Destinations {
                     .await?;
                     tracing::info!(%destination, %reason, retry_in = ?backoff, txn_id = %transaction.txn_id, "federation transaction failed");
                     drop(attempt);
-                    if sleep_or_stop(backoff, &mut stop).await {
-                        return Ok(Outcome::Stopped);
+                    match self.wait_for_retry(destination, backoff, &mut stop).await? {
+                        Waited::Stopped => return Ok(Outcome::Stopped),
+                        Waited::Reset => backoff = Duration::ZERO,
+                        Waited::Due => {}
                     }
                 }
             }

@@ -27,19 +27,31 @@ pub const MAX_EDUS_PER_TRANSACTION: i64 = 100;
 
 /// The process's federation sender.
 #[derive(Default)]
-pub struct FederationSender(OutboxWorker);
+pub struct FederationSender {
+    worker: OutboxWorker,
+    /// Ticked by [`FederationSender::backoffs_reset`].
+    resets: tokio::sync::watch::Sender<u64>,
+}
 
 impl FederationSender {
     /// Starts sending through `client`; the worker ends when the process's streams are dropped
     /// or [`FederationSender::stop`] is called.
     pub fn start(&self, pool: PgPool, streams: Weak<Streams>, client: FederationClient) {
         let destinations_pool = pool.clone();
-        self.0.start(pool, streams, move |stop| delivery::Destinations::new(destinations_pool, client, stop));
+        let resets = self.resets.subscribe();
+        self.worker
+            .start(pool, streams, move |stop| delivery::Destinations::new(destinations_pool, client, stop, resets));
+    }
+
+    /// Tells destinations waiting out a backoff that backoffs were reset in the database: those
+    /// whose backoff is gone try again at once (the admin API's `reset_connection`).
+    pub fn backoffs_reset(&self) {
+        self.resets.send_modify(|ticks| *ticks = ticks.wrapping_add(1));
     }
 
     /// Stops the worker after the transactions in flight have been answered and recorded.
     /// Call before closing the pool.
     pub async fn stop(&self) {
-        self.0.stop().await;
+        self.worker.stop().await;
     }
 }

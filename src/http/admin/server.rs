@@ -5,7 +5,7 @@
 use super::extract::{Admin, Args, Json, Query};
 use super::paging::{Paged, add_next_token};
 use super::route;
-use crate::admin::server::{self, DestinationStatus, EventReport, Media, RegistrationToken};
+use crate::admin::server::{self, DestinationRoom, DestinationStatus, EventReport, Media, RegistrationToken};
 use crate::admin::users::Page;
 use crate::error::Result;
 use crate::state::AppState;
@@ -45,6 +45,12 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         "/_synapse/admin/v1/federation/destinations/{destination}/reset_connection",
         &[Method::POST],
         post(reset_destination),
+    );
+    let router = route(
+        router,
+        "/_synapse/admin/v1/federation/destinations/{destination}/rooms",
+        &[Method::GET],
+        get(destination_rooms),
     );
     let router = route(
         router,
@@ -239,6 +245,7 @@ fn destination_json(status: &DestinationStatus) -> Value {
         "last_successful_stream_ordering": Value::Null,
         // Beyond Synapse: what Hearth knows besides.
         "queue_depth": status.depth,
+        "failures": status.failures.unwrap_or(0),
         "last_success_ts": status.last_success_ts,
         "last_error": status.last_error,
     })
@@ -263,10 +270,27 @@ async fn destination(State(state): State<AppState>, _admin: Admin, args: Args) -
     Ok(axum::Json(destination_json(&server::destination(&state.pool, args.get(0)?).await?)))
 }
 
+/// `GET /_synapse/admin/v1/federation/destinations/{destination}/rooms`.
+async fn destination_rooms(
+    State(state): State<AppState>,
+    _admin: Admin,
+    args: Args,
+    paged: Paged,
+) -> Result<axum::Json<Value>> {
+    let descending = paged.descending();
+    let page =
+        server::destination_rooms(&state.pool, &state.server_name, args.get(0)?, descending, paged.paging).await?;
+    let room_json =
+        |room: &DestinationRoom| json!({ "room_id": room.room_id, "stream_ordering": room.stream_ordering });
+    let mut answer = page_json(&page, "rooms", room_json);
+    add_next_token(&mut answer, page.next);
+    Ok(axum::Json(answer))
+}
+
 /// `POST /_synapse/admin/v1/federation/destinations/{destination}/reset_connection`.
 async fn reset_destination(State(state): State<AppState>, admin: Admin, args: Args) -> Result<axum::Json<Value>> {
     let destination = args.get(0)?;
-    server::reset_destination(&state.pool, &state.server_name, destination).await?;
+    server::reset_destination(&state.pool, &state.federation_sender, &state.server_name, destination).await?;
     admin.audit("reset federation backoff", destination);
     Ok(axum::Json(json!({})))
 }

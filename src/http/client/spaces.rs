@@ -1,8 +1,9 @@
 //! Space hierarchies and room upgrades.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::federation::directory::RemoteSpaces;
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
-use crate::rooms::hierarchy::{HierarchyRequest, hierarchy};
+use crate::rooms::hierarchy::{HierarchyRequest, LocalOnly, hierarchy};
 use crate::rooms::upgrade::upgrade;
 use crate::state::AppState;
 use axum::Router;
@@ -23,29 +24,38 @@ async fn space_hierarchy(
     request: Authed<get_hierarchy::v1::Request>,
 ) -> Result<RumaResponse<get_hierarchy::v1::Response>> {
     let body = &request.body;
-    let to_usize = |n: Option<ruma::UInt>| n.map(|n| usize::try_from(u64::from(n)).unwrap_or(usize::MAX));
-    let page = hierarchy(
-        &state.pool,
-        &request.session.user_id,
-        &body.room_id,
-        HierarchyRequest {
-            from: body.from.as_deref(),
-            limit: to_usize(body.limit),
-            max_depth: to_usize(body.max_depth),
-            suggested_only: body.suggested_only,
-        },
-    )
-    .await?;
+    // Rooms of the space on other servers are asked of those servers, if this one federates.
+    let remote = RemoteSpaces { client: &state.federation, own_server: &state.server_name };
+    let page = if state.config.federation.enabled {
+        hierarchy(&state.pool, &remote, &request.session.user_id, &body.room_id, hierarchy_request(body)).await?
+    } else {
+        hierarchy(&state.pool, &LocalOnly, &request.session.user_id, &body.room_id, hierarchy_request(body)).await?
+    };
+    // A summary that does not fit the spec's schema (another server's, say) is left out
+    // rather than failing the whole listing.
     let rooms = page
         .rooms
         .into_iter()
-        .map(serde_json::from_value::<SpaceHierarchyRoomsChunk>)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| Error::internal(format!("a room summary does not fit the spec's schema: {error}")))?;
+        .filter_map(|room| {
+            serde_json::from_value::<SpaceHierarchyRoomsChunk>(room)
+                .inspect_err(|error| tracing::warn!(%error, "a room summary does not fit the spec's schema"))
+                .ok()
+        })
+        .collect();
     let mut response = get_hierarchy::v1::Response::new();
     response.rooms = rooms;
     response.next_batch = page.next_batch;
     Ok(response.into())
+}
+
+fn hierarchy_request(body: &get_hierarchy::v1::Request) -> HierarchyRequest<'_> {
+    let to_usize = |n: Option<ruma::UInt>| n.map(|n| usize::try_from(u64::from(n)).unwrap_or(usize::MAX));
+    HierarchyRequest {
+        from: body.from.as_deref(),
+        limit: to_usize(body.limit),
+        max_depth: to_usize(body.max_depth),
+        suggested_only: body.suggested_only,
+    }
 }
 
 /// `POST /_matrix/client/*/rooms/{roomId}/upgrade`: upgrades a room to a particular version.

@@ -1,19 +1,43 @@
-//! This server's public room directory, for other servers (spec: "Public Room Directory").
+//! This server's public room directory and its spaces, for other servers (spec: "Public Room
+//! Directory", "Spaces").
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::http::federation::auth::Federated;
 use crate::http::ruma::{RumaResponse, RumaRouter};
 use crate::rooms::directory::{self, PublicRoomsPage, PublicRoomsQuery};
+use crate::rooms::hierarchy_served;
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
 use ruma::UInt;
 use ruma::api::federation::directory::{get_public_rooms, get_public_rooms_filtered};
+use ruma::api::federation::space::get_hierarchy;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<get_public_rooms::v1::Request, _, _>(public_rooms)
         .ruma::<get_public_rooms_filtered::v1::Request, _, _>(public_rooms_filtered)
+        .ruma::<get_hierarchy::v1::Request, _, _>(space_hierarchy)
+}
+
+/// `GET /_matrix/federation/v1/hierarchy/{roomId}`.
+async fn space_hierarchy(
+    State(state): State<AppState>,
+    request: Federated<get_hierarchy::v1::Request>,
+) -> Result<RumaResponse<get_hierarchy::v1::Response>> {
+    let body = &request.body;
+    let space =
+        hierarchy_served::space_for_server(&state.pool, &request.origin, &body.room_id, body.suggested_only).await?;
+    let schema = |error: serde_json::Error| Error::internal(format!("a room summary does not fit the spec: {error}"));
+    let mut response = get_hierarchy::v1::Response::new(serde_json::from_value(space.room).map_err(schema)?);
+    response.children = space
+        .children
+        .into_iter()
+        .map(serde_json::from_value)
+        .collect::<std::result::Result<_, _>>()
+        .map_err(schema)?;
+    response.inaccessible_children = space.inaccessible_children;
+    Ok(response.into())
 }
 
 /// `GET /_matrix/federation/v1/publicRooms`.

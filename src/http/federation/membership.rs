@@ -2,7 +2,9 @@
 //! (v2), `make_knock`/`send_knock`. Thin: the domain is `federation::membership`.
 
 use crate::error::Result;
-use crate::federation::membership::{RemoteMembership, make_membership, receive_invite, send_membership, stripped};
+use crate::federation::membership::{
+    self, RemoteMembership, make_membership, receive_invite, send_membership, stripped,
+};
 use crate::http::federation::auth::Federated;
 use crate::http::ruma::{RumaResponse, RumaRouter};
 use crate::state::AppState;
@@ -64,13 +66,14 @@ async fn send_join(
     let body = &request.body;
     let ids = (&*body.room_id, &*body.event_id);
     let joined =
-        send_membership(state.rooms(), &state.key_ring, &request.origin, ids, &body.pdu, RemoteMembership::Join)
+        membership::send_join(state.rooms(), &state.key_ring, &request.origin, ids, &body.pdu, body.omit_members)
             .await?;
     let mut room_state = create_join_event::v2::RoomState::new();
     room_state.state = joined.state;
     room_state.auth_chain = joined.auth_chain;
     room_state.event = joined.event;
     room_state.servers_in_room = Some(joined.servers_in_room);
+    room_state.members_omitted = joined.members_omitted;
     Ok(create_join_event::v2::Response::new(room_state).into())
 }
 
