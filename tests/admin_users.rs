@@ -28,8 +28,9 @@ async fn login_attempt(server: &TestServer, user: &str, password: &str) -> (Stat
         .await
 }
 
-/// Every admin route (but shared-secret registration, which has its own secret) refuses a
-/// request without a token, and a non-admin's token with M_FORBIDDEN, whatever its body.
+/// Every admin route (but shared-secret registration, which has its own secret, and the server
+/// version, public as in Synapse) refuses a request without a token, and a non-admin's token with
+/// M_FORBIDDEN, whatever its body.
 #[tokio::test]
 async fn every_admin_route_refuses_non_admins() {
     let server = TestServer::start().await;
@@ -37,7 +38,8 @@ async fn every_admin_route_refuses_non_admins() {
     let room = server.create_room(&user, json!({})).await;
     let routes: Vec<_> = hearth::http::route_table()
         .into_iter()
-        .filter(|route| route.path.starts_with("/_synapse/admin/") && route.path != "/_synapse/admin/v1/register")
+        .filter(|route| route.path.starts_with("/_synapse/admin/"))
+        .filter(|route| !["/_synapse/admin/v1/register", "/_synapse/admin/v1/server_version"].contains(&route.path))
         .collect();
     assert!(routes.len() >= 20, "the admin routes are listed: {}", routes.len());
     for route in &routes {
@@ -120,6 +122,20 @@ async fn accounts_are_listed_in_pages_filtered_and_ordered() {
     assert_eq!(body["total"], 1);
     let (_, body) = server.get("/_synapse/admin/v2/users?user_id=%40b", root.token()).await;
     assert_eq!(body["users"][0]["name"], "@bob:hearth.test");
+
+    // v3 (synapse-admin's listing): `deactivated` filters both ways, and its absence lists all.
+    let v3_names = |body: &Value| -> Vec<String> {
+        body["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap().to_owned()).collect()
+    };
+    let (status, body) = server.get("/_synapse/admin/v3/users", root.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 6, "{body}");
+    let (_, body) = server.get("/_synapse/admin/v3/users?deactivated=true", root.token()).await;
+    assert_eq!(v3_names(&body), ["@erin:hearth.test"]);
+    assert_eq!(body["total"], 1);
+    let (_, body) = server.get("/_synapse/admin/v3/users?deactivated=false&limit=2", root.token()).await;
+    assert_eq!(v3_names(&body), ["@alice:hearth.test", "@bob:hearth.test"]);
+    assert_eq!((body["total"].clone(), body["next_token"].clone()), (json!(5), json!("2")));
 
     // Order and direction.
     let (_, body) = server.get("/_synapse/admin/v2/users?dir=b&limit=1", root.token()).await;

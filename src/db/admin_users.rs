@@ -36,7 +36,8 @@ pub struct AccountFilter<'a> {
     /// Accounts whose localpart or display name contains this text, in any case.
     pub name: Option<&'a str>,
     pub include_guests: bool,
-    pub include_deactivated: bool,
+    /// Only deactivated accounts (`true`), only active ones (`false`), or both (`None`).
+    pub deactivated: Option<bool>,
     pub include_locked: bool,
     /// Only admins (`true`) or only non-admins (`false`).
     pub admins: Option<bool>,
@@ -49,7 +50,7 @@ const FILTER: &str = " WHERE ($1::text IS NULL OR strpos(u.user_id, $1) > 0)
             OR strpos(lower(split_part(substr(u.user_id, 2), ':', 1)), lower($2)) > 0
             OR strpos(lower(coalesce(u.profile->>'displayname', '')), lower($2)) > 0)
        AND ($3 OR NOT u.is_guest)
-       AND ($4 OR NOT u.deactivated)
+       AND ($4::boolean IS NULL OR u.deactivated = $4)
        AND ($5 OR NOT u.locked)
        AND ($6::boolean IS NULL OR u.is_admin = $6)";
 
@@ -61,7 +62,7 @@ macro_rules! bind_filter {
             .bind($filter.user_id)
             .bind($filter.name)
             .bind($filter.include_guests)
-            .bind($filter.include_deactivated)
+            .bind($filter.deactivated)
             .bind($filter.include_locked)
             .bind($filter.admins)
     };

@@ -18,7 +18,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    let router = route(router, "/_synapse/admin/v2/users", &[Method::GET], get(list));
+    let router = route(router, "/_synapse/admin/v2/users", &[Method::GET], get(list_v2));
+    let router = route(router, "/_synapse/admin/v3/users", &[Method::GET], get(list_v3));
     let router = route(router, "/_synapse/admin/v2/users/{user_id}", &[Method::GET, Method::PUT], get(show).put(put));
     let router = route(
         router,
@@ -104,19 +105,42 @@ fn order_of(name: Option<&str>) -> Result<AccountOrder> {
     })
 }
 
-/// `GET /_synapse/admin/v2/users`.
-async fn list(
+/// `GET /_synapse/admin/v2/users`: `deactivated=true` adds deactivated accounts to the active
+/// ones, which are all that is listed otherwise.
+async fn list_v2(
     State(state): State<AppState>,
     _admin: Admin,
     paged: Paged,
     Query(query): Query<ListQuery>,
+) -> Result<axum::Json<Value>> {
+    let deactivated = if query.deactivated == Some(true) { None } else { Some(false) };
+    list(&state, paged, &query, deactivated).await
+}
+
+/// `GET /_synapse/admin/v3/users` (what synapse-admin lists with): as v2, but `deactivated`
+/// filters both ways (`true` only deactivated accounts, `false` only active ones) and its absence
+/// lists both.
+async fn list_v3(
+    State(state): State<AppState>,
+    _admin: Admin,
+    paged: Paged,
+    Query(query): Query<ListQuery>,
+) -> Result<axum::Json<Value>> {
+    list(&state, paged, &query, query.deactivated).await
+}
+
+async fn list(
+    state: &AppState,
+    paged: Paged,
+    query: &ListQuery,
+    deactivated: Option<bool>,
 ) -> Result<axum::Json<Value>> {
     let filter = AccountFilter {
         // As Synapse: `user_id` is ignored when `name` is given.
         user_id: query.user_id.as_deref().filter(|_| query.name.is_none()),
         name: query.name.as_deref(),
         include_guests: query.guests.unwrap_or(true),
-        include_deactivated: query.deactivated.unwrap_or(false),
+        deactivated,
         include_locked: query.locked.unwrap_or(false),
         admins: query.admins,
     };
