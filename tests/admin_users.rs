@@ -575,3 +575,66 @@ async fn rate_limit_overrides_are_what_the_limiter_applies() {
     server.delete(&override_path(&carol), root.token(), None).await;
     assert_eq!(send(&carol, "c2".to_owned()).await.0, StatusCode::OK);
 }
+
+/// What synapse-admin's user page asks besides the account: invitations sent and rooms joined
+/// since a time, the (empty) experimental features and the user's pushers.
+#[tokio::test]
+async fn a_users_page_shows_activity_features_and_pushers() {
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bob = server.register("bob", PASSWORD).await;
+    let room = server.create_room(&alice, json!({})).await;
+    let invite = format!("/_matrix/client/v3/rooms/{}/invite", encode(&room));
+    let (status, _) = server.post(&invite, alice.token(), json!({"user_id": bob.user_id})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.post(&format!("/_matrix/client/v3/join/{}", encode(&room)), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) =
+        server.post(&format!("/_matrix/client/v3/rooms/{}/leave", encode(&room)), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let activity = |user: &TestUser, what: &str, from_ts: i64| {
+        format!("/_synapse/admin/v1/users/{}/{what}?from_ts={from_ts}", encode(&user.user_id))
+    };
+    let later = 4_000_000_000_000_i64;
+    let (status, body) = server.get(&activity(&alice, "sent_invite_count", 0), root.token()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"invite_count": 1})));
+    let (_, body) = server.get(&activity(&alice, "sent_invite_count", later), root.token()).await;
+    assert_eq!(body, json!({"invite_count": 0}));
+    let (_, body) = server.get(&activity(&bob, "sent_invite_count", 0), root.token()).await;
+    assert_eq!(body, json!({"invite_count": 0}));
+    // Bob left, and the room still counts: the count is of rooms joined since then.
+    let (status, body) = server.get(&activity(&bob, "cumulative_joined_room_count", 0), root.token()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"cumulative_joined_room_count": 1})));
+    let (_, body) = server.get(&activity(&bob, "cumulative_joined_room_count", later), root.token()).await;
+    assert_eq!(body, json!({"cumulative_joined_room_count": 0}));
+    let missing = server
+        .get(&format!("/_synapse/admin/v1/users/{}/sent_invite_count", encode(&alice.user_id)), root.token())
+        .await;
+    assert_error(&missing, StatusCode::BAD_REQUEST, "M_MISSING_PARAM");
+
+    let features = format!("/_synapse/admin/v1/experimental_features/{}", encode(&alice.user_id));
+    let (status, body) = server.get(&features, root.token()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"features": {}})));
+
+    let pushers = format!("/_synapse/admin/v1/users/{}/pushers", encode(&alice.user_id));
+    let (status, body) = server.get(&pushers, root.token()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"total": 0, "pushers": []})));
+    let pusher = json!({
+        "kind": "http", "app_id": "org.example.app", "pushkey": "alice-phone",
+        "app_display_name": "App", "device_display_name": "Phone", "lang": "en",
+        "data": {"url": "https://push.example/_matrix/push/v1/notify"}
+    });
+    let (status, body) = server.post("/_matrix/client/v3/pushers/set", alice.token(), pusher).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = server.get(&pushers, root.token()).await;
+    assert_eq!(body["total"], 1, "{body}");
+    assert_eq!(body["pushers"][0]["pushkey"], "alice-phone");
+    assert_eq!(body["pushers"][0]["data"]["url"], "https://push.example/_matrix/push/v1/notify");
+
+    for path in [features, pushers, activity(&alice, "sent_invite_count", 0)] {
+        let unknown = path.replace("alice", "nobody");
+        assert_error(&server.get(&unknown, root.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    }
+}

@@ -244,3 +244,24 @@ pub async fn is_shadow_banned(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::R
         .fetch_one(db)
         .await
 }
+
+/// What `user_id` did since `from_ts` (ms), rejected and soft-failed events aside: the
+/// invitations they sent, and the rooms they joined whether or not they are still there (only
+/// a user sends their own join, so their joins are among the events they sent).
+pub async fn membership_activity_since(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    from_ts: i64,
+) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE membership = 'invite'),
+                count(DISTINCT room_id) FILTER (WHERE membership = 'join')
+         FROM (SELECT room_id, (json::jsonb)->'content'->>'membership' AS membership FROM events
+               WHERE sender = $1 AND event_type = 'm.room.member' AND origin_server_ts >= $2
+                 AND rejection IS NULL AND NOT soft_failed) sent",
+    )
+    .bind(user_id)
+    .bind(from_ts)
+    .fetch_one(db)
+    .await
+}

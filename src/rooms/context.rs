@@ -109,10 +109,7 @@ pub async fn timestamp_to_event(
     forwards: bool,
 ) -> Result<(OwnedEventId, MilliSecondsSinceUnixEpoch)> {
     let viewer = Viewer::with_access(pool, user, room_id).await?;
-    let ts_ms = i64::try_from(u64::from(ts.get())).unwrap_or(i64::MAX);
-    // Walk (origin_server_ts, stream_position) pairs from just outside `ts`, so events at
-    // exactly `ts` are included in either direction.
-    let mut cursor = if forwards { (ts_ms, i64::MIN) } else { (ts_ms, i64::MAX) };
+    let mut cursor = timestamp_cursor(ts, forwards);
     for _ in 0..TIMESTAMP_PAGES {
         let page = db::relations::by_timestamp(pool, room_id.as_str(), cursor, !forwards, TIMESTAMP_PAGE).await?;
         let Some((last_ts, last)) = page.last() else { break };
@@ -126,6 +123,34 @@ pub async fn timestamp_to_event(
             break;
         }
     }
+    Err(no_event_from(ts, forwards))
+}
+
+/// `GET /_synapse/admin/v1/rooms/{roomId}/timestamp_to_event`: as the client API's, for a
+/// server admin, who sees every event of the room's timeline.
+pub async fn timestamp_to_event_as_admin(
+    pool: &PgPool,
+    room_id: &RoomId,
+    ts: MilliSecondsSinceUnixEpoch,
+    forwards: bool,
+) -> Result<(String, i64)> {
+    if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
+        return Err(Error::not_found("Room not found"));
+    }
+    let page =
+        db::relations::by_timestamp(pool, room_id.as_str(), timestamp_cursor(ts, forwards), !forwards, 1).await?;
+    let (origin_server_ts, event) = page.into_iter().next().ok_or_else(|| no_event_from(ts, forwards))?;
+    Ok((event.event_id, origin_server_ts))
+}
+
+/// Where a walk over (origin_server_ts, stream_position) pairs starts: just outside `ts`, so
+/// events at exactly `ts` are included in either direction.
+fn timestamp_cursor(ts: MilliSecondsSinceUnixEpoch, forwards: bool) -> (i64, i64) {
+    let ts_ms = i64::try_from(u64::from(ts.get())).unwrap_or(i64::MAX);
+    if forwards { (ts_ms, i64::MIN) } else { (ts_ms, i64::MAX) }
+}
+
+fn no_event_from(ts: MilliSecondsSinceUnixEpoch, forwards: bool) -> Error {
     let direction = if forwards { "forward" } else { "backward" };
-    Err(Error::not_found(format!("Unable to find an event from {} in the {direction} direction", u64::from(ts.get()))))
+    Error::not_found(format!("Unable to find an event from {} in the {direction} direction", u64::from(ts.get())))
 }

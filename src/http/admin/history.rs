@@ -1,4 +1,5 @@
-//! A room's history for admins: `GET /_synapse/admin/v1/rooms/{roomId}/messages` and
+//! A room's history for admins: `GET /_synapse/admin/v1/rooms/{roomId}/messages`,
+//! `/timestamp_to_event` and
 //! `POST /v1/purge_history/{roomId}[/{eventId}]` (in the background) with
 //! `GET /v1/purge_history_status/{purgeId}`, in Synapse's shapes.
 
@@ -20,6 +21,8 @@ use serde_json::{Value, json};
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, "/_synapse/admin/v1/rooms/{room_id}/messages", &[Method::GET], get(messages));
+    let router =
+        route(router, "/_synapse/admin/v1/rooms/{room_id}/timestamp_to_event", &[Method::GET], get(timestamp_to_event));
     let router = route(router, "/_synapse/admin/v1/purge_history/{room_id}", &[Method::POST], post(purge_history));
     let router =
         route(router, "/_synapse/admin/v1/purge_history/{room_id}/{event_id}", &[Method::POST], post(purge_history));
@@ -91,4 +94,32 @@ async fn messages(
         answer["end"] = json!(end);
     }
     Ok(axum::Json(answer))
+}
+
+#[derive(Deserialize)]
+struct TimestampQuery {
+    ts: Option<u64>,
+    dir: Option<String>,
+}
+
+/// `GET /v1/rooms/{roomId}/timestamp_to_event?ts=…&dir=f|b` (forwards by default): the event
+/// closest to `ts`, whoever may see it.
+async fn timestamp_to_event(
+    State(state): State<AppState>,
+    _admin: Admin,
+    args: Args,
+    Query(query): Query<TimestampQuery>,
+) -> Result<axum::Json<Value>> {
+    let room_id = parse_room_id(args.get(0)?)?;
+    let ts = query.ts.ok_or_else(|| Error::missing_param("Missing integer query parameter ts"))?;
+    let ts = ruma::UInt::new(ts).ok_or_else(|| Error::invalid_param("ts is out of range"))?;
+    let forwards = !super::paging::descending(query.dir.as_deref())?;
+    let (event_id, origin_server_ts) = crate::rooms::context::timestamp_to_event_as_admin(
+        &state.pool,
+        room_id,
+        ruma::MilliSecondsSinceUnixEpoch(ts),
+        forwards,
+    )
+    .await?;
+    Ok(axum::Json(json!({ "event_id": event_id, "origin_server_ts": origin_server_ts })))
 }

@@ -1,5 +1,6 @@
 //! Accounts: `/_synapse/admin/v2/users…`, `/v1/users/{userId}/{admin,shadow_ban,
-//! override_ratelimit}`, `/v1/deactivate`, `/v1/reset_password`, `/v1/username_available`, in
+//! override_ratelimit,sent_invite_count,cumulative_joined_room_count}`, `/v1/experimental_features`,
+//! `/v1/deactivate`, `/v1/reset_password`, `/v1/username_available`, in
 //! Synapse's shapes.
 
 use super::extract::{Admin, Args, Json, Query};
@@ -39,6 +40,20 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         &[Method::GET, Method::POST, Method::DELETE],
         get(ratelimit).post(set_ratelimit).delete(delete_ratelimit),
     );
+    let router = route(
+        router,
+        "/_synapse/admin/v1/users/{user_id}/sent_invite_count",
+        &[Method::GET],
+        get(activity_count::<true>),
+    );
+    let router = route(
+        router,
+        "/_synapse/admin/v1/users/{user_id}/cumulative_joined_room_count",
+        &[Method::GET],
+        get(activity_count::<false>),
+    );
+    let router =
+        route(router, "/_synapse/admin/v1/experimental_features/{user_id}", &[Method::GET], get(experimental_features));
     let router = route(router, "/_synapse/admin/v1/username_available", &[Method::GET], get(username_available));
     let router = route(router, "/_synapse/admin/v1/deactivate/{user_id}", &[Method::POST], post(deactivate));
     route(router, "/_synapse/admin/v1/reset_password/{user_id}", &[Method::POST], post(reset_password))
@@ -305,4 +320,37 @@ async fn reset_password(
     devices::reset_password(state.rooms(), &user_id, body.new_password, logout).await?;
     admin.audit("reset password", user_id.as_str());
     Ok(axum::Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct SinceQuery {
+    from_ts: Option<i64>,
+}
+
+/// `GET /_synapse/admin/v1/users/{userId}/sent_invite_count?from_ts=…` (`INVITES`) and
+/// `/cumulative_joined_room_count?from_ts=…`: the user's membership activity since `from_ts`
+/// (required, as in Synapse).
+async fn activity_count<const INVITES: bool>(
+    State(state): State<AppState>,
+    _admin: Admin,
+    args: Args,
+    Query(query): Query<SinceQuery>,
+) -> Result<axum::Json<Value>> {
+    let user_id = args.local_user(0, &state)?;
+    let from_ts = query.from_ts.ok_or_else(|| Error::missing_param("Missing integer query parameter from_ts"))?;
+    users::get(&state.pool, &user_id).await?;
+    let activity = users::membership_activity_since(&state.pool, &user_id, from_ts).await?;
+    Ok(axum::Json(if INVITES {
+        json!({ "invite_count": activity.invites_sent })
+    } else {
+        json!({ "cumulative_joined_room_count": activity.rooms_joined })
+    }))
+}
+
+/// `GET /_synapse/admin/v1/experimental_features/{userId}`: Hearth has no experimental
+/// features to turn on per user, so the list is empty (synapse-admin shows it on a user's page).
+async fn experimental_features(State(state): State<AppState>, _admin: Admin, args: Args) -> Result<axum::Json<Value>> {
+    let user_id = args.local_user(0, &state)?;
+    users::get(&state.pool, &user_id).await?;
+    Ok(axum::Json(json!({ "features": {} })))
 }
