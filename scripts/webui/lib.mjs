@@ -103,6 +103,7 @@ export async function newPage(browser, label) {
 // --- steps ------------------------------------------------------------------------------------
 let stepNumber = 0;
 const passed = [];
+let failed = 0;
 
 /// Runs one checked step: prints it, fails on an exception or on a 5xx Hearth gave meanwhile,
 /// and screenshots every open page into /tmp on failure.
@@ -116,6 +117,7 @@ export async function step(name, pages, body) {
         passed.push(name);
         console.log(`ok ${stepNumber} - ${name}`);
     } catch (error) {
+        failed += 1;
         console.log(`not ok ${stepNumber} - ${name}: ${error.message}`);
         for (const [label, page] of Object.entries(pages)) {
             const path = `/tmp/webui-${label}-step${stepNumber}.png`;
@@ -137,7 +139,7 @@ export function summary() {
     }
     console.log(`Hearth answered ${hearthAnswers.length} requests, ${refused.length} with 4xx/5xx:`);
     for (const [key, body] of distinct) console.log(`  ${key} ${body ?? ""}`);
-    console.log(`${passed.length} passed, 0 failed`);
+    console.log(`${passed.length} passed, ${failed} failed`);
 }
 
 // --- the client API, for seeding what the app will show ---------------------------------------
