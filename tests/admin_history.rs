@@ -170,10 +170,9 @@ async fn an_admin_reads_an_event_in_its_context() {
     let server = TestServer::start().await;
     let root = server.register_admin("root", "admin-password").await;
     let alice = server.register("alice", "alice-password").await;
-    let room = server.create_room(&alice, json!({"initial_state": [
-        {"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}}
-    ]}))
-    .await;
+    let members_only =
+        json!({"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}});
+    let room = server.create_room(&alice, json!({"initial_state": [members_only]})).await;
     let mut sent = Vec::new();
     for (txn, body) in [("c1", "one"), ("c2", "two"), ("c3", "three")] {
         sent.push(server.send_message(&alice, &room, txn, json!({"msgtype": "m.text", "body": body})).await);
