@@ -36,7 +36,8 @@ EOF
 
 "$hearth" serve --config "$work/hearth.toml" >"$work/hearth.log" 2>&1 &
 hearth_pid=$!
-trap 'kill $hearth_pid 2>/dev/null; wait $hearth_pid 2>/dev/null || true' EXIT
+# Hearth stops its PostgreSQL on SIGTERM; the data goes, the log stays for reading.
+trap 'kill $hearth_pid 2>/dev/null; wait $hearth_pid 2>/dev/null; rm -rf "$work/data"' EXIT
 for _ in $(seq 1 120); do
     curl -sf "http://127.0.0.1:$port/_matrix/client/versions" >/dev/null && break
     sleep 0.5
