@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a bench may fail loudly
 
 use divan::Bencher;
-use hearth::federation::keys::SigningKey;
+use hearth::server_key::SigningKey;
 use hearth::rooms::build::{EventTemplate, Placement, build_and_sign, build_unsigned};
 use ruma::events::MessageLikeEventType;
 use ruma::{

@@ -151,7 +151,8 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                 user_id: None,
                 name: search.as_deref(),
                 include_guests: true,
-                include_deactivated: deactivated,
+                // `--deactivated` lists them beside the active accounts.
+                deactivated: if deactivated { None } else { Some(false) },
                 include_locked: true,
                 admins: None,
             };

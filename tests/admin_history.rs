@@ -132,3 +132,66 @@ async fn purged_history_is_no_longer_served_but_state_and_later_events_are() {
     let response = server.post(&path, alice.token(), json!({"purge_up_to_ts": 1})).await;
     assert_error(&response, StatusCode::FORBIDDEN, "M_FORBIDDEN");
 }
+
+/// synapse-admin's room page asks for the event nearest a time: an admin finds it in a room they
+/// are not in, in either direction.
+#[tokio::test]
+async fn an_admin_finds_the_event_nearest_a_time() {
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", "admin-password").await;
+    let alice = server.register("alice", "alice-password").await;
+    let room = server.create_room(&alice, json!({})).await;
+    let sent = server.send_message(&alice, &room, "t1", json!({"msgtype": "m.text", "body": "hello"})).await;
+    let path = |query: &str| format!("/_synapse/admin/v1/rooms/{}/timestamp_to_event?{query}", encode(&room));
+
+    let (status, first) = server.get(&path("ts=0"), root.token()).await;
+    assert_eq!(status, StatusCode::OK, "{first}");
+    assert!(first["origin_server_ts"].as_i64().unwrap() > 0, "{first}");
+    let (status, last) = server.get(&path("ts=4000000000000&dir=b"), root.token()).await;
+    assert_eq!(status, StatusCode::OK, "{last}");
+    assert_eq!(last["event_id"], sent, "the newest event is alice's message");
+    assert_ne!(first["event_id"], sent);
+
+    assert_error(
+        &server.get(&path("ts=4000000000000&dir=f"), root.token()).await,
+        StatusCode::NOT_FOUND,
+        "M_NOT_FOUND",
+    );
+    assert_error(&server.get(&path("dir=f"), root.token()).await, StatusCode::BAD_REQUEST, "M_MISSING_PARAM");
+    assert_error(&server.get(&path("ts=1&dir=up"), root.token()).await, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    let unknown = "/_synapse/admin/v1/rooms/%21nosuch%3Ahearth.test/timestamp_to_event?ts=0";
+    assert_error(&server.get(unknown, root.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}
+
+/// synapse-admin's room page opens an event in its context: an admin reads it in a room whose
+/// history is hidden from non-members, and the events around it.
+#[tokio::test]
+async fn an_admin_reads_an_event_in_its_context() {
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", "admin-password").await;
+    let alice = server.register("alice", "alice-password").await;
+    let members_only =
+        json!({"type": "m.room.history_visibility", "state_key": "", "content": {"history_visibility": "joined"}});
+    let room = server.create_room(&alice, json!({"initial_state": [members_only]})).await;
+    let mut sent = Vec::new();
+    for (txn, body) in [("c1", "one"), ("c2", "two"), ("c3", "three")] {
+        sent.push(server.send_message(&alice, &room, txn, json!({"msgtype": "m.text", "body": body})).await);
+    }
+    let path = |event: &str, query: &str| {
+        format!("/_synapse/admin/v1/rooms/{}/context/{}{query}", encode(&room), encode(event))
+    };
+    // A non-member's client API is refused; the admin API is not.
+    let client = format!("/_matrix/client/v3/rooms/{}/context/{}", encode(&room), encode(&sent[1]));
+    assert_ne!(server.get(&client, root.token()).await.0, StatusCode::OK);
+    let (status, body) = server.get(&path(&sent[1], "?limit=2"), root.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["event"]["content"]["body"], "two");
+    assert_eq!(body["events_before"][0]["event_id"], sent[0]);
+    assert_eq!(body["events_after"][0]["event_id"], sent[2]);
+    assert!(body["start"].is_string() && body["end"].is_string(), "{body}");
+    assert!(body["state"].as_array().unwrap().iter().any(|e| e["type"] == "m.room.create"), "{body}");
+
+    assert_error(&server.get(&path("$nosuchevent", ""), root.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    let unknown = "/_synapse/admin/v1/rooms/%21nosuch%3Ahearth.test/context/%24nosuchevent";
+    assert_error(&server.get(unknown, root.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+}

@@ -26,7 +26,8 @@ async fn server_version_and_registration_tokens() {
     let server = TestServer::start_with(|config| config.registration.token_required = true).await;
     let root = server.register_admin("root", PASSWORD).await;
 
-    let (status, body) = server.get("/_synapse/admin/v1/server_version", root.token()).await;
+    // Public as in Synapse: synapse-admin asks it without a token.
+    let (status, body) = server.get("/_synapse/admin/v1/server_version", None).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["server_version"].as_str().unwrap().starts_with("Hearth "), "{body}");
     let (_, updates) = server.get("/_synapse/admin/v1/background_updates/status", root.token()).await;
@@ -275,6 +276,17 @@ async fn media_is_quarantined_by_room_and_by_user_except_what_is_protected() {
     let (status, body) =
         server.post(&format!("/_synapse/admin/v1/media/protect/{}", media_id(&kept)), root.token(), json!({})).await;
     assert_eq!((status, body), (StatusCode::OK, json!({})));
+
+    // The room's media as synapse-admin lists it: what its events name, local or remote.
+    let remote = json!({"msgtype": "m.image", "body": "far", "url": "mxc://elsewhere.example/farpic"});
+    server.send_message(&alice, &room, "r", remote).await;
+    let (status, listed) = server.get(&format!("/_synapse/admin/v1/room/{}/media", encode(&room)), root.token()).await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    let mut local = vec![format!("mxc://{image}"), format!("mxc://{kept}")];
+    local.sort();
+    assert_eq!(listed, json!({"local": local, "remote": ["mxc://elsewhere.example/farpic"], "total": 3}));
+    let response = server.get("/_synapse/admin/v1/room/%21nosuch%3Ahearth.test/media", root.token()).await;
+    assert_error(&response, StatusCode::NOT_FOUND, "M_NOT_FOUND");
 
     // The room's media: what its events name, but the protected file.
     let path = format!("/_synapse/admin/v1/room/{}/media/quarantine", encode(&room));

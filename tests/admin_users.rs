@@ -28,8 +28,9 @@ async fn login_attempt(server: &TestServer, user: &str, password: &str) -> (Stat
         .await
 }
 
-/// Every admin route (but shared-secret registration, which has its own secret) refuses a
-/// request without a token, and a non-admin's token with M_FORBIDDEN, whatever its body.
+/// Every admin route (but shared-secret registration, which has its own secret, and the server
+/// version, public as in Synapse) refuses a request without a token, and a non-admin's token with
+/// M_FORBIDDEN, whatever its body.
 #[tokio::test]
 async fn every_admin_route_refuses_non_admins() {
     let server = TestServer::start().await;
@@ -37,7 +38,8 @@ async fn every_admin_route_refuses_non_admins() {
     let room = server.create_room(&user, json!({})).await;
     let routes: Vec<_> = hearth::http::route_table()
         .into_iter()
-        .filter(|route| route.path.starts_with("/_synapse/admin/") && route.path != "/_synapse/admin/v1/register")
+        .filter(|route| route.path.starts_with("/_synapse/admin/"))
+        .filter(|route| !["/_synapse/admin/v1/register", "/_synapse/admin/v1/server_version"].contains(&route.path))
         .collect();
     assert!(routes.len() >= 20, "the admin routes are listed: {}", routes.len());
     for route in &routes {
@@ -120,6 +122,20 @@ async fn accounts_are_listed_in_pages_filtered_and_ordered() {
     assert_eq!(body["total"], 1);
     let (_, body) = server.get("/_synapse/admin/v2/users?user_id=%40b", root.token()).await;
     assert_eq!(body["users"][0]["name"], "@bob:hearth.test");
+
+    // v3 (synapse-admin's listing): `deactivated` filters both ways, and its absence lists all.
+    let v3_names = |body: &Value| -> Vec<String> {
+        body["users"].as_array().unwrap().iter().map(|u| u["name"].as_str().unwrap().to_owned()).collect()
+    };
+    let (status, body) = server.get("/_synapse/admin/v3/users", root.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["total"], 6, "{body}");
+    let (_, body) = server.get("/_synapse/admin/v3/users?deactivated=true", root.token()).await;
+    assert_eq!(v3_names(&body), ["@erin:hearth.test"]);
+    assert_eq!(body["total"], 1);
+    let (_, body) = server.get("/_synapse/admin/v3/users?deactivated=false&limit=2", root.token()).await;
+    assert_eq!(v3_names(&body), ["@alice:hearth.test", "@bob:hearth.test"]);
+    assert_eq!((body["total"].clone(), body["next_token"].clone()), (json!(5), json!("2")));
 
     // Order and direction.
     let (_, body) = server.get("/_synapse/admin/v2/users?dir=b&limit=1", root.token()).await;
@@ -558,4 +574,67 @@ async fn rate_limit_overrides_are_what_the_limiter_applies() {
     // Without it she is back on the server's budget.
     server.delete(&override_path(&carol), root.token(), None).await;
     assert_eq!(send(&carol, "c2".to_owned()).await.0, StatusCode::OK);
+}
+
+/// What synapse-admin's user page asks besides the account: invitations sent and rooms joined
+/// since a time, the (empty) experimental features and the user's pushers.
+#[tokio::test]
+async fn a_users_page_shows_activity_features_and_pushers() {
+    let server = TestServer::start().await;
+    let root = server.register_admin("root", PASSWORD).await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bob = server.register("bob", PASSWORD).await;
+    let room = server.create_room(&alice, json!({})).await;
+    let invite = format!("/_matrix/client/v3/rooms/{}/invite", encode(&room));
+    let (status, _) = server.post(&invite, alice.token(), json!({"user_id": bob.user_id})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = server.post(&format!("/_matrix/client/v3/join/{}", encode(&room)), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) =
+        server.post(&format!("/_matrix/client/v3/rooms/{}/leave", encode(&room)), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+
+    let activity = |user: &TestUser, what: &str, from_ts: i64| {
+        format!("/_synapse/admin/v1/users/{}/{what}?from_ts={from_ts}", encode(&user.user_id))
+    };
+    let later = 4_000_000_000_000_i64;
+    let (status, body) = server.get(&activity(&alice, "sent_invite_count", 0), root.token()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"invite_count": 1})));
+    let (_, body) = server.get(&activity(&alice, "sent_invite_count", later), root.token()).await;
+    assert_eq!(body, json!({"invite_count": 0}));
+    let (_, body) = server.get(&activity(&bob, "sent_invite_count", 0), root.token()).await;
+    assert_eq!(body, json!({"invite_count": 0}));
+    // Bob left, and the room still counts: the count is of rooms joined since then.
+    let (status, body) = server.get(&activity(&bob, "cumulative_joined_room_count", 0), root.token()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"cumulative_joined_room_count": 1})));
+    let (_, body) = server.get(&activity(&bob, "cumulative_joined_room_count", later), root.token()).await;
+    assert_eq!(body, json!({"cumulative_joined_room_count": 0}));
+    let missing = server
+        .get(&format!("/_synapse/admin/v1/users/{}/sent_invite_count", encode(&alice.user_id)), root.token())
+        .await;
+    assert_error(&missing, StatusCode::BAD_REQUEST, "M_MISSING_PARAM");
+
+    let features = format!("/_synapse/admin/v1/experimental_features/{}", encode(&alice.user_id));
+    let (status, body) = server.get(&features, root.token()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"features": {}})));
+
+    let pushers = format!("/_synapse/admin/v1/users/{}/pushers", encode(&alice.user_id));
+    let (status, body) = server.get(&pushers, root.token()).await;
+    assert_eq!((status, body), (StatusCode::OK, json!({"total": 0, "pushers": []})));
+    let pusher = json!({
+        "kind": "http", "app_id": "org.example.app", "pushkey": "alice-phone",
+        "app_display_name": "App", "device_display_name": "Phone", "lang": "en",
+        "data": {"url": "https://push.example/_matrix/push/v1/notify"}
+    });
+    let (status, body) = server.post("/_matrix/client/v3/pushers/set", alice.token(), pusher).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, body) = server.get(&pushers, root.token()).await;
+    assert_eq!(body["total"], 1, "{body}");
+    assert_eq!(body["pushers"][0]["pushkey"], "alice-phone");
+    assert_eq!(body["pushers"][0]["data"]["url"], "https://push.example/_matrix/push/v1/notify");
+
+    for path in [features, pushers, activity(&alice, "sent_invite_count", 0)] {
+        let unknown = path.replace("alice", "nobody");
+        assert_error(&server.get(&unknown, root.token()).await, StatusCode::NOT_FOUND, "M_NOT_FOUND");
+    }
 }

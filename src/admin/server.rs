@@ -269,6 +269,26 @@ pub async fn quarantine_named_in_room(pool: &PgPool, room_id: &ruma::RoomId) -> 
     Ok(db::media::quarantine_named_in_room(pool, room_id.as_str()).await?)
 }
 
+/// `GET /v1/room/{roomId}/media`: the `mxc://` URIs the room's events name, this server's and
+/// other servers'.
+pub struct RoomMedia {
+    pub local: Vec<String>,
+    pub remote: Vec<String>,
+}
+
+pub async fn media_named_in_room(pool: &PgPool, server_name: &ServerName, room_id: &ruma::RoomId) -> Result<RoomMedia> {
+    if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
+        return Err(Error::not_found("Room not found"));
+    }
+    let (local, remote) = db::media::named_in_room(pool, room_id.as_str())
+        .await?
+        .into_iter()
+        .partition::<Vec<_>, _>(|(origin, _)| origin == server_name.as_str());
+    let uris =
+        |named: Vec<(String, String)>| named.into_iter().map(|(origin, id)| format!("mxc://{origin}/{id}")).collect();
+    Ok(RoomMedia { local: uris(local), remote: uris(remote) })
+}
+
 /// `DELETE /v1/media/{serverName}/{mediaId}`: this server's media only.
 pub async fn delete_media(
     pool: &PgPool,

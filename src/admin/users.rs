@@ -71,6 +71,19 @@ pub async fn get(pool: &PgPool, user_id: &UserId) -> Result<AccountSummary> {
     db::admin_users::get(pool, user_id.as_str()).await?.ok_or_else(|| Error::not_found("User not found"))
 }
 
+/// `GET /v1/users/{userId}/sent_invite_count` and `/cumulative_joined_room_count`: the
+/// invitations the user sent and the rooms they joined since `from_ts` (ms).
+pub struct MembershipActivity {
+    pub invites_sent: i64,
+    pub rooms_joined: i64,
+}
+
+pub async fn membership_activity_since(pool: &PgPool, user_id: &UserId, from_ts: i64) -> Result<MembershipActivity> {
+    let (invites_sent, rooms_joined) =
+        db::admin_users::membership_activity_since(pool, user_id.as_str(), from_ts).await?;
+    Ok(MembershipActivity { invites_sent, rooms_joined })
+}
+
 /// What `PUT /v2/users/{userId}` may set; absent fields are left as they are.
 #[derive(Debug, Default, Deserialize)]
 pub struct UserChanges {

@@ -36,7 +36,8 @@ pub struct AccountFilter<'a> {
     /// Accounts whose localpart or display name contains this text, in any case.
     pub name: Option<&'a str>,
     pub include_guests: bool,
-    pub include_deactivated: bool,
+    /// Only deactivated accounts (`true`), only active ones (`false`), or both (`None`).
+    pub deactivated: Option<bool>,
     pub include_locked: bool,
     /// Only admins (`true`) or only non-admins (`false`).
     pub admins: Option<bool>,
@@ -49,7 +50,7 @@ const FILTER: &str = " WHERE ($1::text IS NULL OR strpos(u.user_id, $1) > 0)
             OR strpos(lower(split_part(substr(u.user_id, 2), ':', 1)), lower($2)) > 0
             OR strpos(lower(coalesce(u.profile->>'displayname', '')), lower($2)) > 0)
        AND ($3 OR NOT u.is_guest)
-       AND ($4 OR NOT u.deactivated)
+       AND ($4::boolean IS NULL OR u.deactivated = $4)
        AND ($5 OR NOT u.locked)
        AND ($6::boolean IS NULL OR u.is_admin = $6)";
 
@@ -61,7 +62,7 @@ macro_rules! bind_filter {
             .bind($filter.user_id)
             .bind($filter.name)
             .bind($filter.include_guests)
-            .bind($filter.include_deactivated)
+            .bind($filter.deactivated)
             .bind($filter.include_locked)
             .bind($filter.admins)
     };
@@ -242,4 +243,25 @@ pub async fn is_shadow_banned(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::R
         .bind(user_id)
         .fetch_one(db)
         .await
+}
+
+/// What `user_id` did since `from_ts` (ms), rejected and soft-failed events aside: the
+/// invitations they sent, and the rooms they joined whether or not they are still there (only
+/// a user sends their own join, so their joins are among the events they sent).
+pub async fn membership_activity_since(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    from_ts: i64,
+) -> sqlx::Result<(i64, i64)> {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE membership = 'invite'),
+                count(DISTINCT room_id) FILTER (WHERE membership = 'join')
+         FROM (SELECT room_id, (json::jsonb)->'content'->>'membership' AS membership FROM events
+               WHERE sender = $1 AND event_type = 'm.room.member' AND origin_server_ts >= $2
+                 AND rejection IS NULL AND NOT soft_failed) sent",
+    )
+    .bind(user_id)
+    .bind(from_ts)
+    .fetch_one(db)
+    .await
 }

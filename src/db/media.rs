@@ -247,17 +247,26 @@ pub async fn quarantine_uploads_of(db: impl PgExecutor<'_>, uploader: &str) -> s
 /// Quarantines every media the room's events name (`mxc://` URIs anywhere in them: images,
 /// files, thumbnails, avatars) that is not protected; returns how many were newly quarantined.
 pub async fn quarantine_named_in_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<u64> {
-    let updated = sqlx::query(
+    let sql = format!(
         "UPDATE media m SET quarantined = TRUE
-         FROM (SELECT DISTINCT regexp_matches(e.json, 'mxc://([A-Za-z0-9.:\\[\\]-]+)/([A-Za-z0-9_-]+)', 'g') AS uri
-               FROM events e WHERE e.room_id = $1) named
+         FROM ({NAMED_IN_ROOM}) named
          WHERE m.origin = named.uri[1] AND m.media_id = named.uri[2]
-           AND NOT m.quarantined AND NOT m.safe_from_quarantine",
-    )
-    .bind(room_id)
-    .execute(db)
-    .await?;
+           AND NOT m.quarantined AND NOT m.safe_from_quarantine"
+    );
+    let updated = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(room_id).execute(db).await?;
     Ok(updated.rows_affected())
+}
+
+/// The distinct `mxc://` URIs named anywhere in the events of room `$1`, as `uri[1]` (the
+/// origin) and `uri[2]` (the media id).
+const NAMED_IN_ROOM: &str =
+    "SELECT DISTINCT regexp_matches(e.json, 'mxc://([A-Za-z0-9.:\\[\\]-]+)/([A-Za-z0-9_-]+)', 'g') AS uri
+     FROM events e WHERE e.room_id = $1";
+
+/// The media a room's events name, as (origin, media id), whether stored here or not.
+pub async fn named_in_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Vec<(String, String)>> {
+    let sql = format!("SELECT named.uri[1], named.uri[2] FROM ({NAMED_IN_ROOM}) named ORDER BY 1, 2");
+    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(room_id).fetch_all(db).await
 }
 
 /// A user's uploads, newest first (for the admin API).

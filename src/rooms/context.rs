@@ -4,6 +4,7 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::pagination::page_token;
+use crate::rooms::read::Access;
 use crate::rooms::served;
 use crate::rooms::visibility::Viewer;
 use crate::users::ignore;
@@ -34,21 +35,30 @@ pub struct Context {
 /// 404 for an event the user may not see, as for `/event`. With `lazy_load_members`, the
 /// state's member events are only those of the returned events' senders (spec: "Lazy-loading
 /// room members"; the server keeps no record of what `/context` callers have).
+/// A server admin (`Access::Admin`, Synapse's `/_synapse/admin/v1/rooms/{roomId}/context`) sees
+/// every event, and ignores no one.
 pub async fn context(
     pool: &PgPool,
-    user: &UserId,
+    (user, access): (&UserId, Access),
     room_id: &RoomId,
     event_id: &EventId,
     (limit, lazy_load_members): (usize, bool),
 ) -> Result<Context> {
+    if access == Access::Admin && db::rooms::version(pool, room_id.as_str()).await?.is_none() {
+        return Err(Error::not_found("Room not found"));
+    }
     let viewer = Viewer::new(pool, user, room_id).await?;
+    let readable = async |events: Vec<db::events::StoredEvent>| match access {
+        Access::Member => viewer.visible(events).await,
+        Access::Admin => crate::rooms::visibility::unfiltered(events),
+    };
     let not_found = || Error::not_found("Event not found");
     let stored = db::events::by_id(pool, event_id.as_str())
         .await?
         .filter(|event| event.room_id == room_id.as_str())
         .ok_or_else(not_found)?;
     let position = stored.stream_position.ok_or_else(not_found)?;
-    let event = viewer.visible(vec![stored]).await?.pop().ok_or_else(not_found)?;
+    let event = readable(vec![stored]).await?.pop().ok_or_else(not_found)?;
 
     let limit = limit.min(MAX_CONTEXT);
     let before_limit = limit / 2;
@@ -69,12 +79,15 @@ pub async fn context(
     let end = after.last().and_then(|event| event.stream_position).unwrap_or(position);
 
     // Ignored users' events around the event are left out; the event asked for by id is not.
-    let ignored = ignore::ignored_users(pool, user).await?;
+    let ignored = match access {
+        Access::Member => ignore::ignored_users(pool, user).await?,
+        Access::Admin => Default::default(),
+    };
     let unignored = |events: Vec<_>| -> Vec<_> {
         events.into_iter().filter(|(_, pdu)| !crate::rooms::visibility::hidden_by_ignore(&ignored, pdu)).collect()
     };
-    let before = unignored(viewer.visible(before).await?);
-    let after = unignored(viewer.visible(after).await?);
+    let before = unignored(readable(before).await?);
+    let after = unignored(readable(after).await?);
     let last = after.last().map_or(event.0.event_nid, |(stored, _)| stored.event_nid);
     let (before_count, after_count) = (before.len(), after.len());
     let mut all = Vec::with_capacity(before_count + 1 + after_count);
@@ -109,10 +122,7 @@ pub async fn timestamp_to_event(
     forwards: bool,
 ) -> Result<(OwnedEventId, MilliSecondsSinceUnixEpoch)> {
     let viewer = Viewer::with_access(pool, user, room_id).await?;
-    let ts_ms = i64::try_from(u64::from(ts.get())).unwrap_or(i64::MAX);
-    // Walk (origin_server_ts, stream_position) pairs from just outside `ts`, so events at
-    // exactly `ts` are included in either direction.
-    let mut cursor = if forwards { (ts_ms, i64::MIN) } else { (ts_ms, i64::MAX) };
+    let mut cursor = timestamp_cursor(ts, forwards);
     for _ in 0..TIMESTAMP_PAGES {
         let page = db::relations::by_timestamp(pool, room_id.as_str(), cursor, !forwards, TIMESTAMP_PAGE).await?;
         let Some((last_ts, last)) = page.last() else { break };
@@ -126,6 +136,34 @@ pub async fn timestamp_to_event(
             break;
         }
     }
+    Err(no_event_from(ts, forwards))
+}
+
+/// `GET /_synapse/admin/v1/rooms/{roomId}/timestamp_to_event`: as the client API's, for a
+/// server admin, who sees every event of the room's timeline.
+pub async fn timestamp_to_event_as_admin(
+    pool: &PgPool,
+    room_id: &RoomId,
+    ts: MilliSecondsSinceUnixEpoch,
+    forwards: bool,
+) -> Result<(String, i64)> {
+    if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
+        return Err(Error::not_found("Room not found"));
+    }
+    let page =
+        db::relations::by_timestamp(pool, room_id.as_str(), timestamp_cursor(ts, forwards), !forwards, 1).await?;
+    let (origin_server_ts, event) = page.into_iter().next().ok_or_else(|| no_event_from(ts, forwards))?;
+    Ok((event.event_id, origin_server_ts))
+}
+
+/// Where a walk over (origin_server_ts, stream_position) pairs starts: just outside `ts`, so
+/// events at exactly `ts` are included in either direction.
+fn timestamp_cursor(ts: MilliSecondsSinceUnixEpoch, forwards: bool) -> (i64, i64) {
+    let ts_ms = i64::try_from(u64::from(ts.get())).unwrap_or(i64::MAX);
+    if forwards { (ts_ms, i64::MIN) } else { (ts_ms, i64::MAX) }
+}
+
+fn no_event_from(ts: MilliSecondsSinceUnixEpoch, forwards: bool) -> Error {
     let direction = if forwards { "forward" } else { "backward" };
-    Err(Error::not_found(format!("Unable to find an event from {} in the {direction} direction", u64::from(ts.get()))))
+    Error::not_found(format!("Unable to find an event from {} in the {direction} direction", u64::from(ts.get())))
 }

@@ -63,6 +63,17 @@ impl<'a> Viewer<'a> {
     }
 }
 
+/// Every event parsed, as a server admin reads them: no membership or history visibility applies.
+pub fn unfiltered(events: Vec<StoredEvent>) -> Result<Vec<(StoredEvent, Pdu)>> {
+    events
+        .into_iter()
+        .map(|event| {
+            let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
+            Ok((event, pdu))
+        })
+        .collect()
+}
+
 /// Filters events down to those `user` may see (spec: "History visibility"). `currently_joined`
 /// is the user's membership now, which the `shared` setting consults.
 pub(crate) async fn visible(

@@ -1,5 +1,6 @@
 //! Media: `/_synapse/admin/v1/media/{quarantine,unquarantine}/{serverName}/{mediaId}`,
-//! `/v1/media/{protect,unprotect}/{mediaId}`, quarantine of a room's or a user's media,
+//! `/v1/media/{protect,unprotect}/{mediaId}`, a room's media and the quarantine of a room's or a
+//! user's media,
 //! `DELETE /v1/media/{serverName}/{mediaId}` and `POST /v1/media/delete` (by age and size), in
 //! Synapse's shapes.
 
@@ -10,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::State;
-use axum::routing::{delete, post};
+use axum::routing::{delete, get, post};
 use http::Method;
 use ruma::{OwnedServerName, ServerName};
 use serde::Deserialize;
@@ -33,6 +34,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, "/_synapse/admin/v1/media/unprotect/{media_id}", &[Method::POST], post(unprotect));
     let router =
         route(router, "/_synapse/admin/v1/room/{room_id}/media/quarantine", &[Method::POST], post(quarantine_room));
+    let router = route(router, "/_synapse/admin/v1/room/{room_id}/media", &[Method::GET], get(room_media));
     let router =
         route(router, "/_synapse/admin/v1/user/{user_id}/media/quarantine", &[Method::POST], post(quarantine_user));
     let router =
@@ -82,6 +84,14 @@ async fn quarantine_room(State(state): State<AppState>, admin: Admin, args: Args
     let quarantined = server::quarantine_named_in_room(&state.pool, room_id).await?;
     admin.audit("quarantine media of room", &format!("{room_id} ({quarantined} items)"));
     Ok(axum::Json(json!({ "num_quarantined": quarantined })))
+}
+
+/// `GET /_synapse/admin/v1/room/{roomId}/media`.
+async fn room_media(State(state): State<AppState>, _admin: Admin, args: Args) -> Result<axum::Json<Value>> {
+    let room_id = crate::admin::rooms::parse_room_id(args.get(0)?)?;
+    let named = server::media_named_in_room(&state.pool, &state.server_name, room_id).await?;
+    let total = named.local.len() + named.remote.len();
+    Ok(axum::Json(json!({ "local": named.local, "remote": named.remote, "total": total })))
 }
 
 /// `POST /_synapse/admin/v1/user/{userId}/media/quarantine`.

@@ -1,6 +1,6 @@
 //! The Synapse-compatible admin API (`/_synapse/admin/...`): thin handlers over `crate::admin`,
 //! answering in Synapse's shapes so that synapse-admin, moderation bots and scripts work
-//! unchanged. Every route but shared-secret registration takes an admin's access token
+//! unchanged. Every route but shared-secret registration and the server version takes an admin's access token
 //! ([`extract::Admin`]), checked before anything else of the request is read.
 
 mod extract;

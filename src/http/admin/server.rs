@@ -79,8 +79,9 @@ struct ListFilter {
     destination: Option<String>,
 }
 
-/// `GET /_synapse/admin/v1/server_version`.
-async fn server_version(_admin: Admin) -> axum::Json<Value> {
+/// `GET /_synapse/admin/v1/server_version`: public, as in Synapse (synapse-admin asks it without
+/// a token, before and after logging in, to show what it manages).
+async fn server_version() -> axum::Json<Value> {
     axum::Json(json!({ "server_version": concat!("Hearth ", env!("CARGO_PKG_VERSION")) }))
 }
 

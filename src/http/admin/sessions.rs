@@ -1,5 +1,5 @@
 //! A user's devices, sessions, rooms and account data: `/_synapse/admin/v2/users/{userId}/
-//! devices…`, `/v1/whois/{userId}`, `/v1/users/{userId}/{joined_rooms,accountdata}`.
+//! devices…`, `/v1/whois/{userId}`, `/v1/users/{userId}/{joined_rooms,accountdata,pushers}`.
 
 use super::extract::{Admin, Args, Json};
 use super::route;
@@ -26,7 +26,17 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, "/_synapse/admin/v1/users/{user_id}/login", &[Method::POST], post(login_as));
     let router = route(router, "/_synapse/admin/v1/users/{user_id}/joined_rooms", &[Method::GET], get(joined_rooms));
     let router = route(router, "/_synapse/admin/v1/users/{user_id}/memberships", &[Method::GET], get(memberships));
+    let router = route(router, "/_synapse/admin/v1/users/{user_id}/pushers", &[Method::GET], get(pushers));
     route(router, "/_synapse/admin/v1/users/{user_id}/accountdata", &[Method::GET], get(account_data))
+}
+
+/// `GET /_synapse/admin/v1/users/{userId}/pushers`: the user's pushers in the client API's
+/// shape, with their count.
+async fn pushers(State(state): State<AppState>, _admin: Admin, args: Args) -> Result<axum::Json<Value>> {
+    let user_id = args.local_user(0, &state)?;
+    crate::admin::users::get(&state.pool, &user_id).await?;
+    let pushers = crate::push::pushers::list(&state.pool, &user_id).await?;
+    Ok(axum::Json(json!({ "total": pushers.len(), "pushers": pushers })))
 }
 
 #[derive(Deserialize)]

@@ -1,5 +1,6 @@
 //! Accounts: `/_synapse/admin/v2/users…`, `/v1/users/{userId}/{admin,shadow_ban,
-//! override_ratelimit}`, `/v1/deactivate`, `/v1/reset_password`, `/v1/username_available`, in
+//! override_ratelimit,sent_invite_count,cumulative_joined_room_count}`, `/v1/experimental_features`,
+//! `/v1/deactivate`, `/v1/reset_password`, `/v1/username_available`, in
 //! Synapse's shapes.
 
 use super::extract::{Admin, Args, Json, Query};
@@ -18,7 +19,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
-    let router = route(router, "/_synapse/admin/v2/users", &[Method::GET], get(list));
+    let router = route(router, "/_synapse/admin/v2/users", &[Method::GET], get(list_v2));
+    let router = route(router, "/_synapse/admin/v3/users", &[Method::GET], get(list_v3));
     let router = route(router, "/_synapse/admin/v2/users/{user_id}", &[Method::GET, Method::PUT], get(show).put(put));
     let router = route(
         router,
@@ -38,6 +40,20 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         &[Method::GET, Method::POST, Method::DELETE],
         get(ratelimit).post(set_ratelimit).delete(delete_ratelimit),
     );
+    let router = route(
+        router,
+        "/_synapse/admin/v1/users/{user_id}/sent_invite_count",
+        &[Method::GET],
+        get(activity_count::<true>),
+    );
+    let router = route(
+        router,
+        "/_synapse/admin/v1/users/{user_id}/cumulative_joined_room_count",
+        &[Method::GET],
+        get(activity_count::<false>),
+    );
+    let router =
+        route(router, "/_synapse/admin/v1/experimental_features/{user_id}", &[Method::GET], get(experimental_features));
     let router = route(router, "/_synapse/admin/v1/username_available", &[Method::GET], get(username_available));
     let router = route(router, "/_synapse/admin/v1/deactivate/{user_id}", &[Method::POST], post(deactivate));
     route(router, "/_synapse/admin/v1/reset_password/{user_id}", &[Method::POST], post(reset_password))
@@ -104,19 +120,42 @@ fn order_of(name: Option<&str>) -> Result<AccountOrder> {
     })
 }
 
-/// `GET /_synapse/admin/v2/users`.
-async fn list(
+/// `GET /_synapse/admin/v2/users`: `deactivated=true` adds deactivated accounts to the active
+/// ones, which are all that is listed otherwise.
+async fn list_v2(
     State(state): State<AppState>,
     _admin: Admin,
     paged: Paged,
     Query(query): Query<ListQuery>,
+) -> Result<axum::Json<Value>> {
+    let deactivated = if query.deactivated == Some(true) { None } else { Some(false) };
+    list(&state, paged, &query, deactivated).await
+}
+
+/// `GET /_synapse/admin/v3/users` (what synapse-admin lists with): as v2, but `deactivated`
+/// filters both ways (`true` only deactivated accounts, `false` only active ones) and its absence
+/// lists both.
+async fn list_v3(
+    State(state): State<AppState>,
+    _admin: Admin,
+    paged: Paged,
+    Query(query): Query<ListQuery>,
+) -> Result<axum::Json<Value>> {
+    list(&state, paged, &query, query.deactivated).await
+}
+
+async fn list(
+    state: &AppState,
+    paged: Paged,
+    query: &ListQuery,
+    deactivated: Option<bool>,
 ) -> Result<axum::Json<Value>> {
     let filter = AccountFilter {
         // As Synapse: `user_id` is ignored when `name` is given.
         user_id: query.user_id.as_deref().filter(|_| query.name.is_none()),
         name: query.name.as_deref(),
         include_guests: query.guests.unwrap_or(true),
-        include_deactivated: query.deactivated.unwrap_or(false),
+        deactivated,
         include_locked: query.locked.unwrap_or(false),
         admins: query.admins,
     };
@@ -281,4 +320,37 @@ async fn reset_password(
     devices::reset_password(state.rooms(), &user_id, body.new_password, logout).await?;
     admin.audit("reset password", user_id.as_str());
     Ok(axum::Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct SinceQuery {
+    from_ts: Option<i64>,
+}
+
+/// `GET /_synapse/admin/v1/users/{userId}/sent_invite_count?from_ts=…` (`INVITES`) and
+/// `/cumulative_joined_room_count?from_ts=…`: the user's membership activity since `from_ts`
+/// (required, as in Synapse).
+async fn activity_count<const INVITES: bool>(
+    State(state): State<AppState>,
+    _admin: Admin,
+    args: Args,
+    Query(query): Query<SinceQuery>,
+) -> Result<axum::Json<Value>> {
+    let user_id = args.local_user(0, &state)?;
+    let from_ts = query.from_ts.ok_or_else(|| Error::missing_param("Missing integer query parameter from_ts"))?;
+    users::get(&state.pool, &user_id).await?;
+    let activity = users::membership_activity_since(&state.pool, &user_id, from_ts).await?;
+    Ok(axum::Json(if INVITES {
+        json!({ "invite_count": activity.invites_sent })
+    } else {
+        json!({ "cumulative_joined_room_count": activity.rooms_joined })
+    }))
+}
+
+/// `GET /_synapse/admin/v1/experimental_features/{userId}`: Hearth has no experimental
+/// features to turn on per user, so the list is empty (synapse-admin shows it on a user's page).
+async fn experimental_features(State(state): State<AppState>, _admin: Admin, args: Args) -> Result<axum::Json<Value>> {
+    let user_id = args.local_user(0, &state)?;
+    users::get(&state.pool, &user_id).await?;
+    Ok(axum::Json(json!({ "features": {} })))
 }

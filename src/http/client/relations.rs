@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaResponse, RumaRouter};
+use crate::rooms::read::Access;
 use crate::rooms::send::Transaction;
 use crate::rooms::{context, redact, relations};
 use crate::state::AppState;
@@ -175,7 +176,8 @@ async fn event_context(
     let session = &request.session;
     let lazy = crate::rooms::filter::EventFilter::from_ruma(&body.filter).lazy_load_members;
     let shape = (to_usize(body.limit), lazy);
-    let mut found = context::context(&state.pool, &session.user_id, &body.room_id, &body.event_id, shape).await?;
+    let mut found =
+        context::context(&state.pool, (&session.user_id, Access::Member), &body.room_id, &body.event_id, shape).await?;
     let events = found.events_before.iter_mut().chain([&mut found.event]).chain(found.events_after.iter_mut());
     crate::rooms::transaction_ids::annotate(&state.pool, &session.user_id, &session.device_id, events).await?;
     let mut response = get_context::v3::Response::new();
