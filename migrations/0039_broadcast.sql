@@ -59,3 +59,15 @@ CREATE TABLE broadcast_recipients (
     PRIMARY KEY (broadcast_id, user_id)
 );
 CREATE INDEX broadcast_recipients_pending ON broadcast_recipients (broadcast_id, user_id) WHERE state = 'pending';
+
+-- Tips (0031): an approved tip whose event cannot be posted (the member left the room, say)
+-- was retried at every start-up forever. Posting is now tried a bounded number of times; then
+-- the tip is given up on (still approved and charged, so still in the creator's ledger and
+-- totals), with the last refusal kept for the operator.
+ALTER TABLE tips
+    ADD COLUMN post_attempts INTEGER NOT NULL DEFAULT 0,
+    ADD COLUMN post_error TEXT,
+    ADD COLUMN post_given_up BOOLEAN NOT NULL DEFAULT FALSE;
+DROP INDEX tips_unsettled;
+CREATE INDEX tips_unsettled ON tips (created_ts)
+    WHERE state IN ('pending', 'failed') OR (state = 'approved' AND event_id IS NULL AND NOT post_given_up);

@@ -96,7 +96,7 @@ impl AppState {
             key_ring,
             billing,
             // A quarter of the pool: broadcasts never crowd out other requests.
-            broadcast_slots: tokio::sync::Semaphore::new((config.database.max_connections as usize / 4).max(1)),
+            broadcast_slots: tokio::sync::Semaphore::new((pool.options().get_max_connections() as usize / 4).max(1)),
             config,
             server_name,
             pool,
