@@ -46,14 +46,12 @@ CREATE INDEX broadcasts_running ON broadcasts (created_ts) WHERE state = 'runnin
 -- Each recipient's delivery. Delivery appends with a transaction id per broadcast (the room
 -- is part of the key), so an append repeated after a crash returns the first event instead of
 -- sending again; `room_id` is recorded as soon as a new DM exists, so a resumed delivery uses
--- it instead of creating another.
+-- it instead of creating another (and a DM made just before a crash, recorded nowhere yet, is
+-- found as the room of just the creator and the recipient).
 CREATE TABLE broadcast_recipients (
     broadcast_id TEXT NOT NULL REFERENCES broadcasts (broadcast_id) ON DELETE CASCADE,
     user_id      TEXT NOT NULL,
     state        TEXT NOT NULL CHECK (state IN ('pending', 'sent', 'skipped', 'failed')),
-    -- Set before a new DM is created for this recipient: a resumed delivery looks for a DM
-    -- made just before a crash (recorded nowhere yet) instead of creating a second one.
-    creating_dm  BOOLEAN NOT NULL DEFAULT FALSE,
     room_id      TEXT,
     event_id     TEXT,
     PRIMARY KEY (broadcast_id, user_id)

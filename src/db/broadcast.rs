@@ -291,30 +291,19 @@ pub async fn progress(db: impl PgExecutor<'_>, broadcast_id: &str) -> sqlx::Resu
 #[derive(sqlx::FromRow, Debug, Clone)]
 pub struct PendingRecipient {
     pub user_id: String,
-    pub creating_dm: bool,
     pub room_id: Option<String>,
 }
 
 /// The next `limit` recipients still to deliver to, by user id.
 pub async fn pending(db: impl PgExecutor<'_>, broadcast_id: &str, limit: i64) -> sqlx::Result<Vec<PendingRecipient>> {
     sqlx::query_as(
-        "SELECT user_id, creating_dm, room_id FROM broadcast_recipients
+        "SELECT user_id, room_id FROM broadcast_recipients
          WHERE broadcast_id = $1 AND state = 'pending' ORDER BY user_id LIMIT $2",
     )
     .bind(broadcast_id)
     .bind(limit)
     .fetch_all(db)
     .await
-}
-
-/// Marks recipients about to get a new DM (before any is created: see the migration).
-pub async fn mark_creating_dm(db: impl PgExecutor<'_>, broadcast_id: &str, users: &[String]) -> sqlx::Result<()> {
-    sqlx::query("UPDATE broadcast_recipients SET creating_dm = TRUE WHERE broadcast_id = $1 AND user_id = ANY($2)")
-        .bind(broadcast_id)
-        .bind(users)
-        .execute(db)
-        .await?;
-    Ok(())
 }
 
 /// Records the new DM created for a recipient.
@@ -403,7 +392,7 @@ pub async fn shared_rooms_among(
 }
 
 /// For each of `users`, a room with exactly two members — `creator` joined and the user
-/// joined or invited: where a new DM made just before a crash is found again.
+/// joined or invited (their DM, whether `m.direct` lists it or not).
 pub async fn two_member_rooms(
     db: impl PgExecutor<'_>,
     creator: &str,

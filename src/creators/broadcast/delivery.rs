@@ -6,9 +6,10 @@
 //! Durable and free of duplicates across a crash: each recipient's message is appended with
 //! the transaction id of the broadcast (the send path keys retransmissions by room, so each DM
 //! gets its own), so an append repeated after a crash returns the first event instead of
-//! sending again; a new DM's room is recorded as soon as it exists, and a recipient marked
-//! `creating_dm` whose room was not recorded is first looked for among the two-member rooms
-//! the creator shares with them. Outcomes are recorded once per chunk.
+//! sending again; a new DM's room is recorded as soon as it exists, and a recipient without a
+//! recorded room or an `m.direct` one is first looked for among the two-member rooms the
+//! creator shares with them (where a DM made just before a crash is). Outcomes are recorded
+//! once per chunk.
 //!
 //! Fair to other traffic: appends in flight are bounded per broadcast and across all
 //! broadcasts of the process ([`BroadcastCtx::slots`]), so the database pool and the CPU stay
@@ -70,7 +71,15 @@ pub async fn deliver(ctx: BroadcastCtx<'_>, broadcast_id: &str, stopped: watch::
             tracing::info!(broadcast_id, "broadcast delivered");
             return Ok(());
         }
-        let all_settled = deliver_chunk(ctx, &broadcast, &creator, pending, &stopped).await?;
+        let all_settled = match deliver_chunk(ctx, &broadcast, &creator, pending, &stopped).await {
+            Ok(all_settled) => all_settled,
+            // The database is back soon; the chunk's recipients are still pending.
+            Err(Error::Unavailable(error)) => {
+                tracing::warn!(broadcast_id, %error, "broadcast delivery waits for the database");
+                false
+            }
+            Err(error) => return Err(error),
+        };
         if !all_settled && !*stopped.borrow() {
             tokio::time::sleep(RETRY_AFTER).await;
         }
@@ -116,7 +125,7 @@ async fn deliver_chunk(
         .map(|recipient| Outcome { user_id: recipient.user_id, state: "skipped", room_id: None, event_id: None })
         .collect();
 
-    let rooms = direct_rooms(ctx, creator, id, &wanted).await?;
+    let rooms = direct_rooms(ctx, creator, &wanted).await?;
     let template = EventTemplate::message(MessageLikeEventType::RoomMessage, broadcast.content.clone());
     let fates: Vec<(String, Fate)> = futures_util::stream::iter(wanted)
         .map(|recipient| {
@@ -162,13 +171,11 @@ async fn deliver_chunk(
 }
 
 /// The DM each recipient already has with the creator: a room recorded for them by an
-/// earlier attempt, one of the creator's `m.direct` rooms they are in, or (for a recipient
-/// whose new DM was being created when the process stopped) a two-member room of the two.
-/// Those left without one are marked `creating_dm` before any is created.
+/// earlier attempt, one of the creator's `m.direct` rooms they are in, or a room of just the
+/// two of them.
 async fn direct_rooms(
     ctx: BroadcastCtx<'_>,
     creator: &UserId,
-    broadcast_id: &str,
     recipients: &[PendingRecipient],
 ) -> Result<HashMap<String, OwnedRoomId>> {
     let pool = ctx.rooms.pool;
@@ -188,21 +195,16 @@ async fn direct_rooms(
     if !candidates.is_empty() {
         rooms.extend(db::broadcast::shared_rooms_among(pool, creator.as_str(), &candidates).await?);
     }
-    let interrupted: Vec<String> = recipients
+    // Not in `m.direct`: a room of just the two of them is their DM all the same — a DM made
+    // just before a crash (recorded nowhere yet), or one a client's rewrite of `m.direct`
+    // dropped — rather than a reason to create another.
+    let unlisted: Vec<String> = recipients
         .iter()
-        .filter(|recipient| recipient.creating_dm && !rooms.contains_key(&recipient.user_id))
+        .filter(|recipient| !rooms.contains_key(&recipient.user_id))
         .map(|recipient| recipient.user_id.clone())
         .collect();
-    if !interrupted.is_empty() {
-        rooms.extend(db::broadcast::two_member_rooms(pool, creator.as_str(), &interrupted).await?);
-    }
-    let without: Vec<String> = recipients
-        .iter()
-        .filter(|recipient| !recipient.creating_dm && !rooms.contains_key(&recipient.user_id))
-        .map(|recipient| recipient.user_id.clone())
-        .collect();
-    if !without.is_empty() {
-        db::broadcast::mark_creating_dm(pool, broadcast_id, &without).await?;
+    if !unlisted.is_empty() {
+        rooms.extend(db::broadcast::two_member_rooms(pool, creator.as_str(), &unlisted).await?);
     }
     let mut parsed = HashMap::with_capacity(rooms.len());
     for (user, room) in rooms {
