@@ -35,6 +35,8 @@ pub struct Inner {
     pub key_ring: crate::federation::key_ring::KeyRing,
     /// The operator's billing webhook for tips; `None` when tips are off.
     pub billing: Option<crate::creators::billing::BillingClient>,
+    /// Broadcast deliveries in flight across the process (see `creators::broadcast::delivery`).
+    pub broadcast_slots: tokio::sync::Semaphore,
     background: Background,
 }
 
@@ -93,6 +95,8 @@ impl AppState {
             federation,
             key_ring,
             billing,
+            // A quarter of the pool: broadcasts never crowd out other requests.
+            broadcast_slots: tokio::sync::Semaphore::new((pool.options().get_max_connections() as usize / 4).max(1)),
             config,
             server_name,
             pool,
@@ -131,7 +135,36 @@ impl AppState {
             });
             state.background_tasks().push(recovery);
         }
+        // Broadcasts a stop or a crash interrupted go on where they were.
+        for broadcast_id in crate::db::broadcast::running(&state.pool).await? {
+            state.deliver_broadcast(broadcast_id);
+        }
         Ok(state)
+    }
+
+    /// Delivers a broadcast in the background (nothing happens if it is being delivered
+    /// already); stopping the server leaves its undelivered recipients for the next start.
+    pub fn deliver_broadcast(&self, broadcast_id: String) {
+        let state = self.clone();
+        let stopped = self.background.stop.subscribe();
+        let delivery = tokio::spawn(async move {
+            let delivered = crate::creators::broadcast::delivery::deliver(state.broadcasts(), &broadcast_id, stopped);
+            if let Err(error) = delivered.await {
+                tracing::warn!(broadcast_id, %error, "delivering a broadcast stopped");
+            }
+        });
+        let mut tasks = self.background_tasks();
+        tasks.retain(|task| !task.is_finished());
+        tasks.push(delivery);
+    }
+
+    /// What broadcasting needs.
+    pub fn broadcasts(&self) -> crate::creators::broadcast::BroadcastCtx<'_> {
+        crate::creators::broadcast::BroadcastCtx {
+            rooms: self.rooms(),
+            default_room_version: &self.default_room_version,
+            slots: &self.broadcast_slots,
+        }
     }
 
     fn background_tasks(&self) -> std::sync::MutexGuard<'_, Vec<tokio::task::JoinHandle<()>>> {

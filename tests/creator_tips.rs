@@ -381,3 +381,36 @@ async fn a_standard_client_shows_the_tip_as_text() {
         "{shown:?}"
     );
 }
+
+/// A charged tip whose message the room refuses (the member left before it could be posted)
+/// is tried a bounded number of times, then given up on: start-up stops retrying it, and the
+/// creator's ledger still lists it (it was charged) with the room's refusal.
+#[tokio::test]
+async fn an_approved_tip_the_room_refuses_is_given_up_after_bounded_tries() {
+    let billing = Billing::start().await;
+    let (server, bob, alice, room) = creator_and_member(&billing).await;
+    billing.set(Mode::ChargeThenDrop);
+    let (status, failed) = tip(&server, &alice, &room, "gone", five_to(&bob)).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{failed}");
+    server.leave(&alice, &room).await;
+    billing.set(Mode::Approve);
+
+    // Each start-up's recovery tries once more; the fifth refusal is the last.
+    for attempt in 1..=5 {
+        let unsettled = hearth::creators::tips::recover(server.state.tips()).await.unwrap();
+        assert_eq!(unsettled, 1, "try {attempt}");
+    }
+    assert_eq!(hearth::creators::tips::recover(server.state.tips()).await.unwrap(), 0, "given up");
+    assert!(tip_events(&server, &bob, &room).await.is_empty());
+    let (_, ledger) = server.get("/_hearth/client/v1/tips/received", bob.token()).await;
+    assert_eq!(ledger["chunk"].as_array().unwrap().len(), 1, "{ledger}");
+    let entry = &ledger["chunk"][0];
+    assert_eq!(entry["tip_id"], failed["tip_id"]);
+    assert!(entry["event_id"].is_null() && entry["post_error"].is_string(), "{entry}");
+    assert_eq!(ledger["totals"]["USD"]["count"], 1, "still charged, still counted");
+    assert_eq!(billing.charges(), 1);
+    // Alice's retry is told, and charges nothing.
+    let retry = tip(&server, &alice, &room, "gone", five_to(&bob)).await;
+    assert_error(&retry, StatusCode::FORBIDDEN, "M_FORBIDDEN");
+    assert_eq!(billing.charges(), 1);
+}

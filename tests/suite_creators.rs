@@ -1,4 +1,5 @@
-//! Creator features: tips through a real billing webhook, and blocking on every path.
+//! Creator features: tips through a real billing webhook, blocking on every path, and
+//! broadcast lists.
 //!
 //! One test binary per concern rather than per file: each file named below is a module of
 //! this binary, so CI links a dozen binaries instead of seventy, and the files' tests run
@@ -9,4 +10,5 @@
 mod common;
 
 mod blocking;
+mod broadcast;
 mod creator_tips;

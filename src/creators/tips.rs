@@ -28,6 +28,9 @@ use serde_json::{Value, json};
 /// The `msgtype` of a tip's `m.room.message`: a client that does not know it shows `body`
 /// (spec: "m.room.message msgtypes"), so standard clients see the tip as a line of text.
 pub const TIP_MSGTYPE: &str = "io.hearth.tip";
+/// Tries at posting an approved tip's event that the room may refuse (the member left it, say)
+/// before it is given up on: otherwise every start-up would try again forever.
+const MAX_POST_ATTEMPTS: i32 = 5;
 /// Longest message a member may attach to a tip.
 const MAX_MESSAGE_CHARS: usize = 500;
 
@@ -104,6 +107,9 @@ pub async fn send_tip(
         billing_url: None,
         event_id: None,
         created_ts: crate::time::now_ms(),
+        post_attempts: 0,
+        post_error: None,
+        post_given_up: false,
     };
     db::tips::insert_pending(pool, &tip).await?;
     // Two racing retransmissions inserted one row between them: continue whichever stands.
@@ -158,10 +164,22 @@ async fn settle(ctx: TipCtx<'_>, tip_id: &str) -> Result<TipOutcome> {
         tx.commit().await?;
     }
     match tip.state.as_str() {
-        "approved" => {
-            let event_id = show_in_room(ctx.rooms, tip_id).await?;
-            Ok(TipOutcome::Sent { tip_id: tip.tip_id, event_id })
-        }
+        "approved" if tip.post_given_up => Err(Error::forbidden(
+            "This tip was charged, but the room refused its message too often; it is in the creator's ledger",
+        )),
+        "approved" => match show_in_room(ctx.rooms, tip_id).await {
+            Ok(event_id) => Ok(TipOutcome::Sent { tip_id: tip.tip_id, event_id }),
+            Err(error) => {
+                // A refusal (not an outage) counts towards giving up.
+                if let Error::Matrix { .. } = error {
+                    let now = crate::time::now_ms();
+                    if db::tips::post_failed(pool, tip_id, &error.to_string(), MAX_POST_ATTEMPTS, now).await? {
+                        tracing::warn!(tip_id, %error, "gave up posting an approved tip's event");
+                    }
+                }
+                Err(error)
+            }
+        },
         "declined" => Ok(TipOutcome::Declined { tip_id: tip.tip_id, billing_url: tip.billing_url }),
         _ => Ok(TipOutcome::BillingUnavailable { tip_id: tip.tip_id }),
     }

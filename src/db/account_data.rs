@@ -106,6 +106,35 @@ pub async fn set_member(
     Ok(())
 }
 
+/// Appends rooms to a user's global `m.direct` (`additions`: `{user_id: [room_id, ...]}`),
+/// every other entry and room kept; one statement, so a concurrent change of another entry
+/// stays (an entry that is not an array is replaced).
+pub async fn add_direct_rooms(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    additions: &Value,
+    stream_position: i64,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO account_data (user_id, room_id, data_type, content, stream_position)
+         VALUES ($1, '', 'm.direct', $2::jsonb, $3)
+         ON CONFLICT (user_id, room_id, data_type) DO UPDATE SET
+           content = account_data.content || (
+             SELECT COALESCE(jsonb_object_agg(added.key, COALESCE(
+                      CASE WHEN jsonb_typeof(account_data.content -> added.key) = 'array'
+                           THEN account_data.content -> added.key END,
+                      '[]'::jsonb) || added.value), '{}'::jsonb)
+             FROM jsonb_each(EXCLUDED.content) AS added),
+           stream_position = EXCLUDED.stream_position",
+    )
+    .bind(user_id)
+    .bind(additions)
+    .bind(stream_position)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 /// The entry without `content[field][member]`; `false` if the user has no such entry.
 pub async fn remove_member(db: impl PgExecutor<'_>, at: ObjectMember<'_>, stream_position: i64) -> sqlx::Result<bool> {
     let updated = sqlx::query(

@@ -9,6 +9,7 @@ pub mod admin_server;
 pub mod admin_users;
 pub mod advisory_locks;
 pub mod backfill;
+pub mod broadcast;
 pub mod cluster_keeper;
 pub mod connection_health;
 pub mod devices;

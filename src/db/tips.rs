@@ -5,7 +5,7 @@ use sqlx::{PgConnection, PgExecutor};
 
 /// Columns as [`Tip`] reads them; `amount` as the text it was written as.
 const COLUMNS: &str = "tip_id, from_user, device_id, txn_id, to_user, room_id, amount::text AS amount, currency,
-     message, state, charge_id, billing_url, event_id, created_ts";
+     message, state, charge_id, billing_url, event_id, created_ts, post_attempts, post_error, post_given_up";
 
 #[derive(sqlx::FromRow, Clone, Debug)]
 pub struct Tip {
@@ -23,6 +23,11 @@ pub struct Tip {
     pub billing_url: Option<String>,
     pub event_id: Option<String>,
     pub created_ts: i64,
+    /// Failed tries at posting an approved tip's event, the last one's error, and whether
+    /// posting was given up after too many.
+    pub post_attempts: i32,
+    pub post_error: Option<String>,
+    pub post_given_up: bool,
 }
 
 /// Records a new pending tip unless the same client transaction recorded one already (then
@@ -102,12 +107,36 @@ pub async fn set_event(conn: &mut PgConnection, tip_id: &str, event_id: &str) ->
     Ok(())
 }
 
+/// Records a refused try at posting an approved tip's event; gives posting up at the
+/// `max_attempts`th. Whether it is given up now.
+pub async fn post_failed(
+    db: impl PgExecutor<'_>,
+    tip_id: &str,
+    error: &str,
+    max_attempts: i32,
+    now_ms: i64,
+) -> sqlx::Result<bool> {
+    let given_up: Option<bool> = sqlx::query_scalar(
+        "UPDATE tips SET post_attempts = post_attempts + 1, post_error = $2,
+                         post_given_up = post_attempts + 1 >= $3, updated_ts = $4
+         WHERE tip_id = $1 AND event_id IS NULL
+         RETURNING post_given_up",
+    )
+    .bind(tip_id)
+    .bind(error)
+    .bind(max_attempts)
+    .bind(now_ms)
+    .fetch_optional(db)
+    .await?;
+    Ok(given_up.unwrap_or(false))
+}
+
 /// Tips a crash or a failed webhook call left unsettled, or approved without their event yet,
 /// oldest first.
 pub async fn unsettled(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "SELECT tip_id FROM tips
-         WHERE state IN ('pending', 'failed') OR (state = 'approved' AND event_id IS NULL)
+         WHERE state IN ('pending', 'failed') OR (state = 'approved' AND event_id IS NULL AND NOT post_given_up)
          ORDER BY created_ts",
     )
     .fetch_all(db)

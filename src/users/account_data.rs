@@ -71,6 +71,8 @@ pub(crate) enum Change<'a> {
     RemoveTag { room: &'a RoomId, tag: &'a str },
     /// Adds a user to `m.ignored_user_list` (`on`), or removes them.
     Ignore { other: &'a UserId, on: bool },
+    /// Adds rooms to `m.direct` (`{user_id: [room_id, ...]}`), the other entries kept.
+    AddDirectRooms { additions: &'a Value },
 }
 
 /// Makes a change. Account data is delivered by /sync, so a change takes a stream position
@@ -102,6 +104,9 @@ pub(crate) async fn change(pool: &PgPool, streams: &Streams, user_id: &UserId, c
                 true => db::account_data::set_member(&mut *tx, at, &serde_json::json!({}), position).await?,
                 false => db::account_data::remove_member(&mut *tx, at, position).await.map(drop)?,
             }
+        }
+        Change::AddDirectRooms { additions } => {
+            db::account_data::add_direct_rooms(&mut *tx, user, additions, position).await?;
         }
     }
     tx.commit().await?;

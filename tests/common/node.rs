@@ -55,8 +55,18 @@ pub async fn start_node(database: &str, key: SigningKey) -> Node {
 
 /// [`start_node`] with the test configuration adjusted.
 pub async fn start_node_with(database: &str, key: SigningKey, adjust: impl FnOnce(&mut Config)) -> Node {
+    start_node_with_pool(database, key, 5, adjust).await
+}
+
+/// [`start_node_with`] with a pool of `connections` (a test of concurrent work needs more).
+pub async fn start_node_with_pool(
+    database: &str,
+    key: SigningKey,
+    connections: u32,
+    adjust: impl FnOnce(&mut Config),
+) -> Node {
     let dir = super::cluster_dir();
-    let pool = hearth::db::open_pool(hearth::db::embedded::connect_options(&dir, database), 5)
+    let pool = hearth::db::open_pool(hearth::db::embedded::connect_options(&dir, database), connections)
         .await
         .expect("open a pool on the test database");
     let mut config = test_config();

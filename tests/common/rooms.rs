@@ -126,6 +126,9 @@ pub fn inert_placeholder(name: &str, tag: &str) -> Option<String> {
         "report_id" => "999999".to_owned(),
         "token" => "nosuchtoken".to_owned(),
         "destination" => "remote.example".to_owned(),
+        // Broadcast lists and broadcasts (`/_hearth/client/v1/broadcast/...`).
+        "list_id" => "nosuchlist".to_owned(),
+        "broadcast_id" => "nosuchbroadcast".to_owned(),
         // Third-party networks (`/thirdparty/protocol/{protocol}`): none is bridged.
         "protocol" => "irc".to_owned(),
         _ => return None,

@@ -52,6 +52,10 @@ pub enum Scenario {
     /// transactions of 50 (PDUs/s acknowledged and readable), then the time to join a room of
     /// K members. The target must trust --ca-file's CA and allow loopback destinations.
     Federation(Box<FederationArgs>),
+    /// Hearth only: a creator with N subscribers sends one message to a list of them all
+    /// (each gets a new DM); seconds until every recipient is sent, and a validity check
+    /// (sent == total). --make-creator is the operator's command that makes the creator.
+    Broadcast(Box<BroadcastArgs>),
 }
 
 /// Options every scenario takes.
@@ -204,6 +208,21 @@ pub struct ServerPids {
     /// Process id of the --compare server, likewise.
     #[arg(long, value_name = "PID", requires = "compare")]
     pub compare_server_pid: Option<u32>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct BroadcastArgs {
+    #[command(flatten)]
+    pub target: Target,
+
+    /// Subscribers registered, all on the list the message goes to.
+    #[arg(long, value_name = "N", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub subscribers: u32,
+
+    /// The shell command that makes a user a creator, `{user}` standing for the user id,
+    /// e.g. 'hearth --config hearth.toml user creator {user}'.
+    #[arg(long, value_name = "COMMAND")]
+    pub make_creator: String,
 }
 
 #[derive(Args, Debug, Clone)]

@@ -18,6 +18,7 @@ use cli::{Cli, Target};
 use client::MatrixClient;
 use provisioning::{Registration, RunPrefix};
 use report::{Report, ServerRun};
+use scenarios::broadcast::{BroadcastParameters, BroadcastScenario};
 use scenarios::fanout::{FanoutParameters, FanoutScenario};
 use scenarios::federation::peer::PeerSettings;
 use scenarios::federation::{FederationParameters, FederationScenario};
@@ -104,6 +105,10 @@ async fn run(cli: Cli) -> Result<()> {
                 PeerSettings { port: args.port, tls_cert: args.tls_cert, tls_key: args.tls_key, ca_file: args.ca_file };
             let parameters = FederationParameters { pdus: args.pdus, members: args.members, peer };
             measure(FederationScenario::new(parameters), args.target).await
+        }
+        cli::Scenario::Broadcast(args) => {
+            let parameters = BroadcastParameters { subscribers: args.subscribers, make_creator: args.make_creator };
+            measure(BroadcastScenario(parameters), args.target).await
         }
     }
 }

@@ -2,6 +2,7 @@
 //! Matrix lacks for creator communities. Thin handlers over `crate::creators`.
 
 mod block;
+mod broadcast;
 mod extract;
 mod tips;
 
@@ -10,5 +11,6 @@ use axum::Router;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = tips::routes(router);
-    block::routes(router)
+    let router = block::routes(router);
+    broadcast::routes(router)
 }

@@ -94,6 +94,8 @@ async fn received(
                 "event_id": tip.event_id,
                 "charge_id": tip.charge_id,
                 "origin_server_ts": tip.created_ts,
+                // Charged, but its message could not be posted (given up after retries).
+                "post_error": tip.post_given_up.then_some(&tip.post_error),
             })
         })
         .collect();

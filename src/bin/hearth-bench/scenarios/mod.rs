@@ -1,6 +1,7 @@
 //! The scenarios. Each one provisions what it needs on one homeserver, measures, and returns
 //! its figures; `main` runs it against each server and hands the figures to the report.
 
+pub mod broadcast;
 pub mod delivery;
 pub mod fanout;
 pub mod federation;

@@ -1,0 +1,272 @@
+//! Delivering a broadcast: a background job that takes the pending recipients a chunk at a
+//! time and sends the message to each one's DM with the creator through the ordinary send
+//! path — the DM in the creator's `m.direct`, or a new one created as an invite, with the
+//! message in it for when the recipient accepts.
+//!
+//! Durable and free of duplicates across a crash: each recipient's message is appended with
+//! the transaction id of the broadcast (the send path keys retransmissions by room, so each DM
+//! gets its own), so an append repeated after a crash returns the first event instead of
+//! sending again; a new DM's room is recorded as soon as it exists, and a recipient without a
+//! recorded room or an `m.direct` one is first looked for among the two-member rooms the
+//! creator shares with them (where a DM made just before a crash is). Outcomes are recorded
+//! once per chunk.
+//!
+//! Fair to other traffic: appends in flight are bounded per broadcast and across all
+//! broadcasts of the process ([`BroadcastCtx::slots`]), so the database pool and the CPU stay
+//! available to other users' requests; every recipient's DM is its own room, so their room
+//! locks are never held against anyone else.
+//!
+//! Only the creator learns counts, never who was skipped: recipients who ignore (block) the
+//! creator, no longer subscribe nor share a room, or refuse invites are `skipped`.
+
+use super::BroadcastCtx;
+use crate::db;
+use crate::db::broadcast::{Broadcast, Outcome, PendingRecipient};
+use crate::error::{Error, Result};
+use crate::rooms::build::EventTemplate;
+use crate::rooms::create::{CreateRoom, Preset, create_room};
+use crate::rooms::send::{Transaction, append};
+use crate::users::account_data::{Change, change};
+use futures_util::StreamExt;
+use ruma::api::error::ErrorKind;
+use ruma::events::MessageLikeEventType;
+use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use serde_json::{Map, Value, json};
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Recipients read, checked and recorded together: batched lookups and one write of outcomes.
+const CHUNK: i64 = 500;
+/// Appends in flight for one broadcast (the process-wide bound is `BroadcastCtx::slots`).
+const IN_FLIGHT: usize = 8;
+/// The device of the transaction ids broadcasts are appended with: no real device, so never
+/// deleted with one (which would forget the ids and let a resumed delivery send again).
+const BROADCAST_DEVICE: &str = "io.hearth.broadcast";
+/// How long to wait when the database is unavailable before trying the chunk again.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// Delivers a broadcast until no recipient is pending or `stopped` says so; a broadcast
+/// another task (or process) is delivering already is left to it.
+pub async fn deliver(ctx: BroadcastCtx<'_>, broadcast_id: &str, stopped: watch::Receiver<bool>) -> Result<()> {
+    let pool = ctx.rooms.pool;
+    let Some(broadcast) = db::broadcast::broadcast(pool, broadcast_id).await? else { return Ok(()) };
+    if broadcast.state != "running" {
+        return Ok(());
+    }
+    // The lock lives as long as this connection, which is closed rather than pooled again.
+    let mut lock = pool.acquire().await?;
+    lock.close_on_drop();
+    if !db::broadcast::try_lock_delivery(&mut lock, broadcast_id).await? {
+        return Ok(());
+    }
+    let creator = UserId::parse(&broadcast.creator).map_err(|error| Error::internal(error.to_string()))?;
+    loop {
+        if *stopped.borrow() {
+            return Ok(());
+        }
+        let pending = db::broadcast::pending(pool, broadcast_id, CHUNK).await?;
+        if pending.is_empty() {
+            db::broadcast::finish(pool, broadcast_id, crate::time::now_ms()).await?;
+            tracing::info!(broadcast_id, "broadcast delivered");
+            return Ok(());
+        }
+        let all_settled = match deliver_chunk(ctx, &broadcast, &creator, pending, &stopped).await {
+            Ok(all_settled) => all_settled,
+            // The database is back soon; the chunk's recipients are still pending.
+            Err(Error::Unavailable(error)) => {
+                tracing::warn!(broadcast_id, %error, "broadcast delivery waits for the database");
+                false
+            }
+            Err(error) => return Err(error),
+        };
+        if !all_settled && !*stopped.borrow() {
+            tokio::time::sleep(RETRY_AFTER).await;
+        }
+    }
+}
+
+/// What became of one recipient.
+enum Fate {
+    Sent {
+        room_id: OwnedRoomId,
+        event_id: String,
+        new_dm: bool,
+    },
+    Skipped,
+    Failed {
+        room_id: Option<OwnedRoomId>,
+    },
+    /// Not settled (stopping, or the database unavailable): stays pending.
+    Later,
+}
+
+/// Delivers to one chunk of recipients and records their outcomes; `false` when some are
+/// left pending.
+async fn deliver_chunk(
+    ctx: BroadcastCtx<'_>,
+    broadcast: &Broadcast,
+    creator: &UserId,
+    pending: Vec<PendingRecipient>,
+    stopped: &watch::Receiver<bool>,
+) -> Result<bool> {
+    let pool = ctx.rooms.pool;
+    let id = broadcast.broadcast_id.as_str();
+    let users: Vec<String> = pending.iter().map(|recipient| recipient.user_id.clone()).collect();
+    let reachable: HashSet<String> =
+        db::broadcast::reachable(pool, creator.as_str(), &users).await?.into_iter().collect();
+    let ignoring: HashSet<String> =
+        db::broadcast::ignoring(pool, creator.as_str(), &users).await?.into_iter().collect();
+    let (wanted, unwanted): (Vec<PendingRecipient>, Vec<PendingRecipient>) = pending
+        .into_iter()
+        .partition(|recipient| reachable.contains(&recipient.user_id) && !ignoring.contains(&recipient.user_id));
+    let mut outcomes: Vec<Outcome> = unwanted
+        .into_iter()
+        .map(|recipient| Outcome { user_id: recipient.user_id, state: "skipped", room_id: None, event_id: None })
+        .collect();
+
+    let rooms = direct_rooms(ctx, creator, &wanted).await?;
+    let template = EventTemplate::message(MessageLikeEventType::RoomMessage, broadcast.content.clone());
+    let fates: Vec<(String, Fate)> = futures_util::stream::iter(wanted)
+        .map(|recipient| {
+            let room = rooms.get(&recipient.user_id).cloned();
+            let template = template.clone();
+            async move {
+                let fate = deliver_one(ctx, id, creator, &recipient.user_id, room, template, stopped).await;
+                (recipient.user_id, fate)
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+
+    let mut new_dms = Map::new();
+    let mut all_settled = true;
+    for (user_id, fate) in fates {
+        let outcome = match fate {
+            Fate::Sent { room_id, event_id, new_dm } => {
+                if new_dm {
+                    new_dms.insert(user_id.clone(), json!([room_id]));
+                }
+                Outcome { user_id, state: "sent", room_id: Some(room_id.to_string()), event_id: Some(event_id) }
+            }
+            Fate::Skipped => Outcome { user_id, state: "skipped", room_id: None, event_id: None },
+            Fate::Failed { room_id } => {
+                Outcome { user_id, state: "failed", room_id: room_id.map(|room| room.to_string()), event_id: None }
+            }
+            Fate::Later => {
+                all_settled = false;
+                continue;
+            }
+        };
+        outcomes.push(outcome);
+    }
+    // The creator's clients show the new DMs as DMs (as if the creator had started each).
+    if !new_dms.is_empty() {
+        let additions = Value::Object(new_dms);
+        change(pool, ctx.rooms.streams, creator, Change::AddDirectRooms { additions: &additions }).await?;
+    }
+    db::broadcast::record_outcomes(pool, id, &outcomes).await?;
+    Ok(all_settled)
+}
+
+/// The DM each recipient already has with the creator: a room recorded for them by an
+/// earlier attempt, one of the creator's `m.direct` rooms they are in, or a room of just the
+/// two of them.
+async fn direct_rooms(
+    ctx: BroadcastCtx<'_>,
+    creator: &UserId,
+    recipients: &[PendingRecipient],
+) -> Result<HashMap<String, OwnedRoomId>> {
+    let pool = ctx.rooms.pool;
+    let mut rooms: HashMap<String, String> = recipients
+        .iter()
+        .filter_map(|recipient| recipient.room_id.clone().map(|room| (recipient.user_id.clone(), room)))
+        .collect();
+    let direct = db::account_data::get(pool, creator.as_str(), "", "m.direct").await?.unwrap_or_default();
+    let candidates: Vec<(String, String)> = recipients
+        .iter()
+        .filter(|recipient| !rooms.contains_key(&recipient.user_id))
+        .flat_map(|recipient| {
+            let listed = direct.get(&recipient.user_id).and_then(Value::as_array).cloned().unwrap_or_default();
+            listed.into_iter().filter_map(|room| room.as_str().map(|room| (recipient.user_id.clone(), room.to_owned())))
+        })
+        .collect();
+    if !candidates.is_empty() {
+        rooms.extend(db::broadcast::shared_rooms_among(pool, creator.as_str(), &candidates).await?);
+    }
+    // Not in `m.direct`: a room of just the two of them is their DM all the same — a DM made
+    // just before a crash (recorded nowhere yet), or one a client's rewrite of `m.direct`
+    // dropped — rather than a reason to create another.
+    let unlisted: Vec<String> = recipients
+        .iter()
+        .filter(|recipient| !rooms.contains_key(&recipient.user_id))
+        .map(|recipient| recipient.user_id.clone())
+        .collect();
+    if !unlisted.is_empty() {
+        rooms.extend(db::broadcast::two_member_rooms(pool, creator.as_str(), &unlisted).await?);
+    }
+    let mut parsed = HashMap::with_capacity(rooms.len());
+    for (user, room) in rooms {
+        let room = RoomId::parse(&room).map_err(|error| Error::internal(format!("a stored room id: {error}")))?;
+        parsed.insert(user, room);
+    }
+    Ok(parsed)
+}
+
+/// Sends the message to one recipient's DM, creating the DM first if there is none.
+async fn deliver_one(
+    ctx: BroadcastCtx<'_>,
+    broadcast_id: &str,
+    creator: &UserId,
+    user_id: &str,
+    room: Option<OwnedRoomId>,
+    template: EventTemplate,
+    stopped: &watch::Receiver<bool>,
+) -> Fate {
+    if *stopped.borrow() {
+        return Fate::Later;
+    }
+    // Closed only when the process stops; then the recipient stays pending.
+    let Ok(_slot) = ctx.slots.acquire().await else { return Fate::Later };
+    let (room_id, new_dm) = match room {
+        Some(room_id) => (room_id, false),
+        None => match create_dm(ctx, broadcast_id, creator, user_id).await {
+            Ok(room_id) => (room_id, true),
+            Err(error) => return fate_of(&error, None, user_id),
+        },
+    };
+    let transaction = Transaction { device_id: BROADCAST_DEVICE, txn_id: broadcast_id };
+    match append(ctx.rooms, &room_id, creator, template, Some(transaction)).await {
+        Ok(event_id) => Fate::Sent { room_id, event_id: event_id.to_string(), new_dm },
+        Err(error) => fate_of(&error, Some(room_id), user_id),
+    }
+}
+
+/// A new DM of the creator with the recipient, invited (the message follows in it), and
+/// recorded for the recipient at once so a resumed delivery never creates a second.
+async fn create_dm(ctx: BroadcastCtx<'_>, broadcast_id: &str, creator: &UserId, user_id: &str) -> Result<OwnedRoomId> {
+    let invitee = OwnedUserId::try_from(user_id).map_err(|error| Error::internal(error.to_string()))?;
+    let request = CreateRoom {
+        preset: Some(Preset::TrustedPrivateChat),
+        is_direct: true,
+        invite: vec![invitee],
+        ..CreateRoom::default()
+    };
+    let room_id = create_room(ctx.rooms, ctx.default_room_version, creator, request).await?;
+    db::broadcast::set_room(ctx.rooms.pool, broadcast_id, user_id, room_id.as_str()).await?;
+    Ok(room_id)
+}
+
+/// A refused invite (the recipient blocks invites) is a skip the creator is not told about;
+/// an unavailable database is tried again later; anything else fails this recipient.
+fn fate_of(error: &Error, room_id: Option<OwnedRoomId>, user_id: &str) -> Fate {
+    match error {
+        Error::Matrix { kind: ErrorKind::InviteBlocked, .. } => Fate::Skipped,
+        Error::Unavailable(_) => Fate::Later,
+        _ => {
+            tracing::warn!(user_id, %error, "a broadcast could not be delivered");
+            Fate::Failed { room_id }
+        }
+    }
+}
