@@ -7,8 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a bench may fail loudly
 
 use divan::Bencher;
-use hearth::server_key::SigningKey;
 use hearth::rooms::build::{EventTemplate, Placement, build_and_sign, build_unsigned};
+use hearth::server_key::SigningKey;
 use ruma::events::MessageLikeEventType;
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, RoomVersionId, owned_event_id, room_id, server_name, user_id,
