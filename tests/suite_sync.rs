@@ -18,3 +18,4 @@ mod sync_joins;
 mod sync_lazy_members;
 mod sync_live;
 mod sync_to_device;
+mod websocket;
