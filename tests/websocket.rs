@@ -577,7 +577,7 @@ async fn bad_frames_get_matrix_errors_and_the_connection_lives_on() {
         (Message::text(r#"{"id": "a", "op": "dance"}"#), Some("a"), 404, "M_UNRECOGNIZED"),
         (Message::text(r#"{"id": "b", "op": "send", "room_id": 5}"#), Some("b"), 400, "M_BAD_JSON"),
         (
-            Message::text(r#"{"id": "c", "op": "send", "room_id": "nope", "type": "m.room.message", "content": {}}"#)
+            Message::text(r#"{"id": "c", "op": "send", "room_id": "nope", "type": "m.room.message", "content": {}}"#),
             Some("c"),
             400,
             "M_INVALID_PARAM",
