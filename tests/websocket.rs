@@ -531,7 +531,13 @@ async fn read_everything(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_is_closed_cleanly_and_resumes_from_its_last_token() {
-    let server = TestServer::start_with(|config| config.limits.ws_send_queue = 2).await;
+    let server = TestServer::start_with(|config| {
+        config.limits.ws_send_queue = 2;
+        // The server waits this long for a stuck socket (and for a silent client) before it
+        // drops the connection; the flood below must fit in it even on a loaded machine.
+        config.limits.ws_ping_interval_secs = 300;
+    })
+    .await;
     let (alice, bob, room) = two_in_a_room(&server).await;
     let since = initial_token(&server, &alice).await;
     let filter: Value = serde_json::from_str(NO_GAPS).unwrap();

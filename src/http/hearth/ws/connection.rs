@@ -169,13 +169,14 @@ impl Producer {
                 Ok(None) => return outbox.close(close::GOING_AWAY, None, resume.as_deref()),
                 Err(error) => {
                     let code = if server_side(&error) { close::INTERNAL } else { close::BAD_START };
-                    return outbox.fail(code, error, resume.as_deref()).await;
+                    return Box::pin(outbox.fail(code, error, resume.as_deref())).await;
                 }
             };
-            // A device signed out while the delta was built is sent nothing more.
-            if let Err(error) = sessions::authenticate(&state.pool, &token, &client).await {
+            // A device signed out while the delta was built is sent nothing more. (Boxed, as the
+            // delta is: an idle connection keeps only this loop's small state.)
+            if let Err(error) = Box::pin(sessions::authenticate(&state.pool, &token, &client)).await {
                 let code = if server_side(&error) { close::INTERNAL } else { close::TOKEN };
-                return outbox.fail(code, error, resume.as_deref()).await;
+                return Box::pin(outbox.fail(code, error, resume.as_deref())).await;
             }
             let next_batch = delta["next_batch"].as_str().map(str::to_owned);
             match outbox.queue.try_send(frames::sync(delta)) {
@@ -205,10 +206,13 @@ async fn read(
             _ = &mut *writer => return,
         };
         heard = Instant::now();
+        // Boxed: an idle connection's reader keeps only this loop's small state.
         let answer = match frame {
             None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            Some(Ok(Message::Binary(_))) => frames::error(None, Error::not_json("Frames are JSON text")).await,
+            Some(Ok(Message::Binary(_))) => {
+                Box::pin(frames::error(None, Error::not_json("Frames are JSON text"))).await
+            }
             Some(Ok(Message::Text(text))) => Box::pin(answer(state, (token, client), &text)).await,
         };
         if outbox.queue.send(answer).await.is_err() {
