@@ -60,9 +60,16 @@ pub async fn run(socket: WebSocket, state: AppState, caller: Caller) {
     if let Some((token, client)) = started {
         read(&state, (&token, &client), &mut incoming, &outbox, &mut writer).await;
     }
+    // The client left (or is being closed, and then the first close asked for wins): the
+    // writer says goodbye or finds the socket gone, and ends; its queue closing ends the
+    // producer, which would otherwise hold the connection until its next delta.
+    outbox.close(close::NORMAL, None, None);
     drop(outbox);
-    // The writer ends once it sent what the reader and the producer asked for.
-    let _ = writer.await;
+    // The writer ends once it sent what the reader and the producer asked for. The reader may
+    // have seen it end already, and a spent handle must not be awaited again.
+    if !writer.is_finished() {
+        let _ = writer.await;
+    }
 }
 
 /// Reads the start frame, signs the client in and opens its sync stream; on success the

@@ -12,6 +12,8 @@ use serde_json::{Map, Value, json};
 
 /// Close codes (RFC 6455 keeps 4000-4999 for applications).
 pub mod close {
+    /// The client left, or ended the connection itself.
+    pub const NORMAL: u16 = 1000;
     /// The server is stopping: resume, on this server or another.
     pub const GOING_AWAY: u16 = 1001;
     /// Something failed on the server: resume.
