@@ -1,14 +1,13 @@
 //! The WebSocket transport (`/_hearth/client/v1/ws`, docs/API.md): a client that syncs over a
 //! socket and a client that long-polls `/sync` chat with nothing lost or repeated, across
-//! disconnects, transports, two processes and a client too slow to keep up; bad frames and bad
-//! tokens get Matrix errors and close codes, never a dead or panicking server.
+//! disconnects and transports, and the stream invariant over both transports at once. The
+//! test client here serves `websocket_edges` too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use crate::common;
 use common::node::*;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use hearth::federation::keys::SigningKey;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
@@ -18,19 +17,18 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::{WebSocketStream, client_async};
 
-const PW: &str = "websocket-test-password";
+pub(crate) const PW: &str = "websocket-test-password";
 /// How long a client waits for what must come (a correct server takes milliseconds; this only
 /// turns a hang into a failure).
-const PATIENCE: Duration = Duration::from_secs(30);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(30);
 /// A timeline limit above anything a test sends: a limited timeline would be a gap.
-const NO_GAPS: &str = r#"{"room": {"timeline": {"limit": 1000}}}"#;
+pub(crate) const NO_GAPS: &str = r#"{"room": {"timeline": {"limit": 1000}}}"#;
 
 /// What the server sent, as a client sees it.
 #[derive(Debug)]
-enum Frame {
+pub(crate) enum Frame {
     Json(Value),
     Ping,
     Close(u16, Value),
@@ -39,15 +37,19 @@ enum Frame {
 }
 
 /// A WebSocket client of `/_hearth/client/v1/ws` that keeps every delta it was pushed.
-struct Ws {
-    socket: WebSocketStream<TcpStream>,
-    syncs: Vec<Value>,
+pub(crate) struct Ws {
+    pub(crate) socket: WebSocketStream<TcpStream>,
+    pub(crate) syncs: Vec<Value>,
     next_id: u64,
 }
 
 /// Opens the socket (the token, if given, in the upgrade request); the handshake's refusal if
 /// the server refused.
-async fn open_socket(base_url: &str, token: Option<&str>, small_buffer: bool) -> Result<Ws, Box<reqwest::Response>> {
+pub(crate) async fn open_socket(
+    base_url: &str,
+    token: Option<&str>,
+    small_buffer: bool,
+) -> Result<Ws, Box<reqwest::Response>> {
     let address = base_url.strip_prefix("http://").expect("http base url");
     let stream = if small_buffer {
         // A client that reads slowly: the server's socket fills after little more than its own
@@ -75,18 +77,18 @@ async fn open_socket(base_url: &str, token: Option<&str>, small_buffer: bool) ->
 
 impl Ws {
     /// Connects with the token in the upgrade request and starts the sync with `start`.
-    async fn start(base_url: &str, user: &TestUser, start: Value) -> Ws {
+    pub(crate) async fn start(base_url: &str, user: &TestUser, start: Value) -> Ws {
         let mut ws = open_socket(base_url, user.token(), false).await.expect("upgrade accepted");
         ws.send(start).await;
         ws
     }
 
-    async fn send(&mut self, frame: Value) {
+    pub(crate) async fn send(&mut self, frame: Value) {
         self.socket.send(Message::text(frame.to_string())).await.expect("frame sent");
     }
 
     /// The next frame from the server, within [`PATIENCE`].
-    async fn next(&mut self) -> Frame {
+    pub(crate) async fn next(&mut self) -> Frame {
         let next = tokio::time::timeout(PATIENCE, self.socket.next()).await.expect("a frame within the patience");
         match next {
             Some(Ok(Message::Text(text))) => {
@@ -107,7 +109,7 @@ impl Ws {
     }
 
     /// The next JSON frame (pings are answered by the client library and skipped).
-    async fn next_json(&mut self) -> Value {
+    pub(crate) async fn next_json(&mut self) -> Value {
         loop {
             match self.next().await {
                 Frame::Json(frame) => return frame,
@@ -118,7 +120,7 @@ impl Ws {
     }
 
     /// Reads deltas until `done` holds for all that arrived so far.
-    async fn until(&mut self, what: &str, done: impl Fn(&[Value]) -> bool) {
+    pub(crate) async fn until(&mut self, what: &str, done: impl Fn(&[Value]) -> bool) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while !done(&self.syncs) {
             assert!(tokio::time::Instant::now() < deadline, "{what} did not arrive: {:#?}", self.syncs);
@@ -127,7 +129,7 @@ impl Ws {
     }
 
     /// Sends a request with a fresh id; returns its answer (deltas arriving meanwhile are kept).
-    async fn request(&mut self, mut frame: Value) -> Value {
+    pub(crate) async fn request(&mut self, mut frame: Value) -> Value {
         self.next_id += 1;
         let id = format!("r{}", self.next_id);
         frame["id"] = json!(id);
@@ -142,7 +144,7 @@ impl Ws {
     }
 
     /// The close the server ends with, after any frames still on their way.
-    async fn close(&mut self) -> (u16, Value) {
+    pub(crate) async fn close(&mut self) -> (u16, Value) {
         loop {
             match self.next().await {
                 Frame::Close(code, reason) => return (code, reason),
@@ -152,44 +154,44 @@ impl Ws {
         }
     }
 
-    fn last_token(&self) -> String {
+    pub(crate) fn last_token(&self) -> String {
         let last = self.syncs.last().expect("a delta arrived");
         last["next_batch"].as_str().expect("next_batch").to_owned()
     }
 
-    fn messages(&self, room: &str) -> Vec<String> {
+    pub(crate) fn messages(&self, room: &str) -> Vec<String> {
         self.syncs.iter().flat_map(|sync| bodies(sync, room)).collect()
     }
 }
 
-fn timeline(sync: &Value, room: &str) -> Vec<Value> {
+pub(crate) fn timeline(sync: &Value, room: &str) -> Vec<Value> {
     sync["rooms"]["join"][room]["timeline"]["events"].as_array().cloned().unwrap_or_default()
 }
 
-fn messages(sync: &Value, room: &str) -> Vec<Value> {
+pub(crate) fn messages(sync: &Value, room: &str) -> Vec<Value> {
     timeline(sync, room).into_iter().filter(|event| event["type"] == "m.room.message").collect()
 }
 
-fn bodies(sync: &Value, room: &str) -> Vec<String> {
+pub(crate) fn bodies(sync: &Value, room: &str) -> Vec<String> {
     messages(sync, room).iter().filter_map(|e| e["content"]["body"].as_str().map(str::to_owned)).collect()
 }
 
-fn ephemeral(sync: &Value, room: &str, kind: &str) -> Vec<Value> {
+pub(crate) fn ephemeral(sync: &Value, room: &str, kind: &str) -> Vec<Value> {
     let events = sync["rooms"]["join"][room]["ephemeral"]["events"].as_array().cloned().unwrap_or_default();
     events.into_iter().filter(|event| event["type"] == kind).collect()
 }
 
-fn send(room: &str, body: &str) -> Value {
+pub(crate) fn send(room: &str, body: &str) -> Value {
     json!({"op": "send", "room_id": room, "type": "m.room.message", "content": {"msgtype": "m.text", "body": body}})
 }
 
-fn event_id(answer: &Value) -> String {
+pub(crate) fn event_id(answer: &Value) -> String {
     answer["result"]["event_id"].as_str().unwrap_or_else(|| panic!("the send succeeded: {answer}")).to_owned()
 }
 
 /// Long-polls `/sync` from `since` until `done` holds for what arrived; returns the responses
 /// and the last token.
-async fn long_poll_until(
+pub(crate) async fn long_poll_until(
     api: &impl Api,
     user: &TestUser,
     since: &str,
@@ -208,14 +210,14 @@ async fn long_poll_until(
     (responses, since)
 }
 
-async fn initial_token(server: &TestServer, user: &TestUser) -> String {
+pub(crate) async fn initial_token(server: &TestServer, user: &TestUser) -> String {
     let (status, body) = server.get("/_matrix/client/v3/sync", user.token()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body["next_batch"].as_str().expect("next_batch").to_owned()
 }
 
 /// Alice and Bob in a room of their own.
-async fn two_in_a_room(server: &TestServer) -> (TestUser, TestUser, String) {
+pub(crate) async fn two_in_a_room(server: &TestServer) -> (TestUser, TestUser, String) {
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
     let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
@@ -527,199 +529,4 @@ async fn read_everything(
         }
         last_look = done.load(Ordering::SeqCst) && count(&seen) >= total;
     }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_client_that_stops_reading_is_closed_cleanly_and_resumes_from_its_last_token() {
-    let server = TestServer::start_with(|config| {
-        config.limits.ws_send_queue = 2;
-        // The server waits this long for a stuck socket (and for a silent client) before it
-        // drops the connection; the flood below must fit in it even on a loaded machine.
-        config.limits.ws_ping_interval_secs = 300;
-    })
-    .await;
-    let (alice, bob, room) = two_in_a_room(&server).await;
-    let since = initial_token(&server, &alice).await;
-    let filter: Value = serde_json::from_str(NO_GAPS).unwrap();
-    let mut ws = open_socket(&server.base_url, alice.token(), true).await.expect("upgrade");
-    ws.send(json!({"since": since, "filter": filter})).await;
-    // Alice stops reading while Bob writes more than the sockets between them hold (the
-    // server's send buffer grows to 4 MiB here).
-    let big = incompressible(50_000);
-    let count = 150;
-    for i in 0..count {
-        server.send_text(&bob, &room, &format!("big{i}"), &format!("{i} {big}")).await;
-    }
-    let (code, reason) = ws.close().await;
-    assert_eq!(code, 4003, "closed as fallen behind: {reason}");
-    let delivered = ws.syncs.len();
-    assert!(delivered > 0, "the frames queued before the close came first");
-    assert_eq!(reason["next_batch"], ws.last_token(), "the close names the last delta sent");
-    let first_part: Vec<String> = ws.messages(&room);
-    assert!(first_part.len() < count, "the server did not hold everything for a client that did not read");
-
-    let mut resumed = Ws::start(&server.base_url, &alice, json!({"since": ws.last_token(), "filter": filter})).await;
-    let rest = count - first_part.len();
-    resumed.until("the rest", |syncs| syncs.iter().map(|s| bodies(s, &room).len()).sum::<usize>() >= rest).await;
-    let mut all = first_part;
-    all.extend(resumed.messages(&room));
-    let numbers: Vec<usize> = all.iter().map(|body| body.split(' ').next().unwrap().parse().unwrap()).collect();
-    assert_eq!(numbers, (0..count).collect::<Vec<_>>(), "every message once, in order, across the close");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_frames_get_matrix_errors_and_the_connection_lives_on() {
-    let server = TestServer::start().await;
-    let (alice, bob, room) = two_in_a_room(&server).await;
-    let private = server.create_room(&bob, json!({"preset": "private_chat"})).await;
-    let mut ws = Ws::start(&server.base_url, &alice, json!({})).await;
-    ws.until("the initial sync", |syncs| !syncs.is_empty()).await;
-
-    let cases: Vec<(Message, Option<&str>, u16, &str)> = vec![
-        (Message::text("{not json"), None, 400, "M_NOT_JSON"),
-        (Message::binary(b"{}".to_vec()), None, 400, "M_NOT_JSON"),
-        (Message::text(r#"{"op": "send"}"#), None, 400, "M_BAD_JSON"),
-        (Message::text(r#"{"id": 7, "op": "ping"}"#), None, 400, "M_BAD_JSON"),
-        (Message::text(r#"{"id": "a", "op": "dance"}"#), Some("a"), 404, "M_UNRECOGNIZED"),
-        (Message::text(r#"{"id": "b", "op": "send", "room_id": 5}"#), Some("b"), 400, "M_BAD_JSON"),
-        (
-            Message::text(r#"{"id": "c", "op": "send", "room_id": "nope", "type": "m.room.message", "content": {}}"#),
-            Some("c"),
-            400,
-            "M_INVALID_PARAM",
-        ),
-        (
-            Message::text(format!(
-                r#"{{"id": "d", "op": "send", "room_id": "{private}", "type": "m.room.message", "content": {{"body": "hi"}}}}"#
-            )),
-            Some("d"),
-            403,
-            "M_FORBIDDEN",
-        ),
-        (
-            Message::text(format!(
-                r#"{{"id": "e", "op": "receipt", "room_id": "{room}", "receipt_type": "m.read", "event_id": "not-an-id"}}"#
-            )),
-            Some("e"),
-            400,
-            "M_INVALID_PARAM",
-        ),
-        (
-            Message::text(format!(
-                r#"{{"id": "f", "op": "receipt", "room_id": "{room}", "receipt_type": "m.nope", "event_id": "$abc"}}"#
-            )),
-            Some("f"),
-            400,
-            "M_INVALID_PARAM",
-        ),
-        (Message::text("[]"), None, 400, "M_BAD_JSON"),
-    ];
-    for (frame, id, status, errcode) in cases {
-        let shown = format!("{frame:?}");
-        ws.socket.send(frame).await.expect("sent");
-        let answer = ws.next_json().await;
-        assert_eq!(answer["status"], status, "{shown}: {answer}");
-        assert_eq!(answer["error"]["errcode"], errcode, "{shown}: {answer}");
-        assert!(answer["error"]["error"].is_string(), "{shown}: {answer}");
-        match id {
-            Some(id) => {
-                assert_eq!((answer["op"].as_str(), answer["id"].as_str()), (Some("result"), Some(id)), "{answer}")
-            }
-            None => assert_eq!(answer["op"], "error", "{answer}"),
-        }
-    }
-    // Still connected, still synced.
-    let answer = ws.request(send(&room, "still here")).await;
-    event_id(&answer);
-    ws.until("its own message", |syncs| syncs.iter().any(|s| bodies(s, &room) == ["still here"])).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_tokens_and_bad_starts_are_refused_with_a_reason() {
-    let server = TestServer::start().await;
-    let (alice, bob, room) = two_in_a_room(&server).await;
-
-    // A bad token in the upgrade request: an ordinary 401 before any upgrade.
-    let refused = open_socket(&server.base_url, Some("not-a-token"), false).await.err().expect("refused");
-    assert_eq!(refused.status(), StatusCode::UNAUTHORIZED);
-    let body: Value = refused.json().await.expect("JSON");
-    assert_eq!(body["errcode"], "M_UNKNOWN_TOKEN", "{body}");
-    // Not a WebSocket request at all.
-    assert_error(&server.get("/_hearth/client/v1/ws", alice.token()).await, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
-
-    let closes = [
-        (None, json!({"since": "h1_0"}), 4001, "M_MISSING_TOKEN"),
-        (None, json!({"access_token": "wrong"}), 4001, "M_UNKNOWN_TOKEN"),
-        (alice.token(), json!({"since": "h1_999999999"}), 4002, "M_INVALID_PARAM"),
-        (alice.token(), json!({"since": "garbage"}), 4002, "M_INVALID_PARAM"),
-        (alice.token(), json!({"filter": "no-such-filter"}), 4002, "M_INVALID_PARAM"),
-        (alice.token(), json!({"op": "send", "room_id": room}), 4002, "M_BAD_JSON"),
-        (alice.token(), json!({"since": 5}), 4002, "M_BAD_JSON"),
-    ];
-    for (token, start, code, errcode) in closes {
-        let mut ws = open_socket(&server.base_url, token, false).await.expect("upgrade");
-        ws.send(start.clone()).await;
-        let error = ws.next_json().await;
-        assert_eq!(error["error"]["errcode"], errcode, "{start}: {error}");
-        let (closed, reason) = ws.close().await;
-        assert_eq!((closed, reason["errcode"].as_str()), (code, Some(errcode)), "{start}: {reason}");
-    }
-
-    // A device that signs out is closed at its next delta.
-    let mut ws = Ws::start(&server.base_url, &alice, json!({})).await;
-    ws.until("the initial sync", |syncs| !syncs.is_empty()).await;
-    let (status, body) = server.post("/_matrix/client/v3/logout", alice.token(), json!({})).await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    server.send_text(&bob, &room, "after", "after the logout").await;
-    let (code, reason) = ws.close().await;
-    assert_eq!((code, reason["errcode"].as_str()), (4001, Some("M_UNKNOWN_TOKEN")), "{reason}");
-    assert!(ws.messages(&room).is_empty(), "nothing reached the signed-out device: {:#?}", ws.syncs);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pings_keep_a_reading_client_connected() {
-    let server = TestServer::start_with(|config| config.limits.ws_ping_interval_secs = 1).await;
-    let (alice, _bob, _room) = two_in_a_room(&server).await;
-    let mut ws = Ws::start(&server.base_url, &alice, json!({})).await;
-    let mut pings = 0;
-    let until = tokio::time::Instant::now() + Duration::from_millis(3500);
-    // The client library answers each ping as it reads; the server counts that as the
-    // client's sign of life, so the connection outlives two intervals.
-    while let Ok(frame) = tokio::time::timeout_at(until, ws.next()).await {
-        match frame {
-            Frame::Ping => pings += 1,
-            Frame::Json(_) => {}
-            other => panic!("the connection ended: {other:?}"),
-        }
-    }
-    assert!(pings >= 2, "pinged every second: {pings} pings in 3.5 s");
-    let answer = ws.request(json!({"op": "ping"})).await;
-    assert_eq!(answer["result"], json!({}), "{answer}");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_socket_on_one_process_wakes_for_a_message_sent_through_another_and_resumes_when_it_stops() {
-    let server = TestServer::start().await;
-    // The second process only reads (its events would carry another key than the drop check
-    // verifies with).
-    let other = start_node(&server.database, SigningKey::generate().expect("key")).await;
-    let (alice, bob, room) = two_in_a_room(&server).await;
-    let since = initial_token(&server, &alice).await;
-    let mut ws = Ws::start(&other.base_url, &alice, json!({"since": since})).await;
-    // Give the socket time to be waiting: the message must wake it, not be found at start.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    server.send_text(&bob, &room, "b1", "across processes").await;
-    ws.until("the message", |syncs| syncs.iter().any(|s| bodies(s, &room) == ["across processes"])).await;
-
-    // The other process stops: the socket is closed with the token to resume from, and the
-    // first process continues from it.
-    other.state.streams.stop_waiting();
-    let (code, reason) = ws.close().await;
-    assert_eq!(code, u16::from(CloseCode::Away), "{reason}");
-    assert_eq!(reason["next_batch"], ws.last_token(), "{reason}");
-    other.stop().await;
-    server.send_text(&bob, &room, "b2", "after the stop").await;
-    let mut resumed = Ws::start(&server.base_url, &alice, json!({"since": ws.last_token()})).await;
-    resumed.until("the next message", |syncs| syncs.iter().any(|s| bodies(s, &room) == ["after the stop"])).await;
-    assert_eq!(resumed.messages(&room), ["after the stop"], "nothing repeated, nothing lost");
 }
