@@ -292,6 +292,12 @@ pub struct LimitsConfig {
     pub header_timeout_secs: u64,
     /// The longest pause while a request body is sent, in seconds.
     pub body_timeout_secs: u64,
+    /// Frames waiting to be written to one WebSocket; a client whose queue is full when a new
+    /// sync delta is ready has fallen behind and is closed (it resumes from its last token).
+    pub ws_send_queue: usize,
+    /// Seconds between the pings a WebSocket is sent; a client silent for two intervals, or a
+    /// frame its socket does not take within one, ends the connection.
+    pub ws_ping_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -343,7 +349,13 @@ impl Default for RateLimitConfig {
 
 impl Default for LimitsConfig {
     fn default() -> Self {
-        LimitsConfig { max_request_size: 4 * 1024 * 1024, header_timeout_secs: 30, body_timeout_secs: 30 }
+        LimitsConfig {
+            max_request_size: 4 * 1024 * 1024,
+            header_timeout_secs: 30,
+            body_timeout_secs: 30,
+            ws_send_queue: 16,
+            ws_ping_interval_secs: 30,
+        }
     }
 }
 
@@ -470,6 +482,12 @@ impl Config {
         }
         if self.limits.body_timeout_secs == 0 {
             return fail("limits.body_timeout_secs", "must be at least 1".to_owned());
+        }
+        if self.limits.ws_send_queue == 0 {
+            return fail("limits.ws_send_queue", "must be at least 1".to_owned());
+        }
+        if self.limits.ws_ping_interval_secs == 0 {
+            return fail("limits.ws_ping_interval_secs", "must be at least 1".to_owned());
         }
         let supported = ["6", "7", "8", "9", "10", "11", "12"];
         if !supported.contains(&self.rooms.default_version.as_str()) {

@@ -148,43 +148,56 @@ async fn an_unreachable_homeserver_is_a_readable_error() {
 }
 
 #[tokio::test]
-async fn paired_delivers_every_message_once_in_order_and_measures_latency() {
+async fn paired_delivers_every_message_once_in_order_and_measures_latency_on_both_transports() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let json = dir.path().join("paired.json");
-    let output = bench(&[
-        "paired",
-        "--homeserver",
-        &server.base_url,
-        "--shared-secret",
-        SHARED_SECRET,
-        "--pairs",
-        "3",
-        "--messages",
-        "5",
-        "--json",
-        json.to_str().expect("utf-8 path"),
-    ])
-    .await;
-    assert!(output.status.success(), "bench failed: {}{}", text(&output.stdout), text(&output.stderr));
+    for (run, transport) in ["long-poll", "ws"].into_iter().enumerate() {
+        let args = ["--shared-secret", SHARED_SECRET, "--pairs", "3", "--messages", "5"];
+        let (output, report) = run_valid(&server, dir.path(), "paired", &args, transport).await;
+        let parameters = &report["parameters"];
+        assert_eq!((parameters["pairs"].as_u64(), parameters["messages"].as_u64()), (Some(3), Some(5)));
+        let servers = report["servers"].as_array().expect("servers");
+        assert_eq!(servers.len(), 1);
+        check_validity(&servers[0]["validity"], 30);
+        // 6 users each sent 5 messages, and every one has a latency.
+        assert_eq!(check_phase(&servers[0]["phase"], 30), "paired");
+        assert_eq!(servers[0]["phase"]["concurrency"], 6);
+        let sent = 30 * (run as i64 + 1);
+        assert_eq!(server.count("SELECT count(*) FROM events WHERE event_type = 'm.room.message'").await, sent);
+        assert!(text(&output.stdout).contains("30/30"), "{}", text(&output.stdout));
+    }
+}
 
+/// Runs `scenario` against `server` over `transport` and returns its output and its JSON
+/// report, checked to be a valid run of that scenario and transport.
+async fn run_valid(
+    server: &TestServer,
+    dir: &std::path::Path,
+    scenario: &str,
+    args: &[&str],
+    transport: &str,
+) -> (Output, Value) {
+    let json = dir.join(format!("{scenario}-{transport}.json"));
+    let mut all = vec![scenario, "--homeserver", &server.base_url, "--transport", transport];
+    all.extend_from_slice(args);
+    all.extend(["--json", json.to_str().expect("utf-8 path")]);
+    let output = bench(&all).await;
+    assert!(output.status.success(), "bench failed: {}{}", text(&output.stdout), text(&output.stderr));
     let report = read_report(&json);
-    assert_eq!(report["scenario"], "paired");
+    assert_eq!(report["scenario"], scenario);
     assert_eq!(report["valid"], true, "{report}");
-    assert_eq!((report["parameters"]["pairs"].as_u64(), report["parameters"]["messages"].as_u64()), (Some(3), Some(5)));
-    let servers = report["servers"].as_array().expect("servers");
-    assert_eq!(servers.len(), 1);
-    let validity = &servers[0]["validity"];
+    assert_eq!(report["parameters"]["transport"], transport, "{report}");
+    (output, report)
+}
+
+/// Checks a delivery validity report: all `expected` delivered, none missing, repeated, out of
+/// order or altered.
+fn check_validity(validity: &Value, expected: u64) {
     assert_eq!(validity["valid"], true, "{validity}");
-    assert_eq!((validity["expected"].as_u64(), validity["delivered"].as_u64()), (Some(30), Some(30)), "{validity}");
+    assert_eq!((validity["expected"].as_u64(), validity["delivered"].as_u64()), (Some(expected), Some(expected)));
     for count in ["missing", "duplicates", "out_of_order", "altered"] {
         assert_eq!(validity[count], 0, "{count}: {validity}");
     }
-    // 6 users each sent 5 messages, and every one has a latency.
-    assert_eq!(check_phase(&servers[0]["phase"], 30), "paired");
-    assert_eq!(servers[0]["phase"]["concurrency"], 6);
-    assert_eq!(server.count("SELECT count(*) FROM events WHERE event_type = 'm.room.message'").await, 30);
-    assert!(text(&output.stdout).contains("30/30"), "{}", text(&output.stdout));
 }
 
 fn sql_text(value: &Value) -> String {
@@ -200,48 +213,27 @@ fn ordered_latency(latency: &Value) -> (f64, f64, f64) {
 }
 
 #[tokio::test]
-async fn fanout_delivers_every_message_to_every_member_once_in_order() {
+async fn fanout_delivers_every_message_to_every_member_once_in_order_on_both_transports() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
-    let json = dir.path().join("fanout.json");
-    let output = bench(&[
-        "fanout",
-        "--homeserver",
-        &server.base_url,
-        "--shared-secret",
-        SHARED_SECRET,
-        "--members",
-        "4",
-        "--messages",
-        "3",
-        "--interval-ms",
-        "20",
-        "--json",
-        json.to_str().expect("utf-8 path"),
-    ])
-    .await;
-    assert!(output.status.success(), "bench failed: {}{}", text(&output.stdout), text(&output.stderr));
+    for transport in ["long-poll", "ws"] {
+        let args = ["--shared-secret", SHARED_SECRET, "--members", "4", "--messages", "3", "--interval-ms", "20"];
+        let (output, report) = run_valid(&server, dir.path(), "fanout", &args, transport).await;
+        let run = &report["servers"][0];
+        check_validity(&run["validity"], 12);
+        // Every (member, message) delivery has a latency.
+        assert_eq!(check_phase(&run["phase"], 12), "fanout");
+        assert_eq!(run["phase"]["concurrency"], 4);
+        ordered_latency(&run["send_latency_ms"]);
 
-    let report = read_report(&json);
-    assert_eq!(report["scenario"], "fanout");
-    assert_eq!(report["valid"], true, "{report}");
-    let run = &report["servers"][0];
-    let validity = &run["validity"];
-    assert_eq!((validity["expected"].as_u64(), validity["delivered"].as_u64()), (Some(12), Some(12)), "{validity}");
-    for count in ["missing", "duplicates", "out_of_order", "altered"] {
-        assert_eq!(validity[count], 0, "{count}: {validity}");
+        // The server holds the three messages and the five members (sender included) of the room.
+        let room = sql_text(&run["room_id"]);
+        let count =
+            |kind: &str| format!("SELECT count(*) FROM events WHERE room_id = '{room}' AND event_type = '{kind}'");
+        assert_eq!(server.count(&count("m.room.message")).await, 3);
+        assert_eq!(server.count(&count("m.room.member")).await, 5);
+        assert!(text(&output.stdout).contains("12/12"), "{}", text(&output.stdout));
     }
-    // Every (member, message) delivery has a latency.
-    assert_eq!(check_phase(&run["phase"], 12), "fanout");
-    assert_eq!(run["phase"]["concurrency"], 4);
-    ordered_latency(&run["send_latency_ms"]);
-
-    // The server holds the three messages and the five members (sender included) of the room.
-    let room = sql_text(&run["room_id"]);
-    let count = |kind: &str| format!("SELECT count(*) FROM events WHERE room_id = '{room}' AND event_type = '{kind}'");
-    assert_eq!(server.count(&count("m.room.message")).await, 3);
-    assert_eq!(server.count(&count("m.room.member")).await, 5);
-    assert!(text(&output.stdout).contains("12/12"), "{}", text(&output.stdout));
 }
 
 #[tokio::test]
@@ -342,6 +334,13 @@ async fn idle_holds_the_connections_and_reads_the_servers_memory() {
             .await;
     assert!(output.status.success(), "bench failed: {}{}", text(&output.stdout), text(&output.stderr));
     assert!(text(&output.stdout).contains("memory not measured"), "{}", text(&output.stdout));
+
+    // Idle WebSockets: held open, and none is pushed anything.
+    let args = ["--shared-secret", SHARED_SECRET, "--connections", "6", "--users", "2", "--settle-s", "1"];
+    let (_, report) = run_valid(&server, dir.path(), "idle", &args, "ws").await;
+    let run = &report["servers"][0];
+    assert_eq!((run["failures"].as_u64(), run["early_answers"].as_u64()), (Some(0), Some(0)), "{run}");
+    assert!(run["open_sockets"].as_u64().is_some_and(|open| open >= 6), "{run}");
 }
 
 #[tokio::test]

@@ -19,3 +19,5 @@ mod sync_joins;
 mod sync_lazy_members;
 mod sync_live;
 mod sync_to_device;
+mod websocket;
+mod websocket_edges;

@@ -43,6 +43,11 @@ impl Streams {
         self.stopping.send_replace(true);
     }
 
+    /// Whether [`Streams::stop_waiting`] was called.
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
     /// Resolves once [`Streams::stop_waiting`] was called (at once if it already was).
     pub async fn stopped(&self) {
         let mut stopping = self.stopping.subscribe();

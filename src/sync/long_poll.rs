@@ -34,7 +34,15 @@ pub struct SyncRequest<'a> {
     pub sections: SectionFilters,
 }
 
-pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: SyncRequest<'_>) -> Result<Value> {
+/// A sync's answer: the response body, with `next_batch`, and whether it holds anything the
+/// client did not have (an empty one is what a timed-out long-poll answers; a transport that
+/// pushes deltas skips it).
+pub struct SyncAnswer {
+    pub json: Value,
+    pub has_news: bool,
+}
+
+pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: SyncRequest<'_>) -> Result<SyncAnswer> {
     // A history page's token may point into backfilled history (negative positions); as a
     // `since` it means "nothing live delivered yet", and backfilled events are never news.
     let since = request.since.map(token::decode).transpose()?.map(|position| position.max(0));
@@ -76,7 +84,8 @@ async fn answer(
     mut body: SyncBody,
     upto: i64,
     key_counts: Option<Map<String, Value>>,
-) -> Result<Value> {
+) -> Result<SyncAnswer> {
+    let has_news = !body.is_empty;
     request.sections.apply(&mut body.json);
     if let Some(device) = request.device {
         // Only the device's own sends carry one: nothing is read unless the user sent events.
@@ -92,7 +101,7 @@ async fn answer(
         };
         map.extend(key_counts);
     }
-    Ok(with_next_batch(body.json, upto))
+    Ok(SyncAnswer { json: with_next_batch(body.json, upto), has_news })
 }
 
 /// The response body for one window: the rooms and the per-user sections, which are

@@ -14,6 +14,7 @@ mod room;
 pub mod sections;
 pub mod serve;
 pub mod sliding;
+pub mod stream;
 mod summary;
 mod to_device;
 pub mod types;

@@ -1,17 +1,16 @@
 //! A client's `/sync` request as the domain sees it: the filter it names resolved into what
 //! the builder and the sections need, the presence the request sets, then the long-poll. The
-//! HTTP handler, and later other transports, only translate to and from this.
+//! transports (the `/sync` handler, the WebSocket) only translate to and from this.
 
 use crate::error::{Error, Result};
 use crate::rooms::filter::EventFilter;
 use crate::streams::Streams;
-use crate::sync::long_poll::{SyncRequest, sync};
+use crate::sync::long_poll::{SyncAnswer, SyncRequest, sync};
 use crate::sync::sections::SectionFilters;
 use crate::sync::types::{DEFAULT_TIMELINE_LIMIT, SyncOptions};
 use crate::users::Session;
 use ruma::api::client::filter::FilterDefinition;
 use ruma::presence::PresenceState;
-use serde_json::Value;
 use sqlx::PgPool;
 use std::time::Duration;
 
@@ -34,17 +33,8 @@ pub struct SyncParams<'a> {
 }
 
 /// Answers one `/sync` of `session`'s device.
-pub async fn serve(pool: &PgPool, streams: &Streams, session: &Session, params: SyncParams<'_>) -> Result<Value> {
-    let definition = match params.filter {
-        SyncFilter::Default => FilterDefinition::default(),
-        SyncFilter::Inline(definition) => definition.clone(),
-        SyncFilter::Stored(id) => {
-            let stored = crate::users::filters::get(pool, session, &session.user_id, id)
-                .await
-                .map_err(|_| Error::invalid_param(format!("Unknown filter {id:?}")))?;
-            serde_json::from_value(stored).map_err(|e| Error::internal(format!("stored filter is malformed: {e}")))?
-        }
-    };
+pub async fn serve(pool: &PgPool, streams: &Streams, session: &Session, params: SyncParams<'_>) -> Result<SyncAnswer> {
+    let definition = resolve_filter(pool, session, params.filter).await?;
     let request = SyncRequest {
         since: params.since,
         timeout: params.timeout,
@@ -58,6 +48,21 @@ pub async fn serve(pool: &PgPool, streams: &Streams, session: &Session, params: 
     };
     crate::users::presence::on_sync(pool, streams, &session.user_id, params.set_presence).await?;
     sync(pool, streams, &session.user_id, request).await
+}
+
+/// The definition a sync's filter names. A transport that syncs many times with one filter
+/// resolves it once (an unknown filter id is refused before the first sync).
+pub async fn resolve_filter(pool: &PgPool, session: &Session, filter: SyncFilter<'_>) -> Result<FilterDefinition> {
+    match filter {
+        SyncFilter::Default => Ok(FilterDefinition::default()),
+        SyncFilter::Inline(definition) => Ok(definition.clone()),
+        SyncFilter::Stored(id) => {
+            let stored = crate::users::filters::get(pool, session, &session.user_id, id)
+                .await
+                .map_err(|_| Error::invalid_param(format!("Unknown filter {id:?}")))?;
+            serde_json::from_value(stored).map_err(|e| Error::internal(format!("stored filter is malformed: {e}")))
+        }
+    }
 }
 
 /// What the filter asks of the rooms' timelines and state.

@@ -1,6 +1,7 @@
 //! The command line: one subcommand per scenario, the options every scenario shares, and
 //! each scenario's own size options.
 
+use crate::feed::Transport;
 use clap::{Args, Parser, Subcommand};
 use reqwest::Url;
 use std::path::PathBuf;
@@ -111,6 +112,11 @@ pub struct PairedArgs {
     /// Pause of each sender between two of its messages, in milliseconds.
     #[arg(long, value_name = "MS", default_value_t = 0, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub interval_ms: u64,
+
+    /// How the readers receive their sync: `long-poll` (/sync, any homeserver) or `ws`
+    /// (Hearth's WebSocket, /_hearth/client/v1/ws).
+    #[arg(long, value_enum, default_value_t = Transport::LongPoll)]
+    pub transport: Transport,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -130,6 +136,11 @@ pub struct FanoutArgs {
     /// measured rather than a queue of them.
     #[arg(long, value_name = "MS", default_value_t = 250, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     pub interval_ms: u64,
+
+    /// How the readers receive their sync: `long-poll` (/sync, any homeserver) or `ws`
+    /// (Hearth's WebSocket, /_hearth/client/v1/ws).
+    #[arg(long, value_enum, default_value_t = Transport::LongPoll)]
+    pub transport: Transport,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -192,6 +203,11 @@ pub struct IdleArgs {
     /// server to park them.
     #[arg(long, value_name = "SECONDS", default_value_t = 5, value_parser = clap::value_parser!(u64).range(0..=600))]
     pub settle_s: u64,
+
+    /// How the idle clients wait: `long-poll` (/sync, any homeserver) or `ws`
+    /// (Hearth's WebSocket, /_hearth/client/v1/ws).
+    #[arg(long, value_enum, default_value_t = Transport::LongPoll)]
+    pub transport: Transport,
 
     #[command(flatten)]
     pub pids: ServerPids,

@@ -5,6 +5,7 @@
 mod actions;
 mod cli;
 mod client;
+mod feed;
 mod process;
 mod progress;
 mod provisioning;
@@ -57,13 +58,21 @@ async fn run(cli: Cli) -> Result<()> {
             measure(SendScenario(parameters), args.target).await
         }
         cli::Scenario::Paired(args) => {
-            let parameters =
-                PairedParameters { pairs: args.pairs, messages: args.messages, interval_ms: args.interval_ms };
+            let parameters = PairedParameters {
+                pairs: args.pairs,
+                messages: args.messages,
+                interval_ms: args.interval_ms,
+                transport: args.transport,
+            };
             measure(PairedScenario(parameters), args.target).await
         }
         cli::Scenario::Fanout(args) => {
-            let parameters =
-                FanoutParameters { members: args.members, messages: args.messages, interval_ms: args.interval_ms };
+            let parameters = FanoutParameters {
+                members: args.members,
+                messages: args.messages,
+                interval_ms: args.interval_ms,
+                transport: args.transport,
+            };
             measure(FanoutScenario(parameters), args.target).await
         }
         cli::Scenario::InitialSync(args) => {
@@ -85,6 +94,7 @@ async fn run(cli: Cli) -> Result<()> {
                 // More users than connections would register users that hold nothing.
                 users: args.users.min(args.connections),
                 settle_s: args.settle_s,
+                transport: args.transport,
                 server_pid: args.pids.server_pid,
                 compare_server_pid: args.pids.compare_server_pid,
             };

@@ -10,14 +10,16 @@ use crate::rooms::filter::EventFilter;
 use crate::rooms::send::{Transaction, append};
 use crate::rooms::{read, send_state_event, transaction_ids};
 use crate::state::AppState;
+use crate::users::Session;
 use axum::Router;
 use axum::extract::State;
 use ruma::api::Direction;
 use ruma::api::client::message::{get_message_events, send_message_event};
 use ruma::api::client::room::{Visibility, create_room, get_room_event};
 use ruma::api::client::state::{get_state_event_for_key, get_state_events, send_state_event};
-use ruma::events::StateEventType;
+use ruma::events::{MessageLikeEventType, StateEventType};
 use ruma::serde::Raw;
+use ruma::{OwnedEventId, RoomId};
 use serde_json::Value;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
@@ -91,14 +93,36 @@ async fn send_message(
     request: Authed<send_message_event::v3::Request>,
 ) -> Result<RumaResponse<send_message_event::v3::Response>> {
     let body = &request.body;
-    state.rate_limits.check_message(&request.session)?;
-    if let Some(event_id) = crate::rooms::shadow_ban::fake_event_id(&request.session)? {
-        return Ok(send_message_event::v3::Response::new(event_id).into());
-    }
-    let template = EventTemplate::message(body.event_type.clone(), json(&body.body)?);
-    let transaction = Transaction { device_id: request.session.device_id.as_str(), txn_id: body.txn_id.as_str() };
-    let event_id = append(state.rooms(), &body.room_id, &request.session.user_id, template, Some(transaction)).await?;
+    let content = json(&body.body)?;
+    let event_id = send_message_as(
+        &state,
+        &request.session,
+        &body.room_id,
+        body.event_type.clone(),
+        content,
+        body.txn_id.as_str(),
+    )
+    .await?;
     Ok(send_message_event::v3::Response::new(event_id).into())
+}
+
+/// A client's message event, from `PUT /send` or the WebSocket's `send` frame: the rate limit,
+/// the shadow ban, then the append under the device's transaction id.
+pub(crate) async fn send_message_as(
+    state: &AppState,
+    session: &Session,
+    room_id: &RoomId,
+    event_type: MessageLikeEventType,
+    content: Value,
+    txn_id: &str,
+) -> Result<OwnedEventId> {
+    state.rate_limits.check_message(session)?;
+    if let Some(event_id) = crate::rooms::shadow_ban::fake_event_id(session)? {
+        return Ok(event_id);
+    }
+    let template = EventTemplate::message(event_type, content);
+    let transaction = Transaction { device_id: session.device_id.as_str(), txn_id };
+    append(state.rooms(), room_id, &session.user_id, template, Some(transaction)).await
 }
 
 /// `PUT /_matrix/client/*/rooms/{roomId}/state/{eventType}/{stateKey}`:

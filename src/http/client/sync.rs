@@ -32,5 +32,5 @@ async fn sync_handler(State(state): State<AppState>, request: Authed<sync_events
         full_state: body.full_state,
         set_presence: &body.set_presence,
     };
-    Ok(Json(serve(&state.pool, &state.streams, &request.session, params).await?))
+    Ok(Json(serve(&state.pool, &state.streams, &request.session, params).await?.json))
 }

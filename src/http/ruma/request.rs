@@ -238,20 +238,24 @@ pub(crate) async fn authenticate(
     client: &ClientInfo,
     required: bool,
 ) -> Result<Option<Session>> {
-    let probe = http::Request::builder().uri(parts.uri.clone()).body(()).map_err(|e| Error::internal(e.to_string()))?;
-    let mut probe = probe;
-    *probe.headers_mut() = parts.headers.clone();
-    let token = match extract_bearer_or_query_token(&probe) {
-        Ok(token) => token,
-        Err(ExtractTokenError::FromQuery(error)) => {
-            return Err(Error::invalid_param(format!("The query string holds no single access token: {error}")));
-        }
-        Err(_) => return Err(Error::unknown_token("The Authorization header must use the Bearer scheme")),
-    };
-    match token {
+    match access_token(parts)? {
         Some(token) => Ok(Some(sessions::authenticate(&state.pool, &token, client).await?)),
         None if required => Err(Error::missing_token()),
         None => Ok(None),
+    }
+}
+
+/// The access token a request carries (`Authorization: Bearer` or `?access_token=`), if any.
+pub(crate) fn access_token(parts: &Parts) -> Result<Option<String>> {
+    let probe = http::Request::builder().uri(parts.uri.clone()).body(()).map_err(|e| Error::internal(e.to_string()))?;
+    let mut probe = probe;
+    *probe.headers_mut() = parts.headers.clone();
+    match extract_bearer_or_query_token(&probe) {
+        Ok(token) => Ok(token),
+        Err(ExtractTokenError::FromQuery(error)) => {
+            Err(Error::invalid_param(format!("The query string holds no single access token: {error}")))
+        }
+        Err(_) => Err(Error::unknown_token("The Authorization header must use the Bearer scheme")),
     }
 }
 

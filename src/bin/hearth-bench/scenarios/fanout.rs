@@ -6,11 +6,12 @@
 
 use crate::actions::{self, SETUP_CONCURRENCY, bounded};
 use crate::client::MatrixClient;
+use crate::feed::{SyncFeed, Transport};
 use crate::progress::Progress;
 use crate::provisioning::{BenchUser, Registration, RunPrefix, register_user};
 use crate::report::{FigureRow, LATENCY_HEADER, ServerRun, latency_columns};
 use crate::scenarios::delivery::{DeliveryLog, SendStarts, Validity, content_of};
-use crate::scenarios::paired::{DELIVERY_GRACE, write_validity_problems};
+use crate::scenarios::paired::{DELIVERY_GRACE, GRACE_CHECK, write_validity_problems};
 use crate::scenarios::{Scenario, ServerContext};
 use crate::stats::{Latency, PhaseResult};
 use anyhow::{Result, anyhow, bail};
@@ -34,6 +35,7 @@ pub struct FanoutParameters {
     pub members: u32,
     pub messages: u32,
     pub interval_ms: u64,
+    pub transport: Transport,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -65,9 +67,12 @@ impl Scenario for FanoutScenario {
 
     fn headline(&self) -> String {
         format!(
-            "fanout: {} members long-polling /sync in one room, 1 sender, {} messages {} ms apart; \
-             latency = send start -> each member's /sync returned",
-            self.0.members, self.0.messages, self.0.interval_ms
+            "fanout: {} members in one room reading {}, 1 sender, {} messages {} ms apart; \
+             latency = send start -> each member's /sync answer read",
+            self.0.members,
+            self.0.transport.describe(),
+            self.0.messages,
+            self.0.interval_ms
         )
     }
 
@@ -233,6 +238,7 @@ async fn measure(
             room_id: room_id.to_owned(),
             filter: filter(room_id, parameters.messages),
             messages: parameters.messages,
+            transport: parameters.transport,
             starts: starts.clone(),
             all_sent: all_sent.clone(),
             delivered: progress.counter(),
@@ -291,6 +297,7 @@ struct Reader {
     room_id: String,
     filter: Value,
     messages: u32,
+    transport: Transport,
     starts: SendStarts,
     all_sent: Arc<OnceLock<Instant>>,
     delivered: Arc<AtomicU64>,
@@ -307,16 +314,15 @@ impl Reader {
     }
 
     async fn read(&self, member: &Member, log: &mut DeliveryLog) -> Result<()> {
-        let mut since = member.since.clone();
+        let (user, since) = (Arc::new(member.user.clone()), &member.since);
+        let mut feed = SyncFeed::open(self.transport, &self.client, user, &self.filter, since, SYNC_TIMEOUT_MS).await?;
         while !log.complete() {
             if self.all_sent.get().is_some_and(|sent| sent.elapsed() > DELIVERY_GRACE) {
                 break;
             }
-            let answer =
-                actions::sync(&self.client, &member.user, Some(&self.filter), Some(&since), SYNC_TIMEOUT_MS).await?;
+            let Some(answer) = feed.next(GRACE_CHECK).await? else { continue };
             let returned = Instant::now();
             self.sync_requests.fetch_add(1, Ordering::Relaxed);
-            since = actions::next_batch(&answer)?;
             let timeline = &answer["rooms"]["join"][&self.room_id]["timeline"];
             if timeline["limited"].as_bool() == Some(true) {
                 bail!("/sync returned a limited timeline: messages would be skipped, so the run cannot be checked");

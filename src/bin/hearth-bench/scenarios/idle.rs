@@ -6,6 +6,7 @@
 
 use crate::actions::{self, SETUP_CONCURRENCY, bounded};
 use crate::client::MatrixClient;
+use crate::feed::{SyncFeed, Transport};
 use crate::process::{self, Memory};
 use crate::progress::Progress;
 use crate::provisioning::{BenchUser, Registration, RunPrefix, register_user};
@@ -38,6 +39,7 @@ pub struct IdleParameters {
     pub users: u32,
     /// Seconds to wait once every connection is open, for the server to park them all.
     pub settle_s: u64,
+    pub transport: Transport,
     pub server_pid: Option<u32>,
     pub compare_server_pid: Option<u32>,
 }
@@ -93,8 +95,9 @@ impl Scenario for IdleScenario {
 
     fn headline(&self) -> String {
         format!(
-            "idle: {} idle long-polling /syncs held by {} users ({} each), memory read {} s after all are open",
+            "idle: {} idle clients {} held by {} users ({} each), memory read {} s after all are open",
             self.0.connections,
+            self.0.transport.describe(),
             self.0.users,
             self.0.connections.div_ceil(self.0.users),
             self.0.settle_s
@@ -219,7 +222,7 @@ async fn run(
     let early_answers = Arc::new(AtomicU64::new(0));
     let failures = Arc::new(AtomicU64::new(0));
     let first_failure = Arc::new(std::sync::OnceLock::new());
-    eprintln!("{server}: opening {} long-polling /syncs", parameters.connections);
+    eprintln!("{server}: opening {} idle clients {}", parameters.connections, parameters.transport.describe());
     let progress = Progress::counting("idle connections".to_owned(), u64::from(parameters.connections), "open");
     let mut holders = JoinSet::new();
     for index in 0..parameters.connections {
@@ -231,7 +234,7 @@ async fn run(
         let (client, filter) = (long_polls.clone(), filter.clone());
         let (early_answers, failures, first_failure) = (early_answers.clone(), failures.clone(), first_failure.clone());
         holders.spawn(async move {
-            if let Err(error) = holder.hold(&client, &filter, &early_answers).await {
+            if let Err(error) = holder.hold(&client, parameters.transport, &filter, &early_answers).await {
                 failures.fetch_add(1, Ordering::Relaxed);
                 let _ = first_failure.set(format!("{error:#}"));
             }
@@ -293,14 +296,21 @@ struct Holder {
 }
 
 impl Holder {
-    /// Long-polls until stopped; an answer (the server's timeout may be shorter than ours)
-    /// is counted and the poll renewed with the new token, as a client would.
-    async fn hold(mut self, client: &MatrixClient, filter: &Value, early_answers: &AtomicU64) -> Result<()> {
+    /// Waits until stopped; an answer (the server's timeout may be shorter than ours, and a
+    /// pushed feed should send nothing) is counted and the wait renewed, as a client would.
+    async fn hold(
+        self,
+        client: &MatrixClient,
+        transport: Transport,
+        filter: &Value,
+        early_answers: &AtomicU64,
+    ) -> Result<()> {
         let timeout_ms = u64::try_from(POLL_TIMEOUT.as_millis()).map_err(|_| anyhow!("timeout too large"))?;
+        let mut feed = SyncFeed::open(transport, client, self.user, filter, &self.since, timeout_ms).await?;
         loop {
-            let answer = actions::sync(client, &self.user, Some(filter), Some(&self.since), timeout_ms).await?;
-            early_answers.fetch_add(1, Ordering::Relaxed);
-            self.since = actions::next_batch(&answer)?;
+            if feed.next(POLL_TIMEOUT).await?.is_some() {
+                early_answers.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 }

@@ -6,6 +6,7 @@
 
 use crate::actions::{self, SETUP_CONCURRENCY, bounded};
 use crate::client::MatrixClient;
+use crate::feed::{SyncFeed, Transport};
 use crate::progress::Progress;
 use crate::provisioning::{BenchUser, Registration, RunPrefix, register_user};
 use crate::report::{FigureRow, LATENCY_HEADER, ServerRun, latency_columns};
@@ -29,12 +30,15 @@ const TIMELINE_LIMIT: u32 = 100;
 /// Once every message has been sent, how long readers keep waiting for missing ones before the
 /// run is declared invalid: more than one whole long-poll, so a slow wake-up is not a loss.
 pub const DELIVERY_GRACE: Duration = Duration::from_secs(45);
+/// How often a reader of pushed deltas looks at the clock for the grace time.
+pub const GRACE_CHECK: Duration = Duration::from_secs(1);
 
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct PairedParameters {
     pub pairs: u32,
     pub messages: u32,
     pub interval_ms: u64,
+    pub transport: Transport,
 }
 
 /// The figures of one server.
@@ -62,9 +66,12 @@ impl Scenario for PairedScenario {
 
     fn headline(&self) -> String {
         format!(
-            "paired: {} pairs, {} messages per user, {} ms between a sender's messages; \
-             latency = send start -> partner's /sync returned",
-            self.0.pairs, self.0.messages, self.0.interval_ms
+            "paired: {} pairs, {} messages per user, {} ms between a sender's messages, reading {}; \
+             latency = send start -> partner's /sync answer read",
+            self.0.pairs,
+            self.0.messages,
+            self.0.interval_ms,
+            self.0.transport.describe()
         )
     }
 
@@ -217,6 +224,7 @@ async fn measure(
             prefix: prefix.clone(),
             member: member.clone(),
             messages: parameters.messages,
+            transport: parameters.transport,
             starts: starts.clone(),
             all_sent: all_sent.clone(),
             delivered: progress.counter(),
@@ -287,6 +295,7 @@ struct Reader {
     prefix: RunPrefix,
     member: Member,
     messages: u32,
+    transport: Transport,
     starts: SendStarts,
     all_sent: Arc<OnceLock<Instant>>,
     delivered: Arc<AtomicU64>,
@@ -297,16 +306,15 @@ impl Reader {
     async fn run(self) -> Result<DeliveryLog> {
         let mut log = DeliveryLog::new(&self.member.partner_id, &self.member.user.user_id, self.messages);
         let filter = filter(&self.member.room_id);
-        let mut since = self.member.since.clone();
+        let (user, since) = (self.member.user.clone(), &self.member.since);
+        let mut feed = SyncFeed::open(self.transport, &self.client, user, &filter, since, SYNC_TIMEOUT_MS).await?;
         while !log.complete() {
             if self.all_sent.get().is_some_and(|sent| sent.elapsed() > DELIVERY_GRACE) {
                 break;
             }
-            let answer =
-                actions::sync(&self.client, &self.member.user, Some(&filter), Some(&since), SYNC_TIMEOUT_MS).await?;
+            let Some(answer) = feed.next(GRACE_CHECK).await? else { continue };
             let returned = Instant::now();
             self.sync_requests.fetch_add(1, Ordering::Relaxed);
-            since = actions::next_batch(&answer)?;
             let timeline = &answer["rooms"]["join"][&self.member.room_id]["timeline"];
             if timeline["limited"].as_bool() == Some(true) {
                 bail!(
