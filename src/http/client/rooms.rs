@@ -7,7 +7,7 @@ use crate::rooms::aliases;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::create::{CreateRoom, Preset, create_room};
 use crate::rooms::filter::EventFilter;
-use crate::rooms::send::{Transaction, append};
+use crate::rooms::send::Transaction;
 use crate::rooms::{read, send_state_event, transaction_ids};
 use crate::state::AppState;
 use axum::Router;
@@ -91,13 +91,18 @@ async fn send_message(
     request: Authed<send_message_event::v3::Request>,
 ) -> Result<RumaResponse<send_message_event::v3::Response>> {
     let body = &request.body;
-    state.rate_limits.check_message(&state.pool, &request.session.user_id).await?;
-    if let Some(event_id) = crate::rooms::shadow_ban::fake_event_id(&state.pool, &request.session.user_id).await? {
-        return Ok(send_message_event::v3::Response::new(event_id).into());
-    }
     let template = EventTemplate::message(body.event_type.clone(), json(&body.body)?);
     let transaction = Transaction { device_id: request.session.device_id.as_str(), txn_id: body.txn_id.as_str() };
-    let event_id = append(state.rooms(), &body.room_id, &request.session.user_id, template, Some(transaction)).await?;
+    let sender = &request.session.user_id;
+    let event_id = crate::rooms::send::send_message(
+        state.rooms(),
+        &state.rate_limits,
+        &body.room_id,
+        sender,
+        template,
+        Some(transaction),
+    )
+    .await?;
     Ok(send_message_event::v3::Response::new(event_id).into())
 }
 

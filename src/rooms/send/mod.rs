@@ -33,6 +33,23 @@ use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
 use ruma::{OwnedEventId, RoomId, UserId};
 
+/// A user's message event, as every edge sends it: within the user's message rate, and for a
+/// shadow-banned user a fake id with nothing sent.
+pub async fn send_message(
+    ctx: RoomCtx<'_>,
+    rate_limits: &crate::ratelimit::RateLimits,
+    room_id: &RoomId,
+    sender: &UserId,
+    template: EventTemplate,
+    transaction: Option<Transaction<'_>>,
+) -> Result<OwnedEventId> {
+    rate_limits.check_message(ctx.pool, sender).await?;
+    if let Some(event_id) = crate::rooms::shadow_ban::fake_event_id(ctx.pool, sender).await? {
+        return Ok(event_id);
+    }
+    append(ctx, room_id, sender, template, transaction).await
+}
+
 /// Appends a new local event to an existing room, in a commit shared with whatever else is
 /// being sent to the room at the same moment (see `batch`).
 pub async fn append(
