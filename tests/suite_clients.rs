@@ -15,3 +15,4 @@ mod e2ee_sdk;
 mod matrix_sdk;
 mod real_clients;
 mod sliding_sdk;
+mod xmpp;

@@ -121,10 +121,8 @@ impl Stream {
     /// Ends the stream: with the error's condition unless the peer is gone, and with our
     /// closing tag either way.
     pub async fn close(mut self, error: Option<StreamError>) {
-        if let Some(error) = &error {
-            if error.condition.is_empty() {
-                return;
-            }
+        // A peer that closed its side (or vanished) gets our closing tag without an error.
+        if let Some(error) = error.as_ref().filter(|error| !error.condition.is_empty()) {
             tracing::debug!(condition = error.condition, text = %error.text, "ending an XMPP stream");
             if !self.header_sent {
                 let _ = self.send_header().await;
