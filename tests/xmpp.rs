@@ -20,12 +20,17 @@ struct XmppServer {
 }
 
 async fn start() -> XmppServer {
+    start_with(|_| {}).await
+}
+
+async fn start_with(adjust: impl FnOnce(&mut hearth::config::Config)) -> XmppServer {
     let data_dir = tempfile::tempdir().unwrap();
     let path = data_dir.path().to_owned();
     let server = TestServer::start_with(move |config| {
         config.data_dir = path;
         config.xmpp.enabled = true;
         config.xmpp.max_stanza_size = 4096;
+        adjust(config);
     })
     .await;
     let mut ports = Vec::new();
@@ -157,7 +162,13 @@ async fn an_xmpp_client_and_a_matrix_user_chat_one_to_one() {
 
 #[tokio::test]
 async fn a_wrong_password_is_refused_with_not_authorized() {
-    let xmpp = start().await;
+    // Attempts share /login's per-address rate: two tries, then even the right password waits.
+    let xmpp = start_with(|config| {
+        config.rate_limits.enabled = true;
+        config.rate_limits.login_burst = 2;
+        config.rate_limits.login_per_second = 0.001;
+    })
+    .await;
     xmpp.server.register("carol", "carol-password").await;
     let port = xmpp.starttls_port.to_string();
     for (user, password) in [("carol", "wrong-password"), ("nobody", "carol-password")] {
@@ -168,6 +179,11 @@ async fn a_wrong_password_is_refused_with_not_authorized() {
         let failure = event(&lines, "failed_auth").unwrap_or_else(|| panic!("no SASL failure: {lines:?}"));
         assert_eq!(failure["condition"], "not-authorized", "{user}");
     }
+    let args = ["127.0.0.1", &port, "carol@hearth.test", "carol-password", "SCRAM-SHA-256", "login"];
+    let lines = run_client(&args, async |_| {}).await;
+    assert!(event(&lines, "session").is_none(), "{lines:?}");
+    let failure = event(&lines, "failed_auth").unwrap_or_else(|| panic!("no SASL failure: {lines:?}"));
+    assert_eq!(failure["condition"], "temporary-auth-failure");
 }
 
 /// Sends `input` on a fresh plain connection and returns everything the server wrote until it

@@ -2,6 +2,7 @@
 //! then resource binding, which opens a Matrix device for the resource.
 
 use crate::state::AppState;
+use crate::users::ClientInfo;
 use crate::xmpp::Mode;
 use crate::xmpp::session::Session;
 use crate::xmpp::stream::{Stream, StreamError};
@@ -67,7 +68,8 @@ impl Connection {
             stream.reader.restart_discarding();
         }
         stream.open(&crate::xmpp::sasl::mechanisms_feature()).await?;
-        let user_id = crate::xmpp::sasl::authenticate(&self.state, stream).await?;
+        let client = ClientInfo { ip: Some(self.peer.ip().to_string()), user_agent: None };
+        let user_id = crate::xmpp::sasl::authenticate(&self.state, stream, &client).await?;
         stream.reader.restart();
         Ok(user_id)
     }

@@ -6,7 +6,9 @@
 //! and fails at the proof, like a wrong password.
 
 use crate::error::Error;
+use crate::ratelimit::Action;
 use crate::state::AppState;
+use crate::users::ClientInfo;
 use crate::users::scram::{self, Mechanism};
 use crate::xmpp::stream::{Stream, StreamError};
 use base64::Engine;
@@ -28,12 +30,22 @@ pub fn mechanisms_feature() -> String {
 }
 
 /// Runs SASL exchanges until one succeeds (the authenticated user) or the tries run out.
-pub async fn authenticate(state: &AppState, stream: &mut Stream) -> Result<OwnedUserId, StreamError> {
+/// Attempts count against the same per-address login rate as `/login`, so that XMPP is no
+/// side door for guessing passwords.
+pub async fn authenticate(
+    state: &AppState,
+    stream: &mut Stream,
+    client: &ClientInfo,
+) -> Result<OwnedUserId, StreamError> {
     let mut attempts = 0;
     loop {
         let auth = stream.next_element().await?;
         if !auth.is("auth", NS) {
             return Err(StreamError::not_authorized("authenticate first"));
+        }
+        if state.rate_limits.check(Action::Login, client).is_err() {
+            stream.send(&format!("<failure xmlns='{NS}'><temporary-auth-failure/></failure>")).await?;
+            return Err(StreamError::new("policy-violation", "too many login attempts; try again later"));
         }
         let outcome = match auth.attr("mechanism").unwrap_or_default() {
             "PLAIN" => plain(state, stream, &auth).await?,
