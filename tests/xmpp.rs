@@ -131,6 +131,9 @@ async fn an_xmpp_client_and_a_matrix_user_chat_one_to_one() {
             .map(|event| (event["sender"].clone(), event["content"].clone()));
         let (_, presence) = server.get("/_matrix/client/v3/presence/@alice:hearth.test/status", bob.token()).await;
         alice_presence = presence["presence"].as_str().map(str::to_owned);
+        let path = "/_matrix/client/v3/presence/@bob:hearth.test/status";
+        let (status, _) = server.put(path, bob.token(), json!({ "presence": "unavailable" })).await;
+        assert!(status.is_success());
         let path = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/reply1");
         let (_, sent) = server.put(&path, bob.token(), json!({ "msgtype": "m.text", "body": to_xmpp })).await;
         reply_id = sent["event_id"].as_str().map(str::to_owned);
@@ -145,6 +148,8 @@ async fn an_xmpp_client_and_a_matrix_user_chat_one_to_one() {
     assert_eq!(sender, "@alice:hearth.test");
     assert_eq!(content, json!({ "msgtype": "m.text", "body": to_matrix }));
     assert_eq!(alice_presence.as_deref(), Some("online"), "XMPP presence is Matrix presence");
+    let presence = event(&lines, "presence").unwrap_or_else(|| panic!("no presence reached XMPP: {lines:?}"));
+    assert_eq!(presence, &json!({ "event": "presence", "type": null, "show": "away" }), "Matrix idle is XMPP away");
     let message = event(&lines, "message").unwrap_or_else(|| panic!("no answer reached XMPP: {lines:?}"));
     assert_eq!(message["body"], to_xmpp);
     assert_eq!(message["stanza_id"].as_str(), reply_id.as_deref(), "stanza-id is the event id");

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use xmpp_parsers::jid::Jid;
 use xmpp_parsers::message::{Id, Lang, Message};
+use xmpp_parsers::presence::{Presence, Show};
 use xmpp_parsers::stanza_id::StanzaId;
 
 /// How long one wait lasts before the loop looks again anyway (a wait ends early on any change).
@@ -30,8 +31,22 @@ async fn deliver(state: &AppState, user: &MatrixSession, outgoing: &mpsc::Sender
     let mut since = None;
     loop {
         let sample = change.sample(&state.pool, &user.user_id).await?;
+        let direct = direct_rooms(state, user).await?;
+        // First the partners' presence: all of it at the start (RFC 6121 §4.2.2), then changes.
+        for row in crate::users::presence::visible_changes(&state.pool, &user.user_id, since, sample.upto).await? {
+            let Ok(partner) = ruma::UserId::parse(&row.user_id) else { continue };
+            let Some(from) = direct.contains_key(&partner).then(|| jid_of(&partner, &domain)).flatten() else {
+                continue;
+            };
+            if since.is_none() && row.state == "offline" {
+                continue;
+            }
+            let presence = presence_of(&row.state, row.status_msg).with_from(from).with_to(own_jid.clone());
+            if outgoing.send(presence.into()).await.is_err() {
+                return Ok(());
+            }
+        }
         if let Some(since) = since {
-            let direct = direct_rooms(state, user).await?;
             let rooms: Vec<String> = direct.values().flatten().map(ToString::to_string).collect();
             for event in crate::rooms::read::messages_between(&state.pool, &rooms, since, sample.upto).await? {
                 let Some((sender, body)) = text_of(&event.json) else { continue };
@@ -63,6 +78,19 @@ async fn deliver(state: &AppState, user: &MatrixSession, outgoing: &mpsc::Sender
             () = state.streams.stopped() => return Ok(()),
         }
     }
+}
+
+/// Matrix presence as XMPP presence: `unavailable` (idle) is away, `offline` is unavailable.
+fn presence_of(state: &str, status: Option<String>) -> Presence {
+    let mut presence = match state {
+        "offline" => Presence::unavailable(),
+        "unavailable" => Presence::available().with_show(Show::Away),
+        _ => Presence::available(),
+    };
+    if let Some(status) = status {
+        presence.statuses.insert(Lang::new(), status);
+    }
+    presence
 }
 
 /// The sender and text of an `m.room.message` PDU.

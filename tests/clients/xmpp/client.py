@@ -62,6 +62,12 @@ def main():
         )
         client.disconnect()
 
+    def presence(stanza):
+        if peer is None or stanza["from"].bare != peer:
+            return
+        show = stanza.xml.find("{jabber:client}show")
+        emit(event="presence", type=stanza.xml.get("type"), show=show.text if show is not None else None)
+
     def failed_auth(stanza):
         condition = stanza["condition"] if stanza is not None else None
         emit(event="failed_auth", condition=condition)
@@ -71,6 +77,7 @@ def main():
 
     client.add_event_handler("session_start", session_start)
     client.add_event_handler("message", message)
+    client.add_event_handler("presence", presence)
     client.add_event_handler("failed_auth", failed_auth)
     client.add_event_handler("failed_all_auth", lambda _: (client.disconnect(), finish()))
     client.add_event_handler("stream_error", stream_error)
