@@ -28,10 +28,18 @@ const ENV_KEYS: &[&str] = &[
     "metrics",
     "voip",
     "tips",
+    "xmpp",
 ];
 
 /// Nested list keys, read by hand from their comma-separated environment form (below).
-const LIST_KEYS: &[&str] = &["federation.listen", "federation.trusted_key_servers", "metrics.listen", "voip.turn_uris"];
+const LIST_KEYS: &[&str] = &[
+    "federation.listen",
+    "federation.trusted_key_servers",
+    "metrics.listen",
+    "voip.turn_uris",
+    "xmpp.listen",
+    "xmpp.listen_tls",
+];
 
 /// Keys that hold text (or a path). Figment reads an environment value like TOML, so `10`
 /// would be a number, `true` a boolean and `0123` the number 123; for these keys the value is
@@ -56,6 +64,9 @@ const TEXT_KEYS: &[&str] = &[
     "voip.turn_shared_secret",
     "tips.billing_url",
     "tips.billing_secret",
+    "xmpp.tls_cert",
+    "xmpp.tls_key",
+    "xmpp.muc_domain",
 ];
 
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -77,6 +88,7 @@ pub struct Config {
     pub metrics: MetricsConfig,
     pub voip: VoipConfig,
     pub tips: TipsConfig,
+    pub xmpp: XmppConfig,
 }
 
 /// Tips from members to creators (`creators::tips`): the operator's billing webhook that
@@ -96,6 +108,52 @@ pub struct TipsConfig {
 impl Default for TipsConfig {
     fn default() -> Self {
         TipsConfig { billing_url: None, billing_secret: None, timeout_ms: 10_000 }
+    }
+}
+
+/// XMPP clients (`xmpp/`): accounts are also XMPP addresses (`@alice:example.org` is
+/// `alice@example.org`), chatting with Matrix users in the same rooms.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct XmppConfig {
+    /// Off by default: the XMPP listeners only open when this is `true`.
+    pub enabled: bool,
+    /// Client-to-server listeners (`host:port`) that start in plain text and require STARTTLS.
+    pub listen: Vec<String>,
+    /// Client-to-server listeners that speak TLS from the first byte (XEP-0368).
+    pub listen_tls: Vec<String>,
+    /// PEM certificate chain and private key; without them a self-signed certificate for the
+    /// XMPP domain is generated into `data_dir` (and reused).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// The conference (MUC) domain; unset: `conference.<server_name without port>`.
+    pub muc_domain: Option<String>,
+    /// The largest stanza a client may send, in bytes; a larger one ends the stream with
+    /// `policy-violation`.
+    pub max_stanza_size: usize,
+}
+
+impl Default for XmppConfig {
+    fn default() -> Self {
+        XmppConfig {
+            enabled: false,
+            listen: vec!["127.0.0.1:5222".to_owned()],
+            listen_tls: Vec::new(),
+            tls_cert: None,
+            tls_key: None,
+            muc_domain: None,
+            max_stanza_size: 256 * 1024,
+        }
+    }
+}
+
+impl XmppConfig {
+    /// The XMPP domain of a server name: the name without its port.
+    pub fn domain_of(server_name: &str) -> &str {
+        match server_name.rsplit_once(':') {
+            Some((host, port)) if !host.ends_with(':') && port.bytes().all(|b| b.is_ascii_digit()) => host,
+            _ => server_name,
+        }
     }
 }
 
@@ -319,6 +377,7 @@ impl Default for Config {
             metrics: MetricsConfig::default(),
             voip: VoipConfig::default(),
             tips: TipsConfig::default(),
+            xmpp: XmppConfig::default(),
         }
     }
 }
@@ -499,6 +558,7 @@ impl Config {
         self.validate_media()?;
         self.validate_federation()?;
         self.validate_tips()?;
+        self.validate_xmpp()?;
         for address in &self.metrics.listen {
             if parse_host_port(address).is_none() {
                 return Err(ConfigError(format!("`metrics.listen`: {address:?} is not `host:port`")));
@@ -547,6 +607,37 @@ impl Config {
         }
         if tips.timeout_ms == 0 {
             return fail("tips.timeout_ms", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn validate_xmpp(&self) -> Result<(), ConfigError> {
+        let fail = |key: &str, why: String| Err(ConfigError(format!("`{key}`: {why}")));
+        let xmpp = &self.xmpp;
+        for (key, addresses) in [("xmpp.listen", &xmpp.listen), ("xmpp.listen_tls", &xmpp.listen_tls)] {
+            for address in addresses {
+                if parse_host_port(address).is_none() {
+                    return fail(key, format!("{address:?} is not `host:port`"));
+                }
+            }
+        }
+        if xmpp.tls_cert.is_some() != xmpp.tls_key.is_some() {
+            return fail("xmpp.tls_cert", "`tls_cert` and `tls_key` are set together or not at all".to_owned());
+        }
+        for (key, path) in [("xmpp.tls_cert", &xmpp.tls_cert), ("xmpp.tls_key", &xmpp.tls_key)] {
+            if let Some(path) = path
+                && !path.is_file()
+            {
+                return fail(key, format!("{} is not a readable file", path.display()));
+            }
+        }
+        if let Some(domain) = &xmpp.muc_domain
+            && ruma::ServerName::parse(domain).is_err()
+        {
+            return fail("xmpp.muc_domain", format!("{domain:?} is not a domain name"));
+        }
+        if xmpp.max_stanza_size < 4096 {
+            return fail("xmpp.max_stanza_size", "must be at least 4096 bytes".to_owned());
         }
         Ok(())
     }

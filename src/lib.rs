@@ -45,5 +45,6 @@ pub mod sync;
 pub mod telemetry;
 pub mod time;
 pub mod users;
+pub mod xmpp;
 
 pub use error::{Error, Result};

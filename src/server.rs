@@ -177,8 +177,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listeners = bind(&config).await?;
     let federation_listeners = bind_federation(&config).await?;
     let metrics_listeners = bind_metrics(&config).await?;
+    let xmpp_listeners = crate::xmpp::bind(&config).await?;
     // A bad certificate or key stops the start, rather than every TLS handshake later.
     crate::federation::tls::acceptor(&config.federation)?;
+    if config.xmpp.enabled {
+        crate::xmpp::tls::acceptor(&config)?;
+    }
     let state = AppState::new(config, pool, signing_key).await?;
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -205,6 +209,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         };
         let state = state.clone();
         servers.spawn(async move { serve_metrics_on(listener, state, shutdown).await.map_err(anyhow::Error::from) });
+    }
+    for (listener, mode) in xmpp_listeners {
+        let mut stop = stop_rx.clone();
+        let shutdown = async move {
+            let _ = stop.wait_for(|stop| *stop).await;
+        };
+        servers.spawn(crate::xmpp::serve(listener, mode, state.clone(), shutdown));
     }
     let pruner = {
         let state = state.clone();

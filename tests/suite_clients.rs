@@ -16,3 +16,4 @@ mod matrix_sdk;
 mod real_clients;
 mod sliding_app;
 mod sliding_sdk;
+mod xmpp;

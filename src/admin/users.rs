@@ -203,6 +203,9 @@ pub async fn create_or_modify(
     if let Some(user_type) = &changes.user_type {
         db::admin_users::set_user_type(&mut *tx, user_id.as_str(), user_type.as_deref()).await?;
     }
+    if let (Some(password), Some(hash), false) = (&changes.password, &hash, deactivating) {
+        crate::users::scram::remember(&mut tx, user_id.as_str(), password, hash).await?;
+    }
     if deactivating {
         accounts::deactivate_in(&mut tx, user_id, false).await?;
     }

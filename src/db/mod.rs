@@ -39,6 +39,7 @@ pub mod remote_device_lists;
 pub mod reports;
 pub mod room_purge;
 pub mod rooms;
+pub mod scram;
 pub mod server_keys;
 pub mod server_notices;
 pub mod sliding_sync;

@@ -207,6 +207,20 @@ async fn member_events(pool: &PgPool, room_id: &RoomId, mut users: Vec<String>) 
     Ok(served.iter().map(|served| served.client_event(room_id)).collect())
 }
 
+/// The `m.room.message` events of `rooms` that reached the timeline in `(after, upto]`, oldest
+/// first: what a live reader that is not `/sync` (the XMPP edge) delivers next.
+pub async fn messages_between(
+    pool: &PgPool,
+    rooms: &[String],
+    after: i64,
+    upto: i64,
+) -> Result<Vec<db::events::StoredEvent>> {
+    if rooms.is_empty() || after >= upto {
+        return Ok(Vec::new());
+    }
+    Ok(db::events::messages_between(pool, rooms, after, upto).await?)
+}
+
 /// `GET /joined_rooms`.
 pub async fn joined_rooms(pool: &PgPool, user: &UserId) -> Result<Vec<String>> {
     Ok(db::rooms::joined_rooms(pool, user.as_str()).await?)

@@ -104,6 +104,9 @@ pub async fn register(
 
     let mut tx = pool.begin().await?;
     insert_account(&mut tx, &user_id, Some(&password_hash), false, false).await?;
+    if let Some(password) = request.password {
+        crate::users::scram::remember(&mut tx, user_id.as_str(), password, &password_hash).await?;
+    }
     if !uia::record_outcome(&mut tx, &completed.session_id, user_id.as_str()).await? {
         return Err(Error::forbidden("This authentication session has already registered an account"));
     }
@@ -267,6 +270,7 @@ pub async fn create_account(
     let hash = password::hash(password).await?;
     let mut tx = pool.begin().await?;
     insert_account(&mut tx, &user_id, Some(&hash), is_admin, false).await?;
+    crate::users::scram::remember(&mut tx, user_id.as_str(), password, &hash).await?;
     tx.commit().await?;
     Ok(user_id)
 }
@@ -297,6 +301,7 @@ pub async fn change_password(
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     db::users::set_password_hash(&mut *tx, session.user_id.as_str(), Some(&hash)).await?;
+    crate::users::scram::remember(&mut tx, session.user_id.as_str(), new_password, &hash).await?;
     let mut audience = Vec::new();
     if logout_devices {
         let user = session.user_id.as_str();
@@ -369,6 +374,7 @@ pub async fn reset_password(pool: &PgPool, user_id: &UserId, new_password: &str)
     let hash = password::hash(new_password).await?;
     let mut tx = pool.begin().await?;
     db::users::set_password_hash(&mut *tx, user_id.as_str(), Some(&hash)).await?;
+    crate::users::scram::remember(&mut tx, user_id.as_str(), new_password, &hash).await?;
     db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;
     tx.commit().await?;
     Ok(())

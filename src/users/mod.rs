@@ -14,6 +14,7 @@ pub mod password;
 pub mod presence;
 pub mod profile;
 pub mod room_tags;
+pub mod scram;
 pub mod sessions;
 pub mod shared_secret;
 pub mod to_device;

@@ -83,6 +83,18 @@ pub fn content_of(row: PresenceRow, now: i64) -> Value {
     PresenceView::of(Some(row), now).content()
 }
 
+/// The presence changes `user` may see in `(since, upto]` (everyone's current presence up to
+/// `upto` without `since`), without the users they ignore: for live readers other than `/sync`
+/// (the XMPP edge).
+pub async fn visible_changes(pool: &PgPool, user: &UserId, since: Option<i64>, upto: i64) -> Result<Vec<PresenceRow>> {
+    let mut rows = db::presence::visible_changes(pool, user.as_str(), since, upto).await?;
+    if !rows.is_empty() {
+        let ignored = crate::users::ignore::ignored_users(pool, user).await?;
+        rows.retain(|row| !ignored.contains(&row.user_id));
+    }
+    Ok(rows)
+}
+
 pub async fn set(
     pool: &PgPool,
     streams: &Streams,

@@ -62,15 +62,30 @@ pub async fn login_with_password(
     login: PasswordLogin<'_>,
     client: &ClientInfo,
 ) -> Result<NewSession> {
+    let user_id = check_password(pool, server_name, login.user, login.password).await?;
+    let mut tx = pool.begin().await?;
+    let session = open(&mut tx, &user_id, login.device_id, login.initial_device_display_name, client).await?;
+    tx.commit().await?;
+    Ok(session)
+}
+
+/// Whose password this is: the account `user` names, if `password` is its password and the
+/// account may log in. Opens no session (the XMPP edge binds its own devices).
+pub async fn check_password(
+    pool: &PgPool,
+    server_name: &ServerName,
+    user: &str,
+    password: &str,
+) -> Result<OwnedUserId> {
     let invalid = || Error::forbidden("Invalid username or password");
-    let user_id = localpart::login_user_id(login.user, server_name).ok_or_else(invalid)?;
+    let user_id = localpart::login_user_id(user, server_name).ok_or_else(invalid)?;
     let account = db::users::get(pool, user_id.as_str()).await?;
     // Every refusal spends the effort of a real verification (against a decoy where there is
     // no hash to check), so timing does not reveal which names exist, nor which are
     // deactivated or have no password.
     let hash = account.as_ref().and_then(|account| account.password_hash.as_deref());
     let has_hash = hash.is_some();
-    let verified = password::verify(hash.unwrap_or(DUMMY_HASH), login.password).await?;
+    let verified = password::verify(hash.unwrap_or(DUMMY_HASH), password).await?;
     let Some(account) = account else { return Err(invalid()) };
     if account.deactivated {
         return Err(Error::user_deactivated());
@@ -81,10 +96,7 @@ pub async fn login_with_password(
     if account.locked {
         return Err(Error::user_locked());
     }
-    let mut tx = pool.begin().await?;
-    let session = open(&mut tx, &user_id, login.device_id, login.initial_device_display_name, client).await?;
-    tx.commit().await?;
-    Ok(session)
+    Ok(user_id)
 }
 
 /// argon2id of a random password nobody knows, with the parameters new hashes use.

@@ -105,6 +105,7 @@ pub async fn register(
 
     let mut tx = pool.begin().await?;
     accounts::insert_account(&mut tx, &user_id, Some(&hash), request.admin, false).await?;
+    crate::users::scram::remember(&mut tx, user_id.as_str(), &request.password, &hash).await?;
     if let Some(displayname) = request.displayname.filter(|name| !name.is_empty()) {
         let mut profile = serde_json::Map::new();
         profile.insert("displayname".into(), Value::String(displayname));

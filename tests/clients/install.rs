@@ -46,6 +46,23 @@ pub fn s3_server() -> Result<PathBuf, String> {
     INSTALLED.get_or_init(|| install_venv("s3-venv", &source_dir().join("s3/requirements.txt"))).clone()
 }
 
+/// The venv's python, with slixmpp importable (installing it on first use).
+#[allow(dead_code)] // used by tests/xmpp.rs, not by every binary that shares this file
+pub fn slixmpp_python() -> Result<PathBuf, String> {
+    static INSTALLED: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    INSTALLED
+        .get_or_init(|| {
+            install_venv("xmpp-venv", &source_dir().join("xmpp/requirements.txt")).map(|bin| bin.join("python"))
+        })
+        .clone()
+}
+
+/// slixmpp's driver script.
+#[allow(dead_code)] // used by tests/xmpp.rs
+pub fn xmpp_client_script() -> PathBuf {
+    source_dir().join("xmpp/client.py")
+}
+
 fn install_node_modules() -> Result<PathBuf, String> {
     let version = output(Command::new("node").arg("--version"))
         .map_err(|e| format!("the matrix-js-sdk tests need Node.js >= {MIN_NODE_MAJOR} with npm: {e}"))?;

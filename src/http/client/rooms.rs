@@ -7,7 +7,6 @@ use crate::rooms::aliases;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::create::{CreateRoom, Preset, create_room};
 use crate::rooms::filter::EventFilter;
-use crate::rooms::send::{Transaction, append};
 use crate::rooms::{read, send_state_event, transaction_ids};
 use crate::state::AppState;
 use crate::users::Session;
@@ -106,8 +105,8 @@ async fn send_message(
     Ok(send_message_event::v3::Response::new(event_id).into())
 }
 
-/// A client's message event, from `PUT /send` or the WebSocket's `send` frame: the rate limit,
-/// the shadow ban, then the append under the device's transaction id.
+/// A client's message event, from `PUT /send` or the WebSocket's `send` frame, through the
+/// domain's `send_message` (rate limit, shadow ban, append under the device's transaction id).
 pub(crate) async fn send_message_as(
     state: &AppState,
     session: &Session,
@@ -116,13 +115,8 @@ pub(crate) async fn send_message_as(
     content: Value,
     txn_id: &str,
 ) -> Result<OwnedEventId> {
-    state.rate_limits.check_message(session)?;
-    if let Some(event_id) = crate::rooms::shadow_ban::fake_event_id(session)? {
-        return Ok(event_id);
-    }
     let template = EventTemplate::message(event_type, content);
-    let transaction = Transaction { device_id: session.device_id.as_str(), txn_id };
-    append(state.rooms(), room_id, &session.user_id, template, Some(transaction)).await
+    crate::rooms::send::send_message(state.rooms(), &state.rate_limits, session, room_id, template, Some(txn_id)).await
 }
 
 /// `PUT /_matrix/client/*/rooms/{roomId}/state/{eventType}/{stateKey}`:

@@ -33,6 +33,24 @@ use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
 use ruma::{OwnedEventId, RoomId, UserId};
 
+/// A user's message event, as every edge sends it: within the user's message rate, and for a
+/// shadow-banned user a fake id with nothing sent.
+pub async fn send_message(
+    ctx: RoomCtx<'_>,
+    rate_limits: &crate::ratelimit::RateLimits,
+    session: &crate::users::Session,
+    room_id: &RoomId,
+    template: EventTemplate,
+    txn_id: Option<&str>,
+) -> Result<OwnedEventId> {
+    rate_limits.check_message(session)?;
+    if let Some(event_id) = crate::rooms::shadow_ban::fake_event_id(session)? {
+        return Ok(event_id);
+    }
+    let transaction = txn_id.map(|txn_id| Transaction { device_id: session.device_id.as_str(), txn_id });
+    append(ctx, room_id, &session.user_id, template, transaction).await
+}
+
 /// Appends a new local event to an existing room, in a commit shared with whatever else is
 /// being sent to the room at the same moment (see `batch`).
 pub async fn append(

@@ -1,0 +1,88 @@
+//! The XMPP edge: XMPP clients log in with their Matrix account (`@alice:example.org` is
+//! `alice@example.org`) and chat with Matrix users. Like `http/`, it maps what arrives onto the
+//! domain functions (accounts, devices, rooms, presence, the sync wake-ups) and holds no
+//! second copy of rooms, messages or accounts.
+//!
+//! ```text
+//! listener (mod.rs) -> connection.rs: TLS, SASL (sasl.rs), resource binding = a Matrix device
+//!                   -> session.rs: stanzas of a bound resource; chat.rs maps them onto rooms
+//!                   <- delivery.rs: new Matrix messages in the user's DM rooms, woken like /sync
+//! stream.rs / reader.rs: the XML stream itself (rxml + minidom), limits and stream errors
+//! ```
+
+mod chat;
+mod connection;
+mod delivery;
+mod reader;
+mod sasl;
+mod session;
+mod stream;
+pub mod tls;
+mod transport;
+
+use crate::config::Config;
+use crate::state::AppState;
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+/// How a listener's connections begin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Plain text that must upgrade with STARTTLS before anything else (RFC 6120 §5).
+    StartTls,
+    /// TLS from the first byte (XEP-0368).
+    DirectTls,
+}
+
+/// Binds `xmpp.listen` and `xmpp.listen_tls` (nothing when XMPP is off).
+pub async fn bind(config: &Config) -> anyhow::Result<Vec<(TcpListener, Mode)>> {
+    let mut listeners = Vec::new();
+    if !config.xmpp.enabled {
+        return Ok(listeners);
+    }
+    for (key, addresses, mode) in [
+        ("xmpp.listen", &config.xmpp.listen, Mode::StartTls),
+        ("xmpp.listen_tls", &config.xmpp.listen_tls, Mode::DirectTls),
+    ] {
+        for address in addresses {
+            let listener = TcpListener::bind(address.as_str())
+                .await
+                .with_context(|| format!("`{key}`: cannot listen on {address}"))?;
+            tracing::info!(address = %listener.local_addr()?, ?mode, "listening for XMPP clients");
+            listeners.push((listener, mode));
+        }
+    }
+    Ok(listeners)
+}
+
+/// Serves XMPP clients on `listener` until `shutdown` resolves; streams still open then end
+/// with `system-shutdown`.
+pub async fn serve(
+    listener: TcpListener,
+    mode: Mode,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let tls = tls::acceptor(&state.config)?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        let accepted = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (socket, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, say: pause rather than spin.
+                tracing::warn!(%error, "accepting an XMPP connection failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let connection = connection::Connection { state: state.clone(), tls: tls.clone(), mode, peer };
+        tokio::spawn(connection.run(socket, stop_rx.clone()));
+    }
+    let _ = stop_tx.send(true);
+    Ok(())
+}

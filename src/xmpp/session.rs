@@ -1,0 +1,237 @@
+//! A bound resource: binding opens the resource's Matrix device, then stanzas from the client
+//! are answered or mapped onto the domain (`chat`), and Matrix messages for the user arrive
+//! from `delivery`.
+
+use crate::state::AppState;
+use crate::users::{ClientInfo, Session as MatrixSession};
+use crate::xmpp::stream::{Stream, StreamError};
+use minidom::Element;
+use ruma::OwnedUserId;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use tokio::sync::mpsc;
+use xmpp_parsers::bind::{BindQuery, BindResponse};
+use xmpp_parsers::disco::{DiscoInfoQuery, DiscoInfoResult, DiscoItemsQuery, DiscoItemsResult, Identity};
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::jid::{BareJid, FullJid, Jid};
+use xmpp_parsers::ping::Ping;
+use xmpp_parsers::roster::Roster;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+
+const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+/// Resources become part of a device id; longer or stranger ones are replaced by a generated one.
+const MAX_RESOURCE_LENGTH: usize = 64;
+/// What the server tells service discovery it supports.
+const FEATURES: &[&str] = &[
+    "http://jabber.org/protocol/disco#info",
+    "http://jabber.org/protocol/disco#items",
+    "urn:xmpp:ping",
+    "urn:xmpp:sid:0",
+    "jabber:iq:roster",
+];
+
+/// Everything one bound resource needs.
+pub struct Session {
+    pub matrix: MatrixSession,
+    pub jid: FullJid,
+}
+
+impl Session {
+    /// Offers binding, binds, then serves the resource until the stream ends.
+    pub async fn run(
+        state: &AppState,
+        stream: &mut Stream,
+        user_id: OwnedUserId,
+        peer: SocketAddr,
+    ) -> Result<(), StreamError> {
+        let features = format!("<bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>");
+        stream.open(&features).await?;
+        let session = bind(state, stream, &user_id, peer).await?;
+        let (outgoing, mut to_send) = mpsc::channel::<Element>(64);
+        let delivery =
+            tokio::spawn(crate::xmpp::delivery::run(state.clone(), session.matrix.clone(), outgoing.clone()));
+        let outcome = session.serve(state, stream, &mut to_send).await;
+        delivery.abort();
+        // The user's last word on presence: gone (a Matrix client's own syncs set it again).
+        if let Err(error) = crate::xmpp::chat::set_presence(state, &session.matrix, None).await {
+            tracing::warn!(%error, "setting presence after an XMPP stream ended failed");
+        }
+        outcome
+    }
+
+    async fn serve(
+        &self,
+        state: &AppState,
+        stream: &mut Stream,
+        to_send: &mut mpsc::Receiver<Element>,
+    ) -> Result<(), StreamError> {
+        loop {
+            let next = tokio::select! {
+                incoming = stream.next_element() => Next::Incoming(incoming?),
+                Some(outgoing) = to_send.recv() => Next::Outgoing(outgoing),
+            };
+            match next {
+                Next::Outgoing(element) => stream.send_element(&element).await?,
+                Next::Incoming(element) => {
+                    for answer in self.handle(state, element).await? {
+                        stream.send_element(&answer).await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// The answers to one stanza from the client.
+    async fn handle(&self, state: &AppState, element: Element) -> Result<Vec<Element>, StreamError> {
+        match element.name() {
+            "iq" => Ok(self.iq(state, element).await.into_iter().collect()),
+            "message" => crate::xmpp::chat::message_from_client(state, self, element).await,
+            "presence" => crate::xmpp::chat::presence_from_client(state, self, element).await,
+            _ => Err(StreamError::new("unsupported-stanza-type", "")),
+        }
+    }
+
+    async fn iq(&self, state: &AppState, element: Element) -> Option<Element> {
+        let Ok(iq) = Iq::try_from(element) else {
+            // No usable id to answer to (RFC 6120 §8.2.3 requires one).
+            return None;
+        };
+        let (header, payload) = iq.split();
+        let id = header.id.clone();
+        let request = match payload {
+            xmpp_parsers::iq::IqPayload::Get(payload) => Request::Get(payload),
+            xmpp_parsers::iq::IqPayload::Set(payload) => Request::Set(payload),
+            // Answers to nothing we asked.
+            _ => return None,
+        };
+        let from_server = header.to.as_ref().is_none_or(|to| to.as_str() == self.jid.domain().as_str());
+        let to_account = header.to.as_ref().is_some_and(|to| to.to_bare() == self.jid.to_bare());
+        let answer = match request {
+            Request::Get(payload) if payload.is("ping", xmpp_parsers::ns::PING) => {
+                Ping::try_from(payload).ok().map(|_| Iq::empty_result(self.jid.clone().into(), id.clone()))
+            }
+            Request::Get(payload) if payload.is("query", xmpp_parsers::ns::ROSTER) && (from_server || to_account) => {
+                match crate::xmpp::chat::roster(state, self).await {
+                    Ok(items) => Some(Iq::from_result(id.clone(), Some(Roster { ver: None, items }))),
+                    Err(error) => {
+                        tracing::error!(%error, "reading the roster failed");
+                        Some(iq_error(&id, ErrorType::Wait, DefinedCondition::InternalServerError))
+                    }
+                }
+            }
+            Request::Get(payload) if payload.is("query", xmpp_parsers::ns::DISCO_INFO) => {
+                DiscoInfoQuery::try_from(payload).ok().map(|_| {
+                    let identity = match from_server {
+                        true => Identity::new("server", "im", "en", "Hearth"),
+                        false => Identity::new_anonymous::<_, _, String, String>("account", "registered"),
+                    };
+                    let features: BTreeSet<String> = match from_server {
+                        true => FEATURES.iter().map(|f| (*f).to_owned()).collect(),
+                        false => BTreeSet::from([xmpp_parsers::ns::DISCO_INFO.to_owned()]),
+                    };
+                    let result =
+                        DiscoInfoResult { node: None, identities: vec![identity], features, extensions: vec![] };
+                    Iq::from_result(id.clone(), Some(result))
+                })
+            }
+            Request::Get(payload) if payload.is("query", xmpp_parsers::ns::DISCO_ITEMS) => {
+                DiscoItemsQuery::try_from(payload).ok().map(|_| {
+                    let result = DiscoItemsResult { node: None, items: vec![], rsm: None };
+                    Iq::from_result(id.clone(), Some(result))
+                })
+            }
+            // Old clients still open a session (RFC 3921); it is a no-op.
+            Request::Set(payload) if payload.is("session", NS_SESSION) => {
+                Some(Iq::empty_result(self.jid.clone().into(), id.clone()))
+            }
+            _ => None,
+        };
+        let answer = answer.unwrap_or_else(|| iq_error(&id, ErrorType::Cancel, DefinedCondition::ServiceUnavailable));
+        let answer = match header.to {
+            Some(to) => answer.with_from(to),
+            None => answer,
+        };
+        Some(answer.with_to(self.jid.clone().into()).into())
+    }
+}
+
+enum Next {
+    Incoming(Element),
+    Outgoing(Element),
+}
+
+enum Request {
+    Get(Element),
+    Set(Element),
+}
+
+pub fn iq_error(id: &str, type_: ErrorType, condition: DefinedCondition) -> Iq {
+    Iq::from_error(id, StanzaError::new(type_, condition, "en", ""))
+}
+
+/// Waits for the resource binding request and opens the resource's device.
+async fn bind(
+    state: &AppState,
+    stream: &mut Stream,
+    user_id: &OwnedUserId,
+    peer: SocketAddr,
+) -> Result<Session, StreamError> {
+    loop {
+        let element = stream.next_element().await?;
+        let Ok(iq) = Iq::try_from(element) else {
+            return Err(StreamError::new("not-authorized", "bind a resource first"));
+        };
+        let (header, payload) = iq.split();
+        let xmpp_parsers::iq::IqPayload::Set(payload) = payload else {
+            let refusal = iq_error(&header.id, ErrorType::Cancel, DefinedCondition::NotAllowed);
+            stream.send_element(&refusal.into()).await?;
+            continue;
+        };
+        let Ok(query) = BindQuery::try_from(payload) else {
+            let refusal = iq_error(&header.id, ErrorType::Cancel, DefinedCondition::NotAllowed);
+            stream.send_element(&refusal.into()).await?;
+            continue;
+        };
+        let resource = query
+            .resource
+            .filter(|r| {
+                (1..=MAX_RESOURCE_LENGTH).contains(&r.len())
+                    && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            })
+            .unwrap_or_else(|| crate::users::tokens::random_alphanumeric(12));
+        let matrix = open_device(state, user_id, &resource, peer).await.map_err(StreamError::internal)?;
+        let bare = BareJid::new(&format!("{}@{}", user_id.localpart(), stream.domain))
+            .map_err(|_| StreamError::new("policy-violation", "this account has no XMPP address"))?;
+        let jid = bare.with_resource_str(&resource).map_err(StreamError::internal)?;
+        let answer = Iq::from_result(header.id, Some(BindResponse { jid: jid.clone() }));
+        stream.send_element(&answer.into()).await?;
+        tracing::info!(%jid, device = %matrix.device_id, "XMPP resource bound");
+        return Ok(Session { matrix, jid });
+    }
+}
+
+/// Each resource is a Matrix device (`XMPP_<resource>`), reused when the resource comes back.
+async fn open_device(
+    state: &AppState,
+    user_id: &OwnedUserId,
+    resource: &str,
+    peer: SocketAddr,
+) -> crate::Result<MatrixSession> {
+    let client = ClientInfo { ip: Some(peer.ip().to_string()), user_agent: Some("XMPP".to_owned()) };
+    let device_id = format!("XMPP_{resource}");
+    let display_name = format!("XMPP ({resource})");
+    let mut tx = state.pool.begin().await?;
+    let opened = crate::users::sessions::open(&mut tx, user_id, Some(&device_id), Some(&display_name), &client).await?;
+    tx.commit().await?;
+    crate::users::sessions::authenticate(&state.pool, &opened.access_token, &client).await
+}
+
+/// A JID's local user, if it names one on this server (`alice@domain`, any resource).
+pub fn local_user(jid: &Jid, domain: &str, server_name: &ruma::ServerName) -> Option<OwnedUserId> {
+    if !jid.domain().as_str().eq_ignore_ascii_case(domain) {
+        return None;
+    }
+    let node = jid.node()?;
+    ruma::UserId::parse(format!("@{}:{server_name}", node.as_str())).ok()
+}
