@@ -179,23 +179,28 @@ pub struct RoomTip {
     pub extremities: Vec<Extremity>,
     /// The event already sent with the client transaction id asked about, if any.
     pub transaction_event: Option<String>,
+    /// Whether a server other than `local` has a joined member in the room (`room_servers`).
+    pub has_remote_servers: bool,
 }
 
-/// [`crate::db::rooms::transaction_event`], [`crate::db::rooms::version`] and
-/// [`forward_extremities`] in one round trip.
+/// [`crate::db::rooms::transaction_event`], [`crate::db::rooms::version`],
+/// [`forward_extremities`] and whether the room has servers other than `local` in one round
+/// trip.
 pub async fn room_tip(
     db: impl PgExecutor<'_>,
     room_id: &str,
+    local: &str,
     transaction: Option<TxnKey<'_>>,
 ) -> sqlx::Result<RoomTip> {
-    type Row = (Option<String>, Option<String>, Option<i64>, Option<String>, Option<i64>, Option<i64>);
+    type Row = (Option<String>, Option<String>, Option<i64>, Option<String>, Option<i64>, Option<i64>, bool);
     // One row even for an unknown room (the transaction may still be known); one per
     // extremity otherwise.
     let query = sqlx::query_as(
         "SELECT (SELECT t.event_id FROM event_transactions t
                  WHERE t.user_id = $2 AND t.device_id = $3 AND t.room_id = $4 AND t.event_type = $5
                    AND t.txn_id = $6),
-                r.room_version, x.event_nid, x.event_id, x.depth, x.state_after
+                r.room_version, x.event_nid, x.event_id, x.depth, x.state_after,
+                EXISTS (SELECT 1 FROM room_servers s WHERE s.room_id = $1 AND s.server_name <> $7)
          FROM (VALUES (1)) AS one (n)
          LEFT JOIN rooms r ON r.room_id = $1
          LEFT JOIN LATERAL (
@@ -208,11 +213,17 @@ pub async fn room_tip(
          ORDER BY x.depth DESC, x.stream_position DESC",
     )
     .bind(room_id);
-    let rows: Vec<Row> = bind_transaction(query, transaction).fetch_all(db).await?;
-    let mut tip = RoomTip { version: None, extremities: Vec::with_capacity(rows.len()), transaction_event: None };
-    for (transaction_event, version, event_nid, event_id, depth, state_after) in rows {
+    let rows: Vec<Row> = bind_transaction(query, transaction).bind(local).fetch_all(db).await?;
+    let mut tip = RoomTip {
+        version: None,
+        extremities: Vec::with_capacity(rows.len()),
+        transaction_event: None,
+        has_remote_servers: false,
+    };
+    for (transaction_event, version, event_nid, event_id, depth, state_after, has_remote_servers) in rows {
         tip.transaction_event = transaction_event;
         tip.version = version;
+        tip.has_remote_servers = has_remote_servers;
         match (event_nid, event_id, depth, state_after) {
             (Some(event_nid), Some(event_id), Some(depth), Some(state_after)) => {
                 tip.extremities.push(Extremity { event_nid, event_id, depth, state_after });

@@ -33,31 +33,90 @@ pub struct Recipient {
     pub ignored_senders: Vec<String>,
 }
 
+/// What push evaluation reads of a room, in one statement: its local recipients, the JSON of
+/// its current create and power levels events, and its joined member count.
+#[derive(Debug, Default)]
+pub struct PushContext {
+    pub recipients: Vec<Recipient>,
+    pub create_json: Option<String>,
+    pub power_levels_json: Option<String>,
+    pub joined_members: i64,
+}
+
+/// One row of [`push_context`]: the room's facts on every row, a recipient's columns on each
+/// (all `None` on the one row of a room without local recipients).
+#[derive(FromRow)]
+struct PushContextRow {
+    create_json: Option<String>,
+    power_levels_json: Option<String>,
+    joined_members: i64,
+    user_id: Option<String>,
+    membership: Option<String>,
+    member_event_nid: Option<i64>,
+    joined_position: Option<i64>,
+    rules_version: Option<i64>,
+    ignored_senders: Option<Vec<String>>,
+}
+
 /// The room's local joined and invited users (`local_suffix` is `:server_name`), with which
-/// of `senders` each ignores.
-pub async fn recipients(
+/// of `senders` each ignores, beside the room's create and power levels events and its joined
+/// member count (see [`PushContext`]). Current state is probed key by key, as
+/// `db::state::current_state_for_keys` does.
+pub async fn push_context(
     db: impl PgExecutor<'_>,
     room_id: &str,
     local_suffix: &str,
     senders: &[String],
-) -> sqlx::Result<Vec<Recipient>> {
-    sqlx::query_as(
-        "SELECT m.user_id, m.membership, m.event_nid AS member_event_nid,
+) -> sqlx::Result<PushContext> {
+    let rows: Vec<PushContextRow> = sqlx::query_as(
+        "WITH room AS MATERIALIZED (
+             SELECT (SELECT e.json FROM events e WHERE e.event_nid =
+                        (SELECT cs.event_nid FROM current_state cs WHERE cs.room_id = $1 AND cs.state_key_nid =
+                            (SELECT k.state_key_nid FROM state_keys k
+                             WHERE k.event_type = 'm.room.create' AND k.state_key = ''))) AS create_json,
+                    (SELECT e.json FROM events e WHERE e.event_nid =
+                        (SELECT cs.event_nid FROM current_state cs WHERE cs.room_id = $1 AND cs.state_key_nid =
+                            (SELECT k.state_key_nid FROM state_keys k
+                             WHERE k.event_type = 'm.room.power_levels' AND k.state_key = ''))) AS power_levels_json,
+                    (SELECT COUNT(*) FROM room_memberships j
+                     WHERE j.room_id = $1 AND j.membership = 'join') AS joined_members
+         )
+         SELECT room.create_json, room.power_levels_json, room.joined_members,
+                m.user_id, m.membership, m.event_nid AS member_event_nid,
                 COALESCE(m.joined_position, m.stream_position) AS joined_position,
                 (SELECT a.stream_position FROM account_data a
                  WHERE a.user_id = m.user_id AND a.room_id = '' AND a.data_type = 'm.push_rules') AS rules_version,
                 ARRAY(SELECT s FROM account_data a, unnest($3::text[]) s
                       WHERE a.user_id = m.user_id AND a.room_id = '' AND a.data_type = 'm.ignored_user_list'
                         AND a.content -> 'ignored_users' ? s) AS ignored_senders
-         FROM room_memberships m
-         WHERE m.room_id = $1 AND m.membership IN ('join', 'invite')
-           AND right(m.user_id, length($2)) = $2",
+         FROM room
+         LEFT JOIN room_memberships m
+           ON m.room_id = $1 AND m.membership IN ('join', 'invite') AND right(m.user_id, length($2)) = $2",
     )
     .bind(room_id)
     .bind(local_suffix)
     .bind(senders)
     .fetch_all(db)
-    .await
+    .await?;
+    let mut context = PushContext::default();
+    for row in rows {
+        context.create_json = row.create_json;
+        context.power_levels_json = row.power_levels_json;
+        context.joined_members = row.joined_members;
+        if let (Some(user_id), Some(membership), Some(member_event_nid), Some(joined_position)) =
+            (row.user_id, row.membership, row.member_event_nid, row.joined_position)
+        {
+            context.recipients.push(Recipient {
+                user_id,
+                membership,
+                member_event_nid,
+                joined_position,
+                rules_version: row.rules_version,
+                ignored_senders: row.ignored_senders.unwrap_or_default(),
+            });
+        }
+    }
+    Ok(context)
 }
 
 /// The `displayname` of each of the given member events (`None` where it has none).

@@ -386,17 +386,9 @@ pub async fn current_state_event(
 }
 
 /// Per wanted key, probes of `state_keys` and `current_state` (see the note above).
-static CURRENT_STATE_FOR_KEYS: LazyLock<String> = LazyLock::new(|| current_state_for_keys_sql(""));
+static CURRENT_STATE_FOR_KEYS: LazyLock<String> = LazyLock::new(current_state_for_keys_sql);
 
-/// [`CURRENT_STATE_FOR_KEYS`] with, on every row, the room's joined members counted up to `$4`.
-static CURRENT_STATE_FOR_KEYS_AND_JOINED: LazyLock<String> = LazyLock::new(|| {
-    current_state_for_keys_sql(
-        ", (SELECT COUNT(*) FROM (SELECT 1 FROM room_memberships
-                                  WHERE room_id = $1 AND membership = 'join' LIMIT $4) j) AS joined_up_to",
-    )
-});
-
-fn current_state_for_keys_sql(extra_columns: &str) -> String {
+fn current_state_for_keys_sql() -> String {
     format!(
         "WITH wanted AS MATERIALIZED (
             SELECT w.event_type, w.state_key,
@@ -410,36 +402,9 @@ fn current_state_for_keys_sql(extra_columns: &str) -> String {
                     WHERE cs.room_id = $1 AND cs.state_key_nid = w.state_key_nid) AS event_nid
             FROM wanted w WHERE w.state_key_nid IS NOT NULL
         )
-        SELECT en.state_key_nid, en.event_type, en.state_key, en.event_nid, {EVENT_OF_ROW} {extra_columns}
+        SELECT en.state_key_nid, en.event_type, en.state_key, en.event_nid, {EVENT_OF_ROW}
         FROM entries en WHERE en.event_nid IS NOT NULL"
     )
-}
-
-#[derive(FromRow)]
-struct EntryAndJoined {
-    #[sqlx(flatten)]
-    entry: StateEntry,
-    joined_up_to: i64,
-}
-
-/// [`current_state_for_keys`] and the room's joined members counted up to `cap`, in one
-/// statement (`None` for the count when the room has none of the keys).
-pub async fn current_state_for_keys_and_joined(
-    db: impl PgExecutor<'_>,
-    room_id: &str,
-    keys: &[(&str, &str)],
-    cap: i64,
-) -> sqlx::Result<(Vec<StateEntry>, Option<i64>)> {
-    let (types, state_keys) = key_columns(keys);
-    let rows: Vec<EntryAndJoined> = sqlx::query_as(sqlx::AssertSqlSafe(CURRENT_STATE_FOR_KEYS_AND_JOINED.as_str()))
-        .bind(room_id)
-        .bind(&types)
-        .bind(&state_keys)
-        .bind(cap)
-        .fetch_all(db)
-        .await?;
-    let joined = rows.first().map(|row| row.joined_up_to);
-    Ok((rows.into_iter().map(|row| row.entry).collect(), joined))
 }
 
 /// The given `(type, state_key)` entries of the room's current state (those it has).

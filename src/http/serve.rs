@@ -61,6 +61,11 @@ pub async fn serve_with_tls(
             },
             () = &mut shutdown => break,
         };
+        // A response may leave in more than one write (headers, then a body); with Nagle's
+        // algorithm the second waits for the client's delayed ACK, up to 40 ms on loopback.
+        if let Err(error) = stream.set_nodelay(true) {
+            tracing::debug!(%error, %address, "cannot set TCP_NODELAY");
+        }
         let service = app.clone().map_request(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(address));
             request.map(axum::body::Body::new)

@@ -4,7 +4,7 @@
 //! nothing is lost on a crash, and `/sync`, `/notifications` and the pushers read the same rows.
 //!
 //! Big rooms cost no database round trip per member: a room's members, their display names
-//! and their rule sets come from at most four statements per batch of events, and display
+//! and their rule sets come from at most three statements per batch of events, and display
 //! names (by member event) and rule sets (by user and version) are kept in process between
 //! batches. A rule set's version is the stream position of the user's last change to it, read
 //! with the members, so a change made by any process is seen at the next event.
@@ -12,7 +12,6 @@
 use crate::cache::FactCache;
 use crate::db;
 use crate::db::push_actions::{NewEvent, PushAction, Recipient};
-use crate::db::state::StateEntry;
 use crate::error::{Error, Result};
 use crate::push::ruleset::assemble;
 use ruma::events::AnySyncTimelineEvent;
@@ -118,20 +117,21 @@ async fn evaluate_room(
     senders.sort_unstable();
     senders.dedup();
     let local_suffix = format!(":{server_name}");
-    let recipients = db::push_actions::recipients(&mut *conn, room_id.as_str(), &local_suffix, &senders).await?;
-    if recipients.is_empty() {
+    let mut room = db::push_actions::push_context(&mut *conn, room_id.as_str(), &local_suffix, &senders).await?;
+    // Only those who may hear of some event need their rules: when that is nobody (a sender
+    // alone with their own messages), no rule set, power levels or flattened event is built.
+    room.recipients.retain(|user| events.iter().any(|event| may_hear(user, event)));
+    if room.recipients.is_empty() {
         return Ok(Vec::new());
     }
-    let keys = [("m.room.create", ""), ("m.room.power_levels", "")];
-    let (state, joined) =
-        db::state::current_state_for_keys_and_joined(&mut *conn, room_id.as_str(), &keys, i64::MAX).await?;
-    let member_count = UInt::try_from(joined.unwrap_or(0).max(0)).unwrap_or_default();
-    let listeners = listeners(conn, pool, recipients).await?;
+    let member_count = UInt::try_from(room.joined_members.max(0)).unwrap_or_default();
+    let power_levels = power_levels(room.create_json.as_deref(), room.power_levels_json.as_deref());
+    let listeners = listeners(conn, pool, room.recipients).await?;
     let shared = Shared::new(server_name)?;
 
     let mut context =
         PushConditionRoomCtx::new(room_id.to_owned(), member_count, shared.placeholder.clone(), String::new());
-    if let Some(power_levels) = power_levels(&state) {
+    if let Some(power_levels) = power_levels {
         context = context.with_power_levels(power_levels);
     }
     let mut rows = Vec::new();
@@ -153,15 +153,8 @@ async fn evaluate_room(
         };
         for listener in &listeners {
             let user = &listener.recipient;
-            // Spec: no notification for one's own events; none from ignored users either
-            // (spec: "Ignoring Users": their events are not sent to the client).
-            let hears = user.user_id != event.sender
-                && !user.ignored_senders.contains(&event.sender)
-                && match user.membership.as_str() {
-                    "join" => user.joined_position <= event.stream_position,
-                    // An invitee hears only of their own invite.
-                    _ => invitee == Some(user.user_id.as_str()),
-                };
+            // An invitee hears only of their own invite.
+            let hears = may_hear(user, event) && (user.membership == "join" || invitee == Some(user.user_id.as_str()));
             if !hears {
                 continue;
             }
@@ -194,6 +187,16 @@ async fn evaluate_room(
         }
     }
     Ok(rows)
+}
+
+/// Whether `user` may hear of `event`, all but the invitee's condition (which needs the
+/// event's content). Spec: no notification for one's own events; none from ignored users
+/// either ("Ignoring Users": their events are not sent to the client); a member hears of
+/// events since their latest join.
+fn may_hear(user: &Recipient, event: &NewEvent) -> bool {
+    user.user_id != event.sender
+        && !user.ignored_senders.contains(&event.sender)
+        && (user.membership != "join" || user.joined_position <= event.stream_position)
 }
 
 /// What a rule's actions mean for the rows.
@@ -296,9 +299,8 @@ async fn listeners(conn: &mut PgConnection, pool: &PgPool, recipients: Vec<Recip
 
 /// The room's power levels as the `sender_notification_permission` condition needs them
 /// (`None` when the state does not parse: such conditions then never apply).
-fn power_levels(state: &[StateEntry]) -> Option<PushConditionPowerLevelsCtx> {
-    let create = state.iter().find(|entry| entry.event_type == "m.room.create")?;
-    let create: serde_json::Value = serde_json::from_str(&create.json).ok()?;
+fn power_levels(create_json: Option<&str>, power_levels_json: Option<&str>) -> Option<PushConditionPowerLevelsCtx> {
+    let create: serde_json::Value = serde_json::from_str(create_json?).ok()?;
     let version = create["content"]["room_version"].as_str().unwrap_or("1");
     let rules = RoomVersionId::try_from(version).ok()?.rules()?;
     let mut creators: Vec<OwnedUserId> =
@@ -307,9 +309,9 @@ fn power_levels(state: &[StateEntry]) -> Option<PushConditionPowerLevelsCtx> {
         let additional = create["content"]["additional_creators"].as_array().into_iter().flatten();
         creators.extend(additional.filter_map(|user| user.as_str().and_then(|s| UserId::parse(s).ok())));
     }
-    let source = match state.iter().find(|entry| entry.event_type == "m.room.power_levels") {
-        Some(entry) => {
-            let event: PowerLevelsEvent = serde_json::from_str(&entry.json).ok()?;
+    let source = match power_levels_json {
+        Some(json) => {
+            let event: PowerLevelsEvent = serde_json::from_str(json).ok()?;
             RoomPowerLevelsSource::Original(event.content)
         }
         None => RoomPowerLevelsSource::None,

@@ -26,7 +26,8 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Scenario {
     /// One user, one room: N messages sent one after another, then N more from C concurrent
-    /// senders; messages/s and request latency percentiles for each phase.
+    /// senders, then N more from C senders into R rooms; messages/s, request latency
+    /// percentiles and, with --server-pid/--db-pid, CPU time per message for each phase.
     Send(Box<SendArgs>),
     /// P pairs of users, each pair in a private room: every user sends M messages and reads
     /// its partner's over long-polling /sync; delivery latency percentiles, messages/s and a
@@ -94,6 +95,30 @@ pub struct SendArgs {
     /// Concurrent senders in the second phase.
     #[arg(long, value_name = "C", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub concurrency: u32,
+
+    /// Rooms of the third phase: N more messages from C concurrent senders, sender i sending
+    /// to room i mod R, so that sends to different rooms run at once. 1 leaves the phase out.
+    #[arg(long, value_name = "R", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000))]
+    pub rooms: u32,
+
+    /// Process id of the --homeserver server on this machine: the CPU time of its process
+    /// tree (Hearth with its embedded PostgreSQL) is read from /proc around each phase and
+    /// reported per message. Without it (and --db-pid), CPU is not measured.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// Process id of the --homeserver's external PostgreSQL (its postmaster): its process
+    /// tree's CPU time counts too.
+    #[arg(long, value_name = "PID")]
+    pub db_pid: Option<u32>,
+
+    /// --server-pid for the --compare server.
+    #[arg(long, value_name = "PID", requires = "compare")]
+    pub compare_server_pid: Option<u32>,
+
+    /// --db-pid for the --compare server.
+    #[arg(long, value_name = "PID", requires = "compare")]
+    pub compare_db_pid: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -335,7 +360,7 @@ mod tests {
         let cli = Cli::try_parse_from(["hearth-bench", "send", "--homeserver", "http://localhost:8008"])
             .expect("valid command line");
         let Scenario::Send(args) = cli.scenario else { panic!("send expected") };
-        assert_eq!((args.messages, args.concurrency), (500, 10));
+        assert_eq!((args.messages, args.concurrency, args.rooms), (500, 10, 10));
         assert!(Cli::try_parse_from(["hearth-bench", "send", "--homeserver", "http://h", "--messages", "0"]).is_err());
     }
 

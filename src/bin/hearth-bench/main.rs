@@ -54,7 +54,13 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     match cli.scenario {
         cli::Scenario::Send(args) => {
-            let parameters = SendParameters { messages: args.messages, concurrency: args.concurrency };
+            let parameters = SendParameters {
+                messages: args.messages,
+                concurrency: args.concurrency,
+                rooms: args.rooms,
+                server_pids: [args.server_pid, args.db_pid],
+                compare_pids: [args.compare_server_pid, args.compare_db_pid],
+            };
             measure(SendScenario(parameters), args.target).await
         }
         cli::Scenario::Paired(args) => {

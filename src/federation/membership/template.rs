@@ -102,7 +102,7 @@ pub async fn event_on_tip(
     template: &EventTemplate,
 ) -> Result<EventOnTip> {
     let mut conn = ctx.pool.acquire().await?;
-    let tip = db::events::room_tip(&mut *conn, room_id.as_str(), None).await?;
+    let tip = db::events::room_tip(&mut *conn, room_id.as_str(), ctx.server_name.as_str(), None).await?;
     let version = tip.version.ok_or_else(|| Error::not_found(format!("This server does not know room {room_id}")))?;
     let room_version =
         RoomVersionId::try_from(version.as_str()).map_err(|e| Error::internal(format!("stored room version: {e}")))?;

@@ -88,6 +88,10 @@ struct Tip {
     rules: RoomVersionRules,
     /// Deepest first.
     extremities: Vec<Extremity>,
+    /// Whether another server has a member in the room. Only a join changes it, and every
+    /// join is appended under the room's lock, which this batch holds; a local send cannot
+    /// join a remote user.
+    has_remote_servers: bool,
 }
 
 impl<'a> Appender<'a> {
@@ -100,6 +104,12 @@ impl<'a> Appender<'a> {
     /// As [`Appender::new`], starting from what the room's previous batch left (see [`Carried`]).
     pub fn resuming(ctx: RoomCtx<'a>, room: &'a HeldRoomLock, carried: Carried) -> Appender<'a> {
         Appender { carried: Some(carried), ..Appender::new(ctx, room) }
+    }
+
+    /// Whether another server has a joined member in the room, as the first append read it
+    /// (`None` before any append got that far).
+    pub fn room_has_remote_servers(&self) -> Option<bool> {
+        self.tip.as_ref().map(|tip| tip.has_remote_servers)
     }
 
     /// What the next batch may start from, once this one's transaction has committed.
@@ -139,7 +149,8 @@ impl<'a> Appender<'a> {
                 tip
             }
             unknown => {
-                let loaded = db::events::room_tip(&mut *tx, room_id.as_str(), txn_key).await?;
+                let loaded =
+                    db::events::room_tip(&mut *tx, room_id.as_str(), self.ctx.server_name.as_str(), txn_key).await?;
                 if let Some(event_id) = loaded.transaction_event {
                     return sent_before(&event_id);
                 }
@@ -148,7 +159,7 @@ impl<'a> Appender<'a> {
                 {
                     self.auth = carried.auth;
                 }
-                unknown.insert(Tip::new(room_id, loaded.version, loaded.extremities)?)
+                unknown.insert(Tip::new(room_id, loaded)?)
             }
         };
         let rules = &tip.rules;
@@ -221,10 +232,14 @@ fn sent_before(event_id: &str) -> Result<Appended> {
 }
 
 impl Tip {
-    fn new(room_id: &RoomId, version: Option<String>, extremities: Vec<Extremity>) -> Result<Tip> {
-        let version = version.ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
+    fn new(room_id: &RoomId, loaded: db::events::RoomTip) -> Result<Tip> {
+        let version = loaded.version.ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
         let version = RoomVersionId::try_from(version.as_str())
             .map_err(|e| Error::internal(format!("stored room version: {e}")))?;
-        Ok(Tip { rules: rules_for(&version)?, extremities })
+        Ok(Tip {
+            rules: rules_for(&version)?,
+            extremities: loaded.extremities,
+            has_remote_servers: loaded.has_remote_servers,
+        })
     }
 }

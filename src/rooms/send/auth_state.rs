@@ -13,13 +13,16 @@ use ruma::state_res::{auth_types_for_event, check_state_dependent_auth_rules, ch
 use ruma::{EventId, OwnedEventId, UserId};
 use sqlx::PgConnection;
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Auth-relevant state events of one snapshot, as the auth rules see them (redactions
-/// applied); `None` records a key the snapshot lacks.
+/// applied); `None` records a key the snapshot lacks. Shared, not copied, into each event's
+/// [`AuthState`]: a PDU holds its whole JSON, and deep copies of the same few events for every
+/// send were a tenth of the send path's CPU (docs/PERFORMANCE.md).
 #[derive(Default)]
 pub(super) struct StateSlice {
     snapshot: Option<i64>,
-    entries: HashMap<(String, String), Option<Pdu>>,
+    entries: HashMap<(String, String), Option<Arc<Pdu>>>,
 }
 
 /// What decides which state an event's authorisation needs.
@@ -32,8 +35,8 @@ struct AuthSubject<'a> {
 
 /// The slice of the state before an event that its authorisation needs.
 pub struct AuthState {
-    by_key: HashMap<(String, String), Pdu>,
-    by_id: HashMap<OwnedEventId, Pdu>,
+    by_key: HashMap<(String, String), Arc<Pdu>>,
+    by_id: HashMap<OwnedEventId, Arc<Pdu>>,
     pub auth_event_ids: Vec<OwnedEventId>,
 }
 
@@ -87,6 +90,7 @@ impl AuthState {
         let mut by_key = HashMap::new();
         let mut by_id = HashMap::new();
         for pdu in auth_events {
+            let pdu = Arc::new(pdu);
             if let Some(state_key) = &pdu.state_key {
                 by_key.insert((pdu.kind.to_string(), state_key.clone()), pdu.clone());
             }
@@ -131,7 +135,7 @@ impl AuthState {
                 };
                 // Redacted state events count as what the redaction algorithm left of them.
                 let served = served::serve(&rules.redaction, entry.event_nid, pdu, redaction)?;
-                slice.entries.insert((entry.event_type, entry.state_key), Some(served.pdu));
+                slice.entries.insert((entry.event_type, entry.state_key), Some(Arc::new(served.pdu)));
             }
         }
 
@@ -153,13 +157,15 @@ impl AuthState {
 
     /// One state event of the loaded slice.
     pub fn state_event(&self, kind: &str, state_key: &str) -> Option<&Pdu> {
-        self.by_key.get(&(kind.to_owned(), state_key.to_owned()))
+        self.by_key.get(&(kind.to_owned(), state_key.to_owned())).map(Arc::as_ref)
     }
 
     /// The spec's authorisation rules for the room version, via ruma.
     pub fn authorize(&self, pdu: &Pdu, rules: &RoomVersionRules) -> Result<()> {
-        check_state_independent_auth_rules(&rules.authorization, pdu, |id: &EventId| self.by_id.get(id).cloned())
-            .map_err(|reason| Error::forbidden(format!("The event is not allowed: {reason}")))?;
+        check_state_independent_auth_rules(&rules.authorization, pdu, |id: &EventId| {
+            self.by_id.get(id).map(Arc::as_ref)
+        })
+        .map_err(|reason| Error::forbidden(format!("The event is not allowed: {reason}")))?;
         self.authorize_by_state(pdu, rules)
     }
 
@@ -169,7 +175,7 @@ impl AuthState {
     /// part of either state (a power levels event replaced on another branch, say).
     pub fn authorize_by_state(&self, pdu: &Pdu, rules: &RoomVersionRules) -> Result<()> {
         check_state_dependent_auth_rules(&rules.authorization, pdu, |kind: &StateEventType, key: &str| {
-            self.by_key.get(&(kind.to_string(), key.to_owned())).cloned()
+            self.by_key.get(&(kind.to_string(), key.to_owned())).map(Arc::as_ref)
         })
         .map_err(|reason| Error::forbidden(format!("The event is not allowed: {reason}")))
     }

@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::send::appender::{Appended, Appender, Carried, Transaction};
-use crate::rooms::send::committed::commit_events;
+use crate::rooms::send::committed::commit_events_knowing;
 use crate::rooms::send::locks::{LocalRoomLock, RoomSerial};
 use crate::streams::Reservation;
 use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
@@ -157,8 +157,10 @@ async fn append_all(
         drop(reservation);
         return Ok(outcomes);
     }
+    let has_remote_servers = appender.room_has_remote_servers();
     let carried = appender.carried();
-    commit_events(ctx, tx, reservation, room_id, outcomes.iter().filter_map(|outcome| outcome.as_ref().ok())).await?;
+    let appended = outcomes.iter().filter_map(|outcome| outcome.as_ref().ok());
+    commit_events_knowing(ctx, tx, reservation, room_id, appended, has_remote_servers).await?;
     *room.attached.carried() = carried;
     Ok(outcomes)
 }

@@ -1,8 +1,12 @@
 //! `send`: one user creates one room and sends N messages one after another, then N more
-//! from C concurrent senders (the same user, distinct transaction ids). Each request's
-//! latency runs from the start of the `PUT` until its answer has been read.
+//! from C concurrent senders (the same user, distinct transaction ids), then N more from C
+//! senders spread over R rooms. Each request's latency runs from the start of the `PUT` until
+//! its answer has been read. With the server's process ids, each phase also reports the CPU
+//! time the server (and its database) spent per message, from `/proc`: a figure that, unlike
+//! latency, a busy machine does not distort much.
 
 use crate::client::MatrixClient;
+use crate::process;
 use crate::progress::Progress;
 use crate::provisioning::{BenchUser, Registration, RunPrefix, register_user};
 use crate::report::{FigureRow, LATENCY_HEADER, ServerRun, latency_columns};
@@ -22,6 +26,20 @@ use tokio::task::JoinSet;
 pub struct SendParameters {
     pub messages: u32,
     pub concurrency: u32,
+    /// Rooms of the third phase; 1 leaves it out.
+    pub rooms: u32,
+    /// `[server, database]` process ids of the `--homeserver`, whose process trees' CPU time
+    /// is measured.
+    pub server_pids: [Option<u32>; 2],
+    /// The same for the `--compare` server.
+    pub compare_pids: [Option<u32>; 2],
+}
+
+impl SendParameters {
+    fn pids(&self, is_comparison: bool) -> Vec<u32> {
+        let pids = if is_comparison { self.compare_pids } else { self.server_pids };
+        pids.into_iter().flatten().collect()
+    }
 }
 
 /// The figures of one server.
@@ -31,6 +49,20 @@ pub struct SendRun {
     pub user_id: String,
     pub room_id: String,
     pub phases: Vec<PhaseResult>,
+    /// CPU time of the server's processes per message, one per phase; empty when no process
+    /// id was given.
+    pub cpu: Vec<PhaseCpu>,
+}
+
+/// What the server's processes (the trees below the given ids) spent on one phase.
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseCpu {
+    pub phase: &'static str,
+    pub pids: Vec<u32>,
+    /// Milliseconds of CPU (user + system) over the phase, all processes together.
+    pub cpu_ms: f64,
+    /// `cpu_ms` per message sent.
+    pub cpu_ms_per_message: f64,
 }
 
 pub struct SendScenario(pub SendParameters);
@@ -51,8 +83,16 @@ impl Scenario for SendScenario {
         )
     }
 
+    fn prepare(&self) -> Result<()> {
+        for pid in self.0.pids(false).into_iter().chain(self.0.pids(true)) {
+            process::cpu_ms_of_tree(pid)?;
+        }
+        Ok(())
+    }
+
     async fn run(&self, server: ServerContext<'_>) -> Result<SendRun> {
-        run(server.client, server.registration, server.prefix, self.0).await
+        let cpu = CpuMeter { pids: self.0.pids(server.is_comparison) };
+        run(server.client, server.registration, server.prefix, self.0, &cpu).await
     }
 }
 
@@ -79,10 +119,55 @@ impl ServerRun for SendRun {
                 latency_columns(&phase.latency_ms)
             );
         }
+        if self.cpu.is_empty() {
+            let _ = writeln!(out, "  CPU not measured: pass --server-pid (and --db-pid for an external database)");
+        }
+        for cpu in &self.cpu {
+            let _ = writeln!(
+                out,
+                "  {:<12}CPU {:.1} ms per message ({:.0} ms over the phase, processes below {:?})",
+                cpu.phase, cpu.cpu_ms_per_message, cpu.cpu_ms, cpu.pids
+            );
+        }
     }
 
     fn comparable(&self) -> Vec<FigureRow> {
-        self.phases.iter().map(FigureRow::of_phase).collect()
+        let mut rows: Vec<FigureRow> = self.phases.iter().map(FigureRow::of_phase).collect();
+        for (row, cpu) in rows.iter_mut().zip(&self.cpu) {
+            row.figures.push(("cpu_ms_per_message", cpu.cpu_ms_per_message));
+        }
+        rows
+    }
+}
+
+/// Reads the CPU time of the server's process trees around a phase.
+struct CpuMeter {
+    pids: Vec<u32>,
+}
+
+impl CpuMeter {
+    fn now(&self) -> Result<f64> {
+        self.pids.iter().map(|pid| process::cpu_ms_of_tree(*pid)).sum()
+    }
+
+    async fn measure(
+        &self,
+        cpu: &mut Vec<PhaseCpu>,
+        phase: impl Future<Output = Result<PhaseResult>>,
+    ) -> Result<PhaseResult> {
+        if self.pids.is_empty() {
+            return phase.await;
+        }
+        let before = self.now()?;
+        let result = phase.await?;
+        let cpu_ms = self.now()? - before;
+        cpu.push(PhaseCpu {
+            phase: result.name,
+            pids: self.pids.clone(),
+            cpu_ms,
+            cpu_ms_per_message: cpu_ms / f64::from(result.messages.max(1)),
+        });
+        Ok(result)
     }
 }
 
@@ -91,20 +176,38 @@ async fn run(
     registration: &Registration,
     prefix: &RunPrefix,
     parameters: SendParameters,
+    meter: &CpuMeter,
 ) -> Result<SendRun> {
     let server = client.base().to_string();
     client.check_reachable().await?;
-    eprintln!("{server}: registering a user and creating a room");
-    let user = register_user(client, registration, &prefix.localpart("sender")).await?;
+    eprintln!("{server}: registering a user and creating {} room(s)", parameters.rooms.max(1) + 1);
+    let user = Arc::new(register_user(client, registration, &prefix.localpart("sender")).await?);
     let room_id = create_room(client, &user).await?;
-    let room = Room { client: client.clone(), user: Arc::new(user.clone()), room_id: room_id.clone() };
+    let room = Room { client: client.clone(), user: user.clone(), room_id: room_id.clone() };
+    let mut spread = Vec::new();
+    if parameters.rooms > 1 {
+        for _ in 0..parameters.rooms {
+            let room_id = create_room(client, &user).await?;
+            spread.push(Room { client: client.clone(), user: user.clone(), room_id });
+        }
+    }
 
+    let mut cpu = Vec::new();
+    let mut phases = Vec::new();
     eprintln!("{server}: sending {} messages one after another", parameters.messages);
-    let sequential = sequential_phase(&room, prefix, parameters.messages).await?;
+    phases.push(meter.measure(&mut cpu, sequential_phase(&room, prefix, parameters.messages)).await?);
     eprintln!("{server}: sending {} messages from {} concurrent senders", parameters.messages, parameters.concurrency);
-    let concurrent = concurrent_phase(&room, prefix, parameters).await?;
+    let one_room = std::slice::from_ref(&room);
+    phases.push(meter.measure(&mut cpu, concurrent_phase("concurrent", one_room, prefix, parameters)).await?);
+    if !spread.is_empty() {
+        eprintln!(
+            "{server}: sending {} messages from {} concurrent senders into {} rooms",
+            parameters.messages, parameters.concurrency, parameters.rooms
+        );
+        phases.push(meter.measure(&mut cpu, concurrent_phase("rooms", &spread, prefix, parameters)).await?);
+    }
 
-    Ok(SendRun { homeserver: server, user_id: user.user_id, room_id, phases: vec![sequential, concurrent] })
+    Ok(SendRun { homeserver: server, user_id: user.user_id.clone(), room_id, phases, cpu })
 }
 
 /// What every send needs, cheap to clone into sender tasks.
@@ -162,14 +265,21 @@ async fn sequential_phase(room: &Room, prefix: &RunPrefix, messages: u32) -> Res
 }
 
 /// C sender tasks take message numbers from one shared counter until N are sent, so the
-/// phase keeps C requests in flight until its very end.
-async fn concurrent_phase(room: &Room, prefix: &RunPrefix, parameters: SendParameters) -> Result<PhaseResult> {
-    let SendParameters { messages, concurrency } = parameters;
-    let progress = Progress::start(format!("concurrent ({concurrency} senders)"), u64::from(messages));
+/// phase keeps C requests in flight until its very end; sender i sends to room i mod R.
+async fn concurrent_phase(
+    name: &'static str,
+    rooms: &[Room],
+    prefix: &RunPrefix,
+    parameters: SendParameters,
+) -> Result<PhaseResult> {
+    let SendParameters { messages, concurrency, .. } = parameters;
+    let progress = Progress::start(format!("{name} ({concurrency} senders)"), u64::from(messages));
     let next = Arc::new(AtomicU32::new(0));
     let mut senders = JoinSet::new();
     let started = Instant::now();
-    for _ in 0..concurrency.min(messages) {
+    // Message numbers are unique within a phase; the letter keeps the phases' apart.
+    let letter = if rooms.len() > 1 { 'r' } else { 'c' };
+    for room in rooms.iter().cycle().take(concurrency.min(messages) as usize) {
         let (room, next, done, prefix) = (room.clone(), next.clone(), progress.counter(), prefix.clone());
         senders.spawn(async move {
             let mut samples = Vec::new();
@@ -178,8 +288,8 @@ async fn concurrent_phase(room: &Room, prefix: &RunPrefix, parameters: SendParam
                 if index >= messages {
                     return Ok::<_, anyhow::Error>(samples);
                 }
-                let txn_id = format!("{}-c{index}", prefix.as_str());
-                samples.push(room.send(&txn_id, &message("concurrent", index)).await?);
+                let txn_id = format!("{}-{letter}{index}", prefix.as_str());
+                samples.push(room.send(&txn_id, &message(name, index)).await?);
                 done.fetch_add(1, Ordering::Relaxed);
             }
         });
@@ -195,5 +305,5 @@ async fn concurrent_phase(room: &Room, prefix: &RunPrefix, parameters: SendParam
     }
     let elapsed = started.elapsed();
     progress.finish().await;
-    Ok(PhaseResult::new("concurrent", concurrency.min(messages), elapsed, &samples))
+    Ok(PhaseResult::new(name, concurrency.min(messages), elapsed, &samples))
 }
