@@ -38,7 +38,7 @@ fn check_phase(phase: &Value, messages: u64) -> String {
 }
 
 #[tokio::test]
-async fn send_measures_both_phases_and_really_sends_every_message() {
+async fn send_measures_every_phase_and_its_cpu_and_really_sends_every_message() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("send.json");
@@ -53,6 +53,11 @@ async fn send_measures_both_phases_and_really_sends_every_message() {
         "20",
         "--concurrency",
         "4",
+        "--rooms",
+        "3",
+        // The server runs in this process, its PostgreSQL below it.
+        "--server-pid",
+        &std::process::id().to_string(),
         "--json",
         json_arg,
     ])
@@ -70,12 +75,19 @@ async fn send_measures_both_phases_and_really_sends_every_message() {
     assert_eq!(servers[0]["homeserver"].as_str().map(|u| u.trim_end_matches('/')), Some(server.base_url.as_str()));
     let phases = servers[0]["phases"].as_array().expect("phases");
     let names: Vec<String> = phases.iter().map(|phase| check_phase(phase, 20)).collect();
-    assert_eq!(names, ["sequential", "concurrent"]);
+    assert_eq!(names, ["sequential", "concurrent", "rooms"]);
     assert_eq!(phases[1]["concurrency"], 4);
+    assert_eq!(phases[2]["concurrency"], 4);
 
-    // The table names both phases.
+    // The table names every phase, with the CPU each cost.
     let table = text(&output.stdout);
-    assert!(table.contains("sequential") && table.contains("concurrent"), "{table}");
+    assert!(table.contains("sequential") && table.contains("concurrent") && table.contains("rooms"), "{table}");
+    assert!(table.contains("ms per message"), "{table}");
+    let cpu = servers[0]["cpu"].as_array().expect("cpu per phase");
+    assert_eq!(cpu.len(), 3, "{cpu:?}");
+    let cpu_ms: f64 = cpu.iter().map(|phase| phase["cpu_ms"].as_f64().expect("cpu_ms")).sum();
+    // 60 sends by a debug build cost far more than one 10 ms clock tick.
+    assert!(cpu_ms > 0.0, "{cpu:?}");
 
     // Every message reached the room, once (the bench user cannot be asked: count the rows).
     let room = servers[0]["room_id"].as_str().expect("room_id");
@@ -87,10 +99,19 @@ async fn send_measures_both_phases_and_really_sends_every_message() {
         ))
         .await;
     assert_eq!(sent, 40);
+    // The third phase spread its 20 messages over 3 other rooms.
+    let spread = server
+        .count(&format!(
+            "SELECT count(DISTINCT room_id) FROM events WHERE event_type = 'm.room.message' AND room_id <> '{}'",
+            room.replace('\'', "''")
+        ))
+        .await;
+    assert_eq!(spread, 3);
+    assert_eq!(server.count("SELECT count(*) FROM events WHERE event_type = 'm.room.message'").await, 60);
 }
 
 #[tokio::test]
-async fn open_registration_and_compare_give_ratios_for_both_phases() {
+async fn open_registration_and_compare_give_ratios_for_every_phase() {
     let server = TestServer::start().await;
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("compare.json");
@@ -104,6 +125,8 @@ async fn open_registration_and_compare_give_ratios_for_both_phases() {
         "3",
         "--concurrency",
         "2",
+        "--rooms",
+        "2",
         "--json",
         json.to_str().expect("utf-8 path"),
     ])
@@ -115,12 +138,12 @@ async fn open_registration_and_compare_give_ratios_for_both_phases() {
     assert_eq!(servers.len(), 2);
     assert_ne!(servers[0]["user_id"], servers[1]["user_id"], "each run registers its own user");
     let ratios = report["ratios"].as_array().expect("ratios with --compare");
-    assert_eq!(ratios.len(), 2);
+    assert_eq!(ratios.len(), 3);
     for ratio in ratios {
         assert!(ratio["messages_per_s"].as_f64().is_some_and(|r| r > 0.0), "{ratio}");
     }
     assert!(text(&output.stdout).contains("ratios"), "{}", text(&output.stdout));
-    assert_eq!(server.count("SELECT count(*) FROM events WHERE event_type = 'm.room.message'").await, 12);
+    assert_eq!(server.count("SELECT count(*) FROM events WHERE event_type = 'm.room.message'").await, 18);
 }
 
 #[tokio::test]

@@ -97,7 +97,8 @@ pub struct SendArgs {
     pub concurrency: u32,
 
     /// Rooms of the third phase: N more messages from C concurrent senders, sender i sending
-    /// to room i mod R, so that sends to different rooms run at once. 1 leaves the phase out.
+    /// to room i mod R, so that sends to different rooms run at once (at most C rooms are
+    /// used). 1 (or C = 1) leaves the phase out.
     #[arg(long, value_name = "R", default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000))]
     pub rooms: u32,
 

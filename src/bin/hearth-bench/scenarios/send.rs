@@ -180,13 +180,15 @@ async fn run(
 ) -> Result<SendRun> {
     let server = client.base().to_string();
     client.check_reachable().await?;
-    eprintln!("{server}: registering a user and creating {} room(s)", parameters.rooms.max(1) + 1);
+    // Sender i sends to room i mod R: rooms beyond the senders would stay empty.
+    let spread_rooms = if parameters.rooms > 1 { parameters.rooms.min(parameters.concurrency) } else { 0 };
+    eprintln!("{server}: registering a user and creating {} room(s)", spread_rooms + 1);
     let user = Arc::new(register_user(client, registration, &prefix.localpart("sender")).await?);
     let room_id = create_room(client, &user).await?;
     let room = Room { client: client.clone(), user: user.clone(), room_id: room_id.clone() };
     let mut spread = Vec::new();
-    if parameters.rooms > 1 {
-        for _ in 0..parameters.rooms {
+    if spread_rooms > 1 {
+        for _ in 0..spread_rooms {
             let room_id = create_room(client, &user).await?;
             spread.push(Room { client: client.clone(), user: user.clone(), room_id });
         }
@@ -202,7 +204,9 @@ async fn run(
     if !spread.is_empty() {
         eprintln!(
             "{server}: sending {} messages from {} concurrent senders into {} rooms",
-            parameters.messages, parameters.concurrency, parameters.rooms
+            parameters.messages,
+            parameters.concurrency,
+            spread.len()
         );
         phases.push(meter.measure(&mut cpu, concurrent_phase("rooms", &spread, prefix, parameters)).await?);
     }
