@@ -2,17 +2,16 @@
 //! snapshot holds — kept in process so that hot paths (every `/sync`, every send) stop asking
 //! the database for them again.
 //!
-//! Only immutable facts belong here: then several Hearth processes on one database each keep
-//! their own cache and can never disagree, and nothing needs invalidating. One process may
-//! serve several databases (the tests do), so every key carries the database it came from.
+//! Only immutable facts belong in a [`FactCache`]: then several Hearth processes on one
+//! database each keep their own cache and can never disagree, and nothing needs invalidating.
+//! Each cache lives in the [`Store`](crate::store::Store) of the database it came from.
 
 use quick_cache::sync::Cache;
-use sqlx::PgPool;
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 
-/// A bounded map of immutable facts of one kind, per database.
+/// A bounded map of immutable facts of one kind.
 pub struct FactCache<K, V> {
-    entries: Cache<(u64, K), V>,
+    entries: Cache<K, V>,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> FactCache<K, V> {
@@ -21,27 +20,11 @@ impl<K: Eq + Hash + Clone, V: Clone> FactCache<K, V> {
         FactCache { entries: Cache::new(capacity) }
     }
 
-    pub fn get(&self, pool: &PgPool, key: K) -> Option<V> {
-        self.entries.get(&(database_of(pool), key))
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.entries.get(key)
     }
 
-    pub fn insert(&self, pool: &PgPool, key: K, value: V) {
-        self.entries.insert((database_of(pool), key), value);
+    pub fn insert(&self, key: K, value: V) {
+        self.entries.insert(key, value);
     }
 }
-
-/// The database a pool connects to (server and database name), as a number: hashing
-/// allocates nothing, and two databases colliding in 64 bits is not a case worth a branch.
-pub fn database_of(pool: &PgPool) -> u64 {
-    let options = pool.connect_options();
-    FIXED_STATE.hash_one((
-        options.get_host(),
-        options.get_port(),
-        options.get_socket(),
-        options.get_database().unwrap_or_default(),
-    ))
-}
-
-/// A fixed hasher: the same name gives the same number for the life of the process.
-static FIXED_STATE: std::sync::LazyLock<std::collections::hash_map::RandomState> =
-    std::sync::LazyLock::new(std::collections::hash_map::RandomState::new);

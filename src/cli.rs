@@ -144,6 +144,7 @@ async fn run_user(command: UserCommand) -> anyhow::Result<()> {
             let config = Config::load(config.as_deref())?;
             let localpart = localpart_of(&localpart, &config)?;
             let (pool, guard) = server::open_database(&config, Opener::Tool).await?;
+            let pool = crate::store::Store::new(pool);
             let generated = password.is_none();
             let password = password.unwrap_or_else(|| tokens::random_alphanumeric(20));
             let server_name = server_name(&config)?;
@@ -161,6 +162,7 @@ async fn run_user(command: UserCommand) -> anyhow::Result<()> {
             let config = Config::load(config.as_deref())?;
             let user_id = user_id_of(&localpart, &config)?;
             let (pool, guard) = server::open_database(&config, Opener::Tool).await?;
+            let pool = crate::store::Store::new(pool);
             let generated = password.is_none();
             let password = password.unwrap_or_else(|| tokens::random_alphanumeric(20));
             let result = accounts::reset_password(&pool, &user_id, &password).await;
@@ -177,6 +179,7 @@ async fn run_user(command: UserCommand) -> anyhow::Result<()> {
             let config = Config::load(config.as_deref())?;
             let user_id = user_id_of(&localpart, &config)?;
             let (pool, guard) = server::open_database(&config, Opener::Tool).await?;
+            let pool = crate::store::Store::new(pool);
             let result = crate::creators::flag::set_creator(&pool, &user_id, !off).await;
             pool.close().await;
             guard.shutdown().await?;
@@ -188,6 +191,7 @@ async fn run_user(command: UserCommand) -> anyhow::Result<()> {
             let config = Config::load(config.as_deref())?;
             let user_id = user_id_of(&localpart, &config)?;
             let (pool, guard) = server::open_database(&config, Opener::Tool).await?;
+            let pool = crate::store::Store::new(pool);
             let mut result = accounts::deactivate_now(&pool, &user_id, false).await;
             if result.is_ok() {
                 // Like a deactivation through the API: the account leaves its rooms, with
@@ -216,6 +220,7 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<()> {
             let uses = uses.map(|uses| i32::try_from(uses).context("--uses is too large")).transpose()?;
             let expiry = expires_in_hours.map(|hours| crate::time::now_ms() + (hours as i64) * 3_600_000);
             let (pool, guard) = server::open_database(&config, Opener::Tool).await?;
+            let pool = crate::store::Store::new(pool);
             let result = accounts::create_registration_token(&pool, token.as_deref(), uses, expiry).await;
             pool.close().await;
             guard.shutdown().await?;
@@ -225,6 +230,7 @@ async fn run_token(command: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::List { config } => {
             let config = Config::load(config.as_deref())?;
             let (pool, guard) = server::open_database(&config, Opener::Tool).await?;
+            let pool = crate::store::Store::new(pool);
             let result = crate::db::registration::list_tokens(&pool).await;
             pool.close().await;
             guard.shutdown().await?;

@@ -11,11 +11,11 @@ use crate::rooms::RoomCtx;
 use crate::rooms::send::RoomLocks;
 use crate::server::{self, DatabaseGuard, Opener};
 use crate::server_key::SigningKey;
+use crate::store::Store;
 use crate::streams::Streams;
 use anyhow::anyhow;
 use clap::Subcommand;
 use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, RoomVersionId, ServerName, UserId};
-use sqlx::PgPool;
 use std::path::PathBuf;
 
 const OPERATOR: &str = "the operator";
@@ -91,7 +91,7 @@ pub enum AdminCommand {
 
 /// What the commands need open: the database, and what room operations sign and lock with.
 struct Tools {
-    pool: PgPool,
+    pool: Store,
     guard: DatabaseGuard,
     server_name: OwnedServerName,
     key: SigningKey,
@@ -109,7 +109,7 @@ impl Tools {
         let key = SigningKey::load_or_generate(&config.data_dir.join("signing.key"))?;
         let (pool, guard) = server::open_database(&config, Opener::Tool).await?;
         let streams = Streams::start(&pool).await?;
-        Ok(Tools { pool, guard, server_name, key, locks: RoomLocks::default(), streams, default_version })
+        Ok(Tools { pool: pool.into(), guard, server_name, key, locks: RoomLocks::default(), streams, default_version })
     }
 
     fn rooms(&self) -> RoomCtx<'_> {

@@ -3,8 +3,8 @@
 //! but not write (a read-only or recovering PostgreSQL, a lost connection that cannot be
 //! replaced) would accept every message and fail it, so it is not healthy.
 
+use crate::store::Store;
 use crate::streams::Streams;
-use sqlx::PgPool;
 
 pub enum Health {
     Serving,
@@ -12,7 +12,7 @@ pub enum Health {
     CannotWrite(String),
 }
 
-pub async fn check(pool: &PgPool, streams: &Streams) -> Health {
+pub async fn check(pool: &Store, streams: &Streams) -> Health {
     if let Err(error) = crate::db::ping(pool).await {
         return Health::DatabaseUnreachable(error.to_string());
     }

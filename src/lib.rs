@@ -3,19 +3,20 @@
 //! Three layers; arrows only point down (DESIGN §1). Follow a message send from request to table:
 //!
 //! ```text
-//! http/client/rooms.rs   edge: parse the ruma request (http/ruma.rs), call the domain, render the answer;
-//!                        domain errors become statuses in http/error.rs
-//! rooms/send/            domain: append -> locks (room lock + queue) -> batch (one transaction)
-//!                        -> appender (DAG place, auth) -> persist -> committed (wake-ups, and later
-//!                        push, federation); rooms/ also reads (read, visibility, served, relations)
+//! http/client/rooms.rs   edge: parse the ruma request (http/ruma/), call the domain, render the answer;
+//!                        domain errors become statuses in http/error.rs (xmpp/ is a second edge)
+//! rooms/send/            domain: send_message -> locks (room lock + queue) -> batch (one transaction)
+//!                        -> appender (DAG place, auth) -> persist -> committed (push actions, the
+//!                        federation outbox, wake-ups); rooms/ also reads (read, visibility, served)
 //! sync/serve.rs          domain: a /sync request -> long_poll -> build (+ sections), over streams/
-//! users/, e2ee/          domain: accounts, sessions, devices, account data; encryption keys
+//! users/, e2ee/, push/   domain: accounts, sessions, devices, account data; keys; push rules
+//! store.rs               the pool as the domain sees it, with this process's caches of the database
 //! db/events.rs, state.rs storage: all SQL; tables events, event_edges, state snapshots, current state
 //! state.rs, server.rs    wiring: AppState (shared handles), start-up, listeners; cli.rs for `hearth`
 //! ```
 //!
-//! Below everything: `error` (kinds, no HTTP), `time`, `config`, `cache`, `ratelimit`, `streams`
-//! (positions and the notifier every writer and `/sync` share).
+//! Below everything: `error` (kinds, no HTTP), `time`, `config`, `cache`, `store`, `ratelimit`,
+//! `streams` (positions and the notifier every writer and `/sync` share), `outbox` (queue writes).
 
 pub mod admin;
 pub mod allocator;
@@ -40,6 +41,7 @@ pub mod rooms;
 pub mod server;
 pub mod server_key;
 pub mod state;
+pub mod store;
 pub mod streams;
 pub mod sync;
 pub mod telemetry;

@@ -4,9 +4,9 @@
 
 use crate::config::Config;
 use crate::server_key::SigningKey;
+use crate::store::Store;
 use anyhow::anyhow;
 use ruma::OwnedServerName;
-use sqlx::PgPool;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -17,7 +17,8 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub server_name: OwnedServerName,
-    pub pool: PgPool,
+    /// The database, with this process's caches of it.
+    pub pool: Store,
     /// Shared with the federation client and key ring, which sign with it.
     pub signing_key: Arc<SigningKey>,
     pub rate_limits: crate::ratelimit::RateLimits,
@@ -56,12 +57,13 @@ impl Deref for AppState {
 
 impl AppState {
     /// Also registers this process as a stream writer and starts its notification listener.
-    pub async fn new(config: Config, pool: PgPool, signing_key: SigningKey) -> anyhow::Result<AppState> {
+    pub async fn new(config: Config, pool: sqlx::PgPool, signing_key: SigningKey) -> anyhow::Result<AppState> {
         let server_name = OwnedServerName::try_from(config.server_name.as_str())
             .map_err(|error| anyhow!("`server_name`: {error}"))?;
         let rate_limits = crate::ratelimit::RateLimits::new(&config.rate_limits);
         let default_room_version = ruma::RoomVersionId::try_from(config.rooms.default_version.as_str())
             .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
+        let pool = Store::new(pool);
         let streams = Arc::new(crate::streams::Streams::start(&pool).await?);
         let outbound = crate::net::OutboundClient::new(&config.network)?;
         let signing_key = Arc::new(signing_key);

@@ -19,7 +19,9 @@ const LISTS: &str = "/_hearth/client/v1/broadcast/lists";
 
 async fn make_creator(pool: &sqlx::PgPool, user_id: &str) {
     let user_id = ruma::UserId::parse(user_id).unwrap();
-    hearth::creators::flag::set_creator(pool, &user_id, true).await.expect("the operator makes a creator");
+    hearth::creators::flag::set_creator(&pool.clone().into(), &user_id, true)
+        .await
+        .expect("the operator makes a creator");
 }
 
 fn subscription(creator: &TestUser) -> String {

@@ -27,7 +27,9 @@ async fn creator_and_member(billing: &Billing) -> (TestServer, TestUser, TestUse
 
 async fn make_creator(pool: &sqlx::PgPool, user: &TestUser) {
     let user_id = ruma::UserId::parse(&user.user_id).unwrap();
-    hearth::creators::flag::set_creator(pool, &user_id, true).await.expect("the operator makes a creator");
+    hearth::creators::flag::set_creator(&pool.clone().into(), &user_id, true)
+        .await
+        .expect("the operator makes a creator");
 }
 
 fn tip_path(room: &str, txn: &str) -> String {

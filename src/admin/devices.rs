@@ -5,12 +5,12 @@ use crate::admin::users;
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::time::now_ms;
 use crate::users::{accounts, devices, tokens};
 use ruma::UserId;
 use serde_json::{Map, Value};
-use sqlx::PgPool;
 
 pub use crate::db::admin_users::DeviceRecord;
 
@@ -18,7 +18,7 @@ pub use crate::db::admin_users::DeviceRecord;
 /// `valid_until_ms` if given), on a device hidden from the user's device listings so that the
 /// admin's visit does not show up there, as with Synapse's deviceless token. Admins cannot
 /// use it on themselves.
-pub async fn login_as(pool: &PgPool, admin: &UserId, user_id: &UserId, valid_until_ms: Option<i64>) -> Result<String> {
+pub async fn login_as(pool: &Store, admin: &UserId, user_id: &UserId, valid_until_ms: Option<i64>) -> Result<String> {
     if admin == user_id {
         return Err(Error::unknown("Cannot use admin API to login as self"));
     }
@@ -39,13 +39,13 @@ pub async fn login_as(pool: &PgPool, admin: &UserId, user_id: &UserId, valid_unt
 }
 
 /// `GET /v2/users/{userId}/devices` (also what `whois` shows).
-pub async fn list(pool: &PgPool, user_id: &UserId) -> Result<Vec<DeviceRecord>> {
+pub async fn list(pool: &Store, user_id: &UserId) -> Result<Vec<DeviceRecord>> {
     users::get(pool, user_id).await?;
     Ok(db::admin_users::devices(pool, user_id.as_str()).await?)
 }
 
 /// `GET /v2/users/{userId}/devices/{deviceId}`.
-pub async fn get(pool: &PgPool, user_id: &UserId, device_id: &str) -> Result<DeviceRecord> {
+pub async fn get(pool: &Store, user_id: &UserId, device_id: &str) -> Result<DeviceRecord> {
     list(pool, user_id)
         .await?
         .into_iter()
@@ -54,28 +54,28 @@ pub async fn get(pool: &PgPool, user_id: &UserId, device_id: &str) -> Result<Dev
 }
 
 /// `PUT /v2/users/{userId}/devices/{deviceId}`.
-pub async fn rename(pool: &PgPool, user_id: &UserId, device_id: &str, display_name: Option<&str>) -> Result<()> {
+pub async fn rename(pool: &Store, user_id: &UserId, device_id: &str, display_name: Option<&str>) -> Result<()> {
     users::get(pool, user_id).await?;
     devices::rename(pool, user_id, device_id, display_name).await
 }
 
 /// `DELETE /v2/users/{userId}/devices/{deviceId}` and `POST .../delete_devices`: the devices
 /// and their tokens go; ids that do not exist are ignored, as Synapse does.
-pub async fn delete(pool: &PgPool, streams: &Streams, user_id: &UserId, device_ids: &[String]) -> Result<()> {
+pub async fn delete(pool: &Store, streams: &Streams, user_id: &UserId, device_ids: &[String]) -> Result<()> {
     users::get(pool, user_id).await?;
     devices::delete_now(pool, streams, user_id, device_ids).await?;
     Ok(())
 }
 
 /// `GET /v1/users/{userId}/joined_rooms`.
-pub async fn joined_rooms(pool: &PgPool, user_id: &UserId) -> Result<Vec<String>> {
+pub async fn joined_rooms(pool: &Store, user_id: &UserId) -> Result<Vec<String>> {
     users::get(pool, user_id).await?;
     Ok(db::rooms::joined_rooms(pool, user_id.as_str()).await?)
 }
 
 /// `GET /v1/users/{userId}/memberships`: every room where this server knows a membership of
 /// the user (local or not), with it.
-pub async fn memberships(pool: &PgPool, user_id: &UserId) -> Result<Vec<(String, String)>> {
+pub async fn memberships(pool: &Store, user_id: &UserId) -> Result<Vec<(String, String)>> {
     Ok(db::rooms::memberships_of_user(pool, user_id.as_str()).await?)
 }
 
@@ -86,7 +86,7 @@ pub struct AccountData {
 }
 
 /// `GET /v1/users/{userId}/accountdata`. Entries that cannot be read are left out.
-pub async fn account_data(pool: &PgPool, user_id: &UserId) -> Result<AccountData> {
+pub async fn account_data(pool: &Store, user_id: &UserId) -> Result<AccountData> {
     users::get(pool, user_id).await?;
     let mut data = AccountData { global: Map::new(), rooms: Map::new() };
     for (room_id, data_type, content) in db::admin_users::account_data(pool, user_id.as_str()).await? {

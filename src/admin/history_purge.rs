@@ -6,11 +6,11 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::time::now_ms;
 use crate::users::tokens;
 use ruma::{RoomId, ServerName, UserId};
 use serde::Deserialize;
-use sqlx::PgPool;
 
 /// Synapse's request body.
 #[derive(Debug, Default, Deserialize)]
@@ -33,7 +33,7 @@ pub struct HistoryPurgeTask {
 /// Checks the request (the room and the point to purge up to: an event of the room, given in
 /// the path or the body, or a timestamp) and records the purge as active.
 pub async fn schedule(
-    pool: &PgPool,
+    pool: &Store,
     room_id: &RoomId,
     path_event_id: Option<&str>,
     request: &PurgeHistoryRequest,
@@ -61,7 +61,7 @@ pub async fn schedule(
 }
 
 /// Runs a scheduled purge in one transaction and records how it ended.
-pub async fn run(pool: &PgPool, server_name: &ServerName, task: HistoryPurgeTask) {
+pub async fn run(pool: &Store, server_name: &ServerName, task: HistoryPurgeTask) {
     let keep_from = (!task.delete_local_events).then(|| server_name.as_str());
     let purged = async {
         let mut tx = pool.begin().await?;
@@ -86,7 +86,7 @@ pub async fn run(pool: &PgPool, server_name: &ServerName, task: HistoryPurgeTask
 }
 
 /// `GET /v1/purge_history_status/{purgeId}`: `active`, `complete` or `failed` (with the error).
-pub async fn status(pool: &PgPool, purge_id: &str) -> Result<db::room_purge::HistoryPurge> {
+pub async fn status(pool: &Store, purge_id: &str) -> Result<db::room_purge::HistoryPurge> {
     db::room_purge::history_purge(pool, purge_id)
         .await?
         .ok_or_else(|| Error::not_found(format!("purge id '{purge_id}' not found")))

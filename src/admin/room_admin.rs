@@ -12,6 +12,7 @@ use crate::rooms::pdu::Pdu;
 use crate::rooms::power::PowerLevels;
 use crate::rooms::state_event::send_state_event;
 use ruma::events::StateEventType;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedUserId, RoomId, UserId};
 use serde_json::{Value, json};
 
@@ -41,7 +42,7 @@ pub async fn make_room_admin(ctx: RoomCtx<'_>, room_id: &RoomId, target: &UserId
     }
 
     let membership = db::rooms::membership(ctx.pool, room_id.as_str(), target.as_str()).await?;
-    if membership.is_some_and(|m| m.membership == "join" || m.membership == "invite") {
+    if membership.is_some_and(|m| m.membership == MembershipState::Join || m.membership == MembershipState::Invite) {
         return Ok(());
     }
     if join_rule(ctx, room_id).await?.as_deref() == Some("public") {

@@ -18,6 +18,7 @@ use crate::rooms::membership_action::MembershipAction;
 use crate::rooms::send::append;
 use crate::time::now_ms;
 use crate::users::{accounts, tokens};
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -201,7 +202,7 @@ async fn move_out(
             is_direct: false,
         };
         set_membership_of(ctx, invite).await?;
-        let join = member_content(ctx.pool, user, "join", None).await?;
+        let join = member_content(ctx.pool, user, MembershipState::Join, None).await?;
         append(ctx, new_room_id, user, EventTemplate::state("m.room.member", user.as_str(), join), None).await?;
     }
     crate::rooms::membership::leave(ctx, room_id, user, Some("This room has been shut down by a server administrator"))

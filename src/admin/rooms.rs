@@ -5,10 +5,10 @@ use crate::admin::users::{Page, Paging};
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::{facts, served};
+use crate::store::Store;
 use crate::time::now_ms;
 use ruma::{RoomId, ServerName};
 use serde_json::Value;
-use sqlx::PgPool;
 
 pub use crate::db::admin_rooms::{RoomOrder, RoomSummary};
 
@@ -19,7 +19,7 @@ pub fn parse_room_id(room_id: &str) -> Result<&RoomId> {
 
 /// `GET /v1/rooms`.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     search: Option<&str>,
     order: RoomOrder,
@@ -34,21 +34,21 @@ pub async fn list(
 }
 
 /// `GET /v1/rooms/{roomId}`: M_NOT_FOUND for a room this server does not know.
-pub async fn get(pool: &PgPool, server_name: &ServerName, room_id: &RoomId) -> Result<RoomSummary> {
+pub async fn get(pool: &Store, server_name: &ServerName, room_id: &RoomId) -> Result<RoomSummary> {
     db::admin_rooms::get(pool, server_name.as_str(), room_id.as_str())
         .await?
         .ok_or_else(|| Error::not_found("Room not found"))
 }
 
 /// `GET /v1/rooms/{roomId}/members`: who is joined.
-pub async fn members(pool: &PgPool, server_name: &ServerName, room_id: &RoomId) -> Result<Vec<String>> {
+pub async fn members(pool: &Store, server_name: &ServerName, room_id: &RoomId) -> Result<Vec<String>> {
     get(pool, server_name, room_id).await?;
     Ok(db::admin_rooms::members_with(pool, room_id.as_str(), &["join"]).await?)
 }
 
 /// `GET /v1/rooms/{roomId}/state`: the current state as client events (redacted ones as
 /// served to clients).
-pub async fn state(pool: &PgPool, server_name: &ServerName, room_id: &RoomId) -> Result<Vec<Value>> {
+pub async fn state(pool: &Store, server_name: &ServerName, room_id: &RoomId) -> Result<Vec<Value>> {
     get(pool, server_name, room_id).await?;
     let entries = db::state::current_state(pool, room_id.as_str()).await?;
     let rules = facts::rules(pool, room_id).await?;
@@ -63,7 +63,7 @@ pub struct Extremity {
     pub received_ts: i64,
 }
 
-pub async fn forward_extremities(pool: &PgPool, server_name: &ServerName, room_id: &RoomId) -> Result<Vec<Extremity>> {
+pub async fn forward_extremities(pool: &Store, server_name: &ServerName, room_id: &RoomId) -> Result<Vec<Extremity>> {
     get(pool, server_name, room_id).await?;
     let extremities = db::admin_rooms::forward_extremities(pool, room_id.as_str()).await?;
     Ok(extremities
@@ -74,12 +74,12 @@ pub async fn forward_extremities(pool: &PgPool, server_name: &ServerName, room_i
 
 /// `GET /v1/rooms/{roomId}/block`: who blocked the room, if anyone. (The room need not be
 /// known: rooms can be blocked before anyone here joins them.)
-pub async fn blocked_by(pool: &PgPool, room_id: &RoomId) -> Result<Option<String>> {
+pub async fn blocked_by(pool: &Store, room_id: &RoomId) -> Result<Option<String>> {
     Ok(db::admin_rooms::blocked_by(pool, room_id.as_str()).await?)
 }
 
 /// `PUT /v1/rooms/{roomId}/block`; `by` is the admin's user id (or the operator).
-pub async fn set_blocked(pool: &PgPool, room_id: &RoomId, by: &str, blocked: bool) -> Result<()> {
+pub async fn set_blocked(pool: &Store, room_id: &RoomId, by: &str, blocked: bool) -> Result<()> {
     if blocked {
         db::admin_rooms::block(pool, room_id.as_str(), by, now_ms()).await?;
     } else {

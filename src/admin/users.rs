@@ -4,11 +4,11 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
+use crate::store::Store;
 use crate::users::{accounts, devices, localpart, password, profile};
 use ruma::{OwnedMxcUri, UserId};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
-use sqlx::PgPool;
 
 pub use crate::db::admin_users::{AccountFilter, AccountOrder, AccountSummary, RateLimitOverride};
 
@@ -54,7 +54,7 @@ impl Paging {
 
 /// `GET /v2/users`.
 pub async fn list(
-    pool: &PgPool,
+    pool: &Store,
     filter: &AccountFilter<'_>,
     order: AccountOrder,
     descending: bool,
@@ -67,7 +67,7 @@ pub async fn list(
 }
 
 /// `GET /v2/users/{userId}`: M_NOT_FOUND for an account that does not exist.
-pub async fn get(pool: &PgPool, user_id: &UserId) -> Result<AccountSummary> {
+pub async fn get(pool: &Store, user_id: &UserId) -> Result<AccountSummary> {
     db::admin_users::get(pool, user_id.as_str()).await?.ok_or_else(|| Error::not_found("User not found"))
 }
 
@@ -78,7 +78,7 @@ pub struct MembershipActivity {
     pub rooms_joined: i64,
 }
 
-pub async fn membership_activity_since(pool: &PgPool, user_id: &UserId, from_ts: i64) -> Result<MembershipActivity> {
+pub async fn membership_activity_since(pool: &Store, user_id: &UserId, from_ts: i64) -> Result<MembershipActivity> {
     let (invites_sent, rooms_joined) =
         db::admin_users::membership_activity_since(pool, user_id.as_str(), from_ts).await?;
     Ok(MembershipActivity { invites_sent, rooms_joined })
@@ -219,12 +219,12 @@ pub async fn create_or_modify(
 }
 
 /// `GET /v1/users/{userId}/admin`.
-pub async fn is_admin(pool: &PgPool, user_id: &UserId) -> Result<bool> {
+pub async fn is_admin(pool: &Store, user_id: &UserId) -> Result<bool> {
     Ok(get(pool, user_id).await?.is_admin)
 }
 
 /// `PUT /v1/users/{userId}/admin`. An admin cannot demote themselves (someone must remain).
-pub async fn set_admin(pool: &PgPool, acting: Option<&UserId>, user_id: &UserId, admin: bool) -> Result<()> {
+pub async fn set_admin(pool: &Store, acting: Option<&UserId>, user_id: &UserId, admin: bool) -> Result<()> {
     if acting == Some(user_id) && !admin {
         return Err(Error::invalid_param("You may not demote yourself."));
     }
@@ -235,7 +235,7 @@ pub async fn set_admin(pool: &PgPool, acting: Option<&UserId>, user_id: &UserId,
 }
 
 /// `POST`/`DELETE /v1/users/{userId}/shadow_ban`.
-pub async fn set_shadow_banned(pool: &PgPool, user_id: &UserId, banned: bool) -> Result<()> {
+pub async fn set_shadow_banned(pool: &Store, user_id: &UserId, banned: bool) -> Result<()> {
     if !db::admin_users::set_shadow_banned(pool, user_id.as_str(), banned).await? {
         return Err(Error::not_found("User not found"));
     }
@@ -243,14 +243,14 @@ pub async fn set_shadow_banned(pool: &PgPool, user_id: &UserId, banned: bool) ->
 }
 
 /// `GET /v1/users/{userId}/override_ratelimit`: `None` when the user has no override.
-pub async fn ratelimit_override(pool: &PgPool, user_id: &UserId) -> Result<Option<RateLimitOverride>> {
+pub async fn ratelimit_override(pool: &Store, user_id: &UserId) -> Result<Option<RateLimitOverride>> {
     get(pool, user_id).await?;
     Ok(db::admin_users::ratelimit_override(pool, user_id.as_str()).await?)
 }
 
 /// `POST /v1/users/{userId}/override_ratelimit`: absent values are 0 (no limit), as Synapse.
 pub async fn set_ratelimit_override(
-    pool: &PgPool,
+    pool: &Store,
     user_id: &UserId,
     messages_per_second: Option<i64>,
     burst_count: Option<i64>,
@@ -271,7 +271,7 @@ pub async fn set_ratelimit_override(
 }
 
 /// `DELETE /v1/users/{userId}/override_ratelimit`.
-pub async fn delete_ratelimit_override(pool: &PgPool, user_id: &UserId) -> Result<()> {
+pub async fn delete_ratelimit_override(pool: &Store, user_id: &UserId) -> Result<()> {
     get(pool, user_id).await?;
     Ok(db::admin_users::delete_ratelimit_override(pool, user_id.as_str()).await?)
 }

@@ -3,19 +3,19 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::users::profile::{CREATOR_FIELD, write_field};
 use ruma::UserId;
 use serde_json::Value;
-use sqlx::PgPool;
 
 /// Whether `user` is a creator of this server (false for unknown and remote users).
-pub async fn is_creator(pool: &PgPool, user: &UserId) -> Result<bool> {
+pub async fn is_creator(pool: &Store, user: &UserId) -> Result<bool> {
     let profile = db::users::profile(pool, user.as_str()).await?;
     Ok(profile.is_some_and(|profile| profile.get(CREATOR_FIELD) == Some(&Value::Bool(true))))
 }
 
 /// Makes `user` a creator, or (with `on` false) no longer one.
-pub async fn set_creator(pool: &PgPool, user: &UserId, on: bool) -> Result<()> {
+pub async fn set_creator(pool: &Store, user: &UserId, on: bool) -> Result<()> {
     if !db::users::exists(pool, user.as_str()).await? {
         return Err(Error::not_found(format!("{user} has no account here")));
     }

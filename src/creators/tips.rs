@@ -21,6 +21,7 @@ use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::send::{Transaction, append};
 use ruma::events::MessageLikeEventType;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedEventId, RoomId, UserId};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -264,7 +265,7 @@ async fn display_name(ctx: RoomCtx<'_>, user_id: &str) -> Result<String> {
 
 /// The recipient must be a creator other than the sender, both must be in the room, and the
 /// creator must not ignore the sender (then the tip is refused: blocking holds here too).
-async fn check_recipient(pool: &sqlx::PgPool, sender: &UserId, room_id: &RoomId, to: &UserId) -> Result<()> {
+async fn check_recipient(pool: &crate::store::Store, sender: &UserId, room_id: &RoomId, to: &UserId) -> Result<()> {
     if to == sender {
         return Err(Error::forbidden("You cannot tip yourself"));
     }
@@ -273,7 +274,7 @@ async fn check_recipient(pool: &sqlx::PgPool, sender: &UserId, room_id: &RoomId,
     }
     for user in [sender, to] {
         let membership = db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?;
-        if membership.is_none_or(|membership| membership.membership != "join") {
+        if membership.is_none_or(|membership| membership.membership != MembershipState::Join) {
             return Err(Error::forbidden(format!("{user} is not in the room")));
         }
     }
@@ -314,7 +315,7 @@ pub struct Received {
 }
 
 /// The approved tips `creator` received, newest first.
-pub async fn received(pool: &sqlx::PgPool, creator: &UserId, offset: i64, limit: i64) -> Result<Received> {
+pub async fn received(pool: &crate::store::Store, creator: &UserId, offset: i64, limit: i64) -> Result<Received> {
     if !is_creator(pool, creator).await? {
         return Err(Error::forbidden("Only creators receive tips"));
     }

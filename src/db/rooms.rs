@@ -1,5 +1,6 @@
 //! Rooms, memberships and idempotent-send transaction ids.
 
+use ruma::events::room::member::MembershipState;
 use sqlx::{AssertSqlSafe, FromRow, PgConnection, PgExecutor, PgPool, Postgres};
 
 pub async fn insert(
@@ -57,7 +58,8 @@ pub async fn set_membership(
 
 #[derive(Clone, Debug, FromRow)]
 pub struct Membership {
-    pub membership: String,
+    #[sqlx(try_from = "String")]
+    pub membership: MembershipState,
     pub stream_position: i64,
     /// Stream position of the user's latest join, whatever their membership is now.
     pub joined_position: Option<i64>,

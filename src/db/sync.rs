@@ -2,6 +2,7 @@
 //! response builder. Every range is `(after, upto]`, so consecutive windows never overlap.
 
 use crate::db::json::StoredJson;
+use ruma::events::room::member::MembershipState;
 use sqlx::{FromRow, PgExecutor};
 
 /// A user's latest membership in a room, as `room_memberships` holds it now. It may be newer
@@ -9,7 +10,8 @@ use sqlx::{FromRow, PgExecutor};
 #[derive(Clone, Debug, FromRow)]
 pub struct MembershipRow {
     pub room_id: String,
-    pub membership: String,
+    #[sqlx(try_from = "String")]
+    pub membership: MembershipState,
     /// Position of the member event that set it.
     pub stream_position: i64,
     pub forgotten: bool,

@@ -8,6 +8,7 @@ use crate::e2ee::to_raw;
 use crate::e2ee::types::{QueriedKeys, SignatureFailures, SignedKeys, SigningKeysUpload};
 use crate::e2ee::{device_lists, signatures};
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::users::{Session, uia};
 use ruma::api::client::uiaa::{AuthData, AuthType};
@@ -15,7 +16,7 @@ use ruma::encryption::{CrossSigningKey, KeyUsage};
 use ruma::serde::Raw;
 use ruma::{OwnedUserId, ServerName, UserId};
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use std::collections::BTreeMap;
 
 pub const MASTER: &str = "master";
@@ -57,7 +58,7 @@ fn parse(raw: &Raw<CrossSigningKey>, key_type: &'static str, usage: KeyUsage, us
 /// account's client sets cross-signing up at once); replacing keys needs the password, since
 /// whoever holds the master key is who others trust.
 pub async fn upload_keys(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     server_name: &ServerName,
     session: &Session,
@@ -188,7 +189,7 @@ pub async fn attach_to_query(
 /// `POST /keys/signatures/upload`: each signature is checked and stored, or reported in
 /// `failures` under its user and key id; the valid ones commit together.
 pub async fn upload_signatures(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     session: &Session,
     signed_keys: &SignedKeys,

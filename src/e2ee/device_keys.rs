@@ -5,19 +5,19 @@ use crate::db::e2ee_cross_signing::StoredSignature;
 use crate::e2ee::types::{KeysUpload, QueriedKeys};
 use crate::e2ee::{cross_signing, device_lists, one_time_keys, signatures, to_raw};
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::users::Session;
 use ruma::encryption::DeviceKeys;
 use ruma::serde::Raw;
 use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedUserId, ServerName, UInt, UserId};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use std::collections::BTreeMap;
 
 /// Stores what the device publishes, all or nothing, and answers the device's one-time key
 /// counts.
 pub async fn upload(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     session: &Session,
     upload: KeysUpload<'_>,
@@ -109,7 +109,7 @@ async fn store(tx: &mut db::Transaction, user: &str, device: &str, keys: &Value)
 /// requester is `None` for another server, which never sees user-signing keys. Remote users
 /// are left to `federation::user_keys`.
 pub async fn query(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     requester: Option<&UserId>,
     wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,

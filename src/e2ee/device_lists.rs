@@ -5,9 +5,10 @@
 use crate::db;
 use crate::e2ee::types::DeviceListChanges;
 use crate::error::Result;
+use crate::store::Store;
 use crate::streams::Streams;
 use ruma::{OwnedUserId, UserId};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 /// Records that `user`'s device list changed, at `position` (taken in the same transaction).
 pub async fn record(conn: &mut PgConnection, user: &str, position: i64) -> Result<()> {
@@ -18,7 +19,7 @@ pub async fn record(conn: &mut PgConnection, user: &str, position: i64) -> Resul
 /// A remote user's devices or cross-signing keys changed, as their server said
 /// (`m.device_list_update`, `m.signing_key_update`): local users sharing a room with them
 /// learn of it through `/sync` and `/keys/changes` like of a local user's change.
-pub async fn receive_remote_change(pool: &PgPool, streams: &Streams, user: &UserId) -> Result<()> {
+pub async fn receive_remote_change(pool: &Store, streams: &Streams, user: &UserId) -> Result<()> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let position = reservation.next(&mut tx).await?;
@@ -37,7 +38,7 @@ pub async fn audience(conn: &mut PgConnection, users: &[String]) -> Result<Vec<S
 
 /// Whose device lists `user` should refresh after the window `(since, upto]` (`changed`),
 /// and whom they no longer share a room with (`left`).
-pub async fn between(pool: &PgPool, user: &str, since: i64, upto: i64) -> Result<DeviceListChanges> {
+pub async fn between(pool: &Store, user: &str, since: i64, upto: i64) -> Result<DeviceListChanges> {
     Ok(DeviceListChanges {
         changed: parse(db::e2ee_device_lists::changed(pool, user, since, upto).await?),
         left: parse(db::e2ee_device_lists::left(pool, user, since, upto).await?),

@@ -5,9 +5,10 @@ use crate::db;
 use crate::e2ee::types::{ClaimedKeys, OneTimeKeys};
 use crate::e2ee::{signatures, to_raw};
 use crate::error::{Error, Result};
+use crate::store::Store;
 use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedOneTimeKeyId, OwnedUserId, ServerName, UInt};
 use serde_json::Value;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use std::collections::BTreeMap;
 
 /// Key ids (`<algorithm>:<name>`) are identifiers: at most 255 bytes.
@@ -64,7 +65,7 @@ pub async fn counts(conn: &mut PgConnection, user: &str, device: &str) -> Result
 /// The device's one-time key counts and unused fallback key algorithms, in one query (what
 /// every `/sync` response carries).
 pub async fn counts_and_fallbacks(
-    pool: &PgPool,
+    pool: &Store,
     user: &str,
     device: &str,
 ) -> Result<(BTreeMap<OneTimeKeyAlgorithm, UInt>, Vec<OneTimeKeyAlgorithm>)> {
@@ -95,7 +96,7 @@ fn count_map(counts: Vec<db::e2ee_keys::KeyCount>) -> BTreeMap<OneTimeKeyAlgorit
 /// to exactly one claimer; when none is left the fallback key is handed out (again and again,
 /// marked used so the device replaces it).
 pub async fn claim(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>,
 ) -> Result<ClaimedKeys> {

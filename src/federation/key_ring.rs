@@ -15,6 +15,7 @@
 use super::client::{FederationClient, FederationError};
 use crate::db::server_keys::{self, NewKey, StoredKey};
 use crate::server_key::SigningKey;
+use crate::store::Store;
 use crate::time::now_ms;
 use futures_util::future::join_all;
 use ruma::api::federation::discovery::get_remote_server_keys_batch::v2 as notary_query;
@@ -24,7 +25,6 @@ use ruma::serde::{Base64, Raw};
 use ruma::signatures::{PublicKeyMap, PublicKeySet};
 use ruma::{CanonicalJsonObject, CanonicalJsonValue, MilliSecondsSinceUnixEpoch, OwnedServerName, ServerName};
 use serde_json::value::RawValue as RawJsonValue;
-use sqlx::PgPool;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,7 +40,7 @@ const MAX_COOL_DOWN: Duration = Duration::from_secs(3600);
 const MAX_SERVERS_PER_LOOKUP: usize = 32;
 
 pub struct KeyRing {
-    pool: PgPool,
+    pool: Store,
     server_name: OwnedServerName,
     key: Arc<SigningKey>,
     client: FederationClient,
@@ -56,7 +56,7 @@ struct CoolDown {
 
 impl KeyRing {
     pub fn new(
-        pool: PgPool,
+        pool: Store,
         server_name: OwnedServerName,
         key: Arc<SigningKey>,
         client: FederationClient,

@@ -6,10 +6,10 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::federation::FedCtx;
 use crate::federation::client::FederationError;
+use crate::store::Store;
 use ruma::api::federation::query::{get_profile_information, get_room_information};
 use ruma::{OwnedRoomId, OwnedServerName, RoomAliasId, RoomId, ServerName, UserId};
 use serde_json::{Map, Value};
-use sqlx::PgPool;
 use std::collections::BTreeSet;
 
 /// Servers one alias answer names at most: enough to find a resident server to join through.
@@ -17,7 +17,7 @@ const MAX_SERVERS: usize = 20;
 
 /// The room an alias of this server names, and servers in it (this server first).
 pub async fn local_alias(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     alias: &RoomAliasId,
 ) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
@@ -34,7 +34,7 @@ pub async fn local_alias(
 }
 
 /// `first` (this server, which answers) and the servers of the room's joined members.
-pub async fn servers_in_room(pool: &PgPool, first: &ServerName, room_id: &RoomId) -> Result<Vec<OwnedServerName>> {
+pub async fn servers_in_room(pool: &Store, first: &ServerName, room_id: &RoomId) -> Result<Vec<OwnedServerName>> {
     let others: BTreeSet<OwnedServerName> = db::rooms::joined_members(pool, room_id.as_str())
         .await?
         .iter()
@@ -69,7 +69,7 @@ pub async fn resolve_alias(ctx: FedCtx<'_>, alias: &RoomAliasId) -> Result<(Owne
 
 /// A local user's profile as another server may see it: all of it, or the one `field`.
 pub async fn local_profile(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     user: &UserId,
     field: Option<&str>,

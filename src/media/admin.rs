@@ -5,20 +5,20 @@ use super::MediaRepo;
 use super::storage::{content_key, thumbnail_key};
 use crate::db;
 use crate::error::Result;
+use crate::store::Store;
 use crate::time::now_ms;
 use ruma::{ServerName, UserId};
-use sqlx::PgPool;
 
 pub use db::media::Media;
 
 impl MediaRepo {
     /// A user's uploads, newest first.
-    pub async fn uploads_of(&self, pool: &PgPool, uploader: &UserId, limit: i64) -> Result<Vec<Media>> {
+    pub async fn uploads_of(&self, pool: &Store, uploader: &UserId, limit: i64) -> Result<Vec<Media>> {
         Ok(db::media::list_by_uploader(pool, uploader.as_str(), limit).await?)
     }
 
     /// The record of one media id (uploader, time, size, quarantine…), if it exists.
-    pub async fn describe(&self, pool: &PgPool, origin: &ServerName, media_id: &str) -> Result<Option<Media>> {
+    pub async fn describe(&self, pool: &Store, origin: &ServerName, media_id: &str) -> Result<Option<Media>> {
         Ok(db::media::get(pool, origin.as_str(), media_id).await?)
     }
 
@@ -26,7 +26,7 @@ impl MediaRepo {
     /// such media.
     pub async fn set_quarantined(
         &self,
-        pool: &PgPool,
+        pool: &Store,
         origin: &ServerName,
         media_id: &str,
         quarantined: bool,
@@ -36,7 +36,7 @@ impl MediaRepo {
 
     /// Deletes a media id; its bytes and thumbnails go too unless another media id names the
     /// same content. False if there was no such media.
-    pub async fn delete(&self, pool: &PgPool, origin: &ServerName, media_id: &str) -> Result<bool> {
+    pub async fn delete(&self, pool: &Store, origin: &ServerName, media_id: &str) -> Result<bool> {
         let Some(media) = db::media::get(pool, origin.as_str(), media_id).await? else { return Ok(false) };
         let mut tx = pool.begin().await?;
         // Taken before the row goes, so an upload of the same bytes either commits before this
@@ -60,7 +60,7 @@ impl MediaRepo {
     }
 
     /// Forgets ids from `create` that were never uploaded to in time; returns how many.
-    pub async fn expire_pending(&self, pool: &PgPool) -> Result<u64> {
+    pub async fn expire_pending(&self, pool: &Store) -> Result<u64> {
         Ok(db::media::delete_expired_pending(pool, now_ms()).await?)
     }
 }

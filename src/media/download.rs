@@ -7,10 +7,10 @@ use super::storage::{ByteStream, content_key};
 use super::{MediaRepo, Origin};
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::time::now_ms;
 use ruma::ServerName;
 use ruma::api::error::ErrorKind;
-use sqlx::PgPool;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -73,7 +73,7 @@ pub(super) fn servable(media: db::media::Media, access: Access) -> Result<Option
 impl MediaRepo {
     /// The media `mxc://{server_name}/{media_id}`, waiting up to `wait` for a pending id's
     /// bytes (spec: 504 `M_NOT_YET_UPLOADED` when they do not come in time).
-    pub async fn find(&self, pool: &PgPool, own_server: &ServerName, lookup: Lookup<'_>) -> Result<Found> {
+    pub async fn find(&self, pool: &Store, own_server: &ServerName, lookup: Lookup<'_>) -> Result<Found> {
         if !super::is_valid_media_id(lookup.media_id) {
             return Err(Error::not_found("No such media"));
         }
@@ -84,7 +84,7 @@ impl MediaRepo {
     }
 
     /// This server's media, waiting for a pending id's bytes.
-    async fn find_local(&self, pool: &PgPool, own_server: &ServerName, lookup: Lookup<'_>) -> Result<Found> {
+    async fn find_local(&self, pool: &Store, own_server: &ServerName, lookup: Lookup<'_>) -> Result<Found> {
         let Lookup { media_id, access, wait, .. } = lookup;
         let missing = || Error::not_found("No such media");
         let deadline = tokio::time::Instant::now() + wait.min(MAX_UPLOAD_WAIT);

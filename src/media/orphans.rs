@@ -12,9 +12,9 @@ use super::MediaRepo;
 use super::storage::{CONTENT_PREFIX, Storage, THUMBNAIL_PREFIX, thumbnail_key};
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::time::now_ms;
 use anyhow::Context;
-use sqlx::PgPool;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -52,7 +52,7 @@ impl MediaRepo {
 
 impl OrphanSweeper {
     /// Deletes the bytes no row names that were last written more than `grace` ago.
-    pub async fn sweep(&self, pool: &PgPool, grace: Duration) -> Result<Swept> {
+    pub async fn sweep(&self, pool: &Store, grace: Duration) -> Result<Swept> {
         let before_ms = now_ms().saturating_sub(i64::try_from(grace.as_millis()).unwrap_or(i64::MAX));
         let mut swept = Swept::default();
         for key in self.storage.list_older(CONTENT_PREFIX, before_ms, KEYS_PER_SWEEP).await? {
@@ -71,7 +71,7 @@ impl OrphanSweeper {
     }
 
     /// Deletes a content's bytes (and any thumbnails of it) if no media id names it.
-    async fn sweep_content(&self, pool: &PgPool, sha256: &str, key: &str) -> Result<bool> {
+    async fn sweep_content(&self, pool: &Store, sha256: &str, key: &str) -> Result<bool> {
         let mut tx = pool.begin().await?;
         db::media::lock_content(&mut *tx, sha256).await?;
         if db::media::content_referenced(&mut *tx, sha256).await? {
@@ -90,7 +90,7 @@ impl OrphanSweeper {
 
     /// Deletes a thumbnail's bytes if no thumbnail row names them (or they are not a
     /// thumbnail's at all: a write that never finished).
-    async fn sweep_thumbnail(&self, pool: &PgPool, key: &str) -> Result<bool> {
+    async fn sweep_thumbnail(&self, pool: &Store, key: &str) -> Result<bool> {
         let parsed = parse_thumbnail_key(key);
         let mut tx = pool.begin().await?;
         if let Some((sha256, width, height, method)) = parsed {
@@ -136,7 +136,7 @@ fn parse_thumbnail_key(key: &str) -> Option<(&str, i32, i32, &str)> {
 /// Sweeps every [`SWEEP_INTERVAL`] until `stop`; the first sweep runs an interval after start.
 pub fn spawn_sweeper(
     sweeper: OrphanSweeper,
-    pool: PgPool,
+    pool: Store,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {

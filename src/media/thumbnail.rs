@@ -13,6 +13,7 @@ use super::storage::{ByteStream, Storage, content_key, thumbnail_key};
 use super::{MediaRepo, animated};
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::time::now_ms;
 use anyhow::Context;
 use bytes::Bytes;
@@ -20,7 +21,6 @@ use futures_util::TryStreamExt;
 use image::imageops::FilterType;
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 use ruma::ServerName;
-use sqlx::PgPool;
 use std::io::Cursor;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -229,7 +229,7 @@ fn render_still(image: &DynamicImage, size: Size, jpeg: bool) -> Result<Rendered
 async fn make(
     storage: &dyn Storage,
     renders: &Semaphore,
-    pool: &PgPool,
+    pool: &Store,
     found: &Found,
     content_type: &str,
     sizes: Vec<Size>,
@@ -288,7 +288,7 @@ fn side(pixels: u32) -> i32 {
 pub fn spawn_pregeneration(
     storage: Arc<dyn Storage>,
     renders: Arc<Semaphore>,
-    pool: PgPool,
+    pool: Store,
     sha256: String,
     content_type: String,
     size: u64,
@@ -305,7 +305,7 @@ impl MediaRepo {
     /// A thumbnail of the media, made now if it was not made before.
     pub async fn thumbnail(
         &self,
-        pool: &PgPool,
+        pool: &Store,
         own_server: &ServerName,
         lookup: Lookup<'_>,
         requested: Size,

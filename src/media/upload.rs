@@ -7,6 +7,7 @@ use super::storage::content_key;
 use super::{MediaRepo, UNUSED_ID_LIFETIME, new_media_id, thumbnail};
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::time::now_ms;
 use anyhow::Context;
 use bytes::Bytes;
@@ -14,7 +15,6 @@ use futures_util::{Stream, StreamExt};
 use ruma::api::error::ErrorKind;
 use ruma::{OwnedMxcUri, ServerName, UserId};
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
 use std::path::PathBuf;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -79,7 +79,7 @@ impl MediaRepo {
     /// `POST /_matrix/media/v3/upload`: stores the body as new media of `uploader`'s.
     pub async fn upload<S, E>(
         &self,
-        pool: &PgPool,
+        pool: &Store,
         own_server: &ServerName,
         uploader: &UserId,
         meta: UploadMeta,
@@ -113,7 +113,7 @@ impl MediaRepo {
     /// `POST /_matrix/media/v1/create`: a media id for a later upload, and when it expires.
     pub async fn create_pending(
         &self,
-        pool: &PgPool,
+        pool: &Store,
         own_server: &ServerName,
         uploader: &UserId,
     ) -> Result<(OwnedMxcUri, i64)> {
@@ -148,7 +148,7 @@ impl MediaRepo {
     #[allow(clippy::too_many_arguments)]
     pub async fn upload_pending<S, E>(
         &self,
-        pool: &PgPool,
+        pool: &Store,
         own_server: &ServerName,
         server_name: &ServerName,
         media_id: &str,
@@ -194,7 +194,7 @@ impl MediaRepo {
     }
 
     /// Thumbnails of the spec's recommended sizes, made in the background for images.
-    pub(super) fn after_upload(&self, pool: &PgPool, staged: &Staged, content_type: Option<&str>) {
+    pub(super) fn after_upload(&self, pool: &Store, staged: &Staged, content_type: Option<&str>) {
         if let Some(content_type) = content_type.filter(|content_type| thumbnail::can_thumbnail(content_type)) {
             thumbnail::spawn_pregeneration(
                 self.storage.clone(),

@@ -7,9 +7,9 @@ use crate::error::Result;
 use crate::net::OutboundClient;
 use crate::outbox::{Backoff, Outbox, Outcome, SessionLocks, sleep_or_stop};
 use crate::push::gateway::{self, Answer, PushedEvent, Target};
+use crate::store::Store;
 use crate::time::now_ms;
 use ruma::push::Action;
-use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
@@ -26,7 +26,7 @@ const PUSHER_LOCK_CLASS: i32 = 0x4850_5348;
 
 /// What every delivery shares.
 pub(super) struct Deliveries {
-    pool: PgPool,
+    pool: Store,
     client: OutboundClient,
     locks: SessionLocks,
     attempts: Semaphore,
@@ -34,8 +34,8 @@ pub(super) struct Deliveries {
 }
 
 impl Deliveries {
-    pub(super) fn new(pool: PgPool, client: OutboundClient, stop: watch::Receiver<bool>) -> Deliveries {
-        let locks = SessionLocks::new(pool.clone(), PUSHER_LOCK_CLASS);
+    pub(super) fn new(pool: Store, client: OutboundClient, stop: watch::Receiver<bool>) -> Deliveries {
+        let locks = SessionLocks::new(pool.pool().clone(), PUSHER_LOCK_CLASS);
         Deliveries { pool, client, locks, attempts: Semaphore::new(CONCURRENT_ATTEMPTS), stop }
     }
 

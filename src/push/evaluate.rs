@@ -14,25 +14,34 @@ use crate::db;
 use crate::db::push_actions::{NewEvent, PushAction, Recipient};
 use crate::error::{Error, Result};
 use crate::push::ruleset::assemble;
+use crate::store::Store;
 use ruma::events::AnySyncTimelineEvent;
 use ruma::events::room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource};
 use ruma::push::{Action, FlattenedJson, PushConditionPowerLevelsCtx, PushConditionRoomCtx, Ruleset};
 use ruma::serde::Raw;
 use ruma::{OwnedUserId, RoomId, RoomVersionId, ServerName, UInt, UserId};
 use serde::Deserialize;
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock};
+use std::sync::Arc;
 
 /// A user and the version of their rules (`None`: the server defaults, never changed).
 type RulesKey = (String, Option<i64>);
 
-/// Rule sets by (user, version): a version's rule set never changes, so nothing is
-/// invalidated — a change makes a new version, and the old entry ages out.
-static RULESETS: LazyLock<FactCache<RulesKey, Arc<Ruleset>>> = LazyLock::new(|| FactCache::new(50_000));
+/// What evaluating push rules keeps in the store (see [`Store::cache`]).
+struct PushFacts {
+    /// Rule sets by (user, version): a version's rule set never changes, so nothing is
+    /// invalidated — a change makes a new version, and the old entry ages out.
+    rulesets: FactCache<RulesKey, Arc<Ruleset>>,
+    /// Display names by member event (events are immutable).
+    display_names: FactCache<i64, Option<String>>,
+}
 
-/// Display names by member event (events are immutable).
-static DISPLAY_NAMES: LazyLock<FactCache<i64, Option<String>>> = LazyLock::new(|| FactCache::new(200_000));
+impl Default for PushFacts {
+    fn default() -> PushFacts {
+        PushFacts { rulesets: FactCache::new(50_000), display_names: FactCache::new(200_000) }
+    }
+}
 
 /// The thread an event is in: the root of its `m.thread` relation, or the main timeline.
 pub const MAIN_TIMELINE: &str = "main";
@@ -43,7 +52,7 @@ pub const MAIN_TIMELINE: &str = "main";
 /// `conn` belongs to: it scopes the in-process caches.
 pub async fn record_notifications(
     conn: &mut PgConnection,
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     events: Vec<NewEvent>,
 ) -> Result<()> {
@@ -108,7 +117,7 @@ impl Shared {
 /// What the events of one room notify, for each local member.
 async fn evaluate_room(
     conn: &mut PgConnection,
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     room_id: &RoomId,
     events: &[NewEvent],
@@ -231,11 +240,12 @@ async fn first_match<'a>(ruleset: &'a Ruleset, event: &FlattenedJson, context: &
 
 /// The recipients with their display names and rule sets, from the caches where they are
 /// there and in one statement each where not.
-async fn listeners(conn: &mut PgConnection, pool: &PgPool, recipients: Vec<Recipient>) -> Result<Vec<Listener>> {
+async fn listeners(conn: &mut PgConnection, pool: &Store, recipients: Vec<Recipient>) -> Result<Vec<Listener>> {
+    let facts = pool.cache::<PushFacts>();
     let mut names: HashMap<i64, Option<String>> = HashMap::new();
     let mut missing_names = Vec::new();
     for recipient in &recipients {
-        match DISPLAY_NAMES.get(pool, recipient.member_event_nid) {
+        match facts.display_names.get(&recipient.member_event_nid) {
             Some(name) => {
                 names.insert(recipient.member_event_nid, name);
             }
@@ -247,7 +257,7 @@ async fn listeners(conn: &mut PgConnection, pool: &PgPool, recipients: Vec<Recip
             db::push_actions::display_names(&mut *conn, &missing_names).await?.into_iter().collect();
         for nid in missing_names {
             let name = found.get(&nid).cloned().flatten();
-            DISPLAY_NAMES.insert(pool, nid, name.clone());
+            facts.display_names.insert(nid, name.clone());
             names.insert(nid, name);
         }
     }
@@ -255,7 +265,7 @@ async fn listeners(conn: &mut PgConnection, pool: &PgPool, recipients: Vec<Recip
     let mut rulesets: HashMap<String, Arc<Ruleset>> = HashMap::new();
     let mut missing_rules = Vec::new();
     for recipient in &recipients {
-        match RULESETS.get(pool, (recipient.user_id.clone(), recipient.rules_version)) {
+        match facts.rulesets.get(&(recipient.user_id.clone(), recipient.rules_version)) {
             Some(ruleset) => {
                 rulesets.insert(recipient.user_id.clone(), ruleset);
             }
@@ -279,7 +289,7 @@ async fn listeners(conn: &mut PgConnection, pool: &PgPool, recipients: Vec<Recip
             let Ok(user_id) = UserId::parse(&recipient.user_id) else { continue };
             let ruleset =
                 Arc::new(assemble(&user_id, stored.get(&recipient.user_id).map(Vec::as_slice).unwrap_or_default()));
-            RULESETS.insert(pool, (recipient.user_id.clone(), recipient.rules_version), ruleset.clone());
+            facts.rulesets.insert((recipient.user_id.clone(), recipient.rules_version), ruleset.clone());
             rulesets.insert(recipient.user_id.clone(), ruleset);
         }
     }

@@ -5,8 +5,8 @@ use crate::db;
 use crate::db::push_actions::NotificationRow;
 use crate::db::unread::ReadPositions;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use ruma::UserId;
-use sqlx::PgPool;
 use std::collections::HashMap;
 
 /// Notifications per page unless the client asks otherwise, and at most.
@@ -27,7 +27,7 @@ pub struct Page {
 
 /// The page of the user's notifications before `from` (a previous page's `next_token`).
 pub async fn page(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     from: Option<&str>,
     limit: Option<u64>,

@@ -6,13 +6,14 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::push::ruleset::{assemble, client_json, differences};
+use crate::store::Store;
 use crate::streams::Streams;
 use ruma::UserId;
 use ruma::push::{
     Action, AnyPushRule, InsertPushRuleError, NewPushRule, RemovePushRuleError, RuleKind, RuleNotFoundError, Ruleset,
 };
 use serde_json::{Value, json};
-use sqlx::{PgExecutor, PgPool};
+use sqlx::PgExecutor;
 
 /// The account data type that carries the rules to clients.
 pub const PUSH_RULES_TYPE: &str = "m.push_rules";
@@ -29,19 +30,19 @@ pub async fn account_data_content(db: impl PgExecutor<'_>, user_id: &UserId) -> 
 }
 
 /// The user's rule set as the client API shows it (every kind present).
-pub async fn global(pool: &PgPool, user_id: &UserId) -> Result<Value> {
+pub async fn global(pool: &Store, user_id: &UserId) -> Result<Value> {
     Ok(client_json(&ruleset(pool, user_id).await?))
 }
 
 /// One rule.
-pub async fn rule(pool: &PgPool, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<AnyPushRule> {
+pub async fn rule(pool: &Store, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<AnyPushRule> {
     let ruleset = ruleset(pool, user_id).await?;
     Ok(ruleset.get(kind, rule_id).ok_or_else(unknown_rule)?.to_owned())
 }
 
 /// Creates or replaces a rule of the user's own, placed before or after another of theirs.
 pub async fn put(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     user_id: &UserId,
     rule: NewPushRule,
@@ -52,7 +53,7 @@ pub async fn put(
 }
 
 /// Deletes a rule of the user's own.
-pub async fn delete(pool: &PgPool, streams: &Streams, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<()> {
+pub async fn delete(pool: &Store, streams: &Streams, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<()> {
     change(pool, streams, user_id, |ruleset| {
         ruleset.remove(kind, rule_id).map_err(|error| match error {
             // Synapse answers 404 here too: a server-default rule is not the user's to delete.
@@ -64,7 +65,7 @@ pub async fn delete(pool: &PgPool, streams: &Streams, user_id: &UserId, kind: Ru
 }
 
 pub async fn set_enabled(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     user_id: &UserId,
     kind: RuleKind,
@@ -75,7 +76,7 @@ pub async fn set_enabled(
 }
 
 pub async fn set_actions(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     user_id: &UserId,
     kind: RuleKind,
@@ -86,13 +87,13 @@ pub async fn set_actions(
 }
 
 /// Whether a rule is enabled.
-pub async fn enabled(pool: &PgPool, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<bool> {
+pub async fn enabled(pool: &Store, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<bool> {
     let ruleset = ruleset(pool, user_id).await?;
     Ok(ruleset.get(kind, rule_id).ok_or_else(unknown_rule)?.enabled())
 }
 
 /// A rule's actions.
-pub async fn actions(pool: &PgPool, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<Vec<Action>> {
+pub async fn actions(pool: &Store, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<Vec<Action>> {
     let ruleset = ruleset(pool, user_id).await?;
     Ok(ruleset.get(kind, rule_id).ok_or_else(unknown_rule)?.actions().to_vec())
 }
@@ -100,7 +101,7 @@ pub async fn actions(pool: &PgPool, user_id: &UserId, kind: RuleKind, rule_id: &
 /// Applies `edit` to the user's rule set and stores the result, with a new stream position
 /// for their `m.push_rules`, in one transaction.
 async fn change(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     user_id: &UserId,
     edit: impl FnOnce(&mut Ruleset) -> Result<()>,

@@ -20,8 +20,8 @@
 use super::delivery::Deliveries;
 use crate::net::OutboundClient;
 use crate::outbox::OutboxWorker;
+use crate::store::Store;
 use crate::streams::Streams;
-use sqlx::PgPool;
 use std::sync::Weak;
 
 /// The process's push delivery worker.
@@ -31,9 +31,9 @@ pub struct PushSender(OutboxWorker);
 impl PushSender {
     /// Starts delivering; the worker ends when the process's streams are dropped or
     /// [`PushSender::stop`] is called.
-    pub fn start(&self, pool: PgPool, streams: Weak<Streams>, client: OutboundClient) {
+    pub fn start(&self, pool: Store, streams: Weak<Streams>, client: OutboundClient) {
         let deliveries_pool = pool.clone();
-        self.0.start(pool, streams, move |stop| Deliveries::new(deliveries_pool, client, stop));
+        self.0.start(pool.pool().clone(), streams, move |stop| Deliveries::new(deliveries_pool, client, stop));
     }
 
     /// Stops the worker after the deliveries in flight have finished and recorded their

@@ -9,13 +9,14 @@ use crate::rooms::build::EventTemplate;
 use crate::rooms::directory::is_moderator;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::append;
+use crate::store::Store;
 use crate::time::now_ms;
 use crate::users::{Actor, Session};
 use ruma::api::error::ErrorKind;
 use ruma::events::StateEventType;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomAliasId, OwnedRoomId, RoomAliasId, RoomId, ServerName, UserId};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 fn room_in_use(alias: &RoomAliasId) -> Error {
     Error::new(ErrorKind::RoomInUse, format!("Room alias {alias} is already taken"))
@@ -62,7 +63,7 @@ pub fn alias_from_name(server_name: &ServerName, name: &str) -> Result<OwnedRoom
 
 /// createRoom refuses an alias that is taken before it creates anything (the room's own
 /// transaction inserts the alias again, which settles a race).
-pub async fn ensure_free(pool: &PgPool, alias: &RoomAliasId) -> Result<()> {
+pub async fn ensure_free(pool: &Store, alias: &RoomAliasId) -> Result<()> {
     if db::directory::alias(pool, alias.as_str()).await?.is_some() {
         return Err(room_in_use(alias));
     }
@@ -84,7 +85,7 @@ pub async fn insert_for_new_room(
 
 /// `PUT /directory/room/{roomAlias}`: a joined member (or a server admin) names a room.
 pub async fn create(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     session: &Session,
     alias: &RoomAliasId,
@@ -97,7 +98,7 @@ pub async fn create(
     }
     if !session.is_admin {
         let membership = db::rooms::membership(pool, room_id.as_str(), session.user_id.as_str()).await?;
-        if membership.is_none_or(|m| m.membership != "join") {
+        if membership.is_none_or(|m| m.membership != MembershipState::Join) {
             return Err(Error::forbidden("You must be in the room to create an alias for it"));
         }
     }
@@ -111,7 +112,7 @@ pub async fn create(
 }
 
 /// The room a local alias points to, if any.
-async fn lookup(pool: &PgPool, alias: &RoomAliasId) -> Result<Option<OwnedRoomId>> {
+async fn lookup(pool: &Store, alias: &RoomAliasId) -> Result<Option<OwnedRoomId>> {
     let Some(row) = db::directory::alias(pool, alias.as_str()).await? else { return Ok(None) };
     let room_id =
         RoomId::parse(&row.room_id).map_err(|e| Error::internal(format!("stored room id {:?}: {e}", row.room_id)))?;
@@ -120,7 +121,7 @@ async fn lookup(pool: &PgPool, alias: &RoomAliasId) -> Result<Option<OwnedRoomId
 
 /// `GET /directory/room/{roomAlias}` and joins by alias: the room an alias names. Other
 /// servers' aliases would be asked of them over federation, which is not implemented yet.
-pub async fn resolve(pool: &PgPool, server_name: &ServerName, alias: &RoomAliasId) -> Result<OwnedRoomId> {
+pub async fn resolve(pool: &Store, server_name: &ServerName, alias: &RoomAliasId) -> Result<OwnedRoomId> {
     if alias.server_name() != server_name {
         return Err(Error::not_found(format!(
             "Room alias {alias} is on another server, and federation is not implemented yet"
@@ -191,10 +192,10 @@ async fn forget_in_canonical_alias(
 
 /// `GET /rooms/{roomId}/aliases`: for joined members, anyone if the room is world-readable,
 /// and server admins (as Synapse).
-pub async fn local_aliases(pool: &PgPool, session: &Session, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
+pub async fn local_aliases(pool: &Store, session: &Session, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
     let joined = db::rooms::membership(pool, room_id.as_str(), session.user_id.as_str())
         .await?
-        .is_some_and(|m| m.membership == "join");
+        .is_some_and(|m| m.membership == MembershipState::Join);
     if !joined && !session.is_admin && !crate::rooms::visibility::world_readable(pool, room_id).await? {
         return Err(Error::forbidden("You are not a member of this room"));
     }
@@ -227,7 +228,7 @@ fn listed_aliases(content: &Value) -> Result<(Option<OwnedRoomAliasId>, Vec<Owne
 /// otherwise `M_BAD_ALIAS`. Other servers' aliases cannot be checked without federation,
 /// so they are refused too.
 pub async fn validate_canonical_alias(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     room_id: &RoomId,
     state_key: &str,

@@ -7,10 +7,10 @@ use crate::rooms::pagination::page_token;
 use crate::rooms::read::Access;
 use crate::rooms::served;
 use crate::rooms::visibility::Viewer;
+use crate::store::Store;
 use crate::users::ignore;
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, RoomId, UserId};
 use serde_json::Value;
-use sqlx::PgPool;
 
 /// The most context events one request returns (before and after together).
 const MAX_CONTEXT: usize = 1000;
@@ -38,7 +38,7 @@ pub struct Context {
 /// A server admin (`Access::Admin`, Synapse's `/_synapse/admin/v1/rooms/{roomId}/context`) sees
 /// every event, and ignores no one.
 pub async fn context(
-    pool: &PgPool,
+    pool: &Store,
     (user, access): (&UserId, Access),
     room_id: &RoomId,
     event_id: &EventId,
@@ -115,7 +115,7 @@ pub async fn context(
 /// `GET /rooms/{roomId}/timestamp_to_event`: the event the user may see closest to `ts` — at
 /// or after it (`forwards`) or at or before it. 404 `M_NOT_FOUND` when there is none.
 pub async fn timestamp_to_event(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     room_id: &RoomId,
     ts: MilliSecondsSinceUnixEpoch,
@@ -142,7 +142,7 @@ pub async fn timestamp_to_event(
 /// `GET /_synapse/admin/v1/rooms/{roomId}/timestamp_to_event`: as the client API's, for a
 /// server admin, who sees every event of the room's timeline.
 pub async fn timestamp_to_event_as_admin(
-    pool: &PgPool,
+    pool: &Store,
     room_id: &RoomId,
     ts: MilliSecondsSinceUnixEpoch,
     forwards: bool,

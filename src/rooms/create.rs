@@ -14,6 +14,7 @@ use crate::streams::Reservation;
 use crate::time::now_ms;
 use crate::users::tokens;
 use ruma::events::StateEventType;
+use ruma::events::room::member::MembershipState;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::check_state_independent_auth_rules;
 use ruma::{EventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
@@ -104,7 +105,7 @@ pub async fn create_room(
     let template = EventTemplate::state(StateEventType::RoomCreate, "", Value::Object(create_content));
 
     // Read before the transaction, which then needs no second connection.
-    let join = member_content(ctx.pool, creator, "join", None).await?;
+    let join = member_content(ctx.pool, creator, MembershipState::Join, None).await?;
 
     // The whole room commits in one transaction, or nothing of it does: an event the auth rules
     // refuse half-way (say, malformed power_level_content_override) leaves no half-made room.
@@ -206,7 +207,7 @@ pub async fn create_room(
     // 8. Invitations of local users; those of other servers need their server's signature
     // first, which the caller asks for once the room exists (`federation::membership::invite`).
     for invitee in request.invite.iter().filter(|invitee| invitee.server_name() == ctx.server_name) {
-        let mut content = member_content(ctx.pool, invitee, "invite", None).await?;
+        let mut content = member_content(ctx.pool, invitee, MembershipState::Invite, None).await?;
         if request.is_direct {
             content["is_direct"] = json!(true);
         }

@@ -5,15 +5,16 @@ use crate::db;
 use crate::db::directory::{PublicRoom, PublicRoomsFilter};
 use crate::error::{Error, Result};
 use crate::rooms::pdu::Pdu;
+use crate::store::Store;
 use crate::users::Actor;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ruma::directory::{PublicRoomsChunk, PublicRoomsChunkInit, RoomNetwork, RoomTypeFilter};
 use ruma::events::StateEventType;
+use ruma::events::room::member::MembershipState;
 use ruma::events::room::power_levels::{RoomPowerLevels, RoomPowerLevelsEventContent, RoomPowerLevelsSource};
 use ruma::room::{JoinRuleKind, RoomType};
 use ruma::{OwnedMxcUri, OwnedUserId, RoomAliasId, RoomId, RoomVersionId, ServerName, UInt, UserId};
-use sqlx::PgPool;
 
 /// The most rooms one page lists, whatever the client asks for (a `limit` of 0 or none
 /// means "no limit" in Synapse; here it means this many, with a `next_batch` if more exist).
@@ -21,7 +22,7 @@ pub const MAX_PAGE: u64 = 500;
 
 /// Whether `user` could send `m.room.canonical_alias` in the room's current state: the
 /// power levels' bar for it, with room version 12's creators above every number.
-async fn can_send_canonical_alias(pool: &PgPool, room_id: &RoomId, user: &UserId) -> Result<bool> {
+async fn can_send_canonical_alias(pool: &Store, room_id: &RoomId, user: &UserId) -> Result<bool> {
     let internal = |what: &str, error: &dyn std::fmt::Display| Error::internal(format!("{what} of {room_id}: {error}"));
     let version = db::rooms::version(pool, room_id.as_str())
         .await?
@@ -54,21 +55,21 @@ async fn can_send_canonical_alias(pool: &PgPool, room_id: &RoomId, user: &UserId
 /// Synapse's rule for editing a room's directory entry (and for deleting aliases others
 /// made): server admins always; otherwise a joined member with the power to send
 /// `m.room.canonical_alias` — the room's moderators, and the creators of a v12 room.
-pub async fn is_moderator(pool: &PgPool, actor: Actor<'_>, room_id: &RoomId) -> Result<bool> {
+pub async fn is_moderator(pool: &Store, actor: Actor<'_>, room_id: &RoomId) -> Result<bool> {
     let user = match actor.user_id() {
         _ if actor.is_admin() => return Ok(true),
         Some(user) => user,
         None => return Ok(false),
     };
     let membership = db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?;
-    if membership.is_none_or(|m| m.membership != "join") {
+    if membership.is_none_or(|m| m.membership != MembershipState::Join) {
         return Ok(false);
     }
     can_send_canonical_alias(pool, room_id, user).await
 }
 
 /// `GET /directory/list/room/{roomId}`: whether the room is published.
-pub async fn is_published(pool: &PgPool, room_id: &RoomId) -> Result<bool> {
+pub async fn is_published(pool: &Store, room_id: &RoomId) -> Result<bool> {
     db::directory::is_published(pool, room_id.as_str())
         .await?
         .ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))
@@ -76,7 +77,7 @@ pub async fn is_published(pool: &PgPool, room_id: &RoomId) -> Result<bool> {
 
 /// `PUT /directory/list/room/{roomId}`: publishes or unpublishes the room, for its
 /// moderators (see [`is_moderator`]).
-pub async fn set_published(pool: &PgPool, actor: Actor<'_>, room_id: &RoomId, published: bool) -> Result<()> {
+pub async fn set_published(pool: &Store, actor: Actor<'_>, room_id: &RoomId, published: bool) -> Result<()> {
     if let Actor::Device(session) = actor
         && session.is_guest
     {
@@ -151,7 +152,7 @@ impl Batch {
 /// `GET`/`POST /publicRooms`: the published rooms anyone may join or read, most joined
 /// members first, with what their current state says about them.
 pub async fn public_rooms(
-    pool: &PgPool,
+    pool: &Store,
     our_server: &ServerName,
     query: &PublicRoomsQuery<'_>,
 ) -> Result<PublicRoomsPage> {

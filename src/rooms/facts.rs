@@ -8,61 +8,82 @@ use crate::db;
 use crate::db::state::StateEntry;
 use crate::error::{Error, Result};
 use crate::rooms::pdu::Pdu;
+use crate::store::Store;
+use ruma::events::room::history_visibility::HistoryVisibility;
+use ruma::events::room::member::MembershipState;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::Value;
-use sqlx::PgPool;
-use std::sync::LazyLock;
 
-static VERSIONS: LazyLock<FactCache<String, RoomVersionId>> = LazyLock::new(|| FactCache::new(100_000));
-static HISTORY_VISIBILITY: LazyLock<FactCache<i64, String>> = LazyLock::new(|| FactCache::new(100_000));
-/// Whole member events (JSON included, about 1 KB each): fewer of them.
-static MEMBER_EVENTS: LazyLock<FactCache<(i64, String), Option<StateEntry>>> = LazyLock::new(|| FactCache::new(20_000));
-static MEMBERSHIPS: LazyLock<FactCache<(i64, OwnedUserId), Option<String>>> = LazyLock::new(|| FactCache::new(200_000));
+/// The room facts a store has read, kept in the store (see [`Store::cache`]).
+struct RoomFacts {
+    versions: FactCache<String, RoomVersionId>,
+    history_visibility: FactCache<i64, HistoryVisibility>,
+    /// Whole member events (JSON included, about 1 KB each): fewer of them.
+    member_events: FactCache<(i64, String), Option<StateEntry>>,
+    memberships: FactCache<(i64, OwnedUserId), Option<MembershipState>>,
+}
+
+impl Default for RoomFacts {
+    fn default() -> RoomFacts {
+        RoomFacts {
+            versions: FactCache::new(100_000),
+            history_visibility: FactCache::new(100_000),
+            member_events: FactCache::new(20_000),
+            memberships: FactCache::new(200_000),
+        }
+    }
+}
 
 /// The room's version, `None` for a room whose events this server does not have (yet).
-pub async fn version(pool: &PgPool, room_id: &RoomId) -> Result<Option<RoomVersionId>> {
-    if let Some(version) = VERSIONS.get(pool, room_id.to_string()) {
+pub async fn version(pool: &Store, room_id: &RoomId) -> Result<Option<RoomVersionId>> {
+    let facts = pool.cache::<RoomFacts>();
+    if let Some(version) = facts.versions.get(&room_id.to_string()) {
         return Ok(Some(version));
     }
     let Some(stored) = db::rooms::version(pool, room_id.as_str()).await? else { return Ok(None) };
     let version =
         RoomVersionId::try_from(stored.as_str()).map_err(|e| Error::internal(format!("stored room version: {e}")))?;
-    VERSIONS.insert(pool, room_id.to_string(), version.clone());
+    facts.versions.insert(room_id.to_string(), version.clone());
     Ok(Some(version))
 }
 
 /// The room version's rules; 404 `M_NOT_FOUND` for a room this server does not have.
-pub async fn rules(pool: &PgPool, room_id: &RoomId) -> Result<RoomVersionRules> {
+pub async fn rules(pool: &Store, room_id: &RoomId) -> Result<RoomVersionRules> {
     let version = version(pool, room_id).await?.ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
     crate::rooms::rules_for(&version)
 }
 
 /// The `m.room.history_visibility` setting in a state snapshot (`shared` when unset).
-pub async fn history_visibility(pool: &PgPool, snapshot: i64) -> Result<String> {
-    if let Some(known) = HISTORY_VISIBILITY.get(pool, snapshot) {
+pub async fn history_visibility(pool: &Store, snapshot: i64) -> Result<HistoryVisibility> {
+    let facts = pool.cache::<RoomFacts>();
+    if let Some(known) = facts.history_visibility.get(&snapshot) {
         return Ok(known);
     }
     let content = snapshot_content(pool, snapshot, "m.room.history_visibility", "").await?;
-    let visibility = content.as_ref().and_then(|content| content["history_visibility"].as_str()).unwrap_or("shared");
-    HISTORY_VISIBILITY.insert(pool, snapshot, visibility.to_owned());
-    Ok(visibility.to_owned())
+    let visibility = content
+        .as_ref()
+        .and_then(|content| content["history_visibility"].as_str())
+        .map_or(HistoryVisibility::Shared, HistoryVisibility::from);
+    facts.history_visibility.insert(snapshot, visibility.clone());
+    Ok(visibility)
 }
 
 /// The user's membership in a state snapshot, if any.
-pub async fn membership_at(pool: &PgPool, snapshot: i64, user: &UserId) -> Result<Option<String>> {
+pub async fn membership_at(pool: &Store, snapshot: i64, user: &UserId) -> Result<Option<MembershipState>> {
     let key = (snapshot, user.to_owned());
-    if let Some(known) = MEMBERSHIPS.get(pool, key.clone()) {
+    let facts = pool.cache::<RoomFacts>();
+    if let Some(known) = facts.memberships.get(&key) {
         return Ok(known);
     }
     let content = snapshot_content(pool, snapshot, "m.room.member", user.as_str()).await?;
-    let membership = content.as_ref().and_then(|content| content["membership"].as_str()).map(str::to_owned);
-    MEMBERSHIPS.insert(pool, key, membership.clone());
+    let membership = content.as_ref().and_then(|content| content["membership"].as_str()).map(MembershipState::from);
+    facts.memberships.insert(key, membership.clone());
     Ok(membership)
 }
 
 /// The content of one state event of a snapshot.
-async fn snapshot_content(pool: &PgPool, snapshot: i64, event_type: &str, state_key: &str) -> Result<Option<Value>> {
+async fn snapshot_content(pool: &Store, snapshot: i64, event_type: &str, state_key: &str) -> Result<Option<Value>> {
     let keys = [(event_type.to_owned(), state_key.to_owned())];
     match db::state::snapshot_state_for_keys(pool, snapshot, &keys).await?.first() {
         Some(entry) => Ok(Some(Pdu::from_stored(&entry.event_id, &entry.json)?.content_value())),
@@ -72,11 +93,12 @@ async fn snapshot_content(pool: &PgPool, snapshot: i64, event_type: &str, state_
 
 /// The member events of `users` in a state snapshot (those who have one): what lazy-loading
 /// sync sends for a timeline's senders again and again.
-pub async fn member_events_at(pool: &PgPool, snapshot: i64, users: &[String]) -> Result<Vec<StateEntry>> {
+pub async fn member_events_at(pool: &Store, snapshot: i64, users: &[String]) -> Result<Vec<StateEntry>> {
+    let facts = pool.cache::<RoomFacts>();
     let mut found = Vec::new();
     let mut missing = Vec::new();
     for user in users {
-        match MEMBER_EVENTS.get(pool, (snapshot, user.clone())) {
+        match facts.member_events.get(&(snapshot, user.clone())) {
             Some(known) => found.extend(known),
             None => missing.push(("m.room.member".to_owned(), user.clone())),
         }
@@ -92,7 +114,7 @@ pub async fn member_events_at(pool: &PgPool, snapshot: i64, users: &[String]) ->
             .collect();
     for (_, user) in missing {
         let entry = read.remove(&user);
-        MEMBER_EVENTS.insert(pool, (snapshot, user), entry.clone());
+        facts.member_events.insert((snapshot, user), entry.clone());
         found.extend(entry);
     }
     Ok(found)

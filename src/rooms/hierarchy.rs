@@ -7,9 +7,10 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::summary::{CurrentState, can_preview, summary};
+use crate::store::Store;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, OwnedServerName, RoomId, UserId};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::Future;
 
@@ -69,7 +70,7 @@ struct Queued {
 }
 
 pub async fn hierarchy(
-    pool: &PgPool,
+    pool: &Store,
     remote: &impl RemoteRooms,
     user: &UserId,
     root: &RoomId,
@@ -148,7 +149,7 @@ fn is_space(summary: &Value) -> bool {
 }
 
 /// A room of this server with all its `m.space.child` events, if `user` may preview it.
-async fn local_space(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Result<Option<Value>> {
+async fn local_space(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<Option<Value>> {
     let state = CurrentState::load(pool, room_id).await?;
     if !can_preview(pool, user, &state).await? {
         return Ok(None);
@@ -208,7 +209,7 @@ fn child_link(child: &Value) -> Option<(OwnedRoomId, Vec<OwnedServerName>)> {
 /// Whether `user` may see a room of another server from outside, from its summary: open to
 /// joins or knocks, world-readable, or restricted to a room the user is in here (as Synapse
 /// decides for rooms it is not in).
-async fn may_preview_remote(pool: &PgPool, user: &UserId, summary: &Value) -> Result<bool> {
+async fn may_preview_remote(pool: &Store, user: &UserId, summary: &Value) -> Result<bool> {
     if summary["world_readable"] == true {
         return Ok(true);
     }
@@ -218,7 +219,10 @@ async fn may_preview_remote(pool: &PgPool, user: &UserId, summary: &Value) -> Re
         Some("restricted") => {
             let allowed = summary["allowed_room_ids"].as_array().into_iter().flatten().filter_map(Value::as_str);
             for room in allowed {
-                if db::rooms::membership(pool, room, user.as_str()).await?.is_some_and(|m| m.membership == "join") {
+                if db::rooms::membership(pool, room, user.as_str())
+                    .await?
+                    .is_some_and(|m| m.membership == MembershipState::Join)
+                {
                     return Ok(true);
                 }
             }

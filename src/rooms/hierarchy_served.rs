@@ -6,9 +6,9 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::hierarchy::{children_in_order, children_state};
 use crate::rooms::summary::{CurrentState, summary};
+use crate::store::Store;
 use ruma::{OwnedRoomId, RoomId, ServerName};
 use serde_json::Value;
-use sqlx::PgPool;
 
 pub struct ServedSpace {
     /// The summary with `children_state` (the spec's `SpaceHierarchyParentSummary`).
@@ -20,7 +20,7 @@ pub struct ServedSpace {
 /// The space `room_id` for `origin`; not found when this server does not know the room or
 /// `origin` may not see it (the spec's 404 covers both, so nothing leaks).
 pub async fn space_for_server(
-    pool: &PgPool,
+    pool: &Store,
     origin: &ServerName,
     room_id: &RoomId,
     suggested_only: bool,
@@ -49,7 +49,7 @@ pub async fn space_for_server(
 /// The room's current state if this server knows the room and `origin` may see it from
 /// outside: it is world-readable, open to joins or knocks, `origin` has a member in it
 /// (joined or invited), or its restriction admits a room `origin` has members in.
-async fn visible_state(pool: &PgPool, origin: &ServerName, room_id: &RoomId) -> Result<Option<CurrentState>> {
+async fn visible_state(pool: &Store, origin: &ServerName, room_id: &RoomId) -> Result<Option<CurrentState>> {
     if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
         return Ok(None);
     }
@@ -83,7 +83,7 @@ fn allowed_room_ids(state: &CurrentState) -> Vec<String> {
 
 /// The summary, with `allowed_room_ids` for restricted rooms: the asking server decides with
 /// them which of its users may see the room.
-async fn server_summary(pool: &PgPool, room_id: &RoomId, state: &CurrentState) -> Result<Value> {
+async fn server_summary(pool: &Store, room_id: &RoomId, state: &CurrentState) -> Result<Value> {
     let mut entry = summary(pool, room_id, state).await?;
     if matches!(state.join_rule().as_str(), "restricted" | "knock_restricted") {
         entry["allowed_room_ids"] = allowed_room_ids(state).into();

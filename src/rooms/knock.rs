@@ -7,6 +7,7 @@ use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::membership::member_content;
 use crate::rooms::send::append;
+use ruma::events::room::member::MembershipState;
 use ruma::{RoomId, UserId};
 
 pub async fn knock(ctx: RoomCtx<'_>, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
@@ -16,12 +17,12 @@ pub async fn knock(ctx: RoomCtx<'_>, room_id: &RoomId, user: &UserId, reason: Op
         )));
     }
     match db::rooms::membership(ctx.pool, room_id.as_str(), user.as_str()).await?.map(|m| m.membership) {
-        Some(m) if m == "knock" => return Ok(()),
-        Some(m) if m == "join" => return Err(Error::forbidden("You are already in this room")),
-        Some(m) if m == "ban" => return Err(Error::forbidden("You are banned from this room")),
+        Some(MembershipState::Knock) => return Ok(()),
+        Some(MembershipState::Join) => return Err(Error::forbidden("You are already in this room")),
+        Some(MembershipState::Ban) => return Err(Error::forbidden("You are banned from this room")),
         _ => {}
     }
-    let content = member_content(ctx.pool, user, "knock", reason).await?;
+    let content = member_content(ctx.pool, user, MembershipState::Knock, reason).await?;
     append(ctx, room_id, user, EventTemplate::state("m.room.member", user.as_str(), content), None).await?;
     Ok(())
 }

@@ -6,9 +6,10 @@ use crate::error::{Error, Result};
 use crate::rooms::pagination::parse_token;
 use crate::rooms::read::readable_state;
 use crate::rooms::served;
+use crate::store::Store;
+use ruma::events::room::member::MembershipState;
 use ruma::{RoomId, UserId};
 use serde_json::Value;
-use sqlx::PgPool;
 
 pub struct MemberFilter<'a> {
     /// A pagination token: list the members as of that point.
@@ -19,13 +20,13 @@ pub struct MemberFilter<'a> {
 
 /// `GET /rooms/{roomId}/members`: member events, as of `at` if given. A former member sees
 /// the list as it was when they left, never later.
-pub async fn members(pool: &PgPool, user: &UserId, room_id: &RoomId, filter: MemberFilter<'_>) -> Result<Vec<Value>> {
+pub async fn members(pool: &Store, user: &UserId, room_id: &RoomId, filter: MemberFilter<'_>) -> Result<Vec<Value>> {
     // Establishes access (member, former member, or world-readable) and gives the default.
     let mut entries = readable_state(pool, user, room_id).await?;
     if let Some(token) = filter.at {
         let mut position = parse_token(token)?;
         if let Some(own) = db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?
-            && own.membership != "join"
+            && own.membership != MembershipState::Join
         {
             position = position.min(own.stream_position);
         }
@@ -55,10 +56,10 @@ pub async fn members(pool: &PgPool, user: &UserId, room_id: &RoomId, filter: Mem
 }
 
 /// `POST /rooms/{roomId}/forget`: only rooms the user has left (or was banned from).
-pub async fn forget(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Result<()> {
+pub async fn forget(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<()> {
     match db::rooms::membership(pool, room_id.as_str(), user.as_str()).await? {
         None => Err(Error::not_found("You have never been in this room")),
-        Some(m) if m.membership == "leave" || m.membership == "ban" => {
+        Some(m) if m.membership == MembershipState::Leave || m.membership == MembershipState::Ban => {
             db::rooms::forget(pool, room_id.as_str(), user.as_str()).await?;
             Ok(())
         }

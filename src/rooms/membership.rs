@@ -10,17 +10,23 @@ use crate::rooms::membership_action::MembershipAction;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::append;
 use crate::rooms::{restricted, unchanged};
+use crate::store::Store;
 use crate::users::Session;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 /// `m.room.member` content for `user`, carrying their profile on joins (as clients expect),
 /// knocks (so the room can see who is asking) and invites (so the room and the invitee's
 /// client show a name rather than a bare user id before they join, as Synapse does).
-pub async fn member_content(pool: &PgPool, user: &UserId, membership: &str, reason: Option<&str>) -> Result<Value> {
+pub async fn member_content(
+    pool: &Store,
+    user: &UserId,
+    membership: MembershipState,
+    reason: Option<&str>,
+) -> Result<Value> {
     let mut content = json!({ "membership": membership });
-    if matches!(membership, "join" | "knock" | "invite")
+    if matches!(membership, MembershipState::Join | MembershipState::Knock | MembershipState::Invite)
         && let Some(profile) = db::users::profile(pool, user.as_str()).await?
     {
         for field in ["displayname", "avatar_url"] {
@@ -58,10 +64,13 @@ pub async fn join(ctx: RoomCtx<'_>, room_id: &RoomId, session: &Session, reason:
             return Err(Error::guest_access_forbidden("Guests may not join this room"));
         }
     }
-    if db::rooms::membership(ctx.pool, room_id.as_str(), user.as_str()).await?.is_some_and(|m| m.membership == "join") {
+    if db::rooms::membership(ctx.pool, room_id.as_str(), user.as_str())
+        .await?
+        .is_some_and(|m| m.membership == MembershipState::Join)
+    {
         return Ok(());
     }
-    let mut content = member_content(ctx.pool, user, "join", reason).await?;
+    let mut content = member_content(ctx.pool, user, MembershipState::Join, reason).await?;
     if let Some(authoriser) = restricted::join_authoriser(ctx.pool, ctx.server_name, room_id, user).await? {
         content["join_authorised_via_users_server"] = json!(authoriser);
     }
@@ -72,12 +81,12 @@ pub async fn join(ctx: RoomCtx<'_>, room_id: &RoomId, session: &Session, reason:
 pub async fn leave(ctx: RoomCtx<'_>, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
     ensure_room_known(ctx, room_id).await?;
     let current = db::rooms::membership(ctx.pool, room_id.as_str(), user.as_str()).await?;
-    match current.as_ref().map(|m| m.membership.as_str()) {
-        Some("join" | "invite" | "knock") => {}
-        Some("leave") => return Ok(()),
+    match current.map(|m| m.membership) {
+        Some(MembershipState::Join | MembershipState::Invite | MembershipState::Knock) => {}
+        Some(MembershipState::Leave) => return Ok(()),
         _ => return Err(Error::forbidden("You are not in this room")),
     }
-    let content = member_content(ctx.pool, user, "leave", reason).await?;
+    let content = member_content(ctx.pool, user, MembershipState::Leave, reason).await?;
     append(ctx, room_id, user, EventTemplate::state("m.room.member", user.as_str(), content), None).await?;
     Ok(())
 }
@@ -115,7 +124,7 @@ pub async fn set_membership_of(ctx: RoomCtx<'_>, change: MembershipChange<'_>) -
 }
 
 /// Refuses joins and invitations into a room an admin blocked (admin API, `block`).
-pub async fn ensure_not_blocked(pool: &PgPool, room_id: &RoomId) -> Result<()> {
+pub async fn ensure_not_blocked(pool: &Store, room_id: &RoomId) -> Result<()> {
     if db::admin_rooms::blocked_by(pool, room_id.as_str()).await?.is_some() {
         return Err(Error::forbidden("This room has been blocked on this server"));
     }
@@ -159,7 +168,7 @@ pub async fn leave_all(ctx: RoomCtx<'_>, user: &UserId) -> Result<usize> {
     let rooms = rooms_with_membership(ctx, user, &["join", "invite", "knock"]).await?;
     let mut left = 0;
     for room_id in rooms {
-        let content = member_content(ctx.pool, user, "leave", Some("Account deactivated")).await?;
+        let content = member_content(ctx.pool, user, MembershipState::Leave, Some("Account deactivated")).await?;
         match append(ctx, &room_id, user, EventTemplate::state("m.room.member", user.as_str(), content), None).await {
             Ok(_) => left += 1,
             Err(error) => tracing::warn!(%room_id, %user, error = %error, "could not leave a room on deactivation"),
@@ -172,7 +181,7 @@ pub async fn leave_all(ctx: RoomCtx<'_>, user: &UserId) -> Result<usize> {
 /// carry the new profile (clients read names from member events).
 pub async fn refresh_profile_in_rooms(ctx: RoomCtx<'_>, user: &UserId) -> Result<()> {
     for room_id in rooms_with_membership(ctx, user, &["join"]).await? {
-        let content = member_content(ctx.pool, user, "join", None).await?;
+        let content = member_content(ctx.pool, user, MembershipState::Join, None).await?;
         let current =
             db::state::current_state_event(ctx.pool, room_id.as_str(), "m.room.member", user.as_str()).await?;
         let unchanged = match current {

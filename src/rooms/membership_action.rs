@@ -11,6 +11,7 @@
 
 use crate::error::{Error, Result};
 use crate::rooms::pdu::Pdu;
+use ruma::events::room::member::MembershipState;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MembershipAction {
@@ -22,11 +23,11 @@ pub enum MembershipAction {
 
 impl MembershipAction {
     /// The membership the action gives its target.
-    pub fn membership(self) -> &'static str {
+    pub fn membership(self) -> MembershipState {
         match self {
-            MembershipAction::Invite => "invite",
-            MembershipAction::Kick | MembershipAction::Unban => "leave",
-            MembershipAction::Ban => "ban",
+            MembershipAction::Invite => MembershipState::Invite,
+            MembershipAction::Kick | MembershipAction::Unban => MembershipState::Leave,
+            MembershipAction::Ban => MembershipState::Ban,
         }
     }
 
@@ -34,17 +35,24 @@ impl MembershipAction {
     /// rules it out.
     pub fn check(self, target_member_event: Option<&Pdu>) -> Result<()> {
         let content = target_member_event.map(Pdu::content_value);
-        let current = content.as_ref().and_then(|content| content["membership"].as_str());
+        let current = content.as_ref().and_then(|content| content["membership"].as_str()).map(MembershipState::from);
         match (self, current) {
-            (MembershipAction::Kick, Some("join" | "invite" | "knock")) => Ok(()),
+            (
+                MembershipAction::Kick,
+                Some(MembershipState::Join | MembershipState::Invite | MembershipState::Knock),
+            ) => Ok(()),
             (MembershipAction::Kick, _) => Err(Error::forbidden("The target user is not in the room")),
-            (MembershipAction::Unban, Some("ban")) => Ok(()),
+            (MembershipAction::Unban, Some(MembershipState::Ban)) => Ok(()),
             (MembershipAction::Unban, other) => Err(Error::bad_state(format!(
                 "Cannot unban a user who is not banned (membership: {})",
-                other.unwrap_or("none")
+                other.as_ref().map_or("none", MembershipState::as_str)
             ))),
-            (MembershipAction::Invite, Some("ban")) => Err(Error::bad_state("Cannot invite a user who is banned")),
-            (MembershipAction::Invite, Some("join")) => Err(Error::forbidden("The user is already in the room")),
+            (MembershipAction::Invite, Some(MembershipState::Ban)) => {
+                Err(Error::bad_state("Cannot invite a user who is banned"))
+            }
+            (MembershipAction::Invite, Some(MembershipState::Join)) => {
+                Err(Error::forbidden("The user is already in the room"))
+            }
             (MembershipAction::Invite | MembershipAction::Ban, _) => Ok(()),
         }
     }

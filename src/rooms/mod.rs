@@ -42,14 +42,14 @@ pub use state_event::send_state_event;
 
 use crate::error::{Error, Result};
 use crate::server_key::SigningKey;
+use crate::store::Store;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{RoomVersionId, ServerName};
-use sqlx::PgPool;
 
 /// What room operations need from the server.
 #[derive(Clone, Copy)]
 pub struct RoomCtx<'a> {
-    pub pool: &'a PgPool,
+    pub pool: &'a Store,
     pub server_name: &'a ServerName,
     pub key: &'a SigningKey,
     pub locks: &'a send::RoomLocks,

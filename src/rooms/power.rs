@@ -4,9 +4,9 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::pdu::Pdu;
+use crate::store::Store;
 use ruma::RoomId;
 use serde_json::Value;
-use sqlx::PgPool;
 
 /// The current state entries power levels are read from.
 pub const POWER_KEYS: [(&str, &str); 2] = [("m.room.create", ""), ("m.room.power_levels", "")];
@@ -21,7 +21,7 @@ pub struct PowerLevels {
 }
 
 impl PowerLevels {
-    pub async fn current(pool: &PgPool, room_id: &RoomId) -> Result<PowerLevels> {
+    pub async fn current(pool: &Store, room_id: &RoomId) -> Result<PowerLevels> {
         let entries = db::state::current_state_for_keys(pool, room_id.as_str(), &POWER_KEYS).await?;
         PowerLevels::from_state(room_id, &entries)
     }

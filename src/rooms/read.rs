@@ -9,17 +9,18 @@ use crate::rooms::pagination::{page_token, parse_token};
 use crate::rooms::pdu::Pdu;
 use crate::rooms::served;
 use crate::rooms::visibility::{Viewer, visible, world_readable};
+use crate::store::Store;
 use crate::users::ignore;
+use ruma::events::room::member::MembershipState;
 use ruma::{RoomId, UserId};
 use serde_json::Value;
-use sqlx::PgPool;
 use std::collections::HashMap;
 
-async fn current_membership(pool: &PgPool, room_id: &RoomId, user: &UserId) -> Result<Option<String>> {
+async fn current_membership(pool: &Store, room_id: &RoomId, user: &UserId) -> Result<Option<MembershipState>> {
     Ok(db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?.map(|m| m.membership))
 }
 
-async fn ensure_room(pool: &PgPool, room_id: &RoomId) -> Result<()> {
+async fn ensure_room(pool: &Store, room_id: &RoomId) -> Result<()> {
     if facts::version(pool, room_id).await?.is_none() {
         return Err(Error::not_found(format!("Unknown room {room_id}")));
     }
@@ -27,7 +28,7 @@ async fn ensure_room(pool: &PgPool, room_id: &RoomId) -> Result<()> {
 }
 
 /// `GET /rooms/{roomId}/event/{eventId}`.
-pub async fn event(pool: &PgPool, user: &UserId, room_id: &RoomId, event_id: &str) -> Result<Value> {
+pub async fn event(pool: &Store, user: &UserId, room_id: &RoomId, event_id: &str) -> Result<Value> {
     let not_found = || Error::not_found("Event not found");
     let stored = db::events::by_id(pool, event_id).await?.ok_or_else(not_found)?;
     if stored.room_id != room_id.as_str() {
@@ -45,20 +46,22 @@ pub async fn event(pool: &PgPool, user: &UserId, room_id: &RoomId, event_id: &st
 /// The state a user may see: the current state while joined; the state when they left for
 /// former members; the current state of a world-readable room for anyone.
 pub(crate) async fn readable_state(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     room_id: &RoomId,
 ) -> Result<Vec<db::state::StateEntry>> {
     ensure_room(pool, room_id).await?;
     let membership = db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?;
-    if membership.as_ref().is_some_and(|m| m.membership == "join") {
+    if membership.as_ref().is_some_and(|m| m.membership == MembershipState::Join) {
         return Ok(db::state::current_state(pool, room_id.as_str()).await?);
     }
     let world_readable = world_readable(pool, room_id).await?;
     if world_readable {
         return Ok(db::state::current_state(pool, room_id.as_str()).await?);
     }
-    if let Some(m) = membership.filter(|m| m.membership == "leave" || m.membership == "ban") {
+    if let Some(m) =
+        membership.filter(|m| m.membership == MembershipState::Leave || m.membership == MembershipState::Ban)
+    {
         // Former members see the room as it was when they left.
         let left = db::rooms::membership_event_state_after(pool, room_id.as_str(), user.as_str()).await?;
         if let Some(snapshot) = left {
@@ -70,7 +73,7 @@ pub(crate) async fn readable_state(
 }
 
 /// `GET /rooms/{roomId}/state`.
-pub async fn state(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Result<Vec<Value>> {
+pub async fn state(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<Vec<Value>> {
     let entries = readable_state(pool, user, room_id).await?;
     let rules = facts::rules(pool, room_id).await?;
     let served = served::apply_to_state(pool, &rules.redaction, &entries).await?;
@@ -79,7 +82,7 @@ pub async fn state(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Result<Vec
 
 /// `GET /rooms/{roomId}/state/{eventType}/{stateKey}`: the event's content.
 pub async fn state_event(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     room_id: &RoomId,
     event_type: &str,
@@ -117,14 +120,14 @@ pub struct HistoryRequest<'a> {
 }
 
 /// `GET /rooms/{roomId}/messages`.
-pub async fn messages(pool: &PgPool, user: &UserId, room_id: &RoomId, request: HistoryRequest<'_>) -> Result<Page> {
+pub async fn messages(pool: &Store, user: &UserId, room_id: &RoomId, request: HistoryRequest<'_>) -> Result<Page> {
     history_page(pool, user, room_id, request, Access::Member).await
 }
 
 /// `GET /_synapse/admin/v1/rooms/{roomId}/messages`: a page of history as `/messages` serves
 /// it, for a server admin, whatever their membership and the room's history visibility.
 pub async fn messages_as_admin(
-    pool: &PgPool,
+    pool: &Store,
     admin: &UserId,
     room_id: &RoomId,
     request: HistoryRequest<'_>,
@@ -141,7 +144,7 @@ pub enum Access {
 }
 
 async fn history_page(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     room_id: &RoomId,
     request: HistoryRequest<'_>,
@@ -153,7 +156,7 @@ async fn history_page(
     if access == Access::Member && membership.is_none() && !world_readable(pool, room_id).await? {
         return Err(Error::forbidden("You are not a member of this room"));
     }
-    let joined = membership.as_deref() == Some("join");
+    let joined = membership == Some(MembershipState::Join);
     let from = match from {
         Some(token) => parse_token(token)?,
         None if backwards => db::events::max_stream_position(pool).await?,
@@ -193,7 +196,7 @@ async fn history_page(
 
 /// The current member events of `users` (lazy-loaded members). Every page carries them in
 /// full: the spec lets servers ignore `include_redundant_members: false`.
-async fn member_events(pool: &PgPool, room_id: &RoomId, mut users: Vec<String>) -> Result<Vec<Value>> {
+async fn member_events(pool: &Store, room_id: &RoomId, mut users: Vec<String>) -> Result<Vec<Value>> {
     users.sort_unstable();
     users.dedup();
     let mut entries = Vec::new();
@@ -210,7 +213,7 @@ async fn member_events(pool: &PgPool, room_id: &RoomId, mut users: Vec<String>) 
 /// The `m.room.message` events of `rooms` that reached the timeline in `(after, upto]`, oldest
 /// first: what a live reader that is not `/sync` (the XMPP edge) delivers next.
 pub async fn messages_between(
-    pool: &PgPool,
+    pool: &Store,
     rooms: &[String],
     after: i64,
     upto: i64,
@@ -222,14 +225,14 @@ pub async fn messages_between(
 }
 
 /// `GET /joined_rooms`.
-pub async fn joined_rooms(pool: &PgPool, user: &UserId) -> Result<Vec<String>> {
+pub async fn joined_rooms(pool: &Store, user: &UserId) -> Result<Vec<String>> {
     Ok(db::rooms::joined_rooms(pool, user.as_str()).await?)
 }
 
 /// `GET /rooms/{roomId}/joined_members`: for members only.
-pub async fn joined_members(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Result<Vec<(String, Value)>> {
+pub async fn joined_members(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<Vec<(String, Value)>> {
     ensure_room(pool, room_id).await?;
-    if current_membership(pool, room_id, user).await?.as_deref() != Some("join") {
+    if current_membership(pool, room_id, user).await? != Some(MembershipState::Join) {
         return Err(Error::forbidden("You are not a member of this room"));
     }
     let state = db::state::current_state(pool, room_id.as_str()).await?;
@@ -251,7 +254,7 @@ pub async fn joined_members(pool: &PgPool, user: &UserId, room_id: &RoomId) -> R
 /// Events by number in the client format (redacted where a redaction applies), for readers
 /// that already know the user may see them (the user's own notifications). Events not found
 /// are left out.
-pub async fn client_events_by_nid(pool: &PgPool, nids: &[i64]) -> Result<HashMap<i64, Value>> {
+pub async fn client_events_by_nid(pool: &Store, nids: &[i64]) -> Result<HashMap<i64, Value>> {
     let mut by_room: HashMap<String, Vec<(i64, Pdu)>> = HashMap::new();
     for event in db::events::by_nids(pool, nids).await? {
         let pdu = Pdu::from_stored(&event.event_id, &event.json)?;

@@ -7,11 +7,11 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::typing::ensure_joined;
 use crate::rooms::visibility::Viewer;
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::time::now_ms;
 use ruma::{RoomId, UserId};
 use serde_json::json;
-use sqlx::PgPool;
 
 pub const READ: &str = "m.read";
 pub const READ_PRIVATE: &str = "m.read.private";
@@ -20,7 +20,7 @@ pub const FULLY_READ: &str = "m.fully_read";
 /// `POST /rooms/{roomId}/receipt/{receiptType}/{eventId}`; `thread_id` is `None` for an
 /// unthreaded receipt.
 pub async fn post_receipt(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     user: &UserId,
     room_id: &RoomId,
@@ -61,7 +61,7 @@ pub async fn post_receipt(
 /// `POST /rooms/{roomId}/read_markers`: every marker is checked before any is written, so a
 /// bad one changes nothing.
 pub async fn set_read_markers(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     user: &UserId,
     room_id: &RoomId,
@@ -98,7 +98,7 @@ pub async fn set_read_markers(
 
 /// The event's stream position, if it is in the room and the user may see it; 404 otherwise
 /// (saying "forbidden" would tell that an event exists).
-async fn visible_event_position(pool: &PgPool, user: &UserId, room_id: &RoomId, event_id: &str) -> Result<i64> {
+async fn visible_event_position(pool: &Store, user: &UserId, room_id: &RoomId, event_id: &str) -> Result<i64> {
     let not_found = || Error::not_found(format!("Event {event_id} not found"));
     let stored = db::events::by_id(pool, event_id).await?.ok_or_else(not_found)?;
     if stored.room_id != room_id.as_str() {
@@ -116,7 +116,7 @@ async fn visible_event_position(pool: &PgPool, user: &UserId, room_id: &RoomId, 
 /// A remote user's public receipt, as their server sent it (`m.receipt`): kept when the user
 /// is joined and the event is one this server has in the room's timeline.
 pub async fn receive_remote(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     room_id: &RoomId,
     user: &UserId,
@@ -155,7 +155,7 @@ pub(crate) enum Origin {
 /// Stores `receipt` (its `stream_position` is taken here) unless the user already has one at
 /// or after its event.
 pub(crate) async fn store_receipt(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     mut receipt: db::ephemeral::NewReceipt<'_>,
     origin: Origin,
@@ -201,7 +201,7 @@ pub(crate) async fn store_receipt(
 /// `m.fully_read` is room account data that clients may not set directly (see
 /// `users::account_data`); it goes through the account-data table and the stream.
 async fn set_fully_read(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     user: &UserId,
     room_id: &RoomId,

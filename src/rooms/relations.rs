@@ -10,11 +10,12 @@ use crate::rooms::pagination;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::served::{self, Served};
 use crate::rooms::visibility::Viewer;
+use crate::store::Store;
 use ruma::api::error::ErrorKind;
 use ruma::events::TimelineEventType;
 use ruma::{EventId, OwnedEventId, RoomId, UserId};
 use serde_json::{Map, Value, json};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
 
 /// How deep `recurse=true` follows children of children (the spec recommends at least 3).
@@ -306,7 +307,7 @@ pub struct RelationsPage {
 
 /// The children of an event the user may see, newest first by default. Tokens are stream
 /// positions, as `/messages` uses, so tokens from `/messages` and `/sync` work here too.
-pub async fn relations(pool: &PgPool, user: &UserId, query: RelationsQuery<'_>) -> Result<RelationsPage> {
+pub async fn relations(pool: &Store, user: &UserId, query: RelationsQuery<'_>) -> Result<RelationsPage> {
     let viewer = Viewer::with_access(pool, user, query.room_id).await?;
     let not_found = || Error::not_found("Event not found");
     let parent = db::events::by_id(pool, query.event_id.as_str())
@@ -357,7 +358,7 @@ pub async fn relations(pool: &PgPool, user: &UserId, query: RelationsQuery<'_>) 
 /// `GET /rooms/{roomId}/threads`: thread roots the user may see, newest activity first. The
 /// token `s{N}` continues with threads whose latest reply is at or before position N.
 pub async fn threads(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     room_id: &RoomId,
     participated_only: bool,

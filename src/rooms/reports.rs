@@ -3,9 +3,9 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::read;
+use crate::store::Store;
 use crate::time::now_ms;
 use ruma::{RoomId, UserId};
-use sqlx::PgPool;
 
 const MAX_REASON_BYTES: usize = 1000;
 
@@ -19,7 +19,7 @@ fn check_reason(reason: Option<&str>) -> Result<()> {
 /// `POST /rooms/{roomId}/report/{eventId}`: only events the reporter can see; otherwise 404,
 /// so reports cannot probe for hidden events.
 pub async fn report_event(
-    pool: &PgPool,
+    pool: &Store,
     reporter: &UserId,
     room_id: &RoomId,
     event_id: &str,
@@ -43,7 +43,7 @@ pub async fn report_event(
 }
 
 /// `POST /rooms/{roomId}/report`.
-pub async fn report_room(pool: &PgPool, reporter: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
+pub async fn report_room(pool: &Store, reporter: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
     check_reason(reason)?;
     if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
         return Err(Error::not_found("Unknown room"));
@@ -52,7 +52,7 @@ pub async fn report_room(pool: &PgPool, reporter: &UserId, room_id: &RoomId, rea
 }
 
 /// `POST /users/{userId}/report`.
-pub async fn report_user(pool: &PgPool, reporter: &UserId, user_id: &UserId, reason: Option<&str>) -> Result<()> {
+pub async fn report_user(pool: &Store, reporter: &UserId, user_id: &UserId, reason: Option<&str>) -> Result<()> {
     check_reason(reason)?;
     if !db::users::exists(pool, user_id.as_str()).await? {
         return Err(Error::not_found("Unknown user"));
@@ -61,7 +61,7 @@ pub async fn report_user(pool: &PgPool, reporter: &UserId, user_id: &UserId, rea
 }
 
 async fn insert(
-    pool: &PgPool,
+    pool: &Store,
     reporter: &UserId,
     room_id: Option<&str>,
     event_id: Option<&str>,

@@ -7,11 +7,12 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::pdu::Pdu;
 use crate::rooms::power::PowerLevels;
+use crate::store::Store;
+use ruma::events::room::member::MembershipState;
 use ruma::{RoomId, ServerName, UserId};
 use serde_json::Value;
-use sqlx::PgPool;
 
-async fn current_content(pool: &PgPool, room_id: &RoomId, event_type: &str) -> Result<Option<(Value, String)>> {
+async fn current_content(pool: &Store, room_id: &RoomId, event_type: &str) -> Result<Option<(Value, String)>> {
     let Some(entry) = db::state::current_state_event(pool, room_id.as_str(), event_type, "").await? else {
         return Ok(None);
     };
@@ -21,7 +22,7 @@ async fn current_content(pool: &PgPool, room_id: &RoomId, event_type: &str) -> R
 
 /// The user to name in `join_authorised_via_users_server`, if this join needs one.
 pub async fn join_authoriser(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     room_id: &RoomId,
     user: &UserId,
@@ -32,7 +33,10 @@ pub async fn join_authoriser(
         return Ok(None);
     }
     // An invitation admits the user by itself.
-    if db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?.is_some_and(|m| m.membership == "invite") {
+    if db::rooms::membership(pool, room_id.as_str(), user.as_str())
+        .await?
+        .is_some_and(|m| m.membership == MembershipState::Invite)
+    {
         return Ok(None);
     }
     let allowed_via = join_rules["allow"]
@@ -43,7 +47,10 @@ pub async fn join_authoriser(
         .filter_map(|condition| condition["room_id"].as_str());
     let mut qualifies = false;
     for other_room in allowed_via {
-        if db::rooms::membership(pool, other_room, user.as_str()).await?.is_some_and(|m| m.membership == "join") {
+        if db::rooms::membership(pool, other_room, user.as_str())
+            .await?
+            .is_some_and(|m| m.membership == MembershipState::Join)
+        {
             qualifies = true;
             break;
         }

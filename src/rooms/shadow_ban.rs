@@ -6,12 +6,12 @@
 
 use crate::db;
 use crate::error::Result;
+use crate::store::Store;
 use crate::users::{Session, tokens};
 use ruma::{OwnedEventId, UserId};
-use sqlx::PgPool;
 
 /// Whether what `user` sends to others is to be dropped while answered as done.
-pub async fn is_shadow_banned(pool: &PgPool, user: &UserId) -> Result<bool> {
+pub async fn is_shadow_banned(pool: &Store, user: &UserId) -> Result<bool> {
     Ok(db::admin_users::is_shadow_banned(pool, user.as_str()).await?)
 }
 

@@ -4,9 +4,10 @@
 use crate::db;
 use crate::error::Result;
 use crate::rooms::pdu::Pdu;
+use crate::store::Store;
+use ruma::events::room::member::MembershipState;
 use ruma::{RoomId, UserId};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use std::collections::HashMap;
 
 /// The room's current state as `type → state_key → (content, event)`.
@@ -15,7 +16,7 @@ pub struct CurrentState {
 }
 
 impl CurrentState {
-    pub async fn load(pool: &PgPool, room_id: &RoomId) -> Result<CurrentState> {
+    pub async fn load(pool: &Store, room_id: &RoomId) -> Result<CurrentState> {
         let mut entries = HashMap::new();
         for entry in db::state::current_state(pool, room_id.as_str()).await? {
             let pdu = Pdu::from_stored(&entry.event_id, &entry.json)?;
@@ -46,7 +47,7 @@ impl CurrentState {
 }
 
 /// The spec's room summary object (as in `/hierarchy` and `/publicRooms` chunks).
-pub async fn summary(pool: &PgPool, room_id: &RoomId, state: &CurrentState) -> Result<Value> {
+pub async fn summary(pool: &Store, room_id: &RoomId, state: &CurrentState) -> Result<Value> {
     let joined = db::rooms::joined_members(pool, room_id.as_str()).await?.len();
     let create = state.content("m.room.create", "");
     let mut summary = json!({
@@ -75,7 +76,7 @@ pub async fn summary(pool: &PgPool, room_id: &RoomId, state: &CurrentState) -> R
 
 /// Whether `user` may look at the room from outside: they are in it or invited, it is open
 /// to joins or knocks, it is world-readable, or its restriction admits them.
-pub async fn can_preview(pool: &PgPool, user: &UserId, state: &CurrentState) -> Result<bool> {
+pub async fn can_preview(pool: &Store, user: &UserId, state: &CurrentState) -> Result<bool> {
     if matches!(state.membership(user).as_deref(), Some("join" | "invite")) || state.world_readable() {
         return Ok(true);
     }
@@ -85,7 +86,10 @@ pub async fn can_preview(pool: &PgPool, user: &UserId, state: &CurrentState) -> 
         Some("restricted" | "knock_restricted") => {
             let allowed = join_rules["allow"].as_array().into_iter().flatten().filter_map(|c| c["room_id"].as_str());
             for room in allowed {
-                if db::rooms::membership(pool, room, user.as_str()).await?.is_some_and(|m| m.membership == "join") {
+                if db::rooms::membership(pool, room, user.as_str())
+                    .await?
+                    .is_some_and(|m| m.membership == MembershipState::Join)
+                {
                     return Ok(true);
                 }
             }

@@ -4,15 +4,15 @@
 
 use crate::db;
 use crate::error::Result;
+use crate::store::Store;
 use ruma::{DeviceId, UserId};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use std::collections::HashMap;
 
 /// Adds the transaction ids `device` of `user` sent any of `events` (client-format) with. Only
 /// the user's own events can have one, so there is nothing to read unless some are among them.
 pub async fn annotate<'a>(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     device: &DeviceId,
     events: impl IntoIterator<Item = &'a mut Value>,

@@ -5,10 +5,11 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::time::now_ms;
+use ruma::events::room::member::MembershipState;
 use ruma::{RoomId, ServerName, UserId};
-use sqlx::PgPool;
 use std::time::Duration;
 
 /// Longest a client may say it types for: a client that crashes mid-sentence must not show
@@ -23,7 +24,7 @@ const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 const SWEEP_BATCH: i64 = 500;
 
 pub async fn set_typing(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     sender: &UserId,
     user_id: &UserId,
@@ -77,7 +78,7 @@ const REMOTE_TIMEOUT_MS: i64 = 60_000;
 /// A remote user's typing state as their server sent it (`m.typing`); only a user joined to
 /// the room counts. Synced like a local user's.
 pub async fn receive_remote(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     room_id: &RoomId,
     user_id: &UserId,
@@ -101,9 +102,9 @@ pub async fn receive_remote(
     Ok(())
 }
 
-pub(crate) async fn ensure_joined(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Result<()> {
+pub(crate) async fn ensure_joined(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<()> {
     let membership = db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?;
-    if membership.is_none_or(|m| m.membership != "join") {
+    if membership.is_none_or(|m| m.membership != MembershipState::Join) {
         return Err(Error::forbidden("You are not joined to this room"));
     }
     Ok(())
@@ -113,7 +114,7 @@ pub(crate) async fn ensure_joined(pool: &PgPool, user: &UserId, room_id: &RoomId
 /// clients see the typist stop without any request from them; other servers hear of a local
 /// typist's stop too (they would otherwise show them typing until their own, longer timeout).
 /// Returns how many stopped.
-pub async fn sweep_expired(pool: &PgPool, streams: &Streams, local: &ServerName) -> Result<usize> {
+pub async fn sweep_expired(pool: &Store, streams: &Streams, local: &ServerName) -> Result<usize> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let now = now_ms();
@@ -142,7 +143,7 @@ pub async fn sweep_expired(pool: &PgPool, streams: &Streams, local: &ServerName)
 /// server, say — ends the task). A sweep under way when `stop` comes finishes first, so the
 /// owner may close the pool once the task has ended.
 pub fn spawn_sweeper(
-    pool: PgPool,
+    pool: Store,
     streams: std::sync::Weak<Streams>,
     local: ruma::OwnedServerName,
     mut stop: tokio::sync::watch::Receiver<bool>,

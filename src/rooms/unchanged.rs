@@ -9,14 +9,14 @@
 use crate::db;
 use crate::error::Result;
 use crate::rooms::pdu::Pdu;
+use crate::store::Store;
 use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::Value;
-use sqlx::PgPool;
 
 /// The current state event at `(kind, state_key)`, if `sender` sent it with exactly `content`
 /// and it has not been redacted since (a redacted event no longer says what it said).
 pub async fn standing_event(
-    pool: &PgPool,
+    pool: &Store,
     room_id: &RoomId,
     sender: &UserId,
     (kind, state_key): (&str, &str),

@@ -13,6 +13,7 @@ use crate::rooms::power::PowerLevels;
 use crate::rooms::send::append;
 use crate::rooms::{RoomCtx, rules_for};
 use ruma::events::StateEventType;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Value, json};
 
@@ -36,8 +37,8 @@ pub async fn upgrade(
     additional_creators: &[OwnedUserId],
 ) -> Result<OwnedRoomId> {
     let new_rules = rules_for(new_version)?;
-    if db::rooms::membership(ctx.pool, room_id.as_str(), user.as_str()).await?.map(|m| m.membership).as_deref()
-        != Some("join")
+    if db::rooms::membership(ctx.pool, room_id.as_str(), user.as_str()).await?.map(|m| m.membership)
+        != Some(MembershipState::Join)
     {
         return Err(Error::forbidden("You are not in this room"));
     }

@@ -8,17 +8,17 @@ use crate::error::{Error, Result};
 use crate::rooms::build::event_id_of;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::rules_for;
+use crate::store::Store;
 use ruma::events::TimelineEventType;
 use ruma::serde::Base64;
 use ruma::signatures::{PublicKeyMap, Verified, verify_event};
 use ruma::state_res::{auth_types_for_event, check_pdu_format};
 use ruma::{RoomVersionId, ServerName};
-use sqlx::PgPool;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Verifies every stored event of every room; returns one line per problem found.
 pub async fn verify_all_events(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     key_id: &str,
     public_key: &str,
@@ -81,7 +81,7 @@ pub async fn verify_all_events(
 }
 
 async fn expected_auth_events(
-    pool: &PgPool,
+    pool: &Store,
     pdu: &Pdu,
     state_before: Option<i64>,
     rules: &ruma::room_version_rules::RoomVersionRules,

@@ -7,25 +7,27 @@ use crate::db::events::StoredEvent;
 use crate::error::{Error, Result};
 use crate::rooms::facts;
 use crate::rooms::pdu::Pdu;
+use crate::store::Store;
+use ruma::events::room::history_visibility::HistoryVisibility;
+use ruma::events::room::member::MembershipState;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{RoomId, UserId};
-use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 
 /// A user reading a room: what serving events to them needs.
 pub struct Viewer<'a> {
-    pub pool: &'a PgPool,
+    pub pool: &'a Store,
     pub user: &'a UserId,
     pub room_id: &'a RoomId,
     /// Whether the user is joined now (the `shared` history visibility consults it).
     pub joined: bool,
-    membership: Option<String>,
+    membership: Option<MembershipState>,
     rules: RoomVersionRules,
 }
 
 impl<'a> Viewer<'a> {
     /// 404 `M_NOT_FOUND` if the server does not know the room.
-    pub async fn new(pool: &'a PgPool, user: &'a UserId, room_id: &'a RoomId) -> Result<Viewer<'a>> {
+    pub async fn new(pool: &'a Store, user: &'a UserId, room_id: &'a RoomId) -> Result<Viewer<'a>> {
         let membership = db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?.map(|m| m.membership);
         Viewer::knowing_membership(pool, user, room_id, membership).await
     }
@@ -33,19 +35,19 @@ impl<'a> Viewer<'a> {
     /// Like [`Viewer::new`] when the caller already knows the user's membership (a sync knows
     /// it as of the end of its window).
     pub async fn knowing_membership(
-        pool: &'a PgPool,
+        pool: &'a Store,
         user: &'a UserId,
         room_id: &'a RoomId,
-        membership: Option<String>,
+        membership: Option<MembershipState>,
     ) -> Result<Viewer<'a>> {
         let rules = crate::rooms::facts::rules(pool, room_id).await?;
-        let joined = membership.as_deref() == Some("join");
+        let joined = membership == Some(MembershipState::Join);
         Ok(Viewer { pool, user, room_id, joined, membership, rules })
     }
 
     /// Like [`Viewer::new`], and 403 `M_FORBIDDEN` for users who never had anything to do
     /// with the room unless it is world-readable (as `/messages`).
-    pub async fn with_access(pool: &'a PgPool, user: &'a UserId, room_id: &'a RoomId) -> Result<Viewer<'a>> {
+    pub async fn with_access(pool: &'a Store, user: &'a UserId, room_id: &'a RoomId) -> Result<Viewer<'a>> {
         let viewer = Viewer::new(pool, user, room_id).await?;
         if viewer.membership.is_none() && !world_readable(pool, room_id).await? {
             return Err(Error::forbidden("You are not a member of this room"));
@@ -77,7 +79,7 @@ pub fn unfiltered(events: Vec<StoredEvent>) -> Result<Vec<(StoredEvent, Pdu)>> {
 /// Filters events down to those `user` may see (spec: "History visibility"). `currently_joined`
 /// is the user's membership now, which the `shared` setting consults.
 pub(crate) async fn visible(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     currently_joined: bool,
     events: Vec<StoredEvent>,
@@ -91,7 +93,7 @@ pub(crate) async fn visible(
         let visibility = facts::history_visibility(pool, snapshot).await?;
         // `shared`: visible to whoever joined at any point after the event, even if they have
         // left since (a current member's latest join is after every earlier event).
-        let joined_since = if currently_joined || visibility != "shared" {
+        let joined_since = if currently_joined || visibility != HistoryVisibility::Shared {
             currently_joined
         } else {
             let last_join = match last_joins.get(&event.room_id) {
@@ -107,15 +109,16 @@ pub(crate) async fn visible(
         };
         // The user's membership at the event matters only where these do not decide already
         // (the common case: a member reading a `shared` room).
-        let decided = visibility == "world_readable" || (visibility == "shared" && joined_since);
+        let decided =
+            visibility == HistoryVisibility::WorldReadable || (visibility == HistoryVisibility::Shared && joined_since);
         let allowed = decided || {
             let membership = facts::membership_at(pool, snapshot, user).await?;
             // A user's own membership event sits on the boundary: it shows if either the
             // membership before it or the one it sets does (so they see both their join and leave).
             let own = pdu.kind.to_string() == "m.room.member" && pdu.state_key.as_deref() == Some(user.as_str());
-            let becomes = own.then(|| pdu.content_value()["membership"].as_str().map(str::to_owned)).flatten();
-            allows(&visibility, membership.as_deref(), joined_since)
-                || (own && allows(&visibility, becomes.as_deref(), joined_since))
+            let becomes = own.then(|| pdu.content_value()["membership"].as_str().map(MembershipState::from)).flatten();
+            allows(&visibility, membership.as_ref(), joined_since)
+                || (own && allows(&visibility, becomes.as_ref(), joined_since))
         };
         if allowed {
             let pdu =
@@ -129,13 +132,13 @@ pub(crate) async fn visible(
 /// An erased user's event as `user` may see it: redacted unless they were joined when it was
 /// sent (spec: account deactivation's `erase`; Synapse prunes on the same condition).
 async fn erased_unless_joined(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     snapshot: i64,
     event: &StoredEvent,
     pdu: Pdu,
 ) -> Result<Pdu> {
-    if facts::membership_at(pool, snapshot, user).await?.as_deref() == Some("join") {
+    if facts::membership_at(pool, snapshot, user).await? == Some(MembershipState::Join) {
         return Ok(pdu);
     }
     let room_id = RoomId::parse(&event.room_id).map_err(|e| Error::internal(format!("stored room id: {e}")))?;
@@ -144,18 +147,18 @@ async fn erased_unless_joined(
 }
 
 /// The spec's rule for one event, given the history visibility and the user's membership at it.
-fn allows(visibility: &str, membership: Option<&str>, joined_since: bool) -> bool {
+fn allows(visibility: &HistoryVisibility, membership: Option<&MembershipState>, joined_since: bool) -> bool {
     match visibility {
-        "world_readable" => true,
-        _ if membership == Some("join") => true,
-        "shared" => joined_since,
-        "invited" => membership == Some("invite"),
+        HistoryVisibility::WorldReadable => true,
+        _ if membership == Some(&MembershipState::Join) => true,
+        HistoryVisibility::Shared => joined_since,
+        HistoryVisibility::Invited => membership == Some(&MembershipState::Invite),
         _ => false,
     }
 }
 
 /// Whether the room's current history visibility is `world_readable`.
-pub(crate) async fn world_readable(pool: &PgPool, room_id: &RoomId) -> Result<bool> {
+pub(crate) async fn world_readable(pool: &Store, room_id: &RoomId) -> Result<bool> {
     let Some(entry) = db::state::current_state_event(pool, room_id.as_str(), "m.room.history_visibility", "").await?
     else {
         return Ok(false);

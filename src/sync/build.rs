@@ -13,15 +13,16 @@ use crate::error::{Error, Result};
 use crate::push::rules::PUSH_RULES_TYPE;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::served;
+use crate::store::Store;
 use crate::sync::news::{News, Wanted};
 use crate::sync::room::{RoomWindow, StateMode, room_entry};
 use crate::sync::sections::SectionFilters;
 use crate::sync::types::{SyncBody, SyncOptions, SyncWindow};
 use crate::sync::unread::Reader;
 use futures_util::{StreamExt, TryStreamExt};
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{Map, Value, json};
-use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 
 /// State event types shown to users invited to (or knocking on) a room, so that clients can
@@ -38,7 +39,7 @@ pub const STRIPPED_STATE_TYPES: [&str; 7] = [
 
 /// The body of `window` for the user (without the per-device sections: to-device, device
 /// lists, key counts, and without presence), reading memberships and news itself.
-pub async fn build(pool: &PgPool, user: &UserId, window: SyncWindow, options: &SyncOptions) -> Result<SyncBody> {
+pub async fn build(pool: &Store, user: &UserId, window: SyncWindow, options: &SyncOptions) -> Result<SyncBody> {
     let memberships = db::sync::memberships(pool, user.as_str()).await?;
     let news = News::of(pool, user, None, &memberships, window, Wanted::ALL).await?;
     let sections = SectionFilters::default();
@@ -48,7 +49,7 @@ pub async fn build(pool: &PgPool, user: &UserId, window: SyncWindow, options: &S
 /// [`build`] with the user's memberships (as `room_memberships` holds them now) and the
 /// window's news already read.
 pub async fn build_rooms(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     window: SyncWindow,
     (options, filters): (&SyncOptions, &SectionFilters),
@@ -120,7 +121,7 @@ pub async fn build_rooms(
         let after = since.filter(|since| room.position > *since).unwrap_or(0);
         let state = if options.full_state {
             StateMode::Full
-        } else if membership_at(pool, key, user, after).await?.as_deref() == Some("join") {
+        } else if membership_at(pool, key, user, after).await? == Some(MembershipState::Join) {
             StateMode::Changes
         } else if joined_between(pool, key, user, after, room.position).await? {
             // Joined and left within the window: the client never learnt the room.
@@ -171,7 +172,7 @@ pub async fn build_rooms(
 /// The user's account data changed in `(since, upto]` (all of it when `since` is `None`):
 /// global events, and per-room events by room id.
 pub(super) async fn account_data_events(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     since: Option<i64>,
     upto: i64,
@@ -208,7 +209,7 @@ const ROOMS_AT_ONCE: usize = 8;
 
 /// What every joined room's entry is built from.
 struct JoinedContext<'a> {
-    pool: &'a PgPool,
+    pool: &'a Store,
     user: &'a UserId,
     window: SyncWindow,
     options: &'a SyncOptions,
@@ -245,7 +246,9 @@ async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Res
     let key = room.room_id.as_str();
     let newly_joined = match since {
         None => true,
-        Some(since) => room.position > since && membership_at(pool, key, user, since).await?.as_deref() != Some("join"),
+        Some(since) => {
+            room.position > since && membership_at(pool, key, user, since).await? != Some(MembershipState::Join)
+        }
     };
     let full = newly_joined || options.full_state;
     if !full && !candidate.active && candidate.account_data.is_empty() && candidate.ephemeral.is_empty() {
@@ -300,7 +303,7 @@ struct Sections {
 /// leaves: an initial sync leaves out rooms the user has left unless the filter's
 /// `include_leave` asks for them). Forgotten rooms never appear.
 async fn classify(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     memberships: &[MembershipRow],
     window: SyncWindow,
@@ -331,12 +334,12 @@ async fn classify(
             (membership_of(&event)?, event.stream_position, Some(event))
         };
         let in_window = since.is_none_or(|since| position > since);
-        match membership.as_str() {
-            "join" => sections.join.push(RoomAt { room_id, position }),
-            "leave" | "ban" if (since.is_some() && in_window) || include_left_earlier => {
+        match membership {
+            MembershipState::Join => sections.join.push(RoomAt { room_id, position }),
+            MembershipState::Leave | MembershipState::Ban if (since.is_some() && in_window) || include_left_earlier => {
                 sections.leave.push(RoomAt { room_id, position })
             }
-            "invite" | "knock" if in_window => {
+            MembershipState::Invite | MembershipState::Knock if in_window => {
                 let event = match event {
                     Some(event) => event,
                     None => db::sync::member_event_at(pool, &row.room_id, user.as_str(), upto)
@@ -344,7 +347,7 @@ async fn classify(
                         .ok_or_else(|| Error::internal(format!("no member event for {user} in {room_id}")))?,
                 };
                 let pending = PendingRoom { room_id, event };
-                if membership == "invite" {
+                if membership == MembershipState::Invite {
                     sections.invite.push(pending);
                 } else {
                     sections.knock.push(pending);
@@ -356,13 +359,13 @@ async fn classify(
     Ok(sections)
 }
 
-fn membership_of(event: &MemberEvent) -> Result<String> {
+fn membership_of(event: &MemberEvent) -> Result<MembershipState> {
     let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
-    Ok(pdu.content_value()["membership"].as_str().unwrap_or_default().to_owned())
+    Ok(MembershipState::from(pdu.content_value()["membership"].as_str().unwrap_or_default()))
 }
 
 /// The user's membership in the room at a position of the stream.
-async fn membership_at(pool: &PgPool, room_id: &str, user: &UserId, position: i64) -> Result<Option<String>> {
+async fn membership_at(pool: &Store, room_id: &str, user: &UserId, position: i64) -> Result<Option<MembershipState>> {
     match db::sync::member_event_at(pool, room_id, user.as_str(), position).await? {
         Some(event) => Ok(Some(membership_of(&event)?)),
         None => Ok(None),
@@ -370,9 +373,9 @@ async fn membership_at(pool: &PgPool, room_id: &str, user: &UserId, position: i6
 }
 
 /// Whether the user joined the room with `after < position <= upto`.
-async fn joined_between(pool: &PgPool, room_id: &str, user: &UserId, after: i64, upto: i64) -> Result<bool> {
+async fn joined_between(pool: &Store, room_id: &str, user: &UserId, after: i64, upto: i64) -> Result<bool> {
     for event in db::sync::member_events_between(pool, room_id, user.as_str(), after, upto).await? {
-        if membership_of(&event)? == "join" {
+        if membership_of(&event)? == MembershipState::Join {
             return Ok(true);
         }
     }
@@ -382,7 +385,7 @@ async fn joined_between(pool: &PgPool, room_id: &str, user: &UserId, after: i64,
 /// `invite_state` / `knock_state`: stripped state of the room as the member event found it,
 /// then the member event itself. `None` for invites from ignored users.
 pub(super) async fn stripped_state(
-    pool: &PgPool,
+    pool: &Store,
     room_id: &RoomId,
     member: &MemberEvent,
     ignored: &HashSet<String>,

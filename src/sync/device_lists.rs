@@ -6,12 +6,12 @@
 
 use crate::e2ee::{device_lists, one_time_keys};
 use crate::error::Result;
+use crate::store::Store;
 use crate::sync::types::{SyncBody, SyncWindow};
 use ruma::{DeviceId, UserId};
 use serde_json::{Map, Value, json};
-use sqlx::PgPool;
 
-pub async fn section(pool: &PgPool, user: &UserId, window: SyncWindow) -> Result<SyncBody> {
+pub async fn section(pool: &Store, user: &UserId, window: SyncWindow) -> Result<SyncBody> {
     let mut body = SyncBody::empty();
     let Some(since) = window.since else { return Ok(body) };
     let lists = device_lists::between(pool, user.as_str(), since, window.upto).await?;
@@ -25,7 +25,7 @@ pub async fn section(pool: &PgPool, user: &UserId, window: SyncWindow) -> Result
 }
 
 /// `device_one_time_keys_count` and `device_unused_fallback_key_types` of the device.
-pub async fn key_counts(pool: &PgPool, user: &UserId, device: &DeviceId) -> Result<Map<String, Value>> {
+pub async fn key_counts(pool: &Store, user: &UserId, device: &DeviceId) -> Result<Map<String, Value>> {
     let read = crate::db::e2ee_keys::key_counts_and_fallbacks(pool, user.as_str(), device.as_str()).await?;
     Ok(key_counts_of(&read))
 }

@@ -8,18 +8,18 @@
 
 use crate::db;
 use crate::error::Result;
+use crate::store::Store;
 use crate::sync::news::News;
 use crate::sync::types::RoomEntry;
 use crate::sync::types::SyncWindow;
 use ruma::UserId;
 use serde_json::{Map, Value, json};
-use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 
 /// The ephemeral events of each of `room_ids` (the user's joined rooms) with something in
 /// the window `(since, upto]`; rooms without any are absent.
 pub(super) async fn events(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     room_ids: &[String],
     window: SyncWindow,
@@ -99,13 +99,13 @@ pub(super) fn attach(entry: Option<RoomEntry>, events: Vec<Value>) -> Option<Roo
 
 /// The users the syncing user ignores, read once and only if someone typed or read.
 pub(super) struct Ignored<'a> {
-    pool: &'a PgPool,
+    pool: &'a Store,
     user: &'a UserId,
     users: Option<HashSet<String>>,
 }
 
 impl<'a> Ignored<'a> {
-    pub(super) fn new(pool: &'a PgPool, user: &'a UserId, news: &News) -> Ignored<'a> {
+    pub(super) fn new(pool: &'a Store, user: &'a UserId, news: &News) -> Ignored<'a> {
         Ignored { pool, user, users: news.ignored_users() }
     }
 

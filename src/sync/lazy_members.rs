@@ -9,16 +9,15 @@
 //! whose syncs reach another process, or whose record was evicted, is sent redundant members,
 //! which the spec allows; it is never denied one it lacks.
 
-use crate::cache::database_of;
 use crate::db::events::StoredEvent;
 use crate::db::state::StateEntry;
 use crate::error::Result;
 use crate::rooms::pdu::Pdu;
+use crate::store::Store;
 use quick_cache::sync::Cache;
 use ruma::{DeviceId, OwnedDeviceId, OwnedUserId, RoomId, UserId};
-use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 /// Devices whose record is kept; beyond, the least recently used are forgotten.
 const DEVICES: usize = 20_000;
@@ -28,15 +27,22 @@ const PER_DEVICE: usize = 50_000;
 /// (room, member) → (member event id, position of the sync response that carried it).
 type SentMembers = HashMap<(String, String), (String, i64)>;
 
-/// A device of a user, on one database (see `cache::database_of`).
-type DeviceKey = (u64, OwnedUserId, OwnedDeviceId);
+/// A device of a user.
+type DeviceKey = (OwnedUserId, OwnedDeviceId);
 
-static SENT: LazyLock<Cache<DeviceKey, Arc<Mutex<SentMembers>>>> = LazyLock::new(|| Cache::new(DEVICES));
+/// What each device was sent, kept in the store (see [`Store::cache`]).
+struct SentToDevices(Cache<DeviceKey, Arc<Mutex<SentMembers>>>);
+
+impl Default for SentToDevices {
+    fn default() -> SentToDevices {
+        SentToDevices(Cache::new(DEVICES))
+    }
+}
 
 /// The device a sync answers, and what lazy loading it asked for.
 #[derive(Clone, Copy)]
 pub(super) struct LazyDevice<'a> {
-    pub pool: &'a PgPool,
+    pub pool: &'a Store,
     pub user: &'a UserId,
     pub device: &'a DeviceId,
     pub include_redundant: bool,
@@ -44,21 +50,22 @@ pub(super) struct LazyDevice<'a> {
 
 impl LazyDevice<'_> {
     fn sent(&self) -> Arc<Mutex<SentMembers>> {
-        let key = (database_of(self.pool), self.user.to_owned(), self.device.to_owned());
-        if let Some(sent) = SENT.get(&key) {
+        let devices = self.pool.cache::<SentToDevices>();
+        let key = (self.user.to_owned(), self.device.to_owned());
+        if let Some(sent) = devices.0.get(&key) {
             return sent;
         }
         // Two first syncs of a device at once may each start a record; one is lost, which
         // costs only redundant members.
         let sent = Arc::<Mutex<SentMembers>>::default();
-        SENT.insert(key, sent.clone());
+        devices.0.insert(key, sent.clone());
         sent
     }
 
     /// An initial sync starts a new sequence: the client may have forgotten everything.
     pub fn forget_all(&self) {
-        let key = (database_of(self.pool), self.user.to_owned(), self.device.to_owned());
-        SENT.remove(&key);
+        let key = (self.user.to_owned(), self.device.to_owned());
+        self.pool.cache::<SentToDevices>().0.remove(&key);
     }
 
     /// Whether the device has `event_id` as `member`'s event in the room: sent in a response
@@ -111,7 +118,7 @@ pub(super) struct LazyLoad<'a> {
 
 /// Cuts `state`'s member events down to the wanted ones (and those to keep), adding the wanted
 /// ones it lacks from the state at the timeline's start, except those the device has.
-pub(super) async fn load(pool: &PgPool, lazy: LazyLoad<'_>, state: &mut Vec<StateEntry>) -> Result<()> {
+pub(super) async fn load(pool: &Store, lazy: LazyLoad<'_>, state: &mut Vec<StateEntry>) -> Result<()> {
     let wanted: HashSet<String> = wanted_members(lazy.user, lazy.timeline).into_iter().collect();
     state.retain(|entry| {
         entry.event_type != "m.room.member" || wanted.contains(&entry.state_key) || lazy.keep.contains(&entry.event_nid)

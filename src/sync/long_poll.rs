@@ -5,6 +5,7 @@
 
 use crate::db::sync::MembershipRow;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::streams::token;
 use crate::sync::build::build_rooms;
@@ -14,7 +15,6 @@ use crate::sync::types::{SyncBody, SyncOptions, SyncWindow};
 use crate::sync::wait::ChangeWatch;
 use ruma::{DeviceId, UserId};
 use serde_json::{Map, Value, json};
-use sqlx::PgPool;
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -42,7 +42,7 @@ pub struct SyncAnswer {
     pub has_news: bool,
 }
 
-pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: SyncRequest<'_>) -> Result<SyncAnswer> {
+pub async fn sync(pool: &Store, streams: &Streams, user: &UserId, request: SyncRequest<'_>) -> Result<SyncAnswer> {
     // A history page's token may point into backfilled history (negative positions); as a
     // `since` it means "nothing live delivered yet", and backfilled events are never news.
     let since = request.since.map(token::decode).transpose()?.map(|position| position.max(0));
@@ -78,7 +78,7 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
 /// (which every response carries: as the look's news read them, or read now) and the token of
 /// the next window.
 async fn answer(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     request: &SyncRequest<'_>,
     mut body: SyncBody,
@@ -108,7 +108,7 @@ async fn answer(
 /// independent and built side by side — those the window's news says can hold anything. With
 /// it, the device's key counts when the news read them.
 async fn build_window(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     window: SyncWindow,
     request: &SyncRequest<'_>,

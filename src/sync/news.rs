@@ -6,9 +6,10 @@
 use crate::db;
 use crate::db::sync::{MembershipRow, WindowNews};
 use crate::error::Result;
+use crate::store::Store;
 use crate::sync::types::SyncWindow;
+use ruma::events::room::member::MembershipState;
 use ruma::{DeviceId, UserId};
-use sqlx::PgPool;
 use std::collections::HashSet;
 
 /// What the window holds, as far as the client asked for it.
@@ -52,7 +53,7 @@ impl News {
     /// The news of `window` for the user, whose memberships (as `room_memberships` holds them
     /// now) are given.
     pub async fn of(
-        pool: &PgPool,
+        pool: &Store,
         user: &UserId,
         device: Option<&DeviceId>,
         memberships: &[MembershipRow],
@@ -64,7 +65,10 @@ impl News {
         // membership changed after `since` (a room left since may still be joined at `upto`).
         let rooms: Vec<String> = memberships
             .iter()
-            .filter(|row| row.membership != "leave" && row.membership != "ban" || row.stream_position > since)
+            .filter(|row| {
+                row.membership != MembershipState::Leave && row.membership != MembershipState::Ban
+                    || row.stream_position > since
+            })
             .map(|row| row.room_id.clone())
             .collect();
         let device = device.map(DeviceId::as_str);

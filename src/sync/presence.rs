@@ -5,17 +5,17 @@
 
 use crate::db;
 use crate::error::Result;
+use crate::store::Store;
 use crate::sync::news::PresenceNews;
 use crate::sync::types::{SyncBody, SyncWindow};
 use crate::time::now_ms;
 use crate::users::presence::content_of;
 use ruma::UserId;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use std::collections::HashSet;
 
 /// Each reading is skipped when the window's news says it can find nothing.
-pub async fn section(pool: &PgPool, user: &UserId, window: SyncWindow, news: PresenceNews) -> Result<SyncBody> {
+pub async fn section(pool: &Store, user: &UserId, window: SyncWindow, news: PresenceNews) -> Result<SyncBody> {
     let PresenceNews { changed, members_changed } = news;
     let mut body = SyncBody::empty();
     let mut rows = match changed {

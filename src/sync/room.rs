@@ -9,11 +9,12 @@ use crate::rooms::pdu::Pdu;
 use crate::rooms::served;
 use crate::rooms::visibility;
 use crate::rooms::visibility::Viewer;
+use crate::store::Store;
 use crate::sync::lazy_members::{self, LazyDevice, LazyLoad};
 use crate::sync::types::{RoomEntry, SyncOptions};
+use ruma::events::room::member::MembershipState;
 use ruma::{RoomId, UserId};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use std::collections::HashSet;
 
 /// Timeline events are read newest first in pages; a page holds at least this many so that a
@@ -73,7 +74,7 @@ impl WindowEvent {
 
 /// A `rooms.join` / `rooms.leave` entry.
 pub(super) async fn room_entry(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     room_id: &RoomId,
     window: RoomWindow,
@@ -86,7 +87,7 @@ pub(super) async fn room_entry(
         // over federation that was rejected): nothing to show.
         return Ok(None);
     }
-    let membership = window.joined.then(|| "join".to_owned());
+    let membership = window.joined.then_some(MembershipState::Join);
     let viewer = Viewer::knowing_membership(pool, user, room_id, membership).await?;
     let timeline = timeline(pool, user, room_id, &window, options, ignored).await?;
 
@@ -184,7 +185,7 @@ pub(super) async fn room_entry(
 /// The state changes between the timeline's start and the window's end that the timeline does
 /// not carry.
 async fn state_not_in_timeline(
-    pool: &PgPool,
+    pool: &Store,
     room_id: &RoomId,
     start_snapshot: Option<i64>,
     upto: i64,
@@ -219,7 +220,7 @@ struct Timeline {
 /// The last `timeline_limit` events of the room's window the user may see and the filter
 /// lets through (events of ignored users left out).
 async fn timeline(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     room_id: &RoomId,
     window: &RoomWindow,
@@ -303,7 +304,7 @@ async fn timeline(
 /// events: a rejected invite or a ban must reach the client's `leave` section even where the
 /// history visibility hides the room's events from non-members. Newest first, as given.
 async fn visible_with_own_membership(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     joined: bool,
     batch: Vec<StoredEvent>,

@@ -4,6 +4,7 @@
 
 use crate::error::{Error, Result};
 use crate::rooms::filter::EventFilter;
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::sync::long_poll::{SyncAnswer, SyncRequest, sync};
 use crate::sync::sections::SectionFilters;
@@ -11,7 +12,6 @@ use crate::sync::types::{DEFAULT_TIMELINE_LIMIT, SyncOptions};
 use crate::users::Session;
 use ruma::api::client::filter::FilterDefinition;
 use ruma::presence::PresenceState;
-use sqlx::PgPool;
 use std::time::Duration;
 
 /// The most events a room's timeline may ask for at once.
@@ -33,7 +33,7 @@ pub struct SyncParams<'a> {
 }
 
 /// Answers one `/sync` of `session`'s device.
-pub async fn serve(pool: &PgPool, streams: &Streams, session: &Session, params: SyncParams<'_>) -> Result<SyncAnswer> {
+pub async fn serve(pool: &Store, streams: &Streams, session: &Session, params: SyncParams<'_>) -> Result<SyncAnswer> {
     let definition = resolve_filter(pool, session, params.filter).await?;
     let request = SyncRequest {
         since: params.since,
@@ -52,7 +52,7 @@ pub async fn serve(pool: &PgPool, streams: &Streams, session: &Session, params: 
 
 /// The definition a sync's filter names. A transport that syncs many times with one filter
 /// resolves it once (an unknown filter id is refused before the first sync).
-pub async fn resolve_filter(pool: &PgPool, session: &Session, filter: SyncFilter<'_>) -> Result<FilterDefinition> {
+pub async fn resolve_filter(pool: &Store, session: &Session, filter: SyncFilter<'_>) -> Result<FilterDefinition> {
     match filter {
         SyncFilter::Default => Ok(FilterDefinition::default()),
         SyncFilter::Inline(definition) => Ok(definition.clone()),

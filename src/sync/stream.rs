@@ -4,6 +4,7 @@
 //! only the deltas with nothing new are not handed out.
 
 use crate::error::Result;
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::streams::token;
 use crate::sync::serve::{SyncFilter, SyncParams, resolve_filter, serve};
@@ -11,7 +12,6 @@ use crate::users::Session;
 use ruma::api::client::filter::FilterDefinition;
 use ruma::presence::PresenceState;
 use serde_json::Value;
-use sqlx::PgPool;
 use std::time::Duration;
 
 /// How long one look waits before it looks again with nothing to hand out (the long-poll's
@@ -40,7 +40,7 @@ pub struct SyncStream {
 impl SyncStream {
     /// Checks what the client asked for (its filter exists, its token is one of ours) before
     /// the first delta is built.
-    pub async fn open(pool: &PgPool, session: &Session, start: StreamStart<'_>) -> Result<SyncStream> {
+    pub async fn open(pool: &Store, session: &Session, start: StreamStart<'_>) -> Result<SyncStream> {
         let definition = resolve_filter(pool, session, start.filter).await?;
         if let Some(since) = &start.since {
             token::decode(since)?;
@@ -56,7 +56,7 @@ impl SyncStream {
 
     /// The next delta, with its `next_batch`, as soon as there is something new for the
     /// session's device; `None` once the server is stopping (the client resumes elsewhere).
-    pub async fn next_delta(&mut self, pool: &PgPool, streams: &Streams, session: &Session) -> Result<Option<Value>> {
+    pub async fn next_delta(&mut self, pool: &Store, streams: &Streams, session: &Session) -> Result<Option<Value>> {
         loop {
             if streams.is_stopping() {
                 return Ok(None);

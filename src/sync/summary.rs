@@ -8,16 +8,16 @@
 
 use crate::db;
 use crate::error::Result;
+use crate::store::Store;
 use crate::sync::types::RoomEntry;
 use ruma::{RoomId, UserId};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 /// The spec suggests five heroes.
 const MAX_HEROES: i64 = 5;
 
 /// The room's summary for the user.
-pub(super) async fn summary(pool: &PgPool, user: &UserId, room_id: &RoomId) -> Result<Value> {
+pub(super) async fn summary(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<Value> {
     let facts = db::unread::summary_facts(pool, room_id.as_str(), user.as_str(), MAX_HEROES).await?;
     let mut summary = json!({ "m.joined_member_count": facts.joined, "m.invited_member_count": facts.invited });
     // Heroes are for rooms without a name to show (spec: required when `m.room.name` and
@@ -31,7 +31,7 @@ pub(super) async fn summary(pool: &PgPool, user: &UserId, room_id: &RoomId) -> R
 /// Adds `summary` to a joined room's entry when the client needs it: always if `full` (an
 /// initial sync, a new join, `full_state`), else when the window `(after, upto]` changed it.
 pub(super) async fn attach(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     room_id: &RoomId,
     entry: Option<RoomEntry>,

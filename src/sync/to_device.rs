@@ -5,13 +5,13 @@
 
 use crate::db;
 use crate::error::Result;
+use crate::store::Store;
 use crate::sync::types::{SyncBody, SyncWindow};
 use ruma::{DeviceId, UserId};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 /// The section for the device, or none for a request without one.
-pub async fn section(pool: &PgPool, user: &UserId, device: Option<&DeviceId>, window: SyncWindow) -> Result<SyncBody> {
+pub async fn section(pool: &Store, user: &UserId, device: Option<&DeviceId>, window: SyncWindow) -> Result<SyncBody> {
     let mut body = SyncBody::empty();
     let Some(device) = device else { return Ok(body) };
     if let Some(since) = window.since {

@@ -9,11 +9,11 @@ use crate::db::unread::ReadPositions;
 use crate::error::Result;
 use crate::push::evaluate::MAIN_TIMELINE;
 use crate::push::notifications::read_up_to;
+use crate::store::Store;
 use crate::sync::types::RoomEntry;
 use crate::sync::unread_cache::{self as cache, CacheKey};
 use ruma::{RoomId, UserId};
 use serde_json::{Map, Value, json};
-use sqlx::PgPool;
 use std::collections::{BTreeMap, HashSet};
 
 /// Counting is bounded: beyond this many unread events a client shows "lots" anyway, and a
@@ -71,7 +71,7 @@ impl UnreadCounts {
 /// they are from the timeline. Counts already made for an earlier `upto` with the same read
 /// positions are carried forward (`unread_cache`), so only newer events are looked at.
 async fn counts(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     room_id: &RoomId,
     positions: Option<ReadPositions>,
@@ -81,8 +81,8 @@ async fn counts(
     let Some(positions) = positions else {
         return Ok(UnreadCounts::default());
     };
-    let key = CacheKey::new(pool, user, room_id);
-    let (after, mut unread) = match cache::lookup(&key, &positions, ignored, upto) {
+    let key = CacheKey::new(user, room_id);
+    let (after, mut unread) = match cache::lookup(pool, &key, &positions, ignored, upto) {
         Some(earlier) => earlier,
         // Every thread's read position is at least the lowest of these.
         None => {
@@ -92,14 +92,14 @@ async fn counts(
     };
     let newer = count_between(pool, user, room_id, &positions, after, upto, ignored).await?;
     unread.add(&newer);
-    cache::store(key, positions, ignored, upto, unread.clone());
+    cache::store(pool, key, positions, ignored, upto, unread.clone());
     Ok(unread)
 }
 
 /// Counts of the events with `after < position <= upto` that are past their thread's read
 /// position.
 async fn count_between(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     room_id: &RoomId,
     positions: &ReadPositions,
@@ -141,7 +141,7 @@ pub(super) struct Reader<'a> {
 /// counts the main ones then leave out. The counts alone never make a room worth sending:
 /// they change only with events or receipts, which bring the room in already.
 pub(super) async fn attach(
-    pool: &PgPool,
+    pool: &Store,
     reader: Reader<'_>,
     room_id: &RoomId,
     entry: Option<RoomEntry>,
@@ -167,7 +167,7 @@ pub(super) async fn attach(
 
 /// The room's notification and highlight counts for the user up to `upto`, threads included
 /// (what sliding sync's `notification_count` and `highlight_count` say).
-pub(super) async fn totals(pool: &PgPool, reader: Reader<'_>, room_id: &RoomId, upto: i64) -> Result<(u64, u64)> {
+pub(super) async fn totals(pool: &Store, reader: Reader<'_>, room_id: &RoomId, upto: i64) -> Result<(u64, u64)> {
     let Reader { user, positions, ignored, .. } = reader;
     let total = counts(pool, user, room_id, positions, upto, ignored).await?.total();
     Ok((total.notifications, total.highlights))

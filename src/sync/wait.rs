@@ -11,10 +11,10 @@
 use crate::db;
 use crate::db::sync::MembershipRow;
 use crate::error::Result;
+use crate::store::Store;
 use crate::streams::notifier::Waiter;
 use crate::streams::{PositionBounds, Streams};
 use ruma::UserId;
-use sqlx::PgPool;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -42,7 +42,7 @@ impl<'a> ChangeWatch<'a> {
 
     /// Registers for the user's current keys, then samples the stream: a change committing in
     /// between wakes the wait that follows.
-    pub async fn sample(&mut self, pool: &PgPool, user: &UserId) -> Result<Sample> {
+    pub async fn sample(&mut self, pool: &Store, user: &UserId) -> Result<Sample> {
         let memberships = db::sync::memberships(pool, user.as_str()).await?;
         self.waiter.watch(wake_keys(&memberships, user));
         let position_moved = self.streams.notifier.position_changes();

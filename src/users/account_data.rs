@@ -2,11 +2,11 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::users::Actor;
 use ruma::{RoomId, UserId};
 use serde_json::Value;
-use sqlx::PgPool;
 
 /// Types the server owns: clients change them through their own endpoints (read markers,
 /// push rules), never through this one.
@@ -27,7 +27,7 @@ pub(crate) fn check_owner(actor: Actor<'_>, user_id: &UserId) -> Result<()> {
 }
 
 pub async fn set(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     actor: Actor<'_>,
     user_id: &UserId,
@@ -77,7 +77,7 @@ pub(crate) enum Change<'a> {
 
 /// Makes a change. Account data is delivered by /sync, so a change takes a stream position
 /// like an event, and wakes the user's syncs.
-pub(crate) async fn change(pool: &PgPool, streams: &Streams, user_id: &UserId, change: Change<'_>) -> Result<()> {
+pub(crate) async fn change(pool: &Store, streams: &Streams, user_id: &UserId, change: Change<'_>) -> Result<()> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let position = reservation.next(&mut tx).await?;
@@ -115,7 +115,7 @@ pub(crate) async fn change(pool: &PgPool, streams: &Streams, user_id: &UserId, c
 }
 
 pub async fn get(
-    pool: &PgPool,
+    pool: &Store,
     actor: Actor<'_>,
     user_id: &UserId,
     room_id: Option<&RoomId>,

@@ -3,6 +3,7 @@
 use crate::config::RegistrationConfig;
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::time::now_ms;
 use crate::users::sessions::{self, NewSession};
@@ -12,10 +13,10 @@ use ruma::api::client::uiaa::{AuthData, AuthType};
 use ruma::{OwnedUserId, ServerName, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 /// Is this localpart free and acceptable for a new account?
-pub async fn check_username_available(pool: &PgPool, server_name: &ServerName, username: &str) -> Result<()> {
+pub async fn check_username_available(pool: &Store, server_name: &ServerName, username: &str) -> Result<()> {
     let user_id = localpart::new_user_id(username, server_name)?;
     if db::users::exists(pool, user_id.as_str()).await? {
         return Err(Error::user_in_use());
@@ -42,7 +43,7 @@ pub struct Registered {
 /// `POST /register`: open registration (with a dummy or registration-token stage) or guest
 /// registration, as configured.
 pub async fn register(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     config: &RegistrationConfig,
     request: Registration<'_>,
@@ -128,7 +129,7 @@ pub async fn register(
 /// The answer to a retried registration: the account the session created, with a new login
 /// (unless the client asks for none). The retry may not name another account.
 async fn registered_again(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     user_id: &str,
     request: &Registration<'_>,
@@ -189,7 +190,7 @@ async fn remembered_parameters(request: &Registration<'_>) -> Result<Option<Valu
 }
 
 async fn register_guest(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     request: Registration<'_>,
     client: &ClientInfo,
@@ -217,7 +218,7 @@ async fn register_guest(
 }
 
 /// A free all-digit localpart (the shape reserved for generated names).
-async fn generated_user_id(pool: &PgPool, server_name: &ServerName) -> Result<OwnedUserId> {
+async fn generated_user_id(pool: &Store, server_name: &ServerName) -> Result<OwnedUserId> {
     for _ in 0..10 {
         let number: u64 = rand::thread_rng().gen_range(1_000_000_000..10_000_000_000);
         let user_id = UserId::parse(format!("@{number}:{server_name}"))
@@ -259,7 +260,7 @@ pub async fn insert_account(
 
 /// Creates an account directly (operators: CLI, shared-secret registration).
 pub async fn create_account(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     username: &str,
     password: &str,
@@ -278,7 +279,7 @@ pub async fn create_account(
 /// `POST /account/password`: re-authenticate with the current password, then set the new one;
 /// other sessions end unless the client asks to keep them.
 pub async fn change_password(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     server_name: &ServerName,
     session: &Session,
@@ -317,7 +318,7 @@ pub async fn change_password(
 
 /// `POST /account/deactivate`: after re-authentication, the account is closed for good.
 pub async fn deactivate(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     session: &Session,
     erase: bool,
@@ -338,7 +339,7 @@ pub async fn deactivate(
 /// backups are erased; the user id stays taken forever, as the spec requires. With `erase`,
 /// whoever was not in a room when the user sent an event is served it redacted from now on
 /// (rooms::visibility).
-pub async fn deactivate_now(pool: &PgPool, user_id: &UserId, erase: bool) -> Result<()> {
+pub async fn deactivate_now(pool: &Store, user_id: &UserId, erase: bool) -> Result<()> {
     let mut tx = pool.begin().await?;
     deactivate_in(&mut tx, user_id, erase).await?;
     tx.commit().await?;
@@ -363,7 +364,7 @@ pub async fn deactivate_in(tx: &mut PgConnection, user_id: &UserId, erase: bool)
 }
 
 /// Sets a password without asking (operators); every session of the user ends.
-pub async fn reset_password(pool: &PgPool, user_id: &UserId, new_password: &str) -> Result<()> {
+pub async fn reset_password(pool: &Store, user_id: &UserId, new_password: &str) -> Result<()> {
     password::check_acceptable(new_password)?;
     let account = db::users::get(pool, user_id.as_str()).await?;
     match account {
@@ -381,7 +382,7 @@ pub async fn reset_password(pool: &PgPool, user_id: &UserId, new_password: &str)
 }
 
 /// `GET /register/m.login.registration_token/validity`.
-pub async fn registration_token_is_valid(pool: &PgPool, token: &str) -> Result<bool> {
+pub async fn registration_token_is_valid(pool: &Store, token: &str) -> Result<bool> {
     if token.len() > 64 {
         return Ok(false);
     }
@@ -390,7 +391,7 @@ pub async fn registration_token_is_valid(pool: &PgPool, token: &str) -> Result<b
 
 /// Creates a registration token (operators).
 pub async fn create_registration_token(
-    pool: &PgPool,
+    pool: &Store,
     token: Option<&str>,
     uses_allowed: Option<i32>,
     expiry_ms: Option<i64>,

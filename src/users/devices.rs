@@ -2,13 +2,13 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::streams::{Reservation, Streams};
 use crate::users::{Session, uia};
 use ruma::api::client::device::Device;
 use ruma::api::client::uiaa::{AuthData, AuthType};
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedDeviceId, ServerName, UInt, UserId};
 use serde_json::json;
-use sqlx::PgPool;
 use std::collections::BTreeSet;
 
 fn to_ruma(device: db::devices::Device) -> Device {
@@ -19,11 +19,11 @@ fn to_ruma(device: db::devices::Device) -> Device {
     out
 }
 
-pub async fn list(pool: &PgPool, user_id: &UserId) -> Result<Vec<Device>> {
+pub async fn list(pool: &Store, user_id: &UserId) -> Result<Vec<Device>> {
     Ok(db::devices::list(pool, user_id.as_str()).await?.into_iter().map(to_ruma).collect())
 }
 
-pub async fn get(pool: &PgPool, user_id: &UserId, device_id: &str) -> Result<Device> {
+pub async fn get(pool: &Store, user_id: &UserId, device_id: &str) -> Result<Device> {
     db::devices::get(pool, user_id.as_str(), device_id)
         .await?
         .map(to_ruma)
@@ -43,7 +43,7 @@ pub fn check_display_name(display_name: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-pub async fn rename(pool: &PgPool, user_id: &UserId, device_id: &str, display_name: Option<&str>) -> Result<()> {
+pub async fn rename(pool: &Store, user_id: &UserId, device_id: &str, display_name: Option<&str>) -> Result<()> {
     check_display_name(display_name)?;
     if !db::devices::set_display_name(pool, user_id.as_str(), device_id, display_name).await? {
         return Err(Error::not_found("No such device"));
@@ -84,7 +84,7 @@ impl Deletion<'_> {
 /// Deletes devices after the user proves who they are again (their password). Device ids
 /// that do not exist are ignored, as the spec's responses allow.
 pub async fn delete(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     server_name: &ServerName,
     session: &Session,
@@ -98,7 +98,7 @@ pub async fn delete(
 
 /// Deletes devices without asking (after UIA, or for an operator); ids that do not exist are
 /// ignored. Returns how many existed.
-pub async fn delete_now(pool: &PgPool, streams: &Streams, user_id: &UserId, device_ids: &[String]) -> Result<u64> {
+pub async fn delete_now(pool: &Store, streams: &Streams, user_id: &UserId, device_ids: &[String]) -> Result<u64> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let mut audience = Vec::new();

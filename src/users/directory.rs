@@ -3,9 +3,9 @@
 
 use crate::db;
 use crate::error::Result;
+use crate::store::Store;
 use ruma::api::client::user_directory::search_users::v3::User;
 use ruma::{OwnedMxcUri, UserId};
-use sqlx::PgPool;
 
 /// Synapse caps every search at this many results.
 pub const MAX_LIMIT: u64 = 50;
@@ -21,7 +21,7 @@ pub struct SearchResults {
 /// (`search_all_users: false`), only users who share a room with the searcher or sit in a
 /// public room (join rule `public`, or world-readable history) are found — the searcher too,
 /// only through a public room. Deactivated users never are.
-pub async fn search(pool: &PgPool, searcher: &UserId, term: &str, limit: u64) -> Result<SearchResults> {
+pub async fn search(pool: &Store, searcher: &UserId, term: &str, limit: u64) -> Result<SearchResults> {
     let term = term.trim();
     if term.is_empty() {
         return Ok(SearchResults { results: Vec::new(), limited: false });

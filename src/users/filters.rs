@@ -2,11 +2,11 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::users::Session;
 use ruma::UserId;
 use ruma::api::client::filter::{EventFormat, FilterDefinition};
 use serde_json::Value;
-use sqlx::PgPool;
 
 fn check_owner(session: &Session, user_id: &UserId) -> Result<()> {
     if session.user_id != user_id {
@@ -19,7 +19,7 @@ fn check_owner(session: &Session, user_id: &UserId) -> Result<()> {
 /// for enums, which ruma keeps open (unknown strings parse as custom values) and the spec
 /// closes.
 pub async fn create(
-    pool: &PgPool,
+    pool: &Store,
     session: &Session,
     user_id: &UserId,
     definition: &FilterDefinition,
@@ -37,7 +37,7 @@ pub async fn create(
     Err(Error::internal("could not allocate a filter id"))
 }
 
-pub async fn get(pool: &PgPool, session: &Session, user_id: &UserId, filter_id: &str) -> Result<Value> {
+pub async fn get(pool: &Store, session: &Session, user_id: &UserId, filter_id: &str) -> Result<Value> {
     check_owner(session, user_id)?;
     let not_found = || Error::not_found("No such filter");
     let id: i64 = filter_id.parse().map_err(|_| not_found())?;

@@ -4,11 +4,11 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::users::account_data::{Change, change};
 use ruma::UserId;
 use serde_json::Value;
-use sqlx::PgPool;
 use std::collections::HashSet;
 
 /// The account data type holding the list (spec: "Ignoring Users").
@@ -16,7 +16,7 @@ pub const IGNORED_USER_LIST: &str = "m.ignored_user_list";
 
 /// Users whose events and invites `user` does not want. Malformed content ignores nobody:
 /// the list is the client's own data, and a broken list must not hide anything by accident.
-pub async fn ignored_users(pool: &PgPool, user: &UserId) -> Result<HashSet<String>> {
+pub async fn ignored_users(pool: &Store, user: &UserId) -> Result<HashSet<String>> {
     let content = db::account_data::get(pool, user.as_str(), "", IGNORED_USER_LIST).await?;
     Ok(ignored_in(content.as_ref()))
 }
@@ -33,7 +33,7 @@ pub fn ignored_in(content: Option<&Value>) -> HashSet<String> {
 /// made in place so that concurrent blocks of different users all stay. What an ignore hides
 /// (their events, typing, receipts, presence) and refuses (their invites, tips, profile
 /// lookups of `user`) follows from the list.
-pub async fn set_blocked(pool: &PgPool, streams: &Streams, user: &UserId, other: &UserId, on: bool) -> Result<()> {
+pub async fn set_blocked(pool: &Store, streams: &Streams, user: &UserId, other: &UserId, on: bool) -> Result<()> {
     if user == other {
         return Err(Error::invalid_param("You cannot block yourself"));
     }

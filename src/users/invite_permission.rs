@@ -5,9 +5,9 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use ruma::UserId;
 use ruma::api::error::ErrorKind;
-use sqlx::PgPool;
 
 /// The stable account data type.
 pub const INVITE_PERMISSION_CONFIG: &str = "m.invite_permission_config";
@@ -16,7 +16,7 @@ pub const INVITE_PERMISSION_CONFIG: &str = "m.invite_permission_config";
 /// ignore `inviter` (blocking holds for invites: an ignored user cannot pull the blocker into
 /// a room or a DM). Called before anything is written, so a blocked invite leaves no trace in
 /// the room.
-pub async fn ensure_invites_allowed(pool: &PgPool, invitee: &UserId, inviter: &UserId) -> Result<()> {
+pub async fn ensure_invites_allowed(pool: &Store, invitee: &UserId, inviter: &UserId) -> Result<()> {
     if crate::users::ignore::ignored_users(pool, invitee).await?.contains(inviter.as_str()) {
         return Err(Error::new(ErrorKind::InviteBlocked, format!("{invitee} does not accept invites from you")));
     }

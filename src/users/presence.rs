@@ -5,6 +5,7 @@
 use crate::db;
 use crate::db::presence::{PresenceRow, StatusMsg};
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::time::now_ms;
 use crate::users::Session;
@@ -12,8 +13,6 @@ use quick_cache::sync::Cache;
 use ruma::presence::PresenceState;
 use ruma::{OwnedUserId, UserId};
 use serde_json::{Map, Value, json};
-use sqlx::PgPool;
-use std::sync::LazyLock;
 
 /// Activity this recent counts as `currently_active`.
 const CURRENTLY_ACTIVE_MS: i64 = 5 * 60 * 1000;
@@ -86,7 +85,7 @@ pub fn content_of(row: PresenceRow, now: i64) -> Value {
 /// The presence changes `user` may see in `(since, upto]` (everyone's current presence up to
 /// `upto` without `since`), without the users they ignore: for live readers other than `/sync`
 /// (the XMPP edge).
-pub async fn visible_changes(pool: &PgPool, user: &UserId, since: Option<i64>, upto: i64) -> Result<Vec<PresenceRow>> {
+pub async fn visible_changes(pool: &Store, user: &UserId, since: Option<i64>, upto: i64) -> Result<Vec<PresenceRow>> {
     let mut rows = db::presence::visible_changes(pool, user.as_str(), since, upto).await?;
     if !rows.is_empty() {
         let ignored = crate::users::ignore::ignored_users(pool, user).await?;
@@ -96,7 +95,7 @@ pub async fn visible_changes(pool: &PgPool, user: &UserId, since: Option<i64>, u
 }
 
 pub async fn set(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     session: &Session,
     user_id: &UserId,
@@ -114,7 +113,7 @@ pub async fn set(
 }
 
 async fn write(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     user_id: &UserId,
     state: &str,
@@ -122,7 +121,7 @@ async fn write(
 ) -> Result<()> {
     let now = now_ms();
     store(pool, streams, user_id, state, status_msg, now, Origin::Local).await?;
-    RECENT.insert((crate::cache::database_of(pool), user_id.to_owned()), (state.to_owned(), now));
+    pool.cache::<RecentPresence>().0.insert(user_id.to_owned(), (state.to_owned(), now));
     Ok(())
 }
 
@@ -135,7 +134,7 @@ enum Origin {
 }
 
 async fn store(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     user_id: &UserId,
     state: &str,
@@ -170,7 +169,7 @@ async fn store(
 /// A remote user's presence, as their server pushed it (`m.presence`): kept and synced like a
 /// local user's, for those who share a room with them.
 pub async fn receive_remote(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     user_id: &UserId,
     state: &PresenceState,
@@ -192,7 +191,7 @@ fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-pub async fn get(pool: &PgPool, session: &Session, user_id: &UserId) -> Result<PresenceView> {
+pub async fn get(pool: &Store, session: &Session, user_id: &UserId) -> Result<PresenceView> {
     // The spec's 403: presence is shown only to users who share a room (Synapse does the
     // same, and answers it for unknown users too, so existence does not leak).
     if session.user_id != user_id
@@ -206,14 +205,16 @@ pub async fn get(pool: &PgPool, session: &Session, user_id: &UserId) -> Result<P
 /// `/sync?set_presence=`: `offline` leaves presence alone; `online` (the default) and
 /// `unavailable` set it. Writes only what changed, so a client that syncs in a loop does not
 /// take a stream position (and wake everyone who can see it) per request.
-pub async fn on_sync(pool: &PgPool, streams: &Streams, user_id: &UserId, state: &PresenceState) -> Result<()> {
+pub async fn on_sync(pool: &Store, streams: &Streams, user_id: &UserId, state: &PresenceState) -> Result<()> {
     let wanted = match state {
         PresenceState::Offline => return Ok(()),
         other => state_name(other)?,
     };
     let now = now_ms();
-    let key = (crate::cache::database_of(pool), user_id.to_owned());
-    if RECENT.get(&key).is_some_and(|(state, active_ts)| state == wanted && now - active_ts < ACTIVITY_GRANULARITY_MS) {
+    let recent = pool.cache::<RecentPresence>();
+    let key = user_id.to_owned();
+    if recent.0.get(&key).is_some_and(|(state, active_ts)| state == wanted && now - active_ts < ACTIVITY_GRANULARITY_MS)
+    {
         return Ok(());
     }
     let current = db::presence::get(pool, user_id.as_str()).await?;
@@ -225,10 +226,10 @@ pub async fn on_sync(pool: &PgPool, streams: &Streams, user_id: &UserId, state: 
                 write(pool, streams, user_id, wanted, StatusMsg::Keep).await
             } else if idle >= ACTIVITY_GRANULARITY_MS {
                 db::presence::touch(pool, user_id.as_str(), now).await?;
-                RECENT.insert(key, (wanted.to_owned(), now));
+                recent.0.insert(key, (wanted.to_owned(), now));
                 Ok(())
             } else {
-                RECENT.insert(key, (wanted.to_owned(), row.last_active_ts));
+                recent.0.insert(key, (wanted.to_owned(), row.last_active_ts));
                 Ok(())
             }
         }
@@ -238,8 +239,14 @@ pub async fn on_sync(pool: &PgPool, streams: &Streams, user_id: &UserId, state: 
     }
 }
 
-/// Per (database, user), the state this process last wrote or found and the activity time
-/// recorded with it. A sync whose presence matches it, within the granularity, needs neither
+/// Per user, the state this process last wrote or found and the activity time recorded with
+/// it, kept in the store. A sync whose presence matches it, within the granularity, needs neither
 /// read nor write — every long-poll look used to read the row. Another process's change is
 /// seen once the granularity has passed (at most a minute), as the next touch reads the row.
-static RECENT: LazyLock<Cache<(u64, OwnedUserId), (String, i64)>> = LazyLock::new(|| Cache::new(100_000));
+struct RecentPresence(Cache<OwnedUserId, (String, i64)>);
+
+impl Default for RecentPresence {
+    fn default() -> RecentPresence {
+        RecentPresence(Cache::new(100_000))
+    }
+}

@@ -3,11 +3,12 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::users::Session;
 use ruma::UserId;
 use ruma::api::error::ErrorKind;
 use serde_json::{Map, Value};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 /// The spec's limits: a whole profile at most 64 KiB, a field name at most 255 bytes.
 const MAX_PROFILE_BYTES: usize = 65_536;
@@ -23,7 +24,7 @@ pub const CREATOR_FIELD: &str = "io.hearth.creator";
 /// Refuses `viewer` a look at `user`'s profile when `user` ignores them: to the blocked user
 /// the blocker's profile is as absent as an unknown user's (blocking holds for profile
 /// lookups, issue #21).
-pub async fn ensure_visible_to(pool: &PgPool, user: &UserId, viewer: Option<&UserId>) -> Result<()> {
+pub async fn ensure_visible_to(pool: &Store, user: &UserId, viewer: Option<&UserId>) -> Result<()> {
     if let Some(viewer) = viewer
         && crate::users::ignore::ignored_users(pool, user).await?.contains(viewer.as_str())
     {
@@ -32,18 +33,18 @@ pub async fn ensure_visible_to(pool: &PgPool, user: &UserId, viewer: Option<&Use
     Ok(())
 }
 
-pub async fn get(pool: &PgPool, user_id: &UserId) -> Result<Map<String, Value>> {
+pub async fn get(pool: &Store, user_id: &UserId) -> Result<Map<String, Value>> {
     db::users::profile(pool, user_id.as_str()).await?.ok_or_else(|| Error::not_found("Profile not found"))
 }
 
-pub async fn get_field(pool: &PgPool, user_id: &UserId, field: &str) -> Result<Value> {
+pub async fn get_field(pool: &Store, user_id: &UserId, field: &str) -> Result<Value> {
     let profile = get(pool, user_id).await?;
     profile.get(field).cloned().ok_or_else(|| Error::not_found(format!("The profile has no {field:?} field")))
 }
 
 /// Sets (or, with `None` or an empty display name, removes) one field of the caller's profile.
 pub async fn set_field(
-    pool: &PgPool,
+    pool: &Store,
     session: &Session,
     user_id: &UserId,
     field: &str,

@@ -4,19 +4,19 @@
 
 use crate::db;
 use crate::error::Result;
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::users::Actor;
 use crate::users::account_data::{Change, change, check_owner};
 use ruma::events::tag::{TagInfo, TagName, Tags};
 use ruma::{RoomId, UserId};
 use serde_json::Value;
-use sqlx::PgPool;
 
 const TAG_DATA_TYPE: &str = "m.tag";
 
 /// The user's tags of the room; entries that are not valid tag info (written as raw account
 /// data by some client) are left out.
-pub async fn tags(pool: &PgPool, actor: Actor<'_>, user_id: &UserId, room_id: &RoomId) -> Result<Tags> {
+pub async fn tags(pool: &Store, actor: Actor<'_>, user_id: &UserId, room_id: &RoomId) -> Result<Tags> {
     check_owner(actor, user_id)?;
     let content = db::account_data::get(pool, user_id.as_str(), room_id.as_str(), TAG_DATA_TYPE).await?;
     let mut tags = Tags::new();
@@ -31,7 +31,7 @@ pub async fn tags(pool: &PgPool, actor: Actor<'_>, user_id: &UserId, room_id: &R
 }
 
 pub async fn set_tag(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     actor: Actor<'_>,
     (user_id, room_id): (&UserId, &RoomId),
@@ -44,7 +44,7 @@ pub async fn set_tag(
 }
 
 pub async fn remove_tag(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     actor: Actor<'_>,
     (user_id, room_id): (&UserId, &RoomId),

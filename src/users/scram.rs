@@ -130,7 +130,7 @@ pub async fn remember(tx: &mut PgConnection, user_id: &str, password: &str, pass
 
 /// After a password was checked some other way (a PLAIN login): keys for an account that has
 /// none yet, or only stale ones.
-pub async fn remember_checked(pool: &sqlx::PgPool, user_id: &str, password: &str) -> Result<()> {
+pub async fn remember_checked(pool: &crate::store::Store, user_id: &str, password: &str) -> Result<()> {
     if credentials(pool, user_id, Mechanism::Sha256).await?.is_some() {
         return Ok(());
     }
@@ -144,7 +144,7 @@ pub async fn remember_checked(pool: &sqlx::PgPool, user_id: &str, password: &str
 }
 
 /// The user's current keys for `mechanism`, if any (see migration 0037 for when they are stale).
-pub async fn credentials(pool: &sqlx::PgPool, user_id: &str, mechanism: Mechanism) -> Result<Option<ScramRow>> {
+pub async fn credentials(pool: &crate::store::Store, user_id: &str, mechanism: Mechanism) -> Result<Option<ScramRow>> {
     Ok(db::scram::current(pool, user_id, mechanism.name()).await?)
 }
 

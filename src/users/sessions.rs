@@ -4,11 +4,12 @@ use crate::db;
 use crate::db::admin_users::RateLimitOverride;
 use crate::db::devices::SeenFrom;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::time::now_ms;
 use crate::users::{ClientInfo, Session, devices, localpart, password, tokens};
 use ruma::{OwnedDeviceId, OwnedUserId, ServerName, UserId};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 /// How stale a device's last-seen record may get before a request refreshes it. Writing on
 /// every request would turn each read into a write.
@@ -57,7 +58,7 @@ pub struct PasswordLogin<'a> {
 }
 
 pub async fn login_with_password(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     login: PasswordLogin<'_>,
     client: &ClientInfo,
@@ -71,12 +72,7 @@ pub async fn login_with_password(
 
 /// Whose password this is: the account `user` names, if `password` is its password and the
 /// account may log in. Opens no session (the XMPP edge binds its own devices).
-pub async fn check_password(
-    pool: &PgPool,
-    server_name: &ServerName,
-    user: &str,
-    password: &str,
-) -> Result<OwnedUserId> {
+pub async fn check_password(pool: &Store, server_name: &ServerName, user: &str, password: &str) -> Result<OwnedUserId> {
     let invalid = || Error::forbidden("Invalid username or password");
     let user_id = localpart::login_user_id(user, server_name).ok_or_else(invalid)?;
     let account = db::users::get(pool, user_id.as_str()).await?;
@@ -105,7 +101,7 @@ const DUMMY_HASH: &str =
 
 /// Resolves an access token to its session, refreshing the device's last sighting now and
 /// then.
-pub async fn authenticate(pool: &PgPool, access_token: &str, client: &ClientInfo) -> Result<Session> {
+pub async fn authenticate(pool: &Store, access_token: &str, client: &ClientInfo) -> Result<Session> {
     let owner = db::devices::token_owner(pool, &tokens::hash_token(access_token)).await?;
     let Some(owner) = owner else { return Err(Error::unknown_token("Unknown access token")) };
     if owner.deactivated {
@@ -140,7 +136,7 @@ pub async fn authenticate(pool: &PgPool, access_token: &str, client: &ClientInfo
 }
 
 /// Ends this session: the device and its token are deleted.
-pub async fn logout(pool: &PgPool, streams: &Streams, session: &Session) -> Result<()> {
+pub async fn logout(pool: &Store, streams: &Streams, session: &Session) -> Result<()> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let deleted = db::devices::delete(&mut *tx, session.user_id.as_str(), &[session.device_id.to_string()]).await?;
@@ -154,7 +150,7 @@ pub async fn logout(pool: &PgPool, streams: &Streams, session: &Session) -> Resu
 }
 
 /// Ends every session of the user.
-pub async fn logout_all(pool: &PgPool, streams: &Streams, user_id: &UserId) -> Result<()> {
+pub async fn logout_all(pool: &Store, streams: &Streams, user_id: &UserId) -> Result<()> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let deleted = db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;

@@ -7,6 +7,7 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::time::now_ms;
 use crate::users::sessions::{self, NewSession};
 use crate::users::{ClientInfo, accounts, localpart, password, tokens};
@@ -14,11 +15,10 @@ use hmac::{Hmac, Mac};
 use ruma::{OwnedUserId, ServerName};
 use serde_json::Value;
 use sha1::Sha1;
-use sqlx::PgPool;
 
 const NONCE_LIFETIME_MS: i64 = 60_000;
 
-pub async fn new_nonce(pool: &PgPool) -> Result<String> {
+pub async fn new_nonce(pool: &Store) -> Result<String> {
     let now = now_ms();
     db::registration::delete_nonces_older_than(pool, now - NONCE_LIFETIME_MS).await?;
     let nonce = tokens::random_alphanumeric(32);
@@ -81,7 +81,7 @@ pub struct SharedSecretRegistered {
 }
 
 pub async fn register(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     shared_secret: Option<&str>,
     request: SharedSecretRegistration,

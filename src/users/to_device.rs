@@ -3,6 +3,7 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::time::now_ms;
 use crate::users::Session;
@@ -11,7 +12,6 @@ use ruma::serde::Raw;
 use ruma::to_device::DeviceIdOrAllDevices;
 use ruma::{OwnedServerName, ServerName, UserId};
 use serde_json::Value;
-use sqlx::PgPool;
 use std::collections::BTreeMap;
 
 /// Recipient user → device (or all of them) → content, as the request body gives them.
@@ -20,7 +20,7 @@ pub type Messages = BTreeMap<ruma::OwnedUserId, BTreeMap<DeviceIdOrAllDevices, V
 /// To-device messages from a remote sender (`m.direct_to_device`): stored once per
 /// `message_id` (a retransmission stores nothing), for the local recipients among `messages`.
 pub async fn receive_remote(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     server_name: &ServerName,
     sender: &UserId,
@@ -47,7 +47,7 @@ pub async fn receive_remote(
 }
 
 pub async fn send(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     server_name: &ServerName,
     session: &Session,

@@ -9,12 +9,13 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::time::now_ms;
 use crate::users::{localpart, password, tokens};
 use ruma::api::client::uiaa::{AuthData, AuthFlow, AuthType, UiaaInfo, UserIdentifier};
 use ruma::api::error::{ErrorKind, StandardErrorBody};
 use ruma::{ServerName, UserId};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 /// Unfinished sessions are forgotten after this long.
 const SESSION_LIFETIME_MS: i64 = 60 * 60 * 1000;
@@ -52,7 +53,7 @@ pub struct Completed {
 
 /// Authenticates a request; a finished session is deleted, so it authorises one request only.
 pub async fn authenticate(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     requirement: &Requirement<'_>,
     auth: Option<&AuthData>,
@@ -66,7 +67,7 @@ pub async fn authenticate(
 /// finished session is kept (until it expires) so the operation can [`record_outcome`] in it,
 /// and a retry find it with [`recorded_outcome`].
 pub async fn authenticate_keeping_session(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     requirement: &Requirement<'_>,
     auth: Option<&AuthData>,
@@ -150,7 +151,7 @@ pub async fn record_outcome(conn: &mut PgConnection, session_id: &str, outcome: 
 /// A retried request's session, if it is an unexpired session of `operation` that already
 /// achieved something: that outcome, with the parameters the session remembered.
 pub async fn recorded_outcome(
-    pool: &PgPool,
+    pool: &Store,
     operation: &str,
     auth: Option<&AuthData>,
 ) -> Result<Option<(String, Option<serde_json::Value>)>> {
@@ -161,7 +162,7 @@ pub async fn recorded_outcome(
         .and_then(|session| Some((session.outcome?, session.params))))
 }
 
-async fn open_session(pool: &PgPool, requirement: &Requirement<'_>, now: i64) -> Result<String> {
+async fn open_session(pool: &Store, requirement: &Requirement<'_>, now: i64) -> Result<String> {
     db::uia::delete_older_than(pool, now - SESSION_LIFETIME_MS).await?;
     let session_id = tokens::random_alphanumeric(24);
     let user = requirement.user.map(UserId::as_str);
@@ -172,7 +173,7 @@ async fn open_session(pool: &PgPool, requirement: &Requirement<'_>, now: i64) ->
 /// Checks one stage. The outer `Result` is for infrastructure failures; the inner one says
 /// whether the stage passed (with the registration token it accepted, if any).
 async fn check_stage(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     requirement: &Requirement<'_>,
     auth: &AuthData,

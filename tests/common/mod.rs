@@ -282,9 +282,10 @@ impl Drop for TestServer {
                     .connect_with(options)
                     .await
                     .expect("connect");
-                let problems = hearth::rooms::verify::verify_all_events(&pool, &server_name, &key_id, &public_key)
-                    .await
-                    .expect("verification runs");
+                let problems =
+                    hearth::rooms::verify::verify_all_events(&pool.clone().into(), &server_name, &key_id, &public_key)
+                        .await
+                        .expect("verification runs");
                 pool.close().await;
                 problems
             })

@@ -6,8 +6,8 @@ use super::subscriptions::page_end;
 use crate::db;
 use crate::db::broadcast::ListSummary;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use ruma::{OwnedUserId, ServerName, UserId};
-use sqlx::PgPool;
 
 /// Longest list name, in characters.
 const MAX_NAME_CHARS: usize = 100;
@@ -23,7 +23,7 @@ fn check_name(name: &str) -> Result<&str> {
 }
 
 /// Creates a list named `name`; its id.
-pub async fn create(pool: &PgPool, creator: &UserId, name: &str) -> Result<String> {
+pub async fn create(pool: &Store, creator: &UserId, name: &str) -> Result<String> {
     require_creator(pool, creator).await?;
     let name = check_name(name)?;
     let list_id = format!("bl_{}", uuid::Uuid::new_v4().simple());
@@ -33,12 +33,12 @@ pub async fn create(pool: &PgPool, creator: &UserId, name: &str) -> Result<Strin
     Ok(list_id)
 }
 
-pub async fn all(pool: &PgPool, creator: &UserId) -> Result<Vec<ListSummary>> {
+pub async fn all(pool: &Store, creator: &UserId) -> Result<Vec<ListSummary>> {
     require_creator(pool, creator).await?;
     Ok(db::broadcast::lists(pool, creator.as_str()).await?)
 }
 
-pub async fn rename(pool: &PgPool, creator: &UserId, list_id: &str, name: &str) -> Result<()> {
+pub async fn rename(pool: &Store, creator: &UserId, list_id: &str, name: &str) -> Result<()> {
     require_creator(pool, creator).await?;
     let name = check_name(name)?;
     match db::broadcast::rename_list(pool, creator.as_str(), list_id, name).await {
@@ -52,7 +52,7 @@ pub async fn rename(pool: &PgPool, creator: &UserId, list_id: &str, name: &str) 
 }
 
 /// Deletes a list; broadcasts already sent to it go on (they copied its members).
-pub async fn delete(pool: &PgPool, creator: &UserId, list_id: &str) -> Result<()> {
+pub async fn delete(pool: &Store, creator: &UserId, list_id: &str) -> Result<()> {
     require_creator(pool, creator).await?;
     if !db::broadcast::delete_list(pool, creator.as_str(), list_id).await? {
         return Err(no_such_list());
@@ -63,7 +63,7 @@ pub async fn delete(pool: &PgPool, creator: &UserId, list_id: &str) -> Result<()
 /// Adds users to a list, all or none: every one must be an active user of this server who
 /// subscribed to the creator or shares a room with them. The number newly added.
 pub async fn add(
-    pool: &PgPool,
+    pool: &Store,
     server_name: &ServerName,
     creator: &UserId,
     list_id: &str,
@@ -93,7 +93,7 @@ pub async fn add(
     Ok(db::broadcast::add_members(pool, list_id, &wanted, crate::time::now_ms()).await?)
 }
 
-pub async fn remove(pool: &PgPool, creator: &UserId, list_id: &str, user: &UserId) -> Result<()> {
+pub async fn remove(pool: &Store, creator: &UserId, list_id: &str, user: &UserId) -> Result<()> {
     owned_list(pool, creator, list_id).await?;
     if !db::broadcast::remove_member(pool, list_id, user.as_str()).await? {
         return Err(Error::not_found(format!("{user} is not on this list")));
@@ -103,7 +103,7 @@ pub async fn remove(pool: &PgPool, creator: &UserId, list_id: &str, user: &UserI
 
 /// One page of a list's members, after `from` (a previous page's `next_batch`).
 pub async fn members(
-    pool: &PgPool,
+    pool: &Store,
     creator: &UserId,
     list_id: &str,
     from: Option<&str>,
@@ -117,7 +117,7 @@ pub async fn members(
 }
 
 /// Refuses non-creators, and lists of other creators as unknown.
-pub(super) async fn owned_list(pool: &PgPool, creator: &UserId, list_id: &str) -> Result<()> {
+pub(super) async fn owned_list(pool: &Store, creator: &UserId, list_id: &str) -> Result<()> {
     require_creator(pool, creator).await?;
     if !db::broadcast::owns_list(pool, creator.as_str(), list_id).await? {
         return Err(no_such_list());

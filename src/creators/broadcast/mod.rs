@@ -13,8 +13,8 @@ pub mod subscriptions;
 
 use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
+use crate::store::Store;
 use ruma::UserId;
-use sqlx::PgPool;
 
 /// What broadcasting needs.
 #[derive(Clone, Copy)]
@@ -28,7 +28,7 @@ pub struct BroadcastCtx<'a> {
 }
 
 /// Refuses anyone but a creator.
-async fn require_creator(pool: &PgPool, user: &UserId) -> Result<()> {
+async fn require_creator(pool: &Store, user: &UserId) -> Result<()> {
     if super::flag::is_creator(pool, user).await? {
         Ok(())
     } else {

@@ -6,15 +6,15 @@ use crate::db;
 use crate::db::broadcast::{Broadcast, NewBroadcast};
 use crate::error::{Error, Result};
 use crate::rooms::send::Transaction;
+use crate::store::Store;
 use ruma::UserId;
 use serde_json::Value;
-use sqlx::PgPool;
 
 /// Starts a broadcast of `content` (an `m.room.message` content) to the list's members, once
 /// per client transaction: a retransmission answers the broadcast the first one started,
 /// whatever its body says (as `/send`).
 pub async fn start(
-    pool: &PgPool,
+    pool: &Store,
     creator: &UserId,
     transaction: Transaction<'_>,
     list_id: &str,
@@ -68,7 +68,7 @@ pub struct Progress {
 }
 
 /// The progress of one of `creator`'s broadcasts (another's is unknown to them).
-pub async fn progress(pool: &PgPool, creator: &UserId, broadcast_id: &str) -> Result<Progress> {
+pub async fn progress(pool: &Store, creator: &UserId, broadcast_id: &str) -> Result<Progress> {
     let broadcast = db::broadcast::broadcast(pool, broadcast_id)
         .await?
         .filter(|broadcast| broadcast.creator == creator.as_str())

@@ -10,9 +10,11 @@ use crate::db::federation_inbound::ServableEvent;
 use crate::error::{Error, Result};
 use crate::rooms::pdu::Pdu;
 use crate::rooms::{facts, served};
+use crate::store::Store;
+use ruma::events::room::history_visibility::HistoryVisibility;
+use ruma::events::room::member::MembershipState;
 use ruma::{RoomId, ServerName};
 use serde_json::value::RawValue as RawJsonValue;
-use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 
 /// Events one backfill or missing-events request answers with at most.
@@ -20,7 +22,7 @@ const MAX_EVENTS: usize = 100;
 
 /// A server asking about a room: what it may be told.
 pub struct ServerView<'a> {
-    pool: &'a PgPool,
+    pool: &'a Store,
     server: &'a ServerName,
     room_id: &'a RoomId,
     /// Per state snapshot: whether the server may see the events at it.
@@ -30,7 +32,7 @@ pub struct ServerView<'a> {
 impl<'a> ServerView<'a> {
     /// Refuses (`M_FORBIDDEN`) a server the ACL denies, or that has no user in the room when
     /// the room is not world-readable.
-    pub async fn new(pool: &'a PgPool, server: &'a ServerName, room_id: &'a RoomId) -> Result<ServerView<'a>> {
+    pub async fn new(pool: &'a Store, server: &'a ServerName, room_id: &'a RoomId) -> Result<ServerView<'a>> {
         crate::federation::acl::check(pool, room_id, server).await?;
         if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
             return Err(Error::not_found(format!("Room {room_id} is not known here")));
@@ -49,17 +51,21 @@ impl<'a> ServerView<'a> {
             return Ok(*known);
         }
         let visibility = facts::history_visibility(self.pool, snapshot).await?;
-        let seen = match visibility.as_str() {
-            "joined" | "invited" => {
+        let seen = match visibility {
+            HistoryVisibility::Joined | HistoryVisibility::Invited => {
                 let suffix = format!(":{}", self.server);
                 let state = db::state::snapshot_state(self.pool, snapshot).await?;
                 let memberships = state
                     .iter()
                     .filter(|entry| entry.event_type == "m.room.member" && entry.state_key.ends_with(&suffix))
                     .filter_map(|entry| Pdu::from_stored(&entry.event_id, &entry.json).ok())
-                    .map(|pdu| pdu.content_value()["membership"].as_str().unwrap_or_default().to_owned());
-                let admitted: &[&str] = if visibility == "invited" { &["join", "invite"] } else { &["join"] };
-                memberships.into_iter().any(|membership| admitted.contains(&membership.as_str()))
+                    .map(|pdu| MembershipState::from(pdu.content_value()["membership"].as_str().unwrap_or_default()));
+                let admitted: &[MembershipState] = if visibility == HistoryVisibility::Invited {
+                    &[MembershipState::Join, MembershipState::Invite]
+                } else {
+                    &[MembershipState::Join]
+                };
+                memberships.into_iter().any(|membership| admitted.contains(&membership))
             }
             _ => true,
         };
@@ -107,7 +113,7 @@ impl<'a> ServerView<'a> {
 }
 
 /// `GET /event/{eventId}`: the event as `server` may see it.
-pub async fn event(pool: &PgPool, server: &ServerName, event_id: &str) -> Result<Box<RawJsonValue>> {
+pub async fn event(pool: &Store, server: &ServerName, event_id: &str) -> Result<Box<RawJsonValue>> {
     let event = db::federation_inbound::servable_events(pool, &[event_id.to_owned()])
         .await?
         .pop()
@@ -124,7 +130,7 @@ pub struct StateAt {
 }
 
 /// `GET /state_ids/{roomId}?event_id=`: the state before the event, and its auth chain.
-pub async fn state_ids(pool: &PgPool, server: &ServerName, room_id: &RoomId, event_id: &str) -> Result<StateAt> {
+pub async fn state_ids(pool: &Store, server: &ServerName, room_id: &RoomId, event_id: &str) -> Result<StateAt> {
     let mut view = ServerView::new(pool, server, room_id).await?;
     let event = view.visible_event(event_id).await?;
     let snapshot =
@@ -137,7 +143,7 @@ pub async fn state_ids(pool: &PgPool, server: &ServerName, room_id: &RoomId, eve
 
 /// `GET /state/{roomId}?event_id=`: as [`state_ids`], the events themselves.
 pub async fn state(
-    pool: &PgPool,
+    pool: &Store,
     server: &ServerName,
     room_id: &RoomId,
     event_id: &str,
@@ -151,7 +157,7 @@ pub async fn state(
 
 /// `GET /event_auth/{roomId}/{eventId}`: the event's auth chain.
 pub async fn event_auth(
-    pool: &PgPool,
+    pool: &Store,
     server: &ServerName,
     room_id: &RoomId,
     event_id: &str,
@@ -164,7 +170,7 @@ pub async fn event_auth(
 
 /// The auth ancestors of the given events of `room_id` (not the events themselves, unless
 /// one is an ancestor of another).
-async fn auth_ancestors(pool: &PgPool, room_id: &RoomId, event_ids: &[String]) -> Result<Vec<String>> {
+async fn auth_ancestors(pool: &Store, room_id: &RoomId, event_ids: &[String]) -> Result<Vec<String>> {
     let graph = db::state::auth_graph(pool, event_ids).await?;
     let mut ancestors: HashSet<String> = graph.into_iter().flat_map(|(_, auth)| auth).collect();
     // Since room version 12 no event names the create event among its auth events, yet every
@@ -178,7 +184,7 @@ async fn auth_ancestors(pool: &PgPool, room_id: &RoomId, event_ids: &[String]) -
 /// `GET /backfill/{roomId}?v=&limit=`: the events `from` and before them (following
 /// `prev_events`), newest first, at most `limit` (capped at 100).
 pub async fn backfill(
-    pool: &PgPool,
+    pool: &Store,
     server: &ServerName,
     room_id: &RoomId,
     from: &[String],
@@ -195,7 +201,7 @@ pub async fn backfill(
 /// to `earliest` (excluded), at least `min_depth` deep, at most `limit` (capped at 100),
 /// oldest first.
 pub async fn missing_events(
-    pool: &PgPool,
+    pool: &Store,
     server: &ServerName,
     room_id: &RoomId,
     earliest: &[String],
@@ -218,7 +224,7 @@ pub async fn missing_events(
 /// Breadth-first along `prev_events` from `start` (included), skipping `stop`, deepest
 /// first, until `limit` events are found.
 async fn walk_back(
-    pool: &PgPool,
+    pool: &Store,
     room_id: &RoomId,
     start: Vec<ServableEvent>,
     stop: &HashSet<String>,
@@ -244,7 +250,7 @@ async fn walk_back(
 
 /// `GET /timestamp_to_event/{roomId}?ts=&dir=`: the room's event closest to `ts` that way.
 pub async fn timestamp_to_event(
-    pool: &PgPool,
+    pool: &Store,
     server: &ServerName,
     room_id: &RoomId,
     ts: i64,

@@ -21,6 +21,7 @@ use crate::rooms::pdu::Pdu;
 use crate::rooms::unchanged;
 use ruma::api::federation::membership::{RawStrippedState, create_invite};
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::events::room::member::MembershipState;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{OwnedEventId, OwnedUserId, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::json;
@@ -56,7 +57,7 @@ pub async fn invite_remote_after_creation(
 
 async fn invite_remote(ctx: FedCtx<'_>, change: MembershipChange<'_>) -> Result<OwnedEventId> {
     let MembershipChange { room_id, sender, target, reason, is_direct, .. } = change;
-    let mut content = member_content(ctx.rooms.pool, target, "invite", reason).await?;
+    let mut content = member_content(ctx.rooms.pool, target, MembershipState::Invite, reason).await?;
     if is_direct {
         content["is_direct"] = json!(true);
     }

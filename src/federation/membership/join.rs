@@ -16,6 +16,7 @@ use crate::federation::query::resolve_alias;
 use crate::rooms::membership::member_content;
 use crate::users::Session;
 use ruma::api::federation::membership::create_join_event;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, ServerName, UserId};
 
 /// `/join/{roomIdOrAlias}`: joins the session's user to the room, locally when this server
@@ -87,7 +88,7 @@ async fn join_through(
     reason: Option<&str>,
 ) -> Result<()> {
     // The profile is ours to say; the resident server's authoriser of a restricted join stays.
-    let content = member_content(ctx.rooms.pool, user, "join", reason).await?;
+    let content = member_content(ctx.rooms.pool, user, MembershipState::Join, reason).await?;
     let kept: &[&str] = &["join_authorised_via_users_server"];
     let (join, room_version) =
         own_event_through(ctx, server, (user, room_id), RemoteMembership::Join, (content, kept)).await?;

@@ -14,6 +14,7 @@ use crate::federation::membership::resident::{own_event_through, raw_pdu, throug
 use crate::federation::membership::stripped::stripped_from_remote;
 use crate::rooms::membership::member_content;
 use ruma::api::federation::membership::create_knock_event;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, OwnedServerName, RoomId, RoomOrAliasId, ServerName, UserId};
 
 /// `/knock/{roomIdOrAlias}`: the user's knock on the room, through one of `via` (or the
@@ -42,7 +43,7 @@ async fn knock_through(
     room_id: &RoomId,
     reason: Option<&str>,
 ) -> Result<()> {
-    let content = member_content(ctx.rooms.pool, user, "knock", reason).await?;
+    let content = member_content(ctx.rooms.pool, user, MembershipState::Knock, reason).await?;
     let (knock, room_version) =
         own_event_through(ctx, server, (user, room_id), RemoteMembership::Knock, (content, &[])).await?;
     let send = create_knock_event::v1::Request::new(room_id.to_owned(), knock.event_id.clone(), raw_pdu(&knock)?);

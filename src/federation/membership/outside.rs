@@ -20,6 +20,7 @@ use crate::rooms::{RoomCtx, rules_for};
 use crate::time::now_ms;
 use ruma::api::error::{ErrorKind, IncompatibleRoomVersionErrorData};
 use ruma::api::federation::membership::{RawStrippedState, create_leave_event};
+use ruma::events::room::member::MembershipState;
 use ruma::{EventId, OwnedServerName, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::value::RawValue as RawJsonValue;
 
@@ -101,8 +102,8 @@ pub async fn servers_of_outside_membership(
 /// knock) through a resident server.
 pub async fn leave(ctx: FedCtx<'_>, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
     let outside = matches!(
-        db::rooms::membership(ctx.rooms.pool, room_id.as_str(), user.as_str()).await?.map(|m| m.membership).as_deref(),
-        Some("invite" | "knock")
+        db::rooms::membership(ctx.rooms.pool, room_id.as_str(), user.as_str()).await?.map(|m| m.membership),
+        Some(MembershipState::Invite | MembershipState::Knock)
     );
     if !outside || takes_part(ctx.rooms, room_id).await? {
         return crate::rooms::membership::leave(ctx.rooms, room_id, user, reason).await;

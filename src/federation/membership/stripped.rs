@@ -4,15 +4,15 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::sync::build::STRIPPED_STATE_TYPES;
 use ruma::RoomId;
 use ruma::api::federation::membership::RawStrippedState;
 use serde_json::value::RawValue as RawJsonValue;
 use serde_json::{Value, json};
-use sqlx::PgPool;
 
 /// The room's current stripped state, as the PDUs stored.
-pub async fn stripped_state_pdus(pool: &PgPool, room_id: &RoomId) -> Result<Vec<Box<RawJsonValue>>> {
+pub async fn stripped_state_pdus(pool: &Store, room_id: &RoomId) -> Result<Vec<Box<RawJsonValue>>> {
     let keys: Vec<(&str, &str)> = STRIPPED_STATE_TYPES.iter().map(|kind| (*kind, "")).collect();
     let entries = db::state::current_state_for_keys(pool, room_id.as_str(), &keys).await?;
     entries

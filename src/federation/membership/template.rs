@@ -13,6 +13,7 @@ use crate::rooms::send::AuthState;
 use crate::rooms::{RoomCtx, membership::member_content, restricted, rules_for};
 use ruma::api::error::{ErrorKind, IncompatibleRoomVersionErrorData};
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::events::room::member::MembershipState;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{EventId, OwnedEventId, RoomId, RoomVersionId, ServerName, UserId};
 use serde_json::json;
@@ -30,6 +31,14 @@ pub enum RemoteMembership {
 }
 
 impl RemoteMembership {
+    pub fn state(self) -> MembershipState {
+        match self {
+            RemoteMembership::Join => MembershipState::Join,
+            RemoteMembership::Leave => MembershipState::Leave,
+            RemoteMembership::Knock => MembershipState::Knock,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             RemoteMembership::Join => "join",
@@ -71,7 +80,7 @@ pub async fn make_membership(
     }
     // The remote server fills in the profile; the membership (and for a restricted room, who
     // vouches for the join) is ours to say.
-    let mut content = member_content(ctx.pool, user, membership.as_str(), None).await?;
+    let mut content = member_content(ctx.pool, user, membership.state(), None).await?;
     if membership == RemoteMembership::Join
         && let Some(authoriser) = restricted::join_authoriser(ctx.pool, ctx.server_name, room_id, user).await?
     {

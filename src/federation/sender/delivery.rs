@@ -12,12 +12,12 @@ use crate::db::federation_queue::OutgoingTransaction;
 use crate::error::Result;
 use crate::federation::client::FederationClient;
 use crate::outbox::{Backoff, Outbox, Outcome, SessionLocks, sleep_or_stop};
+use crate::store::Store;
 use crate::time::now_ms;
 use ruma::api::federation::transactions::send_transaction_message;
 use ruma::serde::Raw;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedServerName, OwnedTransactionId, ServerName};
 use serde_json::value::RawValue as RawJsonValue;
-use sqlx::PgPool;
 use std::time::Duration;
 use tokio::sync::{Semaphore, watch};
 
@@ -31,7 +31,7 @@ const DESTINATION_LOCK_CLASS: i32 = 0x4846_4544;
 
 /// What every destination's delivery shares.
 pub(super) struct Destinations {
-    pool: PgPool,
+    pool: Store,
     client: FederationClient,
     locks: SessionLocks,
     attempts: Semaphore,
@@ -51,12 +51,12 @@ enum Waited {
 
 impl Destinations {
     pub(super) fn new(
-        pool: PgPool,
+        pool: Store,
         client: FederationClient,
         stop: watch::Receiver<bool>,
         resets: watch::Receiver<u64>,
     ) -> Destinations {
-        let locks = SessionLocks::new(pool.clone(), DESTINATION_LOCK_CLASS);
+        let locks = SessionLocks::new(pool.pool().clone(), DESTINATION_LOCK_CLASS);
         Destinations { pool, client, locks, attempts: Semaphore::new(CONCURRENT_ATTEMPTS), stop, resets }
     }
 

@@ -16,8 +16,8 @@ mod delivery;
 
 use crate::federation::client::FederationClient;
 use crate::outbox::OutboxWorker;
+use crate::store::Store;
 use crate::streams::Streams;
-use sqlx::PgPool;
 use std::sync::Weak;
 
 /// The spec's bound on the PDUs of one transaction.
@@ -36,11 +36,12 @@ pub struct FederationSender {
 impl FederationSender {
     /// Starts sending through `client`; the worker ends when the process's streams are dropped
     /// or [`FederationSender::stop`] is called.
-    pub fn start(&self, pool: PgPool, streams: Weak<Streams>, client: FederationClient) {
+    pub fn start(&self, pool: Store, streams: Weak<Streams>, client: FederationClient) {
         let destinations_pool = pool.clone();
         let resets = self.resets.subscribe();
-        self.worker
-            .start(pool, streams, move |stop| delivery::Destinations::new(destinations_pool, client, stop, resets));
+        self.worker.start(pool.pool().clone(), streams, move |stop| {
+            delivery::Destinations::new(destinations_pool, client, stop, resets)
+        });
     }
 
     /// Tells destinations waiting out a backoff that backoffs were reset in the database: those

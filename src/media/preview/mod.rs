@@ -9,12 +9,12 @@ use super::MediaRepo;
 use super::upload::{Body, UploadMeta};
 use crate::error::{Error, Result};
 use crate::net::{OutboundClient, OutboundError};
+use crate::store::Store;
 use bytes::Bytes;
 use futures_util::Stream;
 use reqwest::{Method, Response, Url};
 use ruma::{ServerName, UserId};
 use serde_json::{Map, Value};
-use sqlx::PgPool;
 use std::time::{Duration, Instant};
 
 /// The most of a page that is read; OpenGraph tags sit in its head.
@@ -26,8 +26,9 @@ const MAX_REDIRECTS: usize = 3;
 /// How long an answer is reused.
 pub const PREVIEW_LIFETIME: Duration = Duration::from_secs(60 * 60);
 
-/// Answers kept per process: (database, URL) -> (when, answer).
-pub type PreviewCache = quick_cache::sync::Cache<(u64, String), (Instant, Value)>;
+/// Answers kept by the media repository (one per running server, so per database):
+/// URL -> (when, answer).
+pub type PreviewCache = quick_cache::sync::Cache<String, (Instant, Value)>;
 
 fn fetch_error(error: OutboundError) -> Error {
     match error {
@@ -91,7 +92,7 @@ fn content_type_of(response: &Response) -> String {
 /// Who asks for a preview, and the handles fetching it needs.
 #[derive(Clone, Copy)]
 pub struct Asker<'a> {
-    pub pool: &'a PgPool,
+    pub pool: &'a Store,
     pub own_server: &'a ServerName,
     pub outbound: &'a OutboundClient,
     /// Owns the preview's image, as its uploader.
@@ -104,7 +105,7 @@ impl MediaRepo {
         if !self.config.url_previews {
             return Err(Error::forbidden("URL previews are disabled on this server"));
         }
-        let key = (crate::cache::database_of(asker.pool), url.to_owned());
+        let key = url.to_owned();
         if let Some((made, answer)) = self.previews.get(&key)
             && made.elapsed() < PREVIEW_LIFETIME
         {

@@ -15,9 +15,9 @@ use super::download::{Access, Found, Lookup, servable};
 use super::upload::{Body, UploadMeta, check_meta};
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::time::now_ms;
 use ruma::api::error::ErrorKind;
-use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -64,7 +64,7 @@ impl Drop for Release<'_> {
 
 impl MediaRepo {
     /// Another server's media: from here if it was fetched before, else fetched now.
-    pub(super) async fn find_remote(&self, pool: &PgPool, lookup: Lookup<'_>) -> Result<Found> {
+    pub(super) async fn find_remote(&self, pool: &Store, lookup: Lookup<'_>) -> Result<Found> {
         if let Some(found) = cached(pool, lookup).await? {
             return Ok(found);
         }
@@ -88,7 +88,7 @@ impl MediaRepo {
         self.fetch_and_keep(pool, remote, lookup).await
     }
 
-    async fn fetch_and_keep(&self, pool: &PgPool, remote: &Remote, lookup: Lookup<'_>) -> Result<Found> {
+    async fn fetch_and_keep(&self, pool: &Store, remote: &Remote, lookup: Lookup<'_>) -> Result<Found> {
         let Fetched { content_type, filename, body } =
             remote.fetch(lookup.server_name, lookup.media_id, lookup.wait).await?;
         // What the other server says about its file is kept only if it is sane.
@@ -128,7 +128,7 @@ fn transfer_failure(error: Error) -> Error {
 }
 
 /// The remote media as recorded here, if it was fetched before.
-async fn cached(pool: &PgPool, lookup: Lookup<'_>) -> Result<Option<Found>> {
+async fn cached(pool: &Store, lookup: Lookup<'_>) -> Result<Option<Found>> {
     match db::media::get(pool, lookup.server_name.as_str(), lookup.media_id).await? {
         Some(media) => servable(media, lookup.access),
         None => Ok(None),

@@ -9,8 +9,9 @@
 
 use crate::db;
 use crate::error::Result;
+use crate::store::Store;
 use ruma::{OwnedRoomId, RoomId};
-use sqlx::{PgConnection, PgPool, Postgres};
+use sqlx::{PgConnection, Postgres};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::OwnedMutexGuard;
@@ -81,7 +82,7 @@ impl LocalRoomLock {
     }
 
     /// Begins a transaction on `pool` that takes the room's lock too, in the same round trip.
-    pub async fn begin(self, pool: &PgPool) -> Result<(sqlx::Transaction<'static, Postgres>, HeldRoomLock)> {
+    pub async fn begin(self, pool: &Store) -> Result<(sqlx::Transaction<'static, Postgres>, HeldRoomLock)> {
         let transaction = db::rooms::begin_locked(pool, self.room_id.as_str()).await?;
         Ok((transaction, HeldRoomLock { room_id: self.room_id, _local: self.guard }))
     }

@@ -6,11 +6,12 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::users::Session;
 use ruma::api::error::ErrorKind;
+use ruma::events::room::member::MembershipState;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sqlx::PgPool;
 use std::collections::BTreeMap;
 
 /// What a connection has sent, as of one of its positions.
@@ -30,7 +31,7 @@ pub struct SentRoom {
     /// The client has the room's timeline and state up to this stream position.
     pub upto: i64,
     /// The user's membership it was sent with; a change sends the room afresh.
-    pub membership: String,
+    pub membership: MembershipState,
     /// The `required_state` it was sent with; a change sends the state afresh.
     pub required_state: Vec<(String, String)>,
     /// How many of the room's latest events the client has without a gap, as far as this
@@ -58,7 +59,7 @@ impl Connection<'_> {
 
 /// The connection `conn_id` of the session's device at `pos` (a new one without `pos`).
 pub async fn resume<'a>(
-    pool: &PgPool,
+    pool: &Store,
     session: &'a Session,
     conn_id: &'a str,
     pos: Option<&str>,
@@ -75,7 +76,7 @@ pub async fn resume<'a>(
 }
 
 /// Records the answer up to `upto` with what it sent, and returns its `pos`.
-pub async fn advance(pool: &PgPool, connection: &Connection<'_>, upto: i64, sent: &Sent) -> Result<String> {
+pub async fn advance(pool: &Store, connection: &Connection<'_>, upto: i64, sent: &Sent) -> Result<String> {
     let sent: Value = serde_json::to_value(sent).map_err(|e| Error::internal(format!("connection state: {e}")))?;
     let new = db::sliding_sync::NewPosition {
         user_id: connection.session.user_id.as_str(),

@@ -4,6 +4,7 @@
 
 use crate::db::sync::MembershipRow;
 use crate::error::Result;
+use crate::store::Store;
 use crate::sync::news::{News, Wanted};
 use crate::sync::sliding::room::raw;
 use crate::sync::types::SyncWindow;
@@ -11,7 +12,6 @@ use ruma::api::client::sync::sync_events::v5::request::{self, ExtensionRoomConfi
 use ruma::api::client::sync::sync_events::v5::response;
 use ruma::{DeviceId, OwnedRoomId, UserId};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Which rooms each list and the subscriptions showed in this answer.
@@ -54,7 +54,7 @@ impl ShownRooms<'_> {
 
 /// Who asks, and the window the answer covers.
 pub struct ExtensionContext<'a> {
-    pub pool: &'a PgPool,
+    pub pool: &'a Store,
     pub user: &'a UserId,
     pub device: &'a DeviceId,
     pub memberships: &'a [MembershipRow],
@@ -155,7 +155,7 @@ async fn ephemeral(
 /// client sends back proves it has every message up to there, which are then deleted, as
 /// `/sync` deletes on its `since`.
 async fn to_device(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     device: &DeviceId,
     since: Option<&str>,

@@ -5,13 +5,14 @@
 use crate::db;
 use crate::error::Result;
 use crate::rooms::pdu::Pdu;
+use crate::store::Store;
 use crate::sync::sliding::lists::MemberRoom;
 use crate::sync::sliding::unparsed::{MoreFilters, Unparsed};
 use ruma::UserId;
 use ruma::api::client::sync::sync_events::v5::request::{List, ListFilters};
 use ruma::directory::RoomTypeFilter;
+use ruma::events::room::member::MembershipState;
 use serde_json::Value;
-use sqlx::PgPool;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What the filters need to know of the rooms, read once for all lists.
@@ -29,7 +30,7 @@ pub struct FilterFacts {
 
 impl FilterFacts {
     pub async fn read(
-        pool: &PgPool,
+        pool: &Store,
         user: &UserId,
         rooms: &[MemberRoom],
         lists: &BTreeMap<String, List>,
@@ -41,7 +42,7 @@ impl FilterFacts {
                 direct.extend(room_ids.iter().filter_map(Value::as_str).map(str::to_owned));
             }
         }
-        for room in rooms.iter().filter(|room| room.membership == "invite") {
+        for room in rooms.iter().filter(|room| room.membership == MembershipState::Invite) {
             if let Some(event) = db::sync::member_event_at(pool, &room.room_id, user.as_str(), room.position).await? {
                 let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
                 if pdu.content_value()["is_direct"] == Value::Bool(true) {
@@ -100,7 +101,7 @@ impl FilterFacts {
         };
         filters.is_dm.is_none_or(|is_dm| self.direct.contains(id) == is_dm)
             && filters.is_encrypted.is_none_or(|wanted| self.encrypted.contains(id) == wanted)
-            && filters.is_invite.is_none_or(|wanted| (room.membership == "invite") == wanted)
+            && filters.is_invite.is_none_or(|wanted| (room.membership == MembershipState::Invite) == wanted)
             && (filters.room_types.is_empty() || filters.room_types.iter().any(type_matches))
             && !filters.not_room_types.iter().any(type_matches)
     }

@@ -5,18 +5,19 @@ use crate::db;
 use crate::db::sync::MembershipRow;
 use crate::error::{Error, Result};
 use crate::rooms::pdu::Pdu;
+use crate::store::Store;
 use crate::sync::sliding::filters::FilterFacts;
 use crate::sync::sliding::unparsed::MoreFilters;
 use ruma::UserId;
 use ruma::api::client::sync::sync_events::v5::request::List;
-use sqlx::PgPool;
+use ruma::events::room::member::MembershipState;
 use std::collections::{BTreeMap, HashMap};
 
 /// A room the user has a membership in, as of the answer's stream position.
 #[derive(Clone, Debug)]
 pub struct MemberRoom {
     pub room_id: String,
-    pub membership: String,
+    pub membership: MembershipState,
     /// Position of the member event that set the membership.
     pub position: i64,
     /// Its latest bump event's position, or for a room not joined the membership's.
@@ -25,12 +26,12 @@ pub struct MemberRoom {
 
 impl MemberRoom {
     pub fn is_joined(&self) -> bool {
-        self.membership == "join"
+        self.membership == MembershipState::Join
     }
 
     /// Invited or knocking: the room is known only by its stripped state.
     pub fn is_pending(&self) -> bool {
-        matches!(self.membership.as_str(), "invite" | "knock")
+        matches!(self.membership, MembershipState::Invite | MembershipState::Knock)
     }
 }
 
@@ -38,7 +39,7 @@ impl MemberRoom {
 /// those left or banned from after `since` (so the client learns of the leave). Forgotten
 /// rooms never appear.
 pub async fn member_rooms(
-    pool: &PgPool,
+    pool: &Store,
     user: &UserId,
     memberships: &[MembershipRow],
     since: Option<i64>,
@@ -54,12 +55,12 @@ pub async fn member_rooms(
                 continue;
             };
             let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
-            let membership = pdu.content_value()["membership"].as_str().unwrap_or_default().to_owned();
+            let membership = MembershipState::from(pdu.content_value()["membership"].as_str().unwrap_or_default());
             (membership, event.stream_position)
         };
-        let shown = match membership.as_str() {
-            "join" | "invite" | "knock" => true,
-            "leave" | "ban" => since.is_some_and(|since| position > since),
+        let shown = match membership {
+            MembershipState::Join | MembershipState::Invite | MembershipState::Knock => true,
+            MembershipState::Leave | MembershipState::Ban => since.is_some_and(|since| position > since),
             _ => false,
         };
         if shown {

@@ -5,8 +5,8 @@
 use crate::db;
 use crate::db::state::StateEntry;
 use crate::error::Result;
+use crate::store::Store;
 use ruma::UserId;
-use sqlx::PgPool;
 use std::collections::HashSet;
 
 const WILDCARD: &str = "*";
@@ -85,7 +85,7 @@ impl RequiredState {
     /// what is asked for now and was not then, and what changed — as Synapse sends it.
     pub async fn read_since(
         &self,
-        pool: &PgPool,
+        pool: &Store,
         snapshot: i64,
         before: Option<&(RequiredState, i64)>,
         senders: &HashSet<&str>,
@@ -116,7 +116,7 @@ impl RequiredState {
     /// lazily loaded members whatever their age: the client may not have them).
     async fn read(
         &self,
-        pool: &PgPool,
+        pool: &Store,
         snapshot: i64,
         since_snapshot: Option<i64>,
         senders: &HashSet<&str>,

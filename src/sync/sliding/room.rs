@@ -6,6 +6,7 @@ use crate::db;
 use crate::db::unread::ReadPositions;
 use crate::error::{Error, Result};
 use crate::rooms::served;
+use crate::store::Store;
 use crate::sync::room::{RoomWindow, StateMode, room_entry};
 use crate::sync::sliding::connection::SentRoom;
 use crate::sync::sliding::lists::MemberRoom;
@@ -16,7 +17,6 @@ use ruma::api::client::sync::sync_events::v5::response::{Hero, Room};
 use ruma::serde::Raw;
 use ruma::{DeviceId, OwnedMxcUri, OwnedUserId, RoomId, UInt, UserId};
 use serde_json::Value;
-use sqlx::PgPool;
 use std::collections::{HashMap, HashSet};
 
 /// The spec suggests five heroes.
@@ -26,7 +26,7 @@ pub const MAX_TIMELINE_LIMIT: usize = 1000;
 
 /// What every room of one answer is built with.
 pub struct RoomContext<'a> {
-    pub pool: &'a PgPool,
+    pub pool: &'a Store,
     pub user: &'a UserId,
     pub device: &'a DeviceId,
     /// The connection's previous position (`None`: its first answer).

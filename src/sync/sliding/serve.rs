@@ -5,6 +5,7 @@
 use crate::db;
 use crate::db::sync::MembershipRow;
 use crate::error::{Error, Result};
+use crate::store::Store;
 use crate::streams::Streams;
 use crate::sync::sliding::connection::{self, Connection, Sent, SentRoom};
 use crate::sync::sliding::extensions::{self, ExtensionContext, ShownRooms};
@@ -19,9 +20,9 @@ use futures_util::{StreamExt, TryStreamExt};
 use ruma::api::OutgoingResponseExt;
 use ruma::api::client::sync::sync_events::v5::{self, response};
 use ruma::api::error::ErrorKind;
+use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, UInt};
 use serde_json::{Value, json};
-use sqlx::PgPool;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -34,7 +35,7 @@ const ROOMS_AT_ONCE: usize = 8;
 /// Answers one sliding sync request of the session's device.
 /// `more` holds what ruma's request type drops (see `unparsed`).
 pub async fn serve(
-    pool: &PgPool,
+    pool: &Store,
     streams: &Streams,
     session: &Session,
     request: &v5::Request,
@@ -71,7 +72,7 @@ pub async fn serve(
 struct Look {
     response: v5::Response,
     /// Rooms not joined, whose entries say the membership (`response::Room` has no field).
-    memberships: BTreeMap<String, String>,
+    memberships: BTreeMap<String, MembershipState>,
     /// Rooms whose timeline is sent longer than before (`unstable_expanded_timeline`).
     expanded: BTreeSet<String>,
     sent: Sent,
@@ -79,7 +80,7 @@ struct Look {
 }
 
 async fn look(
-    pool: &PgPool,
+    pool: &Store,
     connection: &Connection<'_>,
     request: &v5::Request,
     more: &Unparsed,
@@ -234,7 +235,7 @@ async fn build_room(context: &RoomContext<'_>, job: RoomJob) -> Result<Option<(S
 
 /// Records the answer as the connection's next position and renders it.
 async fn finish(
-    pool: &PgPool,
+    pool: &Store,
     connection: &Connection<'_>,
     request: &v5::Request,
     look: Look,
