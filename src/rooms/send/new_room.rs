@@ -197,19 +197,16 @@ impl<'a> NewRoomEvents<'a> {
                 json: &json[index],
             });
         }
-        let transaction = match &self.transaction {
-            Some((index, device_id, txn_id)) => Some((
-                db::rooms::TxnKey {
-                    user_id: events[*index].sender.as_str(),
-                    device_id,
-                    room_id: room_id.as_str(),
-                    event_type: &kinds[*index],
-                    txn_id,
-                },
-                ids[*index].as_str(),
-            )),
-            None => None,
-        };
+        let transaction = self.transaction.as_ref().map(|(index, device_id, txn_id)| {
+            let key = db::rooms::TxnKey {
+                user_id: events[*index].sender.as_str(),
+                device_id,
+                room_id: room_id.as_str(),
+                event_type: &kinds[*index],
+                txn_id,
+            };
+            (key, ids[*index].as_str())
+        });
         let chain = NewRoomChain {
             room_id: room_id.as_str(),
             events: chain_events,
