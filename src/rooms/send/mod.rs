@@ -7,9 +7,10 @@
 //! ```
 //!
 //! Room creation enters lower down (it holds the lock of a room nobody else can see yet and
-//! builds its first events in memory, stored in one write by [`new_room`]), and inbound federation will too; all finish through
-//! [`committed::commit_events`], the one way events are committed with what depends on them
-//! (notifications in the same transaction, wake-ups after it). Appending needs a [`locks::HeldRoomLock`], which only [`locks`] can make, so no
+//! builds its first events in memory, stored in one write by [`new_room`]), and inbound
+//! federation will too; all finish through [`committed::commit_events`], the one way events
+//! are committed with what depends on them (notifications in the same transaction, wake-ups
+//! after it). Appending needs a [`locks::HeldRoomLock`], which only [`locks`] can make, so no
 //! writer can forget to serialise on the room.
 
 mod appender;
