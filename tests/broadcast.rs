@@ -329,6 +329,70 @@ async fn a_restart_mid_broadcast_resumes_without_duplicates() {
     pool.close().await;
 }
 
+/// What a recipient who needs a new DM costs the database: every statement from the send to
+/// `done`, counted by `pg_stat_statements` (load-independent, unlike a timing). The DM's room
+/// is created in one batched write with the message in the same commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recipient_with_a_new_dm_costs_few_statements() {
+    const RECIPIENTS: usize = 40;
+    let (database, pool) = fresh_database().await;
+    let node = start_node_with_pool(&database, SigningKey::generate().unwrap(), 20, |_| {}).await;
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&pool).await.unwrap();
+    let cleo = register(&node, "cleo").await;
+    make_creator(&pool, &cleo.user_id).await;
+    let recipients = subscribers(&pool, &cleo.user_id, "costly", RECIPIENTS).await;
+    let list = create_list(&node, &cleo, "measured").await;
+    add_members(&node, &cleo, &list, &recipients).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query(
+        "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)",
+    )
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let started = send_to(&node, &cleo, &list, "cost", "counted").await;
+    let broadcast = started["broadcast_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    // Polled with a marked statement the count leaves out.
+    while count(
+        &pool,
+        &format!(
+            "SELECT count(*) /* cost-poll */ FROM broadcasts WHERE broadcast_id = '{broadcast}' AND state = 'done'"
+        ),
+    )
+    .await
+        == 0
+    {
+        assert!(Instant::now() < deadline, "the broadcast never finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let statements: Vec<(i64, String)> = sqlx::query_as(
+        "SELECT calls, query FROM pg_stat_statements
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND query NOT LIKE '%pg_stat_statements%' AND query NOT LIKE '%cost-poll%'
+         ORDER BY calls DESC, query",
+    )
+    .fetch_all(&pool)
+    .await
+    .unwrap();
+    let total: i64 = statements.iter().map(|(calls, _)| calls).sum();
+    let listing: Vec<String> = statements
+        .iter()
+        .map(|(calls, query)| format!("{calls:>5}  {}", query.split_whitespace().collect::<Vec<_>>().join(" ")))
+        .collect();
+    let per_recipient = total as f64 / RECIPIENTS as f64;
+    println!("{RECIPIENTS} new DMs: {total} statements, {per_recipient:.1} per recipient\n{}", listing.join("\n"));
+    let done = progress(&node, &cleo, &broadcast).await;
+    assert_eq!(done["sent"], RECIPIENTS, "{done}");
+    let per_room = messages_per_recipient(&pool, &cleo.user_id, "counted").await;
+    assert_eq!(per_room.len(), RECIPIENTS, "one new DM each: {per_room:?}");
+    assert!(per_recipient <= 32.0, "{per_recipient:.1} statements per recipient:\n{}", listing.join("\n"));
+    node.stop().await;
+    pool.close().await;
+}
+
 async fn register(api: &impl Api, name: &str) -> TestUser {
     let body = json!({"username": name, "password": PW, "auth": {"type": "m.login.dummy"}});
     let (status, registered) = api.call(Method::POST, "/_matrix/client/v3/register", None, Some(body)).await;

@@ -306,17 +306,6 @@ pub async fn pending(db: impl PgExecutor<'_>, broadcast_id: &str, limit: i64) ->
     .await
 }
 
-/// Records the new DM created for a recipient.
-pub async fn set_room(db: impl PgExecutor<'_>, broadcast_id: &str, user: &str, room_id: &str) -> sqlx::Result<()> {
-    sqlx::query("UPDATE broadcast_recipients SET room_id = $3 WHERE broadcast_id = $1 AND user_id = $2")
-        .bind(broadcast_id)
-        .bind(user)
-        .bind(room_id)
-        .execute(db)
-        .await?;
-    Ok(())
-}
-
 /// One recipient's outcome.
 pub struct Outcome {
     pub user_id: String,

@@ -27,6 +27,7 @@ pub mod filters;
 pub mod json;
 pub mod key_backup;
 pub mod media;
+pub mod new_room;
 pub mod outside_room_state;
 pub mod presence;
 pub mod push_actions;

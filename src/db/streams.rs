@@ -121,6 +121,16 @@ pub async fn allocate_position(conn: &mut PgConnection) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT nextval('stream_positions')").fetch_one(conn).await
 }
 
+/// `count` new positions in one round trip, ascending.
+pub async fn allocate_positions(conn: &mut PgConnection, count: i64) -> sqlx::Result<Vec<i64>> {
+    let mut positions: Vec<i64> = sqlx::query_scalar("SELECT nextval('stream_positions') FROM generate_series(1, $1)")
+        .bind(count)
+        .fetch_all(conn)
+        .await?;
+    positions.sort_unstable();
+    Ok(positions)
+}
+
 /// The highest position handed out so far (0 before any).
 pub async fn last_allocated(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM stream_positions")

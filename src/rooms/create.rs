@@ -8,18 +8,16 @@ use crate::rooms::build::{EventTemplate, Placement, build_and_sign};
 use crate::rooms::membership::member_content;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::committed::commit_events;
-use crate::rooms::send::{Appended, Appender, persist};
+use crate::rooms::send::{NewRoomEvents, Transaction};
 use crate::rooms::{RoomCtx, rules_for};
-use crate::streams::Reservation;
 use crate::time::now_ms;
 use crate::users::tokens;
 use ruma::events::StateEventType;
 use ruma::events::room::member::MembershipState;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::check_state_independent_auth_rules;
-use ruma::{EventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
+use ruma::{EventId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Map, Value, json};
-use sqlx::PgConnection;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preset {
@@ -43,6 +41,26 @@ pub struct CreateRoom {
     pub creation_content: Option<Value>,
     /// `room_alias_name` as a whole alias on this server (see `aliases::alias_from_name`).
     pub alias: Option<OwnedRoomAliasId>,
+    /// A message the creator sends in the room as its last event, in the same commit (a
+    /// broadcast's new DM: the invite and the message arrive together or not at all).
+    pub first_message: Option<FirstMessage>,
+}
+
+/// The creator's first message in a new room, idempotent by its client transaction id as a
+/// send to the room is.
+#[derive(Clone, Debug)]
+pub struct FirstMessage {
+    pub template: EventTemplate,
+    pub device_id: String,
+    pub txn_id: String,
+}
+
+/// What [`create_room_with_message`] made.
+#[derive(Clone, Debug)]
+pub struct CreatedRoom {
+    pub room_id: OwnedRoomId,
+    /// The id of the request's `first_message`.
+    pub first_message: Option<OwnedEventId>,
 }
 
 /// Tries at building a create event whose room id is not taken yet (see `create_room`).
@@ -82,6 +100,16 @@ pub async fn create_room(
     creator: &UserId,
     request: CreateRoom,
 ) -> Result<OwnedRoomId> {
+    Ok(create_room_with_message(ctx, default_version, creator, request).await?.room_id)
+}
+
+/// As [`create_room`], with the request's `first_message` sent in the room too.
+pub async fn create_room_with_message(
+    ctx: RoomCtx<'_>,
+    default_version: &RoomVersionId,
+    creator: &UserId,
+    request: CreateRoom,
+) -> Result<CreatedRoom> {
     let version = request.version.clone().unwrap_or_else(|| default_version.clone());
     let rules = rules_for(&version)?;
     let preset = request.preset.unwrap_or(if request.public { Preset::PublicChat } else { Preset::PrivateChat });
@@ -129,8 +157,6 @@ pub async fn create_room(
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     };
     let room_id = held.room_id().to_owned();
-    let empty = db::state::create_empty_snapshot(&mut tx, room_id.as_str()).await?;
-    let stored = persist(&mut tx, &held, &mut reservation, &create, empty, &[], None).await?;
     // An alias taken since `validate` fails the whole creation.
     if let Some(alias) = &request.alias {
         aliases::insert_for_new_room(&mut tx, alias, &room_id, creator).await?;
@@ -139,13 +165,9 @@ pub async fn create_room(
         db::directory::set_published(&mut tx, room_id.as_str(), true).await?;
     }
 
-    // 2. The creator joins.
-    let mut room = NewRoom {
-        appender: Appender::new(ctx, &held),
-        creator,
-        appended: vec![Appended::New { pdu: Box::new(create), stored }],
-    };
-    room.add(&mut tx, &mut reservation, StateEventType::RoomMember, creator.as_str(), join).await?;
+    // 2. The creator joins. The events are built here and stored together at the end.
+    let mut room = NewRoom { events: NewRoomEvents::new(ctx, &held, rules.clone(), create), creator };
+    room.add(StateEventType::RoomMember, creator.as_str(), join)?;
 
     // 3. Power levels.
     let mut power_levels = default_power_levels();
@@ -162,14 +184,14 @@ pub async fn create_room(
             power_levels[key] = value.clone();
         }
     }
-    room.add(&mut tx, &mut reservation, StateEventType::RoomPowerLevels, "", power_levels).await?;
+    room.add(StateEventType::RoomPowerLevels, "", power_levels)?;
 
     // 4. The canonical alias, unless initial_state sets it itself (as Synapse).
     if let Some(alias) = &request.alias
         && !request.initial_state.iter().any(|(t, k, _)| t == "m.room.canonical_alias" && k.is_empty())
     {
         let content = aliases::canonical_alias_content(alias);
-        room.add(&mut tx, &mut reservation, StateEventType::RoomCanonicalAlias, "", content).await?;
+        room.add(StateEventType::RoomCanonicalAlias, "", content)?;
     }
 
     // 5. The preset's rules, unless initial_state sets them itself.
@@ -185,7 +207,7 @@ pub async fn create_room(
     for (kind, content) in preset_state {
         let overridden = request.initial_state.iter().any(|(t, k, _)| *t == kind.to_string() && k.is_empty());
         if !overridden {
-            room.add(&mut tx, &mut reservation, kind, "", content).await?;
+            room.add(kind, "", content)?;
         }
     }
 
@@ -194,14 +216,14 @@ pub async fn create_room(
         let replaced_by_field =
             (kind == "m.room.name" && request.name.is_some()) || (kind == "m.room.topic" && request.topic.is_some());
         if !replaced_by_field {
-            room.add(&mut tx, &mut reservation, kind.as_str().into(), state_key, content.clone()).await?;
+            room.add(kind.as_str().into(), state_key, content.clone())?;
         }
     }
     if let Some(name) = &request.name {
-        room.add(&mut tx, &mut reservation, StateEventType::RoomName, "", json!({"name": name})).await?;
+        room.add(StateEventType::RoomName, "", json!({"name": name}))?;
     }
     if let Some(topic) = &request.topic {
-        room.add(&mut tx, &mut reservation, StateEventType::RoomTopic, "", json!({"topic": topic})).await?;
+        room.add(StateEventType::RoomTopic, "", json!({"topic": topic}))?;
     }
 
     // 8. Invitations of local users; those of other servers need their server's signature
@@ -211,35 +233,33 @@ pub async fn create_room(
         if request.is_direct {
             content["is_direct"] = json!(true);
         }
-        room.add(&mut tx, &mut reservation, StateEventType::RoomMember, invitee.as_str(), content).await?;
+        room.add(StateEventType::RoomMember, invitee.as_str(), content)?;
     }
-    let appended = std::mem::take(&mut room.appended);
-    drop(room);
+    // 9. The first message, last.
+    let first_message = match &request.first_message {
+        Some(message) => {
+            let transaction = Transaction { device_id: &message.device_id, txn_id: &message.txn_id };
+            Some(room.events.add(creator, message.template.clone(), Some(transaction))?.to_owned())
+        }
+        None => None,
+    };
+    let appended = room.events.persist(&mut tx, &mut reservation).await?;
     commit_events(ctx, tx, reservation, &room_id, &appended).await?;
     tracing::info!(%room_id, %creator, version = %version, "created room");
-    Ok(room_id)
+    Ok(CreatedRoom { room_id, first_message })
 }
 
-/// A room being created: its events are the creator's, appended inside the creation's
-/// transaction, which holds the room's lock.
+/// A room being created: its events are the creator's, built in order in memory and stored
+/// together inside the creation's transaction, which holds the room's lock.
 struct NewRoom<'a> {
-    appender: Appender<'a>,
+    events: NewRoomEvents<'a>,
     creator: &'a UserId,
-    appended: Vec<Appended>,
 }
 
 impl NewRoom<'_> {
-    async fn add(
-        &mut self,
-        tx: &mut PgConnection,
-        reservation: &mut Reservation<'_>,
-        kind: StateEventType,
-        state_key: &str,
-        content: Value,
-    ) -> Result<()> {
+    fn add(&mut self, kind: StateEventType, state_key: &str, content: Value) -> Result<()> {
         let template = EventTemplate::state(kind, state_key, content);
-        let appended = self.appender.append(tx, reservation, self.creator, template, None).await?;
-        self.appended.push(appended);
+        self.events.add(self.creator, template, None)?;
         Ok(())
     }
 }

@@ -8,7 +8,7 @@
 //! nobody, and a dead writer's row is removed once its liveness lock is gone.
 
 use crate::db;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::streams::shared_read::SharedRead;
 use crate::streams::{Audience, Notifier};
 use crate::time::now_ms;
@@ -230,6 +230,14 @@ impl StreamTracker {
     }
 
     async fn allocate(&self, transaction: &mut PgConnection) -> Result<i64> {
+        let positions = self.allocate_many(transaction, 1).await?;
+        positions.first().copied().ok_or_else(|| Error::internal("no stream position allocated"))
+    }
+
+    /// `count` positions (ascending) in one round trip.
+    async fn allocate_many(&self, transaction: &mut PgConnection, count: usize) -> Result<Vec<i64>> {
+        // Held until the positions are in flight, so no `finish` in between lifts the floor
+        // that covers them.
         let mut control = self.inner.control.lock().await;
         let notifier = &self.inner.notifier;
         // The floor must be public before the position exists. A published floor no higher
@@ -248,9 +256,16 @@ impl StreamTracker {
             }
             None => {}
         }
-        let position = db::streams::allocate_position(transaction).await?;
-        self.in_flight().insert(position);
-        Ok(position)
+        let positions = match count {
+            1 => vec![db::streams::allocate_position(transaction).await?],
+            _ => {
+                let count = i64::try_from(count).map_err(|_| Error::internal("too many positions at once"))?;
+                db::streams::allocate_positions(transaction, count).await?
+            }
+        };
+        self.in_flight().extend(positions.iter().copied());
+        drop(control);
+        Ok(positions)
     }
 
     /// Positions are done (committed or abandoned): lower or clear the published floor, then
@@ -324,6 +339,13 @@ impl Reservation<'_> {
         let position = self.tracker.allocate(transaction).await?;
         self.positions.push(position);
         Ok(position)
+    }
+
+    /// Takes `count` next positions at once (ascending), inside `transaction`.
+    pub async fn next_many(&mut self, transaction: &mut PgConnection, count: usize) -> Result<Vec<i64>> {
+        let positions = self.tracker.allocate_many(transaction, count).await?;
+        self.positions.extend(positions.iter().copied());
+        Ok(positions)
     }
 
     /// The positions taken so far (some may belong to work rolled back to a savepoint).

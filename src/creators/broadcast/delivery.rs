@@ -6,10 +6,10 @@
 //! Durable and free of duplicates across a crash: each recipient's message is appended with
 //! the transaction id of the broadcast (the send path keys retransmissions by room, so each DM
 //! gets its own), so an append repeated after a crash returns the first event instead of
-//! sending again; a new DM's room is recorded as soon as it exists, and a recipient without a
-//! recorded room or an `m.direct` one is first looked for among the two-member rooms the
-//! creator shares with them (where a DM made just before a crash is). Outcomes are recorded
-//! once per chunk.
+//! sending again. A new DM commits with the message in it, so a crash leaves both or neither;
+//! a recipient without a recorded room or an `m.direct` one is first looked for among the
+//! two-member rooms the creator shares with them (where a DM made just before a crash is).
+//! Outcomes (with each new DM's room) are recorded once per chunk.
 //!
 //! Fair to other traffic: appends in flight are bounded per broadcast and across all
 //! broadcasts of the process ([`BroadcastCtx::slots`]), so the database pool and the CPU stay
@@ -24,7 +24,7 @@ use crate::db;
 use crate::db::broadcast::{Broadcast, Outcome, PendingRecipient};
 use crate::error::{Error, Result};
 use crate::rooms::build::EventTemplate;
-use crate::rooms::create::{CreateRoom, Preset, create_room};
+use crate::rooms::create::{CreateRoom, FirstMessage, Preset, create_room_with_message};
 use crate::rooms::send::{Transaction, append};
 use crate::users::account_data::{Change, change};
 use futures_util::StreamExt;
@@ -229,33 +229,42 @@ async fn deliver_one(
     }
     // Closed only when the process stops; then the recipient stays pending.
     let Ok(_slot) = ctx.slots.acquire().await else { return Fate::Later };
-    let (room_id, new_dm) = match room {
-        Some(room_id) => (room_id, false),
-        None => match create_dm(ctx, broadcast_id, creator, user_id).await {
-            Ok(room_id) => (room_id, true),
-            Err(error) => return fate_of(&error, None, user_id),
-        },
+    let Some(room_id) = room else {
+        return match create_dm(ctx, broadcast_id, creator, user_id, template).await {
+            Ok((room_id, event_id)) => Fate::Sent { room_id, event_id, new_dm: true },
+            Err(error) => fate_of(&error, None, user_id),
+        };
     };
     let transaction = Transaction { device_id: BROADCAST_DEVICE, txn_id: broadcast_id };
     match append(ctx.rooms, &room_id, creator, template, Some(transaction)).await {
-        Ok(event_id) => Fate::Sent { room_id, event_id: event_id.to_string(), new_dm },
+        Ok(event_id) => Fate::Sent { room_id, event_id: event_id.to_string(), new_dm: false },
         Err(error) => fate_of(&error, Some(room_id), user_id),
     }
 }
 
-/// A new DM of the creator with the recipient, invited (the message follows in it), and
-/// recorded for the recipient at once so a resumed delivery never creates a second.
-async fn create_dm(ctx: BroadcastCtx<'_>, broadcast_id: &str, creator: &UserId, user_id: &str) -> Result<OwnedRoomId> {
+/// A new DM of the creator with the recipient, invited, with the message in it: one commit,
+/// so the DM exists only with the message (a resumed delivery finds it among the rooms of
+/// just the two of them, and its append with the same transaction id sends nothing again).
+async fn create_dm(
+    ctx: BroadcastCtx<'_>,
+    broadcast_id: &str,
+    creator: &UserId,
+    user_id: &str,
+    template: EventTemplate,
+) -> Result<(OwnedRoomId, String)> {
     let invitee = OwnedUserId::try_from(user_id).map_err(|error| Error::internal(error.to_string()))?;
+    let first_message =
+        FirstMessage { template, device_id: BROADCAST_DEVICE.to_owned(), txn_id: broadcast_id.to_owned() };
     let request = CreateRoom {
         preset: Some(Preset::TrustedPrivateChat),
         is_direct: true,
         invite: vec![invitee],
+        first_message: Some(first_message),
         ..CreateRoom::default()
     };
-    let room_id = create_room(ctx.rooms, ctx.default_room_version, creator, request).await?;
-    db::broadcast::set_room(ctx.rooms.pool, broadcast_id, user_id, room_id.as_str()).await?;
-    Ok(room_id)
+    let created = create_room_with_message(ctx.rooms, ctx.default_room_version, creator, request).await?;
+    let event_id = created.first_message.ok_or_else(|| Error::internal("a new DM without its message"))?;
+    Ok((created.room_id, event_id.to_string()))
 }
 
 /// A refused invite (the recipient blocks invites) is a skip the creator is not told about;

@@ -78,6 +78,7 @@ async fn create(
         power_level_content_override: body.power_level_content_override.as_ref().map(json).transpose()?,
         creation_content: body.creation_content.as_ref().map(json).transpose()?,
         alias,
+        first_message: None,
     };
     let creator = &request.session.user_id;
     let room_id = create_room(state.rooms(), &state.default_room_version, creator, create).await?;

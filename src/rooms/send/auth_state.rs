@@ -139,10 +139,36 @@ impl AuthState {
             }
         }
 
+        Ok(Self::select(&auth_types, wanted, |key| slice.entries.get(key).and_then(Option::as_ref)))
+    }
+
+    /// The auth state of `template`, sent by `sender`, against a state held in memory: a new
+    /// room's, every event of which the caller built.
+    pub fn from_state(
+        state: &HashMap<(String, String), Pdu>,
+        template: &EventTemplate,
+        sender: &UserId,
+        rules: &RoomVersionRules,
+    ) -> Result<AuthState> {
+        let content = serde_json::value::to_raw_value(&template.content).map_err(|e| Error::bad_json(e.to_string()))?;
+        let auth_types =
+            auth_types_for_event(&template.kind, sender, template.state_key.as_deref(), &content, &rules.authorization)
+                .map_err(|message| Error::bad_json(format!("Invalid event: {message}")))?;
+        let mut wanted: Vec<(String, String)> = auth_types.iter().map(|(t, k)| (t.to_string(), k.clone())).collect();
+        wanted.push((StateEventType::RoomCreate.to_string(), String::new()));
+        Ok(Self::select(&auth_types, wanted, |key| state.get(key)))
+    }
+
+    /// The `wanted` state events `lookup` finds; the auth events are those of `auth_types`.
+    fn select<'s>(
+        auth_types: &[(StateEventType, String)],
+        wanted: Vec<(String, String)>,
+        lookup: impl Fn(&(String, String)) -> Option<&'s Pdu>,
+    ) -> AuthState {
         let mut by_key = HashMap::new();
         let mut by_id = HashMap::new();
         for key in wanted {
-            if let Some(Some(pdu)) = slice.entries.get(&key) {
+            if let Some(pdu) = lookup(&key) {
                 by_id.insert(pdu.event_id.clone(), pdu.clone());
                 by_key.insert(key, pdu.clone());
             }
@@ -152,7 +178,7 @@ impl AuthState {
             .filter_map(|(t, k)| by_key.get(&(t.to_string(), k.clone())))
             .map(|pdu| pdu.event_id.clone())
             .collect();
-        Ok(AuthState { by_key, by_id, auth_event_ids })
+        AuthState { by_key, by_id, auth_event_ids }
     }
 
     /// One state event of the loaded slice.

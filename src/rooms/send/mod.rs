@@ -7,9 +7,10 @@
 //! ```
 //!
 //! Room creation enters lower down (it holds the lock of a room nobody else can see yet and
-//! appends its events itself), and inbound federation will too; all finish through
-//! [`committed::commit_events`], the one way events are committed with what depends on them
-//! (notifications in the same transaction, wake-ups after it). Appending needs a [`locks::HeldRoomLock`], which only [`locks`] can make, so no
+//! builds its first events in memory, stored in one write by [`new_room`]), and inbound
+//! federation will too; all finish through [`committed::commit_events`], the one way events
+//! are committed with what depends on them (notifications in the same transaction, wake-ups
+//! after it). Appending needs a [`locks::HeldRoomLock`], which only [`locks`] can make, so no
 //! writer can forget to serialise on the room.
 
 mod appender;
@@ -17,11 +18,13 @@ mod auth_state;
 mod batch;
 pub mod committed;
 pub mod locks;
+mod new_room;
 mod persist;
 mod redaction_auth;
 
 pub use appender::{Appended, Appender, Carried, Transaction};
 pub use batch::SendQueue;
+pub use new_room::NewRoomEvents;
 
 /// Every room's lock, each with its queue of waiting sends.
 pub type RoomLocks = locks::RoomLocks<SendQueue>;
