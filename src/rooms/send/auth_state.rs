@@ -139,7 +139,7 @@ impl AuthState {
             }
         }
 
-        Ok(Self::select(&auth_types, wanted, |key| slice.entries.get(key).and_then(Option::as_ref)))
+        Ok(Self::select(&auth_types, wanted, |key| slice.entries.get(key).and_then(Option::clone)))
     }
 
     /// The auth state of `template`, sent by `sender`, against a state held in memory: a new
@@ -156,21 +156,21 @@ impl AuthState {
                 .map_err(|message| Error::bad_json(format!("Invalid event: {message}")))?;
         let mut wanted: Vec<(String, String)> = auth_types.iter().map(|(t, k)| (t.to_string(), k.clone())).collect();
         wanted.push((StateEventType::RoomCreate.to_string(), String::new()));
-        Ok(Self::select(&auth_types, wanted, |key| state.get(key)))
+        Ok(Self::select(&auth_types, wanted, |key| state.get(key).map(|pdu| Arc::new(pdu.clone()))))
     }
 
     /// The `wanted` state events `lookup` finds; the auth events are those of `auth_types`.
-    fn select<'s>(
+    fn select(
         auth_types: &[(StateEventType, String)],
         wanted: Vec<(String, String)>,
-        lookup: impl Fn(&(String, String)) -> Option<&'s Pdu>,
+        lookup: impl Fn(&(String, String)) -> Option<Arc<Pdu>>,
     ) -> AuthState {
         let mut by_key = HashMap::new();
         let mut by_id = HashMap::new();
         for key in wanted {
             if let Some(pdu) = lookup(&key) {
                 by_id.insert(pdu.event_id.clone(), pdu.clone());
-                by_key.insert(key, pdu.clone());
+                by_key.insert(key, pdu);
             }
         }
         let auth_event_ids = auth_types
