@@ -34,7 +34,8 @@ pub struct SyncParams<'a> {
 
 /// Answers one `/sync` of `session`'s device.
 pub async fn serve(pool: &PgPool, streams: &Streams, session: &Session, params: SyncParams<'_>) -> Result<SyncAnswer> {
-    let definition = resolve_filter(pool, session, params.filter).await?;
+    // Boxed, as the steps of `sync` are: the long-poll's wait keeps only what it needs.
+    let definition = Box::pin(resolve_filter(pool, session, params.filter)).await?;
     let request = SyncRequest {
         since: params.since,
         timeout: params.timeout,
@@ -46,7 +47,7 @@ pub async fn serve(pool: &PgPool, streams: &Streams, session: &Session, params: 
         device: Some(&session.device_id),
         sections: SectionFilters::from_definition(&definition),
     };
-    crate::users::presence::on_sync(pool, streams, &session.user_id, params.set_presence).await?;
+    Box::pin(crate::users::presence::on_sync(pool, streams, &session.user_id, params.set_presence)).await?;
     sync(pool, streams, &session.user_id, request).await
 }
 
