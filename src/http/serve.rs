@@ -12,7 +12,6 @@
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::extract::Request;
-use http::{HeaderValue, Uri};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto::Builder;
@@ -64,7 +63,6 @@ pub async fn serve_with_tls(
         };
         let service = app.clone().map_request(move |mut request: Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(address));
-            detach_head(&mut request);
             request.map(axum::body::Body::new)
         });
         let builder = builder.clone();
@@ -124,27 +122,6 @@ async fn serve_connection<I, S>(
         }
     }
     drop(stop);
-}
-
-/// Gives the request its own copies of its URI and header values.
-///
-/// hyper parses a request's head into slices of its 8 KiB read buffer, so every header value
-/// and the URI keep that whole buffer alive for as long as the request lives. A long-polling
-/// `/sync` lives for minutes, and while it waits hyper reads on to notice the client leaving:
-/// with its first buffer still held, it took a second one, 16 KiB per waiting request
-/// (heaptrack, 3,000 idle long-polls). With copies of the few bytes, the buffer is free again
-/// once parsed, and hyper's next read reuses it.
-fn detach_head<B>(request: &mut Request<B>) {
-    for value in request.headers_mut().values_mut() {
-        if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
-            copy.set_sensitive(value.is_sensitive());
-            *value = copy;
-        }
-    }
-    // Built from a `String`, a URI owns its bytes.
-    if let Ok(uri) = Uri::try_from(request.uri().to_string()) {
-        *request.uri_mut() = uri;
-    }
 }
 
 /// After a failed accept: errors of one connection are that connection's; others (too many
