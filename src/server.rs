@@ -228,8 +228,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })
     };
 
-    let trimmer = tokio::spawn(crate::allocator::trim_periodically());
-
     let outcome = tokio::select! {
         signal = shutdown_signal() => { tracing::info!(signal, "shutting down"); Ok(()) }
         Some(result) = servers.join_next() => match result {
@@ -248,7 +246,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tracing::warn!("some requests were still running after {DRAIN_LIMIT:?}; closing them");
     }
     pruner.abort();
-    trimmer.abort();
     // Background work first (push deliveries record their progress), then the pool, then the
     // database itself.
     state.shutdown().await;
