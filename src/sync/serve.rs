@@ -34,19 +34,23 @@ pub struct SyncParams<'a> {
 
 /// Answers one `/sync` of `session`'s device.
 pub async fn serve(pool: &Store, streams: &Streams, session: &Session, params: SyncParams<'_>) -> Result<SyncAnswer> {
-    let definition = resolve_filter(pool, session, params.filter).await?;
-    let request = SyncRequest {
-        since: params.since,
-        timeout: params.timeout,
-        full_state: params.full_state,
-        options: SyncOptions {
-            device: Some(session.device_id.clone()),
-            ..sync_options(&definition, params.full_state)
-        },
-        device: Some(&session.device_id),
-        sections: SectionFilters::from_definition(&definition),
+    // Boxed, as the steps of `sync` are: the long-poll's wait keeps only what it needs. The
+    // filter's definition is only read into the request, so it is not kept through the wait.
+    let request = {
+        let definition = Box::pin(resolve_filter(pool, session, params.filter)).await?;
+        SyncRequest {
+            since: params.since,
+            timeout: params.timeout,
+            full_state: params.full_state,
+            options: SyncOptions {
+                device: Some(session.device_id.clone()),
+                ..sync_options(&definition, params.full_state)
+            },
+            device: Some(&session.device_id),
+            sections: SectionFilters::from_definition(&definition),
+        }
     };
-    crate::users::presence::on_sync(pool, streams, &session.user_id, params.set_presence).await?;
+    Box::pin(crate::users::presence::on_sync(pool, streams, &session.user_id, params.set_presence)).await?;
     sync(pool, streams, &session.user_id, request).await
 }
 

@@ -91,6 +91,9 @@ pub fn open_file_limit_of(pid: u32) -> Option<u64> {
     line.trim_start_matches("Max open files").split_whitespace().next()?.parse().ok()
 }
 
+/// Descriptors this process needs besides the connections it holds (runtime, stdio, set-up).
+pub const SPARE_FILES: u64 = 256;
+
 /// Raises this process's open-file limit to its hard limit, which must allow `needed`
 /// descriptors: every long-poll holds a socket, and the usual soft limit (1024) is below a
 /// few thousand of them.

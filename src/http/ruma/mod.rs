@@ -73,6 +73,10 @@ impl AuthRequirement for NoAccessToken {
     const TOKEN: TokenUse = TokenUse::Ignored;
 }
 
+// Each extractor boxes its parsing (reading the body, authenticating): a handler's future is
+// as large as its largest step, and a long-polling handler would otherwise keep room for the
+// parsing through its whole wait.
+
 /// A parsed request for an endpoint that does not require an access token (one may still
 /// be given, and is then validated).
 pub struct Ruma<T> {
@@ -101,7 +105,7 @@ where
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self> {
-        let (body, session, client, _) = parse::<T>(request, state, |_| Ok(())).await?;
+        let (body, session, client, _) = Box::pin(parse::<T>(request, state, |_| Ok(()))).await?;
         Ok(Ruma { body, session, client })
     }
 }
@@ -136,7 +140,7 @@ where
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self> {
-        let (body, session, client, json) = parse::<T>(request, state, |_| Ok(())).await?;
+        let (body, session, client, json) = Box::pin(parse::<T>(request, state, |_| Ok(()))).await?;
         let session = session.ok_or_else(Error::missing_token)?;
         Ok(AuthedWithBody { request: Authed { body, session, client }, json })
     }
@@ -164,7 +168,7 @@ where
     type Rejection = Error;
 
     async fn from_request(request: Request, state: &AppState) -> Result<Self> {
-        let (body, session, client, _) = parse::<T>(request, state, C::check).await?;
+        let (body, session, client, _) = Box::pin(parse::<T>(request, state, C::check)).await?;
         let session = session.ok_or_else(Error::missing_token)?;
         Ok(AuthedChecked { request: Authed { body, session, client }, check: std::marker::PhantomData })
     }

@@ -7,6 +7,7 @@
 use crate::actions::{self, SETUP_CONCURRENCY, bounded};
 use crate::client::MatrixClient;
 use crate::feed::{SyncFeed, Transport};
+use crate::process;
 use crate::progress::Progress;
 use crate::provisioning::{BenchUser, Registration, RunPrefix, register_user};
 use crate::report::{FigureRow, LATENCY_HEADER, ServerRun, latency_columns};
@@ -74,6 +75,13 @@ impl Scenario for FanoutScenario {
             self.0.messages,
             self.0.interval_ms
         )
+    }
+
+    /// Every member holds a connection of its own (a long-poll or a WebSocket) through the
+    /// phase: 10,000 members need more descriptors than the usual soft limit of 1,024.
+    fn prepare(&self) -> Result<()> {
+        process::raise_open_file_limit(u64::from(self.0.members) + process::SPARE_FILES)?;
+        Ok(())
     }
 
     async fn run(&self, server: ServerContext<'_>) -> Result<FanoutRun> {

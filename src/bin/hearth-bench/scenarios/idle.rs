@@ -7,7 +7,7 @@
 use crate::actions::{self, SETUP_CONCURRENCY, bounded};
 use crate::client::MatrixClient;
 use crate::feed::{SyncFeed, Transport};
-use crate::process::{self, Memory};
+use crate::process::{self, Memory, SPARE_FILES};
 use crate::progress::Progress;
 use crate::provisioning::{BenchUser, Registration, RunPrefix, register_user};
 use crate::report::{FigureRow, ServerRun};
@@ -30,8 +30,6 @@ const OPEN_BATCH: u32 = 100;
 const OPEN_PAUSE: Duration = Duration::from_millis(100);
 /// How long to wait for all K sockets to be open before giving up.
 const OPEN_DEADLINE: Duration = Duration::from_secs(120);
-/// Descriptors this process needs besides the connections (runtime, stdio, set-up).
-const SPARE_FILES: u64 = 256;
 
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct IdleParameters {

@@ -4,20 +4,19 @@
 //! client fell behind, and it is closed with the token it resumes from.
 
 use super::frames::{self, Request, Start, StartFilter, close};
+use super::outbox::{self, Next, Refused};
 use super::requests;
 use crate::error::{Error, Result};
 use crate::state::AppState;
 use crate::sync::serve::SyncFilter;
 use crate::sync::stream::{StreamStart, SyncStream};
 use crate::users::{ClientInfo, Session, sessions};
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use ruma::presence::PresenceState;
 use serde_json::Value;
 use std::time::Duration;
-use tokio::sync::mpsc;
-use tokio::sync::mpsc::error::TrySendError;
 use tokio::time::Instant;
 
 /// Who opened the socket, as the upgrade request told.
@@ -27,17 +26,16 @@ pub struct Caller {
     pub client: ClientInfo,
 }
 
-/// The handles the reader and the producer share: the bounded frame queue and the close
+/// The reader's and the producer's way to the writer: the bounded frame queue and the close
 /// request (the first one wins; the writer sends what was queued before it).
 #[derive(Clone)]
 struct Outbox {
-    queue: mpsc::Sender<Message>,
-    close: mpsc::Sender<CloseFrame>,
+    queue: outbox::Outbox,
 }
 
 impl Outbox {
     fn close(&self, code: u16, errcode: Option<&str>, resume: Option<&str>) {
-        let _ = self.close.try_send(frames::close_frame(code, errcode, resume));
+        self.queue.close(frames::close_frame(code, errcode, resume));
     }
 
     /// Queues an error frame and closes: the client reads why, then the close.
@@ -52,10 +50,9 @@ pub async fn run(socket: WebSocket, state: AppState, caller: Caller) {
     let limits = &state.config.limits;
     let ping_every = Duration::from_secs(limits.ws_ping_interval_secs);
     let (sink, mut incoming) = socket.split();
-    let (queue, queued) = mpsc::channel(limits.ws_send_queue);
-    let (close, close_requested) = mpsc::channel(1);
-    let mut writer = tokio::spawn(write(sink, queued, close_requested, ping_every));
-    let outbox = Outbox { queue, close };
+    let (queue, queued) = outbox::outbox(limits.ws_send_queue);
+    let mut writer = tokio::spawn(write(sink, queued, ping_every));
+    let outbox = Outbox { queue };
     let started = Box::pin(start(&state, caller, &mut incoming, &outbox)).await;
     if let Some((token, client)) = started {
         read(&state, (&token, &client), &mut incoming, &outbox, &mut writer).await;
@@ -188,8 +185,8 @@ impl Producer {
             let next_batch = delta["next_batch"].as_str().map(str::to_owned);
             match outbox.queue.try_send(frames::sync(delta)) {
                 Ok(()) => resume = next_batch,
-                Err(TrySendError::Full(_)) => return outbox.close(close::BEHIND, None, resume.as_deref()),
-                Err(TrySendError::Closed(_)) => return,
+                Err(Refused::Full) => return outbox.close(close::BEHIND, None, resume.as_deref()),
+                Err(Refused::Gone) => return,
             }
         }
     }
@@ -263,28 +260,16 @@ fn without_id(mut frame: Value) -> Value {
 /// The writer: sends each queued frame and a ping every interval; when a close is asked for,
 /// sends what was queued before it, then the close. A frame the socket does not take within a
 /// ping interval ends the connection (the client is not reading).
-async fn write(
-    mut sink: SplitSink<WebSocket, Message>,
-    mut queued: mpsc::Receiver<Message>,
-    mut close_requested: mpsc::Receiver<CloseFrame>,
-    ping_every: Duration,
-) {
+async fn write(mut sink: SplitSink<WebSocket, Message>, queued: outbox::Queued, ping_every: Duration) {
     let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
     loop {
         let message = tokio::select! {
-            biased;
-            Some(frame) = close_requested.recv() => {
-                while let Ok(message) = queued.try_recv() {
-                    if !send(&mut sink, message, ping_every).await {
-                        return;
-                    }
+            next = queued.next() => match next {
+                Next::Frame(message) => message,
+                Next::Close(frame) => {
+                    send(&mut sink, Message::Close(Some(frame)), ping_every).await;
+                    return;
                 }
-                send(&mut sink, Message::Close(Some(frame)), ping_every).await;
-                return;
-            }
-            message = queued.recv() => match message {
-                Some(message) => message,
-                None => return,
             },
             _ = ping.tick() => Message::Ping(Default::default()),
         };
