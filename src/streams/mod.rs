@@ -23,6 +23,8 @@ pub struct Streams {
     /// of them then waits for — behind all of them (measured: sender PUT p50 160 ms during a
     /// 1,000-member fan-out). Past this many, syncs wait here, not in the pool's queue.
     pub sync_builds: tokio::sync::Semaphore,
+    /// Joined rooms' entries of recent initial syncs, reused while their streams stand still.
+    pub initial_sync: crate::sync::initial_cache::InitialSyncCache,
     /// Set when the process is stopping: waiting syncs answer at once instead of holding the
     /// shutdown up until their timeouts.
     stopping: tokio::sync::watch::Sender<bool>,
@@ -35,7 +37,13 @@ impl Streams {
         let tracker = StreamTracker::register(pool, notifier.clone()).await?;
         let builders = (pool.options().get_max_connections() as usize / 2).max(1);
         let stopping = tokio::sync::watch::Sender::new(false);
-        Ok(Streams { tracker, notifier, sync_builds: tokio::sync::Semaphore::new(builders), stopping })
+        Ok(Streams {
+            tracker,
+            notifier,
+            sync_builds: tokio::sync::Semaphore::new(builders),
+            initial_sync: Default::default(),
+            stopping,
+        })
     }
 
     /// Tells every waiting sync (and every sync still to come) to answer now.
