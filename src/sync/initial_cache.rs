@@ -21,6 +21,7 @@ use ruma::{OwnedUserId, UserId};
 use serde_json::Value;
 use sqlx::PgPool;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Room entries kept across all users. An entry of ten events is ~10-30 KB as a JSON value,
@@ -33,6 +34,8 @@ const ROOM_ENTRIES_BUDGET: usize = 5_000;
 #[derive(Default)]
 pub struct InitialSyncCache {
     inner: Mutex<Inner>,
+    /// Entries served from here, for tests and operators to see that it works.
+    served: AtomicU64,
 }
 
 #[derive(Default)]
@@ -126,6 +129,7 @@ impl InitialSyncCache {
     /// joined, or without an entry.
     pub(super) fn store(&self, reuse: Reuse, upto: i64, reused: &[(String, Arc<Value>)], built: &[(String, Value)]) {
         let Some(key) = reuse.key else { return };
+        self.served.fetch_add(reused.len() as u64, Ordering::Relaxed);
         if reused.len() + built.len() > ROOM_ENTRIES_BUDGET {
             return;
         }
@@ -152,6 +156,11 @@ impl InitialSyncCache {
                 inner.entries -= evicted.rooms.len();
             }
         }
+    }
+
+    /// Room entries an initial sync took from here since the process started.
+    pub fn served_entries(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
     }
 
     /// Forgets everything: for changes that move no stream position (an admin's history purge).
@@ -186,10 +195,6 @@ pub(super) fn member_events(entry: &Value) -> impl Iterator<Item = (&str, &str)>
 fn fingerprint(options: &SyncOptions, filters: &SectionFilters) -> String {
     format!(
         "{:?}|{}|{}|{}|{:?}",
-        options.timeline,
-        options.timeline_limit,
-        options.unread_thread_notifications,
-        options.include_leave,
-        filters
+        options.timeline, options.timeline_limit, options.unread_thread_notifications, options.include_leave, filters
     )
 }

@@ -58,7 +58,8 @@ pub async fn sync(pool: &PgPool, streams: &Streams, user: &UserId, request: Sync
         // Boxed: building is a large state machine, and a sync spends most of its life waiting,
         // when only this loop's small state needs to be kept (measured with 5,000 idle syncs).
         let permit = streams.sync_builds.acquire().await.map_err(|_| Error::internal("the server is stopping"))?;
-        let (body, key_counts) = Box::pin(build_window(pool, streams, user, window, &request, &sample.memberships)).await?;
+        let (body, key_counts) =
+            Box::pin(build_window(pool, streams, user, window, &request, &sample.memberships)).await?;
         drop(permit);
         let answer_now = !body.is_empty || since.is_none() || request.full_state || Instant::now() >= deadline;
         if answer_now {
@@ -117,7 +118,14 @@ async fn build_window(
 ) -> Result<(SyncBody, Option<Map<String, Value>>)> {
     let news = News::of(pool, user, request.device, memberships, window, request.sections.wanted()).await?;
     let (mut body, to_device, presence, device_lists) = tokio::try_join!(
-        build_rooms(pool, user, window, (&request.options, &request.sections), memberships, (&news, Some(&streams.initial_sync))),
+        build_rooms(
+            pool,
+            user,
+            window,
+            (&request.options, &request.sections),
+            memberships,
+            (&news, Some(&streams.initial_sync))
+        ),
         only_if(news.to_device(), crate::sync::to_device::section(pool, user, request.device, window)),
         only_if(news.presence().any(), crate::sync::presence::section(pool, user, window, news.presence())),
         only_if(news.device_lists(), crate::sync::device_lists::section(pool, user, window)),
