@@ -97,3 +97,39 @@ async fn check_both(server: &TestServer, other: &Node, user: &TestUser, change: 
     assert_eq!(joined(&on_server), joined(&uncached), "the caching process shows {change}");
     assert_eq!(joined(&on_other), joined(&uncached), "the other process shows {change}");
 }
+
+#[tokio::test]
+async fn members_a_cached_initial_sync_carries_count_as_sent_for_lazy_loading() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.join(&bob, &room).await;
+    server.send_text(&bob, &room, "one", "one").await;
+    let filter = json!({"room": {"timeline": {"limit": 10}, "state": {"lazy_load_members": true}}});
+    let path = format!("/_matrix/client/v3/sync?timeout=0&filter={}", encode(&filter.to_string()));
+    lazy_sync(&server, &alice, &path).await;
+    let again = lazy_sync(&server, &alice, &path).await;
+    assert_eq!(server.state.streams.initial_sync.served_entries(), 1, "the second initial sync came from the cache");
+    let members = |body: &Value, section: &str| -> Vec<String> {
+        let events = joined(body)[&room][section]["events"].as_array().cloned().unwrap_or_default();
+        let members = events.iter().filter(|event| event["type"] == "m.room.member");
+        members.map(|event| event["state_key"].as_str().expect("state_key").to_owned()).collect()
+    };
+    let sent = [members(&again, "state"), members(&again, "timeline")].concat();
+    assert!(sent.contains(&bob.user_id), "bob's member event came with his message: {again}");
+
+    // Bob speaks again: the device has his member event from the cached answer, so an
+    // incremental sync does not send it again.
+    server.send_text(&bob, &room, "two", "two").await;
+    let since = again["next_batch"].as_str().expect("next_batch");
+    let next = lazy_sync(&server, &alice, &format!("{path}&since={}", encode(since))).await;
+    assert_eq!(timeline_bodies(&next, &room), ["two"], "{next}");
+    assert!(members(&next, "state").is_empty(), "no member event sent twice: {next}");
+}
+
+async fn lazy_sync(server: &TestServer, user: &TestUser, path: &str) -> Value {
+    let (status, body) = server.get(path, user.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
