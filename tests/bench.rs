@@ -293,6 +293,9 @@ async fn initial_sync_sees_every_room_and_compare_gives_ratios() {
         assert_eq!(run["joined_rooms"], serde_json::json!([3, 3]), "{run}");
         let (p50, _, _) = ordered_latency(&run["latency_ms"]);
         assert!(run["min_ms"].as_f64().is_some_and(|min| min > 0.0 && min <= p50), "{run}");
+        // The first sync and the others' median apart: a cache shows only in the second.
+        assert!(run["first_ms"].as_f64().is_some_and(|first| first >= run["min_ms"].as_f64().unwrap()), "{run}");
+        assert!(run["repeated_median_ms"].as_f64().is_some_and(|repeated| repeated > 0.0), "{run}");
         let sizes = run["response_bytes"].as_array().expect("sizes");
         assert!(sizes.len() == 2 && sizes.iter().all(|size| size.as_u64().is_some_and(|s| s > 1_000)), "{run}");
         // The user really sent four messages to each of its three rooms.

@@ -15,6 +15,7 @@ mod sync_build;
 mod sync_counts;
 mod sync_ephemeral;
 mod sync_filters;
+mod sync_initial_cache;
 mod sync_joins;
 mod sync_lazy_members;
 mod sync_live;

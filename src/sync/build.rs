@@ -14,6 +14,7 @@ use crate::push::rules::PUSH_RULES_TYPE;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::served;
 use crate::store::Store;
+use crate::sync::initial_cache::{self, InitialSyncCache, Reuse};
 use crate::sync::news::{News, Wanted};
 use crate::sync::room::{RoomWindow, StateMode, room_entry};
 use crate::sync::sections::SectionFilters;
@@ -24,6 +25,7 @@ use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 /// State event types shown to users invited to (or knocking on) a room, so that clients can
 /// say what the room is (spec: "Stripped state"), plus the member event itself.
@@ -43,18 +45,19 @@ pub async fn build(pool: &Store, user: &UserId, window: SyncWindow, options: &Sy
     let memberships = db::sync::memberships(pool, user.as_str()).await?;
     let news = News::of(pool, user, None, &memberships, window, Wanted::ALL).await?;
     let sections = SectionFilters::default();
-    build_rooms(pool, user, window, (options, &sections), &memberships, &news).await
+    build_rooms(pool, user, window, (options, &sections), &memberships, (&news, None)).await
 }
 
 /// [`build`] with the user's memberships (as `room_memberships` holds them now) and the
-/// window's news already read.
+/// window's news already read; with a cache, an initial sync takes from it the joined rooms
+/// whose streams stood still since it was filled, and fills it.
 pub async fn build_rooms(
     pool: &Store,
     user: &UserId,
     window: SyncWindow,
     (options, filters): (&SyncOptions, &SectionFilters),
     memberships: &[MembershipRow],
-    news: &News,
+    (news, cache): (&News, Option<&InitialSyncCache>),
 ) -> Result<SyncBody> {
     let SyncWindow { since, upto } = window;
     if since.is_none()
@@ -69,8 +72,23 @@ pub async fn build_rooms(
         false => (Vec::new(), HashMap::new()),
     };
 
-    let sections = classify(pool, user, memberships, window, options).await?;
+    let mut sections = classify(pool, user, memberships, window, options).await?;
     let mut rooms = Map::new();
+
+    let mut reuse = match cache {
+        Some(cache) => cache.reusable(pool, user, memberships, window, (options, filters)).await?,
+        None => Reuse::none(),
+    };
+    let reused = take_reused(&mut sections.join, &mut reuse);
+    if let Some(device) = options.device.as_deref().filter(|_| options.timeline.lazy_load_members) {
+        // What the cached entries carry counts as sent, as if they had been built now.
+        let lazy = crate::sync::lazy_members::LazyDevice { pool, user, device, include_redundant: false };
+        for (room_id, entry) in &reused {
+            if let Ok(room_id) = <&RoomId>::try_from(room_id.as_str()) {
+                lazy.record(room_id, initial_cache::member_events(entry), upto);
+            }
+        }
+    }
 
     // Joined rooms: in an incremental sync only those with something new for the client.
     let joined_ids: Vec<String> = sections.join.iter().map(|room| room.room_id.to_string()).collect();
@@ -110,7 +128,12 @@ pub async fn build_rooms(
         .buffered(ROOMS_AT_ONCE)
         .try_collect()
         .await?;
-    let join: Map<String, Value> = entries.into_iter().flatten().collect();
+    let built: Vec<(String, Value)> = entries.into_iter().flatten().collect();
+    if let Some(cache) = cache {
+        cache.store(reuse, upto, &reused, &built);
+    }
+    let mut join: Map<String, Value> = built.into_iter().collect();
+    join.extend(reused.into_iter().map(|(room_id, entry)| (room_id, Value::clone(&entry))));
 
     // Left rooms (incremental syncs only, see `classify`): the timeline up to the leave.
     let mut leave = Map::new();
@@ -167,6 +190,21 @@ pub async fn build_rooms(
         body.insert("account_data".to_owned(), json!({ "events": global_account_data }));
     }
     Ok(SyncBody { json: Value::Object(body), is_empty })
+}
+
+/// Takes out of `joined` the rooms whose cached entries `reuse` holds, and returns those
+/// entries; `reuse` keeps nothing else.
+fn take_reused(joined: &mut Vec<RoomAt>, reuse: &mut Reuse) -> Vec<(String, Arc<Value>)> {
+    let mut reused = Vec::new();
+    joined.retain(|room| match reuse.rooms.remove(room.room_id.as_str()) {
+        Some(entry) => {
+            reused.push((room.room_id.to_string(), entry));
+            false
+        }
+        None => true,
+    });
+    reuse.rooms.clear();
+    reused
 }
 
 /// The user's account data changed in `(since, upto]` (all of it when `since` is `None`):

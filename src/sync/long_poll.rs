@@ -118,8 +118,16 @@ async fn build_window(
     memberships: &[MembershipRow],
 ) -> Result<(SyncBody, Option<Map<String, Value>>)> {
     let news = News::of(pool, user, request.device, memberships, window, request.sections.wanted()).await?;
+    let initial_syncs = pool.cache::<crate::sync::initial_cache::InitialSyncCache>();
     let (mut body, to_device, presence, device_lists) = tokio::try_join!(
-        build_rooms(pool, user, window, (&request.options, &request.sections), memberships, &news),
+        build_rooms(
+            pool,
+            user,
+            window,
+            (&request.options, &request.sections),
+            memberships,
+            (&news, Some(&*initial_syncs))
+        ),
         only_if(news.to_device(), crate::sync::to_device::section(pool, user, request.device, window)),
         only_if(news.presence().any(), crate::sync::presence::section(pool, user, window, news.presence())),
         only_if(news.device_lists(), crate::sync::device_lists::section(pool, user, window)),

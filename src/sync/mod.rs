@@ -6,6 +6,7 @@
 pub mod build;
 mod device_lists;
 mod ephemeral;
+pub mod initial_cache;
 mod lazy_members;
 pub mod long_poll;
 mod news;

@@ -42,7 +42,11 @@ async fn purge_history(
     let task = history_purge::schedule(&state.pool, room_id, path_event_id, &request, admin.user_id()).await?;
     admin.audit("purge history", &format!("{room_id} (purge {})", task.purge_id));
     let purge_id = task.purge_id.clone();
-    tokio::spawn(async move { history_purge::run(&state.pool, &state.server_name, task).await });
+    tokio::spawn(async move {
+        history_purge::run(&state.pool, &state.server_name, task).await;
+        // A purge moves no stream position: initial syncs must not serve what it removed.
+        state.pool.cache::<crate::sync::initial_cache::InitialSyncCache>().clear();
+    });
     Ok(axum::Json(json!({ "purge_id": purge_id })))
 }
 

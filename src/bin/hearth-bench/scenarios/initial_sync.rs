@@ -31,6 +31,10 @@ pub struct InitialSyncRun {
     /// Latency of the N initial `/sync`s; `p50` is their median.
     pub latency_ms: Latency,
     pub min_ms: f64,
+    /// The first `/sync` alone (a server that caches answers has nothing of this user yet)
+    /// and the median of the others (what a cache gives).
+    pub first_ms: f64,
+    pub repeated_median_ms: Option<f64>,
     /// Size of each answer's body, in bytes, in request order.
     pub response_bytes: Vec<usize>,
     /// Joined rooms in each answer, in request order.
@@ -77,17 +81,20 @@ impl ServerRun for InitialSyncRun {
         let l = &self.latency_ms;
         let _ = writeln!(
             out,
-            "  {:>9}{:>11}{:>9}{:>9}{:>9}{:>12}{:>8}  valid",
-            "requests", "median ms", "p99 ms", "min ms", "max ms", "KiB (max)", "rooms"
+            "  {:>9}{:>11}{:>9}{:>9}{:>9}{:>10}{:>13}{:>12}{:>8}  valid",
+            "requests", "median ms", "p99 ms", "min ms", "max ms", "first ms", "repeated ms", "KiB (max)", "rooms"
         );
+        let repeated = self.repeated_median_ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.1}"));
         let _ = writeln!(
             out,
-            "  {:>9}{:>11.1}{:>9.1}{:>9.1}{:>9.1}{:>12.1}{:>8}  {}",
+            "  {:>9}{:>11.1}{:>9.1}{:>9.1}{:>9.1}{:>10.1}{:>13}{:>12.1}{:>8}  {}",
             self.response_bytes.len(),
             l.p50,
             l.p99,
             self.min_ms,
             l.max,
+            self.first_ms,
+            repeated,
             self.largest_response() as f64 / 1024.0,
             self.joined_rooms.iter().min().copied().unwrap_or(0),
             if self.valid { "yes" } else { "NO" }
@@ -97,16 +104,11 @@ impl ServerRun for InitialSyncRun {
 
     fn comparable(&self) -> Vec<FigureRow> {
         let l = &self.latency_ms;
-        vec![FigureRow {
-            name: "initial-sync".to_owned(),
-            figures: vec![
-                ("median", l.p50),
-                ("p99", l.p99),
-                ("min", self.min_ms),
-                ("max", l.max),
-                ("response_bytes", self.largest_response() as f64),
-            ],
-        }]
+        let mut figures =
+            vec![("median", l.p50), ("p99", l.p99), ("min", self.min_ms), ("max", l.max), ("first", self.first_ms)];
+        figures.extend(self.repeated_median_ms.map(|ms| ("repeated_median", ms)));
+        figures.push(("response_bytes", self.largest_response() as f64));
+        vec![FigureRow { name: "initial-sync".to_owned(), figures }]
     }
 }
 
@@ -143,6 +145,8 @@ async fn run(
         user_id: user.user_id,
         latency_ms: Latency::from_samples(&samples),
         min_ms: samples.iter().min().copied().unwrap_or(Duration::ZERO).as_secs_f64() * 1_000.0,
+        first_ms: samples.first().copied().unwrap_or(Duration::ZERO).as_secs_f64() * 1_000.0,
+        repeated_median_ms: (samples.len() > 1).then(|| Latency::from_samples(&samples[1..]).p50),
         response_bytes,
         joined_rooms,
         valid,
