@@ -28,6 +28,7 @@ pub mod json;
 pub mod key_backup;
 pub mod media;
 pub mod outside_room_state;
+pub mod partial_state;
 pub mod presence;
 pub mod push_actions;
 pub mod push_delivery;

@@ -120,6 +120,13 @@ pub async fn accept_with_parent_states(
         }
         return Err(Error::forbidden(format!("{}: some of its auth events are unknown", pdu.event_id)));
     }
+    // A partial state lacks member events the event may need: its own auth events stand in
+    // for them (checked just now) until the full state is in and every event is checked again.
+    let partial = db::partial_state::is_partial(&mut *tx, room_id.as_str()).await?;
+    let stand_ins = match partial {
+        true => auth_events.clone(),
+        false => Vec::new(),
+    };
     if let Err(error) = AuthState::from_auth_events(auth_events).authorize(pdu, &rules) {
         return reject(tx, &room_id, pdu, None, error).await;
     }
@@ -147,9 +154,9 @@ pub async fn accept_with_parent_states(
         parent_states.push(db::state::create_snapshot(&mut tx, room_id.as_str(), None, &state.entries).await?);
     }
     let state_before = state_of(&mut tx, &room_id, &rules, parent_states).await?;
-    if let Err(error) =
-        AuthState::load_for_pdu(&mut tx, state_before, pdu, &rules).await?.authorize_by_state(pdu, &rules)
-    {
+    let mut before_auth = AuthState::load_for_pdu(&mut tx, state_before, pdu, &rules).await?;
+    before_auth.fill_missing_from(&stand_ins);
+    if let Err(error) = before_auth.authorize_by_state(pdu, &rules) {
         return reject(tx, &room_id, pdu, Some(state_before), error).await;
     }
 
@@ -158,7 +165,11 @@ pub async fn accept_with_parent_states(
     let current = state_of(&mut tx, &room_id, &rules, extremities.iter().map(|x| x.state_after).collect()).await?;
     let soft_fail = match current == state_before {
         true => None,
-        false => AuthState::load_for_pdu(&mut tx, current, pdu, &rules).await?.authorize_by_state(pdu, &rules).err(),
+        false => {
+            let mut current_auth = AuthState::load_for_pdu(&mut tx, current, pdu, &rules).await?;
+            current_auth.fill_missing_from(&stand_ins);
+            current_auth.authorize_by_state(pdu, &rules).err()
+        }
     };
     if let Some(reason) = soft_fail {
         tracing::info!(event_id = %pdu.event_id, %reason, "soft-failed: the current state does not allow it");
