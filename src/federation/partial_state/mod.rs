@@ -104,17 +104,20 @@ pub async fn run(ctx: FedCtx<'_>, mut stopped: watch::Receiver<bool>) {
         if *stopped.borrow() {
             break;
         }
-        let unfinished = match db::partial_state::all(ctx.rooms.pool).await {
+        let left = match db::partial_state::all(ctx.rooms.pool).await {
             Ok(rooms) => resync_all(ctx, &locks, rooms, &stopped).await,
             Err(error) => {
                 tracing::warn!(%error, "partial state: listing partial rooms");
-                true
+                Left::Failed
             }
         };
-        retry = match unfinished {
-            true => (retry * 2).min(RETRY_CAP),
-            false => RETRY_FIRST,
+        // A room another process resyncs is looked at again soon (that process may die); one
+        // whose servers failed, less and less often.
+        retry = match left {
+            Left::Failed => (retry * 2).min(RETRY_CAP),
+            Left::Nothing | Left::HeldElsewhere => RETRY_FIRST,
         };
+        let unfinished = left != Left::Nothing;
         tokio::select! {
             () = ctx.partial.wake.notified() => {}
             _ = stopped.changed() => break,
@@ -124,14 +127,24 @@ pub async fn run(ctx: FedCtx<'_>, mut stopped: watch::Receiver<bool>) {
     locks.close().await;
 }
 
-/// Resyncs each room; whether any is left partial.
+/// What a pass over the partial rooms left partial.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Left {
+    Nothing,
+    /// Rooms another process is resyncing.
+    HeldElsewhere,
+    /// Rooms whose resync failed (or that the stop interrupted).
+    Failed,
+}
+
+/// Resyncs each room; what is left partial.
 async fn resync_all(
     ctx: FedCtx<'_>,
     locks: &SessionLocks,
     rooms: Vec<db::partial_state::PartialStateRoom>,
     stopped: &watch::Receiver<bool>,
-) -> bool {
-    let mut unfinished = false;
+) -> Left {
+    let mut left = Left::Nothing;
     for room in rooms {
         let mut stopping = stopped.clone();
         let work = async {
@@ -145,9 +158,10 @@ async fn resync_all(
                 tracing::info!(room_id = room.room_id, "partial state: the room's full state is in");
                 ctx.partial.completed();
             }
-            Outcome::Stopped => return true,
-            _ => unfinished = true,
+            Outcome::Stopped => return Left::Failed,
+            Outcome::HeldElsewhere => left = left.max(Left::HeldElsewhere),
+            Outcome::Gone | Outcome::Failed => left = Left::Failed,
         }
     }
-    unfinished
+    left
 }
