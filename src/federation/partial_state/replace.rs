@@ -36,7 +36,9 @@ pub async fn replace_state(
         .and_then(|join| join.stream_position)
         .ok_or_else(|| Error::internal(format!("the join {} is not in the timeline", room.join_event_id)))?;
 
-    let ids: Vec<String> = state_before_join.iter().map(ToString::to_string).collect();
+    // The state before the join cannot hold the join (a server may answer the state after it).
+    let ids: Vec<String> =
+        state_before_join.iter().map(ToString::to_string).filter(|id| *id != room.join_event_id).collect();
     let mut keys = HashSet::new();
     let entries: Vec<(i64, i64)> = db::federation_inbound::state_entries_of(&mut *tx, &ids)
         .await?
