@@ -34,6 +34,8 @@ pub struct Inner {
     pub federation: crate::federation::client::FederationClient,
     /// Other servers' signing keys (and ours).
     pub key_ring: crate::federation::key_ring::KeyRing,
+    /// Rooms joined with a partial state, resynced in the background.
+    pub partial_state: crate::federation::partial_state::PartialStateRooms,
     /// The operator's billing webhook for tips; `None` when tips are off.
     pub billing: Option<crate::creators::billing::BillingClient>,
     /// Broadcast deliveries in flight across the process (see `creators::broadcast::delivery`).
@@ -96,6 +98,7 @@ impl AppState {
             federation_sender: Default::default(),
             federation,
             key_ring,
+            partial_state: Default::default(),
             billing,
             // A quarter of the pool: broadcasts never crowd out other requests.
             broadcast_slots: tokio::sync::Semaphore::new((pool.options().get_max_connections() as usize / 4).max(1)),
@@ -113,6 +116,15 @@ impl AppState {
         // federation off, whatever is queued (from when it was on) waits for it to be on again.
         if state.config.federation.enabled {
             state.federation_sender.start(state.pool.clone(), Arc::downgrade(&state.streams), state.federation.clone());
+        }
+        // Rooms joined with a partial state get their full state, also after a restart.
+        if state.config.federation.enabled {
+            let resyncing = state.clone();
+            let stopped = stopped.clone();
+            let resync = tokio::spawn(async move {
+                crate::federation::partial_state::run(resyncing.fed(), stopped).await;
+            });
+            state.background_tasks().push(resync);
         }
         // Expired typing must reach other clients' syncs as a stop without any request.
         let sweeper = crate::rooms::typing::spawn_sweeper(
@@ -190,7 +202,12 @@ impl AppState {
 
     /// What federation operations need.
     pub fn fed(&self) -> crate::federation::FedCtx<'_> {
-        crate::federation::FedCtx { rooms: self.rooms(), client: &self.federation, key_ring: &self.key_ring }
+        crate::federation::FedCtx {
+            rooms: self.rooms(),
+            client: &self.federation,
+            key_ring: &self.key_ring,
+            partial: &self.partial_state,
+        }
     }
 
     /// What tipping needs.

@@ -447,6 +447,12 @@ async fn federation_pushes_every_pdu_and_joins_a_large_room_over_tls() {
     let join = &run["join"];
     assert_eq!((join["state_members"].as_u64(), join["joined_members"].as_u64()), (Some(31), Some(32)), "{join}");
     assert!(join["join_ms"].as_f64().unwrap() > 0.0, "{join}");
+    // The same join with a partial state: Hearth asks for one, and lists every member once the
+    // full state is in.
+    let partial = &run["partial_join"];
+    assert_eq!(partial["asked_partial"], true, "{partial}");
+    assert_eq!((partial["state_members"].as_u64(), partial["joined_members"].as_u64()), (Some(31), Some(32)));
+    assert!(partial["full_state_s"].as_f64().unwrap() * 1000.0 >= partial["join_ms"].as_f64().unwrap(), "{partial}");
 
     // What the target stored: every pushed message, and the whole membership of the large room.
     let count = |room: &Value, event_type: &str| {
@@ -457,4 +463,6 @@ async fn federation_pushes_every_pdu_and_joins_a_large_room_over_tls() {
     };
     assert_eq!(target.server.count(&count(&inbound["room_id"], "m.room.message")).await, 120);
     assert_eq!(target.server.count(&count(&join["room_id"], "m.room.member")).await, 32);
+    assert_eq!(target.server.count(&count(&partial["room_id"], "m.room.member")).await, 32);
+    assert_eq!(target.server.count("SELECT count(*) FROM partial_state_rooms").await, 0);
 }

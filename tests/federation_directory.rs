@@ -66,6 +66,10 @@ async fn a_user_of_b_finds_a_room_of_a_joins_it_and_each_directory_finds_the_oth
     // display name their join carries.
     let found = directory_search(&a.server, &alice, "biscuit").await;
     assert_eq!(found, vec![(bob.user_id.clone(), json!("Bob Biscuit"))]);
+    // B joined with a partial state (the room is named, so it knew none of A's members);
+    // its member list answers once the full state is in.
+    let (status, body) = b.server.get(&format!("/_matrix/client/v3/rooms/{tea}/joined_members"), bob.token()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
     let found = directory_search(&b.server, &bob, "alice").await;
     assert_eq!(found, vec![(alice.user_id.clone(), json!("Alice Tea"))]);
 }

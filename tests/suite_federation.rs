@@ -17,6 +17,7 @@ mod federation_inbound;
 mod federation_join;
 mod federation_keys;
 mod federation_membership;
+mod federation_partial_state;
 mod federation_send;
 mod federation_sender;
 mod federation_synapse;

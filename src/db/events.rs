@@ -201,6 +201,8 @@ pub async fn room_tip(
                    AND t.txn_id = $6),
                 r.room_version, x.event_nid, x.event_id, x.depth, x.state_after,
                 EXISTS (SELECT 1 FROM room_servers s WHERE s.room_id = $1 AND s.server_name <> $7)
+                  -- A room joined with a partial state has servers this one does not know yet.
+                  OR EXISTS (SELECT 1 FROM partial_state_rooms p WHERE p.room_id = $1)
          FROM (VALUES (1)) AS one (n)
          LEFT JOIN rooms r ON r.room_id = $1
          LEFT JOIN LATERAL (

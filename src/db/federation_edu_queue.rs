@@ -25,7 +25,10 @@ pub async fn enqueue_for(
     };
     let queued = sqlx::query(
         "INSERT INTO federation_edu_queue (destination, stream_position, edu)
-         SELECT DISTINCT server_name, $4, $5 FROM room_servers
+         SELECT DISTINCT server_name, $4, $5 FROM (
+             SELECT room_id, server_name FROM room_servers
+             UNION ALL SELECT room_id, unnest(servers_in_room) FROM partial_state_rooms
+         ) servers
          WHERE server_name <> $3
            AND (room_id = $1 OR room_id IN (SELECT room_id FROM room_memberships
                                             WHERE user_id = $2 AND membership = 'join'))",

@@ -15,19 +15,23 @@ pub struct Outgoing<'a> {
 }
 
 /// Queues `events` (new events of `room_id`, in order) for every server with a joined member
-/// in the room after them, and each to its membership target's server; never to `local`.
-/// One statement, which inserts nothing for a room without remote servers.
+/// in the room after them — and, while the room's state is partial, every server the resident
+/// named as in the room (migration 0040) — and each to its membership target's server; never
+/// to `local`. One statement, which inserts nothing for a room without remote servers.
 pub async fn enqueue(conn: &mut PgConnection, room_id: &str, local: &str, events: &[Outgoing<'_>]) -> sqlx::Result<()> {
     let nids: Vec<i64> = events.iter().map(|event| event.event_nid).collect();
     let positions: Vec<i64> = events.iter().map(|event| event.stream_position).collect();
     let targets: Vec<Option<&str>> = events.iter().map(|event| event.membership_target).collect();
     sqlx::query(
-        "WITH servers AS (SELECT server_name FROM room_servers WHERE room_id = $1 AND server_name <> $5)
+        "WITH servers AS (
+             SELECT server_name FROM room_servers WHERE room_id = $1 AND server_name <> $5
+             UNION SELECT unnest(servers_in_room) FROM partial_state_rooms WHERE room_id = $1
+         )
          INSERT INTO federation_queue (destination, event_nid, stream_position)
          SELECT DISTINCT d.destination, e.nid, e.pos
          FROM unnest($2::bigint[], $3::bigint[], $4::text[]) AS e(nid, pos, target)
          CROSS JOIN LATERAL (
-             SELECT server_name FROM servers
+             SELECT server_name FROM servers WHERE server_name <> $5
              UNION SELECT e.target WHERE e.target IS NOT NULL AND e.target <> $5
          ) d(destination)",
     )

@@ -29,6 +29,7 @@ pub mod key_backup;
 pub mod media;
 pub mod new_room;
 pub mod outside_room_state;
+pub mod partial_state;
 pub mod presence;
 pub mod push_actions;
 pub mod push_delivery;

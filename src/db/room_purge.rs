@@ -27,6 +27,7 @@ const ROOM_ROWS: &[(&str, RoomKey)] = &[
     ("event_edges", EventNid),
     ("event_auth_edges", EventNid),
     ("forward_extremities", RoomId),
+    ("partial_state_rooms", RoomId),
     ("current_state", RoomId),
     ("room_memberships", RoomId),
     ("room_servers", RoomId),

@@ -1,7 +1,7 @@
 //! Federation: other servers' keys ([`key_ring`]), the outbound
 //! client with the spec's server discovery ([`client`], [`discovery`]) and TLS ([`tls`]), the
 //! inbound PDU pipeline ([`inbound`]) and server ACLs ([`acl`]), membership across servers
-//! ([`membership`]), history from other servers ([`backfill`]), queries ([`query`]) and the
+//! ([`membership`]) and joins with a partial state ([`partial_state`]), history from other servers ([`backfill`]), queries ([`query`]) and the
 //! delivery of the outbound queue ([`sender`]; its rows are written by `crate::outbox::federation`
 //! inside the domains' own transactions). Federation domain code takes a [`FedCtx`].
 
@@ -14,6 +14,7 @@ pub mod inbound;
 pub mod key_ring;
 pub mod key_source;
 pub mod membership;
+pub mod partial_state;
 pub mod query;
 pub mod sender;
 pub mod tls;
@@ -25,4 +26,6 @@ pub struct FedCtx<'a> {
     pub rooms: crate::rooms::RoomCtx<'a>,
     pub client: &'a client::FederationClient,
     pub key_ring: &'a key_ring::KeyRing,
+    /// Rooms joined with a partial state: the resync task's handle.
+    pub partial: &'a partial_state::PartialStateRooms,
 }

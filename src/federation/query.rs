@@ -33,14 +33,20 @@ pub async fn local_alias(
     Ok((room_id, servers))
 }
 
-/// `first` (this server, which answers) and the servers of the room's joined members.
+/// `first` (this server, which answers) and the servers of the room's joined members — and,
+/// while the room's state is partial, the servers the resident named as in it.
 pub async fn servers_in_room(pool: &Store, first: &ServerName, room_id: &RoomId) -> Result<Vec<OwnedServerName>> {
-    let others: BTreeSet<OwnedServerName> = db::rooms::joined_members(pool, room_id.as_str())
+    let mut others: BTreeSet<OwnedServerName> = db::rooms::joined_members(pool, room_id.as_str())
         .await?
         .iter()
         .filter_map(|member| UserId::parse(member.as_str()).ok())
         .map(|member| member.server_name().to_owned())
         .collect();
+    if let Some(partial) = db::partial_state::get(pool, room_id.as_str()).await? {
+        others.extend(
+            partial.servers_in_room.iter().filter_map(|server| OwnedServerName::try_from(server.as_str()).ok()),
+        );
+    }
     let mut servers = vec![first.to_owned()];
     servers.extend(others.into_iter().filter(|server| server != first));
     servers.truncate(MAX_SERVERS);

@@ -120,6 +120,7 @@ pub async fn accept_with_parent_states(
         }
         return Err(Error::forbidden(format!("{}: some of its auth events are unknown", pdu.event_id)));
     }
+    let mut stand_ins = StandIns { auth_events: auth_events.clone(), partial: None };
     if let Err(error) = AuthState::from_auth_events(auth_events).authorize(pdu, &rules) {
         return reject(tx, &room_id, pdu, None, error).await;
     }
@@ -147,9 +148,8 @@ pub async fn accept_with_parent_states(
         parent_states.push(db::state::create_snapshot(&mut tx, room_id.as_str(), None, &state.entries).await?);
     }
     let state_before = state_of(&mut tx, &room_id, &rules, parent_states).await?;
-    if let Err(error) =
-        AuthState::load_for_pdu(&mut tx, state_before, pdu, &rules).await?.authorize_by_state(pdu, &rules)
-    {
+    let before_auth = AuthState::load_for_pdu(&mut tx, state_before, pdu, &rules).await?;
+    if let Err(error) = stand_ins.authorize(&mut tx, &room_id, before_auth, pdu, &rules).await? {
         return reject(tx, &room_id, pdu, Some(state_before), error).await;
     }
 
@@ -158,7 +158,10 @@ pub async fn accept_with_parent_states(
     let current = state_of(&mut tx, &room_id, &rules, extremities.iter().map(|x| x.state_after).collect()).await?;
     let soft_fail = match current == state_before {
         true => None,
-        false => AuthState::load_for_pdu(&mut tx, current, pdu, &rules).await?.authorize_by_state(pdu, &rules).err(),
+        false => {
+            let current_auth = AuthState::load_for_pdu(&mut tx, current, pdu, &rules).await?;
+            stand_ins.authorize(&mut tx, &room_id, current_auth, pdu, &rules).await?.err()
+        }
     };
     if let Some(reason) = soft_fail {
         tracing::info!(event_id = %pdu.event_id, %reason, "soft-failed: the current state does not allow it");
@@ -189,6 +192,40 @@ pub async fn accept_with_parent_states(
     let appended = Appended::New { pdu: Box::new(pdu.clone()), stored };
     commit_events(ctx, tx, reservation, &room_id, [&appended]).await?;
     Ok(Ok(Accepted::Timeline { event_id: pdu.event_id.clone(), position: stored.position }))
+}
+
+/// A room joined with a partial state lacks member events an event may need: its own auth
+/// events (checked against it already) stand in for the keys the state lacks, until the full
+/// state is in and every event is checked again (`federation::partial_state`). Whether the
+/// room is partial is asked only when the state alone refuses the event, so the common case
+/// costs nothing.
+struct StandIns {
+    auth_events: Vec<Pdu>,
+    partial: Option<bool>,
+}
+
+impl StandIns {
+    /// `auth` (a slice of the state before the event, or of the current state) judging `pdu`,
+    /// with the stand-ins where the state is partial: `Ok(Err(..))` is a refusal.
+    async fn authorize(
+        &mut self,
+        conn: &mut PgConnection,
+        room_id: &OwnedRoomId,
+        mut auth: AuthState,
+        pdu: &Pdu,
+        rules: &RoomVersionRules,
+    ) -> Result<Result<()>> {
+        let Err(refusal) = auth.authorize_by_state(pdu, rules) else { return Ok(Ok(())) };
+        let partial = match self.partial {
+            Some(partial) => partial,
+            None => *self.partial.insert(db::partial_state::is_partial(&mut *conn, room_id.as_str()).await?),
+        };
+        if !partial {
+            return Ok(Err(refusal));
+        }
+        auth.fill_missing_from(&self.auth_events);
+        Ok(auth.authorize_by_state(pdu, rules))
+    }
 }
 
 /// Stores `pdu` as rejected (spec: "Rejection": kept so it is not judged again, never served,

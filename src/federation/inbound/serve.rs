@@ -131,6 +131,7 @@ pub struct StateAt {
 
 /// `GET /state_ids/{roomId}?event_id=`: the state before the event, and its auth chain.
 pub async fn state_ids(pool: &Store, server: &ServerName, room_id: &RoomId, event_id: &str) -> Result<StateAt> {
+    crate::federation::partial_state::refuse_while_partial(pool, room_id).await?;
     let mut view = ServerView::new(pool, server, room_id).await?;
     let event = view.visible_event(event_id).await?;
     let snapshot =
@@ -190,6 +191,7 @@ pub async fn backfill(
     from: &[String],
     limit: usize,
 ) -> Result<Vec<Box<RawJsonValue>>> {
+    crate::federation::partial_state::refuse_while_partial(pool, room_id).await?;
     let mut view = ServerView::new(pool, server, room_id).await?;
     let limit = limit.clamp(1, MAX_EVENTS);
     let start = db::federation_inbound::servable_events(pool, from).await?;

@@ -16,7 +16,7 @@ use crate::rooms::rules_for;
 use futures_util::{StreamExt, stream};
 use ruma::api::federation::authorization::get_event_authorization::v1 as event_auth;
 use ruma::api::federation::event::{get_event::v1 as get_event, get_room_state_ids::v1 as state_ids};
-use ruma::{OwnedEventId, RoomId, ServerName};
+use ruma::{OwnedEventId, RoomId, RoomVersionId, ServerName};
 use serde_json::value::RawValue as RawJsonValue;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -105,24 +105,7 @@ async fn fetch_parent_state(
             not_held.len()
         )));
     }
-    let raws: Vec<Box<RawJsonValue>> = stream::iter(not_held.iter().cloned())
-        .map(|event_id| async move {
-            match ctx.client.send(origin, get_event::Request::new(event_id.clone())).await {
-                Ok(answer) => Some((event_id, answer.pdu)),
-                Err(error) => {
-                    tracing::info!(%origin, %event_id, %error, "a state event could not be fetched");
-                    None
-                }
-            }
-        })
-        .buffer_unordered(FETCH_CONCURRENCY)
-        .filter_map(|fetched| async move { fetched.map(|(_, raw)| raw) })
-        .collect()
-        .await;
-    let mut fetched = check_fetched(ctx.key_ring, &pdu.room_version, &raws).await;
-    // Only what was asked for: a server answering `/event` with another event gets nothing in.
-    let asked: HashSet<&OwnedEventId> = not_held.iter().collect();
-    fetched.retain(|event| asked.contains(&event.event_id));
+    let fetched = fetch_events(ctx, origin, &pdu.room_version, &not_held).await;
     store_fetched(ctx, &room_id, pdu, fetched).await?;
 
     let state_ids: Vec<String> = answer.pdu_ids.iter().map(ToString::to_string).collect();
@@ -142,6 +125,35 @@ async fn fetch_parent_state(
         return Err(Error::not_found(format!("{parent} could not be fetched from {origin}")));
     }
     Ok(FetchedParentState { parent: parent.clone(), entries })
+}
+
+/// Fetches `event_ids` from `origin` one by one (`/event`, a few at a time) and checks them;
+/// what fails to come or to pass its checks is left out.
+pub async fn fetch_events(
+    ctx: FedCtx<'_>,
+    origin: &ServerName,
+    room_version: &RoomVersionId,
+    event_ids: &[OwnedEventId],
+) -> Vec<crate::rooms::pdu::Pdu> {
+    let raws: Vec<Box<RawJsonValue>> = stream::iter(event_ids.iter().cloned())
+        .map(|event_id| async move {
+            match ctx.client.send(origin, get_event::Request::new(event_id.clone())).await {
+                Ok(answer) => Some(answer.pdu),
+                Err(error) => {
+                    tracing::info!(%origin, %event_id, %error, "an event could not be fetched");
+                    None
+                }
+            }
+        })
+        .buffer_unordered(FETCH_CONCURRENCY)
+        .filter_map(|fetched| async move { fetched })
+        .collect()
+        .await;
+    let mut fetched = check_fetched(ctx.key_ring, room_version, &raws).await;
+    // Only what was asked for: a server answering `/event` with another event gets nothing in.
+    let asked: HashSet<&OwnedEventId> = event_ids.iter().collect();
+    fetched.retain(|event| asked.contains(&event.event_id));
+    fetched
 }
 
 /// Stores what was fetched for `pdu`'s room as outliers, under the room's lock.

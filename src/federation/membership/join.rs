@@ -3,6 +3,8 @@
 //! for a template (`make_join`), sign the join, send it (`send_join` v2), check the state and
 //! auth chain it answers with before believing any of it, store them, and commit the join as
 //! the room's first local event — from then on the room is joined here and shows in `/sync`.
+//! The join asks for a partial state (`omit_members`); a resident that leaves member events
+//! out makes the room partial here until `partial_state` has fetched the rest.
 
 use crate::error::{Error, Result};
 use crate::federation::FedCtx;
@@ -93,7 +95,10 @@ async fn join_through(
     let (join, room_version) =
         own_event_through(ctx, server, (user, room_id), RemoteMembership::Join, (content, kept)).await?;
 
-    let send = create_join_event::v2::Request::new(room_id.to_owned(), join.event_id.clone(), raw_pdu(&join)?);
+    let mut send = create_join_event::v2::Request::new(room_id.to_owned(), join.event_id.clone(), raw_pdu(&join)?);
+    // A partial state answers in about the time the rest of the state takes to check; the
+    // member events follow in the background (`partial_state`).
+    send.omit_members = true;
     let answer = ctx.client.send(server, send).await?.room_state;
     // A restricted join comes back signed by the authorising server too: that copy is the one.
     let join = match &answer.event {
@@ -109,5 +114,15 @@ async fn join_through(
         None => join,
     };
     let checked = check_room_state(ctx.key_ring, room_id, &room_version, &answer.state, &answer.auth_chain).await?;
-    store_joined_room(ctx.rooms, room_id, &room_version, &checked, &join).await
+    let partial = answer.members_omitted.then(|| {
+        // The resident first: it is in the room, and the one asked first for the state.
+        let mut servers = vec![server.to_string()];
+        servers.extend(answer.servers_in_room.iter().flatten().filter(|named| *named != server.as_str()).cloned());
+        servers
+    });
+    store_joined_room(ctx.rooms, room_id, &room_version, &checked, &join, partial.as_deref()).await?;
+    if partial.is_some() {
+        ctx.partial.wake();
+    }
+    Ok(())
 }

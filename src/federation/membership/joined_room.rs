@@ -17,13 +17,16 @@ use ruma::events::TimelineEventType;
 use ruma::{EventId, RoomId, RoomVersionId};
 use std::collections::{HashMap, HashSet};
 
-/// Stores `room_id` as `checked` describes it, and `join` on top.
+/// Stores `room_id` as `checked` describes it, and `join` on top; with `partial` (the servers
+/// in the room, the resident first), the state lacks member events and the room is recorded
+/// as partial in the same transaction.
 pub async fn store_joined_room(
     ctx: RoomCtx<'_>,
     room_id: &RoomId,
     room_version: &RoomVersionId,
     checked: &CheckedRoomState,
     join: &Pdu,
+    partial: Option<&[String]>,
 ) -> Result<()> {
     let mut tx = ctx.pool.begin().await?;
     let held = ctx.locks.lock_in(&mut tx, room_id).await?;
@@ -80,6 +83,9 @@ pub async fn store_joined_room(
     let stored = persist(&mut tx, &held, &mut reservation, join, state_before, &prev_nids, None).await?;
     for (user, membership, event_nid) in members.iter().filter(|(user, ..)| user != join.sender.as_str()) {
         db::rooms::set_membership(&mut tx, room_id.as_str(), user, membership, *event_nid, stored.position).await?;
+    }
+    if let Some(servers) = partial {
+        db::partial_state::insert(&mut tx, room_id.as_str(), join.event_id.as_str(), servers, now_ms()).await?;
     }
     let appended = Appended::New { pdu: Box::new(join.clone()), stored };
     commit_events(ctx, tx, reservation, room_id, [&appended]).await

@@ -67,6 +67,10 @@ pub async fn make_membership(
     if user.server_name() != origin {
         return Err(Error::forbidden(format!("{origin} may not ask for a membership event of {user}")));
     }
+    // A joining server needs the state this server does not fully have yet: it asks another.
+    if membership != RemoteMembership::Leave {
+        crate::federation::partial_state::refuse_while_partial(ctx.pool, room_id).await?;
+    }
     let version = db::rooms::version(ctx.pool, room_id.as_str())
         .await?
         .ok_or_else(|| Error::not_found(format!("This server does not know room {room_id}")))?;

@@ -37,6 +37,13 @@ async fn member_list(
         membership: membership.as_deref(),
         not_membership: not_membership.as_deref(),
     };
+    // A room joined with a partial state lists its members once they are all known.
+    if body.at.is_none() {
+        state
+            .partial_state
+            .wait_until_full(&state.pool, &body.room_id, federation::partial_state::MEMBERS_WAIT)
+            .await?;
+    }
     let events = members::members(&state.pool, &request.session.user_id, &body.room_id, filter).await?;
     let chunk = events
         .iter()

@@ -154,7 +154,10 @@ async fn members_joined(
     State(state): State<AppState>,
     request: Authed<joined_members::v3::Request>,
 ) -> Result<RumaResponse<joined_members::v3::Response>> {
-    let members = read::joined_members(&state.pool, &request.session.user_id, &request.body.room_id).await?;
+    // A room joined with a partial state lists its members once they are all known.
+    let room_id = &request.body.room_id;
+    state.partial_state.wait_until_full(&state.pool, room_id, federation::partial_state::MEMBERS_WAIT).await?;
+    let members = read::joined_members(&state.pool, &request.session.user_id, room_id).await?;
     let mut joined = BTreeMap::new();
     for (user_id, content) in members {
         let Ok(user_id) = OwnedUserId::try_from(user_id) else { continue };

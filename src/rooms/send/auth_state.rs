@@ -181,6 +181,21 @@ impl AuthState {
         AuthState { by_key, by_id, auth_event_ids }
     }
 
+    /// Takes the state events among `events` whose keys the slice lacks (a room joined with a
+    /// partial state: the member events the resident left out come from the event's own auth
+    /// events until the full state is in, as Synapse resolves them).
+    pub fn fill_missing_from(&mut self, events: &[Pdu]) {
+        for pdu in events {
+            let Some(state_key) = &pdu.state_key else { continue };
+            let key = (pdu.kind.to_string(), state_key.clone());
+            if !self.by_key.contains_key(&key) {
+                let pdu = Arc::new(pdu.clone());
+                self.by_id.insert(pdu.event_id.clone(), pdu.clone());
+                self.by_key.insert(key, pdu);
+            }
+        }
+    }
+
     /// One state event of the loaded slice.
     pub fn state_event(&self, kind: &str, state_key: &str) -> Option<&Pdu> {
         self.by_key.get(&(kind.to_owned(), state_key.to_owned())).map(Arc::as_ref)

@@ -251,6 +251,29 @@ impl RemoteRoom {
         Ok((state, auth_chain))
     }
 
+    /// The `send_join` answer to a joiner that asked for a partial state (`omit_members`), as
+    /// Hearth's resident gives it: member events only of the first few members a client names
+    /// the nameless room by (its heroes; the joiner has no membership before its join); the
+    /// auth chain without what the state carries.
+    pub fn partial_state_and_auth_chain(&self) -> Result<(EventsJson, EventsJson)> {
+        const HEROES: usize = 5;
+        let raw = |pdu: &Pdu| RawJsonValue::from_string(pdu.canonical_json()).context("a PDU as JSON");
+        let is_member = |pdu: &&Pdu| pdu.kind.to_string() == "m.room.member";
+        let heroes: Vec<&OwnedEventId> =
+            self.state.iter().filter(is_member).take(HEROES).map(|p| &p.event_id).collect();
+        let kept: Vec<&Pdu> =
+            self.state.iter().filter(|pdu| !is_member(pdu) || heroes.contains(&&pdu.event_id)).collect();
+        let state = kept.iter().map(|pdu| raw(pdu)).collect::<Result<Vec<_>>>()?;
+        let auth_chain = self
+            .state
+            .iter()
+            .take(4)
+            .filter(|pdu| !kept.iter().any(|kept| kept.event_id == pdu.event_id))
+            .map(raw)
+            .collect::<Result<Vec<_>>>()?;
+        Ok((state, auth_chain))
+    }
+
     /// `count` messages of the owner, chained one after another from the tip and signed now,
     /// so that signing is not part of what the target is timed on.
     pub fn messages(&mut self, count: u32, key: &SigningKey, label: &str) -> Result<Vec<Pdu>> {

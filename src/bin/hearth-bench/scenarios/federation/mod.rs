@@ -8,7 +8,10 @@
 //!   acknowledge before processing: Synapse stages PDUs and processes them afterwards).
 //! - **join**: the target's user joins a room whose state holds K members, through the
 //!   target's client API (`POST /join/{roomId}?server_name=…`); timed from the request to its
-//!   answer, and checked with `joined_members`.
+//!   answer, and checked with `joined_members`. Twice: with the whole state in the `send_join`
+//!   answer, then — for a joiner that asks for it (`omit_members`) — with a partial state, as a
+//!   Hearth resident answers ("faster joins"); that join is also timed until `joined_members`
+//!   (which a partial-state server answers once it has the full state) lists all K members.
 //!
 //! The target must be named so that the bench reaches its federation API by the spec's
 //! discovery (e.g. `localhost:<port>` serving TLS on that port with a certificate from the
@@ -56,6 +59,8 @@ pub struct FederationRun {
     pub server_name: String,
     pub inbound: Option<InboundResult>,
     pub join: Option<JoinResult>,
+    /// The same join with a partial state (when the target asks for one).
+    pub partial_join: Option<PartialJoinResult>,
     /// Requests of the target the bench answered 404 (by endpoint), and transactions it sent us.
     pub unserved_requests: BTreeMap<String, u64>,
     pub transactions_from_target: u64,
@@ -92,6 +97,18 @@ pub struct JoinResult {
     pub build_s: f64,
     pub join_ms: f64,
     /// `joined_members` seen by the local user right after the join.
+    pub joined_members: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PartialJoinResult {
+    pub room_id: String,
+    pub state_members: usize,
+    /// Whether the target asked for a partial state (else it was answered the whole state).
+    pub asked_partial: bool,
+    pub join_ms: f64,
+    /// Join request → `joined_members` answered with every member (the full state is in).
+    pub full_state_s: f64,
     pub joined_members: usize,
 }
 
@@ -169,6 +186,18 @@ impl ServerRun for FederationRun {
                 join.state_members, join.build_s, join.join_ms, join.joined_members
             );
         }
+        if let Some(partial) = &self.partial_join {
+            let _ = writeln!(
+                out,
+                "  partial-state join: room of {} members: joined in {:.0} ms (asked for a partial state: {}); \
+                 full state after {:.2} s; joined_members afterwards {}",
+                partial.state_members,
+                partial.join_ms,
+                if partial.asked_partial { "yes" } else { "no" },
+                partial.full_state_s,
+                partial.joined_members
+            );
+        }
         let _ = writeln!(
             out,
             "  transactions from the target: {}; requests not served: {:?}; valid: {}",
@@ -194,6 +223,12 @@ impl ServerRun for FederationRun {
         }
         if let Some(join) = &self.join {
             rows.push(FigureRow { name: "join".to_owned(), figures: vec![("join_ms", join.join_ms)] });
+        }
+        if let Some(partial) = &self.partial_join {
+            rows.push(FigureRow {
+                name: "partial_join".to_owned(),
+                figures: vec![("join_ms", partial.join_ms), ("full_state_s", partial.full_state_s)],
+            });
         }
         rows
     }
@@ -228,6 +263,11 @@ async fn run(
     } else {
         None
     };
+    let partial_join = if parameters.members > 0 {
+        Some(join_large_room_partially(peer, client, &user, prefix, parameters.members).await?)
+    } else {
+        None
+    };
 
     let mut unserved = peer.unserved();
     for (endpoint, count) in unserved_before {
@@ -239,12 +279,14 @@ async fn run(
     let valid = inbound
         .as_ref()
         .is_none_or(|i| i.refused == 0 && i.readable_s.is_some() && i.messages_readable == i.pdus as usize)
-        && join.as_ref().is_none_or(|j| j.joined_members == j.state_members + 1);
+        && join.as_ref().is_none_or(|j| j.joined_members == j.state_members + 1)
+        && partial_join.as_ref().is_none_or(|j| j.joined_members == j.state_members + 1);
     Ok(FederationRun {
         homeserver,
         server_name,
         inbound,
         join,
+        partial_join,
         unserved_requests: unserved,
         transactions_from_target: peer.transactions_received() - transactions_before,
         valid,
@@ -402,6 +444,48 @@ async fn join_large_room(
         state_members,
         build_s,
         join_ms: took.as_secs_f64() * 1000.0,
+        joined_members,
+    })
+}
+
+/// [`join_large_room`] with the bench answering a partial state to a joiner that asks for one;
+/// timed until the target lists every member.
+async fn join_large_room_partially(
+    peer: &Peer,
+    client: &MatrixClient,
+    user: &BenchUser,
+    prefix: &RunPrefix,
+    members: u32,
+) -> Result<PartialJoinResult> {
+    let server = client.base();
+    eprintln!("{server}: building a second room of {members} members, for a partial-state join");
+    let label = format!("{}-partial", prefix.as_str());
+    let room = RemoteRoom::create(&peer.name, &peer.key, &label, members)?;
+    let state_members = room.member_count();
+    let room_id = room.room_id.clone();
+    let asked_before = peer.partial_joins_answered();
+    peer.answer_partial_joins(true);
+    eprintln!("{server}: joining it with a partial state");
+    let started = Instant::now();
+    let joined = join_hosted_room(peer, client, user, room).await;
+    peer.answer_partial_joins(false);
+    let (_, took) = joined?;
+    // A partial-state server answers `joined_members` once it has the full state; wait until
+    // the list is whole either way.
+    let deadline = started + PROCESSING_TIMEOUT;
+    let joined_members = loop {
+        let count = joined_member_count(client, user, room_id.as_str()).await?;
+        if count > state_members || Instant::now() > deadline {
+            break count;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    Ok(PartialJoinResult {
+        room_id: room_id.to_string(),
+        state_members,
+        asked_partial: peer.partial_joins_answered() > asked_before,
+        join_ms: took.as_secs_f64() * 1000.0,
+        full_state_s: started.elapsed().as_secs_f64(),
         joined_members,
     })
 }

@@ -41,7 +41,7 @@ use ruma::{
 use serde_json::value::RawValue as RawJsonValue;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -72,6 +72,10 @@ struct Shared {
     /// does not serve (reported, since it may slow the target down).
     unserved: Mutex<BTreeMap<String, u64>>,
     transactions_received: AtomicU64,
+    /// Whether a join that asks for a partial state (`omit_members`) gets one, as from a
+    /// Hearth resident; off, every join gets the whole state.
+    partial_joins: AtomicBool,
+    partial_joins_answered: AtomicU64,
 }
 
 impl Peer {
@@ -91,6 +95,8 @@ impl Peer {
             rooms: Mutex::default(),
             unserved: Mutex::default(),
             transactions_received: AtomicU64::new(0),
+            partial_joins: AtomicBool::new(false),
+            partial_joins_answered: AtomicU64::new(0),
         });
         let tls = hearth::federation::tls::acceptor(&config.federation)?
             .ok_or_else(|| anyhow!("the bench's federation listener needs --tls-cert and --tls-key"))?;
@@ -123,6 +129,16 @@ impl Peer {
             }
         });
         Ok(Peer { name, key, client, shared })
+    }
+
+    /// Whether joins asking for a partial state get one from now on.
+    pub fn answer_partial_joins(&self, partial: bool) {
+        self.shared.partial_joins.store(partial, Ordering::SeqCst);
+    }
+
+    /// How many joins were answered with a partial state.
+    pub fn partial_joins_answered(&self) -> u64 {
+        self.shared.partial_joins_answered.load(Ordering::SeqCst)
     }
 
     /// Makes `room` joinable through this server.
@@ -210,8 +226,11 @@ async fn prepare_join(State(shared): State<Arc<Shared>>, Path((room_id, user_id)
 async fn complete_join(
     State(shared): State<Arc<Shared>>,
     Path((room_id, claimed_id)): Path<(String, String)>,
+    Query(query): Query<HashMap<String, String>>,
     body: axum::body::Bytes,
 ) -> Response {
+    let partial =
+        shared.partial_joins.load(Ordering::SeqCst) && query.get("omit_members").is_some_and(|value| value == "true");
     let answer = (|| {
         let room_id = RoomId::parse(&room_id).map_err(|_| not_found("no such room"))?;
         let event: CanonicalJsonObject =
@@ -223,10 +242,19 @@ async fn complete_join(
         if event_id.as_str() != claimed_id {
             return Err(bad_json(&format!("the join's id is {event_id}, not {claimed_id}")));
         }
-        let (state, auth_chain) = room.state_and_auth_chain().map_err(|error| internal(&error.to_string()))?;
+        let answer = match partial {
+            true => room.partial_state_and_auth_chain(),
+            false => room.state_and_auth_chain(),
+        };
+        let (state, auth_chain) = answer.map_err(|error| internal(&error.to_string()))?;
         let mut room_state = send_join::RoomState::new();
         room_state.state = state;
         room_state.auth_chain = auth_chain;
+        if partial {
+            shared.partial_joins_answered.fetch_add(1, Ordering::SeqCst);
+            room_state.members_omitted = true;
+            room_state.servers_in_room = Some(vec![shared.origin.to_string()]);
+        }
         Ok(send_join::Response::new(room_state))
     })();
     match answer {
