@@ -146,6 +146,52 @@ async fn open_registration_and_compare_give_ratios_for_every_phase() {
     assert_eq!(server.count("SELECT count(*) FROM events WHERE event_type = 'm.room.message'").await, 18);
 }
 
+/// Conduit has no shared-secret registration: a server that refuses it (here a Hearth without
+/// a secret) is registered on openly while the others use the secret, and every `--compare`
+/// server gets its own ratios against the first.
+#[tokio::test]
+async fn each_compare_server_gets_ratios_and_its_own_way_of_registering() {
+    let with_secret = TestServer::start().await;
+    let without_secret = TestServer::start_with(|config| config.registration.shared_secret = None).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let json = dir.path().join("three.json");
+    let output = bench(&[
+        "send",
+        "--homeserver",
+        &with_secret.base_url,
+        "--compare",
+        &without_secret.base_url,
+        "--compare",
+        &with_secret.base_url,
+        "--shared-secret",
+        SHARED_SECRET,
+        "--messages",
+        "2",
+        "--concurrency",
+        "1",
+        "--json",
+        json.to_str().expect("utf-8 path"),
+    ])
+    .await;
+    assert!(output.status.success(), "bench failed: {}{}", text(&output.stdout), text(&output.stderr));
+    assert!(text(&output.stderr).contains("registering with open registration"), "{}", text(&output.stderr));
+
+    let report = read_report(&json);
+    let servers: Vec<&str> =
+        report["servers"].as_array().expect("servers").iter().map(|s| s["homeserver"].as_str().expect("url")).collect();
+    assert_eq!(servers.len(), 3);
+    let ratios = report["ratios"].as_array().expect("ratios with --compare");
+    let compared: Vec<&str> = ratios.iter().map(|row| row["homeserver"].as_str().expect("homeserver")).collect();
+    assert_eq!(compared, [servers[1], servers[1], servers[2], servers[2]], "two phases per compared server");
+    assert!(ratios.iter().all(|row| row["messages_per_s"].as_f64().is_some_and(|r| r > 0.0)), "{ratios:?}");
+    assert_eq!(text(&output.stdout).matches("ratios: ").count(), 2, "{}", text(&output.stdout));
+
+    // Two runs of 2 + 2 messages on the first server, one on the second, each in its own room.
+    let messages = "SELECT count(*) FROM events WHERE event_type = 'm.room.message'";
+    assert_eq!(with_secret.count(messages).await, 8);
+    assert_eq!(without_secret.count(messages).await, 4);
+}
+
 #[tokio::test]
 async fn a_wrong_shared_secret_fails_with_the_servers_error() {
     let server = TestServer::start().await;

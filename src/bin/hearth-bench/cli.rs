@@ -4,6 +4,7 @@
 use crate::feed::Transport;
 use clap::{Args, Parser, Subcommand};
 use reqwest::Url;
+use serde::Serialize;
 use std::path::PathBuf;
 
 #[derive(Parser, Debug)]
@@ -77,10 +78,13 @@ pub struct Target {
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
 
-    /// Run the same scenario against a second homeserver right after the first and print the
-    /// ratios (second / first). The same shared secret is used for both.
+    /// Run the same scenario against another homeserver right after the first and print the
+    /// ratios (this one / the first). May be given more than once (e.g. Synapse, then
+    /// Conduit): the servers run in order, each compared with the first. Every server is
+    /// registered on with the shared secret when it offers Synapse's shared-secret
+    /// registration, and with open registration otherwise.
     #[arg(long, value_name = "URL2", value_parser = parse_homeserver)]
-    pub compare: Option<Url>,
+    pub compare: Vec<Url>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -240,16 +244,33 @@ pub struct IdleArgs {
 }
 
 /// The servers' process ids, for the scenarios that read their memory.
-#[derive(Args, Debug, Clone)]
+#[derive(Args, Debug, Clone, Serialize)]
 pub struct ServerPids {
     /// Process id of the --homeserver server on this machine: its memory (VmRSS/VmHWM) is
     /// read from /proc. Without it, memory is not measured.
     #[arg(long, value_name = "PID")]
     pub server_pid: Option<u32>,
 
-    /// Process id of the --compare server, likewise.
+    /// Process id of a --compare server, likewise; given once per --compare, in the same
+    /// order (the first for the first --compare, and so on).
     #[arg(long, value_name = "PID", requires = "compare")]
-    pub compare_server_pid: Option<u32>,
+    pub compare_server_pid: Vec<u32>,
+}
+
+impl ServerPids {
+    /// The process id of the `--homeserver` (comparison `None`) or of the n-th `--compare`
+    /// server, if one was given.
+    pub fn of(&self, comparison: Option<usize>) -> Option<u32> {
+        match comparison {
+            None => self.server_pid,
+            Some(index) => self.compare_server_pid.get(index).copied(),
+        }
+    }
+
+    /// Every process id given, first the `--homeserver`'s.
+    pub fn all(&self) -> impl Iterator<Item = u32> + '_ {
+        self.server_pid.into_iter().chain(self.compare_server_pid.iter().copied())
+    }
 }
 
 #[derive(Args, Debug, Clone)]

@@ -101,8 +101,7 @@ async fn run(cli: Cli) -> Result<()> {
                 users: args.users.min(args.connections),
                 settle_s: args.settle_s,
                 transport: args.transport,
-                server_pid: args.pids.server_pid,
-                compare_server_pid: args.pids.compare_server_pid,
+                pids: args.pids,
             };
             measure(IdleScenario(parameters), args.target).await
         }
@@ -111,8 +110,7 @@ async fn run(cli: Cli) -> Result<()> {
                 files: args.files,
                 size_mib: args.size_mib,
                 concurrency: args.concurrency,
-                server_pid: args.pids.server_pid,
-                compare_server_pid: args.pids.compare_server_pid,
+                pids: args.pids,
             };
             measure(MediaScenario(parameters), args.target).await
         }
@@ -137,16 +135,17 @@ async fn measure<S: Scenario>(scenario: S, target: Target) -> Result<()> {
     // Every scenario's set-up uses a handful of connections at a time, but the long-polling
     // ones hold one per member: raise the limit for all, it costs nothing.
     let _ = process::raise_open_file_limit(0);
-    let registration = Registration::from_secret(target.shared_secret);
     let timestamp = report::now_rfc3339();
 
     let mut servers = Vec::new();
     for (index, url) in std::iter::once(target.homeserver).chain(target.compare).enumerate() {
         let client = MatrixClient::new(url)?;
+        client.check_reachable().await?;
+        let registration = Registration::for_server(&client, target.shared_secret.as_deref()).await?;
         // A prefix per server: `--compare` may name the same server twice.
         let prefix = RunPrefix::random();
-        let context =
-            ServerContext { client: &client, registration: &registration, prefix: &prefix, is_comparison: index > 0 };
+        let comparison = index.checked_sub(1);
+        let context = ServerContext { client: &client, registration: &registration, prefix: &prefix, comparison };
         servers.push(scenario.run(context).await?);
     }
 

@@ -19,8 +19,24 @@ pub enum Registration {
 }
 
 impl Registration {
-    pub fn from_secret(secret: Option<String>) -> Registration {
-        secret.map_or(Registration::Open, Registration::SharedSecret)
+    /// How to register on this server: with the shared secret when one was given and the
+    /// server offers Synapse's shared-secret registration, with open registration otherwise.
+    /// Servers compared in one run differ here (Conduit has no shared-secret registration,
+    /// only open or token registration), so the choice is made per server by asking it for a
+    /// nonce: an error answer (404 unknown endpoint, 400 not enabled) means open registration.
+    pub async fn for_server(client: &MatrixClient, secret: Option<&str>) -> Result<Registration> {
+        let Some(secret) = secret else { return Ok(Registration::Open) };
+        let url = client.url(&["_synapse", "admin", "v1", "register"])?;
+        let (status, answer) = client.request_status(Method::GET, url, None, None).await?;
+        if status.is_success() && answer["nonce"].is_string() {
+            return Ok(Registration::SharedSecret(secret.to_owned()));
+        }
+        eprintln!(
+            "{}: no shared-secret registration (GET /_synapse/admin/v1/register answered {status}); \
+             registering with open registration",
+            client.base()
+        );
+        Ok(Registration::Open)
     }
 }
 

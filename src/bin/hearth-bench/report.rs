@@ -58,10 +58,11 @@ pub struct Report<'a, P: Serialize, R: Serialize> {
     /// True when the validity check passed on every measured server (scenarios without a
     /// check are always valid).
     pub valid: bool,
-    /// The measured servers in order: the `--homeserver`, then the `--compare` server.
+    /// The measured servers in order: the `--homeserver`, then the `--compare` servers.
     pub servers: Vec<R>,
-    /// Second server's figure over the first's, one object per row with the row's `name`;
-    /// `null` where the first figure is zero. Absent without `--compare`.
+    /// Each `--compare` server's figure over the first server's, one object per row with the
+    /// row's `name` and the compared server's `homeserver`, the servers in order; `null` where
+    /// the first figure is zero. Absent without `--compare`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ratios: Option<Vec<RatioRow>>,
     #[serde(skip)]
@@ -77,7 +78,10 @@ impl<'a, P: Serialize, R: ServerRun> Report<'a, P, R> {
         servers: Vec<R>,
     ) -> Report<'a, P, R> {
         let ratios = match servers.as_slice() {
-            [first, second] => Some(ratio_rows(&first.comparable(), &second.comparable())),
+            [first, others @ ..] if !others.is_empty() => {
+                let first_rows = first.comparable();
+                Some(others.iter().flat_map(|other| ratio_rows(&first_rows, other)).collect())
+            }
             _ => None,
         };
         Report {
@@ -100,9 +104,14 @@ impl<'a, P: Serialize, R: ServerRun> Report<'a, P, R> {
             server.write_table(&mut out);
             let _ = writeln!(out);
         }
-        if let (Some(rows), [first, second]) = (&self.ratios, self.servers.as_slice()) {
-            let _ = writeln!(out, "ratios: {} / {}", second.homeserver(), first.homeserver());
-            write_ratio_table(&mut out, rows);
+        if let [first, others @ ..] = self.servers.as_slice() {
+            // Recomputed per server rather than picked from `ratios` by name: `--compare` may
+            // name the same server twice.
+            let first_rows = first.comparable();
+            for other in others {
+                let _ = writeln!(out, "ratios: {} / {}", other.homeserver(), first.homeserver());
+                write_ratio_table(&mut out, &ratio_rows(&first_rows, other));
+            }
         }
         out
     }
@@ -114,20 +123,23 @@ impl<'a, P: Serialize, R: ServerRun> Report<'a, P, R> {
     }
 }
 
-/// Second / first for each figure of a row, in the row's order; `None` where the first
+/// Compared / first for each figure of a row, in the row's order; `None` where the first
 /// figure is zero.
 #[derive(Debug)]
 pub struct RatioRow {
     pub name: String,
+    /// The compared server (the divisor is always the first server).
+    pub homeserver: String,
     pub ratios: Vec<(&'static str, Option<f64>)>,
 }
 
-/// A flat object, `{"name": …, "<figure>": ratio, …}`, in the figures' order.
+/// A flat object, `{"name": …, "homeserver": …, "<figure>": ratio, …}`, in the figures' order.
 impl Serialize for RatioRow {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.ratios.len() + 1))?;
+        let mut map = serializer.serialize_map(Some(self.ratios.len() + 2))?;
         map.serialize_entry("name", &self.name)?;
+        map.serialize_entry("homeserver", &self.homeserver)?;
         for (figure, ratio) in &self.ratios {
             map.serialize_entry(figure, ratio)?;
         }
@@ -136,7 +148,8 @@ impl Serialize for RatioRow {
 }
 
 /// Rows are matched by name, so a row one server lacks is left out rather than mispaired.
-fn ratio_rows(first: &[FigureRow], second: &[FigureRow]) -> Vec<RatioRow> {
+fn ratio_rows(first: &[FigureRow], other: &impl ServerRun) -> Vec<RatioRow> {
+    let second = other.comparable();
     first
         .iter()
         .filter_map(|a| {
@@ -149,7 +162,7 @@ fn ratio_rows(first: &[FigureRow], second: &[FigureRow]) -> Vec<RatioRow> {
                     Some((*figure, ratio(*other, *value)))
                 })
                 .collect();
-            Some(RatioRow { name: a.name.clone(), ratios })
+            Some(RatioRow { name: a.name.clone(), homeserver: other.homeserver().to_owned(), ratios })
         })
         .collect()
 }

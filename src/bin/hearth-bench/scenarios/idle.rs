@@ -5,6 +5,7 @@
 //! are opened and once all of them are parked, giving the memory one idle client costs.
 
 use crate::actions::{self, SETUP_CONCURRENCY, bounded};
+use crate::cli::ServerPids;
 use crate::client::MatrixClient;
 use crate::feed::{SyncFeed, Transport};
 use crate::process::{self, Memory, SPARE_FILES};
@@ -31,15 +32,15 @@ const OPEN_PAUSE: Duration = Duration::from_millis(100);
 /// How long to wait for all K sockets to be open before giving up.
 const OPEN_DEADLINE: Duration = Duration::from_secs(120);
 
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct IdleParameters {
     pub connections: u32,
     pub users: u32,
     /// Seconds to wait once every connection is open, for the server to park them all.
     pub settle_s: u64,
     pub transport: Transport,
-    pub server_pid: Option<u32>,
-    pub compare_server_pid: Option<u32>,
+    #[serde(flatten)]
+    pub pids: ServerPids,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -76,12 +77,6 @@ pub struct MemoryFigures {
 
 pub struct IdleScenario(pub IdleParameters);
 
-impl IdleScenario {
-    fn pid_for(&self, is_comparison: bool) -> Option<u32> {
-        if is_comparison { self.0.compare_server_pid } else { self.0.server_pid }
-    }
-}
-
 impl Scenario for IdleScenario {
     type Parameters = IdleParameters;
     type Run = IdleRun;
@@ -104,14 +99,14 @@ impl Scenario for IdleScenario {
 
     fn prepare(&self) -> Result<()> {
         process::raise_open_file_limit(u64::from(self.0.connections) + SPARE_FILES)?;
-        for pid in [self.0.server_pid, self.0.compare_server_pid].into_iter().flatten() {
+        for pid in self.0.pids.all() {
             process::memory_of(pid)?;
         }
         Ok(())
     }
 
     async fn run(&self, server: ServerContext<'_>) -> Result<IdleRun> {
-        run(server.client, server.registration, server.prefix, self.0, self.pid_for(server.is_comparison)).await
+        run(server.client, server.registration, server.prefix, &self.0, self.0.pids.of(server.comparison)).await
     }
 }
 
@@ -194,7 +189,7 @@ async fn run(
     client: &MatrixClient,
     registration: &Registration,
     prefix: &RunPrefix,
-    parameters: IdleParameters,
+    parameters: &IdleParameters,
     pid: Option<u32>,
 ) -> Result<IdleRun> {
     let server = client.base().to_string();
@@ -223,6 +218,7 @@ async fn run(
     eprintln!("{server}: opening {} idle clients {}", parameters.connections, parameters.transport.describe());
     let progress = Progress::counting("idle connections".to_owned(), u64::from(parameters.connections), "open");
     let mut holders = JoinSet::new();
+    let transport = parameters.transport;
     for index in 0..parameters.connections {
         if index > 0 && index % OPEN_BATCH == 0 {
             tokio::time::sleep(OPEN_PAUSE).await;
@@ -232,7 +228,7 @@ async fn run(
         let (client, filter) = (long_polls.clone(), filter.clone());
         let (early_answers, failures, first_failure) = (early_answers.clone(), failures.clone(), first_failure.clone());
         holders.spawn(async move {
-            if let Err(error) = holder.hold(&client, parameters.transport, &filter, &early_answers).await {
+            if let Err(error) = holder.hold(&client, transport, &filter, &early_answers).await {
                 failures.fetch_add(1, Ordering::Relaxed);
                 let _ = first_failure.set(format!("{error:#}"));
             }

@@ -8,6 +8,7 @@
 //! content once, which would measure nothing), and every download must give back exactly the
 //! uploaded bytes (the validity check).
 
+use crate::cli::ServerPids;
 use crate::client::MatrixClient;
 use crate::process::{self, Memory};
 use crate::progress::Progress;
@@ -26,13 +27,13 @@ use tokio::task::JoinSet;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-#[derive(Clone, Copy, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct MediaParameters {
     pub files: u32,
     pub size_mib: u32,
     pub concurrency: u32,
-    pub server_pid: Option<u32>,
-    pub compare_server_pid: Option<u32>,
+    #[serde(flatten)]
+    pub pids: ServerPids,
 }
 
 /// One phase's transfer figures.
@@ -79,7 +80,7 @@ impl Scenario for MediaScenario {
     }
 
     fn headline(&self) -> String {
-        let MediaParameters { files, size_mib, concurrency, .. } = self.0;
+        let MediaParameters { files, size_mib, concurrency, .. } = &self.0;
         format!(
             "media: {files} uploads of {size_mib} MiB one after another, their downloads, then {concurrency} \
              uploads of {size_mib} MiB at once"
@@ -87,15 +88,14 @@ impl Scenario for MediaScenario {
     }
 
     fn prepare(&self) -> Result<()> {
-        for pid in [self.0.server_pid, self.0.compare_server_pid].into_iter().flatten() {
+        for pid in self.0.pids.all() {
             process::memory_of(pid)?;
         }
         Ok(())
     }
 
     async fn run(&self, server: ServerContext<'_>) -> Result<MediaRun> {
-        let pid = if server.is_comparison { self.0.compare_server_pid } else { self.0.server_pid };
-        run(server.client, server.registration, server.prefix, self.0, pid).await
+        run(server.client, server.registration, server.prefix, &self.0, self.0.pids.of(server.comparison)).await
     }
 }
 
@@ -212,10 +212,10 @@ async fn run(
     client: &MatrixClient,
     registration: &Registration,
     prefix: &RunPrefix,
-    parameters: MediaParameters,
+    parameters: &MediaParameters,
     pid: Option<u32>,
 ) -> Result<MediaRun> {
-    let MediaParameters { files, size_mib, concurrency, .. } = parameters;
+    let &MediaParameters { files, size_mib, concurrency, .. } = parameters;
     let server = client.base().to_string();
     client.check_reachable().await?;
     let http =

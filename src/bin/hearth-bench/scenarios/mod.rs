@@ -24,9 +24,9 @@ pub struct ServerContext<'a> {
     pub registration: &'a Registration,
     /// Fresh per server: `--compare` may name the same server twice.
     pub prefix: &'a RunPrefix,
-    /// True for the `--compare` server, whose process id (for memory figures) is a separate
-    /// option.
-    pub is_comparison: bool,
+    /// Which `--compare` server this is (0 for the first), `None` for the `--homeserver`: the
+    /// process ids for memory figures are separate options.
+    pub comparison: Option<usize>,
 }
 
 /// A measurement that runs the same way against every server: its parameters, what it
