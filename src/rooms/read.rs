@@ -207,18 +207,19 @@ async fn member_events(pool: &PgPool, room_id: &RoomId, mut users: Vec<String>) 
     Ok(served.iter().map(|served| served.client_event(room_id)).collect())
 }
 
-/// The `m.room.message` events of `rooms` that reached the timeline in `(after, upto]`, oldest
+/// The events of `types` in `rooms` that reached the timeline in `(after, upto]`, oldest
 /// first: what a live reader that is not `/sync` (the XMPP edge) delivers next.
-pub async fn messages_between(
+pub async fn timeline_between(
     pool: &PgPool,
     rooms: &[String],
+    types: &[&str],
     after: i64,
     upto: i64,
 ) -> Result<Vec<db::events::StoredEvent>> {
     if rooms.is_empty() || after >= upto {
         return Ok(Vec::new());
     }
-    Ok(db::events::messages_between(pool, rooms, after, upto).await?)
+    Ok(db::events::timeline_between(pool, rooms, types, after, upto).await?)
 }
 
 /// `GET /joined_rooms`.

@@ -32,6 +32,21 @@ pub async fn annotate<'a>(
     Ok(())
 }
 
+/// The transaction ids `device` of `user` sent any of `event_ids` with, by event id (an edge
+/// that names messages by the sender's own ids, as XMPP does, maps them back).
+pub async fn sent_with(
+    pool: &PgPool,
+    user: &UserId,
+    device: &DeviceId,
+    event_ids: &[String],
+) -> Result<HashMap<String, String>> {
+    if event_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sent = db::rooms::transaction_ids_of(pool, user.as_str(), device.as_str(), event_ids).await?;
+    Ok(sent.into_iter().collect())
+}
+
 /// The timeline events of every room of a `/sync` body.
 pub fn sync_timeline_events(body: &mut Value) -> impl Iterator<Item = &mut Value> {
     let rooms = body.get_mut("rooms").and_then(Value::as_object_mut);

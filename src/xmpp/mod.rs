@@ -6,13 +6,21 @@
 //! ```text
 //! listener (mod.rs) -> connection.rs: TLS, SASL (sasl.rs), resource binding = a Matrix device
 //!                   -> session.rs: stanzas of a bound resource; chat.rs maps them onto rooms
-//!                   <- delivery.rs: new Matrix messages in the user's DM rooms, woken like /sync
+//!                   -> chat.rs (one-to-one), markers.rs (chat states, markers), muc.rs (rooms)
+//!                   <- delivery.rs: Matrix news in the user's DM rooms and joined MUCs
+//!                      (muc_live.rs, occupancy.rs), woken like /sync
+//! address.rs: users and rooms as XMPP addresses
 //! stream.rs / reader.rs: the XML stream itself (rxml + minidom), limits and stream errors
 //! ```
 
+mod address;
 mod chat;
 mod connection;
 mod delivery;
+mod markers;
+mod muc;
+mod muc_live;
+mod occupancy;
 mod reader;
 mod sasl;
 mod session;

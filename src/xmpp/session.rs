@@ -4,6 +4,8 @@
 
 use crate::state::AppState;
 use crate::users::{ClientInfo, Session as MatrixSession};
+use crate::xmpp::delivery::Resource;
+use crate::xmpp::occupancy::Occupancy;
 use crate::xmpp::stream::{Stream, StreamError};
 use minidom::Element;
 use ruma::OwnedUserId;
@@ -35,6 +37,10 @@ const FEATURES: &[&str] = &[
 pub struct Session {
     pub matrix: MatrixSession,
     pub jid: FullJid,
+    /// The conference domain: stanzas to it are for MUCs.
+    pub muc_domain: String,
+    /// The MUCs this resource joined.
+    pub occupancy: Occupancy,
 }
 
 impl Session {
@@ -49,8 +55,9 @@ impl Session {
         stream.open(&features).await?;
         let session = bind(state, stream, &user_id, peer).await?;
         let (outgoing, mut to_send) = mpsc::channel::<Element>(64);
-        let delivery =
-            tokio::spawn(crate::xmpp::delivery::run(state.clone(), session.matrix.clone(), outgoing.clone()));
+        let resource =
+            Resource { matrix: session.matrix.clone(), jid: session.jid.clone(), occupancy: session.occupancy.clone() };
+        let delivery = tokio::spawn(crate::xmpp::delivery::run(state.clone(), resource, outgoing.clone()));
         let outcome = session.serve(state, stream, &mut to_send).await;
         delivery.abort();
         // The user's last word on presence: gone (a Matrix client's own syncs set it again).
@@ -207,7 +214,8 @@ async fn bind(
         let answer = Iq::from_result(header.id, Some(BindResponse { jid: jid.clone() }));
         stream.send_element(&answer.into()).await?;
         tracing::info!(%jid, device = %matrix.device_id, "XMPP resource bound");
-        return Ok(Session { matrix, jid });
+        let muc_domain = crate::xmpp::address::muc_domain(state);
+        return Ok(Session { matrix, jid, muc_domain, occupancy: Occupancy::default() });
     }
 }
 
