@@ -64,7 +64,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Vec<(TcpListener, Mode)>> {
 }
 
 /// Serves XMPP clients on `listener` until `shutdown` resolves; streams still open then end
-/// with `system-shutdown`.
+/// with `system-shutdown`, and this returns once they have (the caller bounds the wait).
 pub async fn serve(
     listener: TcpListener,
     mode: Mode,
@@ -73,10 +73,13 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let tls = tls::acceptor(&state.config)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
+            // Finished connections are reaped as they end, so the set holds only open ones.
+            Some(_) = connections.join_next() => continue,
             accepted = listener.accept() => accepted,
         };
         let (socket, peer) = match accepted {
@@ -89,8 +92,9 @@ pub async fn serve(
             }
         };
         let connection = connection::Connection { state: state.clone(), tls: tls.clone(), mode, peer };
-        tokio::spawn(connection.run(socket, stop_rx.clone()));
+        connections.spawn(connection.run(socket, stop_rx.clone()));
     }
     let _ = stop_tx.send(true);
+    while connections.join_next().await.is_some() {}
     Ok(())
 }
