@@ -202,3 +202,89 @@ async fn an_xmpp_client_joins_a_matrix_room_as_a_muc() {
     let (_, members) = server.get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), bob.token()).await;
     assert!(members["joined"]["@alice:hearth.test"].is_null(), "leaving the MUC left the room: {members}");
 }
+
+/// Sends a text message as `token`'s user; the event id.
+async fn say(server: &TestServer, token: Option<&str>, room: &str, txn: &str, body: &str) -> String {
+    let send = format!("/_matrix/client/v3/rooms/{room}/send/m.room.message/{txn}");
+    let (_, sent) = server.put(&send, token, json!({ "msgtype": "m.text", "body": body })).await;
+    sent["event_id"].as_str().unwrap().to_owned()
+}
+
+/// `(event id, sender, body)` of the room's messages as `/messages` serves them, oldest first.
+async fn messages_of(server: &TestServer, token: Option<&str>, room: &str) -> Vec<(String, String, String)> {
+    let path = format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=50");
+    let (_, page) = server.get(&path, token).await;
+    let chunk = page["chunk"].as_array().unwrap().iter().rev().filter(|event| event["type"] == "m.room.message");
+    chunk.map(|e| (e["event_id"].to_string(), e["sender"].to_string(), e["content"]["body"].to_string())).collect()
+}
+
+#[tokio::test]
+async fn mam_serves_the_one_to_one_and_muc_archives_as_messages_serves_the_rooms() {
+    let xmpp = start().await;
+    let server = &xmpp.server;
+    let alice = server.register("alice", "alice-password").await;
+    let bob = server.register("bob", "bob-password").await;
+    let create = json!({ "preset": "trusted_private_chat", "is_direct": true, "invite": ["@alice:hearth.test"] });
+    let (_, created) = server.post("/_matrix/client/v3/createRoom", bob.token(), create).await;
+    let dm = created["room_id"].as_str().unwrap().to_owned();
+    server.post(&format!("/_matrix/client/v3/join/{dm}"), alice.token(), json!({})).await;
+    let direct = "/_matrix/client/v3/user/@alice:hearth.test/account_data/m.direct";
+    server.put(direct, alice.token(), json!({ "@bob:hearth.test": [dm] })).await;
+    for (index, body) in ["one", "two", "three", "four", "five"].into_iter().enumerate() {
+        let speaker = if index % 2 == 0 { bob.token() } else { alice.token() };
+        say(server, speaker, &dm, &format!("d{index}"), body).await;
+    }
+    let create = json!({ "preset": "public_chat", "room_alias_name": "archive" });
+    let (_, created) = server.post("/_matrix/client/v3/createRoom", bob.token(), create).await;
+    let muc = created["room_id"].as_str().unwrap().to_owned();
+    server.post(&format!("/_matrix/client/v3/join/{muc}"), alice.token(), json!({})).await;
+    for body in ["m1", "m2", "m3"] {
+        say(server, bob.token(), &muc, body, body).await;
+    }
+
+    let port = xmpp.starttls_port.to_string();
+    let room_jid = "archive@conference.hearth.test";
+    let args = [
+        "127.0.0.1",
+        &port,
+        "alice@hearth.test",
+        "alice-password",
+        "mam",
+        "2",
+        "alice@hearth.test",
+        "bob@hearth.test",
+        room_jid,
+        "-",
+    ];
+    let lines = run_script(&xmpp_scenario_script(), &args, async |_| {}).await;
+
+    let archives: Vec<&Value> = lines_of(&lines, "archive").collect();
+    assert_eq!(archives.len(), 2, "{lines:?}");
+    let fins: Vec<(&Value, &Value)> = lines_of(&lines, "fin").map(|fin| (&fin["results"], &fin["complete"])).collect();
+    let (two, one) = (json!(2), json!(1));
+    let (done, more) = (json!(true), json!(false));
+    assert_eq!(fins, [(&two, &more), (&two, &more), (&one, &done), (&two, &more), (&one, &done)], "pages of 2");
+    for fin in lines_of(&lines, "fin") {
+        assert_eq!(fin["queryids"].as_array().unwrap().len(), 1, "results carry their query's id: {fin}");
+    }
+    for (archive, room) in [(archives[0], &dm), (archives[1], &muc)] {
+        let served = messages_of(server, alice.token(), room).await;
+        let archived: Vec<(String, String, String)> = archive["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let sender = match (m["type"].as_str().unwrap(), m["from"].as_str().unwrap()) {
+                    ("chat", from) => format!("\"@{}\"", from.replace("@hearth.test", ":hearth.test")),
+                    // A MUC message comes from the sender's nick: their localpart without a name.
+                    (_, from) => format!("\"@{}:hearth.test\"", from.rsplit('/').next().unwrap()),
+                };
+                assert_eq!(m["stamped"], true, "{m}");
+                (m["archive_id"].to_string(), sender, m["body"].to_string())
+            })
+            .collect();
+        assert_eq!(archived, served, "the archive of {room} is its timeline");
+    }
+    let bodies: Vec<&Value> = archives[0]["messages"].as_array().unwrap().iter().map(|m| &m["body"]).collect();
+    assert_eq!(bodies, ["one", "two", "three", "four", "five"]);
+}

@@ -222,6 +222,14 @@ pub async fn timeline_between(
     Ok(db::events::timeline_between(pool, rooms, types, after, upto).await?)
 }
 
+/// The stream position of `event_id` in `room_id`: where an edge that pages by event (XMPP's
+/// MAM, whose page bounds are archive ids) continues from. What the page then shows is
+/// decided by [`messages`], which checks the reader.
+pub async fn event_position(pool: &PgPool, room_id: &RoomId, event_id: &str) -> Result<i64> {
+    let event = db::events::by_id(pool, event_id).await?.filter(|event| event.room_id == room_id.as_str());
+    event.and_then(|event| event.stream_position).ok_or_else(|| Error::not_found("No such event in this room"))
+}
+
 /// `GET /joined_rooms`.
 pub async fn joined_rooms(pool: &PgPool, user: &UserId) -> Result<Vec<String>> {
     Ok(db::rooms::joined_rooms(pool, user.as_str()).await?)

@@ -67,7 +67,7 @@ pub async fn roster(state: &AppState, session: &Session) -> crate::Result<Vec<It
 }
 
 /// The DM room with `partner` the user is joined to, if there is one.
-async fn existing_dm_room(
+pub async fn existing_dm_room(
     state: &AppState,
     user: &MatrixSession,
     partner: &UserId,

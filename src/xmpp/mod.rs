@@ -9,11 +9,12 @@
 //!                   -> chat.rs (one-to-one), markers.rs (chat states, markers), muc.rs (rooms)
 //!                   <- delivery.rs: Matrix news in the user's DM rooms and joined MUCs
 //!                      (muc_live.rs, occupancy.rs), woken like /sync
-//! address.rs: users and rooms as XMPP addresses
+//! address.rs: users and rooms as XMPP addresses; archive.rs: MAM from the room timelines
 //! stream.rs / reader.rs: the XML stream itself (rxml + minidom), limits and stream errors
 //! ```
 
 mod address;
+mod archive;
 mod chat;
 mod connection;
 mod delivery;

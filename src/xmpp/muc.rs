@@ -134,9 +134,7 @@ async fn history_messages(
     if limit == 0 {
         return Ok(Vec::new());
     }
-    let mut ruma_filter = ruma::api::client::filter::RoomEventFilter::default();
-    ruma_filter.types = Some(vec!["m.room.message".to_owned()]);
-    let filter = crate::rooms::filter::EventFilter::from_ruma(&ruma_filter);
+    let filter = crate::xmpp::muc_live::messages_only();
     let from = crate::rooms::pagination::page_token(upto);
     let request = HistoryRequest { from: Some(&from), to: None, backwards: true, limit, filter: &filter };
     let page = crate::rooms::read::messages(&state.pool, &session.matrix.user_id, &room.room_id, request).await?;

@@ -68,6 +68,13 @@ impl Room {
     }
 }
 
+/// The timeline filter of history and archives: messages only.
+pub fn messages_only() -> crate::rooms::filter::EventFilter {
+    let mut filter = ruma::api::client::filter::RoomEventFilter::default();
+    filter.types = Some(vec!["m.room.message".to_owned()]);
+    crate::rooms::filter::EventFilter::from_ruma(&filter)
+}
+
 /// A member's nick: their display name in the room, or their localpart without one.
 pub fn nick_of(user_id: &UserId, member: &Value) -> String {
     match member["displayname"].as_str().map(str::trim) {

@@ -33,6 +33,9 @@ const FEATURES: &[&str] = &[
     "jabber:iq:roster",
 ];
 
+/// What an account (the user's bare JID) supports: its message archive.
+const ACCOUNT_FEATURES: [&str; 2] = [xmpp_parsers::ns::DISCO_INFO, xmpp_parsers::ns::MAM];
+
 /// Everything one bound resource needs.
 pub struct Session {
     pub matrix: MatrixSession,
@@ -92,6 +95,12 @@ impl Session {
     /// The answers to one stanza from the client.
     async fn handle(&self, state: &AppState, element: Element) -> Result<Vec<Element>, StreamError> {
         match element.name() {
+            "iq" if element.attr("type") == Some("set") && element.has_child("query", xmpp_parsers::ns::MAM) => {
+                let id = element.attr("id").unwrap_or_default().to_owned();
+                let to = element.attr("to").and_then(|to| Jid::new(to).ok());
+                let Some(query) = element.get_child("query", xmpp_parsers::ns::MAM).cloned() else { return Ok(vec![]) };
+                Ok(crate::xmpp::archive::query(state, self, &id, to.as_ref(), query).await)
+            }
             "iq" => Ok(self.iq(state, element).await.into_iter().collect()),
             "message" => crate::xmpp::chat::message_from_client(state, self, element).await,
             "presence" => crate::xmpp::chat::presence_from_client(state, self, element).await,
@@ -135,7 +144,7 @@ impl Session {
                     };
                     let features: BTreeSet<String> = match from_server {
                         true => FEATURES.iter().map(|f| (*f).to_owned()).collect(),
-                        false => BTreeSet::from([xmpp_parsers::ns::DISCO_INFO.to_owned()]),
+                        false => BTreeSet::from(ACCOUNT_FEATURES.map(str::to_owned)),
                     };
                     let result =
                         DiscoInfoResult { node: None, identities: vec![identity], features, extensions: vec![] };

@@ -9,6 +9,9 @@ MODE muc ROOM NICK TEXT: join ROOM as NICK (history 5); after the subject, send 
   `muc-1`); after its reflection wait for a live message from another occupant, then set the
   subject to "Set from XMPP", and after its reflection leave the room; end on the own
   unavailable presence.
+MODE mam MAX TARGET WITH [TARGET WITH...]: page each archive (TARGET's, filtered by WITH unless
+  it is "-") backwards MAX results at a time until complete; report each page's `fin` and then
+  the whole archive, oldest first.
 """
 import asyncio
 import json
@@ -27,6 +30,9 @@ MUC = "http://jabber.org/protocol/muc"
 MUC_USER = "http://jabber.org/protocol/muc#user"
 DELAY = "urn:xmpp:delay"
 SID = "urn:xmpp:sid:0"
+MAM = "urn:xmpp:mam:2"
+RSM = "http://jabber.org/protocol/rsm"
+FORWARD = "urn:xmpp:forward:0"
 
 
 def emit(**fields):
@@ -155,9 +161,53 @@ def main():
         if xml.get("type") == "error" or (xml.get("type") == "unavailable" and "110" in codes):
             client.disconnect()
 
+    results = []
+
+    def mam_result(stanza):
+        result = child(stanza.xml, "result", MAM)
+        if result is None:
+            return
+        inner = result.find("{%s}forwarded/{jabber:client}message" % FORWARD)
+        delay = result.find("{%s}forwarded/{%s}delay" % (FORWARD, DELAY))
+        results.append({"archive_id": result.get("id"), "queryid": result.get("queryid"), "from": inner.get("from"),
+                        "type": inner.get("type"), "id": inner.get("id"), "body": text_of(inner, "body"),
+                        "stamped": delay is not None and bool(delay.get("stamp"))})
+
+    async def read_archive(target, with_jid, page_size):
+        archive, before, pages = [], "", 0
+        while True:
+            del results[:]
+            iq = client.make_iq_set(ito=target if with_jid == "-" else None)
+            query = ET.SubElement(iq.xml, "{%s}query" % MAM, queryid="q%d" % pages)
+            if with_jid != "-":
+                form = ET.SubElement(query, "{jabber:x:data}x", type="submit")
+                field = ET.SubElement(form, "{jabber:x:data}field", var="FORM_TYPE", type="hidden")
+                ET.SubElement(field, "{jabber:x:data}value").text = MAM
+                field = ET.SubElement(form, "{jabber:x:data}field", var="with")
+                ET.SubElement(field, "{jabber:x:data}value").text = with_jid
+            rsm = ET.SubElement(query, "{%s}set" % RSM)
+            ET.SubElement(rsm, "{%s}max" % RSM).text = page_size
+            ET.SubElement(rsm, "{%s}before" % RSM).text = before
+            answer = await iq.send()
+            fin = child(answer.xml, "fin", MAM)
+            first = fin.find("{%s}set/{%s}first" % (RSM, RSM))
+            complete = fin.get("complete") in ("true", "1")
+            emit(event="fin", target=target, results=len(results), complete=complete,
+                 queryids=sorted(set(r["queryid"] for r in results)))
+            archive = results[:] + archive
+            pages += 1
+            if complete or first is None or pages > 10:
+                break
+            before = first.text
+        emit(event="archive", target=target, pages=pages, messages=archive)
+
     async def session_start(_event):
         emit(event="session", jid=str(client.boundjid))
         client.send_presence()
+        if mode == "mam":
+            for index in range(1, len(args), 2):
+                await read_archive(args[index], args[index + 1], args[0])
+            client.disconnect()
         if mode == "muc":
             room, nick, _ = args
             presence = client.make_presence(pto="%s/%s" % (room, nick))
@@ -167,7 +217,7 @@ def main():
             step["name"] = "joining"
             presence.send()
 
-    handler = dm_message if mode == "dm" else muc_message
+    handler = {"dm": dm_message, "muc": muc_message, "mam": mam_result}[mode]
     client.register_handler(Callback("all messages", MatchXPath("{jabber:client}message"), handler))
     if mode == "muc":
         client.register_handler(Callback("all presence", MatchXPath("{jabber:client}presence"), muc_presence))
