@@ -218,18 +218,24 @@ async fn messages_of(server: &TestServer, token: Option<&str>, room: &str) -> Ve
     chunk.map(|e| (e["event_id"].to_string(), e["sender"].to_string(), e["content"]["body"].to_string())).collect()
 }
 
-#[tokio::test]
-async fn mam_serves_the_one_to_one_and_muc_archives_as_messages_serves_the_rooms() {
-    let xmpp = start().await;
-    let server = &xmpp.server;
-    let alice = server.register("alice", "alice-password").await;
-    let bob = server.register("bob", "bob-password").await;
+/// A DM bob started and alice joined from Matrix, listed in alice's `m.direct`.
+async fn joined_dm(server: &TestServer, alice: &crate::common::TestUser, bob: &crate::common::TestUser) -> String {
     let create = json!({ "preset": "trusted_private_chat", "is_direct": true, "invite": ["@alice:hearth.test"] });
     let (_, created) = server.post("/_matrix/client/v3/createRoom", bob.token(), create).await;
     let dm = created["room_id"].as_str().unwrap().to_owned();
     server.post(&format!("/_matrix/client/v3/join/{dm}"), alice.token(), json!({})).await;
     let direct = "/_matrix/client/v3/user/@alice:hearth.test/account_data/m.direct";
     server.put(direct, alice.token(), json!({ "@bob:hearth.test": [dm] })).await;
+    dm
+}
+
+#[tokio::test]
+async fn mam_serves_the_one_to_one_and_muc_archives_as_messages_serves_the_rooms() {
+    let xmpp = start().await;
+    let server = &xmpp.server;
+    let alice = server.register("alice", "alice-password").await;
+    let bob = server.register("bob", "bob-password").await;
+    let dm = joined_dm(server, &alice, &bob).await;
     for (index, body) in ["one", "two", "three", "four", "five"].into_iter().enumerate() {
         let speaker = if index % 2 == 0 { bob.token() } else { alice.token() };
         say(server, speaker, &dm, &format!("d{index}"), body).await;
@@ -287,4 +293,52 @@ async fn mam_serves_the_one_to_one_and_muc_archives_as_messages_serves_the_rooms
     }
     let bodies: Vec<&Value> = archives[0]["messages"].as_array().unwrap().iter().map(|m| &m["body"]).collect();
     assert_eq!(bodies, ["one", "two", "three", "four", "five"]);
+}
+
+#[tokio::test]
+async fn carbons_copy_own_messages_from_elsewhere_and_corrections_are_edits_both_ways() {
+    let xmpp = start().await;
+    let server = &xmpp.server;
+    let alice = server.register("alice", "alice-password").await;
+    let bob = server.register("bob", "bob-password").await;
+    let dm = joined_dm(server, &alice, &bob).await;
+    let port = xmpp.starttls_port.to_string();
+    let args = ["127.0.0.1", &port, "alice@hearth.test", "alice-password", "carbons", "bob@hearth.test"];
+    let mut bob_event = String::new();
+    let mut edit = Value::Null;
+    let lines = run_script(&xmpp_scenario_script(), &args, async |line| match line["event"].as_str() {
+        // Alice writes from another device (her Matrix client): this resource gets a carbon.
+        Some("ready") => drop(say(server, alice.token(), &dm, "elsewhere", "from another device").await),
+        Some("corrected") => {
+            for _ in 0..50 {
+                let path = format!("/_matrix/client/v3/rooms/{dm}/messages?dir=b&limit=10");
+                let (_, page) = server.get(&path, bob.token()).await;
+                let chunk = page["chunk"].as_array().unwrap();
+                let original = chunk.iter().find(|e| e["content"]["body"] == "tpyo").map(|e| e["event_id"].clone());
+                let edited = chunk.iter().find(|e| e["content"]["m.new_content"]["body"] == "typo fixed");
+                if let (Some(original), Some(edited)) = (original, edited) {
+                    edit = json!({ "relates_to": edited["content"]["m.relates_to"], "original": original });
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            bob_event = say(server, bob.token(), &dm, "b1", "bob says").await;
+            let correction = json!({
+                "msgtype": "m.text", "body": "* bob says, edited",
+                "m.new_content": { "msgtype": "m.text", "body": "bob says, edited" },
+                "m.relates_to": { "rel_type": "m.replace", "event_id": bob_event },
+            });
+            server.put(&format!("/_matrix/client/v3/rooms/{dm}/send/m.room.message/b2"), bob.token(), correction).await;
+        }
+        _ => {}
+    })
+    .await;
+
+    let carbon = event(&lines, "carbon").unwrap_or_else(|| panic!("no carbon: {lines:?}"));
+    assert_eq!((&carbon["body"], &carbon["to"]), (&json!("from another device"), &json!("bob@hearth.test")));
+    assert_eq!(edit["relates_to"], json!({ "rel_type": "m.replace", "event_id": edit["original"] }), "{edit}");
+    let corrections: Vec<&Value> = lines_of(&lines, "message").filter(|line| !line["replace"].is_null()).collect();
+    assert_eq!(corrections.len(), 1, "{lines:?}");
+    assert_eq!(corrections[0]["body"], "bob says, edited");
+    assert_eq!(corrections[0]["replace"], bob_event.as_str(), "the correction names bob's message by its id");
 }

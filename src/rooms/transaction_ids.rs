@@ -4,7 +4,7 @@
 
 use crate::db;
 use crate::error::Result;
-use ruma::{DeviceId, UserId};
+use ruma::{DeviceId, RoomId, UserId};
 use serde_json::{Value, json};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -45,6 +45,25 @@ pub async fn sent_with(
     }
     let sent = db::rooms::transaction_ids_of(pool, user.as_str(), device.as_str(), event_ids).await?;
     Ok(sent.into_iter().collect())
+}
+
+/// The message event `device` of `user` sent in `room_id` with `txn_id`, if any (an XMPP
+/// correction names the message it corrects by the client's own id).
+pub async fn message_sent_with(
+    pool: &PgPool,
+    user: &UserId,
+    device: &DeviceId,
+    room_id: &RoomId,
+    txn_id: &str,
+) -> Result<Option<String>> {
+    let key = db::rooms::TxnKey {
+        user_id: user.as_str(),
+        device_id: device.as_str(),
+        room_id: room_id.as_str(),
+        event_type: "m.room.message",
+        txn_id,
+    };
+    Ok(db::rooms::transaction_event(pool, key).await?)
 }
 
 /// The timeline events of every room of a `/sync` body.

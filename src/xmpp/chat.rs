@@ -173,7 +173,8 @@ pub async fn message_from_client(
     };
     let sent = async {
         let room = dm_room(state, &session.matrix, &partner).await?;
-        let template = EventTemplate::message("m.room.message", json!({ "msgtype": "m.text", "body": body }));
+        let content = crate::xmpp::corrections::content(state, &session.matrix, &room, &message, &body).await?;
+        let template = EventTemplate::message("m.room.message", content);
         // The client's message id makes a resent message one event, as a Matrix txn id does.
         let txn_id = message.id.as_ref().map(|id| id.0.clone());
         let (ctx, limits) = (state.rooms(), &state.rate_limits);

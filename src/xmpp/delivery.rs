@@ -8,13 +8,18 @@ use crate::state::AppState;
 use crate::sync::wait::ChangeWatch;
 use crate::users::Session as MatrixSession;
 use crate::xmpp::chat::{direct_rooms, jid_of};
+use crate::xmpp::corrections::text_of;
 use crate::xmpp::markers::NS_MARKERS;
 use crate::xmpp::occupancy::Occupancy;
 use minidom::Element;
 use ruma::{OwnedRoomId, OwnedUserId};
-use std::collections::BTreeMap;
+use serde_json::Value;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use xmpp_parsers::forwarding::Forwarded;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::message::{Id, Lang, Message};
 use xmpp_parsers::presence::{Presence, Show};
@@ -28,6 +33,8 @@ pub struct Resource {
     pub matrix: MatrixSession,
     pub jid: FullJid,
     pub occupancy: Occupancy,
+    /// Carbons enabled: the user's own messages from elsewhere are copied here.
+    pub carbons: Arc<AtomicBool>,
 }
 
 pub async fn run(state: AppState, resource: Resource, outgoing: mpsc::Sender<Element>) {
@@ -121,16 +128,43 @@ async fn direct_news(
         let rooms = direct.get(&sender)?;
         rooms.iter().any(|room| room.as_str() == room_id).then(|| jid_of(&sender, domain).map(Jid::from))?
     };
-    let mut stanzas = Vec::new();
+    let user = &resource.matrix;
     let types = &["m.room.message"];
-    for event in crate::rooms::read::timeline_between(&state.pool, &rooms, types, since, upto).await? {
-        let Some((sender, body)) = text_of(&event.json) else { continue };
-        // The user's own messages reach their other resources with carbons (not yet).
-        let Some(from) = partner_in(&event.room_id, &sender) else { continue };
-        let mut message = Message::chat(Some(Jid::from(resource.jid.clone()))).with_body(Lang::new(), body);
+    let events = crate::rooms::read::timeline_between(&state.pool, &rooms, types, since, upto).await?;
+    let events: Vec<(String, String, Value)> = events
+        .into_iter()
+        .filter_map(|event| Some((event.event_id, event.room_id, serde_json::from_str(&event.json).ok()?)))
+        .collect();
+    // The ids the client knows the messages and the corrected ones by.
+    let mut known: Vec<String> = events.iter().map(|(event_id, ..)| event_id.clone()).collect();
+    known.extend(events.iter().filter_map(|(_, _, pdu)| Some(text_of(&pdu["content"])?.1?.to_owned())));
+    let client_ids = crate::xmpp::markers::client_ids(state, user, &known).await?;
+    let partner_of_room: HashMap<&str, &OwnedUserId> =
+        direct.iter().flat_map(|(partner, rooms)| rooms.iter().map(move |room| (room.as_str(), partner))).collect();
+    let carbons = resource.carbons.load(Ordering::Relaxed);
+    let mut stanzas = Vec::new();
+    for (event_id, room_id, pdu) in &events {
+        let Some((body, corrected)) = text_of(&pdu["content"]) else { continue };
+        let Some(sender) = pdu["sender"].as_str() else { continue };
+        let mut message = Message::chat(None).with_body(Lang::new(), body.to_owned());
+        message.id = Some(Id(event_id.clone()));
+        if let Some(id) = corrected.and_then(|corrected| client_ids.get(corrected)) {
+            message.payloads.push(crate::xmpp::corrections::replace(id));
+        }
+        if sender == user.user_id.as_str() {
+            // The user's own message, sent elsewhere (not by this resource): a carbon copy.
+            let by_this_resource = client_ids.get(event_id).is_some_and(|id| id != event_id);
+            let partner = partner_of_room.get(room_id.as_str()).and_then(|partner| jid_of(partner, domain));
+            let Some(partner) = partner.filter(|_| carbons && !by_this_resource) else { continue };
+            message.from = Some(resource.jid.to_bare().into());
+            message.to = Some(partner.into());
+            stanzas.push(carbon(resource, message));
+            continue;
+        }
+        let Some(from) = partner_in(room_id, sender) else { continue };
         message.from = Some(from);
-        message.id = Some(Id(event.event_id.clone()));
-        let stanza_id = StanzaId { id: event.event_id.clone(), by: resource.jid.to_bare().into() };
+        message.to = Some(resource.jid.clone().into());
+        let stanza_id = StanzaId { id: event_id.clone(), by: resource.jid.to_bare().into() };
         let mut message = message.with_payload(stanza_id);
         // Asks for `displayed` markers, which become the user's read receipts.
         message.payloads.push(Element::builder("markable", NS_MARKERS).build());
@@ -141,7 +175,6 @@ async fn direct_news(
             stanzas.push(crate::xmpp::markers::typing_to_client(from, &resource.jid, typing));
         }
     }
-    let user = &resource.matrix;
     let receipts = crate::rooms::receipts::changes_between(&state.pool, &rooms, &user.user_id, since, upto).await?;
     let read: Vec<_> =
         receipts.into_iter().filter(|receipt| receipt.receipt_type == crate::rooms::receipts::READ).collect();
@@ -171,10 +204,10 @@ fn presence_of(state: &str, status: Option<String>) -> Presence {
     presence
 }
 
-/// The sender and text of an `m.room.message` PDU.
-fn text_of(json: &str) -> Option<(String, String)> {
-    let event: serde_json::Value = serde_json::from_str(json).ok()?;
-    let sender = event["sender"].as_str()?.to_owned();
-    let body = event["content"]["body"].as_str()?.to_owned();
-    Some((sender, body))
+/// A copy of the user's own message sent elsewhere (XEP-0280 §6).
+fn carbon(resource: &Resource, message: Message) -> Element {
+    let sent = xmpp_parsers::carbons::Sent { forwarded: Forwarded { delay: None, message } };
+    let mut wrapper = Message::chat(Some(Jid::from(resource.jid.clone()))).with_payload(sent);
+    wrapper.from = Some(resource.jid.to_bare().into());
+    wrapper.into()
 }

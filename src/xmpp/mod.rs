@@ -6,7 +6,8 @@
 //! ```text
 //! listener (mod.rs) -> connection.rs: TLS, SASL (sasl.rs), resource binding = a Matrix device
 //!                   -> session.rs: stanzas of a bound resource; chat.rs maps them onto rooms
-//!                   -> chat.rs (one-to-one), markers.rs (chat states, markers), muc.rs (rooms)
+//!                   -> chat.rs (one-to-one), markers.rs (chat states, markers), muc.rs (rooms),
+//!                      corrections.rs (edits)
 //!                   <- delivery.rs: Matrix news in the user's DM rooms and joined MUCs
 //!                      (muc_live.rs, occupancy.rs), woken like /sync
 //! address.rs: users and rooms as XMPP addresses; archive.rs: MAM from the room timelines
@@ -17,6 +18,7 @@ mod address;
 mod archive;
 mod chat;
 mod connection;
+mod corrections;
 mod delivery;
 mod markers;
 mod muc;

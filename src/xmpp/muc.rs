@@ -172,7 +172,8 @@ pub async fn message_from_client(
     let user = &session.matrix;
     let sent = async {
         if let Some((_, body)) = message.get_best_body_cloned(vec![]) {
-            let template = EventTemplate::message("m.room.message", json!({ "msgtype": "m.text", "body": body }));
+            let content = crate::xmpp::corrections::content(state, user, &room.room_id, &message, &body).await?;
+            let template = EventTemplate::message("m.room.message", content);
             let txn_id = message.id.as_ref().map(|id| id.0.clone());
             let (ctx, limits) = (state.rooms(), &state.rate_limits);
             crate::rooms::send::send_message(ctx, limits, user, &room.room_id, template, txn_id.as_deref()).await?;

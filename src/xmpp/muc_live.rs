@@ -5,6 +5,7 @@
 
 use crate::state::AppState;
 use crate::users::Session as MatrixSession;
+use crate::xmpp::corrections::text_of;
 use crate::xmpp::occupancy::{JoinedRoom, Occupancy};
 use minidom::Element;
 use ruma::{OwnedRoomId, OwnedUserId, UserId};
@@ -143,6 +144,8 @@ struct Groupchat<'a> {
     body: &'a str,
     /// For history: when it was sent (ms since the epoch).
     delayed_since: Option<i64>,
+    /// For a correction: the id the client knows the corrected message by.
+    corrects: Option<&'a str>,
 }
 
 fn groupchat(room: &BareJid, message: Groupchat<'_>, to: &FullJid) -> Element {
@@ -150,6 +153,9 @@ fn groupchat(room: &BareJid, message: Groupchat<'_>, to: &FullJid) -> Element {
     stanza.from = message.from;
     stanza.id = Some(Id(message.id.to_owned()));
     stanza = stanza.with_payload(StanzaId { id: message.event_id.to_owned(), by: room.clone().into() });
+    if let Some(corrected) = message.corrects {
+        stanza.payloads.push(crate::xmpp::corrections::replace(corrected));
+    }
     if let Some(stamp) = message.delayed_since.and_then(timestamp) {
         let delay = Element::builder("delay", NS_DELAY)
             .attr(rxml::xml_ncname!("from").into(), room.to_string())
@@ -177,6 +183,8 @@ pub fn history_message(room: &Room, event: &Value, ids: &HashMap<String, String>
         event_id,
         body,
         delayed_since: event["origin_server_ts"].as_i64(),
+        // History shows each message as it was sent; its corrections follow as messages.
+        corrects: None,
     };
     Some(groupchat(&room.jid, message, to))
 }
@@ -199,12 +207,15 @@ pub async fn deliver(
         if events.is_empty() {
             continue;
         }
-        let ids: Vec<String> = events.iter().map(|event| event.event_id.clone()).collect();
+        let pdus: Vec<Value> =
+            events.iter().map(|event| serde_json::from_str(&event.json).unwrap_or_default()).collect();
+        // The ids the client knows the messages, and the messages they correct, by.
+        let mut ids: Vec<String> = events.iter().map(|event| event.event_id.clone()).collect();
+        ids.extend(pdus.iter().filter_map(|pdu| Some(text_of(&pdu["content"])?.1?.to_owned())));
         let client_ids = crate::xmpp::markers::client_ids(state, user, &ids).await?;
         let mut stanzas = Vec::new();
         let mut members_changed = false;
-        for event in &events {
-            let Ok(pdu) = serde_json::from_str::<Value>(&event.json) else { continue };
+        for (event, pdu) in events.iter().zip(&pdus) {
             match pdu["type"].as_str() {
                 Some("m.room.member") => members_changed = true,
                 Some("m.room.topic") => {
@@ -212,7 +223,7 @@ pub async fn deliver(
                     stanzas.push(subject_message(&joined.jid, topic, to));
                 }
                 _ => {
-                    let Some(body) = pdu["content"]["body"].as_str() else { continue };
+                    let Some((body, corrected)) = text_of(&pdu["content"]) else { continue };
                     let Some(sender) = pdu["sender"].as_str() else { continue };
                     let nick = joined.nicks.get(sender).cloned().unwrap_or_else(|| localpart(sender));
                     let message = Groupchat {
@@ -221,6 +232,7 @@ pub async fn deliver(
                         event_id: &event.event_id,
                         body,
                         delayed_since: None,
+                        corrects: corrected.and_then(|corrected| client_ids.get(corrected)).map(String::as_str),
                     };
                     stanzas.push(groupchat(&joined.jid, message, to));
                 }

@@ -11,6 +11,8 @@ use minidom::Element;
 use ruma::OwnedUserId;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 use xmpp_parsers::bind::{BindQuery, BindResponse};
 use xmpp_parsers::disco::{DiscoInfoQuery, DiscoInfoResult, DiscoItemsQuery, DiscoItemsResult, Identity};
@@ -31,6 +33,7 @@ const FEATURES: &[&str] = &[
     "urn:xmpp:ping",
     "urn:xmpp:sid:0",
     "jabber:iq:roster",
+    "urn:xmpp:carbons:2",
 ];
 
 /// What an account (the user's bare JID) supports: its message archive.
@@ -44,6 +47,8 @@ pub struct Session {
     pub muc_domain: String,
     /// The MUCs this resource joined.
     pub occupancy: Occupancy,
+    /// Whether the client enabled carbons (XEP-0280): copies of what the user sends elsewhere.
+    pub carbons: Arc<AtomicBool>,
 }
 
 impl Session {
@@ -58,8 +63,12 @@ impl Session {
         stream.open(&features).await?;
         let session = bind(state, stream, &user_id, peer).await?;
         let (outgoing, mut to_send) = mpsc::channel::<Element>(64);
-        let resource =
-            Resource { matrix: session.matrix.clone(), jid: session.jid.clone(), occupancy: session.occupancy.clone() };
+        let resource = Resource {
+            matrix: session.matrix.clone(),
+            jid: session.jid.clone(),
+            occupancy: session.occupancy.clone(),
+            carbons: session.carbons.clone(),
+        };
         let delivery = tokio::spawn(crate::xmpp::delivery::run(state.clone(), resource, outgoing.clone()));
         let outcome = session.serve(state, stream, &mut to_send).await;
         delivery.abort();
@@ -157,6 +166,17 @@ impl Session {
                     Iq::from_result(id.clone(), Some(result))
                 })
             }
+            Request::Set(payload) if payload.ns() == xmpp_parsers::ns::CARBONS && from_server => {
+                let enable = match payload.name() {
+                    "enable" => Some(true),
+                    "disable" => Some(false),
+                    _ => None,
+                };
+                enable.map(|enable| {
+                    self.carbons.store(enable, Ordering::Relaxed);
+                    Iq::empty_result(self.jid.clone().into(), id.clone())
+                })
+            }
             // Old clients still open a session (RFC 3921); it is a no-op.
             Request::Set(payload) if payload.is("session", NS_SESSION) => {
                 Some(Iq::empty_result(self.jid.clone().into(), id.clone()))
@@ -224,7 +244,7 @@ async fn bind(
         stream.send_element(&answer.into()).await?;
         tracing::info!(%jid, device = %matrix.device_id, "XMPP resource bound");
         let muc_domain = crate::xmpp::address::muc_domain(state);
-        return Ok(Session { matrix, jid, muc_domain, occupancy: Occupancy::default() });
+        return Ok(Session { matrix, jid, muc_domain, occupancy: Occupancy::default(), carbons: Arc::default() });
     }
 }
 

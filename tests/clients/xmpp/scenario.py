@@ -9,6 +9,9 @@ MODE muc ROOM NICK TEXT: join ROOM as NICK (history 5); after the subject, send 
   `muc-1`); after its reflection wait for a live message from another occupant, then set the
   subject to "Set from XMPP", and after its reflection leave the room; end on the own
   unavailable presence.
+MODE carbons PEER: enable carbons, report "ready"; on a carbon of the user's own message to
+  PEER send "tpyo" (id `c-1`) and its correction "typo fixed" (id `c-2`); end on PEER's
+  correction of a message.
 MODE mam MAX TARGET WITH [TARGET WITH...]: page each archive (TARGET's, filtered by WITH unless
   it is "-") backwards MAX results at a time until complete; report each page's `fin` and then
   the whole archive, oldest first.
@@ -163,6 +166,25 @@ def main():
 
     results = []
 
+    def carbons_message(stanza):
+        (peer,) = args
+        xml = stanza.xml
+        sent = xml.find("{urn:xmpp:carbons:2}sent/{%s}forwarded/{jabber:client}message" % FORWARD)
+        if sent is not None:
+            emit(event="carbon", body=text_of(sent, "body"), to=sent.get("to"), from_=sent.get("from"))
+            send_message(peer, "chat", body="tpyo", id="c-1")
+            replace = ET.Element("{urn:xmpp:message-correct:0}replace", id="c-1")
+            send_message(peer, "chat", body="typo fixed", id="c-2", payloads=[replace])
+            emit(event="corrected")
+            return
+        if stanza["from"].bare != peer or text_of(xml, "body") is None:
+            return
+        replace = child(xml, "replace", "urn:xmpp:message-correct:0")
+        emit(event="message", body=text_of(xml, "body"), id=xml.get("id"),
+             replace=replace.get("id") if replace is not None else None)
+        if replace is not None:
+            client.disconnect()
+
     def mam_result(stanza):
         result = child(stanza.xml, "result", MAM)
         if result is None:
@@ -204,6 +226,11 @@ def main():
     async def session_start(_event):
         emit(event="session", jid=str(client.boundjid))
         client.send_presence()
+        if mode == "carbons":
+            iq = client.make_iq_set()
+            ET.SubElement(iq.xml, "{urn:xmpp:carbons:2}enable")
+            await iq.send()
+            emit(event="ready")
         if mode == "mam":
             for index in range(1, len(args), 2):
                 await read_archive(args[index], args[index + 1], args[0])
@@ -217,7 +244,7 @@ def main():
             step["name"] = "joining"
             presence.send()
 
-    handler = {"dm": dm_message, "muc": muc_message, "mam": mam_result}[mode]
+    handler = {"dm": dm_message, "muc": muc_message, "mam": mam_result, "carbons": carbons_message}[mode]
     client.register_handler(Callback("all messages", MatchXPath("{jabber:client}message"), handler))
     if mode == "muc":
         client.register_handler(Callback("all presence", MatchXPath("{jabber:client}presence"), muc_presence))
