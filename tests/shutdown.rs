@@ -12,6 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const PASSWORD: &str = "shutdown-password";
 
@@ -21,6 +22,7 @@ async fn sigterm_answers_waiting_syncs_at_once_and_exits_within_two_seconds() {
     pool.close().await;
     let data_dir = tempfile::tempdir().expect("data dir");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let xmpp_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let url =
         format!("postgres://{}@localhost/{database}?host={}", hearth::db::embedded::SUPERUSER, cluster_dir().display());
     let log = data_dir.path().join("serve.log");
@@ -40,6 +42,9 @@ async fn sigterm_answers_waiting_syncs_at_once_and_exits_within_two_seconds() {
             ("HEARTH_DATABASE__URL", &url),
             ("HEARTH_REGISTRATION__ENABLED", "true"),
             ("HEARTH_RATE_LIMITS__ENABLED", "false"),
+            // The XMPP listener starts from the configuration alone (#22).
+            ("HEARTH_XMPP__ENABLED", "true"),
+            ("HEARTH_XMPP__LISTEN", &format!("127.0.0.1:{xmpp_port}")),
         ])
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().unwrap())
@@ -86,6 +91,8 @@ async fn sigterm_answers_waiting_syncs_at_once_and_exits_within_two_seconds() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(waiting.iter().all(|sync| !sync.is_finished()), "the syncs wait for news");
 
+    let mut xmpp = xmpp_stream_opened(xmpp_port).await;
+
     let signalled = Instant::now();
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
     for waiting in waiting {
@@ -96,6 +103,12 @@ async fn sigterm_answers_waiting_syncs_at_once_and_exits_within_two_seconds() {
         assert!(body.get("rooms").is_none(), "nothing new: {body}");
     }
     let answered = signalled.elapsed();
+    // An open XMPP stream is told why it ends.
+    let mut ending = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), xmpp.read_to_end(&mut ending)).await.unwrap().ok();
+    let ending = String::from_utf8_lossy(&ending);
+    assert!(ending.contains("<system-shutdown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/>"), "{ending}");
+    assert!(ending.ends_with("</stream:stream>"), "{ending}");
     let exited = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
@@ -111,4 +124,22 @@ async fn sigterm_answers_waiting_syncs_at_once_and_exits_within_two_seconds() {
     assert_eq!(exited.code(), Some(0), "{}", std::fs::read_to_string(&log).unwrap_or_default());
     assert!(answered < Duration::from_secs(1), "syncs answered after {answered:?}");
     assert!(stopped < Duration::from_secs(2), "exited after {stopped:?}");
+}
+
+/// A client stream on `hearth serve`'s XMPP listener, opened up to the offer of STARTTLS.
+async fn xmpp_stream_opened(port: u16) -> tokio::net::TcpStream {
+    let mut socket = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("the XMPP listener is up");
+    let header = format!(
+        "<stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{SERVER_NAME}' version='1.0'>"
+    );
+    socket.write_all(header.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    let mut buffer = [0u8; 4096];
+    while !answer.contains("</stream:features>") {
+        let read = tokio::time::timeout(Duration::from_secs(10), socket.read(&mut buffer)).await.unwrap().unwrap();
+        assert!(read > 0, "closed: {answer}");
+        answer.push_str(&String::from_utf8_lossy(&buffer[..read]));
+    }
+    assert!(answer.contains("<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"), "{answer}");
+    socket
 }

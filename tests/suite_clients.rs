@@ -17,3 +17,4 @@ mod real_clients;
 mod sliding_app;
 mod sliding_sdk;
 mod xmpp;
+mod xmpp_live;

@@ -12,14 +12,14 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-struct XmppServer {
-    server: TestServer,
-    starttls_port: u16,
+pub struct XmppServer {
+    pub server: TestServer,
+    pub starttls_port: u16,
     direct_tls_port: u16,
     data_dir: tempfile::TempDir,
 }
 
-async fn start() -> XmppServer {
+pub async fn start() -> XmppServer {
     start_with(|_| {}).await
 }
 
@@ -50,10 +50,15 @@ fn generated_cert_sha256(xmpp: &XmppServer) -> String {
 }
 
 /// Runs slixmpp with `args`; `on_line` sees each JSON line as it comes (and may act on it).
-async fn run_client(args: &[&str], mut on_line: impl AsyncFnMut(&Value)) -> Vec<Value> {
+async fn run_client(args: &[&str], on_line: impl AsyncFnMut(&Value)) -> Vec<Value> {
+    run_script(&xmpp_client_script(), args, on_line).await
+}
+
+/// Runs a slixmpp driver `script` with `args`, as [`run_client`] does.
+pub async fn run_script(script: &std::path::Path, args: &[&str], mut on_line: impl AsyncFnMut(&Value)) -> Vec<Value> {
     let python = slixmpp_python().expect("slixmpp installs");
     let mut child = tokio::process::Command::new(python)
-        .arg(xmpp_client_script())
+        .arg(script)
         .args(args)
         .stdout(Stdio::piped())
         .kill_on_drop(true)
@@ -76,7 +81,7 @@ async fn run_client(args: &[&str], mut on_line: impl AsyncFnMut(&Value)) -> Vec<
     seen
 }
 
-fn event<'a>(lines: &'a [Value], name: &str) -> Option<&'a Value> {
+pub fn event<'a>(lines: &'a [Value], name: &str) -> Option<&'a Value> {
     lines.iter().find(|line| line["event"] == name)
 }
 

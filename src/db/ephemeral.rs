@@ -92,6 +92,26 @@ pub async fn typing_users(
     .await
 }
 
+/// `(room_id, user_id, typing)` of the typing starts and stops in the rooms with positions in
+/// `(after, upto]`: what a live reader that keeps its own position (the XMPP edge) passes on.
+pub async fn typing_changes_between(
+    db: impl PgExecutor<'_>,
+    room_ids: &[String],
+    after: i64,
+    upto: i64,
+) -> sqlx::Result<Vec<(String, String, bool)>> {
+    sqlx::query_as(
+        "SELECT room_id, user_id, typing FROM typing
+         WHERE room_id = ANY($1) AND stream_position > $2 AND stream_position <= $3
+         ORDER BY stream_position",
+    )
+    .bind(room_ids)
+    .bind(after)
+    .bind(upto)
+    .fetch_all(db)
+    .await
+}
+
 /// The position of a user's current receipt, locked for the rest of the transaction.
 pub async fn receipt_event_position_for_update(
     conn: &mut PgConnection,

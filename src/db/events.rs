@@ -290,22 +290,24 @@ pub async fn by_nids(db: impl PgExecutor<'_>, nids: &[i64]) -> sqlx::Result<Vec<
     .await
 }
 
-/// `m.room.message` events of `rooms` with stream positions in `(after, upto]`, in stream order.
-pub async fn messages_between(
+/// Timeline events of `types` in `rooms` with stream positions in `(after, upto]`, in stream order.
+pub async fn timeline_between(
     db: impl PgExecutor<'_>,
     rooms: &[String],
+    types: &[&str],
     after: i64,
     upto: i64,
 ) -> sqlx::Result<Vec<StoredEvent>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {STORED_EVENT_COLUMNS} FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
          WHERE e.room_id = ANY($1) AND e.stream_position > $2 AND e.stream_position <= $3
-           AND e.event_type = 'm.room.message' AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier
+           AND e.event_type = ANY($4) AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier
          ORDER BY e.stream_position"
     )))
     .bind(rooms)
     .bind(after)
     .bind(upto)
+    .bind(types)
     .fetch_all(db)
     .await
 }

@@ -66,3 +66,17 @@ pub async fn forget(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<()>
         Some(_) => Err(Error::unknown("Leave the room before forgetting it")),
     }
 }
+
+/// Who invited `user` to `room_id` as a direct chat (`is_direct` on the invite), if the user's
+/// pending invite there is one: an edge without invite prompts (XMPP) accepts those on the
+/// user's behalf, as a one-to-one conversation simply begins there.
+pub async fn direct_inviter(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<Option<ruma::OwnedUserId>> {
+    let Some(entry) = db::state::current_state_event(pool, room_id.as_str(), "m.room.member", user.as_str()).await?
+    else {
+        return Ok(None);
+    };
+    let pdu = crate::rooms::pdu::Pdu::from_stored(&entry.event_id, &entry.json)?;
+    let content = pdu.content_value();
+    let direct_invite = content["membership"] == "invite" && content["is_direct"] == true;
+    Ok(direct_invite.then_some(pdu.sender))
+}

@@ -210,18 +210,27 @@ async fn member_events(pool: &Store, room_id: &RoomId, mut users: Vec<String>) -
     Ok(served.iter().map(|served| served.client_event(room_id)).collect())
 }
 
-/// The `m.room.message` events of `rooms` that reached the timeline in `(after, upto]`, oldest
+/// The events of `types` in `rooms` that reached the timeline in `(after, upto]`, oldest
 /// first: what a live reader that is not `/sync` (the XMPP edge) delivers next.
-pub async fn messages_between(
+pub async fn timeline_between(
     pool: &Store,
     rooms: &[String],
+    types: &[&str],
     after: i64,
     upto: i64,
 ) -> Result<Vec<db::events::StoredEvent>> {
     if rooms.is_empty() || after >= upto {
         return Ok(Vec::new());
     }
-    Ok(db::events::messages_between(pool, rooms, after, upto).await?)
+    Ok(db::events::timeline_between(pool, rooms, types, after, upto).await?)
+}
+
+/// The stream position of `event_id` in `room_id`: where an edge that pages by event (XMPP's
+/// MAM, whose page bounds are archive ids) continues from. What the page then shows is
+/// decided by [`messages`], which checks the reader.
+pub async fn event_position(pool: &Store, room_id: &RoomId, event_id: &str) -> Result<i64> {
+    let event = db::events::by_id(pool, event_id).await?.filter(|event| event.room_id == room_id.as_str());
+    event.and_then(|event| event.stream_position).ok_or_else(|| Error::not_found("No such event in this room"))
 }
 
 /// `GET /joined_rooms`.

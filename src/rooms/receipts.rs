@@ -98,6 +98,21 @@ pub async fn set_read_markers(
 
 /// The event's stream position, if it is in the room and the user may see it; 404 otherwise
 /// (saying "forbidden" would tell that an event exists).
+/// Receipts in `rooms` changed in `(after, upto]` that `viewer` may see (private ones only
+/// when theirs), in order: for a live reader that keeps its own position (the XMPP edge).
+pub async fn changes_between(
+    pool: &Store,
+    rooms: &[String],
+    viewer: &UserId,
+    after: i64,
+    upto: i64,
+) -> Result<Vec<db::ephemeral::ReceiptRow>> {
+    if rooms.is_empty() || after >= upto {
+        return Ok(Vec::new());
+    }
+    Ok(db::ephemeral::receipts_between(pool, rooms, viewer.as_str(), Some(after), upto).await?)
+}
+
 async fn visible_event_position(pool: &Store, user: &UserId, room_id: &RoomId, event_id: &str) -> Result<i64> {
     let not_found = || Error::not_found(format!("Event {event_id} not found"));
     let stored = db::events::by_id(pool, event_id).await?.ok_or_else(not_found)?;

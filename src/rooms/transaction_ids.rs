@@ -5,7 +5,7 @@
 use crate::db;
 use crate::error::Result;
 use crate::store::Store;
-use ruma::{DeviceId, UserId};
+use ruma::{DeviceId, RoomId, UserId};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 
@@ -30,6 +30,40 @@ pub async fn annotate<'a>(
         }
     }
     Ok(())
+}
+
+/// The transaction ids `device` of `user` sent any of `event_ids` with, by event id (an edge
+/// that names messages by the sender's own ids, as XMPP does, maps them back).
+pub async fn sent_with(
+    pool: &Store,
+    user: &UserId,
+    device: &DeviceId,
+    event_ids: &[String],
+) -> Result<HashMap<String, String>> {
+    if event_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let sent = db::rooms::transaction_ids_of(pool, user.as_str(), device.as_str(), event_ids).await?;
+    Ok(sent.into_iter().collect())
+}
+
+/// The message event `device` of `user` sent in `room_id` with `txn_id`, if any (an XMPP
+/// correction names the message it corrects by the client's own id).
+pub async fn message_sent_with(
+    pool: &Store,
+    user: &UserId,
+    device: &DeviceId,
+    room_id: &RoomId,
+    txn_id: &str,
+) -> Result<Option<String>> {
+    let key = db::rooms::TxnKey {
+        user_id: user.as_str(),
+        device_id: device.as_str(),
+        room_id: room_id.as_str(),
+        event_type: "m.room.message",
+        txn_id,
+    };
+    Ok(db::rooms::transaction_event(pool, key).await?)
 }
 
 /// The timeline events of every room of a `/sync` body.

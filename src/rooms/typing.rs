@@ -102,6 +102,20 @@ pub async fn receive_remote(
     Ok(())
 }
 
+/// Typing starts and stops (`room, user, typing`) in `rooms` in `(after, upto]`, in order:
+/// for a live reader that keeps its own position (the XMPP edge).
+pub async fn changes_between(
+    pool: &Store,
+    rooms: &[String],
+    after: i64,
+    upto: i64,
+) -> Result<Vec<(String, String, bool)>> {
+    if rooms.is_empty() || after >= upto {
+        return Ok(Vec::new());
+    }
+    Ok(db::ephemeral::typing_changes_between(pool, rooms, after, upto).await?)
+}
+
 pub(crate) async fn ensure_joined(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<()> {
     let membership = db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?;
     if membership.is_none_or(|m| m.membership != MembershipState::Join) {

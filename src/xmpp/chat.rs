@@ -66,14 +66,23 @@ pub async fn roster(state: &AppState, session: &Session) -> crate::Result<Vec<It
         .collect())
 }
 
+/// The DM room with `partner` the user is joined to, if there is one.
+pub async fn existing_dm_room(
+    state: &AppState,
+    user: &MatrixSession,
+    partner: &UserId,
+) -> crate::Result<Option<OwnedRoomId>> {
+    let direct = direct_rooms(state, user).await?;
+    let joined = crate::rooms::read::joined_rooms(&state.pool, &user.user_id).await?;
+    let mut rooms = direct.get(partner).into_iter().flatten();
+    Ok(rooms.find(|room| joined.iter().any(|j| j == room.as_str())).cloned())
+}
+
 /// The DM room with `partner` the user is in, or a new one (the partner invited, `m.direct`
 /// updated as a client would).
 async fn dm_room(state: &AppState, user: &MatrixSession, partner: &UserId) -> crate::Result<OwnedRoomId> {
-    let mut direct = direct_rooms(state, user).await?;
-    let joined = crate::rooms::read::joined_rooms(&state.pool, &user.user_id).await?;
-    if let Some(room) = direct.get(partner).into_iter().flatten().find(|room| joined.iter().any(|j| j == room.as_str()))
-    {
-        return Ok(room.clone());
+    if let Some(room) = existing_dm_room(state, user, partner).await? {
+        return Ok(room);
     }
     let create = CreateRoom {
         preset: Some(Preset::TrustedPrivateChat),
@@ -83,7 +92,24 @@ async fn dm_room(state: &AppState, user: &MatrixSession, partner: &UserId) -> cr
     };
     let room =
         crate::rooms::create::create_room(state.rooms(), &state.default_room_version, &user.user_id, create).await?;
-    direct.entry(partner.to_owned()).or_default().push(room.clone());
+    remember_direct(state, user, partner, &room).await?;
+    Ok(room)
+}
+
+/// Adds `room` to the user's `m.direct` under `partner`, as a Matrix client does when it
+/// creates or accepts a direct chat.
+async fn remember_direct(
+    state: &AppState,
+    user: &MatrixSession,
+    partner: &UserId,
+    room: &OwnedRoomId,
+) -> crate::Result<()> {
+    let mut direct = direct_rooms(state, user).await?;
+    let rooms = direct.entry(partner.to_owned()).or_default();
+    if rooms.contains(room) {
+        return Ok(());
+    }
+    rooms.push(room.clone());
     let content: serde_json::Map<String, Value> =
         direct.into_iter().map(|(partner, rooms)| (partner.to_string(), json!(rooms))).collect();
     let actor = Actor::Device(user);
@@ -96,21 +122,46 @@ async fn dm_room(state: &AppState, user: &MatrixSession, partner: &UserId) -> cr
         DIRECT,
         &Value::Object(content),
     )
-    .await?;
-    Ok(room)
+    .await
 }
 
-/// A `<message/>` from the client: a chat message to a local user goes into their DM room.
+/// Accepts the direct-chat invites among `memberships` from local users: XMPP has no invite
+/// to a one-to-one chat (a conversation simply begins), so the resource joins on the user's
+/// behalf and records the room in `m.direct`, as Element does on accepting one. Other invites
+/// wait for a Matrix client (or a MUC join).
+pub async fn accept_direct_invites(
+    state: &AppState,
+    user: &MatrixSession,
+    memberships: &[crate::db::sync::MembershipRow],
+) -> crate::Result<()> {
+    for invite in memberships.iter().filter(|row| row.membership == ruma::events::room::member::MembershipState::Invite)
+    {
+        let Ok(room) = OwnedRoomId::try_from(invite.room_id.as_str()) else { continue };
+        let Some(inviter) = crate::rooms::members::direct_inviter(&state.pool, &user.user_id, &room).await? else {
+            continue;
+        };
+        if inviter.server_name() != state.server_name {
+            continue;
+        }
+        crate::rooms::membership::join(state.rooms(), &room, user, None).await?;
+        remember_direct(state, user, &inviter, &room).await?;
+        tracing::debug!(%room, %inviter, "an XMPP resource accepted a direct chat");
+    }
+    Ok(())
+}
+
+/// A `<message/>` from the client: one to the conference domain goes to a MUC; a chat
+/// message to a local user goes into their DM room, with its chat state as typing; a
+/// `displayed` marker becomes a read receipt there.
 pub async fn message_from_client(
     state: &AppState,
     session: &Session,
     element: Element,
 ) -> Result<Vec<Element>, StreamError> {
     let Ok(message) = Message::try_from(element) else { return Ok(vec![]) };
-    let Some((_, body)) = message.get_best_body_cloned(vec![]) else {
-        // Chat states and markers without a body are not mapped yet.
-        return Ok(vec![]);
-    };
+    if message.to.as_ref().is_some_and(|to| to.domain().as_str() == session.muc_domain) {
+        return crate::xmpp::muc::message_from_client(state, session, message).await;
+    }
     if !matches!(message.type_, MessageType::Chat | MessageType::Normal) {
         return Ok(vec![bounce(&message, ErrorType::Cancel, DefinedCondition::FeatureNotImplemented)]);
     }
@@ -118,32 +169,67 @@ pub async fn message_from_client(
     let Some(partner) = message.to.as_ref().and_then(|to| local_user(to, &domain, &state.server_name)) else {
         return Ok(vec![bounce(&message, ErrorType::Cancel, DefinedCondition::ServiceUnavailable)]);
     };
+    let Some((_, body)) = message.get_best_body_cloned(vec![]) else {
+        return without_body(state, session, &message, &partner).await.map_err(StreamError::internal).map(|()| vec![]);
+    };
     let sent = async {
         let room = dm_room(state, &session.matrix, &partner).await?;
-        let template = EventTemplate::message("m.room.message", json!({ "msgtype": "m.text", "body": body }));
+        let content = crate::xmpp::corrections::content(state, &session.matrix, &room, &message, &body).await?;
+        let template = EventTemplate::message("m.room.message", content);
         // The client's message id makes a resent message one event, as a Matrix txn id does.
         let txn_id = message.id.as_ref().map(|id| id.0.clone());
         let (ctx, limits) = (state.rooms(), &state.rate_limits);
-        crate::rooms::send::send_message(ctx, limits, &session.matrix, &room, template, txn_id.as_deref()).await
+        crate::rooms::send::send_message(ctx, limits, &session.matrix, &room, template, txn_id.as_deref()).await?;
+        // A message ends typing (XEP-0085 §5.1: it carries `active`); Matrix clients say so.
+        if crate::xmpp::markers::chat_state(&message).is_some() {
+            crate::xmpp::markers::typing_from_client(state, &session.matrix, &room, "active").await?;
+        }
+        Ok(())
     };
-    match sent.await {
-        Ok(_) => Ok(vec![]),
-        Err(crate::Error::Matrix { kind: ruma::api::error::ErrorKind::LimitExceeded(_), .. }) => {
-            Ok(vec![bounce(&message, ErrorType::Wait, DefinedCondition::ResourceConstraint)])
+    Ok(sent.await.err().map(|error| refusal(&message, error)).into_iter().collect())
+}
+
+/// A message without a body: its chat state and `displayed` marker, in the existing DM room
+/// (neither is a reason to create one). Refusals are not answered: these are notifications.
+async fn without_body(state: &AppState, session: &Session, message: &Message, partner: &UserId) -> crate::Result<()> {
+    let Some(room) = existing_dm_room(state, &session.matrix, partner).await? else { return Ok(()) };
+    let outcome = async {
+        if let Some(chat_state) = crate::xmpp::markers::chat_state(message) {
+            crate::xmpp::markers::typing_from_client(state, &session.matrix, &room, chat_state).await?;
         }
+        if let Some(id) = crate::xmpp::markers::displayed(message) {
+            crate::xmpp::markers::displayed_from_client(state, &session.matrix, &room, id).await?;
+        }
+        Ok(())
+    };
+    match outcome.await {
         Err(crate::Error::Matrix { kind, message: why }) => {
-            tracing::debug!(?kind, %why, "an XMPP message was refused");
-            Ok(vec![bounce(&message, ErrorType::Cancel, DefinedCondition::Forbidden)])
+            tracing::debug!(?kind, %why, "an XMPP chat state or marker was refused");
+            Ok(())
         }
-        Err(error) => {
+        other => other,
+    }
+}
+
+/// A domain refusal of what a message asked, as the error stanza that answers it.
+pub fn refusal(message: &Message, error: crate::Error) -> Element {
+    match error {
+        crate::Error::Matrix { kind: ruma::api::error::ErrorKind::LimitExceeded(_), .. } => {
+            bounce(message, ErrorType::Wait, DefinedCondition::ResourceConstraint)
+        }
+        crate::Error::Matrix { kind, message: why } => {
+            tracing::debug!(?kind, %why, "an XMPP message was refused");
+            bounce(message, ErrorType::Cancel, DefinedCondition::Forbidden)
+        }
+        error => {
             tracing::error!(%error, "sending an XMPP message failed");
-            Ok(vec![bounce(&message, ErrorType::Wait, DefinedCondition::InternalServerError)])
+            bounce(message, ErrorType::Wait, DefinedCondition::InternalServerError)
         }
     }
 }
 
 /// The message back to its sender as an error (RFC 6120 §8.3).
-fn bounce(message: &Message, type_: ErrorType, condition: DefinedCondition) -> Element {
+pub fn bounce(message: &Message, type_: ErrorType, condition: DefinedCondition) -> Element {
     let mut error = Message::error(None::<Jid>);
     error.from = message.to.clone();
     error.id = message.id.clone();
@@ -159,6 +245,9 @@ pub async fn presence_from_client(
     element: Element,
 ) -> Result<Vec<Element>, StreamError> {
     let Ok(presence) = Presence::try_from(element) else { return Ok(vec![]) };
+    if presence.to.as_ref().is_some_and(|to| to.domain().as_str() == session.muc_domain) {
+        return crate::xmpp::muc::presence_from_client(state, session, presence).await;
+    }
     if presence.to.is_some() {
         return Ok(vec![]);
     }

@@ -38,15 +38,19 @@ impl Connection {
             },
         };
         let mut stream = Stream::new(transport, max, domain);
-        let login = tokio::time::timeout(LOGIN_DEADLINE, self.negotiate(&mut stream));
-        let user_id = match login.await {
-            Ok(Ok(user_id)) => user_id,
-            Ok(Err(error)) => return stream.close(Some(error)).await,
-            Err(_) => return stream.close(Some(StreamError::new("connection-timeout", "log in sooner"))).await,
+        let login = tokio::select! {
+            login = tokio::time::timeout(LOGIN_DEADLINE, self.negotiate(&mut stream)) => Some(login),
+            _ = stop.wait_for(|stop| *stop) => None,
+        };
+        let user_id = match login {
+            Some(Ok(Ok(user_id))) => user_id,
+            Some(Ok(Err(error))) => return stream.close(Some(error)).await,
+            Some(Err(_)) => return stream.close(Some(StreamError::new("connection-timeout", "log in sooner"))).await,
+            None => return stream.close(Some(shutting_down())).await,
         };
         let outcome = tokio::select! {
             outcome = Session::run(&self.state, &mut stream, user_id, self.peer) => outcome,
-            _ = stop.wait_for(|stop| *stop) => Err(StreamError::new("system-shutdown", "the server is stopping")),
+            _ = stop.wait_for(|stop| *stop) => Err(shutting_down()),
         };
         stream.close(outcome.err()).await;
     }
@@ -73,4 +77,8 @@ impl Connection {
         stream.reader.restart();
         Ok(user_id)
     }
+}
+
+fn shutting_down() -> StreamError {
+    StreamError::new("system-shutdown", "the server is stopping")
 }

@@ -6,13 +6,24 @@
 //! ```text
 //! listener (mod.rs) -> connection.rs: TLS, SASL (sasl.rs), resource binding = a Matrix device
 //!                   -> session.rs: stanzas of a bound resource; chat.rs maps them onto rooms
-//!                   <- delivery.rs: new Matrix messages in the user's DM rooms, woken like /sync
+//!                   -> chat.rs (one-to-one), markers.rs (chat states, markers), muc.rs (rooms),
+//!                      corrections.rs (edits)
+//!                   <- delivery.rs: Matrix news in the user's DM rooms and joined MUCs
+//!                      (muc_live.rs, occupancy.rs), woken like /sync
+//! address.rs: users and rooms as XMPP addresses; archive.rs: MAM from the room timelines
 //! stream.rs / reader.rs: the XML stream itself (rxml + minidom), limits and stream errors
 //! ```
 
+mod address;
+mod archive;
 mod chat;
 mod connection;
+mod corrections;
 mod delivery;
+mod markers;
+mod muc;
+mod muc_live;
+mod occupancy;
 mod reader;
 mod sasl;
 mod session;
@@ -56,7 +67,7 @@ pub async fn bind(config: &Config) -> anyhow::Result<Vec<(TcpListener, Mode)>> {
 }
 
 /// Serves XMPP clients on `listener` until `shutdown` resolves; streams still open then end
-/// with `system-shutdown`.
+/// with `system-shutdown`, and this returns once they have (the caller bounds the wait).
 pub async fn serve(
     listener: TcpListener,
     mode: Mode,
@@ -65,10 +76,13 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let tls = tls::acceptor(&state.config)?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {
             () = &mut shutdown => break,
+            // Finished connections are reaped as they end, so the set holds only open ones.
+            Some(_) = connections.join_next() => continue,
             accepted = listener.accept() => accepted,
         };
         let (socket, peer) = match accepted {
@@ -81,8 +95,9 @@ pub async fn serve(
             }
         };
         let connection = connection::Connection { state: state.clone(), tls: tls.clone(), mode, peer };
-        tokio::spawn(connection.run(socket, stop_rx.clone()));
+        connections.spawn(connection.run(socket, stop_rx.clone()));
     }
     let _ = stop_tx.send(true);
+    while connections.join_next().await.is_some() {}
     Ok(())
 }

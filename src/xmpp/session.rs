@@ -4,11 +4,15 @@
 
 use crate::state::AppState;
 use crate::users::{ClientInfo, Session as MatrixSession};
+use crate::xmpp::delivery::Resource;
+use crate::xmpp::occupancy::Occupancy;
 use crate::xmpp::stream::{Stream, StreamError};
 use minidom::Element;
 use ruma::OwnedUserId;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 use xmpp_parsers::bind::{BindQuery, BindResponse};
 use xmpp_parsers::disco::{DiscoInfoQuery, DiscoInfoResult, DiscoItemsQuery, DiscoItemsResult, Identity};
@@ -29,12 +33,22 @@ const FEATURES: &[&str] = &[
     "urn:xmpp:ping",
     "urn:xmpp:sid:0",
     "jabber:iq:roster",
+    "urn:xmpp:carbons:2",
 ];
+
+/// What an account (the user's bare JID) supports: its message archive.
+const ACCOUNT_FEATURES: [&str; 2] = [xmpp_parsers::ns::DISCO_INFO, xmpp_parsers::ns::MAM];
 
 /// Everything one bound resource needs.
 pub struct Session {
     pub matrix: MatrixSession,
     pub jid: FullJid,
+    /// The conference domain: stanzas to it are for MUCs.
+    pub muc_domain: String,
+    /// The MUCs this resource joined.
+    pub occupancy: Occupancy,
+    /// Whether the client enabled carbons (XEP-0280): copies of what the user sends elsewhere.
+    pub carbons: Arc<AtomicBool>,
 }
 
 impl Session {
@@ -49,8 +63,13 @@ impl Session {
         stream.open(&features).await?;
         let session = bind(state, stream, &user_id, peer).await?;
         let (outgoing, mut to_send) = mpsc::channel::<Element>(64);
-        let delivery =
-            tokio::spawn(crate::xmpp::delivery::run(state.clone(), session.matrix.clone(), outgoing.clone()));
+        let resource = Resource {
+            matrix: session.matrix.clone(),
+            jid: session.jid.clone(),
+            occupancy: session.occupancy.clone(),
+            carbons: session.carbons.clone(),
+        };
+        let delivery = tokio::spawn(crate::xmpp::delivery::run(state.clone(), resource, outgoing.clone()));
         let outcome = session.serve(state, stream, &mut to_send).await;
         delivery.abort();
         // The user's last word on presence: gone (a Matrix client's own syncs set it again).
@@ -85,6 +104,12 @@ impl Session {
     /// The answers to one stanza from the client.
     async fn handle(&self, state: &AppState, element: Element) -> Result<Vec<Element>, StreamError> {
         match element.name() {
+            "iq" if element.attr("type") == Some("set") && element.has_child("query", xmpp_parsers::ns::MAM) => {
+                let id = element.attr("id").unwrap_or_default().to_owned();
+                let to = element.attr("to").and_then(|to| Jid::new(to).ok());
+                let Some(query) = element.get_child("query", xmpp_parsers::ns::MAM).cloned() else { return Ok(vec![]) };
+                Ok(crate::xmpp::archive::query(state, self, &id, to.as_ref(), query).await)
+            }
             "iq" => Ok(self.iq(state, element).await.into_iter().collect()),
             "message" => crate::xmpp::chat::message_from_client(state, self, element).await,
             "presence" => crate::xmpp::chat::presence_from_client(state, self, element).await,
@@ -128,7 +153,7 @@ impl Session {
                     };
                     let features: BTreeSet<String> = match from_server {
                         true => FEATURES.iter().map(|f| (*f).to_owned()).collect(),
-                        false => BTreeSet::from([xmpp_parsers::ns::DISCO_INFO.to_owned()]),
+                        false => BTreeSet::from(ACCOUNT_FEATURES.map(str::to_owned)),
                     };
                     let result =
                         DiscoInfoResult { node: None, identities: vec![identity], features, extensions: vec![] };
@@ -139,6 +164,17 @@ impl Session {
                 DiscoItemsQuery::try_from(payload).ok().map(|_| {
                     let result = DiscoItemsResult { node: None, items: vec![], rsm: None };
                     Iq::from_result(id.clone(), Some(result))
+                })
+            }
+            Request::Set(payload) if payload.ns() == xmpp_parsers::ns::CARBONS && from_server => {
+                let enable = match payload.name() {
+                    "enable" => Some(true),
+                    "disable" => Some(false),
+                    _ => None,
+                };
+                enable.map(|enable| {
+                    self.carbons.store(enable, Ordering::Relaxed);
+                    Iq::empty_result(self.jid.clone().into(), id.clone())
                 })
             }
             // Old clients still open a session (RFC 3921); it is a no-op.
@@ -207,7 +243,8 @@ async fn bind(
         let answer = Iq::from_result(header.id, Some(BindResponse { jid: jid.clone() }));
         stream.send_element(&answer.into()).await?;
         tracing::info!(%jid, device = %matrix.device_id, "XMPP resource bound");
-        return Ok(Session { matrix, jid });
+        let muc_domain = crate::xmpp::address::muc_domain(state);
+        return Ok(Session { matrix, jid, muc_domain, occupancy: Occupancy::default(), carbons: Arc::default() });
     }
 }
 

@@ -63,6 +63,12 @@ pub fn xmpp_client_script() -> PathBuf {
     source_dir().join("xmpp/client.py")
 }
 
+/// The scripted slixmpp client that answers what Hearth sends with the next step.
+#[allow(dead_code)] // used by tests/xmpp_live.rs
+pub fn xmpp_scenario_script() -> PathBuf {
+    source_dir().join("xmpp/scenario.py")
+}
+
 fn install_node_modules() -> Result<PathBuf, String> {
     let version = output(Command::new("node").arg("--version"))
         .map_err(|e| format!("the matrix-js-sdk tests need Node.js >= {MIN_NODE_MAJOR} with npm: {e}"))?;

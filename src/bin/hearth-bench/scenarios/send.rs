@@ -36,8 +36,14 @@ pub struct SendParameters {
 }
 
 impl SendParameters {
-    fn pids(&self, is_comparison: bool) -> Vec<u32> {
-        let pids = if is_comparison { self.compare_pids } else { self.server_pids };
+    /// The process ids to measure for the `--homeserver` (`None`) or the n-th `--compare`
+    /// server: `--compare-server-pid`/`--compare-db-pid` name the first compared one.
+    fn pids(&self, comparison: Option<usize>) -> Vec<u32> {
+        let pids = match comparison {
+            None => self.server_pids,
+            Some(0) => self.compare_pids,
+            Some(_) => [None, None],
+        };
         pids.into_iter().flatten().collect()
     }
 }
@@ -84,14 +90,14 @@ impl Scenario for SendScenario {
     }
 
     fn prepare(&self) -> Result<()> {
-        for pid in self.0.pids(false).into_iter().chain(self.0.pids(true)) {
+        for pid in self.0.pids(None).into_iter().chain(self.0.pids(Some(0))) {
             process::cpu_ms_of_tree(pid)?;
         }
         Ok(())
     }
 
     async fn run(&self, server: ServerContext<'_>) -> Result<SendRun> {
-        let cpu = CpuMeter { pids: self.0.pids(server.is_comparison) };
+        let cpu = CpuMeter { pids: self.0.pids(server.comparison) };
         run(server.client, server.registration, server.prefix, self.0, &cpu).await
     }
 }
