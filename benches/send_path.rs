@@ -8,7 +8,7 @@
 
 use divan::Bencher;
 use hearth::rooms::build::{EventTemplate, Placement, build_and_sign, build_unsigned};
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use ruma::events::MessageLikeEventType;
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, RoomVersionId, owned_event_id, room_id, server_name, user_id,

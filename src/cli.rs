@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::rooms::RoomCtx;
 use crate::rooms::send::RoomLocks;
 use crate::server::{self, Opener};
-use crate::server_key::SigningKey;
+use crate::signing_key::SigningKey;
 use crate::users::{accounts, tokens};
 use anyhow::{Context, anyhow};
 use clap::{Parser, Subcommand};

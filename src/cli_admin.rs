@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::rooms::RoomCtx;
 use crate::rooms::send::RoomLocks;
 use crate::server::{self, DatabaseGuard, Opener};
-use crate::server_key::SigningKey;
+use crate::signing_key::SigningKey;
 use crate::store::Store;
 use crate::streams::Streams;
 use anyhow::anyhow;

@@ -39,7 +39,7 @@ pub mod push;
 pub mod ratelimit;
 pub mod rooms;
 pub mod server;
-pub mod server_key;
+pub mod signing_key;
 pub mod state;
 pub mod store;
 pub mod streams;

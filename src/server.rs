@@ -4,7 +4,7 @@ use crate::config::Config;
 use crate::db;
 use crate::db::cluster_keeper::ClusterKeeper;
 use crate::db::embedded::{ClusterOptions, DataDirLock, LockOutcome, RunningCluster};
-use crate::server_key::SigningKey;
+use crate::signing_key::SigningKey;
 use crate::state::AppState;
 use anyhow::{Context, anyhow, bail};
 use sqlx::PgPool;

@@ -3,7 +3,7 @@
 //! today, XMPP later) hold an [`AppState`]; domain functions take only the handles they need.
 
 use crate::config::Config;
-use crate::server_key::SigningKey;
+use crate::signing_key::SigningKey;
 use crate::store::Store;
 use anyhow::anyhow;
 use ruma::OwnedServerName;

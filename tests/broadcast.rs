@@ -9,7 +9,7 @@
 use crate::common;
 use common::node::{Api, start_node_with_pool};
 use common::*;
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};

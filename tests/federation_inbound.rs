@@ -11,7 +11,7 @@ use hearth::federation::inbound::{
 };
 use hearth::rooms::build::EventTemplate;
 use hearth::rooms::pdu::Pdu;
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use reqwest::StatusCode;
 use ruma::canonical_json::CanonicalJsonValue;
 use ruma::serde::Base64;

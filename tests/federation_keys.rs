@@ -8,7 +8,7 @@ use crate::common;
 use common::federation::{FedServer, FederatedPair, TestCa, https_client};
 use common::{assert_error, encode};
 use hearth::federation::client::FederationError;
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use reqwest::StatusCode;
 use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
 use ruma::api::federation::discovery::get_server_version::v1 as version;

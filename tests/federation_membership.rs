@@ -11,7 +11,7 @@ use crate::common;
 use common::{TestServer, TestUser};
 use hearth::federation::membership::{RemoteMembership, make_membership, send_join, send_membership};
 use hearth::rooms::build::sign_new_event;
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use reqwest::StatusCode;
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::serde::Base64;

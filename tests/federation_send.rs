@@ -114,7 +114,7 @@ async fn a_transaction_reaches_local_sync_once_and_its_retry_is_processed_once()
 
     let message = pdu_from(b, a, &room, &bob, text("over the wire")).await;
     // Alongside: one forged PDU (signed by a key that is not B's) and one oversized.
-    let impostor = hearth::server_key::SigningKey::generate().unwrap();
+    let impostor = hearth::signing_key::SigningKey::generate().unwrap();
     let forged = build_remote_pdu(&a.server, (b.name(), &impostor), &room, &bob, text("forged"), None).await;
     let mut big = forged.json.clone();
     big.insert("padding".into(), ruma::CanonicalJsonValue::String("p".repeat(70_000)));

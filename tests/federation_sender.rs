@@ -222,7 +222,7 @@ async fn two_processes_on_one_database_send_each_event_once() {
     // A second Hearth process on A's database, with A's name and key: its sender serves the
     // same queue (woken by A's commits through LISTEN/NOTIFY).
     let config = a.state().config.clone();
-    let key = hearth::server_key::SigningKey::load_or_generate(&config.data_dir.join("signing.key")).unwrap();
+    let key = hearth::signing_key::SigningKey::load_or_generate(&config.data_dir.join("signing.key")).unwrap();
     let options = hearth::db::embedded::connect_options(&common::cluster_dir(), &a.server.database);
     let pool = hearth::db::open_pool(options, 10).await.unwrap();
     let second = hearth::state::AppState::new(config, pool, key).await.unwrap();

@@ -4,7 +4,7 @@
 
 use crate::common;
 use common::*;
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use hearth::state::AppState;
 use std::io::Write;
 use std::sync::{Arc, Mutex};

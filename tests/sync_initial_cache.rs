@@ -7,7 +7,7 @@
 use crate::common;
 use common::node::*;
 use common::*;
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

@@ -8,7 +8,7 @@ use crate::websocket::*;
 use common::node::*;
 use common::*;
 use futures_util::SinkExt;
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::time::Duration;

@@ -12,7 +12,7 @@ use super::discovery::{Destination, Resolver, read_limited};
 use crate::config::Config;
 use crate::net::OutboundClient;
 use crate::net::ranges::is_non_public;
-use crate::server_key::SigningKey;
+use crate::signing_key::SigningKey;
 use ruma::api::auth_scheme::{AuthScheme, NoAuthentication};
 use ruma::api::federation::authentication::{ServerSignatures, XMatrixSigningInput};
 use ruma::api::path_builder::SinglePath;

@@ -14,7 +14,7 @@
 
 use super::client::{FederationClient, FederationError};
 use crate::db::server_keys::{self, NewKey, StoredKey};
-use crate::server_key::SigningKey;
+use crate::signing_key::SigningKey;
 use crate::store::Store;
 use crate::time::now_ms;
 use futures_util::future::join_all;

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::rooms::membership_action::MembershipAction;
 use crate::rooms::pdu::Pdu;
-use crate::server_key::SigningKey;
+use crate::signing_key::SigningKey;
 use crate::users::tokens::random_alphanumeric;
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::events::{MessageLikeEventType, StateEventType, TimelineEventType};

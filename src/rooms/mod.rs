@@ -41,7 +41,7 @@ pub mod visibility;
 pub use state_event::send_state_event;
 
 use crate::error::{Error, Result};
-use crate::server_key::SigningKey;
+use crate::signing_key::SigningKey;
 use crate::store::Store;
 use ruma::room_version_rules::RoomVersionRules;
 use ruma::{RoomVersionId, ServerName};

@@ -15,7 +15,7 @@
 
 use super::{TestServer, fresh_database, test_config};
 use hearth::config::Config;
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use hearth::state::AppState;
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use ruma::{OwnedServerName, ServerName};

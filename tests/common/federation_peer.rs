@@ -12,7 +12,7 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::routing::put;
 use hearth::config::FederationConfig;
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use reqwest::StatusCode;
 use ruma::{OwnedServerName, ServerName};
 use serde_json::{Value, json};

@@ -19,7 +19,7 @@ pub use rooms::{encode, fill_path, inert_placeholder, message_ids, text};
 
 use hearth::config::Config;
 use hearth::db::embedded::{ClusterOptions, RunningCluster, connect_options};
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use hearth::state::AppState;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -6,7 +6,7 @@
 
 use super::{send_json, test_config};
 use hearth::config::Config;
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use hearth::state::AppState;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;

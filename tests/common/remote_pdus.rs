@@ -7,7 +7,7 @@ use super::TestServer;
 use hearth::rooms::build::{EventTemplate, Placement, build_and_sign};
 use hearth::rooms::pdu::Pdu;
 use hearth::rooms::send::AuthState;
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use ruma::{EventId, RoomId, RoomVersionId, ServerName, UserId};
 
 /// The room's version on `receiver`.

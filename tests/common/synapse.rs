@@ -104,7 +104,7 @@ impl Synapse {
         let port = free_port()?;
         let server_name = format!("localhost:{port}");
         // Synapse's key file format is Hearth's (`ed25519 <version> <base64 seed>`).
-        hearth::server_key::SigningKey::load_or_generate(&dir.join("signing.key"))
+        hearth::signing_key::SigningKey::load_or_generate(&dir.join("signing.key"))
             .map_err(|e| format!("Synapse's signing key: {e}"))?;
         let config = config(&dir, &server_name, port, tls);
         // YAML is a superset of JSON: the configuration is written as JSON.

@@ -6,7 +6,7 @@
 use anyhow::{Context, Result, anyhow};
 use hearth::rooms::build::{EventTemplate, Placement, build_and_sign, build_unsigned, event_id_of};
 use hearth::rooms::pdu::Pdu;
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::events::{MessageLikeEventType, StateEventType};
 use ruma::room_version_rules::RoomVersionRules;

@@ -20,7 +20,7 @@ use axum::routing::{get, post, put};
 use hearth::config::Config;
 use hearth::federation::client::FederationClient;
 use hearth::http::ruma::RumaResponse;
-use hearth::server_key::SigningKey;
+use hearth::signing_key::SigningKey;
 use ruma::api::federation::backfill::get_backfill::v1 as get_backfill;
 use ruma::api::federation::discovery::get_server_keys::v2 as own_keys;
 use ruma::api::federation::discovery::{ServerSigningKeys, VerifyKey};
