@@ -99,6 +99,7 @@ async fn get_room(
     Ok(get_room_account_data::v3::Response::new(raw(value)?).into())
 }
 
+/// `GET /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags`.
 async fn get_room_tags(
     State(state): State<AppState>,
     request: Authed<get_tags::v3::Request>,
@@ -108,6 +109,7 @@ async fn get_room_tags(
     Ok(get_tags::v3::Response::new(tags).into())
 }
 
+/// `PUT /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}`.
 async fn put_room_tag(
     State(state): State<AppState>,
     request: Authed<create_tag::v3::Request>,
@@ -119,6 +121,7 @@ async fn put_room_tag(
     Ok(create_tag::v3::Response::new().into())
 }
 
+/// `DELETE /_matrix/client/v3/user/{userId}/rooms/{roomId}/tags/{tag}`.
 async fn delete_room_tag(
     State(state): State<AppState>,
     request: Authed<delete_tag::v3::Request>,

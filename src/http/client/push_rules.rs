@@ -28,11 +28,13 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
 // The two whole-set reads answer JSON of their own: every kind present, empty ones as `[]`,
 // as Synapse serves them (ruma's `Ruleset` leaves empty kinds out).
 
+/// `GET /_matrix/client/v3/pushrules/`: every rule set of the user.
 async fn all(State(state): State<AppState>, request: Authed<get_pushrules_all::v3::Request>) -> Result<Json<Value>> {
     let global = rules::global(&state.pool, &request.session.user_id).await?;
     Ok(Json(json!({ "global": global })))
 }
 
+/// `GET /_matrix/client/v3/pushrules/global/`: the global rule set.
 async fn global(
     State(state): State<AppState>,
     request: Authed<get_pushrules_global_scope::v3::Request>,
@@ -40,6 +42,7 @@ async fn global(
     Ok(Json(rules::global(&state.pool, &request.session.user_id).await?))
 }
 
+/// `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`.
 async fn get_rule(
     State(state): State<AppState>,
     request: Authed<get_pushrule::v3::Request>,
@@ -49,6 +52,7 @@ async fn get_rule(
     Ok(get_pushrule::v3::Response::new(PushRule::from(rule)).into())
 }
 
+/// `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`: adds or replaces a user rule.
 async fn put_rule(
     State(state): State<AppState>,
     request: Authed<set_pushrule::v3::Request>,
@@ -59,6 +63,7 @@ async fn put_rule(
     Ok(set_pushrule::v3::Response::new().into())
 }
 
+/// `DELETE /_matrix/client/v3/pushrules/global/{kind}/{ruleId}`: removes a user rule.
 async fn delete_rule(
     State(state): State<AppState>,
     request: Authed<delete_pushrule::v3::Request>,
@@ -68,6 +73,7 @@ async fn delete_rule(
     Ok(delete_pushrule::v3::Response::new().into())
 }
 
+/// `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled`.
 async fn get_enabled(
     State(state): State<AppState>,
     request: Authed<get_pushrule_enabled::v3::Request>,
@@ -77,6 +83,7 @@ async fn get_enabled(
     Ok(get_pushrule_enabled::v3::Response::new(enabled).into())
 }
 
+/// `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/enabled`.
 async fn set_enabled(
     State(state): State<AppState>,
     request: Authed<set_pushrule_enabled::v3::Request>,
@@ -87,6 +94,7 @@ async fn set_enabled(
     Ok(set_pushrule_enabled::v3::Response::new().into())
 }
 
+/// `GET /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions`.
 async fn get_actions(
     State(state): State<AppState>,
     request: Authed<get_pushrule_actions::v3::Request>,
@@ -96,6 +104,7 @@ async fn get_actions(
     Ok(get_pushrule_actions::v3::Response::new(actions).into())
 }
 
+/// `PUT /_matrix/client/v3/pushrules/global/{kind}/{ruleId}/actions`.
 async fn set_actions(
     State(state): State<AppState>,
     request: Authed<set_pushrule_actions::v3::Request>,

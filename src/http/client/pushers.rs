@@ -13,6 +13,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma::<get_pushers::v3::Request, _, _>(list).ruma::<set_pusher::v3::Request, _, _>(set)
 }
 
+/// `GET /_matrix/client/v3/pushers`: the user's pushers.
 async fn list(
     State(state): State<AppState>,
     request: Authed<get_pushers::v3::Request>,
@@ -21,6 +22,7 @@ async fn list(
     Ok(get_pushers::v3::Response::new(pushers).into())
 }
 
+/// `POST /_matrix/client/v3/pushers/set`: adds, replaces or deletes a pusher.
 async fn set(
     State(state): State<AppState>,
     AuthedChecked { request, .. }: AuthedChecked<set_pusher::v3::Request, RequiredPusherFields>,

@@ -28,6 +28,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<by_timestamp::Request, _, _>(timestamp_to_event)
 }
 
+/// `GET /_matrix/federation/v1/event/{eventId}`: one event the asking server may see.
 async fn get_event(
     State(app): State<AppState>,
     request: Federated<event::Request>,
@@ -36,6 +37,7 @@ async fn get_event(
     Ok(RumaResponse(event::Response::new(app.server_name.clone(), MilliSecondsSinceUnixEpoch::now(), pdu)))
 }
 
+/// `GET /_matrix/federation/v1/state/{roomId}`: the state and auth chain at an event.
 async fn get_state(
     State(app): State<AppState>,
     request: Federated<state::Request>,
@@ -45,6 +47,7 @@ async fn get_state(
     Ok(RumaResponse(state::Response::new(auth_chain, pdus)))
 }
 
+/// `GET /_matrix/federation/v1/state_ids/{roomId}`: the same as event ids.
 async fn get_state_ids(
     State(app): State<AppState>,
     request: Federated<state_ids::Request>,
@@ -54,6 +57,7 @@ async fn get_state_ids(
     Ok(RumaResponse(state_ids::Response::new(event_ids(at.auth_chain)?, event_ids(at.state)?)))
 }
 
+/// `GET /_matrix/federation/v1/event_auth/{roomId}/{eventId}`: an event's auth chain.
 async fn get_event_auth(
     State(app): State<AppState>,
     request: Federated<event_auth::Request>,
@@ -63,6 +67,7 @@ async fn get_event_auth(
     Ok(RumaResponse(event_auth::Response::new(chain)))
 }
 
+/// `GET /_matrix/federation/v1/backfill/{roomId}`: earlier events, newest first.
 async fn get_backfill(
     State(app): State<AppState>,
     request: Federated<backfill::Request>,
@@ -73,6 +78,7 @@ async fn get_backfill(
     Ok(RumaResponse(backfill::Response::new(app.server_name.clone(), MilliSecondsSinceUnixEpoch::now(), pdus)))
 }
 
+/// `POST /_matrix/federation/v1/get_missing_events/{roomId}`: the gap before some events.
 async fn get_missing_events(
     State(app): State<AppState>,
     request: Federated<missing::Request>,
@@ -94,6 +100,7 @@ async fn get_missing_events(
     Ok(RumaResponse(missing::Response::new(events)))
 }
 
+/// `GET /_matrix/federation/v1/timestamp_to_event/{roomId}`: the event nearest a time.
 async fn timestamp_to_event(
     State(app): State<AppState>,
     request: Federated<by_timestamp::Request>,

@@ -29,6 +29,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
         .ruma::<notary_one::Request, _, _>(query_keys_of_one)
 }
 
+/// `GET /_matrix/federation/v1/version`: this server's name and version.
 async fn server_version(_: Ruma<version::Request>) -> RumaResponse<version::Response> {
     let mut server = version::Server::new();
     server.name = Some("Hearth".to_owned());
@@ -38,6 +39,7 @@ async fn server_version(_: Ruma<version::Request>) -> RumaResponse<version::Resp
     RumaResponse(response)
 }
 
+/// `GET /_matrix/key/v2/server`: this server's signing keys, self-signed.
 async fn server_keys(
     State(state): State<AppState>,
     _: Ruma<own_keys::Request>,
@@ -45,6 +47,7 @@ async fn server_keys(
     Ok(RumaResponse(own_keys::Response::new(state.key_ring.own_key_object().await?)))
 }
 
+/// `POST /_matrix/key/v2/query`: other servers' keys, as a notary.
 async fn query_keys(
     State(state): State<AppState>,
     request: Ruma<notary_batch::Request>,
@@ -64,6 +67,7 @@ async fn query_keys(
     Ok(RumaResponse(notary_batch::Response::new(served)))
 }
 
+/// `GET /_matrix/key/v2/query/{serverName}`: one server's keys, as a notary.
 async fn query_keys_of_one(
     State(state): State<AppState>,
     request: Ruma<notary_one::Request>,

@@ -19,10 +19,12 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     route(router, "/_hearth/client/v1/block/{user_id}", &[Method::PUT, Method::DELETE], put(block).delete(unblock))
 }
 
+/// `PUT /_hearth/client/v1/block/{user_id}`: blocks the user on every path.
 async fn block(state: State<AppState>, member: Member, args: Args) -> Result<Json<Value>> {
     set(state, member, args, true).await
 }
 
+/// `DELETE /_hearth/client/v1/block/{user_id}`: lifts the block.
 async fn unblock(state: State<AppState>, member: Member, args: Args) -> Result<Json<Value>> {
     set(state, member, args, false).await
 }

@@ -38,11 +38,13 @@ fn user_arg(args: &Args, index: usize) -> Result<OwnedUserId> {
     UserId::parse(args.get(index)?).map_err(|error| Error::invalid_param(format!("Bad user id: {error}")))
 }
 
+/// `PUT /_hearth/client/v1/creators/{user_id}/subscription`: the user opts in to the creator's broadcasts.
 async fn subscribe(State(state): State<AppState>, Member(session): Member, args: Args) -> Result<axum::Json<Value>> {
     subscriptions::subscribe(&state.pool, &session.user_id, &user_arg(&args, 0)?).await?;
     Ok(axum::Json(json!({})))
 }
 
+/// `DELETE /_hearth/client/v1/creators/{user_id}/subscription`: the user opts out of them.
 async fn unsubscribe(State(state): State<AppState>, Member(session): Member, args: Args) -> Result<axum::Json<Value>> {
     subscriptions::unsubscribe(&state.pool, &session.user_id, &user_arg(&args, 0)?).await?;
     Ok(axum::Json(json!({})))
@@ -55,6 +57,7 @@ struct Page {
     limit: Option<i64>,
 }
 
+/// `GET /_hearth/client/v1/broadcast/subscribers`: the creator's subscribers, paged.
 async fn subscribers(
     State(state): State<AppState>,
     Member(session): Member,
@@ -81,6 +84,7 @@ struct Named {
     name: String,
 }
 
+/// `POST /_hearth/client/v1/broadcast/lists`: a new named list of the creator's.
 async fn create_list(
     State(state): State<AppState>,
     Member(session): Member,
@@ -90,6 +94,7 @@ async fn create_list(
     Ok(axum::Json(json!({"list_id": list_id})))
 }
 
+/// `GET /_hearth/client/v1/broadcast/lists`: the creator's lists.
 async fn all_lists(State(state): State<AppState>, Member(session): Member) -> Result<axum::Json<Value>> {
     let found = lists::all(&state.pool, &session.user_id).await?;
     let lists: Vec<Value> = found
@@ -101,6 +106,7 @@ async fn all_lists(State(state): State<AppState>, Member(session): Member) -> Re
     Ok(axum::Json(json!({"lists": lists})))
 }
 
+/// `PUT /_hearth/client/v1/broadcast/lists/{list_id}`: renames one of the creator's lists.
 async fn rename_list(
     State(state): State<AppState>,
     Member(session): Member,
@@ -111,6 +117,7 @@ async fn rename_list(
     Ok(axum::Json(json!({})))
 }
 
+/// `DELETE /_hearth/client/v1/broadcast/lists/{list_id}`: deletes one of the creator's lists.
 async fn delete_list(State(state): State<AppState>, Member(session): Member, args: Args) -> Result<axum::Json<Value>> {
     lists::delete(&state.pool, &session.user_id, args.get(0)?).await?;
     Ok(axum::Json(json!({})))
@@ -122,6 +129,7 @@ struct Users {
     user_ids: Vec<OwnedUserId>,
 }
 
+/// `POST /_hearth/client/v1/broadcast/lists/{list_id}/members`: adds users to the list.
 async fn add_members(
     State(state): State<AppState>,
     Member(session): Member,
@@ -132,6 +140,7 @@ async fn add_members(
     Ok(axum::Json(json!({"added": added})))
 }
 
+/// `DELETE /_hearth/client/v1/broadcast/lists/{list_id}/members/{user_id}`: removes one user.
 async fn remove_member(
     State(state): State<AppState>,
     Member(session): Member,
@@ -141,6 +150,7 @@ async fn remove_member(
     Ok(axum::Json(json!({})))
 }
 
+/// `GET /_hearth/client/v1/broadcast/lists/{list_id}/members`: the list's members, paged.
 async fn list_members(
     State(state): State<AppState>,
     Member(session): Member,
@@ -168,6 +178,7 @@ async fn send_to_list(
     Ok(axum::Json(json!({"broadcast_id": broadcast.broadcast_id, "total": broadcast.total})))
 }
 
+/// `GET /_hearth/client/v1/broadcast/broadcasts/{broadcast_id}`: how far a broadcast has got.
 async fn progress(State(state): State<AppState>, Member(session): Member, args: Args) -> Result<axum::Json<Value>> {
     let progress = send::progress(&state.pool, &session.user_id, args.get(0)?).await?;
     let broadcast = &progress.broadcast;

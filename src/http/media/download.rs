@@ -84,6 +84,7 @@ pub(super) async fn serve_thumbnail(state: &AppState, lookup: Lookup<'_>, size: 
     Ok(media_response(served, Some(body)))
 }
 
+/// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`: the bytes (ranges honoured).
 pub async fn download(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -94,6 +95,7 @@ pub async fn download(
     serve(&state, &headers, lookup, None).await
 }
 
+/// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}`: the same, named.
 pub async fn download_as(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -104,6 +106,7 @@ pub async fn download_as(
     serve(&state, &headers, lookup, Some(&body.filename)).await
 }
 
+/// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`: a thumbnail of the size asked.
 pub async fn thumbnail(
     State(state): State<AppState>,
     request: Authed<authenticated_media::get_content_thumbnail::v1::Request>,
@@ -118,6 +121,7 @@ pub(super) fn upload_size(state: &AppState) -> UInt {
     UInt::new(state.media.max_upload_size()).unwrap_or(UInt::MAX)
 }
 
+/// `GET /_matrix/client/v1/media/config`: the upload size limit.
 pub async fn config(
     State(state): State<AppState>,
     _request: Authed<authenticated_media::get_media_config::v1::Request>,
@@ -131,6 +135,7 @@ pub(super) async fn preview_of(state: &AppState, user: &ruma::UserId, url: &str)
     state.media.preview(asker, url).await
 }
 
+/// `GET /_matrix/client/v1/media/preview_url`: a URL's OpenGraph preview.
 pub async fn preview(
     State(state): State<AppState>,
     request: Authed<authenticated_media::get_media_preview::v1::Request>,

@@ -13,6 +13,7 @@ use axum::response::Response;
 use http::HeaderMap;
 use ruma::api::client::media;
 
+/// `GET /_matrix/media/v3/download/{serverName}/{mediaId}` (deprecated, unauthenticated).
 pub async fn legacy_download(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -23,6 +24,7 @@ pub async fn legacy_download(
     serve(&state, &headers, lookup, None).await
 }
 
+/// `GET /_matrix/media/v3/download/{serverName}/{mediaId}/{fileName}` (deprecated).
 pub async fn legacy_download_as(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -33,6 +35,7 @@ pub async fn legacy_download_as(
     serve(&state, &headers, lookup, Some(&body.filename)).await
 }
 
+/// `GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}` (deprecated, unauthenticated).
 pub async fn legacy_thumbnail(
     State(state): State<AppState>,
     request: Ruma<media::get_content_thumbnail::v3::Request>,
@@ -43,6 +46,7 @@ pub async fn legacy_thumbnail(
     serve_thumbnail(&state, lookup, size).await
 }
 
+/// `GET /_matrix/media/v3/config` (deprecated).
 pub async fn legacy_config(
     State(state): State<AppState>,
     _request: Authed<media::get_media_config::v3::Request>,
@@ -50,6 +54,7 @@ pub async fn legacy_config(
     RumaResponse(media::get_media_config::v3::Response::new(upload_size(&state)))
 }
 
+/// `GET /_matrix/media/v3/preview_url` (deprecated).
 pub async fn legacy_preview(
     State(state): State<AppState>,
     request: Authed<media::get_media_preview::v3::Request>,
