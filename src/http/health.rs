@@ -12,6 +12,7 @@ pub fn routes(router: axum::Router<AppState>) -> Router<AppState> {
     router.route("/health", get(health))
 }
 
+/// `GET /health`: 200 when the database can be read and written, 503 otherwise.
 async fn health(State(state): State<AppState>) -> (StatusCode, &'static str) {
     match crate::health::check(&state.pool, &state.streams).await {
         Health::Serving => (StatusCode::OK, "OK"),

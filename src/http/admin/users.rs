@@ -144,6 +144,7 @@ async fn list_v3(
     list(&state, paged, &query, query.deactivated).await
 }
 
+/// What `GET /_synapse/admin/v2/users` and `/v3/users` share: the accounts, filtered and paged.
 async fn list(
     state: &AppState,
     paged: Paged,

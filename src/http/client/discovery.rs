@@ -59,6 +59,7 @@ async fn versions(
 /// get information about the server's supported feature set and other relevant capabilities
 // `m.set_displayname` and `m.set_avatar_url` are deprecated since spec v1.16 in favour of
 // `m.profile_fields`, but still defined, and clients of earlier versions read only them.
+/// `GET /_matrix/client/v3/capabilities`: what this server lets the user do (room versions, changes).
 #[allow(deprecated)]
 async fn capabilities(
     State(state): State<AppState>,

@@ -14,6 +14,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma::<Request, _, _>(notifications)
 }
 
+/// `GET /_matrix/client/v3/notifications`: the user's past notifications, newest first, paged.
 async fn notifications(State(state): State<AppState>, request: Authed<Request>) -> Result<RumaResponse<Response>> {
     let body = request.body;
     let user = &request.session.user_id;

@@ -13,6 +13,7 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma::<send::Request, _, _>(send_transaction)
 }
 
+/// `PUT /_matrix/federation/v1/send/{txnId}`: another server's PDUs and EDUs, each answered.
 async fn send_transaction(
     State(state): State<AppState>,
     request: Federated<send::Request>,
