@@ -13,10 +13,11 @@ use crate::federation::inbound::accept::{FetchedParentState, room_of, unique};
 use crate::federation::inbound::check::CheckedPdu;
 use crate::federation::inbound::outliers::{StoredOutliers, check_fetched, store_outliers};
 use crate::rooms::rules_for;
+use crate::store::Store;
 use futures_util::{StreamExt, stream};
 use ruma::api::federation::authorization::get_event_authorization::v1 as event_auth;
 use ruma::api::federation::event::{get_event::v1 as get_event, get_room_state_ids::v1 as state_ids};
-use ruma::{OwnedEventId, RoomId, RoomVersionId, ServerName};
+use ruma::{EventId, OwnedEventId, RoomId, RoomVersionId, ServerName};
 use serde_json::value::RawValue as RawJsonValue;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -80,25 +81,8 @@ async fn fetch_parent_state(
     let room_id = room_of(pdu)?;
     let answer = ctx.client.send(origin, state_ids::Request::new(parent.clone(), room_id.clone())).await?;
     // The state before the parent, the parent itself, and the auth events of them all.
-    let wanted: Vec<String> = answer
-        .pdu_ids
-        .iter()
-        .chain(&answer.auth_chain_ids)
-        .chain(std::iter::once(parent))
-        .map(ToString::to_string)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let held: HashSet<String> = db::federation_inbound::known_events(ctx.rooms.pool, &wanted)
-        .await?
-        .into_iter()
-        .map(|event| event.event_id)
-        .collect();
-    let not_held: Vec<OwnedEventId> = wanted
-        .iter()
-        .filter(|id| !held.contains(*id))
-        .filter_map(|id| ruma::EventId::parse(id.as_str()).ok())
-        .collect();
+    let not_held =
+        not_held(ctx.rooms.pool, answer.pdu_ids.iter().chain(&answer.auth_chain_ids).chain([parent])).await?;
     if not_held.len() > MAX_FETCHED_EVENTS {
         return Err(Error::forbidden(format!(
             "{origin} names {} unknown events in the state before {parent}",
@@ -125,6 +109,18 @@ async fn fetch_parent_state(
         return Err(Error::not_found(format!("{parent} could not be fetched from {origin}")));
     }
     Ok(FetchedParentState { parent: parent.clone(), entries })
+}
+
+/// The events among `ids` (duplicates allowed) this server holds neither in a room nor as an
+/// outlier: what a state answer (`/state_ids`) leaves to fetch.
+pub(crate) async fn not_held<'a>(
+    pool: &Store,
+    ids: impl IntoIterator<Item = &'a OwnedEventId>,
+) -> Result<Vec<OwnedEventId>> {
+    let wanted: Vec<String> = ids.into_iter().map(ToString::to_string).collect::<HashSet<_>>().into_iter().collect();
+    let held: HashSet<String> =
+        db::federation_inbound::known_events(pool, &wanted).await?.into_iter().map(|event| event.event_id).collect();
+    Ok(wanted.iter().filter(|id| !held.contains(*id)).filter_map(|id| EventId::parse(id.as_str()).ok()).collect())
 }
 
 /// Fetches `event_ids` from `origin` one by one (`/event`, a few at a time) and checks them;

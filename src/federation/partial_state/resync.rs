@@ -8,7 +8,7 @@ use crate::db;
 use crate::db::partial_state::PartialStateRoom;
 use crate::error::{Error, Result};
 use crate::federation::FedCtx;
-use crate::federation::inbound::state_fetch::fetch_events;
+use crate::federation::inbound::state_fetch::{fetch_events, not_held};
 use crate::federation::inbound::{check_fetched, store_outliers};
 use crate::rooms::pdu::Pdu;
 use crate::rooms::rules_for;
@@ -56,21 +56,7 @@ async fn fetch_state_at(
     version: &RoomVersionId,
 ) -> Result<Vec<OwnedEventId>> {
     let ids = ctx.client.send(server, state_ids::Request::new(join.to_owned(), room_id.to_owned())).await?;
-    let wanted: Vec<String> = ids
-        .pdu_ids
-        .iter()
-        .chain(&ids.auth_chain_ids)
-        .map(ToString::to_string)
-        .collect::<HashSet<_>>()
-        .into_iter()
-        .collect();
-    let held: HashSet<String> = db::federation_inbound::known_events(ctx.rooms.pool, &wanted)
-        .await?
-        .into_iter()
-        .map(|event| event.event_id)
-        .collect();
-    let not_held: Vec<OwnedEventId> =
-        wanted.iter().filter(|id| !held.contains(*id)).filter_map(|id| EventId::parse(id.as_str()).ok()).collect();
+    let not_held = not_held(ctx.rooms.pool, ids.pdu_ids.iter().chain(&ids.auth_chain_ids)).await?;
     let fetched = match not_held.len() {
         0 => Vec::new(),
         few if few <= ONE_BY_ONE_AT_MOST => fetch_events(ctx, server, version, &not_held).await,
