@@ -13,12 +13,12 @@ use crate::server::{self, DatabaseGuard, Opener};
 use crate::signing_key::SigningKey;
 use crate::store::Store;
 use crate::streams::Streams;
+use crate::users::actor::Actor;
 use anyhow::anyhow;
 use clap::Subcommand;
-use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, RoomVersionId, ServerName, UserId};
+use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, RoomVersionId, ServerName};
 use std::path::PathBuf;
 
-const OPERATOR: &str = "the operator";
 /// The audit log's request id for what the command line does.
 const CLI: &str = "cli";
 
@@ -178,13 +178,18 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             let tools = Tools::open(config).await?;
             let user_id = tools.user(&user);
             let result = match &user_id {
-                Ok(user_id) => users::set_admin(&tools.pool, None, user_id, !revoke).await.map_err(describe),
+                Ok(user_id) => users::set_admin(&tools.pool, Actor::Operator, user_id, !revoke).await.map_err(describe),
                 Err(error) => Err(anyhow!("{error}")),
             };
             tools.close().await?;
             result?;
             let user_id = user_id?;
-            crate::admin::audit(OPERATOR, if revoke { "revoke admin" } else { "make admin" }, user_id.as_str(), CLI);
+            crate::admin::audit(
+                Actor::Operator,
+                if revoke { "revoke admin" } else { "make admin" },
+                user_id.as_str(),
+                CLI,
+            );
             println!("{user_id} is {}a server admin", if revoke { "no longer " } else { "" });
             Ok(())
         }
@@ -195,14 +200,22 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
                 Ok(user_id) => {
                     let changes = UserChanges { locked: Some(!unlock), ..UserChanges::default() };
                     users::get(&tools.pool, user_id).await.map_err(describe).map(drop)?;
-                    users::create_or_modify(tools.rooms(), user_id, changes, None).await.map_err(describe).map(drop)
+                    users::create_or_modify(tools.rooms(), user_id, changes, Actor::Operator)
+                        .await
+                        .map_err(describe)
+                        .map(drop)
                 }
                 Err(error) => Err(anyhow!("{error}")),
             };
             tools.close().await?;
             result?;
             let user_id = user_id?;
-            crate::admin::audit(OPERATOR, if unlock { "unlock user" } else { "lock user" }, user_id.as_str(), CLI);
+            crate::admin::audit(
+                Actor::Operator,
+                if unlock { "unlock user" } else { "lock user" },
+                user_id.as_str(),
+                CLI,
+            );
             println!("{user_id} is {}", if unlock { "unlocked" } else { "locked" });
             Ok(())
         }
@@ -226,10 +239,15 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
         }
         AdminCommand::BlockRoom { room_id, unblock, config } => {
             let tools = Tools::open(config).await?;
-            let result = rooms::set_blocked(&tools.pool, &room_id, OPERATOR, !unblock).await;
+            let result = rooms::set_blocked(&tools.pool, &room_id, Actor::Operator, !unblock).await;
             tools.close().await?;
             result.map_err(describe)?;
-            crate::admin::audit(OPERATOR, if unblock { "unblock room" } else { "block room" }, room_id.as_str(), CLI);
+            crate::admin::audit(
+                Actor::Operator,
+                if unblock { "unblock room" } else { "block room" },
+                room_id.as_str(),
+                CLI,
+            );
             println!("{room_id} is {}", if unblock { "unblocked" } else { "blocked" });
             Ok(())
         }
@@ -237,11 +255,7 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
             let tools = Tools::open(config).await?;
             let request =
                 ShutdownRequest { new_room_user_id: new_room_user, message, block, ..ShutdownRequest::default() };
-            let by = UserId::parse(format!("@operator:{}", tools.server_name));
-            let outcome = match by {
-                Ok(by) => delete_room(&tools, &room_id, request, &by).await,
-                Err(error) => Err(anyhow!("{error}")),
-            };
+            let outcome = delete_room(&tools, &room_id, request).await;
             tools.close().await?;
             let outcome = outcome?;
             println!("{outcome}");
@@ -251,15 +265,19 @@ pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
 }
 
 /// Runs a room shutdown to its end (here, not in the background) and gives its outcome.
-async fn delete_room(
-    tools: &Tools,
-    room_id: &ruma::RoomId,
-    request: ShutdownRequest,
-    by: &UserId,
-) -> anyhow::Result<String> {
-    let delete_id = room_deletion::schedule(tools.rooms(), room_id, &request, by).await.map_err(describe)?;
-    crate::admin::audit(OPERATOR, "delete room", &format!("{room_id} (task {delete_id})"), CLI);
-    room_deletion::run(tools.rooms(), &tools.default_version, &delete_id, room_id, request, by).await;
+async fn delete_room(tools: &Tools, room_id: &ruma::RoomId, request: ShutdownRequest) -> anyhow::Result<String> {
+    let delete_id =
+        room_deletion::schedule(tools.rooms(), room_id, &request, Actor::Operator).await.map_err(describe)?;
+    crate::admin::audit(Actor::Operator, "delete room", &format!("{room_id} (task {delete_id})"), CLI);
+    room_deletion::run(
+        tools.rooms(),
+        &tools.default_version,
+        &delete_id,
+        room_id,
+        request,
+        &Actor::Operator.describe(),
+    )
+    .await;
     let deletion = room_deletion::status(tools.rooms(), &delete_id).await.map_err(describe)?;
     let outcome = deletion.outcome.map(|outcome| outcome.to_string()).unwrap_or_default();
     match deletion.error {

@@ -8,6 +8,7 @@ use crate::rooms::RoomCtx;
 use crate::store::Store;
 use crate::streams::Streams;
 use crate::time::now_ms;
+use crate::users::actor::Actor;
 use crate::users::{accounts, devices, tokens};
 use ruma::UserId;
 use serde_json::{Map, Value};
@@ -114,6 +115,7 @@ pub async fn deactivate(ctx: RoomCtx<'_>, user_id: &UserId, erase: bool) -> Resu
 /// `logout_devices` is false.
 pub async fn reset_password(
     ctx: RoomCtx<'_>,
+    actor: Actor<'_>,
     user_id: &UserId,
     new_password: String,
     logout_devices: bool,
@@ -124,6 +126,6 @@ pub async fn reset_password(
     if account.deactivated {
         return Err(Error::user_deactivated());
     }
-    users::create_or_modify(ctx, user_id, changes, None).await?;
+    users::create_or_modify(ctx, user_id, changes, actor).await?;
     Ok(())
 }

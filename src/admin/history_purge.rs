@@ -8,8 +8,9 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::time::now_ms;
+use crate::users::actor::Actor;
 use crate::users::tokens;
-use ruma::{RoomId, ServerName, UserId};
+use ruma::{RoomId, ServerName};
 use serde::Deserialize;
 
 /// Synapse's request body.
@@ -37,7 +38,7 @@ pub async fn schedule(
     room_id: &RoomId,
     path_event_id: Option<&str>,
     request: &PurgeHistoryRequest,
-    by: &UserId,
+    actor: Actor<'_>,
 ) -> Result<HistoryPurgeTask> {
     if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
         return Err(Error::not_found("Room not found"));
@@ -51,7 +52,7 @@ pub async fn schedule(
     };
     let purge_id = tokens::random_alphanumeric(16);
     let kind = db::admin_rooms::RoomTask::HistoryPurge;
-    db::admin_rooms::insert_task(pool, kind, &purge_id, room_id.as_str(), by.as_str(), now_ms()).await?;
+    db::admin_rooms::insert_task(pool, kind, &purge_id, room_id.as_str(), &actor.describe(), now_ms()).await?;
     Ok(HistoryPurgeTask {
         purge_id,
         room_id: room_id.to_string(),

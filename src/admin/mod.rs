@@ -15,11 +15,13 @@ pub mod server;
 pub mod users;
 
 use crate::error::{Error, Result};
+use crate::users::actor::Actor;
 use ruma::{OwnedUserId, ServerName, UserId};
 
-/// Writes the audit log line of an admin action. `actor` is the admin's user id (or
-/// "the operator" for the CLI); `request_id` ties the line to the request's other logs.
-pub fn audit(actor: &str, action: &str, target: &str, request_id: &str) {
+/// Writes the audit log line of an admin action: who (an admin's device, or the operator at
+/// the CLI), what, to what; `request_id` ties the line to the request's other logs.
+pub fn audit(actor: Actor<'_>, action: &str, target: &str, request_id: &str) {
+    let actor = actor.describe();
     tracing::info!(target: "hearth::admin::audit", actor, action, target, request_id, "admin action");
 }
 

@@ -17,6 +17,7 @@ use crate::rooms::membership::{MembershipChange, member_content, set_membership_
 use crate::rooms::membership_action::MembershipAction;
 use crate::rooms::send::append;
 use crate::time::now_ms;
+use crate::users::actor::Actor;
 use crate::users::{accounts, tokens};
 use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
@@ -53,9 +54,14 @@ pub struct ShutdownOutcome {
 /// One deletion task as the status endpoints show it.
 pub use crate::db::admin_rooms::RoomDeletion;
 
-/// Checks the request and records the task as scheduled; returns its id. The caller then runs
-/// [`run`] in the background.
-pub async fn schedule(ctx: RoomCtx<'_>, room_id: &RoomId, request: &ShutdownRequest, by: &UserId) -> Result<String> {
+/// Checks the request and records the task as scheduled, and who asked; returns its id. The
+/// caller then runs [`run`] in the background, with `by` = `actor.describe()`.
+pub async fn schedule(
+    ctx: RoomCtx<'_>,
+    room_id: &RoomId,
+    request: &ShutdownRequest,
+    actor: Actor<'_>,
+) -> Result<String> {
     if let Some(user) = &request.new_room_user_id
         && user.server_name() != ctx.server_name
     {
@@ -65,8 +71,15 @@ pub async fn schedule(ctx: RoomCtx<'_>, room_id: &RoomId, request: &ShutdownRequ
         return Err(Error::not_found("Room not found"));
     }
     let delete_id = tokens::random_alphanumeric(16);
-    db::admin_rooms::insert_task(ctx.pool, RoomTask::Deletion, &delete_id, room_id.as_str(), by.as_str(), now_ms())
-        .await?;
+    db::admin_rooms::insert_task(
+        ctx.pool,
+        RoomTask::Deletion,
+        &delete_id,
+        room_id.as_str(),
+        &actor.describe(),
+        now_ms(),
+    )
+    .await?;
     Ok(delete_id)
 }
 
@@ -77,7 +90,7 @@ pub async fn run(
     delete_id: &str,
     room_id: &RoomId,
     request: ShutdownRequest,
-    by: &UserId,
+    by: &str,
 ) {
     let outcome = match db::admin_rooms::set_deletion_status(ctx.pool, delete_id, "active", None, None).await {
         Ok(()) => shut_down(ctx, default_version, room_id, &request, by).await,
@@ -103,10 +116,10 @@ async fn shut_down(
     default_version: &RoomVersionId,
     room_id: &RoomId,
     request: &ShutdownRequest,
-    by: &UserId,
+    by: &str,
 ) -> Result<ShutdownOutcome> {
     if request.block {
-        db::admin_rooms::block(ctx.pool, room_id.as_str(), by.as_str(), now_ms()).await?;
+        db::admin_rooms::block(ctx.pool, room_id.as_str(), by, now_ms()).await?;
     }
     let mut outcome = ShutdownOutcome::default();
     let new_room = match &request.new_room_user_id {

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::rooms::{facts, served};
 use crate::store::Store;
 use crate::time::now_ms;
+use crate::users::actor::Actor;
 use ruma::{RoomId, ServerName};
 use serde_json::Value;
 
@@ -79,9 +80,9 @@ pub async fn blocked_by(pool: &Store, room_id: &RoomId) -> Result<Option<String>
 }
 
 /// `PUT /v1/rooms/{roomId}/block`; `by` is the admin's user id (or the operator).
-pub async fn set_blocked(pool: &Store, room_id: &RoomId, by: &str, blocked: bool) -> Result<()> {
+pub async fn set_blocked(pool: &Store, room_id: &RoomId, actor: Actor<'_>, blocked: bool) -> Result<()> {
     if blocked {
-        db::admin_rooms::block(pool, room_id.as_str(), by, now_ms()).await?;
+        db::admin_rooms::block(pool, room_id.as_str(), &actor.describe(), now_ms()).await?;
     } else {
         db::admin_rooms::unblock(pool, room_id.as_str()).await?;
     }

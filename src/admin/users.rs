@@ -5,6 +5,7 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
 use crate::store::Store;
+use crate::users::actor::Actor;
 use crate::users::{accounts, devices, localpart, password, profile};
 use ruma::{OwnedMxcUri, UserId};
 use serde::{Deserialize, Deserializer};
@@ -137,18 +138,18 @@ impl UserChanges {
 }
 
 /// `PUT /v2/users/{userId}`: creates the account if it does not exist (`true`), else changes
-/// it; either way the whole change commits or none of it does. `acting` is the admin asking,
-/// who may not take their own admin flag away.
+/// it; either way the whole change commits or none of it does. An admin asking may not take
+/// their own admin flag away.
 pub async fn create_or_modify(
     ctx: RoomCtx<'_>,
     user_id: &UserId,
     changes: UserChanges,
-    acting: Option<&UserId>,
+    actor: Actor<'_>,
 ) -> Result<(bool, AccountSummary)> {
     let RoomCtx { pool, streams, server_name, .. } = ctx;
     changes.check().await?;
     let existing = db::users::get(pool, user_id.as_str()).await?;
-    if acting == Some(user_id) && changes.admin == Some(false) {
+    if actor.user_id() == Some(user_id) && changes.admin == Some(false) {
         return Err(Error::invalid_param("You may not demote yourself."));
     }
     let hash = match &changes.password {
@@ -224,8 +225,8 @@ pub async fn is_admin(pool: &Store, user_id: &UserId) -> Result<bool> {
 }
 
 /// `PUT /v1/users/{userId}/admin`. An admin cannot demote themselves (someone must remain).
-pub async fn set_admin(pool: &Store, acting: Option<&UserId>, user_id: &UserId, admin: bool) -> Result<()> {
-    if acting == Some(user_id) && !admin {
+pub async fn set_admin(pool: &Store, actor: Actor<'_>, user_id: &UserId, admin: bool) -> Result<()> {
+    if actor.user_id() == Some(user_id) && !admin {
         return Err(Error::invalid_param("You may not demote yourself."));
     }
     if !db::users::set_admin(pool, user_id.as_str(), admin).await? {

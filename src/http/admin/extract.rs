@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::http::ruma::{authenticate, client_info};
 use crate::state::AppState;
 use crate::users::Session;
+use crate::users::actor::Actor;
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 
@@ -39,7 +40,12 @@ impl FromRequestParts<AppState> for Admin {
 impl Admin {
     /// Records the action in the audit log (see [`crate::admin::audit`]).
     pub fn audit(&self, action: &str, target: &str) {
-        crate::admin::audit(self.session.user_id.as_str(), action, target, &self.request_id);
+        crate::admin::audit(self.actor(), action, target, &self.request_id);
+    }
+
+    /// The admin as the domain's admin operations take them: through their device.
+    pub fn actor(&self) -> Actor<'_> {
+        Actor::Device(&self.session)
     }
 
     pub fn user_id(&self) -> &ruma::UserId {

@@ -39,7 +39,7 @@ async fn purge_history(
 ) -> Result<axum::Json<Value>> {
     let room_id = parse_room_id(args.get(0)?)?;
     let path_event_id = args.get(1).ok();
-    let task = history_purge::schedule(&state.pool, room_id, path_event_id, &request, admin.user_id()).await?;
+    let task = history_purge::schedule(&state.pool, room_id, path_event_id, &request, admin.actor()).await?;
     admin.audit("purge history", &format!("{room_id} (purge {})", task.purge_id));
     let purge_id = task.purge_id.clone();
     tokio::spawn(async move {

@@ -160,7 +160,7 @@ async fn set_block(
     Json(body): Json<Block>,
 ) -> Result<axum::Json<Value>> {
     let room_id = parse_room_id(args.get(0)?)?;
-    rooms::set_blocked(&state.pool, room_id, admin.user_id().as_str(), body.block).await?;
+    rooms::set_blocked(&state.pool, room_id, admin.actor(), body.block).await?;
     admin.audit(if body.block { "block room" } else { "unblock room" }, room_id.as_str());
     Ok(axum::Json(json!({ "block": body.block })))
 }
@@ -192,8 +192,8 @@ async fn shut_down(
     Json(request): Json<ShutdownRequest>,
 ) -> Result<axum::Json<Value>> {
     let room_id = parse_room_id(args.get(0)?)?.to_owned();
-    let by = admin.user_id().to_owned();
-    let delete_id = room_deletion::schedule(state.rooms(), &room_id, &request, &by).await?;
+    let delete_id = room_deletion::schedule(state.rooms(), &room_id, &request, admin.actor()).await?;
+    let by = admin.actor().describe();
     admin.audit("delete room", &format!("{room_id} (task {delete_id})"));
     let task = delete_id.clone();
     tokio::spawn(async move {

@@ -184,7 +184,7 @@ async fn put(
     Json(changes): Json<UserChanges>,
 ) -> Result<(StatusCode, axum::Json<Value>)> {
     let user_id = args.local_user(0, &state)?;
-    let (created, account) = users::create_or_modify(state.rooms(), &user_id, changes, Some(admin.user_id())).await?;
+    let (created, account) = users::create_or_modify(state.rooms(), &user_id, changes, admin.actor()).await?;
     admin.audit(if created { "create user" } else { "modify user" }, user_id.as_str());
     let status = if created { StatusCode::CREATED } else { StatusCode::OK };
     Ok((status, axum::Json(account_details_json(&account))))
@@ -209,7 +209,7 @@ async fn set_admin_flag(
     Json(body): Json<AdminFlag>,
 ) -> Result<axum::Json<Value>> {
     let user_id = args.local_user(0, &state)?;
-    users::set_admin(&state.pool, Some(admin.user_id()), &user_id, body.admin).await?;
+    users::set_admin(&state.pool, admin.actor(), &user_id, body.admin).await?;
     admin.audit(if body.admin { "make admin" } else { "revoke admin" }, user_id.as_str());
     Ok(axum::Json(json!({})))
 }
@@ -318,7 +318,7 @@ async fn reset_password(
 ) -> Result<axum::Json<Value>> {
     let user_id = args.local_user(0, &state)?;
     let logout = body.logout_devices.unwrap_or(true);
-    devices::reset_password(state.rooms(), &user_id, body.new_password, logout).await?;
+    devices::reset_password(state.rooms(), admin.actor(), &user_id, body.new_password, logout).await?;
     admin.audit("reset password", user_id.as_str());
     Ok(axum::Json(json!({})))
 }
