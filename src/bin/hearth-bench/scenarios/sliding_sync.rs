@@ -6,7 +6,7 @@
 use crate::client::MatrixClient;
 use crate::provisioning::{Registration, RunPrefix};
 use crate::report::{FigureRow, ServerRun};
-use crate::scenarios::initial_sync::user_in_rooms;
+use crate::scenarios::initial_sync::{rooms_held, user_in_rooms};
 use crate::scenarios::{Scenario, ServerContext};
 use crate::stats::Latency;
 use anyhow::Result;
@@ -162,7 +162,8 @@ async fn run(
     parameters: SlidingSyncParameters,
 ) -> Result<SlidingSyncRun> {
     let server = client.base().to_string();
-    let (user, setup_s) = user_in_rooms(client, registration, prefix, parameters.rooms, parameters.events).await?;
+    let (user, room_ids, setup_s) =
+        user_in_rooms(client, registration, prefix, parameters.rooms, parameters.events).await?;
     let token = Some(user.access_token.as_str());
     let sliding_url = client.url(&["_matrix", "client", "unstable", "org.matrix.simplified_msc3575", "sync"])?;
     let sync_url = client.url(&["_matrix", "client", "v3", "sync"])?;
@@ -186,7 +187,7 @@ async fn run(
         let (answer, size) = client.request_sized(Method::GET, sync_url.clone(), token, None).await?;
         sync_samples.push(started.elapsed());
         sync_bytes.push(size);
-        sync_rooms.push(answer["rooms"]["join"].as_object().map_or(0, serde_json::Map::len));
+        sync_rooms.push(rooms_held(&answer["rooms"]["join"], &room_ids));
     }
     let all = parameters.rooms as usize;
     let window = parameters.window.min(parameters.rooms) as usize;
