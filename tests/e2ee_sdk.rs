@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use crate::common;
-use crate::sdk_support::{encrypted_room, eventually, expect_message, messages};
+use crate::sdk_support::{encrypted_room, eventually, expect_message, messages, sync_forever};
 use common::*;
 use matrix_sdk::Client;
 use matrix_sdk::config::SyncSettings;
@@ -13,7 +13,6 @@ use matrix_sdk::ruma::api::client::room::create_room::v3::RoomPreset;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use reqwest::StatusCode;
 use serde_json::json;
-use std::time::Duration;
 
 const PW: &str = "e2ee-sdk-test-password";
 
@@ -21,15 +20,6 @@ async fn login(server: &TestServer, user: &str) -> Client {
     let client = Client::builder().homeserver_url(&server.base_url).build().await.expect("build a matrix-sdk client");
     client.matrix_auth().login_username(user, PW).send().await.expect("matrix-sdk logs in");
     client
-}
-
-fn sync_forever(client: &Client) -> tokio::task::JoinHandle<()> {
-    let client = client.clone();
-    tokio::spawn(async move {
-        if let Err(error) = client.sync(SyncSettings::default().timeout(Duration::from_secs(2))).await {
-            panic!("the sync loop stopped: {error:?}");
-        }
-    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -228,57 +218,6 @@ async fn a_new_device_reads_history_restored_from_the_key_backup() {
     let after = room.event(&event_id, None).await.expect("fetch the message again");
     assert_eq!(decrypted_body(&after).as_deref(), Some("kept in the backup"));
 
-    for task in [alice_sync, bob_sync] {
-        task.abort();
-    }
-}
-
-/// Two matrix-sdk clients on two federating Hearths (issue #18): the keys, one-time key
-/// claims, device-list changes and room keys (to-device) all cross servers, and each side
-/// decrypts the other's messages.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn encrypted_messages_decrypt_across_two_hearths() {
-    let pair = common::federation::FederatedPair::start().await;
-    let (a, b) = (&pair.a, &pair.b);
-    a.server.register("alice", PW).await;
-    b.server.register("bob", PW).await;
-    let alice = login(&a.server, "alice").await;
-    let bob = login(&b.server, "bob").await;
-    let alice_id = alice.user_id().expect("alice's id").to_string();
-    let bob_id = bob.user_id().expect("bob's id").to_string();
-    let mut alice_messages = messages(&alice);
-    let mut bob_messages = messages(&bob);
-    let alice_sync = sync_forever(&alice);
-    let bob_sync = sync_forever(&bob);
-    alice.encryption().wait_for_e2ee_initialization_tasks().await;
-    bob.encryption().wait_for_e2ee_initialization_tasks().await;
-
-    let alice_room =
-        alice.create_room(encrypted_room(RoomPreset::PublicChat, Vec::new())).await.expect("create an encrypted room");
-    let room_id = alice_room.room_id().to_owned();
-    let via = matrix_sdk::ruma::OwnedServerName::try_from(a.name().as_str()).expect("server name");
-    let room_or_alias = <&matrix_sdk::ruma::RoomOrAliasId>::from(&*room_id);
-    let bob_room = bob.join_room_by_id_or_alias(room_or_alias, &[via]).await.expect("bob joins through A");
-    eventually("both clients know both members and the encryption", || {
-        let (a, b) = (alice_room.clone(), bob_room.clone());
-        async move {
-            a.joined_members_count() == 2
-                && b.joined_members_count() == 2
-                && a.latest_encryption_state().await.is_ok_and(|s| s.is_encrypted())
-                && b.latest_encryption_state().await.is_ok_and(|s| s.is_encrypted())
-        }
-    })
-    .await;
-
-    alice_room.send(RoomMessageEventContent::text_plain("secret across servers")).await.expect("alice sends");
-    expect_message(&mut bob_messages, "bob decrypts alice's message on B", &alice_id, "secret across servers").await;
-    bob_room.send(RoomMessageEventContent::text_plain("secret back")).await.expect("bob sends");
-    expect_message(&mut alice_messages, "alice decrypts bob's message on A", &bob_id, "secret back").await;
-
-    for server in [&a.server, &b.server] {
-        let plaintext = server.count("SELECT count(*) FROM events WHERE json LIKE '%secret%'").await;
-        assert_eq!(plaintext, 0, "a server saw a plaintext body");
-    }
     for task in [alice_sync, bob_sync] {
         task.abort();
     }

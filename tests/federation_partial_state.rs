@@ -4,7 +4,9 @@
 //! so the join answers while B's state is still partial (held so by taking the resync's lock
 //! on B's database, which proves the answer came before the state). Meanwhile B's user sends
 //! and reads, and a member B does not know yet is heard; then B fetches the full state and its
-//! membership equals A's. A restart of B mid-resync resumes and completes it.
+//! membership equals A's. A restart of B mid-resync resumes and completes it. A `/sync` that
+//! does not lazy-load members leaves the partial room out (its member list is incomplete) and
+//! shows it whole once the state is; a lazy-loading one shows it throughout.
 
 use crate::common;
 
@@ -124,6 +126,33 @@ async fn readable(server: &TestServer, token: Option<&str>, room: &str, event_id
     }
 }
 
+/// Bob's `/sync` (`timeout=0`), lazy-loading members or not.
+async fn sync(server: &TestServer, token: Option<&str>, since: Option<&str>, lazy: bool) -> Value {
+    let mut path = "/_matrix/client/v3/sync?timeout=0".to_owned();
+    if let Some(since) = since {
+        path.push_str(&format!("&since={}", common::encode(since)));
+    }
+    if lazy {
+        let filter = json!({"room": {"state": {"lazy_load_members": true}}}).to_string();
+        path.push_str(&format!("&filter={}", common::encode(&filter)));
+    }
+    let (status, body) = server.get(&path, token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+/// The members a sync's entry for `room` names in its state and timeline.
+fn members_in(body: &Value, room: &str) -> BTreeSet<String> {
+    let entry = &body["rooms"]["join"][room];
+    let events = ["state", "timeline"]
+        .into_iter()
+        .flat_map(|part| entry[part]["events"].as_array().cloned().unwrap_or_default());
+    events
+        .filter(|event| event["type"] == "m.room.member" && event["content"]["membership"] == "join")
+        .filter_map(|event| event["state_key"].as_str().map(str::to_owned))
+        .collect()
+}
+
 async fn join_through(b: &TestServer, token: Option<&str>, room: &str, a: &FedServer) {
     let path = format!("/_matrix/client/v3/join/{}?via={}", common::encode(room), common::encode(a.name().as_str()));
     let (status, body) = b.post(&path, token, json!({})).await;
@@ -141,12 +170,20 @@ async fn a_partial_join_answers_at_once_then_completes_the_membership() {
     let members = add_members(a, &room, 200).await;
 
     let holder = hold_resync(b, &room).await;
+    let before_join = sync(b, bob.token(), None, false).await;
     join_through(b, bob.token(), &room, &pair.a).await;
     // The join answered with the state still partial: B knows bob and hardly anyone else of
     // the room's 202 members.
     assert_eq!(partial_rooms(&b.state.pool).await, 1);
     let known = joined_here(&b.state.pool, &room).await;
     assert!(known < 10, "B knew {known} members at the join's answer");
+    // A sync that promises the whole member list leaves the room out for now, initial or
+    // incremental; a lazy-loading one shows it (it needs only the senders' members).
+    assert!(sync(b, bob.token(), None, false).await["rooms"]["join"][&room].is_null());
+    let eager = sync(b, bob.token(), before_join["next_batch"].as_str(), false).await;
+    assert!(eager["rooms"]["join"][&room].is_null(), "a partial room in a non-lazy sync: {eager}");
+    let lazy = sync(b, bob.token(), None, true).await;
+    assert!(members_in(&lazy, &room).contains(&bob.user_id), "the lazy sync shows bob's join: {lazy}");
     // Not served to other servers while partial: they must ask a server with the full state.
     let join_id: String =
         sqlx::query_scalar("SELECT join_event_id FROM partial_state_rooms").fetch_one(&b.state.pool).await.unwrap();
@@ -169,6 +206,8 @@ async fn a_partial_join_answers_at_once_then_completes_the_membership() {
     let stranger = member_says(a, &room, &members[150], "hi from a stranger").await;
     assert_eq!(readable(b, bob.token(), &room, &stranger).await["sender"], members[150].as_str());
     assert_eq!(partial_rooms(&b.state.pool).await, 1, "the state is still held partial");
+    let still_out = sync(b, bob.token(), eager["next_batch"].as_str(), false).await;
+    assert!(still_out["rooms"]["join"][&room].is_null(), "a partial room with news in a non-lazy sync: {still_out}");
 
     // The resync goes ahead: the member list (which waits for it) is A's.
     drop(holder);
@@ -177,6 +216,20 @@ async fn a_partial_join_answers_at_once_then_completes_the_membership() {
     assert_eq!(on_a.len(), 202);
     assert_eq!(joined_members(b, bob.token(), &room).await, on_a);
     assert_eq!(joined_here(&b.state.pool, &room).await, 202);
+    // The next non-lazy sync shows the room whole, as newly joined: every member, and the
+    // messages bob saw meanwhile through other means.
+    let whole = sync(b, bob.token(), still_out["next_batch"].as_str(), false).await;
+    assert_eq!(members_in(&whole, &room), on_a, "the room's first entry names every member");
+    let bodies: Vec<&str> = whole["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|event| event["content"]["body"].as_str())
+        .collect();
+    assert!(bodies.contains(&"hi from a stranger"), "the timeline of the first entry: {bodies:?}");
+    // Once shown, the room goes on as any other.
+    let after = sync(b, bob.token(), whole["next_batch"].as_str(), false).await;
+    assert!(after["rooms"]["join"][&room].is_null(), "nothing new, yet the room again: {after}");
     // Everything bob saw stays, and the room goes on: another member is heard on the full state.
     let later = member_says(a, &room, &members[42], "after the resync").await;
     assert_eq!(readable(b, bob.token(), &room, &later).await["content"]["body"], "after the resync");

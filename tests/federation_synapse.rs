@@ -2,13 +2,14 @@
 //! Hearth room and a Hearth user joins a Synapse room, by alias (backfilling its history), and
 //! messages, edits, redactions and topic changes flow both ways;
 //! each side's users download the other side's media (issue #17); typing and read receipts
-//! cross both ways (issue #18).
+//! cross both ways, and matrix-sdk clients on each side talk end-to-end encrypted (issue #18).
 //! One Synapse per test binary, shared by the few tests here (it takes seconds to start; CI's
 //! budget is small); every server trusts one test CA made once for the binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use crate::common;
 use crate::media_support;
+use crate::sdk_support;
 
 use common::federation::{FedServer, TestCa};
 use common::synapse::{Synapse, SynapseTls, SynapseUser, shared_async};
@@ -460,4 +461,65 @@ async fn a_hearth_user_invites_a_synapse_user_who_sees_the_room_joins_and_chats(
         hearth_messages(&hearth, &hal, &room).await.contains(&"thanks for having me".to_owned())
     })
     .await;
+}
+
+/// A matrix-sdk client on Hearth and one on Synapse (issue #18): the keys, one-time key
+/// claims and room keys (to-device) cross between the two implementations, and each side
+/// decrypts the other's messages in a room that spans both servers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn matrix_sdk_clients_on_hearth_and_synapse_talk_encrypted() {
+    use matrix_sdk::Client;
+    use matrix_sdk::ruma::api::client::room::create_room::v3::RoomPreset;
+    use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
+    use sdk_support::{encrypted_room, expect_message, log_in, messages, sync_forever};
+
+    let synapse = synapse().await;
+    let hearth = FedServer::start(ca()).await;
+    hearth.server.register("erin", "erin's password").await;
+    synapse.register("syd").await;
+    let erin = log_in(Client::builder().homeserver_url(&hearth.server.base_url), "erin", "erin's password").await;
+    let builder =
+        Client::builder().homeserver_url(&synapse.base_url).add_root_certificates(vec![synapse.root_certificate()]);
+    let syd = log_in(builder, "syd", "syd's password").await;
+    let (erin_id, syd_id) = (erin.user_id().unwrap().to_string(), syd.user_id().unwrap().to_string());
+    let mut erin_messages = messages(&erin);
+    let mut syd_messages = messages(&syd);
+    let syncs = [sync_forever(&erin), sync_forever(&syd)];
+    erin.encryption().wait_for_e2ee_initialization_tasks().await;
+    syd.encryption().wait_for_e2ee_initialization_tasks().await;
+
+    let erin_room = erin.create_room(encrypted_room(RoomPreset::PublicChat, Vec::new())).await.unwrap();
+    let room_id = erin_room.room_id().to_owned();
+    let via = matrix_sdk::ruma::OwnedServerName::try_from(hearth.name().as_str()).unwrap();
+    let room_or_alias = <&matrix_sdk::ruma::RoomOrAliasId>::from(&*room_id);
+    let syd_room = syd.join_room_by_id_or_alias(room_or_alias, &[via]).await.expect("syd joins through Hearth");
+    // (Synapse sends a room summary only to lazy-loading syncs, so syd's client counts no
+    // members from it: erin's side counts both.)
+    sdk_support::eventually("both clients know both members and the encryption", || {
+        let (a, b) = (erin_room.clone(), syd_room.clone());
+        async move {
+            a.joined_members_count() == 2
+                && a.latest_encryption_state().await.is_ok_and(|s| s.is_encrypted())
+                && b.latest_encryption_state().await.is_ok_and(|s| s.is_encrypted())
+        }
+    })
+    .await;
+    // Each client knows the other's device before sending, so the room key goes to it.
+    let (erin_device, syd_device) = (erin.device_id().unwrap().to_owned(), syd.device_id().unwrap().to_owned());
+    sdk_support::eventually("each client knows the other's device", || async {
+        let erin_sees = erin.encryption().get_device(syd.user_id().unwrap(), &syd_device).await.ok().flatten();
+        let syd_sees = syd.encryption().get_device(erin.user_id().unwrap(), &erin_device).await.ok().flatten();
+        erin_sees.is_some() && syd_sees.is_some()
+    })
+    .await;
+
+    erin_room.send(RoomMessageEventContent::text_plain("sealed for Synapse")).await.expect("erin sends");
+    expect_message(&mut syd_messages, "syd decrypts erin's message on Synapse", &erin_id, "sealed for Synapse").await;
+    syd_room.send(RoomMessageEventContent::text_plain("sealed for Hearth")).await.expect("syd sends");
+    expect_message(&mut erin_messages, "erin decrypts syd's message on Hearth", &syd_id, "sealed for Hearth").await;
+    let plaintext = hearth.server.count("SELECT count(*) FROM events WHERE json LIKE '%sealed for%'").await;
+    assert_eq!(plaintext, 0, "Hearth saw a plaintext body");
+    for task in syncs {
+        task.abort();
+    }
 }

@@ -11,6 +11,7 @@ mod clients;
 mod common;
 mod sdk_support;
 
+mod e2ee_federation;
 mod e2ee_sdk;
 mod matrix_sdk;
 mod real_clients;

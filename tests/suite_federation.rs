@@ -5,9 +5,11 @@
 //! alongside each other on one PostgreSQL cluster. A new test file is added here (the
 //! `suite_process::test_layout` check fails until it is).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
+#![recursion_limit = "256"]
 
 mod common;
 mod media_support;
+mod sdk_support;
 
 mod federation_backfill;
 mod federation_dag;

@@ -119,3 +119,20 @@ pub async fn delete_user(conn: &mut sqlx::PgConnection, user_id: &str) -> sqlx::
         .await?;
     Ok(())
 }
+
+/// The signatures `signer` uploaded on keys of these users (what `signer` alone may see of
+/// their own verifications of others).
+pub async fn signatures_by_on(
+    db: impl PgExecutor<'_>,
+    signer_user_id: &str,
+    target_user_ids: &[String],
+) -> sqlx::Result<Vec<StoredSignature>> {
+    sqlx::query_as(
+        "SELECT target_user_id, target_key_id, signer_user_id, signer_key_id, signature FROM e2e_signatures
+         WHERE signer_user_id = $1 AND target_user_id = ANY($2)",
+    )
+    .bind(signer_user_id)
+    .bind(target_user_ids)
+    .fetch_all(db)
+    .await
+}

@@ -71,6 +71,19 @@ pub async fn remove(conn: &mut PgConnection, room_id: &str, join_event_id: &str)
     Ok(removed.rows_affected() == 1)
 }
 
+/// Records that `room_id` got its full state at `position` (the completion's transaction).
+pub async fn record_completion(conn: &mut PgConnection, room_id: &str, position: i64) -> sqlx::Result<()> {
+    sqlx::query(
+        "INSERT INTO partial_state_completed (room_id, stream_position) VALUES ($1, $2)
+         ON CONFLICT (room_id) DO UPDATE SET stream_position = EXCLUDED.stream_position",
+    )
+    .bind(room_id)
+    .bind(position)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// A timeline event placed since a partial join.
 #[derive(Debug, FromRow)]
 pub struct PlacedEvent {

@@ -28,6 +28,7 @@ const ROOM_ROWS: &[(&str, RoomKey)] = &[
     ("event_auth_edges", EventNid),
     ("forward_extremities", RoomId),
     ("partial_state_rooms", RoomId),
+    ("partial_state_completed", RoomId),
     ("current_state", RoomId),
     ("room_memberships", RoomId),
     ("room_servers", RoomId),

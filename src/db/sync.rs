@@ -15,12 +15,19 @@ pub struct MembershipRow {
     /// Position of the member event that set it.
     pub stream_position: i64,
     pub forgotten: bool,
+    /// Whether the room's state is partial now (joined with a partial state, not resynced).
+    pub partial_state: bool,
+    /// The position at which the room's full state came, if it was ever partial.
+    pub full_state_at: Option<i64>,
 }
 
 pub async fn memberships(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<MembershipRow>> {
     sqlx::query_as(
-        "SELECT room_id, membership, stream_position, forgotten FROM room_memberships
-         WHERE user_id = $1 ORDER BY room_id",
+        "SELECT m.room_id, m.membership, m.stream_position, m.forgotten,
+                EXISTS (SELECT 1 FROM partial_state_rooms p WHERE p.room_id = m.room_id) AS partial_state,
+                c.stream_position AS full_state_at
+         FROM room_memberships m LEFT JOIN partial_state_completed c ON c.room_id = m.room_id
+         WHERE m.user_id = $1 ORDER BY m.room_id",
     )
     .bind(user_id)
     .fetch_all(db)

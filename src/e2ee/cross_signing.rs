@@ -6,7 +6,7 @@ use crate::db;
 use crate::db::e2ee_cross_signing::{StoredCrossSigningKey, StoredSignature};
 use crate::e2ee::to_raw;
 use crate::e2ee::types::{QueriedKeys, SignatureFailures, SignedKeys, SigningKeysUpload};
-use crate::e2ee::{device_lists, signatures};
+use crate::e2ee::{device_keys, device_lists, remote_identities, signatures};
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::streams::Streams;
@@ -199,6 +199,7 @@ pub async fn upload_signatures(
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let mut changed_users = Vec::new();
+    let mut signed_devices = Vec::new();
     for (target_user, keys) in signed_keys {
         for (key_id, raw) in keys.iter() {
             let checked = match serde_json::from_str::<Value>(raw.get()) {
@@ -206,11 +207,16 @@ pub async fn upload_signatures(
                 Err(error) => Err(format!("Not a JSON object: {error}")),
             };
             match checked {
-                Ok(new_signatures) => {
-                    for signature in &new_signatures {
+                Ok(accepted) => {
+                    for signature in &accepted.signatures {
                         db::e2ee_cross_signing::add_signature(&mut *tx, signature).await?;
                     }
-                    if !new_signatures.is_empty() && !changed_users.contains(target_user) {
+                    if accepted.signatures.is_empty() {
+                        continue;
+                    }
+                    if accepted.own_device {
+                        signed_devices.push(key_id.to_owned());
+                    } else if !changed_users.contains(target_user) {
                         changed_users.push(target_user.clone());
                     }
                 }
@@ -229,15 +235,26 @@ pub async fn upload_signatures(
         let users: Vec<String> = changed_users.iter().map(ToString::to_string).collect();
         audience = device_lists::audience(&mut tx, &users).await?;
     }
+    if !signed_devices.is_empty() {
+        device_keys::announce_signed(&mut tx, &mut reservation, me, &signed_devices).await?;
+        audience.extend(device_lists::audience(&mut tx, &[me.to_string()]).await?);
+    }
     tx.commit().await?;
     reservation.committed_for(audience).await?;
     Ok(failures)
 }
 
+/// The signatures the server accepts on one key, and whether that key is one of the signer's
+/// own devices (whose keys other servers then hear of again).
+struct Accepted {
+    signatures: Vec<StoredSignature>,
+    own_device: bool,
+}
+
 /// Which signatures in `object` (a key of `target`, id `key_id`) the server accepts from `me`:
 /// - on one of my devices: my self-signing key's;
 /// - on my master key: my devices';
-/// - on another user's master key: my user-signing key's.
+/// - on another user's master key: my user-signing key's (a remote user's as cached here).
 ///
 /// The object must be the stored key itself (apart from signatures): a signature over
 /// anything else would be attached to a key it does not cover.
@@ -247,7 +264,7 @@ async fn check_signature(
     target: &UserId,
     key_id: &str,
     object: &Value,
-) -> Result<std::result::Result<Vec<StoredSignature>, String>> {
+) -> Result<std::result::Result<Accepted, String>> {
     let users = [target.to_string(), me.to_string()];
     let cross = db::e2ee_cross_signing::keys_of(&mut **tx, &users, &[MASTER, SELF_SIGNING, USER_SIGNING]).await?;
     let key_of = |user: &UserId, key_type: &str| {
@@ -274,7 +291,8 @@ async fn check_signature(
             }
             let signer = format!("ed25519:{self_signing}");
             let checked = signatures::verify(object, me.as_str(), &signer, &self_signing);
-            return Ok(checked.map(|()| vec![signature(signer.clone(), sig_value(object, me, &signer))]));
+            let signatures = checked.map(|()| vec![signature(signer.clone(), sig_value(object, me, &signer))]);
+            return Ok(signatures.map(|signatures| Accepted { signatures, own_device: true }));
         }
         if let Some(master) = key_of(me, MASTER).filter(|master| master == key_id) {
             let stored = cross.iter().find(|key| key.user_id == me.as_str() && key.key_type == MASTER);
@@ -283,27 +301,37 @@ async fn check_signature(
             {
                 return Ok(Err(error));
             }
-            return Ok(device_signatures_on_master(tx, me, &master, object).await?.map(|found| {
-                found.into_iter().map(|(device, sig)| signature(format!("ed25519:{device}"), sig)).collect()
+            return Ok(device_signatures_on_master(tx, me, &master, object).await?.map(|found| Accepted {
+                signatures: found
+                    .into_iter()
+                    .map(|(device, sig)| signature(format!("ed25519:{device}"), sig))
+                    .collect(),
+                own_device: false,
             }));
         }
         return Ok(Err(format!("{key_id} is neither one of your devices nor your master key")));
     }
 
-    if key_of(target, MASTER).is_none_or(|master| master != key_id) {
+    let target_master = match cross.iter().find(|key| key.user_id == target.as_str() && key.key_type == MASTER) {
+        Some(stored) => Some((stored.public_key.clone(), stored.key_json.as_value().cloned())),
+        None if target.server_name() != me.server_name() => {
+            remote_identities::cached_master_key(tx, target).await?.map(|(public_key, json)| (public_key, Some(json)))
+        }
+        None => None,
+    };
+    let Some((_, master_json)) = target_master.filter(|(master, _)| master == key_id) else {
         return Ok(Err(format!("{key_id} is not {target}'s master key")));
-    }
+    };
     let Some(user_signing) = key_of(me, USER_SIGNING) else {
         return Ok(Err("You have no user-signing key".to_owned()));
     };
-    if let Some(stored) = cross.iter().find(|key| key.user_id == target.as_str() && key.key_type == MASTER)
-        && let Err(error) = same_key(stored.key_json.as_value(), object)
-    {
+    if let Err(error) = same_key(master_json.as_ref(), object) {
         return Ok(Err(error));
     }
     let signer = format!("ed25519:{user_signing}");
     let checked = signatures::verify(object, me.as_str(), &signer, &user_signing);
-    Ok(checked.map(|()| vec![signature(signer.clone(), sig_value(object, me, &signer))]))
+    let signatures = checked.map(|()| vec![signature(signer.clone(), sig_value(object, me, &signer))]);
+    Ok(signatures.map(|signatures| Accepted { signatures, own_device: false }))
 }
 
 fn sig_value(object: &Value, signer: &UserId, key_id: &str) -> String {

@@ -6,7 +6,7 @@ use crate::e2ee::types::{KeysUpload, QueriedKeys};
 use crate::e2ee::{cross_signing, device_lists, one_time_keys, signatures, to_raw};
 use crate::error::{Error, Result};
 use crate::store::Store;
-use crate::streams::Streams;
+use crate::streams::{Reservation, Streams};
 use crate::users::Session;
 use ruma::encryption::DeviceKeys;
 use ruma::serde::Raw;
@@ -102,6 +102,37 @@ async fn store(tx: &mut db::Transaction, user: &str, device: &str, keys: &Value)
     // Same identity, other algorithms or signatures: keep the newer object.
     db::e2ee_keys::replace_device_keys(&mut **tx, user, device, keys).await?;
     Ok(true)
+}
+
+/// My devices' keys gained my self-signing key's signature: each device's keys as now
+/// published take a position of their own (a receiver orders updates by `stream_id`), and
+/// other servers sharing a room get them in an `m.device_list_update`, as after an upload,
+/// so that their users see the devices cross-signed.
+pub async fn announce_signed(
+    tx: &mut db::Transaction,
+    reservation: &mut Reservation<'_>,
+    user_id: &UserId,
+    devices: &[String],
+) -> Result<()> {
+    let user = user_id.as_str();
+    let on_user = db::e2ee_cross_signing::signatures_on(&mut **tx, &[user.to_owned()]).await?;
+    for device in devices {
+        let Some(mut keys) = db::e2ee_keys::device_keys(&mut **tx, user, device).await? else { continue };
+        signatures::merge(&mut keys, on_user.iter().filter(|signature| signature.target_key_id == *device));
+        let position = reservation.next(tx).await?;
+        let prev_id = db::e2ee_device_lists::previous_change(&mut **tx, user, position).await?;
+        device_lists::record(tx, user, position).await?;
+        let change = crate::outbox::federation::DeviceChange {
+            user_id,
+            device_id: device.as_str().into(),
+            display_name: None,
+            keys: Some(to_raw(&keys)?),
+            deleted: false,
+            prev_id,
+        };
+        crate::outbox::federation::device_list_update(tx, change, position).await?;
+    }
+    Ok(())
 }
 
 /// `POST /keys/query`: the keys of the requested local users' devices (all of them when the

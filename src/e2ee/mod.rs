@@ -7,6 +7,7 @@ pub mod cross_signing;
 pub mod device_keys;
 pub mod device_lists;
 pub mod one_time_keys;
+pub mod remote_identities;
 pub mod signatures;
 pub mod types;
 

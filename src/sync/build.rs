@@ -16,6 +16,7 @@ use crate::rooms::served;
 use crate::store::Store;
 use crate::sync::initial_cache::{self, InitialSyncCache, Reuse};
 use crate::sync::news::{News, Wanted};
+use crate::sync::partial_state::PartialRooms;
 use crate::sync::room::{RoomWindow, StateMode, room_entry};
 use crate::sync::sections::SectionFilters;
 use crate::sync::types::{SyncBody, SyncOptions, SyncWindow};
@@ -73,6 +74,8 @@ pub async fn build_rooms(
     };
 
     let mut sections = classify(pool, user, memberships, window, options).await?;
+    let partial = PartialRooms::of(memberships, window, options);
+    sections.join.retain(|room| !partial.leaves_out(room.room_id.as_str()));
     let mut rooms = Map::new();
 
     let mut reuse = match cache {
@@ -102,6 +105,7 @@ pub async fn build_rooms(
             account_data: room_account_data.remove(room.room_id.as_str()).unwrap_or_default(),
             ephemeral: ephemeral.remove(room.room_id.as_str()).unwrap_or_default(),
             active: active.contains(room.room_id.as_str()),
+            full_state_arrived: partial.completed(room.room_id.as_str()),
         })
         .collect();
     let candidates: Vec<JoinedRoom> =
@@ -263,6 +267,8 @@ struct JoinedRoom {
     ephemeral: Vec<Value>,
     /// Whether the room has events in the window.
     active: bool,
+    /// Whether the room's full state came in the window, after syncs that left it out.
+    full_state_arrived: bool,
 }
 
 impl JoinedRoom {
@@ -271,6 +277,7 @@ impl JoinedRoom {
     fn may_have_news(&self, since: Option<i64>) -> bool {
         since.is_none_or(|since| self.room.position > since)
             || self.active
+            || self.full_state_arrived
             || !self.account_data.is_empty()
             || !self.ephemeral.is_empty()
     }
@@ -282,12 +289,13 @@ async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Res
     let SyncWindow { since, upto } = window;
     let room = &candidate.room;
     let key = room.room_id.as_str();
-    let newly_joined = match since {
-        None => true,
-        Some(since) => {
-            room.position > since && membership_at(pool, key, user, since).await? != Some(MembershipState::Join)
-        }
-    };
+    let newly_joined = candidate.full_state_arrived
+        || match since {
+            None => true,
+            Some(since) => {
+                room.position > since && membership_at(pool, key, user, since).await? != Some(MembershipState::Join)
+            }
+        };
     let full = newly_joined || options.full_state;
     if !full && !candidate.active && candidate.account_data.is_empty() && candidate.ephemeral.is_empty() {
         return Ok(None);

@@ -10,6 +10,7 @@ pub mod initial_cache;
 mod lazy_members;
 pub mod long_poll;
 mod news;
+mod partial_state;
 mod presence;
 mod room;
 pub mod sections;

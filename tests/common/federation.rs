@@ -144,6 +144,24 @@ impl FedServer {
         format!("https://localhost:{}{path}", self.port)
     }
 
+    /// Waits until this server holds the full state of every room it joined: a join through
+    /// another server starts with a partial state, and a `/sync` that does not lazy-load
+    /// members shows such a room only once it is whole. For tests about something else.
+    pub async fn full_state(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let partial: i64 = sqlx::query_scalar("SELECT count(*) FROM partial_state_rooms")
+                .fetch_one(&self.server.state.pool)
+                .await
+                .expect("count partial rooms");
+            if partial == 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{}: a partial-state room stayed partial", self.name);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Stops the server (both listeners, its background work and pool), keeping what a
     /// restart needs.
     pub async fn stop(mut self) -> Stopped {
@@ -254,6 +272,7 @@ impl FederatedPair {
             format!("/_matrix/client/v3/join/{}?via={}", super::encode(&room), super::encode(self.a.name().as_str()));
         let (status, body) = self.b.server.post(&join, bob.token(), serde_json::json!({})).await;
         assert_eq!(status, reqwest::StatusCode::OK, "bob joins through A: {body}");
+        self.b.full_state().await;
         (alice, bob, room)
     }
 }

@@ -67,6 +67,18 @@ pub async fn log_in(builder: ClientBuilder, user: &str, password: &str) -> Clien
     client
 }
 
+/// Runs the client's sync loop in the background (two-second long polls), as an app does.
+pub fn sync_forever(client: &Client) -> tokio::task::JoinHandle<()> {
+    let client = client.clone();
+    tokio::spawn(async move {
+        if let Err(error) =
+            client.sync(matrix_sdk::config::SyncSettings::default().timeout(Duration::from_secs(2))).await
+        {
+            panic!("the sync loop stopped: {error:?}");
+        }
+    })
+}
+
 /// Polls `check` until it holds, failing (not hanging) after a deadline.
 pub async fn eventually<F, Fut>(what: &str, check: F)
 where

@@ -84,6 +84,8 @@ pub async fn replace_state(
         // Joined again (partially) meanwhile: that join's resync puts its state in place.
         return Ok(());
     }
+    // Clients that left the room out of their syncs while it was partial get it whole now.
+    db::partial_state::record_completion(&mut tx, room_id.as_str(), position).await?;
     tx.commit().await?;
     reservation.committed_for(vec![room_id.to_string()]).await?;
     tracing::info!(%room_id, state = entries.len(), rejected, "partial state: replaced by the full state");

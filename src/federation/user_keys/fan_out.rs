@@ -8,7 +8,7 @@
 use super::device_cache;
 use crate::db;
 use crate::e2ee::types::{ClaimedKeys, QueriedKeys};
-use crate::e2ee::{device_keys, one_time_keys};
+use crate::e2ee::{device_keys, one_time_keys, remote_identities};
 use crate::error::{Error, Result};
 use crate::federation::FedCtx;
 use futures_util::future::join_all;
@@ -79,6 +79,8 @@ pub async fn query(
             }
         }
     }
+    // The requester's own verifications of remote users live here, not on their servers.
+    remote_identities::attach_requester_signatures(ctx.rooms.pool, requester, &mut found).await?;
     Ok(found)
 }
 
