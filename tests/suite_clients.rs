@@ -18,3 +18,4 @@ mod sliding_app;
 mod sliding_sdk;
 mod xmpp;
 mod xmpp_live;
+mod xmpp_resume;

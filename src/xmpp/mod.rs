@@ -5,6 +5,8 @@
 //!
 //! ```text
 //! listener (mod.rs) -> connection.rs: TLS, SASL (sasl.rs), resource binding = a Matrix device
+//!                   -> live.rs: a bound resource across connections, with stream management
+//!                      (stream_management.rs) and resumption (resumption.rs)
 //!                   -> session.rs: stanzas of a bound resource; chat.rs maps them onto rooms
 //!                   -> chat.rs (one-to-one), markers.rs (chat states, markers), muc.rs (rooms),
 //!                      corrections.rs (edits)
@@ -20,14 +22,17 @@ mod chat;
 mod connection;
 mod corrections;
 mod delivery;
+mod live;
 mod markers;
 mod muc;
 mod muc_live;
 mod occupancy;
 mod reader;
+mod resumption;
 mod sasl;
 mod session;
 mod stream;
+mod stream_management;
 pub mod tls;
 mod transport;
 
