@@ -17,5 +17,6 @@ mod real_clients;
 mod sliding_app;
 mod sliding_sdk;
 mod xmpp;
+mod xmpp_blocking;
 mod xmpp_live;
 mod xmpp_resume;

@@ -12,12 +12,14 @@
 //!                      corrections.rs (edits)
 //!                   <- delivery.rs: Matrix news in the user's DM rooms and joined MUCs
 //!                      (muc_live.rs, occupancy.rs), woken like /sync
-//! address.rs: users and rooms as XMPP addresses; archive.rs: MAM from the room timelines
+//! address.rs: users and rooms as XMPP addresses; archive.rs: MAM from the room timelines;
+//! blocking.rs: the block list is the Matrix ignore list
 //! stream.rs / reader.rs: the XML stream itself (rxml + minidom), limits and stream errors
 //! ```
 
 mod address;
 mod archive;
+mod blocking;
 mod chat;
 mod connection;
 mod corrections;

@@ -32,6 +32,7 @@ const FEATURES: &[&str] = &[
     "urn:xmpp:sid:0",
     "jabber:iq:roster",
     "urn:xmpp:carbons:2",
+    "urn:xmpp:blocking",
 ];
 
 /// What an account (the user's bare JID) supports: its message archive.
@@ -114,6 +115,12 @@ impl Session {
                     let result = DiscoItemsResult { node: None, items: vec![], rsm: None };
                     Iq::from_result(id.clone(), Some(result))
                 })
+            }
+            Request::Get(payload) if payload.is("blocklist", xmpp_parsers::ns::BLOCKING) && from_server => {
+                Some(crate::xmpp::blocking::list(state, self, &id).await)
+            }
+            Request::Set(payload) if payload.ns() == xmpp_parsers::ns::BLOCKING && from_server => {
+                Some(crate::xmpp::blocking::change(state, self, &id, payload).await)
             }
             Request::Set(payload) if payload.ns() == xmpp_parsers::ns::CARBONS && from_server => {
                 let enable = match payload.name() {
