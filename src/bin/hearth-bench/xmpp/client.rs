@@ -88,7 +88,7 @@ pub async fn log_in(account: &Account, resource: &str, tls: &TlsConnector) -> Re
         let auth = base64::engine::general_purpose::STANDARD.encode(credentials);
         let auth = format!("<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{auth}</auth>");
         tls.write_all(auth.as_bytes()).await?;
-        if read_until(&mut tls, &mut seen, &["<success", "<failure"]).await? == 1 {
+        if read_until(&mut tls, &mut seen, &["<success", "<failure"]).await?.0 == 1 {
             bail!("{}@{} was refused: wrong password, or no such account", account.user, account.domain);
         }
         tls.write_all(header(&account.domain).as_bytes()).await?;
@@ -98,23 +98,23 @@ pub async fn log_in(account: &Account, resource: &str, tls: &TlsConnector) -> Re
              </bind></iq>"
         );
         tls.write_all(bind.as_bytes()).await?;
-        read_until(&mut tls, &mut seen, &["</iq>", "/>"]).await?;
-        if !seen.contains("result") {
-            bail!("binding a resource failed: {seen}");
+        let (_, answer) = read_until(&mut tls, &mut seen, &["</iq>"]).await?;
+        if !answer.contains("result") {
+            bail!("binding a resource failed: {answer}");
         }
         Ok(XmppConnection { stream: tls, seen })
     };
     tokio::time::timeout(STEP_TIMEOUT, step).await.context("the server stopped answering")?
 }
 
-/// Reads until one of `markers` shows up in what was read since the last marker; its index.
-async fn read_until<R: AsyncRead + Unpin>(io: &mut R, seen: &mut String, markers: &[&str]) -> Result<usize> {
+/// Reads until one of `markers` shows up in what was read since the last marker: its index,
+/// and the text up to and including it.
+async fn read_until<R: AsyncRead + Unpin>(io: &mut R, seen: &mut String, markers: &[&str]) -> Result<(usize, String)> {
     let mut buffer = [0u8; 8192];
     loop {
         let found = markers.iter().enumerate().filter_map(|(i, m)| seen.find(m).map(|at| (at, i, m.len()))).min();
         if let Some((at, index, length)) = found {
-            seen.drain(..at + length);
-            return Ok(index);
+            return Ok((index, seen.drain(..at + length).collect()));
         }
         let read = io.read(&mut buffer).await?;
         if read == 0 {
