@@ -102,7 +102,7 @@ mod tests {
     use super::*;
 
     fn message(n: u32) -> Element {
-        Element::builder("message", NS_CLIENT).attr("id", n.to_string()).build()
+        Element::builder("message", NS_CLIENT).attr(rxml::xml_ncname!("id").into(), n.to_string()).build()
     }
 
     #[test]
@@ -127,11 +127,14 @@ mod tests {
     #[test]
     fn counters_wrap_around_at_2_to_the_32() {
         let mut acks = Acks { id: None, handled: u32::MAX, sent: u32::MAX - 1, unacked: VecDeque::new() };
+        // Stanza 1 is number 2^32 - 1, stanza 2 number 0 (2^32 mod 2^32).
         acks.sending(&message(1)).unwrap();
         acks.sending(&message(2)).unwrap();
-        acks.acknowledged(0).unwrap();
+        acks.acknowledged(u32::MAX).unwrap();
         let left: Vec<&str> = acks.unacked().map(|m| m.attr("id").unwrap()).collect();
         assert_eq!(left, ["2"]);
+        acks.acknowledged(0).unwrap();
+        assert_eq!(acks.unacked().count(), 0);
         acks.received(&message(3));
         assert_eq!(acks.handled(), 0);
     }
