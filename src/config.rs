@@ -131,6 +131,9 @@ pub struct XmppConfig {
     /// The largest stanza a client may send, in bytes; a larger one ends the stream with
     /// `policy-violation`.
     pub max_stanza_size: usize,
+    /// How long (seconds) a stream-managed session (XEP-0198) whose connection broke waits for
+    /// its client to resume it; the messages meanwhile are kept for it. 0: no resumption.
+    pub resume_timeout_secs: u64,
 }
 
 impl Default for XmppConfig {
@@ -143,6 +146,7 @@ impl Default for XmppConfig {
             tls_key: None,
             muc_domain: None,
             max_stanza_size: 256 * 1024,
+            resume_timeout_secs: 300,
         }
     }
 }

@@ -18,4 +18,8 @@ mod real_clients;
 mod sliding_app;
 mod sliding_sdk;
 mod xmpp;
+mod xmpp_bad_input;
+mod xmpp_blocking;
 mod xmpp_live;
+mod xmpp_resume;
+mod xmpp_sdk;

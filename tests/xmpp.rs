@@ -23,7 +23,7 @@ pub async fn start() -> XmppServer {
     start_with(|_| {}).await
 }
 
-async fn start_with(adjust: impl FnOnce(&mut hearth::config::Config)) -> XmppServer {
+pub async fn start_with(adjust: impl FnOnce(&mut hearth::config::Config)) -> XmppServer {
     let data_dir = tempfile::tempdir().unwrap();
     let path = data_dir.path().to_owned();
     let server = TestServer::start_with(move |config| {

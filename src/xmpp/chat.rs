@@ -169,6 +169,16 @@ pub async fn message_from_client(
     let Some(partner) = message.to.as_ref().and_then(|to| local_user(to, &domain, &state.server_name)) else {
         return Ok(vec![bounce(&message, ErrorType::Cancel, DefinedCondition::ServiceUnavailable)]);
     };
+    match crate::xmpp::blocking::blocked(state, session).await {
+        Ok(blocked) if blocked.contains(partner.as_str()) => {
+            // Nothing reaches a blocked contact; only a message is told so (XEP-0191 §3.4).
+            let answer =
+                (!message.bodies.is_empty()).then(|| bounce_with(&message, crate::xmpp::blocking::blocked_error()));
+            return Ok(answer.into_iter().collect());
+        }
+        Ok(_) => {}
+        Err(error) => return Ok(vec![refusal(&message, error)]),
+    }
     let Some((_, body)) = message.get_best_body_cloned(vec![]) else {
         return without_body(state, session, &message, &partner).await.map_err(StreamError::internal).map(|()| vec![]);
     };
@@ -230,11 +240,16 @@ pub fn refusal(message: &Message, error: crate::Error) -> Element {
 
 /// The message back to its sender as an error (RFC 6120 §8.3).
 pub fn bounce(message: &Message, type_: ErrorType, condition: DefinedCondition) -> Element {
-    let mut error = Message::error(None::<Jid>);
-    error.from = message.to.clone();
-    error.id = message.id.clone();
-    error.payloads.push(StanzaError::new(type_, condition, "en", "").into());
-    error.into()
+    bounce_with(message, StanzaError::new(type_, condition, "en", ""))
+}
+
+/// The message back to its sender with `error`.
+pub fn bounce_with(message: &Message, error: StanzaError) -> Element {
+    let mut answer = Message::error(None::<Jid>);
+    answer.from = message.to.clone();
+    answer.id = message.id.clone();
+    answer.payloads.push(error.into());
+    answer.into()
 }
 
 /// A `<presence/>` from the client: its own availability becomes Matrix presence; presence

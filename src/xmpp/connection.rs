@@ -4,7 +4,6 @@
 use crate::state::AppState;
 use crate::users::ClientInfo;
 use crate::xmpp::Mode;
-use crate::xmpp::session::Session;
 use crate::xmpp::stream::{Stream, StreamError};
 use crate::xmpp::transport::Transport;
 use ruma::OwnedUserId;
@@ -49,7 +48,7 @@ impl Connection {
             None => return stream.close(Some(shutting_down())).await,
         };
         let outcome = tokio::select! {
-            outcome = Session::run(&self.state, &mut stream, user_id, self.peer) => outcome,
+            outcome = crate::xmpp::live::run(&self.state, &mut stream, user_id, self.peer) => outcome,
             _ = stop.wait_for(|stop| *stop) => Err(shutting_down()),
         };
         stream.close(outcome.err()).await;

@@ -63,7 +63,11 @@ async fn deliver(state: &AppState, resource: &Resource, outgoing: &mpsc::Sender<
         if let Err(error) = crate::xmpp::chat::accept_direct_invites(state, user, &sample.memberships).await {
             tracing::warn!(%error, "accepting a direct-chat invite for XMPP failed");
         }
-        let direct = direct_rooms(state, user).await?;
+        let mut direct = direct_rooms(state, user).await?;
+        // Nothing from a blocked partner (XEP-0191 §3.4, Matrix's ignore list): no message,
+        // typing, receipt or presence.
+        let blocked = crate::users::ignore::ignored_users(&state.pool, &user.user_id).await?;
+        direct.retain(|partner, _| !blocked.contains(partner.as_str()));
         if !send_all(outgoing, presence(state, resource, &direct, since, sample.upto).await?).await {
             return Ok(());
         }

@@ -5,29 +5,36 @@
 //!
 //! ```text
 //! listener (mod.rs) -> connection.rs: TLS, SASL (sasl.rs), resource binding = a Matrix device
+//!                   -> live.rs: a bound resource across connections, with stream management
+//!                      (stream_management.rs) and resumption (resumption.rs)
 //!                   -> session.rs: stanzas of a bound resource; chat.rs maps them onto rooms
 //!                   -> chat.rs (one-to-one), markers.rs (chat states, markers), muc.rs (rooms),
 //!                      corrections.rs (edits)
 //!                   <- delivery.rs: Matrix news in the user's DM rooms and joined MUCs
 //!                      (muc_live.rs, occupancy.rs), woken like /sync
-//! address.rs: users and rooms as XMPP addresses; archive.rs: MAM from the room timelines
+//! address.rs: users and rooms as XMPP addresses; archive.rs: MAM from the room timelines;
+//! blocking.rs: the block list is the Matrix ignore list
 //! stream.rs / reader.rs: the XML stream itself (rxml + minidom), limits and stream errors
 //! ```
 
 mod address;
 mod archive;
+mod blocking;
 mod chat;
 mod connection;
 mod corrections;
 mod delivery;
+mod live;
 mod markers;
 mod muc;
 mod muc_live;
 mod occupancy;
 mod reader;
+mod resumption;
 mod sasl;
 mod session;
 mod stream;
+mod stream_management;
 pub mod tls;
 mod transport;
 

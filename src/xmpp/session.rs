@@ -1,10 +1,9 @@
 //! A bound resource: binding opens the resource's Matrix device, then stanzas from the client
-//! are answered or mapped onto the domain (`chat`), and Matrix messages for the user arrive
-//! from `delivery`.
+//! are answered or mapped onto the domain (`chat`); `live.rs` runs it with the Matrix messages
+//! that arrive from `delivery`.
 
 use crate::state::AppState;
 use crate::users::{ClientInfo, Session as MatrixSession};
-use crate::xmpp::delivery::Resource;
 use crate::xmpp::occupancy::Occupancy;
 use crate::xmpp::stream::{Stream, StreamError};
 use minidom::Element;
@@ -13,7 +12,6 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use tokio::sync::mpsc;
 use xmpp_parsers::bind::{BindQuery, BindResponse};
 use xmpp_parsers::disco::{DiscoInfoQuery, DiscoInfoResult, DiscoItemsQuery, DiscoItemsResult, Identity};
 use xmpp_parsers::iq::Iq;
@@ -22,8 +20,8 @@ use xmpp_parsers::ping::Ping;
 use xmpp_parsers::roster::Roster;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
-const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 /// Resources become part of a device id; longer or stranger ones are replaced by a generated one.
 const MAX_RESOURCE_LENGTH: usize = 64;
 /// What the server tells service discovery it supports.
@@ -34,6 +32,7 @@ const FEATURES: &[&str] = &[
     "urn:xmpp:sid:0",
     "jabber:iq:roster",
     "urn:xmpp:carbons:2",
+    "urn:xmpp:blocking",
 ];
 
 /// What an account (the user's bare JID) supports: its message archive.
@@ -52,57 +51,8 @@ pub struct Session {
 }
 
 impl Session {
-    /// Offers binding, binds, then serves the resource until the stream ends.
-    pub async fn run(
-        state: &AppState,
-        stream: &mut Stream,
-        user_id: OwnedUserId,
-        peer: SocketAddr,
-    ) -> Result<(), StreamError> {
-        let features = format!("<bind xmlns='{NS_BIND}'/><session xmlns='{NS_SESSION}'><optional/></session>");
-        stream.open(&features).await?;
-        let session = bind(state, stream, &user_id, peer).await?;
-        let (outgoing, mut to_send) = mpsc::channel::<Element>(64);
-        let resource = Resource {
-            matrix: session.matrix.clone(),
-            jid: session.jid.clone(),
-            occupancy: session.occupancy.clone(),
-            carbons: session.carbons.clone(),
-        };
-        let delivery = tokio::spawn(crate::xmpp::delivery::run(state.clone(), resource, outgoing.clone()));
-        let outcome = session.serve(state, stream, &mut to_send).await;
-        delivery.abort();
-        // The user's last word on presence: gone (a Matrix client's own syncs set it again).
-        if let Err(error) = crate::xmpp::chat::set_presence(state, &session.matrix, None).await {
-            tracing::warn!(%error, "setting presence after an XMPP stream ended failed");
-        }
-        outcome
-    }
-
-    async fn serve(
-        &self,
-        state: &AppState,
-        stream: &mut Stream,
-        to_send: &mut mpsc::Receiver<Element>,
-    ) -> Result<(), StreamError> {
-        loop {
-            let next = tokio::select! {
-                incoming = stream.next_element() => Next::Incoming(incoming?),
-                Some(outgoing) = to_send.recv() => Next::Outgoing(outgoing),
-            };
-            match next {
-                Next::Outgoing(element) => stream.send_element(&element).await?,
-                Next::Incoming(element) => {
-                    for answer in self.handle(state, element).await? {
-                        stream.send_element(&answer).await?;
-                    }
-                }
-            }
-        }
-    }
-
     /// The answers to one stanza from the client.
-    async fn handle(&self, state: &AppState, element: Element) -> Result<Vec<Element>, StreamError> {
+    pub async fn handle(&self, state: &AppState, element: Element) -> Result<Vec<Element>, StreamError> {
         match element.name() {
             "iq" if element.attr("type") == Some("set") && element.has_child("query", xmpp_parsers::ns::MAM) => {
                 let id = element.attr("id").unwrap_or_default().to_owned();
@@ -166,6 +116,12 @@ impl Session {
                     Iq::from_result(id.clone(), Some(result))
                 })
             }
+            Request::Get(payload) if payload.is("blocklist", xmpp_parsers::ns::BLOCKING) && from_server => {
+                Some(crate::xmpp::blocking::list(state, self, &id).await)
+            }
+            Request::Set(payload) if payload.ns() == xmpp_parsers::ns::BLOCKING && from_server => {
+                Some(crate::xmpp::blocking::change(state, self, &id, payload).await)
+            }
             Request::Set(payload) if payload.ns() == xmpp_parsers::ns::CARBONS && from_server => {
                 let enable = match payload.name() {
                     "enable" => Some(true),
@@ -192,11 +148,6 @@ impl Session {
     }
 }
 
-enum Next {
-    Incoming(Element),
-    Outgoing(Element),
-}
-
 enum Request {
     Get(Element),
     Set(Element),
@@ -206,46 +157,44 @@ pub fn iq_error(id: &str, type_: ErrorType, condition: DefinedCondition) -> Iq {
     Iq::from_error(id, StanzaError::new(type_, condition, "en", ""))
 }
 
-/// Waits for the resource binding request and opens the resource's device.
-async fn bind(
+/// Answers a resource binding request (`element`): the bound resource with its device opened,
+/// or `None` after refusing something that is no binding request.
+pub async fn bind(
     state: &AppState,
     stream: &mut Stream,
     user_id: &OwnedUserId,
     peer: SocketAddr,
-) -> Result<Session, StreamError> {
-    loop {
-        let element = stream.next_element().await?;
-        let Ok(iq) = Iq::try_from(element) else {
-            return Err(StreamError::new("not-authorized", "bind a resource first"));
-        };
-        let (header, payload) = iq.split();
-        let xmpp_parsers::iq::IqPayload::Set(payload) = payload else {
-            let refusal = iq_error(&header.id, ErrorType::Cancel, DefinedCondition::NotAllowed);
-            stream.send_element(&refusal.into()).await?;
-            continue;
-        };
-        let Ok(query) = BindQuery::try_from(payload) else {
-            let refusal = iq_error(&header.id, ErrorType::Cancel, DefinedCondition::NotAllowed);
-            stream.send_element(&refusal.into()).await?;
-            continue;
-        };
-        let resource = query
-            .resource
-            .filter(|r| {
-                (1..=MAX_RESOURCE_LENGTH).contains(&r.len())
-                    && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-            })
-            .unwrap_or_else(|| crate::users::tokens::random_alphanumeric(12));
-        let matrix = open_device(state, user_id, &resource, peer).await.map_err(StreamError::internal)?;
-        let bare = BareJid::new(&format!("{}@{}", user_id.localpart(), stream.domain))
-            .map_err(|_| StreamError::new("policy-violation", "this account has no XMPP address"))?;
-        let jid = bare.with_resource_str(&resource).map_err(StreamError::internal)?;
-        let answer = Iq::from_result(header.id, Some(BindResponse { jid: jid.clone() }));
-        stream.send_element(&answer.into()).await?;
-        tracing::info!(%jid, device = %matrix.device_id, "XMPP resource bound");
-        let muc_domain = crate::xmpp::address::muc_domain(state);
-        return Ok(Session { matrix, jid, muc_domain, occupancy: Occupancy::default(), carbons: Arc::default() });
-    }
+    element: Element,
+) -> Result<Option<Session>, StreamError> {
+    let Ok(iq) = Iq::try_from(element) else {
+        return Err(StreamError::new("not-authorized", "bind a resource first"));
+    };
+    let (header, payload) = iq.split();
+    let query = match payload {
+        xmpp_parsers::iq::IqPayload::Set(payload) => BindQuery::try_from(payload).ok(),
+        _ => None,
+    };
+    let Some(query) = query else {
+        let refusal = iq_error(&header.id, ErrorType::Cancel, DefinedCondition::NotAllowed);
+        stream.send_element(&refusal.into()).await?;
+        return Ok(None);
+    };
+    let resource = query
+        .resource
+        .filter(|r| {
+            (1..=MAX_RESOURCE_LENGTH).contains(&r.len())
+                && r.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+        })
+        .unwrap_or_else(|| crate::users::tokens::random_alphanumeric(12));
+    let matrix = open_device(state, user_id, &resource, peer).await.map_err(StreamError::internal)?;
+    let bare = BareJid::new(&format!("{}@{}", user_id.localpart(), stream.domain))
+        .map_err(|_| StreamError::new("policy-violation", "this account has no XMPP address"))?;
+    let jid = bare.with_resource_str(&resource).map_err(StreamError::internal)?;
+    let answer = Iq::from_result(header.id, Some(BindResponse { jid: jid.clone() }));
+    stream.send_element(&answer.into()).await?;
+    tracing::info!(%jid, device = %matrix.device_id, "XMPP resource bound");
+    let muc_domain = crate::xmpp::address::muc_domain(state);
+    Ok(Some(Session { matrix, jid, muc_domain, occupancy: Occupancy::default(), carbons: Arc::default() }))
 }
 
 /// Each resource is a Matrix device (`XMPP_<resource>`), reused when the resource comes back.

@@ -15,11 +15,14 @@ const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 pub struct StreamError {
     pub condition: &'static str,
     pub text: String,
+    /// The connection broke under the stream (no closing tag): a resumable session waits for
+    /// the client to come back (XEP-0198), where a closed stream ends it.
+    pub connection_lost: bool,
 }
 
 impl StreamError {
     pub fn new(condition: &'static str, text: impl Into<String>) -> StreamError {
-        StreamError { condition, text: text.into() }
+        StreamError { condition, text: text.into(), connection_lost: false }
     }
 
     pub fn not_authorized(text: &str) -> StreamError {
@@ -32,16 +35,21 @@ impl StreamError {
         StreamError::new("internal-server-error", "")
     }
 
-    /// The peer is gone: nothing is written any more.
+    /// The peer closed its stream: nothing is written any more but our closing tag.
     fn closed() -> StreamError {
         StreamError::new("", "")
+    }
+
+    /// The connection is gone (reset, or a write failed): nothing can be written any more.
+    fn lost() -> StreamError {
+        StreamError { connection_lost: true, ..StreamError::closed() }
     }
 }
 
 impl From<ReadError> for StreamError {
     fn from(error: ReadError) -> StreamError {
         match error {
-            ReadError::Closed => StreamError::closed(),
+            ReadError::Closed => StreamError::lost(),
             ReadError::NotWellFormed(why) => StreamError::new("not-well-formed", why),
             ReadError::TooLarge => StreamError::new("policy-violation", "stanza too large"),
         }
@@ -108,7 +116,7 @@ impl Stream {
             self.transport.write_all(text.as_bytes()).await?;
             self.transport.flush().await
         };
-        written.await.map_err(|_| StreamError::closed())
+        written.await.map_err(|_| StreamError::lost())
     }
 
     pub async fn send_element(&mut self, element: &Element) -> Result<(), StreamError> {

@@ -59,6 +59,12 @@ pub enum Scenario {
     /// (each gets a new DM); seconds until every recipient is sent, and a validity check
     /// (sent == total). --make-creator is the operator's command that makes the creator.
     Broadcast(Box<BroadcastArgs>),
+    /// An XMPP server (Hearth's XMPP listener, or Prosody for comparison) measured with XMPP
+    /// clients: N logins one after another (logins/s, latency), with --homeserver and
+    /// --peer-user M messages each way between the XMPP account and a Matrix user (latency;
+    /// Hearth only), then K idle logged-in connections (with --server-pid, the server's RSS per
+    /// connection). The accounts must exist.
+    Xmpp(Box<XmppArgs>),
 }
 
 /// Options every scenario takes.
@@ -241,6 +247,71 @@ pub struct IdleArgs {
 
     #[command(flatten)]
     pub pids: ServerPids,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct XmppArgs {
+    /// The server's STARTTLS c2s listener, `host:port`.
+    #[arg(long, value_name = "HOST:PORT")]
+    pub xmpp: String,
+
+    /// The XMPP domain (the stream's `to`), e.g. `localhost`.
+    #[arg(long)]
+    pub domain: String,
+
+    /// The account's localpart; with --users U > 1, the accounts USER1 … USERU.
+    #[arg(long)]
+    pub user: String,
+
+    /// The accounts' password. Also read from HEARTH_BENCH_XMPP_PASSWORD.
+    #[arg(long, env = "HEARTH_BENCH_XMPP_PASSWORD", hide_env_values = true)]
+    pub password: String,
+
+    /// Accounts the idle connections are spread over (each connection binds its own resource).
+    #[arg(long, value_name = "U", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub users: u32,
+
+    /// Logins measured one after another.
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub logins: u32,
+
+    /// Idle logged-in connections held open when the memory is read.
+    #[arg(long, value_name = "K", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub connections: u32,
+
+    /// Seconds to wait once all idle connections are open before reading the memory.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub settle_s: u64,
+
+    /// Process id of the XMPP server on this machine (its RSS is read from /proc).
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
+
+    /// The Matrix side of the latency figures: the homeserver's URL (Hearth's)...
+    #[arg(long, value_name = "URL", value_parser = parse_homeserver, requires = "peer_user")]
+    pub homeserver: Option<Url>,
+
+    /// ...the Matrix user the XMPP account chats with (localpart)...
+    #[arg(long, value_name = "LOCALPART", requires = "homeserver")]
+    pub peer_user: Option<String>,
+
+    /// ...and that user's password.
+    #[arg(
+        long,
+        value_name = "PASSWORD",
+        default_value = "",
+        env = "HEARTH_BENCH_PEER_PASSWORD",
+        hide_env_values = true
+    )]
+    pub peer_password: String,
+
+    /// Messages sent each way for the latency figures.
+    #[arg(long, value_name = "M", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub messages: u32,
+
+    /// Also write every figure as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
 }
 
 /// The servers' process ids, for the scenarios that read their memory.

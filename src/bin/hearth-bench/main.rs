@@ -12,6 +12,7 @@ mod provisioning;
 mod report;
 mod scenarios;
 mod stats;
+mod xmpp;
 
 use anyhow::{Result, bail};
 use clap::Parser;
@@ -124,6 +125,8 @@ async fn run(cli: Cli) -> Result<()> {
             let parameters = BroadcastParameters { subscribers: args.subscribers, make_creator: args.make_creator };
             measure(BroadcastScenario(parameters), args.target).await
         }
+        // Not a Matrix scenario: the server measured may be Prosody, so no `measure`.
+        cli::Scenario::Xmpp(args) => xmpp::run(*args).await,
     }
 }
 

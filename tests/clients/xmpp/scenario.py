@@ -12,6 +12,13 @@ MODE muc ROOM NICK TEXT: join ROOM as NICK (history 5); after the subject, send 
 MODE carbons PEER: enable carbons, report "ready"; on a carbon of the user's own message to
   PEER send "tpyo" (id `c-1`) and its correction "typo fixed" (id `c-2`); end on PEER's
   correction of a message.
+MODE resume PEER LAST: with stream management (XEP-0198) enabled, on PEER's message "before drop"
+  cut the TCP connection ("dropping"), wait for a line on stdin, reconnect and resume; report
+  every message from PEER and end after the one with body LAST. When resumption fails, bind
+  anew and report the archive with PEER (MAM) instead.
+MODE block BLOCK UNBLOCK MARKER: report the block list, block BLOCK, report the list again and
+  send BLOCK a message (id `to-blocked`); report "ready"; report each message; on MARKER's
+  "marker" unblock UNBLOCK, report the list and end.
 MODE mam MAX TARGET WITH [TARGET WITH...]: page each archive (TARGET's, filtered by WITH unless
   it is "-") backwards MAX results at a time until complete; report each page's `fin` and then
   the whole archive, oldest first.
@@ -36,6 +43,8 @@ SID = "urn:xmpp:sid:0"
 MAM = "urn:xmpp:mam:2"
 RSM = "http://jabber.org/protocol/rsm"
 FORWARD = "urn:xmpp:forward:0"
+BLOCKING = "urn:xmpp:blocking"
+BLOCKING_ERRORS = "urn:xmpp:blocking:errors"
 
 
 def emit(**fields):
@@ -223,8 +232,88 @@ def main():
             before = first.text
         emit(event="archive", target=target, pages=pages, messages=archive)
 
+    def resume_message(stanza):
+        peer, last = args
+        body = text_of(stanza.xml, "body")
+        if stanza["from"].bare != peer or body is None:
+            return
+        emit(event="message", body=body, step=step["name"])
+        if body == "before drop" and step["name"] == "start":
+            step["name"] = "dropping"
+            emit(event="dropping")
+            client.abort()
+        elif body == last:
+            client.disconnect()
+
+    async def reconnect_when_told():
+        await asyncio.get_event_loop().run_in_executor(None, sys.stdin.readline)
+        step["name"] = "reconnecting"
+        client.connect(host, int(port))
+
+    def resume_disconnected(_event):
+        if step["name"] == "dropping":
+            asyncio.ensure_future(reconnect_when_told())
+        else:
+            finish()
+
+    def resumed(stanza):
+        step["name"] = "resumed"
+        emit(event="resumed", h=int(stanza["h"]), client_sent=client.plugin["xep_0198"].seq)
+
+    def resume_failed(stanza):
+        condition = stanza.xml[0].tag.split("}")[1] if len(stanza.xml) else None
+        step["name"] = "rebinding"
+        emit(event="resume_failed", condition=condition)
+
+    async def blocklist():
+        iq = client.make_iq_get()
+        ET.SubElement(iq.xml, "{%s}blocklist" % BLOCKING)
+        answer = await iq.send()
+        items = answer.xml.findall("{%s}blocklist/{%s}item" % (BLOCKING, BLOCKING))
+        emit(event="blocklist", items=[item.get("jid") for item in items])
+
+    async def change_block(name, target):
+        iq = client.make_iq_set()
+        ET.SubElement(ET.SubElement(iq.xml, "{%s}%s" % (BLOCKING, name)), "{%s}item" % BLOCKING, jid=target)
+        answer = await iq.send()
+        emit(event=name, type=answer.xml.get("type"))
+
+    async def block_session():
+        block, unblock, marker = args
+        await blocklist()
+        await change_block("block", block)
+        await blocklist()
+        send_message(block, "chat", body="hi", id="to-blocked")
+
+    def block_message(stanza):
+        block, unblock, marker = args
+        xml = stanza.xml
+        if xml.get("type") == "error" and xml.get("id") == "to-blocked":
+            emit(event="bounce", condition=error_condition(xml),
+                 blocked=xml.find("{jabber:client}error/{%s}blocked" % BLOCKING_ERRORS) is not None)
+            emit(event="ready")
+            return
+        body = text_of(xml, "body")
+        if body is None:
+            return
+        emit(event="message", from_=stanza["from"].bare, body=body)
+        if stanza["from"].bare == marker and body == "marker":
+            async def unblock_and_end():
+                await change_block("unblock", unblock)
+                await blocklist()
+                client.disconnect()
+            asyncio.ensure_future(unblock_and_end())
+
     async def session_start(_event):
         emit(event="session", jid=str(client.boundjid))
+        if mode == "block":
+            client.send_presence()
+            await block_session()
+            return
+        if mode == "resume" and step["name"] == "rebinding":
+            await read_archive(client.boundjid.bare, args[0], "20")
+            client.disconnect()
+            return
         client.send_presence()
         if mode == "carbons":
             iq = client.make_iq_set()
@@ -244,14 +333,22 @@ def main():
             step["name"] = "joining"
             presence.send()
 
-    handler = {"dm": dm_message, "muc": muc_message, "mam": mam_result, "carbons": carbons_message}[mode]
+    handler = {"dm": dm_message, "muc": muc_message, "mam": mam_result, "carbons": carbons_message,
+               "resume": resume_message, "block": block_message}[mode]
     client.register_handler(Callback("all messages", MatchXPath("{jabber:client}message"), handler))
     if mode == "muc":
         client.register_handler(Callback("all presence", MatchXPath("{jabber:client}presence"), muc_presence))
     client.add_event_handler("session_start", session_start)
     client.add_event_handler("failed_all_auth", lambda _: (client.disconnect(), finish()))
     client.add_event_handler("stream_error", lambda error: emit(event="stream_error", condition=error["condition"]))
-    client.add_event_handler("disconnected", lambda _: finish())
+    if mode == "resume":
+        client.register_plugin("xep_0198")
+        client.register_handler(Callback("archive", MatchXPath("{jabber:client}message/{%s}result" % MAM), mam_result))
+        client.add_event_handler("session_resumed", resumed)
+        client.add_event_handler("sm_failed", resume_failed)
+        client.add_event_handler("disconnected", resume_disconnected)
+    else:
+        client.add_event_handler("disconnected", lambda _: finish())
     client.add_event_handler("connection_failed", lambda error: (emit(event="connection_failed", error=str(error)), finish()))
     client.connect(host, int(port))
     asyncio.get_event_loop().run_until_complete(asyncio.wait_for(done, 60))
