@@ -85,12 +85,50 @@ async fn cached_initial_syncs_match_an_uncached_one_after_every_kind_of_change_o
     .await;
     server.leave(&alice, to_leave).await;
     check_both(&server, &other, &alice, "leaving a room", |body| joined(body).get(to_leave).is_none()).await;
+
+    // A history purge moves no stream position: the other process learns of it from the
+    // purge's notification, and must stop serving what it cached of the purged messages.
+    let root = server.register_admin("root", PW).await;
+    let kept = server.send_text(&bob, quiet, "quiet-2", "after the purge point").await;
+    initial_sync(&other, &alice).await;
+    let purges_seen = || other.state.streams.notifier.history_purges();
+    let before = purges_seen();
+    let path = format!("/_synapse/admin/v1/purge_history/{}/{}", encode(quiet), encode(&kept));
+    let (status, body) = server.post(&path, root.token(), json!({"delete_local_events": true})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    finished_purge(&server, &root, body["purge_id"].as_str().expect("purge_id")).await;
+    for _ in 0..100 {
+        if purges_seen() > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(purges_seen(), before + 1, "the other process heard of the purge");
+    check_both(&server, &other, &alice, "a history purge", |body| {
+        timeline_bodies(body, quiet) == ["after the purge point"]
+    })
+    .await;
     // Throughout, the rooms a change did not touch kept coming from the caches.
     assert!(
         other.state.pool.cache::<hearth::sync::initial_cache::InitialSyncCache>().served_entries() > 3,
         "unchanged rooms were served from the cache"
     );
     other.stop().await;
+}
+
+/// Polls a history purge until it is no longer active.
+async fn finished_purge(server: &TestServer, root: &TestUser, purge_id: &str) {
+    for _ in 0..200 {
+        let path = format!("/_synapse/admin/v1/purge_history_status/{purge_id}");
+        let (status, body) = server.get(&path, root.token()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["status"] != "active" {
+            assert_eq!(body["status"], "complete", "{body}");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the purge {purge_id} did not finish in 10 s");
 }
 
 /// Both processes' (cached) initial syncs show the change and equal an initial sync of a
