@@ -182,3 +182,46 @@ async fn lazy_sync(server: &TestServer, user: &TestUser, path: &str) -> Value {
     assert_eq!(status, StatusCode::OK, "{body}");
     body
 }
+
+/// A repeated initial sync takes every room from the cache: what it costs the database does
+/// not grow with the rooms, and the device's own messages keep their transaction ids (which the
+/// cache keeps for that device, and no other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_initial_sync_costs_a_few_statements_whatever_the_rooms() {
+    const ROOMS: usize = 12;
+    let server = TestServer::start().await;
+    statements::enable(&server).await;
+    let alice = server.register("alice", PW).await;
+    let mut rooms = Vec::new();
+    for n in 0..ROOMS {
+        let room = server.create_room(&alice, json!({"preset": "private_chat"})).await;
+        server.send_text(&alice, &room, &format!("txn-{n}"), "mine").await;
+        rooms.push(room);
+    }
+    let first = initial_sync(&server, &alice).await;
+    // What the sends left running after their answers (push, wake-ups) settles first.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    statements::reset(&server).await;
+    let again = initial_sync(&server, &alice).await;
+    let (total, listing) = statements::listing(&statements::statements(&server).await);
+    println!("a repeated initial sync of {ROOMS} rooms: {total} statements\n{listing}");
+    assert_eq!(joined(&again), joined(&first), "the cached answer is the built one");
+    assert_eq!(
+        server.state.pool.cache::<hearth::sync::initial_cache::InitialSyncCache>().served_entries(),
+        ROOMS as u64,
+        "every room came from the cache"
+    );
+    for (n, room) in rooms.iter().enumerate() {
+        let events = joined(&again)[room]["timeline"]["events"].as_array().cloned().unwrap_or_default();
+        let mine = events.iter().find(|event| event["content"]["body"] == "mine").expect("the message");
+        assert_eq!(mine["unsigned"]["transaction_id"], format!("txn-{n}"), "{mine}");
+    }
+    assert!(total < ROOMS as i64, "{total} statements for {ROOMS} cached rooms:\n{listing}");
+
+    // Another device of the user gets the same rooms without the first device's ids.
+    let other_device = server.login("alice", PW).await;
+    let elsewhere = initial_sync(&server, &other_device).await;
+    let events = joined(&elsewhere)[&rooms[0]]["timeline"]["events"].as_array().cloned().unwrap_or_default();
+    let mine = events.iter().find(|event| event["content"]["body"] == "mine").expect("the message");
+    assert!(mine["unsigned"].get("transaction_id").is_none(), "{mine}");
+}

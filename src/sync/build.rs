@@ -124,16 +124,12 @@ pub async fn build_rooms(
     };
     let context =
         JoinedContext { pool, user, window, options, filters, ignored: &ignored, read_positions: &read_positions };
-    let entries: Vec<Option<(String, Arc<SyncRoom>)>> = futures_util::stream::iter(candidates)
+    let entries: Vec<Option<(String, SyncRoom)>> = futures_util::stream::iter(candidates)
         .map(|candidate| joined_entry(&context, candidate))
         .buffered(ROOMS_AT_ONCE)
         .try_collect()
         .await?;
-    let built: Vec<(String, Arc<SyncRoom>)> = entries.into_iter().flatten().collect();
-    if let Some(cache) = cache {
-        cache.cache.store(reuse, upto, &reused, &built);
-    }
-    rooms.join = built.into_iter().chain(reused).collect();
+    let mut built: Vec<(String, SyncRoom)> = entries.into_iter().flatten().collect();
 
     // Left rooms (incremental syncs only, see `classify`): the timeline up to the leave.
     for room in &sections.leave {
@@ -160,6 +156,16 @@ pub async fn build_rooms(
             rooms.leave.insert(key.to_owned(), entry.room);
         }
     }
+    if let Some(device) = &options.device {
+        // Before the entries are kept: the cache keeps them for this device, annotated.
+        let timelines = built.iter_mut().map(|(_, room)| room).chain(rooms.leave.values_mut());
+        crate::sync::transaction_ids::annotate_rooms(pool, user, device, timelines).await?;
+    }
+    let built: Vec<(String, Arc<SyncRoom>)> = built.into_iter().map(|(id, room)| (id, Arc::new(room))).collect();
+    if let Some(cache) = cache {
+        cache.cache.store(reuse, upto, &reused, &built);
+    }
+    rooms.join = built.into_iter().chain(reused).collect();
 
     for room in &sections.invite {
         if let Some(events) = stripped_state(pool, &room.room_id, &room.event, &ignored).await? {
@@ -263,7 +269,7 @@ impl JoinedRoom {
 }
 
 /// The `rooms.join` entry of one room, or `None` when an incremental sync has nothing for it.
-async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Result<Option<(String, Arc<SyncRoom>)>> {
+async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Result<Option<(String, SyncRoom)>> {
     let JoinedContext { pool, user, window, options, filters, ignored, read_positions } = *context;
     let SyncWindow { since, upto } = window;
     let room = &candidate.room;
@@ -298,7 +304,7 @@ async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Res
         threaded: options.unread_thread_notifications,
     };
     let entry = crate::sync::unread::attach(pool, reader, &room.room_id, entry, upto).await?;
-    Ok(entry.filter(|entry| full || !entry.is_quiet).map(|entry| (key.to_owned(), Arc::new(entry.room))))
+    Ok(entry.filter(|entry| full || !entry.is_quiet).map(|entry| (key.to_owned(), entry.room)))
 }
 
 /// A room the user was joined to, or left, at the end of the window.

@@ -26,7 +26,7 @@ use crate::sync::news::{News, Wanted};
 use crate::sync::response::SyncRoom;
 use crate::sync::sections::SectionFilters;
 use crate::sync::types::{SyncOptions, SyncWindow};
-use ruma::{OwnedUserId, UserId};
+use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -56,9 +56,12 @@ struct Inner {
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct CacheKey {
     user: OwnedUserId,
-    /// Everything of the request that shapes a room's entry (the device does not: its
-    /// transaction ids are added to the answer later, and an initial sync sends lazily
-    /// loaded members whatever the device was sent before).
+    /// The device's own sends carry their transaction ids in its entries (a client's repeated
+    /// initial syncs come from one device; the ids never change once an event is sent). An
+    /// initial sync sends lazily loaded members whatever the device was sent before, so
+    /// nothing else of the device shapes an entry.
+    device: Option<OwnedDeviceId>,
+    /// Everything of the request that shapes a room's entry.
     filter: String,
 }
 
@@ -123,7 +126,8 @@ impl InitialSyncCache {
         if window.since.is_some() || options.full_state {
             return Ok(Reuse::none());
         }
-        let key = CacheKey { user: user.to_owned(), filter: fingerprint(options, filters) };
+        let key =
+            CacheKey { user: user.to_owned(), device: options.device.clone(), filter: fingerprint(options, filters) };
         let nothing = |key| Ok(Reuse { key: Some(key), history_purges, rooms: HashMap::new() });
         let Some((cached_upto, rooms)) = self.lookup(&key, history_purges) else {
             return nothing(key);

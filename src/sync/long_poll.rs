@@ -96,8 +96,6 @@ async fn answer(
     let has_news = !body.is_empty();
     request.sections.apply(&mut body);
     if let Some(device) = request.device {
-        // Only the device's own sends carry one: nothing is read unless the user sent events.
-        crate::sync::transaction_ids::annotate_body(pool, user, device, &mut body).await?;
         body.key_counts = Some(match key_counts {
             Some(known) => known,
             None => crate::sync::device_lists::key_counts(pool, user, device).await?,

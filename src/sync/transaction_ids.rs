@@ -1,32 +1,30 @@
 //! `unsigned.transaction_id` on the timeline events of a sync answer that the requesting
-//! device sent (spec: "Transaction identifiers"). Added last, per device, to events built for
-//! anyone (the initial-sync cache shares a room's entry between the user's devices): only the
-//! entries holding one of the device's own sends are copied and changed.
+//! device sent (spec: "Transaction identifiers"). Added as a room's entry is built, so that the
+//! initial-sync cache keeps (and serves again) the device's entries annotated, with nothing
+//! read or parsed again.
 
 use crate::error::Result;
 use crate::rooms::transaction_ids::sent_with;
 use crate::store::Store;
-use crate::sync::response::{SyncBody, SyncEvent};
+use crate::sync::response::{SyncEvent, SyncRoom};
 use ruma::{DeviceId, UserId};
 use std::collections::HashMap;
-use std::sync::Arc;
 
-/// Annotates the timelines of every joined and left room of `body`.
-pub async fn annotate_body(pool: &Store, user: &UserId, device: &DeviceId, body: &mut SyncBody) -> Result<()> {
-    let timelines =
-        body.rooms.join.values().map(|room| &room.timeline).chain(body.rooms.leave.values().map(|room| &room.timeline));
-    let own: Vec<String> = timelines.flat_map(|timeline| own_event_ids(user, &timeline.events)).collect();
+/// Annotates the timelines of `rooms` (as built, before the initial-sync cache keeps them).
+pub async fn annotate_rooms<'a>(
+    pool: &Store,
+    user: &UserId,
+    device: &DeviceId,
+    rooms: impl Iterator<Item = &'a mut SyncRoom>,
+) -> Result<()> {
+    let mut timelines: Vec<&mut Vec<SyncEvent>> = rooms.map(|room| &mut room.timeline.events).collect();
+    let own: Vec<String> = timelines.iter().flat_map(|events| own_event_ids(user, events)).collect();
     let sent = sent_with(pool, user, device, &own).await?;
     if sent.is_empty() {
         return Ok(());
     }
-    for room in body.rooms.join.values_mut() {
-        if room.timeline.events.iter().any(|event| event.event_id.as_ref().is_some_and(|id| sent.contains_key(id))) {
-            set_all(&mut Arc::make_mut(room).timeline.events, &sent)?;
-        }
-    }
-    for room in body.rooms.leave.values_mut() {
-        set_all(&mut room.timeline.events, &sent)?;
+    for events in &mut timelines {
+        set_all(events, &sent)?;
     }
     Ok(())
 }
