@@ -7,7 +7,8 @@ use crate::common;
 use common::*;
 use hearth::rooms::filter::EventFilter;
 use hearth::sync::build::build;
-use hearth::sync::types::{SyncBody, SyncOptions, SyncWindow};
+use hearth::sync::response::SyncBody;
+use hearth::sync::types::{SyncOptions, SyncWindow};
 use reqwest::StatusCode;
 use ruma::OwnedUserId;
 use ruma::api::client::filter::RoomEventFilter;
@@ -26,8 +27,9 @@ async fn upto(server: &TestServer) -> i64 {
 }
 
 async fn sync(server: &TestServer, user: &TestUser, since: Option<i64>, upto: i64, options: &SyncOptions) -> Value {
-    let SyncBody { json, is_empty } =
+    let body: SyncBody =
         build(&server.state.pool, &user_id(user), SyncWindow { since, upto }, options).await.expect("build");
+    let (json, is_empty) = (body.to_json(), body.is_empty());
     let has_content = json.as_object().is_some_and(|body| !body.is_empty());
     assert_eq!(is_empty, !has_content, "is_empty matches the body: {json}");
     json

@@ -85,12 +85,50 @@ async fn cached_initial_syncs_match_an_uncached_one_after_every_kind_of_change_o
     .await;
     server.leave(&alice, to_leave).await;
     check_both(&server, &other, &alice, "leaving a room", |body| joined(body).get(to_leave).is_none()).await;
+
+    // A history purge moves no stream position: the other process learns of it from the
+    // purge's notification, and must stop serving what it cached of the purged messages.
+    let root = server.register_admin("root", PW).await;
+    let kept = server.send_text(&bob, quiet, "quiet-2", "after the purge point").await;
+    initial_sync(&other, &alice).await;
+    let purges_seen = || other.state.streams.notifier.history_purges();
+    let before = purges_seen();
+    let path = format!("/_synapse/admin/v1/purge_history/{}/{}", encode(quiet), encode(&kept));
+    let (status, body) = server.post(&path, root.token(), json!({"delete_local_events": true})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    finished_purge(&server, &root, body["purge_id"].as_str().expect("purge_id")).await;
+    for _ in 0..100 {
+        if purges_seen() > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(purges_seen(), before + 1, "the other process heard of the purge");
+    check_both(&server, &other, &alice, "a history purge", |body| {
+        timeline_bodies(body, quiet) == ["after the purge point"]
+    })
+    .await;
     // Throughout, the rooms a change did not touch kept coming from the caches.
     assert!(
         other.state.pool.cache::<hearth::sync::initial_cache::InitialSyncCache>().served_entries() > 3,
         "unchanged rooms were served from the cache"
     );
     other.stop().await;
+}
+
+/// Polls a history purge until it is no longer active.
+async fn finished_purge(server: &TestServer, root: &TestUser, purge_id: &str) {
+    for _ in 0..200 {
+        let path = format!("/_synapse/admin/v1/purge_history_status/{purge_id}");
+        let (status, body) = server.get(&path, root.token()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["status"] != "active" {
+            assert_eq!(body["status"], "complete", "{body}");
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("the purge {purge_id} did not finish in 10 s");
 }
 
 /// Both processes' (cached) initial syncs show the change and equal an initial sync of a
@@ -143,4 +181,47 @@ async fn lazy_sync(server: &TestServer, user: &TestUser, path: &str) -> Value {
     let (status, body) = server.get(path, user.token()).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     body
+}
+
+/// A repeated initial sync takes every room from the cache: what it costs the database does
+/// not grow with the rooms, and the device's own messages keep their transaction ids (which the
+/// cache keeps for that device, and no other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_initial_sync_costs_a_few_statements_whatever_the_rooms() {
+    const ROOMS: usize = 12;
+    let server = TestServer::start().await;
+    statements::enable(&server).await;
+    let alice = server.register("alice", PW).await;
+    let mut rooms = Vec::new();
+    for n in 0..ROOMS {
+        let room = server.create_room(&alice, json!({"preset": "private_chat"})).await;
+        server.send_text(&alice, &room, &format!("txn-{n}"), "mine").await;
+        rooms.push(room);
+    }
+    let first = initial_sync(&server, &alice).await;
+    // What the sends left running after their answers (push, wake-ups) settles first.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    statements::reset(&server).await;
+    let again = initial_sync(&server, &alice).await;
+    let (total, listing) = statements::listing(&statements::statements(&server).await);
+    println!("a repeated initial sync of {ROOMS} rooms: {total} statements\n{listing}");
+    assert_eq!(joined(&again), joined(&first), "the cached answer is the built one");
+    assert_eq!(
+        server.state.pool.cache::<hearth::sync::initial_cache::InitialSyncCache>().served_entries(),
+        ROOMS as u64,
+        "every room came from the cache"
+    );
+    for (n, room) in rooms.iter().enumerate() {
+        let events = joined(&again)[room]["timeline"]["events"].as_array().cloned().unwrap_or_default();
+        let mine = events.iter().find(|event| event["content"]["body"] == "mine").expect("the message");
+        assert_eq!(mine["unsigned"]["transaction_id"], format!("txn-{n}"), "{mine}");
+    }
+    assert!(total < ROOMS as i64, "{total} statements for {ROOMS} cached rooms:\n{listing}");
+
+    // Another device of the user gets the same rooms without the first device's ids.
+    let other_device = server.login("alice", PW).await;
+    let elsewhere = initial_sync(&server, &other_device).await;
+    let events = joined(&elsewhere)[&rooms[0]]["timeline"]["events"].as_array().cloned().unwrap_or_default();
+    let mine = events.iter().find(|event| event["content"]["body"] == "mine").expect("the message");
+    assert!(mine["unsigned"].get("transaction_id").is_none(), "{mine}");
 }

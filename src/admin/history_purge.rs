@@ -7,6 +7,7 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::store::Store;
+use crate::streams::Notifier;
 use crate::time::now_ms;
 use crate::users::actor::Actor;
 use crate::users::tokens;
@@ -62,17 +63,21 @@ pub async fn schedule(
 }
 
 /// Runs a scheduled purge in one transaction and records how it ended.
-pub async fn run(pool: &Store, server_name: &ServerName, task: HistoryPurgeTask) {
+/// Other processes learn of it with the commit (through the stream's notifications), so that
+/// none keeps serving what it removed from what it cached.
+pub async fn run(pool: &Store, notifier: &Notifier, server_name: &ServerName, task: HistoryPurgeTask) {
     let keep_from = (!task.delete_local_events).then(|| server_name.as_str());
     let purged = async {
         let mut tx = pool.begin().await?;
         let events = db::room_purge::purge_history(&mut tx, &task.room_id, task.before_position, keep_from).await?;
+        db::streams::notify(&mut *tx, &notifier.history_purge_payload()).await?;
         tx.commit().await?;
         Ok::<u64, sqlx::Error>(events)
     }
     .await;
     let recorded = match purged {
         Ok(events) => {
+            notifier.history_purged();
             tracing::info!(room_id = task.room_id, purge_id = task.purge_id, events, "purged a room's history");
             db::room_purge::set_history_purge_status(pool, &task.purge_id, "complete", None).await
         }

@@ -65,15 +65,3 @@ pub async fn message_sent_with(
     };
     Ok(db::rooms::transaction_event(pool, key).await?)
 }
-
-/// The timeline events of every room of a `/sync` body.
-pub fn sync_timeline_events(body: &mut Value) -> impl Iterator<Item = &mut Value> {
-    let rooms = body.get_mut("rooms").and_then(Value::as_object_mut);
-    rooms
-        .into_iter()
-        .flat_map(|sections| sections.values_mut())
-        .filter_map(Value::as_object_mut)
-        .flat_map(|rooms| rooms.values_mut())
-        .filter_map(|room| room.pointer_mut("/timeline/events").and_then(Value::as_array_mut))
-        .flatten()
-}

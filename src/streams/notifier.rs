@@ -47,6 +47,10 @@ struct Inner {
     /// This process's writer id, so that its own notifications (already delivered in
     /// process) are not delivered twice. 0 until the tracker registers.
     own_writer: AtomicI32,
+    /// History purges announced so far, here or by another process: a purge deletes events
+    /// without moving any stream position, so what a process keeps of rooms' past (the
+    /// initial-sync cache) is only valid for the count it was built under.
+    history_purges: AtomicU64,
 }
 
 /// What travels in a `hearth_stream` notification.
@@ -57,6 +61,9 @@ struct Payload {
     /// Absent: everyone.
     #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
     keys: Option<Vec<String>>,
+    /// A history purge committed.
+    #[serde(rename = "p", default, skip_serializing_if = "std::ops::Not::not")]
+    history_purge: bool,
 }
 
 impl Notifier {
@@ -68,6 +75,7 @@ impl Notifier {
                 waiters: Mutex::new(HashMap::new()),
                 next_waiter: AtomicU64::new(1),
                 own_writer: AtomicI32::new(0),
+                history_purges: AtomicU64::new(0),
             }),
         };
         let mut listener = PgListener::connect_with(pool).await?;
@@ -103,15 +111,40 @@ impl Notifier {
             Audience::Keys(keys) => Some(keys.clone()),
             Audience::Everyone => None,
         };
-        let payload = serde_json::to_string(&Payload { writer, keys }).unwrap_or_default();
+        let payload = serde_json::to_string(&Payload { writer, keys, history_purge: false }).unwrap_or_default();
         if payload.len() <= MAX_PAYLOAD_BYTES {
             return payload;
         }
-        serde_json::to_string(&Payload { writer, keys: None }).unwrap_or_default()
+        serde_json::to_string(&Payload { writer, keys: None, history_purge: false }).unwrap_or_default()
+    }
+
+    /// The notification other processes receive for a history purge, to be sent in the
+    /// purge's transaction (so it arrives once the purge is visible); the purging process
+    /// counts its own purge with [`Notifier::history_purged`] once it committed.
+    pub fn history_purge_payload(&self) -> String {
+        let writer = self.inner.own_writer.load(Ordering::Relaxed);
+        let payload = Payload { writer, keys: Some(Vec::new()), history_purge: true };
+        serde_json::to_string(&payload).unwrap_or_default()
+    }
+
+    /// Counts a history purge this process committed.
+    pub fn history_purged(&self) {
+        self.inner.history_purges.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// History purges announced since the process started (see `Inner::history_purges`).
+    pub fn history_purges(&self) -> u64 {
+        self.inner.history_purges.load(Ordering::Relaxed)
     }
 
     fn receive(&self, payload: &str) {
-        match serde_json::from_str::<Payload>(payload) {
+        let parsed = serde_json::from_str::<Payload>(payload);
+        if let Ok(Payload { history_purge: true, writer, .. }) = &parsed
+            && *writer != self.inner.own_writer.load(Ordering::Relaxed)
+        {
+            self.history_purged();
+        }
+        match parsed {
             Ok(payload) if payload.writer == self.inner.own_writer.load(Ordering::Relaxed) => {}
             Ok(Payload { keys: Some(keys), .. }) => self.wake(&Audience::Keys(keys)),
             Ok(Payload { keys: None, .. }) => self.wake(&Audience::Everyone),
@@ -222,8 +255,25 @@ mod tests {
                 waiters: Mutex::new(HashMap::new()),
                 next_waiter: AtomicU64::new(1),
                 own_writer: AtomicI32::new(7),
+                history_purges: AtomicU64::new(0),
             }),
         }
+    }
+
+    #[test]
+    fn another_process_purge_is_counted_once_and_other_notifications_are_not() {
+        let notifier = offline_notifier();
+        let purge = notifier.history_purge_payload();
+        // Our own purge comes back on the channel; it was counted when it committed.
+        notifier.receive(&purge);
+        assert_eq!(notifier.history_purges(), 0);
+        let theirs = purge.replace("\"w\":7", "\"w\":8");
+        assert_ne!(theirs, purge, "the payload names its writer: {purge}");
+        notifier.receive(&theirs);
+        assert_eq!(notifier.history_purges(), 1);
+        notifier.receive(&notifier.payload(&Audience::Keys(keys(&["!room:x"]))).replace("\"w\":7", "\"w\":8"));
+        notifier.receive("not json");
+        assert_eq!(notifier.history_purges(), 1, "only purges count");
     }
 
     fn keys(keys: &[&str]) -> Vec<String> {

@@ -14,17 +14,18 @@ use crate::push::rules::PUSH_RULES_TYPE;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::served;
 use crate::store::Store;
-use crate::sync::initial_cache::{self, InitialSyncCache, Reuse};
+use crate::sync::initial_cache::{self, CacheAt, Reuse};
 use crate::sync::news::{News, Wanted};
 use crate::sync::partial_state::PartialRooms;
+use crate::sync::response::{Events, InvitedRoom, KnockedRoom, Rooms, SyncBody, SyncEvent, SyncRoom};
 use crate::sync::room::{RoomWindow, StateMode, room_entry};
 use crate::sync::sections::SectionFilters;
-use crate::sync::types::{SyncBody, SyncOptions, SyncWindow};
+use crate::sync::types::{SyncOptions, SyncWindow};
 use crate::sync::unread::Reader;
 use futures_util::{StreamExt, TryStreamExt};
 use ruma::events::room::member::MembershipState;
 use ruma::{OwnedRoomId, RoomId, UserId};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -58,7 +59,7 @@ pub async fn build_rooms(
     window: SyncWindow,
     (options, filters): (&SyncOptions, &SectionFilters),
     memberships: &[MembershipRow],
-    (news, cache): (&News, Option<&InitialSyncCache>),
+    (news, cache): (&News, Option<CacheAt<'_>>),
 ) -> Result<SyncBody> {
     let SyncWindow { since, upto } = window;
     if since.is_none()
@@ -76,7 +77,7 @@ pub async fn build_rooms(
     let mut sections = classify(pool, user, memberships, window, options).await?;
     let partial = PartialRooms::of(memberships, window, options);
     sections.join.retain(|room| !partial.leaves_out(room.room_id.as_str()));
-    let mut rooms = Map::new();
+    let mut rooms = Rooms::default();
 
     let mut reuse = match cache {
         Some(cache) => cache.reusable(pool, user, memberships, window, (options, filters)).await?,
@@ -127,20 +128,14 @@ pub async fn build_rooms(
     };
     let context =
         JoinedContext { pool, user, window, options, filters, ignored: &ignored, read_positions: &read_positions };
-    let entries: Vec<Option<(String, Value)>> = futures_util::stream::iter(candidates)
+    let entries: Vec<Option<(String, SyncRoom)>> = futures_util::stream::iter(candidates)
         .map(|candidate| joined_entry(&context, candidate))
         .buffered(ROOMS_AT_ONCE)
         .try_collect()
         .await?;
-    let built: Vec<(String, Value)> = entries.into_iter().flatten().collect();
-    if let Some(cache) = cache {
-        cache.store(reuse, upto, &reused, &built);
-    }
-    let mut join: Map<String, Value> = built.into_iter().collect();
-    join.extend(reused.into_iter().map(|(room_id, entry)| (room_id, Value::clone(&entry))));
+    let mut built: Vec<(String, SyncRoom)> = entries.into_iter().flatten().collect();
 
     // Left rooms (incremental syncs only, see `classify`): the timeline up to the leave.
-    let mut leave = Map::new();
     for room in &sections.leave {
         let key = room.room_id.as_str();
         // A room left before the window (listed for `include_leave`) is shown like on an
@@ -162,43 +157,40 @@ pub async fn build_rooms(
         if let Some(mut entry) = room_entry(pool, user, &room.room_id, window, options, &ignored, account_data).await? {
             // A leave is news in itself: the entry stays, whatever the filters leave in it.
             filters.apply_to_room(&mut entry);
-            leave.insert(key.to_owned(), entry.json);
+            rooms.leave.insert(key.to_owned(), entry.room);
         }
     }
+    if let Some(device) = &options.device {
+        // Before the entries are kept: the cache keeps them for this device, annotated.
+        let timelines = built.iter_mut().map(|(_, room)| room).chain(rooms.leave.values_mut());
+        crate::sync::transaction_ids::annotate_rooms(pool, user, device, timelines).await?;
+    }
+    let built: Vec<(String, Arc<SyncRoom>)> = built.into_iter().map(|(id, room)| (id, Arc::new(room))).collect();
+    if let Some(cache) = cache {
+        cache.cache.store(reuse, upto, &reused, &built);
+    }
+    rooms.join = built.into_iter().chain(reused).collect();
 
-    let mut invite = Map::new();
     for room in &sections.invite {
         if let Some(events) = stripped_state(pool, &room.room_id, &room.event, &ignored).await? {
-            invite.insert(room.room_id.to_string(), json!({ "invite_state": { "events": events } }));
+            let invite_state = Events { events: SyncEvent::all(&events)? };
+            rooms.invite.insert(room.room_id.to_string(), InvitedRoom { invite_state });
         }
     }
-    let mut knock = Map::new();
     for room in &sections.knock {
         if let Some(events) = stripped_state(pool, &room.room_id, &room.event, &ignored).await? {
-            knock.insert(room.room_id.to_string(), json!({ "knock_state": { "events": events } }));
+            let knock_state = Events { events: SyncEvent::all(&events)? };
+            rooms.knock.insert(room.room_id.to_string(), KnockedRoom { knock_state });
         }
     }
 
-    for (name, section) in [("join", join), ("invite", invite), ("leave", leave), ("knock", knock)] {
-        if !section.is_empty() {
-            rooms.insert(name.to_owned(), Value::Object(section));
-        }
-    }
     let global_account_data = filters.filter_account_data(global_account_data);
-    let mut body = Map::new();
-    let is_empty = rooms.is_empty() && global_account_data.is_empty();
-    if !rooms.is_empty() {
-        body.insert("rooms".to_owned(), Value::Object(rooms));
-    }
-    if !global_account_data.is_empty() {
-        body.insert("account_data".to_owned(), json!({ "events": global_account_data }));
-    }
-    Ok(SyncBody { json: Value::Object(body), is_empty })
+    Ok(SyncBody { rooms, account_data: Events::non_empty(global_account_data), ..SyncBody::empty() })
 }
 
 /// Takes out of `joined` the rooms whose cached entries `reuse` holds, and returns those
 /// entries; `reuse` keeps nothing else.
-fn take_reused(joined: &mut Vec<RoomAt>, reuse: &mut Reuse) -> Vec<(String, Arc<Value>)> {
+fn take_reused(joined: &mut Vec<RoomAt>, reuse: &mut Reuse) -> Vec<(String, Arc<SyncRoom>)> {
     let mut reused = Vec::new();
     joined.retain(|room| match reuse.rooms.remove(room.room_id.as_str()) {
         Some(entry) => {
@@ -218,9 +210,9 @@ pub(super) async fn account_data_events(
     user: &UserId,
     since: Option<i64>,
     upto: i64,
-) -> Result<(Vec<Value>, HashMap<String, Vec<Value>>)> {
+) -> Result<(Vec<SyncEvent>, HashMap<String, Vec<SyncEvent>>)> {
     let mut global = Vec::new();
-    let mut by_room: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut by_room: HashMap<String, Vec<SyncEvent>> = HashMap::new();
     // An initial sync always has the push rules (clients such as matrix-js-sdk need them
     // before anything else); an incremental one when they changed. Their `m.push_rules`
     // row only marks changes: the content is rendered from the rules, so that the default
@@ -232,7 +224,7 @@ pub(super) async fn account_data_events(
             continue;
         }
         let Some(content) = row.content.into_value() else { continue };
-        let event = json!({ "type": row.data_type, "content": content });
+        let event = SyncEvent::new(&json!({ "type": row.data_type, "content": content }))?;
         if row.room_id.is_empty() {
             global.push(event);
         } else {
@@ -241,7 +233,7 @@ pub(super) async fn account_data_events(
     }
     if push_rules {
         let content = crate::push::rules::account_data_content(pool, user).await?;
-        global.push(json!({ "type": PUSH_RULES_TYPE, "content": content }));
+        global.push(SyncEvent::new(&json!({ "type": PUSH_RULES_TYPE, "content": content }))?);
     }
     Ok((global, by_room))
 }
@@ -263,8 +255,8 @@ struct JoinedContext<'a> {
 /// A joined room and what the window already holds for it.
 struct JoinedRoom {
     room: RoomAt,
-    account_data: Vec<Value>,
-    ephemeral: Vec<Value>,
+    account_data: Vec<SyncEvent>,
+    ephemeral: Vec<SyncEvent>,
     /// Whether the room has events in the window.
     active: bool,
     /// Whether the room's full state came in the window, after syncs that left it out.
@@ -284,7 +276,7 @@ impl JoinedRoom {
 }
 
 /// The `rooms.join` entry of one room, or `None` when an incremental sync has nothing for it.
-async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Result<Option<(String, Value)>> {
+async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Result<Option<(String, SyncRoom)>> {
     let JoinedContext { pool, user, window, options, filters, ignored, read_positions } = *context;
     let SyncWindow { since, upto } = window;
     let room = &candidate.room;
@@ -320,7 +312,7 @@ async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Res
         threaded: options.unread_thread_notifications,
     };
     let entry = crate::sync::unread::attach(pool, reader, &room.room_id, entry, upto).await?;
-    Ok(entry.filter(|entry| full || !entry.is_quiet).map(|entry| (key.to_owned(), entry.json)))
+    Ok(entry.filter(|entry| full || !entry.is_quiet).map(|entry| (key.to_owned(), entry.room)))
 }
 
 /// A room the user was joined to, or left, at the end of the window.

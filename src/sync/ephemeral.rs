@@ -10,6 +10,7 @@ use crate::db;
 use crate::error::Result;
 use crate::store::Store;
 use crate::sync::news::News;
+use crate::sync::response::{Events, SyncEvent};
 use crate::sync::types::RoomEntry;
 use crate::sync::types::SyncWindow;
 use ruma::UserId;
@@ -24,9 +25,9 @@ pub(super) async fn events(
     room_ids: &[String],
     window: SyncWindow,
     news: &News,
-) -> Result<HashMap<String, Vec<Value>>> {
+) -> Result<HashMap<String, Vec<SyncEvent>>> {
     let SyncWindow { since, upto } = window;
-    let mut by_room: HashMap<String, Vec<Value>> = HashMap::new();
+    let mut by_room: HashMap<String, Vec<SyncEvent>> = HashMap::new();
     if room_ids.is_empty() {
         return Ok(by_room);
     }
@@ -53,7 +54,8 @@ pub(super) async fn events(
         }
     }
     for (room_id, users) in typing {
-        by_room.entry(room_id).or_default().push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
+        let event = SyncEvent::new(&json!({ "type": "m.typing", "content": { "user_ids": users } }))?;
+        by_room.entry(room_id).or_default().push(event);
     }
 
     let receipt_rooms = match news.rooms_with_receipts() {
@@ -81,17 +83,18 @@ pub(super) async fn events(
         }
     }
     for (room_id, content) in receipts {
-        by_room.entry(room_id).or_default().push(json!({ "type": "m.receipt", "content": content }));
+        let event = SyncEvent::new(&json!({ "type": "m.receipt", "content": content }))?;
+        by_room.entry(room_id).or_default().push(event);
     }
     Ok(by_room)
 }
 
 /// Adds the room's ephemeral events to its entry; a room with any is not quiet, so an
 /// incremental sync (and a waiting long-poll) answers with it.
-pub(super) fn attach(entry: Option<RoomEntry>, events: Vec<Value>) -> Option<RoomEntry> {
+pub(super) fn attach(entry: Option<RoomEntry>, events: Vec<SyncEvent>) -> Option<RoomEntry> {
     let mut entry = entry?;
     if !events.is_empty() {
-        entry.json["ephemeral"] = json!({ "events": events });
+        entry.room.ephemeral = Some(Events { events });
         entry.is_quiet = false;
     }
     Some(entry)

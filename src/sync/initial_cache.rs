@@ -8,24 +8,31 @@
 //! which the incremental sync's one news query answers for every room at once. An initial sync
 //! then rebuilds only the rooms that moved and takes the others from here.
 //!
-//! Nothing here is trusted across processes or kept consistent by notifications: the news
-//! query reads PostgreSQL, which every process writes, so an entry is never served past a
-//! change another process committed below the window's end.
+//! Stream changes need no notification across processes: the news query reads PostgreSQL,
+//! which every process writes, so an entry is never served past a change another process
+//! committed below the window's end. A history purge moves no position; every process counts
+//! the purges announced on the stream's notifications (`Notifier::history_purges`, sent with
+//! the purge's commit), and an entry is served only under the count it was built under. (Until
+//! another process's notification arrives — milliseconds — it may still serve what the purge
+//! removed, as it would had the sync come a moment earlier.)
+//!
+//! Entries are kept as built: events as their serialised JSON, so serving one again copies
+//! bytes and parses nothing.
 
 use crate::db::sync::MembershipRow;
 use crate::error::Result;
 use crate::store::Store;
 use crate::sync::news::{News, Wanted};
+use crate::sync::response::SyncRoom;
 use crate::sync::sections::SectionFilters;
 use crate::sync::types::{SyncOptions, SyncWindow};
-use ruma::{OwnedUserId, UserId};
-use serde_json::Value;
+use ruma::{OwnedDeviceId, OwnedUserId, UserId};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-/// Room entries kept across all users. An entry of ten events is ~10-30 KB as a JSON value,
-/// so this bounds the cache to roughly 100 MB; past it, the least recently used users' entries
+/// Room entries kept across all users. An entry of ten events is ~5-15 KB of JSON text,
+/// so this bounds the cache to roughly 50 MB; past it, the least recently used users' entries
 /// go first.
 const ROOM_ENTRIES_BUDGET: usize = 5_000;
 
@@ -49,30 +56,57 @@ struct Inner {
 #[derive(Clone, PartialEq, Eq, Hash)]
 struct CacheKey {
     user: OwnedUserId,
-    /// Everything of the request that shapes a room's entry (the device does not: its
-    /// transaction ids are added to the answer later, and an initial sync sends lazily
-    /// loaded members whatever the device was sent before).
+    /// The device's own sends carry their transaction ids in its entries (a client's repeated
+    /// initial syncs come from one device; the ids never change once an event is sent). An
+    /// initial sync sends lazily loaded members whatever the device was sent before, so
+    /// nothing else of the device shapes an entry.
+    device: Option<OwnedDeviceId>,
+    /// Everything of the request that shapes a room's entry.
     filter: String,
 }
 
 struct Cached {
     /// The position every entry is exact at.
     upto: i64,
-    rooms: HashMap<String, Arc<Value>>,
+    /// The history purges announced before the entries were built.
+    history_purges: u64,
+    rooms: HashMap<String, Arc<SyncRoom>>,
     last_used: u64,
 }
 
 /// The entries a sync may take from the cache, and what it needs to store its own.
 pub(super) struct Reuse {
     key: Option<CacheKey>,
+    history_purges: u64,
     /// Joined rooms' entries still exact at the window's end.
-    pub rooms: HashMap<String, Arc<Value>>,
+    pub rooms: HashMap<String, Arc<SyncRoom>>,
 }
 
 impl Reuse {
     /// Nothing to reuse, nothing to store: the sync is not one this cache serves.
     pub fn none() -> Reuse {
-        Reuse { key: None, rooms: HashMap::new() }
+        Reuse { key: None, history_purges: 0, rooms: HashMap::new() }
+    }
+}
+
+/// The cache as one sync uses it: with the count of history purges announced when it began
+/// (read before anything of the rooms is).
+#[derive(Clone, Copy)]
+pub struct CacheAt<'a> {
+    pub cache: &'a InitialSyncCache,
+    pub history_purges: u64,
+}
+
+impl CacheAt<'_> {
+    pub(super) async fn reusable(
+        self,
+        pool: &Store,
+        user: &UserId,
+        memberships: &[MembershipRow],
+        window: SyncWindow,
+        shape: (&SyncOptions, &SectionFilters),
+    ) -> Result<Reuse> {
+        self.cache.reusable(pool, user, memberships, window, shape, self.history_purges).await
     }
 }
 
@@ -87,26 +121,29 @@ impl InitialSyncCache {
         memberships: &[MembershipRow],
         window: SyncWindow,
         (options, filters): (&SyncOptions, &SectionFilters),
+        history_purges: u64,
     ) -> Result<Reuse> {
         if window.since.is_some() || options.full_state {
             return Ok(Reuse::none());
         }
-        let key = CacheKey { user: user.to_owned(), filter: fingerprint(options, filters) };
-        let Some((cached_upto, rooms)) = self.lookup(&key) else {
-            return Ok(Reuse { key: Some(key), rooms: HashMap::new() });
+        let key =
+            CacheKey { user: user.to_owned(), device: options.device.clone(), filter: fingerprint(options, filters) };
+        let nothing = |key| Ok(Reuse { key: Some(key), history_purges, rooms: HashMap::new() });
+        let Some((cached_upto, rooms)) = self.lookup(&key, history_purges) else {
+            return nothing(key);
         };
         if cached_upto > window.upto {
             // Built by a sync that saw further than this one: not exact for this window.
-            return Ok(Reuse { key: Some(key), rooms: HashMap::new() });
+            return nothing(key);
         }
         if cached_upto == window.upto {
-            return Ok(Reuse { key: Some(key), rooms });
+            return Ok(Reuse { key: Some(key), history_purges, rooms });
         }
         let since_cached = SyncWindow { since: Some(cached_upto), upto: window.upto };
         let news = News::of(pool, user, None, memberships, since_cached, Wanted::ALL).await?;
         if news.account_data() {
             // The ignore list or a room's account data may have changed: start again.
-            return Ok(Reuse { key: Some(key), rooms: HashMap::new() });
+            return nothing(key);
         }
         let mut rooms = rooms;
         // Every list is known: the news of an incremental window always reads them all.
@@ -121,29 +158,36 @@ impl InitialSyncCache {
                 rooms.remove(&row.room_id);
             }
         }
-        Ok(Reuse { key: Some(key), rooms })
+        Ok(Reuse { key: Some(key), history_purges, rooms })
     }
 
     /// Keeps the joined rooms' entries of an initial sync ending at `upto`: those it reused
     /// (exact at `upto` too) and those it built. The user's other rooms are dropped: no longer
     /// joined, or without an entry.
-    pub(super) fn store(&self, reuse: Reuse, upto: i64, reused: &[(String, Arc<Value>)], built: &[(String, Value)]) {
-        let Some(key) = reuse.key else { return };
+    pub(super) fn store(
+        &self,
+        reuse: Reuse,
+        upto: i64,
+        reused: &[(String, Arc<SyncRoom>)],
+        built: &[(String, Arc<SyncRoom>)],
+    ) {
+        let Reuse { key: Some(key), history_purges, .. } = reuse else { return };
         self.served.fetch_add(reused.len() as u64, Ordering::Relaxed);
         if reused.len() + built.len() > ROOM_ENTRIES_BUDGET {
             return;
         }
-        let mut rooms: HashMap<String, Arc<Value>> = reused.iter().cloned().collect();
-        rooms.extend(built.iter().map(|(room_id, entry)| (room_id.clone(), Arc::new(entry.clone()))));
+        let rooms: HashMap<String, Arc<SyncRoom>> = reused.iter().chain(built).cloned().collect();
         let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if inner.by_key.get(&key).is_some_and(|cached| cached.upto > upto) {
-            // A sync that saw further stored already; keep the newer entries.
+        if inner.by_key.get(&key).is_some_and(|cached| {
+            cached.history_purges > history_purges || (cached.history_purges == history_purges && cached.upto > upto)
+        }) {
+            // A sync that saw further (or after a purge) stored already; keep the newer entries.
             return;
         }
         inner.clock += 1;
         let last_used = inner.clock;
         let added = rooms.len();
-        if let Some(replaced) = inner.by_key.insert(key, Cached { upto, rooms, last_used }) {
+        if let Some(replaced) = inner.by_key.insert(key, Cached { upto, history_purges, rooms, last_used }) {
             inner.entries -= replaced.rooms.len();
         }
         inner.entries += added;
@@ -170,10 +214,19 @@ impl InitialSyncCache {
         inner.entries = 0;
     }
 
-    fn lookup(&self, key: &CacheKey) -> Option<(i64, HashMap<String, Arc<Value>>)> {
+    /// The user's entries, when built under `history_purges` purges; older ones are dropped.
+    fn lookup(&self, key: &CacheKey, history_purges: u64) -> Option<(i64, HashMap<String, Arc<SyncRoom>>)> {
         let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         inner.clock += 1;
         let now = inner.clock;
+        if inner.by_key.get(key).is_some_and(|cached| cached.history_purges != history_purges) {
+            // Built before a purge (or, if newer, by a sync that learnt of one first): the
+            // purge may have removed what the entries show.
+            if let Some(stale) = inner.by_key.remove(key) {
+                inner.entries -= stale.rooms.len();
+            }
+            return None;
+        }
         let cached = inner.by_key.get_mut(key)?;
         cached.last_used = now;
         Some((cached.upto, cached.rooms.clone()))
@@ -181,13 +234,14 @@ impl InitialSyncCache {
 }
 
 /// The `(member, event id)` of the member events in a room entry's state and timeline.
-pub(super) fn member_events(entry: &Value) -> impl Iterator<Item = (&str, &str)> {
-    ["state", "timeline"]
-        .into_iter()
-        .filter_map(|section| entry[section]["events"].as_array())
-        .flatten()
-        .filter(|event| event["type"] == "m.room.member")
-        .filter_map(|event| Some((event["state_key"].as_str()?, event["event_id"].as_str()?)))
+pub(super) fn member_events(entry: &SyncRoom) -> impl Iterator<Item = (&str, &str)> {
+    entry
+        .state
+        .events
+        .iter()
+        .chain(&entry.timeline.events)
+        .filter(|event| event.kind == "m.room.member")
+        .filter_map(|event| Some((event.state_key.as_deref()?, event.event_id.as_deref()?)))
 }
 
 /// What of the options and section filters shapes a joined room's entry, as a comparable

@@ -9,12 +9,13 @@ use crate::store::Store;
 use crate::streams::Streams;
 use crate::streams::token;
 use crate::sync::build::build_rooms;
+use crate::sync::initial_cache::{CacheAt, InitialSyncCache};
 use crate::sync::news::News;
+use crate::sync::response::{KeyCounts, SyncBody, SyncResponse};
 use crate::sync::sections::SectionFilters;
-use crate::sync::types::{SyncBody, SyncOptions, SyncWindow};
+use crate::sync::types::{SyncOptions, SyncWindow};
 use crate::sync::wait::ChangeWatch;
 use ruma::{DeviceId, UserId};
-use serde_json::{Map, Value, json};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -38,7 +39,7 @@ pub struct SyncRequest<'a> {
 /// client did not have (an empty one is what a timed-out long-poll answers; a transport that
 /// pushes deltas skips it).
 pub struct SyncAnswer {
-    pub json: Value,
+    pub response: SyncResponse,
     pub has_news: bool,
 }
 
@@ -52,6 +53,9 @@ pub async fn sync(pool: &Store, streams: &Streams, user: &UserId, request: SyncR
         // The steps that run between waits are boxed: a future is as large as its largest
         // step, and a sync spends most of its life waiting, when only this loop's small state
         // needs to be kept (measured with thousands of idle syncs and WebSockets).
+        // Counted before anything is read: entries cached before a purge this sync reads past
+        // must not be served (see `initial_cache`).
+        let history_purges = streams.notifier.history_purges();
         let sample = Box::pin(change.sample(pool, user)).await?;
         let upto = sample.upto;
         if since.is_some_and(|since| since > upto) {
@@ -59,9 +63,10 @@ pub async fn sync(pool: &Store, streams: &Streams, user: &UserId, request: SyncR
         }
         let window = SyncWindow { since, upto };
         let permit = streams.sync_builds.acquire().await.map_err(|_| Error::internal("the server is stopping"))?;
-        let (body, key_counts) = Box::pin(build_window(pool, user, window, &request, &sample.memberships)).await?;
+        let look = Look { window, memberships: &sample.memberships, history_purges };
+        let (body, key_counts) = Box::pin(build_window(pool, user, &request, look)).await?;
         drop(permit);
-        let answer_now = !body.is_empty || since.is_none() || request.full_state || Instant::now() >= deadline;
+        let answer_now = !body.is_empty() || since.is_none() || request.full_state || Instant::now() >= deadline;
         if answer_now {
             return Box::pin(answer(pool, user, &request, body, upto, key_counts)).await;
         }
@@ -86,25 +91,17 @@ async fn answer(
     request: &SyncRequest<'_>,
     mut body: SyncBody,
     upto: i64,
-    key_counts: Option<Map<String, Value>>,
+    key_counts: Option<KeyCounts>,
 ) -> Result<SyncAnswer> {
-    let has_news = !body.is_empty;
-    request.sections.apply(&mut body.json);
+    let has_news = !body.is_empty();
+    request.sections.apply(&mut body);
     if let Some(device) = request.device {
-        // Only the device's own sends carry one: nothing is read unless the user sent events.
-        let events = crate::rooms::transaction_ids::sync_timeline_events(&mut body.json);
-        crate::rooms::transaction_ids::annotate(pool, user, device, events).await?;
-    }
-    if let Some(device) = request.device
-        && let Value::Object(map) = &mut body.json
-    {
-        let key_counts = match key_counts {
+        body.key_counts = Some(match key_counts {
             Some(known) => known,
             None => crate::sync::device_lists::key_counts(pool, user, device).await?,
-        };
-        map.extend(key_counts);
+        });
     }
-    Ok(SyncAnswer { json: with_next_batch(body.json, upto), has_news })
+    Ok(SyncAnswer { response: SyncResponse { body, next_batch: token::encode(upto) }, has_news })
 }
 
 /// The response body for one window: the rooms and the per-user sections, which are
@@ -113,21 +110,15 @@ async fn answer(
 async fn build_window(
     pool: &Store,
     user: &UserId,
-    window: SyncWindow,
     request: &SyncRequest<'_>,
-    memberships: &[MembershipRow],
-) -> Result<(SyncBody, Option<Map<String, Value>>)> {
+    look: Look<'_>,
+) -> Result<(SyncBody, Option<KeyCounts>)> {
+    let Look { window, memberships, history_purges } = look;
     let news = News::of(pool, user, request.device, memberships, window, request.sections.wanted()).await?;
-    let initial_syncs = pool.cache::<crate::sync::initial_cache::InitialSyncCache>();
+    let initial_syncs = pool.cache::<InitialSyncCache>();
+    let cache = CacheAt { cache: &initial_syncs, history_purges };
     let (mut body, to_device, presence, device_lists) = tokio::try_join!(
-        build_rooms(
-            pool,
-            user,
-            window,
-            (&request.options, &request.sections),
-            memberships,
-            (&news, Some(&*initial_syncs))
-        ),
+        build_rooms(pool, user, window, (&request.options, &request.sections), memberships, (&news, Some(cache))),
         only_if(news.to_device(), crate::sync::to_device::section(pool, user, request.device, window)),
         only_if(news.presence().any(), crate::sync::presence::section(pool, user, window, news.presence())),
         only_if(news.device_lists(), crate::sync::device_lists::section(pool, user, window)),
@@ -139,18 +130,18 @@ async fn build_window(
     Ok((body, key_counts))
 }
 
+/// What one look at the stream read before building: the window, the user's memberships and
+/// the history purges announced before either was read.
+struct Look<'a> {
+    window: SyncWindow,
+    memberships: &'a [MembershipRow],
+    history_purges: u64,
+}
+
 /// The section when the window's news says it can hold anything; else an empty one, unread.
 async fn only_if(has_news: bool, section: impl Future<Output = Result<SyncBody>>) -> Result<SyncBody> {
     match has_news {
         true => section.await,
         false => Ok(SyncBody::empty()),
     }
-}
-
-fn with_next_batch(mut body: Value, upto: i64) -> Value {
-    if !body.is_object() {
-        body = json!({});
-    }
-    body["next_batch"] = json!(token::encode(upto));
-    body
 }

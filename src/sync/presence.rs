@@ -7,11 +7,12 @@ use crate::db;
 use crate::error::Result;
 use crate::store::Store;
 use crate::sync::news::PresenceNews;
-use crate::sync::types::{SyncBody, SyncWindow};
+use crate::sync::response::{Events, SyncBody, SyncEvent};
+use crate::sync::types::SyncWindow;
 use crate::time::now_ms;
 use crate::users::presence::content_of;
 use ruma::UserId;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::HashSet;
 
 /// Each reading is skipped when the window's news says it can find nothing.
@@ -35,13 +36,14 @@ pub async fn section(pool: &Store, user: &UserId, window: SyncWindow, news: Pres
         return Ok(body);
     }
     let now = now_ms();
-    let events: Vec<Value> = rows
+    let events = rows
         .into_iter()
-        .map(|row| json!({ "type": "m.presence", "sender": row.user_id.clone(), "content": content_of(row, now) }))
-        .collect();
-    if let Value::Object(map) = &mut body.json {
-        map.insert("presence".to_owned(), json!({ "events": events }));
-        body.is_empty = false;
-    }
+        .map(|row| {
+            SyncEvent::new(
+                &json!({ "type": "m.presence", "sender": row.user_id.clone(), "content": content_of(row, now) }),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    body.presence = Some(Events { events });
     Ok(body)
 }

@@ -11,10 +11,10 @@ use crate::rooms::visibility;
 use crate::rooms::visibility::Viewer;
 use crate::store::Store;
 use crate::sync::lazy_members::{self, LazyDevice, LazyLoad};
+use crate::sync::response::{self, Events, SyncEvent, SyncRoom};
 use crate::sync::types::{RoomEntry, SyncOptions};
 use ruma::events::room::member::MembershipState;
 use ruma::{RoomId, UserId};
-use serde_json::{Value, json};
 use std::collections::HashSet;
 
 /// Timeline events are read newest first in pages; a page holds at least this many so that a
@@ -80,7 +80,7 @@ pub(super) async fn room_entry(
     window: RoomWindow,
     options: &SyncOptions,
     ignored: &HashSet<String>,
-    account_data: Vec<Value>,
+    account_data: Vec<SyncEvent>,
 ) -> Result<Option<RoomEntry>> {
     if crate::rooms::facts::version(pool, room_id).await?.is_none() {
         // A membership in a room whose events this server does not have (e.g. an invite
@@ -153,11 +153,11 @@ pub(super) async fn room_entry(
     state.retain(|entry| !in_timeline.contains(&entry.event_nid));
     state.sort_by(|a, b| (&a.event_type, &a.state_key).cmp(&(&b.event_type, &b.state_key)));
 
-    let state_events: Vec<Value> = served::apply_to_state(pool, &viewer.rules().redaction, &state)
+    let state_events: Vec<SyncEvent> = served::apply_to_state(pool, &viewer.rules().redaction, &state)
         .await?
         .iter()
-        .map(|served| served.client_event(room_id))
-        .collect();
+        .map(|served| SyncEvent::new(&served.client_event(room_id)))
+        .collect::<Result<_>>()?;
     let prev_batch = timeline.prev_batch;
     let summary_changed = timeline.whole_window.as_ref().map(|events| {
         events.iter().any(|event| event.state_type.as_deref().is_some_and(|kind| SUMMARY_TYPES.contains(&kind)))
@@ -170,16 +170,19 @@ pub(super) async fn room_entry(
             in_timeline.filter_map(|(event, pdu)| Some((pdu.state_key.as_deref()?, event.event_id.as_str())));
         device.record(room_id, in_state.chain(in_timeline), window.upto);
     }
-    let timeline_events = viewer.serve(timeline.events).await?;
+    let timeline_events = SyncEvent::all(&viewer.serve(timeline.events).await?)?;
     let is_quiet = timeline_events.is_empty() && state_events.is_empty() && account_data.is_empty();
-    let mut json = json!({
-        "timeline": { "events": timeline_events, "limited": timeline.limited, "prev_batch": crate::streams::token::encode_page(prev_batch) },
-        "state": { "events": state_events },
-    });
-    if !account_data.is_empty() {
-        json["account_data"] = json!({ "events": account_data });
-    }
-    Ok(Some(RoomEntry { json, is_quiet, summary_changed }))
+    let room = SyncRoom {
+        timeline: response::Timeline {
+            events: timeline_events,
+            limited: timeline.limited,
+            prev_batch: crate::streams::token::encode_page(prev_batch),
+        },
+        state: Events { events: state_events },
+        account_data: Events::non_empty(account_data),
+        ..SyncRoom::default()
+    };
+    Ok(Some(RoomEntry { room, is_quiet, summary_changed }))
 }
 
 /// The state changes between the timeline's start and the window's end that the timeline does

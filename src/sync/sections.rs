@@ -6,10 +6,10 @@
 
 use crate::rooms::filter::type_matches;
 use crate::sync::news::Wanted;
+use crate::sync::response::{Events, SyncBody, SyncEvent};
 use crate::sync::types::RoomEntry;
 use ruma::api::client::filter::{Filter, FilterDefinition, RoomEventFilter};
 use ruma::{OwnedUserId, UInt};
-use serde_json::{Value, json};
 
 /// One section's conditions, from either of ruma's two filter shapes.
 #[derive(Clone, Debug, Default)]
@@ -49,15 +49,15 @@ impl SectionFilter {
 
     /// Exclusions win over inclusions; events without a sender (account data) pass sender
     /// conditions only when none are given.
-    fn allows(&self, event: &Value) -> bool {
-        let kind = event["type"].as_str().unwrap_or_default();
+    fn allows(&self, event: &SyncEvent) -> bool {
+        let kind = event.kind.as_str();
         if self.not_types.iter().any(|pattern| type_matches(pattern, kind)) {
             return false;
         }
         if self.types.as_ref().is_some_and(|types| !types.iter().any(|pattern| type_matches(pattern, kind))) {
             return false;
         }
-        let sender = event["sender"].as_str();
+        let sender = event.sender.as_deref();
         if sender.is_some_and(|sender| self.not_senders.iter().any(|s| s == sender)) {
             return false;
         }
@@ -83,8 +83,8 @@ impl SectionFilter {
             && self.types.as_ref().is_none_or(|types| !types.is_empty())
     }
 
-    fn apply(&self, section: &mut Value) {
-        let Some(events) = section.get_mut("events").and_then(Value::as_array_mut) else { return };
+    fn apply(&self, section: &mut Events) {
+        let events = &mut section.events;
         events.retain(|event| self.allows(event));
         if let Some(limit) = self.limit {
             events.truncate(limit);
@@ -125,40 +125,37 @@ impl SectionFilters {
     }
 
     /// The top-level sections of a built response (the rooms' were filtered as they were built).
-    pub fn apply(&self, body: &mut Value) {
-        if let Some(section) = body.get_mut("account_data") {
+    pub fn apply(&self, body: &mut SyncBody) {
+        if let Some(section) = &mut body.account_data {
             self.account_data.apply(section);
         }
-        if let Some(section) = body.get_mut("presence") {
+        if let Some(section) = &mut body.presence {
             self.presence.apply(section);
         }
     }
 
     /// Global account data events through their filter.
-    pub(crate) fn filter_account_data(&self, events: Vec<Value>) -> Vec<Value> {
-        let mut section = json!({ "events": events });
+    pub(crate) fn filter_account_data(&self, events: Vec<SyncEvent>) -> Vec<SyncEvent> {
+        let mut section = Events { events };
         self.account_data.apply(&mut section);
-        match section["events"].take() {
-            Value::Array(events) => events,
-            _ => Vec::new(),
-        }
+        section.events
     }
 
     /// A room entry's state, ephemeral events and account data through their filters; the
     /// entry is quiet when nothing is left in it (and no timeline event was there).
     pub(crate) fn apply_to_room(&self, entry: &mut RoomEntry) {
+        let room = &mut entry.room;
         let mut left = 0;
-        for (key, filter) in [
-            ("state", &self.room_state),
-            ("ephemeral", &self.room_ephemeral),
-            ("account_data", &self.room_account_data),
+        for (section, filter) in [
+            (Some(&mut room.state), &self.room_state),
+            (room.ephemeral.as_mut(), &self.room_ephemeral),
+            (room.account_data.as_mut(), &self.room_account_data),
         ] {
-            if let Some(section) = entry.json.get_mut(key) {
+            if let Some(section) = section {
                 filter.apply(section);
-                left += section["events"].as_array().map_or(0, Vec::len);
+                left += section.events.len();
             }
         }
-        let timeline = entry.json.pointer("/timeline/events").and_then(Value::as_array).map_or(0, Vec::len);
-        entry.is_quiet = timeline == 0 && left == 0;
+        entry.is_quiet = room.timeline.events.is_empty() && left == 0;
     }
 }

@@ -7,11 +7,11 @@ use crate::error::Result;
 use crate::store::Store;
 use crate::streams::Streams;
 use crate::streams::token;
+use crate::sync::response::SyncResponse;
 use crate::sync::serve::{SyncFilter, SyncParams, resolve_filter, serve};
 use crate::users::Session;
 use ruma::api::client::filter::FilterDefinition;
 use ruma::presence::PresenceState;
-use serde_json::Value;
 use std::time::Duration;
 
 /// How long one look waits before it looks again with nothing to hand out (the long-poll's
@@ -56,7 +56,12 @@ impl SyncStream {
 
     /// The next delta, with its `next_batch`, as soon as there is something new for the
     /// session's device; `None` once the server is stopping (the client resumes elsewhere).
-    pub async fn next_delta(&mut self, pool: &Store, streams: &Streams, session: &Session) -> Result<Option<Value>> {
+    pub async fn next_delta(
+        &mut self,
+        pool: &Store,
+        streams: &Streams,
+        session: &Session,
+    ) -> Result<Option<SyncResponse>> {
         loop {
             if streams.is_stopping() {
                 return Ok(None);
@@ -70,10 +75,10 @@ impl SyncStream {
             };
             let answer = serve(pool, streams, session, params).await?;
             // An empty window still moves the stream on: nothing in it was for this device.
-            self.since = answer.json["next_batch"].as_str().map(str::to_owned);
+            self.since = Some(answer.response.next_batch.clone());
             self.full_state = false;
             if answer.has_news || std::mem::take(&mut self.owes_first) {
-                return Ok(Some(answer.json));
+                return Ok(Some(answer.response));
             }
         }
     }

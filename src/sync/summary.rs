@@ -9,23 +9,23 @@
 use crate::db;
 use crate::error::Result;
 use crate::store::Store;
+use crate::sync::response::RoomSummary;
 use crate::sync::types::RoomEntry;
 use ruma::{RoomId, UserId};
-use serde_json::{Value, json};
 
 /// The spec suggests five heroes.
 const MAX_HEROES: i64 = 5;
 
 /// The room's summary for the user.
-pub(super) async fn summary(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<Value> {
+pub(super) async fn summary(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<RoomSummary> {
     let facts = db::unread::summary_facts(pool, room_id.as_str(), user.as_str(), MAX_HEROES).await?;
-    let mut summary = json!({ "m.joined_member_count": facts.joined, "m.invited_member_count": facts.invited });
-    // Heroes are for rooms without a name to show (spec: required when `m.room.name` and
-    // `m.room.canonical_alias` are unset or empty).
-    if !facts.named {
-        summary["m.heroes"] = json!(facts.heroes);
-    }
-    Ok(summary)
+    Ok(RoomSummary {
+        // Heroes are for rooms without a name to show (spec: required when `m.room.name` and
+        // `m.room.canonical_alias` are unset or empty).
+        heroes: (!facts.named).then_some(facts.heroes),
+        joined_member_count: facts.joined,
+        invited_member_count: facts.invited,
+    })
 }
 
 /// Adds `summary` to a joined room's entry when the client needs it: always if `full` (an
@@ -45,7 +45,7 @@ pub(super) async fn attach(
         None => Ok(db::unread::summary_changed(pool, room_id.as_str(), after, upto).await?),
     };
     if full || changed().await? {
-        entry.json["summary"] = summary(pool, user, room_id).await?;
+        entry.room.summary = Some(summary(pool, user, room_id).await?);
     }
     Ok(Some(entry))
 }

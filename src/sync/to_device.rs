@@ -6,9 +6,10 @@
 use crate::db;
 use crate::error::Result;
 use crate::store::Store;
-use crate::sync::types::{SyncBody, SyncWindow};
+use crate::sync::response::{Events, SyncBody, SyncEvent};
+use crate::sync::types::SyncWindow;
 use ruma::{DeviceId, UserId};
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The section for the device, or none for a request without one.
 pub async fn section(pool: &Store, user: &UserId, device: Option<&DeviceId>, window: SyncWindow) -> Result<SyncBody> {
@@ -21,16 +22,13 @@ pub async fn section(pool: &Store, user: &UserId, device: Option<&DeviceId>, win
     if messages.is_empty() {
         return Ok(body);
     }
-    let events: Vec<Value> = messages
+    let events = messages
         .into_iter()
         .filter_map(|message| {
             let content = message.content.into_value()?;
-            Some(json!({ "sender": message.sender, "type": message.event_type, "content": content }))
+            Some(SyncEvent::new(&json!({ "sender": message.sender, "type": message.event_type, "content": content })))
         })
-        .collect();
-    if let Value::Object(map) = &mut body.json {
-        map.insert("to_device".to_owned(), json!({ "events": events }));
-        body.is_empty = false;
-    }
+        .collect::<Result<Vec<_>>>()?;
+    body.to_device = Some(Events { events });
     Ok(body)
 }

@@ -1,10 +1,11 @@
 //! The types every part of `/sync` shares: the window of the stream a sync covers, the
-//! options a filter resolves to, and the body the sections fill. They sit below the sections
+//! options a filter resolves to, and a room's entry as the sections fill it (the response's
+//! types are `response`). They sit below the sections
 //! (`build`, `room`, `unread`, `presence`, …) so each section depends on them, not on another
 //! section.
 
 use crate::rooms::filter::EventFilter;
-use serde_json::{Map, Value};
+use crate::sync::response::SyncRoom;
 
 /// Deliver every change with `since < position <= upto`; `since: None` is an initial sync.
 #[derive(Clone, Copy, Debug)]
@@ -47,32 +48,9 @@ impl Default for SyncOptions {
     }
 }
 
-/// The response body without `next_batch` (the lead adds it): a spec-shaped JSON object
-/// {"rooms": {"join": {...}, "invite": {...}, "leave": {...}}, "account_data": {"events": [...]}}
-/// with empty sections omitted, plus whether anything at all is in it.
-pub struct SyncBody {
-    pub json: Value,
-    pub is_empty: bool,
-}
-
-impl SyncBody {
-    /// A body with no sections yet.
-    pub fn empty() -> SyncBody {
-        SyncBody { json: Value::Object(Map::new()), is_empty: true }
-    }
-
-    /// Adds another body's top-level sections (which are disjoint from this one's).
-    pub fn merge(&mut self, other: SyncBody) {
-        if let (Value::Object(into), Value::Object(from)) = (&mut self.json, other.json) {
-            into.extend(from);
-        }
-        self.is_empty &= other.is_empty;
-    }
-}
-
 /// One room's entry of the body.
 pub(crate) struct RoomEntry {
-    pub json: Value,
+    pub room: SyncRoom,
     /// Nothing in it: no timeline events, no state, no account data.
     pub is_quiet: bool,
     /// Whether the window changed what the room summary counts (members, name, alias), when

@@ -10,10 +10,10 @@ use crate::error::Result;
 use crate::push::evaluate::MAIN_TIMELINE;
 use crate::push::notifications::read_up_to;
 use crate::store::Store;
+use crate::sync::response::UnreadCount;
 use crate::sync::types::RoomEntry;
 use crate::sync::unread_cache::{self as cache, CacheKey};
 use ruma::{RoomId, UserId};
-use serde_json::{Map, Value, json};
 use std::collections::{BTreeMap, HashSet};
 
 /// Counting is bounded: beyond this many unread events a client shows "lots" anyway, and a
@@ -40,8 +40,8 @@ impl Count {
         }
     }
 
-    fn json(self) -> Value {
-        json!({ "notification_count": self.notifications, "highlight_count": self.highlights })
+    fn shown(self) -> UnreadCount {
+        UnreadCount { notification_count: self.notifications, highlight_count: self.highlights }
     }
 }
 
@@ -151,16 +151,16 @@ pub(super) async fn attach(
     let Reader { user, positions, ignored, threaded } = reader;
     let counts = counts(pool, user, room_id, positions, upto, ignored).await?;
     if threaded {
-        entry.json["unread_notifications"] = counts.main.json();
-        let threads: Map<String, Value> = counts
+        entry.room.unread_notifications = Some(counts.main.shown());
+        let threads = counts
             .threads
             .iter()
             .filter(|(_, count)| count.notifications > 0)
-            .map(|(root, count)| (root.clone(), count.json()))
+            .map(|(root, count)| (root.clone(), count.shown()))
             .collect();
-        entry.json["unread_thread_notifications"] = Value::Object(threads);
+        entry.room.unread_thread_notifications = Some(threads);
     } else {
-        entry.json["unread_notifications"] = counts.total().json();
+        entry.room.unread_notifications = Some(counts.total().shown());
     }
     Ok(Some(entry))
 }

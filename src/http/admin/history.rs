@@ -43,9 +43,7 @@ async fn purge_history(
     admin.audit("purge history", &format!("{room_id} (purge {})", task.purge_id));
     let purge_id = task.purge_id.clone();
     tokio::spawn(async move {
-        history_purge::run(&state.pool, &state.server_name, task).await;
-        // A purge moves no stream position: initial syncs must not serve what it removed.
-        state.pool.cache::<crate::sync::initial_cache::InitialSyncCache>().clear();
+        history_purge::run(&state.pool, &state.streams.notifier, &state.server_name, task).await;
     });
     Ok(axum::Json(json!({ "purge_id": purge_id })))
 }

@@ -4,11 +4,11 @@
 use crate::error::{Error, Result};
 use crate::http::ruma::{Authed, RumaRouter};
 use crate::state::AppState;
+use crate::sync::response::SyncResponse;
 use crate::sync::serve::{SyncFilter, SyncParams, serve};
 use axum::extract::State;
 use axum::{Json, Router};
 use ruma::api::client::sync::sync_events::v3 as sync_events;
-use serde_json::Value;
 use std::time::Duration;
 
 pub fn routes(router: Router<AppState>) -> Router<AppState> {
@@ -17,7 +17,10 @@ pub fn routes(router: Router<AppState>) -> Router<AppState> {
 
 /// `GET /_matrix/client/*/sync`: changes since `since` for the requesting device, waiting up
 /// to `timeout` when there are none (see `sync::serve`).
-async fn sync_handler(State(state): State<AppState>, request: Authed<sync_events::Request>) -> Result<Json<Value>> {
+async fn sync_handler(
+    State(state): State<AppState>,
+    request: Authed<sync_events::Request>,
+) -> Result<Json<SyncResponse>> {
     let body = &request.body;
     let filter = match &body.filter {
         None => SyncFilter::Default,
@@ -32,5 +35,6 @@ async fn sync_handler(State(state): State<AppState>, request: Authed<sync_events
         full_state: body.full_state,
         set_presence: &body.set_presence,
     };
-    Ok(Json(serve(&state.pool, &state.streams, &request.session, params).await?.json))
+    // The domain's typed response is rendered to JSON here, as the body is written.
+    Ok(Json(serve(&state.pool, &state.streams, &request.session, params).await?.response))
 }

@@ -6,12 +6,12 @@ use crate::db::sync::MembershipRow;
 use crate::error::Result;
 use crate::store::Store;
 use crate::sync::news::{News, Wanted};
-use crate::sync::sliding::room::raw;
+use crate::sync::response::SyncEvent;
 use crate::sync::types::SyncWindow;
 use ruma::api::client::sync::sync_events::v5::request::{self, ExtensionRoomConfig};
 use ruma::api::client::sync::sync_events::v5::response;
 use ruma::{DeviceId, OwnedRoomId, UserId};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Which rooms each list and the subscriptions showed in this answer.
@@ -83,8 +83,8 @@ pub async fn build(
         let mut e2ee = json!(crate::sync::device_lists::key_counts(pool, user, device).await?);
         if window.since.is_some() {
             let lists = crate::sync::device_lists::section(pool, user, window).await?;
-            if let Some(lists) = lists.json.get("device_lists") {
-                e2ee["device_lists"] = lists.clone();
+            if let Some(lists) = lists.device_lists {
+                e2ee["device_lists"] = json!(lists);
                 news = true;
             }
         }
@@ -94,10 +94,10 @@ pub async fn build(
         let account_data = &asked.account_data;
         let rooms = shown.named(account_data.lists.as_deref(), account_data.rooms.as_deref());
         let (global, by_room) = crate::sync::build::account_data_events(pool, user, window.since, window.upto).await?;
-        answer.account_data.global = global.iter().map(raw).collect::<Result<_>>()?;
+        answer.account_data.global = global.into_iter().map(SyncEvent::into_raw).collect();
         for (room_id, events) in by_room.into_iter().filter(|(room_id, _)| rooms.contains(room_id)) {
             let Ok(room_id) = OwnedRoomId::try_from(room_id) else { continue };
-            answer.account_data.rooms.insert(room_id, events.iter().map(raw).collect::<Result<_>>()?);
+            answer.account_data.rooms.insert(room_id, events.into_iter().map(SyncEvent::into_raw).collect());
         }
         news |= !answer.account_data.is_empty();
     }
@@ -121,12 +121,12 @@ pub async fn build(
         for (room_id, room_events) in events {
             let Ok(id) = OwnedRoomId::try_from(room_id.as_str()) else { continue };
             for event in room_events {
-                match event["type"].as_str() {
-                    Some("m.receipt") if receipts && receipt_rooms.contains(&room_id) => {
-                        answer.receipts.rooms.insert(id.clone(), raw(&event)?);
+                match event.kind.as_str() {
+                    "m.receipt" if receipts && receipt_rooms.contains(&room_id) => {
+                        answer.receipts.rooms.insert(id.clone(), event.into_raw());
                     }
-                    Some("m.typing") if typing && typing_rooms.contains(&room_id) => {
-                        answer.typing.rooms.insert(id.clone(), raw(&event)?);
+                    "m.typing" if typing && typing_rooms.contains(&room_id) => {
+                        answer.typing.rooms.insert(id.clone(), event.into_raw());
                     }
                     _ => {}
                 }
@@ -142,7 +142,7 @@ async fn ephemeral(
     context: &ExtensionContext<'_>,
     rooms: &[String],
     window: SyncWindow,
-) -> Result<HashMap<String, Vec<Value>>> {
+) -> Result<HashMap<String, Vec<SyncEvent>>> {
     if rooms.is_empty() {
         return Ok(HashMap::new());
     }
@@ -166,8 +166,8 @@ async fn to_device(
     let section = crate::sync::to_device::section(pool, user, Some(device), window).await?;
     let mut answer = response::ToDevice::default();
     answer.next_batch = upto.to_string();
-    if let Some(Value::Array(events)) = section.json.pointer("/to_device/events") {
-        answer.events = events.iter().map(raw).collect::<Result<_>>()?;
+    if let Some(section) = section.to_device {
+        answer.events = section.events.into_iter().map(SyncEvent::into_raw).collect();
     }
     Ok(answer)
 }

@@ -7,6 +7,7 @@ use crate::db::unread::ReadPositions;
 use crate::error::{Error, Result};
 use crate::rooms::served;
 use crate::store::Store;
+use crate::sync::response::SyncEvent;
 use crate::sync::room::{RoomWindow, StateMode, room_entry};
 use crate::sync::sliding::connection::SentRoom;
 use crate::sync::sliding::lists::MemberRoom;
@@ -95,19 +96,16 @@ pub async fn build(
         ..SyncOptions::default()
     };
     let window = RoomWindow { after, upto, joined: room.is_joined(), state: StateMode::Nothing };
-    let Some(mut timeline) = room_entry(pool, context.user, &room_id, window, &options, context.ignored, Vec::new())
+    let Some(timeline) = room_entry(pool, context.user, &room_id, window, &options, context.ignored, Vec::new())
         .await?
-        .map(|entry| entry.json)
+        .map(|entry| entry.room.timeline)
     else {
         // A membership in a room whose events this server does not have.
         return Ok(None);
     };
-    let mut events: Vec<Value> = match timeline.pointer_mut("/timeline/events").map(Value::take) {
-        Some(Value::Array(events)) => events,
-        _ => Vec::new(),
-    };
-    crate::rooms::transaction_ids::annotate(pool, context.user, context.device, events.iter_mut()).await?;
-    let senders: HashSet<&str> = events.iter().filter_map(|event| event["sender"].as_str()).collect();
+    let mut events = timeline.events;
+    crate::sync::transaction_ids::annotate(pool, context.user, context.device, &mut events).await?;
+    let senders: HashSet<&str> = events.iter().filter_map(|event| event.sender.as_deref()).collect();
 
     let snapshot = db::rooms::state_at_position(pool, room_id.as_str(), upto).await?;
     let required = RequiredState::of(&config.required_state, context.user);
@@ -127,15 +125,15 @@ pub async fn build(
         None => Vec::new(),
     };
     entry.required_state = state.iter().map(|served| raw(&served.client_event(&room_id))).collect::<Result<_>>()?;
-    entry.limited = timeline["timeline"]["limited"].as_bool().unwrap_or(false);
-    entry.prev_batch = timeline["timeline"]["prev_batch"].as_str().map(str::to_owned);
+    entry.limited = timeline.limited;
+    entry.prev_batch = Some(timeline.prev_batch);
     // The first answer's events are all history to the client (Synapse says 0 as well).
     entry.num_live = Some(UInt::MIN);
     if let Some(since) = context.since {
         let live = db::sliding_sync::events_between(pool, room_id.as_str(), since, upto, events.len() as i64).await?;
         entry.num_live = UInt::new(u64::try_from(live).unwrap_or_default());
     }
-    entry.timeline = events.iter().map(raw).collect::<Result<_>>()?;
+    entry.timeline = events.into_iter().map(SyncEvent::into_raw).collect();
     if let Some(snapshot) = snapshot {
         describe(context, &room_id, snapshot, &mut entry).await?;
     }

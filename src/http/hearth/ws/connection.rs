@@ -182,9 +182,12 @@ impl Producer {
                 let code = if server_side(&error) { close::INTERNAL } else { close::TOKEN };
                 return Box::pin(outbox.fail(code, error, resume.as_deref())).await;
             }
-            let next_batch = delta["next_batch"].as_str().map(str::to_owned);
-            match outbox.queue.try_send(frames::sync(delta)) {
-                Ok(()) => resume = next_batch,
+            let frame = match frames::sync(&delta) {
+                Ok(frame) => frame,
+                Err(error) => return Box::pin(outbox.fail(close::INTERNAL, error, resume.as_deref())).await,
+            };
+            match outbox.queue.try_send(frame) {
+                Ok(()) => resume = Some(delta.next_batch),
                 Err(Refused::Full) => return outbox.close(close::BEHIND, None, resume.as_deref()),
                 Err(Refused::Gone) => return,
             }

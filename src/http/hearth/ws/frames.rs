@@ -3,6 +3,7 @@
 //! errors) and the close codes a client resumes from.
 
 use crate::error::{Error, Result};
+use crate::sync::response::SyncResponse;
 use axum::extract::ws::{CloseFrame, Message};
 use axum::response::IntoResponse;
 use ruma::api::client::filter::FilterDefinition;
@@ -119,9 +120,16 @@ pub fn request_id(frame: &Value) -> Option<&str> {
     frame.get("id").and_then(Value::as_str).filter(|id| id.len() <= 255)
 }
 
-/// A sync delta: the `/sync` answer as it is.
-pub fn sync(body: Value) -> Message {
-    text(json!({"op": "sync", "sync": body}))
+/// A sync delta: the `/sync` answer as it is, rendered straight into the frame's text.
+pub fn sync(body: &SyncResponse) -> Result<Message> {
+    #[derive(serde::Serialize)]
+    struct SyncFrame<'a> {
+        op: &'static str,
+        sync: &'a SyncResponse,
+    }
+    let frame = serde_json::to_string(&SyncFrame { op: "sync", sync: body })
+        .map_err(|e| Error::internal(format!("sync delta: {e}")))?;
+    Ok(Message::Text(frame.into()))
 }
 
 /// A request's result: the body the HTTP endpoint answers with.

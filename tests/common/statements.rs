@@ -1,0 +1,43 @@
+//! What a request costs the database: the statements PostgreSQL's `pg_stat_statements` (the
+//! test cluster preloads it) counts in a test's own database. A count of statements does not
+//! depend on the machine's load, so it can guard a path's cost in CI.
+
+use crate::common::TestServer;
+
+/// Makes the counts readable in the test's database.
+pub async fn enable(server: &TestServer) {
+    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&server.state.pool).await.unwrap();
+}
+
+/// Statements executed in this test's database since the last reset, most called first.
+pub async fn statements(server: &TestServer) -> Vec<(i64, String)> {
+    sqlx::query_as(
+        "SELECT calls, query FROM pg_stat_statements
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND query NOT LIKE '%pg_stat_statements%'
+         ORDER BY calls DESC, query",
+    )
+    .fetch_all(&server.state.pool)
+    .await
+    .unwrap()
+}
+
+/// Starts counting afresh.
+pub async fn reset(server: &TestServer) {
+    sqlx::query(
+        "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)",
+    )
+    .execute(&server.state.pool)
+    .await
+    .unwrap();
+}
+
+/// The total of `statements`, and one line per statement for a failure message.
+pub fn listing(statements: &[(i64, String)]) -> (i64, String) {
+    let total = statements.iter().map(|(calls, _)| calls).sum();
+    let lines: Vec<String> = statements
+        .iter()
+        .map(|(calls, query)| format!("{calls:>3}  {}", query.split_whitespace().collect::<Vec<_>>().join(" ")))
+        .collect();
+    (total, lines.join("\n"))
+}
