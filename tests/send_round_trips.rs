@@ -7,32 +7,10 @@ use crate::common;
 use common::*;
 use serde_json::json;
 
-/// Statements executed in this test's database since the last reset, most called first.
-async fn statements(server: &TestServer) -> Vec<(i64, String)> {
-    sqlx::query_as(
-        "SELECT calls, query FROM pg_stat_statements
-         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-           AND query NOT LIKE '%pg_stat_statements%'
-         ORDER BY calls DESC, query",
-    )
-    .fetch_all(&server.state.pool)
-    .await
-    .unwrap()
-}
-
-async fn reset(server: &TestServer) {
-    sqlx::query(
-        "SELECT pg_stat_statements_reset(0, (SELECT oid FROM pg_database WHERE datname = current_database()), 0)",
-    )
-    .execute(&server.state.pool)
-    .await
-    .unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_message_costs_few_statements() {
     let server = TestServer::start().await;
-    sqlx::query("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").execute(&server.state.pool).await.unwrap();
+    common::statements::enable(&server.state.pool).await;
     let alice = server.register("alice", "password-alice").await;
     let bob = server.register("bob", "password-bob").await;
     let room = server.create_room(&alice, json!({"preset": "public_chat"})).await;
@@ -43,15 +21,12 @@ async fn one_message_costs_few_statements() {
     }
     // What the first sends left running after their answer (push, wake-ups) settles first.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    reset(&server).await;
+    common::statements::reset(&server.state.pool).await;
     let event_id = server.send_text(&alice, &room, "measured", "one message").await;
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let statements = statements(&server).await;
+    let statements = common::statements::statements(&server.state.pool).await;
     let total: i64 = statements.iter().map(|(calls, _)| calls).sum();
-    let listing: Vec<String> = statements
-        .iter()
-        .map(|(calls, query)| format!("{calls:>3}  {}", query.split_whitespace().collect::<Vec<_>>().join(" ")))
-        .collect();
+    let listing = common::statements::listing(&statements);
     println!("one PUT /send: {total} statements\n{}", listing.join("\n"));
     assert!(event_id.starts_with('$'));
     assert!(total > 0, "the send reached the database");

@@ -14,6 +14,7 @@ mod presence;
 mod room;
 pub mod sections;
 pub mod serve;
+mod shared_pages;
 pub mod sliding;
 pub mod stream;
 mod summary;

@@ -13,6 +13,7 @@ pub mod push_gateway;
 pub mod remote_pdus;
 pub mod rng;
 mod rooms;
+pub mod statements;
 pub mod synapse;
 #[allow(unused_imports)] // not every test binary encodes, fills paths or sends text
 pub use rooms::{encode, fill_path, inert_placeholder, message_ids, text};
