@@ -162,6 +162,8 @@ pub struct WindowNews {
     /// [`WINDOW_UNREAD_ROWS`] + 1 (more than that: count them with their own query).
     #[sqlx(json)]
     pub unread_rows: Vec<WindowUnreadRow>,
+    /// Whether the user's memberships moved after the position the caller knew them through.
+    pub memberships_moved: bool,
 }
 
 /// The most push action rows [`window_news`] carries whole.
@@ -180,8 +182,8 @@ pub async fn window_news(
     user_id: &str,
     device_id: Option<&str>,
     rooms: &[String],
-    after: i64,
-    upto: i64,
+    (after, upto): (i64, i64),
+    memberships_through: Option<i64>,
 ) -> sqlx::Result<WindowNews> {
     // The rooms with events are read once and serve the read positions and push rows too.
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
@@ -215,7 +217,9 @@ pub async fn window_news(
               SELECT room_id, stream_position, thread_id, sender, notify, highlight FROM event_push_actions
               WHERE user_id = $1 AND room_id IN (SELECT room_id FROM active)
                 AND stream_position > $4 AND stream_position <= $5
-              ORDER BY stream_position DESC LIMIT {unread_limit}) a) AS unread_rows",
+              ORDER BY stream_position DESC LIMIT {unread_limit}) a) AS unread_rows,
+           ($6::bigint IS NOT NULL
+            AND EXISTS (SELECT 1 FROM room_memberships WHERE user_id = $1 AND stream_position > $6)) AS memberships_moved",
         read_columns = crate::db::unread::READ_POSITION_COLUMNS,
         read_from = crate::db::unread::read_positions_from("$1"),
         unread_limit = WINDOW_UNREAD_ROWS + 1,
@@ -226,6 +230,7 @@ pub async fn window_news(
     .bind(rooms)
     .bind(after)
     .bind(upto)
+    .bind(memberships_through)
     .fetch_one(db)
     .await
 }

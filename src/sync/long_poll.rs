@@ -5,6 +5,7 @@
 
 use crate::db::sync::MembershipRow;
 use crate::error::{Error, Result};
+use crate::rooms::known_memberships::MembershipCache;
 use crate::store::Store;
 use crate::streams::Streams;
 use crate::streams::token;
@@ -52,15 +53,26 @@ pub async fn sync(pool: &Store, streams: &Streams, user: &UserId, request: SyncR
         // The steps that run between waits are boxed: a future is as large as its largest
         // step, and a sync spends most of its life waiting, when only this loop's small state
         // needs to be kept (measured with thousands of idle syncs and WebSockets).
-        let sample = Box::pin(change.sample(pool, user)).await?;
+        // An incremental sync takes the memberships this process knows (the window's news
+        // checks them); an initial one reads them, as it reads everything.
+        let sample = match since {
+            Some(_) => Box::pin(change.sample_known(pool, user)).await?,
+            None => Box::pin(change.sample(pool, user)).await?,
+        };
         let upto = sample.upto;
         if since.is_some_and(|since| since > upto) {
             return Err(Error::invalid_param("This sync token was not issued by this server"));
         }
         let window = SyncWindow { since, upto };
         let permit = streams.sync_builds.acquire().await.map_err(|_| Error::internal("the server is stopping"))?;
-        let (body, key_counts) = Box::pin(build_window(pool, user, window, &request, &sample.memberships)).await?;
+        let memberships = (sample.memberships.as_slice(), sample.memberships_through);
+        let built = Box::pin(build_window(pool, user, window, &request, memberships)).await?;
         drop(permit);
+        let Some((body, key_counts)) = built else {
+            // The known memberships were out of date: look again with them read afresh.
+            pool.cache::<MembershipCache>().forget(user);
+            continue;
+        };
         let answer_now = !body.is_empty || since.is_none() || request.full_state || Instant::now() >= deadline;
         if answer_now {
             return Box::pin(answer(pool, user, &request, body, upto, key_counts)).await;
@@ -109,15 +121,20 @@ async fn answer(
 
 /// The response body for one window: the rooms and the per-user sections, which are
 /// independent and built side by side — those the window's news says can hold anything. With
-/// it, the device's key counts when the news read them.
+/// it, the device's key counts when the news read them. `None` when the memberships, known
+/// through the position given with them, have moved since.
 async fn build_window(
     pool: &Store,
     user: &UserId,
     window: SyncWindow,
     request: &SyncRequest<'_>,
-    memberships: &[MembershipRow],
-) -> Result<(SyncBody, Option<Map<String, Value>>)> {
-    let news = News::of(pool, user, request.device, memberships, window, request.sections.wanted()).await?;
+    (memberships, memberships_through): (&[MembershipRow], Option<i64>),
+) -> Result<Option<(SyncBody, Option<Map<String, Value>>)>> {
+    let known = (memberships, memberships_through);
+    let news = News::checking(pool, (user, request.device), known, window, request.sections.wanted()).await?;
+    if news.memberships_moved() {
+        return Ok(None);
+    }
     let initial_syncs = pool.cache::<crate::sync::initial_cache::InitialSyncCache>();
     let (mut body, to_device, presence, device_lists) = tokio::try_join!(
         build_rooms(
@@ -136,7 +153,7 @@ async fn build_window(
         body.merge(section);
     }
     let key_counts = request.device.and(news.key_counts()).map(crate::sync::device_lists::key_counts_of);
-    Ok((body, key_counts))
+    Ok(Some((body, key_counts)))
 }
 
 /// The section when the window's news says it can hold anything; else an empty one, unread.

@@ -73,6 +73,18 @@ impl News {
         window: SyncWindow,
         wanted: Wanted,
     ) -> Result<News> {
+        Self::checking(pool, (user, device), (memberships, None), window, wanted).await
+    }
+
+    /// [`News::of`] with memberships known through a position rather than read now: the news
+    /// then also says whether they moved since ([`News::memberships_moved`]).
+    pub async fn checking(
+        pool: &Store,
+        (user, device): (&UserId, Option<&DeviceId>),
+        (memberships, memberships_through): (&[MembershipRow], Option<i64>),
+        window: SyncWindow,
+        wanted: Wanted,
+    ) -> Result<News> {
         let Some(since) = window.since else {
             return Ok(News { found: None, wanted, read_positions: HashMap::new(), since: None });
         };
@@ -87,9 +99,16 @@ impl News {
             .map(|row| row.room_id.clone())
             .collect();
         let device = device.map(DeviceId::as_str);
-        let mut found = db::sync::window_news(pool, user.as_str(), device, &rooms, since, window.upto).await?;
+        let bounds = (since, window.upto);
+        let mut found = db::sync::window_news(pool, user.as_str(), device, &rooms, bounds, memberships_through).await?;
         let read_positions = db::unread::group_read_positions(std::mem::take(&mut found.read_positions));
         Ok(News { found: Some(found), wanted, read_positions, since: Some(since) })
+    }
+
+    /// Whether the memberships the news was given are out of date (then look again with
+    /// memberships read afresh: this news may be missing rooms).
+    pub fn memberships_moved(&self) -> bool {
+        self.found.as_ref().is_some_and(|news| news.memberships_moved)
     }
 
     pub fn account_data(&self) -> bool {
