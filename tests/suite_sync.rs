@@ -14,6 +14,7 @@ mod sync;
 mod sync_build;
 mod sync_counts;
 mod sync_ephemeral;
+mod sync_fanout_cost;
 mod sync_filters;
 mod sync_initial_cache;
 mod sync_joins;

@@ -715,6 +715,43 @@ async fn a_sync_waiting_on_one_server_wakes_for_a_message_sent_through_another()
     other.stop().await;
 }
 
+/// A process keeps each syncing user's memberships between syncs (the window's news checks
+/// them): a join written through another process must still reach a sync there as a newly
+/// joined room, with its state, and the messages after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_join_through_one_server_reaches_a_sync_on_another_that_knew_the_old_memberships() {
+    let server = TestServer::start().await;
+    let other = start_node(&server.database, SigningKey::generate().expect("key")).await;
+    let alice = register(&server, "alice").await;
+    let bob = register(&server, "bob").await;
+    let first = create_room(&server, &alice, json!({"preset": "public_chat"})).await;
+    let second = create_room(&server, &bob, json!({"preset": "public_chat", "name": "Second"})).await;
+
+    // Two syncs on the other process: the incremental one leaves her memberships known there.
+    let initial = sync(&other, &alice, &sync_path(None, 0, "")).await;
+    assert!(room_in(&initial, "join", &first).is_some() && room_in(&initial, "join", &second).is_none());
+    let token = next_batch(&sync(&other, &alice, &sync_path(Some(&next_batch(&initial)), 0, "")).await);
+
+    let waiting = spawn_sync(&other, &alice, sync_path(Some(&token), 30_000, ""));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    join(&server, &alice, &second).await;
+    let (status, response, _) = waiting.await.expect("sync task");
+    assert_eq!(status, StatusCode::OK, "{response}");
+    let joined = room_in(&response, "join", &second).unwrap_or_else(|| panic!("the join is missing: {response}"));
+    let events = state_and_timeline(joined);
+    assert!(find_state(&events, "m.room.create", "").is_some(), "a newly joined room comes with its state: {joined}");
+    assert!(find_state(&events, "m.room.name", "").is_some(), "{joined}");
+
+    // The room's messages reach her there from now on, once.
+    let token = next_batch(&response);
+    let sent = send_text(&server, &bob, &second, "b1", "after the join").await;
+    let (responses, _) =
+        sync_until(&other, &alice, &token, "", |rs| event_ids(&timelines(rs, &second)).contains(&sent)).await;
+    let bodies = message_bodies(&timelines(&responses, &second));
+    assert_eq!(bodies, vec!["after the join".to_owned()], "{responses:?}");
+    other.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // 9. Restarts
 

@@ -161,6 +161,27 @@ pub struct WindowNews {
     /// The device's key counts, which every answer carries (empty without a device).
     #[sqlx(flatten)]
     pub key_counts: crate::db::e2ee_keys::DeviceKeyCounts,
+    /// The user's read positions in the rooms with events in the window (what their unread
+    /// counts start from; read here to save each woken sync a statement).
+    #[sqlx(json)]
+    pub read_positions: Vec<crate::db::unread::ReadPositionRow>,
+    /// The user's push action rows in the window, newest first, at most
+    /// [`WINDOW_UNREAD_ROWS`] + 1 (more than that: count them with their own query).
+    #[sqlx(json)]
+    pub unread_rows: Vec<WindowUnreadRow>,
+    /// Whether the user's memberships moved after the position the caller knew them through.
+    pub memberships_moved: bool,
+}
+
+/// The most push action rows [`window_news`] carries whole.
+pub const WINDOW_UNREAD_ROWS: usize = 1000;
+
+/// One of the user's push action rows in the window, with its room.
+#[derive(Clone, Debug, serde::Deserialize)]
+pub struct WindowUnreadRow {
+    pub room_id: String,
+    #[serde(flatten)]
+    pub row: crate::db::push_actions::UnreadRow,
 }
 
 pub async fn window_news(
@@ -168,14 +189,17 @@ pub async fn window_news(
     user_id: &str,
     device_id: Option<&str>,
     rooms: &[String],
-    after: i64,
-    upto: i64,
+    (after, upto): (i64, i64),
+    memberships_through: Option<i64>,
 ) -> sqlx::Result<WindowNews> {
+    // The rooms with events are read once and serve the read positions and push rows too.
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT
-           ARRAY(SELECT DISTINCT room_id FROM events
-                 WHERE room_id = ANY($3) AND stream_position > $4 AND stream_position <= $5
-                   AND rejection IS NULL AND NOT soft_failed AND NOT outlier) AS rooms_with_events,
+        "WITH active AS MATERIALIZED (
+           SELECT DISTINCT room_id FROM events
+           WHERE room_id = ANY($3) AND stream_position > $4 AND stream_position <= $5
+             AND rejection IS NULL AND NOT soft_failed AND NOT outlier)
+         SELECT
+           ARRAY(SELECT room_id FROM active) AS rooms_with_events,
            EXISTS (SELECT 1 FROM events
                    WHERE room_id = ANY($3) AND stream_position > $4 AND stream_position <= $5
                      AND event_type = 'm.room.member') AS member_changes,
@@ -193,7 +217,19 @@ pub async fn window_news(
                    WHERE user_id = $1 AND device_id = $2 AND stream_position <= $5) AS to_device,
            (SELECT content FROM account_data
             WHERE user_id = $1 AND room_id = '' AND data_type = 'm.ignored_user_list') AS ignored_user_list,
-           {key_counts}",
+           {key_counts},
+           (SELECT COALESCE(jsonb_agg(to_jsonb(p)), '[]') FROM (
+              SELECT {read_columns} {read_from} AND m.room_id IN (SELECT room_id FROM active)) p) AS read_positions,
+           (SELECT COALESCE(jsonb_agg(to_jsonb(a) ORDER BY a.stream_position DESC), '[]') FROM (
+              SELECT room_id, stream_position, thread_id, sender, notify, highlight FROM event_push_actions
+              WHERE user_id = $1 AND room_id IN (SELECT room_id FROM active)
+                AND stream_position > $4 AND stream_position <= $5
+              ORDER BY stream_position DESC LIMIT {unread_limit}) a) AS unread_rows,
+           ($6::bigint IS NOT NULL
+            AND EXISTS (SELECT 1 FROM room_memberships WHERE user_id = $1 AND stream_position > $6)) AS memberships_moved",
+        read_columns = crate::db::unread::READ_POSITION_COLUMNS,
+        read_from = crate::db::unread::read_positions_from("$1"),
+        unread_limit = WINDOW_UNREAD_ROWS + 1,
         key_counts = crate::db::e2ee_keys::KEY_COUNT_COLUMNS,
     )))
     .bind(user_id)
@@ -201,6 +237,7 @@ pub async fn window_news(
     .bind(rooms)
     .bind(after)
     .bind(upto)
+    .bind(memberships_through)
     .fetch_one(db)
     .await
 }

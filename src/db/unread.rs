@@ -13,6 +13,49 @@ pub struct ReadPositions {
     pub joined: i64,
 }
 
+/// The joins that read [`ReadPositions`]: `m` the user's membership rows, `r` their receipted
+/// threads, for the user bound as parameter `user` (e.g. `"$2"`). Shared by the queries that
+/// read positions alone and those that read them with other things.
+pub(crate) fn read_positions_from(user: &str) -> String {
+    format!(
+        "FROM room_memberships m
+         LEFT JOIN LATERAL (SELECT thread_id, MAX(event_position) AS position FROM receipts
+                            WHERE room_id = m.room_id AND user_id = {user}
+                              AND receipt_type IN ('m.read', 'm.read.private')
+                            GROUP BY thread_id) r ON true
+         WHERE m.user_id = {user}"
+    )
+}
+
+/// One receipted thread of a room, or the room with no receipt, as [`read_positions_from`]
+/// reads it.
+#[derive(Clone, Debug, FromRow, serde::Deserialize)]
+pub struct ReadPositionRow {
+    pub room_id: String,
+    pub joined: Option<i64>,
+    pub thread_id: Option<String>,
+    pub position: Option<i64>,
+}
+
+/// The columns of a [`ReadPositionRow`] over [`read_positions_from`].
+pub(crate) const READ_POSITION_COLUMNS: &str =
+    "m.room_id, COALESCE(m.joined_position, m.stream_position) AS joined, r.thread_id, r.position";
+
+/// Rows grouped into each room's [`ReadPositions`] (rooms without a join position are left out).
+pub fn group_read_positions(
+    rows: impl IntoIterator<Item = ReadPositionRow>,
+) -> std::collections::HashMap<String, ReadPositions> {
+    let mut positions: std::collections::HashMap<String, ReadPositions> = std::collections::HashMap::new();
+    for ReadPositionRow { room_id, joined, thread_id, position } in rows {
+        let Some(joined) = joined else { continue };
+        let entry = positions.entry(room_id).or_insert_with(|| ReadPositions { receipts: Vec::new(), joined });
+        if let (Some(thread), Some(position)) = (thread_id, position) {
+            entry.receipts.push((thread, position));
+        }
+    }
+    positions
+}
+
 /// The user's [`ReadPositions`] in each of `room_ids` where they have a membership row, in
 /// one statement.
 pub async fn read_positions_in(
@@ -20,35 +63,15 @@ pub async fn read_positions_in(
     room_ids: &[String],
     user_id: &str,
 ) -> sqlx::Result<std::collections::HashMap<String, ReadPositions>> {
-    /// One receipted thread of a room, or the room with no receipt.
-    #[derive(FromRow)]
-    struct Row {
-        room_id: String,
-        joined: Option<i64>,
-        thread_id: Option<String>,
-        position: Option<i64>,
-    }
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT m.room_id, COALESCE(m.joined_position, m.stream_position) AS joined, r.thread_id, r.position
-         FROM room_memberships m
-         LEFT JOIN LATERAL (SELECT thread_id, MAX(event_position) AS position FROM receipts
-                            WHERE room_id = m.room_id AND user_id = $2 AND receipt_type IN ('m.read', 'm.read.private')
-                            GROUP BY thread_id) r ON true
-         WHERE m.user_id = $2 AND m.room_id = ANY($1)",
-    )
+    let rows: Vec<ReadPositionRow> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT {READ_POSITION_COLUMNS} {from} AND m.room_id = ANY($1)",
+        from = read_positions_from("$2")
+    )))
     .bind(room_ids)
     .bind(user_id)
     .fetch_all(db)
     .await?;
-    let mut positions: std::collections::HashMap<String, ReadPositions> = std::collections::HashMap::new();
-    for Row { room_id, joined, thread_id, position } in rows {
-        let Some(joined) = joined else { continue };
-        let entry = positions.entry(room_id).or_insert_with(|| ReadPositions { receipts: Vec::new(), joined });
-        if let (Some(thread), Some(position)) = (thread_id, position) {
-            entry.receipts.push((thread, position));
-        }
-    }
-    Ok(positions)
+    Ok(group_read_positions(rows))
 }
 
 /// What a room summary is made of, as the room is now.

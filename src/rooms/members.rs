@@ -61,6 +61,8 @@ pub async fn forget(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<()>
         None => Err(Error::not_found("You have never been in this room")),
         Some(m) if m.membership == MembershipState::Leave || m.membership == MembershipState::Ban => {
             db::rooms::forget(pool, room_id.as_str(), user.as_str()).await?;
+            // Forgetting moves no stream position, so the syncs' check would not see it.
+            pool.cache::<crate::rooms::known_memberships::MembershipCache>().forget(user);
             Ok(())
         }
         Some(_) => Err(Error::unknown("Leave the room before forgetting it")),

@@ -12,6 +12,7 @@ pub mod filter;
 pub mod hierarchy;
 pub mod hierarchy_served;
 pub mod knock;
+pub mod known_memberships;
 pub mod members;
 pub mod membership;
 pub mod membership_action;

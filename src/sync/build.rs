@@ -122,12 +122,17 @@ pub async fn build_rooms(
     // rooms waits for the database's round trips side by side rather than one after another.
     // Where the user's reading stands, for the unread counts of every room built, at once.
     let built: Vec<String> = candidates.iter().map(|candidate| candidate.room.room_id.to_string()).collect();
-    let read_positions = match built.is_empty() {
-        true => HashMap::new(),
-        false => db::unread::read_positions_in(pool, &built, user.as_str()).await?,
+    let read_positions = crate::sync::unread::read_positions(pool, user, &built, news).await?;
+    let context = JoinedContext {
+        pool,
+        user,
+        window,
+        options,
+        filters,
+        ignored: &ignored,
+        read_positions: &read_positions,
+        news,
     };
-    let context =
-        JoinedContext { pool, user, window, options, filters, ignored: &ignored, read_positions: &read_positions };
     let entries: Vec<Option<(String, SyncRoom)>> = futures_util::stream::iter(candidates)
         .map(|candidate| joined_entry(&context, candidate))
         .buffered(ROOMS_AT_ONCE)
@@ -250,6 +255,7 @@ struct JoinedContext<'a> {
     filters: &'a SectionFilters,
     ignored: &'a HashSet<String>,
     read_positions: &'a HashMap<String, ReadPositions>,
+    news: &'a News,
 }
 
 /// A joined room and what the window already holds for it.
@@ -277,7 +283,7 @@ impl JoinedRoom {
 
 /// The `rooms.join` entry of one room, or `None` when an incremental sync has nothing for it.
 async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Result<Option<(String, SyncRoom)>> {
-    let JoinedContext { pool, user, window, options, filters, ignored, read_positions } = *context;
+    let JoinedContext { pool, user, window, options, filters, ignored, read_positions, news } = *context;
     let SyncWindow { since, upto } = window;
     let room = &candidate.room;
     let key = room.room_id.as_str();
@@ -310,6 +316,7 @@ async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Res
         positions: read_positions.get(key).cloned(),
         ignored,
         threaded: options.unread_thread_notifications,
+        window_rows: news.unread_rows(key),
     };
     let entry = crate::sync::unread::attach(pool, reader, &room.room_id, entry, upto).await?;
     Ok(entry.filter(|entry| full || !entry.is_quiet).map(|entry| (key.to_owned(), entry.room)))

@@ -5,6 +5,7 @@
 
 use crate::db::sync::MembershipRow;
 use crate::error::{Error, Result};
+use crate::rooms::known_memberships::MembershipCache;
 use crate::store::Store;
 use crate::streams::Streams;
 use crate::streams::token;
@@ -56,16 +57,31 @@ pub async fn sync(pool: &Store, streams: &Streams, user: &UserId, request: SyncR
         // Counted before anything is read: entries cached before a purge this sync reads past
         // must not be served (see `initial_cache`).
         let history_purges = streams.notifier.history_purges();
-        let sample = Box::pin(change.sample(pool, user)).await?;
+        // An incremental sync takes the memberships this process knows (the window's news
+        // checks them); an initial one reads them, as it reads everything.
+        let sample = match since {
+            Some(_) => Box::pin(change.sample_known(pool, user)).await?,
+            None => Box::pin(change.sample(pool, user)).await?,
+        };
         let upto = sample.upto;
         if since.is_some_and(|since| since > upto) {
             return Err(Error::invalid_param("This sync token was not issued by this server"));
         }
         let window = SyncWindow { since, upto };
         let permit = streams.sync_builds.acquire().await.map_err(|_| Error::internal("the server is stopping"))?;
-        let look = Look { window, memberships: &sample.memberships, history_purges };
-        let (body, key_counts) = Box::pin(build_window(pool, user, &request, look)).await?;
+        let look = Look {
+            window,
+            memberships: &sample.memberships,
+            memberships_through: sample.memberships_through,
+            history_purges,
+        };
+        let built = Box::pin(build_window(pool, user, &request, look)).await?;
         drop(permit);
+        let Some((body, key_counts)) = built else {
+            // The known memberships were out of date: look again with them read afresh.
+            pool.cache::<MembershipCache>().forget(user);
+            continue;
+        };
         let answer_now = !body.is_empty() || since.is_none() || request.full_state || Instant::now() >= deadline;
         if answer_now {
             return Box::pin(answer(pool, user, &request, body, upto, key_counts)).await;
@@ -106,15 +122,20 @@ async fn answer(
 
 /// The response body for one window: the rooms and the per-user sections, which are
 /// independent and built side by side — those the window's news says can hold anything. With
-/// it, the device's key counts when the news read them.
+/// it, the device's key counts when the news read them. `None` when the memberships, known
+/// through the position given with them, have moved since.
 async fn build_window(
     pool: &Store,
     user: &UserId,
     request: &SyncRequest<'_>,
     look: Look<'_>,
-) -> Result<(SyncBody, Option<KeyCounts>)> {
-    let Look { window, memberships, history_purges } = look;
-    let news = News::of(pool, user, request.device, memberships, window, request.sections.wanted()).await?;
+) -> Result<Option<(SyncBody, Option<KeyCounts>)>> {
+    let Look { window, memberships, memberships_through, history_purges } = look;
+    let known = (memberships, memberships_through);
+    let news = News::checking(pool, (user, request.device), known, window, request.sections.wanted()).await?;
+    if news.memberships_moved() {
+        return Ok(None);
+    }
     let initial_syncs = pool.cache::<InitialSyncCache>();
     let cache = CacheAt { cache: &initial_syncs, history_purges };
     let (mut body, to_device, presence, device_lists) = tokio::try_join!(
@@ -127,7 +148,7 @@ async fn build_window(
         body.merge(section);
     }
     let key_counts = request.device.and(news.key_counts()).map(crate::sync::device_lists::key_counts_of);
-    Ok((body, key_counts))
+    Ok(Some((body, key_counts)))
 }
 
 /// What one look at the stream read before building: the window, the user's memberships and
@@ -135,6 +156,9 @@ async fn build_window(
 struct Look<'a> {
     window: SyncWindow,
     memberships: &'a [MembershipRow],
+    /// The stream position the memberships were read at, when they came from this process's
+    /// cache (the news then checks they are still current).
+    memberships_through: Option<i64>,
     history_purges: u64,
 }
 

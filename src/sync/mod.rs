@@ -16,6 +16,7 @@ pub mod response;
 mod room;
 pub mod sections;
 pub mod serve;
+mod shared_pages;
 pub mod sliding;
 pub mod stream;
 mod summary;

@@ -4,19 +4,32 @@
 //! presence, device lists, typing, receipts, ...) before building that room.
 
 use crate::db;
+use crate::db::push_actions::UnreadRow;
 use crate::db::sync::{MembershipRow, WindowNews};
+use crate::db::unread::ReadPositions;
 use crate::error::Result;
 use crate::store::Store;
 use crate::sync::types::SyncWindow;
 use ruma::events::room::member::MembershipState;
 use ruma::{DeviceId, UserId};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 /// What the window holds, as far as the client asked for it.
 pub struct News {
     /// `None` on an initial sync, where every section is read.
     found: Option<WindowNews>,
     wanted: Wanted,
+    /// The user's read positions in the rooms with events in the window, as the news read them.
+    read_positions: HashMap<String, ReadPositions>,
+    /// The window's start, on an incremental sync.
+    since: Option<i64>,
+}
+
+/// The user's push action rows of one room in the window `(since, upto]`: all of them, as the
+/// news read them.
+pub struct WindowRows {
+    pub since: i64,
+    pub rows: Vec<UnreadRow>,
 }
 
 /// The sections a sync filter lets anything through: one the filter empties whatever it
@@ -60,7 +73,21 @@ impl News {
         window: SyncWindow,
         wanted: Wanted,
     ) -> Result<News> {
-        let Some(since) = window.since else { return Ok(News { found: None, wanted }) };
+        Self::checking(pool, (user, device), (memberships, None), window, wanted).await
+    }
+
+    /// [`News::of`] with memberships known through a position rather than read now: the news
+    /// then also says whether they moved since ([`News::memberships_moved`]).
+    pub async fn checking(
+        pool: &Store,
+        (user, device): (&UserId, Option<&DeviceId>),
+        (memberships, memberships_through): (&[MembershipRow], Option<i64>),
+        window: SyncWindow,
+        wanted: Wanted,
+    ) -> Result<News> {
+        let Some(since) = window.since else {
+            return Ok(News { found: None, wanted, read_positions: HashMap::new(), since: None });
+        };
         // The rooms whose events can reach this window: those the user is in, and those whose
         // membership changed after `since` (a room left since may still be joined at `upto`).
         let rooms: Vec<String> = memberships
@@ -72,8 +99,16 @@ impl News {
             .map(|row| row.room_id.clone())
             .collect();
         let device = device.map(DeviceId::as_str);
-        let found = db::sync::window_news(pool, user.as_str(), device, &rooms, since, window.upto).await?;
-        Ok(News { found: Some(found), wanted })
+        let bounds = (since, window.upto);
+        let mut found = db::sync::window_news(pool, user.as_str(), device, &rooms, bounds, memberships_through).await?;
+        let read_positions = db::unread::group_read_positions(std::mem::take(&mut found.read_positions));
+        Ok(News { found: Some(found), wanted, read_positions, since: Some(since) })
+    }
+
+    /// Whether the memberships the news was given are out of date (then look again with
+    /// memberships read afresh: this news may be missing rooms).
+    pub fn memberships_moved(&self) -> bool {
+        self.found.as_ref().is_some_and(|news| news.memberships_moved)
     }
 
     pub fn account_data(&self) -> bool {
@@ -120,6 +155,26 @@ impl News {
     pub fn ignored_users(&self) -> Option<HashSet<String>> {
         let news = self.found.as_ref()?;
         Some(crate::users::ignore::ignored_in(news.ignored_user_list.as_ref().and_then(|list| list.as_value())))
+    }
+
+    /// The user's read positions in `room_id` when the news read them: it does for the rooms
+    /// with events in the window (`None`: read them yourself; no entry in a room the news read
+    /// means no membership row there).
+    pub fn read_positions(&self, room_id: &str) -> Option<Option<&ReadPositions>> {
+        let news = self.found.as_ref()?;
+        news.rooms_with_events.iter().any(|room| room == room_id).then(|| self.read_positions.get(room_id))
+    }
+
+    /// The user's push action rows of `room_id` in the window, when the news read all of them.
+    pub fn unread_rows(&self, room_id: &str) -> Option<WindowRows> {
+        let (news, since) = (self.found.as_ref()?, self.since?);
+        // Rows were read for the rooms with events only (those are the rooms that can have any).
+        let active = news.rooms_with_events.iter().any(|room| room == room_id);
+        if !active || news.unread_rows.len() > db::sync::WINDOW_UNREAD_ROWS {
+            return None;
+        }
+        let rows = news.unread_rows.iter().filter(|row| row.room_id == room_id).map(|row| row.row.clone()).collect();
+        Some(WindowRows { since, rows })
     }
 
     fn rooms(&self, wanted: bool, read: impl Fn(&WindowNews) -> &Vec<String>) -> Option<&[String]> {

@@ -253,7 +253,9 @@ async fn timeline(
         first_page = false;
         let after = Some(window.after);
         let batch = match only {
-            None => db::events::timeline_page(pool, room_id.as_str(), from, true, after, page as i64).await?,
+            None => {
+                crate::sync::shared_pages::newest_page(pool, room_id.as_str(), from, window.after, page as i64).await?
+            }
             Some(only) => {
                 examined_all = false;
                 db::events::timeline_page_matching(pool, room_id.as_str(), from, true, after, page as i64, only).await?

@@ -10,11 +10,12 @@ use crate::error::Result;
 use crate::push::evaluate::MAIN_TIMELINE;
 use crate::push::notifications::read_up_to;
 use crate::store::Store;
+use crate::sync::news::{News, WindowRows};
 use crate::sync::response::UnreadCount;
 use crate::sync::types::RoomEntry;
 use crate::sync::unread_cache::{self as cache, CacheKey};
 use ruma::{RoomId, UserId};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Counting is bounded: beyond this many unread events a client shows "lots" anyway, and a
 /// sync must not scan a room's whole history.
@@ -70,14 +71,9 @@ impl UnreadCounts {
 /// against the read position of its own thread. Events of ignored users are left out, as
 /// they are from the timeline. Counts already made for an earlier `upto` with the same read
 /// positions are carried forward (`unread_cache`), so only newer events are looked at.
-async fn counts(
-    pool: &Store,
-    user: &UserId,
-    room_id: &RoomId,
-    positions: Option<ReadPositions>,
-    upto: i64,
-    ignored: &HashSet<String>,
-) -> Result<UnreadCounts> {
+async fn counts(pool: &Store, reader: &Reader<'_>, room_id: &RoomId, upto: i64) -> Result<UnreadCounts> {
+    let Reader { user, ignored, .. } = *reader;
+    let positions = reader.positions.clone();
     let Some(positions) = positions else {
         return Ok(UnreadCounts::default());
     };
@@ -90,7 +86,11 @@ async fn counts(
             (lowest_read, UnreadCounts::default())
         }
     };
-    let newer = count_between(pool, user, room_id, &positions, after, upto, ignored).await?;
+    let newer = match &reader.window_rows {
+        // The news read every row of the window this count starts at: nothing to ask.
+        Some(window) if window.since == after => count_rows(window.rows.iter(), &positions, ignored),
+        _ => count_between(pool, user, room_id, &positions, after, upto, ignored).await?,
+    };
     unread.add(&newer);
     cache::store(pool, key, positions, ignored, upto, unread.clone());
     Ok(unread)
@@ -107,22 +107,32 @@ async fn count_between(
     upto: i64,
     ignored: &HashSet<String>,
 ) -> Result<UnreadCounts> {
-    let mut unread = UnreadCounts::default();
     if after >= upto {
-        return Ok(unread);
+        return Ok(UnreadCounts::default());
     }
     let rows =
         db::push_actions::unread_between(pool, user.as_str(), room_id.as_str(), after, upto, MAX_COUNTED).await?;
-    for row in rows {
+    Ok(count_rows(rows.iter(), positions, ignored))
+}
+
+/// Counts of `rows` (newest first; the newest [`MAX_COUNTED`] count) past their thread's read
+/// position.
+fn count_rows<'r>(
+    rows: impl Iterator<Item = &'r UnreadRow>,
+    positions: &ReadPositions,
+    ignored: &HashSet<String>,
+) -> UnreadCounts {
+    let mut unread = UnreadCounts::default();
+    for row in rows.take(usize::try_from(MAX_COUNTED).unwrap_or(usize::MAX)) {
         if row.stream_position <= read_up_to(positions, &row.thread_id) || ignored.contains(&row.sender) {
             continue;
         }
         match row.thread_id.as_str() {
-            MAIN_TIMELINE => unread.main.add(&row),
-            thread => unread.threads.entry(thread.to_owned()).or_default().add(&row),
+            MAIN_TIMELINE => unread.main.add(row),
+            thread => unread.threads.entry(thread.to_owned()).or_default().add(row),
         }
     }
-    Ok(unread)
+    unread
 }
 
 /// Whose counts, and what is known of them before counting.
@@ -134,6 +144,34 @@ pub(super) struct Reader<'a> {
     pub ignored: &'a HashSet<String>,
     /// Per-thread counts (the filter's `unread_thread_notifications`).
     pub threaded: bool,
+    /// The user's rows of the room in the sync's window, when the window's news read them.
+    pub window_rows: Option<WindowRows>,
+}
+
+/// The user's read positions in each of `rooms`: those the window's news read, and the
+/// others in one statement (none when the news covered every room).
+pub(super) async fn read_positions(
+    pool: &Store,
+    user: &UserId,
+    rooms: &[String],
+    news: &News,
+) -> Result<HashMap<String, ReadPositions>> {
+    let mut known = HashMap::new();
+    let mut unknown = Vec::new();
+    for room in rooms {
+        match news.read_positions(room) {
+            Some(Some(positions)) => {
+                known.insert(room.clone(), positions.clone());
+            }
+            // The news read the room and found no membership row: nothing unread there.
+            Some(None) => {}
+            None => unknown.push(room.clone()),
+        }
+    }
+    if !unknown.is_empty() {
+        known.extend(db::unread::read_positions_in(pool, &unknown, user.as_str()).await?);
+    }
+    Ok(known)
 }
 
 /// Adds `unread_notifications` to a joined room's entry, and with `threaded` (the filter's
@@ -148,8 +186,8 @@ pub(super) async fn attach(
     upto: i64,
 ) -> Result<Option<RoomEntry>> {
     let Some(mut entry) = entry else { return Ok(None) };
-    let Reader { user, positions, ignored, threaded } = reader;
-    let counts = counts(pool, user, room_id, positions, upto, ignored).await?;
+    let counts = counts(pool, &reader, room_id, upto).await?;
+    let threaded = reader.threaded;
     if threaded {
         entry.room.unread_notifications = Some(counts.main.shown());
         let threads = counts
@@ -168,7 +206,6 @@ pub(super) async fn attach(
 /// The room's notification and highlight counts for the user up to `upto`, threads included
 /// (what sliding sync's `notification_count` and `highlight_count` say).
 pub(super) async fn totals(pool: &Store, reader: Reader<'_>, room_id: &RoomId, upto: i64) -> Result<(u64, u64)> {
-    let Reader { user, positions, ignored, .. } = reader;
-    let total = counts(pool, user, room_id, positions, upto, ignored).await?.total();
+    let total = counts(pool, &reader, room_id, upto).await?.total();
     Ok((total.notifications, total.highlights))
 }

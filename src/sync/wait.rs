@@ -11,6 +11,7 @@
 use crate::db;
 use crate::db::sync::MembershipRow;
 use crate::error::Result;
+use crate::rooms::known_memberships::MembershipCache;
 use crate::store::Store;
 use crate::streams::notifier::Waiter;
 use crate::streams::{PositionBounds, Streams};
@@ -29,6 +30,9 @@ pub struct ChangeWatch<'a> {
 /// the watch was registered for them.
 pub struct Sample {
     pub memberships: Vec<MembershipRow>,
+    /// When the memberships were known already rather than read: the position they are valid
+    /// through, which the look must check (see `rooms::known_memberships`).
+    pub memberships_through: Option<i64>,
     /// The readable position: everything at or below it is committed.
     pub upto: i64,
     allocated: i64,
@@ -44,17 +48,43 @@ impl<'a> ChangeWatch<'a> {
     /// between wakes the wait that follows.
     pub async fn sample(&mut self, pool: &Store, user: &UserId) -> Result<Sample> {
         let memberships = db::sync::memberships(pool, user.as_str()).await?;
+        self.sample_with(pool, user, memberships, None).await
+    }
+
+    /// [`ChangeWatch::sample`] with the memberships this process knows already, when it does
+    /// (else read, and kept for the next look): the look that follows must check that they
+    /// have not moved since ([`Sample::memberships_through`]).
+    pub async fn sample_known(&mut self, pool: &Store, user: &UserId) -> Result<Sample> {
+        let cache = pool.cache::<MembershipCache>();
+        if let Some(known) = cache.get(user) {
+            let memberships = Vec::clone(&known.rows);
+            return self.sample_with(pool, user, memberships, Some(known.valid_through)).await;
+        }
+        // Read after everything up to `before` committed: valid through it.
+        let before = self.streams.position_bounds(pool).await?.readable;
+        let memberships = db::sync::memberships(pool, user.as_str()).await?;
+        cache.put(user, memberships.clone(), before);
+        self.sample_with(pool, user, memberships, None).await
+    }
+
+    async fn sample_with(
+        &mut self,
+        pool: &Store,
+        user: &UserId,
+        memberships: Vec<MembershipRow>,
+        memberships_through: Option<i64>,
+    ) -> Result<Sample> {
         self.waiter.watch(wake_keys(&memberships, user));
         let position_moved = self.streams.notifier.position_changes();
         let PositionBounds { readable: upto, allocated } = self.streams.position_bounds(pool).await?;
-        Ok(Sample { memberships, upto, allocated, position_moved })
+        Ok(Sample { memberships, memberships_through, upto, allocated, position_moved })
     }
 
     /// After a look at `sample` found nothing new: waits until something may have changed for
     /// the user (true), or until `deadline` or the server stops (false — then the caller
     /// answers with what it has, and the client resumes from the same position).
     pub async fn wait_for_change(&self, sample: Sample, deadline: Instant) -> bool {
-        let Sample { memberships, upto, allocated, mut position_moved } = sample;
+        let Sample { memberships, upto, allocated, mut position_moved, .. } = sample;
         // Not kept through the wait: an idle request should hold only this small state.
         drop(memberships);
         let wait = async {

@@ -143,6 +143,7 @@ pub async fn build(
             positions: context.read_positions.get(&room.room_id).cloned(),
             ignored: context.ignored,
             threaded: false,
+            window_rows: None,
         };
         let (notifications, highlights) = crate::sync::unread::totals(pool, reader, &room_id, upto).await?;
         entry.unread_notifications.notification_count = UInt::new(notifications);

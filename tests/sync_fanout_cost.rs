@@ -1,0 +1,111 @@
+//! What one message costs the database per member it wakes: the statements counted by
+//! PostgreSQL's `pg_stat_statements` (the test cluster preloads it) while one message reaches
+//! a room's waiting long-polls, divided by the members woken. A count of statements does not
+//! depend on the machine's load, so it guards fan-out's cost in CI (docs/PERFORMANCE.md).
+
+use crate::common;
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// Members waiting in the room besides the sender: enough that the per-member cost stands out
+/// from the send's own statements, few enough to stay lean.
+const MEMBERS: usize = 12;
+
+/// The filter `hearth-bench fanout` syncs with: the room's messages only, members lazily.
+fn bench_filter(room: &str) -> String {
+    let filter = json!({
+        "room": {
+            "rooms": [room],
+            "timeline": {"limit": 30, "types": ["m.room.message"]},
+            "state": {"lazy_load_members": true},
+            "ephemeral": {"not_types": ["*"]},
+            "account_data": {"not_types": ["*"]},
+        },
+        "presence": {"not_types": ["*"]},
+        "account_data": {"not_types": ["*"]},
+    });
+    encode(&filter.to_string())
+}
+
+async fn sync(server: &TestServer, user: &TestUser, filter: &str, since: Option<&str>, timeout_ms: u64) -> Value {
+    let since = since.map(|since| format!("&since={since}")).unwrap_or_default();
+    let path = format!("/_matrix/client/v3/sync?filter={filter}&timeout={timeout_ms}{since}");
+    let (status, body) = server.request(Method::GET, &path, user.token(), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
+fn messages(answer: &Value, room: &str) -> Vec<String> {
+    answer["rooms"]["join"][room]["timeline"]["events"]
+        .as_array()
+        .map(|events| events.iter().filter_map(|event| event["content"]["body"].as_str().map(str::to_owned)).collect())
+        .unwrap_or_default()
+}
+
+/// One message to a room of waiting long-polls: each member gets it exactly once, and each
+/// woken member's sync costs one statement (the rest is shared by all of them or is the
+/// send's own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_woken_member_costs_few_statements() {
+    let server = TestServer::start().await;
+    common::statements::enable(&server).await;
+    let names: Vec<String> = (0..=MEMBERS).map(|n| format!("fan{n}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (users, room) = server.public_room_of(&names, "password-fan", json!({})).await;
+    let filter = bench_filter(&room);
+    let (sender, members) = users.split_first().unwrap();
+
+    // Two warm rounds: the first sync of a member and the first wake-up fill the caches a
+    // running server has filled long since; the measured round is the third.
+    let mut since = Vec::new();
+    for member in members {
+        since.push(sync(&server, member, &filter, None, 0).await["next_batch"].as_str().unwrap().to_owned());
+    }
+    let mut measured = None;
+    for round in 0..3 {
+        let polls: Vec<_> = members
+            .iter()
+            .zip(&since)
+            .map(|(member, since)| {
+                let (http, base, token) = (server.http.clone(), server.base_url.clone(), member.access_token.clone());
+                let url = format!("{base}/_matrix/client/v3/sync?filter={filter}&timeout=30000&since={since}");
+                tokio::spawn(async move { send_json(&http, Method::GET, &url, Some(&token), None).await })
+            })
+            .collect();
+        // Every member waits (registered under the room and itself) before the message goes.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while server.state.streams.notifier.registrations() < 2 * MEMBERS {
+            assert!(tokio::time::Instant::now() < deadline, "the members' long-polls never waited");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if round == 2 {
+            common::statements::reset(&server).await;
+        }
+        let body = format!("message {round}");
+        server.send_text(sender, &room, &format!("fan-{round}"), &body).await;
+        for (poll, since) in polls.into_iter().zip(since.iter_mut()) {
+            let (status, answer) = poll.await.unwrap();
+            assert_eq!(status, StatusCode::OK, "{answer}");
+            assert_eq!(messages(&answer, &room), vec![body.clone()], "each member gets the message once: {answer}");
+            *since = answer["next_batch"].as_str().unwrap().to_owned();
+        }
+        if round == 2 {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            measured = Some(common::statements::statements(&server).await);
+        }
+    }
+    let statements = measured.unwrap();
+    let (total, listing) = common::statements::listing(&statements);
+    // What runs once per member (or more): the send's own statements run once each.
+    let per_member: i64 =
+        statements.iter().filter(|(calls, _)| *calls >= MEMBERS as i64).map(|(calls, _)| calls).sum::<i64>()
+            / MEMBERS as i64;
+    println!("one message to {MEMBERS} waiting members: {total} statements, {per_member} per woken member\n{listing}");
+    assert!(total > 0, "the fan-out reached the database");
+    // The window's news (with read positions, push rows and the check of the memberships the
+    // process knows); the room's timeline page is read once for all of them.
+    assert!(per_member <= 1, "a woken member cost {per_member} statements:\n{listing}");
+}
