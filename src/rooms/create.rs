@@ -5,7 +5,7 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::aliases;
 use crate::rooms::build::{EventTemplate, Placement, build_and_sign};
-use crate::rooms::membership::member_content;
+use crate::rooms::membership::{member_content, member_content_of, unknown_user};
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::committed::{commit_events, commit_new_rooms};
 use crate::rooms::send::{Appended, NewRoomEvents, Transaction, persist_all};
@@ -19,6 +19,7 @@ use ruma::state_res::check_state_independent_auth_rules;
 use ruma::{EventId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Map, Value, json};
 use sqlx::PgConnection;
+use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preset {
@@ -112,7 +113,7 @@ pub async fn create_room_with_message(
     request: CreateRoom,
 ) -> Result<CreatedRoom> {
     let join = member_content(ctx.pool, creator, MembershipState::Join, None).await?;
-    let planned = plan(ctx, default_version, creator, request, join).await?;
+    let planned = plan(ctx, default_version, creator, request, join, Invitees::OneByOne).await?;
     // The whole room commits in one transaction, or nothing of it does: an event the auth rules
     // refuse half-way (say, malformed power_level_content_override) leaves no half-made room.
     let mut tx = ctx.pool.begin().await?;
@@ -136,12 +137,17 @@ pub async fn create_rooms_with_messages(
     creator: &UserId,
     requests: Vec<CreateRoom>,
 ) -> Result<Vec<Result<CreatedRoom>>> {
-    // The creator's join is the same in every room: read once.
+    // The creator's join is the same in every room, and the invitees are read together.
     let join = member_content(ctx.pool, creator, MembershipState::Join, None).await?;
+    let (mut refused, contents) = read_invitees(ctx, creator, &requests).await?;
     let mut results: Vec<Option<Result<CreatedRoom>>> = Vec::with_capacity(requests.len());
     let mut planned = Vec::with_capacity(requests.len());
     for (index, request) in requests.iter().enumerate() {
-        match plan(ctx, default_version, creator, request.clone(), join.clone()).await {
+        if let Some(error) = request.invite.iter().find_map(|invitee| refused.remove(invitee)) {
+            results.push(Some(Err(error)));
+            continue;
+        }
+        match plan(ctx, default_version, creator, request.clone(), join.clone(), Invitees::Read(&contents)).await {
             Ok(room) => {
                 results.push(None);
                 planned.push((index, room));
@@ -210,6 +216,47 @@ struct Planned {
     invites: Vec<(OwnedUserId, Value)>,
 }
 
+/// How a creation learns of its local invitees.
+enum Invitees<'r> {
+    /// Each checked and read on its own (one room at a time).
+    OneByOne,
+    /// Checked already (see [`read_invitees`]), with each one's invite content.
+    Read(&'r HashMap<OwnedUserId, Value>),
+}
+
+/// Checks the local invitees of every request at once, as `validate` checks those of one
+/// (two statements whatever their number): who refuses (or has no account) and why, and the
+/// invite content of the others.
+async fn read_invitees(
+    ctx: RoomCtx<'_>,
+    creator: &UserId,
+    requests: &[CreateRoom],
+) -> Result<(HashMap<OwnedUserId, Error>, HashMap<OwnedUserId, Value>)> {
+    let mut local: Vec<&UserId> = requests
+        .iter()
+        .flat_map(|request| &request.invite)
+        .filter(|invitee| invitee.server_name() == ctx.server_name)
+        .map(|invitee| invitee.as_ref())
+        .collect();
+    local.sort_unstable();
+    local.dedup();
+    let ids: Vec<&str> = local.iter().map(|user| user.as_str()).collect();
+    let accounts = db::users::accounts_and_profiles(ctx.pool, &ids).await?;
+    let (existing, unknown): (Vec<&UserId>, Vec<&UserId>) =
+        local.into_iter().partition(|user| accounts.contains_key(user.as_str()));
+    let mut refused = crate::users::invite_permission::invites_refused(ctx.pool, &existing, creator).await?;
+    refused.extend(unknown.into_iter().map(|user| (user.to_owned(), unknown_user(user))));
+    let contents = existing
+        .into_iter()
+        .filter(|user| !refused.contains_key(*user))
+        .map(|user| {
+            let profile = accounts.get(user.as_str()).and_then(Option::as_ref);
+            (user.to_owned(), member_content_of(profile, MembershipState::Invite, None))
+        })
+        .collect();
+    Ok((refused, contents))
+}
+
 /// Validates a creation and reads what it needs; `join` is the creator's member content.
 async fn plan(
     ctx: RoomCtx<'_>,
@@ -217,11 +264,12 @@ async fn plan(
     creator: &UserId,
     request: CreateRoom,
     join: Value,
+    invitees: Invitees<'_>,
 ) -> Result<Planned> {
     let version = request.version.clone().unwrap_or_else(|| default_version.clone());
     let rules = rules_for(&version)?;
     let preset = request.preset.unwrap_or(if request.public { Preset::PublicChat } else { Preset::PrivateChat });
-    validate(ctx, creator, &request).await?;
+    validate(ctx, creator, &request, matches!(invitees, Invitees::OneByOne)).await?;
 
     // 1. The create event.
     let mut create_content = match &request.creation_content {
@@ -245,7 +293,12 @@ async fn plan(
     // (`federation::membership::invite`).
     let mut invites = Vec::new();
     for invitee in request.invite.iter().filter(|invitee| invitee.server_name() == ctx.server_name) {
-        let mut content = member_content(ctx.pool, invitee, MembershipState::Invite, None).await?;
+        let mut content = match invitees {
+            Invitees::OneByOne => member_content(ctx.pool, invitee, MembershipState::Invite, None).await?,
+            Invitees::Read(contents) => {
+                contents.get(invitee).cloned().ok_or_else(|| Error::internal("an invitee left unread"))?
+            }
+        };
         if request.is_direct {
             content["is_direct"] = json!(true);
         }
@@ -382,8 +435,9 @@ impl NewRoom<'_> {
     }
 }
 
-/// Refuses what would fail half-way, before anything is written.
-async fn validate(ctx: RoomCtx<'_>, creator: &UserId, request: &CreateRoom) -> Result<()> {
+/// Refuses what would fail half-way, before anything is written; the local invitees too, when
+/// `check_invitees` (else they were checked together with other rooms').
+async fn validate(ctx: RoomCtx<'_>, creator: &UserId, request: &CreateRoom, check_invitees: bool) -> Result<()> {
     for (kind, _, content) in &request.initial_state {
         if !content.is_object() {
             return Err(Error::bad_json(format!("initial_state content for {kind} must be an object")));
@@ -403,7 +457,7 @@ async fn validate(ctx: RoomCtx<'_>, creator: &UserId, request: &CreateRoom) -> R
     {
         return Err(Error::bad_json("power_level_content_override must be an object"));
     }
-    for invitee in request.invite.iter().filter(|invitee| invitee.server_name() == ctx.server_name) {
+    for invitee in request.invite.iter().filter(|invitee| check_invitees && invitee.server_name() == ctx.server_name) {
         // Before anything is written: an invitee who cannot be invited fails the whole creation.
         crate::rooms::membership::ensure_invitable(ctx, invitee, creator).await?;
     }
