@@ -45,6 +45,24 @@ pub async fn get(
     Ok(found.and_then(StoredJson::into_value))
 }
 
+/// The global account data of these types of several users: `(user_id, data_type, content)`
+/// for each that exists and can be read.
+pub async fn global_of_users(
+    db: impl PgExecutor<'_>,
+    user_ids: &[&str],
+    data_types: &[&str],
+) -> sqlx::Result<Vec<(String, String, Value)>> {
+    let rows: Vec<(String, String, StoredJson)> = sqlx::query_as(
+        "SELECT user_id, data_type, content FROM account_data
+         WHERE user_id = ANY($1) AND room_id = '' AND data_type = ANY($2)",
+    )
+    .bind(user_ids)
+    .bind(data_types)
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().filter_map(|(user, kind, content)| Some((user, kind, content.into_value()?))).collect())
+}
+
 /// The size (as JSON text) of all the user's account data but one entry: what a rewrite of
 /// that entry adds its new size to.
 pub async fn total_bytes_except(

@@ -1,23 +1,18 @@
 //! Writing a new room's first events in one round trip: the events a room creation makes
 //! (create, members, power levels, rules, invites, and a first message) form one chain whose
 //! ids, states and memberships are all known before anything is written, so their rows, edges,
-//! state snapshots, current state and memberships go in together instead of event by event.
+//! state snapshots, current state and memberships go in together instead of event by event —
+//! and the chains of several rooms made in one transaction go in the same statement.
 
+use crate::db::events::NewEvent;
 use crate::db::rooms::TxnKey;
 use sqlx::PgConnection;
 
-/// One event of the chain, in order (the create event first).
+/// One event of the chain, in order (the create event first): its row as every writer of
+/// events stores it, and its id, interned in the same statement.
 pub struct ChainEvent<'a> {
     pub event_id: &'a str,
-    pub event_type: &'a str,
-    pub state_key_nid: Option<i64>,
-    pub sender: &'a str,
-    pub origin_server_ts: i64,
-    pub depth: i64,
-    pub stream_position: i64,
-    pub state_before: i64,
-    pub state_after: i64,
-    pub json: &'a str,
+    pub event: NewEvent<'a>,
 }
 
 /// A state snapshot with an id allocated beforehand ([`allocate_snapshot_ids`]): a delta of
@@ -40,7 +35,7 @@ pub struct ChainMembership<'a> {
     pub joined_position: Option<i64>,
 }
 
-/// Everything the chain writes.
+/// Everything one room's chain writes.
 pub struct NewRoomChain<'a> {
     pub room_id: &'a str,
     pub events: Vec<ChainEvent<'a>>,
@@ -105,47 +100,55 @@ pub async fn allocate_snapshot_ids(conn: &mut PgConnection, count: i64) -> sqlx:
     Ok(ids)
 }
 
-/// Writes the chain in one statement; returns each event's `(event_id, event_nid)` and how
-/// many auth edges were stored (all of `auth_edges`, or an auth event was missing).
-pub async fn insert_chain(
+/// Writes the chains of several new rooms in one statement; returns each event's
+/// `(event_id, event_nid)` and how many auth edges were stored (all of the chains'
+/// `auth_edges`, or an auth event was missing).
+pub async fn insert_chains(
     conn: &mut PgConnection,
-    chain: &NewRoomChain<'_>,
+    chains: &[NewRoomChain<'_>],
 ) -> sqlx::Result<(Vec<(String, i64)>, i64)> {
-    let events = &chain.events;
-    let column = |f: fn(&ChainEvent<'_>) -> i64| events.iter().map(f).collect::<Vec<i64>>();
-    let ids: Vec<&str> = events.iter().map(|event| event.event_id).collect();
-    let types: Vec<&str> = events.iter().map(|event| event.event_type).collect();
-    let key_nids: Vec<Option<i64>> = events.iter().map(|event| event.state_key_nid).collect();
-    let senders: Vec<&str> = events.iter().map(|event| event.sender).collect();
-    let json: Vec<&str> = events.iter().map(|event| event.json).collect();
-    let snapshots = &chain.snapshots;
-    let snapshot_ids: Vec<i64> = snapshots.iter().map(|snapshot| snapshot.snapshot_id).collect();
-    let parents: Vec<Option<i64>> = snapshots.iter().map(|snapshot| snapshot.parent_id).collect();
-    let lengths: Vec<i32> = snapshots.iter().map(|snapshot| snapshot.chain_length).collect();
+    let events: Vec<&ChainEvent<'_>> = chains.iter().flat_map(|chain| &chain.events).collect();
+    let column = |f: fn(&NewEvent<'_>) -> i64| events.iter().map(|row| f(&row.event)).collect::<Vec<i64>>();
+    let ids: Vec<&str> = events.iter().map(|row| row.event_id).collect();
+    let rooms: Vec<&str> = events.iter().map(|row| row.event.room_id).collect();
+    let types: Vec<&str> = events.iter().map(|row| row.event.event_type).collect();
+    let key_nids: Vec<Option<i64>> = events.iter().map(|row| row.event.state_key_nid).collect();
+    let senders: Vec<&str> = events.iter().map(|row| row.event.sender).collect();
+    let json: Vec<&str> = events.iter().map(|row| row.event.json).collect();
+    let prev_edges: Vec<&(&str, &str)> = chains.iter().flat_map(|chain| &chain.prev_edges).collect();
+    let auth_edges: Vec<&(&str, &str)> = chains.iter().flat_map(|chain| &chain.auth_edges).collect();
+    let snapshots: Vec<(&str, &ChainSnapshot<'_>)> =
+        chains.iter().flat_map(|chain| chain.snapshots.iter().map(move |snapshot| (chain.room_id, snapshot))).collect();
     let entries: Vec<(i64, i64, &str)> = snapshots
         .iter()
-        .flat_map(|snapshot| snapshot.entries.iter().map(|(key, event)| (snapshot.snapshot_id, *key, *event)))
+        .flat_map(|(_, snapshot)| snapshot.entries.iter().map(|(key, event)| (snapshot.snapshot_id, *key, *event)))
         .collect();
-    let members = &chain.memberships;
-    let (txn, txn_event) = match chain.transaction {
-        Some((key, event_id)) => (Some(key), Some(event_id)),
-        None => (None, None),
-    };
+    let current: Vec<(&str, i64, &str)> = chains
+        .iter()
+        .flat_map(|chain| chain.current_state.iter().map(move |(key, event)| (chain.room_id, *key, *event)))
+        .collect();
+    let members: Vec<(&str, &ChainMembership<'_>)> =
+        chains.iter().flat_map(|chain| chain.memberships.iter().map(move |member| (chain.room_id, member))).collect();
+    let transactions: Vec<(&TxnKey<'_>, &str)> =
+        chains.iter().filter_map(|chain| chain.transaction.as_ref().map(|(key, event_id)| (key, *event_id))).collect();
+    let txn =
+        |f: for<'k> fn(&'k TxnKey<'k>) -> &'k str| transactions.iter().map(|(key, _)| f(key)).collect::<Vec<&str>>();
     // Foreign keys are checked at the end of the statement, when every row exists; the
     // sub-statements see each other's rows only through `ids`, which every row joins.
     let rows: Vec<(String, i64, i64)> = sqlx::query_as(
         "WITH ids AS (
-             INSERT INTO event_ids (event_id) SELECT unnest($2::text[])
+             INSERT INTO event_ids (event_id) SELECT unnest($1::text[])
              ON CONFLICT (event_id) DO UPDATE SET event_id = EXCLUDED.event_id
              RETURNING event_nid, event_id
          ), event AS (
              INSERT INTO events (event_nid, room_id, event_type, state_key_nid, sender, origin_server_ts, depth,
                                  stream_position, state_before, state_after, json)
-             SELECT ids.event_nid, $1, e.event_type, e.state_key_nid, e.sender, e.ts, e.depth, e.position,
+             SELECT ids.event_nid, e.room_id, e.event_type, e.state_key_nid, e.sender, e.ts, e.depth, e.position,
                     e.state_before, e.state_after, e.json
-             FROM unnest($2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[],
-                         $9::bigint[], $10::bigint[], $11::text[])
-                  AS e (event_id, event_type, state_key_nid, sender, ts, depth, position, state_before, state_after, json)
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::bigint[], $7::bigint[],
+                         $8::bigint[], $9::bigint[], $10::bigint[], $11::text[])
+                  AS e (event_id, room_id, event_type, state_key_nid, sender, ts, depth, position, state_before,
+                        state_after, json)
              JOIN ids ON ids.event_id = e.event_id
          ), prev AS (
              INSERT INTO event_edges (event_nid, prev_event_nid)
@@ -158,32 +161,36 @@ pub async fn insert_chain(
              RETURNING 1
          ), snapshot AS (
              INSERT INTO state_snapshots (snapshot_id, room_id, parent_id, chain_length) OVERRIDING SYSTEM VALUE
-             SELECT s.id, $1, s.parent, s.length FROM unnest($16::bigint[], $17::bigint[], $18::int[]) AS s (id, parent, length)
+             SELECT s.id, s.room_id, s.parent, s.length
+             FROM unnest($16::bigint[], $17::text[], $18::bigint[], $19::int[]) AS s (id, room_id, parent, length)
          ), entry AS (
              INSERT INTO state_snapshot_entries (snapshot_id, state_key_nid, event_nid)
              SELECT x.snapshot_id, x.state_key_nid, ids.event_nid
-             FROM unnest($19::bigint[], $20::bigint[], $21::text[]) AS x (snapshot_id, state_key_nid, event_id)
+             FROM unnest($20::bigint[], $21::bigint[], $22::text[]) AS x (snapshot_id, state_key_nid, event_id)
              JOIN ids ON ids.event_id = x.event_id
          ), current AS (
              INSERT INTO current_state (room_id, state_key_nid, event_nid)
-             SELECT $1, x.state_key_nid, ids.event_nid FROM unnest($22::bigint[], $23::text[]) AS x (state_key_nid, event_id)
+             SELECT x.room_id, x.state_key_nid, ids.event_nid
+             FROM unnest($23::text[], $24::bigint[], $25::text[]) AS x (room_id, state_key_nid, event_id)
              JOIN ids ON ids.event_id = x.event_id
          ), member AS (
              INSERT INTO room_memberships (room_id, user_id, membership, event_nid, stream_position, joined_position)
-             SELECT $1, x.user_id, x.membership, ids.event_nid, x.position, x.joined
-             FROM unnest($24::text[], $25::text[], $26::text[], $27::bigint[], $28::bigint[])
-                  AS x (user_id, membership, event_id, position, joined)
+             SELECT x.room_id, x.user_id, x.membership, ids.event_nid, x.position, x.joined
+             FROM unnest($26::text[], $27::text[], $28::text[], $29::text[], $30::bigint[], $31::bigint[])
+                  AS x (room_id, user_id, membership, event_id, position, joined)
              JOIN ids ON ids.event_id = x.event_id
          ), extremity AS (
-             INSERT INTO forward_extremities (room_id, event_nid) SELECT $1, event_nid FROM ids WHERE event_id = $29
+             INSERT INTO forward_extremities (room_id, event_nid)
+             SELECT x.room_id, ids.event_nid FROM unnest($32::text[], $33::text[]) AS x (room_id, event_id)
+             JOIN ids ON ids.event_id = x.event_id
          ), txn AS (
              INSERT INTO event_transactions (user_id, device_id, room_id, event_type, txn_id, event_id)
-             SELECT $30, $31, $32, $33, $34, $35 WHERE $30::text IS NOT NULL
+             SELECT * FROM unnest($34::text[], $35::text[], $36::text[], $37::text[], $38::text[], $39::text[])
          )
          SELECT event_id, event_nid, (SELECT count(*) FROM auth) FROM ids",
     )
-    .bind(chain.room_id)
     .bind(&ids)
+    .bind(&rooms)
     .bind(&types)
     .bind(&key_nids)
     .bind(&senders)
@@ -193,30 +200,34 @@ pub async fn insert_chain(
     .bind(column(|event| event.state_before))
     .bind(column(|event| event.state_after))
     .bind(&json)
-    .bind(chain.prev_edges.iter().map(|(child, _)| *child).collect::<Vec<&str>>())
-    .bind(chain.prev_edges.iter().map(|(_, parent)| *parent).collect::<Vec<&str>>())
-    .bind(chain.auth_edges.iter().map(|(child, _)| *child).collect::<Vec<&str>>())
-    .bind(chain.auth_edges.iter().map(|(_, auth)| *auth).collect::<Vec<&str>>())
-    .bind(&snapshot_ids)
-    .bind(&parents)
-    .bind(&lengths)
+    .bind(prev_edges.iter().map(|(child, _)| *child).collect::<Vec<&str>>())
+    .bind(prev_edges.iter().map(|(_, parent)| *parent).collect::<Vec<&str>>())
+    .bind(auth_edges.iter().map(|(child, _)| *child).collect::<Vec<&str>>())
+    .bind(auth_edges.iter().map(|(_, auth)| *auth).collect::<Vec<&str>>())
+    .bind(snapshots.iter().map(|(_, snapshot)| snapshot.snapshot_id).collect::<Vec<i64>>())
+    .bind(snapshots.iter().map(|(room, _)| *room).collect::<Vec<&str>>())
+    .bind(snapshots.iter().map(|(_, snapshot)| snapshot.parent_id).collect::<Vec<Option<i64>>>())
+    .bind(snapshots.iter().map(|(_, snapshot)| snapshot.chain_length).collect::<Vec<i32>>())
     .bind(entries.iter().map(|(snapshot, _, _)| *snapshot).collect::<Vec<i64>>())
     .bind(entries.iter().map(|(_, key, _)| *key).collect::<Vec<i64>>())
     .bind(entries.iter().map(|(_, _, event)| *event).collect::<Vec<&str>>())
-    .bind(chain.current_state.iter().map(|(key, _)| *key).collect::<Vec<i64>>())
-    .bind(chain.current_state.iter().map(|(_, event)| *event).collect::<Vec<&str>>())
-    .bind(members.iter().map(|member| member.user_id).collect::<Vec<&str>>())
-    .bind(members.iter().map(|member| member.membership).collect::<Vec<&str>>())
-    .bind(members.iter().map(|member| member.event_id).collect::<Vec<&str>>())
-    .bind(members.iter().map(|member| member.stream_position).collect::<Vec<i64>>())
-    .bind(members.iter().map(|member| member.joined_position).collect::<Vec<Option<i64>>>())
-    .bind(chain.extremity)
-    .bind(txn.map(|key| key.user_id))
-    .bind(txn.map(|key| key.device_id))
-    .bind(txn.map(|key| key.room_id))
-    .bind(txn.map(|key| key.event_type))
-    .bind(txn.map(|key| key.txn_id))
-    .bind(txn_event)
+    .bind(current.iter().map(|(room, _, _)| *room).collect::<Vec<&str>>())
+    .bind(current.iter().map(|(_, key, _)| *key).collect::<Vec<i64>>())
+    .bind(current.iter().map(|(_, _, event)| *event).collect::<Vec<&str>>())
+    .bind(members.iter().map(|(room, _)| *room).collect::<Vec<&str>>())
+    .bind(members.iter().map(|(_, member)| member.user_id).collect::<Vec<&str>>())
+    .bind(members.iter().map(|(_, member)| member.membership).collect::<Vec<&str>>())
+    .bind(members.iter().map(|(_, member)| member.event_id).collect::<Vec<&str>>())
+    .bind(members.iter().map(|(_, member)| member.stream_position).collect::<Vec<i64>>())
+    .bind(members.iter().map(|(_, member)| member.joined_position).collect::<Vec<Option<i64>>>())
+    .bind(chains.iter().map(|chain| chain.room_id).collect::<Vec<&str>>())
+    .bind(chains.iter().map(|chain| chain.extremity).collect::<Vec<&str>>())
+    .bind(txn(|key| key.user_id))
+    .bind(txn(|key| key.device_id))
+    .bind(txn(|key| key.room_id))
+    .bind(txn(|key| key.event_type))
+    .bind(txn(|key| key.txn_id))
+    .bind(transactions.iter().map(|(_, event_id)| *event_id).collect::<Vec<&str>>())
     .fetch_all(conn)
     .await?;
     let auth_stored = rows.first().map_or(0, |(_, _, auth)| *auth);

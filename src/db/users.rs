@@ -3,6 +3,7 @@
 use crate::db::json::StoredJson;
 use serde_json::{Map, Value};
 use sqlx::{FromRow, PgExecutor};
+use std::collections::HashMap;
 
 #[derive(Clone, Debug, FromRow)]
 pub struct Account {
@@ -106,6 +107,31 @@ pub async fn profile(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Opt
     .fetch_all(db)
     .await?;
     Ok(profile_of(fields))
+}
+
+/// Several users at once: whether each has an account (active or not), and the profile of
+/// each active one, as [`profile`] reads it. Users without an account are left out.
+pub async fn accounts_and_profiles(
+    db: impl PgExecutor<'_>,
+    user_ids: &[&str],
+) -> sqlx::Result<HashMap<String, Option<Map<String, Value>>>> {
+    let rows: Vec<(String, bool, Option<String>, Option<StoredJson>)> = sqlx::query_as(
+        "SELECT user_id, deactivated, field.key, field.value
+         FROM users LEFT JOIN LATERAL jsonb_each(users.profile) AS field ON NOT deactivated
+         WHERE user_id = ANY($1)",
+    )
+    .bind(user_ids)
+    .fetch_all(db)
+    .await?;
+    let mut fields: HashMap<String, (bool, Vec<(Option<String>, Option<StoredJson>)>)> = HashMap::new();
+    for (user_id, deactivated, key, value) in rows {
+        let entry = fields.entry(user_id).or_insert_with(|| (deactivated, Vec::new()));
+        entry.1.push((key, value));
+    }
+    Ok(fields
+        .into_iter()
+        .map(|(user_id, (deactivated, fields))| (user_id, if deactivated { None } else { profile_of(fields) }))
+        .collect())
 }
 
 /// [`profile`], locking the row for a read-modify-write inside a transaction. (A field that

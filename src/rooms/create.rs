@@ -5,10 +5,10 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::rooms::aliases;
 use crate::rooms::build::{EventTemplate, Placement, build_and_sign};
-use crate::rooms::membership::member_content;
+use crate::rooms::membership::{member_content, member_content_of, unknown_user};
 use crate::rooms::pdu::Pdu;
-use crate::rooms::send::committed::commit_events;
-use crate::rooms::send::{NewRoomEvents, Transaction};
+use crate::rooms::send::committed::{commit_events, commit_new_rooms};
+use crate::rooms::send::{Appended, NewRoomEvents, Transaction, persist_all};
 use crate::rooms::{RoomCtx, rules_for};
 use crate::time::now_ms;
 use crate::users::tokens;
@@ -18,6 +18,8 @@ use ruma::room_version_rules::RoomVersionRules;
 use ruma::state_res::check_state_independent_auth_rules;
 use ruma::{EventId, OwnedEventId, OwnedRoomAliasId, OwnedRoomId, OwnedUserId, RoomId, RoomVersionId, UserId};
 use serde_json::{Map, Value, json};
+use sqlx::PgConnection;
+use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Preset {
@@ -110,10 +112,164 @@ pub async fn create_room_with_message(
     creator: &UserId,
     request: CreateRoom,
 ) -> Result<CreatedRoom> {
+    let join = member_content(ctx.pool, creator, MembershipState::Join, None).await?;
+    let planned = plan(ctx, default_version, creator, request, join, Invitees::OneByOne).await?;
+    // The whole room commits in one transaction, or nothing of it does: an event the auth rules
+    // refuse half-way (say, malformed power_level_content_override) leaves no half-made room.
+    let mut tx = ctx.pool.begin().await?;
+    let mut reservation = ctx.streams.reserve();
+    let (events, created) = build_in(ctx, &mut tx, creator, planned).await?;
+    let (held, appended) = events.persist(&mut tx, &mut reservation).await?;
+    commit_events(ctx, tx, reservation, &created.room_id, &appended).await?;
+    drop(held);
+    tracing::info!(room_id = %created.room_id, %creator, "created room");
+    Ok(created)
+}
+
+/// Rooms to create for one creator, each with its first message: as many
+/// [`create_room_with_message`], in one transaction and one commit. A room that cannot be made
+/// (its invitee refuses invites, say) fails alone; when the shared transaction fails, each
+/// room is tried again in its own, so one bad room never costs the others theirs. The results
+/// are in the order of `requests`.
+pub async fn create_rooms_with_messages(
+    ctx: RoomCtx<'_>,
+    default_version: &RoomVersionId,
+    creator: &UserId,
+    requests: Vec<CreateRoom>,
+) -> Result<Vec<Result<CreatedRoom>>> {
+    // The creator's join is the same in every room, and the invitees are read together.
+    let join = member_content(ctx.pool, creator, MembershipState::Join, None).await?;
+    let (mut refused, contents) = read_invitees(ctx, creator, &requests).await?;
+    let mut results: Vec<Option<Result<CreatedRoom>>> = Vec::with_capacity(requests.len());
+    let mut planned = Vec::with_capacity(requests.len());
+    for (index, request) in requests.iter().enumerate() {
+        if let Some(error) = request.invite.iter().find_map(|invitee| refused.remove(invitee)) {
+            results.push(Some(Err(error)));
+            continue;
+        }
+        match plan(ctx, default_version, creator, request.clone(), join.clone(), Invitees::Read(&contents)).await {
+            Ok(room) => {
+                results.push(None);
+                planned.push((index, room));
+            }
+            Err(error) => results.push(Some(Err(error))),
+        }
+    }
+    let indices: Vec<usize> = planned.iter().map(|(index, _)| *index).collect();
+    match create_together(ctx, creator, planned).await {
+        Ok(created) => {
+            for (index, room) in indices.iter().zip(created) {
+                results[*index] = Some(Ok(room));
+            }
+        }
+        Err(Error::Unavailable(error)) => return Err(Error::Unavailable(error)),
+        Err(error) => {
+            tracing::warn!(%error, rooms = indices.len(), "creating rooms together failed; one by one instead");
+            for index in indices {
+                let request = requests.get(index).cloned().unwrap_or_default();
+                results[index] = Some(create_room_with_message(ctx, default_version, creator, request).await);
+            }
+        }
+    }
+    Ok(results.into_iter().map(|result| result.unwrap_or_else(|| Err(Error::internal("a room left out")))).collect())
+}
+
+/// The planned rooms in one transaction, committed together.
+async fn create_together(
+    ctx: RoomCtx<'_>,
+    creator: &UserId,
+    planned: Vec<(usize, Planned)>,
+) -> Result<Vec<CreatedRoom>> {
+    if planned.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tx = ctx.pool.begin().await?;
+    let mut reservation = ctx.streams.reserve();
+    let mut built = Vec::with_capacity(planned.len());
+    let mut created = Vec::with_capacity(planned.len());
+    for (_, room) in planned {
+        let (events, room) = build_in(ctx, &mut tx, creator, room).await?;
+        built.push(events);
+        created.push(room);
+    }
+    let persisted = persist_all(built, &mut tx, &mut reservation).await?;
+    let rooms: Vec<(&RoomId, &[Appended])> =
+        persisted.iter().map(|(held, appended)| (held.room_id(), appended.as_slice())).collect();
+    commit_new_rooms(ctx, tx, reservation, &rooms).await?;
+    drop(persisted);
+    tracing::info!(rooms = created.len(), %creator, "created rooms together");
+    Ok(created)
+}
+
+/// A room creation validated, with everything it reads from the database read: what
+/// [`create_in`] needs to make it inside a transaction.
+struct Planned {
+    version: RoomVersionId,
+    rules: RoomVersionRules,
+    request: CreateRoom,
+    preset: Preset,
+    /// The signed create event's template.
+    create: EventTemplate,
+    /// The creator's join.
+    join: Value,
+    /// The local invitees' invites.
+    invites: Vec<(OwnedUserId, Value)>,
+}
+
+/// How a creation learns of its local invitees.
+enum Invitees<'r> {
+    /// Each checked and read on its own (one room at a time).
+    OneByOne,
+    /// Checked already (see [`read_invitees`]), with each one's invite content.
+    Read(&'r HashMap<OwnedUserId, Value>),
+}
+
+/// Checks the local invitees of every request at once, as `validate` checks those of one
+/// (two statements whatever their number): who refuses (or has no account) and why, and the
+/// invite content of the others.
+async fn read_invitees(
+    ctx: RoomCtx<'_>,
+    creator: &UserId,
+    requests: &[CreateRoom],
+) -> Result<(HashMap<OwnedUserId, Error>, HashMap<OwnedUserId, Value>)> {
+    let mut local: Vec<&UserId> = requests
+        .iter()
+        .flat_map(|request| &request.invite)
+        .filter(|invitee| invitee.server_name() == ctx.server_name)
+        .map(|invitee| invitee.as_ref())
+        .collect();
+    local.sort_unstable();
+    local.dedup();
+    let ids: Vec<&str> = local.iter().map(|user| user.as_str()).collect();
+    let accounts = db::users::accounts_and_profiles(ctx.pool, &ids).await?;
+    let (existing, unknown): (Vec<&UserId>, Vec<&UserId>) =
+        local.into_iter().partition(|user| accounts.contains_key(user.as_str()));
+    let mut refused = crate::users::invite_permission::invites_refused(ctx.pool, &existing, creator).await?;
+    refused.extend(unknown.into_iter().map(|user| (user.to_owned(), unknown_user(user))));
+    let contents = existing
+        .into_iter()
+        .filter(|user| !refused.contains_key(*user))
+        .map(|user| {
+            let profile = accounts.get(user.as_str()).and_then(Option::as_ref);
+            (user.to_owned(), member_content_of(profile, MembershipState::Invite, None))
+        })
+        .collect();
+    Ok((refused, contents))
+}
+
+/// Validates a creation and reads what it needs; `join` is the creator's member content.
+async fn plan(
+    ctx: RoomCtx<'_>,
+    default_version: &RoomVersionId,
+    creator: &UserId,
+    request: CreateRoom,
+    join: Value,
+    invitees: Invitees<'_>,
+) -> Result<Planned> {
     let version = request.version.clone().unwrap_or_else(|| default_version.clone());
     let rules = rules_for(&version)?;
     let preset = request.preset.unwrap_or(if request.public { Preset::PublicChat } else { Preset::PrivateChat });
-    validate(ctx, creator, &request).await?;
+    validate(ctx, creator, &request, matches!(invitees, Invitees::OneByOne)).await?;
 
     // 1. The create event.
     let mut create_content = match &request.creation_content {
@@ -130,21 +286,44 @@ pub async fn create_room_with_message(
         // Room v12: in a trusted private chat the invitees are creators too.
         create_content.insert("additional_creators".into(), json!(request.invite));
     }
-    let template = EventTemplate::state(StateEventType::RoomCreate, "", Value::Object(create_content));
+    let create = EventTemplate::state(StateEventType::RoomCreate, "", Value::Object(create_content));
 
-    // Read before the transaction, which then needs no second connection.
-    let join = member_content(ctx.pool, creator, MembershipState::Join, None).await?;
+    // 8. (read ahead) Invitations of local users; those of other servers need their server's
+    // signature first, which the caller asks for once the room exists
+    // (`federation::membership::invite`).
+    let mut invites = Vec::new();
+    for invitee in request.invite.iter().filter(|invitee| invitee.server_name() == ctx.server_name) {
+        let mut content = match invitees {
+            Invitees::OneByOne => member_content(ctx.pool, invitee, MembershipState::Invite, None).await?,
+            Invitees::Read(contents) => {
+                contents.get(invitee).cloned().ok_or_else(|| Error::internal("an invitee left unread"))?
+            }
+        };
+        if request.is_direct {
+            content["is_direct"] = json!(true);
+        }
+        invites.push((invitee.clone(), content));
+    }
+    Ok(Planned { version, rules, request, preset, create, join, invites })
+}
 
-    // The whole room commits in one transaction, or nothing of it does: an event the auth rules
-    // refuse half-way (say, malformed power_level_content_override) leaves no half-made room.
+/// Opens a planned room in `tx` (its lock, its `rooms` row, alias and directory entry) and
+/// builds its events, to be stored with [`NewRoomEvents::persist`] or [`persist_all`] in the
+/// same transaction.
+async fn build_in<'a>(
+    ctx: RoomCtx<'a>,
+    tx: &mut PgConnection,
+    creator: &'a UserId,
+    planned: Planned,
+) -> Result<(NewRoomEvents<'a>, CreatedRoom)> {
+    let Planned { version, rules, request, preset, create: template, join, invites } = planned;
+    let trusted_invitees = preset == Preset::TrustedPrivateChat;
     let mut attempts = 0;
-    let (create, held, mut tx, mut reservation) = loop {
+    let (create, held) = loop {
         let (create, room_id) = create_event(ctx, &rules, creator, &template)?;
-        let mut tx = ctx.pool.begin().await?;
-        let held = ctx.locks.lock_in(&mut tx, &room_id).await?;
-        let reservation = ctx.streams.reserve();
-        if db::rooms::insert(&mut tx, room_id.as_str(), version.as_str(), creator.as_str(), now_ms()).await? {
-            break (create, held, tx, reservation);
+        let held = ctx.locks.lock_in(&mut *tx, &room_id).await?;
+        if db::rooms::insert(&mut *tx, room_id.as_str(), version.as_str(), creator.as_str(), now_ms()).await? {
+            break (create, held);
         }
         // Where the room id is the create event's hash, the same user creating two rooms with
         // the same content in the same millisecond makes the same event: the second waits
@@ -153,22 +332,21 @@ pub async fn create_room_with_message(
         if attempts >= MAX_CREATE_ATTEMPTS {
             return Err(Error::internal("room id collision"));
         }
-        drop(tx);
+        drop(held);
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
     };
     let room_id = held.room_id().to_owned();
     // An alias taken since `validate` fails the whole creation.
     if let Some(alias) = &request.alias {
-        aliases::insert_for_new_room(&mut tx, alias, &room_id, creator).await?;
+        aliases::insert_for_new_room(&mut *tx, alias, &room_id, creator).await?;
     }
     if request.public {
-        db::directory::set_published(&mut tx, room_id.as_str(), true).await?;
+        db::directory::set_published(&mut *tx, room_id.as_str(), true).await?;
     }
 
     // 2. The creator joins. The events are built here and stored together at the end.
-    let mut room = NewRoom { events: NewRoomEvents::new(ctx, &held, rules.clone(), create), creator };
+    let mut room = NewRoom { events: NewRoomEvents::new(ctx, held, rules.clone(), create), creator };
     room.add(StateEventType::RoomMember, creator.as_str(), join)?;
-
     // 3. Power levels.
     let mut power_levels = default_power_levels();
     if !rules.authorization.explicitly_privilege_room_creators {
@@ -226,13 +404,8 @@ pub async fn create_room_with_message(
         room.add(StateEventType::RoomTopic, "", json!({"topic": topic}))?;
     }
 
-    // 8. Invitations of local users; those of other servers need their server's signature
-    // first, which the caller asks for once the room exists (`federation::membership::invite`).
-    for invitee in request.invite.iter().filter(|invitee| invitee.server_name() == ctx.server_name) {
-        let mut content = member_content(ctx.pool, invitee, MembershipState::Invite, None).await?;
-        if request.is_direct {
-            content["is_direct"] = json!(true);
-        }
+    // 8. Invitations of local users, read ahead (see `plan`).
+    for (invitee, content) in invites {
         room.add(StateEventType::RoomMember, invitee.as_str(), content)?;
     }
     // 9. The first message, last.
@@ -243,10 +416,8 @@ pub async fn create_room_with_message(
         }
         None => None,
     };
-    let appended = room.events.persist(&mut tx, &mut reservation).await?;
-    commit_events(ctx, tx, reservation, &room_id, &appended).await?;
-    tracing::info!(%room_id, %creator, version = %version, "created room");
-    Ok(CreatedRoom { room_id, first_message })
+    tracing::debug!(%room_id, %creator, version = %version, "room built");
+    Ok((room.events, CreatedRoom { room_id, first_message }))
 }
 
 /// A room being created: its events are the creator's, built in order in memory and stored
@@ -264,8 +435,9 @@ impl NewRoom<'_> {
     }
 }
 
-/// Refuses what would fail half-way, before anything is written.
-async fn validate(ctx: RoomCtx<'_>, creator: &UserId, request: &CreateRoom) -> Result<()> {
+/// Refuses what would fail half-way, before anything is written; the local invitees too, when
+/// `check_invitees` (else they were checked together with other rooms').
+async fn validate(ctx: RoomCtx<'_>, creator: &UserId, request: &CreateRoom, check_invitees: bool) -> Result<()> {
     for (kind, _, content) in &request.initial_state {
         if !content.is_object() {
             return Err(Error::bad_json(format!("initial_state content for {kind} must be an object")));
@@ -285,7 +457,7 @@ async fn validate(ctx: RoomCtx<'_>, creator: &UserId, request: &CreateRoom) -> R
     {
         return Err(Error::bad_json("power_level_content_override must be an object"));
     }
-    for invitee in request.invite.iter().filter(|invitee| invitee.server_name() == ctx.server_name) {
+    for invitee in request.invite.iter().filter(|invitee| check_invitees && invitee.server_name() == ctx.server_name) {
         // Before anything is written: an invitee who cannot be invited fails the whole creation.
         crate::rooms::membership::ensure_invitable(ctx, invitee, creator).await?;
     }

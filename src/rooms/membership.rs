@@ -25,9 +25,23 @@ pub async fn member_content(
     membership: MembershipState,
     reason: Option<&str>,
 ) -> Result<Value> {
+    let profile = if matches!(membership, MembershipState::Join | MembershipState::Knock | MembershipState::Invite) {
+        db::users::profile(pool, user.as_str()).await?
+    } else {
+        None
+    };
+    Ok(member_content_of(profile.as_ref(), membership, reason))
+}
+
+/// [`member_content`] given the user's profile (read already, or `None`).
+pub fn member_content_of(
+    profile: Option<&serde_json::Map<String, Value>>,
+    membership: MembershipState,
+    reason: Option<&str>,
+) -> Value {
     let mut content = json!({ "membership": membership });
     if matches!(membership, MembershipState::Join | MembershipState::Knock | MembershipState::Invite)
-        && let Some(profile) = db::users::profile(pool, user.as_str()).await?
+        && let Some(profile) = profile
     {
         for field in ["displayname", "avatar_url"] {
             if let Some(value) = profile.get(field) {
@@ -38,7 +52,7 @@ pub async fn member_content(
     if let Some(reason) = reason {
         content["reason"] = json!(reason);
     }
-    Ok(content)
+    content
 }
 
 async fn ensure_room_known(ctx: RoomCtx<'_>, room_id: &RoomId) -> Result<()> {
@@ -140,9 +154,14 @@ pub async fn ensure_invitable(ctx: RoomCtx<'_>, target: &UserId, inviter: &UserI
         )));
     }
     if !db::users::exists(ctx.pool, target.as_str()).await? {
-        return Err(Error::not_found(format!("Unknown user {target}")));
+        return Err(unknown_user(target));
     }
     crate::users::invite_permission::ensure_invites_allowed(ctx.pool, target, inviter).await
+}
+
+/// The refusal of an invite to a user of this server who has no account.
+pub fn unknown_user(target: &UserId) -> Error {
+    Error::not_found(format!("Unknown user {target}"))
 }
 
 /// Rooms where `user` currently is (joined), or is on the way in (invited, knocking).

@@ -357,6 +357,13 @@ pub struct BroadcastArgs {
     /// e.g. 'hearth --config hearth.toml user creator {user}'.
     #[arg(long, value_name = "COMMAND")]
     pub make_creator: String,
+
+    /// Process id of the --homeserver on this machine: the CPU time of its process tree
+    /// (Hearth with its embedded PostgreSQL) is read from /proc around each broadcast and
+    /// reported per recipient, a figure that does not depend on the machine's load as timings
+    /// do. Without it, CPU is not measured.
+    #[arg(long, value_name = "PID")]
+    pub server_pid: Option<u32>,
 }
 
 #[derive(Args, Debug, Clone)]

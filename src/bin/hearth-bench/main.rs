@@ -122,7 +122,11 @@ async fn run(cli: Cli) -> Result<()> {
             measure(FederationScenario::new(parameters), args.target).await
         }
         cli::Scenario::Broadcast(args) => {
-            let parameters = BroadcastParameters { subscribers: args.subscribers, make_creator: args.make_creator };
+            let parameters = BroadcastParameters {
+                subscribers: args.subscribers,
+                make_creator: args.make_creator,
+                server_pid: args.server_pid,
+            };
             measure(BroadcastScenario(parameters), args.target).await
         }
         // Not a Matrix scenario: the server measured may be Prosody, so no `measure`.

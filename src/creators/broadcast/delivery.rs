@@ -24,7 +24,7 @@ use crate::db;
 use crate::db::broadcast::{Broadcast, Outcome, PendingRecipient};
 use crate::error::{Error, Result};
 use crate::rooms::build::EventTemplate;
-use crate::rooms::create::{CreateRoom, FirstMessage, Preset, create_room_with_message};
+use crate::rooms::create::{CreateRoom, CreatedRoom, FirstMessage, Preset, create_rooms_with_messages};
 use crate::rooms::send::{Transaction, append};
 use crate::users::account_data::{Change, change};
 use futures_util::StreamExt;
@@ -40,6 +40,11 @@ use tokio::sync::watch;
 const CHUNK: i64 = 500;
 /// Appends in flight for one broadcast (the process-wide bound is `BroadcastCtx::slots`).
 const IN_FLIGHT: usize = 8;
+/// New DMs made in one transaction and commit: enough to share the commit's costs, few
+/// enough that the stream positions it holds back (until it commits) are not held long.
+const NEW_DMS_PER_COMMIT: usize = 32;
+/// Batches of new DMs in flight for one broadcast (each takes one of `BroadcastCtx::slots`).
+const NEW_DM_BATCHES_IN_FLIGHT: usize = 3;
 /// The device of the transaction ids broadcasts are appended with: no real device, so never
 /// deleted with one (which would forget the ids and let a resumed delivery send again).
 const BROADCAST_DEVICE: &str = "io.hearth.broadcast";
@@ -87,6 +92,7 @@ pub async fn deliver(ctx: BroadcastCtx<'_>, broadcast_id: &str, stopped: watch::
 }
 
 /// What became of one recipient.
+#[derive(Clone)]
 enum Fate {
     Sent {
         room_id: OwnedRoomId,
@@ -127,7 +133,22 @@ async fn deliver_chunk(
 
     let rooms = direct_rooms(ctx, creator, &wanted).await?;
     let template = EventTemplate::message(MessageLikeEventType::RoomMessage, broadcast.content.clone());
-    let fates: Vec<(String, Fate)> = futures_util::stream::iter(wanted)
+    let (with_dm, without_dm): (Vec<PendingRecipient>, Vec<PendingRecipient>) =
+        wanted.into_iter().partition(|recipient| rooms.contains_key(&recipient.user_id));
+    // New DMs are made many to a commit; a batch is CPU-bound in Hearth (its events are built
+    // and signed) and then in PostgreSQL (stored), so two at a time keep both cores busy.
+    let users_without_dm: Vec<String> = without_dm.into_iter().map(|recipient| recipient.user_id).collect();
+    let batches: Vec<Vec<String>> = users_without_dm.chunks(NEW_DMS_PER_COMMIT).map(<[String]>::to_vec).collect();
+    let batches: Vec<Vec<(String, Fate)>> = futures_util::stream::iter(batches)
+        .map(|users| {
+            let template = template.clone();
+            async move { create_dms(ctx, id, creator, &users, template, stopped).await }
+        })
+        .buffer_unordered(NEW_DM_BATCHES_IN_FLIGHT)
+        .collect()
+        .await;
+    let mut fates: Vec<(String, Fate)> = batches.into_iter().flatten().collect();
+    let sent: Vec<(String, Fate)> = futures_util::stream::iter(with_dm)
         .map(|recipient| {
             let room = rooms.get(&recipient.user_id).cloned();
             let template = template.clone();
@@ -139,6 +160,7 @@ async fn deliver_chunk(
         .buffer_unordered(IN_FLIGHT)
         .collect()
         .await;
+    fates.extend(sent);
 
     let mut new_dms = Map::new();
     let mut all_settled = true;
@@ -214,7 +236,7 @@ async fn direct_rooms(
     Ok(parsed)
 }
 
-/// Sends the message to one recipient's DM, creating the DM first if there is none.
+/// Sends the message to one recipient's DM.
 async fn deliver_one(
     ctx: BroadcastCtx<'_>,
     broadcast_id: &str,
@@ -229,12 +251,7 @@ async fn deliver_one(
     }
     // Closed only when the process stops; then the recipient stays pending.
     let Ok(_slot) = ctx.slots.acquire().await else { return Fate::Later };
-    let Some(room_id) = room else {
-        return match create_dm(ctx, broadcast_id, creator, user_id, template).await {
-            Ok((room_id, event_id)) => Fate::Sent { room_id, event_id, new_dm: true },
-            Err(error) => fate_of(&error, None, user_id),
-        };
-    };
+    let Some(room_id) = room else { return Fate::Failed { room_id: None } };
     let transaction = Transaction { device_id: BROADCAST_DEVICE, txn_id: broadcast_id };
     match append(ctx.rooms, &room_id, creator, template, Some(transaction)).await {
         Ok(event_id) => Fate::Sent { room_id, event_id: event_id.to_string(), new_dm: false },
@@ -242,29 +259,70 @@ async fn deliver_one(
     }
 }
 
-/// A new DM of the creator with the recipient, invited, with the message in it: one commit,
-/// so the DM exists only with the message (a resumed delivery finds it among the rooms of
-/// just the two of them, and its append with the same transaction id sends nothing again).
-async fn create_dm(
+/// New DMs of the creator with each of `users`, invited, with the message in each: one
+/// commit for all (each DM exists only with its message, so a resumed delivery finds it among
+/// the rooms of just the two of them, and its append with the same transaction id sends
+/// nothing again). A recipient whose DM cannot be made fails (or is skipped) alone.
+async fn create_dms(
     ctx: BroadcastCtx<'_>,
     broadcast_id: &str,
     creator: &UserId,
-    user_id: &str,
+    users: &[String],
     template: EventTemplate,
-) -> Result<(OwnedRoomId, String)> {
-    let invitee = OwnedUserId::try_from(user_id).map_err(|error| Error::internal(error.to_string()))?;
-    let first_message =
-        FirstMessage { template, device_id: BROADCAST_DEVICE.to_owned(), txn_id: broadcast_id.to_owned() };
-    let request = CreateRoom {
-        preset: Some(Preset::TrustedPrivateChat),
-        is_direct: true,
-        invite: vec![invitee],
-        first_message: Some(first_message),
-        ..CreateRoom::default()
+    stopped: &watch::Receiver<bool>,
+) -> Vec<(String, Fate)> {
+    let later = || users.iter().map(|user| (user.clone(), Fate::Later)).collect();
+    if *stopped.borrow() {
+        return later();
+    }
+    let Ok(_slot) = ctx.slots.acquire().await else { return later() };
+    let mut fates = Vec::with_capacity(users.len());
+    let mut requests = Vec::with_capacity(users.len());
+    let mut invitees = Vec::with_capacity(users.len());
+    for user in users {
+        match OwnedUserId::try_from(user.as_str()) {
+            Ok(invitee) => {
+                let first_message = FirstMessage {
+                    template: template.clone(),
+                    device_id: BROADCAST_DEVICE.to_owned(),
+                    txn_id: broadcast_id.to_owned(),
+                };
+                requests.push(CreateRoom {
+                    preset: Some(Preset::TrustedPrivateChat),
+                    is_direct: true,
+                    invite: vec![invitee],
+                    first_message: Some(first_message),
+                    ..CreateRoom::default()
+                });
+                invitees.push(user.clone());
+            }
+            Err(error) => {
+                tracing::warn!(user_id = user, %error, "a broadcast recipient with an invalid user id");
+                fates.push((user.clone(), Fate::Failed { room_id: None }));
+            }
+        }
+    }
+    let created = match create_rooms_with_messages(ctx.rooms, ctx.default_room_version, creator, requests).await {
+        Ok(created) => created,
+        Err(error) => {
+            let fate = fate_of(&error, None, "(a batch)");
+            return users.iter().map(|user| (user.clone(), fate.clone())).collect();
+        }
     };
-    let created = create_room_with_message(ctx.rooms, ctx.default_room_version, creator, request).await?;
-    let event_id = created.first_message.ok_or_else(|| Error::internal("a new DM without its message"))?;
-    Ok((created.room_id, event_id.to_string()))
+    for (user, result) in invitees.into_iter().zip(created) {
+        let fate = match result {
+            Ok(CreatedRoom { room_id, first_message: Some(event_id) }) => {
+                Fate::Sent { room_id, event_id: event_id.to_string(), new_dm: true }
+            }
+            Ok(CreatedRoom { room_id, first_message: None }) => {
+                tracing::warn!(user_id = user, %room_id, "a new DM without its message");
+                Fate::Failed { room_id: Some(room_id) }
+            }
+            Err(error) => fate_of(&error, None, &user),
+        };
+        fates.push((user, fate));
+    }
+    fates
 }
 
 /// A refused invite (the recipient blocks invites) is a skip the creator is not told about;

@@ -55,6 +55,40 @@ pub(super) async fn commit_events_knowing<'e>(
     events_committed(reservation, room_id, events).await
 }
 
+/// Commits `tx`, in which new rooms were created (`(room, its events)`, positions from
+/// `reservation`), as [`commit_events`] would each: one push evaluation and one commit for
+/// all. Only local users are in a room at its creation (remote invitees are invited once it
+/// exists), so the federation queue is asked only for an event aimed at a remote user.
+pub async fn commit_new_rooms(
+    ctx: RoomCtx<'_>,
+    mut tx: Transaction<'_, Postgres>,
+    reservation: Reservation<'_>,
+    rooms: &[(&RoomId, &[Appended])],
+) -> Result<()> {
+    let mut stored = Vec::new();
+    for (room_id, events) in rooms {
+        let events: Vec<&Appended> = events.iter().collect();
+        stored.extend(stored_events(room_id, &events));
+    }
+    crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, stored).await?;
+    for (room_id, events) in rooms {
+        let events: Vec<&Appended> = events.iter().collect();
+        let outgoing = outgoing_pdus(ctx.server_name, &events);
+        if outgoing.iter().any(|event| event.membership_target.is_some()) {
+            crate::outbox::federation::enqueue_pdus(&mut tx, ctx.server_name, room_id, &outgoing).await?;
+        }
+    }
+    tx.commit().await?;
+    let mut keys = Vec::new();
+    let mut persisted = 0;
+    for (room_id, events) in rooms {
+        persisted += events.iter().filter(|event| matches!(event, Appended::New { .. })).count();
+        keys.extend(audience(room_id, events.iter()));
+    }
+    crate::telemetry::events_persisted(persisted);
+    reservation.committed_for(keys).await
+}
+
 /// The new events among `events` as push evaluation takes them (retransmissions are not new).
 fn stored_events(room_id: &RoomId, events: &[&Appended]) -> Vec<NewEvent> {
     let mut stored_events = Vec::with_capacity(events.len());

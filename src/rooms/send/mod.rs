@@ -24,7 +24,7 @@ mod redaction_auth;
 
 pub use appender::{Appended, Appender, Carried, Transaction};
 pub use batch::SendQueue;
-pub use new_room::NewRoomEvents;
+pub use new_room::{NewRoomEvents, persist_all};
 
 /// Every room's lock, each with its queue of waiting sends.
 pub type RoomLocks = locks::RoomLocks<SendQueue>;

@@ -17,6 +17,34 @@ pub struct Stored {
     pub position: i64,
 }
 
+/// Where an event goes among the room's events and states: what its row holds beyond the PDU.
+#[derive(Clone, Copy, Debug)]
+pub struct RowPlacement {
+    pub state_key_nid: Option<i64>,
+    pub stream_position: i64,
+    pub state_before: i64,
+    pub state_after: i64,
+}
+
+impl<'a> db::events::NewEvent<'a> {
+    /// The row of `pdu` in `room_id`, given its type as text (`kind`) and its canonical JSON.
+    pub fn of(pdu: &'a Pdu, room_id: &'a str, kind: &'a str, json: &'a str, placed: RowPlacement) -> Self {
+        db::events::NewEvent {
+            room_id,
+            event_type: kind,
+            state_key_nid: placed.state_key_nid,
+            sender: pdu.sender.as_str(),
+            origin_server_ts: i64::from(pdu.origin_server_ts.get()),
+            // A depth is a canonical JSON integer (below 2^53): this never saturates.
+            depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
+            stream_position: placed.stream_position,
+            state_before: placed.state_before,
+            state_after: placed.state_after,
+            json,
+        }
+    }
+}
+
 /// Stores an authorised event: interned id, the event row, its edges, the state after it,
 /// current state and membership, the room's new forward extremity, and the client
 /// transaction id of a send. `conn` is the transaction `room` was locked in.
@@ -38,18 +66,8 @@ pub async fn persist(
     let position = reservation.next(conn).await?;
     let json = pdu.canonical_json();
     let auth_ids: Vec<String> = pdu.auth_events.iter().map(ToString::to_string).collect();
-    let event = db::events::NewEvent {
-        room_id: room_id.as_str(),
-        event_type: &kind,
-        state_key_nid,
-        sender: pdu.sender.as_str(),
-        origin_server_ts: i64::from(pdu.origin_server_ts.get()),
-        depth: i64::try_from(u64::from(pdu.depth)).unwrap_or(i64::MAX),
-        stream_position: position,
-        state_before,
-        state_after: state_before,
-        json: &json,
-    };
+    let placed = RowPlacement { state_key_nid, stream_position: position, state_before, state_after: state_before };
+    let event = db::events::NewEvent::of(pdu, room_id.as_str(), &kind, &json, placed);
     let (event_nid, auth_found) =
         db::events::insert_with_edges(conn, &event, pdu.event_id.as_str(), prev_nids, &auth_ids, transaction).await?;
     // Auth events are always stored before an event cites them; an edge lost here would

@@ -23,6 +23,8 @@ pub struct BroadcastParameters {
     pub subscribers: u32,
     /// Run through `sh -c` with `{user}` replaced by the creator's user id.
     pub make_creator: String,
+    /// The server's process, whose tree's CPU time is measured around each phase.
+    pub server_pid: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -46,6 +48,9 @@ pub struct BroadcastPhase {
     pub recipients_per_s: f64,
     /// How long the send request itself took (the job runs after it answers).
     pub send_request_ms: f64,
+    /// CPU time of the server's process tree (Hearth and its embedded PostgreSQL) from the
+    /// send until `done`, per recipient sent; with `--server-pid` only.
+    pub cpu_ms_per_recipient: Option<f64>,
     pub valid: bool,
 }
 
@@ -84,13 +89,13 @@ impl ServerRun for BroadcastRun {
     fn write_table(&self, out: &mut String) {
         let _ = writeln!(
             out,
-            "  {:<14}{:>8}{:>8}{:>9}{:>8}{:>10}{:>14}{:>10}",
-            "phase", "total", "sent", "skipped", "failed", "seconds", "recipients/s", "send ms"
+            "  {:<14}{:>8}{:>8}{:>9}{:>8}{:>10}{:>14}{:>10}{:>16}",
+            "phase", "total", "sent", "skipped", "failed", "seconds", "recipients/s", "send ms", "CPU ms/recip."
         );
         for phase in &self.phases {
             let _ = writeln!(
                 out,
-                "  {:<14}{:>8}{:>8}{:>9}{:>8}{:>10.2}{:>14.1}{:>10.1}",
+                "  {:<14}{:>8}{:>8}{:>9}{:>8}{:>10.2}{:>14.1}{:>10.1}{:>16}",
                 phase.name,
                 phase.total,
                 phase.sent,
@@ -98,7 +103,8 @@ impl ServerRun for BroadcastRun {
                 phase.failed,
                 phase.seconds,
                 phase.recipients_per_s,
-                phase.send_request_ms
+                phase.send_request_ms,
+                phase.cpu_ms_per_recipient.map_or_else(|| "-".to_owned(), |cpu| format!("{cpu:.2}"))
             );
         }
         let _ = writeln!(out, "  every recipient sent: {}", if self.valid() { "yes" } else { "NO" });
@@ -156,7 +162,12 @@ async fn run(
     let mut phases = Vec::new();
     for name in ["new_dms", "existing_dms"] {
         eprintln!("{server}: broadcasting to {count} subscribers ({name})");
-        phases.push(broadcast_phase(client, &creator, prefix, list_id, name, count).await?);
+        let cpu_before = cpu_ms(parameters.server_pid)?;
+        let mut phase = broadcast_phase(client, &creator, prefix, list_id, name, count).await?;
+        if let (Some(before), Some(after)) = (cpu_before, cpu_ms(parameters.server_pid)?) {
+            phase.cpu_ms_per_recipient = Some((after - before) / (phase.sent.max(1) as f64));
+        }
+        phases.push(phase);
     }
     Ok(BroadcastRun { homeserver: server, creator: creator.user_id, phases })
 }
@@ -198,6 +209,7 @@ async fn broadcast_phase(
         seconds,
         recipients_per_s: delivered as f64 / seconds.max(f64::EPSILON),
         send_request_ms: send_request.as_secs_f64() * 1000.0,
+        cpu_ms_per_recipient: None,
         valid: total == u64::from(count) && delivered == total,
     })
 }
@@ -210,6 +222,11 @@ async fn call(
     body: Value,
 ) -> Result<Value> {
     client.request(method, url, Some(&user.access_token), Some(&body)).await
+}
+
+/// CPU time so far of the server's process tree, when its pid was given.
+fn cpu_ms(server_pid: Option<u32>) -> Result<Option<f64>> {
+    server_pid.map(crate::process::cpu_ms_of_tree).transpose()
 }
 
 /// Runs the operator's command that makes `user_id` a creator.
