@@ -52,7 +52,11 @@ pub async fn insert_with_edges(
     // `id` through RETURNING. `DO UPDATE` (a no-op write) rather than `DO NOTHING` makes an
     // id interned earlier (a relation may cite an event before it exists) return its number
     // too; the events insert then fails on the primary key, as storing an event twice must.
-    // Foreign keys are checked at the end of the statement, when every row exists.
+    // Foreign keys are checked at the end of the statement, when every row exists. The new
+    // event takes the place of one tip it replaces (`kept`, updated in place: a HOT update,
+    // see migration 0044) and the others are deleted; only an event that replaces no tip adds
+    // a row. All of them read the snapshot the statement started with, so `kept` is the same
+    // row for each.
     let query = sqlx::query_as(
         "WITH id AS (
              INSERT INTO event_ids (event_id) VALUES ($1)
@@ -68,10 +72,17 @@ pub async fn insert_with_edges(
              INSERT INTO event_auth_edges (event_nid, auth_event_nid)
              SELECT id.event_nid, a.event_nid FROM id, event_ids a WHERE a.event_id = ANY($13::text[])
              RETURNING 1
+         ), kept AS (
+             SELECT ctid FROM forward_extremities WHERE room_id = $2 AND event_nid = ANY($12::bigint[])
+             ORDER BY event_nid LIMIT 1
+         ), moved AS (
+             UPDATE forward_extremities f SET event_nid = id.event_nid FROM id, kept WHERE f.ctid = kept.ctid
          ), replaced AS (
              DELETE FROM forward_extremities WHERE room_id = $2 AND event_nid = ANY($12::bigint[])
+               AND ctid NOT IN (SELECT ctid FROM kept)
          ), extremity AS (
              INSERT INTO forward_extremities (room_id, event_nid) SELECT $2, event_nid FROM id
+             WHERE NOT EXISTS (SELECT 1 FROM kept)
          ), txn AS (
              INSERT INTO event_transactions (user_id, device_id, room_id, event_type, txn_id, event_id)
              SELECT $14, $15, $16, $17, $18, $1 WHERE $14::text IS NOT NULL

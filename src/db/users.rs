@@ -109,6 +109,10 @@ pub async fn profile(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Opt
     Ok(profile_of(fields))
 }
 
+/// One `(key, value)` row of a profile, as `jsonb_each` gives it (none for a profile without
+/// fields).
+type ProfileField = (Option<String>, Option<StoredJson>);
+
 /// Several users at once: whether each has an account (active or not), and the profile of
 /// each active one, as [`profile`] reads it. Users without an account are left out.
 pub async fn accounts_and_profiles(
@@ -123,7 +127,7 @@ pub async fn accounts_and_profiles(
     .bind(user_ids)
     .fetch_all(db)
     .await?;
-    let mut fields: HashMap<String, (bool, Vec<(Option<String>, Option<StoredJson>)>)> = HashMap::new();
+    let mut fields: HashMap<String, (bool, Vec<ProfileField>)> = HashMap::new();
     for (user_id, deactivated, key, value) in rows {
         let entry = fields.entry(user_id).or_insert_with(|| (deactivated, Vec::new()));
         entry.1.push((key, value));

@@ -2,10 +2,13 @@
 //! notification, an event for another server), delivered by a background worker that resumes
 //! where it stood after a restart. Push delivery and the federation sender are both one.
 //!
-//! The worker ([`OutboxWorker`]) sleeps until the stream notifier announces a change of the
-//! readable position (local commits, and other processes' through `LISTEN/NOTIFY`), asks the
-//! outbox which of its queues (a pusher, a destination server) got work in the newly readable
-//! range, and runs one delivery task per queue — no polling. Only positions up to the readable
+//! The worker ([`OutboxWorker`]) sleeps until the stream notifier announces a change that may
+//! have given it work (local commits, except those whose writer knows they gave this outbox
+//! none, and other processes' through `LISTEN/NOTIFY`), asks the outbox which of its queues (a
+//! pusher, a destination server) got work in the newly readable range, and runs one delivery
+//! task per queue — no polling. While positions it saw allocated are not all readable yet, it
+//! follows every change of the readable position instead, so that work committed behind a
+//! slower writer is delivered when that writer finishes, whatever it wrote. Only positions up to the readable
 //! bound are asked about: below it everything has committed, so work committed out of order is
 //! never passed over. Each queue is served by one task at a time; across processes the outbox
 //! takes a session advisory lock per queue ([`SessionLocks`]).
@@ -18,6 +21,7 @@ pub use locks::SessionLocks;
 pub use worker::OutboxWorker;
 
 use crate::error::Result;
+use crate::streams::OutboxKind;
 use std::fmt::Display;
 use std::future::Future;
 use std::hash::Hash;
@@ -45,6 +49,9 @@ pub trait Outbox: Send + Sync + 'static {
 
     /// For logs.
     const NAME: &'static str;
+
+    /// Which of the notifier's outbox counters announces work for it.
+    const KIND: OutboxKind;
 
     /// The queues with work at positions in `(after, upto]`, or with any work at all up to
     /// `upto` when `after` is `None` (the first look after start-up).

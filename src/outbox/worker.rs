@@ -56,7 +56,13 @@ impl OutboxWorker {
 }
 
 async fn run<O: Outbox>(pool: PgPool, streams: Weak<Streams>, outbox: Arc<O>, stop: watch::Receiver<bool>) {
-    let Some(mut changes) = streams.upgrade().map(|streams| streams.notifier.position_changes()) else { return };
+    let Some(mut changes) = streams.upgrade().map(|streams| Changes {
+        work: streams.notifier.outbox_changes(O::KIND),
+        position: streams.notifier.position_changes(),
+        behind: true,
+    }) else {
+        return;
+    };
     let mut worker = Worker {
         pool,
         outbox: outbox.clone(),
@@ -88,12 +94,7 @@ struct Worker<O: Outbox> {
 }
 
 impl<O: Outbox> Worker<O> {
-    async fn run(
-        &mut self,
-        streams: &Weak<Streams>,
-        changes: &mut watch::Receiver<u64>,
-        mut stop: watch::Receiver<bool>,
-    ) {
+    async fn run(&mut self, streams: &Weak<Streams>, changes: &mut Changes, mut stop: watch::Receiver<bool>) {
         let mut look = true;
         let mut retry_at: Option<tokio::time::Instant> = None;
         loop {
@@ -103,11 +104,15 @@ impl<O: Outbox> Worker<O> {
             if look {
                 look = false;
                 // Seen before the bound is read: a commit after this wakes the next round.
-                changes.borrow_and_update();
+                changes.work.borrow_and_update();
+                changes.position.borrow_and_update();
                 let Some(streams) = streams.upgrade() else { return };
-                let readable = streams.current_position(&self.pool).await;
+                let bounds = streams.position_bounds(&self.pool).await;
                 drop(streams);
-                match self.look(readable).await {
+                // Work announced before this read has a position allocated before it; until
+                // everything allocated is readable, any change may be the one that makes it so.
+                changes.behind = bounds.as_ref().is_ok_and(|bounds| bounds.readable < bounds.allocated);
+                match self.look(bounds.map(|bounds| bounds.readable)).await {
                     Ok(()) => retry_at = None,
                     Err(error) => {
                         tracing::warn!(%error, outbox = O::NAME, "looking for work");
@@ -182,6 +187,28 @@ impl<O: Outbox> Worker<O> {
                 retry_at.get_or_insert_with(|| tokio::time::Instant::now() + RETRY_AFTER_ERROR);
             }
             Outcome::Gone | Outcome::Stopped => {}
+        }
+    }
+}
+
+/// What wakes a worker: changes that may have given its outbox work, and, while it is
+/// `behind` (positions allocated at its last look were not all readable), every change of the
+/// readable position.
+struct Changes {
+    work: watch::Receiver<u64>,
+    position: watch::Receiver<u64>,
+    behind: bool,
+}
+
+impl Changes {
+    async fn changed(&mut self) -> std::result::Result<(), watch::error::RecvError> {
+        if self.behind {
+            tokio::select! {
+                changed = self.work.changed() => changed,
+                changed = self.position.changed() => changed,
+            }
+        } else {
+            self.work.changed().await
         }
     }
 }

@@ -105,6 +105,7 @@ impl Deliveries {
 impl Outbox for Deliveries {
     type Queue = i64;
     const NAME: &'static str = "push";
+    const KIND: crate::streams::OutboxKind = crate::streams::OutboxKind::Push;
 
     async fn queues_with_work(&self, after: Option<i64>, upto: i64) -> Result<Vec<i64>> {
         Ok(match after {

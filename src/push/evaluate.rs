@@ -49,15 +49,16 @@ pub const MAIN_TIMELINE: &str = "main";
 /// Evaluates `events`, just stored in the timeline (in the transaction `conn`, before it
 /// commits), for the local users of their rooms, and stores what notifies or highlights. The
 /// writer hands over what it stored rather than have it read back. `pool` is the database
-/// `conn` belongs to: it scopes the in-process caches.
+/// `conn` belongs to: it scopes the in-process caches. Returns how many rows it stored: with
+/// none, push delivery has nothing new to look for.
 pub async fn record_notifications(
     conn: &mut PgConnection,
     pool: &Store,
     server_name: &ServerName,
     events: Vec<NewEvent>,
-) -> Result<()> {
+) -> Result<usize> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let mut by_room: Vec<(String, Vec<NewEvent>)> = Vec::new();
     for event in events {
@@ -72,7 +73,7 @@ pub async fn record_notifications(
         rows.extend(evaluate_room(conn, pool, server_name, &room_id, &events).await?);
     }
     db::push_actions::insert(conn, &rows).await?;
-    Ok(())
+    Ok(rows.len())
 }
 
 /// One local user who may hear of the room's events, with what their rules need.

@@ -8,7 +8,7 @@ mod shared_read;
 pub mod token;
 pub mod tracker;
 
-pub use notifier::{Audience, Notifier, Waiter};
+pub use notifier::{Audience, Notifier, OutboxKind, Waiter};
 pub use tracker::{PositionBounds, Reservation, StreamTracker};
 
 use crate::error::Result;

@@ -11,6 +11,12 @@
 //! are committed but not yet readable (a slower writer holds the stream below them) waits on
 //! it. Other processes' writes arrive through PostgreSQL `LISTEN hearth_stream`, whose payload
 //! carries the same keys.
+//!
+//! The outbox workers (push delivery, the federation sender) have a counter each that moves
+//! on every change except those whose writer knows it gave that outbox nothing to deliver
+//! ([`Notifier::wake_sparing`]): a message nobody can be pushed for, in a room no other server
+//! is in, wakes no worker. A worker that last saw work in flight follows the generation
+//! counter instead, until that work is readable (`outbox::worker`).
 
 use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
@@ -35,6 +41,21 @@ pub enum Audience {
     Everyone,
 }
 
+/// The outboxes a change can give work to (see the module docs).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OutboxKind {
+    Push,
+    Federation,
+}
+
+impl OutboxKind {
+    const ALL: [OutboxKind; 2] = [OutboxKind::Push, OutboxKind::Federation];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
 #[derive(Clone)]
 pub struct Notifier {
     inner: Arc<Inner>,
@@ -42,6 +63,8 @@ pub struct Notifier {
 
 struct Inner {
     generation: watch::Sender<u64>,
+    /// One counter per [`OutboxKind`], by its index.
+    outbox_generations: [watch::Sender<u64>; 2],
     waiters: Mutex<HashMap<String, HashMap<u64, Arc<Notify>>>>,
     next_waiter: AtomicU64,
     /// This process's writer id, so that its own notifications (already delivered in
@@ -72,6 +95,7 @@ impl Notifier {
         let notifier = Notifier {
             inner: Arc::new(Inner {
                 generation,
+                outbox_generations: [watch::channel(0u64).0, watch::channel(0u64).0],
                 waiters: Mutex::new(HashMap::new()),
                 next_waiter: AtomicU64::new(1),
                 own_writer: AtomicI32::new(0),
@@ -156,7 +180,17 @@ impl Notifier {
     /// Wakes the waiters a change concerns, and those waiting for the readable position to
     /// move.
     pub fn wake(&self, audience: &Audience) {
+        self.wake_sparing(audience, &[]);
+    }
+
+    /// [`Notifier::wake`] by a writer that knows its change gave the `spared` outboxes no
+    /// work: their workers sleep on (unless they follow the generation, see the module docs).
+    pub fn wake_sparing(&self, audience: &Audience, spared: &[OutboxKind]) {
         self.inner.generation.send_modify(|generation| *generation = generation.wrapping_add(1));
+        for kind in OutboxKind::ALL.into_iter().filter(|kind| !spared.contains(kind)) {
+            self.inner.outbox_generations[kind.index()]
+                .send_modify(|generation| *generation = generation.wrapping_add(1));
+        }
         let waiters = self.waiters();
         match audience {
             Audience::Everyone => waiters.values().flat_map(HashMap::values).for_each(|notify| notify.notify_one()),
@@ -172,6 +206,12 @@ impl Notifier {
     /// the next change of it (or of anything else).
     pub fn position_changes(&self) -> watch::Receiver<u64> {
         self.inner.generation.subscribe()
+    }
+
+    /// Subscribe before sampling the readable position; `changed().await` then returns on
+    /// the next change that may have given the `kind` outbox work.
+    pub fn outbox_changes(&self, kind: OutboxKind) -> watch::Receiver<u64> {
+        self.inner.outbox_generations[kind.index()].subscribe()
     }
 
     /// A waiter with no keys yet: give it its keys with [`Waiter::watch`] before sampling.
@@ -252,6 +292,7 @@ mod tests {
         Notifier {
             inner: Arc::new(Inner {
                 generation,
+                outbox_generations: [watch::channel(0u64).0, watch::channel(0u64).0],
                 waiters: Mutex::new(HashMap::new()),
                 next_waiter: AtomicU64::new(1),
                 own_writer: AtomicI32::new(7),

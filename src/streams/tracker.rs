@@ -10,7 +10,7 @@
 use crate::db;
 use crate::error::{Error, Result};
 use crate::streams::shared_read::SharedRead;
-use crate::streams::{Audience, Notifier};
+use crate::streams::{Audience, Notifier, OutboxKind};
 use crate::time::now_ms;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
@@ -271,7 +271,7 @@ impl StreamTracker {
     /// Positions are done (committed or abandoned): lower or clear the published floor, then
     /// wake the syncs the change concerns. An abandoned write concerns nobody, but lifting its
     /// floor may make others' changes readable.
-    async fn finish(&self, positions: &[i64], audience: Audience) -> Result<()> {
+    async fn finish(&self, positions: &[i64], audience: Audience, spared: &[OutboxKind]) -> Result<()> {
         {
             let mut in_flight = self.in_flight();
             for position in positions {
@@ -294,7 +294,7 @@ impl StreamTracker {
             control.run(statement, wanted, &self.inner.notifier).await?;
             control.published = wanted;
         }
-        self.inner.notifier.wake(&audience);
+        self.inner.notifier.wake_sparing(&audience, spared);
         Ok(())
     }
 
@@ -357,19 +357,25 @@ impl Reservation<'_> {
     /// every waiting sync (here and in other processes) is woken. Prefer
     /// [`Reservation::committed_for`] when the change concerns known rooms or users.
     pub async fn committed(self) -> Result<()> {
-        self.committed_to(Audience::Everyone).await
+        self.committed_to(Audience::Everyone, &[]).await
     }
 
     /// As [`Reservation::committed`], waking only the syncs of users in these rooms or of
     /// these users (room ids and user ids).
     pub async fn committed_for(self, keys: Vec<String>) -> Result<()> {
-        self.committed_to(Audience::Keys(keys)).await
+        self.committed_to(Audience::Keys(keys), &[]).await
     }
 
-    async fn committed_to(mut self, audience: Audience) -> Result<()> {
+    /// As [`Reservation::committed_for`], by a writer that knows its transaction gave the
+    /// `spared` outboxes nothing to deliver: their workers are not woken for it.
+    pub async fn committed_sparing(self, keys: Vec<String>, spared: &[OutboxKind]) -> Result<()> {
+        self.committed_to(Audience::Keys(keys), spared).await
+    }
+
+    async fn committed_to(mut self, audience: Audience, spared: &[OutboxKind]) -> Result<()> {
         self.committed = true;
         let positions = std::mem::take(&mut self.positions);
-        self.tracker.finish(&positions, audience).await
+        self.tracker.finish(&positions, audience, spared).await
     }
 }
 
@@ -384,7 +390,10 @@ impl Drop for Reservation<'_> {
         let inner = self.tracker.inner.clone();
         tokio::spawn(async move {
             let tracker = StreamTracker { inner };
-            if let Err(error) = tracker.finish(&positions, Audience::Keys(Vec::new())).await {
+            // Nothing was written: no outbox got work (a worker waiting for the positions to
+            // become readable follows the generation, which moves).
+            let spared = [OutboxKind::Push, OutboxKind::Federation];
+            if let Err(error) = tracker.finish(&positions, Audience::Keys(Vec::new()), &spared).await {
                 tracing::error!(%error, "lifting the stream floor after a failed write");
             }
         });

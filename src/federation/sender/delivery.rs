@@ -193,6 +193,7 @@ impl Destinations {
 impl Outbox for Destinations {
     type Queue = OwnedServerName;
     const NAME: &'static str = "federation";
+    const KIND: crate::streams::OutboxKind = crate::streams::OutboxKind::Federation;
 
     async fn queues_with_work(&self, after: Option<i64>, upto: i64) -> Result<Vec<OwnedServerName>> {
         let names = match after {

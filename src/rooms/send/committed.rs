@@ -6,7 +6,8 @@
 //!   the events (`push::record_notifications`), and the local ones queued for every remote
 //!   server in the room (`outbox::federation::enqueue_pdus`), so a crash can lose neither.
 //! - After it: the wake-up of every `/sync` that may now deliver them ([`events_committed`]);
-//!   the same notifier wakes the pushers and the federation sender (`crate::outbox`).
+//!   the same notifier wakes the pushers and the federation sender (`crate::outbox`), each
+//!   only if the commit gave it work.
 //!   In-memory room windows are to hang off here too.
 
 use crate::db::push_actions::NewEvent;
@@ -15,7 +16,7 @@ use crate::outbox::federation::Outgoing;
 use crate::rooms::RoomCtx;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::Appended;
-use crate::streams::Reservation;
+use crate::streams::{OutboxKind, Reservation};
 use ruma::events::TimelineEventType;
 use ruma::{RoomId, ServerName, UserId};
 use sqlx::{Postgres, Transaction};
@@ -44,7 +45,8 @@ pub(super) async fn commit_events_knowing<'e>(
     room_has_remote_servers: Option<bool>,
 ) -> Result<()> {
     let events: Vec<&Appended> = events.into_iter().collect();
-    crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, stored_events(room_id, &events)).await?;
+    let notifications =
+        crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, stored_events(room_id, &events)).await?;
     let mut outgoing = outgoing_pdus(ctx.server_name, &events);
     if room_has_remote_servers == Some(false) && outgoing.iter().all(|event| event.membership_target.is_none()) {
         outgoing.clear();
@@ -52,7 +54,16 @@ pub(super) async fn commit_events_knowing<'e>(
     crate::outbox::federation::enqueue_pdus(&mut tx, ctx.server_name, room_id, &outgoing).await?;
     tx.commit().await?;
     crate::telemetry::events_persisted(events.iter().filter(|event| matches!(event, Appended::New { .. })).count());
-    events_committed(reservation, room_id, events).await
+    // An outbox this commit gave nothing is not woken: a message nobody is notified of, in a
+    // room no other server is in, costs no worker a wake-up and its three statements.
+    let mut spared = Vec::with_capacity(2);
+    if notifications == 0 {
+        spared.push(OutboxKind::Push);
+    }
+    if outgoing.is_empty() {
+        spared.push(OutboxKind::Federation);
+    }
+    events_committed(reservation, room_id, events, &spared).await
 }
 
 /// Commits `tx`, in which new rooms were created (`(room, its events)`, positions from
@@ -116,8 +127,9 @@ async fn events_committed<'e>(
     reservation: Reservation<'_>,
     room_id: &RoomId,
     events: impl IntoIterator<Item = &'e Appended>,
+    spared: &[OutboxKind],
 ) -> Result<()> {
-    reservation.committed_for(audience(room_id, events)).await
+    reservation.committed_sparing(audience(room_id, events), spared).await
 }
 
 /// Who must hear of the events: the room's members, and the subject of each membership
