@@ -7,8 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // a bench may fail loudly
 
 use divan::Bencher;
-use hearth::rooms::build::{EventTemplate, Placement, build_and_sign, build_unsigned};
 use hearth::signing_key::SigningKey;
+use hearth::testing::rooms::build::{EventTemplate, Placement, build_and_sign, build_unsigned};
 use ruma::events::MessageLikeEventType;
 use ruma::{
     CanonicalJsonObject, CanonicalJsonValue, OwnedEventId, RoomVersionId, owned_event_id, room_id, server_name, user_id,
@@ -119,9 +119,9 @@ fn canonical_json_parse(bencher: Bencher) {
 mod append {
     use super::*;
     use hearth::config::Config;
-    use hearth::db::embedded::{ClusterOptions, RunningCluster};
-    use hearth::rooms::create::{CreateRoom, create_room};
     use hearth::state::AppState;
+    use hearth::testing::db::embedded::{ClusterOptions, RunningCluster};
+    use hearth::testing::rooms::create::{CreateRoom, create_room};
     use std::os::unix::fs::PermissionsExt;
     use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -147,14 +147,15 @@ mod append {
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let synchronous_commit = std::env::var("HEARTH_BENCH_SYNCHRONOUS_COMMIT").unwrap_or_else(|_| "on".to_owned());
         let state = runtime.block_on(async {
-            hearth::db::ensure_database(running.connect_options("postgres"), "hearth").await.unwrap();
-            let options = hearth::db::with_synchronous_commit(running.connect_options("hearth"), &synchronous_commit);
-            let pool = hearth::db::open_pool(options, 10).await.unwrap();
+            hearth::testing::db::ensure_database(running.connect_options("postgres"), "hearth").await.unwrap();
+            let options =
+                hearth::testing::db::with_synchronous_commit(running.connect_options("hearth"), &synchronous_commit);
+            let pool = hearth::testing::db::open_pool(options, 10).await.unwrap();
             let config = Config { server_name: "hearth.bench".to_owned(), ..Config::default() };
             AppState::new(config, pool, SigningKey::generate().unwrap()).await.unwrap()
         });
         let (sender, room_id) = runtime.block_on(async {
-            let sender = hearth::users::accounts::create_account(
+            let sender = hearth::testing::users::accounts::create_account(
                 &state.pool,
                 &state.server_name,
                 "alice",
@@ -170,9 +171,15 @@ mod append {
         let sent = AtomicU64::new(0);
         bencher.bench_local(|| {
             let n = sent.fetch_add(1, Ordering::Relaxed);
-            let transaction = hearth::rooms::send::Transaction { device_id: "BENCH", txn_id: &n.to_string() };
+            let transaction = hearth::testing::rooms::send::Transaction { device_id: "BENCH", txn_id: &n.to_string() };
             runtime
-                .block_on(hearth::rooms::send::append(state.rooms(), &room_id, &sender, message(), Some(transaction)))
+                .block_on(hearth::testing::rooms::send::append(
+                    state.rooms(),
+                    &room_id,
+                    &sender,
+                    message(),
+                    Some(transaction),
+                ))
                 .unwrap()
         });
         drop(state);

@@ -10,21 +10,21 @@ use quick_cache::sync::Cache;
 use std::hash::Hash;
 
 /// A bounded map of immutable facts of one kind.
-pub struct FactCache<K, V> {
+pub(crate) struct FactCache<K, V> {
     entries: Cache<K, V>,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> FactCache<K, V> {
     /// Keeps about `capacity` entries, evicting the least useful beyond that.
-    pub fn new(capacity: usize) -> FactCache<K, V> {
+    pub(crate) fn new(capacity: usize) -> FactCache<K, V> {
         FactCache { entries: Cache::new(capacity) }
     }
 
-    pub fn get(&self, key: &K) -> Option<V> {
+    pub(crate) fn get(&self, key: &K) -> Option<V> {
         self.entries.get(key)
     }
 
-    pub fn insert(&self, key: K, value: V) {
+    pub(crate) fn insert(&self, key: K, value: V) {
         self.entries.insert(key, value);
     }
 }

@@ -143,7 +143,7 @@ fn describe(error: Error) -> anyhow::Error {
     }
 }
 
-pub async fn run(command: AdminCommand) -> anyhow::Result<()> {
+pub(crate) async fn run(command: AdminCommand) -> anyhow::Result<()> {
     match command {
         AdminCommand::Users { search, deactivated, limit, config } => {
             let tools = Tools::open(config).await?;

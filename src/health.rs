@@ -6,13 +6,13 @@
 use crate::store::Store;
 use crate::streams::Streams;
 
-pub enum Health {
+pub(crate) enum Health {
     Serving,
     DatabaseUnreachable(String),
     CannotWrite(String),
 }
 
-pub async fn check(pool: &Store, streams: &Streams) -> Health {
+pub(crate) async fn check(pool: &Store, streams: &Streams) -> Health {
     if let Err(error) = crate::db::ping(pool).await {
         return Health::DatabaseUnreachable(error.to_string());
     }

@@ -18,35 +18,37 @@
 //! Below everything: `error` (kinds, no HTTP), `time`, `config`, `cache`, `store`, `ratelimit`,
 //! `streams` (positions and the notifier every writer and `/sync` share), `outbox` (queue writes).
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod allocator;
-pub mod cache;
+pub(crate) mod cache;
 pub mod cli;
-pub mod cli_admin;
+pub(crate) mod cli_admin;
 pub mod config;
-pub mod creators;
-pub mod db;
-pub mod e2ee;
+pub(crate) mod creators;
+pub(crate) mod db;
+pub(crate) mod e2ee;
 pub mod error;
-pub mod federation;
+pub(crate) mod federation;
 pub mod fuzz;
-pub mod health;
-pub mod http;
-pub mod media;
-pub mod net;
-pub mod outbox;
-pub mod push;
-pub mod ratelimit;
-pub mod rooms;
+pub(crate) mod health;
+pub(crate) mod http;
+pub(crate) mod media;
+pub(crate) mod net;
+pub(crate) mod outbox;
+pub(crate) mod push;
+pub(crate) mod ratelimit;
+pub(crate) mod rooms;
 pub mod server;
 pub mod signing_key;
 pub mod state;
-pub mod store;
-pub mod streams;
-pub mod sync;
-pub mod telemetry;
-pub mod time;
-pub mod users;
-pub mod xmpp;
+pub(crate) mod store;
+pub(crate) mod streams;
+pub(crate) mod sync;
+pub(crate) mod telemetry;
+#[doc(hidden)]
+pub mod testing;
+pub(crate) mod time;
+pub(crate) mod users;
+pub(crate) mod xmpp;
 
 pub use error::{Error, Result};

@@ -24,7 +24,7 @@ static RECORDER: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// The process's recorder, installed on first use; `None` if another recorder was installed
 /// first (then nothing is recorded here, and `/metrics` says so).
-pub fn recorder() -> Option<&'static PrometheusHandle> {
+pub(crate) fn recorder() -> Option<&'static PrometheusHandle> {
     RECORDER
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
@@ -38,7 +38,7 @@ pub fn recorder() -> Option<&'static PrometheusHandle> {
 
 /// Middleware: counts and times every request by method, route template and status. Paths
 /// that match no route count as `unmatched`, so that scanners cannot grow the label set.
-pub async fn track_request(request: Request, next: Next) -> Response {
+pub(crate) async fn track_request(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
     let method = request.method().as_str().to_owned();
@@ -50,18 +50,18 @@ pub async fn track_request(request: Request, next: Next) -> Response {
 }
 
 /// Counts events committed to rooms (local and received over federation alike).
-pub fn events_persisted(count: usize) {
+pub(crate) fn events_persisted(count: usize) {
     metrics::counter!("hearth_events_persisted_total").increment(u64::try_from(count).unwrap_or(u64::MAX));
 }
 
 /// Counts one attempt to deliver a push notification to a gateway.
-pub fn push_delivery(accepted: bool) {
+pub(crate) fn push_delivery(accepted: bool) {
     let outcome = if accepted { "accepted" } else { "failed" };
     metrics::counter!("hearth_push_deliveries_total", "outcome" => outcome).increment(1);
 }
 
 /// The metrics listener's routes: `GET /metrics`.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     recorder();
     Router::new().route("/metrics", get(scrape)).with_state(state)
 }

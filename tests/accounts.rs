@@ -301,7 +301,7 @@ async fn token_server() -> TestServer {
 }
 
 async fn create_token(server: &TestServer, token: &str, uses: Option<i32>) {
-    hearth::users::accounts::create_registration_token(&server.state.pool, Some(token), uses, None)
+    hearth::testing::users::accounts::create_registration_token(&server.state.pool, Some(token), uses, None)
         .await
         .expect("create a registration token");
 }

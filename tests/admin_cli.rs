@@ -12,7 +12,7 @@ const PASSWORD: &str = "correct horse battery";
 
 /// `hearth ARGS`, configured for `server`'s database (as its operator would, by environment).
 fn command(server: &TestServer, data_dir: &std::path::Path, args: &[&str]) -> Command {
-    let user = hearth::db::embedded::SUPERUSER;
+    let user = hearth::testing::db::embedded::SUPERUSER;
     let url = format!("postgres:///{}?host={}&user={user}", server.database, cluster_dir().display());
     let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));
     for (name, _) in std::env::vars() {

@@ -36,7 +36,7 @@ async fn every_admin_route_refuses_non_admins() {
     let server = TestServer::start().await;
     let user = server.register("mallory", PASSWORD).await;
     let room = server.create_room(&user, json!({})).await;
-    let routes: Vec<_> = hearth::http::route_table()
+    let routes: Vec<_> = hearth::testing::http::route_table()
         .into_iter()
         .filter(|route| route.path.starts_with("/_synapse/admin/"))
         .filter(|route| !["/_synapse/admin/v1/register", "/_synapse/admin/v1/server_version"].contains(&route.path))

@@ -19,7 +19,7 @@ const LISTS: &str = "/_hearth/client/v1/broadcast/lists";
 
 async fn make_creator(pool: &sqlx::PgPool, user_id: &str) {
     let user_id = ruma::UserId::parse(user_id).unwrap();
-    hearth::creators::flag::set_creator(&pool.clone().into(), &user_id, true)
+    hearth::testing::creators::flag::set_creator(&pool.clone().into(), &user_id, true)
         .await
         .expect("the operator makes a creator");
 }
@@ -35,12 +35,12 @@ async fn subscribers(pool: &sqlx::PgPool, creator: &str, prefix: &str, count: us
     let mut tx = pool.begin().await.unwrap();
     for index in 0..count {
         let user_id = ruma::UserId::parse(format!("@{prefix}{index:05}:{SERVER_NAME}")).unwrap();
-        hearth::users::accounts::insert_account(&mut tx, &user_id, None, false, false).await.unwrap();
+        hearth::testing::users::accounts::insert_account(&mut tx, &user_id, None, false, false).await.unwrap();
         users.push(user_id.to_string());
     }
     tx.commit().await.unwrap();
     for user in &users {
-        hearth::db::broadcast::subscribe(pool, creator, user, 0).await.unwrap();
+        hearth::testing::db::broadcast::subscribe(pool, creator, user, 0).await.unwrap();
     }
     users
 }

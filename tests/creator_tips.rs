@@ -27,7 +27,7 @@ async fn creator_and_member(billing: &Billing) -> (TestServer, TestUser, TestUse
 
 async fn make_creator(pool: &sqlx::PgPool, user: &TestUser) {
     let user_id = ruma::UserId::parse(&user.user_id).unwrap();
-    hearth::creators::flag::set_creator(&pool.clone().into(), &user_id, true)
+    hearth::testing::creators::flag::set_creator(&pool.clone().into(), &user_id, true)
         .await
         .expect("the operator makes a creator");
 }
@@ -75,7 +75,7 @@ async fn the_creator_flag_is_the_operators_and_shows_in_the_profile() {
     assert_eq!(server.get(&profile(&bob), None).await.1["io.hearth.creator"], true);
 
     let user_id = ruma::UserId::parse(&bob.user_id).unwrap();
-    hearth::creators::flag::set_creator(&server.state.pool, &user_id, false).await.unwrap();
+    hearth::testing::creators::flag::set_creator(&server.state.pool, &user_id, false).await.unwrap();
     let (_, off) = server.get(&profile(&bob), None).await;
     assert!(off.get("io.hearth.creator").is_none(), "{off}");
 }
@@ -399,10 +399,10 @@ async fn an_approved_tip_the_room_refuses_is_given_up_after_bounded_tries() {
 
     // Each start-up's recovery tries once more; the fifth refusal is the last.
     for attempt in 1..=5 {
-        let unsettled = hearth::creators::tips::recover(server.state.tips()).await.unwrap();
+        let unsettled = hearth::testing::creators::tips::recover(server.state.tips()).await.unwrap();
         assert_eq!(unsettled, 1, "try {attempt}");
     }
-    assert_eq!(hearth::creators::tips::recover(server.state.tips()).await.unwrap(), 0, "given up");
+    assert_eq!(hearth::testing::creators::tips::recover(server.state.tips()).await.unwrap(), 0, "given up");
     assert!(tip_events(&server, &bob, &room).await.is_empty());
     let (_, ledger) = server.get("/_hearth/client/v1/tips/received", bob.token()).await;
     assert_eq!(ledger["chunk"].as_array().unwrap().len(), 1, "{ledger}");

@@ -17,7 +17,7 @@ async fn synchronous_commit_applies_to_every_pooled_connection() {
         config.data_dir = data_dir.path().to_path_buf();
         config.database.url = Some(format!(
             "postgresql://{}@localhost/{database}?host={}",
-            hearth::db::embedded::SUPERUSER,
+            hearth::testing::db::embedded::SUPERUSER,
             socket_dir.display()
         ));
         config.database.synchronous_commit = setting.to_owned();

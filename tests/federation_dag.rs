@@ -180,7 +180,7 @@ async fn a_gap_get_missing_events_cannot_fill_is_bridged_by_the_state_before_it(
 
 /// The room's forward extremities on `server`: what its next event there builds on.
 async fn tips(server: &FedServer, room: &str) -> Vec<String> {
-    let tips = hearth::db::events::forward_extremities(&server.state().pool, room).await.unwrap();
+    let tips = hearth::testing::db::events::forward_extremities(&server.state().pool, room).await.unwrap();
     tips.into_iter().map(|tip| tip.event_id).collect()
 }
 
@@ -295,7 +295,7 @@ async fn a_fork_made_while_b_was_down_resolves_to_the_same_state_on_both() {
     let mut a_levels = levels.clone();
     a_levels["users_default"] = json!(1);
     let a_power = set_power_levels(&pair.a, &alice, &room, a_levels).await;
-    let far = hearth::time::now_ms() + 3_600_000;
+    let far = hearth::testing::time::now_ms() + 3_600_000;
     pair.a = hold_delivery(pair.a, &b_name, far).await;
     pair.b = stopped.start().await;
 

@@ -15,7 +15,7 @@ use crate::common;
 
 use common::federation::FederatedPair;
 use common::{TestServer, TestUser};
-use hearth::federation::inbound::transaction::{IncomingTransaction, receive};
+use hearth::testing::federation::inbound::transaction::{IncomingTransaction, receive};
 use reqwest::StatusCode;
 use ruma::CanonicalJsonValue;
 use ruma::api::federation::transactions::edu::Edu;

@@ -6,12 +6,12 @@
 use crate::common;
 use common::remote_pdus::{build_remote_pdu, room_version};
 use common::*;
-use hearth::federation::inbound::{
+use hearth::signing_key::SigningKey;
+use hearth::testing::federation::inbound::{
     Accepted, CheckedPdu, accept_with_known_parents, check_pdu_with_keys, store_outliers,
 };
-use hearth::rooms::build::EventTemplate;
-use hearth::rooms::pdu::Pdu;
-use hearth::signing_key::SigningKey;
+use hearth::testing::rooms::build::EventTemplate;
+use hearth::testing::rooms::pdu::Pdu;
 use reqwest::StatusCode;
 use ruma::canonical_json::CanonicalJsonValue;
 use ruma::serde::Base64;
@@ -113,7 +113,7 @@ async fn stored(server: &TestServer, event_id: &EventId) -> i64 {
 
 /// The room's forward extremities (what its next event builds on).
 async fn tips(server: &TestServer, room: &RoomId) -> Vec<String> {
-    let tips = hearth::db::events::forward_extremities(&server.state.pool, room.as_str()).await.unwrap();
+    let tips = hearth::testing::db::events::forward_extremities(&server.state.pool, room.as_str()).await.unwrap();
     tips.into_iter().map(|tip| tip.event_id).collect()
 }
 
@@ -340,7 +340,7 @@ async fn an_outlier_that_arrives_through_send_joins_the_timeline_once() {
 
     // Fetched first as an outlier (as state or an auth event would be): not in the timeline.
     let message = remote.build(&server, &room, BOB, text("first an outlier"), None).await;
-    let rules = hearth::rooms::rules_for(&RoomVersionId::V11).unwrap();
+    let rules = hearth::testing::rooms::rules_for(&RoomVersionId::V11).unwrap();
     let mut tx = server.state.pool.begin().await.unwrap();
     let outcome = store_outliers(&mut tx, &room, &rules, vec![message.clone()]).await.unwrap();
     tx.commit().await.unwrap();
@@ -380,11 +380,16 @@ async fn a_server_the_acl_denies_is_refused() {
     let error = remote.send(&server, &room, &join).await.expect_err("denied");
     assert_eq!(error.errcode(), "M_FORBIDDEN", "{error}");
     assert_eq!(stored(&server, &join.event_id).await, 0);
-    let error = hearth::federation::acl::check(&server.state.pool, &room, &remote.name).await.expect_err("denied");
+    let error =
+        hearth::testing::federation::acl::check(&server.state.pool, &room, &remote.name).await.expect_err("denied");
     assert_eq!(error.errcode(), "M_FORBIDDEN");
-    hearth::federation::acl::check(&server.state.pool, &room, ServerName::parse("other.test").unwrap().as_ref())
-        .await
-        .expect("others are allowed");
+    hearth::testing::federation::acl::check(
+        &server.state.pool,
+        &room,
+        ServerName::parse("other.test").unwrap().as_ref(),
+    )
+    .await
+    .expect("others are allowed");
 }
 
 #[tokio::test]
@@ -414,7 +419,7 @@ async fn an_event_the_current_state_forbids_is_soft_failed_and_not_served() {
     let chunk = page["chunk"].as_array().unwrap();
     assert_eq!(count_id(chunk, &late.event_id), 0, "not in the history either");
     assert_eq!(count_id(chunk, &before_ban.event_id), 1, "{page}");
-    let tips = hearth::db::events::forward_extremities(&server.state.pool, room.as_str()).await.unwrap();
+    let tips = hearth::testing::db::events::forward_extremities(&server.state.pool, room.as_str()).await.unwrap();
     assert!(tips.iter().all(|tip| tip.event_id != late.event_id.as_str()), "not a forward extremity");
 }
 
@@ -424,7 +429,7 @@ async fn a_fork_from_a_remote_server_is_resolved_by_state_resolution() {
     let remote = Remote::new();
     let (alice, room) = public_room(&server, "12").await;
     remote.send(&server, &room, &remote.build(&server, &room, BOB, member("join"), None).await).await.unwrap();
-    let fork_point = hearth::db::events::forward_extremities(&server.state.pool, room.as_str()).await.unwrap();
+    let fork_point = hearth::testing::db::events::forward_extremities(&server.state.pool, room.as_str()).await.unwrap();
     let fork_point = fork_point[0].event_id.clone();
 
     // Bob names the room; before his event arrives, alice (later) names it too.
@@ -440,7 +445,7 @@ async fn a_fork_from_a_remote_server_is_resolved_by_state_resolution() {
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(matches!(remote.send(&server, &room, &name).await.unwrap(), Accepted::Timeline { .. }));
-    let tips = hearth::db::events::forward_extremities(&server.state.pool, room.as_str()).await.unwrap();
+    let tips = hearth::testing::db::events::forward_extremities(&server.state.pool, room.as_str()).await.unwrap();
     assert_eq!(tips.len(), 2, "the DAG has two tips");
 
     // Neither name is a power event: resolution orders them along the power-level mainline

@@ -7,8 +7,8 @@ use crate::common;
 
 use common::federation::{FedServer, FederatedPair, TestCa, https_client};
 use common::{assert_error, encode};
-use hearth::federation::client::FederationError;
 use hearth::signing_key::SigningKey;
+use hearth::testing::federation::client::FederationError;
 use reqwest::StatusCode;
 use ruma::api::federation::authentication::{XMatrix, XMatrixSigningInput};
 use ruma::api::federation::discovery::get_server_version::v1 as version;
@@ -82,7 +82,7 @@ async fn the_key_server_publishes_a_self_signed_key_and_the_version() {
     assert_eq!(body["verify_keys"][key.key_id()]["key"], key.public_key_base64());
     assert_eq!(body["old_verify_keys"], json!({}));
     let valid_until = body["valid_until_ts"].as_i64().expect("valid_until_ts");
-    assert!(valid_until > hearth::time::now_ms() + 3_600_000, "valid for a while: {valid_until}");
+    assert!(valid_until > hearth::testing::time::now_ms() + 3_600_000, "valid for a while: {valid_until}");
     assert_signed_by(&body, a.name().as_str(), &key.key_id(), &key.public_key_base64());
 
     let (status, body) = get_json(&client, &a.federation_url("/_matrix/federation/v1/version")).await;
@@ -175,7 +175,7 @@ async fn a_rotated_key_is_published_under_old_verify_keys() {
     assert!(body["verify_keys"].get(&old_key_id).is_none(), "{body}");
     assert_eq!(body["old_verify_keys"][&old_key_id]["key"], old_public);
     let expired = body["old_verify_keys"][&old_key_id]["expired_ts"].as_i64().expect("expired_ts");
-    assert!(expired <= hearth::time::now_ms());
+    assert!(expired <= hearth::testing::time::now_ms());
     assert_signed_by(&body, a.name().as_str(), &new_key.key_id(), &new_key.public_key_base64());
 
     // A restart with the same key changes nothing.
@@ -341,7 +341,7 @@ async fn counting_tls_server(
         tls_key: Some(ca.key_file()),
         ..Default::default()
     };
-    let acceptor = hearth::federation::tls::acceptor(&tls).expect("TLS").expect("configured");
+    let acceptor = hearth::testing::federation::tls::acceptor(&tls).expect("TLS").expect("configured");
     let asked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counter = asked.clone();
     let app = axum::Router::new().route(
@@ -356,7 +356,7 @@ async fn counting_tls_server(
     let shutdown = async move {
         let _ = stopped.await;
     };
-    tokio::spawn(hearth::http::serve::serve_with_tls(
+    tokio::spawn(hearth::testing::http::serve::serve_with_tls(
         listener,
         Some(acceptor),
         app,

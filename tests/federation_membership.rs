@@ -9,9 +9,9 @@
 use crate::common;
 
 use common::{TestServer, TestUser};
-use hearth::federation::membership::{RemoteMembership, make_membership, send_join, send_membership};
-use hearth::rooms::build::sign_new_event;
 use hearth::signing_key::SigningKey;
+use hearth::testing::federation::membership::{RemoteMembership, make_membership, send_join, send_membership};
+use hearth::testing::rooms::build::sign_new_event;
 use reqwest::StatusCode;
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::serde::Base64;
@@ -74,7 +74,7 @@ impl Remote {
         room: &str,
         user: &OwnedUserId,
         membership: RemoteMembership,
-    ) -> hearth::Result<hearth::federation::membership::JoinedRoomState> {
+    ) -> hearth::Result<hearth::testing::federation::membership::JoinedRoomState> {
         let (room_id, event_id, json) = self.signed(server, room, user, membership).await?;
         let raw = serde_json::value::RawValue::from_string(json).unwrap();
         let event_id = EventId::parse(event_id).unwrap();
@@ -89,7 +89,7 @@ async fn join_omitting_members(
     server: &TestServer,
     room: &str,
     user: &OwnedUserId,
-) -> hearth::federation::membership::JoinedRoomState {
+) -> hearth::testing::federation::membership::JoinedRoomState {
     let (room_id, event_id, json) = remote.signed(server, room, user, RemoteMembership::Join).await.unwrap();
     let raw = serde_json::value::RawValue::from_string(json).unwrap();
     let event_id = EventId::parse(event_id).unwrap();

@@ -13,9 +13,9 @@ use crate::common;
 use common::TestServer;
 use common::federation::{FedServer, FederatedPair, TestCa};
 use futures_util::StreamExt;
-use hearth::federation::partial_state::RESYNC_LOCK_CLASS;
-use hearth::rooms::build::EventTemplate;
-use hearth::users::Session;
+use hearth::testing::federation::partial_state::RESYNC_LOCK_CLASS;
+use hearth::testing::rooms::build::EventTemplate;
+use hearth::testing::users::Session;
 use reqwest::StatusCode;
 use ruma::{OwnedUserId, RoomId};
 use serde_json::{Value, json};
@@ -37,7 +37,7 @@ async fn add_member(server: &TestServer, room: &str, n: usize) -> OwnedUserId {
     let room_id = RoomId::parse(room).unwrap();
     {
         let user_id = OwnedUserId::try_from(format!("@member{n}:{}", server.state.server_name)).unwrap();
-        let account = hearth::db::users::NewAccount {
+        let account = hearth::testing::db::users::NewAccount {
             user_id: user_id.as_str(),
             password_hash: None,
             is_admin: false,
@@ -45,8 +45,10 @@ async fn add_member(server: &TestServer, room: &str, n: usize) -> OwnedUserId {
             profile: Default::default(),
             now_ms: 0,
         };
-        assert!(hearth::db::users::insert(&server.state.pool, account).await.unwrap());
-        hearth::rooms::membership::join(server.state.rooms(), &room_id, &session(&user_id), None).await.unwrap();
+        assert!(hearth::testing::db::users::insert(&server.state.pool, account).await.unwrap());
+        hearth::testing::rooms::membership::join(server.state.rooms(), &room_id, &session(&user_id), None)
+            .await
+            .unwrap();
         user_id
     }
 }
@@ -67,7 +69,8 @@ async fn member_says(server: &TestServer, room: &str, member: &OwnedUserId, body
     let template = EventTemplate::message("m.room.message", json!({"msgtype": "m.text", "body": body}));
     let room_id = RoomId::parse(room).unwrap();
     let (rooms, sender) = (server.state.rooms(), session(member));
-    let sent = hearth::rooms::send::send_message(rooms, &server.state.rate_limits, &sender, &room_id, template, None);
+    let sent =
+        hearth::testing::rooms::send::send_message(rooms, &server.state.rate_limits, &sender, &room_id, template, None);
     sent.await.unwrap().to_string()
 }
 
@@ -187,7 +190,7 @@ async fn a_partial_join_answers_at_once_then_completes_the_membership() {
     // Not served to other servers while partial: they must ask a server with the full state.
     let join_id: String =
         sqlx::query_scalar("SELECT join_event_id FROM partial_state_rooms").fetch_one(&b.state.pool).await.unwrap();
-    let refused = hearth::federation::inbound::serve::state_ids(
+    let refused = hearth::testing::federation::inbound::serve::state_ids(
         &b.state.pool,
         pair.a.name(),
         &RoomId::parse(&room).unwrap(),

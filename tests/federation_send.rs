@@ -9,9 +9,9 @@ use crate::common;
 use common::TestUser;
 use common::federation::{FedServer, FederatedPair};
 use common::remote_pdus::build_remote_pdu;
-use hearth::federation::client::FederationError;
-use hearth::rooms::build::EventTemplate;
-use hearth::rooms::pdu::Pdu;
+use hearth::testing::federation::client::FederationError;
+use hearth::testing::rooms::build::EventTemplate;
+use hearth::testing::rooms::pdu::Pdu;
 use reqwest::StatusCode;
 use ruma::api::Direction;
 use ruma::api::federation::authorization::get_event_authorization::v1 as event_auth;
@@ -166,7 +166,7 @@ async fn a_transaction_reaches_local_sync_once_and_its_retry_is_processed_once()
         &rules.redaction,
     )
     .unwrap();
-    let orphan_id = hearth::rooms::build::event_id_of(&orphan_json, &rules).unwrap();
+    let orphan_id = hearth::testing::rooms::build::event_id_of(&orphan_json, &rules).unwrap();
     let orphan_raw = RawValue::from_string(ruma::CanonicalJsonValue::Object(orphan_json).to_string()).unwrap();
     let results = transaction(b, a, "txn-gap", b.name(), vec![orphan_raw]).await.expect("answered");
     assert!(matches!(results.get(&orphan_id), Some(Err(_))), "{results:?}");

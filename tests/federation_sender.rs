@@ -14,8 +14,8 @@ use crate::common;
 use common::federation::{FedServer, FederatedPair, TestCa};
 use common::federation_peer::{Answer, Received, RecordingPeer};
 use common::{TestServer, TestUser, assert_error, encode};
-use hearth::federation::membership::{RemoteMembership, make_membership, send_membership};
-use hearth::rooms::build::sign_new_event;
+use hearth::testing::federation::membership::{RemoteMembership, make_membership, send_membership};
+use hearth::testing::rooms::build::sign_new_event;
 use reqwest::StatusCode;
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::serde::Base64;
@@ -89,7 +89,7 @@ fn assert_well_formed(received: &[Received], origin: &str) {
 
 /// The operator's view of one destination: (depth, failures, last success set).
 async fn destination_status(server: &TestServer, destination: &str) -> (i64, i32, bool) {
-    let rows = hearth::db::federation_queue::status(&server.state.pool).await.unwrap();
+    let rows = hearth::testing::db::federation_queue::status(&server.state.pool).await.unwrap();
     rows.into_iter()
         .find(|row| row.destination == destination)
         .map(|row| (row.depth, row.failures.unwrap_or(0), row.last_success_ts.is_some()))
@@ -223,8 +223,8 @@ async fn two_processes_on_one_database_send_each_event_once() {
     // same queue (woken by A's commits through LISTEN/NOTIFY).
     let config = a.state().config.clone();
     let key = hearth::signing_key::SigningKey::load_or_generate(&config.data_dir.join("signing.key")).unwrap();
-    let options = hearth::db::embedded::connect_options(&common::cluster_dir(), &a.server.database);
-    let pool = hearth::db::open_pool(options, 10).await.unwrap();
+    let options = hearth::testing::db::embedded::connect_options(&common::cluster_dir(), &a.server.database);
+    let pool = hearth::testing::db::open_pool(options, 10).await.unwrap();
     let second = hearth::state::AppState::new(config, pool, key).await.unwrap();
 
     // Refusals first, so that both processes have a formed transaction to retry and the

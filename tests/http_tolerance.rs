@@ -155,7 +155,7 @@ async fn paths_are_routed_with_and_without_a_trailing_slash() {
     assert_eq!(topic["topic"], "slash");
 
     // Every route the server registers answers on both forms.
-    for route in hearth::http::route_table().iter().filter(|route| is_matrix_path(route.path)) {
+    for route in hearth::testing::http::route_table().iter().filter(|route| is_matrix_path(route.path)) {
         let other = toggle_slash(route.path);
         assert!(route.shapes.contains(&other), "{} {} is not routed as {other}", route.method, route.path);
     }
@@ -427,7 +427,7 @@ async fn every_route_reads_what_clients_send() {
     let server = TestServer::start().await;
     let owner = server.register("owner", PASSWORD).await;
     let room = server.create_room(&owner, json!({"preset": "public_chat"})).await;
-    let routes = hearth::http::route_table();
+    let routes = hearth::testing::http::route_table();
     assert!(routes.len() > 90, "the route table lists every route: {}", routes.len());
     let started = Instant::now();
 
@@ -579,7 +579,7 @@ async fn audit_route(
     server: &TestServer,
     room: &str,
     index: usize,
-    route: &hearth::http::ruma::Route,
+    route: &hearth::testing::http::ruma::Route,
 ) -> (String, Vec<String>) {
     let mut fixture = Fixture::new(server, room, index).await;
     let mut problems = Vec::new();

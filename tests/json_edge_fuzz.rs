@@ -318,7 +318,7 @@ async fn no_body_on_any_route_gives_a_5xx_or_breaks_another_user() {
     let seed = std::env::var("HEARTH_FUZZ_SEED").ok().and_then(|seed| seed.parse().ok()).unwrap_or(0x5EED_u64);
     let cases = std::env::var("HEARTH_FUZZ_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(48);
     let mut scene = Scene::new().await;
-    let routes: Vec<_> = hearth::http::route_table()
+    let routes: Vec<_> = hearth::testing::http::route_table()
         .into_iter()
         .filter(|route| route.method != Method::GET && route.method != Method::HEAD)
         .collect();

@@ -167,7 +167,7 @@ async fn other_servers_get_this_servers_media_as_multipart_and_only_when_signed(
 
     let missing = b.state().federation.send(a.name(), get_content::v1::Request::new("nosuchmedia".to_owned())).await;
     assert!(
-        matches!(&missing, Err(hearth::federation::client::FederationError::Remote { status, errcode, .. })
+        matches!(&missing, Err(hearth::testing::federation::client::FederationError::Remote { status, errcode, .. })
             if *status == 404 && errcode == "M_NOT_FOUND"),
         "{missing:?}"
     );

@@ -7,7 +7,7 @@ use crate::common;
 use crate::media_support;
 
 use common::*;
-use hearth::media::orphans::Swept;
+use hearth::testing::media::orphans::Swept;
 use media_support::*;
 use reqwest::StatusCode;
 use std::path::Path;

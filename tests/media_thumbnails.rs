@@ -189,7 +189,7 @@ async fn an_animation_over_the_frame_limit_gets_a_still_thumbnail() {
     let server = TestServer::start().await;
     let alice = server.register("alice", PASSWORD).await;
     let token = alice.access_token.as_str();
-    let frames = u32::try_from(hearth::media::animated::MAX_FRAMES).unwrap() + 1;
+    let frames = u32::try_from(hearth::testing::media::animated::MAX_FRAMES).unwrap() + 1;
     let media = uploaded(&server, token, animated_gif(4, 4, frames), "image/gif").await;
     let (status, content_type, body) = thumbnail(&server, token, &media, "width=32&height=32&animated=true").await;
     assert_eq!((status, content_type.as_str()), (StatusCode::OK, "image/png"), "the first frame instead");

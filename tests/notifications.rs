@@ -205,8 +205,8 @@ async fn an_ignored_users_messages_never_notify() {
 /// the domain functions, not HTTP, to keep the set-up short.
 #[tokio::test]
 async fn evaluation_cost_per_event_in_a_thousand_member_room() {
-    use hearth::rooms::build::EventTemplate;
-    use hearth::rooms::send::append;
+    use hearth::testing::rooms::build::EventTemplate;
+    use hearth::testing::rooms::send::append;
     use ruma::{OwnedDeviceId, RoomId, UserId};
     use std::time::{Duration, Instant};
 
@@ -220,22 +220,25 @@ async fn evaluation_cost_per_event_in_a_thousand_member_room() {
         (0..MEMBERS).map(|i| UserId::parse(format!("@member{i}:{SERVER_NAME}")).expect("user id")).collect();
     let mut tx = state.pool.begin().await.expect("begin");
     for member in &members {
-        hearth::users::accounts::insert_account(&mut tx, member, None, false, false).await.expect("account");
+        hearth::testing::users::accounts::insert_account(&mut tx, member, None, false, false).await.expect("account");
     }
     tx.commit().await.expect("commit");
     let started = Instant::now();
-    let joins = members.iter().map(|member| {
-        let session = hearth::users::Session {
-            user_id: member.clone(),
-            device_id: OwnedDeviceId::from("BENCH"),
-            is_admin: false,
-            is_guest: false,
-            shadow_banned: false,
-            message_limit: None,
-        };
-        let room_id = room_id.clone();
-        async move { hearth::rooms::membership::join(state.rooms(), &room_id, &session, None).await.expect("join") }
-    });
+    let joins =
+        members.iter().map(|member| {
+            let session = hearth::testing::users::Session {
+                user_id: member.clone(),
+                device_id: OwnedDeviceId::from("BENCH"),
+                is_admin: false,
+                is_guest: false,
+                shadow_banned: false,
+                message_limit: None,
+            };
+            let room_id = room_id.clone();
+            async move {
+                hearth::testing::rooms::membership::join(state.rooms(), &room_id, &session, None).await.expect("join")
+            }
+        });
     futures_util::future::join_all(joins).await;
     eprintln!("{MEMBERS} joins in {:?}", started.elapsed());
 
@@ -281,7 +284,7 @@ async fn evaluation_cost_per_event_in_a_thousand_member_room() {
             .await
             .expect("clear");
         // The events as their writer hands them over.
-        let events: Vec<hearth::db::push_actions::NewEvent> = sqlx::query_as(
+        let events: Vec<hearth::testing::db::push_actions::NewEvent> = sqlx::query_as(
             "SELECT e.event_nid, i.event_id, e.room_id, e.sender, e.event_type, e.origin_server_ts, e.stream_position,
                     e.json
              FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
@@ -296,7 +299,7 @@ async fn evaluation_cost_per_event_in_a_thousand_member_room() {
             let mut tx = state.pool.begin().await.expect("begin");
             let handed_over = events.clone();
             let started = Instant::now();
-            hearth::push::record_notifications(&mut tx, &state.pool, &state.server_name, handed_over)
+            hearth::testing::push::record_notifications(&mut tx, &state.pool, &state.server_name, handed_over)
                 .await
                 .expect("evaluate");
             times.push(started.elapsed());

@@ -201,7 +201,12 @@ async fn the_event_verifier_notices_tampering() {
     let key_id = server.state.signing_key.key_id();
     let public_key = server.state.signing_key.public_key_base64();
     let verify = || {
-        hearth::rooms::verify::verify_all_events(&server.state.pool, &server.state.server_name, &key_id, &public_key)
+        hearth::testing::rooms::verify::verify_all_events(
+            &server.state.pool,
+            &server.state.server_name,
+            &key_id,
+            &public_key,
+        )
     };
     assert_eq!(verify().await.expect("verifies"), Vec::<String>::new());
 

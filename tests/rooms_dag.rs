@@ -427,7 +427,7 @@ fn state_map_of_client_events(events: &Value) -> StateMap {
         .collect()
 }
 
-fn state_map_of_entries(entries: Vec<hearth::db::state::StateEntry>) -> StateMap {
+fn state_map_of_entries(entries: Vec<hearth::testing::db::state::StateEntry>) -> StateMap {
     entries.into_iter().map(|entry| ((entry.event_type, entry.state_key), entry.event_id)).collect()
 }
 
@@ -449,16 +449,17 @@ async fn check_state(server: &TestServer, reader: &TestUser, room: &str) -> Stat
         let before = before.expect("state before");
         let after = after.expect("state after");
         let stored_before =
-            state_map_of_entries(hearth::db::state::snapshot_state(pool, before).await.expect("before"));
+            state_map_of_entries(hearth::testing::db::state::snapshot_state(pool, before).await.expect("before"));
         assert_eq!(stored_before, replayed, "state before {event_id}");
         let event: Value = serde_json::from_str(&json).expect("json");
         if let Some(state_key) = event["state_key"].as_str() {
             replayed.insert((event["type"].as_str().expect("type").to_owned(), state_key.to_owned()), event_id.clone());
         }
-        let stored_after = state_map_of_entries(hearth::db::state::snapshot_state(pool, after).await.expect("after"));
+        let stored_after =
+            state_map_of_entries(hearth::testing::db::state::snapshot_state(pool, after).await.expect("after"));
         assert_eq!(stored_after, replayed, "state after {event_id}");
     }
-    let current = state_map_of_entries(hearth::db::state::current_state(pool, room).await.expect("current"));
+    let current = state_map_of_entries(hearth::testing::db::state::current_state(pool, room).await.expect("current"));
     assert_eq!(current, replayed, "current state");
     let (status, client_state) = server.get(&format!("/_matrix/client/v3/rooms/{room}/state"), reader.token()).await;
     assert_eq!(status, StatusCode::OK, "{client_state}");
@@ -487,7 +488,7 @@ async fn state_before_and_after_every_event_survives_long_snapshot_chains() {
     assert_eq!(name, json!({"name": "Two"}));
 
     // Far more state changes than one delta chain may hold.
-    let changes = 2 * hearth::db::state::MAX_CHAIN_LENGTH as usize + 9;
+    let changes = 2 * hearth::testing::db::state::MAX_CHAIN_LENGTH as usize + 9;
     for i in 0..changes {
         put_state(&server, &alice, &room, "m.room.topic", "", json!({"topic": format!("topic {i}")})).await;
         if i % 7 == 3 {
@@ -509,7 +510,7 @@ async fn state_before_and_after_every_event_survives_long_snapshot_chains() {
     let last = check_state(&server, &carol, &room).await;
     assert_eq!(last.len(), state.len() + 1 + (changes + 3) / 7);
     let longest = server.count("SELECT max(chain_length)::bigint FROM state_snapshots").await;
-    assert!(longest <= i64::from(hearth::db::state::MAX_CHAIN_LENGTH), "chains stay bounded: {longest}");
+    assert!(longest <= i64::from(hearth::testing::db::state::MAX_CHAIN_LENGTH), "chains stay bounded: {longest}");
 }
 
 /// How many events, event ids and transaction records exist (nothing may change on a refusal).
@@ -638,8 +639,8 @@ async fn a_transaction_id_is_a_retransmission_only_on_the_same_room_and_event_ty
 /// must leave nothing behind for the next one, which names the last stored event as parent.
 #[tokio::test]
 async fn sends_in_one_batch_see_the_changes_appended_before_them() {
-    use hearth::rooms::build::EventTemplate;
-    use hearth::rooms::send::{Appender, Transaction};
+    use hearth::testing::rooms::build::EventTemplate;
+    use hearth::testing::rooms::send::{Appender, Transaction};
     use sqlx::Acquire;
 
     let server = TestServer::start().await;

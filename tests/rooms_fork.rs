@@ -5,8 +5,8 @@
 
 use crate::common;
 use common::*;
-use hearth::rooms::build::{EventTemplate, Placement, build_and_sign};
-use hearth::rooms::send::{AuthState, persist};
+use hearth::testing::rooms::build::{EventTemplate, Placement, build_and_sign};
+use hearth::testing::rooms::send::{AuthState, persist};
 use reqwest::StatusCode;
 use ruma::{EventId, RoomId, RoomVersionId, UserId};
 use serde_json::json;
@@ -18,8 +18,8 @@ const PW: &str = "fork-test-pw";
 /// advancing anything else: run twice, it forks the DAG.
 async fn branch(server: &TestServer, room: &RoomId, sender: &UserId, version: &RoomVersionId, topic: &str) -> String {
     let pool = &server.state.pool;
-    let rules = hearth::rooms::rules_for(version).expect("rules");
-    let extremities = hearth::db::events::forward_extremities(pool, room.as_str()).await.expect("extremities");
+    let rules = hearth::testing::rooms::rules_for(version).expect("rules");
+    let extremities = hearth::testing::db::events::forward_extremities(pool, room.as_str()).await.expect("extremities");
     let parent = extremities.last().expect("an extremity").clone();
     let template = EventTemplate::state("m.room.topic", "", json!({"topic": topic}));
     // Stored as federation will store it: inside a transaction that holds the room's lock.
@@ -63,7 +63,7 @@ async fn the_next_event_after_a_fork_merges_the_branches_by_state_resolution() {
         // Both branches start from the same parent. The later one wins the tie on the
         // same sender and power level (state resolution orders by timestamp, then id).
         let extremities_before =
-            hearth::db::events::forward_extremities(&server.state.pool, room.as_str()).await.expect("x");
+            hearth::testing::db::events::forward_extremities(&server.state.pool, room.as_str()).await.expect("x");
         assert_eq!(extremities_before.len(), 1);
         let pool = &server.state.pool;
         let left_id = branch(&server, &room, &alice_id, &version_id, "left").await;
@@ -94,7 +94,7 @@ async fn the_next_event_after_a_fork_merges_the_branches_by_state_resolution() {
             .execute(pool)
             .await
             .expect("fork");
-        let forked = hearth::db::events::forward_extremities(pool, room.as_str()).await.expect("x");
+        let forked = hearth::testing::db::events::forward_extremities(pool, room.as_str()).await.expect("x");
         assert_eq!(forked.len(), 2, "v{version}: the DAG has two tips");
 
         // A new message references both tips, and the resolved state is what users read.
@@ -115,7 +115,7 @@ async fn the_next_event_after_a_fork_merges_the_branches_by_state_resolution() {
         .expect("merged event");
         let merged: serde_json::Value = serde_json::from_str(&merged).expect("json");
         assert_eq!(merged["prev_events"].as_array().map(Vec::len), Some(2), "v{version}: {merged}");
-        let extremities = hearth::db::events::forward_extremities(pool, room.as_str()).await.expect("x");
+        let extremities = hearth::testing::db::events::forward_extremities(pool, room.as_str()).await.expect("x");
         assert_eq!(extremities.len(), 1, "v{version}: one tip again");
 
         let (status, topic) =

@@ -92,7 +92,7 @@ async fn the_rooms_tip_does_not_pile_up_dead_rows() {
         last = server.send_text(&alice, &room, &format!("tip-{n}"), "moving the tip").await;
     }
     let pool = &server.state.pool;
-    let tips = hearth::db::events::forward_extremities(pool, &room).await.unwrap();
+    let tips = hearth::testing::db::events::forward_extremities(pool, &room).await.unwrap();
     let tip_ids: Vec<&str> = tips.iter().map(|tip| tip.event_id.as_str()).collect();
     assert_eq!(tip_ids, [last.as_str()], "the room's one tip is its last message");
     let pages: i64 =
@@ -120,7 +120,7 @@ async fn the_lock_taken_with_begin_is_the_rooms_lock() {
             other.rollback().await.unwrap();
             taken
         };
-        let held = hearth::db::rooms::begin_locked(&pool, room_id).await.unwrap();
+        let held = hearth::testing::db::rooms::begin_locked(&pool, room_id).await.unwrap();
         assert!(!try_lock(pool.clone()).await, "{room_id}: another transaction took the lock a send holds");
         held.rollback().await.unwrap();
         assert!(try_lock(pool.clone()).await, "{room_id}: the lock outlived its transaction");

@@ -23,8 +23,11 @@ async fn sigterm_answers_waiting_syncs_at_once_and_exits_within_two_seconds() {
     let data_dir = tempfile::tempdir().expect("data dir");
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let xmpp_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let url =
-        format!("postgres://{}@localhost/{database}?host={}", hearth::db::embedded::SUPERUSER, cluster_dir().display());
+    let url = format!(
+        "postgres://{}@localhost/{database}?host={}",
+        hearth::testing::db::embedded::SUPERUSER,
+        cluster_dir().display()
+    );
     let log = data_dir.path().join("serve.log");
     let log_file = std::fs::File::create(&log).unwrap();
     let mut command = Command::new(env!("CARGO_BIN_EXE_hearth"));

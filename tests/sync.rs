@@ -785,7 +785,7 @@ async fn a_token_from_before_a_restart_still_delivers_exactly_what_came_after_it
     let quiet = sync(&second, &alice, &sync_path(Some(&last), 0, "")).await;
     assert!(timeline(&quiet, &room).is_empty(), "not repeated: {quiet}");
 
-    let problems = hearth::rooms::verify::verify_all_events(
+    let problems = hearth::testing::rooms::verify::verify_all_events(
         &second.state.pool,
         &second.state.server_name,
         &second.state.signing_key.key_id(),

@@ -5,10 +5,10 @@
 
 use crate::common;
 use common::*;
-use hearth::rooms::filter::EventFilter;
-use hearth::sync::build::build;
-use hearth::sync::response::SyncBody;
-use hearth::sync::types::{SyncOptions, SyncWindow};
+use hearth::testing::rooms::filter::EventFilter;
+use hearth::testing::sync::build::build;
+use hearth::testing::sync::response::SyncBody;
+use hearth::testing::sync::types::{SyncOptions, SyncWindow};
 use reqwest::StatusCode;
 use ruma::OwnedUserId;
 use ruma::api::client::filter::RoomEventFilter;

@@ -49,7 +49,7 @@ async fn cached_initial_syncs_match_an_uncached_one_after_every_kind_of_change_o
     let again = initial_sync(&other, &alice).await;
     assert_eq!(joined(&again), joined(&first), "an unchanged initial sync is answered the same");
     assert_eq!(
-        other.state.pool.cache::<hearth::sync::initial_cache::InitialSyncCache>().served_entries(),
+        other.state.pool.cache::<hearth::testing::sync::initial_cache::InitialSyncCache>().served_entries(),
         3,
         "all three rooms came from the cache"
     );
@@ -110,7 +110,7 @@ async fn cached_initial_syncs_match_an_uncached_one_after_every_kind_of_change_o
     .await;
     // Throughout, the rooms a change did not touch kept coming from the caches.
     assert!(
-        other.state.pool.cache::<hearth::sync::initial_cache::InitialSyncCache>().served_entries() > 3,
+        other.state.pool.cache::<hearth::testing::sync::initial_cache::InitialSyncCache>().served_entries() > 3,
         "unchanged rooms were served from the cache"
     );
     other.stop().await;
@@ -136,7 +136,7 @@ async fn finished_purge(server: &TestServer, root: &TestUser, purge_id: &str) {
 async fn check_both(server: &TestServer, other: &Node, user: &TestUser, change: &str, shows: impl Fn(&Value) -> bool) {
     let on_server = initial_sync(server, user).await;
     let on_other = initial_sync(other, user).await;
-    server.state.pool.cache::<hearth::sync::initial_cache::InitialSyncCache>().clear();
+    server.state.pool.cache::<hearth::testing::sync::initial_cache::InitialSyncCache>().clear();
     let uncached = initial_sync(server, user).await;
     assert!(shows(&uncached), "the uncached initial sync shows {change}: {uncached}");
     assert_eq!(joined(&on_server), joined(&uncached), "the caching process shows {change}");
@@ -156,7 +156,7 @@ async fn members_a_cached_initial_sync_carries_count_as_sent_for_lazy_loading() 
     lazy_sync(&server, &alice, &path).await;
     let again = lazy_sync(&server, &alice, &path).await;
     assert_eq!(
-        server.state.pool.cache::<hearth::sync::initial_cache::InitialSyncCache>().served_entries(),
+        server.state.pool.cache::<hearth::testing::sync::initial_cache::InitialSyncCache>().served_entries(),
         1,
         "the second initial sync came from the cache"
     );
@@ -207,7 +207,7 @@ async fn a_repeated_initial_sync_costs_a_few_statements_whatever_the_rooms() {
     println!("a repeated initial sync of {ROOMS} rooms: {total} statements\n{listing}");
     assert_eq!(joined(&again), joined(&first), "the cached answer is the built one");
     assert_eq!(
-        server.state.pool.cache::<hearth::sync::initial_cache::InitialSyncCache>().served_entries(),
+        server.state.pool.cache::<hearth::testing::sync::initial_cache::InitialSyncCache>().served_entries(),
         ROOMS as u64,
         "every room came from the cache"
     );

@@ -4,7 +4,7 @@
 
 use crate::clients::install::{slixmpp_python, xmpp_client_script};
 use crate::common::TestServer;
-use hearth::xmpp::Mode;
+use hearth::testing::xmpp::Mode;
 use serde_json::{Value, json};
 use sha2::Digest;
 use std::process::Stdio;
@@ -37,7 +37,7 @@ pub async fn start_with(adjust: impl FnOnce(&mut hearth::config::Config)) -> Xmp
     for mode in [Mode::StartTls, Mode::DirectTls] {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         ports.push(listener.local_addr().unwrap().port());
-        tokio::spawn(hearth::xmpp::serve(listener, mode, server.state.clone(), std::future::pending()));
+        tokio::spawn(hearth::testing::xmpp::serve(listener, mode, server.state.clone(), std::future::pending()));
     }
     XmppServer { server, starttls_port: ports[0], direct_tls_port: ports[1], data_dir }
 }

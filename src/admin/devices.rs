@@ -13,13 +13,18 @@ use crate::users::{accounts, devices, tokens};
 use ruma::UserId;
 use serde_json::{Map, Value};
 
-pub use crate::db::admin_users::DeviceRecord;
+pub(crate) use crate::db::admin_users::DeviceRecord;
 
 /// `POST /v1/users/{userId}/login`: an access token to act as the user (valid until
 /// `valid_until_ms` if given), on a device hidden from the user's device listings so that the
 /// admin's visit does not show up there, as with Synapse's deviceless token. Admins cannot
 /// use it on themselves.
-pub async fn login_as(pool: &Store, admin: &UserId, user_id: &UserId, valid_until_ms: Option<i64>) -> Result<String> {
+pub(crate) async fn login_as(
+    pool: &Store,
+    admin: &UserId,
+    user_id: &UserId,
+    valid_until_ms: Option<i64>,
+) -> Result<String> {
     if admin == user_id {
         return Err(Error::unknown("Cannot use admin API to login as self"));
     }
@@ -40,13 +45,13 @@ pub async fn login_as(pool: &Store, admin: &UserId, user_id: &UserId, valid_unti
 }
 
 /// `GET /v2/users/{userId}/devices` (also what `whois` shows).
-pub async fn list(pool: &Store, user_id: &UserId) -> Result<Vec<DeviceRecord>> {
+pub(crate) async fn list(pool: &Store, user_id: &UserId) -> Result<Vec<DeviceRecord>> {
     users::get(pool, user_id).await?;
     Ok(db::admin_users::devices(pool, user_id.as_str()).await?)
 }
 
 /// `GET /v2/users/{userId}/devices/{deviceId}`.
-pub async fn get(pool: &Store, user_id: &UserId, device_id: &str) -> Result<DeviceRecord> {
+pub(crate) async fn get(pool: &Store, user_id: &UserId, device_id: &str) -> Result<DeviceRecord> {
     list(pool, user_id)
         .await?
         .into_iter()
@@ -55,39 +60,39 @@ pub async fn get(pool: &Store, user_id: &UserId, device_id: &str) -> Result<Devi
 }
 
 /// `PUT /v2/users/{userId}/devices/{deviceId}`.
-pub async fn rename(pool: &Store, user_id: &UserId, device_id: &str, display_name: Option<&str>) -> Result<()> {
+pub(crate) async fn rename(pool: &Store, user_id: &UserId, device_id: &str, display_name: Option<&str>) -> Result<()> {
     users::get(pool, user_id).await?;
     devices::rename(pool, user_id, device_id, display_name).await
 }
 
 /// `DELETE /v2/users/{userId}/devices/{deviceId}` and `POST .../delete_devices`: the devices
 /// and their tokens go; ids that do not exist are ignored, as Synapse does.
-pub async fn delete(pool: &Store, streams: &Streams, user_id: &UserId, device_ids: &[String]) -> Result<()> {
+pub(crate) async fn delete(pool: &Store, streams: &Streams, user_id: &UserId, device_ids: &[String]) -> Result<()> {
     users::get(pool, user_id).await?;
     devices::delete_now(pool, streams, user_id, device_ids).await?;
     Ok(())
 }
 
 /// `GET /v1/users/{userId}/joined_rooms`.
-pub async fn joined_rooms(pool: &Store, user_id: &UserId) -> Result<Vec<String>> {
+pub(crate) async fn joined_rooms(pool: &Store, user_id: &UserId) -> Result<Vec<String>> {
     users::get(pool, user_id).await?;
     Ok(db::rooms::joined_rooms(pool, user_id.as_str()).await?)
 }
 
 /// `GET /v1/users/{userId}/memberships`: every room where this server knows a membership of
 /// the user (local or not), with it.
-pub async fn memberships(pool: &Store, user_id: &UserId) -> Result<Vec<(String, String)>> {
+pub(crate) async fn memberships(pool: &Store, user_id: &UserId) -> Result<Vec<(String, String)>> {
     Ok(db::rooms::memberships_of_user(pool, user_id.as_str()).await?)
 }
 
 /// A user's account data: global (by type) and per room (by room, then type).
-pub struct AccountData {
+pub(crate) struct AccountData {
     pub global: Map<String, Value>,
     pub rooms: Map<String, Value>,
 }
 
 /// `GET /v1/users/{userId}/accountdata`. Entries that cannot be read are left out.
-pub async fn account_data(pool: &Store, user_id: &UserId) -> Result<AccountData> {
+pub(crate) async fn account_data(pool: &Store, user_id: &UserId) -> Result<AccountData> {
     users::get(pool, user_id).await?;
     let mut data = AccountData { global: Map::new(), rooms: Map::new() };
     for (room_id, data_type, content) in db::admin_users::account_data(pool, user_id.as_str()).await? {
@@ -104,7 +109,7 @@ pub async fn account_data(pool: &Store, user_id: &UserId) -> Result<AccountData>
 /// `POST /v1/deactivate/{userId}`: the account is closed for good and leaves its rooms; with
 /// `erase`, its messages are served redacted to whoever was not in the room when they were
 /// sent.
-pub async fn deactivate(ctx: RoomCtx<'_>, user_id: &UserId, erase: bool) -> Result<()> {
+pub(crate) async fn deactivate(ctx: RoomCtx<'_>, user_id: &UserId, erase: bool) -> Result<()> {
     users::get(ctx.pool, user_id).await?;
     accounts::deactivate_now(ctx.pool, user_id, erase).await?;
     crate::rooms::membership::leave_all(ctx, user_id).await?;
@@ -113,7 +118,7 @@ pub async fn deactivate(ctx: RoomCtx<'_>, user_id: &UserId, erase: bool) -> Resu
 
 /// `POST /v1/reset_password/{userId}`: a new password; the user's sessions end unless
 /// `logout_devices` is false.
-pub async fn reset_password(
+pub(crate) async fn reset_password(
     ctx: RoomCtx<'_>,
     actor: Actor<'_>,
     user_id: &UserId,

@@ -16,7 +16,7 @@ use serde::Deserialize;
 
 /// Synapse's request body.
 #[derive(Debug, Default, Deserialize)]
-pub struct PurgeHistoryRequest {
+pub(crate) struct PurgeHistoryRequest {
     #[serde(default)]
     pub delete_local_events: bool,
     pub purge_up_to_event_id: Option<String>,
@@ -25,7 +25,7 @@ pub struct PurgeHistoryRequest {
 
 /// What a scheduled purge will do: the room, the position events are deleted before, and
 /// whether local users' events go too.
-pub struct HistoryPurgeTask {
+pub(crate) struct HistoryPurgeTask {
     pub purge_id: String,
     pub room_id: String,
     pub before_position: i64,
@@ -34,7 +34,7 @@ pub struct HistoryPurgeTask {
 
 /// Checks the request (the room and the point to purge up to: an event of the room, given in
 /// the path or the body, or a timestamp) and records the purge as active.
-pub async fn schedule(
+pub(crate) async fn schedule(
     pool: &Store,
     room_id: &RoomId,
     path_event_id: Option<&str>,
@@ -65,7 +65,7 @@ pub async fn schedule(
 /// Runs a scheduled purge in one transaction and records how it ended.
 /// Other processes learn of it with the commit (through the stream's notifications), so that
 /// none keeps serving what it removed from what it cached.
-pub async fn run(pool: &Store, notifier: &Notifier, server_name: &ServerName, task: HistoryPurgeTask) {
+pub(crate) async fn run(pool: &Store, notifier: &Notifier, server_name: &ServerName, task: HistoryPurgeTask) {
     let keep_from = (!task.delete_local_events).then(|| server_name.as_str());
     let purged = async {
         let mut tx = pool.begin().await?;
@@ -92,7 +92,7 @@ pub async fn run(pool: &Store, notifier: &Notifier, server_name: &ServerName, ta
 }
 
 /// `GET /v1/purge_history_status/{purgeId}`: `active`, `complete` or `failed` (with the error).
-pub async fn status(pool: &Store, purge_id: &str) -> Result<db::room_purge::HistoryPurge> {
+pub(crate) async fn status(pool: &Store, purge_id: &str) -> Result<db::room_purge::HistoryPurge> {
     db::room_purge::history_purge(pool, purge_id)
         .await?
         .ok_or_else(|| Error::not_found(format!("purge id '{purge_id}' not found")))

@@ -6,13 +6,13 @@
 //! Every operation that changes something is recorded by [`audit`]: who did it, to what, and
 //! under which request id.
 
-pub mod devices;
-pub mod history_purge;
-pub mod room_admin;
-pub mod room_deletion;
-pub mod rooms;
-pub mod server;
-pub mod users;
+pub(crate) mod devices;
+pub(crate) mod history_purge;
+pub(crate) mod room_admin;
+pub(crate) mod room_deletion;
+pub(crate) mod rooms;
+pub(crate) mod server;
+pub(crate) mod users;
 
 use crate::error::{Error, Result};
 use crate::users::actor::Actor;
@@ -20,13 +20,13 @@ use ruma::{OwnedUserId, ServerName, UserId};
 
 /// Writes the audit log line of an admin action: who (an admin's device, or the operator at
 /// the CLI), what, to what; `request_id` ties the line to the request's other logs.
-pub fn audit(actor: Actor<'_>, action: &str, target: &str, request_id: &str) {
+pub(crate) fn audit(actor: Actor<'_>, action: &str, target: &str, request_id: &str) {
     let actor = actor.describe();
     tracing::info!(target: "hearth::admin::audit", actor, action, target, request_id, "admin action");
 }
 
 /// `user_id` as a user id of this server: admin operations act on local accounts only.
-pub fn local_user(server_name: &ServerName, user_id: &str) -> Result<OwnedUserId> {
+pub(crate) fn local_user(server_name: &ServerName, user_id: &str) -> Result<OwnedUserId> {
     let user_id = UserId::parse(user_id).map_err(|error| Error::invalid_param(format!("Invalid user id: {error}")))?;
     if user_id.server_name() != server_name {
         return Err(Error::invalid_param("This endpoint can only be used with local users"));

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 /// every number) grants.
 const ADMIN_LEVEL: i64 = 100;
 
-pub async fn make_room_admin(ctx: RoomCtx<'_>, room_id: &RoomId, target: &UserId) -> Result<()> {
+pub(crate) async fn make_room_admin(ctx: RoomCtx<'_>, room_id: &RoomId, target: &UserId) -> Result<()> {
     if target.server_name() != ctx.server_name {
         return Err(Error::invalid_param("This endpoint can only be used with local users"));
     }

@@ -30,7 +30,7 @@ const DEFAULT_MESSAGE: &str =
 
 /// What an admin asks of a shutdown (Synapse's body).
 #[derive(Debug, Default, Deserialize)]
-pub struct ShutdownRequest {
+pub(crate) struct ShutdownRequest {
     pub new_room_user_id: Option<OwnedUserId>,
     pub room_name: Option<String>,
     pub message: Option<String>,
@@ -44,7 +44,7 @@ pub struct ShutdownRequest {
 
 /// Synapse's `shutdown_room` object.
 #[derive(Debug, Default, Serialize, Deserialize, PartialEq)]
-pub struct ShutdownOutcome {
+pub(crate) struct ShutdownOutcome {
     pub kicked_users: Vec<String>,
     pub failed_to_kick_users: Vec<String>,
     pub local_aliases: Vec<String>,
@@ -52,11 +52,11 @@ pub struct ShutdownOutcome {
 }
 
 /// One deletion task as the status endpoints show it.
-pub use crate::db::admin_rooms::RoomDeletion;
+pub(crate) use crate::db::admin_rooms::RoomDeletion;
 
 /// Checks the request and records the task as scheduled, and who asked; returns its id. The
 /// caller then runs [`run`] in the background, with `by` = `actor.describe()`.
-pub async fn schedule(
+pub(crate) async fn schedule(
     ctx: RoomCtx<'_>,
     room_id: &RoomId,
     request: &ShutdownRequest,
@@ -84,7 +84,7 @@ pub async fn schedule(
 }
 
 /// Runs a scheduled shutdown to its end, recording the outcome (or the failure).
-pub async fn run(
+pub(crate) async fn run(
     ctx: RoomCtx<'_>,
     default_version: &RoomVersionId,
     delete_id: &str,
@@ -225,7 +225,7 @@ async fn move_out(
 }
 
 /// `GET /v2/rooms/{roomId}/delete_status`: the room's deletion tasks (M_NOT_FOUND without any).
-pub async fn statuses_of_room(ctx: RoomCtx<'_>, room_id: &RoomId) -> Result<Vec<RoomDeletion>> {
+pub(crate) async fn statuses_of_room(ctx: RoomCtx<'_>, room_id: &RoomId) -> Result<Vec<RoomDeletion>> {
     let deletions = db::admin_rooms::deletions_of_room(ctx.pool, room_id.as_str()).await?;
     if deletions.is_empty() {
         return Err(Error::not_found(format!("No delete task for room_id '{room_id}' found")));
@@ -234,7 +234,7 @@ pub async fn statuses_of_room(ctx: RoomCtx<'_>, room_id: &RoomId) -> Result<Vec<
 }
 
 /// `GET /v2/rooms/delete_status/{deleteId}`.
-pub async fn status(ctx: RoomCtx<'_>, delete_id: &str) -> Result<RoomDeletion> {
+pub(crate) async fn status(ctx: RoomCtx<'_>, delete_id: &str) -> Result<RoomDeletion> {
     db::admin_rooms::deletion(ctx.pool, delete_id)
         .await?
         .ok_or_else(|| Error::not_found(format!("delete id '{delete_id}' not found")))

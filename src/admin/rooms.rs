@@ -11,15 +11,15 @@ use crate::users::actor::Actor;
 use ruma::{RoomId, ServerName};
 use serde_json::Value;
 
-pub use crate::db::admin_rooms::{RoomOrder, RoomSummary};
+pub(crate) use crate::db::admin_rooms::{RoomOrder, RoomSummary};
 
 /// `room_id` as a room id (any server's: rooms are shared).
-pub fn parse_room_id(room_id: &str) -> Result<&RoomId> {
+pub(crate) fn parse_room_id(room_id: &str) -> Result<&RoomId> {
     <&RoomId>::try_from(room_id).map_err(|error| Error::invalid_param(format!("Invalid room id: {error}")))
 }
 
 /// `GET /v1/rooms`.
-pub async fn list(
+pub(crate) async fn list(
     pool: &Store,
     server_name: &ServerName,
     search: Option<&str>,
@@ -35,21 +35,21 @@ pub async fn list(
 }
 
 /// `GET /v1/rooms/{roomId}`: M_NOT_FOUND for a room this server does not know.
-pub async fn get(pool: &Store, server_name: &ServerName, room_id: &RoomId) -> Result<RoomSummary> {
+pub(crate) async fn get(pool: &Store, server_name: &ServerName, room_id: &RoomId) -> Result<RoomSummary> {
     db::admin_rooms::get(pool, server_name.as_str(), room_id.as_str())
         .await?
         .ok_or_else(|| Error::not_found("Room not found"))
 }
 
 /// `GET /v1/rooms/{roomId}/members`: who is joined.
-pub async fn members(pool: &Store, server_name: &ServerName, room_id: &RoomId) -> Result<Vec<String>> {
+pub(crate) async fn members(pool: &Store, server_name: &ServerName, room_id: &RoomId) -> Result<Vec<String>> {
     get(pool, server_name, room_id).await?;
     Ok(db::admin_rooms::members_with(pool, room_id.as_str(), &["join"]).await?)
 }
 
 /// `GET /v1/rooms/{roomId}/state`: the current state as client events (redacted ones as
 /// served to clients).
-pub async fn state(pool: &Store, server_name: &ServerName, room_id: &RoomId) -> Result<Vec<Value>> {
+pub(crate) async fn state(pool: &Store, server_name: &ServerName, room_id: &RoomId) -> Result<Vec<Value>> {
     get(pool, server_name, room_id).await?;
     let entries = db::state::current_state(pool, room_id.as_str()).await?;
     let rules = facts::rules(pool, room_id).await?;
@@ -58,13 +58,17 @@ pub async fn state(pool: &Store, server_name: &ServerName, room_id: &RoomId) -> 
 }
 
 /// A forward extremity, as `GET /v1/rooms/{roomId}/forward_extremities` lists it.
-pub struct Extremity {
+pub(crate) struct Extremity {
     pub event_id: String,
     pub depth: i64,
     pub received_ts: i64,
 }
 
-pub async fn forward_extremities(pool: &Store, server_name: &ServerName, room_id: &RoomId) -> Result<Vec<Extremity>> {
+pub(crate) async fn forward_extremities(
+    pool: &Store,
+    server_name: &ServerName,
+    room_id: &RoomId,
+) -> Result<Vec<Extremity>> {
     get(pool, server_name, room_id).await?;
     let extremities = db::admin_rooms::forward_extremities(pool, room_id.as_str()).await?;
     Ok(extremities
@@ -75,12 +79,12 @@ pub async fn forward_extremities(pool: &Store, server_name: &ServerName, room_id
 
 /// `GET /v1/rooms/{roomId}/block`: who blocked the room, if anyone. (The room need not be
 /// known: rooms can be blocked before anyone here joins them.)
-pub async fn blocked_by(pool: &Store, room_id: &RoomId) -> Result<Option<String>> {
+pub(crate) async fn blocked_by(pool: &Store, room_id: &RoomId) -> Result<Option<String>> {
     Ok(db::admin_rooms::blocked_by(pool, room_id.as_str()).await?)
 }
 
 /// `PUT /v1/rooms/{roomId}/block`; `by` is the admin's user id (or the operator).
-pub async fn set_blocked(pool: &Store, room_id: &RoomId, actor: Actor<'_>, blocked: bool) -> Result<()> {
+pub(crate) async fn set_blocked(pool: &Store, room_id: &RoomId, actor: Actor<'_>, blocked: bool) -> Result<()> {
     if blocked {
         db::admin_rooms::block(pool, room_id.as_str(), &actor.describe(), now_ms()).await?;
     } else {

@@ -10,12 +10,12 @@ use crate::store::Store;
 use crate::users::accounts;
 use ruma::{ServerName, UserId};
 
-pub use crate::db::admin_server::{DestinationRoom, DestinationStatus, EventReport, UploaderStats};
-pub use crate::db::media::Media;
-pub use crate::db::registration::RegistrationToken;
+pub(crate) use crate::db::admin_server::{DestinationRoom, DestinationStatus, EventReport, UploaderStats};
+pub(crate) use crate::db::media::Media;
+pub(crate) use crate::db::registration::RegistrationToken;
 
 /// `GET /v1/event_reports`: newest first unless `oldest_first`.
-pub async fn event_reports(
+pub(crate) async fn event_reports(
     pool: &Store,
     reporter: Option<&str>,
     room_id: Option<&str>,
@@ -36,14 +36,14 @@ fn report_id(id: &str) -> Result<i64> {
 }
 
 /// `GET /v1/event_reports/{reportId}`.
-pub async fn event_report(pool: &Store, id: &str) -> Result<EventReport> {
+pub(crate) async fn event_report(pool: &Store, id: &str) -> Result<EventReport> {
     db::admin_server::event_report(pool, report_id(id)?)
         .await?
         .ok_or_else(|| Error::not_found("Event report not found"))
 }
 
 /// `DELETE /v1/event_reports/{reportId}`.
-pub async fn delete_event_report(pool: &Store, id: &str) -> Result<()> {
+pub(crate) async fn delete_event_report(pool: &Store, id: &str) -> Result<()> {
     if !db::admin_server::delete_event_report(pool, report_id(id)?).await? {
         return Err(Error::not_found("Event report not found"));
     }
@@ -51,7 +51,11 @@ pub async fn delete_event_report(pool: &Store, id: &str) -> Result<()> {
 }
 
 /// `GET /v1/registration_tokens`: all, or only the valid (`Some(true)`) or invalid ones.
-pub async fn registration_tokens(pool: &Store, valid: Option<bool>, now_ms: i64) -> Result<Vec<RegistrationToken>> {
+pub(crate) async fn registration_tokens(
+    pool: &Store,
+    valid: Option<bool>,
+    now_ms: i64,
+) -> Result<Vec<RegistrationToken>> {
     let tokens = db::registration::list_tokens(pool).await?;
     Ok(tokens.into_iter().filter(|token| valid.is_none_or(|valid| token_is_valid(token, now_ms) == valid)).collect())
 }
@@ -61,14 +65,14 @@ fn token_is_valid(token: &RegistrationToken, now_ms: i64) -> bool {
 }
 
 /// `GET /v1/registration_tokens/{token}`.
-pub async fn registration_token(pool: &Store, token: &str) -> Result<RegistrationToken> {
+pub(crate) async fn registration_token(pool: &Store, token: &str) -> Result<RegistrationToken> {
     db::registration::get_token(pool, token)
         .await?
         .ok_or_else(|| Error::not_found(format!("No such registration token: {token}")))
 }
 
 /// `POST /v1/registration_tokens/new`: the token given, or one of `length` random characters.
-pub async fn create_registration_token(
+pub(crate) async fn create_registration_token(
     pool: &Store,
     token: Option<&str>,
     length: Option<i64>,
@@ -110,7 +114,7 @@ fn check_expiry(expiry_ts: Option<i64>, now_ms: i64) -> Result<()> {
 }
 
 /// `PUT /v1/registration_tokens/{token}`: `Some(None)` removes a limit.
-pub async fn update_registration_token(
+pub(crate) async fn update_registration_token(
     pool: &Store,
     token: &str,
     uses_allowed: Option<Option<i64>>,
@@ -126,7 +130,7 @@ pub async fn update_registration_token(
 }
 
 /// `DELETE /v1/registration_tokens/{token}`.
-pub async fn delete_registration_token(pool: &Store, token: &str) -> Result<()> {
+pub(crate) async fn delete_registration_token(pool: &Store, token: &str) -> Result<()> {
     if !db::registration::delete_token(pool, token).await? {
         return Err(Error::not_found(format!("No such registration token: {token}")));
     }
@@ -134,7 +138,11 @@ pub async fn delete_registration_token(pool: &Store, token: &str) -> Result<()> 
 }
 
 /// `GET /v1/federation/destinations`.
-pub async fn destinations(pool: &Store, contains: Option<&str>, paging: Paging) -> Result<Page<DestinationStatus>> {
+pub(crate) async fn destinations(
+    pool: &Store,
+    contains: Option<&str>,
+    paging: Paging,
+) -> Result<Page<DestinationStatus>> {
     let items = db::admin_server::destinations(pool, contains, paging.from, paging.limit).await?;
     let total = db::admin_server::count_destinations(pool, contains).await?;
     let next = paging.next(items.len(), total);
@@ -142,7 +150,7 @@ pub async fn destinations(pool: &Store, contains: Option<&str>, paging: Paging) 
 }
 
 /// `GET /v1/federation/destinations/{destination}`.
-pub async fn destination(pool: &Store, destination: &str) -> Result<DestinationStatus> {
+pub(crate) async fn destination(pool: &Store, destination: &str) -> Result<DestinationStatus> {
     let found = db::admin_server::destinations(pool, Some(destination), 0, i64::MAX).await?;
     found
         .into_iter()
@@ -152,7 +160,7 @@ pub async fn destination(pool: &Store, destination: &str) -> Result<DestinationS
 
 /// `GET /v1/federation/destinations/{destination}/rooms`: the rooms the destination shares
 /// with this server; an unknown destination is not found, as in Synapse.
-pub async fn destination_rooms(
+pub(crate) async fn destination_rooms(
     pool: &Store,
     server_name: &ServerName,
     destination: &str,
@@ -179,7 +187,7 @@ pub async fn destination_rooms(
 
 /// `POST /v1/federation/destinations/{destination}/reset_connection`: the destination's backoff
 /// is forgotten and this process's sender, if it is waiting it out, tries again at once.
-pub async fn reset_destination(
+pub(crate) async fn reset_destination(
     pool: &Store,
     sender: &FederationSender,
     server_name: &ServerName,
@@ -196,7 +204,7 @@ pub async fn reset_destination(
 }
 
 /// `GET /v1/users/{userId}/media`: newest first.
-pub async fn media_of(pool: &Store, user_id: &UserId, paging: Paging) -> Result<Page<Media>> {
+pub(crate) async fn media_of(pool: &Store, user_id: &UserId, paging: Paging) -> Result<Page<Media>> {
     crate::admin::users::get(pool, user_id).await?;
     let items = db::admin_server::media_of(pool, user_id.as_str(), paging.from, paging.limit).await?;
     let total = db::admin_server::count_media_of(pool, user_id.as_str()).await?;
@@ -206,7 +214,7 @@ pub async fn media_of(pool: &Store, user_id: &UserId, paging: Paging) -> Result<
 
 /// `DELETE /v1/users/{userId}/media`: deletes a page of the user's uploads (newest first),
 /// bytes and thumbnails with them; returns the deleted media ids.
-pub async fn delete_media_of(
+pub(crate) async fn delete_media_of(
     pool: &Store,
     media: &MediaRepo,
     server_name: &ServerName,
@@ -224,7 +232,11 @@ pub async fn delete_media_of(
 }
 
 /// `GET /v1/statistics/users/media`: local uploaders, largest total first.
-pub async fn media_statistics(pool: &Store, server_name: &ServerName, paging: Paging) -> Result<Page<UploaderStats>> {
+pub(crate) async fn media_statistics(
+    pool: &Store,
+    server_name: &ServerName,
+    paging: Paging,
+) -> Result<Page<UploaderStats>> {
     let items = db::admin_server::media_statistics(pool, server_name.as_str(), paging.from, paging.limit).await?;
     let total = db::admin_server::count_uploaders(pool, server_name.as_str()).await?;
     let next = paging.next(items.len(), total);
@@ -233,7 +245,7 @@ pub async fn media_statistics(pool: &Store, server_name: &ServerName, paging: Pa
 
 /// `POST /v1/media/quarantine|unquarantine/{serverName}/{mediaId}`: quarantined media is
 /// served to nobody.
-pub async fn set_quarantined(
+pub(crate) async fn set_quarantined(
     pool: &Store,
     media: &MediaRepo,
     origin: &ServerName,
@@ -248,7 +260,12 @@ pub async fn set_quarantined(
 
 /// `POST /v1/media/protect|unprotect/{mediaId}`: this server's media, kept out of (or put back
 /// within reach of) every quarantine.
-pub async fn set_protected(pool: &Store, server_name: &ServerName, media_id: &str, protected: bool) -> Result<()> {
+pub(crate) async fn set_protected(
+    pool: &Store,
+    server_name: &ServerName,
+    media_id: &str,
+    protected: bool,
+) -> Result<()> {
     if !db::media::set_protected(pool, server_name.as_str(), media_id, protected).await? {
         return Err(Error::not_found("Unknown media"));
     }
@@ -256,13 +273,13 @@ pub async fn set_protected(pool: &Store, server_name: &ServerName, media_id: &st
 }
 
 /// `POST /v1/user/{userId}/media/quarantine`: the number of media newly quarantined.
-pub async fn quarantine_uploads_of(pool: &Store, user_id: &UserId) -> Result<u64> {
+pub(crate) async fn quarantine_uploads_of(pool: &Store, user_id: &UserId) -> Result<u64> {
     Ok(db::media::quarantine_uploads_of(pool, user_id.as_str()).await?)
 }
 
 /// `POST /v1/room/{roomId}/media/quarantine`: the media the room's events name, local or
 /// remote; the number newly quarantined.
-pub async fn quarantine_named_in_room(pool: &Store, room_id: &ruma::RoomId) -> Result<u64> {
+pub(crate) async fn quarantine_named_in_room(pool: &Store, room_id: &ruma::RoomId) -> Result<u64> {
     if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
         return Err(Error::not_found("Room not found"));
     }
@@ -271,12 +288,16 @@ pub async fn quarantine_named_in_room(pool: &Store, room_id: &ruma::RoomId) -> R
 
 /// `GET /v1/room/{roomId}/media`: the `mxc://` URIs the room's events name, this server's and
 /// other servers'.
-pub struct RoomMedia {
+pub(crate) struct RoomMedia {
     pub local: Vec<String>,
     pub remote: Vec<String>,
 }
 
-pub async fn media_named_in_room(pool: &Store, server_name: &ServerName, room_id: &ruma::RoomId) -> Result<RoomMedia> {
+pub(crate) async fn media_named_in_room(
+    pool: &Store,
+    server_name: &ServerName,
+    room_id: &ruma::RoomId,
+) -> Result<RoomMedia> {
     if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
         return Err(Error::not_found("Room not found"));
     }
@@ -290,7 +311,7 @@ pub async fn media_named_in_room(pool: &Store, server_name: &ServerName, room_id
 }
 
 /// `DELETE /v1/media/{serverName}/{mediaId}`: this server's media only.
-pub async fn delete_media(
+pub(crate) async fn delete_media(
     pool: &Store,
     media: &MediaRepo,
     server_name: &ServerName,
@@ -308,7 +329,7 @@ pub async fn delete_media(
 
 /// `POST /v1/media/delete?before_ts=…&size_gt=…`: this server's media created before
 /// `before_ts` (ms) and larger than `size_gt` bytes; returns the deleted ids.
-pub async fn delete_media_before(
+pub(crate) async fn delete_media_before(
     pool: &Store,
     media: &MediaRepo,
     server_name: &ServerName,

@@ -11,13 +11,13 @@ use ruma::{OwnedMxcUri, UserId};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
 
-pub use crate::db::admin_users::{AccountFilter, AccountOrder, AccountSummary, RateLimitOverride};
+pub(crate) use crate::db::admin_users::{AccountFilter, AccountOrder, AccountSummary, RateLimitOverride};
 
 /// The user types Synapse knows besides "none".
 const USER_TYPES: [&str; 2] = ["bot", "support"];
 
 /// A page of a listing, with how many match in all.
-pub struct Page<T> {
+pub(crate) struct Page<T> {
     pub items: Vec<T>,
     pub total: i64,
     /// Where the next page starts, if there is one.
@@ -26,13 +26,13 @@ pub struct Page<T> {
 
 /// Where a listing starts and how long a page is, checked as Synapse does.
 #[derive(Clone, Copy, Debug)]
-pub struct Paging {
+pub(crate) struct Paging {
     pub from: i64,
     pub limit: i64,
 }
 
 impl Paging {
-    pub fn new(from: Option<i64>, limit: Option<i64>, default_limit: i64) -> Result<Paging> {
+    pub(crate) fn new(from: Option<i64>, limit: Option<i64>, default_limit: i64) -> Result<Paging> {
         let from = from.unwrap_or(0);
         let limit = limit.unwrap_or(default_limit);
         if from < 0 {
@@ -47,14 +47,14 @@ impl Paging {
     }
 
     /// The page's `next` for `returned` items out of `total`.
-    pub fn next(&self, returned: usize, total: i64) -> Option<i64> {
+    pub(crate) fn next(&self, returned: usize, total: i64) -> Option<i64> {
         let end = self.from.saturating_add(i64::try_from(returned).unwrap_or(i64::MAX));
         (end < total && returned > 0).then_some(end)
     }
 }
 
 /// `GET /v2/users`.
-pub async fn list(
+pub(crate) async fn list(
     pool: &Store,
     filter: &AccountFilter<'_>,
     order: AccountOrder,
@@ -68,18 +68,22 @@ pub async fn list(
 }
 
 /// `GET /v2/users/{userId}`: M_NOT_FOUND for an account that does not exist.
-pub async fn get(pool: &Store, user_id: &UserId) -> Result<AccountSummary> {
+pub(crate) async fn get(pool: &Store, user_id: &UserId) -> Result<AccountSummary> {
     db::admin_users::get(pool, user_id.as_str()).await?.ok_or_else(|| Error::not_found("User not found"))
 }
 
 /// `GET /v1/users/{userId}/sent_invite_count` and `/cumulative_joined_room_count`: the
 /// invitations the user sent and the rooms they joined since `from_ts` (ms).
-pub struct MembershipActivity {
+pub(crate) struct MembershipActivity {
     pub invites_sent: i64,
     pub rooms_joined: i64,
 }
 
-pub async fn membership_activity_since(pool: &Store, user_id: &UserId, from_ts: i64) -> Result<MembershipActivity> {
+pub(crate) async fn membership_activity_since(
+    pool: &Store,
+    user_id: &UserId,
+    from_ts: i64,
+) -> Result<MembershipActivity> {
     let (invites_sent, rooms_joined) =
         db::admin_users::membership_activity_since(pool, user_id.as_str(), from_ts).await?;
     Ok(MembershipActivity { invites_sent, rooms_joined })
@@ -87,7 +91,7 @@ pub async fn membership_activity_since(pool: &Store, user_id: &UserId, from_ts: 
 
 /// What `PUT /v2/users/{userId}` may set; absent fields are left as they are.
 #[derive(Debug, Default, Deserialize)]
-pub struct UserChanges {
+pub(crate) struct UserChanges {
     pub password: Option<String>,
     /// Whether a new password ends the user's sessions (default: yes).
     pub logout_devices: Option<bool>,
@@ -140,7 +144,7 @@ impl UserChanges {
 /// `PUT /v2/users/{userId}`: creates the account if it does not exist (`true`), else changes
 /// it; either way the whole change commits or none of it does. An admin asking may not take
 /// their own admin flag away.
-pub async fn create_or_modify(
+pub(crate) async fn create_or_modify(
     ctx: RoomCtx<'_>,
     user_id: &UserId,
     changes: UserChanges,
@@ -220,12 +224,12 @@ pub async fn create_or_modify(
 }
 
 /// `GET /v1/users/{userId}/admin`.
-pub async fn is_admin(pool: &Store, user_id: &UserId) -> Result<bool> {
+pub(crate) async fn is_admin(pool: &Store, user_id: &UserId) -> Result<bool> {
     Ok(get(pool, user_id).await?.is_admin)
 }
 
 /// `PUT /v1/users/{userId}/admin`. An admin cannot demote themselves (someone must remain).
-pub async fn set_admin(pool: &Store, actor: Actor<'_>, user_id: &UserId, admin: bool) -> Result<()> {
+pub(crate) async fn set_admin(pool: &Store, actor: Actor<'_>, user_id: &UserId, admin: bool) -> Result<()> {
     if actor.user_id() == Some(user_id) && !admin {
         return Err(Error::invalid_param("You may not demote yourself."));
     }
@@ -236,7 +240,7 @@ pub async fn set_admin(pool: &Store, actor: Actor<'_>, user_id: &UserId, admin: 
 }
 
 /// `POST`/`DELETE /v1/users/{userId}/shadow_ban`.
-pub async fn set_shadow_banned(pool: &Store, user_id: &UserId, banned: bool) -> Result<()> {
+pub(crate) async fn set_shadow_banned(pool: &Store, user_id: &UserId, banned: bool) -> Result<()> {
     if !db::admin_users::set_shadow_banned(pool, user_id.as_str(), banned).await? {
         return Err(Error::not_found("User not found"));
     }
@@ -244,13 +248,13 @@ pub async fn set_shadow_banned(pool: &Store, user_id: &UserId, banned: bool) -> 
 }
 
 /// `GET /v1/users/{userId}/override_ratelimit`: `None` when the user has no override.
-pub async fn ratelimit_override(pool: &Store, user_id: &UserId) -> Result<Option<RateLimitOverride>> {
+pub(crate) async fn ratelimit_override(pool: &Store, user_id: &UserId) -> Result<Option<RateLimitOverride>> {
     get(pool, user_id).await?;
     Ok(db::admin_users::ratelimit_override(pool, user_id.as_str()).await?)
 }
 
 /// `POST /v1/users/{userId}/override_ratelimit`: absent values are 0 (no limit), as Synapse.
-pub async fn set_ratelimit_override(
+pub(crate) async fn set_ratelimit_override(
     pool: &Store,
     user_id: &UserId,
     messages_per_second: Option<i64>,
@@ -272,7 +276,7 @@ pub async fn set_ratelimit_override(
 }
 
 /// `DELETE /v1/users/{userId}/override_ratelimit`.
-pub async fn delete_ratelimit_override(pool: &Store, user_id: &UserId) -> Result<()> {
+pub(crate) async fn delete_ratelimit_override(pool: &Store, user_id: &UserId) -> Result<()> {
     get(pool, user_id).await?;
     Ok(db::admin_users::delete_ratelimit_override(pool, user_id.as_str()).await?)
 }

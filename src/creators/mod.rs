@@ -3,7 +3,7 @@
 //! working; `http/hearth/` serves the namespaced API (`/_hearth/client/v1/...`, docs/API.md).
 
 pub mod billing;
-pub mod broadcast;
+pub(crate) mod broadcast;
 pub mod flag;
-pub mod notices;
+pub(crate) mod notices;
 pub mod tips;

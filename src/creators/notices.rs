@@ -19,7 +19,7 @@ const NOTICES_LOCALPART: &str = "_server_notices";
 const SERVER_NOTICE_TAG: &str = "m.server_notice";
 
 /// Sends `body` (plain text) to `user` as a server notice.
-pub async fn send_notice(
+pub(crate) async fn send_notice(
     ctx: RoomCtx<'_>,
     default_version: &RoomVersionId,
     user: &UserId,

@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::PgExecutor;
 
 /// Stores the content at `stream_position` (taken from the stream tracker).
-pub async fn put(
+pub(crate) async fn put(
     db: impl PgExecutor<'_>,
     user_id: &str,
     room_id: &str,
@@ -29,7 +29,7 @@ pub async fn put(
 }
 
 /// The content, or `None`; content that cannot be read counts as none (see [`StoredJson`]).
-pub async fn get(
+pub(crate) async fn get(
     db: impl PgExecutor<'_>,
     user_id: &str,
     room_id: &str,
@@ -47,7 +47,7 @@ pub async fn get(
 
 /// The global account data of these types of several users: `(user_id, data_type, content)`
 /// for each that exists and can be read.
-pub async fn global_of_users(
+pub(crate) async fn global_of_users(
     db: impl PgExecutor<'_>,
     user_ids: &[&str],
     data_types: &[&str],
@@ -65,7 +65,7 @@ pub async fn global_of_users(
 
 /// The size (as JSON text) of all the user's account data but one entry: what a rewrite of
 /// that entry adds its new size to.
-pub async fn total_bytes_except(
+pub(crate) async fn total_bytes_except(
     db: impl PgExecutor<'_>,
     user_id: &str,
     room_id: &str,
@@ -85,7 +85,7 @@ pub async fn total_bytes_except(
 /// Where a keyed member of account data lives: `content[field][member]` of one entry
 /// (`m.tag`'s `tags`, `m.ignored_user_list`'s `ignored_users`).
 #[derive(Clone, Copy)]
-pub struct ObjectMember<'a> {
+pub(crate) struct ObjectMember<'a> {
     pub user_id: &'a str,
     pub room_id: &'a str,
     pub data_type: &'a str,
@@ -95,7 +95,7 @@ pub struct ObjectMember<'a> {
 
 /// The entry with `content[field][member]` set to `value`, everything else kept; one
 /// statement, so concurrent changes of different members both stay.
-pub async fn set_member(
+pub(crate) async fn set_member(
     db: impl PgExecutor<'_>,
     at: ObjectMember<'_>,
     value: &Value,
@@ -127,7 +127,7 @@ pub async fn set_member(
 /// Appends rooms to a user's global `m.direct` (`additions`: `{user_id: [room_id, ...]}`),
 /// every other entry and room kept; one statement, so a concurrent change of another entry
 /// stays (an entry that is not an array is replaced).
-pub async fn add_direct_rooms(
+pub(crate) async fn add_direct_rooms(
     db: impl PgExecutor<'_>,
     user_id: &str,
     additions: &Value,
@@ -154,7 +154,11 @@ pub async fn add_direct_rooms(
 }
 
 /// The entry without `content[field][member]`; `false` if the user has no such entry.
-pub async fn remove_member(db: impl PgExecutor<'_>, at: ObjectMember<'_>, stream_position: i64) -> sqlx::Result<bool> {
+pub(crate) async fn remove_member(
+    db: impl PgExecutor<'_>,
+    at: ObjectMember<'_>,
+    stream_position: i64,
+) -> sqlx::Result<bool> {
     let updated = sqlx::query(
         "UPDATE account_data SET content = content #- ARRAY[$4::text, $5::text], stream_position = $6
          WHERE user_id = $1 AND room_id = $2 AND data_type = $3",
@@ -176,7 +180,7 @@ fn tag_at<'a>(user_id: &'a str, room_id: &'a str, tag: &'a str) -> ObjectMember<
 }
 
 /// The room's `m.tag` account data with `tag` set to `info`, the other tags kept.
-pub async fn set_tag(
+pub(crate) async fn set_tag(
     db: impl PgExecutor<'_>,
     user_id: &str,
     room_id: &str,
@@ -188,7 +192,7 @@ pub async fn set_tag(
 }
 
 /// The room's `m.tag` account data without `tag`; `false` if the user has no tags there.
-pub async fn remove_tag(
+pub(crate) async fn remove_tag(
     db: impl PgExecutor<'_>,
     user_id: &str,
     room_id: &str,

@@ -6,7 +6,7 @@ use sqlx::{FromRow, PgExecutor};
 
 /// A room as an admin sees it, from its current state and memberships.
 #[derive(Clone, Debug, FromRow)]
-pub struct RoomSummary {
+pub(crate) struct RoomSummary {
     pub room_id: String,
     pub name: Option<String>,
     pub topic: Option<String>,
@@ -70,7 +70,7 @@ fn summaries() -> String {
 
 /// A column rooms can be listed by (Synapse's `order_by` values); the SQL is fixed here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RoomOrder {
+pub(crate) enum RoomOrder {
     Name,
     CanonicalAlias,
     JoinedMembers,
@@ -119,7 +119,7 @@ const SEARCH: &str = " WHERE ($2::text IS NULL OR strpos(lower(coalesce(name, ''
     OR strpos(lower(coalesce(canonical_alias, '')), lower($2)) > 0 OR strpos(room_id, $2) > 0)";
 
 /// A page of rooms, ordered by `order` (then by room id, so pages are stable).
-pub async fn list(
+pub(crate) async fn list(
     db: impl PgExecutor<'_>,
     server_name: &str,
     search: Option<&str>,
@@ -138,18 +138,26 @@ pub async fn list(
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(server_name).bind(search).bind(limit).bind(offset).fetch_all(db).await
 }
 
-pub async fn count(db: impl PgExecutor<'_>, server_name: &str, search: Option<&str>) -> sqlx::Result<i64> {
+pub(crate) async fn count(db: impl PgExecutor<'_>, server_name: &str, search: Option<&str>) -> sqlx::Result<i64> {
     let sql = format!("SELECT count(*) FROM ({}) AS listed{SEARCH}", summaries());
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(server_name).bind(search).fetch_one(db).await
 }
 
-pub async fn get(db: impl PgExecutor<'_>, server_name: &str, room_id: &str) -> sqlx::Result<Option<RoomSummary>> {
+pub(crate) async fn get(
+    db: impl PgExecutor<'_>,
+    server_name: &str,
+    room_id: &str,
+) -> sqlx::Result<Option<RoomSummary>> {
     let sql = format!("SELECT * FROM ({}) AS listed WHERE room_id = $2", summaries());
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(server_name).bind(room_id).fetch_optional(db).await
 }
 
 /// Who currently holds a membership in the room (of the given kinds), local or not.
-pub async fn members_with(db: impl PgExecutor<'_>, room_id: &str, memberships: &[&str]) -> sqlx::Result<Vec<String>> {
+pub(crate) async fn members_with(
+    db: impl PgExecutor<'_>,
+    room_id: &str,
+    memberships: &[&str],
+) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "SELECT user_id FROM room_memberships WHERE room_id = $1 AND membership = ANY($2) ORDER BY user_id",
     )
@@ -160,11 +168,11 @@ pub async fn members_with(db: impl PgExecutor<'_>, room_id: &str, memberships: &
 }
 
 /// Who blocked the room, if it is blocked.
-pub async fn blocked_by(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Option<String>> {
+pub(crate) async fn blocked_by(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT blocked_by FROM blocked_rooms WHERE room_id = $1").bind(room_id).fetch_optional(db).await
 }
 
-pub async fn block(db: impl PgExecutor<'_>, room_id: &str, by: &str, now_ms: i64) -> sqlx::Result<()> {
+pub(crate) async fn block(db: impl PgExecutor<'_>, room_id: &str, by: &str, now_ms: i64) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO blocked_rooms (room_id, blocked_by, blocked_ts) VALUES ($1, $2, $3)
          ON CONFLICT (room_id) DO NOTHING",
@@ -177,14 +185,14 @@ pub async fn block(db: impl PgExecutor<'_>, room_id: &str, by: &str, now_ms: i64
     Ok(())
 }
 
-pub async fn unblock(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<()> {
+pub(crate) async fn unblock(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM blocked_rooms WHERE room_id = $1").bind(room_id).execute(db).await?;
     Ok(())
 }
 
 /// One background deletion of a room.
 #[derive(Clone, Debug, FromRow)]
-pub struct RoomDeletion {
+pub(crate) struct RoomDeletion {
     pub delete_id: String,
     pub room_id: String,
     pub status: String,
@@ -195,7 +203,7 @@ pub struct RoomDeletion {
 /// The admin API's background tasks on rooms, each kept in a table of its own for its status
 /// endpoints.
 #[derive(Clone, Copy, Debug)]
-pub enum RoomTask {
+pub(crate) enum RoomTask {
     /// `DELETE /v2/rooms/{roomId}` (`room_deletions`, starting as 'scheduled').
     Deletion,
     /// `POST /v1/purge_history/{roomId}` (`history_purges`, starting as 'active').
@@ -203,7 +211,7 @@ pub enum RoomTask {
 }
 
 /// Records a new task of `kind` on the room.
-pub async fn insert_task(
+pub(crate) async fn insert_task(
     db: impl PgExecutor<'_>,
     kind: RoomTask,
     task_id: &str,
@@ -225,7 +233,7 @@ pub async fn insert_task(
     Ok(())
 }
 
-pub async fn set_deletion_status(
+pub(crate) async fn set_deletion_status(
     db: impl PgExecutor<'_>,
     delete_id: &str,
     status: &str,
@@ -246,14 +254,14 @@ pub async fn set_deletion_status(
 
 const DELETION: &str = "SELECT delete_id, room_id, status, error, outcome FROM room_deletions";
 
-pub async fn deletion(db: impl PgExecutor<'_>, delete_id: &str) -> sqlx::Result<Option<RoomDeletion>> {
+pub(crate) async fn deletion(db: impl PgExecutor<'_>, delete_id: &str) -> sqlx::Result<Option<RoomDeletion>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("{DELETION} WHERE delete_id = $1")))
         .bind(delete_id)
         .fetch_optional(db)
         .await
 }
 
-pub async fn deletions_of_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Vec<RoomDeletion>> {
+pub(crate) async fn deletions_of_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Vec<RoomDeletion>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("{DELETION} WHERE room_id = $1 ORDER BY created_ts, delete_id")))
         .bind(room_id)
         .fetch_all(db)
@@ -261,7 +269,10 @@ pub async fn deletions_of_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::
 }
 
 /// A forward extremity of a room: `(event_id, depth, received_ts)`.
-pub async fn forward_extremities(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Vec<(String, i64, i64)>> {
+pub(crate) async fn forward_extremities(
+    db: impl PgExecutor<'_>,
+    room_id: &str,
+) -> sqlx::Result<Vec<(String, i64, i64)>> {
     sqlx::query_as(
         "SELECT i.event_id, e.depth, e.origin_server_ts
          FROM forward_extremities f

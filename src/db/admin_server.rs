@@ -6,7 +6,7 @@ use sqlx::{FromRow, PgExecutor};
 
 /// A report of an event, with the facts an admin reviews it by.
 #[derive(Clone, Debug, FromRow)]
-pub struct EventReport {
+pub(crate) struct EventReport {
     pub id: i64,
     pub received_ts: i64,
     pub room_id: String,
@@ -38,7 +38,7 @@ fn report_columns() -> String {
 const REPORT_FILTER: &str = " WHERE r.event_id IS NOT NULL AND r.room_id IS NOT NULL
     AND ($1::text IS NULL OR strpos(r.reporter, $1) > 0) AND ($2::text IS NULL OR strpos(r.room_id, $2) > 0)";
 
-pub async fn event_reports(
+pub(crate) async fn event_reports(
     db: impl PgExecutor<'_>,
     reporter: Option<&str>,
     room_id: Option<&str>,
@@ -54,7 +54,7 @@ pub async fn event_reports(
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(reporter).bind(room_id).bind(limit).bind(offset).fetch_all(db).await
 }
 
-pub async fn count_event_reports(
+pub(crate) async fn count_event_reports(
     db: impl PgExecutor<'_>,
     reporter: Option<&str>,
     room_id: Option<&str>,
@@ -63,22 +63,22 @@ pub async fn count_event_reports(
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).bind(reporter).bind(room_id).fetch_one(db).await
 }
 
-pub async fn event_report(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<EventReport>> {
+pub(crate) async fn event_report(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<Option<EventReport>> {
     let sql =
         format!("{} WHERE r.report_id = $1 AND r.event_id IS NOT NULL AND r.room_id IS NOT NULL", report_columns());
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(id).fetch_optional(db).await
 }
 
-pub async fn delete_event_report(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<bool> {
+pub(crate) async fn delete_event_report(db: impl PgExecutor<'_>, id: i64) -> sqlx::Result<bool> {
     let deleted =
         sqlx::query("DELETE FROM reports WHERE report_id = $1 AND event_id IS NOT NULL").bind(id).execute(db).await?;
     Ok(deleted.rows_affected() == 1)
 }
 
 /// A federation destination as `federation_destination_status` shows it.
-pub use crate::db::federation_queue::DestinationStatus;
+pub(crate) use crate::db::federation_queue::DestinationStatus;
 
-pub async fn destinations(
+pub(crate) async fn destinations(
     db: impl PgExecutor<'_>,
     contains: Option<&str>,
     offset: i64,
@@ -96,7 +96,7 @@ pub async fn destinations(
     .await
 }
 
-pub async fn count_destinations(db: impl PgExecutor<'_>, contains: Option<&str>) -> sqlx::Result<i64> {
+pub(crate) async fn count_destinations(db: impl PgExecutor<'_>, contains: Option<&str>) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT count(*) FROM federation_destination_status WHERE ($1::text IS NULL OR strpos(destination, $1) > 0)",
     )
@@ -107,7 +107,7 @@ pub async fn count_destinations(db: impl PgExecutor<'_>, contains: Option<&str>)
 
 /// A room that federates with a destination, as the admin API lists it.
 #[derive(Clone, Debug, FromRow)]
-pub struct DestinationRoom {
+pub(crate) struct DestinationRoom {
     pub room_id: String,
     /// The room's newest local event that no longer waits in the destination's queue (so it
     /// was delivered or needed no delivery); `None` before the room has any.
@@ -115,7 +115,7 @@ pub struct DestinationRoom {
 }
 
 /// The rooms in which `destination` has joined members, by room id (`descending` reverses).
-pub async fn destination_rooms(
+pub(crate) async fn destination_rooms(
     db: impl PgExecutor<'_>,
     destination: &str,
     local_server: &str,
@@ -143,13 +143,13 @@ pub async fn destination_rooms(
         .await
 }
 
-pub async fn count_destination_rooms(db: impl PgExecutor<'_>, destination: &str) -> sqlx::Result<i64> {
+pub(crate) async fn count_destination_rooms(db: impl PgExecutor<'_>, destination: &str) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM room_servers WHERE server_name = $1").bind(destination).fetch_one(db).await
 }
 
 /// Forgets a destination's backoff, so the sender tries it again at its next look; false if
 /// the destination is unknown.
-pub async fn reset_backoff(db: impl PgExecutor<'_>, destination: &str) -> sqlx::Result<bool> {
+pub(crate) async fn reset_backoff(db: impl PgExecutor<'_>, destination: &str) -> sqlx::Result<bool> {
     let updated = sqlx::query(
         "UPDATE federation_destinations
          SET failures = 0, failing_since_ts = NULL, backoff_ms = 0, retry_at_ts = NULL WHERE destination = $1",
@@ -161,7 +161,12 @@ pub async fn reset_backoff(db: impl PgExecutor<'_>, destination: &str) -> sqlx::
 }
 
 /// A page of a user's uploads, newest first.
-pub async fn media_of(db: impl PgExecutor<'_>, uploader: &str, offset: i64, limit: i64) -> sqlx::Result<Vec<Media>> {
+pub(crate) async fn media_of(
+    db: impl PgExecutor<'_>,
+    uploader: &str,
+    offset: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<Media>> {
     sqlx::query_as("SELECT * FROM media WHERE uploader = $1 ORDER BY created_at DESC, media_id LIMIT $2 OFFSET $3")
         .bind(uploader)
         .bind(limit)
@@ -170,20 +175,20 @@ pub async fn media_of(db: impl PgExecutor<'_>, uploader: &str, offset: i64, limi
         .await
 }
 
-pub async fn count_media_of(db: impl PgExecutor<'_>, uploader: &str) -> sqlx::Result<i64> {
+pub(crate) async fn count_media_of(db: impl PgExecutor<'_>, uploader: &str) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(*) FROM media WHERE uploader = $1").bind(uploader).fetch_one(db).await
 }
 
 /// Per local uploader: `(user_id, displayname, media_count, media_length)`, largest first.
 #[derive(Clone, Debug, FromRow)]
-pub struct UploaderStats {
+pub(crate) struct UploaderStats {
     pub user_id: String,
     pub displayname: Option<String>,
     pub media_count: i64,
     pub media_length: i64,
 }
 
-pub async fn media_statistics(
+pub(crate) async fn media_statistics(
     db: impl PgExecutor<'_>,
     origin: &str,
     offset: i64,
@@ -203,13 +208,13 @@ pub async fn media_statistics(
     .await
 }
 
-pub async fn count_uploaders(db: impl PgExecutor<'_>, origin: &str) -> sqlx::Result<i64> {
+pub(crate) async fn count_uploaders(db: impl PgExecutor<'_>, origin: &str) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT count(DISTINCT uploader) FROM media WHERE origin = $1").bind(origin).fetch_one(db).await
 }
 
 /// Local media ids created before `before_ts` and larger than `size_gt` bytes (pending ids,
 /// with no bytes yet, count as size 0), oldest first.
-pub async fn local_media_before(
+pub(crate) async fn local_media_before(
     db: impl PgExecutor<'_>,
     origin: &str,
     before_ts: i64,

@@ -5,7 +5,7 @@ use sqlx::{FromRow, PgExecutor};
 
 /// One account as an admin sees it.
 #[derive(Clone, Debug, FromRow)]
-pub struct AccountSummary {
+pub(crate) struct AccountSummary {
     pub user_id: String,
     pub is_guest: bool,
     pub is_admin: bool,
@@ -30,7 +30,7 @@ const SUMMARY: &str = "SELECT u.user_id, u.is_guest, u.is_admin, u.user_type, u.
      FROM users u";
 
 /// Which accounts a listing holds. `None` filters do not filter.
-pub struct AccountFilter<'a> {
+pub(crate) struct AccountFilter<'a> {
     /// Accounts whose id contains this text.
     pub user_id: Option<&'a str>,
     /// Accounts whose localpart or display name contains this text, in any case.
@@ -70,7 +70,7 @@ macro_rules! bind_filter {
 
 /// A column accounts can be listed by (Synapse's `order_by` values); the SQL is fixed here.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AccountOrder {
+pub(crate) enum AccountOrder {
     Name,
     IsGuest,
     Admin,
@@ -101,7 +101,7 @@ impl AccountOrder {
 }
 
 /// A page of accounts, ordered by `order` (then by user id, so pages are stable).
-pub async fn list(
+pub(crate) async fn list(
     db: impl PgExecutor<'_>,
     filter: &AccountFilter<'_>,
     order: AccountOrder,
@@ -118,20 +118,20 @@ pub async fn list(
     bind_filter!(sqlx::query_as(sqlx::AssertSqlSafe(sql)), filter).bind(limit).bind(offset).fetch_all(db).await
 }
 
-pub async fn count(db: impl PgExecutor<'_>, filter: &AccountFilter<'_>) -> sqlx::Result<i64> {
+pub(crate) async fn count(db: impl PgExecutor<'_>, filter: &AccountFilter<'_>) -> sqlx::Result<i64> {
     bind_filter!(sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM users u{FILTER}"))), filter)
         .fetch_one(db)
         .await
 }
 
-pub async fn get(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<AccountSummary>> {
+pub(crate) async fn get(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<AccountSummary>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("{SUMMARY} WHERE u.user_id = $1")))
         .bind(user_id)
         .fetch_optional(db)
         .await
 }
 
-pub async fn set_shadow_banned(db: impl PgExecutor<'_>, user_id: &str, banned: bool) -> sqlx::Result<bool> {
+pub(crate) async fn set_shadow_banned(db: impl PgExecutor<'_>, user_id: &str, banned: bool) -> sqlx::Result<bool> {
     let updated = sqlx::query("UPDATE users SET shadow_banned = $2 WHERE user_id = $1")
         .bind(user_id)
         .bind(banned)
@@ -140,13 +140,17 @@ pub async fn set_shadow_banned(db: impl PgExecutor<'_>, user_id: &str, banned: b
     Ok(updated.rows_affected() == 1)
 }
 
-pub async fn set_locked(db: impl PgExecutor<'_>, user_id: &str, locked: bool) -> sqlx::Result<bool> {
+pub(crate) async fn set_locked(db: impl PgExecutor<'_>, user_id: &str, locked: bool) -> sqlx::Result<bool> {
     let updated =
         sqlx::query("UPDATE users SET locked = $2 WHERE user_id = $1").bind(user_id).bind(locked).execute(db).await?;
     Ok(updated.rows_affected() == 1)
 }
 
-pub async fn set_user_type(db: impl PgExecutor<'_>, user_id: &str, user_type: Option<&str>) -> sqlx::Result<bool> {
+pub(crate) async fn set_user_type(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    user_type: Option<&str>,
+) -> sqlx::Result<bool> {
     let updated = sqlx::query("UPDATE users SET user_type = $2 WHERE user_id = $1")
         .bind(user_id)
         .bind(user_type)
@@ -157,7 +161,7 @@ pub async fn set_user_type(db: impl PgExecutor<'_>, user_id: &str, user_type: Op
 
 /// Opens a deactivated account again: it is no longer deactivated nor erased. (Its password
 /// is set by the caller; deactivation forgot it.)
-pub async fn reactivate(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<bool> {
+pub(crate) async fn reactivate(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<bool> {
     let updated = sqlx::query(
         "WITH unerased AS (DELETE FROM erased_users WHERE user_id = $1)
          UPDATE users SET deactivated = FALSE WHERE user_id = $1",
@@ -175,14 +179,17 @@ pub struct RateLimitOverride {
     pub burst_count: i32,
 }
 
-pub async fn ratelimit_override(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<RateLimitOverride>> {
+pub(crate) async fn ratelimit_override(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+) -> sqlx::Result<Option<RateLimitOverride>> {
     sqlx::query_as("SELECT messages_per_second, burst_count FROM ratelimit_overrides WHERE user_id = $1")
         .bind(user_id)
         .fetch_optional(db)
         .await
 }
 
-pub async fn set_ratelimit_override(
+pub(crate) async fn set_ratelimit_override(
     db: impl PgExecutor<'_>,
     user_id: &str,
     limit: RateLimitOverride,
@@ -200,14 +207,14 @@ pub async fn set_ratelimit_override(
     Ok(())
 }
 
-pub async fn delete_ratelimit_override(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<()> {
+pub(crate) async fn delete_ratelimit_override(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM ratelimit_overrides WHERE user_id = $1").bind(user_id).execute(db).await?;
     Ok(())
 }
 
 /// A device as the admin API shows it (with its last user agent).
 #[derive(Clone, Debug, FromRow)]
-pub struct DeviceRecord {
+pub(crate) struct DeviceRecord {
     pub device_id: String,
     pub display_name: Option<String>,
     pub last_seen_ts: Option<i64>,
@@ -215,7 +222,7 @@ pub struct DeviceRecord {
     pub last_seen_user_agent: Option<String>,
 }
 
-pub async fn devices(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<DeviceRecord>> {
+pub(crate) async fn devices(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<DeviceRecord>> {
     sqlx::query_as(
         "SELECT device_id, display_name, last_seen_ts, last_seen_ip, last_seen_user_agent
          FROM devices WHERE user_id = $1 AND NOT hidden ORDER BY device_id",
@@ -226,7 +233,7 @@ pub async fn devices(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec
 }
 
 /// Every account data entry of the user: `(room_id, type, content)`, `room_id` '' for global.
-pub async fn account_data(
+pub(crate) async fn account_data(
     db: impl PgExecutor<'_>,
     user_id: &str,
 ) -> sqlx::Result<Vec<(String, String, crate::db::json::StoredJson)>> {
@@ -238,7 +245,7 @@ pub async fn account_data(
     .await
 }
 
-pub async fn is_shadow_banned(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<bool> {
+pub(crate) async fn is_shadow_banned(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM users WHERE user_id = $1 AND shadow_banned)")
         .bind(user_id)
         .fetch_one(db)
@@ -248,7 +255,7 @@ pub async fn is_shadow_banned(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::R
 /// What `user_id` did since `from_ts` (ms), rejected and soft-failed events aside: the
 /// invitations they sent, and the rooms they joined whether or not they are still there (only
 /// a user sends their own join, so their joins are among the events they sent).
-pub async fn membership_activity_since(
+pub(crate) async fn membership_activity_since(
     db: impl PgExecutor<'_>,
     user_id: &str,
     from_ts: i64,

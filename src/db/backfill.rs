@@ -6,7 +6,11 @@ use sqlx::{PgConnection, PgExecutor};
 /// The prev events of the room's timeline events that are not in its timeline (not stored, or
 /// held only as outliers; rejected ones are final), the oldest timeline events' gaps first: the
 /// places history continues on another server.
-pub async fn backward_extremities(db: impl PgExecutor<'_>, room_id: &str, limit: i64) -> sqlx::Result<Vec<String>> {
+pub(crate) async fn backward_extremities(
+    db: impl PgExecutor<'_>,
+    room_id: &str,
+    limit: i64,
+) -> sqlx::Result<Vec<String>> {
     let rows: Vec<(String, i64)> = sqlx::query_as(
         "SELECT p.event_id, MIN(e.stream_position) AS child_position
          FROM events e
@@ -27,7 +31,7 @@ pub async fn backward_extremities(db: impl PgExecutor<'_>, room_id: &str, limit:
 }
 
 /// `count` positions of the backfill sequence, most negative first.
-pub async fn take_positions(conn: &mut PgConnection, count: usize) -> sqlx::Result<Vec<i64>> {
+pub(crate) async fn take_positions(conn: &mut PgConnection, count: usize) -> sqlx::Result<Vec<i64>> {
     let count = i64::try_from(count).unwrap_or(i64::MAX);
     let mut positions: Vec<i64> =
         sqlx::query_scalar("SELECT nextval('backfill_positions') FROM generate_series(1, $1)")
@@ -41,7 +45,7 @@ pub async fn take_positions(conn: &mut PgConnection, count: usize) -> sqlx::Resu
 /// Places an accepted outlier in the room's history at `position` with the state before it:
 /// unlike a live event it becomes no forward extremity and leaves the current state alone.
 /// False when it is not (or no longer) an unplaced, accepted outlier.
-pub async fn place_backfilled(
+pub(crate) async fn place_backfilled(
     conn: &mut PgConnection,
     room_id: &str,
     event_nid: i64,

@@ -16,21 +16,21 @@ const LONGEST_RETRY: Duration = Duration::from_secs(10);
 /// How long a killed postmaster's backends get to notice and exit before a restart.
 const ORPHAN_WAIT: Duration = Duration::from_secs(30);
 
-pub struct ClusterKeeper {
+pub(crate) struct ClusterKeeper {
     stop: watch::Sender<bool>,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl ClusterKeeper {
     /// Watches `cluster`, restarting it from `options` whenever it dies, until [`Self::shutdown`].
-    pub fn start(cluster: RunningCluster, options: ClusterOptions) -> ClusterKeeper {
+    pub(crate) fn start(cluster: RunningCluster, options: ClusterOptions) -> ClusterKeeper {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(keep(cluster, options, stopped));
         ClusterKeeper { stop, task }
     }
 
     /// Stops the cluster (fast shutdown) and waits for it.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    pub(crate) async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         self.task.await?
     }

@@ -21,13 +21,13 @@ fn now_ms() -> u64 {
 }
 
 /// A query failed because its connection (or the server) was gone.
-pub fn connection_failed() {
+pub(crate) fn connection_failed() {
     LAST_FAILURE.store(now_ms().saturating_add(1), Ordering::Relaxed);
 }
 
 /// Whether a connection idle for `idle_for` was already idle when a dead connection was last
 /// met, and so may be dead too.
-pub fn may_be_dead(idle_for: Duration) -> bool {
+pub(crate) fn may_be_dead(idle_for: Duration) -> bool {
     let failure = LAST_FAILURE.load(Ordering::Relaxed);
     if failure == 0 {
         return false;

@@ -3,7 +3,7 @@
 use sqlx::{FromRow, PgExecutor};
 
 #[derive(Clone, Debug, FromRow)]
-pub struct Device {
+pub(crate) struct Device {
     pub device_id: String,
     pub display_name: Option<String>,
     pub last_seen_ts: Option<i64>,
@@ -12,7 +12,7 @@ pub struct Device {
 
 /// Who an access token belongs to, with what the auth layer needs to decide in one query.
 #[derive(Clone, Debug, FromRow)]
-pub struct TokenOwner {
+pub(crate) struct TokenOwner {
     pub user_id: String,
     pub device_id: String,
     pub is_admin: bool,
@@ -29,14 +29,14 @@ pub struct TokenOwner {
     pub override_burst_count: Option<i32>,
 }
 
-pub struct SeenFrom<'a> {
+pub(crate) struct SeenFrom<'a> {
     pub ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
     pub now_ms: i64,
 }
 
 /// Creates the device, or (login with a known device id) keeps it and records the sighting.
-pub async fn upsert(
+pub(crate) async fn upsert(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: &str,
@@ -63,7 +63,7 @@ pub async fn upsert(
     Ok(())
 }
 
-pub async fn insert_token(
+pub(crate) async fn insert_token(
     db: impl PgExecutor<'_>,
     token_hash: &[u8],
     user_id: &str,
@@ -80,7 +80,11 @@ pub async fn insert_token(
     Ok(())
 }
 
-pub async fn delete_tokens_of_device(db: impl PgExecutor<'_>, user_id: &str, device_id: &str) -> sqlx::Result<()> {
+pub(crate) async fn delete_tokens_of_device(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM access_tokens WHERE user_id = $1 AND device_id = $2")
         .bind(user_id)
         .bind(device_id)
@@ -89,7 +93,7 @@ pub async fn delete_tokens_of_device(db: impl PgExecutor<'_>, user_id: &str, dev
     Ok(())
 }
 
-pub async fn token_owner(db: impl PgExecutor<'_>, token_hash: &[u8]) -> sqlx::Result<Option<TokenOwner>> {
+pub(crate) async fn token_owner(db: impl PgExecutor<'_>, token_hash: &[u8]) -> sqlx::Result<Option<TokenOwner>> {
     sqlx::query_as(
         "SELECT t.user_id, t.device_id, u.is_admin, u.is_guest, u.deactivated, u.locked, d.last_seen_ts, d.last_seen_ip,
                 t.valid_until_ms, u.shadow_banned, o.messages_per_second AS override_messages_per_second,
@@ -105,7 +109,7 @@ pub async fn token_owner(db: impl PgExecutor<'_>, token_hash: &[u8]) -> sqlx::Re
     .await
 }
 
-pub async fn record_sighting(
+pub(crate) async fn record_sighting(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: &str,
@@ -125,7 +129,7 @@ pub async fn record_sighting(
     Ok(())
 }
 
-pub async fn list(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<Device>> {
+pub(crate) async fn list(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<Device>> {
     sqlx::query_as(
         "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices
          WHERE user_id = $1 AND NOT hidden ORDER BY device_id",
@@ -135,7 +139,7 @@ pub async fn list(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<De
     .await
 }
 
-pub async fn get(db: impl PgExecutor<'_>, user_id: &str, device_id: &str) -> sqlx::Result<Option<Device>> {
+pub(crate) async fn get(db: impl PgExecutor<'_>, user_id: &str, device_id: &str) -> sqlx::Result<Option<Device>> {
     sqlx::query_as(
         "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices
          WHERE user_id = $1 AND device_id = $2 AND NOT hidden",
@@ -146,7 +150,7 @@ pub async fn get(db: impl PgExecutor<'_>, user_id: &str, device_id: &str) -> sql
     .await
 }
 
-pub async fn set_display_name(
+pub(crate) async fn set_display_name(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: &str,
@@ -162,7 +166,7 @@ pub async fn set_display_name(
 }
 
 /// Deletes the devices (their tokens go with them); returns how many existed.
-pub async fn delete(db: impl PgExecutor<'_>, user_id: &str, device_ids: &[String]) -> sqlx::Result<Vec<String>> {
+pub(crate) async fn delete(db: impl PgExecutor<'_>, user_id: &str, device_ids: &[String]) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar("DELETE FROM devices WHERE user_id = $1 AND device_id = ANY($2) RETURNING device_id")
         .bind(user_id)
         .bind(device_ids)
@@ -171,7 +175,7 @@ pub async fn delete(db: impl PgExecutor<'_>, user_id: &str, device_ids: &[String
 }
 
 /// Deletes every device of the user except `keep` (if any); returns the ids deleted.
-pub async fn delete_all_except(
+pub(crate) async fn delete_all_except(
     db: impl PgExecutor<'_>,
     user_id: &str,
     keep: Option<&str>,
@@ -185,7 +189,7 @@ pub async fn delete_all_except(
 
 /// A session an admin opens as the user (`POST /_synapse/admin/v1/users/{userId}/login`): on a
 /// new device hidden from the user's device listings, with a token that may expire.
-pub async fn insert_hidden_session(
+pub(crate) async fn insert_hidden_session(
     db: &mut sqlx::PgConnection,
     user_id: &str,
     device_id: &str,

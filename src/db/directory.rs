@@ -25,7 +25,7 @@ fn contains_pattern(term: &str) -> String {
 
 /// Stores a new alias; `false` when the alias is taken (the primary key decides, so two
 /// concurrent creations of one alias cannot both succeed).
-pub async fn insert_alias(
+pub(crate) async fn insert_alias(
     db: impl PgExecutor<'_>,
     room_alias: &str,
     room_id: &str,
@@ -46,12 +46,12 @@ pub async fn insert_alias(
 }
 
 #[derive(Clone, Debug, FromRow)]
-pub struct Alias {
+pub(crate) struct Alias {
     pub room_id: String,
     pub creator: String,
 }
 
-pub async fn alias(db: impl PgExecutor<'_>, room_alias: &str) -> sqlx::Result<Option<Alias>> {
+pub(crate) async fn alias(db: impl PgExecutor<'_>, room_alias: &str) -> sqlx::Result<Option<Alias>> {
     sqlx::query_as("SELECT room_id, creator FROM room_aliases WHERE room_alias = $1")
         .bind(room_alias)
         .fetch_optional(db)
@@ -59,7 +59,7 @@ pub async fn alias(db: impl PgExecutor<'_>, room_alias: &str) -> sqlx::Result<Op
 }
 
 /// Removes an alias; returns the room it pointed to, `None` if there was no such alias.
-pub async fn delete_alias(db: impl PgExecutor<'_>, room_alias: &str) -> sqlx::Result<Option<String>> {
+pub(crate) async fn delete_alias(db: impl PgExecutor<'_>, room_alias: &str) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("DELETE FROM room_aliases WHERE room_alias = $1 RETURNING room_id")
         .bind(room_alias)
         .fetch_optional(db)
@@ -67,7 +67,7 @@ pub async fn delete_alias(db: impl PgExecutor<'_>, room_alias: &str) -> sqlx::Re
 }
 
 /// The local aliases of a room, oldest first.
-pub async fn aliases_for_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Vec<String>> {
+pub(crate) async fn aliases_for_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "SELECT room_alias FROM room_aliases WHERE room_id = $1 ORDER BY created_ts, room_alias COLLATE \"C\"",
     )
@@ -80,12 +80,12 @@ pub async fn aliases_for_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::R
 // Publication in the room directory
 
 /// Whether the room is published; `None` for a room this server does not know.
-pub async fn is_published(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Option<bool>> {
+pub(crate) async fn is_published(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Option<bool>> {
     sqlx::query_scalar("SELECT published FROM rooms WHERE room_id = $1").bind(room_id).fetch_optional(db).await
 }
 
 /// Publishes or unpublishes a room; `false` for a room this server does not know.
-pub async fn set_published(conn: &mut PgConnection, room_id: &str, published: bool) -> sqlx::Result<bool> {
+pub(crate) async fn set_published(conn: &mut PgConnection, room_id: &str, published: bool) -> sqlx::Result<bool> {
     let updated = sqlx::query("UPDATE rooms SET published = $2 WHERE room_id = $1")
         .bind(room_id)
         .bind(published)
@@ -97,7 +97,7 @@ pub async fn set_published(conn: &mut PgConnection, room_id: &str, published: bo
 /// One room of the public directory, with what its current state says about it. Every text
 /// field is `None` when the state is absent or the content field is not a string.
 #[derive(Clone, Debug, FromRow)]
-pub struct PublicRoom {
+pub(crate) struct PublicRoom {
     pub room_id: String,
     pub joined_members: i64,
     pub name: Option<String>,
@@ -112,7 +112,7 @@ pub struct PublicRoom {
 
 /// Which published rooms a listing shows.
 #[derive(Clone, Debug, Default)]
-pub struct PublicRoomsFilter<'a> {
+pub(crate) struct PublicRoomsFilter<'a> {
     /// Matched case-insensitively as a substring of the name, topic or canonical alias.
     pub search_term: Option<&'a str>,
     /// `Some((types, include_untyped))` keeps rooms whose `m.room.create` type is one of
@@ -179,7 +179,7 @@ macro_rules! matching_public_rooms {
 /// A page of the directory in its order — most joined members first, then room id
 /// descending (as Synapse) — after the `(joined_members, room_id)` bound when given.
 /// Backwards pages are the rooms before the bound, still returned in directory order.
-pub async fn public_rooms(
+pub(crate) async fn public_rooms(
     db: impl PgExecutor<'_>,
     filter: &PublicRoomsFilter<'_>,
     bound: Option<(i64, &str)>,
@@ -224,7 +224,7 @@ pub async fn public_rooms(
 }
 
 /// How many rooms the filtered directory lists in all.
-pub async fn count_public_rooms(db: impl PgExecutor<'_>, filter: &PublicRoomsFilter<'_>) -> sqlx::Result<i64> {
+pub(crate) async fn count_public_rooms(db: impl PgExecutor<'_>, filter: &PublicRoomsFilter<'_>) -> sqlx::Result<i64> {
     let (types, untyped) = filter.room_types.unwrap_or((&[], false));
     sqlx::query_scalar(concat!(matching_public_rooms!(), " SELECT count(*) FROM matching"))
         .bind(filter.search_term.map(contains_pattern))
@@ -239,7 +239,7 @@ pub async fn count_public_rooms(db: impl PgExecutor<'_>, filter: &PublicRoomsFil
 // The user directory
 
 #[derive(Clone, Debug, FromRow)]
-pub struct DirectoryUser {
+pub(crate) struct DirectoryUser {
     pub user_id: String,
     pub display_name: Option<String>,
     pub avatar_url: Option<String>,
@@ -251,7 +251,7 @@ pub struct DirectoryUser {
 /// with their profile; remote users (this server has no account for them) with the name and
 /// avatar of their newest join among those rooms, as the room shows them. Best matches first:
 /// an exact id localpart or display name, then prefixes, then the rest.
-pub async fn search_users(
+pub(crate) async fn search_users(
     db: impl PgExecutor<'_>,
     searcher: &str,
     term: &str,
@@ -324,7 +324,7 @@ pub async fn search_users(
 }
 
 /// Points every local alias of `from` at `to` (room upgrades); returns how many moved.
-pub async fn move_aliases(conn: &mut PgConnection, from: &str, to: &str) -> sqlx::Result<u64> {
+pub(crate) async fn move_aliases(conn: &mut PgConnection, from: &str, to: &str) -> sqlx::Result<u64> {
     let moved = sqlx::query("UPDATE room_aliases SET room_id = $2 WHERE room_id = $1")
         .bind(from)
         .bind(to)

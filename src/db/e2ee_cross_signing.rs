@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgExecutor};
 
 #[derive(Clone, Debug, FromRow)]
-pub struct StoredCrossSigningKey {
+pub(crate) struct StoredCrossSigningKey {
     pub user_id: String,
     pub key_type: String,
     pub public_key: String,
@@ -13,7 +13,7 @@ pub struct StoredCrossSigningKey {
 }
 
 /// The user's cross-signing keys of the given types.
-pub async fn keys_of(
+pub(crate) async fn keys_of(
     db: impl PgExecutor<'_>,
     user_ids: &[String],
     key_types: &[&str],
@@ -29,7 +29,7 @@ pub async fn keys_of(
     .await
 }
 
-pub async fn set_key(
+pub(crate) async fn set_key(
     db: impl PgExecutor<'_>,
     user_id: &str,
     key_type: &str,
@@ -51,7 +51,7 @@ pub async fn set_key(
 
 /// Locks the user's cross-signing rows for the rest of the transaction, so that concurrent
 /// uploads for one user (the first of which needs no password) happen one after the other.
-pub async fn lock_user(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<()> {
+pub(crate) async fn lock_user(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('e2e_cross_signing:' || $1, 0))")
         .bind(user_id)
         .execute(db)
@@ -60,7 +60,7 @@ pub async fn lock_user(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<(
 }
 
 #[derive(Clone, Debug, FromRow)]
-pub struct StoredSignature {
+pub(crate) struct StoredSignature {
     pub target_user_id: String,
     pub target_key_id: String,
     pub signer_user_id: String,
@@ -68,7 +68,7 @@ pub struct StoredSignature {
     pub signature: String,
 }
 
-pub async fn add_signature(db: impl PgExecutor<'_>, signature: &StoredSignature) -> sqlx::Result<()> {
+pub(crate) async fn add_signature(db: impl PgExecutor<'_>, signature: &StoredSignature) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO e2e_signatures (target_user_id, target_key_id, signer_user_id, signer_key_id, signature)
          VALUES ($1, $2, $3, $4, $5)
@@ -86,7 +86,10 @@ pub async fn add_signature(db: impl PgExecutor<'_>, signature: &StoredSignature)
 }
 
 /// Every uploaded signature on keys of these users.
-pub async fn signatures_on(db: impl PgExecutor<'_>, target_user_ids: &[String]) -> sqlx::Result<Vec<StoredSignature>> {
+pub(crate) async fn signatures_on(
+    db: impl PgExecutor<'_>,
+    target_user_ids: &[String],
+) -> sqlx::Result<Vec<StoredSignature>> {
     sqlx::query_as(
         "SELECT target_user_id, target_key_id, signer_user_id, signer_key_id, signature FROM e2e_signatures
          WHERE target_user_id = ANY($1)",
@@ -98,7 +101,7 @@ pub async fn signatures_on(db: impl PgExecutor<'_>, target_user_ids: &[String]) 
 
 /// Forgets signatures on devices that no longer exist (a new device may reuse the id) and on
 /// cross-signing keys that were replaced.
-pub async fn delete_orphan_signatures(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<()> {
+pub(crate) async fn delete_orphan_signatures(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<()> {
     sqlx::query(
         "DELETE FROM e2e_signatures s WHERE s.target_user_id = $1
            AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.user_id = $1 AND d.device_id = s.target_key_id)
@@ -111,7 +114,7 @@ pub async fn delete_orphan_signatures(db: impl PgExecutor<'_>, user_id: &str) ->
 }
 
 /// Forgets a user's cross-signing keys and every signature by or on them (deactivation).
-pub async fn delete_user(conn: &mut sqlx::PgConnection, user_id: &str) -> sqlx::Result<()> {
+pub(crate) async fn delete_user(conn: &mut sqlx::PgConnection, user_id: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM e2e_cross_signing_keys WHERE user_id = $1").bind(user_id).execute(&mut *conn).await?;
     sqlx::query("DELETE FROM e2e_signatures WHERE target_user_id = $1 OR signer_user_id = $1")
         .bind(user_id)
@@ -122,7 +125,7 @@ pub async fn delete_user(conn: &mut sqlx::PgConnection, user_id: &str) -> sqlx::
 
 /// The signatures `signer` uploaded on keys of these users (what `signer` alone may see of
 /// their own verifications of others).
-pub async fn signatures_by_on(
+pub(crate) async fn signatures_by_on(
     db: impl PgExecutor<'_>,
     signer_user_id: &str,
     target_user_ids: &[String],

@@ -3,7 +3,7 @@
 
 use sqlx::PgExecutor;
 
-pub async fn record_change(db: impl PgExecutor<'_>, user_id: &str, stream_position: i64) -> sqlx::Result<()> {
+pub(crate) async fn record_change(db: impl PgExecutor<'_>, user_id: &str, stream_position: i64) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO device_list_changes (stream_position, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
         .bind(stream_position)
         .bind(user_id)
@@ -14,7 +14,11 @@ pub async fn record_change(db: impl PgExecutor<'_>, user_id: &str, stream_positi
 
 /// The position of `user_id`'s latest device-list change before `position`: the `prev_id` of
 /// the change at `position` as other servers hear of it.
-pub async fn previous_change(db: impl PgExecutor<'_>, user_id: &str, position: i64) -> sqlx::Result<Option<i64>> {
+pub(crate) async fn previous_change(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    position: i64,
+) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar(
         "SELECT MAX(stream_position) FROM device_list_changes WHERE user_id = $1 AND stream_position < $2",
     )
@@ -27,7 +31,7 @@ pub async fn previous_change(db: impl PgExecutor<'_>, user_id: &str, position: i
 /// Users `user` should re-fetch keys for after the window `(since, upto]`: those who share a
 /// joined room with them (or are them) and whose keys changed in the window, and those who
 /// came to share a room in it (either side joined).
-pub async fn changed(db: impl PgExecutor<'_>, user: &str, since: i64, upto: i64) -> sqlx::Result<Vec<String>> {
+pub(crate) async fn changed(db: impl PgExecutor<'_>, user: &str, since: i64, upto: i64) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "WITH mine AS (
              SELECT room_id, joined_position FROM room_memberships WHERE user_id = $1 AND membership = 'join'
@@ -55,7 +59,7 @@ pub async fn changed(db: impl PgExecutor<'_>, user: &str, since: i64, upto: i64)
 
 /// Users who stopped sharing any joined room with `user` through a leave in `(since, upto]`
 /// (theirs, or `user`'s own).
-pub async fn left(db: impl PgExecutor<'_>, user: &str, since: i64, upto: i64) -> sqlx::Result<Vec<String>> {
+pub(crate) async fn left(db: impl PgExecutor<'_>, user: &str, since: i64, upto: i64) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "WITH candidates AS (
              SELECT m.user_id FROM room_memberships m
@@ -85,7 +89,7 @@ pub async fn left(db: impl PgExecutor<'_>, user: &str, since: i64, upto: i64) ->
 
 /// Whose syncs a change to these users' device lists concerns, as wake-up keys: the users
 /// themselves (their other devices) and the rooms they are in (everyone sharing one).
-pub async fn audience(db: impl PgExecutor<'_>, users: &[String]) -> sqlx::Result<Vec<String>> {
+pub(crate) async fn audience(db: impl PgExecutor<'_>, users: &[String]) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "SELECT DISTINCT room_id FROM room_memberships WHERE user_id = ANY($1) AND membership = 'join'
          UNION SELECT UNNEST($1::text[])",

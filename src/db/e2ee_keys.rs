@@ -5,7 +5,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgExecutor};
 
 #[derive(Clone, Debug, FromRow)]
-pub struct StoredDeviceKeys {
+pub(crate) struct StoredDeviceKeys {
     pub user_id: String,
     pub device_id: String,
     pub key_json: StoredJson,
@@ -13,7 +13,11 @@ pub struct StoredDeviceKeys {
 }
 
 /// The device's stored keys; keys that cannot be read count as none (see [`StoredJson`]).
-pub async fn device_keys(db: impl PgExecutor<'_>, user_id: &str, device_id: &str) -> sqlx::Result<Option<Value>> {
+pub(crate) async fn device_keys(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+) -> sqlx::Result<Option<Value>> {
     let found: Option<StoredJson> =
         sqlx::query_scalar("SELECT key_json FROM e2e_device_keys WHERE user_id = $1 AND device_id = $2")
             .bind(user_id)
@@ -25,7 +29,7 @@ pub async fn device_keys(db: impl PgExecutor<'_>, user_id: &str, device_id: &str
 
 /// Stores a device's identity keys; `false` when the device already has keys (the caller
 /// decides beforehand whether those are the same).
-pub async fn insert_device_keys(
+pub(crate) async fn insert_device_keys(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: &str,
@@ -44,7 +48,7 @@ pub async fn insert_device_keys(
 
 /// The identity keys of the users' devices (all of a user's devices when `device_ids` is
 /// empty for that user), with the devices' display names.
-pub async fn query_device_keys(
+pub(crate) async fn query_device_keys(
     db: impl PgExecutor<'_>,
     user_ids: &[String],
     all_devices: &[bool],
@@ -68,7 +72,7 @@ pub async fn query_device_keys(
 }
 
 /// Adds one-time keys; ids the device already uploaded are kept as they are.
-pub async fn insert_one_time_keys(
+pub(crate) async fn insert_one_time_keys(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: &str,
@@ -97,7 +101,7 @@ pub struct KeyCount {
     pub count: i64,
 }
 
-pub async fn one_time_key_counts(
+pub(crate) async fn one_time_key_counts(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: &str,
@@ -142,7 +146,7 @@ impl DeviceKeyCounts {
 }
 
 /// [`one_time_key_counts`] and the algorithms with an unused fallback key, in one round trip.
-pub async fn key_counts_and_fallbacks(
+pub(crate) async fn key_counts_and_fallbacks(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: &str,
@@ -156,7 +160,7 @@ pub async fn key_counts_and_fallbacks(
 
 /// Replaces the device's fallback key for the algorithm with a new, unused one. Uploading
 /// the same key again keeps whether it was used (clients re-send it with other keys).
-pub async fn set_fallback_key(
+pub(crate) async fn set_fallback_key(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: &str,
@@ -182,7 +186,7 @@ pub async fn set_fallback_key(
 }
 
 #[derive(Clone, Debug, FromRow)]
-pub struct ClaimedKey {
+pub(crate) struct ClaimedKey {
     pub key_id: String,
     pub key_json: StoredJson,
 }
@@ -190,7 +194,7 @@ pub struct ClaimedKey {
 /// Takes one one-time key of the algorithm from the device, or `None` when none is left.
 /// Concurrent claims skip rows another claim has locked, so each key goes to exactly one
 /// claimer and no claim waits for another.
-pub async fn claim_one_time_key(
+pub(crate) async fn claim_one_time_key(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: &str,
@@ -211,7 +215,7 @@ pub async fn claim_one_time_key(
 }
 
 /// Hands out the device's fallback key for the algorithm (marking it used), if it has one.
-pub async fn claim_fallback_key(
+pub(crate) async fn claim_fallback_key(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: &str,
@@ -228,7 +232,7 @@ pub async fn claim_fallback_key(
     .await
 }
 
-pub async fn replace_device_keys(
+pub(crate) async fn replace_device_keys(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: &str,

@@ -5,12 +5,12 @@ use sqlx::{FromRow, PgConnection, PgExecutor};
 
 /// A user's typing row, locked for the rest of the transaction.
 #[derive(Clone, Debug, FromRow)]
-pub struct TypingRow {
+pub(crate) struct TypingRow {
     pub typing: bool,
     pub expires_ts: i64,
 }
 
-pub async fn typing_for_update(
+pub(crate) async fn typing_for_update(
     conn: &mut PgConnection,
     room_id: &str,
     user_id: &str,
@@ -23,7 +23,7 @@ pub async fn typing_for_update(
 }
 
 /// Records a start or stop of typing at `stream_position`.
-pub async fn set_typing(
+pub(crate) async fn set_typing(
     conn: &mut PgConnection,
     room_id: &str,
     user_id: &str,
@@ -47,7 +47,12 @@ pub async fn set_typing(
 }
 
 /// Renews a typing user's timeout: not a change anyone syncs, so no new position.
-pub async fn extend_typing(conn: &mut PgConnection, room_id: &str, user_id: &str, expires_ts: i64) -> sqlx::Result<()> {
+pub(crate) async fn extend_typing(
+    conn: &mut PgConnection,
+    room_id: &str,
+    user_id: &str,
+    expires_ts: i64,
+) -> sqlx::Result<()> {
     sqlx::query("UPDATE typing SET expires_ts = $3 WHERE room_id = $1 AND user_id = $2")
         .bind(room_id)
         .bind(user_id)
@@ -59,7 +64,7 @@ pub async fn extend_typing(conn: &mut PgConnection, room_id: &str, user_id: &str
 
 /// Locks up to `limit` typing rows whose timeout has passed. Rows another process is
 /// already stopping are skipped, so concurrent sweepers never stop one twice.
-pub async fn expired_typing_for_update(
+pub(crate) async fn expired_typing_for_update(
     conn: &mut PgConnection,
     now_ms: i64,
     limit: i64,
@@ -77,7 +82,7 @@ pub async fn expired_typing_for_update(
 /// `(room_id, user_id)` of users typing in the rooms as far as the stream up to `upto`
 /// tells: a change after `upto` belongs to the next window, which sends the room's typing
 /// set again.
-pub async fn typing_users(
+pub(crate) async fn typing_users(
     db: impl PgExecutor<'_>,
     room_ids: &[String],
     upto: i64,
@@ -94,7 +99,7 @@ pub async fn typing_users(
 
 /// `(room_id, user_id, typing)` of the typing starts and stops in the rooms with positions in
 /// `(after, upto]`: what a live reader that keeps its own position (the XMPP edge) passes on.
-pub async fn typing_changes_between(
+pub(crate) async fn typing_changes_between(
     db: impl PgExecutor<'_>,
     room_ids: &[String],
     after: i64,
@@ -113,7 +118,7 @@ pub async fn typing_changes_between(
 }
 
 /// The position of a user's current receipt, locked for the rest of the transaction.
-pub async fn receipt_event_position_for_update(
+pub(crate) async fn receipt_event_position_for_update(
     conn: &mut PgConnection,
     room_id: &str,
     user_id: &str,
@@ -132,7 +137,7 @@ pub async fn receipt_event_position_for_update(
     .await
 }
 
-pub struct NewReceipt<'a> {
+pub(crate) struct NewReceipt<'a> {
     pub room_id: &'a str,
     pub user_id: &'a str,
     pub receipt_type: &'a str,
@@ -143,7 +148,7 @@ pub struct NewReceipt<'a> {
     pub stream_position: i64,
 }
 
-pub async fn put_receipt(conn: &mut PgConnection, receipt: &NewReceipt<'_>) -> sqlx::Result<()> {
+pub(crate) async fn put_receipt(conn: &mut PgConnection, receipt: &NewReceipt<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO receipts (room_id, user_id, receipt_type, thread_id, event_id, event_position, ts, stream_position)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
@@ -165,7 +170,7 @@ pub async fn put_receipt(conn: &mut PgConnection, receipt: &NewReceipt<'_>) -> s
 }
 
 #[derive(Clone, Debug, FromRow)]
-pub struct ReceiptRow {
+pub(crate) struct ReceiptRow {
     pub room_id: String,
     pub user_id: String,
     pub receipt_type: String,
@@ -176,7 +181,7 @@ pub struct ReceiptRow {
 
 /// Receipts in the rooms changed with `after < position <= upto` (every current one when
 /// `after` is `None`) that `viewer` may see: private receipts only when they are theirs.
-pub async fn receipts_between(
+pub(crate) async fn receipts_between(
     db: impl PgExecutor<'_>,
     room_ids: &[String],
     viewer: &str,

@@ -6,13 +6,13 @@ use sqlx::PgConnection;
 
 /// Which servers an EDU goes to: those with a joined member in a room, or those sharing a
 /// joined room with a user.
-pub enum Servers<'a> {
+pub(crate) enum Servers<'a> {
     OfRoom(&'a str),
     SharingWith(&'a str),
 }
 
 /// Queues `edu` for `servers`, never for `local`.
-pub async fn enqueue_for(
+pub(crate) async fn enqueue_for(
     conn: &mut PgConnection,
     servers: Servers<'_>,
     local: &str,
@@ -44,7 +44,7 @@ pub async fn enqueue_for(
 }
 
 /// Queues `edu` for one destination.
-pub async fn enqueue_to(
+pub(crate) async fn enqueue_to(
     conn: &mut PgConnection,
     destination: &str,
     edu: &str,
@@ -61,7 +61,7 @@ pub async fn enqueue_to(
 
 /// Whether any server other than `local` has a joined member in `room_id` (so a change there
 /// has somewhere to go).
-pub async fn room_has_remote_servers(conn: &mut PgConnection, room_id: &str, local: &str) -> sqlx::Result<bool> {
+pub(crate) async fn room_has_remote_servers(conn: &mut PgConnection, room_id: &str, local: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM room_servers WHERE room_id = $1 AND server_name <> $2)")
         .bind(room_id)
         .bind(local)

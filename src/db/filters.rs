@@ -6,7 +6,7 @@ use sqlx::PgExecutor;
 
 /// Stores the definition under the user's next free id. Two concurrent inserts for one user
 /// can pick the same id; the primary key makes one of them fail, and the caller retries.
-pub async fn insert(db: impl PgExecutor<'_>, user_id: &str, definition: &Value) -> sqlx::Result<Option<i64>> {
+pub(crate) async fn insert(db: impl PgExecutor<'_>, user_id: &str, definition: &Value) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar(
         "INSERT INTO filters (user_id, filter_id, definition)
          SELECT $1, COALESCE(MAX(filter_id) + 1, 0), $2 FROM filters WHERE user_id = $1
@@ -20,7 +20,7 @@ pub async fn insert(db: impl PgExecutor<'_>, user_id: &str, definition: &Value) 
 }
 
 /// The definition, or `None`; one that cannot be read counts as none (see [`StoredJson`]).
-pub async fn get(db: impl PgExecutor<'_>, user_id: &str, filter_id: i64) -> sqlx::Result<Option<Value>> {
+pub(crate) async fn get(db: impl PgExecutor<'_>, user_id: &str, filter_id: i64) -> sqlx::Result<Option<Value>> {
     let found: Option<StoredJson> =
         sqlx::query_scalar("SELECT definition FROM filters WHERE user_id = $1 AND filter_id = $2")
             .bind(user_id)

@@ -20,15 +20,15 @@ use sqlx::{Decode, Postgres, Type};
 
 /// A jsonb (or json) value, or `None` when the stored text could not be parsed.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct StoredJson(Option<Value>);
+pub(crate) struct StoredJson(Option<Value>);
 
 impl StoredJson {
     /// The value, or `None` (already logged) when it could not be read.
-    pub fn into_value(self) -> Option<Value> {
+    pub(crate) fn into_value(self) -> Option<Value> {
         self.0
     }
 
-    pub fn as_value(&self) -> Option<&Value> {
+    pub(crate) fn as_value(&self) -> Option<&Value> {
         self.0.as_ref()
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
 #[derive(Debug, FromRow)]
-pub struct VersionRow {
+pub(crate) struct VersionRow {
     pub version: i64,
     pub algorithm: String,
     pub auth_data: StoredJson,
@@ -19,14 +19,14 @@ pub struct VersionRow {
 
 /// A live version with the number of keys it holds, read in one snapshot so that the two agree.
 #[derive(Debug, FromRow)]
-pub struct VersionInfoRow {
+pub(crate) struct VersionInfoRow {
     #[sqlx(flatten)]
     pub row: VersionRow,
     pub count: i64,
 }
 
 #[derive(Debug, FromRow)]
-pub struct SessionRow {
+pub(crate) struct SessionRow {
     pub room_id: String,
     pub session_id: String,
     pub first_message_index: i64,
@@ -36,7 +36,7 @@ pub struct SessionRow {
 }
 
 /// A session key to store, already checked by the domain.
-pub struct NewSession<'a> {
+pub(crate) struct NewSession<'a> {
     pub room_id: &'a str,
     pub session_id: &'a str,
     pub first_message_index: i64,
@@ -48,7 +48,7 @@ pub struct NewSession<'a> {
 /// Serialises backup writes of one user until the transaction ends. The key is namespaced so
 /// that it does not share a value with the per-room locks by anything but hash chance (which
 /// would only make two unrelated writers wait for each other).
-pub async fn lock_user(conn: &mut PgConnection, user_id: &str) -> sqlx::Result<()> {
+pub(crate) async fn lock_user(conn: &mut PgConnection, user_id: &str) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('key_backup ' || $1, 0))")
         .bind(user_id)
         .execute(conn)
@@ -58,7 +58,7 @@ pub async fn lock_user(conn: &mut PgConnection, user_id: &str) -> sqlx::Result<(
 
 /// Stores a new version numbered one past every version the user ever had (deleted ones too,
 /// so a number is never reused). Callers hold [`lock_user`].
-pub async fn create_version(
+pub(crate) async fn create_version(
     db: impl PgExecutor<'_>,
     user_id: &str,
     algorithm: &str,
@@ -77,13 +77,13 @@ pub async fn create_version(
 }
 
 /// Erases every version and key of a user (account deactivation: nobody can read them again).
-pub async fn delete_all_for_user(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<()> {
+pub(crate) async fn delete_all_for_user(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM key_backup_versions WHERE user_id = $1").bind(user_id).execute(db).await?;
     Ok(())
 }
 
 /// A version, deleted or not.
-pub async fn version(db: impl PgExecutor<'_>, user_id: &str, version: i64) -> sqlx::Result<Option<VersionRow>> {
+pub(crate) async fn version(db: impl PgExecutor<'_>, user_id: &str, version: i64) -> sqlx::Result<Option<VersionRow>> {
     sqlx::query_as(
         "SELECT version, algorithm, auth_data, etag, deleted FROM key_backup_versions
          WHERE user_id = $1 AND version = $2",
@@ -95,7 +95,7 @@ pub async fn version(db: impl PgExecutor<'_>, user_id: &str, version: i64) -> sq
 }
 
 /// The current version: the most recently created one that is not deleted.
-pub async fn current_version(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<VersionRow>> {
+pub(crate) async fn current_version(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<VersionRow>> {
     sqlx::query_as(
         "SELECT version, algorithm, auth_data, etag, deleted FROM key_backup_versions
          WHERE user_id = $1 AND NOT deleted ORDER BY version DESC LIMIT 1",
@@ -106,7 +106,7 @@ pub async fn current_version(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Re
 }
 
 /// A live version with its key count: the given one, or the current one for `None`.
-pub async fn live_version_info(
+pub(crate) async fn live_version_info(
     db: impl PgExecutor<'_>,
     user_id: &str,
     version: Option<i64>,
@@ -124,7 +124,7 @@ pub async fn live_version_info(
     .await
 }
 
-pub async fn update_auth_data(
+pub(crate) async fn update_auth_data(
     db: impl PgExecutor<'_>,
     user_id: &str,
     version: i64,
@@ -139,7 +139,7 @@ pub async fn update_auth_data(
     Ok(())
 }
 
-pub async fn mark_deleted(db: impl PgExecutor<'_>, user_id: &str, version: i64) -> sqlx::Result<()> {
+pub(crate) async fn mark_deleted(db: impl PgExecutor<'_>, user_id: &str, version: i64) -> sqlx::Result<()> {
     sqlx::query("UPDATE key_backup_versions SET deleted = TRUE WHERE user_id = $1 AND version = $2")
         .bind(user_id)
         .bind(version)
@@ -149,7 +149,7 @@ pub async fn mark_deleted(db: impl PgExecutor<'_>, user_id: &str, version: i64) 
 }
 
 /// Records a change to the version's keys; returns the new etag.
-pub async fn bump_etag(db: impl PgExecutor<'_>, user_id: &str, version: i64) -> sqlx::Result<i64> {
+pub(crate) async fn bump_etag(db: impl PgExecutor<'_>, user_id: &str, version: i64) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "UPDATE key_backup_versions SET etag = etag + 1 WHERE user_id = $1 AND version = $2 RETURNING etag",
     )
@@ -159,7 +159,7 @@ pub async fn bump_etag(db: impl PgExecutor<'_>, user_id: &str, version: i64) -> 
     .await
 }
 
-pub async fn count_sessions(db: impl PgExecutor<'_>, user_id: &str, version: i64) -> sqlx::Result<i64> {
+pub(crate) async fn count_sessions(db: impl PgExecutor<'_>, user_id: &str, version: i64) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT COUNT(*) FROM key_backup_sessions WHERE user_id = $1 AND version = $2")
         .bind(user_id)
         .bind(version)
@@ -171,7 +171,7 @@ pub async fn count_sessions(db: impl PgExecutor<'_>, user_id: &str, version: i64
 /// rule: verified beats unverified, then the lower first message index, then the lower
 /// forwarded count; an equal key keeps the stored one. The rule runs inside the upsert, so a
 /// concurrent writer cannot slip a worse key past it. Returns how many rows changed.
-pub async fn upsert_sessions(
+pub(crate) async fn upsert_sessions(
     db: impl PgExecutor<'_>,
     user_id: &str,
     version: i64,
@@ -213,7 +213,7 @@ pub async fn upsert_sessions(
 
 /// Which sessions of a version a read or delete concerns.
 #[derive(Clone, Copy)]
-pub enum Scope<'a> {
+pub(crate) enum Scope<'a> {
     All,
     Room(&'a str),
     Session(&'a str, &'a str),
@@ -246,7 +246,7 @@ impl Scope<'_> {
 }
 
 /// The version's sessions within `scope`.
-pub async fn sessions(
+pub(crate) async fn sessions(
     db: impl PgExecutor<'_>,
     user_id: &str,
     version: i64,
@@ -261,7 +261,7 @@ pub async fn sessions(
 }
 
 /// Deletes the version's sessions within `scope`; returns how many were deleted.
-pub async fn delete_sessions(
+pub(crate) async fn delete_sessions(
     db: impl PgExecutor<'_>,
     user_id: &str,
     version: i64,

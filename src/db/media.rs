@@ -33,7 +33,7 @@ pub struct Thumbnail {
 }
 
 /// The bytes of an upload, as stored.
-pub struct Content<'a> {
+pub(crate) struct Content<'a> {
     pub sha256: &'a str,
     pub size: i64,
     pub content_type: Option<&'a str>,
@@ -42,12 +42,12 @@ pub struct Content<'a> {
 
 /// Serializes work on one content hash across processes (storing it versus deleting its last
 /// reference), for the rest of the transaction.
-pub async fn lock_content(db: impl PgExecutor<'_>, sha256: &str) -> sqlx::Result<()> {
+pub(crate) async fn lock_content(db: impl PgExecutor<'_>, sha256: &str) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended('media:' || $1, 0))").bind(sha256).execute(db).await?;
     Ok(())
 }
 
-pub async fn get(db: impl PgExecutor<'_>, origin: &str, media_id: &str) -> sqlx::Result<Option<Media>> {
+pub(crate) async fn get(db: impl PgExecutor<'_>, origin: &str, media_id: &str) -> sqlx::Result<Option<Media>> {
     sqlx::query_as("SELECT * FROM media WHERE origin = $1 AND media_id = $2")
         .bind(origin)
         .bind(media_id)
@@ -56,7 +56,7 @@ pub async fn get(db: impl PgExecutor<'_>, origin: &str, media_id: &str) -> sqlx:
 }
 
 /// Records a finished upload under a new media id.
-pub async fn insert_uploaded(
+pub(crate) async fn insert_uploaded(
     db: impl PgExecutor<'_>,
     origin: &str,
     media_id: &str,
@@ -86,7 +86,7 @@ pub async fn insert_uploaded(
 
 /// Records another server's media fetched from it; its uploader is that server. A row
 /// inserted meanwhile (another process fetched it too) is kept.
-pub async fn insert_remote(
+pub(crate) async fn insert_remote(
     db: impl PgExecutor<'_>,
     origin: &str,
     media_id: &str,
@@ -114,7 +114,7 @@ pub async fn insert_remote(
 }
 
 /// Records a media id handed out for a later upload.
-pub async fn insert_pending(
+pub(crate) async fn insert_pending(
     db: impl PgExecutor<'_>,
     origin: &str,
     media_id: &str,
@@ -139,7 +139,7 @@ pub async fn insert_pending(
 }
 
 /// How many unexpired pending ids a user holds.
-pub async fn count_pending(db: impl PgExecutor<'_>, uploader: &str, now_ms: i64) -> sqlx::Result<i64> {
+pub(crate) async fn count_pending(db: impl PgExecutor<'_>, uploader: &str, now_ms: i64) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "SELECT count(*) FROM media WHERE uploader = $1 AND uploaded_at IS NULL AND unused_expires_at > $2",
     )
@@ -151,7 +151,7 @@ pub async fn count_pending(db: impl PgExecutor<'_>, uploader: &str, now_ms: i64)
 
 /// Fills a pending id with its bytes; false if it was no longer pending (uploaded meanwhile,
 /// or expired).
-pub async fn fill_pending(
+pub(crate) async fn fill_pending(
     db: impl PgExecutor<'_>,
     origin: &str,
     media_id: &str,
@@ -176,7 +176,7 @@ pub async fn fill_pending(
 }
 
 /// Forgets pending ids that were never uploaded to in time.
-pub async fn delete_expired_pending(db: impl PgExecutor<'_>, now_ms: i64) -> sqlx::Result<u64> {
+pub(crate) async fn delete_expired_pending(db: impl PgExecutor<'_>, now_ms: i64) -> sqlx::Result<u64> {
     let deleted = sqlx::query("DELETE FROM media WHERE uploaded_at IS NULL AND unused_expires_at <= $1")
         .bind(now_ms)
         .execute(db)
@@ -184,7 +184,7 @@ pub async fn delete_expired_pending(db: impl PgExecutor<'_>, now_ms: i64) -> sql
     Ok(deleted.rows_affected())
 }
 
-pub async fn delete(db: impl PgExecutor<'_>, origin: &str, media_id: &str) -> sqlx::Result<Option<Media>> {
+pub(crate) async fn delete(db: impl PgExecutor<'_>, origin: &str, media_id: &str) -> sqlx::Result<Option<Media>> {
     sqlx::query_as("DELETE FROM media WHERE origin = $1 AND media_id = $2 RETURNING *")
         .bind(origin)
         .bind(media_id)
@@ -193,11 +193,11 @@ pub async fn delete(db: impl PgExecutor<'_>, origin: &str, media_id: &str) -> sq
 }
 
 /// Whether any media id still names this content.
-pub async fn content_referenced(db: impl PgExecutor<'_>, sha256: &str) -> sqlx::Result<bool> {
+pub(crate) async fn content_referenced(db: impl PgExecutor<'_>, sha256: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM media WHERE sha256 = $1)").bind(sha256).fetch_one(db).await
 }
 
-pub async fn set_quarantined(
+pub(crate) async fn set_quarantined(
     db: impl PgExecutor<'_>,
     origin: &str,
     media_id: &str,
@@ -217,7 +217,7 @@ pub async fn set_quarantined(
 }
 
 /// Protects media from quarantine (or lifts the protection); false if there is no such media.
-pub async fn set_protected(
+pub(crate) async fn set_protected(
     db: impl PgExecutor<'_>,
     origin: &str,
     media_id: &str,
@@ -234,7 +234,7 @@ pub async fn set_protected(
 
 /// Quarantines everything `uploader` uploaded that is not protected; returns how many media
 /// ids were newly quarantined.
-pub async fn quarantine_uploads_of(db: impl PgExecutor<'_>, uploader: &str) -> sqlx::Result<u64> {
+pub(crate) async fn quarantine_uploads_of(db: impl PgExecutor<'_>, uploader: &str) -> sqlx::Result<u64> {
     let updated = sqlx::query(
         "UPDATE media SET quarantined = TRUE WHERE uploader = $1 AND NOT quarantined AND NOT safe_from_quarantine",
     )
@@ -246,7 +246,7 @@ pub async fn quarantine_uploads_of(db: impl PgExecutor<'_>, uploader: &str) -> s
 
 /// Quarantines every media the room's events name (`mxc://` URIs anywhere in them: images,
 /// files, thumbnails, avatars) that is not protected; returns how many were newly quarantined.
-pub async fn quarantine_named_in_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<u64> {
+pub(crate) async fn quarantine_named_in_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<u64> {
     let sql = format!(
         "UPDATE media m SET quarantined = TRUE
          FROM ({NAMED_IN_ROOM}) named
@@ -264,13 +264,13 @@ const NAMED_IN_ROOM: &str =
      FROM events e WHERE e.room_id = $1";
 
 /// The media a room's events name, as (origin, media id), whether stored here or not.
-pub async fn named_in_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Vec<(String, String)>> {
+pub(crate) async fn named_in_room(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Vec<(String, String)>> {
     let sql = format!("SELECT named.uri[1], named.uri[2] FROM ({NAMED_IN_ROOM}) named ORDER BY 1, 2");
     sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(room_id).fetch_all(db).await
 }
 
 /// A user's uploads, newest first (for the admin API).
-pub async fn list_by_uploader(db: impl PgExecutor<'_>, uploader: &str, limit: i64) -> sqlx::Result<Vec<Media>> {
+pub(crate) async fn list_by_uploader(db: impl PgExecutor<'_>, uploader: &str, limit: i64) -> sqlx::Result<Vec<Media>> {
     sqlx::query_as("SELECT * FROM media WHERE uploader = $1 ORDER BY created_at DESC, media_id LIMIT $2")
         .bind(uploader)
         .bind(limit)
@@ -278,7 +278,7 @@ pub async fn list_by_uploader(db: impl PgExecutor<'_>, uploader: &str, limit: i6
         .await
 }
 
-pub async fn get_thumbnail(
+pub(crate) async fn get_thumbnail(
     db: impl PgExecutor<'_>,
     sha256: &str,
     width: i32,
@@ -299,7 +299,7 @@ pub async fn get_thumbnail(
 }
 
 /// Records a thumbnail; a concurrent identical one wins quietly (the bytes are the same).
-pub async fn insert_thumbnail(db: impl PgExecutor<'_>, thumbnail: &Thumbnail, now_ms: i64) -> sqlx::Result<()> {
+pub(crate) async fn insert_thumbnail(db: impl PgExecutor<'_>, thumbnail: &Thumbnail, now_ms: i64) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO media_thumbnails
              (sha256, requested_width, requested_height, method, width, height, content_type, size, created_at)
@@ -321,7 +321,7 @@ pub async fn insert_thumbnail(db: impl PgExecutor<'_>, thumbnail: &Thumbnail, no
 }
 
 /// Forgets every thumbnail of a content, returning them so their bytes can be deleted.
-pub async fn delete_thumbnails(db: impl PgExecutor<'_>, sha256: &str) -> sqlx::Result<Vec<Thumbnail>> {
+pub(crate) async fn delete_thumbnails(db: impl PgExecutor<'_>, sha256: &str) -> sqlx::Result<Vec<Thumbnail>> {
     sqlx::query_as(
         "DELETE FROM media_thumbnails WHERE sha256 = $1
          RETURNING sha256, requested_width, requested_height, method, width, height, content_type, size",

@@ -3,55 +3,55 @@
 //! Functions take any executor (`&PgPool` or `&mut *transaction`) so that the domain can
 //! compose several writes into one transaction: a request commits whole or not at all.
 
-pub mod account_data;
-pub mod admin_rooms;
-pub mod admin_server;
-pub mod admin_users;
-pub mod advisory_locks;
-pub mod backfill;
+pub(crate) mod account_data;
+pub(crate) mod admin_rooms;
+pub(crate) mod admin_server;
+pub(crate) mod admin_users;
+pub(crate) mod advisory_locks;
+pub(crate) mod backfill;
 pub mod broadcast;
-pub mod cluster_keeper;
-pub mod connection_health;
-pub mod devices;
-pub mod directory;
-pub mod e2ee_cross_signing;
-pub mod e2ee_device_lists;
-pub mod e2ee_keys;
+pub(crate) mod cluster_keeper;
+pub(crate) mod connection_health;
+pub(crate) mod devices;
+pub(crate) mod directory;
+pub(crate) mod e2ee_cross_signing;
+pub(crate) mod e2ee_device_lists;
+pub(crate) mod e2ee_keys;
 pub mod embedded;
-pub mod ephemeral;
+pub(crate) mod ephemeral;
 pub mod events;
-pub mod federation_edu_queue;
+pub(crate) mod federation_edu_queue;
 pub mod federation_inbound;
 pub mod federation_queue;
-pub mod filters;
-pub mod json;
-pub mod key_backup;
-pub mod media;
-pub mod new_room;
-pub mod outside_room_state;
-pub mod partial_state;
-pub mod presence;
+pub(crate) mod filters;
+pub(crate) mod json;
+pub(crate) mod key_backup;
+pub(crate) mod media;
+pub(crate) mod new_room;
+pub(crate) mod outside_room_state;
+pub(crate) mod partial_state;
+pub(crate) mod presence;
 pub mod push_actions;
-pub mod push_delivery;
-pub mod push_rules;
-pub mod pushers;
-pub mod registration;
-pub mod relations;
-pub mod remote_device_lists;
-pub mod reports;
-pub mod room_purge;
+pub(crate) mod push_delivery;
+pub(crate) mod push_rules;
+pub(crate) mod pushers;
+pub(crate) mod registration;
+pub(crate) mod relations;
+pub(crate) mod remote_device_lists;
+pub(crate) mod reports;
+pub(crate) mod room_purge;
 pub mod rooms;
-pub mod scram;
-pub mod server_keys;
-pub mod server_notices;
-pub mod sliding_sync;
+pub(crate) mod scram;
+pub(crate) mod server_keys;
+pub(crate) mod server_notices;
+pub(crate) mod sliding_sync;
 pub mod state;
-pub mod streams;
-pub mod sync;
-pub mod tips;
-pub mod to_device;
-pub mod uia;
-pub mod unread;
+pub(crate) mod streams;
+pub(crate) mod sync;
+pub(crate) mod tips;
+pub(crate) mod to_device;
+pub(crate) mod uia;
+pub(crate) mod unread;
 pub mod users;
 
 use anyhow::Context;
@@ -59,9 +59,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, PgConnection, PgPool, Postgres};
 use std::time::Duration;
 
-pub type Transaction = sqlx::Transaction<'static, Postgres>;
+pub(crate) type Transaction = sqlx::Transaction<'static, Postgres>;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Opens a pool and brings the schema up to date (each migration in its own transaction;
 /// sqlx serialises concurrent migrators with an advisory lock).
@@ -124,6 +124,6 @@ pub async fn ensure_database(admin: PgConnectOptions, database: &str) -> anyhow:
 }
 
 /// Cheap liveness probe for `/health`.
-pub async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
+pub(crate) async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
 }

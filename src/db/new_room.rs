@@ -10,14 +10,14 @@ use sqlx::PgConnection;
 
 /// One event of the chain, in order (the create event first): its row as every writer of
 /// events stores it, and its id, interned in the same statement.
-pub struct ChainEvent<'a> {
+pub(crate) struct ChainEvent<'a> {
     pub event_id: &'a str,
     pub event: NewEvent<'a>,
 }
 
 /// A state snapshot with an id allocated beforehand ([`allocate_snapshot_ids`]): a delta of
 /// `entries` over `parent`, or the whole state when `parent` is `None`.
-pub struct ChainSnapshot<'a> {
+pub(crate) struct ChainSnapshot<'a> {
     pub snapshot_id: i64,
     pub parent_id: Option<i64>,
     pub chain_length: i32,
@@ -26,7 +26,7 @@ pub struct ChainSnapshot<'a> {
 }
 
 /// A member's membership once the whole chain is applied.
-pub struct ChainMembership<'a> {
+pub(crate) struct ChainMembership<'a> {
     pub user_id: &'a str,
     pub membership: &'a str,
     pub event_id: &'a str,
@@ -36,7 +36,7 @@ pub struct ChainMembership<'a> {
 }
 
 /// Everything one room's chain writes.
-pub struct NewRoomChain<'a> {
+pub(crate) struct NewRoomChain<'a> {
     pub room_id: &'a str,
     pub events: Vec<ChainEvent<'a>>,
     /// `(event_id, prev_event_id)`.
@@ -54,7 +54,7 @@ pub struct NewRoomChain<'a> {
 }
 
 /// Interns `(type, state_key)` pairs (distinct) and returns their numbers in order.
-pub async fn intern_state_keys(conn: &mut PgConnection, keys: &[(String, String)]) -> sqlx::Result<Vec<i64>> {
+pub(crate) async fn intern_state_keys(conn: &mut PgConnection, keys: &[(String, String)]) -> sqlx::Result<Vec<i64>> {
     let types: Vec<&str> = keys.iter().map(|(kind, _)| kind.as_str()).collect();
     let state_keys: Vec<&str> = keys.iter().map(|(_, state_key)| state_key.as_str()).collect();
     // The second half reads the statement's snapshot, so it finds what existed before and the
@@ -89,7 +89,7 @@ pub async fn intern_state_keys(conn: &mut PgConnection, keys: &[(String, String)
 }
 
 /// `count` state snapshot ids, ascending, for snapshots written with [`insert_chain`].
-pub async fn allocate_snapshot_ids(conn: &mut PgConnection, count: i64) -> sqlx::Result<Vec<i64>> {
+pub(crate) async fn allocate_snapshot_ids(conn: &mut PgConnection, count: i64) -> sqlx::Result<Vec<i64>> {
     let mut ids: Vec<i64> = sqlx::query_scalar(
         "SELECT nextval(pg_get_serial_sequence('state_snapshots', 'snapshot_id')) FROM generate_series(1, $1)",
     )
@@ -103,7 +103,7 @@ pub async fn allocate_snapshot_ids(conn: &mut PgConnection, count: i64) -> sqlx:
 /// Writes the chains of several new rooms in one statement; returns each event's
 /// `(event_id, event_nid)` and how many auth edges were stored (all of the chains'
 /// `auth_edges`, or an auth event was missing).
-pub async fn insert_chains(
+pub(crate) async fn insert_chains(
     conn: &mut PgConnection,
     chains: &[NewRoomChain<'_>],
 ) -> sqlx::Result<(Vec<(String, i64)>, i64)> {

@@ -3,18 +3,17 @@
 use sqlx::{FromRow, PgConnection, PgExecutor};
 
 #[derive(Debug, Clone, FromRow)]
-pub struct PartialStateRoom {
+pub(crate) struct PartialStateRoom {
     pub room_id: String,
     pub join_event_id: String,
     /// The resident server first.
     pub servers_in_room: Vec<String>,
-    pub joined_ts: i64,
     /// The second key of the room's resync lock: `hashtext(room_id)`.
     pub lock_key: i32,
 }
 
 /// Records `room_id` as partial (joined again with a partial state: the newer join).
-pub async fn insert(
+pub(crate) async fn insert(
     conn: &mut PgConnection,
     room_id: &str,
     join_event_id: &str,
@@ -37,7 +36,7 @@ pub async fn insert(
 }
 
 /// Every partial room, the oldest join first.
-pub async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<PartialStateRoom>> {
+pub(crate) async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<PartialStateRoom>> {
     sqlx::query_as(
         "SELECT room_id, join_event_id, servers_in_room, joined_ts, hashtext(room_id) AS lock_key FROM partial_state_rooms ORDER BY joined_ts",
     )
@@ -45,7 +44,7 @@ pub async fn all(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<PartialStateRoom>>
     .await
 }
 
-pub async fn get(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Option<PartialStateRoom>> {
+pub(crate) async fn get(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Option<PartialStateRoom>> {
     sqlx::query_as(
         "SELECT room_id, join_event_id, servers_in_room, joined_ts, hashtext(room_id) AS lock_key FROM partial_state_rooms WHERE room_id = $1",
     )
@@ -54,7 +53,7 @@ pub async fn get(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Option<
     .await
 }
 
-pub async fn is_partial(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<bool> {
+pub(crate) async fn is_partial(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM partial_state_rooms WHERE room_id = $1)")
         .bind(room_id)
         .fetch_one(db)
@@ -62,7 +61,7 @@ pub async fn is_partial(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<
 }
 
 /// Clears the flag, if it is still for `join_event_id` (a later partial join stays partial).
-pub async fn remove(conn: &mut PgConnection, room_id: &str, join_event_id: &str) -> sqlx::Result<bool> {
+pub(crate) async fn remove(conn: &mut PgConnection, room_id: &str, join_event_id: &str) -> sqlx::Result<bool> {
     let removed = sqlx::query("DELETE FROM partial_state_rooms WHERE room_id = $1 AND join_event_id = $2")
         .bind(room_id)
         .bind(join_event_id)
@@ -72,7 +71,7 @@ pub async fn remove(conn: &mut PgConnection, room_id: &str, join_event_id: &str)
 }
 
 /// Records that `room_id` got its full state at `position` (the completion's transaction).
-pub async fn record_completion(conn: &mut PgConnection, room_id: &str, position: i64) -> sqlx::Result<()> {
+pub(crate) async fn record_completion(conn: &mut PgConnection, room_id: &str, position: i64) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO partial_state_completed (room_id, stream_position) VALUES ($1, $2)
          ON CONFLICT (room_id) DO UPDATE SET stream_position = EXCLUDED.stream_position",
@@ -86,7 +85,7 @@ pub async fn record_completion(conn: &mut PgConnection, room_id: &str, position:
 
 /// A timeline event placed since a partial join.
 #[derive(Debug, FromRow)]
-pub struct PlacedEvent {
+pub(crate) struct PlacedEvent {
     pub event_nid: i64,
     pub event_id: String,
     pub json: String,
@@ -94,7 +93,7 @@ pub struct PlacedEvent {
 
 /// The accepted timeline events of `room_id` from the one at `from_position` on (the join),
 /// in stream order.
-pub async fn timeline_from(
+pub(crate) async fn timeline_from(
     db: impl PgExecutor<'_>,
     room_id: &str,
     from_position: i64,
@@ -112,7 +111,7 @@ pub async fn timeline_from(
 }
 
 /// Re-places a timeline event on a recomputed state (the resync of a partial room).
-pub async fn set_states(conn: &mut PgConnection, event_nid: i64, before: i64, after: i64) -> sqlx::Result<()> {
+pub(crate) async fn set_states(conn: &mut PgConnection, event_nid: i64, before: i64, after: i64) -> sqlx::Result<()> {
     sqlx::query("UPDATE events SET state_before = $2, state_after = $3 WHERE event_nid = $1")
         .bind(event_nid)
         .bind(before)
@@ -124,7 +123,7 @@ pub async fn set_states(conn: &mut PgConnection, event_nid: i64, before: i64, af
 
 /// Marks a timeline event rejected on the full state: it stays where it is (clients saw it)
 /// but changes no state and authorises nothing.
-pub async fn reject(conn: &mut PgConnection, event_nid: i64, reason: &str) -> sqlx::Result<()> {
+pub(crate) async fn reject(conn: &mut PgConnection, event_nid: i64, reason: &str) -> sqlx::Result<()> {
     sqlx::query("UPDATE events SET rejection = $2 WHERE event_nid = $1")
         .bind(event_nid)
         .bind(reason)

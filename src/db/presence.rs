@@ -3,14 +3,14 @@
 use sqlx::{FromRow, PgExecutor};
 
 #[derive(Clone, Debug, FromRow)]
-pub struct PresenceRow {
+pub(crate) struct PresenceRow {
     pub user_id: String,
     pub state: String,
     pub status_msg: Option<String>,
     pub last_active_ts: i64,
 }
 
-pub async fn get(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<PresenceRow>> {
+pub(crate) async fn get(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<PresenceRow>> {
     sqlx::query_as("SELECT user_id, state, status_msg, last_active_ts FROM presence WHERE user_id = $1")
         .bind(user_id)
         .fetch_optional(db)
@@ -18,7 +18,7 @@ pub async fn get(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<
 }
 
 /// The status message a presence write stores.
-pub enum StatusMsg<'a> {
+pub(crate) enum StatusMsg<'a> {
     /// Set (or cleared) by the user.
     Set(Option<&'a str>),
     /// Left as stored when the write lands: a write that carried the message it had read
@@ -27,7 +27,7 @@ pub enum StatusMsg<'a> {
 }
 
 /// A change others should see: stored at a new `stream_position`.
-pub async fn put(
+pub(crate) async fn put(
     db: impl PgExecutor<'_>,
     user_id: &str,
     state: &str,
@@ -58,7 +58,7 @@ pub async fn put(
 
 /// Records activity without a stream position: `last_active_ago` is computed when read, so
 /// nobody needs to be woken for it.
-pub async fn touch(db: impl PgExecutor<'_>, user_id: &str, last_active_ts: i64) -> sqlx::Result<()> {
+pub(crate) async fn touch(db: impl PgExecutor<'_>, user_id: &str, last_active_ts: i64) -> sqlx::Result<()> {
     sqlx::query("UPDATE presence SET last_active_ts = $2 WHERE user_id = $1")
         .bind(user_id)
         .bind(last_active_ts)
@@ -68,7 +68,7 @@ pub async fn touch(db: impl PgExecutor<'_>, user_id: &str, last_active_ts: i64) 
 }
 
 /// Whether both users are joined to at least one common room now.
-pub async fn share_a_room(db: impl PgExecutor<'_>, user: &str, other: &str) -> sqlx::Result<bool> {
+pub(crate) async fn share_a_room(db: impl PgExecutor<'_>, user: &str, other: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM room_memberships mine
            JOIN room_memberships theirs ON theirs.room_id = mine.room_id
@@ -83,7 +83,7 @@ pub async fn share_a_room(db: impl PgExecutor<'_>, user: &str, other: &str) -> s
 
 /// Presence of the user and of everyone joined to a room the user is joined to, changed with
 /// `since < position <= upto` (every change up to `upto` when `since` is `None`).
-pub async fn visible_changes(
+pub(crate) async fn visible_changes(
     db: impl PgExecutor<'_>,
     user_id: &str,
     since: Option<i64>,
@@ -107,7 +107,7 @@ pub async fn visible_changes(
 
 /// Presence, as of `upto`, of the users who came to share a joined room with `user` in
 /// `(since, upto]` (either side joined there), whether or not it changed.
-pub async fn of_newly_shared(
+pub(crate) async fn of_newly_shared(
     db: impl PgExecutor<'_>,
     user_id: &str,
     since: i64,

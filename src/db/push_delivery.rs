@@ -8,7 +8,7 @@ use std::sync::LazyLock;
 
 /// Pushers whose user has a notification to push above the pusher's cursor, up to `upto`
 /// (at start-up: whatever was left pending).
-pub async fn pushers_with_pending(db: impl PgExecutor<'_>, upto: i64) -> sqlx::Result<Vec<i64>> {
+pub(crate) async fn pushers_with_pending(db: impl PgExecutor<'_>, upto: i64) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar(
         "SELECT p.pusher_id FROM pushers p
          WHERE EXISTS (SELECT 1 FROM event_push_actions a
@@ -22,7 +22,7 @@ pub async fn pushers_with_pending(db: impl PgExecutor<'_>, upto: i64) -> sqlx::R
 
 /// Pushers whose user got a notification to push at a position in `(after, upto]` that is
 /// above the pusher's cursor.
-pub async fn pushers_notified_between(db: impl PgExecutor<'_>, after: i64, upto: i64) -> sqlx::Result<Vec<i64>> {
+pub(crate) async fn pushers_notified_between(db: impl PgExecutor<'_>, after: i64, upto: i64) -> sqlx::Result<Vec<i64>> {
     sqlx::query_scalar(
         "SELECT DISTINCT p.pusher_id
          FROM event_push_actions a JOIN pushers p ON p.user_id = a.user_id
@@ -37,7 +37,7 @@ pub async fn pushers_notified_between(db: impl PgExecutor<'_>, after: i64, upto:
 
 /// A notification to push, with the event and its room as the gateway is shown them.
 #[derive(Debug, FromRow)]
-pub struct Pending {
+pub(crate) struct Pending {
     pub stream_position: i64,
     pub event_id: String,
     pub room_id: String,
@@ -56,7 +56,7 @@ pub struct Pending {
 
 /// The user's first notification to push in `(after, upto]`. One they have read meanwhile (on
 /// another device, say, while the gateway was down) is not pushed any more, as Synapse does.
-pub async fn next_pending(
+pub(crate) async fn next_pending(
     db: impl PgExecutor<'_>,
     user_id: &str,
     after: i64,
@@ -103,7 +103,7 @@ static NEXT_PENDING: LazyLock<String> = LazyLock::new(|| {
 /// read position, in every room they are joined to — by thread, as `/sync` counts them (an
 /// unthreaded receipt covers every thread, a threaded one its own; before any receipt, what
 /// came before they joined is read) — and, as Synapse counts, one for each pending invite.
-pub async fn unread_count(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<i64> {
+pub(crate) async fn unread_count(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<i64> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(UNREAD_COUNT.as_str())).bind(user_id).fetch_one(db).await
 }
 

@@ -8,7 +8,7 @@ use sqlx::{FromRow, PgExecutor};
 /// One stored difference: a rule of the user's own (`priority` and `rule` set) or a change
 /// to a server-default rule (`enabled` and/or `actions` set).
 #[derive(Clone, Debug, PartialEq, FromRow)]
-pub struct StoredRule {
+pub(crate) struct StoredRule {
     pub kind: String,
     pub rule_id: String,
     pub priority: Option<i32>,
@@ -19,14 +19,14 @@ pub struct StoredRule {
 
 /// [`StoredRule`] with its owner, for reads of several users at once.
 #[derive(Debug, FromRow)]
-pub struct OwnedStoredRule {
+pub(crate) struct OwnedStoredRule {
     pub user_id: String,
     #[sqlx(flatten)]
     pub stored: StoredRule,
 }
 
 /// The user's stored rules, each kind's own rules in priority order.
-pub async fn for_user(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<StoredRule>> {
+pub(crate) async fn for_user(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<StoredRule>> {
     sqlx::query_as(
         "SELECT kind, rule_id, priority, rule, enabled, actions FROM push_rules
          WHERE user_id = $1 ORDER BY kind, priority NULLS LAST, rule_id",
@@ -37,7 +37,7 @@ pub async fn for_user(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Ve
 }
 
 /// The stored rules of several users, in one statement.
-pub async fn for_users(db: impl PgExecutor<'_>, user_ids: &[String]) -> sqlx::Result<Vec<OwnedStoredRule>> {
+pub(crate) async fn for_users(db: impl PgExecutor<'_>, user_ids: &[String]) -> sqlx::Result<Vec<OwnedStoredRule>> {
     sqlx::query_as(
         "SELECT user_id, kind, rule_id, priority, rule, enabled, actions FROM push_rules
          WHERE user_id = ANY($1) ORDER BY user_id, kind, priority NULLS LAST, rule_id",
@@ -49,7 +49,7 @@ pub async fn for_users(db: impl PgExecutor<'_>, user_ids: &[String]) -> sqlx::Re
 
 /// Replaces all of the user's stored rules (a user has a few dozen at most: rewriting them is
 /// simpler than diffing, and keeps priorities dense).
-pub async fn replace(db: &mut sqlx::PgConnection, user_id: &str, rules: &[StoredRule]) -> sqlx::Result<()> {
+pub(crate) async fn replace(db: &mut sqlx::PgConnection, user_id: &str, rules: &[StoredRule]) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM push_rules WHERE user_id = $1").bind(user_id).execute(&mut *db).await?;
     if rules.is_empty() {
         return Ok(());

@@ -4,10 +4,8 @@ use serde_json::Value;
 use sqlx::{FromRow, PgExecutor};
 
 #[derive(Clone, Debug, FromRow)]
-pub struct Pusher {
-    pub pusher_id: i64,
+pub(crate) struct Pusher {
     pub user_id: String,
-    pub device_id: String,
     pub app_id: String,
     pub pushkey: String,
     pub kind: String,
@@ -18,11 +16,10 @@ pub struct Pusher {
     pub data: Value,
     pub pushkey_ts: i64,
     pub delivered_upto: i64,
-    pub failing_since: Option<i64>,
 }
 
 /// What a client sets.
-pub struct NewPusher<'a> {
+pub(crate) struct NewPusher<'a> {
     pub user_id: &'a str,
     pub device_id: &'a str,
     pub app_id: &'a str,
@@ -36,18 +33,18 @@ pub struct NewPusher<'a> {
     pub now_ms: i64,
 }
 
-pub async fn list(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<Pusher>> {
+pub(crate) async fn list(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<Pusher>> {
     sqlx::query_as("SELECT * FROM pushers WHERE user_id = $1 ORDER BY pusher_id").bind(user_id).fetch_all(db).await
 }
 
-pub async fn get(db: impl PgExecutor<'_>, pusher_id: i64) -> sqlx::Result<Option<Pusher>> {
+pub(crate) async fn get(db: impl PgExecutor<'_>, pusher_id: i64) -> sqlx::Result<Option<Pusher>> {
     sqlx::query_as("SELECT * FROM pushers WHERE pusher_id = $1").bind(pusher_id).fetch_optional(db).await
 }
 
 /// Creates the pusher, delivering from after `start_after`; or updates the user's pusher with
 /// the same app id and pushkey, keeping its device (it may be another device changing it, as
 /// Synapse allows) and its delivery progress (nothing pending is dropped or sent twice).
-pub async fn upsert(db: impl PgExecutor<'_>, pusher: &NewPusher<'_>, start_after: i64) -> sqlx::Result<()> {
+pub(crate) async fn upsert(db: impl PgExecutor<'_>, pusher: &NewPusher<'_>, start_after: i64) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO pushers (user_id, device_id, app_id, pushkey, kind, app_display_name, device_display_name,
                               profile_tag, lang, data, pushkey_ts, delivered_upto)
@@ -75,7 +72,7 @@ pub async fn upsert(db: impl PgExecutor<'_>, pusher: &NewPusher<'_>, start_after
 }
 
 /// Deletes the user's pusher with this app id and pushkey; returns whether there was one.
-pub async fn delete(db: impl PgExecutor<'_>, user_id: &str, app_id: &str, pushkey: &str) -> sqlx::Result<bool> {
+pub(crate) async fn delete(db: impl PgExecutor<'_>, user_id: &str, app_id: &str, pushkey: &str) -> sqlx::Result<bool> {
     let deleted = sqlx::query("DELETE FROM pushers WHERE user_id = $1 AND app_id = $2 AND pushkey = $3")
         .bind(user_id)
         .bind(app_id)
@@ -86,7 +83,7 @@ pub async fn delete(db: impl PgExecutor<'_>, user_id: &str, app_id: &str, pushke
 }
 
 /// Deletes other users' pushers with this app id and pushkey (a device changed hands).
-pub async fn delete_for_other_users(
+pub(crate) async fn delete_for_other_users(
     db: impl PgExecutor<'_>,
     app_id: &str,
     pushkey: &str,
@@ -103,7 +100,7 @@ pub async fn delete_for_other_users(
 
 /// Records that everything up to `position` has been handled and that delivery works.
 /// Returns false if the pusher no longer exists (deleted meanwhile).
-pub async fn advance(db: impl PgExecutor<'_>, pusher_id: i64, position: i64) -> sqlx::Result<bool> {
+pub(crate) async fn advance(db: impl PgExecutor<'_>, pusher_id: i64, position: i64) -> sqlx::Result<bool> {
     let updated = sqlx::query(
         "UPDATE pushers SET delivered_upto = GREATEST(delivered_upto, $2), failing_since = NULL WHERE pusher_id = $1",
     )
@@ -116,7 +113,7 @@ pub async fn advance(db: impl PgExecutor<'_>, pusher_id: i64, position: i64) -> 
 
 /// Records that delivery is failing (from the first failure on; later ones keep that time).
 /// Returns since when it has been failing, or `None` if the pusher no longer exists.
-pub async fn mark_failing(db: impl PgExecutor<'_>, pusher_id: i64, now_ms: i64) -> sqlx::Result<Option<i64>> {
+pub(crate) async fn mark_failing(db: impl PgExecutor<'_>, pusher_id: i64, now_ms: i64) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar(
         "UPDATE pushers SET failing_since = COALESCE(failing_since, $2) WHERE pusher_id = $1 RETURNING failing_since",
     )
@@ -128,7 +125,7 @@ pub async fn mark_failing(db: impl PgExecutor<'_>, pusher_id: i64, now_ms: i64) 
 }
 
 /// Deletes one pusher by id (its gateway rejected its pushkey).
-pub async fn delete_by_id(db: impl PgExecutor<'_>, pusher_id: i64) -> sqlx::Result<bool> {
+pub(crate) async fn delete_by_id(db: impl PgExecutor<'_>, pusher_id: i64) -> sqlx::Result<bool> {
     let deleted = sqlx::query("DELETE FROM pushers WHERE pusher_id = $1").bind(pusher_id).execute(db).await?;
     Ok(deleted.rows_affected() > 0)
 }

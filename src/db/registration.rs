@@ -3,14 +3,14 @@
 use sqlx::{FromRow, PgExecutor};
 
 #[derive(Clone, Debug, FromRow)]
-pub struct RegistrationToken {
+pub(crate) struct RegistrationToken {
     pub token: String,
     pub uses_allowed: Option<i32>,
     pub completed: i32,
     pub expiry_ts: Option<i64>,
 }
 
-pub async fn create_token(
+pub(crate) async fn create_token(
     db: impl PgExecutor<'_>,
     token: &str,
     uses_allowed: Option<i32>,
@@ -30,13 +30,13 @@ pub async fn create_token(
     Ok(inserted.rows_affected() == 1)
 }
 
-pub async fn list_tokens(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<RegistrationToken>> {
+pub(crate) async fn list_tokens(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<RegistrationToken>> {
     sqlx::query_as("SELECT token, uses_allowed, completed, expiry_ts FROM registration_tokens ORDER BY created_ts")
         .fetch_all(db)
         .await
 }
 
-pub async fn get_token(db: impl PgExecutor<'_>, token: &str) -> sqlx::Result<Option<RegistrationToken>> {
+pub(crate) async fn get_token(db: impl PgExecutor<'_>, token: &str) -> sqlx::Result<Option<RegistrationToken>> {
     sqlx::query_as("SELECT token, uses_allowed, completed, expiry_ts FROM registration_tokens WHERE token = $1")
         .bind(token)
         .fetch_optional(db)
@@ -44,7 +44,7 @@ pub async fn get_token(db: impl PgExecutor<'_>, token: &str) -> sqlx::Result<Opt
 }
 
 /// Changes what is given (`Some(None)` clears a limit); false if there is no such token.
-pub async fn update_token(
+pub(crate) async fn update_token(
     db: impl PgExecutor<'_>,
     token: &str,
     uses_allowed: Option<Option<i32>>,
@@ -66,13 +66,13 @@ pub async fn update_token(
     Ok(updated.rows_affected() == 1)
 }
 
-pub async fn delete_token(db: impl PgExecutor<'_>, token: &str) -> sqlx::Result<bool> {
+pub(crate) async fn delete_token(db: impl PgExecutor<'_>, token: &str) -> sqlx::Result<bool> {
     let deleted = sqlx::query("DELETE FROM registration_tokens WHERE token = $1").bind(token).execute(db).await?;
     Ok(deleted.rows_affected() == 1)
 }
 
 /// Whether the token exists, has uses left and has not expired.
-pub async fn token_is_valid(db: impl PgExecutor<'_>, token: &str, now_ms: i64) -> sqlx::Result<bool> {
+pub(crate) async fn token_is_valid(db: impl PgExecutor<'_>, token: &str, now_ms: i64) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM registration_tokens WHERE token = $1
            AND (uses_allowed IS NULL OR completed < uses_allowed)
@@ -86,7 +86,7 @@ pub async fn token_is_valid(db: impl PgExecutor<'_>, token: &str, now_ms: i64) -
 
 /// Counts one completed registration against the token, only if it is still valid; run in
 /// the registration's transaction so a token with one use left admits exactly one account.
-pub async fn consume_token(db: impl PgExecutor<'_>, token: &str, now_ms: i64) -> sqlx::Result<bool> {
+pub(crate) async fn consume_token(db: impl PgExecutor<'_>, token: &str, now_ms: i64) -> sqlx::Result<bool> {
     let updated = sqlx::query(
         "UPDATE registration_tokens SET completed = completed + 1 WHERE token = $1
            AND (uses_allowed IS NULL OR completed < uses_allowed)
@@ -99,7 +99,7 @@ pub async fn consume_token(db: impl PgExecutor<'_>, token: &str, now_ms: i64) ->
     Ok(updated.rows_affected() == 1)
 }
 
-pub async fn insert_nonce(db: impl PgExecutor<'_>, nonce: &str, now_ms: i64) -> sqlx::Result<()> {
+pub(crate) async fn insert_nonce(db: impl PgExecutor<'_>, nonce: &str, now_ms: i64) -> sqlx::Result<()> {
     sqlx::query("INSERT INTO registration_nonces (nonce, created_ts) VALUES ($1, $2)")
         .bind(nonce)
         .bind(now_ms)
@@ -110,7 +110,7 @@ pub async fn insert_nonce(db: impl PgExecutor<'_>, nonce: &str, now_ms: i64) -> 
 
 /// Removes the nonce; `true` only if it existed and was issued after `issued_after_ms`.
 /// Deleting is what makes a nonce single-use, even across processes.
-pub async fn take_nonce(db: impl PgExecutor<'_>, nonce: &str, issued_after_ms: i64) -> sqlx::Result<bool> {
+pub(crate) async fn take_nonce(db: impl PgExecutor<'_>, nonce: &str, issued_after_ms: i64) -> sqlx::Result<bool> {
     let taken: Option<i64> =
         sqlx::query_scalar("DELETE FROM registration_nonces WHERE nonce = $1 RETURNING created_ts")
             .bind(nonce)
@@ -119,7 +119,7 @@ pub async fn take_nonce(db: impl PgExecutor<'_>, nonce: &str, issued_after_ms: i
     Ok(taken.is_some_and(|created| created > issued_after_ms))
 }
 
-pub async fn delete_nonces_older_than(db: impl PgExecutor<'_>, cutoff_ms: i64) -> sqlx::Result<u64> {
+pub(crate) async fn delete_nonces_older_than(db: impl PgExecutor<'_>, cutoff_ms: i64) -> sqlx::Result<u64> {
     let deleted =
         sqlx::query("DELETE FROM registration_nonces WHERE created_ts < $1").bind(cutoff_ms).execute(db).await?;
     Ok(deleted.rows_affected())

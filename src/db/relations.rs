@@ -16,7 +16,7 @@ const CHILD_NOT_REDACTED: &str = "NOT EXISTS (
 /// SQL condition over an `events` row aliased `e`: part of the room's visible timeline.
 const IN_TIMELINE: &str = "e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier";
 
-pub async fn insert_redaction(
+pub(crate) async fn insert_redaction(
     conn: &mut PgConnection,
     redaction_nid: i64,
     room_id: &str,
@@ -31,7 +31,7 @@ pub async fn insert_redaction(
     Ok(())
 }
 
-pub struct NewRelation<'a> {
+pub(crate) struct NewRelation<'a> {
     pub event_nid: i64,
     pub room_id: &'a str,
     pub parent_nid: i64,
@@ -41,7 +41,7 @@ pub struct NewRelation<'a> {
     pub aggregation_key: Option<&'a str>,
 }
 
-pub async fn insert_relation(conn: &mut PgConnection, relation: &NewRelation<'_>) -> sqlx::Result<()> {
+pub(crate) async fn insert_relation(conn: &mut PgConnection, relation: &NewRelation<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO event_relations (event_nid, room_id, parent_nid, rel_type, event_type, sender, aggregation_key)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -61,7 +61,7 @@ pub async fn insert_relation(conn: &mut PgConnection, relation: &NewRelation<'_>
 /// A stored event together with the event it belongs to (the redacted event, or the parent
 /// of a relation).
 #[derive(Clone, Debug, FromRow)]
-pub struct Related {
+pub(crate) struct Related {
     pub target_nid: i64,
     #[sqlx(flatten)]
     pub event: StoredEvent,
@@ -86,7 +86,7 @@ pub(crate) fn applying_redaction(target: &str) -> String {
 
 /// The redaction that applies to each of `targets`: the earliest accepted one in the
 /// target's own room (a redaction cannot reach into another room).
-pub async fn redactions_of(db: impl PgExecutor<'_>, targets: &[i64]) -> sqlx::Result<Vec<Related>> {
+pub(crate) async fn redactions_of(db: impl PgExecutor<'_>, targets: &[i64]) -> sqlx::Result<Vec<Related>> {
     if targets.is_empty() {
         return Ok(Vec::new());
     }
@@ -103,7 +103,7 @@ pub async fn redactions_of(db: impl PgExecutor<'_>, targets: &[i64]) -> sqlx::Re
 
 /// Which of `events` (event numbers) are the parent of some relation or the target of some
 /// redaction, valid or not: only those can need bundled aggregations or redacting.
-pub async fn with_children_or_redactions(
+pub(crate) async fn with_children_or_redactions(
     db: impl PgExecutor<'_>,
     events: &[i64],
 ) -> sqlx::Result<std::collections::HashSet<i64>> {
@@ -122,7 +122,7 @@ pub async fn with_children_or_redactions(
 }
 
 /// The relation type of an event that is itself a (still valid) child, if it is one.
-pub async fn relation_of(db: impl PgExecutor<'_>, event_nid: i64) -> sqlx::Result<Option<String>> {
+pub(crate) async fn relation_of(db: impl PgExecutor<'_>, event_nid: i64) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT r.rel_type FROM event_relations r WHERE r.event_nid = $1 AND {CHILD_NOT_REDACTED}"
     )))
@@ -133,7 +133,7 @@ pub async fn relation_of(db: impl PgExecutor<'_>, event_nid: i64) -> sqlx::Resul
 
 /// Whether `sender` already annotated the parent with this event type and key (and has not
 /// redacted that annotation).
-pub async fn annotation_exists(
+pub(crate) async fn annotation_exists(
     db: impl PgExecutor<'_>,
     parent_event_id: &str,
     sender: &str,
@@ -157,7 +157,7 @@ pub async fn annotation_exists(
 }
 
 /// Which children of a parent `/relations` asks for, and the page of them.
-pub struct ChildrenQuery<'a> {
+pub(crate) struct ChildrenQuery<'a> {
     pub room_id: &'a str,
     pub parent_nid: i64,
     pub rel_type: Option<&'a str>,
@@ -175,7 +175,7 @@ pub struct ChildrenQuery<'a> {
 /// Children of an event (and, with `max_depth > 1`, their children), in stream order. The
 /// filters apply at every level: a child reached only through a non-matching event is left
 /// out, as the spec asks.
-pub async fn children(db: impl PgExecutor<'_>, query: &ChildrenQuery<'_>) -> sqlx::Result<Vec<StoredEvent>> {
+pub(crate) async fn children(db: impl PgExecutor<'_>, query: &ChildrenQuery<'_>) -> sqlx::Result<Vec<StoredEvent>> {
     let filters = format!(
         "r.room_id = $1 AND ($3::text IS NULL OR r.rel_type = $3) AND ($4::text IS NULL OR r.event_type = $4)
          AND {CHILD_NOT_REDACTED}"
@@ -219,7 +219,7 @@ pub async fn children(db: impl PgExecutor<'_>, query: &ChildrenQuery<'_>) -> sql
 /// `per_parent`). For `m.replace` only the edits that can be valid are returned: same sender
 /// and type as the original, neither a state event; "newest" is then by `origin_server_ts`,
 /// ties broken by the larger event id (spec: "Server-side aggregation of m.replace").
-pub async fn latest_children(
+pub(crate) async fn latest_children(
     db: impl PgExecutor<'_>,
     room_id: &str,
     parents: &[i64],
@@ -262,7 +262,7 @@ pub async fn latest_children(
 }
 
 #[derive(Clone, Debug, FromRow)]
-pub struct ThreadSummary {
+pub(crate) struct ThreadSummary {
     pub parent_nid: i64,
     pub count: i64,
     /// Whether `user` sent a reply in the thread.
@@ -270,7 +270,7 @@ pub struct ThreadSummary {
 }
 
 /// Size of each parent's thread, and whether `user` replied in it.
-pub async fn thread_summaries(
+pub(crate) async fn thread_summaries(
     db: impl PgExecutor<'_>,
     room_id: &str,
     parents: &[i64],
@@ -295,7 +295,7 @@ pub async fn thread_summaries(
 }
 
 #[derive(Clone, Debug, FromRow)]
-pub struct ThreadRoot {
+pub(crate) struct ThreadRoot {
     pub root_nid: i64,
     /// Stream position of the thread's newest reply.
     pub latest_position: i64,
@@ -303,7 +303,7 @@ pub struct ThreadRoot {
 
 /// A room's thread roots, newest activity first, whose newest reply is at or before
 /// `before`; with `participant`, only threads that user started or replied in.
-pub async fn thread_roots(
+pub(crate) async fn thread_roots(
     db: impl PgExecutor<'_>,
     room_id: &str,
     before: Option<i64>,
@@ -336,7 +336,7 @@ pub async fn thread_roots(
 
 /// Timeline events of a room ordered by `(origin_server_ts, stream_position)`, strictly after
 /// (forwards) or before (backwards) the given pair: one page of a `timestamp_to_event` walk.
-pub async fn by_timestamp(
+pub(crate) async fn by_timestamp(
     db: impl PgExecutor<'_>,
     room_id: &str,
     after: (i64, i64),

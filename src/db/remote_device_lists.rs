@@ -8,25 +8,25 @@ use std::collections::BTreeMap;
 /// What is kept of a remote user's devices: per device its signed keys and display name, and
 /// the user's public cross-signing keys.
 #[derive(Debug, Default, Serialize, Deserialize)]
-pub struct CachedDevices {
+pub(crate) struct CachedDevices {
     pub devices: BTreeMap<String, CachedDevice>,
     pub master_key: Option<Value>,
     pub self_signing_key: Option<Value>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
-pub struct CachedDevice {
+pub(crate) struct CachedDevice {
     pub keys: Value,
     pub display_name: Option<String>,
 }
 
 #[derive(Debug, FromRow)]
-pub struct CachedRow {
+pub(crate) struct CachedRow {
     pub stream_id: i64,
     pub devices: String,
 }
 
-pub async fn get(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<CachedRow>> {
+pub(crate) async fn get(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<CachedRow>> {
     sqlx::query_as("SELECT stream_id, devices FROM remote_device_lists WHERE user_id = $1")
         .bind(user_id)
         .fetch_optional(db)
@@ -34,7 +34,7 @@ pub async fn get(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<
 }
 
 /// The cached list, locked for the rest of the transaction (an EDU's update reads and writes it).
-pub async fn get_for_update(conn: &mut sqlx::PgConnection, user_id: &str) -> sqlx::Result<Option<CachedRow>> {
+pub(crate) async fn get_for_update(conn: &mut sqlx::PgConnection, user_id: &str) -> sqlx::Result<Option<CachedRow>> {
     sqlx::query_as("SELECT stream_id, devices FROM remote_device_lists WHERE user_id = $1 FOR UPDATE")
         .bind(user_id)
         .fetch_optional(conn)
@@ -43,7 +43,7 @@ pub async fn get_for_update(conn: &mut sqlx::PgConnection, user_id: &str) -> sql
 
 /// Stores a list: fetched whole (`resynced`, which is counted; the row may be new) or
 /// updated from an EDU (the row exists).
-pub async fn put(
+pub(crate) async fn put(
     db: impl PgExecutor<'_>,
     user_id: &str,
     stream_id: i64,
@@ -67,7 +67,7 @@ pub async fn put(
     Ok(())
 }
 
-pub async fn delete(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<()> {
+pub(crate) async fn delete(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM remote_device_lists WHERE user_id = $1").bind(user_id).execute(db).await?;
     Ok(())
 }
@@ -75,7 +75,7 @@ pub async fn delete(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<()> 
 /// Whether a user of `server` shares a joined room with any user not of `server` (a local
 /// one, as this server only holds rooms with local members): then the server sends us that
 /// user's device-list updates, and a cached copy stays current.
-pub async fn shares_a_room_with_us(db: impl PgExecutor<'_>, user_id: &str, local: &str) -> sqlx::Result<bool> {
+pub(crate) async fn shares_a_room_with_us(db: impl PgExecutor<'_>, user_id: &str, local: &str) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM room_memberships theirs
            JOIN room_servers s ON s.room_id = theirs.room_id AND s.server_name = $2

@@ -2,7 +2,7 @@
 
 use sqlx::PgExecutor;
 
-pub struct NewReport<'a> {
+pub(crate) struct NewReport<'a> {
     pub reporter: &'a str,
     pub room_id: Option<&'a str>,
     pub event_id: Option<&'a str>,
@@ -12,7 +12,7 @@ pub struct NewReport<'a> {
     pub now_ms: i64,
 }
 
-pub async fn insert(db: impl PgExecutor<'_>, report: &NewReport<'_>) -> sqlx::Result<i64> {
+pub(crate) async fn insert(db: impl PgExecutor<'_>, report: &NewReport<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "INSERT INTO reports (reporter, room_id, event_id, reported_user, reason, score, created_ts)
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING report_id",

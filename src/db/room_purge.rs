@@ -52,7 +52,7 @@ const ROOM_ROWS: &[(&str, RoomKey)] = &[
 /// relations, room account data, the room itself). Kept: `blocked_rooms` (the block must
 /// outlive the room), `room_deletions` (its status) and abuse reports (moderation history).
 /// Returns the number of events removed.
-pub async fn purge_room(conn: &mut PgConnection, room_id: &str) -> sqlx::Result<u64> {
+pub(crate) async fn purge_room(conn: &mut PgConnection, room_id: &str) -> sqlx::Result<u64> {
     super::rooms::lock_room(conn, room_id).await?;
     let event_nids: Vec<i64> = sqlx::query_scalar("SELECT event_nid FROM events WHERE room_id = $1")
         .bind(room_id)
@@ -76,7 +76,11 @@ pub async fn purge_room(conn: &mut PgConnection, room_id: &str) -> sqlx::Result<
 
 /// The stream position of the room's timeline event `event_id` (None for an event of another
 /// room, an outlier, or one not stored).
-pub async fn timeline_position(db: impl PgExecutor<'_>, room_id: &str, event_id: &str) -> sqlx::Result<Option<i64>> {
+pub(crate) async fn timeline_position(
+    db: impl PgExecutor<'_>,
+    room_id: &str,
+    event_id: &str,
+) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar(
         "SELECT e.stream_position FROM event_ids i JOIN events e ON e.event_nid = i.event_nid
          WHERE i.event_id = $1 AND e.room_id = $2 AND e.stream_position IS NOT NULL",
@@ -89,7 +93,7 @@ pub async fn timeline_position(db: impl PgExecutor<'_>, room_id: &str, event_id:
 
 /// The position of the room's first timeline event sent at or after `ts` (None when every
 /// event is older).
-pub async fn first_position_since(db: impl PgExecutor<'_>, room_id: &str, ts: i64) -> sqlx::Result<Option<i64>> {
+pub(crate) async fn first_position_since(db: impl PgExecutor<'_>, room_id: &str, ts: i64) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar(
         "SELECT min(stream_position) FROM events
          WHERE room_id = $1 AND origin_server_ts >= $2 AND stream_position IS NOT NULL",
@@ -106,7 +110,7 @@ pub async fn first_position_since(db: impl PgExecutor<'_>, room_id: &str, ts: i6
 /// a kept state event would lose its redaction), and, when `keep_from_server` is given, the
 /// events its users sent (they may be the only copy). Interned ids stay: kept events name the
 /// deleted ones as prev_events. Returns the number of events deleted.
-pub async fn purge_history(
+pub(crate) async fn purge_history(
     conn: &mut PgConnection,
     room_id: &str,
     before_position: i64,
@@ -138,12 +142,12 @@ pub async fn purge_history(
 
 /// One background history purge, as its status endpoint shows it.
 #[derive(Clone, Debug, sqlx::FromRow)]
-pub struct HistoryPurge {
+pub(crate) struct HistoryPurge {
     pub status: String,
     pub error: Option<String>,
 }
 
-pub async fn set_history_purge_status(
+pub(crate) async fn set_history_purge_status(
     db: impl PgExecutor<'_>,
     purge_id: &str,
     status: &str,
@@ -158,7 +162,7 @@ pub async fn set_history_purge_status(
     Ok(())
 }
 
-pub async fn history_purge(db: impl PgExecutor<'_>, purge_id: &str) -> sqlx::Result<Option<HistoryPurge>> {
+pub(crate) async fn history_purge(db: impl PgExecutor<'_>, purge_id: &str) -> sqlx::Result<Option<HistoryPurge>> {
     sqlx::query_as("SELECT status, error FROM history_purges WHERE purge_id = $1")
         .bind(purge_id)
         .fetch_optional(db)

@@ -3,7 +3,7 @@
 use sqlx::{FromRow, PgExecutor};
 
 #[derive(Clone, Debug, FromRow)]
-pub struct ScramRow {
+pub(crate) struct ScramRow {
     pub salt: Vec<u8>,
     pub iterations: i32,
     pub stored_key: Vec<u8>,
@@ -12,7 +12,7 @@ pub struct ScramRow {
 
 /// The user's credentials for `mechanism`, if they were derived from the current password of
 /// an active account.
-pub async fn current(db: impl PgExecutor<'_>, user_id: &str, mechanism: &str) -> sqlx::Result<Option<ScramRow>> {
+pub(crate) async fn current(db: impl PgExecutor<'_>, user_id: &str, mechanism: &str) -> sqlx::Result<Option<ScramRow>> {
     sqlx::query_as(
         "SELECT s.salt, s.iterations, s.stored_key, s.server_key
          FROM scram_credentials s JOIN users u ON u.user_id = s.user_id
@@ -25,14 +25,14 @@ pub async fn current(db: impl PgExecutor<'_>, user_id: &str, mechanism: &str) ->
     .await
 }
 
-pub struct NewScram<'a> {
+pub(crate) struct NewScram<'a> {
     pub user_id: &'a str,
     pub mechanism: &'a str,
     pub password_hash: &'a str,
     pub row: &'a ScramRow,
 }
 
-pub async fn put(db: impl PgExecutor<'_>, new: NewScram<'_>) -> sqlx::Result<()> {
+pub(crate) async fn put(db: impl PgExecutor<'_>, new: NewScram<'_>) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO scram_credentials (user_id, mechanism, password_hash, salt, iterations, stored_key, server_key)
          VALUES ($1, $2, $3, $4, $5, $6, $7)

@@ -3,8 +3,7 @@
 use sqlx::{FromRow, PgExecutor};
 
 #[derive(Clone, Debug, FromRow)]
-pub struct StoredKey {
-    pub server_name: String,
+pub(crate) struct StoredKey {
     pub key_id: String,
     /// Unpadded base64, as served.
     pub public_key: String,
@@ -16,14 +15,14 @@ pub struct StoredKey {
 }
 
 /// One key of a fetched key object.
-pub struct NewKey<'a> {
+pub(crate) struct NewKey<'a> {
     pub key_id: &'a str,
     pub public_key: &'a str,
     pub expired_ts: Option<i64>,
 }
 
 /// Every key known for `server_name`.
-pub async fn keys_of(db: impl PgExecutor<'_>, server_name: &str) -> sqlx::Result<Vec<StoredKey>> {
+pub(crate) async fn keys_of(db: impl PgExecutor<'_>, server_name: &str) -> sqlx::Result<Vec<StoredKey>> {
     sqlx::query_as(
         "SELECT server_name, key_id, public_key, valid_until_ts, expired_ts, response \
          FROM server_keys WHERE server_name = $1 ORDER BY key_id",
@@ -35,7 +34,7 @@ pub async fn keys_of(db: impl PgExecutor<'_>, server_name: &str) -> sqlx::Result
 
 /// Stores the keys of one key object a server served (directly or through a notary). A key
 /// seen before keeps the newest validity; a key once reported expired stays expired.
-pub async fn store_response(
+pub(crate) async fn store_response(
     db: impl PgExecutor<'_>,
     server_name: &str,
     keys: &[NewKey<'_>],
@@ -74,7 +73,7 @@ pub async fn store_response(
 /// Records `key_id` as our current key and every other key of ours as expired from now on
 /// (if not already): what lets `/key/v2/server` list the keys we signed with before a
 /// rotation under `old_verify_keys`.
-pub async fn record_own_key(
+pub(crate) async fn record_own_key(
     db: impl PgExecutor<'_>,
     server_name: &str,
     key_id: &str,

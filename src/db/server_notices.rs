@@ -2,7 +2,7 @@
 
 use sqlx::PgExecutor;
 
-pub async fn room_of(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<String>> {
+pub(crate) async fn room_of(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT room_id FROM server_notice_rooms WHERE user_id = $1")
         .bind(user_id)
         .fetch_optional(db)
@@ -10,7 +10,7 @@ pub async fn room_of(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Opt
 }
 
 /// Records the user's room; the first recorded stays (`false`: another was recorded first).
-pub async fn record(db: impl PgExecutor<'_>, user_id: &str, room_id: &str) -> sqlx::Result<bool> {
+pub(crate) async fn record(db: impl PgExecutor<'_>, user_id: &str, room_id: &str) -> sqlx::Result<bool> {
     let inserted =
         sqlx::query("INSERT INTO server_notice_rooms (user_id, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
             .bind(user_id)

@@ -7,13 +7,13 @@ use sqlx::{FromRow, PgExecutor};
 
 /// One `pos` a connection was given.
 #[derive(Debug, FromRow)]
-pub struct PositionRow {
+pub(crate) struct PositionRow {
     pub stream_position: i64,
     pub sent: StoredJson,
 }
 
 /// The position `pos_id` of the device's connection `conn_id`, if it is still kept.
-pub async fn position(
+pub(crate) async fn position(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: &str,
@@ -33,7 +33,7 @@ pub async fn position(
 }
 
 /// What a new position of a connection records.
-pub struct NewPosition<'a> {
+pub(crate) struct NewPosition<'a> {
     pub user_id: &'a str,
     pub device_id: &'a str,
     pub conn_id: &'a str,
@@ -45,7 +45,7 @@ pub struct NewPosition<'a> {
 /// Records the connection's next position and forgets those before `answered` (the `pos`
 /// the request came with; `None`: the connection starts over and every earlier one goes).
 /// One statement, so the new position exists only with the old ones pruned. Returns its id.
-pub async fn advance(db: impl PgExecutor<'_>, new: NewPosition<'_>, answered: Option<i64>) -> sqlx::Result<i64> {
+pub(crate) async fn advance(db: impl PgExecutor<'_>, new: NewPosition<'_>, answered: Option<i64>) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "WITH pruned AS (
              DELETE FROM sliding_sync_positions
@@ -67,7 +67,7 @@ pub async fn advance(db: impl PgExecutor<'_>, new: NewPosition<'_>, answered: Op
 
 /// Event types that move a room up the list (Synapse's default bump types): what a person
 /// would call activity, not every state change.
-pub const BUMP_EVENT_TYPES: [&str; 7] = [
+pub(crate) const BUMP_EVENT_TYPES: [&str; 7] = [
     "m.room.create",
     "m.room.message",
     "m.room.encrypted",
@@ -80,7 +80,11 @@ pub const BUMP_EVENT_TYPES: [&str; 7] = [
 /// For each of the rooms, the position of its latest bump event at or before `upto` (rooms
 /// without one are absent). Each room is read backwards along its stream index until the
 /// first bump event, so a user in a thousand rooms costs a thousand short index scans.
-pub async fn bump_stamps(db: impl PgExecutor<'_>, room_ids: &[String], upto: i64) -> sqlx::Result<Vec<(String, i64)>> {
+pub(crate) async fn bump_stamps(
+    db: impl PgExecutor<'_>,
+    room_ids: &[String],
+    upto: i64,
+) -> sqlx::Result<Vec<(String, i64)>> {
     sqlx::query_as(
         "SELECT r.room_id, b.stream_position
          FROM unnest($1::TEXT[]) AS r (room_id)
@@ -100,7 +104,7 @@ pub async fn bump_stamps(db: impl PgExecutor<'_>, room_ids: &[String], upto: i64
 
 /// For each of the rooms with an event, or a receipt of `user_id`'s own (which changes their
 /// unread counts), after `after` and at most `upto`: the latest such position.
-pub async fn latest_positions(
+pub(crate) async fn latest_positions(
     db: impl PgExecutor<'_>,
     room_ids: &[String],
     user_id: &str,
@@ -129,7 +133,7 @@ pub async fn latest_positions(
 
 /// What the list filters ask of a room, from its current state.
 #[derive(Debug, FromRow)]
-pub struct RoomFacts {
+pub(crate) struct RoomFacts {
     pub room_id: String,
     pub encrypted: bool,
     /// The create event's `content.type` (`m.space`, ...), when it has one.
@@ -137,7 +141,7 @@ pub struct RoomFacts {
 }
 
 /// [`RoomFacts`] of each of the rooms this server has the state of.
-pub async fn room_facts(db: impl PgExecutor<'_>, room_ids: &[String]) -> sqlx::Result<Vec<RoomFacts>> {
+pub(crate) async fn room_facts(db: impl PgExecutor<'_>, room_ids: &[String]) -> sqlx::Result<Vec<RoomFacts>> {
     sqlx::query_as(
         "SELECT r.room_id,
                 EXISTS (SELECT 1 FROM current_state cs JOIN state_keys k ON k.state_key_nid = cs.state_key_nid
@@ -157,7 +161,7 @@ pub async fn room_facts(db: impl PgExecutor<'_>, room_ids: &[String]) -> sqlx::R
 
 /// How many of the room's events are after `after` and at most `upto`, counting no further
 /// than `limit` (a timeline's `num_live`).
-pub async fn events_between(
+pub(crate) async fn events_between(
     db: impl PgExecutor<'_>,
     room_id: &str,
     after: i64,
@@ -180,7 +184,7 @@ pub async fn events_between(
 
 /// The user's tags on each room they tagged: the keys of its `m.tag` room account data's
 /// `tags` (a tag removed is a key gone; content that is not an object has none).
-pub async fn room_tags(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<(String, Vec<String>)>> {
+pub(crate) async fn room_tags(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<(String, Vec<String>)>> {
     sqlx::query_as(
         "SELECT room_id, ARRAY(SELECT jsonb_object_keys(content -> 'tags')) AS tags
          FROM account_data
@@ -196,7 +200,10 @@ pub async fn room_tags(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<V
 /// `m.space.child` event whose `via` lists at least one server (one without is no child, as
 /// the spec says of removed children). Read as `json`, not `jsonb`, which refuses an escaped
 /// U+0000 another server's event may hold elsewhere in its content.
-pub async fn space_children(db: impl PgExecutor<'_>, space_ids: &[String]) -> sqlx::Result<Vec<(String, String)>> {
+pub(crate) async fn space_children(
+    db: impl PgExecutor<'_>,
+    space_ids: &[String],
+) -> sqlx::Result<Vec<(String, String)>> {
     sqlx::query_as(
         "SELECT cs.room_id, k.state_key
          FROM current_state cs

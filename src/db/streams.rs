@@ -3,11 +3,11 @@
 use sqlx::{PgConnection, PgExecutor};
 
 /// Two-key advisory lock class for writer liveness locks (key 2 is the writer id).
-pub const WRITER_LOCK_CLASS: i32 = 0x4845_5354; // "HEST"
+pub(crate) const WRITER_LOCK_CLASS: i32 = 0x4845_5354; // "HEST"
 
 /// Registers a writer and takes its liveness lock on `conn`, which must stay open for the
 /// writer's lifetime.
-pub async fn register_writer(conn: &mut PgConnection, now_ms: i64) -> sqlx::Result<i32> {
+pub(crate) async fn register_writer(conn: &mut PgConnection, now_ms: i64) -> sqlx::Result<i32> {
     let writer_id: i32 = sqlx::query_scalar("INSERT INTO stream_writers (started_ts) VALUES ($1) RETURNING writer_id")
         .bind(now_ms)
         .fetch_one(&mut *conn)
@@ -19,7 +19,7 @@ pub async fn register_writer(conn: &mut PgConnection, now_ms: i64) -> sqlx::Resu
 /// Takes `writer_id`'s liveness lock again on a new connection, after the one that held it
 /// failed. True when the writer's row is still there (nobody reaped it meanwhile): then the
 /// writer goes on under the same id. False leaves no lock taken.
-pub async fn reclaim_writer(conn: &mut PgConnection, writer_id: i32) -> sqlx::Result<bool> {
+pub(crate) async fn reclaim_writer(conn: &mut PgConnection, writer_id: i32) -> sqlx::Result<bool> {
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
         .bind(WRITER_LOCK_CLASS)
         .bind(writer_id)
@@ -40,14 +40,14 @@ pub async fn reclaim_writer(conn: &mut PgConnection, writer_id: i32) -> sqlx::Re
 
 /// Commits on this connection stop waiting for the WAL flush (they are still atomic and
 /// immediately visible).
-pub async fn relax_durability(conn: &mut PgConnection) -> sqlx::Result<()> {
+pub(crate) async fn relax_durability(conn: &mut PgConnection) -> sqlx::Result<()> {
     sqlx::query("SET synchronous_commit TO off").execute(conn).await?;
     Ok(())
 }
 
 /// Forgets writers whose process has died (their liveness lock is free). Their unfinished
 /// transactions died with their connections, so they block nothing any more.
-pub async fn remove_dead_writers(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
+pub(crate) async fn remove_dead_writers(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
     let removed = sqlx::query(
         "DELETE FROM stream_writers w WHERE NOT EXISTS (
              SELECT 1 FROM pg_locks l
@@ -61,7 +61,7 @@ pub async fn remove_dead_writers(db: impl PgExecutor<'_>) -> sqlx::Result<u64> {
 }
 
 /// Publishes (or, with `None`, clears) the writer's lowest possibly-in-flight position.
-pub async fn set_blocking_from(
+pub(crate) async fn set_blocking_from(
     db: impl PgExecutor<'_>,
     writer_id: i32,
     blocking_from: Option<i64>,
@@ -76,7 +76,7 @@ pub async fn set_blocking_from(
 
 /// Publishes as the writer's floor the lowest position `nextval` can still return, and returns
 /// it, in one round trip.
-pub async fn publish_next_position_floor(db: impl PgExecutor<'_>, writer_id: i32) -> sqlx::Result<i64> {
+pub(crate) async fn publish_next_position_floor(db: impl PgExecutor<'_>, writer_id: i32) -> sqlx::Result<i64> {
     sqlx::query_scalar(
         "UPDATE stream_writers
          SET blocking_from = (SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM stream_positions)
@@ -90,7 +90,7 @@ pub async fn publish_next_position_floor(db: impl PgExecutor<'_>, writer_id: i32
 
 /// [`set_blocking_from`], then [`notify`], in one round trip. Both take effect at the
 /// statement's commit, so a listener woken by the notification sees the new floor.
-pub async fn set_blocking_from_and_notify(
+pub(crate) async fn set_blocking_from_and_notify(
     db: impl PgExecutor<'_>,
     writer_id: i32,
     blocking_from: Option<i64>,
@@ -109,7 +109,7 @@ pub async fn set_blocking_from_and_notify(
 }
 
 /// A write that changes nothing, to learn whether the database takes writes at all.
-pub async fn touch_writer(conn: &mut PgConnection, writer_id: i32) -> sqlx::Result<()> {
+pub(crate) async fn touch_writer(conn: &mut PgConnection, writer_id: i32) -> sqlx::Result<()> {
     sqlx::query("UPDATE stream_writers SET blocking_from = blocking_from WHERE writer_id = $1")
         .bind(writer_id)
         .execute(conn)
@@ -117,12 +117,12 @@ pub async fn touch_writer(conn: &mut PgConnection, writer_id: i32) -> sqlx::Resu
     Ok(())
 }
 
-pub async fn allocate_position(conn: &mut PgConnection) -> sqlx::Result<i64> {
+pub(crate) async fn allocate_position(conn: &mut PgConnection) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT nextval('stream_positions')").fetch_one(conn).await
 }
 
 /// `count` new positions in one round trip, ascending.
-pub async fn allocate_positions(conn: &mut PgConnection, count: i64) -> sqlx::Result<Vec<i64>> {
+pub(crate) async fn allocate_positions(conn: &mut PgConnection, count: i64) -> sqlx::Result<Vec<i64>> {
     let mut positions: Vec<i64> = sqlx::query_scalar("SELECT nextval('stream_positions') FROM generate_series(1, $1)")
         .bind(count)
         .fetch_all(conn)
@@ -132,19 +132,19 @@ pub async fn allocate_positions(conn: &mut PgConnection, count: i64) -> sqlx::Re
 }
 
 /// The highest position handed out so far (0 before any).
-pub async fn last_allocated(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
+pub(crate) async fn last_allocated(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM stream_positions")
         .fetch_one(db)
         .await
 }
 
 /// The lowest position any live writer may still commit.
-pub async fn lowest_blocking(db: impl PgExecutor<'_>) -> sqlx::Result<Option<i64>> {
+pub(crate) async fn lowest_blocking(db: impl PgExecutor<'_>) -> sqlx::Result<Option<i64>> {
     sqlx::query_scalar("SELECT min(blocking_from) FROM stream_writers").fetch_one(db).await
 }
 
 /// Tells every Hearth process listening on the stream channel what changed.
-pub async fn notify(db: impl PgExecutor<'_>, payload: &str) -> sqlx::Result<()> {
+pub(crate) async fn notify(db: impl PgExecutor<'_>, payload: &str) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_notify('hearth_stream', $1)").bind(payload).execute(db).await?;
     Ok(())
 }

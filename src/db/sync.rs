@@ -21,7 +21,7 @@ pub struct MembershipRow {
     pub full_state_at: Option<i64>,
 }
 
-pub async fn memberships(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<MembershipRow>> {
+pub(crate) async fn memberships(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result<Vec<MembershipRow>> {
     sqlx::query_as(
         "SELECT m.room_id, m.membership, m.stream_position, m.forgotten,
                 EXISTS (SELECT 1 FROM partial_state_rooms p WHERE p.room_id = m.room_id) AS partial_state,
@@ -36,7 +36,7 @@ pub async fn memberships(db: impl PgExecutor<'_>, user_id: &str) -> sqlx::Result
 
 /// A member event of the syncing user.
 #[derive(Clone, Debug, FromRow)]
-pub struct MemberEvent {
+pub(crate) struct MemberEvent {
     pub event_nid: i64,
     pub event_id: String,
     pub stream_position: i64,
@@ -56,7 +56,7 @@ const MEMBER_EVENTS: &str = "
 
 /// The user's latest member event in the room at or before `position`: their membership as
 /// of that point of the stream, whatever happened after it.
-pub async fn member_event_at(
+pub(crate) async fn member_event_at(
     db: impl PgExecutor<'_>,
     room_id: &str,
     user_id: &str,
@@ -73,7 +73,7 @@ pub async fn member_event_at(
 }
 
 /// The user's member events in the room with `after < position <= upto`, oldest first.
-pub async fn member_events_between(
+pub(crate) async fn member_events_between(
     db: impl PgExecutor<'_>,
     room_id: &str,
     user_id: &str,
@@ -93,7 +93,7 @@ pub async fn member_events_between(
 
 /// Whether the room's state changed (a state event entered the timeline) with
 /// `after < position <= upto`.
-pub async fn state_changed(db: impl PgExecutor<'_>, room_id: &str, after: i64, upto: i64) -> sqlx::Result<bool> {
+pub(crate) async fn state_changed(db: impl PgExecutor<'_>, room_id: &str, after: i64, upto: i64) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (
              SELECT 1 FROM events
@@ -109,7 +109,7 @@ pub async fn state_changed(db: impl PgExecutor<'_>, room_id: &str, after: i64, u
 
 /// One account data entry; `room_id` is empty for global account data.
 #[derive(Clone, Debug, FromRow)]
-pub struct AccountDataRow {
+pub(crate) struct AccountDataRow {
     pub room_id: String,
     pub data_type: String,
     pub content: StoredJson,
@@ -117,7 +117,7 @@ pub struct AccountDataRow {
 
 /// The user's account data (global and per room) last changed with `after < position <= upto`
 /// (all of it up to `upto` when `after` is `None`), in stream order.
-pub async fn account_data_between(
+pub(crate) async fn account_data_between(
     db: impl PgExecutor<'_>,
     user_id: &str,
     after: Option<i64>,
@@ -141,7 +141,7 @@ pub async fn account_data_between(
 /// query then finds nothing for this user (presence and device-list changes of strangers);
 /// they never say no where it would find something.
 #[derive(Clone, Debug, Default, FromRow)]
-pub struct WindowNews {
+pub(crate) struct WindowNews {
     /// Of `rooms`, those with timeline events in the window.
     pub rooms_with_events: Vec<String>,
     /// Whether any of `rooms` has a member event in the window (device lists follow joins
@@ -174,17 +174,17 @@ pub struct WindowNews {
 }
 
 /// The most push action rows [`window_news`] carries whole.
-pub const WINDOW_UNREAD_ROWS: usize = 1000;
+pub(crate) const WINDOW_UNREAD_ROWS: usize = 1000;
 
 /// One of the user's push action rows in the window, with its room.
 #[derive(Clone, Debug, serde::Deserialize)]
-pub struct WindowUnreadRow {
+pub(crate) struct WindowUnreadRow {
     pub room_id: String,
     #[serde(flatten)]
     pub row: crate::db::push_actions::UnreadRow,
 }
 
-pub async fn window_news(
+pub(crate) async fn window_news(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: Option<&str>,

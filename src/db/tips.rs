@@ -32,7 +32,7 @@ pub struct Tip {
 
 /// Records a new pending tip unless the same client transaction recorded one already (then
 /// nothing changes; the caller reads that one with [`by_transaction`]).
-pub async fn insert_pending(db: impl PgExecutor<'_>, tip: &Tip) -> sqlx::Result<()> {
+pub(crate) async fn insert_pending(db: impl PgExecutor<'_>, tip: &Tip) -> sqlx::Result<()> {
     sqlx::query(
         "INSERT INTO tips (tip_id, from_user, device_id, txn_id, to_user, room_id, amount, currency, message,
                            state, created_ts, updated_ts)
@@ -54,7 +54,7 @@ pub async fn insert_pending(db: impl PgExecutor<'_>, tip: &Tip) -> sqlx::Result<
     Ok(())
 }
 
-pub async fn by_transaction(
+pub(crate) async fn by_transaction(
     db: impl PgExecutor<'_>,
     from_user: &str,
     device_id: &str,
@@ -72,7 +72,7 @@ pub async fn by_transaction(
 
 /// The tip, locked until the caller's transaction ends: whoever settles a tip (a request, a
 /// retry of it, start-up recovery, another process) does so one at a time.
-pub async fn lock(conn: &mut PgConnection, tip_id: &str) -> sqlx::Result<Option<Tip>> {
+pub(crate) async fn lock(conn: &mut PgConnection, tip_id: &str) -> sqlx::Result<Option<Tip>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM tips WHERE tip_id = $1 FOR UPDATE")))
         .bind(tip_id)
         .fetch_optional(conn)
@@ -80,7 +80,7 @@ pub async fn lock(conn: &mut PgConnection, tip_id: &str) -> sqlx::Result<Option<
 }
 
 /// Records one answer (or failure) of the webhook.
-pub async fn settle(
+pub(crate) async fn settle(
     conn: &mut PgConnection,
     tip_id: &str,
     state: &str,
@@ -102,14 +102,14 @@ pub async fn settle(
     Ok(())
 }
 
-pub async fn set_event(conn: &mut PgConnection, tip_id: &str, event_id: &str) -> sqlx::Result<()> {
+pub(crate) async fn set_event(conn: &mut PgConnection, tip_id: &str, event_id: &str) -> sqlx::Result<()> {
     sqlx::query("UPDATE tips SET event_id = $2 WHERE tip_id = $1").bind(tip_id).bind(event_id).execute(conn).await?;
     Ok(())
 }
 
 /// Records a refused try at posting an approved tip's event; gives posting up at the
 /// `max_attempts`th. Whether it is given up now.
-pub async fn post_failed(
+pub(crate) async fn post_failed(
     db: impl PgExecutor<'_>,
     tip_id: &str,
     error: &str,
@@ -133,7 +133,7 @@ pub async fn post_failed(
 
 /// Tips a crash or a failed webhook call left unsettled, or approved without their event yet,
 /// oldest first.
-pub async fn unsettled(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<String>> {
+pub(crate) async fn unsettled(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<String>> {
     sqlx::query_scalar(
         "SELECT tip_id FROM tips
          WHERE state IN ('pending', 'failed') OR (state = 'approved' AND event_id IS NULL AND NOT post_given_up)
@@ -144,7 +144,12 @@ pub async fn unsettled(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<String>> {
 }
 
 /// Approved tips `to_user` received, newest first, `limit` from `offset`.
-pub async fn received(db: impl PgExecutor<'_>, to_user: &str, offset: i64, limit: i64) -> sqlx::Result<Vec<Tip>> {
+pub(crate) async fn received(
+    db: impl PgExecutor<'_>,
+    to_user: &str,
+    offset: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<Tip>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT {COLUMNS} FROM tips WHERE to_user = $1 AND state = 'approved'
          ORDER BY created_ts DESC, tip_id LIMIT $2 OFFSET $3"
@@ -157,7 +162,10 @@ pub async fn received(db: impl PgExecutor<'_>, to_user: &str, offset: i64, limit
 }
 
 /// Per currency: the sum of the approved tips `to_user` received, and their number.
-pub async fn received_totals(db: impl PgExecutor<'_>, to_user: &str) -> sqlx::Result<Vec<(String, String, i64)>> {
+pub(crate) async fn received_totals(
+    db: impl PgExecutor<'_>,
+    to_user: &str,
+) -> sqlx::Result<Vec<(String, String, i64)>> {
     sqlx::query_as(
         "SELECT currency, sum(amount)::text, count(*) FROM tips WHERE to_user = $1 AND state = 'approved'
          GROUP BY currency ORDER BY currency",

@@ -7,7 +7,7 @@ use sqlx::{FromRow, PgExecutor};
 
 /// Claims a sender device's transaction id; `false` when it was already used (a retry,
 /// which must store nothing new).
-pub async fn claim_transaction(
+pub(crate) async fn claim_transaction(
     db: impl PgExecutor<'_>,
     sender: &str,
     sender_device: &str,
@@ -31,7 +31,7 @@ pub async fn claim_transaction(
 /// (as they are now) when `all_devices`. Devices that do not exist are skipped: the rows
 /// come from `devices`, so an unknown id or user simply matches nothing.
 #[allow(clippy::too_many_arguments)]
-pub async fn queue(
+pub(crate) async fn queue(
     db: impl PgExecutor<'_>,
     recipient: &str,
     devices: &[String],
@@ -59,7 +59,7 @@ pub async fn queue(
 }
 
 /// Drops the messages the device has acknowledged (positions up to `acknowledged`).
-pub async fn delete_acknowledged(
+pub(crate) async fn delete_acknowledged(
     db: impl PgExecutor<'_>,
     user_id: &str,
     device_id: &str,
@@ -75,14 +75,19 @@ pub async fn delete_acknowledged(
 }
 
 #[derive(Clone, Debug, FromRow)]
-pub struct Message {
+pub(crate) struct Message {
     pub sender: String,
     pub event_type: String,
     pub content: StoredJson,
 }
 
 /// Everything still queued for the device up to `upto`, in stream order.
-pub async fn pending(db: impl PgExecutor<'_>, user_id: &str, device_id: &str, upto: i64) -> sqlx::Result<Vec<Message>> {
+pub(crate) async fn pending(
+    db: impl PgExecutor<'_>,
+    user_id: &str,
+    device_id: &str,
+    upto: i64,
+) -> sqlx::Result<Vec<Message>> {
     sqlx::query_as(
         "SELECT sender, event_type, content FROM to_device_messages
          WHERE user_id = $1 AND device_id = $2 AND stream_position <= $3

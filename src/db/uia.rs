@@ -4,7 +4,7 @@ use serde_json::Value;
 use sqlx::{FromRow, PgExecutor};
 
 #[derive(Clone, Debug, FromRow)]
-pub struct UiaSession {
+pub(crate) struct UiaSession {
     pub session_id: String,
     pub operation: String,
     pub user_id: Option<String>,
@@ -16,7 +16,7 @@ pub struct UiaSession {
     pub created_ts: i64,
 }
 
-pub async fn create(
+pub(crate) async fn create(
     db: impl PgExecutor<'_>,
     session_id: &str,
     operation: &str,
@@ -37,7 +37,7 @@ pub async fn create(
     Ok(())
 }
 
-pub async fn get(db: impl PgExecutor<'_>, session_id: &str) -> sqlx::Result<Option<UiaSession>> {
+pub(crate) async fn get(db: impl PgExecutor<'_>, session_id: &str) -> sqlx::Result<Option<UiaSession>> {
     sqlx::query_as(
         "SELECT session_id, operation, user_id, completed, registration_token, params, subject, outcome, created_ts
          FROM uia_sessions WHERE session_id = $1",
@@ -47,7 +47,7 @@ pub async fn get(db: impl PgExecutor<'_>, session_id: &str) -> sqlx::Result<Opti
     .await
 }
 
-pub async fn complete_stage(
+pub(crate) async fn complete_stage(
     db: impl PgExecutor<'_>,
     session_id: &str,
     stage: &str,
@@ -67,7 +67,7 @@ pub async fn complete_stage(
     Ok(())
 }
 
-pub async fn set_params(db: impl PgExecutor<'_>, session_id: &str, params: &Value) -> sqlx::Result<()> {
+pub(crate) async fn set_params(db: impl PgExecutor<'_>, session_id: &str, params: &Value) -> sqlx::Result<()> {
     sqlx::query("UPDATE uia_sessions SET params = $2 WHERE session_id = $1")
         .bind(session_id)
         .bind(params)
@@ -78,7 +78,7 @@ pub async fn set_params(db: impl PgExecutor<'_>, session_id: &str, params: &Valu
 
 /// Records what the completed session achieved, unless another request of it already did
 /// (`false`: the caller must not achieve it a second time).
-pub async fn record_outcome(db: impl PgExecutor<'_>, session_id: &str, outcome: &str) -> sqlx::Result<bool> {
+pub(crate) async fn record_outcome(db: impl PgExecutor<'_>, session_id: &str, outcome: &str) -> sqlx::Result<bool> {
     let recorded = sqlx::query("UPDATE uia_sessions SET outcome = $2 WHERE session_id = $1 AND outcome IS NULL")
         .bind(session_id)
         .bind(outcome)
@@ -87,12 +87,12 @@ pub async fn record_outcome(db: impl PgExecutor<'_>, session_id: &str, outcome: 
     Ok(recorded.rows_affected() == 1)
 }
 
-pub async fn delete(db: impl PgExecutor<'_>, session_id: &str) -> sqlx::Result<()> {
+pub(crate) async fn delete(db: impl PgExecutor<'_>, session_id: &str) -> sqlx::Result<()> {
     sqlx::query("DELETE FROM uia_sessions WHERE session_id = $1").bind(session_id).execute(db).await?;
     Ok(())
 }
 
-pub async fn delete_older_than(db: impl PgExecutor<'_>, cutoff_ms: i64) -> sqlx::Result<u64> {
+pub(crate) async fn delete_older_than(db: impl PgExecutor<'_>, cutoff_ms: i64) -> sqlx::Result<u64> {
     let deleted = sqlx::query("DELETE FROM uia_sessions WHERE created_ts < $1").bind(cutoff_ms).execute(db).await?;
     Ok(deleted.rows_affected())
 }

@@ -30,7 +30,7 @@ pub(crate) fn read_positions_from(user: &str) -> String {
 /// One receipted thread of a room, or the room with no receipt, as [`read_positions_from`]
 /// reads it.
 #[derive(Clone, Debug, FromRow, serde::Deserialize)]
-pub struct ReadPositionRow {
+pub(crate) struct ReadPositionRow {
     pub room_id: String,
     pub joined: Option<i64>,
     pub thread_id: Option<String>,
@@ -42,7 +42,7 @@ pub(crate) const READ_POSITION_COLUMNS: &str =
     "m.room_id, COALESCE(m.joined_position, m.stream_position) AS joined, r.thread_id, r.position";
 
 /// Rows grouped into each room's [`ReadPositions`] (rooms without a join position are left out).
-pub fn group_read_positions(
+pub(crate) fn group_read_positions(
     rows: impl IntoIterator<Item = ReadPositionRow>,
 ) -> std::collections::HashMap<String, ReadPositions> {
     let mut positions: std::collections::HashMap<String, ReadPositions> = std::collections::HashMap::new();
@@ -58,7 +58,7 @@ pub fn group_read_positions(
 
 /// The user's [`ReadPositions`] in each of `room_ids` where they have a membership row, in
 /// one statement.
-pub async fn read_positions_in(
+pub(crate) async fn read_positions_in(
     db: impl PgExecutor<'_>,
     room_ids: &[String],
     user_id: &str,
@@ -76,7 +76,7 @@ pub async fn read_positions_in(
 
 /// What a room summary is made of, as the room is now.
 #[derive(Debug, FromRow)]
-pub struct SummaryFacts {
+pub(crate) struct SummaryFacts {
     pub joined: i64,
     pub invited: i64,
     /// Whether the room has a non-empty name or canonical alias (clients then need no heroes).
@@ -87,7 +87,7 @@ pub struct SummaryFacts {
 }
 
 /// The room's summary facts for `user_id`, in one statement.
-pub async fn summary_facts(
+pub(crate) async fn summary_facts(
     db: impl PgExecutor<'_>,
     room_id: &str,
     user_id: &str,
@@ -124,7 +124,12 @@ pub async fn summary_facts(
 
 /// Whether a state event that shapes the summary (membership, name, canonical alias) is in
 /// the window `after < position <= upto`.
-pub async fn summary_changed(db: impl PgExecutor<'_>, room_id: &str, after: i64, upto: i64) -> sqlx::Result<bool> {
+pub(crate) async fn summary_changed(
+    db: impl PgExecutor<'_>,
+    room_id: &str,
+    after: i64,
+    upto: i64,
+) -> sqlx::Result<bool> {
     sqlx::query_scalar(
         "SELECT EXISTS (
              SELECT 1 FROM events

@@ -5,7 +5,7 @@
 //! so the current-version check, the keys, the etag and the count always agree.
 
 use crate::db;
-pub use crate::db::key_backup::Scope;
+pub(crate) use crate::db::key_backup::Scope;
 use crate::db::key_backup::{NewSession, SessionRow, VersionInfoRow, VersionRow};
 use crate::error::{Error, Result};
 use crate::store::Store;
@@ -17,7 +17,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 /// A backup version as clients see it.
-pub struct BackupInfo {
+pub(crate) struct BackupInfo {
     pub version: String,
     pub algorithm: String,
     pub auth_data: Value,
@@ -26,13 +26,13 @@ pub struct BackupInfo {
 }
 
 /// What a change to a version's keys leaves behind.
-pub struct KeysState {
+pub(crate) struct KeysState {
     pub etag: String,
     pub count: u64,
 }
 
 /// One backed-up session key.
-pub struct StoredKey {
+pub(crate) struct StoredKey {
     pub room_id: String,
     pub session_id: String,
     pub data: Raw<KeyBackupData>,
@@ -60,7 +60,7 @@ struct KeyBody {
 }
 
 /// A session key parsed from a request, ready to store.
-pub struct IncomingKey {
+pub(crate) struct IncomingKey {
     room_id: String,
     session_id: String,
     first_message_index: i64,
@@ -70,7 +70,7 @@ pub struct IncomingKey {
 }
 
 impl IncomingKey {
-    pub fn parse(room_id: &RoomId, session_id: &str, raw: &Raw<KeyBackupData>) -> Result<IncomingKey> {
+    pub(crate) fn parse(room_id: &RoomId, session_id: &str, raw: &Raw<KeyBackupData>) -> Result<IncomingKey> {
         // Megolm session ids are 43 bytes; the bound keeps an identifier an identifier.
         if session_id.len() > 255 {
             return Err(Error::invalid_param("A session id may be at most 255 bytes"));
@@ -134,7 +134,7 @@ fn count(value: i64) -> u64 {
 
 /// Creates a new version, which becomes the current one; returns its version string.
 /// `algorithm` is the request body: `algorithm` and `auth_data`.
-pub async fn create_version(pool: &Store, user_id: &UserId, algorithm: &str) -> Result<String> {
+pub(crate) async fn create_version(pool: &Store, user_id: &UserId, algorithm: &str) -> Result<String> {
     let body = parse_algorithm(algorithm)?;
     let mut tx = pool.begin().await?;
     db::key_backup::lock_user(&mut tx, user_id.as_str()).await?;
@@ -157,14 +157,14 @@ fn info(found: VersionInfoRow) -> BackupInfo {
 }
 
 /// The current (latest live) version.
-pub async fn latest_version(pool: &Store, user_id: &UserId) -> Result<BackupInfo> {
+pub(crate) async fn latest_version(pool: &Store, user_id: &UserId) -> Result<BackupInfo> {
     let found = db::key_backup::live_version_info(pool, user_id.as_str(), None)
         .await?
         .ok_or_else(|| Error::not_found("No backup version exists"))?;
     Ok(info(found))
 }
 
-pub async fn get_version(pool: &Store, user_id: &UserId, version: &str) -> Result<BackupInfo> {
+pub(crate) async fn get_version(pool: &Store, user_id: &UserId, version: &str) -> Result<BackupInfo> {
     let number = parse_version(version).ok_or_else(|| not_found(version))?;
     let found = db::key_backup::live_version_info(pool, user_id.as_str(), Some(number))
         .await?
@@ -183,7 +183,7 @@ async fn live_version(db: impl sqlx::PgExecutor<'_>, user_id: &UserId, version: 
 
 /// Replaces a version's `auth_data`. The algorithm cannot change, and a `version` in the body
 /// must name the version in the path.
-pub async fn update_version(pool: &Store, user_id: &UserId, version: &str, algorithm: &str) -> Result<()> {
+pub(crate) async fn update_version(pool: &Store, user_id: &UserId, version: &str, algorithm: &str) -> Result<()> {
     let body = parse_algorithm(algorithm)?;
     if body.version.as_deref().is_some_and(|v| v != version) {
         return Err(Error::invalid_param("The version in the body does not match the version in the path"));
@@ -201,7 +201,7 @@ pub async fn update_version(pool: &Store, user_id: &UserId, version: &str, algor
 
 /// Deletes a version and its keys. Deleting it again succeeds, as the spec asks; a version that
 /// never existed is `M_NOT_FOUND`.
-pub async fn delete_version(pool: &Store, user_id: &UserId, version: &str) -> Result<()> {
+pub(crate) async fn delete_version(pool: &Store, user_id: &UserId, version: &str) -> Result<()> {
     let number = parse_version(version).ok_or_else(|| not_found(version))?;
     let mut tx = pool.begin().await?;
     db::key_backup::lock_user(&mut tx, user_id.as_str()).await?;
@@ -217,7 +217,7 @@ pub async fn delete_version(pool: &Store, user_id: &UserId, version: &str) -> Re
 /// Stores keys in the current version, keeping a stored key where it is at least as good as
 /// the new one. Writing to any other version is `M_WRONG_ROOM_KEYS_VERSION`, so that a client
 /// still writing to a replaced backup learns of the new one.
-pub async fn put_keys(pool: &Store, user_id: &UserId, version: &str, keys: &[IncomingKey]) -> Result<KeysState> {
+pub(crate) async fn put_keys(pool: &Store, user_id: &UserId, version: &str, keys: &[IncomingKey]) -> Result<KeysState> {
     let mut tx = pool.begin().await?;
     db::key_backup::lock_user(&mut tx, user_id.as_str()).await?;
     let current = db::key_backup::current_version(&mut *tx, user_id.as_str())
@@ -257,7 +257,12 @@ async fn finish_change(
 }
 
 /// Keys of a live version within `scope` (any version may be read, not only the current one).
-pub async fn get_keys(pool: &Store, user_id: &UserId, version: &str, scope: Scope<'_>) -> Result<Vec<StoredKey>> {
+pub(crate) async fn get_keys(
+    pool: &Store,
+    user_id: &UserId,
+    version: &str,
+    scope: Scope<'_>,
+) -> Result<Vec<StoredKey>> {
     let row = live_version(pool, user_id, version).await?;
     let rows = db::key_backup::sessions(pool, user_id.as_str(), row.version, scope).await?;
     rows.into_iter().filter_map(stored_key).collect()
@@ -277,7 +282,7 @@ fn stored_key(row: SessionRow) -> Option<Result<StoredKey>> {
 }
 
 /// Deletes keys of a live version within `scope`.
-pub async fn delete_keys(pool: &Store, user_id: &UserId, version: &str, scope: Scope<'_>) -> Result<KeysState> {
+pub(crate) async fn delete_keys(pool: &Store, user_id: &UserId, version: &str, scope: Scope<'_>) -> Result<KeysState> {
     let mut tx = pool.begin().await?;
     db::key_backup::lock_user(&mut tx, user_id.as_str()).await?;
     let row = live_version(&mut *tx, user_id, version).await?;

@@ -19,9 +19,9 @@ use serde_json::Value;
 use sqlx::PgConnection;
 use std::collections::BTreeMap;
 
-pub const MASTER: &str = "master";
-pub const SELF_SIGNING: &str = "self_signing";
-pub const USER_SIGNING: &str = "user_signing";
+pub(crate) const MASTER: &str = "master";
+pub(crate) const SELF_SIGNING: &str = "self_signing";
+pub(crate) const USER_SIGNING: &str = "user_signing";
 
 /// A validated uploaded cross-signing key.
 struct Uploaded {
@@ -57,7 +57,7 @@ fn parse(raw: &Raw<CrossSigningKey>, key_type: &'static str, usage: KeyUsage, us
 /// `POST /keys/device_signing/upload`. The first master key needs no authentication (a new
 /// account's client sets cross-signing up at once); replacing keys needs the password, since
 /// whoever holds the master key is who others trust.
-pub async fn upload_keys(
+pub(crate) async fn upload_keys(
     pool: &Store,
     streams: &Streams,
     server_name: &ServerName,
@@ -159,7 +159,7 @@ fn needs_authentication(existing: &[StoredCrossSigningKey], uploaded: &[Uploaded
 
 /// Adds the cross-signing keys of `users` to a `/keys/query` response: master and
 /// self-signing keys of everyone, the user-signing key only of the requester themselves.
-pub async fn attach_to_query(
+pub(crate) async fn attach_to_query(
     conn: &mut PgConnection,
     requester: Option<&UserId>,
     users: &[String],
@@ -188,7 +188,7 @@ pub async fn attach_to_query(
 
 /// `POST /keys/signatures/upload`: each signature is checked and stored, or reported in
 /// `failures` under its user and key id; the valid ones commit together.
-pub async fn upload_signatures(
+pub(crate) async fn upload_signatures(
     pool: &Store,
     streams: &Streams,
     session: &Session,

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 /// Stores what the device publishes, all or nothing, and answers the device's one-time key
 /// counts.
-pub async fn upload(
+pub(crate) async fn upload(
     pool: &Store,
     streams: &Streams,
     session: &Session,
@@ -108,7 +108,7 @@ async fn store(tx: &mut db::Transaction, user: &str, device: &str, keys: &Value)
 /// published take a position of their own (a receiver orders updates by `stream_id`), and
 /// other servers sharing a room get them in an `m.device_list_update`, as after an upload,
 /// so that their users see the devices cross-signed.
-pub async fn announce_signed(
+pub(crate) async fn announce_signed(
     tx: &mut db::Transaction,
     reservation: &mut Reservation<'_>,
     user_id: &UserId,
@@ -139,7 +139,7 @@ pub async fn announce_signed(
 /// list is empty) and their cross-signing keys, with every signature uploaded for them. The
 /// requester is `None` for another server, which never sees user-signing keys. Remote users
 /// are left to `federation::user_keys`.
-pub async fn query(
+pub(crate) async fn query(
     pool: &Store,
     server_name: &ServerName,
     requester: Option<&UserId>,

@@ -11,7 +11,7 @@ use ruma::{OwnedUserId, UserId};
 use sqlx::PgConnection;
 
 /// Records that `user`'s device list changed, at `position` (taken in the same transaction).
-pub async fn record(conn: &mut PgConnection, user: &str, position: i64) -> Result<()> {
+pub(crate) async fn record(conn: &mut PgConnection, user: &str, position: i64) -> Result<()> {
     db::e2ee_device_lists::record_change(conn, user, position).await?;
     Ok(())
 }
@@ -19,7 +19,7 @@ pub async fn record(conn: &mut PgConnection, user: &str, position: i64) -> Resul
 /// A remote user's devices or cross-signing keys changed, as their server said
 /// (`m.device_list_update`, `m.signing_key_update`): local users sharing a room with them
 /// learn of it through `/sync` and `/keys/changes` like of a local user's change.
-pub async fn receive_remote_change(pool: &Store, streams: &Streams, user: &UserId) -> Result<()> {
+pub(crate) async fn receive_remote_change(pool: &Store, streams: &Streams, user: &UserId) -> Result<()> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let position = reservation.next(&mut tx).await?;
@@ -32,13 +32,13 @@ pub async fn receive_remote_change(pool: &Store, streams: &Streams, user: &UserI
 
 /// The wake-up keys of a device-list change of `users` (see `streams::notifier`): their own
 /// syncs and those of everyone in their rooms.
-pub async fn audience(conn: &mut PgConnection, users: &[String]) -> Result<Vec<String>> {
+pub(crate) async fn audience(conn: &mut PgConnection, users: &[String]) -> Result<Vec<String>> {
     Ok(db::e2ee_device_lists::audience(conn, users).await?)
 }
 
 /// Whose device lists `user` should refresh after the window `(since, upto]` (`changed`),
 /// and whom they no longer share a room with (`left`).
-pub async fn between(pool: &Store, user: &str, since: i64, upto: i64) -> Result<DeviceListChanges> {
+pub(crate) async fn between(pool: &Store, user: &str, since: i64, upto: i64) -> Result<DeviceListChanges> {
     Ok(DeviceListChanges {
         changed: parse(db::e2ee_device_lists::changed(pool, user, since, upto).await?),
         left: parse(db::e2ee_device_lists::left(pool, user, since, upto).await?),

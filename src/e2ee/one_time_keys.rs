@@ -15,14 +15,14 @@ use std::collections::BTreeMap;
 const MAX_KEY_ID_BYTES: usize = 255;
 
 /// An uploaded key: its algorithm, id (`<algorithm>:<name>`) and JSON.
-pub struct ParsedKey {
+pub(crate) struct ParsedKey {
     pub algorithm: String,
     pub key_id: String,
     pub json: Value,
 }
 
 /// Checks each key against the spec's shape (a base64 string or a signed key object).
-pub fn parse_all(keys: &OneTimeKeys) -> Result<Vec<ParsedKey>> {
+pub(crate) fn parse_all(keys: &OneTimeKeys) -> Result<Vec<ParsedKey>> {
     keys.iter()
         .map(|(id, raw)| {
             if id.as_str().len() > MAX_KEY_ID_BYTES {
@@ -37,7 +37,7 @@ pub fn parse_all(keys: &OneTimeKeys) -> Result<Vec<ParsedKey>> {
         .collect()
 }
 
-pub async fn store(
+pub(crate) async fn store(
     conn: &mut PgConnection,
     user: &str,
     device: &str,
@@ -58,22 +58,17 @@ pub async fn store(
 }
 
 /// The device's unclaimed one-time keys per algorithm (`signed_curve25519` always present).
-pub async fn counts(conn: &mut PgConnection, user: &str, device: &str) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
+pub(crate) async fn counts(
+    conn: &mut PgConnection,
+    user: &str,
+    device: &str,
+) -> Result<BTreeMap<OneTimeKeyAlgorithm, UInt>> {
     Ok(count_map(db::e2ee_keys::one_time_key_counts(conn, user, device).await?))
 }
 
-/// The device's one-time key counts and unused fallback key algorithms, in one query (what
-/// every `/sync` response carries).
-pub async fn counts_and_fallbacks(
-    pool: &Store,
-    user: &str,
-    device: &str,
-) -> Result<(BTreeMap<OneTimeKeyAlgorithm, UInt>, Vec<OneTimeKeyAlgorithm>)> {
-    Ok(counts_and_fallbacks_of(&db::e2ee_keys::key_counts_and_fallbacks(pool, user, device).await?))
-}
-
-/// [`counts_and_fallbacks`] from what another statement read along.
-pub fn counts_and_fallbacks_of(
+/// The device's one-time key counts and unused fallback key algorithms (what every `/sync`
+/// response carries), from what another statement read along.
+pub(crate) fn counts_and_fallbacks_of(
     read: &db::e2ee_keys::DeviceKeyCounts,
 ) -> (BTreeMap<OneTimeKeyAlgorithm, UInt>, Vec<OneTimeKeyAlgorithm>) {
     let fallbacks =
@@ -95,7 +90,7 @@ fn count_map(counts: Vec<db::e2ee_keys::KeyCount>) -> BTreeMap<OneTimeKeyAlgorit
 /// `POST /keys/claim`: one key per requested device, in one transaction. A one-time key goes
 /// to exactly one claimer; when none is left the fallback key is handed out (again and again,
 /// marked used so the device replaces it).
-pub async fn claim(
+pub(crate) async fn claim(
     pool: &Store,
     server_name: &ServerName,
     wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>,

@@ -17,7 +17,7 @@ use sqlx::PgConnection;
 
 /// The remote `user`'s master key as cached here (from their server's device list and
 /// `m.signing_key_update`s): its public key and the signed object.
-pub async fn cached_master_key(conn: &mut PgConnection, user: &UserId) -> Result<Option<(String, Value)>> {
+pub(crate) async fn cached_master_key(conn: &mut PgConnection, user: &UserId) -> Result<Option<(String, Value)>> {
     let Some(row) = db::remote_device_lists::get(&mut *conn, user.as_str()).await? else { return Ok(None) };
     // A copy that cannot be read is no key to sign (the next query fetches the list again).
     let Ok(cached) = serde_json::from_str::<CachedDevices>(&row.devices) else { return Ok(None) };
@@ -31,7 +31,11 @@ fn public_key_of(key: &Value) -> Option<String> {
 }
 
 /// Adds to the remote users' master keys in `found` the signatures `requester` made on them.
-pub async fn attach_requester_signatures(pool: &Store, requester: &UserId, found: &mut QueriedKeys) -> Result<()> {
+pub(crate) async fn attach_requester_signatures(
+    pool: &Store,
+    requester: &UserId,
+    found: &mut QueriedKeys,
+) -> Result<()> {
     let remote: Vec<String> = found
         .master_keys
         .keys()

@@ -8,13 +8,13 @@ use ruma::{CanonicalJsonObject, CanonicalJsonValue, SigningKeyAlgorithm};
 use serde_json::{Map, Value};
 
 /// The signature `signer`'s key `key_id` made over `object`, if the object carries one.
-pub fn signature_of<'a>(object: &'a Value, signer: &str, key_id: &str) -> Option<&'a str> {
+pub(crate) fn signature_of<'a>(object: &'a Value, signer: &str, key_id: &str) -> Option<&'a str> {
     object.get("signatures")?.get(signer)?.get(key_id)?.as_str()
 }
 
 /// Checks that `object` carries a valid signature by `signer`'s ed25519 key `key_id`, whose
 /// public key (unpadded base64) is `public_key`. The error says what is wrong, for the client.
-pub fn verify(object: &Value, signer: &str, key_id: &str, public_key: &str) -> Result<(), String> {
+pub(crate) fn verify(object: &Value, signer: &str, key_id: &str, public_key: &str) -> Result<(), String> {
     let signature =
         signature_of(object, signer, key_id).ok_or_else(|| format!("No signature by {signer}'s key {key_id}"))?;
     verify_signature(object, signature, public_key)
@@ -22,7 +22,7 @@ pub fn verify(object: &Value, signer: &str, key_id: &str, public_key: &str) -> R
 
 /// Checks one given `signature` (unpadded base64) over `object` (without its `signatures`
 /// and `unsigned`, as the spec signs JSON).
-pub fn verify_signature(object: &Value, signature: &str, public_key: &str) -> Result<(), String> {
+pub(crate) fn verify_signature(object: &Value, signature: &str, public_key: &str) -> Result<(), String> {
     let canonical = canonical_object(object)?;
     let signed =
         to_canonical_json_string_for_signing(&canonical).map_err(|error| format!("Cannot canonicalise: {error}"))?;
@@ -42,7 +42,7 @@ pub fn verify_signature(object: &Value, signature: &str, public_key: &str) -> Re
 /// Refuses JSON that canonical JSON cannot hold (fractions; integers beyond ±(2^53 − 1)):
 /// whatever is signed is signed over its canonical form, so such a key or `auth_data` could
 /// never be verified by the clients it is handed to.
-pub fn require_canonical(json: &Value, what: &str) -> crate::error::Result<()> {
+pub(crate) fn require_canonical(json: &Value, what: &str) -> crate::error::Result<()> {
     CanonicalJsonValue::try_from(json.clone())
         .map(drop)
         .map_err(|error| crate::error::Error::bad_json(format!("{what} is not canonical JSON: {error}")))
@@ -58,7 +58,7 @@ fn canonical_object(object: &Value) -> Result<CanonicalJsonObject, String> {
 
 /// Adds stored signatures to `object` (under `signatures.<signer>.<key id>`), next to those
 /// it was uploaded with.
-pub fn merge<'a>(object: &mut Value, signatures: impl Iterator<Item = &'a StoredSignature>) {
+pub(crate) fn merge<'a>(object: &mut Value, signatures: impl Iterator<Item = &'a StoredSignature>) {
     let Some(map) = object.as_object_mut() else { return };
     let all = map.entry("signatures").or_insert_with(|| Value::Object(Map::new()));
     if !all.is_object() {

@@ -9,34 +9,34 @@ use serde_json::Value;
 use serde_json::value::RawValue as RawJsonValue;
 use std::collections::BTreeMap;
 
-pub type OneTimeKeys = BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>;
+pub(crate) type OneTimeKeys = BTreeMap<OwnedOneTimeKeyId, Raw<OneTimeKey>>;
 
 /// What a device publishes at once (`/keys/upload`).
-pub struct KeysUpload<'a> {
+pub(crate) struct KeysUpload<'a> {
     pub device_keys: Option<&'a Raw<DeviceKeys>>,
     pub one_time_keys: &'a OneTimeKeys,
     pub fallback_keys: &'a OneTimeKeys,
 }
 
 /// A user's new cross-signing keys (`/keys/device_signing/upload`).
-pub struct SigningKeysUpload<'a> {
+pub(crate) struct SigningKeysUpload<'a> {
     pub master_key: Option<&'a Raw<CrossSigningKey>>,
     pub self_signing_key: Option<&'a Raw<CrossSigningKey>>,
     pub user_signing_key: Option<&'a Raw<CrossSigningKey>>,
 }
 
 /// Signatures made by the uploader, per target user and key id, as uploaded.
-pub type SignedKeys = BTreeMap<OwnedUserId, BTreeMap<String, Box<RawJsonValue>>>;
+pub(crate) type SignedKeys = BTreeMap<OwnedUserId, BTreeMap<String, Box<RawJsonValue>>>;
 
 /// Why a signature was refused, per target user and key id.
-pub type SignatureFailures = BTreeMap<OwnedUserId, BTreeMap<String, String>>;
+pub(crate) type SignatureFailures = BTreeMap<OwnedUserId, BTreeMap<String, String>>;
 
 /// Per server that could not be asked, the reason (`{"status": …, "message": …}`).
-pub type ServerFailures = BTreeMap<String, Value>;
+pub(crate) type ServerFailures = BTreeMap<String, Value>;
 
 /// The keys a `/keys/query` found.
 #[derive(Default)]
-pub struct QueriedKeys {
+pub(crate) struct QueriedKeys {
     pub device_keys: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, Raw<DeviceKeys>>>,
     pub master_keys: BTreeMap<OwnedUserId, Raw<CrossSigningKey>>,
     pub self_signing_keys: BTreeMap<OwnedUserId, Raw<CrossSigningKey>>,
@@ -47,7 +47,7 @@ pub struct QueriedKeys {
 
 /// The keys a `/keys/claim` handed out.
 #[derive(Default)]
-pub struct ClaimedKeys {
+pub(crate) struct ClaimedKeys {
     pub one_time_keys: BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeys>>,
     pub failures: ServerFailures,
 }

@@ -57,7 +57,12 @@ const MAX_STATE_FETCHES: usize = 3;
 
 /// `GET /rooms/{roomId}/messages`: a page of history, backfilled from other servers first when
 /// paging backwards runs out of what this server holds.
-pub async fn messages(ctx: FedCtx<'_>, user: &UserId, room_id: &RoomId, request: HistoryRequest<'_>) -> Result<Page> {
+pub(crate) async fn messages(
+    ctx: FedCtx<'_>,
+    user: &UserId,
+    room_id: &RoomId,
+    request: HistoryRequest<'_>,
+) -> Result<Page> {
     let pool = ctx.rooms.pool;
     let mut page = read::messages(pool, user, room_id, request).await?;
     // A page with an `end` is full; a page bounded by `to` stops where the client asked.
@@ -91,7 +96,7 @@ pub async fn messages(ctx: FedCtx<'_>, user: &UserId, room_id: &RoomId, request:
 /// One round: asks the room's other servers, in turn, for up to `limit` events behind the
 /// room's backward extremities and places what they answer. Returns how many events were
 /// placed (0: nothing to fetch, or nobody had anything).
-pub async fn backfill(ctx: FedCtx<'_>, room_id: &RoomId, limit: usize) -> Result<usize> {
+pub(crate) async fn backfill(ctx: FedCtx<'_>, room_id: &RoomId, limit: usize) -> Result<usize> {
     let pool = ctx.rooms.pool;
     let extremities: Vec<OwnedEventId> = db::backfill::backward_extremities(pool, room_id.as_str(), MAX_EXTREMITIES)
         .await?

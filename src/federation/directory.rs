@@ -11,7 +11,7 @@ use ruma::directory::Filter;
 use ruma::{OwnedServerName, RoomId, ServerName, UInt};
 
 /// The page of `server`'s directory that `query` asks for, fetched with a signed request.
-pub async fn remote_public_rooms(
+pub(crate) async fn remote_public_rooms(
     client: &FederationClient,
     server: &ServerName,
     query: &PublicRoomsQuery<'_>,
@@ -39,7 +39,7 @@ pub async fn remote_public_rooms(
 }
 
 /// Asks a room's resident servers about a room of a space this server is not in.
-pub struct RemoteSpaces<'a> {
+pub(crate) struct RemoteSpaces<'a> {
     pub client: &'a FederationClient,
     /// This server, never asked: it would only answer what it has already told.
     pub own_server: &'a ServerName,

@@ -30,7 +30,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-pub const DEFAULT_PORT: u16 = 8448;
+pub(crate) const DEFAULT_PORT: u16 = 8448;
 /// The spec's recommended default cache time for a well-known answer without cache headers.
 const WELL_KNOWN_DEFAULT_CACHE: Duration = Duration::from_secs(24 * 3600);
 /// The spec's recommended upper bound on caching a well-known answer.
@@ -61,7 +61,7 @@ impl Destination {
 
 /// What a server name says by itself, before any lookup.
 #[derive(Debug, PartialEq, Eq)]
-pub enum NameForm {
+pub(crate) enum NameForm {
     /// An IP literal: connect there (the authority keeps the port only if given).
     Literal { address: SocketAddr, authority: String },
     /// A host name with an explicit port: resolve its address records.
@@ -71,7 +71,7 @@ pub enum NameForm {
 }
 
 /// Classifies a server name (steps 1 and 2 of the spec, and the start of 3).
-pub fn name_form(name: &ServerName) -> NameForm {
+pub(crate) fn name_form(name: &ServerName) -> NameForm {
     let host = name.host();
     let unbracketed = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
     if let Ok(ip) = unbracketed.parse::<IpAddr>() {
@@ -91,7 +91,7 @@ pub fn name_form(name: &ServerName) -> NameForm {
 }
 
 /// The delegated server name of a well-known answer, if it is a valid one.
-pub fn parse_well_known(body: &[u8]) -> Option<OwnedServerName> {
+pub(crate) fn parse_well_known(body: &[u8]) -> Option<OwnedServerName> {
     #[derive(serde::Deserialize)]
     struct WellKnown {
         #[serde(rename = "m.server")]
@@ -104,7 +104,7 @@ pub fn parse_well_known(body: &[u8]) -> Option<OwnedServerName> {
 /// How long a successful well-known answer may be cached, from its headers: `Cache-Control`
 /// `max-age` (or `Expires` is not read: `max-age` is what servers send), none at all for
 /// `no-store` / `no-cache`, 24 hours without a header, never more than 48 hours.
-pub fn well_known_cache_period(headers: &HeaderMap) -> Duration {
+pub(crate) fn well_known_cache_period(headers: &HeaderMap) -> Duration {
     let directives: Vec<String> = headers
         .get_all(http::header::CACHE_CONTROL)
         .iter()
@@ -128,18 +128,18 @@ pub fn well_known_cache_period(headers: &HeaderMap) -> Duration {
 /// Remembered well-known outcomes per host name: the delegated name, or `None` when the host
 /// had no (usable) well-known answer.
 #[derive(Default)]
-pub struct WellKnownCache {
+pub(crate) struct WellKnownCache {
     entries: Mutex<HashMap<String, (Option<OwnedServerName>, Instant)>>,
 }
 
 impl WellKnownCache {
     /// `Some(outcome)` while a remembered outcome is fresh.
-    pub fn get(&self, host: &str, now: Instant) -> Option<Option<OwnedServerName>> {
+    pub(crate) fn get(&self, host: &str, now: Instant) -> Option<Option<OwnedServerName>> {
         let entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         entries.get(host).filter(|(_, expires)| *expires > now).map(|(outcome, _)| outcome.clone())
     }
 
-    pub fn put(&self, host: &str, outcome: Option<OwnedServerName>, period: Duration, now: Instant) {
+    pub(crate) fn put(&self, host: &str, outcome: Option<OwnedServerName>, period: Duration, now: Instant) {
         let mut entries = self.entries.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         entries.retain(|_, (_, expires)| *expires > now);
         if !period.is_zero() {
@@ -149,7 +149,7 @@ impl WellKnownCache {
 }
 
 /// Resolves server names; shared by every federation request.
-pub struct Resolver {
+pub(crate) struct Resolver {
     /// For SRV; `None` when the system has no usable resolver configuration (then SRV steps
     /// find nothing and the port-8448 fallback applies).
     dns: Option<TokioResolver>,
@@ -158,7 +158,7 @@ pub struct Resolver {
 }
 
 impl Resolver {
-    pub fn new(well_known_http: OutboundClient) -> Resolver {
+    pub(crate) fn new(well_known_http: OutboundClient) -> Resolver {
         let dns = match TokioResolver::builder_tokio() {
             Ok(builder) => Some(builder.build()),
             Err(error) => {
@@ -176,7 +176,7 @@ impl Resolver {
         Resolver { dns, well_known_http, well_known: WellKnownCache::default() }
     }
 
-    pub async fn resolve(&self, name: &ServerName) -> Result<Destination, FederationError> {
+    pub(crate) async fn resolve(&self, name: &ServerName) -> Result<Destination, FederationError> {
         let host = match name_form(name) {
             NameForm::Literal { address, authority } => return self.literal(address, authority),
             NameForm::HostWithPort { host, port } => return self.host_with_port(host, port).await,

@@ -160,7 +160,6 @@ impl KeyRing {
             .filter(|key| key.key_id != self.key.key_id() && key.expired_ts.is_some())
             .collect();
         keys.push(StoredKey {
-            server_name: self.server_name.to_string(),
             key_id: self.key.key_id(),
             public_key: self.key.public_key_base64(),
             valid_until_ts: i64::MAX,
@@ -339,7 +338,7 @@ impl KeyRing {
 }
 
 /// A JSON object as the raw JSON a ruma response carries.
-pub fn raw_json<T>(object: &CanonicalJsonObject) -> Result<Raw<T>, crate::Error> {
+pub(crate) fn raw_json<T>(object: &CanonicalJsonObject) -> Result<Raw<T>, crate::Error> {
     let json = serde_json::to_string(object).map_err(|error| crate::Error::internal(error.to_string()))?;
     let raw = RawJsonValue::from_string(json).map_err(|error| crate::Error::internal(error.to_string()))?;
     Ok(Raw::from_json(raw))
@@ -426,7 +425,6 @@ mod tests {
 
     fn stored(key_id: &str, valid_until_ts: i64, expired_ts: Option<i64>) -> StoredKey {
         StoredKey {
-            server_name: "remote.example".to_owned(),
             key_id: key_id.to_owned(),
             public_key: "aGVsbG8".to_owned(),
             valid_until_ts,

@@ -6,19 +6,19 @@
 //! inside the domains' own transactions). Federation domain code takes a [`FedCtx`].
 
 pub mod acl;
-pub mod backfill;
+pub(crate) mod backfill;
 pub mod client;
-pub mod directory;
-pub mod discovery;
+pub(crate) mod directory;
+pub(crate) mod discovery;
 pub mod inbound;
-pub mod key_ring;
-pub mod key_source;
+pub(crate) mod key_ring;
+pub(crate) mod key_source;
 pub mod membership;
 pub mod partial_state;
-pub mod query;
-pub mod sender;
+pub(crate) mod query;
+pub(crate) mod sender;
 pub mod tls;
-pub mod user_keys;
+pub(crate) mod user_keys;
 
 /// What federation domain code takes: room operations, the outbound client and the key ring.
 #[derive(Clone, Copy)]

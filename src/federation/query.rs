@@ -16,7 +16,7 @@ use std::collections::BTreeSet;
 const MAX_SERVERS: usize = 20;
 
 /// The room an alias of this server names, and servers in it (this server first).
-pub async fn local_alias(
+pub(crate) async fn local_alias(
     pool: &Store,
     server_name: &ServerName,
     alias: &RoomAliasId,
@@ -35,7 +35,11 @@ pub async fn local_alias(
 
 /// `first` (this server, which answers) and the servers of the room's joined members — and,
 /// while the room's state is partial, the servers the resident named as in it.
-pub async fn servers_in_room(pool: &Store, first: &ServerName, room_id: &RoomId) -> Result<Vec<OwnedServerName>> {
+pub(crate) async fn servers_in_room(
+    pool: &Store,
+    first: &ServerName,
+    room_id: &RoomId,
+) -> Result<Vec<OwnedServerName>> {
     let mut others: BTreeSet<OwnedServerName> = db::rooms::joined_members(pool, room_id.as_str())
         .await?
         .iter()
@@ -54,7 +58,7 @@ pub async fn servers_in_room(pool: &Store, first: &ServerName, room_id: &RoomId)
 }
 
 /// Resolves any alias: this server's from its table, another's by asking that server.
-pub async fn resolve_alias(ctx: FedCtx<'_>, alias: &RoomAliasId) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
+pub(crate) async fn resolve_alias(ctx: FedCtx<'_>, alias: &RoomAliasId) -> Result<(OwnedRoomId, Vec<OwnedServerName>)> {
     if alias.server_name() == ctx.rooms.server_name {
         return local_alias(ctx.rooms.pool, ctx.rooms.server_name, alias).await;
     }
@@ -74,7 +78,7 @@ pub async fn resolve_alias(ctx: FedCtx<'_>, alias: &RoomAliasId) -> Result<(Owne
 }
 
 /// A local user's profile as another server may see it: all of it, or the one `field`.
-pub async fn local_profile(
+pub(crate) async fn local_profile(
     pool: &Store,
     server_name: &ServerName,
     user: &UserId,
@@ -94,7 +98,7 @@ pub async fn local_profile(
 }
 
 /// Any user's profile: a local one from the database, a remote one from their server.
-pub async fn profile(ctx: FedCtx<'_>, user: &UserId) -> Result<Map<String, Value>> {
+pub(crate) async fn profile(ctx: FedCtx<'_>, user: &UserId) -> Result<Map<String, Value>> {
     if user.server_name() == ctx.rooms.server_name {
         return crate::users::profile::get(ctx.rooms.pool, user).await;
     }

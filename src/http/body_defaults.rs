@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 /// Parses `request` as `T` after `fill` has completed its JSON object body. A body that is not
 /// a JSON object is passed on untouched, for ruma to refuse.
-pub async fn parse_with_defaults<T>(
+pub(crate) async fn parse_with_defaults<T>(
     request: Request,
     state: &AppState,
     fill: impl FnOnce(&mut Map<String, Value>),

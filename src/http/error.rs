@@ -10,7 +10,7 @@ use ruma::api::client::uiaa::UiaaResponse;
 use ruma::api::error::{Error as RumaError, ErrorBody, ErrorKind, StandardErrorBody};
 
 /// The HTTP status a kind of failure answers with.
-pub fn status_for(kind: &ErrorKind) -> StatusCode {
+pub(crate) fn status_for(kind: &ErrorKind) -> StatusCode {
     match kind {
         ErrorKind::Forbidden
         | ErrorKind::GuestAccessForbidden
@@ -40,7 +40,7 @@ pub fn status_for(kind: &ErrorKind) -> StatusCode {
 }
 
 /// An error response in the spec's shape.
-pub fn error_response(status: StatusCode, kind: ErrorKind, message: String) -> Response {
+pub(crate) fn error_response(status: StatusCode, kind: ErrorKind, message: String) -> Response {
     // A refusal is the client's business, not the operator's, but when a client misbehaves the
     // reason is what one needs to see: logged at debug, inside the request's span (method, path,
     // request id).
@@ -51,13 +51,13 @@ pub fn error_response(status: StatusCode, kind: ErrorKind, message: String) -> R
 }
 
 /// `M_UNRECOGNIZED` for a method the path does not support (405, spec: "Unrecognized requests").
-pub fn method_not_allowed(message: &str) -> Response {
+pub(crate) fn method_not_allowed(message: &str) -> Response {
     error_response(StatusCode::METHOD_NOT_ALLOWED, ErrorKind::Unrecognized, message.to_owned())
 }
 
 /// The answer to a request whose handler panicked: `M_UNKNOWN` with status 500, as for any
 /// internal error (the panic itself was reported by the panic hook).
-pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+pub(crate) fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
     let what = panic
         .downcast_ref::<&str>()
         .map(|message| (*message).to_owned())

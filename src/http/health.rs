@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::routing::get;
 use http::StatusCode;
 
-pub fn routes(router: axum::Router<AppState>) -> Router<AppState> {
+pub(crate) fn routes(router: axum::Router<AppState>) -> Router<AppState> {
     crate::http::ruma::record_route(http::Method::GET, "/health", crate::http::ruma::BodyFormat::Json);
     router.route("/health", get(health))
 }

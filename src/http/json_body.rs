@@ -18,14 +18,14 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use std::fmt;
 
 /// How many arrays and objects a body may nest, its own outermost one included.
-pub const MAX_DEPTH: usize = 64;
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// The largest magnitude of a number a body may hold: 2^53 − 1.
-pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+pub(crate) const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// Why a body was refused.
 #[derive(Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(crate) enum Refusal {
     /// Valid JSON holding something Hearth does not accept (`M_BAD_JSON`).
     Unacceptable(String),
     /// Not JSON at all. Left to the endpoint's parser, which knows whether it reads a body.
@@ -33,7 +33,7 @@ pub enum Refusal {
 }
 
 /// Checks a JSON text against the rules in the module documentation.
-pub fn check(json: &[u8]) -> Result<(), Refusal> {
+pub(crate) fn check(json: &[u8]) -> Result<(), Refusal> {
     let mut deserializer = serde_json::Deserializer::from_slice(json);
     let walked = Node { depth: 0 }.deserialize(&mut deserializer).and_then(|()| deserializer.end());
     walked.map_err(|error| {

@@ -25,14 +25,14 @@ use std::time::Duration;
 
 /// At most this much of an unread body is read and thrown away; a client sending more than
 /// this beyond the limit gets its connection closed. Throwing bytes away costs no memory.
-pub const LINGER_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 /// At most this long is spent on it: a client trickling its body cannot hold the connection.
-pub const LINGER_TIME: Duration = Duration::from_secs(30);
+pub(crate) const LINGER_TIME: Duration = Duration::from_secs(30);
 
 /// Middleware: lends the request body to the application and, once the answer is ready,
 /// takes back whatever the application left unread and discards it in the background.
-pub async fn drain_unread_body(request: Request, next: Next) -> Response {
+pub(crate) async fn drain_unread_body(request: Request, next: Next) -> Response {
     // A client that asked `Expect: 100-continue` sends its body only once told to, and hyper
     // tells it so only when the body is first read: if the application never read it, there is
     // nothing to drain, and asking for it would make the client send it for nothing.
@@ -89,7 +89,7 @@ impl http_body::Body for LentBody {
 
 /// A client that sends nothing for this long has stopped sending (nginx's `lingering_timeout`):
 /// a stalled body is not waited for until [`LINGER_TIME`].
-pub const LINGER_PAUSE: Duration = Duration::from_secs(5);
+pub(crate) const LINGER_PAUSE: Duration = Duration::from_secs(5);
 
 /// Reads `body` to its end and throws it away, within [`LINGER_BYTES`] and [`LINGER_TIME`],
 /// and as long as it does not pause for [`LINGER_PAUSE`].

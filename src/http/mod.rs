@@ -1,21 +1,21 @@
 //! The HTTP edge: routing, middleware (request ids, tracing, CORS) and thin handlers.
 
-pub mod admin;
-pub mod body_defaults;
-pub mod client;
-pub mod cors;
-pub mod error;
-pub mod fallback;
-pub mod federation;
-pub mod health;
-pub mod hearth;
-pub mod json_body;
-pub mod linger;
-pub mod media;
-pub mod plain;
+pub(crate) mod admin;
+pub(crate) mod body_defaults;
+pub(crate) mod client;
+pub(crate) mod cors;
+pub(crate) mod error;
+pub(crate) mod fallback;
+pub(crate) mod federation;
+pub(crate) mod health;
+pub(crate) mod hearth;
+pub(crate) mod json_body;
+pub(crate) mod linger;
+pub(crate) mod media;
+pub(crate) mod plain;
 pub mod ruma;
 pub mod serve;
-pub mod well_known;
+pub(crate) mod well_known;
 
 use crate::state::AppState;
 use axum::Router;
@@ -47,14 +47,14 @@ fn routes(with_federation: bool) -> Router<AppState> {
 
 /// The application on `listen`: everything, the federation API included unless it is off or
 /// has a listener of its own.
-pub fn router(state: AppState) -> Router {
+pub(crate) fn router(state: AppState) -> Router {
     let federation = &state.config.federation;
     let with_federation = federation.enabled && federation.listen.is_empty();
     finish(routes(with_federation), state)
 }
 
 /// The application on `federation.listen`: the federation API alone.
-pub fn federation_router(state: AppState) -> Router {
+pub(crate) fn federation_router(state: AppState) -> Router {
     finish(federation::routes(health::routes(Router::new())), state)
 }
 

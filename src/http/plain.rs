@@ -15,7 +15,7 @@ use serde::de::DeserializeOwned;
 
 /// Routes `path` to `handler`, listing each of its `methods` in the route table (which the
 /// route audit walks).
-pub fn route(
+pub(crate) fn route(
     router: Router<AppState>,
     path: &'static str,
     methods: &[Method],
@@ -29,7 +29,7 @@ pub fn route(
 
 /// The path's arguments in order, checked as every endpoint's are (UTF-8, no U+0000, at most
 /// 255 bytes).
-pub struct Args(Vec<String>);
+pub(crate) struct Args(Vec<String>);
 
 impl FromRequestParts<AppState> for Args {
     type Rejection = Error;
@@ -47,18 +47,18 @@ impl FromRequestParts<AppState> for Args {
 impl Args {
     /// The `index`th argument (routes are fixed, so a missing one is a programming error,
     /// answered as an internal error rather than a panic).
-    pub fn get(&self, index: usize) -> Result<&str> {
+    pub(crate) fn get(&self, index: usize) -> Result<&str> {
         self.0.get(index).map(String::as_str).ok_or_else(|| Error::internal(format!("no path argument {index}")))
     }
 
     /// The `index`th argument as a user id of this server.
-    pub fn local_user(&self, index: usize, state: &AppState) -> Result<OwnedUserId> {
+    pub(crate) fn local_user(&self, index: usize, state: &AppState) -> Result<OwnedUserId> {
         crate::admin::local_user(&state.server_name, self.get(index)?)
     }
 }
 
 /// The query string, parsed into `T` (`?from=0&limit=10&guests=false`).
-pub struct Query<T>(pub T);
+pub(crate) struct Query<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequestParts<AppState> for Query<T> {
     type Rejection = Error;
@@ -73,7 +73,7 @@ impl<T: DeserializeOwned> FromRequestParts<AppState> for Query<T> {
 
 /// A JSON body parsed into `T`: empty means `{}`; text that is not JSON is `M_NOT_JSON`, JSON
 /// of the wrong shape `M_BAD_JSON`, a missing required field `M_MISSING_PARAM`.
-pub struct Json<T>(pub T);
+pub(crate) struct Json<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<AppState> for Json<T> {
     type Rejection = Error;

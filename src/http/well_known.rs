@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use ruma::api::federation::discovery::discover_homeserver;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma::<discover_homeserver::Request, _, _>(well_known_server)
 }
 

@@ -9,7 +9,7 @@ use crate::store::Store;
 use crate::time::now_ms;
 use ruma::{ServerName, UserId};
 
-pub use db::media::Media;
+pub(crate) use db::media::Media;
 
 impl MediaRepo {
     /// A user's uploads, newest first.

@@ -15,7 +15,7 @@ use std::ops::Range;
 use std::time::Duration;
 
 /// The longest a download waits for a pending id's upload, whatever the client asks.
-pub const MAX_UPLOAD_WAIT: Duration = Duration::from_secs(120);
+pub(crate) const MAX_UPLOAD_WAIT: Duration = Duration::from_secs(120);
 
 /// Which door a request came through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

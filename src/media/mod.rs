@@ -8,15 +8,15 @@
 //! for and kept like an upload, under the origin's name ([`remote`]); [`MediaRepo::locate`] is
 //! the one place that decides whose media an mxc URI names.
 
-pub mod admin;
+pub(crate) mod admin;
 pub mod animated;
-pub mod download;
+pub(crate) mod download;
 pub mod orphans;
-pub mod preview;
-pub mod remote;
-pub mod storage;
-pub mod thumbnail;
-pub mod upload;
+pub(crate) mod preview;
+pub(crate) mod remote;
+pub(crate) mod storage;
+pub(crate) mod thumbnail;
+pub(crate) mod upload;
 
 use crate::config::MediaConfig;
 use ruma::ServerName;
@@ -26,7 +26,7 @@ use std::time::Duration;
 use storage::Storage;
 
 /// How long an id handed out by `create` waits for its upload (Synapse's default).
-pub const UNUSED_ID_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+pub(crate) const UNUSED_ID_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Shared handles of the media repository, held by `AppState`.
 pub struct MediaRepo {
@@ -83,7 +83,7 @@ impl MediaRepo {
 /// Media ids this server hands out are 24 letters and digits; accepting a little more (what
 /// other servers use: `-` and `_`) keeps lookups of remote ids possible later, and anything
 /// else out of storage keys and logs.
-pub fn is_valid_media_id(media_id: &str) -> bool {
+pub(crate) fn is_valid_media_id(media_id: &str) -> bool {
     !media_id.is_empty()
         && media_id.len() <= 255
         && media_id.bytes().all(|byte| byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_')

@@ -26,16 +26,16 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 
 /// The most pixels an image may have to be thumbnailed (Synapse's `max_image_pixels`).
-pub const MAX_PIXELS: u64 = 32 * 1024 * 1024;
+pub(crate) const MAX_PIXELS: u64 = 32 * 1024 * 1024;
 
 /// The most bytes a decoder may allocate.
-pub const MAX_DECODE_ALLOC: u64 = 512 * 1024 * 1024;
+pub(crate) const MAX_DECODE_ALLOC: u64 = 512 * 1024 * 1024;
 
 /// The largest thumbnail made on demand, per side; larger requests get this.
-pub const MAX_SIDE: u32 = 1600;
+pub(crate) const MAX_SIDE: u32 = 1600;
 
 /// Decodes running at once in this process.
-pub const CONCURRENT_RENDERS: usize = 2;
+pub(crate) const CONCURRENT_RENDERS: usize = 2;
 
 /// How a thumbnail fits the requested box (spec: `method`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -80,7 +80,7 @@ impl Size {
 }
 
 /// The sizes the spec recommends servers make ("Thumbnails").
-pub const RECOMMENDED: [Size; 5] = [
+pub(crate) const RECOMMENDED: [Size; 5] = [
     Size { width: 32, height: 32, fit: Fit::Crop, animated: false },
     Size { width: 96, height: 96, fit: Fit::Crop, animated: false },
     Size { width: 320, height: 240, fit: Fit::Scale, animated: false },
@@ -89,7 +89,7 @@ pub const RECOMMENDED: [Size; 5] = [
 ];
 
 /// Content types Hearth can decode.
-pub fn can_thumbnail(content_type: &str) -> bool {
+pub(crate) fn can_thumbnail(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     matches!(essence.as_str(), "image/jpeg" | "image/jpg" | "image/png" | "image/gif" | "image/webp")
 }
@@ -97,7 +97,7 @@ pub fn can_thumbnail(content_type: &str) -> bool {
 /// The size to serve for a request: the smallest recommended one that is at least as large
 /// and of the same shape (so that thumbnails are shared and made ahead), else the request
 /// itself, within [`MAX_SIDE`].
-pub fn choose(requested: Size) -> Size {
+pub(crate) fn choose(requested: Size) -> Size {
     let recommended = RECOMMENDED.iter().find(|size| {
         size.fit == requested.fit
             && size.width >= requested.width
@@ -142,7 +142,7 @@ pub struct Rendered {
 }
 
 /// Decodes an image (checking its size first) and turns it upright by its EXIF orientation.
-pub fn decode(bytes: &[u8]) -> Result<DynamicImage, Unthumbnailable> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<DynamicImage, Unthumbnailable> {
     let undecodable = |error: &dyn std::fmt::Display| Unthumbnailable::Undecodable(error.to_string());
     let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| undecodable(&e))?;
     let mut limits = Limits::default();
@@ -161,7 +161,7 @@ pub fn decode(bytes: &[u8]) -> Result<DynamicImage, Unthumbnailable> {
 }
 
 /// Makes a thumbnail of `size` from a decoded image, never larger than the image.
-pub fn resize(image: &DynamicImage, size: Size) -> DynamicImage {
+pub(crate) fn resize(image: &DynamicImage, size: Size) -> DynamicImage {
     let (width, height) = (image.width().max(1), image.height().max(1));
     match size.fit {
         Fit::Scale => {
@@ -185,7 +185,7 @@ pub fn resize(image: &DynamicImage, size: Size) -> DynamicImage {
 /// Makes every size asked for, decoding a still image once. JPEG stays JPEG (photos);
 /// everything else becomes PNG (keeps transparency; the first frame of an animation), but an
 /// animated size of an animation becomes an animated GIF ([`animated`]).
-pub fn render(bytes: &[u8], content_type: &str, sizes: &[Size]) -> Result<Vec<Rendered>, Unthumbnailable> {
+pub(crate) fn render(bytes: &[u8], content_type: &str, sizes: &[Size]) -> Result<Vec<Rendered>, Unthumbnailable> {
     let jpeg = content_type.to_ascii_lowercase().starts_with("image/jp");
     let mut still: Option<DynamicImage> = None;
     let mut made = Vec::with_capacity(sizes.len());
@@ -285,7 +285,7 @@ fn side(pixels: u32) -> i32 {
 
 /// Makes the recommended sizes of a fresh upload in the background; failures (a file that is
 /// not really an image) only mean there are none until asked for.
-pub fn spawn_pregeneration(
+pub(crate) fn spawn_pregeneration(
     storage: Arc<dyn Storage>,
     renders: Arc<Semaphore>,
     pool: Store,

@@ -245,7 +245,7 @@ impl MediaRepo {
 }
 
 /// The answer to an upload over `media.max_upload_size`.
-pub fn too_large(limit: u64) -> Error {
+pub(crate) fn too_large(limit: u64) -> Error {
     Error::too_large(format!("Uploads may be at most {limit} bytes"))
 }
 

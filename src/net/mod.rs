@@ -2,6 +2,6 @@
 //! by push delivery and, later, federation and URL previews.
 
 mod client;
-pub mod ranges;
+pub(crate) mod ranges;
 
-pub use client::{OutboundClient, OutboundError};
+pub(crate) use client::{OutboundClient, OutboundError};

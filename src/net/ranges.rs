@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 /// Whether `address` is outside the public internet.
-pub fn is_non_public(address: IpAddr) -> bool {
+pub(crate) fn is_non_public(address: IpAddr) -> bool {
     match address {
         IpAddr::V4(v4) => is_non_public_v4(v4),
         IpAddr::V6(v6) => is_non_public_v6(v6),

@@ -12,7 +12,7 @@
 
 use crate::db;
 use crate::db::federation_edu_queue::Servers;
-pub use crate::db::federation_queue::Outgoing;
+pub(crate) use crate::db::federation_queue::Outgoing;
 use crate::error::{Error, Result};
 use ruma::api::federation::transactions::edu::{
     DeviceListUpdateContent, DirectDeviceContent, DirectDeviceMessages, Edu, PresenceContent, PresenceUpdate,
@@ -34,7 +34,7 @@ fn serialize(edu: &Edu) -> Result<String> {
 /// `rooms::send::committed`) for every remote server with a joined member in the room, and
 /// for each event's [`Outgoing::membership_target`]. Costs nothing when there is no event, and
 /// one statement otherwise.
-pub async fn enqueue_pdus(
+pub(crate) async fn enqueue_pdus(
     conn: &mut PgConnection,
     local: &ServerName,
     room_id: &RoomId,
@@ -48,7 +48,7 @@ pub async fn enqueue_pdus(
 }
 
 /// A local user started or stopped typing in a room.
-pub async fn typing(
+pub(crate) async fn typing(
     conn: &mut PgConnection,
     room_id: &RoomId,
     user_id: &UserId,
@@ -61,12 +61,16 @@ pub async fn typing(
 
 /// Whether a typing change in `room_id` has another server to go to (a renewal of a running
 /// timeout takes a stream position only then).
-pub async fn room_has_remote_servers(conn: &mut PgConnection, room_id: &RoomId, local: &ServerName) -> Result<bool> {
+pub(crate) async fn room_has_remote_servers(
+    conn: &mut PgConnection,
+    room_id: &RoomId,
+    local: &ServerName,
+) -> Result<bool> {
     Ok(db::federation_edu_queue::room_has_remote_servers(conn, room_id.as_str(), local.as_str()).await?)
 }
 
 /// A local user's public read receipt (`m.read`; private receipts never leave the server).
-pub struct ReadReceipt<'a> {
+pub(crate) struct ReadReceipt<'a> {
     pub room_id: &'a RoomId,
     pub user_id: &'a UserId,
     pub event_id: &'a str,
@@ -75,7 +79,7 @@ pub struct ReadReceipt<'a> {
     pub ts: i64,
 }
 
-pub async fn read_receipt(conn: &mut PgConnection, receipt: &ReadReceipt<'_>, position: i64) -> Result<()> {
+pub(crate) async fn read_receipt(conn: &mut PgConnection, receipt: &ReadReceipt<'_>, position: i64) -> Result<()> {
     let event_id = EventId::parse(receipt.event_id).map_err(|error| Error::internal(error.to_string()))?;
     let thread = ReceiptThread::try_from((!receipt.thread_id.is_empty()).then_some(receipt.thread_id))
         .map_err(|error| Error::internal(error.to_string()))?;
@@ -89,7 +93,7 @@ pub async fn read_receipt(conn: &mut PgConnection, receipt: &ReadReceipt<'_>, po
 }
 
 /// A local user's presence as others should now see it.
-pub struct PresenceChange<'a> {
+pub(crate) struct PresenceChange<'a> {
     pub user_id: &'a UserId,
     pub state: PresenceState,
     pub status_msg: Option<String>,
@@ -97,7 +101,7 @@ pub struct PresenceChange<'a> {
 }
 
 /// Goes only to servers sharing a room with the user: nobody else may see their presence.
-pub async fn presence(conn: &mut PgConnection, change: PresenceChange<'_>, position: i64) -> Result<()> {
+pub(crate) async fn presence(conn: &mut PgConnection, change: PresenceChange<'_>, position: i64) -> Result<()> {
     let mut update = PresenceUpdate::new(change.user_id.to_owned(), change.state, UInt::MIN);
     update.status_msg = change.status_msg;
     update.currently_active = change.currently_active;
@@ -120,7 +124,7 @@ async fn enqueue(
 
 /// To-device messages of a local sender for the users of one other server, under a message
 /// id the receiver deduplicates by.
-pub async fn to_device(
+pub(crate) async fn to_device(
     conn: &mut PgConnection,
     destination: &ServerName,
     sender: &UserId,
@@ -140,7 +144,7 @@ pub async fn to_device(
 /// A local user's device changed (new keys) or was deleted. `stream_id` is the change's
 /// stream position; `prev_id` the position of the user's change before it, if any, so the
 /// receiver can tell when it missed one (and then asks for the whole list).
-pub struct DeviceChange<'a> {
+pub(crate) struct DeviceChange<'a> {
     pub user_id: &'a UserId,
     pub device_id: OwnedDeviceId,
     pub display_name: Option<String>,
@@ -149,7 +153,11 @@ pub struct DeviceChange<'a> {
     pub prev_id: Option<i64>,
 }
 
-pub async fn device_list_update(conn: &mut PgConnection, change: DeviceChange<'_>, stream_id: i64) -> Result<()> {
+pub(crate) async fn device_list_update(
+    conn: &mut PgConnection,
+    change: DeviceChange<'_>,
+    stream_id: i64,
+) -> Result<()> {
     let stream_id_uint = UInt::try_from(stream_id).map_err(|error| Error::internal(error.to_string()))?;
     let mut content = DeviceListUpdateContent::new(change.user_id.to_owned(), change.device_id, stream_id_uint);
     content.device_display_name = change.display_name;
@@ -167,7 +175,7 @@ pub async fn device_list_update(conn: &mut PgConnection, change: DeviceChange<'_
 }
 
 /// A local user's cross-signing master or self-signing key changed.
-pub async fn signing_key_update(
+pub(crate) async fn signing_key_update(
     conn: &mut PgConnection,
     user_id: &UserId,
     master_key: Option<Raw<CrossSigningKey>>,

@@ -9,7 +9,7 @@ use sqlx::{Connection, PgConnection, PgPool};
 use std::future::Future;
 use tokio::sync::Mutex;
 
-pub struct SessionLocks {
+pub(crate) struct SessionLocks {
     pool: PgPool,
     /// The first key of every lock: one class per kind of queue.
     class: i32,
@@ -17,13 +17,18 @@ pub struct SessionLocks {
 }
 
 impl SessionLocks {
-    pub fn new(pool: PgPool, class: i32) -> SessionLocks {
+    pub(crate) fn new(pool: PgPool, class: i32) -> SessionLocks {
         SessionLocks { pool, class, connection: Mutex::new(None) }
     }
 
     /// Runs `work` while holding the lock `key`; [`Outcome::HeldElsewhere`] without running it
     /// when another session holds it. `what` names the queue in logs.
-    pub async fn while_locked(&self, key: i32, what: &str, work: impl Future<Output = Result<Outcome>>) -> Outcome {
+    pub(crate) async fn while_locked(
+        &self,
+        key: i32,
+        what: &str,
+        work: impl Future<Output = Result<Outcome>>,
+    ) -> Outcome {
         match self.try_lock(key).await {
             Ok(true) => {}
             Ok(false) => return Outcome::HeldElsewhere,
@@ -68,7 +73,7 @@ impl SessionLocks {
         }
     }
 
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         if let Some(connection) = self.connection.lock().await.take() {
             let _ = connection.close().await;
         }

@@ -13,12 +13,12 @@
 //! never passed over. Each queue is served by one task at a time; across processes the outbox
 //! takes a session advisory lock per queue ([`SessionLocks`]).
 
-pub mod federation;
+pub(crate) mod federation;
 mod locks;
 mod worker;
 
-pub use locks::SessionLocks;
-pub use worker::OutboxWorker;
+pub(crate) use locks::SessionLocks;
+pub(crate) use worker::OutboxWorker;
 
 use crate::error::Result;
 use crate::streams::OutboxKind;
@@ -29,7 +29,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// How one queue's delivery run ended.
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// Everything up to the bound is handled.
     CaughtUp,
     /// Another process is delivering this queue; try again later (it may die).
@@ -43,7 +43,7 @@ pub enum Outcome {
 }
 
 /// What a worker delivers.
-pub trait Outbox: Send + Sync + 'static {
+pub(crate) trait Outbox: Send + Sync + 'static {
     /// Names one queue (a pusher, a destination).
     type Queue: Clone + Eq + Hash + Display + Send + Sync + 'static;
 
@@ -66,20 +66,20 @@ pub trait Outbox: Send + Sync + 'static {
 
 /// Capped exponential backoff for a failing queue: doubling from `first` up to `cap`.
 #[derive(Clone, Copy, Debug)]
-pub struct Backoff {
+pub(crate) struct Backoff {
     pub first: Duration,
     pub cap: Duration,
 }
 
 impl Backoff {
     /// The interval after `current` failed again.
-    pub fn next(&self, current: Duration) -> Duration {
+    pub(crate) fn next(&self, current: Duration) -> Duration {
         if current.is_zero() { self.first } else { (current * 2).clamp(self.first, self.cap) }
     }
 }
 
 /// Sleeps; true if told to stop meanwhile.
-pub async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
+pub(crate) async fn sleep_or_stop(duration: Duration, stop: &mut watch::Receiver<bool>) -> bool {
     let stopped = tokio::select! {
         _ = tokio::time::sleep(duration) => false,
         _ = stop.wait_for(|stop| *stop) => true,

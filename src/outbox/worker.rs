@@ -18,7 +18,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(40);
 
 /// A running outbox worker, or none yet.
 #[derive(Default)]
-pub struct OutboxWorker {
+pub(crate) struct OutboxWorker {
     running: std::sync::Mutex<Option<(watch::Sender<bool>, JoinHandle<()>)>>,
 }
 
@@ -27,7 +27,7 @@ impl OutboxWorker {
     /// the worker ends when the process's streams are dropped (it holds only a weak reference,
     /// so dropping the server state — a test server, say — ends it) or [`OutboxWorker::stop`]
     /// is called.
-    pub fn start<O: Outbox>(
+    pub(crate) fn start<O: Outbox>(
         &self,
         pool: PgPool,
         streams: Weak<Streams>,
@@ -42,7 +42,7 @@ impl OutboxWorker {
     /// Stops the worker after the deliveries in flight have finished and recorded their
     /// progress. Call before closing the pool: progress that cannot be written would be
     /// delivered again by the next process.
-    pub async fn stop(&self) {
+    pub(crate) async fn stop(&self) {
         let Some((stop, worker)) = self.running().take() else { return };
         let _ = stop.send(true);
         if tokio::time::timeout(STOP_TIMEOUT, worker).await.is_err() {

@@ -44,7 +44,7 @@ impl Default for PushFacts {
 }
 
 /// The thread an event is in: the root of its `m.thread` relation, or the main timeline.
-pub const MAIN_TIMELINE: &str = "main";
+pub(crate) const MAIN_TIMELINE: &str = "main";
 
 /// Evaluates `events`, just stored in the timeline (in the transaction `conn`, before it
 /// commits), for the local users of their rooms, and stores what notifies or highlights. The

@@ -13,7 +13,7 @@ use ruma::{OwnedEventId, OwnedRoomId, OwnedUserId, SecondsSinceUnixEpoch, UInt};
 use serde_json::value::RawValue;
 
 /// The pusher a notification goes to, as the gateway needs it.
-pub struct Target<'a> {
+pub(crate) struct Target<'a> {
     /// Whose pusher it is: the user being notified.
     pub user_id: &'a str,
     pub app_id: &'a str,
@@ -25,7 +25,7 @@ pub struct Target<'a> {
 }
 
 /// The event a notification is about, with the context a gateway shows.
-pub struct PushedEvent {
+pub(crate) struct PushedEvent {
     pub event_id: OwnedEventId,
     pub room_id: OwnedRoomId,
     pub event_type: String,
@@ -40,7 +40,7 @@ pub struct PushedEvent {
 /// The request for one notification. `unread` is the user's count of unread notifications
 /// across their rooms; `actions` are what the user's push rules decided for the event, whose
 /// tweaks (sound, highlight) travel with the device.
-pub fn notification(target: &Target<'_>, event: &PushedEvent, unread: u64, actions: &[Action]) -> Request {
+pub(crate) fn notification(target: &Target<'_>, event: &PushedEvent, unread: u64, actions: &[Action]) -> Request {
     let http_data: Option<HttpPusherData> = serde_json::from_value(target.data.clone()).ok();
     let event_id_only = http_data.as_ref().and_then(|data| data.format.as_ref()) == Some(&PushFormat::EventIdOnly);
     let tweaks: Vec<Tweak> = actions
@@ -85,7 +85,7 @@ pub fn notification(target: &Target<'_>, event: &PushedEvent, unread: u64, actio
 
 /// How a gateway answered.
 #[derive(Debug)]
-pub enum Answer {
+pub(crate) enum Answer {
     /// It took the notification (2xx). `rejected` lists pushkeys it says are no longer valid.
     Accepted { rejected: Vec<String> },
     /// It did not (error status, unreachable, timeout, refused destination): retry later.
@@ -94,7 +94,7 @@ pub enum Answer {
 
 /// Posts `request` to the gateway at `url` (the pusher's `data.url`, whose path has been
 /// checked to be the notify endpoint).
-pub async fn post(client: &OutboundClient, url: &str, request: Request) -> Answer {
+pub(crate) async fn post(client: &OutboundClient, url: &str, request: Request) -> Answer {
     let answer = send(client, url, request).await;
     crate::telemetry::push_delivery(matches!(answer, Answer::Accepted { .. }));
     answer

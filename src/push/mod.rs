@@ -3,12 +3,12 @@
 //! the pushers that deliver them to push gateways.
 
 mod delivery;
-pub mod evaluate;
-pub mod gateway;
-pub mod notifications;
-pub mod pushers;
-pub mod rules;
-pub mod ruleset;
-pub mod sender;
+pub(crate) mod evaluate;
+pub(crate) mod gateway;
+pub(crate) mod notifications;
+pub(crate) mod pushers;
+pub(crate) mod rules;
+pub(crate) mod ruleset;
+pub(crate) mod sender;
 
 pub use evaluate::record_notifications;

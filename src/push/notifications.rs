@@ -14,19 +14,19 @@ const DEFAULT_LIMIT: u64 = 50;
 const MAX_LIMIT: u64 = 1000;
 
 /// One notification: its row and whether the user's read receipts cover it.
-pub struct Notification {
+pub(crate) struct Notification {
     pub row: NotificationRow,
     pub read: bool,
 }
 
-pub struct Page {
+pub(crate) struct Page {
     pub notifications: Vec<Notification>,
     /// The `from` of the next page; `None` when this is the last.
     pub next_token: Option<String>,
 }
 
 /// The page of the user's notifications before `from` (a previous page's `next_token`).
-pub async fn page(
+pub(crate) async fn page(
     pool: &Store,
     user: &UserId,
     from: Option<&str>,
@@ -78,7 +78,7 @@ pub async fn page(
 /// The position up to which the user has read a thread ([`MAIN_TIMELINE`] for the main one):
 /// their unthreaded receipt covers every thread, a threaded one only its own thread (spec:
 /// "Threaded read receipts"); with neither, what came before they joined.
-pub fn read_up_to(positions: &ReadPositions, thread_id: &str) -> i64 {
+pub(crate) fn read_up_to(positions: &ReadPositions, thread_id: &str) -> i64 {
     positions
         .receipts
         .iter()

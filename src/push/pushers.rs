@@ -14,13 +14,13 @@ use ruma::push::HttpPusherData;
 use serde_json::{Value, json};
 
 /// The only path a push gateway's URL may have (spec: `data.url`; Synapse checks it too).
-pub const NOTIFY_PATH: &str = "/_matrix/push/v1/notify";
+pub(crate) const NOTIFY_PATH: &str = "/_matrix/push/v1/notify";
 /// Spec limits on the identifiers.
 const MAX_APP_ID_CHARS: usize = 64;
 const MAX_PUSHKEY_BYTES: usize = 512;
 
 /// Every pusher of the user, whichever device set it.
-pub async fn list(pool: &Store, user_id: &UserId) -> Result<Vec<Pusher>> {
+pub(crate) async fn list(pool: &Store, user_id: &UserId) -> Result<Vec<Pusher>> {
     db::pushers::list(pool, user_id.as_str()).await?.into_iter().map(to_ruma).collect()
 }
 
@@ -42,7 +42,7 @@ fn to_ruma(row: db::pushers::Pusher) -> Result<Pusher> {
 
 /// Creates, updates or deletes one of the session user's pushers. A new pusher belongs to
 /// the session's device and is sent notifications from now on.
-pub async fn set(pool: &Store, streams: &Streams, session: &Session, action: PusherAction) -> Result<()> {
+pub(crate) async fn set(pool: &Store, streams: &Streams, session: &Session, action: PusherAction) -> Result<()> {
     let user_id = session.user_id.as_str();
     let post = match action {
         PusherAction::Delete(ids) => {

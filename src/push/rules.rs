@@ -16,32 +16,32 @@ use serde_json::{Value, json};
 use sqlx::PgExecutor;
 
 /// The account data type that carries the rules to clients.
-pub const PUSH_RULES_TYPE: &str = "m.push_rules";
+pub(crate) const PUSH_RULES_TYPE: &str = "m.push_rules";
 
 /// The user's rule set.
-pub async fn ruleset(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<Ruleset> {
+pub(crate) async fn ruleset(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<Ruleset> {
     let stored = db::push_rules::for_user(db, user_id.as_str()).await?;
     Ok(assemble(user_id, &stored))
 }
 
 /// The content of the user's `m.push_rules` account data: `{"global": {...}}`.
-pub async fn account_data_content(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<Value> {
+pub(crate) async fn account_data_content(db: impl PgExecutor<'_>, user_id: &UserId) -> Result<Value> {
     Ok(json!({ "global": client_json(&ruleset(db, user_id).await?) }))
 }
 
 /// The user's rule set as the client API shows it (every kind present).
-pub async fn global(pool: &Store, user_id: &UserId) -> Result<Value> {
+pub(crate) async fn global(pool: &Store, user_id: &UserId) -> Result<Value> {
     Ok(client_json(&ruleset(pool, user_id).await?))
 }
 
 /// One rule.
-pub async fn rule(pool: &Store, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<AnyPushRule> {
+pub(crate) async fn rule(pool: &Store, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<AnyPushRule> {
     let ruleset = ruleset(pool, user_id).await?;
     Ok(ruleset.get(kind, rule_id).ok_or_else(unknown_rule)?.to_owned())
 }
 
 /// Creates or replaces a rule of the user's own, placed before or after another of theirs.
-pub async fn put(
+pub(crate) async fn put(
     pool: &Store,
     streams: &Streams,
     user_id: &UserId,
@@ -53,7 +53,13 @@ pub async fn put(
 }
 
 /// Deletes a rule of the user's own.
-pub async fn delete(pool: &Store, streams: &Streams, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<()> {
+pub(crate) async fn delete(
+    pool: &Store,
+    streams: &Streams,
+    user_id: &UserId,
+    kind: RuleKind,
+    rule_id: &str,
+) -> Result<()> {
     change(pool, streams, user_id, |ruleset| {
         ruleset.remove(kind, rule_id).map_err(|error| match error {
             // Synapse answers 404 here too: a server-default rule is not the user's to delete.
@@ -64,7 +70,7 @@ pub async fn delete(pool: &Store, streams: &Streams, user_id: &UserId, kind: Rul
     .await
 }
 
-pub async fn set_enabled(
+pub(crate) async fn set_enabled(
     pool: &Store,
     streams: &Streams,
     user_id: &UserId,
@@ -75,7 +81,7 @@ pub async fn set_enabled(
     change(pool, streams, user_id, |ruleset| ruleset.set_enabled(kind, rule_id, enabled).map_err(not_found)).await
 }
 
-pub async fn set_actions(
+pub(crate) async fn set_actions(
     pool: &Store,
     streams: &Streams,
     user_id: &UserId,
@@ -87,13 +93,13 @@ pub async fn set_actions(
 }
 
 /// Whether a rule is enabled.
-pub async fn enabled(pool: &Store, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<bool> {
+pub(crate) async fn enabled(pool: &Store, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<bool> {
     let ruleset = ruleset(pool, user_id).await?;
     Ok(ruleset.get(kind, rule_id).ok_or_else(unknown_rule)?.enabled())
 }
 
 /// A rule's actions.
-pub async fn actions(pool: &Store, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<Vec<Action>> {
+pub(crate) async fn actions(pool: &Store, user_id: &UserId, kind: RuleKind, rule_id: &str) -> Result<Vec<Action>> {
     let ruleset = ruleset(pool, user_id).await?;
     Ok(ruleset.get(kind, rule_id).ok_or_else(unknown_rule)?.actions().to_vec())
 }

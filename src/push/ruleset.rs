@@ -12,14 +12,14 @@ use ruma::push::Ruleset;
 use serde_json::{Map, Value, json};
 
 /// The rule kinds of the client API, most important first.
-pub const KINDS: [&str; 5] = ["override", "content", "room", "sender", "underride"];
+pub(crate) const KINDS: [&str; 5] = ["override", "content", "room", "sender", "underride"];
 
 /// `.m.rule.master` stays the first override rule: the user's own rules come after it.
 const MASTER: &str = ".m.rule.master";
 
 /// The user's rule set: the server defaults with `stored` applied. A stored rule that no
 /// longer parses (or a change to a default rule the server no longer has) is passed over.
-pub fn assemble(user_id: &UserId, stored: &[StoredRule]) -> Ruleset {
+pub(crate) fn assemble(user_id: &UserId, stored: &[StoredRule]) -> Ruleset {
     let mut assembled = Map::new();
     let defaults = kinds_of(&Ruleset::server_default(user_id));
     for kind in KINDS {
@@ -57,7 +57,7 @@ fn parses(kind: &str, rule: &Value) -> bool {
 }
 
 /// What of `ruleset` differs from the server defaults, to store.
-pub fn differences(user_id: &UserId, ruleset: &Ruleset) -> Vec<StoredRule> {
+pub(crate) fn differences(user_id: &UserId, ruleset: &Ruleset) -> Vec<StoredRule> {
     let defaults = kinds_of(&Ruleset::server_default(user_id));
     let current = kinds_of(ruleset);
     let mut stored = Vec::new();
@@ -98,7 +98,7 @@ pub fn differences(user_id: &UserId, ruleset: &Ruleset) -> Vec<StoredRule> {
 
 /// The rule set as the client API shows it: every kind present, empty ones as `[]` (as
 /// Synapse serves them; ruma leaves empty kinds out).
-pub fn client_json(ruleset: &Ruleset) -> Value {
+pub(crate) fn client_json(ruleset: &Ruleset) -> Value {
     let kinds = kinds_of(ruleset);
     let object: Map<String, Value> =
         KINDS.iter().map(|kind| (kind.to_string(), Value::Array(rules_of(&kinds, kind).to_vec()))).collect();

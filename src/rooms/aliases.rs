@@ -47,7 +47,7 @@ fn check_creatable(server_name: &ServerName, alias: &RoomAliasId) -> Result<()> 
 }
 
 /// createRoom's `room_alias_name`: the localpart of an alias on this server.
-pub fn alias_from_name(server_name: &ServerName, name: &str) -> Result<OwnedRoomAliasId> {
+pub(crate) fn alias_from_name(server_name: &ServerName, name: &str) -> Result<OwnedRoomAliasId> {
     if name.contains(':') {
         // The commonest mistake: passing a whole alias where only its localpart belongs.
         return Err(Error::invalid_param(format!(
@@ -63,7 +63,7 @@ pub fn alias_from_name(server_name: &ServerName, name: &str) -> Result<OwnedRoom
 
 /// createRoom refuses an alias that is taken before it creates anything (the room's own
 /// transaction inserts the alias again, which settles a race).
-pub async fn ensure_free(pool: &Store, alias: &RoomAliasId) -> Result<()> {
+pub(crate) async fn ensure_free(pool: &Store, alias: &RoomAliasId) -> Result<()> {
     if db::directory::alias(pool, alias.as_str()).await?.is_some() {
         return Err(room_in_use(alias));
     }
@@ -71,7 +71,7 @@ pub async fn ensure_free(pool: &Store, alias: &RoomAliasId) -> Result<()> {
 }
 
 /// Stores the alias of a room being created, inside the creation's transaction.
-pub async fn insert_for_new_room(
+pub(crate) async fn insert_for_new_room(
     conn: &mut sqlx::PgConnection,
     alias: &RoomAliasId,
     room_id: &RoomId,
@@ -84,7 +84,7 @@ pub async fn insert_for_new_room(
 }
 
 /// `PUT /directory/room/{roomAlias}`: a joined member (or a server admin) names a room.
-pub async fn create(
+pub(crate) async fn create(
     pool: &Store,
     server_name: &ServerName,
     session: &Session,
@@ -121,7 +121,7 @@ async fn lookup(pool: &Store, alias: &RoomAliasId) -> Result<Option<OwnedRoomId>
 
 /// `GET /directory/room/{roomAlias}` and joins by alias: the room an alias names. Other
 /// servers' aliases would be asked of them over federation, which is not implemented yet.
-pub async fn resolve(pool: &Store, server_name: &ServerName, alias: &RoomAliasId) -> Result<OwnedRoomId> {
+pub(crate) async fn resolve(pool: &Store, server_name: &ServerName, alias: &RoomAliasId) -> Result<OwnedRoomId> {
     if alias.server_name() != server_name {
         return Err(Error::not_found(format!(
             "Room alias {alias} is on another server, and federation is not implemented yet"
@@ -134,7 +134,7 @@ pub async fn resolve(pool: &Store, server_name: &ServerName, alias: &RoomAliasId
 /// admin, or a room member with the power to send `m.room.canonical_alias`. Afterwards the
 /// alias is taken out of the room's `m.room.canonical_alias`, as far as the deleter's power
 /// allows; the deletion stands either way (the spec's recommendation).
-pub async fn delete(ctx: RoomCtx<'_>, actor: Actor<'_>, alias: &RoomAliasId) -> Result<()> {
+pub(crate) async fn delete(ctx: RoomCtx<'_>, actor: Actor<'_>, alias: &RoomAliasId) -> Result<()> {
     let row = db::directory::alias(ctx.pool, alias.as_str()).await?.ok_or_else(|| unknown_alias(alias))?;
     let room_id =
         RoomId::parse(&row.room_id).map_err(|e| Error::internal(format!("stored room id {:?}: {e}", row.room_id)))?;
@@ -192,7 +192,7 @@ async fn forget_in_canonical_alias(
 
 /// `GET /rooms/{roomId}/aliases`: for joined members, anyone if the room is world-readable,
 /// and server admins (as Synapse).
-pub async fn local_aliases(pool: &Store, session: &Session, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
+pub(crate) async fn local_aliases(pool: &Store, session: &Session, room_id: &RoomId) -> Result<Vec<OwnedRoomAliasId>> {
     let joined = db::rooms::membership(pool, room_id.as_str(), session.user_id.as_str())
         .await?
         .is_some_and(|m| m.membership == MembershipState::Join);
@@ -227,7 +227,7 @@ fn listed_aliases(content: &Value) -> Result<(Option<OwnedRoomAliasId>, Vec<Owne
 /// current event, which the spec leaves alone) must be valid and point to this room;
 /// otherwise `M_BAD_ALIAS`. Other servers' aliases cannot be checked without federation,
 /// so they are refused too.
-pub async fn validate_canonical_alias(
+pub(crate) async fn validate_canonical_alias(
     pool: &Store,
     server_name: &ServerName,
     room_id: &RoomId,
@@ -262,7 +262,7 @@ pub async fn validate_canonical_alias(
 
 /// createRoom's `initial_state` may hold `m.room.canonical_alias`; the only alias that can
 /// point to a room not yet created is its own `room_alias_name`.
-pub fn validate_initial_canonical_alias(content: &Value, own: Option<&RoomAliasId>) -> Result<()> {
+pub(crate) fn validate_initial_canonical_alias(content: &Value, own: Option<&RoomAliasId>) -> Result<()> {
     let (alias, alt_aliases) = listed_aliases(content)?;
     for alias in alias.iter().chain(alt_aliases.iter()) {
         if Some(alias.as_ref()) != own {
@@ -273,6 +273,6 @@ pub fn validate_initial_canonical_alias(content: &Value, own: Option<&RoomAliasI
 }
 
 /// The content createRoom sends for its `room_alias_name`.
-pub fn canonical_alias_content(alias: &RoomAliasId) -> Value {
+pub(crate) fn canonical_alias_content(alias: &RoomAliasId) -> Value {
     json!({ "alias": alias })
 }

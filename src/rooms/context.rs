@@ -19,7 +19,7 @@ const MAX_CONTEXT: usize = 1000;
 const TIMESTAMP_PAGE: i64 = 100;
 const TIMESTAMP_PAGES: usize = 20;
 
-pub struct Context {
+pub(crate) struct Context {
     pub start: String,
     pub end: String,
     pub events_before: Vec<Value>,
@@ -37,7 +37,7 @@ pub struct Context {
 /// room members"; the server keeps no record of what `/context` callers have).
 /// A server admin (`Access::Admin`, Synapse's `/_synapse/admin/v1/rooms/{roomId}/context`) sees
 /// every event, and ignores no one.
-pub async fn context(
+pub(crate) async fn context(
     pool: &Store,
     (user, access): (&UserId, Access),
     room_id: &RoomId,
@@ -114,7 +114,7 @@ pub async fn context(
 
 /// `GET /rooms/{roomId}/timestamp_to_event`: the event the user may see closest to `ts` — at
 /// or after it (`forwards`) or at or before it. 404 `M_NOT_FOUND` when there is none.
-pub async fn timestamp_to_event(
+pub(crate) async fn timestamp_to_event(
     pool: &Store,
     user: &UserId,
     room_id: &RoomId,
@@ -141,7 +141,7 @@ pub async fn timestamp_to_event(
 
 /// `GET /_synapse/admin/v1/rooms/{roomId}/timestamp_to_event`: as the client API's, for a
 /// server admin, who sees every event of the room's timeline.
-pub async fn timestamp_to_event_as_admin(
+pub(crate) async fn timestamp_to_event_as_admin(
     pool: &Store,
     room_id: &RoomId,
     ts: MilliSecondsSinceUnixEpoch,

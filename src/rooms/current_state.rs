@@ -13,7 +13,12 @@ use sqlx::PgConnection;
 /// Makes current state and membership agree with `snapshot` for every key where they differ.
 /// Memberships that change are recorded at `position` (the stream position of the event that
 /// brought the change), so `/sync` reports them.
-pub async fn adopt_snapshot(conn: &mut PgConnection, room_id: &RoomId, snapshot: i64, position: i64) -> Result<()> {
+pub(crate) async fn adopt_snapshot(
+    conn: &mut PgConnection,
+    room_id: &RoomId,
+    snapshot: i64,
+    position: i64,
+) -> Result<()> {
     let current = db::state::current_state(&mut *conn, room_id.as_str()).await?;
     for entry in db::state::snapshot_state(&mut *conn, snapshot).await? {
         if current.iter().any(|now| now.state_key_nid == entry.state_key_nid && now.event_nid == entry.event_nid) {

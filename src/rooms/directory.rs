@@ -18,7 +18,7 @@ use ruma::{OwnedMxcUri, OwnedUserId, RoomAliasId, RoomId, RoomVersionId, ServerN
 
 /// The most rooms one page lists, whatever the client asks for (a `limit` of 0 or none
 /// means "no limit" in Synapse; here it means this many, with a `next_batch` if more exist).
-pub const MAX_PAGE: u64 = 500;
+pub(crate) const MAX_PAGE: u64 = 500;
 
 /// Whether `user` could send `m.room.canonical_alias` in the room's current state: the
 /// power levels' bar for it, with room version 12's creators above every number.
@@ -55,7 +55,7 @@ async fn can_send_canonical_alias(pool: &Store, room_id: &RoomId, user: &UserId)
 /// Synapse's rule for editing a room's directory entry (and for deleting aliases others
 /// made): server admins always; otherwise a joined member with the power to send
 /// `m.room.canonical_alias` — the room's moderators, and the creators of a v12 room.
-pub async fn is_moderator(pool: &Store, actor: Actor<'_>, room_id: &RoomId) -> Result<bool> {
+pub(crate) async fn is_moderator(pool: &Store, actor: Actor<'_>, room_id: &RoomId) -> Result<bool> {
     let user = match actor.user_id() {
         _ if actor.is_admin() => return Ok(true),
         Some(user) => user,
@@ -69,7 +69,7 @@ pub async fn is_moderator(pool: &Store, actor: Actor<'_>, room_id: &RoomId) -> R
 }
 
 /// `GET /directory/list/room/{roomId}`: whether the room is published.
-pub async fn is_published(pool: &Store, room_id: &RoomId) -> Result<bool> {
+pub(crate) async fn is_published(pool: &Store, room_id: &RoomId) -> Result<bool> {
     db::directory::is_published(pool, room_id.as_str())
         .await?
         .ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))
@@ -77,7 +77,7 @@ pub async fn is_published(pool: &Store, room_id: &RoomId) -> Result<bool> {
 
 /// `PUT /directory/list/room/{roomId}`: publishes or unpublishes the room, for its
 /// moderators (see [`is_moderator`]).
-pub async fn set_published(pool: &Store, actor: Actor<'_>, room_id: &RoomId, published: bool) -> Result<()> {
+pub(crate) async fn set_published(pool: &Store, actor: Actor<'_>, room_id: &RoomId, published: bool) -> Result<()> {
     if let Actor::Device(session) = actor
         && session.is_guest
     {
@@ -99,7 +99,7 @@ pub async fn set_published(pool: &Store, actor: Actor<'_>, room_id: &RoomId, pub
 
 /// What a client asks of `/publicRooms`.
 #[derive(Clone, Debug, Default)]
-pub struct PublicRoomsQuery<'a> {
+pub(crate) struct PublicRoomsQuery<'a> {
     /// The server whose directory is wanted; `None` for this one.
     pub server: Option<&'a ServerName>,
     /// `None` or 0: as many as [`MAX_PAGE`].
@@ -111,7 +111,7 @@ pub struct PublicRoomsQuery<'a> {
     pub network: RoomNetwork,
 }
 
-pub struct PublicRoomsPage {
+pub(crate) struct PublicRoomsPage {
     pub chunk: Vec<PublicRoomsChunk>,
     pub next_batch: Option<String>,
     pub prev_batch: Option<String>,
@@ -151,7 +151,7 @@ impl Batch {
 
 /// `GET`/`POST /publicRooms`: the published rooms anyone may join or read, most joined
 /// members first, with what their current state says about them.
-pub async fn public_rooms(
+pub(crate) async fn public_rooms(
     pool: &Store,
     our_server: &ServerName,
     query: &PublicRoomsQuery<'_>,

@@ -36,7 +36,7 @@ impl Default for RoomFacts {
 }
 
 /// The room's version, `None` for a room whose events this server does not have (yet).
-pub async fn version(pool: &Store, room_id: &RoomId) -> Result<Option<RoomVersionId>> {
+pub(crate) async fn version(pool: &Store, room_id: &RoomId) -> Result<Option<RoomVersionId>> {
     let facts = pool.cache::<RoomFacts>();
     if let Some(version) = facts.versions.get(&room_id.to_string()) {
         return Ok(Some(version));
@@ -49,13 +49,13 @@ pub async fn version(pool: &Store, room_id: &RoomId) -> Result<Option<RoomVersio
 }
 
 /// The room version's rules; 404 `M_NOT_FOUND` for a room this server does not have.
-pub async fn rules(pool: &Store, room_id: &RoomId) -> Result<RoomVersionRules> {
+pub(crate) async fn rules(pool: &Store, room_id: &RoomId) -> Result<RoomVersionRules> {
     let version = version(pool, room_id).await?.ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
     crate::rooms::rules_for(&version)
 }
 
 /// The `m.room.history_visibility` setting in a state snapshot (`shared` when unset).
-pub async fn history_visibility(pool: &Store, snapshot: i64) -> Result<HistoryVisibility> {
+pub(crate) async fn history_visibility(pool: &Store, snapshot: i64) -> Result<HistoryVisibility> {
     let facts = pool.cache::<RoomFacts>();
     if let Some(known) = facts.history_visibility.get(&snapshot) {
         return Ok(known);
@@ -70,7 +70,7 @@ pub async fn history_visibility(pool: &Store, snapshot: i64) -> Result<HistoryVi
 }
 
 /// The user's membership in a state snapshot, if any.
-pub async fn membership_at(pool: &Store, snapshot: i64, user: &UserId) -> Result<Option<MembershipState>> {
+pub(crate) async fn membership_at(pool: &Store, snapshot: i64, user: &UserId) -> Result<Option<MembershipState>> {
     let key = (snapshot, user.to_owned());
     let facts = pool.cache::<RoomFacts>();
     if let Some(known) = facts.memberships.get(&key) {
@@ -93,7 +93,7 @@ async fn snapshot_content(pool: &Store, snapshot: i64, event_type: &str, state_k
 
 /// The member events of `users` in a state snapshot (those who have one): what lazy-loading
 /// sync sends for a timeline's senders again and again.
-pub async fn member_events_at(pool: &Store, snapshot: i64, users: &[String]) -> Result<Vec<StateEntry>> {
+pub(crate) async fn member_events_at(pool: &Store, snapshot: i64, users: &[String]) -> Result<Vec<StateEntry>> {
     let facts = pool.cache::<RoomFacts>();
     let mut found = Vec::new();
     let mut missing = Vec::new();

@@ -22,20 +22,20 @@ const MAX_ROOMS_WALKED: usize = 1000;
 /// Bound on the other servers asked for one request: each answer may take a while.
 const MAX_REMOTE_REQUESTS: usize = 20;
 
-pub struct HierarchyRequest<'a> {
+pub(crate) struct HierarchyRequest<'a> {
     pub from: Option<&'a str>,
     pub limit: Option<usize>,
     pub max_depth: Option<usize>,
     pub suggested_only: bool,
 }
 
-pub struct HierarchyPage {
+pub(crate) struct HierarchyPage {
     pub rooms: Vec<Value>,
     pub next_batch: Option<String>,
 }
 
 /// A room this server is not in, as a server in it describes it.
-pub struct RemoteSpace {
+pub(crate) struct RemoteSpace {
     /// The room's summary with its `children_state` (the spec's `SpaceHierarchyParentSummary`).
     pub room: Value,
     /// Summaries of its children that the answering server showed us (no `children_state`).
@@ -43,7 +43,7 @@ pub struct RemoteSpace {
 }
 
 /// Asks other servers about rooms this server is not in.
-pub trait RemoteRooms {
+pub(crate) trait RemoteRooms {
     /// The room as one of `via` describes it, or `None` when none of them answers.
     fn space(
         &self,
@@ -54,7 +54,7 @@ pub trait RemoteRooms {
 }
 
 /// For callers that stay on this server: no other server is asked.
-pub struct LocalOnly;
+pub(crate) struct LocalOnly;
 
 impl RemoteRooms for LocalOnly {
     async fn space(&self, _: &RoomId, _: &[OwnedServerName], _: bool) -> Option<RemoteSpace> {
@@ -69,7 +69,7 @@ struct Queued {
     via: Vec<OwnedServerName>,
 }
 
-pub async fn hierarchy(
+pub(crate) async fn hierarchy(
     pool: &Store,
     remote: &impl RemoteRooms,
     user: &UserId,
@@ -160,7 +160,7 @@ async fn local_space(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<Op
 }
 
 /// The room's `m.space.child` events in the stripped form hierarchies show.
-pub fn children_state(state: &CurrentState) -> Vec<Value> {
+pub(crate) fn children_state(state: &CurrentState) -> Vec<Value> {
     state
         .events_of_type("m.space.child")
         .map(|child| {
@@ -178,7 +178,7 @@ pub fn children_state(state: &CurrentState) -> Vec<Value> {
 /// The children worth following, in the spec's order: by `order` (children without one
 /// last), then by when the child was added, then by room id. A child without `via` is no
 /// child (the spec's way of removing one); with `suggested_only`, only suggested ones count.
-pub fn children_in_order(children_state: &Value, suggested_only: bool) -> Vec<Value> {
+pub(crate) fn children_in_order(children_state: &Value, suggested_only: bool) -> Vec<Value> {
     let mut children: Vec<Value> = children_state
         .as_array()
         .into_iter()

@@ -10,7 +10,7 @@ use crate::store::Store;
 use ruma::{OwnedRoomId, RoomId, ServerName};
 use serde_json::Value;
 
-pub struct ServedSpace {
+pub(crate) struct ServedSpace {
     /// The summary with `children_state` (the spec's `SpaceHierarchyParentSummary`).
     pub room: Value,
     pub children: Vec<Value>,
@@ -19,7 +19,7 @@ pub struct ServedSpace {
 
 /// The space `room_id` for `origin`; not found when this server does not know the room or
 /// `origin` may not see it (the spec's 404 covers both, so nothing leaks).
-pub async fn space_for_server(
+pub(crate) async fn space_for_server(
     pool: &Store,
     origin: &ServerName,
     room_id: &RoomId,

@@ -10,7 +10,7 @@ use crate::rooms::send::append;
 use ruma::events::room::member::MembershipState;
 use ruma::{RoomId, UserId};
 
-pub async fn knock(ctx: RoomCtx<'_>, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
+pub(crate) async fn knock(ctx: RoomCtx<'_>, room_id: &RoomId, user: &UserId, reason: Option<&str>) -> Result<()> {
     if db::rooms::version(ctx.pool, room_id.as_str()).await?.is_none() {
         return Err(Error::not_found(format!(
             "Room {room_id} is not known to this server; knock through a server in it (via)"

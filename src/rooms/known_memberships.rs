@@ -22,26 +22,26 @@ const MAX_USERS: usize = 100_000;
 
 /// A user's memberships and the position they are valid through.
 #[derive(Clone)]
-pub struct KnownMemberships {
+pub(crate) struct KnownMemberships {
     pub rows: Arc<Vec<MembershipRow>>,
     pub valid_through: i64,
 }
 
 /// The memberships of each user a store's syncs read.
 #[derive(Default)]
-pub struct MembershipCache(Mutex<HashMap<String, KnownMemberships>>);
+pub(crate) struct MembershipCache(Mutex<HashMap<String, KnownMemberships>>);
 
 impl MembershipCache {
     fn entries(&self) -> MutexGuard<'_, HashMap<String, KnownMemberships>> {
         self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn get(&self, user: &UserId) -> Option<KnownMemberships> {
+    pub(crate) fn get(&self, user: &UserId) -> Option<KnownMemberships> {
         self.entries().get(user.as_str()).cloned()
     }
 
     /// Keeps `rows`, read after everything up to `valid_through` had committed.
-    pub fn put(&self, user: &UserId, rows: Vec<MembershipRow>, valid_through: i64) {
+    pub(crate) fn put(&self, user: &UserId, rows: Vec<MembershipRow>, valid_through: i64) {
         let mut entries = self.entries();
         if entries.len() >= MAX_USERS && !entries.contains_key(user.as_str()) {
             entries.clear();
@@ -50,7 +50,7 @@ impl MembershipCache {
     }
 
     /// Drops the user's entry: their memberships moved.
-    pub fn forget(&self, user: &UserId) {
+    pub(crate) fn forget(&self, user: &UserId) {
         self.entries().remove(user.as_str());
     }
 }

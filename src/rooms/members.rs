@@ -11,7 +11,7 @@ use ruma::events::room::member::MembershipState;
 use ruma::{RoomId, UserId};
 use serde_json::Value;
 
-pub struct MemberFilter<'a> {
+pub(crate) struct MemberFilter<'a> {
     /// A pagination token: list the members as of that point.
     pub at: Option<&'a str>,
     pub membership: Option<&'a str>,
@@ -20,7 +20,12 @@ pub struct MemberFilter<'a> {
 
 /// `GET /rooms/{roomId}/members`: member events, as of `at` if given. A former member sees
 /// the list as it was when they left, never later.
-pub async fn members(pool: &Store, user: &UserId, room_id: &RoomId, filter: MemberFilter<'_>) -> Result<Vec<Value>> {
+pub(crate) async fn members(
+    pool: &Store,
+    user: &UserId,
+    room_id: &RoomId,
+    filter: MemberFilter<'_>,
+) -> Result<Vec<Value>> {
     // Establishes access (member, former member, or world-readable) and gives the default.
     let mut entries = readable_state(pool, user, room_id).await?;
     if let Some(token) = filter.at {
@@ -56,7 +61,7 @@ pub async fn members(pool: &Store, user: &UserId, room_id: &RoomId, filter: Memb
 }
 
 /// `POST /rooms/{roomId}/forget`: only rooms the user has left (or was banned from).
-pub async fn forget(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<()> {
+pub(crate) async fn forget(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<()> {
     match db::rooms::membership(pool, room_id.as_str(), user.as_str()).await? {
         None => Err(Error::not_found("You have never been in this room")),
         Some(m) if m.membership == MembershipState::Leave || m.membership == MembershipState::Ban => {
@@ -72,7 +77,7 @@ pub async fn forget(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<()>
 /// Who invited `user` to `room_id` as a direct chat (`is_direct` on the invite), if the user's
 /// pending invite there is one: an edge without invite prompts (XMPP) accepts those on the
 /// user's behalf, as a one-to-one conversation simply begins there.
-pub async fn direct_inviter(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<Option<ruma::OwnedUserId>> {
+pub(crate) async fn direct_inviter(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<Option<ruma::OwnedUserId>> {
     let Some(entry) = db::state::current_state_event(pool, room_id.as_str(), "m.room.member", user.as_str()).await?
     else {
         return Ok(None);

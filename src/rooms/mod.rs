@@ -1,45 +1,45 @@
 //! Rooms as federation-ready event DAGs: building, authorising and storing events, room
 //! creation, membership, and reading history and state.
 
-pub mod aliases;
+pub(crate) mod aliases;
 pub mod build;
-pub mod context;
+pub(crate) mod context;
 pub mod create;
-pub mod current_state;
-pub mod directory;
-pub mod facts;
+pub(crate) mod current_state;
+pub(crate) mod directory;
+pub(crate) mod facts;
 pub mod filter;
-pub mod hierarchy;
-pub mod hierarchy_served;
-pub mod knock;
-pub mod known_memberships;
-pub mod members;
+pub(crate) mod hierarchy;
+pub(crate) mod hierarchy_served;
+pub(crate) mod knock;
+pub(crate) mod known_memberships;
+pub(crate) mod members;
 pub mod membership;
-pub mod membership_action;
-pub mod pagination;
+pub(crate) mod membership_action;
+pub(crate) mod pagination;
 pub mod pdu;
-pub mod power;
-pub mod read;
-pub mod receipts;
-pub mod redact;
-pub mod relations;
-pub mod reports;
-pub mod resolve;
-pub mod resolve_v1;
-pub mod restricted;
+pub(crate) mod power;
+pub(crate) mod read;
+pub(crate) mod receipts;
+pub(crate) mod redact;
+pub(crate) mod relations;
+pub(crate) mod reports;
+pub(crate) mod resolve;
+pub(crate) mod resolve_v1;
+pub(crate) mod restricted;
 pub mod send;
-pub mod served;
-pub mod shadow_ban;
-pub mod state_event;
-pub mod summary;
-pub mod transaction_ids;
-pub mod typing;
-pub mod unchanged;
-pub mod upgrade;
+pub(crate) mod served;
+pub(crate) mod shadow_ban;
+pub(crate) mod state_event;
+pub(crate) mod summary;
+pub(crate) mod transaction_ids;
+pub(crate) mod typing;
+pub(crate) mod unchanged;
+pub(crate) mod upgrade;
 pub mod verify;
-pub mod visibility;
+pub(crate) mod visibility;
 
-pub use state_event::send_state_event;
+pub(crate) use state_event::send_state_event;
 
 use crate::error::{Error, Result};
 use crate::signing_key::SigningKey;
@@ -60,7 +60,7 @@ pub struct RoomCtx<'a> {
 /// Room versions Hearth creates and serves: all the stable ones. Versions 1 and 2 name events
 /// `$id:server` and list `prev_events` as pairs (see `build`), and version 1 resolves state
 /// with the original algorithm (`resolve_v1`).
-pub const SUPPORTED_VERSIONS: &[RoomVersionId] = &[
+pub(crate) const SUPPORTED_VERSIONS: &[RoomVersionId] = &[
     RoomVersionId::V1,
     RoomVersionId::V2,
     RoomVersionId::V3,

@@ -7,11 +7,11 @@ use crate::error::Result;
 /// lets `from` and `to` be any token the server handed out, so those are accepted too
 /// (`streams::token` reads both). History backfilled from other servers sits at negative
 /// positions (below everything received live), so a page token may be negative.
-pub fn parse_token(token: &str) -> Result<i64> {
+pub(crate) fn parse_token(token: &str) -> Result<i64> {
     crate::streams::token::decode(token)
 }
 
 /// The token of the point just after the event at `position`.
-pub fn page_token(position: i64) -> String {
+pub(crate) fn page_token(position: i64) -> String {
     crate::streams::token::encode_page(position)
 }

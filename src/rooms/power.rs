@@ -9,11 +9,11 @@ use ruma::RoomId;
 use serde_json::Value;
 
 /// The current state entries power levels are read from.
-pub const POWER_KEYS: [(&str, &str); 2] = [("m.room.create", ""), ("m.room.power_levels", "")];
+pub(crate) const POWER_KEYS: [(&str, &str); 2] = [("m.room.create", ""), ("m.room.power_levels", "")];
 
 /// The current power levels content and the room's creators (the create event's sender and,
 /// in room version 12, its `additional_creators`).
-pub struct PowerLevels {
+pub(crate) struct PowerLevels {
     pub content: Value,
     pub creators: Vec<String>,
     /// Whether creators outrank everyone (room version 12).
@@ -21,14 +21,14 @@ pub struct PowerLevels {
 }
 
 impl PowerLevels {
-    pub async fn current(pool: &Store, room_id: &RoomId) -> Result<PowerLevels> {
+    pub(crate) async fn current(pool: &Store, room_id: &RoomId) -> Result<PowerLevels> {
         let entries = db::state::current_state_for_keys(pool, room_id.as_str(), &POWER_KEYS).await?;
         PowerLevels::from_state(room_id, &entries)
     }
 
     /// From state entries that include the room's create event and, if it has one, its power
     /// levels event (see [`POWER_KEYS`]); other entries are passed over.
-    pub fn from_state(room_id: &RoomId, entries: &[db::state::StateEntry]) -> Result<PowerLevels> {
+    pub(crate) fn from_state(room_id: &RoomId, entries: &[db::state::StateEntry]) -> Result<PowerLevels> {
         let find = |event_type: &str| {
             entries.iter().find(|entry| entry.event_type == event_type && entry.state_key.is_empty())
         };
@@ -58,7 +58,7 @@ impl PowerLevels {
     }
 
     /// A user's level; creators of a v12 room outrank any number.
-    pub fn of(&self, user: &str) -> i64 {
+    pub(crate) fn of(&self, user: &str) -> i64 {
         if self.creators_are_privileged && self.creators.iter().any(|creator| creator == user) {
             return i64::MAX;
         }
@@ -70,11 +70,11 @@ impl PowerLevels {
     }
 
     /// The level needed to send a state event of `event_type`.
-    pub fn for_state_event(&self, event_type: &str) -> i64 {
+    pub(crate) fn for_state_event(&self, event_type: &str) -> i64 {
         self.content["events"][event_type].as_i64().or_else(|| self.content["state_default"].as_i64()).unwrap_or(50)
     }
 
-    pub fn invite(&self) -> i64 {
+    pub(crate) fn invite(&self) -> i64 {
         self.content["invite"].as_i64().unwrap_or(0)
     }
 }

@@ -28,7 +28,7 @@ async fn ensure_room(pool: &Store, room_id: &RoomId) -> Result<()> {
 }
 
 /// `GET /rooms/{roomId}/event/{eventId}`.
-pub async fn event(pool: &Store, user: &UserId, room_id: &RoomId, event_id: &str) -> Result<Value> {
+pub(crate) async fn event(pool: &Store, user: &UserId, room_id: &RoomId, event_id: &str) -> Result<Value> {
     let not_found = || Error::not_found("Event not found");
     let stored = db::events::by_id(pool, event_id).await?.ok_or_else(not_found)?;
     if stored.room_id != room_id.as_str() {
@@ -73,7 +73,7 @@ pub(crate) async fn readable_state(
 }
 
 /// `GET /rooms/{roomId}/state`.
-pub async fn state(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<Vec<Value>> {
+pub(crate) async fn state(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<Vec<Value>> {
     let entries = readable_state(pool, user, room_id).await?;
     let rules = facts::rules(pool, room_id).await?;
     let served = served::apply_to_state(pool, &rules.redaction, &entries).await?;
@@ -81,7 +81,7 @@ pub async fn state(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<Vec<
 }
 
 /// `GET /rooms/{roomId}/state/{eventType}/{stateKey}`: the event's content.
-pub async fn state_event(
+pub(crate) async fn state_event(
     pool: &Store,
     user: &UserId,
     room_id: &RoomId,
@@ -101,7 +101,7 @@ pub async fn state_event(
 }
 
 /// A page of history.
-pub struct Page {
+pub(crate) struct Page {
     pub chunk: Vec<Value>,
     pub start: String,
     pub end: Option<String>,
@@ -111,7 +111,7 @@ pub struct Page {
 
 /// What a `/messages` request asks for.
 #[derive(Clone, Copy)]
-pub struct HistoryRequest<'a> {
+pub(crate) struct HistoryRequest<'a> {
     pub from: Option<&'a str>,
     pub to: Option<&'a str>,
     pub backwards: bool,
@@ -120,13 +120,18 @@ pub struct HistoryRequest<'a> {
 }
 
 /// `GET /rooms/{roomId}/messages`.
-pub async fn messages(pool: &Store, user: &UserId, room_id: &RoomId, request: HistoryRequest<'_>) -> Result<Page> {
+pub(crate) async fn messages(
+    pool: &Store,
+    user: &UserId,
+    room_id: &RoomId,
+    request: HistoryRequest<'_>,
+) -> Result<Page> {
     history_page(pool, user, room_id, request, Access::Member).await
 }
 
 /// `GET /_synapse/admin/v1/rooms/{roomId}/messages`: a page of history as `/messages` serves
 /// it, for a server admin, whatever their membership and the room's history visibility.
-pub async fn messages_as_admin(
+pub(crate) async fn messages_as_admin(
     pool: &Store,
     admin: &UserId,
     room_id: &RoomId,
@@ -138,7 +143,7 @@ pub async fn messages_as_admin(
 /// Who reads a history page: a user, through membership, history visibility and their
 /// ignore list; or a server admin, who sees every event.
 #[derive(Clone, Copy, PartialEq)]
-pub enum Access {
+pub(crate) enum Access {
     Member,
     Admin,
 }
@@ -212,7 +217,7 @@ async fn member_events(pool: &Store, room_id: &RoomId, mut users: Vec<String>) -
 
 /// The events of `types` in `rooms` that reached the timeline in `(after, upto]`, oldest
 /// first: what a live reader that is not `/sync` (the XMPP edge) delivers next.
-pub async fn timeline_between(
+pub(crate) async fn timeline_between(
     pool: &Store,
     rooms: &[String],
     types: &[&str],
@@ -228,18 +233,18 @@ pub async fn timeline_between(
 /// The stream position of `event_id` in `room_id`: where an edge that pages by event (XMPP's
 /// MAM, whose page bounds are archive ids) continues from. What the page then shows is
 /// decided by [`messages`], which checks the reader.
-pub async fn event_position(pool: &Store, room_id: &RoomId, event_id: &str) -> Result<i64> {
+pub(crate) async fn event_position(pool: &Store, room_id: &RoomId, event_id: &str) -> Result<i64> {
     let event = db::events::by_id(pool, event_id).await?.filter(|event| event.room_id == room_id.as_str());
     event.and_then(|event| event.stream_position).ok_or_else(|| Error::not_found("No such event in this room"))
 }
 
 /// `GET /joined_rooms`.
-pub async fn joined_rooms(pool: &Store, user: &UserId) -> Result<Vec<String>> {
+pub(crate) async fn joined_rooms(pool: &Store, user: &UserId) -> Result<Vec<String>> {
     Ok(db::rooms::joined_rooms(pool, user.as_str()).await?)
 }
 
 /// `GET /rooms/{roomId}/joined_members`: for members only.
-pub async fn joined_members(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<Vec<(String, Value)>> {
+pub(crate) async fn joined_members(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<Vec<(String, Value)>> {
     ensure_room(pool, room_id).await?;
     if current_membership(pool, room_id, user).await? != Some(MembershipState::Join) {
         return Err(Error::forbidden("You are not a member of this room"));
@@ -263,7 +268,7 @@ pub async fn joined_members(pool: &Store, user: &UserId, room_id: &RoomId) -> Re
 /// Events by number in the client format (redacted where a redaction applies), for readers
 /// that already know the user may see them (the user's own notifications). Events not found
 /// are left out.
-pub async fn client_events_by_nid(pool: &Store, nids: &[i64]) -> Result<HashMap<i64, Value>> {
+pub(crate) async fn client_events_by_nid(pool: &Store, nids: &[i64]) -> Result<HashMap<i64, Value>> {
     let mut by_room: HashMap<String, Vec<(i64, Pdu)>> = HashMap::new();
     for event in db::events::by_nids(pool, nids).await? {
         let pdu = Pdu::from_stored(&event.event_id, &event.json)?;

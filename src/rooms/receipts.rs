@@ -13,13 +13,13 @@ use crate::time::now_ms;
 use ruma::{RoomId, UserId};
 use serde_json::json;
 
-pub const READ: &str = "m.read";
-pub const READ_PRIVATE: &str = "m.read.private";
-pub const FULLY_READ: &str = "m.fully_read";
+pub(crate) const READ: &str = "m.read";
+pub(crate) const READ_PRIVATE: &str = "m.read.private";
+pub(crate) const FULLY_READ: &str = "m.fully_read";
 
 /// `POST /rooms/{roomId}/receipt/{receiptType}/{eventId}`; `thread_id` is `None` for an
 /// unthreaded receipt.
-pub async fn post_receipt(
+pub(crate) async fn post_receipt(
     pool: &Store,
     streams: &Streams,
     user: &UserId,
@@ -60,7 +60,7 @@ pub async fn post_receipt(
 
 /// `POST /rooms/{roomId}/read_markers`: every marker is checked before any is written, so a
 /// bad one changes nothing.
-pub async fn set_read_markers(
+pub(crate) async fn set_read_markers(
     pool: &Store,
     streams: &Streams,
     user: &UserId,
@@ -100,7 +100,7 @@ pub async fn set_read_markers(
 /// (saying "forbidden" would tell that an event exists).
 /// Receipts in `rooms` changed in `(after, upto]` that `viewer` may see (private ones only
 /// when theirs), in order: for a live reader that keeps its own position (the XMPP edge).
-pub async fn changes_between(
+pub(crate) async fn changes_between(
     pool: &Store,
     rooms: &[String],
     viewer: &UserId,
@@ -130,7 +130,7 @@ async fn visible_event_position(pool: &Store, user: &UserId, room_id: &RoomId, e
 
 /// A remote user's public receipt, as their server sent it (`m.receipt`): kept when the user
 /// is joined and the event is one this server has in the room's timeline.
-pub async fn receive_remote(
+pub(crate) async fn receive_remote(
     pool: &Store,
     streams: &Streams,
     room_id: &RoomId,

@@ -11,7 +11,7 @@ use ruma::{EventId, OwnedEventId, RoomId, UserId};
 use serde_json::json;
 
 /// Sends an `m.room.redaction` of `event_id`.
-pub async fn redact_event(
+pub(crate) async fn redact_event(
     ctx: RoomCtx<'_>,
     room_id: &RoomId,
     sender: &UserId,

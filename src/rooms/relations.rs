@@ -19,7 +19,7 @@ use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
 
 /// How deep `recurse=true` follows children of children (the spec recommends at least 3).
-pub const RECURSION_DEPTH: i32 = 3;
+pub(crate) const RECURSION_DEPTH: i32 = 3;
 /// `/relations` and `/threads` page sizes: the default, and the most one page may hold.
 const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 1000;
@@ -31,7 +31,7 @@ const MAX_BUNDLED_REFERENCES: i64 = 1000;
 
 /// An event's relationship to its parent, as its content states it.
 #[derive(Clone, Debug)]
-pub struct Relation {
+pub(crate) struct Relation {
     pub rel_type: String,
     pub parent: OwnedEventId,
     /// The key of an `m.annotation`.
@@ -40,7 +40,7 @@ pub struct Relation {
 
 /// The event's `m.relates_to`, if it has a well-formed one with a `rel_type` (replies, which
 /// have none, are not relations here). Malformed relationships are ignored, as the spec says.
-pub fn relation_of(pdu: &Pdu) -> Option<Relation> {
+pub(crate) fn relation_of(pdu: &Pdu) -> Option<Relation> {
     let content = pdu.content_value();
     let relates_to = content.get("m.relates_to")?.as_object()?;
     // A relation type is an identifier (at most 255 bytes, as event types): a longer one is
@@ -56,7 +56,7 @@ pub fn relation_of(pdu: &Pdu) -> Option<Relation> {
 
 /// Records what an event being stored points at: the event it redacts, and its parent.
 /// Called by `append::persist`, inside the event's transaction.
-pub async fn record(conn: &mut PgConnection, room_id: &RoomId, pdu: &Pdu, event_nid: i64) -> Result<()> {
+pub(crate) async fn record(conn: &mut PgConnection, room_id: &RoomId, pdu: &Pdu, event_nid: i64) -> Result<()> {
     if pdu.kind == TimelineEventType::RoomRedaction
         && let Some(target) = &pdu.redacts
         && let Some(&target_nid) = db::events::intern_event_ids(conn, &[target.to_string()]).await?.first()
@@ -88,7 +88,7 @@ pub async fn record(conn: &mut PgConnection, room_id: &RoomId, pdu: &Pdu, event_
 /// relations): the parent, when known, must be in the same room; a thread cannot start from
 /// an event that is itself a child (400 `M_UNKNOWN`, as the spec says); nobody annotates the
 /// same event twice with the same key (400 `M_DUPLICATE_ANNOTATION`).
-pub async fn check_new(conn: &mut PgConnection, room_id: &RoomId, pdu: &Pdu) -> Result<()> {
+pub(crate) async fn check_new(conn: &mut PgConnection, room_id: &RoomId, pdu: &Pdu) -> Result<()> {
     let Some(relation) = relation_of(pdu) else { return Ok(()) };
     let parent = db::events::by_id(&mut *conn, relation.parent.as_str()).await?;
     if let Some(parent) = &parent
@@ -130,7 +130,7 @@ pub async fn check_new(conn: &mut PgConnection, room_id: &RoomId, pdu: &Pdu) -> 
 /// Serving events with their bundled aggregations (spec: "Aggregations of child events").
 impl Viewer<'_> {
     /// Client-format events: redacted where a redaction applies, with bundled aggregations.
-    pub async fn serve(&self, events: Vec<(StoredEvent, Pdu)>) -> Result<Vec<Value>> {
+    pub(crate) async fn serve(&self, events: Vec<(StoredEvent, Pdu)>) -> Result<Vec<Value>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -286,7 +286,7 @@ fn page_limit(limit: Option<usize>) -> usize {
 }
 
 /// `GET /rooms/{roomId}/relations/{eventId}[/{relType}[/{eventType}]]`.
-pub struct RelationsQuery<'a> {
+pub(crate) struct RelationsQuery<'a> {
     pub room_id: &'a RoomId,
     pub event_id: &'a EventId,
     pub rel_type: Option<&'a str>,
@@ -298,7 +298,7 @@ pub struct RelationsQuery<'a> {
     pub recurse: bool,
 }
 
-pub struct RelationsPage {
+pub(crate) struct RelationsPage {
     pub chunk: Vec<Value>,
     pub next_batch: Option<String>,
     pub prev_batch: Option<String>,
@@ -307,7 +307,7 @@ pub struct RelationsPage {
 
 /// The children of an event the user may see, newest first by default. Tokens are stream
 /// positions, as `/messages` uses, so tokens from `/messages` and `/sync` work here too.
-pub async fn relations(pool: &Store, user: &UserId, query: RelationsQuery<'_>) -> Result<RelationsPage> {
+pub(crate) async fn relations(pool: &Store, user: &UserId, query: RelationsQuery<'_>) -> Result<RelationsPage> {
     let viewer = Viewer::with_access(pool, user, query.room_id).await?;
     let not_found = || Error::not_found("Event not found");
     let parent = db::events::by_id(pool, query.event_id.as_str())
@@ -357,7 +357,7 @@ pub async fn relations(pool: &Store, user: &UserId, query: RelationsQuery<'_>) -
 
 /// `GET /rooms/{roomId}/threads`: thread roots the user may see, newest activity first. The
 /// token `s{N}` continues with threads whose latest reply is at or before position N.
-pub async fn threads(
+pub(crate) async fn threads(
     pool: &Store,
     user: &UserId,
     room_id: &RoomId,

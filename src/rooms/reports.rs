@@ -18,7 +18,7 @@ fn check_reason(reason: Option<&str>) -> Result<()> {
 
 /// `POST /rooms/{roomId}/report/{eventId}`: only events the reporter can see; otherwise 404,
 /// so reports cannot probe for hidden events.
-pub async fn report_event(
+pub(crate) async fn report_event(
     pool: &Store,
     reporter: &UserId,
     room_id: &RoomId,
@@ -43,7 +43,7 @@ pub async fn report_event(
 }
 
 /// `POST /rooms/{roomId}/report`.
-pub async fn report_room(pool: &Store, reporter: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
+pub(crate) async fn report_room(pool: &Store, reporter: &UserId, room_id: &RoomId, reason: Option<&str>) -> Result<()> {
     check_reason(reason)?;
     if db::rooms::version(pool, room_id.as_str()).await?.is_none() {
         return Err(Error::not_found("Unknown room"));
@@ -52,7 +52,7 @@ pub async fn report_room(pool: &Store, reporter: &UserId, room_id: &RoomId, reas
 }
 
 /// `POST /users/{userId}/report`.
-pub async fn report_user(pool: &Store, reporter: &UserId, user_id: &UserId, reason: Option<&str>) -> Result<()> {
+pub(crate) async fn report_user(pool: &Store, reporter: &UserId, user_id: &UserId, reason: Option<&str>) -> Result<()> {
     check_reason(reason)?;
     if !db::users::exists(pool, user_id.as_str()).await? {
         return Err(Error::not_found("Unknown user"));

@@ -16,7 +16,7 @@ use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
 
 /// Resolves the states of the given snapshots into a new full snapshot and returns its id.
-pub async fn resolve_snapshots(
+pub(crate) async fn resolve_snapshots(
     conn: &mut PgConnection,
     room_id: &RoomId,
     rules: &RoomVersionRules,

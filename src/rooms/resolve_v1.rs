@@ -21,7 +21,7 @@ use sha1::{Digest, Sha1};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Resolves `states` into one. `fetch` must give every event the states name.
-pub fn resolve_v1(
+pub(crate) fn resolve_v1(
     rules: &AuthorizationRules,
     states: &[StateMap<OwnedEventId>],
     fetch: impl Fn(&EventId) -> Option<Pdu>,

@@ -21,7 +21,7 @@ async fn current_content(pool: &Store, room_id: &RoomId, event_type: &str) -> Re
 }
 
 /// The user to name in `join_authorised_via_users_server`, if this join needs one.
-pub async fn join_authoriser(
+pub(crate) async fn join_authoriser(
     pool: &Store,
     server_name: &ServerName,
     room_id: &RoomId,

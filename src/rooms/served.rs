@@ -18,7 +18,7 @@ use std::collections::HashMap;
 
 /// An event as clients and the authorisation rules see it: redacted if a redaction applies.
 #[derive(Clone, Debug)]
-pub struct Served {
+pub(crate) struct Served {
     pub event_nid: i64,
     /// The redacted form when `redaction` is set, else the event as stored.
     pub pdu: Pdu,
@@ -27,7 +27,7 @@ pub struct Served {
 
 impl Served {
     /// The client-format event, with `unsigned.redacted_because` when redacted.
-    pub fn client_event(&self, room_id: &RoomId) -> Value {
+    pub(crate) fn client_event(&self, room_id: &RoomId) -> Value {
         let mut event = self.pdu.to_client_event(room_id);
         if let Some(redaction) = &self.redaction {
             event["unsigned"]["redacted_because"] = redaction.to_client_event(room_id);
@@ -37,13 +37,17 @@ impl Served {
 }
 
 /// Applies the redactions that exist for `events` (event number and parsed event).
-pub async fn apply(db: impl PgExecutor<'_>, rules: &RedactionRules, events: Vec<(i64, Pdu)>) -> Result<Vec<Served>> {
+pub(crate) async fn apply(
+    db: impl PgExecutor<'_>,
+    rules: &RedactionRules,
+    events: Vec<(i64, Pdu)>,
+) -> Result<Vec<Served>> {
     let nids: Vec<i64> = events.iter().map(|(nid, _)| *nid).collect();
     apply_among(db, rules, events, &nids).await
 }
 
 /// Like [`apply`] when only `candidates` (event numbers) can have a redaction.
-pub async fn apply_among(
+pub(crate) async fn apply_among(
     db: impl PgExecutor<'_>,
     rules: &RedactionRules,
     events: Vec<(i64, Pdu)>,
@@ -57,7 +61,7 @@ pub async fn apply_among(
 }
 
 /// An event as served, given the redaction that applies to it (if any).
-pub fn serve(rules: &RedactionRules, event_nid: i64, pdu: Pdu, redaction: Option<Pdu>) -> Result<Served> {
+pub(crate) fn serve(rules: &RedactionRules, event_nid: i64, pdu: Pdu, redaction: Option<Pdu>) -> Result<Served> {
     match redaction {
         Some(redaction) => Ok(Served { event_nid, pdu: redacted(&pdu, rules)?, redaction: Some(redaction) }),
         None => Ok(Served { event_nid, pdu, redaction: None }),
@@ -65,7 +69,7 @@ pub fn serve(rules: &RedactionRules, event_nid: i64, pdu: Pdu, redaction: Option
 }
 
 /// Parses state entries and applies their redactions.
-pub async fn apply_to_state(
+pub(crate) async fn apply_to_state(
     db: impl PgExecutor<'_>,
     rules: &RedactionRules,
     entries: &[db::state::StateEntry],
@@ -81,7 +85,7 @@ pub async fn apply_to_state(
 }
 
 /// The event as the redaction algorithm of its room version leaves it.
-pub fn redacted(pdu: &Pdu, rules: &RedactionRules) -> Result<Pdu> {
+pub(crate) fn redacted(pdu: &Pdu, rules: &RedactionRules) -> Result<Pdu> {
     let object = redact(pdu.json.clone(), rules, None)
         .map_err(|e| Error::internal(format!("redacting {}: {e}", pdu.event_id)))?;
     Pdu::from_canonical(pdu.event_id.clone(), object)

@@ -11,13 +11,13 @@ use crate::users::{Session, tokens};
 use ruma::{OwnedEventId, UserId};
 
 /// Whether what `user` sends to others is to be dropped while answered as done.
-pub async fn is_shadow_banned(pool: &Store, user: &UserId) -> Result<bool> {
+pub(crate) async fn is_shadow_banned(pool: &Store, user: &UserId) -> Result<bool> {
     Ok(db::admin_users::is_shadow_banned(pool, user.as_str()).await?)
 }
 
 /// `Some(made-up event id)` when the session's user is shadow-banned (as read with its token):
 /// the caller answers with it and sends nothing.
-pub fn fake_event_id(session: &Session) -> Result<Option<OwnedEventId>> {
+pub(crate) fn fake_event_id(session: &Session) -> Result<Option<OwnedEventId>> {
     if !session.shadow_banned {
         return Ok(None);
     }

@@ -15,7 +15,7 @@ use ruma::events::StateEventType;
 use ruma::{OwnedEventId, RoomId, UserId};
 use serde_json::Value;
 
-pub async fn send_state_event(
+pub(crate) async fn send_state_event(
     ctx: RoomCtx<'_>,
     room_id: &RoomId,
     sender: &UserId,

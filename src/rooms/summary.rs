@@ -11,12 +11,12 @@ use serde_json::{Value, json};
 use std::collections::HashMap;
 
 /// The room's current state as `type → state_key → (content, event)`.
-pub struct CurrentState {
+pub(crate) struct CurrentState {
     entries: HashMap<(String, String), Pdu>,
 }
 
 impl CurrentState {
-    pub async fn load(pool: &Store, room_id: &RoomId) -> Result<CurrentState> {
+    pub(crate) async fn load(pool: &Store, room_id: &RoomId) -> Result<CurrentState> {
         let mut entries = HashMap::new();
         for entry in db::state::current_state(pool, room_id.as_str()).await? {
             let pdu = Pdu::from_stored(&entry.event_id, &entry.json)?;
@@ -25,29 +25,29 @@ impl CurrentState {
         Ok(CurrentState { entries })
     }
 
-    pub fn content(&self, event_type: &str, state_key: &str) -> Value {
+    pub(crate) fn content(&self, event_type: &str, state_key: &str) -> Value {
         self.entries.get(&(event_type.to_owned(), state_key.to_owned())).map(Pdu::content_value).unwrap_or(Value::Null)
     }
 
-    pub fn events_of_type<'a>(&'a self, event_type: &'a str) -> impl Iterator<Item = &'a Pdu> + 'a {
+    pub(crate) fn events_of_type<'a>(&'a self, event_type: &'a str) -> impl Iterator<Item = &'a Pdu> + 'a {
         self.entries.iter().filter(move |((kind, _), _)| kind == event_type).map(|(_, pdu)| pdu)
     }
 
-    pub fn join_rule(&self) -> String {
+    pub(crate) fn join_rule(&self) -> String {
         self.content("m.room.join_rules", "")["join_rule"].as_str().unwrap_or("invite").to_owned()
     }
 
-    pub fn membership(&self, user: &UserId) -> Option<String> {
+    pub(crate) fn membership(&self, user: &UserId) -> Option<String> {
         self.content("m.room.member", user.as_str())["membership"].as_str().map(str::to_owned)
     }
 
-    pub fn world_readable(&self) -> bool {
+    pub(crate) fn world_readable(&self) -> bool {
         self.content("m.room.history_visibility", "")["history_visibility"] == "world_readable"
     }
 }
 
 /// The spec's room summary object (as in `/hierarchy` and `/publicRooms` chunks).
-pub async fn summary(pool: &Store, room_id: &RoomId, state: &CurrentState) -> Result<Value> {
+pub(crate) async fn summary(pool: &Store, room_id: &RoomId, state: &CurrentState) -> Result<Value> {
     let joined = db::rooms::joined_members(pool, room_id.as_str()).await?.len();
     let create = state.content("m.room.create", "");
     let mut summary = json!({
@@ -76,7 +76,7 @@ pub async fn summary(pool: &Store, room_id: &RoomId, state: &CurrentState) -> Re
 
 /// Whether `user` may look at the room from outside: they are in it or invited, it is open
 /// to joins or knocks, it is world-readable, or its restriction admits them.
-pub async fn can_preview(pool: &Store, user: &UserId, state: &CurrentState) -> Result<bool> {
+pub(crate) async fn can_preview(pool: &Store, user: &UserId, state: &CurrentState) -> Result<bool> {
     if matches!(state.membership(user).as_deref(), Some("join" | "invite")) || state.world_readable() {
         return Ok(true);
     }

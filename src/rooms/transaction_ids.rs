@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 /// Adds the transaction ids `device` of `user` sent any of `events` (client-format) with. Only
 /// the user's own events can have one, so there is nothing to read unless some are among them.
-pub async fn annotate<'a>(
+pub(crate) async fn annotate<'a>(
     pool: &Store,
     user: &UserId,
     device: &DeviceId,
@@ -34,7 +34,7 @@ pub async fn annotate<'a>(
 
 /// The transaction ids `device` of `user` sent any of `event_ids` with, by event id (an edge
 /// that names messages by the sender's own ids, as XMPP does, maps them back).
-pub async fn sent_with(
+pub(crate) async fn sent_with(
     pool: &Store,
     user: &UserId,
     device: &DeviceId,
@@ -49,7 +49,7 @@ pub async fn sent_with(
 
 /// The message event `device` of `user` sent in `room_id` with `txn_id`, if any (an XMPP
 /// correction names the message it corrects by the client's own id).
-pub async fn message_sent_with(
+pub(crate) async fn message_sent_with(
     pool: &Store,
     user: &UserId,
     device: &DeviceId,

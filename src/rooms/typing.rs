@@ -14,16 +14,16 @@ use std::time::Duration;
 
 /// Longest a client may say it types for: a client that crashes mid-sentence must not show
 /// as typing for hours. Clients renew well within this (Element every few seconds).
-pub const MAX_TIMEOUT: Duration = Duration::from_secs(120);
+pub(crate) const MAX_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long a client that names no timeout types for (the spec leaves it to the server;
 /// Synapse's value).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often each process turns expired typing into stops.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// Stops per transaction of the sweeper; more wait for the next tick.
 const SWEEP_BATCH: i64 = 500;
 
-pub async fn set_typing(
+pub(crate) async fn set_typing(
     pool: &Store,
     streams: &Streams,
     sender: &UserId,
@@ -77,7 +77,7 @@ const REMOTE_TIMEOUT_MS: i64 = 60_000;
 
 /// A remote user's typing state as their server sent it (`m.typing`); only a user joined to
 /// the room counts. Synced like a local user's.
-pub async fn receive_remote(
+pub(crate) async fn receive_remote(
     pool: &Store,
     streams: &Streams,
     room_id: &RoomId,
@@ -104,7 +104,7 @@ pub async fn receive_remote(
 
 /// Typing starts and stops (`room, user, typing`) in `rooms` in `(after, upto]`, in order:
 /// for a live reader that keeps its own position (the XMPP edge).
-pub async fn changes_between(
+pub(crate) async fn changes_between(
     pool: &Store,
     rooms: &[String],
     after: i64,
@@ -128,7 +128,7 @@ pub(crate) async fn ensure_joined(pool: &Store, user: &UserId, room_id: &RoomId)
 /// clients see the typist stop without any request from them; other servers hear of a local
 /// typist's stop too (they would otherwise show them typing until their own, longer timeout).
 /// Returns how many stopped.
-pub async fn sweep_expired(pool: &Store, streams: &Streams, local: &ServerName) -> Result<usize> {
+pub(crate) async fn sweep_expired(pool: &Store, streams: &Streams, local: &ServerName) -> Result<usize> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let now = now_ms();
@@ -156,7 +156,7 @@ pub async fn sweep_expired(pool: &Store, streams: &Streams, local: &ServerName) 
 /// streams are gone (it holds only a weak reference, so dropping the server state — a test
 /// server, say — ends the task). A sweep under way when `stop` comes finishes first, so the
 /// owner may close the pool once the task has ended.
-pub fn spawn_sweeper(
+pub(crate) fn spawn_sweeper(
     pool: Store,
     streams: std::sync::Weak<Streams>,
     local: ruma::OwnedServerName,

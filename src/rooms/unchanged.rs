@@ -15,7 +15,7 @@ use serde_json::Value;
 
 /// The current state event at `(kind, state_key)`, if `sender` sent it with exactly `content`
 /// and it has not been redacted since (a redacted event no longer says what it said).
-pub async fn standing_event(
+pub(crate) async fn standing_event(
     pool: &Store,
     room_id: &RoomId,
     sender: &UserId,

@@ -29,7 +29,7 @@ const TRANSFERABLE: &[&str] = &[
     "m.room.join_rules",
 ];
 
-pub async fn upgrade(
+pub(crate) async fn upgrade(
     ctx: RoomCtx<'_>,
     room_id: &RoomId,
     user: &UserId,

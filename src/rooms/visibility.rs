@@ -15,7 +15,7 @@ use ruma::{RoomId, UserId};
 use std::collections::{HashMap, HashSet};
 
 /// A user reading a room: what serving events to them needs.
-pub struct Viewer<'a> {
+pub(crate) struct Viewer<'a> {
     pub pool: &'a Store,
     pub user: &'a UserId,
     pub room_id: &'a RoomId,
@@ -27,14 +27,14 @@ pub struct Viewer<'a> {
 
 impl<'a> Viewer<'a> {
     /// 404 `M_NOT_FOUND` if the server does not know the room.
-    pub async fn new(pool: &'a Store, user: &'a UserId, room_id: &'a RoomId) -> Result<Viewer<'a>> {
+    pub(crate) async fn new(pool: &'a Store, user: &'a UserId, room_id: &'a RoomId) -> Result<Viewer<'a>> {
         let membership = db::rooms::membership(pool, room_id.as_str(), user.as_str()).await?.map(|m| m.membership);
         Viewer::knowing_membership(pool, user, room_id, membership).await
     }
 
     /// Like [`Viewer::new`] when the caller already knows the user's membership (a sync knows
     /// it as of the end of its window).
-    pub async fn knowing_membership(
+    pub(crate) async fn knowing_membership(
         pool: &'a Store,
         user: &'a UserId,
         room_id: &'a RoomId,
@@ -47,7 +47,7 @@ impl<'a> Viewer<'a> {
 
     /// Like [`Viewer::new`], and 403 `M_FORBIDDEN` for users who never had anything to do
     /// with the room unless it is world-readable (as `/messages`).
-    pub async fn with_access(pool: &'a Store, user: &'a UserId, room_id: &'a RoomId) -> Result<Viewer<'a>> {
+    pub(crate) async fn with_access(pool: &'a Store, user: &'a UserId, room_id: &'a RoomId) -> Result<Viewer<'a>> {
         let viewer = Viewer::new(pool, user, room_id).await?;
         if viewer.membership.is_none() && !world_readable(pool, room_id).await? {
             return Err(Error::forbidden("You are not a member of this room"));
@@ -55,18 +55,18 @@ impl<'a> Viewer<'a> {
         Ok(viewer)
     }
 
-    pub fn rules(&self) -> &RoomVersionRules {
+    pub(crate) fn rules(&self) -> &RoomVersionRules {
         &self.rules
     }
 
     /// The events the user may see (history visibility), parsed.
-    pub async fn visible(&self, events: Vec<StoredEvent>) -> Result<Vec<(StoredEvent, Pdu)>> {
+    pub(crate) async fn visible(&self, events: Vec<StoredEvent>) -> Result<Vec<(StoredEvent, Pdu)>> {
         visible(self.pool, self.user, self.joined, events).await
     }
 }
 
 /// Every event parsed, as a server admin reads them: no membership or history visibility applies.
-pub fn unfiltered(events: Vec<StoredEvent>) -> Result<Vec<(StoredEvent, Pdu)>> {
+pub(crate) fn unfiltered(events: Vec<StoredEvent>) -> Result<Vec<(StoredEvent, Pdu)>> {
     events
         .into_iter()
         .map(|event| {
@@ -168,6 +168,6 @@ pub(crate) async fn world_readable(pool: &Store, room_id: &RoomId) -> Result<boo
 
 /// Whether an ignored sender's event is left out of a timeline. State events stay (as in
 /// Synapse): hiding them would make the room's state as the client pieces it together wrong.
-pub fn hidden_by_ignore(ignored: &HashSet<String>, pdu: &Pdu) -> bool {
+pub(crate) fn hidden_by_ignore(ignored: &HashSet<String>, pdu: &Pdu) -> bool {
     pdu.state_key.is_none() && ignored.contains(pdu.sender.as_str())
 }

@@ -3,13 +3,13 @@
 //! wake-ups for those waiting on new changes — within a process and, through PostgreSQL
 //! `LISTEN/NOTIFY`, across processes on one database.
 
-pub mod notifier;
+pub(crate) mod notifier;
 mod shared_read;
-pub mod token;
-pub mod tracker;
+pub(crate) mod token;
+pub(crate) mod tracker;
 
-pub use notifier::{Audience, Notifier, OutboxKind, Waiter};
-pub use tracker::{PositionBounds, Reservation, StreamTracker};
+pub(crate) use notifier::{Audience, Notifier, OutboxKind};
+pub(crate) use tracker::{PositionBounds, Reservation, StreamTracker};
 
 use crate::error::Result;
 use sqlx::PgPool;

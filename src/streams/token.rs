@@ -11,18 +11,18 @@ use crate::error::{Error, Result};
 const PREFIX: &str = "h1_";
 const PAGE_PREFIX: &str = "s";
 
-pub fn encode(position: i64) -> String {
+pub(crate) fn encode(position: i64) -> String {
     format!("{PREFIX}{position}")
 }
 
 /// A history page's token for the point just after the event at `position`.
-pub fn encode_page(position: i64) -> String {
+pub(crate) fn encode_page(position: i64) -> String {
     format!("{PAGE_PREFIX}{position}")
 }
 
 /// Parses any stream token a client was handed (`since`, `from`, `to`, `at`). Tokens this server
 /// never handed out are the client's mistake (`M_INVALID_PARAM`), never a silent full resync.
-pub fn decode(token: &str) -> Result<i64> {
+pub(crate) fn decode(token: &str) -> Result<i64> {
     let digits = |position: &str| !position.is_empty() && position.bytes().all(|byte| byte.is_ascii_digit());
     // Page tokens may be negative: history backfilled from other servers sits below position 0.
     let page = |position: &str| digits(position.strip_prefix('-').unwrap_or(position));

@@ -11,7 +11,7 @@ use crate::sync::response::{KeyCounts, SyncBody};
 use crate::sync::types::SyncWindow;
 use ruma::{DeviceId, UserId};
 
-pub async fn section(pool: &Store, user: &UserId, window: SyncWindow) -> Result<SyncBody> {
+pub(super) async fn section(pool: &Store, user: &UserId, window: SyncWindow) -> Result<SyncBody> {
     let mut body = SyncBody::empty();
     let Some(since) = window.since else { return Ok(body) };
     let lists = device_lists::between(pool, user.as_str(), since, window.upto).await?;
@@ -22,13 +22,13 @@ pub async fn section(pool: &Store, user: &UserId, window: SyncWindow) -> Result<
 }
 
 /// `device_one_time_keys_count` and `device_unused_fallback_key_types` of the device.
-pub async fn key_counts(pool: &Store, user: &UserId, device: &DeviceId) -> Result<KeyCounts> {
+pub(super) async fn key_counts(pool: &Store, user: &UserId, device: &DeviceId) -> Result<KeyCounts> {
     let read = crate::db::e2ee_keys::key_counts_and_fallbacks(pool, user.as_str(), device.as_str()).await?;
     Ok(key_counts_of(&read))
 }
 
 /// [`key_counts`] from what another statement (the window's news) read along.
-pub fn key_counts_of(read: &crate::db::e2ee_keys::DeviceKeyCounts) -> KeyCounts {
+pub(super) fn key_counts_of(read: &crate::db::e2ee_keys::DeviceKeyCounts) -> KeyCounts {
     let (counts, fallback) = one_time_keys::counts_and_fallbacks_of(read);
     KeyCounts { device_one_time_keys_count: counts, device_unused_fallback_key_types: fallback }
 }

@@ -84,7 +84,7 @@ pub(super) struct Reuse {
 
 impl Reuse {
     /// Nothing to reuse, nothing to store: the sync is not one this cache serves.
-    pub fn none() -> Reuse {
+    pub(super) fn none() -> Reuse {
         Reuse { key: None, history_purges: 0, rooms: HashMap::new() }
     }
 }

@@ -63,7 +63,7 @@ impl LazyDevice<'_> {
     }
 
     /// An initial sync starts a new sequence: the client may have forgotten everything.
-    pub fn forget_all(&self) {
+    pub(super) fn forget_all(&self) {
         let key = (self.user.to_owned(), self.device.to_owned());
         self.pool.cache::<SentToDevices>().0.remove(&key);
     }
@@ -78,7 +78,7 @@ impl LazyDevice<'_> {
     }
 
     /// Records the member events of a response that ends at `upto`.
-    pub fn record<'e>(&self, room_id: &RoomId, events: impl Iterator<Item = (&'e str, &'e str)>, upto: i64) {
+    pub(super) fn record<'e>(&self, room_id: &RoomId, events: impl Iterator<Item = (&'e str, &'e str)>, upto: i64) {
         let sent = self.sent();
         let mut sent = sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if sent.len() > PER_DEVICE {

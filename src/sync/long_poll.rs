@@ -24,7 +24,7 @@ use tokio::time::Instant;
 /// timeout usually does — this keeps connections from living forever).
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 
-pub struct SyncRequest<'a> {
+pub(crate) struct SyncRequest<'a> {
     pub since: Option<&'a str>,
     pub timeout: Duration,
     pub full_state: bool,
@@ -39,12 +39,17 @@ pub struct SyncRequest<'a> {
 /// A sync's answer: the response body, with `next_batch`, and whether it holds anything the
 /// client did not have (an empty one is what a timed-out long-poll answers; a transport that
 /// pushes deltas skips it).
-pub struct SyncAnswer {
+pub(crate) struct SyncAnswer {
     pub response: SyncResponse,
     pub has_news: bool,
 }
 
-pub async fn sync(pool: &Store, streams: &Streams, user: &UserId, request: SyncRequest<'_>) -> Result<SyncAnswer> {
+pub(crate) async fn sync(
+    pool: &Store,
+    streams: &Streams,
+    user: &UserId,
+    request: SyncRequest<'_>,
+) -> Result<SyncAnswer> {
     // A history page's token may point into backfilled history (negative positions); as a
     // `since` it means "nothing live delivered yet", and backfilled events are never news.
     let since = request.since.map(token::decode).transpose()?.map(|position| position.max(0));

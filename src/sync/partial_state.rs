@@ -19,7 +19,7 @@ pub(super) struct PartialRooms {
 
 impl PartialRooms {
     /// Sorted from the user's memberships (as `room_memberships` holds them now).
-    pub fn of(memberships: &[MembershipRow], window: SyncWindow, options: &SyncOptions) -> PartialRooms {
+    pub(super) fn of(memberships: &[MembershipRow], window: SyncWindow, options: &SyncOptions) -> PartialRooms {
         let mut rooms = PartialRooms::default();
         if options.timeline.lazy_load_members {
             return rooms;
@@ -38,12 +38,12 @@ impl PartialRooms {
         rooms
     }
 
-    pub fn leaves_out(&self, room_id: &str) -> bool {
+    pub(super) fn leaves_out(&self, room_id: &str) -> bool {
         self.left_out.contains(room_id)
     }
 
     /// Whether the room's full state came within the window (the room was left out before).
-    pub fn completed(&self, room_id: &str) -> bool {
+    pub(super) fn completed(&self, room_id: &str) -> bool {
         self.completed.contains(room_id)
     }
 }

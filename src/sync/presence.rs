@@ -16,7 +16,7 @@ use serde_json::json;
 use std::collections::HashSet;
 
 /// Each reading is skipped when the window's news says it can find nothing.
-pub async fn section(pool: &Store, user: &UserId, window: SyncWindow, news: PresenceNews) -> Result<SyncBody> {
+pub(super) async fn section(pool: &Store, user: &UserId, window: SyncWindow, news: PresenceNews) -> Result<SyncBody> {
     let PresenceNews { changed, members_changed } = news;
     let mut body = SyncBody::empty();
     let mut rows = match changed {

@@ -13,7 +13,7 @@ use ruma::{OwnedUserId, UInt};
 
 /// One section's conditions, from either of ruma's two filter shapes.
 #[derive(Clone, Debug, Default)]
-pub struct SectionFilter {
+pub(crate) struct SectionFilter {
     types: Option<Vec<String>>,
     not_types: Vec<String>,
     senders: Option<Vec<String>>,

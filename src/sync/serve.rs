@@ -18,13 +18,13 @@ use std::time::Duration;
 const MAX_TIMELINE_LIMIT: usize = 1000;
 
 /// The filter a sync names: none, one given inline, or one uploaded earlier.
-pub enum SyncFilter<'a> {
+pub(crate) enum SyncFilter<'a> {
     Default,
     Inline(&'a FilterDefinition),
     Stored(&'a str),
 }
 
-pub struct SyncParams<'a> {
+pub(crate) struct SyncParams<'a> {
     pub filter: SyncFilter<'a>,
     pub since: Option<&'a str>,
     pub timeout: Duration,
@@ -33,7 +33,12 @@ pub struct SyncParams<'a> {
 }
 
 /// Answers one `/sync` of `session`'s device.
-pub async fn serve(pool: &Store, streams: &Streams, session: &Session, params: SyncParams<'_>) -> Result<SyncAnswer> {
+pub(crate) async fn serve(
+    pool: &Store,
+    streams: &Streams,
+    session: &Session,
+    params: SyncParams<'_>,
+) -> Result<SyncAnswer> {
     // Boxed, as the steps of `sync` are: the long-poll's wait keeps only what it needs. The
     // filter's definition is only read into the request, so it is not kept through the wait.
     let request = {
@@ -56,7 +61,11 @@ pub async fn serve(pool: &Store, streams: &Streams, session: &Session, params: S
 
 /// The definition a sync's filter names. A transport that syncs many times with one filter
 /// resolves it once (an unknown filter id is refused before the first sync).
-pub async fn resolve_filter(pool: &Store, session: &Session, filter: SyncFilter<'_>) -> Result<FilterDefinition> {
+pub(crate) async fn resolve_filter(
+    pool: &Store,
+    session: &Session,
+    filter: SyncFilter<'_>,
+) -> Result<FilterDefinition> {
     match filter {
         SyncFilter::Default => Ok(FilterDefinition::default()),
         SyncFilter::Inline(definition) => Ok(definition.clone()),

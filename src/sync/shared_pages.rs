@@ -40,7 +40,7 @@ type Slot = Arc<OnceCell<Arc<Vec<StoredEvent>>>>;
 
 /// The pages a store's syncs share.
 #[derive(Default)]
-pub struct SharedPages {
+pub(super) struct SharedPages {
     slots: Mutex<HashMap<PageKey, Slot>>,
     bytes: AtomicUsize,
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 const LOOK_AGAIN_AFTER: Duration = Duration::from_secs(300);
 
 /// Where a stream starts and what it shows.
-pub struct StreamStart<'a> {
+pub(crate) struct StreamStart<'a> {
     pub filter: SyncFilter<'a>,
     /// The last `next_batch` the client holds; `None` starts with an initial sync.
     pub since: Option<String>,
@@ -28,7 +28,7 @@ pub struct StreamStart<'a> {
     pub set_presence: PresenceState,
 }
 
-pub struct SyncStream {
+pub(crate) struct SyncStream {
     definition: FilterDefinition,
     since: Option<String>,
     full_state: bool,
@@ -40,7 +40,7 @@ pub struct SyncStream {
 impl SyncStream {
     /// Checks what the client asked for (its filter exists, its token is one of ours) before
     /// the first delta is built.
-    pub async fn open(pool: &Store, session: &Session, start: StreamStart<'_>) -> Result<SyncStream> {
+    pub(crate) async fn open(pool: &Store, session: &Session, start: StreamStart<'_>) -> Result<SyncStream> {
         let definition = resolve_filter(pool, session, start.filter).await?;
         if let Some(since) = &start.since {
             token::decode(since)?;
@@ -56,7 +56,7 @@ impl SyncStream {
 
     /// The next delta, with its `next_batch`, as soon as there is something new for the
     /// session's device; `None` once the server is stopping (the client resumes elsewhere).
-    pub async fn next_delta(
+    pub(crate) async fn next_delta(
         &mut self,
         pool: &Store,
         streams: &Streams,

@@ -12,7 +12,12 @@ use ruma::{DeviceId, UserId};
 use serde_json::json;
 
 /// The section for the device, or none for a request without one.
-pub async fn section(pool: &Store, user: &UserId, device: Option<&DeviceId>, window: SyncWindow) -> Result<SyncBody> {
+pub(super) async fn section(
+    pool: &Store,
+    user: &UserId,
+    device: Option<&DeviceId>,
+    window: SyncWindow,
+) -> Result<SyncBody> {
     let mut body = SyncBody::empty();
     let Some(device) = device else { return Ok(body) };
     if let Some(since) = window.since {

@@ -11,7 +11,7 @@ use ruma::{DeviceId, UserId};
 use std::collections::HashMap;
 
 /// Annotates the timelines of `rooms` (as built, before the initial-sync cache keeps them).
-pub async fn annotate_rooms<'a>(
+pub(super) async fn annotate_rooms<'a>(
     pool: &Store,
     user: &UserId,
     device: &DeviceId,
@@ -30,7 +30,7 @@ pub async fn annotate_rooms<'a>(
 }
 
 /// Annotates one list of events (a sliding sync room's timeline).
-pub async fn annotate(pool: &Store, user: &UserId, device: &DeviceId, events: &mut [SyncEvent]) -> Result<()> {
+pub(super) async fn annotate(pool: &Store, user: &UserId, device: &DeviceId, events: &mut [SyncEvent]) -> Result<()> {
     let own: Vec<String> = own_event_ids(user, events).collect();
     let sent = sent_with(pool, user, device, &own).await?;
     set_all(events, &sent)

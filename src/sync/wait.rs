@@ -21,14 +21,14 @@ use tokio::time::Instant;
 
 /// One request's registration with the notifier, kept across its looks (dropping it
 /// unregisters).
-pub struct ChangeWatch<'a> {
+pub(crate) struct ChangeWatch<'a> {
     streams: &'a Streams,
     waiter: Waiter,
 }
 
 /// What one look may read: the user's memberships and the stream up to `upto`, sampled after
 /// the watch was registered for them.
-pub struct Sample {
+pub(crate) struct Sample {
     pub memberships: Vec<MembershipRow>,
     /// When the memberships were known already rather than read: the position they are valid
     /// through, which the look must check (see `rooms::known_memberships`).
@@ -40,13 +40,13 @@ pub struct Sample {
 }
 
 impl<'a> ChangeWatch<'a> {
-    pub fn new(streams: &'a Streams) -> Self {
+    pub(crate) fn new(streams: &'a Streams) -> Self {
         ChangeWatch { streams, waiter: streams.notifier.waiter() }
     }
 
     /// Registers for the user's current keys, then samples the stream: a change committing in
     /// between wakes the wait that follows.
-    pub async fn sample(&mut self, pool: &Store, user: &UserId) -> Result<Sample> {
+    pub(crate) async fn sample(&mut self, pool: &Store, user: &UserId) -> Result<Sample> {
         let memberships = db::sync::memberships(pool, user.as_str()).await?;
         self.sample_with(pool, user, memberships, None).await
     }
@@ -54,7 +54,7 @@ impl<'a> ChangeWatch<'a> {
     /// [`ChangeWatch::sample`] with the memberships this process knows already, when it does
     /// (else read, and kept for the next look): the look that follows must check that they
     /// have not moved since ([`Sample::memberships_through`]).
-    pub async fn sample_known(&mut self, pool: &Store, user: &UserId) -> Result<Sample> {
+    pub(crate) async fn sample_known(&mut self, pool: &Store, user: &UserId) -> Result<Sample> {
         let cache = pool.cache::<MembershipCache>();
         if let Some(known) = cache.get(user) {
             let memberships = Vec::clone(&known.rows);
@@ -83,7 +83,7 @@ impl<'a> ChangeWatch<'a> {
     /// After a look at `sample` found nothing new: waits until something may have changed for
     /// the user (true), or until `deadline` or the server stops (false — then the caller
     /// answers with what it has, and the client resumes from the same position).
-    pub async fn wait_for_change(&self, sample: Sample, deadline: Instant) -> bool {
+    pub(crate) async fn wait_for_change(&self, sample: Sample, deadline: Instant) -> bool {
         let Sample { memberships, upto, allocated, mut position_moved, .. } = sample;
         // Not kept through the wait: an idle request should hold only this small state.
         drop(memberships);

@@ -14,10 +14,10 @@ const SERVER_CONTROLLED: &[&str] = &["m.fully_read", "m.push_rules"];
 const MAX_TYPE_BYTES: usize = 255;
 /// The largest entry, as JSON text: far above what clients store (a large `m.direct` is tens
 /// of KiB), far below what would make every initial sync of the user heavy.
-pub const MAX_ENTRY_BYTES: usize = 1024 * 1024;
+pub(crate) const MAX_ENTRY_BYTES: usize = 1024 * 1024;
 /// All of a user's account data together (global and per room), as JSON text; every initial
 /// sync carries all of it.
-pub const MAX_TOTAL_BYTES: i64 = 8 * 1024 * 1024;
+pub(crate) const MAX_TOTAL_BYTES: i64 = 8 * 1024 * 1024;
 
 pub(crate) fn check_owner(actor: Actor<'_>, user_id: &UserId) -> Result<()> {
     if !actor.may_act_for(user_id) {
@@ -26,7 +26,7 @@ pub(crate) fn check_owner(actor: Actor<'_>, user_id: &UserId) -> Result<()> {
     Ok(())
 }
 
-pub async fn set(
+pub(crate) async fn set(
     pool: &Store,
     streams: &Streams,
     actor: Actor<'_>,
@@ -114,7 +114,7 @@ pub(crate) async fn change(pool: &Store, streams: &Streams, user_id: &UserId, ch
     Ok(())
 }
 
-pub async fn get(
+pub(crate) async fn get(
     pool: &Store,
     actor: Actor<'_>,
     user_id: &UserId,

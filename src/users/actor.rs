@@ -8,7 +8,7 @@ use crate::users::Session;
 use ruma::UserId;
 
 #[derive(Clone, Copy, Debug)]
-pub enum Actor<'a> {
+pub(crate) enum Actor<'a> {
     /// A user, through one of their devices.
     Device(&'a Session),
     /// The server's operator: every power over the server's own data, and no device.
@@ -17,7 +17,7 @@ pub enum Actor<'a> {
 
 impl Actor<'_> {
     /// The acting user, if a user acts.
-    pub fn user_id(&self) -> Option<&UserId> {
+    pub(crate) fn user_id(&self) -> Option<&UserId> {
         match self {
             Actor::Device(session) => Some(&session.user_id),
             Actor::Operator => None,
@@ -26,7 +26,7 @@ impl Actor<'_> {
 
     /// Whether the actor may manage what belongs to the server as a whole: an operator, or a
     /// server admin's device.
-    pub fn is_admin(&self) -> bool {
+    pub(crate) fn is_admin(&self) -> bool {
         match self {
             Actor::Device(session) => session.is_admin,
             Actor::Operator => true,
@@ -34,7 +34,7 @@ impl Actor<'_> {
     }
 
     /// Whether the actor may read and change `user`'s own data: the user, or an operator.
-    pub fn may_act_for(&self, user: &UserId) -> bool {
+    pub(crate) fn may_act_for(&self, user: &UserId) -> bool {
         match self {
             Actor::Device(session) => session.user_id == user,
             Actor::Operator => true,
@@ -42,7 +42,7 @@ impl Actor<'_> {
     }
 
     /// For logs.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Actor::Device(session) => session.user_id.to_string(),
             Actor::Operator => "the operator".to_owned(),

@@ -19,11 +19,11 @@ fn to_ruma(device: db::devices::Device) -> Device {
     out
 }
 
-pub async fn list(pool: &Store, user_id: &UserId) -> Result<Vec<Device>> {
+pub(crate) async fn list(pool: &Store, user_id: &UserId) -> Result<Vec<Device>> {
     Ok(db::devices::list(pool, user_id.as_str()).await?.into_iter().map(to_ruma).collect())
 }
 
-pub async fn get(pool: &Store, user_id: &UserId, device_id: &str) -> Result<Device> {
+pub(crate) async fn get(pool: &Store, user_id: &UserId, device_id: &str) -> Result<Device> {
     db::devices::get(pool, user_id.as_str(), device_id)
         .await?
         .map(to_ruma)
@@ -31,10 +31,10 @@ pub async fn get(pool: &Store, user_id: &UserId, device_id: &str) -> Result<Devi
 }
 
 /// The longest device display name, in characters: Synapse's limit (the spec names none).
-pub const MAX_DISPLAY_NAME_CHARS: usize = 100;
+pub(crate) const MAX_DISPLAY_NAME_CHARS: usize = 100;
 
 /// The one check of a device display name, wherever one is set (registration, login, rename).
-pub fn check_display_name(display_name: Option<&str>) -> Result<()> {
+pub(crate) fn check_display_name(display_name: Option<&str>) -> Result<()> {
     if display_name.is_some_and(|name| name.chars().count() > MAX_DISPLAY_NAME_CHARS) {
         return Err(Error::too_large(format!(
             "A device display name may be at most {MAX_DISPLAY_NAME_CHARS} characters"
@@ -43,7 +43,7 @@ pub fn check_display_name(display_name: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-pub async fn rename(pool: &Store, user_id: &UserId, device_id: &str, display_name: Option<&str>) -> Result<()> {
+pub(crate) async fn rename(pool: &Store, user_id: &UserId, device_id: &str, display_name: Option<&str>) -> Result<()> {
     check_display_name(display_name)?;
     if !db::devices::set_display_name(pool, user_id.as_str(), device_id, display_name).await? {
         return Err(Error::not_found("No such device"));
@@ -53,7 +53,7 @@ pub async fn rename(pool: &Store, user_id: &UserId, device_id: &str, display_nam
 
 /// Which devices to delete, and through which endpoint: a UIA session opened by one request
 /// authorises only that request (the same endpoint, the same devices).
-pub enum Deletion<'a> {
+pub(crate) enum Deletion<'a> {
     /// `DELETE /devices/{deviceId}`.
     One(&'a str),
     /// `POST /delete_devices`.
@@ -83,7 +83,7 @@ impl Deletion<'_> {
 
 /// Deletes devices after the user proves who they are again (their password). Device ids
 /// that do not exist are ignored, as the spec's responses allow.
-pub async fn delete(
+pub(crate) async fn delete(
     pool: &Store,
     streams: &Streams,
     server_name: &ServerName,
@@ -98,7 +98,12 @@ pub async fn delete(
 
 /// Deletes devices without asking (after UIA, or for an operator); ids that do not exist are
 /// ignored. Returns how many existed.
-pub async fn delete_now(pool: &Store, streams: &Streams, user_id: &UserId, device_ids: &[String]) -> Result<u64> {
+pub(crate) async fn delete_now(
+    pool: &Store,
+    streams: &Streams,
+    user_id: &UserId,
+    device_ids: &[String],
+) -> Result<u64> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let mut audience = Vec::new();
@@ -116,7 +121,7 @@ pub async fn delete_now(pool: &Store, streams: &Streams, user_id: &UserId, devic
 /// change takes a stream position, and other servers sharing a room hear of each device
 /// (`m.device_list_update` with `deleted`). Signatures on the vanished device go too. Returns
 /// whose syncs to wake (the user's, and those of everyone in their rooms).
-pub async fn record_deletion(
+pub(crate) async fn record_deletion(
     tx: &mut db::Transaction,
     reservation: &mut Reservation<'_>,
     user_id: &UserId,

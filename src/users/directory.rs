@@ -8,9 +8,9 @@ use ruma::api::client::user_directory::search_users::v3::User;
 use ruma::{OwnedMxcUri, UserId};
 
 /// Synapse caps every search at this many results.
-pub const MAX_LIMIT: u64 = 50;
+pub(crate) const MAX_LIMIT: u64 = 50;
 
-pub struct SearchResults {
+pub(crate) struct SearchResults {
     pub results: Vec<User>,
     /// More users matched than were returned.
     pub limited: bool,
@@ -21,7 +21,7 @@ pub struct SearchResults {
 /// (`search_all_users: false`), only users who share a room with the searcher or sit in a
 /// public room (join rule `public`, or world-readable history) are found — the searcher too,
 /// only through a public room. Deactivated users never are.
-pub async fn search(pool: &Store, searcher: &UserId, term: &str, limit: u64) -> Result<SearchResults> {
+pub(crate) async fn search(pool: &Store, searcher: &UserId, term: &str, limit: u64) -> Result<SearchResults> {
     let term = term.trim();
     if term.is_empty() {
         return Ok(SearchResults { results: Vec::new(), limited: false });

@@ -18,7 +18,7 @@ fn check_owner(session: &Session, user_id: &UserId) -> Result<()> {
 /// Stores a filter and returns its id. Parsing into ruma's type has checked the schema but
 /// for enums, which ruma keeps open (unknown strings parse as custom values) and the spec
 /// closes.
-pub async fn create(
+pub(crate) async fn create(
     pool: &Store,
     session: &Session,
     user_id: &UserId,
@@ -37,7 +37,7 @@ pub async fn create(
     Err(Error::internal("could not allocate a filter id"))
 }
 
-pub async fn get(pool: &Store, session: &Session, user_id: &UserId, filter_id: &str) -> Result<Value> {
+pub(crate) async fn get(pool: &Store, session: &Session, user_id: &UserId, filter_id: &str) -> Result<Value> {
     check_owner(session, user_id)?;
     let not_found = || Error::not_found("No such filter");
     let id: i64 = filter_id.parse().map_err(|_| not_found())?;

@@ -12,13 +12,13 @@ use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 
 /// The stable account data type.
-pub const INVITE_PERMISSION_CONFIG: &str = "m.invite_permission_config";
+pub(crate) const INVITE_PERMISSION_CONFIG: &str = "m.invite_permission_config";
 
 /// Refuses an invite to `invitee` with 403 `M_INVITE_BLOCKED` when they block invites, or
 /// ignore `inviter` (blocking holds for invites: an ignored user cannot pull the blocker into
 /// a room or a DM). Called before anything is written, so a blocked invite leaves no trace in
 /// the room.
-pub async fn ensure_invites_allowed(pool: &Store, invitee: &UserId, inviter: &UserId) -> Result<()> {
+pub(crate) async fn ensure_invites_allowed(pool: &Store, invitee: &UserId, inviter: &UserId) -> Result<()> {
     let ignored = crate::users::ignore::ignored_users(pool, invitee).await?;
     let config = db::account_data::get(pool, invitee.as_str(), "", INVITE_PERMISSION_CONFIG).await?;
     invites_allowed(invitee, inviter, &ignored, config.as_ref())
@@ -26,7 +26,7 @@ pub async fn ensure_invites_allowed(pool: &Store, invitee: &UserId, inviter: &Us
 
 /// [`ensure_invites_allowed`] for several invitees at once (two reads whatever their number):
 /// the refusal of each invitee who refuses.
-pub async fn invites_refused(
+pub(crate) async fn invites_refused(
     pool: &Store,
     invitees: &[&UserId],
     inviter: &UserId,

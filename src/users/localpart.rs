@@ -9,7 +9,7 @@ const MAX_USER_ID_LENGTH: usize = 255;
 /// Checks a requested localpart against the spec's rules for new accounts (only
 /// `a-z 0-9 . _ = - / +`, whole id at most 255 bytes) and Synapse's reservations (no leading
 /// underscore, which appservices use; no all-digit names, which guests get).
-pub fn new_user_id(localpart: &str, server_name: &ServerName) -> Result<OwnedUserId> {
+pub(crate) fn new_user_id(localpart: &str, server_name: &ServerName) -> Result<OwnedUserId> {
     if localpart.is_empty() {
         return Err(Error::invalid_username("The username must not be empty"));
     }
@@ -35,7 +35,7 @@ pub fn new_user_id(localpart: &str, server_name: &ServerName) -> Result<OwnedUse
 /// Resolves what a user typed at login (a localpart or a full user id) to a local user id.
 /// Localparts are matched case-insensitively, as Synapse does, since new ones are lower case.
 /// `None` means it cannot be a local account; callers answer that like a wrong password.
-pub fn login_user_id(input: &str, server_name: &ServerName) -> Option<OwnedUserId> {
+pub(crate) fn login_user_id(input: &str, server_name: &ServerName) -> Option<OwnedUserId> {
     let input = input.trim();
     let localpart = match input.strip_prefix('@') {
         Some(rest) => {

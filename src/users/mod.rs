@@ -1,28 +1,28 @@
 //! Accounts, sessions and per-user data: everything a user can do to their own account,
 //! as plain async functions that the HTTP edge, the CLI and (later) the admin API all call.
 
-pub mod account_data;
+pub(crate) mod account_data;
 pub mod accounts;
-pub mod actor;
-pub mod devices;
-pub mod directory;
-pub mod filters;
-pub mod ignore;
-pub mod invite_permission;
-pub mod localpart;
-pub mod password;
-pub mod presence;
-pub mod profile;
-pub mod room_tags;
-pub mod scram;
-pub mod sessions;
-pub mod shared_secret;
-pub mod to_device;
-pub mod tokens;
-pub mod turn;
-pub mod uia;
+pub(crate) mod actor;
+pub(crate) mod devices;
+pub(crate) mod directory;
+pub(crate) mod filters;
+pub(crate) mod ignore;
+pub(crate) mod invite_permission;
+pub(crate) mod localpart;
+pub(crate) mod password;
+pub(crate) mod presence;
+pub(crate) mod profile;
+pub(crate) mod room_tags;
+pub(crate) mod scram;
+pub(crate) mod sessions;
+pub(crate) mod shared_secret;
+pub(crate) mod to_device;
+pub(crate) mod tokens;
+pub(crate) mod turn;
+pub(crate) mod uia;
 
-pub use actor::Actor;
+pub(crate) use actor::Actor;
 
 use crate::db::admin_users::RateLimitOverride;
 use ruma::{OwnedDeviceId, OwnedUserId};

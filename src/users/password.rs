@@ -12,9 +12,9 @@ use std::sync::LazyLock;
 use tokio::sync::Semaphore;
 
 /// Synapse's limit; longer inputs are refused before any hashing work is done.
-pub const MAX_PASSWORD_LENGTH: usize = 512;
+pub(crate) const MAX_PASSWORD_LENGTH: usize = 512;
 
-pub fn check_acceptable(password: &str) -> Result<()> {
+pub(crate) fn check_acceptable(password: &str) -> Result<()> {
     if password.is_empty() {
         return Err(Error::new(ruma::api::error::ErrorKind::WeakPassword, "The password must not be empty"));
     }
@@ -33,7 +33,7 @@ async fn run_limited<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'stati
     tokio::task::spawn_blocking(work).await.map_err(|error| Error::Internal(anyhow!("password hashing task: {error}")))
 }
 
-pub async fn hash(password: &str) -> Result<String> {
+pub(crate) async fn hash(password: &str) -> Result<String> {
     let password = password.to_owned();
     run_limited(move || {
         let salt = SaltString::generate(&mut OsRng);
@@ -46,7 +46,7 @@ pub async fn hash(password: &str) -> Result<String> {
 }
 
 /// Constant-time verification (argon2's comparison); a malformed stored hash never matches.
-pub async fn verify(stored_hash: &str, password: &str) -> Result<bool> {
+pub(crate) async fn verify(stored_hash: &str, password: &str) -> Result<bool> {
     if password.len() > MAX_PASSWORD_LENGTH {
         return Ok(false);
     }

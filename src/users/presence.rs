@@ -31,7 +31,7 @@ fn state_name(state: &PresenceState) -> Result<&'static str> {
 }
 
 /// What others see of a user's presence.
-pub struct PresenceView {
+pub(crate) struct PresenceView {
     pub presence: String,
     pub status_msg: Option<String>,
     pub last_active_ago: Option<i64>,
@@ -61,7 +61,7 @@ impl PresenceView {
     }
 
     /// The `content` of an `m.presence` event.
-    pub fn content(&self) -> Value {
+    pub(crate) fn content(&self) -> Value {
         let mut content = Map::new();
         content.insert("presence".to_owned(), json!(self.presence));
         if let Some(ago) = self.last_active_ago {
@@ -78,14 +78,19 @@ impl PresenceView {
 }
 
 /// The `content` of an `m.presence` event for a stored row, as of `now`.
-pub fn content_of(row: PresenceRow, now: i64) -> Value {
+pub(crate) fn content_of(row: PresenceRow, now: i64) -> Value {
     PresenceView::of(Some(row), now).content()
 }
 
 /// The presence changes `user` may see in `(since, upto]` (everyone's current presence up to
 /// `upto` without `since`), without the users they ignore: for live readers other than `/sync`
 /// (the XMPP edge).
-pub async fn visible_changes(pool: &Store, user: &UserId, since: Option<i64>, upto: i64) -> Result<Vec<PresenceRow>> {
+pub(crate) async fn visible_changes(
+    pool: &Store,
+    user: &UserId,
+    since: Option<i64>,
+    upto: i64,
+) -> Result<Vec<PresenceRow>> {
     let mut rows = db::presence::visible_changes(pool, user.as_str(), since, upto).await?;
     if !rows.is_empty() {
         let ignored = crate::users::ignore::ignored_users(pool, user).await?;
@@ -94,7 +99,7 @@ pub async fn visible_changes(pool: &Store, user: &UserId, since: Option<i64>, up
     Ok(rows)
 }
 
-pub async fn set(
+pub(crate) async fn set(
     pool: &Store,
     streams: &Streams,
     session: &Session,
@@ -168,7 +173,7 @@ async fn store(
 
 /// A remote user's presence, as their server pushed it (`m.presence`): kept and synced like a
 /// local user's, for those who share a room with them.
-pub async fn receive_remote(
+pub(crate) async fn receive_remote(
     pool: &Store,
     streams: &Streams,
     user_id: &UserId,
@@ -191,7 +196,7 @@ fn truncate(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-pub async fn get(pool: &Store, session: &Session, user_id: &UserId) -> Result<PresenceView> {
+pub(crate) async fn get(pool: &Store, session: &Session, user_id: &UserId) -> Result<PresenceView> {
     // The spec's 403: presence is shown only to users who share a room (Synapse does the
     // same, and answers it for unknown users too, so existence does not leak).
     if session.user_id != user_id
@@ -205,7 +210,7 @@ pub async fn get(pool: &Store, session: &Session, user_id: &UserId) -> Result<Pr
 /// `/sync?set_presence=`: `offline` leaves presence alone; `online` (the default) and
 /// `unavailable` set it. Writes only what changed, so a client that syncs in a loop does not
 /// take a stream position (and wake everyone who can see it) per request.
-pub async fn on_sync(pool: &Store, streams: &Streams, user_id: &UserId, state: &PresenceState) -> Result<()> {
+pub(crate) async fn on_sync(pool: &Store, streams: &Streams, user_id: &UserId, state: &PresenceState) -> Result<()> {
     let wanted = match state {
         PresenceState::Offline => return Ok(()),
         other => state_name(other)?,

@@ -19,12 +19,12 @@ const MAX_AVATAR_URL_BYTES: usize = 1000;
 
 /// `true` on a creator's profile (see `creators::flag`). Only the operator sets it, so that
 /// members can trust the badge: a user's own writes of it are refused.
-pub const CREATOR_FIELD: &str = "io.hearth.creator";
+pub(crate) const CREATOR_FIELD: &str = "io.hearth.creator";
 
 /// Refuses `viewer` a look at `user`'s profile when `user` ignores them: to the blocked user
 /// the blocker's profile is as absent as an unknown user's (blocking holds for profile
 /// lookups, issue #21).
-pub async fn ensure_visible_to(pool: &Store, user: &UserId, viewer: Option<&UserId>) -> Result<()> {
+pub(crate) async fn ensure_visible_to(pool: &Store, user: &UserId, viewer: Option<&UserId>) -> Result<()> {
     if let Some(viewer) = viewer
         && crate::users::ignore::ignored_users(pool, user).await?.contains(viewer.as_str())
     {
@@ -33,17 +33,17 @@ pub async fn ensure_visible_to(pool: &Store, user: &UserId, viewer: Option<&User
     Ok(())
 }
 
-pub async fn get(pool: &Store, user_id: &UserId) -> Result<Map<String, Value>> {
+pub(crate) async fn get(pool: &Store, user_id: &UserId) -> Result<Map<String, Value>> {
     db::users::profile(pool, user_id.as_str()).await?.ok_or_else(|| Error::not_found("Profile not found"))
 }
 
-pub async fn get_field(pool: &Store, user_id: &UserId, field: &str) -> Result<Value> {
+pub(crate) async fn get_field(pool: &Store, user_id: &UserId, field: &str) -> Result<Value> {
     let profile = get(pool, user_id).await?;
     profile.get(field).cloned().ok_or_else(|| Error::not_found(format!("The profile has no {field:?} field")))
 }
 
 /// Sets (or, with `None` or an empty display name, removes) one field of the caller's profile.
-pub async fn set_field(
+pub(crate) async fn set_field(
     pool: &Store,
     session: &Session,
     user_id: &UserId,
@@ -64,7 +64,12 @@ pub async fn set_field(
 
 /// Sets (or removes) one field of `user_id`'s profile inside the caller's transaction, with
 /// the same checks for every writer (the user, or an operator through the admin API).
-pub async fn write_field(tx: &mut PgConnection, user_id: &UserId, field: &str, value: Option<Value>) -> Result<()> {
+pub(crate) async fn write_field(
+    tx: &mut PgConnection,
+    user_id: &UserId,
+    field: &str,
+    value: Option<Value>,
+) -> Result<()> {
     if field.len() > MAX_FIELD_NAME_BYTES {
         return Err(Error::new(ErrorKind::KeyTooLarge, "The field name is longer than 255 bytes"));
     }

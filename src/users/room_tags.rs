@@ -16,7 +16,7 @@ const TAG_DATA_TYPE: &str = "m.tag";
 
 /// The user's tags of the room; entries that are not valid tag info (written as raw account
 /// data by some client) are left out.
-pub async fn tags(pool: &Store, actor: Actor<'_>, user_id: &UserId, room_id: &RoomId) -> Result<Tags> {
+pub(crate) async fn tags(pool: &Store, actor: Actor<'_>, user_id: &UserId, room_id: &RoomId) -> Result<Tags> {
     check_owner(actor, user_id)?;
     let content = db::account_data::get(pool, user_id.as_str(), room_id.as_str(), TAG_DATA_TYPE).await?;
     let mut tags = Tags::new();
@@ -30,7 +30,7 @@ pub async fn tags(pool: &Store, actor: Actor<'_>, user_id: &UserId, room_id: &Ro
     Ok(tags)
 }
 
-pub async fn set_tag(
+pub(crate) async fn set_tag(
     pool: &Store,
     streams: &Streams,
     actor: Actor<'_>,
@@ -43,7 +43,7 @@ pub async fn set_tag(
     change(pool, streams, user_id, Change::SetTag { room: room_id, tag, info: &info }).await
 }
 
-pub async fn remove_tag(
+pub(crate) async fn remove_tag(
     pool: &Store,
     streams: &Streams,
     actor: Actor<'_>,

@@ -16,31 +16,31 @@ use sqlx::PgConnection;
 use subtle::ConstantTimeEq;
 
 /// RFC 7677's recommended minimum (and what Prosody and ejabberd use).
-pub const ITERATIONS: u32 = 4096;
+pub(crate) const ITERATIONS: u32 = 4096;
 const SALT_BYTES: usize = 16;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mechanism {
+pub(crate) enum Mechanism {
     Sha1,
     Sha256,
 }
 
 impl Mechanism {
-    pub const ALL: [Mechanism; 2] = [Mechanism::Sha256, Mechanism::Sha1];
+    pub(crate) const ALL: [Mechanism; 2] = [Mechanism::Sha256, Mechanism::Sha1];
 
     /// The SASL mechanism name.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Mechanism::Sha1 => "SCRAM-SHA-1",
             Mechanism::Sha256 => "SCRAM-SHA-256",
         }
     }
 
-    pub fn from_name(name: &str) -> Option<Mechanism> {
+    pub(crate) fn from_name(name: &str) -> Option<Mechanism> {
         Mechanism::ALL.into_iter().find(|mechanism| mechanism.name() == name)
     }
 
-    pub fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+    pub(crate) fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
         // HMAC takes keys of any length, so `new_from_slice` cannot fail; an empty MAC would
         // only make the login fail.
         match self {
@@ -59,7 +59,7 @@ impl Mechanism {
         }
     }
 
-    pub fn hash(self, data: &[u8]) -> Vec<u8> {
+    pub(crate) fn hash(self, data: &[u8]) -> Vec<u8> {
         use sha2::Digest;
         match self {
             Mechanism::Sha1 => sha1::Sha1::digest(data).to_vec(),
@@ -79,7 +79,7 @@ impl Mechanism {
     }
 
     /// StoredKey and ServerKey for a password (RFC 5802 §3).
-    pub fn derive(self, password: &str, salt: Vec<u8>, iterations: u32) -> ScramRow {
+    pub(crate) fn derive(self, password: &str, salt: Vec<u8>, iterations: u32) -> ScramRow {
         let salted = self.salted_password(password, &salt, iterations);
         let client_key = self.hmac(&salted, b"Client Key");
         ScramRow {
@@ -92,7 +92,7 @@ impl Mechanism {
 
     /// Whether `proof` proves knowledge of the password behind `credentials` for this
     /// exchange's `auth_message` (constant time).
-    pub fn proof_matches(self, credentials: &ScramRow, auth_message: &[u8], proof: &[u8]) -> bool {
+    pub(crate) fn proof_matches(self, credentials: &ScramRow, auth_message: &[u8], proof: &[u8]) -> bool {
         let signature = self.hmac(&credentials.stored_key, auth_message);
         if proof.len() != signature.len() {
             return false;
@@ -102,7 +102,7 @@ impl Mechanism {
     }
 
     /// What the server proves back (`v=`), so the client knows it talked to the holder of the keys.
-    pub fn server_signature(self, credentials: &ScramRow, auth_message: &[u8]) -> Vec<u8> {
+    pub(crate) fn server_signature(self, credentials: &ScramRow, auth_message: &[u8]) -> Vec<u8> {
         self.hmac(&credentials.server_key, auth_message)
     }
 }
@@ -110,7 +110,7 @@ impl Mechanism {
 /// Derives and stores the user's SCRAM keys for `password`, whose argon2 hash is
 /// `password_hash`, in the caller's transaction. PBKDF2 is deliberately slow, so it runs on
 /// the blocking pool.
-pub async fn remember(tx: &mut PgConnection, user_id: &str, password: &str, password_hash: &str) -> Result<()> {
+pub(crate) async fn remember(tx: &mut PgConnection, user_id: &str, password: &str, password_hash: &str) -> Result<()> {
     let password = password.to_owned();
     let derived = tokio::task::spawn_blocking(move || {
         Mechanism::ALL.map(|mechanism| {
@@ -130,7 +130,7 @@ pub async fn remember(tx: &mut PgConnection, user_id: &str, password: &str, pass
 
 /// After a password was checked some other way (a PLAIN login): keys for an account that has
 /// none yet, or only stale ones.
-pub async fn remember_checked(pool: &crate::store::Store, user_id: &str, password: &str) -> Result<()> {
+pub(crate) async fn remember_checked(pool: &crate::store::Store, user_id: &str, password: &str) -> Result<()> {
     if credentials(pool, user_id, Mechanism::Sha256).await?.is_some() {
         return Ok(());
     }
@@ -144,13 +144,17 @@ pub async fn remember_checked(pool: &crate::store::Store, user_id: &str, passwor
 }
 
 /// The user's current keys for `mechanism`, if any (see migration 0037 for when they are stale).
-pub async fn credentials(pool: &crate::store::Store, user_id: &str, mechanism: Mechanism) -> Result<Option<ScramRow>> {
+pub(crate) async fn credentials(
+    pool: &crate::store::Store,
+    user_id: &str,
+    mechanism: Mechanism,
+) -> Result<Option<ScramRow>> {
     Ok(db::scram::current(pool, user_id, mechanism.name()).await?)
 }
 
 /// Keys for a user who has none (or does not exist), so that a refusal takes the same steps
 /// as a real attempt and does not tell which names exist. The salt is stable per name.
-pub fn decoy(mechanism: Mechanism, user_id: &str) -> ScramRow {
+pub(crate) fn decoy(mechanism: Mechanism, user_id: &str) -> ScramRow {
     let salt = mechanism.hash(format!("hearth decoy salt {user_id}").as_bytes())[..SALT_BYTES].to_vec();
     let mut random = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut random);

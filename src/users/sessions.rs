@@ -26,7 +26,7 @@ pub struct NewSession {
 
 /// Opens a session for `user_id` inside the caller's transaction: creates (or reuses) the
 /// device, revokes any token it had, and issues a new token.
-pub async fn open(
+pub(crate) async fn open(
     tx: &mut PgConnection,
     user_id: &UserId,
     device_id: Option<&str>,
@@ -50,14 +50,14 @@ pub async fn open(
     Ok(NewSession { user_id: user_id.to_owned(), device_id: device_id.into(), access_token })
 }
 
-pub struct PasswordLogin<'a> {
+pub(crate) struct PasswordLogin<'a> {
     pub user: &'a str,
     pub password: &'a str,
     pub device_id: Option<&'a str>,
     pub initial_device_display_name: Option<&'a str>,
 }
 
-pub async fn login_with_password(
+pub(crate) async fn login_with_password(
     pool: &Store,
     server_name: &ServerName,
     login: PasswordLogin<'_>,
@@ -72,7 +72,12 @@ pub async fn login_with_password(
 
 /// Whose password this is: the account `user` names, if `password` is its password and the
 /// account may log in. Opens no session (the XMPP edge binds its own devices).
-pub async fn check_password(pool: &Store, server_name: &ServerName, user: &str, password: &str) -> Result<OwnedUserId> {
+pub(crate) async fn check_password(
+    pool: &Store,
+    server_name: &ServerName,
+    user: &str,
+    password: &str,
+) -> Result<OwnedUserId> {
     let invalid = || Error::forbidden("Invalid username or password");
     let user_id = localpart::login_user_id(user, server_name).ok_or_else(invalid)?;
     let account = db::users::get(pool, user_id.as_str()).await?;
@@ -101,7 +106,7 @@ const DUMMY_HASH: &str =
 
 /// Resolves an access token to its session, refreshing the device's last sighting now and
 /// then.
-pub async fn authenticate(pool: &Store, access_token: &str, client: &ClientInfo) -> Result<Session> {
+pub(crate) async fn authenticate(pool: &Store, access_token: &str, client: &ClientInfo) -> Result<Session> {
     let owner = db::devices::token_owner(pool, &tokens::hash_token(access_token)).await?;
     let Some(owner) = owner else { return Err(Error::unknown_token("Unknown access token")) };
     if owner.deactivated {
@@ -136,7 +141,7 @@ pub async fn authenticate(pool: &Store, access_token: &str, client: &ClientInfo)
 }
 
 /// Ends this session: the device and its token are deleted.
-pub async fn logout(pool: &Store, streams: &Streams, session: &Session) -> Result<()> {
+pub(crate) async fn logout(pool: &Store, streams: &Streams, session: &Session) -> Result<()> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let deleted = db::devices::delete(&mut *tx, session.user_id.as_str(), &[session.device_id.to_string()]).await?;
@@ -150,7 +155,7 @@ pub async fn logout(pool: &Store, streams: &Streams, session: &Session) -> Resul
 }
 
 /// Ends every session of the user.
-pub async fn logout_all(pool: &Store, streams: &Streams, user_id: &UserId) -> Result<()> {
+pub(crate) async fn logout_all(pool: &Store, streams: &Streams, user_id: &UserId) -> Result<()> {
     let mut reservation = streams.reserve();
     let mut tx = pool.begin().await?;
     let deleted = db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;

@@ -18,7 +18,7 @@ use sha1::Sha1;
 
 const NONCE_LIFETIME_MS: i64 = 60_000;
 
-pub async fn new_nonce(pool: &Store) -> Result<String> {
+pub(crate) async fn new_nonce(pool: &Store) -> Result<String> {
     let now = now_ms();
     db::registration::delete_nonces_older_than(pool, now - NONCE_LIFETIME_MS).await?;
     let nonce = tokens::random_alphanumeric(32);
@@ -26,7 +26,7 @@ pub async fn new_nonce(pool: &Store) -> Result<String> {
     Ok(nonce)
 }
 
-pub struct SharedSecretRegistration {
+pub(crate) struct SharedSecretRegistration {
     pub nonce: String,
     pub username: String,
     pub password: String,
@@ -39,7 +39,7 @@ pub struct SharedSecretRegistration {
 
 impl SharedSecretRegistration {
     /// Reads the request body, answering like Synapse for missing or mistyped fields.
-    pub fn from_json(body: &Value) -> Result<Self> {
+    pub(crate) fn from_json(body: &Value) -> Result<Self> {
         let object = body.as_object().ok_or_else(|| Error::bad_json("The body must be a JSON object"))?;
         let string = |name: &str| -> Result<String> {
             match object.get(name) {
@@ -75,12 +75,12 @@ impl SharedSecretRegistration {
     }
 }
 
-pub struct SharedSecretRegistered {
+pub(crate) struct SharedSecretRegistered {
     pub user_id: OwnedUserId,
     pub session: Option<NewSession>,
 }
 
-pub async fn register(
+pub(crate) async fn register(
     pool: &Store,
     server_name: &ServerName,
     shared_secret: Option<&str>,

@@ -15,11 +15,11 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 
 /// Recipient user → device (or all of them) → content, as the request body gives them.
-pub type Messages = BTreeMap<ruma::OwnedUserId, BTreeMap<DeviceIdOrAllDevices, Value>>;
+pub(crate) type Messages = BTreeMap<ruma::OwnedUserId, BTreeMap<DeviceIdOrAllDevices, Value>>;
 
 /// To-device messages from a remote sender (`m.direct_to_device`): stored once per
 /// `message_id` (a retransmission stores nothing), for the local recipients among `messages`.
-pub async fn receive_remote(
+pub(crate) async fn receive_remote(
     pool: &Store,
     streams: &Streams,
     server_name: &ServerName,
@@ -46,7 +46,7 @@ pub async fn receive_remote(
     Ok(())
 }
 
-pub async fn send(
+pub(crate) async fn send(
     pool: &Store,
     streams: &Streams,
     server_name: &ServerName,

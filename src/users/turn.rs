@@ -15,7 +15,7 @@ use std::time::Duration;
 
 /// What a client needs to use the TURN server.
 #[derive(Debug, PartialEq, Eq)]
-pub struct TurnCredentials {
+pub(crate) struct TurnCredentials {
     pub username: String,
     pub password: String,
     pub uris: Vec<String>,
@@ -24,7 +24,7 @@ pub struct TurnCredentials {
 
 /// Credentials for `user`, valid from `now_secs` (Unix time) for the configured lifetime; `None`
 /// when the operator configured no TURN server or no shared secret to make credentials with.
-pub fn credentials(config: &VoipConfig, user: &UserId, now_secs: u64) -> Option<TurnCredentials> {
+pub(crate) fn credentials(config: &VoipConfig, user: &UserId, now_secs: u64) -> Option<TurnCredentials> {
     let secret = config.turn_shared_secret.as_deref().filter(|secret| !secret.is_empty())?;
     if config.turn_uris.is_empty() {
         return None;

@@ -21,7 +21,7 @@ use sqlx::PgConnection;
 const SESSION_LIFETIME_MS: i64 = 60 * 60 * 1000;
 
 /// What a protected operation requires.
-pub struct Requirement<'a> {
+pub(crate) struct Requirement<'a> {
     /// Stable name of the operation the session is bound to: one per endpoint, as Synapse
     /// binds a session to the request's method and path.
     pub operation: &'static str,
@@ -40,7 +40,7 @@ pub struct Requirement<'a> {
 
 /// A finished authentication, with what its stages established.
 #[derive(Debug, Default)]
-pub struct Completed {
+pub(crate) struct Completed {
     /// The session, for [`record_outcome`] where it was kept.
     pub session_id: String,
     /// The registration token a `m.login.registration_token` stage accepted.
@@ -52,7 +52,7 @@ pub struct Completed {
 }
 
 /// Authenticates a request; a finished session is deleted, so it authorises one request only.
-pub async fn authenticate(
+pub(crate) async fn authenticate(
     pool: &Store,
     server_name: &ServerName,
     requirement: &Requirement<'_>,
@@ -66,7 +66,7 @@ pub async fn authenticate(
 /// As [`authenticate`], for an operation a client may retry after losing the answer: the
 /// finished session is kept (until it expires) so the operation can [`record_outcome`] in it,
 /// and a retry find it with [`recorded_outcome`].
-pub async fn authenticate_keeping_session(
+pub(crate) async fn authenticate_keeping_session(
     pool: &Store,
     server_name: &ServerName,
     requirement: &Requirement<'_>,
@@ -144,13 +144,13 @@ pub async fn authenticate_keeping_session(
 
 /// What a kept session achieved, recorded in the transaction that achieved it. `false`: another
 /// request of the session achieved it first, and this one must roll back.
-pub async fn record_outcome(conn: &mut PgConnection, session_id: &str, outcome: &str) -> Result<bool> {
+pub(crate) async fn record_outcome(conn: &mut PgConnection, session_id: &str, outcome: &str) -> Result<bool> {
     Ok(db::uia::record_outcome(conn, session_id, outcome).await?)
 }
 
 /// A retried request's session, if it is an unexpired session of `operation` that already
 /// achieved something: that outcome, with the parameters the session remembered.
-pub async fn recorded_outcome(
+pub(crate) async fn recorded_outcome(
     pool: &Store,
     operation: &str,
     auth: Option<&AuthData>,
@@ -244,10 +244,4 @@ fn challenge(
     info.completed = completed.iter().map(|stage| AuthType::from(stage.as_str())).collect();
     info.auth_error = error.map(Box::new);
     Error::Uia(Box::new(info))
-}
-
-/// A plain failure for operations that cannot be authenticated at all (e.g. an account
-/// without a password, which has no stage it could complete).
-pub fn impossible(message: &str) -> Error {
-    Error::forbidden(message)
 }

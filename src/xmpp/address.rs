@@ -36,7 +36,7 @@ pub fn escape_node(text: &str) -> String {
 }
 
 /// The reverse of [`escape_node`]; a backslash that starts no known escape stays as it is.
-pub fn unescape_node(text: &str) -> String {
+pub(super) fn unescape_node(text: &str) -> String {
     let mut plain = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(index) = rest.find('\\') {
@@ -58,12 +58,12 @@ pub fn unescape_node(text: &str) -> String {
 }
 
 /// The XMPP domain of this server (the server name without its port).
-pub fn domain(state: &AppState) -> String {
+pub(super) fn domain(state: &AppState) -> String {
     crate::config::XmppConfig::domain_of(state.server_name.as_str()).to_owned()
 }
 
 /// The conference domain rooms live on.
-pub fn muc_domain(state: &AppState) -> String {
+pub(super) fn muc_domain(state: &AppState) -> String {
     match &state.config.xmpp.muc_domain {
         Some(domain) => domain.clone(),
         None => format!("conference.{}", domain(state)),
@@ -71,7 +71,7 @@ pub fn muc_domain(state: &AppState) -> String {
 }
 
 /// The room a MUC address names: a room id directly, an alias through the directory.
-pub async fn room_of(state: &AppState, room: &BareJid) -> crate::Result<OwnedRoomId> {
+pub(super) async fn room_of(state: &AppState, room: &BareJid) -> crate::Result<OwnedRoomId> {
     let node = room.node().map(|node| unescape_node(node.as_str())).unwrap_or_default();
     if node.starts_with('!') {
         return RoomId::parse(&node).map_err(|_| crate::Error::not_found("No such room"));

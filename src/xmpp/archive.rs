@@ -46,7 +46,13 @@ impl Archive {
 
 /// Answers `<iq type='set'><query xmlns='urn:xmpp:mam:2'/></iq>`: the result messages, then
 /// the `fin` result (or one error).
-pub async fn query(state: &AppState, session: &Session, id: &str, to: Option<&Jid>, payload: Element) -> Vec<Element> {
+pub(super) async fn query(
+    state: &AppState,
+    session: &Session,
+    id: &str,
+    to: Option<&Jid>,
+    payload: Element,
+) -> Vec<Element> {
     let Ok(query) = Query::try_from(payload) else {
         return vec![error(id, ErrorType::Modify, DefinedCondition::BadRequest)];
     };

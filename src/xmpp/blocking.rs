@@ -16,7 +16,7 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 /// `<blocklist/>`: the blocked users that have XMPP addresses, sorted.
-pub async fn list(state: &AppState, session: &Session, id: &str) -> Iq {
+pub(super) async fn list(state: &AppState, session: &Session, id: &str) -> Iq {
     let blocked = match blocked(state, session).await {
         Ok(blocked) => blocked,
         Err(error) => return failure(id, error),
@@ -34,7 +34,7 @@ pub async fn list(state: &AppState, session: &Session, id: &str) -> Iq {
 
 /// `<block/>` or `<unblock/>`: changes the ignore list one user at a time (each change is
 /// whole); an `<unblock/>` naming nobody unblocks everyone (§3.3).
-pub async fn change(state: &AppState, session: &Session, id: &str, payload: Element) -> Iq {
+pub(super) async fn change(state: &AppState, session: &Session, id: &str, payload: Element) -> Iq {
     let (on, items) = match payload.name() {
         "block" => match Block::try_from(payload) {
             Ok(Block { items }) if !items.is_empty() => (true, items),
@@ -66,12 +66,12 @@ pub async fn change(state: &AppState, session: &Session, id: &str, payload: Elem
 }
 
 /// The Matrix ids the user blocks.
-pub async fn blocked(state: &AppState, session: &Session) -> crate::Result<HashSet<String>> {
+pub(super) async fn blocked(state: &AppState, session: &Session) -> crate::Result<HashSet<String>> {
     crate::users::ignore::ignored_users(&state.pool, &session.matrix.user_id).await
 }
 
 /// The `not-acceptable` + `<blocked/>` error of a message to a blocked contact (§3.4).
-pub fn blocked_error() -> StanzaError {
+pub(super) fn blocked_error() -> StanzaError {
     let mut error = StanzaError::new(ErrorType::Cancel, DefinedCondition::NotAcceptable, "en", "");
     error.other = Some(Blocked.into());
     error

@@ -23,7 +23,7 @@ use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 const DIRECT: &str = "m.direct";
 
 /// The user's DM rooms by partner, from `m.direct` (unparsable entries are skipped, as clients do).
-pub async fn direct_rooms(
+pub(super) async fn direct_rooms(
     state: &AppState,
     user: &MatrixSession,
 ) -> crate::Result<BTreeMap<OwnedUserId, Vec<OwnedRoomId>>> {
@@ -43,12 +43,12 @@ pub async fn direct_rooms(
     Ok(rooms)
 }
 
-pub fn jid_of(user: &UserId, domain: &str) -> Option<BareJid> {
+pub(super) fn jid_of(user: &UserId, domain: &str) -> Option<BareJid> {
     BareJid::new(&format!("{}@{domain}", user.localpart())).ok()
 }
 
 /// `<iq type='get'><query xmlns='jabber:iq:roster'/></iq>`: the DM partners, mutually subscribed.
-pub async fn roster(state: &AppState, session: &Session) -> crate::Result<Vec<Item>> {
+pub(super) async fn roster(state: &AppState, session: &Session) -> crate::Result<Vec<Item>> {
     let domain = session.jid.domain().as_str().to_owned();
     let partners = direct_rooms(state, &session.matrix).await?;
     Ok(partners
@@ -67,7 +67,7 @@ pub async fn roster(state: &AppState, session: &Session) -> crate::Result<Vec<It
 }
 
 /// The DM room with `partner` the user is joined to, if there is one.
-pub async fn existing_dm_room(
+pub(super) async fn existing_dm_room(
     state: &AppState,
     user: &MatrixSession,
     partner: &UserId,
@@ -129,7 +129,7 @@ async fn remember_direct(
 /// to a one-to-one chat (a conversation simply begins), so the resource joins on the user's
 /// behalf and records the room in `m.direct`, as Element does on accepting one. Other invites
 /// wait for a Matrix client (or a MUC join).
-pub async fn accept_direct_invites(
+pub(super) async fn accept_direct_invites(
     state: &AppState,
     user: &MatrixSession,
     memberships: &[crate::db::sync::MembershipRow],
@@ -153,7 +153,7 @@ pub async fn accept_direct_invites(
 /// A `<message/>` from the client: one to the conference domain goes to a MUC; a chat
 /// message to a local user goes into their DM room, with its chat state as typing; a
 /// `displayed` marker becomes a read receipt there.
-pub async fn message_from_client(
+pub(super) async fn message_from_client(
     state: &AppState,
     session: &Session,
     element: Element,
@@ -222,7 +222,7 @@ async fn without_body(state: &AppState, session: &Session, message: &Message, pa
 }
 
 /// A domain refusal of what a message asked, as the error stanza that answers it.
-pub fn refusal(message: &Message, error: crate::Error) -> Element {
+pub(super) fn refusal(message: &Message, error: crate::Error) -> Element {
     match error {
         crate::Error::Matrix { kind: ruma::api::error::ErrorKind::LimitExceeded(_), .. } => {
             bounce(message, ErrorType::Wait, DefinedCondition::ResourceConstraint)
@@ -239,12 +239,12 @@ pub fn refusal(message: &Message, error: crate::Error) -> Element {
 }
 
 /// The message back to its sender as an error (RFC 6120 §8.3).
-pub fn bounce(message: &Message, type_: ErrorType, condition: DefinedCondition) -> Element {
+pub(super) fn bounce(message: &Message, type_: ErrorType, condition: DefinedCondition) -> Element {
     bounce_with(message, StanzaError::new(type_, condition, "en", ""))
 }
 
 /// The message back to its sender with `error`.
-pub fn bounce_with(message: &Message, error: StanzaError) -> Element {
+pub(super) fn bounce_with(message: &Message, error: StanzaError) -> Element {
     let mut answer = Message::error(None::<Jid>);
     answer.from = message.to.clone();
     answer.id = message.id.clone();
@@ -254,7 +254,7 @@ pub fn bounce_with(message: &Message, error: StanzaError) -> Element {
 
 /// A `<presence/>` from the client: its own availability becomes Matrix presence; presence
 /// aimed at a contact (subscriptions, probes) is answered by the roster's fixed subscriptions.
-pub async fn presence_from_client(
+pub(super) async fn presence_from_client(
     state: &AppState,
     session: &Session,
     element: Element,
@@ -280,7 +280,7 @@ pub async fn presence_from_client(
 }
 
 /// Sets Matrix presence; `None` is offline.
-pub async fn set_presence(
+pub(super) async fn set_presence(
     state: &AppState,
     user: &MatrixSession,
     presence: Option<(PresenceState, Option<String>)>,

@@ -17,7 +17,7 @@ const NS_TLS: &str = "urn:ietf:params:xml:ns:xmpp-tls";
 /// unauthenticated connections cost memory and a file descriptor each).
 const LOGIN_DEADLINE: Duration = Duration::from_secs(60);
 
-pub struct Connection {
+pub(super) struct Connection {
     pub state: AppState,
     pub tls: tokio_rustls::TlsAcceptor,
     pub mode: Mode,
@@ -25,7 +25,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub async fn run(self, socket: TcpStream, mut stop: watch::Receiver<bool>) {
+    pub(super) async fn run(self, socket: TcpStream, mut stop: watch::Receiver<bool>) {
         let _ = socket.set_nodelay(true);
         let domain = crate::config::XmppConfig::domain_of(self.state.server_name.as_str()).to_owned();
         let max = self.state.config.xmpp.max_stanza_size;

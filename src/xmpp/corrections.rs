@@ -13,7 +13,7 @@ const NS_CORRECT: &str = "urn:xmpp:message-correct:0";
 
 /// The content of an `m.room.message` for a message with `body`: an edit of the corrected
 /// message when it carries `<replace/>` naming one this user sent in the room, else plain text.
-pub async fn content(
+pub(super) async fn content(
     state: &AppState,
     user: &MatrixSession,
     room_id: &RoomId,
@@ -41,7 +41,7 @@ pub async fn content(
 
 /// What a message event says to XMPP: its text, and the event it corrects if it is an edit
 /// (then the text is the new content's).
-pub fn text_of(content: &Value) -> Option<(&str, Option<&str>)> {
+pub(super) fn text_of(content: &Value) -> Option<(&str, Option<&str>)> {
     let relation = &content["m.relates_to"];
     if relation["rel_type"] == "m.replace"
         && let (Some(target), Some(body)) = (relation["event_id"].as_str(), content["m.new_content"]["body"].as_str())
@@ -52,6 +52,6 @@ pub fn text_of(content: &Value) -> Option<(&str, Option<&str>)> {
 }
 
 /// `<replace id='…'/>` for a correction of the message the client knows as `id`.
-pub fn replace(id: &str) -> Element {
+pub(super) fn replace(id: &str) -> Element {
     Element::builder("replace", NS_CORRECT).attr(rxml::xml_ncname!("id").into(), id).build()
 }

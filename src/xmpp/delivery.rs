@@ -29,7 +29,7 @@ use xmpp_parsers::stanza_id::StanzaId;
 const WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The resource news goes to.
-pub struct Resource {
+pub(super) struct Resource {
     pub matrix: MatrixSession,
     pub jid: FullJid,
     pub occupancy: Occupancy,
@@ -37,7 +37,7 @@ pub struct Resource {
     pub carbons: Arc<AtomicBool>,
 }
 
-pub async fn run(state: AppState, resource: Resource, outgoing: mpsc::Sender<Element>) {
+pub(super) async fn run(state: AppState, resource: Resource, outgoing: mpsc::Sender<Element>) {
     if let Err(error) = deliver(&state, &resource, &outgoing).await {
         tracing::error!(%error, user = %resource.matrix.user_id, "delivering Matrix news to XMPP stopped");
     }

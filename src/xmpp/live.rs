@@ -19,7 +19,7 @@ use tokio::task::JoinHandle;
 const QUEUE: usize = 64;
 
 /// A bound resource with its delivery task and stream management state.
-pub struct Live {
+pub(super) struct Live {
     session: Session,
     to_send: mpsc::Receiver<Element>,
     delivery: JoinHandle<()>,
@@ -35,7 +35,7 @@ impl Drop for Live {
 
 /// Offers binding and stream management, binds or resumes, then serves the resource until the
 /// stream ends.
-pub async fn run(
+pub(super) async fn run(
     state: &AppState,
     stream: &mut Stream,
     user_id: OwnedUserId,
@@ -105,13 +105,13 @@ impl Live {
         Live { session, to_send, delivery, acks: None }
     }
 
-    pub fn user_id(&self) -> &UserId {
+    pub(super) fn user_id(&self) -> &UserId {
         &self.session.matrix.user_id
     }
 
     /// Ends the session for good: delivery stops (on drop) and the user's last word on presence
     /// is "gone" (a Matrix client's own syncs set it again).
-    pub async fn finish(self, state: &AppState) {
+    pub(super) async fn finish(self, state: &AppState) {
         if let Err(error) = crate::xmpp::chat::set_presence(state, &self.session.matrix, None).await {
             tracing::warn!(%error, "setting presence after an XMPP stream ended failed");
         }

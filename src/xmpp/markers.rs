@@ -15,25 +15,25 @@ use std::time::Duration;
 use xmpp_parsers::jid::{FullJid, Jid};
 use xmpp_parsers::message::{Id, Message};
 
-pub const NS_CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
-pub const NS_MARKERS: &str = "urn:xmpp:chat-markers:0";
+pub(super) const NS_CHAT_STATES: &str = "http://jabber.org/protocol/chatstates";
+pub(super) const NS_MARKERS: &str = "urn:xmpp:chat-markers:0";
 const NS_RECEIPTS: &str = "urn:xmpp:receipts";
 /// How long `composing` shows as typing unless renewed: XEP-0085 clients send `paused` after
 /// a few seconds without keystrokes, and a new `composing` when typing resumes.
 const COMPOSING_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The chat state a message carries (`composing`, `paused`, `active`, `inactive`, `gone`).
-pub fn chat_state(message: &Message) -> Option<&str> {
+pub(super) fn chat_state(message: &Message) -> Option<&str> {
     message.payloads.iter().find(|payload| payload.ns() == NS_CHAT_STATES).map(Element::name)
 }
 
 /// The message id a `displayed` marker acknowledges.
-pub fn displayed(message: &Message) -> Option<&str> {
+pub(super) fn displayed(message: &Message) -> Option<&str> {
     message.payloads.iter().find(|payload| payload.is("displayed", NS_MARKERS))?.attr("id")
 }
 
 /// A chat state from the client, as the user's typing in the DM room.
-pub async fn typing_from_client(
+pub(super) async fn typing_from_client(
     state: &AppState,
     user: &MatrixSession,
     room: &OwnedRoomId,
@@ -46,7 +46,7 @@ pub async fn typing_from_client(
 
 /// A `displayed` marker from the client, as the user's read receipt. Ids that are no event
 /// id (a message this server never sent) are left alone.
-pub async fn displayed_from_client(
+pub(super) async fn displayed_from_client(
     state: &AppState,
     user: &MatrixSession,
     room: &OwnedRoomId,
@@ -60,7 +60,7 @@ pub async fn displayed_from_client(
 }
 
 /// Typing of `partner` as a chat state message.
-pub fn typing_to_client(partner: Jid, to: &FullJid, typing: bool) -> Element {
+pub(super) fn typing_to_client(partner: Jid, to: &FullJid, typing: bool) -> Element {
     let chat_state = if typing { "composing" } else { "active" };
     let mut message = Message::chat(Some(Jid::from(to.clone())));
     message.from = Some(partner);
@@ -69,7 +69,7 @@ pub fn typing_to_client(partner: Jid, to: &FullJid, typing: bool) -> Element {
 }
 
 /// A read receipt of `partner` on the message the client knows as `id`.
-pub fn read_to_client(partner: Jid, to: &FullJid, id: &str) -> Element {
+pub(super) fn read_to_client(partner: Jid, to: &FullJid, id: &str) -> Element {
     let mut message = Message::chat(Some(Jid::from(to.clone())));
     message.from = Some(partner);
     message.id = Some(Id(format!("read-{id}")));
@@ -80,7 +80,7 @@ pub fn read_to_client(partner: Jid, to: &FullJid, id: &str) -> Element {
 
 /// What the client calls the messages behind `event_ids`: its own message id for those this
 /// resource sent, the event id for every other.
-pub async fn client_ids(
+pub(super) async fn client_ids(
     state: &AppState,
     user: &MatrixSession,
     event_ids: &[String],

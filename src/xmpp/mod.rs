@@ -35,7 +35,7 @@ mod sasl;
 mod session;
 mod stream;
 mod stream_management;
-pub mod tls;
+pub(crate) mod tls;
 mod transport;
 
 use crate::config::Config;
@@ -53,7 +53,7 @@ pub enum Mode {
 }
 
 /// Binds `xmpp.listen` and `xmpp.listen_tls` (nothing when XMPP is off).
-pub async fn bind(config: &Config) -> anyhow::Result<Vec<(TcpListener, Mode)>> {
+pub(crate) async fn bind(config: &Config) -> anyhow::Result<Vec<(TcpListener, Mode)>> {
     let mut listeners = Vec::new();
     if !config.xmpp.enabled {
         return Ok(listeners);

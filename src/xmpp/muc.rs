@@ -29,7 +29,7 @@ const DEFAULT_HISTORY: usize = 20;
 const MAX_HISTORY: usize = 100;
 
 /// Presence to a room: joining (available) or leaving (unavailable).
-pub async fn presence_from_client(
+pub(super) async fn presence_from_client(
     state: &AppState,
     session: &Session,
     presence: Presence,
@@ -144,7 +144,7 @@ async fn history_messages(
     Ok(events.iter().filter_map(|event| muc_live::history_message(room, event, &client_ids, &session.jid)).collect())
 }
 
-pub fn event_ids(events: &[Value]) -> Vec<String> {
+pub(super) fn event_ids(events: &[Value]) -> Vec<String> {
     events.iter().filter_map(|event| event["event_id"].as_str().map(str::to_owned)).collect()
 }
 
@@ -157,7 +157,7 @@ async fn leave(state: &AppState, session: &Session, room_jid: &BareJid) -> crate
 }
 
 /// A message to a room: a groupchat message (or subject change) in a room the resource is in.
-pub async fn message_from_client(
+pub(super) async fn message_from_client(
     state: &AppState,
     session: &Session,
     message: Message,

@@ -22,13 +22,13 @@ const NS_DELAY: &str = "urn:xmpp:delay";
 /// What live delivery reads of a joined room's timeline.
 const LIVE_TYPES: &[&str] = &["m.room.message", "m.room.member", "m.room.topic"];
 
-pub struct Occupant {
+pub(super) struct Occupant {
     pub user_id: OwnedUserId,
     pub nick: String,
 }
 
 /// A room's occupants and power levels, read for a join or after membership changed.
-pub struct Room {
+pub(super) struct Room {
     pub room_id: OwnedRoomId,
     pub jid: BareJid,
     /// Joined members by user id.
@@ -37,7 +37,7 @@ pub struct Room {
 }
 
 impl Room {
-    pub async fn read(
+    pub(super) async fn read(
         state: &AppState,
         user: &MatrixSession,
         jid: &BareJid,
@@ -70,14 +70,14 @@ impl Room {
 }
 
 /// The timeline filter of history and archives: messages only.
-pub fn messages_only() -> crate::rooms::filter::EventFilter {
+pub(super) fn messages_only() -> crate::rooms::filter::EventFilter {
     let mut filter = ruma::api::client::filter::RoomEventFilter::default();
     filter.types = Some(vec!["m.room.message".to_owned()]);
     crate::rooms::filter::EventFilter::from_ruma(&filter)
 }
 
 /// A member's nick: their display name in the room, or their localpart without one.
-pub fn nick_of(user_id: &UserId, member: &Value) -> String {
+pub(super) fn nick_of(user_id: &UserId, member: &Value) -> String {
     match member["displayname"].as_str().map(str::trim) {
         Some(name) if !name.is_empty() => name.to_owned(),
         _ => user_id.localpart().to_owned(),
@@ -85,7 +85,7 @@ pub fn nick_of(user_id: &UserId, member: &Value) -> String {
 }
 
 /// An occupant's presence; `own` adds status 110 (and 100: real addresses are shown).
-pub fn occupant_presence(room: &Room, occupant: &Occupant, to: &FullJid, available: bool, own: bool) -> Element {
+pub(super) fn occupant_presence(room: &Room, occupant: &Occupant, to: &FullJid, available: bool, own: bool) -> Element {
     let (affiliation, role) = match available {
         true => room.affiliation_and_role(&occupant.user_id),
         false => ("member", "none"),
@@ -122,14 +122,14 @@ fn presence(
 }
 
 /// The client's own departure (status 110), after it left or was removed.
-pub fn own_departure(room: &JoinedRoom, to: &FullJid) -> Element {
+pub(super) fn own_departure(room: &JoinedRoom, to: &FullJid) -> Element {
     let from = room.jid.with_resource_str(&room.nick).ok().map(Jid::from);
     presence(from, to, false, "none", "none", None, &["110"])
 }
 
 /// The room's subject (sent last on join, and on every topic change). From the room itself:
 /// who set it is not needed to show it.
-pub fn subject_message(room: &BareJid, topic: &str, to: &FullJid) -> Element {
+pub(super) fn subject_message(room: &BareJid, topic: &str, to: &FullJid) -> Element {
     let mut message = Message::groupchat(Some(Jid::from(to.clone())));
     message.from = Some(room.clone().into());
     message.subjects.insert(Lang::new(), topic.to_owned());
@@ -166,13 +166,18 @@ fn groupchat(room: &BareJid, message: Groupchat<'_>, to: &FullJid) -> Element {
 }
 
 /// XEP-0082 date-time in UTC.
-pub fn timestamp(ms: i64) -> Option<String> {
+pub(super) fn timestamp(ms: i64) -> Option<String> {
     let time = chrono::DateTime::from_timestamp_millis(ms)?;
     Some(time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
 }
 
 /// A message of the join's history (a client-format event).
-pub fn history_message(room: &Room, event: &Value, ids: &HashMap<String, String>, to: &FullJid) -> Option<Element> {
+pub(super) fn history_message(
+    room: &Room,
+    event: &Value,
+    ids: &HashMap<String, String>,
+    to: &FullJid,
+) -> Option<Element> {
     let event_id = event["event_id"].as_str()?;
     let body = event["content"]["body"].as_str()?;
     let sender = UserId::parse(event["sender"].as_str()?).ok()?;
@@ -191,7 +196,7 @@ pub fn history_message(room: &Room, event: &Value, ids: &HashMap<String, String>
 
 /// Delivers what happened in the joined rooms in `(since, upto]` (for each room, only after
 /// its join). `false` when the client is gone.
-pub async fn deliver(
+pub(super) async fn deliver(
     state: &AppState,
     user: &MatrixSession,
     to: &FullJid,

@@ -10,7 +10,7 @@ use xmpp_parsers::jid::BareJid;
 
 /// A room as this resource is in it.
 #[derive(Clone, Debug)]
-pub struct JoinedRoom {
+pub(super) struct JoinedRoom {
     pub room_id: OwnedRoomId,
     /// The address the client joined by (an alias or the room id).
     pub jid: BareJid,
@@ -25,7 +25,7 @@ pub struct JoinedRoom {
 
 /// Shared by the stanza handler (joins and leaves) and the delivery task (what to deliver).
 #[derive(Clone, Default)]
-pub struct Occupancy(Arc<Mutex<BTreeMap<OwnedRoomId, JoinedRoom>>>);
+pub(super) struct Occupancy(Arc<Mutex<BTreeMap<OwnedRoomId, JoinedRoom>>>);
 
 impl Occupancy {
     fn rooms(&self) -> std::sync::MutexGuard<'_, BTreeMap<OwnedRoomId, JoinedRoom>> {
@@ -33,26 +33,26 @@ impl Occupancy {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn insert(&self, room: JoinedRoom) {
+    pub(super) fn insert(&self, room: JoinedRoom) {
         self.rooms().insert(room.room_id.clone(), room);
     }
 
-    pub fn remove(&self, room_id: &OwnedRoomId) -> Option<JoinedRoom> {
+    pub(super) fn remove(&self, room_id: &OwnedRoomId) -> Option<JoinedRoom> {
         self.rooms().remove(room_id)
     }
 
-    pub fn by_jid(&self, jid: &BareJid) -> Option<JoinedRoom> {
+    pub(super) fn by_jid(&self, jid: &BareJid) -> Option<JoinedRoom> {
         self.rooms().values().find(|room| room.jid == *jid).cloned()
     }
 
     /// Records the occupants' nicks as last announced.
-    pub fn set_nicks(&self, room_id: &OwnedRoomId, nicks: BTreeMap<String, String>) {
+    pub(super) fn set_nicks(&self, room_id: &OwnedRoomId, nicks: BTreeMap<String, String>) {
         if let Some(room) = self.rooms().get_mut(room_id) {
             room.nicks = nicks;
         }
     }
 
-    pub fn snapshot(&self) -> Vec<JoinedRoom> {
+    pub(super) fn snapshot(&self) -> Vec<JoinedRoom> {
         self.rooms().values().cloned().collect()
     }
 }

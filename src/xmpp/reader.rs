@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// What the peer sent next.
 #[derive(Debug)]
-pub enum Incoming {
+pub(super) enum Incoming {
     /// `<stream:stream ...>`: the element holds the header's attributes and no children.
     StreamOpen(Element),
     Stanza(Element),
@@ -24,7 +24,7 @@ pub enum Incoming {
 }
 
 #[derive(Debug)]
-pub enum ReadError {
+pub(super) enum ReadError {
     /// The connection ended (or failed) under the stream.
     Closed,
     /// Not XML, or not the XML XMPP allows (RFC 6120 §11): `not-well-formed`.
@@ -33,7 +33,7 @@ pub enum ReadError {
     TooLarge,
 }
 
-pub struct XmlReader {
+pub(super) struct XmlReader {
     parser: RawParser,
     tree: TreeBuilder,
     buffer: BytesMut,
@@ -43,7 +43,7 @@ pub struct XmlReader {
 }
 
 impl XmlReader {
-    pub fn new(max_stanza_size: usize) -> XmlReader {
+    pub(super) fn new(max_stanza_size: usize) -> XmlReader {
         XmlReader {
             parser: RawParser::new(),
             tree: TreeBuilder::new(),
@@ -55,7 +55,7 @@ impl XmlReader {
 
     /// A new stream on the same connection (after SASL): a fresh document, which may already
     /// have begun in the bytes read.
-    pub fn restart(&mut self) {
+    pub(super) fn restart(&mut self) {
         self.parser = RawParser::new();
         self.tree = TreeBuilder::new();
         self.element_bytes = 0;
@@ -63,14 +63,14 @@ impl XmlReader {
 
     /// A new stream after STARTTLS: whatever came in plain text after `<starttls/>` is dropped
     /// (it could be an attacker's injection, RFC 6120 §5.3.3).
-    pub fn restart_discarding(&mut self) {
+    pub(super) fn restart_discarding(&mut self) {
         self.restart();
         self.buffer.clear();
     }
 
     /// The next header, stanza or end of stream. Cancel-safe: only the socket read awaits, and
     /// what it read stays in the buffer.
-    pub async fn next<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<Incoming, ReadError> {
+    pub(super) async fn next<R: AsyncRead + Unpin>(&mut self, io: &mut R) -> Result<Incoming, ReadError> {
         loop {
             if let Some(incoming) = self.parse_buffered()? {
                 return Ok(incoming);

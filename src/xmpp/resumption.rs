@@ -14,7 +14,7 @@ use std::time::Duration;
 
 /// The parked sessions of this process (a `Store` cache: resumption is to the same process).
 #[derive(Default)]
-pub struct Detached {
+pub(super) struct Detached {
     sessions: Mutex<HashMap<String, Parked>>,
     /// Tells a session parked again under the same id from the one an old timer was for.
     parkings: AtomicU64,
@@ -34,16 +34,16 @@ impl Detached {
 }
 
 /// Whether sessions may be resumed at all (`0` turns resumption off).
-pub fn offered(state: &AppState) -> bool {
+pub(super) fn offered(state: &AppState) -> bool {
     state.config.xmpp.resume_timeout_secs > 0
 }
 
-pub fn timeout(state: &AppState) -> Duration {
+pub(super) fn timeout(state: &AppState) -> Duration {
     Duration::from_secs(state.config.xmpp.resume_timeout_secs)
 }
 
 /// Keeps `live` for its client until the timeout, then ends it.
-pub fn park(state: &AppState, id: String, live: Live) {
+pub(super) fn park(state: &AppState, id: String, live: Live) {
     let detached = state.pool.cache::<Detached>();
     let parking = detached.parkings.fetch_add(1, Ordering::Relaxed);
     let user_id = live.user_id().to_owned();
@@ -68,7 +68,7 @@ pub fn park(state: &AppState, id: String, live: Live) {
 
 /// The parked session `id` of `user_id`, taken out of the registry. Another user's id finds
 /// nothing (and leaves that session where it is).
-pub fn take(state: &AppState, id: &str, user_id: &UserId) -> Option<Live> {
+pub(super) fn take(state: &AppState, id: &str, user_id: &UserId) -> Option<Live> {
     let detached = state.pool.cache::<Detached>();
     let mut sessions = detached.sessions();
     if sessions.get(id).is_none_or(|parked| parked.user_id != user_id) {

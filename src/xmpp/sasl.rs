@@ -17,12 +17,12 @@ use rand::RngCore;
 use ruma::OwnedUserId;
 use ruma::api::error::ErrorKind;
 
-pub const NS: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
+pub(super) const NS: &str = "urn:ietf:params:xml:ns:xmpp-sasl";
 /// Tries before the stream ends (RFC 6120 §6.4.5 asks for between 2 and 5).
 const MAX_ATTEMPTS: u32 = 3;
 
 /// `<mechanisms/>` for the stream features.
-pub fn mechanisms_feature() -> String {
+pub(super) fn mechanisms_feature() -> String {
     let mut names: Vec<&str> = Mechanism::ALL.iter().map(|mechanism| mechanism.name()).collect();
     names.push("PLAIN");
     let list: String = names.iter().map(|name| format!("<mechanism>{name}</mechanism>")).collect();
@@ -32,7 +32,7 @@ pub fn mechanisms_feature() -> String {
 /// Runs SASL exchanges until one succeeds (the authenticated user) or the tries run out.
 /// Attempts count against the same per-address login rate as `/login`, so that XMPP is no
 /// side door for guessing passwords.
-pub async fn authenticate(
+pub(super) async fn authenticate(
     state: &AppState,
     stream: &mut Stream,
     client: &ClientInfo,

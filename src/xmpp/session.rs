@@ -20,8 +20,8 @@ use xmpp_parsers::ping::Ping;
 use xmpp_parsers::roster::Roster;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
-pub const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
-pub const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
+pub(super) const NS_BIND: &str = "urn:ietf:params:xml:ns:xmpp-bind";
+pub(super) const NS_SESSION: &str = "urn:ietf:params:xml:ns:xmpp-session";
 /// Resources become part of a device id; longer or stranger ones are replaced by a generated one.
 const MAX_RESOURCE_LENGTH: usize = 64;
 /// What the server tells service discovery it supports.
@@ -39,7 +39,7 @@ const FEATURES: &[&str] = &[
 const ACCOUNT_FEATURES: [&str; 2] = [xmpp_parsers::ns::DISCO_INFO, xmpp_parsers::ns::MAM];
 
 /// Everything one bound resource needs.
-pub struct Session {
+pub(super) struct Session {
     pub matrix: MatrixSession,
     pub jid: FullJid,
     /// The conference domain: stanzas to it are for MUCs.
@@ -52,7 +52,7 @@ pub struct Session {
 
 impl Session {
     /// The answers to one stanza from the client.
-    pub async fn handle(&self, state: &AppState, element: Element) -> Result<Vec<Element>, StreamError> {
+    pub(super) async fn handle(&self, state: &AppState, element: Element) -> Result<Vec<Element>, StreamError> {
         match element.name() {
             "iq" if element.attr("type") == Some("set") && element.has_child("query", xmpp_parsers::ns::MAM) => {
                 let id = element.attr("id").unwrap_or_default().to_owned();
@@ -153,13 +153,13 @@ enum Request {
     Set(Element),
 }
 
-pub fn iq_error(id: &str, type_: ErrorType, condition: DefinedCondition) -> Iq {
+pub(super) fn iq_error(id: &str, type_: ErrorType, condition: DefinedCondition) -> Iq {
     Iq::from_error(id, StanzaError::new(type_, condition, "en", ""))
 }
 
 /// Answers a resource binding request (`element`): the bound resource with its device opened,
 /// or `None` after refusing something that is no binding request.
-pub async fn bind(
+pub(super) async fn bind(
     state: &AppState,
     stream: &mut Stream,
     user_id: &OwnedUserId,
@@ -214,7 +214,7 @@ async fn open_device(
 }
 
 /// A JID's local user, if it names one on this server (`alice@domain`, any resource).
-pub fn local_user(jid: &Jid, domain: &str, server_name: &ruma::ServerName) -> Option<OwnedUserId> {
+pub(super) fn local_user(jid: &Jid, domain: &str, server_name: &ruma::ServerName) -> Option<OwnedUserId> {
     if !jid.domain().as_str().eq_ignore_ascii_case(domain) {
         return None;
     }

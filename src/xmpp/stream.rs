@@ -6,13 +6,13 @@ use crate::xmpp::transport::Transport;
 use minidom::Element;
 use tokio::io::AsyncWriteExt;
 
-pub const NS_CLIENT: &str = "jabber:client";
-pub const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
+pub(super) const NS_CLIENT: &str = "jabber:client";
+pub(super) const NS_STREAMS: &str = "http://etherx.jabber.org/streams";
 const NS_STREAM_ERRORS: &str = "urn:ietf:params:xml:ns:xmpp-streams";
 
 /// A condition that ends the stream (RFC 6120 §4.9.3), with a text for humans.
 #[derive(Debug)]
-pub struct StreamError {
+pub(super) struct StreamError {
     pub condition: &'static str,
     pub text: String,
     /// The connection broke under the stream (no closing tag): a resumable session waits for
@@ -21,16 +21,16 @@ pub struct StreamError {
 }
 
 impl StreamError {
-    pub fn new(condition: &'static str, text: impl Into<String>) -> StreamError {
+    pub(super) fn new(condition: &'static str, text: impl Into<String>) -> StreamError {
         StreamError { condition, text: text.into(), connection_lost: false }
     }
 
-    pub fn not_authorized(text: &str) -> StreamError {
+    pub(super) fn not_authorized(text: &str) -> StreamError {
         StreamError::new("not-authorized", text)
     }
 
     /// A fault of the server's own: logged here, and the client learns no detail.
-    pub fn internal(error: impl std::fmt::Display) -> StreamError {
+    pub(super) fn internal(error: impl std::fmt::Display) -> StreamError {
         tracing::error!(%error, "XMPP stream failed");
         StreamError::new("internal-server-error", "")
     }
@@ -56,7 +56,7 @@ impl From<ReadError> for StreamError {
     }
 }
 
-pub struct Stream {
+pub(super) struct Stream {
     pub transport: Transport,
     pub reader: XmlReader,
     /// The XMPP domain this server answers for.
@@ -65,17 +65,17 @@ pub struct Stream {
 }
 
 impl Stream {
-    pub fn new(transport: Transport, max_stanza_size: usize, domain: String) -> Stream {
+    pub(super) fn new(transport: Transport, max_stanza_size: usize, domain: String) -> Stream {
         Stream { transport, reader: XmlReader::new(max_stanza_size), domain, header_sent: false }
     }
 
-    pub fn is_tls(&self) -> bool {
+    pub(super) fn is_tls(&self) -> bool {
         self.transport.is_tls()
     }
 
     /// Waits for the client's stream header and answers with ours, then sends `features`
     /// (the children of `<stream:features/>`).
-    pub async fn open(&mut self, features: &str) -> Result<(), StreamError> {
+    pub(super) async fn open(&mut self, features: &str) -> Result<(), StreamError> {
         self.header_sent = false;
         let header = match self.reader.next(&mut self.transport).await? {
             Incoming::StreamOpen(header) => header,
@@ -103,7 +103,7 @@ impl Stream {
     }
 
     /// The next stanza (or SASL/TLS element) of the open stream.
-    pub async fn next_element(&mut self) -> Result<Element, StreamError> {
+    pub(super) async fn next_element(&mut self) -> Result<Element, StreamError> {
         match self.reader.next(&mut self.transport).await? {
             Incoming::Stanza(element) => Ok(element),
             Incoming::StreamClose => Err(StreamError::closed()),
@@ -111,7 +111,7 @@ impl Stream {
         }
     }
 
-    pub async fn send(&mut self, text: &str) -> Result<(), StreamError> {
+    pub(super) async fn send(&mut self, text: &str) -> Result<(), StreamError> {
         let written = async {
             self.transport.write_all(text.as_bytes()).await?;
             self.transport.flush().await
@@ -119,7 +119,7 @@ impl Stream {
         written.await.map_err(|_| StreamError::lost())
     }
 
-    pub async fn send_element(&mut self, element: &Element) -> Result<(), StreamError> {
+    pub(super) async fn send_element(&mut self, element: &Element) -> Result<(), StreamError> {
         let mut bytes = Vec::new();
         element.write_to(&mut bytes).map_err(StreamError::internal)?;
         let text = String::from_utf8(bytes).map_err(StreamError::internal)?;
@@ -128,7 +128,7 @@ impl Stream {
 
     /// Ends the stream: with the error's condition unless the peer is gone, and with our
     /// closing tag either way.
-    pub async fn close(mut self, error: Option<StreamError>) {
+    pub(super) async fn close(mut self, error: Option<StreamError>) {
         // A peer that closed its side (or vanished) gets our closing tag without an error.
         if let Some(error) = error.as_ref().filter(|error| !error.condition.is_empty()) {
             tracing::debug!(condition = error.condition, text = %error.text, "ending an XMPP stream");
@@ -150,6 +150,6 @@ impl Stream {
 }
 
 /// Text for XML character data.
-pub fn escape(text: &str) -> String {
+pub(super) fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
 }

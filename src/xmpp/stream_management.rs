@@ -6,7 +6,7 @@ use crate::xmpp::stream::{NS_CLIENT, StreamError};
 use minidom::Element;
 use std::collections::VecDeque;
 
-pub const NS: &str = "urn:xmpp:sm:3";
+pub(super) const NS: &str = "urn:xmpp:sm:3";
 /// After this many unacknowledged stanzas the server asks for an acknowledgement (`<r/>`), so
 /// that the kept copies stay few.
 const REQUEST_EVERY: usize = 5;
@@ -15,7 +15,7 @@ const REQUEST_EVERY: usize = 5;
 const MAX_UNACKED: usize = 2000;
 
 /// The counters and kept stanzas of one stream-managed session.
-pub struct Acks {
+pub(super) struct Acks {
     /// The resumption id, when the client asked for resumption.
     pub id: Option<String>,
     /// Stanzas received from the client (`h` of our `<a/>` and `<resumed/>`), mod 2^32.
@@ -27,23 +27,23 @@ pub struct Acks {
 }
 
 /// Whether an element counts in stream management: only stanzas, never nonzas (§4).
-pub fn is_stanza(element: &Element) -> bool {
+pub(super) fn is_stanza(element: &Element) -> bool {
     element.ns() == NS_CLIENT && matches!(element.name(), "message" | "presence" | "iq")
 }
 
 impl Acks {
-    pub fn new(id: Option<String>) -> Acks {
+    pub(super) fn new(id: Option<String>) -> Acks {
         Acks { id, handled: 0, sent: 0, unacked: VecDeque::new() }
     }
 
-    pub fn received(&mut self, element: &Element) {
+    pub(super) fn received(&mut self, element: &Element) {
         if is_stanza(element) {
             self.handled = self.handled.wrapping_add(1);
         }
     }
 
     /// Keeps a copy of a stanza about to be sent; `true` when it is time to ask for an ack.
-    pub fn sending(&mut self, element: &Element) -> Result<bool, StreamError> {
+    pub(super) fn sending(&mut self, element: &Element) -> Result<bool, StreamError> {
         if !is_stanza(element) {
             return Ok(false);
         }
@@ -57,7 +57,7 @@ impl Acks {
 
     /// The client handled `h` stanzas in all: the copies of those are dropped. An `h` beyond
     /// what was sent is the `undefined-condition` of §4 (with `handled-count-too-high`).
-    pub fn acknowledged(&mut self, h: u32) -> Result<(), StreamError> {
+    pub(super) fn acknowledged(&mut self, h: u32) -> Result<(), StreamError> {
         let first_unacked = self.sent.wrapping_sub(self.unacked.len() as u32);
         let newly_acked = h.wrapping_sub(first_unacked) as usize;
         if newly_acked > self.unacked.len() {
@@ -68,22 +68,22 @@ impl Acks {
     }
 
     /// `<a h='…'/>`: what the server handled.
-    pub fn answer(&self) -> String {
+    pub(super) fn answer(&self) -> String {
         format!("<a xmlns='{NS}' h='{}'/>", self.handled)
     }
 
-    pub fn handled(&self) -> u32 {
+    pub(super) fn handled(&self) -> u32 {
         self.handled
     }
 
     /// The stanzas to send again on resumption, oldest first (they keep their numbers).
-    pub fn unacked(&self) -> impl Iterator<Item = &Element> {
+    pub(super) fn unacked(&self) -> impl Iterator<Item = &Element> {
         self.unacked.iter()
     }
 }
 
 /// The `h` attribute of `<a/>` or `<resume/>`.
-pub fn h_of(element: &Element) -> Result<u32, StreamError> {
+pub(super) fn h_of(element: &Element) -> Result<u32, StreamError> {
     element
         .attr("h")
         .and_then(|h| h.parse().ok())
@@ -91,7 +91,7 @@ pub fn h_of(element: &Element) -> Result<u32, StreamError> {
 }
 
 /// `<failed/>` with a stanza error condition (§3, §5).
-pub fn failed(condition: &str, h: Option<u32>) -> String {
+pub(super) fn failed(condition: &str, h: Option<u32>) -> String {
     let h = h.map(|h| format!(" h='{h}'")).unwrap_or_default();
     format!("<failed xmlns='{NS}'{h}><{condition} xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></failed>")
 }

@@ -13,7 +13,7 @@ const GENERATED_CERT: &str = "xmpp-tls.crt";
 const GENERATED_KEY: &str = "xmpp-tls.key";
 
 /// The acceptor both kinds of XMPP listener use.
-pub fn acceptor(config: &Config) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
+pub(crate) fn acceptor(config: &Config) -> anyhow::Result<tokio_rustls::TlsAcceptor> {
     let (cert_path, key_path) = match (&config.xmpp.tls_cert, &config.xmpp.tls_key) {
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
         _ => generated(&config.data_dir, XmppConfig::domain_of(&config.server_name))?,

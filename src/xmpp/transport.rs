@@ -8,7 +8,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
-pub enum Transport {
+pub(super) enum Transport {
     Plain(TcpStream),
     Tls(Box<TlsStream<TcpStream>>),
     /// While the socket is handed to the TLS handshake: reads and writes fail.
@@ -20,7 +20,7 @@ fn upgrading() -> io::Error {
 }
 
 impl Transport {
-    pub fn is_tls(&self) -> bool {
+    pub(super) fn is_tls(&self) -> bool {
         matches!(self, Transport::Tls(_))
     }
 }

@@ -104,7 +104,7 @@ async fn serve(mut stream: TcpStream, mode: Arc<Mutex<Mode>>, ledger: Arc<Mutex<
             name.eq_ignore_ascii_case("x-hearth-signature").then(|| value.trim().to_owned())
         })
         .unwrap_or_default();
-    let signed = signature == hearth::creators::billing::signature(SECRET, &body);
+    let signed = signature == hearth::testing::creators::billing::signature(SECRET, &body);
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let key = request["idempotency_key"].as_str().unwrap_or_default().to_owned();
     let mode = mode.lock().unwrap().clone();

@@ -197,7 +197,7 @@ impl Stopped {
     /// A pool on the stopped server's database, to change what it will find when it starts.
     pub async fn open_database(&self) -> sqlx::PgPool {
         let dir = super::cluster_dir();
-        hearth::db::open_pool(hearth::db::embedded::connect_options(&dir, &self.database), 10)
+        hearth::testing::db::open_pool(hearth::testing::db::embedded::connect_options(&dir, &self.database), 10)
             .await
             .expect("reopen the database")
     }

@@ -139,13 +139,13 @@ impl RecordingPeer {
             tls_key: Some(self.ca.key_file()),
             ..FederationConfig::default()
         };
-        let tls = hearth::federation::tls::acceptor(&config).expect("TLS acceptor");
+        let tls = hearth::testing::federation::tls::acceptor(&config).expect("TLS acceptor");
         let app = Router::new()
             .route("/_matrix/federation/v1/send/{txn_id}", put(transaction))
             .with_state(self.shared.clone());
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(async move {
-            hearth::http::serve::serve_with_tls(listener, tls, app, Duration::from_secs(10), async {
+            hearth::testing::http::serve::serve_with_tls(listener, tls, app, Duration::from_secs(10), async {
                 let _ = stopped.await;
             })
             .await

@@ -19,9 +19,9 @@ pub mod synapse;
 pub use rooms::{encode, fill_path, inert_placeholder, message_ids, text};
 
 use hearth::config::Config;
-use hearth::db::embedded::{ClusterOptions, RunningCluster, connect_options};
 use hearth::signing_key::SigningKey;
 use hearth::state::AppState;
+use hearth::testing::db::embedded::{ClusterOptions, RunningCluster, connect_options};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -102,8 +102,11 @@ pub async fn fresh_database() -> (String, PgPool) {
     let dir = tokio::task::spawn_blocking(|| cluster().dir.clone()).await.expect("cluster thread");
     TEMPLATE_READY
         .get_or_init(|| async {
-            hearth::db::ensure_database(connect_options(&dir, "postgres"), TEMPLATE).await.expect("template database");
-            let pool = hearth::db::open_pool(connect_options(&dir, TEMPLATE), 2).await.expect("migrate template");
+            hearth::testing::db::ensure_database(connect_options(&dir, "postgres"), TEMPLATE)
+                .await
+                .expect("template database");
+            let pool =
+                hearth::testing::db::open_pool(connect_options(&dir, TEMPLATE), 2).await.expect("migrate template");
             pool.close().await;
         })
         .await;
@@ -114,7 +117,7 @@ pub async fn fresh_database() -> (String, PgPool) {
         .await
         .expect("create test database");
     admin.close().await.ok();
-    let pool = hearth::db::open_pool(connect_options(&dir, &name), 10).await.expect("open test database");
+    let pool = hearth::testing::db::open_pool(connect_options(&dir, &name), 10).await.expect("open test database");
     (name, pool)
 }
 
@@ -233,9 +236,15 @@ impl TestServer {
     /// Creates a server admin's account (as an operator does, with `hearth user create --admin`)
     /// and logs it in.
     pub async fn register_admin(&self, localpart: &str, password: &str) -> TestUser {
-        hearth::users::accounts::create_account(&self.state.pool, &self.state.server_name, localpart, password, true)
-            .await
-            .expect("create the admin account");
+        hearth::testing::users::accounts::create_account(
+            &self.state.pool,
+            &self.state.server_name,
+            localpart,
+            password,
+            true,
+        )
+        .await
+        .expect("create the admin account");
         self.login(localpart, password).await
     }
 
@@ -283,10 +292,14 @@ impl Drop for TestServer {
                     .connect_with(options)
                     .await
                     .expect("connect");
-                let problems =
-                    hearth::rooms::verify::verify_all_events(&pool.clone().into(), &server_name, &key_id, &public_key)
-                        .await
-                        .expect("verification runs");
+                let problems = hearth::testing::rooms::verify::verify_all_events(
+                    &pool.clone().into(),
+                    &server_name,
+                    &key_id,
+                    &public_key,
+                )
+                .await
+                .expect("verification runs");
                 pool.close().await;
                 problems
             })

@@ -66,9 +66,10 @@ pub async fn start_node_with_pool(
     adjust: impl FnOnce(&mut Config),
 ) -> Node {
     let dir = super::cluster_dir();
-    let pool = hearth::db::open_pool(hearth::db::embedded::connect_options(&dir, database), connections)
-        .await
-        .expect("open a pool on the test database");
+    let pool =
+        hearth::testing::db::open_pool(hearth::testing::db::embedded::connect_options(&dir, database), connections)
+            .await
+            .expect("open a pool on the test database");
     let mut config = test_config();
     adjust(&mut config);
     config.validate().expect("test configuration is valid");

@@ -4,15 +4,16 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use super::TestServer;
-use hearth::rooms::build::{EventTemplate, Placement, build_and_sign};
-use hearth::rooms::pdu::Pdu;
-use hearth::rooms::send::AuthState;
 use hearth::signing_key::SigningKey;
+use hearth::testing::rooms::build::{EventTemplate, Placement, build_and_sign};
+use hearth::testing::rooms::pdu::Pdu;
+use hearth::testing::rooms::send::AuthState;
 use ruma::{EventId, RoomId, RoomVersionId, ServerName, UserId};
 
 /// The room's version on `receiver`.
 pub async fn room_version(receiver: &TestServer, room: &RoomId) -> RoomVersionId {
-    let version = hearth::db::rooms::version(&receiver.state.pool, room.as_str()).await.unwrap().expect("known room");
+    let version =
+        hearth::testing::db::rooms::version(&receiver.state.pool, room.as_str()).await.unwrap().expect("known room");
     RoomVersionId::try_from(version.as_str()).unwrap()
 }
 
@@ -27,15 +28,15 @@ pub async fn build_remote_pdu(
     parent: Option<&str>,
 ) -> Pdu {
     let pool = &receiver.state.pool;
-    let rules = hearth::rooms::rules_for(&room_version(receiver, room).await).unwrap();
+    let rules = hearth::testing::rooms::rules_for(&room_version(receiver, room).await).unwrap();
     let (parent_id, state_after, depth) = match parent {
         Some(id) => {
-            let known = hearth::db::federation_inbound::known_events(pool, &[id.to_owned()]).await.unwrap();
+            let known = hearth::testing::db::federation_inbound::known_events(pool, &[id.to_owned()]).await.unwrap();
             let known = known.first().expect("the parent is stored");
             (known.event_id.clone(), known.state_after.expect("the parent has state"), known.depth)
         }
         None => {
-            let tips = hearth::db::events::forward_extremities(pool, room.as_str()).await.unwrap();
+            let tips = hearth::testing::db::events::forward_extremities(pool, room.as_str()).await.unwrap();
             let tip = tips.first().expect("a tip");
             (tip.event_id.clone(), tip.state_after, tip.depth)
         }

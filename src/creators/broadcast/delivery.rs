@@ -53,7 +53,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Delivers a broadcast until no recipient is pending or `stopped` says so; a broadcast
 /// another task (or process) is delivering already is left to it.
-pub async fn deliver(ctx: BroadcastCtx<'_>, broadcast_id: &str, stopped: watch::Receiver<bool>) -> Result<()> {
+pub(crate) async fn deliver(ctx: BroadcastCtx<'_>, broadcast_id: &str, stopped: watch::Receiver<bool>) -> Result<()> {
     let pool = ctx.rooms.pool;
     let Some(broadcast) = db::broadcast::broadcast(pool, broadcast_id).await? else { return Ok(()) };
     if broadcast.state != "running" {

@@ -12,7 +12,7 @@ use ruma::{OwnedUserId, ServerName, UserId};
 /// Longest list name, in characters.
 const MAX_NAME_CHARS: usize = 100;
 /// Most users one request may add: a larger list is built over several requests.
-pub const MAX_ADD: usize = 1000;
+pub(crate) const MAX_ADD: usize = 1000;
 
 fn check_name(name: &str) -> Result<&str> {
     let name = name.trim();
@@ -23,7 +23,7 @@ fn check_name(name: &str) -> Result<&str> {
 }
 
 /// Creates a list named `name`; its id.
-pub async fn create(pool: &Store, creator: &UserId, name: &str) -> Result<String> {
+pub(crate) async fn create(pool: &Store, creator: &UserId, name: &str) -> Result<String> {
     require_creator(pool, creator).await?;
     let name = check_name(name)?;
     let list_id = format!("bl_{}", uuid::Uuid::new_v4().simple());
@@ -33,12 +33,12 @@ pub async fn create(pool: &Store, creator: &UserId, name: &str) -> Result<String
     Ok(list_id)
 }
 
-pub async fn all(pool: &Store, creator: &UserId) -> Result<Vec<ListSummary>> {
+pub(crate) async fn all(pool: &Store, creator: &UserId) -> Result<Vec<ListSummary>> {
     require_creator(pool, creator).await?;
     Ok(db::broadcast::lists(pool, creator.as_str()).await?)
 }
 
-pub async fn rename(pool: &Store, creator: &UserId, list_id: &str, name: &str) -> Result<()> {
+pub(crate) async fn rename(pool: &Store, creator: &UserId, list_id: &str, name: &str) -> Result<()> {
     require_creator(pool, creator).await?;
     let name = check_name(name)?;
     match db::broadcast::rename_list(pool, creator.as_str(), list_id, name).await {
@@ -52,7 +52,7 @@ pub async fn rename(pool: &Store, creator: &UserId, list_id: &str, name: &str) -
 }
 
 /// Deletes a list; broadcasts already sent to it go on (they copied its members).
-pub async fn delete(pool: &Store, creator: &UserId, list_id: &str) -> Result<()> {
+pub(crate) async fn delete(pool: &Store, creator: &UserId, list_id: &str) -> Result<()> {
     require_creator(pool, creator).await?;
     if !db::broadcast::delete_list(pool, creator.as_str(), list_id).await? {
         return Err(no_such_list());
@@ -62,7 +62,7 @@ pub async fn delete(pool: &Store, creator: &UserId, list_id: &str) -> Result<()>
 
 /// Adds users to a list, all or none: every one must be an active user of this server who
 /// subscribed to the creator or shares a room with them. The number newly added.
-pub async fn add(
+pub(crate) async fn add(
     pool: &Store,
     server_name: &ServerName,
     creator: &UserId,
@@ -93,7 +93,7 @@ pub async fn add(
     Ok(db::broadcast::add_members(pool, list_id, &wanted, crate::time::now_ms()).await?)
 }
 
-pub async fn remove(pool: &Store, creator: &UserId, list_id: &str, user: &UserId) -> Result<()> {
+pub(crate) async fn remove(pool: &Store, creator: &UserId, list_id: &str, user: &UserId) -> Result<()> {
     owned_list(pool, creator, list_id).await?;
     if !db::broadcast::remove_member(pool, list_id, user.as_str()).await? {
         return Err(Error::not_found(format!("{user} is not on this list")));
@@ -102,7 +102,7 @@ pub async fn remove(pool: &Store, creator: &UserId, list_id: &str, user: &UserId
 }
 
 /// One page of a list's members, after `from` (a previous page's `next_batch`).
-pub async fn members(
+pub(crate) async fn members(
     pool: &Store,
     creator: &UserId,
     list_id: &str,

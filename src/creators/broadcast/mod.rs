@@ -6,10 +6,10 @@
 //! - [`send`]: one message to one list becomes a durable broadcast with a row per recipient;
 //! - [`delivery`]: the background job that delivers it, resumable after a restart.
 
-pub mod delivery;
-pub mod lists;
-pub mod send;
-pub mod subscriptions;
+pub(crate) mod delivery;
+pub(crate) mod lists;
+pub(crate) mod send;
+pub(crate) mod subscriptions;
 
 use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;

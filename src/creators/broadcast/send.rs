@@ -13,7 +13,7 @@ use serde_json::Value;
 /// Starts a broadcast of `content` (an `m.room.message` content) to the list's members, once
 /// per client transaction: a retransmission answers the broadcast the first one started,
 /// whatever its body says (as `/send`).
-pub async fn start(
+pub(crate) async fn start(
     pool: &Store,
     creator: &UserId,
     transaction: Transaction<'_>,
@@ -59,7 +59,7 @@ fn check_content(content: &Value) -> Result<()> {
 }
 
 /// Where a broadcast stands, for its creator.
-pub struct Progress {
+pub(crate) struct Progress {
     pub broadcast: Broadcast,
     pub sent: i64,
     pub skipped: i64,
@@ -68,7 +68,7 @@ pub struct Progress {
 }
 
 /// The progress of one of `creator`'s broadcasts (another's is unknown to them).
-pub async fn progress(pool: &Store, creator: &UserId, broadcast_id: &str) -> Result<Progress> {
+pub(crate) async fn progress(pool: &Store, creator: &UserId, broadcast_id: &str) -> Result<Progress> {
     let broadcast = db::broadcast::broadcast(pool, broadcast_id)
         .await?
         .filter(|broadcast| broadcast.creator == creator.as_str())

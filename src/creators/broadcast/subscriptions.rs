@@ -8,7 +8,7 @@ use crate::store::Store;
 use ruma::UserId;
 
 /// Subscribes `member` to `creator`'s broadcasts (again: nothing changes).
-pub async fn subscribe(pool: &Store, member: &UserId, creator: &UserId) -> Result<()> {
+pub(crate) async fn subscribe(pool: &Store, member: &UserId, creator: &UserId) -> Result<()> {
     if member == creator {
         return Err(Error::invalid_param("You cannot subscribe to yourself"));
     }
@@ -21,13 +21,13 @@ pub async fn subscribe(pool: &Store, member: &UserId, creator: &UserId) -> Resul
 
 /// Ends the subscription, if any. Lists keep the member, but a broadcast skips them unless
 /// they share a room with the creator (see `delivery`).
-pub async fn unsubscribe(pool: &Store, member: &UserId, creator: &UserId) -> Result<()> {
+pub(crate) async fn unsubscribe(pool: &Store, member: &UserId, creator: &UserId) -> Result<()> {
     db::broadcast::unsubscribe(pool, creator.as_str(), member.as_str()).await?;
     Ok(())
 }
 
 /// One page of a creator's subscribers.
-pub struct Subscribers {
+pub(crate) struct Subscribers {
     /// `(user_id, since_ts)`, by user id.
     pub chunk: Vec<(String, i64)>,
     pub next_batch: Option<String>,
@@ -35,7 +35,7 @@ pub struct Subscribers {
 }
 
 /// `creator`'s subscribers after `from` (a previous page's last user id).
-pub async fn subscribers(pool: &Store, creator: &UserId, from: Option<&str>, limit: i64) -> Result<Subscribers> {
+pub(crate) async fn subscribers(pool: &Store, creator: &UserId, from: Option<&str>, limit: i64) -> Result<Subscribers> {
     require_creator(pool, creator).await?;
     let limit = limit.clamp(1, 1000);
     let mut chunk = db::broadcast::subscribers(pool, creator.as_str(), from.unwrap_or(""), limit + 1).await?;

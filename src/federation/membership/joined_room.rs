@@ -20,7 +20,7 @@ use std::collections::{HashMap, HashSet};
 /// Stores `room_id` as `checked` describes it, and `join` on top; with `partial` (the servers
 /// in the room, the resident first), the state lacks member events and the room is recorded
 /// as partial in the same transaction.
-pub async fn store_joined_room(
+pub(super) async fn store_joined_room(
     ctx: RoomCtx<'_>,
     room_id: &RoomId,
     room_version: &RoomVersionId,

@@ -20,7 +20,7 @@ use sqlx::PgConnection;
 use std::collections::{HashMap, HashSet};
 
 /// Replaces the partial state of `room_id` by `state_before_join` (ids of stored events).
-pub async fn replace_state(
+pub(super) async fn replace_state(
     ctx: RoomCtx<'_>,
     room_id: &RoomId,
     room: &PartialStateRoom,

@@ -20,7 +20,7 @@ use std::collections::HashSet;
 const ONE_BY_ONE_AT_MOST: usize = 100;
 
 /// Fetches and puts in place the full state of `room`, asking its servers in turn.
-pub async fn resync(ctx: FedCtx<'_>, room: &PartialStateRoom) -> Result<()> {
+pub(super) async fn resync(ctx: FedCtx<'_>, room: &PartialStateRoom) -> Result<()> {
     let room_id = RoomId::parse(&room.room_id).map_err(|e| Error::internal(format!("stored room id: {e}")))?;
     let join_id = EventId::parse(&room.join_event_id).map_err(|e| Error::internal(format!("stored event id: {e}")))?;
     let version = db::rooms::version(ctx.rooms.pool, room_id.as_str())

@@ -21,9 +21,9 @@ use crate::streams::Streams;
 use std::sync::Weak;
 
 /// The spec's bound on the PDUs of one transaction.
-pub const MAX_PDUS_PER_TRANSACTION: i64 = 50;
+pub(crate) const MAX_PDUS_PER_TRANSACTION: i64 = 50;
 /// The spec's bound on the EDUs of one transaction.
-pub const MAX_EDUS_PER_TRANSACTION: i64 = 100;
+pub(crate) const MAX_EDUS_PER_TRANSACTION: i64 = 100;
 
 /// The process's federation sender.
 #[derive(Default)]

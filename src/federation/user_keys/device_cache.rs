@@ -31,12 +31,12 @@ fn json_of<T>(raw: &Raw<T>) -> Option<Value> {
 }
 
 /// The cached copy of `user_id`'s devices, if any.
-pub async fn cached(ctx: FedCtx<'_>, user_id: &UserId) -> Result<Option<CachedDevices>> {
+pub(crate) async fn cached(ctx: FedCtx<'_>, user_id: &UserId) -> Result<Option<CachedDevices>> {
     db::remote_device_lists::get(ctx.rooms.pool, user_id.as_str()).await?.map(|row| parse(&row.devices)).transpose()
 }
 
 /// Fetches `user_id`'s list whole from their server and keeps it.
-pub async fn resync(ctx: FedCtx<'_>, user_id: &UserId) -> Result<CachedDevices> {
+pub(crate) async fn resync(ctx: FedCtx<'_>, user_id: &UserId) -> Result<CachedDevices> {
     let request = get_devices::Request::new(user_id.to_owned());
     let response = ctx.client.send(user_id.server_name(), request).await?;
     if response.user_id != user_id {
@@ -69,7 +69,7 @@ pub async fn resync(ctx: FedCtx<'_>, user_id: &UserId) -> Result<CachedDevices> 
 
 /// Adds a cached list to a `/keys/query` answer: the devices asked for (all when none are
 /// named) and the public cross-signing keys.
-pub fn answer(
+pub(crate) fn answer(
     user_id: &UserId,
     cached: &CachedDevices,
     wanted: &[OwnedDeviceId],
@@ -99,7 +99,7 @@ pub fn answer(
 /// An `m.device_list_update` for a user with a cached list: applied when it follows what the
 /// copy holds, ignored when the copy already covers it, and a resync when one was missed.
 /// Nothing is cached for a user nobody asked about yet (their list is fetched when needed).
-pub async fn device_list_update(ctx: FedCtx<'_>, update: &DeviceListUpdateContent) -> Result<()> {
+pub(crate) async fn device_list_update(ctx: FedCtx<'_>, update: &DeviceListUpdateContent) -> Result<()> {
     let user = update.user_id.as_str();
     let stream_id = i64::try_from(u64::from(update.stream_id)).unwrap_or(i64::MAX);
     let mut tx = ctx.rooms.pool.begin().await?;
@@ -135,7 +135,7 @@ pub async fn device_list_update(ctx: FedCtx<'_>, update: &DeviceListUpdateConten
 }
 
 /// An `m.signing_key_update`: the cached copy takes the new public cross-signing keys.
-pub async fn signing_key_update(ctx: FedCtx<'_>, update: &SigningKeyUpdateContent) -> Result<()> {
+pub(crate) async fn signing_key_update(ctx: FedCtx<'_>, update: &SigningKeyUpdateContent) -> Result<()> {
     let user = update.user_id.as_str();
     let mut tx = ctx.rooms.pool.begin().await?;
     let Some(row) = db::remote_device_lists::get_for_update(&mut tx, user).await? else { return Ok(()) };

@@ -58,7 +58,7 @@ where
 }
 
 /// `/keys/query` for `requester`.
-pub async fn query(
+pub(crate) async fn query(
     ctx: FedCtx<'_>,
     requester: &UserId,
     wanted: &Wanted<Vec<OwnedDeviceId>>,
@@ -116,7 +116,7 @@ async fn query_server(
 }
 
 /// `/keys/claim`: one key per device, a remote server's through `/user/keys/claim`.
-pub async fn claim(
+pub(crate) async fn claim(
     ctx: FedCtx<'_>,
     wanted: &Wanted<BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>,
     timeout: Duration,

@@ -4,8 +4,8 @@
 //! fanned out to the servers of the remote users it names ([`fan_out`]); and the cached device
 //! lists of remote users, kept current from EDUs ([`device_cache`]).
 
-pub mod device_cache;
-pub mod fan_out;
-pub mod serve;
+pub(crate) mod device_cache;
+pub(crate) mod fan_out;
+pub(crate) mod serve;
 
-pub use fan_out::{claim, query};
+pub(crate) use fan_out::{claim, query};

@@ -12,7 +12,7 @@ use ruma::{OneTimeKeyAlgorithm, OwnedDeviceId, OwnedUserId, ServerName, UInt, Us
 use std::collections::BTreeMap;
 
 /// `POST /user/keys/query`: the keys of the local users named (others are left out).
-pub async fn query(
+pub(crate) async fn query(
     pool: &Store,
     server_name: &ServerName,
     wanted: &BTreeMap<OwnedUserId, Vec<OwnedDeviceId>>,
@@ -21,7 +21,7 @@ pub async fn query(
 }
 
 /// `POST /user/keys/claim`: each one-time key goes to one claimer, then the fallback key.
-pub async fn claim(
+pub(crate) async fn claim(
     pool: &Store,
     server_name: &ServerName,
     wanted: &BTreeMap<OwnedUserId, BTreeMap<OwnedDeviceId, OneTimeKeyAlgorithm>>,
@@ -32,7 +32,7 @@ pub async fn claim(
 /// `GET /user/devices/{userId}`: a local user's devices that have keys, their cross-signing
 /// keys, and the stream id of their latest device-list change (what the `stream_id` of the
 /// `m.device_list_update` EDUs that follow will build on).
-pub async fn devices(pool: &Store, server_name: &ServerName, user_id: &UserId) -> Result<get_devices::Response> {
+pub(crate) async fn devices(pool: &Store, server_name: &ServerName, user_id: &UserId) -> Result<get_devices::Response> {
     if user_id.server_name() != server_name {
         return Err(Error::not_found(format!("{user_id} is not a user of this server")));
     }

@@ -11,12 +11,12 @@ use crate::users::actor::Actor;
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 
-pub use crate::http::plain::{Args, Json, Query};
+pub(super) use crate::http::plain::{Args, Json, Query};
 
 /// An access token of a server admin. Extracted first in every admin handler: a request
 /// without one is refused (`M_MISSING_TOKEN`, `M_UNKNOWN_TOKEN`, or `M_FORBIDDEN` for a
 /// non-admin) before its path, query or body is looked at.
-pub struct Admin {
+pub(super) struct Admin {
     pub session: Session,
     pub request_id: String,
 }
@@ -39,16 +39,16 @@ impl FromRequestParts<AppState> for Admin {
 
 impl Admin {
     /// Records the action in the audit log (see [`crate::admin::audit`]).
-    pub fn audit(&self, action: &str, target: &str) {
+    pub(super) fn audit(&self, action: &str, target: &str) {
         crate::admin::audit(self.actor(), action, target, &self.request_id);
     }
 
     /// The admin as the domain's admin operations take them: through their device.
-    pub fn actor(&self) -> Actor<'_> {
+    pub(super) fn actor(&self) -> Actor<'_> {
         Actor::Device(&self.session)
     }
 
-    pub fn user_id(&self) -> &ruma::UserId {
+    pub(super) fn user_id(&self) -> &ruma::UserId {
         &self.session.user_id
     }
 }

@@ -19,7 +19,7 @@ use ruma::api::client::filter::RoomEventFilter;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, "/_synapse/admin/v1/rooms/{room_id}/messages", &[Method::GET], get(messages));
     let router = route(router, "/_synapse/admin/v1/rooms/{room_id}/context/{event_id}", &[Method::GET], get(context));
     let router =

@@ -17,7 +17,7 @@ use ruma::{OwnedServerName, ServerName};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(
         router,
         "/_synapse/admin/v1/media/quarantine/{server_name}/{media_id}",

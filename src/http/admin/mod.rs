@@ -17,7 +17,7 @@ use crate::http::plain::route;
 use crate::state::AppState;
 use axum::Router;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = register::routes(router);
     let router = users::routes(router);
     let router = rooms::routes(router);

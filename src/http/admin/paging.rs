@@ -16,7 +16,7 @@ const DEFAULT_LIMIT: i64 = 100;
 
 /// A listing's paging parameters, checked: negative numbers and unknown directions are
 /// `M_INVALID_PARAM`.
-pub struct Paged {
+pub(super) struct Paged {
     pub paging: Paging,
     /// `dir`, when given: whether it asks for descending order.
     direction: Option<bool>,
@@ -42,18 +42,18 @@ impl FromRequestParts<AppState> for Paged {
 
 impl Paged {
     /// Whether the listing goes in descending order (ascending unless `dir=b`).
-    pub fn descending(&self) -> bool {
+    pub(super) fn descending(&self) -> bool {
         self.direction.unwrap_or(false)
     }
 
     /// Like [`Paged::descending`] for listings that are newest first unless `dir=f`.
-    pub fn descending_unless_forwards(&self) -> bool {
+    pub(super) fn descending_unless_forwards(&self) -> bool {
         self.direction.unwrap_or(true)
     }
 }
 
 /// `f` (forwards, the default) or `b`: whether to go in descending order.
-pub fn descending(dir: Option<&str>) -> Result<bool> {
+pub(super) fn descending(dir: Option<&str>) -> Result<bool> {
     match dir.unwrap_or("f") {
         "f" => Ok(false),
         "b" => Ok(true),
@@ -62,7 +62,7 @@ pub fn descending(dir: Option<&str>) -> Result<bool> {
 }
 
 /// Adds the next page's offset as Synapse's `next_token` (a string) when there is more.
-pub fn add_next_token(answer: &mut Value, next: Option<i64>) {
+pub(super) fn add_next_token(answer: &mut Value, next: Option<i64>) {
     if let Some(next) = next {
         answer["next_token"] = json!(next.to_string());
     }

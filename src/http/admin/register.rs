@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 
 const PATH: &str = "/_synapse/admin/v1/register";
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     record_route(Method::GET, PATH, BodyFormat::Json);
     record_route(Method::POST, PATH, BodyFormat::Json);
     router.route(PATH, get(nonce).post(register))

@@ -18,7 +18,7 @@ use ruma::OwnedUserId;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, "/_synapse/admin/v1/rooms", &[Method::GET], get(list));
     let router = route(router, "/_synapse/admin/v1/rooms/{room_id}", &[Method::GET], get(show));
     let router = route(router, "/_synapse/admin/v1/rooms/{room_id}/members", &[Method::GET], get(members));

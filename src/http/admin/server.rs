@@ -17,7 +17,7 @@ use http::Method;
 use serde::{Deserialize, Deserializer};
 use serde_json::{Value, json};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, "/_synapse/admin/v1/server_version", &[Method::GET], get(server_version));
     let router = route(router, "/_synapse/admin/v1/background_updates/status", &[Method::GET], get(background_updates));
     let router =

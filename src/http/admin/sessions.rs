@@ -13,7 +13,7 @@ use http::Method;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, "/_synapse/admin/v1/whois/{user_id}", &[Method::GET], get(whois));
     let router = route(router, "/_synapse/admin/v2/users/{user_id}/devices", &[Method::GET], get(list));
     let router = route(router, "/_synapse/admin/v2/users/{user_id}/delete_devices", &[Method::POST], post(delete_many));

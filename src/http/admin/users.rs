@@ -18,7 +18,7 @@ use http::{Method, StatusCode};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, "/_synapse/admin/v2/users", &[Method::GET], get(list_v2));
     let router = route(router, "/_synapse/admin/v3/users", &[Method::GET], get(list_v3));
     let router = route(router, "/_synapse/admin/v2/users/{user_id}", &[Method::GET, Method::PUT], get(show).put(put));

@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::State;
 use ruma::api::client::account::{ThirdPartyIdRemovalStatus, change_password, deactivate, whoami};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma_guest::<whoami::v3::Request, _, _>(whoami)
         .ruma::<change_password::v3::Request, _, _>(change_password)

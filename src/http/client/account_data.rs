@@ -13,7 +13,7 @@ use ruma::api::client::tag::{create_tag, delete_tag, get_tags};
 use ruma::serde::Raw;
 use serde_json::Value;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma_guest::<set_global_account_data::v3::Request, _, _>(set_global)
         .ruma_guest::<get_global_account_data::v3::Request, _, _>(get_global)

@@ -12,7 +12,7 @@ use ruma::api::client::device::{delete_device, delete_devices, get_device, get_d
 use ruma::api::{OutgoingResponse, OutgoingResponseExt};
 use serde_json::Value;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<get_devices::v3::Request, _, _>(list)
         .ruma::<get_device::v3::Request, _, _>(get)

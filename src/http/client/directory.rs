@@ -16,7 +16,7 @@ use ruma::api::client::directory::{
 use ruma::api::client::room::{Visibility, aliases as room_aliases};
 use ruma::api::client::user_directory::search_users;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<create_alias::v3::Request, _, _>(create_alias)
         .ruma::<get_alias::v3::Request, _, _>(get_alias)

@@ -15,7 +15,7 @@ const SPEC_VERSIONS: &[&str] = &[
     "v1.11", "v1.12",
 ];
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<get_supported_versions::Request, _, _>(versions)
         .ruma_guest::<get_capabilities::v3::Request, _, _>(capabilities)

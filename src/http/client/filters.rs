@@ -8,7 +8,7 @@ use axum::Router;
 use axum::extract::State;
 use ruma::api::client::filter::{FilterDefinition, create_filter, get_filter};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma_guest::<create_filter::v3::Request, _, _>(create).ruma_guest::<get_filter::v3::Request, _, _>(get)
 }
 

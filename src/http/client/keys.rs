@@ -22,7 +22,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Guests may upload, query and claim keys (spec: "Guest access"), so they can take part in
 /// encrypted rooms they are allowed into; cross-signing is for full accounts.
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma_guest::<upload_keys::v3::Request, _, _>(upload)
         .ruma_guest::<get_keys::v3::Request, _, _>(query)

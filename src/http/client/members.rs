@@ -14,7 +14,7 @@ use ruma::api::client::reporting::report_user;
 use ruma::api::client::room::{report_content, report_room};
 use ruma::serde::Raw;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma_guest::<get_member_events::v3::Request, _, _>(member_list)
         .ruma::<forget_room::v3::Request, _, _>(forget)

@@ -16,7 +16,7 @@ use ruma::api::client::membership::{
 use ruma::{OwnedRoomId, OwnedUserId, RoomId, RoomOrAliasId, UserId};
 use std::collections::BTreeMap;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma_guest::<join_room_by_id::v3::Request, _, _>(join_by_id)
         .ruma_guest::<join_room_by_id_or_alias::v3::Request, _, _>(join_by_id_or_alias)

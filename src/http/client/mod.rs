@@ -31,7 +31,7 @@ mod voip;
 use crate::state::AppState;
 use axum::Router;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = discovery::routes(router);
     let router = register::routes(router);
     let router = session::routes(router);

@@ -10,7 +10,7 @@ use ruma::push::Action;
 use ruma::serde::Raw;
 use ruma::{MilliSecondsSinceUnixEpoch, RoomId, UInt};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma::<Request, _, _>(notifications)
 }
 

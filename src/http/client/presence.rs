@@ -10,7 +10,7 @@ use ruma::api::client::presence::{get_presence, set_presence};
 use ruma::presence::PresenceState;
 use std::time::Duration;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma_guest::<set_presence::v3::Request, _, _>(set).ruma_guest::<get_presence::v3::Request, _, _>(get)
 }
 

@@ -11,7 +11,7 @@ use ruma::api::client::profile::{delete_profile_field, get_profile, get_profile_
 use ruma::profile::ProfileFieldValue;
 use serde_json::{Map, Value};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma_guest::<get_profile::v3::Request, _, _>(get_all)
         .ruma_guest::<get_profile_field::v3::Request, _, _>(get_field)

@@ -12,7 +12,7 @@ use ruma::api::client::push::{
 };
 use serde_json::{Value, json};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<get_pushrules_all::v3::Request, _, _>(all)
         .ruma::<get_pushrules_global_scope::v3::Request, _, _>(global)

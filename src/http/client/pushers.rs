@@ -9,7 +9,7 @@ use axum::extract::State;
 use ruma::api::client::push::{get_pushers, set_pusher};
 use serde_json::Value;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma::<get_pushers::v3::Request, _, _>(list).ruma::<set_pusher::v3::Request, _, _>(set)
 }
 

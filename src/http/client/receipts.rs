@@ -17,7 +17,7 @@ use ruma::{RoomId, UserId};
 use serde_json::Value;
 use std::time::Duration;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     // Guests may use all three (spec: "Guest access").
     router
         .ruma_guest::<create_typing_event::v3::Request, _, _>(put_typing)

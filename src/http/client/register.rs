@@ -12,7 +12,7 @@ use ruma::api::client::account::register::RegistrationKind;
 use ruma::api::client::account::{check_registration_token_validity, get_username_availability, register};
 use serde_json::json;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<register::v3::Request, _, _>(register)
         .ruma::<get_username_availability::v3::Request, _, _>(username_available)

@@ -20,7 +20,7 @@ use ruma::serde::Raw;
 use ruma::{OwnedUserId, UInt};
 use serde_json::Value;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<redact_event::v3::Request, _, _>(redact)
         .ruma::<get_relating_events::v1::Request, _, _>(relating)

@@ -16,7 +16,7 @@ use ruma::serde::Raw;
 use ruma::{OwnedRoomId, UInt};
 use std::collections::BTreeMap;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<create_backup_version::v3::Request, _, _>(create_version)
         .ruma::<get_latest_backup_info::v3::Request, _, _>(get_latest_version)

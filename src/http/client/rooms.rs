@@ -21,7 +21,7 @@ use ruma::serde::Raw;
 use ruma::{OwnedEventId, RoomId};
 use serde_json::Value;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<create_room::v3::Request, _, _>(create)
         .ruma_guest::<send_message_event::v3::Request, _, _>(send_message)

@@ -10,7 +10,7 @@ use axum::extract::State;
 use ruma::api::client::session::{get_login_types, login, logout, logout_all};
 use ruma::api::client::uiaa::UserIdentifier;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<get_login_types::v3::Request, _, _>(login_types)
         .ruma::<login::v3::Request, _, _>(login)

@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use ruma::api::client::sync::sync_events::v5;
 use serde_json::Value;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma_guest::<v5::Request, _, _>(sliding_sync)
 }
 

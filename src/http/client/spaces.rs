@@ -11,7 +11,7 @@ use axum::extract::State;
 use ruma::api::client::room::upgrade_room;
 use ruma::api::client::space::{SpaceHierarchyRoomsChunk, get_hierarchy};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<get_hierarchy::v1::Request, _, _>(space_hierarchy)
         .ruma::<upgrade_room::v3::Request, _, _>(upgrade_a_room)

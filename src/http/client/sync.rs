@@ -11,7 +11,7 @@ use axum::{Json, Router};
 use ruma::api::client::sync::sync_events::v3 as sync_events;
 use std::time::Duration;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma_guest::<sync_events::Request, _, _>(sync_handler)
 }
 

@@ -23,7 +23,7 @@ use ruma::api::client::thirdparty::{
 use ruma::api::error::ErrorKind;
 use serde_json::{Value, json};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<get_3pids::v3::Request, _, _>(list_3pids)
         .ruma::<request_3pid_management_token_via_email::v3::Request, _, _>(

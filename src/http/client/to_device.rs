@@ -9,7 +9,7 @@ use axum::extract::State;
 use ruma::api::client::to_device::send_event_to_device;
 use std::collections::BTreeMap;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma_guest::<send_event_to_device::v3::Request, _, _>(send)
 }
 

@@ -8,7 +8,7 @@ use axum::{Json, Router};
 use ruma::api::client::voip::get_turn_server_info;
 use serde_json::{Value, json};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma::<get_turn_server_info::v3::Request, _, _>(turn_server)
 }
 

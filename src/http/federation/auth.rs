@@ -24,7 +24,7 @@ use ruma::{OwnedServerName, ServerName};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A federation request whose `X-Matrix` signature verified, from `origin`.
-pub struct Federated<T> {
+pub(crate) struct Federated<T> {
     pub origin: OwnedServerName,
     pub body: T,
 }
@@ -48,7 +48,7 @@ where
 
 /// Reads the body and verifies the request's `X-Matrix` signature over it: the origin and
 /// the body, for routes that are not ruma endpoints (media).
-pub async fn authenticate(parts: &Parts, body: Body, state: &AppState) -> Result<(OwnedServerName, Bytes)> {
+pub(crate) async fn authenticate(parts: &Parts, body: Body, state: &AppState) -> Result<(OwnedServerName, Bytes)> {
     let x_matrix = XMatrix::extract_from_http_headers(&parts.headers)
         .map_err(|error| Error::unauthorized(format!("Missing or malformed X-Matrix authorization: {error}")))?;
     // Cheap refusals first: no body is read and no key fetched for a request meant elsewhere.

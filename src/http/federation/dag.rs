@@ -17,7 +17,7 @@ use ruma::api::federation::event::get_room_state::v1 as state;
 use ruma::api::federation::event::get_room_state_ids::v1 as state_ids;
 use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, UInt};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<event::Request, _, _>(get_event)
         .ruma::<state::Request, _, _>(get_state)

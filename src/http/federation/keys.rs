@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 /// Servers one notary query may ask about: each may cost a fetch from that server.
 const MAX_SERVERS_PER_QUERY: usize = 50;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<version::Request, _, _>(server_version)
         .ruma::<own_keys::Request, _, _>(server_keys)

@@ -23,7 +23,7 @@ use futures_util::StreamExt;
 use http::{HeaderValue, header};
 use ruma::api::federation::authenticated_media::{get_content, get_content_thumbnail};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma::<get_content::v1::Request, _, _>(download).ruma::<get_content_thumbnail::v1::Request, _, _>(thumbnail)
 }
 

@@ -15,7 +15,7 @@ use ruma::api::federation::membership::{
     prepare_knock_event, prepare_leave_event,
 };
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<prepare_join_event::v1::Request, _, _>(make_join)
         .ruma::<create_join_event::v2::Request, _, _>(send_join)

@@ -2,7 +2,7 @@
 //! notary, and each part of federation's handlers. Served on `listen`, or on a listener of its
 //! own (`federation.listen`), when `federation.enabled`.
 
-pub mod auth;
+pub(crate) mod auth;
 mod dag;
 mod directory;
 mod keys;
@@ -16,7 +16,7 @@ use crate::state::AppState;
 use axum::Router;
 
 /// Every federation route. Each part adds its module above and one line here.
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = keys::routes(router);
     let router = directory::routes(router);
     let router = membership::routes(router);

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::State;
 use ruma::api::federation::query::{get_profile_information, get_room_information};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<get_room_information::v1::Request, _, _>(directory)
         .ruma::<get_profile_information::v1::Request, _, _>(profile)

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::extract::State;
 use ruma::api::federation::transactions::send_transaction_message::v1 as send;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router.ruma::<send::Request, _, _>(send_transaction)
 }
 

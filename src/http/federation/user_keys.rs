@@ -11,7 +11,7 @@ use axum::extract::State;
 use ruma::api::federation::device::get_devices;
 use ruma::api::federation::keys::{claim_keys, get_keys};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     router
         .ruma::<get_keys::v1::Request, _, _>(query)
         .ruma::<claim_keys::v1::Request, _, _>(claim)

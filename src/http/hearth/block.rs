@@ -14,7 +14,7 @@ use http::Method;
 use ruma::UserId;
 use serde_json::{Value, json};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, "/_hearth/client/v1/block", &[Method::GET], get(list));
     route(router, "/_hearth/client/v1/block/{user_id}", &[Method::PUT, Method::DELETE], put(block).delete(unblock))
 }

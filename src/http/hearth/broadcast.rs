@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 const LISTS: &str = "/_hearth/client/v1/broadcast/lists";
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let subscription = "/_hearth/client/v1/creators/{user_id}/subscription";
     let router = route(router, subscription, &[Method::PUT, Method::DELETE], put(subscribe).delete(unsubscribe));
     let router = route(router, "/_hearth/client/v1/broadcast/subscribers", &[Method::GET], get(subscribers));

@@ -8,7 +8,7 @@ use crate::users::Session;
 use axum::extract::FromRequestParts;
 use http::request::Parts;
 
-pub struct Member(pub Session);
+pub(super) struct Member(pub Session);
 
 impl FromRequestParts<AppState> for Member {
     type Rejection = Error;

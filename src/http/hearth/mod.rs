@@ -11,7 +11,7 @@ mod ws;
 use crate::state::AppState;
 use axum::Router;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = tips::routes(router);
     let router = ws::routes(router);
     let router = block::routes(router);

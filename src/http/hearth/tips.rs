@@ -16,7 +16,7 @@ use ruma::RoomId;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = route(router, "/_hearth/client/v1/rooms/{room_id}/tip/{txn_id}", &[Method::PUT], put(tip));
     route(router, "/_hearth/client/v1/tips/received", &[Method::GET], get(received))
 }

@@ -85,7 +85,7 @@ pub(super) async fn serve_thumbnail(state: &AppState, lookup: Lookup<'_>, size: 
 }
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}`: the bytes (ranges honoured).
-pub async fn download(
+pub(crate) async fn download(
     State(state): State<AppState>,
     headers: HeaderMap,
     request: Authed<authenticated_media::get_content::v1::Request>,
@@ -96,7 +96,7 @@ pub async fn download(
 }
 
 /// `GET /_matrix/client/v1/media/download/{serverName}/{mediaId}/{fileName}`: the same, named.
-pub async fn download_as(
+pub(crate) async fn download_as(
     State(state): State<AppState>,
     headers: HeaderMap,
     request: Authed<authenticated_media::get_content_as_filename::v1::Request>,
@@ -107,7 +107,7 @@ pub async fn download_as(
 }
 
 /// `GET /_matrix/client/v1/media/thumbnail/{serverName}/{mediaId}`: a thumbnail of the size asked.
-pub async fn thumbnail(
+pub(crate) async fn thumbnail(
     State(state): State<AppState>,
     request: Authed<authenticated_media::get_content_thumbnail::v1::Request>,
 ) -> Result<Response> {
@@ -122,7 +122,7 @@ pub(super) fn upload_size(state: &AppState) -> UInt {
 }
 
 /// `GET /_matrix/client/v1/media/config`: the upload size limit.
-pub async fn config(
+pub(crate) async fn config(
     State(state): State<AppState>,
     _request: Authed<authenticated_media::get_media_config::v1::Request>,
 ) -> RumaResponse<authenticated_media::get_media_config::v1::Response> {
@@ -136,7 +136,7 @@ pub(super) async fn preview_of(state: &AppState, user: &ruma::UserId, url: &str)
 }
 
 /// `GET /_matrix/client/v1/media/preview_url`: a URL's OpenGraph preview.
-pub async fn preview(
+pub(crate) async fn preview(
     State(state): State<AppState>,
     request: Authed<authenticated_media::get_media_preview::v1::Request>,
 ) -> Result<RumaResponse<authenticated_media::get_media_preview::v1::Response>> {

@@ -14,7 +14,7 @@ use http::HeaderMap;
 use ruma::api::client::media;
 
 /// `GET /_matrix/media/v3/download/{serverName}/{mediaId}` (deprecated, unauthenticated).
-pub async fn legacy_download(
+pub(super) async fn legacy_download(
     State(state): State<AppState>,
     headers: HeaderMap,
     request: Ruma<media::get_content::v3::Request>,
@@ -25,7 +25,7 @@ pub async fn legacy_download(
 }
 
 /// `GET /_matrix/media/v3/download/{serverName}/{mediaId}/{fileName}` (deprecated).
-pub async fn legacy_download_as(
+pub(super) async fn legacy_download_as(
     State(state): State<AppState>,
     headers: HeaderMap,
     request: Ruma<media::get_content_as_filename::v3::Request>,
@@ -36,7 +36,7 @@ pub async fn legacy_download_as(
 }
 
 /// `GET /_matrix/media/v3/thumbnail/{serverName}/{mediaId}` (deprecated, unauthenticated).
-pub async fn legacy_thumbnail(
+pub(super) async fn legacy_thumbnail(
     State(state): State<AppState>,
     request: Ruma<media::get_content_thumbnail::v3::Request>,
 ) -> Result<Response> {
@@ -47,7 +47,7 @@ pub async fn legacy_thumbnail(
 }
 
 /// `GET /_matrix/media/v3/config` (deprecated).
-pub async fn legacy_config(
+pub(super) async fn legacy_config(
     State(state): State<AppState>,
     _request: Authed<media::get_media_config::v3::Request>,
 ) -> RumaResponse<media::get_media_config::v3::Response> {
@@ -55,7 +55,7 @@ pub async fn legacy_config(
 }
 
 /// `GET /_matrix/media/v3/preview_url` (deprecated).
-pub async fn legacy_preview(
+pub(super) async fn legacy_preview(
     State(state): State<AppState>,
     request: Authed<media::get_media_preview::v3::Request>,
 ) -> Result<RumaResponse<media::get_media_preview::v3::Response>> {

@@ -19,7 +19,7 @@ use axum::Router;
 use ruma::api::client::{authenticated_media, media};
 
 #[allow(deprecated)] // the legacy endpoints are still served
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(crate) fn routes(router: Router<AppState>) -> Router<AppState> {
     let router = register::<media::create_content::v3::Request, _, _>(router, upload::upload, false, BodyFormat::Raw);
     let router = register::<media::create_content_async::v3::Request, _, _>(
         router,

@@ -5,13 +5,13 @@
 use std::ops::Range;
 
 #[derive(Debug, PartialEq, Eq)]
-pub enum Ranged {
+pub(super) enum Ranged {
     Whole,
     Part(Range<u64>),
     Unsatisfiable,
 }
 
-pub fn parse(header: Option<&str>, size: u64) -> Ranged {
+pub(super) fn parse(header: Option<&str>, size: u64) -> Ranged {
     let Some(spec) = header.and_then(|value| value.trim().strip_prefix("bytes=")) else { return Ranged::Whole };
     if spec.contains(',') {
         return Ranged::Whole;

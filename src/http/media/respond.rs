@@ -43,25 +43,25 @@ const INLINE_CONTENT_TYPES: &[&str] = &[
 const CONTENT_SECURITY_POLICY: &str = "sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; \
                                        style-src 'unsafe-inline'; media-src 'self'; object-src 'self';";
 
-pub fn is_inline(content_type: &str) -> bool {
+pub(crate) fn is_inline(content_type: &str) -> bool {
     let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     INLINE_CONTENT_TYPES.contains(&essence.as_str())
 }
 
 /// The content type to answer with: the uploaded one if it can be a header.
-pub fn safe_content_type(content_type: Option<&str>) -> &str {
+pub(crate) fn safe_content_type(content_type: Option<&str>) -> &str {
     content_type.filter(|value| HeaderValue::from_str(value).is_ok()).unwrap_or("application/octet-stream")
 }
 
 /// The `Content-Disposition` of media of `content_type`: inline only for the safe types.
-pub fn disposition(content_type: &str, filename: Option<&str>) -> ContentDisposition {
+pub(crate) fn disposition(content_type: &str, filename: Option<&str>) -> ContentDisposition {
     let kind =
         if is_inline(content_type) { ContentDispositionType::Inline } else { ContentDispositionType::Attachment };
     ContentDisposition::new(kind).with_filename(filename.map(str::to_owned))
 }
 
 /// What a media response says about its bytes.
-pub struct Served<'a> {
+pub(crate) struct Served<'a> {
     pub status: StatusCode,
     pub content_type: Option<&'a str>,
     pub filename: Option<&'a str>,
@@ -70,7 +70,7 @@ pub struct Served<'a> {
     pub content_range: Option<String>,
 }
 
-pub fn media_response(served: Served<'_>, body: Option<ByteStream>) -> Response {
+pub(crate) fn media_response(served: Served<'_>, body: Option<ByteStream>) -> Response {
     let content_type = safe_content_type(served.content_type);
     let disposition = disposition(content_type, served.filename);
     let mut response = Response::new(body.map_or_else(Body::empty, Body::from_stream));

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 /// An upload request: an authenticated user, what they said about the file, the path's
 /// parameters, and the body still unread.
-pub struct UploadRequest {
+pub(super) struct UploadRequest {
     session: Session,
     meta: UploadMeta,
     path: Vec<String>,
@@ -91,14 +91,14 @@ impl UploadRequest {
 }
 
 /// `POST /_matrix/media/v3/upload`
-pub async fn upload(state: axum::extract::State<AppState>, request: UploadRequest) -> Result<impl IntoResponse> {
+pub(super) async fn upload(state: axum::extract::State<AppState>, request: UploadRequest) -> Result<impl IntoResponse> {
     let (session, meta, _, body) = request.body(&state);
     let uri = state.media.upload(&state.pool, &state.server_name, &session.user_id, meta, body).await?;
     Ok(RumaResponse(create_content::v3::Response::new(uri)))
 }
 
 /// `PUT /_matrix/media/v3/upload/{serverName}/{mediaId}`
-pub async fn upload_pending(
+pub(super) async fn upload_pending(
     state: axum::extract::State<AppState>,
     request: UploadRequest,
 ) -> Result<impl IntoResponse> {
@@ -117,7 +117,7 @@ pub async fn upload_pending(
 }
 
 /// `POST /_matrix/media/v1/create`
-pub async fn create(
+pub(super) async fn create(
     state: axum::extract::State<AppState>,
     request: Authed<create_mxc_uri::v1::Request>,
 ) -> Result<RumaResponse<create_mxc_uri::v1::Response>> {

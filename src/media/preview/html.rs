@@ -5,7 +5,7 @@
 use serde_json::{Map, Value};
 
 /// The properties of a page, as the spec's `preview_url` answer holds them (`og:title`, …).
-pub fn og_properties(html: &str) -> Map<String, Value> {
+pub(super) fn og_properties(html: &str) -> Map<String, Value> {
     let mut properties = Map::new();
     let mut rest = html;
     while let Some(start) = find_ascii_ci(rest, "<meta") {

@@ -24,11 +24,11 @@ const PREVIEW_TIME: Duration = Duration::from_secs(15);
 /// How many redirects are followed, each checked like the first request.
 const MAX_REDIRECTS: usize = 3;
 /// How long an answer is reused.
-pub const PREVIEW_LIFETIME: Duration = Duration::from_secs(60 * 60);
+pub(crate) const PREVIEW_LIFETIME: Duration = Duration::from_secs(60 * 60);
 
 /// Answers kept by the media repository (one per running server, so per database):
 /// URL -> (when, answer).
-pub type PreviewCache = quick_cache::sync::Cache<String, (Instant, Value)>;
+pub(crate) type PreviewCache = quick_cache::sync::Cache<String, (Instant, Value)>;
 
 fn fetch_error(error: OutboundError) -> Error {
     match error {

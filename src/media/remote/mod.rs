@@ -6,9 +6,9 @@
 //! fetch is harmless (the bytes land under the same hash, the row is inserted once).
 
 mod fetch;
-pub mod multipart;
+pub(crate) mod multipart;
 
-pub use fetch::{Fetched, Remote};
+pub(crate) use fetch::{Fetched, Remote};
 
 use super::MediaRepo;
 use super::download::{Access, Found, Lookup, servable};
@@ -33,7 +33,7 @@ type Gate = Arc<tokio::sync::Mutex<()>>;
 
 /// The remote media being fetched now, each with its gate.
 #[derive(Default)]
-pub struct InFlight(Mutex<HashMap<RemoteKey, Gate>>);
+pub(crate) struct InFlight(Mutex<HashMap<RemoteKey, Gate>>);
 
 impl InFlight {
     fn gate(&self, key: &RemoteKey) -> Gate {

@@ -15,14 +15,14 @@ const MAX_HEAD: usize = 64 * 1024;
 
 /// The file part's headers.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub struct PartHeaders {
+pub(crate) struct PartHeaders {
     pub content_type: Option<String>,
     pub content_disposition: Option<String>,
     pub location: Option<String>,
 }
 
 /// The boundary of a `multipart/mixed` `Content-Type`, if that is what it is.
-pub fn boundary(content_type: &str) -> Option<String> {
+pub(crate) fn boundary(content_type: &str) -> Option<String> {
     let mut params = content_type.split(';');
     let essence = params.next()?.trim();
     if !essence.eq_ignore_ascii_case("multipart/mixed") {
@@ -37,7 +37,7 @@ pub fn boundary(content_type: &str) -> Option<String> {
 
 /// A multipart body being read: pieces come from `body`, `buffer` holds what was read but
 /// not yet handed on.
-pub struct Reader<S> {
+pub(crate) struct Reader<S> {
     body: S,
     buffer: BytesMut,
     /// `\r\n--{boundary}`: what ends every part.
@@ -49,7 +49,7 @@ where
     S: Stream<Item = Result<Bytes, E>> + Unpin + Send + 'static,
     E: std::fmt::Display,
 {
-    pub fn new(body: S, boundary: &str) -> Self {
+    pub(crate) fn new(body: S, boundary: &str) -> Self {
         // The body starts with `--boundary` (RFC 2046) or, as some servers write it, with
         // `\r\n--boundary`: a CRLF in front makes both the delimiter searched for.
         let mut buffer = BytesMut::from(&b"\r\n"[..]);
@@ -59,7 +59,7 @@ where
 
     /// Reads past the metadata part to the file part's headers; the reader then stands at the
     /// file's first byte.
-    pub async fn file_headers(&mut self) -> Result<PartHeaders, String> {
+    pub(crate) async fn file_headers(&mut self) -> Result<PartHeaders, String> {
         // Skip the preamble and the first delimiter, then the metadata part (its JSON object
         // is empty today, and nothing in it is used).
         self.skip_part().await?;
@@ -84,7 +84,7 @@ where
 
     /// The file part's bytes, up to the delimiter that ends it; an error if the body ends
     /// before that (a truncated answer must not be kept as the file).
-    pub fn into_file(self) -> BoxStream<'static, Result<Bytes, String>> {
+    pub(crate) fn into_file(self) -> BoxStream<'static, Result<Bytes, String>> {
         let keep = self.delimiter.len().saturating_sub(1);
         futures_util::stream::unfold(Some(self), move |reader| async move {
             let mut reader = reader?;

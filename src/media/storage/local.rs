@@ -11,12 +11,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-pub struct LocalStorage {
+pub(crate) struct LocalStorage {
     root: PathBuf,
 }
 
 impl LocalStorage {
-    pub fn new(root: PathBuf) -> LocalStorage {
+    pub(crate) fn new(root: PathBuf) -> LocalStorage {
         LocalStorage { root }
     }
 
@@ -137,7 +137,7 @@ impl Storage for LocalStorage {
 }
 
 /// When a file was last written, in Unix milliseconds.
-pub fn modified_ms(metadata: &std::fs::Metadata) -> Option<i64> {
+pub(crate) fn modified_ms(metadata: &std::fs::Metadata) -> Option<i64> {
     let since_epoch = metadata.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
     i64::try_from(since_epoch.as_millis()).ok()
 }

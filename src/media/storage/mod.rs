@@ -17,14 +17,14 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use local::{LocalStorage, modified_ms};
-pub use s3::S3Storage;
+pub(crate) use local::{LocalStorage, modified_ms};
+pub(crate) use s3::S3Storage;
 
 /// Bytes read from a backend, piece by piece.
-pub type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
+pub(crate) type ByteStream = BoxStream<'static, std::io::Result<Bytes>>;
 
 /// A place to keep media bytes. Object-safe (boxed futures) so the backend is chosen at start-up.
-pub trait Storage: Send + Sync {
+pub(crate) trait Storage: Send + Sync {
     /// Stores the finished file `staged` under `key` and consumes it. If `key` exists already
     /// (the same content uploaded before), the stored copy is kept: keys name content.
     fn put_file<'a>(&'a self, key: &'a str, staged: &'a Path) -> BoxFuture<'a, Result<()>>;
@@ -44,7 +44,7 @@ pub trait Storage: Send + Sync {
 }
 
 /// The backend the configuration names, and the local directory uploads are staged in.
-pub fn open(config: &MediaConfig, data_dir: &Path) -> anyhow::Result<(Arc<dyn Storage>, PathBuf)> {
+pub(crate) fn open(config: &MediaConfig, data_dir: &Path) -> anyhow::Result<(Arc<dyn Storage>, PathBuf)> {
     let root = data_dir.join("media");
     let staging = root.join("staging");
     std::fs::create_dir_all(&staging)
@@ -56,13 +56,13 @@ pub fn open(config: &MediaConfig, data_dir: &Path) -> anyhow::Result<(Arc<dyn St
     Ok((storage, staging))
 }
 
-pub const CONTENT_PREFIX: &str = "content/";
-pub const THUMBNAIL_PREFIX: &str = "thumbnail/";
+pub(crate) const CONTENT_PREFIX: &str = "content/";
+pub(crate) const THUMBNAIL_PREFIX: &str = "thumbnail/";
 
-pub fn content_key(sha256: &str) -> String {
+pub(crate) fn content_key(sha256: &str) -> String {
     format!("content/{sha256}")
 }
 
-pub fn thumbnail_key(sha256: &str, width: i32, height: i32, method: &str) -> String {
+pub(crate) fn thumbnail_key(sha256: &str, width: i32, height: i32, method: &str) -> String {
     format!("thumbnail/{sha256}/{width}x{height}-{method}")
 }

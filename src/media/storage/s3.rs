@@ -17,12 +17,12 @@ use tokio::io::AsyncReadExt;
 /// Parts of a multipart upload; S3 wants at least 5 MiB in every part but the last.
 const PART_SIZE: usize = 8 * 1024 * 1024;
 
-pub struct S3Storage {
+pub(crate) struct S3Storage {
     store: AmazonS3,
 }
 
 impl S3Storage {
-    pub fn new(config: &S3Config) -> anyhow::Result<S3Storage> {
+    pub(crate) fn new(config: &S3Config) -> anyhow::Result<S3Storage> {
         let region = if config.region.is_empty() { "us-east-1" } else { config.region.as_str() };
         let mut builder = AmazonS3Builder::new().with_bucket_name(&config.bucket).with_region(region);
         if let Some(endpoint) = &config.endpoint {

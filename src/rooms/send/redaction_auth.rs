@@ -14,7 +14,7 @@ use sqlx::PgConnection;
 /// `m.room.redaction` (since room version 3 they only check the power to send one): the
 /// target must be an event of this room, and redacting someone else's event needs the room's
 /// `redact` power level.
-pub async fn authorize(
+pub(super) async fn authorize(
     conn: &mut PgConnection,
     room_id: &RoomId,
     redaction: &Pdu,

@@ -16,7 +16,7 @@ use std::collections::BTreeMap;
 
 /// What a connection has sent, as of one of its positions.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Sent {
+pub(crate) struct Sent {
     /// Every room the connection has sent, by room id.
     #[serde(default)]
     pub rooms: BTreeMap<String, SentRoom>,
@@ -27,7 +27,7 @@ pub struct Sent {
 
 /// How far a room has been sent.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SentRoom {
+pub(crate) struct SentRoom {
     /// The client has the room's timeline and state up to this stream position.
     pub upto: i64,
     /// The user's membership it was sent with; a change sends the room afresh.
@@ -42,7 +42,7 @@ pub struct SentRoom {
 }
 
 /// Where a request picks up its connection.
-pub struct Connection<'a> {
+pub(crate) struct Connection<'a> {
     pub session: &'a Session,
     pub conn_id: &'a str,
     /// The `pos` the request came with, and the stream position it covered.
@@ -52,13 +52,13 @@ pub struct Connection<'a> {
 
 impl Connection<'_> {
     /// Everything after this position is new to the client (`None`: nothing was sent yet).
-    pub fn since(&self) -> Option<i64> {
+    pub(crate) fn since(&self) -> Option<i64> {
         self.previous.map(|(_, position)| position)
     }
 }
 
 /// The connection `conn_id` of the session's device at `pos` (a new one without `pos`).
-pub async fn resume<'a>(
+pub(crate) async fn resume<'a>(
     pool: &Store,
     session: &'a Session,
     conn_id: &'a str,
@@ -76,7 +76,7 @@ pub async fn resume<'a>(
 }
 
 /// Records the answer up to `upto` with what it sent, and returns its `pos`.
-pub async fn advance(pool: &Store, connection: &Connection<'_>, upto: i64, sent: &Sent) -> Result<String> {
+pub(crate) async fn advance(pool: &Store, connection: &Connection<'_>, upto: i64, sent: &Sent) -> Result<String> {
     let sent: Value = serde_json::to_value(sent).map_err(|e| Error::internal(format!("connection state: {e}")))?;
     let new = db::sliding_sync::NewPosition {
         user_id: connection.session.user_id.as_str(),

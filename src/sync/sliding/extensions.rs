@@ -15,7 +15,7 @@ use serde_json::json;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Which rooms each list and the subscriptions showed in this answer.
-pub struct ShownRooms<'a> {
+pub(super) struct ShownRooms<'a> {
     pub by_list: &'a BTreeMap<String, Vec<String>>,
     pub subscribed: &'a [String],
     /// Rooms the connection had not sent before this answer: their receipts come whole.
@@ -53,7 +53,7 @@ impl ShownRooms<'_> {
 }
 
 /// Who asks, and the window the answer covers.
-pub struct ExtensionContext<'a> {
+pub(super) struct ExtensionContext<'a> {
     pub pool: &'a Store,
     pub user: &'a UserId,
     pub device: &'a DeviceId,
@@ -66,7 +66,7 @@ fn enabled(flag: Option<bool>) -> bool {
 }
 
 /// The extensions' answers, and whether any holds news (key counts alone are not news).
-pub async fn build(
+pub(super) async fn build(
     context: &ExtensionContext<'_>,
     asked: &request::Extensions,
     shown: &ShownRooms<'_>,

@@ -16,7 +16,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What the filters need to know of the rooms, read once for all lists.
-pub struct FilterFacts {
+pub(super) struct FilterFacts {
     /// Rooms the user marked as direct chats (`m.direct`), and invites marked `is_direct`.
     pub direct: HashSet<String>,
     encrypted: HashSet<String>,
@@ -29,7 +29,7 @@ pub struct FilterFacts {
 }
 
 impl FilterFacts {
-    pub async fn read(
+    pub(super) async fn read(
         pool: &Store,
         user: &UserId,
         rooms: &[MemberRoom],
@@ -87,7 +87,7 @@ impl FilterFacts {
     }
 
     /// Whether the room passes a list's filters: ruma's `filters` and the `more` it drops.
-    pub fn allows(&self, filters: Option<&ListFilters>, more: Option<&MoreFilters>, room: &MemberRoom) -> bool {
+    pub(super) fn allows(&self, filters: Option<&ListFilters>, more: Option<&MoreFilters>, room: &MemberRoom) -> bool {
         filters.is_none_or(|filters| self.allows_parsed(filters, room))
             && more.is_none_or(|more| self.allows_more(more, room))
     }

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 
 /// A room the user has a membership in, as of the answer's stream position.
 #[derive(Clone, Debug)]
-pub struct MemberRoom {
+pub(super) struct MemberRoom {
     pub room_id: String,
     pub membership: MembershipState,
     /// Position of the member event that set the membership.
@@ -25,12 +25,12 @@ pub struct MemberRoom {
 }
 
 impl MemberRoom {
-    pub fn is_joined(&self) -> bool {
+    pub(super) fn is_joined(&self) -> bool {
         self.membership == MembershipState::Join
     }
 
     /// Invited or knocking: the room is known only by its stripped state.
-    pub fn is_pending(&self) -> bool {
+    pub(super) fn is_pending(&self) -> bool {
         matches!(self.membership, MembershipState::Invite | MembershipState::Knock)
     }
 }
@@ -38,7 +38,7 @@ impl MemberRoom {
 /// The user's rooms as of `upto` that lists may show: joined, invited and knocked ones, and
 /// those left or banned from after `since` (so the client learns of the leave). Forgotten
 /// rooms never appear.
-pub async fn member_rooms(
+pub(super) async fn member_rooms(
     pool: &Store,
     user: &UserId,
     memberships: &[MembershipRow],
@@ -80,7 +80,7 @@ pub async fn member_rooms(
 }
 
 /// Refuses lists a client cannot mean: a range that ends before it starts.
-pub fn validate(lists: &BTreeMap<String, List>) -> Result<()> {
+pub(super) fn validate(lists: &BTreeMap<String, List>) -> Result<()> {
     for (name, list) in lists {
         if let Some((start, end)) = list.ranges.iter().find(|(start, end)| start > end) {
             return Err(Error::invalid_param(format!(
@@ -92,13 +92,18 @@ pub fn validate(lists: &BTreeMap<String, List>) -> Result<()> {
 }
 
 /// One list's answer: how many rooms pass its filters, and those in its ranges (by index).
-pub struct ListView<'a> {
+pub(super) struct ListView<'a> {
     pub count: u64,
     pub in_range: Vec<&'a MemberRoom>,
 }
 
 /// The list's view of the rooms, with `more` its filters ruma does not parse.
-pub fn view<'a>(list: &List, more: Option<&MoreFilters>, rooms: &'a [MemberRoom], facts: &FilterFacts) -> ListView<'a> {
+pub(super) fn view<'a>(
+    list: &List,
+    more: Option<&MoreFilters>,
+    rooms: &'a [MemberRoom],
+    facts: &FilterFacts,
+) -> ListView<'a> {
     let passing: Vec<&MemberRoom> =
         rooms.iter().filter(|room| facts.allows(list.filters.as_ref(), more, room)).collect();
     let mut shown = vec![false; passing.len()];

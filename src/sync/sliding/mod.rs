@@ -6,11 +6,11 @@
 //! requests, and the room windows (`sync::room`), so the same exactly-once invariant holds —
 //! a connection is sent each room's events once, from the position it last had the room at.
 
-pub mod connection;
+pub(crate) mod connection;
 mod extensions;
 mod filters;
 mod lists;
 mod required_state;
 mod room;
-pub mod serve;
-pub mod unparsed;
+pub(crate) mod serve;
+pub(crate) mod unparsed;

@@ -16,7 +16,7 @@ const MEMBER: &str = "m.room.member";
 
 /// The pairs asked for, resolved for one user.
 #[derive(PartialEq, Eq)]
-pub struct RequiredState {
+pub(super) struct RequiredState {
     /// `["*", "*"]`: the whole state.
     everything: bool,
     /// `[type, "*"]`: every key of these types.
@@ -29,7 +29,7 @@ pub struct RequiredState {
 }
 
 impl RequiredState {
-    pub fn of(pairs: &[(String, String)], user: &UserId) -> RequiredState {
+    pub(super) fn of(pairs: &[(String, String)], user: &UserId) -> RequiredState {
         let mut required = RequiredState {
             everything: false,
             all_keys_of: HashSet::new(),
@@ -83,7 +83,7 @@ impl RequiredState {
     /// as of that snapshot (`None`: nothing). Asked for as before, that is what changed
     /// since; asked for otherwise (an app opening or closing a room changes the ask), it is
     /// what is asked for now and was not then, and what changed — as Synapse sends it.
-    pub async fn read_since(
+    pub(super) async fn read_since(
         &self,
         pool: &Store,
         snapshot: i64,

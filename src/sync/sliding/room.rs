@@ -23,10 +23,10 @@ use std::collections::{HashMap, HashSet};
 /// The spec suggests five heroes.
 const MAX_HEROES: i64 = 5;
 /// The most timeline events a room may ask for at once (as `/sync`'s filters).
-pub const MAX_TIMELINE_LIMIT: usize = 1000;
+pub(super) const MAX_TIMELINE_LIMIT: usize = 1000;
 
 /// What every room of one answer is built with.
-pub struct RoomContext<'a> {
+pub(super) struct RoomContext<'a> {
     pub pool: &'a Store,
     pub user: &'a UserId,
     pub device: &'a DeviceId,
@@ -40,14 +40,14 @@ pub struct RoomContext<'a> {
 
 /// What the lists and subscriptions showing a room ask of it, merged.
 #[derive(Clone, Debug, Default)]
-pub struct RoomConfig {
+pub(super) struct RoomConfig {
     pub timeline_limit: usize,
     pub required_state: Vec<(String, String)>,
 }
 
 impl RoomConfig {
     /// Adds another list's or subscription's wishes: the longer timeline, every state pair.
-    pub fn merge(&mut self, timeline_limit: UInt, required_state: &[(ruma::events::StateEventType, String)]) {
+    pub(super) fn merge(&mut self, timeline_limit: UInt, required_state: &[(ruma::events::StateEventType, String)]) {
         let limit = usize::try_from(u64::from(timeline_limit)).unwrap_or(usize::MAX).min(MAX_TIMELINE_LIMIT);
         self.timeline_limit = self.timeline_limit.max(limit);
         for (event_type, state_key) in required_state {
@@ -61,7 +61,7 @@ impl RoomConfig {
 }
 
 /// How far the answer sends a room: to `upto`, or for a room left, to the leave.
-pub fn room_upto(context: &RoomContext<'_>, room: &MemberRoom) -> i64 {
+pub(super) fn room_upto(context: &RoomContext<'_>, room: &MemberRoom) -> i64 {
     match room.is_joined() || room.is_pending() {
         true => context.upto,
         false => room.position.min(context.upto),
@@ -71,7 +71,7 @@ pub fn room_upto(context: &RoomContext<'_>, room: &MemberRoom) -> i64 {
 /// The room's entry (the caller skips rooms with no news for the connection), or `None` for
 /// a room this server has no events of, or an invite from an ignored user. With `expands`,
 /// the timeline is the room's latest events whatever the client had, as for a new room.
-pub async fn build(
+pub(super) async fn build(
     context: &RoomContext<'_>,
     room: &MemberRoom,
     config: &RoomConfig,
@@ -218,7 +218,7 @@ async fn describe(context: &RoomContext<'_>, room_id: &RoomId, snapshot: i64, en
 }
 
 /// A client-format event as ruma's raw JSON of the type the response field has.
-pub fn raw<T>(event: &Value) -> Result<Raw<T>> {
+pub(super) fn raw<T>(event: &Value) -> Result<Raw<T>> {
     let json = serde_json::value::to_raw_value(event).map_err(|e| Error::internal(format!("event JSON: {e}")))?;
     Ok(Raw::from_json(json))
 }

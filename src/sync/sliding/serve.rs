@@ -34,7 +34,7 @@ const ROOMS_AT_ONCE: usize = 8;
 
 /// Answers one sliding sync request of the session's device.
 /// `more` holds what ruma's request type drops (see `unparsed`).
-pub async fn serve(
+pub(crate) async fn serve(
     pool: &Store,
     streams: &Streams,
     session: &Session,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 
 #[derive(Debug, Default, Deserialize)]
-pub struct Unparsed {
+pub(crate) struct Unparsed {
     #[serde(default)]
     lists: Option<BTreeMap<String, UnparsedList>>,
     /// Rooms the client no longer subscribes to.
@@ -26,7 +26,7 @@ struct UnparsedList {
 /// A list's filters beyond ruma's. `None` filters nothing; an empty list matches no room (as
 /// Synapse reads them).
 #[derive(Debug, Default, Deserialize)]
-pub struct MoreFilters {
+pub(crate) struct MoreFilters {
     /// Only rooms that one of these spaces (that the user is joined to) names as a child.
     #[serde(default)]
     pub spaces: Option<Vec<OwnedRoomId>>,
@@ -39,28 +39,28 @@ pub struct MoreFilters {
 }
 
 impl MoreFilters {
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.spaces.is_none() && self.tags.is_none() && self.not_tags.is_none()
     }
 }
 
 impl Unparsed {
     /// Reads the fields from the request's JSON body (which ruma has already accepted).
-    pub fn from_body(json: &[u8]) -> Result<Unparsed> {
+    pub(crate) fn from_body(json: &[u8]) -> Result<Unparsed> {
         serde_json::from_slice(json).map_err(|e| Error::bad_json(format!("Invalid sliding sync request: {e}")))
     }
 
     /// The filters beyond ruma's of the list `name`, when it has any.
-    pub fn filters(&self, name: &str) -> Option<&MoreFilters> {
+    pub(crate) fn filters(&self, name: &str) -> Option<&MoreFilters> {
         self.lists.as_ref()?.get(name)?.filters.as_ref().filter(|filters| !filters.is_empty())
     }
 
     /// Every list's filters beyond ruma's.
-    pub fn all_filters(&self) -> impl Iterator<Item = &MoreFilters> {
+    pub(crate) fn all_filters(&self) -> impl Iterator<Item = &MoreFilters> {
         self.lists.iter().flat_map(|lists| lists.values()).filter_map(|list| list.filters.as_ref())
     }
 
-    pub fn unsubscribes(&self, room_id: &str) -> bool {
+    pub(crate) fn unsubscribes(&self, room_id: &str) -> bool {
         self.unsubscribe_rooms.as_ref().is_some_and(|rooms| rooms.iter().any(|room| room.as_str() == room_id))
     }
 }

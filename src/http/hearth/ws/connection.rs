@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Who opened the socket, as the upgrade request told.
-pub struct Caller {
+pub(super) struct Caller {
     /// The token of the upgrade request; `None` when the start frame brings it.
     pub token: Option<String>,
     pub client: ClientInfo,
@@ -46,7 +46,7 @@ impl Outbox {
     }
 }
 
-pub async fn run(socket: WebSocket, state: AppState, caller: Caller) {
+pub(super) async fn run(socket: WebSocket, state: AppState, caller: Caller) {
     let limits = &state.config.limits;
     let ping_every = Duration::from_secs(limits.ws_ping_interval_secs);
     let (sink, mut incoming) = socket.split();

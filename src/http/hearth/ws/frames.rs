@@ -12,28 +12,28 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 /// Close codes (RFC 6455 keeps 4000-4999 for applications).
-pub mod close {
+pub(super) mod close {
     /// The client left, or ended the connection itself.
-    pub const NORMAL: u16 = 1000;
+    pub(crate) const NORMAL: u16 = 1000;
     /// The server is stopping: resume, on this server or another.
-    pub const GOING_AWAY: u16 = 1001;
+    pub(crate) const GOING_AWAY: u16 = 1001;
     /// Something failed on the server: resume.
-    pub const INTERNAL: u16 = 1011;
+    pub(crate) const INTERNAL: u16 = 1011;
     /// The access token was refused (or the session ended): sign in again.
-    pub const TOKEN: u16 = 4001;
+    pub(crate) const TOKEN: u16 = 4001;
     /// The start frame could not be used (a bad token, filter or frame): fix it, then resume.
-    pub const BAD_START: u16 = 4002;
+    pub(crate) const BAD_START: u16 = 4002;
     /// The client fell behind (its send queue was full): resume from the last `next_batch`.
-    pub const BEHIND: u16 = 4003;
+    pub(crate) const BEHIND: u16 = 4003;
     /// Nothing came from the client for two ping intervals.
-    pub const SILENT: u16 = 4004;
+    pub(crate) const SILENT: u16 = 4004;
 }
 
 /// The first frame: who the client is (unless its upgrade request said it) and where its sync
 /// starts.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Start {
+pub(super) struct Start {
     /// Only `"start"` (or nothing): a request before the start frame is a mistake.
     #[serde(default)]
     pub op: Option<String>,
@@ -52,7 +52,7 @@ pub struct Start {
 /// A filter given inline or by the id `/user/{userId}/filter` handed out.
 #[derive(Deserialize)]
 #[serde(untagged)]
-pub enum StartFilter {
+pub(super) enum StartFilter {
     Id(String),
     Inline(Box<FilterDefinition>),
 }
@@ -60,7 +60,7 @@ pub enum StartFilter {
 /// A request frame after the start: `{"id": "...", "op": "...", ...}`.
 #[derive(Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
-pub enum Request {
+pub(super) enum Request {
     /// A message event (`PUT /rooms/{roomId}/send/{type}/{txnId}`); `txn_id` defaults to the
     /// frame's `id`, so a request repeated after a reconnect is sent once.
     Send {
@@ -102,12 +102,12 @@ pub enum Request {
 }
 
 /// A client frame's text as JSON: `M_NOT_JSON` when it is not JSON at all.
-pub fn parse_json(text: &str) -> Result<Value> {
+pub(super) fn parse_json(text: &str) -> Result<Value> {
     serde_json::from_str(text).map_err(|error| Error::not_json(format!("The frame is not JSON: {error}")))
 }
 
 /// A frame of the wrong shape: `M_BAD_JSON`, or `M_UNRECOGNIZED` for an operation there is none of.
-pub fn shape_error(error: serde_json::Error, frame: &Value) -> Error {
+pub(super) fn shape_error(error: serde_json::Error, frame: &Value) -> Error {
     let known = ["send", "typing", "receipt", "read_markers", "ping"];
     match frame.get("op").and_then(Value::as_str) {
         Some(op) if !known.contains(&op) && op != "start" => Error::unrecognized(format!("Unknown op {op:?}")),
@@ -116,12 +116,12 @@ pub fn shape_error(error: serde_json::Error, frame: &Value) -> Error {
 }
 
 /// The frame's `id`, when it has a usable one (a string of at most 255 bytes).
-pub fn request_id(frame: &Value) -> Option<&str> {
+pub(super) fn request_id(frame: &Value) -> Option<&str> {
     frame.get("id").and_then(Value::as_str).filter(|id| id.len() <= 255)
 }
 
 /// A sync delta: the `/sync` answer as it is, rendered straight into the frame's text.
-pub fn sync(body: &SyncResponse) -> Result<Message> {
+pub(super) fn sync(body: &SyncResponse) -> Result<Message> {
     #[derive(serde::Serialize)]
     struct SyncFrame<'a> {
         op: &'static str,
@@ -133,13 +133,13 @@ pub fn sync(body: &SyncResponse) -> Result<Message> {
 }
 
 /// A request's result: the body the HTTP endpoint answers with.
-pub fn result(id: &str, body: Value) -> Message {
+pub(super) fn result(id: &str, body: Value) -> Message {
     text(json!({"op": "result", "id": id, "result": body}))
 }
 
 /// A request's failure, or a frame's (`id: None` when it had no usable id): the status and the
 /// Matrix error JSON the HTTP endpoint would have answered with.
-pub async fn error(id: Option<&str>, error: Error) -> Message {
+pub(super) async fn error(id: Option<&str>, error: Error) -> Message {
     let (status, body) = error_json(error).await;
     let mut frame = json!({"op": "error", "status": status, "error": body});
     if let Some(id) = id {
@@ -161,7 +161,7 @@ async fn error_json(error: Error) -> (u16, Value) {
 
 /// A close frame whose reason (at most 123 bytes) is JSON: the errcode when the close is an
 /// error, and the token to resume from when the server knows one.
-pub fn close_frame(code: u16, errcode: Option<&str>, resume: Option<&str>) -> CloseFrame {
+pub(super) fn close_frame(code: u16, errcode: Option<&str>, resume: Option<&str>) -> CloseFrame {
     let mut reason = Map::new();
     if let Some(errcode) = errcode {
         reason.insert("errcode".to_owned(), json!(errcode));

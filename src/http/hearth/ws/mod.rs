@@ -25,7 +25,7 @@ use http::Method;
 /// header says how long it is, and room for all of it is made at once), in more reads.
 const READ_BUFFER: usize = 512;
 
-pub fn routes(router: Router<AppState>) -> Router<AppState> {
+pub(super) fn routes(router: Router<AppState>) -> Router<AppState> {
     route(router, "/_hearth/client/v1/ws", &[Method::GET], get(upgrade))
 }
 

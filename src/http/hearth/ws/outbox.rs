@@ -14,12 +14,12 @@ use tokio::sync::Notify;
 
 /// The sending side, shared by the reader and the producer.
 #[derive(Clone)]
-pub struct Outbox {
+pub(super) struct Outbox {
     shared: Arc<Shared>,
 }
 
 /// The writer's side: dropping it tells the senders that nobody will send their frames.
-pub struct Queued {
+pub(super) struct Queued {
     shared: Arc<Shared>,
 }
 
@@ -39,7 +39,7 @@ struct State {
 }
 
 /// Why a frame was not queued.
-pub enum Refused {
+pub(super) enum Refused {
     /// The queue holds `capacity` frames: the client is not reading fast enough.
     Full,
     /// The writer ended: the connection is gone.
@@ -47,14 +47,14 @@ pub enum Refused {
 }
 
 /// What the writer has to do next.
-pub enum Next {
+pub(super) enum Next {
     Frame(Message),
     /// Every frame queued before the close was taken: send it, then end.
     Close(CloseFrame),
 }
 
 /// An outbox holding at most `capacity` frames.
-pub fn outbox(capacity: usize) -> (Outbox, Queued) {
+pub(super) fn outbox(capacity: usize) -> (Outbox, Queued) {
     let shared = Arc::new(Shared {
         state: Mutex::new(State { frames: VecDeque::new(), close: None, writer_gone: false }),
         capacity: capacity.max(1),
@@ -72,12 +72,12 @@ impl Shared {
 
 impl Outbox {
     /// Queues `frame` if there is room.
-    pub fn try_send(&self, frame: Message) -> Result<(), Refused> {
+    pub(super) fn try_send(&self, frame: Message) -> Result<(), Refused> {
         self.push(frame).map_err(|(refused, _)| refused)
     }
 
     /// Queues `frame` once there is room; `Err` when the writer ended first.
-    pub async fn send(&self, mut frame: Message) -> Result<(), Refused> {
+    pub(super) async fn send(&self, mut frame: Message) -> Result<(), Refused> {
         loop {
             // Registered before the look, so a frame leaving in between is not missed.
             let room = self.shared.for_senders.notified();
@@ -108,7 +108,7 @@ impl Outbox {
     }
 
     /// Asks the writer to close after the frames queued so far; a close asked for earlier wins.
-    pub fn close(&self, frame: CloseFrame) {
+    pub(super) fn close(&self, frame: CloseFrame) {
         let mut state = self.shared.state();
         if state.close.is_none() {
             state.close = Some(frame);
@@ -118,7 +118,7 @@ impl Outbox {
     }
 
     /// Returns once the writer has ended.
-    pub async fn closed(&self) {
+    pub(super) async fn closed(&self) {
         loop {
             let gone = self.shared.for_senders.notified();
             tokio::pin!(gone);
@@ -133,7 +133,7 @@ impl Outbox {
 
 impl Queued {
     /// The next frame to send, or the close once every frame before it was taken.
-    pub async fn next(&self) -> Next {
+    pub(super) async fn next(&self) -> Next {
         loop {
             let queued = self.shared.for_writer.notified();
             tokio::pin!(queued);

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use std::time::Duration;
 
 /// Carries out one request; its result is what the HTTP endpoint answers with.
-pub async fn handle(state: &AppState, session: &Session, id: &str, request: Request) -> Result<Value> {
+pub(super) async fn handle(state: &AppState, session: &Session, id: &str, request: Request) -> Result<Value> {
     match request {
         Request::Send { room_id, event_type, content, txn_id } => {
             let room_id = room(&room_id)?;

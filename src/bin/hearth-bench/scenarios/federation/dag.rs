@@ -4,9 +4,9 @@
 //! bench then extends the chain with the messages it pushes.
 
 use anyhow::{Context, Result, anyhow};
-use hearth::rooms::build::{EventTemplate, Placement, build_and_sign, build_unsigned, event_id_of};
-use hearth::rooms::pdu::Pdu;
 use hearth::signing_key::SigningKey;
+use hearth::testing::rooms::build::{EventTemplate, Placement, build_and_sign, build_unsigned, event_id_of};
+use hearth::testing::rooms::pdu::Pdu;
 use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
 use ruma::events::{MessageLikeEventType, StateEventType};
 use ruma::room_version_rules::RoomVersionRules;

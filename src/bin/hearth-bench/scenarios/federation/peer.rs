@@ -18,9 +18,9 @@ use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use hearth::config::Config;
-use hearth::federation::client::FederationClient;
-use hearth::http::ruma::RumaResponse;
 use hearth::signing_key::SigningKey;
+use hearth::testing::federation::client::FederationClient;
+use hearth::testing::http::ruma::RumaResponse;
 use ruma::api::federation::backfill::get_backfill::v1 as get_backfill;
 use ruma::api::federation::discovery::get_server_keys::v2 as own_keys;
 use ruma::api::federation::discovery::{ServerSigningKeys, VerifyKey};
@@ -98,7 +98,7 @@ impl Peer {
             partial_joins: AtomicBool::new(false),
             partial_joins_answered: AtomicU64::new(0),
         });
-        let tls = hearth::federation::tls::acceptor(&config.federation)?
+        let tls = hearth::testing::federation::tls::acceptor(&config.federation)?
             .ok_or_else(|| anyhow!("the bench's federation listener needs --tls-cert and --tls-key"))?;
         let listener = tokio::net::TcpListener::bind(("127.0.0.1", settings.port))
             .await
@@ -116,7 +116,7 @@ impl Peer {
             .fallback(unserved)
             .with_state(shared.clone());
         tokio::spawn(async move {
-            let served = hearth::http::serve::serve_with_tls(
+            let served = hearth::testing::http::serve::serve_with_tls(
                 listener,
                 Some(tls),
                 app,
