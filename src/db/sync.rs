@@ -226,7 +226,12 @@ pub(crate) async fn window_news(
                 AND stream_position > $4 AND stream_position <= $5
               ORDER BY stream_position DESC LIMIT {unread_limit}) a) AS unread_rows,
            ($6::bigint IS NOT NULL
-            AND EXISTS (SELECT 1 FROM room_memberships WHERE user_id = $1 AND stream_position > $6)) AS memberships_moved",
+            AND (EXISTS (SELECT 1 FROM room_memberships WHERE user_id = $1 AND stream_position > $6)
+                 -- A room's full state arriving changes what the memberships row says of it
+                 -- (`full_state_at`) without moving the membership itself.
+                 OR EXISTS (SELECT 1 FROM partial_state_completed c
+                            JOIN room_memberships m ON m.room_id = c.room_id AND m.user_id = $1
+                            WHERE c.stream_position > $6))) AS memberships_moved",
         read_columns = crate::db::unread::READ_POSITION_COLUMNS,
         read_from = crate::db::unread::read_positions_from("$1"),
         unread_limit = WINDOW_UNREAD_ROWS + 1,
