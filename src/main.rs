@@ -1,4 +1,5 @@
 //! The `hearth` binary: parses the command line and hands over to the library.
+#![allow(unreachable_pub)] // a binary has no outside: `pub` here only shares between its modules
 
 use clap::Parser;
 use hearth::cli::{Cli, Command};

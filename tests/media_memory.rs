@@ -1,6 +1,7 @@
 //! Uploads are streamed to storage, never held whole in memory: 20 clients upload 20 MiB each
 //! at once (400 MiB in flight), and the server process's resident memory must grow by far
 //! less than that. The throughput is printed, not asserted (DESIGN §7).
+#![allow(unreachable_pub)] // a binary has no outside: `pub` here only shares between its modules
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;

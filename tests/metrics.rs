@@ -1,5 +1,6 @@
 //! `GET /metrics` on its own listener: Prometheus' text format, parsed as Prometheus parses
 //! it, with the series an operator watches moving as the server works.
+#![allow(unreachable_pub)] // a binary has no outside: `pub` here only shares between its modules
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;

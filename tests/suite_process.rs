@@ -4,6 +4,7 @@
 //! this binary, so CI links a dozen binaries instead of seventy, and the files' tests run
 //! alongside each other on one PostgreSQL cluster. A new test file is added here (the
 //! `suite_process::test_layout` check fails until it is).
+#![allow(unreachable_pub)] // a binary has no outside: `pub` here only shares between its modules
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 mod common;

@@ -24,7 +24,7 @@ const ESCAPES: &[(char, &str)] = &[
 
 /// XEP-0106 escaping of a localpart.
 #[cfg(test)] // the reverse of what the code reads; MUC listings will use it
-pub fn escape_node(text: &str) -> String {
+pub(crate) fn escape_node(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for character in text.chars() {
         match ESCAPES.iter().find(|(plain, _)| *plain == character) {

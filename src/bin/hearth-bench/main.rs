@@ -1,6 +1,7 @@
 //! `hearth-bench`: a load tool for any Matrix homeserver (docs/PERFORMANCE.md). It drives a
 //! running server over the standard client-server API only, so the same run measures Hearth,
 //! Synapse or another server, and `--compare` puts two of them side by side.
+#![allow(unreachable_pub)] // a binary has no outside: `pub` here only shares between its modules
 
 mod actions;
 mod cli;
