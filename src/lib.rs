@@ -17,6 +17,9 @@
 //!
 //! Below everything: `error` (kinds, no HTTP), `time`, `config`, `cache`, `store`, `ratelimit`,
 //! `streams` (positions and the notifier every writer and `/sync` share), `outbox` (queue writes).
+//!
+//! The domain is `pub(crate)`; `unreachable_pub` keeps it so. Integration tests, benches and
+//! `hearth-bench` reach inside through one door, [`testing`], which is not an API.
 
 pub(crate) mod admin;
 pub mod allocator;
