@@ -1,7 +1,7 @@
 //! Hearth federating with a real Synapse (issue #16), both directions: a Synapse user joins a
 //! Hearth room and a Hearth user joins a Synapse room, by alias (backfilling its history), and
 //! messages, edits, redactions and topic changes flow both ways;
-//! each side's users download the other side's media (issue #17); typing and read receipts
+//! each side's users download the other side's media (issue #17); typing, read receipts and presence
 //! cross both ways, and matrix-sdk clients on each side talk end-to-end encrypted (issue #18).
 //! One Synapse per test binary, shared by the few tests here (it takes seconds to start; CI's
 //! budget is small); every server trusts one test CA made once for the binary.
@@ -154,6 +154,26 @@ async fn a_synapse_user_joins_a_hearth_room_by_alias_and_they_chat() {
         events.iter().any(|event| {
             event["type"] == "m.receipt" && event["content"][&greeting]["m.read"][&sam.user_id].is_object()
         })
+    })
+    .await;
+
+    // Presence both ways: each side sees the other's status message (they share the room).
+    let path = format!("/_matrix/client/v3/presence/{}/status", alice.user_id);
+    let (status, body) =
+        hearth.server.put(&path, alice.token(), json!({"presence": "online", "status_msg": "alice on Hearth"})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually(synapse, "alice's presence reaches Synapse", || async {
+        let (_, body) = synapse.request(Method::GET, &path, Some(&sam.access_token), None).await;
+        body["status_msg"] == "alice on Hearth"
+    })
+    .await;
+    let path = format!("/_matrix/client/v3/presence/{}/status", sam.user_id);
+    let status_body = json!({"presence": "online", "status_msg": "sam on Synapse"});
+    let (status, body) = synapse.request(Method::PUT, &path, Some(&sam.access_token), Some(status_body)).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    eventually(synapse, "sam's presence reaches Hearth", || async {
+        let (_, body) = hearth.server.get(&path, alice.token()).await;
+        body["status_msg"] == "sam on Synapse"
     })
     .await;
 }

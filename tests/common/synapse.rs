@@ -268,7 +268,7 @@ fn config(dir: &Path, server_name: &str, port: u16, tls: &SynapseTls) -> Value {
         "report_stats": false,
         "enable_metrics": false,
         "url_preview_enabled": false,
-        "presence": {"enabled": false},
+        "presence": {"enabled": true},
         "enable_registration": false,
         "registration_shared_secret": SHARED_SECRET,
         "macaroon_secret_key": "synapse-test-macaroon-secret",
