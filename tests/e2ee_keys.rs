@@ -519,7 +519,11 @@ async fn uploaded_signatures_are_checked_merged_into_queries_and_bad_ones_report
     );
     let device_key_id = format!("ed25519:{}", alice.device_id);
     assert!(body["master_keys"][&alice.user_id]["signatures"][&alice.user_id][&device_key_id].is_string(), "{body}");
+    // Whom Alice verified is hers to know: her signature on Bob's master key reaches her
+    // queries, not Bob's (nor anyone else's).
     let usk_id = format!("ed25519:{}", user_signing.public);
+    assert!(body["master_keys"][&bob.user_id]["signatures"].get(&alice.user_id).is_none(), "{body}");
+    let body = query(&server, &alice, json!({ &bob.user_id: [] })).await;
     assert!(body["master_keys"][&bob.user_id]["signatures"][&alice.user_id][&usk_id].is_string(), "{body}");
 
     // A signature made with another key under the self-signing key's name is refused.

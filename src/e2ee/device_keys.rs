@@ -169,7 +169,14 @@ pub(crate) async fn query(
     let stored = db::e2ee_keys::query_device_keys(&mut *conn, &users, &all_devices, &device_ids, &device_users).await?;
     let uploaded = db::e2ee_cross_signing::signatures_on(&mut *conn, &users).await?;
     let mut by_target: BTreeMap<(&str, &str), Vec<&StoredSignature>> = BTreeMap::new();
-    for signature in &uploaded {
+    // A user's signatures on their own keys are for everyone; a signature by another user's
+    // user-signing key says whom that user verified, which is theirs alone to see (as Synapse:
+    // another server, asking for no one, sees none of them).
+    let visible = |signature: &StoredSignature| {
+        signature.signer_user_id == signature.target_user_id
+            || requester.is_some_and(|requester| signature.signer_user_id == requester.as_str())
+    };
+    for signature in uploaded.iter().filter(|signature| visible(signature)) {
         by_target.entry((&signature.target_user_id, &signature.target_key_id)).or_default().push(signature);
     }
     for keys in stored {
