@@ -55,6 +55,12 @@ async fn run_client(args: &[&str], on_line: impl AsyncFnMut(&Value)) -> Vec<Valu
 }
 
 /// Runs a slixmpp driver `script` with `args`, as [`run_client`] does.
+/// The client script's arguments for its `chat` mode: alice (SCRAM-SHA-256, STARTTLS on
+/// `port`) sends `text` to bob, then reports what comes back.
+pub fn alice_chats_with_bob<'a>(port: &'a str, text: &'a str) -> [&'a str; 8] {
+    ["127.0.0.1", port, "alice@hearth.test", "alice-password", "SCRAM-SHA-256", "chat", "bob@hearth.test", text]
+}
+
 pub async fn run_script(script: &std::path::Path, args: &[&str], mut on_line: impl AsyncFnMut(&Value)) -> Vec<Value> {
     let python = slixmpp_python().expect("slixmpp installs");
     let mut child = tokio::process::Command::new(python)
@@ -108,16 +114,7 @@ async fn an_xmpp_client_and_a_matrix_user_chat_one_to_one() {
     let mut reply_id = None;
     let mut seen_in_room = None;
     let mut alice_presence = None;
-    let args = [
-        "127.0.0.1",
-        &port,
-        "alice@hearth.test",
-        "alice-password",
-        "SCRAM-SHA-256",
-        "chat",
-        "bob@hearth.test",
-        to_matrix,
-    ];
+    let args = alice_chats_with_bob(&port, to_matrix);
     let lines = run_client(&args, async |line| {
         if line["event"] != "sent" {
             return;

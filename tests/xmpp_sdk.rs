@@ -4,7 +4,7 @@
 
 use crate::clients::install::xmpp_client_script;
 use crate::sdk_support::{eventually, log_in};
-use crate::xmpp::{event, run_script, start};
+use crate::xmpp::{alice_chats_with_bob, event, run_script, start};
 use matrix_sdk::Client;
 use matrix_sdk::config::SyncSettings;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
@@ -22,16 +22,7 @@ async fn an_xmpp_client_and_a_matrix_sdk_client_chat_one_to_one() {
         async move { bob.sync(SyncSettings::default().timeout(Duration::from_secs(2))).await }
     });
     let port = xmpp.starttls_port.to_string();
-    let args = [
-        "127.0.0.1",
-        &port,
-        "alice@hearth.test",
-        "alice-password",
-        "SCRAM-SHA-256",
-        "chat",
-        "bob@hearth.test",
-        "hello matrix-sdk",
-    ];
+    let args = alice_chats_with_bob(&port, "hello matrix-sdk");
     let mut seen_by_bob = Vec::new();
     let lines = run_script(&xmpp_client_script(), &args, async |line| {
         if line["event"] != "sent" {
