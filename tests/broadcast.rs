@@ -329,6 +329,55 @@ async fn a_restart_mid_broadcast_resumes_without_duplicates() {
     pool.close().await;
 }
 
+/// New DMs are made many to a transaction; when that shared transaction fails, each room is
+/// made again in its own, so one bad room costs the others nothing. The failure is real: the
+/// database refuses one recipient's invite when the rows are written (after every check in
+/// Hearth passed), which fails the whole batch's statement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_whose_transaction_fails_delivers_to_all_the_others() {
+    const RECIPIENTS: usize = 40;
+    let (database, pool) = fresh_database().await;
+    let node = start_node_with_pool(&database, SigningKey::generate().unwrap(), 20, |_| {}).await;
+    let cleo = register(&node, "cleo").await;
+    make_creator(&pool, &cleo.user_id).await;
+    let recipients = subscribers(&pool, &cleo.user_id, "batched", RECIPIENTS).await;
+    let refused = recipients[5].clone();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE FUNCTION refuse_invite() RETURNS TRIGGER LANGUAGE plpgsql AS $$
+         BEGIN RAISE EXCEPTION 'this invite is refused'; END $$;
+         CREATE TRIGGER refuse_invite BEFORE INSERT ON room_memberships
+         FOR EACH ROW WHEN (NEW.user_id = '{refused}') EXECUTE FUNCTION refuse_invite();"
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+    let list = create_list(&node, &cleo, "batched").await;
+    add_members(&node, &cleo, &list, &recipients).await;
+
+    let started = send_to(&node, &cleo, &list, "fallback", "one bad room").await;
+    let done = wait_until_done(&node, &cleo, started["broadcast_id"].as_str().unwrap()).await;
+    assert_eq!(
+        (done["total"].clone(), done["sent"].clone(), done["skipped"].clone(), done["failed"].clone()),
+        (json!(RECIPIENTS), json!(RECIPIENTS - 1), json!(0), json!(1)),
+        "{done}"
+    );
+    // Everyone else has one new DM holding the message once; the refused recipient has no
+    // room at all (no half-made one), and no room exists but the DMs.
+    let per_room = messages_per_recipient(&pool, &cleo.user_id, "one bad room").await;
+    let mut reached: Vec<String> =
+        per_room.iter().filter(|(_, count)| *count == 1).map(|(user, _)| user.clone()).collect();
+    reached.sort();
+    let expected: Vec<String> = recipients.iter().filter(|user| **user != refused).cloned().collect();
+    assert_eq!(reached, expected);
+    assert_eq!(per_room.len(), RECIPIENTS - 1, "one room each: {per_room:?}");
+    assert_eq!(count(&pool, &format!("SELECT count(*) FROM room_memberships WHERE user_id = '{refused}'")).await, 0);
+    assert_eq!(count(&pool, "SELECT count(*) FROM rooms").await, (RECIPIENTS - 1) as i64);
+    let failed = format!("SELECT count(*) FROM broadcast_recipients WHERE state = 'failed' AND user_id = '{refused}'");
+    assert_eq!(count(&pool, &failed).await, 1);
+    node.stop().await;
+    pool.close().await;
+}
+
 /// What a recipient who needs a new DM costs the database: every statement from the send to
 /// `done`, counted by `pg_stat_statements` (load-independent, unlike a timing). New DMs are
 /// made many to a transaction: their invitees checked together, their rooms' events stored in
