@@ -23,6 +23,30 @@ pub async fn insert(
     Ok(inserted.rows_affected() == 1)
 }
 
+/// [`insert`] for several rooms of one creator in one statement; the ids of those inserted
+/// (a room id taken already is left out).
+pub async fn insert_many(
+    conn: &mut PgConnection,
+    rooms: &[(&str, &str)],
+    creator: &str,
+    now_ms: i64,
+) -> sqlx::Result<Vec<String>> {
+    let ids: Vec<&str> = rooms.iter().map(|(room_id, _)| *room_id).collect();
+    let versions: Vec<&str> = rooms.iter().map(|(_, version)| *version).collect();
+    sqlx::query_scalar(
+        "INSERT INTO rooms (room_id, room_version, creator, created_ts)
+         SELECT r.room_id, r.version, $3, $4 FROM unnest($1::text[], $2::text[]) AS r (room_id, version)
+         ON CONFLICT (room_id) DO NOTHING
+         RETURNING room_id",
+    )
+    .bind(&ids)
+    .bind(&versions)
+    .bind(creator)
+    .bind(now_ms)
+    .fetch_all(conn)
+    .await
+}
+
 pub async fn version(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Option<String>> {
     sqlx::query_scalar("SELECT room_version FROM rooms WHERE room_id = $1").bind(room_id).fetch_optional(db).await
 }
@@ -143,6 +167,15 @@ pub async fn transaction_event(db: impl PgExecutor<'_>, key: TxnKey<'_>) -> sqlx
 /// the rest of the caller's transaction.
 pub async fn lock_room(conn: &mut PgConnection, room_id: &str) -> sqlx::Result<()> {
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))").bind(room_id).execute(conn).await?;
+    Ok(())
+}
+
+/// [`lock_room`] for several rooms in one round trip.
+pub async fn lock_rooms(conn: &mut PgConnection, room_ids: &[&str]) -> sqlx::Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended(r, 0)) FROM unnest($1::text[]) AS r")
+        .bind(room_ids)
+        .execute(conn)
+        .await?;
     Ok(())
 }
 

@@ -146,11 +146,20 @@ async fn evaluate_room(
     }
     let mut rows = Vec::new();
     for event in events {
+        let facts: EventFacts = serde_json::from_str(&event.json).unwrap_or_default();
+        let invitee = facts.invitee(&event.event_type);
+        // An invitee hears only of their own invite.
+        let hears = |user: &Recipient| {
+            may_hear(user, event) && (user.membership == "join" || invitee == Some(user.user_id.as_str()))
+        };
+        // Rules are evaluated only for an event someone hears of: of a new room's first events
+        // (create, power levels, rules, the invite, a first message) the invitee hears of one.
+        if !listeners.iter().any(|listener| hears(&listener.recipient)) {
+            continue;
+        }
         let Ok(raw) = serde_json::value::RawValue::from_string(event.json.clone()) else { continue };
         let raw: Raw<AnySyncTimelineEvent> = Raw::from_json(raw);
         let flattened = FlattenedJson::from_raw(&raw);
-        let facts: EventFacts = serde_json::from_str(&event.json).unwrap_or_default();
-        let invitee = facts.invitee(&event.event_type);
         let thread_id = facts.thread_root().unwrap_or(MAIN_TIMELINE).to_owned();
         let lowercase_event = event.json.to_lowercase();
         let shared_actions = match lowercase_event.contains(&shared.placeholder.as_str().to_lowercase()) {
@@ -163,9 +172,7 @@ async fn evaluate_room(
         };
         for listener in &listeners {
             let user = &listener.recipient;
-            // An invitee hears only of their own invite.
-            let hears = may_hear(user, event) && (user.membership == "join" || invitee == Some(user.user_id.as_str()));
-            if !hears {
+            if !hears(user) {
                 continue;
             }
             let own;

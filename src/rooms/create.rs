@@ -8,6 +8,7 @@ use crate::rooms::build::{EventTemplate, Placement, build_and_sign};
 use crate::rooms::membership::{member_content, member_content_of, unknown_user};
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::committed::{commit_events, commit_new_rooms};
+use crate::rooms::send::locks::HeldRoomLock;
 use crate::rooms::send::{Appended, NewRoomEvents, Transaction, persist_all};
 use crate::rooms::{RoomCtx, rules_for};
 use crate::time::now_ms;
@@ -46,6 +47,12 @@ pub struct CreateRoom {
     /// A message the creator sends in the room as its last event, in the same commit (a
     /// broadcast's new DM: the invite and the message arrive together or not at all).
     pub first_message: Option<FirstMessage>,
+    /// Leave out the preset's history visibility and guest access (a broadcast's new DM, made
+    /// by the thousand, where each event costs): without them a room's history visibility is
+    /// `shared` (the spec's default, which the private presets set anyway) and guests cannot
+    /// join (the spec's default; a DM has no use for guests). Join rules and power levels
+    /// stay: clients and other servers read them.
+    pub lean: bool,
 }
 
 /// The creator's first message in a new room, idempotent by its client transaction id as a
@@ -185,10 +192,11 @@ async fn create_together(
     }
     let mut tx = ctx.pool.begin().await?;
     let mut reservation = ctx.streams.reserve();
+    let opened = open_together(ctx, &mut tx, creator, &planned).await?;
     let mut built = Vec::with_capacity(planned.len());
     let mut created = Vec::with_capacity(planned.len());
-    for (_, room) in planned {
-        let (events, room) = build_in(ctx, &mut tx, creator, room).await?;
+    for ((_, room), (create, held)) in planned.into_iter().zip(opened) {
+        let (events, room) = build_events(ctx, &mut tx, creator, room, create, held).await?;
         built.push(events);
         created.push(room);
     }
@@ -307,23 +315,62 @@ async fn plan(
     Ok(Planned { version, rules, request, preset, create, join, invites })
 }
 
-/// Opens a planned room in `tx` (its lock, its `rooms` row, alias and directory entry) and
-/// builds its events, to be stored with [`NewRoomEvents::persist`] or [`persist_all`] in the
-/// same transaction.
+/// The planned rooms' create events, with their rooms locked and recorded in `tx` in two
+/// statements whatever their number. A room id taken already (see [`open_in`]) fails them
+/// all; made one by one, each tries again with another.
+async fn open_together(
+    ctx: RoomCtx<'_>,
+    tx: &mut PgConnection,
+    creator: &UserId,
+    planned: &[(usize, Planned)],
+) -> Result<Vec<(Pdu, HeldRoomLock)>> {
+    let mut creates = Vec::with_capacity(planned.len());
+    for (_, room) in planned {
+        creates.push(create_event(ctx, &room.rules, creator, &room.create)?);
+    }
+    let room_ids: Vec<&RoomId> = creates.iter().map(|(_, room_id)| room_id.as_ref()).collect();
+    // Two rooms of the same content made in the same millisecond are one room id: this task
+    // would wait for itself on the second's lock.
+    let distinct: std::collections::HashSet<&RoomId> = room_ids.iter().copied().collect();
+    if distinct.len() != room_ids.len() {
+        return Err(Error::internal("room id collision among rooms created together"));
+    }
+    let held = ctx.locks.lock_new_in(&mut *tx, &room_ids).await?;
+    let rows: Vec<(&str, &str)> =
+        room_ids.iter().zip(planned).map(|(room_id, (_, room))| (room_id.as_str(), room.version.as_str())).collect();
+    let inserted = db::rooms::insert_many(&mut *tx, &rows, creator.as_str(), now_ms()).await?;
+    if inserted.len() != rows.len() {
+        return Err(Error::internal("room id collision among rooms created together"));
+    }
+    Ok(creates.into_iter().map(|(create, _)| create).zip(held).collect())
+}
+
+/// Opens a planned room in `tx` (its lock and its `rooms` row) and builds its events, to be
+/// stored with [`NewRoomEvents::persist`] or [`persist_all`] in the same transaction.
 async fn build_in<'a>(
     ctx: RoomCtx<'a>,
     tx: &mut PgConnection,
     creator: &'a UserId,
     planned: Planned,
 ) -> Result<(NewRoomEvents<'a>, CreatedRoom)> {
-    let Planned { version, rules, request, preset, create: template, join, invites } = planned;
-    let trusted_invitees = preset == Preset::TrustedPrivateChat;
+    let (create, held) = open_in(ctx, tx, creator, &planned).await?;
+    build_events(ctx, tx, creator, planned, create, held).await
+}
+
+/// A planned room's create event, with the room locked and recorded in `tx`.
+async fn open_in(
+    ctx: RoomCtx<'_>,
+    tx: &mut PgConnection,
+    creator: &UserId,
+    planned: &Planned,
+) -> Result<(Pdu, HeldRoomLock)> {
     let mut attempts = 0;
-    let (create, held) = loop {
-        let (create, room_id) = create_event(ctx, &rules, creator, &template)?;
+    loop {
+        let (create, room_id) = create_event(ctx, &planned.rules, creator, &planned.create)?;
         let held = ctx.locks.lock_in(&mut *tx, &room_id).await?;
-        if db::rooms::insert(&mut *tx, room_id.as_str(), version.as_str(), creator.as_str(), now_ms()).await? {
-            break (create, held);
+        let version = planned.version.as_str();
+        if db::rooms::insert(&mut *tx, room_id.as_str(), version, creator.as_str(), now_ms()).await? {
+            return Ok((create, held));
         }
         // Where the room id is the create event's hash, the same user creating two rooms with
         // the same content in the same millisecond makes the same event: the second waits
@@ -334,7 +381,21 @@ async fn build_in<'a>(
         }
         drop(held);
         tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-    };
+    }
+}
+
+/// Builds the events of a planned room opened in `tx` (its create event and lock): its
+/// alias and directory entry are written, the rest is built in memory.
+async fn build_events<'a>(
+    ctx: RoomCtx<'a>,
+    tx: &mut PgConnection,
+    creator: &'a UserId,
+    planned: Planned,
+    create: Pdu,
+    held: HeldRoomLock,
+) -> Result<(NewRoomEvents<'a>, CreatedRoom)> {
+    let Planned { version, rules, request, preset, create: _, join, invites } = planned;
+    let trusted_invitees = preset == Preset::TrustedPrivateChat;
     let room_id = held.room_id().to_owned();
     // An alias taken since `validate` fails the whole creation.
     if let Some(alias) = &request.alias {
@@ -384,7 +445,8 @@ async fn build_in<'a>(
     ];
     for (kind, content) in preset_state {
         let overridden = request.initial_state.iter().any(|(t, k, _)| *t == kind.to_string() && k.is_empty());
-        if !overridden {
+        let left_out = request.lean && kind != StateEventType::RoomJoinRules;
+        if !overridden && !left_out {
             room.add(kind, "", content)?;
         }
     }

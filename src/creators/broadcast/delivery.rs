@@ -292,6 +292,7 @@ async fn create_dms(
                     is_direct: true,
                     invite: vec![invitee],
                     first_message: Some(first_message),
+                    lean: true,
                     ..CreateRoom::default()
                 });
                 invitees.push(user.clone());

@@ -79,6 +79,7 @@ async fn create(
         creation_content: body.creation_content.as_ref().map(json).transpose()?,
         alias,
         first_message: None,
+        lean: false,
     };
     let creator = &request.session.user_id;
     let room_id = create_room(state.rooms(), &state.default_room_version, creator, create).await?;

@@ -65,6 +65,20 @@ impl<Q: Default> RoomLocks<Q> {
     pub async fn lock_in(&self, transaction: &mut PgConnection, room_id: &RoomId) -> Result<HeldRoomLock> {
         self.room(room_id).lock(room_id).await.in_transaction(transaction).await
     }
+
+    /// [`RoomLocks::lock_in`] for rooms that are being created (nobody else knows their ids
+    /// yet, so nobody waits for them, in any order): all taken in `transaction` in one
+    /// statement. In the order of `room_ids`.
+    pub async fn lock_new_in(&self, transaction: &mut PgConnection, room_ids: &[&RoomId]) -> Result<Vec<HeldRoomLock>> {
+        let mut held = Vec::with_capacity(room_ids.len());
+        for room_id in room_ids {
+            let local = self.room(room_id).lock(room_id).await;
+            held.push(HeldRoomLock { room_id: local.room_id, _local: local.guard });
+        }
+        let ids: Vec<&str> = room_ids.iter().map(|room_id| room_id.as_str()).collect();
+        db::rooms::lock_rooms(transaction, &ids).await?;
+        Ok(held)
+    }
 }
 
 impl<Q> RoomSerial<Q> {
