@@ -45,7 +45,7 @@ pub struct StateEntry {
 
 /// The `has_redaction` column of [`StateEntry`] for a row of `en`: a whole state read with it
 /// needs no query to learn which of its events may be redacted.
-const REDACTION_COLUMN: &str =
+pub(super) const REDACTION_COLUMN: &str =
     "EXISTS (SELECT 1 FROM redactions x WHERE x.redacts_nid = en.event_nid) AS has_redaction";
 
 // Every lookup below is written as per-row probes of a primary key or unique index
@@ -73,7 +73,7 @@ fn chain_cte(name: &str, start: &str) -> String {
 static SNAPSHOT_CHAIN: LazyLock<String> = LazyLock::new(|| format!("WITH RECURSIVE {}", chain_cte("chain", "$1")));
 
 /// The event's id and JSON for a row of `en` that has `event_nid`.
-const EVENT_OF_ROW: &str = "
+pub(super) const EVENT_OF_ROW: &str = "
     (SELECT i.event_id FROM event_ids i WHERE i.event_nid = en.event_nid) AS event_id,
     (SELECT e.json FROM events e WHERE e.event_nid = en.event_nid) AS json";
 
