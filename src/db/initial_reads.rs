@@ -9,7 +9,7 @@
 //! a bulk import is the one where statistics are missing; see `db::state` on plans).
 
 use crate::db::push_actions::UnreadRow;
-use crate::db::state::{EVENT_OF_ROW, REDACTION_COLUMN, StateEntry};
+use crate::db::state::{EVENT_OF_ROW, REDACTION_COLUMN, StateEntry, WANTED_KEYS};
 use crate::db::unread::SummaryFacts;
 use sqlx::{FromRow, PgExecutor};
 
@@ -65,12 +65,7 @@ pub(crate) async fn keyed_states_of(
     let (types, state_keys): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "{CHAINS},
-        wanted AS MATERIALIZED (
-            SELECT w.event_type, w.state_key,
-                   (SELECT k.state_key_nid FROM state_keys k
-                    WHERE k.event_type = w.event_type AND k.state_key = w.state_key) AS state_key_nid
-            FROM unnest($2::text[], $3::text[]) AS w (event_type, state_key)
-        ),
+        {WANTED_KEYS},
         entries AS MATERIALIZED (
             SELECT DISTINCT ON (c.origin, w.state_key_nid) c.origin, w.state_key_nid, w.event_type, w.state_key,
                    se.event_nid

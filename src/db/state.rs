@@ -139,17 +139,21 @@ static SNAPSHOT_CHANGES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The CTE `wanted`: the `(type, state_key)` pairs given as parallel arrays `$2`/`$3`, each
+/// with its interned id (`NULL` for a pair never interned).
+pub(super) const WANTED_KEYS: &str = "wanted AS MATERIALIZED (
+            SELECT w.event_type, w.state_key,
+                   (SELECT k.state_key_nid FROM state_keys k
+                    WHERE k.event_type = w.event_type AND k.state_key = w.state_key) AS state_key_nid
+            FROM unnest($2::text[], $3::text[]) AS w (event_type, state_key)
+        )";
+
 /// The entries (CTE `en`) of the `(type, state_key)` pairs given as parallel arrays `$2`/`$3`:
 /// per key, the entry of the nearest snapshot of the chain that has one.
 static SNAPSHOT_ENTRIES_FOR_KEYS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{chain},
-        wanted AS MATERIALIZED (
-            SELECT w.event_type, w.state_key,
-                   (SELECT k.state_key_nid FROM state_keys k
-                    WHERE k.event_type = w.event_type AND k.state_key = w.state_key) AS state_key_nid
-            FROM unnest($2::text[], $3::text[]) AS w (event_type, state_key)
-        ),
+        {WANTED_KEYS},
         entries AS MATERIALIZED (
             SELECT w.state_key_nid, w.event_type, w.state_key,
                    (SELECT p.found FROM (
@@ -390,12 +394,7 @@ static CURRENT_STATE_FOR_KEYS: LazyLock<String> = LazyLock::new(current_state_fo
 
 fn current_state_for_keys_sql() -> String {
     format!(
-        "WITH wanted AS MATERIALIZED (
-            SELECT w.event_type, w.state_key,
-                   (SELECT k.state_key_nid FROM state_keys k
-                    WHERE k.event_type = w.event_type AND k.state_key = w.state_key) AS state_key_nid
-            FROM unnest($2::text[], $3::text[]) AS w (event_type, state_key)
-        ),
+        "WITH {WANTED_KEYS},
         entries AS MATERIALIZED (
             SELECT w.state_key_nid, w.event_type, w.state_key,
                    (SELECT cs.event_nid FROM current_state cs
