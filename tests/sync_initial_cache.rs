@@ -225,3 +225,50 @@ async fn a_repeated_initial_sync_costs_a_few_statements_whatever_the_rooms() {
     let mine = events.iter().find(|event| event["content"]["body"] == "mine").expect("the message");
     assert!(mine["unsigned"].get("transaction_id").is_none(), "{mine}");
 }
+
+/// The first initial sync of a user in many rooms (nothing cached): no statement runs once
+/// per room, and every room comes whole (timeline, state, summary, unread counts).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_first_initial_sync_runs_no_statement_per_room() {
+    const ROOMS: usize = 12;
+    let server = TestServer::start().await;
+    statements::enable(&server).await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let mut rooms = Vec::new();
+    for n in 0..ROOMS {
+        let room = server.create_room(&bob, json!({"preset": "public_chat", "name": format!("room {n}")})).await;
+        if n % 3 == 0 {
+            // Some rooms where what a member sees depends on their membership at each event.
+            let path = format!("/_matrix/client/v3/rooms/{room}/state/m.room.history_visibility/");
+            let (status, body) = server.put(&path, bob.token(), json!({"history_visibility": "joined"})).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+        server.join(&alice, &room).await;
+        server.send_text(&bob, &room, &format!("txn-{n}"), &format!("hello {n}")).await;
+        rooms.push(room);
+    }
+    // What the sends left running after their answers (push, wake-ups) settles first.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    statements::reset(&server).await;
+    let first = initial_sync(&server, &alice).await;
+    let counted = statements::statements(&server).await;
+    let (total, listing) = statements::listing(&counted);
+    println!("a first initial sync of {ROOMS} rooms: {total} statements\n{listing}");
+    for (n, room) in rooms.iter().enumerate() {
+        let entry = &joined(&first)[room];
+        assert_eq!(timeline_bodies(&first, room).last(), Some(&format!("hello {n}")), "{entry}");
+        let state = entry["state"]["events"].as_array().cloned().unwrap_or_default();
+        let timeline = entry["timeline"]["events"].as_array().cloned().unwrap_or_default();
+        let names = state.iter().chain(&timeline).filter(|event| event["type"] == "m.room.name");
+        assert_eq!(
+            names.map(|event| event["content"]["name"].clone()).collect::<Vec<_>>(),
+            [json!(format!("room {n}"))]
+        );
+        assert!(state.iter().chain(&timeline).any(|event| event["type"] == "m.room.create"), "{entry}");
+        assert_eq!(entry["summary"]["m.joined_member_count"], 2, "{entry}");
+        assert_eq!(entry["unread_notifications"]["notification_count"], 1, "{entry}");
+    }
+    let per_room: Vec<&(i64, String)> = counted.iter().filter(|(calls, _)| *calls >= ROOMS as i64 / 2).collect();
+    assert!(per_room.is_empty(), "statements run per room: {per_room:?}\n{listing}");
+}

@@ -403,6 +403,34 @@ pub async fn timeline_page_matching(
         .await
 }
 
+/// The newest `limit` timeline events of each of `room_ids` with `0 < position <= upto`,
+/// newest first within each room, in one statement: each room's page as [`timeline_page`]
+/// reads it from `upto` back to the room's start (what an initial sync reads first). The
+/// rooms drive the plan (one index probe of `events_room_stream` per room, whatever the
+/// table's statistics say, fresh or not).
+pub async fn newest_pages(
+    db: impl PgExecutor<'_>,
+    room_ids: &[String],
+    upto: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<StoredEvent>> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT p.* FROM unnest($1::text[]) WITH ORDINALITY AS r (room_id, n)
+         CROSS JOIN LATERAL (
+             SELECT {STORED_EVENT_COLUMNS}, {RELATED_COLUMN}
+             FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
+             WHERE e.room_id = r.room_id AND e.stream_position <= $2 AND e.stream_position > 0
+               AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier
+             ORDER BY e.stream_position DESC LIMIT $3) p
+         ORDER BY r.n, p.stream_position DESC"
+    )))
+    .bind(room_ids)
+    .bind(upto)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
 /// The highest stream position handed out so far (for pagination tokens).
 pub async fn max_stream_position(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT COALESCE(MAX(stream_position), 0) FROM events").fetch_one(db).await

@@ -24,6 +24,7 @@ pub(crate) mod federation_edu_queue;
 pub mod federation_inbound;
 pub mod federation_queue;
 pub(crate) mod filters;
+pub(crate) mod initial_reads;
 pub(crate) mod json;
 pub(crate) mod key_backup;
 pub(crate) mod media;

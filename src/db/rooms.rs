@@ -51,6 +51,12 @@ pub async fn version(db: impl PgExecutor<'_>, room_id: &str) -> sqlx::Result<Opt
     sqlx::query_scalar("SELECT room_version FROM rooms WHERE room_id = $1").bind(room_id).fetch_optional(db).await
 }
 
+/// The versions of those of `room_ids` this server has, in one statement (an initial sync
+/// learns every room's at once).
+pub async fn versions_of(db: impl PgExecutor<'_>, room_ids: &[String]) -> sqlx::Result<Vec<(String, String)>> {
+    sqlx::query_as("SELECT room_id, room_version FROM rooms WHERE room_id = ANY($1)").bind(room_ids).fetch_all(db).await
+}
+
 pub async fn set_membership(
     conn: &mut PgConnection,
     room_id: &str,

@@ -45,7 +45,7 @@ pub struct StateEntry {
 
 /// The `has_redaction` column of [`StateEntry`] for a row of `en`: a whole state read with it
 /// needs no query to learn which of its events may be redacted.
-const REDACTION_COLUMN: &str =
+pub(super) const REDACTION_COLUMN: &str =
     "EXISTS (SELECT 1 FROM redactions x WHERE x.redacts_nid = en.event_nid) AS has_redaction";
 
 // Every lookup below is written as per-row probes of a primary key or unique index
@@ -73,7 +73,7 @@ fn chain_cte(name: &str, start: &str) -> String {
 static SNAPSHOT_CHAIN: LazyLock<String> = LazyLock::new(|| format!("WITH RECURSIVE {}", chain_cte("chain", "$1")));
 
 /// The event's id and JSON for a row of `en` that has `event_nid`.
-const EVENT_OF_ROW: &str = "
+pub(super) const EVENT_OF_ROW: &str = "
     (SELECT i.event_id FROM event_ids i WHERE i.event_nid = en.event_nid) AS event_id,
     (SELECT e.json FROM events e WHERE e.event_nid = en.event_nid) AS json";
 
@@ -139,17 +139,21 @@ static SNAPSHOT_CHANGES: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// The CTE `wanted`: the `(type, state_key)` pairs given as parallel arrays `$2`/`$3`, each
+/// with its interned id (`NULL` for a pair never interned).
+pub(super) const WANTED_KEYS: &str = "wanted AS MATERIALIZED (
+            SELECT w.event_type, w.state_key,
+                   (SELECT k.state_key_nid FROM state_keys k
+                    WHERE k.event_type = w.event_type AND k.state_key = w.state_key) AS state_key_nid
+            FROM unnest($2::text[], $3::text[]) AS w (event_type, state_key)
+        )";
+
 /// The entries (CTE `en`) of the `(type, state_key)` pairs given as parallel arrays `$2`/`$3`:
 /// per key, the entry of the nearest snapshot of the chain that has one.
 static SNAPSHOT_ENTRIES_FOR_KEYS: LazyLock<String> = LazyLock::new(|| {
     format!(
         "{chain},
-        wanted AS MATERIALIZED (
-            SELECT w.event_type, w.state_key,
-                   (SELECT k.state_key_nid FROM state_keys k
-                    WHERE k.event_type = w.event_type AND k.state_key = w.state_key) AS state_key_nid
-            FROM unnest($2::text[], $3::text[]) AS w (event_type, state_key)
-        ),
+        {WANTED_KEYS},
         entries AS MATERIALIZED (
             SELECT w.state_key_nid, w.event_type, w.state_key,
                    (SELECT p.found FROM (
@@ -390,12 +394,7 @@ static CURRENT_STATE_FOR_KEYS: LazyLock<String> = LazyLock::new(current_state_fo
 
 fn current_state_for_keys_sql() -> String {
     format!(
-        "WITH wanted AS MATERIALIZED (
-            SELECT w.event_type, w.state_key,
-                   (SELECT k.state_key_nid FROM state_keys k
-                    WHERE k.event_type = w.event_type AND k.state_key = w.state_key) AS state_key_nid
-            FROM unnest($2::text[], $3::text[]) AS w (event_type, state_key)
-        ),
+        "WITH {WANTED_KEYS},
         entries AS MATERIALIZED (
             SELECT w.state_key_nid, w.event_type, w.state_key,
                    (SELECT cs.event_nid FROM current_state cs

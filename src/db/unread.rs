@@ -93,33 +93,39 @@ pub(crate) async fn summary_facts(
     user_id: &str,
     heroes: i64,
 ) -> sqlx::Result<SummaryFacts> {
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {}", summary_columns("$1", "$2", "$3"))))
+        .bind(room_id)
+        .bind(user_id)
+        .bind(heroes)
+        .fetch_one(db)
+        .await
+}
+
+/// The columns of [`SummaryFacts`] for the room `room`, the user `user` and at most `heroes`
+/// heroes (each a parameter or a column of the enclosing query).
+pub(crate) fn summary_columns(room: &str, user: &str, heroes: &str) -> String {
     // The name and alias are probed by key, not joined (see `db::state` on plans).
     let non_empty = |event_type: &str, field: &str| {
         format!(
             "EXISTS (SELECT 1 FROM events e
                      WHERE e.event_nid = (SELECT cs.event_nid FROM current_state cs
-                                          WHERE cs.room_id = $1 AND cs.state_key_nid =
+                                          WHERE cs.room_id = {room} AND cs.state_key_nid =
                                               (SELECT k.state_key_nid FROM state_keys k
                                                WHERE k.event_type = '{event_type}' AND k.state_key = ''))
                        AND jsonb_typeof(e.json::jsonb -> 'content' -> '{field}') = 'string'
                        AND e.json::jsonb -> 'content' ->> '{field}' <> '')"
         )
     };
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT (SELECT COUNT(*) FROM room_memberships WHERE room_id = $1 AND membership = 'join') AS joined,
-                (SELECT COUNT(*) FROM room_memberships WHERE room_id = $1 AND membership = 'invite') AS invited,
-                ({name} OR {alias}) AS named,
-                ARRAY(SELECT user_id FROM room_memberships
-                      WHERE room_id = $1 AND user_id <> $2 AND membership IN ('join', 'invite')
-                      ORDER BY user_id LIMIT $3) AS heroes",
+    format!(
+        "(SELECT COUNT(*) FROM room_memberships WHERE room_id = {room} AND membership = 'join') AS joined,
+         (SELECT COUNT(*) FROM room_memberships WHERE room_id = {room} AND membership = 'invite') AS invited,
+         ({name} OR {alias}) AS named,
+         ARRAY(SELECT user_id FROM room_memberships
+               WHERE room_id = {room} AND user_id <> {user} AND membership IN ('join', 'invite')
+               ORDER BY user_id LIMIT {heroes}) AS heroes",
         name = non_empty("m.room.name", "name"),
         alias = non_empty("m.room.canonical_alias", "alias"),
-    )))
-    .bind(room_id)
-    .bind(user_id)
-    .bind(heroes)
-    .fetch_one(db)
-    .await
+    )
 }
 
 /// Whether a state event that shapes the summary (membership, name, canonical alias) is in

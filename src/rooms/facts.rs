@@ -48,6 +48,23 @@ pub(crate) async fn version(pool: &Store, room_id: &RoomId) -> Result<Option<Roo
     Ok(Some(version))
 }
 
+/// Learns, in one statement, the versions of those of `room_ids` not known yet (an initial
+/// sync asks for every room's).
+pub(crate) async fn learn_versions(pool: &Store, room_ids: &[String]) -> Result<()> {
+    let facts = pool.cache::<RoomFacts>();
+    let unknown: Vec<String> = room_ids.iter().filter(|room| facts.versions.get(*room).is_none()).cloned().collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    for (room_id, stored) in db::rooms::versions_of(pool, &unknown).await? {
+        // A version this build cannot read is left to `version`, which says so.
+        if let Ok(version) = RoomVersionId::try_from(stored.as_str()) {
+            facts.versions.insert(room_id, version);
+        }
+    }
+    Ok(())
+}
+
 /// The room version's rules; 404 `M_NOT_FOUND` for a room this server does not have.
 pub(crate) async fn rules(pool: &Store, room_id: &RoomId) -> Result<RoomVersionRules> {
     let version = version(pool, room_id).await?.ok_or_else(|| Error::not_found(format!("Unknown room {room_id}")))?;
@@ -80,6 +97,44 @@ pub(crate) async fn membership_at(pool: &Store, snapshot: i64, user: &UserId) ->
     let membership = content.as_ref().and_then(|content| content["membership"].as_str()).map(MembershipState::from);
     facts.memberships.insert(key, membership.clone());
     Ok(membership)
+}
+
+/// Learns, in one statement, the history visibility of each of `snapshots` and the user's
+/// membership there, where either is not known yet: what serving a timeline asks of each
+/// event's snapshot (an initial sync asks it of every room's newest events).
+pub(crate) async fn learn_snapshots(pool: &Store, user: &UserId, snapshots: &[i64]) -> Result<()> {
+    let facts = pool.cache::<RoomFacts>();
+    let unknown: Vec<i64> = snapshots
+        .iter()
+        .copied()
+        .filter(|snapshot| {
+            facts.history_visibility.get(snapshot).is_none()
+                || facts.memberships.get(&(*snapshot, user.to_owned())).is_none()
+        })
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let keys = [("m.room.history_visibility", ""), ("m.room.member", user.as_str())];
+    let mut visibilities = std::collections::HashMap::new();
+    let mut memberships = std::collections::HashMap::new();
+    for row in db::initial_reads::keyed_states_of(pool, &unknown, &keys).await? {
+        let content = Pdu::from_stored(&row.entry.event_id, &row.entry.json)?.content_value();
+        // The same readings as `history_visibility` and `membership_at` make of one snapshot.
+        if row.entry.event_type == "m.room.history_visibility" {
+            if let Some(visibility) = content["history_visibility"].as_str() {
+                visibilities.insert(row.origin, HistoryVisibility::from(visibility));
+            }
+        } else if let Some(membership) = content["membership"].as_str() {
+            memberships.insert(row.origin, MembershipState::from(membership));
+        }
+    }
+    for snapshot in unknown {
+        let visibility = visibilities.remove(&snapshot).unwrap_or(HistoryVisibility::Shared);
+        facts.history_visibility.insert(snapshot, visibility);
+        facts.memberships.insert((snapshot, user.to_owned()), memberships.remove(&snapshot));
+    }
+    Ok(())
 }
 
 /// The content of one state event of a snapshot.

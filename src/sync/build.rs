@@ -15,6 +15,7 @@ use crate::rooms::pdu::Pdu;
 use crate::rooms::served;
 use crate::store::Store;
 use crate::sync::initial_cache::{self, CacheAt, Reuse};
+use crate::sync::initial_reads::{InitialReads, RoomReads};
 use crate::sync::news::{News, Wanted};
 use crate::sync::partial_state::PartialRooms;
 use crate::sync::response::{Events, InvitedRoom, KnockedRoom, Rooms, SyncBody, SyncEvent, SyncRoom};
@@ -107,9 +108,10 @@ pub async fn build_rooms(
             ephemeral: ephemeral.remove(room.room_id.as_str()).unwrap_or_default(),
             active: active.contains(room.room_id.as_str()),
             full_state_arrived: partial.completed(room.room_id.as_str()),
+            reads: RoomReads::default(),
         })
         .collect();
-    let candidates: Vec<JoinedRoom> =
+    let mut candidates: Vec<JoinedRoom> =
         candidates.into_iter().filter(|candidate| options.full_state || candidate.may_have_news(since)).collect();
     let nothing_to_build =
         candidates.is_empty() && sections.leave.is_empty() && sections.invite.is_empty() && sections.knock.is_empty();
@@ -123,6 +125,13 @@ pub async fn build_rooms(
     // Where the user's reading stands, for the unread counts of every room built, at once.
     let built: Vec<String> = candidates.iter().map(|candidate| candidate.room.room_id.to_string()).collect();
     let read_positions = crate::sync::unread::read_positions(pool, user, &built, news).await?;
+    if since.is_none() {
+        // An initial sync builds every joined room whole: read what they need all at once.
+        let mut reads = InitialReads::read(pool, user, &built, (upto, options), &read_positions).await?;
+        for candidate in &mut candidates {
+            candidate.reads = reads.take(candidate.room.room_id.as_str());
+        }
+    }
     let context = JoinedContext {
         pool,
         user,
@@ -157,7 +166,8 @@ pub async fn build_rooms(
             // Never joined (a rejected invite, a ban): nothing of the room's state to show.
             StateMode::Nothing
         };
-        let window = RoomWindow { after, upto: room.position, joined: false, state };
+        let window =
+            RoomWindow { after, upto: room.position, joined: false, state, first_page: None, start_state: None };
         let account_data = room_account_data.remove(key).unwrap_or_default();
         if let Some(mut entry) = room_entry(pool, user, &room.room_id, window, options, &ignored, account_data).await? {
             // A leave is news in itself: the entry stays, whatever the filters leave in it.
@@ -267,6 +277,8 @@ struct JoinedRoom {
     active: bool,
     /// Whether the room's full state came in the window, after syncs that left it out.
     full_state_arrived: bool,
+    /// What an initial sync read ahead for it.
+    reads: RoomReads,
 }
 
 impl JoinedRoom {
@@ -303,20 +315,27 @@ async fn joined_entry(context: &JoinedContext<'_>, candidate: JoinedRoom) -> Res
     // with recent history (what the history visibility shows), `limited` and `prev_batch`,
     // not only what happened since the token (spec, and Synapse's "newly joined" rooms).
     let window_after = if newly_joined { 0 } else { since.unwrap_or(0) };
-    let room_window = RoomWindow { after: window_after, upto, joined: true, state };
+    let RoomReads { first_page, state: start_state, summary, unread } = candidate.reads;
+    // What was read ahead was read for a window from the room's start.
+    let (first_page, start_state) = match window_after {
+        0 => (first_page, start_state),
+        _ => (None, None),
+    };
+    let room_window = RoomWindow { after: window_after, upto, joined: true, state, first_page, start_state };
     let entry = room_entry(pool, user, &room.room_id, room_window, options, ignored, candidate.account_data).await?;
     let mut entry = crate::sync::ephemeral::attach(entry, candidate.ephemeral);
     // What the section filters remove does not count: a room left with nothing is not news.
     if let Some(entry) = &mut entry {
         filters.apply_to_room(entry);
     }
-    let entry = crate::sync::summary::attach(pool, user, &room.room_id, entry, full, window_after, upto).await?;
+    let known = (pool, user, room.room_id.as_ref());
+    let entry = crate::sync::summary::attach(known, entry, (full, window_after, upto), summary).await?;
     let reader = Reader {
         user,
         positions: read_positions.get(key).cloned(),
         ignored,
         threaded: options.unread_thread_notifications,
-        window_rows: news.unread_rows(key),
+        window_rows: news.unread_rows(key).or(unread),
     };
     let entry = crate::sync::unread::attach(pool, reader, &room.room_id, entry, upto).await?;
     Ok(entry.filter(|entry| full || !entry.is_quiet).map(|entry| (key.to_owned(), entry.room)))

@@ -7,6 +7,7 @@ pub mod build;
 mod device_lists;
 mod ephemeral;
 pub mod initial_cache;
+mod initial_reads;
 mod lazy_members;
 pub(crate) mod long_poll;
 mod news;

@@ -20,6 +20,12 @@ use std::collections::HashSet;
 /// Timeline events are read newest first in pages; a page holds at least this many so that a
 /// strict filter does not cost one query per event.
 const MIN_PAGE: usize = 20;
+
+/// How many events the timeline's first page reads for a `timeline_limit`.
+pub(super) fn first_page_size(limit: usize) -> usize {
+    // One more than the limit tells whether the timeline is limited.
+    (limit + 1).max(MIN_PAGE)
+}
 /// A filter may reject nearly everything in a long history: after examining this many events
 /// the timeline stops and says `limited`, and the client paginates on with `prev_batch`.
 const MAX_SCANNED: usize = 2000;
@@ -42,6 +48,11 @@ pub(super) struct RoomWindow {
     /// Whether the user is joined at `upto` (history visibility).
     pub joined: bool,
     pub state: StateMode,
+    /// The timeline's first page, when read already (an initial sync reads every room's at
+    /// once): the room's newest [`first_page_size`] events with `after < position <= upto`.
+    pub first_page: Option<Vec<StoredEvent>>,
+    /// A snapshot's whole state, when read already: used if the timeline starts there.
+    pub start_state: Option<(i64, Vec<StateEntry>)>,
 }
 
 /// State event types the room summary is made of.
@@ -82,6 +93,9 @@ pub(super) async fn room_entry(
     ignored: &HashSet<String>,
     account_data: Vec<SyncEvent>,
 ) -> Result<Option<RoomEntry>> {
+    let mut window = window;
+    let first_page = window.first_page.take();
+    let known_state = window.start_state.take();
     if crate::rooms::facts::version(pool, room_id).await?.is_none() {
         // A membership in a room whose events this server does not have (e.g. an invite
         // over federation that was rejected): nothing to show.
@@ -89,7 +103,7 @@ pub(super) async fn room_entry(
     }
     let membership = window.joined.then_some(MembershipState::Join);
     let viewer = Viewer::knowing_membership(pool, user, room_id, membership).await?;
-    let timeline = timeline(pool, user, room_id, &window, options, ignored).await?;
+    let timeline = timeline(pool, user, room_id, (&window, first_page), options, ignored).await?;
 
     // The state at the start of the timeline: before its first event, else at its end.
     let (start_snapshot, start_position) = match timeline.events.first() {
@@ -108,9 +122,10 @@ pub(super) async fn room_entry(
     // joins and profile changes there are not lost.
     let gappy = timeline.limited && window.state == StateMode::Changes;
     let mut state = match (window.state, start_snapshot) {
-        (StateMode::Full, Some(snapshot)) => {
-            db::state::snapshot_state_with_members(pool, snapshot, members.as_deref()).await?
-        }
+        (StateMode::Full, Some(snapshot)) => match known_state {
+            Some((known, state)) if known == snapshot && members.is_none() => state,
+            _ => db::state::snapshot_state_with_members(pool, snapshot, members.as_deref()).await?,
+        },
         (StateMode::Changes, Some(snapshot)) if state_changed().await? => {
             let members = if gappy { None } else { members.as_deref() };
             match db::rooms::state_at_position(pool, room_id.as_str(), window.after).await? {
@@ -226,13 +241,12 @@ async fn timeline(
     pool: &Store,
     user: &UserId,
     room_id: &RoomId,
-    window: &RoomWindow,
+    (window, mut known_page): (&RoomWindow, Option<Vec<StoredEvent>>),
     options: &SyncOptions,
     ignored: &HashSet<String>,
 ) -> Result<Timeline> {
     let limit = options.timeline_limit;
-    // One more than the limit tells whether the timeline is limited.
-    let page = (limit + 1).max(MIN_PAGE);
+    let page = first_page_size(limit);
     let mut picked = Vec::new();
     let mut from = window.upto;
     let mut scanned = 0;
@@ -253,6 +267,7 @@ async fn timeline(
         first_page = false;
         let after = Some(window.after);
         let batch = match only {
+            None if known_page.is_some() => known_page.take().unwrap_or_default(),
             None => {
                 crate::sync::shared_pages::newest_page(pool, room_id.as_str(), from, window.after, page as i64).await?
             }

@@ -14,30 +14,33 @@ use crate::sync::types::RoomEntry;
 use ruma::{RoomId, UserId};
 
 /// The spec suggests five heroes.
-const MAX_HEROES: i64 = 5;
+pub(super) const MAX_HEROES: i64 = 5;
 
 /// The room's summary for the user.
 pub(super) async fn summary(pool: &Store, user: &UserId, room_id: &RoomId) -> Result<RoomSummary> {
     let facts = db::unread::summary_facts(pool, room_id.as_str(), user.as_str(), MAX_HEROES).await?;
-    Ok(RoomSummary {
+    Ok(of_facts(facts))
+}
+
+/// The summary the facts make.
+fn of_facts(facts: db::unread::SummaryFacts) -> RoomSummary {
+    RoomSummary {
         // Heroes are for rooms without a name to show (spec: required when `m.room.name` and
         // `m.room.canonical_alias` are unset or empty).
         heroes: (!facts.named).then_some(facts.heroes),
         joined_member_count: facts.joined,
         invited_member_count: facts.invited,
-    })
+    }
 }
 
 /// Adds `summary` to a joined room's entry when the client needs it: always if `full` (an
-/// initial sync, a new join, `full_state`), else when the window `(after, upto]` changed it.
+/// initial sync, a new join, `full_state`), else when the window `(after, upto]` changed it;
+/// from `known` facts when they were read already (an initial sync reads every room's at once).
 pub(super) async fn attach(
-    pool: &Store,
-    user: &UserId,
-    room_id: &RoomId,
+    (pool, user, room_id): (&Store, &UserId, &RoomId),
     entry: Option<RoomEntry>,
-    full: bool,
-    after: i64,
-    upto: i64,
+    (full, after, upto): (bool, i64, i64),
+    known: Option<db::unread::SummaryFacts>,
 ) -> Result<Option<RoomEntry>> {
     let Some(mut entry) = entry else { return Ok(None) };
     let changed = async || match entry.summary_changed {
@@ -45,7 +48,10 @@ pub(super) async fn attach(
         None => Ok(db::unread::summary_changed(pool, room_id.as_str(), after, upto).await?),
     };
     if full || changed().await? {
-        entry.room.summary = Some(summary(pool, user, room_id).await?);
+        entry.room.summary = Some(match known {
+            Some(facts) => of_facts(facts),
+            None => summary(pool, user, room_id).await?,
+        });
     }
     Ok(Some(entry))
 }

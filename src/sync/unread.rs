@@ -19,7 +19,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Counting is bounded: beyond this many unread events a client shows "lots" anyway, and a
 /// sync must not scan a room's whole history.
-const MAX_COUNTED: i64 = 1000;
+pub(super) const MAX_COUNTED: i64 = 1000;
 
 /// Notifying and highlighting events, for the main timeline or one thread.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -81,10 +81,7 @@ async fn counts(pool: &Store, reader: &Reader<'_>, room_id: &RoomId, upto: i64) 
     let (after, mut unread) = match cache::lookup(pool, &key, &positions, ignored, upto) {
         Some(earlier) => earlier,
         // Every thread's read position is at least the lowest of these.
-        None => {
-            let lowest_read = positions.receipts.iter().map(|(_, position)| *position).fold(positions.joined, i64::min);
-            (lowest_read, UnreadCounts::default())
-        }
+        None => (lowest_read(&positions), UnreadCounts::default()),
     };
     let newer = match &reader.window_rows {
         // The news read every row of the window this count starts at: nothing to ask.
@@ -94,6 +91,11 @@ async fn counts(pool: &Store, reader: &Reader<'_>, room_id: &RoomId, upto: i64) 
     unread.add(&newer);
     cache::store(pool, key, positions, ignored, upto, unread.clone());
     Ok(unread)
+}
+
+/// Every thread's read position is at least this: where counting starts with nothing counted.
+pub(super) fn lowest_read(positions: &ReadPositions) -> i64 {
+    positions.receipts.iter().map(|(_, position)| *position).fold(positions.joined, i64::min)
 }
 
 /// Counts of the events with `after < position <= upto` that are past their thread's read

@@ -95,7 +95,8 @@ pub(super) async fn build(
         device: Some(context.device.to_owned()),
         ..SyncOptions::default()
     };
-    let window = RoomWindow { after, upto, joined: room.is_joined(), state: StateMode::Nothing };
+    let joined = room.is_joined();
+    let window = RoomWindow { after, upto, joined, state: StateMode::Nothing, first_page: None, start_state: None };
     let Some(timeline) = room_entry(pool, context.user, &room_id, window, &options, context.ignored, Vec::new())
         .await?
         .map(|entry| entry.room.timeline)

@@ -1,0 +1,129 @@
+//! An initial sync's reads of every joined room at once (issue #24, item 2). Built room by
+//! room, a first initial sync of a hundred rooms cost six statements a room — the room's
+//! version, its newest events, the history visibility of their snapshot, its state at the
+//! timeline's start, its summary, its unread rows — and on a database filled moments before
+//! (statistics not yet gathered) each one planned as if the tables were empty. Here each kind
+//! is one statement for all the rooms, driven by the room list itself so that its plan does
+//! not depend on statistics; each room's entry is then built from what was read.
+//!
+//! What is read ahead only spares a query: a room whose entry turns out to need something else
+//! (a filter or an ignored sender moves its timeline's start, a lazy-loading filter wants
+//! other members) asks for it as before, so the answer is the same either way.
+
+use crate::db;
+use crate::db::events::StoredEvent;
+use crate::db::state::StateEntry;
+use crate::db::unread::{ReadPositions, SummaryFacts};
+use crate::error::Result;
+use crate::store::Store;
+use crate::sync::news::WindowRows;
+use crate::sync::types::SyncOptions;
+use ruma::UserId;
+use std::collections::{HashMap, HashSet};
+
+/// What was read ahead for one room.
+#[derive(Default)]
+pub(super) struct RoomReads {
+    /// The room's newest events from the window's end back to its start, as the timeline's
+    /// first page reads them (newest first).
+    pub first_page: Option<Vec<StoredEvent>>,
+    /// The whole state of the snapshot the timeline is expected to start at.
+    pub state: Option<(i64, Vec<StateEntry>)>,
+    pub summary: Option<SummaryFacts>,
+    /// The user's push action rows from their lowest read position on.
+    pub unread: Option<WindowRows>,
+}
+
+/// What was read ahead for every room, by room id.
+#[derive(Default)]
+pub(super) struct InitialReads {
+    rooms: HashMap<String, RoomReads>,
+}
+
+impl InitialReads {
+    /// Reads ahead for `rooms` (joined, each getting its whole recent history and state) in a
+    /// window ending at `upto`, with the user's read positions in them.
+    pub(super) async fn read(
+        pool: &Store,
+        user: &UserId,
+        rooms: &[String],
+        (upto, options): (i64, &SyncOptions),
+        read_positions: &HashMap<String, ReadPositions>,
+    ) -> Result<InitialReads> {
+        let mut reads = InitialReads::default();
+        if rooms.is_empty() {
+            return Ok(reads);
+        }
+        crate::rooms::facts::learn_versions(pool, rooms).await?;
+        let page = crate::sync::room::first_page_size(options.timeline_limit);
+        let mut pages: HashMap<String, Vec<StoredEvent>> = HashMap::new();
+        for event in db::events::newest_pages(pool, rooms, upto, page as i64).await? {
+            pages.entry(event.room_id.clone()).or_default().push(event);
+        }
+        let snapshots: HashSet<i64> = pages.values().flatten().filter_map(|event| event.state_before).collect();
+        let snapshots: Vec<i64> = snapshots.into_iter().collect();
+        crate::rooms::facts::learn_snapshots(pool, user, &snapshots).await?;
+
+        // The timeline starts at the oldest of the newest `limit` events when nothing is left
+        // out of it; its state is what the entry shows. Lazy loading wants only some members:
+        // those rooms read their own.
+        let mut starts: HashMap<String, i64> = HashMap::new();
+        if !options.timeline.lazy_load_members {
+            for (room_id, page) in &pages {
+                let start = page.get(options.timeline_limit.min(page.len()).saturating_sub(1));
+                if let Some(snapshot) = start.and_then(|event| event.state_before) {
+                    starts.insert(room_id.clone(), snapshot);
+                }
+            }
+        }
+        let mut states: HashMap<i64, Vec<StateEntry>> = HashMap::new();
+        let wanted: Vec<i64> = starts.values().copied().collect::<HashSet<i64>>().into_iter().collect();
+        if !wanted.is_empty() {
+            for row in db::initial_reads::states_of(pool, &wanted).await? {
+                states.entry(row.origin).or_default().push(row.entry);
+            }
+        }
+
+        let summaries =
+            db::initial_reads::summary_facts_of(pool, rooms, user.as_str(), crate::sync::summary::MAX_HEROES);
+        let mut summaries: HashMap<String, SummaryFacts> =
+            summaries.await?.into_iter().map(|row| (row.room_id, row.facts)).collect();
+
+        // Counting starts at the lowest read position of each room, as `unread` counts.
+        let (counted, afters): (Vec<String>, Vec<i64>) = rooms
+            .iter()
+            .filter_map(|room| Some((room.clone(), crate::sync::unread::lowest_read(read_positions.get(room)?))))
+            .unzip();
+        let mut unread: HashMap<String, WindowRows> = afters
+            .iter()
+            .zip(&counted)
+            .map(|(after, room)| (room.clone(), WindowRows { since: *after, rows: Vec::new() }))
+            .collect();
+        if !counted.is_empty() {
+            let limit = crate::sync::unread::MAX_COUNTED;
+            for row in db::initial_reads::unread_rows_of(pool, user.as_str(), (&counted, &afters), upto, limit).await? {
+                if let Some(rows) = unread.get_mut(&row.room_id) {
+                    rows.rows.push(row.row);
+                }
+            }
+        }
+
+        for room_id in rooms {
+            let state =
+                starts.get(room_id).map(|snapshot| (*snapshot, states.get(snapshot).cloned().unwrap_or_default()));
+            let room = RoomReads {
+                first_page: Some(pages.remove(room_id).unwrap_or_default()),
+                state,
+                summary: summaries.remove(room_id),
+                unread: unread.remove(room_id),
+            };
+            reads.rooms.insert(room_id.clone(), room);
+        }
+        Ok(reads)
+    }
+
+    /// What was read ahead for the room (nothing, if it was not).
+    pub(super) fn take(&mut self, room_id: &str) -> RoomReads {
+        self.rooms.remove(room_id).unwrap_or_default()
+    }
+}
