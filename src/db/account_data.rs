@@ -127,6 +127,11 @@ pub(crate) async fn set_member(
 /// Appends rooms to a user's global `m.direct` (`additions`: `{user_id: [room_id, ...]}`),
 /// every other entry and room kept; one statement, so a concurrent change of another entry
 /// stays (an entry that is not an array is replaced).
+///
+/// A creator's `m.direct` after a broadcast to thousands is a large value, stored compressed
+/// out of line: each mention of the stored column decompresses all of it again, which, twice
+/// per added entry, made a chunk of 500 cost a second at 10,000 entries. It is decompressed
+/// once here (the materialised `current`) and looked into from memory.
 pub(crate) async fn add_direct_rooms(
     db: impl PgExecutor<'_>,
     user_id: &str,
@@ -137,12 +142,15 @@ pub(crate) async fn add_direct_rooms(
         "INSERT INTO account_data (user_id, room_id, data_type, content, stream_position)
          VALUES ($1, '', 'm.direct', $2::jsonb, $3)
          ON CONFLICT (user_id, room_id, data_type) DO UPDATE SET
-           content = account_data.content || (
-             SELECT COALESCE(jsonb_object_agg(added.key, COALESCE(
-                      CASE WHEN jsonb_typeof(account_data.content -> added.key) = 'array'
-                           THEN account_data.content -> added.key END,
-                      '[]'::jsonb) || added.value), '{}'::jsonb)
-             FROM jsonb_each(EXCLUDED.content) AS added),
+           content = (
+             WITH current AS MATERIALIZED (SELECT account_data.content || '{}'::jsonb AS content)
+             SELECT current.content || (
+                 SELECT COALESCE(jsonb_object_agg(added.key, COALESCE(
+                          CASE WHEN jsonb_typeof(current.content -> added.key) = 'array'
+                               THEN current.content -> added.key END,
+                          '[]'::jsonb) || added.value), '{}'::jsonb)
+                 FROM jsonb_each(EXCLUDED.content) AS added)
+             FROM current),
            stream_position = EXCLUDED.stream_position",
     )
     .bind(user_id)
