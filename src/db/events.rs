@@ -35,31 +35,57 @@ pub struct NewEvent<'a> {
     pub json: &'a str,
 }
 
+/// What [`insert_with_edges`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// Stored: the event's number, and how many of its auth events were found (all of them,
+    /// for a well-formed event: auth events are stored before anything cites them).
+    Stored { event_nid: i64, auth_found: i64 },
+    /// Nothing written: the room's forward extremities are no longer the ones the caller
+    /// built the event on (another writer appended to the room since it last looked).
+    TipMoved,
+    /// Nothing written: the client transaction id was used before, for this event.
+    SentBefore(String),
+}
+
 /// Stores a new event in one round trip: its interned id, its row, its `prev_events` and
 /// `auth_events` edges, the room's forward extremities (the event replaces `prev` among
 /// them) and, for a client's send, the transaction id that makes retransmissions idempotent.
-/// Returns the event's number and how many of `auth_event_ids` were found (all of them, for
-/// a well-formed event: auth events are stored before anything cites them).
+///
+/// The statement first checks what the caller assumed: with `tip`, that the room's forward
+/// extremities are exactly these (sorted) numbers, and with `transaction`, that the id was not
+/// used before. If not, it writes nothing and says why: a writer that carries the room's tip
+/// from its previous commit needs no round trip to read it again (the caller holds the room's
+/// lock, so the answer cannot change before its commit).
 pub async fn insert_with_edges(
     conn: &mut PgConnection,
     event: &NewEvent<'_>,
     event_id: &str,
     prev: &[i64],
     auth_event_ids: &[String],
+    tip: Option<&[i64]>,
     transaction: Option<TxnKey<'_>>,
-) -> sqlx::Result<(i64, i64)> {
+) -> sqlx::Result<Inserted> {
     // Sub-statements of one statement share a snapshot, so the event's number flows from
-    // `id` through RETURNING. `DO UPDATE` (a no-op write) rather than `DO NOTHING` makes an
-    // id interned earlier (a relation may cite an event before it exists) return its number
-    // too; the events insert then fails on the primary key, as storing an event twice must.
-    // Foreign keys are checked at the end of the statement, when every row exists. The new
-    // event takes the place of one tip it replaces (`kept`, updated in place: a HOT update,
-    // see migration 0044) and the others are deleted; only an event that replaces no tip adds
-    // a row. All of them read the snapshot the statement started with, so `kept` is the same
-    // row for each.
+    // `id` through RETURNING, and `guard` sees the room as it was before any of them. Every
+    // write hangs off `id`, which is empty when the guard fails. `DO UPDATE` (a no-op write)
+    // rather than `DO NOTHING` makes an id interned earlier (a relation may cite an event
+    // before it exists) return its number too; the events insert then fails on the primary
+    // key, as storing an event twice must. Foreign keys are checked at the end of the
+    // statement, when every row exists. The new event takes the place of one tip it replaces
+    // (`kept`, updated in place: a HOT update, see migration 0044) and the others are
+    // deleted; only an event that replaces no tip adds a row. All of them read the snapshot
+    // the statement started with, so `kept` is the same row for each.
     let query = sqlx::query_as(
-        "WITH id AS (
-             INSERT INTO event_ids (event_id) VALUES ($1)
+        "WITH guard AS MATERIALIZED (
+             SELECT ($19::bigint[] IS NULL
+                     OR ARRAY(SELECT f.event_nid FROM forward_extremities f WHERE f.room_id = $2
+                              ORDER BY f.event_nid) = $19::bigint[]) AS tip_holds,
+                    (SELECT t.event_id FROM event_transactions t
+                     WHERE $14::text IS NOT NULL AND t.user_id = $14 AND t.device_id = $15 AND t.room_id = $16
+                       AND t.event_type = $17 AND t.txn_id = $18) AS sent_before
+         ), id AS (
+             INSERT INTO event_ids (event_id) SELECT $1 FROM guard WHERE tip_holds AND sent_before IS NULL
              ON CONFLICT (event_id) DO UPDATE SET event_id = EXCLUDED.event_id
              RETURNING event_nid
          ), event AS (
@@ -79,15 +105,16 @@ pub async fn insert_with_edges(
              UPDATE forward_extremities f SET event_nid = id.event_nid FROM id, kept WHERE f.ctid = kept.ctid
          ), replaced AS (
              DELETE FROM forward_extremities WHERE room_id = $2 AND event_nid = ANY($12::bigint[])
-               AND ctid NOT IN (SELECT ctid FROM kept)
+               AND ctid NOT IN (SELECT ctid FROM kept) AND EXISTS (SELECT 1 FROM id)
          ), extremity AS (
              INSERT INTO forward_extremities (room_id, event_nid) SELECT $2, event_nid FROM id
              WHERE NOT EXISTS (SELECT 1 FROM kept)
          ), txn AS (
              INSERT INTO event_transactions (user_id, device_id, room_id, event_type, txn_id, event_id)
-             SELECT $14, $15, $16, $17, $18, $1 WHERE $14::text IS NOT NULL
+             SELECT $14, $15, $16, $17, $18, $1 FROM id WHERE $14::text IS NOT NULL
          )
-         SELECT event_nid, (SELECT count(*) FROM auth) FROM id",
+         SELECT (SELECT event_nid FROM id), (SELECT count(*) FROM auth), guard.tip_holds, guard.sent_before
+         FROM guard",
     )
     .bind(event_id)
     .bind(event.room_id)
@@ -102,7 +129,14 @@ pub async fn insert_with_edges(
     .bind(event.json)
     .bind(prev)
     .bind(auth_event_ids);
-    bind_transaction(query, transaction).fetch_one(conn).await
+    let (event_nid, auth_found, tip_holds, sent_before): (Option<i64>, i64, bool, Option<String>) =
+        bind_transaction(query, transaction).bind(tip).fetch_one(conn).await?;
+    Ok(match (event_nid, sent_before) {
+        (_, Some(event_id)) => Inserted::SentBefore(event_id),
+        (Some(event_nid), None) => Inserted::Stored { event_nid, auth_found },
+        (None, None) if !tip_holds => Inserted::TipMoved,
+        (None, None) => return Err(sqlx::Error::RowNotFound),
+    })
 }
 
 /// Places an outlier in the room's timeline: its stream position and state before (and, until
@@ -192,18 +226,22 @@ pub struct RoomTip {
     pub transaction_event: Option<String>,
     /// Whether a server other than `local` has a joined member in the room (`room_servers`).
     pub has_remote_servers: bool,
+    /// The room's joined or invited members of server `local`: two at most (enough to tell
+    /// that nobody but one sender could hear of an event).
+    pub local_members: Vec<String>,
 }
 
 /// [`crate::db::rooms::transaction_event`], [`crate::db::rooms::version`],
-/// [`forward_extremities`] and whether the room has servers other than `local` in one round
-/// trip.
+/// [`forward_extremities`], whether the room has servers other than `local`, and up to two of
+/// its local members, in one round trip.
 pub async fn room_tip(
     db: impl PgExecutor<'_>,
     room_id: &str,
     local: &str,
     transaction: Option<TxnKey<'_>>,
 ) -> sqlx::Result<RoomTip> {
-    type Row = (Option<String>, Option<String>, Option<i64>, Option<String>, Option<i64>, Option<i64>, bool);
+    type Row =
+        (Option<String>, Option<String>, Option<i64>, Option<String>, Option<i64>, Option<i64>, bool, Vec<String>);
     // One row even for an unknown room (the transaction may still be known); one per
     // extremity otherwise.
     let query = sqlx::query_as(
@@ -213,7 +251,10 @@ pub async fn room_tip(
                 r.room_version, x.event_nid, x.event_id, x.depth, x.state_after,
                 EXISTS (SELECT 1 FROM room_servers s WHERE s.room_id = $1 AND s.server_name <> $7)
                   -- A room joined with a partial state has servers this one does not know yet.
-                  OR EXISTS (SELECT 1 FROM partial_state_rooms p WHERE p.room_id = $1)
+                  OR EXISTS (SELECT 1 FROM partial_state_rooms p WHERE p.room_id = $1),
+                ARRAY(SELECT m.user_id FROM room_memberships m
+                      WHERE m.room_id = $1 AND m.membership IN ('join', 'invite') AND right(m.user_id, length($8)) = $8
+                      LIMIT 2)
          FROM (VALUES (1)) AS one (n)
          LEFT JOIN rooms r ON r.room_id = $1
          LEFT JOIN LATERAL (
@@ -226,17 +267,21 @@ pub async fn room_tip(
          ORDER BY x.depth DESC, x.stream_position DESC",
     )
     .bind(room_id);
-    let rows: Vec<Row> = bind_transaction(query, transaction).bind(local).fetch_all(db).await?;
+    let rows: Vec<Row> =
+        bind_transaction(query, transaction).bind(local).bind(format!(":{local}")).fetch_all(db).await?;
     let mut tip = RoomTip {
         version: None,
         extremities: Vec::with_capacity(rows.len()),
         transaction_event: None,
         has_remote_servers: false,
+        local_members: Vec::new(),
     };
-    for (transaction_event, version, event_nid, event_id, depth, state_after, has_remote_servers) in rows {
+    for (transaction_event, version, event_nid, event_id, depth, state_after, has_remote_servers, local_members) in rows
+    {
         tip.transaction_event = transaction_event;
         tip.version = version;
         tip.has_remote_servers = has_remote_servers;
+        tip.local_members = local_members;
         match (event_nid, event_id, depth, state_after) {
             (Some(event_nid), Some(event_id), Some(depth), Some(state_after)) => {
                 tip.extremities.push(Extremity { event_nid, event_id, depth, state_after });

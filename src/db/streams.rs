@@ -131,6 +131,59 @@ pub(crate) async fn allocate_positions(conn: &mut PgConnection, count: i64) -> s
     Ok(positions)
 }
 
+/// How [`allocate_on_control`] moves the writer's floor before it takes positions.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum NewFloor {
+    /// The published floor already covers every position `nextval` can return.
+    Keep,
+    /// Publish this floor.
+    At(i64),
+    /// Publish the lowest position `nextval` can still return.
+    Next,
+}
+
+/// Takes `count` positions (ascending) on the writer's own connection (autocommit), after
+/// publishing `floor`, in one round trip: the floor's update is committed — visible to every
+/// reader — before the positions exist, as the ordering argument of `streams::tracker` needs.
+/// Returns the floor published (`None` with [`NewFloor::Keep`]) and the positions.
+pub(crate) async fn allocate_on_control(
+    conn: &mut PgConnection,
+    writer_id: i32,
+    floor: NewFloor,
+    count: i64,
+) -> sqlx::Result<(Option<i64>, Vec<i64>)> {
+    use sqlx::Row;
+    let value = match floor {
+        NewFloor::Keep => return Ok((None, allocate_positions(conn, count).await?)),
+        NewFloor::At(floor) => floor.to_string(),
+        NewFloor::Next => {
+            "(SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM stream_positions)".to_owned()
+        }
+    };
+    // A simple query carries no parameters: the values are integers, written as literals. Its
+    // statements run in order, and the `COMMIT` ends the floor's transaction before `nextval`.
+    // The first column tells the floor's row (missing if the writer was reaped) from positions.
+    let rows = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "BEGIN; UPDATE stream_writers SET blocking_from = {value} WHERE writer_id = {writer_id} \
+         RETURNING 0, blocking_from; COMMIT; SELECT 1, nextval('stream_positions') FROM generate_series(1, {count})"
+    )))
+    .fetch_all(conn)
+    .await?;
+    let mut published = None;
+    let mut positions = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let value: i64 = row.try_get(1)?;
+        match row.try_get::<i32, _>(0)? {
+            0 => published = Some(value),
+            _ => positions.push(value),
+        }
+    }
+    // Positions taken without their floor are never used: they are gaps, which readers skip.
+    let published = published.ok_or(sqlx::Error::RowNotFound)?;
+    positions.sort_unstable();
+    Ok((Some(published), positions))
+}
+
 /// The highest position handed out so far (0 before any).
 pub(crate) async fn last_allocated(db: impl PgExecutor<'_>) -> sqlx::Result<i64> {
     sqlx::query_scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM stream_positions")

@@ -14,7 +14,7 @@ use crate::streams::{Audience, Notifier, OutboxKind};
 use crate::time::now_ms;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, PgPool};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,7 +63,13 @@ enum ControlStatement<'a> {
     SetFloorAndNotify(Option<i64>, &'a str),
     /// A write that changes nothing: proves the database takes writes.
     Touch,
+    /// Move the floor so, then take this many positions (see [`db::streams::allocate_on_control`]).
+    Allocate(db::streams::NewFloor, i64),
 }
+
+/// What a control statement returned: the floor it published, if it says, and the positions
+/// it took.
+type Ran = (Option<i64>, Vec<i64>);
 
 impl Control {
     /// Runs `statement`; when the connection turns out to be gone, connects again (see
@@ -73,7 +79,7 @@ impl Control {
         statement: ControlStatement<'_>,
         in_flight: Option<i64>,
         notifier: &Notifier,
-    ) -> Result<Option<i64>> {
+    ) -> Result<Ran> {
         // A connection that had worked may simply have been cut: one more try, on a new one.
         // A failure to connect at all means the database is away; the caller hears of it.
         let had_connection = self.connection.is_some();
@@ -91,26 +97,33 @@ impl Control {
         statement: &ControlStatement<'_>,
         in_flight: Option<i64>,
         notifier: &Notifier,
-    ) -> sqlx::Result<Option<i64>> {
+    ) -> sqlx::Result<Ran> {
         if self.connection.is_none() {
             self.reconnect(in_flight, notifier).await?;
         }
         let writer_id = self.writer_id;
         let Some(connection) = self.connection.as_mut() else { return Err(sqlx::Error::PoolClosed) };
         let result = match statement {
-            ControlStatement::PublishNextFloor => {
-                db::streams::publish_next_position_floor(&mut *connection, writer_id).await.map(Some)
-            }
+            ControlStatement::PublishNextFloor => db::streams::publish_next_position_floor(&mut *connection, writer_id)
+                .await
+                .map(|floor| (Some(floor), Vec::new())),
             ControlStatement::SetFloor(floor) => {
-                db::streams::set_blocking_from(&mut *connection, writer_id, *floor).await.map(|()| None)
+                db::streams::set_blocking_from(&mut *connection, writer_id, *floor).await.map(|()| (None, Vec::new()))
             }
-            ControlStatement::Notify(payload) => db::streams::notify(&mut *connection, payload).await.map(|()| None),
+            ControlStatement::Notify(payload) => {
+                db::streams::notify(&mut *connection, payload).await.map(|()| (None, Vec::new()))
+            }
             ControlStatement::SetFloorAndNotify(floor, payload) => {
                 db::streams::set_blocking_from_and_notify(&mut *connection, writer_id, *floor, payload)
                     .await
-                    .map(|()| None)
+                    .map(|()| (None, Vec::new()))
             }
-            ControlStatement::Touch => db::streams::touch_writer(&mut *connection, writer_id).await.map(|()| None),
+            ControlStatement::Touch => {
+                db::streams::touch_writer(&mut *connection, writer_id).await.map(|()| (None, Vec::new()))
+            }
+            ControlStatement::Allocate(floor, count) => {
+                db::streams::allocate_on_control(&mut *connection, writer_id, *floor, *count).await
+            }
         };
         if result.as_ref().is_err_and(crate::error::database_unavailable) {
             db::connection_health::connection_failed();
@@ -204,7 +217,7 @@ impl StreamTracker {
 
     /// A set of positions for one transaction. Commit it after the transaction commits.
     pub fn reserve(&self) -> Reservation<'_> {
-        Reservation { tracker: self, positions: Vec::new(), committed: false }
+        Reservation { tracker: self, positions: Vec::new(), ahead: VecDeque::new(), committed: false }
     }
 
     /// The highest position below which everything has committed (see the module docs).
@@ -251,7 +264,7 @@ impl StreamTracker {
             }
             Some(_) => {}
             None if control.published.is_none() => {
-                let floor = control.run(ControlStatement::PublishNextFloor, None, notifier).await?;
+                let (floor, _) = control.run(ControlStatement::PublishNextFloor, None, notifier).await?;
                 control.published = floor;
             }
             None => {}
@@ -263,6 +276,34 @@ impl StreamTracker {
                 db::streams::allocate_positions(transaction, count).await?
             }
         };
+        self.in_flight().extend(positions.iter().copied());
+        drop(control);
+        Ok(positions)
+    }
+
+    /// `count` positions (ascending) taken on the control connection, in the round trip that
+    /// publishes the floor covering them when one must be published: the writing transaction
+    /// needs no `nextval` of its own, and a sequential writer (nothing in flight between its
+    /// commits) pays one round trip for floor and positions instead of two.
+    async fn allocate_on_control(&self, count: usize) -> Result<Vec<i64>> {
+        let count = i64::try_from(count).map_err(|_| Error::internal("too many positions at once"))?;
+        // Held until the positions are in flight, so no `finish` in between lifts the floor
+        // that covers them.
+        let mut control = self.inner.control.lock().await;
+        // The same choice as `allocate_many`: the floor must cover every position `nextval`
+        // may return from now on, and must be public before they exist.
+        let (floor, restore) = match self.lowest_in_flight() {
+            Some(lowest) if control.published.is_none_or(|published| published > lowest) => {
+                (db::streams::NewFloor::At(lowest), Some(lowest))
+            }
+            None if control.published.is_none() => (db::streams::NewFloor::Next, None),
+            _ => (db::streams::NewFloor::Keep, control.published),
+        };
+        let (published, positions) =
+            control.run(ControlStatement::Allocate(floor, count), restore, &self.inner.notifier).await?;
+        if published.is_some() {
+            control.published = published;
+        }
         self.in_flight().extend(positions.iter().copied());
         drop(control);
         Ok(positions)
@@ -330,6 +371,8 @@ pub struct PositionBounds {
 pub struct Reservation<'a> {
     tracker: &'a StreamTracker,
     positions: Vec<i64>,
+    /// Among `positions`, those taken ahead and not used yet, lowest first.
+    ahead: VecDeque<i64>,
     committed: bool,
 }
 
@@ -346,6 +389,35 @@ impl Reservation<'_> {
         let positions = self.tracker.allocate_many(transaction, count).await?;
         self.positions.extend(positions.iter().copied());
         Ok(positions)
+    }
+
+    /// Takes `count` positions ahead of their use, outside the transaction (on the tracker's
+    /// own connection, with the floor that covers them: one round trip), for
+    /// [`Reservation::next_ahead`]. Those left unused are gaps, which readers skip. Take them
+    /// once the transaction holds the locks that order its writes: positions follow the order
+    /// in which they are taken.
+    pub async fn take_ahead(&mut self, count: usize) -> Result<()> {
+        if count == 0 {
+            return Ok(());
+        }
+        let positions = self.tracker.allocate_on_control(count).await?;
+        self.positions.extend(positions.iter().copied());
+        self.ahead.extend(positions);
+        Ok(())
+    }
+
+    /// The lowest position taken ahead and not used yet, or (none left) the next one inside
+    /// `transaction`. Give it back with [`Reservation::unused`] if it was not used after all.
+    pub async fn next_ahead(&mut self, transaction: &mut PgConnection) -> Result<i64> {
+        match self.ahead.pop_front() {
+            Some(position) => Ok(position),
+            None => self.next(transaction).await,
+        }
+    }
+
+    /// Gives back a position from [`Reservation::next_ahead`] that nothing was written at.
+    pub fn unused(&mut self, position: i64) {
+        self.ahead.push_front(position);
     }
 
     /// The positions taken so far (some may belong to work rolled back to a savepoint).

@@ -10,7 +10,7 @@ use crate::rooms::current_state::adopt_snapshot;
 use crate::rooms::pdu::Pdu;
 use crate::rooms::send::auth_state::{AuthState, StateSlice};
 use crate::rooms::send::locks::HeldRoomLock;
-use crate::rooms::send::persist::{Stored, persist};
+use crate::rooms::send::persist::{Checked, Stored, persist_checked};
 use crate::rooms::send::redaction_auth;
 use crate::rooms::{RoomCtx, rules_for};
 use crate::streams::Reservation;
@@ -56,31 +56,22 @@ impl Appended {
 pub struct Appender<'a> {
     ctx: RoomCtx<'a>,
     room: &'a HeldRoomLock,
-    /// Unknown until the first append reads it.
+    /// Unknown until the first append reads it, unless a previous batch left it.
     tip: Option<Tip>,
     auth: StateSlice,
-    /// What a previous batch left, until the first append checks it against the room's tip.
-    carried: Option<Carried>,
 }
 
 /// What an appender knew of its room when its transaction committed, kept for the room's
-/// next batch: the auth state slice it read, and the forward extremities it left. The next
-/// batch reads the room's tip anyway (in the round trip that looks up retransmissions); when
-/// the extremities are still these, nothing was appended to the room since — by this process
-/// or any other — so the slice still holds, redactions included (a redaction is an event, so
-/// it would have moved them), and the state needs no second read.
-#[derive(Default)]
+/// next batch: the room's tip (version, forward extremities, remote servers) and the auth
+/// state slice it read. The next batch starts from them without reading anything: the
+/// statement that stores its first event checks that the room's forward extremities are
+/// still these, and stores nothing if not (the append then reads the tip and starts over).
+/// When they are, nothing was appended to the room since — by this process or any other — so
+/// the rest still holds too, redactions included (a redaction is an event, so it would have
+/// moved them).
 pub struct Carried {
-    extremities: Vec<i64>,
+    tip: Tip,
     auth: StateSlice,
-}
-
-impl Carried {
-    fn extremity_nids(extremities: &[Extremity]) -> Vec<i64> {
-        let mut nids: Vec<i64> = extremities.iter().map(|extremity| extremity.event_nid).collect();
-        nids.sort_unstable();
-        nids
-    }
 }
 
 /// The room as the next event will see it.
@@ -92,30 +83,60 @@ struct Tip {
     /// join is appended under the room's lock, which this batch holds; a local send cannot
     /// join a remote user.
     has_remote_servers: bool,
+    /// The room's local joined or invited members as read with the tip, two at most (`None`
+    /// once this appender changed a membership). Members change only by member events, which
+    /// move the extremities, so this holds as long as the tip does.
+    local_members: Option<Vec<String>>,
+}
+
+impl Tip {
+    /// The forward extremities' numbers, sorted, as the storing statement checks them.
+    fn extremity_nids(&self) -> Vec<i64> {
+        let mut nids: Vec<i64> = self.extremities.iter().map(|extremity| extremity.event_nid).collect();
+        nids.sort_unstable();
+        nids
+    }
+}
+
+/// How one attempt at an append ended.
+enum Attempt {
+    Done(Appended),
+    /// Nothing stored: the carried tip was stale.
+    TipMoved,
 }
 
 impl<'a> Appender<'a> {
     /// An appender for the room `room` locks; every append must use the transaction the lock
     /// was taken in.
     pub fn new(ctx: RoomCtx<'a>, room: &'a HeldRoomLock) -> Appender<'a> {
-        Appender { ctx, room, tip: None, auth: StateSlice::default(), carried: None }
+        Appender { ctx, room, tip: None, auth: StateSlice::default() }
     }
 
     /// As [`Appender::new`], starting from what the room's previous batch left (see [`Carried`]).
     pub fn resuming(ctx: RoomCtx<'a>, room: &'a HeldRoomLock, carried: Carried) -> Appender<'a> {
-        Appender { carried: Some(carried), ..Appender::new(ctx, room) }
+        Appender { ctx, room, tip: Some(carried.tip), auth: carried.auth }
     }
 
-    /// Whether another server has a joined member in the room, as the first append read it
+    /// Whether another server has a joined member in the room, as the appender knows it
     /// (`None` before any append got that far).
     pub fn room_has_remote_servers(&self) -> Option<bool> {
         self.tip.as_ref().map(|tip| tip.has_remote_servers)
     }
 
+    /// Whether no local member but the sender could hear of any of these events (senders, one
+    /// per event): a sender alone (as far as this server goes) in the room, with their own
+    /// messages. Push evaluation then has nobody to read rules for. `false` when unknown.
+    pub fn nobody_else_local<'s>(&self, mut senders: impl Iterator<Item = &'s UserId>) -> bool {
+        match self.tip.as_ref().and_then(|tip| tip.local_members.as_deref()) {
+            Some([]) => true,
+            Some([member]) => senders.all(|sender| sender.as_str() == member),
+            _ => false,
+        }
+    }
+
     /// What the next batch may start from, once this one's transaction has committed.
     pub fn carried(self) -> Option<Carried> {
-        let tip = self.tip?;
-        Some(Carried { extremities: Carried::extremity_nids(&tip.extremities), auth: self.auth })
+        Some(Carried { tip: self.tip?, auth: self.auth })
     }
 
     pub async fn append(
@@ -136,32 +157,53 @@ impl<'a> Appender<'a> {
             event_type: &event_type,
             txn_id: txn.txn_id,
         });
-        // A retried request: the first attempt's event stands, nothing new is sent. The first
-        // append of a batch asks in the same round trip that reads the room's version and
-        // extremities; later ones carry those.
-        let tip = match &mut self.tip {
-            Some(tip) => {
-                if let Some(key) = txn_key
-                    && let Some(event_id) = db::rooms::transaction_event(&mut *tx, key).await?
-                {
-                    return sent_before(&event_id);
-                }
-                tip
-            }
-            unknown => {
+        loop {
+            let read_now = self.tip.is_none();
+            if read_now {
+                // A retried request: the first attempt's event stands, nothing new is sent.
                 let loaded =
                     db::events::room_tip(&mut *tx, room_id.as_str(), self.ctx.server_name.as_str(), txn_key).await?;
                 if let Some(event_id) = loaded.transaction_event {
                     return sent_before(&event_id);
                 }
-                if let Some(carried) = self.carried.take()
-                    && carried.extremities == Carried::extremity_nids(&loaded.extremities)
-                {
-                    self.auth = carried.auth;
-                }
-                unknown.insert(Tip::new(room_id, loaded)?)
+                self.tip = Some(Tip::new(room_id, loaded)?);
+                self.auth = StateSlice::default();
             }
-        };
+            match self.attempt(tx, reservation, sender, &template, txn_key).await {
+                Ok(Attempt::Done(appended)) => return Ok(appended),
+                // Another writer appended to the room since the tip was carried: read it.
+                Ok(Attempt::TipMoved) if !read_now => self.tip = None,
+                Ok(Attempt::TipMoved) => {
+                    return Err(Error::internal(format!("{room_id}: its tip moved under its lock")));
+                }
+                Err(error) => {
+                    // A retransmission of a send that would fail now (its sender left the room
+                    // since, say) still answers with the first attempt's event. Only asked on
+                    // failure: storing checks it otherwise. (After a failed statement the
+                    // transaction takes no more: the lookup fails and the error stands.)
+                    if !read_now
+                        && let Some(key) = txn_key
+                        && let Ok(Some(event_id)) = db::rooms::transaction_event(&mut *tx, key).await
+                    {
+                        return sent_before(&event_id);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    /// Builds, authorises and stores the event on the tip the appender holds.
+    async fn attempt(
+        &mut self,
+        tx: &mut PgConnection,
+        reservation: &mut Reservation<'_>,
+        sender: &UserId,
+        template: &EventTemplate,
+        txn_key: Option<db::rooms::TxnKey<'_>>,
+    ) -> Result<Attempt> {
+        let room_id = self.room.room_id();
+        let Some(tip) = &mut self.tip else { return Err(Error::internal("appending without the room's tip")) };
         let rules = &tip.rules;
         let prev = &tip.extremities[..tip.extremities.len().min(MAX_PREV_EVENTS)];
         if prev.is_empty() {
@@ -178,7 +220,7 @@ impl<'a> Appender<'a> {
         };
         let depth = prev.iter().map(|extremity| extremity.depth).max().unwrap_or(0) as u64 + 1;
 
-        let auth_state = AuthState::load_into(&mut *tx, &mut self.auth, state_before, &template, sender, rules).await?;
+        let auth_state = AuthState::load_into(&mut *tx, &mut self.auth, state_before, template, sender, rules).await?;
         if let (Some(action), Some(target)) = (template.membership_action, &template.state_key) {
             action.check(auth_state.state_event("m.room.member", target))?;
         }
@@ -189,7 +231,7 @@ impl<'a> Appender<'a> {
             auth_events: &auth_state.auth_event_ids,
             depth,
         };
-        let pdu = build_and_sign(&template, sender, &placement, rules, self.ctx.server_name, self.ctx.key)?;
+        let pdu = build_and_sign(template, sender, &placement, rules, self.ctx.server_name, self.ctx.key)?;
         auth_state.authorize(&pdu, rules)?;
         // What the auth rules leave to the server: who may redact what, and the spec's checks on
         // relations sent by clients.
@@ -199,7 +241,29 @@ impl<'a> Appender<'a> {
         crate::rooms::relations::check_new(&mut *tx, room_id, &pdu).await?;
 
         let prev_nids: Vec<i64> = prev.iter().map(|extremity| extremity.event_nid).collect();
-        let stored = persist(&mut *tx, self.room, reservation, &pdu, state_before, &prev_nids, txn_key).await?;
+        let extremity_nids = tip.extremity_nids();
+        let position = reservation.next_ahead(&mut *tx).await?;
+        let checked = persist_checked(
+            &mut *tx,
+            self.room,
+            position,
+            &pdu,
+            (state_before, &prev_nids),
+            Some(&extremity_nids),
+            txn_key,
+        )
+        .await?;
+        let stored = match checked {
+            Checked::Stored(stored) => stored,
+            Checked::TipMoved => {
+                reservation.unused(position);
+                return Ok(Attempt::TipMoved);
+            }
+            Checked::SentBefore(event_id) => {
+                reservation.unused(position);
+                return sent_before(&event_id).map(Attempt::Done);
+            }
+        };
         if parent_states.len() > 1 {
             // The event merges forked branches: resolution may have changed keys it does not
             // touch, and current state follows what it decided. (Branches beyond the spec's
@@ -221,7 +285,10 @@ impl<'a> Appender<'a> {
             // A redacted state event counts for the auth rules as what redaction leaves of it.
             self.auth = StateSlice::default();
         }
-        Ok(Appended::New { pdu: Box::new(pdu), stored })
+        if pdu.kind == TimelineEventType::RoomMember {
+            tip.local_members = None;
+        }
+        Ok(Attempt::Done(Appended::New { pdu: Box::new(pdu), stored }))
     }
 }
 
@@ -240,6 +307,7 @@ impl Tip {
             rules: rules_for(&version)?,
             extremities: loaded.extremities,
             has_remote_servers: loaded.has_remote_servers,
+            local_members: Some(loaded.local_members),
         })
     }
 }

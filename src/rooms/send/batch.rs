@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::send::appender::{Appended, Appender, Carried, Transaction};
-use crate::rooms::send::committed::commit_events_knowing;
+use crate::rooms::send::committed::{KnownRoom, commit_events_knowing};
 use crate::rooms::send::locks::{LocalRoomLock, RoomSerial};
 use crate::streams::Reservation;
 use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
@@ -128,6 +128,10 @@ async fn append_all(
 ) -> Result<Vec<Result<Appended>>> {
     let (mut tx, held) = lock.begin(ctx.pool).await?;
     let mut reservation = ctx.streams.reserve();
+    // A position for each send, taken with the stream floor that covers them in one round
+    // trip (the transaction asks for none), once the room's lock orders this batch after the
+    // room's previous one. A retransmission leaves its position unused: a gap.
+    reservation.take_ahead(batch.len()).await?;
     let room_id = held.room_id();
     let mut outcomes = Vec::with_capacity(batch.len());
     // Carries the room's extremities and auth state from one send to the next, and from the
@@ -157,10 +161,16 @@ async fn append_all(
         drop(reservation);
         return Ok(outcomes);
     }
-    let has_remote_servers = appender.room_has_remote_servers();
+    let known = KnownRoom {
+        has_remote_servers: appender.room_has_remote_servers(),
+        nobody_hears: appender.nobody_else_local(outcomes.iter().filter_map(|outcome| match outcome {
+            Ok(Appended::New { pdu, .. }) => Some(pdu.sender.as_ref()),
+            _ => None,
+        })),
+    };
     let carried = appender.carried();
     let appended = outcomes.iter().filter_map(|outcome| outcome.as_ref().ok());
-    commit_events_knowing(ctx, tx, reservation, room_id, appended, has_remote_servers).await?;
+    commit_events_knowing(ctx, tx, reservation, room_id, appended, known).await?;
     *room.attached.carried() = carried;
     Ok(outcomes)
 }

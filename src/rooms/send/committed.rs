@@ -30,25 +30,40 @@ pub async fn commit_events<'e>(
     room_id: &RoomId,
     events: impl IntoIterator<Item = &'e Appended>,
 ) -> Result<()> {
-    commit_events_knowing(ctx, tx, reservation, room_id, events, None).await
+    commit_events_knowing(ctx, tx, reservation, room_id, events, KnownRoom::default()).await
 }
 
-/// [`commit_events`] by a writer that read, under the room's lock, whether another server has
-/// a member in the room (`room_has_remote_servers`): when none has, and no event is aimed at a
-/// remote user, the federation queue is not asked (one statement less per commit).
+/// What a writer learnt of the room under its lock, which spares [`commit_events`] work.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct KnownRoom {
+    /// Whether another server has a member in the room (`None`: not known). When none has, and
+    /// no event is aimed at a remote user, the federation queue is not asked (one statement
+    /// less per commit).
+    pub has_remote_servers: Option<bool>,
+    /// No local member but each event's sender could hear of it: push evaluation (one
+    /// statement reading the room's local members) is skipped.
+    pub nobody_hears: bool,
+}
+
+/// [`commit_events`] by a writer that knows things of the room (see [`KnownRoom`]).
 pub(super) async fn commit_events_knowing<'e>(
     ctx: RoomCtx<'_>,
     mut tx: Transaction<'_, Postgres>,
     reservation: Reservation<'_>,
     room_id: &RoomId,
     events: impl IntoIterator<Item = &'e Appended>,
-    room_has_remote_servers: Option<bool>,
+    known: KnownRoom,
 ) -> Result<()> {
     let events: Vec<&Appended> = events.into_iter().collect();
-    let notifications =
-        crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, stored_events(room_id, &events)).await?;
+    let notifications = match known.nobody_hears {
+        true => 0,
+        false => {
+            crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, stored_events(room_id, &events))
+                .await?
+        }
+    };
     let mut outgoing = outgoing_pdus(ctx.server_name, &events);
-    if room_has_remote_servers == Some(false) && outgoing.iter().all(|event| event.membership_target.is_none()) {
+    if known.has_remote_servers == Some(false) && outgoing.iter().all(|event| event.membership_target.is_none()) {
         outgoing.clear();
     }
     crate::outbox::federation::enqueue_pdus(&mut tx, ctx.server_name, room_id, &outgoing).await?;

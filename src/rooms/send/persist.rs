@@ -57,25 +57,60 @@ pub async fn persist(
     prev_nids: &[i64],
     transaction: Option<db::rooms::TxnKey<'_>>,
 ) -> Result<Stored> {
+    let position = reservation.next(conn).await?;
+    match persist_checked(conn, room, position, pdu, (state_before, prev_nids), None, transaction).await? {
+        Checked::Stored(stored) => Ok(stored),
+        Checked::SentBefore(event_id) => Err(Error::internal(format!("transaction id already used for {event_id}"))),
+        Checked::TipMoved => Err(Error::internal("the room's tip moved unasked")),
+    }
+}
+
+/// What [`persist_checked`] did.
+pub(super) enum Checked {
+    Stored(Stored),
+    /// Nothing stored: the room's forward extremities are not the ones the event was built on.
+    TipMoved,
+    /// Nothing stored: the client transaction id was used before, for this event.
+    SentBefore(String),
+}
+
+/// As [`persist`], at `position` (taken by the caller from its reservation), and only if the
+/// room's forward extremities are still `tip` (sorted numbers; `None`: not checked) and the
+/// client transaction id is unused: both are checked in the statement that stores the event,
+/// and when either fails nothing is written.
+pub(super) async fn persist_checked(
+    conn: &mut PgConnection,
+    room: &HeldRoomLock,
+    position: i64,
+    pdu: &Pdu,
+    (state_before, prev_nids): (i64, &[i64]),
+    tip: Option<&[i64]>,
+    transaction: Option<db::rooms::TxnKey<'_>>,
+) -> Result<Checked> {
     let room_id = room.room_id();
     let kind = pdu.kind.to_string();
     let state_key_nid = match &pdu.state_key {
         Some(state_key) => Some(db::state::intern_state_key(conn, &kind, state_key).await?),
         None => None,
     };
-    let position = reservation.next(conn).await?;
     let json = pdu.canonical_json();
     let auth_ids: Vec<String> = pdu.auth_events.iter().map(ToString::to_string).collect();
     let placed = RowPlacement { state_key_nid, stream_position: position, state_before, state_after: state_before };
     let event = db::events::NewEvent::of(pdu, room_id.as_str(), &kind, &json, placed);
-    let (event_nid, auth_found) =
-        db::events::insert_with_edges(conn, &event, pdu.event_id.as_str(), prev_nids, &auth_ids, transaction).await?;
+    let inserted =
+        db::events::insert_with_edges(conn, &event, pdu.event_id.as_str(), prev_nids, &auth_ids, tip, transaction)
+            .await?;
+    let (event_nid, auth_found) = match inserted {
+        db::events::Inserted::Stored { event_nid, auth_found } => (event_nid, auth_found),
+        db::events::Inserted::TipMoved => return Ok(Checked::TipMoved),
+        db::events::Inserted::SentBefore(event_id) => return Ok(Checked::SentBefore(event_id)),
+    };
     // Auth events are always stored before an event cites them; an edge lost here would
     // break the auth chains that federation serves.
     if usize::try_from(auth_found).ok() != Some(auth_ids.len()) {
         return Err(Error::internal(format!("{}: {auth_found} of its auth events are stored", pdu.event_id)));
     }
-    place_in_state(conn, room, pdu, event_nid, state_key_nid, state_before, position).await
+    place_in_state(conn, room, pdu, event_nid, state_key_nid, state_before, position).await.map(Checked::Stored)
 }
 
 /// Moves an event held as an outlier (stored beside the timeline, its state unknown then) into
