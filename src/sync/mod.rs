@@ -10,6 +10,7 @@ pub mod initial_cache;
 mod lazy_members;
 pub(crate) mod long_poll;
 mod news;
+mod news_batch;
 mod partial_state;
 mod presence;
 pub mod response;
