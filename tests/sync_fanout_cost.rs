@@ -44,11 +44,12 @@ fn messages(answer: &Value, room: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// One message to a room of waiting long-polls: each member gets it exactly once, and each
-/// woken member's sync costs one statement (the rest is shared by all of them or is the
-/// send's own).
+/// One message to a room of waiting long-polls: each member gets it exactly once, and the woken
+/// members' syncs cost the database a few statements together, however many they are (their
+/// window news is asked in one statement; the room's timeline page is read once for all of
+/// them; their next long-polls, at the empty window after the message, read nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_woken_member_costs_few_statements() {
+async fn woken_members_cost_few_statements_together() {
     let server = TestServer::start().await;
     common::statements::enable(&server).await;
     let names: Vec<String> = (0..=MEMBERS).map(|n| format!("fan{n}")).collect();
@@ -58,13 +59,14 @@ async fn a_woken_member_costs_few_statements() {
     let (sender, members) = users.split_first().unwrap();
 
     // Two warm rounds: the first sync of a member and the first wake-up fill the caches a
-    // running server has filled long since; the measured round is the third.
+    // running server has filled long since; the measured round is the third, from its message
+    // until the members wait again (in the fourth).
     let mut since = Vec::new();
     for member in members {
         since.push(sync(&server, member, &filter, None, 0).await["next_batch"].as_str().unwrap().to_owned());
     }
     let mut measured = None;
-    for round in 0..3 {
+    for round in 0..4 {
         let polls: Vec<_> = members
             .iter()
             .zip(&since)
@@ -81,6 +83,9 @@ async fn a_woken_member_costs_few_statements() {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
+        if round == 3 {
+            measured = Some(common::statements::statements(&server).await);
+        }
         if round == 2 {
             common::statements::reset(&server).await;
         }
@@ -92,20 +97,22 @@ async fn a_woken_member_costs_few_statements() {
             assert_eq!(messages(&answer, &room), vec![body.clone()], "each member gets the message once: {answer}");
             *since = answer["next_batch"].as_str().unwrap().to_owned();
         }
-        if round == 2 {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            measured = Some(common::statements::statements(&server).await);
-        }
     }
     let statements = measured.unwrap();
     let (total, listing) = common::statements::listing(&statements);
-    // What runs once per member (or more): the send's own statements run once each.
-    let per_member: i64 =
-        statements.iter().filter(|(calls, _)| *calls >= MEMBERS as i64).map(|(calls, _)| calls).sum::<i64>()
-            / MEMBERS as i64;
-    println!("one message to {MEMBERS} waiting members: {total} statements, {per_member} per woken member\n{listing}");
+    // Every request is authenticated by its access token, one lookup each (the members' next
+    // long-polls and the send): the HTTP layer's cost, not the fan-out's, left to count here.
+    let most = statements
+        .iter()
+        .filter(|(_, statement)| !statement.contains("FROM access_tokens t"))
+        .map(|(calls, _)| *calls)
+        .max()
+        .unwrap_or_default();
+    println!(
+        "one message to {MEMBERS} waiting members: {total} statements; beside authentication none more than {most} times\n{listing}"
+    );
     assert!(total > 0, "the fan-out reached the database");
-    // The window's news (with read positions, push rows and the check of the memberships the
-    // process knows); the room's timeline page is read once for all of them.
-    assert!(per_member <= 1, "a woken member cost {per_member} statements:\n{listing}");
+    // The window news runs once per batch of woken syncs (how the wake-ups fall into batches
+    // depends on scheduling: a few at most), the timeline page once; the rest is the send's.
+    assert!(most <= MEMBERS as i64 / 4, "a statement ran {most} times for {MEMBERS} woken members:\n{listing}");
 }

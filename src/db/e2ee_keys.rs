@@ -117,17 +117,21 @@ pub(crate) async fn one_time_key_counts(
 }
 
 /// The columns `one_time_key_algorithms`, `one_time_key_counts` (in the same order) and
-/// `unused_fallback_key_types` of the device `$2` of the user `$1`, for statements that carry
-/// them beside other things (every `/sync` response holds them).
-pub(crate) const KEY_COUNT_COLUMNS: &str = "
-    ARRAY(SELECT algorithm FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2
-          GROUP BY algorithm ORDER BY algorithm) AS one_time_key_algorithms,
-    ARRAY(SELECT COUNT(*) FROM e2e_one_time_keys WHERE user_id = $1 AND device_id = $2
-          GROUP BY algorithm ORDER BY algorithm) AS one_time_key_counts,
-    ARRAY(SELECT algorithm FROM e2e_fallback_keys WHERE user_id = $1 AND device_id = $2 AND NOT used
-          ORDER BY algorithm) AS unused_fallback_key_types";
+/// `unused_fallback_key_types` of the device `device` of the user `user` (parameters or
+/// columns, e.g. `"$1"`, `"$2"`), for statements that carry them beside other things (every
+/// `/sync` response holds them).
+pub(crate) fn key_count_columns(user: &str, device: &str) -> String {
+    format!(
+        "ARRAY(SELECT algorithm FROM e2e_one_time_keys WHERE user_id = {user} AND device_id = {device}
+               GROUP BY algorithm ORDER BY algorithm) AS one_time_key_algorithms,
+         ARRAY(SELECT COUNT(*) FROM e2e_one_time_keys WHERE user_id = {user} AND device_id = {device}
+               GROUP BY algorithm ORDER BY algorithm) AS one_time_key_counts,
+         ARRAY(SELECT algorithm FROM e2e_fallback_keys WHERE user_id = {user} AND device_id = {device} AND NOT used
+               ORDER BY algorithm) AS unused_fallback_key_types"
+    )
+}
 
-/// What [`KEY_COUNT_COLUMNS`] read.
+/// What [`key_count_columns`] read.
 #[derive(Clone, Debug, Default, FromRow)]
 pub struct DeviceKeyCounts {
     pub one_time_key_algorithms: Vec<String>,
@@ -151,7 +155,7 @@ pub(crate) async fn key_counts_and_fallbacks(
     user_id: &str,
     device_id: &str,
 ) -> sqlx::Result<DeviceKeyCounts> {
-    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {KEY_COUNT_COLUMNS}")))
+    sqlx::query_as(sqlx::AssertSqlSafe(format!("SELECT {}", key_count_columns("$1", "$2"))))
         .bind(user_id)
         .bind(device_id)
         .fetch_one(db)

@@ -184,65 +184,129 @@ pub(crate) struct WindowUnreadRow {
     pub row: crate::db::push_actions::UnreadRow,
 }
 
-pub(crate) async fn window_news(
-    db: impl PgExecutor<'_>,
-    user_id: &str,
-    device_id: Option<&str>,
-    rooms: &[String],
-    (after, upto): (i64, i64),
-    memberships_through: Option<i64>,
-) -> sqlx::Result<WindowNews> {
-    // The rooms with events are read once and serve the read positions and push rows too.
-    sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "WITH active AS MATERIALIZED (
-           SELECT DISTINCT room_id FROM events
-           WHERE room_id = ANY($3) AND stream_position > $4 AND stream_position <= $5
-             AND rejection IS NULL AND NOT soft_failed AND NOT outlier)
+/// One sync's question to [`window_news`]: the user's rooms where events can reach the window
+/// `(after, upto]`, and the position the user's memberships are known through (if known
+/// rather than read now).
+#[derive(Clone, Debug)]
+pub(crate) struct NewsQuery {
+    pub user_id: String,
+    pub device_id: Option<String>,
+    pub rooms: Vec<String>,
+    pub after: i64,
+    pub upto: i64,
+    pub memberships_through: Option<i64>,
+}
+
+/// The [`WindowNews`] of each query, in the queries' order, in one statement however many
+/// there are: the syncs a message wakes ask together. What is the same for every sync of a
+/// room and window (events, member changes, typing, public receipts) is read once per room
+/// and window; what is the same for a window (presence, device lists) once per window; each
+/// user's own rows (receipts, push actions, keys, account data) by their user.
+pub(crate) async fn window_news(db: impl PgExecutor<'_>, queries: &[NewsQuery]) -> sqlx::Result<Vec<WindowNews>> {
+    let column = |read: fn(&NewsQuery) -> i64| queries.iter().map(read).collect::<Vec<i64>>();
+    let users: Vec<&str> = queries.iter().map(|query| query.user_id.as_str()).collect();
+    let devices: Vec<Option<&str>> = queries.iter().map(|query| query.device_id.as_deref()).collect();
+    let throughs: Vec<Option<i64>> = queries.iter().map(|query| query.memberships_through).collect();
+    let (mut room_of, mut rooms) = (Vec::new(), Vec::new());
+    for (index, query) in (1i64..).zip(queries) {
+        room_of.extend(std::iter::repeat_n(index, query.rooms.len()));
+        rooms.extend(query.rooms.iter().map(String::as_str));
+    }
+    let found: Vec<WindowNews> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "WITH q AS MATERIALIZED (
+           SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[])
+             WITH ORDINALITY AS q (user_id, device_id, after, upto, through, idx)),
+         asked AS MATERIALIZED (
+           SELECT x.idx, x.room_id, q.user_id, q.after, q.upto
+           FROM unnest($6::bigint[], $7::text[]) AS x (idx, room_id) JOIN q ON q.idx = x.idx),
+         room_windows AS MATERIALIZED (
+           SELECT w.room_id, w.after, w.upto,
+             EXISTS (SELECT 1 FROM events e
+                     WHERE e.room_id = w.room_id AND e.stream_position > w.after AND e.stream_position <= w.upto
+                       AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier) AS has_events,
+             EXISTS (SELECT 1 FROM events e
+                     WHERE e.room_id = w.room_id AND e.stream_position > w.after AND e.stream_position <= w.upto
+                       AND e.event_type = 'm.room.member') AS member_changes,
+             EXISTS (SELECT 1 FROM typing t
+                     WHERE t.room_id = w.room_id AND t.stream_position > w.after
+                       AND t.stream_position <= w.upto) AS typing,
+             EXISTS (SELECT 1 FROM receipts r
+                     WHERE r.room_id = w.room_id AND r.stream_position > w.after AND r.stream_position <= w.upto
+                       AND r.receipt_type <> 'm.read.private') AS receipts,
+             EXISTS (SELECT 1 FROM receipts r
+                     WHERE r.room_id = w.room_id AND r.stream_position > w.after AND r.stream_position <= w.upto
+                       AND r.receipt_type = 'm.read.private') AS private_receipts
+           FROM (SELECT DISTINCT room_id, after, upto FROM asked) w),
+         windows AS MATERIALIZED (
+           SELECT w.after, w.upto,
+             EXISTS (SELECT 1 FROM presence WHERE stream_position > w.after AND stream_position <= w.upto) AS presence,
+             EXISTS (SELECT 1 FROM device_list_changes
+                     WHERE stream_position > w.after AND stream_position <= w.upto) AS device_list_changes
+           FROM (SELECT DISTINCT after, upto FROM q) w),
+         per_user AS MATERIALIZED (
+           SELECT a.idx,
+             array_agg(a.room_id ORDER BY a.room_id) FILTER (WHERE w.has_events) AS rooms_with_events,
+             bool_or(w.member_changes) AS member_changes,
+             array_agg(a.room_id ORDER BY a.room_id) FILTER (WHERE w.typing) AS rooms_with_typing,
+             -- A private receipt is seen only by its own user.
+             array_agg(a.room_id ORDER BY a.room_id) FILTER (WHERE w.receipts OR w.private_receipts AND EXISTS (
+               SELECT 1 FROM receipts r
+               WHERE r.room_id = a.room_id AND r.stream_position > a.after AND r.stream_position <= a.upto
+                 AND r.receipt_type = 'm.read.private' AND r.user_id = a.user_id)) AS rooms_with_receipts
+           FROM asked a JOIN room_windows w ON (w.room_id, w.after, w.upto) = (a.room_id, a.after, a.upto)
+           GROUP BY a.idx)
          SELECT
-           ARRAY(SELECT room_id FROM active) AS rooms_with_events,
-           EXISTS (SELECT 1 FROM events
-                   WHERE room_id = ANY($3) AND stream_position > $4 AND stream_position <= $5
-                     AND event_type = 'm.room.member') AS member_changes,
-           ARRAY(SELECT DISTINCT room_id FROM typing
-                 WHERE room_id = ANY($3) AND stream_position > $4 AND stream_position <= $5) AS rooms_with_typing,
-           ARRAY(SELECT DISTINCT room_id FROM receipts
-                 WHERE room_id = ANY($3) AND stream_position > $4 AND stream_position <= $5
-                   AND (receipt_type <> 'm.read.private' OR user_id = $1)) AS rooms_with_receipts,
+           COALESCE(p.rooms_with_events, '{{}}') AS rooms_with_events,
+           COALESCE(p.member_changes, false) AS member_changes,
+           COALESCE(p.rooms_with_typing, '{{}}') AS rooms_with_typing,
+           COALESCE(p.rooms_with_receipts, '{{}}') AS rooms_with_receipts,
            EXISTS (SELECT 1 FROM account_data
-                   WHERE user_id = $1 AND stream_position > $4 AND stream_position <= $5) AS account_data,
-           EXISTS (SELECT 1 FROM presence WHERE stream_position > $4 AND stream_position <= $5) AS presence,
-           EXISTS (SELECT 1 FROM device_list_changes
-                   WHERE stream_position > $4 AND stream_position <= $5) AS device_list_changes,
+                   WHERE user_id = q.user_id AND stream_position > q.after AND stream_position <= q.upto) AS account_data,
+           w.presence,
+           w.device_list_changes,
            EXISTS (SELECT 1 FROM to_device_messages
-                   WHERE user_id = $1 AND device_id = $2 AND stream_position <= $5) AS to_device,
+                   WHERE user_id = q.user_id AND device_id = q.device_id AND stream_position <= q.upto) AS to_device,
            (SELECT content FROM account_data
-            WHERE user_id = $1 AND room_id = '' AND data_type = 'm.ignored_user_list') AS ignored_user_list,
+            WHERE user_id = q.user_id AND room_id = '' AND data_type = 'm.ignored_user_list') AS ignored_user_list,
            {key_counts},
-           (SELECT COALESCE(jsonb_agg(to_jsonb(p)), '[]') FROM (
-              SELECT {read_columns} {read_from} AND m.room_id IN (SELECT room_id FROM active)) p) AS read_positions,
+           (SELECT COALESCE(jsonb_agg(to_jsonb(r)), '[]') FROM (
+              SELECT {read_columns} {read_from} AND m.room_id = ANY(p.rooms_with_events)) r) AS read_positions,
            (SELECT COALESCE(jsonb_agg(to_jsonb(a) ORDER BY a.stream_position DESC), '[]') FROM (
               SELECT room_id, stream_position, thread_id, sender, notify, highlight FROM event_push_actions
-              WHERE user_id = $1 AND room_id IN (SELECT room_id FROM active)
-                AND stream_position > $4 AND stream_position <= $5
+              WHERE user_id = q.user_id AND room_id = ANY(p.rooms_with_events)
+                AND stream_position > q.after AND stream_position <= q.upto
               ORDER BY stream_position DESC LIMIT {unread_limit}) a) AS unread_rows,
-           ($6::bigint IS NOT NULL
-            AND (EXISTS (SELECT 1 FROM room_memberships WHERE user_id = $1 AND stream_position > $6)
+           (q.through IS NOT NULL
+            AND (EXISTS (SELECT 1 FROM room_memberships WHERE user_id = q.user_id AND stream_position > q.through)
                  -- A room's full state arriving changes what the memberships row says of it
                  -- (`full_state_at`) without moving the membership itself.
                  OR EXISTS (SELECT 1 FROM partial_state_completed c
-                            JOIN room_memberships m ON m.room_id = c.room_id AND m.user_id = $1
-                            WHERE c.stream_position > $6))) AS memberships_moved",
+                            JOIN room_memberships m ON m.room_id = c.room_id AND m.user_id = q.user_id
+                            WHERE c.stream_position > q.through))) AS memberships_moved
+         FROM q
+         JOIN windows w ON (w.after, w.upto) = (q.after, q.upto)
+         LEFT JOIN per_user p ON p.idx = q.idx
+         ORDER BY q.idx",
         read_columns = crate::db::unread::READ_POSITION_COLUMNS,
-        read_from = crate::db::unread::read_positions_from("$1"),
+        read_from = crate::db::unread::read_positions_from("q.user_id"),
         unread_limit = WINDOW_UNREAD_ROWS + 1,
-        key_counts = crate::db::e2ee_keys::KEY_COUNT_COLUMNS,
+        key_counts = crate::db::e2ee_keys::key_count_columns("q.user_id", "q.device_id"),
     )))
-    .bind(user_id)
-    .bind(device_id)
+    .bind(users)
+    .bind(devices)
+    .bind(column(|query| query.after))
+    .bind(column(|query| query.upto))
+    .bind(throughs)
+    .bind(room_of)
     .bind(rooms)
-    .bind(after)
-    .bind(upto)
-    .bind(memberships_through)
-    .fetch_one(db)
-    .await
+    .fetch_all(db)
+    .await?;
+    if found.len() != queries.len() {
+        return Err(sqlx::Error::Protocol(format!(
+            "window news: {} answers to {} queries",
+            found.len(),
+            queries.len()
+        )));
+    }
+    Ok(found)
 }

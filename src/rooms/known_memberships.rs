@@ -49,6 +49,18 @@ impl MembershipCache {
         entries.insert(user.to_string(), KnownMemberships { rows: Arc::new(rows), valid_through });
     }
 
+    /// The window news found the user's memberships unmoved since `checked_through` in a look
+    /// at a window ending at `upto` (readable, so every change at or below it was visible to
+    /// that check): an entry valid through `checked_through` or later is valid through `upto`.
+    /// A long-poll's next look, at the empty window from `upto`, then needs no check at all.
+    pub(crate) fn confirm(&self, user: &UserId, checked_through: i64, upto: i64) {
+        if let Some(entry) = self.entries().get_mut(user.as_str())
+            && entry.valid_through >= checked_through
+        {
+            entry.valid_through = entry.valid_through.max(upto);
+        }
+    }
+
     /// Drops the user's entry: their memberships moved.
     pub(crate) fn forget(&self, user: &UserId) {
         self.entries().remove(user.as_str());

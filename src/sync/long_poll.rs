@@ -15,7 +15,7 @@ use crate::sync::news::News;
 use crate::sync::response::{KeyCounts, SyncBody, SyncResponse};
 use crate::sync::sections::SectionFilters;
 use crate::sync::types::{SyncOptions, SyncWindow};
-use crate::sync::wait::ChangeWatch;
+use crate::sync::wait::{ChangeWatch, Sample};
 use ruma::{DeviceId, UserId};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -73,20 +73,28 @@ pub(crate) async fn sync(
             return Err(Error::invalid_param("This sync token was not issued by this server"));
         }
         let window = SyncWindow { since, upto };
-        let permit = streams.sync_builds.acquire().await.map_err(|_| Error::internal("the server is stopping"))?;
-        let look = Look {
-            window,
-            memberships: &sample.memberships,
-            memberships_through: sample.memberships_through,
-            history_purges,
-        };
-        let built = Box::pin(build_window(pool, user, &request, look)).await?;
-        drop(permit);
-        let Some((body, key_counts)) = built else {
+        if since == Some(upto) && !request.full_state && sample.memberships_through.is_some_and(|known| known >= upto) {
+            // An empty window, with memberships known through its end: nothing can be in it
+            // (the client's next look at anything newer comes with a wake-up), so it is not
+            // read at all — the usual look of a long-poll right after its answer.
+            if Instant::now() >= deadline || !change.wait_for_change(sample, deadline).await {
+                return Box::pin(answer(pool, user, &request, SyncBody::empty(), upto, None)).await;
+            }
+            continue;
+        }
+        // Asked before a build slot is taken: the syncs a wake-up readies ask together, in one
+        // statement, and only then build one by one.
+        let news = Box::pin(news_of(pool, user, &request, &sample, window)).await?;
+        if news.memberships_moved() {
             // The known memberships were out of date: look again with them read afresh.
             pool.cache::<MembershipCache>().forget(user);
             continue;
-        };
+        }
+        let permit = streams.sync_builds.acquire().await.map_err(|_| Error::internal("the server is stopping"))?;
+        let look = Look { window, memberships: &sample.memberships, history_purges, news: &news };
+        let (body, key_counts) = Box::pin(build_window(pool, user, &request, look)).await?;
+        drop(permit);
+        drop(news);
         let answer_now = !body.is_empty() || since.is_none() || request.full_state || Instant::now() >= deadline;
         if answer_now {
             return Box::pin(answer(pool, user, &request, body, upto, key_counts)).await;
@@ -125,26 +133,38 @@ async fn answer(
     Ok(SyncAnswer { response: SyncResponse { body, next_batch: token::encode(upto) }, has_news })
 }
 
+/// The window's news for the user: what the builder reads, and whether the memberships the
+/// sample took from this process's cache moved. When they did not, the cache learns they are
+/// good through the window's end.
+async fn news_of(
+    pool: &Store,
+    user: &UserId,
+    request: &SyncRequest<'_>,
+    sample: &Sample,
+    window: SyncWindow,
+) -> Result<News> {
+    let known = (sample.memberships.as_slice(), sample.memberships_through);
+    let news = News::checking(pool, (user, request.device), known, window, request.sections.wanted()).await?;
+    if let Some(through) = sample.memberships_through.filter(|_| window.since.is_some() && !news.memberships_moved()) {
+        pool.cache::<MembershipCache>().confirm(user, through, window.upto);
+    }
+    Ok(news)
+}
+
 /// The response body for one window: the rooms and the per-user sections, which are
 /// independent and built side by side — those the window's news says can hold anything. With
-/// it, the device's key counts when the news read them. `None` when the memberships, known
-/// through the position given with them, have moved since.
+/// it, the device's key counts when the news read them.
 async fn build_window(
     pool: &Store,
     user: &UserId,
     request: &SyncRequest<'_>,
     look: Look<'_>,
-) -> Result<Option<(SyncBody, Option<KeyCounts>)>> {
-    let Look { window, memberships, memberships_through, history_purges } = look;
-    let known = (memberships, memberships_through);
-    let news = News::checking(pool, (user, request.device), known, window, request.sections.wanted()).await?;
-    if news.memberships_moved() {
-        return Ok(None);
-    }
+) -> Result<(SyncBody, Option<KeyCounts>)> {
+    let Look { window, memberships, history_purges, news } = look;
     let initial_syncs = pool.cache::<InitialSyncCache>();
     let cache = CacheAt { cache: &initial_syncs, history_purges };
     let (mut body, to_device, presence, device_lists) = tokio::try_join!(
-        build_rooms(pool, user, window, (&request.options, &request.sections), memberships, (&news, Some(cache))),
+        build_rooms(pool, user, window, (&request.options, &request.sections), memberships, (news, Some(cache))),
         only_if(news.to_device(), crate::sync::to_device::section(pool, user, request.device, window)),
         only_if(news.presence().any(), crate::sync::presence::section(pool, user, window, news.presence())),
         only_if(news.device_lists(), crate::sync::device_lists::section(pool, user, window)),
@@ -153,18 +173,16 @@ async fn build_window(
         body.merge(section);
     }
     let key_counts = request.device.and(news.key_counts()).map(crate::sync::device_lists::key_counts_of);
-    Ok(Some((body, key_counts)))
+    Ok((body, key_counts))
 }
 
-/// What one look at the stream read before building: the window, the user's memberships and
-/// the history purges announced before either was read.
+/// What one look at the stream read before building: the window, the user's memberships, the
+/// history purges announced before either was read, and the window's news.
 struct Look<'a> {
     window: SyncWindow,
     memberships: &'a [MembershipRow],
-    /// The stream position the memberships were read at, when they came from this process's
-    /// cache (the news then checks they are still current).
-    memberships_through: Option<i64>,
     history_purges: u64,
+    news: &'a News,
 }
 
 /// The section when the window's news says it can hold anything; else an empty one, unread.

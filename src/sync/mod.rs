@@ -11,6 +11,7 @@ mod initial_reads;
 mod lazy_members;
 pub(crate) mod long_poll;
 mod news;
+mod news_batch;
 mod partial_state;
 mod presence;
 pub mod response;

@@ -73,21 +73,39 @@ impl News {
         window: SyncWindow,
         wanted: Wanted,
     ) -> Result<News> {
-        Self::checking(pool, (user, device), (memberships, None), window, wanted).await
+        let Some(query) = Self::query((user, device), (memberships, None), window) else {
+            return Ok(News::initial(wanted));
+        };
+        let found = db::sync::window_news(pool, std::slice::from_ref(&query)).await?.pop();
+        Ok(News::found(found.unwrap_or_default(), wanted, query.after))
     }
 
     /// [`News::of`] with memberships known through a position rather than read now: the news
-    /// then also says whether they moved since ([`News::memberships_moved`]).
+    /// then also says whether they moved since ([`News::memberships_moved`]). The syncs asking
+    /// at once (those one message woke) are answered together (`news_batch`).
     pub async fn checking(
         pool: &Store,
         (user, device): (&UserId, Option<&DeviceId>),
-        (memberships, memberships_through): (&[MembershipRow], Option<i64>),
+        known: (&[MembershipRow], Option<i64>),
         window: SyncWindow,
         wanted: Wanted,
     ) -> Result<News> {
-        let Some(since) = window.since else {
-            return Ok(News { found: None, wanted, read_positions: HashMap::new(), since: None });
+        let Some(query) = Self::query((user, device), known, window) else {
+            return Ok(News::initial(wanted));
         };
+        let since = query.after;
+        let found = crate::sync::news_batch::window_news(pool, query).await?;
+        Ok(News::found(found, wanted, since))
+    }
+
+    /// What to ask the database for an incremental window (`None` for an initial sync, which
+    /// reads every section).
+    fn query(
+        (user, device): (&UserId, Option<&DeviceId>),
+        (memberships, memberships_through): (&[MembershipRow], Option<i64>),
+        window: SyncWindow,
+    ) -> Option<db::sync::NewsQuery> {
+        let since = window.since?;
         // The rooms whose events can reach this window: those the user is in, and those whose
         // membership changed after `since` (a room left since may still be joined at `upto`).
         let rooms: Vec<String> = memberships
@@ -98,11 +116,23 @@ impl News {
             })
             .map(|row| row.room_id.clone())
             .collect();
-        let device = device.map(DeviceId::as_str);
-        let bounds = (since, window.upto);
-        let mut found = db::sync::window_news(pool, user.as_str(), device, &rooms, bounds, memberships_through).await?;
+        Some(db::sync::NewsQuery {
+            user_id: user.to_string(),
+            device_id: device.map(|device| device.as_str().to_owned()),
+            rooms,
+            after: since,
+            upto: window.upto,
+            memberships_through,
+        })
+    }
+
+    fn initial(wanted: Wanted) -> News {
+        News { found: None, wanted, read_positions: HashMap::new(), since: None }
+    }
+
+    fn found(mut found: WindowNews, wanted: Wanted, since: i64) -> News {
         let read_positions = db::unread::group_read_positions(std::mem::take(&mut found.read_positions));
-        Ok(News { found: Some(found), wanted, read_positions, since: Some(since) })
+        News { found: Some(found), wanted, read_positions, since: Some(since) }
     }
 
     /// Whether the memberships the news was given are out of date (then look again with
