@@ -337,6 +337,40 @@ async fn a_client_expecting_100_continue_gets_the_413_instead() {
     assert!(matches!(closed, Ok(Ok(0))), "the connection is closed, nothing more sent: {closed:?}");
 }
 
+/// Requests without a body (answered on the lean path, `http::lean`) and with one (hyper's)
+/// share a kept-alive connection in either order, and pipelined ones are answered in order.
+#[tokio::test]
+async fn bodiless_and_bodied_requests_share_a_connection_in_order() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PASSWORD).await;
+    let bearer = format!("Authorization: Bearer {}\r\n", alice.access_token);
+    let whoami = format!("GET /_matrix/client/v3/account/whoami HTTP/1.1\r\nHost: hearth\r\n{bearer}\r\n");
+    let data = format!("/_matrix/client/v3/user/{}/account_data/org.example.kept", alice.user_id);
+    let get_data = format!("GET {data} HTTP/1.1\r\nHost: hearth\r\n{bearer}\r\n");
+
+    let mut connection = HttpConnection::open(&server).await;
+    // Lean, then lean again on the same connection.
+    for _ in 0..2 {
+        connection.send(&whoami).await;
+        let (status, body) = connection.read_response().await;
+        assert_eq!((status, body["user_id"].as_str()), (200, Some(alice.user_id.as_str())), "{body}");
+    }
+    // Three at once: a lean one, one with a body, a lean one reading what the second wrote.
+    let put = format!(
+        "PUT {data} HTTP/1.1\r\nHost: hearth\r\n{bearer}Content-Type: application/json\r\nContent-Length: 9\r\n\r\n{{\"n\": 42}}"
+    );
+    connection.send(&format!("{whoami}{put}{get_data}")).await;
+    let answers =
+        [connection.read_response().await, connection.read_response().await, connection.read_response().await];
+    assert_eq!(answers[0].0, 200, "{:?}", answers[0]);
+    assert_eq!(answers[0].1["user_id"].as_str(), Some(alice.user_id.as_str()));
+    assert_eq!(answers[1], (200, json!({})));
+    assert_eq!(answers[2], (200, json!({"n": 42})));
+    // And on after the one with a body: the connection still answers.
+    connection.send(&get_data).await;
+    assert_eq!(connection.read_response().await, (200, json!({"n": 42})));
+}
+
 /// One HTTP/1.1 connection driven by hand, to control exactly when the client writes and reads.
 struct HttpConnection {
     stream: TcpStream,

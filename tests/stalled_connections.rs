@@ -109,3 +109,33 @@ async fn a_long_poll_outlives_the_timeouts() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(started.elapsed() >= Duration::from_millis(2900), "waited its timeout: {:?}", started.elapsed());
 }
+
+/// A client that leaves while its long-poll waits is not waited for: its wait ends (it no
+/// longer counts as a waiter) long before its timeout.
+#[tokio::test]
+async fn a_long_poll_whose_client_left_stops_waiting() {
+    let server = server().await;
+    let alice = server.register("alice", "stalled-password").await;
+    let (_, first) = server.get("/_matrix/client/v3/sync", alice.token()).await;
+    let since = encode(first["next_batch"].as_str().unwrap());
+    let notifier = &server.state.streams.notifier;
+    let before = notifier.registrations();
+    let mut stream = connect(&server).await;
+    let request = format!(
+        "GET /_matrix/client/v3/sync?timeout=120000&set_presence=offline&since={since} HTTP/1.1\r\n\
+         Host: hearth.test\r\nAuthorization: Bearer {}\r\n\r\n",
+        alice.access_token
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let waiting = Instant::now();
+    while notifier.registrations() <= before {
+        assert!(waiting.elapsed() < CLOSED_WITHIN, "the long-poll never started waiting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(stream);
+    let left = Instant::now();
+    while notifier.registrations() > before {
+        assert!(left.elapsed() < CLOSED_WITHIN, "still waiting for a client that left");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -10,6 +10,7 @@ pub(crate) mod federation;
 pub(crate) mod health;
 pub(crate) mod hearth;
 pub(crate) mod json_body;
+mod lean;
 pub(crate) mod linger;
 pub(crate) mod media;
 pub(crate) mod plain;

@@ -1,4 +1,6 @@
 //! Serving connections: what `axum::serve` does, plus the timeouts it has no settings for.
+//! Plain HTTP/1.1 requests without a body are answered by `http::lean` without hyper's
+//! per-connection buffers; hyper serves everything else.
 //!
 //! A connection that stalls holds a file descriptor and its buffers for as long as the peer
 //! keeps it open (3,000 stalled connections held 3,000 descriptors). So:
@@ -9,6 +11,7 @@
 //! - a request body may pause at most `limits.body_timeout_secs` between two pieces (see
 //!   [`crate::http::ruma::read_body`]): a slow upload goes on, a stalled one is refused.
 
+use crate::http::lean;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::extract::Request;
@@ -66,23 +69,32 @@ pub async fn serve_with_tls(
         if let Err(error) = stream.set_nodelay(true) {
             tracing::debug!(%error, %address, "cannot set TCP_NODELAY");
         }
-        let service = app.clone().map_request(move |mut request: Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(address));
-            request.map(axum::body::Body::new)
-        });
+        let app = app.clone();
         let builder = builder.clone();
-        let stop = stop_rx.clone();
+        let mut stop = stop_rx.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
+            let service = move |app: Router| {
+                app.map_request(move |mut request: Request<Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(address));
+                    request.map(axum::body::Body::new)
+                })
+            };
+            // hyper's parts are boxed: a connection on the lean path does not carry their room.
             let Some(tls) = tls else {
-                serve_connection(builder, stream, service, address, stop).await;
+                if let Some(stream) = lean::serve(stream, &app, address, &mut stop, header_timeout).await {
+                    Box::pin(serve_connection(builder, stream, service(app), address, stop)).await;
+                }
                 return;
             };
-            match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
-                Ok(Ok(stream)) => serve_connection(builder, stream, service, address, stop).await,
-                Ok(Err(error)) => tracing::debug!(%error, %address, "TLS handshake failed"),
-                Err(_) => tracing::debug!(%address, "TLS handshake timed out"),
-            }
+            Box::pin(async move {
+                match tokio::time::timeout(header_timeout, tls.accept(stream)).await {
+                    Ok(Ok(stream)) => serve_connection(builder, stream, service(app), address, stop).await,
+                    Ok(Err(error)) => tracing::debug!(%error, %address, "TLS handshake failed"),
+                    Err(_) => tracing::debug!(%address, "TLS handshake timed out"),
+                }
+            })
+            .await;
         });
     }
     drop(listener);

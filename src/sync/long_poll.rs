@@ -28,12 +28,12 @@ pub(crate) struct SyncRequest<'a> {
     pub since: Option<&'a str>,
     pub timeout: Duration,
     pub full_state: bool,
-    pub options: SyncOptions,
+    pub options: &'a SyncOptions,
     /// The requesting device, whose to-device queue the sync delivers and acknowledges.
     pub device: Option<&'a DeviceId>,
     /// The filter's conditions on the other sections (account data, presence, room state,
     /// ephemeral and account data).
-    pub sections: SectionFilters,
+    pub sections: &'a SectionFilters,
 }
 
 /// A sync's answer: the response body, with `next_batch`, and whether it holds anything the
@@ -99,14 +99,16 @@ pub(crate) async fn sync(
         if answer_now {
             return Box::pin(answer(pool, user, &request, body, upto, key_counts)).await;
         }
-        // Not kept through the wait: a timed-out look reads them afresh.
+        // Not kept through the wait: a timed-out look reads them afresh, and the body is
+        // empty (an empty one is answered in its place).
         drop(key_counts);
+        drop(body);
         // A stopping server answers at once, as if the timeout had passed: the client resumes
         // from the same token against whichever server answers it next.
         if !change.wait_for_change(sample, deadline).await {
             // Timed out with nothing new: the same window, answered empty (with key counts
             // read now: those of the last look may be as old as the timeout).
-            return Box::pin(answer(pool, user, &request, body, upto, None)).await;
+            return Box::pin(answer(pool, user, &request, SyncBody::empty(), upto, None)).await;
         }
     }
 }
@@ -164,7 +166,7 @@ async fn build_window(
     let initial_syncs = pool.cache::<InitialSyncCache>();
     let cache = CacheAt { cache: &initial_syncs, history_purges };
     let (mut body, to_device, presence, device_lists) = tokio::try_join!(
-        build_rooms(pool, user, window, (&request.options, &request.sections), memberships, (news, Some(cache))),
+        build_rooms(pool, user, window, (request.options, request.sections), memberships, (news, Some(cache))),
         only_if(news.to_device(), crate::sync::to_device::section(pool, user, request.device, window)),
         only_if(news.presence().any(), crate::sync::presence::section(pool, user, window, news.presence())),
         only_if(news.device_lists(), crate::sync::device_lists::section(pool, user, window)),

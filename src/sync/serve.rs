@@ -40,22 +40,63 @@ pub(crate) async fn serve(
     params: SyncParams<'_>,
 ) -> Result<SyncAnswer> {
     // Boxed, as the steps of `sync` are: the long-poll's wait keeps only what it needs. The
-    // filter's definition is only read into the request, so it is not kept through the wait.
-    let request = {
+    // filter's definition is only read into the prepared filter, so it is not kept through
+    // the wait.
+    let prepared = {
         let definition = Box::pin(resolve_filter(pool, session, params.filter)).await?;
-        SyncRequest {
-            since: params.since,
-            timeout: params.timeout,
-            full_state: params.full_state,
-            options: SyncOptions {
-                device: Some(session.device_id.clone()),
-                ..sync_options(&definition, params.full_state)
-            },
-            device: Some(&session.device_id),
-            sections: SectionFilters::from_definition(&definition),
-        }
+        PreparedFilter::new(&definition, session)
     };
-    Box::pin(crate::users::presence::on_sync(pool, streams, &session.user_id, params.set_presence)).await?;
+    let look = Look { since: params.since, timeout: params.timeout, full_state: params.full_state };
+    serve_prepared(pool, streams, session, &prepared, look, params.set_presence).await
+}
+
+/// What a filter definition resolves to for the builder and the sections, prepared once: a
+/// transport that syncs many times with one filter (the WebSocket) keeps this, which is
+/// smaller than the definition, and each sync borrows it.
+pub(crate) struct PreparedFilter {
+    options: SyncOptions,
+    sections: SectionFilters,
+}
+
+impl PreparedFilter {
+    pub(crate) fn new(definition: &FilterDefinition, session: &Session) -> PreparedFilter {
+        PreparedFilter {
+            options: SyncOptions { device: Some(session.device_id.clone()), ..sync_options(definition, false) },
+            sections: SectionFilters::from_definition(definition),
+        }
+    }
+}
+
+/// Where one sync starts and how long it may wait.
+pub(crate) struct Look<'a> {
+    pub since: Option<&'a str>,
+    pub timeout: Duration,
+    pub full_state: bool,
+}
+
+/// [`serve`] with the filter prepared already.
+pub(crate) async fn serve_prepared(
+    pool: &Store,
+    streams: &Streams,
+    session: &Session,
+    prepared: &PreparedFilter,
+    look: Look<'_>,
+    set_presence: &PresenceState,
+) -> Result<SyncAnswer> {
+    // A full-state sync is rare (a client's first, or a repair): its options are a copy,
+    // boxed so that every other sync's wait does not carry room for one.
+    let full_state_options =
+        look.full_state.then(|| Box::new(SyncOptions { full_state: true, ..prepared.options.clone() }));
+    let options = full_state_options.as_deref().unwrap_or(&prepared.options);
+    let request = SyncRequest {
+        since: look.since,
+        timeout: look.timeout,
+        full_state: look.full_state,
+        options,
+        device: Some(&session.device_id),
+        sections: &prepared.sections,
+    };
+    Box::pin(crate::users::presence::on_sync(pool, streams, &session.user_id, set_presence)).await?;
     sync(pool, streams, &session.user_id, request).await
 }
 

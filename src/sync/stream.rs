@@ -8,9 +8,8 @@ use crate::store::Store;
 use crate::streams::Streams;
 use crate::streams::token;
 use crate::sync::response::SyncResponse;
-use crate::sync::serve::{SyncFilter, SyncParams, resolve_filter, serve};
+use crate::sync::serve::{Look, PreparedFilter, SyncFilter, resolve_filter, serve_prepared};
 use crate::users::Session;
-use ruma::api::client::filter::FilterDefinition;
 use ruma::presence::PresenceState;
 use std::time::Duration;
 
@@ -29,7 +28,8 @@ pub(crate) struct StreamStart<'a> {
 }
 
 pub(crate) struct SyncStream {
-    definition: FilterDefinition,
+    /// The filter as each delta needs it, not its definition: an idle stream keeps this.
+    filter: PreparedFilter,
     since: Option<String>,
     full_state: bool,
     set_presence: PresenceState,
@@ -41,12 +41,12 @@ impl SyncStream {
     /// Checks what the client asked for (its filter exists, its token is one of ours) before
     /// the first delta is built.
     pub(crate) async fn open(pool: &Store, session: &Session, start: StreamStart<'_>) -> Result<SyncStream> {
-        let definition = resolve_filter(pool, session, start.filter).await?;
+        let filter = PreparedFilter::new(&resolve_filter(pool, session, start.filter).await?, session);
         if let Some(since) = &start.since {
             token::decode(since)?;
         }
         Ok(SyncStream {
-            definition,
+            filter,
             owes_first: start.since.is_none() || start.full_state,
             since: start.since,
             full_state: start.full_state,
@@ -66,14 +66,8 @@ impl SyncStream {
             if streams.is_stopping() {
                 return Ok(None);
             }
-            let params = SyncParams {
-                filter: SyncFilter::Inline(&self.definition),
-                since: self.since.as_deref(),
-                timeout: LOOK_AGAIN_AFTER,
-                full_state: self.full_state,
-                set_presence: &self.set_presence,
-            };
-            let answer = serve(pool, streams, session, params).await?;
+            let look = Look { since: self.since.as_deref(), timeout: LOOK_AGAIN_AFTER, full_state: self.full_state };
+            let answer = serve_prepared(pool, streams, session, &self.filter, look, &self.set_presence).await?;
             // An empty window still moves the stream on: nothing in it was for this device.
             self.since = Some(answer.response.next_batch.clone());
             self.full_state = false;

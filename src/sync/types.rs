@@ -14,6 +14,7 @@ pub struct SyncWindow {
     pub upto: i64,
 }
 
+#[derive(Clone)]
 pub struct SyncOptions {
     pub full_state: bool,
     /// Room timeline filter and limit (default limit 10 when the filter gives none).

@@ -8,6 +8,7 @@ use super::outbox::{self, Next, Refused};
 use super::requests;
 use crate::error::{Error, Result};
 use crate::state::AppState;
+use crate::sync::response::SyncResponse;
 use crate::sync::serve::SyncFilter;
 use crate::sync::stream::{StreamStart, SyncStream};
 use crate::users::{ClientInfo, Session, sessions};
@@ -161,36 +162,57 @@ impl Producer {
     /// Runs until the client is gone, falls behind, its token stops working or the server
     /// stops; `resume` is the token of the last delta queued (what the client resumes from).
     async fn run(self, mut stream: SyncStream, outbox: Outbox, mut resume: Option<String>) {
-        let Producer { state, session, token, client } = self;
         loop {
             let next = tokio::select! {
-                next = Box::pin(stream.next_delta(&state.pool, &state.streams, &session)) => next,
+                next = Box::pin(stream.next_delta(&self.state.pool, &self.state.streams, &self.session)) => next,
                 // The connection ended: stop waiting for a delta nobody will read.
                 () = outbox.queue.closed() => return,
             };
-            let delta = match next {
-                Ok(Some(delta)) => delta,
-                Ok(None) => return outbox.close(close::GOING_AWAY, None, resume.as_deref()),
-                Err(error) => {
-                    let code = if server_side(&error) { close::INTERNAL } else { close::BAD_START };
-                    return Box::pin(outbox.fail(code, error, resume.as_deref())).await;
-                }
-            };
-            // A device signed out while the delta was built is sent nothing more. (Boxed, as the
-            // delta is: an idle connection keeps only this loop's small state.)
-            if let Err(error) = Box::pin(sessions::authenticate(&state.pool, &token, &client)).await {
-                let code = if server_side(&error) { close::INTERNAL } else { close::TOKEN };
-                return Box::pin(outbox.fail(code, error, resume.as_deref())).await;
+            // Boxed, as the wait for the delta is: an idle connection keeps only this loop's
+            // small state, not a delta's.
+            if !Box::pin(self.hand_out(next, &outbox, &mut resume)).await {
+                return;
             }
-            let frame = match frames::sync(&delta) {
-                Ok(frame) => frame,
-                Err(error) => return Box::pin(outbox.fail(close::INTERNAL, error, resume.as_deref())).await,
-            };
-            match outbox.queue.try_send(frame) {
-                Ok(()) => resume = Some(delta.next_batch),
-                Err(Refused::Full) => return outbox.close(close::BEHIND, None, resume.as_deref()),
-                Err(Refused::Gone) => return,
+        }
+    }
+
+    /// Queues one delta; `false` when the connection is closing.
+    async fn hand_out(&self, next: Result<Option<SyncResponse>>, outbox: &Outbox, resume: &mut Option<String>) -> bool {
+        let delta = match next {
+            Ok(Some(delta)) => delta,
+            Ok(None) => {
+                outbox.close(close::GOING_AWAY, None, resume.as_deref());
+                return false;
             }
+            Err(error) => {
+                let code = if server_side(&error) { close::INTERNAL } else { close::BAD_START };
+                outbox.fail(code, error, resume.as_deref()).await;
+                return false;
+            }
+        };
+        // A device signed out while the delta was built is sent nothing more.
+        if let Err(error) = sessions::authenticate(&self.state.pool, &self.token, &self.client).await {
+            let code = if server_side(&error) { close::INTERNAL } else { close::TOKEN };
+            outbox.fail(code, error, resume.as_deref()).await;
+            return false;
+        }
+        let frame = match frames::sync(&delta) {
+            Ok(frame) => frame,
+            Err(error) => {
+                outbox.fail(close::INTERNAL, error, resume.as_deref()).await;
+                return false;
+            }
+        };
+        match outbox.queue.try_send(frame) {
+            Ok(()) => {
+                *resume = Some(delta.next_batch);
+                true
+            }
+            Err(Refused::Full) => {
+                outbox.close(close::BEHIND, None, resume.as_deref());
+                false
+            }
+            Err(Refused::Gone) => false,
         }
     }
 }
