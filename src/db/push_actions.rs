@@ -33,7 +33,7 @@ pub struct Recipient {
     pub ignored_senders: Vec<String>,
 }
 
-/// What push evaluation reads of a room, in one statement: its local recipients, the JSON of
+/// What push evaluation reads of a room (of many rooms in one statement): its local recipients, the JSON of
 /// its current create and power levels events, and its joined member count.
 #[derive(Debug, Default)]
 pub struct PushContext {
@@ -43,10 +43,11 @@ pub struct PushContext {
     pub joined_members: i64,
 }
 
-/// One row of [`push_context`]: the room's facts on every row, a recipient's columns on each
-/// (all `None` on the one row of a room without local recipients).
+/// One row of [`push_contexts`]: the room's facts on every row of it, a recipient's columns
+/// on each (all `None` on the one row of a room without local recipients).
 #[derive(FromRow)]
 struct PushContextRow {
+    room_id: String,
     create_json: Option<String>,
     power_levels_json: Option<String>,
     joined_members: i64,
@@ -58,30 +59,33 @@ struct PushContextRow {
     ignored_senders: Option<Vec<String>>,
 }
 
-/// The room's local joined and invited users (`local_suffix` is `:server_name`), with which
-/// of `senders` each ignores, beside the room's create and power levels events and its joined
-/// member count (see [`PushContext`]). Current state is probed key by key, as
+/// For each of `room_ids` (in that order, one statement for all): its local joined and
+/// invited users (`local_suffix` is `:server_name`), with which of `senders` each ignores,
+/// beside the room's create and power levels events and its joined member count (see
+/// [`PushContext`]). Current state is probed key by key, as
 /// `db::state::current_state_for_keys` does.
-pub async fn push_context(
+pub async fn push_contexts(
     db: impl PgExecutor<'_>,
-    room_id: &str,
+    room_ids: &[&str],
     local_suffix: &str,
     senders: &[String],
-) -> sqlx::Result<PushContext> {
+) -> sqlx::Result<Vec<PushContext>> {
     let rows: Vec<PushContextRow> = sqlx::query_as(
         "WITH room AS MATERIALIZED (
-             SELECT (SELECT e.json FROM events e WHERE e.event_nid =
-                        (SELECT cs.event_nid FROM current_state cs WHERE cs.room_id = $1 AND cs.state_key_nid =
+             SELECT r.room_id,
+                    (SELECT e.json FROM events e WHERE e.event_nid =
+                        (SELECT cs.event_nid FROM current_state cs WHERE cs.room_id = r.room_id AND cs.state_key_nid =
                             (SELECT k.state_key_nid FROM state_keys k
                              WHERE k.event_type = 'm.room.create' AND k.state_key = ''))) AS create_json,
                     (SELECT e.json FROM events e WHERE e.event_nid =
-                        (SELECT cs.event_nid FROM current_state cs WHERE cs.room_id = $1 AND cs.state_key_nid =
+                        (SELECT cs.event_nid FROM current_state cs WHERE cs.room_id = r.room_id AND cs.state_key_nid =
                             (SELECT k.state_key_nid FROM state_keys k
                              WHERE k.event_type = 'm.room.power_levels' AND k.state_key = ''))) AS power_levels_json,
                     (SELECT COUNT(*) FROM room_memberships j
-                     WHERE j.room_id = $1 AND j.membership = 'join') AS joined_members
+                     WHERE j.room_id = r.room_id AND j.membership = 'join') AS joined_members
+             FROM unnest($1::text[]) AS r (room_id)
          )
-         SELECT room.create_json, room.power_levels_json, room.joined_members,
+         SELECT room.room_id, room.create_json, room.power_levels_json, room.joined_members,
                 m.user_id, m.membership, m.event_nid AS member_event_nid,
                 COALESCE(m.joined_position, m.stream_position) AS joined_position,
                 (SELECT a.stream_position FROM account_data a
@@ -91,15 +95,20 @@ pub async fn push_context(
                         AND a.content -> 'ignored_users' ? s) AS ignored_senders
          FROM room
          LEFT JOIN room_memberships m
-           ON m.room_id = $1 AND m.membership IN ('join', 'invite') AND right(m.user_id, length($2)) = $2",
+           ON m.room_id = room.room_id AND m.membership IN ('join', 'invite') AND right(m.user_id, length($2)) = $2",
     )
-    .bind(room_id)
+    .bind(room_ids)
     .bind(local_suffix)
     .bind(senders)
     .fetch_all(db)
     .await?;
-    let mut context = PushContext::default();
+    let mut contexts: Vec<PushContext> = room_ids.iter().map(|_| PushContext::default()).collect();
+    let index: std::collections::HashMap<&str, usize> =
+        room_ids.iter().enumerate().map(|(index, room_id)| (*room_id, index)).collect();
     for row in rows {
+        let Some(context) = index.get(row.room_id.as_str()).and_then(|index| contexts.get_mut(*index)) else {
+            continue;
+        };
         context.create_json = row.create_json;
         context.power_levels_json = row.power_levels_json;
         context.joined_members = row.joined_members;
@@ -116,7 +125,7 @@ pub async fn push_context(
             });
         }
     }
-    Ok(context)
+    Ok(contexts)
 }
 
 /// The `displayname` of each of the given member events (`None` where it has none).

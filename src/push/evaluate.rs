@@ -11,7 +11,7 @@
 
 use crate::cache::FactCache;
 use crate::db;
-use crate::db::push_actions::{NewEvent, PushAction, Recipient};
+use crate::db::push_actions::{NewEvent, PushAction, PushContext, Recipient};
 use crate::error::{Error, Result};
 use crate::push::ruleset::assemble;
 use crate::store::Store;
@@ -22,7 +22,7 @@ use ruma::serde::Raw;
 use ruma::{OwnedUserId, RoomId, RoomVersionId, ServerName, UInt, UserId};
 use serde::Deserialize;
 use sqlx::PgConnection;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// A user and the version of their rules (`None`: the server defaults, never changed).
@@ -67,10 +67,41 @@ pub async fn record_notifications(
             None => by_room.push((event.room_id.clone(), vec![event])),
         }
     }
+    // One statement reads every room's members (and one each, at most, their display names
+    // and rule sets): a batch of new rooms costs what one room does.
+    let mut senders: Vec<String> =
+        by_room.iter().flat_map(|(_, events)| events.iter().map(|e| e.sender.clone())).collect();
+    senders.sort_unstable();
+    senders.dedup();
+    let local_suffix = format!(":{server_name}");
+    let room_ids: Vec<&str> = by_room.iter().map(|(room_id, _)| room_id.as_str()).collect();
+    let contexts = db::push_actions::push_contexts(&mut *conn, &room_ids, &local_suffix, &senders).await?;
+    // Only those who may hear of some event need their rules: when that is nobody (a sender
+    // alone with their own messages), no rule set, power levels or flattened event is built.
+    let mut rooms = Vec::with_capacity(by_room.len());
+    let mut recipients = Vec::new();
+    for (index, ((room_id, events), mut context)) in by_room.into_iter().zip(contexts).enumerate() {
+        context.recipients.retain(|user| events.iter().any(|event| may_hear(user, event)));
+        recipients.extend(context.recipients.drain(..).map(|recipient| (index, recipient)));
+        rooms.push((room_id, events, context));
+    }
+    if recipients.is_empty() {
+        return Ok(0);
+    }
+    let mut listeners_of: Vec<Vec<Listener>> = rooms.iter().map(|_| Vec::new()).collect();
+    for (index, listener) in listeners(conn, pool, recipients).await? {
+        if let Some(listeners) = listeners_of.get_mut(index) {
+            listeners.push(listener);
+        }
+    }
+    let shared = Shared::new(server_name)?;
     let mut rows = Vec::new();
-    for (room_id, events) in by_room {
+    for ((room_id, events, context), listeners) in rooms.into_iter().zip(listeners_of) {
+        if listeners.is_empty() {
+            continue;
+        }
         let room_id = RoomId::parse(&room_id).map_err(|e| Error::internal(format!("stored room id: {e}")))?;
-        rows.extend(evaluate_room(conn, pool, server_name, &room_id, &events).await?);
+        rows.extend(evaluate_room(&shared, &room_id, &events, &context, &listeners).await?);
     }
     db::push_actions::insert(conn, &rows).await?;
     Ok(rows.len())
@@ -115,30 +146,17 @@ impl Shared {
     }
 }
 
-/// What the events of one room notify, for each local member.
+/// What the events of one room notify, for each of its `listeners` (local members who may
+/// hear of some of them).
 async fn evaluate_room(
-    conn: &mut PgConnection,
-    pool: &Store,
-    server_name: &ServerName,
+    shared: &Shared,
     room_id: &RoomId,
     events: &[NewEvent],
+    room: &PushContext,
+    listeners: &[Listener],
 ) -> Result<Vec<PushAction>> {
-    let mut senders: Vec<String> = events.iter().map(|event| event.sender.clone()).collect();
-    senders.sort_unstable();
-    senders.dedup();
-    let local_suffix = format!(":{server_name}");
-    let mut room = db::push_actions::push_context(&mut *conn, room_id.as_str(), &local_suffix, &senders).await?;
-    // Only those who may hear of some event need their rules: when that is nobody (a sender
-    // alone with their own messages), no rule set, power levels or flattened event is built.
-    room.recipients.retain(|user| events.iter().any(|event| may_hear(user, event)));
-    if room.recipients.is_empty() {
-        return Ok(Vec::new());
-    }
     let member_count = UInt::try_from(room.joined_members.max(0)).unwrap_or_default();
     let power_levels = power_levels(room.create_json.as_deref(), room.power_levels_json.as_deref());
-    let listeners = listeners(conn, pool, room.recipients).await?;
-    let shared = Shared::new(server_name)?;
-
     let mut context =
         PushConditionRoomCtx::new(room_id.to_owned(), member_count, shared.placeholder.clone(), String::new());
     if let Some(power_levels) = power_levels {
@@ -170,7 +188,7 @@ async fn evaluate_room(
                 Some(Decision::of(first_match(&shared.ruleset, &flattened, &context).await)?)
             }
         };
-        for listener in &listeners {
+        for listener in listeners {
             let user = &listener.recipient;
             if !hears(user) {
                 continue;
@@ -248,11 +266,15 @@ async fn first_match<'a>(ruleset: &'a Ruleset, event: &FlattenedJson, context: &
 
 /// The recipients with their display names and rule sets, from the caches where they are
 /// there and in one statement each where not.
-async fn listeners(conn: &mut PgConnection, pool: &Store, recipients: Vec<Recipient>) -> Result<Vec<Listener>> {
+async fn listeners(
+    conn: &mut PgConnection,
+    pool: &Store,
+    recipients: Vec<(usize, Recipient)>,
+) -> Result<Vec<(usize, Listener)>> {
     let facts = pool.cache::<PushFacts>();
     let mut names: HashMap<i64, Option<String>> = HashMap::new();
     let mut missing_names = Vec::new();
-    for recipient in &recipients {
+    for (_, recipient) in &recipients {
         match facts.display_names.get(&recipient.member_event_nid) {
             Some(name) => {
                 names.insert(recipient.member_event_nid, name);
@@ -270,30 +292,38 @@ async fn listeners(conn: &mut PgConnection, pool: &Store, recipients: Vec<Recipi
         }
     }
 
+    // A user in several of the rooms is one rule set.
     let mut rulesets: HashMap<String, Arc<Ruleset>> = HashMap::new();
-    let mut missing_rules = Vec::new();
-    for recipient in &recipients {
+    let mut missing_rules = HashSet::new();
+    for (_, recipient) in &recipients {
         match facts.rulesets.get(&(recipient.user_id.clone(), recipient.rules_version)) {
             Some(ruleset) => {
                 rulesets.insert(recipient.user_id.clone(), ruleset);
             }
-            None => missing_rules.push(recipient.user_id.clone()),
+            None => {
+                missing_rules.insert(recipient.user_id.clone());
+            }
         }
     }
     if !missing_rules.is_empty() {
         // Users who never changed their rules have none stored: only the others are read.
-        let changed: Vec<String> = recipients
+        let mut changed: Vec<String> = recipients
             .iter()
-            .filter(|r| r.rules_version.is_some() && missing_rules.contains(&r.user_id))
-            .map(|r| r.user_id.clone())
+            .filter(|(_, r)| r.rules_version.is_some() && missing_rules.contains(&r.user_id))
+            .map(|(_, r)| r.user_id.clone())
             .collect();
+        changed.sort_unstable();
+        changed.dedup();
         let mut stored: HashMap<String, Vec<db::push_rules::StoredRule>> = HashMap::new();
         if !changed.is_empty() {
             for row in db::push_rules::for_users(&mut *conn, &changed).await? {
                 stored.entry(row.user_id).or_default().push(row.stored);
             }
         }
-        for recipient in recipients.iter().filter(|r| missing_rules.contains(&r.user_id)) {
+        for (_, recipient) in recipients.iter().filter(|(_, r)| missing_rules.contains(&r.user_id)) {
+            if rulesets.contains_key(&recipient.user_id) {
+                continue;
+            }
             let Ok(user_id) = UserId::parse(&recipient.user_id) else { continue };
             let ruleset =
                 Arc::new(assemble(&user_id, stored.get(&recipient.user_id).map(Vec::as_slice).unwrap_or_default()));
@@ -304,13 +334,13 @@ async fn listeners(conn: &mut PgConnection, pool: &Store, recipients: Vec<Recipi
 
     Ok(recipients
         .into_iter()
-        .filter_map(|recipient| {
+        .filter_map(|(index, recipient)| {
             let user_id = UserId::parse(&recipient.user_id).ok()?;
-            let ruleset = rulesets.remove(&recipient.user_id)?;
+            let ruleset = rulesets.get(&recipient.user_id)?.clone();
             let display_name = names.get(&recipient.member_event_nid).cloned().flatten().unwrap_or_default();
             let on_defaults = recipient.rules_version.is_none();
             let lowercase_id = recipient.user_id.to_lowercase();
-            Some(Listener { user_id, recipient, display_name, ruleset, on_defaults, lowercase_id })
+            Some((index, Listener { user_id, recipient, display_name, ruleset, on_defaults, lowercase_id }))
         })
         .collect())
 }

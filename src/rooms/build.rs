@@ -154,12 +154,13 @@ pub fn sign_new_event(
     }
     hash_and_sign_event(server_name.as_str(), &key.key_pair, &mut canonical, &rules.redaction)
         .map_err(too_large_or_internal)?;
-    let size = CanonicalJsonValue::Object(canonical.clone()).to_string().len();
+    let event_id = event_id_of(&canonical, rules)?;
+    let pdu = Pdu::from_canonical(event_id, canonical)?;
+    let size = pdu.canonical_text().len();
     if size > MAX_PDU_BYTES {
         return Err(Error::too_large(format!("The event is {size} bytes; the limit is {MAX_PDU_BYTES}")));
     }
-    let event_id = event_id_of(&canonical, rules)?;
-    Pdu::from_canonical(event_id, canonical)
+    Ok(pdu)
 }
 
 /// Adds this server's signature to an event another server built and signed (a restricted join

@@ -1,7 +1,7 @@
 //! A PDU: one event of a room's DAG, exactly as signed, plus its parsed fields.
 
 use crate::error::{Error, Result};
-use ruma::canonical_json::{CanonicalJsonObject, CanonicalJsonValue};
+use ruma::canonical_json::CanonicalJsonObject;
 use ruma::events::TimelineEventType;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
 use serde::Deserialize;
@@ -23,7 +23,11 @@ pub struct Pdu {
     pub redacts: Option<OwnedEventId>,
     pub depth: UInt,
     /// The signed event as stored (with an `event_id` key only in room versions 1 and 2).
+    /// Never changed once the PDU is made: `text` is its serialisation.
     pub json: CanonicalJsonObject,
+    /// `json` as canonical JSON text, made once: every writer and sender of the event needs it,
+    /// and serialising the object again (after cloning it) cost each of them.
+    text: String,
 }
 
 #[derive(Deserialize)]
@@ -98,6 +102,7 @@ impl Pdu {
             redacts,
             depth: fields.depth,
             json,
+            text,
         })
     }
 
@@ -112,7 +117,12 @@ impl Pdu {
 
     /// The canonical JSON text (what is stored and what federation will send).
     pub fn canonical_json(&self) -> String {
-        CanonicalJsonValue::Object(self.json.clone()).to_string()
+        self.text.clone()
+    }
+
+    /// [`Pdu::canonical_json`], borrowed.
+    pub fn canonical_text(&self) -> &str {
+        &self.text
     }
 
     pub fn content_value(&self) -> Value {
