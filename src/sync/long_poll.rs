@@ -73,15 +73,6 @@ pub(crate) async fn sync(
             return Err(Error::invalid_param("This sync token was not issued by this server"));
         }
         let window = SyncWindow { since, upto };
-        if since == Some(upto) && !request.full_state && sample.memberships_through.is_some_and(|known| known >= upto) {
-            // An empty window, with memberships known through its end: nothing can be in it
-            // (the client's next look at anything newer comes with a wake-up), so it is not
-            // read at all — the usual look of a long-poll right after its answer.
-            if Instant::now() >= deadline || !change.wait_for_change(sample, deadline).await {
-                return Box::pin(answer(pool, user, &request, SyncBody::empty(), upto, None)).await;
-            }
-            continue;
-        }
         // Asked before a build slot is taken: the syncs a wake-up readies ask together, in one
         // statement, and only then build one by one.
         let news = Box::pin(news_of(pool, user, &request, &sample, window)).await?;
