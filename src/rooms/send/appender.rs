@@ -157,12 +157,21 @@ impl<'a> Appender<'a> {
             event_type: &event_type,
             txn_id: txn.txn_id,
         });
+        // The refusal met on a carried tip, while the tip is read again to check it.
+        let mut refused_on_carried: Option<Error> = None;
         loop {
             let read_now = self.tip.is_none();
             if read_now {
                 // A retried request: the first attempt's event stands, nothing new is sent.
-                let loaded =
-                    db::events::room_tip(&mut *tx, room_id.as_str(), self.ctx.server_name.as_str(), txn_key).await?;
+                let read =
+                    db::events::room_tip(&mut *tx, room_id.as_str(), self.ctx.server_name.as_str(), txn_key).await;
+                let loaded = match (read, refused_on_carried.take()) {
+                    (Ok(loaded), _) => loaded,
+                    // The refusal's checks ran a statement that failed: the transaction takes
+                    // no more, and the refusal is the answer.
+                    (Err(_), Some(refusal)) => return Err(refusal),
+                    (Err(error), None) => return Err(error.into()),
+                };
                 if let Some(event_id) = loaded.transaction_event {
                     return sent_before(&event_id);
                 }
@@ -176,19 +185,17 @@ impl<'a> Appender<'a> {
                 Ok(Attempt::TipMoved) => {
                     return Err(Error::internal(format!("{room_id}: its tip moved under its lock")));
                 }
-                Err(error) => {
-                    // A retransmission of a send that would fail now (its sender left the room
-                    // since, say) still answers with the first attempt's event. Only asked on
-                    // failure: storing checks it otherwise. (After a failed statement the
-                    // transaction takes no more: the lookup fails and the error stands.)
-                    if !read_now
-                        && let Some(key) = txn_key
-                        && let Ok(Some(event_id)) = db::rooms::transaction_event(&mut *tx, key).await
-                    {
-                        return sent_before(&event_id);
-                    }
-                    return Err(error);
+                // Refused on a carried tip. Storing would have caught a stale tip, but the
+                // checks before it refuse on the state they were given: a member who joined
+                // since by another path (a join over federation, another process) is still
+                // out in it. What is refused on the room as it is now stands; a
+                // retransmission of a send that would fail now (its sender left since, say)
+                // still answers with its first event, which the tip's read looks up.
+                Err(refusal @ Error::Matrix { .. }) if !read_now => {
+                    self.tip = None;
+                    refused_on_carried = Some(refusal);
                 }
+                Err(error) => return Err(error),
             }
         }
     }
