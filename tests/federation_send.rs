@@ -22,6 +22,7 @@ use ruma::api::federation::event::get_missing_events::v1 as missing;
 use ruma::api::federation::event::get_room_state::v1 as get_state;
 use ruma::api::federation::event::get_room_state_ids::v1 as state_ids;
 use ruma::api::federation::transactions::send_transaction_message::v1 as send;
+use ruma::serde::Raw;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedTransactionId, RoomId, ServerName, UInt};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -42,6 +43,8 @@ fn raw(pdu: &Pdu) -> Box<RawValue> {
     RawValue::from_string(pdu.canonical_json()).unwrap()
 }
 
+type PduResults = BTreeMap<ruma::OwnedEventId, Result<(), String>>;
+
 /// Sends a transaction from `from` to `to` naming `origin` in its body.
 async fn transaction(
     from: &FedServer,
@@ -49,10 +52,23 @@ async fn transaction(
     txn_id: &str,
     origin: &ServerName,
     pdus: Vec<Box<RawValue>>,
-) -> Result<BTreeMap<ruma::OwnedEventId, Result<(), String>>, FederationError> {
+) -> Result<PduResults, FederationError> {
+    transaction_with_edus(from, to, txn_id, origin, pdus, Vec::new()).await
+}
+
+/// [`transaction`] carrying EDUs too.
+async fn transaction_with_edus(
+    from: &FedServer,
+    to: &FedServer,
+    txn_id: &str,
+    origin: &ServerName,
+    pdus: Vec<Box<RawValue>>,
+    edus: Vec<Value>,
+) -> Result<PduResults, FederationError> {
     let mut request =
         send::Request::new(OwnedTransactionId::from(txn_id), origin.to_owned(), MilliSecondsSinceUnixEpoch::now());
     request.pdus = pdus;
+    request.edus = edus.iter().map(|edu| Raw::from_json(serde_json::value::to_raw_value(edu).unwrap())).collect();
     from.state().federation.send(to.name(), request).await.map(|response| response.pdus)
 }
 
@@ -190,6 +206,40 @@ async fn a_transaction_reaches_local_sync_once_and_its_retry_is_processed_once()
         ))
         .await;
     assert_eq!(spoof_rows, 0);
+
+    // A room key sent with the message it opens (a to-device EDU in the message's
+    // transaction): a client's sync shows the key no later than the message, so the client
+    // can decrypt the message when it sees it. A long poll is waiting when the transaction
+    // comes, so it answers with whatever is stored first.
+    let since = next_batch(a, &alice).await;
+    let sealed = pdu_from(b, a, &room, &bob, text("sealed")).await;
+    let key = json!({"edu_type": "m.direct_to_device", "content": {
+        "sender": bob, "type": "m.room_key_test", "message_id": "key-1",
+        "messages": {alice.user_id.as_str(): {alice.device_id.as_str(): {"session_key": "opens sealed"}}},
+    }});
+    let syncs = async {
+        let mut since = since.clone();
+        let mut key_seen = false;
+        loop {
+            let path = format!("/_matrix/client/v3/sync?timeout=10000&since={since}");
+            let (status, body) = a.server.get(&path, alice.token()).await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            since = body["next_batch"].as_str().unwrap().to_owned();
+            let to_device = body["to_device"]["events"].as_array().cloned().unwrap_or_default();
+            key_seen |= to_device.iter().any(|event| event["content"]["session_key"] == "opens sealed");
+            let events = body["rooms"]["join"][room.as_str()]["timeline"]["events"].as_array().cloned();
+            if occurrences(&events.unwrap_or_default(), &sealed.event_id) > 0 {
+                return key_seen;
+            }
+        }
+    };
+    let send = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        transaction_with_edus(b, a, "txn-key", b.name(), vec![raw(&sealed)], vec![key]).await.expect("accepted")
+    };
+    let (key_first, results) = tokio::join!(tokio::time::timeout(std::time::Duration::from_secs(30), syncs), send);
+    assert_eq!(results.get(&sealed.event_id), Some(&Ok(())), "{results:?}");
+    assert!(key_first.expect("alice's sync shows the message"), "the message reached alice's sync before its key");
 }
 
 #[tokio::test]

@@ -15,15 +15,31 @@ use ruma::api::federation::transactions::edu::{DirectDeviceContent, Edu, Receipt
 use ruma::serde::Raw;
 use ruma::{ServerName, UserId};
 
-pub async fn receive_edus(ctx: FedCtx<'_>, origin: &ServerName, edus: &[Raw<Edu>]) -> Result<()> {
+/// A transaction's EDUs, parsed and split by when they are applied relative to its PDUs.
+pub struct SortedEdus {
+    /// To-device messages: the room keys of encrypted events travel as these. Applied before
+    /// the PDUs, so a sync that shows an event has shown its key by then.
+    pub before_pdus: Vec<Edu>,
+    /// The rest, applied after the PDUs: a receipt may name an event of the same transaction,
+    /// and a device-list change may be about a user whose join the transaction carries.
+    pub after_pdus: Vec<Edu>,
+}
+
+/// Parses a transaction's EDUs (one that does not parse is dropped) and sorts them.
+pub fn sort_edus(origin: &ServerName, edus: &[Raw<Edu>]) -> SortedEdus {
+    let mut sorted = SortedEdus { before_pdus: Vec::new(), after_pdus: Vec::new() };
     for raw in edus {
-        let edu = match raw.deserialize() {
-            Ok(edu) => edu,
-            Err(error) => {
-                tracing::debug!(%origin, %error, "dropping an EDU that does not parse");
-                continue;
-            }
-        };
+        match raw.deserialize() {
+            Ok(edu @ Edu::DirectToDevice(_)) => sorted.before_pdus.push(edu),
+            Ok(edu) => sorted.after_pdus.push(edu),
+            Err(error) => tracing::debug!(%origin, %error, "dropping an EDU that does not parse"),
+        }
+    }
+    sorted
+}
+
+pub async fn receive_edus(ctx: FedCtx<'_>, origin: &ServerName, edus: Vec<Edu>) -> Result<()> {
+    for edu in edus {
         match receive_edu(ctx, origin, edu).await {
             Ok(()) => {}
             Err(Error::Internal(error)) => return Err(Error::Internal(error)),

@@ -1,12 +1,13 @@
 //! `PUT /send/{txnId}`: a transaction of PDUs and EDUs from another server. Processed once
 //! per origin and transaction id (a retry gets the first answer); each PDU goes through the
 //! pipeline on its own, rooms' PDUs in the order sent, and the answer says per PDU what became
-//! of it; the EDUs follow (`edus`).
+//! of it. To-device EDUs (which carry the room keys of encrypted events) go before the
+//! PDUs, the other EDUs after them (`edus::sort_edus`).
 
 use crate::db;
 use crate::error::{Error, Result};
 use crate::federation::FedCtx;
-use crate::federation::inbound::{accept_pdu, check_pdu};
+use crate::federation::inbound::{accept_pdu, check_pdu, edus};
 use crate::time::now_ms;
 use ruma::api::federation::transactions::edu::Edu;
 use ruma::serde::Raw;
@@ -47,6 +48,11 @@ pub async fn receive(ctx: FedCtx<'_>, txn: IncomingTransaction<'_>) -> Result<Pd
     if let Some(answer) = db::federation_inbound::txn_response(pool, txn.origin.as_str(), txn.txn_id).await? {
         return serde_json::from_str(&answer).map_err(|e| Error::internal(format!("stored transaction answer: {e}")));
     }
+    let edus = edus::sort_edus(txn.origin, txn.edus);
+    // A to-device message stored before an event reaches a sync no later than the event does:
+    // the room key of an encrypted message sent alongside it is there when the client sees
+    // the message (a client that saw the message first would show it undecryptable).
+    edus::receive_edus(ctx, txn.origin, edus.before_pdus).await?;
     let mut results = PduResults::new();
     // Rooms are independent; within one, PDUs are placed in the order sent (a later one may
     // name an earlier one as its parent).
@@ -56,7 +62,7 @@ pub async fn receive(ctx: FedCtx<'_>, txn: IncomingTransaction<'_>) -> Result<Pd
         }
     }
     // After the PDUs: a receipt may name an event that came in the same transaction.
-    crate::federation::inbound::edus::receive_edus(ctx, txn.origin, txn.edus).await?;
+    edus::receive_edus(ctx, txn.origin, edus.after_pdus).await?;
     let answer = serde_json::to_string(&results).map_err(|e| Error::internal(e.to_string()))?;
     db::federation_inbound::record_txn(pool, txn.origin.as_str(), txn.txn_id, &answer, now_ms()).await?;
     Ok(results)
