@@ -1,7 +1,9 @@
 //! What an incremental `/sync` shows of rooms whose membership changed in its window: a room
 //! joined since the last sync comes like on an initial sync (recent history, `limited`,
 //! `prev_batch`), and a member who left and came back learns of the members who joined
-//! while they were away even where history visibility hides those joins from them.
+//! while they were away even where history visibility hides those joins from them. A room
+//! created while a sync samples the stream comes whole in that sync or the next, never not
+//! at all.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests may fail loudly
 
 use crate::common;
@@ -95,4 +97,47 @@ async fn a_member_back_in_a_joined_visibility_room_learns_who_joined_meanwhile()
     let (status, members) = server.get(&format!("/_matrix/client/v3/rooms/{room}/joined_members"), bob.token()).await;
     assert_eq!(status, StatusCode::OK, "{members}");
     assert!(members["joined"].get(&carol.user_id).is_some(), "{members}");
+}
+
+/// The event types of `room` in a sync response (state and timeline).
+fn room_event_types(body: &Value, room: &str) -> Vec<String> {
+    let room = &body["rooms"]["join"][room];
+    let state = room["state"]["events"].as_array().into_iter().flatten();
+    let timeline = room["timeline"]["events"].as_array().into_iter().flatten();
+    state.chain(timeline).filter_map(|event| event["type"].as_str().map(str::to_owned)).collect()
+}
+
+/// A sync that samples the stream while the user's new room commits either has the room or
+/// leaves it to the next sync: the room's events sit at or below the token it answers with,
+/// so a sync that read the user's rooms just before the commit and the stream just after it
+/// must not answer that token without the room (it did: the room was never shown). Raced
+/// many times, initial syncs and first incremental ones (whose rooms are read, not known).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_room_created_while_a_sync_samples_the_stream_is_never_skipped() {
+    let server = TestServer::start().await;
+    let mut raced = 0;
+    for i in 0..30_u64 {
+        // A new user each time: their first incremental sync reads their rooms afresh.
+        let user = server.register(&format!("racer{i}"), PW).await;
+        let since = match i % 2 {
+            0 => None,
+            _ => Some(next_batch(&sync(&server, &user, None).await)),
+        };
+        let (room, racing) = tokio::join!(
+            server.create_room(&user, json!({"preset": "private_chat", "name": format!("race {i}")})),
+            async {
+                // Spread over the creation's commit, so some syncs sample across it.
+                tokio::time::sleep(std::time::Duration::from_micros(i * 400)).await;
+                sync(&server, &user, since.as_deref()).await
+            }
+        );
+        if room_event_types(&racing, &room).iter().any(|kind| kind == "m.room.create") {
+            continue;
+        }
+        raced += 1;
+        let next = sync(&server, &user, Some(&next_batch(&racing))).await;
+        let types = room_event_types(&next, &room);
+        assert!(types.iter().any(|kind| kind == "m.room.create"), "room {i} was skipped: the next sync had {types:?}");
+    }
+    assert!(raced > 0, "no sync answered before the room's creation: the race was never run");
 }

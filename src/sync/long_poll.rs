@@ -63,10 +63,10 @@ pub(crate) async fn sync(
         // must not be served (see `initial_cache`).
         let history_purges = streams.notifier.history_purges();
         // An incremental sync takes the memberships this process knows (the window's news
-        // checks them); an initial one reads them, as it reads everything.
+        // checks them); an initial one reads them, as it reads everything, and never waits.
         let sample = match since {
             Some(_) => Box::pin(change.sample_known(pool, user)).await?,
-            None => Box::pin(change.sample(pool, user)).await?,
+            None => Box::pin(change.sample_answered_at_once(pool, user)).await?,
         };
         let upto = sample.upto;
         if since.is_some_and(|since| since > upto) {

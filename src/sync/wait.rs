@@ -46,9 +46,21 @@ impl<'a> ChangeWatch<'a> {
 
     /// Registers for the user's current keys, then samples the stream: a change committing in
     /// between wakes the wait that follows.
+    ///
+    /// The memberships must hold every change up to the sampled position, or a room joined
+    /// just then would be missed for good: its events sit at or below the position, so no
+    /// later window has them. Read after everything up to `before` committed, they hold every
+    /// change up to it; when the position sampled after them is higher, something committed
+    /// in between, and they are read again (now after the position).
     pub(crate) async fn sample(&mut self, pool: &Store, user: &UserId) -> Result<Sample> {
+        let before = self.streams.position_bounds(pool).await?.readable;
         let memberships = db::sync::memberships(pool, user.as_str()).await?;
-        self.sample_with(pool, user, memberships, None).await
+        let mut sample = self.sample_with(pool, user, memberships, None).await?;
+        if sample.upto > before {
+            sample.memberships = db::sync::memberships(pool, user.as_str()).await?;
+            self.waiter.watch(wake_keys(&sample.memberships, user));
+        }
+        Ok(sample)
     }
 
     /// [`ChangeWatch::sample`] with the memberships this process knows already, when it does
@@ -60,11 +72,24 @@ impl<'a> ChangeWatch<'a> {
             let memberships = Vec::clone(&known.rows);
             return self.sample_with(pool, user, memberships, Some(known.valid_through)).await;
         }
-        // Read after everything up to `before` committed: valid through it.
+        // Read after everything up to `before` committed: valid through it, which the look
+        // checks like any known memberships' (a change committed between this read and the
+        // stream's sample would otherwise be missed).
         let before = self.streams.position_bounds(pool).await?.readable;
         let memberships = db::sync::memberships(pool, user.as_str()).await?;
         cache.put(user, memberships.clone(), before);
-        self.sample_with(pool, user, memberships, None).await
+        self.sample_with(pool, user, memberships, Some(before)).await
+    }
+
+    /// [`ChangeWatch::sample`] for a look that answers at once whatever it finds (an initial
+    /// sync), and so never waits on the watch: the stream is sampled first and the
+    /// memberships read after it, which makes them hold every change up to it in one read.
+    pub(crate) async fn sample_answered_at_once(&mut self, pool: &Store, user: &UserId) -> Result<Sample> {
+        let position_moved = self.streams.notifier.position_changes();
+        let PositionBounds { readable: upto, allocated } = self.streams.position_bounds(pool).await?;
+        let memberships = db::sync::memberships(pool, user.as_str()).await?;
+        self.waiter.watch(wake_keys(&memberships, user));
+        Ok(Sample { memberships, memberships_through: None, upto, allocated, position_moved })
     }
 
     async fn sample_with(
