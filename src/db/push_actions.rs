@@ -86,16 +86,24 @@ pub async fn push_contexts(
              FROM unnest($1::text[]) AS r (room_id)
          )
          SELECT room.room_id, room.create_json, room.power_levels_json, room.joined_members,
-                m.user_id, m.membership, m.event_nid AS member_event_nid,
-                COALESCE(m.joined_position, m.stream_position) AS joined_position,
-                (SELECT a.stream_position FROM account_data a
-                 WHERE a.user_id = m.user_id AND a.room_id = '' AND a.data_type = 'm.push_rules') AS rules_version,
-                ARRAY(SELECT s FROM account_data a, unnest($3::text[]) s
-                      WHERE a.user_id = m.user_id AND a.room_id = '' AND a.data_type = 'm.ignored_user_list'
-                        AND a.content -> 'ignored_users' ? s) AS ignored_senders
+                m.user_id, m.membership, m.member_event_nid, m.joined_position, m.rules_version, m.ignored_senders
          FROM room
-         LEFT JOIN room_memberships m
-           ON m.room_id = room.room_id AND m.membership IN ('join', 'invite') AND right(m.user_id, length($2)) = $2",
+         -- Lateral and kept apart (`OFFSET 0`: not pulled up into a join), so that each room's
+         -- members are found through the room's index. As a join, the statement's generic plan
+         -- (which cannot see how few rooms the array holds) scanned every membership of the
+         -- server once per commit: 10 ms a send at 4,000 memberships.
+         LEFT JOIN LATERAL (
+             SELECT m.user_id, m.membership, m.event_nid AS member_event_nid,
+                    COALESCE(m.joined_position, m.stream_position) AS joined_position,
+                    (SELECT a.stream_position FROM account_data a
+                     WHERE a.user_id = m.user_id AND a.room_id = '' AND a.data_type = 'm.push_rules') AS rules_version,
+                    ARRAY(SELECT s FROM account_data a, unnest($3::text[]) s
+                          WHERE a.user_id = m.user_id AND a.room_id = '' AND a.data_type = 'm.ignored_user_list'
+                            AND a.content -> 'ignored_users' ? s) AS ignored_senders
+             FROM room_memberships m
+             WHERE m.room_id = room.room_id AND m.membership IN ('join', 'invite') AND right(m.user_id, length($2)) = $2
+             OFFSET 0
+         ) m ON TRUE",
     )
     .bind(room_ids)
     .bind(local_suffix)

@@ -73,14 +73,8 @@ pub(crate) async fn progress(pool: &Store, creator: &UserId, broadcast_id: &str)
         .await?
         .filter(|broadcast| broadcast.creator == creator.as_str())
         .ok_or_else(|| Error::not_found("You have no such broadcast"))?;
-    let mut progress = Progress { broadcast, sent: 0, skipped: 0, failed: 0, pending: 0 };
-    for (state, count) in db::broadcast::progress(pool, broadcast_id).await? {
-        match state.as_str() {
-            "sent" => progress.sent = count,
-            "skipped" => progress.skipped = count,
-            "failed" => progress.failed = count,
-            _ => progress.pending = count,
-        }
-    }
-    Ok(progress)
+    let settled = |count: i32| i64::from(count.max(0));
+    let (sent, skipped, failed) = (settled(broadcast.sent), settled(broadcast.skipped), settled(broadcast.failed));
+    let pending = (settled(broadcast.total) - sent - skipped - failed).max(0);
+    Ok(Progress { broadcast, sent, skipped, failed, pending })
 }
