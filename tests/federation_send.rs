@@ -10,6 +10,7 @@ use common::TestUser;
 use common::federation::{FedServer, FederatedPair};
 use common::remote_pdus::build_remote_pdu;
 use hearth::testing::federation::client::FederationError;
+use hearth::testing::federation::inbound::transaction::PduResults;
 use hearth::testing::rooms::build::EventTemplate;
 use hearth::testing::rooms::pdu::Pdu;
 use reqwest::StatusCode;
@@ -26,7 +27,6 @@ use ruma::serde::Raw;
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedRoomId, OwnedTransactionId, RoomId, ServerName, UInt};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 
 const PW: &str = "federation-send-pw";
 
@@ -42,8 +42,6 @@ async fn pdu_from(from: &FedServer, to: &FedServer, room: &RoomId, sender: &str,
 fn raw(pdu: &Pdu) -> Box<RawValue> {
     RawValue::from_string(pdu.canonical_json()).unwrap()
 }
-
-type PduResults = BTreeMap<ruma::OwnedEventId, Result<(), String>>;
 
 /// Sends a transaction from `from` to `to` naming `origin` in its body.
 async fn transaction(

@@ -285,7 +285,6 @@ pub async fn running(db: impl PgExecutor<'_>) -> sqlx::Result<Vec<String>> {
         .await
 }
 
-/// `(state, count)` of a broadcast's recipients.
 #[derive(sqlx::FromRow, Debug, Clone)]
 pub struct PendingRecipient {
     pub user_id: String,
