@@ -10,6 +10,7 @@ use crate::common;
 use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+use sqlx::{Connection, PgConnection};
 use std::time::Duration;
 
 /// Kills every backend of `database` except the killer's own.
@@ -143,6 +144,15 @@ async fn health_reports_a_database_that_does_not_take_writes() {
     let room = server.create_room(&alice, json!({})).await;
     let (first, _) = send_until_acknowledged(&server, &alice, &room, "first").await;
     assert_eq!(health(&server).await, StatusCode::OK);
+
+    // The device was last seen long ago, so the next request would note its sighting: a
+    // write, which must not cost the read it comes with.
+    let mut database =
+        PgConnection::connect_with(&hearth::testing::db::embedded::connect_options(&cluster_dir(), &server.database))
+            .await
+            .unwrap();
+    sqlx::query("UPDATE devices SET last_seen_ts = 0").execute(&mut database).await.unwrap();
+    drop(database);
 
     // Reads go on; writes cannot. Existing connections keep their settings, so they are cut.
     set_read_only(&server.database, true).await;

@@ -122,7 +122,14 @@ pub(crate) async fn authenticate(pool: &Store, access_token: &str, client: &Clie
     let stale = owner.last_seen_ts.is_none_or(|seen| now - seen > LAST_SEEN_GRANULARITY_MS);
     if stale || owner.last_seen_ip.as_deref() != client.ip.as_deref() {
         let seen = SeenFrom { ip: client.ip.as_deref(), user_agent: client.user_agent.as_deref(), now_ms: now };
-        db::devices::record_sighting(pool, &owner.user_id, &owner.device_id, &seen).await?;
+        // Bookkeeping, not the request: a database that only reads (a replica being promoted,
+        // an operator's read-only switch) must still serve reads, so a sighting that cannot be
+        // written is logged and tried again at the next request.
+        if let Err(error) = db::devices::record_sighting(pool, &owner.user_id, &owner.device_id, &seen).await {
+            // Through `Error`, so that a dead connection is noted for the pool as anywhere else.
+            let error = Error::from(error);
+            tracing::warn!(%error, "could not record the device's last sighting");
+        }
     }
     let user_id =
         UserId::parse(owner.user_id).map_err(|e| Error::internal(format!("stored user id is invalid: {e}")))?;
