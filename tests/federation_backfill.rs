@@ -136,3 +136,51 @@ async fn a_user_of_b_pages_back_through_history_of_a_room_of_a_fetched_once() {
     assert!(!local.is_empty(), "bob's own join at least");
     assert!(!bodies(&local).contains(&"before bob".to_owned()), "nothing came from the stopped A");
 }
+
+/// A user of B invited to a room of A, who joins only after the inviter has written to them:
+/// what was sent in between hangs off the invitation, which B holds already (it showed the
+/// invitation to the user), and the invitation takes its place in the history with it.
+#[tokio::test]
+async fn what_was_sent_between_an_invitation_and_the_join_is_paged_through_once() {
+    let FederatedPair { a, b, ca: _ca } = FederatedPair::start().await;
+    let alice = a.server.register("alice", "alice's password").await;
+    let bob = b.server.register("bob", "bob's password").await;
+    let room = a.server.create_room(&alice, json!({"preset": "private_chat", "invite": [bob.user_id]})).await;
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (_, sync) = b.server.get("/_matrix/client/v3/sync?timeout=0", bob.token()).await;
+        if sync["rooms"]["invite"].get(&room).is_some() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "bob was never invited: {sync}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut expected = Vec::new();
+    for n in 0..3 {
+        let text = format!("while invited {n}");
+        a.server.send_text(&alice, &room, &format!("w{n}"), &text).await;
+        expected.push(text);
+    }
+    let (status, body) =
+        b.server.post(&format!("/_matrix/client/v3/join/{}", encode(&room)), bob.token(), json!({})).await;
+    assert_eq!(status, StatusCode::OK, "bob accepts: {body}");
+
+    let mut oldest_first = page_back_to_the_start(&b.server, &bob, &room).await;
+    oldest_first.reverse();
+    assert_eq!(bodies(&oldest_first), expected, "every message sent while bob was invited, once, in order");
+    let kinds: Vec<(String, String)> = oldest_first
+        .iter()
+        .filter(|event| event["type"] == "m.room.member" && event["state_key"] == bob.user_id)
+        .map(|event| (event["content"]["membership"].as_str().unwrap().to_owned(), event["event_id"].to_string()))
+        .collect();
+    let memberships: Vec<&str> = kinds.iter().map(|(membership, _)| membership.as_str()).collect();
+    assert_eq!(memberships, ["invite", "join"], "bob's invitation, then his join");
+    let invite = oldest_first.iter().position(|event| event["content"]["membership"] == "invite").unwrap();
+    let first = oldest_first.iter().position(|event| event["content"]["body"] == expected[0].as_str()).unwrap();
+    assert!(invite < first, "the invitation comes before what was sent after it");
+    assert_eq!(oldest_first[0]["type"], "m.room.create");
+    let mut unique = ids(&oldest_first);
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), oldest_first.len(), "no event is served twice");
+}

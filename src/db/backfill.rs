@@ -45,6 +45,12 @@ pub(crate) async fn take_positions(conn: &mut PgConnection, count: usize) -> sql
 /// Places an accepted outlier in the room's history at `position` with the state before it:
 /// unlike a live event it becomes no forward extremity and leaves the current state alone.
 /// False when it is not (or no longer) an unplaced, accepted outlier.
+///
+/// An outlier with a stream position is a membership this server learnt of from outside the
+/// room (an invitation of one of its users, a knock, a rejection): that position only ever
+/// told `/sync` of the membership, which has been served, and the room's history needs the
+/// event in its place — the invitation is the parent of what the inviter sent before the
+/// user joined, and left out it hid all of that history.
 pub(crate) async fn place_backfilled(
     conn: &mut PgConnection,
     room_id: &str,
@@ -54,7 +60,7 @@ pub(crate) async fn place_backfilled(
 ) -> sqlx::Result<bool> {
     let placed: Option<i64> = sqlx::query_scalar(
         "UPDATE events SET outlier = FALSE, stream_position = $3, state_before = $4, state_after = $4
-         WHERE event_nid = $2 AND room_id = $1 AND outlier AND stream_position IS NULL AND rejection IS NULL
+         WHERE event_nid = $2 AND room_id = $1 AND outlier AND rejection IS NULL
          RETURNING event_nid",
     )
     .bind(room_id)
