@@ -175,7 +175,7 @@ impl AppState {
     /// What broadcasting needs.
     pub fn broadcasts(&self) -> crate::creators::broadcast::BroadcastCtx<'_> {
         crate::creators::broadcast::BroadcastCtx {
-            rooms: self.rooms(),
+            fed: self.fed(),
             default_room_version: &self.default_room_version,
             slots: &self.broadcast_slots,
         }

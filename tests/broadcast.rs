@@ -146,8 +146,9 @@ async fn lists_hold_only_members_who_opted_in() {
     assert_eq!(server.put(&subscription(cleo), stranger.token(), json!({})).await.0, StatusCode::OK);
     let (status, added) = server.post(&members, cleo.token(), both).await;
     assert_eq!((status, added), (StatusCode::OK, json!({"added": 2})));
+    // A user of another server who shares no room with Cleo cannot be added either.
     let remote = json!({"user_ids": ["@someone:remote.example"]});
-    assert_error(&server.post(&members, cleo.token(), remote).await, StatusCode::BAD_REQUEST, "M_INVALID_PARAM");
+    assert_error(&server.post(&members, cleo.token(), remote).await, StatusCode::FORBIDDEN, "M_FORBIDDEN");
 
     let (_, subscribed) = server.get("/_hearth/client/v1/broadcast/subscribers", cleo.token()).await;
     assert_eq!(subscribed["total"], 1);

@@ -12,4 +12,5 @@ mod common;
 
 mod blocking;
 mod broadcast;
+mod broadcast_federation;
 mod creator_tips;

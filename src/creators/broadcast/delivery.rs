@@ -1,7 +1,8 @@
 //! Delivering a broadcast: a background job that takes the pending recipients a chunk at a
 //! time and sends the message to each one's DM with the creator through the ordinary send
 //! path — the DM in the creator's `m.direct`, or a new one created as an invite, with the
-//! message in it for when the recipient accepts.
+//! message in it for when the recipient accepts (for a user of another server, the
+//! invitation goes through their server, then the message follows).
 //!
 //! Durable and free of duplicates across a crash: each recipient's message is appended with
 //! the transaction id of the broadcast (the send path keys retransmissions by room, so each DM
@@ -23,8 +24,11 @@ use super::BroadcastCtx;
 use crate::db;
 use crate::db::broadcast::{Broadcast, Outcome, PendingRecipient};
 use crate::error::{Error, Result};
+use crate::federation::membership::invite::invite;
 use crate::rooms::build::EventTemplate;
-use crate::rooms::create::{CreateRoom, CreatedRoom, FirstMessage, Preset, create_rooms_with_messages};
+use crate::rooms::create::{CreateRoom, CreatedRoom, FirstMessage, Preset, create_room, create_rooms_with_messages};
+use crate::rooms::membership::{MembershipChange, leave};
+use crate::rooms::membership_action::MembershipAction;
 use crate::rooms::send::{Transaction, append};
 use crate::users::account_data::{Change, change};
 use futures_util::StreamExt;
@@ -34,7 +38,7 @@ use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{SemaphorePermit, watch};
 
 /// Recipients read, checked and recorded together: batched lookups and one write of outcomes.
 const CHUNK: i64 = 500;
@@ -54,7 +58,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Delivers a broadcast until no recipient is pending or `stopped` says so; a broadcast
 /// another task (or process) is delivering already is left to it.
 pub(crate) async fn deliver(ctx: BroadcastCtx<'_>, broadcast_id: &str, stopped: watch::Receiver<bool>) -> Result<()> {
-    let pool = ctx.rooms.pool;
+    let pool = ctx.fed.rooms.pool;
     let Some(broadcast) = db::broadcast::broadcast(pool, broadcast_id).await? else { return Ok(()) };
     if broadcast.state != "running" {
         return Ok(());
@@ -116,11 +120,10 @@ async fn deliver_chunk(
     pending: Vec<PendingRecipient>,
     stopped: &watch::Receiver<bool>,
 ) -> Result<bool> {
-    let pool = ctx.rooms.pool;
+    let pool = ctx.fed.rooms.pool;
     let id = broadcast.broadcast_id.as_str();
     let users: Vec<String> = pending.iter().map(|recipient| recipient.user_id.clone()).collect();
-    let reachable: HashSet<String> =
-        db::broadcast::reachable(pool, creator.as_str(), &users).await?.into_iter().collect();
+    let reachable = super::reachable(pool, ctx.fed.rooms.server_name, creator, &users).await?;
     let ignoring: HashSet<String> =
         db::broadcast::ignoring(pool, creator.as_str(), &users).await?.into_iter().collect();
     let (wanted, unwanted): (Vec<PendingRecipient>, Vec<PendingRecipient>) = pending
@@ -137,7 +140,16 @@ async fn deliver_chunk(
         wanted.into_iter().partition(|recipient| rooms.contains_key(&recipient.user_id));
     // New DMs are made many to a commit; a batch is CPU-bound in Hearth (its events are built
     // and signed) and then in PostgreSQL (stored), so two at a time keep both cores busy.
-    let users_without_dm: Vec<String> = without_dm.into_iter().map(|recipient| recipient.user_id).collect();
+    // Recipients of other servers are invited through their server, one at a time.
+    let server_name = ctx.fed.rooms.server_name;
+    let (users_without_dm, remote_without_dm): (Vec<String>, Vec<OwnedUserId>) =
+        without_dm.into_iter().fold((Vec::new(), Vec::new()), |(mut local, mut remote), recipient| {
+            match OwnedUserId::try_from(recipient.user_id.as_str()) {
+                Ok(user) if user.server_name() != server_name => remote.push(user),
+                _ => local.push(recipient.user_id),
+            }
+            (local, remote)
+        });
     let batches: Vec<Vec<String>> = users_without_dm.chunks(NEW_DMS_PER_COMMIT).map(<[String]>::to_vec).collect();
     let batches: Vec<Vec<(String, Fate)>> = futures_util::stream::iter(batches)
         .map(|users| {
@@ -148,6 +160,18 @@ async fn deliver_chunk(
         .collect()
         .await;
     let mut fates: Vec<(String, Fate)> = batches.into_iter().flatten().collect();
+    let remote: Vec<(String, Fate)> = futures_util::stream::iter(remote_without_dm)
+        .map(|recipient| {
+            let template = template.clone();
+            async move {
+                let fate = create_remote_dm(ctx, id, creator, &recipient, template, stopped).await;
+                (recipient.to_string(), fate)
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    fates.extend(remote);
     let sent: Vec<(String, Fate)> = futures_util::stream::iter(with_dm)
         .map(|recipient| {
             let room = rooms.get(&recipient.user_id).cloned();
@@ -186,7 +210,7 @@ async fn deliver_chunk(
     // The creator's clients show the new DMs as DMs (as if the creator had started each).
     if !new_dms.is_empty() {
         let additions = Value::Object(new_dms);
-        change(pool, ctx.rooms.streams, creator, Change::AddDirectRooms { additions: &additions }).await?;
+        change(pool, ctx.fed.rooms.streams, creator, Change::AddDirectRooms { additions: &additions }).await?;
     }
     db::broadcast::record_outcomes(pool, id, &outcomes).await?;
     Ok(all_settled)
@@ -200,7 +224,7 @@ async fn direct_rooms(
     creator: &UserId,
     recipients: &[PendingRecipient],
 ) -> Result<HashMap<String, OwnedRoomId>> {
-    let pool = ctx.rooms.pool;
+    let pool = ctx.fed.rooms.pool;
     let mut rooms: HashMap<String, String> = recipients
         .iter()
         .filter_map(|recipient| recipient.room_id.clone().map(|room| (recipient.user_id.clone(), room)))
@@ -246,15 +270,34 @@ async fn deliver_one(
     template: EventTemplate,
     stopped: &watch::Receiver<bool>,
 ) -> Fate {
-    if *stopped.borrow() {
-        return Fate::Later;
-    }
-    // Closed only when the process stops; then the recipient stays pending.
-    let Ok(_slot) = ctx.slots.acquire().await else { return Fate::Later };
+    let Some(_slot) = slot(ctx, stopped).await else { return Fate::Later };
     let Some(room_id) = room else { return Fate::Failed { room_id: None } };
+    append_to(ctx, broadcast_id, creator, user_id, room_id, template, false).await
+}
+
+/// One of the process's delivery slots, unless delivery stops: then the recipient stays
+/// pending. (The semaphore is closed only when the process stops.)
+async fn slot<'a>(ctx: BroadcastCtx<'a>, stopped: &watch::Receiver<bool>) -> Option<SemaphorePermit<'a>> {
+    if *stopped.borrow() {
+        return None;
+    }
+    ctx.slots.acquire().await.ok()
+}
+
+/// Appends the message to `room_id` under the broadcast's transaction id, so that an append
+/// repeated after a crash returns the first event.
+async fn append_to(
+    ctx: BroadcastCtx<'_>,
+    broadcast_id: &str,
+    creator: &UserId,
+    user_id: &str,
+    room_id: OwnedRoomId,
+    template: EventTemplate,
+    new_dm: bool,
+) -> Fate {
     let transaction = Transaction { device_id: BROADCAST_DEVICE, txn_id: broadcast_id };
-    match append(ctx.rooms, &room_id, creator, template, Some(transaction)).await {
-        Ok(event_id) => Fate::Sent { room_id, event_id: event_id.to_string(), new_dm: false },
+    match append(ctx.fed.rooms, &room_id, creator, template, Some(transaction)).await {
+        Ok(event_id) => Fate::Sent { room_id, event_id: event_id.to_string(), new_dm },
         Err(error) => fate_of(&error, Some(room_id), user_id),
     }
 }
@@ -272,10 +315,7 @@ async fn create_dms(
     stopped: &watch::Receiver<bool>,
 ) -> Vec<(String, Fate)> {
     let later = || users.iter().map(|user| (user.clone(), Fate::Later)).collect();
-    if *stopped.borrow() {
-        return later();
-    }
-    let Ok(_slot) = ctx.slots.acquire().await else { return later() };
+    let Some(_slot) = slot(ctx, stopped).await else { return later() };
     let mut fates = Vec::with_capacity(users.len());
     let mut requests = Vec::with_capacity(users.len());
     let mut invitees = Vec::with_capacity(users.len());
@@ -303,7 +343,7 @@ async fn create_dms(
             }
         }
     }
-    let created = match create_rooms_with_messages(ctx.rooms, ctx.default_room_version, creator, requests).await {
+    let created = match create_rooms_with_messages(ctx.fed.rooms, ctx.default_room_version, creator, requests).await {
         Ok(created) => created,
         Err(error) => {
             let fate = fate_of(&error, None, "(a batch)");
@@ -324,6 +364,55 @@ async fn create_dms(
         fates.push((user, fate));
     }
     fates
+}
+
+/// A new DM with a user of another server: the room, then the invitation through their
+/// server, then the message. In that order, a crash anywhere sends nothing twice: a room
+/// whose invitation was taken is one of just the two of them, where a resumed delivery
+/// appends under the same transaction id (see [`direct_rooms`]); one made just before a crash
+/// holds no message and is left. (A local DM commits with its message in it instead, but
+/// a remote server's invitation cannot join a local transaction.) A refused or failed
+/// invitation leaves the room again, so no empty rooms pile up in the creator's list.
+async fn create_remote_dm(
+    ctx: BroadcastCtx<'_>,
+    broadcast_id: &str,
+    creator: &UserId,
+    recipient: &UserId,
+    template: EventTemplate,
+    stopped: &watch::Receiver<bool>,
+) -> Fate {
+    let Some(_slot) = slot(ctx, stopped).await else { return Fate::Later };
+    let request = CreateRoom {
+        preset: Some(Preset::TrustedPrivateChat),
+        is_direct: true,
+        invite: vec![recipient.to_owned()],
+        ..CreateRoom::default()
+    };
+    let room_id = match create_room(ctx.fed.rooms, ctx.default_room_version, creator, request).await {
+        Ok(room_id) => room_id,
+        Err(error) => return fate_of(&error, None, recipient.as_str()),
+    };
+    let change = MembershipChange {
+        room_id: &room_id,
+        sender: creator,
+        target: recipient,
+        action: MembershipAction::Invite,
+        reason: None,
+        is_direct: true,
+    };
+    if let Err(error) = invite(ctx.fed, change).await {
+        if let Err(error) = leave(ctx.fed.rooms, &room_id, creator, None).await {
+            tracing::warn!(%room_id, %error, "could not leave a DM whose invitation failed");
+        }
+        return match error {
+            // The recipient's server refused the invitation: as a local recipient who refuses
+            // invites, a skip.
+            Error::Matrix { kind: ErrorKind::Forbidden | ErrorKind::InviteBlocked, .. } => Fate::Skipped,
+            // The database is back soon; the next attempt makes another room.
+            error => fate_of(&error, None, recipient.as_str()),
+        };
+    }
+    append_to(ctx, broadcast_id, creator, recipient.as_str(), room_id, template, true).await
 }
 
 /// A refused invite (the recipient blocks invites) is a skip the creator is not told about;

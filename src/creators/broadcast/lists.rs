@@ -61,7 +61,8 @@ pub(crate) async fn delete(pool: &Store, creator: &UserId, list_id: &str) -> Res
 }
 
 /// Adds users to a list, all or none: every one must be an active user of this server who
-/// subscribed to the creator or shares a room with them. The number newly added.
+/// subscribed to the creator or shares a room with them, or a user of another server who
+/// shares a room with them. The number newly added.
 pub(crate) async fn add(
     pool: &Store,
     server_name: &ServerName,
@@ -73,19 +74,16 @@ pub(crate) async fn add(
     if users.len() > MAX_ADD {
         return Err(Error::invalid_param(format!("At most {MAX_ADD} users can be added at once")));
     }
-    if let Some(remote) = users.iter().find(|user| user.server_name() != server_name) {
-        return Err(Error::invalid_param(format!("{remote} is not a user of this server")));
-    }
     let mut wanted: Vec<String> = users.iter().map(ToString::to_string).collect();
     wanted.sort();
     wanted.dedup();
-    let reachable = db::broadcast::reachable(pool, creator.as_str(), &wanted).await?;
+    let reachable = super::reachable(pool, server_name, creator, &wanted).await?;
     if reachable.len() < wanted.len() {
         let refused: Vec<&str> =
-            wanted.iter().filter(|user| !reachable.contains(user)).map(String::as_str).take(10).collect();
+            wanted.iter().filter(|user| !reachable.contains(*user)).map(String::as_str).take(10).collect();
         return Err(Error::forbidden(format!(
             "{} of these users have not subscribed to you and share no room with you (or have no active \
-             account here), so none was added: {}",
+             account), so none was added: {}",
             wanted.len() - reachable.len(),
             refused.join(", ")
         )));

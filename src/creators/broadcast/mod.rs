@@ -11,15 +11,19 @@ pub(crate) mod lists;
 pub(crate) mod send;
 pub(crate) mod subscriptions;
 
+use crate::db;
 use crate::error::{Error, Result};
-use crate::rooms::RoomCtx;
+use crate::federation::FedCtx;
 use crate::store::Store;
-use ruma::UserId;
+use ruma::{ServerName, UserId};
+use std::collections::HashSet;
 
 /// What broadcasting needs.
 #[derive(Clone, Copy)]
 pub struct BroadcastCtx<'a> {
-    pub rooms: RoomCtx<'a>,
+    /// Rooms, and the other servers of recipients who are not users of this one (their new
+    /// DMs are invitations through their server).
+    pub fed: FedCtx<'a>,
     /// The version new DMs are created in.
     pub default_room_version: &'a ruma::RoomVersionId,
     /// Deliveries in flight across every broadcast of this process: bounds what broadcasts
@@ -34,4 +38,27 @@ async fn require_creator(pool: &Store, user: &UserId) -> Result<()> {
     } else {
         Err(Error::forbidden("Only creators have broadcast lists"))
     }
+}
+
+/// Those of `users` a creator may broadcast to: users of this server with an active account
+/// who subscribed to the creator or share a room with them, and users of other servers who
+/// share a room with them (subscriptions are a local account's).
+async fn reachable(
+    pool: &Store,
+    server_name: &ServerName,
+    creator: &UserId,
+    users: &[String],
+) -> Result<HashSet<String>> {
+    let (local, remote): (Vec<String>, Vec<String>) = users
+        .iter()
+        .cloned()
+        .partition(|user| UserId::parse(user).map_or(true, |user| user.server_name() == server_name));
+    let mut reachable: HashSet<String> = HashSet::with_capacity(users.len());
+    if !local.is_empty() {
+        reachable.extend(db::broadcast::reachable(pool, creator.as_str(), &local).await?);
+    }
+    if !remote.is_empty() {
+        reachable.extend(db::broadcast::remote_reachable(pool, creator.as_str(), &remote).await?);
+    }
+    Ok(reachable)
 }
