@@ -175,3 +175,43 @@ async fn a_broadcast_reaches_users_of_another_server_who_share_a_room_with_the_c
     assert_eq!(joined_rooms(a, &cleo).await, 3);
     assert!(invites(b, &dave).await.is_empty());
 }
+
+/// Recipients whose server is down fail, and cost the creator no rooms: the room made for an
+/// invitation that could not be delivered is left again, and once the server has proved
+/// unreachable its other recipients are not tried (no room is made for them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recipients_on_a_server_that_is_down_fail_without_leaving_rooms_behind() {
+    let pair = FederatedPair::start().await;
+    let (cleo, bob, public_room) = pair.alice_and_bob_in_a_room(PW).await;
+    let user_id = ruma::UserId::parse(&cleo.user_id).unwrap();
+    hearth::testing::creators::flag::set_creator(&pair.a.server.state.pool, &user_id, true).await.unwrap();
+    let join = format!("/_matrix/client/v3/join/{}?via={}", encode(&public_room), encode(pair.a.name().as_str()));
+    let mut recipients = vec![bob.user_id.clone()];
+    for n in 0..11 {
+        let fan = pair.b.server.register(&format!("fan{n}"), PW).await;
+        let (status, body) = pair.b.server.post(&join, fan.token(), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        recipients.push(fan.user_id);
+    }
+    let FederatedPair { a, b, ca: _ca } = pair;
+    let _stopped_b = b.stop().await;
+    let a = &a.server;
+    // Every one of them is known on A as a member of cleo's room, so every one may be listed.
+    let (status, created) = a.post(LISTS, cleo.token(), json!({"name": "over there"})).await;
+    assert_eq!(status, StatusCode::OK, "{created}");
+    let list = created["list_id"].as_str().unwrap().to_owned();
+    let added = a.post(&format!("{LISTS}/{list}/members"), cleo.token(), json!({"user_ids": recipients})).await;
+    assert_eq!(added, (StatusCode::OK, json!({"added": 12})));
+
+    let done = broadcast(a, &cleo, &list, "down", "anyone there?").await;
+    let counts = [&done["total"], &done["sent"], &done["skipped"], &done["failed"]];
+    assert_eq!(counts, [&json!(12), &json!(0), &json!(0), &json!(12)], "{done}");
+    assert_eq!(joined_rooms(a, &cleo).await, 1, "only the public room: every room made for them was left");
+    let rooms_made = a
+        .count(&format!(
+            "SELECT count(*) FROM events WHERE event_type = 'm.room.create' AND sender = '{}'",
+            cleo.user_id
+        ))
+        .await;
+    assert!(rooms_made - 1 < 12, "{} rooms made for 12 recipients of a server that is down", rooms_made - 1);
+}

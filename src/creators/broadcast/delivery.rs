@@ -34,9 +34,10 @@ use crate::users::account_data::{Change, change};
 use futures_util::StreamExt;
 use ruma::api::error::ErrorKind;
 use ruma::events::MessageLikeEventType;
-use ruma::{OwnedRoomId, OwnedUserId, RoomId, UserId};
+use ruma::{OwnedRoomId, OwnedServerName, OwnedUserId, RoomId, UserId};
 use serde_json::{Map, Value, json};
 use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{SemaphorePermit, watch};
 
@@ -160,11 +161,13 @@ async fn deliver_chunk(
         .collect()
         .await;
     let mut fates: Vec<(String, Fate)> = batches.into_iter().flatten().collect();
+    let unreachable = Mutex::new(HashSet::new());
     let remote: Vec<(String, Fate)> = futures_util::stream::iter(remote_without_dm)
         .map(|recipient| {
             let template = template.clone();
+            let unreachable = &unreachable;
             async move {
-                let fate = create_remote_dm(ctx, id, creator, &recipient, template, stopped).await;
+                let fate = create_remote_dm(ctx, id, creator, &recipient, template, stopped, unreachable).await;
                 (recipient.to_string(), fate)
             }
         })
@@ -373,6 +376,10 @@ async fn create_dms(
 /// holds no message and is left. (A local DM commits with its message in it instead, but
 /// a remote server's invitation cannot join a local transaction.) A refused or failed
 /// invitation leaves the room again, so no empty rooms pile up in the creator's list.
+///
+/// A server that could not take an invitation (`unreachable`: down, failing, answering what no
+/// server would) is not asked again for the rest of the chunk: its other recipients fail at
+/// once, rather than each costing a room, its leave and a connection timeout.
 async fn create_remote_dm(
     ctx: BroadcastCtx<'_>,
     broadcast_id: &str,
@@ -380,8 +387,13 @@ async fn create_remote_dm(
     recipient: &UserId,
     template: EventTemplate,
     stopped: &watch::Receiver<bool>,
+    unreachable: &Mutex<HashSet<OwnedServerName>>,
 ) -> Fate {
     let Some(_slot) = slot(ctx, stopped).await else { return Fate::Later };
+    let server_unreachable = || unreachable.lock().unwrap_or_else(PoisonError::into_inner);
+    if server_unreachable().contains(recipient.server_name()) {
+        return Fate::Failed { room_id: None };
+    }
     let request = CreateRoom {
         preset: Some(Preset::TrustedPrivateChat),
         is_direct: true,
@@ -408,6 +420,11 @@ async fn create_remote_dm(
             // The recipient's server refused the invitation: as a local recipient who refuses
             // invites, a skip.
             Error::Matrix { kind: ErrorKind::Forbidden | ErrorKind::InviteBlocked, .. } => Fate::Skipped,
+            Error::BadGateway(message) => {
+                tracing::warn!(%room_id, %recipient, message, "a broadcast's invitation did not reach the server");
+                server_unreachable().insert(recipient.server_name().to_owned());
+                Fate::Failed { room_id: None }
+            }
             // The database is back soon; the next attempt makes another room.
             error => fate_of(&error, None, recipient.as_str()),
         };
