@@ -193,6 +193,14 @@ async fn recipients_on_a_server_that_is_down_fail_without_leaving_rooms_behind()
         assert_eq!(status, StatusCode::OK, "{body}");
         recipients.push(fan.user_id);
     }
+    // B is in the room already, so it makes their joins itself and sends them on to A.
+    eventually("the fans' joins on A", || async {
+        let path = format!("/_matrix/client/v3/rooms/{}/joined_members", encode(&public_room));
+        let (_, members) = pair.a.server.get(&path, cleo.token()).await;
+        let joined = members["joined"].as_object().map_or(0, serde_json::Map::len);
+        (joined == 13).then_some(())
+    })
+    .await;
     let FederatedPair { a, b, ca: _ca } = pair;
     let _stopped_b = b.stop().await;
     let a = &a.server;
