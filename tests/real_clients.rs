@@ -50,3 +50,17 @@ scenario!(restart);
 async fn element() {
     run(JsSdk, &TestServer::start().await, "element").await;
 }
+
+// A member tips a creator in a room they share; the creator's client (matrix-js-sdk as Element
+// runs it, knowing nothing of tips) shows the tip as a message with its text.
+// matrix-js-sdk only: it is Element's engine.
+#[tokio::test]
+async fn tips() {
+    let billing = common::billing::Billing::start().await;
+    let server = TestServer::start_with(|config| billing.configure(config)).await;
+    let accounts = clients::accounts(&server).await;
+    let bob = ruma::UserId::parse(&accounts[1].1.user_id).unwrap();
+    hearth::testing::creators::flag::set_creator(&server.state.pool, &bob, true).await.unwrap();
+    clients::run_as(JsSdk, &server, "tips", &accounts).await;
+    assert_eq!(billing.charges(), 1, "one tip, charged once");
+}

@@ -68,7 +68,11 @@ pub async fn accounts(server: &TestServer) -> Vec<(String, TestUser)> {
 /// Runs `scenario` of `client` against `server` and returns its report; panics with the
 /// failed step, the error, what the client saw and its log tail when the scenario fails.
 pub async fn run(client: RealClient, server: &TestServer, scenario: &str) -> Value {
-    let accounts = accounts(server).await;
+    run_as(client, server, scenario, &accounts(server).await).await
+}
+
+/// [`run`] with accounts registered (and prepared) by the test: see [`accounts`].
+pub async fn run_as(client: RealClient, server: &TestServer, scenario: &str, accounts: &[(String, TestUser)]) -> Value {
     let passwords: serde_json::Map<String, Value> =
         accounts.iter().map(|(name, user)| (name.clone(), json!(user.password))).collect();
     let state = tempfile::tempdir().expect("scratch directory for the client");
