@@ -373,7 +373,7 @@ async fn create_dms(
 /// server, then the message. In that order, a crash anywhere sends nothing twice: a room
 /// whose invitation was taken is one of just the two of them, where a resumed delivery
 /// appends under the same transaction id (see [`direct_rooms`]); one made just before a crash
-/// holds no message and is left. (A local DM commits with its message in it instead, but
+/// holds no message and stays behind, empty. (A local DM commits with its message in it, but
 /// a remote server's invitation cannot join a local transaction.) A refused or failed
 /// invitation leaves the room again, so no empty rooms pile up in the creator's list.
 ///
