@@ -142,15 +142,13 @@ async fn deliver_chunk(
     // New DMs are made many to a commit; a batch is CPU-bound in Hearth (its events are built
     // and signed) and then in PostgreSQL (stored), so two at a time keep both cores busy.
     // Recipients of other servers are invited through their server, one at a time.
-    let server_name = ctx.fed.rooms.server_name;
-    let (users_without_dm, remote_without_dm): (Vec<String>, Vec<OwnedUserId>) =
-        without_dm.into_iter().fold((Vec::new(), Vec::new()), |(mut local, mut remote), recipient| {
-            match OwnedUserId::try_from(recipient.user_id.as_str()) {
-                Ok(user) if user.server_name() != server_name => remote.push(user),
-                _ => local.push(recipient.user_id),
-            }
-            (local, remote)
-        });
+    let (mut users_without_dm, mut remote_without_dm) = (Vec::new(), Vec::new());
+    for recipient in without_dm {
+        match super::remote_user(&recipient.user_id, ctx.fed.rooms.server_name) {
+            Some(user) => remote_without_dm.push(user),
+            None => users_without_dm.push(recipient.user_id),
+        }
+    }
     let batches: Vec<Vec<String>> = users_without_dm.chunks(NEW_DMS_PER_COMMIT).map(<[String]>::to_vec).collect();
     let batches: Vec<Vec<(String, Fate)>> = futures_util::stream::iter(batches)
         .map(|users| {

@@ -15,7 +15,7 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::federation::FedCtx;
 use crate::store::Store;
-use ruma::{ServerName, UserId};
+use ruma::{OwnedUserId, ServerName, UserId};
 use std::collections::HashSet;
 
 /// What broadcasting needs.
@@ -49,10 +49,8 @@ async fn reachable(
     creator: &UserId,
     users: &[String],
 ) -> Result<HashSet<String>> {
-    let (local, remote): (Vec<String>, Vec<String>) = users
-        .iter()
-        .cloned()
-        .partition(|user| UserId::parse(user).map_or(true, |user| user.server_name() == server_name));
+    let (remote, local): (Vec<String>, Vec<String>) =
+        users.iter().cloned().partition(|user| remote_user(user, server_name).is_some());
     let mut reachable: HashSet<String> = HashSet::with_capacity(users.len());
     if !local.is_empty() {
         reachable.extend(db::broadcast::reachable(pool, creator.as_str(), &local).await?);
@@ -61,4 +59,10 @@ async fn reachable(
         reachable.extend(db::broadcast::remote_reachable(pool, creator.as_str(), &remote).await?);
     }
     Ok(reachable)
+}
+
+/// `user` when it is a valid user id of another server than `server_name`. Anything else
+/// counts as local: an invalid id then finds no account, and is neither reachable nor sent to.
+fn remote_user(user: &str, server_name: &ServerName) -> Option<OwnedUserId> {
+    OwnedUserId::try_from(user).ok().filter(|user| user.server_name() != server_name)
 }
