@@ -258,13 +258,7 @@ async fn a_broadcast_reaches_a_thousand_recipients_once_each_and_skips_those_who
     let invites = sync["rooms"]["invite"].as_object().cloned().unwrap_or_default();
     assert_eq!(invites.len(), 1, "{sync}");
     let (carols_dm, invite) = invites.iter().next().unwrap();
-    let own_member = invite["invite_state"]["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|event| event["type"] == "m.room.member" && event["state_key"] == carol.user_id)
-        .cloned()
-        .unwrap();
+    let own_member = own_invite_member(invite, &carol.user_id).unwrap();
     assert_eq!(own_member["content"]["is_direct"], true, "{own_member}");
     join(&node, carol, carols_dm).await;
     assert_eq!(bodies_in(&node, carol, carols_dm, &cleo.user_id).await, ["new stream tonight"]);

@@ -140,13 +140,7 @@ async fn a_broadcast_reaches_users_of_another_server_who_share_a_room_with_the_c
 
     // Bob is invited to a new DM, marked as one; once he joins, the message is there.
     let (bob_dm, invite) = eventually("bob's invitation", || async { invites(b, &bob).await.into_iter().next() }).await;
-    let own_member = invite["invite_state"]["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|event| event["type"] == "m.room.member" && event["state_key"] == bob.user_id)
-        .cloned()
-        .expect("the invitation's own member event");
+    let own_member = own_invite_member(&invite, &bob.user_id).expect("the invitation's own member event");
     assert_eq!(own_member["content"]["is_direct"], true, "{own_member}");
     assert_eq!(own_member["sender"], cleo.user_id);
     let (status, body) = b.post(&format!("/_matrix/client/v3/join/{}", encode(&bob_dm)), bob.token(), json!({})).await;

@@ -7,7 +7,7 @@
 use crate::common;
 
 use base64::Engine;
-use common::{TestServer, TestUser, assert_error};
+use common::{TestServer, TestUser, assert_error, own_invite_member};
 use hmac::{Hmac, Mac};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -241,10 +241,7 @@ async fn invite_events_carry_the_invitees_display_name_and_avatar() {
     assert_eq!(member["avatar_url"], "mxc://hearth.test/bobface");
     // The invitee's own /sync shows the name in the invite state.
     let (_, sync) = sync_token(&server, &bob).await;
-    let invite_state = sync["rooms"]["invite"][&room]["invite_state"]["events"].as_array().unwrap();
-    let own = invite_state
-        .iter()
-        .find(|event| event["type"] == "m.room.member" && event["state_key"] == bob.user_id.as_str())
+    let own = own_invite_member(&sync["rooms"]["invite"][&room], &bob.user_id)
         .expect("the invitee's member event in invite_state");
     assert_eq!(own["content"]["displayname"], "Bob B.", "{own}");
 }

@@ -69,6 +69,16 @@ pub fn text(body: &str) -> Value {
     json!({"msgtype": "m.text", "body": body})
 }
 
+/// The invitee's own member event in an invitation as `/sync` shows it (an entry of
+/// `rooms.invite`), from its `invite_state`.
+pub fn own_invite_member(invite: &Value, user_id: &str) -> Option<Value> {
+    invite["invite_state"]["events"]
+        .as_array()?
+        .iter()
+        .find(|event| event["type"] == "m.room.member" && event["state_key"] == user_id)
+        .cloned()
+}
+
 /// The ids of the `m.room.message` events in a `/messages` answer's chunk, in its order.
 pub fn message_ids(messages: &Value) -> Vec<String> {
     messages["chunk"]
