@@ -452,7 +452,7 @@ async fn federation_pushes_every_pdu_and_joins_a_large_room_over_tls() {
     let ca = std::sync::Arc::new(common::federation::TestCa::new());
     let target = common::federation::FedServer::start(ca.clone()).await;
     // A free port for the bench's own homeserver (the bench binds it itself).
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let port = common::ports::port_for_child().to_string();
     let dir = tempfile::tempdir().expect("temp dir");
     let json = dir.path().join("federation.json");
     let path = |p: std::path::PathBuf| p.to_str().expect("utf-8 path").to_owned();

@@ -40,10 +40,9 @@ fn temp_dir() -> tempfile::TempDir {
     dir
 }
 
-/// A port nobody listens on right now.
+/// A port nobody listens on right now, that no port-0 bind can take before `hearth serve` binds it.
 fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    listener.local_addr().expect("local address").port()
+    common::ports::port_for_child()
 }
 
 /// `hearth` with the developer's `HEARTH_*`/`RUST_LOG` variables removed.

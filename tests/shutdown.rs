@@ -21,8 +21,8 @@ async fn sigterm_answers_waiting_syncs_at_once_and_exits_within_two_seconds() {
     let (database, pool) = fresh_database().await;
     pool.close().await;
     let data_dir = tempfile::tempdir().expect("data dir");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let xmpp_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = crate::common::ports::port_for_child();
+    let xmpp_port = crate::common::ports::port_for_child();
     let url = format!(
         "postgres://{}@localhost/{database}?host={}",
         hearth::testing::db::embedded::SUPERUSER,

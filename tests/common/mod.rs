@@ -9,6 +9,7 @@ pub mod federation;
 pub mod federation_peer;
 pub mod install;
 pub mod node;
+pub mod ports;
 pub mod push_gateway;
 pub mod remote_pdus;
 pub mod rng;

@@ -101,7 +101,7 @@ impl Synapse {
         let dir = std::env::temp_dir().join(format!("hearth-synapse-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("media")).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let port = free_port()?;
+        let port = super::ports::port_for_child();
         let server_name = format!("localhost:{port}");
         // Synapse's key file format is Hearth's (`ed25519 <version> <base64 seed>`).
         hearth::signing_key::SigningKey::load_or_generate(&dir.join("signing.key"))
@@ -225,12 +225,6 @@ impl Synapse {
             access_token: body["access_token"].as_str().expect("access_token").to_owned(),
         }
     }
-}
-
-/// A port nobody listens on now (Synapse binds it a moment later).
-fn free_port() -> Result<u16, String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind: {e}"))?;
-    Ok(listener.local_addr().map_err(|e| e.to_string())?.port())
 }
 
 /// Limits high enough that no test waits on one.
