@@ -199,7 +199,7 @@ async fn run_user(command: UserCommand) -> anyhow::Result<()> {
                 let key = SigningKey::load_or_generate(&config.data_dir.join("signing.key"))?;
                 let server_name = server_name(&config)?;
                 let locks = RoomLocks::default();
-                let streams = crate::streams::Streams::start(&pool).await?;
+                let streams = crate::streams::Streams::start(&pool, Vec::new()).await?;
                 let ctx =
                     RoomCtx { pool: &pool, server_name: &server_name, key: &key, locks: &locks, streams: &streams };
                 result = crate::rooms::membership::leave_all(ctx, &user_id).await.map(|_| ());

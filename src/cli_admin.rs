@@ -108,7 +108,7 @@ impl Tools {
             .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
         let key = SigningKey::load_or_generate(&config.data_dir.join("signing.key"))?;
         let (pool, guard) = server::open_database(&config, Opener::Tool).await?;
-        let streams = Streams::start(&pool).await?;
+        let streams = Streams::start(&pool, Vec::new()).await?;
         Ok(Tools { pool: pool.into(), guard, server_name, key, locks: RoomLocks::default(), streams, default_version })
     }
 

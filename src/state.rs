@@ -66,7 +66,9 @@ impl AppState {
         let default_room_version = ruma::RoomVersionId::try_from(config.rooms.default_version.as_str())
             .map_err(|error| anyhow!("`rooms.default_version`: {error}"))?;
         let pool = Store::new(pool);
-        let streams = Arc::new(crate::streams::Streams::start(&pool).await?);
+        // The token cache is coherent across processes through the stream's listener.
+        let subscriptions = vec![crate::users::token_cache::invalidations(&pool)];
+        let streams = Arc::new(crate::streams::Streams::start(&pool, subscriptions).await?);
         let outbound = crate::net::OutboundClient::new(&config.network)?;
         let signing_key = Arc::new(signing_key);
         let federation =

@@ -27,15 +27,7 @@ fn allow_private(config: &mut hearth::config::Config) {
 }
 
 async fn register(api: &impl Api, username: &str) -> TestUser {
-    let body = json!({"username": username, "password": PW, "auth": {"type": "m.login.dummy"}});
-    let (status, body) = api.call(Method::POST, "/_matrix/client/v3/register", None, Some(body)).await;
-    assert_eq!(status, StatusCode::OK, "registration of {username} failed: {body}");
-    TestUser {
-        user_id: body["user_id"].as_str().expect("user_id").to_owned(),
-        access_token: body["access_token"].as_str().expect("access_token").to_owned(),
-        device_id: body["device_id"].as_str().expect("device_id").to_owned(),
-        password: PW.to_owned(),
-    }
+    register_through(api, username, PW).await
 }
 
 async fn call_ok(api: &impl Api, method: Method, path: &str, user: &TestUser, body: Value) -> Value {

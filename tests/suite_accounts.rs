@@ -17,5 +17,6 @@ mod key_backup;
 mod nul;
 mod registration;
 mod sessions;
+mod token_cache;
 mod transaction_ids;
 mod uia_binding;

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
 use crate::store::Store;
 use crate::users::actor::Actor;
-use crate::users::{accounts, devices, localpart, password, profile};
+use crate::users::{accounts, devices, localpart, password, profile, token_cache};
 use ruma::{OwnedMxcUri, UserId};
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
@@ -215,6 +215,8 @@ pub(crate) async fn create_or_modify(
         accounts::deactivate_in(&mut tx, user_id, false).await?;
     }
     tx.commit().await?;
+    // Its sessions may have ended, its flags changed.
+    token_cache::forget_user(pool, user_id.as_str());
     reservation.committed_for(audience).await?;
     if deactivating {
         // As every deactivation: the account leaves its rooms (events, so after the commit).
@@ -236,6 +238,7 @@ pub(crate) async fn set_admin(pool: &Store, actor: Actor<'_>, user_id: &UserId, 
     if !db::users::set_admin(pool, user_id.as_str(), admin).await? {
         return Err(Error::not_found("User not found"));
     }
+    token_cache::forget_user(pool, user_id.as_str());
     Ok(())
 }
 
@@ -244,6 +247,7 @@ pub(crate) async fn set_shadow_banned(pool: &Store, user_id: &UserId, banned: bo
     if !db::admin_users::set_shadow_banned(pool, user_id.as_str(), banned).await? {
         return Err(Error::not_found("User not found"));
     }
+    token_cache::forget_user(pool, user_id.as_str());
     Ok(())
 }
 
@@ -272,11 +276,14 @@ pub(crate) async fn set_ratelimit_override(
     };
     get(pool, user_id).await?;
     db::admin_users::set_ratelimit_override(pool, user_id.as_str(), limit).await?;
+    token_cache::forget_user(pool, user_id.as_str());
     Ok(limit)
 }
 
 /// `DELETE /v1/users/{userId}/override_ratelimit`.
 pub(crate) async fn delete_ratelimit_override(pool: &Store, user_id: &UserId) -> Result<()> {
     get(pool, user_id).await?;
-    Ok(db::admin_users::delete_ratelimit_override(pool, user_id.as_str()).await?)
+    db::admin_users::delete_ratelimit_override(pool, user_id.as_str()).await?;
+    token_cache::forget_user(pool, user_id.as_str());
+    Ok(())
 }

@@ -8,7 +8,7 @@ mod shared_read;
 pub(crate) mod token;
 pub(crate) mod tracker;
 
-pub(crate) use notifier::{Audience, Notifier, OutboxKind};
+pub(crate) use notifier::{Audience, ChannelEvent, Notifier, OutboxKind, Subscription};
 pub(crate) use tracker::{PositionBounds, Reservation, StreamTracker};
 
 use crate::error::Result;
@@ -29,9 +29,10 @@ pub struct Streams {
 }
 
 impl Streams {
-    /// Registers this process as a writer and starts listening for other processes' writes.
-    pub async fn start(pool: &PgPool) -> anyhow::Result<Streams> {
-        let notifier = Notifier::start(pool).await?;
+    /// Registers this process as a writer and starts listening for other processes' writes,
+    /// and for the `subscriptions`' notifications.
+    pub async fn start(pool: &PgPool, subscriptions: Vec<Subscription>) -> anyhow::Result<Streams> {
+        let notifier = Notifier::start(pool, subscriptions).await?;
         let tracker = StreamTracker::register(pool, notifier.clone()).await?;
         let builders = (pool.options().get_max_connections() as usize / 2).max(1);
         let stopping = tokio::sync::watch::Sender::new(false);

@@ -49,7 +49,7 @@ pub enum OutboxKind {
 }
 
 impl OutboxKind {
-    const ALL: [OutboxKind; 2] = [OutboxKind::Push, OutboxKind::Federation];
+    pub(crate) const ALL: [OutboxKind; 2] = [OutboxKind::Push, OutboxKind::Federation];
 
     fn index(self) -> usize {
         self as usize
@@ -76,6 +76,28 @@ struct Inner {
     history_purges: AtomicU64,
 }
 
+/// The channel of the stream's own notifications.
+const STREAM_CHANNEL: &str = "hearth_stream";
+
+/// Another channel the stream's listener listens on, for a cache that other processes' writes
+/// must invalidate (one connection serves them all).
+pub struct Subscription {
+    pub channel: &'static str,
+    pub on_event: Box<dyn Fn(ChannelEvent<'_>) + Send + Sync>,
+}
+
+/// What a [`Subscription`] is told.
+pub enum ChannelEvent<'a> {
+    /// The listener listens: every notification from now on will arrive. Also after
+    /// [`ChannelEvent::Lost`], once it listens again.
+    Listening,
+    /// The connection was lost: notifications until the next [`ChannelEvent::Listening`] are
+    /// gone.
+    Lost,
+    /// A notification's payload.
+    Notification(&'a str),
+}
+
 /// What travels in a `hearth_stream` notification.
 #[derive(Serialize, Deserialize)]
 struct Payload {
@@ -90,7 +112,9 @@ struct Payload {
 }
 
 impl Notifier {
-    pub async fn start(pool: &PgPool) -> anyhow::Result<Notifier> {
+    /// Starts listening on `hearth_stream` and on each subscription's channel, on one
+    /// connection.
+    pub async fn start(pool: &PgPool, subscriptions: Vec<Subscription>) -> anyhow::Result<Notifier> {
         let (generation, _) = watch::channel(0u64);
         let notifier = Notifier {
             inner: Arc::new(Inner {
@@ -103,25 +127,75 @@ impl Notifier {
             }),
         };
         let mut listener = PgListener::connect_with(pool).await?;
-        listener.listen("hearth_stream").await?;
+        // A lost connection must be seen, not mended behind our back: what was notified while
+        // it was down is gone, and those who rely on the notifications must be told.
+        listener.eager_reconnect(false);
+        let channels: Vec<&str> = std::iter::once(STREAM_CHANNEL)
+            .chain(subscriptions.iter().map(|subscription| subscription.channel))
+            .collect();
+        listener.listen_all(channels).await?;
+        for subscription in &subscriptions {
+            (subscription.on_event)(ChannelEvent::Listening);
+        }
         let receiver = notifier.clone();
-        tokio::spawn(async move {
-            loop {
-                match listener.recv().await {
-                    Ok(notification) => receiver.receive(notification.payload()),
-                    // The server is shutting down: its pool is closed.
+        tokio::spawn(async move { receiver.listen(listener, subscriptions).await });
+        Ok(notifier)
+    }
+
+    /// Hands each notification to its receiver until the pool closes. After a lost connection
+    /// everyone is woken and every subscription told, once the listener listens again.
+    async fn listen(self, mut listener: PgListener, subscriptions: Vec<Subscription>) {
+        let mut listening = true;
+        loop {
+            if !listening {
+                // Any statement reconnects the listener and repeats its LISTENs first; this
+                // one says what the connection is in `pg_stat_activity`.
+                match sqlx::query("SELECT 'hearth: listening again'").execute(&mut listener).await {
+                    Ok(_) => {
+                        listening = true;
+                        self.wake(&Audience::Everyone);
+                        for subscription in &subscriptions {
+                            (subscription.on_event)(ChannelEvent::Listening);
+                        }
+                    }
                     Err(sqlx::Error::PoolClosed) => break,
                     Err(error) => {
-                        // sqlx reconnects on the next recv; wake everyone in case a
-                        // notification was lost while the connection was down.
-                        tracing::warn!(%error, "stream notification listener");
-                        receiver.wake(&Audience::Everyone);
+                        tracing::warn!(%error, "stream notification listener: reconnecting");
                         tokio::time::sleep(Duration::from_millis(500)).await;
                     }
                 }
+                continue;
             }
-        });
-        Ok(notifier)
+            let lost = match listener.try_recv().await {
+                Ok(Some(notification)) => {
+                    self.dispatch(notification.channel(), notification.payload(), &subscriptions);
+                    continue;
+                }
+                Ok(None) => None,
+                // The server is shutting down: its pool is closed.
+                Err(sqlx::Error::PoolClosed) => break,
+                Err(error) => Some(error),
+            };
+            if let Some(error) = &lost {
+                tracing::warn!(%error, "stream notification listener");
+            }
+            listening = false;
+            for subscription in &subscriptions {
+                (subscription.on_event)(ChannelEvent::Lost);
+            }
+            // Wake everyone now too: what was announced before the loss may be what they wait for.
+            self.wake(&Audience::Everyone);
+        }
+    }
+
+    fn dispatch(&self, channel: &str, payload: &str, subscriptions: &[Subscription]) {
+        if channel == STREAM_CHANNEL {
+            self.receive(payload);
+            return;
+        }
+        for subscription in subscriptions.iter().filter(|subscription| subscription.channel == channel) {
+            (subscription.on_event)(ChannelEvent::Notification(payload));
+        }
     }
 
     pub(super) fn set_own_writer(&self, writer_id: i32) {
@@ -200,6 +274,12 @@ impl Notifier {
                 .flat_map(HashMap::values)
                 .for_each(|notify| notify.notify_one()),
         }
+    }
+
+    /// How many changes were announced so far (the counter [`Notifier::position_changes`]
+    /// follows).
+    pub fn generation(&self) -> u64 {
+        *self.inner.generation.borrow()
     }
 
     /// Subscribe before sampling the readable position; `changed().await` then returns on

@@ -227,7 +227,9 @@ impl StreamTracker {
 
     /// The readable position, and the highest one handed out before it was determined.
     pub async fn position_bounds(&self, pool: &PgPool) -> Result<PositionBounds> {
-        self.inner.bounds.get(|| Self::read_bounds(pool)).await
+        // Sampled now, after the caller registered for wake-ups (see `shared_read`).
+        let notifier = &self.inner.notifier;
+        self.inner.bounds.get(notifier.generation(), || notifier.generation(), || Self::read_bounds(pool)).await
     }
 
     async fn read_bounds(pool: &PgPool) -> Result<PositionBounds> {
@@ -343,8 +345,14 @@ impl StreamTracker {
         let mut control = self.inner.control.lock().await;
         let wanted = self.lowest_in_flight();
         if control.published != wanted {
-            control.run(ControlStatement::SetFloor(wanted), wanted, &self.inner.notifier).await?;
+            // Lifting the floor may make other writers' changes readable: it is announced like
+            // any change, so that readers holding an older read of the bounds read again.
+            let nobody = Audience::Keys(Vec::new());
+            let payload = self.inner.notifier.payload(&nobody);
+            control.run(ControlStatement::SetFloorAndNotify(wanted, &payload), wanted, &self.inner.notifier).await?;
             control.published = wanted;
+            drop(control);
+            self.inner.notifier.wake_sparing(&nobody, &OutboxKind::ALL);
         }
         Ok(())
     }

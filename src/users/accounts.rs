@@ -7,7 +7,7 @@ use crate::store::Store;
 use crate::streams::Streams;
 use crate::time::now_ms;
 use crate::users::sessions::{self, NewSession};
-use crate::users::{ClientInfo, Session, devices, localpart, password, uia};
+use crate::users::{ClientInfo, Session, devices, localpart, password, token_cache, uia};
 use rand::Rng;
 use ruma::api::client::uiaa::{AuthData, AuthType};
 use ruma::{OwnedUserId, ServerName, UserId};
@@ -152,6 +152,8 @@ async fn registered_again(
     let mut tx = pool.begin().await?;
     let session = sessions::open(&mut tx, &user_id, device_id.as_deref(), display_name.as_deref(), client).await?;
     tx.commit().await?;
+    // The device's previous token, if it had one, is revoked.
+    token_cache::forget_user(pool, user_id.as_str());
     Ok(Registered { user_id, session: Some(session) })
 }
 
@@ -312,6 +314,7 @@ pub async fn change_password(
         }
     }
     tx.commit().await?;
+    token_cache::forget_user(pool, session.user_id.as_str());
     reservation.committed_for(audience).await?;
     Ok(())
 }
@@ -343,11 +346,13 @@ pub async fn deactivate_now(pool: &Store, user_id: &UserId, erase: bool) -> Resu
     let mut tx = pool.begin().await?;
     deactivate_in(&mut tx, user_id, erase).await?;
     tx.commit().await?;
+    token_cache::forget_user(pool, user_id.as_str());
     tracing::info!(%user_id, "deactivated account");
     Ok(())
 }
 
-/// [`deactivate_now`] inside the caller's transaction.
+/// [`deactivate_now`] inside the caller's transaction; once it commits, the caller drops the
+/// user's tokens from this process's cache (`token_cache::forget_user`).
 pub async fn deactivate_in(tx: &mut PgConnection, user_id: &UserId, erase: bool) -> Result<()> {
     if !db::users::deactivate(&mut *tx, user_id.as_str()).await? {
         return Err(Error::not_found(format!("No account {user_id}")));
@@ -378,6 +383,7 @@ pub async fn reset_password(pool: &Store, user_id: &UserId, new_password: &str) 
     crate::users::scram::remember(&mut tx, user_id.as_str(), new_password, &hash).await?;
     db::devices::delete_all_except(&mut *tx, user_id.as_str(), None).await?;
     tx.commit().await?;
+    token_cache::forget_user(pool, user_id.as_str());
     Ok(())
 }
 

@@ -4,7 +4,7 @@ use crate::db;
 use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::streams::{Reservation, Streams};
-use crate::users::{Session, uia};
+use crate::users::{Session, token_cache, uia};
 use ruma::api::client::device::Device;
 use ruma::api::client::uiaa::{AuthData, AuthType};
 use ruma::{MilliSecondsSinceUnixEpoch, OwnedDeviceId, ServerName, UInt, UserId};
@@ -112,6 +112,7 @@ pub(crate) async fn delete_now(
         audience = record_deletion(&mut tx, &mut reservation, user_id, &deleted).await?;
     }
     tx.commit().await?;
+    token_cache::forget_user(pool, user_id.as_str());
     reservation.committed_for(audience).await?;
     Ok(deleted.len() as u64)
 }

@@ -18,6 +18,7 @@ pub(crate) mod scram;
 pub(crate) mod sessions;
 pub(crate) mod shared_secret;
 pub(crate) mod to_device;
+pub(crate) mod token_cache;
 pub(crate) mod tokens;
 pub(crate) mod turn;
 pub(crate) mod uia;

@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::store::Store;
 use crate::streams::Streams;
 use crate::time::now_ms;
-use crate::users::{ClientInfo, Session, devices, localpart, password, tokens};
+use crate::users::{ClientInfo, Session, devices, localpart, password, token_cache, tokens};
 use ruma::{OwnedDeviceId, OwnedUserId, ServerName, UserId};
 use sqlx::PgConnection;
 
@@ -67,6 +67,8 @@ pub(crate) async fn login_with_password(
     let mut tx = pool.begin().await?;
     let session = open(&mut tx, &user_id, login.device_id, login.initial_device_display_name, client).await?;
     tx.commit().await?;
+    // The device's previous token, if it had one, is revoked.
+    token_cache::forget_user(pool, user_id.as_str());
     Ok(session)
 }
 
@@ -107,8 +109,18 @@ const DUMMY_HASH: &str =
 /// Resolves an access token to its session, refreshing the device's last sighting now and
 /// then.
 pub(crate) async fn authenticate(pool: &Store, access_token: &str, client: &ClientInfo) -> Result<Session> {
-    let owner = db::devices::token_owner(pool, &tokens::hash_token(access_token)).await?;
-    let Some(owner) = owner else { return Err(Error::unknown_token("Unknown access token")) };
+    let token = tokens::hash_token(access_token);
+    let cache = token_cache::of(pool);
+    let owner = match cache.get(&token) {
+        Some(owner) => owner,
+        None => {
+            let ticket = cache.ticket();
+            let owner = db::devices::token_owner(pool, &token).await?;
+            let Some(owner) = owner else { return Err(Error::unknown_token("Unknown access token")) };
+            cache.fill(token, owner.clone(), ticket);
+            owner
+        }
+    };
     if owner.deactivated {
         return Err(Error::unknown_token("This account has been deactivated"));
     }
@@ -125,10 +137,13 @@ pub(crate) async fn authenticate(pool: &Store, access_token: &str, client: &Clie
         // Bookkeeping, not the request: a database that only reads (a replica being promoted,
         // an operator's read-only switch) must still serve reads, so a sighting that cannot be
         // written is logged and tried again at the next request.
-        if let Err(error) = db::devices::record_sighting(pool, &owner.user_id, &owner.device_id, &seen).await {
-            // Through `Error`, so that a dead connection is noted for the pool as anywhere else.
-            let error = Error::from(error);
-            tracing::warn!(%error, "could not record the device's last sighting");
+        match db::devices::record_sighting(pool, &owner.user_id, &owner.device_id, &seen).await {
+            Ok(()) => cache.saw(&token, now, client.ip.as_deref()),
+            Err(error) => {
+                // Through `Error`, so that a dead connection is noted for the pool as anywhere else.
+                let error = Error::from(error);
+                tracing::warn!(%error, "could not record the device's last sighting");
+            }
         }
     }
     let user_id =
@@ -157,6 +172,7 @@ pub(crate) async fn logout(pool: &Store, streams: &Streams, session: &Session) -
         audience = devices::record_deletion(&mut tx, &mut reservation, &session.user_id, &deleted).await?;
     }
     tx.commit().await?;
+    token_cache::forget_user(pool, session.user_id.as_str());
     reservation.committed_for(audience).await?;
     Ok(())
 }
@@ -171,6 +187,7 @@ pub(crate) async fn logout_all(pool: &Store, streams: &Streams, user_id: &UserId
         audience = devices::record_deletion(&mut tx, &mut reservation, user_id, &deleted).await?;
     }
     tx.commit().await?;
+    token_cache::forget_user(pool, user_id.as_str());
     reservation.committed_for(audience).await?;
     Ok(())
 }

@@ -210,6 +210,8 @@ async fn open_device(
     let mut tx = state.pool.begin().await?;
     let opened = crate::users::sessions::open(&mut tx, user_id, Some(&device_id), Some(&display_name), &client).await?;
     tx.commit().await?;
+    // The resource's previous token, if it had one, is revoked.
+    crate::users::token_cache::forget_user(&state.pool, user_id.as_str());
     crate::users::sessions::authenticate(&state.pool, &opened.access_token, &client).await
 }
 

@@ -31,6 +31,14 @@ impl Api for super::TestServer {
     }
 }
 
+/// Registers `username` through `api` (open registration, dummy auth).
+pub async fn register_through(api: &impl Api, username: &str, password: &str) -> super::TestUser {
+    let body = serde_json::json!({"username": username, "password": password, "auth": {"type": "m.login.dummy"}});
+    let (status, body) = api.call(Method::POST, "/_matrix/client/v3/register", None, Some(body)).await;
+    assert_eq!(status, StatusCode::OK, "registration of {username} failed: {body}");
+    super::TestUser::from_response(&body, password)
+}
+
 pub struct Node {
     pub base_url: String,
     pub http: reqwest::Client,
