@@ -17,6 +17,7 @@ pub(crate) mod members;
 pub mod membership;
 pub(crate) mod membership_action;
 pub(crate) mod pagination;
+pub(crate) mod parsed;
 pub mod pdu;
 pub(crate) mod power;
 pub(crate) mod read;

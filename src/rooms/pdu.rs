@@ -7,6 +7,7 @@ use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, R
 use serde::Deserialize;
 use serde_json::value::RawValue as RawJsonValue;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 #[derive(Clone, Debug)]
 pub struct Pdu {
@@ -23,8 +24,9 @@ pub struct Pdu {
     pub redacts: Option<OwnedEventId>,
     pub depth: UInt,
     /// The signed event as stored (with an `event_id` key only in room versions 1 and 2).
-    /// Never changed once the PDU is made: `text` is its serialisation.
-    pub json: CanonicalJsonObject,
+    /// Never changed once the PDU is made: `text` is its serialisation. Shared, so that a
+    /// clone of a parsed event (`rooms::parsed`) does not copy the whole tree.
+    pub json: Arc<CanonicalJsonObject>,
     /// `json` as canonical JSON text, made once: every writer and sender of the event needs it,
     /// and serialising the object again (after cloning it) cost each of them.
     text: String,
@@ -101,7 +103,7 @@ impl Pdu {
             auth_events: fields.auth_events,
             redacts,
             depth: fields.depth,
-            json,
+            json: Arc::new(json),
             text,
         })
     }

@@ -8,7 +8,10 @@
 
 use crate::db;
 use crate::error::{Error, Result};
+use crate::rooms::parsed;
 use crate::rooms::pdu::Pdu;
+use crate::store::Store;
+use ruma::CanonicalJsonObject;
 use ruma::RoomId;
 use ruma::canonical_json::redact;
 use ruma::room_version_rules::RedactionRules;
@@ -70,23 +73,23 @@ pub(crate) fn serve(rules: &RedactionRules, event_nid: i64, pdu: Pdu, redaction:
 
 /// Parses state entries and applies their redactions.
 pub(crate) async fn apply_to_state(
-    db: impl PgExecutor<'_>,
+    pool: &Store,
     rules: &RedactionRules,
     entries: &[db::state::StateEntry],
 ) -> Result<Vec<Served>> {
     let events = entries
         .iter()
-        .map(|entry| Ok((entry.event_nid, Pdu::from_stored(&entry.event_id, &entry.json)?)))
+        .map(|entry| Ok((entry.event_nid, parsed::pdu_of_state(pool, entry)?)))
         .collect::<Result<Vec<_>>>()?;
     // Where the state was read with its redaction flags, only flagged events are looked up.
     let candidates: Vec<i64> =
         entries.iter().filter(|entry| entry.has_redaction != Some(false)).map(|entry| entry.event_nid).collect();
-    apply_among(db, rules, events, &candidates).await
+    apply_among(pool, rules, events, &candidates).await
 }
 
 /// The event as the redaction algorithm of its room version leaves it.
 pub(crate) fn redacted(pdu: &Pdu, rules: &RedactionRules) -> Result<Pdu> {
-    let object = redact(pdu.json.clone(), rules, None)
+    let object = redact(CanonicalJsonObject::clone(&pdu.json), rules, None)
         .map_err(|e| Error::internal(format!("redacting {}: {e}", pdu.event_id)))?;
     Pdu::from_canonical(pdu.event_id.clone(), object)
 }

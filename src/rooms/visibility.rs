@@ -5,8 +5,8 @@
 use crate::db;
 use crate::db::events::StoredEvent;
 use crate::error::{Error, Result};
-use crate::rooms::facts;
 use crate::rooms::pdu::Pdu;
+use crate::rooms::{facts, parsed};
 use crate::store::Store;
 use ruma::events::room::history_visibility::HistoryVisibility;
 use ruma::events::room::member::MembershipState;
@@ -84,11 +84,22 @@ pub(crate) async fn visible(
     currently_joined: bool,
     events: Vec<StoredEvent>,
 ) -> Result<Vec<(StoredEvent, Pdu)>> {
+    let events =
+        events.into_iter().map(|event| Ok((parsed::pdu_of(pool, &event)?, event))).collect::<Result<Vec<_>>>()?;
+    visible_parsed(pool, user, currently_joined, events).await
+}
+
+/// [`visible`] for events parsed already.
+pub(crate) async fn visible_parsed(
+    pool: &Store,
+    user: &UserId,
+    currently_joined: bool,
+    events: Vec<(Pdu, StoredEvent)>,
+) -> Result<Vec<(StoredEvent, Pdu)>> {
     // Per room: the stream position of the user's latest join, read only when needed.
     let mut last_joins: HashMap<String, Option<i64>> = HashMap::new();
     let mut out = Vec::with_capacity(events.len());
-    for event in events {
-        let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
+    for (pdu, event) in events {
         let Some(snapshot) = event.state_before else { continue };
         let visibility = facts::history_visibility(pool, snapshot).await?;
         // `shared`: visible to whoever joined at any point after the event, even if they have

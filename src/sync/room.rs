@@ -332,14 +332,14 @@ async fn visible_with_own_membership(
     let mut own = Vec::new();
     let mut others = Vec::with_capacity(batch.len());
     for event in batch {
-        let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
+        let pdu = crate::rooms::parsed::pdu_of(pool, &event)?;
         if pdu.kind.to_string() == "m.room.member" && pdu.state_key.as_deref() == Some(user.as_str()) {
             own.push((event, pdu));
         } else {
-            others.push(event);
+            others.push((pdu, event));
         }
     }
-    let mut events = visibility::visible(pool, user, joined, others).await?;
+    let mut events = visibility::visible_parsed(pool, user, joined, others).await?;
     if !own.is_empty() {
         events.extend(own);
         events.sort_by_key(|(event, _)| std::cmp::Reverse(event.stream_position));
