@@ -41,12 +41,12 @@ impl MembershipCache {
     }
 
     /// Keeps `rows`, read after everything up to `valid_through` had committed.
-    pub(crate) fn put(&self, user: &UserId, rows: Vec<MembershipRow>, valid_through: i64) {
+    pub(crate) fn put(&self, user: &UserId, rows: Arc<Vec<MembershipRow>>, valid_through: i64) {
         let mut entries = self.entries();
         if entries.len() >= MAX_USERS && !entries.contains_key(user.as_str()) {
             entries.clear();
         }
-        entries.insert(user.to_string(), KnownMemberships { rows: Arc::new(rows), valid_through });
+        entries.insert(user.to_string(), KnownMemberships { rows, valid_through });
     }
 
     /// The window news found the user's memberships unmoved since `checked_through` in a look

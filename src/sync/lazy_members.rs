@@ -24,8 +24,41 @@ const DEVICES: usize = 20_000;
 /// Member events remembered per device; beyond, the device's record starts afresh.
 const PER_DEVICE: usize = 50_000;
 
-/// (room, member) → (member event id, position of the sync response that carried it).
-type SentMembers = HashMap<(String, String), (String, i64)>;
+/// Room → member → (member event id, position of the sync response that carried it). Nested,
+/// so that a look-up borrows the room and member ids instead of building a key of copies (it
+/// runs for every woken member of a fan-out).
+#[derive(Default)]
+struct SentMembers {
+    rooms: HashMap<String, HashMap<String, (String, i64)>>,
+    /// Member events recorded, over all rooms.
+    count: usize,
+}
+
+impl SentMembers {
+    fn has(&self, room_id: &str, member: &str, event_id: &str, acknowledged: i64) -> bool {
+        let sent = self.rooms.get(room_id).and_then(|members| members.get(member));
+        sent.is_some_and(|(sent_id, at)| sent_id == event_id && *at <= acknowledged)
+    }
+
+    fn record(&mut self, room_id: &str, member: &str, event_id: &str, upto: i64) {
+        if self.count >= PER_DEVICE {
+            *self = SentMembers::default();
+        }
+        let members = match self.rooms.get_mut(room_id) {
+            Some(members) => members,
+            None => self.rooms.entry(room_id.to_owned()).or_default(),
+        };
+        match members.get_mut(member) {
+            // The first response that carried the event is the one a later token acknowledges.
+            Some(entry) if entry.0 == event_id => {}
+            Some(entry) => *entry = (event_id.to_owned(), upto),
+            None => {
+                members.insert(member.to_owned(), (event_id.to_owned(), upto));
+                self.count += 1;
+            }
+        }
+    }
+}
 
 /// A device of a user.
 type DeviceKey = (OwnedUserId, OwnedDeviceId);
@@ -68,29 +101,20 @@ impl LazyDevice<'_> {
         self.pool.cache::<SentToDevices>().0.remove(&key);
     }
 
-    /// Whether the device has `event_id` as `member`'s event in the room: sent in a response
-    /// at or before `acknowledged`, the token the device syncs from now.
-    fn has(&self, room_id: &RoomId, member: &str, event_id: &str, acknowledged: i64) -> bool {
+    /// Drops from `entries` (member events in the room) those the device has: sent in a
+    /// response at or before `acknowledged`, the token the device syncs from now.
+    fn drop_sent(&self, room_id: &RoomId, entries: &mut Vec<StateEntry>, acknowledged: i64) {
         let sent = self.sent();
         let sent = sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        sent.get(&(room_id.to_string(), member.to_owned()))
-            .is_some_and(|(sent_id, at)| sent_id == event_id && *at <= acknowledged)
+        entries.retain(|entry| !sent.has(room_id.as_str(), &entry.state_key, &entry.event_id, acknowledged));
     }
 
     /// Records the member events of a response that ends at `upto`.
     pub(super) fn record<'e>(&self, room_id: &RoomId, events: impl Iterator<Item = (&'e str, &'e str)>, upto: i64) {
         let sent = self.sent();
         let mut sent = sent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if sent.len() > PER_DEVICE {
-            sent.clear();
-        }
         for (member, event_id) in events {
-            // The first response that carried the event is the one a later token acknowledges.
-            let entry =
-                sent.entry((room_id.to_string(), member.to_owned())).or_insert_with(|| (event_id.to_owned(), upto));
-            if entry.0 != event_id {
-                *entry = (event_id.to_owned(), upto);
-            }
+            sent.record(room_id.as_str(), member, event_id, upto);
         }
     }
 }
@@ -131,7 +155,7 @@ pub(super) async fn load(pool: &Store, lazy: LazyLoad<'_>, state: &mut Vec<State
     {
         let mut unchanged = crate::rooms::facts::member_events_at(pool, snapshot, &missing).await?;
         if let Some((device, acknowledged)) = lazy.device.filter(|(device, _)| !device.include_redundant) {
-            unchanged.retain(|entry| !device.has(lazy.room_id, &entry.state_key, &entry.event_id, acknowledged));
+            device.drop_sent(lazy.room_id, &mut unchanged, acknowledged);
         }
         state.extend(unchanged);
     }

@@ -16,6 +16,7 @@ use crate::store::Store;
 use crate::streams::notifier::Waiter;
 use crate::streams::{PositionBounds, Streams};
 use ruma::UserId;
+use std::sync::Arc;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
@@ -29,7 +30,9 @@ pub(crate) struct ChangeWatch<'a> {
 /// What one look may read: the user's memberships and the stream up to `upto`, sampled after
 /// the watch was registered for them.
 pub(crate) struct Sample {
-    pub memberships: Vec<MembershipRow>,
+    /// Shared with the process's known memberships when they came from there: a woken member's
+    /// look reads them, nothing copies them.
+    pub memberships: Arc<Vec<MembershipRow>>,
     /// When the memberships were known already rather than read: the position they are valid
     /// through, which the look must check (see `rooms::known_memberships`).
     pub memberships_through: Option<i64>,
@@ -54,10 +57,10 @@ impl<'a> ChangeWatch<'a> {
     /// in between, and they are read again (now after the position).
     pub(crate) async fn sample(&mut self, pool: &Store, user: &UserId) -> Result<Sample> {
         let before = self.streams.position_bounds(pool).await?.readable;
-        let memberships = db::sync::memberships(pool, user.as_str()).await?;
+        let memberships = Arc::new(db::sync::memberships(pool, user.as_str()).await?);
         let mut sample = self.sample_with(pool, user, memberships, None).await?;
         if sample.upto > before {
-            sample.memberships = db::sync::memberships(pool, user.as_str()).await?;
+            sample.memberships = Arc::new(db::sync::memberships(pool, user.as_str()).await?);
             self.waiter.watch(wake_keys(&sample.memberships, user));
         }
         Ok(sample)
@@ -69,14 +72,13 @@ impl<'a> ChangeWatch<'a> {
     pub(crate) async fn sample_known(&mut self, pool: &Store, user: &UserId) -> Result<Sample> {
         let cache = pool.cache::<MembershipCache>();
         if let Some(known) = cache.get(user) {
-            let memberships = Vec::clone(&known.rows);
-            return self.sample_with(pool, user, memberships, Some(known.valid_through)).await;
+            return self.sample_with(pool, user, known.rows, Some(known.valid_through)).await;
         }
         // Read after everything up to `before` committed: valid through it, which the look
         // checks like any known memberships' (a change committed between this read and the
         // stream's sample would otherwise be missed).
         let before = self.streams.position_bounds(pool).await?.readable;
-        let memberships = db::sync::memberships(pool, user.as_str()).await?;
+        let memberships = Arc::new(db::sync::memberships(pool, user.as_str()).await?);
         cache.put(user, memberships.clone(), before);
         self.sample_with(pool, user, memberships, Some(before)).await
     }
@@ -87,7 +89,7 @@ impl<'a> ChangeWatch<'a> {
     pub(crate) async fn sample_answered_at_once(&mut self, pool: &Store, user: &UserId) -> Result<Sample> {
         let position_moved = self.streams.notifier.position_changes();
         let PositionBounds { readable: upto, allocated } = self.streams.position_bounds(pool).await?;
-        let memberships = db::sync::memberships(pool, user.as_str()).await?;
+        let memberships = Arc::new(db::sync::memberships(pool, user.as_str()).await?);
         self.waiter.watch(wake_keys(&memberships, user));
         Ok(Sample { memberships, memberships_through: None, upto, allocated, position_moved })
     }
@@ -96,7 +98,7 @@ impl<'a> ChangeWatch<'a> {
         &mut self,
         pool: &Store,
         user: &UserId,
-        memberships: Vec<MembershipRow>,
+        memberships: Arc<Vec<MembershipRow>>,
         memberships_through: Option<i64>,
     ) -> Result<Sample> {
         self.waiter.watch(wake_keys(&memberships, user));
