@@ -2,24 +2,38 @@
 //! of them: every one used to parse the same stored JSON into a [`Pdu`] (twice, in `/sync`) —
 //! a tree of a few hundred allocations each time. An event's JSON never changes once stored
 //! (redactions are applied when serving, `rooms::served`), so the parsed form is an immutable
-//! fact of its event number (`cache`), and a clone of it shares the JSON tree.
+//! fact of its event number, kept within a memory bound, and a clone of it shares the JSON tree.
 
-use crate::cache::FactCache;
 use crate::db::events::StoredEvent;
 use crate::db::state::StateEntry;
 use crate::error::Result;
 use crate::rooms::pdu::Pdu;
 use crate::store::Store;
 
-/// Events kept at most: a burst's page and the states its syncs serve, many times over.
-const CAPACITY: usize = 20_000;
+/// Memory the parsed events may take, estimated (see [`BytesOfParse`]): a burst's page and the
+/// states its syncs serve many times over, while a room of 64 KB events cannot make it large.
+const CAPACITY_BYTES: u64 = 32 * 1024 * 1024;
+/// Typical events are a few hundred bytes.
+const ESTIMATED_EVENTS: usize = 20_000;
 
-/// Parsed events by event number.
-pub(crate) struct ParsedEvents(FactCache<i64, Pdu>);
+/// A parsed event's memory, estimated from its JSON text: the text itself, the JSON tree (about
+/// twice the text) and the fields parsed out of it.
+#[derive(Clone, Copy, Default)]
+struct BytesOfParse;
+
+impl quick_cache::Weighter<i64, Pdu> for BytesOfParse {
+    fn weight(&self, _: &i64, pdu: &Pdu) -> u64 {
+        (pdu.canonical_text().len() as u64).saturating_mul(4).saturating_add(256)
+    }
+}
+
+/// Parsed events by event number (immutable facts, like `cache::FactCache`'s, but bounded by
+/// their size rather than their number).
+pub(crate) struct ParsedEvents(quick_cache::sync::Cache<i64, Pdu, BytesOfParse>);
 
 impl Default for ParsedEvents {
     fn default() -> Self {
-        ParsedEvents(FactCache::new(CAPACITY))
+        ParsedEvents(quick_cache::sync::Cache::with_weighter(ESTIMATED_EVENTS, CAPACITY_BYTES, BytesOfParse))
     }
 }
 
@@ -90,5 +104,18 @@ mod tests {
         let other = pdu_of(&pool, &other).expect("parses");
         assert_eq!(other.event_id.as_str(), "$other");
         assert_eq!(other.content_value()["body"], "another");
+    }
+
+    #[tokio::test]
+    async fn large_events_are_kept_within_the_memory_bound() {
+        let pool = store();
+        let body = "x".repeat(60_000);
+        for nid in 0..300 {
+            pdu_of(&pool, &stored(nid, &format!("$big{nid}"), &body)).expect("parses");
+        }
+        let cache = pool.cache::<ParsedEvents>();
+        // 300 events of 60 KB would be about 72 MB by the estimate.
+        assert!(cache.0.weight() <= CAPACITY_BYTES, "{} bytes kept", cache.0.weight());
+        assert!(cache.0.len() < 300, "all {} large events kept", cache.0.len());
     }
 }
