@@ -50,7 +50,7 @@ pub(crate) async fn context(
     let viewer = Viewer::new(pool, user, room_id).await?;
     let readable = async |events: Vec<db::events::StoredEvent>| match access {
         Access::Member => viewer.visible(events).await,
-        Access::Admin => crate::rooms::visibility::unfiltered(events),
+        Access::Admin => crate::rooms::visibility::unfiltered(pool, events),
     };
     let not_found = || Error::not_found("Event not found");
     let stored = db::events::by_id(pool, event_id.as_str())

@@ -176,7 +176,7 @@ async fn history_page(
     let last_position = events.last().and_then(|event| event.stream_position);
     let visible = match access {
         Access::Member => visible(pool, user, joined, events).await?,
-        Access::Admin => crate::rooms::visibility::unfiltered(events)?,
+        Access::Admin => crate::rooms::visibility::unfiltered(pool, events)?,
     };
     // A filtered page may hold fewer than `limit` events; `end` still continues after the
     // last event examined, so clients page on.

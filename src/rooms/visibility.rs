@@ -66,11 +66,11 @@ impl<'a> Viewer<'a> {
 }
 
 /// Every event parsed, as a server admin reads them: no membership or history visibility applies.
-pub(crate) fn unfiltered(events: Vec<StoredEvent>) -> Result<Vec<(StoredEvent, Pdu)>> {
+pub(crate) fn unfiltered(pool: &Store, events: Vec<StoredEvent>) -> Result<Vec<(StoredEvent, Pdu)>> {
     events
         .into_iter()
         .map(|event| {
-            let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
+            let pdu = parsed::pdu_of(pool, &event)?;
             Ok((event, pdu))
         })
         .collect()
@@ -84,9 +84,7 @@ pub(crate) async fn visible(
     currently_joined: bool,
     events: Vec<StoredEvent>,
 ) -> Result<Vec<(StoredEvent, Pdu)>> {
-    let events =
-        events.into_iter().map(|event| Ok((parsed::pdu_of(pool, &event)?, event))).collect::<Result<Vec<_>>>()?;
-    visible_parsed(pool, user, currently_joined, events).await
+    visible_parsed(pool, user, currently_joined, unfiltered(pool, events)?).await
 }
 
 /// [`visible`] for events parsed already.
@@ -94,12 +92,12 @@ pub(crate) async fn visible_parsed(
     pool: &Store,
     user: &UserId,
     currently_joined: bool,
-    events: Vec<(Pdu, StoredEvent)>,
+    events: Vec<(StoredEvent, Pdu)>,
 ) -> Result<Vec<(StoredEvent, Pdu)>> {
     // Per room: the stream position of the user's latest join, read only when needed.
     let mut last_joins: HashMap<String, Option<i64>> = HashMap::new();
     let mut out = Vec::with_capacity(events.len());
-    for (pdu, event) in events {
+    for (event, pdu) in events {
         let Some(snapshot) = event.state_before else { continue };
         let visibility = facts::history_visibility(pool, snapshot).await?;
         // `shared`: visible to whoever joined at any point after the event, even if they have

@@ -336,7 +336,7 @@ async fn visible_with_own_membership(
         if pdu.kind.to_string() == "m.room.member" && pdu.state_key.as_deref() == Some(user.as_str()) {
             own.push((event, pdu));
         } else {
-            others.push((pdu, event));
+            others.push((event, pdu));
         }
     }
     let mut events = visibility::visible_parsed(pool, user, joined, others).await?;
