@@ -73,27 +73,19 @@ pub(crate) async fn sync(
             return Err(Error::invalid_param("This sync token was not issued by this server"));
         }
         let window = SyncWindow { since, upto };
-        // Asked before a build slot is taken: the syncs a wake-up readies ask together, in one
-        // statement, and only then build one by one.
-        let news = Box::pin(news_of(pool, user, &request, &sample, window)).await?;
-        if news.memberships_moved() {
-            // The known memberships were out of date: look again with them read afresh.
-            pool.cache::<MembershipCache>().forget(user);
-            continue;
+        // Boxed, and all it reads and builds kept inside it: a sync spends most of its life in
+        // the wait below, whose state holds only this loop's values; a value kept in this
+        // loop's body (the news, the body) would take room in it through every wait.
+        let look = Look { window, memberships: &sample.memberships, history_purges };
+        match Box::pin(look_once(pool, streams, user, &request, &sample, look, deadline)).await? {
+            Looked::Answer(answer) => return Ok(*answer),
+            Looked::MembershipsMoved => {
+                // The known memberships were out of date: look again with them read afresh.
+                pool.cache::<MembershipCache>().forget(user);
+                continue;
+            }
+            Looked::Nothing => {}
         }
-        let permit = streams.sync_builds.acquire().await.map_err(|_| Error::internal("the server is stopping"))?;
-        let look = Look { window, memberships: &sample.memberships, history_purges, news: &news };
-        let (body, key_counts) = Box::pin(build_window(pool, user, &request, look)).await?;
-        drop(permit);
-        drop(news);
-        let answer_now = !body.is_empty() || since.is_none() || request.full_state || Instant::now() >= deadline;
-        if answer_now {
-            return Box::pin(answer(pool, user, &request, body, upto, key_counts)).await;
-        }
-        // Not kept through the wait: a timed-out look reads them afresh, and the body is
-        // empty (an empty one is answered in its place).
-        drop(key_counts);
-        drop(body);
         // A stopping server answers at once, as if the timeout had passed: the client resumes
         // from the same token against whichever server answers it next.
         if !change.wait_for_change(sample, deadline).await {
@@ -102,6 +94,46 @@ pub(crate) async fn sync(
             return Box::pin(answer(pool, user, &request, SyncBody::empty(), upto, None)).await;
         }
     }
+}
+
+/// What one look at the stream found.
+enum Looked {
+    /// The answer to send now.
+    Answer(Box<SyncAnswer>),
+    /// The known memberships were out of date: this look may have missed rooms.
+    MembershipsMoved,
+    /// Nothing new yet: wait for a change.
+    Nothing,
+}
+
+/// One look at the window: its news, then (when the memberships held) the body, and the answer
+/// when there is one to send now.
+async fn look_once(
+    pool: &Store,
+    streams: &Streams,
+    user: &UserId,
+    request: &SyncRequest<'_>,
+    sample: &Sample,
+    look: Look<'_>,
+    deadline: Instant,
+) -> Result<Looked> {
+    let window = look.window;
+    // Asked before a build slot is taken: the syncs a wake-up readies ask together, in one
+    // statement, and only then build one by one.
+    let news = news_of(pool, user, request, sample, window).await?;
+    if news.memberships_moved() {
+        return Ok(Looked::MembershipsMoved);
+    }
+    let permit = streams.sync_builds.acquire().await.map_err(|_| Error::internal("the server is stopping"))?;
+    let (body, key_counts) = build_window(pool, user, request, look, &news).await?;
+    drop(permit);
+    drop(news);
+    let answer_now = !body.is_empty() || window.since.is_none() || request.full_state || Instant::now() >= deadline;
+    if !answer_now {
+        return Ok(Looked::Nothing);
+    }
+    let answer = answer(pool, user, request, body, window.upto, key_counts).await?;
+    Ok(Looked::Answer(Box::new(answer)))
 }
 
 /// The response: the body through the filter's section conditions, the device's key counts
@@ -152,8 +184,9 @@ async fn build_window(
     user: &UserId,
     request: &SyncRequest<'_>,
     look: Look<'_>,
+    news: &News,
 ) -> Result<(SyncBody, Option<KeyCounts>)> {
-    let Look { window, memberships, history_purges, news } = look;
+    let Look { window, memberships, history_purges } = look;
     let initial_syncs = pool.cache::<InitialSyncCache>();
     let cache = CacheAt { cache: &initial_syncs, history_purges };
     let (mut body, to_device, presence, device_lists) = tokio::try_join!(
@@ -169,13 +202,12 @@ async fn build_window(
     Ok((body, key_counts))
 }
 
-/// What one look at the stream read before building: the window, the user's memberships, the
-/// history purges announced before either was read, and the window's news.
+/// What one look at the stream reads: the window, the user's memberships and the history
+/// purges announced before either was read.
 struct Look<'a> {
     window: SyncWindow,
     memberships: &'a [MembershipRow],
     history_purges: u64,
-    news: &'a News,
 }
 
 /// The section when the window's news says it can hold anything; else an empty one, unread.
