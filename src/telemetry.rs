@@ -10,7 +10,6 @@
 use crate::state::AppState;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -36,17 +35,28 @@ pub(crate) fn recorder() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
-/// Middleware: counts and times every request by method, route template and status. Paths
-/// that match no route count as `unmatched`, so that scanners cannot grow the label set.
-pub(crate) async fn track_request(request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
-    let method = request.method().as_str().to_owned();
-    let response = next.run(request).await;
-    let labels = [("method", method), ("route", route), ("status", response.status().as_u16().to_string())];
-    metrics::counter!("hearth_http_requests_total", &labels).increment(1);
-    metrics::histogram!("hearth_http_request_duration_seconds", &labels).record(started.elapsed().as_secs_f64());
-    response
+/// Counts and times every request by method, route template and status (started before the
+/// handler, finished with its response; `http::edges` runs it). Paths that match no route
+/// count as `unmatched`, so that scanners cannot grow the label set.
+pub(crate) struct RequestTimer {
+    started: Instant,
+    route: String,
+    method: String,
+}
+
+impl RequestTimer {
+    pub(crate) fn start(request: &Request) -> RequestTimer {
+        let route = request.extensions().get::<MatchedPath>().map_or("unmatched", MatchedPath::as_str).to_owned();
+        RequestTimer { started: Instant::now(), route, method: request.method().as_str().to_owned() }
+    }
+
+    pub(crate) fn finish(self, response: &Response) {
+        let labels =
+            [("method", self.method), ("route", self.route), ("status", response.status().as_u16().to_string())];
+        metrics::counter!("hearth_http_requests_total", &labels).increment(1);
+        metrics::histogram!("hearth_http_request_duration_seconds", &labels)
+            .record(self.started.elapsed().as_secs_f64());
+    }
 }
 
 /// Counts events committed to rooms (local and received over federation alike).

@@ -2,16 +2,20 @@
 //! and every path answers `OPTIONS` (browsers' preflight) without authentication.
 
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
 
-pub(crate) async fn cors(request: Request, next: Next) -> Response {
-    let mut response = if request.method() == Method::OPTIONS {
-        (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response()
-    } else {
-        next.run(request).await
-    };
+/// The answer to a browser's preflight (`OPTIONS`), without authentication.
+pub(crate) fn is_preflight(request: &Request) -> bool {
+    request.method() == Method::OPTIONS
+}
+
+pub(crate) fn preflight() -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response()
+}
+
+/// Allows any origin on `response`.
+pub(crate) fn allow(response: &mut Response) {
     let headers = response.headers_mut();
     headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
     headers.insert(
@@ -22,5 +26,4 @@ pub(crate) async fn cors(request: Request, next: Next) -> Response {
         header::ACCESS_CONTROL_ALLOW_HEADERS,
         HeaderValue::from_static("X-Requested-With, Content-Type, Authorization"),
     );
-    response
 }

@@ -12,8 +12,6 @@
 
 use axum::body::Body;
 use axum::extract::Request;
-use axum::middleware::Next;
-use axum::response::Response;
 use bytes::{Buf, Bytes};
 use http::header::EXPECT;
 use http_body::{Frame, SizeHint};
@@ -30,9 +28,15 @@ pub(crate) const LINGER_BYTES: usize = 64 * 1024 * 1024;
 /// At most this long is spent on it: a client trickling its body cannot hold the connection.
 pub(crate) const LINGER_TIME: Duration = Duration::from_secs(30);
 
-/// Middleware: lends the request body to the application and, once the answer is ready,
-/// takes back whatever the application left unread and discards it in the background.
-pub(crate) async fn drain_unread_body(request: Request, next: Next) -> Response {
+/// A request's body lent to the application: once the answer is ready, [`Lending::take_back`]
+/// discards in the background whatever the application left unread.
+pub(crate) struct Lending {
+    lent: Arc<Mutex<Lent>>,
+    awaits_continue: bool,
+}
+
+/// Lends the request's body to the application.
+pub(crate) fn lend(request: Request) -> (Request, Lending) {
     // A client that asked `Expect: 100-continue` sends its body only once told to, and hyper
     // tells it so only when the body is first read: if the application never read it, there is
     // nothing to drain, and asking for it would make the client send it for nothing.
@@ -40,18 +44,23 @@ pub(crate) async fn drain_unread_body(request: Request, next: Next) -> Response 
         request.headers().get(EXPECT).is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"));
     let (parts, body) = request.into_parts();
     let lent = Arc::new(Mutex::new(Lent { body: Some(body), polled: false }));
-    let response = next.run(Request::from_parts(parts, Body::new(LentBody(Arc::clone(&lent))))).await;
-    // If the application handed the body to a task that still reads it, it is still in use.
-    if let Ok(lent) = Arc::try_unwrap(lent) {
-        let lent = lent.into_inner().unwrap_or_else(PoisonError::into_inner);
-        if let Some(body) = lent.body
-            && !http_body::Body::is_end_stream(&body)
-            && (lent.polled || !awaits_continue)
-        {
-            tokio::spawn(discard(body));
+    let request = Request::from_parts(parts, Body::new(LentBody(Arc::clone(&lent))));
+    (request, Lending { lent, awaits_continue })
+}
+
+impl Lending {
+    pub(crate) fn take_back(self) {
+        // If the application handed the body to a task that still reads it, it is still in use.
+        if let Ok(lent) = Arc::try_unwrap(self.lent) {
+            let lent = lent.into_inner().unwrap_or_else(PoisonError::into_inner);
+            if let Some(body) = lent.body
+                && !http_body::Body::is_end_stream(&body)
+                && (lent.polled || !self.awaits_continue)
+            {
+                tokio::spawn(discard(body));
+            }
         }
     }
-    response
 }
 
 struct Lent {

@@ -4,6 +4,7 @@ pub(crate) mod admin;
 pub(crate) mod body_defaults;
 pub(crate) mod client;
 pub(crate) mod cors;
+mod edges;
 pub(crate) mod error;
 pub(crate) mod fallback;
 pub(crate) mod federation;
@@ -68,9 +69,7 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
         // process; inside the trace layer, so the failure is logged with the request's id.
         .layer(CatchPanicLayer::custom(error::panic_response))
         // Outside the panic guard, so a panicking handler counts as the 500 it answered.
-        .layer(axum::middleware::from_fn(crate::telemetry::track_request))
-        .layer(axum::middleware::from_fn(cors::cors))
-        .layer(axum::middleware::from_fn(linger::drain_unread_body))
+        .layer(axum::middleware::from_fn(edges::around))
         // Body size is enforced where bodies are read (the ruma extractor), with a Matrix
         // error; axum's own default limit would answer in plain text.
         .layer(axum::extract::DefaultBodyLimit::disable())
