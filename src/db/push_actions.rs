@@ -203,7 +203,7 @@ pub async fn insert(conn: &mut PgConnection, rows: &[PushAction]) -> sqlx::Resul
 }
 
 /// A row as the unread counts of `/sync` need it.
-#[derive(Clone, Debug, FromRow, serde::Deserialize)]
+#[derive(Clone, Debug, FromRow)]
 pub struct UnreadRow {
     pub stream_position: i64,
     pub thread_id: String,

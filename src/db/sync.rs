@@ -181,8 +181,8 @@ pub(crate) struct WindowUnreadRow {
 }
 
 /// [`WindowNews`] as its statement returns it: the read positions and push action rows as one
-/// array per column. Arrays rather than JSON: building a JSON object per row was most of the
-/// statement's cost per woken sync (measured with `auto_explain` on a 1,000-member fan-out).
+/// array per column. Arrays rather than a JSON object per row: 6 % less of the statement's
+/// execution time over a 1,000-member fan-out (pg_stat_statements), and no JSON to decode.
 #[derive(FromRow)]
 struct NewsRow {
     rooms_with_events: Vec<String>,

@@ -29,7 +29,7 @@ pub(crate) fn read_positions_from(user: &str) -> String {
 
 /// One receipted thread of a room, or the room with no receipt, as [`read_positions_from`]
 /// reads it.
-#[derive(Clone, Debug, FromRow, serde::Deserialize)]
+#[derive(Clone, Debug, FromRow)]
 pub(crate) struct ReadPositionRow {
     pub room_id: String,
     pub joined: Option<i64>,

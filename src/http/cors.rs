@@ -5,11 +5,12 @@ use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
 
-/// The answer to a browser's preflight (`OPTIONS`), without authentication.
+/// Whether the request is a browser's preflight (`OPTIONS`).
 pub(crate) fn is_preflight(request: &Request) -> bool {
     request.method() == Method::OPTIONS
 }
 
+/// The answer to a preflight, on every path and without authentication.
 pub(crate) fn preflight() -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{}").into_response()
 }
