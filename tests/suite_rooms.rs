@@ -21,5 +21,6 @@ mod rooms_dag;
 mod rooms_fork;
 mod rooms_membership;
 mod rooms_spaces;
+mod send_groups;
 mod send_round_trips;
 mod state_resend;

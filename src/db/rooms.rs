@@ -190,9 +190,27 @@ pub async fn lock_rooms(conn: &mut PgConnection, room_ids: &[&str]) -> sqlx::Res
 /// carries no parameters, so the room id travels as an `E''` literal, whose escaping (a
 /// backslash and a quote each doubled) does not depend on `standard_conforming_strings`.
 pub async fn begin_locked(pool: &PgPool, room_id: &str) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
-    let literal = room_id.replace('\\', "\\\\").replace('\'', "''");
-    pool.begin_with(AssertSqlSafe(format!("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended(E'{literal}', 0))")))
-        .await
+    let literal = text_literal(room_id);
+    pool.begin_with(AssertSqlSafe(format!("BEGIN; SELECT pg_advisory_xact_lock(hashtextextended({literal}, 0))"))).await
+}
+
+/// `text` as an `E''` literal for a simple query (which carries no parameters).
+fn text_literal(text: &str) -> String {
+    format!("E'{}'", text.replace('\\', "\\\\").replace('\'', "''"))
+}
+
+/// [`begin_locked`] for several rooms (a commit group): the locks are taken in the order of
+/// their keys, so that two transactions locking overlapping sets of rooms, in this process or
+/// another, cannot each hold a lock the other waits for. The ordering subquery is not flattened
+/// into the outer one (it has an `ORDER BY`), so the locks are taken in its order.
+pub async fn begin_locked_all(pool: &PgPool, room_ids: &[&str]) -> sqlx::Result<sqlx::Transaction<'static, Postgres>> {
+    let literals: Vec<String> = room_ids.iter().map(|room_id| text_literal(room_id)).collect();
+    pool.begin_with(AssertSqlSafe(format!(
+        "BEGIN; SELECT pg_advisory_xact_lock(k) FROM (
+           SELECT DISTINCT hashtextextended(r, 0) AS k FROM unnest(ARRAY[{}]::text[]) AS r ORDER BY k) AS keys",
+        literals.join(", ")
+    )))
+    .await
 }
 
 /// The state after the user's latest membership event in the room (e.g. when they left).

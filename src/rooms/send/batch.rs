@@ -1,9 +1,9 @@
 //! Group commit for a room's concurrent sends. Events in a room are created one after another
 //! (each names the previous as its parent), so concurrent senders queue on the room's lock;
 //! a durable commit per event would bound a room at the disk's fsync rate. Instead each send
-//! joins the room's queue, and whoever takes the lock appends everything queued so far in one
-//! transaction — one commit for the lot — and hands each sender its own outcome. A send that
-//! fails (refused by the auth rules, say) is rolled back alone, to a savepoint.
+//! joins the room's queue, and whoever takes the lock takes everything queued so far as the
+//! room's batch, to be appended in one transaction (with other rooms' batches: see `group`) —
+//! one commit for the lot — and hands each sender its own outcome.
 //!
 //! A batch can be cut short (the request that led it dropped mid-way): its transaction rolls
 //! back and its sends go back to the front of the queue, for the next holder of the lock.
@@ -13,7 +13,7 @@ use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::send::appender::{Appended, Appender, Carried, Transaction};
 use crate::rooms::send::committed::{KnownRoom, commit_events_knowing};
-use crate::rooms::send::locks::{LocalRoomLock, RoomSerial};
+use crate::rooms::send::locks::{HeldRoomLock, LocalRoomLock, RoomSerial};
 use crate::streams::Reservation;
 use ruma::{OwnedEventId, OwnedUserId, RoomId, UserId};
 use sqlx::{Acquire, PgConnection};
@@ -42,10 +42,10 @@ impl SendQueue {
     }
 }
 
-type Room = RoomSerial<SendQueue>;
+pub(super) type Room = RoomSerial<SendQueue>;
 
 /// A send waiting for its room.
-struct PendingAppend {
+pub(super) struct PendingAppend {
     sender: OwnedUserId,
     template: EventTemplate,
     /// `(device_id, txn_id)` of an idempotent client send.
@@ -66,7 +66,8 @@ impl PendingAppend {
 }
 
 /// Queues a send for its room and waits for its outcome, appending the queue itself (in a
-/// commit shared with whatever else is queued) when it gets the room's lock first.
+/// commit shared with whatever else is queued, in this room and others: see `group`) when it
+/// gets the room's lock first.
 pub(super) async fn append_batched(
     ctx: RoomCtx<'_>,
     room_id: &RoomId,
@@ -92,32 +93,39 @@ pub(super) async fn append_batched(
             return outcome;
         }
         if let Some(lock) = lock {
-            let batch: Vec<_> = {
+            let sends: Vec<_> = {
                 let mut queue = room.attached.pending();
                 let take = queue.len().min(MAX_BATCH);
                 queue.drain(..take).collect()
             };
-            run(ctx, &room, lock, batch).await;
+            if !sends.is_empty() {
+                // Appended with the batches other rooms have ready, in one transaction; this
+                // task may be the one that runs them, or hand its batch to the one that does
+                // (the room stays locked until then) and wait for its outcome above.
+                let batch = RoomBatch { lock, sends: Requeue { room: room.clone(), sends: Some(sends) } };
+                crate::rooms::send::group::submit(ctx, batch).await;
+            }
         }
     }
 }
 
-/// Appends a batch in one transaction and gives every send its outcome.
-async fn run(ctx: RoomCtx<'_>, room: &Room, lock: LocalRoomLock, batch: Vec<Arc<PendingAppend>>) {
-    if batch.is_empty() {
-        return;
-    }
-    let mut unfinished = Requeue { room, batch: Some(batch) };
-    let batch = unfinished.batch.as_deref().unwrap_or_default();
-    let outcomes = match append_all(ctx, room, lock, batch).await {
+/// A room's queued sends, taken by the holder of its lock to be appended in one commit.
+pub(super) struct RoomBatch {
+    pub(super) lock: LocalRoomLock,
+    pub(super) sends: Requeue,
+}
+
+/// Appends a room's batch in a transaction of its own and gives every send its outcome, each
+/// send rolled back alone (to a savepoint) if it fails.
+pub(super) async fn run_alone(ctx: RoomCtx<'_>, batch: RoomBatch) {
+    let RoomBatch { lock, sends: unfinished } = batch;
+    let sends = unfinished.sends();
+    let outcomes = match append_all(ctx, &unfinished.room, lock, sends).await {
         Ok(outcomes) => outcomes,
         // Nothing committed: every send fails the same way.
-        Err(error) => batch.iter().map(|_| Err(error.replicate())).collect(),
+        Err(error) => sends.iter().map(|_| Err(error.replicate())).collect(),
     };
-    for (pending, outcome) in batch.iter().zip(outcomes) {
-        pending.finish(outcome.map(|appended| appended.event_id().to_owned()));
-    }
-    unfinished.batch = None;
+    unfinished.finish(outcomes);
 }
 
 async fn append_all(
@@ -132,15 +140,8 @@ async fn append_all(
     // trip (the transaction asks for none), once the room's lock orders this batch after the
     // room's previous one. A retransmission leaves its position unused: a gap.
     reservation.take_ahead(batch.len()).await?;
-    let room_id = held.room_id();
     let mut outcomes = Vec::with_capacity(batch.len());
-    // Carries the room's extremities and auth state from one send to the next, and from the
-    // last batch to this one. Taken: should this batch fail, the next starts afresh.
-    let carried = room.attached.carried().take();
-    let mut appender = match carried {
-        Some(carried) => Appender::resuming(ctx, &held, carried),
-        None => Appender::new(ctx, &held),
-    };
+    let mut appender = room.appender(ctx, &held);
     for pending in batch {
         let outcome = if batch.len() == 1 {
             // Alone, a send needs no savepoint: its failure is the transaction's.
@@ -161,21 +162,42 @@ async fn append_all(
         drop(reservation);
         return Ok(outcomes);
     }
-    let known = KnownRoom {
-        has_remote_servers: appender.room_has_remote_servers(),
-        nobody_hears: appender.nobody_else_local(outcomes.iter().filter_map(|outcome| match outcome {
-            Ok(Appended::New { pdu, .. }) => Some(pdu.sender.as_ref()),
-            _ => None,
-        })),
-    };
+    let appended: Vec<&Appended> = outcomes.iter().filter_map(|outcome| outcome.as_ref().ok()).collect();
+    let known = known_room(&appender, &appended);
     let carried = appender.carried();
-    let appended = outcomes.iter().filter_map(|outcome| outcome.as_ref().ok());
-    commit_events_knowing(ctx, tx, reservation, room_id, appended, known).await?;
+    commit_events_knowing(ctx, tx, reservation, held.room_id(), appended, known).await?;
     *room.attached.carried() = carried;
     Ok(outcomes)
 }
 
-async fn append_one(
+impl RoomSerial<SendQueue> {
+    /// An appender for the room, starting from what its last batch left (taken: should this
+    /// batch fail, the next starts afresh).
+    pub(super) fn appender<'a>(&self, ctx: RoomCtx<'a>, held: &'a HeldRoomLock) -> Appender<'a> {
+        match self.attached.carried().take() {
+            Some(carried) => Appender::resuming(ctx, held, carried),
+            None => Appender::new(ctx, held),
+        }
+    }
+
+    /// What the next batch may start from, once this one's transaction has committed.
+    pub(super) fn carry(&self, carried: Option<Carried>) {
+        *self.attached.carried() = carried;
+    }
+}
+
+/// What the appender learnt of its room that spares the commit work.
+pub(super) fn known_room(appender: &Appender<'_>, appended: &[&Appended]) -> KnownRoom {
+    KnownRoom {
+        has_remote_servers: appender.room_has_remote_servers(),
+        nobody_hears: appender.nobody_else_local(appended.iter().filter_map(|appended| match appended {
+            Appended::New { pdu, .. } => Some(pdu.sender.as_ref()),
+            Appended::SentBefore(_) => None,
+        })),
+    }
+}
+
+pub(super) async fn append_one(
     appender: &mut Appender<'_>,
     conn: &mut PgConnection,
     reservation: &mut Reservation<'_>,
@@ -185,16 +207,32 @@ async fn append_one(
     appender.append(conn, reservation, &pending.sender, pending.template.clone(), transaction).await
 }
 
-/// Puts a batch cut short back at the front of the queue and wakes its senders, one of which
-/// takes the lock next.
-struct Requeue<'a> {
-    room: &'a Room,
-    batch: Option<Vec<Arc<PendingAppend>>>,
+/// A room's sends taken from its queue and not yet given their outcomes. Dropped so (the
+/// request that was appending them went away mid-way, its transaction rolled back), they go
+/// back to the front of the room's queue and their senders are woken, one of which takes the
+/// lock next.
+pub(super) struct Requeue {
+    pub(super) room: Arc<Room>,
+    sends: Option<Vec<Arc<PendingAppend>>>,
 }
 
-impl Drop for Requeue<'_> {
+impl Requeue {
+    pub(super) fn sends(&self) -> &[Arc<PendingAppend>] {
+        self.sends.as_deref().unwrap_or_default()
+    }
+
+    /// Gives each send its outcome (in the order of [`Requeue::sends`]).
+    pub(super) fn finish(mut self, outcomes: Vec<Result<Appended>>) {
+        let sends = self.sends.take().unwrap_or_default();
+        for (pending, outcome) in sends.iter().zip(outcomes) {
+            pending.finish(outcome.map(|appended| appended.event_id().to_owned()));
+        }
+    }
+}
+
+impl Drop for Requeue {
     fn drop(&mut self) {
-        let Some(batch) = self.batch.take() else { return };
+        let Some(batch) = self.sends.take() else { return };
         let mut queue = self.room.attached.pending();
         for pending in batch.iter().rev() {
             queue.push_front(pending.clone());

@@ -5,7 +5,7 @@
 //! - Before the commit, in the same transaction: what each local member's push rules say of
 //!   the events (`push::record_notifications`), and the local ones queued for every remote
 //!   server in the room (`outbox::federation::enqueue_pdus`), so a crash can lose neither.
-//! - After it: the wake-up of every `/sync` that may now deliver them ([`events_committed`]);
+//! - After it: the wake-up of every `/sync` that may now deliver them (`Reservation::committed_sparing`);
 //!   the same notifier wakes the pushers and the federation sender (`crate::outbox`), each
 //!   only if the commit gave it work.
 //!   In-memory room windows are to hang off here too.
@@ -48,37 +48,71 @@ pub(super) struct KnownRoom {
 /// [`commit_events`] by a writer that knows things of the room (see [`KnownRoom`]).
 pub(super) async fn commit_events_knowing<'e>(
     ctx: RoomCtx<'_>,
-    mut tx: Transaction<'_, Postgres>,
+    tx: Transaction<'_, Postgres>,
     reservation: Reservation<'_>,
     room_id: &RoomId,
     events: impl IntoIterator<Item = &'e Appended>,
     known: KnownRoom,
 ) -> Result<()> {
-    let events: Vec<&Appended> = events.into_iter().collect();
-    let notifications = match known.nobody_hears {
-        true => 0,
-        false => {
-            crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, stored_events(room_id, &events))
-                .await?
+    let room = RoomCommit { room_id, events: events.into_iter().collect(), known };
+    commit_rooms_knowing(ctx, tx, reservation, &[room]).await
+}
+
+/// One room's share of a commit: the events appended to it in the transaction, and what its
+/// writer learnt of it under its lock.
+pub(super) struct RoomCommit<'e> {
+    pub room_id: &'e RoomId,
+    pub events: Vec<&'e Appended>,
+    pub known: KnownRoom,
+}
+
+/// [`commit_events_knowing`] for a transaction that appended to several rooms (a commit group,
+/// see `group`): one push evaluation for the rooms where anyone but the sender may hear, the
+/// federation queue asked per room that needs it, one commit and one wake-up for all.
+pub(super) async fn commit_rooms_knowing(
+    ctx: RoomCtx<'_>,
+    mut tx: Transaction<'_, Postgres>,
+    reservation: Reservation<'_>,
+    rooms: &[RoomCommit<'_>],
+) -> Result<()> {
+    let heard: Vec<NewEvent> = rooms
+        .iter()
+        .filter(|room| !room.known.nobody_hears)
+        .flat_map(|room| stored_events(room.room_id, &room.events))
+        .collect();
+    let notifications = crate::push::record_notifications(&mut tx, ctx.pool, ctx.server_name, heard).await?;
+    let mut any_outgoing = false;
+    for room in rooms {
+        let mut outgoing = outgoing_pdus(ctx.server_name, &room.events);
+        if room.known.has_remote_servers == Some(false)
+            && outgoing.iter().all(|event| event.membership_target.is_none())
+        {
+            outgoing.clear();
         }
-    };
-    let mut outgoing = outgoing_pdus(ctx.server_name, &events);
-    if known.has_remote_servers == Some(false) && outgoing.iter().all(|event| event.membership_target.is_none()) {
-        outgoing.clear();
+        crate::outbox::federation::enqueue_pdus(&mut tx, ctx.server_name, room.room_id, &outgoing).await?;
+        any_outgoing |= !outgoing.is_empty();
     }
-    crate::outbox::federation::enqueue_pdus(&mut tx, ctx.server_name, room_id, &outgoing).await?;
     tx.commit().await?;
-    crate::telemetry::events_persisted(events.iter().filter(|event| matches!(event, Appended::New { .. })).count());
+    let persisted = rooms.iter().flat_map(|room| &room.events).filter(|event| matches!(event, Appended::New { .. }));
+    crate::telemetry::events_persisted(persisted.count());
     // An outbox this commit gave nothing is not woken: a message nobody is notified of, in a
     // room no other server is in, costs no worker a wake-up and its three statements.
     let mut spared = Vec::with_capacity(2);
     if notifications == 0 {
         spared.push(OutboxKind::Push);
     }
-    if outgoing.is_empty() {
+    if !any_outgoing {
         spared.push(OutboxKind::Federation);
     }
-    events_committed(reservation, room_id, events, &spared).await
+    let mut keys = Vec::new();
+    for room in rooms {
+        for key in audience(room.room_id, room.events.iter().copied()) {
+            if !keys.contains(&key) {
+                keys.push(key);
+            }
+        }
+    }
+    reservation.committed_sparing(keys, &spared).await
 }
 
 /// Commits `tx`, in which new rooms were created (`(room, its events)`, positions from
@@ -133,18 +167,6 @@ fn stored_events(room_id: &RoomId, events: &[&Appended]) -> Vec<NewEvent> {
         }
     }
     stored_events
-}
-
-/// The after-commit half of [`commit_events`]: call right after the commit of the transaction
-/// `reservation` belongs to, with the events it appended to `room_id` (retransmissions among
-/// them are ignored).
-async fn events_committed<'e>(
-    reservation: Reservation<'_>,
-    room_id: &RoomId,
-    events: impl IntoIterator<Item = &'e Appended>,
-    spared: &[OutboxKind],
-) -> Result<()> {
-    reservation.committed_sparing(audience(room_id, events), spared).await
 }
 
 /// Who must hear of the events: the room's members, and the subject of each membership

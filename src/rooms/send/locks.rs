@@ -102,8 +102,36 @@ impl LocalRoomLock {
     }
 }
 
+impl LocalRoomLock {
+    /// [`LocalRoomLock::begin`] for several rooms: one transaction on `pool` that takes every
+    /// room's lock in the round trip that opens it (in a fixed order, see
+    /// [`db::rooms::begin_locked_all`]). The held locks are in the order of `locks`.
+    pub async fn begin_all(
+        locks: Vec<LocalRoomLock>,
+        pool: &Store,
+    ) -> Result<(sqlx::Transaction<'static, Postgres>, Vec<HeldRoomLock>)> {
+        let room_ids: Vec<&str> = locks.iter().map(|lock| lock.room_id.as_str()).collect();
+        let transaction = db::rooms::begin_locked_all(pool, &room_ids).await?;
+        let held = locks.into_iter().map(|lock| HeldRoomLock { room_id: lock.room_id, _local: lock.guard }).collect();
+        Ok((transaction, held))
+    }
+}
+
 impl HeldRoomLock {
     pub fn room_id(&self) -> &RoomId {
         &self.room_id
     }
+}
+
+/// Rolls back `transaction`, in which `held` were taken, keeping the rooms' in-process locks:
+/// the caller tries the work again another way, and nobody takes the rooms in between. A
+/// failed rollback closes the connection, which ends the transaction all the same.
+pub async fn roll_back_keeping(
+    transaction: sqlx::Transaction<'static, Postgres>,
+    held: Vec<HeldRoomLock>,
+) -> Vec<LocalRoomLock> {
+    if let Err(error) = transaction.rollback().await {
+        tracing::warn!(%error, "rolling back a commit group");
+    }
+    held.into_iter().map(|held| LocalRoomLock { room_id: held.room_id, guard: held._local }).collect()
 }

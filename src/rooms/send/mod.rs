@@ -17,6 +17,7 @@ mod appender;
 mod auth_state;
 mod batch;
 pub mod committed;
+mod group;
 pub mod locks;
 mod new_room;
 mod persist;
