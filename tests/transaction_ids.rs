@@ -58,3 +58,45 @@ async fn the_sending_device_alone_gets_its_transaction_id_back() {
     let topic = body["event_id"].as_str().unwrap();
     assert_eq!(transaction_id_seen_by(&server, &alice, &room, topic).await, None);
 }
+
+/// Finding the transaction id of an event served to its device does not depend on how much the
+/// device sent before: the lookup goes by the served events' ids. (It used to walk every
+/// transaction the device ever sent, for each sync that served it one of its own events.)
+/// Counted in blocks read by the statement (`pg_stat_statements`), which do not depend on the
+/// machine's load.
+#[tokio::test]
+async fn a_devices_long_history_of_sends_costs_its_syncs_nothing() {
+    let server = TestServer::start().await;
+    statements::enable(&server).await;
+    let alice = server.register("alice", PW).await;
+    let room = server.create_room(&alice, json!({"preset": "private_chat"})).await;
+    // 20,000 earlier sends of this device, written directly (sending them would take minutes),
+    // and not analysed since, like a table that has just grown.
+    sqlx::query(
+        "INSERT INTO event_transactions (user_id, device_id, room_id, event_type, txn_id, event_id)
+         SELECT $1, $2, $3, 'm.room.message', 'old-' || n, '$old-' || n FROM generate_series(1, 20000) AS n",
+    )
+    .bind(&alice.user_id)
+    .bind(&alice.device_id)
+    .bind(&room)
+    .execute(&server.state.pool)
+    .await
+    .unwrap();
+    let sent = server.send_text(&alice, &room, "after-many", "hello").await;
+    statements::reset(&server).await;
+    assert_eq!(transaction_id_seen_by(&server, &alice, &room, &sent).await.as_deref(), Some("after-many"));
+    let (blocks, calls): (i64, i64) = sqlx::query_as(
+        r"SELECT COALESCE(sum(shared_blks_hit + shared_blks_read), 0)::bigint, COALESCE(sum(calls), 0)::bigint
+         FROM pg_stat_statements
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND regexp_replace(query, '\s+', ' ', 'g') LIKE '%FROM event_transactions WHERE event_id = ANY%'",
+    )
+    .fetch_one(&server.state.pool)
+    .await
+    .unwrap();
+    assert!(calls > 0, "the lookup ran");
+    // A probe reads a handful of index and heap blocks (about 10 a lookup); walking the
+    // device's 20,000 earlier sends read about 4,600 a lookup, with the table's statistics as
+    // fresh as they are after a burst of sends (not analysed since).
+    assert!(blocks <= 25 * calls, "{calls} lookups read {blocks} blocks");
+}
