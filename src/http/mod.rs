@@ -79,10 +79,12 @@ fn finish(routes: Router<AppState>, state: AppState) -> Router {
                 .layer(
                     TraceLayer::new_for_http()
                         .make_span_with(|request: &Request| {
+                            // Borrowed, not copied: a span that is not recorded (the default
+                            // level is `warn`) costs a request no allocation.
                             let route = request
                                 .extensions()
                                 .get::<MatchedPath>()
-                                .map_or_else(|| request.uri().path().to_owned(), |path| path.as_str().to_owned());
+                                .map_or_else(|| request.uri().path(), |path| path.as_str());
                             let request_id =
                                 request.headers().get(REQUEST_ID).and_then(|value| value.to_str().ok()).unwrap_or("-");
                             tracing::info_span!(

@@ -55,11 +55,24 @@ impl SyncEvent {
 
     /// Adds `unsigned.transaction_id` (the sending device's own id for the event). This is the
     /// one change an event gets after it was built, and only the device's own sends get it.
+    ///
+    /// Only `unsigned` is parsed: the other fields are copied as the text they are (a whole
+    /// tree of the event, its content included, was built and written again for one key).
     pub fn set_transaction_id(&mut self, transaction_id: &str) -> Result<()> {
-        let mut event: Value = serde_json::from_str(self.json.get())
-            .map_err(|e| Error::internal(format!("sync event {:?}: {e}", self.event_id)))?;
-        event["unsigned"]["transaction_id"] = Value::from(transaction_id);
-        self.json = serde_json::value::to_raw_value(&event).map_err(|e| Error::internal(format!("sync event: {e}")))?;
+        let failed = |e: serde_json::Error| Error::internal(format!("sync event {:?}: {e}", self.event_id));
+        let json = {
+            let mut fields: std::collections::BTreeMap<String, &RawValue> =
+                serde_json::from_str(self.json.get()).map_err(failed)?;
+            let mut unsigned: serde_json::Map<String, Value> = match fields.get("unsigned") {
+                Some(unsigned) => serde_json::from_str(unsigned.get()).map_err(failed)?,
+                None => serde_json::Map::new(),
+            };
+            unsigned.insert("transaction_id".to_owned(), Value::from(transaction_id));
+            let unsigned = serde_json::value::to_raw_value(&unsigned).map_err(failed)?;
+            fields.insert("unsigned".to_owned(), &unsigned);
+            serde_json::value::to_raw_value(&fields).map_err(failed)?
+        };
+        self.json = json;
         Ok(())
     }
 }
@@ -238,4 +251,39 @@ pub struct SyncResponse {
     #[serde(flatten)]
     pub body: SyncBody,
     pub next_batch: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SyncEvent;
+    use serde_json::{Value, json};
+
+    fn value_of(event: &SyncEvent) -> Value {
+        serde_json::from_str(event.raw().get()).expect("an event's JSON")
+    }
+
+    #[test]
+    fn a_transaction_id_joins_unsigned_and_leaves_the_rest_as_it_was() {
+        let event = json!({
+            "type": "m.room.message", "event_id": "$a", "sender": "@u:x",
+            "content": {"body": "quote \" and \\u00e9", "nested": {"list": [1, 2.5, null]}},
+            "unsigned": {"age": 5},
+        });
+        let mut served = SyncEvent::new(&event).expect("serialised");
+        served.set_transaction_id("txn-1").expect("annotated");
+        let mut expected = event.clone();
+        expected["unsigned"]["transaction_id"] = json!("txn-1");
+        assert_eq!(value_of(&served), expected);
+        assert_eq!(served.event_id.as_deref(), Some("$a"));
+    }
+
+    #[test]
+    fn an_event_without_unsigned_gets_one() {
+        let event = json!({"type": "m.room.message", "event_id": "$b", "content": {}});
+        let mut served = SyncEvent::new(&event).expect("serialised");
+        served.set_transaction_id("txn-2").expect("annotated");
+        let mut expected = event.clone();
+        expected["unsigned"] = json!({"transaction_id": "txn-2"});
+        assert_eq!(value_of(&served), expected);
+    }
 }
