@@ -199,7 +199,7 @@ async fn forged_signatures_bad_versions_and_oversized_pdus_are_refused_with_noth
     assert_eq!(stored(&server, &forged.event_id).await, 0);
 
     // No signature of the sender's server at all.
-    let mut unsigned = ruma::CanonicalJsonObject::clone(&join.json);
+    let mut unsigned = ruma::CanonicalJsonObject::clone(join.object().expect("a PDU's tree"));
     unsigned.remove("signatures");
     let text_of = |object| CanonicalJsonValue::Object(object).to_string();
     let error = remote.send_json(&server, &version, &text_of(unsigned)).await.expect_err("unsigned");
@@ -219,7 +219,7 @@ async fn forged_signatures_bad_versions_and_oversized_pdus_are_refused_with_noth
 
     // Over 65536 bytes, signatures included.
     let big = remote.build(&server, &room, BOB, text("x"), None).await;
-    let mut object = ruma::CanonicalJsonObject::clone(&big.json);
+    let mut object = ruma::CanonicalJsonObject::clone(big.object().expect("a PDU's tree"));
     object.insert("padding".into(), CanonicalJsonValue::String("p".repeat(70_000)));
     let error = remote.send_json(&server, &version, &text_of(object)).await.expect_err("too large");
     assert_eq!(error.errcode(), "M_TOO_LARGE", "{error}");
@@ -240,7 +240,7 @@ async fn a_wrong_content_hash_keeps_the_redacted_copy() {
     remote.send(&server, &room, &remote.build(&server, &room, BOB, member("join"), None).await).await.unwrap();
     let message = remote.build(&server, &room, BOB, text("the original"), None).await;
     // Content changed after signing: the signature (over the redacted form) still verifies.
-    let mut object = ruma::CanonicalJsonObject::clone(&message.json);
+    let mut object = ruma::CanonicalJsonObject::clone(message.object().expect("a PDU's tree"));
     object.insert(
         "content".into(),
         CanonicalJsonValue::try_from(json!({"msgtype": "m.text", "body": "tampered"})).unwrap(),
@@ -300,7 +300,7 @@ async fn events_that_fail_auth_are_stored_as_rejected_and_never_served_or_judged
 
     // A room this server does not know.
     let unknown = RoomId::parse("!nowhere:remote.test").unwrap();
-    let mut object = ruma::CanonicalJsonObject::clone(&message.json);
+    let mut object = ruma::CanonicalJsonObject::clone(message.object().expect("a PDU's tree"));
     object.insert("room_id".into(), CanonicalJsonValue::String(unknown.to_string()));
     let impostor_pdu = {
         // Re-signed so only the room is wrong.

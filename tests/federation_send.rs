@@ -130,7 +130,7 @@ async fn a_transaction_reaches_local_sync_once_and_its_retry_is_processed_once()
     // Alongside: one forged PDU (signed by a key that is not B's) and one oversized.
     let impostor = hearth::signing_key::SigningKey::generate().unwrap();
     let forged = build_remote_pdu(&a.server, (b.name(), &impostor), &room, &bob, text("forged"), None).await;
-    let mut big = ruma::CanonicalJsonObject::clone(&forged.json);
+    let mut big = ruma::CanonicalJsonObject::clone(forged.object().expect("a PDU's tree"));
     big.insert("padding".into(), ruma::CanonicalJsonValue::String("p".repeat(70_000)));
     let big = RawValue::from_string(ruma::CanonicalJsonValue::Object(big).to_string()).unwrap();
     let pdus = vec![raw(&message), raw(&forged), big];
@@ -165,7 +165,7 @@ async fn a_transaction_reaches_local_sync_once_and_its_retry_is_processed_once()
     let unseen = pdu_from(b, a, &room, &bob, text("never sent")).await;
     let orphan =
         build_remote_pdu(&a.server, (b.name(), &b.state().signing_key), &room, &bob, text("orphan"), None).await;
-    let mut orphan_json = ruma::CanonicalJsonObject::clone(&orphan.json);
+    let mut orphan_json = ruma::CanonicalJsonObject::clone(orphan.object().expect("a PDU's tree"));
     orphan_json.insert(
         "prev_events".into(),
         ruma::CanonicalJsonValue::Array(vec![ruma::CanonicalJsonValue::String(unseen.event_id.to_string())]),

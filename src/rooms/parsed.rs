@@ -16,8 +16,9 @@ const CAPACITY_BYTES: u64 = 32 * 1024 * 1024;
 /// Typical events are a few hundred bytes.
 const ESTIMATED_EVENTS: usize = 20_000;
 
-/// A parsed event's memory, estimated from its JSON text: the text itself, the JSON tree (about
-/// twice the text) and the fields parsed out of it.
+/// A parsed event's memory, estimated from its JSON text: the text itself, the fields parsed out
+/// of it (the content copied) and, once something asked for it, the JSON tree (about twice the
+/// text): an upper bound.
 #[derive(Clone, Copy, Default)]
 struct BytesOfParse;
 

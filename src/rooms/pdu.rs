@@ -7,7 +7,7 @@ use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, R
 use serde::Deserialize;
 use serde_json::value::RawValue as RawJsonValue;
 use serde_json::{Value, json};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 #[derive(Clone, Debug)]
 pub struct Pdu {
@@ -23,10 +23,12 @@ pub struct Pdu {
     pub auth_events: Vec<OwnedEventId>,
     pub redacts: Option<OwnedEventId>,
     pub depth: UInt,
-    /// The signed event as stored (with an `event_id` key only in room versions 1 and 2).
-    /// Never changed once the PDU is made: `text` is its serialisation. Shared, so that a
-    /// clone of a parsed event (`rooms::parsed`) does not copy the whole tree.
-    pub json: Arc<CanonicalJsonObject>,
+    /// The signed event as a tree (with an `event_id` key only in room versions 1 and 2), made
+    /// from `text` when first asked for ([`Pdu::object`]): serving a stored event needs its
+    /// fields and its text, and only redacting it or checking its hashes and signatures needs
+    /// the tree. Never changed once made. Shared, so that a clone of a parsed event
+    /// (`rooms::parsed`) does not copy the whole tree.
+    object: Arc<OnceLock<CanonicalJsonObject>>,
     /// `json` as canonical JSON text, made once: every writer and sender of the event needs it,
     /// and serialising the object again (after cloning it) cost each of them.
     text: String,
@@ -81,6 +83,20 @@ struct RedactsInContent {
 impl Pdu {
     pub fn from_canonical(event_id: OwnedEventId, json: CanonicalJsonObject) -> Result<Pdu> {
         let text = serde_json::to_string(&json).map_err(|e| Error::internal(format!("serialising a PDU: {e}")))?;
+        Pdu::from_text(event_id, text, OnceLock::from(json))
+    }
+
+    /// Parses an event as stored in the database. The stored text is the canonical JSON its
+    /// tree serialises to ([`Pdu::from_canonical`] made it), so its fields are read straight
+    /// from it: no tree is built (see [`Pdu::object`]) and nothing is serialised again.
+    pub fn from_stored(event_id: &str, json: &str) -> Result<Pdu> {
+        let event_id =
+            OwnedEventId::try_from(event_id).map_err(|e| Error::internal(format!("stored event id: {e}")))?;
+        Pdu::from_text(event_id, json.to_owned(), OnceLock::new())
+    }
+
+    /// The PDU of canonical JSON `text`, whose tree is `object` when known already.
+    fn from_text(event_id: OwnedEventId, text: String, object: OnceLock<CanonicalJsonObject>) -> Result<Pdu> {
         let fields: Fields =
             serde_json::from_str(&text).map_err(|e| Error::internal(format!("PDU {event_id} is malformed: {e}")))?;
         // Since room version 11 `redacts` lives in the content.
@@ -103,18 +119,19 @@ impl Pdu {
             auth_events: fields.auth_events,
             redacts,
             depth: fields.depth,
-            json: Arc::new(json),
+            object: Arc::new(object),
             text,
         })
     }
 
-    /// Parses an event as stored in the database.
-    pub fn from_stored(event_id: &str, json: &str) -> Result<Pdu> {
-        let event_id =
-            OwnedEventId::try_from(event_id).map_err(|e| Error::internal(format!("stored event id: {e}")))?;
-        let object: CanonicalJsonObject =
-            serde_json::from_str(json).map_err(|e| Error::internal(format!("stored event {event_id}: {e}")))?;
-        Pdu::from_canonical(event_id, object)
+    /// The signed event as a canonical JSON tree, parsed from its text on first use.
+    pub fn object(&self) -> Result<&CanonicalJsonObject> {
+        if let Some(object) = self.object.get() {
+            return Ok(object);
+        }
+        let parsed: CanonicalJsonObject = serde_json::from_str(&self.text)
+            .map_err(|e| Error::internal(format!("PDU {} is not canonical JSON: {e}", self.event_id)))?;
+        Ok(self.object.get_or_init(|| parsed))
     }
 
     /// The canonical JSON text (what is stored and what federation will send).
@@ -201,5 +218,36 @@ impl ruma::state_res::Event for Pdu {
 
     fn rejected(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Pdu;
+    use ruma::canonical_json::CanonicalJsonObject;
+    use ruma::events::TimelineEventType;
+
+    const STORED: &str = r#"{"auth_events":["$create","$power"],"content":{"body":"caf\u00e9 \"quoted\"","n":[1,-2]},"depth":7,"hashes":{"sha256":"abc"},"origin_server_ts":1700000000000,"prev_events":["$prev"],"room_id":"!r:x","sender":"@u:x","signatures":{"x":{"ed25519:a":"sig"}},"type":"m.room.message"}"#;
+
+    #[test]
+    fn a_stored_event_reads_as_the_tree_it_was_written_from() {
+        let tree: CanonicalJsonObject = serde_json::from_str(STORED).expect("canonical JSON");
+        let built = Pdu::from_canonical("$e".try_into().expect("id"), tree.clone()).expect("built");
+        let stored = Pdu::from_stored("$e", built.canonical_text()).expect("stored");
+        assert_eq!(stored.canonical_text(), built.canonical_text(), "the text is kept as stored");
+        assert_eq!(stored.object().expect("tree"), &tree, "the tree, made when asked, is the one written");
+        assert_eq!(stored.kind, TimelineEventType::RoomMessage);
+        assert_eq!(stored.depth, built.depth);
+        assert_eq!(stored.prev_events, built.prev_events);
+        assert_eq!(stored.auth_events, built.auth_events);
+        assert_eq!(stored.content.get(), built.content.get());
+    }
+
+    #[test]
+    fn stored_text_that_is_not_canonical_json_fails_when_the_tree_is_asked_for() {
+        // A float: JSON, but not canonical JSON (no float is ever stored; this is the guard).
+        let text = STORED.replace("\"n\":[1,-2]", "\"n\":[1.5]");
+        let stored = Pdu::from_stored("$e", &text).expect("its fields read");
+        assert!(stored.object().is_err());
     }
 }

@@ -89,7 +89,7 @@ pub(crate) async fn apply_to_state(
 
 /// The event as the redaction algorithm of its room version leaves it.
 pub(crate) fn redacted(pdu: &Pdu, rules: &RedactionRules) -> Result<Pdu> {
-    let object = redact(CanonicalJsonObject::clone(&pdu.json), rules, None)
+    let object = redact(CanonicalJsonObject::clone(pdu.object()?), rules, None)
         .map_err(|e| Error::internal(format!("redacting {}: {e}", pdu.event_id)))?;
     Pdu::from_canonical(pdu.event_id.clone(), object)
 }

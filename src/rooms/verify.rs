@@ -37,10 +37,17 @@ pub async fn verify_all_events(
             // its view of the room (which an outlier's or soft-failed event's state need not
             // match): their format and id are what can be checked here.
             let remote = pdu.sender.server_name() != server_name;
-            if let Err(error) = check_pdu_format(&pdu.json, &rules.event_format) {
+            let object = match pdu.object() {
+                Ok(object) => object,
+                Err(error) => {
+                    complain(format!("not canonical JSON: {error}"));
+                    continue;
+                }
+            };
+            if let Err(error) = check_pdu_format(object, &rules.event_format) {
                 complain(format!("bad PDU format: {error}"));
             }
-            match event_id_of(&pdu.json, &rules) {
+            match event_id_of(object, &rules) {
                 Ok(id) if id == pdu.event_id => {}
                 Ok(id) => complain(format!("event id should be {id}")),
                 Err(error) => complain(format!("no reference hash: {error}")),
@@ -48,7 +55,7 @@ pub async fn verify_all_events(
             if remote {
                 continue;
             }
-            match verify_event(&keys, &pdu.json, &rules) {
+            match verify_event(&keys, object, &rules) {
                 Ok(Verified::All) => {}
                 Ok(Verified::Signatures) => complain("content hash does not match".to_owned()),
                 Err(error) => complain(format!("signature does not verify: {error}")),

@@ -118,7 +118,7 @@ async fn accept_membership(
     let mut answer = state_before(ctx, &checked.pdu.event_id, &checked.pdu.auth_events, members_kept).await?;
     if cosigned {
         answer.event =
-            Some(raw_json(&CanonicalJsonValue::Object(ruma::CanonicalJsonObject::clone(&checked.pdu.json)))?);
+            Some(raw_json(&CanonicalJsonValue::Object(ruma::CanonicalJsonObject::clone(checked.pdu.object()?)))?);
     }
     Ok(answer)
 }
