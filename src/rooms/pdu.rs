@@ -3,8 +3,8 @@
 use crate::error::{Error, Result};
 use ruma::canonical_json::CanonicalJsonObject;
 use ruma::events::TimelineEventType;
-use ruma::{MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
-use serde::Deserialize;
+use ruma::{EventId, MilliSecondsSinceUnixEpoch, OwnedEventId, OwnedRoomId, OwnedUserId, RoomId, UInt, UserId};
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue as RawJsonValue;
 use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
@@ -168,6 +168,43 @@ impl Pdu {
         event
     }
 
+    /// [`Pdu::to_client_event`] as JSON text, written straight from the event's fields: its
+    /// content is copied as the text it is, not parsed into a tree and written out again. The
+    /// same JSON, keys in the same (sorted) order.
+    pub fn client_event_json(&self, room_id: &RoomId) -> Result<Box<RawJsonValue>> {
+        /// `{}`.
+        #[derive(Serialize)]
+        struct NothingUnsigned {}
+        #[derive(Serialize)]
+        struct ClientEvent<'a> {
+            content: &'a RawJsonValue,
+            event_id: &'a EventId,
+            origin_server_ts: MilliSecondsSinceUnixEpoch,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            redacts: Option<&'a EventId>,
+            room_id: &'a RoomId,
+            sender: &'a UserId,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            state_key: Option<&'a str>,
+            #[serde(rename = "type")]
+            kind: &'a TimelineEventType,
+            unsigned: NothingUnsigned,
+        }
+        let event = ClientEvent {
+            content: &self.content,
+            event_id: &self.event_id,
+            origin_server_ts: self.origin_server_ts,
+            redacts: self.redacts.as_deref(),
+            room_id,
+            sender: &self.sender,
+            state_key: self.state_key.as_deref(),
+            kind: &self.kind,
+            unsigned: NothingUnsigned {},
+        };
+        serde_json::value::to_raw_value(&event)
+            .map_err(|e| Error::internal(format!("client event {}: {e}", self.event_id)))
+    }
+
     pub fn is_state(&self) -> bool {
         self.state_key.is_some()
     }
@@ -241,6 +278,26 @@ mod tests {
         assert_eq!(stored.prev_events, built.prev_events);
         assert_eq!(stored.auth_events, built.auth_events);
         assert_eq!(stored.content.get(), built.content.get());
+    }
+
+    /// The event as the database holds it: the canonical serialisation of its tree.
+    fn stored(event_id: &str, text: &str) -> Pdu {
+        let tree: CanonicalJsonObject = serde_json::from_str(text).expect("canonical JSON");
+        let built = Pdu::from_canonical(event_id.try_into().expect("id"), tree).expect("built");
+        Pdu::from_stored(event_id, built.canonical_text()).expect("stored")
+    }
+
+    #[test]
+    fn the_client_event_written_straight_is_the_one_built_as_a_tree() {
+        let room_id: &ruma::RoomId = "!r:x".try_into().expect("room id");
+        let member = STORED.replace("\"type\":\"m.room.message\"", "\"state_key\":\"@u:x\",\"type\":\"m.room.member\"");
+        let redaction =
+            STORED.replace("\"type\":\"m.room.message\"", "\"redacts\":\"$old\",\"type\":\"m.room.redaction\"");
+        for pdu in [stored("$e", STORED), stored("$m", &member), stored("$r", &redaction)] {
+            let written = pdu.client_event_json(room_id).expect("written");
+            let built = serde_json::to_string(&pdu.to_client_event(room_id)).expect("built");
+            assert_eq!(written.get(), built, "the same text, byte for byte");
+        }
     }
 
     #[test]

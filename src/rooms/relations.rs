@@ -131,8 +131,22 @@ pub(crate) async fn check_new(conn: &mut PgConnection, room_id: &RoomId, pdu: &P
 impl Viewer<'_> {
     /// Client-format events: redacted where a redaction applies, with bundled aggregations.
     pub(crate) async fn serve(&self, events: Vec<(StoredEvent, Pdu)>) -> Result<Vec<Value>> {
+        let (served, mut bundles) = self.served_with_bundles(events).await?;
+        Ok(served
+            .iter()
+            .map(|event| event.client_event_bundled(self.room_id, bundles.remove(&event.event_nid)))
+            .collect())
+    }
+
+    /// The events as served (redacted where a redaction applies) and the bundled aggregations
+    /// of those with children, by event number: what [`Viewer::serve`] writes out, for a
+    /// caller that writes them its own way (a sync writes most events straight to text).
+    pub(crate) async fn served_with_bundles(
+        &self,
+        events: Vec<(StoredEvent, Pdu)>,
+    ) -> Result<(Vec<Served>, HashMap<i64, Map<String, Value>>)> {
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), HashMap::new()));
         }
         // Most events have neither relations nor redactions: only those that do go through the
         // redaction and aggregation queries (four more). A timeline page says which they are;
@@ -151,16 +165,8 @@ impl Viewer<'_> {
         let involved_nids: Vec<i64> = nids.into_iter().filter(|nid| involved.contains(nid)).collect();
         let served = served::apply_among(self.pool, &self.rules().redaction, events, &involved_nids).await?;
         let related: Vec<Served> = served.iter().filter(|event| involved.contains(&event.event_nid)).cloned().collect();
-        let mut bundles = self.aggregations(&related, true).await?;
-        Ok(served.iter().map(|event| self.client_event(event, bundles.remove(&event.event_nid))).collect())
-    }
-
-    fn client_event(&self, event: &Served, bundle: Option<Map<String, Value>>) -> Value {
-        let mut client = event.client_event(self.room_id);
-        if let Some(bundle) = bundle.filter(|bundle| !bundle.is_empty()) {
-            client["unsigned"]["m.relations"] = Value::Object(bundle);
-        }
-        client
+        let bundles = self.aggregations(&related, true).await?;
+        Ok((served, bundles))
     }
 
     /// Bundled aggregations, keyed by event number. State events get none (spec). With
@@ -248,7 +254,8 @@ impl Viewer<'_> {
                 .find(|event| event.event_nid == summary.parent_nid)
                 .map(|event| event.pdu.sender.as_str());
             let participated = summary.user_replied || root_sender == Some(self.user.as_str());
-            let latest_event = self.client_event(latest_event, latest_bundles.remove(&stored.event_nid));
+            let latest_event =
+                latest_event.client_event_bundled(self.room_id, latest_bundles.remove(&stored.event_nid));
             bundles.entry(summary.parent_nid).or_default().insert(
                 "m.thread".into(),
                 json!({ "latest_event": latest_event, "count": summary.count, "current_user_participated": participated }),

@@ -15,7 +15,7 @@ use ruma::CanonicalJsonObject;
 use ruma::RoomId;
 use ruma::canonical_json::redact;
 use ruma::room_version_rules::RedactionRules;
-use serde_json::Value;
+use serde_json::{Map, Value};
 use sqlx::PgExecutor;
 use std::collections::HashMap;
 
@@ -36,6 +36,16 @@ impl Served {
             event["unsigned"]["redacted_because"] = redaction.to_client_event(room_id);
         }
         event
+    }
+
+    /// [`Served::client_event`] with the bundled aggregations of the event's children
+    /// (`unsigned.m.relations`, when there are any).
+    pub(crate) fn client_event_bundled(&self, room_id: &RoomId, bundle: Option<Map<String, Value>>) -> Value {
+        let mut client = self.client_event(room_id);
+        if let Some(bundle) = bundle.filter(|bundle| !bundle.is_empty()) {
+            client["unsigned"]["m.relations"] = Value::Object(bundle);
+        }
+        client
     }
 }
 

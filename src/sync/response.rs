@@ -5,11 +5,14 @@
 
 use crate::e2ee::types::DeviceListChanges;
 use crate::error::{Error, Result};
+use crate::rooms::pdu::Pdu;
+use crate::rooms::served::Served;
 use ruma::OneTimeKeyAlgorithm;
+use ruma::RoomId;
 use ruma::UInt;
 use serde::Serialize;
-use serde_json::Value;
 use serde_json::value::RawValue;
+use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -36,6 +39,33 @@ impl SyncEvent {
             state_key: text("state_key"),
             json,
         })
+    }
+
+    /// A room event served as it is (not redacted, nothing bundled): its client-format JSON
+    /// written straight from the parsed event (`Pdu::client_event_json`), with no tree built
+    /// for it and written again.
+    pub(crate) fn of_event(pdu: &Pdu, room_id: &RoomId) -> Result<SyncEvent> {
+        Ok(SyncEvent {
+            kind: pdu.kind.to_string(),
+            sender: Some(pdu.sender.to_string()),
+            event_id: Some(pdu.event_id.to_string()),
+            state_key: pdu.state_key.clone(),
+            json: pdu.client_event_json(room_id)?,
+        })
+    }
+
+    /// A served room event (see `rooms::served`), with the bundled aggregations of its
+    /// children (`bundle`, may be empty): written straight when it is served as it is.
+    pub(crate) fn of_served(
+        served: &Served,
+        room_id: &RoomId,
+        bundle: Option<Map<String, Value>>,
+    ) -> Result<SyncEvent> {
+        let bundle = bundle.filter(|bundle| !bundle.is_empty());
+        if served.redaction.is_none() && bundle.is_none() {
+            return SyncEvent::of_event(&served.pdu, room_id);
+        }
+        SyncEvent::new(&served.client_event_bundled(room_id, bundle))
     }
 
     /// Serialises each event of a section.

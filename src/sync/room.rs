@@ -171,7 +171,7 @@ pub(super) async fn room_entry(
     let state_events: Vec<SyncEvent> = served::apply_to_state(pool, &viewer.rules().redaction, &state)
         .await?
         .iter()
-        .map(|served| SyncEvent::new(&served.client_event(room_id)))
+        .map(|served| SyncEvent::of_served(served, room_id, None))
         .collect::<Result<_>>()?;
     let prev_batch = timeline.prev_batch;
     let summary_changed = timeline.whole_window.as_ref().map(|events| {
@@ -185,7 +185,11 @@ pub(super) async fn room_entry(
             in_timeline.filter_map(|(event, pdu)| Some((pdu.state_key.as_deref()?, event.event_id.as_str())));
         device.record(room_id, in_state.chain(in_timeline), window.upto);
     }
-    let timeline_events = SyncEvent::all(&viewer.serve(timeline.events).await?)?;
+    let (served, mut bundles) = viewer.served_with_bundles(timeline.events).await?;
+    let timeline_events: Vec<SyncEvent> = served
+        .iter()
+        .map(|event| SyncEvent::of_served(event, room_id, bundles.remove(&event.event_nid)))
+        .collect::<Result<_>>()?;
     let is_quiet = timeline_events.is_empty() && state_events.is_empty() && account_data.is_empty();
     let room = SyncRoom {
         timeline: response::Timeline {
