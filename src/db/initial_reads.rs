@@ -8,7 +8,7 @@
 //! has just been filled and never analysed as on an old one (a first initial sync right after
 //! a bulk import is the one where statistics are missing; see `db::state` on plans).
 
-use crate::db::push_actions::UnreadRow;
+use crate::db::push_actions::RoomUnreadRow;
 use crate::db::state::{EVENT_OF_ROW, REDACTION_COLUMN, StateEntry, WANTED_KEYS};
 use crate::db::unread::SummaryFacts;
 use sqlx::{FromRow, PgExecutor};
@@ -110,14 +110,6 @@ pub(crate) async fn summary_facts_of(
     .bind(heroes)
     .fetch_all(db)
     .await
-}
-
-/// One of the user's push action rows, with its room.
-#[derive(Debug, FromRow)]
-pub(crate) struct RoomUnreadRow {
-    pub room_id: String,
-    #[sqlx(flatten)]
-    pub row: UnreadRow,
 }
 
 /// For each room of `room_ids` and its `afters` (parallel arrays), the user's newest (at most

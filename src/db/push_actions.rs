@@ -212,6 +212,15 @@ pub struct UnreadRow {
     pub highlight: bool,
 }
 
+/// One of the user's push action rows, with its room (what the reads of several rooms at once
+/// return: an initial sync's, a woken sync's window news).
+#[derive(Clone, Debug, FromRow)]
+pub(crate) struct RoomUnreadRow {
+    pub room_id: String,
+    #[sqlx(flatten)]
+    pub row: UnreadRow,
+}
+
 /// The user's newest (at most `limit`) rows in the room with `after < position <= upto`.
 pub async fn unread_between(
     db: impl PgExecutor<'_>,

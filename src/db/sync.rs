@@ -2,6 +2,7 @@
 //! response builder. Every range is `(after, upto]`, so consecutive windows never overlap.
 
 use crate::db::json::StoredJson;
+use crate::db::push_actions::RoomUnreadRow;
 use ruma::events::room::member::MembershipState;
 use sqlx::{FromRow, PgExecutor};
 
@@ -165,20 +166,13 @@ pub(crate) struct WindowNews {
     pub read_positions: Vec<crate::db::unread::ReadPositionRow>,
     /// The user's push action rows in the window, newest first, at most
     /// [`WINDOW_UNREAD_ROWS`] + 1 (more than that: count them with their own query).
-    pub unread_rows: Vec<WindowUnreadRow>,
+    pub unread_rows: Vec<RoomUnreadRow>,
     /// Whether the user's memberships moved after the position the caller knew them through.
     pub memberships_moved: bool,
 }
 
 /// The most push action rows [`window_news`] carries whole.
 pub(crate) const WINDOW_UNREAD_ROWS: usize = 1000;
-
-/// One of the user's push action rows in the window, with its room.
-#[derive(Clone, Debug)]
-pub(crate) struct WindowUnreadRow {
-    pub room_id: String,
-    pub row: crate::db::push_actions::UnreadRow,
-}
 
 /// [`WindowNews`] as its statement returns it: the read positions and push action rows as one
 /// array per column. Arrays rather than a JSON object per row: 6 % less of the statement's
@@ -221,10 +215,10 @@ impl NewsRow {
             .collect();
         let rooms = self.unread_rooms.unwrap_or_default().into_iter();
         let rows = zip4(self.unread_positions, self.unread_threads, self.unread_senders, self.unread_notify);
-        let mut unread_rows: Vec<WindowUnreadRow> = rooms
+        let mut unread_rows: Vec<RoomUnreadRow> = rooms
             .zip(rows)
             .zip(self.unread_highlight.unwrap_or_default())
-            .map(|((room_id, (stream_position, thread_id, sender, notify)), highlight)| WindowUnreadRow {
+            .map(|((room_id, (stream_position, thread_id, sender, notify)), highlight)| RoomUnreadRow {
                 room_id,
                 row: crate::db::push_actions::UnreadRow { stream_position, thread_id, sender, notify, highlight },
             })

@@ -166,7 +166,7 @@ async fn append_all(
     let known = known_room(&appender, &appended);
     let carried = appender.carried();
     commit_events_knowing(ctx, tx, reservation, held.room_id(), appended, known).await?;
-    *room.attached.carried() = carried;
+    room.carry(carried);
     Ok(outcomes)
 }
 
