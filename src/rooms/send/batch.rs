@@ -73,6 +73,7 @@ pub(super) async fn append_batched(
     room_id: &RoomId,
     (sender, template, transaction): (&UserId, EventTemplate, Option<Transaction<'_>>),
 ) -> Result<OwnedEventId> {
+    let _sending = crate::rooms::send::group::Sending::start(ctx.pool);
     let pending = Arc::new(PendingAppend {
         sender: sender.to_owned(),
         template,

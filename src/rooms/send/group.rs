@@ -24,6 +24,8 @@ use crate::rooms::send::appender::{Appended, Carried};
 use crate::rooms::send::batch::{Requeue, RoomBatch, append_one, known_room, run_alone};
 use crate::rooms::send::committed::{KnownRoom, RoomCommit, commit_rooms_knowing};
 use crate::rooms::send::locks::{LocalRoomLock, roll_back_keeping};
+use crate::store::Store;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// Rooms in one group at most: bounds the `BEGIN` that locks them and the leader's wait.
@@ -35,6 +37,26 @@ const MAX_SENDS: usize = 200;
 #[derive(Default)]
 pub(super) struct CommitGroups {
     state: Mutex<State>,
+    /// Sends between their arrival at their room's queue and their outcome (see [`Sending`]).
+    sending: AtomicUsize,
+}
+
+/// Held by a send from its arrival at its room's queue to its outcome: a group's leader waits
+/// for others to join only when some other send is on its way.
+pub(super) struct Sending(Arc<CommitGroups>);
+
+impl Sending {
+    pub(super) fn start(pool: &Store) -> Sending {
+        let groups = pool.cache::<CommitGroups>();
+        groups.sending.fetch_add(1, Ordering::Relaxed);
+        Sending(groups)
+    }
+}
+
+impl Drop for Sending {
+    fn drop(&mut self) {
+        self.0.sending.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -76,6 +98,7 @@ impl CommitGroups {
 /// their outcomes from the batch, see `batch::append_batched`).
 pub(super) async fn submit(ctx: RoomCtx<'_>, batch: RoomBatch) {
     let groups = ctx.pool.cache::<CommitGroups>();
+    let own = batch.sends.sends().len();
     let lead = {
         let mut state = groups.state();
         state.queued.push(batch);
@@ -85,8 +108,12 @@ pub(super) async fn submit(ctx: RoomCtx<'_>, batch: RoomBatch) {
         return;
     }
     let leading = Leading(groups.clone());
-    // The sends readied by the same wake-ups are still being run: let their batches queue.
-    tokio::task::yield_now().await;
+    // Other sends on their way (readied by the same wake-ups, say) may join once they have
+    // run up to their room's queue: let them. A send alone (one sender sending one message
+    // after another) has nobody to wait for, and does not.
+    if groups.sending.load(Ordering::Relaxed) > own {
+        tokio::task::yield_now().await;
+    }
     let group = groups.take_group();
     run(ctx, group).await;
     drop(leading);
