@@ -330,13 +330,7 @@ async fn concurrent_senders_keep_each_room_a_single_chain() {
         let (status, page) =
             server.get(&format!("/_matrix/client/v3/rooms/{room}/messages?dir=b&limit=1000"), alice.token()).await;
         assert_eq!(status, StatusCode::OK, "{page}");
-        let mut seen: Vec<String> = page["chunk"]
-            .as_array()
-            .expect("chunk")
-            .iter()
-            .filter(|e| e["type"] == "m.room.message")
-            .map(|e| e["content"]["body"].as_str().expect("body").to_owned())
-            .collect();
+        let mut seen = message_bodies(&page);
         seen.sort();
         let mut expected: Vec<String> = messages.iter().map(|(text, _)| text.clone()).collect();
         expected.sort();

@@ -39,13 +39,7 @@ async fn messages_seen(api: &impl Api, user: &TestUser, room: &str) -> Vec<Strin
     let path = format!("/_matrix/client/v3/rooms/{}/messages?dir=b&limit=1000", encode(room));
     let (status, page) = api.call(Method::GET, &path, user.token(), None).await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    let mut bodies: Vec<String> = page["chunk"]
-        .as_array()
-        .expect("chunk")
-        .iter()
-        .filter(|event| event["type"] == "m.room.message")
-        .map(|event| event["content"]["body"].as_str().expect("body").to_owned())
-        .collect();
+    let mut bodies = message_bodies(&page);
     bodies.reverse();
     bodies
 }

@@ -17,7 +17,7 @@ mod rooms;
 pub mod statements;
 pub mod synapse;
 #[allow(unused_imports)] // not every test binary encodes, fills paths or sends text
-pub use rooms::{encode, fill_path, inert_placeholder, message_ids, own_invite_member, text};
+pub use rooms::{encode, fill_path, inert_placeholder, message_bodies, message_ids, own_invite_member, text};
 
 use hearth::config::Config;
 use hearth::signing_key::SigningKey;

@@ -90,6 +90,17 @@ pub fn message_ids(messages: &Value) -> Vec<String> {
         .collect()
 }
 
+/// The bodies of the `m.room.message` events in a `/messages` answer's chunk, in its order.
+pub fn message_bodies(messages: &Value) -> Vec<String> {
+    messages["chunk"]
+        .as_array()
+        .expect("chunk")
+        .iter()
+        .filter(|event| event["type"] == "m.room.message")
+        .map(|event| event["content"]["body"].as_str().expect("body").to_owned())
+        .collect()
+}
+
 /// Percent-encodes a path segment or query value (tokens are opaque; aliases hold `#` and `:`;
 /// filters are JSON).
 pub fn encode(value: &str) -> String {

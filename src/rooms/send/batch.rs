@@ -8,7 +8,7 @@
 //! A batch can be cut short (the request that led it dropped mid-way): its transaction rolls
 //! back and its sends go back to the front of the queue, for the next holder of the lock.
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::rooms::RoomCtx;
 use crate::rooms::build::EventTemplate;
 use crate::rooms::send::appender::{Appended, Appender, Carried, Transaction};
@@ -121,12 +121,10 @@ pub(super) struct RoomBatch {
 pub(super) async fn run_alone(ctx: RoomCtx<'_>, batch: RoomBatch) {
     let RoomBatch { lock, sends: unfinished } = batch;
     let sends = unfinished.sends();
-    let outcomes = match append_all(ctx, &unfinished.room, lock, sends).await {
-        Ok(outcomes) => outcomes,
-        // Nothing committed: every send fails the same way.
-        Err(error) => sends.iter().map(|_| Err(error.replicate())).collect(),
-    };
-    unfinished.finish(outcomes);
+    match append_all(ctx, &unfinished.room, lock, sends).await {
+        Ok(outcomes) => unfinished.finish(outcomes),
+        Err(error) => unfinished.fail(&error),
+    }
 }
 
 async fn append_all(
@@ -228,6 +226,12 @@ impl Requeue {
         for (pending, outcome) in sends.iter().zip(outcomes) {
             pending.finish(outcome.map(|appended| appended.event_id().to_owned()));
         }
+    }
+
+    /// Every send fails with `error` (nothing of them was committed).
+    pub(super) fn fail(self, error: &Error) {
+        let outcomes = self.sends().iter().map(|_| Err(error.replicate())).collect();
+        self.finish(outcomes);
     }
 }
 

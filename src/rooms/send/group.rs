@@ -18,7 +18,7 @@
 //! (their senders take the rooms' locks again, and the first starts the next group). So a
 //! leader answers its own request after one group, however busy the server is.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::rooms::RoomCtx;
 use crate::rooms::send::appender::{Appended, Carried};
 use crate::rooms::send::batch::{Requeue, RoomBatch, append_one, known_room, run_alone};
@@ -165,7 +165,7 @@ async fn together(ctx: RoomCtx<'_>, group: Vec<RoomBatch>) -> std::result::Resul
     let (mut tx, held) = match LocalRoomLock::begin_all(locks, ctx.pool).await {
         Ok(begun) => begun,
         Err(error) => {
-            fail_all(unfinished, &error);
+            unfinished.into_iter().for_each(|batch| batch.fail(&error));
             return Ok(());
         }
     };
@@ -212,7 +212,7 @@ async fn together(ctx: RoomCtx<'_>, group: Vec<RoomBatch>) -> std::result::Resul
     if let Err(error) = committed {
         // Whether the commit itself happened is not known: the sends are not tried again (a
         // client's retry with its transaction id finds a committed send).
-        fail_all(unfinished, &error);
+        unfinished.into_iter().for_each(|batch| batch.fail(&error));
         return Ok(());
     }
     for ((batch, room), _held) in unfinished.into_iter().zip(rooms).zip(held) {
@@ -221,12 +221,4 @@ async fn together(ctx: RoomCtx<'_>, group: Vec<RoomBatch>) -> std::result::Resul
         batch.finish(room.appended.into_iter().map(Ok).collect());
     }
     Ok(())
-}
-
-/// Every send of the batches fails with `error` (nothing of them was committed).
-fn fail_all(batches: Vec<Requeue>, error: &Error) {
-    for batch in batches {
-        let outcomes = batch.sends().iter().map(|_| Err(error.replicate())).collect();
-        batch.finish(outcomes);
-    }
 }
