@@ -47,7 +47,7 @@ fn messages(answer: &Value, room: &str) -> Vec<String> {
 /// One message to a room of waiting long-polls: each member gets it exactly once, and the woken
 /// members' syncs cost the database a few statements together, however many they are (their
 /// window news is asked in one statement; the room's timeline page is read once for all of
-/// them; their next long-polls, at the empty window after the message, ask together too).
+/// them; their next long-polls, at the empty window after the message, ask nothing).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn woken_members_cost_few_statements_together() {
     let server = TestServer::start().await;
@@ -132,4 +132,44 @@ async fn woken_members_cost_few_statements_together() {
     // next long-polls fall into batches depends on scheduling), the timeline page once; the
     // rest is the send's. Before batching, the news ran twice per member.
     assert!(most < MEMBERS as i64, "a statement ran {most} times for {MEMBERS} woken members:\n{listing}");
+}
+
+/// The window news statement, as `pg_stat_statements` shows it.
+const WINDOW_NEWS: &str = "WITH q AS MATERIALIZED";
+
+/// A client syncing again from the token it was just given, with nothing new since, holds an
+/// empty window: its long-poll waits (or, with no timeout, answers empty) without asking the
+/// database what the window holds. Anything that arrives then still reaches it at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_from_the_newest_token_asks_nothing_of_an_empty_window() {
+    let server = TestServer::start().await;
+    common::statements::enable(&server).await;
+    let (users, room) = server.public_room_of(&["alice", "bob"], "password-empty", json!({})).await;
+    let filter = bench_filter(&room);
+    let (alice, bob) = (&users[0], &users[1]);
+    let first = sync(&server, bob, &filter, None, 0).await;
+    let mut since = first["next_batch"].as_str().unwrap().to_owned();
+    // The first incremental sync learns the memberships it may trust through the window's end.
+    since = sync(&server, bob, &filter, Some(&since), 0).await["next_batch"].as_str().unwrap().to_owned();
+
+    common::statements::reset(&server).await;
+    for _ in 0..5 {
+        let answer = sync(&server, bob, &filter, Some(&since), 0).await;
+        assert_eq!(answer["next_batch"].as_str(), Some(since.as_str()), "nothing moved: {answer}");
+        assert!(answer.get("rooms").is_none_or(|rooms| rooms["join"].as_object().is_none_or(|join| join.is_empty())));
+    }
+    let statements = common::statements::statements(&server).await;
+    let (_, listing) = common::statements::listing(&statements);
+    let news: i64 = statements.iter().filter(|(_, query)| query.contains(WINDOW_NEWS)).map(|(calls, _)| *calls).sum();
+    assert_eq!(news, 0, "five syncs of an empty window asked what it holds:\n{listing}");
+
+    // A long-poll on that empty window still wakes for a message, and gets it once.
+    let (http, base, token) = (server.http.clone(), server.base_url.clone(), bob.access_token.clone());
+    let url = format!("{base}/_matrix/client/v3/sync?filter={filter}&timeout=30000&since={since}");
+    let poll = tokio::spawn(async move { send_json(&http, Method::GET, &url, Some(&token), None).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.send_text(alice, &room, "after-empty", "after the empty windows").await;
+    let (status, answer) = tokio::time::timeout(Duration::from_secs(10), poll).await.unwrap().unwrap();
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(messages(&answer, &room), vec!["after the empty windows".to_owned()], "{answer}");
 }
