@@ -238,3 +238,46 @@ async fn a_room_whose_news_the_filter_removes_entirely_is_left_out() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body["rooms"]["join"].get(&room).is_none(), "every section's filter removed the room's news: {body}");
 }
+
+/// Element names an uploaded filter in every `/sync`: the filter is read from the database once
+/// per process, and every sync still applies it (a filter never changes once stored). Another
+/// user naming the same id gets their own filter, or an error when they have none.
+#[tokio::test]
+async fn an_uploaded_filter_is_read_once_and_applied_to_every_sync() {
+    let server = TestServer::start().await;
+    common::statements::enable(&server).await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let (_, created) = server
+        .post("/_matrix/client/v3/createRoom", alice.token(), json!({"preset": "public_chat", "name": "Stored"}))
+        .await;
+    let room = created["room_id"].as_str().expect("room").to_owned();
+    for n in 0..3 {
+        server.send_text(&alice, &room, &format!("stored-{n}"), &format!("message {n}")).await;
+    }
+    let definition = json!({"room": {"timeline": {"limit": 1, "types": ["m.room.message"]}}});
+    let (status, uploaded) =
+        server.post(&format!("/_matrix/client/v3/user/{}/filter", alice.user_id), alice.token(), definition).await;
+    assert_eq!(status, StatusCode::OK, "{uploaded}");
+    let filter_id = uploaded["filter_id"].as_str().expect("filter id").to_owned();
+
+    common::statements::reset(&server).await;
+    for _ in 0..5 {
+        let (status, body) = server.get(&format!("/_matrix/client/v3/sync?filter={filter_id}"), alice.token()).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let timeline = &body["rooms"]["join"][&room]["timeline"];
+        assert_eq!(types(timeline), vec!["m.room.message"], "the stored filter applies: {body}");
+        assert_eq!(timeline["events"][0]["content"]["body"], "message 2", "{body}");
+        assert_eq!(timeline["limited"], true, "{body}");
+    }
+    let statements = common::statements::statements(&server).await;
+    let (_, listing) = common::statements::listing(&statements);
+    let reads: i64 =
+        statements.iter().filter(|(_, query)| query.contains("FROM filters WHERE")).map(|(calls, _)| *calls).sum();
+    assert_eq!(reads, 1, "five syncs naming one filter read it {reads} times:\n{listing}");
+
+    // Bob has no filter of that id: his sync naming it is refused, not served Alice's.
+    let (status, body) = server.get(&format!("/_matrix/client/v3/sync?filter={filter_id}"), bob.token()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["errcode"], "M_INVALID_PARAM", "{body}");
+}

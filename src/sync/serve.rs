@@ -10,8 +10,10 @@ use crate::sync::long_poll::{SyncAnswer, SyncRequest, sync};
 use crate::sync::sections::SectionFilters;
 use crate::sync::types::{DEFAULT_TIMELINE_LIMIT, SyncOptions};
 use crate::users::Session;
+use quick_cache::sync::Cache;
 use ruma::api::client::filter::FilterDefinition;
 use ruma::presence::PresenceState;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The most events a room's timeline may ask for at once.
@@ -106,16 +108,38 @@ pub(crate) async fn resolve_filter(
     pool: &Store,
     session: &Session,
     filter: SyncFilter<'_>,
-) -> Result<FilterDefinition> {
+) -> Result<Arc<FilterDefinition>> {
     match filter {
-        SyncFilter::Default => Ok(FilterDefinition::default()),
-        SyncFilter::Inline(definition) => Ok(definition.clone()),
+        SyncFilter::Default => Ok(Arc::new(FilterDefinition::default())),
+        SyncFilter::Inline(definition) => Ok(Arc::new(definition.clone())),
         SyncFilter::Stored(id) => {
+            let filters = pool.cache::<StoredFilters>();
+            let key = (session.user_id.as_str().to_owned(), id.to_owned());
+            if let Some(known) = filters.0.get(&key) {
+                return Ok(known);
+            }
             let stored = crate::users::filters::get(pool, session, &session.user_id, id)
                 .await
                 .map_err(|_| Error::invalid_param(format!("Unknown filter {id:?}")))?;
-            serde_json::from_value(stored).map_err(|e| Error::internal(format!("stored filter is malformed: {e}")))
+            let definition: Arc<FilterDefinition> = Arc::new(
+                serde_json::from_value(stored)
+                    .map_err(|e| Error::internal(format!("stored filter is malformed: {e}")))?,
+            );
+            filters.0.insert(key, definition.clone());
+            Ok(definition)
         }
+    }
+}
+
+/// Stored filters as read, by owner and id. Clients such as Element name an uploaded filter
+/// in every `/sync`, and each used to read and parse it again. A stored filter never changes:
+/// the spec has no way to edit or delete one, and accounts are never deleted, so what any
+/// process read stays true everywhere and needs no invalidation. Only filters found are kept.
+struct StoredFilters(Cache<(String, String), Arc<FilterDefinition>>);
+
+impl Default for StoredFilters {
+    fn default() -> StoredFilters {
+        StoredFilters(Cache::new(10_000))
     }
 }
 

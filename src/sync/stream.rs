@@ -41,7 +41,7 @@ impl SyncStream {
     /// Checks what the client asked for (its filter exists, its token is one of ours) before
     /// the first delta is built.
     pub(crate) async fn open(pool: &Store, session: &Session, start: StreamStart<'_>) -> Result<SyncStream> {
-        let filter = PreparedFilter::new(&resolve_filter(pool, session, start.filter).await?, session);
+        let filter = PreparedFilter::new(&*resolve_filter(pool, session, start.filter).await?, session);
         if let Some(since) = &start.since {
             token::decode(since)?;
         }
