@@ -174,3 +174,21 @@ async fn health_reports_a_database_that_does_not_take_writes() {
     assert_eq!(health(&server).await, StatusCode::OK);
     assert_eq!(room_messages(&server, &alice, &room).await, vec![first, second]);
 }
+
+/// A load balancer's probe right after PostgreSQL lost every backend (an operator's terminate,
+/// a restart) finds the database serving: the pooled connections that died with them are
+/// replaced, not taken for an unreachable database (which would pull a working server out of
+/// rotation). Writes go on too.
+#[tokio::test]
+async fn health_right_after_every_backend_died_reports_serving() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", "alice-password").await;
+    let room = server.create_room(&alice, json!({})).await;
+    send_until_acknowledged(&server, &alice, &room, "before").await;
+    assert_eq!(health(&server).await, StatusCode::OK);
+
+    assert!(terminate_backends(&server.database).await > 0, "the server held connections");
+    assert_eq!(health(&server).await, StatusCode::OK, "dead pooled connections are not a database that is down");
+    let (after, _) = send_until_acknowledged(&server, &alice, &room, "after").await;
+    assert!(room_messages(&server, &alice, &room).await.contains(&after));
+}

@@ -124,7 +124,18 @@ pub async fn ensure_database(admin: PgConnectOptions, database: &str) -> anyhow:
     Ok(())
 }
 
-/// Cheap liveness probe for `/health`.
+/// Cheap liveness probe for `/health`. A pooled connection that died while idle (its backend
+/// terminated, PostgreSQL restarted) is not an unreachable database: its failure tells the pool
+/// to test the other idle connections before use (`connection_health`), and the probe asks
+/// once more. Without that, a probe right after a restart could meet a dead connection the
+/// pool did not yet suspect and report a serving database as down.
 pub(crate) async fn ping(pool: &PgPool) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT 1").execute(pool).await.map(|_| ())
+    let select_one = || async { sqlx::query("SELECT 1").execute(pool).await.map(|_| ()) };
+    match select_one().await {
+        Err(error) if crate::error::database_unavailable(&error) => {
+            connection_health::connection_failed();
+            select_one().await
+        }
+        result => result,
+    }
 }
