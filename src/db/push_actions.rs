@@ -43,8 +43,9 @@ pub struct PushContext {
     pub joined_members: i64,
 }
 
-/// One row of [`push_contexts`]: the room's facts on every row of it, a recipient's columns
-/// on each (all `None` on the one row of a room without local recipients).
+/// One row of [`push_contexts`]: a recipient's columns (all `None` on the one row of a room
+/// without local recipients); the room's create and power levels events on its first row
+/// only, its member count on every row.
 #[derive(FromRow)]
 struct PushContextRow {
     room_id: String,
@@ -85,7 +86,14 @@ pub async fn push_contexts(
                      WHERE j.room_id = r.room_id AND j.membership = 'join') AS joined_members
              FROM unnest($1::text[]) AS r (room_id)
          )
-         SELECT room.room_id, room.create_json, room.power_levels_json, room.joined_members,
+         -- The room's events once per room, not once per member: a big room's power levels
+         -- (tens of KB where they list many users) times its thousand members was megabytes
+         -- for every message.
+         SELECT room.room_id,
+                CASE WHEN m.member_index IS NULL OR m.member_index = 1 THEN room.create_json END AS create_json,
+                CASE WHEN m.member_index IS NULL OR m.member_index = 1 THEN room.power_levels_json END
+                  AS power_levels_json,
+                room.joined_members,
                 m.user_id, m.membership, m.member_event_nid, m.joined_position, m.rules_version, m.ignored_senders
          FROM room
          -- Lateral and kept apart (`OFFSET 0`: not pulled up into a join), so that each room's
@@ -93,7 +101,7 @@ pub async fn push_contexts(
          -- (which cannot see how few rooms the array holds) scanned every membership of the
          -- server once per commit: 10 ms a send at 4,000 memberships.
          LEFT JOIN LATERAL (
-             SELECT m.user_id, m.membership, m.event_nid AS member_event_nid,
+             SELECT row_number() OVER () AS member_index, m.user_id, m.membership, m.event_nid AS member_event_nid,
                     COALESCE(m.joined_position, m.stream_position) AS joined_position,
                     (SELECT a.stream_position FROM account_data a
                      WHERE a.user_id = m.user_id AND a.room_id = '' AND a.data_type = 'm.push_rules') AS rules_version,
@@ -117,8 +125,12 @@ pub async fn push_contexts(
         let Some(context) = index.get(row.room_id.as_str()).and_then(|index| contexts.get_mut(*index)) else {
             continue;
         };
-        context.create_json = row.create_json;
-        context.power_levels_json = row.power_levels_json;
+        if row.create_json.is_some() {
+            context.create_json = row.create_json;
+        }
+        if row.power_levels_json.is_some() {
+            context.power_levels_json = row.power_levels_json;
+        }
         context.joined_members = row.joined_members;
         if let (Some(user_id), Some(membership), Some(member_event_nid), Some(joined_position)) =
             (row.user_id, row.membership, row.member_event_nid, row.joined_position)
