@@ -31,7 +31,7 @@ async fn one_send(server: &TestServer, sender: &TestUser, room: &str) -> (i64, S
 }
 
 fn ran(statements: &[(i64, String)], fragment: &str) -> bool {
-    statements.iter().any(|(_, query)| query.contains(fragment))
+    statements::calls(statements, fragment) > 0
 }
 
 /// What the federation sender asks when woken, and what push delivery asks.

@@ -102,9 +102,7 @@ async fn woken_members_cost_few_statements_together() {
     let (total, listing) = common::statements::listing(&statements);
     // The members and the sender were authenticated before: their tokens are known, and no
     // request of the round looks one up.
-    let ran = |fragment: &str| -> i64 {
-        statements.iter().filter(|(_, statement)| statement.contains(fragment)).map(|(calls, _)| *calls).sum()
-    };
+    let ran = |fragment: &str| common::statements::calls(&statements, fragment);
     assert_eq!(ran("FROM access_tokens t"), 0, "a known token was looked up again:\n{listing}");
     // Each look samples the stream's bounds (two statements). The message's commit is the one
     // change of the round: the woken looks share one read made after it, and the members' next
@@ -160,7 +158,7 @@ async fn a_sync_from_the_newest_token_asks_nothing_of_an_empty_window() {
     }
     let statements = common::statements::statements(&server).await;
     let (_, listing) = common::statements::listing(&statements);
-    let news: i64 = statements.iter().filter(|(_, query)| query.contains(WINDOW_NEWS)).map(|(calls, _)| *calls).sum();
+    let news = common::statements::calls(&statements, WINDOW_NEWS);
     assert_eq!(news, 0, "five syncs of an empty window asked what it holds:\n{listing}");
 
     // A long-poll on that empty window still wakes for a message, and gets it once.

@@ -248,10 +248,7 @@ async fn an_uploaded_filter_is_read_once_and_applied_to_every_sync() {
     common::statements::enable(&server).await;
     let alice = server.register("alice", PW).await;
     let bob = server.register("bob", PW).await;
-    let (_, created) = server
-        .post("/_matrix/client/v3/createRoom", alice.token(), json!({"preset": "public_chat", "name": "Stored"}))
-        .await;
-    let room = created["room_id"].as_str().expect("room").to_owned();
+    let room = server.create_room(&alice, json!({"preset": "public_chat", "name": "Stored"})).await;
     for n in 0..3 {
         server.send_text(&alice, &room, &format!("stored-{n}"), &format!("message {n}")).await;
     }
@@ -272,8 +269,7 @@ async fn an_uploaded_filter_is_read_once_and_applied_to_every_sync() {
     }
     let statements = common::statements::statements(&server).await;
     let (_, listing) = common::statements::listing(&statements);
-    let reads: i64 =
-        statements.iter().filter(|(_, query)| query.contains("FROM filters WHERE")).map(|(calls, _)| *calls).sum();
+    let reads = common::statements::calls(&statements, "FROM filters WHERE");
     assert_eq!(reads, 1, "five syncs naming one filter read it {reads} times:\n{listing}");
 
     // Bob has no filter of that id: his sync naming it is refused, not served Alice's.

@@ -55,7 +55,7 @@ async fn known_alice(server: &TestServer) -> TestUser {
 
 /// Whether the statements counted include a lookup of a token in the database.
 fn looked_up_a_token(statements: &[(i64, String)]) -> bool {
-    statements.iter().any(|(_, query)| query.contains(TOKEN_LOOKUP))
+    common::statements::calls(statements, TOKEN_LOOKUP) > 0
 }
 
 fn refused(answer: &(StatusCode, Value)) -> bool {

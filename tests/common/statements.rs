@@ -36,6 +36,11 @@ pub async fn statements(server: &TestServer) -> Vec<(i64, String)> {
         .collect()
 }
 
+/// How many times the statements containing `fragment` ran, together.
+pub fn calls(statements: &[(i64, String)], fragment: &str) -> i64 {
+    statements.iter().filter(|(_, query)| query.contains(fragment)).map(|(calls, _)| calls).sum()
+}
+
 /// Starts counting afresh.
 pub async fn reset(server: &TestServer) {
     sqlx::query(
