@@ -422,10 +422,13 @@ pub async fn timeline_page_matching(
 ) -> sqlx::Result<Vec<StoredEvent>> {
     const MATCHING: &str = "($5::text[] IS NULL OR e.event_type LIKE ANY($5)) AND NOT (e.event_type LIKE ANY($6))
                AND ($7::text[] IS NULL OR e.sender = ANY($7)) AND NOT (e.sender = ANY($8))";
+    // Both ends are bounds of the index scan: a missing `to` is the end of the bigint range,
+    // not an `IS NULL OR` that the statement's generic plan can only apply as a filter — that
+    // plan read the room's whole history up to `from` to find a live window's one event.
     let (range, order) = if backwards {
-        ("e.stream_position <= $2 AND ($3::bigint IS NULL OR e.stream_position > $3)", "DESC")
+        ("e.stream_position <= $2 AND e.stream_position > COALESCE($3::bigint, '-9223372036854775808'::bigint)", "DESC")
     } else {
-        ("e.stream_position > $2 AND ($3::bigint IS NULL OR e.stream_position <= $3)", "ASC")
+        ("e.stream_position > $2 AND e.stream_position <= COALESCE($3::bigint, '9223372036854775807'::bigint)", "ASC")
     };
     let sql = format!(
         "SELECT {STORED_EVENT_COLUMNS}, {RELATED_COLUMN} FROM events e JOIN event_ids i ON i.event_nid = e.event_nid

@@ -272,9 +272,7 @@ async fn timeline(
         let after = Some(window.after);
         let batch = match only {
             None if known_page.is_some() => known_page.take().unwrap_or_default(),
-            None => {
-                crate::sync::shared_pages::newest_page(pool, room_id.as_str(), from, window.after, page as i64).await?
-            }
+            None => crate::sync::shared_pages::newest_page(pool, room_id.as_str(), from, window.after, page).await?,
             Some(only) => {
                 examined_all = false;
                 db::events::timeline_page_matching(pool, room_id.as_str(), from, true, after, page as i64, only).await?

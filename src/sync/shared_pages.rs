@@ -23,20 +23,45 @@ use tokio::sync::OnceCell;
 /// Bytes of event JSON kept at most; past this the cache starts over (a rough bound: a
 /// dropped page only costs one read, and a burst refills it with the page it needs).
 const MAX_BYTES: usize = 16 * 1024 * 1024;
-/// Pages larger than this are a client's catch-up after a long absence, not a burst's page:
-/// they are read without keeping them.
-const MAX_SHARED_PAGE: i64 = 101;
+/// Pages holding more events than this are a client's catch-up after a long absence, not a
+/// burst's page: they are not kept (the syncs that share the window read it themselves).
+const MAX_SHARED_PAGE: usize = 101;
 
-/// Which page: the room's newest `limit` events with `after < position <= from`, unfiltered.
+/// Which window: the room's events with `after < position <= from`. The page size is not
+/// part of it: syncs whose filters ask different timeline limits share a window's read when
+/// the page read holds as many events as they ask or the whole window (a live window holds
+/// one event, whatever the limit).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct PageKey {
     room_id: String,
     from: i64,
     after: i64,
-    limit: i64,
 }
 
-type Slot = Arc<OnceCell<Arc<Vec<StoredEvent>>>>;
+/// The first read of a window, newest first.
+enum Page {
+    Kept {
+        events: Vec<StoredEvent>,
+        /// Whether the read reached the window's start (fewer events than it asked for).
+        whole: bool,
+    },
+    /// Too large to keep.
+    NotKept,
+}
+
+impl Page {
+    /// The window's newest `limit` events, when this read holds them.
+    fn newest(&self, limit: usize) -> Option<Vec<StoredEvent>> {
+        match self {
+            Page::Kept { events, whole } if *whole || events.len() >= limit => {
+                Some(events.iter().take(limit).cloned().collect())
+            }
+            _ => None,
+        }
+    }
+}
+
+type Slot = Arc<OnceCell<Arc<Page>>>;
 
 /// The pages a store's syncs share.
 #[derive(Default)]
@@ -69,22 +94,30 @@ pub(super) async fn newest_page(
     room_id: &str,
     from: i64,
     after: i64,
-    limit: i64,
+    limit: usize,
 ) -> Result<Vec<StoredEvent>> {
+    let read = |limit: usize| db::events::timeline_page(pool, room_id, from, true, Some(after), limit as i64);
     // An initial sync (or a newly joined room) reads from the room's start: such pages are
     // one user's, and would only crowd out the bursts' pages.
-    if after <= 0 || limit > MAX_SHARED_PAGE {
-        return Ok(db::events::timeline_page(pool, room_id, from, true, Some(after), limit).await?);
+    if after <= 0 {
+        return Ok(read(limit).await?);
     }
     let pages = pool.cache::<SharedPages>();
-    let key = PageKey { room_id: room_id.to_owned(), from, after, limit };
-    let slot = pages.slot(key);
+    let slot = pages.slot(PageKey { room_id: room_id.to_owned(), from, after });
     let page = slot
         .get_or_try_init(|| async {
-            let page = db::events::timeline_page(pool, room_id, from, true, Some(after), limit).await?;
-            pages.bytes.fetch_add(page.iter().map(|event| event.json.len()).sum(), Ordering::Relaxed);
-            Ok::<_, crate::error::Error>(Arc::new(page))
+            let events = read(limit).await?;
+            if events.len() > MAX_SHARED_PAGE {
+                return Ok::<_, crate::error::Error>(Arc::new(Page::NotKept));
+            }
+            pages.bytes.fetch_add(events.iter().map(|event| event.json.len()).sum(), Ordering::Relaxed);
+            let whole = events.len() < limit;
+            Ok(Arc::new(Page::Kept { events, whole }))
         })
         .await?;
-    Ok(Vec::clone(page))
+    match page.newest(limit) {
+        Some(events) => Ok(events),
+        // The first read asked fewer events than this sync does, and the window holds more.
+        None => Ok(read(limit).await?),
+    }
 }

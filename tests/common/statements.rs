@@ -60,3 +60,18 @@ pub fn listing(statements: &[(i64, String)]) -> (i64, String) {
         .collect();
     (total, lines.join("\n"))
 }
+
+/// How many times the statements containing `fragment` ran, and the shared buffers they
+/// touched together (found in PostgreSQL's cache or read): what their plans cost, whatever
+/// the machine's speed.
+pub async fn buffers(server: &TestServer, fragment: &str) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT COALESCE(SUM(calls), 0)::bigint, COALESCE(SUM(shared_blks_hit + shared_blks_read), 0)::bigint
+         FROM pg_stat_statements
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND strpos(query, $1) > 0",
+    )
+    .bind(fragment)
+    .fetch_one(&server.state.pool)
+    .await
+    .unwrap()
+}
