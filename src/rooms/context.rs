@@ -130,7 +130,7 @@ pub(crate) async fn timestamp_to_event(
         let fetched = page.len();
         let events = page.into_iter().map(|(_, event)| event).collect();
         if let Some((_, pdu)) = viewer.visible(events).await?.into_iter().next() {
-            return Ok((pdu.event_id, pdu.origin_server_ts));
+            return Ok((pdu.event_id.clone(), pdu.origin_server_ts));
         }
         if fetched < TIMESTAMP_PAGE as usize {
             break;

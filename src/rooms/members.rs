@@ -85,5 +85,5 @@ pub(crate) async fn direct_inviter(pool: &Store, user: &UserId, room_id: &RoomId
     let pdu = crate::rooms::pdu::Pdu::from_stored(&entry.event_id, &entry.json)?;
     let content = pdu.content_value();
     let direct_invite = content["membership"] == "invite" && content["is_direct"] == true;
-    Ok(direct_invite.then_some(pdu.sender))
+    Ok(direct_invite.then_some(pdu.sender.clone()))
 }

@@ -2,7 +2,7 @@
 //! of them: every one used to parse the same stored JSON into a [`Pdu`] (twice, in `/sync`) —
 //! a tree of a few hundred allocations each time. An event's JSON never changes once stored
 //! (redactions are applied when serving, `rooms::served`), so the parsed form is an immutable
-//! fact of its event number, kept within a memory bound, and a clone of it shares the JSON tree.
+//! fact of its event number, kept within a memory bound, and a clone of it is shared, not copied.
 
 use crate::db::events::StoredEvent;
 use crate::db::state::StateEntry;
@@ -100,6 +100,8 @@ mod tests {
         let again = pdu_of(&pool, &first).expect("from the cache");
         assert_eq!(again.canonical_text(), parsed.canonical_text());
         assert_eq!(again.content_value()["body"], "hello");
+        // The same parse, shared, not a copy of its text and fields for every reader.
+        assert!(std::ptr::eq(again.canonical_text(), parsed.canonical_text()), "the event was copied");
         // A number paired with another id (never in a consistent database) is parsed anew.
         let other = stored(7, "$other", "another");
         let other = pdu_of(&pool, &other).expect("parses");

@@ -9,8 +9,23 @@ use serde_json::value::RawValue as RawJsonValue;
 use serde_json::{Value, json};
 use std::sync::{Arc, OnceLock};
 
+/// A parsed event, shared: a clone is a reference count. The parsed events cache
+/// (`rooms::parsed`) hands the same event to every sync a message wakes, and each used to copy
+/// its fields and its text (a dozen allocations and the JSON, per member, per event).
 #[derive(Clone, Debug)]
-pub struct Pdu {
+pub struct Pdu(Arc<PduFields>);
+
+impl std::ops::Deref for Pdu {
+    type Target = PduFields;
+
+    fn deref(&self) -> &PduFields {
+        &self.0
+    }
+}
+
+/// What a [`Pdu`] holds: the event's parsed fields beside its canonical text.
+#[derive(Debug)]
+pub struct PduFields {
     pub event_id: OwnedEventId,
     /// Absent only on a v12 create event, whose id *is* the room id.
     pub room_id: Option<OwnedRoomId>,
@@ -26,9 +41,8 @@ pub struct Pdu {
     /// The signed event as a tree (with an `event_id` key only in room versions 1 and 2), made
     /// from `text` when first asked for ([`Pdu::object`]): serving a stored event needs its
     /// fields and its text, and only redacting it or checking its hashes and signatures needs
-    /// the tree. Never changed once made. Shared, so that a clone of a parsed event
-    /// (`rooms::parsed`) does not copy the whole tree.
-    object: Arc<OnceLock<CanonicalJsonObject>>,
+    /// the tree. Never changed once made.
+    object: OnceLock<CanonicalJsonObject>,
     /// `json` as canonical JSON text, made once: every writer and sender of the event needs it,
     /// and serialising the object again (after cloning it) cost each of them.
     text: String,
@@ -107,7 +121,7 @@ impl Pdu {
                 .then(|| serde_json::from_str::<RedactsInContent>(fields.content.get()).ok().and_then(|c| c.redacts))
                 .flatten()
         });
-        Ok(Pdu {
+        Ok(Pdu(Arc::new(PduFields {
             event_id,
             room_id: fields.room_id,
             sender: fields.sender,
@@ -119,9 +133,9 @@ impl Pdu {
             auth_events: fields.auth_events,
             redacts,
             depth: fields.depth,
-            object: Arc::new(object),
+            object,
             text,
-        })
+        })))
     }
 
     /// The signed event as a canonical JSON tree, parsed from its text on first use.

@@ -84,7 +84,7 @@ fn resolve_auth_key(
         }
         current = next;
     }
-    Some(current.event_id)
+    Some(current.event_id.clone())
 }
 
 /// Step 3 for one key.
@@ -168,7 +168,7 @@ mod tests {
             });
             let pdu = Pdu::from_stored(id, &json.to_string()).expect("a valid event");
             self.events.insert(pdu.event_id.clone(), pdu.clone());
-            pdu.event_id
+            pdu.event_id.clone()
         }
 
         /// The base state with `changes` on top.

@@ -32,5 +32,5 @@ pub(crate) async fn standing_event(
     if !db::relations::redactions_of(pool, &[entry.event_nid]).await?.is_empty() {
         return Ok(None);
     }
-    Ok(Some(pdu.event_id))
+    Ok(Some(pdu.event_id.clone()))
 }

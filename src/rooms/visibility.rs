@@ -8,6 +8,7 @@ use crate::error::{Error, Result};
 use crate::rooms::pdu::Pdu;
 use crate::rooms::{facts, parsed};
 use crate::store::Store;
+use ruma::events::TimelineEventType;
 use ruma::events::room::history_visibility::HistoryVisibility;
 use ruma::events::room::member::MembershipState;
 use ruma::room_version_rules::RoomVersionRules;
@@ -124,7 +125,7 @@ pub(crate) async fn visible_parsed(
             let membership = facts::membership_at(pool, snapshot, user).await?;
             // A user's own membership event sits on the boundary: it shows if either the
             // membership before it or the one it sets does (so they see both their join and leave).
-            let own = pdu.kind.to_string() == "m.room.member" && pdu.state_key.as_deref() == Some(user.as_str());
+            let own = pdu.kind == TimelineEventType::RoomMember && pdu.state_key.as_deref() == Some(user.as_str());
             let becomes = own.then(|| pdu.content_value()["membership"].as_str().map(MembershipState::from)).flatten();
             allows(&visibility, membership.as_ref(), joined_since)
                 || (own && allows(&visibility, becomes.as_ref(), joined_since))

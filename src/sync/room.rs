@@ -13,6 +13,7 @@ use crate::store::Store;
 use crate::sync::lazy_members::{self, LazyDevice, LazyLoad};
 use crate::sync::response::{self, Events, SyncEvent, SyncRoom};
 use crate::sync::types::{RoomEntry, SyncOptions};
+use ruma::events::TimelineEventType;
 use ruma::events::room::member::MembershipState;
 use ruma::{RoomId, UserId};
 use std::collections::HashSet;
@@ -66,20 +67,11 @@ struct WindowEvent {
 }
 
 impl WindowEvent {
-    fn of(event: &StoredEvent) -> Result<WindowEvent> {
-        /// Only what a window summary needs; the rest of the JSON is skipped, not built.
-        #[derive(serde::Deserialize)]
-        struct Shape {
-            #[serde(rename = "type")]
-            kind: String,
-            state_key: Option<serde::de::IgnoredAny>,
-        }
-        let shape: Shape = serde_json::from_str(&event.json)
-            .map_err(|e| crate::error::Error::internal(format!("stored event {}: {e}", event.event_id)))?;
-        Ok(WindowEvent {
+    fn of(event: &StoredEvent, pdu: &Pdu) -> WindowEvent {
+        WindowEvent {
             position: event.stream_position.unwrap_or_default(),
-            state_type: shape.state_key.map(|_| shape.kind),
-        })
+            state_type: pdu.state_key.as_ref().map(|_| pdu.kind.to_string()),
+        }
     }
 }
 
@@ -180,7 +172,7 @@ pub(super) async fn room_entry(
     if let Some(device) = device {
         let in_state = state.iter().filter(|entry| entry.event_type == "m.room.member");
         let in_state = in_state.map(|entry| (entry.state_key.as_str(), entry.event_id.as_str()));
-        let in_timeline = timeline.events.iter().filter(|(_, pdu)| pdu.kind.to_string() == "m.room.member");
+        let in_timeline = timeline.events.iter().filter(|(_, pdu)| pdu.kind == TimelineEventType::RoomMember);
         let in_timeline =
             in_timeline.filter_map(|(event, pdu)| Some((pdu.state_key.as_deref()?, event.event_id.as_str())));
         device.record(room_id, in_state.chain(in_timeline), window.upto);
@@ -281,10 +273,13 @@ async fn timeline(
         let fetched = batch.len();
         scanned += fetched;
         reached_start = fetched < page;
-        for event in &batch {
-            examined.push(WindowEvent::of(event)?);
-        }
-        let lowest = batch.last().and_then(|event| event.stream_position);
+        // Parsed once per process (`rooms::parsed`): a woken member's copy is shared.
+        let batch = batch
+            .into_iter()
+            .map(|event| Ok((crate::rooms::parsed::pdu_of(pool, &event)?, event)))
+            .collect::<Result<Vec<_>>>()?;
+        examined.extend(batch.iter().map(|(pdu, event)| WindowEvent::of(event, pdu)));
+        let lowest = batch.last().and_then(|(_, event)| event.stream_position);
         for (event, pdu) in visible_with_own_membership(pool, user, window.joined, batch).await? {
             visible.extend(event.stream_position);
             // Ignored users' messages are hidden; their state changes still shape the room.
@@ -329,13 +324,12 @@ async fn visible_with_own_membership(
     pool: &Store,
     user: &UserId,
     joined: bool,
-    batch: Vec<StoredEvent>,
+    batch: Vec<(Pdu, StoredEvent)>,
 ) -> Result<Vec<(StoredEvent, Pdu)>> {
     let mut own = Vec::new();
     let mut others = Vec::with_capacity(batch.len());
-    for event in batch {
-        let pdu = crate::rooms::parsed::pdu_of(pool, &event)?;
-        if pdu.kind.to_string() == "m.room.member" && pdu.state_key.as_deref() == Some(user.as_str()) {
+    for (pdu, event) in batch {
+        if pdu.kind == TimelineEventType::RoomMember && pdu.state_key.as_deref() == Some(user.as_str()) {
             own.push((event, pdu));
         } else {
             others.push((event, pdu));

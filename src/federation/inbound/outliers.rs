@@ -116,7 +116,7 @@ pub async fn store_outliers(
         }
         let pdu = Pdu::from_stored(&event.event_id, &event.json)?;
         match event.rejected {
-            true => drop(rejected.insert(pdu.event_id)),
+            true => drop(rejected.insert(pdu.event_id.clone())),
             false => known.push((event.event_nid, pdu)),
         }
     }
@@ -164,7 +164,7 @@ pub async fn store_outliers(
                     store_unplaced(conn, room_id, &pdu, Unplaced::Rejected { reason: &reason, state_before: None })
                         .await?;
                     rejected.insert(pdu.event_id.clone());
-                    outcome.rejected.push(pdu.event_id);
+                    outcome.rejected.push(pdu.event_id.clone());
                 }
             }
         }

@@ -88,7 +88,7 @@ async fn invite_remote(ctx: FedCtx<'_>, change: MembershipChange<'_>) -> Result<
     let checked =
         check_countersigned(ctx, (&built.room_version, &built.rules), &invite, invitee_server, &answer.event).await?;
     match accept_with_known_parents(ctx.rooms, ctx.rooms.server_name, &checked).await? {
-        Ok(Accepted::Timeline { .. } | Accepted::AlreadyKnown(_)) => Ok(invite.event_id),
+        Ok(Accepted::Timeline { .. } | Accepted::AlreadyKnown(_)) => Ok(invite.event_id.clone()),
         // The room changed while the invitee's server was asked (the inviter lost the power
         // to invite, say): the invitation stands nowhere here.
         Ok(Accepted::SoftFailed(_)) => {
