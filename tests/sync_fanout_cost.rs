@@ -197,6 +197,13 @@ async fn a_sync_from_the_newest_token_asks_nothing_of_an_empty_window() {
 /// `pg_stat_statements` shows it.
 const TIMELINE_PAGE: &str = "LIKE ANY($5)) AND NOT (e.event_type LIKE ANY($6))";
 
+/// Page reads since the last reset, with the statements' listing for a failure message.
+async fn page_reads(server: &TestServer) -> (i64, String) {
+    let statements = common::statements::statements(server).await;
+    let (_, listing) = common::statements::listing(&statements);
+    (common::statements::calls(&statements, TIMELINE_PAGE), listing)
+}
+
 /// A room's filter with its own timeline limit (otherwise the load tool's).
 fn filter_with_limit(room: &str, limit: u32) -> String {
     let filter = json!({
@@ -233,9 +240,7 @@ async fn members_asking_different_timeline_limits_share_the_windows_read() {
         server.send_text(sender, &room, &format!("limits-{round}"), &body).await;
         each_gets_once(polls, &mut since, &room, &body).await;
     }
-    let (reads, _) = common::statements::buffers(&server, TIMELINE_PAGE).await;
-    let statements = common::statements::statements(&server).await;
-    let (_, listing) = common::statements::listing(&statements);
+    let (reads, listing) = page_reads(&server).await;
     assert_eq!(reads, 1, "six members woken by one message read its window {reads} times:\n{listing}");
 }
 
@@ -264,6 +269,27 @@ async fn a_live_windows_read_does_not_grow_with_the_rooms_history() {
     let (reads, buffers) = common::statements::buffers(&server, TIMELINE_PAGE).await;
     assert_eq!(reads, 3, "one page read per sync");
     // An index probe and the new event's rows: a handful of buffers. Scanning the 400 earlier
-    // events touched over a hundred per read.
+    // events touched 57 per read.
     assert!(buffers / reads <= 20, "a one-event window's read touched {} buffers", buffers / reads);
+}
+
+/// A member catching up on more events than a shared page keeps (here 120, with a limit of
+/// 150) gets them all from one read: the page too large to keep is still its own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_catch_up_too_large_to_share_is_read_once() {
+    let server = TestServer::start().await;
+    common::statements::enable(&server).await;
+    let (users, room) = server.public_room_of(&["chatty", "returning"], "password-catch-up", json!({})).await;
+    let (sender, reader) = (&users[0], &users[1]);
+    let filter = filter_with_limit(&room, 150);
+    let since = sync(&server, reader, &filter, None, 0).await["next_batch"].as_str().unwrap().to_owned();
+    let sent: Vec<String> = (0..120).map(|n| format!("while away {n}")).collect();
+    for (n, body) in sent.iter().enumerate() {
+        server.send_text(sender, &room, &format!("away-{n}"), body).await;
+    }
+    common::statements::reset(&server).await;
+    let answer = sync(&server, reader, &filter, Some(&since), 0).await;
+    assert_eq!(messages(&answer, &room), sent, "every message missed, once, in order");
+    let (reads, listing) = page_reads(&server).await;
+    assert_eq!(reads, 1, "one catch-up read its window {reads} times:\n{listing}");
 }

@@ -104,10 +104,14 @@ pub(super) async fn newest_page(
     }
     let pages = pool.cache::<SharedPages>();
     let slot = pages.slot(PageKey { room_id: room_id.to_owned(), from, after });
+    // A read too large to keep is still this sync's answer: it is not read a second time.
+    let mut not_kept = None;
+    let not_kept_here = &mut not_kept;
     let page = slot
-        .get_or_try_init(|| async {
+        .get_or_try_init(|| async move {
             let events = read(limit).await?;
             if events.len() > MAX_SHARED_PAGE {
+                *not_kept_here = Some(events);
                 return Ok::<_, crate::error::Error>(Arc::new(Page::NotKept));
             }
             pages.bytes.fetch_add(events.iter().map(|event| event.json.len()).sum(), Ordering::Relaxed);
@@ -115,6 +119,9 @@ pub(super) async fn newest_page(
             Ok(Arc::new(Page::Kept { events, whole }))
         })
         .await?;
+    if let Some(events) = not_kept {
+        return Ok(events);
+    }
     match page.newest(limit) {
         Some(events) => Ok(events),
         // The first read asked fewer events than this sync does, and the window holds more.
