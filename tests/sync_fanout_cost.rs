@@ -293,3 +293,63 @@ async fn a_catch_up_too_large_to_share_is_read_once() {
     let (reads, listing) = page_reads(&server).await;
     assert_eq!(reads, 1, "one catch-up read its window {reads} times:\n{listing}");
 }
+
+/// Every statement reading some keyed entries of a state snapshot without their redactions
+/// (`db::state::snapshot_state_for_keys`: a lazy-loading sync's member events).
+fn keyed_state_reads(statements: &[(i64, String)]) -> i64 {
+    let keyed = |query: &str| query.contains("wanted AS MATERIALIZED") && !query.contains("redaction_json");
+    statements.iter().filter(|(_, query)| keyed(query)).map(|(calls, _)| calls).sum()
+}
+
+/// The redaction lookup of events served without a redaction flag (`db::relations::redactions_of`).
+const REDACTIONS_OF: &str = "SELECT t.nid AS target_nid";
+
+/// A member who never spoke sends their first message to a room of waiting lazy-loading
+/// members: each member's answer carries the speaker's member event (the client has not seen
+/// it), read once for all of them, and whether a redaction applies to it asked once — not once
+/// per member, all in the same instant (measured at 200 members: 200 lookups and 21 reads of
+/// the same event, the slowest message of a fan-out run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_speakers_member_event_is_read_once_for_the_whole_room() {
+    let server = TestServer::start().await;
+    common::statements::enable(&server).await;
+    let names: Vec<String> = (0..=MEMBERS + 1).map(|n| format!("speak{n}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let (users, room) = server.public_room_of(&names, "password-speak", json!({})).await;
+    let filter = bench_filter(&room);
+    let (regular, quiet, members) = (&users[0], &users[1], &users[2..]);
+    let mut since = Vec::new();
+    for member in members {
+        since.push(sync(&server, member, &filter, None, 0).await["next_batch"].as_str().unwrap().to_owned());
+    }
+    let waiting: Vec<(&TestUser, &str)> = members.iter().map(|member| (member, filter.as_str())).collect();
+    // A warm round from the member who speaks regularly.
+    let polls = long_polls(&server, &waiting, &since).await;
+    server.send_text(regular, &room, "speak-warm", "warm").await;
+    each_gets_once(polls, &mut since, &room, "warm").await;
+
+    let polls = long_polls(&server, &waiting, &since).await;
+    common::statements::reset(&server).await;
+    server.send_text(quiet, &room, "speak-first", "first words").await;
+    let mut answers = Vec::new();
+    for poll in polls {
+        let (status, answer) = poll.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        assert_eq!(messages(&answer, &room), vec!["first words".to_owned()], "{answer}");
+        answers.push(answer);
+    }
+    let statements = common::statements::statements(&server).await;
+    let (_, listing) = common::statements::listing(&statements);
+    for answer in &answers {
+        let state = answer["rooms"]["join"][&room]["state"]["events"].as_array().cloned().unwrap_or_default();
+        let speaker = state.iter().find(|event| {
+            event["type"] == "m.room.member" && event["state_key"].as_str() == Some(quiet.user_id.as_str())
+        });
+        let speaker = speaker.unwrap_or_else(|| panic!("the new speaker's member event is missing: {answer}"));
+        assert_eq!(speaker["content"]["membership"], "join", "{speaker}");
+    }
+    let reads = keyed_state_reads(&statements);
+    assert!(reads <= 1, "the speaker's member event was read {reads} times for {MEMBERS} members:\n{listing}");
+    let lookups = common::statements::calls(&statements, REDACTIONS_OF);
+    assert!(lookups <= 1, "its redactions were looked up {lookups} times for {MEMBERS} members:\n{listing}");
+}

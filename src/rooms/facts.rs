@@ -73,30 +73,25 @@ pub(crate) async fn rules(pool: &Store, room_id: &RoomId) -> Result<RoomVersionR
 
 /// The `m.room.history_visibility` setting in a state snapshot (`shared` when unset).
 pub(crate) async fn history_visibility(pool: &Store, snapshot: i64) -> Result<HistoryVisibility> {
-    let facts = pool.cache::<RoomFacts>();
-    if let Some(known) = facts.history_visibility.get(&snapshot) {
-        return Ok(known);
-    }
-    let content = snapshot_content(pool, snapshot, "m.room.history_visibility", "").await?;
-    let visibility = content
-        .as_ref()
-        .and_then(|content| content["history_visibility"].as_str())
-        .map_or(HistoryVisibility::Shared, HistoryVisibility::from);
-    facts.history_visibility.insert(snapshot, visibility.clone());
-    Ok(visibility)
+    let read = async {
+        let content = snapshot_content(pool, snapshot, "m.room.history_visibility", "").await?;
+        Ok::<_, Error>(
+            content
+                .as_ref()
+                .and_then(|content| content["history_visibility"].as_str())
+                .map_or(HistoryVisibility::Shared, HistoryVisibility::from),
+        )
+    };
+    pool.cache::<RoomFacts>().history_visibility.get_or_read(&snapshot, read).await
 }
 
 /// The user's membership in a state snapshot, if any.
 pub(crate) async fn membership_at(pool: &Store, snapshot: i64, user: &UserId) -> Result<Option<MembershipState>> {
-    let key = (snapshot, user.to_owned());
-    let facts = pool.cache::<RoomFacts>();
-    if let Some(known) = facts.memberships.get(&key) {
-        return Ok(known);
-    }
-    let content = snapshot_content(pool, snapshot, "m.room.member", user.as_str()).await?;
-    let membership = content.as_ref().and_then(|content| content["membership"].as_str()).map(MembershipState::from);
-    facts.memberships.insert(key, membership.clone());
-    Ok(membership)
+    let read = async {
+        let content = snapshot_content(pool, snapshot, "m.room.member", user.as_str()).await?;
+        Ok::<_, Error>(content.as_ref().and_then(|content| content["membership"].as_str()).map(MembershipState::from))
+    };
+    pool.cache::<RoomFacts>().memberships.get_or_read(&(snapshot, user.to_owned()), read).await
 }
 
 /// Learns, in one statement, the history visibility of each of `snapshots` and the user's
@@ -159,6 +154,16 @@ pub(crate) async fn member_events_at(pool: &Store, snapshot: i64, users: &[Strin
         }
     }
     if missing.is_empty() {
+        return Ok(found);
+    }
+    if let [(_, user)] = missing.as_slice() {
+        // One member missing: the sender of a message the woken syncs of a room all show,
+        // read once for all of them.
+        let read = async {
+            let entries = db::state::snapshot_state_for_keys(pool, snapshot, &missing).await?;
+            Ok::<_, Error>(entries.into_iter().find(|entry| entry.state_key == *user))
+        };
+        found.extend(facts.member_events.get_or_read(&(snapshot, user.clone()), read).await?);
         return Ok(found);
     }
     let mut read: std::collections::HashMap<String, StateEntry> =

@@ -66,11 +66,41 @@ pub(crate) async fn apply_among(
     events: Vec<(i64, Pdu)>,
     candidates: &[i64],
 ) -> Result<Vec<Served>> {
+    let found = db::relations::redactions_of(db, candidates).await?;
+    apply_found(rules, events, &found)
+}
+
+/// Like [`apply`] with the redactions that apply to them read already
+/// ([`db::relations::redactions_of`]).
+pub(crate) fn apply_found(
+    rules: &RedactionRules,
+    events: Vec<(i64, Pdu)>,
+    found: &[db::relations::Related],
+) -> Result<Vec<Served>> {
     let mut redactions = HashMap::new();
-    for row in db::relations::redactions_of(db, candidates).await? {
+    for row in found {
         redactions.insert(row.target_nid, Pdu::from_stored(&row.event.event_id, &row.event.json)?);
     }
     events.into_iter().map(|(event_nid, pdu)| serve(rules, event_nid, pdu, redactions.remove(&event_nid))).collect()
+}
+
+/// State events parsed (event number and event), and the event numbers among them that a
+/// redaction may target.
+pub(crate) struct ParsedState {
+    pub events: Vec<(i64, Pdu)>,
+    pub candidates: Vec<i64>,
+}
+
+/// The state entries parsed; the candidates are those read without their redaction flag, or
+/// flagged.
+pub(crate) fn parse_state(pool: &Store, entries: &[db::state::StateEntry]) -> Result<ParsedState> {
+    let events = entries
+        .iter()
+        .map(|entry| Ok((entry.event_nid, parsed::pdu_of_state(pool, entry)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let candidates =
+        entries.iter().filter(|entry| entry.has_redaction != Some(false)).map(|entry| entry.event_nid).collect();
+    Ok(ParsedState { events, candidates })
 }
 
 /// An event as served, given the redaction that applies to it (if any).
@@ -87,13 +117,8 @@ pub(crate) async fn apply_to_state(
     rules: &RedactionRules,
     entries: &[db::state::StateEntry],
 ) -> Result<Vec<Served>> {
-    let events = entries
-        .iter()
-        .map(|entry| Ok((entry.event_nid, parsed::pdu_of_state(pool, entry)?)))
-        .collect::<Result<Vec<_>>>()?;
     // Where the state was read with its redaction flags, only flagged events are looked up.
-    let candidates: Vec<i64> =
-        entries.iter().filter(|entry| entry.has_redaction != Some(false)).map(|entry| entry.event_nid).collect();
+    let ParsedState { events, candidates } = parse_state(pool, entries)?;
     apply_among(pool, rules, events, &candidates).await
 }
 

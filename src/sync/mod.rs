@@ -20,6 +20,7 @@ pub(crate) mod sections;
 pub(crate) mod serve;
 mod shared_pages;
 pub(crate) mod sliding;
+mod state_redactions;
 pub(crate) mod stream;
 mod summary;
 mod to_device;

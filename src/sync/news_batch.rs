@@ -4,12 +4,18 @@
 //! also has to build a thousand responses.
 //!
 //! Batching is by arrival, as a database groups commits: a sync's question joins the queue;
-//! when no statement is running one starts with everything queued, and those that arrive while
-//! it runs go together in the next. A lone sync waits for nothing (its statement starts at
+//! when a statement is free, one starts with what is queued, and those that arrive while it
+//! runs go together in the next. A lone sync waits for nothing (its statement starts at
 //! once); a burst costs a few statements whatever its size. Each answer is what the sync's own
 //! query would have read (every question carries its own window), so batching changes no
 //! response. A batch that fails sends its syncs back to ask alone, so that one sync's trouble
 //! is not every sync's.
+//!
+//! Up to [`STATEMENTS_AT_ONCE`] statements run side by side, and a long queue is split between
+//! them: a burst's questions are then answered in parallel by as many database backends, and
+//! the first answered syncs are built while the database still reads the others' news
+//! (measured on a 200-member room: one statement of 199 questions took 6.6 ms, during which
+//! the process had nothing to build).
 
 use crate::db;
 use crate::db::sync::{NewsQuery, WindowNews};
@@ -20,6 +26,11 @@ use tokio::sync::oneshot;
 
 /// Questions asked in one statement at most (a bigger burst goes in several).
 const MAX_BATCH: usize = 4096;
+/// Statements running at once at most.
+const STATEMENTS_AT_ONCE: usize = 2;
+/// A queue longer than this is split: a statement takes a share of it, and leaves the rest to
+/// the next free statement. Shorter, it goes whole (a statement has a fixed cost too).
+const SPLIT_ABOVE: usize = 32;
 
 /// A question waiting for its batch, and where its answer goes (the question comes back when
 /// its batch failed).
@@ -28,7 +39,7 @@ struct Queued {
     answer: oneshot::Sender<std::result::Result<WindowNews, NewsQuery>>,
 }
 
-/// The questions of a store's syncs not yet asked, and whether a batch is running.
+/// The questions of a store's syncs not yet asked, and how many statements are running.
 #[derive(Default)]
 pub(super) struct NewsBatches {
     state: Mutex<State>,
@@ -37,7 +48,8 @@ pub(super) struct NewsBatches {
 #[derive(Default)]
 struct State {
     queued: Vec<Queued>,
-    running: bool,
+    /// Statements running (each with a task that asks batch after batch).
+    running: usize,
 }
 
 impl NewsBatches {
@@ -45,15 +57,21 @@ impl NewsBatches {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The next batch to ask, or `None` (and no batch running any more) when none is queued.
+    /// The next batch to ask, or `None` (and one statement fewer running) when none is queued.
     fn next_batch(&self) -> Option<Vec<Queued>> {
         let mut state = self.state();
-        if state.queued.is_empty() {
-            state.running = false;
+        let queued = state.queued.len();
+        if queued == 0 {
+            state.running = state.running.saturating_sub(1);
             return None;
         }
-        let take = state.queued.len().min(MAX_BATCH);
-        Some(state.queued.drain(..take).collect())
+        // Oldest first; a long queue is shared with the other statement, which takes its
+        // share when it is free.
+        let take = match queued {
+            n if n > SPLIT_ABOVE => n.div_ceil(STATEMENTS_AT_ONCE),
+            n => n,
+        };
+        Some(state.queued.drain(..take.min(MAX_BATCH)).collect())
     }
 }
 
@@ -65,7 +83,9 @@ pub(super) async fn window_news(pool: &Store, query: NewsQuery) -> Result<Window
     let start = {
         let mut state = batches.state();
         state.queued.push(Queued { query, answer });
-        !std::mem::replace(&mut state.running, true)
+        let start = state.running < STATEMENTS_AT_ONCE;
+        state.running += usize::from(start);
+        start
     };
     if start {
         tokio::spawn(run(pool.clone(), batches));
@@ -112,7 +132,56 @@ struct Running(Arc<NewsBatches>);
 impl Drop for Running {
     fn drop(&mut self) {
         if std::thread::panicking() {
-            self.0.state().running = false;
+            let mut state = self.0.state();
+            state.running = state.running.saturating_sub(1);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn question(index: usize) -> Queued {
+        let (answer, _) = oneshot::channel();
+        let query = NewsQuery {
+            user_id: format!("@u{index}:hearth.test"),
+            device_id: None,
+            rooms: Vec::new(),
+            after: 1,
+            upto: 2,
+            memberships_through: None,
+        };
+        Queued { query, answer }
+    }
+
+    fn batches_with(queued: usize, running: usize) -> NewsBatches {
+        let batches = NewsBatches::default();
+        {
+            let mut state = batches.state();
+            state.queued = (0..queued).map(question).collect();
+            state.running = running;
+        }
+        batches
+    }
+
+    #[test]
+    fn a_burst_is_shared_between_the_statements_oldest_first() {
+        let batches = batches_with(199, STATEMENTS_AT_ONCE);
+        let sizes: Vec<usize> = std::iter::from_fn(|| batches.next_batch().map(|batch| batch.len())).collect();
+        // Half to each free statement while the queue is long, the tail whole.
+        assert_eq!(sizes, vec![100, 50, 25, 24]);
+        let first = batches_with(40, 1).next_batch().unwrap_or_default();
+        assert_eq!(first.first().map(|queued| queued.query.user_id.as_str()), Some("@u0:hearth.test"));
+        // The statement that found the queue empty ended.
+        assert_eq!(batches.state().running, STATEMENTS_AT_ONCE - 1);
+    }
+
+    #[test]
+    fn a_short_queue_goes_in_one_statement() {
+        let batches = batches_with(SPLIT_ABOVE, 1);
+        assert_eq!(batches.next_batch().map(|batch| batch.len()), Some(SPLIT_ABOVE));
+        assert!(batches.next_batch().is_none());
+        assert_eq!(batches.state().running, 0);
     }
 }

@@ -6,7 +6,6 @@ use crate::db::events::StoredEvent;
 use crate::db::state::StateEntry;
 use crate::error::Result;
 use crate::rooms::pdu::Pdu;
-use crate::rooms::served;
 use crate::rooms::visibility;
 use crate::rooms::visibility::Viewer;
 use crate::store::Store;
@@ -160,7 +159,8 @@ pub(super) async fn room_entry(
     state.retain(|entry| !in_timeline.contains(&entry.event_nid));
     state.sort_by(|a, b| (&a.event_type, &a.state_key).cmp(&(&b.event_type, &b.state_key)));
 
-    let state_events: Vec<SyncEvent> = served::apply_to_state(pool, &viewer.rules().redaction, &state)
+    let rules = &viewer.rules().redaction;
+    let state_events: Vec<SyncEvent> = crate::sync::state_redactions::served_state(pool, rules, &state, window.upto)
         .await?
         .iter()
         .map(|served| SyncEvent::of_served(served, room_id, None))
