@@ -44,9 +44,11 @@ pub(crate) async fn serve(
     // Boxed, as the steps of `sync` are: the long-poll's wait keeps only what it needs. The
     // filter's definition is only read into the prepared filter, so it is not kept through
     // the wait.
-    let prepared = {
-        let definition = Box::pin(resolve_filter(pool, session, params.filter)).await?;
-        PreparedFilter::new(&definition, session)
+    let prepared = match params.filter {
+        // An inline filter is read where it is, not copied first (every request of a client
+        // that sends its filter inline carries it).
+        SyncFilter::Inline(definition) => PreparedFilter::new(definition, session),
+        filter => PreparedFilter::new(&*Box::pin(resolve_filter(pool, session, filter)).await?, session),
     };
     let look = Look { since: params.since, timeout: params.timeout, full_state: params.full_state };
     serve_prepared(pool, streams, session, &prepared, look, params.set_presence).await
