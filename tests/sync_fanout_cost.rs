@@ -70,18 +70,22 @@ async fn long_polls(
 }
 
 /// Every long-poll answers with the one message `body`, and each member's token moves on.
+/// Returns the answers, in the members' order.
 async fn each_gets_once(
     polls: Vec<tokio::task::JoinHandle<(StatusCode, Value)>>,
     since: &mut [String],
     room: &str,
     body: &str,
-) {
+) -> Vec<Value> {
+    let mut answers = Vec::with_capacity(polls.len());
     for (poll, since) in polls.into_iter().zip(since.iter_mut()) {
         let (status, answer) = poll.await.unwrap();
         assert_eq!(status, StatusCode::OK, "{answer}");
         assert_eq!(messages(&answer, room), vec![body.to_owned()], "each member gets the message once: {answer}");
         *since = answer["next_batch"].as_str().unwrap().to_owned();
+        answers.push(answer);
     }
+    answers
 }
 
 /// One message to a room of waiting long-polls: each member gets it exactly once, and the woken
@@ -331,13 +335,7 @@ async fn a_new_speakers_member_event_is_read_once_for_the_whole_room() {
     let polls = long_polls(&server, &waiting, &since).await;
     common::statements::reset(&server).await;
     server.send_text(quiet, &room, "speak-first", "first words").await;
-    let mut answers = Vec::new();
-    for poll in polls {
-        let (status, answer) = poll.await.unwrap();
-        assert_eq!(status, StatusCode::OK, "{answer}");
-        assert_eq!(messages(&answer, &room), vec!["first words".to_owned()], "{answer}");
-        answers.push(answer);
-    }
+    let answers = each_gets_once(polls, &mut since, &room, "first words").await;
     let statements = common::statements::statements(&server).await;
     let (_, listing) = common::statements::listing(&statements);
     for answer in &answers {

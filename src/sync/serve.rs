@@ -44,12 +44,7 @@ pub(crate) async fn serve(
     // Boxed, as the steps of `sync` are: the long-poll's wait keeps only what it needs. The
     // filter's definition is only read into the prepared filter, so it is not kept through
     // the wait.
-    let prepared = match params.filter {
-        // An inline filter is read where it is, not copied first (every request of a client
-        // that sends its filter inline carries it).
-        SyncFilter::Inline(definition) => PreparedFilter::new(definition, session),
-        filter => PreparedFilter::new(&*Box::pin(resolve_filter(pool, session, filter)).await?, session),
-    };
+    let prepared = Box::pin(prepare_filter(pool, session, params.filter)).await?;
     let look = Look { since: params.since, timeout: params.timeout, full_state: params.full_state };
     serve_prepared(pool, streams, session, &prepared, look, params.set_presence).await
 }
@@ -104,33 +99,33 @@ pub(crate) async fn serve_prepared(
     sync(pool, streams, &session.user_id, request).await
 }
 
-/// The definition a sync's filter names. A transport that syncs many times with one filter
-/// resolves it once (an unknown filter id is refused before the first sync).
-pub(crate) async fn resolve_filter(
-    pool: &Store,
-    session: &Session,
-    filter: SyncFilter<'_>,
-) -> Result<Arc<FilterDefinition>> {
+/// The sync's filter prepared. A transport that syncs many times with one filter prepares it
+/// once (an unknown filter id is refused before the first sync).
+pub(crate) async fn prepare_filter(pool: &Store, session: &Session, filter: SyncFilter<'_>) -> Result<PreparedFilter> {
+    // An inline filter is read where it is, not copied first (every request of a client that
+    // sends its filter inline carries it).
     match filter {
-        SyncFilter::Default => Ok(Arc::new(FilterDefinition::default())),
-        SyncFilter::Inline(definition) => Ok(Arc::new(definition.clone())),
-        SyncFilter::Stored(id) => {
-            let filters = pool.cache::<StoredFilters>();
-            let key = (session.user_id.as_str().to_owned(), id.to_owned());
-            if let Some(known) = filters.0.get(&key) {
-                return Ok(known);
-            }
-            let stored = crate::users::filters::get(pool, session, &session.user_id, id)
-                .await
-                .map_err(|_| Error::invalid_param(format!("Unknown filter {id:?}")))?;
-            let definition: Arc<FilterDefinition> = Arc::new(
-                serde_json::from_value(stored)
-                    .map_err(|e| Error::internal(format!("stored filter is malformed: {e}")))?,
-            );
-            filters.0.insert(key, definition.clone());
-            Ok(definition)
-        }
+        SyncFilter::Default => Ok(PreparedFilter::new(&FilterDefinition::default(), session)),
+        SyncFilter::Inline(definition) => Ok(PreparedFilter::new(definition, session)),
+        SyncFilter::Stored(id) => Ok(PreparedFilter::new(&*stored_filter(pool, session, id).await?, session)),
     }
+}
+
+/// The definition of the user's uploaded filter `id`, from the process's cache or read.
+async fn stored_filter(pool: &Store, session: &Session, id: &str) -> Result<Arc<FilterDefinition>> {
+    let filters = pool.cache::<StoredFilters>();
+    let key = (session.user_id.as_str().to_owned(), id.to_owned());
+    if let Some(known) = filters.0.get(&key) {
+        return Ok(known);
+    }
+    let stored = crate::users::filters::get(pool, session, &session.user_id, id)
+        .await
+        .map_err(|_| Error::invalid_param(format!("Unknown filter {id:?}")))?;
+    let definition: Arc<FilterDefinition> = Arc::new(
+        serde_json::from_value(stored).map_err(|e| Error::internal(format!("stored filter is malformed: {e}")))?,
+    );
+    filters.0.insert(key, definition.clone());
+    Ok(definition)
 }
 
 /// Stored filters as read, by owner and id. Clients such as Element name an uploaded filter

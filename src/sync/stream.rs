@@ -8,7 +8,7 @@ use crate::store::Store;
 use crate::streams::Streams;
 use crate::streams::token;
 use crate::sync::response::SyncResponse;
-use crate::sync::serve::{Look, PreparedFilter, SyncFilter, resolve_filter, serve_prepared};
+use crate::sync::serve::{Look, PreparedFilter, SyncFilter, prepare_filter, serve_prepared};
 use crate::users::Session;
 use ruma::presence::PresenceState;
 use std::time::Duration;
@@ -41,7 +41,7 @@ impl SyncStream {
     /// Checks what the client asked for (its filter exists, its token is one of ours) before
     /// the first delta is built.
     pub(crate) async fn open(pool: &Store, session: &Session, start: StreamStart<'_>) -> Result<SyncStream> {
-        let filter = PreparedFilter::new(&*resolve_filter(pool, session, start.filter).await?, session);
+        let filter = prepare_filter(pool, session, start.filter).await?;
         if let Some(since) = &start.since {
             token::decode(since)?;
         }
