@@ -174,6 +174,44 @@ async fn a_limited_timeline_hands_over_to_messages_at_prev_batch() {
     assert_eq!(page["chunk"][0]["event_id"], sent[9], "{page}");
 }
 
+/// An initial sync reads each room's newest `limit + 1` events ahead; when some of them are not
+/// for the user (an ignored sender's), the room reads on until its timeline is full, and it is
+/// still `limited` with a `prev_batch` that `/messages` continues from.
+#[tokio::test]
+async fn an_initial_timeline_reads_past_hidden_events_until_it_is_full() {
+    let server = TestServer::start().await;
+    let alice = server.register("alice", PW).await;
+    let bob = server.register("bob", PW).await;
+    let carol = server.register("carol", PW).await;
+    let room_id = server.create_room(&alice, json!({"preset": "public_chat"})).await;
+    server.join(&bob, &room_id).await;
+    server.join(&carol, &room_id).await;
+    let mut from_bob = Vec::new();
+    for i in 1..=12 {
+        from_bob.push(send(&server, &bob, &room_id, &format!("bob-{i}")).await);
+    }
+    for i in 1..=6 {
+        send(&server, &carol, &room_id, &format!("carol-{i}")).await;
+    }
+    let path = format!("/_matrix/client/v3/user/{}/account_data/m.ignored_user_list", alice.user_id);
+    let (status, body) = server.put(&path, alice.token(), json!({"ignored_users": {carol.user_id.clone(): {}}})).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let filter = json!({"room": {"timeline": {"limit": 10}}}).to_string();
+    let (status, response) =
+        server.get(&format!("/_matrix/client/v3/sync?filter={}", encode(&filter)), alice.token()).await;
+    assert_eq!(status, StatusCode::OK, "{response}");
+    let joined = room(&response, "join", &room_id).expect("joined");
+    assert_eq!(ids(&events(joined, "timeline")), from_bob[2..].to_vec(), "Bob's last ten, Carol's left out");
+    assert_eq!(joined["timeline"]["limited"], true, "{joined}");
+    let prev_batch = joined["timeline"]["prev_batch"].as_str().expect("prev_batch");
+    let (status, page) = server
+        .get(&format!("/_matrix/client/v3/rooms/{room_id}/messages?dir=b&limit=1&from={prev_batch}"), alice.token())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["chunk"][0]["event_id"], from_bob[1], "/messages continues before the timeline: {page}");
+}
+
 #[tokio::test]
 async fn an_initial_sync_has_the_full_state_before_the_timeline() {
     let server = TestServer::start().await;

@@ -66,6 +66,16 @@ impl EventFilter {
         })
     }
 
+    /// Whether every event of a room the filter lets in passes [`EventFilter::allows`]: no
+    /// type, sender or URL condition.
+    pub fn keeps_every_event(&self) -> bool {
+        self.types.is_none()
+            && self.not_types.is_empty()
+            && self.senders.is_none()
+            && self.not_senders.is_empty()
+            && self.contains_url.is_none()
+    }
+
     /// Whether the room passes `rooms` / `not_rooms`.
     pub fn allows_room(&self, room_id: &RoomId) -> bool {
         let room = room_id.as_str();

@@ -21,6 +21,7 @@ use crate::sync::partial_state::PartialRooms;
 use crate::sync::response::{Events, InvitedRoom, KnockedRoom, Rooms, SyncBody, SyncEvent, SyncRoom};
 use crate::sync::room::{RoomWindow, StateMode, room_entry};
 use crate::sync::sections::SectionFilters;
+use crate::sync::transaction_ids::KnownSent;
 use crate::sync::types::{SyncOptions, SyncWindow};
 use crate::sync::unread::Reader;
 use futures_util::{StreamExt, TryStreamExt};
@@ -125,12 +126,14 @@ pub async fn build_rooms(
     // Where the user's reading stands, for the unread counts of every room built, at once.
     let built: Vec<String> = candidates.iter().map(|candidate| candidate.room.room_id.to_string()).collect();
     let read_positions = crate::sync::unread::read_positions(pool, user, &built, news).await?;
+    let mut known_sent = KnownSent::default();
     if since.is_none() {
         // An initial sync builds every joined room whole: read what they need all at once.
         let mut reads = InitialReads::read(pool, user, &built, (upto, options), &read_positions).await?;
         for candidate in &mut candidates {
             candidate.reads = reads.take(candidate.room.room_id.as_str());
         }
+        known_sent = reads.take_sent();
     }
     let context = JoinedContext {
         pool,
@@ -178,7 +181,7 @@ pub async fn build_rooms(
     if let Some(device) = &options.device {
         // Before the entries are kept: the cache keeps them for this device, annotated.
         let timelines = built.iter_mut().map(|(_, room)| room).chain(rooms.leave.values_mut());
-        crate::sync::transaction_ids::annotate_rooms(pool, user, device, timelines).await?;
+        crate::sync::transaction_ids::annotate_rooms(pool, user, device, timelines, known_sent).await?;
     }
     let built: Vec<(String, Arc<SyncRoom>)> = built.into_iter().map(|(id, room)| (id, Arc::new(room))).collect();
     if let Some(cache) = cache {

@@ -17,6 +17,8 @@ use crate::db::unread::{ReadPositions, SummaryFacts};
 use crate::error::Result;
 use crate::store::Store;
 use crate::sync::news::WindowRows;
+use crate::sync::room::KnownPage;
+use crate::sync::transaction_ids::KnownSent;
 use crate::sync::types::SyncOptions;
 use ruma::UserId;
 use std::collections::{HashMap, HashSet};
@@ -26,7 +28,7 @@ use std::collections::{HashMap, HashSet};
 pub(super) struct RoomReads {
     /// The room's newest events from the window's end back to its start, as the timeline's
     /// first page reads them (newest first).
-    pub first_page: Option<Vec<StoredEvent>>,
+    pub first_page: Option<KnownPage>,
     /// The whole state of the snapshot the timeline is expected to start at.
     pub state: Option<(i64, Vec<StateEntry>)>,
     pub summary: Option<SummaryFacts>,
@@ -38,6 +40,8 @@ pub(super) struct RoomReads {
 #[derive(Default)]
 pub(super) struct InitialReads {
     rooms: HashMap<String, RoomReads>,
+    /// The transaction ids of the device's events among the pages.
+    sent: KnownSent,
 }
 
 impl InitialReads {
@@ -68,8 +72,9 @@ impl InitialReads {
                 summaries.into_iter().map(|row| (row.room_id, row.facts)).collect::<HashMap<String, SummaryFacts>>(),
             )
         };
-        let ((mut pages, starts, states), mut summaries, mut unread) = tokio::try_join!(
-            timelines(pool, user, rooms, (upto, options)),
+        let page = crate::sync::room::read_ahead_page_size(options);
+        let ((mut pages, starts, states, sent), mut summaries, mut unread) = tokio::try_join!(
+            timelines(pool, user, rooms, (upto, options), page),
             summaries,
             unread_rows(pool, user, rooms, upto, read_positions),
         )?;
@@ -77,13 +82,14 @@ impl InitialReads {
             let state =
                 starts.get(room_id).map(|snapshot| (*snapshot, states.get(snapshot).cloned().unwrap_or_default()));
             let room = RoomReads {
-                first_page: Some(pages.remove(room_id).unwrap_or_default()),
+                first_page: Some(KnownPage { events: pages.remove(room_id).unwrap_or_default(), asked: page }),
                 state,
                 summary: summaries.remove(room_id),
                 unread: unread.remove(room_id),
             };
             reads.rooms.insert(room_id.clone(), room);
         }
+        reads.sent = sent;
         Ok(reads)
     }
 
@@ -91,18 +97,24 @@ impl InitialReads {
     pub(super) fn take(&mut self, room_id: &str) -> RoomReads {
         self.rooms.remove(room_id).unwrap_or_default()
     }
+
+    /// The transaction ids read ahead (see [`KnownSent`]).
+    pub(super) fn take_sent(&mut self) -> KnownSent {
+        std::mem::take(&mut self.sent)
+    }
 }
 
 /// Each room's first page of events (newest first), the snapshot its timeline is expected to
-/// start at, and the whole state of those snapshots; with the rooms' versions and the history
-/// visibility of the pages' snapshots learnt (`rooms::facts`) for building the entries.
+/// start at, the whole state of those snapshots and the transaction ids of the device's events
+/// in the pages; with the rooms' versions and the history visibility of the pages' snapshots
+/// learnt (`rooms::facts`) for building the entries.
 async fn timelines(
     pool: &Store,
     user: &UserId,
     rooms: &[String],
     (upto, options): (i64, &SyncOptions),
-) -> Result<(HashMap<String, Vec<StoredEvent>>, HashMap<String, i64>, HashMap<i64, Vec<StateEntry>>)> {
-    let page = crate::sync::room::first_page_size(options.timeline_limit);
+    page: usize,
+) -> Result<(HashMap<String, Vec<StoredEvent>>, HashMap<String, i64>, HashMap<i64, Vec<StateEntry>>, KnownSent)> {
     let (_, newest) = tokio::try_join!(crate::rooms::facts::learn_versions(pool, rooms), async {
         Ok(db::events::newest_pages(pool, rooms, upto, page as i64).await?)
     },)?;
@@ -135,8 +147,21 @@ async fn timelines(
         }
         Ok::<_, crate::error::Error>(states)
     };
-    let (_, states) = tokio::try_join!(crate::rooms::facts::learn_snapshots(pool, user, &snapshots), states)?;
-    Ok((pages, starts, states))
+    // The answer's transaction ids were read once the entries were built, one more round trip
+    // after everything else; the pages name the events already.
+    let sent = async {
+        let Some(device) = options.device.as_deref() else { return Ok(KnownSent::default()) };
+        let mut own = Vec::new();
+        for event in pages.values().flatten() {
+            if crate::rooms::parsed::pdu_of(pool, event)?.sender == user {
+                own.push(event.event_id.clone());
+            }
+        }
+        KnownSent::read(pool, user, device, own).await
+    };
+    let (_, states, sent) =
+        tokio::try_join!(crate::rooms::facts::learn_snapshots(pool, user, &snapshots), states, sent)?;
+    Ok((pages, starts, states, sent))
 }
 
 /// The user's push action rows of each room from their lowest read position there on (as

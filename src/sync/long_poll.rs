@@ -214,16 +214,30 @@ async fn build_window(
     let Look { window, memberships, history_purges } = look;
     let initial_syncs = pool.cache::<InitialSyncCache>();
     let cache = CacheAt { cache: &initial_syncs, history_purges };
-    let (mut body, to_device, presence, device_lists) = tokio::try_join!(
+    // The device's key counts go with every answer: when the news did not read them and the
+    // look answers whatever it finds (an initial or full-state sync), they are read beside the
+    // rooms rather than after them.
+    let known_counts = request.device.and(news.key_counts()).map(crate::sync::device_lists::key_counts_of);
+    let counts_now = match request.device {
+        Some(device) if known_counts.is_none() && (window.since.is_none() || request.full_state) => Some(device),
+        _ => None,
+    };
+    let read_counts = async {
+        match counts_now {
+            Some(device) => crate::sync::device_lists::key_counts(pool, user, device).await.map(Some),
+            None => Ok(known_counts),
+        }
+    };
+    let (mut body, to_device, presence, device_lists, key_counts) = tokio::try_join!(
         build_rooms(pool, user, window, (request.options, request.sections), memberships, (news, Some(cache))),
         only_if(news.to_device(), crate::sync::to_device::section(pool, user, request.device, window)),
         only_if(news.presence().any(), crate::sync::presence::section(pool, user, window, news.presence())),
         only_if(news.device_lists(), crate::sync::device_lists::section(pool, user, window)),
+        read_counts,
     )?;
     for section in [to_device, presence, device_lists] {
         body.merge(section);
     }
-    let key_counts = request.device.and(news.key_counts()).map(crate::sync::device_lists::key_counts_of);
     Ok((body, key_counts))
 }
 

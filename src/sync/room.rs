@@ -26,6 +26,25 @@ pub(super) fn first_page_size(limit: usize) -> usize {
     // One more than the limit tells whether the timeline is limited.
     (limit + 1).max(MIN_PAGE)
 }
+
+/// How many events an initial sync reads ahead for each room's first page: with a filter that
+/// keeps every event, one more than the limit is all the timeline can use (events hidden by
+/// history visibility or an ignore list make the room read on, as any page does); a stricter
+/// filter reads a whole [`first_page_size`].
+pub(super) fn read_ahead_page_size(options: &SyncOptions) -> usize {
+    match options.timeline.keeps_every_event() {
+        true => options.timeline_limit + 1,
+        false => first_page_size(options.timeline_limit),
+    }
+}
+
+/// A room's first page read before its entry is built: newest first, and how many events were
+/// asked for (fewer came back when the page reached the window's start).
+pub(super) struct KnownPage {
+    pub events: Vec<StoredEvent>,
+    pub asked: usize,
+}
+
 /// A filter may reject nearly everything in a long history: after examining this many events
 /// the timeline stops and says `limited`, and the client paginates on with `prev_batch`.
 const MAX_SCANNED: usize = 2000;
@@ -49,8 +68,8 @@ pub(super) struct RoomWindow {
     pub joined: bool,
     pub state: StateMode,
     /// The timeline's first page, when read already (an initial sync reads every room's at
-    /// once): the room's newest [`first_page_size`] events with `after < position <= upto`.
-    pub first_page: Option<Vec<StoredEvent>>,
+    /// once): the room's newest events with `after < position <= upto`.
+    pub first_page: Option<KnownPage>,
     /// A snapshot's whole state, when read already: used if the timeline starts there.
     pub start_state: Option<(i64, Vec<StateEntry>)>,
 }
@@ -237,7 +256,7 @@ async fn timeline(
     pool: &Store,
     user: &UserId,
     room_id: &RoomId,
-    (window, mut known_page): (&RoomWindow, Option<Vec<StoredEvent>>),
+    (window, mut known_page): (&RoomWindow, Option<KnownPage>),
     options: &SyncOptions,
     ignored: &HashSet<String>,
 ) -> Result<Timeline> {
@@ -262,17 +281,21 @@ async fn timeline(
         let only = if first_page { None } else { matching.as_ref() };
         first_page = false;
         let after = Some(window.after);
-        let batch = match only {
-            None if known_page.is_some() => known_page.take().unwrap_or_default(),
-            None => crate::sync::shared_pages::newest_page(pool, room_id.as_str(), from, window.after, page).await?,
-            Some(only) => {
+        let (batch, asked) = match (only, known_page.take()) {
+            (None, Some(known)) => (known.events, known.asked),
+            (None, None) => {
+                (crate::sync::shared_pages::newest_page(pool, room_id.as_str(), from, window.after, page).await?, page)
+            }
+            (Some(only), _) => {
                 examined_all = false;
-                db::events::timeline_page_matching(pool, room_id.as_str(), from, true, after, page as i64, only).await?
+                let matching =
+                    db::events::timeline_page_matching(pool, room_id.as_str(), from, true, after, page as i64, only);
+                (matching.await?, page)
             }
         };
         let fetched = batch.len();
         scanned += fetched;
-        reached_start = fetched < page;
+        reached_start = fetched < asked;
         // Parsed once per process (`rooms::parsed`): a woken member's copy is shared.
         let batch = batch
             .into_iter()
@@ -292,7 +315,7 @@ async fn timeline(
             limited = true;
             break;
         }
-        let Some(lowest) = lowest.filter(|_| fetched == page) else { break };
+        let Some(lowest) = lowest.filter(|_| fetched == asked) else { break };
         lowest_examined = lowest;
         if scanned >= MAX_SCANNED {
             limited = true;

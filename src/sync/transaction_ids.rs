@@ -8,18 +8,42 @@ use crate::rooms::transaction_ids::sent_with;
 use crate::store::Store;
 use crate::sync::response::{SyncEvent, SyncRoom};
 use ruma::{DeviceId, UserId};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-/// Annotates the timelines of `rooms` (as built, before the initial-sync cache keeps them).
+/// What was read ahead of the device's transaction ids: the event ids asked about, and the
+/// transaction ids found for them.
+#[derive(Default)]
+pub(super) struct KnownSent {
+    pub asked: HashSet<String>,
+    pub sent: HashMap<String, String>,
+}
+
+impl KnownSent {
+    /// Reads the transaction ids of `own`, events the user sent, before the timelines that
+    /// will show them are built (an initial sync reads them beside the rooms' state).
+    pub(super) async fn read(pool: &Store, user: &UserId, device: &DeviceId, own: Vec<String>) -> Result<KnownSent> {
+        let sent = sent_with(pool, user, device, &own).await?;
+        Ok(KnownSent { asked: own.into_iter().collect(), sent })
+    }
+}
+
+/// Annotates the timelines of `rooms` (as built, before the initial-sync cache keeps them),
+/// asking only about the device's events that `known` was not asked about.
 pub(super) async fn annotate_rooms<'a>(
     pool: &Store,
     user: &UserId,
     device: &DeviceId,
     rooms: impl Iterator<Item = &'a mut SyncRoom>,
+    known: KnownSent,
 ) -> Result<()> {
     let mut timelines: Vec<&mut Vec<SyncEvent>> = rooms.map(|room| &mut room.timeline.events).collect();
-    let own: Vec<String> = timelines.iter().flat_map(|events| own_event_ids(user, events)).collect();
-    let sent = sent_with(pool, user, device, &own).await?;
+    let KnownSent { asked, mut sent } = known;
+    let own: Vec<String> = timelines
+        .iter()
+        .flat_map(|events| own_event_ids(user, events))
+        .filter(|event_id| !asked.contains(event_id))
+        .collect();
+    sent.extend(sent_with(pool, user, device, &own).await?);
     if sent.is_empty() {
         return Ok(());
     }
