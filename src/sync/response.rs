@@ -90,6 +90,23 @@ impl SyncEvent {
     /// tree of the event, its content included, was built and written again for one key).
     pub fn set_transaction_id(&mut self, transaction_id: &str) -> Result<()> {
         let failed = |e: serde_json::Error| Error::internal(format!("sync event {:?}: {e}", self.event_id));
+        // An event written by `Pdu::client_event_json` ends with its empty `unsigned` (keys are
+        // in order, `unsigned` last): the id goes in there, and nothing is parsed at all. (A
+        // string cannot end the text with these characters: its quotes would be escaped.)
+        const EMPTY_UNSIGNED_LAST: &str = ",\"unsigned\":{}}";
+        if let Some(before) = self.json.get().strip_suffix(EMPTY_UNSIGNED_LAST) {
+            let transaction_id = serde_json::to_string(transaction_id).map_err(failed)?;
+            let json = format!("{before},\"unsigned\":{{\"transaction_id\":{transaction_id}}}}}");
+            self.json = RawValue::from_string(json).map_err(failed)?;
+            return Ok(());
+        }
+        self.set_transaction_id_reserialised(transaction_id)
+    }
+
+    /// [`SyncEvent::set_transaction_id`] for any event: its top-level fields read as text, its
+    /// `unsigned` parsed, and the whole written again.
+    fn set_transaction_id_reserialised(&mut self, transaction_id: &str) -> Result<()> {
+        let failed = |e: serde_json::Error| Error::internal(format!("sync event {:?}: {e}", self.event_id));
         let json = {
             let mut fields: std::collections::BTreeMap<String, &RawValue> =
                 serde_json::from_str(self.json.get()).map_err(failed)?;
@@ -305,6 +322,25 @@ mod tests {
         expected["unsigned"]["transaction_id"] = json!("txn-1");
         assert_eq!(value_of(&served), expected);
         assert_eq!(served.event_id.as_deref(), Some("$a"));
+    }
+
+    #[test]
+    fn an_empty_unsigned_at_the_end_takes_the_id_as_a_reserialised_event_would() {
+        // As `Pdu::client_event_json` writes an event: keys in order, an empty `unsigned` last,
+        // a content that says `"unsigned":{}` in a string and in an object of its own.
+        let event = json!({
+            "content": {"body": "ends with ,\"unsigned\":{}}", "unsigned": {}},
+            "event_id": "$c", "sender": "@u:x", "type": "m.room.message", "unsigned": {},
+        });
+        let mut served = SyncEvent::new(&event).expect("serialised");
+        assert!(served.raw().get().ends_with(",\"unsigned\":{}}"), "{}", served.raw().get());
+        served.set_transaction_id("txn \"3\"").expect("annotated");
+        let mut expected = event.clone();
+        expected["unsigned"] = json!({"transaction_id": "txn \"3\""});
+        assert_eq!(value_of(&served), expected);
+        let mut general = SyncEvent::new(&event).expect("serialised");
+        general.set_transaction_id_reserialised("txn \"3\"").expect("annotated");
+        assert_eq!(served.raw().get(), general.raw().get(), "the same text either way");
     }
 
     #[test]
