@@ -85,18 +85,31 @@ async fn a_devices_long_history_of_sends_costs_its_syncs_nothing() {
     let sent = server.send_text(&alice, &room, "after-many", "hello").await;
     statements::reset(&server).await;
     assert_eq!(transaction_id_seen_by(&server, &alice, &room, &sent).await.as_deref(), Some("after-many"));
-    let (blocks, calls): (i64, i64) = sqlx::query_as(
-        r"SELECT COALESCE(sum(shared_blks_hit + shared_blks_read), 0)::bigint, COALESCE(sum(calls), 0)::bigint
-         FROM pg_stat_statements
-         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-           AND regexp_replace(query, '\s+', ' ', 'g') LIKE '%FROM event_transactions WHERE event_id = ANY%'",
-    )
-    .fetch_one(&server.state.pool)
-    .await
-    .unwrap();
+    let (blocks, calls) = blocks_and_calls(&server, "%FROM event_transactions WHERE event_id = ANY%").await;
     assert!(calls > 0, "the lookup ran");
     // A probe reads a handful of index and heap blocks (about 10 a lookup); walking the
     // device's 20,000 earlier sends read about 4,600 a lookup, with the table's statistics as
     // fresh as they are after a burst of sends (not analysed since).
     assert!(blocks <= 25 * calls, "{calls} lookups read {blocks} blocks");
+    // An initial sync finds the transaction ids with each room's newest events, in the
+    // statement that reads them: a probe per event too (a dozen events here, a few index probes
+    // each), where walking the device's sends read thousands of blocks.
+    let (blocks, calls) = blocks_and_calls(&server, "%FROM event_transactions WHERE event_id = i.event_id%").await;
+    assert!(calls > 0, "the initial sync read its rooms' pages with their transaction ids");
+    assert!(blocks <= 400 * calls, "{calls} page reads read {blocks} blocks");
+}
+
+/// The blocks read and the calls made since the last reset by the statements whose text
+/// (whitespace collapsed) is `LIKE pattern`.
+async fn blocks_and_calls(server: &TestServer, pattern: &str) -> (i64, i64) {
+    sqlx::query_as(
+        r"SELECT COALESCE(sum(shared_blks_hit + shared_blks_read), 0)::bigint, COALESCE(sum(calls), 0)::bigint
+         FROM pg_stat_statements
+         WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+           AND regexp_replace(query, '\s+', ' ', 'g') LIKE $1",
+    )
+    .bind(pattern)
+    .fetch_one(&server.state.pool)
+    .await
+    .unwrap()
 }

@@ -451,21 +451,39 @@ pub async fn timeline_page_matching(
         .await
 }
 
+/// An event of [`newest_pages`], with the transaction id the asking device sent it with.
+#[derive(Debug, FromRow)]
+pub struct PagedEvent {
+    #[sqlx(flatten)]
+    pub event: StoredEvent,
+    /// `None` also when no device was given.
+    pub transaction_id: Option<String>,
+}
+
 /// The newest `limit` timeline events of each of `room_ids` with `0 < position <= upto`,
 /// newest first within each room, in one statement: each room's page as [`timeline_page`]
-/// reads it from `upto` back to the room's start (what an initial sync reads first). The
-/// rooms drive the plan (one index probe of `events_room_stream` per room, whatever the
-/// table's statistics say, fresh or not).
+/// reads it from `upto` back to the room's start (what an initial sync reads first), with the
+/// transaction ids `device` (user, device) sent them with. The rooms drive the plan (one index
+/// probe of `events_room_stream` per room, whatever the table's statistics say, fresh or not),
+/// and each event's transaction is found by its id alone (`OFFSET 0` keeps the device's
+/// columns out of the probe: with them, a table not yet analysed was walked through the
+/// device's every send for each event, 450 ms for 1,100 events of a device with 5,000 sends).
 pub async fn newest_pages(
     db: impl PgExecutor<'_>,
     room_ids: &[String],
     upto: i64,
     limit: i64,
-) -> sqlx::Result<Vec<StoredEvent>> {
+    device: Option<(&str, &str)>,
+) -> sqlx::Result<Vec<PagedEvent>> {
+    let (user_id, device_id) = device.unzip();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
         "SELECT p.* FROM unnest($1::text[]) WITH ORDINALITY AS r (room_id, n)
          CROSS JOIN LATERAL (
-             SELECT {STORED_EVENT_COLUMNS}, {RELATED_COLUMN}
+             SELECT {STORED_EVENT_COLUMNS}, {RELATED_COLUMN},
+                    (SELECT t.txn_id FROM (
+                         SELECT txn_id, user_id, device_id FROM event_transactions WHERE event_id = i.event_id
+                         OFFSET 0) t
+                     WHERE t.user_id = $4 AND t.device_id = $5 LIMIT 1) AS transaction_id
              FROM events e JOIN event_ids i ON i.event_nid = e.event_nid
              WHERE e.room_id = r.room_id AND e.stream_position <= $2 AND e.stream_position > 0
                AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier
@@ -475,6 +493,8 @@ pub async fn newest_pages(
     .bind(room_ids)
     .bind(upto)
     .bind(limit)
+    .bind(user_id)
+    .bind(device_id)
     .fetch_all(db)
     .await
 }

@@ -13,17 +13,30 @@ use crate::db::state::{EVENT_OF_ROW, REDACTION_COLUMN, StateEntry, WANTED_KEYS};
 use crate::db::unread::SummaryFacts;
 use sqlx::{FromRow, PgExecutor};
 
-/// The snapshot chains of every snapshot of `$1` as the CTE `chain`: `origin` is the snapshot
-/// asked about, `distance` 0 the snapshot itself.
-const CHAINS: &str = "WITH RECURSIVE chain (origin, snapshot_id, parent_id, distance) AS (
+/// The snapshot chains of every snapshot of `origins` (a table of `snapshot_id`s, e.g.
+/// `unnest($1::bigint[])`) as the CTE `chain`: `origin` is the snapshot asked about,
+/// `distance` 0 the snapshot itself. Other CTEs may follow it (`RECURSIVE` covers them all).
+fn chains(origins: &str) -> String {
+    format!(
+        "chain (origin, snapshot_id, parent_id, distance) AS (
         SELECT o.snapshot_id, o.snapshot_id,
                (SELECT s.parent_id FROM state_snapshots s WHERE s.snapshot_id = o.snapshot_id), 0
-        FROM unnest($1::bigint[]) AS o (snapshot_id)
+        FROM {origins} AS o (snapshot_id)
         UNION ALL
         SELECT c.origin, c.parent_id,
                (SELECT s.parent_id FROM state_snapshots s WHERE s.snapshot_id = c.parent_id), c.distance + 1
         FROM chain c WHERE c.parent_id IS NOT NULL
-    )";
+    )"
+    )
+}
+
+/// The snapshots' whole state, from the CTE `chain` (with `has_redaction`).
+const WHOLE_STATES: &str = "entries AS (
+            SELECT DISTINCT ON (c.origin, se.state_key_nid) c.origin, se.state_key_nid, se.event_nid
+            FROM state_snapshot_entries se JOIN chain c ON c.snapshot_id = se.snapshot_id
+            WHERE se.snapshot_id = ANY (ARRAY (SELECT snapshot_id FROM chain))
+            ORDER BY c.origin, se.state_key_nid, c.distance
+        )";
 
 /// A state entry of the snapshot `origin`.
 #[derive(Debug, FromRow)]
@@ -33,26 +46,49 @@ pub(crate) struct SnapshotEntry {
     pub entry: StateEntry,
 }
 
-/// The whole state of each of `snapshots` (with `has_redaction`), as
-/// `db::state::snapshot_state` reads one.
-pub(crate) async fn states_of(db: impl PgExecutor<'_>, snapshots: &[i64]) -> sqlx::Result<Vec<SnapshotEntry>> {
+/// The whole state (with `has_redaction`, as `db::state::snapshot_state` reads one snapshot's)
+/// of the snapshot each of `room_ids` has before the oldest of its newest `limit` timeline
+/// events with `0 < position <= upto`: where a timeline of `limit` events starts, found as
+/// `db::events::newest_pages` finds the events, so that it is read beside the pages, not after
+/// them.
+pub(crate) async fn states_at_timeline_starts(
+    db: impl PgExecutor<'_>,
+    room_ids: &[String],
+    upto: i64,
+    limit: i64,
+) -> sqlx::Result<Vec<SnapshotEntry>> {
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{CHAINS},
-        entries AS (
-            SELECT DISTINCT ON (c.origin, se.state_key_nid) c.origin, se.state_key_nid, se.event_nid
-            FROM state_snapshot_entries se JOIN chain c ON c.snapshot_id = se.snapshot_id
-            WHERE se.snapshot_id = ANY (ARRAY (SELECT snapshot_id FROM chain))
-            ORDER BY c.origin, se.state_key_nid, c.distance
-        )
-        SELECT en.origin, en.state_key_nid,
+        "WITH RECURSIVE starts AS MATERIALIZED (
+            SELECT DISTINCT s.state_before AS snapshot_id FROM unnest($1::text[]) AS r (room_id)
+            CROSS JOIN LATERAL (
+                SELECT p.state_before FROM (
+                    SELECT e.state_before, e.stream_position FROM events e
+                    WHERE e.room_id = r.room_id AND e.stream_position <= $2 AND e.stream_position > 0
+                      AND e.rejection IS NULL AND NOT e.soft_failed AND NOT e.outlier
+                    ORDER BY e.stream_position DESC LIMIT $3) p
+                ORDER BY p.stream_position LIMIT 1) s
+            WHERE s.state_before IS NOT NULL
+        ),
+        {chain}, {WHOLE_STATES} {selected}",
+        chain = chains("(SELECT snapshot_id FROM starts)"),
+        selected = entries_selected(),
+    )))
+    .bind(room_ids)
+    .bind(upto)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// The rows of [`SnapshotEntry`] from the CTE `entries`.
+fn entries_selected() -> String {
+    format!(
+        "SELECT en.origin, en.state_key_nid,
                (SELECT k.event_type FROM state_keys k WHERE k.state_key_nid = en.state_key_nid) AS event_type,
                (SELECT k.state_key FROM state_keys k WHERE k.state_key_nid = en.state_key_nid) AS state_key,
                en.event_nid, {EVENT_OF_ROW}, {REDACTION_COLUMN}
         FROM entries en"
-    )))
-    .bind(snapshots)
-    .fetch_all(db)
-    .await
+    )
 }
 
 /// The given `(type, state_key)` entries of each of `snapshots` (those it has), as
@@ -64,7 +100,7 @@ pub(crate) async fn keyed_states_of(
 ) -> sqlx::Result<Vec<SnapshotEntry>> {
     let (types, state_keys): (Vec<&str>, Vec<&str>) = keys.iter().copied().unzip();
     sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{CHAINS},
+        "WITH RECURSIVE {chain},
         {WANTED_KEYS},
         entries AS MATERIALIZED (
             SELECT DISTINCT ON (c.origin, w.state_key_nid) c.origin, w.state_key_nid, w.event_type, w.state_key,
@@ -76,7 +112,8 @@ pub(crate) async fn keyed_states_of(
             ORDER BY c.origin, w.state_key_nid, c.distance
         )
         SELECT en.origin, en.state_key_nid, en.event_type, en.state_key, en.event_nid, {EVENT_OF_ROW}
-        FROM entries en"
+        FROM entries en",
+        chain = chains("unnest($1::bigint[])"),
     )))
     .bind(snapshots)
     .bind(&types)

@@ -71,35 +71,19 @@ pub async fn build_rooms(
         crate::sync::lazy_members::LazyDevice { pool, user, device, include_redundant: false }.forget_all();
     }
 
-    let (global_account_data, mut room_account_data) = match news.account_data() {
-        true => account_data_events(pool, user, since, upto).await?,
-        false => (Vec::new(), HashMap::new()),
-    };
-
-    let mut sections = classify(pool, user, memberships, window, options).await?;
-    let partial = PartialRooms::of(memberships, window, options);
-    sections.join.retain(|room| !partial.leaves_out(room.room_id.as_str()));
-    let mut rooms = Rooms::default();
-
-    let mut reuse = match cache {
-        Some(cache) => cache.reusable(pool, user, memberships, window, (options, filters)).await?,
-        None => Reuse::none(),
-    };
-    let reused = take_reused(&mut sections.join, &mut reuse);
-    if let Some(device) = options.device.as_deref().filter(|_| options.timeline.lazy_load_members) {
-        // What the cached entries carry counts as sent, as if they had been built now.
-        let lazy = crate::sync::lazy_members::LazyDevice { pool, user, device, include_redundant: false };
-        for (room_id, entry) in &reused {
-            if let Ok(room_id) = <&RoomId>::try_from(room_id.as_str()) {
-                lazy.record(room_id, initial_cache::member_events(entry), upto);
-            }
+    // The account data and the rooms' sections (with the cached entries and the ephemeral
+    // events) need nothing of each other: read side by side.
+    let account_data = async {
+        match news.account_data() {
+            true => account_data_events(pool, user, since, upto).await,
+            false => Ok((Vec::new(), HashMap::new())),
         }
-    }
-
-    // Joined rooms: in an incremental sync only those with something new for the client.
-    let joined_ids: Vec<String> = sections.join.iter().map(|room| room.room_id.to_string()).collect();
+    };
+    let rooms_ahead = rooms_ahead(pool, user, window, (options, filters), memberships, (news, cache));
+    let ((global_account_data, mut room_account_data), ahead) = tokio::try_join!(account_data, rooms_ahead)?;
+    let RoomsAhead { sections, partial, reuse, reused, mut ephemeral } = ahead;
+    let mut rooms = Rooms::default();
     let active: HashSet<&str> = news.rooms_with_events().unwrap_or_default().iter().map(String::as_str).collect();
-    let mut ephemeral = crate::sync::ephemeral::events(pool, user, &joined_ids, window, news).await?;
     let candidates: Vec<JoinedRoom> = sections
         .join
         .iter()
@@ -116,16 +100,20 @@ pub async fn build_rooms(
         candidates.into_iter().filter(|candidate| options.full_state || candidate.may_have_news(since)).collect();
     let nothing_to_build =
         candidates.is_empty() && sections.leave.is_empty() && sections.invite.is_empty() && sections.knock.is_empty();
-    let ignored = match news.ignored_users() {
-        _ if nothing_to_build => HashSet::new(),
-        Some(ignored) => ignored,
-        None => crate::users::ignore::ignored_users(pool, user).await?,
+    let ignored = async {
+        match news.ignored_users() {
+            _ if nothing_to_build => Ok(HashSet::new()),
+            Some(ignored) => Ok(ignored),
+            None => crate::users::ignore::ignored_users(pool, user).await,
+        }
     };
     // Rooms are independent of one another: build several at once, so that a sync of many
     // rooms waits for the database's round trips side by side rather than one after another.
-    // Where the user's reading stands, for the unread counts of every room built, at once.
+    // Where the user's reading stands, for the unread counts of every room built, at once (and
+    // beside the ignore list).
     let built: Vec<String> = candidates.iter().map(|candidate| candidate.room.room_id.to_string()).collect();
-    let read_positions = crate::sync::unread::read_positions(pool, user, &built, news).await?;
+    let (ignored, read_positions) =
+        tokio::try_join!(ignored, crate::sync::unread::read_positions(pool, user, &built, news))?;
     let mut known_sent = KnownSent::default();
     if since.is_none() {
         // An initial sync builds every joined room whole: read what they need all at once.
@@ -204,6 +192,48 @@ pub async fn build_rooms(
 
     let global_account_data = filters.filter_account_data(global_account_data);
     Ok(SyncBody { rooms, account_data: Events::non_empty(global_account_data), ..SyncBody::empty() })
+}
+
+/// The window's room sections, and what the joined ones start from: the entries an initial
+/// sync takes from the cache (taken out of `sections.join`), and the ephemeral events of those
+/// left to build.
+struct RoomsAhead {
+    sections: Sections,
+    partial: PartialRooms,
+    reuse: Reuse,
+    reused: Vec<(String, Arc<SyncRoom>)>,
+    ephemeral: HashMap<String, Vec<SyncEvent>>,
+}
+
+async fn rooms_ahead(
+    pool: &Store,
+    user: &UserId,
+    window: SyncWindow,
+    (options, filters): (&SyncOptions, &SectionFilters),
+    memberships: &[MembershipRow],
+    (news, cache): (&News, Option<CacheAt<'_>>),
+) -> Result<RoomsAhead> {
+    let upto = window.upto;
+    let mut sections = classify(pool, user, memberships, window, options).await?;
+    let partial = PartialRooms::of(memberships, window, options);
+    sections.join.retain(|room| !partial.leaves_out(room.room_id.as_str()));
+    let mut reuse = match cache {
+        Some(cache) => cache.reusable(pool, user, memberships, window, (options, filters)).await?,
+        None => Reuse::none(),
+    };
+    let reused = take_reused(&mut sections.join, &mut reuse);
+    if let Some(device) = options.device.as_deref().filter(|_| options.timeline.lazy_load_members) {
+        // What the cached entries carry counts as sent, as if they had been built now.
+        let lazy = crate::sync::lazy_members::LazyDevice { pool, user, device, include_redundant: false };
+        for (room_id, entry) in &reused {
+            if let Ok(room_id) = <&RoomId>::try_from(room_id.as_str()) {
+                lazy.record(room_id, initial_cache::member_events(entry), upto);
+            }
+        }
+    }
+    let joined_ids: Vec<String> = sections.join.iter().map(|room| room.room_id.to_string()).collect();
+    let ephemeral = crate::sync::ephemeral::events(pool, user, &joined_ids, window, news).await?;
+    Ok(RoomsAhead { sections, partial, reuse, reused, ephemeral })
 }
 
 /// Takes out of `joined` the rooms whose cached entries `reuse` holds, and returns those

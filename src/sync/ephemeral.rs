@@ -45,12 +45,28 @@ pub(super) async fn events(
         // An initial sync has nothing to say about rooms where nobody types.
         None => HashMap::new(),
     };
+    let receipt_rooms = match news.rooms_with_receipts() {
+        Some(rooms) => among_joined(rooms),
+        None => room_ids.to_vec(),
+    };
+    // Typing and receipts are read side by side.
+    let typing_read = async {
+        match typing_rooms.is_empty() {
+            true => Ok(Vec::new()),
+            false => db::ephemeral::typing_users(pool, &typing_rooms, upto).await,
+        }
+    };
+    let receipts_read = async {
+        match receipt_rooms.is_empty() {
+            true => Ok(Vec::new()),
+            false => db::ephemeral::receipts_between(pool, &receipt_rooms, user.as_str(), since, upto).await,
+        }
+    };
+    let (typing_rows, receipt_rows) = tokio::try_join!(typing_read, receipts_read)?;
     let mut ignored = Ignored::new(pool, user, news);
-    if !typing_rooms.is_empty() {
-        for (room_id, user_id) in db::ephemeral::typing_users(pool, &typing_rooms, upto).await? {
-            if !ignored.contains(&user_id).await? {
-                typing.entry(room_id).or_default().push(user_id);
-            }
+    for (room_id, user_id) in typing_rows {
+        if !ignored.contains(&user_id).await? {
+            typing.entry(room_id).or_default().push(user_id);
         }
     }
     for (room_id, users) in typing {
@@ -58,15 +74,8 @@ pub(super) async fn events(
         by_room.entry(room_id).or_default().push(event);
     }
 
-    let receipt_rooms = match news.rooms_with_receipts() {
-        Some(rooms) => among_joined(rooms),
-        None => room_ids.to_vec(),
-    };
-    if receipt_rooms.is_empty() {
-        return Ok(by_room);
-    }
     let mut receipts: HashMap<String, Map<String, Value>> = HashMap::new();
-    for row in db::ephemeral::receipts_between(pool, &receipt_rooms, user.as_str(), since, upto).await? {
+    for row in receipt_rows {
         if ignored.contains(&row.user_id).await? {
             continue;
         }

@@ -11,7 +11,7 @@
 //! other members) asks for it as before, so the answer is the same either way.
 
 use crate::db;
-use crate::db::events::StoredEvent;
+use crate::db::events::{PagedEvent, StoredEvent};
 use crate::db::state::StateEntry;
 use crate::db::unread::{ReadPositions, SummaryFacts};
 use crate::error::Result;
@@ -115,21 +115,41 @@ async fn timelines(
     (upto, options): (i64, &SyncOptions),
     page: usize,
 ) -> Result<(HashMap<String, Vec<StoredEvent>>, HashMap<String, i64>, HashMap<i64, Vec<StateEntry>>, KnownSent)> {
-    let (_, newest) = tokio::try_join!(crate::rooms::facts::learn_versions(pool, rooms), async {
-        Ok(db::events::newest_pages(pool, rooms, upto, page as i64).await?)
-    },)?;
+    // The timeline starts at the oldest of the newest `limit` events when nothing is left out
+    // of it; its state is what the entry shows, read beside the pages (the statement finds the
+    // same events the pages hold). Lazy loading wants only some members: those rooms read
+    // their own.
+    let lazy = options.timeline.lazy_load_members;
+    let states = async {
+        let mut states: HashMap<i64, Vec<StateEntry>> = HashMap::new();
+        if !lazy {
+            let limit = options.timeline_limit as i64;
+            for row in db::initial_reads::states_at_timeline_starts(pool, rooms, upto, limit).await? {
+                states.entry(row.origin).or_default().push(row.entry);
+            }
+        }
+        Ok::<_, crate::error::Error>(states)
+    };
+    // The device's transaction ids come with the pages (the answer's events are among them).
+    let device = options.device.as_deref().map(|device| (user.as_str(), device.as_str()));
+    let (_, newest, states) = tokio::try_join!(
+        crate::rooms::facts::learn_versions(pool, rooms),
+        async { Ok(db::events::newest_pages(pool, rooms, upto, page as i64, device).await?) },
+        states,
+    )?;
+    let mut sent = KnownSent::default();
     let mut pages: HashMap<String, Vec<StoredEvent>> = HashMap::new();
-    for event in newest {
+    for PagedEvent { event, transaction_id } in newest {
+        if device.is_some() {
+            if let Some(transaction_id) = transaction_id {
+                sent.sent.insert(event.event_id.clone(), transaction_id);
+            }
+            sent.asked.insert(event.event_id.clone());
+        }
         pages.entry(event.room_id.clone()).or_default().push(event);
     }
-    let snapshots: HashSet<i64> = pages.values().flatten().filter_map(|event| event.state_before).collect();
-    let snapshots: Vec<i64> = snapshots.into_iter().collect();
-
-    // The timeline starts at the oldest of the newest `limit` events when nothing is left out
-    // of it; its state is what the entry shows. Lazy loading wants only some members: those
-    // rooms read their own.
     let mut starts: HashMap<String, i64> = HashMap::new();
-    if !options.timeline.lazy_load_members {
+    if !lazy {
         for (room_id, page) in &pages {
             let start = page.get(options.timeline_limit.min(page.len()).saturating_sub(1));
             if let Some(snapshot) = start.and_then(|event| event.state_before) {
@@ -137,30 +157,9 @@ async fn timelines(
             }
         }
     }
-    let wanted: Vec<i64> = starts.values().copied().collect::<HashSet<i64>>().into_iter().collect();
-    let states = async {
-        let mut states: HashMap<i64, Vec<StateEntry>> = HashMap::new();
-        if !wanted.is_empty() {
-            for row in db::initial_reads::states_of(pool, &wanted).await? {
-                states.entry(row.origin).or_default().push(row.entry);
-            }
-        }
-        Ok::<_, crate::error::Error>(states)
-    };
-    // The answer's transaction ids were read once the entries were built, one more round trip
-    // after everything else; the pages name the events already.
-    let sent = async {
-        let Some(device) = options.device.as_deref() else { return Ok(KnownSent::default()) };
-        let mut own = Vec::new();
-        for event in pages.values().flatten() {
-            if crate::rooms::parsed::pdu_of(pool, event)?.sender == user {
-                own.push(event.event_id.clone());
-            }
-        }
-        KnownSent::read(pool, user, device, own).await
-    };
-    let (_, states, sent) =
-        tokio::try_join!(crate::rooms::facts::learn_snapshots(pool, user, &snapshots), states, sent)?;
+    let snapshots: HashSet<i64> = pages.values().flatten().filter_map(|event| event.state_before).collect();
+    let snapshots: Vec<i64> = snapshots.into_iter().collect();
+    crate::rooms::facts::learn_snapshots(pool, user, &snapshots).await?;
     Ok((pages, starts, states, sent))
 }
 

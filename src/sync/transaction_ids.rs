@@ -10,21 +10,12 @@ use crate::sync::response::{SyncEvent, SyncRoom};
 use ruma::{DeviceId, UserId};
 use std::collections::{HashMap, HashSet};
 
-/// What was read ahead of the device's transaction ids: the event ids asked about, and the
-/// transaction ids found for them.
+/// What was read ahead of the device's transaction ids (an initial sync reads them with the
+/// rooms' pages): the event ids asked about, and the transaction ids found for them.
 #[derive(Default)]
 pub(super) struct KnownSent {
     pub asked: HashSet<String>,
     pub sent: HashMap<String, String>,
-}
-
-impl KnownSent {
-    /// Reads the transaction ids of `own`, events the user sent, before the timelines that
-    /// will show them are built (an initial sync reads them beside the rooms' state).
-    pub(super) async fn read(pool: &Store, user: &UserId, device: &DeviceId, own: Vec<String>) -> Result<KnownSent> {
-        let sent = sent_with(pool, user, device, &own).await?;
-        Ok(KnownSent { asked: own.into_iter().collect(), sent })
-    }
 }
 
 /// Annotates the timelines of `rooms` (as built, before the initial-sync cache keeps them),
