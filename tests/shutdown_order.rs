@@ -43,5 +43,11 @@ async fn shutting_down_stops_background_work_before_the_pool_closes() {
     // Longer than two sweep intervals: a sweeper still running would have found the pool closed.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let logged = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
-    assert!(logged.is_empty(), "nothing went wrong while stopping:\n{logged}");
+    // The subscriber is the process's: under `cargo test` the other tests of this binary run
+    // beside this one and log too (a fixture's slow `CREATE DATABASE` on a loaded machine made
+    // this fail). What a task says when it finds the pool closed under it is sqlx's
+    // `PoolClosed`; none may say it.
+    let found_closed: Vec<&str> =
+        logged.lines().filter(|line| line.contains("attempted to acquire a connection on a closed pool")).collect();
+    assert!(found_closed.is_empty(), "no task found the pool closed while stopping:\n{logged}");
 }
