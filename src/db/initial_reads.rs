@@ -30,14 +30,6 @@ fn chains(origins: &str) -> String {
     )
 }
 
-/// The snapshots' whole state, from the CTE `chain` (with `has_redaction`).
-const WHOLE_STATES: &str = "entries AS (
-            SELECT DISTINCT ON (c.origin, se.state_key_nid) c.origin, se.state_key_nid, se.event_nid
-            FROM state_snapshot_entries se JOIN chain c ON c.snapshot_id = se.snapshot_id
-            WHERE se.snapshot_id = ANY (ARRAY (SELECT snapshot_id FROM chain))
-            ORDER BY c.origin, se.state_key_nid, c.distance
-        )";
-
 /// A state entry of the snapshot `origin`.
 #[derive(Debug, FromRow)]
 pub(crate) struct SnapshotEntry {
@@ -69,26 +61,25 @@ pub(crate) async fn states_at_timeline_starts(
                 ORDER BY p.stream_position LIMIT 1) s
             WHERE s.state_before IS NOT NULL
         ),
-        {chain}, {WHOLE_STATES} {selected}",
+        {chain},
+        entries AS (
+            SELECT DISTINCT ON (c.origin, se.state_key_nid) c.origin, se.state_key_nid, se.event_nid
+            FROM state_snapshot_entries se JOIN chain c ON c.snapshot_id = se.snapshot_id
+            WHERE se.snapshot_id = ANY (ARRAY (SELECT snapshot_id FROM chain))
+            ORDER BY c.origin, se.state_key_nid, c.distance
+        )
+        SELECT en.origin, en.state_key_nid,
+               (SELECT k.event_type FROM state_keys k WHERE k.state_key_nid = en.state_key_nid) AS event_type,
+               (SELECT k.state_key FROM state_keys k WHERE k.state_key_nid = en.state_key_nid) AS state_key,
+               en.event_nid, {EVENT_OF_ROW}, {REDACTION_COLUMN}
+        FROM entries en",
         chain = chains("(SELECT snapshot_id FROM starts)"),
-        selected = entries_selected(),
     )))
     .bind(room_ids)
     .bind(upto)
     .bind(limit)
     .fetch_all(db)
     .await
-}
-
-/// The rows of [`SnapshotEntry`] from the CTE `entries`.
-fn entries_selected() -> String {
-    format!(
-        "SELECT en.origin, en.state_key_nid,
-               (SELECT k.event_type FROM state_keys k WHERE k.state_key_nid = en.state_key_nid) AS event_type,
-               (SELECT k.state_key FROM state_keys k WHERE k.state_key_nid = en.state_key_nid) AS state_key,
-               en.event_nid, {EVENT_OF_ROW}, {REDACTION_COLUMN}
-        FROM entries en"
-    )
 }
 
 /// The given `(type, state_key)` entries of each of `snapshots` (those it has), as
